@@ -1,0 +1,56 @@
+# imageserver — the two commands of the quick start are `make demo` and `make test` (as root, Debian 12).
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: help deps venv test test-unit test-system test-e2e lint demo bench clean
+
+help:
+	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
+	@echo "make test    install what the tests need and run the whole suite"
+	@echo "make lint    ruff check"
+	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
+
+# System packages: the list lives in deps/apt-packages.txt so nothing is installed by hand.
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi
+	@pkgs=$$(sed -e 's/#.*//' deps/apt-packages.txt | tr -s ' \n' ' '); \
+	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: deps venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-system: deps venv
+	$(PY) -m pytest -q -m system $(PYTEST_ARGS)
+
+test-e2e: deps venv
+	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
+
+demo: deps venv
+	$(PY) -m appliance.demo
+
+bench: deps venv
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

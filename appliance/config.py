@@ -1,0 +1,411 @@
+"""The imageserver's TOML configuration: typed, validated, with errors that name the key.
+
+Every section is a frozen dataclass; `load_config` returns a `Config` or raises `ConfigError`
+whose message starts with the dotted key path (e.g. ``dhcp.pool: 10.0.0.300 is not an IPv4 address``).
+Unknown keys are errors too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG_PATH = Path("/etc/imageserver/imageserver.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; str() is 'key.path: what is wrong'."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceConfig:
+    state_dir: Path = Path("/var/lib/imageserver")
+    interface: str | None = None  # provisioning interface; None = not bound to a device
+    address: IPv4Address | None = None  # our address on the provisioning network
+    domain: str = "cluster.local"
+    hostname: str = "imageserver"
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetConfig:
+    subnet: IPv4Network
+    pool_first: IPv4Address
+    pool_last: IPv4Address
+    router: IPv4Address | None
+    dns: tuple[IPv4Address, ...]
+    lease_time: int
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpConfig:
+    enabled: bool = False
+    mode: str = "authoritative"  # "authoritative" | "proxy"
+    port: int = 67
+    subnets: tuple[SubnetConfig, ...] = ()
+    lease_time: int = 3600
+    offer_hold: float = 30.0
+    decline_probation: int = 600
+    conflict_probe: bool = True
+    auto_static: str = "on-install"  # "on-install" | "on-assign" | "off"
+    bios_file: str = "undionly.kpxe"
+    uefi_file: str = "ipxe.efi"
+
+
+@dataclass(frozen=True, slots=True)
+class TftpConfig:
+    enabled: bool = True
+    port: int = 69
+    max_transfers: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    enabled: bool = True
+    listen: IPv4Address = IPv4Address("0.0.0.0")
+    port: int = 80
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    enabled: bool = False
+    port: int = 53
+    upstreams: tuple[IPv4Address, ...] = ()
+    ttl: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class BootConfig:
+    # Where distro packages put the boot binaries (Debian paths); overridable per file.
+    ipxe_dir: Path = Path("/usr/lib/ipxe")
+    pxelinux: Path = Path("/usr/lib/PXELINUX/pxelinux.0")
+    syslinux_modules: Path = Path("/usr/lib/syslinux/modules/bios")
+    unknown: str = "wait"  # what an unknown machine boots: "wait" (poll until assigned) | "local"
+    poll_seconds: int = 5
+    kernel_cmdline: str = "console=tty0 console=ttyS0,115200"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    appliance: ApplianceConfig = field(default_factory=ApplianceConfig)
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
+    tftp: TftpConfig = field(default_factory=TftpConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    boot: BootConfig = field(default_factory=BootConfig)
+    source: Path | None = None  # the file it was read from
+
+    @property
+    def state_dir(self) -> Path:
+        return self.appliance.state_dir
+
+
+# --- small typed readers; each names the key it reads ------------------------------------------
+
+class _Table:
+    """A TOML table being read: remembers which keys were used so leftovers can be reported."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"expected a table, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, conv: Callable[[str, Any], T], default: T) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        return conv(self.key(name), self.data[name])
+
+    def require(self, name: str, conv: Callable[[str, Any], T]) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            raise ConfigError(self.key(name), "is required")
+        return conv(self.key(name), self.data[name])
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key (check the spelling; see examples/imageserver.toml)")
+
+
+def _bool(key: str, v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(key, f"expected true or false, got {v!r}")
+    return v
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def conv(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(key, f"expected an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise ConfigError(key, f"{v} is out of range ({lo}..{hi})")
+        return v
+
+    return conv
+
+
+def _float_pos(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+        raise ConfigError(key, f"expected a positive number, got {v!r}")
+    return float(v)
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(key, f"expected a string, got {v!r}")
+    return v
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def conv(key: str, v: Any) -> str:
+        s = _str(key, v)
+        if s not in choices:
+            raise ConfigError(key, f"{s!r} is not one of {', '.join(repr(c) for c in choices)}")
+        return s
+
+    return conv
+
+
+def _ip(key: str, v: Any) -> IPv4Address:
+    try:
+        return IPv4Address(_str(key, v))
+    except ValueError:
+        raise ConfigError(key, f"{v!r} is not an IPv4 address") from None
+
+
+def _ip_list(key: str, v: Any) -> tuple[IPv4Address, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list):
+        raise ConfigError(key, f"expected a list of IPv4 addresses, got {v!r}")
+    return tuple(_ip(f"{key}[{i}]", x) for i, x in enumerate(v))
+
+
+def _network(key: str, v: Any) -> IPv4Network:
+    try:
+        return IPv4Network(_str(key, v), strict=True)
+    except ValueError as e:
+        raise ConfigError(key, f"{v!r} is not an IPv4 network in CIDR form ({e})") from None
+
+
+def _path(key: str, v: Any) -> Path:
+    s = _str(key, v)
+    if not s:
+        raise ConfigError(key, "must not be empty")
+    return Path(s)
+
+
+def _hostname(key: str, v: Any) -> str:
+    s = _str(key, v).strip(".").lower()
+    labels = s.split(".")
+    if not s or any(not lbl or len(lbl) > 63 or not all(c.isalnum() or c == "-" for c in lbl) for lbl in labels):
+        raise ConfigError(key, f"{v!r} is not a valid DNS name")
+    return s
+
+
+def _pool(key: str, v: Any) -> tuple[IPv4Address, IPv4Address]:
+    s = _str(key, v)
+    first, sep, last = s.partition("-")
+    if not sep:
+        raise ConfigError(key, f"{s!r}: expected 'first-last', e.g. '10.0.0.100-10.0.0.199'")
+    a, b = _ip(key, first.strip()), _ip(key, last.strip())
+    if a > b:
+        raise ConfigError(key, f"{s!r}: the first address is after the last")
+    return a, b
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+def _appliance(t: _Table) -> ApplianceConfig:
+    d = ApplianceConfig()
+    iface = t.get("interface", _str, "") or None
+    if iface is not None and (len(iface) > 15 or "/" in iface or " " in iface):
+        raise ConfigError(t.key("interface"), f"{iface!r} is not a network interface name")
+    out = ApplianceConfig(
+        state_dir=t.get("state_dir", _path, d.state_dir),
+        interface=iface,
+        address=t.get("address", _ip, None),
+        domain=t.get("domain", _hostname, d.domain),
+        hostname=t.get("hostname", _hostname, d.hostname),
+        log_level=t.get("log_level", _choice("debug", "info", "warning", "error"), d.log_level),
+    )
+    t.finish()
+    return out
+
+
+def _subnet(t: _Table, lease_time: int, defaults: dict[str, Any] | None = None) -> SubnetConfig:
+    net = t.require("subnet", _network)
+    first, last = t.require("pool", _pool)
+    for name, ip in (("pool", first), ("pool", last)):
+        if ip not in net:
+            raise ConfigError(t.key(name), f"{ip} is outside subnet {net}")
+    if first in (net.network_address, net.broadcast_address) or last in (net.network_address,
+                                                                         net.broadcast_address):
+        raise ConfigError(t.key("pool"), "must not include the network or broadcast address")
+    router = t.get("router", _ip, None)
+    if router is not None and router not in net:
+        raise ConfigError(t.key("router"), f"{router} is outside subnet {net}")
+    out = SubnetConfig(
+        subnet=net,
+        pool_first=first,
+        pool_last=last,
+        router=router,
+        dns=t.get("dns", _ip_list, ()),
+        lease_time=t.get("lease_time", _int_range(60, 365 * 86400), lease_time),
+        domain=t.get("domain", _hostname, None),
+    )
+    t.finish()
+    return out
+
+
+def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
+    d = DhcpConfig()
+    enabled = t.get("enabled", _bool, "subnet" in t.data)
+    mode = t.get("mode", _choice("authoritative", "proxy"), d.mode)
+    lease_time = t.get("lease_time", _int_range(60, 365 * 86400), d.lease_time)
+    subnets: list[SubnetConfig] = []
+    # The provisioning subnet may be given inline ([dhcp] subnet/pool/router/dns) ...
+    inline_keys = {"subnet", "pool", "router", "dns", "domain"}
+    if inline_keys & set(t.data):
+        inline = {k: t.data[k] for k in inline_keys if k in t.data}
+        t.used.update(inline_keys)
+        if "lease_time" in t.data:
+            inline["lease_time"] = lease_time
+        subnets.append(_subnet(_Table(inline, t.path), lease_time))
+    # ... and further subnets behind relays as [[dhcp.subnets]].
+    extra = t.get("subnets", lambda k, v: v, [])
+    if not isinstance(extra, list):
+        raise ConfigError(t.key("subnets"), "expected an array of tables ([[dhcp.subnets]])")
+    for i, item in enumerate(extra):
+        subnets.append(_subnet(_Table(item, f"{t.key('subnets')}[{i}]"), lease_time))
+    for i, a in enumerate(subnets):
+        for b in subnets[i + 1:]:
+            if a.subnet.overlaps(b.subnet):
+                raise ConfigError(t.key("subnets"), f"subnets {a.subnet} and {b.subnet} overlap")
+    out = DhcpConfig(
+        enabled=enabled,
+        mode=mode,
+        port=t.get("port", _int_range(1, 65535), d.port),
+        subnets=tuple(subnets),
+        lease_time=lease_time,
+        offer_hold=t.get("offer_hold", _float_pos, d.offer_hold),
+        decline_probation=t.get("decline_probation", _int_range(0, 86400 * 7), d.decline_probation),
+        conflict_probe=t.get("conflict_probe", _bool, mode == "authoritative"),
+        auto_static=t.get("auto_static", _choice("on-install", "on-assign", "off"), d.auto_static),
+        bios_file=t.get("bios_file", _str, d.bios_file),
+        uefi_file=t.get("uefi_file", _str, d.uefi_file),
+    )
+    t.finish()
+    if out.enabled:
+        if appliance.address is None:
+            raise ConfigError("appliance.address", "is required when dhcp is enabled (it is the server id)")
+        if out.mode == "authoritative" and not out.subnets:
+            raise ConfigError(t.key("subnet"), "authoritative DHCP needs a subnet and a pool")
+        if out.subnets and not any(appliance.address in s.subnet for s in out.subnets) and out.mode != "proxy":
+            raise ConfigError("appliance.address",
+                              f"{appliance.address} is in none of the DHCP subnets "
+                              f"({', '.join(str(s.subnet) for s in out.subnets)})")
+        for s in out.subnets:
+            if s.pool_first <= appliance.address <= s.pool_last:
+                raise ConfigError(t.key("pool"), f"the pool contains the imageserver's own address {appliance.address}")
+    return out
+
+
+def _tftp(t: _Table) -> TftpConfig:
+    d = TftpConfig()
+    out = TftpConfig(
+        enabled=t.get("enabled", _bool, d.enabled),
+        port=t.get("port", _int_range(1, 65535), d.port),
+        max_transfers=t.get("max_transfers", _int_range(1, 10000), d.max_transfers),
+    )
+    t.finish()
+    return out
+
+
+def _http(t: _Table) -> HttpConfig:
+    d = HttpConfig()
+    out = HttpConfig(
+        enabled=t.get("enabled", _bool, d.enabled),
+        listen=t.get("listen", _ip, d.listen),
+        port=t.get("port", _int_range(1, 65535), d.port),
+    )
+    t.finish()
+    return out
+
+
+def _dns(t: _Table) -> DnsConfig:
+    d = DnsConfig()
+    out = DnsConfig(
+        enabled=t.get("enabled", _bool, d.enabled),
+        port=t.get("port", _int_range(1, 65535), d.port),
+        upstreams=t.get("upstreams", _ip_list, d.upstreams),
+        ttl=t.get("ttl", _int_range(0, 86400), d.ttl),
+    )
+    t.finish()
+    return out
+
+
+def _boot(t: _Table) -> BootConfig:
+    d = BootConfig()
+    out = BootConfig(
+        ipxe_dir=t.get("ipxe_dir", _path, d.ipxe_dir),
+        pxelinux=t.get("pxelinux", _path, d.pxelinux),
+        syslinux_modules=t.get("syslinux_modules", _path, d.syslinux_modules),
+        unknown=t.get("unknown", _choice("wait", "local"), d.unknown),
+        poll_seconds=t.get("poll_seconds", _int_range(1, 3600), d.poll_seconds),
+        kernel_cmdline=t.get("kernel_cmdline", _str, d.kernel_cmdline),
+    )
+    t.finish()
+    return out
+
+
+def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
+    top = _Table(data, "")
+    appliance = _appliance(_Table(top.get("appliance", lambda k, v: v, {}), "appliance"))
+    cfg = Config(
+        appliance=appliance,
+        dhcp=_dhcp(_Table(top.get("dhcp", lambda k, v: v, {}), "dhcp"), appliance),
+        tftp=_tftp(_Table(top.get("tftp", lambda k, v: v, {}), "tftp")),
+        http=_http(_Table(top.get("http", lambda k, v: v, {}), "http")),
+        dns=_dns(_Table(top.get("dns", lambda k, v: v, {}), "dns")),
+        boot=_boot(_Table(top.get("boot", lambda k, v: v, {}), "boot")),
+        source=source,
+    )
+    top.finish()
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; every failure is a ConfigError with a clear message."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("", f"{path}: no such file (see examples/imageserver.toml)") from None
+    except OSError as e:
+        raise ConfigError("", f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{path}: TOML syntax error: {e}") from None
+    return parse_config(data, source=path)
