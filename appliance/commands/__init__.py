@@ -1,0 +1,1 @@
+"""One module per `imageserver` subcommand (discovered automatically by appliance.cli)."""

@@ -1,0 +1,127 @@
+"""`imageserver serve`: the one asyncio process that runs every enabled service.
+
+SIGTERM/SIGINT stop the services in reverse order and flush the state journal; SIGHUP re-reads the
+config and hands it to services that can take it live (a bad new file is logged and ignored: the
+running config stays).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config, ConfigError, load_config
+from appliance.runtime import VERSION, Runtime
+from appliance.token import ensure_token
+from appliance.wiring import build_services, reconfigure_services
+from services.base import Service, ServiceError
+from state.store import Store
+
+log = logging.getLogger("imageserver.daemon")
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.services: list[Service] = []
+        self.runtime: Runtime | None = None
+        self._stop = asyncio.Event()
+        self._reloading: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        rt = self.runtime
+        now = time.time()
+        counts: dict[str, int] = {}
+        if rt is not None:
+            for table in ("leases", "reservations", "hosts", "machines", "images"):
+                row = rt.store.read_one(f"SELECT count(*) FROM {table}")
+                counts[table] = int(row[0]) if row else 0
+            # Leases that are past their end are not in use any more.
+            row = rt.store.read_one("SELECT count(*) FROM leases WHERE expires > ?", (now,))
+            counts["active_leases"] = int(row[0]) if row else 0
+        return {
+            "version": VERSION,
+            "started": rt.started_at if rt else None,
+            "uptime": round(now - rt.started_at, 3) if rt else 0.0,
+            "config": str(self.config.source) if self.config.source else None,
+            "state_dir": str(self.config.state_dir),
+            "services": {s.name: s.status() for s in self.services},
+            "counts": counts,
+        }
+
+    async def run(self) -> int:
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(cfg.state_dir)
+        self.runtime = Runtime(config=cfg, store=store, admin_token=ensure_token(cfg.state_dir),
+                               status=self.status, request_reload=self.request_reload)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        started: list[Service] = []
+        code = 0
+        try:
+            self.services = build_services(self.runtime)
+            for service in self.services:
+                await service.start()
+                started.append(service)
+                log.info("event=service-started service=%s listen=%s", service.name,
+                         ",".join(service.status().get("listen", [])) or "-")
+            log.info("event=ready version=%s services=%s state_dir=%s", VERSION,
+                     ",".join(s.name for s in self.services) or "none", cfg.state_dir)
+            await self._stop.wait()
+            log.info("event=stopping")
+        except ServiceError as e:
+            log.error("event=start-failed error=%r", str(e))
+            code = 1
+        finally:
+            for service in reversed(started):
+                try:
+                    await service.stop()
+                except Exception:
+                    log.exception("event=stop-failed service=%s", service.name)
+            await store.close()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            log.info("event=stopped code=%d", code)
+        return code
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        if self._reloading is None or self._reloading.done():
+            self._reloading = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        source = self.config.source
+        if source is None:
+            log.warning("event=reload-skipped reason=no-config-file")
+            return
+        try:
+            new = load_config(Path(source))
+        except ConfigError as e:
+            log.error("event=reload-failed error=%r (keeping the running config)", str(e))
+            return
+        if new.state_dir != self.config.state_dir:
+            log.error("event=reload-failed error='appliance.state_dir cannot change while running; restart'")
+            return
+        self.config = new
+        if self.runtime is not None:
+            self.runtime.config = new
+        if self.runtime is not None:
+            try:
+                await reconfigure_services(self.runtime, self.services)
+            except Exception as e:
+                log.error("event=reload-failed error=%r", str(e))
+                return
+        log.info("event=reloaded config=%s", source)
+
+
+def serve(config: Config) -> int:
+    return asyncio.run(Daemon(config).run())

@@ -1,0 +1,42 @@
+"""The admin API's bearer token: a random secret in the state dir, readable by root only."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+TOKEN_FILE = "admin.token"
+
+
+def token_path(state_dir: Path) -> Path:
+    return state_dir / TOKEN_FILE
+
+
+def ensure_token(state_dir: Path) -> str:
+    """Return the token, creating it (mode 0600, written atomically) on first start."""
+    path = token_path(state_dir)
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (token + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return token
+
+
+def read_token(state_dir: Path) -> str | None:
+    try:
+        return token_path(state_dir).read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,89 @@
+"""The store's schema as an ordered list of migrations; PRAGMA user_version records how far a database is.
+
+Append a migration to change the schema; never edit one that has shipped.
+Addresses are stored as integers (ordering and range scans), MACs as 'aa:bb:cc:dd:ee:ff'.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE leases (
+        mac        TEXT PRIMARY KEY,
+        ip         INTEGER NOT NULL UNIQUE,
+        subnet     TEXT NOT NULL,
+        starts     REAL NOT NULL,
+        expires    REAL NOT NULL,
+        client_id  BLOB,
+        hostname   TEXT
+    );
+    CREATE INDEX leases_expires ON leases(expires);
+
+    CREATE TABLE reservations (
+        mac        TEXT PRIMARY KEY,
+        ip         INTEGER NOT NULL UNIQUE,
+        hostname   TEXT,
+        source     TEXT NOT NULL DEFAULT 'manual',   -- manual | makedhcpstatic | on-install | on-assign | addclients
+        created    REAL NOT NULL
+    );
+
+    -- Addresses a client DECLINEd (in use by someone else): not offered until 'until'.
+    CREATE TABLE quarantine (
+        ip         INTEGER PRIMARY KEY,
+        mac        TEXT,
+        until      REAL NOT NULL
+    );
+
+    CREATE TABLE machines (
+        mac          TEXT PRIMARY KEY,
+        first_seen   REAL NOT NULL,
+        last_seen    REAL NOT NULL,
+        arch         INTEGER,
+        vendor_class TEXT,
+        user_class   TEXT,
+        uuid         TEXT,
+        relay        TEXT,
+        subnet       TEXT,
+        hostname     TEXT
+    );
+
+    CREATE TABLE images (
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        path       TEXT NOT NULL,
+        created    REAL NOT NULL,
+        source     TEXT,
+        files      INTEGER,
+        bytes      INTEGER,
+        layout     TEXT,           -- JSON: the master client's disk layout
+        note       TEXT,
+        PRIMARY KEY (name, version)
+    );
+
+    CREATE TABLE hosts (
+        name        TEXT PRIMARY KEY,
+        mac         TEXT UNIQUE,
+        ip          INTEGER UNIQUE,
+        image       TEXT,
+        version     INTEGER,        -- NULL: the image's newest version
+        state       TEXT NOT NULL DEFAULT 'new',   -- new | assigned | installing | installed | failed
+        created     REAL NOT NULL,
+        updated     REAL NOT NULL,
+        last_seen   REAL,
+        install_token TEXT,
+        running_version INTEGER,
+        script      TEXT            -- per-host override of the autoinstall script
+    );
+
+    CREATE TABLE install_events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        host    TEXT NOT NULL,
+        mac     TEXT,
+        time    REAL NOT NULL,
+        stage   TEXT NOT NULL,
+        detail  TEXT              -- JSON
+    );
+    CREATE INDEX install_events_host ON install_events(host, id);
+    """,
+)

@@ -1,0 +1,38 @@
+"""The daemon's handle on the state database: one writer (group commit) and one reader connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from state.db import connect, db_path
+from state.journal import Journal
+
+
+class Store:
+    """Reads run on the event loop thread (WAL: readers never block the writer); writes go through the journal.
+
+    A read sees what has been committed, so a handler that wrote something awaits the journal first.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = db_path(state_dir)
+        self.reader = connect(self.path)  # creates and migrates the database before the writer starts
+        self.journal = Journal(self.path)
+
+    def read(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return self.reader.execute(sql, params).fetchall()
+
+    def read_one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        return self.reader.execute(sql, params).fetchone()
+
+    async def close(self) -> None:
+        await self.journal.close()
+        self.reader.close()
+
+
+def open_offline(state_dir: Path) -> sqlite3.Connection:
+    """A plain connection for CLI commands run while the daemon is down (autocommit; wrap writes in BEGIN)."""
+    return connect(db_path(state_dir))

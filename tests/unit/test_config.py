@@ -1,0 +1,91 @@
+"""The config loader: defaults, the example file, and errors that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "appliance": {"state_dir": "/tmp/x", "address": "10.0.0.1"},
+    "dhcp": {"subnet": "10.0.0.0/24", "pool": "10.0.0.100-10.0.0.199", "router": "10.0.0.1"},
+}
+
+
+def test_example_config_is_valid_and_documented() -> None:
+    cfg = load_config(ROOT / "examples" / "imageserver.toml")
+    assert cfg.dhcp.enabled and cfg.dhcp.mode == "authoritative"
+    assert cfg.dhcp.subnets[0].pool_first == IPv4Address("10.0.0.100")
+    assert cfg.appliance.interface == "eth1"
+
+
+def test_empty_config_gives_defaults() -> None:
+    cfg = parse_config({})
+    assert not cfg.dhcp.enabled
+    assert cfg.http.port == 80 and cfg.tftp.port == 69
+    assert cfg.appliance.state_dir == Path("/var/lib/imageserver")
+
+
+def test_inline_subnet_enables_dhcp() -> None:
+    cfg = parse_config(GOOD)
+    assert cfg.dhcp.enabled
+    assert cfg.dhcp.subnets[0].lease_time == 3600
+
+
+@pytest.mark.parametrize(
+    ("patch", "key", "words"),
+    [
+        ({"dhcp": {**GOOD["dhcp"], "pool": "10.0.0.300-10.0.0.1"}}, "dhcp.pool", "not an IPv4 address"),
+        ({"dhcp": {**GOOD["dhcp"], "pool": "10.0.0.200-10.0.0.100"}}, "dhcp.pool", "first address is after"),
+        ({"dhcp": {**GOOD["dhcp"], "pool": "10.0.1.1-10.0.1.9"}}, "dhcp.pool", "outside subnet"),
+        ({"dhcp": {**GOOD["dhcp"], "pool": "10.0.0.1-10.0.0.9"}}, "dhcp.pool", "own address"),
+        ({"dhcp": {**GOOD["dhcp"], "mode": "fast"}}, "dhcp.mode", "not one of"),
+        ({"dhcp": {**GOOD["dhcp"], "lease_time": "1h"}}, "dhcp.lease_time", "integer"),
+        ({"dhcp": {**GOOD["dhcp"], "lease_tme": 60}}, "dhcp.lease_tme", "unknown key"),
+        ({"http": {"port": 70000}}, "http.port", "out of range"),
+        ({"tftp": {"enabled": "yes"}}, "tftp.enabled", "true or false"),
+        ({"appliance": {"address": "10.0.0.1", "domain": "bad domain!"}}, "appliance.domain", "DNS name"),
+        ({"dhcp": {**GOOD["dhcp"], "subnets": [{"subnet": "10.1.1.0/16", "pool": "10.1.5.1-10.1.5.9"}]}},
+         "dhcp.subnets[0].subnet", "not an IPv4 network"),
+        ({"dhcp": {**GOOD["dhcp"], "subnets": [{"subnet": "10.0.0.0/23", "pool": "10.0.1.1-10.0.1.9"}]}},
+         "dhcp.subnets", "overlap"),
+        ({"bogus": {}}, "bogus", "unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(patch: dict, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, **patch})
+    assert err.value.key == key
+    assert words in str(err.value)
+    assert str(err.value).startswith(key + ":")
+
+
+def test_dhcp_needs_our_address() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"dhcp": GOOD["dhcp"]})
+    assert err.value.key == "appliance.address"
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dhcp\nsubnet=1")
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_cli_exits_2_with_key_on_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[http]\nport = "eighty"\n')
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "serve", "--config", str(bad)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "http.port: expected an integer" in proc.stderr
