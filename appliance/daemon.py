@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.config import Config, ConfigError, load_config
 from appliance.runtime import VERSION, Runtime
+from appliance.sdnotify import Notifier
 from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
 from services.base import Service, ServiceError
@@ -31,6 +32,7 @@ class Daemon:
         self.runtime: Runtime | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        self.notifier = Notifier.from_environ()
 
     def status(self) -> dict[str, Any]:
         rt = self.runtime
@@ -74,8 +76,13 @@ class Daemon:
                          ",".join(service.status().get("listen", [])) or "-")
             log.info("event=ready version=%s services=%s state_dir=%s", VERSION,
                      ",".join(s.name for s in self.services) or "none", cfg.state_dir)
+            self.notifier.send(READY=1, STATUS=self.summary())
+            watchdog = self._start_watchdog()
             await self._stop.wait()
             log.info("event=stopping")
+            self.notifier.send(STOPPING=1, STATUS="stopping")
+            if watchdog is not None:
+                watchdog.cancel()
         except ServiceError as e:
             log.error("event=start-failed error=%r", str(e))
             code = 1
@@ -90,6 +97,24 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             log.info("event=stopped code=%d", code)
         return code
+
+    def summary(self) -> str:
+        """One line for systemctl status: each service and its state."""
+        parts = [f"{s.name} {s.status().get('state', '?')}" for s in self.services]
+        return ", ".join(parts) or "no services enabled"
+
+    def _start_watchdog(self) -> asyncio.Task[None] | None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return None
+
+        async def ping() -> None:
+            # Pinging from the event loop itself: a wedged loop stops the pings and systemd restarts us.
+            while True:
+                self.notifier.send(WATCHDOG=1, STATUS=self.summary())
+                await asyncio.sleep(interval)
+
+        return asyncio.get_running_loop().create_task(ping())
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,6 +146,7 @@ class Daemon:
                 log.error("event=reload-failed error=%r", str(e))
                 return
         log.info("event=reloaded config=%s", source)
+        self.notifier.send(STATUS=self.summary())
 
 
 def serve(config: Config) -> int:
