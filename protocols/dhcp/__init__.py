@@ -1,0 +1,28 @@
+"""DHCPv4 without I/O: the wire codec, typed option access, and the server's reply decisions."""
+
+from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode
+from protocols.dhcp.reply import (
+    Binding,
+    BootSettings,
+    LeaseBook,
+    Reply,
+    ServerSettings,
+    Subnet,
+    respond,
+    select_subnet,
+)
+
+__all__ = [
+    "Binding",
+    "BootSettings",
+    "DhcpError",
+    "DhcpPacket",
+    "LeaseBook",
+    "Reply",
+    "ServerSettings",
+    "Subnet",
+    "decode",
+    "encode",
+    "respond",
+    "select_subnet",
+]

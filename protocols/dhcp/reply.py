@@ -1,0 +1,445 @@
+"""Pure DHCP server decisions (RFC 2131 section 4.3, PXE 2.1, RFC 4578, UEFI HTTP boot).
+
+respond() turns one decoded request into at most one reply plus where to send it. Address bookkeeping
+is delegated to a LeaseBook (implemented in state/); everything else is decided here from the request,
+the settings and the time passed in.
+
+Text the server does not need is read leniently: a junk (non-UTF-8) hostname is passed to the book as
+None instead of dropping the client. Everything that changes the answer (server id, requested address,
+client architecture, message type) is read strictly: malformed -> DhcpError, the packet is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import Protocol
+
+from protocols.dhcp import options as o
+from protocols.dhcp.codec import BOOTREPLY, BOOTREQUEST, DhcpError, DhcpPacket, encode
+from protocols.dhcp.options import MessageType, OptionCode
+
+SERVER_PORT = 67
+CLIENT_PORT = 68
+PXE_BOOT_SERVER_PORT = 4011
+BROADCAST = IPv4Address("255.255.255.255")
+ZERO = IPv4Address(0)
+
+MIN_MESSAGE_SIZE = 576
+# Cap on a client's option 57: larger replies would be IP-fragmented on Ethernet, which PXE ROMs mishandle.
+MAX_REPLY_SIZE = 1500
+
+FLAG_BROADCAST = 0x8000
+
+UEFI_ARCHES = frozenset({o.ARCH_EFI_IA32, o.ARCH_EFI_X64, o.ARCH_EFI_BC})
+HTTP_ARCHES = frozenset({o.ARCH_EFI_X64_HTTP})
+
+# Sent whether requested or not (when they apply); everything else only if in the client's option 55.
+ALWAYS_SENT = frozenset({
+    OptionCode.MESSAGE_TYPE, OptionCode.SERVER_ID, OptionCode.LEASE_TIME, OptionCode.SUBNET_MASK,
+    OptionCode.ROUTER, OptionCode.DNS_SERVERS, OptionCode.CLIENT_ID, OptionCode.RELAY_AGENT_INFO,
+})  # fmt: skip
+# Sent to a client without option 55 in addition to ALWAYS_SENT.
+SENT_WITHOUT_REQUEST_LIST = frozenset({OptionCode.DOMAIN_NAME})
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    network: IPv4Network
+    pool_first: IPv4Address
+    pool_last: IPv4Address
+    router: IPv4Address | None
+    dns: tuple[IPv4Address, ...]
+    domain: str | None
+    lease_time: int  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class BootSettings:
+    http_port: int = 80
+    bios_file: str = "undionly.kpxe"  # arch 0
+    uefi_file: str = "ipxe.efi"  # arch 6/7/9 (x86/x64 UEFI)
+    ipxe_script: str = "http://{server}:{port}/boot/${{mac}}.ipxe"  # given to clients whose user class is iPXE
+    http_boot_url: str = "http://{server}:{port}/boot/files/ipxe.efi"  # arch 16 / vendor class HTTPClient
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    server_id: IPv4Address  # our address on the provisioning interface; also next-server (siaddr)
+    mode: str  # "authoritative" | "proxy"
+    subnets: tuple[Subnet, ...]
+    boot: BootSettings
+    offer_hold: float = 30.0  # seconds an OFFERed address is held for the client (used by the book)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("authoritative", "proxy"):
+            raise ValueError(f"DHCP mode {self.mode!r} is neither 'authoritative' nor 'proxy'")
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    mac: str
+    ip: IPv4Address
+    expires: float | None  # None = reservation (static)
+    hostname: str | None = None
+
+
+class LeaseBook(Protocol):
+    """Address bookkeeping; implemented in state/ (structurally: protocols/ imports nothing of ours)."""
+
+    def current(self, mac: str) -> Binding | None: ...  # the reservation or unexpired lease for this MAC
+
+    def offer(self, mac: str, subnet: Subnet, requested: IPv4Address | None, now: float) -> IPv4Address | None: ...
+
+    def commit(
+        self, mac: str, ip: IPv4Address, subnet: Subnet, now: float, client_id: bytes | None, hostname: str | None
+    ) -> Binding | None: ...  # None -> NAK
+
+    def release(self, mac: str, ip: IPv4Address, now: float) -> None: ...
+
+    def decline(self, mac: str, ip: IPv4Address, now: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    packet: DhcpPacket
+    dest_ip: IPv4Address
+    dest_port: int
+    broadcast: bool  # send to 255.255.255.255 out of the provisioning interface
+    durable: bool  # an ACK that binds a lease: the server must make the lease durable before sending
+    max_size: int = MIN_MESSAGE_SIZE  # from the client's option 57, clamped to [576, 1500]
+
+    def to_bytes(self) -> bytes:
+        return encode(self.packet, self.max_size)
+
+
+@dataclass(frozen=True, slots=True)
+class BootChoice:
+    """What a network-booting client is told to load."""
+
+    file: str  # option 67 (and the legacy file field when it fits): a TFTP file name or a URL
+    vendor_class: bytes | None  # option 60 to echo (b"HTTPClient" for UEFI HTTP boot)
+    ipxe: bool  # the client is iPXE: add option 175 with sub-option 176 = 1
+    tftp: bool  # fetched over TFTP from siaddr: add option 66
+
+
+def select_subnet(settings: ServerSettings, giaddr: IPv4Address, local_address: IPv4Address | None) -> Subnet | None:
+    """The subnet a request comes from: the relay's address, else the receiving interface's address."""
+    anchor = giaddr if giaddr != ZERO else (local_address or settings.server_id)
+    return _subnet_containing(settings, anchor)
+
+
+def _subnet_containing(settings: ServerSettings, address: IPv4Address) -> Subnet | None:
+    for subnet in settings.subnets:
+        if address in subnet.network:
+            return subnet
+    return None
+
+
+def boot_choice(request: DhcpPacket, settings: ServerSettings) -> BootChoice | None:
+    """Boot file for a PXE ROM, iPXE or UEFI HTTP client; None for anything else (or an unknown arch)."""
+    vendor = request.options.get(OptionCode.VENDOR_CLASS, b"")
+    pxe = vendor.startswith(b"PXEClient")
+    http = vendor.startswith(b"HTTPClient")
+    ipxe = o.is_ipxe(request)
+    if not (pxe or http or ipxe):
+        return None
+    boot = settings.boot
+    server = str(settings.server_id)
+    if ipxe:
+        return BootChoice(boot.ipxe_script.format(server=server, port=boot.http_port), None, True, False)
+    arch = _arch(request, vendor)
+    if http or arch in HTTP_ARCHES:
+        url = boot.http_boot_url.format(server=server, port=boot.http_port)
+        return BootChoice(url, b"HTTPClient", False, False)
+    if arch == o.ARCH_BIOS:
+        return BootChoice(boot.bios_file, None, False, True)
+    if arch in UEFI_ARCHES:
+        return BootChoice(boot.uefi_file, None, False, True)
+    return None
+
+
+def _arch(request: DhcpPacket, vendor: bytes) -> int:
+    arches = o.client_arch(request)
+    if arches:
+        return arches[0]
+    # Without option 93, PXE ROMs still name the arch in "PXEClient:Arch:00007:UNDI:003016".
+    parts = vendor.split(b":")
+    if len(parts) >= 3 and parts[1] == b"Arch" and parts[2].isdigit():
+        return int(parts[2])
+    return o.ARCH_BIOS
+
+
+def respond(
+    request: DhcpPacket,
+    book: LeaseBook,
+    settings: ServerSettings,
+    now: float,
+    *,
+    local_address: IPv4Address | None = None,
+    arrived_port: int = 67,
+) -> Reply | None:
+    """The reply to one client message, or None when RFC 2131 (or PXE) says to stay silent.
+
+    local_address is our address on the interface the request arrived on (picks the subnet of an
+    unrelayed request; defaults to server_id). arrived_port 4011 marks a PXE boot server request.
+    Raises DhcpError when an option the decision depends on is malformed.
+    """
+    if request.op != BOOTREQUEST or request.hlen == 0:
+        return None  # replies are not for us; without a hardware address there is nothing to key a lease on
+    mtype = request.message_type
+    if settings.mode == "proxy":
+        return _respond_proxy(request, mtype, settings, arrived_port)
+    if arrived_port == PXE_BOOT_SERVER_PORT:
+        return None
+    match mtype:
+        case MessageType.DISCOVER:
+            return _discover(request, book, settings, now, local_address)
+        case MessageType.REQUEST:
+            return _request(request, book, settings, now, local_address)
+        case MessageType.DECLINE:
+            if _for_us(request, settings) and (ip := o.requested_ip(request)) is not None:
+                book.decline(request.mac, ip, now)
+            return None
+        case MessageType.RELEASE:
+            if _for_us(request, settings) and request.ciaddr != ZERO:
+                book.release(request.mac, request.ciaddr, now)
+            return None
+        case MessageType.INFORM:
+            return _inform(request, settings, local_address)
+    return None
+
+
+def _for_us(request: DhcpPacket, settings: ServerSettings) -> bool:
+    sid = o.server_id(request)
+    return sid is None or sid == settings.server_id
+
+
+# --- authoritative --------------------------------------------------------------------------------
+
+
+def _discover(
+    request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None
+) -> Reply | None:
+    subnet = select_subnet(settings, request.giaddr, local)
+    if subnet is None:
+        return None
+    requested = o.requested_ip(request)
+    if requested is not None and requested not in subnet.network:
+        requested = None
+    ip = book.offer(request.mac, subnet, requested, now)
+    if ip is None:
+        return None  # pool exhausted: stay silent, another server may answer
+    reply = _base(request, settings, MessageType.OFFER, yiaddr=ip)
+    _add_lease_options(reply, request, subnet, subnet.lease_time, hostname=None)
+    _add_boot(reply, request, settings, proxy=False)
+    return _route(request, reply, durable=False)
+
+
+def _request(
+    request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None
+) -> Reply | None:
+    sid = o.server_id(request)
+    requested = o.requested_ip(request)
+    mac = request.mac
+    if sid is not None:
+        # SELECTING: the client answers one OFFER; a different server id means it chose someone else
+        # (our held offer simply expires in the book).
+        if sid != settings.server_id:
+            return None
+        ip = requested or (request.ciaddr if request.ciaddr != ZERO else None)
+        subnet = select_subnet(settings, request.giaddr, local)
+        if ip is None or subnet is None or ip not in subnet.network:
+            return _nak(request, settings, "requested address is not on this network")
+    elif requested is not None:
+        # INIT-REBOOT: NAK a wrong network or someone else's address; silent if the client is unknown.
+        subnet = select_subnet(settings, request.giaddr, local)
+        if subnet is None:
+            return None
+        if requested not in subnet.network:
+            return _nak(request, settings, "requested address is not on this network")
+        current = book.current(mac)
+        if current is None:
+            return None
+        if current.ip != requested:
+            return _nak(request, settings, "requested address is not this client's")
+        ip = requested
+    elif request.ciaddr != ZERO:
+        # RENEWING (unicast) / REBINDING (broadcast): trust ciaddr (RFC 2131 4.3.2), but only on one of
+        # our networks and never another client's address.
+        ip = request.ciaddr
+        if request.giaddr != ZERO:
+            subnet = select_subnet(settings, request.giaddr, local)
+            if subnet is not None and ip not in subnet.network:
+                subnet = None
+        else:
+            subnet = _subnet_containing(settings, ip)
+        if subnet is None:
+            return _nak(request, settings, "address is not on this network")
+        current = book.current(mac)
+        if current is not None and current.ip != ip:
+            return _nak(request, settings, "address is not this client's")
+    else:
+        return None  # a REQUEST naming no address at all is not answerable
+
+    binding = book.commit(mac, ip, subnet, now, request.options.get(OptionCode.CLIENT_ID), _lenient_hostname(request))
+    if binding is None:
+        return _nak(request, settings, "address is not available")
+    lease = subnet.lease_time if binding.expires is None else max(1, int(binding.expires - now))
+    reply = _base(request, settings, MessageType.ACK, yiaddr=binding.ip, ciaddr=request.ciaddr)
+    _add_lease_options(reply, request, subnet, lease, hostname=binding.hostname)
+    _add_boot(reply, request, settings, proxy=False)
+    return _route(request, reply, durable=True)
+
+
+def _inform(request: DhcpPacket, settings: ServerSettings, local: IPv4Address | None) -> Reply | None:
+    if not _for_us(request, settings):
+        return None
+    subnet = _subnet_containing(settings, request.ciaddr) if request.ciaddr != ZERO else None
+    subnet = subnet or select_subnet(settings, request.giaddr, local)
+    if subnet is None:
+        return None
+    # RFC 2131 4.3.5: configuration only, no address and no lease time.
+    reply = _base(request, settings, MessageType.ACK, ciaddr=request.ciaddr)
+    _add_lease_options(reply, request, subnet, None, hostname=None)
+    return _route(request, reply, durable=False)
+
+
+def _nak(request: DhcpPacket, settings: ServerSettings, why: str) -> Reply:
+    reply = _base(request, settings, MessageType.NAK)
+    reply.options[OptionCode.MESSAGE] = o.pack_text(why)
+    _add_echoes(reply, request)
+    if request.giaddr != ZERO:
+        reply.flags |= FLAG_BROADCAST  # RFC 2131 4.3.2: the relay must broadcast a NAK
+    return _route(request, reply, durable=False)
+
+
+# --- ProxyDHCP ------------------------------------------------------------------------------------
+
+
+def _respond_proxy(request: DhcpPacket, mtype: int | None, settings: ServerSettings, arrived_port: int) -> Reply | None:
+    # ProxyDHCP (PXE 2.1): boot information only, to PXE clients only, never an address, no book calls.
+    if not request.options.get(OptionCode.VENDOR_CLASS, b"").startswith(b"PXEClient"):
+        return None
+    if mtype == MessageType.DISCOVER and arrived_port != PXE_BOOT_SERVER_PORT:
+        kind = MessageType.OFFER
+    elif mtype == MessageType.REQUEST and arrived_port == PXE_BOOT_SERVER_PORT:
+        kind = MessageType.ACK
+    else:
+        return None
+    reply = _base(request, settings, kind, ciaddr=request.ciaddr if kind == MessageType.ACK else ZERO)
+    if not _add_boot(reply, request, settings, proxy=True):
+        return None
+    _add_echoes(reply, request)
+    if kind == MessageType.ACK:
+        # The boot server request (port 4011) comes from a configured client: answer its ciaddr on port
+        # 68, where PXE ROMs and iPXE listen. Without ciaddr, fall back to a broadcast.
+        if request.ciaddr != ZERO:
+            return Reply(reply, request.ciaddr, CLIENT_PORT, False, False, _max_size(request))
+        return Reply(reply, BROADCAST, CLIENT_PORT, True, False, _max_size(request))
+    return _route(request, reply, durable=False)
+
+
+# --- building blocks ------------------------------------------------------------------------------
+
+
+def _base(
+    request: DhcpPacket, settings: ServerSettings, kind: MessageType, *, yiaddr: IPv4Address = ZERO,
+    ciaddr: IPv4Address = ZERO,
+) -> DhcpPacket:  # fmt: skip
+    return DhcpPacket(
+        op=BOOTREPLY, htype=request.htype, hlen=request.hlen, hops=0, xid=request.xid, secs=0,
+        flags=request.flags, ciaddr=ciaddr, yiaddr=yiaddr, giaddr=request.giaddr, chaddr=request.chaddr,
+        options={OptionCode.MESSAGE_TYPE: bytes([kind]), OptionCode.SERVER_ID: settings.server_id.packed},
+    )  # fmt: skip
+
+
+def _wanted(request: DhcpPacket) -> frozenset[int]:
+    prl = o.param_request_list(request)
+    if prl is None:
+        return ALWAYS_SENT | SENT_WITHOUT_REQUEST_LIST
+    return ALWAYS_SENT | frozenset(prl)
+
+
+def _add_lease_options(
+    reply: DhcpPacket, request: DhcpPacket, subnet: Subnet, lease: int | None, hostname: str | None
+) -> None:
+    wanted = _wanted(request)
+    opts = reply.options
+    if lease is not None:
+        opts[OptionCode.LEASE_TIME] = o.pack_u32(lease)
+        if OptionCode.RENEWAL_TIME in wanted:
+            opts[OptionCode.RENEWAL_TIME] = o.pack_u32(lease // 2)
+        if OptionCode.REBINDING_TIME in wanted:
+            opts[OptionCode.REBINDING_TIME] = o.pack_u32(lease * 7 // 8)
+    opts[OptionCode.SUBNET_MASK] = o.pack_ip(subnet.network.netmask)
+    if OptionCode.BROADCAST_ADDRESS in wanted:
+        opts[OptionCode.BROADCAST_ADDRESS] = o.pack_ip(subnet.network.broadcast_address)
+    if subnet.router is not None:
+        opts[OptionCode.ROUTER] = o.pack_ip(subnet.router)
+    if subnet.dns:
+        opts[OptionCode.DNS_SERVERS] = o.pack_ip_list(subnet.dns)
+    if subnet.domain and OptionCode.DOMAIN_NAME in wanted:
+        opts[OptionCode.DOMAIN_NAME] = o.pack_text(subnet.domain)
+    if hostname and OptionCode.HOSTNAME in wanted:
+        opts[OptionCode.HOSTNAME] = o.pack_text(hostname)
+    _add_echoes(reply, request)
+
+
+def _add_echoes(reply: DhcpPacket, request: DhcpPacket) -> None:
+    # RFC 6842: return the client identifier unaltered. RFC 3046: echo option 82 (the encoder puts it last).
+    for code in (OptionCode.CLIENT_ID, OptionCode.RELAY_AGENT_INFO):
+        value = request.options.get(code)
+        if value is not None:
+            reply.options[code] = value
+
+
+def _add_boot(reply: DhcpPacket, request: DhcpPacket, settings: ServerSettings, *, proxy: bool) -> bool:
+    choice = boot_choice(request, settings)
+    if choice is None:
+        return False
+    opts = reply.options
+    reply.siaddr = settings.server_id
+    if proxy:
+        # A ProxyDHCP offer is recognised by option 60; option 43 says "boot this file, no discovery".
+        opts[OptionCode.VENDOR_CLASS] = b"PXEClient"
+        opts[OptionCode.VENDOR_SPECIFIC] = o.pack_pxe_vendor_options()
+        uuid = request.options.get(OptionCode.CLIENT_UUID)
+        if uuid is not None:
+            opts[OptionCode.CLIENT_UUID] = uuid
+    elif choice.vendor_class is not None:
+        opts[OptionCode.VENDOR_CLASS] = choice.vendor_class
+    if choice.tftp:
+        opts[OptionCode.TFTP_SERVER_NAME] = o.pack_text(str(settings.server_id))
+    name = o.pack_text(choice.file)
+    opts[OptionCode.BOOTFILE_NAME] = name
+    if len(name) < len(reply.file):  # the legacy field needs room for its terminating NUL
+        reply.file = name.ljust(len(reply.file), b"\x00")
+    if choice.ipxe:
+        opts[OptionCode.IPXE_ENCAPSULATED] = o.pack_ipxe_encapsulated()
+    return True
+
+
+def _lenient_hostname(request: DhcpPacket) -> str | None:
+    try:
+        return o.hostname(request) or None
+    except DhcpError:
+        return None
+
+
+def _max_size(request: DhcpPacket) -> int:
+    try:
+        size = o.max_message_size(request)
+    except DhcpError:
+        size = None  # a malformed size only costs the client the RFC minimum
+    return min(max(size or MIN_MESSAGE_SIZE, MIN_MESSAGE_SIZE), MAX_REPLY_SIZE)
+
+
+def _route(request: DhcpPacket, reply: DhcpPacket, *, durable: bool) -> Reply:
+    # RFC 2131 4.1, without ARP-less unicast to yiaddr.
+    size = _max_size(request)
+    if request.giaddr != ZERO:
+        return Reply(reply, request.giaddr, SERVER_PORT, False, durable, size)
+    if reply.message_type == MessageType.NAK or request.ciaddr == ZERO:
+        return Reply(reply, BROADCAST, CLIENT_PORT, True, durable, size)
+    return Reply(reply, request.ciaddr, CLIENT_PORT, False, durable, size)
