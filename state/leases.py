@@ -1,0 +1,648 @@
+"""Leases and reservations: the DHCP server's address book, in memory, written through to SQLite.
+
+The in-memory indexes are the truth while the daemon runs (the DHCP server consults them per packet);
+every change is also handed to a *writer* — `journal.submit` inside the daemon (group commit: the
+server awaits `journal.flush()` before it sends an ACK), or a plain connection for CLI commands run
+while the daemon is down. At start the model is loaded from the database.
+
+Allocation rules (all per subnet pool):
+- Keyed by MAC, never by client-id: the PXE ROM, iPXE, the installer and the installed OS of one
+  machine all send different client-ids (or none) but share the NIC, so they share one address.
+- A reservation for the MAC wins (on its own subnet); an address reserved for another MAC is never
+  offered nor acknowledged.
+- A client gets its previous address back if nobody else holds it (its lease row stays after
+  expiry or release until the address is reused).
+- New addresses come from never-used addresses first (lowest first), then from expired leases,
+  oldest expiry first — so a machine that is switched off for a while usually finds its address again.
+- An OFFER holds the address for `offer_hold` seconds, in memory only (an OFFER promises nothing
+  durable; losing holds on restart only makes a client start over).
+- A DECLINEd address (someone else answers ARP for it) is quarantined for `decline_probation` seconds.
+
+Reservations may lie inside or outside a pool: an address inside a pool can be reserved unless
+another MAC holds an active lease on it (its expired lease is simply taken over); outside the pools it
+must still lie in one of the configured subnets. One MAC has at most one reservation: adding another
+for the same MAC moves it.
+
+Free addresses are found without scanning the pool per packet: per pool, a cursor over never-seen
+addresses, a heap of handed-back addresses without a lease row, and a heap of lease expiries. Heap
+entries are validated when popped (lazy deletion), and whatever blocks an address (a hold, a
+reservation, a quarantine) hands it back to its pool when it ends.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import sqlite3
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from itertools import pairwise
+from typing import Any, Protocol
+
+log = logging.getLogger("imageserver.leases")
+
+Op = Callable[[sqlite3.Connection], Any]
+Writer = Callable[[Op], Any]
+
+
+class LeaseError(ValueError):
+    """A reservation (or other change) the model refuses; the message says why, for people."""
+
+
+class SubnetLike(Protocol):
+    """What the model needs of a DHCP subnet (protocols' `Subnet` and `PoolSpec` both have it)."""
+
+    @property
+    def network(self) -> IPv4Network: ...
+    @property
+    def pool_first(self) -> IPv4Address: ...
+    @property
+    def pool_last(self) -> IPv4Address: ...
+    @property
+    def lease_time(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A subnet and its dynamic range, for callers that do not have a protocols `Subnet` (the CLI)."""
+
+    network: IPv4Network
+    pool_first: IPv4Address
+    pool_last: IPv4Address
+    lease_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    mac: str
+    ip: IPv4Address
+    subnet: str
+    starts: float
+    expires: float
+    client_id: bytes | None = None
+    hostname: str | None = None
+
+    def active(self, now: float) -> bool:
+        return self.expires > now
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {"mac": self.mac, "ip": str(self.ip), "subnet": self.subnet, "hostname": self.hostname,
+                "starts": self.starts, "expires": self.expires, "active": self.active(now),
+                "client_id": self.client_id.hex() if self.client_id else None}
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    mac: str
+    ip: IPv4Address
+    hostname: str | None
+    source: str
+    created: float
+    # A reservation as a binding never expires (the DHCP reply logic reads `expires`).
+    expires: None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mac": self.mac, "ip": str(self.ip), "hostname": self.hostname, "source": self.source,
+                "created": self.created}
+
+
+@dataclass(frozen=True, slots=True)
+class _Hold:
+    mac: str
+    until: float
+
+
+@dataclass(slots=True)
+class _Pool:
+    network: IPv4Network
+    first: int
+    last: int
+    cursor: int  # addresses from here to `last` have not been looked at since the pool was built
+    returned: list[int] = field(default_factory=list)  # heap: handed-back addresses without a lease row
+    expired: list[tuple[float, int, str]] = field(default_factory=list)  # heap: (expires, ip, mac)
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+
+_MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def normalize_mac(text: str) -> str:
+    """'AA-BB-CC-DD-EE-FF', 'aabb.ccdd.eeff', 'aabbccddeeff' -> 'aa:bb:cc:dd:ee:ff'; LeaseError otherwise."""
+    digits = re.sub(r"[:\-.]", "", text.strip().lower())
+    if not _MAC_HEX.match(digits):
+        raise LeaseError(f"{text!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)")
+    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def valid_hostname(text: str) -> str:
+    """A DNS name as given by an operator (lower-cased); LeaseError if it is not one."""
+    name = text.strip().strip(".").lower()
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in name.split(".")):
+        raise LeaseError(f"{text!r} is not a valid host name (letters, digits and '-', dot-separated labels)")
+    return name
+
+
+def client_hostname(raw: str | None) -> str | None:
+    """A host name a client sent (option 12): untrusted, so cleaned to one DNS label or dropped."""
+    if not raw:
+        return None
+    label = re.sub(r"[^a-z0-9-]", "-", raw.strip().split(".")[0].lower()).strip("-")[:63].strip("-")
+    return label or None
+
+
+class LeaseModel:
+    """The LeaseBook of the DHCP reply logic, plus reservation management and makedhcpstatic."""
+
+    def __init__(self, subnets: Iterable[SubnetLike], writer: Writer, *, offer_hold: float = 30.0,
+                 decline_probation: float = 600.0, excluded: Iterable[IPv4Address] = ()) -> None:
+        self._write = writer
+        self.offer_hold = offer_hold
+        self.decline_probation = decline_probation
+        self._excluded = {int(ip) for ip in excluded}
+        self._by_mac: dict[str, Lease] = {}
+        self._by_ip: dict[int, Lease] = {}
+        self._res_by_mac: dict[str, Reservation] = {}
+        self._res_by_ip: dict[int, Reservation] = {}
+        self._quarantine: dict[int, float] = {}
+        self._quarantine_heap: list[tuple[float, int]] = []
+        self._held: dict[int, _Hold] = {}
+        self._offered: dict[str, int] = {}  # mac -> held ip
+        self._hold_heap: list[tuple[float, int, str]] = []
+        self._pools: dict[IPv4Network, _Pool] = {}
+        self._pool_starts: list[int] = []
+        self._pool_list: list[_Pool] = []
+        self._networks: list[IPv4Network] = []
+        self.set_subnets(subnets)
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection, subnets: Iterable[SubnetLike], writer: Writer, *,
+             now: float, offer_hold: float = 30.0, decline_probation: float = 600.0,
+             excluded: Iterable[IPv4Address] = ()) -> LeaseModel:
+        """Build the model from the database (leases, reservations, quarantine still in force)."""
+        model = cls((), writer, offer_hold=offer_hold, decline_probation=decline_probation, excluded=excluded)
+        for row in conn.execute("SELECT mac, ip, subnet, starts, expires, client_id, hostname FROM leases"):
+            lease = Lease(row[0], IPv4Address(row[1]), row[2], row[3], row[4],
+                          bytes(row[5]) if row[5] is not None else None, row[6])
+            model._by_mac[lease.mac] = lease
+            model._by_ip[row[1]] = lease
+        for row in conn.execute("SELECT mac, ip, hostname, source, created FROM reservations"):
+            res = Reservation(row[0], IPv4Address(row[1]), row[2], row[3], row[4])
+            model._res_by_mac[res.mac] = res
+            model._res_by_ip[row[1]] = res
+        for ip, until in conn.execute("SELECT ip, until FROM quarantine WHERE until > ?", (now,)):
+            model._quarantine[ip] = until
+            model._quarantine_heap.append((until, ip))
+        heapq.heapify(model._quarantine_heap)
+        model.set_subnets(subnets)
+        return model
+
+    @classmethod
+    def offline(cls, conn: sqlite3.Connection, subnets: Iterable[SubnetLike], *, now: float,
+                **kwargs: Any) -> LeaseModel:
+        """A model whose writes go straight to `conn` (wrap changes in `offline_transaction(conn)`)."""
+        return cls.load(conn, subnets, lambda op: op(conn), now=now, **kwargs)
+
+    def set_subnets(self, subnets: Iterable[SubnetLike]) -> None:
+        """(Re)build the pools, e.g. after SIGHUP; leases, reservations and holds are kept."""
+        pools: dict[IPv4Network, _Pool] = {}
+        for s in subnets:
+            first, last = int(s.pool_first), int(s.pool_last)
+            pools[s.network] = _Pool(s.network, first, last, cursor=first)
+        ordered = sorted(pools.values(), key=lambda p: p.first)
+        for a, b in pairwise(ordered):
+            if b.first <= a.last:
+                raise LeaseError(f"pools of {a.network} and {b.network} overlap")
+        self._pools = pools
+        self._pool_list = ordered
+        self._pool_starts = [p.first for p in ordered]
+        self._networks = list(pools)
+        for lease in self._by_ip.values():
+            pool = self._pool_of(int(lease.ip))
+            if pool is not None:
+                pool.expired.append((lease.expires, int(lease.ip), lease.mac))
+        for pool in ordered:
+            heapq.heapify(pool.expired)
+
+    # ---------------------------------------------------------------- LeaseBook (called per packet)
+
+    def current(self, mac: str) -> Reservation | Lease | None:
+        """The MAC's reservation, else its lease (which may have expired), else None."""
+        return self._res_by_mac.get(mac) or self._by_mac.get(mac)
+
+    def offer(self, mac: str, subnet: SubnetLike, requested: IPv4Address | None, now: float) -> IPv4Address | None:
+        """An address for `mac` on `subnet`, held for offer_hold seconds; None if the pool is exhausted."""
+        self._expire(now)
+        res = self._res_by_mac.get(mac)
+        if res is not None and res.ip in subnet.network:
+            return res.ip
+        pool = self._pools.get(subnet.network)
+        if pool is None:
+            return None
+        ip = self._choose(pool, mac, requested, now)
+        if ip is None:
+            return None
+        self._hold(ip, mac, now)
+        return IPv4Address(ip)
+
+    def commit(self, mac: str, ip: IPv4Address, subnet: SubnetLike, now: float,
+               client_id: bytes | None, hostname: str | None) -> Reservation | Lease | None:
+        """Bind `ip` to `mac` for the subnet's lease time (written through); None means NAK."""
+        self._expire(now)
+        n = int(ip)
+        if ip not in subnet.network:
+            return None
+        res = self._res_by_mac.get(mac)
+        if res is not None and res.ip in subnet.network:
+            if res.ip != ip:
+                return None
+            self._drop_hold(mac)
+            old = self._by_mac.get(mac)
+            if old is not None:  # the reservation supersedes whatever the MAC leased before
+                self._remove_lease(old)
+                self._write(_delete_lease(mac))
+            return res
+        pool = self._pools.get(subnet.network)
+        if pool is None or not pool.first <= n <= pool.last or not self._usable(n, mac, now):
+            return None
+        self._drop_hold(mac)
+        old = self._by_mac.get(mac)
+        starts = old.starts if old is not None and old.ip == ip and old.active(now) else now
+        lease = Lease(mac, ip, str(subnet.network), starts, now + subnet.lease_time,
+                      client_id, client_hostname(hostname) or (old.hostname if old is not None else None))
+        other = self._by_ip.get(n)
+        if other is not None and other.mac != mac:
+            self._remove_lease(other, hand_back=False)  # an expired lease of another machine, taken over
+        if old is not None and old.ip != ip:
+            self._remove_lease(old)
+        self._by_mac[mac] = lease
+        self._by_ip[n] = lease
+        heapq.heappush(pool.expired, (lease.expires, n, mac))
+        if len(pool.expired) > 2 * len(self._by_ip) + 1024:
+            self._compact(pool)  # renewals leave stale entries behind; keep the heap proportional
+        self._write(_upsert_lease(lease))
+        return lease
+
+    def release(self, mac: str, ip: IPv4Address, now: float) -> None:
+        """The client gives the address up: the lease ends now but stays its own until reused."""
+        self._drop_hold(mac)
+        lease = self._by_mac.get(mac)
+        if lease is None or lease.ip != ip or not lease.active(now):
+            return
+        ended = Lease(lease.mac, lease.ip, lease.subnet, lease.starts, now, lease.client_id, lease.hostname)
+        self._by_mac[mac] = ended
+        self._by_ip[int(ip)] = ended
+        pool = self._pool_of(int(ip))
+        if pool is not None:
+            heapq.heappush(pool.expired, (now, int(ip), mac))
+        self._write(_end_lease(mac, now))
+
+    def decline(self, mac: str, ip: IPv4Address, now: float) -> None:
+        """The client found `ip` in use: quarantine it (only if it was this MAC's offer or lease)."""
+        n = int(ip)
+        lease = self._by_mac.get(mac)
+        hold = self._held.get(n)
+        mine = (lease is not None and lease.ip == ip) or (hold is not None and hold.mac == mac)
+        if not mine or n in self._res_by_ip:
+            return
+        self._drop_hold(mac)
+        if lease is not None and lease.ip == ip:
+            self._remove_lease(lease, hand_back=False)
+            self._write(_delete_lease(mac))
+        self.quarantine(ip, now, mac=mac)
+
+    def quarantine(self, ip: IPv4Address, now: float, *, mac: str | None = None,
+                   seconds: float | None = None) -> None:
+        """Keep `ip` out of offers for a while (a DECLINE, or a conflict probe that got an answer)."""
+        n = int(ip)
+        until = now + (self.decline_probation if seconds is None else seconds)
+        held = self._held.pop(n, None)
+        if held is not None and self._offered.get(held.mac) == n:
+            del self._offered[held.mac]
+        self._quarantine[n] = until
+        heapq.heappush(self._quarantine_heap, (until, n))
+        self._write(_put_quarantine(n, mac, until))
+        log.info("event=quarantined ip=%s mac=%s until=%.0f", ip, mac or "-", until)
+
+    # ---------------------------------------------------------------- reservations
+
+    def reservation(self, mac: str) -> Reservation | None:
+        return self._res_by_mac.get(mac)
+
+    def add_reservation(self, mac: str, ip: IPv4Address, now: float, *, hostname: str | None = None,
+                        source: str = "manual") -> Reservation:
+        """Reserve `ip` for `mac` (moving the MAC's existing reservation); LeaseError says why not."""
+        mac = normalize_mac(mac)
+        hostname = valid_hostname(hostname) if hostname else None
+        n = int(ip)
+        self._check_reservable(mac, ip, now)
+        holder = self._held.get(n)
+        if holder is not None and holder.mac != mac:
+            self._drop_hold(holder.mac)  # an offer promises nothing; its client will be NAKed on REQUEST
+        previous = self._res_by_mac.get(mac)
+        if previous is not None:
+            del self._res_by_ip[int(previous.ip)]
+        other = self._by_ip.get(n)
+        if other is not None and other.mac != mac:
+            self._remove_lease(other, hand_back=False)
+            self._write(_delete_lease(other.mac))
+        res = Reservation(mac, ip, hostname, source, previous.created if previous is not None else now)
+        self._res_by_mac[mac] = res
+        self._res_by_ip[n] = res
+        self._write(_upsert_reservation(res))
+        if previous is not None and previous.ip != ip:
+            self._hand_back(int(previous.ip))
+        log.info("event=reservation-added mac=%s ip=%s hostname=%s source=%s", mac, ip, hostname or "-", source)
+        return res
+
+    def remove_reservation(self, mac: str) -> Reservation | None:
+        """Remove the MAC's reservation; its address goes back to its pool (if inside one)."""
+        mac = normalize_mac(mac)
+        res = self._res_by_mac.pop(mac, None)
+        if res is None:
+            return None
+        del self._res_by_ip[int(res.ip)]
+        self._write(_delete_reservation(mac))
+        self._hand_back(int(res.ip))
+        log.info("event=reservation-removed mac=%s ip=%s", mac, res.ip)
+        return res
+
+    def make_static(self, now: float, source: str = "makedhcpstatic") -> list[Reservation]:
+        """makedhcpstatic: every active lease becomes a reservation of the same address; its lease row goes.
+
+        A MAC that already has a reservation keeps it (its lease, if any, is left alone).
+        """
+        made: list[Reservation] = []
+        for lease in sorted(self._by_ip.values(), key=lambda x: int(x.ip)):
+            if not lease.active(now) or lease.mac in self._res_by_mac or int(lease.ip) in self._res_by_ip:
+                continue
+            res = Reservation(lease.mac, lease.ip, lease.hostname, source, now)
+            self._remove_lease(lease, hand_back=False)
+            self._res_by_mac[res.mac] = res
+            self._res_by_ip[int(res.ip)] = res
+            self._write(_lease_to_reservation(res))
+            made.append(res)
+        if made:
+            log.info("event=makedhcpstatic reservations=%d", len(made))
+        return made
+
+    # ---------------------------------------------------------------- listing
+
+    def leases(self, now: float, *, include_expired: bool = False) -> list[Lease]:
+        return sorted((x for x in self._by_ip.values() if include_expired or x.active(now)), key=lambda x: int(x.ip))
+
+    def reservations(self) -> list[Reservation]:
+        return sorted(self._res_by_ip.values(), key=lambda r: int(r.ip))
+
+    def lease(self, mac: str) -> Lease | None:
+        return self._by_mac.get(mac)
+
+    def stats(self) -> dict[str, int]:
+        """Cheap counts for the status document (no per-lease work)."""
+        return {"leases": len(self._by_ip), "reservations": len(self._res_by_ip), "offers_held": len(self._held),
+                "quarantined": len(self._quarantine), "pool_size": sum(p.size for p in self._pool_list)}
+
+    # ---------------------------------------------------------------- internals
+
+    def _check_reservable(self, mac: str, ip: IPv4Address, now: float) -> None:
+        n = int(ip)
+        net = next((net for net in self._networks if ip in net), None)
+        if net is None:
+            where = ", ".join(map(str, self._networks)) or "none configured"
+            raise LeaseError(f"{ip} is outside every DHCP subnet ({where})")
+        if ip in (net.network_address, net.broadcast_address):
+            raise LeaseError(f"{ip} is the network or broadcast address of {net}")
+        if n in self._excluded:
+            raise LeaseError(f"{ip} is the imageserver's own address")
+        owner = self._res_by_ip.get(n)
+        if owner is not None and owner.mac != mac:
+            raise LeaseError(f"{ip} is already reserved for {owner.mac}"
+                             + (f" ({owner.hostname})" if owner.hostname else ""))
+        lease = self._by_ip.get(n)
+        if lease is not None and lease.mac != mac and lease.active(now):
+            raise LeaseError(f"{ip} is leased to {lease.mac} for another {int(lease.expires - now)} s; "
+                             f"choose another address or wait until the lease ends")
+
+    def _usable(self, n: int, mac: str, now: float) -> bool:
+        """May `mac` be given address `n` now? (Pool range is checked by the caller.)"""
+        if n in self._excluded:
+            return False
+        res = self._res_by_ip.get(n)
+        if res is not None and res.mac != mac:
+            return False
+        until = self._quarantine.get(n)
+        if until is not None and until > now:
+            return False
+        hold = self._held.get(n)
+        if hold is not None and hold.mac != mac and hold.until > now:
+            return False
+        lease = self._by_ip.get(n)
+        return lease is None or lease.mac == mac or not lease.active(now)
+
+    def _choose(self, pool: _Pool, mac: str, requested: IPv4Address | None, now: float) -> int | None:
+        held = self._offered.get(mac)
+        if held is not None and pool.first <= held <= pool.last:
+            return held
+        lease = self._by_mac.get(mac)
+        if lease is not None:
+            n = int(lease.ip)
+            if pool.first <= n <= pool.last and self._usable(n, mac, now):
+                return n
+        if requested is not None:
+            n = int(requested)
+            # A requested address that is another machine's expired lease is left to the ordering below.
+            if pool.first <= n <= pool.last and self._usable(n, mac, now) and n not in self._by_ip:
+                return n
+        fresh = self._take_fresh(pool, mac, now)
+        return fresh if fresh is not None else self._take_expired(pool, mac, now)
+
+    def _take_fresh(self, pool: _Pool, mac: str, now: float) -> int | None:
+        # Blocked addresses are dropped here: whatever blocks them hands them back when it ends.
+        while pool.returned:
+            n = heapq.heappop(pool.returned)
+            if n not in self._by_ip and pool.first <= n <= pool.last and self._usable(n, mac, now):
+                return n
+        while pool.cursor <= pool.last:
+            n = pool.cursor
+            pool.cursor += 1
+            if n not in self._by_ip and self._usable(n, mac, now):
+                return n
+        return None
+
+    def _take_expired(self, pool: _Pool, mac: str, now: float) -> int | None:
+        heap = pool.expired
+        while heap:
+            expires, n, owner = heap[0]
+            lease = self._by_ip.get(n)
+            if lease is None or lease.mac != owner or lease.expires != expires:
+                heapq.heappop(heap)  # stale: renewed, moved or removed since
+                continue
+            if expires > now:
+                break  # the oldest lease is still running: the pool is full
+            heapq.heappop(heap)
+            if self._usable(n, mac, now):
+                return n
+        return None
+
+    def _compact(self, pool: _Pool) -> None:
+        pool.expired = [(x.expires, int(x.ip), x.mac) for x in self._by_ip.values()
+                        if pool.first <= int(x.ip) <= pool.last]
+        heapq.heapify(pool.expired)
+
+    def _hold(self, n: int, mac: str, now: float) -> None:
+        until = now + self.offer_hold
+        previous = self._offered.get(mac)
+        if previous is not None and previous != n:
+            self._drop_hold(mac)
+        self._held[n] = _Hold(mac, until)
+        self._offered[mac] = n
+        heapq.heappush(self._hold_heap, (until, n, mac))
+
+    def _drop_hold(self, mac: str) -> None:
+        n = self._offered.pop(mac, None)
+        if n is None:
+            return
+        hold = self._held.get(n)
+        if hold is not None and hold.mac == mac:
+            del self._held[n]
+            self._hand_back(n)
+
+    def _expire(self, now: float) -> None:
+        """End offer holds and quarantines whose time is up (amortized: each entry is popped once)."""
+        while self._hold_heap and self._hold_heap[0][0] <= now:
+            until, n, mac = heapq.heappop(self._hold_heap)
+            hold = self._held.get(n)
+            if hold is not None and hold.mac == mac and hold.until == until:
+                del self._held[n]
+                if self._offered.get(mac) == n:
+                    del self._offered[mac]
+                self._hand_back(n)
+        while self._quarantine_heap and self._quarantine_heap[0][0] <= now:
+            until, n = heapq.heappop(self._quarantine_heap)
+            if self._quarantine.get(n) == until:
+                del self._quarantine[n]
+                self._write(_delete_quarantine(n, until))
+                self._hand_back(n)
+
+    def _hand_back(self, n: int) -> None:
+        """An address stopped being blocked: make it findable in its pool again."""
+        pool = self._pool_of(n)
+        if pool is None:
+            return
+        lease = self._by_ip.get(n)
+        if lease is not None:
+            heapq.heappush(pool.expired, (lease.expires, n, lease.mac))
+        elif n < pool.cursor:
+            heapq.heappush(pool.returned, n)
+
+    def _remove_lease(self, lease: Lease, *, hand_back: bool = True) -> None:
+        n = int(lease.ip)
+        if self._by_mac.get(lease.mac) is lease:
+            del self._by_mac[lease.mac]
+        if self._by_ip.get(n) is lease:
+            del self._by_ip[n]
+            if hand_back:
+                self._hand_back(n)
+
+    def _pool_of(self, n: int) -> _Pool | None:
+        i = bisect_right(self._pool_starts, n) - 1
+        if i < 0:
+            return None
+        pool = self._pool_list[i]
+        return pool if n <= pool.last else None
+
+
+# ---------------------------------------------------------------- write-through operations
+
+
+def _upsert_lease(lease: Lease) -> Op:
+    row = (lease.mac, int(lease.ip), lease.subnet, lease.starts, lease.expires, lease.client_id, lease.hostname)
+
+    def op(conn: sqlite3.Connection) -> None:
+        # Another MAC's (expired) row for this address is taken over, so the UNIQUE(ip) holds.
+        conn.execute("DELETE FROM leases WHERE ip = ? AND mac <> ?", (row[1], row[0]))
+        conn.execute("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
+                     "VALUES (?,?,?,?,?,?,?) ON CONFLICT(mac) DO UPDATE SET ip=excluded.ip, "
+                     "subnet=excluded.subnet, starts=excluded.starts, expires=excluded.expires, "
+                     "client_id=excluded.client_id, hostname=excluded.hostname", row)
+    return op
+
+
+def _end_lease(mac: str, now: float) -> Op:
+    return lambda conn: conn.execute("UPDATE leases SET expires = ? WHERE mac = ?", (now, mac))
+
+
+def _delete_lease(mac: str) -> Op:
+    return lambda conn: conn.execute("DELETE FROM leases WHERE mac = ?", (mac,))
+
+
+def _put_quarantine(n: int, mac: str | None, until: float) -> Op:
+    return lambda conn: conn.execute("INSERT OR REPLACE INTO quarantine(ip, mac, until) VALUES (?,?,?)",
+                                     (n, mac, until))
+
+
+def _delete_quarantine(n: int, until: float) -> Op:
+    return lambda conn: conn.execute("DELETE FROM quarantine WHERE ip = ? AND until <= ?", (n, until))
+
+
+def _upsert_reservation(res: Reservation) -> Op:
+    row = (res.mac, int(res.ip), res.hostname, res.source, res.created)
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM leases WHERE ip = ? AND mac <> ?", (row[1], row[0]))
+        conn.execute("INSERT INTO reservations(mac, ip, hostname, source, created) VALUES (?,?,?,?,?) "
+                     "ON CONFLICT(mac) DO UPDATE SET ip=excluded.ip, hostname=excluded.hostname, "
+                     "source=excluded.source", row)
+    return op
+
+
+def _delete_reservation(mac: str) -> Op:
+    return lambda conn: conn.execute("DELETE FROM reservations WHERE mac = ?", (mac,))
+
+
+def _lease_to_reservation(res: Reservation) -> Op:
+    row = (res.mac, int(res.ip), res.hostname, res.source, res.created)
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM leases WHERE mac = ?", (row[0],))
+        conn.execute("INSERT INTO reservations(mac, ip, hostname, source, created) VALUES (?,?,?,?,?)", row)
+    return op
+
+
+# ---------------------------------------------------------------- wiring helpers
+
+
+def journal_writer(submit: Callable[[Op], Any]) -> Writer:
+    """Wrap `journal.submit` so a failed write is logged (nobody awaits most write futures)."""
+
+    def on_done(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("event=lease-write-failed error=%r", str(fut.exception()))
+
+    def write(op: Op) -> Any:
+        fut = submit(op)
+        fut.add_done_callback(on_done)
+        return fut
+
+    return write
+
+
+@contextmanager
+def offline_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One transaction around offline changes (the connection is in autocommit mode)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,102 @@
+"""Machines seen on the wire (table `machines`): every DHCP client, known or not.
+
+Discovery lists these (what arch, which firmware, behind which relay). A booting machine sends a
+dozen packets a minute, so a row is written only when the machine is new, when something about it
+changed, or when its recorded last_seen is more than `refresh` seconds old; the rest stays in memory.
+Writes go through the same writer as leases (the journal's group commit in the daemon).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+Op = Callable[[sqlite3.Connection], Any]
+Writer = Callable[[Op], Any]
+
+_DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    mac: str
+    first_seen: float
+    last_seen: float
+    arch: int | None = None  # option 93 (RFC 4578): 0 BIOS, 7 UEFI x64, 16 UEFI HTTP, ...
+    vendor_class: str | None = None  # option 60
+    user_class: str | None = None  # option 77 ("iPXE" once iPXE runs)
+    uuid: str | None = None  # option 97, as 8-4-4-4-12 hex
+    relay: str | None = None  # giaddr of the relay it came through, None when directly attached
+    subnet: str | None = None
+    hostname: str | None = None  # option 12
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(slots=True)
+class _Entry:
+    machine: Machine
+    written_seen: float  # last_seen as it is in the database
+
+
+class MachineLog:
+    """In-memory view of `machines` that writes through only what is worth a write."""
+
+    def __init__(self, writer: Writer, *, refresh: float = 60.0) -> None:
+        self._write = writer
+        self.refresh = refresh
+        self._known: dict[str, _Entry] = {}
+        self.writes = 0
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection, writer: Writer, *, refresh: float = 60.0) -> MachineLog:
+        log = cls(writer, refresh=refresh)
+        cols = ", ".join(f.name for f in fields(Machine))
+        for row in conn.execute(f"SELECT {cols} FROM machines"):
+            m = Machine(*row)
+            log._known[m.mac] = _Entry(m, m.last_seen)
+        return log
+
+    def seen(self, mac: str, now: float, **details: Any) -> Machine:
+        """Record a packet from `mac`. Details left None keep what was known (a ROM's arch stays
+        known after the installed OS, which sends none, takes over)."""
+        unknown = set(details) - set(_DETAILS)
+        if unknown:
+            raise TypeError(f"unknown machine details: {', '.join(sorted(unknown))}")
+        given = {k: v for k, v in details.items() if v is not None}
+        entry = self._known.get(mac)
+        if entry is None:
+            machine = Machine(mac, now, now, **given)
+            self._known[mac] = _Entry(machine, now)
+            self._put(machine)
+            return machine
+        old = entry.machine
+        changed = any(getattr(old, k) != v for k, v in given.items())
+        machine = replace(old, last_seen=max(now, old.last_seen), **given)
+        entry.machine = machine
+        if changed or now - entry.written_seen >= self.refresh:
+            entry.written_seen = machine.last_seen
+            self._put(machine)
+        return machine
+
+    def get(self, mac: str) -> Machine | None:
+        entry = self._known.get(mac)
+        return entry.machine if entry is not None else None
+
+    def all(self) -> list[Machine]:
+        return sorted((e.machine for e in self._known.values()), key=lambda m: m.last_seen, reverse=True)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def _put(self, m: Machine) -> None:
+        self.writes += 1
+        row = tuple(getattr(m, f.name) for f in fields(Machine))
+        cols = ", ".join(f.name for f in fields(Machine))
+        updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *_DETAILS))
+        sql = (f"INSERT INTO machines({cols}) VALUES ({', '.join('?' * len(row))}) "
+               f"ON CONFLICT(mac) DO UPDATE SET {updates}")
+        self._write(lambda conn: conn.execute(sql, row))
