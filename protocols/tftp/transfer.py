@@ -1,0 +1,216 @@
+"""The read-transfer state machine: datagrams in, datagrams out, time passed in.
+
+One instance per RRQ. The caller sends what start()/receive()/on_timeout() return to the peer,
+calls on_timeout(now) once `deadline` has passed, and drops the instance when `finished`.
+
+Block numbers are absolute internally (1, 2, ... beyond 65,535) and wrap to 0 on the wire.
+The OACK counts as block 0. Windows follow RFC 7440: a window of `windowsize` blocks goes out
+at once; an ACK for the window's last block opens the next window; an ACK for an earlier block
+of the window resends from the block after it; an ACK for an already acknowledged block is
+ignored (no Sorcerer's Apprentice). A timeout resends the unacknowledged window (or the OACK);
+after `retries` timeouts without progress the transfer gives up.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import StrEnum
+
+from protocols.tftp.blocks import BlockSource, NetasciiBlocks, OctetBlocks, Reader, reader_for
+from protocols.tftp.options import MAX_BLKSIZE, Negotiated, negotiate
+from protocols.tftp.packets import (
+    Error,
+    ErrorCode,
+    Opcode,
+    ReadRequest,
+    TftpError,
+    decode_packet,
+    encode_oack,
+)
+
+_DATA_HEADER = struct.Struct("!HH")
+SUPPORTED_MODES = frozenset({"octet", "netascii"})
+
+
+class Outcome(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    TIMED_OUT = "timeout"
+    PEER_ERROR = "peer-error"  # the client sent ERROR (PXE tsize probes end this way, code 8)
+
+
+class ReadTransfer:
+    """Serve one file to one peer. `size` is needed only to answer tsize (octet mode)."""
+
+    __slots__ = (
+        "_acked",
+        "_blocks",
+        "_deadline",
+        "_final",
+        "_final_len",
+        "_oack",
+        "_retries",
+        "_sent",
+        "_timeout",
+        "blksize",
+        "datagrams_sent",
+        "max_retries",
+        "negotiated",
+        "outcome",
+        "peer_error",
+        "retransmissions",
+        "windowsize",
+    )
+
+    def __init__(
+        self,
+        request: ReadRequest,
+        source: bytes | bytearray | memoryview | Reader,
+        *,
+        size: int | None = None,
+        timeout: float = 1.0,
+        retries: int = 5,
+        max_blksize: int = MAX_BLKSIZE,
+        max_windowsize: int = 64,
+    ) -> None:
+        if request.mode not in SUPPORTED_MODES:
+            raise TftpError(f"transfer mode {request.mode!r} not supported")
+        netascii = request.mode == "netascii"
+        if size is None and not callable(source):
+            size = len(memoryview(source).cast("B"))
+        # The netascii size differs from the file size and is unknown until converted: no tsize.
+        self.negotiated: Negotiated = negotiate(
+            request.options,
+            size=None if netascii else size,
+            max_blksize=max_blksize,
+            max_windowsize=max_windowsize,
+        )
+        self.blksize = self.negotiated.blksize
+        self.windowsize = self.negotiated.windowsize
+        self._timeout = float(self.negotiated.timeout or timeout)
+        self.max_retries = retries
+        read = reader_for(source)
+        self._blocks: BlockSource = (NetasciiBlocks if netascii else OctetBlocks)(read, self.blksize)
+        self._oack = encode_oack(self.negotiated.acknowledged) if self.negotiated.acknowledged else None
+        self._acked = self._initial_acked  # highest acknowledged absolute block (-1: OACK pending)
+        self._sent = 0  # highest absolute block sent in the current window
+        self._final: int | None = None  # absolute number of the last block, once read
+        self._final_len = 0
+        self._deadline: float | None = None
+        self._retries = 0
+        self.outcome = Outcome.RUNNING
+        self.peer_error: str | None = None
+        self.datagrams_sent = 0
+        self.retransmissions = 0
+
+    # --- what the caller reads ---------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not Outcome.RUNNING
+
+    @property
+    def deadline(self) -> float | None:
+        """When on_timeout() must be called next; None once finished."""
+        return None if self.finished else self._deadline
+
+    @property
+    def awaiting_first_ack(self) -> bool:
+        """True until the peer acknowledges anything: a repeated RRQ then is a duplicate."""
+        return self._acked == self._initial_acked and not self.finished
+
+    @property
+    def _initial_acked(self) -> int:
+        return -1 if self._oack is not None else 0
+
+    @property
+    def bytes_transferred(self) -> int:
+        """File bytes the peer has acknowledged (converted bytes in netascii mode)."""
+        if self._acked <= 0:
+            return 0
+        if self._final is not None and self._acked >= self._final:
+            return (self._final - 1) * self.blksize + self._final_len
+        return self._acked * self.blksize
+
+    # --- events ------------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[bytes]:
+        """The first datagrams: the OACK, or the first window of DATA."""
+        if self._oack is not None:
+            self._deadline = now + self._timeout
+            self.datagrams_sent += 1
+            return [self._oack]
+        return self._send_window(1, now)
+
+    def receive(self, datagram: bytes, now: float) -> list[bytes]:
+        """A datagram from the peer's TID. Malformed or out-of-place packets are ignored."""
+        if self.finished:
+            return []
+        # Fast path: an ACK is the one packet of the transfer's steady state.
+        if len(datagram) >= 4 and datagram[0] == 0 and datagram[1] == Opcode.ACK:
+            return self._on_ack((datagram[2] << 8) | datagram[3], now)
+        try:
+            packet = decode_packet(datagram)
+        except TftpError:
+            return []
+        if isinstance(packet, Error):
+            self.outcome = Outcome.PEER_ERROR
+            self.peer_error = f"{_error_name(packet.code)}: {packet.message}"
+        return []
+
+    def on_timeout(self, now: float) -> list[bytes]:
+        """Retransmit what is unacknowledged if the deadline passed; give up after max_retries."""
+        if self.finished or self._deadline is None or now < self._deadline:
+            return []
+        self._retries += 1
+        if self._retries > self.max_retries:
+            self.outcome = Outcome.TIMED_OUT
+            return []
+        self.retransmissions += 1
+        if self._acked < 0:
+            assert self._oack is not None
+            self._deadline = now + self._timeout
+            self.datagrams_sent += 1
+            return [self._oack]
+        return self._send_window(self._acked + 1, now)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _on_ack(self, block: int, now: float) -> list[bytes]:
+        # The ACK can only name a block in [acked, sent]; that span is at most 65,535 wide,
+        # so the 16-bit number maps to exactly one absolute block.
+        delta = (block - self._acked) & 0xFFFF
+        if delta == 0:
+            return []  # duplicate of the last ACK: answering it would double the traffic
+        absolute = self._acked + delta
+        if absolute > self._sent:
+            return []  # an ACK older than the last one (wrapped); nothing to do
+        self._acked = absolute
+        self._retries = 0
+        if self._final is not None and absolute >= self._final:
+            self.outcome = Outcome.COMPLETED
+            return []
+        return self._send_window(absolute + 1, now)
+
+    def _send_window(self, first: int, now: float) -> list[bytes]:
+        count = self.windowsize
+        if self._final is not None:
+            count = min(count, self._final - first + 1)
+        payloads = self._blocks.blocks(first, count)
+        pack = _DATA_HEADER.pack
+        out = [pack(Opcode.DATA, (first + i) & 0xFFFF) + p for i, p in enumerate(payloads)]
+        last = first + len(payloads) - 1
+        if len(payloads[-1]) < self.blksize:
+            self._final = last
+            self._final_len = len(payloads[-1])
+        self._sent = last
+        self._deadline = now + self._timeout
+        self.datagrams_sent += len(out)
+        return out
+
+
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
