@@ -1,0 +1,365 @@
+"""The DNS server: UDP and TCP listeners around `protocols.dns.answer`, and a UDP forwarder for other names.
+
+Every query asks the zone source for the current zone; with `StoreZone` that is one PRAGMA on the
+store's reader connection, and a rebuild only after a commit, so a new host resolves on the very next
+query. Forwarded queries go out under ids of our own from one socket; a bounded table of pending
+queries tries each upstream once, in order, and gives the client SERVFAIL when none answered in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import sqlite3
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.dns import (
+    DnsError,
+    Drop,
+    Forward,
+    Reply,
+    Transport,
+    Zone,
+    ZoneSettings,
+    answer,
+    make_zone,
+    upstream_reply,
+    with_id,
+)
+from services.base import ServiceError, ServiceStatus
+from state.names import NameIndex, NameSnapshot
+
+log = logging.getLogger("imageserver.dns")
+
+Upstream = tuple[str, int]
+_RCODE_NAMES = {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp", 5: "refused", 16: "badvers"}
+
+
+class StoreZone:
+    """The zone as the store has it now: `zone()` per query; a new Zone only when the names or settings changed."""
+
+    def __init__(self, index: NameIndex, settings: ZoneSettings, clock: Callable[[], float] = time.time) -> None:
+        self._index = index
+        self._settings = settings
+        self._clock = clock
+        self._built_from: tuple[NameSnapshot, ZoneSettings] | None = None
+        self._zone: Zone | None = None
+        self.errors = 0
+
+    def configure(self, settings: ZoneSettings) -> None:
+        self._settings = settings  # the next query builds the zone anew (the cache key includes the settings)
+
+    def __call__(self) -> Zone:
+        try:
+            snap = self._index.snapshot(self._clock())
+        except sqlite3.Error as e:
+            # A store hiccup (locked, I/O) must not take DNS down: keep answering from the last zone.
+            self.errors += 1
+            log.error("event=zone-read-failed error=%r", str(e))
+            if self._zone is None:
+                self._zone = make_zone(self._settings, (), 0)
+            return self._zone
+        key = (snap, self._settings)
+        if self._zone is None or self._built_from is None or self._built_from[0] is not snap \
+                or self._built_from[1] != self._settings:
+            self._zone = make_zone(self._settings, ((e.name, e.address) for e in snap.entries), snap.serial)
+            self._built_from = key
+            if self._zone.skipped:
+                log.info("event=zone-built names=%d serial=%d skipped=%s", self._zone.names, self._zone.serial,
+                         ",".join(self._zone.skipped[:10]))
+        return self._zone
+
+
+@dataclass(slots=True)
+class _Pending:
+    fwd: Forward
+    respond: Callable[[bytes], None]
+    sent_id: int
+    upstream: int  # index into the upstream list of the attempt in flight
+    timer: asyncio.TimerHandle | None = None
+
+
+class _UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self.server.handle(data, "udp", lambda reply: transport.sendto(reply, addr))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a client that went away: nothing to do but count it.
+        self.server.counters["udp_errors"] += 1
+
+
+class _UpstreamSocket(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server._upstream_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.counters["upstream_errors"] += 1
+
+
+class _TcpConnection:
+    """One TCP client: answers are written framed, forwarded ones whenever they arrive."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.outstanding = 0  # forwarded queries whose answers are still to come
+        self.settled = asyncio.Event()
+        self.settled.set()
+
+    def send(self, reply: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(struct.pack("!H", len(reply)) + reply)
+
+    def send_later(self, reply: bytes) -> None:
+        self.send(reply)
+        self.outstanding -= 1
+        if self.outstanding == 0:
+            self.settled.set()
+
+    def deferred(self) -> None:
+        self.outstanding += 1
+        self.settled.clear()
+
+
+class DnsServer:
+    """Authoritative for the appliance's names, forwarding the rest; `port=0` picks one port free for both
+    UDP and TCP (tests), available as `.port` once started."""
+
+    name = "dns"
+
+    def __init__(self, *, host: str, port: int, zone: Callable[[], Zone], upstreams: Sequence[Upstream] = (),
+                 forward_timeout: float = 2.0, max_pending: int = 1024, tcp_idle: float = 10.0,
+                 max_tcp_connections: int = 64) -> None:
+        self.host = host
+        self.port = port
+        self.zone = zone
+        self.upstreams: tuple[Upstream, ...] = tuple(upstreams)
+        self.forward_timeout = forward_timeout
+        self.max_pending = min(max_pending, 60000)  # ids are 16 bits; leave room to find a free one
+        self.tcp_idle = tcp_idle
+        self.max_tcp_connections = max_tcp_connections
+        self._status = ServiceStatus()
+        self.counters = self._status.counters
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._up: asyncio.DatagramTransport | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._tcp_tasks: set[asyncio.Task[None]] = set()
+        self._tcp_writers: set[asyncio.StreamWriter] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._bind(loop)
+            self._up, _ = await loop.create_datagram_endpoint(
+                lambda: _UpstreamSocket(self), local_addr=("0.0.0.0", 0), family=socket.AF_INET)
+        except OSError as e:
+            await self.stop()
+            self._status.state, self._status.error = "failed", str(e)
+            raise ServiceError(f"dns: cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
+        self._status.state = "running"
+        self._status.listen = [f"udp:{self.host}:{self.port}", f"tcp:{self.host}:{self.port}"]
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        # With port 0 the kernel picks the UDP port; TCP must get the same one, so retry on a clash.
+        attempts = 20 if self.port == 0 else 1
+        for attempt in range(attempts):
+            udp, _ = await loop.create_datagram_endpoint(lambda: _UdpListener(self),
+                                                         local_addr=(self.host, self.port), family=socket.AF_INET)
+            port = udp.get_extra_info("sockname")[1]
+            sock = udp.get_extra_info("socket")
+            with contextlib.suppress(OSError):  # a bigger buffer for bursts of queries is nice to have
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            try:
+                self._tcp = await asyncio.start_server(self._tcp_client, self.host, port, family=socket.AF_INET,
+                                                       reuse_address=True, backlog=128)
+            except OSError:
+                udp.close()
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self._udp, self.port = udp, port
+            return
+
+    async def stop(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+        for w in list(self._tcp_writers):
+            w.close()
+        for task in list(self._tcp_tasks):
+            task.cancel()
+        if self._tcp_tasks:
+            await asyncio.gather(*self._tcp_tasks, return_exceptions=True)
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+            self._tcp = None
+        for p in self._pending.values():
+            if p.timer is not None:
+                p.timer.cancel()
+        self._pending.clear()
+        for t in (self._udp, self._up):
+            if t is not None:
+                t.close()
+        self._udp = self._up = None
+        self._status.state = "stopped"
+
+    def reconfigure(self, upstreams: Sequence[Upstream], forward_timeout: float | None = None) -> None:
+        """Take new upstreams live; queries already in flight finish against the old list (or time out)."""
+        self.upstreams = tuple(upstreams)
+        if forward_timeout is not None:
+            self.forward_timeout = forward_timeout
+
+    def status(self) -> dict[str, Any]:
+        out = self._status.as_dict()
+        out["pending_forwards"] = len(self._pending)
+        out["tcp_connections_open"] = len(self._tcp_writers)
+        out["upstreams"] = [f"{h}:{p}" for h, p in self.upstreams]
+        try:
+            zone = self.zone()
+            out["zone"] = {"names": zone.names, "serial": zone.serial, "skipped": len(zone.skipped)}
+        except Exception as e:  # status must never fail because the zone cannot be read right now
+            out["zone"] = {"error": str(e)}
+        return out
+
+    # -- one query, whatever the transport --------------------------------------------------------------
+
+    def handle(self, data: bytes, transport: Transport, respond: Callable[[bytes], None],
+               respond_later: Callable[[bytes], None] | None = None) -> bool:
+        """Answer one message. Returns True when the answer comes later (forwarded): then `respond_later`
+        (or `respond`) is called exactly once, from another loop callback."""
+        self.counters[f"queries_{transport}"] += 1
+        try:
+            decision = answer(data, self.zone(), transport=transport, forwarding=bool(self.upstreams))
+        except Exception:  # a bug of ours, never a bad packet (answer() does not raise on input): log, go on
+            self.counters["internal_errors"] += 1
+            log.exception("event=query-failed transport=%s bytes=%d", transport, len(data))
+            return False
+        if isinstance(decision, Reply):
+            self.counters[f"rcode_{_RCODE_NAMES.get(decision.rcode, decision.rcode)}"] += 1
+            if decision.truncated:
+                self.counters["truncated"] += 1
+            respond(decision.data)
+        elif isinstance(decision, Forward):
+            return self._forward(decision, respond, respond_later or respond)
+        elif isinstance(decision, Drop):
+            self.counters["dropped"] += 1
+        return False
+
+    # -- forwarding -----------------------------------------------------------------------------------
+
+    def _forward(self, fwd: Forward, respond: Callable[[bytes], None], respond_later: Callable[[bytes], None]) -> bool:
+        if self._up is None or not self.upstreams or len(self._pending) >= self.max_pending:
+            self.counters["forward_table_full" if self.upstreams else "forward_unavailable"] += 1
+            self.counters["rcode_servfail"] += 1
+            respond(fwd.servfail)
+            return False
+        sent_id = secrets.randbelow(0x10000)  # unpredictable ids make spoofed upstream replies hard to land
+        while sent_id in self._pending:
+            sent_id = secrets.randbelow(0x10000)
+        pending = _Pending(fwd=fwd, respond=respond_later, sent_id=sent_id, upstream=0)
+        self._pending[sent_id] = pending
+        self.counters["forwarded"] += 1
+        self._send_upstream(pending)
+        return True
+
+    def _send_upstream(self, p: _Pending) -> None:
+        assert self._up is not None
+        loop = asyncio.get_running_loop()
+        self._up.sendto(with_id(p.fwd.query, p.sent_id), self.upstreams[p.upstream])
+        p.timer = loop.call_later(self.forward_timeout, self._upstream_timeout, p)
+
+    def _upstream_timeout(self, p: _Pending) -> None:
+        if self._pending.get(p.sent_id) is not p:
+            return
+        self.counters["upstream_timeouts"] += 1
+        if p.upstream + 1 < len(self.upstreams) and self._up is not None:
+            p.upstream += 1
+            self._send_upstream(p)
+            return
+        del self._pending[p.sent_id]
+        self.counters["forward_failed"] += 1
+        self.counters["rcode_servfail"] += 1
+        p.respond(p.fwd.servfail)
+
+    def _upstream_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 2:
+            self.counters["upstream_bad_replies"] += 1
+            return
+        (sent_id,) = struct.unpack_from("!H", data)
+        p = self._pending.get(sent_id)
+        # Only the upstream we asked last may answer (a late reply from an earlier one is as good, but
+        # accepting any source would let anyone on the network answer for it).
+        if p is None or p.upstream >= len(self.upstreams) or (addr[0], addr[1]) not in self.upstreams[: p.upstream + 1]:
+            self.counters["upstream_bad_replies"] += 1
+            return
+        try:
+            reply = upstream_reply(data, p.fwd, sent_id)
+        except DnsError:
+            self.counters["upstream_bad_replies"] += 1
+            return
+        del self._pending[sent_id]
+        if p.timer is not None:
+            p.timer.cancel()
+        self.counters["forward_replies"] += 1
+        p.respond(reply)
+
+    # -- TCP: 2-byte length framing, many queries per connection --------------------------------------------
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._tcp_writers) >= self.max_tcp_connections or task is None:
+            self.counters["tcp_refused"] += 1
+            writer.close()
+            return
+        self.counters["tcp_connections"] += 1
+        self._tcp_writers.add(writer)
+        self._tcp_tasks.add(task)
+        conn = _TcpConnection(writer)
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(2), self.tcp_idle)
+                    (length,) = struct.unpack("!H", head)
+                    data = await asyncio.wait_for(reader.readexactly(length), self.tcp_idle)
+                except TimeoutError:
+                    self.counters["tcp_idle_closed"] += 1
+                    break
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                # A forwarded answer may overtake the ones behind it (RFC 7766 allows out-of-order replies).
+                if self.handle(data, "tcp", conn.send, conn.send_later):
+                    conn.deferred()
+                await writer.drain()
+            # The client is done sending; it still gets the answers that are on their way.
+            if conn.outstanding:
+                await asyncio.wait_for(conn.settled.wait(), self.forward_timeout * (len(self.upstreams) + 1))
+                await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._tcp_writers.discard(writer)
+            self._tcp_tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
