@@ -87,6 +87,15 @@ class DnsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RsyncdConfig:
+    enabled: bool = True
+    port: int = 873
+    # Who may pull images. Empty: the DHCP subnets (and loopback); images hold the master client's
+    # secrets (/etc/shadow, host keys), so they are never exported to the world by default.
+    hosts_allow: tuple[IPv4Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BootConfig:
     # Where distro packages put the boot binaries (Debian paths); overridable per file.
     ipxe_dir: Path = Path("/usr/lib/ipxe")
@@ -105,6 +114,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
     boot: BootConfig = field(default_factory=BootConfig)
+    rsyncd: RsyncdConfig = field(default_factory=RsyncdConfig)
     source: Path | None = None  # the file it was read from
 
     @property
@@ -363,6 +373,31 @@ def _dns(t: _Table) -> DnsConfig:
     return out
 
 
+def _network_list(key: str, v: Any) -> tuple[IPv4Network, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list):
+        raise ConfigError(key, f"expected a list of IPv4 networks, got {v!r}")
+    out = []
+    for i, x in enumerate(v):
+        try:
+            out.append(IPv4Network(_str(f"{key}[{i}]", x), strict=False))
+        except ValueError:
+            raise ConfigError(f"{key}[{i}]", f"{x!r} is not an IPv4 address or network") from None
+    return tuple(out)
+
+
+def _rsyncd(t: _Table) -> RsyncdConfig:
+    d = RsyncdConfig()
+    out = RsyncdConfig(
+        enabled=t.get("enabled", _bool, d.enabled),
+        port=t.get("port", _int_range(1, 65535), d.port),
+        hosts_allow=t.get("hosts_allow", _network_list, d.hosts_allow),
+    )
+    t.finish()
+    return out
+
+
 def _boot(t: _Table) -> BootConfig:
     d = BootConfig()
     out = BootConfig(
@@ -388,6 +423,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         http=_http(_Table(top.get("http", lambda k, v: v, {}), "http")),
         dns=_dns(_Table(top.get("dns", lambda k, v: v, {}), "dns")),
         boot=_boot(_Table(top.get("boot", lambda k, v: v, {}), "boot")),
+        rsyncd=_rsyncd(_Table(top.get("rsyncd", lambda k, v: v, {}), "rsyncd")),
         source=source,
     )
     top.finish()
