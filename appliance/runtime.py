@@ -25,3 +25,5 @@ class Runtime:
     status: Callable[[], dict[str, Any]] = lambda: {}
     # Asks the daemon to re-read its config (what SIGHUP does), for the admin API.
     request_reload: Callable[[], None] = lambda: None
+    # Live models shared between services and the API, by name ("machines", "boot", "leases", ...).
+    models: dict[str, Any] = field(default_factory=dict)

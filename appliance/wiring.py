@@ -6,12 +6,50 @@ whole, so a service can be constructed and tested without the appliance.
 
 from __future__ import annotations
 
+from appliance.bootfiles import BootFiles
+from appliance.config import Config
 from appliance.runtime import Runtime
+from services import api_machines, api_status
+from services.api_context import ApiContext
 from services.base import Service
+from services.bootresponder import BootResponder, BootSettings
+from services.http import HttpServer, RouteFactory
+from state.boot import BootPolicy
+from state.sightings import MachineLog
+
+BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
+
+
+def api_route_modules() -> list[RouteFactory]:
+    """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
+    return [api_status.routes, api_machines.routes]
+
+
+def boot_settings(cfg: Config) -> BootSettings:
+    return BootSettings(
+        policy=BootPolicy(unknown=cfg.boot.unknown, poll_seconds=cfg.boot.poll_seconds),
+        kernel_cmdline=cfg.boot.kernel_cmdline,
+        http_port=cfg.http.port,
+        address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
+    )
 
 
 def build_services(rt: Runtime) -> list[Service]:
+    cfg = rt.config
+    boot_root = cfg.state_dir / BOOT_DIR
     services: list[Service] = []
+    # First, so the boot files are in place before anything can ask for them.
+    services.append(BootFiles(cfg.boot, boot_root, require_loader=cfg.tftp.enabled))
+    machines = rt.models.get("machines")
+    if machines is None:
+        machines = rt.models["machines"] = MachineLog.load(rt.store.reader, rt.store.journal.submit)
+    responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
+    rt.models["boot"] = responder
+    api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
+                     status=rt.status, request_reload=rt.request_reload)
+    if cfg.http.enabled:
+        services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
+                                   responder=responder, api=api, route_modules=api_route_modules()))
     return services
 
 
@@ -20,3 +58,10 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
 
     Listening addresses and ports are fixed at start; what a service can change live is its own call.
     """
+    cfg = rt.config
+    responder = rt.models.get("boot")
+    if isinstance(responder, BootResponder):
+        responder.settings = boot_settings(cfg)
+    for service in services:
+        if isinstance(service, BootFiles):
+            await service.reconfigure(cfg.boot)

@@ -26,6 +26,8 @@ class ApiContext:
     # Live models shared with other services (e.g. "leases": the DHCP lease book), by name.
     models: dict[str, Any] = field(default_factory=dict)
     status: Callable[[], dict[str, Any]] = lambda: {}
+    # Asks the daemon to re-read its config (what SIGHUP does).
+    request_reload: Callable[[], None] = lambda: None
 
 
 def json_error(status: int, message: str) -> web.Response:

@@ -1,0 +1,234 @@
+"""What a booting machine is told, rendered for its boot loader: an iPXE script or a pxelinux config.
+
+Pure text rendering. The decision itself (install / local / wait) is made once, in state/boot.py;
+both renderers here take that same decision, so an iPXE machine and a pxelinux machine in the same
+state boot the same thing. The decision arrives as any object with the `BootPlan` attributes
+(protocols/ imports nothing of ours; state.boot.BootDecision has exactly these fields).
+
+Choices, and why:
+- install: kernel + initrd + a command line naming the imageserver, the host, its image and version,
+  the install token and the MAC, then the operator's `[boot] kernel_cmdline`. iPXE fetches the
+  installer over HTTP from /boot/files/, pxelinux (TFTP only) from the same boot root over TFTP.
+  The MAC is written literally (not iPXE's ${mac}) so both loaders hand the installer identical
+  arguments; BOOTIF (pxelinux's IPAPPEND 2 format) tells the installer which NIC booted.
+- local: iPXE on BIOS does `sanboot --no-describe --drive 0x80` (the first disk); on UEFI (iPXE's
+  ${platform} is "efi") it `exit`s back to the firmware, whose next boot entry is the disk. pxelinux
+  does `LOCALBOOT 0`.
+- wait: iPXE prints why, sleeps poll_seconds and chains its own URL again (--replace, so the image
+  stack does not grow). pxelinux cannot loop inside one config, so it waits at its prompt for
+  poll_seconds (TIMEOUT is in tenths of a second) and then re-runs itself (`KERNEL pxelinux.0`),
+  which fetches pxelinux.cfg/01-<mac> anew; an operator at the console can type `local` instead.
+Every value that goes into a script is checked against a conservative character set: a hostname
+or image name with a newline or `${` must never become an iPXE command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from protocols.mac import MacError, normalize_mac
+
+KINDS = ("install", "local", "wait")
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]{1,253}$")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$")
+_TEXT_DROP = re.compile(r"[^A-Za-z0-9 .,:()/=_'+-]")
+_PXELINUX_NAME = re.compile(r"^pxelinux\.cfg/(01-[0-9a-f]{2}(?:-[0-9a-f]{2}){5})$")
+
+
+class BootScriptError(ValueError):
+    """A value that cannot be put into a boot script safely (or an unknown decision kind)."""
+
+
+class BootPlan(Protocol):
+    """The attributes of a boot decision the renderers read (state.boot.BootDecision has them)."""
+
+    @property
+    def kind(self) -> str: ...  # "install" | "local" | "wait"
+
+    @property
+    def mac(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def hostname(self) -> str | None: ...
+
+    @property
+    def image(self) -> str | None: ...
+
+    @property
+    def version(self) -> int | None: ...
+
+    @property
+    def install_token(self) -> str | None: ...
+
+    @property
+    def poll_seconds(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BootServer:
+    """Where the booting machine finds us, and what the operator adds to the installer's command line."""
+
+    address: str  # the imageserver's IPv4 address as the client reaches it
+    http_port: int = 80
+    kernel_cmdline: str = ""
+    kernel: str = "installer/vmlinuz"  # relative to the boot root (HTTP /boot/files/, TFTP root)
+    initrd: str = "installer/initrd.img"
+    pxelinux: str = "pxelinux.0"  # what a waiting pxelinux re-runs
+
+    @property
+    def http_base(self) -> str:
+        host = self.address if self.http_port == 80 else f"{self.address}:{self.http_port}"
+        return f"http://{host}"
+
+    def file_url(self, relative: str) -> str:
+        return f"{self.http_base}/boot/files/{relative}"
+
+    def script_url(self, mac: str) -> str:
+        return f"{self.http_base}/boot/{normalize_mac(mac).replace(':', '-')}.ipxe"
+
+
+def _value(name: str, value: object) -> str:
+    text = str(value)
+    if not _SAFE_VALUE.match(text):
+        raise BootScriptError(f"{name} {text!r} has characters that are not allowed in a boot script")
+    return text
+
+
+def _path(name: str, value: str) -> str:
+    if not _SAFE_PATH.match(value) or ".." in value.split("/"):
+        raise BootScriptError(f"{name} {value!r} is not a plain relative path")
+    return value
+
+
+def _text(message: str) -> str:
+    """Free text for echo/SAY/comments: printable, no iPXE operators or settings expansion."""
+    return _TEXT_DROP.sub("?", message)[:200]
+
+
+def _cmdline(extra: str) -> str:
+    if any(ord(c) < 0x20 or c == "\x7f" for c in extra):
+        raise BootScriptError("[boot] kernel_cmdline contains a control character")
+    return " ".join(extra.split())
+
+
+def installer_arguments(plan: BootPlan, server: BootServer) -> str:
+    """The installer's kernel command line (without loader-specific parts such as initrd=)."""
+    if plan.kind != "install":
+        raise BootScriptError(f"installer arguments asked for a {plan.kind!r} decision")
+    mac = normalize_mac(plan.mac)
+    args = [
+        f"IMAGESERVER={_value('address', server.address)}",
+        f"IMAGESERVER_URL={server.http_base}",
+        f"HOSTNAME={_value('hostname', plan.hostname)}",
+        f"IMAGE={_value('image', plan.image)}",
+        f"VERSION={_value('version', plan.version)}",
+        f"INSTALL_TOKEN={_value('install token', plan.install_token)}",
+        f"MAC={mac}",
+        f"BOOTIF=01-{mac.replace(':', '-')}",
+    ]
+    extra = _cmdline(server.kernel_cmdline)
+    return " ".join(args) + (f" {extra}" if extra else "")
+
+
+def _check_kind(plan: BootPlan) -> None:
+    if plan.kind not in KINDS:
+        raise BootScriptError(f"unknown boot decision kind {plan.kind!r}")
+
+
+def _poll(plan: BootPlan) -> int:
+    return max(1, int(plan.poll_seconds))
+
+
+def render_ipxe(plan: BootPlan, server: BootServer) -> str:
+    """The iPXE script served at /boot/<mac>.ipxe."""
+    _check_kind(plan)
+    mac = normalize_mac(plan.mac)
+    again = server.script_url(mac)
+    lines = ["#!ipxe", f"# imageserver: {plan.kind} for {mac}: {_text(plan.reason)}"]
+    if plan.kind == "install":
+        args = installer_arguments(plan, server)
+        kernel = server.file_url(_path("kernel", server.kernel))
+        initrd = server.file_url(_path("initrd", server.initrd))
+        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
+        lines += [
+            f"echo imageserver: installing {what} on {_value('hostname', plan.hostname)}",
+            # initrd=<name> lets an EFI-stub kernel find the initrd iPXE registered under that name.
+            f"kernel --name vmlinuz {kernel} initrd=initrd.img {args} || goto failed",
+            f"initrd --name initrd.img {initrd} || goto failed",
+            "boot || goto failed",
+            ":failed",
+            f"echo imageserver: could not start the installer, asking again in {_poll(plan)} s",
+            f"sleep {_poll(plan)}",
+            f"chain --replace --autofree {again}",
+        ]
+    elif plan.kind == "local":
+        lines += [
+            f"echo imageserver: booting from the local disk ({_text(plan.reason)})",
+            "iseq ${platform} efi && exit ||",
+            "sanboot --no-describe --drive 0x80 ||",
+            "echo imageserver: the local disk did not boot, handing back to the firmware",
+            "exit",
+        ]
+    else:
+        lines += [
+            f"echo imageserver: {_text(plan.reason)} - asking again every {_poll(plan)} s",
+            ":retry",
+            f"sleep {_poll(plan)}",
+            f"chain --replace --autofree {again} || goto retry",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_pxelinux(plan: BootPlan, server: BootServer) -> str:
+    """The pxelinux config served over TFTP as pxelinux.cfg/01-<mac>."""
+    _check_kind(plan)
+    mac = normalize_mac(plan.mac)
+    lines = [f"# imageserver: {plan.kind} for {mac}: {_text(plan.reason)}"]
+    local = ["LABEL local", "  LOCALBOOT 0"]
+    if plan.kind == "install":
+        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
+        lines += [
+            "DEFAULT install",
+            "PROMPT 0",
+            f"SAY imageserver: installing {what} on {_value('hostname', plan.hostname)}",
+            "LABEL install",
+            f"  KERNEL {_path('kernel', server.kernel)}",
+            f"  INITRD {_path('initrd', server.initrd)}",
+            f"  APPEND {installer_arguments(plan, server)}",
+            *local,
+        ]
+    elif plan.kind == "local":
+        lines += ["DEFAULT local", "PROMPT 0", f"SAY imageserver: booting from the local disk ({_text(plan.reason)})",
+                  *local]
+    else:
+        lines += [
+            "DEFAULT retry",
+            # PROMPT 1 makes pxelinux honour TIMEOUT (tenths of a second) before booting the default.
+            "PROMPT 1",
+            f"TIMEOUT {_poll(plan) * 10}",
+            f"SAY imageserver: {_text(plan.reason)} - asking again in {_poll(plan)} s (type 'local' to boot the disk)",
+            "LABEL retry",
+            f"  KERNEL {_path('pxelinux', server.pxelinux)}",
+            *local,
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def pxelinux_config_mac(filename: str) -> str | None:
+    """'pxelinux.cfg/01-aa-bb-cc-dd-ee-ff' (a leading '/' allowed) -> 'aa:bb:cc:dd:ee:ff'; else None.
+
+    pxelinux also asks for pxelinux.cfg/<UUID>, /<hex IP prefixes> and /default; those get None
+    (file not found) because the MAC file, asked first, always exists for every machine.
+    """
+    match = _PXELINUX_NAME.match(filename.removeprefix("/").lower())
+    if match is None:
+        return None
+    try:
+        return normalize_mac(match.group(1))
+    except MacError:
+        return None

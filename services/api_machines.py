@@ -1,0 +1,73 @@
+"""GET /api/v1/machines: every machine seen on the wire, with its host (if any) and what it boots now.
+
+  GET /api/v1/machines         {"machines": [...]}, most recently seen first
+  GET /api/v1/machines/{mac}   one machine (any MAC spelling), with the boot decision's reason; 404
+                               if the MAC was never seen and is no host's
+Machines come from the live MachineLog (ctx.models["machines"]) when the daemon has one, else from
+the database; boot decisions from the BootResponder (ctx.models["boot"]) when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from aiohttp import web
+
+from protocols.mac import MacError, normalize_mac
+from services.api_context import ApiContext, json_error
+from state.sightings import Machine, MachineLog
+
+_MACHINE_COLUMNS = ", ".join(f.name for f in fields(Machine))
+
+
+def _machines(ctx: ApiContext) -> list[Machine]:
+    log = ctx.models.get("machines")
+    if isinstance(log, MachineLog):
+        return log.all()
+    rows = ctx.store.read(f"SELECT {_MACHINE_COLUMNS} FROM machines ORDER BY last_seen DESC")
+    return [Machine(*tuple(r)) for r in rows]
+
+
+def _hosts_by_mac(ctx: ApiContext) -> dict[str, tuple[str, str]]:
+    return {r["mac"]: (r["name"], r["state"]) for r in ctx.store.read(
+        "SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
+
+
+def _entry(ctx: ApiContext, m: Machine, hosts: dict[str, tuple[str, str]], detail: bool) -> dict[str, Any]:
+    out = m.as_dict()
+    host = hosts.get(m.mac)
+    out["host"] = host[0] if host else None
+    out["host_state"] = host[1] if host else None
+    boot = ctx.models.get("boot")
+    if boot is not None:
+        decision = boot.decide(m.mac)
+        out["boot"] = decision.as_dict() if detail else decision.kind
+    return out
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    async def list_machines(request: web.Request) -> web.Response:
+        hosts = _hosts_by_mac(ctx)
+        return web.json_response({"machines": [_entry(ctx, m, hosts, False) for m in _machines(ctx)]})
+
+    async def one_machine(request: web.Request) -> web.Response:
+        try:
+            mac = normalize_mac(request.match_info["mac"])
+        except MacError as e:
+            return json_error(400, str(e))
+        hosts = _hosts_by_mac(ctx)
+        machine = next((m for m in _machines(ctx) if m.mac == mac), None)
+        if machine is None:
+            if mac not in hosts:
+                return json_error(404, f"machine {mac} has not been seen and is no host's")
+            machine = Machine(mac, 0.0, 0.0)  # a host that has not booted yet
+            out = _entry(ctx, machine, hosts, True)
+            out["first_seen"] = out["last_seen"] = None
+            return web.json_response(out)
+        return web.json_response(_entry(ctx, machine, hosts, True))
+
+    return [
+        web.get("/api/v1/machines", list_machines),
+        web.get("/api/v1/machines/{mac}", one_machine),
+    ]

@@ -1,0 +1,33 @@
+"""GET /api/v1/status (the daemon's status document, open, read-only), the OpenAPI document, and reload.
+
+  GET  /api/v1/status        version, uptime, each service (state, listen, counters), counts
+  GET  /api/v1/openapi.json  the API description (services/openapi.py)
+  POST /api/v1/reload        re-read the config file, as SIGHUP does (admin token; 202)
+Any other method on these paths is 405 (aiohttp answers it from the routing table).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.api_context import ApiContext, require_token
+from services.openapi import OPENAPI
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response(ctx.status(), headers={"Cache-Control": "no-store"})
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    async def reload(request: web.Request) -> web.Response:
+        require_token(request, ctx)
+        ctx.request_reload()
+        return web.json_response({"reload": "requested"}, status=202)
+
+    return [
+        web.get("/api/v1/status", status),
+        web.get("/api/v1/openapi.json", openapi),
+        web.post("/api/v1/reload", reload),
+    ]

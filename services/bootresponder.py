@@ -1,0 +1,139 @@
+"""Answers "what does this machine boot?" for the HTTP (iPXE) and TFTP (pxelinux) servers alike.
+
+One object shared by both servers: it reads the host, asks state.boot for the decision, fills in a
+missing install token, notes the machine as seen, and renders with protocols.bootscript. Keeping
+this in one place is what makes iPXE and pxelinux machines agree.
+
+Everything here runs on the event loop thread and never blocks on the disk: reads go to the store's
+reader connection, writes are queued on the journal. A freshly issued install token is kept in
+memory until its write has committed, so a second request in between gets the same token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from protocols.bootscript import BootServer, pxelinux_config_mac, render_ipxe, render_pxelinux
+from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
+from state.hosts import set_install_token_op, touch_host_op
+from state.sightings import MachineLog
+from state.store import Store
+
+log = logging.getLogger("imageserver.boot")
+
+_REMEMBERED_KINDS = 4096  # last decision per MAC, only to log changes once; cleared when this big
+
+
+@dataclass(frozen=True, slots=True)
+class BootSettings:
+    """The live part of the config the boot answers depend on (replaced as a whole on SIGHUP)."""
+
+    policy: BootPolicy = BootPolicy()
+    kernel_cmdline: str = ""
+    http_port: int = 80
+    address: str | None = None  # [appliance] address: what TFTP answers name (HTTP uses the connection's)
+    pxelinux: str = "pxelinux.0"
+
+
+class BootResponder:
+    def __init__(
+        self,
+        store: Store,
+        settings: BootSettings,
+        *,
+        clock: Callable[[], float],
+        machines: MachineLog | None = None,
+        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(18),
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.machines = machines
+        self._new_token = new_token
+        self._pending_tokens: dict[str, str] = {}
+        self._last_kind: dict[str, str] = {}
+
+    # --- the decision --------------------------------------------------------------------------
+
+    def decide(self, mac: str) -> BootDecision:
+        """The decision as stored state says now, without side effects (for the API)."""
+        return boot_decision_for_mac(self.store.reader, mac, self.settings.policy)
+
+    def _answer(self, mac: str, via: str) -> tuple[BootDecision, asyncio.Future[Any] | None]:
+        """Decide for a booting machine: record it as seen and make sure an install has its token."""
+        now = self.clock()
+        decision = self.decide(mac)
+        if self.machines is not None:
+            self.machines.seen(mac, now)
+        pending: asyncio.Future[Any] | None = None
+        if decision.hostname is not None:
+            self._background(self.store.journal.submit(touch_host_op(decision.hostname, now)))
+        if decision.kind == "install" and decision.install_token is None:
+            name = decision.hostname
+            assert name is not None
+            token = self._pending_tokens.get(name)
+            if token is None:
+                token = self._pending_tokens[name] = self._new_token()
+                pending = self.store.journal.submit(set_install_token_op(name, token, now))
+                pending.add_done_callback(lambda f, n=name: self._token_written(n, f))
+            decision = replace(decision, install_token=token)
+        self._log(decision, via)
+        return decision, pending
+
+    def _token_written(self, name: str, fut: asyncio.Future[Any]) -> None:
+        self._pending_tokens.pop(name, None)
+        if fut.cancelled():
+            return
+        if fut.exception() is not None:
+            log.error("event=install-token-write-failed host=%s error=%r", name, str(fut.exception()))
+
+    def _background(self, fut: asyncio.Future[Any]) -> None:
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("event=boot-write-failed error=%r", str(f.exception()))
+
+        fut.add_done_callback(done)
+
+    def _log(self, d: BootDecision, via: str) -> None:
+        # A waiting machine asks every few seconds: log at info only when its answer changes.
+        if self._last_kind.get(d.mac) != d.kind:
+            if len(self._last_kind) >= _REMEMBERED_KINDS:
+                self._last_kind.clear()
+            self._last_kind[d.mac] = d.kind
+            log.info("event=boot-decision mac=%s via=%s kind=%s host=%s reason=%r", d.mac, via, d.kind,
+                     d.hostname or "-", d.reason)
+        else:
+            log.debug("event=boot-decision mac=%s via=%s kind=%s", d.mac, via, d.kind)
+
+    def _server(self, address: str) -> BootServer:
+        s = self.settings
+        return BootServer(address=address, http_port=s.http_port, kernel_cmdline=s.kernel_cmdline,
+                          pxelinux=s.pxelinux)
+
+    # --- renderings ----------------------------------------------------------------------------
+
+    async def ipxe_script(self, mac: str, local_address: str) -> tuple[BootDecision, str]:
+        """The iPXE script for `mac`, with URLs on the address the machine reached us at."""
+        decision, pending = self._answer(mac, "http")
+        if pending is not None:
+            # The token is the installer's credential: have it on disk before handing it out.
+            await asyncio.shield(pending)
+        return decision, render_ipxe(decision, self._server(local_address))
+
+    def pxelinux_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
+        """TFTP's dynamic content: pxelinux.cfg/01-<mac> rendered; None for every other name."""
+        mac = pxelinux_config_mac(filename)
+        if mac is None:
+            return None
+        address = self.settings.address
+        if address is None:
+            log.warning("event=pxelinux-unanswered mac=%s reason='[appliance] address is not set'", mac)
+            return None
+        decision, _ = self._answer(mac, "tftp")
+        return render_pxelinux(decision, self._server(address)).encode()
+

@@ -1,0 +1,196 @@
+"""The HTTP server: iPXE boot scripts, boot files, and the JSON API route modules handed in.
+
+Routes of its own:
+  GET /boot/{mac}.ipxe       the machine's boot script (MAC in any spelling; the machine is noted as seen)
+  GET /boot/files/{path}     a file from the boot root (sendfile; HEAD and single Range via FileResponse)
+Everything under /api/v1/ comes from route modules (services/api_*.py): `routes(ctx)` lists of RouteDefs.
+
+Safety, for every request before any handler runs:
+- the RAW request target is classified by protocols.httppath (aiohttp decodes %2F in match_info and
+  folds dot segments, so the decoded path can hide a traversal); refused targets get 400/404;
+- a boot file is resolved with realpath and must stay inside the boot root (symlinks escaping it: 404);
+- any method other than GET/HEAD/OPTIONS on an existing route needs the admin bearer token (401),
+  even if a route module forgot to check it; a method a route does not have is 405.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from protocols.httppath import PathRefused, path_parts, served_file_parts
+from protocols.mac import MacError, normalize_mac
+from services.api_context import ApiContext, json_error, require_token
+from services.base import ServiceError, ServiceStatus
+from services.bootresponder import BootResponder
+
+log = logging.getLogger("imageserver.http")
+
+RouteFactory = Callable[[ApiContext], list[web.RouteDef]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FILES_PREFIX = ("boot", "files")
+
+
+class HttpServer:
+    """aiohttp on one address (implements services.base.Service)."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 80,
+        boot_root: Path,
+        responder: BootResponder | None = None,
+        api: ApiContext | None = None,
+        route_modules: Sequence[RouteFactory] = (),
+        shutdown_timeout: float = 2.0,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._port = 0
+        self.boot_root = Path(boot_root)
+        self._root_real = ""
+        self.responder = responder
+        self._api = api
+        self._route_modules = tuple(route_modules)
+        self._shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self._status = ServiceStatus()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    # --- the application -----------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application (also used by the OpenAPI completeness test, without a socket)."""
+        app = web.Application(middlewares=[self._guard])
+        routes = [
+            web.get("/boot/files/{path:.+}", self._file),
+            web.get("/boot/{mac}.ipxe", self._boot_script),
+        ]
+        if self._api is not None:
+            for factory in self._route_modules:
+                routes.extend(factory(self._api))
+        app.add_routes(routes)
+        app.on_response_prepare.append(self._count_bytes)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        counters = self._status.counters
+        counters["requests"] += 1
+        try:
+            path_parts(request.raw_path)
+        except PathRefused as e:
+            counters["refused_paths"] += 1
+            log.info("event=path-refused peer=%s target=%r reason=%r", request.remote, request.raw_path[:200], str(e))
+            return self._error(request, e.status, f"refused path: {e}")
+        api = request.path.startswith("/api/")
+        if api:
+            counters["api_requests"] += 1
+        try:
+            if request.method not in SAFE_METHODS and request.match_info.http_exception is None:
+                if self._api is None:
+                    raise web.HTTPUnauthorized(text="no admin API on this server")
+                require_token(request, self._api)
+            response = await handler(request)
+        except web.HTTPException as e:
+            if e.status == 401:
+                counters["unauthorized"] += 1
+            counters[f"responses_{e.status // 100}xx"] += 1
+            if api and e.status >= 400 and e.content_type != "application/json":
+                response = json_error(e.status, e.reason)
+                for header in ("Allow", "WWW-Authenticate"):
+                    if header in e.headers:
+                        response.headers[header] = e.headers[header]
+                return response
+            raise
+        counters[f"responses_{response.status // 100}xx"] += 1
+        return response
+
+    async def _count_bytes(self, request: web.Request, response: web.StreamResponse) -> None:
+        if request.method != "HEAD" and response.content_length:
+            self._status.counters["bytes_out"] += response.content_length
+
+    def _error(self, request: web.Request, status: int, message: str) -> web.Response:
+        if request.path.startswith("/api/"):
+            return json_error(status, message)
+        return web.Response(status=status, text=message + "\n")
+
+    async def _boot_script(self, request: web.Request) -> web.StreamResponse:
+        if self.responder is None:
+            return self._error(request, 404, "boot scripts are not served here")
+        try:
+            mac = normalize_mac(request.match_info["mac"])
+        except MacError:
+            return self._error(request, 404, "not a MAC address; ask for /boot/<mac>.ipxe")
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        local = sockname[0] if sockname else self._host
+        decision, script = await self.responder.ipxe_script(mac, local)
+        self._status.counters["boot_scripts"] += 1
+        self._status.counters[f"boot_{decision.kind}"] += 1
+        return web.Response(text=script, content_type="text/plain", headers={"Cache-Control": "no-store"})
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        counters = self._status.counters
+        try:
+            parts = served_file_parts(request.raw_path, FILES_PREFIX)
+        except PathRefused as e:
+            counters["refused_paths"] += 1
+            return self._error(request, e.status, f"refused path: {e}")
+        real = os.path.realpath(os.path.join(self._root_real, *parts))
+        if os.path.commonpath((real, self._root_real)) != self._root_real or real == self._root_real:
+            counters["refused_paths"] += 1
+            log.warning("event=path-escapes-root peer=%s path=%s", request.remote, "/".join(parts))
+            return self._error(request, 404, "not found")
+        if not os.path.isfile(real):
+            return self._error(request, 404, "not found")
+        counters["files"] += 1
+        return web.FileResponse(real, headers={"Cache-Control": "no-cache"})
+
+    # --- Service -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        self._root_real = os.path.realpath(self.boot_root)
+        self.boot_root.mkdir(parents=True, exist_ok=True)
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=self._shutdown_timeout)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True, backlog=1024)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            message = f"http: cannot listen on {self._host}:{self._requested_port}: {e.strerror or e}"
+            self._status.state, self._status.error = "failed", message
+            raise ServiceError(message) from e
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        self._status.state, self._status.error = "running", None
+        self._status.listen = [f"{self._host}:{self._port}/tcp"]
+        log.info("event=http-listening addr=%s:%d boot_root=%s", self._host, self._port, self._root_real)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self._status.state = "stopped"
+        self._status.listen = []
+
+    def status(self) -> dict[str, Any]:
+        out = self._status.as_dict()
+        out["boot_root"] = str(self.boot_root)
+        return out

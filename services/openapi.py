@@ -1,0 +1,158 @@
+"""The OpenAPI 3 description of every HTTP route the imageserver mounts (served at /api/v1/openapi.json).
+
+Static data, kept next to the route modules; tests/unit/test_openapi.py fails when a mounted route is
+missing here or a documented one is not mounted, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_JSON = "application/json"
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema or {"type": "object"}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, {"$ref": "#/components/schemas/Error"})
+
+
+_MAC_PARAM = {
+    "name": "mac", "in": "path", "required": True,
+    "description": "MAC address in any usual spelling: aa:bb:cc:dd:ee:ff, AA-BB-..., aabbccddeeff, aabb.ccdd.eeff",
+    "schema": {"type": "string"},
+}
+
+_UNAUTHORIZED = _error("the admin bearer token is missing or wrong")
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "imageserver",
+        "version": "1",
+        "description": "Boot scripts, boot files and the admin API of the imageserver. GET routes are open and "
+                       "read-only; every other method needs `Authorization: Bearer <state_dir/admin.token>`.",
+    },
+    "components": {
+        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Service": {
+                "type": "object",
+                "properties": {
+                    "state": {"type": "string", "enum": ["running", "failed", "stopped"]},
+                    "listen": {"type": "array", "items": {"type": "string"}},
+                    "error": {"type": "string", "nullable": True},
+                    "counters": {"type": "object", "additionalProperties": {"type": "number"}},
+                },
+            },
+            "BootDecision": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["install", "local", "wait"]},
+                    "mac": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "hostname": {"type": "string", "nullable": True},
+                    "image": {"type": "string", "nullable": True},
+                    "version": {"type": "integer", "nullable": True},
+                    "poll_seconds": {"type": "integer"},
+                },
+            },
+            "Machine": {
+                "type": "object",
+                "properties": {
+                    "mac": {"type": "string"},
+                    "first_seen": {"type": "number", "nullable": True},
+                    "last_seen": {"type": "number", "nullable": True},
+                    "arch": {"type": "integer", "nullable": True, "description": "DHCP option 93"},
+                    "vendor_class": {"type": "string", "nullable": True},
+                    "user_class": {"type": "string", "nullable": True},
+                    "uuid": {"type": "string", "nullable": True},
+                    "relay": {"type": "string", "nullable": True},
+                    "subnet": {"type": "string", "nullable": True},
+                    "hostname": {"type": "string", "nullable": True},
+                    "host": {"type": "string", "nullable": True},
+                    "host_state": {"type": "string", "nullable": True},
+                    "boot": {"description": "the decision's kind in the list; the whole decision for one machine"},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/boot/{mac}.ipxe": {
+            "get": {
+                "summary": "The machine's iPXE boot script: install, boot the local disk, or wait and ask again",
+                "parameters": [_MAC_PARAM],
+                "responses": {
+                    "200": {"description": "an iPXE script", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "404": {"description": "not a MAC address"},
+                },
+            },
+        },
+        "/boot/files/{path}": {
+            "get": {
+                "summary": "A file from the boot root (iPXE, pxelinux, the installer kernel and initrd); HEAD and "
+                           "single byte ranges supported",
+                "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the file", "content": {"application/octet-stream": {}}},
+                    "206": {"description": "the requested byte range"},
+                    "400": {"description": "a refused path (dot segments, escaped separators, NUL, backslash)"},
+                    "404": {"description": "no such file, a hidden file, or a symlink leading out of the root"},
+                    "416": {"description": "the range cannot be satisfied"},
+                },
+            },
+        },
+        "/api/v1/status": {
+            "get": {
+                "summary": "The daemon's status: version, uptime, each service with state, listen and counters, "
+                           "and counts of leases, reservations, hosts, machines and images",
+                "responses": {"200": _json("the status document", {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "string"},
+                        "started": {"type": "number", "nullable": True},
+                        "uptime": {"type": "number"},
+                        "config": {"type": "string", "nullable": True},
+                        "state_dir": {"type": "string"},
+                        "services": {"type": "object",
+                                     "additionalProperties": {"$ref": "#/components/schemas/Service"}},
+                        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    },
+                })},
+            },
+        },
+        "/api/v1/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json("OpenAPI 3 document")}},
+        },
+        "/api/v1/reload": {
+            "post": {
+                "summary": "Re-read the configuration file (what SIGHUP does); a bad file is logged and ignored",
+                "security": [{"admin": []}],
+                "responses": {"202": _json("reload requested"), "401": _UNAUTHORIZED},
+            },
+        },
+        "/api/v1/machines": {
+            "get": {
+                "summary": "Every machine seen on the wire, most recent first, with its host and boot decision",
+                "responses": {"200": _json("machines", {
+                    "type": "object",
+                    "properties": {"machines": {"type": "array", "items": {"$ref": "#/components/schemas/Machine"}}},
+                })},
+            },
+        },
+        "/api/v1/machines/{mac}": {
+            "get": {
+                "summary": "One machine with the full boot decision (why it boots what it boots)",
+                "parameters": [_MAC_PARAM],
+                "responses": {
+                    "200": _json("the machine", {"$ref": "#/components/schemas/Machine"}),
+                    "400": _error("not a MAC address"),
+                    "404": _error("never seen and no host has this MAC"),
+                },
+            },
+        },
+    },
+}

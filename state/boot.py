@@ -1,0 +1,102 @@
+"""What does this machine boot now? One pure function, used by every server that answers a boot.
+
+The HTTP server renders the answer as an iPXE script, the TFTP server as a pxelinux config; both
+come from `decide_boot`, so a machine gets the same answer whichever loader asks.
+
+Decision table (host = the hosts row with this MAC; policy = [boot] unknown, poll_seconds):
+
+  host                        image / version                 -> decision
+  none                        -                                 policy: "wait" (poll) | "local"
+  any state, no image         -                                 policy, as for an unknown machine
+  new | assigned | installing image has the version asked for   install (installing = a retry after
+                                                                  an interrupted install)
+  new | assigned | installing image missing / version missing   wait: nothing to install yet
+  installed                   -                                 local: never an install loop
+  failed                      -                                 local: never loop; the operator
+                                                                  reinstalls explicitly
+  (anything else in state)    -                                 local, with the odd state named
+
+A host's version None means the image's newest version at boot time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from state.hosts import Host, host_by_mac, image_versions
+
+UNKNOWN_POLICIES = ("wait", "local")
+INSTALL_STATES = ("new", "assigned", "installing")
+
+
+@dataclass(frozen=True, slots=True)
+class BootPolicy:
+    unknown: str = "wait"  # what a machine with no host (or no image) boots: "wait" | "local"
+    poll_seconds: int = 5
+
+    def __post_init__(self) -> None:
+        if self.unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown-machine policy {self.unknown!r} is not one of {UNKNOWN_POLICIES}")
+        if self.poll_seconds < 1:
+            raise ValueError("poll_seconds must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class BootDecision:
+    kind: str  # "install" | "local" | "wait"
+    mac: str
+    reason: str  # one line for people: logs, the boot console, the API
+    poll_seconds: int
+    hostname: str | None = None
+    image: str | None = None
+    version: int | None = None
+    install_token: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        # The install token is the installer's credential: it goes into the boot script, not the API.
+        return {"kind": self.kind, "mac": self.mac, "reason": self.reason, "hostname": self.hostname,
+                "image": self.image, "version": self.version, "poll_seconds": self.poll_seconds}
+
+
+def _unassigned(mac: str, policy: BootPolicy, reason: str, hostname: str | None = None) -> BootDecision:
+    if policy.unknown == "local":
+        return BootDecision("local", mac, f"{reason}, policy boots it from its disk", policy.poll_seconds,
+                            hostname=hostname)
+    return BootDecision("wait", mac, f"{reason}, waiting for an assignment", policy.poll_seconds, hostname=hostname)
+
+
+def decide_boot(mac: str, host: Host | None, versions: Sequence[int], policy: BootPolicy) -> BootDecision:
+    """The boot decision for `mac`, given its host (or None) and the captured versions of the host's image."""
+    poll = policy.poll_seconds
+    if host is None:
+        return _unassigned(mac, policy, f"machine {mac} is not a known host")
+    name = host.name
+    if host.state == "installed":
+        return BootDecision("local", mac, f"host {name} is installed", poll, hostname=name, image=host.image,
+                            version=host.running_version)
+    if host.state == "failed":
+        return BootDecision("local", mac, f"host {name} failed its install (reinstall it explicitly)", poll,
+                            hostname=name, image=host.image)
+    if host.state not in INSTALL_STATES:
+        return BootDecision("local", mac, f"host {name} is in unexpected state {host.state!r}", poll, hostname=name)
+    if not host.image:
+        return _unassigned(mac, policy, f"host {name} has no image", hostname=name)
+    if not versions:
+        return BootDecision("wait", mac, f"image {host.image} of host {name} has no captured version yet", poll,
+                            hostname=name, image=host.image)
+    version = host.version if host.version is not None else max(versions)
+    if version not in versions:
+        return BootDecision("wait", mac, f"image {host.image} has no version {version} (host {name})", poll,
+                            hostname=name, image=host.image)
+    return BootDecision("install", mac, f"host {name} is {host.state}: install {host.image} v{version}", poll,
+                        hostname=name, image=host.image, version=version, install_token=host.install_token)
+
+
+def boot_decision_for_mac(conn: sqlite3.Connection, mac: str, policy: BootPolicy) -> BootDecision:
+    """Read the host and its image's versions, then decide (the reads are the only impure part)."""
+    host = host_by_mac(conn, mac)
+    versions = image_versions(conn, host.image) if host is not None and host.image else ()
+    return decide_boot(mac, host, versions, policy)

@@ -1,0 +1,106 @@
+"""state.boot.decide_boot: the one table that says what a machine boots, for every host state."""
+
+from __future__ import annotations
+
+import pytest
+
+from state.boot import BootPolicy, decide_boot
+from state.hosts import HOST_STATES, Host
+
+MAC = "52:54:00:12:34:56"
+WAIT = BootPolicy(unknown="wait", poll_seconds=7)
+LOCAL = BootPolicy(unknown="local", poll_seconds=7)
+
+
+def host(state: str = "assigned", image: str | None = "base", version: int | None = None,
+         token: str | None = "tok") -> Host:
+    return Host(name="node01", mac=MAC, ip=None, image=image, version=version, state=state, created=0.0,
+                updated=0.0, install_token=token, running_version=2 if state == "installed" else None)
+
+
+@pytest.mark.parametrize(
+    ("state", "kind"),
+    [("new", "install"), ("assigned", "install"), ("installing", "install"),
+     ("installed", "local"), ("failed", "local")],
+)
+def test_host_state_decides_install_or_local(state: str, kind: str) -> None:
+    d = decide_boot(MAC, host(state), versions=(1, 2, 3), policy=WAIT)
+    assert d.kind == kind
+    assert d.hostname == "node01"
+    assert d.mac == MAC
+
+
+def test_every_host_state_is_in_the_table() -> None:
+    # A new state added to HOST_STATES without a decision would fall to "unexpected state".
+    for state in HOST_STATES:
+        assert "unexpected" not in decide_boot(MAC, host(state), (1,), WAIT).reason
+
+
+def test_install_takes_the_newest_version_when_the_host_names_none() -> None:
+    d = decide_boot(MAC, host(version=None), versions=(1, 3, 2), policy=WAIT)
+    assert (d.kind, d.image, d.version, d.install_token) == ("install", "base", 3, "tok")
+
+
+def test_install_takes_the_pinned_version() -> None:
+    d = decide_boot(MAC, host(version=2), versions=(1, 2, 3), policy=WAIT)
+    assert (d.kind, d.version) == ("install", 2)
+
+
+def test_pinned_version_that_does_not_exist_waits() -> None:
+    d = decide_boot(MAC, host(version=9), versions=(1, 2), policy=LOCAL)
+    assert d.kind == "wait"
+    assert "no version 9" in d.reason
+
+
+def test_image_without_versions_waits_even_with_local_policy() -> None:
+    # The operator assigned an image; it only has to be captured: wait, do not boot an empty disk.
+    d = decide_boot(MAC, host(), versions=(), policy=LOCAL)
+    assert d.kind == "wait"
+    assert d.poll_seconds == 7
+
+
+def test_installed_host_never_installs_again() -> None:
+    d = decide_boot(MAC, host("installed"), versions=(1, 2, 3), policy=WAIT)
+    assert d.kind == "local"
+    assert d.version == 2  # the running version, for the record
+    assert d.install_token is None
+
+
+def test_failed_host_boots_local_rather_than_looping() -> None:
+    d = decide_boot(MAC, host("failed"), versions=(1,), policy=WAIT)
+    assert d.kind == "local"
+    assert "reinstall" in d.reason
+
+
+def test_unknown_state_boots_local() -> None:
+    d = decide_boot(MAC, host("bogus"), versions=(1,), policy=WAIT)
+    assert d.kind == "local"
+    assert "unexpected state" in d.reason
+
+
+@pytest.mark.parametrize(("policy", "kind"), [(WAIT, "wait"), (LOCAL, "local")])
+def test_unknown_machine_follows_the_policy(policy: BootPolicy, kind: str) -> None:
+    d = decide_boot(MAC, None, versions=(), policy=policy)
+    assert d.kind == kind
+    assert d.hostname is None
+    assert d.poll_seconds == 7
+
+
+@pytest.mark.parametrize(("policy", "kind"), [(WAIT, "wait"), (LOCAL, "local")])
+def test_host_without_image_follows_the_policy(policy: BootPolicy, kind: str) -> None:
+    d = decide_boot(MAC, host(image=None), versions=(), policy=policy)
+    assert d.kind == kind
+    assert d.hostname == "node01"
+
+
+def test_install_token_is_not_in_the_api_view() -> None:
+    d = decide_boot(MAC, host(), versions=(1,), policy=WAIT)
+    assert d.install_token == "tok"
+    assert "install_token" not in d.as_dict()
+
+
+def test_policy_is_validated() -> None:
+    with pytest.raises(ValueError):
+        BootPolicy(unknown="install")
+    with pytest.raises(ValueError):
+        BootPolicy(poll_seconds=0)
