@@ -1,0 +1,76 @@
+"""From the config to the DHCP server and its lease book (used by wiring and by the offline CLI)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from appliance.config import Config, DhcpConfig
+from appliance.runtime import Runtime
+from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
+from services.dhcp import DhcpServer
+from state.leases import LeaseModel, journal_writer
+from state.sightings import MachineLog
+
+# How often a machine's last_seen is written when nothing else about it changed.
+MACHINE_REFRESH = 60.0
+
+
+def subnets(cfg: Config) -> tuple[Subnet, ...]:
+    return tuple(
+        Subnet(network=s.subnet, pool_first=s.pool_first, pool_last=s.pool_last, router=s.router, dns=s.dns,
+               domain=s.domain or cfg.appliance.domain, lease_time=s.lease_time)
+        for s in cfg.dhcp.subnets
+    )
+
+
+def server_settings(cfg: Config) -> ServerSettings:
+    d: DhcpConfig = cfg.dhcp
+    assert cfg.appliance.address is not None, "config validation requires appliance.address with dhcp"
+    return ServerSettings(
+        server_id=cfg.appliance.address,
+        mode=d.mode,
+        subnets=subnets(cfg),
+        boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=d.uefi_file),
+        offer_hold=d.offer_hold,
+    )
+
+
+def _model_options(cfg: Config) -> dict[str, object]:
+    return {"offer_hold": cfg.dhcp.offer_hold, "decline_probation": float(cfg.dhcp.decline_probation),
+            "excluded": [cfg.appliance.address] if cfg.appliance.address else []}
+
+
+def load_leases(rt: Runtime) -> LeaseModel:
+    """The live lease book, loaded from the store; its writes go through the journal (group commit)."""
+    return LeaseModel.load(rt.store.reader, subnets(rt.config), journal_writer(rt.store.journal.submit),
+                           now=rt.clock(), **_model_options(rt.config))  # type: ignore[arg-type]
+
+
+def load_machines(rt: Runtime) -> MachineLog:
+    return MachineLog.load(rt.store.reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH)
+
+
+def offline_lease_model(cfg: Config, conn: sqlite3.Connection, now: float) -> LeaseModel:
+    """A lease book over a plain connection, for CLI commands while the daemon is not running."""
+    return LeaseModel.offline(conn, subnets(cfg), now=now, **_model_options(cfg))  # type: ignore[arg-type]
+
+
+def build_dhcp(rt: Runtime, leases: LeaseModel, machines: MachineLog) -> DhcpServer:
+    cfg = rt.config
+    return DhcpServer(
+        settings=server_settings(cfg), leases=leases, machines=machines, flush=rt.store.journal.flush,
+        port=cfg.dhcp.port, interface=cfg.appliance.interface,
+        conflict_probe=cfg.dhcp.conflict_probe and cfg.dhcp.mode == "authoritative",
+        clock=rt.clock, monotonic=rt.monotonic,
+    )
+
+
+def reconfigure_dhcp(rt: Runtime, leases: LeaseModel, server: DhcpServer | None) -> None:
+    """SIGHUP: new subnets, pools, options, hold and probation times; the leases themselves stay."""
+    cfg = rt.config
+    leases.decline_probation = float(cfg.dhcp.decline_probation)
+    leases.offer_hold = cfg.dhcp.offer_hold
+    if server is not None and cfg.dhcp.enabled:
+        server.reconfigure(server_settings(cfg), conflict_probe=cfg.dhcp.conflict_probe)
+    else:
+        leases.set_subnets(subnets(cfg))

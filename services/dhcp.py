@@ -1,0 +1,350 @@
+"""The DHCP server: UDP sockets around protocols.dhcp.respond() and the lease model.
+
+Per packet: decode -> respond (the pure RFC 2131 decision; the lease model is its book) -> encode ->
+send. An ACK that binds a lease is sent only once that lease is durable: the model has already
+queued its write with the journal, and ACKs are held in a pending list that one sender task releases
+after `flush()` — so all ACKs produced while a commit is in flight share the next fsync (group
+commit), and the receive path never waits for the disk.
+
+Sockets are read directly (add_reader + recvmsg) rather than through a DatagramProtocol so that
+IP_PKTINFO tells which interface and local address a broadcast arrived on: the local address picks
+the subnet of an unrelayed client, and a broadcast reply leaves through the interface the request
+came in on (a namespace or appliance without a default route cannot send to 255.255.255.255
+otherwise). With `[appliance] interface` set, SO_BINDTODEVICE confines the server to that interface.
+A malformed packet is counted and logged at debug level; nothing a client sends stops the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from ipaddress import IPv4Address
+from typing import Any
+
+from protocols.dhcp import options as o
+from protocols.dhcp.codec import BOOTREQUEST, DhcpError, DhcpPacket, decode
+from protocols.dhcp.options import MessageType
+from protocols.dhcp.reply import (
+    BROADCAST,
+    PXE_BOOT_SERVER_PORT,
+    Reply,
+    ServerSettings,
+    Subnet,
+    respond,
+    select_subnet,
+)
+from services.base import ServiceError, ServiceStatus
+from services.dhcp_probe import ConflictProbe
+from state.leases import LeaseModel, client_hostname
+from state.sightings import MachineLog
+
+log = logging.getLogger("imageserver.dhcp")
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; the socket module has it from Python 3.12
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; root may exceed net.core.rmem_max
+_PKTINFO = struct.Struct("@i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+_ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
+_READS_PER_WAKEUP = 256  # then let other sockets and timers run
+_PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying silent
+_ZERO = IPv4Address(0)
+_NAMES = {int(t): t.name.lower() for t in MessageType}
+
+
+class DhcpServer:
+    """Authoritative or ProxyDHCP server; see the module docstring for the packet path."""
+
+    name = "dhcp"
+
+    def __init__(self, *, settings: ServerSettings, leases: LeaseModel, flush: Callable[[], Awaitable[None]],
+                 machines: MachineLog | None = None, port: int = 67, interface: str | None = None,
+                 bind_address: str = "0.0.0.0", conflict_probe: bool = False, probe_timeout: float = 0.3,
+                 clock: Callable[[], float], monotonic: Callable[[], float]) -> None:
+        self.settings = settings
+        self.leases = leases
+        self.machines = machines
+        self.port = port
+        self.interface = interface
+        self.bind_address = bind_address
+        self._flush = flush
+        self._clock = clock
+        self._monotonic = monotonic
+        self._probe_enabled = conflict_probe
+        self._probe = ConflictProbe(interface=interface, timeout=probe_timeout, monotonic=monotonic)
+        self._sockets: dict[int, socket.socket] = {}  # by port
+        self._pending: list[tuple[bytes, IPv4Address, int, int | None, int]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._status = ServiceStatus()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        ports = [self.port]
+        if self.settings.mode == "proxy":
+            ports.append(PXE_BOOT_SERVER_PORT)  # PXE boot server requests after a ProxyDHCP offer
+        loop = asyncio.get_running_loop()
+        try:
+            for port in ports:
+                sock = self._open(port)
+                self._sockets[port] = sock
+                loop.add_reader(sock.fileno(), self._readable, sock, port)
+        except ServiceError:
+            await self.stop()
+            self._status.state = "failed"
+            raise
+        if self._probe_enabled and self.settings.mode == "authoritative":
+            self._probe.open()
+        self._status.state = "running"
+        self._status.listen = [f"udp/{self.bind_address}:{p}" + (f"%{self.interface}" if self.interface else "")
+                               for p in ports]
+
+    def _open(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            _big_receive_buffer(sock)
+            if self.interface:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())
+            sock.bind((self.bind_address, port))
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            where = f"{self.bind_address}:{port}" + (f" on {self.interface}" if self.interface else "")
+            raise ServiceError(f"dhcp: cannot listen on udp {where}: {e.strerror or e}") from None
+        return sock
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._sockets.values():
+            loop.remove_reader(sock.fileno())
+        self._probe.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._sender is not None and not self._sender.done():
+            # Pending ACKs are owed to clients whose leases are being committed: let them go out.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sender), 5)
+            except (TimeoutError, Exception):
+                self._sender.cancel()
+        for sock in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+        if self._status.state == "running":
+            self._status.state = "stopped"
+
+    def reconfigure(self, settings: ServerSettings, *, conflict_probe: bool | None = None) -> None:
+        """SIGHUP: new subnets, pools, options and boot files apply to the next packet; leases stay."""
+        if settings.mode != self.settings.mode:
+            log.warning("event=reconfigure-partial reason='dhcp.mode changes need a restart' keeping=%s",
+                        self.settings.mode)
+            settings = replace(settings, mode=self.settings.mode)
+        self.leases.set_subnets(settings.subnets)
+        self.leases.offer_hold = settings.offer_hold
+        self.settings = settings
+        if conflict_probe is not None and conflict_probe != self._probe_enabled:
+            self._probe_enabled = conflict_probe
+            if conflict_probe and self._sockets and settings.mode == "authoritative":
+                self._probe.open()
+            elif not conflict_probe:
+                self._probe.close()
+
+    def status(self) -> dict[str, Any]:
+        out = self._status.as_dict()
+        out["mode"] = self.settings.mode
+        out["subnets"] = [str(s.network) for s in self.settings.subnets]
+        out["leases"] = self.leases.stats()
+        out["pending_acks"] = len(self._pending)
+        out["conflict_probe"] = {"enabled": self._probe.available, "probes": self._probe.probes,
+                                 "conflicts": self._probe.conflicts}
+        return out
+
+    # ---------------------------------------------------------------- receive
+
+    def _readable(self, sock: socket.socket, port: int) -> None:
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                data, ancdata, _flags, _addr = sock.recvmsg(4096, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self._status.counters["receive_errors"] += 1
+                log.debug("event=receive-failed error=%r", str(e))
+                return
+            ifindex, local = _pktinfo(ancdata)
+            try:
+                self.handle(data, port, ifindex, local)
+            except Exception:  # a bug in one packet's path must not take the server down
+                self._status.counters["errors"] += 1
+                log.exception("event=packet-failed")
+
+    def handle(self, data: bytes, port: int = 67, ifindex: int | None = None,
+               local: IPv4Address | None = None) -> None:
+        counters = self._status.counters
+        counters["received"] += 1
+        try:
+            request = decode(data)
+            kind = request.message_type
+        except DhcpError as e:
+            counters["malformed"] += 1
+            log.debug("event=malformed bytes=%d error=%r", len(data), str(e))
+            return
+        if request.op != BOOTREQUEST:
+            counters["ignored"] += 1
+            return
+        counters[f"in_{_NAMES.get(kind, 'bootp') if kind is not None else 'bootp'}"] += 1
+        now = self._clock()
+        try:
+            reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port)
+        except DhcpError as e:
+            counters["malformed"] += 1
+            log.debug("event=malformed mac=%s error=%r", request.mac, str(e))
+            return
+        if self.machines is not None and request.hlen:
+            self._record_machine(request, local, now)
+        if reply is None:
+            counters["no_reply"] += 1
+            return
+        if (self._probe.available and reply.packet.message_type == MessageType.OFFER
+                and self._should_probe(request, reply.packet.yiaddr)):
+            task = asyncio.get_running_loop().create_task(self._probe_then_offer(request, reply, port, ifindex, local))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._dispatch(reply, port, ifindex)
+
+    def _should_probe(self, request: DhcpPacket, ip: IPv4Address) -> bool:
+        current = self.leases.current(request.mac)
+        if current is not None and current.ip == ip:
+            return False  # its own address: if it answers, it is this very machine
+        return self._probe.wanted(ip)
+
+    async def _probe_then_offer(self, request: DhcpPacket, reply: Reply, port: int, ifindex: int | None,
+                                local: IPv4Address | None) -> None:
+        for _ in range(_PROBE_ATTEMPTS):
+            ip = reply.packet.yiaddr
+            if not await self._probe.in_use(ip):
+                self._dispatch(reply, port, ifindex)
+                return
+            self._status.counters["probe_conflicts"] += 1
+            log.warning("event=address-in-use ip=%s mac=%s action=quarantined", ip, request.mac)
+            now = self._clock()
+            self.leases.quarantine(ip, now)
+            try:
+                again = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port)
+            except DhcpError:
+                return
+            if again is None or again.packet.message_type != MessageType.OFFER:
+                return
+            reply = again
+            if not self._should_probe(request, reply.packet.yiaddr):
+                self._dispatch(reply, port, ifindex)
+                return
+
+    def _record_machine(self, request: DhcpPacket, local: IPv4Address | None, now: float) -> None:
+        assert self.machines is not None
+        subnet = select_subnet(self.settings, request.giaddr, local)
+        self.machines.seen(request.mac, now, **_sighting(request, subnet))
+
+    # ---------------------------------------------------------------- send
+
+    def _dispatch(self, reply: Reply, port: int, ifindex: int | None) -> None:
+        """Send a reply from the socket its request arrived on (after the commit, for an ACK)."""
+        try:
+            data = reply.to_bytes()
+        except DhcpError as e:
+            self._status.counters["encode_errors"] += 1
+            log.warning("event=encode-failed error=%r", str(e))
+            return
+        kind = _NAMES.get(reply.packet.message_type or 0, "bootp")
+        self._status.counters[f"out_{kind}"] += 1
+        dest = BROADCAST if reply.broadcast else reply.dest_ip
+        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port)
+        if not reply.durable:
+            self._send(*item)
+            return
+        self._pending.append(item)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_when_durable())
+
+    async def _send_when_durable(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._flush()
+            except Exception as e:
+                # Not durable, so not promised: the clients retry and get a fresh chance.
+                self._status.counters["acks_dropped_commit_failed"] += len(batch)
+                log.error("event=ack-withheld reason=commit-failed count=%d error=%r", len(batch), str(e))
+                continue
+            for item in batch:
+                self._send(*item)
+
+    def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int) -> None:
+        sock = self._sockets.get(from_port)
+        if sock is None:
+            return
+        try:
+            if ifindex and not self.interface:
+                # A broadcast leaves through the interface the request came in on.
+                info = _PKTINFO.pack(ifindex, bytes(4), bytes(4))
+                sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(dest), port))
+            else:
+                sock.sendto(data, (str(dest), port))
+        except BlockingIOError:
+            self._status.counters["send_dropped"] += 1
+        except OSError as e:
+            self._status.counters["send_errors"] += 1
+            log.debug("event=send-failed dest=%s:%d error=%r", dest, port, str(e))
+
+
+def _pktinfo(ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None]:
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= _PKTINFO.size:
+            ifindex, spec_dst, _addr = _PKTINFO.unpack_from(value)
+            local = IPv4Address(spec_dst)
+            return ifindex, (local if local != _ZERO else None)
+    return None, None
+
+
+def _big_receive_buffer(sock: socket.socket, size: int = 4 << 20) -> None:
+    # A burst of DISCOVERs from a rack powering on must not overflow the default ~200 KiB buffer.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+def _lenient(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except DhcpError:
+        return None
+
+
+def _raw_text(value: bytes | None, limit: int = 200) -> str | None:
+    if not value:
+        return None
+    return value.rstrip(b"\x00").decode("utf-8", "replace")[:limit] or None
+
+
+def _sighting(request: DhcpPacket, subnet: Subnet | None) -> dict[str, Any]:
+    """What a packet tells about its machine, read leniently (junk in one field keeps the others)."""
+    arches = _lenient(lambda: o.client_arch(request))
+    uuid_bytes = _lenient(lambda: o.client_uuid(request))
+    user = _lenient(lambda: o.user_class_raw(request))
+    return {
+        "arch": arches[0] if arches else None,
+        "vendor_class": _raw_text(request.options.get(o.OptionCode.VENDOR_CLASS)),
+        "user_class": _raw_text(b",".join(user)) if user else None,
+        "uuid": str(uuid.UUID(bytes=uuid_bytes)) if uuid_bytes else None,
+        "relay": str(request.giaddr) if request.giaddr != _ZERO else None,
+        "subnet": str(subnet.network) if subnet is not None else None,
+        "hostname": client_hostname(_raw_text(request.options.get(o.OptionCode.HOSTNAME))),
+    }
