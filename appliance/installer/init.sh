@@ -1,0 +1,190 @@
+#!/bin/sh
+# imageserver installer: the /init of the initrd every autoinstall client boots.
+#
+# It finds out who it is and where the imageserver is (kernel command line, then local.cfg on
+# attached media, then DHCP), brings the network up, fetches its autoinstall script from
+# http://$IMAGESERVER/install/$MAC/script and runs it with those values exported. On success it
+# reports "done" and reboots; on any failure it reports the stage and the last lines of output and
+# stays up with a shell on the console: rebooting a broken install would only loop.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+umask 022
+
+LOG=/tmp/installer.log
+STAGE_FILE=/tmp/imageserver.stage
+export STAGE_FILE
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
+mkdir -p /dev/pts /run /tmp /mnt
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+exec </dev/console >/dev/console 2>&1
+echo 1 >/proc/sys/kernel/printk 2>/dev/null  # keep kernel chatter from interleaving with ours
+
+say() { echo "imageserver-installer: $*"; }
+
+# --------------------------------------------------------------------------- reporting
+
+# (busybox 1.35 wget crashes with -T: timeouts come from `timeout` instead.)
+# A JSON string literal of stdin (control characters dropped, lines joined with \n).
+json_str() {
+    tr -d '\000-\010\013\014\016-\037' | awk 'BEGIN { ORS = ""; printf "\"" }
+        { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\r/, ""); if (NR > 1) printf "\\n"; printf "%s", $0 }
+        END { printf "\"" }'
+}
+
+# report STAGE [DETAIL] -- POST an install event; never fails the caller (reporting is best effort).
+report() {
+    [ -n "$IMAGESERVER_URL" ] && [ -n "$MAC" ] || return 0
+    _detail=$(printf '%s' "${2:-}" | json_str)
+    _body="{\"stage\": \"$1\", \"detail\": $_detail}"
+    timeout 10 wget -q -O /dev/null \
+        --header "Authorization: Bearer $INSTALL_TOKEN" \
+        --header "Content-Type: application/json" \
+        --post-data "$_body" "$IMAGESERVER_URL/install/$MAC/events" 2>/dev/null ||
+        say "could not report stage $1 to $IMAGESERVER_URL"
+    return 0
+}
+
+# fail STAGE REASON -- report the failure with the log tail, then stay up (never reboot-loop).
+fail() {
+    say "FAILED at stage $1: $2"
+    _tail=$(tail -n 25 "$LOG" 2>/dev/null)
+    report failed "stage: $1
+reason: $2
+$_tail"
+    say "the machine stays up so the failure can be inspected; power it off to retry"
+    if [ -c /dev/console ]; then
+        setsid cttyhack sh
+    fi
+    # The shell ended (no console input): halt here rather than loop through boots.
+    while :; do sleep 3600; done
+}
+
+# --------------------------------------------------------------------------- settings
+
+# KEY=VALUE words of the kernel command line that we know, exported.
+read_cmdline() {
+    # shellcheck disable=SC2013  # the command line is one line of words
+    for word in $(cat /proc/cmdline); do
+        case "$word" in
+            IMAGESERVER=*|IMAGESERVER_URL=*|HOSTNAME=*|IMAGE=*|VERSION=*|INSTALL_TOKEN=*|MAC=*|BOOTIF=*|\
+            IPADDR=*|NETMASK=*|GATEWAY=*|DNS=*|DOMAIN=*|IFACE=*|INSTALLER_DEBUG=*)
+                export "${word?}" ;;
+        esac
+    done
+}
+
+# local.cfg on attached media (SystemImager's way to install without DHCP): plain KEY=VALUE lines.
+read_local_cfg() {
+    mkdir -p /mnt/media
+    for dev in /dev/sr[0-9] /dev/vd[a-z] /dev/vd[a-z][0-9] /dev/sd[a-z] /dev/sd[a-z][0-9]; do
+        [ -b "$dev" ] || continue
+        mount -o ro "$dev" /mnt/media 2>/dev/null || continue
+        if [ -f /mnt/media/local.cfg ]; then
+            say "using local.cfg from $dev"
+            # Only simple assignments of known names; the file is data, not a script.
+            sed -n 's/^[[:space:]]*\(IMAGESERVER\|IMAGESERVER_URL\|HOSTNAME\|IMAGE\|VERSION\|INSTALL_TOKEN\|IPADDR\|NETMASK\|GATEWAY\|DNS\|DOMAIN\|IFACE\)=["'"'"']\{0,1\}\([^"'"'"']*\)["'"'"']\{0,1\}[[:space:]]*$/\1=\2/p' \
+                /mnt/media/local.cfg >/tmp/local.cfg
+            umount /mnt/media
+            while IFS= read -r line; do export "${line?}"; done </tmp/local.cfg
+            return 0
+        fi
+        umount /mnt/media
+    done
+    return 0
+}
+
+load_modules() {
+    [ -f /etc/initrd-modules ] || return 0
+    while IFS= read -r module; do
+        insmod "$module" 2>/dev/null  # absent hardware or an already loaded module is not an error
+    done </etc/initrd-modules
+}
+
+# The interface to use: IFACE=, else the one with $MAC, else BOOTIF's, else the first with a link.
+pick_interface() {
+    [ -n "$IFACE" ] && return 0
+    want=$MAC
+    if [ -z "$want" ] && [ -n "$BOOTIF" ]; then
+        want=$(echo "$BOOTIF" | sed 's/^01-//; s/-/:/g')
+    fi
+    tries=0
+    while [ $tries -lt 50 ]; do
+        for path in /sys/class/net/*; do
+            name=${path##*/}
+            [ "$name" = lo ] && continue
+            if [ -z "$want" ] || [ "$(cat "$path/address")" = "$(echo "$want" | tr 'A-F' 'a-f')" ]; then
+                IFACE=$name
+                export IFACE
+                return 0
+            fi
+        done
+        tries=$((tries + 1))
+        sleep 0.1  # NIC drivers may still be probing
+    done
+    return 1
+}
+
+network_up() {
+    ip link set lo up
+    pick_interface || fail network "no network interface${MAC:+ with MAC $MAC}"
+    ip link set "$IFACE" up
+    [ -n "$MAC" ] || MAC=$(cat "/sys/class/net/$IFACE/address")
+    export MAC
+    if [ -n "$IPADDR" ]; then
+        ifconfig "$IFACE" "$IPADDR" netmask "${NETMASK:-255.255.255.0}" || fail network "cannot set $IPADDR on $IFACE"
+        [ -z "$GATEWAY" ] || route add default gw "$GATEWAY" || fail network "cannot route via $GATEWAY"
+    else
+        # The same NIC, so the same lease as the PXE ROM and iPXE had (the server keys leases by MAC).
+        udhcpc -i "$IFACE" -f -q -n -t 10 -T 2 -s /etc/udhcpc.sh ${HOSTNAME:+-x hostname:"$HOSTNAME"} ||
+            fail network "no DHCP answer on $IFACE"
+        # shellcheck disable=SC1091  # written by /etc/udhcpc.sh
+        . /tmp/dhcp.env
+        IPADDR=$DHCP_IP NETMASK=${NETMASK:-$DHCP_MASK} GATEWAY=${GATEWAY:-$DHCP_ROUTER} DNS=${DNS:-$DHCP_DNS}
+        [ -n "$IMAGESERVER" ] || IMAGESERVER=$DHCP_SERVER
+        export IPADDR NETMASK GATEWAY DNS IMAGESERVER
+    fi
+    [ -n "$IMAGESERVER" ] || fail network "no IMAGESERVER= on the command line, in local.cfg or from DHCP"
+    [ -n "$IMAGESERVER_URL" ] || IMAGESERVER_URL="http://$IMAGESERVER"
+    # The address part alone (IMAGESERVER=host:port names the HTTP port, rsync uses its own).
+    IMAGESERVER_HOST=${IMAGESERVER%%:*}
+    export IMAGESERVER_URL IMAGESERVER_HOST
+    if [ -n "$DNS" ]; then
+        for server in $DNS; do echo "nameserver $server"; done >/etc/resolv.conf
+    fi
+}
+
+# --------------------------------------------------------------------------- main
+
+say "starting ($(uname -r))"
+read_cmdline
+load_modules
+[ -n "$IMAGESERVER" ] || [ -n "$IMAGESERVER_URL" ] || read_local_cfg
+case "$IMAGESERVER_URL" in
+    "") [ -z "$IMAGESERVER" ] || IMAGESERVER_URL="http://$IMAGESERVER" ;;
+esac
+network_up
+say "network: $IFACE $MAC $IPADDR/$NETMASK gw ${GATEWAY:--} imageserver $IMAGESERVER_URL"
+echo installer >"$STAGE_FILE"
+report installer "$IFACE $IPADDR, kernel $(uname -r)"
+
+if ! timeout 30 wget -q -O /tmp/autoinstall.sh \
+        --header "Authorization: Bearer $INSTALL_TOKEN" "$IMAGESERVER_URL/install/$MAC/script"; then
+    fail script "cannot fetch $IMAGESERVER_URL/install/$MAC/script"
+fi
+export HOSTNAME IMAGE VERSION INSTALL_TOKEN MAC IMAGESERVER IMAGESERVER_URL
+say "running the autoinstall script"
+# The script's output goes to the console and to the log whose tail a failure report carries.
+( sh -e /tmp/autoinstall.sh; echo $? >/tmp/autoinstall.rc ) 2>&1 | tee "$LOG"
+rc=$(cat /tmp/autoinstall.rc 2>/dev/null || echo 255)
+if [ "$rc" != 0 ]; then
+    fail "$(cat "$STAGE_FILE" 2>/dev/null || echo script)" "autoinstall script exited with status $rc"
+fi
+report "done" "installed ${IMAGE:-image} v${VERSION:-?} as ${HOSTNAME:-?}"
+say "install complete; rebooting"
+sync
+reboot -f
+while :; do sleep 3600; done
