@@ -177,14 +177,16 @@ def _bound_lease(client: str, events: list[tuple[str, dict[str, str]]], output: 
 class Dhclient:
     """ISC dhclient with an address-only hook, its own config, lease file and pid file.
 
-    obtain(): `dhclient -4 -1` (one try; it backgrounds itself once bound and is killed by the lab).
-    renew(): stops that daemon and runs `dhclient -1` again with the same lease file, so it asks
-    for the address it holds (INIT-REBOOT; the hook sees REBOOT). release(): `dhclient -r`.
+    obtain(): `dhclient -4 -d -1 ...` as a tracked process: one try, and once bound it keeps running
+    in the foreground (`-d`: a backgrounded daemon would be orphaned, and this container's init does
+    not reap orphans). renew(): stops it and runs it again with the same lease file, so it asks for
+    the address it holds (INIT-REBOOT; the hook sees REBOOT). release(): `dhclient -r`.
     """
 
     ns: Namespace
     iface: str
     timeout: int = 15
+    proc: Proc | None = None
     config: Path = field(init=False)
     lease_file: Path = field(init=False)
     pid_file: Path = field(init=False)
@@ -210,39 +212,31 @@ class Dhclient:
             "-pf", str(self.pid_file), "-e", f"LAB_RECORD={self.record.path}", self.iface,
         ]  # fmt: skip
 
-    def daemon_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().split()[0])
-        except (FileNotFoundError, IndexError, ValueError):
-            return None
-        return pid if pid in self.ns.pids() else None
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.alive()
 
     def obtain(self) -> Lease:
         mark = self.record.mark()
         with host_untouched("dhclient obtain"):
-            result = self.ns.run(self._argv("-1"), check=False, timeout=self.timeout + 10)
-        if result.returncode != 0:
-            raise DhcpClientError(f"dhclient got no lease ({result.returncode}): {result.stderr.strip()}")
-        return _bound_lease("dhclient", self.record.since(mark), result.stderr)
+            self.proc = self.ns.popen(self._argv("-d", "-1"))
+            values = self.record.wait_for(mark, BOUND_EVENTS, self.timeout + 5, self.proc)
+        return lease_from_values("dhclient", values.pop("event"), values)
 
     def stop(self) -> None:
-        """Stop the backgrounded daemon without releasing (SIGTERM, as `dhclient -x` would)."""
-        pid = self.daemon_pid()
-        if pid is None:
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while pid in self.ns.pids() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        """Stop the client without releasing (SIGTERM, as `dhclient -x` would)."""
+        if self.proc is not None:
+            self.proc.stop()
 
     def renew(self) -> Lease:
         self.stop()
         return self.obtain()
 
     def release(self) -> None:
-        """DHCPRELEASE the lease; the hook removes the address."""
+        """DHCPRELEASE the lease (`dhclient -r` also stops the running client); the hook removes the address."""
         with host_untouched("dhclient release"):
             self.ns.run(self._argv("-r"), timeout=self.timeout + 10)
+        if self.proc is not None:
+            self.proc.wait(5)
 
 
 # --------------------------------------------------------------------------- udhcpc

@@ -60,6 +60,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (orphans are reaped by init, which may take its time)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
 def sweep_stale_labs() -> list[str]:
     """Remove namespaces, /etc/netns dirs and tmp dirs left by lab owners that no longer exist.
 
@@ -343,13 +351,15 @@ class Lab:
             except Exception as exc:  # keep cleaning; report at the end
                 errors.append(f"stop {proc.argv[0]} (pid {proc.pid}): {exc}")
         for ns in self.namespaces:
-            # Daemons our commands started (dhclient backgrounds itself) live on in the namespace.
-            for pid in ns.pids():
+            # Daemons our commands started in the background live on in the namespace: kill them and
+            # wait until they are really gone (a killed process leaves the namespace before it has exited).
+            killed = ns.pids()
+            for pid in killed:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 5
-            while ns.pids() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while (ns.pids() or any(map(_running, killed))) and time.monotonic() < deadline:
+                time.sleep(0.02)
             if (NETNS_RUN / ns.name).exists():
                 result = self.host_command(["ip", "netns", "del", ns.name], check=False)
                 if result.returncode != 0:

@@ -1,0 +1,55 @@
+"""Root fixtures: a guard on the host's /etc for every session, the network lab, a cached Debian kernel."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.hostguard import HostSnapshot
+from tests.lab.netns import Lab, lab_unavailable_reason, sweep_stale_labs
+
+# Kernels and initrds for tests are cached here so repeated runs do not download again.
+TEST_BOOTENV_CACHE = Path("/var/cache/imageserver/test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_etc_guard() -> Iterator[HostSnapshot]:
+    """Fail the session loudly if /etc/resolv.conf, hosts, hostname or the hostname changed (LAB.md)."""
+    before = HostSnapshot.take()
+    yield before
+    before.assert_unchanged("this test session")
+
+
+@pytest.fixture(scope="session")
+def lab_sweep() -> list[str]:
+    """Once per session: remove lab namespaces and files whose owning test process is gone."""
+    return [] if lab_unavailable_reason() else sweep_stale_labs()
+
+
+@pytest.fixture
+def lab(lab_sweep: list[str]) -> Iterator[Lab]:
+    """A Lab (namespaces, links, processes) torn down after the test, also when it fails."""
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with Lab() as new_lab:
+        yield new_lab
+
+
+@pytest.fixture(scope="session")
+def bootenv_cache() -> Path:
+    TEST_BOOTENV_CACHE.mkdir(parents=True, exist_ok=True)
+    return TEST_BOOTENV_CACHE
+
+
+@pytest.fixture(scope="session")
+def debian_kernel(bootenv_cache: Path):  # -> appliance.bootenv.Kernel
+    """The newest Debian amd64 kernel, downloaded once (apt-get download, not installed) and cached."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("apt-get and dpkg-deb are needed to fetch a Debian kernel")
+    from appliance.bootenv import fetch_kernel
+
+    return fetch_kernel(bootenv_cache)
