@@ -1,0 +1,291 @@
+"""The supervised `rsync --daemon` that serves image versions to installing clients.
+
+The imageserver does not speak the rsync protocol itself: it runs the real rsync daemon in the
+foreground (`--no-detach`), owns its rsyncd.conf (one read-only module per image version, written
+from the catalog), parses its log into one event per transfer, and restarts it with exponential
+backoff when it exits. rsync re-reads its config for every connection, so a new image version is
+served as soon as the rewritten file is in place: the catalog is checked every `refresh_seconds`
+(a SELECT over the images table), and `refresh()` does it at once for callers that know.
+
+A missing rsync binary is a failed service with a clear error, not a failed daemon: DHCP, TFTP and
+HTTP keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocols.rsyncd import RsyncdConfigError, TransferLog, modules_for, render_config
+from services.base import ServiceStatus
+
+log = logging.getLogger("imageserver.rsyncd")
+
+CONFIG_NAME = "rsyncd.conf"
+_LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
+
+# (image name, version, tree path) of every registered version.
+Catalog = Callable[[], Iterable[tuple[str, int, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RsyncdSettings:
+    state_dir: Path
+    address: str = "0.0.0.0"
+    port: int = 873
+    hosts_allow: tuple[str, ...] = ("127.0.0.1",)
+    rsync: str = "rsync"  # a name looked up in PATH, or a path
+    # argv prefix for the daemon, e.g. ("ionice", "-c3") to keep image serving from starving the disk;
+    # the prefix must exec rsync (so the pid we watch is rsync's).
+    launcher: tuple[str, ...] = ()
+    refresh_seconds: float = 2.0
+    backoff_first: float = 0.2
+    backoff_max: float = 30.0
+    stable_after: float = 10.0  # a daemon that ran this long resets the backoff
+    failed_after: int = 5  # consecutive quick exits before the state says "failed" (it keeps retrying)
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / CONFIG_NAME
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class RsyncdService:
+    name = "rsyncd"
+
+    def __init__(self, settings: RsyncdSettings, catalog: Catalog,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.clock = clock
+        self.monotonic = monotonic
+        self._status = ServiceStatus()
+        self._binary: str | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._listening = asyncio.Event()
+        self._config_text: str | None = None
+        self._modules = 0
+        self._skipped: set[str] = set()
+        self.restarts = 0
+        self.last_exit: dict[str, Any] | None = None
+        self._recent: deque[str] = deque(maxlen=20)
+        self._transfers = TransferLog()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self._status.listen = [f"{s.address}:{s.port}/tcp"]
+        self._binary = shutil.which(s.rsync)
+        if self._binary is None:
+            self._status.state = "failed"
+            self._status.error = (f"rsync binary {s.rsync!r} not found in PATH (install the rsync package); "
+                                  "images cannot be served, other services keep running")
+            log.error("event=rsyncd-failed error=%r", self._status.error)
+            return
+        try:
+            self.refresh()
+        except OSError as e:
+            self._status.state = "failed"
+            self._status.error = f"cannot write {s.config_path}: {e.strerror}"
+            log.error("event=rsyncd-failed error=%r", self._status.error)
+            return
+        self._stopping = False
+        self._supervisor = asyncio.create_task(self._supervise(), name="rsyncd-supervisor")
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="rsyncd-refresh")
+        # Return once rsync listens (or has had a fair chance to): a bad port shows up in status().
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), 5.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in (self._refresher,):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._terminate()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        self._status.state = "stopped"
+
+    async def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        # The daemon's process group holds its per-connection children too: stopping means all of them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    # -- the config -------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Rewrite rsyncd.conf from the catalog if it changed; True if the file was replaced."""
+        versions = []
+        for name, version, path in self.catalog():
+            key = f"{name}_v{version}"
+            if not os.path.isdir(path):
+                if key not in self._skipped:
+                    log.warning("event=rsyncd-module-skipped module=%s reason='tree %s is missing'", key, path)
+                    self._skipped.add(key)
+                continue
+            self._skipped.discard(key)
+            versions.append((name, version, path))
+        modules = modules_for(versions)
+        good = []
+        for m in modules:
+            try:
+                render_config([m], self.settings.hosts_allow)
+                good.append(m)
+            except RsyncdConfigError as e:
+                log.warning("event=rsyncd-module-skipped module=%s reason=%r", m.name, str(e))
+        text = render_config(good, self.settings.hosts_allow)
+        if text == self._config_text:
+            return False
+        path = self.settings.config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        # rsync reads the file per connection: replace it atomically so no client reads half a file.
+        os.replace(tmp, path)
+        self._config_text = text
+        self._modules = len(good)
+        log.info("event=rsyncd-config modules=%d path=%s", len(good), path)
+        return True
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refresh_seconds)
+            try:
+                self.refresh()
+            except Exception as e:  # a locked database or a full disk must not stop the supervisor
+                log.error("event=rsyncd-config-failed error=%r", str(e))
+
+    # -- supervision ------------------------------------------------------------------------------
+
+    def _argv(self) -> list[str]:
+        s = self.settings
+        assert self._binary is not None
+        return [*s.launcher, self._binary, "--daemon", "--no-detach", f"--config={s.config_path}",
+                f"--address={s.address}", f"--port={s.port}"]
+
+    async def _supervise(self) -> None:
+        quick_failures = 0
+        while not self._stopping:
+            started = self.monotonic()
+            try:
+                self._proc = await asyncio.create_subprocess_exec(
+                    *self._argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            except OSError as e:
+                code: int | None = None
+                reason = f"cannot run {self._binary}: {e.strerror}"
+            else:
+                self._recent.clear()
+                self._status.state = "running" if quick_failures < self.settings.failed_after else "failed"
+                log.info("event=rsyncd-started pid=%d port=%d restarts=%d", self._proc.pid, self.settings.port,
+                         self.restarts)
+                await self._read_log(self._proc)
+                code = await self._proc.wait()
+                reason = _describe_exit(code)
+            if self._stopping:
+                break
+            ran = self.monotonic() - started
+            # The last lines say why ("bind() failed: Address already in use" comes before "rsync error").
+            tail = " | ".join(_LOG_PREFIX.sub("", line) for line in list(self._recent)[-3:])
+            self.last_exit = {"code": code, "reason": reason, "at": self.clock(), "ran_seconds": round(ran, 3),
+                              "output": list(self._recent)[-5:]}
+            self._listening.clear()
+            quick_failures = 0 if ran >= self.settings.stable_after else quick_failures + 1
+            delay = min(self.settings.backoff_first * 2 ** max(0, quick_failures - 1), self.settings.backoff_max)
+            self.restarts += 1
+            self._status.counters["restarts"] += 1
+            self._status.state = "failed" if quick_failures >= self.settings.failed_after else "restarting"
+            self._status.error = f"rsync daemon ended ({reason}) after {ran:.1f} s" + (f": {tail}" if tail else "")
+            log.warning("event=rsyncd-exited reason=%r ran=%.1f restart_in=%.2f last_output=%r",
+                        reason, ran, delay, tail)
+            await asyncio.sleep(delay)
+
+    async def _read_log(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except ValueError:  # a line longer than the stream limit: skip it
+                continue
+            if not raw:
+                return
+            line = raw.decode(errors="replace").rstrip("\n")
+            self._recent.append(line)
+            for ev in self._transfers.feed(line, self.monotonic()):
+                self._on_event(ev)
+            self._transfers.forget_older_than(self.monotonic() - 86400)
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        kind = ev.pop("event")
+        if kind == "listening":
+            self._listening.set()
+            if self._status.state in ("restarting", "failed"):
+                self._status.state = "running"
+            self._status.error = None
+            log.info("event=rsyncd-listening port=%s version=%s", ev["port"], ev["version"])
+            return
+        self._status.counters[kind] += 1
+        fields = " ".join(f"{k}={v!r}" if isinstance(v, str) and (" " in v or not v) else f"{k}={v}"
+                          for k, v in ev.items())
+        if kind == "transfer":
+            self._status.counters["bytes_sent"] += int(ev["sent"])
+            if ev.get("errors"):
+                self._status.counters["transfer_errors"] += 1
+            log.info("event=rsync-transfer %s", fields)
+        else:
+            log.warning("event=rsync-%s %s", kind, fields)
+
+    # -- status -----------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    def status(self) -> dict[str, Any]:
+        out = self._status.as_dict()
+        out.update({
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "modules": self._modules,
+            "config": str(self.settings.config_path),
+        })
+        return out

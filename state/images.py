@@ -1,0 +1,81 @@
+"""The image catalog: which versions of which images are registered, and who uses them.
+
+A row in `images` means "images/NAME/vN is complete and immutable"; the tree is moved into place in
+the same transaction that inserts the row (see appliance/images/catalog.py), so a reader never sees
+a row whose tree is still being written. Functions here take a sqlite3 connection and do not commit:
+the caller owns the transaction (offline CLI connection or the daemon's journal).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+_COLUMNS = ("name", "version", "path", "created", "source", "files", "bytes", "layout", "note")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageVersion:
+    name: str
+    version: int
+    path: str  # absolute path of the tree (images/NAME/vN)
+    created: float
+    source: str | None = None  # "rsync://host/root", "ssh://root@host", "clone:NAME/vN"
+    files: int | None = None
+    bytes: int | None = None
+    layout: str | None = None  # JSON: the master client's disk layout (appliance.images.layout)
+    note: str | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> ImageVersion:
+        return cls(**dict(zip(_COLUMNS, tuple(row), strict=True)))
+
+    @property
+    def module(self) -> str:
+        """The rsync daemon module serving exactly this version."""
+        return f"{self.name}_v{self.version}"
+
+
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM images"
+
+
+def list_versions(conn: sqlite3.Connection, name: str | None = None) -> list[ImageVersion]:
+    """All registered versions (of one image if `name`), by name then version."""
+    if name is None:
+        rows = conn.execute(f"{_SELECT} ORDER BY name, version").fetchall()
+    else:
+        rows = conn.execute(f"{_SELECT} WHERE name = ? ORDER BY version", (name,)).fetchall()
+    return [ImageVersion.from_row(r) for r in rows]
+
+
+def get_version(conn: sqlite3.Connection, name: str, version: int) -> ImageVersion | None:
+    row = conn.execute(f"{_SELECT} WHERE name = ? AND version = ?", (name, version)).fetchone()
+    return ImageVersion.from_row(row) if row else None
+
+
+def newest(conn: sqlite3.Connection, name: str) -> ImageVersion | None:
+    row = conn.execute(f"{_SELECT} WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+    return ImageVersion.from_row(row) if row else None
+
+
+def insert_version(conn: sqlite3.Connection, iv: ImageVersion) -> None:
+    """Register a version; raises sqlite3.IntegrityError if (name, version) exists."""
+    conn.execute(f"INSERT INTO images ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                 tuple(getattr(iv, c) for c in _COLUMNS))
+
+
+def delete_version(conn: sqlite3.Connection, name: str, version: int) -> bool:
+    cur = conn.execute("DELETE FROM images WHERE name = ? AND version = ?", (name, version))
+    return cur.rowcount > 0
+
+
+def hosts_using(conn: sqlite3.Connection, name: str, version: int) -> list[str]:
+    """Hosts assigned to this version: pinned to it, or following the image's newest when it is the newest."""
+    top = newest(conn, name)
+    is_newest = top is not None and top.version == version
+    rows = conn.execute(
+        "SELECT name FROM hosts WHERE image = ? AND (version = ? OR (version IS NULL AND ?)) ORDER BY name",
+        (name, version, 1 if is_newest else 0),
+    ).fetchall()
+    return [r[0] for r in rows]
