@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from appliance.bootfiles import BootFiles
 from appliance.config import Config
+from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
 from appliance.runtime import Runtime
-from services import api_machines, api_status
+from services import api_leases, api_machines, api_status
 from services.api_context import ApiContext
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
+from services.dhcp import DhcpServer
 from services.http import HttpServer, RouteFactory
 from state.boot import BootPolicy
-from state.sightings import MachineLog
+from state.leases import LeaseModel
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 
 
 def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
-    return [api_status.routes, api_machines.routes]
+    return [api_status.routes, api_machines.routes, api_leases.routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -42,7 +44,11 @@ def build_services(rt: Runtime) -> list[Service]:
     services.append(BootFiles(cfg.boot, boot_root, require_loader=cfg.tftp.enabled))
     machines = rt.models.get("machines")
     if machines is None:
-        machines = rt.models["machines"] = MachineLog.load(rt.store.reader, rt.store.journal.submit)
+        machines = rt.models["machines"] = load_machines(rt)
+    # The lease book exists even with DHCP off: reservations can be managed before it is switched on.
+    leases = rt.models.get("leases")
+    if leases is None:
+        leases = rt.models["leases"] = load_leases(rt)
     responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
     rt.models["boot"] = responder
     api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
@@ -50,6 +56,9 @@ def build_services(rt: Runtime) -> list[Service]:
     if cfg.http.enabled:
         services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
                                    responder=responder, api=api, route_modules=api_route_modules()))
+    if cfg.dhcp.enabled:
+        # Last: a client that gets an address can fetch its boot files at once.
+        services.append(build_dhcp(rt, leases, machines))
     return services
 
 
@@ -65,3 +74,6 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     for service in services:
         if isinstance(service, BootFiles):
             await service.reconfigure(cfg.boot)
+    leases = rt.models.get("leases")
+    if isinstance(leases, LeaseModel):
+        reconfigure_dhcp(rt, leases, next((s for s in services if isinstance(s, DhcpServer)), None))

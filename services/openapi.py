@@ -78,6 +78,29 @@ OPENAPI: dict[str, Any] = {
                     "boot": {"description": "the decision's kind in the list; the whole decision for one machine"},
                 },
             },
+            "Lease": {
+                "type": "object",
+                "properties": {
+                    "mac": {"type": "string"},
+                    "ip": {"type": "string"},
+                    "subnet": {"type": "string"},
+                    "hostname": {"type": "string", "nullable": True, "description": "DHCP option 12, cleaned"},
+                    "starts": {"type": "number"},
+                    "expires": {"type": "number"},
+                    "active": {"type": "boolean"},
+                    "client_id": {"type": "string", "nullable": True, "description": "option 61, hex"},
+                },
+            },
+            "Reservation": {
+                "type": "object",
+                "properties": {
+                    "mac": {"type": "string"},
+                    "ip": {"type": "string"},
+                    "hostname": {"type": "string", "nullable": True},
+                    "source": {"type": "string", "description": "manual | makedhcpstatic | on-install | ..."},
+                    "created": {"type": "number"},
+                },
+            },
         },
     },
     "paths": {
@@ -151,6 +174,71 @@ OPENAPI: dict[str, Any] = {
                     "200": _json("the machine", {"$ref": "#/components/schemas/Machine"}),
                     "400": _error("not a MAC address"),
                     "404": _error("never seen and no host has this MAC"),
+                },
+            },
+        },
+        "/api/v1/leases": {
+            "get": {
+                "summary": "DHCP leases, lowest address first: active ones; with ?all=1 also ended ones",
+                "parameters": [{"name": "all", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "1/true/yes: include leases that have ended"}],
+                "responses": {"200": _json("leases", {
+                    "type": "object",
+                    "properties": {"now": {"type": "number"},
+                                   "leases": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}},
+                })},
+            },
+        },
+        "/api/v1/reservations": {
+            "get": {
+                "summary": "DHCP reservations (static addresses), lowest address first",
+                "responses": {"200": _json("reservations", {
+                    "type": "object",
+                    "properties": {"reservations": {"type": "array",
+                                                    "items": {"$ref": "#/components/schemas/Reservation"}}},
+                })},
+            },
+            "post": {
+                "summary": "Reserve an address for a MAC (live: the machine gets it on its next request); a MAC "
+                           "that has a reservation is moved",
+                "security": [{"admin": []}],
+                "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                    "type": "object", "required": ["mac", "ip"],
+                    "properties": {"mac": {"type": "string"}, "ip": {"type": "string"},
+                                   "hostname": {"type": "string"}},
+                }}}},
+                "responses": {
+                    "201": _json("the reservation", {"type": "object", "properties": {
+                        "reservation": {"$ref": "#/components/schemas/Reservation"}}}),
+                    "400": _error("malformed MAC, address or host name"),
+                    "401": _UNAUTHORIZED,
+                    "409": _error("refused: reserved for or leased to another MAC, outside every DHCP subnet, "
+                                  "or the imageserver's own address"),
+                },
+            },
+        },
+        "/api/v1/reservations/{mac}": {
+            "delete": {
+                "summary": "Remove a MAC's reservation; its address returns to the pool if inside one",
+                "security": [{"admin": []}],
+                "parameters": [_MAC_PARAM],
+                "responses": {
+                    "200": _json("the removed reservation", {"type": "object", "properties": {
+                        "reservation": {"$ref": "#/components/schemas/Reservation"}}}),
+                    "400": _error("not a MAC address"),
+                    "401": _UNAUTHORIZED,
+                    "404": _error("the MAC has no reservation"),
+                },
+            },
+        },
+        "/api/v1/makedhcpstatic": {
+            "post": {
+                "summary": "makedhcpstatic: every active lease becomes a reservation of the same address",
+                "security": [{"admin": []}],
+                "responses": {
+                    "200": _json("the reservations made", {"type": "object", "properties": {
+                        "reservations": {"type": "array", "items": {"$ref": "#/components/schemas/Reservation"}}}}),
+                    "401": _UNAUTHORIZED,
                 },
             },
         },
