@@ -305,14 +305,14 @@ def _finish(reply: DNSRecord, rcode: int, transport: Transport, limit: int) -> R
     opt = next((rr for rr in reply.ar if rr.rtype == T_OPT), None)
     if opt is not None:
         opt.ttl = ((rcode >> 4) & 0xFF) << 24  # extended rcode; version 0; no DO (we do not sign)
-    data = reply.pack()
+    data = bytes(reply.pack())
     if len(data) <= limit:
         return Reply(data, rcode)
     # Too big for this transport: keep the question and the OPT, set TC so the client retries over TCP.
     reply.rr, reply.auth = [], []
     reply.ar = [opt] if opt is not None else []
     reply.header.tc = 1
-    return Reply(reply.pack(), rcode, truncated=True)
+    return Reply(bytes(reply.pack()), rcode, truncated=True)
 
 
 # --- forwarding helpers -------------------------------------------------------------------------
@@ -347,4 +347,4 @@ def upstream_reply(data: bytes, fwd: Forward, sent_id: int) -> bytes:
     msg.header.tc = 1
     msg.rr, msg.auth = [], []
     msg.ar = [rr for rr in msg.ar if rr.rtype == T_OPT]
-    return msg.pack()
+    return bytes(msg.pack())

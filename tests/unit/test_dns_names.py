@@ -1,0 +1,95 @@
+"""state.names: the names DNS serves come from hosts, reservations and leases, and follow every commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from state.db import connect, db_path
+from state.names import NameIndex
+from state.store import Store
+
+
+def ip(text: str) -> int:
+    return int(IPv4Address(text))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path)
+    yield s
+    await s.close()
+
+
+async def write(store: Store, sql: str, params: tuple[object, ...] = ()) -> None:
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, params)
+
+    await store.journal.run(op)
+
+
+def names(index: NameIndex, now: float = 1000.0) -> list[tuple[str, str, str]]:
+    return [(e.name, str(e.address), e.source) for e in index.snapshot(now).entries]
+
+
+async def test_sources_come_in_priority_order(store: Store) -> None:
+    await write(store, "INSERT INTO hosts(name, ip, created, updated) VALUES('www2', ?, 0, 0)", (ip("10.0.0.12"),))
+    await write(store, "INSERT INTO hosts(name, created, updated) VALUES('noaddr', 0, 0)")
+    await write(store, "INSERT INTO reservations(mac, ip, hostname, created) VALUES('02:00:00:00:00:01', ?, 'res1', 0)",
+                (ip("10.0.0.20"),))
+    await write(store, "INSERT INTO reservations(mac, ip, created) VALUES('02:00:00:00:00:02', ?, 0)",
+                (ip("10.0.0.21"),))
+    await write(store, "INSERT INTO leases(mac, ip, subnet, starts, expires, hostname) "
+                       "VALUES('02:00:00:00:00:03', ?, 'n', 900, 2000, 'dyn1')", (ip("10.0.0.100"),))
+    assert names(NameIndex(store.reader)) == [
+        ("www2", "10.0.0.12", "host"),
+        ("res1", "10.0.0.20", "reservation"),
+        ("dyn1", "10.0.0.100", "lease"),
+    ]
+
+
+async def test_a_commit_from_the_writer_is_seen_on_the_next_snapshot(store: Store) -> None:
+    index = NameIndex(store.reader)
+    first = index.snapshot(1000.0)
+    assert index.snapshot(1000.0) is first and index.rebuilds == 1  # nothing changed: no rebuild
+    await write(store, "INSERT INTO hosts(name, ip, created, updated) VALUES('new', ?, 0, 0)", (ip("10.0.0.5"),))
+    second = index.snapshot(1000.0)
+    assert second is not first and ("new", "10.0.0.5", "host") in names(index)
+    assert second.serial > first.serial
+
+
+async def test_a_commit_from_another_process_connection_is_seen_too(store: Store) -> None:
+    index = NameIndex(store.reader)
+    index.snapshot(1000.0)
+    offline = connect(db_path(store.state_dir))  # what a CLI command run beside the daemon uses
+    offline.execute("INSERT INTO hosts(name, ip, created, updated) VALUES('cli', ?, 0, 0)", (ip("10.0.0.6"),))
+    offline.close()
+    assert ("cli", "10.0.0.6", "host") in names(index)
+
+
+async def test_expired_leases_leave_without_any_commit(store: Store) -> None:
+    await write(store, "INSERT INTO leases(mac, ip, subnet, starts, expires, hostname) "
+                       "VALUES('02:00:00:00:00:03', ?, 'n', 900, 1500, 'dyn1')", (ip("10.0.0.100"),))
+    index = NameIndex(store.reader)
+    assert names(index, now=1000.0) == [("dyn1", "10.0.0.100", "lease")]
+    assert index.snapshot(1499.0).valid_until == 1500.0
+    assert names(index, now=1500.0) == []
+
+
+async def test_lease_hostnames_with_dots_are_ignored_and_newest_lease_comes_first(store: Store) -> None:
+    for mac, addr, starts, host in (("02:00:00:00:00:01", "10.0.0.101", 900, "www.evil.example"),
+                                    ("02:00:00:00:00:02", "10.0.0.102", 950, "same"),
+                                    ("02:00:00:00:00:03", "10.0.0.103", 990, "same")):
+        await write(store, "INSERT INTO leases(mac, ip, subnet, starts, expires, hostname) "
+                           "VALUES(?, ?, 'n', ?, 5000, ?)", (mac, ip(addr), starts, host))
+    assert names(NameIndex(store.reader)) == [("same", "10.0.0.103", "lease"), ("same", "10.0.0.102", "lease")]
+
+
+async def test_rows_with_broken_addresses_are_skipped(store: Store) -> None:
+    await write(store, "INSERT INTO hosts(name, ip, created, updated) VALUES('broken', ?, 0, 0)", (2**40,))
+    await write(store, "INSERT INTO hosts(name, ip, created, updated) VALUES('fine', ?, 0, 0)", (ip("10.0.0.7"),))
+    assert names(NameIndex(store.reader)) == [("fine", "10.0.0.7", "host")]
