@@ -16,7 +16,9 @@ from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.http import HttpServer, RouteFactory
+from services.rsyncd import RsyncdService, RsyncdSettings
 from state.boot import BootPolicy
+from state.images import list_versions
 from state.leases import LeaseModel
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
@@ -34,6 +36,19 @@ def boot_settings(cfg: Config) -> BootSettings:
         http_port=cfg.http.port,
         address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
     )
+
+
+def rsyncd_hosts_allow(cfg: Config) -> tuple[str, ...]:
+    """[rsyncd] hosts_allow, else the DHCP subnets and loopback: images are never exported to the world."""
+    if cfg.rsyncd.hosts_allow:
+        return tuple(str(n) for n in cfg.rsyncd.hosts_allow)
+    return (*(str(s.subnet) for s in cfg.dhcp.subnets), "127.0.0.1")
+
+
+def rsyncd_settings(cfg: Config) -> RsyncdSettings:
+    return RsyncdSettings(state_dir=cfg.state_dir,
+                          address=str(cfg.appliance.address) if cfg.appliance.address is not None else "0.0.0.0",
+                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg))
 
 
 def build_services(rt: Runtime) -> list[Service]:
@@ -56,6 +71,13 @@ def build_services(rt: Runtime) -> list[Service]:
     if cfg.http.enabled:
         services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
                                    responder=responder, api=api, route_modules=api_route_modules()))
+    if cfg.rsyncd.enabled:
+        # The catalog is read from the store on every refresh: getimage (a separate process) commits a
+        # row, WAL makes it visible here, and the next refresh exports it.
+        def catalog() -> list[tuple[str, int, str]]:
+            return [(v.name, v.version, v.path) for v in list_versions(rt.store.reader)]
+
+        services.append(RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic))
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.
         services.append(build_dhcp(rt, leases, machines))
@@ -74,6 +96,8 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     for service in services:
         if isinstance(service, BootFiles):
             await service.reconfigure(cfg.boot)
+        if isinstance(service, RsyncdService):
+            service.set_hosts_allow(rsyncd_hosts_allow(cfg))
     leases = rt.models.get("leases")
     if isinstance(leases, LeaseModel):
         reconfigure_dhcp(rt, leases, next((s for s in services if isinstance(s, DhcpServer)), None))

@@ -23,7 +23,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,12 @@ class RsyncdService:
             await proc.wait()
 
     # -- the config -------------------------------------------------------------------------------
+
+    def set_hosts_allow(self, hosts_allow: tuple[str, ...]) -> None:
+        """Take a new allow list live (SIGHUP): the next connection is checked against it."""
+        self.settings = replace(self.settings, hosts_allow=hosts_allow)
+        if self._binary is not None:
+            self.refresh()
 
     def refresh(self) -> bool:
         """Rewrite rsyncd.conf from the catalog if it changed; True if the file was replaced."""

@@ -1,0 +1,67 @@
+"""The daemon runs the rsync supervisor from [rsyncd] and serves a version registered by another process."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.config import parse_config
+from appliance.daemon import Daemon
+from state.db import connect, db_path
+from state.images import ImageVersion, insert_version
+
+pytestmark = pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_version_committed_by_another_connection_is_served_by_the_running_daemon(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = parse_config({
+        "appliance": {"state_dir": str(tmp_path / "state"), "address": "127.0.0.1"},
+        "tftp": {"enabled": False}, "http": {"enabled": False},
+        "rsyncd": {"port": port, "hosts_allow": ["127.0.0.1"]},
+    })
+    daemon = Daemon(cfg)
+    task = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(200):
+            if daemon.services and daemon.status()["services"].get("rsyncd", {}).get("state") == "running":
+                break
+            await asyncio.sleep(0.02)
+        st = daemon.status()["services"]["rsyncd"]
+        assert st["state"] == "running" and st["listen"] == [f"127.0.0.1:{port}/tcp"]
+        # What getimage does: a separate connection commits the row (the tree is already in place).
+        tree = tmp_path / "state/images/web/v1"
+        (tree / "etc").mkdir(parents=True)
+        (tree / "etc/hostname").write_text("master\n")
+        conn: sqlite3.Connection = connect(db_path(cfg.state_dir))
+        conn.execute("BEGIN IMMEDIATE")
+        insert_version(conn, ImageVersion("web", 1, str(tree), time.time(), source="test"))
+        conn.execute("COMMIT")
+        conn.close()
+        dest = tmp_path / "dest"
+        deadline = time.monotonic() + 5
+        while True:
+            proc = await asyncio.create_subprocess_exec(
+                "rsync", "-a", f"rsync://127.0.0.1:{port}/web_v1/", f"{dest}/",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+            if proc.returncode == 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert proc.returncode == 0, err
+        assert (dest / "etc/hostname").read_text() == "master\n"
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(task, 10) == 0
