@@ -185,7 +185,8 @@ def encode(packet: DhcpPacket, max_size: int = MIN_MAX_SIZE) -> bytes:
         return _finish(header, main, packet.sname, packet.file)
 
     areas = _overload_areas(packet, main_capacity - fixed - 3)
-    for code, value in body:
+    # Whole (short) options first; long ones are split anyway, so their pieces can fill the gaps left.
+    for code, value in sorted(body, key=lambda item: len(item[1]) > 255):
         _place(code, value, areas)
     overload = 0
     file_field, sname_field = packet.file, packet.sname
