@@ -110,20 +110,21 @@ class BootResponder:
         else:
             log.debug("event=boot-decision mac=%s via=%s kind=%s", d.mac, via, d.kind)
 
-    def _server(self, address: str) -> BootServer:
+    def _server(self, address: str, http_port: int | None = None) -> BootServer:
         s = self.settings
-        return BootServer(address=address, http_port=s.http_port, kernel_cmdline=s.kernel_cmdline,
+        return BootServer(address=address, http_port=http_port or s.http_port, kernel_cmdline=s.kernel_cmdline,
                           pxelinux=s.pxelinux)
 
     # --- renderings ----------------------------------------------------------------------------
 
-    async def ipxe_script(self, mac: str, local_address: str) -> tuple[BootDecision, str]:
-        """The iPXE script for `mac`, with URLs on the address the machine reached us at."""
+    async def ipxe_script(self, mac: str, local_address: str, local_port: int | None = None
+                          ) -> tuple[BootDecision, str]:
+        """The iPXE script for `mac`, with URLs on the address (and port) the machine reached us at."""
         decision, pending = self._answer(mac, "http")
         if pending is not None:
             # The token is the installer's credential: have it on disk before handing it out.
             await asyncio.shield(pending)
-        return decision, render_ipxe(decision, self._server(local_address))
+        return decision, render_ipxe(decision, self._server(local_address, local_port))
 
     def pxelinux_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
         """TFTP's dynamic content: pxelinux.cfg/01-<mac> rendered; None for every other name."""

@@ -136,8 +136,9 @@ class HttpServer:
         except MacError:
             return self._error(request, 404, "not a MAC address; ask for /boot/<mac>.ipxe")
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        local = sockname[0] if sockname else self._host
-        decision, script = await self.responder.ipxe_script(mac, local)
+        # URLs in the script use the address and port this machine reached us at.
+        local, port = (sockname[0], int(sockname[1])) if sockname else (self._host, self._port)
+        decision, script = await self.responder.ipxe_script(mac, local, port)
         self._status.counters["boot_scripts"] += 1
         self._status.counters[f"boot_{decision.kind}"] += 1
         return web.Response(text=script, content_type="text/plain", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,103 @@
+"""The real daemon on loopback: /api/v1/status via curl, and `imageserver status` (table, --json, not running)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args, "--config", str(cfg)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    port = _free_port()
+    cfg = tmp_path / "imageserver.toml"
+    cfg.write_text(f"""
+[appliance]
+state_dir = "{tmp_path / 'state'}"
+[tftp]
+enabled = false
+[http]
+listen = "127.0.0.1"
+port = {port}
+""")
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while "event=ready" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield cfg, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_status_document_over_curl(daemon: tuple[Path, int]) -> None:
+    _, port = daemon
+    subprocess.run(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/boot/files/undionly.kpxe"],
+                   check=True, timeout=10)
+    out = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/api/v1/status"], capture_output=True,
+                         text=True, check=True, timeout=10).stdout
+    doc = json.loads(out)
+    assert doc["version"]
+    assert doc["uptime"] > 0
+    http = doc["services"]["http"]
+    assert http["state"] == "running"
+    assert http["listen"] == [f"127.0.0.1:{port}/tcp"]
+    assert http["counters"]["files"] == 1
+    assert http["counters"]["bytes_out"] == Path("/usr/lib/ipxe/undionly.kpxe").stat().st_size
+    assert doc["services"]["bootfiles"]["files"]["undionly.kpxe"]["present"] is True
+    assert set(doc["counts"]) >= {"leases", "reservations", "hosts", "machines", "images"}
+
+
+def test_status_command_table_and_json(daemon: tuple[Path, int]) -> None:
+    cfg, port = daemon
+    table = _cli(cfg, "status")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("imageserver ")
+    http_row = next(line for line in lines if line.startswith("http "))
+    assert "running" in http_row and f"127.0.0.1:{port}/tcp" in http_row
+    assert any(line.startswith("counts ") and "hosts 0" in line for line in lines)
+    assert "installer/vmlinuz missing" in table.stdout  # no installer built in this state dir
+    as_json = _cli(cfg, "status", "--json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["services"]["http"]["state"] == "running"
+
+
+def test_status_command_when_the_daemon_is_not_running(tmp_path: Path) -> None:
+    cfg = tmp_path / "imageserver.toml"
+    cfg.write_text(f'[appliance]\nstate_dir = "{tmp_path}"\n[http]\nlisten = "127.0.0.1"\nport = {_free_port()}\n')
+    result = _cli(cfg, "status")
+    assert result.returncode == 1
+    assert "not running" in result.stderr
+    assert result.stdout == ""
