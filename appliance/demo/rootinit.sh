@@ -1,0 +1,17 @@
+#!/bin/sh
+# /sbin/init of the demo master client: a machine that proves it booted from its own disk.
+# It prints its marker on the console and powers off, so a demo or test run ends by itself.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+[ -f /etc/hostname ] && hostname -F /etc/hostname
+root=$(awk '$2 == "/" { print $1 }' /proc/mounts | tail -n 1)
+echo "demo client: root $root, fstab: $(grep -v '^#' /etc/fstab | head -n 1)"
+echo "IMAGESERVER-INSTALLED hostname=$(hostname)"
+sync
+if grep -q 'demo.shell' /proc/cmdline; then
+    setsid cttyhack sh
+fi
+poweroff -f
