@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +24,20 @@ def host_etc_guard() -> Iterator[HostSnapshot]:
     before.assert_unchanged("this test session")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
-def lab_sweep() -> list[str]:
-    """Once per session: remove lab namespaces and files whose owning test process is gone."""
-    return [] if lab_unavailable_reason() else sweep_stale_labs()
+def lab_sweep() -> Iterator[list[str]]:
+    """Once per session: remove lab namespaces and files whose owning test process is gone, and turn
+    SIGTERM (a CI timeout) into KeyboardInterrupt so labs are still torn down."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+    yield [] if lab_unavailable_reason() else sweep_stale_labs()
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture
