@@ -9,12 +9,14 @@ from __future__ import annotations
 from appliance.bootfiles import BootFiles
 from appliance.config import Config
 from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
+from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.runtime import Runtime
 from services import api_leases, api_machines, api_status
 from services.api_context import ApiContext
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
+from services.dns import DnsServer
 from services.http import HttpServer, RouteFactory
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.boot import BootPolicy
@@ -78,6 +80,9 @@ def build_services(rt: Runtime) -> list[Service]:
             return [(v.name, v.version, v.path) for v in list_versions(rt.store.reader)]
 
         services.append(RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic))
+    if cfg.dns.enabled:
+        # Names come from the store on every query (rebuilt after each commit): no restart for a new host.
+        services.append(build_dns(rt))
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.
         services.append(build_dhcp(rt, leases, machines))
@@ -98,6 +103,8 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
             await service.reconfigure(cfg.boot)
         if isinstance(service, RsyncdService):
             service.set_hosts_allow(rsyncd_hosts_allow(cfg))
+        if isinstance(service, DnsServer):
+            reconfigure_dns(rt, service)
     leases = rt.models.get("leases")
     if isinstance(leases, LeaseModel):
         reconfigure_dhcp(rt, leases, next((s for s in services if isinstance(s, DhcpServer)), None))
