@@ -104,6 +104,9 @@ class BootConfig:
     unknown: str = "wait"  # what an unknown machine boots: "wait" (poll until assigned) | "local"
     poll_seconds: int = 5
     kernel_cmdline: str = "console=tty0 console=ttyS0,115200"
+    # How an iPXE machine is given its decision: "ipxe" (an iPXE script) or "pxelinux" (BIOS machines
+    # chain pxelinux.0 over TFTP and read pxelinux.cfg/01-<mac>; UEFI machines still get the script).
+    loader: str = "ipxe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +410,7 @@ def _boot(t: _Table) -> BootConfig:
         unknown=t.get("unknown", _choice("wait", "local"), d.unknown),
         poll_seconds=t.get("poll_seconds", _int_range(1, 3600), d.poll_seconds),
         kernel_cmdline=t.get("kernel_cmdline", _str, d.kernel_cmdline),
+        loader=t.get("loader", _choice("ipxe", "pxelinux"), d.loader),
     )
     t.finish()
     return out

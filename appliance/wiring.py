@@ -37,6 +37,7 @@ def boot_settings(cfg: Config) -> BootSettings:
         kernel_cmdline=cfg.boot.kernel_cmdline,
         http_port=cfg.http.port,
         address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
+        via_pxelinux=cfg.boot.loader == "pxelinux",
     )
 
 

@@ -144,12 +144,28 @@ def _poll(plan: BootPlan) -> int:
     return max(1, int(plan.poll_seconds))
 
 
-def render_ipxe(plan: BootPlan, server: BootServer) -> str:
-    """The iPXE script served at /boot/<mac>.ipxe."""
+def render_ipxe(plan: BootPlan, server: BootServer, *, via_pxelinux: bool = False) -> str:
+    """The iPXE script served at /boot/<mac>.ipxe.
+
+    via_pxelinux ([boot] loader = "pxelinux"): a BIOS machine chains pxelinux.0 over TFTP, which reads
+    pxelinux.cfg/01-<mac> (rendered by render_pxelinux from the same decision). Option 210 (pxelinux's
+    path prefix) is set first, because pxelinux would otherwise derive its prefix from the DHCP file
+    name, which for iPXE is this script's http URL. UEFI machines (pxelinux.0 is BIOS only), and any
+    machine whose chain fails, fall through to the plain script below.
+    """
     _check_kind(plan)
     mac = normalize_mac(plan.mac)
     again = server.script_url(mac)
     lines = ["#!ipxe", f"# imageserver: {plan.kind} for {mac}: {_text(plan.reason)}"]
+    if via_pxelinux:
+        tftp = f"tftp://{_value('address', server.address)}/"
+        lines += [
+            "iseq ${platform} pcbios || goto script",
+            "echo imageserver: handing over to pxelinux",
+            f"set 210:string {tftp}",
+            f"chain {tftp}{_path('pxelinux', server.pxelinux)} || goto script",
+            ":script",
+        ]
     if plan.kind == "install":
         args = installer_arguments(plan, server)
         kernel = server.file_url(_path("kernel", server.kernel))

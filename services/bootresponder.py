@@ -38,6 +38,7 @@ class BootSettings:
     http_port: int = 80
     address: str | None = None  # [appliance] address: what TFTP answers name (HTTP uses the connection's)
     pxelinux: str = "pxelinux.0"
+    via_pxelinux: bool = False  # [boot] loader = "pxelinux": BIOS iPXE machines chain pxelinux.0
 
 
 class BootResponder:
@@ -124,7 +125,8 @@ class BootResponder:
         if pending is not None:
             # The token is the installer's credential: have it on disk before handing it out.
             await asyncio.shield(pending)
-        return decision, render_ipxe(decision, self._server(local_address, local_port))
+        server = self._server(local_address, local_port)
+        return decision, render_ipxe(decision, server, via_pxelinux=self.settings.via_pxelinux)
 
     def pxelinux_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
         """TFTP's dynamic content: pxelinux.cfg/01-<mac> rendered; None for every other name."""

@@ -139,3 +139,13 @@ def test_unknown_kind_is_refused() -> None:
 )
 def test_pxelinux_config_names(name: str, mac: str | None) -> None:
     assert pxelinux_config_mac(name) == mac
+
+
+def test_ipxe_via_pxelinux_chains_pxelinux_on_bios_and_falls_back_to_the_script() -> None:
+    plain = render_ipxe(install(), SERVER).splitlines()
+    lines = render_ipxe(install(), SERVER, via_pxelinux=True).splitlines()
+    assert lines[2] == "iseq ${platform} pcbios || goto script"
+    assert "set 210:string tftp://10.9.0.1/" in lines
+    assert "chain tftp://10.9.0.1/pxelinux.0 || goto script" in lines
+    # After the :script label comes exactly the plain script (UEFI, or pxelinux failed to load).
+    assert lines[lines.index(":script") + 1:] == plain[2:]

@@ -1,0 +1,164 @@
+"""PXE boot from the imageserver alone, in QEMU (TCG) on a lab network.
+
+The VM's NIC ROM is iPXE (QEMU's ipxe-qemu ROM), so its first DHCP request already says "iPXE" and our
+DHCP server answers with the script URL; the real path is then ours end to end:
+  our DHCP -> GET /boot/<mac>.ipxe from our HTTP server -> the installer kernel + initrd over HTTP
+  (/boot/files/installer/...) -> the initrd prints a marker with the kernel command line.
+The pxelinux test goes: our DHCP -> iPXE script that chains pxelinux.0 over our TFTP ([boot] loader =
+"pxelinux"; an iPXE ROM will not run pxelinux otherwise) -> pxelinux.cfg/01-<mac> rendered by our TFTP
+server from the same boot decision -> kernel + initrd over TFTP -> the same marker.
+
+The installer here is a test stand-in: a Debian kernel (appliance.bootenv) and a tiny initrd whose
+/init echoes /proc/cmdline and powers off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.bootenv import InitrdSpec, Kernel, build_initrd
+from state.db import connect
+from tests.lab.netns import Lab, LabError, Namespace, Proc
+from tests.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+MARKER = r"PXE-TEST-BOOTED cmdline=\[([^\]]*)\]"
+INIT = """#!/bin/sh
+mount -t proc proc /proc
+echo "PXE-TEST-BOOTED cmdline=[$(cat /proc/cmdline)]" >/dev/console
+poweroff -f
+"""
+
+
+@pytest.fixture(autouse=True)
+def _needs_qemu() -> None:
+    reason = qemu_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def installer(debian_kernel: Kernel, bootenv_cache: Path) -> tuple[Path, Path]:
+    return debian_kernel.vmlinuz, build_initrd(InitrdSpec(init=INIT), bootenv_cache)
+
+
+@dataclass
+class Appliance:
+    """`imageserver serve` in the lab's server namespace, with DHCP, TFTP and HTTP on its interface."""
+
+    ns: Namespace
+    state_dir: Path
+    config: Path
+    proc: Proc | None = None
+
+    def start(self, timeout: float = 20) -> Appliance:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+        self.proc = self.ns.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(self.config)], env=env)
+        deadline = time.monotonic() + timeout
+        while "event=ready" not in self.proc.output():
+            if not self.proc.alive() or time.monotonic() > deadline:
+                raise LabError(f"imageserver did not start: {self.proc.output()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def status(self) -> dict:
+        return json.loads(self.ns.run(["curl", "-sf", "http://127.0.0.1/api/v1/status"]).stdout)
+
+    def db(self) -> sqlite3.Connection:
+        # A second writer next to the daemon, as the hosts CLI will be: WAL lets both work.
+        return sqlite3.connect(self.state_dir / "imageserver.db", timeout=10, isolation_level=None)
+
+    def add_host(self, mac: str, name: str = "node01", image: str = "base") -> None:
+        with closing(self.db()) as conn:
+            conn.execute("INSERT OR IGNORE INTO images(name, version, path, created) VALUES (?, 1, ?, 0)",
+                         (image, f"/images/{image}/v1"))
+            conn.execute("INSERT INTO hosts(name, mac, image, state, created, updated) "
+                         "VALUES (?, ?, ?, 'assigned', 0, 0)", (name, mac, image))
+
+    def token(self, name: str = "node01") -> str | None:
+        with closing(self.db()) as conn:
+            row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+
+def appliance(lab: Lab, net: VmNetwork, installer: tuple[Path, Path], *, loader: str = "ipxe",
+              poll_seconds: int = 5) -> Appliance:
+    state = lab.tmp_path("state")
+    (state / "boot" / "installer").mkdir(parents=True)
+    shutil.copyfile(installer[0], state / "boot" / "installer" / "vmlinuz")
+    shutil.copyfile(installer[1], state / "boot" / "installer" / "initrd.img")
+    config = lab.tmp_path("imageserver.toml")
+    config.write_text(f"""
+[appliance]
+state_dir = "{state}"
+interface = "{net.server_if}"
+address = "{net.server_ip}"
+log_level = "debug"
+
+[dhcp]
+subnet = "{net.subnet}"
+pool = "{net.host(100)}-{net.host(150)}"
+conflict_probe = false
+
+[tftp]
+enabled = true
+
+[http]
+port = 80
+
+[boot]
+loader = "{loader}"
+poll_seconds = {poll_seconds}
+kernel_cmdline = "console=ttyS0 panic=-1"
+""")
+    app = Appliance(net.server, state, config)
+    # Create the schema before the daemon starts (hosts are added straight into the database).
+    connect(state / "imageserver.db").close()
+    return app
+
+
+def _args(cmdline: str) -> dict[str, str]:
+    return dict(word.split("=", 1) for word in cmdline.split() if "=" in word)
+
+
+def test_ipxe_rom_waits_then_installs_once_the_host_is_assigned(lab: Lab, installer: tuple[Path, Path]) -> None:
+    net = vm_network(lab)
+    start_ra_sender(net.server, net.server_if)
+    app = appliance(lab, net, installer, poll_seconds=1).start()
+    mac = random_mac()
+    vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512)).start()
+    # Unknown machine: it polls /boot/<mac>.ipxe, which answers "wait".
+    deadline = time.monotonic() + 60
+    while app.status()["services"]["http"]["counters"].get("boot_wait", 0) < 2:
+        assert time.monotonic() < deadline, f"the VM never polled: {app.proc.output()[-3000:] if app.proc else ''}"
+        assert vm.proc is not None and vm.proc.alive()
+        time.sleep(0.2)
+    assert "PXE-TEST-BOOTED" not in vm.log()
+    # Assigning the host takes effect at the next poll: no restart, no reload.
+    app.add_host(mac)
+    match = vm.wait_for(MARKER, timeout=90)
+    booted = vm.elapsed()
+    args = _args(match.group(1))
+    assert args["IMAGESERVER"] == str(net.server_ip)
+    assert args["HOSTNAME"] == "node01"
+    assert (args["IMAGE"], args["VERSION"]) == ("base", "1")
+    assert args["MAC"] == mac
+    assert args["INSTALL_TOKEN"] == app.token()
+    assert args["console"] == "ttyS0"
+    counters = app.status()["services"]["http"]["counters"]
+    assert counters["boot_install"] >= 1
+    assert counters["files"] >= 2  # kernel + initrd over HTTP
+    machines = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
+    assert machines["host"] == "node01" and machines["boot"]["kind"] == "install"
+    print(f"\n[timing] iPXE: QEMU start to installer marker {booted:.1f} s (including the wait)")
