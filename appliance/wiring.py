@@ -11,8 +11,9 @@ from appliance.config import Config
 from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
 from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.runtime import Runtime
-from services import api_leases, api_machines, api_status
+from services import api_hosts, api_install, api_leases, api_machines, api_status
 from services.api_context import ApiContext
+from services.api_install import InstallSettings, SubnetInfo
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
@@ -28,7 +29,7 @@ BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 
 def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
-    return [api_status.routes, api_machines.routes, api_leases.routes]
+    return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -54,6 +55,14 @@ def rsyncd_settings(cfg: Config) -> RsyncdSettings:
                           port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg))
 
 
+def install_settings(cfg: Config) -> InstallSettings:
+    """What /install/{mac}/script tells a host about its network and where to pull its image from."""
+    return InstallSettings(
+        address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
+        rsync_port=cfg.rsyncd.port, auto_static=cfg.dhcp.auto_static, domain=cfg.appliance.domain,
+        subnets=tuple(SubnetInfo(s.subnet, s.router, s.dns, s.domain) for s in cfg.dhcp.subnets))
+
+
 def build_services(rt: Runtime) -> list[Service]:
     cfg = rt.config
     boot_root = cfg.state_dir / BOOT_DIR
@@ -69,6 +78,7 @@ def build_services(rt: Runtime) -> list[Service]:
         leases = rt.models["leases"] = load_leases(rt)
     responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
     rt.models["boot"] = responder
+    rt.models["install"] = install_settings(cfg)
     api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:
@@ -96,6 +106,7 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     Listening addresses and ports are fixed at start; what a service can change live is its own call.
     """
     cfg = rt.config
+    rt.models["install"] = install_settings(cfg)
     responder = rt.models.get("boot")
     if isinstance(responder, BootResponder):
         responder.settings = boot_settings(cfg)

@@ -10,7 +10,8 @@ Safety, for every request before any handler runs:
   folds dot segments, so the decoded path can hide a traversal); refused targets get 400/404;
 - a boot file is resolved with realpath and must stay inside the boot root (symlinks escaping it: 404);
 - any method other than GET/HEAD/OPTIONS on an existing route needs the admin bearer token (401),
-  even if a route module forgot to check it; a method a route does not have is 405.
+  even if a route module forgot to check it, unless its handler is marked `own_auth` (install reports,
+  which carry a per-install token instead); a method a route does not have is 405.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ class HttpServer:
         if api:
             counters["api_requests"] += 1
         try:
-            if request.method not in SAFE_METHODS and request.match_info.http_exception is None:
+            # A handler marked `own_auth` (the installer's progress reports) checks its own per-install token.
+            if (request.method not in SAFE_METHODS and request.match_info.http_exception is None
+                    and not getattr(request.match_info.handler, "own_auth", False)):
                 if self._api is None:
                     raise web.HTTPUnauthorized(text="no admin API on this server")
                 require_token(request, self._api)

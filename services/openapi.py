@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
+
 _JSON = "application/json"
 
 
@@ -36,7 +38,7 @@ OPENAPI: dict[str, Any] = {
                        "read-only; every other method needs `Authorization: Bearer <state_dir/admin.token>`.",
     },
     "components": {
-        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME},
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Service": {
@@ -242,5 +244,6 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        **INSTALL_PATHS,
     },
 }

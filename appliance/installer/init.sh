@@ -50,10 +50,11 @@ report() {
 
 # fail STAGE REASON -- report the failure with the log tail, then stay up (never reboot-loop).
 fail() {
-    say "FAILED at stage $1: $2"
+    say "FAILED at stage ${1:-(last reported)}: $2"
     _tail=$(tail -n 25 "$LOG" 2>/dev/null)
-    report failed "stage: $1
-reason: $2
+    # An empty stage lets the imageserver name the last stage the script reported itself.
+    report failed "${1:+stage: $1
+}reason: $2
 $_tail"
     say "the machine stays up so the failure can be inspected; power it off to retry"
     if [ -c /dev/console ]; then
@@ -181,7 +182,9 @@ say "running the autoinstall script"
 ( sh -e /tmp/autoinstall.sh; echo $? >/tmp/autoinstall.rc ) 2>&1 | tee "$LOG"
 rc=$(cat /tmp/autoinstall.rc 2>/dev/null || echo 255)
 if [ "$rc" != 0 ]; then
-    fail "$(cat "$STAGE_FILE" 2>/dev/null || echo script)" "autoinstall script exited with status $rc"
+    stage=$(cat "$STAGE_FILE" 2>/dev/null)
+    [ "$stage" != installer ] || stage=""  # the script kept no stage file of its own
+    fail "$stage" "autoinstall script exited with status $rc"
 fi
 report "done" "installed ${IMAGE:-image} v${VERSION:-?} as ${HOSTNAME:-?}"
 say "install complete; rebooting"

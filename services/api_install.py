@@ -1,0 +1,220 @@
+"""What autoinstall clients talk to: their script, and their progress reports.
+
+  GET  /install/{mac}/script   the host's autoinstall script (<state_dir>/scripts/<image>.master, or the
+                               host's override) with its variables prepended; the host becomes *installing*
+  POST /install/{mac}/events   {"stage", "detail"?, "bytes"?, "total"?}; needs `Authorization: Bearer
+                               <install token>` (the per-install token from the kernel command line, not the
+                               admin token). "done": host *installed*, its lease a reservation ([dhcp]
+                               auto_static = "on-install"); "failed": host *failed* with stage and reason.
+
+The install token travels in the boot script and the kernel command line of that one machine; a
+reinstall replaces it, so an old installer still running somewhere cannot report into a new install.
+The script itself holds the token too, so a GET with a wrong bearer token is refused; a GET without
+one is served (boot media and pxelinux installers may not have one) but only while the host is due
+to install (assigned, installing or failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from aiohttp import web
+
+from protocols.mac import MacError, normalize_mac
+from services.api_context import ApiContext, json_body, json_error
+from state import installs
+from state.hosts import set_install_token_op
+
+log = logging.getLogger("imageserver.install")
+
+SCRIPT_STATES = ("new", "assigned", "installing", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetInfo:
+    network: IPv4Network
+    router: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSettings:
+    """What the install routes need of the config (ctx.models["install"]; defaults work without one)."""
+
+    address: str | None = None  # the imageserver's address as clients reach it; None: the Host they used
+    rsync_port: int = 873
+    auto_static: str = "on-install"  # [dhcp] auto_static
+    domain: str | None = None
+    subnets: tuple[SubnetInfo, ...] = field(default_factory=tuple)
+
+    def subnet_of(self, ip: IPv4Address | None) -> SubnetInfo | None:
+        if ip is None:
+            return None
+        return next((s for s in self.subnets if ip in s.network), None)
+
+
+def own_auth(handler: Any) -> Any:
+    """Mark a handler that checks its own credentials (the install token), so the HTTP server's
+    blanket admin-token rule for POST does not apply to it."""
+    handler.own_auth = True
+    return handler
+
+
+def _settings(ctx: ApiContext) -> InstallSettings:
+    settings = ctx.models.get("install")
+    return settings if isinstance(settings, InstallSettings) else InstallSettings()
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def _unauthorized(message: str) -> web.Response:
+    response = json_error(401, message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="imageserver-install"'
+    return response
+
+
+def _address_of(ctx: ApiContext, mac: str, host: installs.InstallHost) -> IPv4Address | None:
+    """The host's address: its own, else its reservation, else its current lease."""
+    if host.ip is not None:
+        return host.ip
+    leases = ctx.models.get("leases")
+    if leases is not None:
+        current = leases.current(mac)
+        if current is not None:
+            return current.ip
+    for table in ("reservations", "leases"):
+        row = ctx.store.read_one(f"SELECT ip FROM {table} WHERE mac = ?", (mac,))
+        if row is not None:
+            return IPv4Address(row[0])
+    return None
+
+
+def _make_static(ctx: ApiContext, host: installs.InstallHost, mac: str, now: float) -> str:
+    """On "done": the host's address becomes a reservation (through the live lease book). Says what happened."""
+    settings = _settings(ctx)
+    if settings.auto_static != "on-install":
+        return f"auto_static is {settings.auto_static}"
+    leases = ctx.models.get("leases")
+    if leases is None:
+        return "no lease book"
+    if leases.reservation(mac) is not None:
+        return "already reserved"
+    ip = _address_of(ctx, mac, host)
+    if ip is None:
+        return "no address to reserve"
+    try:
+        leases.add_reservation(mac, ip, now, hostname=host.name, source="on-install")
+    except ValueError as e:  # LeaseError: e.g. the address lies outside every configured subnet
+        log.warning("event=reservation-failed host=%s mac=%s ip=%s error=%r", host.name, mac, ip, str(e))
+        return f"not reserved: {e}"
+    return f"reserved {ip}"
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    scripts_dir = ctx.store.state_dir / "scripts"
+
+    def lookup(request: web.Request) -> tuple[str, installs.InstallHost]:
+        try:
+            mac = normalize_mac(request.match_info["mac"])
+        except MacError as e:
+            raise web.HTTPBadRequest(text=json.dumps({"error": str(e)}), content_type="application/json") from None
+        host = installs.host_by_mac(ctx.store.reader, mac)
+        if host is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no host has MAC {mac}"}),
+                                   content_type="application/json")
+        return mac, host
+
+    async def script(request: web.Request) -> web.StreamResponse:
+        mac, host = lookup(request)
+        given = _bearer(request)
+        if given is not None and not installs.token_matches(host, given):
+            return _unauthorized(f"the install token does not match host {host.name}'s current install")
+        if given is None and host.state not in SCRIPT_STATES:
+            return json_error(409, f"host {host.name} is {host.state}; reinstall it to install again")
+        if not host.image:
+            return json_error(409, f"host {host.name} has no image")
+        version = installs.resolve_version(ctx.store.reader, host)
+        if version is None:
+            return json_error(409, f"image {host.image} has no captured version")
+        source = installs.script_source(host)
+        if source is not None and "\n" in source:
+            body = source
+        else:
+            try:
+                path = scripts_dir / installs.script_file_name(host)
+            except installs.InstallError as e:
+                return json_error(409, str(e))
+            try:
+                body = path.read_text()
+            except FileNotFoundError:
+                return json_error(404, f"no autoinstall script {path} (getimage writes <image>.master)")
+        now = ctx.clock()
+        token = host.install_token
+        if token is None:
+            token = await ctx.store.journal.run(set_install_token_op(host.name, installs.new_token(), now))
+        settings = _settings(ctx)
+        ip = _address_of(ctx, mac, host)
+        subnet = settings.subnet_of(ip)
+        server = settings.address or request.url.host or ""
+        http_base = f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}"
+                                                                     if request.url.port not in (None, 80) else "")
+        values: dict[str, object] = {
+            "HOSTNAME": host.name,
+            "MAC": mac,
+            "IPADDR": ip,
+            "NETMASK": subnet.network.netmask if subnet else None,
+            "PREFIX": subnet.network.prefixlen if subnet else None,
+            "GATEWAY": subnet.router if subnet and subnet.router else None,
+            "DNS": " ".join(map(str, subnet.dns)) if subnet and subnet.dns else None,
+            "DOMAIN": (subnet.domain if subnet and subnet.domain else settings.domain),
+            "IMAGESERVER": server,
+            "IMAGESERVER_URL": http_base,
+            "IMAGE": host.image,
+            "VERSION": version,
+            "RSYNC_MODULE": f"{host.image}_v{version}",
+            "RSYNC_PORT": settings.rsync_port,
+            "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{host.image}_v{version}/",
+            "INSTALL_TOKEN": token,
+        }
+        try:
+            text = installs.with_variables(body, values)
+        except installs.InstallError as e:
+            return json_error(409, str(e))
+        await ctx.store.journal.run(installs.begin_op(host.name, mac, now, version))
+        log.info("event=install-script host=%s mac=%s image=%s version=%s", host.name, mac, host.image, version)
+        return web.Response(text=text, content_type="text/x-shellscript")
+
+    @own_auth
+    async def event(request: web.Request) -> web.Response:
+        mac, host = lookup(request)
+        if not installs.token_matches(host, _bearer(request)):
+            return _unauthorized(f"events for {host.name} need its install token: Authorization: Bearer <token>")
+        body = await json_body(request)
+        try:
+            stage = installs.check_stage(body.get("stage"))
+            detail = installs.event_detail(body.get("detail"), body.get("bytes"), body.get("total"))
+        except installs.InstallError as e:
+            return json_error(400, str(e))
+        now = ctx.clock()
+        version = installs.resolve_version(ctx.store.reader, host) if stage == "done" else None
+        state = await ctx.store.journal.run(installs.report_op(host.name, mac, now, stage, detail, version))
+        out: dict[str, Any] = {"host": host.name, "stage": stage, "state": state}
+        if stage == "done":
+            out["reservation"] = _make_static(ctx, host, mac, now)
+            await ctx.store.journal.flush()
+        log.info("event=install-%s host=%s mac=%s state=%s", "report" if stage not in installs.FINAL_STAGES
+                 else stage, host.name, mac, state)
+        return web.json_response(out)
+
+    return [
+        web.get("/install/{mac}/script", script),
+        web.post("/install/{mac}/events", event),
+    ]

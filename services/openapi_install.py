@@ -1,0 +1,94 @@
+"""OpenAPI paths of the install and hosts routes (services/api_install.py, services/api_hosts.py);
+merged into services/openapi.py's document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_JSON = "application/json"
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema or {"type": "object"}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, {"$ref": "#/components/schemas/Error"})
+
+
+_MAC = {"name": "mac", "in": "path", "required": True, "schema": {"type": "string"},
+        "description": "MAC address in any usual spelling"}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "host name"}
+_UNAUTHORIZED = _error("the admin bearer token is missing or wrong")
+
+INSTALL_SECURITY_SCHEME = {"type": "http", "scheme": "bearer",
+                           "description": "the per-install token of one host (INSTALL_TOKEN on the installer's "
+                                          "kernel command line and in its script)"}
+
+INSTALL_PATHS: dict[str, Any] = {
+    "/install/{mac}/script": {
+        "get": {
+            "summary": "The host's autoinstall script with its variables prepended; the host becomes installing",
+            "parameters": [_MAC],
+            "responses": {
+                "200": {"description": "POSIX sh script", "content": {"text/x-shellscript": {"schema": {
+                    "type": "string"}}}},
+                "401": _error("a bearer token was sent and it is not the host's install token"),
+                "404": _error("no host has this MAC, or the image has no autoinstall script"),
+                "409": _error("the host has no image or version to install, or is installed"),
+            },
+        },
+    },
+    "/install/{mac}/events": {
+        "post": {
+            "summary": "An installer's progress report; done: host installed and its lease a reservation; "
+                       "failed: host failed with stage and reason",
+            "security": [{"install": []}],
+            "parameters": [_MAC],
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                "type": "object", "required": ["stage"],
+                "properties": {"stage": {"type": "string"}, "detail": {},
+                               "bytes": {"type": "integer"}, "total": {"type": "integer"}},
+            }}}},
+            "responses": {
+                "200": _json("recorded", {"type": "object", "properties": {
+                    "host": {"type": "string"}, "stage": {"type": "string"}, "state": {"type": "string"}}}),
+                "400": _error("malformed report"),
+                "401": _error("missing or wrong install token"),
+                "404": _error("no host has this MAC"),
+            },
+        },
+    },
+    "/api/v1/hosts": {
+        "get": {
+            "summary": "Every host with its state and its newest install's progress",
+            "responses": {"200": _json("hosts")},
+        },
+        "post": {
+            "summary": "Add a host (name, MAC, image, optional fixed address); state assigned if it has an image",
+            "security": [{"admin": []}],
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                "type": "object", "required": ["name", "mac"],
+                "properties": {"name": {"type": "string"}, "mac": {"type": "string"}, "image": {"type": "string"},
+                               "ip": {"type": "string"}, "version": {"type": "integer"}},
+            }}}},
+            "responses": {"201": _json("the host"), "400": _error("malformed field"), "401": _UNAUTHORIZED,
+                          "409": _error("the name, MAC or address is taken")},
+        },
+    },
+    "/api/v1/hosts/{name}": {
+        "get": {
+            "summary": "One host: state, address binding, boot decision, install progress and timeline",
+            "parameters": [_NAME],
+            "responses": {"200": _json("the host"), "404": _error("no such host")},
+        },
+    },
+    "/api/v1/hosts/{name}/reinstall": {
+        "post": {
+            "summary": "Install the host again at its next PXE boot (state assigned, fresh install token)",
+            "security": [{"admin": []}],
+            "parameters": [_NAME],
+            "responses": {"200": _json("the host"), "401": _UNAUTHORIZED, "404": _error("no such host")},
+        },
+    },
+}

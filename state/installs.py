@@ -1,0 +1,323 @@
+"""Installs: what an autoinstall client is told, what it reports, and the host's state machine.
+
+  assigned/new --GET script--> installing --"done"--> installed   (next PXE boot: local disk)
+                                          --"failed"-> failed      (stays so until a reinstall)
+  any --reinstall--> assigned (with a fresh install token; the old installer's token stops working)
+
+Every report is a row in install_events (host, mac, time, stage, detail JSON); the timeline of a host
+is those rows in order. A failure's stage and reason live in its event's detail, so the hosts table
+needs no columns of its own for them. Reads take a connection; writes are journal operations
+(functions of a connection) so the daemon's group committer runs them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+Op = Callable[[sqlite3.Connection], Any]
+
+FINAL_STAGES = ("done", "failed")
+# Stages are short words the installer and the autoinstall script choose ("partition", "rsync", ...).
+_STAGE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
+MAX_DETAIL = 8192  # a failure's log tail is the longest detail worth keeping
+_SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Shell variable values go into single quotes; a value is refused rather than escaped if it is odd.
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9 ._:/,+@=-]*$")
+
+
+class InstallError(ValueError):
+    """A report or request the install state machine refuses; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstallHost:
+    """The hosts row as an install sees it (the install token included: the installer's credential)."""
+
+    name: str
+    mac: str
+    ip: IPv4Address | None
+    image: str | None
+    version: int | None
+    state: str
+    install_token: str | None
+    script: str | None
+    running_version: int | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> InstallHost:
+        return cls(row["name"], row["mac"], IPv4Address(row["ip"]) if row["ip"] is not None else None,
+                   row["image"], row["version"], row["state"], row["install_token"], row["script"],
+                   row["running_version"])
+
+
+_HOST_SQL = ("SELECT name, mac, ip, image, version, state, install_token, script, running_version FROM hosts "
+             "WHERE {} = ?")
+
+
+def host_by_mac(conn: sqlite3.Connection, mac: str) -> InstallHost | None:
+    row = conn.execute(_HOST_SQL.format("mac"), (mac,)).fetchone()
+    return InstallHost.from_row(row) if row is not None else None
+
+
+def host_by_name(conn: sqlite3.Connection, name: str) -> InstallHost | None:
+    row = conn.execute(_HOST_SQL.format("name"), (name,)).fetchone()
+    return InstallHost.from_row(row) if row is not None else None
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_matches(host: InstallHost, given: str | None) -> bool:
+    return bool(host.install_token and given) and hmac.compare_digest(host.install_token.encode(),
+                                                                       str(given).encode())
+
+
+def resolve_version(conn: sqlite3.Connection, host: InstallHost) -> int | None:
+    """The version the host installs: its pinned one, else the image's newest (None: nothing captured)."""
+    if host.version is not None:
+        return host.version
+    row = conn.execute("SELECT max(version) FROM images WHERE name = ?", (host.image,)).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
+
+
+# --------------------------------------------------------------------------- the script
+
+
+def script_variables(values: Mapping[str, object]) -> str:
+    """`KEY='value'` lines (exported) for the top of an autoinstall script; None values are left out."""
+    lines = ["# --- set by the imageserver for this host (GET /install/<mac>/script)"]
+    for key, value in values.items():
+        if value is None:
+            continue
+        text = str(value)
+        if not _SAFE_VALUE.match(text):
+            raise InstallError(f"{key} {text!r} cannot be put into a shell script")
+        lines.append(f"{key}='{text}'; export {key}")
+    return "\n".join(lines) + "\n# ---\n"
+
+
+def with_variables(script: str, values: Mapping[str, object]) -> str:
+    """The script with the variables block inserted after its #! line (kept first, so it still runs)."""
+    block = script_variables(values)
+    if script.startswith("#!"):
+        first, _, rest = script.partition("\n")
+        return f"{first}\n{block}{rest}"
+    return "#!/bin/sh\n" + block + script
+
+
+def script_source(host: InstallHost) -> str | None:
+    """A per-host override in hosts.script: the script itself (several lines) or a file name under scripts/."""
+    if not host.script:
+        return None
+    return host.script
+
+
+def script_file_name(host: InstallHost) -> str:
+    """The file under <state_dir>/scripts/ this host runs: its override name, else `<image>.master`."""
+    override = script_source(host)
+    name = override if override and "\n" not in override else f"{host.image}.master"
+    if not _SCRIPT_NAME.match(name):
+        raise InstallError(f"script name {name!r} is not a plain file name")
+    return name
+
+
+# --------------------------------------------------------------------------- events and transitions
+
+
+def check_stage(stage: object) -> str:
+    if not isinstance(stage, str) or not _STAGE.match(stage):
+        raise InstallError(f"stage {stage!r} must be a short lower-case word (e.g. partition, rsync, done)")
+    return stage
+
+
+def event_detail(detail: object, bytes_done: object = None, bytes_total: object = None) -> str | None:
+    """The detail column: JSON of {"text"|fields..., "bytes", "total"}, bounded in size."""
+    out: dict[str, Any] = {}
+    if isinstance(detail, dict):
+        out.update(detail)
+    elif detail not in (None, ""):
+        out["text"] = str(detail)
+    for key, value in (("bytes", bytes_done), ("total", bytes_total)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InstallError(f"{key} must be a non-negative integer, got {value!r}")
+        out[key] = value
+    if not out:
+        return None
+    text = json.dumps(out, sort_keys=True)
+    if len(text) > MAX_DETAIL:
+        if isinstance(out.get("text"), str):
+            out["text"] = "..." + out["text"][-(MAX_DETAIL // 2):]  # the end of a log says the most
+        text = json.dumps(out, sort_keys=True)[:MAX_DETAIL]
+    return text
+
+
+def _event(conn: sqlite3.Connection, name: str, mac: str | None, now: float, stage: str,
+           detail: str | None) -> int:
+    cur = conn.execute("INSERT INTO install_events(host, mac, time, stage, detail) VALUES (?,?,?,?,?)",
+                       (name, mac, now, stage, detail))
+    return int(cur.lastrowid or 0)
+
+
+def begin_op(name: str, mac: str, now: float, version: int | None, detail: str | None = None) -> Op:
+    """The installer fetched its script: the host is *installing* (an event "script" marks the start)."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE hosts SET state = 'installing', updated = ?, last_seen = ? WHERE name = ?",
+                     (now, now, name))
+        _event(conn, name, mac, now, "script", detail or json.dumps({"version": version}))
+
+    return op
+
+
+def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
+              version: int | None = None) -> Op:
+    """Record one reported stage; "done" makes the host installed, "failed" failed.
+
+    The failure's stage is the one the installer names in its detail, else the last stage reported.
+    Returns the new host state.
+    """
+
+    def op(conn: sqlite3.Connection) -> str:
+        row = conn.execute("SELECT state FROM hosts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise InstallError(f"host {name} does not exist")
+        state = row[0]
+        stored = detail
+        if stage == "failed":
+            stored = _failure_detail(conn, name, detail)
+        _event(conn, name, mac, now, stage, stored)
+        if stage == "done":
+            state = "installed"
+            conn.execute("UPDATE hosts SET state = 'installed', running_version = coalesce(?, running_version), "
+                         "updated = ?, last_seen = ? WHERE name = ?", (version, now, now, name))
+        elif stage == "failed":
+            state = "failed"
+            conn.execute("UPDATE hosts SET state = 'failed', updated = ?, last_seen = ? WHERE name = ?",
+                         (now, now, name))
+        elif state in ("new", "assigned"):
+            # An installer that reports without having fetched a script through us (boot media) is installing too.
+            state = "installing"
+            conn.execute("UPDATE hosts SET state = 'installing', updated = ?, last_seen = ? WHERE name = ?",
+                         (now, now, name))
+        else:
+            conn.execute("UPDATE hosts SET last_seen = ? WHERE name = ?", (now, name))
+        return state
+
+    return op
+
+
+def _failure_detail(conn: sqlite3.Connection, name: str, detail: str | None) -> str:
+    """Give a failure event a "stage" and a "reason": from its own text ("stage: X\\nreason: Y\\n..."),
+    else the last stage reported before it."""
+    out: dict[str, Any] = json.loads(detail) if detail else {}
+    text = out.get("text")
+    if isinstance(text, str):
+        for line in text.splitlines()[:4]:
+            key, sep, value = line.partition(":")
+            if sep and key.strip() in ("stage", "reason") and key.strip() not in out:
+                out[key.strip()] = value.strip()
+    if not out.get("stage"):
+        row = conn.execute("SELECT stage FROM install_events WHERE host = ? AND stage NOT IN ('failed', 'done') "
+                           "ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+        out["stage"] = row[0] if row is not None else "unknown"
+    if not out.get("reason"):
+        out["reason"] = (text.strip().splitlines() or ["no reason given"])[-1] if isinstance(text, str) \
+            else "no reason given"
+    return json.dumps(out, sort_keys=True)
+
+
+def reinstall_op(name: str, token: str, now: float) -> Op:
+    """Make the host install again at its next PXE boot: state assigned, a fresh install token."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute("UPDATE hosts SET state = 'assigned', install_token = ?, updated = ? WHERE name = ?",
+                           (token, now, name))
+        if cur.rowcount:
+            _event(conn, name, None, now, "reinstall", None)
+        return bool(cur.rowcount)
+
+    return op
+
+
+def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, now: float,
+                version: int | None = None) -> Op:
+    """A new host (state assigned when it has an image, else new), with its install token."""
+    state = "assigned" if image else "new"
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token) "
+                     "VALUES (?,?,?,?,?,?,?,?,?)",
+                     (name, mac, int(ip) if ip is not None else None, image, version, state, now, now, new_token()))
+
+    return op
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def timeline(conn: sqlite3.Connection, name: str, since_id: int = 0) -> list[dict[str, Any]]:
+    rows = conn.execute("SELECT id, mac, time, stage, detail FROM install_events WHERE host = ? AND id > ? "
+                        "ORDER BY id", (name, since_id)).fetchall()
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        detail: Any = None
+        if r["detail"]:
+            try:
+                detail = json.loads(r["detail"])
+            except ValueError:
+                detail = {"text": r["detail"]}
+        out.append({"id": r["id"], "time": r["time"], "stage": r["stage"], "mac": r["mac"], "detail": detail})
+    return out
+
+
+def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on)."""
+    start = 0
+    for i, event in enumerate(events):
+        if event["stage"] in ("reinstall", "script") or (event["stage"] == "installer" and
+                                                         (i == 0 or events[i - 1]["stage"] in FINAL_STAGES)):
+            start = i
+    return events[start:]
+
+
+def summary(events: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Progress of the newest attempt: stage, elapsed seconds, bytes done/total, and failure if any."""
+    attempt = current_install(events)
+    if not attempt:
+        return {"stage": None}
+    last = attempt[-1]
+    out: dict[str, Any] = {"stage": last["stage"], "started": attempt[0]["time"],
+                           "elapsed": round((last["time"] if last["stage"] in FINAL_STAGES else now)
+                                            - attempt[0]["time"], 3)}
+    for event in reversed(attempt):
+        detail = event["detail"] if isinstance(event["detail"], dict) else {}
+        if "bytes" in detail:
+            out["bytes"] = detail["bytes"]
+            if "total" in detail:
+                out["total"] = detail["total"]
+            break
+    if last["stage"] == "failed" and isinstance(last["detail"], dict):
+        out["failure"] = {"stage": last["detail"].get("stage"), "reason": last["detail"].get("reason")}
+    return out
+
+
+_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_host_name(name: object) -> str:
+    """A host name as an operator gives it: one DNS label (lower-cased); ValueError says why not."""
+    text = str(name or "").strip().lower()
+    if not _HOST_LABEL.match(text):
+        raise InstallError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
+    return text

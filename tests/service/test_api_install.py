@@ -1,0 +1,161 @@
+"""The install API on loopback with a real HTTP client: a host is added, fetches its script (with
+its variables), reports stages with its install token, and ends installed with its lease turned into
+a reservation, or failed with the stage and reason; reinstall hands out a new token."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from appliance.wiring import api_route_modules
+from services.api_context import ApiContext
+from services.api_install import InstallSettings, SubnetInfo
+from services.http import HttpServer
+from state.leases import LeaseModel, PoolSpec, journal_writer
+from state.store import Store
+
+ADMIN = "admin-token-for-tests"
+MAC = "52:54:00:00:00:01"
+NET = IPv4Network("10.77.0.0/24")
+POOL = PoolSpec(NET, IPv4Address("10.77.0.100"), IPv4Address("10.77.0.200"), 600)
+MASTER = "#!/bin/sh\n# demo.master (test)\necho installing $HOSTNAME\n"
+
+
+@dataclass
+class Env:
+    base: str
+    store: Store
+    leases: LeaseModel
+    http: aiohttp.ClientSession
+
+    async def get(self, path: str, token: str | None = None) -> tuple[int, str]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.get(self.base + path, headers=headers) as r:
+            return r.status, await r.text()
+
+    async def post(self, path: str, body: object, token: str | None = None) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.http.post(self.base + path, json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    state = tmp_path / "state"
+    store = Store(state)
+    (state / "scripts").mkdir()
+    (state / "scripts" / "demo.master").write_text(MASTER)
+    images = state / "images" / "demo"
+    await store.journal.run(lambda c: c.executemany(
+        "INSERT INTO images(name, version, path, created) VALUES ('demo', ?, ?, 0)",
+        [(1, str(images / "v1")), (2, str(images / "v2"))]))
+    leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time())
+    settings = InstallSettings(address="10.77.0.1", rsync_port=873, domain="lab.test",
+                               subnets=(SubnetInfo(NET, IPv4Address("10.77.0.1"), (IPv4Address("10.77.0.1"),)),))
+    ctx = ApiContext(store=store, admin_token=ADMIN, models={"leases": leases, "install": settings})
+    server = HttpServer(host="127.0.0.1", port=0, boot_root=state / "boot", api=ctx,
+                        route_modules=api_route_modules())
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Env(f"http://127.0.0.1:{server.port}", store, leases, http)
+    finally:
+        await server.stop()
+        await store.close()
+
+
+async def _add(env: Env, name: str, mac: str) -> None:
+    status, body = await env.post("/api/v1/hosts", {"name": name, "mac": mac, "image": "demo"}, ADMIN)
+    assert status == 201, body
+    assert body["state"] == "assigned"
+
+
+def _var(script: str, name: str) -> str:
+    match = re.search(rf"^{name}='([^']*)'; export {name}$", script, re.M)
+    assert match, f"{name} not in script:\n{script}"
+    return match.group(1)
+
+
+async def test_script_events_done_installed_and_reserved(env: Env) -> None:
+    status, _ = await env.post("/api/v1/hosts", {"name": "node1", "mac": MAC, "image": "demo"})
+    assert status == 401, "adding a host needs the admin token"
+    await _add(env, "node1", MAC)
+    env.leases.commit(MAC, IPv4Address("10.77.0.123"), POOL, time.time(), None, None)
+
+    status, script = await env.get(f"/install/{MAC.upper().replace(':', '-')}/script")
+    assert status == 200, script
+    assert script.startswith("#!/bin/sh\n") and script.endswith(MASTER.split("\n", 1)[1])
+    assert _var(script, "HOSTNAME") == "node1"
+    assert _var(script, "IPADDR") == "10.77.0.123"
+    assert _var(script, "NETMASK") == "255.255.255.0"
+    assert _var(script, "GATEWAY") == "10.77.0.1"
+    assert _var(script, "VERSION") == "2"
+    assert _var(script, "RSYNC_MODULE") == "demo_v2"
+    assert _var(script, "IMAGESERVER") == "10.77.0.1"
+    token = _var(script, "INSTALL_TOKEN")
+
+    status, host = await env.get("/api/v1/hosts/node1")
+    assert '"state": "installing"' in host
+
+    event = {"stage": "rsync", "detail": "copying", "bytes": 1000, "total": 4000}
+    assert (await env.post(f"/install/{MAC}/events", event))[0] == 401
+    assert (await env.post(f"/install/{MAC}/events", event, "not-the-token"))[0] == 401
+    assert (await env.post(f"/install/{MAC}/events", event, ADMIN))[0] == 401, "the admin token is not an install's"
+    status, body = await env.post(f"/install/{MAC}/events", event, token)
+    assert status == 200 and body["state"] == "installing"
+    status, body = await env.post(f"/install/{MAC}/events", {"stage": "Bad Stage!"}, token)
+    assert status == 400
+
+    status, body = await env.post(f"/install/{MAC}/events", {"stage": "done"}, token)
+    assert status == 200 and body["state"] == "installed", body
+    res = env.leases.reservation(MAC)
+    assert res is not None and res.ip == IPv4Address("10.77.0.123") and res.source == "on-install"
+
+    async with env.http.get(env.base + "/api/v1/hosts/node1") as r:
+        view = await r.json()
+    assert view["state"] == "installed" and view["running_version"] == 2
+    assert [e["stage"] for e in view["timeline"]] == ["script", "rsync", "done"]
+    assert view["binding"]["kind"] == "reservation"
+    assert view["progress"]["stage"] == "done" and view["progress"]["bytes"] == 1000
+    stored = env.store.read_one("SELECT ip, source FROM reservations WHERE mac = ?", (MAC,))
+    assert stored is not None and stored["source"] == "on-install", "the reservation is durable"
+
+    status, _ = await env.get(f"/install/{MAC}/script")
+    assert status == 409, "an installed host gets no script without its token (no reinstall by accident)"
+
+
+async def test_failure_names_the_stage_and_reason_and_reinstall_rotates_the_token(env: Env) -> None:
+    mac = "52:54:00:00:00:02"
+    await _add(env, "node2", mac)
+    status, script = await env.get(f"/install/{mac}/script")
+    token = _var(script, "INSTALL_TOKEN")
+    await env.post(f"/install/{mac}/events", {"stage": "partition"}, token)
+    detail = "stage: partition\nreason: disk too small (16 MiB, image needs 35 MiB)\nsfdisk: ..."
+    status, body = await env.post(f"/install/{mac}/events", {"stage": "failed", "detail": detail}, token)
+    assert status == 200 and body["state"] == "failed"
+    async with env.http.get(env.base + "/api/v1/hosts/node2") as r:
+        view = await r.json()
+    assert view["state"] == "failed"
+    assert view["progress"]["failure"] == {"stage": "partition",
+                                           "reason": "disk too small (16 MiB, image needs 35 MiB)"}
+    assert env.leases.reservation(mac) is None
+
+    assert (await env.post("/api/v1/hosts/node2/reinstall", {}))[0] == 401
+    status, body = await env.post("/api/v1/hosts/node2/reinstall", {}, ADMIN)
+    assert status == 200 and body["state"] == "assigned"
+    assert (await env.post(f"/install/{mac}/events", {"stage": "rsync"}, token))[0] == 401, "old token is dead"
+    status, script = await env.get(f"/install/{mac}/script")
+    assert _var(script, "INSTALL_TOKEN") != token
+
+
+async def test_unknown_mac_and_bad_mac(env: Env) -> None:
+    assert (await env.get("/install/52:54:00:99:99:99/script"))[0] == 404
+    assert (await env.get("/install/not-a-mac/script"))[0] == 400
+    assert (await env.get("/api/v1/hosts/nobody"))[0] == 404
