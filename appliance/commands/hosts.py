@@ -1,0 +1,116 @@
+"""`imageserver hosts [list] | add | show | reinstall`: the machines the imageserver installs."""
+
+from __future__ import annotations
+
+import argparse
+from ipaddress import IPv4Address
+from typing import Any
+
+from appliance.commands._common import add_config_option, fail, print_json, print_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hosts",
+        help="list, add, show or reinstall hosts (named machines and the image they get)",
+        description="A host is a named machine (hostname, MAC, optional fixed address) and the image it "
+                    "installs. A host with an image is *assigned*: its next PXE boot installs it. Then it is "
+                    "*installing*, and *installed* (it boots its own disk from then on) or *failed*.",
+        epilog="examples:\n"
+               "  imageserver hosts add node1 --mac 52:54:00:12:34:56 --image demo\n"
+               "  imageserver hosts show node1\n"
+               "  imageserver hosts reinstall node1\n"
+               "follow installs live: imageserver watch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_option(p)
+    p.set_defaults(func=run, action="list", json=False)
+    verbs = p.add_subparsers(dest="action", metavar="ACTION")
+    ls = verbs.add_parser("list", help="every host with its state and install progress (the default)")
+    add = verbs.add_parser("add", help="add a host", description="Add a host. With --image it is assigned "
+                                                                  "and installs at its next PXE boot.")
+    add.add_argument("name", metavar="NAME", help="host name (one DNS label)")
+    add.add_argument("--mac", required=True, help="its MAC address")
+    add.add_argument("--image", help="the image it installs")
+    add.add_argument("--version", type=int, help="pin an image version (default: the newest at install time)")
+    add.add_argument("--ip", type=IPv4Address, help="a fixed address (default: its DHCP lease, reserved once "
+                                                    "installed)")
+    show = verbs.add_parser("show", help="one host: state, address, next boot, install timeline")
+    show.add_argument("name", metavar="NAME")
+    again = verbs.add_parser("reinstall", help="install the host again at its next PXE boot",
+                             description="State assigned with a new install token: the next PXE boot "
+                                         "installs the host again (an installer still running with the old "
+                                         "token can no longer report).")
+    again.add_argument("name", metavar="NAME")
+    for verb in (ls, add, show, again):
+        add_config_option(verb)
+        verb.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def run(args: argparse.Namespace) -> int:
+    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+    from appliance.cli import load
+    from appliance.installview import host_detail, progress_line
+
+    cfg = load(args)
+    api = ApiClient.from_config(cfg)
+    try:
+        if args.action == "add":
+            body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
+                                    "version": args.version, "ip": str(args.ip) if args.ip else None}
+            try:
+                host = api.post("/api/v1/hosts", body)
+            except ApiUnavailable:
+                host = _add_offline(cfg.state_dir, body)
+            if args.json:
+                print_json(host)
+            else:
+                print(f"host {host['name']} added ({host['state']})")
+            return 0
+        if args.action == "reinstall":
+            host = api.post(f"/api/v1/hosts/{args.name}/reinstall")
+            if args.json:
+                print_json(host)
+            else:
+                print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
+            return 0
+        if args.action == "show":
+            host = api.get(f"/api/v1/hosts/{args.name}")
+            if args.json:
+                print_json(host)
+            else:
+                print(host_detail(host))
+            return 0
+        hosts = api.get("/api/v1/hosts")["hosts"]
+        if args.json:
+            print_json(hosts)
+        elif hosts:
+            print_table([{**h, "progress": progress_line(h)} for h in hosts], ["mac", "ip", "image", "progress"],
+                        headers=["MAC", "IP", "IMAGE", "HOST / STATE / STAGE / PROGRESS"])
+        else:
+            print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
+        return 0
+    except ApiError as e:
+        return fail(e.message)
+    except ApiUnavailable as e:
+        return fail(str(e))
+
+
+def _add_offline(state_dir: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The daemon is down: write the host straight into the state database (it reads it at the next boot)."""
+    import time
+
+    from protocols.mac import normalize_mac
+    from state.installs import add_host_op, check_host_name
+    from state.leases import offline_transaction
+    from state.store import open_offline
+
+    name = check_host_name(body["name"])
+    conn = open_offline(state_dir)
+    try:
+        with offline_transaction(conn):
+            add_host_op(name, normalize_mac(body["mac"]), body.get("image"),
+                        IPv4Address(body["ip"]) if body.get("ip") else None, time.time(), body.get("version"))(conn)
+    finally:
+        conn.close()
+    return {"name": name, "state": "assigned" if body.get("image") else "new", "offline": True}

@@ -1,0 +1,91 @@
+"""Text renderings of hosts and their installs for people: `hosts show`, `watch` and the demo."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+BAR_WIDTH = 24
+
+
+def progress_bar(done: int | None, total: int | None, width: int = BAR_WIDTH) -> str:
+    if not done or not total:
+        return ""
+    fraction = max(0.0, min(1.0, done / total))
+    filled = round(fraction * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def progress_line(host: dict[str, Any]) -> str:
+    """One line per host: name, state, stage, a progress bar when bytes are known, elapsed time."""
+    p = host.get("progress") or {}
+    parts = [f"{host['name']:<16}", f"{host['state']:<10}", f"{(p.get('stage') or '-'):<12}"]
+    bar = progress_bar(p.get("bytes"), p.get("total"))
+    if bar:
+        parts.append(f"{bar} {_size(p.get('bytes'))}/{_size(p.get('total'))}")
+    elif p.get("bytes"):
+        parts.append(_size(p.get("bytes")))
+    if p.get("elapsed") is not None:
+        parts.append(f"{p['elapsed']:.1f} s")
+    failure = p.get("failure")
+    if failure:
+        parts.append(f"FAILED at {failure.get('stage')}: {failure.get('reason')}")
+    return "  ".join(parts).rstrip()
+
+
+def _detail_text(detail: Any) -> str:
+    if detail is None:
+        return ""
+    if isinstance(detail, dict):
+        text = detail.get("text")
+        rest = {k: v for k, v in detail.items() if k != "text"}
+        first = text.strip().splitlines()[0] if isinstance(text, str) and text.strip() else ""
+        extra = " ".join(f"{k}={v}" for k, v in rest.items() if not isinstance(v, dict | list))
+        return " ".join(x for x in (first, extra) if x)
+    return json.dumps(detail)
+
+
+def timeline_lines(events: list[dict[str, Any]]) -> list[str]:
+    """Each event: its time, seconds since the first event, stage and a one-line detail."""
+    if not events:
+        return ["  (no install events)"]
+    start = events[0]["time"]
+    lines = []
+    for e in events:
+        clock = time.strftime("%H:%M:%S", time.localtime(e["time"]))
+        lines.append(f"  {clock} +{e['time'] - start:7.2f}s  {e['stage']:<12} {_detail_text(e['detail'])}".rstrip())
+    return lines
+
+
+def host_detail(host: dict[str, Any]) -> str:
+    binding = host.get("binding") or {}
+    boot = host.get("boot") or {}
+    lines = [
+        f"host       {host['name']}",
+        f"mac        {host.get('mac') or '-'}",
+        f"address    {binding.get('ip') or host.get('ip') or '-'}"
+        + (f" ({binding.get('kind')}{', ' + binding['source'] if binding.get('source') else ''})" if binding else ""),
+        f"image      {host.get('image') or '-'}"
+        + (f" v{host['version']}" if host.get("version") is not None else " (newest)"),
+        f"state      {host['state']}"
+        + (f", running v{host['running_version']}" if host.get("running_version") is not None else ""),
+    ]
+    if boot:
+        lines.append(f"next boot  {boot.get('kind')}: {boot.get('reason')}")
+    failure = (host.get("progress") or {}).get("failure")
+    if failure:
+        lines.append(f"failure    stage {failure.get('stage')}: {failure.get('reason')}")
+    lines.append("timeline")
+    lines += timeline_lines(host.get("timeline") or [])
+    return "\n".join(lines)
