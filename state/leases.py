@@ -15,7 +15,8 @@ Allocation rules (all per subnet pool):
 - New addresses come from never-used addresses first (lowest first), then from expired leases,
   oldest expiry first — so a machine that is switched off for a while usually finds its address again.
 - An OFFER holds the address for `offer_hold` seconds, in memory only (an OFFER promises nothing
-  durable; losing holds on restart only makes a client start over).
+  durable; losing holds on restart only makes a client start over). When a pool has nothing else
+  left, the oldest outstanding offer is taken back, so a flood of DISCOVERs cannot lock the pool.
 - A DECLINEd address (someone else answers ARP for it) is quarantined for `decline_probation` seconds.
 
 Reservations may lie inside or outside a pool: an address inside a pool can be reserved unless
@@ -36,6 +37,7 @@ import logging
 import re
 import sqlite3
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,6 +126,7 @@ class _Pool:
     cursor: int  # addresses from here to `last` have not been looked at since the pool was built
     returned: list[int] = field(default_factory=list)  # heap: handed-back addresses without a lease row
     expired: list[tuple[float, int, str]] = field(default_factory=list)  # heap: (expires, ip, mac)
+    holds: deque[tuple[float, int, str]] = field(default_factory=deque)  # (until, ip, mac), oldest offer first
 
     @property
     def size(self) -> int:
@@ -175,7 +178,6 @@ class LeaseModel:
         self._quarantine_heap: list[tuple[float, int]] = []
         self._held: dict[int, _Hold] = {}
         self._offered: dict[str, int] = {}  # mac -> held ip
-        self._hold_heap: list[tuple[float, int, str]] = []
         self._pools: dict[IPv4Network, _Pool] = {}
         self._pool_starts: list[int] = []
         self._pool_list: list[_Pool] = []
@@ -232,6 +234,10 @@ class LeaseModel:
                 pool.expired.append((lease.expires, int(lease.ip), lease.mac))
         for pool in ordered:
             heapq.heapify(pool.expired)
+        for n, hold in sorted(self._held.items(), key=lambda item: item[1].until):
+            pool = self._pool_of(n)
+            if pool is not None:
+                pool.holds.append((hold.until, n, hold.mac))
 
     # ---------------------------------------------------------------- LeaseBook (called per packet)
 
@@ -462,8 +468,11 @@ class LeaseModel:
             # A requested address that is another machine's expired lease is left to the ordering below.
             if pool.first <= n <= pool.last and self._usable(n, mac, now) and n not in self._by_ip:
                 return n
-        fresh = self._take_fresh(pool, mac, now)
-        return fresh if fresh is not None else self._take_expired(pool, mac, now)
+        for take in (self._take_fresh, self._take_expired, self._steal_hold):
+            n = take(pool, mac, now)
+            if n is not None:
+                return n
+        return None
 
     def _take_fresh(self, pool: _Pool, mac: str, now: float) -> int | None:
         # Blocked addresses are dropped here: whatever blocks them hands them back when it ends.
@@ -498,6 +507,23 @@ class LeaseModel:
                         if pool.first <= int(x.ip) <= pool.last]
         heapq.heapify(pool.expired)
 
+    def _steal_hold(self, pool: _Pool, mac: str, now: float) -> int | None:
+        """The pool is full: take the oldest outstanding offer. An OFFER promises nothing, and without
+        this a burst of DISCOVERs from random MACs would lock every address for offer_hold seconds."""
+        while pool.holds:
+            until, n, owner = pool.holds.popleft()
+            hold = self._held.get(n)
+            if hold is None or hold.mac != owner or hold.until != until or owner == mac:
+                continue
+            del self._held[n]
+            if self._offered.get(owner) == n:
+                del self._offered[owner]
+            if self._usable(n, mac, now):
+                log.info("event=offer-reclaimed ip=%s from=%s for=%s reason=pool-full", IPv4Address(n), owner, mac)
+                return n
+            self._hand_back(n)
+        return None
+
     def _hold(self, n: int, mac: str, now: float) -> None:
         until = now + self.offer_hold
         previous = self._offered.get(mac)
@@ -505,7 +531,9 @@ class LeaseModel:
             self._drop_hold(mac)
         self._held[n] = _Hold(mac, until)
         self._offered[mac] = n
-        heapq.heappush(self._hold_heap, (until, n, mac))
+        pool = self._pool_of(n)
+        if pool is not None:
+            pool.holds.append((until, n, mac))
 
     def _drop_hold(self, mac: str) -> None:
         n = self._offered.pop(mac, None)
@@ -518,14 +546,16 @@ class LeaseModel:
 
     def _expire(self, now: float) -> None:
         """End offer holds and quarantines whose time is up (amortized: each entry is popped once)."""
-        while self._hold_heap and self._hold_heap[0][0] <= now:
-            until, n, mac = heapq.heappop(self._hold_heap)
-            hold = self._held.get(n)
-            if hold is not None and hold.mac == mac and hold.until == until:
-                del self._held[n]
-                if self._offered.get(mac) == n:
-                    del self._offered[mac]
-                self._hand_back(n)
+        for pool in self._pool_list:
+            # Offers are queued in the order made, so the ones whose time is up are at the front.
+            while pool.holds and pool.holds[0][0] <= now:
+                until, n, mac = pool.holds.popleft()
+                hold = self._held.get(n)
+                if hold is not None and hold.mac == mac and hold.until == until:
+                    del self._held[n]
+                    if self._offered.get(mac) == n:
+                        del self._offered[mac]
+                    self._hand_back(n)
         while self._quarantine_heap and self._quarantine_heap[0][0] <= now:
             until, n = heapq.heappop(self._quarantine_heap)
             if self._quarantine.get(n) == until:

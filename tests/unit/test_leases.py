@@ -25,7 +25,7 @@ def ip(last: int, net: str = "10.20.0") -> IPv4Address:
 
 
 def mac(n: int) -> str:
-    return f"52:54:00:00:{n >> 8:02x}:{n & 0xff:02x}"
+    return f"52:54:00:00:{n >> 8:02x}:{n & 0xFF:02x}"
 
 
 @dataclass
@@ -34,15 +34,15 @@ class Offline:
     model: LeaseModel
 
     def reload(self, now: float = T0) -> LeaseModel:
-        return LeaseModel.offline(self.conn, [POOL, OTHER], now=now, offer_hold=30, decline_probation=600,
-                                  excluded=[ip(1)])
+        return LeaseModel.offline(
+            self.conn, [POOL, OTHER], now=now, offer_hold=30, decline_probation=600, excluded=[ip(1)]
+        )
 
 
 @pytest.fixture
 def book(tmp_path: Path) -> Offline:
     conn = connect(tmp_path / "s.db")
-    model = LeaseModel.offline(conn, [POOL, OTHER], now=T0, offer_hold=30, decline_probation=600,
-                               excluded=[ip(1)])
+    model = LeaseModel.offline(conn, [POOL, OTHER], now=T0, offer_hold=30, decline_probation=600, excluded=[ip(1)])
     return Offline(conn, model)
 
 
@@ -185,7 +185,8 @@ def test_a_reservation_wins_over_the_pool_and_is_never_given_to_another(book: Of
     assert m.commit(mac(3), ip(100), POOL, T0, None, None) is None
     assert m.commit(mac(1), ip(101), POOL, T0, None, None) is None  # a reserved MAC gets only its address
     assert rows(book.conn, "SELECT mac, ip, hostname FROM reservations ORDER BY ip") == [
-        (mac(1), int(ip(10)), "node1"), (mac(2), int(ip(100)), None)
+        (mac(1), int(ip(10)), "node1"),
+        (mac(2), int(ip(100)), None),
     ]
 
 
@@ -341,9 +342,19 @@ def test_a_hundred_thousand_leases_load_and_allocate(tmp_path: Path) -> None:
     conn = connect(tmp_path / "big.db")
     first = int(big.pool_first)
     with offline_transaction(conn):
-        conn.executemany("INSERT INTO leases(mac, ip, subnet, starts, expires) VALUES (?,?,?,?,?)",
-                         ((f"02:00:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
-                           first + i, str(big.network), T0, T0 + 3600 + i) for i in range(100_000)))
+        conn.executemany(
+            "INSERT INTO leases(mac, ip, subnet, starts, expires) VALUES (?,?,?,?,?)",
+            (
+                (
+                    f"02:00:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                    first + i,
+                    str(big.network),
+                    T0,
+                    T0 + 3600 + i,
+                )
+                for i in range(100_000)
+            ),
+        )
     m = LeaseModel.offline(conn, [big], now=T0)
     assert len(m.leases(T0)) == 100_000
     newcomer = m.offer("02:ff:00:00:00:01", big, None, T0)
@@ -370,3 +381,25 @@ def test_machines_are_written_when_new_or_changed_and_otherwise_every_refresh(tm
     row = conn.execute("SELECT first_seen, last_seen, arch, user_class FROM machines").fetchone()
     assert tuple(row) == (T0, T0 + 90, 7, "iPXE")
     assert MachineLog.load(conn, lambda op: op(conn)).get(mac(1)).arch == 7
+
+
+def test_a_full_pool_takes_back_the_oldest_outstanding_offer(book: Offline) -> None:
+    m = book.model
+    for i in range(10):  # a DISCOVER flood from ten random MACs holds every address
+        m.offer(mac(100 + i), POOL, None, T0 + i)
+    assert m.offer(mac(1), POOL, None, T0 + 10) == ip(100)  # the oldest offer (mac 100's) is taken back
+    assert m.commit(mac(100), ip(100), POOL, T0 + 11, None, None) is None  # its REQUEST is NAKed
+    assert m.commit(mac(1), ip(100), POOL, T0 + 11, None, None) is not None
+    dora(m, mac(2), now=T0 + 12)  # next-oldest offer goes to the next newcomer
+    assert m.lease(mac(2)).ip == ip(101)
+    for i in range(8):  # committed leases are never taken back: only offers
+        dora(m, mac(3 + i), now=T0 + 13)
+    assert m.offer(mac(50), POOL, None, T0 + 14) is None
+
+
+def test_held_offers_survive_a_pool_change_and_still_expire(book: Offline) -> None:
+    m = book.model
+    a = m.offer(mac(1), POOL, None, T0)
+    m.set_subnets([POOL, OTHER])
+    assert m.offer(mac(2), POOL, a, T0 + 1) != a
+    assert m.offer(mac(3), POOL, None, T0 + 31) == a  # handed back to the pool when its hold ended
