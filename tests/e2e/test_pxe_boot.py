@@ -162,3 +162,26 @@ def test_ipxe_rom_waits_then_installs_once_the_host_is_assigned(lab: Lab, instal
     machines = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
     assert machines["host"] == "node01" and machines["boot"]["kind"] == "install"
     print(f"\n[timing] iPXE: QEMU start to installer marker {booted:.1f} s (including the wait)")
+
+
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
+
+
+@pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
+def test_uefi_ipxe_boots_the_installer(lab: Lab, installer: tuple[Path, Path]) -> None:
+    net = vm_network(lab)
+    start_ra_sender(net.server, net.server_if)
+    app = appliance(lab, net, installer).start()
+    mac = random_mac()
+    app.add_host(mac)
+    vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512, extra_args=("-bios", str(OVMF)))).start()
+    match = vm.wait_for(MARKER, timeout=120)
+    booted = vm.elapsed()
+    args = _args(match.group(1))
+    assert args["HOSTNAME"] == "node01" and args["MAC"] == mac
+    assert args["INSTALL_TOKEN"] == app.token()
+    # The EFI stub found the initrd iPXE registered under the name the command line gives.
+    assert args["initrd"] == "initrd.img"
+    machine = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
+    assert machine["arch"] == 7, machine  # DHCP option 93: EFI x86-64, so this really was the UEFI path
+    print(f"\n[timing] UEFI iPXE: QEMU start to installer marker {booted:.1f} s")
