@@ -1,0 +1,137 @@
+"""The unattended install end to end, exactly the demo's path (appliance/demo/scenario.py):
+
+lab network -> demo master client -> prepareclient + getimage -> mkbootenv -> host added -> a QEMU VM
+(TCG) PXE-boots from the imageserver with a blank disk -> installer fetches its script, partitions,
+rsyncs the image, installs extlinux, reports every stage -> reboots -> PXE says "local" -> the VM
+boots its own disk and prints its hostname. Then: the disk holds the image version, the host is
+installed, its lease is a reservation, and the boot script keeps saying local (no install loop).
+A second machine with a 16 MB disk fails: the API shows *failed* with the stage and the reason, and
+the machine stays up in the installer's shell instead of rebooting into another install.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.demo.disk import loop_partition, mounted
+from appliance.demo.scenario import DemoLab, raw_rsync_seconds
+from tests.lab.netns import Lab, lab_unavailable_reason
+from tests.lab.qemu import qemu_unavailable_reason
+
+REPO = Path(__file__).resolve().parents[2]
+MISSING = [p for p in ("appliance/commands/getimage.py", "appliance/data/prepareclient") if not (REPO / p).exists()]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(bool(MISSING), reason=f"the images part is not there yet: {', '.join(MISSING)} missing"),
+    pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
+    pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
+]
+
+# What an install writes itself instead of copying from the image (host identity, mounts, boot loader).
+WRITTEN_BY_INSTALL = ("etc/fstab", "etc/hostname", "etc/hosts", "etc/network/", "etc/systemimager/",
+                      "boot/extlinux/", "etc/resolv.conf", "lost+found/")
+
+
+@pytest.fixture(scope="module")
+def demo(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
+    with Lab() as lab:
+        lines: list[str] = []
+        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package,
+                       say=lambda text: (lines.append(text), print(text)))
+        demo.network()
+        demo.master_tree()
+        demo.appliance()
+        demo.capture()
+        demo.bootenv()
+        yield demo
+
+
+def _differences(image: Path, disk_root: Path) -> list[str]:
+    """Paths whose type, size, content, mode or owner differ between the image and the disk (rsync -c -n)."""
+    out = subprocess.run(["rsync", "-n", "-a", "-c", "-H", "--itemize-changes", "--delete", f"{image}/",
+                          f"{disk_root}/"], capture_output=True, text=True, check=True).stdout
+    changed = []
+    for line in out.splitlines():
+        flags, _, path = line.partition(" ")
+        path = path.strip()
+        if path.startswith("deleting "):
+            path = path.removeprefix("deleting ")
+        if not path or (path.endswith("/") and flags.startswith(".d") and set(flags[2:]) <= {".", "t"}):
+            continue  # a directory whose only difference is its time
+        if any(path == p or path.startswith(p) for p in WRITTEN_BY_INSTALL) or path in ("boot/", "etc/"):
+            continue
+        if path in ("ldlinux.sys", "ldlinux.c32") or path.startswith("boot/ldlinux"):
+            continue
+        changed.append(line)
+    return changed
+
+
+def test_bare_vm_installs_over_pxe_and_then_boots_its_own_disk(demo: DemoLab) -> None:
+    app = demo.app
+    assert app is not None
+    install = demo.new_install("node1", 256)
+    demo.add_host(install.name, install.mac)
+    demo.power_on(install, first=True)
+    demo.follow([install], timeout=150)
+    host = app.get("/api/v1/hosts/node1")
+    assert host["state"] == "installed", host
+    stages = [e["stage"] for e in host["timeline"]]
+    assert stages[0] == "script" and stages[-1] == "done", stages
+    assert "failed" not in stages
+
+    hostname = demo.reboot_from_disk(install, timeout=120)
+    assert hostname == "node1", "the second boot came from the disk, with the assigned hostname"
+    assert install.vm is not None
+    install.vm.wait_exit(timeout=30)  # the demo client powers off after its marker
+    counters = app.get("/api/v1/status")["services"]["http"]["counters"]
+    assert counters.get("boot_local", 0) >= 1, f"the second PXE boot was told to boot locally: {counters}"
+
+    # The disk holds the image version (apart from what an install writes for the host itself).
+    image = demo.image_path()
+    with loop_partition(install.disk) as device, mounted(device) as root:
+        assert (root / "etc/hostname").read_text().strip() == "node1"
+        assert _differences(image, root) == []
+
+    host = app.get("/api/v1/hosts/node1")
+    assert host["state"] == "installed"
+    assert host["binding"]["kind"] == "reservation", host["binding"]
+    reservations = app.get("/api/v1/reservations")["reservations"]
+    assert any(r["mac"] == install.mac and r["source"] == "on-install" for r in reservations), reservations
+    # Third boot: the boot script says local disk, not the installer (no install loop).
+    script = app.get_text(f"/boot/{install.mac}.ipxe")
+    assert "sanboot" in script and "installer/vmlinuz" not in script, script
+    assert app.get(f"/api/v1/machines/{install.mac}")["boot"]["kind"] == "local"
+
+    raw = raw_rsync_seconds(image, demo.lab.tmp_path("raw.img"))
+    print(f"\n[timing] power-on -> installed {install.installed_after:.1f} s, -> own disk marker "
+          f"{install.marker_after:.1f} s; raw rsync of the image {raw:.2f} s")
+
+
+def test_too_small_disk_fails_with_stage_and_reason_and_does_not_loop(demo: DemoLab) -> None:
+    app = demo.app
+    assert app is not None
+    install = demo.new_install("tiny1", 16)
+    demo.add_host(install.name, install.mac)
+    demo.power_on(install, first=True)
+    demo.follow([install], timeout=150)
+    host = app.get("/api/v1/hosts/tiny1")
+    assert host["state"] == "failed", host
+    failure = host["progress"]["failure"]
+    assert failure["stage"] and failure["stage"] != "unknown", failure
+    assert failure["reason"], failure
+    assert host["timeline"][-1]["stage"] == "failed"
+    # The machine stays in the installer (a shell on its console); it does not reboot into another install.
+    assert install.vm is not None and install.vm.proc is not None
+    install.vm.wait_for(r"stays up so the failure can be inspected", timeout=30)
+    time.sleep(4)
+    assert install.vm.proc.alive(), "the failed installer must not reboot"
+    assert install.vm.log().count("imageserver-installer: starting") == 1
+    assert app.get(f"/api/v1/machines/{install.mac}")["boot"]["kind"] != "install", "no install loop"
+    assert app.get("/api/v1/hosts/tiny1")["binding"] is None or \
+        app.get("/api/v1/hosts/tiny1")["binding"]["kind"] == "lease", "a failed host gets no reservation"
