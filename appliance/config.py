@@ -14,6 +14,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
+from state.discovery import POLICIES, DiscoveryError, DiscoveryRule, check_pattern, normalize_mac_prefix
+
 T = TypeVar("T")
 
 DEFAULT_CONFIG_PATH = Path("/etc/imageserver/imageserver.toml")
@@ -110,6 +112,14 @@ class BootConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    # What happens to a machine that is no host: "hold" (it waits until assigned), "auto" (it becomes a
+    # host by the first matching rule), "ignore" (an address, never a boot). See state/discovery.py.
+    policy: str = "hold"
+    rules: tuple[DiscoveryRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     appliance: ApplianceConfig = field(default_factory=ApplianceConfig)
     dhcp: DhcpConfig = field(default_factory=DhcpConfig)
@@ -118,6 +128,7 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     boot: BootConfig = field(default_factory=BootConfig)
     rsyncd: RsyncdConfig = field(default_factory=RsyncdConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     source: Path | None = None  # the file it was read from
 
     @property
@@ -416,6 +427,51 @@ def _boot(t: _Table) -> BootConfig:
     return out
 
 
+def _discovery_rule(t: _Table) -> DiscoveryRule:
+    def pattern(key: str, v: Any) -> str:
+        try:
+            return check_pattern(_str(key, v))
+        except DiscoveryError as e:
+            raise ConfigError(key, str(e)) from None
+
+    def mac_prefix(key: str, v: Any) -> str:
+        try:
+            return normalize_mac_prefix(_str(key, v))
+        except DiscoveryError as e:
+            raise ConfigError(key, str(e)) from None
+
+    def image(key: str, v: Any) -> str:
+        s = _str(key, v)
+        if not s or "/" in s or s.startswith("."):
+            raise ConfigError(key, f"{v!r} is not an image name")
+        return s
+
+    out = DiscoveryRule(
+        hostname=t.require("hostname", pattern),
+        image=t.require("image", image),
+        version=t.get("version", _int_range(1, 1 << 30), None),
+        mac_prefix=t.get("mac_prefix", mac_prefix, None),
+        arch=t.get("arch", _int_range(0, 65535), None),
+        vendor_class=t.get("vendor_class", _str, None),
+    )
+    t.finish()
+    return out
+
+
+def _discovery(t: _Table) -> DiscoveryConfig:
+    d = DiscoveryConfig()
+    policy = t.get("policy", _choice(*POLICIES), d.policy)
+    raw = t.get("rules", lambda k, v: v, [])
+    if not isinstance(raw, list):
+        raise ConfigError(t.key("rules"), "expected an array of tables ([[discovery.rules]])")
+    rules = tuple(_discovery_rule(_Table(item, f"{t.key('rules')}[{i}]")) for i, item in enumerate(raw))
+    t.finish()
+    if policy == "auto" and not rules:
+        raise ConfigError(t.key("rules"), 'policy "auto" needs at least one [[discovery.rules]] '
+                                          '(hostname pattern and image)')
+    return DiscoveryConfig(policy=policy, rules=rules)
+
+
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
     top = _Table(data, "")
@@ -428,6 +484,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         dns=_dns(_Table(top.get("dns", lambda k, v: v, {}), "dns")),
         boot=_boot(_Table(top.get("boot", lambda k, v: v, {}), "boot")),
         rsyncd=_rsyncd(_Table(top.get("rsyncd", lambda k, v: v, {}), "rsyncd")),
+        discovery=_discovery(_Table(top.get("discovery", lambda k, v: v, {}), "discovery")),
         source=source,
     )
     top.finish()

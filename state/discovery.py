@@ -1,0 +1,119 @@
+"""Discovery: what happens to a machine that is no host yet. Pure decisions, shared by DHCP and the boot path.
+
+Policies ([discovery] policy):
+  hold    an unknown PXE machine is given a boot and waits (polls) until an operator assigns it
+  auto    an unknown machine becomes a host on first sighting, named and imaged by the first rule
+          that matches it (`[[discovery.rules]]`); its next poll gets the install
+  ignore  an unknown machine gets an address but never a boot: DHCP leaves the boot options out
+
+A rule matches on MAC prefix, client architecture (DHCP option 93) and vendor class prefix
+(option 60); every field it gives must match, a field it leaves out matches anything.
+Host names come from the rule's pattern, e.g. "node{n:03}" -> node001, node002, ...: the lowest n
+whose name is not taken.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+POLICIES = ("hold", "auto", "ignore")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_N = 100_000  # a pattern's n runs up to here; a rule that fills it is a configuration problem
+
+
+class DiscoveryError(ValueError):
+    """A rule or pattern that cannot work; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryRule:
+    hostname: str  # pattern with {n}, e.g. "node{n:03}"
+    image: str
+    version: int | None = None
+    mac_prefix: str | None = None  # canonical lower-case, colon-separated prefix ("52:54:00")
+    arch: int | None = None
+    vendor_class: str | None = None  # prefix of option 60 ("PXEClient", "HTTPClient")
+
+    def matches(self, mac: str, arch: int | None, vendor_class: str | None) -> bool:
+        if self.mac_prefix is not None and not mac.startswith(self.mac_prefix):
+            return False
+        if self.arch is not None and arch != self.arch:
+            return False
+        return self.vendor_class is None or (vendor_class or "").startswith(self.vendor_class)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryDecision:
+    kind: str  # "known" | "hold" | "create" | "ignore"
+    reason: str
+    name: str | None = None  # for "create"
+    rule: DiscoveryRule | None = None
+
+
+def check_pattern(pattern: str) -> str:
+    """A host name pattern must contain {n} and give a valid DNS label for n = 1 and n = MAX_N."""
+    if "{n" not in pattern:
+        raise DiscoveryError(f"{pattern!r} has no {{n}} (e.g. 'node{{n:03}}')")
+    for n in (1, MAX_N):
+        try:
+            name = pattern.format(n=n)
+        except (KeyError, IndexError, ValueError) as e:
+            raise DiscoveryError(f"{pattern!r} is not a pattern with {{n}}: {e}") from None
+        if not _LABEL.match(name):
+            raise DiscoveryError(f"{pattern!r} gives {name!r}, not a host name (one DNS label)")
+    return pattern
+
+
+def normalize_mac_prefix(text: str) -> str:
+    """'52:54:00', '52-54-00', '525400' -> '52:54:00' (whole octets only)."""
+    digits = re.sub(r"[:\-.]", "", text.strip().lower())
+    if not digits or len(digits) % 2 or len(digits) > 12 or not re.fullmatch(r"[0-9a-f]+", digits):
+        raise DiscoveryError(f"{text!r} is not a MAC prefix of whole octets (e.g. 52:54:00)")
+    return ":".join(digits[i:i + 2] for i in range(0, len(digits), 2))
+
+
+def first_match(rules: Sequence[DiscoveryRule], mac: str, arch: int | None,
+                vendor_class: str | None) -> DiscoveryRule | None:
+    return next((r for r in rules if r.matches(mac, arch, vendor_class)), None)
+
+
+def next_name(pattern: str, taken: Callable[[str], bool] | Collection[str]) -> str:
+    """The pattern's name for the lowest n >= 1 that is not taken."""
+    is_taken = taken if callable(taken) else taken.__contains__
+    for n in range(1, MAX_N + 1):
+        name = pattern.format(n=n)
+        if not is_taken(name):
+            return name
+    raise DiscoveryError(f"every name of {pattern!r} up to n={MAX_N} is taken")
+
+
+def decide_unknown(policy: str, rules: Sequence[DiscoveryRule], *, mac: str, arch: int | None,
+                   vendor_class: str | None, is_host: bool,
+                   taken: Callable[[str], bool] | Collection[str]) -> DiscoveryDecision:
+    """What discovery does with a sighting of `mac` (is_host: a host has this MAC already)."""
+    if is_host:
+        return DiscoveryDecision("known", f"{mac} is a host")
+    if policy == "ignore":
+        return DiscoveryDecision("ignore", "policy ignore: unknown machines get an address, never a boot")
+    if policy == "auto":
+        rule = first_match(rules, mac, arch, vendor_class)
+        if rule is not None:
+            return DiscoveryDecision("create", f"rule {rule.hostname} matches", next_name(rule.hostname, taken), rule)
+        return DiscoveryDecision("hold", "policy auto, but no rule matches: waiting for an assignment")
+    return DiscoveryDecision("hold", "policy hold: waiting for an assignment")
+
+
+def unknown_boot(policy: str, boot_unknown: str = "wait") -> str:
+    """What the boot path gives a machine that is no host: "wait" (poll) or "local".
+
+    ignore never boots an unknown machine; otherwise [boot] unknown says (hold and auto wait, so an
+    assignment or an auto-created host is picked up by the next poll).
+    """
+    return "local" if policy == "ignore" else boot_unknown
+
+
+def dhcp_offers_boot(policy: str, is_host: bool) -> bool:
+    """Does a DHCP reply to this machine carry boot options (next-server, boot file, iPXE script)?"""
+    return is_host or policy != "ignore"

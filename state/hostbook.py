@@ -1,0 +1,271 @@
+"""Host changes that keep the lease book in step: a host with a MAC and an address has a reservation.
+
+One `HostBook` per change, over a reader connection (what is committed) and the lease book (the live
+LeaseModel in the daemon, an offline one in the CLI). Each method checks the change, applies what it
+means to the lease book (which writes through its own writer), and returns the journal operation that
+writes the hosts row; the caller runs it (`await journal.run(op)` live, `op(conn)` in an offline
+transaction). So the admin API, the offline CLI and discovery share one set of rules:
+
+- a host's address is unique among hosts; with a MAC it is reserved for that MAC (same rules as
+  `reservations add`: not another MAC's reservation or active lease, inside a DHCP subnet);
+- a host with an address but no MAC yet (an addclients range) must have it outside every pool, or
+  the pool could hand it to someone else before the machine arrives;
+- [dhcp] auto_static: "on-assign" turns the machine's current lease into the host's reservation when
+  it gets its MAC; "on-install" does so when the host becomes installed (`make_lease_static`).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address
+from typing import Any
+
+from state.addclients import AddclientsRequest, Existing, Plan, plan_addclients
+from state.hosts import (
+    Host,
+    HostError,
+    Op,
+    check_transition,
+    delete_host_op,
+    host_by_ip,
+    host_by_mac,
+    host_by_name,
+    insert_host_op,
+    list_hosts,
+    update_host_op,
+)
+from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike, normalize_mac
+
+AUTO_STATIC = ("on-install", "on-assign", "off")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_name(name: object) -> str:
+    text = str(name or "").strip().lower()
+    if not _LABEL.match(text):
+        raise HostError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
+    return text
+
+
+def check_version(version: object) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise HostError(f"version must be a positive integer, got {version!r}")
+    return version
+
+
+def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: float,
+                      source: str) -> Reservation | None:
+    """auto_static: the MAC's active lease becomes a reservation of the same address (leaves the pool).
+
+    A MAC that has a reservation keeps it; no active lease -> None. The lease row itself goes the next
+    time the client asks (the reservation supersedes it); until then nobody else can get the address.
+    """
+    existing = leases.reservation(mac)
+    if existing is not None:
+        return existing
+    lease = leases.lease(mac)
+    if lease is None or not lease.active(now):
+        return None
+    return leases.add_reservation(mac, lease.ip, now, hostname=hostname, source=source)
+
+
+@dataclass(slots=True)
+class HostBook:
+    conn: sqlite3.Connection
+    leases: LeaseModel
+    pools: tuple[SubnetLike, ...] = ()
+    auto_static: str = "on-install"
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, name: str) -> Host:
+        host = host_by_name(self.conn, name)
+        if host is None:
+            raise HostError(f"no host named {name!r}")
+        return host
+
+    def pool_of(self, ip: IPv4Address) -> SubnetLike | None:
+        return next((p for p in self.pools if p.pool_first <= ip <= p.pool_last), None)
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_ip(self, name: str, ip: IPv4Address, mac: str | None, now: float) -> None:
+        other = host_by_ip(self.conn, ip)
+        if other is not None and other.name != name:
+            raise HostError(f"{ip} is host {other.name}'s address")
+        if mac is None:
+            pool = self.pool_of(ip)
+            if pool is not None:
+                raise HostError(f"{ip} is inside the DHCP pool {pool.pool_first}-{pool.pool_last}: a host "
+                                f"without a MAC needs an address outside every pool")
+            res = next((r for r in self.leases.reservations() if r.ip == ip), None)
+            if res is not None:
+                raise HostError(f"{ip} is reserved for {res.mac}" + (f" ({res.hostname})" if res.hostname else ""))
+            lease = next((x for x in self.leases.leases(now) if x.ip == ip), None)
+            if lease is not None:
+                raise HostError(f"{ip} is leased to {lease.mac}")
+
+    def _check_mac(self, name: str, mac: str) -> None:
+        other = host_by_mac(self.conn, mac)
+        if other is not None and other.name != name:
+            raise HostError(f"MAC {mac} is host {other.name}'s")
+
+    # ------------------------------------------------------------------ reservations
+
+    def _release(self, host: Host) -> None:
+        """Drop the reservation that is this host's (its MAC reserved at its address), if any."""
+        if host.mac is None or host.ip is None:
+            return
+        res = self.leases.reservation(host.mac)
+        if res is not None and res.ip == host.ip:
+            self.leases.remove_reservation(host.mac)
+
+    def _reserve(self, host: Host, now: float, source: str) -> None:
+        if host.mac is None or host.ip is None:
+            return
+        try:
+            self.leases.add_reservation(host.mac, host.ip, now, hostname=host.name, source=source)
+        except LeaseError as e:
+            raise HostError(f"host {host.name}: {e}") from None
+
+    def _static_now(self, host: Host, now: float, source: str) -> Host:
+        """auto_static for a host with a MAC and no address: its lease becomes its reservation and address."""
+        if host.mac is None or host.ip is not None:
+            return host
+        res = make_lease_static(self.leases, host.mac, host.name, now, source)
+        if res is None:
+            return host
+        other = host_by_ip(self.conn, res.ip)
+        if other is not None and other.name != host.name:
+            return host  # the address is named by another host (stale data): keep the reservation only
+        return replace(host, ip=res.ip)
+
+    # ------------------------------------------------------------------ changes
+
+    def create(self, name: str, *, now: float, mac: str | None = None, ip: IPv4Address | None = None,
+               image: str | None = None, version: int | None = None, source: str = "manual") -> tuple[Host, Op]:
+        name = check_name(name)
+        if host_by_name(self.conn, name) is not None:
+            raise HostError(f"host {name} exists already")
+        mac = normalize_mac(mac) if mac else None
+        if mac is not None:
+            self._check_mac(name, mac)
+        if ip is not None:
+            self._check_ip(name, ip, mac, now)
+        state = "assigned" if image and mac else "new"
+        host = Host(name, mac, ip, image or None, check_version(version), state, now, now)
+        self._reserve(host, now, source)
+        if self.auto_static == "on-assign":
+            host = self._static_now(host, now, "on-assign")
+        return host, insert_host_op(host)
+
+    def update(self, name: str, changes: Mapping[str, Any], now: float, *, source: str = "manual") -> tuple[Host, Op]:
+        """Change mac, ip, image, version and/or state ("" or None clears mac, ip, image, version)."""
+        old = self.get(name)
+        unknown = set(changes) - {"mac", "ip", "image", "version", "state"}
+        if unknown:
+            raise HostError(f"cannot set {', '.join(sorted(unknown))} of a host")
+        new = old
+        if "mac" in changes:
+            new = replace(new, mac=normalize_mac(changes["mac"]) if changes["mac"] else None)
+        if "ip" in changes:
+            value = changes["ip"]
+            new = replace(new, ip=IPv4Address(value) if value else None)
+        if "image" in changes:
+            new = replace(new, image=changes["image"] or None)
+        if "version" in changes:
+            new = replace(new, version=check_version(changes["version"]))
+        if new.mac is not None and new.mac != old.mac:
+            self._check_mac(name, new.mac)
+        if new.ip is not None and (new.ip != old.ip or new.mac != old.mac):
+            self._check_ip(name, new.ip, new.mac, now)
+        if "state" in changes:
+            check_transition(old.state, str(changes["state"]))
+            new = replace(new, state=str(changes["state"]))
+        elif new.state == "new" and new.image and new.mac:
+            new = replace(new, state="assigned")  # it has what an install needs now
+        if new.state in ("assigned", "installing") and not new.image:
+            raise HostError(f"host {name} has no image to be {new.state} with")
+        if (new.mac, new.ip) != (old.mac, old.ip):
+            self._release(old)
+            try:
+                self._reserve(new, now, source)
+            except HostError:
+                self._reserve(old, now, source)  # put the old one back: the change is refused as a whole
+                raise
+        if self.auto_static == "on-assign" and new.mac is not None and new.mac != old.mac:
+            new = self._static_now(new, now, "on-assign")
+        if self.auto_static == "on-install" and new.state == "installed" and old.state != "installed":
+            new = self._static_now(new, now, "on-install")
+        fields = {k: getattr(new, k) for k in ("mac", "ip", "image", "version", "state")
+                  if getattr(new, k) != getattr(old, k)}
+        return replace(new, updated=now), update_host_op(name, fields, now)
+
+    def remove(self, name: str) -> tuple[Host, Op]:
+        host = self.get(name)
+        self._release(host)
+        return host, delete_host_op(name)
+
+    def next_free(self) -> Host:
+        """The next name of an addclients range: the first host (address order) that has no MAC yet."""
+        row = self.conn.execute("SELECT name FROM hosts WHERE mac IS NULL ORDER BY ip IS NULL, ip, name "
+                                "LIMIT 1").fetchone()
+        if row is None:
+            raise HostError("no host is waiting for a machine (every host has a MAC; add some with addclients)")
+        return self.get(row[0])
+
+    def assign(self, mac: str, name: str | None, now: float) -> tuple[Host, Op]:
+        """Give machine `mac` to host `name` (None: the next free one); it installs at its next boot."""
+        mac = normalize_mac(mac)
+        current = host_by_mac(self.conn, mac)
+        host = self.get(check_name(name)) if name is not None else self.next_free()
+        if current is not None and current.name != host.name:
+            raise HostError(f"machine {mac} is host {current.name} already (remove or change that host first)")
+        if host.mac is not None and host.mac != mac:
+            raise HostError(f"host {host.name} has machine {host.mac} already")
+        return self.update(host.name, {"mac": mac}, now, source="assign")
+
+    def installed(self, name: str, now: float) -> Reservation | None:
+        """The install helper's "done": with auto_static on-install, the host's lease becomes its reservation."""
+        host = self.get(name)
+        if self.auto_static != "on-install" or host.mac is None:
+            return None
+        return make_lease_static(self.leases, host.mac, host.name, now, "on-install")
+
+
+def existing_for_plan(book: HostBook, now: float, own: Iterable[IPv4Address] = ()) -> Existing:
+    """What an addclients plan must not clash with: hosts, reservations, active leases, subnets."""
+    return Existing(
+        hosts=tuple(list_hosts(book.conn)),
+        reservations=tuple((r.mac, r.ip, r.hostname) for r in book.leases.reservations()),
+        active_leases=tuple((x.mac, x.ip) for x in book.leases.leases(now)),
+        subnets=book.pools, own_addresses=tuple(own))
+
+
+def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: bool = False,
+               own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]:
+    """Plan the range and (unless dry_run) apply it to the lease book; returns the plan and the host writes."""
+    plan = plan_addclients(req, existing_for_plan(book, now, own))
+    ops: list[Op] = []
+    if dry_run:
+        return plan, ops
+    for h in plan.hosts:
+        if h.action == "create":
+            _, op = book.create(h.name, now=now, mac=h.mac, ip=h.ip, image=h.image, version=h.version,
+                                source="addclients")
+            ops.append(op)
+        elif h.action == "update":
+            changes = {k: (str(getattr(h, k)) if k == "ip" else getattr(h, k)) for k in h.changes}
+            _, op = book.update(h.name, changes, now, source="addclients")
+            ops.append(op)
+    return plan, ops
+
+
+def run_offline(ops: Iterable[Op], conn: sqlite3.Connection) -> list[Any]:
+    """Run journal operations on an offline connection (inside the caller's transaction)."""
+    return [op(conn) for op in ops]
