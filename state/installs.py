@@ -285,8 +285,12 @@ def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on)."""
     start = 0
     for i, event in enumerate(events):
-        if event["stage"] in ("reinstall", "script") or (event["stage"] == "installer" and
-                                                         (i == 0 or events[i - 1]["stage"] in FINAL_STAGES)):
+        if event["stage"] == "reinstall":
+            start = i
+        elif event["stage"] == "script":
+            # The installer reports its own start ("installer") just before it fetches the script.
+            start = i - 1 if i > start and events[i - 1]["stage"] == "installer" else i
+        elif event["stage"] == "installer" and i > 0 and events[i - 1]["stage"] in FINAL_STAGES:
             start = i
     return events[start:]
 
