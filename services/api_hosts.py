@@ -19,6 +19,9 @@ from aiohttp import web
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error, require_token
 from state import installs
+from state.hostbook import HostBook, check_version
+from state.hosts import HostError
+from state.leases import LeaseError, LeaseModel
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
             "running_version")
@@ -83,20 +86,33 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
     async def add_host(request: web.Request) -> web.Response:
         require_token(request, ctx)
         body = await json_body(request)
+        leases = ctx.models.get("leases")
+        settings = ctx.models.get("install")
+        now = ctx.clock()
         try:
             name = installs.check_host_name(body.get("name"))
             mac = normalize_mac(str(body.get("mac", "")))
             ip = IPv4Address(body["ip"]) if body.get("ip") else None
+            image = body.get("image") or None
+            if image is not None and not isinstance(image, str):
+                raise ValueError("image must be a string")
+            version = check_version(body.get("version"))
         except (MacError, ValueError) as e:
             return json_error(400, str(e))
-        image = body.get("image") or None
-        version = body.get("version")
-        if image is not None and not isinstance(image, str):
-            return json_error(400, "image must be a string")
-        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
-            return json_error(400, "version must be an integer")
+        if _read_host(ctx, name) is not None:
+            return json_error(409, f"host {name} exists already")
+        if isinstance(leases, LeaseModel):
+            # The shared rules for host changes: unique MAC/address, a fixed address reserved for the MAC.
+            book = HostBook(ctx.store.reader, leases,
+                            auto_static=getattr(settings, "auto_static", "on-install"))
+            try:
+                _, op = book.create(name, now=now, mac=mac, ip=ip, image=image, version=version)
+            except (HostError, LeaseError) as e:
+                return json_error(409, str(e))
+        else:
+            op = installs.add_host_op(name, mac, image, ip, now, version)
         try:
-            await ctx.store.journal.run(installs.add_host_op(name, mac, image, ip, ctx.clock(), version))
+            await ctx.store.journal.run(op)
         except sqlite3.IntegrityError as e:
             return json_error(409, f"host {name} or MAC {mac}{' or ' + str(ip) if ip else ''} exists already ({e})")
         row = _read_host(ctx, name)

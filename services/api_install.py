@@ -27,7 +27,9 @@ from aiohttp import web
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error
 from state import installs
-from state.hosts import set_install_token_op
+from state.hostbook import HostBook
+from state.hosts import HostError, set_install_token_op
+from state.leases import LeaseError, LeaseModel
 
 log = logging.getLogger("imageserver.install")
 
@@ -97,25 +99,22 @@ def _address_of(ctx: ApiContext, mac: str, host: installs.InstallHost) -> IPv4Ad
     return None
 
 
-def _make_static(ctx: ApiContext, host: installs.InstallHost, mac: str, now: float) -> str:
-    """On "done": the host's address becomes a reservation (through the live lease book). Says what happened."""
+def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str:
+    """On "done": with [dhcp] auto_static = "on-install" the host's lease becomes its reservation, by the
+    same rules as every other host change (state.hostbook). Says what happened, for the response."""
     settings = _settings(ctx)
+    leases = ctx.models.get("leases")
     if settings.auto_static != "on-install":
         return f"auto_static is {settings.auto_static}"
-    leases = ctx.models.get("leases")
-    if leases is None:
+    if not isinstance(leases, LeaseModel):
         return "no lease book"
-    if leases.reservation(mac) is not None:
-        return "already reserved"
-    ip = _address_of(ctx, mac, host)
-    if ip is None:
-        return "no address to reserve"
+    book = HostBook(ctx.store.reader, leases, auto_static=settings.auto_static)
     try:
-        leases.add_reservation(mac, ip, now, hostname=host.name, source="on-install")
-    except ValueError as e:  # LeaseError: e.g. the address lies outside every configured subnet
-        log.warning("event=reservation-failed host=%s mac=%s ip=%s error=%r", host.name, mac, ip, str(e))
+        res = book.installed(host.name, now)
+    except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
+        log.warning("event=reservation-failed host=%s mac=%s error=%r", host.name, host.mac, str(e))
         return f"not reserved: {e}"
-    return f"reserved {ip}"
+    return f"reserved {res.ip} ({res.source})" if res is not None else "no active lease to reserve"
 
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
@@ -208,7 +207,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         state = await ctx.store.journal.run(installs.report_op(host.name, mac, now, stage, detail, version))
         out: dict[str, Any] = {"host": host.name, "stage": stage, "state": state}
         if stage == "done":
-            out["reservation"] = _make_static(ctx, host, mac, now)
+            out["reservation"] = _make_static(ctx, host, now)
             await ctx.store.journal.flush()
         log.info("event=install-%s host=%s mac=%s state=%s", "report" if stage not in installs.FINAL_STAGES
                  else stage, host.name, mac, state)
