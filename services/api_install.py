@@ -179,6 +179,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             "IMAGE": host.image,
             "VERSION": version,
             "RSYNC_MODULE": f"{host.image}_v{version}",
+            "MODULE": f"{host.image}_v{version}",
             "RSYNC_PORT": settings.rsync_port,
             "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{host.image}_v{version}/",
             "INSTALL_TOKEN": token,

@@ -8,8 +8,14 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 [ -f /etc/hostname ] && hostname -F /etc/hostname
 root=$(awk '$2 == "/" { print $1 }' /proc/mounts | tail -n 1)
-echo "demo client: root $root, fstab: $(grep -v '^#' /etc/fstab | head -n 1)"
-echo "IMAGESERVER-INSTALLED hostname=$(hostname)"
+# Also straight to the first serial port: a boot loader config written by an install may not put
+# console=ttyS0 on the kernel command line, and the marker must reach the serial log regardless.
+tell() {
+    echo "$*"
+    if [ -c /dev/ttyS0 ] && ! grep -q 'console=ttyS0' /proc/cmdline; then echo "$*" >/dev/ttyS0; fi
+}
+tell "demo client: root $root, fstab: $(grep -v '^#' /etc/fstab | head -n 1)"
+tell "IMAGESERVER-INSTALLED hostname=$(hostname)"
 sync
 if grep -q 'demo.shell' /proc/cmdline; then
     setsid cttyhack sh

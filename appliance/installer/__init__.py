@@ -23,6 +23,7 @@ from appliance import bootenv
 HERE = Path(__file__).parent
 INIT = HERE / "init.sh"
 UDHCPC_SCRIPT = HERE / "udhcpc.sh"
+WGET_WRAPPER = HERE / "wget.sh"
 
 # Virtual hardware first; then cheap drivers for common real NICs and disk controllers, so the same
 # installer works on a rack of real machines. Built-ins (virtio_pci on Debian) resolve to nothing.
@@ -35,8 +36,8 @@ MODULES: tuple[str, ...] = (
 
 # Tools an autoinstall script may call: required ones fail the build if missing, optional ones
 # (other boot loaders) are taken when this machine has them.
-REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswap", "rsync", "extlinux")
-OPTIONAL_BINARIES: tuple[str, ...] = ("blkid", "wipefs", "e2label", "tune2fs", "grub-install", "grub-mkconfig")
+REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswap", "rsync", "extlinux", "blkid")
+OPTIONAL_BINARIES: tuple[str, ...] = ("wipefs", "e2label", "tune2fs", "grub-install", "grub-mkconfig")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/mbr.bin"),
@@ -82,7 +83,8 @@ def installer_binaries(optional: Sequence[str] = OPTIONAL_BINARIES) -> list[Path
 
 
 def installer_spec(kernel: bootenv.Kernel) -> bootenv.InitrdSpec:
-    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT}
+    # usr/bin/wget replaces busybox's applet link (see wget.sh); `busybox wget` stays reachable.
+    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT, "usr/bin/wget": WGET_WRAPPER}
     for path in SYSLINUX_FILES:
         if path.is_file():
             files[str(path).lstrip("/")] = path

@@ -6,7 +6,8 @@
 # http://$IMAGESERVER/install/$MAC/script and runs it with those values exported. On success it
 # reports "done" and reboots; on any failure it reports the stage and the last lines of output and
 # stays up with a shell on the console: rebooting a broken install would only loop.
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+# The real tools (sfdisk, mkfs, blkid, rsync) live in /usr; busybox applets fill in the rest.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 umask 022
 
 LOG=/tmp/installer.log
@@ -27,7 +28,7 @@ say() { echo "imageserver-installer: $*"; }
 
 # --------------------------------------------------------------------------- reporting
 
-# (busybox 1.35 wget crashes with -T: timeouts come from `timeout` instead.)
+# (busybox 1.35 wget crashes with -T: timeouts come from `timeout`; /usr/bin/wget wraps it so.)
 # A JSON string literal of stdin (control characters dropped, lines joined with \n).
 json_str() {
     tr -d '\000-\010\013\014\016-\037' | awk 'BEGIN { ORS = ""; printf "\"" }
@@ -184,7 +185,15 @@ rc=$(cat /tmp/autoinstall.rc 2>/dev/null || echo 255)
 if [ "$rc" != 0 ]; then
     stage=$(cat "$STAGE_FILE" 2>/dev/null)
     [ "$stage" != installer ] || stage=""  # the script kept no stage file of its own
-    fail "$stage" "autoinstall script exited with status $rc"
+    reason="autoinstall script exited with status $rc"
+    # A script that says "FAILED at stage X: why" names both better than its exit status does.
+    said=$(grep -o 'FAILED at stage [^ :]*: .*' "$LOG" | tail -n 1)
+    if [ -n "$said" ]; then
+        rest=${said#FAILED at stage }
+        [ -n "$stage" ] || stage=${rest%%:*}
+        reason="${rest#*: } (exit status $rc)"
+    fi
+    fail "$stage" "$reason"
 fi
 report "done" "installed ${IMAGE:-image} v${VERSION:-?} as ${HOSTNAME:-?}"
 say "install complete; rebooting"
