@@ -315,6 +315,37 @@ def _finish(reply: DNSRecord, rcode: int, transport: Transport, limit: int) -> R
     return Reply(bytes(reply.pack()), rcode, truncated=True)
 
 
+# --- answer cache keys ---------------------------------------------------------------------------
+
+def cache_key(query: bytes, transport: Transport) -> tuple[bytes, int] | None:
+    """A key under which the reply to `query` may be cached, and where its question name ends.
+
+    A reply depends on every byte of the query but the id, and on the question name only up to letter
+    case (the name is echoed as sent, so `reply_from_cache` puts the asker's case back). None when the
+    question name is not plain labels (a pointer, a bad length): such a query is answered the long way.
+    """
+    i, n = 12, len(query)
+    while i < n:
+        length = query[i]
+        if length == 0:
+            end = i + 1
+            return (b"t" if transport == "tcp" else b"u") + query[2:12] + query[12:end].lower() + query[end:], end
+        if length > 63:
+            return None
+        i += 1 + length
+    return None
+
+
+def cacheable(query: bytes, end: int, reply: bytes) -> bool:
+    """Whether `reply` echoes the question name exactly where the query has it (so the case can be swapped)."""
+    return len(reply) >= end and reply[12:end] == query[12:end]
+
+
+def reply_from_cache(query: bytes, end: int, cached: bytes) -> bytes:
+    """A cached reply (for the same key) turned into the reply to `query`: its id and its question's case."""
+    return query[:2] + cached[2:12] + query[12:end] + cached[end:]
+
+
 # --- forwarding helpers -------------------------------------------------------------------------
 
 def with_id(message: bytes, new_id: int) -> bytes:

@@ -29,17 +29,23 @@ from protocols.dns import (
     Zone,
     ZoneSettings,
     answer,
+    cache_key,
+    cacheable,
     make_zone,
+    reply_from_cache,
     upstream_reply,
     with_id,
 )
 from services.base import ServiceError, ServiceStatus
-from state.names import NameIndex, NameSnapshot
+from state.names import NameIndex
 
 log = logging.getLogger("imageserver.dns")
 
 Upstream = tuple[str, int]
-_RCODE_NAMES = {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp", 5: "refused", 16: "badvers"}
+_RCODE_KEYS = {code: f"rcode_{name}" for code, name in
+               {0: "noerror", 1: "formerr", 2: "servfail", 3: "nxdomain", 4: "notimp", 5: "refused",
+                16: "badvers"}.items()}
+_QUERIES = {"udp": "queries_udp", "tcp": "queries_tcp"}
 
 
 class StoreZone:
@@ -49,7 +55,7 @@ class StoreZone:
         self._index = index
         self._settings = settings
         self._clock = clock
-        self._built_from: tuple[NameSnapshot, ZoneSettings] | None = None
+        self._built_from: tuple[int, ZoneSettings] | None = None
         self._zone: Zone | None = None
         self.errors = 0
 
@@ -66,9 +72,9 @@ class StoreZone:
             if self._zone is None:
                 self._zone = make_zone(self._settings, (), 0)
             return self._zone
-        key = (snap, self._settings)
-        if self._zone is None or self._built_from is None or self._built_from[0] is not snap \
-                or self._built_from[1] != self._settings:
+        # Same serial, same names: the zone object (and the server's answer cache) stays.
+        key = (snap.serial, self._settings)
+        if self._zone is None or self._built_from != key:
             self._zone = make_zone(self._settings, ((e.name, e.address) for e in snap.entries), snap.serial)
             self._built_from = key
             if self._zone.skipped:
@@ -86,23 +92,42 @@ class _Pending:
     timer: asyncio.TimerHandle | None = None
 
 
-class _UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, server: DnsServer) -> None:
+class _UdpListener:
+    """The query socket, read in batches: one wake-up drains up to BATCH datagrams, because a loop turn
+    per packet costs as much as answering it from the cache."""
+
+    BATCH = 64
+
+    def __init__(self, server: DnsServer, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = loop
+        loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _readable(self) -> None:
+        server, sock = self.server, self.sock
+        for _ in range(self.BATCH):
+            try:
+                data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error queued on the socket (a client went away): count it, go on
+                server.counters["udp_errors"] += 1
+                continue
+            server.handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr))
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        self.server.handle(data, "udp", lambda reply: transport.sendto(reply, addr))
+    def send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(reply, addr)
+        except (BlockingIOError, InterruptedError):
+            # The send buffer is full: drop, as any UDP server under overload does; the client retries.
+            self.server.counters["udp_send_dropped"] += 1
+        except OSError:
+            self.server.counters["udp_errors"] += 1
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a client that went away: nothing to do but count it.
-        self.server.counters["udp_errors"] += 1
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class _UpstreamSocket(asyncio.DatagramProtocol):
@@ -148,7 +173,7 @@ class DnsServer:
 
     def __init__(self, *, host: str, port: int, zone: Callable[[], Zone], upstreams: Sequence[Upstream] = (),
                  forward_timeout: float = 2.0, max_pending: int = 1024, tcp_idle: float = 10.0,
-                 max_tcp_connections: int = 64) -> None:
+                 max_tcp_connections: int = 64, cache_size: int = 10000) -> None:
         self.host = host
         self.port = port
         self.zone = zone
@@ -159,12 +184,18 @@ class DnsServer:
         self.max_tcp_connections = max_tcp_connections
         self._status = ServiceStatus()
         self.counters = self._status.counters
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: _UdpListener | None = None
         self._tcp: asyncio.Server | None = None
         self._up: asyncio.DatagramTransport | None = None
         self._pending: dict[int, _Pending] = {}
         self._tcp_tasks: set[asyncio.Task[None]] = set()
         self._tcp_writers: set[asyncio.StreamWriter] = set()
+        # Answers already computed for the current zone: cache_key(query) -> (reply, rcode, truncated).
+        # Emptied whenever the zone object changes; cache_size=0 turns it off.
+        self.cache_size = cache_size
+        self._cache: dict[bytes, tuple[bytes, int, bool]] = {}
+        self._cache_zone: Zone | None = None
+        self._cache_forwarding = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -185,21 +216,21 @@ class DnsServer:
         # With port 0 the kernel picks the UDP port; TCP must get the same one, so retry on a clash.
         attempts = 20 if self.port == 0 else 1
         for attempt in range(attempts):
-            udp, _ = await loop.create_datagram_endpoint(lambda: _UdpListener(self),
-                                                         local_addr=(self.host, self.port), family=socket.AF_INET)
-            port = udp.get_extra_info("sockname")[1]
-            sock = udp.get_extra_info("socket")
-            with contextlib.suppress(OSError):  # a bigger buffer for bursts of queries is nice to have
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
+                sock.setblocking(False)
+                with contextlib.suppress(OSError):  # a bigger buffer for bursts of queries is nice to have
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                sock.bind((self.host, self.port))
+                port = int(sock.getsockname()[1])
                 self._tcp = await asyncio.start_server(self._tcp_client, self.host, port, family=socket.AF_INET,
                                                        reuse_address=True, backlog=128)
             except OSError:
-                udp.close()
+                sock.close()
                 if attempt == attempts - 1:
                     raise
                 continue
-            self._udp, self.port = udp, port
+            self._udp, self.port = _UdpListener(self, sock, loop), port
             return
 
     async def stop(self) -> None:
@@ -218,9 +249,10 @@ class DnsServer:
             if p.timer is not None:
                 p.timer.cancel()
         self._pending.clear()
-        for t in (self._udp, self._up):
-            if t is not None:
-                t.close()
+        if self._udp is not None:
+            self._udp.close()
+        if self._up is not None:
+            self._up.close()
         self._udp = self._up = None
         self._status.state = "stopped"
 
@@ -248,23 +280,44 @@ class DnsServer:
                respond_later: Callable[[bytes], None] | None = None) -> bool:
         """Answer one message. Returns True when the answer comes later (forwarded): then `respond_later`
         (or `respond`) is called exactly once, from another loop callback."""
-        self.counters[f"queries_{transport}"] += 1
+        self.counters[_QUERIES[transport]] += 1
         try:
-            decision = answer(data, self.zone(), transport=transport, forwarding=bool(self.upstreams))
+            zone = self.zone()
+            forwarding = bool(self.upstreams)
+            if zone is not self._cache_zone or forwarding != self._cache_forwarding:
+                self._cache.clear()
+                self._cache_zone, self._cache_forwarding = zone, forwarding
+            # A repeated question (up to letter case) costs a dict lookup instead of a parse and a pack.
+            keyed = cache_key(data, transport) if self.cache_size else None
+            if keyed is not None:
+                hit = self._cache.get(keyed[0])
+                if hit is not None:
+                    self.counters["cache_hits"] += 1
+                    self._count_reply(hit[1], hit[2])
+                    respond(reply_from_cache(data, keyed[1], hit[0]))
+                    return False
+            decision = answer(data, zone, transport=transport, forwarding=forwarding)
         except Exception:  # a bug of ours, never a bad packet (answer() does not raise on input): log, go on
             self.counters["internal_errors"] += 1
             log.exception("event=query-failed transport=%s bytes=%d", transport, len(data))
             return False
         if isinstance(decision, Reply):
-            self.counters[f"rcode_{_RCODE_NAMES.get(decision.rcode, decision.rcode)}"] += 1
-            if decision.truncated:
-                self.counters["truncated"] += 1
+            if keyed is not None and cacheable(data, keyed[1], decision.data):
+                if len(self._cache) >= self.cache_size:
+                    self._cache.clear()  # crude but O(1) amortised: a flood of unique names cannot grow memory
+                self._cache[keyed[0]] = (decision.data, decision.rcode, decision.truncated)
+            self._count_reply(decision.rcode, decision.truncated)
             respond(decision.data)
         elif isinstance(decision, Forward):
             return self._forward(decision, respond, respond_later or respond)
         elif isinstance(decision, Drop):
             self.counters["dropped"] += 1
         return False
+
+    def _count_reply(self, rcode: int, truncated: bool) -> None:
+        self.counters[_RCODE_KEYS.get(rcode) or f"rcode_{rcode}"] += 1
+        if truncated:
+            self.counters["truncated"] += 1
 
     # -- forwarding -----------------------------------------------------------------------------------
 

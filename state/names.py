@@ -31,7 +31,7 @@ class NameEntry:
 @dataclass(frozen=True, slots=True)
 class NameSnapshot:
     entries: tuple[NameEntry, ...]  # in priority order
-    serial: int  # grows with every rebuild (SOA serial)
+    serial: int  # grows whenever the entries change (SOA serial)
     built_at: float
     valid_until: float | None  # the earliest end of a lease in it; None: only time-independent rows
 
@@ -51,12 +51,12 @@ class NameIndex:
         if (snap is not None and version == self._version
                 and (snap.valid_until is None or now < snap.valid_until)):
             return snap
-        self._snapshot = self._build(now, snap.serial if snap else 0)
+        self._snapshot = self._build(now, snap)
         self._version = version
         self.rebuilds += 1
         return self._snapshot
 
-    def _build(self, now: float, previous_serial: int) -> NameSnapshot:
+    def _build(self, now: float, previous: NameSnapshot | None) -> NameSnapshot:
         entries: list[NameEntry] = []
         rows = self._conn.execute("SELECT name, ip FROM hosts WHERE ip IS NOT NULL ORDER BY name").fetchall()
         entries.extend(NameEntry(str(r[0]), a, "host") for r in rows if (a := _address(r[1])) is not None)
@@ -74,9 +74,15 @@ class NameIndex:
             if "." in name or address is None:
                 continue
             entries.append(NameEntry(name, address, "lease"))
-        # The SOA serial must grow on every change; the clock keeps it growing across restarts too.
-        serial = max(previous_serial + 1, int(now)) & 0xFFFFFFFF
-        return NameSnapshot(entries=tuple(entries), serial=serial, built_at=now, valid_until=valid_until)
+        # The SOA serial grows on every change of the names (the clock keeps it growing across restarts)
+        # and stays when a commit touched something else (a lease without a name, a machine sighting):
+        # consumers rebuild what they derive from the names only when the serial moved.
+        new = tuple(entries)
+        if previous is not None and previous.entries == new:
+            serial = previous.serial
+        else:
+            serial = max((previous.serial if previous else 0) + 1, int(now)) & 0xFFFFFFFF
+        return NameSnapshot(entries=new, serial=serial, built_at=now, valid_until=valid_until)
 
 
 def _address(value: object) -> IPv4Address | None:

@@ -62,6 +62,15 @@ async def test_a_commit_from_the_writer_is_seen_on_the_next_snapshot(store: Stor
     assert second.serial > first.serial
 
 
+async def test_a_commit_that_changes_no_name_keeps_the_serial(store: Store) -> None:
+    index = NameIndex(store.reader)
+    first = index.snapshot(1000.0)
+    await write(store, "INSERT INTO leases(mac, ip, subnet, starts, expires) "
+                       "VALUES('02:00:00:00:00:09', ?, 'n', 0, 5000)", (ip("10.0.0.99"),))
+    second = index.snapshot(1000.0)
+    assert index.rebuilds == 2 and second.serial == first.serial and second.entries == first.entries
+
+
 async def test_a_commit_from_another_process_connection_is_seen_too(store: Store) -> None:
     index = NameIndex(store.reader)
     index.snapshot(1000.0)

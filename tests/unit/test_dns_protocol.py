@@ -22,7 +22,10 @@ from protocols.dns import (
     Zone,
     ZoneSettings,
     answer,
+    cache_key,
+    cacheable,
     make_zone,
+    reply_from_cache,
     upstream_reply,
     with_id,
 )
@@ -291,6 +294,54 @@ def test_other_opcodes_are_notimp(zone: Zone) -> None:
     assert DNSRecord.parse(d.data).header.opcode == 4
 
 
+# --- the answer cache's keys ---------------------------------------------------------------------
+
+def _normalised(data: bytes) -> tuple[str, str, list[str]]:
+    r = DNSRecord.parse(data)
+    rrs = [str(rr).lower() for rr in (*r.rr, *r.auth, *r.ar)]
+    return str(r.header), str(r.q.qname), rrs
+
+
+@pytest.mark.parametrize("name,qtype,edns", [
+    ("www2.cluster.local", "A", None), ("nosuch.cluster.local", "A", 1232), ("www2.cluster.local", "AAAA", None),
+    ("12.0.99.10.in-addr.arpa", "PTR", 4096), ("cluster.local", "NS", None), ("example.com", "A", None),
+])
+def test_a_cached_reply_serves_another_letter_case_and_id(zone: Zone, name: str, qtype: str,
+                                                          edns: int | None) -> None:
+    first = DNSRecord.question(name, qtype)
+    second = DNSRecord.question("".join(c.upper() if i % 2 else c for i, c in enumerate(name)), qtype)
+    for q in (first, second):
+        if edns:
+            q.add_ar(EDNS0(udp_len=edns))
+    q1, q2 = first.pack(), second.pack()
+    k1, k2 = cache_key(q1, "udp"), cache_key(q2, "udp")
+    assert k1 is not None and k2 is not None and k1 == k2 and q1 != q2
+    r1 = answer(q1, zone)
+    assert isinstance(r1, Reply) and cacheable(q1, k1[1], r1.data)
+    fresh = answer(q2, zone)
+    assert isinstance(fresh, Reply)
+    served = reply_from_cache(q2, k2[1], r1.data)
+    assert served[:2] == q2[:2]
+    assert _normalised(served) == _normalised(fresh.data)
+    assert str(DNSRecord.parse(served).q.qname) == str(second.q.qname)  # the asker's case, exactly
+
+
+def test_cache_keys_keep_transport_type_and_flags_apart() -> None:
+    a = DNSRecord.question("www2.cluster.local", "A")
+    key = cache_key(a.pack(), "udp")
+    assert key is not None and key != cache_key(a.pack(), "tcp")
+    https = DNSRecord(q=DNSQuestion("www2.cluster.local", 65))  # type 0x0041: 'A' as a byte
+    other = DNSRecord(q=DNSQuestion("www2.cluster.local", 97))  # type 0x0061: 'a' as a byte
+    https.header.id = other.header.id = 1
+    assert cache_key(https.pack(), "udp") != cache_key(other.pack(), "udp")
+    norec = DNSRecord.question("www2.cluster.local")
+    norec.header.rd = 0
+    assert cache_key(norec.pack(), "udp")[0][1:] != key[0][1:]  # type: ignore[index]
+    header = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
+    assert cache_key(header + b"\xc0\x0c\x00\x01\x00\x01", "udp") is None  # a pointer: the long way
+    assert cache_key(header + b"\x05ab", "udp") is None  # runs off the end
+
+
 # --- forwarding helpers -------------------------------------------------------------------------
 
 def forwarded(zone: Zone, name: str = "example.com", edns: int | None = None) -> Forward:
@@ -401,3 +452,27 @@ def test_fuzz_mutated_queries(query: bytes, transport: str) -> None:
 @given(query=st.binary(min_size=0, max_size=300))
 def test_fuzz_random_bytes(query: bytes) -> None:
     check_decision(query, "udp")
+
+
+@settings(max_examples=20000 if LONG else 300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(query=mutated(), flips=st.lists(st.integers(0, 300), max_size=8), transport=st.sampled_from(["udp", "tcp"]))
+def test_fuzz_cached_replies_equal_fresh_ones(query: bytes, flips: list[int], transport: str) -> None:
+    z = make_zone(SETTINGS, NAMES, serial=1)
+    keyed = cache_key(query, transport)  # type: ignore[arg-type]
+    first = answer(query, z, transport=transport)  # type: ignore[arg-type]
+    if keyed is None or not isinstance(first, Reply) or not cacheable(query, keyed[1], first.data):
+        return
+    end = keyed[1]
+    other = bytearray(query)
+    other[0] ^= 0x5A  # another id
+    for f in flips:  # swap the case of some letters of the question name
+        i = 12 + f % (end - 12)
+        if 0x41 <= other[i] <= 0x5A or 0x61 <= other[i] <= 0x7A:  # ASCII letters only, as DNS does
+            other[i] ^= 0x20
+    again = cache_key(bytes(other), transport)  # type: ignore[arg-type]
+    assert again is not None and again[0] == keyed[0]
+    fresh = answer(bytes(other), z, transport=transport)  # type: ignore[arg-type]
+    assert isinstance(fresh, Reply) and fresh.rcode == first.rcode
+    assert cacheable(bytes(other), end, fresh.data)
+    served = reply_from_cache(bytes(other), end, first.data)
+    assert served[:2] == bytes(other[:2]) and _normalised(served) == _normalised(fresh.data)
