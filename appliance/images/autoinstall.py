@@ -1,0 +1,602 @@
+"""Autoinstall scripts: <state_dir>/scripts/NAME.master, a POSIX sh script per image.
+
+Made from an image version's saved disk layout (what prepareclient recorded) and the image's own
+/etc/fstab: partition the disks (sfdisk; GPT or MBR, partition numbers, types, starts and sizes as
+on the master, the last partition grown to fill the disk), make the filesystems fstab names (ext2/3/4,
+xfs, vfat, swap) with fresh UUIDs, mount them in order, pull the image from the imageserver's rsync
+daemon, rewrite fstab with the new UUIDs, set hostname and network, install the boot loader, run the
+image's /etc/systemimager/post-install/* hooks, and report every stage over HTTP.
+
+Nothing about the target machine is fixed at generation time: disks are found on the client (the
+first whole disks in /sys/block order, or DISK=/DISK1=...), and the imageserver, image version,
+hostname and network come from variables (the installer exports them from the kernel command line,
+local.cfg or DHCP). Variables the script reads:
+
+    IMAGESERVER / IMAGESERVER_HOST   the imageserver's address (rsync); IMAGESERVER_URL for reports
+    IMAGE, VERSION, MODULE           what to install (default: this image, the version the script was
+                                     made from; MODULE defaults to IMAGE_vVERSION)
+    RSYNC_PORT                       the imageserver's rsync port
+    HOSTNAME, DOMAIN, IPADDR, NETMASK, GATEWAY, DNS, MAC, IFACE, NET_MODE (static|dhcp)
+    INSTALL_TOKEN                    bearer token for POST /install/MAC/events
+    DISK (= DISK0), DISK1, ...       target disks
+    TARGET                           where the new system is mounted (default /mnt/target)
+    SKIP_BOOTLOADER=1                leave the boot loader out (host-side tests; the VM test installs it)
+    STAGE_FILE                       the installer's file naming the current stage (set by its init)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.images.catalog import Catalog, ImageError
+from appliance.images.layout import ESP_TYPES, Layout, LayoutError, Plan, plan, required_bytes, sfdisk_script
+from appliance.images.mounts import DISK_FILESYSTEMS
+from state.images import ImageVersion
+
+
+class AutoinstallError(ImageError):
+    """The script cannot be made for this image; the message says what is missing or unsupported."""
+
+
+def q(s: str) -> str:
+    """Single-quote for sh."""
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptSettings:
+    rsync_port: int = 873
+    imageserver: str | None = None  # default when the client is not told (appliance.address)
+
+
+def _var(disk: int, number: int) -> str:
+    return f"DEV{disk}_{number}"
+
+
+def _uuid_var(disk: int, number: int) -> str:
+    return f"UUID{disk}_{number}"
+
+
+def _fstab_rest(raw: str) -> str:
+    """The fields after the source in an fstab line, as written (keeps \\040 escapes and spacing simple)."""
+    fields = raw.split()
+    return "\t".join(fields[1:])
+
+
+def _depth(mountpoint: str) -> int:
+    return 0 if mountpoint == "/" else mountpoint.rstrip("/").count("/")
+
+
+def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated: float) -> str:
+    layout = the_plan.layout
+    name, version = iv.name, iv.version
+    used_disks = sorted({p.disk for p, _ in the_plan.filesystems})
+    out: list[str] = []
+    w = out.append
+
+    # --- disks
+    w("pick_disks")
+    for i in used_disks:
+        if i == 0:
+            continue
+        w(f'DISK{i}=${{DISK{i}:-${{AUTO{i}:-}}}}')
+        w(f'[ -n "$DISK{i}" ] || die "the image was made from {len(layout.disks)} disks; '
+          f'no disk {i} here (set DISK{i}=/dev/...)"')
+    w('say "disks: $DISK0' + "".join(f' $DISK{i}' for i in used_disks if i) + '"')
+    for i in used_disks:
+        disk = layout.disks[i]
+        w(f'need_bytes "$DISK{i}" {required_bytes(disk)}')
+    for i in used_disks:
+        disk = layout.disks[i]
+        try:
+            table = sfdisk_script(disk)
+        except LayoutError as e:
+            raise AutoinstallError(str(e)) from None
+        w(f'stage partition "$DISK{i}: {disk.label}, {len(disk.partitions)} partition(s) (master: {_safe(disk.name)})"')
+        w(f'sfdisk -q --wipe always --wipe-partitions always "$DISK{i}" <<\'EOF_SFDISK{i}\'')
+        out.extend(table.rstrip("\n").splitlines())
+        w(f"EOF_SFDISK{i}")
+        w(f'settle "$DISK{i}"')
+    needed = sorted({(p.disk, p.partition.number) for p, _ in the_plan.filesystems})
+    for d, n in needed:
+        w(f'part_dev {_var(d, n)} "$DISK{d}" {n}')
+
+    # --- filesystems
+    for place, e in the_plan.filesystems:
+        v = _var(place.disk, place.partition.number)
+        label = place.partition.label or ""
+        fstype = "swap" if e.fstype == "swap" else e.fstype
+        purpose = "swap" if fstype == "swap" else _safe(e.mountpoint)
+        w(f'stage mkfs "{fstype} on ${v} for {purpose}"')
+        w(f'mkfs_fs {fstype} "${v}" {q(label)}')
+        w(f'{_uuid_var(place.disk, place.partition.number)}=$(fs_uuid "${v}")')
+    mounts = sorted(((p, e) for p, e in the_plan.filesystems if e.fstype != "swap"),
+                    key=lambda pe: (_depth(pe[1].mountpoint), pe[1].mountpoint))
+    w('stage mount "' + " ".join(_safe(e.mountpoint) for _, e in mounts) + '"')
+    for place, e in mounts:
+        w(f'mount_fs {e.fstype} "${_var(place.disk, place.partition.number)}" {q(e.mountpoint)}')
+
+    # --- the image
+    vfat = [e.mountpoint for _, e in mounts if e.fstype == "vfat"]
+    excludes = " ".join(f"--exclude={q(m.rstrip('/'))}" for m in vfat if m != "/")
+    w('stage rsync "$MODULE from $IMAGESERVER_HOST:$RSYNC_PORT"')
+    if not excludes:
+        w("# shellcheck disable=SC2119  # no FAT filesystems: nothing to exclude")
+    w(f"pull_image {excludes}".rstrip())
+    for m in vfat:
+        w(f"pull_fat {q(m.rstrip('/'))}")
+
+    # --- fstab, swap files
+    w(f'stage fstab "{len(the_plan.filesystems)} filesystem(s) by their new UUIDs"')
+    w('{')
+    w(f"    printf '%s\\n' {q(f'# Written by the imageserver autoinstall script (image {name}): new UUIDs.')}")
+    placed = {id(e): p for p, e in the_plan.filesystems}
+    for fl in the_plan.fstab:
+        e = fl.entry
+        if e is not None and id(e) in placed:
+            p = placed[id(e)]
+            w(f"    printf '%s\\t%s\\n' \"UUID=${_uuid_var(p.disk, p.partition.number)}\" {q(_fstab_rest(fl.raw))}")
+        else:
+            w(f"    printf '%s\\n' {q(fl.raw)}")
+    w('} >"$TARGET/etc/fstab.new"')
+    w('mv -f "$TARGET/etc/fstab.new" "$TARGET/etc/fstab"')
+    for e, kib in the_plan.swapfiles:
+        w(f'make_swapfile {q(e.spec)} {kib}')
+
+    # --- identity, boot loader, hooks
+    w("stage hostname \"${HOSTNAME:-(kept from the image)}\"")
+    w("set_hostname")
+    w("configure_network")
+    root = next(p for p, e in mounts if e.mountpoint == "/")
+    boot = next((p for p, e in mounts if e.mountpoint == "/boot"), root)
+    esp = next(((p, e) for p, e in mounts if e.fstype == "vfat" and p.partition.type.lower() in ESP_TYPES), None)
+    w(f'ROOT_UUID=${_uuid_var(root.disk, root.partition.number)}')
+    w(f"BOOT_DISK=$DISK{boot.disk} BOOT_PART={boot.partition.number} "
+      f"BOOT_LABEL={layout.disks[boot.disk].label} BOOT_SEPARATE={1 if boot is not root else 0}")
+    w(f"ESP_MOUNT={q(esp[1].mountpoint) if esp else q('')}")
+    w("bind_system")
+    w("install_bootloader")
+    w("run_post_install")
+    w('stage finished "image $MODULE installed on $DISK0"')
+    body = "\n".join(out)
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(generated))
+    header = (TEMPLATE
+              .replace("@@NAME@@", name)
+              .replace("@@VERSION@@", str(version))
+              .replace("@@WHEN@@", when)
+              .replace("@@PORT@@", str(settings.rsync_port))
+              .replace("@@SERVER@@", _safe(settings.imageserver or ""))
+              .replace("@@FIRMWARE@@", layout.firmware)
+              .replace("@@DISKS@@", ", ".join(f"{d.name} ({d.label or 'no table'}, {d.size} bytes)"
+                                              for d in layout.disks)))
+    warnings = "".join(f"# warning: {_safe(x)}\n" for x in the_plan.warnings)
+    return f"{header}{warnings}\n# ---- generated from the layout {'-' * 60}\n{body}\n"
+
+
+def _safe(s: str) -> str:
+    """Text placed inside double quotes or comments: nothing that sh would expand or that ends the line."""
+    return "".join(c for c in s if c.isprintable() and c not in '"$`\\')
+
+
+def generate(iv: ImageVersion, settings: ScriptSettings, generated: float | None = None) -> tuple[str, Plan]:
+    """The script text for `iv` and the plan it follows; AutoinstallError says what is missing."""
+    if not iv.layout:
+        raise AutoinstallError(f"{iv.name} v{iv.version} has no recorded disk layout (captured without "
+                               "prepareclient?)")
+    layout = Layout.from_json(iv.layout)
+    if not layout.disks:
+        raise AutoinstallError(f"{iv.name} v{iv.version}: prepareclient recorded no disks on the master client")
+    fstab = Path(iv.path) / "etc" / "fstab"
+    try:
+        text = fstab.read_text(errors="surrogateescape")
+    except OSError as e:
+        raise AutoinstallError(f"{iv.name} v{iv.version}: cannot read the image's /etc/fstab ({e.strerror})") from None
+    try:
+        the_plan = plan(layout, text, DISK_FILESYSTEMS)
+    except LayoutError as e:
+        raise AutoinstallError(f"{iv.name} v{iv.version}: {e}") from None
+    return render(iv, the_plan, settings, time.time() if generated is None else generated), the_plan
+
+
+def write_script(catalog: Catalog, iv: ImageVersion, settings: ScriptSettings) -> Path:
+    """Write scripts/NAME.master atomically (mode 0644; it holds no secrets: tokens come per host)."""
+    text, _ = generate(iv, settings)
+    path = catalog.paths.script(iv.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path
+
+
+TEMPLATE = r'''#!/bin/sh
+# shellcheck disable=SC2153  # DEV0_1, UUID0_1 ... are set through eval (part_dev) and command substitution
+# @@NAME@@.master -- autoinstall script for image @@NAME@@, made from v@@VERSION@@ by the imageserver on @@WHEN@@.
+# Master client: firmware @@FIRMWARE@@; disks: @@DISKS@@.
+#
+# Partitions and formats this machine's disks, pulls the image over rsync, makes it bootable.
+# Every value about this machine comes from the environment (the installer exports what the
+# imageserver passed on the kernel command line or over DHCP):
+#   IMAGESERVER(_HOST) RSYNC_PORT IMAGE VERSION MODULE  where and what to pull
+#   HOSTNAME DOMAIN IPADDR NETMASK GATEWAY DNS MAC IFACE NET_MODE   the installed system's identity
+#   IMAGESERVER_URL INSTALL_TOKEN   stage reports (POST $IMAGESERVER_URL/install/$MAC/events)
+#   DISK (DISK0) DISK1 ...          target disks (default: the first whole disks in /sys/block)
+#   TARGET                          mount root of the new system (default /mnt/target)
+#   SKIP_BOOTLOADER=1               do not install a boot loader
+set -eu
+umask 022
+export PATH="$PATH:/sbin:/usr/sbin:/bin:/usr/bin"
+
+IMAGE=${IMAGE:-@@NAME@@}
+VERSION=${VERSION:-@@VERSION@@}
+MODULE=${MODULE:-${IMAGE}_v${VERSION}}
+IMAGESERVER_HOST=${IMAGESERVER_HOST:-${IMAGESERVER:-@@SERVER@@}}
+IMAGESERVER_HOST=${IMAGESERVER_HOST%%:*}
+RSYNC_PORT=${RSYNC_PORT:-@@PORT@@}
+TARGET=${TARGET:-/mnt/target}
+TARGET=${TARGET%/}
+STAGE=start
+MOUNTED=''
+LOOPS=''
+export IMAGE VERSION MODULE IMAGESERVER_HOST TARGET
+
+say() { echo "autoinstall: $*"; }
+
+# The text of a JSON string: quotes, backslashes and control characters dropped.
+json_text() { printf '%s' "$1" | tr -d '\000-\037"\134'; }
+
+# report STAGE DETAIL -- POST an install event; a reporting failure never stops the install.
+report() {
+    [ -n "${IMAGESERVER_URL:-}" ] && [ -n "${MAC:-}" ] || return 0
+    body="{\"stage\": \"$(json_text "$1")\", \"detail\": \"$(json_text "$2")\"}"
+    url="$IMAGESERVER_URL/install/$MAC/events"
+    auth="Authorization: Bearer ${INSTALL_TOKEN:-}"
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsS -m 10 -o /dev/null -H "$auth" -H 'Content-Type: application/json' --data "$body" "$url" \
+            >/dev/null 2>&1 || say "could not report stage $1"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q -T 10 -O /dev/null --header "$auth" --header 'Content-Type: application/json' \
+            --post-data "$body" "$url" >/dev/null 2>&1 || say "could not report stage $1"
+    elif command -v busybox >/dev/null 2>&1; then
+        busybox wget -q -T 10 -O /dev/null --header "$auth" --header 'Content-Type: application/json' \
+            --post-data "$body" "$url" >/dev/null 2>&1 || say "could not report stage $1"
+    fi
+    return 0
+}
+
+stage() {
+    STAGE=$1
+    if [ -n "${STAGE_FILE:-}" ]; then echo "$1" >"$STAGE_FILE" || true; fi
+    say "[$1] $2"
+    report "$1" "$2"
+}
+
+# die REASON -- stop the install; the installer's init reports the failure with the log tail.
+die() {
+    say "FAILED at stage $STAGE: $*"
+    [ -n "${STAGE_FILE:-}" ] || report failed "stage: $STAGE: $*"
+    exit 1
+}
+
+cleanup() {
+    rc=$?
+    set +e
+    sync
+    printf '%s\n' "$MOUNTED" | while IFS= read -r m; do
+        [ -n "$m" ] || continue
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || say "could not unmount $m"
+    done
+    for l in $LOOPS; do losetup -d "$l" 2>/dev/null || say "could not detach $l"; done
+    if [ "$rc" != 0 ] && [ "$STAGE" != failed ]; then say "stopped at stage $STAGE (exit $rc)"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+remember_mount() {
+    MOUNTED="$1
+$MOUNTED"
+}
+
+# Whole disks of this machine in /sys/block order (no loop, RAM, optical, floppy or virtual devices).
+list_disks() {
+    for path in /sys/block/*; do
+        name=${path##*/}
+        case $name in loop*|ram*|zram*|sr*|fd*|dm-*|md*|nbd*) continue ;; esac
+        [ "$(cat "$path/ro" 2>/dev/null || echo 1)" = 0 ] || continue
+        [ "$(cat "$path/size" 2>/dev/null || echo 0)" != 0 ] || continue
+        [ -b "/dev/$name" ] && echo "/dev/$name"
+    done
+    return 0
+}
+
+# DISK0 is DISK (or the first disk found); AUTO1, AUTO2 ... are the other disks, in order.
+pick_disks() {
+    DISK0=${DISK0:-${DISK:-}}
+    n=0
+    for d in $(list_disks); do
+        if [ -z "$DISK0" ]; then DISK0=$d; continue; fi
+        [ "$d" = "$DISK0" ] && continue
+        n=$((n + 1))
+        eval "AUTO$n=\$d"
+    done
+    [ -n "$DISK0" ] || die "no disk found (set DISK=/dev/...)"
+    [ -b "$DISK0" ] || [ -f "$DISK0" ] || die "$DISK0 is not a block device"
+}
+
+disk_bytes() {
+    if [ -b "$1" ]; then blockdev --getsize64 "$1"; else stat -c %s "$1"; fi
+}
+
+need_bytes() {
+    have=$(disk_bytes "$1")
+    [ "$have" -ge "$2" ] || die "$1 has $have bytes; the partition layout needs at least $2"
+}
+
+# settle DISK -- wait (up to 3 s) for the partition nodes the kernel makes after sfdisk re-read the table.
+settle() {
+    name=${1##*/}
+    if [ -f "/sys/block/$name/loop/partscan" ] && [ "$(cat "/sys/block/$name/loop/partscan")" = 0 ]; then
+        return 0  # a loop device without partition scanning: part_dev maps partitions itself
+    fi
+    n=0
+    while [ $n -lt 30 ]; do
+        for p in "$1"1 "$1"p1; do [ -b "$p" ] && return 0; done
+        [ $n = 5 ] && command -v mdev >/dev/null 2>&1 && mdev -s
+        sleep 0.1
+        n=$((n + 1))
+    done
+    return 0
+}
+
+# part_dev VAR DISK N -- set VAR to partition N's device: the kernel's node, or (no node: a loop
+# device without partition scanning, a disk image file) a loop device over its sectors.
+part_dev() {
+    case $2 in *[0-9]) dev=$2p$3 ;; *) dev=$2$3 ;; esac
+    if [ ! -b "$dev" ]; then
+        ss=512
+        if [ -b "$2" ]; then ss=$(blockdev --getss "$2"); fi
+        geometry=$(sfdisk --dump "$2" | sed -n "s|^$2p\{0,1\}$3 *: *start= *\([0-9]*\), *size= *\([0-9]*\).*|\1 \2|p")
+        [ -n "$geometry" ] || die "partition $3 of $2 is not in its partition table"
+        # shellcheck disable=SC2086  # "START SIZE" split into $4 $5
+        set -- "$1" "$2" "$3" $geometry
+        dev=$(losetup -f --show -o $(($4 * ss)) --sizelimit $(($5 * ss)) "$2") ||
+            die "no device node for partition $3 of $2, and losetup could not map it"
+        LOOPS="$LOOPS $dev"
+    fi
+    eval "$1=\$dev"
+}
+
+# mkfs_fs TYPE DEVICE LABEL -- a new filesystem (new UUID), keeping the master's label.
+mkfs_fs() {
+    case $1 in
+        ext2|ext3|ext4) set -- "$1" "$2" "$3" "mkfs.$1" -F -q ;;
+        xfs) set -- "$1" "$2" "$3" mkfs.xfs -f -q ;;
+        vfat) set -- "$1" "$2" "$3" mkfs.vfat ;;
+        swap) set -- "$1" "$2" "$3" mkswap ;;
+        *) die "cannot make a $1 filesystem" ;;
+    esac
+    fs=$1 dev=$2 label=$3
+    shift 3
+    if [ -n "$label" ]; then
+        if [ "$fs" = vfat ]; then set -- "$@" -n "$label"; else set -- "$@" -L "$label"; fi
+    fi
+    "$@" "$dev" >/dev/null || die "$1 on $dev failed"
+}
+
+fs_uuid() {
+    u=$(blkid -c /dev/null -o value -s UUID "$1") || true
+    [ -n "$u" ] || die "no UUID on $1 after mkfs"
+    echo "$u"
+}
+
+# mount_fs TYPE DEVICE MOUNTPOINT
+mount_fs() {
+    mkdir -p "$TARGET$3"
+    mount -t "$1" "$2" "$TARGET$3" || die "cannot mount $2 ($1) on $TARGET$3"
+    remember_mount "$TARGET$3"
+}
+
+# shellcheck disable=SC2120  # called with --exclude options only when the image has FAT mounts
+# pull_image [--exclude=...] -- the whole image, with hard links, ACLs, xattrs, sparse files, devices.
+pull_image() {
+    rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 "$@" \
+        "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
+        die "rsync of $MODULE from $IMAGESERVER_HOST:$RSYNC_PORT failed"
+}
+
+# pull_fat MOUNTPOINT -- a FAT filesystem (the ESP) keeps no owners, modes, links or xattrs.
+pull_fat() {
+    rsync -rtO --modify-window=1 --delete --timeout=600 \
+        "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE$1/" "$TARGET$1/" ||
+        die "rsync of $MODULE$1 (FAT) failed"
+}
+
+make_swapfile() {
+    say "swap file $1 ($2 KiB)"
+    dd if=/dev/zero of="$TARGET$1" bs=1024 count="$2" 2>/dev/null || die "cannot write swap file $1"
+    chmod 600 "$TARGET$1"
+    mkswap "$TARGET$1" >/dev/null
+}
+
+set_hostname() {
+    [ -n "${HOSTNAME:-}" ] || return 0
+    echo "$HOSTNAME" >"$TARGET/etc/hostname"
+    fqdn=$HOSTNAME
+    if [ -n "${DOMAIN:-}" ]; then fqdn=$HOSTNAME.$DOMAIN; fi
+    if [ -f "$TARGET/etc/hosts" ]; then
+        sed -i '/^127\.0\.1\.1[[:space:]]/d' "$TARGET/etc/hosts"
+    fi
+    printf '127.0.1.1\t%s %s\n' "$fqdn" "$HOSTNAME" >>"$TARGET/etc/hosts"
+}
+
+mask_to_prefix() {
+    bits=0
+    old_ifs=$IFS
+    IFS=.
+    # shellcheck disable=SC2086  # split the dotted quad
+    set -- $1
+    IFS=$old_ifs
+    for octet in "$@"; do
+        case $octet in
+            255) bits=$((bits + 8)) ;; 254) bits=$((bits + 7)) ;; 252) bits=$((bits + 6)) ;;
+            248) bits=$((bits + 5)) ;; 240) bits=$((bits + 4)) ;; 224) bits=$((bits + 3)) ;;
+            192) bits=$((bits + 2)) ;; 128) bits=$((bits + 1)) ;;
+        esac
+    done
+    echo "$bits"
+}
+
+# The network of the installed system: static from IPADDR/NETMASK/GATEWAY/DNS, or DHCP (NET_MODE
+# overrides). Written for what the image uses: NetworkManager, ifupdown, or systemd-networkd.
+configure_network() {
+    mode=${NET_MODE:-}
+    if [ -z "$mode" ]; then
+        if [ -n "${IPADDR:-}" ]; then mode=static; else mode=dhcp; fi
+    fi
+    mac=$(printf '%s' "${MAC:-}" | tr 'A-F' 'a-f')
+    prefix=$(mask_to_prefix "${NETMASK:-255.255.255.0}")
+    iface=${TARGET_IFACE:-${IFACE:-eth0}}
+    if [ -d "$TARGET/etc/NetworkManager/system-connections" ]; then
+        f=$TARGET/etc/NetworkManager/system-connections/imageserver.nmconnection
+        {
+            printf '[connection]\nid=imageserver\ntype=ethernet\nautoconnect=true\n'
+            if [ -n "$mac" ]; then printf '[ethernet]\nmac-address=%s\n' "$mac"; fi
+            if [ "$mode" = static ]; then
+                printf '[ipv4]\nmethod=manual\naddress1=%s/%s%s\n' "$IPADDR" "$prefix" "${GATEWAY:+,$GATEWAY}"
+                if [ -n "${DNS:-}" ]; then printf 'dns=%s;\n' "$(echo "$DNS" | tr ' ,' ';;')"; fi
+            else
+                printf '[ipv4]\nmethod=auto\n'
+            fi
+        } >"$f"
+        chmod 600 "$f"
+        stage network "$mode, NetworkManager keyfile"
+    elif [ -f "$TARGET/etc/network/interfaces" ]; then
+        mkdir -p "$TARGET/etc/network/interfaces.d"
+        f=$TARGET/etc/network/interfaces.d/imageserver
+        {
+            printf 'allow-hotplug %s\n' "$iface"
+            if [ "$mode" = static ]; then
+                printf 'iface %s inet static\n    address %s/%s\n' "$iface" "$IPADDR" "$prefix"
+                if [ -n "${GATEWAY:-}" ]; then printf '    gateway %s\n' "$GATEWAY"; fi
+            else
+                printf 'iface %s inet dhcp\n' "$iface"
+            fi
+        } >"$f"
+        stage network "$mode, ifupdown on $iface"
+    elif [ -d "$TARGET/etc/systemd/network" ]; then
+        f=$TARGET/etc/systemd/network/10-imageserver.network
+        {
+            if [ -n "$mac" ]; then printf '[Match]\nMACAddress=%s\n' "$mac"
+            else printf '[Match]\nName=%s\n' "$iface"; fi
+            printf '\n[Network]\n'
+            if [ "$mode" = static ]; then
+                printf 'Address=%s/%s\n' "$IPADDR" "$prefix"
+                if [ -n "${GATEWAY:-}" ]; then printf 'Gateway=%s\n' "$GATEWAY"; fi
+                for server in $(echo "${DNS:-}" | tr ',' ' '); do printf 'DNS=%s\n' "$server"; done
+                if [ -n "${DOMAIN:-}" ]; then printf 'Domains=%s\n' "$DOMAIN"; fi
+            else
+                printf 'DHCP=ipv4\n'
+            fi
+        } >"$f"
+        stage network "$mode, systemd-networkd"
+    else
+        stage network "no NetworkManager, ifupdown or systemd-networkd in the image: left as it is"
+        return 0
+    fi
+    if [ "$mode" = static ] && [ -n "${DNS:-}" ] && [ ! -L "$TARGET/etc/resolv.conf" ]; then
+        for server in $(echo "$DNS" | tr ',' ' '); do echo "nameserver $server"; done >"$TARGET/etc/resolv.conf"
+    fi
+}
+
+# /dev, /proc and /sys inside the new system, for the boot loader and hooks run there.
+bind_system() {
+    for fs in dev proc sys; do
+        mkdir -p "$TARGET/$fs"
+        mount -o bind "/$fs" "$TARGET/$fs" || die "cannot bind /$fs into $TARGET"
+        remember_mount "$TARGET/$fs"
+    done
+}
+
+install_bootloader() {
+    if [ "${SKIP_BOOTLOADER:-0}" = 1 ]; then
+        stage bootloader "skipped (SKIP_BOOTLOADER=1)"
+        return 0
+    fi
+    if [ -d /sys/firmware/efi ]; then fw=uefi; else fw=bios; fi
+    if [ -x "$TARGET/usr/sbin/grub-install" ]; then
+        if [ "$fw" = uefi ]; then
+            [ -n "$ESP_MOUNT" ] || die "UEFI firmware, but the image's fstab has no EFI system partition"
+            stage bootloader "grub for UEFI in $ESP_MOUNT"
+            # --removable: EFI/BOOT/BOOTX64.EFI boots without NVRAM entries (new machines, VMs).
+            chroot "$TARGET" grub-install --target=x86_64-efi --efi-directory="$ESP_MOUNT" --removable \
+                --no-nvram || die "grub-install (UEFI) failed"
+        else
+            stage bootloader "grub for BIOS on $BOOT_DISK"
+            chroot "$TARGET" grub-install --target=i386-pc "$BOOT_DISK" || die "grub-install (BIOS) failed"
+        fi
+        if [ -x "$TARGET/usr/sbin/update-grub" ]; then
+            chroot "$TARGET" update-grub || die "update-grub failed"
+        else
+            chroot "$TARGET" grub-mkconfig -o /boot/grub/grub.cfg || die "grub-mkconfig failed"
+        fi
+    elif command -v extlinux >/dev/null 2>&1; then
+        [ "$fw" = bios ] || die "only extlinux is available, and it boots BIOS machines only"
+        install_extlinux
+    else
+        die "no boot loader: the image has no grub-install and extlinux is not available"
+    fi
+}
+
+install_extlinux() {
+    kernel='' initrd=''
+    for k in "$TARGET"/boot/vmlinuz-*; do [ -f "$k" ] && kernel=${k##*/}; done
+    [ -n "$kernel" ] || die "no /boot/vmlinuz-* in the image"
+    for i in "$TARGET"/boot/initrd.img-"${kernel#vmlinuz-}" "$TARGET"/boot/initramfs-"${kernel#vmlinuz-}".img; do
+        [ -f "$i" ] && initrd=${i##*/}
+    done
+    # Paths are relative to the filesystem extlinux lives on: /boot itself when it is separate.
+    if [ "$BOOT_SEPARATE" = 1 ]; then dir=''; else dir=/boot; fi
+    stage bootloader "extlinux (BIOS) with $kernel on $BOOT_DISK"
+    mkdir -p "$TARGET/boot/extlinux"
+    extlinux --install "$TARGET/boot/extlinux" >/dev/null || die "extlinux --install failed"
+    {
+        printf 'DEFAULT linux\nTIMEOUT 10\nLABEL linux\n    KERNEL %s/%s\n' "$dir" "$kernel"
+        if [ -n "$initrd" ]; then printf '    INITRD %s/%s\n' "$dir" "$initrd"; fi
+        printf '    APPEND root=UUID=%s ro\n' "$ROOT_UUID"
+    } >"$TARGET/boot/extlinux/extlinux.conf"
+    mbr=''
+    for m in "$TARGET/usr/lib/syslinux/mbr" /usr/lib/syslinux/mbr /usr/share/syslinux /usr/lib/EXTLINUX; do
+        if [ "$BOOT_LABEL" = gpt ]; then f=$m/gptmbr.bin; else f=$m/mbr.bin; fi
+        if [ -f "$f" ]; then mbr=$f; break; fi
+    done
+    [ -n "$mbr" ] || die "no syslinux MBR code (mbr.bin/gptmbr.bin) found"
+    dd bs=440 count=1 conv=notrunc if="$mbr" of="$BOOT_DISK" 2>/dev/null || die "cannot write the MBR code"
+    if [ "$BOOT_LABEL" = gpt ]; then
+        sfdisk -q --part-attrs "$BOOT_DISK" "$BOOT_PART" LegacyBIOSBootable
+    else
+        sfdisk -q --activate "$BOOT_DISK" "$BOOT_PART"
+    fi
+}
+
+# /etc/systemimager/post-install/* of the image, in name order, run inside the new system.
+run_post_install() {
+    dir=$TARGET/etc/systemimager/post-install
+    [ -d "$dir" ] || return 0
+    export HOSTNAME="${HOSTNAME:-}" DOMAIN="${DOMAIN:-}" IPADDR="${IPADDR:-}" NETMASK="${NETMASK:-}" \
+        GATEWAY="${GATEWAY:-}" DNS="${DNS:-}" MAC="${MAC:-}"
+    for hook in "$dir"/*; do
+        if [ ! -f "$hook" ] || [ ! -x "$hook" ]; then continue; fi
+        name=${hook##*/}
+        stage post-install "$name"
+        chroot "$TARGET" "/etc/systemimager/post-install/$name" || die "post-install hook $name failed"
+    done
+}
+
+'''
