@@ -1,0 +1,48 @@
+"""GET /client/prepareclient serves the packaged script byte for byte; nothing else is reachable."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from services import api_client_scripts
+from services.api_client_scripts import ClientScripts
+from services.api_context import ApiContext
+
+DATA = Path(str(files("appliance") / "data"))
+
+
+async def client_for(models: dict[str, object]) -> TestClient:
+    ctx = ApiContext(store=None, admin_token="t", models=models)  # type: ignore[arg-type]  # no store needed
+    app = web.Application()
+    app.add_routes(api_client_scripts.routes(ctx))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+async def test_prepareclient_is_served_as_packaged() -> None:
+    client = await client_for({"client_scripts": ClientScripts(DATA)})
+    try:
+        resp = await client.get("/client/prepareclient")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/x-shellscript")
+        assert await resp.read() == (DATA / "prepareclient").read_bytes()
+        for bad in ("/client/..%2Fconfig.py", "/client/prepareclient.bak", "/client/__init__.py"):
+            resp = await client.get(bad)
+            assert resp.status == 404, bad
+    finally:
+        await client.close()
+
+
+async def test_without_a_directory_it_says_so() -> None:
+    client = await client_for({})
+    try:
+        resp = await client.get("/client/prepareclient")
+        assert resp.status == 404
+        assert "no client scripts" in (await resp.json())["error"]
+    finally:
+        await client.close()
