@@ -10,7 +10,9 @@ Decision table (anything not listed is ignored; an ignored option is simply left
   timeout    (RFC 2349)  decimal 1..255 seconds -> echoed and used for retransmission.
                          Anything else -> ignored.
   tsize      (RFC 2349)  any decimal value (clients send 0) -> answered with the real size,
-                         only when the size is known (octet mode); otherwise ignored.
+                         only when the size is known (octet mode) and not zero; otherwise
+                         ignored. An empty file gets no tsize because curl (7.x, 8.x) rejects
+                         "tsize 0" in an OACK as invalid; the empty DATA 1 says the same.
 
 If no option is accepted the transfer starts with DATA block 1, exactly as without options.
 """
@@ -68,7 +70,7 @@ def negotiate(
         elif name == "timeout" and MIN_TIMEOUT <= value <= MAX_TIMEOUT:
             timeout = value
             acknowledged[name] = str(value)
-        elif name == "tsize" and size is not None:
+        elif name == "tsize" and size:
             tsize = size
             acknowledged[name] = str(size)
     return Negotiated(blksize, windowsize, timeout, tsize, acknowledged)

@@ -70,7 +70,12 @@ def test_timeout_in_range_is_echoed_and_used(seconds):
 
 def test_tsize_answers_the_real_size_whatever_the_client_sent():
     assert dict(negotiate({"tsize": "0"}, size=SIZE).acknowledged) == {"tsize": str(SIZE)}
-    assert dict(negotiate({"tsize": "999"}, size=0).acknowledged) == {"tsize": "0"}
+    assert dict(negotiate({"tsize": "999"}, size=1).acknowledged) == {"tsize": "1"}
+
+
+def test_tsize_is_not_acknowledged_for_an_empty_file():
+    # curl rejects "tsize 0" in an OACK; without the OACK the empty DATA 1 tells the same.
+    assert negotiate({"tsize": "0"}, size=0) == negotiate({}, size=0)
 
 
 def test_tsize_is_ignored_when_the_size_is_unknown():

@@ -1,0 +1,413 @@
+"""The TFTP server: sockets, timers and files around protocols.tftp's transfer machine.
+
+Port 69 only admits requests; every transfer gets its own ephemeral socket (RFC 1350 TID).
+Sockets are driven with loop.add_reader and plain sendto, the leanest path asyncio offers for a
+window of datagrams per ACK. Each transfer arms one lazy timer: when it fires early (the
+deadline moved on with progress) it is simply re-armed, so ACKs never touch the timer heap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import stat
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocols.tftp import (
+    Admitted,
+    ErrorCode,
+    Outcome,
+    Reader,
+    ReadTransfer,
+    TftpError,
+    admit,
+    encode_error,
+)
+from services.base import ServiceError, ServiceStatus
+
+log = logging.getLogger("imageserver.tftp")
+
+Dynamic = Callable[[str, tuple[str, int]], bytes | None]
+
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.13 lacks the constant
+_PKTINFO_SIZE = 12  # struct in_pktinfo: ifindex, spec_dst, addr
+_REQUEST_BUFFER = 65535
+_TRANSFER_BUFFER = 2048  # ACKs and ERRORs are small; anything bigger is garbage anyway
+_DRAIN = 64  # datagrams handled per readiness callback before yielding to other sockets
+_MAX_WINDOWSIZE = 64
+
+
+class _ContentCache:
+    """Small files kept in memory, keyed on (real path, mtime, size, inode); LRU within `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._total = 0
+
+    def get(self, key: tuple[str, int, int, int]) -> bytes | None:
+        content = self._entries.get(key)
+        if content is not None:
+            self._entries.move_to_end(key)
+        return content
+
+    def put(self, key: tuple[str, int, int, int], content: bytes) -> None:
+        if len(content) > self.limit:
+            return
+        self._entries[key] = content
+        self._total += len(content)
+        while self._total > self.limit:
+            _, evicted = self._entries.popitem(last=False)
+            self._total -= len(evicted)
+
+
+@dataclass(slots=True, eq=False)
+class _Transfer:
+    sock: socket.socket
+    peer: tuple[str, int]
+    name: str
+    machine: ReadTransfer
+    started: float
+    fd: int | None = None
+    timer: asyncio.TimerHandle | None = None
+    closed: bool = field(default=False)
+
+
+class TftpServer:
+    """Read-only TFTP server for boot files (implements services.base.Service)."""
+
+    name = "tftp"
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        host: str = "0.0.0.0",
+        port: int = 69,
+        dynamic: Dynamic | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        max_transfers: int = 256,
+        bind_device: str | None = None,
+        memory_cache_limit: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._root = Path(root)
+        self._root_real = ""
+        self._host = host
+        self._requested_port = port
+        self._port = 0
+        self._dynamic = dynamic
+        self._clock = clock
+        self._max_transfers = max_transfers
+        self._bind_device = bind_device
+        self._cache = _ContentCache(memory_cache_limit)
+        self._status = ServiceStatus()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._transfers: set[_Transfer] = set()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    # --- Service -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._sock is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._root_real = os.path.realpath(self._root)
+        try:
+            sock = self._new_socket((self._host, self._requested_port))
+            sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        except OSError as exc:
+            message = f"tftp: cannot listen on {self._host}:{self._requested_port}: {exc.strerror or exc}"
+            self._status.state, self._status.error = "failed", message
+            raise ServiceError(message) from exc
+        if not os.path.isdir(self._root_real):
+            sock.close()
+            message = f"tftp: root {self._root} is not a directory"
+            self._status.state, self._status.error = "failed", message
+            raise ServiceError(message)
+        self._sock = sock
+        self._port = sock.getsockname()[1]
+        self._loop.add_reader(sock.fileno(), self._on_request_readable)
+        self._status.state, self._status.error = "running", None
+        self._status.listen = [f"{self._host}:{self._port}/udp"]
+        log.info("tftp listening addr=%s:%d root=%s", self._host, self._port, self._root_real)
+
+    async def stop(self) -> None:
+        for transfer in list(self._transfers):
+            self._close(transfer, "stopped")
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        self._sock = None
+        self._status.state = "stopped"
+        self._status.listen = []
+
+    def status(self) -> dict[str, Any]:
+        result = self._status.as_dict()
+        result["active_transfers"] = len(self._transfers)
+        return result
+
+    # --- sockets -------------------------------------------------------------------------------
+
+    def _new_socket(self, address: tuple[str, int]) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            if self._bind_device:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self._bind_device.encode())
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _reply(self, sock: socket.socket, datagram: bytes, peer: tuple[str, int]) -> None:
+        try:
+            sock.sendto(datagram, peer)
+        except OSError as exc:  # full buffer or unreachable peer: the reply is just lost
+            log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
+            return
+        if datagram[1] == 5:
+            self._status.counters["errors_sent"] += 1
+
+    # --- request port --------------------------------------------------------------------------
+
+    def _on_request_readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(_DRAIN):
+            try:
+                data, ancdata, _flags, peer = sock.recvmsg(_REQUEST_BUFFER, socket.CMSG_SPACE(_PKTINFO_SIZE))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("tftp recv failed error=%s", exc)
+                return
+            try:
+                self._on_request(data, peer, _local_address(ancdata, self._host))
+            except Exception:  # a bug must cost one request, never the server
+                self._status.counters["internal_errors"] += 1
+                log.exception("tftp request failed peer=%s:%d", *peer)
+
+    def _on_request(self, data: bytes, peer: tuple[str, int], local: str) -> None:
+        assert self._sock is not None
+        counters = self._status.counters
+        decision = admit(data)
+        if not isinstance(decision, Admitted):
+            counters["requests_refused"] += 1
+            log.info("tftp refused peer=%s:%d reason=%r", *peer, decision.reason)
+            if decision.reply is not None:
+                self._reply(self._sock, decision.reply, peer)
+            return
+        if any(t.peer == peer and t.name == decision.name and t.machine.awaiting_first_ack
+               for t in self._transfers):
+            counters["duplicate_requests"] += 1  # a retransmitted RRQ; the transfer's timer resends
+            return
+        if len(self._transfers) >= self._max_transfers:
+            counters["busy_refusals"] += 1
+            self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
+            return
+        try:
+            source, size, fd = self._open(decision, peer)
+        except TftpError as exc:
+            counters["requests_refused"] += 1
+            log.info("tftp refused peer=%s:%d file=%s reason=%r", *peer, decision.name, str(exc))
+            self._reply(self._sock, encode_error(exc.code, str(exc)), peer)
+            return
+        self._begin(decision, peer, local, source, size, fd)
+
+    def _begin(self, decision: Admitted, peer: tuple[str, int], local: str,
+               source: bytes | Reader, size: int, fd: int | None) -> None:
+        """Start the transfer; owns `fd` from here on (closed with the transfer or on failure)."""
+        assert self._sock is not None and self._loop is not None
+        try:
+            sock = self._new_socket((local, 0))
+        except OSError as exc:
+            if fd is not None:
+                os.close(fd)
+            self._status.counters["busy_refusals"] += 1
+            log.warning("tftp no transfer socket peer=%s:%d error=%s", *peer, exc)
+            self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
+            return
+        machine = ReadTransfer(decision.request, source, size=size, max_windowsize=_MAX_WINDOWSIZE)
+        now = self._clock()
+        transfer = _Transfer(sock, peer, decision.name, machine, now, fd)
+        self._transfers.add(transfer)
+        self._status.counters["transfers_started"] += 1
+        self._loop.add_reader(sock.fileno(), self._on_transfer_readable, transfer)
+        try:
+            self._send(transfer, machine.start(now))
+        except Exception as exc:  # e.g. an I/O error reading the first window
+            self._status.counters["internal_errors"] += 1
+            log.exception("tftp transfer failed peer=%s:%d file=%s", *peer, transfer.name)
+            self._reply(sock, encode_error(ErrorCode.NOT_DEFINED, "internal error"), peer)
+            self._close(transfer, f"error:{type(exc).__name__}")
+            return
+        self._arm(transfer)
+
+    def _open(self, decision: Admitted, peer: tuple[str, int]) -> tuple[bytes | Reader, int, int | None]:
+        """Content for the request: dynamic first, then memory cache, then a kept-open fd."""
+        counters = self._status.counters
+        if self._dynamic is not None:
+            try:
+                content = self._dynamic(decision.name, peer)
+            except Exception as exc:
+                log.exception("tftp dynamic content failed file=%s", decision.name)
+                raise TftpError("internal error", ErrorCode.NOT_DEFINED) from exc
+            if content is not None:
+                counters["dynamic_served"] += 1
+                return content, len(content), None
+        real = os.path.realpath(os.path.join(self._root_real, *decision.path))
+        if os.path.commonpath((real, self._root_real)) != self._root_real or real == self._root_real:
+            raise TftpError("access violation", ErrorCode.ACCESS_VIOLATION)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise TftpError("file not found", ErrorCode.FILE_NOT_FOUND) from exc
+        except OSError as exc:  # permission, symlink swapped in, ...
+            raise TftpError("access violation", ErrorCode.ACCESS_VIOLATION) from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise TftpError("file not found", ErrorCode.FILE_NOT_FOUND)
+            if st.st_size > self._cache.limit:
+                counters["files_streamed"] += 1
+                return _pread_reader(fd), st.st_size, fd
+            key = (real, st.st_mtime_ns, st.st_size, st.st_ino)
+            content = self._cache.get(key)
+            if content is None:
+                counters["cache_misses"] += 1
+                content = _read_all(fd, st.st_size)
+                self._cache.put(key, content)
+            else:
+                counters["cache_hits"] += 1
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return content, len(content), None
+
+    # --- transfers -----------------------------------------------------------------------------
+
+    def _send(self, transfer: _Transfer, datagrams: list[bytes]) -> None:
+        sendto, peer = transfer.sock.sendto, transfer.peer
+        try:
+            for datagram in datagrams:
+                sendto(datagram, peer)
+        except OSError as exc:  # buffer full or peer unreachable: the rest counts as lost
+            log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
+
+    def _on_transfer_readable(self, transfer: _Transfer) -> None:
+        sock, peer, machine = transfer.sock, transfer.peer, transfer.machine
+        now = self._clock()
+        # One datagram per wake-up: in steady state exactly one ACK is waiting, and a second
+        # recvfrom would only fail with EAGAIN. Level-triggered polling calls again for more.
+        try:
+            try:
+                data, sender = sock.recvfrom(_TRANSFER_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            if sender != peer:
+                self._status.counters["unknown_tid"] += 1
+                if data[:2] != b"\x00\x05":  # never answer an ERROR with an ERROR
+                    self._reply(sock, encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), sender)
+                return
+            self._send(transfer, machine.receive(data, now))
+            if machine.finished:
+                self._close(transfer, machine.outcome.value)
+        except Exception as exc:  # a bug or an I/O error costs this transfer, never the server
+            self._status.counters["internal_errors"] += 1
+            log.exception("tftp transfer failed peer=%s:%d file=%s", *peer, transfer.name)
+            self._reply(sock, encode_error(ErrorCode.NOT_DEFINED, "internal error"), peer)
+            self._close(transfer, f"error:{type(exc).__name__}")
+
+    def _arm(self, transfer: _Transfer) -> None:
+        deadline = transfer.machine.deadline
+        if deadline is None or transfer.closed:
+            return
+        assert self._loop is not None
+        transfer.timer = self._loop.call_later(max(deadline - self._clock(), 0.0), self._on_timer, transfer)
+
+    def _on_timer(self, transfer: _Transfer) -> None:
+        transfer.timer = None
+        if transfer.closed:
+            return
+        machine = transfer.machine
+        try:
+            self._send(transfer, machine.on_timeout(self._clock()))
+        except Exception as exc:
+            self._status.counters["internal_errors"] += 1
+            log.exception("tftp retransmission failed peer=%s:%d file=%s", *transfer.peer, transfer.name)
+            self._close(transfer, f"error:{type(exc).__name__}")
+            return
+        if machine.finished:
+            self._close(transfer, machine.outcome.value)
+        else:
+            self._arm(transfer)
+
+    def _close(self, transfer: _Transfer, outcome: str) -> None:
+        if transfer.closed:
+            return
+        transfer.closed = True
+        self._transfers.discard(transfer)
+        if transfer.timer is not None:
+            transfer.timer.cancel()
+        if self._loop is not None:
+            self._loop.remove_reader(transfer.sock.fileno())
+        transfer.sock.close()
+        if transfer.fd is not None:
+            os.close(transfer.fd)
+        machine = transfer.machine
+        counters = self._status.counters
+        counters["bytes_sent"] += machine.bytes_transferred
+        counters["datagrams_sent"] += machine.datagrams_sent
+        counters["retransmissions"] += machine.retransmissions
+        if outcome == Outcome.COMPLETED:
+            counters["transfers_completed"] += 1
+        elif outcome == Outcome.PEER_ERROR:
+            counters["transfers_aborted"] += 1  # the client said stop (e.g. after a tsize probe)
+        else:
+            counters["transfers_failed"] += 1
+        seconds = self._clock() - transfer.started
+        log.info(
+            "tftp transfer peer=%s:%d file=%s bytes=%d blksize=%d windowsize=%d seconds=%.3f outcome=%s%s",
+            *transfer.peer, transfer.name, machine.bytes_transferred, machine.blksize, machine.windowsize,
+            seconds, outcome, f" peer_error={machine.peer_error!r}" if machine.peer_error else "",
+        )
+
+
+def _local_address(ancdata: list[tuple[int, int, bytes]], fallback: str) -> str:
+    """The address the request was sent to (IP_PKTINFO spec_dst), so replies come from it."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(data) >= _PKTINFO_SIZE:
+            return socket.inet_ntoa(data[4:8])
+    return fallback
+
+
+def _pread_reader(fd: int) -> Reader:
+    def read(offset: int, size: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+    return read
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = os.pread(fd, min(size - offset, 1 << 20), offset)
+        if not chunk:
+            break  # the file shrank under us: serve what is there
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,171 @@
+"""Start/stop, status, limits, retransmission and give-up of the TFTP service on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from protocols.tftp import Data, Error, ErrorCode, OptionAck, ReadRequest, decode_packet, encode_error, encode_request
+from services.base import ServiceError
+from services.tftp import TftpServer
+from tests.service.test_tftp_support import HOST, Probe, atftp, running_server
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "boot.bin").write_bytes(os.urandom(5000))
+    (root / "large.bin").write_bytes(os.urandom(200_000))
+    return root
+
+
+@pytest.fixture
+def probe():
+    probe = Probe()
+    yield probe
+    probe.close()
+
+
+def rrq(name: str, **options: str) -> bytes:
+    return encode_request(ReadRequest(name, "octet", options))
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_start_on_a_busy_port_raises_service_error_with_the_reason(root: Path):
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind((HOST, 0))
+    port = holder.getsockname()[1]
+    try:
+        server = TftpServer(root=root, host=HOST, port=port)
+        with pytest.raises(ServiceError, match=rf"^tftp: cannot listen on {HOST}:{port}: Address already in use"):
+            await server.start()
+        assert server.status()["state"] == "failed"
+        assert "Address already in use" in server.status()["error"]
+    finally:
+        holder.close()
+
+
+async def test_start_with_a_missing_root_raises_service_error(tmp_path: Path):
+    server = TftpServer(root=tmp_path / "nowhere", host=HOST, port=0)
+    with pytest.raises(ServiceError, match="not a directory"):
+        await server.start()
+    assert server.status()["state"] == "failed"
+
+
+async def test_status_and_port_through_start_and_stop(root: Path, tmp_path: Path):
+    server = TftpServer(root=root, host=HOST, port=0)
+    assert server.status()["state"] == "stopped"
+    await server.start()
+    try:
+        assert server.port > 0
+        status = server.status()
+        assert status["state"] == "running"
+        assert status["listen"] == [f"{HOST}:{server.port}/udp"]
+        assert (await atftp(server.port, "boot.bin", tmp_path / "o"))[0] == 0
+        counters = server.status()["counters"]
+        assert counters["transfers_started"] == counters["transfers_completed"] == 1
+        assert counters["bytes_sent"] == 5000
+    finally:
+        await server.stop()
+    assert server.status()["state"] == "stopped"
+    rebound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rebound.bind((HOST, server.port))  # the port was released
+    rebound.close()
+
+
+async def test_stop_closes_active_transfers_sockets_and_files(root: Path):
+    before = open_fds()
+    server = TftpServer(root=root, host=HOST, port=0, memory_cache_limit=0)
+    await server.start()
+    peers = [Probe() for _ in range(3)]
+    try:
+        for peer in peers:
+            assert await peer.exchange(rrq("large.bin"), (HOST, server.port)) is not None
+        assert server.status()["active_transfers"] == 3
+    finally:
+        await server.stop()
+        for peer in peers:
+            peer.close()
+    assert server.status()["active_transfers"] == 0
+    assert server.status()["counters"]["transfers_failed"] == 3
+    assert open_fds() == before
+
+
+async def test_over_the_limit_a_request_gets_server_busy(root: Path, probe: Probe, tmp_path: Path):
+    async with running_server(root, max_transfers=1) as server:
+        first = await probe.exchange(rrq("boot.bin"), (HOST, server.port))
+        assert first is not None and decode_packet(first[0]).block == 1
+        other = Probe()
+        try:
+            reply = await other.exchange(rrq("boot.bin"), (HOST, server.port))
+            assert reply is not None
+            assert decode_packet(reply[0]) == Error(ErrorCode.NOT_DEFINED, "server busy")
+        finally:
+            other.close()
+        await probe.send(encode_error(ErrorCode.NOT_DEFINED, "enough"), first[1])
+        await asyncio.sleep(0.05)
+        assert server.status()["active_transfers"] == 0
+        assert (await atftp(server.port, "boot.bin", tmp_path / "o"))[0] == 0
+        counters = server.status()["counters"]
+    assert (counters["busy_refusals"], counters["transfers_aborted"], counters["transfers_completed"]) == (1, 1, 1)
+
+
+async def test_a_retransmitted_request_does_not_start_a_second_transfer(root: Path, probe: Probe):
+    async with running_server(root) as server:
+        await probe.send(rrq("boot.bin"), (HOST, server.port))
+        await probe.send(rrq("boot.bin"), (HOST, server.port))
+        first = await probe.receive()
+        assert first is not None and decode_packet(first[0]).block == 1
+        assert await probe.receive(timeout=0.3) is None
+        counters = server.status()["counters"]
+        assert (counters["transfers_started"], counters["duplicate_requests"]) == (1, 1)
+        await probe.send(encode_error(ErrorCode.NOT_DEFINED, "done"), first[1])
+
+
+async def test_pxe_style_tsize_probe_then_download(root: Path, probe: Probe, tmp_path: Path):
+    async with running_server(root) as server:
+        reply = await probe.exchange(rrq("boot.bin", tsize="0", blksize="1456"), (HOST, server.port))
+        assert reply is not None
+        assert decode_packet(reply[0]) == OptionAck({"tsize": "5000", "blksize": "1456"})
+        await probe.send(encode_error(ErrorCode.OPTION_REFUSED, "tsize only"), reply[1])
+        rc, text = await atftp(server.port, "boot.bin", tmp_path / "o", "blksize 1456")
+        assert rc == 0, text
+        counters = server.status()["counters"]
+    assert (counters["transfers_aborted"], counters["transfers_completed"]) == (1, 1)
+
+
+async def test_retransmits_on_timeout_then_gives_up_and_cleans_up(root: Path, probe: Probe):
+    async with running_server(root) as server:
+        reply = await probe.exchange(rrq("boot.bin", timeout="1"), (HOST, server.port))
+        assert reply is not None and decode_packet(reply[0]) == OptionAck({"timeout": "1"})
+        retransmitted = []
+        while (late := await probe.receive(timeout=1.5)) is not None:
+            retransmitted.append(decode_packet(late[0]))
+        assert retransmitted == [OptionAck({"timeout": "1"})] * 5  # then it gave up
+        status = server.status()
+    assert status["active_transfers"] == 0
+    assert status["counters"]["transfers_failed"] == 1
+    assert status["counters"]["retransmissions"] == 5
+
+
+async def test_reply_comes_from_the_address_the_request_was_sent_to(root: Path, probe: Probe):
+    # Bound to the wildcard address, the server must answer 127.0.0.2 from 127.0.0.2 (IP_PKTINFO);
+    # PXE clients drop DATA from any other address.
+    server = TftpServer(root=root, host="0.0.0.0", port=0)
+    await server.start()
+    try:
+        reply = await probe.exchange(rrq("boot.bin"), ("127.0.0.2", server.port))
+        assert reply is not None
+        assert isinstance(decode_packet(reply[0]), Data)
+        assert reply[1][0] == "127.0.0.2"
+        await probe.send(encode_error(ErrorCode.NOT_DEFINED, "done"), reply[1])
+    finally:
+        await server.stop()
