@@ -1,0 +1,189 @@
+"""GET /metrics: the daemon in Prometheus text format (open, read-only, like /api/v1/status);
+GET /api/v1/pools: the same pool usage as JSON (the dashboard shows it).
+
+Service counters are read from the daemon's status document (ctx.status(): each service's status()),
+the very numbers /api/v1/status shows, so nothing is counted twice or separately. Well-known counters
+get their own metric names (DHCP messages by type, bytes and transfers, rsync restarts); every other
+service counter is still exported, as imageserver_service_events_total{service, event}.
+Installs, hosts and pool usage come from the store and the live lease book at scrape time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from aiohttp import web
+
+from protocols.prometheus import CONTENT_TYPE, Family, render
+from services.api_context import ApiContext
+
+HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
+# Seconds from an installer's first report to "done": a small image takes a minute, a big one half an hour.
+DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+_DHCP_PROBLEMS = ("malformed", "ignored", "no_reply", "probe_conflicts", "encode_errors", "send_errors",
+                  "send_dropped", "receive_errors", "errors", "acks_dropped_commit_failed")
+_RESPONSES = re.compile(r"^responses_(\dxx)$")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsage:
+    subnet: str
+    size: int
+    active: int  # active leases inside the pool range
+    reserved: int  # reservations inside the subnet (outside the pool by design)
+
+
+def _families() -> dict[str, Family]:
+    spec = [
+        ("imageserver_info", "gauge", "Version of the running imageserver (always 1)."),
+        ("imageserver_uptime_seconds", "gauge", "Seconds since the daemon started."),
+        ("imageserver_service_up", "gauge", "1 if the service is running, else 0."),
+        ("imageserver_dhcp_received_total", "counter", "DHCP messages received, by message type."),
+        ("imageserver_dhcp_sent_total", "counter", "DHCP replies sent, by message type (offer, ack, nak)."),
+        ("imageserver_dhcp_problems_total", "counter",
+         "DHCP messages not answered normally, by outcome (malformed, ignored, no_reply, ...)."),
+        ("imageserver_dhcp_pool_size", "gauge", "Addresses in the dynamic pool, per subnet."),
+        ("imageserver_dhcp_pool_active_leases", "gauge", "Active leases inside the dynamic pool, per subnet."),
+        ("imageserver_dhcp_reservations", "gauge", "Static reservations, per subnet."),
+        ("imageserver_tftp_sent_bytes_total", "counter", "Bytes sent in TFTP transfers."),
+        ("imageserver_tftp_transfers_started_total", "counter", "TFTP transfers started."),
+        ("imageserver_tftp_transfers_finished_total", "counter",
+         "TFTP transfers finished, by outcome (completed, aborted by the client, failed)."),
+        ("imageserver_http_requests_total", "counter", "HTTP requests."),
+        ("imageserver_http_responses_total", "counter", "HTTP responses by status class."),
+        ("imageserver_http_sent_bytes_total", "counter", "HTTP response body bytes sent (Content-Length)."),
+        ("imageserver_http_file_transfers_total", "counter", "Boot files served over HTTP."),
+        ("imageserver_boot_scripts_total", "counter", "iPXE boot scripts served, by decision."),
+        ("imageserver_rsyncd_restarts_total", "counter", "Restarts of the supervised rsync daemon."),
+        ("imageserver_rsyncd_sent_bytes_total", "counter", "Bytes rsync sent to installers (from its log)."),
+        ("imageserver_service_events_total", "counter", "Every other service counter, by service and event."),
+        ("imageserver_installs_total", "counter", "Finished installs by outcome (done, failed)."),
+        ("imageserver_install_duration_seconds", "histogram",
+         "Successful installs: seconds from the installer's first report to done."),
+        ("imageserver_hosts", "gauge", "Hosts by state."),
+        ("imageserver_store_rows", "gauge", "Rows in the state database, by table."),
+    ]
+    return {name: Family(name, kind, text) for name, kind, text in spec}
+
+
+def _service_counters(fams: dict[str, Family], name: str, counters: Mapping[str, Any]) -> None:
+    """Map one service's counters onto metric names; whatever has no name of its own goes to events."""
+    for key, value in sorted(counters.items()):
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if name == "dhcp" and key.startswith("in_"):
+            fams["imageserver_dhcp_received_total"].add(value, {"type": key[3:]})
+        elif name == "dhcp" and key.startswith("out_"):
+            fams["imageserver_dhcp_sent_total"].add(value, {"type": key[4:]})
+        elif name == "dhcp" and key in _DHCP_PROBLEMS:
+            fams["imageserver_dhcp_problems_total"].add(value, {"outcome": key})
+        elif name == "tftp" and key == "bytes_sent":
+            fams["imageserver_tftp_sent_bytes_total"].add(value)
+        elif name == "tftp" and key == "transfers_started":
+            fams["imageserver_tftp_transfers_started_total"].add(value)
+        elif name == "tftp" and key in ("transfers_completed", "transfers_aborted", "transfers_failed"):
+            fams["imageserver_tftp_transfers_finished_total"].add(value, {"outcome": key.removeprefix("transfers_")})
+        elif name == "http" and key == "requests":
+            fams["imageserver_http_requests_total"].add(value)
+        elif name == "http" and (m := _RESPONSES.match(key)):
+            fams["imageserver_http_responses_total"].add(value, {"code": m.group(1)})
+        elif name == "http" and key == "bytes_out":
+            fams["imageserver_http_sent_bytes_total"].add(value)
+        elif name == "http" and key == "files":
+            fams["imageserver_http_file_transfers_total"].add(value)
+        elif name == "http" and key.startswith("boot_") and key != "boot_scripts":
+            fams["imageserver_boot_scripts_total"].add(value, {"decision": key.removeprefix("boot_")})
+        elif name == "rsyncd" and key == "restarts":
+            fams["imageserver_rsyncd_restarts_total"].add(value)
+        elif name == "rsyncd" and key == "bytes_sent":
+            fams["imageserver_rsyncd_sent_bytes_total"].add(value)
+        elif not (name == "http" and key == "boot_scripts"):  # boot_scripts is the sum of the decisions
+            fams["imageserver_service_events_total"].add(value, {"service": name, "event": key})
+
+
+def install_durations(events: Iterable[tuple[str, float, str]]) -> list[float]:
+    """(host, time, stage) rows in id order per host -> seconds of each successful install.
+
+    An attempt starts at its first report after a reinstall or the previous attempt's end (the
+    "reinstall" event itself is the operator's request, not the machine's start) and ends at done.
+    """
+    out: list[float] = []
+    start: dict[str, float | None] = {}
+    for host, time, stage in events:
+        if stage == "reinstall":
+            start[host] = None
+        elif stage in ("done", "failed"):
+            begun = start.get(host)
+            if stage == "done" and begun is not None:
+                out.append(max(0.0, time - begun))
+            start[host] = None
+        elif start.get(host) is None:
+            start[host] = time
+    return out
+
+
+def collect(status: Mapping[str, Any], *, install_events: Iterable[tuple[str, float, str]],
+            host_states: Mapping[str, int], pools: Iterable[PoolUsage]) -> list[Family]:
+    fams = _families()
+    fams["imageserver_info"].add(1, {"version": str(status.get("version", "unknown"))})
+    fams["imageserver_uptime_seconds"].add(float(status.get("uptime") or 0.0))
+    for name, svc in sorted((status.get("services") or {}).items()):
+        if not isinstance(svc, Mapping):
+            continue
+        fams["imageserver_service_up"].add(1 if svc.get("state") == "running" else 0, {"service": name})
+        _service_counters(fams, name, svc.get("counters") or {})
+    for table, count in sorted((status.get("counts") or {}).items()):
+        fams["imageserver_store_rows"].add(count, {"table": table})
+    events = list(install_events)
+    for outcome in ("done", "failed"):
+        fams["imageserver_installs_total"].add(sum(1 for e in events if e[2] == outcome), {"outcome": outcome})
+    fams["imageserver_install_duration_seconds"].histogram(install_durations(events), DURATION_BUCKETS)
+    for state in sorted({*HOST_STATES, *host_states}):
+        fams["imageserver_hosts"].add(host_states.get(state, 0), {"state": state})
+    for pool in pools:
+        fams["imageserver_dhcp_pool_size"].add(pool.size, {"subnet": pool.subnet})
+        fams["imageserver_dhcp_pool_active_leases"].add(pool.active, {"subnet": pool.subnet})
+        fams["imageserver_dhcp_reservations"].add(pool.reserved, {"subnet": pool.subnet})
+    return list(fams.values())
+
+
+def pool_usage(ctx: ApiContext, now: float) -> list[PoolUsage]:
+    """Per configured pool (ctx.models["pools"]: PoolSpec-like): size, active leases in it, reservations."""
+    pools = ctx.models.get("pools") or ()
+    book = ctx.models.get("leases")
+    if book is not None:
+        active = [int(lease.ip) for lease in book.leases(now)]
+        reserved = [int(r.ip) for r in book.reservations()]
+    else:
+        active = [int(r[0]) for r in ctx.store.read("SELECT ip FROM leases WHERE expires > ?", (now,))]
+        reserved = [int(r[0]) for r in ctx.store.read("SELECT ip FROM reservations")]
+    out = []
+    for p in pools:
+        first, last = int(p.pool_first), int(p.pool_last)
+        net = p.network
+        out.append(PoolUsage(subnet=str(net), size=last - first + 1,
+                             active=sum(1 for n in active if first <= n <= last),
+                             reserved=sum(1 for n in reserved if IPv4Address(n) in net)))
+    return out
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    async def metrics(request: web.Request) -> web.Response:
+        now = ctx.clock()
+        events = [(r[0], float(r[1]), r[2]) for r in ctx.store.read(
+            "SELECT host, time, stage FROM install_events ORDER BY host, id")]
+        states = {r[0]: int(r[1]) for r in ctx.store.read("SELECT state, count(*) FROM hosts GROUP BY state")}
+        text = render(collect(ctx.status(), install_events=events, host_states=states, pools=pool_usage(ctx, now)))
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+    async def pools(request: web.Request) -> web.Response:
+        usage = pool_usage(ctx, ctx.clock())
+        return web.json_response({"pools": [{"subnet": p.subnet, "size": p.size, "active": p.active,
+                                             "reserved": p.reserved} for p in usage]},
+                                 headers={"Cache-Control": "no-store"})
+
+    return [web.get("/metrics", metrics), web.get("/api/v1/pools", pools)]

@@ -1,0 +1,40 @@
+"""The dashboard: GET / is a read-only page that polls the JSON API (no libraries, no build step, no CDN).
+
+  GET /                       services/static/dashboard.html
+  GET /static/{name}          its script and style sheet (a fixed set of names: nothing else is served)
+The page itself holds no data: its script reads /api/v1/status, /pools, /hosts and /machines every 2 s,
+so it shows what the API shows and needs no token (it never writes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from services.api_context import ApiContext
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+ASSETS = {
+    "dashboard.js": "application/javascript",
+    "dashboard.css": "text/css",
+}
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    # Read once: the files ship with the code, and a page load should not touch the disk.
+    page = (STATIC_DIR / "dashboard.html").read_bytes()
+    assets = {name: (STATIC_DIR / name).read_bytes() for name in ASSETS}
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers=headers)
+
+    async def asset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in assets:
+            raise web.HTTPNotFound(text="not found\n")
+        return web.Response(body=assets[name], content_type=ASSETS[name], charset="utf-8", headers=headers)
+
+    return [web.get("/", index), web.get("/static/{name}", asset)]
