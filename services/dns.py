@@ -403,12 +403,15 @@ class DnsServer:
                 # A forwarded answer may overtake the ones behind it (RFC 7766 allows out-of-order replies).
                 if self.handle(data, "tcp", conn.send, conn.send_later):
                     conn.deferred()
-                await writer.drain()
+                # A client that sends but never reads must not hold a connection slot forever.
+                await asyncio.wait_for(writer.drain(), self.tcp_idle)
             # The client is done sending; it still gets the answers that are on their way.
             if conn.outstanding:
                 await asyncio.wait_for(conn.settled.wait(), self.forward_timeout * (len(self.upstreams) + 1))
-                await writer.drain()
-        except (ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.drain(), self.tcp_idle)
+        except TimeoutError:
+            self.counters["tcp_stalled_closed"] += 1  # the client stopped reading its answers
+        except ConnectionError:
             pass
         finally:
             self._tcp_writers.discard(writer)

@@ -252,6 +252,23 @@ async def test_tcp_idle_connections_are_closed(started: Started) -> None:
     assert srv.counters["tcp_idle_closed"] == 1
 
 
+async def test_a_tcp_client_that_never_reads_is_disconnected(started: Started) -> None:
+    z = round_robin_zone()
+    srv = await started(lambda: z, tcp_idle=0.3)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a few answers
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", srv.port))
+    _reader, writer = await asyncio.open_connection(sock=sock)  # it stops reading at its 128 kB limit
+    query = DNSRecord.question(f"rr.{DOMAIN}").pack()
+    writer.write((struct.pack("!H", len(query)) + query) * 3000)  # about 5 MB of answers asked for, none read
+    deadline = asyncio.get_running_loop().time() + 5
+    while srv.counters["tcp_stalled_closed"] == 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert srv.counters["tcp_stalled_closed"] == 1 and srv.status()["tcp_connections_open"] == 0
+    writer.close()
+
+
 # --- names that are not ours ------------------------------------------------------------------------
 
 async def test_outside_name_is_refused_without_upstream(store: Store, started: Started) -> None:
