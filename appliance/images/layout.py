@@ -342,7 +342,9 @@ def sfdisk_script(disk: Disk, grow_last: bool = True) -> str:
         raise LayoutError(f"disk {disk.name}: partition table type {disk.label!r} is not gpt or dos")
     lines = [f"label: {disk.label}", "unit: sectors", ""]
     parts = sorted(disk.partitions, key=lambda p: p.number)
-    last = max(parts, key=lambda p: p.start + p.size) if parts else None
+    # The last data partition grows (for MBR a logical one takes its extended container along).
+    data = [p for p in parts if not (disk.label == "dos" and p.type in EXTENDED_TYPES)]
+    last = max(data, key=lambda p: p.start + p.size) if data else None
     last_is_logical = last is not None and disk.label == "dos" and last.number > 4
     for p in parts:
         fields = [f"start={p.start}"]
