@@ -46,8 +46,8 @@ def load_leases(rt: Runtime) -> LeaseModel:
                            now=rt.clock(), **_model_options(rt.config))  # type: ignore[arg-type]
 
 
-def load_machines(rt: Runtime) -> MachineLog:
-    return MachineLog.load(rt.store.reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH)
+def load_machines(rt: Runtime, cls: type[MachineLog] = MachineLog) -> MachineLog:
+    return cls.load(rt.store.reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH)
 
 
 def offline_lease_model(cfg: Config, conn: sqlite3.Connection, now: float) -> LeaseModel:

@@ -9,32 +9,38 @@ from __future__ import annotations
 from appliance.bootfiles import BootFiles
 from appliance.config import Config
 from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
+from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.runtime import Runtime
-from services import api_hosts, api_install, api_leases, api_machines, api_status
+from services import api_hostadmin, api_hosts, api_install, api_leases, api_machines, api_metrics, api_status, dashboard
 from services.api_context import ApiContext
+from services.api_hostadmin import HostSettings
 from services.api_install import InstallSettings, SubnetInfo
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
+from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
 from services.dns import DnsServer
 from services.http import HttpServer, RouteFactory
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.boot import BootPolicy
+from state.discovery import unknown_boot
 from state.images import list_versions
-from state.leases import LeaseModel
+from state.leases import LeaseModel, PoolSpec
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 
 
 def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
-    return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes]
+    return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
+            api_hostadmin.routes, api_metrics.routes, dashboard.routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
     return BootSettings(
-        policy=BootPolicy(unknown=cfg.boot.unknown, poll_seconds=cfg.boot.poll_seconds),
+        policy=BootPolicy(unknown=unknown_boot(cfg.discovery.policy, cfg.boot.unknown),
+                          poll_seconds=cfg.boot.poll_seconds),
         kernel_cmdline=cfg.boot.kernel_cmdline,
         http_port=cfg.http.port,
         address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
@@ -63,6 +69,23 @@ def install_settings(cfg: Config) -> InstallSettings:
         subnets=tuple(SubnetInfo(s.subnet, s.router, s.dns, s.domain) for s in cfg.dhcp.subnets))
 
 
+def host_settings(cfg: Config) -> HostSettings:
+    """What host changes over the API check against: the pools, auto_static, our address, the domain."""
+    return HostSettings(pools=dhcp_subnets(cfg), auto_static=cfg.dhcp.auto_static,
+                        own_addresses=(cfg.appliance.address,) if cfg.appliance.address is not None else (),
+                        domain=cfg.appliance.domain)
+
+
+def discovery_settings(cfg: Config) -> DiscoverySettings:
+    return DiscoverySettings(policy=cfg.discovery.policy, rules=cfg.discovery.rules,
+                             auto_static=cfg.dhcp.auto_static)
+
+
+def pool_specs(cfg: Config) -> tuple[PoolSpec, ...]:
+    """The configured DHCP pools, for pool usage in /metrics and /api/v1/pools."""
+    return tuple(PoolSpec(s.subnet, s.pool_first, s.pool_last, s.lease_time) for s in cfg.dhcp.subnets)
+
+
 def build_services(rt: Runtime) -> list[Service]:
     cfg = rt.config
     boot_root = cfg.state_dir / BOOT_DIR
@@ -71,14 +94,20 @@ def build_services(rt: Runtime) -> list[Service]:
     services.append(BootFiles(cfg.boot, boot_root, require_loader=cfg.tftp.enabled))
     machines = rt.models.get("machines")
     if machines is None:
-        machines = rt.models["machines"] = load_machines(rt)
+        machines = rt.models["machines"] = load_machines(rt, DiscoveringMachineLog)
     # The lease book exists even with DHCP off: reservations can be managed before it is switched on.
     leases = rt.models.get("leases")
     if leases is None:
         leases = rt.models["leases"] = load_leases(rt)
+    rt.models["hostbook"] = host_settings(cfg)
+    # Every sighting (DHCP or boot path) passes discovery: policy auto makes unknown machines hosts.
+    discovery = rt.models["discovery"] = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
+    if isinstance(machines, DiscoveringMachineLog):
+        machines.on_seen = discovery.seen
     responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
     rt.models["boot"] = responder
     rt.models["install"] = install_settings(cfg)
+    rt.models["pools"] = pool_specs(cfg)
     api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:
@@ -96,7 +125,9 @@ def build_services(rt: Runtime) -> list[Service]:
         services.append(build_dns(rt))
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.
-        services.append(build_dhcp(rt, leases, machines))
+        dhcp = build_dhcp(rt, leases, machines)
+        dhcp.may_boot = discovery.may_boot if cfg.discovery.policy == "ignore" else None
+        services.append(dhcp)
     return services
 
 
@@ -107,6 +138,11 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     """
     cfg = rt.config
     rt.models["install"] = install_settings(cfg)
+    rt.models["pools"] = pool_specs(cfg)
+    rt.models["hostbook"] = host_settings(cfg)
+    discovery = rt.models.get("discovery")
+    if isinstance(discovery, Discovery):
+        discovery.settings = discovery_settings(cfg)
     responder = rt.models.get("boot")
     if isinstance(responder, BootResponder):
         responder.settings = boot_settings(cfg)
@@ -117,6 +153,8 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
             service.set_hosts_allow(rsyncd_hosts_allow(cfg))
         if isinstance(service, DnsServer):
             reconfigure_dns(rt, service)
+        if isinstance(service, DhcpServer) and isinstance(discovery, Discovery):
+            service.may_boot = discovery.may_boot if cfg.discovery.policy == "ignore" else None
     leases = rt.models.get("leases")
     if isinstance(leases, LeaseModel):
         reconfigure_dhcp(rt, leases, next((s for s in services if isinstance(s, DhcpServer)), None))

@@ -63,7 +63,8 @@ class DhcpServer:
     def __init__(self, *, settings: ServerSettings, leases: LeaseModel, flush: Callable[[], Awaitable[None]],
                  machines: MachineLog | None = None, port: int = 67, interface: str | None = None,
                  bind_address: str = "0.0.0.0", conflict_probe: bool = False, probe_timeout: float = 0.3,
-                 clock: Callable[[], float], monotonic: Callable[[], float]) -> None:
+                 clock: Callable[[], float], monotonic: Callable[[], float],
+                 may_boot: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.leases = leases
         self.machines = machines
@@ -71,6 +72,8 @@ class DhcpServer:
         self.interface = interface
         self.bind_address = bind_address
         self._flush = flush
+        # Discovery policy "ignore": whether a reply to this MAC may carry boot options (None: always).
+        self.may_boot = may_boot
         self._clock = clock
         self._monotonic = monotonic
         self._probe_enabled = conflict_probe
@@ -201,7 +204,8 @@ class DhcpServer:
         counters[f"in_{_NAMES.get(kind, 'bootp') if kind is not None else 'bootp'}"] += 1
         now = self._clock()
         try:
-            reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port)
+            reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port,
+                            offer_boot=self.may_boot is None or self.may_boot(request.mac))
         except DhcpError as e:
             counters["malformed"] += 1
             log.debug("event=malformed mac=%s error=%r", request.mac, str(e))
@@ -237,7 +241,8 @@ class DhcpServer:
             now = self._clock()
             self.leases.quarantine(ip, now)
             try:
-                again = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port)
+                again = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port,
+                                offer_boot=self.may_boot is None or self.may_boot(request.mac))
             except DhcpError:
                 return
             if again is None or again.packet.message_type != MessageType.OFFER:

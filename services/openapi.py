@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
+from services.openapi_ops import OPS_PATHS
 
 _JSON = "application/json"
 
@@ -247,3 +249,10 @@ OPENAPI: dict[str, Any] = {
         **INSTALL_PATHS,
     },
 }
+
+# Host editing shares /api/v1/hosts/{name} with the hosts routes: merged per method, not per path.
+for _path, _methods in HOSTADMIN_PATHS.items():
+    OPENAPI["paths"][_path] = {**OPENAPI["paths"].get(_path, {}), **_methods}
+
+# Operations routes (metrics, pools, dashboard) live in their own modules and paths of their own.
+OPENAPI["paths"].update(OPS_PATHS)

@@ -178,8 +178,12 @@ def respond(
     *,
     local_address: IPv4Address | None = None,
     arrived_port: int = 67,
+    offer_boot: bool = True,
 ) -> Reply | None:
     """The reply to one client message, or None when RFC 2131 (or PXE) says to stay silent.
+
+    offer_boot=False leaves every boot option out (discovery policy "ignore" for a machine that is no
+    host): the client gets an address, never a boot; a ProxyDHCP server, which only gives boots, stays silent.
 
     local_address is our address on the interface the request arrived on (picks the subnet of an
     unrelayed request; defaults to server_id). arrived_port 4011 marks a PXE boot server request.
@@ -189,14 +193,14 @@ def respond(
         return None  # replies are not for us; without a hardware address there is nothing to key a lease on
     mtype = request.message_type
     if settings.mode == "proxy":
-        return _respond_proxy(request, mtype, settings, arrived_port)
+        return _respond_proxy(request, mtype, settings, arrived_port) if offer_boot else None
     if arrived_port == PXE_BOOT_SERVER_PORT:
         return None
     match mtype:
         case MessageType.DISCOVER:
-            return _discover(request, book, settings, now, local_address)
+            return _discover(request, book, settings, now, local_address, offer_boot)
         case MessageType.REQUEST:
-            return _request(request, book, settings, now, local_address)
+            return _request(request, book, settings, now, local_address, offer_boot)
         case MessageType.DECLINE:
             if _for_us(request, settings) and (ip := o.requested_ip(request)) is not None:
                 book.decline(request.mac, ip, now)
@@ -219,7 +223,8 @@ def _for_us(request: DhcpPacket, settings: ServerSettings) -> bool:
 
 
 def _discover(
-    request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None
+    request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None,
+    offer_boot: bool = True,
 ) -> Reply | None:
     subnet = select_subnet(settings, request.giaddr, local)
     if subnet is None:
@@ -232,12 +237,14 @@ def _discover(
         return None  # pool exhausted: stay silent, another server may answer
     reply = _base(request, settings, MessageType.OFFER, yiaddr=ip)
     _add_lease_options(reply, request, subnet, subnet.lease_time, hostname=None)
-    _add_boot(reply, request, settings, proxy=False)
+    if offer_boot:
+        _add_boot(reply, request, settings, proxy=False)
     return _route(request, reply, durable=False)
 
 
 def _request(
-    request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None
+    request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None,
+    offer_boot: bool = True,
 ) -> Reply | None:
     sid = o.server_id(request)
     requested = o.requested_ip(request)
@@ -288,7 +295,8 @@ def _request(
     lease = subnet.lease_time if binding.expires is None else max(1, int(binding.expires - now))
     reply = _base(request, settings, MessageType.ACK, yiaddr=binding.ip, ciaddr=request.ciaddr)
     _add_lease_options(reply, request, subnet, lease, hostname=binding.hostname)
-    _add_boot(reply, request, settings, proxy=False)
+    if offer_boot:
+        _add_boot(reply, request, settings, proxy=False)
     return _route(request, reply, durable=True)
 
 

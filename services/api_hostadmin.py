@@ -1,0 +1,166 @@
+"""Editing hosts over the admin API, live: every change goes through state.hostbook on the live lease
+book, so a host with a MAC and an address has its reservation before the answer is sent.
+
+  PATCH  /api/v1/hosts/{name}           {"mac"?, "ip"?, "image"?, "version"?, "state"?} (null/"" clears)
+  DELETE /api/v1/hosts/{name}           the host goes; so does its reservation
+  GET    /api/v1/hosts/{name}/script    {"script", "override"}: the host's own autoinstall script, else its
+                                        image's <state_dir>/scripts/<image>.master
+  PUT    /api/v1/hosts/{name}/script    {"script": text | null}: set the host's own copy (null: back to the image's)
+  POST   /api/v1/addclients             {"base", "range", "image"?, "version"?, "pad"?, "first_ip"?, "macs"?,
+                                        "dry_run"?} -> {"plan": ...}; 409 lists every clash
+  POST   /api/v1/machines/{mac}/assign  {"host": NAME} or {"next": true}: the machine becomes that host
+  GET    /hosts                         /etc/hosts lines for every host with an address
+
+Errors: 400 malformed input, 404 no such host, 409 refused (the reason names the clash).
+The host settings (pools, auto_static, own address, domain) come from ctx.models["hostbook"].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from aiohttp import web
+
+from services.api_context import ApiContext, json_body, json_error, require_token
+from state.addclients import AddclientsRequest, PlanError
+from state.hostbook import HostBook, addclients
+from state.hosts import Host, HostError, Op, host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.leases import LeaseError, LeaseModel, SubnetLike
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    pools: tuple[SubnetLike, ...] = ()
+    auto_static: str = "on-install"
+    own_addresses: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+
+
+def host_json(host: Host) -> dict[str, Any]:
+    return host.as_dict()
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    def settings() -> HostSettings:
+        s = ctx.models.get("hostbook")
+        return s if isinstance(s, HostSettings) else HostSettings()
+
+    def book() -> HostBook:
+        leases = ctx.models.get("leases")
+        if not isinstance(leases, LeaseModel):
+            raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
+                                             content_type="application/json")
+        s = settings()
+        return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static)
+
+    async def write(ops: list[Op]) -> None:
+        # One batch: every row of the change commits together, then leases written alongside are durable too.
+        futures = [ctx.store.journal.submit(op) for op in ops]
+        await asyncio.gather(*futures)
+        await ctx.store.journal.flush()
+
+    async def patch_host(request: web.Request) -> web.Response:
+        require_token(request, ctx)
+        body = await json_body(request)
+        name = request.match_info["name"]
+        try:
+            host, op = book().update(name, body, ctx.clock())
+        except HostError as e:
+            return json_error(404 if str(e).startswith("no host named") else 409, str(e))
+        except ValueError as e:
+            return json_error(400, str(e))
+        try:
+            await write([op])
+        except sqlite3.IntegrityError as e:
+            return json_error(409, f"host {name}: {e}")
+        return web.json_response({"host": _fresh(name, host)})
+
+    def _fresh(name: str, fallback: Host) -> dict[str, Any]:
+        return host_json(host_by_name(ctx.store.reader, name) or fallback)
+
+    async def delete_host(request: web.Request) -> web.Response:
+        require_token(request, ctx)
+        name = request.match_info["name"]
+        try:
+            host, op = book().remove(name)
+        except HostError as e:
+            return json_error(404, str(e))
+        await write([op])
+        return web.json_response({"host": host_json(host)})
+
+    async def get_script(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        host = host_by_name(ctx.store.reader, name)
+        if host is None:
+            return json_error(404, f"no host named {name!r}")
+        own = host_script(ctx.store.reader, name)
+        if own and "\n" in own:
+            return web.json_response({"script": own, "override": True})
+        master = ctx.store.state_dir / "scripts" / (own or f"{host.image}.master")
+        text = master.read_text(errors="replace") if host.image and master.is_file() else None
+        return web.json_response({"script": text, "override": bool(own), "source": str(master)})
+
+    async def put_script(request: web.Request) -> web.Response:
+        require_token(request, ctx)
+        name = request.match_info["name"]
+        body = await json_body(request)
+        script = body.get("script")
+        if script is not None and (not isinstance(script, str) or "\n" not in script.strip("\n") + "\n"):
+            return json_error(400, '"script" must be the script text or null')
+        if host_by_name(ctx.store.reader, name) is None:
+            return json_error(404, f"no host named {name!r}")
+        await write([update_host_op(name, {"script": script or None}, ctx.clock())])
+        return web.json_response({"host": name, "override": bool(script)})
+
+    async def post_addclients(request: web.Request) -> web.Response:
+        require_token(request, ctx)
+        body = await json_body(request)
+        dry_run = bool(body.pop("dry_run", False))
+        try:
+            req = AddclientsRequest.from_dict(body)
+            plan, ops = addclients(book(), req, ctx.clock(), dry_run=dry_run, own=settings().own_addresses)
+        except PlanError as e:
+            return web.json_response({"error": str(e), "problems": e.problems}, status=409)
+        except (HostError, LeaseError) as e:
+            return json_error(409, str(e))
+        try:
+            await write(ops)
+        except sqlite3.IntegrityError as e:
+            return json_error(409, f"addclients: {e}")
+        return web.json_response({"plan": plan.as_dict(), "dry_run": dry_run})
+
+    async def assign(request: web.Request) -> web.Response:
+        require_token(request, ctx)
+        body = await json_body(request)
+        name = body.get("host")
+        if (name is None) == (not body.get("next")):
+            return json_error(400, 'give either {"host": NAME} or {"next": true}')
+        try:
+            host, op = book().assign(request.match_info["mac"], name, ctx.clock())
+        except HostError as e:
+            return json_error(404 if str(e).startswith("no host named") else 409, str(e))
+        except ValueError as e:
+            return json_error(400, str(e))
+        try:
+            await write([op])
+        except sqlite3.IntegrityError as e:
+            return json_error(409, f"assign: {e}")
+        return web.json_response({"host": _fresh(host.name, host)})
+
+    async def etc_hosts(request: web.Request) -> web.Response:
+        text = hosts_file(list_hosts(ctx.store.reader), settings().domain)
+        return web.Response(text=text, content_type="text/plain", headers={"Cache-Control": "no-store"})
+
+    return [
+        web.patch("/api/v1/hosts/{name}", patch_host),
+        web.delete("/api/v1/hosts/{name}", delete_host),
+        web.get("/api/v1/hosts/{name}/script", get_script),
+        web.put("/api/v1/hosts/{name}/script", put_script),
+        web.post("/api/v1/addclients", post_addclients),
+        web.post("/api/v1/machines/{mac}/assign", assign),
+        web.get("/hosts", etc_hosts),
+    ]

@@ -1,0 +1,116 @@
+"""Discovery in the daemon: sightings of unknown machines become hosts (policy auto), and DHCP is told
+whether a machine may be given a boot (policy ignore). The decisions are state.discovery's; this is
+the glue to the live machine log, the store and the journal.
+
+Every sighting (a DHCP packet, a boot script or pxelinux config request) passes `MachineLog.seen`;
+`DiscoveringMachineLog` hands each one on to `Discovery.seen`, so DHCP and the boot path need no
+hook of their own. A machine already settled (a host, or made one) is skipped without a query; one
+that matched no rule is looked at again when it says more about itself (an arch, a vendor class).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from state.discovery import DiscoveryRule, decide_unknown, dhcp_offers_boot
+from state.hostbook import HostBook
+from state.hosts import host_by_mac, host_by_name
+from state.leases import LeaseModel
+from state.sightings import Machine, MachineLog
+from state.store import Store
+
+log = logging.getLogger("imageserver.discovery")
+
+_SETTLED_LIMIT = 65536  # remembered settled MACs; beyond that the set starts over (a query each, no harm)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverySettings:
+    policy: str = "hold"
+    rules: tuple[DiscoveryRule, ...] = ()
+    auto_static: str = "on-install"
+
+
+@dataclass(slots=True)
+class Discovery:
+    store: Store
+    leases: LeaseModel
+    settings: DiscoverySettings
+    clock: Callable[[], float]
+    _settled: set[str] = field(default_factory=set)
+    _pending_names: dict[str, str] = field(default_factory=dict)  # name -> MAC, until its row commits
+    created: int = 0
+
+    def may_boot(self, mac: str) -> bool:
+        """For the DHCP server: does a reply to `mac` carry boot options? (one indexed read under ignore)"""
+        if self.settings.policy != "ignore":
+            return True
+        return dhcp_offers_boot(self.settings.policy, host_by_mac(self.store.reader, mac) is not None)
+
+    def seen(self, machine: Machine, now: float) -> None:
+        if self.settings.policy != "auto" or machine.mac in self._settled:
+            return
+        reader = self.store.reader
+        is_host = machine.mac in self._pending_names.values() or host_by_mac(reader, machine.mac) is not None
+
+        def taken(name: str) -> bool:
+            return name in self._pending_names or host_by_name(reader, name) is not None
+
+        decision = decide_unknown(self.settings.policy, self.settings.rules, mac=machine.mac, arch=machine.arch,
+                                  vendor_class=machine.vendor_class, is_host=is_host, taken=taken)
+        if decision.kind == "known":
+            self._settle(machine.mac)
+            return
+        if decision.kind != "create" or decision.name is None or decision.rule is None:
+            return
+        book = HostBook(reader, self.leases, auto_static=self.settings.auto_static)
+        try:
+            host, op = book.create(decision.name, now=now, mac=machine.mac, image=decision.rule.image,
+                                   version=decision.rule.version, source="discovery")
+        except ValueError as e:
+            log.warning("event=discovery-failed mac=%s name=%s error=%r", machine.mac, decision.name, str(e))
+            self._settle(machine.mac)
+            return
+        self._pending_names[host.name] = machine.mac
+        self._settle(machine.mac)
+        self.created += 1
+        log.info("event=host-discovered mac=%s host=%s image=%s arch=%s vendor_class=%r", machine.mac, host.name,
+                 host.image, machine.arch, machine.vendor_class)
+        fut = self.store.journal.submit(op)
+        fut.add_done_callback(lambda f, name=host.name: self._written(name, f))
+
+    def _written(self, name: str, fut: Any) -> None:
+        mac = self._pending_names.pop(name, None)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("event=discovery-write-failed host=%s error=%r", name, str(fut.exception()))
+            if mac is not None:
+                self._settled.discard(mac)  # try again at its next sighting
+
+    def _settle(self, mac: str) -> None:
+        if len(self._settled) >= _SETTLED_LIMIT:
+            self._settled.clear()
+        self._settled.add(mac)
+
+    def forget(self, mac: str) -> None:
+        """A host went away (or lost its MAC): its machine may be discovered again."""
+        self._settled.discard(mac)
+
+
+class DiscoveringMachineLog(MachineLog):
+    """The machine log, passing every sighting on to discovery."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_seen: Callable[[Machine, float], None] | None = None
+
+    def seen(self, mac: str, now: float, **details: Any) -> Machine:
+        machine = super().seen(mac, now, **details)
+        if self.on_seen is not None:
+            try:
+                self.on_seen(machine, now)
+            except Exception:  # discovery must never stop a DHCP reply or a boot script
+                log.exception("event=discovery-error mac=%s", mac)
+        return machine
