@@ -279,10 +279,14 @@ class DhcpServer:
             self._sender = asyncio.get_running_loop().create_task(self._send_when_durable())
 
     async def _send_when_durable(self) -> None:
+        counters = self._status.counters
         while self._pending:
             batch, self._pending = self._pending, []
+            started = self._monotonic()
             try:
                 await self._flush()
+                counters["ack_batches"] += 1  # ACKs per fsync = out_ack / ack_batches
+                counters["ack_wait_ms"] += round((self._monotonic() - started) * 1000)
             except Exception as e:
                 # Not durable, so not promised: the clients retry and get a fresh chance.
                 self._status.counters["acks_dropped_commit_failed"] += len(batch)

@@ -41,6 +41,7 @@ class Journal:
         # The connection lives on the writer thread only (created there lazily).
         self._conn: sqlite3.Connection | None = None
         self._batch = _Batch()
+        self._inflight: _Batch | None = None  # the batch being committed now
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0
         self.ops_committed = 0
@@ -64,9 +65,11 @@ class Journal:
         """Wait until everything queued so far is committed (raises if that commit failed)."""
         batch = self._batch
         if not batch.ops:
-            # Nothing queued since the last batch started; wait for an in-flight one, if any.
-            if self._flusher is not None and not self._flusher.done():
-                await asyncio.shield(self._flusher)
+            # Nothing queued since the last batch started; wait for the in-flight one, if any — not for
+            # the flusher task, which keeps committing later batches as long as writes keep coming.
+            inflight = self._inflight
+            if inflight is not None and inflight.done is not None and not inflight.done.done():
+                await asyncio.shield(inflight.done)
             return
         loop = asyncio.get_running_loop()
         if batch.done is None:
@@ -84,6 +87,9 @@ class Journal:
         await asyncio.sleep(0)
         while self._batch.ops:
             batch, self._batch = self._batch, _Batch()
+            if batch.done is None:
+                batch.done = loop.create_future()
+            self._inflight = batch
             try:
                 results = await loop.run_in_executor(self._executor, self._commit, [op for op, _ in batch.ops])
             except Exception as e:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds

@@ -45,10 +45,11 @@ from ipaddress import IPv4Address, IPv4Network
 from itertools import pairwise
 from typing import Any, Protocol
 
+from state.writeback import RowKind, WriteBack
+
 log = logging.getLogger("imageserver.leases")
 
 Op = Callable[[sqlite3.Connection], Any]
-Writer = Callable[[Op], Any]
 
 
 class LeaseError(ValueError):
@@ -164,9 +165,10 @@ def client_hostname(raw: str | None) -> str | None:
 class LeaseModel:
     """The LeaseBook of the DHCP reply logic, plus reservation management and makedhcpstatic."""
 
-    def __init__(self, subnets: Iterable[SubnetLike], writer: Writer, *, offer_hold: float = 30.0,
+    def __init__(self, subnets: Iterable[SubnetLike], writer: WriteBack, *, offer_hold: float = 30.0,
                  decline_probation: float = 600.0, excluded: Iterable[IPv4Address] = ()) -> None:
-        self._write = writer
+        self._wb = writer
+        self._write = writer  # ordered single operations
         self.offer_hold = offer_hold
         self.decline_probation = decline_probation
         self._excluded = {int(ip) for ip in excluded}
@@ -187,7 +189,7 @@ class LeaseModel:
     # ---------------------------------------------------------------- loading
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, subnets: Iterable[SubnetLike], writer: Writer, *,
+    def load(cls, conn: sqlite3.Connection, subnets: Iterable[SubnetLike], writer: WriteBack, *,
              now: float, offer_hold: float = 30.0, decline_probation: float = 600.0,
              excluded: Iterable[IPv4Address] = ()) -> LeaseModel:
         """Build the model from the database (leases, reservations, quarantine still in force)."""
@@ -212,7 +214,7 @@ class LeaseModel:
     def offline(cls, conn: sqlite3.Connection, subnets: Iterable[SubnetLike], *, now: float,
                 **kwargs: Any) -> LeaseModel:
         """A model whose writes go straight to `conn` (wrap changes in `offline_transaction(conn)`)."""
-        return cls.load(conn, subnets, lambda op: op(conn), now=now, **kwargs)
+        return cls.load(conn, subnets, WriteBack(conn=conn), now=now, **kwargs)
 
     def set_subnets(self, subnets: Iterable[SubnetLike]) -> None:
         """(Re)build the pools, e.g. after SIGHUP; leases, reservations and holds are kept."""
@@ -295,7 +297,7 @@ class LeaseModel:
         heapq.heappush(pool.expired, (lease.expires, n, mac))
         if len(pool.expired) > 2 * len(self._by_ip) + 1024:
             self._compact(pool)  # renewals leave stale entries behind; keep the heap proportional
-        self._write(_upsert_lease(lease))
+        self._wb.row(LEASE_ROWS, _lease_row(lease))
         return lease
 
     def release(self, mac: str, ip: IPv4Address, now: float) -> None:
@@ -594,17 +596,26 @@ class LeaseModel:
 # ---------------------------------------------------------------- write-through operations
 
 
-def _upsert_lease(lease: Lease) -> Op:
-    row = (lease.mac, int(lease.ip), lease.subnet, lease.starts, lease.expires, lease.client_id, lease.hostname)
+def _lease_row(lease: Lease) -> tuple[Any, ...]:
+    return (lease.mac, int(lease.ip), lease.subnet, lease.starts, lease.expires, lease.client_id, lease.hostname)
 
-    def op(conn: sqlite3.Connection) -> None:
-        # Another MAC's (expired) row for this address is taken over, so the UNIQUE(ip) holds.
-        conn.execute("DELETE FROM leases WHERE ip = ? AND mac <> ?", (row[1], row[0]))
-        conn.execute("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
-                     "VALUES (?,?,?,?,?,?,?) ON CONFLICT(mac) DO UPDATE SET ip=excluded.ip, "
-                     "subnet=excluded.subnet, starts=excluded.starts, expires=excluded.expires, "
-                     "client_id=excluded.client_id, hostname=excluded.hostname", row)
-    return op
+
+def _write_leases(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    # Another MAC's (expired) row for an address being bound is taken over, so UNIQUE(ip) holds.
+    # Deleting those first for the whole run equals doing it row by row: within one run an address
+    # cannot pass from one bound MAC to another (the first binding is active); if it did, the INSERT
+    # would hit UNIQUE(ip) and the write-back redoes the run row by row.
+    pairs = ",".join("(?,?)" for _ in rows)
+    conn.execute(f"DELETE FROM leases WHERE rowid IN (SELECT l.rowid FROM leases AS l JOIN (VALUES {pairs}) AS v "
+                 "ON l.ip = v.column1 AND l.mac <> v.column2)", [x for r in rows for x in (r[1], r[0])])
+    values = ",".join("(?,?,?,?,?,?,?)" for _ in rows)
+    conn.execute(f"INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) VALUES {values} "
+                 "ON CONFLICT(mac) DO UPDATE SET ip=excluded.ip, subnet=excluded.subnet, starts=excluded.starts, "
+                 "expires=excluded.expires, client_id=excluded.client_id, hostname=excluded.hostname",
+                 [x for r in rows for x in r])
+
+
+LEASE_ROWS = RowKind("leases", _write_leases)
 
 
 def _end_lease(mac: str, now: float) -> Op:
@@ -651,19 +662,9 @@ def _lease_to_reservation(res: Reservation) -> Op:
 # ---------------------------------------------------------------- wiring helpers
 
 
-def journal_writer(submit: Callable[[Op], Any]) -> Writer:
-    """Wrap `journal.submit` so a failed write is logged (nobody awaits most write futures)."""
-
-    def on_done(fut: Any) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("event=lease-write-failed error=%r", str(fut.exception()))
-
-    def write(op: Op) -> Any:
-        fut = submit(op)
-        fut.add_done_callback(on_done)
-        return fut
-
-    return write
+def journal_writer(submit: Callable[[Op], Any]) -> WriteBack:
+    """The daemon's writer for the models: `journal.submit`, one operation per commit (see writeback)."""
+    return WriteBack(submit)
 
 
 @contextmanager

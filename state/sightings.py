@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from state.writeback import RowKind, WriteBack
+
 Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
 
@@ -95,8 +97,21 @@ class MachineLog:
     def _put(self, m: Machine) -> None:
         self.writes += 1
         row = tuple(getattr(m, f.name) for f in fields(Machine))
-        cols = ", ".join(f.name for f in fields(Machine))
-        updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *_DETAILS))
-        sql = (f"INSERT INTO machines({cols}) VALUES ({', '.join('?' * len(row))}) "
-               f"ON CONFLICT(mac) DO UPDATE SET {updates}")
-        self._write(lambda conn: conn.execute(sql, row))
+        if isinstance(self._write, WriteBack):
+            self._write.row(MACHINE_ROWS, row)  # bulk, with the other writes of this commit
+        else:
+            self._write(lambda conn: _write_machines(conn, [row]))
+
+
+_COLUMNS = tuple(f.name for f in fields(Machine))
+
+
+def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
+    updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *_DETAILS))
+    conn.execute(f"INSERT INTO machines({', '.join(_COLUMNS)}) VALUES {','.join([one] * len(rows))} "
+                 f"ON CONFLICT(mac) DO UPDATE SET {updates}", [x for r in rows for x in r])
+
+
+# Sightings touch only their own rows of their own table, so they may be written before other changes.
+MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True)

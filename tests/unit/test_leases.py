@@ -318,7 +318,7 @@ async def test_state_written_through_the_journal_survives_a_restart(tmp_path: Pa
     assert journal.commits == 1  # every write of this loop turn shared one commit
     await journal.close()
 
-    again = LeaseModel.load(conn, [POOL], lambda op: op(conn), now=T0 + 60)
+    again = LeaseModel.offline(conn, [POOL], now=T0 + 60)
     assert again.current(mac(1)).ip == a
     assert again.offer(mac(1), POOL, None, T0 + 60) == a
     assert again.commit(mac(1), a, POOL, T0 + 60, None, None).expires == T0 + 660
