@@ -112,7 +112,7 @@ def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str
     try:
         res = book.installed(host.name, now)
     except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
-        log.warning("event=reservation-failed host=%s mac=%s error=%r", host.name, host.mac, str(e))
+        log.warning("event=reservation-failed hostname=%s mac=%s error=%r", host.name, host.mac, str(e))
         return f"not reserved: {e}"
     return f"reserved {res.ip} ({res.source})" if res is not None else "no active lease to reserve"
 
@@ -189,7 +189,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         except installs.InstallError as e:
             return json_error(409, str(e))
         await ctx.store.journal.run(installs.begin_op(host.name, mac, now, version))
-        log.info("event=install-script host=%s mac=%s image=%s version=%s", host.name, mac, host.image, version)
+        log.info("event=install-script hostname=%s mac=%s image=%s version=%s", host.name, mac, host.image, version)
         return web.Response(text=text, content_type="text/x-shellscript")
 
     @own_auth
@@ -210,8 +210,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         if stage == "done":
             out["reservation"] = _make_static(ctx, host, now)
             await ctx.store.journal.flush()
-        log.info("event=install-%s host=%s mac=%s state=%s", "report" if stage not in installs.FINAL_STAGES
-                 else stage, host.name, mac, state)
+        log.info("event=install-%s hostname=%s mac=%s stage=%s state=%s",
+                 "report" if stage not in installs.FINAL_STAGES else stage, host.name, mac, stage, state)
         return web.json_response(out)
 
     return [

@@ -106,10 +106,10 @@ class BootResponder:
             if len(self._last_kind) >= _REMEMBERED_KINDS:
                 self._last_kind.clear()
             self._last_kind[d.mac] = d.kind
-            log.info("event=boot-decision mac=%s via=%s kind=%s host=%s reason=%r", d.mac, via, d.kind,
-                     d.hostname or "-", d.reason)
+            log.info("event=boot-decision mac=%s hostname=%s via=%s kind=%s reason=%r", d.mac, d.hostname or "-",
+                     via, d.kind, d.reason)
         else:
-            log.debug("event=boot-decision mac=%s via=%s kind=%s", d.mac, via, d.kind)
+            log.debug("event=boot-decision mac=%s hostname=%s via=%s kind=%s", d.mac, d.hostname or "-", via, d.kind)
 
     def _server(self, address: str, http_port: int | None = None) -> BootServer:
         s = self.settings

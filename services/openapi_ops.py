@@ -1,0 +1,40 @@
+"""OpenAPI paths of the operations routes: /metrics, /api/v1/pools, and the dashboard (merged by openapi.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+OPS_PATHS: dict[str, Any] = {
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (text format 0.0.4): DHCP messages by type and outcome, TFTP/HTTP bytes "
+                       "and transfers, installs by outcome, install durations, hosts by state, pool usage, "
+                       "rsync daemon restarts and every other service counter",
+            "responses": {"200": {"description": "the exposition",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+        },
+    },
+    "/api/v1/pools": {
+        "get": {
+            "summary": "Pool usage per DHCP subnet: pool size, active leases in the pool, reservations",
+            "responses": {"200": {"description": "pools", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"pools": {"type": "array", "items": {
+                    "type": "object", "properties": {
+                        "subnet": {"type": "string"}, "size": {"type": "integer"},
+                        "active": {"type": "integer"}, "reserved": {"type": "integer"}}}}}}}}}},
+        },
+    },
+    "/": {
+        "get": {
+            "summary": "The read-only dashboard (HTML; its script polls /api/v1/status, pools, hosts and machines)",
+            "responses": {"200": {"description": "the page", "content": {"text/html": {}}}},
+        },
+    },
+    "/static/{name}": {
+        "get": {
+            "summary": "The dashboard's script and style sheet (dashboard.js, dashboard.css)",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file"}, "404": {"description": "no such asset"}},
+        },
+    },
+}
