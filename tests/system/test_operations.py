@@ -1,0 +1,192 @@
+"""Operations on a running daemon: /metrics, the dashboard, and JSON logs, with real peers.
+
+The imageserver runs in a server namespace (`serve --log-format json`); busybox udhcpc takes a lease from
+the client namespace, curl fetches a boot file and reports an install with the host's install token, and
+the metrics are scraped with curl and checked line by line by an independent exposition checker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from services.openapi import OPENAPI
+from tests.expocheck import Exposition, parse
+from tests.lab.clients import Udhcpc
+from tests.lab.netns import Lab, LabError, Pair
+from tests.system._daemon import API_PORT, Imageserver, env
+
+pytestmark = pytest.mark.system
+
+BOOT_FILE_SIZE = 256 * 1024
+STATIC = Path(__file__).resolve().parents[2] / "services" / "static"
+
+
+def start_json_daemon(pair: Pair, timeout: float = 20) -> Imageserver:
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet)
+    server.proc = pair.server.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(server.config),
+                                     "--log-format", "json"], env=env())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if '"event": "ready"' in server.log():
+            return server
+        if not server.proc.alive():
+            raise LabError(f"imageserver exited: {server.log()[-3000:]}")
+        time.sleep(0.05)
+    raise LabError(f"imageserver not ready after {timeout} s: {server.log()[-3000:]}")
+
+
+def curl(pair: Pair, *args: str, ns: str = "server") -> str:
+    where = pair.server if ns == "server" else pair.client
+    return where.run(["curl", "-sS", "--fail-with-body", "--max-time", "10", *args]).stdout
+
+
+def scrape(server: Imageserver, pair: Pair) -> Exposition:
+    out = pair.server.run(["curl", "-sS", "--fail", "--max-time", "10", "-w", "\n%{content_type}",
+                           f"http://127.0.0.1:{API_PORT}/metrics"]).stdout
+    body, _, content_type = out.rpartition("\n")
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    return parse(body)
+
+
+def install_token(server: Imageserver, name: str) -> str:
+    with server.db() as conn:
+        row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
+    assert row and row[0]
+    return str(row[0])
+
+
+def wait_for_log(server: Imageserver, pattern: str, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while pattern not in server.log():
+        assert time.monotonic() < deadline, f"{pattern!r} not logged: {server.log()[-2000:]}"
+        time.sleep(0.05)
+
+
+def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab) -> None:
+    pair = lab.server_client_pair()
+    server = start_json_daemon(pair)
+    before = scrape(server, pair)
+    assert before.value("imageserver_service_up", service="dhcp") == 1
+    assert before.value("imageserver_service_up", service="http") == 1
+    subnet = str(pair.subnet)
+    assert before.value("imageserver_dhcp_pool_size", subnet=subnet) == 51  # .100-.150
+    assert before.value("imageserver_dhcp_pool_active_leases", subnet=subnet) == 0
+
+    # DHCP: a real client's DISCOVER/REQUEST.
+    lease = Udhcpc(pair.client, pair.client_if).obtain()
+    # A boot file over HTTP from the client's side, as iPXE fetches one.
+    (server.state_dir / "boot" / "probe.bin").write_bytes(b"\x5a" * BOOT_FILE_SIZE)
+    fetched = pair.client.run(["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}",
+                               f"http://{pair.server_ip}:{API_PORT}/boot/files/probe.bin"]).stdout
+    assert int(fetched) == BOOT_FILE_SIZE
+    # An install reported by "the installer": a host for the client's MAC, two stages, done.
+    mac = pair.client.run(["cat", f"/sys/class/net/{pair.client_if}/address"]).stdout.strip()
+    token = (server.state_dir / "admin.token").read_text().strip()
+    curl(pair, "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+         "-d", json.dumps({"name": "node1", "mac": mac}), f"http://127.0.0.1:{API_PORT}/api/v1/hosts")
+    # A reinstall hands out a fresh install token (what the installer's script would carry).
+    curl(pair, "-X", "POST", "-H", f"Authorization: Bearer {token}",
+         f"http://127.0.0.1:{API_PORT}/api/v1/hosts/node1/reinstall")
+    itoken = install_token(server, "node1")
+    for stage in ("partition", "rsync", "done"):
+        curl(pair, "-H", f"Authorization: Bearer {itoken}", "-H", "Content-Type: application/json",
+             "-d", json.dumps({"stage": stage}), f"http://{pair.server_ip}:{API_PORT}/install/{mac}/events",
+             ns="client")
+
+    # iPXE asks what to boot: an installed host boots its own disk.
+    script = curl(pair, f"http://{pair.server_ip}:{API_PORT}/boot/{mac}.ipxe", ns="client")
+    assert script.startswith("#!ipxe")
+
+    after = scrape(server, pair)
+    # Every DHCP exchange counted once, by type.
+    for kind in ("discover", "request"):
+        assert after.value("imageserver_dhcp_received_total", type=kind) >= 1
+    assert after.value("imageserver_dhcp_sent_total", type="offer") >= 1
+    assert after.value("imageserver_dhcp_sent_total", type="ack") >= 1
+    assert after.value("imageserver_dhcp_pool_active_leases", subnet=subnet) == 1
+    assert lease.ip in pair.subnet
+    # The boot file moved the HTTP byte and transfer counters by what curl downloaded.
+    assert after.value("imageserver_http_file_transfers_total") - before.get("imageserver_http_file_transfers_total") \
+        == 1
+    assert after.value("imageserver_http_sent_bytes_total") - before.get("imageserver_http_sent_bytes_total") \
+        >= BOOT_FILE_SIZE
+    assert after.value("imageserver_http_requests_total") > before.value("imageserver_http_requests_total")
+    # The install: outcome, duration histogram, host state.
+    assert after.value("imageserver_installs_total", outcome="done") == 1
+    assert after.value("imageserver_install_duration_seconds_count") == 1
+    assert after.value("imageserver_hosts", state="installed") == 1
+    # The same numbers /api/v1/status shows (read from there, not counted again).
+    status = json.loads(curl(pair, f"http://127.0.0.1:{API_PORT}/api/v1/status"))
+    dhcp = status["services"]["dhcp"]["counters"]
+    assert after.value("imageserver_dhcp_received_total", type="discover") == dhcp["in_discover"]
+    pools = json.loads(curl(pair, f"http://127.0.0.1:{API_PORT}/api/v1/pools"))["pools"]
+    assert pools == [{"subnet": subnet, "size": 51, "active": 1, "reserved": 1}]  # done made the lease static
+
+    # JSON logs: every line an object with time, level, logger; per-machine events name the machine.
+    wait_for_log(server, '"event": "install-done"')
+    records = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    assert all({"time", "level", "logger"} <= set(r) for r in records)
+    by_event: dict[str, list[dict]] = {}
+    for r in records:
+        by_event.setdefault(str(r.get("event")), []).append(r)
+    # The machine's boot script request, and its install reports, name the machine by MAC and hostname.
+    decision = [r for r in by_event["boot-decision"] if r.get("mac") == mac][-1]
+    assert (decision["hostname"], decision["kind"]) == ("node1", "local")
+    reports = by_event["install-report"]
+    assert [(r["mac"], r["hostname"], r["stage"]) for r in reports] == [(mac, "node1", "partition"),
+                                                                        (mac, "node1", "rsync")]
+    done = by_event["install-done"][-1]
+    assert (done["mac"], done["hostname"], done["state"]) == (mac, "node1", "installed")
+    # A message with a quoted value keeps it as one field (no word split off into "message").
+    missing = by_event["installer-missing"][0]
+    assert missing["hint"] == "build it with imageserver mkbootenv" and "message" not in missing
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.refs.append((tag, name, value))
+
+
+def test_dashboard_uses_only_local_assets_and_reads_only_the_api(lab: Lab) -> None:
+    pair = lab.server_client_pair()
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet).start()
+    base = f"http://127.0.0.1:{API_PORT}"
+    page = curl(pair, f"{base}/")
+    assert page.lstrip().lower().startswith("<!doctype html>")
+    refs = _Refs()
+    refs.feed(page)
+    assert {("script", "src", "/static/dashboard.js"), ("link", "href", "/static/dashboard.css")} <= set(refs.refs)
+    for tag, attr, url in refs.refs:
+        # Local only: absolute paths on this server, never another host (no CDN) or a scheme.
+        assert url.startswith("/") and not url.startswith("//"), (tag, attr, url)
+        curl(pair, f"{base}{url}")  # every referenced asset is served
+    script = curl(pair, f"{base}/static/dashboard.js")
+    assert script == (STATIC / "dashboard.js").read_text()
+    assert not re.search(r"https?:|//[a-z]", re.sub(r"^\s*//.*$", "", script, flags=re.M)), "no remote URLs"
+    # What the script fetches: every path literal is a GET route under /api/v1/ without parameters ...
+    paths = set(re.findall(r"[\"'`](/[^\"'`\s]*)[\"'`]", script))
+    assert paths == {"/api/v1/status", "/api/v1/pools", "/api/v1/hosts", "/api/v1/machines"}
+    for path in paths:
+        assert set(OPENAPI["paths"][path]) >= {"get"}
+        json.loads(curl(pair, f"{base}{path}"))  # ... and answers JSON to anyone
+    # ... through one fetch() that never sends anything but GET, and nothing writes to the page as HTML.
+    assert script.count("fetch(") == 1
+    assert not re.search(r"\bmethod\s*:|innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", script)
+    # The read-only page asks for no token and the server does not accept writes there.
+    assert "Authorization" not in script
+    refused = pair.server.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", f"{base}/"],
+                              check=False).stdout
+    assert refused in ("401", "405")
+    assert server.proc is not None and server.proc.alive()
