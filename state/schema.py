@@ -86,4 +86,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX install_events_host ON install_events(host, id);
     """,
+    # 2: updateclient on installed hosts: when a host last finished an update, and every update's reports
+    # (kept apart from install_events so an update never shows up as an install in a host's timeline)
+    """
+    ALTER TABLE hosts ADD COLUMN last_update REAL;
+
+    CREATE TABLE update_events (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        host    TEXT NOT NULL,
+        time    REAL NOT NULL,
+        stage   TEXT NOT NULL,      -- start | done | failed | autoinstall
+        image   TEXT,
+        version INTEGER,
+        detail  TEXT
+    );
+    CREATE INDEX update_events_host ON update_events(host, id);
+    """,
 )
