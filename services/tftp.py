@@ -16,7 +16,7 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ _REQUEST_BUFFER = 65535
 _TRANSFER_BUFFER = 2048  # ACKs and ERRORs are small; anything bigger is garbage anyway
 _DRAIN = 64  # datagrams handled per readiness callback before yielding to other sockets
 _MAX_WINDOWSIZE = 64
+_UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18; Python 3.11 lacks the constant
+_GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on older kernels
+_UDP_MAX_PAYLOAD = 65507
 
 
 class _ContentCache:
@@ -77,7 +80,8 @@ class _Transfer:
     started: float
     fd: int | None = None
     timer: asyncio.TimerHandle | None = None
-    closed: bool = field(default=False)
+    closed: bool = False
+    gso_batch: int = 0  # datagrams per UDP GSO send; 0: one sendto per datagram
 
 
 class TftpServer:
@@ -172,13 +176,13 @@ class TftpServer:
         return sock
 
     def _reply(self, sock: socket.socket, datagram: bytes, peer: tuple[str, int]) -> None:
+        """Send an ERROR datagram outside any transfer's flow."""
         try:
             sock.sendto(datagram, peer)
         except OSError as exc:  # full buffer or unreachable peer: the reply is just lost
             log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
             return
-        if datagram[1] == 5:
-            self._status.counters["errors_sent"] += 1
+        self._status.counters["errors_sent"] += 1
 
     # --- request port --------------------------------------------------------------------------
 
@@ -232,6 +236,7 @@ class TftpServer:
         """Start the transfer; owns `fd` from here on (closed with the transfer or on failure)."""
         assert self._sock is not None and self._loop is not None
         try:
+            machine = ReadTransfer(decision.request, source, size=size, max_windowsize=_MAX_WINDOWSIZE)
             sock = self._new_socket((local, 0))
         except OSError as exc:
             if fd is not None:
@@ -240,9 +245,13 @@ class TftpServer:
             log.warning("tftp no transfer socket peer=%s:%d error=%s", *peer, exc)
             self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
             return
-        machine = ReadTransfer(decision.request, source, size=size, max_windowsize=_MAX_WINDOWSIZE)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
         now = self._clock()
         transfer = _Transfer(sock, peer, decision.name, machine, now, fd)
+        transfer.gso_batch = _enable_gso(sock, machine.blksize + 4) if machine.windowsize > 1 else 0
         self._transfers.add(transfer)
         self._status.counters["transfers_started"] += 1
         self._loop.add_reader(sock.fileno(), self._on_transfer_readable, transfer)
@@ -266,6 +275,9 @@ class TftpServer:
                 log.exception("tftp dynamic content failed file=%s", decision.name)
                 raise TftpError("internal error", ErrorCode.NOT_DEFINED) from exc
             if content is not None:
+                if not isinstance(content, bytes | bytearray | memoryview):
+                    log.error("tftp dynamic content is %s, not bytes file=%s", type(content).__name__, decision.name)
+                    raise TftpError("internal error", ErrorCode.NOT_DEFINED)
                 counters["dynamic_served"] += 1
                 return content, len(content), None
         real = os.path.realpath(os.path.join(self._root_real, *decision.path))
@@ -301,12 +313,26 @@ class TftpServer:
     # --- transfers -----------------------------------------------------------------------------
 
     def _send(self, transfer: _Transfer, datagrams: list[bytes]) -> None:
-        sendto, peer = transfer.sock.sendto, transfer.peer
+        sendto, peer, batch = transfer.sock.sendto, transfer.peer, transfer.gso_batch
         try:
+            if batch and len(datagrams) > 1:
+                # UDP GSO: the kernel cuts the joined window at blksize+4, so one syscall sends
+                # up to `batch` datagrams. Only the final block is short, and it comes last.
+                for i in range(0, len(datagrams), batch):
+                    sendto(b"".join(datagrams[i : i + batch]), peer)
+                return
             for datagram in datagrams:
                 sendto(datagram, peer)
-        except OSError as exc:  # buffer full or peer unreachable: the rest counts as lost
+        except (BlockingIOError, InterruptedError) as exc:  # buffer full: the rest counts as lost
             log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
+        except OSError as exc:
+            if batch:  # the path cannot segment (MTU below blksize, no checksum offload...)
+                log.info("tftp udp gso off peer=%s:%d error=%s", *peer, exc)
+                transfer.gso_batch = 0
+                transfer.sock.setsockopt(socket.IPPROTO_UDP, _UDP_SEGMENT, 0)
+                self._send(transfer, datagrams)
+            else:  # peer unreachable: lost, the retransmission timer decides
+                log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
 
     def _on_transfer_readable(self, transfer: _Transfer) -> None:
         sock, peer, machine = transfer.sock, transfer.peer, transfer.machine
@@ -393,6 +419,18 @@ def _local_address(ancdata: list[tuple[int, int, bytes]], fallback: str) -> str:
         if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(data) >= _PKTINFO_SIZE:
             return socket.inet_ntoa(data[4:8])
     return fallback
+
+
+def _enable_gso(sock: socket.socket, segment: int) -> int:
+    """Turn on UDP GSO for `segment`-byte datagrams; returns datagrams per send (0: not available)."""
+    batch = min(_GSO_MAX_SEGMENTS, _UDP_MAX_PAYLOAD // segment)
+    if batch < 2:
+        return 0
+    try:
+        sock.setsockopt(socket.IPPROTO_UDP, _UDP_SEGMENT, segment)
+    except OSError:
+        return 0
+    return batch
 
 
 def _pread_reader(fd: int) -> Reader:

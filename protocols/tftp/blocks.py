@@ -58,9 +58,13 @@ class OctetBlocks:
 
     def blocks(self, first: int, count: int) -> list[memoryview | bytes]:
         bs = self._blksize
-        start, end = (first - 1) * bs, (first - 1 + count) * bs
+        start = (first - 1) * bs
+        end = start + count * bs
         at, buffer = self._at, self._buffer
-        if not (at <= start and (end <= at + len(buffer) or self._eof)):
+        if at <= start and end <= at + len(buffer):
+            if count == 1:  # lock-step fast path: a full block straight from the buffer
+                return [buffer[start - at : end - at]]
+        elif not (at <= start and self._eof):
             size = max(end - start, self._readahead // bs * bs)
             buffer = memoryview(self._read(start, size))
             self._at, self._buffer, self._eof = start, buffer, len(buffer) < size

@@ -205,3 +205,20 @@ async def test_random_datagrams_never_kill_the_server(server, root, tmp_path, pr
         await probe.send(datagram, (HOST, server.port) if rng.random() < 0.6 else tid)
     await assert_still_serving(server, root, tmp_path)
     assert server.status()["counters"].get("internal_errors", 0) == 0
+
+
+async def test_a_failing_dynamic_callback_costs_one_request_not_the_server(root, tmp_path, probe):
+    def dynamic(name: str, peer: tuple[str, int]) -> bytes | None:
+        if name == "boom":
+            raise RuntimeError("state unavailable")
+        if name == "wrong-type":
+            return "a str, not bytes"  # type: ignore[return-value]
+        return None
+
+    async with running_server(root, dynamic=dynamic) as server:
+        for name in ("boom", "wrong-type"):
+            reply = await probe.exchange(rrq(name), (HOST, server.port))
+            assert reply is not None
+            assert decode_packet(reply[0]) == Error(ErrorCode.NOT_DEFINED, "internal error")
+        await assert_still_serving(server, root, tmp_path)
+        assert server.status()["active_transfers"] == 0
