@@ -41,7 +41,7 @@ _PKTINFO_SIZE = 12  # struct in_pktinfo: ifindex, spec_dst, addr
 _REQUEST_BUFFER = 65535
 _TRANSFER_BUFFER = 2048  # ACKs and ERRORs are small; anything bigger is garbage anyway
 _DRAIN = 64  # datagrams handled per readiness callback before yielding to other sockets
-_MAX_WINDOWSIZE = 64
+_MAX_WINDOWSIZE = 64  # larger bursts overflow a client's default receive buffer (~200 KiB)
 _UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18; Python 3.11 lacks the constant
 _GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on older kernels
 _UDP_MAX_PAYLOAD = 65507
