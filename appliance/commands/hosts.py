@@ -6,6 +6,7 @@ import argparse
 from ipaddress import IPv4Address
 from typing import Any
 
+from appliance.commands import _hostverbs
 from appliance.commands._common import add_config_option, fail, print_json, print_table
 
 
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for verb in (ls, add, show, again):
         add_config_option(verb)
         verb.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _hostverbs.register(verbs)  # set, rm, export, script
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
     from appliance.installview import host_detail, progress_line
 
+    if args.action in _hostverbs.VERBS:
+        return _hostverbs.run(args)
     cfg = load(args)
     api = ApiClient.from_config(cfg)
     try:

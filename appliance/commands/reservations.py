@@ -47,7 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "it lies inside one. Exit 1 if the MAC has no reservation.")
     rm.add_argument("mac", metavar="MAC")
     _verb_json_option(rm)
-    for verb in (ls, add, rm):
+    ex = verbs.add_parser("export", help="write the reservations for another DHCP server",
+                          description="The reservation table as ISC dhcpd host declarations, dnsmasq "
+                                      "dhcp-host lines or Kea subnet4 reservations (JSON), for sites that "
+                                      "keep another DHCP server.")
+    ex.add_argument("--format", required=True, choices=("isc", "dnsmasq", "kea"))
+    ex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of printing")
+    for verb in (ls, add, rm, ex):
         add_config_option(verb)
 
 
@@ -91,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
                       writes=True)
             _show(args, row, "reserved")
             return 0
+        if action == "export":
+            return _export(args, via(cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
+                                     lambda model, now: [r.as_dict() for r in model.reservations()], writes=False),
+                           [sub.subnet for sub in cfg.dhcp.subnets])
         mac = normalize_mac(args.mac)
 
         def offline_rm(model: Any, now: float) -> dict[str, Any]:
@@ -112,3 +122,16 @@ def _show(args: argparse.Namespace, row: dict[str, Any], verb: str) -> None:
         print_json(row)
     else:
         print(f"{verb} {row['ip']} for {row['mac']}" + (f" ({row['hostname']})" if row.get("hostname") else ""))
+
+
+def _export(args: argparse.Namespace, rows: list[dict[str, Any]], subnets: list[Any]) -> int:
+    from pathlib import Path
+
+    from appliance.exports import export, rows_from_dicts
+
+    text = export(args.format, rows_from_dicts(rows), subnets)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 0

@@ -1,0 +1,62 @@
+"""Shared by the host commands (addclients, hosts set/rm/script, machines assign): ask the running
+daemon's admin API, or apply the same state.hostbook rules to the state database when it is down."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.config import Config
+from appliance.dhcp_setup import offline_lease_model, subnets
+from state.hostbook import HostBook
+from state.hosts import Op
+from state.leases import offline_transaction
+from state.store import open_offline
+
+T = TypeVar("T")
+
+
+class CommandFailed(RuntimeError):
+    """The daemon (or the offline rules) refused: the message is for the user."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def offline_book(cfg: Config, conn: sqlite3.Connection, now: float) -> HostBook:
+    return HostBook(conn, offline_lease_model(cfg, conn, now), pools=subnets(cfg), auto_static=cfg.dhcp.auto_static)
+
+
+def run(cfg: Config, online: Callable[[ApiClient], T],
+        offline: Callable[[HostBook, float], tuple[T, list[Op]]]) -> T:
+    """`online` through the admin API; if the daemon is not running, `offline` on the database (one
+    transaction: the host rows it returns are written with the reservations it made, or nothing is)."""
+    if cfg.http.enabled:
+        try:
+            return online(ApiClient.from_config(cfg))
+        except ApiError as e:
+            raise CommandFailed(e.message) from None
+        except ApiUnavailable:
+            pass
+    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
+          file=sys.stderr)
+    conn = open_offline(cfg.state_dir)
+    try:
+        now = time.time()
+        with offline_transaction(conn):
+            result, ops = offline(offline_book(cfg, conn, now), now)
+            for op in ops:
+                op(conn)
+        return result
+    except sqlite3.Error as e:
+        raise CommandFailed(f"state database: {e}") from None
+    except ValueError as e:  # HostError, LeaseError, PlanError: refused, nothing written
+        raise CommandFailed(str(e), getattr(e, "problems", None)) from None
+    finally:
+        conn.close()
+
