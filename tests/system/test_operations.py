@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab
     by_event: dict[str, list[dict]] = {}
     for r in records:
         by_event.setdefault(str(r.get("event")), []).append(r)
-    # The machine's boot script request, and its install reports, name the machine by MAC and hostname.
+    # Its boot script request and its install reports name the machine by MAC and hostname.
     decision = [r for r in by_event["boot-decision"] if r.get("mac") == mac][-1]
     assert (decision["hostname"], decision["kind"]) == ("node1", "local")
     reports = by_event["install-report"]
@@ -190,3 +191,94 @@ def test_dashboard_uses_only_local_assets_and_reads_only_the_api(lab: Lab) -> No
                               check=False).stdout
     assert refused in ("401", "405")
     assert server.proc is not None and server.proc.alive()
+
+
+class _Tables(HTMLParser):
+    """The text of every row of every table in a DOM dump, by table id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.spans: dict[str, str] = {}
+        self._table: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._span: str | None = None
+        self._in_body = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id") or "?"
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self._row = []
+        elif tag == "td" and self._row is not None:
+            self._cell = []
+        elif tag == "span" and a.get("id"):
+            self._span = a["id"]
+            self.spans[self._span] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._row is not None and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "span":
+            self._span = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._span is not None:
+            self.spans[self._span] += data
+
+
+def test_dashboard_renders_live_services_pools_hosts_and_install_progress_in_chromium(lab: Lab) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (deps/apt-packages.txt lists it)")
+    pair = lab.server_client_pair()
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet).start()
+    lease = Udhcpc(pair.client, pair.client_if).obtain()
+    mac = pair.client.run(["cat", f"/sys/class/net/{pair.client_if}/address"]).stdout.strip()
+    token = (server.state_dir / "admin.token").read_text().strip()
+    api = f"http://127.0.0.1:{API_PORT}"
+    curl(pair, "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+         "-d", json.dumps({"name": "node7", "mac": mac}), f"{api}/api/v1/hosts")
+    curl(pair, "-X", "POST", "-H", f"Authorization: Bearer {token}", f"{api}/api/v1/hosts/node7/reinstall")
+    itoken = install_token(server, "node7")
+    for stage, done in (("partition", None), ("rsync", 3 * 1024 * 1024)):
+        body = {"stage": stage} if done is None else {"stage": stage, "bytes": done, "total": 4 * 1024 * 1024}
+        curl(pair, "-H", f"Authorization: Bearer {itoken}", "-H", "Content-Type: application/json",
+             "-d", json.dumps(body), f"{api}/install/{mac}/events")
+
+    profile = lab.tmp_path("chromium-profile")
+    shot = lab.tmp_path("dashboard.png")
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={profile}",
+               "--virtual-time-budget=3000"]
+    dom = pair.server.run([*browser, "--dump-dom", f"{api}/"], timeout=60).stdout
+    pair.server.run([*browser, "--window-size=1280,900", f"--screenshot={shot}", f"{api}/"], timeout=60)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    page = _Tables()
+    page.feed(dom)
+    assert "1 hosts" in page.spans["summary"] and "1 active leases" in page.spans["summary"]
+    assert page.spans["updated"].startswith("updated")  # the script ran and reached the API
+    services = {row[0]: row for row in page.tables["services"]}
+    assert {"dhcp", "http", "rsyncd", "bootfiles"} <= set(services)
+    assert services["dhcp"][1] == "running" and "in_request=1" in services["dhcp"][3]
+    (pool,) = page.tables["pools"]
+    assert pool[0] == str(pair.subnet) and pool[2].startswith("1 (") and pool[3] == "51"
+    (host,) = page.tables["hosts"]
+    assert host[:2] == ["node7", mac] and host[4] == "installing"
+    assert host[5].startswith("rsync") and "3.0 MiB of 4.0 MiB" in host[5]  # live install progress
+    (machine,) = page.tables["machines"]
+    assert machine[0] == mac and machine[5] == "node7 (installing)"
+    assert lease.ip in pair.subnet
