@@ -188,3 +188,28 @@ def test_on_install_the_lease_becomes_a_reservation_that_survives_a_restart(lab:
     set_mac(pair.client, pair.client_if, "52:54:00:7d:00:03")
     with pytest.raises(DhcpClientError):
         Udhcpc(pair.client, pair.client_if, tries=2, pause=1).obtain()
+
+
+def test_discovery_ignore_gives_unknown_pxe_machines_an_address_but_never_a_boot(lab: Lab) -> None:
+    import json
+
+    from tests.system._daemon import env
+
+    pair = lab.server_client_pair()
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet,
+                         extra='\n[discovery]\npolicy = "ignore"\n').start()
+    known, unknown = "52:54:00:7e:00:01", "52:54:00:7e:00:02"
+    server.cli("hosts", "add", "node1", "--mac", known, "--image", "web")
+    bios = {"93": "0000", "60": b"PXEClient:Arch:00000:UNDI:002001".hex()}
+    specs = [{"mac": mac, "options": bios, "request": True} for mac in (known, unknown)]
+    out = pair.client.run(["python3", "-m", "tests.system._rawdhcp", pair.client_if, "discover", json.dumps(specs)],
+                          env=env(), timeout=60).stdout
+    known_reply, unknown_reply = json.loads(out)
+    assert known_reply["ack"]["file"] == "undionly.kpxe" and "67" in known_reply["ack"]["options"]
+    first, last = server.pool_range()
+    assert first <= IPv4Address(unknown_reply["ack"]["yiaddr"]) <= last  # an address ...
+    for reply in (unknown_reply["offer"], unknown_reply["ack"]):  # ... but no boot at all
+        assert reply["file"] == "" and not {"66", "67", "175"} & set(reply["options"])
+        assert reply["siaddr"] == "0.0.0.0"
+    script = boot_script(pair.server, pair.server_ip, unknown)
+    assert script.splitlines()[1].startswith(f"# imageserver: local for {unknown}")
