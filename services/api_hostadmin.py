@@ -44,6 +44,13 @@ def host_json(host: Host) -> dict[str, Any]:
     return host.as_dict()
 
 
+def _status(e: HostError) -> int:
+    text = str(e)
+    if text.startswith("no host named"):
+        return 404
+    return 400 if text.startswith("cannot set") else 409
+
+
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     def settings() -> HostSettings:
         s = ctx.models.get("hostbook")
@@ -70,7 +77,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         try:
             host, op = book().update(name, body, ctx.clock())
         except HostError as e:
-            return json_error(404 if str(e).startswith("no host named") else 409, str(e))
+            return json_error(_status(e), str(e))
         except ValueError as e:
             return json_error(400, str(e))
         try:
@@ -90,6 +97,9 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         except HostError as e:
             return json_error(404, str(e))
         await write([op])
+        discovery = ctx.models.get("discovery")
+        if host.mac is not None and hasattr(discovery, "forget"):
+            discovery.forget(host.mac)  # policy auto may make the machine a host again
         return web.json_response({"host": host_json(host)})
 
     async def get_script(request: web.Request) -> web.Response:
@@ -142,7 +152,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         try:
             host, op = book().assign(request.match_info["mac"], name, ctx.clock())
         except HostError as e:
-            return json_error(404 if str(e).startswith("no host named") else 409, str(e))
+            return json_error(_status(e), str(e))
         except ValueError as e:
             return json_error(400, str(e))
         try:
