@@ -79,13 +79,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
             return 0
         if args.action == "show":
-            host = api.get(f"/api/v1/hosts/{args.name}")
+            host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{args.name}")
             if args.json:
                 print_json(host)
             else:
                 print(host_detail(host))
             return 0
-        hosts = api.get("/api/v1/hosts")["hosts"]
+        hosts = _hostverbs.get_or_offline(cfg, api, "/api/v1/hosts")["hosts"]
         if args.json:
             print_json(hosts)
         elif hosts:

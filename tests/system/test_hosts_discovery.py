@@ -14,7 +14,7 @@ import pytest
 
 from tests.lab.clients import Dhclient, DhcpClientError, Udhcpc
 from tests.lab.netns import Lab, Namespace
-from tests.system._daemon import API_PORT, Imageserver
+from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system
 
@@ -111,6 +111,16 @@ def test_addclients_hosts_get_their_addresses_and_names_live(lab: Lab, tmp_path:
     assert f"db1: {first + 3} is host www4's address" in clash.stderr
     assert len(server.cli_json("hosts", "list")) == 4
 
+    # Editing live: a MAC for www4 reserves its address at once; removing it frees name and address.
+    server.cli("hosts", "set", "www4", "--mac", "52:54:00:7a:00:04")
+    assert {r["hostname"]: r["ip"] for r in server.cli_json("reservations")}["www4"] == str(first + 3)
+    assert f"dhcp-host=52:54:00:7a:00:04,{first + 3},www4" in server.cli("reservations", "export", "--format",
+                                                                           "dnsmasq")
+    assert f"{first + 3}\twww4.{DOMAIN} www4" in server.cli("hosts", "export")
+    server.cli("hosts", "rm", "www4")
+    assert "www4" not in {r["hostname"] for r in server.cli_json("reservations")}
+    assert dig(client, address, f"www4.{DOMAIN}") == []
+
 
 def test_discovery_hold_then_assign_next(lab: Lab) -> None:
     pair = lab.server_client_pair()
@@ -140,6 +150,17 @@ def test_discovery_hold_then_assign_next(lab: Lab) -> None:
     assert "installing image web v1 on node7" in script
     refused = server.run_cli("machines", "assign", mac, "--host", "node8")
     assert refused.returncode == 1 and f"machine {mac} is host node7 already" in refused.stderr
+
+    # A per-host copy of the autoinstall script, edited with $EDITOR through the live API, then reset.
+    editor = lab.tmp_path("editor.sh")
+    editor.write_text('#!/bin/sh\necho "echo node7 only" >> "$1"\n')
+    editor.chmod(0o755)
+    server.ns.run(["python3", "-m", "appliance.cli", "hosts", "script", "node7", "--edit", "--config",
+                   str(server.config)], env={**env(), "EDITOR": str(editor)}, check=True)
+    own = server.api("/api/v1/hosts/node7/script")
+    assert own["override"] is True and own["script"].endswith("echo node7 only\n")
+    server.cli("hosts", "script", "node7", "--reset")
+    assert server.api("/api/v1/hosts/node7/script")["override"] is False
 
 
 def test_discovery_auto_names_a_machine_by_its_rule(lab: Lab) -> None:
@@ -192,8 +213,6 @@ def test_on_install_the_lease_becomes_a_reservation_that_survives_a_restart(lab:
 
 def test_discovery_ignore_gives_unknown_pxe_machines_an_address_but_never_a_boot(lab: Lab) -> None:
     import json
-
-    from tests.system._daemon import env
 
     pair = lab.server_client_pair()
     server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet,
