@@ -134,7 +134,12 @@ def run_rsync(argv: Sequence[str], interrupt: Interrupt, on_progress: Callable[[
         sel.register(proc.stderr, selectors.EVENT_READ, "err")
         try:
             while sel.get_map():
-                for key, _ in sel.select():
+                if proc.poll() is not None:
+                    # rsync itself is gone (killed?): its forked receiver may still hold the pipes and keep
+                    # writing into staging. Nothing of that transfer is wanted any more.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                for key, _ in sel.select(timeout=0.5):
                     chunk = os.read(key.fd, 65536)
                     if not chunk:
                         sel.unregister(key.fileobj)
