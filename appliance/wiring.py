@@ -6,6 +6,8 @@ whole, so a service can be constructed and tested without the appliance.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from appliance.bootfiles import BootFiles
 from appliance.config import Config
 from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
@@ -13,9 +15,12 @@ from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.runtime import Runtime
 from services import api_hostadmin, api_hosts, api_install, api_leases, api_machines, api_metrics, api_status, dashboard
+from services.api_client_scripts import ClientScripts
+from services.api_client_scripts import routes as client_script_routes
 from services.api_context import ApiContext
 from services.api_hostadmin import HostSettings
 from services.api_install import InstallSettings, SubnetInfo
+from services.api_update import routes as update_routes
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
@@ -29,12 +34,14 @@ from state.images import list_versions
 from state.leases import LeaseModel, PoolSpec
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
+CLIENT_SCRIPTS_DIR = Path(__file__).parent / "data"
 
 
 def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
     return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
-            api_hostadmin.routes, api_metrics.routes, dashboard.routes]
+            api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
+            update_routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -108,6 +115,8 @@ def build_services(rt: Runtime) -> list[Service]:
     rt.models["boot"] = responder
     rt.models["install"] = install_settings(cfg)
     rt.models["pools"] = pool_specs(cfg)
+    # prepareclient and updateclient, as the package ships them (GET /client/{name}).
+    rt.models["client_scripts"] = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
     api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:

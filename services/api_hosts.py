@@ -24,7 +24,7 @@ from state.hosts import HostError
 from state.leases import LeaseError, LeaseModel
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
-            "running_version")
+            "running_version", "last_update")  # last_update: when updateclient last finished on the host
 
 
 def _host_dict(row: sqlite3.Row) -> dict[str, Any]:

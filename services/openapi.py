@@ -11,6 +11,7 @@ from typing import Any
 from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
+from services.openapi_update import UPDATE_PATHS
 
 _JSON = "application/json"
 
@@ -256,3 +257,6 @@ for _path, _methods in HOSTADMIN_PATHS.items():
 
 # Operations routes (metrics, pools, dashboard) live in their own modules and paths of their own.
 OPENAPI["paths"].update(OPS_PATHS)
+
+# updateclient's routes and the client scripts (services/api_update.py, services/api_client_scripts.py).
+OPENAPI["paths"].update(UPDATE_PATHS)

@@ -35,5 +35,7 @@ def test_every_operation_has_a_summary_and_responses() -> None:
             assert op.get("responses"), f"{method.upper()} {path} has no responses"
             if method != "get" and path.startswith("/install/"):  # installers use their per-install token
                 assert op.get("security") == [{"install": []}], f"{method.upper()} {path} must name its token"
+            elif method != "get" and path.endswith(("/update-events", "/autoinstall")):  # updateclient
+                assert op.get("security") == [{"install": []}, {"admin": []}], f"{method.upper()} {path}"
             elif method != "get":
                 assert op.get("security") == [{"admin": []}], f"{method.upper()} {path} must say it needs the token"

@@ -1,0 +1,167 @@
+"""What `updateclient` on an installed host talks to: its target version, its reports, a reinstall request.
+
+  GET  /api/v1/hosts/{name}/update-target[?image=NAME&version=N]
+        {"host", "image", "version", "module", "assigned", "rsync_port", "rsync_host"?}: the version the
+        host should sync to (its assignment, the image's newest when unpinned) or the one it names
+        (rollback, roll-forward, another image); 409 if that version is not captured. Read-only, open.
+  POST /api/v1/hosts/{name}/update-events   {"stage": "start"|"done"|"failed", "image", "version", "detail"?}
+        "done" sets hosts.running_version and hosts.last_update.
+  POST /api/v1/hosts/{name}/autoinstall     the host installs again at its next boot: state assigned, a fresh
+        install token; the answer carries what the local boot loader entry needs (kernel and initrd URLs
+        and the installer's command line with the new token), so the host can boot the installer from
+        its own disk where PXE is not an option.
+
+Both POSTs take `Authorization: Bearer <token>` where the token is the host's install token (written
+by its autoinstall script to /etc/systemimager/updateclient.conf as TOKEN=) or the admin token. A
+reinstall replaces the install token, so a system that asked to be reinstalled stops reporting.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from protocols.bootscript import BootScriptError, BootServer, installer_arguments
+from services.api_context import ApiContext, json_body, json_error
+from state import installs, updates
+
+log = logging.getLogger("imageserver.update")
+
+KERNEL = "installer/vmlinuz"  # relative to the boot root, as /boot/files/ serves it
+INITRD = "installer/initrd.img"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """An install decision for protocols.bootscript.installer_arguments (the BootPlan attributes)."""
+
+    mac: str
+    hostname: str
+    image: str
+    version: int | None
+    install_token: str
+    kind: str = "install"
+    reason: str = "updateclient --autoinstall"
+    poll_seconds: int = 0
+
+
+def own_auth(handler: Any) -> Any:
+    """These handlers check the host's own token (or the admin token) themselves; see services/http.py."""
+    handler.own_auth = True
+    return handler
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def _authorized(ctx: ApiContext, host: installs.InstallHost, given: str) -> bool:
+    if not given:
+        return False
+    if hmac.compare_digest(given.encode(), ctx.admin_token.encode()):
+        return True
+    return installs.token_matches(host, given)
+
+
+def _unauthorized(name: str) -> web.Response:
+    response = json_error(401, f"updates of {name} need its token (TOKEN= in /etc/systemimager/updateclient.conf, "
+                               "the host's install token) or the admin token: Authorization: Bearer <token>")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="imageserver-update"'
+    return response
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    def settings() -> tuple[str | None, int]:
+        install = ctx.models.get("install")
+        return getattr(install, "address", None), int(getattr(install, "rsync_port", 873))
+
+    def host_or_404(name: str) -> installs.InstallHost:
+        host = installs.host_by_name(ctx.store.reader, name)
+        if host is None:
+            raise web.HTTPNotFound(text=f'{{"error": "no host named {name!r}"}}', content_type="application/json")
+        return host
+
+    async def target(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            image = request.query.get("image") or None
+            if image is not None:
+                updates.check_image_name(image)
+            version = updates.check_version(request.query.get("version"))
+            found = updates.resolve_target(ctx.store.reader, name, image, version)
+        except LookupError as e:
+            return json_error(404, str(e))
+        except updates.UpdateError as e:
+            return json_error(409, str(e))
+        address, rsync_port = settings()
+        out = {**found.as_dict(), "rsync_port": rsync_port}
+        if address:
+            out["rsync_host"] = address
+        return web.json_response(out)
+
+    @own_auth
+    async def event(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        host = host_or_404(name)
+        if not _authorized(ctx, host, _bearer(request)):
+            return _unauthorized(name)
+        body = await json_body(request)
+        try:
+            stage = updates.check_stage(body.get("stage"))
+            if stage == "autoinstall":
+                raise updates.UpdateError("ask for a reinstall with POST .../autoinstall")
+            image = body.get("image")
+            if image is not None:
+                updates.check_image_name(image)
+            version = updates.check_version(body.get("version"))
+            detail = updates.check_detail(body.get("detail"))
+        except updates.UpdateError as e:
+            return json_error(400, str(e))
+        now = ctx.clock()
+        await ctx.store.journal.run(updates.report_op(name, now, stage, image, version, detail))
+        log.info("event=update-%s hostname=%s image=%s version=%s", stage, name, image or "-", version or "-")
+        return web.json_response({"host": name, "stage": stage, "image": image, "version": version,
+                                  "running_version": version if stage == "done" else host.running_version})
+
+    @own_auth
+    async def autoinstall(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        host = host_or_404(name)
+        if not _authorized(ctx, host, _bearer(request)):
+            return _unauthorized(name)
+        if not host.image:
+            return json_error(409, f"host {name} has no image to install")
+        now = ctx.clock()
+        token = installs.new_token()
+        await ctx.store.journal.run(installs.reinstall_op(name, token, now))
+        await ctx.store.journal.run(updates.report_op(name, now, "autoinstall", host.image, host.version,
+                                                      "reinstall asked for by updateclient --autoinstall"))
+        await ctx.store.journal.flush()
+        address = settings()[0] or request.url.host or ""
+        port = request.url.port or 80
+        boot = ctx.models.get("boot")
+        server = BootServer(address=address, http_port=port,
+                            kernel_cmdline=getattr(getattr(boot, "settings", None), "kernel_cmdline", ""))
+        out: dict[str, Any] = {"host": name, "state": "assigned", "mac": host.mac,
+                               "kernel": server.file_url(KERNEL), "initrd": server.file_url(INITRD)}
+        if host.mac:
+            # The same arguments a PXE boot of this host would hand the installer now (new token included).
+            plan = _Plan(mac=host.mac, hostname=name, image=host.image,
+                         version=installs.resolve_version(ctx.store.reader, host), install_token=token)
+            try:
+                out["cmdline"] = installer_arguments(plan, server)
+            except BootScriptError as e:
+                return json_error(409, f"host {name} cannot boot the installer: {e}")
+        log.info("event=update-autoinstall hostname=%s mac=%s", name, host.mac or "-")
+        return web.json_response(out)
+
+    return [
+        web.get("/api/v1/hosts/{name}/update-target", target),
+        web.post("/api/v1/hosts/{name}/update-events", event),
+        web.post("/api/v1/hosts/{name}/autoinstall", autoinstall),
+    ]

@@ -1,0 +1,89 @@
+"""OpenAPI paths of updateclient's routes (services/api_update.py) and the client scripts
+(services/api_client_scripts.py); merged into services/openapi.py's document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_JSON = "application/json"
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema or {"type": "object"}}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(description, {"$ref": "#/components/schemas/Error"})
+
+
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "host name"}
+# The host's own install token (TOKEN= in its /etc/systemimager/updateclient.conf) or the admin token.
+HOST_OR_ADMIN = [{"install": []}, {"admin": []}]
+_UNAUTHORIZED = _error("neither the host's install token nor the admin token")
+
+_TARGET = {"type": "object", "properties": {
+    "host": {"type": "string"}, "image": {"type": "string"}, "version": {"type": "integer"},
+    "module": {"type": "string", "description": "the rsync daemon module serving exactly this version"},
+    "assigned": {"type": "boolean", "description": "false: a version the client named, not its assignment"},
+    "rsync_port": {"type": "integer"}, "rsync_host": {"type": "string"}}}
+
+UPDATE_PATHS: dict[str, Any] = {
+    "/client/{name}": {
+        "get": {
+            "summary": "A script for other machines: prepareclient (master client) or updateclient (installed host)",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {
+                "type": "string", "enum": ["prepareclient", "updateclient"]}}],
+            "responses": {
+                "200": {"description": "POSIX sh script", "content": {"text/x-shellscript": {"schema": {
+                    "type": "string"}}}},
+                "404": _error("no such client script"),
+            },
+        },
+    },
+    "/api/v1/hosts/{name}/update-target": {
+        "get": {
+            "summary": "The image version the host should sync to: its assignment, or the one named (rollback)",
+            "parameters": [_NAME,
+                           {"name": "image", "in": "query", "required": False, "schema": {"type": "string"}},
+                           {"name": "version", "in": "query", "required": False, "schema": {"type": "integer"}}],
+            "responses": {
+                "200": _json("the target", _TARGET),
+                "404": _error("no such host"),
+                "409": _error("the host has no image, or the version is not captured"),
+            },
+        },
+    },
+    "/api/v1/hosts/{name}/update-events": {
+        "post": {
+            "summary": "updateclient reports start, done or failed; done records the version the host runs",
+            "parameters": [_NAME],
+            "security": HOST_OR_ADMIN,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object", "required": ["stage"],
+                            "properties": {"stage": {"type": "string", "enum": ["start", "done", "failed"]},
+                                           "image": {"type": "string"}, "version": {"type": "integer"},
+                                           "detail": {"type": "string"}}}}}},
+            "responses": {
+                "200": _json("recorded"),
+                "400": _error("the report is malformed"),
+                "401": _UNAUTHORIZED,
+                "404": _error("no such host"),
+            },
+        },
+    },
+    "/api/v1/hosts/{name}/autoinstall": {
+        "post": {
+            "summary": "updateclient --autoinstall: install the host again at its next boot (fresh install token)",
+            "parameters": [_NAME],
+            "security": HOST_OR_ADMIN,
+            "responses": {
+                "200": _json("what a boot loader entry for the installer needs", {"type": "object", "properties": {
+                    "host": {"type": "string"}, "state": {"type": "string"}, "mac": {"type": "string"},
+                    "kernel": {"type": "string"}, "initrd": {"type": "string"},
+                    "cmdline": {"type": "string", "description": "the installer's arguments, new token included"}}}),
+                "401": _UNAUTHORIZED,
+                "404": _error("no such host"),
+                "409": _error("the host has no image"),
+            },
+        },
+    },
+}

@@ -1,0 +1,250 @@
+"""updateclient against the real daemon and its supervised rsync daemon, across two namespaces.
+
+The imageserver (server namespace) has image `web` v1 and v2 registered in its store and serves them
+from its rsync daemon. An "installed system" tree (a copy of v1 plus the files the install made its own)
+sits in the lab's tmp dir; `updateclient --root TREE`, fetched from GET /client/updateclient and run in
+the client namespace with curl and rsync, moves it v1 -> v2 -> v1. After each sync the tree equals the
+version except the kept files, which are byte-for-byte what they were; --dry-run changes nothing and
+lists exactly the differences; the host's record shows the version it runs and when it got there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from state import installs
+from state.db import connect, db_path
+from state.images import ImageVersion, insert_version
+from tests.lab.netns import Lab, Pair
+from tests.system._daemon import API_PORT, Imageserver
+
+pytestmark = pytest.mark.system
+
+HOST = "node1"
+MAC = "52:54:00:aa:bb:01"
+# What the install made this machine's own (relative to the root) and updateclient must keep.
+KEPT = ("etc/hostname", "etc/fstab", "etc/machine-id", "etc/ssh/ssh_host_ed25519_key", "etc/network/interfaces",
+        "etc/systemimager/updateclient.conf", "etc/systemimager/updateclient.local.exclude", "opt/local-data")
+
+Entry = tuple[object, ...]
+
+
+def write(root: Path, rel: str, text: str, mode: int = 0o644, mtime: int = 1_700_000_000) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def build_v1(root: Path) -> None:
+    write(root, "etc/hostname", "master\n")
+    write(root, "etc/fstab", "UUID=master-root / ext4 defaults 0 1\n")
+    write(root, "etc/machine-id", "0123456789abcdef0123456789abcdef\n", 0o444)
+    write(root, "etc/ssh/ssh_host_ed25519_key", "master's host key\n", 0o600)
+    write(root, "etc/network/interfaces", "auto lo\niface lo inet loopback\n")
+    write(root, "etc/systemimager/layout.json", '{"disks": []}\n')
+    write(root, "etc/motd", "version one\n")
+    write(root, "etc/app.conf", "threads=4\n")  # v2: same size, other content and time
+    write(root, "usr/bin/tool", "#!/bin/sh\necho v1\n", 0o755)
+    write(root, "usr/lib/libold.so", "old library\n")  # gone in v2
+    write(root, "usr/share/doc/a.txt", "shared\n")
+    os.link(root / "usr/share/doc/a.txt", root / "usr/share/doc/b.txt")  # a hard link pair
+    os.symlink("tool", root / "usr/bin/tool-link")
+    write(root, "var/lib/app/state", "v1 state\n", 0o640)
+    os.chown(root / "var/lib/app/state", 1234, 4321)  # numeric ids that mean nothing on either side
+    subprocess.run(["setfattr", "-n", "user.origin", "-v", "v1", str(root / "etc/motd")], check=True)
+    (root / "opt").mkdir()
+    (root / "proc").mkdir()
+
+
+def build_v2(v1: Path, root: Path) -> None:
+    shutil.copytree(v1, root, symlinks=True)  # copies hard links as two files: relink below
+    write(root, "etc/hostname", "master2\n")  # the image's own host files change too: still kept
+    write(root, "etc/ssh/ssh_host_ed25519_key", "master's new host key\n", 0o600)
+    write(root, "etc/motd", "version two\n", mtime=1_700_000_100)
+    write(root, "etc/app.conf", "threads=8\n", mtime=1_700_000_100)
+    write(root, "usr/bin/tool", "#!/bin/sh\necho v2\n", 0o750, mtime=1_700_000_100)
+    (root / "usr/lib/libold.so").unlink()
+    write(root, "usr/lib/libnew.so", "new library\n")
+    write(root, "usr/share/new/dir/file", "in a new directory\n")
+    (root / "usr/share/doc/b.txt").unlink()
+    os.link(root / "usr/share/doc/a.txt", root / "usr/share/doc/b.txt")
+    (root / "usr/bin/tool-link").unlink()
+    os.symlink("/usr/bin/tool", root / "usr/bin/tool-link")
+    subprocess.run(["setfattr", "-n", "user.origin", "-v", "v2", str(root / "etc/motd")], check=True)
+    for d in ("etc", "usr/bin", "usr/lib", "usr/share", "usr/share/doc"):
+        os.utime(root / d, (1_700_000_200, 1_700_000_200))
+
+
+def kept_rel(rel: str) -> bool:
+    return any(rel == k or rel.startswith(k + "/") for k in KEPT)
+
+
+def manifest(root: Path, *, keep_only: bool = False) -> dict[str, Entry]:
+    """Every path below root: type, mode, ids, and for non-directories size, mtime, content or link, xattrs.
+
+    With keep_only, only the kept paths; otherwise everything but them."""
+    out: dict[str, Entry] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if kept_rel(rel) != keep_only:
+                continue
+            st = path.lstat()
+            xattrs = tuple(sorted((k, os.getxattr(path, k, follow_symlinks=False))
+                                  for k in os.listxattr(path, follow_symlinks=False)))
+            if path.is_symlink():
+                out[rel] = ("link", os.readlink(path), st.st_uid, st.st_gid)
+            elif path.is_dir():
+                out[rel] = ("dir", st.st_mode, st.st_uid, st.st_gid, xattrs)
+            else:
+                out[rel] = ("file", st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns,
+                            hashlib.sha256(path.read_bytes()).hexdigest(), xattrs)
+    return out
+
+
+def inode_groups(root: Path) -> set[frozenset[str]]:
+    groups: dict[int, set[str]] = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            if st.st_nlink > 1 and not kept_rel(str(path.relative_to(root))):
+                groups.setdefault(st.st_ino, set()).add(str(path.relative_to(root)))
+    return {frozenset(g) for g in groups.values()}
+
+
+def expected_changes(current: dict[str, Entry], target: dict[str, Entry]) -> set[str]:
+    """Paths rsync has to touch: new, gone, or different (a directory in both only if its kind changed)."""
+    out = set(current) ^ set(target)
+    for rel in set(current) & set(target):
+        a, b = current[rel], target[rel]
+        if a != b and not (a[0] == "dir" and b[0] == "dir"):
+            out.add(rel)
+    return out
+
+
+def listed_paths(output: str) -> set[str]:
+    """Paths in rsync -i lines ('>f.st...... usr/bin/tool', '*deleting   x/', 'hf+++ b => a', 'cL... l -> t')."""
+    out = set()
+    for line in output.splitlines():
+        if line.startswith("updateclient:") or not line.strip():
+            continue
+        _, _, rest = line.partition(" ")
+        rest = rest.strip().split(" => ")[0].split(" -> ")[0]
+        out.add(rest.rstrip("/"))
+    return out
+
+
+def install_client(v1: Path, root: Path, token: str, server: str) -> None:
+    """The installed system: the image as the install left it, plus what the install made this machine's."""
+    subprocess.run(["cp", "-a", f"{v1}/.", str(root)], check=True)
+    write(root, "etc/hostname", f"{HOST}\n")
+    write(root, "etc/fstab", "UUID=1111-node1 / ext4 defaults 0 1\n")
+    write(root, "etc/machine-id", "feedfacefeedfacefeedfacefeedface\n", 0o444)
+    write(root, "etc/ssh/ssh_host_ed25519_key", "node1's own host key\n", 0o600)
+    write(root, "etc/network/interfaces", "auto eth0\niface eth0 inet static\n    address 10.1.2.3/24\n")
+    write(root, "etc/systemimager/updateclient.conf",
+          f"# written by the autoinstall script\nIMAGESERVER={server}\nHOSTNAME={HOST}\nTOKEN='{token}'\n", 0o600)
+    write(root, "etc/systemimager/updateclient.local.exclude", "# this machine's data\n/opt/local-data\n")
+    write(root, "opt/local-data/notes.txt", "node1's own data\n")
+    write(root, "var/cache/junk", "not in any image\n")  # not kept: --delete removes it
+
+
+@pytest.fixture
+def world(lab: Lab) -> tuple[Pair, Imageserver, Path, Path, Path, Path]:
+    pair = lab.server_client_pair()
+    client_ip = pair.host(20)
+    pair.client.add_address(pair.client_if, f"{client_ip}/{pair.subnet.prefixlen}")
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet)
+    images = server.state_dir / "images" / "web"
+    v1, v2 = images / "v1", images / "v2"
+    build_v1(v1)
+    build_v2(v1, v2)
+    now = time.time()
+    conn = connect(db_path(server.state_dir))
+    try:
+        for n, path in ((1, v1), (2, v2)):
+            insert_version(conn, ImageVersion("web", n, str(path), now, source="test"))
+        installs.add_host_op(HOST, MAC, "web", None, now)(conn)  # follows the newest version
+        conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE name = ?", (HOST,))
+        token = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (HOST,)).fetchone()[0]
+    finally:
+        conn.close()
+    server.start()
+    root = lab.tmp_path("node1-root")
+    root.mkdir()
+    install_client(v1, root, token, f"{pair.server_ip}:{API_PORT}")
+    script = lab.tmp_path("updateclient")
+    pair.client.run(["curl", "-sSf", "-o", str(script), f"http://{pair.server_ip}:{API_PORT}/client/updateclient"])
+    return pair, server, v1, v2, root, script
+
+
+def host_row(server: Imageserver) -> tuple[int | None, float | None]:
+    with server.db() as conn:
+        row = conn.execute("SELECT running_version, last_update FROM hosts WHERE name = ?", (HOST,)).fetchone()
+    return row[0], row[1]
+
+
+def test_updateclient_moves_a_system_v1_to_v2_and_back_keeping_its_own_files(world) -> None:
+    pair, server, v1, v2, root, script = world
+
+    def updateclient(*args: str) -> str:
+        return pair.client.run(["sh", str(script), "--root", str(root), *args], timeout=60).stdout
+
+    kept = manifest(root, keep_only=True)
+    assert "opt/local-data/notes.txt" in kept and "etc/systemimager/updateclient.conf" in kept
+
+    # --dry-run: the exact differences to the assigned version (v2, the newest), and nothing changes.
+    before = manifest(root)
+    listed = listed_paths(updateclient("--dry-run"))
+    assert listed == expected_changes(before, manifest(v2)), listed
+    assert {"var/cache/junk", "usr/lib/libold.so", "usr/share/new/dir/file", "etc/app.conf"} <= listed
+    assert manifest(root) == before and manifest(root, keep_only=True) == kept
+    assert host_row(server) == (1, None)
+
+    # The assigned version: v2. The tree is v2 except the kept files, which are untouched.
+    out = updateclient()
+    assert "runs web v2" in out
+    assert manifest(root) == manifest(v2)
+    assert manifest(root, keep_only=True) == kept
+    assert inode_groups(root) == inode_groups(v2) == {frozenset({"usr/share/doc/a.txt", "usr/share/doc/b.txt"})}
+    running, last_update = host_row(server)
+    assert running == 2 and last_update is not None
+    assert listed_paths(updateclient("--dry-run")) == set()  # in step: nothing to do
+
+    # Rollback to v1 by name; then roll forward again with --image/--version.
+    assert listed_paths(updateclient("--dry-run", "--version", "1")) == expected_changes(manifest(root), manifest(v1))
+    updateclient("--version", "1")
+    assert manifest(root) == manifest(v1) and manifest(root, keep_only=True) == kept
+    assert host_row(server)[0] == 1
+    updateclient("--image", "web", "--version", "2")
+    assert manifest(root) == manifest(v2) and manifest(root, keep_only=True) == kept
+
+    # The record shows it: update events, the running version and the last update in `hosts show`.
+    with server.db() as conn:
+        stages = [r[0] for r in conn.execute("SELECT stage FROM update_events WHERE host = ? ORDER BY id", (HOST,))]
+    assert stages == ["start", "done"] * 3
+    shown = server.cli("hosts", "show", HOST)
+    assert "running v2" in shown and "updated" in shown, shown
+
+
+def test_updateclient_refuses_what_does_not_exist_and_reports_need_the_hosts_token(world) -> None:
+    pair, server, _v1, v2, root, script = world
+    bad = pair.client.run(["sh", str(script), "--root", str(root), "--version", "7"], check=False)
+    assert bad.returncode == 1 and "no version 7" in bad.stderr
+    assert manifest(root, keep_only=False) != manifest(v2)  # nothing was synced
+    # A wrong token: the sync happens (rsync needs no token) but the imageserver records nothing.
+    out = pair.client.run(["sh", str(script), "--root", str(root), "--token", "wrong"], check=True)
+    assert "refused our start report" in out.stderr
+    assert host_row(server) == (1, None)
