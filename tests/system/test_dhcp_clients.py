@@ -7,6 +7,9 @@ state through the `imageserver` CLI, exactly as an operator would see it.
 
 from __future__ import annotations
 
+import signal
+import time
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import pytest
@@ -136,3 +139,37 @@ def test_an_address_that_answers_ping_is_not_offered(lab: Lab) -> None:
     assert server.dhcp_counters().get("probe_conflicts") == 1
     quarantined = server.db().execute("SELECT ip FROM quarantine").fetchall()
     assert [IPv4Address(r[0]) for r in quarantined] == [first]
+
+
+def test_sighup_applies_new_options_and_pools_and_keeps_leases(lab: Lab) -> None:
+    pair = lab.server_client_pair()
+    server = server_for(pair)
+    dhclient = Dhclient(pair.client, pair.client_if)
+    lease = dhclient.obtain()
+    assert lease.lease_time == 600 and lease.router == pair.server_ip
+
+    router = pair.host(254)
+    text = server.config.read_text()
+    text = text.replace("lease_time = 600", "lease_time = 900").replace(f'router = "{pair.server_ip}"',
+                                                                         f'router = "{router}"')
+    text = text.replace(f"-{pair.host(150)}", f"-{pair.host(110)}")
+    server.config.write_text(text)
+    assert server.proc is not None
+    server.proc.signal(signal.SIGHUP)
+    wait_until(lambda: "event=reloaded" in server.log())
+
+    renewed = dhclient.renew()
+    assert renewed.ip == lease.ip and renewed.event == "REBOOT"  # the lease survived the reload
+    assert renewed.lease_time == 900 and renewed.router == router
+    dhclient.stop()
+    set_mac(pair, "52:54:00:aa:bb:04")
+    other = Udhcpc(pair.client, pair.client_if).obtain()
+    assert pair.host(100) <= other.ip <= pair.host(110) and other.ip != lease.ip
+    assert other.router == router
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
