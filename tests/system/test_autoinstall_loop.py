@@ -182,7 +182,10 @@ async def test_master_script_partitions_formats_and_installs_the_image(tmp_path:
     with mounted_partitions(target_file, [(parts[1].start, parts[1].size, "/"), (parts[2].start, parts[2].size,
                                                                                   "/srv")], where):
         rewritten = ["etc/fstab", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/hook-ran",
-                     "etc/systemd/network/10-imageserver.network", "lost+found"]
+                     "etc/systemd/network/10-imageserver.network", "lost+found",
+                     # updateclient's settings and script, added to every installed machine
+                     "etc/systemimager/updateclient.conf", "usr/local", "usr/local/sbin",
+                     "usr/local/sbin/updateclient"]
         problems = compare_trees(Path(iv.path), where, ignore=rewritten)
         assert problems == [], "\n".join(problems[:20])
         fstab = (where / "etc/fstab").read_text()
