@@ -150,6 +150,7 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w("stage hostname \"${HOSTNAME:-(kept from the image)}\"")
     w("set_hostname")
     w("configure_network")
+    w("setup_updateclient")
     root = next(p for p, e in mounts if e.mountpoint == "/")
     boot = next((p for p, e in mounts if e.mountpoint == "/boot"), root)
     esp = next(((p, e) for p, e in mounts if e.fstype == "vfat" and p.partition.type.lower() in ESP_TYPES), None)
@@ -423,6 +424,25 @@ make_swapfile() {
     dd if=/dev/zero of="$TARGET$1" bs=1024 count="$2" 2>/dev/null || die "cannot write swap file $1"
     chmod 600 "$TARGET$1"
     mkswap "$TARGET$1" >/dev/null
+}
+
+# updateclient on the installed system: its settings (the host's install token authenticates its
+# reports) and the script itself, best effort (an install without them is still an install).
+setup_updateclient() {
+    [ -n "${IMAGESERVER_URL:-}" ] || return 0
+    mkdir -p "$TARGET/etc/systemimager"
+    (
+        umask 077
+        printf '# Written by the imageserver autoinstall script; read by updateclient.\n'
+        printf 'IMAGESERVER=%s\nHOSTNAME=%s\nTOKEN=%s\n' "$IMAGESERVER_URL" "${HOSTNAME:-}" "${INSTALL_TOKEN:-}"
+    ) >"$TARGET/etc/systemimager/updateclient.conf"
+    mkdir -p "$TARGET/usr/local/sbin"
+    if wget -q -O "$TARGET/usr/local/sbin/updateclient" "$IMAGESERVER_URL/client/updateclient" 2>/dev/null; then
+        chmod 755 "$TARGET/usr/local/sbin/updateclient"
+    else
+        rm -f "$TARGET/usr/local/sbin/updateclient"
+        say "updateclient not fetched from $IMAGESERVER_URL/client/updateclient (fetch it later)"
+    fi
 }
 
 set_hostname() {
