@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if mode not in ("authoritative", "proxy"):
         return fail(f"mode {mode!r} is neither authoritative nor proxy", 2)
 
+    if mode == "authoritative" and name in gateways:
+        print(f"  note: {name} carries this box's default route; authoritative DHCP there answers every machine "
+              "on that LAN, not only the ones to install")
     pool = None
     if mode == "authoritative":
         try:
