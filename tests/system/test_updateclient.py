@@ -248,3 +248,88 @@ def test_updateclient_refuses_what_does_not_exist_and_reports_need_the_hosts_tok
     out = pair.client.run(["sh", str(script), "--root", str(root), "--token", "wrong"], check=True)
     assert "refused our start report" in out.stderr
     assert host_row(server) == (1, None)
+
+
+EXTLINUX_CONF = """DEFAULT linux
+TIMEOUT 10
+LABEL linux
+    KERNEL /boot/vmlinuz-6.1.0-28-amd64
+    INITRD /boot/initrd.img-6.1.0-28-amd64
+    APPEND root=UUID=1111-node1 ro
+"""
+
+
+def extlinux_entries(text: str) -> tuple[str | None, dict[str, dict[str, str]]]:
+    """A small reading of a syslinux config: the DEFAULT in force and each LABEL's KERNEL/INITRD/APPEND."""
+    default, labels, current = None, {}, None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        key = key.upper()
+        if key == "DEFAULT" and default is None:  # syslinux takes the first... and we put ours first
+            default = value.strip()
+        elif key == "LABEL":
+            current = labels.setdefault(value.strip(), {})
+        elif current is not None and key in ("KERNEL", "INITRD", "APPEND"):
+            current[key] = value.strip()
+    return default, labels
+
+
+def test_autoinstall_marks_the_host_and_makes_the_next_boot_the_installer(world) -> None:
+    pair, server, _v1, _v2, root, script = world
+    installer = server.state_dir / "boot" / "installer"
+    installer.mkdir(parents=True, exist_ok=True)
+    (installer / "vmlinuz").write_bytes(b"a kernel " * 1000)
+    (installer / "initrd.img").write_bytes(b"an initrd " * 2000)
+    write(root, "boot/extlinux/extlinux.conf", EXTLINUX_CONF)
+    write(root, "boot/grub/grub.cfg", "# grub.cfg of the installed system\n")
+    with server.db() as conn:
+        old_token = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (HOST,)).fetchone()[0]
+
+    out = pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall"], timeout=60).stdout
+    assert "marked for reinstall" in out and "DEFAULT is now the installer" in out, out
+
+    # The imageserver: the host installs again, with a new install token; the request is on record.
+    with server.db() as conn:
+        state, token = conn.execute("SELECT state, install_token FROM hosts WHERE name = ?", (HOST,)).fetchone()
+        stages = [r[0] for r in conn.execute("SELECT stage FROM update_events WHERE host = ?", (HOST,))]
+    assert state == "assigned" and token and token != old_token
+    assert stages == ["autoinstall"]
+
+    # extlinux: the installer is the default, its files beside the config, the original kept aside.
+    ext = root / "boot/extlinux"
+    assert (ext / "imageserver-installer.vmlinuz").read_bytes() == (installer / "vmlinuz").read_bytes()
+    assert (ext / "imageserver-installer.initrd").read_bytes() == (installer / "initrd.img").read_bytes()
+    assert (ext / "extlinux.conf.before-autoinstall").read_text() == EXTLINUX_CONF
+    default, labels = extlinux_entries((ext / "extlinux.conf").read_text())
+    assert default == "imageserver-autoinstall"
+    assert set(labels) == {"imageserver-autoinstall", "linux"}
+    assert labels["linux"]["KERNEL"] == "/boot/vmlinuz-6.1.0-28-amd64"  # the installed system stays bootable
+    entry = labels["imageserver-autoinstall"]
+    assert entry["KERNEL"] == "imageserver-installer.vmlinuz" and entry["INITRD"] == "imageserver-installer.initrd"
+    args = dict(word.split("=", 1) for word in entry["APPEND"].split() if "=" in word)
+    assert args["INSTALL_TOKEN"] == token and args["MAC"] == MAC and args["HOSTNAME"] == HOST
+    assert args["IMAGESERVER"] == str(pair.server_ip) and args["IMAGE"] == "web" and args["VERSION"] == "2"
+    assert args["IMAGESERVER_URL"] == f"http://{pair.server_ip}:{API_PORT}"
+
+    # GRUB: the installer in /boot/imageserver-installer/ and a grub.d entry for grub-reboot (run on the machine).
+    assert (root / "boot/imageserver-installer/vmlinuz").read_bytes() == (installer / "vmlinuz").read_bytes()
+    snippet = root / "etc/grub.d/45_imageserver_autoinstall"
+    assert os.access(snippet, os.X_OK)
+    subprocess.run(["sh", "-n", str(snippet)], check=True)
+    assert f"INSTALL_TOKEN={token}" in snippet.read_text() and "--id imageserver-autoinstall" in snippet.read_text()
+
+    # A second run does not stack entries or lose the original.
+    pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token", token], timeout=60)
+    default, labels = extlinux_entries((ext / "extlinux.conf").read_text())
+    assert default == "imageserver-autoinstall" and set(labels) == {"imageserver-autoinstall", "linux"}
+    assert (ext / "extlinux.conf.before-autoinstall").read_text() == EXTLINUX_CONF
+
+    # The system asked to be reinstalled: its old token reports nothing any more.
+    refused = pair.client.run(["sh", str(script), "--root", str(root), "--dry-run", "--token", old_token])
+    assert refused.returncode == 0  # a dry run sends no reports
+    again = pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token", old_token],
+                            check=False)
+    assert again.returncode == 1 and "401" in again.stderr
