@@ -1,7 +1,8 @@
 """`reservations export`: the reservation table as ISC dhcpd, dnsmasq and Kea configuration.
 
-dnsmasq's own syntax check reads the dnsmasq export when dnsmasq is installed; Kea's is JSON with
-the reservations under the subnet that holds each address; ISC host names are unique."""
+Each export is read by the real server's own config check when it is installed (`dhcpd -t`,
+`dnsmasq --test`, `kea-dhcp4 -t`); Kea's reservations sit under the subnet that holds each address,
+ISC host names are unique."""
 
 from __future__ import annotations
 
@@ -33,17 +34,45 @@ def test_isc_host_declarations() -> None:
     assert text.index("10.8.0.5") < text.index("10.9.0.11")  # address order
 
 
+def peer(name: str) -> str:
+    for path in (shutil.which(name), f"/usr/sbin/{name}"):
+        if path and Path(path).exists():
+            return path
+    pytest.skip(f"{name} is not installed")
+
+
+def test_isc_export_passes_dhcpds_own_config_check(tmp_path: Path) -> None:
+    dhcpd = peer("dhcpd")
+    (tmp_path / "reservations.conf").write_text(export("isc", ROWS))
+    conf = tmp_path / "dhcpd.conf"
+    conf.write_text(f'subnet 10.9.0.0 netmask 255.255.255.0 {{}}\nsubnet 10.8.0.0 netmask 255.255.255.0 {{}}\n'
+                    f'include "{tmp_path / "reservations.conf"}";\n')
+    result = subprocess.run([dhcpd, "-t", "-q", "-cf", str(conf)], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / "reservations.conf").write_text("host broken { hardware ethernet zz; }\n")  # the check does check
+    assert subprocess.run([dhcpd, "-t", "-q", "-cf", str(conf)], capture_output=True, timeout=10).returncode != 0
+
+
+def test_kea_export_passes_keas_own_config_check(tmp_path: Path) -> None:
+    kea = peer("kea-dhcp4")
+    doc = json.loads(export("kea", ROWS, NETS))
+    conf = tmp_path / "kea-dhcp4.conf"
+    conf.write_text(json.dumps({"Dhcp4": {"interfaces-config": {"interfaces": []},
+                                          "lease-database": {"type": "memfile", "persist": False}, **doc}}))
+    result = subprocess.run([kea, "-t", str(conf)], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dnsmasq_lines_pass_dnsmasqs_own_syntax_check(tmp_path: Path) -> None:
     text = export("dnsmasq", ROWS)
     assert text.splitlines()[1:] == ["dhcp-host=52:54:00:00:00:03,10.8.0.5",
                                      "dhcp-host=52:54:00:00:00:01,10.9.0.11,www1",
                                      "dhcp-host=52:54:00:00:00:02,10.9.0.12,www2",
                                      "dhcp-host=52:54:00:00:00:04,10.9.0.13,www1"]
-    if shutil.which("dnsmasq") is None:
-        pytest.skip("dnsmasq is not installed")
+    dnsmasq = peer("dnsmasq")
     conf = tmp_path / "reservations.conf"
     conf.write_text(text)
-    result = subprocess.run(["dnsmasq", "--test", f"--conf-file={conf}"], capture_output=True, text=True, timeout=10)
+    result = subprocess.run([dnsmasq, "--test", f"--conf-file={conf}"], capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
     assert "syntax check OK" in result.stderr + result.stdout
 
