@@ -1,0 +1,54 @@
+"""Discovery in the daemon's own objects (a real store, journal and lease book; no sockets): policy auto
+names machines by rule without handing one name out twice, even before the first name is committed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
+from state.discovery import DiscoveryRule
+from state.hosts import list_hosts
+from state.leases import LeaseModel, journal_writer
+from state.store import Store
+
+T0 = 1_000_000.0
+RULES = (DiscoveryRule("uefi{n}", "efi", arch=7), DiscoveryRule("node{n:03}", "base", mac_prefix="52:54:00"))
+
+
+def test_auto_names_machines_by_rule_once_each(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = Store(tmp_path)
+        try:
+            writer = journal_writer(store.journal.submit)
+            leases = LeaseModel.load(store.reader, (), writer, now=T0)
+            log = DiscoveringMachineLog.load(store.reader, writer, refresh=60)
+            discovery = Discovery(store, leases, DiscoverySettings("auto", RULES), clock=lambda: T0)
+            log.on_seen = discovery.seen
+            # Three machines and their repeated packets, all before anything is committed.
+            for _ in range(3):
+                log.seen("52:54:00:00:00:01", T0, arch=0)
+                log.seen("52:54:00:00:00:02", T0, arch=7)
+                log.seen("52:54:00:00:00:03", T0, arch=0)
+                log.seen("aa:bb:cc:00:00:04", T0, arch=0)  # no rule matches: it waits
+            await store.journal.flush()
+            hosts = {h.mac: (h.name, h.image, h.state) for h in list_hosts(store.reader)}
+            assert hosts == {"52:54:00:00:00:01": ("node001", "base", "assigned"),
+                             "52:54:00:00:00:02": ("uefi1", "efi", "assigned"),
+                             "52:54:00:00:00:03": ("node002", "base", "assigned")}
+            assert discovery.created == 3
+            # Later it says it is UEFI: now a rule matches.
+            log.seen("aa:bb:cc:00:00:04", T0 + 1, arch=7)
+            await store.journal.flush()
+            assert {h.name for h in list_hosts(store.reader)} == {"node001", "node002", "uefi1", "uefi2"}
+            # Under hold nothing is created, and DHCP may boot everybody; under ignore only hosts.
+            discovery.settings = DiscoverySettings("hold", RULES)
+            log.seen("52:54:00:00:00:09", T0 + 2, arch=0)
+            await store.journal.flush()
+            assert len(list_hosts(store.reader)) == 4 and discovery.may_boot("52:54:00:00:00:09")
+            discovery.settings = DiscoverySettings("ignore", RULES)
+            assert not discovery.may_boot("52:54:00:00:00:09") and discovery.may_boot("52:54:00:00:00:01")
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
