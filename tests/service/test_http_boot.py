@@ -276,3 +276,19 @@ async def test_unknown_api_path_is_a_json_404(env: Env) -> None:
 async def test_openapi_document_is_served(env: Env) -> None:
     doc = (await env.curl("/api/v1/openapi.json")).json()
     assert "/api/v1/status" in doc["paths"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("target", [
+    b"http://evil/boot/files/../../secret",  # absolute-form: refused, not resolved against the root
+    b"/boot/files/undionly.kpxe\x00",  # a raw NUL (curl cannot send one)
+    b"/boot/files/..\\..\\secret",
+    b"*",
+])
+async def test_raw_request_targets_curl_cannot_send(env: Env, target: bytes) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.server.port)
+    writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    response = await reader.read()
+    writer.close()
+    status = int(response.split(b" ", 2)[1])
+    assert status in (400, 404), response[:200]
+    assert b"root:" not in response
