@@ -16,9 +16,11 @@ def _config(tmp: Path, extra: str = "") -> Path:
     cfg = tmp / "imageserver.toml"
     cfg.write_text(f"""
 [appliance]
-state_dir = "{tmp / 'state'}"
+state_dir = "{tmp / "state"}"
 [tftp]
 enabled = false
+[rsyncd]
+enabled = false  # no listener on the host's 0.0.0.0:873
 [http]
 enabled = false
 {extra}
@@ -42,8 +44,13 @@ def test_serve_reload_and_stop(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         _wait_for(proc, log, "event=ready")
         state = tmp_path / "state"

@@ -41,6 +41,8 @@ def test_ready_watchdog_stopping(tmp_path: Path) -> None:
 state_dir = "{tmp_path / 'state'}"
 [tftp]
 enabled = false
+[rsyncd]
+enabled = false  # no listener on the host's 0.0.0.0:873
 [http]
 listen = "127.0.0.1"
 port = {port}

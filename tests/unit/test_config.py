@@ -52,10 +52,16 @@ def test_inline_subnet_enables_dhcp() -> None:
         ({"http": {"port": 70000}}, "http.port", "out of range"),
         ({"tftp": {"enabled": "yes"}}, "tftp.enabled", "true or false"),
         ({"appliance": {"address": "10.0.0.1", "domain": "bad domain!"}}, "appliance.domain", "DNS name"),
-        ({"dhcp": {**GOOD["dhcp"], "subnets": [{"subnet": "10.1.1.0/16", "pool": "10.1.5.1-10.1.5.9"}]}},
-         "dhcp.subnets[0].subnet", "not an IPv4 network"),
-        ({"dhcp": {**GOOD["dhcp"], "subnets": [{"subnet": "10.0.0.0/23", "pool": "10.0.1.1-10.0.1.9"}]}},
-         "dhcp.subnets", "overlap"),
+        (
+            {"dhcp": {**GOOD["dhcp"], "subnets": [{"subnet": "10.1.1.0/16", "pool": "10.1.5.1-10.1.5.9"}]}},
+            "dhcp.subnets[0].subnet",
+            "not an IPv4 network",
+        ),
+        (
+            {"dhcp": {**GOOD["dhcp"], "subnets": [{"subnet": "10.0.0.0/23", "pool": "10.0.1.1-10.0.1.9"}]}},
+            "dhcp.subnets",
+            "overlap",
+        ),
         ({"bogus": {}}, "bogus", "unknown key"),
     ],
 )
@@ -85,7 +91,12 @@ def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
 def test_cli_exits_2_with_key_on_bad_config(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[http]\nport = "eighty"\n')
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "serve", "--config", str(bad)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "serve", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert "http.port: expected an integer" in proc.stderr

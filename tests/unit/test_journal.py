@@ -15,9 +15,12 @@ from state.schema import MIGRATIONS
 
 def _insert(mac: str, ip: int):
     def op(conn: sqlite3.Connection) -> int:
-        conn.execute("INSERT INTO leases(mac, ip, subnet, starts, expires) VALUES (?,?,?,?,?)",
-                     (mac, ip, "10.0.0.0/24", 0.0, 100.0))
+        conn.execute(
+            "INSERT INTO leases(mac, ip, subnet, starts, expires) VALUES (?,?,?,?,?)",
+            (mac, ip, "10.0.0.0/24", 0.0, 100.0),
+        )
         return ip
+
     return op
 
 

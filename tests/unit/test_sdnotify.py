@@ -13,8 +13,9 @@ def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:
     path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
         srv.bind(str(path))
-        n = Notifier.from_environ({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "20000000",
-                                   "WATCHDOG_PID": str(os.getpid())})
+        n = Notifier.from_environ(
+            {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "20000000", "WATCHDOG_PID": str(os.getpid())}
+        )
         assert n.enabled and n.watchdog_interval == 10.0
         assert n.send(READY=1, STATUS="dhcp tftp http running")
         assert srv.recv(4096) == b"READY=1\nSTATUS=dhcp tftp http running"

@@ -13,9 +13,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_install_service_writes_unit_and_config(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "install-service", "--root", str(tmp_path),
-                           "--executable", "/usr/local/bin/imageserver"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "install-service",
+            "--root",
+            str(tmp_path),
+            "--executable",
+            "/usr/local/bin/imageserver",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     unit = (tmp_path / "etc/systemd/system/imageserver.service").read_text()
     assert "ExecStart=/usr/local/bin/imageserver serve" in unit and "@IMAGESERVER@" not in unit
@@ -23,8 +36,13 @@ def test_install_service_writes_unit_and_config(tmp_path: Path) -> None:
     assert "systemctl enable --now imageserver" in proc.stdout
     # A second run keeps the operator's config.
     (tmp_path / "etc/imageserver/imageserver.toml").write_text("# mine\n")
-    subprocess.run([sys.executable, "-m", "appliance.cli", "install-service", "--root", str(tmp_path)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "install-service", "--root", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     assert (tmp_path / "etc/imageserver/imageserver.toml").read_text() == "# mine\n"
 
 
@@ -41,6 +59,13 @@ def test_unit_verifies(tmp_path: Path) -> None:
     problems = [line for line in proc.stderr.splitlines() if "imageserver.service" in line]
     assert proc.returncode == 0 and not problems, proc.stderr
     text = unit.read_text()
-    for directive in ("Type=notify", "WatchdogSec=", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                      "SystemCallFilter=@system-service", "RestrictAddressFamilies=", "StateDirectory=imageserver"):
+    for directive in (
+        "Type=notify",
+        "WatchdogSec=",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "SystemCallFilter=@system-service",
+        "RestrictAddressFamilies=",
+        "StateDirectory=imageserver",
+    ):
         assert directive in text
