@@ -27,7 +27,7 @@ from aiohttp import web
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error
 from state import installs
-from state.hostbook import HostBook
+from state.hostbook import HostBook, address_op
 from state.hosts import HostError, set_install_token_op
 from state.leases import LeaseError, LeaseModel
 
@@ -114,6 +114,8 @@ def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str
     except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
         log.warning("event=reservation-failed hostname=%s mac=%s error=%r", host.name, host.mac, str(e))
         return f"not reserved: {e}"
+    if res is not None and host.ip is None:
+        ctx.store.journal.submit(address_op(host.name, res.ip, now))  # listed with it: /hosts, hosts export
     return f"reserved {res.ip} ({res.source})" if res is not None else "no active lease to reserve"
 
 

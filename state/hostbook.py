@@ -238,6 +238,17 @@ class HostBook:
         return make_lease_static(self.leases, host.mac, host.name, now, "on-install")
 
 
+def address_op(name: str, ip: IPv4Address, now: float) -> Op:
+    """Give host `name` the address of its new reservation if it has none (and no other host has it):
+    it is then listed with it, in /hosts and `hosts export`. Never fails: a clash just leaves it out."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute("UPDATE hosts SET ip = ?, updated = ? WHERE name = ? AND ip IS NULL "
+                           "AND NOT EXISTS (SELECT 1 FROM hosts WHERE ip = ?)", (int(ip), now, name, int(ip)))
+        return bool(cur.rowcount)
+
+    return op
+
 def existing_for_plan(book: HostBook, now: float, own: Iterable[IPv4Address] = ()) -> Existing:
     """What an addclients plan must not clash with: hosts, reservations, active leases, subnets."""
     return Existing(

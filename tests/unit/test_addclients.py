@@ -206,3 +206,19 @@ def test_host_checks(conn: sqlite3.Connection) -> None:
         book(conn).create("x2", now=T0, mac="52:54:00:00:00:01")
     with pytest.raises(HostError, match="no image"):
         book(conn).update("x1", {"state": "assigned"}, T0)
+
+
+def test_address_op_names_an_installed_hosts_new_reservation_once(conn: sqlite3.Connection) -> None:
+    from state.hostbook import address_op
+
+    b = book(conn)
+    for name, mac in (("n1", "52:54:00:00:00:01"), ("n2", "52:54:00:00:00:02")):
+        _, op = b.create(name, now=T0, mac=mac, image="demo")
+        with offline_transaction(conn):
+            op(conn)
+    ip = IPv4Address("10.20.0.120")
+    with offline_transaction(conn):
+        assert address_op("n1", ip, T0)(conn) is True
+        assert address_op("n2", ip, T0)(conn) is False  # another host's address: left out, no error
+        assert address_op("n1", IPv4Address("10.20.0.121"), T0)(conn) is False  # it has one already
+    assert [(h.name, str(h.ip) if h.ip else None) for h in list_hosts(conn)] == [("n1", "10.20.0.120"), ("n2", None)]
