@@ -36,6 +36,8 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 state_dir = "{tmp_path / 'state'}"
 [tftp]
 enabled = false
+[rsyncd]
+enabled = false
 [http]
 listen = "127.0.0.1"
 port = {port}
