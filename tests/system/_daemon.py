@@ -37,6 +37,7 @@ class Imageserver:
     pool: tuple[int, int] = (100, 150)
     lease_time: int = 600
     conflict_probe: bool = False
+    mode: str = "authoritative"
     extra: str = ""  # more TOML appended to [dhcp] (e.g. [[dhcp.subnets]] tables)
     proc: Proc | None = None
     state_dir: Path = field(init=False)
@@ -55,6 +56,7 @@ address = "{self.address}"
 log_level = "debug"
 
 [dhcp]
+mode = "{self.mode}"
 subnet = "{self.subnet}"
 pool = "{first}-{last}"
 router = "{self.address}"

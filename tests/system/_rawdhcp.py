@@ -15,6 +15,7 @@ import select
 import socket
 import sys
 import time
+from ipaddress import IPv4Address
 from typing import Any
 
 from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode
@@ -31,8 +32,9 @@ def open_socket(iface: str) -> socket.socket:
     return sock
 
 
-def exchange(sock: socket.socket, packet: DhcpPacket, timeout: float = 3.0) -> DhcpPacket | None:
-    sock.sendto(encode(packet), ("255.255.255.255", 67))
+def exchange(sock: socket.socket, packet: DhcpPacket, timeout: float = 3.0,
+             dest: tuple[str, int] = ("255.255.255.255", 67)) -> DhcpPacket | None:
+    sock.sendto(encode(packet), dest)
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         if not select.select([sock], [], [], left)[0]:
@@ -60,15 +62,19 @@ def describe(reply: DhcpPacket | None) -> dict[str, Any] | None:
 
 
 def discover(iface: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each spec: {"mac": "..", "options": {code: hex}, "request": bool}."""
+    """Each spec: {"mac": "..", "options": {code: hex}, "request": bool} and optionally "type" (message
+    type, default DISCOVER), "to" ([address, port], default broadcast to 67), "ciaddr", "timeout"."""
     sock = open_socket(iface)
     out = []
     for n, spec in enumerate(specs):
         chaddr = bytes.fromhex(spec["mac"].replace(":", "")).ljust(16, b"\x00")
         extra = {int(code): bytes.fromhex(value) for code, value in spec.get("options", {}).items()}
         xid = random.getrandbits(32)
-        offer = exchange(sock, DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr, secs=n,
-                                          options={53: b"\x01", **extra}))
+        first = DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr, secs=n,
+                           ciaddr=IPv4Address(spec.get("ciaddr", "0.0.0.0")),
+                           options={53: bytes([spec.get("type", 1)]), **extra})
+        dest = tuple(spec.get("to", ("255.255.255.255", 67)))
+        offer = exchange(sock, first, spec.get("timeout", 3.0), (str(dest[0]), int(dest[1])))
         result: dict[str, Any] = {"offer": describe(offer), "ack": None}
         if offer is not None and spec.get("request"):
             req = DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr,

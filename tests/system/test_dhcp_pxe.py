@@ -82,3 +82,23 @@ def test_a_burst_of_malformed_packets_then_dhclient_still_gets_an_address(lab: L
     assert counters["malformed"] >= 1000  # random bytes, truncations, lying lengths, bad deciding options
     assert counters.get("errors", 0) == 0  # none of it reached an unexpected exception
     assert server.proc is not None and server.proc.alive()
+
+
+def test_proxy_mode_answers_pxe_clients_only_with_boot_information_and_on_port_4011(lab: Lab) -> None:
+    pair = lab.server_client_pair()
+    Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet, mode="proxy").start()
+    srv = str(pair.server_ip)
+    client_ip = pair.host(60)  # what the LAN's own DHCP server would have given the machine
+    pair.client.add_address(pair.client_if, f"{client_ip}/24")
+    specs = [
+        {"mac": "52:54:00:00:02:01", "options": BIOS},
+        {"mac": "52:54:00:00:02:02", "options": {"55": "010306"}, "timeout": 1.0},  # an ordinary client
+        {"mac": "52:54:00:00:02:01", "options": UEFI, "type": 3, "to": [srv, 4011], "ciaddr": str(client_ip)},
+    ]
+    offer, ordinary, boot = raw(pair, "discover", json.dumps(specs))
+
+    assert offer["offer"]["type"] == 2 and offer["offer"]["yiaddr"] == "0.0.0.0"  # never an address
+    assert text(offer["offer"], 60) == "PXEClient" and "43" in offer["offer"]["options"]
+    assert text(offer["offer"], 67) == "undionly.kpxe" and offer["offer"]["siaddr"] == srv
+    assert ordinary["offer"] is None
+    assert boot["offer"]["type"] == 5 and text(boot["offer"], 67) == "ipxe.efi"  # the ACK from port 4011
