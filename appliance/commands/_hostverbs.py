@@ -210,6 +210,17 @@ def _edit(text: str) -> str | None:
         os.unlink(path)
 
 
+def list_row(host: dict[str, Any], progress: str) -> dict[str, Any]:
+    """A `hosts list` row: the image with its pinned version (else the newest), when the host was last seen."""
+    import time
+
+    from appliance.commands._leasebook import when
+
+    image = host.get("image")
+    version = host.get("version")
+    return {**host, "progress": progress, "seen": when(host.get("last_seen"), time.time()),
+            "image": f"{image} v{version}" if image and version else image}
+
 # --------------------------------------------------------------------------- hosts list/show offline
 
 

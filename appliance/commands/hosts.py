@@ -89,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json(hosts)
         elif hosts:
-            print_table([{**h, "progress": progress_line(h)} for h in hosts], ["mac", "ip", "image", "progress"],
-                        headers=["MAC", "IP", "IMAGE", "HOST / STATE / STAGE / PROGRESS"])
+            print_table([_hostverbs.list_row(h, progress_line(h)) for h in hosts],
+                        ["mac", "ip", "image", "seen", "progress"],
+                        headers=["MAC", "IP", "IMAGE", "LAST SEEN", "HOST / STATE / STAGE / PROGRESS"])
         else:
             print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
         return 0
