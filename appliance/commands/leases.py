@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(leases)
         return 0
+    if not leases:
+        print("no leases" if args.all else "no active leases (--all also lists ended ones)")
+        return 0
     now = time.time()
     for row in leases:
         row["ends"] = ("ends " if row["active"] else "ended ") + when(row["expires"], now)

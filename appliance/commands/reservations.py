@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
                 lambda model, now: [r.as_dict() for r in model.reservations()], writes=False)
             if args.json:
                 print_json(rows)
-            else:
+            elif rows:
                 print_table(rows, COLUMNS)
+            else:
+                print("no reservations")
             return 0
         if action == "add":
             mac = normalize_mac(args.mac)
