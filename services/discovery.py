@@ -2,6 +2,9 @@
 whether a machine may be given a boot (policy ignore). The decisions are state.discovery's; this is
 the glue to the live machine log, the store and the journal.
 
+With [dhcp] auto_static = "on-assign", a host whose machine had no lease yet when it got its MAC (an
+auto-discovered machine is named at its DISCOVER) has its first lease made its reservation here.
+
 Every sighting (a DHCP packet, a boot script or pxelinux config request) passes `MachineLog.seen`;
 `DiscoveringMachineLog` hands each one on to `Discovery.seen`, so DHCP and the boot path need no
 hook of their own. A machine already settled (a host, or made one) is skipped without a query; one
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from state.discovery import DiscoveryRule, decide_unknown, dhcp_offers_boot
-from state.hostbook import HostBook
+from state.hostbook import HostBook, address_op, make_lease_static
 from state.hosts import host_by_mac, host_by_name
 from state.leases import LeaseModel
 from state.sightings import Machine, MachineLog
@@ -51,6 +54,8 @@ class Discovery:
         return dhcp_offers_boot(self.settings.policy, host_by_mac(self.store.reader, mac) is not None)
 
     def seen(self, machine: Machine, now: float) -> None:
+        if self.settings.auto_static == "on-assign":
+            self._static_on_assign(machine.mac, now)
         if self.settings.policy != "auto" or machine.mac in self._settled:
             return
         reader = self.store.reader
@@ -81,6 +86,23 @@ class Discovery:
                  host.image, machine.arch, machine.vendor_class)
         fut = self.store.journal.submit(op)
         fut.add_done_callback(lambda f, name=host.name: self._written(name, f))
+
+    def _static_on_assign(self, mac: str, now: float) -> None:
+        """auto_static on-assign for a host whose machine had no lease when it was assigned (or discovered):
+        its first lease becomes its reservation. In-memory checks first; the store is read only for a
+        machine that holds a lease and no reservation."""
+        lease = self.leases.lease(mac)
+        if lease is None or not lease.active(now) or self.leases.reservation(mac) is not None:
+            return
+        host = host_by_mac(self.store.reader, mac)
+        if host is None or host.ip is not None:
+            return
+        res = make_lease_static(self.leases, mac, host.name, now, "on-assign")
+        if res is None:
+            return
+        log.info("event=lease-made-static mac=%s host=%s ip=%s source=on-assign", mac, host.name, res.ip)
+        fut = self.store.journal.submit(address_op(host.name, res.ip, now))
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # address_op never fails; no warning
 
     def _written(self, name: str, fut: Any) -> None:
         mac = self._pending_names.pop(name, None)

@@ -52,3 +52,38 @@ def test_auto_names_machines_by_rule_once_each(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_on_assign_a_discovered_machines_first_lease_becomes_its_reservation(tmp_path: Path) -> None:
+    from ipaddress import IPv4Address, IPv4Network
+
+    from state.leases import PoolSpec
+
+    pool = PoolSpec(IPv4Network("10.20.0.0/24"), IPv4Address("10.20.0.100"), IPv4Address("10.20.0.150"), 600)
+    mac = "52:54:00:00:00:01"
+
+    async def scenario() -> None:
+        store = Store(tmp_path)
+        try:
+            writer = journal_writer(store.journal.submit)
+            leases = LeaseModel.load(store.reader, [pool], writer, now=T0)
+            log = DiscoveringMachineLog.load(store.reader, writer, refresh=60)
+            discovery = Discovery(store, leases, DiscoverySettings("auto", RULES, auto_static="on-assign"),
+                                  clock=lambda: T0)
+            log.on_seen = discovery.seen
+            offered = leases.offer(mac, pool, None, T0)
+            log.seen(mac, T0, arch=0)  # its DISCOVER: named now, no lease yet
+            await store.journal.flush()
+            assert offered is not None and leases.commit(mac, offered, pool, T0, None, None) is not None
+            log.seen(mac, T0, arch=0)  # its REQUEST, acknowledged
+            await store.journal.flush()
+            res = leases.reservation(mac)
+            assert res is not None and (res.ip, res.hostname, res.source) == (offered, "node001", "on-assign")
+            [host] = list_hosts(store.reader)
+            assert (host.name, host.ip) == ("node001", offered)
+            row = store.read_one("SELECT ip, source FROM reservations WHERE mac = ?", (mac,))
+            assert row is not None and (IPv4Address(row[0]), row[1]) == (offered, "on-assign")
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
