@@ -36,8 +36,12 @@ def server_settings(cfg: Config) -> ServerSettings:
 
 
 def _model_options(cfg: Config) -> dict[str, object]:
+    # Never handed out or reserved: our own address and the routers and DNS servers we announce.
+    infra = {a for s in cfg.dhcp.subnets for a in (s.router, *s.dns) if a is not None}
+    if cfg.appliance.address is not None:
+        infra.add(cfg.appliance.address)
     return {"offer_hold": cfg.dhcp.offer_hold, "decline_probation": float(cfg.dhcp.decline_probation),
-            "excluded": [cfg.appliance.address] if cfg.appliance.address else []}
+            "excluded": sorted(infra)}
 
 
 def load_leases(rt: Runtime) -> LeaseModel:

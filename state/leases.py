@@ -430,7 +430,7 @@ class LeaseModel:
         if ip in (net.network_address, net.broadcast_address):
             raise LeaseError(f"{ip} is the network or broadcast address of {net}")
         if n in self._excluded:
-            raise LeaseError(f"{ip} is the imageserver's own address")
+            raise LeaseError(f"{ip} is the imageserver's own address or an announced router or DNS server")
         owner = self._res_by_ip.get(n)
         if owner is not None and owner.mac != mac:
             raise LeaseError(f"{ip} is already reserved for {owner.mac}"

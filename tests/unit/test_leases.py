@@ -403,3 +403,11 @@ def test_held_offers_survive_a_pool_change_and_still_expire(book: Offline) -> No
     m.set_subnets([POOL, OTHER])
     assert m.offer(mac(2), POOL, a, T0 + 1) != a
     assert m.offer(mac(3), POOL, None, T0 + 31) == a  # handed back to the pool when its hold ended
+
+
+def test_infrastructure_addresses_inside_the_pool_are_never_handed_out(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    m = LeaseModel.offline(conn, [POOL], now=T0, excluded=[ip(100), ip(102)])  # e.g. a router in the pool
+    got = [dora(m, mac(i)).ip for i in range(3)]
+    assert got == [ip(101), ip(103), ip(104)]
+    assert m.commit(mac(9), ip(100), POOL, T0, None, None) is None
