@@ -79,7 +79,7 @@ class DhcpServer:
         self._probe_enabled = conflict_probe
         self._probe = ConflictProbe(interface=interface, timeout=probe_timeout, monotonic=monotonic)
         self._sockets: dict[int, socket.socket] = {}  # by port
-        self._pending: list[tuple[bytes, IPv4Address, int, int | None, int]] = []
+        self._pending: list[tuple[bytes, IPv4Address, int, int | None, int, str]] = []
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._status = ServiceStatus()
@@ -268,9 +268,8 @@ class DhcpServer:
             log.warning("event=encode-failed error=%r", str(e))
             return
         kind = _NAMES.get(reply.packet.message_type or 0, "bootp")
-        self._status.counters[f"out_{kind}"] += 1
         dest = BROADCAST if reply.broadcast else reply.dest_ip
-        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port)
+        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port, kind)
         if not reply.durable:
             self._send(*item)
             return
@@ -295,7 +294,9 @@ class DhcpServer:
             for item in batch:
                 self._send(*item)
 
-    def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int) -> None:
+    def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int,
+              kind: str) -> None:
+        """Send one reply; out_<kind> counts replies that left (an ACK only after its commit)."""
         sock = self._sockets.get(from_port)
         if sock is None:
             return
@@ -306,6 +307,7 @@ class DhcpServer:
                 sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(dest), port))
             else:
                 sock.sendto(data, (str(dest), port))
+            self._status.counters[f"out_{kind}"] += 1
         except BlockingIOError:
             self._status.counters["send_dropped"] += 1
         except OSError as e:
