@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from appliance.config import Config, ConfigError, load_config
+from appliance.portholder import address_in_use, explain_in_use, sharers
 from appliance.runtime import VERSION, Runtime
 from appliance.sdnotify import Notifier
 from appliance.token import ensure_token
@@ -70,7 +72,7 @@ class Daemon:
         try:
             self.services = build_services(self.runtime)
             for service in self.services:
-                await service.start()
+                await self._start(service)
                 started.append(service)
                 log.info("event=service-started service=%s listen=%s", service.name,
                          ",".join(service.status().get("listen", [])) or "-")
@@ -97,6 +99,25 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             log.info("event=stopped code=%d", code)
         return code
+
+    async def _start(self, service: Service) -> None:
+        """Start one service; a port clash names the port and who holds it. A UDP port that another
+        process shares with us (both set SO_REUSEADDR) is a clash too: each would see only some requests."""
+        own = os.getpid()
+        try:
+            await service.start()
+        except ServiceError as e:
+            if address_in_use(e):
+                who = explain_in_use(self.config, service.name, own_pid=own)
+                if who:
+                    raise ServiceError(f"{e} ({who})") from e
+            raise
+        shared = sharers(self.config, service.name, own_pid=own)
+        if shared:
+            await service.stop()
+            what = "; ".join(f"{proto}/{port} is also bound by " + ", ".join(map(str, who))
+                             for proto, port, who in shared)
+            raise ServiceError(f"{service.name}: another server shares its port ({what}); stop it first")
 
     def summary(self) -> str:
         """One line for systemctl status: each service and its state."""

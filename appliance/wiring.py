@@ -28,6 +28,7 @@ from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettin
 from services.dns import DnsServer
 from services.http import HttpServer, RouteFactory
 from services.rsyncd import RsyncdService, RsyncdSettings
+from services.tftp import TftpServer
 from state.boot import BootPolicy
 from state.discovery import unknown_boot
 from state.images import list_versions
@@ -122,6 +123,10 @@ def build_services(rt: Runtime) -> list[Service]:
     if cfg.http.enabled:
         services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
                                    responder=responder, api=api, route_modules=api_route_modules()))
+    if cfg.tftp.enabled:
+        # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi); pxelinux.cfg/01-<mac> is rendered per machine.
+        services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.pxelinux_config,
+                                   max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface))
     if cfg.rsyncd.enabled:
         # The catalog is read from the store on every refresh: getimage (a separate process) commits a
         # row, WAL makes it visible here, and the next refresh exports it.
