@@ -203,6 +203,7 @@ class DhcpServer:
             return
         counters[f"in_{_NAMES.get(kind, 'bootp') if kind is not None else 'bootp'}"] += 1
         now = self._clock()
+        before = self.leases.current(request.mac) if kind == MessageType.REQUEST else None
         try:
             reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port,
                             offer_boot=self.may_boot is None or self.may_boot(request.mac))
@@ -210,6 +211,8 @@ class DhcpServer:
             counters["malformed"] += 1
             log.debug("event=malformed mac=%s error=%r", request.mac, str(e))
             return
+        if kind == MessageType.REQUEST and reply is not None:
+            self._log_binding(request, reply, before, now)
         if self.machines is not None and request.hlen:
             self._record_machine(request, local, now)
         if reply is None:
@@ -222,6 +225,23 @@ class DhcpServer:
             task.add_done_callback(self._tasks.discard)
             return
         self._dispatch(reply, port, ifindex)
+
+    def _log_binding(self, request: DhcpPacket, reply: Reply, before: Any, now: float) -> None:
+        """One info line per machine that gets a (new) address or is refused one; renewals only at debug,
+        so a busy segment's renew traffic does not flood the journal."""
+        packet = reply.packet
+        if packet.message_type == MessageType.NAK:
+            log.info("event=dhcp-nak mac=%s requested=%s", request.mac, o.requested_ip(request) or request.ciaddr)
+            return
+        if packet.message_type != MessageType.ACK or packet.yiaddr == _ZERO:
+            return
+        after = self.leases.current(request.mac)
+        hostname = getattr(after, "hostname", None) or "-"
+        renewed = before is not None and before.ip == packet.yiaddr and (before.expires is None or before.expires > now)
+        if renewed:
+            log.debug("event=dhcp-renew mac=%s ip=%s hostname=%s", request.mac, packet.yiaddr, hostname)
+        else:
+            log.info("event=dhcp-ack mac=%s ip=%s hostname=%s", request.mac, packet.yiaddr, hostname)
 
     def _should_probe(self, request: DhcpPacket, ip: IPv4Address) -> bool:
         current = self.leases.current(request.mac)

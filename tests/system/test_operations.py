@@ -136,7 +136,10 @@ def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab
     by_event: dict[str, list[dict]] = {}
     for r in records:
         by_event.setdefault(str(r.get("event")), []).append(r)
-    # Its boot script request and its install reports name the machine by MAC and hostname.
+    # Its DHCP binding, its boot script request and its install reports name the machine by MAC (and
+    # hostname where known: udhcpc sends none, so the binding shows "-").
+    (ack,) = [r for r in by_event["dhcp-ack"] if r.get("mac") == mac]
+    assert (ack["ip"], ack["hostname"]) == (str(lease.ip), "-")
     decision = [r for r in by_event["boot-decision"] if r.get("mac") == mac][-1]
     assert (decision["hostname"], decision["kind"]) == ("node1", "local")
     reports = by_event["install-report"]
