@@ -30,6 +30,10 @@ STATIC = Path(__file__).resolve().parents[2] / "services" / "static"
 
 def start_json_daemon(pair: Pair, timeout: float = 20) -> Imageserver:
     server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet)
+    # TFTP on too (port 69 inside the namespace), so its transfers show in the metrics.
+    text = server.config.read_text()
+    assert "[tftp]\nenabled = false" in text
+    server.config.write_text(text.replace("[tftp]\nenabled = false", "[tftp]\nenabled = true"))
     server.proc = pair.server.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(server.config),
                                      "--log-format", "json"], env=env())
     deadline = time.monotonic() + timeout
@@ -86,6 +90,10 @@ def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab
     fetched = pair.client.run(["curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}",
                                f"http://{pair.server_ip}:{API_PORT}/boot/files/probe.bin"]).stdout
     assert int(fetched) == BOOT_FILE_SIZE
+    # The same file over TFTP, as a PXE ROM fetches iPXE.
+    fetched = pair.client.run(["curl", "-sS", "--fail", "--max-time", "20", "--tftp-blksize", "1400", "-o",
+                               "/dev/null", "-w", "%{size_download}", f"tftp://{pair.server_ip}/probe.bin"]).stdout
+    assert int(fetched) == BOOT_FILE_SIZE
     # An install reported by "the installer": a host for the client's MAC, two stages, done.
     mac = pair.client.run(["cat", f"/sys/class/net/{pair.client_if}/address"]).stdout.strip()
     token = (server.state_dir / "admin.token").read_text().strip()
@@ -118,6 +126,12 @@ def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab
     assert after.value("imageserver_http_sent_bytes_total") - before.get("imageserver_http_sent_bytes_total") \
         >= BOOT_FILE_SIZE
     assert after.value("imageserver_http_requests_total") > before.value("imageserver_http_requests_total")
+    assert before.value("imageserver_service_up", service="tftp") == 1
+    assert after.value("imageserver_tftp_sent_bytes_total") - before.get("imageserver_tftp_sent_bytes_total") \
+        == BOOT_FILE_SIZE
+    assert after.value("imageserver_tftp_transfers_started_total") - \
+        before.get("imageserver_tftp_transfers_started_total") == 1
+    assert after.value("imageserver_tftp_transfers_finished_total", outcome="completed") == 1
     # The install: outcome, duration histogram, host state.
     assert after.value("imageserver_installs_total", outcome="done") == 1
     assert after.value("imageserver_install_duration_seconds_count") == 1
