@@ -59,6 +59,16 @@ def scrape(server: Imageserver, pair: Pair) -> Exposition:
     return parse(body)
 
 
+def promtool_check(pair: Pair) -> None:
+    """Prometheus' own parser and linter on a scrape (names, types, _total suffixes, HELP)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (package prometheus, in deps/apt-packages.txt)")
+    body = pair.server.run(["curl", "-sS", "--fail", f"http://127.0.0.1:{API_PORT}/metrics"]).stdout
+    result = pair.server.run([promtool, "check", "metrics"], input=body, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def install_token(server: Imageserver, name: str) -> str:
     with server.db() as conn:
         row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
@@ -136,6 +146,7 @@ def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab
     assert after.value("imageserver_installs_total", outcome="done") == 1
     assert after.value("imageserver_install_duration_seconds_count") == 1
     assert after.value("imageserver_hosts", state="installed") == 1
+    promtool_check(pair)
     # The same numbers /api/v1/status shows (read from there, not counted again).
     status = json.loads(curl(pair, f"http://127.0.0.1:{API_PORT}/api/v1/status"))
     dhcp = status["services"]["dhcp"]["counters"]
