@@ -190,6 +190,38 @@ def test_uefi_ipxe_boots_the_installer(lab: Lab, installer: tuple[Path, Path]) -
     print(f"\n[timing] UEFI iPXE: QEMU start to installer marker {booted:.1f} s")
 
 
+def test_pxelinux_waits_then_installs_over_tftp(lab: Lab, installer: tuple[Path, Path]) -> None:
+    net = vm_network(lab)
+    start_ra_sender(net.server, net.server_if)
+    app = appliance(lab, net, installer, loader="pxelinux", poll_seconds=1).start()
+    mac = random_mac()
+    vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512)).start()
+
+    def tftp_configs() -> int:
+        return app.status()["services"]["tftp"]["counters"].get("dynamic_served", 0)
+
+    # Unknown: pxelinux shows its prompt for poll_seconds, re-runs itself and asks for its config again.
+    deadline = time.monotonic() + 60
+    while tftp_configs() < 2:
+        assert time.monotonic() < deadline, f"pxelinux never asked twice: {app.log_tail()}"
+        assert vm.proc is not None and vm.proc.alive()
+        time.sleep(0.2)
+    app.add_host(mac)
+    match = vm.wait_for(MARKER, timeout=90)
+    booted = vm.elapsed()
+    cmdline = match.group(1)
+    args = _args(cmdline)
+    # pxelinux (not iPXE) loaded this kernel: it adds BOOT_IMAGE and its own initrd= argument.
+    assert args["BOOT_IMAGE"] == "installer/vmlinuz"
+    assert args["initrd"] == "installer/initrd.img"
+    assert args["HOSTNAME"] == "node01" and args["MAC"] == mac and args["IMAGE"] == "base"
+    assert args["INSTALL_TOKEN"] == app.token()
+    tftp = app.status()["services"]["tftp"]["counters"]
+    assert tftp["dynamic_served"] >= 3  # wait, wait, install
+    assert tftp["transfers_completed"] >= 7  # pxelinux.0 + ldlinux.c32 per round, configs, kernel, initrd
+    print(f"\n[timing] pxelinux: QEMU start to installer marker {booted:.1f} s (including the wait)")
+
+
 # A 512-byte MBR that writes a marker to COM1 and halts: xor ax,ax; mov ds,ax; cld; mov si,msg;
 # mov dx,0x3f8; next: lodsb; test al,al; jz halt; out dx,al; jmp next; halt: cli; hlt; jmp halt; msg.
 LOCAL_MARKER = "LOCAL-DISK-BOOTED"
