@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             demo.power_on(install, first=True)
             demo.follow([install])
             installed_after = install.installed_after
+            if installed_after is None:
+                print(app.cli("hosts", "show", install.name))
+                raise DemoError(f"{install.name} did not install (see the timeline above)")
             hostname = demo.reboot_from_disk(install)
             print()
             print(app.cli("hosts", "show", install.name))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import tempfile
 import time
@@ -62,17 +63,33 @@ class DiskBuild:
     rsync_seconds: float  # the raw copy of the tree into the empty file system
 
 
+def partuuid(disk: Path, number: int = 1) -> str:
+    """The kernel's PARTUUID of an MBR partition: '<disk id>-<nn>'."""
+    disk_id = json.loads(_run(["sfdisk", "-J", str(disk)]))["partitiontable"]["id"]
+    return f"{disk_id.lower().removeprefix('0x'):0>8}-{number:02x}"
+
+
 def build_boot_disk(tree: Path, disk: Path, size_mb: int = 128, label: str = "root") -> DiskBuild:
-    """A bootable raw disk holding `tree`: one bootable MBR partition, ext4, extlinux, syslinux MBR."""
+    """A bootable raw disk holding `tree`: one bootable MBR partition, ext4, extlinux, syslinux MBR.
+
+    The disk's /etc/fstab and extlinux.conf name the root file system by PARTUUID: it is what
+    prepareclient can tie to a partition of a disk image file (lsblk, which knows UUIDs and labels,
+    does not look into files)."""
     with open(disk, "wb") as out:
         out.truncate(size_mb << 20)
     _run(["sfdisk", "-q", str(disk)], input="label: dos\n,,L,*\n")
+    root = f"PARTUUID={partuuid(disk)}"
     with loop_partition(disk) as device:
         _run(["mkfs.ext4", "-q", "-F", "-L", label, device])
         with mounted(device) as target:
             started = time.monotonic()
             _run(["rsync", "-aHAX", "--numeric-ids", f"{tree}/", f"{target}/"])
             rsync_seconds = time.monotonic() - started
+            (target / "etc/fstab").write_text(f"# <file system> <mount point> <type> <options> <dump> <pass>\n"
+                                              f"{root} / ext4 defaults 0 1\n")
+            conf = target / "boot/extlinux/extlinux.conf"
+            if conf.exists():
+                conf.write_text(re.sub(r"root=\S+", f"root={root}", conf.read_text()))
             _run(["extlinux", "--install", str(target / "boot/extlinux")])
     with open(MBR_BIN, "rb") as mbr, open(disk, "r+b") as out:
         out.write(mbr.read(440))  # boot code only: the partition table after byte 440 stays

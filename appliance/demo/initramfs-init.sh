@@ -23,7 +23,7 @@ while [ -z "$device" ] && [ $tries -lt 100 ]; do
     [ -n "$device" ] || { tries=$((tries + 1)); sleep 0.1; }
 done
 if [ -z "$device" ]; then
-    # root= names nothing here (a re-made file system, another label): take the first disk's first partition.
+    # root= names nothing findfs knows (PARTUUID=, a re-made file system): the first disk's first partition.
     for candidate in /dev/vda1 /dev/sda1 /dev/nvme0n1p1; do
         [ -b "$candidate" ] && device=$candidate && break
     done

@@ -67,7 +67,8 @@ class Appliance:
     def cli(self, *args: str, timeout: float = 300) -> str:
         """Run `imageserver ARGS --config ...` inside the server namespace; its stdout."""
         argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config), *args]
-        return self.ns.run(argv, env=self.env(), timeout=timeout).stdout
+        result = self.ns.run(argv, env=self.env(), timeout=timeout)
+        return result.stdout + result.stderr  # warnings too: they explain a later failure
 
     def get(self, path: str) -> Any:
         out = self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", "10", f"http://127.0.0.1{path}"]).stdout
@@ -144,7 +145,7 @@ class DemoLab:
             try:
                 out = self.master.run(["sh", str(prepareclient), "--server", str(self.net.server_ip)], env=env)
                 self.say("prepareclient: " + out.stdout.strip().replace("\n", "\n  "))
-                out = self.app.cli("getimage", "--master-client", str(self.master_ip), "--image", IMAGE)
+                out = self.app.cli("getimage", "--master-client", str(self.master_ip), "--image", IMAGE, "--yes")
                 self.say("getimage: " + out.strip().replace("\n", "\n  "))
             finally:
                 # The master's rsync daemon holds the mount: stop it before the file system is unmounted.

@@ -2,8 +2,8 @@
 
 `build_demo_tree(root, kernel, cache_dir)` writes a complete root file system into `root`: busybox
 and its applet links, `/sbin/init` printing `IMAGESERVER-INSTALLED hostname=<hostname>` on the
-console, /etc (hostname, fstab, passwd), and /boot with the Debian kernel, a tiny initramfs that
-mounts root= and switch_roots to it, and an extlinux.conf. The kernel's driver modules for disks,
+console, /etc (hostname, fstab, passwd, a post-install hook), and /boot with the Debian kernel, a
+tiny initramfs that mounts root= and switch_roots to it, and an extlinux.conf. The kernel's driver modules for disks,
 file systems and NICs go into /lib/modules too: a real system carries them, and they make the image
 large enough (~25 MB) that a 16 MB disk cannot hold it.
 """
@@ -20,6 +20,7 @@ from appliance import bootenv
 HERE = Path(__file__).parent
 ROOT_INIT = HERE / "rootinit.sh"
 INITRAMFS_INIT = HERE / "initramfs-init.sh"
+UNSPARSE_HOOK = HERE / "unsparse-boot.sh"
 MARKER = "IMAGESERVER-INSTALLED"
 MASTER_HOSTNAME = "master"
 # The initramfs only needs to reach the root file system.
@@ -77,6 +78,8 @@ def build_demo_tree(root: Path, kernel: bootenv.Kernel, cache_dir: Path,
     shutil.copy2(kernel.vmlinuz, root / f"boot/vmlinuz-{release}")
     shutil.copy2(demo_initramfs(kernel, cache_dir), root / f"boot/initrd.img-{release}")
     _write(root / "boot/extlinux/extlinux.conf", extlinux_conf(release))
+    # Run by the autoinstall script after the boot loader is in place (see unsparse-boot.sh).
+    _write(root / "etc/systemimager/post-install/10-unsparse-boot", UNSPARSE_HOOK.read_text(), 0o755)
     modules = root / "lib/modules" / release
     for sub in IMAGE_MODULE_DIRS:
         source = kernel.modules_dir / sub

@@ -1,8 +1,8 @@
 """The installer every autoinstall client boots: a Debian kernel and an initrd built by bootenv.
 
 The initrd holds busybox (sh, udhcpc, wget, mount, insmod, switch_root), the disk tools an
-autoinstall script calls (sfdisk, mkfs.ext4, mkfs.vfat, mkswap, rsync, extlinux and the syslinux
-MBR) with their libraries, kernel modules for virtual and common real hardware, and our /init
+autoinstall script calls (sfdisk, mkfs.ext4, mkfs.vfat, mkswap, blkid, rsync, extlinux and the
+syslinux MBR) and curl, with their libraries, kernel modules for virtual and common real hardware, and our /init
 (init.sh here). `install_bootenv` builds it (cached by bootenv under the inputs' digest) and puts
 vmlinuz + initrd.img into `<state_dir>/boot/installer/`, where the boot path serves them.
 """
@@ -23,7 +23,6 @@ from appliance import bootenv
 HERE = Path(__file__).parent
 INIT = HERE / "init.sh"
 UDHCPC_SCRIPT = HERE / "udhcpc.sh"
-WGET_WRAPPER = HERE / "wget.sh"
 
 # Virtual hardware first; then cheap drivers for common real NICs and disk controllers, so the same
 # installer works on a rack of real machines. Built-ins (virtio_pci on Debian) resolve to nothing.
@@ -37,7 +36,10 @@ MODULES: tuple[str, ...] = (
 # Tools an autoinstall script may call: required ones fail the build if missing, optional ones
 # (other boot loaders) are taken when this machine has them.
 REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswap", "rsync", "extlinux", "blkid")
-OPTIONAL_BINARIES: tuple[str, ...] = ("wipefs", "e2label", "tune2fs", "grub-install", "grub-mkconfig")
+# curl: busybox's sh runs its own wget applet whatever PATH says, and busybox 1.35's wget crashes on
+# `-T SECONDS`; scripts that prefer curl (as generated autoinstall scripts do) get a working client.
+OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "wipefs", "mkfs.xfs", "e2label", "tune2fs", "grub-install",
+                                      "grub-mkconfig")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/mbr.bin"),
@@ -83,8 +85,7 @@ def installer_binaries(optional: Sequence[str] = OPTIONAL_BINARIES) -> list[Path
 
 
 def installer_spec(kernel: bootenv.Kernel) -> bootenv.InitrdSpec:
-    # usr/bin/wget replaces busybox's applet link (see wget.sh); `busybox wget` stays reachable.
-    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT, "usr/bin/wget": WGET_WRAPPER}
+    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT}
     for path in SYSLINUX_FILES:
         if path.is_file():
             files[str(path).lstrip("/")] = path

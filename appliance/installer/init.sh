@@ -28,7 +28,7 @@ say() { echo "imageserver-installer: $*"; }
 
 # --------------------------------------------------------------------------- reporting
 
-# (busybox 1.35 wget crashes with -T: timeouts come from `timeout`; /usr/bin/wget wraps it so.)
+# (busybox 1.35's wget crashes with -T: timeouts come from `timeout` instead.)
 # A JSON string literal of stdin (control characters dropped, lines joined with \n).
 json_str() {
     tr -d '\000-\010\013\014\016-\037' | awk 'BEGIN { ORS = ""; printf "\"" }
