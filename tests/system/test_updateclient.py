@@ -64,6 +64,15 @@ def build_v1(root: Path) -> None:
     subprocess.run(["setfattr", "-n", "user.origin", "-v", "v1", str(root / "etc/motd")], check=True)
     (root / "opt").mkdir()
     (root / "proc").mkdir()
+    write_kernel(root, "boot/vmlinuz-1")
+
+
+def write_kernel(root: Path, rel: str) -> None:
+    """A "kernel" with a long run of zeros: rsync -S would leave a hole there, which syslinux cannot read."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(4096) + bytes(256 * 1024) + os.urandom(4096))
+    os.utime(path, (1_700_000_000, 1_700_000_000))
 
 
 def build_v2(v1: Path, root: Path) -> None:
@@ -75,12 +84,15 @@ def build_v2(v1: Path, root: Path) -> None:
     write(root, "usr/bin/tool", "#!/bin/sh\necho v2\n", 0o750, mtime=1_700_000_100)
     (root / "usr/lib/libold.so").unlink()
     write(root, "usr/lib/libnew.so", "new library\n")
+    (root / "usr/lib/zeros.bin").write_bytes(bytes(1 << 20))  # sparse on the client, and that is fine
     write(root, "usr/share/new/dir/file", "in a new directory\n")
     (root / "usr/share/doc/b.txt").unlink()
     os.link(root / "usr/share/doc/a.txt", root / "usr/share/doc/b.txt")
     (root / "usr/bin/tool-link").unlink()
     os.symlink("/usr/bin/tool", root / "usr/bin/tool-link")
     subprocess.run(["setfattr", "-n", "user.origin", "-v", "v2", str(root / "etc/motd")], check=True)
+    (root / "boot/vmlinuz-1").unlink()
+    write_kernel(root, "boot/vmlinuz-2")
     for d in ("etc", "usr/bin", "usr/lib", "usr/share", "usr/share/doc"):
         os.utime(root / d, (1_700_000_200, 1_700_000_200))
 
@@ -221,6 +233,10 @@ def test_updateclient_moves_a_system_v1_to_v2_and_back_keeping_its_own_files(wor
     assert inode_groups(root) == inode_groups(v2) == {frozenset({"usr/share/doc/a.txt", "usr/share/doc/b.txt"})}
     running, last_update = host_row(server)
     assert running == 2 and last_update is not None
+    kernel = (root / "boot/vmlinuz-2").stat()
+    assert kernel.st_blocks * 512 >= kernel.st_size, "/boot is written without holes (boot loaders read blocks)"
+    zeros = root / "usr/lib/zeros.bin"
+    assert zeros.stat().st_blocks * 512 < zeros.stat().st_size, "elsewhere rsync -S leaves holes"
     assert listed_paths(updateclient("--dry-run")) == set()  # in step: nothing to do
 
     # Rollback to v1 by name; then roll forward again with --image/--version.
