@@ -55,6 +55,9 @@ class Daemon:
             "state_dir": str(self.config.state_dir),
             "services": {s.name: s.status() for s in self.services},
             "counts": counts,
+            # Whether leases can be committed now (false: state dir full or failing; new leases are refused).
+            "store": {"ok": not rt.store.journal.failing, "commits": rt.store.journal.commits,
+                      "last_error": rt.store.journal.last_error} if rt else None,
         }
 
     async def run(self) -> int:

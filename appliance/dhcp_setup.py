@@ -8,7 +8,7 @@ from appliance.config import Config, DhcpConfig
 from appliance.runtime import Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
-from state.leases import LeaseModel, journal_writer
+from state.leases import LeaseModel, durable_binding, journal_writer
 from state.sightings import MachineLog
 
 # How often a machine's last_seen is written when nothing else about it changed.
@@ -66,6 +66,7 @@ def build_dhcp(rt: Runtime, leases: LeaseModel, machines: MachineLog) -> DhcpSer
         port=cfg.dhcp.port, interface=cfg.appliance.interface,
         conflict_probe=cfg.dhcp.conflict_probe and cfg.dhcp.mode == "authoritative",
         clock=rt.clock, monotonic=rt.monotonic,
+        durable_binding=lambda mac: durable_binding(rt.store.reader, mac),
     )
 
 

@@ -12,6 +12,12 @@ the subnet of an unrelayed client, and a broadcast reply leaves through the inte
 came in on (a namespace or appliance without a default route cannot send to 255.255.255.255
 otherwise). With `[appliance] interface` set, SO_BINDTODEVICE confines the server to that interface.
 A malformed packet is counted and logged at debug level; nothing a client sends stops the server.
+
+Store full (ENOSPC) or failing: a commit that fails withholds its ACKs (logged, counted as
+acks_dropped_commit_failed; /api/v1/status says store.ok=false), so a new machine gets no address.
+A renewal whose binding is already on disk (same MAC and address) is still ACKed, from the row as
+stored: for the time that row has left, never longer (a reservation as is). An ACK thus never promises
+more than a restart would know; a client keeps its address as long as its durable lease runs.
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ class DhcpServer:
                  machines: MachineLog | None = None, port: int = 67, interface: str | None = None,
                  bind_address: str = "0.0.0.0", conflict_probe: bool = False, probe_timeout: float = 0.3,
                  clock: Callable[[], float], monotonic: Callable[[], float],
-                 may_boot: Callable[[str], bool] | None = None) -> None:
+                 may_boot: Callable[[str], bool] | None = None,
+                 durable_binding: Callable[[str], tuple[IPv4Address, float | None] | None] | None = None) -> None:
         self.settings = settings
         self.leases = leases
         self.machines = machines
@@ -74,12 +81,15 @@ class DhcpServer:
         self._flush = flush
         # Discovery policy "ignore": whether a reply to this MAC may carry boot options (None: always).
         self.may_boot = may_boot
+        # What the store holds for a MAC (address, lease end; None for a reservation): when a commit
+        # fails (state dir full), a renewal is still answered from it, never for longer than it says.
+        self._durable_binding = durable_binding
         self._clock = clock
         self._monotonic = monotonic
         self._probe_enabled = conflict_probe
         self._probe = ConflictProbe(interface=interface, timeout=probe_timeout, monotonic=monotonic)
         self._sockets: dict[int, socket.socket] = {}  # by port
-        self._pending: list[tuple[bytes, IPv4Address, int, int | None, int, str]] = []
+        self._pending: list[tuple[Reply, tuple[bytes, IPv4Address, int, int | None, int, str]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._status = ServiceStatus()
@@ -293,7 +303,7 @@ class DhcpServer:
         if not reply.durable:
             self._send(*item)
             return
-        self._pending.append(item)
+        self._pending.append((reply, item))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_when_durable())
 
@@ -307,12 +317,50 @@ class DhcpServer:
                 counters["ack_batches"] += 1  # ACKs per fsync = out_ack / ack_batches
                 counters["ack_wait_ms"] += round((self._monotonic() - started) * 1000)
             except Exception as e:
-                # Not durable, so not promised: the clients retry and get a fresh chance.
-                self._status.counters["acks_dropped_commit_failed"] += len(batch)
-                log.error("event=ack-withheld reason=commit-failed count=%d error=%r", len(batch), str(e))
+                # Not durable, so not promised: a new binding gets no ACK (its client retries). What the
+                # store already holds is answered anyway, capped to what it holds.
+                served = self._send_what_is_durable(batch)
+                counters["acks_dropped_commit_failed"] += len(batch) - served
+                log.error("event=ack-withheld reason=commit-failed count=%d answered_from_store=%d error=%r",
+                          len(batch) - served, served, str(e))
                 continue
-            for item in batch:
+            for _reply, item in batch:
                 self._send(*item)
+
+    def _send_what_is_durable(self, batch: list[tuple[Reply, tuple[bytes, IPv4Address, int, int | None, int, str]]]
+                              ) -> int:
+        """Store full (or failing): ACK the renewals whose binding is already on disk, for the time left on it.
+
+        The ACK then promises nothing a restart would not know: same MAC, same address, and a lease that
+        ends no later than the durable row (a reservation does not end). A new or moved binding, or a row
+        that has run out, stays unanswered until a commit succeeds again.
+        """
+        if self._durable_binding is None:
+            return 0
+        now = self._clock()
+        served = 0
+        for reply, item in batch:
+            packet = reply.packet
+            try:
+                held = self._durable_binding(packet.mac)
+            except Exception as e:  # the store cannot even be read: answer nothing
+                log.error("event=durable-lookup-failed error=%r", str(e))
+                return served
+            if held is None or held[0] != packet.yiaddr:
+                continue
+            data = item[0]
+            if held[1] is not None:
+                left = int(held[1] - now)
+                if left < 1:
+                    continue
+                try:
+                    data = _with_lease_time(reply, left)
+                except DhcpError:
+                    continue
+            self._send(data, *item[1:])
+            self._status.counters["acks_from_store"] += 1
+            served += 1
+        return served
 
     def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int,
               kind: str) -> None:
@@ -333,6 +381,17 @@ class DhcpServer:
         except OSError as e:
             self._status.counters["send_errors"] += 1
             log.debug("event=send-failed dest=%s:%d error=%r", dest, port, str(e))
+
+
+def _with_lease_time(reply: Reply, seconds: int) -> bytes:
+    """The ACK re-encoded with a shorter lease (and T1/T2 to match, where the client asked for them)."""
+    opts = dict(reply.packet.options)
+    opts[o.OptionCode.LEASE_TIME] = o.pack_u32(seconds)
+    if o.OptionCode.RENEWAL_TIME in opts:
+        opts[o.OptionCode.RENEWAL_TIME] = o.pack_u32(seconds // 2)
+    if o.OptionCode.REBINDING_TIME in opts:
+        opts[o.OptionCode.REBINDING_TIME] = o.pack_u32(seconds * 7 // 8)
+    return replace(reply, packet=replace(reply.packet, options=opts)).to_bytes()
 
 
 def _pktinfo(ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None]:

@@ -46,6 +46,7 @@ class Journal:
         self.commits = 0
         self.ops_committed = 0
         self.last_error: str | None = None
+        self.failing = False  # the last commit failed (disk full, I/O error); cleared by the next success
 
     # -- queueing ---------------------------------------------------------------------------------
 
@@ -94,6 +95,7 @@ class Journal:
                 results = await loop.run_in_executor(self._executor, self._commit, [op for op, _ in batch.ops])
             except Exception as e:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds
                 self.last_error = f"{type(e).__name__}: {e}"
+                self.failing = True
                 log.error("event=commit-failed error=%r ops=%d", str(e), len(batch.ops))
                 for _, fut in batch.ops:
                     if not fut.done():
@@ -102,6 +104,9 @@ class Journal:
                     batch.done.set_exception(e)
                     batch.done.exception()  # mark retrieved: a flush() waiter may have gone away
                 continue
+            if self.failing:
+                self.failing = False
+                log.info("event=commit-recovered commits=%d", self.commits)
             for (_, fut), (ok, value) in zip(batch.ops, results, strict=True):
                 if fut.done():
                     continue

@@ -662,6 +662,18 @@ def _lease_to_reservation(res: Reservation) -> Op:
 # ---------------------------------------------------------------- wiring helpers
 
 
+def durable_binding(conn: sqlite3.Connection, mac: str) -> tuple[IPv4Address, float | None] | None:
+    """What the database (not the model) holds for `mac`: its reservation (no end), else its lease and its end.
+
+    For answering while commits fail: the model may be ahead of the disk, the disk is what a restart knows.
+    """
+    row = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (mac,)).fetchone()
+    if row is not None:
+        return IPv4Address(row[0]), None
+    row = conn.execute("SELECT ip, expires FROM leases WHERE mac = ?", (mac,)).fetchone()
+    return (IPv4Address(row[0]), float(row[1])) if row is not None else None
+
+
 def journal_writer(submit: Callable[[Op], Any]) -> WriteBack:
     """The daemon's writer for the models: `journal.submit`, one operation per commit (see writeback)."""
     return WriteBack(submit)

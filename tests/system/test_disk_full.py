@@ -1,0 +1,121 @@
+"""The state directory runs full (ENOSPC) under the running daemon.
+
+The daemon runs in its own mount namespace (`unshare -m`) with its state directory on a tiny tmpfs
+that only it can see; the test reaches the files through /proc/<pid>/root and fills the tmpfs up.
+
+What is promised while nothing can be committed (see services/dhcp.py, "store full"):
+- a new machine gets no ACK (nothing durable, so nothing promised); the log says why;
+- a machine whose lease row is on disk is still ACKed when it renews, from memory, but only for the
+  time its durable row still has: a restart could not know about more;
+- once there is space again, the new machine gets its lease and it is on disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import subprocess
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from tests.lab.clients import DhcpClientError, Udhcpc
+from tests.lab.netns import Lab, LabError
+from tests.system._daemon import Imageserver, env
+
+pytestmark = pytest.mark.system
+
+TMPFS_SIZE = "4m"
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem is full (big writes first, then the last pages one by one)."""
+    with open(path, "wb", buffering=0) as f:
+        for size in (1 << 20, 4096, 512):
+            while True:
+                try:
+                    f.write(b"\xff" * size)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+
+
+def start_on_tmpfs(server: Imageserver, timeout: float = 20) -> None:
+    """`imageserver serve` in a private mount namespace whose state dir is a TMPFS_SIZE tmpfs."""
+    server.state_dir.mkdir(parents=True, exist_ok=True)
+    script = (f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 imageserver-test {server.state_dir} && "
+              f"exec python3 -m appliance.cli serve --config {server.config}")
+    server.proc = server.ns.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env())
+    deadline = time.monotonic() + timeout
+    while "event=ready" not in server.log():
+        if not server.proc.alive() or time.monotonic() > deadline:
+            raise LabError(f"imageserver did not start: {server.log()[-3000:]}")
+        time.sleep(0.05)
+
+
+READ_LEASES = """
+import json, sqlite3, sys
+conn = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
+print(json.dumps(conn.execute("SELECT mac, ip, expires FROM leases").fetchall()))
+"""
+
+
+def leases_on_disk(server: Imageserver) -> dict[str, tuple[IPv4Address, float]]:
+    """The lease rows, read inside the daemon's mount namespace (SQLite resolves /proc/<pid>/root to our /)."""
+    assert server.proc is not None
+    out = subprocess.run(["nsenter", f"--mount=/proc/{server.proc.pid}/ns/mnt", "python3", "-c", READ_LEASES,
+                          str(server.state_dir / "imageserver.db")], capture_output=True, text=True, check=True,
+                         timeout=30).stdout
+    return {mac: (IPv4Address(ip), expires) for mac, ip, expires in json.loads(out)}
+
+
+def test_a_full_state_dir_refuses_new_leases_and_keeps_renewing_durable_ones(lab: Lab) -> None:
+    srv, one, two = lab.namespace("srv"), lab.namespace("cli"), lab.namespace("cli")
+    bridge, s1, s2, c1, c2 = (lab.ifname(k) for k in ("br", "vs", "vs", "vc", "vc"))
+    lab.veth(srv, s1, one, c1)
+    lab.veth(srv, s2, two, c2)
+    lab.bridge(srv, bridge, [s1, s2])
+    subnet = lab.random_subnet()
+    server_ip = subnet.network_address + 1
+    srv.add_address(bridge, f"{server_ip}/24")
+    server = Imageserver(srv, bridge, server_ip, subnet, lease_time=600)
+    start_on_tmpfs(server)
+    # The daemon's view of its state dir (the tmpfs is mounted in its namespace only).
+    state = Path(f"/proc/{server.proc.pid}/root") / str(server.state_dir).lstrip("/")
+
+    first = Udhcpc(one, c1)
+    lease = first.start()
+    durable = leases_on_disk(server)
+    mac_one = next(mac for mac, (ip, _) in durable.items() if ip == lease.ip)
+    durable_until = durable[mac_one][1]
+
+    filler = state / "filler"
+    fill(filler)
+    time.sleep(1.5)  # a renewal's time left must visibly shrink below the full lease time
+
+    # A new machine: no ACK while nothing can be committed.
+    second = Udhcpc(two, c2, tries=2, pause=1)
+    with pytest.raises(DhcpClientError):
+        second.obtain()
+    assert "event=ack-withheld" in server.log() or "reason=store-full" in server.log(), server.log()[-2000:]
+
+    # The machine with a durable lease renews: ACKed, for no longer than its row on disk still runs.
+    renewed = first.renew()
+    assert renewed.ip == lease.ip
+    assert renewed.lease_time is not None and renewed.lease_time <= int(durable_until - time.time()) + 1, \
+        (renewed.lease_time, durable_until - time.time())
+    assert leases_on_disk(server)[mac_one] == durable[mac_one]
+
+    status = server.api("/api/v1/status")
+    assert status["services"]["dhcp"]["state"] == "running"
+    assert status["store"]["last_error"], status.get("store")
+
+    filler.unlink()
+    got = second.obtain()
+    assert got.ip in subnet and got.ip != lease.ip
+    on_disk = leases_on_disk(server)
+    assert got.ip in {ip for ip, _ in on_disk.values()}
+    assert "Traceback" not in server.log()
