@@ -16,6 +16,9 @@ BOOTREPLY = 2
 
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 HEADER = struct.Struct("!BBBBIHH4s4s4s4s16s64s128s")  # 236 bytes, RFC 2131 figure 1
+_HEADER_INTS = struct.Struct("!BBBBIHHIIII16s64s128s")  # the same, addresses as integers (decode)
+_OPTION_HEAD = struct.Struct("BB")  # code, length
+_END = bytes([255])
 OPTIONS_OFFSET = HEADER.size + len(MAGIC_COOKIE)  # 240
 BOOTP_MIN_SIZE = 300  # RFC 951 / RFC 1542: relays may drop anything shorter
 CHADDR_SIZE, SNAME_SIZE, FILE_SIZE = 16, 64, 128
@@ -64,7 +67,7 @@ class DhcpPacket:
 
     @property
     def mac(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.chaddr[: self.hlen])
+        return self.chaddr[: self.hlen].hex(":")
 
     @property
     def message_type(self) -> int | None:
@@ -86,8 +89,9 @@ def decode(data: bytes) -> DhcpPacket:
         raise DhcpError(f"packet of {len(data)} bytes is shorter than the {OPTIONS_OFFSET}-byte minimum")
     if data[HEADER.size : OPTIONS_OFFSET] != MAGIC_COOKIE:
         raise DhcpError("missing DHCP magic cookie")
-    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname, file) = HEADER.unpack_from(
-        data
+    # Addresses come out as integers: most are 0.0.0.0, which shares one IPv4Address instead of building one.
+    (op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr, chaddr, sname, file) = (
+        _HEADER_INTS.unpack_from(data)
     )
     if op not in (BOOTREQUEST, BOOTREPLY):
         raise DhcpError(f"op {op} is neither BOOTREQUEST nor BOOTREPLY")
@@ -96,35 +100,33 @@ def decode(data: bytes) -> DhcpPacket:
     if htype == 0:
         raise DhcpError("htype 0 is reserved")
 
-    instances: list[tuple[int, bytes]] = []
-    _parse_area(data, OPTIONS_OFFSET, len(data), instances, "options")
-    overload = _overload_value(instances)
+    # One pass straight into the dict: repeated instances are concatenated in arrival order (RFC 3396),
+    # and a code keeps the position of its first instance.
+    options: dict[int, bytes] = {}
+    _parse_area(data, OPTIONS_OFFSET, len(data), options, "options")
+    overload = _overload_value(options.pop(OPT_OVERLOAD, None))
     # RFC 3396: the aggregate buffer is options, then file, then sname, in that order.
     if overload & OVERLOAD_FILE:
-        _parse_area(file, 0, FILE_SIZE, instances, "file", nested=True)
+        _parse_area(file, 0, FILE_SIZE, options, "file", nested=True)
         file = bytes(FILE_SIZE)
     if overload & OVERLOAD_SNAME:
-        _parse_area(sname, 0, SNAME_SIZE, instances, "sname", nested=True)
+        _parse_area(sname, 0, SNAME_SIZE, options, "sname", nested=True)
         sname = bytes(SNAME_SIZE)
 
-    options: dict[int, bytes] = {}
-    for code, value in instances:
-        if code == OPT_OVERLOAD:
-            continue
-        options[code] = options.get(code, b"") + value
     mt = options.get(OPT_MESSAGE_TYPE)
     if mt is not None and len(mt) != 1:
         raise DhcpError(f"option 53 has length {len(mt)}, expected 1")
 
     return DhcpPacket(
-        op=op, htype=htype, hlen=hlen, hops=hops, xid=xid, secs=secs, flags=flags,
-        ciaddr=IPv4Address(ciaddr), yiaddr=IPv4Address(yiaddr), siaddr=IPv4Address(siaddr),
-        giaddr=IPv4Address(giaddr), chaddr=chaddr, sname=sname, file=file, options=options,
+        op, htype, hlen, hops, xid, secs, flags,
+        IPv4Address(ciaddr) if ciaddr else _ZERO, IPv4Address(yiaddr) if yiaddr else _ZERO,
+        IPv4Address(siaddr) if siaddr else _ZERO, IPv4Address(giaddr) if giaddr else _ZERO,
+        chaddr, sname, file, options,
     )  # fmt: skip
 
 
 def _parse_area(
-    buf: bytes, pos: int, end: int, out: list[tuple[int, bytes]], where: str, *, nested: bool = False
+    buf: bytes, pos: int, end: int, out: dict[int, bytes], where: str, *, nested: bool = False
 ) -> None:
     # A missing End is tolerated when the last option ends exactly at the area's end.
     while pos < end:
@@ -136,20 +138,20 @@ def _parse_area(
             continue
         if pos + 1 >= end:
             raise DhcpError(f"option {code} in {where} is truncated before its length byte")
-        length = buf[pos + 1]
-        if pos + 2 + length > end:
-            raise DhcpError(f"option {code} in {where} claims {length} bytes past the end of the area")
+        stop = pos + 2 + buf[pos + 1]
+        if stop > end:
+            raise DhcpError(f"option {code} in {where} claims {buf[pos + 1]} bytes past the end of the area")
         if nested and code == OPT_OVERLOAD:
             raise DhcpError(f"option 52 may not appear inside the overloaded {where} field")
-        out.append((code, buf[pos + 2 : pos + 2 + length]))
-        pos += 2 + length
+        value = buf[pos + 2 : stop]
+        old = out.get(code)
+        out[code] = value if old is None else old + value
+        pos = stop
 
 
-def _overload_value(instances: list[tuple[int, bytes]]) -> int:
-    values = [value for code, value in instances if code == OPT_OVERLOAD]
-    if not values:
+def _overload_value(joined: bytes | None) -> int:
+    if joined is None:
         return 0
-    joined = b"".join(values)
     if len(joined) != 1 or joined[0] not in (OVERLOAD_FILE, OVERLOAD_SNAME, OVERLOAD_BOTH):
         raise DhcpError(f"option 52 value {joined.hex()} is not 1, 2 or 3")
     return joined[0]
@@ -166,6 +168,31 @@ def encode(packet: DhcpPacket, max_size: int = MIN_MAX_SIZE) -> bytes:
     limit = max(max_size, MIN_MAX_SIZE) - IP_UDP_OVERHEAD
     main_capacity = limit - OPTIONS_OFFSET - 1  # one byte for End
 
+    # Fast path, the usual reply: every option is short and all fit in the options field. One buffer,
+    # no per-option lists; anything else takes the general path below, which decides splitting and overload.
+    first = last = b""
+    body = bytearray()
+    for code, value in packet.options.items():
+        if (type(value) is not bytes or not isinstance(code, int) or not 0 < code < OPT_END or code == OPT_OVERLOAD
+                or len(value) > 255):
+            break
+        if code == OPT_MESSAGE_TYPE:
+            if len(value) != 1:
+                break
+            first = _OPTION_HEAD.pack(code, 1) + value
+        elif code == OPT_RELAY_AGENT_INFO:
+            last = _OPTION_HEAD.pack(code, len(value)) + value
+        else:
+            body += _OPTION_HEAD.pack(code, len(value))
+            body += value
+    else:
+        if len(first) + len(body) + len(last) <= main_capacity:
+            message = b"".join((header, MAGIC_COOKIE, first, body, last, _END))
+            return message if len(message) >= BOOTP_MIN_SIZE else message.ljust(BOOTP_MIN_SIZE, b"\x00")
+    return _encode_general(packet, header, main_capacity)
+
+
+def _encode_general(packet: DhcpPacket, header: bytes, main_capacity: int) -> bytes:
     head: list[bytes] = []
     tail: list[bytes] = []
     body: list[tuple[int, bytes]] = []
@@ -266,11 +293,13 @@ def _check_option(code: int, value: bytes) -> None:
 def _pack_header(p: DhcpPacket) -> bytes:
     if p.hlen > CHADDR_SIZE:
         raise DhcpError(f"hlen {p.hlen} exceeds {CHADDR_SIZE}")
-    for name, value, size in (("chaddr", p.chaddr, CHADDR_SIZE), ("sname", p.sname, SNAME_SIZE),
-                              ("file", p.file, FILE_SIZE)):  # fmt: skip
-        if len(value) > size:
-            raise DhcpError(f"{name} is {len(value)} bytes, the field holds {size}")
+    if len(p.chaddr) > CHADDR_SIZE or len(p.sname) > SNAME_SIZE or len(p.file) > FILE_SIZE:
+        for name, value, size in (("chaddr", p.chaddr, CHADDR_SIZE), ("sname", p.sname, SNAME_SIZE),
+                                  ("file", p.file, FILE_SIZE)):  # fmt: skip
+            if len(value) > size:
+                raise DhcpError(f"{name} is {len(value)} bytes, the field holds {size}")
     try:
+        # struct pads the short chaddr, sname and file with NULs.
         return HEADER.pack(
             p.op, p.htype, p.hlen, p.hops, p.xid, p.secs, p.flags,
             p.ciaddr.packed, p.yiaddr.packed, p.siaddr.packed, p.giaddr.packed,
