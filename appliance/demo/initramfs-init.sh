@@ -34,4 +34,9 @@ if [ -z "$device" ] || ! mount -t ext4 "$device" /newroot; then
     setsid cttyhack sh
     while :; do sleep 3600; done
 fi
+# The real system starts with /dev, /proc and /sys in place (and writes nothing into its own /dev).
+for fs in dev proc sys; do
+    mkdir -p "/newroot/$fs"
+    mount --move "/$fs" "/newroot/$fs" 2>/dev/null || true
+done
 exec switch_root /newroot /sbin/init

@@ -2,9 +2,10 @@
 # /sbin/init of the demo master client: a machine that proves it booted from its own disk.
 # It prints its marker on the console and powers off, so a demo or test run ends by itself.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+[ -e /proc/self ] || mount -t proc proc /proc
+[ -d /sys/kernel ] || mount -t sysfs sysfs /sys
+# /dev may already be mounted (moved here by the initramfs); until it is, /dev/null is not there.
+[ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 [ -f /etc/hostname ] && hostname -F /etc/hostname
 root=$(awk '$2 == "/" { print $1 }' /proc/mounts | tail -n 1)

@@ -5,6 +5,6 @@
 # and the machine then stops at "Loading /boot/vmlinuz-... failed: I/O error". Write them out in full.
 for f in /boot/vmlinuz-* /boot/initrd.img-*; do
     [ -f "$f" ] || continue
-    cat "$f" >"$f.full" && mv "$f.full" "$f"
+    cat "$f" >"$f.full" && touch -r "$f" "$f.full" && mv "$f.full" "$f"
 done
 sync

@@ -35,7 +35,8 @@ pytestmark = [
 
 # What an install writes itself instead of copying from the image (host identity, mounts, boot loader).
 WRITTEN_BY_INSTALL = ("etc/fstab", "etc/hostname", "etc/hosts", "etc/network/", "etc/systemimager/",
-                      "boot/extlinux/", "etc/resolv.conf", "lost+found/")
+                      "boot/extlinux/", "etc/resolv.conf", "lost+found/",
+                      "usr/local/")  # usr/local/sbin/updateclient: the client side of updateclient
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def test_bare_vm_installs_over_pxe_and_then_boots_its_own_disk(demo: DemoLab) ->
     host = app.get("/api/v1/hosts/node1")
     assert host["state"] == "installed", host
     stages = [e["stage"] for e in host["timeline"]]
-    assert stages[0] == "script" and stages[-1] == "done", stages
+    assert stages[:2] == ["installer", "script"] and stages[-1] == "done", stages
+    assert {"partition", "rsync", "bootloader"} <= set(stages), stages
     assert "failed" not in stages
 
     hostname = demo.reboot_from_disk(install, timeout=120)
@@ -96,7 +98,8 @@ def test_bare_vm_installs_over_pxe_and_then_boots_its_own_disk(demo: DemoLab) ->
     image = demo.image_path()
     with loop_partition(install.disk) as device, mounted(device) as root:
         assert (root / "etc/hostname").read_text().strip() == "node1"
-        assert _differences(image, root) == []
+        differences = _differences(image, root)
+        assert differences == [], "\n".join(differences)
 
     host = app.get("/api/v1/hosts/node1")
     assert host["state"] == "installed"
