@@ -177,6 +177,11 @@ if ! timeout 30 wget -q -O /tmp/autoinstall.sh \
         --header "Authorization: Bearer $INSTALL_TOKEN" "$IMAGESERVER_URL/install/$MAC/script"; then
     fail script "cannot fetch $IMAGESERVER_URL/install/$MAC/script"
 fi
+# Booted from media (mkbootmedia: no token on the command line or in local.cfg): the script carries
+# this install's token, and the final report needs it.
+if [ -z "$INSTALL_TOKEN" ]; then
+    INSTALL_TOKEN=$(sed -n "s/^INSTALL_TOKEN='\([^']*\)'; export INSTALL_TOKEN\$/\1/p" /tmp/autoinstall.sh | head -n 1)
+fi
 export HOSTNAME IMAGE VERSION INSTALL_TOKEN MAC IMAGESERVER IMAGESERVER_URL
 say "running the autoinstall script"
 # The script's output goes to the console and to the log whose tail a failure report carries.
