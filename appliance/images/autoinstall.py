@@ -305,11 +305,13 @@ remember_mount() {
 $MOUNTED"
 }
 
-# Whole disks of this machine in /sys/block order (no loop, RAM, optical, floppy or virtual devices).
+# Whole disks of this machine in /sys/block order (no loop, RAM, optical, floppy or virtual devices,
+# and not the boot medium the installer came from: MEDIA_DEVICE, a USB stick made by mkbootmedia).
 list_disks() {
     for path in /sys/block/*; do
         name=${path##*/}
         case $name in loop*|ram*|zram*|sr*|fd*|dm-*|md*|nbd*) continue ;; esac
+        case ${MEDIA_DEVICE:-} in "/dev/$name"|"/dev/$name"[0-9]*|"/dev/${name}p"[0-9]*) continue ;; esac
         [ "$(cat "$path/ro" 2>/dev/null || echo 1)" = 0 ] || continue
         [ "$(cat "$path/size" 2>/dev/null || echo 0)" != 0 ] || continue
         [ -b "/dev/$name" ] && echo "/dev/$name"

@@ -80,11 +80,17 @@ read_cmdline() {
 }
 
 # local.cfg on attached media (SystemImager's way to install without DHCP): plain KEY=VALUE lines.
+# The medium we booted from (mkbootmedia puts imageserver/vmlinuz on it) is exported as
+# MEDIA_DEVICE, so the autoinstall script never takes a USB stick for the disk to install.
 read_local_cfg() {
     mkdir -p /mnt/media
     for dev in /dev/sr[0-9] /dev/vd[a-z] /dev/vd[a-z][0-9] /dev/sd[a-z] /dev/sd[a-z][0-9]; do
         [ -b "$dev" ] || continue
         mount -o ro "$dev" /mnt/media 2>/dev/null || continue
+        if [ -f /mnt/media/imageserver/vmlinuz ]; then
+            MEDIA_DEVICE=$dev
+            export MEDIA_DEVICE
+        fi
         if [ -f /mnt/media/local.cfg ]; then
             say "using local.cfg from $dev"
             # Only simple assignments of known names; the file is data, not a script.

@@ -12,6 +12,7 @@ by a whole install in tests/e2e/test_media_reinstall.py.)
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from appliance import bootmedia
+from appliance.images.autoinstall import TEMPLATE
 from appliance.installer import install_bootenv
 from tests.lab.netns import Lab
 from tests.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, vm_network
@@ -94,12 +96,18 @@ def cdrom(iso: Path) -> tuple[str, ...]:
 
 def test_bios_machine_boots_the_usb_image_and_the_installer_reads_local_cfg(net: VmNetwork, state: Path,
                                                                              tmp_path: Path) -> None:
+    # The script also runs the autoinstall scripts' own disk choice: the stick is never a target.
+    list_disks = re.search(r"^list_disks\(\) \{\n.*?^\}\n", TEMPLATE, re.M | re.S)
+    assert list_disks is not None
+    (tmp_path / "www" / "install" / MAC / "script").write_text(  # what the net fixture's httpd serves
+        f"{list_disks.group(0)}echo \"MEDIA-DISKS media=$MEDIA_DEVICE targets=$(list_disks | tr '\\n' ' ')\"\n{SCRIPT}")
     usb = tmp_path / "media.img"
     values = make_media(state, net, "usb", usb, "--efi", "no")
     # The stick is the machine's first disk (as /dev/sda would be); the firmware boots its MBR.
-    with Vm(net, VmConfig(boot="disk", mac=MAC, disks=[usb])) as vm:
+    with Vm(net, VmConfig(boot="disk", mac=MAC, disks=[usb, blank_disk(tmp_path)])) as vm:
         vm.wait_for(r"SYSLINUX", timeout=60)
         check_installer_took_local_cfg(vm, values, "/dev/vda1")
+        assert vm.wait_for(r"MEDIA-DISKS (.*)", timeout=5).group(1).strip() == "media=/dev/vda1 targets=/dev/vdb"
 
 
 @pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
