@@ -64,6 +64,11 @@ class DhcpConfig:
     auto_static: str = "on-install"  # "on-install" | "on-assign" | "off"
     bios_file: str = "undionly.kpxe"
     uefi_file: str = "ipxe.efi"
+    # Another DHCP server on the segment, found by a DISCOVER at start (its offers are awaited `rogue_probe`
+    # seconds while we already serve; 0: no probe): authoritative mode then gives pool addresses to no new
+    # machine unless allow_rogue is true.
+    rogue_probe: float = 3.0
+    allow_rogue: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,17 @@ def _float_pos(key: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
         raise ConfigError(key, f"expected a positive number, got {v!r}")
     return float(v)
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def conv(key: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(key, f"expected a number of seconds, got {v!r}")
+        if not lo <= v <= hi:
+            raise ConfigError(key, f"{v} is out of range ({lo:g}..{hi:g} seconds)")
+        return float(v)
+
+    return conv
 
 
 def _str(key: str, v: Any) -> str:
@@ -336,6 +352,8 @@ def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
         auto_static=t.get("auto_static", _choice("on-install", "on-assign", "off"), d.auto_static),
         bios_file=t.get("bios_file", _str, d.bios_file),
         uefi_file=t.get("uefi_file", _str, d.uefi_file),
+        rogue_probe=t.get("rogue_probe", _seconds(0.0, 30.0), d.rogue_probe),
+        allow_rogue=t.get("allow_rogue", _bool, d.allow_rogue),
     )
     t.finish()
     if out.enabled:

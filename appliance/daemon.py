@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance import rogue
 from appliance.config import Config, ConfigError, load_config
 from appliance.portholder import address_in_use, explain_in_use, sharers
 from appliance.runtime import VERSION, Runtime
@@ -22,6 +23,7 @@ from appliance.sdnotify import Notifier
 from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
 from services.base import Service, ServiceError
+from services.dhcp import DhcpServer
 from state.store import Store
 
 log = logging.getLogger("imageserver.daemon")
@@ -34,6 +36,7 @@ class Daemon:
         self.runtime: Runtime | None = None
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        self._rogue_probe: asyncio.Task[None] | None = None
         self.notifier = Notifier.from_environ()
 
     def status(self) -> dict[str, Any]:
@@ -82,9 +85,14 @@ class Daemon:
             log.info("event=ready version=%s services=%s state_dir=%s", VERSION,
                      ",".join(s.name for s in self.services) or "none", cfg.state_dir)
             self.notifier.send(READY=1, STATUS=self.summary())
+            dhcp = next((s for s in self.services if isinstance(s, DhcpServer)), None)
+            if dhcp is not None:  # another DHCP server on the segment? (in the background: see appliance/rogue.py)
+                self._rogue_probe = loop.create_task(rogue.probe_and_apply(cfg, dhcp))
             watchdog = self._start_watchdog()
             await self._stop.wait()
             log.info("event=stopping")
+            if self._rogue_probe is not None:
+                self._rogue_probe.cancel()
             self.notifier.send(STOPPING=1, STATUS="stopping")
             if watchdog is not None:
                 watchdog.cancel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from appliance.config import Config, DhcpConfig
+from appliance.rogue import refuse_pool
 from appliance.runtime import Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
@@ -77,5 +78,6 @@ def reconfigure_dhcp(rt: Runtime, leases: LeaseModel, server: DhcpServer | None)
     leases.offer_hold = cfg.dhcp.offer_hold
     if server is not None and cfg.dhcp.enabled:
         server.reconfigure(server_settings(cfg), conflict_probe=cfg.dhcp.conflict_probe)
+        server.refuse_pool = refuse_pool(cfg, server.other_servers)  # allow_rogue applies live
     else:
         leases.set_subnets(subnets(cfg))

@@ -84,6 +84,11 @@ class DhcpServer:
         # What the store holds for a MAC (address, lease end; None for a reservation): when a commit
         # fails (state dir full), a renewal is still answered from it, never for longer than it says.
         self._durable_binding = durable_binding
+        # Another DHCP server on the segment (the appliance probes at start): what was found, and whether
+        # pool addresses are withheld because of it (authoritative mode without [dhcp] allow_rogue).
+        self.other_servers: dict[str, Any] = {"probed": False, "servers": [], "error": None}
+        self.refuse_pool = False
+        self.ignore_macs: set[str] = set()  # our own probe's DISCOVER is not a machine
         self._clock = clock
         self._monotonic = monotonic
         self._probe_enabled = conflict_probe
@@ -173,6 +178,7 @@ class DhcpServer:
         out["mode"] = self.settings.mode
         out["subnets"] = [str(s.network) for s in self.settings.subnets]
         out["leases"] = self.leases.stats()
+        out["other_servers"] = {**self.other_servers, "refusing_pool": self.refuse_pool}
         out["pending_acks"] = len(self._pending)
         out["conflict_probe"] = {"enabled": self._probe.available, "probes": self._probe.probes,
                                  "conflicts": self._probe.conflicts}
@@ -208,11 +214,19 @@ class DhcpServer:
             counters["malformed"] += 1
             log.debug("event=malformed bytes=%d error=%r", len(data), str(e))
             return
-        if request.op != BOOTREQUEST:
+        if request.op != BOOTREQUEST or request.mac in self.ignore_macs:
             counters["ignored"] += 1
             return
         counters[f"in_{_NAMES.get(kind, 'bootp') if kind is not None else 'bootp'}"] += 1
         now = self._clock()
+        if (self.refuse_pool and kind in (MessageType.DISCOVER, MessageType.REQUEST)
+                and self.leases.current(request.mac) is None):
+            # Two servers handing out addresses on one segment fight over every client: with another one
+            # found, only machines this server already knows (a reservation or a lease) are answered.
+            counters["refused_other_server"] += 1
+            if self.machines is not None and request.hlen:
+                self._record_machine(request, local, now)
+            return
         before = self.leases.current(request.mac) if kind == MessageType.REQUEST else None
         try:
             reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port,
