@@ -439,7 +439,15 @@ setup_updateclient() {
         printf 'IMAGESERVER=%s\nHOSTNAME=%s\nTOKEN=%s\n' "$IMAGESERVER_URL" "${HOSTNAME:-}" "${INSTALL_TOKEN:-}"
     ) >"$TARGET/etc/systemimager/updateclient.conf"
     mkdir -p "$TARGET/usr/local/sbin"
-    if wget -q -O "$TARGET/usr/local/sbin/updateclient" "$IMAGESERVER_URL/client/updateclient" 2>/dev/null; then
+    dst=$TARGET/usr/local/sbin/updateclient src=$IMAGESERVER_URL/client/updateclient
+    # curl where there is one (busybox wget has no working timeout of its own); under sh -e.
+    got=0
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsS -m 60 -o "$dst" "$src" 2>/dev/null || got=$?
+    else
+        timeout 60 wget -q -O "$dst" "$src" 2>/dev/null || got=$?
+    fi
+    if [ "$got" = 0 ]; then
         chmod 755 "$TARGET/usr/local/sbin/updateclient"
     else
         rm -f "$TARGET/usr/local/sbin/updateclient"
