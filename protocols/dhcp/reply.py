@@ -11,7 +11,7 @@ client architecture, message type) is read strictly: malformed -> DhcpError, the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
@@ -41,6 +41,7 @@ ALWAYS_SENT = frozenset({
 })  # fmt: skip
 # Sent to a client without option 55 in addition to ALWAYS_SENT.
 SENT_WITHOUT_REQUEST_LIST = frozenset({OptionCode.DOMAIN_NAME})
+_MESSAGE_TYPE_VALUES = {kind: bytes([kind]) for kind in MessageType}  # option 53 values, built once
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,32 @@ class Subnet:
     dns: tuple[IPv4Address, ...]
     domain: str | None
     lease_time: int  # seconds
+    # Derived once (not constructor arguments, not compared): the network as integers for the per-packet
+    # "is this address on the subnet" tests, and the option values every reply on this subnet carries.
+    net_int: int = field(init=False, repr=False, compare=False)
+    mask_int: int = field(init=False, repr=False, compare=False)
+    mask_packed: bytes = field(init=False, repr=False, compare=False)
+    broadcast_packed: bytes = field(init=False, repr=False, compare=False)
+    router_packed: bytes | None = field(init=False, repr=False, compare=False)
+    dns_packed: bytes = field(init=False, repr=False, compare=False)
+    domain_packed: bytes | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        derived = {
+            "net_int": int(self.network.network_address),
+            "mask_int": int(self.network.netmask),
+            "mask_packed": o.pack_ip(self.network.netmask),
+            "broadcast_packed": o.pack_ip(self.network.broadcast_address),
+            "router_packed": o.pack_ip(self.router) if self.router is not None else None,
+            "dns_packed": o.pack_ip_list(self.dns),
+            "domain_packed": o.pack_text(self.domain) if self.domain else None,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+    def contains(self, address: IPv4Address) -> bool:
+        """address in self.network, without ipaddress's generic (and per-packet costly) comparison."""
+        return int(address) & self.mask_int == self.net_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +97,12 @@ class ServerSettings:
     subnets: tuple[Subnet, ...]
     boot: BootSettings
     offer_hold: float = 30.0  # seconds an OFFERed address is held for the client (used by the book)
+    server_id_packed: bytes = field(init=False, repr=False, compare=False)  # option 54 of every reply
 
     def __post_init__(self) -> None:
         if self.mode not in ("authoritative", "proxy"):
             raise ValueError(f"DHCP mode {self.mode!r} is neither 'authoritative' nor 'proxy'")
+        object.__setattr__(self, "server_id_packed", o.pack_ip(self.server_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +159,9 @@ def select_subnet(settings: ServerSettings, giaddr: IPv4Address, local_address: 
 
 
 def _subnet_containing(settings: ServerSettings, address: IPv4Address) -> Subnet | None:
+    n = int(address)
     for subnet in settings.subnets:
-        if address in subnet.network:
+        if n & subnet.mask_int == subnet.net_int:
             return subnet
     return None
 
@@ -230,7 +260,7 @@ def _discover(
     if subnet is None:
         return None
     requested = o.requested_ip(request)
-    if requested is not None and requested not in subnet.network:
+    if requested is not None and not subnet.contains(requested):
         requested = None
     ip = book.offer(request.mac, subnet, requested, now)
     if ip is None:
@@ -256,14 +286,14 @@ def _request(
             return None
         ip = requested or (request.ciaddr if request.ciaddr != ZERO else None)
         subnet = select_subnet(settings, request.giaddr, local)
-        if ip is None or subnet is None or ip not in subnet.network:
+        if ip is None or subnet is None or not subnet.contains(ip):
             return _nak(request, settings, "requested address is not on this network")
     elif requested is not None:
         # INIT-REBOOT: NAK a wrong network or someone else's address; silent if the client is unknown.
         subnet = select_subnet(settings, request.giaddr, local)
         if subnet is None:
             return None
-        if requested not in subnet.network:
+        if not subnet.contains(requested):
             return _nak(request, settings, "requested address is not on this network")
         current = book.current(mac)
         if current is None:
@@ -277,7 +307,7 @@ def _request(
         ip = request.ciaddr
         if request.giaddr != ZERO:
             subnet = select_subnet(settings, request.giaddr, local)
-            if subnet is not None and ip not in subnet.network:
+            if subnet is not None and not subnet.contains(ip):
                 subnet = None
         else:
             subnet = _subnet_containing(settings, ip)
@@ -358,15 +388,17 @@ def _base(
     return DhcpPacket(
         op=BOOTREPLY, htype=request.htype, hlen=request.hlen, hops=0, xid=request.xid, secs=0,
         flags=request.flags, ciaddr=ciaddr, yiaddr=yiaddr, giaddr=request.giaddr, chaddr=request.chaddr,
-        options={OptionCode.MESSAGE_TYPE: bytes([kind]), OptionCode.SERVER_ID: settings.server_id.packed},
+        options={OptionCode.MESSAGE_TYPE: _MESSAGE_TYPE_VALUES[kind], OptionCode.SERVER_ID: settings.server_id_packed},
     )  # fmt: skip
 
 
-def _wanted(request: DhcpPacket) -> frozenset[int]:
-    prl = o.param_request_list(request)
-    if prl is None:
-        return ALWAYS_SENT | SENT_WITHOUT_REQUEST_LIST
-    return ALWAYS_SENT | frozenset(prl)
+def _wanted(request: DhcpPacket) -> frozenset[int] | bytes:
+    """The optional codes this client gets; `code in` the result, for codes outside ALWAYS_SENT.
+
+    The raw option 55 bytes serve as the set themselves (a bytes object answers `int in` directly).
+    """
+    prl = request.options.get(OptionCode.PARAMETER_REQUEST_LIST)
+    return SENT_WITHOUT_REQUEST_LIST if prl is None else prl
 
 
 def _add_lease_options(
@@ -380,15 +412,15 @@ def _add_lease_options(
             opts[OptionCode.RENEWAL_TIME] = o.pack_u32(lease // 2)
         if OptionCode.REBINDING_TIME in wanted:
             opts[OptionCode.REBINDING_TIME] = o.pack_u32(lease * 7 // 8)
-    opts[OptionCode.SUBNET_MASK] = o.pack_ip(subnet.network.netmask)
+    opts[OptionCode.SUBNET_MASK] = subnet.mask_packed
     if OptionCode.BROADCAST_ADDRESS in wanted:
-        opts[OptionCode.BROADCAST_ADDRESS] = o.pack_ip(subnet.network.broadcast_address)
-    if subnet.router is not None:
-        opts[OptionCode.ROUTER] = o.pack_ip(subnet.router)
+        opts[OptionCode.BROADCAST_ADDRESS] = subnet.broadcast_packed
+    if subnet.router_packed is not None:
+        opts[OptionCode.ROUTER] = subnet.router_packed
     if subnet.dns:
-        opts[OptionCode.DNS_SERVERS] = o.pack_ip_list(subnet.dns)
-    if subnet.domain and OptionCode.DOMAIN_NAME in wanted:
-        opts[OptionCode.DOMAIN_NAME] = o.pack_text(subnet.domain)
+        opts[OptionCode.DNS_SERVERS] = subnet.dns_packed
+    if subnet.domain_packed is not None and OptionCode.DOMAIN_NAME in wanted:
+        opts[OptionCode.DOMAIN_NAME] = subnet.domain_packed
     if hostname and OptionCode.HOSTNAME in wanted:
         opts[OptionCode.HOSTNAME] = o.pack_text(hostname)
     _add_echoes(reply, request)
