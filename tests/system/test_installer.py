@@ -4,11 +4,15 @@ either reboots (success) or stays up with a shell after saying which stage faile
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+import appliance.installer as installer
+from appliance.cli import main as cli
 from appliance.installer import install_bootenv
 from tests.lab.netns import Lab
 from tests.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
@@ -75,3 +79,47 @@ def test_a_failing_script_reports_its_stage_and_the_machine_stays_up(lab: Lab, i
     time.sleep(3)
     assert vm.proc is not None and vm.proc.alive(), "the installer must not reboot after a failure"
     assert vm.log().count("imageserver-installer: starting") == 1
+
+
+def test_local_cfg_on_attached_media_replaces_the_command_line(lab: Lab, installer_dir: Path, tmp_path: Path) -> None:
+    net = vm_network(lab)
+    vm_mac = "52:54:00:aa:01:03"
+    www = tmp_path / "www"
+    (www / "install" / vm_mac).mkdir(parents=True)
+    (www / "install" / vm_mac / "script").write_text('echo "SCRIPT-SAW $HOSTNAME ip=$IPADDR"\n')
+    start_httpd(net.server, net.server_ip, www)
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "local.cfg").write_text(f"# written by an operator\nIMAGESERVER={net.server_ip}\nHOSTNAME=fromcfg\n"
+                                     f"IPADDR={net.host(60)}\nNETMASK=255.255.255.0\nNOT_A_SETTING=ignored\n")
+    stick = tmp_path / "stick.img"
+    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(media), str(stick), "8M"], check=True)
+    blank = tmp_path / "disk.img"
+    with open(blank, "wb") as f:
+        f.truncate(16 << 20)
+    config = VmConfig(boot="kernel", kernel=installer_dir / "vmlinuz", initrd=installer_dir / "initrd.img",
+                      append="console=ttyS0 panic=-1", disks=[blank, stick], mac=vm_mac)
+    vm = Vm(net, config).start()
+    saw = vm.wait_for(r"SCRIPT-SAW (\S+) ip=(\S+)", timeout=90)
+    assert saw.groups() == ("fromcfg", str(net.host(60)))
+    assert "using local.cfg from /dev/vdb" in vm.log()
+
+
+def test_mkbootenv_reuses_its_cache_and_rebuilds_when_an_input_changes(tmp_path: Path, bootenv_cache: Path,
+                                                                       debian_kernel, monkeypatch, capsys) -> None:
+    state = tmp_path / "state"
+    argv = ["mkbootenv", "--state-dir", str(state), "--cache-dir", str(bootenv_cache),
+            "--kernel-package", debian_kernel.package, "--json"]
+    assert cli(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert cli(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["changed"] is False and second["initrd_digest"] == first["initrd_digest"]
+    changed_init = tmp_path / "init.sh"
+    changed_init.write_text(installer.INIT.read_text() + "# an edit\n")
+    monkeypatch.setattr(installer, "INIT", changed_init)
+    assert cli(argv) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert third["changed"] is True and third["initrd_digest"] != first["initrd_digest"]
+    manifest = json.loads((state / "boot/installer/installer.json").read_text())
+    assert manifest["kernel_package"] == debian_kernel.package
