@@ -59,6 +59,7 @@ _READS_PER_WAKEUP = 256  # then let other sockets and timers run
 _PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying silent
 _ZERO = IPv4Address(0)
 _NAMES = {int(t): t.name.lower() for t in MessageType}
+_IN_COUNTERS = {int(t): f"in_{t.name.lower()}" for t in MessageType}  # counter keys, built once
 
 
 class DhcpServer:
@@ -217,7 +218,7 @@ class DhcpServer:
         if request.op != BOOTREQUEST or request.mac in self.ignore_macs:
             counters["ignored"] += 1
             return
-        counters[f"in_{_NAMES.get(kind, 'bootp') if kind is not None else 'bootp'}"] += 1
+        counters[_IN_COUNTERS.get(kind, "in_bootp") if kind is not None else "in_bootp"] += 1
         now = self._clock()
         if (self.refuse_pool and kind in (MessageType.DISCOVER, MessageType.REQUEST)
                 and self.leases.current(request.mac) is None):
@@ -227,7 +228,9 @@ class DhcpServer:
             if self.machines is not None and request.hlen:
                 self._record_machine(request, local, now)
             return
-        before = self.leases.current(request.mac) if kind == MessageType.REQUEST else None
+        # Only for the info line about a new binding: skipped, with its lookups, when info is not logged.
+        log_binding = kind == MessageType.REQUEST and log.isEnabledFor(logging.INFO)
+        before = self.leases.current(request.mac) if log_binding else None
         try:
             reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port,
                             offer_boot=self.may_boot is None or self.may_boot(request.mac))
@@ -235,7 +238,7 @@ class DhcpServer:
             counters["malformed"] += 1
             log.debug("event=malformed mac=%s error=%r", request.mac, str(e))
             return
-        if kind == MessageType.REQUEST and reply is not None:
+        if log_binding and reply is not None:
             self._log_binding(request, reply, before, now)
         if self.machines is not None and request.hlen:
             self._record_machine(request, local, now)
@@ -439,16 +442,21 @@ def _raw_text(value: bytes | None, limit: int = 200) -> str | None:
 
 
 def _sighting(request: DhcpPacket, subnet: Subnet | None) -> dict[str, Any]:
-    """What a packet tells about its machine, read leniently (junk in one field keeps the others)."""
-    arches = _lenient(lambda: o.client_arch(request))
-    uuid_bytes = _lenient(lambda: o.client_uuid(request))
-    user = _lenient(lambda: o.user_class_raw(request))
+    """What a packet tells about its machine, read leniently (junk in one field keeps the others).
+
+    Every packet passes here, so options a packet does not carry cost a dict lookup, nothing more.
+    """
+    opts = request.options
+    arches = _lenient(lambda: o.client_arch(request)) if o.OptionCode.CLIENT_ARCH in opts else None
+    uuid_bytes = _lenient(lambda: o.client_uuid(request)) if o.OptionCode.CLIENT_UUID in opts else None
+    user = _lenient(lambda: o.user_class_raw(request)) if o.OptionCode.USER_CLASS in opts else None
+    hostname = opts.get(o.OptionCode.HOSTNAME)
     return {
         "arch": arches[0] if arches else None,
-        "vendor_class": _raw_text(request.options.get(o.OptionCode.VENDOR_CLASS)),
+        "vendor_class": _raw_text(opts.get(o.OptionCode.VENDOR_CLASS)),
         "user_class": _raw_text(b",".join(user)) if user else None,
         "uuid": str(uuid.UUID(bytes=uuid_bytes)) if uuid_bytes else None,
         "relay": str(request.giaddr) if request.giaddr != _ZERO else None,
-        "subnet": str(subnet.network) if subnet is not None else None,
-        "hostname": client_hostname(_raw_text(request.options.get(o.OptionCode.HOSTNAME))),
+        "subnet": subnet.text if subnet is not None else None,
+        "hostname": client_hostname(_raw_text(hostname)) if hostname else None,
     }

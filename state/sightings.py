@@ -19,6 +19,7 @@ Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
 
 _DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")
+_DETAIL_SET = frozenset(_DETAILS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +66,28 @@ class MachineLog:
     def seen(self, mac: str, now: float, **details: Any) -> Machine:
         """Record a packet from `mac`. Details left None keep what was known (a ROM's arch stays
         known after the installed OS, which sends none, takes over)."""
-        unknown = set(details) - set(_DETAILS)
-        if unknown:
+        if not _DETAIL_SET.issuperset(details):
+            unknown = set(details) - _DETAIL_SET
             raise TypeError(f"unknown machine details: {', '.join(sorted(unknown))}")
-        given = {k: v for k, v in details.items() if v is not None}
         entry = self._known.get(mac)
         if entry is None:
-            machine = Machine(mac, now, now, **given)
+            machine = Machine(mac, now, now, **{k: v for k, v in details.items() if v is not None})
             self._known[mac] = _Entry(machine, now)
             self._put(machine)
             return machine
         old = entry.machine
-        changed = any(getattr(old, k) != v for k, v in given.items())
-        machine = replace(old, last_seen=max(now, old.last_seen), **given)
+        # The usual sighting repeats what is known (a machine sends a dozen packets a minute): then
+        # only last_seen moves, in memory, and nothing is written until the refresh is due.
+        given = {k: v for k, v in details.items() if v is not None and getattr(old, k) != v}
+        if given:
+            machine = replace(old, last_seen=max(now, old.last_seen), **given)
+        elif now > old.last_seen:
+            machine = Machine(mac, old.first_seen, now, old.arch, old.vendor_class, old.user_class, old.uuid,
+                              old.relay, old.subnet, old.hostname)
+        else:
+            machine = old
         entry.machine = machine
-        if changed or now - entry.written_seen >= self.refresh:
+        if given or now - entry.written_seen >= self.refresh:
             entry.written_seen = machine.last_seen
             self._put(machine)
         return machine
@@ -96,7 +104,8 @@ class MachineLog:
 
     def _put(self, m: Machine) -> None:
         self.writes += 1
-        row = tuple(getattr(m, f.name) for f in fields(Machine))
+        row = (m.mac, m.first_seen, m.last_seen, m.arch, m.vendor_class, m.user_class, m.uuid, m.relay, m.subnet,
+               m.hostname)  # _COLUMNS order
         if isinstance(self._write, WriteBack):
             self._write.row(MACHINE_ROWS, row)  # bulk, with the other writes of this commit
         else:
@@ -104,6 +113,7 @@ class MachineLog:
 
 
 _COLUMNS = tuple(f.name for f in fields(Machine))
+assert ("mac", "first_seen", "last_seen", *_DETAILS) == _COLUMNS, "MachineLog._put writes rows in this order"
 
 
 def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -62,9 +62,11 @@ class Subnet:
     router_packed: bytes | None = field(init=False, repr=False, compare=False)
     dns_packed: bytes = field(init=False, repr=False, compare=False)
     domain_packed: bytes | None = field(init=False, repr=False, compare=False)
+    text: str = field(init=False, repr=False, compare=False)  # str(network), e.g. for sightings
 
     def __post_init__(self) -> None:
         derived = {
+            "text": str(self.network),
             "net_int": int(self.network.network_address),
             "mask_int": int(self.network.netmask),
             "mask_packed": o.pack_ip(self.network.netmask),
