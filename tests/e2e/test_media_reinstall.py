@@ -79,8 +79,10 @@ def test_iso_install_then_updateclient_autoinstall_reinstalls_from_the_disk(demo
     vm.wait_exit(timeout=60)  # the installer's reboot ends QEMU (-no-reboot)
 
     # 2. updateclient --autoinstall on the installed disk, with the settings the install left there.
-    script = REPO / "appliance" / "data" / "updateclient"
     with loop_partition(install.disk) as device, mounted(device) as root:
+        # The install fetched updateclient from the imageserver (GET /client/updateclient): use that copy.
+        script = root / "usr/local/sbin/updateclient"
+        assert script.read_bytes() == (REPO / "appliance/data/updateclient").read_bytes()
         conf = (root / "etc/systemimager/updateclient.conf").read_text()
         assert f"IMAGESERVER=http://{net.server_ip}" in conf and "HOSTNAME=node1" in conf and "TOKEN=" in conf
         result = net.server.run(["sh", str(script), "--root", str(root), "--autoinstall"], check=False, timeout=60)
