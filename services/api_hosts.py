@@ -62,7 +62,9 @@ def host_view(ctx: ApiContext, row: sqlite3.Row, *, with_timeline: bool) -> dict
     now = ctx.clock()
     events = installs.timeline(ctx.store.reader, row["name"])
     out = _host_dict(row)
-    out["progress"] = installs.summary(events, now)
+    live = ctx.models.get("install_progress")
+    latest = live.get(row["name"]) if isinstance(live, installs.LiveProgress) else None
+    out["progress"] = installs.summary(events, now, latest)
     out["binding"] = _binding(ctx, row["mac"], now)
     boot = ctx.models.get("boot")
     if boot is not None and row["mac"]:

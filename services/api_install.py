@@ -5,7 +5,8 @@
   POST /install/{mac}/events   {"stage", "detail"?, "bytes"?, "total"?}; needs `Authorization: Bearer
                                <install token>` (the per-install token from the kernel command line, not the
                                admin token). "done": host *installed*, its lease a reservation ([dhcp]
-                               auto_static = "on-install"); "failed": host *failed* with stage and reason.
+                               auto_static = "on-install"); "failed": host *failed* with stage and reason;
+                               "progress" (bytes, total): the copy's live progress, kept in memory only.
 
 The install token travels in the boot script and the kernel command line of that one machine; a
 reinstall replaces it, so an old installer still running somewhere cannot report into a new install.
@@ -121,6 +122,9 @@ def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     scripts_dir = ctx.store.state_dir / "scripts"
+    live = ctx.models.get("install_progress")
+    if not isinstance(live, installs.LiveProgress):
+        live = ctx.models["install_progress"] = installs.LiveProgress()
 
     def lookup(request: web.Request) -> tuple[str, installs.InstallHost]:
         try:
@@ -184,6 +188,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             "MODULE": f"{host.image}_v{version}",
             "RSYNC_PORT": settings.rsync_port,
             "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{host.image}_v{version}/",
+            "IMAGE_BYTES": installs.image_bytes(ctx.store.reader, host.image, version),
             "INSTALL_TOKEN": token,
         }
         try:
@@ -206,9 +211,18 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         except installs.InstallError as e:
             return json_error(400, str(e))
         now = ctx.clock()
+        if stage == "progress":
+            # Copy progress, every second or so: the host's live progress, not a timeline row.
+            done, total = body.get("bytes"), body.get("total")
+            if done is None:
+                return json_error(400, 'a "progress" report needs "bytes"')
+            live.update(host.name, now, done, total)
+            return web.json_response({"host": host.name, "stage": stage, "state": host.state})
         version = installs.resolve_version(ctx.store.reader, host) if stage == "done" else None
         state = await ctx.store.journal.run(installs.report_op(host.name, mac, now, stage, detail, version))
         out: dict[str, Any] = {"host": host.name, "stage": stage, "state": state}
+        if stage in installs.FINAL_STAGES:
+            live.clear(host.name)
         if stage == "done":
             out["reservation"] = _make_static(ctx, host, now)
             await ctx.store.journal.flush()

@@ -18,7 +18,7 @@ import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -79,6 +79,12 @@ def new_token() -> str:
 def token_matches(host: InstallHost, given: str | None) -> bool:
     return bool(host.install_token and given) and hmac.compare_digest(host.install_token.encode(),
                                                                        str(given).encode())
+
+
+def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
+    """What getimage counted for the version (the total a copy's progress is measured against)."""
+    row = conn.execute("SELECT bytes FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
 
 
 def resolve_version(conn: sqlite3.Connection, host: InstallHost) -> int | None:
@@ -263,6 +269,26 @@ def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, 
     return op
 
 
+@dataclass(slots=True)
+class LiveProgress:
+    """The newest copy progress per host ("progress" reports), in memory only.
+
+    An installer reports every second while it copies; those are not history worth a row each, so
+    only the latest one is kept, and only while the daemon runs.
+    """
+
+    latest: dict[str, tuple[float, int, int | None]] = field(default_factory=dict)
+
+    def update(self, name: str, now: float, done: int, total: int | None) -> None:
+        self.latest[name] = (now, done, total)
+
+    def clear(self, name: str) -> None:
+        self.latest.pop(name, None)
+
+    def get(self, name: str) -> tuple[float, int, int | None] | None:
+        return self.latest.get(name)
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -295,8 +321,12 @@ def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events[start:]
 
 
-def summary(events: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    """Progress of the newest attempt: stage, elapsed seconds, bytes done/total, and failure if any."""
+def summary(events: list[dict[str, Any]], now: float,
+            live: tuple[float, int, int | None] | None = None) -> dict[str, Any]:
+    """Progress of the newest attempt: stage, elapsed seconds, bytes done/total, and failure if any.
+
+    `live` is the host's newest "progress" report (time, bytes, total); it counts while the attempt
+    is still running and is newer than its last stage."""
     attempt = current_install(events)
     if not attempt:
         return {"stage": None}
@@ -311,6 +341,12 @@ def summary(events: list[dict[str, Any]], now: float) -> dict[str, Any]:
             if "total" in detail:
                 out["total"] = detail["total"]
             break
+    if live is not None and last["stage"] not in FINAL_STAGES and live[0] >= last["time"]:
+        out["bytes"] = live[1]
+        if live[2] is not None:
+            out["total"] = live[2]
+        else:
+            out.pop("total", None)
     if last["stage"] == "failed" and isinstance(last["detail"], dict):
         out["failure"] = {"stage": last["detail"].get("stage"), "reason": last["detail"].get("reason")}
     return out

@@ -235,8 +235,11 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
     def follow(self, installs: list[Install], timeout: float = 180) -> None:
         """Print each install's events as they arrive, until every one is installed or failed."""
         assert self.app is not None
+        from appliance.installview import progress_bar
+
         pending = {i.name: i for i in installs}
         seen: dict[str, int] = {i.name: 0 for i in installs}
+        shown_bar: dict[str, str] = {}
         deadline = time.monotonic() + timeout
         while pending:
             for name, install in list(pending.items()):
@@ -246,6 +249,11 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
                     self.say(f"  [{name} +{time.monotonic() - install.power_on:5.1f}s] {_event_line(event)}")
                 seen[name] = len(events)
                 install.events = events
+                progress = host.get("progress") or {}
+                bar = progress_bar(progress.get("bytes"), progress.get("total"))
+                if bar and bar != shown_bar.get(name):
+                    shown_bar[name] = bar
+                    self.say(f"  [{name} +{time.monotonic() - install.power_on:5.1f}s] {'copying':<12} {bar}")
                 if host["state"] in ("installed", "failed") and any(e["stage"] in ("done", "failed") for e in events):
                     if host["state"] == "installed":
                         install.installed_after = time.monotonic() - install.power_on

@@ -65,6 +65,32 @@ $_tail"
     while :; do sleep 3600; done
 }
 
+# Copy progress while the script's stage is "rsync": bytes on the target file systems beyond what
+# they held when the copy began, against IMAGE_BYTES (the script's variables carry it). Reported as
+# stage "progress", which the imageserver keeps as the host's live progress, not as timeline rows.
+progress_monitor() {
+    target=${TARGET:-/mnt/target}
+    base='' copying=''
+    while :; do
+        sleep 1
+        stage=$(cat "$STAGE_FILE" 2>/dev/null)
+        used=$(df -k 2>/dev/null | awk -v t="$target" '$6 == t || index($6, t "/") == 1 { s += $3 } END { print s + 0 }')
+        if [ "$stage" != rsync ]; then
+            [ -z "$copying" ] || return 0  # the copy is over
+            base=$used  # mounted and still empty: the baseline
+            continue
+        fi
+        copying=1
+        [ -n "$base" ] || base=$used
+        done_bytes=$(( (used - base) * 1024 ))
+        [ "$done_bytes" -ge 0 ] || done_bytes=0
+        timeout 5 wget -q -O /dev/null \
+            --header "Authorization: Bearer $INSTALL_TOKEN" --header "Content-Type: application/json" \
+            --post-data "{\"stage\": \"progress\", \"bytes\": $done_bytes${IMAGE_BYTES:+, \"total\": $IMAGE_BYTES}}" \
+            "$IMAGESERVER_URL/install/$MAC/events" 2>/dev/null
+    done
+}
+
 # --------------------------------------------------------------------------- settings
 
 # KEY=VALUE words of the kernel command line that we know, exported.
@@ -189,9 +215,13 @@ if [ -z "$INSTALL_TOKEN" ]; then
     INSTALL_TOKEN=$(sed -n "s/^INSTALL_TOKEN='\([^']*\)'; export INSTALL_TOKEN\$/\1/p" /tmp/autoinstall.sh | head -n 1)
 fi
 export HOSTNAME IMAGE VERSION INSTALL_TOKEN MAC IMAGESERVER IMAGESERVER_URL
+IMAGE_BYTES=$(sed -n "s/^IMAGE_BYTES='\([0-9]*\)'; export IMAGE_BYTES\$/\1/p" /tmp/autoinstall.sh | head -n 1)
 say "running the autoinstall script"
+progress_monitor &
+monitor=$!
 # The script's output goes to the console and to the log whose tail a failure report carries.
 ( sh -e /tmp/autoinstall.sh; echo $? >/tmp/autoinstall.rc ) 2>&1 | tee "$LOG"
+kill "$monitor" 2>/dev/null
 rc=$(cat /tmp/autoinstall.rc 2>/dev/null || echo 255)
 if [ "$rc" != 0 ]; then
     stage=$(cat "$STAGE_FILE" 2>/dev/null)

@@ -113,6 +113,15 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     status, body = await env.post(f"/install/{MAC}/events", {"stage": "Bad Stage!"}, token)
     assert status == 400
 
+    # Copy progress is live state, not history: the host view shows it, the timeline gets no row.
+    status, _ = await env.post(f"/install/{MAC}/events", {"stage": "progress", "bytes": 3000, "total": 4000}, token)
+    assert status == 200
+    async with env.http.get(env.base + "/api/v1/hosts") as r:
+        listed = (await r.json())["hosts"][0]
+    assert listed["progress"]["stage"] == "rsync"
+    assert (listed["progress"]["bytes"], listed["progress"]["total"]) == (3000, 4000)
+    assert (await env.post(f"/install/{MAC}/events", {"stage": "progress"}, token))[0] == 400
+
     status, body = await env.post(f"/install/{MAC}/events", {"stage": "done"}, token)
     assert status == 200 and body["state"] == "installed", body
     res = env.leases.reservation(MAC)
@@ -123,7 +132,7 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     assert view["state"] == "installed" and view["running_version"] == 2
     assert [e["stage"] for e in view["timeline"]] == ["script", "rsync", "done"]
     assert view["binding"]["kind"] == "reservation"
-    assert view["progress"]["stage"] == "done" and view["progress"]["bytes"] == 1000
+    assert view["progress"]["stage"] == "done" and view["progress"]["bytes"] == 1000, "live progress ends with done"
     stored = env.store.read_one("SELECT ip, source FROM reservations WHERE mac = ?", (MAC,))
     assert stored is not None and stored["source"] == "on-install", "the reservation is durable"
 
