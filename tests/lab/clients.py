@@ -153,9 +153,12 @@ class _Recorder:
     def wait_for(self, mark: int, events: frozenset[str], timeout: float, proc: Proc | None = None) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event, values in self.since(mark):
-                if event in events:
-                    return {"event": event, **values}
+            if any(event in events for event, _ in self.since(mark)):
+                # The hook appends a record with several writes: read again once it has surely finished.
+                time.sleep(0.05)
+                for event, values in self.since(mark):
+                    if event in events:
+                        return {"event": event, **values}
             if proc is not None and not proc.alive():
                 break
             time.sleep(0.02)
