@@ -42,7 +42,7 @@ INSTALL_PATHS: dict[str, Any] = {
     "/install/{mac}/events": {
         "post": {
             "summary": "An installer's progress report; done: host installed and its lease a reservation; "
-                       "failed: host failed with stage and reason",
+                       "failed: host failed with stage and reason; progress (bytes, total): live copy progress",
             "security": [{"install": []}],
             "parameters": [_MAC],
             "requestBody": {"required": True, "content": {_JSON: {"schema": {

@@ -111,6 +111,12 @@ def test_bare_vm_installs_over_pxe_and_then_boots_its_own_disk(demo: DemoLab) ->
     assert "sanboot" in script and "installer/vmlinuz" not in script, script
     assert app.get(f"/api/v1/machines/{install.mac}")["boot"]["kind"] == "local"
 
+    # The operator's views of the same: `hosts show` and `watch` (which returns once nothing installs).
+    shown = app.cli("hosts", "show", "node1")
+    assert "state      installed" in shown and "reservation" in shown and "done" in shown, shown
+    watched = app.cli("watch", "--until-done", "--interval", "0.2", "node1")
+    assert "node1" in watched and "installed" in watched, watched
+
     raw = raw_rsync_seconds(image, demo.lab.tmp_path("raw.img"))
     print(f"\n[timing] power-on -> installed {install.installed_after:.1f} s, -> own disk marker "
           f"{install.marker_after:.1f} s; raw rsync of the image {raw:.2f} s")
