@@ -168,3 +168,18 @@ async def test_unknown_mac_and_bad_mac(env: Env) -> None:
     assert (await env.get("/install/52:54:00:99:99:99/script"))[0] == 404
     assert (await env.get("/install/not-a-mac/script"))[0] == 400
     assert (await env.get("/api/v1/hosts/nobody"))[0] == 404
+
+
+async def test_a_per_host_script_override_is_served_with_the_same_variables(env: Env) -> None:
+    mac = "52:54:00:00:00:03"
+    await _add(env, "node3", mac)
+    override = "#!/bin/sh\n# node3's own script\necho special $HOSTNAME\n"
+    await env.store.journal.run(lambda c: c.execute("UPDATE hosts SET script = ? WHERE name = 'node3'", (override,)))
+    status, script = await env.get(f"/install/{mac}/script")
+    assert status == 200 and "# node3's own script" in script and MASTER not in script
+    assert _var(script, "HOSTNAME") == "node3" and _var(script, "MODULE") == "demo_v2"
+    # A file name instead of a script: a file of its own under scripts/.
+    (env.store.state_dir / "scripts" / "special.sh").write_text("#!/bin/sh\necho from a file\n")
+    await env.store.journal.run(lambda c: c.execute("UPDATE hosts SET script = 'special.sh' WHERE name = 'node3'"))
+    status, script = await env.get(f"/install/{mac}/script")
+    assert status == 200 and script.endswith("echo from a file\n")
