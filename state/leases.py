@@ -601,21 +601,16 @@ def _lease_row(lease: Lease) -> tuple[Any, ...]:
 
 
 def _write_leases(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    # Another MAC's (expired) row for an address being bound is taken over, so UNIQUE(ip) holds.
-    # Deleting those first for the whole run equals doing it row by row: within one run an address
-    # cannot pass from one bound MAC to another (the first binding is active); if it did, the INSERT
-    # would hit UNIQUE(ip) and the write-back redoes the run row by row.
-    pairs = ",".join("(?,?)" for _ in rows)
-    conn.execute(f"DELETE FROM leases WHERE rowid IN (SELECT l.rowid FROM leases AS l JOIN (VALUES {pairs}) AS v "
-                 "ON l.ip = v.column1 AND l.mac <> v.column2)", [x for r in rows for x in (r[1], r[0])])
-    values = ",".join("(?,?,?,?,?,?,?)" for _ in rows)
-    conn.execute(f"INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) VALUES {values} "
-                 "ON CONFLICT(mac) DO UPDATE SET ip=excluded.ip, subnet=excluded.subnet, starts=excluded.starts, "
-                 "expires=excluded.expires, client_id=excluded.client_id, hostname=excluded.hostname",
-                 [x for r in rows for x in r])
+    # One statement, so one round on the writer thread: REPLACE removes whatever row holds the MAC (the
+    # client's previous lease) or the address (another machine's expired lease, taken over; UNIQUE(ip)),
+    # then inserts. Rows are applied in order, so a run has exactly the effect of writing row by row;
+    # nothing references leases, so replacing a row equals updating it.
+    values = ",".join(["(?,?,?,?,?,?,?)"] * len(rows))
+    conn.execute(f"INSERT OR REPLACE INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
+                 f"VALUES {values}", [x for r in rows for x in r])
 
 
-LEASE_ROWS = RowKind("leases", _write_leases)
+LEASE_ROWS = RowKind("leases", _write_leases, one_statement=True)
 
 
 def _end_lease(mac: str, now: float) -> Op:

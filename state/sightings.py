@@ -124,4 +124,4 @@ def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> No
 
 
 # Sightings touch only their own rows of their own table, so they may be written before other changes.
-MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True)
+MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True, one_statement=True)

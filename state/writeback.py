@@ -37,6 +37,9 @@ class RowKind:
     name: str
     write: Callable[[sqlite3.Connection, list[tuple[Any, ...]]], None]
     commutes: bool = False
+    # `write` is a single SQL statement: SQLite undoes a failed statement by itself, so it needs no
+    # SAVEPOINT around it (each statement on the writer thread is a round trip for the GIL).
+    one_statement: bool = False
 
 
 class WriteBack:
@@ -130,13 +133,23 @@ def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb:
 def _rows(conn: sqlite3.Connection, kind: RowKind, rows: list[tuple[Any, ...]], wb: WriteBack | None) -> None:
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        if _guarded(conn, lambda c, chunk=chunk: kind.write(c, chunk), kind.name, None):
+        if _guarded(conn, lambda c, chunk=chunk: kind.write(c, chunk), kind.name, None, kind.one_statement):
             continue
         for row in chunk:  # exact one-by-one semantics; only the offending rows are lost
-            _guarded(conn, lambda c, row=row: kind.write(c, [row]), kind.name, wb)
+            _guarded(conn, lambda c, row=row: kind.write(c, [row]), kind.name, wb, kind.one_statement)
 
 
-def _guarded(conn: sqlite3.Connection, fn: Op, what: str, wb: WriteBack | None) -> bool:
+def _guarded(conn: sqlite3.Connection, fn: Op, what: str, wb: WriteBack | None, one_statement: bool = False) -> bool:
+    if one_statement and conn.in_transaction:
+        try:
+            fn(conn)
+        except sqlite3.Error as e:
+            if not conn.in_transaction:
+                raise  # SQLite rolled the whole transaction back (disk full, I/O error): the commit fails
+            if wb is not None:
+                wb._failed(what, e)
+            return False
+        return True
     conn.execute("SAVEPOINT wb")
     try:
         fn(conn)
