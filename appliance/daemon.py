@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -181,5 +182,13 @@ class Daemon:
         self.notifier.send(STATUS=self.summary())
 
 
+# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms). The state
+# writer needs the GIL back after every SQLite call; with the event loop busy answering a DHCP storm
+# each of those waits took the full interval, so a commit (and every ACK waiting on it) took tens of ms.
+# The writer's turns are short, so a shorter interval costs the event loop next to nothing.
+GIL_SWITCH_INTERVAL = 0.0005
+
+
 def serve(config: Config) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     return asyncio.run(Daemon(config).run())
