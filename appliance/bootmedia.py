@@ -46,7 +46,7 @@ _LINE = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=\s*(.*?)\s*$")
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
 MEDIA_DIR = "imageserver"  # where kernel and initrd live on the media
-VOLUME_LABEL = "IMAGESERVER"
+VOLUME_LABEL = "IMAGESERVER"  # the installer finds its boot medium by it (blkid -L), see installer/init.sh
 USB_PARTITION_START = 1 << 20  # 1 MiB: aligned, and room for the MBR code
 
 

@@ -106,17 +106,11 @@ read_cmdline() {
 }
 
 # local.cfg on attached media (SystemImager's way to install without DHCP): plain KEY=VALUE lines.
-# The medium we booted from (mkbootmedia puts imageserver/vmlinuz on it) is exported as
-# MEDIA_DEVICE, so the autoinstall script never takes a USB stick for the disk to install.
 read_local_cfg() {
     mkdir -p /mnt/media
     for dev in /dev/sr[0-9] /dev/vd[a-z] /dev/vd[a-z][0-9] /dev/sd[a-z] /dev/sd[a-z][0-9]; do
         [ -b "$dev" ] || continue
         mount -o ro "$dev" /mnt/media 2>/dev/null || continue
-        if [ -f /mnt/media/imageserver/vmlinuz ]; then
-            MEDIA_DEVICE=$dev
-            export MEDIA_DEVICE
-        fi
         if [ -f /mnt/media/local.cfg ]; then
             say "using local.cfg from $dev"
             # Only simple assignments of known names; the file is data, not a script.
@@ -196,6 +190,9 @@ network_up() {
 say "starting ($(uname -r))"
 read_cmdline
 load_modules
+# The medium we booted from, if mkbootmedia made it (ISO and USB file systems are labelled
+# IMAGESERVER): exported so the autoinstall script never takes a USB stick for the disk to install.
+if MEDIA_DEVICE=$(blkid -L IMAGESERVER 2>/dev/null); then export MEDIA_DEVICE; else MEDIA_DEVICE=''; fi
 [ -n "$IMAGESERVER" ] || [ -n "$IMAGESERVER_URL" ] || read_local_cfg
 case "$IMAGESERVER_URL" in
     "") [ -z "$IMAGESERVER" ] || IMAGESERVER_URL="http://$IMAGESERVER" ;;
