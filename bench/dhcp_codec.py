@@ -95,6 +95,8 @@ class _QueueingJournal:
 
 
 class _NullConnection:
+    in_transaction = False
+
     def execute(self, *args: Any) -> None:
         return None
 

@@ -60,6 +60,7 @@ _PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying
 _ZERO = IPv4Address(0)
 _NAMES = {int(t): t.name.lower() for t in MessageType}
 _IN_COUNTERS = {int(t): f"in_{t.name.lower()}" for t in MessageType}  # counter keys, built once
+_TEXTS_KEPT = 4096  # addresses whose text form is remembered (relays, clients answered by unicast)
 
 
 class DhcpServer:
@@ -98,6 +99,7 @@ class DhcpServer:
         self._pending: list[tuple[Reply, tuple[bytes, IPv4Address, int, int | None, int, str]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._texts: dict[int, str] = {}  # see _text
         self._status = ServiceStatus()
 
     # ---------------------------------------------------------------- lifecycle
@@ -302,7 +304,8 @@ class DhcpServer:
     def _record_machine(self, request: DhcpPacket, local: IPv4Address | None, now: float) -> None:
         assert self.machines is not None
         subnet = select_subnet(self.settings, request.giaddr, local)
-        self.machines.seen(request.mac, now, **_sighting(request, subnet))
+        relay = self._text(request.giaddr) if request.giaddr != _ZERO else None
+        self.machines.seen(request.mac, now, **_sighting(request, subnet, relay))
 
     # ---------------------------------------------------------------- send
 
@@ -379,6 +382,17 @@ class DhcpServer:
             served += 1
         return served
 
+    def _text(self, address: IPv4Address) -> str:
+        """str(address), remembered: formatting an address costs more than the rest of a send, and the
+        same few (a relay, the broadcast address) come back with every packet."""
+        n = int(address)
+        text = self._texts.get(n)
+        if text is None:
+            if len(self._texts) >= _TEXTS_KEPT:
+                self._texts.clear()
+            text = self._texts[n] = str(address)
+        return text
+
     def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int,
               kind: str) -> None:
         """Send one reply; out_<kind> counts replies that left (an ACK only after its commit)."""
@@ -389,9 +403,9 @@ class DhcpServer:
             if ifindex and not self.interface:
                 # A broadcast leaves through the interface the request came in on.
                 info = _PKTINFO.pack(ifindex, bytes(4), bytes(4))
-                sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (str(dest), port))
+                sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (self._text(dest), port))
             else:
-                sock.sendto(data, (str(dest), port))
+                sock.sendto(data, (self._text(dest), port))
             self._status.counters[f"out_{kind}"] += 1
         except BlockingIOError:
             self._status.counters["send_dropped"] += 1
@@ -441,7 +455,7 @@ def _raw_text(value: bytes | None, limit: int = 200) -> str | None:
     return value.rstrip(b"\x00").decode("utf-8", "replace")[:limit] or None
 
 
-def _sighting(request: DhcpPacket, subnet: Subnet | None) -> dict[str, Any]:
+def _sighting(request: DhcpPacket, subnet: Subnet | None, relay: str | None) -> dict[str, Any]:
     """What a packet tells about its machine, read leniently (junk in one field keeps the others).
 
     Every packet passes here, so options a packet does not carry cost a dict lookup, nothing more.
@@ -456,7 +470,7 @@ def _sighting(request: DhcpPacket, subnet: Subnet | None) -> dict[str, Any]:
         "vendor_class": _raw_text(opts.get(o.OptionCode.VENDOR_CLASS)),
         "user_class": _raw_text(b",".join(user)) if user else None,
         "uuid": str(uuid.UUID(bytes=uuid_bytes)) if uuid_bytes else None,
-        "relay": str(request.giaddr) if request.giaddr != _ZERO else None,
+        "relay": relay,
         "subnet": subnet.text if subnet is not None else None,
         "hostname": client_hostname(_raw_text(hostname)) if hostname else None,
     }

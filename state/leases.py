@@ -128,6 +128,15 @@ class _Pool:
     returned: list[int] = field(default_factory=list)  # heap: handed-back addresses without a lease row
     expired: list[tuple[float, int, str]] = field(default_factory=list)  # heap: (expires, ip, mac)
     holds: deque[tuple[float, int, str]] = field(default_factory=deque)  # (until, ip, mac), oldest offer first
+    # The network as integers and as text, for the per-packet checks and lease rows.
+    net: int = field(init=False)
+    mask: int = field(init=False)
+    text: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.net = int(self.network.network_address)
+        self.mask = int(self.network.netmask)
+        self.text = str(self.network)
 
     @property
     def size(self) -> int:
@@ -267,7 +276,8 @@ class LeaseModel:
         """Bind `ip` to `mac` for the subnet's lease time (written through); None means NAK."""
         self._expire(now)
         n = int(ip)
-        if ip not in subnet.network:
+        pool = self._pools.get(subnet.network)
+        if (n & pool.mask != pool.net) if pool is not None else ip not in subnet.network:
             return None
         res = self._res_by_mac.get(mac)
         if res is not None and res.ip in subnet.network:
@@ -279,13 +289,12 @@ class LeaseModel:
                 self._remove_lease(old)
                 self._write(_delete_lease(mac))
             return res
-        pool = self._pools.get(subnet.network)
         if pool is None or not pool.first <= n <= pool.last or not self._usable(n, mac, now):
             return None
         self._drop_hold(mac)
         old = self._by_mac.get(mac)
         starts = old.starts if old is not None and old.ip == ip and old.active(now) else now
-        lease = Lease(mac, ip, str(subnet.network), starts, now + subnet.lease_time,
+        lease = Lease(mac, ip, pool.text, starts, now + subnet.lease_time,
                       client_id, client_hostname(hostname) or (old.hostname if old is not None else None))
         other = self._by_ip.get(n)
         if other is not None and other.mac != mac:
