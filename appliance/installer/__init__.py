@@ -31,6 +31,8 @@ MODULES: tuple[str, ...] = (
     "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1",
     "e1000", "e1000e", "igb", "r8169", "tg3",
     "ahci", "ata_piix", "sd_mod", "nvme", "sr_mod", "isofs",
+    # USB sticks and CD drives, for boot media (mkbootmedia) and their local.cfg
+    "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas",
 )  # fmt: skip
 
 # Tools an autoinstall script may call: required ones fail the build if missing, optional ones

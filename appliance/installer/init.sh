@@ -125,6 +125,29 @@ read_local_cfg() {
     return 0
 }
 
+# The medium we booted from, if mkbootmedia made it (ISO and USB file systems are labelled
+# IMAGESERVER): exported as MEDIA_DEVICE so the autoinstall script never takes a USB stick for the
+# disk to install. Booted from media (isolinux, syslinux and GRUB name the kernel they loaded in
+# BOOT_IMAGE), wait for it: a USB stick is still enumerating when /init starts.
+find_media() {
+    MEDIA_DEVICE=''
+    case " $(cat /proc/cmdline) " in
+        *" BOOT_IMAGE="*/imageserver/vmlinuz" "*) tries=100 ;;
+        *) tries=1 ;;
+    esac
+    while [ "$tries" -gt 0 ]; do
+        if MEDIA_DEVICE=$(blkid -c /dev/null -L IMAGESERVER 2>/dev/null) && [ -n "$MEDIA_DEVICE" ]; then
+            export MEDIA_DEVICE
+            say "boot medium: $MEDIA_DEVICE"
+            return 0
+        fi
+        MEDIA_DEVICE=''
+        tries=$((tries - 1))
+        [ "$tries" -eq 0 ] || sleep 0.1
+    done
+    return 0
+}
+
 load_modules() {
     [ -f /etc/initrd-modules ] || return 0
     while IFS= read -r module; do
@@ -190,9 +213,7 @@ network_up() {
 say "starting ($(uname -r))"
 read_cmdline
 load_modules
-# The medium we booted from, if mkbootmedia made it (ISO and USB file systems are labelled
-# IMAGESERVER): exported so the autoinstall script never takes a USB stick for the disk to install.
-if MEDIA_DEVICE=$(blkid -L IMAGESERVER 2>/dev/null); then export MEDIA_DEVICE; else MEDIA_DEVICE=''; fi
+find_media
 [ -n "$IMAGESERVER" ] || [ -n "$IMAGESERVER_URL" ] || read_local_cfg
 case "$IMAGESERVER_URL" in
     "") [ -z "$IMAGESERVER" ] || IMAGESERVER_URL="http://$IMAGESERVER" ;;

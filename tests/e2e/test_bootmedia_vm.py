@@ -94,7 +94,7 @@ def cdrom(iso: Path) -> tuple[str, ...]:
     return ("-drive", f"file={iso},media=cdrom,if=none,id=cd0,readonly=on", "-device", "ide-cd,drive=cd0,bootindex=0")
 
 
-def test_bios_machine_boots_the_usb_image_and_the_installer_reads_local_cfg(net: VmNetwork, state: Path,
+def test_bios_machine_boots_the_usb_stick_and_the_installer_reads_local_cfg(net: VmNetwork, state: Path,
                                                                              tmp_path: Path) -> None:
     # The script also runs the autoinstall scripts' own disk choice: the stick is never a target.
     list_disks = re.search(r"^list_disks\(\) \{\n.*?^\}\n", TEMPLATE, re.M | re.S)
@@ -103,11 +103,14 @@ def test_bios_machine_boots_the_usb_image_and_the_installer_reads_local_cfg(net:
         f"{list_disks.group(0)}echo \"MEDIA-DISKS media=$MEDIA_DEVICE targets=$(list_disks | tr '\\n' ' ')\"\n{SCRIPT}")
     usb = tmp_path / "media.img"
     values = make_media(state, net, "usb", usb, "--efi", "no")
-    # The stick is the machine's first disk (as /dev/sda would be); the firmware boots its MBR.
-    with Vm(net, VmConfig(boot="disk", mac=MAC, disks=[usb, blank_disk(tmp_path)])) as vm:
+    # A real USB stick on an xHCI controller, first in the boot order; the machine's disk is virtio.
+    stick = ("-device", "qemu-xhci,id=xhci", "-drive", f"file={usb},format=raw,if=none,id=stick",
+             "-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0")
+    with Vm(net, VmConfig(boot="disk", mac=MAC, disks=[blank_disk(tmp_path)], extra_args=stick)) as vm:
         vm.wait_for(r"SYSLINUX", timeout=60)
-        check_installer_took_local_cfg(vm, values, "/dev/vda1")
-        assert vm.wait_for(r"MEDIA-DISKS (.*)", timeout=5).group(1).strip() == "media=/dev/vda1 targets=/dev/vdb"
+        vm.wait_for(r"imageserver-installer: boot medium: /dev/sda1", timeout=90)
+        check_installer_took_local_cfg(vm, values, "/dev/sda1")
+        assert vm.wait_for(r"MEDIA-DISKS (.*)", timeout=5).group(1).strip() == "media=/dev/sda1 targets=/dev/vda"
 
 
 @pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
