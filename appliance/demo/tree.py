@@ -20,7 +20,6 @@ from appliance import bootenv
 HERE = Path(__file__).parent
 ROOT_INIT = HERE / "rootinit.sh"
 INITRAMFS_INIT = HERE / "initramfs-init.sh"
-UNSPARSE_HOOK = HERE / "unsparse-boot.sh"
 MARKER = "IMAGESERVER-INSTALLED"
 MASTER_HOSTNAME = "master"
 # The initramfs only needs to reach the root file system.
@@ -78,8 +77,6 @@ def build_demo_tree(root: Path, kernel: bootenv.Kernel, cache_dir: Path,
     shutil.copy2(kernel.vmlinuz, root / f"boot/vmlinuz-{release}")
     shutil.copy2(demo_initramfs(kernel, cache_dir), root / f"boot/initrd.img-{release}")
     _write(root / "boot/extlinux/extlinux.conf", extlinux_conf(release))
-    # Run by the autoinstall script after the boot loader is in place (see unsparse-boot.sh).
-    _write(root / "etc/systemimager/post-install/10-unsparse-boot", UNSPARSE_HOOK.read_text(), 0o755)
     modules = root / "lib/modules" / release
     for sub in IMAGE_MODULE_DIRS:
         source = kernel.modules_dir / sub

@@ -21,6 +21,7 @@ local.cfg or DHCP). Variables the script reads:
     DISK (= DISK0), DISK1, ...       target disks
     TARGET                           where the new system is mounted (default /mnt/target)
     SKIP_BOOTLOADER=1                leave the boot loader out (host-side tests; the VM test installs it)
+    KERNEL_APPEND                    extra kernel arguments for extlinux (default: serial + VGA console)
     STAGE_FILE                       the installer's file naming the current stage (set by its init)
 """
 
@@ -86,6 +87,8 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         w(f'[ -n "$DISK{i}" ] || die "the image was made from {len(layout.disks)} disks; '
           f'no disk {i} here (set DISK{i}=/dev/...)"')
     w('say "disks: $DISK0' + "".join(f' $DISK{i}' for i in used_disks if i) + '"')
+    # The size check is part of partitioning, so a too-small disk fails at stage "partition".
+    w('stage partition "checking disk sizes"')
     for i in used_disks:
         disk = layout.disks[i]
         w(f'need_bytes "$DISK{i}" {required_bytes(disk)}')
@@ -261,10 +264,11 @@ report() {
         curl -fsS -m 10 -o /dev/null -H "$auth" -H 'Content-Type: application/json' --data "$body" "$url" \
             >/dev/null 2>&1 || say "could not report stage $1"
     elif command -v wget >/dev/null 2>&1; then
-        wget -q -T 10 -O /dev/null --header "$auth" --header 'Content-Type: application/json' \
+        # timeout(1), not wget -T: busybox 1.35's static wget crashes on -T.
+        timeout 10 wget -q -O /dev/null --header "$auth" --header 'Content-Type: application/json' \
             --post-data "$body" "$url" >/dev/null 2>&1 || say "could not report stage $1"
     elif command -v busybox >/dev/null 2>&1; then
-        busybox wget -q -T 10 -O /dev/null --header "$auth" --header 'Content-Type: application/json' \
+        busybox timeout 10 busybox wget -q -O /dev/null --header "$auth" --header 'Content-Type: application/json' \
             --post-data "$body" "$url" >/dev/null 2>&1 || say "could not report stage $1"
     fi
     return 0
@@ -409,9 +413,15 @@ mount_fs() {
 # shellcheck disable=SC2120  # called with --exclude options only when the image has FAT mounts
 # pull_image [--exclude=...] -- the whole image, with hard links, ACLs, xattrs, sparse files, devices.
 pull_image() {
-    rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 "$@" \
+    rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 --exclude=/boot/ "$@" \
         "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
         die "rsync of $MODULE from $IMAGESERVER_HOST:$RSYNC_PORT failed"
+    # /boot without -S: boot loaders (syslinux, some grub stages) cannot read files with holes.
+    if rsync --list-only "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" >/dev/null 2>&1; then
+        rsync -aHAX --numeric-ids --delete --timeout=600 \
+            "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" "$TARGET/boot/" ||
+            die "rsync of $MODULE/boot from $IMAGESERVER_HOST:$RSYNC_PORT failed"
+    fi
 }
 
 # pull_fat MOUNTPOINT -- a FAT filesystem (the ESP) keeps no owners, modes, links or xattrs.
@@ -599,7 +609,7 @@ install_extlinux() {
     {
         printf 'DEFAULT linux\nTIMEOUT 10\nLABEL linux\n    KERNEL %s/%s\n' "$dir" "$kernel"
         if [ -n "$initrd" ]; then printf '    INITRD %s/%s\n' "$dir" "$initrd"; fi
-        printf '    APPEND root=UUID=%s ro\n' "$ROOT_UUID"
+        printf '    APPEND root=UUID=%s ro %s\n' "$ROOT_UUID" "${KERNEL_APPEND-console=tty0 console=ttyS0,115200}"
     } >"$TARGET/boot/extlinux/extlinux.conf"
     mbr=''
     for m in "$TARGET/usr/lib/syslinux/mbr" /usr/lib/syslinux/mbr /usr/share/syslinux /usr/lib/EXTLINUX; do
