@@ -188,6 +188,9 @@ def world(lab: Lab) -> tuple[Pair, Imageserver, Path, Path, Path, Path]:
     try:
         for n, path in ((1, v1), (2, v2)):
             insert_version(conn, ImageVersion("web", n, str(path), now, source="test"))
+        empty = server.state_dir / "images" / "empty" / "v1"
+        empty.mkdir(parents=True)  # a broken version: syncing to it would delete everything
+        insert_version(conn, ImageVersion("empty", 1, str(empty), now, source="test"))
         installs.add_host_op(HOST, MAC, "web", None, now)(conn)  # follows the newest version
         conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE name = ?", (HOST,))
         token = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (HOST,)).fetchone()[0]
@@ -256,10 +259,13 @@ def test_updateclient_moves_a_system_v1_to_v2_and_back_keeping_its_own_files(wor
 
 
 def test_updateclient_refuses_what_does_not_exist_and_reports_need_the_hosts_token(world) -> None:
-    pair, server, _v1, v2, root, script = world
+    pair, server, _v1, _v2, root, script = world
+    before = manifest(root)
     bad = pair.client.run(["sh", str(script), "--root", str(root), "--version", "7"], check=False)
     assert bad.returncode == 1 and "no version 7" in bad.stderr
-    assert manifest(root, keep_only=False) != manifest(v2)  # nothing was synced
+    bad = pair.client.run(["sh", str(script), "--root", str(root), "--image", "empty"], check=False)
+    assert bad.returncode == 1 and "has no /etc: not a system image" in bad.stderr, bad.stderr
+    assert manifest(root) == before  # nothing was synced
     # A wrong token: the sync happens (rsync needs no token) but the imageserver records nothing.
     out = pair.client.run(["sh", str(script), "--root", str(root), "--token", "wrong"], check=True)
     assert "refused our start report" in out.stderr
