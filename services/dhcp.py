@@ -100,6 +100,7 @@ class DhcpServer:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._texts: dict[int, str] = {}  # see _text
+        self._arrivals: dict[bytes, tuple[int | None, IPv4Address | None]] = {}  # see _arrival
         self._status = ServiceStatus()
 
     # ---------------------------------------------------------------- lifecycle
@@ -199,7 +200,7 @@ class DhcpServer:
                 self._status.counters["receive_errors"] += 1
                 log.debug("event=receive-failed error=%r", str(e))
                 return
-            ifindex, local = _pktinfo(ancdata)
+            ifindex, local = self._arrival(ancdata)
             try:
                 self.handle(data, port, ifindex, local)
             except Exception:  # a bug in one packet's path must not take the server down
@@ -381,6 +382,18 @@ class DhcpServer:
             self._status.counters["acks_from_store"] += 1
             served += 1
         return served
+
+    def _arrival(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None]:
+        """_pktinfo, remembered per distinct IP_PKTINFO value (one per interface and destination kind)."""
+        for level, kind, value in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                known = self._arrivals.get(value)
+                if known is None:
+                    if len(self._arrivals) >= _TEXTS_KEPT:
+                        self._arrivals.clear()
+                    known = self._arrivals[value] = _pktinfo([(level, kind, value)])
+                return known
+        return None, None
 
     def _text(self, address: IPv4Address) -> str:
         """str(address), remembered: formatting an address costs more than the rest of a send, and the
