@@ -272,31 +272,45 @@ def test_updateclient_refuses_what_does_not_exist_and_reports_need_the_hosts_tok
     assert host_row(server) == (1, None)
 
 
-EXTLINUX_CONF = """DEFAULT linux
+EXTLINUX_CONF = """UI menu.c32
+DEFAULT linux
+ONTIMEOUT linux
 TIMEOUT 10
 LABEL linux
     KERNEL /boot/vmlinuz-6.1.0-28-amd64
     INITRD /boot/initrd.img-6.1.0-28-amd64
     APPEND root=UUID=1111-node1 ro
+LABEL rescue
+    MENU DEFAULT
+    KERNEL /boot/vmlinuz-6.1.0-28-amd64
+    APPEND root=UUID=1111-node1 single
 """
 
 
 def extlinux_entries(text: str) -> tuple[str | None, dict[str, dict[str, str]]]:
     """A small reading of a syslinux config: the DEFAULT in force and each LABEL's KERNEL/INITRD/APPEND."""
     default, labels, current = None, {}, None
+    menu_default = ontimeout = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, _, value = line.partition(" ")
         key = key.upper()
-        if key == "DEFAULT" and default is None:  # syslinux takes the first... and we put ours first
+        if key == "DEFAULT":  # the last one read is in force
             default = value.strip()
+        elif key == "ONTIMEOUT":
+            ontimeout = value.strip()
         elif key == "LABEL":
-            current = labels.setdefault(value.strip(), {})
+            name = value.strip()
+            current = labels.setdefault(name, {})
+        elif key == "MENU" and value.strip().upper() == "DEFAULT" and current is not None:
+            menu_default = name  # under a menu UI this entry is highlighted (and started on timeout)
         elif current is not None and key in ("KERNEL", "INITRD", "APPEND"):
             current[key] = value.strip()
-    return default, labels
+    chosen = {default, menu_default or default, ontimeout or default} - {None}
+    assert len(chosen) == 1, f"DEFAULT {default}, MENU DEFAULT {menu_default}, ONTIMEOUT {ontimeout} disagree"
+    return chosen.pop(), labels
 
 
 def test_autoinstall_marks_the_host_and_makes_the_next_boot_the_installer(world) -> None:
@@ -327,7 +341,7 @@ def test_autoinstall_marks_the_host_and_makes_the_next_boot_the_installer(world)
     assert (ext / "extlinux.conf.before-autoinstall").read_text() == EXTLINUX_CONF
     default, labels = extlinux_entries((ext / "extlinux.conf").read_text())
     assert default == "imageserver-autoinstall"
-    assert set(labels) == {"imageserver-autoinstall", "linux"}
+    assert set(labels) == {"imageserver-autoinstall", "linux", "rescue"}
     assert labels["linux"]["KERNEL"] == "/boot/vmlinuz-6.1.0-28-amd64"  # the installed system stays bootable
     entry = labels["imageserver-autoinstall"]
     assert entry["KERNEL"] == "imageserver-installer.vmlinuz" and entry["INITRD"] == "imageserver-installer.initrd"
@@ -346,7 +360,7 @@ def test_autoinstall_marks_the_host_and_makes_the_next_boot_the_installer(world)
     # A second run does not stack entries or lose the original.
     pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token", token], timeout=60)
     default, labels = extlinux_entries((ext / "extlinux.conf").read_text())
-    assert default == "imageserver-autoinstall" and set(labels) == {"imageserver-autoinstall", "linux"}
+    assert default == "imageserver-autoinstall" and set(labels) == {"imageserver-autoinstall", "linux", "rescue"}
     assert (ext / "extlinux.conf.before-autoinstall").read_text() == EXTLINUX_CONF
 
     # The system asked to be reinstalled: its old token reports nothing any more.
