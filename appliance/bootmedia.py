@@ -108,6 +108,28 @@ def render_local_cfg(values: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def host_local_cfg(name: str, ip: ipaddress.IPv4Address | None, server: str | None, http_port: int,
+                   subnets: Iterable[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None,
+                                           Sequence[ipaddress.IPv4Address]]]) -> dict[str, str]:
+    """local.cfg values for one host (mkbootmedia --host): its name, the imageserver, and a static
+    address when the host has one inside a configured subnet (else the installer asks DHCP).
+
+    `subnets` are (network, router, dns servers) of the configured DHCP subnets."""
+    out = {"HOSTNAME": name}
+    if server:
+        out["IMAGESERVER"] = server if http_port == 80 else f"{server}:{http_port}"
+    if ip is not None:
+        for network, router, dns in subnets:
+            if ip in network:
+                out.update(IPADDR=str(ip), NETMASK=str(network.netmask))
+                if router is not None:
+                    out["GATEWAY"] = str(router)
+                if dns:
+                    out["DNS"] = str(dns[0])  # one value: local.cfg values have no spaces
+                break
+    return out
+
+
 # --------------------------------------------------------------------------- inputs and tools
 
 @dataclass(frozen=True, slots=True)

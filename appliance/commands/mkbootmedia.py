@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from appliance.commands._common import add_config_option, add_json_option, fail, print_json
+from appliance.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iso", type=Path, metavar="FILE", help="write a bootable ISO image here")
     p.add_argument("--usb", type=Path, metavar="FILE", help="write a USB disk image here")
     p.add_argument("--local-cfg", type=Path, metavar="FILE", help="put this local.cfg on the media (checked first)")
+    p.add_argument("--host", metavar="NAME",
+                   help="local.cfg for this host: its name, this imageserver, and its fixed or reserved address "
+                        "with the subnet's netmask and router (a host without one gets DHCP)")
     p.add_argument("--set", action="append", default=[], metavar="VARIABLE=value",
                    help="a local.cfg value (repeatable; wins over --local-cfg)")
     p.add_argument("--append", default=None, metavar="ARGS",
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         return fail("mkbootmedia: say what to make: --iso FILE and/or --usb FILE", 2)
     append = args.append
     state_dir = args.state_dir
-    if state_dir is None or append is None:
+    cfg = None
+    if state_dir is None or append is None or args.host is not None:
         from appliance.cli import load
         from appliance.config import ConfigError
 
@@ -71,12 +76,16 @@ def run(args: argparse.Namespace) -> int:
             append = cfg.boot.kernel_cmdline if cfg is not None else BootConfig().kernel_cmdline
     try:
         values: dict[str, str] = {}
+        if args.host is not None:
+            if cfg is None:
+                return fail("mkbootmedia: --host needs the configuration (the imageserver's address, the subnets)")
+            values = _host_values(cfg, args.host)
         if args.local_cfg is not None:
             try:
                 text = args.local_cfg.read_text()
             except OSError as e:
                 return fail(f"mkbootmedia: cannot read {args.local_cfg}: {e.strerror}")
-            values = bootmedia.parse_local_cfg(text, source=str(args.local_cfg))
+            values |= bootmedia.parse_local_cfg(text, source=str(args.local_cfg))
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep:
@@ -107,3 +116,29 @@ def run(args: argparse.Namespace) -> int:
     if values:
         print("local.cfg: " + " ".join(f"{k}={v}" for k, v in values.items()))
     return 0
+
+
+def _host_values(cfg: Config, name: str) -> dict[str, str]:
+    """local.cfg values for host `name`, from the state database (read-only) and the config."""
+    from ipaddress import IPv4Address
+
+    from appliance import bootmedia
+    from state.db import connect, db_path
+
+    path = db_path(cfg.state_dir)
+    if not path.exists():
+        raise bootmedia.BootMediaError(f"no state database at {path}: no hosts to make media for")
+    conn = connect(path, readonly=True)
+    try:
+        row = conn.execute("SELECT ip, mac FROM hosts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise bootmedia.BootMediaError(f"no host named {name!r} (imageserver hosts add {name} ...)")
+        ip = row[0]
+        if ip is None and row[1] is not None:
+            reserved = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (row[1],)).fetchone()
+            ip = reserved[0] if reserved is not None else None
+    finally:
+        conn.close()
+    server = str(cfg.appliance.address) if cfg.appliance.address is not None else None
+    return bootmedia.host_local_cfg(name, IPv4Address(ip) if ip is not None else None, server, cfg.http.port,
+                                    [(s.subnet, s.router, s.dns) for s in cfg.dhcp.subnets])

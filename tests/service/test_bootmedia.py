@@ -12,11 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from appliance import bootmedia
+from state import installs
+from state.db import connect, db_path
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("xorriso", "syslinux", "mdir", "mtype", "mcopy", "mkfs.vfat", "sfdisk")
@@ -163,3 +166,47 @@ def test_no_installer_says_to_build_it(tmp_path: Path) -> None:
     result = mkbootmedia("--state-dir", str(tmp_path), "--usb", str(tmp_path / "x.img"), check=False)
     assert result.returncode == 1 and "imageserver mkbootenv" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_host_media_carry_the_hosts_name_address_and_subnet(state: Path, tmp_path: Path) -> None:
+    config = tmp_path / "imageserver.toml"
+    config.write_text(f"""
+[appliance]
+state_dir = "{state}"
+address = "10.7.0.1"
+
+[dhcp]
+subnet = "10.7.0.0/24"
+pool = "10.7.0.100-10.7.0.150"
+router = "10.7.0.254"
+dns = ["10.7.0.53", "10.7.0.54"]
+
+[http]
+port = 8080
+""")
+    conn = connect(db_path(state))
+    try:
+        installs.add_host_op("fixed", "52:54:00:00:07:01", "web", IPv4Address("10.7.0.21"), 1.0)(conn)
+        installs.add_host_op("reserved", "52:54:00:00:07:02", "web", None, 1.0)(conn)
+        conn.execute("INSERT INTO reservations(mac, ip, hostname, created) VALUES (?, ?, ?, ?)",
+                     ("52:54:00:00:07:02", int(IPv4Address("10.7.0.22")), "reserved", 1.0))
+        installs.add_host_op("roaming", "52:54:00:00:07:03", "web", None, 1.0)(conn)
+    finally:
+        conn.close()
+    fat = tmp_path / "x.img"
+
+    def local_cfg(host: str, *more: str) -> dict[str, str]:
+        mkbootmedia("--config", str(config), "--usb", str(fat), "--efi", "no", "--host", host, *more)
+        out = subprocess.run(["mtype", "-i", f"{fat}@@1M", "::/local.cfg"], capture_output=True, text=True,
+                             check=True).stdout
+        return read_cfg(out)
+
+    assert local_cfg("fixed") == {"IMAGESERVER": "10.7.0.1:8080", "HOSTNAME": "fixed", "IPADDR": "10.7.0.21",
+                                  "NETMASK": "255.255.255.0", "GATEWAY": "10.7.0.254", "DNS": "10.7.0.53"}
+    assert local_cfg("reserved")["IPADDR"] == "10.7.0.22"
+    # No address of its own: DHCP gives one; --set still wins over what the host record says.
+    assert local_cfg("roaming", "--set", "IMAGESERVER=10.7.0.2") == {"IMAGESERVER": "10.7.0.2",
+                                                                    "HOSTNAME": "roaming"}
+    missing = mkbootmedia("--config", str(config), "--iso", str(tmp_path / "n.iso"), "--host", "nobody",
+                          check=False)
+    assert missing.returncode == 1 and "no host named 'nobody'" in missing.stderr
