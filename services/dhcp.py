@@ -306,7 +306,7 @@ class DhcpServer:
         assert self.machines is not None
         subnet = select_subnet(self.settings, request.giaddr, local)
         relay = self._text(request.giaddr) if request.giaddr != _ZERO else None
-        self.machines.seen(request.mac, now, **_sighting(request, subnet, relay))
+        self.machines.sighted(request.mac, now, _sighting(request, subnet, relay))
 
     # ---------------------------------------------------------------- send
 
@@ -468,22 +468,20 @@ def _raw_text(value: bytes | None, limit: int = 200) -> str | None:
     return value.rstrip(b"\x00").decode("utf-8", "replace")[:limit] or None
 
 
-def _sighting(request: DhcpPacket, subnet: Subnet | None, relay: str | None) -> dict[str, Any]:
-    """What a packet tells about its machine, read leniently (junk in one field keeps the others).
-
-    Every packet passes here, so options a packet does not carry cost a dict lookup, nothing more.
-    """
+def _sighting(request: DhcpPacket, subnet: Subnet | None, relay: str | None) -> tuple[Any, ...]:
+    """What a packet tells about its machine (sightings.DETAILS order), read leniently: junk in one
+    field keeps the others. Every packet passes here, so an option it lacks costs one lookup."""
     opts = request.options
     arches = _lenient(lambda: o.client_arch(request)) if o.OptionCode.CLIENT_ARCH in opts else None
     uuid_bytes = _lenient(lambda: o.client_uuid(request)) if o.OptionCode.CLIENT_UUID in opts else None
     user = _lenient(lambda: o.user_class_raw(request)) if o.OptionCode.USER_CLASS in opts else None
     hostname = opts.get(o.OptionCode.HOSTNAME)
-    return {
-        "arch": arches[0] if arches else None,
-        "vendor_class": _raw_text(opts.get(o.OptionCode.VENDOR_CLASS)),
-        "user_class": _raw_text(b",".join(user)) if user else None,
-        "uuid": str(uuid.UUID(bytes=uuid_bytes)) if uuid_bytes else None,
-        "relay": relay,
-        "subnet": subnet.text if subnet is not None else None,
-        "hostname": client_hostname(_raw_text(hostname)) if hostname else None,
-    }
+    return (
+        arches[0] if arches else None,
+        _raw_text(opts.get(o.OptionCode.VENDOR_CLASS)),
+        _raw_text(b",".join(user)) if user else None,
+        str(uuid.UUID(bytes=uuid_bytes)) if uuid_bytes else None,
+        relay,
+        subnet.text if subnet is not None else None,
+        client_hostname(_raw_text(hostname)) if hostname else None,
+    )

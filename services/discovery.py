@@ -22,7 +22,7 @@ from state.discovery import DiscoveryRule, decide_unknown, dhcp_offers_boot
 from state.hostbook import HostBook, address_op, make_lease_static
 from state.hosts import host_by_mac, host_by_name
 from state.leases import LeaseModel
-from state.sightings import Machine, MachineLog
+from state.sightings import NO_DETAILS, Machine, MachineLog
 from state.store import Store
 
 log = logging.getLogger("imageserver.discovery")
@@ -128,8 +128,9 @@ class DiscoveringMachineLog(MachineLog):
         super().__init__(*args, **kwargs)
         self.on_seen: Callable[[Machine, float], None] | None = None
 
-    def seen(self, mac: str, now: float, **details: Any) -> Machine:
-        machine = super().seen(mac, now, **details)
+    def sighted(self, mac: str, now: float, details: tuple[Any, ...] = NO_DETAILS) -> Machine:
+        # seen() comes through here too.
+        machine = super().sighted(mac, now, details)
         if self.on_seen is not None:
             try:
                 self.on_seen(machine, now)

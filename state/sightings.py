@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from state.writeback import RowKind, WriteBack
@@ -18,8 +18,9 @@ from state.writeback import RowKind, WriteBack
 Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
 
-_DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")
-_DETAIL_SET = frozenset(_DETAILS)
+DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")  # Machine's, in order
+NO_DETAILS: tuple[None, ...] = (None,) * len(DETAILS)
+_DETAIL_SET = frozenset(DETAILS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +70,28 @@ class MachineLog:
         if not _DETAIL_SET.issuperset(details):
             unknown = set(details) - _DETAIL_SET
             raise TypeError(f"unknown machine details: {', '.join(sorted(unknown))}")
+        return self.sighted(mac, now, tuple(details.get(k) for k in DETAILS))
+
+    def sighted(self, mac: str, now: float, details: tuple[Any, ...] = NO_DETAILS) -> Machine:
+        """seen() with the details as a tuple in DETAILS order (None: not told), for the per-packet path."""
         entry = self._known.get(mac)
         if entry is None:
-            machine = Machine(mac, now, now, **{k: v for k, v in details.items() if v is not None})
+            machine = Machine(mac, now, now, *details)
             self._known[mac] = _Entry(machine, now)
             self._put(machine)
             return machine
         old = entry.machine
+        known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
+        merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
         # The usual sighting repeats what is known (a machine sends a dozen packets a minute): then
         # only last_seen moves, in memory, and nothing is written until the refresh is due.
-        given = {k: v for k, v in details.items() if v is not None and getattr(old, k) != v}
-        if given:
-            machine = replace(old, last_seen=max(now, old.last_seen), **given)
-        elif now > old.last_seen:
-            machine = Machine(mac, old.first_seen, now, old.arch, old.vendor_class, old.user_class, old.uuid,
-                              old.relay, old.subnet, old.hostname)
+        changed = merged != known
+        if changed or now > old.last_seen:
+            machine = Machine(mac, old.first_seen, max(now, old.last_seen), *merged)
         else:
             machine = old
         entry.machine = machine
-        if given or now - entry.written_seen >= self.refresh:
+        if changed or now - entry.written_seen >= self.refresh:
             entry.written_seen = machine.last_seen
             self._put(machine)
         return machine
@@ -113,12 +117,12 @@ class MachineLog:
 
 
 _COLUMNS = tuple(f.name for f in fields(Machine))
-assert ("mac", "first_seen", "last_seen", *_DETAILS) == _COLUMNS, "MachineLog._put writes rows in this order"
+assert ("mac", "first_seen", "last_seen", *DETAILS) == _COLUMNS, "MachineLog._put writes rows in this order"
 
 
 def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
-    updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *_DETAILS))
+    updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *DETAILS))
     conn.execute(f"INSERT INTO machines({', '.join(_COLUMNS)}) VALUES {','.join([one] * len(rows))} "
                  f"ON CONFLICT(mac) DO UPDATE SET {updates}", [x for r in rows for x in r])
 
