@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +124,77 @@ def explain_in_use(cfg: Config, service: str, *, own_pid: int) -> str | None:
 
 
 def sharers(cfg: Config, service: str, *, own_pid: int) -> list[tuple[str, int, list[Holder]]]:
-    """Other processes bound to the ports a service has just bound (SO_REUSEADDR lets UDP share)."""
+    """Other processes bound where a service has just bound (SO_REUSEADDR lets UDP share a port).
+
+    Only sockets that receive what ours receives count: the same or a wildcard address, and the same
+    device or no device. A dnsmasq bound to libvirt's bridge does not share our provisioning interface,
+    and a resolver on 127.0.0.53:53 does not share the appliance address. `ss` knows the bound device
+    (/proc/net does not); without it every other socket on the port counts.
+    """
+    mine = own_binding(cfg, service)
     out = []
     for proto, port in service_ports(cfg, service):
-        if not _bound(proto, port, ignore=_own_sockets()):
-            continue  # only our own sockets: no need to look through every process
-        others = [h for h in holders(proto, port) if h.pid != own_pid]
+        found = ss_listeners(proto, port)
+        if found is None:
+            if not _bound(proto, port, ignore=_own_sockets()):
+                continue  # only our own sockets: no need to look through every process
+            others = [h for h in holders(proto, port) if h.pid != own_pid]
+        else:
+            others = sorted({h for address, device, users in found if overlaps(mine, (address, device))
+                             for h in users if h.pid != own_pid}, key=lambda h: h.pid)
         if others:
             out.append((proto, port, others))
     return out
+
+
+def own_binding(cfg: Config, service: str) -> tuple[str, str | None]:
+    """(address, device) a service binds, as the wiring sets them up."""
+    if service in ("dhcp", "tftp"):
+        return "0.0.0.0", cfg.appliance.interface
+    if service == "dns":
+        return (str(cfg.appliance.address) if cfg.appliance.address is not None else "0.0.0.0"), None
+    if service == "http":
+        return str(cfg.http.listen), None
+    return "0.0.0.0", None
+
+
+_WILDCARD = {"0.0.0.0", "*", "::", "[::]", "[::ffff:0.0.0.0]"}
+
+
+def overlaps(a: tuple[str, str | None], b: tuple[str, str | None]) -> bool:
+    """Do two bound sockets (address, device) receive the same datagrams?"""
+    same_address = a[0] in _WILDCARD or b[0] in _WILDCARD or a[0].strip("[]") == b[0].strip("[]")
+    same_device = a[1] is None or b[1] is None or a[1] == b[1]
+    return same_address and same_device
+
+
+_SS_LOCAL = re.compile(r"^(?P<address>\[[^\]]*\]|[^%\s]+?)(?:%(?P<device>[^:\s]+))?:(?P<port>\d+|\*)$")
+_SS_USER = re.compile(r'\("(?P<comm>[^"]*)",pid=(?P<pid>\d+),fd=\d+\)')
+
+
+def parse_ss(text: str) -> list[tuple[str, str | None, list[Holder]]]:
+    """`ss -H -l -n -p` lines as (local address, bound device, holders)."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        m = _SS_LOCAL.match(fields[3])
+        if m is None:
+            continue
+        users = [Holder(int(pid), comm) for comm, pid in _SS_USER.findall(line)]
+        out.append((m["address"], m["device"], users))
+    return out
+
+
+def ss_listeners(proto: str, port: int) -> list[tuple[str, str | None, list[Holder]]] | None:
+    """The sockets listening on `port` as `ss` sees them, or None when ss cannot be run."""
+    try:
+        result = subprocess.run(["ss", "-H", "-l", "-n", "-p", "-u" if proto == "udp" else "-t", f"sport = :{port}"],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_ss(result.stdout) if result.returncode == 0 else None
 
 
 def _bound(proto: str, port: int, proc: Path = Path("/proc"), ignore: frozenset[int] = frozenset()) -> bool:

@@ -8,8 +8,11 @@ daemon's own namespace, as it would on the same machine.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from tests.lab.clients import Udhcpc
 from tests.lab.netns import Lab, Namespace, Pair, Proc
 from tests.lab.servers import start_httpd, start_udhcpd, wait_for_listener
 from tests.system._daemon import env
@@ -88,7 +91,27 @@ def test_a_held_port_stops_the_start_with_the_port_and_its_holder(lab: Lab, serv
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     error = next(line for line in out.splitlines() if "event=start-failed" in line)
-    print(error)
     assert port_text in error and f"pid {holder.pid} ({comm})" in error, error
     assert holder.alive(), "the holder must be left alone"
     assert "event=ready" not in out
+
+
+def test_a_dhcp_server_on_another_interface_does_not_share_our_port(lab: Lab) -> None:
+    """udhcpd bound to a second interface of the same box (as libvirt's dnsmasq on its bridge) hears
+    none of our segment's broadcasts: the daemon starts and serves."""
+    pair = lab.server_client_pair()
+    other_ns = lab.namespace("vm")
+    other_if, peer_if = lab.ifname("vo"), lab.ifname("vp")
+    lab.veth(pair.server, other_if, other_ns, peer_if)
+    other_net = lab.random_subnet()
+    pair.server.add_address(other_if, f"{other_net.network_address + 1}/24")
+    start_udhcpd(pair.server, other_if, other_net.network_address + 1, other_net)
+    cfg = lab.tmp_path("imageserver.toml")
+    cfg.write_text(config(pair, str(lab.tmp_path("state")), "dhcp"))
+    proc = pair.server.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(cfg)], env=env())
+    deadline = time.monotonic() + 20
+    while "event=ready" not in proc.output():
+        assert proc.alive() and time.monotonic() < deadline, proc.output()[-2000:]
+        time.sleep(0.05)
+    lease = Udhcpc(pair.client, pair.client_if).obtain()
+    assert lease.server_id == pair.server_ip and lease.ip in pair.subnet

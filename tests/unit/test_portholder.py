@@ -7,7 +7,7 @@ import os
 import socket
 
 from appliance.config import Config, DhcpConfig
-from appliance.portholder import address_in_use, bound_inodes, holders, service_ports
+from appliance.portholder import Holder, address_in_use, bound_inodes, holders, overlaps, parse_ss, service_ports
 
 UDP = """\
    sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
@@ -58,3 +58,30 @@ def test_address_in_use_is_found_through_the_cause_chain() -> None:
     except RuntimeError as wrapped:
         assert address_in_use(wrapped)
     assert not address_in_use(RuntimeError("tftp: root /x is not a directory"))
+
+
+SS_UDP = """\
+UNCONN 0      0      0.0.0.0%virbr0:67 0.0.0.0:* users:(("dnsmasq",pid=812,fd=4))
+UNCONN 0      0      0.0.0.0%eth1:67 0.0.0.0:* users:(("python3",pid=900,fd=7))
+UNCONN 0      0      127.0.0.53%lo:53 0.0.0.0:* users:(("systemd-resolve",pid=300,fd=13))
+UNCONN 0      0         [::]:67      [::]:* users:(("a",pid=1,fd=3),("b",pid=2,fd=3))
+"""
+
+
+def test_ss_lines_give_address_device_and_holders() -> None:
+    assert parse_ss(SS_UDP) == [
+        ("0.0.0.0", "virbr0", [Holder(812, "dnsmasq")]),
+        ("0.0.0.0", "eth1", [Holder(900, "python3")]),
+        ("127.0.0.53", "lo", [Holder(300, "systemd-resolve")]),
+        ("[::]", None, [Holder(1, "a"), Holder(2, "b")]),
+    ]
+
+
+def test_only_sockets_that_receive_the_same_datagrams_overlap() -> None:
+    ours = ("0.0.0.0", "eth1")
+    assert not overlaps(ours, ("0.0.0.0", "virbr0"))  # libvirt's dnsmasq on its own bridge
+    assert overlaps(ours, ("0.0.0.0", "eth1"))
+    assert overlaps(ours, ("0.0.0.0", None))  # unbound to a device: hears eth1 too
+    assert overlaps(("0.0.0.0", None), ("10.0.0.1", "virbr0"))
+    assert not overlaps(("10.0.0.1", None), ("127.0.0.53", "lo"))  # a resolver next to our DNS
+    assert overlaps(("10.0.0.1", None), ("[::]", None))
