@@ -55,7 +55,10 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; the socket modul
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; root may exceed net.core.rmem_max
 _PKTINFO = struct.Struct("@i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 _ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
-_READS_PER_WAKEUP = 256  # then let other sockets and timers run
+# Datagrams read per wakeup before the loop runs anything else. Small, because a finished commit only
+# releases its ACKs after a few loop turns: with 256 a backlog held them for tens of ms, and the larger
+# bursts that followed overflowed clients' receive buffers (perfdhcp's RcvbufErrors).
+_READS_PER_WAKEUP = 32
 _PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying silent
 _ZERO = IPv4Address(0)
 _NAMES = {int(t): t.name.lower() for t in MessageType}
