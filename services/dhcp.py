@@ -345,8 +345,10 @@ class DhcpServer:
                 # store already holds is answered anyway, capped to what it holds.
                 served = self._send_what_is_durable(batch)
                 counters["acks_dropped_commit_failed"] += len(batch) - served
-                log.error("event=ack-withheld reason=commit-failed count=%d answered_from_store=%d error=%r",
-                          len(batch) - served, served, str(e))
+                # The dhcp-ack lines logged when these were decided may not have left: name the batch.
+                withheld = [reply.packet.mac for reply, _ in batch][:10]
+                log.error("event=ack-withheld reason=commit-failed count=%d answered_from_store=%d batch=%s error=%r",
+                          len(batch) - served, served, ",".join(withheld), str(e))
                 continue
             for _reply, item in batch:
                 self._send(*item)
