@@ -5,7 +5,8 @@ address may be bound to two machines, and `PRAGMA integrity_check` must say ok. 
 that perfdhcp happens to reuse (a small client population makes that common) must be ACKed the
 address it had: the restarted daemon serves from what was durable, not from what it forgot.
 
-Short run: 3 kills. IMAGESERVER_SOAK=1: 20 kills in a row. The seed of the kill moments is printed
+Short run: 3 kills. IMAGESERVER_SOAK=1: 20 kills in a row. Before every third round the daemon is also
+killed while it is still starting. The seed of the kill moments is printed
 (and taken from IMAGESERVER_CRASH_SEED) so a failing run can be replayed.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.netns import Lab, Namespace
-from tests.system._daemon import Imageserver
+from tests.system._daemon import Imageserver, env
 from tests.system.test_dhcp_storm import replies_in, wait_for_capture
 
 pytestmark = pytest.mark.system
@@ -85,7 +86,16 @@ def test_kill_9_mid_storm_again_and_again_loses_no_acked_lease(lab: Lab) -> None
     acks: dict[str, IPv4Address] = {}  # every ACK of every round: MAC -> address
     owners: dict[IPv4Address, str] = {}
     reacked = 0  # ACKs in a later round for a MAC ACKed in an earlier one
+    starting_kills = 0
     for kill in range(KILLS):
+        if kill % 3 == 0:
+            # Every third round a kill while the daemon is still starting (importing, migrating a fresh store
+            # in round 0, loading the book later).
+            server.proc = srv.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(server.config)],
+                                    env=env())
+            time.sleep(rng.uniform(0.05, 1.0))
+            server.kill9()
+            starting_kills += 1
         server.start()  # on the store the previous kill left behind
         pcap = storm_round(prf, prf_if, server, lab, seconds=rng.uniform(0.4, 2.5))
         assert "Traceback" not in server.log(), server.log()[-3000:]
@@ -102,7 +112,7 @@ def test_kill_9_mid_storm_again_and_again_loses_no_acked_lease(lab: Lab) -> None
         assert got > 0, f"round {kill}: no ACK at all; daemon log: {server.log()[-2000:]}"
         check_store(db_file, acks)
 
-    print(f"acks={len(acks)} reacked={reacked}")
+    print(f"acks={len(acks)} reacked={reacked} kills while starting={starting_kills}")
     assert len(acks) > 300, f"too few ACKs to mean anything: {len(acks)}"
     if KILLS >= 3:
         # Not asserted > 0 on the short run's timing alone: a round can be short. But with 3 rounds of a 4000
