@@ -14,7 +14,17 @@ from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfi
 from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.runtime import Runtime
-from services import api_hostadmin, api_hosts, api_install, api_leases, api_machines, api_metrics, api_status, dashboard
+from services import (
+    api_hostadmin,
+    api_hosts,
+    api_images,
+    api_install,
+    api_leases,
+    api_machines,
+    api_metrics,
+    api_status,
+    dashboard,
+)
 from services.api_client_scripts import ClientScripts
 from services.api_client_scripts import routes as client_script_routes
 from services.api_context import ApiContext
@@ -42,7 +52,7 @@ def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
     return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
             api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
-            update_routes]
+            update_routes, api_images.routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.openapi_hostadmin import HOSTADMIN_PATHS
+from services.openapi_images import IMAGES_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
 from services.openapi_update import UPDATE_PATHS
@@ -260,3 +261,6 @@ OPENAPI["paths"].update(OPS_PATHS)
 
 # updateclient's routes and the client scripts (services/api_update.py, services/api_client_scripts.py).
 OPENAPI["paths"].update(UPDATE_PATHS)
+
+# The image catalog, read-only (services/api_images.py).
+OPENAPI["paths"].update(IMAGES_PATHS)
