@@ -32,6 +32,7 @@ import re
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -344,7 +345,16 @@ def fleet_part(args: argparse.Namespace) -> None:
             specs.append({"macs": macs[k::len(f.clients)], "work": str(work), "start_at": start_at})
         print(f"fleet: {n} machines in {len(f.clients)} namespaces, image {image_bytes / 2**20:.1f} MiB "
               f"in {args.files} files", flush=True)
+        spy = None
+        if args.profile:  # where the daemon's time goes while the fleet runs (py-spy, flamegraph SVG)
+            fmt = ["--format", "raw"] if args.profile.endswith(".txt") else []  # .txt: collapsed stacks
+            spy = subprocess.Popen(["py-spy", "record", "-o", args.profile, "-p", str(proc.pid), "-r", "100", *fmt],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         per_agent = [out["machines"] for out in run_agents(f, specs)]
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
+            print(f"daemon profile: {args.profile}")
         results = [m for machines in per_agent for m in machines]
         failed = [m for m in results if not m["ok"]]
         for m in failed[:5]:
@@ -522,6 +532,8 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=6000, help="offered DORA/s (above what the server can do: "
                         "the ACKs per second it manages is the rate)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved empty/big runs")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy the daemon during the fleet run into FILE (.svg flamegraph, .txt stacks)")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
