@@ -291,7 +291,7 @@ class LeaseModel:
             return res
         if pool is None or not pool.first <= n <= pool.last or not self._usable(n, mac, now):
             return None
-        self._drop_hold(mac)
+        self._drop_hold(mac, binding=n)
         old = self._by_mac.get(mac)
         starts = old.starts if old is not None and old.ip == ip and old.active(now) else now
         lease = Lease(mac, ip, pool.text, starts, now + subnet.lease_time,
@@ -546,14 +546,17 @@ class LeaseModel:
         if pool is not None:
             pool.holds.append((until, n, mac))
 
-    def _drop_hold(self, mac: str) -> None:
+    def _drop_hold(self, mac: str, binding: int | None = None) -> None:
+        """End the MAC's offer hold; its address goes back to the pool unless it is the one being bound
+        (the usual REQUEST: handing it back would only leave a stale entry for the pool to skip)."""
         n = self._offered.pop(mac, None)
         if n is None:
             return
         hold = self._held.get(n)
         if hold is not None and hold.mac == mac:
             del self._held[n]
-            self._hand_back(n)
+            if n != binding:
+                self._hand_back(n)
 
     def _expire(self, now: float) -> None:
         """End offer holds and quarantines whose time is up (amortized: each entry is popped once)."""
