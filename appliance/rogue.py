@@ -3,11 +3,12 @@ answered by not handing out pool addresses, unless `[dhcp] allow_rogue = true`.
 
 Two servers that both hand out addresses fight over every client: whichever OFFER arrives first wins,
 so half the machines get an address (and boot file) from the other server. The probe is the init
-wizard's (appliance/initwizard.py: its DISCOVER and its offer parsing), one DISCOVER out of the
+wizard's (appliance/initwizard.py: its DISCOVER and its offer parsing): one DISCOVER out of the
 provisioning interface, then the offers of `[dhcp] rogue_probe` seconds, on the event loop. It runs in
-the background once the daemon is ready, so the start is not
-delayed (servers that ping or ARP before offering take seconds to answer); our own DHCP server ignores
-the probe's MAC, and its own offers are not counted (server id = our address).
+the background once the daemon is ready, so the start is not delayed (servers that ping or ARP before
+offering take seconds to answer), and the pool is served during those seconds. Our own DHCP server
+ignores the probe's MAC, and our own offers are not counted (server id = our address). The probe
+runs once per start; a server that appears later is not noticed until the next start.
 """
 
 from __future__ import annotations
