@@ -1,9 +1,12 @@
-"""The dashboard: GET / is a read-only page that polls the JSON API (no libraries, no build step, no CDN).
+"""The dashboard: GET / is a page that polls the JSON API (no libraries, no build step, no CDN).
 
   GET /                       services/static/dashboard.html
-  GET /static/{name}          its script and style sheet (a fixed set of names: nothing else is served)
-The page itself holds no data: its script reads /api/v1/status, /pools, /hosts and /machines every 2 s,
-so it shows what the API shows and needs no token (it never writes).
+  GET /static/{name}          its script, style sheet and icon (a fixed set of names: nothing else is served)
+The page itself holds no data: its script reads /api/v1/status, /pools, /hosts, /machines and /images every
+2 s, so it shows what the API shows; reading needs no token. Its one write is assigning a machine that waits
+for a host (POST /api/v1/machines/{mac}/assign): the operator types the admin token into the page, which
+keeps it in sessionStorage and sends it only as an Authorization header. The server never puts it in the
+page, and the CSP allows only this origin's script (no inline code) to run.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASSETS = {
     "dashboard.js": "application/javascript",
     "dashboard.css": "text/css",
+    "favicon.svg": "image/svg+xml",  # linked by the page: a browser asking for /favicon.ico would get a 404
 }
 
 
@@ -26,7 +30,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
     page = (STATIC_DIR / "dashboard.html").read_bytes()
     assets = {name: (STATIC_DIR / name).read_bytes() for name in ASSETS}
     headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-               "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
+               "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                                          "form-action 'none'"}  # forms are handled by the script, never sent
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", charset="utf-8", headers=headers)

@@ -26,13 +26,14 @@ OPS_PATHS: dict[str, Any] = {
     },
     "/": {
         "get": {
-            "summary": "The read-only dashboard (HTML; its script polls /api/v1/status, pools, hosts and machines)",
+            "summary": "The dashboard (HTML; its script polls /api/v1/status, pools, hosts, machines and images, and "
+                       "assigns a waiting machine with the admin token the operator types in)",
             "responses": {"200": {"description": "the page", "content": {"text/html": {}}}},
         },
     },
     "/static/{name}": {
         "get": {
-            "summary": "The dashboard's script and style sheet (dashboard.js, dashboard.css)",
+            "summary": "The dashboard's script, style sheet and icon (dashboard.js, dashboard.css, favicon.svg)",
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": {"description": "the file"}, "404": {"description": "no such asset"}},
         },

@@ -1,6 +1,9 @@
-// The imageserver dashboard: read-only, polls the JSON API every 2 s, no libraries, no build step.
+// The imageserver dashboard: polls the open, read-only JSON API every 2 s; no libraries, no build step.
 // Everything shown comes from the wire (hostnames, vendor classes), so it is only ever set as text
 // (textContent), never parsed as HTML.
+// The one write is "assign" on a machine waiting for a host. It needs the admin token, which the
+// operator types once: it lives in this tab's sessionStorage and leaves it only as an Authorization
+// header (never in the page, a URL or persistent storage), so closing the tab forgets it.
 "use strict";
 
 const POLL_MS = 2000;
@@ -9,14 +12,17 @@ const API = {
   pools: "/api/v1/pools",
   hosts: "/api/v1/hosts",
   machines: "/api/v1/machines",
+  images: "/api/v1/images",
 };
 const MAX_MACHINES = 25;
+const TOKEN_KEY = "imageserver.admin-token";
 
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props || {})) {
     if (key === "class") node.className = value;
     else if (key === "title") node.title = value;
+    else node.setAttribute(key, value);
   }
   for (const child of children) {
     node.append(child instanceof Node ? child : document.createTextNode(child == null ? "-" : String(child)));
@@ -24,15 +30,25 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// On a phone each row becomes a card and each cell shows its column's name (CSS: td::before).
+function labelCells(tableId, rows) {
+  const names = Array.from(document.querySelectorAll(`#${tableId} thead th`), (th) => th.textContent);
+  for (const row of rows) {
+    Array.from(row.children).forEach((cell, i) => { if (names[i]) cell.dataset.label = names[i]; });
+  }
+}
+
 function fill(tableId, rows) {
   const body = document.querySelector(`#${tableId} tbody`);
+  labelCells(tableId, rows);
   body.replaceChildren(...rows);
-  if (!rows.length) {
-    const cols = document.querySelectorAll(`#${tableId} thead th`).length;
-    const cell = el("td", { class: "muted" }, "none");
-    cell.colSpan = cols;
-    body.append(el("tr", {}, cell));
-  }
+  if (!rows.length) body.append(noneRow(tableId));
+}
+
+function noneRow(tableId) {
+  const cell = el("td", { class: "muted none" }, "none");
+  cell.colSpan = document.querySelectorAll(`#${tableId} thead th`).length;
+  return el("tr", {}, cell);
 }
 
 function ago(seconds) {
@@ -98,7 +114,7 @@ function renderPools(doc) {
   }));
 }
 
-// Hosts and machines --------------------------------------------------------------------------------
+// Hosts, images and machines ------------------------------------------------------------------------
 
 function progressCell(progress) {
   const cell = el("td", {});
@@ -125,12 +141,150 @@ function renderHosts(hosts) {
     el("td", {}, state(h.state)), progressCell(h.progress))));
 }
 
+function renderImages(images) {
+  // Newest version of each image first: it is the one hosts without a pinned version install.
+  const sorted = images.slice().sort((a, b) => a.name.localeCompare(b.name) || b.version - a.version);
+  fill("images", sorted.map((i) => {
+    const version = el("td", {}, `v${i.version}`);
+    if (i.newest) version.append(" ", el("span", { class: "badge" }, "newest"));
+    const created = el("td", { title: new Date(i.created * 1000).toLocaleString() }, ago(i.created));
+    return el("tr", {}, el("td", {}, i.name), version, created, el("td", {}, bytes(i.bytes) || "-"),
+      el("td", {}, i.files), el("td", { class: "wrap" }, i.source), el("td", {}, (i.hosts || []).join(", ") || "-"));
+  }));
+}
+
 function renderMachines(machines) {
   const recent = machines.slice().sort((a, b) => (b.last_seen || 0) - (a.last_seen || 0)).slice(0, MAX_MACHINES);
   fill("machines", recent.map((m) => el("tr", {},
     el("td", {}, m.mac), el("td", {}, ago(m.last_seen)), el("td", {}, ago(m.first_seen)),
     el("td", {}, m.arch), el("td", {}, m.user_class || m.vendor_class),
     el("td", {}, m.host ? `${m.host} (${m.host_state})` : "unknown"), el("td", {}, m.boot))));
+}
+
+// Machines waiting for a host, with their assign forms ----------------------------------------------
+// Rows are kept by MAC across polls (not rebuilt), so a host name being typed is not lost every 2 s.
+
+const waiting = new Map(); // MAC -> {row, seen, arch, cls}
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch (error) {
+    return ""; // storage disabled: the operator is told to type the token
+  }
+}
+
+function showToken() {
+  const kept = storedToken() !== "";
+  document.getElementById("token-state").textContent = kept ? "kept for this tab" : "not set";
+  document.getElementById("token-forget").disabled = !kept;
+}
+
+function setupToken() {
+  const input = document.getElementById("token");
+  document.getElementById("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = input.value.trim();
+    input.value = ""; // not left in the page once kept
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    showToken();
+  });
+  document.getElementById("token-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showToken();
+  });
+  showToken();
+}
+
+function assignStatus(text, isError) {
+  const status = document.getElementById("assign-status");
+  status.textContent = text;
+  status.className = isError ? "error" : "ok";
+}
+
+async function assign(mac, input, button, message) {
+  const say = (text, cls) => { message.textContent = text; message.className = `assign-message ${cls}`; };
+  const token = storedToken();
+  if (!token) {
+    say("type the admin token above first", "error");
+    document.getElementById("token").focus();
+    return;
+  }
+  const name = input.value.trim();
+  button.disabled = true;
+  say("assigning\u2026", "muted");
+  try {
+    const response = await fetch(`/api/v1/machines/${encodeURIComponent(mac)}/assign`, {
+      method: "POST",
+      cache: "no-store",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(name ? { host: name } : { next: true }),
+    });
+    const doc = await response.json().catch(() => ({}));
+    if (response.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY); // a wrong token is not kept: the next try asks for it again
+      showToken();
+      say("the admin token was refused (HTTP 401); type it again", "error");
+    } else if (!response.ok) {
+      say(`not assigned (HTTP ${response.status}): ${doc.error || response.statusText}`, "error");
+    } else {
+      const host = doc.host || {};
+      say("", "");
+      input.value = "";
+      assignStatus(`${mac} is now host ${host.name} (${host.state})`, false);
+      loop(); // show it now, not at the next poll
+    }
+  } catch (error) {
+    say(`cannot reach the imageserver: ${error.message}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function waitingRow(mac) {
+  const input = el("input", { type: "text", list: "free-hosts", placeholder: "next free", autocomplete: "off",
+    spellcheck: "false", "aria-label": `host for ${mac}` });
+  const button = el("button", { type: "submit", class: "assign" }, "Assign");
+  const message = el("span", { class: "assign-message", role: "alert" });
+  const form = el("form", { class: "assign-form", "data-mac": mac }, input, button, message);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    assign(mac, input, button, message);
+  });
+  const entry = { seen: el("td", {}), arch: el("td", {}), cls: el("td", {}) };
+  entry.row = el("tr", { "data-mac": mac }, el("td", {}, mac), entry.seen, entry.arch, entry.cls, el("td", {}, form));
+  labelCells("discovered", [entry.row]);
+  return entry;
+}
+
+function renderWaiting(machines, hosts) {
+  const body = document.querySelector("#discovered tbody");
+  const current = machines.filter((m) => !m.host)
+    .sort((a, b) => (a.first_seen || 0) - (b.first_seen || 0) || a.mac.localeCompare(b.mac));
+  const macs = new Set(current.map((m) => m.mac));
+  for (const [mac, entry] of waiting) {
+    if (!macs.has(mac)) { entry.row.remove(); waiting.delete(mac); }
+  }
+  for (const m of current) {
+    let entry = waiting.get(m.mac);
+    if (!entry) {
+      entry = waitingRow(m.mac);
+      waiting.set(m.mac, entry);
+      body.append(entry.row); // new machines go last: rows never move under the operator's finger
+    }
+    entry.seen.textContent = ago(m.last_seen);
+    entry.arch.textContent = m.arch ?? "-";
+    entry.cls.textContent = m.user_class || m.vendor_class || "-";
+  }
+  const none = body.querySelector("td.none");
+  if (current.length && none) none.parentElement.remove();
+  if (!current.length && !none) body.append(noneRow("discovered"));
+  // Suggestions for the host field: hosts that have no machine yet (as addclients makes them).
+  const free = hosts.filter((h) => !h.mac).map((h) => h.name);
+  const list = document.getElementById("free-hosts");
+  if (Array.from(list.options, (o) => o.value).join("\n") !== free.join("\n")) {
+    list.replaceChildren(...free.map((name) => el("option", { value: name })));
+  }
 }
 
 // Polling -------------------------------------------------------------------------------------------
@@ -148,8 +302,9 @@ async function getJson(url) {
 let hostsRoute = true; // false once /api/v1/hosts answered 404: hosts are then shown from the machines
 
 async function refresh() {
-  const [status, pools, machines] = await Promise.all([
+  const [status, pools, machines, images] = await Promise.all([
     getJson(API.status), getJson(API.pools).catch(() => ({ pools: [] })), getJson(API.machines),
+    getJson(API.images).catch(() => ({ images: [] })),
   ]);
   renderStatus(status);
   renderPools(pools);
@@ -166,10 +321,19 @@ async function refresh() {
     hosts = machines.machines.filter((m) => m.host).map((m) => ({ name: m.host, mac: m.mac, state: m.host_state }));
   }
   renderHosts(hosts);
+  renderWaiting(machines.machines || [], hosts);
+  renderImages(images.images || []);
   renderMachines(machines.machines || []);
 }
 
+let timer = null;
+let busy = false;
+let again = false;
+
 async function loop() {
+  if (busy) { again = true; return; } // one refresh at a time; an assign asks for one more
+  busy = true;
+  clearTimeout(timer);
   const updated = document.getElementById("updated");
   try {
     await refresh();
@@ -179,7 +343,14 @@ async function loop() {
     updated.textContent = `cannot reach the imageserver: ${error.message}`;
     updated.className = "error";
   }
-  setTimeout(loop, POLL_MS);
+  busy = false;
+  if (again) {
+    again = false;
+    loop();
+  } else {
+    timer = setTimeout(loop, POLL_MS);
+  }
 }
 
+setupToken();
 loop();

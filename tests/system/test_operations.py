@@ -69,6 +69,10 @@ def promtool_check(pair: Pair) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def token_of(server: Imageserver) -> str:
+    return (server.state_dir / "admin.token").read_text().strip()
+
+
 def install_token(server: Imageserver, name: str) -> str:
     with server.db() as conn:
         row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
@@ -188,7 +192,7 @@ class _Refs(HTMLParser):
                 self.refs.append((tag, name, value))
 
 
-def test_dashboard_uses_only_local_assets_and_reads_only_the_api(lab: Lab) -> None:
+def test_dashboard_uses_only_local_assets_and_writes_only_an_assignment_with_the_typed_token(lab: Lab) -> None:
     pair = lab.server_client_pair()
     server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet).start()
     base = f"http://127.0.0.1:{API_PORT}"
@@ -204,17 +208,26 @@ def test_dashboard_uses_only_local_assets_and_reads_only_the_api(lab: Lab) -> No
     script = curl(pair, f"{base}/static/dashboard.js")
     assert script == (STATIC / "dashboard.js").read_text()
     assert not re.search(r"https?:|//[a-z]", re.sub(r"^\s*//.*$", "", script, flags=re.M)), "no remote URLs"
-    # What the script fetches: every path literal is a GET route under /api/v1/ without parameters ...
+    # What the script reads: every plain path literal is a GET route under /api/v1/ without parameters ...
     paths = set(re.findall(r"[\"'`](/[^\"'`\s]*)[\"'`]", script))
-    assert paths == {"/api/v1/status", "/api/v1/pools", "/api/v1/hosts", "/api/v1/machines"}
-    for path in paths:
+    assign = "/api/v1/machines/${encodeURIComponent(mac)}/assign"
+    assert paths == {"/api/v1/status", "/api/v1/pools", "/api/v1/hosts", "/api/v1/machines", "/api/v1/images",
+                     assign}
+    for path in paths - {assign}:
         assert set(OPENAPI["paths"][path]) >= {"get"}
         json.loads(curl(pair, f"{base}{path}"))  # ... and answers JSON to anyone
-    # ... through one fetch() that never sends anything but GET, and nothing writes to the page as HTML.
-    assert script.count("fetch(") == 1
-    assert not re.search(r"\bmethod\s*:|innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", script)
-    # The read-only page asks for no token and the server does not accept writes there.
-    assert "Authorization" not in script
+    # ... through fetch() calls of which only the assign one writes (POST, with the token the operator typed
+    # into this tab), and nothing writes to the page as HTML.
+    assert set(OPENAPI["paths"]["/api/v1/machines/{mac}/assign"]) == {"post"}
+    assert script.count("fetch(") == 2
+    assert re.findall(r"\bmethod\s*:\s*\"(\w+)\"", script) == ["POST"]
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", script)
+    # The token: only from sessionStorage, only into an Authorization header; never in the served page.
+    code = re.sub(r"^\s*//.*$", "", script, flags=re.M)  # the comments may name them
+    assert code.count("Authorization") == 1 and "Authorization: `Bearer ${token}`" in code
+    assert code.count("sessionStorage.getItem(") == 1
+    assert "localStorage" not in code and "document.cookie" not in code
+    assert token_of(server) not in page
     refused = pair.server.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", f"{base}/"],
                               check=False).stdout
     assert refused in ("401", "405")
