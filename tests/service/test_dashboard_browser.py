@@ -141,7 +141,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+                 # No name resolves: whatever the browser might try on its own stays off the network.
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1280,1000",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(str(CHROMEDRIVER), log_output=str(tmp_path / "chromedriver.log"))
@@ -282,7 +284,8 @@ def test_dashboard_in_chromium_shows_live_install_images_and_assigns_a_waiting_m
     token_field.send_keys(daemon.admin_token)
     driver.find_element(By.ID, "token-keep").click()
     host_field.send_keys("nosuch")
-    time.sleep(2.5)  # a poll happens in between: the typed name must survive it
+    polled = text(driver, "updated")
+    wait_for(driver, lambda: text(driver, "updated") != polled, "a poll")  # the typed name must survive it
     assert host_field.get_attribute("value") == "nosuch"
     button.click()
     wait_for(driver, lambda: message.text == "not assigned (HTTP 404): no host named 'nosuch'", "the 404 error")
