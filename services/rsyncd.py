@@ -219,7 +219,9 @@ class RsyncdService:
                 reason = f"cannot run {self._binary}: {e.strerror}"
             else:
                 self._recent.clear()
-                self._status.state = "running" if quick_failures < self.settings.failed_after else "failed"
+                # "running" only once rsync says it listens (see _on_event): a client that trusts the
+                # status must not race the bind.
+                self._status.state = "starting" if quick_failures < self.settings.failed_after else "failed"
                 log.info("event=rsyncd-started pid=%d port=%d restarts=%d", self._proc.pid, self.settings.port,
                          self.restarts)
                 await self._read_log(self._proc)
@@ -262,8 +264,7 @@ class RsyncdService:
         kind = ev.pop("event")
         if kind == "listening":
             self._listening.set()
-            if self._status.state in ("restarting", "failed"):
-                self._status.state = "running"
+            self._status.state = "running"
             self._status.error = None
             log.info("event=rsyncd-listening port=%s version=%s", ev["port"], ev["version"])
             return
