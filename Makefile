@@ -14,13 +14,7 @@ help:
 
 # System packages: the list lives in deps/apt-packages.txt so nothing is installed by hand.
 deps:
-	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (it installs Debian packages)"; exit 1; fi
-	@pkgs=$$(sed -e 's/#.*//' deps/apt-packages.txt | tr -s ' \n' ' '); \
-	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@sh deps/install.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
