@@ -8,6 +8,9 @@ Each server runs in its own lab network namespace; perfdhcp runs in another as a
 Durability differs and is printed: every ACK of ours waits for its lease's fsync'd commit (group
 commit); Kea's memfile appends leases to a CSV file without fsync.
 
+Each step also prints how many replies the kernel dropped at perfdhcp's own socket (its receive buffer
+full): group commit releases ACKs in bursts, so near the limit these are most of our "drops".
+
 Run (root): python3 bench/dhcp.py [--seconds 4] [--start 500] [--max 16000] [--steps 2]
 """
 
@@ -41,6 +44,7 @@ class Run:
     dora_s: float  # ACKs received per second of the run
     sent: int
     drops: int
+    client_overflows: int = 0  # replies the kernel dropped at perfdhcp's socket (its receive buffer was full)
 
     @property
     def drop_ratio(self) -> float:
@@ -174,16 +178,23 @@ def _wait_for(cond: Callable[[], bool], proc: Proc, timeout: float = 20) -> None
         time.sleep(0.05)
 
 
+def _udp_receive_buffer_errors(ns: Namespace) -> int:
+    lines = [line.split() for line in ns.run(["cat", "/proc/net/snmp"]).stdout.splitlines() if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
 def perfdhcp(topo: Topology, rate: int, seconds: int) -> Run:
     # -W: after the last request, wait up to 1 s (perfdhcp's drop time) for answers still in flight, so
     # a server whose ACKs wait for an fsync is not charged for the exchanges cut off at the end.
+    overflows = _udp_receive_buffer_errors(topo.prf)
     out = topo.prf.run(["perfdhcp", "-4", "-l", str(RELAY), "-R", "1000000", "-r", str(rate), "-p", str(seconds),
                         "-W", "1000000", str(topo.server_ip)], check=False, timeout=seconds + 60).stdout
     sent = sum(int(x) for x in re.findall(r"sent packets: (\d+)", out))
     drops = sum(int(x) for x in re.findall(r"drops: (\d+)", out))
     received = [int(x) for x in re.findall(r"received packets: (\d+)", out)]  # OFFERs, then ACKs
+    overflows = _udp_receive_buffer_errors(topo.prf) - overflows
     # Not perfdhcp's "Rate:" line, which also counts the -W wait as run time.
-    return Run(rate, received[1] / seconds if len(received) == 2 else 0.0, sent, drops)
+    return Run(rate, received[1] / seconds if len(received) == 2 else 0.0, sent, drops, overflows)
 
 
 def measure(make: type[Server], topo: Topology, args: argparse.Namespace) -> tuple[Run | None, list[Run]]:
@@ -198,8 +209,8 @@ def measure(make: type[Server], topo: Topology, args: argparse.Namespace) -> tup
         finally:
             server.stop()
         runs.append(run)
-        print(f"  {server.name:22} offered {rate:6}/s -> {run.dora_s:8.0f} DORA/s, drops {run.drop_ratio:7.3%}",
-              flush=True)
+        print(f"  {server.name:22} offered {rate:6}/s -> {run.dora_s:8.0f} DORA/s, drops {run.drop_ratio:7.3%}"
+              f" (of them at perfdhcp's full receive buffer: {run.client_overflows})", flush=True)
         return run
 
     good: Run | None = None
