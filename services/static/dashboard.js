@@ -174,9 +174,21 @@ function storedToken() {
   }
 }
 
-function showToken() {
+function keepToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+    return true;
+  } catch (error) {
+    return false; // storage disabled (a private mode, a policy): nothing is kept anywhere else either
+  }
+}
+
+function showToken(note) {
   const kept = storedToken() !== "";
-  document.getElementById("token-state").textContent = kept ? "kept for this tab" : "not set";
+  const line = document.getElementById("token-state");
+  line.textContent = note || (kept ? "kept for this tab" : "not set");
+  line.className = note ? "error" : "muted";
   document.getElementById("token-forget").disabled = !kept;
 }
 
@@ -186,11 +198,10 @@ function setupToken() {
     event.preventDefault();
     const value = input.value.trim();
     input.value = ""; // not left in the page once kept
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
-    showToken();
+    showToken(value && !keepToken(value) ? "cannot keep it: this browser has session storage turned off" : "");
   });
   document.getElementById("token-forget").addEventListener("click", () => {
-    sessionStorage.removeItem(TOKEN_KEY);
+    keepToken("");
     showToken();
   });
   showToken();
@@ -222,7 +233,7 @@ async function assign(mac, input, button, message) {
     });
     const doc = await response.json().catch(() => ({}));
     if (response.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY); // a wrong token is not kept: the next try asks for it again
+      keepToken(""); // a wrong token is not kept: the next try asks for it again
       showToken();
       say("the admin token was refused (HTTP 401); type it again", "error");
     } else if (!response.ok) {
