@@ -350,8 +350,12 @@ class DhcpServer:
                 log.error("event=ack-withheld reason=commit-failed count=%d answered_from_store=%d batch=%s error=%r",
                           len(batch) - served, served, ",".join(withheld), str(e))
                 continue
-            for _reply, item in batch:
+            for sent, (_reply, item) in enumerate(batch, 1):
                 self._send(*item)
+                if sent % _READS_PER_WAKEUP == 0 and sent < len(batch):
+                    # A big batch goes out in slices with receive turns in between: one long burst
+                    # overflows a busy client's (or relay's) receive buffer and delays the next OFFERs.
+                    await asyncio.sleep(0)
 
     def _send_what_is_durable(self, batch: list[tuple[Reply, tuple[bytes, IPv4Address, int, int | None, int, str]]]
                               ) -> int:
