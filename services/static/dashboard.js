@@ -15,6 +15,7 @@ const API = {
   images: "/api/v1/images",
 };
 const MAX_MACHINES = 25;
+const MAX_WAITING = 50;
 const TOKEN_KEY = "imageserver.admin-token";
 
 function el(tag, props, ...children) {
@@ -270,8 +271,12 @@ function waitingRow(mac) {
 
 function renderWaiting(machines, hosts) {
   const body = document.querySelector("#discovered tbody");
-  const current = machines.filter((m) => !m.host)
+  // A busy LAN shows many machines that will never be hosts: the most recently seen ones are listed.
+  const all = machines.filter((m) => !m.host);
+  const current = all.slice().sort((a, b) => (b.last_seen || 0) - (a.last_seen || 0)).slice(0, MAX_WAITING)
     .sort((a, b) => (a.first_seen || 0) - (b.first_seen || 0) || a.mac.localeCompare(b.mac));
+  document.getElementById("waiting-more").textContent = all.length > current.length
+    ? `the ${current.length} most recently seen of ${all.length}; all of them: GET /api/v1/machines` : "";
   const macs = new Set(current.map((m) => m.mac));
   for (const [mac, entry] of waiting) {
     if (!macs.has(mac)) { entry.row.remove(); waiting.delete(mac); }
