@@ -126,7 +126,8 @@ function progressCell(progress) {
   let text = `${progress.stage} \u00b7 ${duration(progress.elapsed)}`;
   if (progress.failure) text += ` \u00b7 failed at ${progress.failure.stage}: ${progress.failure.reason}`;
   if (progress.total) {
-    cell.append(bar(progress.bytes / progress.total, false), " ");
+    // A finished install is whole even if its last byte report came before the end of the copy.
+    cell.append(bar(progress.stage === "done" ? 1 : progress.bytes / progress.total, false), " ");
     text += ` \u00b7 ${bytes(progress.bytes)} of ${bytes(progress.total)}`;
   } else if (progress.bytes != null) {
     text += ` \u00b7 ${bytes(progress.bytes)}`;
