@@ -14,8 +14,8 @@ It prints p50/p99 per stage and the aggregate throughput, next to raw parallel r
 by the same machines in the same run (the ceiling the path could reach).
 
 Part 2 (scale): a store with 10,000 hosts and 100,000 leases: /api/v1/status p50/p99 (target p99 < 50 ms)
-and the DORA rate (ACKs per second perfdhcp gets when offering more than the server can do), each next
-to the same daemon on an empty store (target >= 0.9x), runs interleaved so drifting load hits both.
+and the highest clean perfdhcp DORA rate (< 0.1 % drops), each next to the same daemon on an empty store
+(target >= 0.9x); both stores climb one rate ladder, interleaved, so drifting load hits both alike.
 
 Run (root): python3 bench/fleet.py [--machines 50] [--image-mb 32] [--skip-fleet] [--skip-scale]
 (internally, `--agent` runs the machines of one client namespace.)
@@ -323,7 +323,7 @@ def wait_rsyncd(ns: Any, timeout: float = 30) -> None:
 
 
 def fleet_part(args: argparse.Namespace) -> None:
-    from tests.lab.netns import Lab
+    from appliance.lab.netns import Lab
 
     n = args.machines
     if not 1 <= n <= 240:
@@ -472,9 +472,12 @@ port = {HTTP_PORT}
 
 
 def scale_part(args: argparse.Namespace) -> None:
-    """Empty store vs big store, interleaved round by round (the machine's load drifts; pairs stay fair)."""
-    from bench import dhcp as dhcpbench
+    """Empty store vs big store: the same rate ladder, the two stores interleaved at every step (the load on a
+    shared box drifts; neighbouring runs see about the same). A store's DORA rate is the highest offered rate
+    perfdhcp completed with < 0.1 % drops (a failing step is tried twice before the store is out)."""
     from tests.lab.netns import Lab
+
+    from bench import dhcp as dhcpbench
 
     with Lab() as lab:
         topo = dhcpbench.Topology.build(lab)
@@ -482,36 +485,56 @@ def scale_part(args: argparse.Namespace) -> None:
         t0 = time.monotonic()
         populate(template, args.hosts, args.leases, time.time())
         big = f"{args.hosts} hosts/{args.leases} leases"
+        ladder = list(range(args.ladder_start, args.ladder_max + 1, args.ladder_step))
         print(f"scale: store with {args.hosts} hosts and {args.leases} leases built in {time.monotonic() - t0:.1f} s; "
-              f"perfdhcp offering {args.rate}/s for {args.seconds} s per run, {args.rounds} rounds", flush=True)
+              f"perfdhcp {args.seconds} s per step, offered DORA/s {ladder[0]}..{ladder[-1]}", flush=True)
         stores = {"empty store": None, big: template}
-        dora: dict[str, list[float]] = {name: [] for name in stores}
-        status: dict[str, list[float]] = {name: [] for name in stores}
-        for rnd in range(args.rounds):
+
+        def started(source: Path | None) -> Any:
+            state = lab.tmp_path("state")
+            if source is not None:
+                shutil.copytree(source, state)
+            config = lab.tmp_path("imageserver.toml")
+            config.write_text(scale_config(state, topo.srv_if, topo.link, dhcpbench.RELAY_NET, dhcpbench.POOL))
+            return start_daemon(topo.srv, config)
+
+        status: dict[str, list[float]] = {}
+        for name, source in stores.items():
+            proc = started(source)
+            try:
+                raw = topo.srv.run([sys.executable, "-c", STATUS_PROBE, str(HTTP_PORT), str(args.status_requests)],
+                                   timeout=300).stdout
+                status[name] = json.loads(raw)
+            finally:
+                proc.stop()
+        best: dict[str, float] = {name: 0.0 for name in stores}
+        out: set[str] = set()
+        for rate in ladder:
             for name, source in stores.items():
-                state = lab.tmp_path("state")
-                if source is not None:
-                    shutil.copytree(source, state)
-                config = lab.tmp_path("imageserver.toml")
-                config.write_text(scale_config(state, topo.srv_if, topo.link, dhcpbench.RELAY_NET, dhcpbench.POOL))
-                proc = start_daemon(topo.srv, config)
-                try:
-                    if rnd == 0:
-                        raw = topo.srv.run([sys.executable, "-c", STATUS_PROBE, str(HTTP_PORT),
-                                            str(args.status_requests)], timeout=300).stdout
-                        status[name] = json.loads(raw)
-                    run = dhcpbench.perfdhcp(topo, args.rate, args.seconds)
-                finally:
-                    proc.stop()
-                dora[name].append(run.dora_s)
-                print(f"  round {rnd + 1} {name:28} {run.dora_s:7.0f} DORA/s (drops {run.drop_ratio:6.2%})", flush=True)
+                if name in out:
+                    continue
+                for _attempt in range(2):
+                    proc = started(source)
+                    try:
+                        run = dhcpbench.perfdhcp(topo, rate, args.seconds)
+                    finally:
+                        proc.stop()
+                    print(f"  {name:28} offered {rate:6}/s -> {run.dora_s:7.0f} DORA/s (drops {run.drop_ratio:6.2%})",
+                          flush=True)
+                    if run.clean:
+                        best[name] = max(best[name], run.dora_s)
+                        break
+                else:
+                    out.add(name)
+            if len(out) == len(stores):
+                break
         print()
         for name in stores:
             print(f"{name:28} /api/v1/status p50 {statistics.median(status[name]):6.1f} ms  "
-                  f"p99 {pct(status[name], 99):6.1f} ms   DORA/s median {statistics.median(dora[name]):7.0f}")
+                  f"p99 {pct(status[name], 99):6.1f} ms   max clean DORA/s {best[name]:7.0f}")
         p99 = pct(status[big], 99)
         print(f"/api/v1/status p99 with the big store: {p99:.1f} ms (target < 50 ms): {'ok' if p99 < 50 else 'MISSED'}")
-        ratio = statistics.median(dora[big]) / statistics.median(dora["empty store"])
+        ratio = best[big] / best["empty store"] if best["empty store"] else 0.0
         print(f"DORA rate big store / empty store: {ratio:.2f}x (target >= 0.9x): {'ok' if ratio >= 0.9 else 'MISSED'}")
 
 
@@ -529,15 +552,15 @@ def main() -> int:
     parser.add_argument("--leases", type=int, default=100_000)
     parser.add_argument("--status-requests", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=4, help="perfdhcp run length")
-    parser.add_argument("--rate", type=int, default=6000, help="offered DORA/s (above what the server can do: "
-                        "the ACKs per second it manages is the rate)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved empty/big runs")
+    parser.add_argument("--ladder-start", type=int, default=1000, help="first offered DORA/s")
+    parser.add_argument("--ladder-step", type=int, default=1000)
+    parser.add_argument("--ladder-max", type=int, default=12000)
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy the daemon during the fleet run into FILE (.svg flamegraph, .txt stacks)")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
-    from tests.lab.netns import lab_unavailable_reason
+    from appliance.lab.netns import lab_unavailable_reason
 
     reason = lab_unavailable_reason()
     if reason:

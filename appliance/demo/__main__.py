@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C cleans up even when started from a script that left SIGINT ignored (background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from tests.lab.netns import Lab
+    from appliance.lab.netns import Lab
 
     started = time.monotonic()
 

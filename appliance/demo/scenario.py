@@ -6,7 +6,7 @@ install test (tests/e2e/test_install.py), so the two cannot drift apart.
       master ns  [the demo master client tree, prepareclient]   10.x.y.2 --veth--+-- bridge (vm ns)
       vm ns      QEMU (TCG) on a tap: blank virtio disk, PXE first                +-- tap -- VM
 
-The lab (namespaces, bridge, taps, processes, QEMU) is the test harness's (tests/lab); everything
+The lab (namespaces, bridge, taps, processes, QEMU) is appliance/lab, shared with the tests; everything
 it creates lives in namespaces it made and is removed by `Lab.close()`, also on failure and Ctrl-C.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 from appliance import bootenv
 from appliance.demo.tree import MARKER, build_demo_tree
 from appliance.installer import install_bootenv
-from tests.lab.netns import Lab, LabError, Namespace, Proc
-from tests.lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
+from appliance.lab.netns import Lab, LabError, Namespace, Proc
+from appliance.lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "demo"

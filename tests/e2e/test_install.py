@@ -20,8 +20,8 @@ import pytest
 
 from appliance.demo.disk import loop_partition, mounted
 from appliance.demo.scenario import DemoLab, raw_rsync_seconds
-from tests.lab.netns import Lab, lab_unavailable_reason
-from tests.lab.qemu import qemu_unavailable_reason
+from appliance.lab.netns import Lab, lab_unavailable_reason
+from appliance.lab.qemu import qemu_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 MISSING = [p for p in ("appliance/commands/getimage.py", "appliance/data/prepareclient") if not (REPO / p).exists()]

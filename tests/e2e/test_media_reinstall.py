@@ -24,8 +24,8 @@ import pytest
 
 from appliance.demo.disk import loop_partition, mounted
 from appliance.demo.scenario import MARKER_RE, DemoLab
-from tests.lab.netns import Lab, lab_unavailable_reason
-from tests.lab.qemu import Vm, VmConfig, qemu_unavailable_reason
+from appliance.lab.netns import Lab, lab_unavailable_reason
+from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from appliance.bootenv import InitrdSpec, Kernel, build_initrd
+from appliance.lab.netns import Lab, LabError, Namespace, Proc
+from appliance.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
 from state.db import connect
-from tests.lab.netns import Lab, LabError, Namespace, Proc
-from tests.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
 
 pytestmark = pytest.mark.e2e
 

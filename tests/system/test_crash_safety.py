@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.netns import Lab, Namespace
+from appliance.lab.netns import Lab, Namespace
 from tests.system._daemon import Imageserver, env
 from tests.system.test_dhcp_storm import replies_in, wait_for_capture
 

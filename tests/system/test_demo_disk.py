@@ -10,8 +10,8 @@ import pytest
 
 from appliance.demo.disk import build_boot_disk
 from appliance.demo.tree import MARKER, build_demo_tree, tree_bytes
-from tests.lab.netns import Lab
-from tests.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
+from appliance.lab.netns import Lab
+from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(qemu_unavailable_reason() is not None,
                                                      reason=str(qemu_unavailable_reason()))]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.lab.clients import Dhclient
-from tests.lab.netns import Lab, Pair
+from appliance.lab.clients import Dhclient
+from appliance.lab.netns import Lab, Pair
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.lab.netns import Lab, Proc
 from protocols.dhcp.codec import DhcpError, decode
-from tests.lab.netns import Lab, Proc
 from tests.system._daemon import Imageserver
 
 pytestmark = pytest.mark.system

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.clients import DhcpClientError, Udhcpc
-from tests.lab.netns import Lab, LabError
+from appliance.lab.clients import DhcpClientError, Udhcpc
+from appliance.lab.netns import Lab, LabError
 from tests.system._daemon import Imageserver, env
 
 pytestmark = pytest.mark.system

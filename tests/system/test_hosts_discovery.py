@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.clients import Dhclient, DhcpClientError, Udhcpc
-from tests.lab.netns import Lab, Namespace
+from appliance.lab.clients import Dhclient, DhcpClientError, Udhcpc
+from appliance.lab.netns import Lab, Namespace
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

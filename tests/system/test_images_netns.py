@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from appliance.images.catalog import Catalog
+from appliance.lab.netns import Lab, Namespace, Pair
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.images import list_versions
-from tests.lab.netns import Lab, Namespace, Pair
 from tests.system._mastertree import NON_UTF8, Master, build_master, mount_virtual, unmount
 from tests.system._treecmp import compare_trees
 

@@ -14,8 +14,8 @@ import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from tests.lab.netns import Lab, Namespace
-from tests.lab.servers import start_udhcpd
+from appliance.lab.netns import Lab, Namespace
+from appliance.lab.servers import start_udhcpd
 
 REPO = Path(__file__).resolve().parents[2]
 BOX_HOST = 10  # the box's address on the segment: <subnet>.10; the router / other server is .1

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.clients import Dhclient, Dhcpcd, Lease, Udhcpc
-from tests.lab.netns import NETNS_ETC, Lab, Pair, lab_unavailable_reason
-from tests.lab.qemu import start_ra_sender
-from tests.lab.servers import Udhcpd, start_udhcpd
+from appliance.lab.clients import Dhclient, Dhcpcd, Lease, Udhcpc
+from appliance.lab.netns import NETNS_ETC, Lab, Pair, lab_unavailable_reason
+from appliance.lab.qemu import start_ra_sender
+from appliance.lab.servers import Udhcpd, start_udhcpd
 
 pytestmark = pytest.mark.system
 

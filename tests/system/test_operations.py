@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.lab.clients import Udhcpc
+from appliance.lab.netns import Lab, LabError, Pair
 from services.openapi import OPENAPI
 from tests.expocheck import Exposition, parse
-from tests.lab.clients import Udhcpc
-from tests.lab.netns import Lab, LabError, Pair
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from tests.lab.clients import Udhcpc
-from tests.lab.netns import Lab, Namespace, Pair, Proc
-from tests.lab.servers import start_httpd, start_udhcpd, wait_for_listener
+from appliance.lab.clients import Udhcpc
+from appliance.lab.netns import Lab, Namespace, Pair, Proc
+from appliance.lab.servers import start_httpd, start_udhcpd, wait_for_listener
 from tests.system._daemon import env
 
 pytestmark = pytest.mark.system

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.lab.clients import Udhcpc
-from tests.lab.netns import Lab
-from tests.lab.servers import start_udhcpd
+from appliance.lab.clients import Udhcpc
+from appliance.lab.netns import Lab
+from appliance.lab.servers import start_udhcpd
 from tests.system._daemon import Imageserver
 
 pytestmark = pytest.mark.system

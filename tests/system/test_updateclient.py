@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.lab.netns import Lab, Pair
 from state import installs
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
-from tests.lab.netns import Lab, Pair
 from tests.system._daemon import API_PORT, Imageserver
 
 pytestmark = pytest.mark.system

@@ -16,8 +16,8 @@ import random
 
 import pytest
 
-from tests.lab.clients import Dhclient
-from tests.lab.netns import Lab
+from appliance.lab.clients import Dhclient
+from appliance.lab.netns import Lab
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.lab.netns import LabError, Namespace, Proc
+from appliance.lab.netns import LabError, Namespace, Proc
 
 BUSYBOX = "busybox"
 
