@@ -475,8 +475,7 @@ def scale_part(args: argparse.Namespace) -> None:
     """Empty store vs big store: the same rate ladder, the two stores interleaved at every step (the load on a
     shared box drifts; neighbouring runs see about the same). A store's DORA rate is the highest offered rate
     perfdhcp completed with < 0.1 % drops (a failing step is tried twice before the store is out)."""
-    from tests.lab.netns import Lab
-
+    from appliance.lab.netns import Lab
     from bench import dhcp as dhcpbench
 
     with Lab() as lab:
