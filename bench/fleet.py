@@ -552,7 +552,7 @@ def main() -> int:
     parser.add_argument("--status-requests", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=4, help="perfdhcp run length")
     parser.add_argument("--ladder-start", type=int, default=1000, help="first offered DORA/s")
-    parser.add_argument("--ladder-step", type=int, default=1000)
+    parser.add_argument("--ladder-step", type=int, default=500)
     parser.add_argument("--ladder-max", type=int, default=12000)
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy the daemon during the fleet run into FILE (.svg flamegraph, .txt stacks)")
