@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
 from services.base import Service, ServiceError
 from services.dhcp import DhcpServer
+from state.db import StoreError
 from state.store import Store
 
 log = logging.getLogger("imageserver.daemon")
@@ -67,9 +69,22 @@ class Daemon:
 
     async def run(self) -> int:
         cfg = self.config
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(cfg.state_dir)
-        self.runtime = Runtime(config=cfg, store=store, admin_token=ensure_token(cfg.state_dir),
+        try:
+            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+            store = Store(cfg.state_dir)
+        except (StoreError, OSError) as e:
+            # A full or broken state dir: say so and exit 1 (systemd retries), not a traceback.
+            log.error("event=start-failed error=%r state_dir=%s free_bytes=%s", str(e), cfg.state_dir,
+                      _free_bytes(cfg.state_dir))
+            return 1
+        try:
+            token = ensure_token(cfg.state_dir)
+        except OSError as e:
+            log.error("event=start-failed error=%r state_dir=%s free_bytes=%s", str(e), cfg.state_dir,
+                      _free_bytes(cfg.state_dir))
+            await store.close()
+            return 1
+        self.runtime = Runtime(config=cfg, store=store, admin_token=token,
                                status=self.status, request_reload=self.request_reload)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -193,6 +208,13 @@ class Daemon:
 # each of those waits took the full interval, so a commit (and every ACK waiting on it) took tens of ms.
 # The writer's turns are short, so a shorter interval costs the event loop next to nothing.
 GIL_SWITCH_INTERVAL = 0.0005
+
+
+def _free_bytes(path: Path) -> int | str:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return "?"
 
 
 def serve(config: Config) -> int:

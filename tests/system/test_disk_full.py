@@ -119,3 +119,25 @@ def test_a_full_state_dir_refuses_new_leases_and_keeps_renewing_durable_ones(lab
     on_disk = leases_on_disk(server)
     assert got.ip in {ip for ip, _ in on_disk.values()}
     assert "Traceback" not in server.log()
+
+
+def test_a_start_on_a_full_state_dir_exits_1_with_the_reason_not_a_traceback(lab: Lab) -> None:
+    pair = lab.server_client_pair()
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet)
+    state = server.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    # In the private mount namespace: the database a previous run left, then the disk fills, then the start.
+    script = (
+        f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 imageserver-test {state} && "
+        f"python3 -c 'from pathlib import Path; from state.db import connect, db_path; "
+        f"connect(db_path(Path(\"{state}\"))).close()' && "
+        f"python3 -c 'from pathlib import Path; from tests.system.test_disk_full import fill; "
+        f"fill(Path(\"{state}/filler\"))' && "
+        f"python3 -m appliance.cli serve --config {server.config}; echo exit=$?"
+    )
+    result = pair.server.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env(),
+                             check=False, timeout=60)
+    out = result.stdout + result.stderr
+    assert "exit=1" in out, out[-3000:]
+    assert "event=start-failed" in out and "free_bytes=" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
