@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,13 @@ class HttpServer:
                         response.headers[header] = e.headers[header]
                 return response
             raise
+        except sqlite3.Error as e:
+            # The state store cannot take the change (state dir full, I/O error): the journal has logged the
+            # failed commit; the client gets a 503 it can retry, the log no traceback.
+            counters["responses_5xx"] += 1
+            counters["store_errors"] += 1
+            log.error("event=store-unavailable method=%s path=%s error=%r", request.method, request.path, str(e))
+            return self._error(request, 503, f"the state store cannot take changes now: {e}")
         counters[f"responses_{response.status // 100}xx"] += 1
         return response
 

@@ -23,7 +23,7 @@ import pytest
 
 from appliance.lab.clients import DhcpClientError, Udhcpc
 from appliance.lab.netns import Lab, LabError
-from tests.system._daemon import Imageserver, env
+from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system
 
@@ -112,6 +112,15 @@ def test_a_full_state_dir_refuses_new_leases_and_keeps_renewing_durable_ones(lab
     status = server.api("/api/v1/status")
     assert status["services"]["dhcp"]["state"] == "running"
     assert status["store"]["last_error"], status.get("store")
+    assert status["store"]["ok"] is False
+
+    # An API change that must be committed: 503, said plainly (retry later), not a 500 with a traceback.
+    token = (state / "admin.token").read_text().strip()
+    answer = srv.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                      "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+                      "-d", '{"name": "full1", "mac": "52:54:00:00:99:01"}',
+                      f"http://127.0.0.1:{API_PORT}/api/v1/hosts"], check=False).stdout
+    assert answer == "503", answer
 
     filler.unlink()
     got = second.obtain()
