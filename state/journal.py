@@ -25,6 +25,16 @@ Op = Callable[[sqlite3.Connection], Any]
 
 log = logging.getLogger("imageserver.state")
 
+# SQLite primary result codes that say the storage failed, not the operation: the disk is full or
+# failing, the file is damaged or cannot be written. Such an error in any operation fails its batch.
+_STORAGE_CODES = frozenset({7, 8, 10, 11, 13, 14, 26})  # NOMEM READONLY IOERR CORRUPT FULL CANTOPEN NOTADB
+
+
+def storage_failure(error: BaseException) -> bool:
+    """Is this SQLite error the storage's (disk full, I/O error, ...) rather than one operation's?"""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and code is not None and (code & 0xFF) in _STORAGE_CODES
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -149,6 +159,10 @@ class Journal:
                     conn.execute("RELEASE op")
                     results.append((False, e))
                 except Exception as e:  # an operation's own bug must not poison the batch
+                    if storage_failure(e):
+                        # ... but a full or failing disk is no operation's fault: nothing in this batch may
+                        # count as durable (flush() must not let the DHCP server ACK a lease it lost).
+                        raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((False, e))
@@ -167,8 +181,10 @@ class Journal:
         try:
             return True, op(conn)
         except Exception as e:  # as with a SAVEPOINT: the operation fails, the commit does not
-            if not conn.in_transaction:
-                raise  # SQLite already ended the transaction (disk full, I/O error): the commit fails
+            if not conn.in_transaction or storage_failure(e):
+                # SQLite already ended the transaction, or the disk is full or failing: the commit fails
+                # (the caller rolls back), so flush() raises and no ACK waits on a lease that is not on disk.
+                raise
             conn.execute("ROLLBACK")
             return False, e
 

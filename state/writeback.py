@@ -15,12 +15,15 @@ table, e.g. machine sightings), which are written first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from state.journal import storage_failure
 
 log = logging.getLogger("imageserver.state")
 
@@ -144,8 +147,11 @@ def _guarded(conn: sqlite3.Connection, fn: Op, what: str, wb: WriteBack | None, 
         try:
             fn(conn)
         except sqlite3.Error as e:
-            if not conn.in_transaction:
-                raise  # SQLite rolled the whole transaction back (disk full, I/O error): the commit fails
+            if not conn.in_transaction or storage_failure(e):
+                # SQLite rolled the whole transaction back, or only this statement but the disk is full or
+                # failing: no row is to blame, and a batch committed without these rows would let the DHCP
+                # server ACK leases that are not on disk. The commit fails.
+                raise
             if wb is not None:
                 wb._failed(what, e)
             return False
@@ -154,6 +160,11 @@ def _guarded(conn: sqlite3.Connection, fn: Op, what: str, wb: WriteBack | None, 
     try:
         fn(conn)
     except sqlite3.Error as e:
+        if storage_failure(e):  # as above: fail the batch, not the row
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO wb")
+                conn.execute("RELEASE wb")
+            raise
         conn.execute("ROLLBACK TO wb")
         conn.execute("RELEASE wb")
         if wb is not None:
