@@ -4,13 +4,14 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: help deps venv test test-unit test-system test-e2e lint demo bench clean
+.PHONY: help deps venv test test-unit test-system test-e2e lint demo bench fuzz clean
 
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite"
 	@echo "make lint    ruff check"
 	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
+	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
 
 # System packages: the list lives in deps/apt-packages.txt so nothing is installed by hand.
 deps:
@@ -42,6 +43,9 @@ test-e2e: deps venv
 
 demo: deps venv
 	$(PY) -m appliance.demo
+
+fuzz: venv
+	$(PY) -m tests.fuzz.campaign --inputs $${FUZZ_INPUTS:-1000000}
 
 bench: deps venv
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
