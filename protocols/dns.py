@@ -235,7 +235,17 @@ def answer(query: bytes, zone: Zone, *, transport: Transport = "udp", forwarding
         msg = DNSRecord.parse(query)
     except Exception:  # dnslib signals bad input with several types (DNSError, UnicodeError, RecursionError
         return Reply(_formerr_header(query), RCODE.FORMERR)  # on a pointer chain, ...): all of them mean FORMERR
+    if not all(_well_formed_name(q.qname) for q in msg.questions):
+        # dnslib parses compression pointers that splice labels into one over 63 bytes, then refuses to
+        # pack that name back into our reply: an illegal name is the client's format error.
+        return Reply(_formerr_header(query), RCODE.FORMERR)
     return _answer_parsed(query, msg, zone, transport, forwarding)
+
+
+def _well_formed_name(name: DNSLabel) -> bool:
+    """RFC 1035 2.3.4: labels of at most 63 octets, a name of at most 255 on the wire."""
+    labels = name.label
+    return all(0 < len(label) <= 63 for label in labels) and sum(len(label) + 1 for label in labels) + 1 <= 255
 
 
 def _answer_parsed(query: bytes, msg: DNSRecord, zone: Zone, transport: Transport, forwarding: bool) -> Decision:

@@ -476,3 +476,14 @@ def test_fuzz_cached_replies_equal_fresh_ones(query: bytes, flips: list[int], tr
     assert cacheable(bytes(other), end, fresh.data)
     served = reply_from_cache(bytes(other), end, first.data)
     assert served[:2] == bytes(other[:2]) and _normalised(served) == _normalised(fresh.data)
+
+
+def test_a_spliced_overlong_label_is_formerr_not_a_crash(zone: Zone) -> None:
+    """Found by the mutation campaign (tests/fuzz): compression pointers make one 180-byte label."""
+    query = bytes.fromhex(
+        "1d500100000100000000000007636c757374656c7573746572056c00000000000007636c757374656c7573746572056c6f63"
+        "616c00001074656c7573746572056c00000000000007636c757374656c757374636c757374656c7573746572056c6f63616c"
+        "00001074656c7573746572056c00000000000007636c757374656c7573746572056c6f63616c0000100001")
+    for transport in ("udp", "tcp"):
+        decision = answer(query, zone, transport=transport, forwarding=True)
+        assert isinstance(decision, Reply) and decision.rcode == RCODE.FORMERR
