@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from appliance.apiclient import ApiClient
+    from appliance.config import Config
+
+T = TypeVar("T")
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -46,3 +52,31 @@ def _cell(v: Any) -> str:
 def fail(message: str, code: int = 1) -> int:
     print(f"imageserver: {message}", file=sys.stderr)
     return code
+
+
+class CommandFailed(RuntimeError):
+    """The daemon (or the offline rules) refused: the message is for the user, `problems` its details."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+def ask_daemon(cfg: Config, online: Callable[[ApiClient], T]) -> tuple[bool, T | None]:
+    """Run `online` against the running daemon's admin API: (True, its result), or (False, None) when the
+    daemon is not answering, after telling the user that the state database will be used directly.
+
+    A refusal by the daemon (an HTTP error) is a CommandFailed: falling back offline would bypass it.
+    """
+    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+
+    if cfg.http.enabled:
+        try:
+            return True, online(ApiClient.from_config(cfg))
+        except ApiError as e:
+            raise CommandFailed(e.message) from None
+        except ApiUnavailable:
+            pass
+    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
+          file=sys.stderr)
+    return False, None

@@ -4,12 +4,12 @@ daemon's admin API, or apply the same state.hostbook rules to the state database
 from __future__ import annotations
 
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.apiclient import ApiClient
+from appliance.commands._common import CommandFailed, ask_daemon
 from appliance.config import Config
 from appliance.dhcp_setup import offline_lease_model, subnets
 from state.hostbook import HostBook
@@ -20,14 +20,6 @@ from state.store import open_offline
 T = TypeVar("T")
 
 
-class CommandFailed(RuntimeError):
-    """The daemon (or the offline rules) refused: the message is for the user."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-
-
 def offline_book(cfg: Config, conn: sqlite3.Connection, now: float) -> HostBook:
     return HostBook(conn, offline_lease_model(cfg, conn, now), pools=subnets(cfg), auto_static=cfg.dhcp.auto_static)
 
@@ -36,15 +28,9 @@ def run(cfg: Config, online: Callable[[ApiClient], T],
         offline: Callable[[HostBook, float], tuple[T, list[Op]]]) -> T:
     """`online` through the admin API; if the daemon is not running, `offline` on the database (one
     transaction: the host rows it returns are written with the reservations it made, or nothing is)."""
-    if cfg.http.enabled:
-        try:
-            return online(ApiClient.from_config(cfg))
-        except ApiError as e:
-            raise CommandFailed(e.message) from None
-        except ApiUnavailable:
-            pass
-    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
-          file=sys.stderr)
+    answered, result = ask_daemon(cfg, online)
+    if answered:
+        return result  # type: ignore[return-value]
     conn = open_offline(cfg.state_dir)
     try:
         now = time.time()

@@ -62,7 +62,7 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
-    from appliance.commands._hostbook import CommandFailed
+    from appliance.commands._common import CommandFailed
     from appliance.commands._hostbook import run as via
 
     cfg = load(args)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.apiclient import ApiClient
+from appliance.commands._common import CommandFailed, ask_daemon
 from appliance.config import Config
 from appliance.dhcp_setup import offline_lease_model
 from state.leases import LeaseModel, offline_transaction
@@ -17,25 +17,15 @@ from state.store import open_offline
 T = TypeVar("T")
 
 
-class CommandFailed(RuntimeError):
-    """The daemon (or the offline model) refused: the message is for the user."""
-
-
 def run(cfg: Config, online: Callable[[ApiClient], T], offline: Callable[[LeaseModel, float], T],
         *, writes: bool) -> T:
     """`online` through the admin API; if the daemon is not running, `offline` on the database.
 
     Offline changes happen in one transaction; the daemon loads them when it starts.
     """
-    if cfg.http.enabled:
-        try:
-            return online(ApiClient.from_config(cfg))
-        except ApiError as e:
-            raise CommandFailed(e.message) from None
-        except ApiUnavailable:
-            pass
-    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
-          file=sys.stderr)
+    answered, result = ask_daemon(cfg, online)
+    if answered:
+        return result  # type: ignore[return-value]
     conn = open_offline(cfg.state_dir)
     try:
         now = time.time()

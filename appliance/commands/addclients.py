@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
-    from appliance.commands._hostbook import CommandFailed
+    from appliance.commands._common import CommandFailed
     from appliance.commands._hostbook import run as via
     from state.addclients import AddclientsRequest, PlanError, parse_macs
     from state.hostbook import addclients

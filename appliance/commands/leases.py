@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
-    from appliance.commands._leasebook import CommandFailed, when
+    from appliance.commands._common import CommandFailed
     from appliance.commands._leasebook import run as via
+    from appliance.commands._leasebook import when
 
     cfg = load(args)
     query = "?all=1" if args.all else ""

@@ -4,7 +4,6 @@ a seen machine a host."""
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -45,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
-    from appliance.commands._hostbook import CommandFailed
+    from appliance.commands._common import CommandFailed
     from appliance.commands._hostbook import run as via
 
     cfg = load(args)
@@ -82,18 +81,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(cfg: Any) -> list[dict[str, Any]]:
-    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
-    from appliance.commands._hostbook import CommandFailed
+    from appliance.commands._common import ask_daemon
 
-    if cfg.http.enabled:
-        try:
-            return list(ApiClient.from_config(cfg).get("/api/v1/machines")["machines"])
-        except ApiError as e:
-            raise CommandFailed(e.message) from None
-        except ApiUnavailable:
-            pass
-    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
-          file=sys.stderr)
+    answered, result = ask_daemon(cfg, lambda api: list(api.get("/api/v1/machines")["machines"]))
+    if answered:
+        return result  # type: ignore[return-value]
     from state.store import open_offline
 
     conn = open_offline(cfg.state_dir)

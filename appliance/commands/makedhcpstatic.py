@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
-    from appliance.commands._leasebook import CommandFailed
+    from appliance.commands._common import CommandFailed
     from appliance.commands._leasebook import run as via
 
     cfg = load(args)

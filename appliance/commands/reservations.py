@@ -72,7 +72,7 @@ def _ip(text: str) -> IPv4Address:
 
 def run(args: argparse.Namespace) -> int:
     from appliance.cli import load
-    from appliance.commands._leasebook import CommandFailed
+    from appliance.commands._common import CommandFailed
     from appliance.commands._leasebook import run as via
     from state.leases import LeaseError, normalize_mac, valid_hostname
 
