@@ -46,14 +46,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         rt = self.runtime
         now = time.time()
-        counts: dict[str, int] = {}
-        if rt is not None:
-            for table in ("leases", "reservations", "hosts", "machines", "images"):
-                row = rt.store.read_one(f"SELECT count(*) FROM {table}")
-                counts[table] = int(row[0]) if row else 0
-            # Leases that are past their end are not in use any more.
-            row = rt.store.read_one("SELECT count(*) FROM leases WHERE expires > ?", (now,))
-            counts["active_leases"] = int(row[0]) if row else 0
+        counts = rt.store.counts(now) if rt is not None else {}
         return {
             "version": VERSION,
             "started": rt.started_at if rt else None,

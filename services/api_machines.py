@@ -9,29 +9,21 @@ the database; boot decisions from the BootResponder (ctx.models["boot"]) when th
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from aiohttp import web
 
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_error
-from state.sightings import Machine, MachineLog
-
-_MACHINE_COLUMNS = ", ".join(f.name for f in fields(Machine))
+from state.hosts import hosts_by_mac
+from state.sightings import Machine, MachineLog, stored_machines
 
 
 def _machines(ctx: ApiContext) -> list[Machine]:
     log = ctx.models.get("machines")
     if isinstance(log, MachineLog):
         return log.all()
-    rows = ctx.store.read(f"SELECT {_MACHINE_COLUMNS} FROM machines ORDER BY last_seen DESC")
-    return [Machine(*tuple(r)) for r in rows]
-
-
-def _hosts_by_mac(ctx: ApiContext) -> dict[str, tuple[str, str]]:
-    return {r["mac"]: (r["name"], r["state"]) for r in ctx.store.read(
-        "SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
+    return stored_machines(ctx.store.reader)
 
 
 def _entry(ctx: ApiContext, m: Machine, hosts: dict[str, tuple[str, str]], detail: bool) -> dict[str, Any]:
@@ -48,7 +40,7 @@ def _entry(ctx: ApiContext, m: Machine, hosts: dict[str, tuple[str, str]], detai
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     async def list_machines(request: web.Request) -> web.Response:
-        hosts = _hosts_by_mac(ctx)
+        hosts = hosts_by_mac(ctx.store.reader)
         return web.json_response({"machines": [_entry(ctx, m, hosts, False) for m in _machines(ctx)]})
 
     async def one_machine(request: web.Request) -> web.Response:
@@ -56,7 +48,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             mac = normalize_mac(request.match_info["mac"])
         except MacError as e:
             return json_error(400, str(e))
-        hosts = _hosts_by_mac(ctx)
+        hosts = hosts_by_mac(ctx.store.reader)
         machine = next((m for m in _machines(ctx) if m.mac == mac), None)
         if machine is None:
             if mac not in hosts:

@@ -52,6 +52,11 @@ def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
     return Host.from_row(row) if row is not None else None
 
 
+def hosts_by_mac(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
+    """MAC -> (host name, host state) for every host that has a MAC."""
+    return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
+
+
 def image_versions(conn: sqlite3.Connection, image: str) -> tuple[int, ...]:
     """The captured versions of `image`, oldest first (empty if the image does not exist)."""
     rows = conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,)).fetchall()

@@ -127,5 +127,11 @@ def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> No
                  f"ON CONFLICT(mac) DO UPDATE SET {updates}", [x for r in rows for x in r])
 
 
+def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
+    """Every machine in the table, most recently seen first (for readers without the live log)."""
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM machines ORDER BY last_seen DESC").fetchall()
+    return [Machine(*tuple(r)) for r in rows]
+
+
 # Sightings touch only their own rows of their own table, so they may be written before other changes.
 MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True, one_statement=True)

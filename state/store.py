@@ -28,6 +28,14 @@ class Store:
     def read_one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Row | None:
         return self.reader.execute(sql, params).fetchone()
 
+    def counts(self, now: float) -> dict[str, int]:
+        """Rows per table for the status document; `active_leases` leaves out leases past their end."""
+        out = {table: int(self.reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+               for table in ("leases", "reservations", "hosts", "machines", "images")}
+        out["active_leases"] = int(self.reader.execute("SELECT count(*) FROM leases WHERE expires > ?",
+                                                       (now,)).fetchone()[0])
+        return out
+
     async def close(self) -> None:
         await self.journal.close()
         self.reader.close()

@@ -86,17 +86,17 @@ def _list(cfg: Any) -> list[dict[str, Any]]:
     answered, result = ask_daemon(cfg, lambda api: list(api.get("/api/v1/machines")["machines"]))
     if answered:
         return result  # type: ignore[return-value]
+    from state.hosts import hosts_by_mac
+    from state.sightings import stored_machines
     from state.store import open_offline
 
     conn = open_offline(cfg.state_dir)
     try:
-        hosts = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
+        hosts = hosts_by_mac(conn)
         out = []
-        for r in conn.execute("SELECT mac, first_seen, last_seen, arch, vendor_class, user_class, uuid, relay, "
-                              "subnet, hostname FROM machines ORDER BY last_seen DESC"):
-            m = dict(r)
-            host = hosts.get(m["mac"])
-            m["host"], m["host_state"] = (host if host else (None, None))
+        for machine in stored_machines(conn):
+            m = machine.as_dict()
+            m["host"], m["host_state"] = hosts.get(machine.mac, (None, None))
             out.append(m)
         return out
     finally:
