@@ -5,12 +5,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from appliance.config import Config
 from state.store import Store
 
-VERSION = "0.1.0"
+
+def installed_version() -> str:
+    """The version pyproject.toml gave the installed package: one source of truth, read from its metadata."""
+    try:
+        return metadata.version("imageserver")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never pip-installed
+        return "0+unknown"
+
+
+VERSION = installed_version()
 
 
 @dataclass(slots=True)

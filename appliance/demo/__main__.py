@@ -24,7 +24,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m appliance.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m appliance.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help=f"kernel and initrd cache (default {DEFAULT_CACHE})")

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ class Appliance:
 
     def start(self, timeout: float = 20) -> Appliance:
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-        self.proc = self.ns.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(self.config)], env=env)
+        self.proc = self.ns.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(self.config)],
+                                  env=env)
         deadline = time.monotonic() + timeout
         while "event=ready" not in self.proc.output():
             if not self.proc.alive() or time.monotonic() > deadline:

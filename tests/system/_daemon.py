@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -78,7 +79,7 @@ port = {API_PORT}
 
     def start(self, timeout: float = 20) -> Imageserver:
         """Start `imageserver serve` and wait for its ready line."""
-        self.proc = self.ns.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(self.config)],
+        self.proc = self.ns.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(self.config)],
                                   env=env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -97,7 +98,7 @@ port = {API_PORT}
 
     def run_cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         """`imageserver ARGS --config <ours>` in the server namespace."""
-        return self.ns.run(["python3", "-m", "appliance.cli", *args, "--config", str(self.config)],
+        return self.ns.run([sys.executable, "-m", "appliance.cli", *args, "--config", str(self.config)],
                            env=env(), check=check, timeout=30)
 
     def cli(self, *args: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import sys
 import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_kill_9_mid_storm_again_and_again_loses_no_acked_lease(lab: Lab) -> None
         if kill % 3 == 0:
             # Every third round a kill while the daemon is still starting (importing, migrating a fresh store
             # in round 0, loading the book later).
-            server.proc = srv.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(server.config)],
+            server.proc = srv.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(server.config)],
                                     env=env())
             time.sleep(rng.uniform(0.05, 1.0))
             server.kill9()

@@ -8,6 +8,7 @@ PXE ROMs and iPXE cannot run in a namespace without a VM, so their DISCOVERs are
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -25,7 +26,8 @@ HTTPBOOT = {"93": "0010", "60": b"HTTPClient:Arch:00016:UNDI:003001".hex()}
 
 
 def raw(pair: Pair, mode: str, arg: str) -> Any:
-    out = pair.client.run(["python3", "-m", "tests.system._rawdhcp", pair.client_if, mode, arg], env=env(), timeout=60)
+    out = pair.client.run([sys.executable, "-m", "tests.system._rawdhcp", pair.client_if, mode, arg], env=env(),
+                          timeout=60)
     return json.loads(out.stdout)
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import errno
 import json
+import shlex
 import subprocess
+import sys
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -43,11 +45,15 @@ def fill(path: Path) -> None:
                     break
 
 
+# The venv's interpreter, for the shell lines below (a bare python3 may lack the project's packages).
+PY = shlex.quote(sys.executable)
+
+
 def start_on_tmpfs(server: Imageserver, timeout: float = 20) -> None:
     """`imageserver serve` in a private mount namespace whose state dir is a TMPFS_SIZE tmpfs."""
     server.state_dir.mkdir(parents=True, exist_ok=True)
     script = (f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 imageserver-test {server.state_dir} && "
-              f"exec python3 -m appliance.cli serve --config {server.config}")
+              f"exec {PY} -m appliance.cli serve --config {server.config}")
     server.proc = server.ns.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env())
     deadline = time.monotonic() + timeout
     while "event=ready" not in server.log():
@@ -66,7 +72,7 @@ print(json.dumps(conn.execute("SELECT mac, ip, expires FROM leases").fetchall())
 def leases_on_disk(server: Imageserver) -> dict[str, tuple[IPv4Address, float]]:
     """The lease rows, read inside the daemon's mount namespace (SQLite resolves /proc/<pid>/root to our /)."""
     assert server.proc is not None
-    out = subprocess.run(["nsenter", f"--mount=/proc/{server.proc.pid}/ns/mnt", "python3", "-c", READ_LEASES,
+    out = subprocess.run(["nsenter", f"--mount=/proc/{server.proc.pid}/ns/mnt", sys.executable, "-c", READ_LEASES,
                           str(server.state_dir / "imageserver.db")], capture_output=True, text=True, check=True,
                          timeout=30).stdout
     return {mac: (IPv4Address(ip), expires) for mac, ip, expires in json.loads(out)}
@@ -138,11 +144,11 @@ def test_a_start_on_a_full_state_dir_exits_1_with_the_reason_not_a_traceback(lab
     # In the private mount namespace: the database a previous run left, then the disk fills, then the start.
     script = (
         f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 imageserver-test {state} && "
-        f"python3 -c 'from pathlib import Path; from state.db import connect, db_path; "
+        f"{PY} -c 'from pathlib import Path; from state.db import connect, db_path; "
         f"connect(db_path(Path(\"{state}\"))).close()' && "
-        f"python3 -c 'from pathlib import Path; from tests.system.test_disk_full import fill; "
+        f"{PY} -c 'from pathlib import Path; from tests.system.test_disk_full import fill; "
         f"fill(Path(\"{state}/filler\"))' && "
-        f"python3 -m appliance.cli serve --config {server.config}; echo exit=$?"
+        f"{PY} -m appliance.cli serve --config {server.config}; echo exit=$?"
     )
     result = pair.server.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env(),
                              check=False, timeout=60)

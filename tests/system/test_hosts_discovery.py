@@ -6,6 +6,7 @@ and real clients: dhclient/udhcpc for addresses, dig for names, curl for boot sc
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -155,7 +156,7 @@ def test_discovery_hold_then_assign_next(lab: Lab) -> None:
     editor = lab.tmp_path("editor.sh")
     editor.write_text('#!/bin/sh\necho "echo node7 only" >> "$1"\n')
     editor.chmod(0o755)
-    server.ns.run(["python3", "-m", "appliance.cli", "hosts", "script", "node7", "--edit", "--config",
+    server.ns.run([sys.executable, "-m", "appliance.cli", "hosts", "script", "node7", "--edit", "--config",
                    str(server.config)], env={**env(), "EDITOR": str(editor)}, check=True)
     own = server.api("/api/v1/hosts/node7/script")
     assert own["override"] is True and own["script"].endswith("echo node7 only\n")
@@ -221,8 +222,8 @@ def test_discovery_ignore_gives_unknown_pxe_machines_an_address_but_never_a_boot
     server.cli("hosts", "add", "node1", "--mac", known, "--image", "web")
     bios = {"93": "0000", "60": b"PXEClient:Arch:00000:UNDI:002001".hex()}
     specs = [{"mac": mac, "options": bios, "request": True} for mac in (known, unknown)]
-    out = pair.client.run(["python3", "-m", "tests.system._rawdhcp", pair.client_if, "discover", json.dumps(specs)],
-                          env=env(), timeout=60).stdout
+    argv = [sys.executable, "-m", "tests.system._rawdhcp", pair.client_if, "discover", json.dumps(specs)]
+    out = pair.client.run(argv, env=env(), timeout=60).stdout
     known_reply, unknown_reply = json.loads(out)
     assert known_reply["ack"]["file"] == "undionly.kpxe" and "67" in known_reply["ack"]["options"]
     first, last = server.pool_range()

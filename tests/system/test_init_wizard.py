@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -36,12 +37,12 @@ def _segment(lab: Lab) -> tuple[Namespace, str, Namespace, str, IPv4Network]:
 
 
 def _init(box: Namespace, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return box.run(["python3", "-m", "appliance.cli", "init", *args], env=_env(), check=False, timeout=60,
+    return box.run([sys.executable, "-m", "appliance.cli", "init", *args], env=_env(), check=False, timeout=60,
                    input=stdin)
 
 
 def _check_config(box: Namespace, path: Path) -> str:
-    result = box.run(["python3", "-m", "appliance.cli", "check-config", "--config", str(path)], env=_env(),
+    result = box.run([sys.executable, "-m", "appliance.cli", "check-config", "--config", str(path)], env=_env(),
                      check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -34,7 +35,7 @@ def start_json_daemon(pair: Pair, timeout: float = 20) -> Imageserver:
     text = server.config.read_text()
     assert "[tftp]\nenabled = false" in text
     server.config.write_text(text.replace("[tftp]\nenabled = false", "[tftp]\nenabled = true"))
-    server.proc = pair.server.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(server.config),
+    server.proc = pair.server.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(server.config),
                                      "--log-format", "json"], env=env())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ daemon's own namespace, as it would on the same machine.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -86,7 +87,7 @@ def test_a_held_port_stops_the_start_with_the_port_and_its_holder(lab: Lab, serv
     cfg = lab.tmp_path("imageserver.toml")
     cfg.write_text(config(pair, str(lab.tmp_path("state")), service))
     # A daemon that keeps running with its port held times out here (LabError): that is the failure.
-    result = pair.server.run(["python3", "-m", "appliance.cli", "serve", "--config", str(cfg)],
+    result = pair.server.run([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)],
                              env=env(), check=False, timeout=30)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
@@ -108,7 +109,7 @@ def test_a_dhcp_server_on_another_interface_does_not_share_our_port(lab: Lab) ->
     start_udhcpd(pair.server, other_if, other_net.network_address + 1, other_net)
     cfg = lab.tmp_path("imageserver.toml")
     cfg.write_text(config(pair, str(lab.tmp_path("state")), "dhcp"))
-    proc = pair.server.popen(["python3", "-m", "appliance.cli", "serve", "--config", str(cfg)], env=env())
+    proc = pair.server.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)], env=env())
     deadline = time.monotonic() + 20
     while "event=ready" not in proc.output():
         assert proc.alive() and time.monotonic() < deadline, proc.output()[-2000:]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_mutated_dhcp_tftp_and_dns_do_not_stop_the_daemon_nor_its_real_clients(l
     server.start()
     boot_file = (server.state_dir / "boot" / "undionly.kpxe").read_bytes()
 
-    fuzzer = fuzz.popen(["python3", "-m", "tests.system._wirefuzz", f_if, str(server_ip), str(COUNT), str(SECONDS),
+    fuzzer = fuzz.popen([sys.executable, "-m", "tests.system._wirefuzz", f_if, str(server_ip), str(COUNT), str(SECONDS),
                          str(seed)], env=env())
     rounds = 0
     leases = set()
