@@ -121,8 +121,13 @@ def sync_boot_files(files: tuple[BootFile, ...], root: Path) -> SyncReport:
             report.failed[f.name] = f"{type(e).__name__}: {e.strerror or e}"
             continue
         report.copied.append(f.name)
-    report.installer_missing = [n for n in (INSTALLER_KERNEL, INSTALLER_INITRD) if not (root / n).is_file()]
+    report.installer_missing = installer_missing(root)
     return report
+
+
+def installer_missing(root: Path) -> list[str]:
+    """The installer files mkbootenv has not (yet) written into `root` (two stats)."""
+    return [n for n in (INSTALLER_KERNEL, INSTALLER_INITRD) if not (root / n).is_file()]
 
 
 class BootFiles:
@@ -180,5 +185,7 @@ class BootFiles:
         out = self._status.as_dict()
         out["root"] = str(self.root)
         if self.report is not None:
+            # mkbootenv writes the installer while the daemon runs: look again rather than report the last sync.
+            self.report.installer_missing = installer_missing(self.root)
             out.update(self.report.as_dict(wanted_boot_files(self.boot)))
         return out

@@ -96,6 +96,22 @@ def test_status_command_table_and_json(daemon: tuple[Path, int]) -> None:
     assert json.loads(as_json.stdout)["services"]["http"]["state"] == "running"
 
 
+def test_status_sees_an_installer_built_while_the_daemon_runs(daemon: tuple[Path, int]) -> None:
+    """mkbootenv writes state/boot/installer/ into a running daemon's boot root: no restart to notice it."""
+    cfg, _ = daemon
+    assert "installer/initrd.img missing" in _cli(cfg, "status").stdout
+    installer = cfg.parent / "state" / "boot" / "installer"
+    installer.mkdir(parents=True, exist_ok=True)
+    (installer / "vmlinuz").write_bytes(b"kernel")
+    assert "installer/initrd.img missing" in _cli(cfg, "status").stdout
+    assert "installer/vmlinuz missing" not in _cli(cfg, "status").stdout
+    (installer / "initrd.img").write_bytes(b"initrd")
+    table = _cli(cfg, "status")
+    assert "mkbootenv" not in table.stdout, table.stdout
+    doc = json.loads(_cli(cfg, "status", "--json").stdout)
+    assert doc["services"]["bootfiles"]["installer"]["missing"] == []
+
+
 def test_status_command_when_the_daemon_is_not_running(tmp_path: Path) -> None:
     cfg = tmp_path / "imageserver.toml"
     cfg.write_text(f'[appliance]\nstate_dir = "{tmp_path}"\n[http]\nlisten = "127.0.0.1"\nport = {_free_port()}\n')
