@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also leave out PATTERN (rsync syntax, anchored with a leading /); repeatable")
     p.add_argument("--bwlimit", type=int, metavar="KIB_PER_S", help="limit the pull's bandwidth")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation on a terminal")
-    p.add_argument("--no-script", action="store_true", help="do not write the autoinstall script")
+    p.add_argument("--no-script", action="store_true",
+                   help="do not write the autoinstall script, and keep an image no script can be made for "
+                        "(its hosts need a script of their own: hosts script NAME --edit)")
     p.set_defaults(func=run)
 
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             return fail("cancelled", 1)
     opts = Options(name=args.image, source=source, excludes=tuple(args.exclude), bwlimit=args.bwlimit,
-                   interactive=interactive)
+                   interactive=interactive, require_installable=not args.no_script)
     try:
         got = capture(catalog, opts, on_progress=default_progress() if interactive else None,
                       say=lambda s: print(s, file=sys.stderr))

@@ -186,23 +186,27 @@ def _safe(s: str) -> str:
     return "".join(c for c in s if c.isprintable() and c not in '"$`\\')
 
 
-def generate(iv: ImageVersion, settings: ScriptSettings, generated: float | None = None) -> tuple[str, Plan]:
-    """The script text for `iv` and the plan it follows; AutoinstallError says what is missing."""
-    if not iv.layout:
-        raise AutoinstallError(f"{iv.name} v{iv.version} has no recorded disk layout (captured without "
-                               "prepareclient?)")
-    layout = Layout.from_json(iv.layout)
+def installable_plan(layout: Layout | None, tree: Path, label: str) -> Plan:
+    """The plan an autoinstall script for `tree` would follow; AutoinstallError says why there is none."""
+    if layout is None:
+        raise AutoinstallError(f"{label} has no recorded disk layout (captured without prepareclient?)")
     if not layout.disks:
-        raise AutoinstallError(f"{iv.name} v{iv.version}: prepareclient recorded no disks on the master client")
-    fstab = Path(iv.path) / "etc" / "fstab"
+        raise AutoinstallError(f"{label}: prepareclient recorded no disks on the master client")
+    fstab = tree / "etc" / "fstab"
     try:
         text = fstab.read_text(errors="surrogateescape")
     except OSError as e:
-        raise AutoinstallError(f"{iv.name} v{iv.version}: cannot read the image's /etc/fstab ({e.strerror})") from None
+        raise AutoinstallError(f"{label}: cannot read the image's /etc/fstab ({e.strerror})") from None
     try:
-        the_plan = plan(layout, text, DISK_FILESYSTEMS)
+        return plan(layout, text, DISK_FILESYSTEMS)
     except LayoutError as e:
-        raise AutoinstallError(f"{iv.name} v{iv.version}: {e}") from None
+        raise AutoinstallError(f"{label}: {e}") from None
+
+
+def generate(iv: ImageVersion, settings: ScriptSettings, generated: float | None = None) -> tuple[str, Plan]:
+    """The script text for `iv` and the plan it follows; AutoinstallError says what is missing."""
+    layout = Layout.from_json(iv.layout) if iv.layout else None
+    the_plan = installable_plan(layout, Path(iv.path), f"{iv.name} v{iv.version}")
     return render(iv, the_plan, settings, time.time() if generated is None else generated), the_plan
 
 

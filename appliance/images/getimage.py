@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from appliance.images.autoinstall import AutoinstallError, installable_plan
 from appliance.images.catalog import Catalog, ImageError, check_name, remove_tree
 from appliance.images.layout import Layout, LayoutError, read_layout
 from appliance.images.mounts import Exclude, exclusions
@@ -175,6 +176,9 @@ class Options:
     bwlimit: int | None = None  # KiB/s, to spare a production master
     rsync: str = "rsync"
     interactive: bool = False  # a terminal: show progress, allow ssh password prompts
+    # Refuse a tree no autoinstall script can be made for (no partitions, fstab matching none): it could be
+    # assigned to hosts that would then fail at install time. Off only for an image with its own script.
+    require_installable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +249,13 @@ def capture(catalog: Catalog, opts: Options, on_progress: Callable[[Progress], N
             if result.code not in (0, VANISHED):
                 raise GetImageError(f"rsync from {opts.source.describe()} failed ({result.reason()}); "
                                     "nothing was registered")
+            if opts.require_installable:
+                try:
+                    installable_plan(layout, staging, f"image {opts.name}")
+                except AutoinstallError as e:
+                    raise GetImageError(f"{e}; no machine could be installed from it, so nothing was registered "
+                                        "(fix the master client and run getimage again, or give --no-script to "
+                                        "keep it with a script of your own)") from None
             note = None
             if result.code == VANISHED:
                 note = "rsync: some files vanished on the master client while it was read"

@@ -71,13 +71,13 @@ class Setup:
 def setup(tmp_path: Path) -> Iterator[Setup]:
     root = tmp_path / "master"
     (root / "etc").mkdir(parents=True)
-    (root / "etc/fstab").write_text("LABEL=root / ext4 defaults 0 1\n")
+    disk = tmp_path / "disk.img"
+    (root / "etc/fstab").write_text(f"{disk}1 / ext4 defaults 0 1\n")  # the partition sfdisk --dump names
     (root / "etc/motd").write_text("v1\n")
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/big").write_bytes(os.urandom(3 << 20))
     (root / "tmp").mkdir()
     (root / "tmp/junk").write_text("runtime")
-    disk = tmp_path / "disk.img"
     with open(disk, "wb") as f:
         f.truncate(64 << 20)
     subprocess.run(["sfdisk", "-q", str(disk)], input="label: gpt\n,,L\n", text=True, check=True)
@@ -182,6 +182,22 @@ def test_without_prepareclient_output_nothing_is_registered_and_the_error_says_w
     assert result.returncode == 1
     assert "prepareclient" in result.stderr
     assert setup.rows() == [] and setup.staging_left() == []
+
+
+def test_an_image_no_machine_could_be_installed_from_is_refused(setup: Setup) -> None:
+    """The layout of a master whose partition table was not recorded (say prepareclient ran without sfdisk):
+    the fstab's / matches no partition, so every install would fail. getimage refuses and registers nothing."""
+    for dump in (setup.root / "etc/systemimager/disks").glob("*.sfdisk"):
+        dump.unlink()
+    result = setup.getimage("web")
+    assert result.returncode == 1
+    assert "matches no partition" in result.stderr and "nothing was registered" in result.stderr, result.stderr
+    assert setup.rows() == [] and setup.staging_left() == []
+    assert not (setup.state / "images/web").exists()
+    assert not (setup.state / "scripts/web.master").exists()
+    kept = setup.getimage("web", "--no-script")  # the sysadmin brings a script of their own
+    assert kept.returncode == 0, kept.stderr
+    assert setup.rows() == [("web", 1)]
 
 
 def test_bad_image_names_are_usage_errors(setup: Setup) -> None:

@@ -48,6 +48,23 @@ def test_prepareclient_refuses_bad_input(tmp_path: Path, args: list[str], messag
     assert not (tmp_path / "run").exists()  # nothing started, nothing written
 
 
+def test_prepareclient_names_a_missing_tool_and_its_package(tmp_path: Path) -> None:
+    """A master without sfdisk (Debian: package fdisk) would record no partitions: refuse, write nothing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "id", "uname", "basename", "cat", "rm", "mkdir", "lsblk", "blockdev", "rsync", "stat"):
+        if found := shutil.which(tool):
+            (bin_dir / tool).symlink_to(found)
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {"PATH": str(bin_dir), "SYSTEMIMAGER_ROOT": str(root), "SYSTEMIMAGER_RUN": str(tmp_path / "run")}
+    result = subprocess.run([str(bin_dir / "sh"), str(PREPARECLIENT), "--server", "10.0.0.1"], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 1, result
+    assert "sfdisk (Debian/Ubuntu package fdisk)" in result.stderr
+    assert not (root / "etc").exists() and not (tmp_path / "run").exists()
+
+
 def test_prepareclient_help() -> None:
     result = subprocess.run(["sh", str(PREPARECLIENT), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--server ADDR" in result.stdout and "--ssh" in result.stdout
