@@ -12,8 +12,11 @@ Choices, and why:
   The MAC is written literally (not iPXE's ${mac}) so both loaders hand the installer identical
   arguments; BOOTIF (pxelinux's IPAPPEND 2 format) tells the installer which NIC booted.
 - local: iPXE on BIOS does `sanboot --no-describe --drive 0x80` (the first disk); on UEFI (iPXE's
-  ${platform} is "efi") it `exit`s back to the firmware, whose next boot entry is the disk. pxelinux
-  does `LOCALBOOT 0`.
+  ${platform} is "efi") it does `exit 1` back to the firmware, whose next boot entry is the disk. The
+  status matters: a plain `exit` returns success, and edk2 (and firmware built on it) then ends the
+  boot order and opens its setup menu; an error status makes it go on to the next entry. This keeps
+  the firmware's own order (and its Secure Boot checks) deciding what the disk boots, instead of
+  iPXE guessing the disk's EFI loader path. pxelinux does `LOCALBOOT 0`.
 - wait: iPXE prints why, sleeps poll_seconds and chains its own URL again (--replace, so the image
   stack does not grow). pxelinux cannot loop inside one config, so it waits at its prompt for
   poll_seconds (TIMEOUT is in tenths of a second) and then re-runs itself (`KERNEL pxelinux.0`),
@@ -185,10 +188,10 @@ def render_ipxe(plan: BootPlan, server: BootServer, *, via_pxelinux: bool = Fals
     elif plan.kind == "local":
         lines += [
             f"echo imageserver: booting from the local disk ({_text(plan.reason)})",
-            "iseq ${platform} efi && exit ||",
+            "iseq ${platform} efi && exit 1 ||",  # an error status: the firmware tries its next boot entry
             "sanboot --no-describe --drive 0x80 ||",
             "echo imageserver: the local disk did not boot, handing back to the firmware",
-            "exit",
+            "exit 1",
         ]
     else:
         lines += [

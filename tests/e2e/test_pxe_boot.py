@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 from contextlib import closing
@@ -264,3 +265,63 @@ def test_installed_host_boots_its_local_disk_through_sanboot(lab: Lab, installer
     assert counters["boot_local"] == 1
     assert counters.get("boot_install", 0) == 0 and counters.get("files", 0) == 0
     print(f"\n[timing] local disk via sanboot: QEMU start to marker {booted:.1f} s")
+
+
+UEFI_LOCAL_MARKER = "LOCAL-ESP-BOOTED"
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+
+
+def esp_marker_disk(path: Path) -> Path:
+    """A GPT disk whose ESP holds \\EFI\\BOOT\\BOOTX64.EFI: a standalone GRUB that prints a marker on the
+    serial line and halts, i.e. what the firmware's own "boot the disk" entry starts."""
+    work = path.parent / "esp-build"
+    work.mkdir(exist_ok=True)
+    cfg = work / "grub.cfg"
+    cfg.write_text(f"serial --unit=0 --speed=115200\nterminal_output serial console\necho {UEFI_LOCAL_MARKER}\n"
+                   "halt\n")
+    loader = work / "BOOTX64.EFI"
+    subprocess.run(["grub-mkstandalone", "-O", "x86_64-efi", "--locales=", "--themes=", "--fonts=",
+                    "--install-modules=serial echo halt terminal normal configfile", "-o", str(loader),
+                    f"boot/grub/grub.cfg={cfg}"], check=True, capture_output=True, timeout=60)
+    esp = work / "esp.img"
+    esp.unlink(missing_ok=True)
+    subprocess.run(["mkfs.vfat", "-C", str(esp), str(8 * 1024)], check=True, capture_output=True)  # KiB
+    subprocess.run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], check=True, capture_output=True)
+    subprocess.run(["mcopy", "-i", str(esp), str(loader), "::/EFI/BOOT/BOOTX64.EFI"], check=True, capture_output=True)
+    with open(path, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["sfdisk", "-q", str(path)], input=f"label: gpt\nstart=2048, size=16384, type={ESP_TYPE}\n",
+                   text=True, check=True, capture_output=True)
+    with open(path, "r+b") as f:
+        f.seek(2048 * 512)
+        f.write(esp.read_bytes())
+    return path
+
+
+@pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
+@pytest.mark.skipif(shutil.which("grub-mkstandalone") is None, reason="grub-mkstandalone is missing (grub-common)")
+def test_uefi_installed_host_goes_on_to_its_disk_in_the_firmware_boot_order(lab: Lab,
+                                                                             installer: tuple[Path, Path]) -> None:
+    """UEFI: network first, disk second in the boot order (as a sysadmin sets PXE nodes up). The boot script of
+    an installed host must make edk2 go on to the disk; a plain `exit` (success) opened the setup menu instead."""
+    net = vm_network(lab)
+    start_ra_sender(net.server, net.server_if)
+    app = appliance(lab, net, installer).start()
+    mac = random_mac()
+    app.add_host(mac)
+    with closing(app.db()) as conn:
+        conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE mac = ?", (mac,))
+    disk = esp_marker_disk(lab.tmp_path("esp-disk.img"))
+    vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512, disks=(disk,),
+                          extra_args=("-bios", str(OVMF)))).start()
+    vm.wait_for(UEFI_LOCAL_MARKER, timeout=150)
+    booted = vm.elapsed()
+    assert "UiApp" not in vm.log()
+    counters = app.status()["services"]["http"]["counters"]
+    # edk2 has several network entries per NIC (PXE and HTTP boot, v4 and v6) before the disk: each one that
+    # reaches us is told "local" and steps on with exit 1. Nothing ever starts the installer.
+    assert counters["boot_local"] >= 1
+    assert counters.get("boot_install", 0) == 0
+    machine = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
+    assert machine["arch"] == 7, machine  # the UEFI path
+    print(f"\n[timing] UEFI local disk via exit 1: QEMU start to marker {booted:.1f} s")

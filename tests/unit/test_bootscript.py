@@ -53,13 +53,15 @@ def test_ipxe_port_80_is_left_out_of_urls() -> None:
     assert "http://10.9.0.1/boot/files/installer/vmlinuz" in script
 
 
-def test_ipxe_local_sanboots_on_bios_and_exits_on_efi() -> None:
+def test_ipxe_local_sanboots_on_bios_and_exits_with_an_error_on_efi() -> None:
+    """`exit 1`, not `exit`: edk2 stops its boot order at a loader that returned success (setup menu)."""
     d = BootDecision("local", MAC, "host node01 is installed", 5, hostname="node01")
     lines = render_ipxe(d, SERVER).splitlines()
-    efi = lines.index("iseq ${platform} efi && exit ||")
+    efi = lines.index("iseq ${platform} efi && exit 1 ||")
     bios = lines.index("sanboot --no-describe --drive 0x80 ||")
     assert efi < bios
-    assert lines[-1] == "exit"
+    assert lines[-1] == "exit 1"
+    assert "exit" not in lines
     assert not any(line.startswith("kernel") for line in lines)
 
 
