@@ -146,8 +146,15 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
         live = True
     except ApiError as e:
         return fail(e.message)
-    except ApiUnavailable:
+    except ApiUnavailable as e:
         live = False
+        if args.edit or args.reset:
+            from appliance.commands._common import CommandFailed, daemon_busy
+            from state.statelock import holder
+
+            running = holder(cfg.state_dir)
+            if running is not None:
+                raise CommandFailed(daemon_busy(cfg, running, str(e))) from None
         conn = open_offline(cfg.state_dir)
         try:
             host = host_by_name(conn, args.name)
@@ -166,12 +173,15 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             return
         import time
 
-        conn = open_offline(cfg.state_dir)
-        try:
-            with offline_transaction(conn):
-                update_host_op(args.name, {"script": script}, time.time())(conn)
-        finally:
-            conn.close()
+        from appliance.commands._common import offline_writer
+
+        with offline_writer(cfg):  # the daemon started meanwhile: it owns the database now
+            conn = open_offline(cfg.state_dir)
+            try:
+                with offline_transaction(conn):
+                    update_host_op(args.name, {"script": script}, time.time())(conn)
+            finally:
+                conn.close()
 
     if args.reset:
         store(None)
