@@ -29,6 +29,7 @@ from services.api_context import ApiContext, json_body, json_error, require_toke
 from state.addclients import AddclientsRequest, PlanError
 from state.hostbook import HostBook, addclients
 from state.hosts import Host, HostError, Op, host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.imagename import ImageNameError
 from state.leases import LeaseError, LeaseModel, SubnetLike
 
 
@@ -133,6 +134,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         try:
             req = AddclientsRequest.from_dict(body)
             plan, ops = addclients(book(), req, ctx.clock(), dry_run=dry_run, own=settings().own_addresses)
+        except ImageNameError as e:
+            return json_error(400, str(e))
         except PlanError as e:
             return web.json_response({"error": str(e), "problems": e.problems}, status=409)
         except (HostError, LeaseError) as e:

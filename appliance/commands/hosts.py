@@ -109,13 +109,19 @@ def _add_offline(cfg: Any, body: dict[str, Any], reason: str) -> dict[str, Any]:
     Only with the state dir's lock: a daemon that runs but did not answer owns the database."""
     import time
 
-    from appliance.commands._common import offline_writer
+    from appliance.commands._common import CommandFailed, offline_writer
     from protocols.mac import normalize_mac
+    from state.imagename import check_image_name
     from state.installs import add_host_op, check_host_name
     from state.leases import offline_transaction
     from state.store import open_offline
 
-    name = check_host_name(body["name"])
+    try:
+        name = check_host_name(body["name"])
+        if body.get("image"):
+            check_image_name(body["image"])
+    except ValueError as e:
+        raise CommandFailed(str(e)) from None
     with offline_writer(cfg, reason):
         conn = open_offline(cfg.state_dir)
         try:
