@@ -71,6 +71,9 @@ class DhcpConfig:
     # machine unless allow_rogue is true.
     rogue_probe: float = 3.0
     allow_rogue: bool = False
+    # Relay agents whose giaddr is believed (addresses or networks); empty: any packet that looks relayed
+    # (see protocols/dhcp/relay.py).
+    trusted_relays: tuple[IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +359,7 @@ def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
         uefi_file=t.get("uefi_file", _str, d.uefi_file),
         rogue_probe=t.get("rogue_probe", _seconds(0.0, 30.0), d.rogue_probe),
         allow_rogue=t.get("allow_rogue", _bool, d.allow_rogue),
+        trusted_relays=t.get("trusted_relays", _network_list, d.trusted_relays),
     )
     t.finish()
     if out.enabled:
