@@ -171,3 +171,16 @@ def test_a_stale_child_is_reaped_only_when_it_is_still_that_process_running_our_
     finally:
         child.kill()
         child.wait(5)
+
+
+def test_trusted_relays_are_parsed_into_the_server_settings_and_bad_ones_name_the_key() -> None:
+    from appliance.config import parse_config
+    from appliance.dhcp_setup import server_settings
+
+    base = {"appliance": {"state_dir": "/tmp/x", "address": "10.0.0.1"},
+            "dhcp": {"subnet": "10.0.0.0/24", "pool": "10.0.0.100-10.0.0.199"}}
+    cfg = parse_config({**base, "dhcp": {**base["dhcp"], "trusted_relays": ["10.0.0.2", "10.9.0.0/24"]}})
+    assert server_settings(cfg).trusted_relays == (IPv4Network("10.0.0.2/32"), IPv4Network("10.9.0.0/24"))
+    assert parse_config(base).dhcp.trusted_relays == ()
+    with pytest.raises(ConfigError, match=r"dhcp.trusted_relays\[0\]"):
+        parse_config({**base, "dhcp": {**base["dhcp"], "trusted_relays": ["nope"]}})
