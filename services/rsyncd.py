@@ -119,7 +119,10 @@ class RsyncdService:
             log.error("event=rsyncd-failed error=%r", self._status.error)
             return
         # An rsync a killed imageserver left serving would hold the port (and serve the old config).
-        reap_stale(s.pid_path, self._is_ours)
+        try:
+            reap_stale(s.pid_path, self._is_ours)
+        except OSError as e:
+            log.warning("event=rsyncd-stale-check-failed error=%r", str(e))
         self._stopping = False
         self._supervisor = asyncio.create_task(self._supervise(), name="rsyncd-supervisor")
         self._refresher = asyncio.create_task(self._refresh_loop(), name="rsyncd-refresh")

@@ -83,7 +83,10 @@ def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = 
             raise CommandFailed(e.message) from None
         except ApiUnavailable as e:
             reason = str(e)
-    running = holder(cfg.state_dir)
+    try:
+        running = holder(cfg.state_dir)
+    except OSError as e:  # e.g. not root: the state dir is 0700
+        raise CommandFailed(f"cannot check who uses the state dir {cfg.state_dir}: {e.strerror}") from None
     if running is not None:
         if writes:
             raise CommandFailed(daemon_busy(cfg, running, reason))
@@ -96,6 +99,10 @@ def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = 
 
 
 def daemon_busy(cfg: Config, running: str, reason: str) -> str:
+    """Why an offline write is refused: `running` holds the state dir's lock ('pid=N role=serve|cli')."""
+    if "role=serve" not in running:
+        return (f"another process ({running}) is writing the state database in {cfg.state_dir}. Nothing was "
+                "written by this command; try again when it is done")
     return (f"the daemon ({running}) is running but did not answer: {reason}. Nothing was written by this "
             f"command: the state database in {cfg.state_dir} belongs to the running daemon (a request that timed "
             "out may still be applied by it; check, then try again)")
@@ -106,8 +113,10 @@ def offline_writer(cfg: Config, reason: str = "it does not answer") -> StateLock
     process that holds it: the daemon started meanwhile, or another CLI is writing."""
     from state.statelock import StateLocked, acquire
 
-    cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return acquire(cfg.state_dir, "cli")
     except StateLocked as e:
         raise CommandFailed(daemon_busy(cfg, e.holder, reason)) from None
+    except OSError as e:
+        raise CommandFailed(f"cannot lock the state dir {cfg.state_dir}: {e.strerror}") from None

@@ -3,6 +3,7 @@ the image-name rule, the config file checks, private modes, the stale-child chec
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -184,3 +185,27 @@ def test_trusted_relays_are_parsed_into_the_server_settings_and_bad_ones_name_th
     assert parse_config(base).dhcp.trusted_relays == ()
     with pytest.raises(ConfigError, match=r"dhcp.trusted_relays\[0\]"):
         parse_config({**base, "dhcp": {**base["dhcp"], "trusted_relays": ["nope"]}})
+
+
+def test_cli_offline_writes_need_the_state_lock_and_reads_do_not(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.cli import main
+    from tests.unit.test_cli_leases_offline import free_port
+
+    config = tmp_path / "imageserver.toml"
+    config.write_text(f'[appliance]\nstate_dir = "{tmp_path / "state"}"\naddress = "10.79.0.1"\n'
+                      f'[dhcp]\nsubnet = "10.79.0.0/24"\npool = "10.79.0.100-10.79.0.199"\n'
+                      f'[http]\nlisten = "127.0.0.1"\nport = {free_port()}\n')
+    args = ["reservations", "add", "52:54:00:00:00:01", "10.79.0.20", "--config", str(config)]
+    (tmp_path / "state").mkdir()
+    with acquire(tmp_path / "state", "serve"):  # a daemon whose API does not answer (nothing listens)
+        assert main(args) != 0
+        err = capsys.readouterr().err
+        assert "Nothing was written" in err and f"pid={os.getpid()} role=serve" in err and "refused" in err
+        assert main(["reservations", "--config", str(config), "--json"]) == 0  # a read still works
+        assert json.loads(capsys.readouterr().out) == []
+    with acquire(tmp_path / "state", "cli"):  # another command writing offline
+        assert main(args) != 0
+        assert "another process" in capsys.readouterr().err
+    assert main(args) == 0  # nobody holds it: written offline, as before
+    assert "reserved 10.79.0.20" in capsys.readouterr().out
