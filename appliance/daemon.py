@@ -80,7 +80,7 @@ class Daemon:
                 log.warning("event=state-dir-tightened state_dir=%s old_mode=%o new_mode=700", cfg.state_dir, looser)
             # One writer per state dir: a second daemon (another network namespace, a second unit) would
             # ACK leases the first one never sees, and one of them loses promised-durable leases.
-            self._lock = acquire_state_lock(cfg.state_dir, "serve")
+            self._lock = await _take_state_lock(cfg.state_dir)
         except StateLocked as e:
             log.error("event=start-failed error=%r holder=%r (another imageserver serves this state dir; "
                       "stop it first)", str(e), e.holder)
@@ -226,6 +226,19 @@ class Daemon:
 # each of those waits took the full interval, so a commit (and every ACK waiting on it) took tens of ms.
 # The writer's turns are short, so a shorter interval costs the event loop next to nothing.
 GIL_SWITCH_INTERVAL = 0.0005
+
+
+async def _take_state_lock(state_dir: Path, patience: float = 3.0) -> StateLock:
+    """The state dir's lock for `serve`. Another daemon holding it is an error at once; a CLI command
+    (writing offline, or checking whether a daemon runs) holds it for moments only, so it is waited for."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return acquire_state_lock(state_dir, "serve")
+        except StateLocked as e:
+            if "role=serve" in e.holder or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def _free_bytes(path: Path) -> int | str:
