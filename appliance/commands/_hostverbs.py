@@ -161,6 +161,11 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             if host is None:
                 return fail(f"no host named {args.name!r}")
             own = host_script(conn, args.name)
+            from state.imagename import image_name_problem
+
+            if host.image and image_name_problem(host.image):
+                return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
+                            f"imageserver hosts set {args.name} --image NAME")
             master = cfg.state_dir / "scripts" / f"{host.image}.master"
             current = {"script": own if own and "\n" in own else
                        (master.read_text() if host.image and master.is_file() else None), "override": bool(own)}

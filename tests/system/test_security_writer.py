@@ -231,6 +231,19 @@ def test_path_like_image_names_get_400_from_the_api_and_an_error_from_the_cli(la
     hosts = {h["name"]: h for h in server.api("/api/v1/hosts")["hosts"]}
     assert set(hosts) == {"node1"} and hosts["node1"]["image"] is None
 
+    # A row written before the rule (an older version): its script is not read from outside scripts/.
+    assert server.proc is not None
+    server.proc.stop()
+    conn = sqlite3.connect(server.state_dir / "imageserver.db")
+    conn.execute("UPDATE hosts SET image = '../../x' WHERE name = 'node1'")
+    conn.commit()
+    conn.close()
+    secret = server.state_dir.parent / "x.master"  # state_dir/scripts/../../x.master
+    secret.write_text("SECRET\n")
+    server.start()
+    r = server.ns.run(["curl", "-s", "-w", "\n%{http_code}", f"http://127.0.0.1:{API_PORT}/api/v1/hosts/node1/script"])
+    assert "SECRET" not in r.stdout and r.stdout.endswith("\n409"), r.stdout
+
 
 # ------------------------------------------------------------------ item 10d: RELEASE from elsewhere
 
