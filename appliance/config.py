@@ -7,6 +7,8 @@ Unknown keys are errors too, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +71,9 @@ class DhcpConfig:
     # machine unless allow_rogue is true.
     rogue_probe: float = 3.0
     allow_rogue: bool = False
+    # Relay agents whose giaddr is believed (addresses or networks); empty: any packet that looks relayed
+    # (see protocols/dhcp/relay.py).
+    trusted_relays: tuple[IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +359,7 @@ def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
         uefi_file=t.get("uefi_file", _str, d.uefi_file),
         rogue_probe=t.get("rogue_probe", _seconds(0.0, 30.0), d.rogue_probe),
         allow_rogue=t.get("allow_rogue", _bool, d.allow_rogue),
+        trusted_relays=t.get("trusted_relays", _network_list, d.trusted_relays),
     )
     t.finish()
     if out.enabled:
@@ -512,7 +518,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
 def load_config(path: Path) -> Config:
     """Read and validate a config file; every failure is a ConfigError with a clear message."""
     try:
-        raw = path.read_bytes()
+        raw = _read_config_file(path)
     except FileNotFoundError:
         raise ConfigError("", f"{path}: no such file (see examples/imageserver.toml)") from None
     except OSError as e:
@@ -524,3 +530,37 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("", f"{path}: TOML syntax error: {e}") from None
     return parse_config(data, source=path)
+
+
+# A config file is a few KiB; anything near this is not one (and must not be read into memory whole).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config_file(path: Path) -> bytes:
+    """The file's bytes, refusing what is not a regular file (a FIFO would block SIGHUP's reload for ever,
+    /dev/zero would eat memory) or is larger than MAX_CONFIG_BYTES. Opened non-blocking so a FIFO
+    cannot hang the open itself; checked on the open descriptor, so a swap after the check cannot fool it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError("", f"{path}: not a regular file ({_file_kind(st.st_mode)}); refusing to read it")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("", f"{path}: {st.st_size} bytes, larger than the {MAX_CONFIG_BYTES} a config "
+                                  "file may be; refusing to read it")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:  # grew while we read it
+        raise ConfigError("", f"{path}: larger than the {MAX_CONFIG_BYTES} bytes a config file may be")
+    return raw
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"

@@ -28,6 +28,9 @@ from appliance.wiring import build_services, reconfigure_services
 from services.base import Service, ServiceError
 from services.dhcp import DhcpServer
 from state.db import StoreError
+from state.permissions import secure_state_dir
+from state.statelock import StateLock, StateLocked
+from state.statelock import acquire as acquire_state_lock
 from state.store import Store
 
 log = logging.getLogger("imageserver.daemon")
@@ -42,6 +45,7 @@ class Daemon:
         self._reloading: asyncio.Task[None] | None = None
         self._rogue_probe: asyncio.Task[None] | None = None
         self.notifier = Notifier.from_environ()
+        self._lock: StateLock | None = None  # held until the process ends (released with it, kill -9 too)
 
     def status(self) -> dict[str, Any]:
         rt = self.runtime
@@ -61,9 +65,30 @@ class Daemon:
         }
 
     async def run(self) -> int:
+        try:
+            return await self._run()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    async def _run(self) -> int:
         cfg = self.config
         try:
-            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+            looser = secure_state_dir(cfg.state_dir)
+            if looser is not None:
+                log.warning("event=state-dir-tightened state_dir=%s old_mode=%o new_mode=700", cfg.state_dir, looser)
+            # One writer per state dir: a second daemon (another network namespace, a second unit) would
+            # ACK leases the first one never sees, and one of them loses promised-durable leases.
+            self._lock = await _take_state_lock(cfg.state_dir)
+        except StateLocked as e:
+            log.error("event=start-failed error=%r holder=%r (another imageserver serves this state dir; "
+                      "stop it first)", str(e), e.holder)
+            return 1
+        except OSError as e:
+            log.error("event=start-failed error=%r state_dir=%s", str(e), cfg.state_dir)
+            return 1
+        try:
             store = Store(cfg.state_dir)
         except (StoreError, OSError) as e:
             # A full or broken state dir: say so and exit 1 (systemd retries), not a traceback.
@@ -201,6 +226,19 @@ class Daemon:
 # each of those waits took the full interval, so a commit (and every ACK waiting on it) took tens of ms.
 # The writer's turns are short, so a shorter interval costs the event loop next to nothing.
 GIL_SWITCH_INTERVAL = 0.0005
+
+
+async def _take_state_lock(state_dir: Path, patience: float = 3.0) -> StateLock:
+    """The state dir's lock for `serve`. Another daemon holding it is an error at once; a CLI command
+    (writing offline, or checking whether a daemon runs) holds it for moments only, so it is waited for."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return acquire_state_lock(state_dir, "serve")
+        except StateLocked as e:
+            if "role=serve" in e.holder or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.05)
 
 
 def _free_bytes(path: Path) -> int | str:

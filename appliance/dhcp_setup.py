@@ -33,6 +33,7 @@ def server_settings(cfg: Config) -> ServerSettings:
         subnets=subnets(cfg),
         boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=d.uefi_file),
         offer_hold=d.offer_hold,
+        trusted_relays=d.trusted_relays,
     )
 
 

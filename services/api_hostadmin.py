@@ -29,6 +29,7 @@ from services.api_context import ApiContext, json_body, json_error, require_toke
 from state.addclients import AddclientsRequest, PlanError
 from state.hostbook import HostBook, addclients
 from state.hosts import Host, HostError, Op, host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.imagename import ImageNameError, image_name_problem
 from state.leases import LeaseError, LeaseModel, SubnetLike
 
 
@@ -110,7 +111,11 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         own = host_script(ctx.store.reader, name)
         if own and "\n" in own:
             return web.json_response({"script": own, "override": True})
-        master = ctx.store.state_dir / "scripts" / (own or f"{host.image}.master")
+        file_name = own or f"{host.image}.master"
+        if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
+            # A row written before image names were checked must not read a file outside scripts/.
+            return json_error(409, f"host {name}: script file {file_name!r} is not a plain name under scripts/")
+        master = ctx.store.state_dir / "scripts" / file_name
         text = master.read_text(errors="replace") if host.image and master.is_file() else None
         return web.json_response({"script": text, "override": bool(own), "source": str(master)})
 
@@ -133,6 +138,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         try:
             req = AddclientsRequest.from_dict(body)
             plan, ops = addclients(book(), req, ctx.clock(), dry_run=dry_run, own=settings().own_addresses)
+        except ImageNameError as e:
+            return json_error(400, str(e))
         except PlanError as e:
             return web.json_response({"error": str(e), "problems": e.problems}, status=409)
         except (HostError, LeaseError) as e:

@@ -21,6 +21,7 @@ from services.api_context import ApiContext, json_body, json_error, require_toke
 from state import installs
 from state.hostbook import HostBook, check_version
 from state.hosts import HostError
+from state.imagename import check_image_name
 from state.leases import LeaseError, LeaseModel
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
@@ -96,8 +97,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             mac = normalize_mac(str(body.get("mac", "")))
             ip = IPv4Address(body["ip"]) if body.get("ip") else None
             image = body.get("image") or None
-            if image is not None and not isinstance(image, str):
-                raise ValueError("image must be a string")
+            if image is not None:
+                check_image_name(image)  # ImageNameError is a ValueError: 400
             version = check_version(body.get("version"))
         except (MacError, ValueError) as e:
             return json_error(400, str(e))

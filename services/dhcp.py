@@ -35,6 +35,7 @@ from typing import Any
 from protocols.dhcp import options as o
 from protocols.dhcp.codec import BOOTREQUEST, DhcpError, DhcpPacket, decode
 from protocols.dhcp.options import MessageType
+from protocols.dhcp.relay import relay_problem
 from protocols.dhcp.reply import (
     BROADCAST,
     PXE_BOOT_SERVER_PORT,
@@ -196,7 +197,7 @@ class DhcpServer:
     def _readable(self, sock: socket.socket, port: int) -> None:
         for _ in range(_READS_PER_WAKEUP):
             try:
-                data, ancdata, _flags, _addr = sock.recvmsg(4096, _ANCILLARY)
+                data, ancdata, _flags, peer = sock.recvmsg(4096, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -205,13 +206,15 @@ class DhcpServer:
                 return
             ifindex, local = self._arrival(ancdata)
             try:
-                self.handle(data, port, ifindex, local)
+                self.handle(data, port, ifindex, local, peer=peer, broadcast=_broadcast_arrival(ancdata))
             except Exception:  # a bug in one packet's path must not take the server down
                 self._status.counters["errors"] += 1
                 log.exception("event=packet-failed")
 
     def handle(self, data: bytes, port: int = 67, ifindex: int | None = None,
-               local: IPv4Address | None = None) -> None:
+               local: IPv4Address | None = None, *, peer: tuple[str, int] | None = None,
+               broadcast: bool = False) -> None:
+        """One datagram; `peer` is its (source address, port) from the socket (None: a direct call)."""
         counters = self._status.counters
         counters["received"] += 1
         try:
@@ -225,6 +228,17 @@ class DhcpServer:
             counters["ignored"] += 1
             return
         counters[_IN_COUNTERS.get(kind, "in_bootp") if kind is not None else "in_bootp"] += 1
+        # The source address matters to relayed requests and RELEASEs only: parsed for those alone.
+        source = self._source(peer) if request.giaddr != _ZERO or kind == MessageType.RELEASE else None
+        if request.giaddr != _ZERO and peer is not None:
+            problem = relay_problem(request, source or _ZERO, peer[1], broadcast=broadcast,
+                                    trusted=self.settings.trusted_relays)
+            if problem is not None:
+                # A client on this link posing as a relay to be served from a relay subnet: dropped.
+                counters["forged_relay"] += 1
+                log.debug("event=forged-relay mac=%s giaddr=%s source=%s:%d reason=%r", request.mac,
+                          request.giaddr, peer[0], peer[1], problem)
+                return
         now = self._clock()
         if (self.refuse_pool and kind in (MessageType.DISCOVER, MessageType.REQUEST)
                 and self.leases.current(request.mac) is None):
@@ -239,7 +253,7 @@ class DhcpServer:
         before = self.leases.current(request.mac) if log_binding else None
         try:
             reply = respond(request, self.leases, self.settings, now, local_address=local, arrived_port=port,
-                            offer_boot=self.may_boot is None or self.may_boot(request.mac))
+                            offer_boot=self.may_boot is None or self.may_boot(request.mac), source=source)
         except DhcpError as e:
             counters["malformed"] += 1
             log.debug("event=malformed mac=%s error=%r", request.mac, str(e))
@@ -404,6 +418,14 @@ class DhcpServer:
                 return known
         return None, None
 
+    def _source(self, peer: tuple[str, int] | None) -> IPv4Address | None:
+        if peer is None:
+            return None
+        try:
+            return IPv4Address(peer[0])
+        except ValueError:
+            return None
+
     def _text(self, address: IPv4Address) -> str:
         """str(address), remembered: formatting an address costs more than the rest of a send, and the
         same few (a relay, the broadcast address) come back with every packet."""
@@ -454,6 +476,16 @@ def _pktinfo(ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Add
             local = IPv4Address(spec_dst)
             return ifindex, (local if local != _ZERO else None)
     return None, None
+
+
+def _broadcast_arrival(ancdata: list[tuple[int, int, bytes]]) -> bool:
+    """Whether the datagram was sent to a broadcast address: IP_PKTINFO's header destination (ipi_addr)
+    differs from the local address it was delivered to (ipi_spec_dst) only for broadcast/multicast."""
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= _PKTINFO.size:
+            _ifindex, spec_dst, addr = _PKTINFO.unpack_from(value)
+            return addr != spec_dst
+    return False
 
 
 def _big_receive_buffer(sock: socket.socket, size: int = 4 << 20) -> None:

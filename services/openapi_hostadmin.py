@@ -78,6 +78,7 @@ HOSTADMIN_PATHS: dict[str, Any] = {
                              "description": "[MAC, HOSTNAME or null] per machine"},
                 }}}}},
             "responses": {"200": _json("the plan: every host with action create, update or keep"),
+                          "400": _error("an image name that is not one (e.g. ../../x)"),
                           "401": _UNAUTHORIZED,
                           "409": _json("clashes, each naming both sides", {"type": "object", "properties": {
                               "error": {"type": "string"}, "problems": {"type": "array",

@@ -22,17 +22,19 @@ import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from protocols.rsyncd import RsyncdConfigError, TransferLog, modules_for, render_config
 from services.base import ServiceStatus
+from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
 
 log = logging.getLogger("imageserver.rsyncd")
 
 CONFIG_NAME = "rsyncd.conf"
+PID_NAME = "rsyncd.pid"  # the running rsync, for the next start to end it if we were killed (see services/childproc.py)
 _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 
 # (image name, version, tree path) of every registered version.
@@ -58,6 +60,10 @@ class RsyncdSettings:
     @property
     def config_path(self) -> Path:
         return self.state_dir / CONFIG_NAME
+
+    @property
+    def pid_path(self) -> Path:
+        return self.state_dir / PID_NAME
 
 
 def _describe_exit(code: int) -> str:
@@ -112,6 +118,11 @@ class RsyncdService:
             self._status.error = f"cannot write {s.config_path}: {e.strerror}"
             log.error("event=rsyncd-failed error=%r", self._status.error)
             return
+        # An rsync a killed imageserver left serving would hold the port (and serve the old config).
+        try:
+            reap_stale(s.pid_path, self._is_ours)
+        except OSError as e:
+            log.warning("event=rsyncd-stale-check-failed error=%r", str(e))
         self._stopping = False
         self._supervisor = asyncio.create_task(self._supervise(), name="rsyncd-supervisor")
         self._refresher = asyncio.create_task(self._refresh_loop(), name="rsyncd-refresh")
@@ -127,6 +138,7 @@ class RsyncdService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._terminate()
+        remove_pid_file(self.settings.pid_path)
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -213,12 +225,18 @@ class RsyncdService:
             try:
                 self._proc = await asyncio.create_subprocess_exec(
                     *self._argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+                    stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                    # kill -9 of the imageserver must not leave rsync serving (and holding the port).
+                    preexec_fn=die_with_parent())
             except OSError as e:
                 code: int | None = None
                 reason = f"cannot run {self._binary}: {e.strerror}"
             else:
                 self._recent.clear()
+                try:
+                    write_pid_file(self.settings.pid_path, self._proc.pid)
+                except OSError as e:
+                    log.warning("event=rsyncd-pid-file-failed error=%r", str(e))
                 # "running" only once rsync says it listens (see _on_event): a client that trusts the
                 # status must not race the bind.
                 self._status.state = "starting" if quick_failures < self.settings.failed_after else "failed"
@@ -244,6 +262,11 @@ class RsyncdService:
             log.warning("event=rsyncd-exited reason=%r ran=%.1f restart_in=%.2f last_output=%r",
                         reason, ran, delay, tail)
             await asyncio.sleep(delay)
+
+    def _is_ours(self, argv: Sequence[str]) -> bool:
+        """The command line of an rsync daemon we started on this state dir's config."""
+        return ("--daemon" in argv and f"--config={self.settings.config_path}" in argv
+                and any(os.path.basename(a).startswith("rsync") for a in argv))
 
     async def _read_log(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None

@@ -18,6 +18,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from state.hosts import Host
+from state.imagename import check_image_name
 from state.leases import LeaseError, SubnetLike, normalize_mac
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -70,6 +71,8 @@ class AddclientsRequest:
             first_ip = IPv4Address(d["first_ip"]) if d.get("first_ip") else None
         except ValueError:
             raise PlanError([f"{d['first_ip']!r} is not an IPv4 address"]) from None
+        if d.get("image"):
+            check_image_name(d["image"])  # an ImageNameError, not a plan clash: the request is malformed
         return cls(base=str(d.get("base", "")), first=first, last=last, image=d.get("image") or None,
                    version=version, pad=pad, first_ip=first_ip,
                    macs=tuple((str(x[0]), (str(x[1]) if len(x) > 1 and x[1] else None)) for x in macs))

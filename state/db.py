@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from state.permissions import private_database
 from state.schema import MIGRATIONS
 
 DB_NAME = "imageserver.db"
@@ -30,7 +31,8 @@ def connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tru
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=check_same_thread,
                                    isolation_level=None, timeout=10)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_database(path)
             conn = sqlite3.connect(path, check_same_thread=check_same_thread, isolation_level=None, timeout=10)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout=10000")
@@ -40,6 +42,8 @@ def connect(path: Path, *, readonly: bool = False, check_same_thread: bool = Tru
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn)
         return conn
+    except OSError as e:
+        raise StoreError(f"cannot open state database {path}: {e.strerror}") from None
     except sqlite3.Error as e:
         raise StoreError(f"cannot open state database {path}: {e}") from None
 

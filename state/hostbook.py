@@ -37,6 +37,7 @@ from state.hosts import (
     list_hosts,
     update_host_op,
 )
+from state.imagename import check_image_name
 from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike, normalize_mac
 
 AUTO_STATIC = ("on-install", "on-assign", "off")
@@ -157,6 +158,8 @@ class HostBook:
             self._check_mac(name, mac)
         if ip is not None:
             self._check_ip(name, ip, mac, now)
+        if image:
+            check_image_name(image)
         state = "assigned" if image and mac else "new"
         host = Host(name, mac, ip, image or None, check_version(version), state, now, now)
         self._reserve(host, now, source)
@@ -177,7 +180,7 @@ class HostBook:
             value = changes["ip"]
             new = replace(new, ip=IPv4Address(value) if value else None)
         if "image" in changes:
-            new = replace(new, image=changes["image"] or None)
+            new = replace(new, image=check_image_name(changes["image"]) if changes["image"] else None)
         if "version" in changes:
             new = replace(new, version=check_version(changes["version"]))
         if new.mac is not None and new.mac != old.mac:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from state.imagename import check_image_name
+
 Op = Callable[[sqlite3.Connection], Any]
 
 FINAL_STAGES = ("done", "failed")
@@ -259,6 +261,8 @@ def reinstall_op(name: str, token: str, now: float) -> Op:
 def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, now: float,
                 version: int | None = None) -> Op:
     """A new host (state assigned when it has an image, else new), with its install token."""
+    if image:
+        check_image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
     state = "assigned" if image else "new"
 
     def op(conn: sqlite3.Connection) -> None:

@@ -13,17 +13,17 @@ operations (functions of a connection) so the daemon's group committer runs them
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from state.imagename import image_name_problem
+
 Op = Callable[[sqlite3.Connection], Any]
 
 STAGES = ("start", "done", "failed", "autoinstall")
 MAX_DETAIL = 8192  # an rsync error's tail is the longest detail worth keeping
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class UpdateError(ValueError):
@@ -49,8 +49,10 @@ class UpdateTarget:
 
 
 def check_image_name(image: object) -> str:
-    if not isinstance(image, str) or not _IMAGE.match(image):
-        raise UpdateError(f"image name {image!r} is not valid (letters, digits, '.', '_', '-')")
+    problem = image_name_problem(image)
+    if problem is not None:
+        raise UpdateError(problem)
+    assert isinstance(image, str)
     return image
 
 

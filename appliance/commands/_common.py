@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from appliance.apiclient import ApiClient
     from appliance.config import Config
+    from state.statelock import StateLock
 
 T = TypeVar("T")
 
@@ -62,21 +63,60 @@ class CommandFailed(RuntimeError):
         self.problems = problems or []
 
 
-def ask_daemon(cfg: Config, online: Callable[[ApiClient], T]) -> tuple[bool, T | None]:
-    """Run `online` against the running daemon's admin API: (True, its result), or (False, None) when the
-    daemon is not answering, after telling the user that the state database will be used directly.
+def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = False) -> tuple[bool, T | None]:
+    """Run `online` against the running daemon's admin API: (True, its result), or (False, None) when no
+    daemon holds the state dir, after telling the user that the state database will be used directly.
 
-    A refusal by the daemon (an HTTP error) is a CommandFailed: falling back offline would bypass it.
+    A refusal by the daemon (an HTTP error) is a CommandFailed: falling back offline would bypass it. So is
+    a daemon that runs but does not answer (busy, API off or unreachable) when the command `writes`: the
+    state dir's lock, not a timeout, decides that nobody else is writing (see state/statelock.py). A read
+    falls back to the database as last committed.
     """
     from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+    from state.statelock import holder
 
+    reason = "its HTTP API is disabled"
     if cfg.http.enabled:
         try:
             return True, online(ApiClient.from_config(cfg))
         except ApiError as e:
             raise CommandFailed(e.message) from None
-        except ApiUnavailable:
-            pass
-    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
-          file=sys.stderr)
+        except ApiUnavailable as e:
+            reason = str(e)
+    try:
+        running = holder(cfg.state_dir)
+    except OSError as e:  # e.g. not root: the state dir is 0700
+        raise CommandFailed(f"cannot check who uses the state dir {cfg.state_dir}: {e.strerror}") from None
+    if running is not None:
+        if writes:
+            raise CommandFailed(daemon_busy(cfg, running, reason))
+        print(f"imageserver: the state dir is held by {running} but {reason}; showing the state database "
+              f"in {cfg.state_dir} as last committed", file=sys.stderr)
+        return False, None
+    print("imageserver: the daemon is not answering (not running: nobody holds the state dir); using the state "
+          f"database in {cfg.state_dir} directly", file=sys.stderr)
     return False, None
+
+
+def daemon_busy(cfg: Config, running: str, reason: str) -> str:
+    """Why an offline write is refused: `running` holds the state dir's lock ('pid=N role=serve|cli')."""
+    if "role=serve" not in running:
+        return (f"another process ({running}) is writing the state database in {cfg.state_dir}. Nothing was "
+                "written by this command; try again when it is done")
+    return (f"the daemon ({running}) is running but did not answer: {reason}. Nothing was written by this "
+            f"command: the state database in {cfg.state_dir} belongs to the running daemon (a request that timed "
+            "out may still be applied by it; check, then try again)")
+
+
+def offline_writer(cfg: Config, reason: str = "it does not answer") -> StateLock:
+    """The state dir's lock for an offline write (hold it while writing), or CommandFailed naming the
+    process that holds it: the daemon started meanwhile, or another CLI is writing."""
+    from state.statelock import StateLocked, acquire
+
+    try:
+        cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return acquire(cfg.state_dir, "cli")
+    except StateLocked as e:
+        raise CommandFailed(daemon_busy(cfg, e.holder, reason)) from None
+    except OSError as e:
+        raise CommandFailed(f"cannot lock the state dir {cfg.state_dir}: {e.strerror}") from None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from appliance.apiclient import ApiClient
-from appliance.commands._common import CommandFailed, ask_daemon
+from appliance.commands._common import CommandFailed, ask_daemon, offline_writer
 from appliance.config import Config
 from appliance.dhcp_setup import offline_lease_model, subnets
 from state.hostbook import HostBook
@@ -28,9 +28,14 @@ def run(cfg: Config, online: Callable[[ApiClient], T],
         offline: Callable[[HostBook, float], tuple[T, list[Op]]]) -> T:
     """`online` through the admin API; if the daemon is not running, `offline` on the database (one
     transaction: the host rows it returns are written with the reservations it made, or nothing is)."""
-    answered, result = ask_daemon(cfg, online)
+    answered, result = ask_daemon(cfg, online, writes=True)
     if answered:
         return result  # type: ignore[return-value]
+    with offline_writer(cfg):
+        return _offline(cfg, offline)
+
+
+def _offline(cfg: Config, offline: Callable[[HostBook, float], tuple[T, list[Op]]]) -> T:
     conn = open_offline(cfg.state_dir)
     try:
         now = time.time()

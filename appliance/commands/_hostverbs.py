@@ -146,14 +146,26 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
         live = True
     except ApiError as e:
         return fail(e.message)
-    except ApiUnavailable:
+    except ApiUnavailable as e:
         live = False
+        if args.edit or args.reset:
+            from appliance.commands._common import CommandFailed, daemon_busy
+            from state.statelock import holder
+
+            running = holder(cfg.state_dir)
+            if running is not None:
+                raise CommandFailed(daemon_busy(cfg, running, str(e))) from None
         conn = open_offline(cfg.state_dir)
         try:
             host = host_by_name(conn, args.name)
             if host is None:
                 return fail(f"no host named {args.name!r}")
             own = host_script(conn, args.name)
+            from state.imagename import image_name_problem
+
+            if host.image and image_name_problem(host.image):
+                return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
+                            f"imageserver hosts set {args.name} --image NAME")
             master = cfg.state_dir / "scripts" / f"{host.image}.master"
             current = {"script": own if own and "\n" in own else
                        (master.read_text() if host.image and master.is_file() else None), "override": bool(own)}
@@ -166,12 +178,15 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             return
         import time
 
-        conn = open_offline(cfg.state_dir)
-        try:
-            with offline_transaction(conn):
-                update_host_op(args.name, {"script": script}, time.time())(conn)
-        finally:
-            conn.close()
+        from appliance.commands._common import offline_writer
+
+        with offline_writer(cfg):  # the daemon started meanwhile: it owns the database now
+            conn = open_offline(cfg.state_dir)
+            try:
+                with offline_transaction(conn):
+                    update_host_op(args.name, {"script": script}, time.time())(conn)
+            finally:
+                conn.close()
 
     if args.reset:
         store(None)

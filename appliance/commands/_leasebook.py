@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from appliance.apiclient import ApiClient
-from appliance.commands._common import CommandFailed, ask_daemon
+from appliance.commands._common import CommandFailed, ask_daemon, offline_writer
 from appliance.config import Config
 from appliance.dhcp_setup import offline_lease_model
 from state.leases import LeaseModel, offline_transaction
@@ -23,9 +23,16 @@ def run(cfg: Config, online: Callable[[ApiClient], T], offline: Callable[[LeaseM
 
     Offline changes happen in one transaction; the daemon loads them when it starts.
     """
-    answered, result = ask_daemon(cfg, online)
+    answered, result = ask_daemon(cfg, online, writes=writes)
     if answered:
         return result  # type: ignore[return-value]
+    if not writes:
+        return _offline(cfg, offline, writes=False)
+    with offline_writer(cfg):
+        return _offline(cfg, offline, writes=True)
+
+
+def _offline(cfg: Config, offline: Callable[[LeaseModel, float], T], *, writes: bool) -> T:
     conn = open_offline(cfg.state_dir)
     try:
         now = time.time()

@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
     from appliance.cli import load
+    from appliance.commands._common import CommandFailed
     from appliance.installview import host_detail, progress_line
 
     if args.action in _hostverbs.VERBS:
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
                                     "version": args.version, "ip": str(args.ip) if args.ip else None}
             try:
                 host = api.post("/api/v1/hosts", body)
-            except ApiUnavailable:
-                host = _add_offline(cfg.state_dir, body)
+            except ApiUnavailable as e:
+                host = _add_offline(cfg, body, str(e))
             if args.json:
                 print_json(host)
             else:
@@ -99,23 +100,35 @@ def run(args: argparse.Namespace) -> int:
         return fail(e.message)
     except ApiUnavailable as e:
         return fail(str(e))
+    except CommandFailed as e:  # an offline write refused: the daemon holds the state dir
+        return fail(str(e))
 
 
-def _add_offline(state_dir: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """The daemon is down: write the host straight into the state database (it reads it at the next boot)."""
+def _add_offline(cfg: Any, body: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The daemon is down: write the host straight into the state database (it reads it at the next boot).
+    Only with the state dir's lock: a daemon that runs but did not answer owns the database."""
     import time
 
+    from appliance.commands._common import CommandFailed, offline_writer
     from protocols.mac import normalize_mac
+    from state.imagename import check_image_name
     from state.installs import add_host_op, check_host_name
     from state.leases import offline_transaction
     from state.store import open_offline
 
-    name = check_host_name(body["name"])
-    conn = open_offline(state_dir)
     try:
-        with offline_transaction(conn):
-            add_host_op(name, normalize_mac(body["mac"]), body.get("image"),
-                        IPv4Address(body["ip"]) if body.get("ip") else None, time.time(), body.get("version"))(conn)
-    finally:
-        conn.close()
+        name = check_host_name(body["name"])
+        if body.get("image"):
+            check_image_name(body["image"])
+    except ValueError as e:
+        raise CommandFailed(str(e)) from None
+    with offline_writer(cfg, reason):
+        conn = open_offline(cfg.state_dir)
+        try:
+            with offline_transaction(conn):
+                add_host_op(name, normalize_mac(body["mac"]), body.get("image"),
+                            IPv4Address(body["ip"]) if body.get("ip") else None, time.time(),
+                            body.get("version"))(conn)
+        finally:
+            conn.close()
     return {"name": name, "state": "assigned" if body.get("image") else "new", "offline": True}

@@ -29,9 +29,9 @@ from typing import Any
 
 from appliance.images import manifest
 from state.db import connect, db_path
+from state.imagename import image_name_problem
 from state.images import ImageVersion, delete_version, get_version, hosts_using, insert_version, list_versions, newest
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
@@ -41,13 +41,9 @@ class ImageError(RuntimeError):
 
 def check_name(name: str) -> str:
     """Image names become directory names and rsync module names (NAME and NAME_vN)."""
-    if not _NAME.match(name):
-        raise ImageError(f"image name {name!r}: use 1-63 letters, digits, '.', '_' or '-', starting with a "
-                         "letter or digit")
-    if re.search(r"_v\d+$", name):
-        raise ImageError(f"image name {name!r} ends like a version module (NAME_vN); choose another name")
-    if name in (".", ".."):
-        raise ImageError(f"image name {name!r} is not allowed")
+    problem = image_name_problem(name)  # the one rule (state/imagename.py), shared with the API
+    if problem is not None:
+        raise ImageError(problem)
     return name
 
 

@@ -99,6 +99,8 @@ class ServerSettings:
     subnets: tuple[Subnet, ...]
     boot: BootSettings
     offer_hold: float = 30.0  # seconds an OFFERed address is held for the client (used by the book)
+    # Relays whose giaddr is believed (empty: any that looks like a relay; see protocols/dhcp/relay.py).
+    trusted_relays: tuple[IPv4Network, ...] = ()
     server_id_packed: bytes = field(init=False, repr=False, compare=False)  # option 54 of every reply
 
     def __post_init__(self) -> None:
@@ -211,6 +213,7 @@ def respond(
     local_address: IPv4Address | None = None,
     arrived_port: int = 67,
     offer_boot: bool = True,
+    source: IPv4Address | None = None,
 ) -> Reply | None:
     """The reply to one client message, or None when RFC 2131 (or PXE) says to stay silent.
 
@@ -219,6 +222,7 @@ def respond(
 
     local_address is our address on the interface the request arrived on (picks the subnet of an
     unrelayed request; defaults to server_id). arrived_port 4011 marks a PXE boot server request.
+    source is the request's IP source address (None: not known, e.g. a direct call).
     Raises DhcpError when an option the decision depends on is malformed.
     """
     if request.op != BOOTREQUEST or request.hlen == 0:
@@ -238,12 +242,18 @@ def respond(
                 book.decline(request.mac, ip, now)
             return None
         case MessageType.RELEASE:
-            if _for_us(request, settings) and request.ciaddr != ZERO:
-                book.release(request.mac, request.ciaddr, now)
+            if _for_us(request, settings) and request.ciaddr != ZERO and _from_ciaddr(request, source):
+                book.release(request.mac, request.ciaddr, now)  # the book ends it only if the MAC holds ciaddr
             return None
         case MessageType.INFORM:
             return _inform(request, settings, local_address)
     return None
+
+
+def _from_ciaddr(request: DhcpPacket, source: IPv4Address | None) -> bool:
+    """A client sends its RELEASE from the address it gives up (RFC 2131 4.4.6: unicast, ciaddr set): one
+    sent from another address is someone ending another machine's lease. A relayed one comes from the relay."""
+    return request.giaddr != ZERO or source is None or source == request.ciaddr
 
 
 def _for_us(request: DhcpPacket, settings: ServerSettings) -> bool:
