@@ -107,10 +107,14 @@ def pool_specs(cfg: Config) -> tuple[PoolSpec, ...]:
 
 
 def http_limits(cfg: Config) -> ConnectionLimits:
-    # Half the descriptors at most: the rest are for TFTP transfers, files, the store and rsync.
-    total = max(1, min(cfg.http.max_connections, nofile_soft() // 2))
-    return ConnectionLimits(max_connections=total, max_per_client=cfg.http.max_connections_per_client,
-                            idle_timeout=cfg.http.idle_timeout, header_timeout=cfg.http.header_timeout)
+    # Half the descriptors at most: the rest are for TFTP transfers, files, the store and rsync. asyncio
+    # accepts up to `backlog` connections per wake-up before the gate sees them (a burst holds two or three
+    # such batches): an eighth of the descriptors, so that even a burst never meets EMFILE.
+    nofile = nofile_soft()
+    return ConnectionLimits(max_connections=max(1, min(cfg.http.max_connections, nofile // 2)),
+                            max_per_client=cfg.http.max_connections_per_client,
+                            idle_timeout=cfg.http.idle_timeout, header_timeout=cfg.http.header_timeout,
+                            backlog=max(16, min(1024, nofile // 8)))
 
 
 def tftp_limits(cfg: Config) -> TftpLimits:

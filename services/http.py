@@ -197,7 +197,7 @@ class HttpServer:
                                shutdown_timeout=self._shutdown_timeout, keepalive_timeout=self.limits.idle_timeout)
         await runner.setup()
         self._gate = ConnectionGate(self.limits)
-        site = GatedSite(runner, self._host, self._requested_port, self._gate, backlog=1024)
+        site = GatedSite(runner, self._host, self._requested_port, self._gate, backlog=self.limits.backlog)
         try:
             await site.start()
         except OSError as e:

@@ -40,6 +40,9 @@ class ConnectionLimits:
     max_per_client: int = 32
     idle_timeout: float = 15.0
     header_timeout: float = 10.0
+    # The listen queue, which is also how many connections asyncio accepts per wake-up before any of them
+    # reaches the gate: with a low descriptor limit, it must be low too.
+    backlog: int = 1024
 
 
 class _GatedProtocol(asyncio.Protocol):
