@@ -141,7 +141,7 @@ def wait_idle(server: Server, timeout: float = 10) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status = server.status()["services"]
-        if status["tftp"]["active_transfers"] == 0 and status["http"]["open_connections"] <= 1:
+        if status["tftp"]["active_transfers"] == 0 and status["http"].get("open_connections", 0) <= 1:
             return status
         if time.monotonic() > deadline:
             raise AssertionError(f"attacks still held after {timeout} s: {status}")
