@@ -81,6 +81,12 @@ class TftpConfig:
     enabled: bool = True
     port: int = 69
     max_transfers: int = 256
+    # What one client address may hold (a stranger must not take every slot), the largest RFC 2349 timeout
+    # option accepted (larger: the option is declined, our own retransmission timer applies), and how long a
+    # transfer may go without progress before it is given up, whatever its timeout option.
+    max_transfers_per_client: int = 8
+    max_timeout: int = 5
+    stall_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,13 @@ class HttpConfig:
     enabled: bool = True
     listen: IPv4Address = IPv4Address("0.0.0.0")
     port: int = 80
+    # Connection caps (a stranger's idle connections must not exhaust descriptors): in total (also held
+    # under half the open-file limit), per client address; a connection waiting for a request is closed
+    # after idle_timeout seconds without a byte, or header_timeout seconds into an incomplete request.
+    max_connections: int = 1000
+    max_connections_per_client: int = 32
+    idle_timeout: float = 15.0
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +396,10 @@ def _tftp(t: _Table) -> TftpConfig:
         enabled=t.get("enabled", _bool, d.enabled),
         port=t.get("port", _int_range(1, 65535), d.port),
         max_transfers=t.get("max_transfers", _int_range(1, 10000), d.max_transfers),
+        max_transfers_per_client=t.get("max_transfers_per_client", _int_range(1, 10000),
+                                       d.max_transfers_per_client),
+        max_timeout=t.get("max_timeout", _int_range(1, 255), d.max_timeout),
+        stall_timeout=t.get("stall_timeout", _seconds(1.0, 3600.0), d.stall_timeout),
     )
     t.finish()
     return out
@@ -394,6 +411,11 @@ def _http(t: _Table) -> HttpConfig:
         enabled=t.get("enabled", _bool, d.enabled),
         listen=t.get("listen", _ip, d.listen),
         port=t.get("port", _int_range(1, 65535), d.port),
+        max_connections=t.get("max_connections", _int_range(1, 1_000_000), d.max_connections),
+        max_connections_per_client=t.get("max_connections_per_client", _int_range(1, 1_000_000),
+                                         d.max_connections_per_client),
+        idle_timeout=t.get("idle_timeout", _seconds(1.0, 3600.0), d.idle_timeout),
+        header_timeout=t.get("header_timeout", _seconds(1.0, 3600.0), d.header_timeout),
     )
     t.finish()
     return out

@@ -20,6 +20,7 @@ from typing import Any
 
 from appliance import rogue
 from appliance.config import Config, ConfigError, load_config
+from appliance.fdlimit import raise_nofile
 from appliance.portholder import address_in_use, explain_in_use, sharers
 from appliance.runtime import VERSION, Runtime
 from appliance.sdnotify import Notifier
@@ -27,6 +28,7 @@ from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
 from services.base import Service, ServiceError
 from services.dhcp import DhcpServer
+from services.ratelimit import LimitedLog
 from state.db import StoreError
 from state.permissions import secure_state_dir
 from state.statelock import StateLock, StateLocked
@@ -46,6 +48,9 @@ class Daemon:
         self._rogue_probe: asyncio.Task[None] | None = None
         self.notifier = Notifier.from_environ()
         self._lock: StateLock | None = None  # held until the process ends (released with it, kill -9 too)
+        # asyncio's own errors (e.g. accept() out of descriptors, which it reports up to `backlog` times per
+        # wake-up) go through this: a flood of one error is a few lines and a count, not a full disk.
+        self._loop_errors = LimitedLog(logging.getLogger("imageserver.loop"))
 
     def status(self) -> dict[str, Any]:
         rt = self.runtime
@@ -105,6 +110,10 @@ class Daemon:
         self.runtime = Runtime(config=cfg, store=store, admin_token=token,
                                status=self.status, request_reload=self.request_reload)
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
+        fds = raise_nofile()
+        log.info("event=nofile soft=%d hard=%d before=%d%s", fds.soft, fds.hard, fds.before,
+                 f" error={fds.error!r}" if fds.error else "")
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -150,6 +159,15 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             log.info("event=stopped code=%d", code)
         return code
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        message = str(context.get("message", "unhandled error in the event loop"))
+        key = message[:80] + (f":{type(exc).__name__}" if exc else "")
+        # An OSError (EMFILE, ...) needs no traceback; a bug does.
+        self._loop_errors.log(key, time.monotonic(), logging.ERROR, "event=loop-error message=%r error=%r",
+                              message, str(exc) if exc else None,
+                              exc_info=exc if isinstance(exc, BaseException) and not isinstance(exc, OSError) else None)
 
     async def _start(self, service: Service) -> None:
         """Start one service; a port clash names the port and who holds it. A UDP port that another

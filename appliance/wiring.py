@@ -13,6 +13,7 @@ from appliance.config import Config
 from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
 from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, reconfigure_dns
+from appliance.fdlimit import nofile_soft
 from appliance.runtime import Runtime
 from services import (
     api_hostadmin,
@@ -37,8 +38,9 @@ from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
 from services.dns import DnsServer
 from services.http import HttpServer, RouteFactory
+from services.http_gate import ConnectionLimits
 from services.rsyncd import RsyncdService, RsyncdSettings
-from services.tftp import TftpServer
+from services.tftp import TftpLimits, TftpServer
 from state.boot import BootPolicy
 from state.discovery import unknown_boot
 from state.images import list_versions
@@ -104,6 +106,22 @@ def pool_specs(cfg: Config) -> tuple[PoolSpec, ...]:
     return tuple(PoolSpec(s.subnet, s.pool_first, s.pool_last, s.lease_time) for s in cfg.dhcp.subnets)
 
 
+def http_limits(cfg: Config) -> ConnectionLimits:
+    # Half the descriptors at most: the rest are for TFTP transfers, files, the store and rsync. asyncio
+    # accepts up to `backlog` connections per wake-up before the gate sees them (a burst holds two or three
+    # such batches): an eighth of the descriptors, so that even a burst never meets EMFILE.
+    nofile = nofile_soft()
+    return ConnectionLimits(max_connections=max(1, min(cfg.http.max_connections, nofile // 2)),
+                            max_per_client=cfg.http.max_connections_per_client,
+                            idle_timeout=cfg.http.idle_timeout, header_timeout=cfg.http.header_timeout,
+                            backlog=max(16, min(1024, nofile // 8)))
+
+
+def tftp_limits(cfg: Config) -> TftpLimits:
+    return TftpLimits(per_client=cfg.tftp.max_transfers_per_client, max_timeout=cfg.tftp.max_timeout,
+                      stall_timeout=cfg.tftp.stall_timeout)
+
+
 def build_services(rt: Runtime) -> list[Service]:
     cfg = rt.config
     boot_root = cfg.state_dir / BOOT_DIR
@@ -132,11 +150,13 @@ def build_services(rt: Runtime) -> list[Service]:
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:
         services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
-                                   responder=responder, api=api, route_modules=api_route_modules()))
+                                   responder=responder, api=api, route_modules=api_route_modules(),
+                                   limits=http_limits(cfg)))
     if cfg.tftp.enabled:
         # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi); pxelinux.cfg/01-<mac> is rendered per machine.
         services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.pxelinux_config,
-                                   max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface))
+                                   max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface,
+                                   limits=tftp_limits(cfg)))
     if cfg.rsyncd.enabled:
         # The catalog is read from the store on every refresh: getimage (a separate process) commits a
         # row, WAL makes it visible here, and the next refresh exports it.

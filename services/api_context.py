@@ -8,6 +8,7 @@ every mutating route calls `require_token` first.
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.jsonbody import MAX_BYTES, BodyError, parse_json
 from state.store import Store
 
 
@@ -47,11 +49,20 @@ def require_token(request: web.Request, ctx: ApiContext) -> None:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
+    """The request's JSON object, or a 400 that says what is wrong with it (too big, too deep, not JSON)."""
     try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "body is not valid JSON"}', content_type="application/json") from None
+        if request.content_length is not None and request.content_length > MAX_BYTES:
+            raise BodyError(f"body is larger than {MAX_BYTES} bytes")
+        # Read at most one byte past the cap (a chunked body has no length to check first).
+        raw = await request.content.read(MAX_BYTES + 1)
+        while len(raw) <= MAX_BYTES and not request.content.at_eof():
+            more = await request.content.read(MAX_BYTES + 1 - len(raw))
+            if not more:
+                break
+            raw += more
+        body = parse_json(raw)
+    except BodyError as e:
+        raise web.HTTPBadRequest(text=json.dumps({"error": str(e)}), content_type="application/json") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")
     return body

@@ -30,6 +30,7 @@ from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_error, require_token
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
+from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
 
 log = logging.getLogger("imageserver.http")
 
@@ -55,6 +56,7 @@ class HttpServer:
         api: ApiContext | None = None,
         route_modules: Sequence[RouteFactory] = (),
         shutdown_timeout: float = 2.0,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -67,6 +69,8 @@ class HttpServer:
         self._shutdown_timeout = shutdown_timeout
         self._runner: web.AppRunner | None = None
         self._status = ServiceStatus()
+        self.limits = limits or ConnectionLimits()
+        self._gate: ConnectionGate | None = None
 
     @property
     def port(self) -> int:
@@ -90,6 +94,16 @@ class HttpServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        conn = ConnectionGate.connection(request.transport) if self._gate is not None else None
+        if conn is None or self._gate is None:
+            return await self._guarded(request, handler)
+        self._gate.handler_started(conn)  # busy: the idle and header timeouts do not apply
+        try:
+            return await self._guarded(request, handler)
+        finally:
+            self._gate.handler_finished(conn)
+
+    async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         counters = self._status.counters
         counters["requests"] += 1
         try:
@@ -178,10 +192,12 @@ class HttpServer:
             return
         self._root_real = os.path.realpath(self.boot_root)
         self.boot_root.mkdir(parents=True, exist_ok=True)
+        # keepalive_timeout: aiohttp's own timer for a kept-alive connection (the gate's sweep is the backstop).
         runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=self._shutdown_timeout)
+                               shutdown_timeout=self._shutdown_timeout, keepalive_timeout=self.limits.idle_timeout)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True, backlog=1024)
+        self._gate = ConnectionGate(self.limits)
+        site = GatedSite(runner, self._host, self._requested_port, self._gate, backlog=self.limits.backlog)
         try:
             await site.start()
         except OSError as e:
@@ -205,4 +221,7 @@ class HttpServer:
     def status(self) -> dict[str, Any]:
         out = self._status.as_dict()
         out["boot_root"] = str(self.boot_root)
+        if self._gate is not None:
+            out.update(self._gate.status())
+            out["counters"] = {**out.get("counters", {}), **self._gate.counters}
         return out

@@ -9,12 +9,13 @@ deadline moved on with progress) it is simply re-armed, so ACKs never touch the 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
 import stat
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from protocols.tftp import (
     encode_error,
 )
 from services.base import ServiceError, ServiceStatus
+from services.ratelimit import LimitedLog
 
 log = logging.getLogger("imageserver.tftp")
 
@@ -45,6 +47,18 @@ _MAX_WINDOWSIZE = 64  # larger bursts overflow a client's default receive buffer
 _UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18; Python 3.11 lacks the constant
 _GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS on older kernels
 _UDP_MAX_PAYLOAD = 65507
+# Out of descriptors or memory: the server is busy, not the file forbidden.
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+@dataclass(frozen=True, slots=True)
+class TftpLimits:
+    """What a client that never answers can hold (see protocols/tftp/transfer.py for the bounds)."""
+
+    per_client: int = 8  # concurrent transfers per client address
+    max_timeout: int = 5  # largest timeout option accepted (RFC 2349); larger ones are declined
+    stall_timeout: float = 30.0  # seconds without progress before a transfer is given up
+    first_ack_retries: int = 1  # resends before the peer's first ACK (a spoofed source never sends one)
 
 
 class _ContentCache:
@@ -100,6 +114,7 @@ class TftpServer:
         max_transfers: int = 256,
         bind_device: str | None = None,
         memory_cache_limit: int = 8 * 1024 * 1024,
+        limits: TftpLimits | None = None,
     ) -> None:
         self._root = Path(root)
         self._root_real = ""
@@ -115,6 +130,9 @@ class TftpServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transfers: set[_Transfer] = set()
+        self.limits = limits or TftpLimits()
+        self._per_client: Counter[str] = Counter()
+        self._log = LimitedLog(log)
 
     @property
     def port(self) -> int:
@@ -200,9 +218,10 @@ class TftpServer:
                 return
             try:
                 self._on_request(data, peer, _local_address(ancdata, self._host))
-            except Exception:  # a bug must cost one request, never the server
+            except Exception as exc:  # a bug must cost one request, never the server
                 self._status.counters["internal_errors"] += 1
-                log.exception("tftp request failed peer=%s:%d", *peer)
+                self._log.log("tftp-request-failed", self._clock(), logging.ERROR,
+                              "tftp request failed peer=%s:%d", *peer, exc_info=exc)
 
     def _on_request(self, data: bytes, peer: tuple[str, int], local: str) -> None:
         assert self._sock is not None
@@ -210,40 +229,57 @@ class TftpServer:
         decision = admit(data)
         if not isinstance(decision, Admitted):
             counters["requests_refused"] += 1
-            log.info("tftp refused peer=%s:%d reason=%r", *peer, decision.reason)
+            self._log.log("tftp-refused", self._clock(), logging.INFO, "tftp refused peer=%s:%d reason=%r",
+                          *peer, decision.reason)
             if decision.reply is not None:
                 self._reply(self._sock, decision.reply, peer)
             return
-        if any(t.peer == peer and t.name == decision.name and t.machine.awaiting_first_ack
-               for t in self._transfers):
-            counters["duplicate_requests"] += 1  # a retransmitted RRQ; the transfer's timer resends
-            return
+        for t in self._transfers:
+            if t.peer == peer and t.name == decision.name and t.machine.awaiting_first_ack:
+                counters["duplicate_requests"] += 1  # a retransmitted RRQ: its first answer was lost
+                self._send(t, t.machine.repeat_first(self._clock()))
+                return
         if len(self._transfers) >= self._max_transfers:
-            counters["busy_refusals"] += 1
-            self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
+            self._busy(peer, "full")
+            return
+        if self._per_client[peer[0]] >= self.limits.per_client:
+            self._busy(peer, "per-client")
             return
         try:
             source, size, fd = self._open(decision, peer)
         except TftpError as exc:
             counters["requests_refused"] += 1
-            log.info("tftp refused peer=%s:%d file=%s reason=%r", *peer, decision.name, str(exc))
+            self._log.log("tftp-refused-file", self._clock(), logging.INFO,
+                          "tftp refused peer=%s:%d file=%s reason=%r", *peer, decision.name, str(exc))
             self._reply(self._sock, encode_error(exc.code, str(exc)), peer)
             return
         self._begin(decision, peer, local, source, size, fd)
+
+    def _busy(self, peer: tuple[str, int], reason: str) -> None:
+        assert self._sock is not None
+        self._status.counters["busy_refusals"] += 1
+        self._status.counters[f"busy_{reason.replace('-', '_')}"] += 1
+        self._log.log(f"tftp-busy-{reason}", self._clock(), logging.WARNING,
+                      "tftp busy peer=%s:%d reason=%s transfers=%d client_transfers=%d", *peer, reason,
+                      len(self._transfers), self._per_client[peer[0]])
+        self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
 
     def _begin(self, decision: Admitted, peer: tuple[str, int], local: str,
                source: bytes | Reader, size: int, fd: int | None) -> None:
         """Start the transfer; owns `fd` from here on (closed with the transfer or on failure)."""
         assert self._sock is not None and self._loop is not None
         try:
-            machine = ReadTransfer(decision.request, source, size=size, max_windowsize=_MAX_WINDOWSIZE)
+            limits = self.limits
+            machine = ReadTransfer(decision.request, source, size=size, max_windowsize=_MAX_WINDOWSIZE,
+                                   max_timeout=limits.max_timeout, first_ack_retries=limits.first_ack_retries,
+                                   first_ack_backoff=2.0, stall_timeout=limits.stall_timeout)
             sock = self._new_socket((local, 0))
         except OSError as exc:
             if fd is not None:
                 os.close(fd)
-            self._status.counters["busy_refusals"] += 1
-            log.warning("tftp no transfer socket peer=%s:%d error=%s", *peer, exc)
-            self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
+            self._log.log("tftp-no-socket", self._clock(), logging.WARNING,
+                          "tftp no transfer socket peer=%s:%d error=%s", *peer, exc)
+            self._busy(peer, "no-socket")
             return
         except BaseException:
             if fd is not None:
@@ -253,6 +289,7 @@ class TftpServer:
         transfer = _Transfer(sock, peer, decision.name, machine, now, fd)
         transfer.gso_batch = _enable_gso(sock, machine.blksize + 4) if machine.windowsize > 1 else 0
         self._transfers.add(transfer)
+        self._per_client[peer[0]] += 1
         self._status.counters["transfers_started"] += 1
         self._loop.add_reader(sock.fileno(), self._on_transfer_readable, transfer)
         try:
@@ -287,7 +324,9 @@ class TftpServer:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise TftpError("file not found", ErrorCode.FILE_NOT_FOUND) from exc
-        except OSError as exc:  # permission, symlink swapped in, ...
+        except OSError as exc:  # permission, symlink swapped in, ... or out of descriptors
+            if exc.errno in _RESOURCE_ERRNOS:
+                raise TftpError("server busy", ErrorCode.NOT_DEFINED) from exc
             raise TftpError("access violation", ErrorCode.ACCESS_VIOLATION) from exc
         try:
             st = os.fstat(fd)
@@ -387,6 +426,9 @@ class TftpServer:
             return
         transfer.closed = True
         self._transfers.discard(transfer)
+        self._per_client[transfer.peer[0]] -= 1
+        if self._per_client[transfer.peer[0]] <= 0:
+            del self._per_client[transfer.peer[0]]
         if transfer.timer is not None:
             transfer.timer.cancel()
         if self._loop is not None:
@@ -405,12 +447,15 @@ class TftpServer:
             counters["transfers_aborted"] += 1  # the client said stop (e.g. after a tsize probe)
         else:
             counters["transfers_failed"] += 1
-        seconds = self._clock() - transfer.started
-        log.info(
-            "tftp transfer peer=%s:%d file=%s bytes=%d blksize=%d windowsize=%d seconds=%.3f outcome=%s%s",
-            *transfer.peer, transfer.name, machine.bytes_transferred, machine.blksize, machine.windowsize,
-            seconds, outcome, f" peer_error={machine.peer_error!r}" if machine.peer_error else "",
-        )
+        now = self._clock()
+        seconds = now - transfer.started
+        line = ("tftp transfer peer=%s:%d file=%s bytes=%d blksize=%d windowsize=%d seconds=%.3f outcome=%s%s",
+                *transfer.peer, transfer.name, machine.bytes_transferred, machine.blksize, machine.windowsize,
+                seconds, outcome, f" peer_error={machine.peer_error!r}" if machine.peer_error else "")
+        if outcome in (Outcome.COMPLETED, Outcome.PEER_ERROR):
+            log.info(*line)
+        else:  # every completed transfer is logged; failures (a never-answering flood) are rate-limited
+            self._log.log("tftp-transfer-failed", now, logging.INFO, *line)
 
 
 def _local_address(ancdata: list[tuple[int, int, bytes]], fallback: str) -> str:

@@ -7,8 +7,10 @@ Decision table (anything not listed is ignored; an ignored option is simply left
                          Below 8 or not a decimal number -> ignored (never an OACK below 8).
   windowsize (RFC 7440)  decimal 1..65535 -> accepted, capped at the server's maximum window.
                          0, above 65535 or not a number -> ignored.
-  timeout    (RFC 2349)  decimal 1..255 seconds -> echoed and used for retransmission.
-                         Anything else -> ignored.
+  timeout    (RFC 2349)  decimal 1..max_timeout seconds -> echoed and used for retransmission.
+                         Above the server's max_timeout -> declined (left out of the OACK; RFC 2349
+                         has the server echo the value or ignore the option, never change it), so
+                         the server's own timer applies. Anything else -> ignored.
   tsize      (RFC 2349)  any decimal value (clients send 0) -> answered with the real size,
                          only when the size is known (octet mode) and not zero; otherwise
                          ignored. An empty file gets no tsize because curl (7.x, 8.x) rejects
@@ -53,6 +55,7 @@ def negotiate(
     size: int | None,
     max_blksize: int = MAX_BLKSIZE,
     max_windowsize: int = MAX_WINDOWSIZE,
+    max_timeout: int = MAX_TIMEOUT,
 ) -> Negotiated:
     """Decide the transfer parameters for a read request's options (names already lower-case)."""
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, None, None
@@ -67,7 +70,7 @@ def negotiate(
         elif name == "windowsize" and MIN_WINDOWSIZE <= value <= MAX_WINDOWSIZE:
             windowsize = max(MIN_WINDOWSIZE, min(value, max_windowsize))
             acknowledged[name] = str(windowsize)
-        elif name == "timeout" and MIN_TIMEOUT <= value <= MAX_TIMEOUT:
+        elif name == "timeout" and MIN_TIMEOUT <= value <= min(max_timeout, MAX_TIMEOUT):
             timeout = value
             acknowledged[name] = str(value)
         elif name == "tsize" and size:

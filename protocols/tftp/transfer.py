@@ -9,6 +9,11 @@ at once; an ACK for the window's last block opens the next window; an ACK for an
 of the window resends from the block after it; an ACK for an already acknowledged block is
 ignored (no Sorcerer's Apprentice). A timeout resends the unacknowledged window (or the OACK);
 after `retries` timeouts without progress the transfer gives up.
+
+Bounds against a peer that never answers (a spoofed source makes us a traffic amplifier, a patient
+one holds transfer slots): before the first ACK only `first_ack_retries` resends, each waiting
+`first_ack_backoff` times as long as the one before; and `stall_timeout` seconds without progress
+end any transfer, whatever timeout option it negotiated.
 """
 
 from __future__ import annotations
@@ -50,13 +55,18 @@ class ReadTransfer:
 
     __slots__ = (
         "_acked",
+        "_backoff",
         "_blocks",
         "_deadline",
         "_final",
         "_final_len",
+        "_first_ack_retries",
+        "_last_send",
         "_oack",
+        "_progress_at",
         "_retries",
         "_sent",
+        "_stall_timeout",
         "_timeout",
         "blksize",
         "datagrams_sent",
@@ -78,6 +88,10 @@ class ReadTransfer:
         retries: int = 5,
         max_blksize: int = MAX_BLKSIZE,
         max_windowsize: int = 64,
+        max_timeout: int = 255,
+        first_ack_retries: int | None = None,
+        first_ack_backoff: float = 1.0,
+        stall_timeout: float | None = None,
     ) -> None:
         if request.mode not in SUPPORTED_MODES:
             raise TftpError(f"transfer mode {request.mode!r} not supported")
@@ -90,11 +104,17 @@ class ReadTransfer:
             size=None if netascii else size,
             max_blksize=max_blksize,
             max_windowsize=max_windowsize,
+            max_timeout=max_timeout,
         )
         self.blksize = self.negotiated.blksize
         self.windowsize = self.negotiated.windowsize
         self._timeout = float(self.negotiated.timeout or timeout)
         self.max_retries = retries
+        self._first_ack_retries = retries if first_ack_retries is None else min(first_ack_retries, retries)
+        self._stall_timeout = stall_timeout
+        self._backoff = first_ack_backoff
+        self._progress_at = 0.0
+        self._last_send = 0.0
         read = reader_for(source)
         self._blocks: BlockSource = (NetasciiBlocks if netascii else OctetBlocks)(read, self.blksize)
         self._oack = encode_oack(self.negotiated.acknowledged) if self.negotiated.acknowledged else None
@@ -142,11 +162,24 @@ class ReadTransfer:
 
     def start(self, now: float) -> list[bytes]:
         """The first datagrams: the OACK, or the first window of DATA."""
+        self._progress_at = now
         if self._oack is not None:
-            self._deadline = now + self._timeout
+            self._schedule(now)
             self.datagrams_sent += 1
             return [self._oack]
         return self._send_window(1, now)
+
+    def repeat_first(self, now: float) -> list[bytes]:
+        """The peer repeated its request before any ACK (its first answer was lost): the first
+        datagram again, at most once per half timeout so a stream of requests is no multiplier."""
+        if not self.awaiting_first_ack or now - self._last_send < self._timeout / 2:
+            return []
+        self.retransmissions += 1
+        if self._oack is not None:
+            self._last_send = now
+            self.datagrams_sent += 1
+            return [self._oack]
+        return self._send_window(1, now, count=1)
 
     def receive(self, datagram: bytes, now: float) -> list[bytes]:
         """A datagram from the peer's TID. Malformed or out-of-place packets are ignored."""
@@ -168,14 +201,17 @@ class ReadTransfer:
         """Retransmit what is unacknowledged if the deadline passed; give up after max_retries."""
         if self.finished or self._deadline is None or now < self._deadline:
             return []
+        if self._stall_timeout is not None and now - self._progress_at >= self._stall_timeout:
+            self.outcome = Outcome.TIMED_OUT
+            return []
         self._retries += 1
-        if self._retries > self.max_retries:
+        if self._retries > (self._first_ack_retries if self.awaiting_first_ack else self.max_retries):
             self.outcome = Outcome.TIMED_OUT
             return []
         self.retransmissions += 1
         if self._acked < 0:
             assert self._oack is not None
-            self._deadline = now + self._timeout
+            self._schedule(now)
             self.datagrams_sent += 1
             return [self._oack]
         return self._send_window(self._acked + 1, now)
@@ -193,13 +229,23 @@ class ReadTransfer:
             return []  # an ACK older than the last one (wrapped); nothing to do
         self._acked = absolute
         self._retries = 0
+        self._progress_at = now
         if self._final is not None and absolute >= self._final:
             self.outcome = Outcome.COMPLETED
             return []
         return self._send_window(absolute + 1, now)
 
-    def _send_window(self, first: int, now: float) -> list[bytes]:
-        count = self.windowsize
+    def _schedule(self, now: float) -> None:
+        """The next deadline: a retransmission (backed off before the first ACK), or the stall limit."""
+        wait = self._timeout * (self._backoff ** self._retries if self.awaiting_first_ack else 1)
+        deadline = now + wait
+        if self._stall_timeout is not None:
+            deadline = min(deadline, self._progress_at + self._stall_timeout)
+        self._deadline = deadline
+        self._last_send = now
+
+    def _send_window(self, first: int, now: float, count: int = 0) -> list[bytes]:
+        count = count or self.windowsize
         if self._final is not None and self._final - first + 1 < count:
             count = self._final - first + 1
         payloads = self._blocks.blocks(first, count)
@@ -212,8 +258,8 @@ class ReadTransfer:
         if len(payloads[-1]) < self.blksize:
             self._final = last
             self._final_len = len(payloads[-1])
-        self._sent = last
-        self._deadline = now + self._timeout
+        self._sent = max(self._sent, last)
+        self._schedule(now)
         self.datagrams_sent += len(out)
         return out
 

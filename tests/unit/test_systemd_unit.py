@@ -67,5 +67,6 @@ def test_unit_verifies(tmp_path: Path) -> None:
         "SystemCallFilter=@system-service",
         "RestrictAddressFamilies=",
         "StateDirectory=imageserver",
+        "LimitNOFILE=65536",
     ):
         assert directive in text

@@ -85,3 +85,16 @@ def test_tsize_is_ignored_when_the_size_is_unknown():
 def test_oack_keeps_the_clients_option_order():
     requested = {"tsize": "0", "windowsize": "4", "blksize": "1024", "timeout": "3"}
     assert list(negotiate(requested, size=1).acknowledged) == ["tsize", "windowsize", "blksize", "timeout"]
+
+
+@pytest.mark.parametrize("seconds", ["6", "30", "255"])
+def test_timeout_above_the_server_maximum_is_declined_not_changed(seconds):
+    # RFC 2349: the server echoes the client's timeout or leaves the option out; it never answers another.
+    result = negotiate({"timeout": seconds, "tsize": "0"}, size=100, max_timeout=5)
+    assert result.timeout is None
+    assert dict(result.acknowledged) == {"tsize": "100"}
+
+
+def test_timeout_at_the_server_maximum_is_accepted():
+    result = negotiate({"timeout": "5"}, size=100, max_timeout=5)
+    assert result.timeout == 5 and dict(result.acknowledged) == {"timeout": "5"}

@@ -384,3 +384,58 @@ def test_lossy_peer_receives_exactly_the_content(size, blksize, windowsize, loss
     machine = ReadTransfer(ReadRequest("f", mode, options), content, retries=1000)
     expected = netascii_encode(content) if netascii else content
     assert _download(machine, windowsize, loss, seed) == expected
+
+
+# --- bounds against a peer that never answers (issue 14) --------------------------------------------------------
+
+
+def test_before_the_first_ack_only_the_first_ack_retries_with_backoff():
+    machine = ReadTransfer(rrq(), bytes(2000), timeout=1.0, retries=5, first_ack_retries=1, first_ack_backoff=2.0)
+    assert blocks(machine.start(T0)) == [1]
+    assert machine.deadline == T0 + 1
+    assert blocks(machine.on_timeout(T0 + 1)) == [1]
+    assert machine.deadline == T0 + 1 + 2  # backed off
+    assert machine.on_timeout(T0 + 2.5) == []  # not yet
+    assert machine.on_timeout(T0 + 3) == []
+    assert machine.outcome is Outcome.TIMED_OUT
+    assert machine.datagrams_sent == 2
+
+
+def test_after_the_first_ack_the_full_retry_budget_applies():
+    machine = ReadTransfer(rrq(), bytes(5000), timeout=1.0, retries=3, first_ack_retries=0, first_ack_backoff=2.0)
+    machine.start(T0)
+    ack(machine, 1, T0 + 0.1)
+    now = T0 + 0.1
+    for _ in range(3):
+        now += 1.0  # no backoff once the peer has answered
+        assert blocks(machine.on_timeout(now)) == [2]
+    assert machine.on_timeout(now + 1.0) == [] and machine.outcome is Outcome.TIMED_OUT
+
+
+def test_a_transfer_without_progress_ends_at_the_stall_limit_whatever_its_timeout_option():
+    machine = ReadTransfer(rrq(timeout="255", tsize="0"), bytes(5000), timeout=1.0, retries=5, stall_timeout=30.0)
+    assert machine.negotiated.timeout == 255  # max_timeout left at the RFC maximum here
+    machine.start(T0)
+    assert machine.deadline == T0 + 30  # the stall limit comes before the 255 s retransmission
+    assert machine.on_timeout(T0 + 30) == []
+    assert machine.outcome is Outcome.TIMED_OUT
+
+
+def test_progress_moves_the_stall_limit():
+    machine = ReadTransfer(rrq(), bytes(512 * 10), timeout=1.0, retries=100, stall_timeout=5.0)
+    machine.start(T0)
+    now = T0
+    for block in range(1, 8):
+        now += 4.0  # each ACK within the stall limit of the previous one
+        assert blocks(ack(machine, block, now)) == [block + 1]
+    assert not machine.finished
+
+
+def test_a_repeated_request_repeats_the_first_answer_at_most_once_per_half_timeout():
+    machine = ReadTransfer(rrq(), bytes(2000), timeout=2.0)
+    machine.start(T0)
+    assert machine.repeat_first(T0 + 0.5) == []
+    assert blocks(machine.repeat_first(T0 + 1.0)) == [1]
+    assert machine.repeat_first(T0 + 1.5) == []
+    ack(machine, 1, T0 + 1.6)
+    assert machine.repeat_first(T0 + 10) == []  # the peer answered: a late duplicate RRQ gets nothing

@@ -1,0 +1,253 @@
+"""Caps on HTTP connections a stranger can open: in total, per client address, and in time.
+
+aiohttp holds a connection that never sends a byte forever, and accepts until the process runs out of
+descriptors (then the TFTP server cannot open files either). The gate sits between the listening socket
+and aiohttp: `ConnectionGate.factory(inner)` is the protocol factory handed to loop.create_server, and
+each connection's protocol is a thin proxy that decides in connection_made, before aiohttp sees it:
+
+- a client address already holding `max_per_client` connections: the new one is closed at once;
+- `max_connections` open: the connection waiting longest for a request is closed to make room (an idle
+  flood cannot lock real clients out); if every connection is busy with a request, the new one is closed;
+- a connection waiting for a request (fresh, or kept alive after a response) with no byte for
+  `idle_timeout` seconds, or with a request begun but not complete after `header_timeout`, is closed by
+  a sweep once a second.
+
+A connection counts as busy from the moment a handler runs until aiohttp waits for the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from services.ratelimit import LimitedLog
+
+log = logging.getLogger("imageserver.http")
+
+SWEEP_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_connections: int = 1000
+    max_per_client: int = 32
+    idle_timeout: float = 15.0
+    header_timeout: float = 10.0
+    # The listen queue, which is also how many connections asyncio accepts per wake-up before any of them
+    # reaches the gate: with a low descriptor limit, it must be low too.
+    backlog: int = 1024
+
+
+class _GatedProtocol(asyncio.Protocol):
+    """One connection: admitted by the gate, then everything is passed to aiohttp's protocol."""
+
+    __slots__ = ("_factory", "_gate", "first_byte", "handling", "idle_since", "inner", "peer", "requests",
+                 "transport")
+
+    def __init__(self, gate: ConnectionGate, factory: Callable[[], asyncio.Protocol]) -> None:
+        self._gate = gate
+        self._factory = factory
+        self.inner: asyncio.Protocol | None = None
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.idle_since: float | None = None  # waiting for a request since; None while busy
+        self.first_byte: float | None = None  # first byte of the request being waited for
+        self.handling = 0  # handlers running (middleware)
+        self.requests = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername[0]) if peername else "?"
+        if not self._gate._admit(self):
+            transport.abort()  # at once: no aiohttp protocol, no buffers, no timers
+            return
+        self.inner = self._factory()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is None:
+            return
+        if self.first_byte is None:
+            self.first_byte = self._gate.clock()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gate._release(self)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    @property
+    def busy(self) -> bool:
+        if self.handling:
+            return True
+        if self.requests == 0:
+            return False
+        # After a handler returns, aiohttp still sends the response (a FileResponse streams it); it is
+        # done when its loop waits for the next message again (RequestHandler._waiter is set).
+        return getattr(self.inner, "_waiter", None) is None
+
+
+class ConnectionGate:
+    def __init__(self, limits: ConnectionLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self._open: dict[int, _GatedProtocol] = {}
+        self._per_client: Counter[str] = Counter()
+        self._log = LimitedLog(log)
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _GatedProtocol(self, inner)
+
+    # --- the middleware's view -----------------------------------------------------------------
+
+    @staticmethod
+    def connection(transport: Any) -> _GatedProtocol | None:
+        proto = transport.get_protocol() if transport is not None else None
+        return proto if isinstance(proto, _GatedProtocol) else None
+
+    def handler_started(self, conn: _GatedProtocol) -> None:
+        conn.handling += 1
+        conn.requests += 1
+        conn.idle_since = conn.first_byte = None
+
+    def handler_finished(self, conn: _GatedProtocol) -> None:
+        conn.handling -= 1
+
+    # --- admission -----------------------------------------------------------------------------
+
+    def _admit(self, conn: _GatedProtocol) -> bool:
+        now = self.clock()
+        limits = self.limits
+        if self._per_client[conn.peer] >= limits.max_per_client:
+            self._refuse("per-client", conn, now)
+            return False
+        if len(self._open) >= limits.max_connections:
+            victim = self._longest_waiting()
+            if victim is None:
+                self._refuse("all-busy", conn, now)
+                return False
+            self.counters["connections_evicted"] += 1
+            self._log.log("http-evicted", now, logging.INFO,
+                          "event=http-connection-evicted peer=%s reason=full open=%d", victim.peer, len(self._open))
+            self._drop(victim)
+        self._open[id(conn)] = conn
+        self._per_client[conn.peer] += 1
+        conn.idle_since = now
+        self.counters["connections_accepted"] += 1
+        return True
+
+    def _refuse(self, reason: str, conn: _GatedProtocol, now: float) -> None:
+        self.counters[f"connections_refused_{reason.replace('-', '_')}"] += 1
+        self._log.log(f"http-refused-{reason}", now, logging.WARNING,
+                      "event=http-connection-refused peer=%s reason=%s open=%d client_open=%d", conn.peer, reason,
+                      len(self._open), self._per_client[conn.peer])
+
+    def _longest_waiting(self) -> _GatedProtocol | None:
+        best: _GatedProtocol | None = None
+        for conn in self._open.values():
+            if conn.busy or conn.idle_since is None:
+                continue
+            if best is None or conn.idle_since < (best.idle_since or 0.0):
+                best = conn
+        return best
+
+    def _drop(self, conn: _GatedProtocol) -> None:
+        self._release(conn)
+        if conn.transport is not None:
+            conn.transport.abort()
+
+    def _release(self, conn: _GatedProtocol) -> None:
+        if self._open.pop(id(conn), None) is None:
+            return
+        self._per_client[conn.peer] -= 1
+        if self._per_client[conn.peer] <= 0:
+            del self._per_client[conn.peer]
+
+    # --- timeouts ------------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> int:
+        """Close connections that waited too long for a request; returns how many."""
+        limits, closed = self.limits, 0
+        for conn in list(self._open.values()):
+            if conn.busy:
+                conn.idle_since = conn.first_byte = None
+                continue
+            if conn.idle_since is None:  # a response just finished: the wait for the next request starts
+                conn.idle_since, conn.first_byte = now, None
+                continue
+            if conn.first_byte is None:
+                expired, reason = now - conn.idle_since >= limits.idle_timeout, "idle"
+            else:
+                expired, reason = now - max(conn.first_byte, conn.idle_since) >= limits.header_timeout, "header"
+            if expired:
+                self.counters[f"connections_timed_out_{reason}"] += 1
+                self._log.log(f"http-timeout-{reason}", now, logging.INFO,
+                              "event=http-connection-timeout peer=%s reason=%s", conn.peer, reason)
+                self._drop(conn)
+                closed += 1
+        self._log.flush(now)
+        return closed
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        def tick() -> None:
+            self.sweep(self.clock())
+            self._sweeper = loop.call_later(SWEEP_INTERVAL, tick)
+
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, tick)
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def status(self) -> dict[str, int]:
+        return {"open_connections": len(self._open), "clients": len(self._per_client)}
+
+
+class GatedSite(web.TCPSite):
+    """aiohttp's TCPSite with the gate's protocol factory in front of the runner's server."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate, *,
+                 backlog: int = 1024) -> None:
+        super().__init__(runner, host, port, reuse_address=True, backlog=backlog)
+        self._gate = gate
+
+    async def start(self) -> None:
+        # BaseSite.start registers the site with the runner (runner.addresses, cleanup); then our listener.
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._gate.factory(server), self._host, self._port,
+                                                backlog=self._backlog, reuse_address=True)
+        self._gate.start(loop)
+
+    async def stop(self) -> None:
+        self._gate.stop()
+        await super().stop()

@@ -1,0 +1,100 @@
+"""The HTTP connection gate on loopback: per-client cap, eviction at the total cap, idle and header timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from services.http import HttpServer
+from services.http_gate import ConnectionLimits
+
+
+async def _open(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, timeout: float = 0.5) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), timeout) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+async def _get(port: int, source: str, path: str = "/boot/files/f") -> bytes:
+    reader, writer = await _open(port, source)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return data
+
+
+async def _server(tmp_path: Path, limits: ConnectionLimits) -> HttpServer:
+    (tmp_path / "f").write_bytes(b"boot file")
+    server = HttpServer(host="127.0.0.1", port=0, boot_root=tmp_path, limits=limits)
+    await server.start()
+    return server
+
+
+async def test_one_address_is_capped_another_is_served(tmp_path: Path):
+    server = await _server(tmp_path, ConnectionLimits(max_connections=100, max_per_client=4))
+    try:
+        conns = [await _open(server.port, "127.0.7.1") for _ in range(10)]
+        await asyncio.sleep(0.2)
+        closed = [await _closed_by_server(r, 0.1) for r, _ in conns]
+        assert closed.count(False) == 4 and closed.count(True) == 6
+        assert (await _get(server.port, "127.0.7.2")).endswith(b"boot file")
+        assert server.status()["counters"]["connections_refused_per_client"] == 6
+    finally:
+        await server.stop()
+
+
+async def test_at_the_total_cap_the_longest_waiting_connection_makes_room(tmp_path: Path):
+    server = await _server(tmp_path, ConnectionLimits(max_connections=5, max_per_client=5))
+    try:
+        conns = [await _open(server.port, "127.0.7.3") for _ in range(5)]
+        await asyncio.sleep(0.1)
+        assert (await _get(server.port, "127.0.7.4")).endswith(b"boot file")
+        assert await _closed_by_server(conns[0][0])  # the oldest idle one
+        assert not await _closed_by_server(conns[4][0], 0.1)
+    finally:
+        await server.stop()
+
+
+async def test_idle_and_slow_header_connections_are_closed(tmp_path: Path):
+    server = await _server(tmp_path, ConnectionLimits(idle_timeout=1.0, header_timeout=1.0))
+    try:
+        idle_reader, _ = await _open(server.port, "127.0.7.5")
+        slow_reader, slow_writer = await _open(server.port, "127.0.7.6")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for byte in b"GET /boot/files/f HTTP/1.1\r\nX: " + b"a" * 20:
+            slow_writer.write(bytes([byte]))
+            await asyncio.sleep(0.2)
+            if slow_reader.at_eof() or slow_writer.is_closing():
+                break
+            if await _closed_by_server(slow_reader, 0.01):
+                break
+        assert loop.time() - start < 3.5
+        assert await _closed_by_server(idle_reader, 2.5)
+        counters = server.status()["counters"]
+        assert counters["connections_timed_out_header"] >= 1
+    finally:
+        await server.stop()
+
+
+async def test_a_slow_download_is_not_cut_by_the_idle_timeout(tmp_path: Path):
+    server = await _server(tmp_path, ConnectionLimits(idle_timeout=1.0, header_timeout=1.0))
+    (tmp_path / "big").write_bytes(b"x" * (32 * 1024 * 1024))
+    try:
+        reader, writer = await _open(server.port, "127.0.7.7")
+        writer.write(b"GET /boot/files/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = 0
+        while chunk := await asyncio.wait_for(reader.read(65536), 5):
+            received += len(chunk)
+            if received < 8 * 1024 * 1024:
+                await asyncio.sleep(0.05)  # a slow reader: the transfer takes well over the idle timeout
+        assert received > 32 * 1024 * 1024
+    finally:
+        await server.stop()
