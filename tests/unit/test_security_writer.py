@@ -160,6 +160,11 @@ def test_a_stale_child_is_reaped_only_when_it_is_still_that_process_running_our_
     pid_file = tmp_path / "child.pid"
     child = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
+        # Until its exec, the child still runs our interpreter's command line: wait for "sleep".
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0")[:1] != [b"sleep"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         write_pid_file(pid_file, child.pid)
         assert reap_stale(pid_file, lambda argv: "rsync" in argv) is None  # not our command: left alone
         assert child.poll() is None and not pid_file.exists()
