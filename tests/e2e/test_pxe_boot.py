@@ -314,7 +314,7 @@ def test_uefi_installed_host_goes_on_to_its_disk_in_the_firmware_boot_order(lab:
     disk = esp_marker_disk(lab.tmp_path("esp-disk.img"))
     vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512, disks=(disk,),
                           extra_args=("-bios", str(OVMF)))).start()
-    vm.wait_for(UEFI_LOCAL_MARKER, timeout=150)
+    vm.wait_for(UEFI_LOCAL_MARKER, timeout=240)
     booted = vm.elapsed()
     assert "UiApp" not in vm.log()
     counters = app.status()["services"]["http"]["counters"]
