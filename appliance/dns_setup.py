@@ -26,7 +26,8 @@ def upstreams(cfg: Config) -> tuple[Upstream, ...]:
 def build_dns(rt: Runtime) -> DnsServer:
     cfg = rt.config
     # Names are read from the store's reader connection on the loop thread, like every other read.
-    zone = StoreZone(NameIndex(rt.store.reader), zone_settings(cfg), clock=rt.clock)
+    zone = StoreZone(NameIndex(rt.store.reader, reserved=(cfg.appliance.hostname,)), zone_settings(cfg),
+                     clock=rt.clock)
     host = str(cfg.appliance.address) if cfg.appliance.address is not None else "0.0.0.0"
     return DnsServer(host=host, port=cfg.dns.port, zone=zone, upstreams=upstreams(cfg))
 

@@ -57,6 +57,8 @@ class StoreZone:
         self._clock = clock
         self._built_from: tuple[int, ZoneSettings] | None = None
         self._zone: Zone | None = None
+        self._refused: frozenset[object] = frozenset()  # refusals already logged (those still in force)
+        self._refused_order: tuple[object, ...] = ()
         self.errors = 0
 
     def configure(self, settings: ZoneSettings) -> None:
@@ -72,6 +74,8 @@ class StoreZone:
             if self._zone is None:
                 self._zone = make_zone(self._settings, (), 0)
             return self._zone
+        if snap.refused != tuple(self._refused_order):
+            self._log_refused(snap.refused)
         # Same serial, same names: the zone object (and the server's answer cache) stays.
         key = (snap.serial, self._settings)
         if self._zone is None or self._built_from != key:
@@ -81,6 +85,15 @@ class StoreZone:
                 log.info("event=zone-built names=%d serial=%d skipped=%s", self._zone.names, self._zone.serial,
                          ",".join(self._zone.skipped[:10]))
         return self._zone
+
+    def _log_refused(self, refused: tuple[Any, ...]) -> None:
+        # One line per claim when it is first refused, not per rebuild: a claim stays refused while its lease lasts.
+        for r in refused:
+            if r not in self._refused:
+                log.warning("event=dns-name-refused name=%r mac=%s source=%s reason=%s", r.name, r.mac, r.source,
+                            r.reason)
+        self._refused = frozenset(refused)
+        self._refused_order = refused
 
 
 @dataclass(slots=True)

@@ -2,11 +2,15 @@
 
 Sources, in priority order (the first to claim a name keeps it; the first to claim an address owns its PTR):
 1. hosts with an address: the names an operator (or `addclients`) gave; the source of truth;
+   A host without an address answers with the active lease of its own MAC (and only that MAC's).
 2. reservations with a hostname: static addresses, usually a host's converted lease;
 3. active leases whose client sent a hostname (DHCP option 12): machines not yet made hosts, so an
-   installer or a discovered machine is reachable by name. These names come from the wire, so only a
-   single label is taken (a client must not plant 'www.other.zone' or shadow a subdomain), and among
-   clashing clients the most recent lease wins (the machine that is there now).
+   installer or a discovered machine is reachable by name. These names come from the wire, so they are
+   owned: only a valid single DNS label is taken (a client must not plant 'www.other.zone' or shadow a
+   subdomain); never a host's name (a second MAC saying "node1" does not take node1 over), never a
+   reserved name (localhost, wpad, isatap, the imageserver's own); and among clashing clients the first
+   lease keeps the name until it ends (first come; a renewal keeps its start). What is refused is in
+   `NameSnapshot.refused`, for the DNS service to log.
 
 Change detection is `PRAGMA data_version` on the reader connection: it changes when any *other*
 connection commits (the journal's writer thread, an offline CLI), so a check costs one pragma and a
@@ -16,9 +20,15 @@ rebuilt once the earliest lease in it has expired.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+
+# Names no client may claim from the wire: resolver magic (WPAD/ISATAP proxy and tunnel discovery) and loopback.
+RESERVED_NAMES = frozenset({"localhost", "wpad", "isatap"})
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,18 +39,29 @@ class NameEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class RefusedName:
+    name: str
+    mac: str
+    source: str  # "reservation" | "lease"
+    reason: str  # "reserved" | "host-name" | "taken" | "invalid"
+
+
+@dataclass(frozen=True, slots=True)
 class NameSnapshot:
     entries: tuple[NameEntry, ...]  # in priority order
     serial: int  # grows whenever the entries change (SOA serial)
     built_at: float
     valid_until: float | None  # the earliest end of a lease in it; None: only time-independent rows
+    refused: tuple[RefusedName, ...] = ()
 
 
 class NameIndex:
     """The current names, rebuilt lazily: call `snapshot(now)` per query, it is one PRAGMA when nothing changed."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, reserved: Iterable[str] = ()) -> None:
         self._conn = conn
+        # RESERVED_NAMES and the caller's (the imageserver's own name), refused to reservations and leases.
+        self.reserved = RESERVED_NAMES | {n.strip().lower().rstrip(".") for n in reserved}
         self._version: int | None = None
         self._snapshot: NameSnapshot | None = None
         self.rebuilds = 0
@@ -58,22 +79,52 @@ class NameIndex:
 
     def _build(self, now: float, previous: NameSnapshot | None) -> NameSnapshot:
         entries: list[NameEntry] = []
-        rows = self._conn.execute("SELECT name, ip FROM hosts WHERE ip IS NOT NULL ORDER BY name").fetchall()
-        entries.extend(NameEntry(str(r[0]), a, "host") for r in rows if (a := _address(r[1])) is not None)
-        rows = self._conn.execute(
-            "SELECT hostname, ip FROM reservations WHERE hostname IS NOT NULL AND hostname != '' "
-            "ORDER BY created, mac").fetchall()
-        entries.extend(NameEntry(str(r[0]), a, "reservation") for r in rows if (a := _address(r[1])) is not None)
-        rows = self._conn.execute(
-            "SELECT hostname, ip, expires FROM leases WHERE hostname IS NOT NULL AND hostname != '' "
-            "AND expires > ? ORDER BY starts DESC, mac", (now,)).fetchall()
+        refused: list[RefusedName] = []
+        hosts = self._conn.execute("SELECT name, mac, ip FROM hosts ORDER BY name").fetchall()
+        host_names = {str(r[0]).lower(): r[1] for r in hosts}
+        host_macs = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None}
+        entries.extend(NameEntry(str(r[0]), a, "host") for r in hosts
+                       if r[2] is not None and (a := _address(r[2])) is not None)
+        leases = self._conn.execute(
+            "SELECT mac, hostname, ip, expires FROM leases WHERE expires > ? ORDER BY starts, mac", (now,)).fetchall()
+        reservations = self._conn.execute(
+            "SELECT hostname, ip, mac FROM reservations ORDER BY created, mac").fetchall()
         valid_until: float | None = None
-        for r in rows:
-            valid_until = float(r[2]) if valid_until is None else min(valid_until, float(r[2]))
-            name, address = str(r[0]).strip(), _address(r[1])
-            if "." in name or address is None:
+        # A host without an address of its own is found at its own MAC's reservation, else its active lease.
+        addressless = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None and r[2] is None}
+        for _raw, addr, mac in reservations:
+            if (name := addressless.pop(str(mac), None)) is not None and (a := _address(addr)) is not None:
+                entries.append(NameEntry(name, a, "host"))
+        for mac, _raw, addr, expires in leases:
+            if (name := addressless.pop(str(mac), None)) is not None and (a := _address(addr)) is not None:
+                entries.append(NameEntry(name, a, "host"))
+                valid_until = float(expires) if valid_until is None else min(valid_until, float(expires))
+        claimed: set[str] = set()
+
+        def claim(raw: str, mac: str, source: str) -> str | None:
+            name = raw.strip().lower()
+            reason = ("invalid" if not _LABEL.match(name) else "reserved" if name in self.reserved
+                      else "host-name" if name in host_names and host_names[name] != mac
+                      else "taken" if name in claimed else None)
+            if reason is not None:
+                refused.append(RefusedName(raw, mac, source, reason))
+                return None
+            claimed.add(name)
+            return name
+
+        for raw, addr, mac in reservations:
+            a = _address(addr)
+            if not raw or a is None or str(mac) in host_macs:  # a host's MAC is found by the host's own name
                 continue
-            entries.append(NameEntry(name, address, "lease"))
+            if (name := claim(str(raw), str(mac), "reservation")) is not None:
+                entries.append(NameEntry(name, a, "reservation"))
+        for mac, raw, addr, expires in leases:
+            a = _address(addr)
+            if not raw or a is None or str(mac) in host_macs:  # never overrides a configured host's name
+                continue
+            if (name := claim(str(raw), str(mac), "lease")) is not None:
+                entries.append(NameEntry(name, a, "lease"))
+                valid_until = float(expires) if valid_until is None else min(valid_until, float(expires))
         # The SOA serial grows on every change of the names (the clock keeps it growing across restarts)
         # and stays when a commit touched something else (a lease without a name, a machine sighting):
         # consumers rebuild what they derive from the names only when the serial moved.
@@ -82,7 +133,7 @@ class NameIndex:
             serial = previous.serial
         else:
             serial = max((previous.serial if previous else 0) + 1, int(now)) & 0xFFFFFFFF
-        return NameSnapshot(entries=new, serial=serial, built_at=now, valid_until=valid_until)
+        return NameSnapshot(entries=new, serial=serial, built_at=now, valid_until=valid_until, refused=tuple(refused))
 
 
 def _address(value: object) -> IPv4Address | None:

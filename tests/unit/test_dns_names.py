@@ -89,13 +89,52 @@ async def test_expired_leases_leave_without_any_commit(store: Store) -> None:
     assert names(index, now=1500.0) == []
 
 
-async def test_lease_hostnames_with_dots_are_ignored_and_newest_lease_comes_first(store: Store) -> None:
+async def test_lease_hostnames_with_dots_are_ignored_and_the_first_lease_keeps_a_name(store: Store) -> None:
     for mac, addr, starts, host in (("02:00:00:00:00:01", "10.0.0.101", 900, "www.evil.example"),
                                     ("02:00:00:00:00:02", "10.0.0.102", 950, "same"),
                                     ("02:00:00:00:00:03", "10.0.0.103", 990, "same")):
         await write(store, "INSERT INTO leases(mac, ip, subnet, starts, expires, hostname) "
                            "VALUES(?, ?, 'n', ?, 5000, ?)", (mac, ip(addr), starts, host))
-    assert names(NameIndex(store.reader)) == [("same", "10.0.0.103", "lease"), ("same", "10.0.0.102", "lease")]
+    index = NameIndex(store.reader)
+    assert names(index) == [("same", "10.0.0.102", "lease")]
+    assert {(r.name, r.mac, r.reason) for r in index.snapshot(1000.0).refused} == {
+        ("www.evil.example", "02:00:00:00:00:01", "invalid"), ("same", "02:00:00:00:00:03", "taken")}
+
+
+async def lease(store: Store, mac: str, addr: str, hostname: str | None, starts: float = 900) -> None:
+    await write(store, "INSERT OR REPLACE INTO leases(mac, ip, subnet, starts, expires, hostname) "
+                       "VALUES(?, ?, 'n', ?, 5000, ?)", (mac, ip(addr), starts, hostname))
+
+
+async def test_a_hosts_name_answers_only_for_its_own_mac(store: Store) -> None:
+    # node1 is a host without a fixed address: its name follows its own MAC's lease, never another's.
+    await write(store, "INSERT INTO hosts(name, mac, created, updated) VALUES('node1', '02:00:00:00:00:01', 0, 0)")
+    await write(store, "INSERT INTO hosts(name, mac, ip, created, updated) VALUES('node2', '02:00:00:00:00:02', ?, 0, 0)",
+                (ip("10.0.0.2"),))
+    await lease(store, "02:00:00:00:00:01", "10.0.0.101", "whatever", starts=990)
+    await lease(store, "02:00:00:00:00:66", "10.0.0.166", "node1", starts=100)  # earlier, still refused
+    await lease(store, "02:00:00:00:00:67", "10.0.0.167", "NODE2")
+    index = NameIndex(store.reader)
+    assert names(index) == [("node2", "10.0.0.2", "host"), ("node1", "10.0.0.101", "host")]
+    assert {(r.mac, r.reason) for r in index.snapshot(1000.0).refused} == {
+        ("02:00:00:00:00:66", "host-name"), ("02:00:00:00:00:67", "host-name")}
+
+
+async def test_reserved_and_own_names_are_refused_to_clients(store: Store) -> None:
+    for i, name in enumerate(("localhost", "WPAD", "isatap", "imageserver", "-bad-", "ok")):
+        await lease(store, f"02:00:00:00:01:0{i}", f"10.0.0.{110 + i}", name)
+    index = NameIndex(store.reader, reserved=("imageserver",))
+    assert names(index) == [("ok", "10.0.0.115", "lease")]
+    assert [r.reason for r in index.snapshot(1000.0).refused] == ["reserved"] * 4 + ["invalid"]
+
+
+async def test_a_dynamic_name_is_freed_when_its_lease_ends(store: Store) -> None:
+    await lease(store, "02:00:00:00:00:01", "10.0.0.101", "dyn", starts=900)
+    await lease(store, "02:00:00:00:00:02", "10.0.0.102", "dyn", starts=950)
+    index = NameIndex(store.reader)
+    assert names(index) == [("dyn", "10.0.0.101", "lease")]
+    await write(store, "UPDATE leases SET expires = 1000 WHERE mac = '02:00:00:00:00:01'")
+    assert names(index) == [("dyn", "10.0.0.102", "lease")]
 
 
 async def test_rows_with_broken_addresses_are_skipped(store: Store) -> None:
