@@ -62,6 +62,7 @@ class DhcpConfig:
     lease_time: int = 3600
     offer_hold: float = 30.0
     decline_probation: int = 600
+    decline_max_share: float = 0.1  # at most this share of a pool is quarantined by DECLINEs (at least 1 address)
     conflict_probe: bool = True
     auto_static: str = "on-install"  # "on-install" | "on-assign" | "off"
     bios_file: str = "undionly.kpxe"
@@ -140,6 +141,15 @@ class DiscoveryConfig:
     # host by the first matching rule), "ignore" (an address, never a boot). See state/discovery.py.
     policy: str = "hold"
     rules: tuple[DiscoveryRule, ...] = ()
+    # Machine records (every MAC seen on the wire) are capped: unknown machines not seen for machine_expiry
+    # seconds are forgotten, and at the cap the oldest unknown one makes room; hosts are never evicted.
+    max_machines: int = 4096
+    machine_expiry: float = 7 * 86400.0
+    # policy "auto" creates at most auto_max_hosts hosts in all and auto_max_per_window per auto_window
+    # seconds; beyond that unknown machines wait, as under "hold" (spoofed MACs must not mint hosts).
+    auto_max_hosts: int = 256
+    auto_max_per_window: int = 64
+    auto_window: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +234,12 @@ def _seconds(lo: float, hi: float) -> Callable[[str, Any], float]:
         return float(v)
 
     return conv
+
+
+def _share(key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+        raise ConfigError(key, f"expected a share from 0 to 1 (0.1 is 10 %), got {v!r}")
+    return float(v)
 
 
 def _str(key: str, v: Any) -> str:
@@ -366,6 +382,7 @@ def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
         lease_time=lease_time,
         offer_hold=t.get("offer_hold", _float_pos, d.offer_hold),
         decline_probation=t.get("decline_probation", _int_range(0, 86400 * 7), d.decline_probation),
+        decline_max_share=t.get("decline_max_share", _share, d.decline_max_share),
         conflict_probe=t.get("conflict_probe", _bool, mode == "authoritative"),
         auto_static=t.get("auto_static", _choice("on-install", "on-assign", "off"), d.auto_static),
         bios_file=t.get("bios_file", _str, d.bios_file),
@@ -511,11 +528,18 @@ def _discovery(t: _Table) -> DiscoveryConfig:
     if not isinstance(raw, list):
         raise ConfigError(t.key("rules"), "expected an array of tables ([[discovery.rules]])")
     rules = tuple(_discovery_rule(_Table(item, f"{t.key('rules')}[{i}]")) for i, item in enumerate(raw))
+    max_machines = t.get("max_machines", _int_range(1, 10_000_000), d.max_machines)
+    machine_expiry = t.get("machine_expiry", _seconds(60.0, 365 * 86400.0), d.machine_expiry)
+    auto_max_hosts = t.get("auto_max_hosts", _int_range(0, 1_000_000), d.auto_max_hosts)
+    auto_max_per_window = t.get("auto_max_per_window", _int_range(0, 1_000_000), d.auto_max_per_window)
+    auto_window = t.get("auto_window", _seconds(1.0, 30 * 86400.0), d.auto_window)
     t.finish()
     if policy == "auto" and not rules:
         raise ConfigError(t.key("rules"), 'policy "auto" needs at least one [[discovery.rules]] '
                                           '(hostname pattern and image)')
-    return DiscoveryConfig(policy=policy, rules=rules)
+    return DiscoveryConfig(policy=policy, rules=rules, max_machines=max_machines, machine_expiry=machine_expiry,
+                           auto_max_hosts=auto_max_hosts, auto_max_per_window=auto_max_per_window,
+                           auto_window=auto_window)
 
 
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:

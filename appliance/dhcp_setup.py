@@ -43,7 +43,7 @@ def _model_options(cfg: Config) -> dict[str, object]:
     if cfg.appliance.address is not None:
         infra.add(cfg.appliance.address)
     return {"offer_hold": cfg.dhcp.offer_hold, "decline_probation": float(cfg.dhcp.decline_probation),
-            "excluded": sorted(infra)}
+            "decline_max_share": cfg.dhcp.decline_max_share, "excluded": sorted(infra)}
 
 
 def load_leases(rt: Runtime) -> LeaseModel:
@@ -76,6 +76,7 @@ def reconfigure_dhcp(rt: Runtime, leases: LeaseModel, server: DhcpServer | None)
     """SIGHUP: new subnets, pools, options, hold and probation times; the leases themselves stay."""
     cfg = rt.config
     leases.decline_probation = float(cfg.dhcp.decline_probation)
+    leases.decline_max_share = cfg.dhcp.decline_max_share
     leases.offer_hold = cfg.dhcp.offer_hold
     if server is not None and cfg.dhcp.enabled:
         server.reconfigure(server_settings(cfg), conflict_probe=cfg.dhcp.conflict_probe)

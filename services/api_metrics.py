@@ -35,6 +35,7 @@ class PoolUsage:
     size: int
     active: int  # active leases inside the pool range
     reserved: int  # reservations inside the subnet (outside the pool by design)
+    quarantined: int = 0  # pool addresses kept out of offers now (DECLINEd or answering a conflict probe)
 
 
 def _families() -> dict[str, Family]:
@@ -158,16 +159,20 @@ def pool_usage(ctx: ApiContext, now: float) -> list[PoolUsage]:
     if book is not None:
         active = [int(lease.ip) for lease in book.leases(now)]
         reserved = [int(r.ip) for r in book.reservations()]
+        quarantined = None
     else:
         active = [int(r[0]) for r in ctx.store.read("SELECT ip FROM leases WHERE expires > ?", (now,))]
         reserved = [int(r[0]) for r in ctx.store.read("SELECT ip FROM reservations")]
+        quarantined = [int(r[0]) for r in ctx.store.read("SELECT ip FROM quarantine WHERE until > ?", (now,))]
     out = []
     for p in pools:
         first, last = int(p.pool_first), int(p.pool_last)
         net = p.network
         out.append(PoolUsage(subnet=str(net), size=last - first + 1,
                              active=sum(1 for n in active if first <= n <= last),
-                             reserved=sum(1 for n in reserved if IPv4Address(n) in net)))
+                             reserved=sum(1 for n in reserved if IPv4Address(n) in net),
+                             quarantined=(book.quarantined_in(first, last, now) if quarantined is None
+                                          else sum(1 for n in quarantined if first <= n <= last))))
     return out
 
 
@@ -183,7 +188,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
     async def pools(request: web.Request) -> web.Response:
         usage = pool_usage(ctx, ctx.clock())
         return web.json_response({"pools": [{"subnet": p.subnet, "size": p.size, "active": p.active,
-                                             "reserved": p.reserved} for p in usage]},
+                                             "reserved": p.reserved, "quarantined": p.quarantined}
+                                            for p in usage]},
                                  headers={"Cache-Control": "no-store"})
 
     return [web.get("/metrics", metrics), web.get("/api/v1/pools", pools)]

@@ -16,12 +16,15 @@ OPS_PATHS: dict[str, Any] = {
     },
     "/api/v1/pools": {
         "get": {
-            "summary": "Pool usage per DHCP subnet: pool size, active leases in the pool, reservations",
+            "summary": "Pool usage per DHCP subnet: pool size, active leases in the pool, reservations, and "
+                       "addresses in quarantine (DECLINEd or answering a conflict probe; capped by "
+                       "[dhcp] decline_max_share)",
             "responses": {"200": {"description": "pools", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"pools": {"type": "array", "items": {
                     "type": "object", "properties": {
                         "subnet": {"type": "string"}, "size": {"type": "integer"},
-                        "active": {"type": "integer"}, "reserved": {"type": "integer"}}}}}}}}}},
+                        "active": {"type": "integer"}, "reserved": {"type": "integer"},
+                        "quarantined": {"type": "integer"}}}}}}}}}},
         },
     },
     "/": {

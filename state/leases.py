@@ -17,7 +17,9 @@ Allocation rules (all per subnet pool):
 - An OFFER holds the address for `offer_hold` seconds, in memory only (an OFFER promises nothing
   durable; losing holds on restart only makes a client start over). When a pool has nothing else
   left, the oldest outstanding offer is taken back, so a flood of DISCOVERs cannot lock the pool.
-- A DECLINEd address (someone else answers ARP for it) is quarantined for `decline_probation` seconds.
+- A DECLINEd address (someone else answers ARP for it) is quarantined for `decline_probation` seconds,
+  honoured only from the MAC holding its offer or lease, and only while the pool's quarantined share is
+  under `decline_max_share` (spoofed DISCOVER+DECLINE cycles must not take the whole pool out).
 
 Reservations may lie inside or outside a pool: an address inside a pool can be reserved unless
 another MAC holds an active lease on it (its expired lease is simply taken over); outside the pools it
@@ -171,15 +173,31 @@ def client_hostname(raw: str | None) -> str | None:
     return label or None
 
 
+DECLINE_LOG_INTERVAL = 60.0  # seconds between two decline-refused lines
+
+
+def decline_cap(pool_size: int, max_share: float) -> int:
+    """How many of a pool's addresses DECLINEs may hold in quarantine: the share, but at least one (a
+    real conflict in a tiny pool is still honoured) and 0 when the share is 0 (declines never quarantine)."""
+    if max_share <= 0:
+        return 0
+    return max(1, int(pool_size * max_share))
+
+
 class LeaseModel:
     """The LeaseBook of the DHCP reply logic, plus reservation management and makedhcpstatic."""
 
     def __init__(self, subnets: Iterable[SubnetLike], writer: WriteBack, *, offer_hold: float = 30.0,
-                 decline_probation: float = 600.0, excluded: Iterable[IPv4Address] = ()) -> None:
+                 decline_probation: float = 600.0, excluded: Iterable[IPv4Address] = (),
+                 decline_max_share: float = 0.1) -> None:
         self._wb = writer
         self._write = writer  # ordered single operations
         self.offer_hold = offer_hold
         self.decline_probation = decline_probation
+        self.decline_max_share = decline_max_share
+        self._declines_refused = 0  # since the last log line about them
+        self._declines_logged_at: float | None = None
+        self.declines_refused = 0
         self._excluded = {int(ip) for ip in excluded}
         self._by_mac: dict[str, Lease] = {}
         self._by_ip: dict[int, Lease] = {}
@@ -199,10 +217,11 @@ class LeaseModel:
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, subnets: Iterable[SubnetLike], writer: WriteBack, *,
-             now: float, offer_hold: float = 30.0, decline_probation: float = 600.0,
+             now: float, offer_hold: float = 30.0, decline_probation: float = 600.0, decline_max_share: float = 0.1,
              excluded: Iterable[IPv4Address] = ()) -> LeaseModel:
         """Build the model from the database (leases, reservations, quarantine still in force)."""
-        model = cls((), writer, offer_hold=offer_hold, decline_probation=decline_probation, excluded=excluded)
+        model = cls((), writer, offer_hold=offer_hold, decline_probation=decline_probation, excluded=excluded,
+                    decline_max_share=decline_max_share)
         for row in conn.execute("SELECT mac, ip, subnet, starts, expires, client_id, hostname FROM leases"):
             lease = Lease(row[0], IPv4Address(row[1]), row[2], row[3], row[4],
                           bytes(row[5]) if row[5] is not None else None, row[6])
@@ -331,11 +350,30 @@ class LeaseModel:
         mine = (lease is not None and lease.ip == ip) or (hold is not None and hold.mac == mac)
         if not mine or n in self._res_by_ip:
             return
+        pool = self._pool_of(n)
+        if pool is not None and self.quarantined_in(pool.first, pool.last, now) >= decline_cap(
+                pool.last - pool.first + 1, self.decline_max_share):
+            self._refuse_decline(mac, ip, pool.text, now)
+            return
         self._drop_hold(mac)
         if lease is not None and lease.ip == ip:
             self._remove_lease(lease, hand_back=False)
             self._write(_delete_lease(mac))
         self.quarantine(ip, now, mac=mac)
+
+    def quarantined_in(self, first: int, last: int, now: float) -> int:
+        """Addresses from `first` to `last` (integers) in quarantine now."""
+        return sum(1 for n, until in self._quarantine.items() if first <= n <= last and until > now)
+
+    def _refuse_decline(self, mac: str, ip: IPv4Address, pool: str, now: float) -> None:
+        # At most one line a minute, with how many were refused since the last one: a flood is one line.
+        self.declines_refused += 1
+        self._declines_refused += 1
+        if self._declines_logged_at is None or now - self._declines_logged_at >= DECLINE_LOG_INTERVAL:
+            log.warning("event=decline-refused ip=%s mac=%s pool=%s reason=quarantine-cap max_share=%g refused=%d",
+                        ip, mac, pool, self.decline_max_share, self._declines_refused)
+            self._declines_logged_at = now
+            self._declines_refused = 0
 
     def quarantine(self, ip: IPv4Address, now: float, *, mac: str | None = None,
                    seconds: float | None = None) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from state.db import connect
 from state.journal import Journal
-from state.leases import LeaseError, LeaseModel, PoolSpec, journal_writer, offline_transaction
+from state.leases import LeaseError, LeaseModel, PoolSpec, decline_cap, journal_writer, offline_transaction
 from state.sightings import MachineLog
 
 NET = IPv4Network("10.20.0.0/24")
@@ -273,6 +273,24 @@ def test_a_decline_for_someone_elses_address_is_ignored(book: Offline) -> None:
     m.decline(mac(2), a, T0 + 1)
     assert m.lease(mac(1)).ip == a
     assert rows(book.conn, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_declines_quarantine_at_most_the_pools_cap(book: Offline, caplog: pytest.LogCaptureFixture) -> None:
+    m = book.model
+    m.decline_max_share = 0.2  # of the test pool's 10 addresses: 2
+    cap = decline_cap(10, 0.2)
+    for i in range(1, cap + 6):  # the spoofed DISCOVER+DECLINE cycle of a flood
+        m.decline(mac(i), m.offer(mac(i), POOL, None, T0 + i), T0 + i)
+    assert rows(book.conn, "SELECT count(*) FROM quarantine") == [(cap,)]
+    assert m.declines_refused == 5
+    assert len([r for r in caplog.records if "event=decline-refused" in r.getMessage()]) == 1  # rate-limited
+    assert m.offer(mac(500), POOL, None, T0 + 100) is not None  # a real client still gets an address
+
+
+def test_decline_cap_is_a_share_but_at_least_one_address() -> None:
+    assert decline_cap(100, 0.1) == 10
+    assert decline_cap(3, 0.1) == 1
+    assert decline_cap(100, 0.0) == 0
 
 
 def test_declining_a_leased_address_removes_the_lease(book: Offline) -> None:
