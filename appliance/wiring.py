@@ -97,8 +97,10 @@ def host_settings(cfg: Config) -> HostSettings:
 
 
 def discovery_settings(cfg: Config) -> DiscoverySettings:
-    return DiscoverySettings(policy=cfg.discovery.policy, rules=cfg.discovery.rules,
-                             auto_static=cfg.dhcp.auto_static)
+    d = cfg.discovery
+    return DiscoverySettings(policy=d.policy, rules=d.rules, auto_static=cfg.dhcp.auto_static,
+                             auto_max_hosts=d.auto_max_hosts, auto_max_per_window=d.auto_max_per_window,
+                             auto_window=d.auto_window)
 
 
 def pool_specs(cfg: Config) -> tuple[PoolSpec, ...]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from state.discovery import DiscoveryRule, decide_unknown, dhcp_offers_boot
+from state.discovery import AutoCreateLimit, DiscoveryRule, decide_unknown, dhcp_offers_boot
 from state.hostbook import HostBook, address_op, make_lease_static
 from state.hosts import host_by_mac, host_by_name
 from state.leases import LeaseModel
@@ -35,6 +35,9 @@ class DiscoverySettings:
     policy: str = "hold"
     rules: tuple[DiscoveryRule, ...] = ()
     auto_static: str = "on-install"
+    auto_max_hosts: int = 256
+    auto_max_per_window: int = 64
+    auto_window: float = 3600.0
 
 
 @dataclass(slots=True)
@@ -46,6 +49,16 @@ class Discovery:
     _settled: set[str] = field(default_factory=set)
     _pending_names: dict[str, str] = field(default_factory=dict)  # name -> MAC, until its row commits
     created: int = 0
+    _limit: AutoCreateLimit | None = None
+
+    def limit(self) -> AutoCreateLimit:
+        """The auto-create cap, following the settings (SIGHUP replaces them; the window's count stays)."""
+        s = self.settings
+        lim = self._limit
+        if lim is None:
+            lim = self._limit = AutoCreateLimit(s.auto_max_hosts, s.auto_max_per_window, s.auto_window)
+        lim.max_hosts, lim.per_window, lim.window = s.auto_max_hosts, s.auto_max_per_window, s.auto_window
+        return lim
 
     def may_boot(self, mac: str) -> bool:
         """For the DHCP server: does a reply to `mac` carry boot options? (one indexed read under ignore)"""
@@ -71,6 +84,13 @@ class Discovery:
             return
         if decision.kind != "create" or decision.name is None or decision.rule is None:
             return
+        refusal = self.limit().refusal(now, lambda: _count_hosts(reader) + len(self._pending_names))
+        if refusal is not None:
+            # Not settled: the machine waits as under hold and is looked at again at its next sighting.
+            reason, log_it = refusal
+            if log_it:
+                log.warning("event=discovery-capped mac=%s reason=%r action=hold", machine.mac, reason)
+            return
         book = HostBook(reader, self.leases, auto_static=self.settings.auto_static)
         try:
             host, op = book.create(decision.name, now=now, mac=machine.mac, image=decision.rule.image,
@@ -82,6 +102,7 @@ class Discovery:
         self._pending_names[host.name] = machine.mac
         self._settle(machine.mac)
         self.created += 1
+        self.limit().created(now)
         log.info("event=host-discovered mac=%s host=%s image=%s arch=%s vendor_class=%r", machine.mac, host.name,
                  host.image, machine.arch, machine.vendor_class)
         fut = self.store.journal.submit(op)
@@ -119,6 +140,10 @@ class Discovery:
     def forget(self, mac: str) -> None:
         """A host went away (or lost its MAC): its machine may be discovered again."""
         self._settled.discard(mac)
+
+
+def _count_hosts(reader: Any) -> int:
+    return int(reader.execute("SELECT count(*) FROM hosts").fetchone()[0])
 
 
 class DiscoveringMachineLog(MachineLog):

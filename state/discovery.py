@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 POLICIES = ("hold", "auto", "ignore")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -117,3 +117,43 @@ def unknown_boot(policy: str, boot_unknown: str = "wait") -> str:
 def dhcp_offers_boot(policy: str, is_host: bool) -> bool:
     """Does a DHCP reply to this machine carry boot options (next-server, boot file, iPXE script)?"""
     return is_host or policy != "ignore"
+
+
+@dataclass(slots=True)
+class AutoCreateLimit:
+    """How many hosts policy auto may still create: at most `max_hosts` hosts in the store in all, and
+    `per_window` per `window` seconds (a fixed window). Spoofed MACs must not mint hosts without end; a
+    machine refused here waits as under hold. `refusal` says why not, and whether to log it (once a window)."""
+
+    max_hosts: int
+    per_window: int
+    window: float
+    _window_start: float | None = None
+    _created: int = 0
+    _logged: set[str] = field(default_factory=set)  # reasons already logged in this window
+    refused: int = 0
+
+    def _roll(self, now: float) -> None:
+        if self._window_start is None or now - self._window_start >= self.window:
+            self._window_start = now
+            self._created = 0
+            self._logged.clear()
+
+    def refusal(self, now: float, hosts: Callable[[], int]) -> tuple[str, bool] | None:
+        """None: one more host may be created now. Else (reason, log_it). `hosts` counts the store's hosts
+        (asked only when the window allows, so a flood past the window cap costs no query)."""
+        self._roll(now)
+        if self._created >= self.per_window:
+            reason = f"auto_max_per_window={self.per_window} hosts per {self.window:g} s reached"
+        elif hosts() >= self.max_hosts:
+            reason = f"auto_max_hosts={self.max_hosts} reached"
+        else:
+            return None
+        self.refused += 1
+        first = reason not in self._logged
+        self._logged.add(reason)
+        return reason, first
+
+    def created(self, now: float) -> None:
+        self._roll(now)
+        self._created += 1

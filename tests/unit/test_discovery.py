@@ -85,3 +85,29 @@ def test_discovery_config_errors_name_the_key(section: dict, message: str) -> No
     with pytest.raises(ConfigError) as e:
         parse_config({"discovery": section})
     assert str(e.value).startswith(message)
+
+
+def test_auto_create_limit_caps_per_window_and_in_all() -> None:
+    from state.discovery import AutoCreateLimit
+
+    lim = AutoCreateLimit(max_hosts=5, per_window=2, window=60.0)
+    hosts = [0]
+    made = 0
+    logged = []
+    for t in range(10):
+        refusal = lim.refusal(float(t), lambda: hosts[0])
+        if refusal is None:
+            lim.created(float(t))
+            hosts[0] += 1
+            made += 1
+        elif refusal[1]:
+            logged.append(refusal[0])
+    assert made == 2 and len(logged) == 1 and "auto_max_per_window=2" in logged[0]
+    for t in range(60, 400, 10):  # later windows, until the total cap
+        if lim.refusal(float(t), lambda: hosts[0]) is None:
+            lim.created(float(t))
+            hosts[0] += 1
+    assert hosts[0] == 5
+    refusal = lim.refusal(1000.0, lambda: hosts[0])
+    assert refusal is not None and "auto_max_hosts=5" in refusal[0] and refusal[1]
+    assert lim.refusal(1001.0, lambda: hosts[0]) == (refusal[0], False)  # once per window
