@@ -9,6 +9,7 @@ from appliance.rogue import refuse_pool
 from appliance.runtime import Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
+from state.hosts import host_by_mac
 from state.leases import LeaseModel, durable_binding, journal_writer
 from state.sightings import MachineLog
 
@@ -53,7 +54,12 @@ def load_leases(rt: Runtime) -> LeaseModel:
 
 
 def load_machines(rt: Runtime, cls: type[MachineLog] = MachineLog) -> MachineLog:
-    return cls.load(rt.store.reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH)
+    """The live machine log, capped by [discovery] max_machines and machine_expiry; hosts are never evicted."""
+    reader = rt.store.reader
+    d = rt.config.discovery
+    return cls.load(reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH, cap=d.max_machines,
+                    expiry=d.machine_expiry, protected=lambda mac: host_by_mac(reader, mac) is not None,
+                    now=rt.clock())
 
 
 def offline_lease_model(cfg: Config, conn: sqlite3.Connection, now: float) -> LeaseModel:

@@ -45,6 +45,7 @@ from state.boot import BootPolicy
 from state.discovery import unknown_boot
 from state.images import list_versions
 from state.leases import LeaseModel, PoolSpec
+from state.sightings import MachineLog
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 CLIENT_SCRIPTS_DIR = Path(__file__).parent / "data"
@@ -189,6 +190,9 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     discovery = rt.models.get("discovery")
     if isinstance(discovery, Discovery):
         discovery.settings = discovery_settings(cfg)
+    machines = rt.models.get("machines")
+    if isinstance(machines, MachineLog):  # a lower cap takes effect as new machines arrive
+        machines.cap, machines.expiry = cfg.discovery.max_machines, cfg.discovery.machine_expiry
     responder = rt.models.get("boot")
     if isinstance(responder, BootResponder):
         responder.settings = boot_settings(cfg)

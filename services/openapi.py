@@ -165,11 +165,26 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/machines": {
             "get": {
-                "summary": "Every machine seen on the wire, most recent first, with its host and boot decision",
-                "responses": {"200": _json("machines", {
+                "summary": "Machines seen on the wire, most recent first, with their host and boot decision, one page "
+                           "at a time (the table is capped by [discovery] max_machines)",
+                "parameters": [
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                     "description": "machines per page"},
+                    {"name": "offset", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 0, "default": 0},
+                     "description": "where the page starts: the previous page's next_offset"},
+                    {"name": "unknown", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "1/true/yes: only machines that are no host"},
+                ],
+                "responses": {"200": _json("one page of machines", {
                     "type": "object",
-                    "properties": {"machines": {"type": "array", "items": {"$ref": "#/components/schemas/Machine"}}},
-                })},
+                    "properties": {"machines": {"type": "array", "items": {"$ref": "#/components/schemas/Machine"}},
+                                   "total": {"type": "integer", "description": "machines in all (after the filter)"},
+                                   "offset": {"type": "integer"}, "limit": {"type": "integer"},
+                                   "next_offset": {"type": "integer", "nullable": True,
+                                                   "description": "offset of the next page; null on the last"}},
+                }), "400": _error("a bad limit or offset")},
             },
         },
         "/api/v1/machines/{mac}": {

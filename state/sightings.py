@@ -4,10 +4,16 @@ Discovery lists these (what arch, which firmware, behind which relay). A booting
 dozen packets a minute, so a row is written only when the machine is new, when something about it
 changed, or when its recorded last_seen is more than `refresh` seconds old; the rest stays in memory.
 Writes go through the same writer as leases (the journal's group commit in the daemon).
+
+The table is capped (`cap`), because anyone on the LAN can make up MACs: an unknown machine not seen
+for `expiry` seconds is forgotten, and when a new machine finds the table full the least recently seen
+unknown one makes room. Hosts (`protected`) are never evicted; a new unknown machine that finds the
+table full of hosts is answered but not recorded. Evictions delete the row, so memory and store agree.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -15,8 +21,13 @@ from typing import Any
 
 from state.writeback import RowKind, WriteBack
 
+log = logging.getLogger("imageserver.state")
+
 Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
+DEFAULT_CAP = 4096
+DEFAULT_EXPIRY = 7 * 86400.0
+SWEEP_EVERY = 60.0  # seconds between two expiry sweeps (each is one pass over the table)
 
 DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")  # Machine's, in order
 NO_DETAILS: tuple[None, ...] = (None,) * len(DETAILS)
@@ -47,22 +58,40 @@ class _Entry:
 
 
 class MachineLog:
-    """In-memory view of `machines` that writes through only what is worth a write."""
+    """In-memory view of `machines` that writes through only what is worth a write.
 
-    def __init__(self, writer: Writer, *, refresh: float = 60.0) -> None:
+    `_known` is kept in order of last sighting (least recent first), so eviction takes from the front.
+    """
+
+    def __init__(self, writer: Writer, *, refresh: float = 60.0, cap: int = DEFAULT_CAP,
+                 expiry: float = DEFAULT_EXPIRY, protected: Callable[[str], bool] | None = None) -> None:
         self._write = writer
         self.refresh = refresh
+        self.cap = cap
+        self.expiry = expiry
+        self._protected = protected or (lambda mac: False)
         self._known: dict[str, _Entry] = {}
+        self._swept_at: float | None = None
         self.writes = 0
+        self.evicted = 0  # unknown machines forgotten to make room or because they expired
+        self.unrecorded = 0  # new machines answered but not recorded (table full of hosts)
+        self._logged_at: float | None = None
+        self._unlogged = 0
 
     @classmethod
-    def load(cls, conn: sqlite3.Connection, writer: Writer, *, refresh: float = 60.0) -> MachineLog:
-        log = cls(writer, refresh=refresh)
+    def load(cls, conn: sqlite3.Connection, writer: Writer, *, refresh: float = 60.0, cap: int = DEFAULT_CAP,
+             expiry: float = DEFAULT_EXPIRY, protected: Callable[[str], bool] | None = None,
+             now: float | None = None) -> MachineLog:
+        log_ = cls(writer, refresh=refresh, cap=cap, expiry=expiry, protected=protected)
         cols = ", ".join(f.name for f in fields(Machine))
-        for row in conn.execute(f"SELECT {cols} FROM machines"):
+        for row in conn.execute(f"SELECT {cols} FROM machines ORDER BY last_seen, mac"):
             m = Machine(*row)
-            log._known[m.mac] = _Entry(m, m.last_seen)
-        return log
+            log_._known[m.mac] = _Entry(m, m.last_seen)
+        if now is not None:  # a table grown before the cap (or under a larger one) is cut down at start
+            log_.expire(now)
+            while len(log_._known) > log_.cap and log_._evict_one(now):
+                pass
+        return log_
 
     def seen(self, mac: str, now: float, **details: Any) -> Machine:
         """Record a packet from `mac`. Details left None keep what was known (a ROM's arch stays
@@ -74,12 +103,16 @@ class MachineLog:
 
     def sighted(self, mac: str, now: float, details: tuple[Any, ...] = NO_DETAILS) -> Machine:
         """seen() with the details as a tuple in DETAILS order (None: not told), for the per-packet path."""
-        entry = self._known.get(mac)
+        entry = self._known.pop(mac, None)  # re-inserted below: the dict stays in order of last sighting
         if entry is None:
             machine = Machine(mac, now, now, *details)
+            if not self._make_room(mac, now):
+                self.unrecorded += 1
+                return machine
             self._known[mac] = _Entry(machine, now)
             self._put(machine)
             return machine
+        self._known[mac] = entry
         old = entry.machine
         known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
         merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
@@ -96,20 +129,74 @@ class MachineLog:
             self._put(machine)
         return machine
 
+    # ---------------------------------------------------------------- the cap
+
+    def _make_room(self, mac: str, now: float) -> bool:
+        """May a new machine be recorded? Expire what is due, then evict until there is room."""
+        if self._swept_at is None or now - self._swept_at >= SWEEP_EVERY:
+            self.expire(now)
+        while len(self._known) >= self.cap:
+            if not self._evict_one(now):
+                return self._protected(mac)  # full of hosts: a host is still recorded, an unknown one is not
+        return True
+
+    def _evict_one(self, now: float) -> bool:
+        """Forget the least recently seen unknown machine; False if every machine is a host."""
+        hosts: list[str] = []
+        victim = None
+        for mac in self._known:
+            if self._protected(mac):
+                hosts.append(mac)
+                continue
+            victim = mac
+            break
+        for mac in hosts:  # hosts go to the back, so the next eviction does not look at them again
+            self._known[mac] = self._known.pop(mac)
+        if victim is None:
+            return False
+        self._forget(victim, now)
+        return True
+
+    def expire(self, now: float) -> int:
+        """Forget every unknown machine not seen for `expiry` seconds; how many were forgotten."""
+        self._swept_at = now
+        due = [mac for mac, e in self._known.items() if now - e.machine.last_seen >= self.expiry]
+        gone = 0
+        for mac in due:
+            if not self._protected(mac):
+                self._forget(mac, now)
+                gone += 1
+        return gone
+
+    def _forget(self, mac: str, now: float) -> None:
+        del self._known[mac]
+        self.evicted += 1
+        self._unlogged += 1
+        self.writes += 1
+        self._row((mac, *(None,) * (len(_COLUMNS) - 1)))  # a row without first_seen deletes
+        # One line a minute at most, with the count: a flood of made-up MACs is one line, not one per MAC.
+        if self._logged_at is None or now - self._logged_at >= SWEEP_EVERY:
+            log.warning("event=machines-evicted count=%d cap=%d expiry=%g total_evicted=%d", self._unlogged,
+                        self.cap, self.expiry, self.evicted)
+            self._logged_at = now
+            self._unlogged = 0
+
     def get(self, mac: str) -> Machine | None:
         entry = self._known.get(mac)
         return entry.machine if entry is not None else None
 
     def all(self) -> list[Machine]:
-        return sorted((e.machine for e in self._known.values()), key=lambda m: m.last_seen, reverse=True)
+        return sorted((e.machine for e in self._known.values()), key=lambda m: (-m.last_seen, m.mac))
 
     def __len__(self) -> int:
         return len(self._known)
 
     def _put(self, m: Machine) -> None:
         self.writes += 1
-        row = (m.mac, m.first_seen, m.last_seen, m.arch, m.vendor_class, m.user_class, m.uuid, m.relay, m.subnet,
-               m.hostname)  # _COLUMNS order
+        self._row((m.mac, m.first_seen, m.last_seen, m.arch, m.vendor_class, m.user_class, m.uuid, m.relay,
+                   m.subnet, m.hostname))  # _COLUMNS order
+
+    def _row(self, row: tuple[Any, ...]) -> None:
         if isinstance(self._write, WriteBack):
             self._write.row(MACHINE_ROWS, row)  # bulk, with the other writes of this commit
         else:
@@ -121,17 +208,27 @@ assert ("mac", "first_seen", "last_seen", *DETAILS) == _COLUMNS, "MachineLog._pu
 
 
 def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
-    updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *DETAILS))
-    conn.execute(f"INSERT INTO machines({', '.join(_COLUMNS)}) VALUES {','.join([one] * len(rows))} "
-                 f"ON CONFLICT(mac) DO UPDATE SET {updates}", [x for r in rows for x in r])
+    """Upserts, and deletes (rows whose first_seen is None): the last row of each MAC is what it ends as."""
+    last: dict[str, tuple[Any, ...]] = {}
+    for r in rows:
+        last[r[0]] = r
+    upserts = [r for r in last.values() if r[1] is not None]
+    deletes = [mac for mac, r in last.items() if r[1] is None]
+    if upserts:
+        one = "(" + ",".join("?" * len(_COLUMNS)) + ")"
+        updates = ", ".join(f"{c}=excluded.{c}" for c in ("last_seen", *DETAILS))
+        conn.execute(f"INSERT INTO machines({', '.join(_COLUMNS)}) VALUES {','.join([one] * len(upserts))} "
+                     f"ON CONFLICT(mac) DO UPDATE SET {updates}", [x for r in upserts for x in r])
+    if deletes:
+        conn.execute(f"DELETE FROM machines WHERE mac IN ({','.join('?' * len(deletes))})", deletes)
 
 
 def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
     """Every machine in the table, most recently seen first (for readers without the live log)."""
-    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM machines ORDER BY last_seen DESC").fetchall()
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM machines ORDER BY last_seen DESC, mac").fetchall()
     return [Machine(*tuple(r)) for r in rows]
 
 
 # Sightings touch only their own rows of their own table, so they may be written before other changes.
+# Two statements at most (upserts, deletes); a failure falls back to row by row, and both are idempotent.
 MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True, one_statement=True)

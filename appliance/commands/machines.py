@@ -83,7 +83,17 @@ def run(args: argparse.Namespace) -> int:
 def _list(cfg: Any) -> list[dict[str, Any]]:
     from appliance.commands._common import ask_daemon
 
-    answered, result = ask_daemon(cfg, lambda api: list(api.get("/api/v1/machines")["machines"]))
+    def pages(api: Any) -> list[dict[str, Any]]:
+        # The API answers a page at a time; the CLI lists them all (the table is capped).
+        out: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = api.get(f"/api/v1/machines?limit=1000&offset={offset}")
+            out.extend(page["machines"])
+            offset = page.get("next_offset")
+        return out
+
+    answered, result = ask_daemon(cfg, pages)
     if answered:
         return result  # type: ignore[return-value]
     from state.hosts import hosts_by_mac

@@ -11,11 +11,14 @@ const API = {
   status: "/api/v1/status",
   pools: "/api/v1/pools",
   hosts: "/api/v1/hosts",
-  machines: "/api/v1/machines",
   images: "/api/v1/images",
 };
 const MAX_MACHINES = 25;
 const MAX_WAITING = 50;
+// Only what is shown is polled: the most recently seen machines, and those waiting for a host (a page each;
+// the machine table can hold thousands, and the API pages it).
+API.machines = `/api/v1/machines?limit=${MAX_MACHINES}`;
+API.waiting = `/api/v1/machines?unknown=1&limit=${MAX_WAITING}`;
 const TOKEN_KEY = "imageserver.admin-token";
 
 function el(tag, props, ...children) {
@@ -111,7 +114,8 @@ function renderPools(doc) {
   fill("pools", (doc.pools || []).map((p) => {
     const used = p.size ? p.active / p.size : 0;
     return el("tr", {}, el("td", {}, p.subnet), el("td", {}, bar(used, used >= 0.9)),
-      el("td", {}, `${p.active} (${(used * 100).toFixed(0)}%)`), el("td", {}, p.size), el("td", {}, p.reserved));
+      el("td", {}, `${p.active} (${(used * 100).toFixed(0)}%)`), el("td", {}, p.size), el("td", {}, p.reserved),
+      el("td", {}, p.quarantined ?? 0));
   }));
 }
 
@@ -270,14 +274,15 @@ function waitingRow(mac) {
   return entry;
 }
 
-function renderWaiting(machines, hosts) {
+function renderWaiting(machines, total, hosts) {
   const body = document.querySelector("#discovered tbody");
   // A busy LAN shows many machines that will never be hosts: the most recently seen ones are listed.
   const all = machines.filter((m) => !m.host);
   const current = all.slice().sort((a, b) => (b.last_seen || 0) - (a.last_seen || 0)).slice(0, MAX_WAITING)
     .sort((a, b) => (a.first_seen || 0) - (b.first_seen || 0) || a.mac.localeCompare(b.mac));
-  document.getElementById("waiting-more").textContent = all.length > current.length
-    ? `the ${current.length} most recently seen of ${all.length}; all of them: GET /api/v1/machines` : "";
+  const count = Math.max(total || 0, all.length);
+  document.getElementById("waiting-more").textContent = count > current.length
+    ? `the ${current.length} most recently seen of ${count}; all of them: GET /api/v1/machines?unknown=1` : "";
   const macs = new Set(current.map((m) => m.mac));
   for (const [mac, entry] of waiting) {
     if (!macs.has(mac)) { entry.row.remove(); waiting.delete(mac); }
@@ -319,9 +324,9 @@ async function getJson(url) {
 let hostsRoute = true; // false once /api/v1/hosts answered 404: hosts are then shown from the machines
 
 async function refresh() {
-  const [status, pools, machines, images] = await Promise.all([
+  const [status, pools, machines, waitingPage, images] = await Promise.all([
     getJson(API.status), getJson(API.pools).catch(() => ({ pools: [] })), getJson(API.machines),
-    getJson(API.images).catch(() => ({ images: [] })),
+    getJson(API.waiting), getJson(API.images).catch(() => ({ images: [] })),
   ]);
   renderStatus(status);
   renderPools(pools);
@@ -338,7 +343,7 @@ async function refresh() {
     hosts = machines.machines.filter((m) => m.host).map((m) => ({ name: m.host, mac: m.mac, state: m.host_state }));
   }
   renderHosts(hosts);
-  renderWaiting(machines.machines || [], hosts);
+  renderWaiting(waitingPage.machines || [], waitingPage.total, hosts);
   renderImages(images.images || []);
   renderMachines(machines.machines || []);
 }

@@ -109,8 +109,8 @@ async def lease(store: Store, mac: str, addr: str, hostname: str | None, starts:
 async def test_a_hosts_name_answers_only_for_its_own_mac(store: Store) -> None:
     # node1 is a host without a fixed address: its name follows its own MAC's lease, never another's.
     await write(store, "INSERT INTO hosts(name, mac, created, updated) VALUES('node1', '02:00:00:00:00:01', 0, 0)")
-    await write(store, "INSERT INTO hosts(name, mac, ip, created, updated) VALUES('node2', '02:00:00:00:00:02', ?, 0, 0)",
-                (ip("10.0.0.2"),))
+    await write(store, "INSERT INTO hosts(name, mac, ip, created, updated) "
+                       "VALUES('node2', '02:00:00:00:00:02', ?, 0, 0)", (ip("10.0.0.2"),))
     await lease(store, "02:00:00:00:00:01", "10.0.0.101", "whatever", starts=990)
     await lease(store, "02:00:00:00:00:66", "10.0.0.166", "node1", starts=100)  # earlier, still refused
     await lease(store, "02:00:00:00:00:67", "10.0.0.167", "NODE2")

@@ -1,0 +1,85 @@
+"""state.sightings: the machine table is capped; unknown machines expire and make room, hosts never do."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from state.db import migrate
+from state.sightings import MachineLog
+from state.writeback import WriteBack
+
+
+def conn() -> sqlite3.Connection:
+    c = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(c)
+    return c
+
+
+def stored(c: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in c.execute("SELECT mac FROM machines")}
+
+
+def mac(i: int) -> str:
+    return f"02:00:00:00:{i >> 8:02x}:{i & 0xff:02x}"
+
+
+def test_a_flood_of_new_macs_stays_at_the_cap_in_memory_and_in_the_store() -> None:
+    c = conn()
+    hosts = {mac(0), mac(1)}
+    log = MachineLog(WriteBack(conn=c), cap=10, protected=hosts.__contains__)
+    for i in range(200):
+        log.seen(mac(i), 1000.0 + i)
+    assert len(log) == 10 and len(stored(c)) == 10
+    assert hosts <= stored(c)  # hosts seen first are still there
+    assert stored(c) == {m.mac for m in log.all()}
+    assert {mac(i) for i in range(192, 200)} <= stored(c)  # the newest unknown ones
+    assert log.evicted == 190
+
+
+def test_the_least_recently_seen_unknown_machine_makes_room() -> None:
+    c = conn()
+    log = MachineLog(WriteBack(conn=c), cap=3)
+    for i in range(3):
+        log.seen(mac(i), 1000.0 + i)
+    log.seen(mac(0), 1010.0)  # seen again: now the most recent
+    log.seen(mac(9), 1011.0)
+    assert stored(c) == {mac(0), mac(2), mac(9)}
+
+
+def test_unknown_machines_expire_and_a_table_full_of_hosts_records_no_stranger() -> None:
+    c = conn()
+    hosts = {mac(1), mac(2)}
+    log = MachineLog(WriteBack(conn=c), cap=2, expiry=100.0, protected=hosts.__contains__)
+    log.seen(mac(1), 1000.0)
+    log.seen(mac(2), 1000.0)
+    m = log.seen(mac(3), 2000.0)  # answered (returned), not recorded
+    assert m.mac == mac(3) and log.get(mac(3)) is None and stored(c) == hosts and log.unrecorded == 1
+    log.seen(mac(4), 2000.0)
+    assert stored(c) == hosts  # hosts never expire either
+    big = MachineLog(WriteBack(conn=c), cap=10, expiry=100.0)
+    big.seen(mac(5), 2000.0)
+    big.seen(mac(6), 2100.0)
+    big.expire(2150.0)
+    assert big.get(mac(5)) is None and big.get(mac(6)) is not None
+
+
+def test_loading_cuts_an_oversized_table_down_to_the_cap() -> None:
+    c = conn()
+    writer: Any = WriteBack(conn=c)
+    log = MachineLog(writer, cap=1000)
+    for i in range(50):
+        log.seen(mac(i), 1000.0 + i)
+    again = MachineLog.load(c, writer, cap=5, protected={mac(0)}.__contains__, now=1100.0)
+    assert len(again) == 5 and stored(c) == {mac(0), *(mac(i) for i in range(46, 50))}
+
+
+def test_evicted_and_re_seen_in_one_commit_ends_as_the_last_row_says() -> None:
+    from state.sightings import _write_machines
+
+    c = conn()
+    row = (mac(1), 1.0, 2.0, None, None, None, None, None, None, None)
+    _write_machines(c, [row, (mac(1), *(None,) * 9), row])
+    assert stored(c) == {mac(1)}
+    _write_machines(c, [row, (mac(1), *(None,) * 9)])
+    assert stored(c) == set()
