@@ -11,14 +11,15 @@ const API = {
   status: "/api/v1/status",
   pools: "/api/v1/pools",
   hosts: "/api/v1/hosts",
+  machines: "/api/v1/machines",
   images: "/api/v1/images",
 };
 const MAX_MACHINES = 25;
 const MAX_WAITING = 50;
 // Only what is shown is polled: the most recently seen machines, and those waiting for a host (a page each;
 // the machine table can hold thousands, and the API pages it).
-API.machines = `/api/v1/machines?limit=${MAX_MACHINES}`;
-API.waiting = `/api/v1/machines?unknown=1&limit=${MAX_WAITING}`;
+const RECENT_PAGE = `?limit=${MAX_MACHINES}`;
+const WAITING_PAGE = `?unknown=1&limit=${MAX_WAITING}`;
 const TOKEN_KEY = "imageserver.admin-token";
 
 function el(tag, props, ...children) {
@@ -325,8 +326,8 @@ let hostsRoute = true; // false once /api/v1/hosts answered 404: hosts are then 
 
 async function refresh() {
   const [status, pools, machines, waitingPage, images] = await Promise.all([
-    getJson(API.status), getJson(API.pools).catch(() => ({ pools: [] })), getJson(API.machines),
-    getJson(API.waiting), getJson(API.images).catch(() => ({ images: [] })),
+    getJson(API.status), getJson(API.pools).catch(() => ({ pools: [] })), getJson(API.machines + RECENT_PAGE),
+    getJson(API.machines + WAITING_PAGE), getJson(API.images).catch(() => ({ images: [] })),
   ]);
   renderStatus(status);
   renderPools(pools);

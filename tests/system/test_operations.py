@@ -157,7 +157,8 @@ def test_metrics_parse_and_move_with_dhcp_boot_file_and_install_traffic(lab: Lab
     dhcp = status["services"]["dhcp"]["counters"]
     assert after.value("imageserver_dhcp_received_total", type="discover") == dhcp["in_discover"]
     pools = json.loads(curl(pair, f"http://127.0.0.1:{API_PORT}/api/v1/pools"))["pools"]
-    assert pools == [{"subnet": subnet, "size": 51, "active": 1, "reserved": 1}]  # done made the lease static
+    assert pools == [{"subnet": subnet, "size": 51, "active": 1, "reserved": 1,
+                      "quarantined": 0}]  # done made the lease static
 
     # JSON logs: every line an object with time, level, logger; per-machine events name the machine.
     wait_for_log(server, '"event": "install-done"')
