@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from state.discovery import AutoCreateLimit, DiscoveryRule, decide_unknown, dhcp_offers_boot
+from state.discovery import AutoCreateLimit, DiscoveryRule, decide_unknown, dhcp_offers_boot, first_match
 from state.hostbook import HostBook, address_op, make_lease_static
 from state.hosts import host_by_mac, host_by_name
 from state.leases import LeaseModel
@@ -77,19 +77,22 @@ class Discovery:
         def taken(name: str) -> bool:
             return name in self._pending_names or host_by_name(reader, name) is not None
 
+        if not is_host and first_match(self.settings.rules, machine.mac, machine.arch, machine.vendor_class):
+            # The cap comes before a name is looked for (that costs a query per name tried): past it, a
+            # flood of made-up MACs costs no more than a counter. Not settled: the machine waits as under
+            # hold and is looked at again at its next sighting.
+            refusal = self.limit().refusal(now, lambda: _count_hosts(reader) + len(self._pending_names))
+            if refusal is not None:
+                reason, log_it = refusal
+                if log_it:
+                    log.warning("event=discovery-capped mac=%s reason=%r action=hold", machine.mac, reason)
+                return
         decision = decide_unknown(self.settings.policy, self.settings.rules, mac=machine.mac, arch=machine.arch,
                                   vendor_class=machine.vendor_class, is_host=is_host, taken=taken)
         if decision.kind == "known":
             self._settle(machine.mac)
             return
         if decision.kind != "create" or decision.name is None or decision.rule is None:
-            return
-        refusal = self.limit().refusal(now, lambda: _count_hosts(reader) + len(self._pending_names))
-        if refusal is not None:
-            # Not settled: the machine waits as under hold and is looked at again at its next sighting.
-            reason, log_it = refusal
-            if log_it:
-                log.warning("event=discovery-capped mac=%s reason=%r action=hold", machine.mac, reason)
             return
         book = HostBook(reader, self.leases, auto_static=self.settings.auto_static)
         try:

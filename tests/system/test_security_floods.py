@@ -125,6 +125,17 @@ def test_spoofed_discovers_and_boot_requests_keep_the_machine_table_at_its_cap(l
 def test_decline_cycles_quarantine_at_most_the_cap_share_of_the_pool(lab: Lab) -> None:
     # The test pool is .100-.150: 51 addresses; 10 % of it is 5.
     pair, server = server_for(lab, "decline_max_share = 0.1\n")
+    # A DECLINE is honoured only from the MAC holding the offer or lease: a made-up MAC declining the real
+    # client's address takes nothing away from it.
+    client = Dhclient(pair.client, pair.client_if)
+    theirs = client.obtain().ip
+    client.stop()
+    raw(pair, [{"mac": "02:66:00:00:07:01", "type": 4, "timeout": 0.5,
+                "options": {"50": theirs.packed.hex(), "54": pair.server_ip.packed.hex()}}])
+    time.sleep(0.3)
+    assert server.api("/api/v1/pools")["pools"][0]["quarantined"] == 0
+    assert str(theirs) in {lease["ip"] for lease in server.api("/api/v1/leases")["leases"]}
+
     result = flood(pair, "decline", 40)
     assert result["declined"] >= 35, result
     pools = server.api("/api/v1/pools")["pools"]

@@ -100,3 +100,28 @@ def test_cli_exits_2_with_key_on_bad_config(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "http.port: expected an integer" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("patch", "key", "words"),
+    [
+        ({"dhcp": {**GOOD["dhcp"], "decline_max_share": 1.5}}, "dhcp.decline_max_share", "share from 0 to 1"),
+        ({"discovery": {"max_machines": 0}}, "discovery.max_machines", "out of range"),
+        ({"discovery": {"machine_expiry": 5}}, "discovery.machine_expiry", "out of range"),
+        ({"discovery": {"auto_max_hosts": -1}}, "discovery.auto_max_hosts", "out of range"),
+        ({"discovery": {"auto_max_per_window": "many"}}, "discovery.auto_max_per_window", "integer"),
+        ({"discovery": {"auto_window": 0}}, "discovery.auto_window", "out of range"),
+    ],
+)
+def test_flood_caps_are_checked_and_name_the_key(patch: dict, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, **patch})
+    assert err.value.key == key and words in str(err.value)
+
+
+def test_flood_caps_have_sane_defaults() -> None:
+    cfg = parse_config(GOOD)
+    assert cfg.dhcp.decline_max_share == 0.1
+    d = cfg.discovery
+    assert (d.max_machines, d.auto_max_hosts, d.auto_max_per_window) == (4096, 256, 64)
+    assert d.machine_expiry == 7 * 86400 and d.auto_window == 3600
