@@ -90,8 +90,9 @@ class Daemon:
             log.error("event=start-failed error=%r holder=%r (another imageserver serves this state dir; "
                       "stop it first)", str(e), e.holder)
             return 1
-        except OSError as e:
-            log.error("event=start-failed error=%r state_dir=%s", str(e), cfg.state_dir)
+        except OSError as e:  # e.g. a full state dir cannot take the lock file's holder line
+            log.error("event=start-failed error=%r state_dir=%s free_bytes=%s", str(e), cfg.state_dir,
+                      _free_bytes(cfg.state_dir))
             return 1
         try:
             store = Store(cfg.state_dir)
