@@ -239,7 +239,8 @@ def marker_disk(path: Path) -> Path:
     return path
 
 
-def test_installed_host_boots_its_local_disk_through_sanboot(lab: Lab, installer: tuple[Path, Path]) -> None:
+def installed_host(lab: Lab, installer: tuple[Path, Path]) -> tuple[VmNetwork, Appliance, str]:
+    """A lab network, the appliance, and a host it believes installed (so its boot script says "local")."""
     net = vm_network(lab)
     start_ra_sender(net.server, net.server_if)
     app = appliance(lab, net, installer).start()
@@ -247,6 +248,11 @@ def test_installed_host_boots_its_local_disk_through_sanboot(lab: Lab, installer
     app.add_host(mac)
     with closing(app.db()) as conn:
         conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE mac = ?", (mac,))
+    return net, app, mac
+
+
+def test_installed_host_boots_its_local_disk_through_sanboot(lab: Lab, installer: tuple[Path, Path]) -> None:
+    net, app, mac = installed_host(lab, installer)
     disk = marker_disk(lab.tmp_path("disk.img"))
     firmware_log = lab.tmp_path("seabios.log")
     # The disk is not in the boot order. (`-boot strict=on` cannot keep SeaBIOS from falling back to it:
@@ -304,13 +310,7 @@ def test_uefi_installed_host_goes_on_to_its_disk_in_the_firmware_boot_order(lab:
                                                                              installer: tuple[Path, Path]) -> None:
     """UEFI: network first, disk second in the boot order (as a sysadmin sets PXE nodes up). The boot script of
     an installed host must make edk2 go on to the disk; a plain `exit` (success) opened the setup menu instead."""
-    net = vm_network(lab)
-    start_ra_sender(net.server, net.server_if)
-    app = appliance(lab, net, installer).start()
-    mac = random_mac()
-    app.add_host(mac)
-    with closing(app.db()) as conn:
-        conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE mac = ?", (mac,))
+    net, app, mac = installed_host(lab, installer)
     disk = esp_marker_disk(lab.tmp_path("esp-disk.img"))
     vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512, disks=(disk,),
                           extra_args=("-bios", str(OVMF)))).start()
