@@ -102,6 +102,9 @@ class HttpConfig:
     max_connections_per_client: int = 32
     idle_timeout: float = 15.0
     header_timeout: float = 10.0
+    # Who may read the APIs that list MACs and addresses (hosts, leases, machines, ...): empty = anyone
+    # (the behaviour before the key existed); /api/v1/status stays open. See services/adminnet.py.
+    admin_networks: tuple[IPv4Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +436,7 @@ def _http(t: _Table) -> HttpConfig:
                                          d.max_connections_per_client),
         idle_timeout=t.get("idle_timeout", _seconds(1.0, 3600.0), d.idle_timeout),
         header_timeout=t.get("header_timeout", _seconds(1.0, 3600.0), d.header_timeout),
+        admin_networks=t.get("admin_networks", _network_list, d.admin_networks),
     )
     t.finish()
     return out

@@ -42,6 +42,7 @@ from services.http_gate import ConnectionLimits
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpLimits, TftpServer
 from state.boot import BootPolicy
+from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
 from state.images import list_versions
 from state.leases import LeaseModel, PoolSpec
@@ -146,6 +147,7 @@ def build_services(rt: Runtime) -> list[Service]:
     responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
     rt.models["boot"] = responder
     rt.models["install"] = install_settings(cfg)
+    rt.models["admin_networks"] = cfg.http.admin_networks
     rt.models["pools"] = pool_specs(cfg)
     # prepareclient and updateclient, as the package ships them (GET /client/{name}).
     rt.models["client_scripts"] = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
@@ -166,7 +168,16 @@ def build_services(rt: Runtime) -> list[Service]:
         def catalog() -> list[tuple[str, int, str]]:
             return [(v.name, v.version, v.path) for v in list_versions(rt.store.reader)]
 
-        services.append(RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic))
+        # Only machines installing (or updating, with a grant) may pull, each its own image, with its password.
+        grants = rt.models.setdefault("rsync_grants", RsyncGrants.empty())
+
+        def clients() -> list[RsyncClient]:
+            return installing_clients(rt.store.reader) + grants.active(rt.clock())
+
+        rsyncd = RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic,
+                               clients=clients)
+        rt.models["rsync_refresh"] = rsyncd.refresh
+        services.append(rsyncd)
     if cfg.dns.enabled:
         # Names come from the store on every query (rebuilt after each commit): no restart for a new host.
         services.append(build_dns(rt))
@@ -185,6 +196,7 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     """
     cfg = rt.config
     rt.models["install"] = install_settings(cfg)
+    rt.models["admin_networks"] = cfg.http.admin_networks
     rt.models["pools"] = pool_specs(cfg)
     rt.models["hostbook"] = host_settings(cfg)
     discovery = rt.models.get("discovery")

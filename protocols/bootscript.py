@@ -7,7 +7,8 @@ state boot the same thing. The decision arrives as any object with the `BootPlan
 
 Choices, and why:
 - install: kernel + initrd + a command line naming the imageserver, the host, its image and version,
-  the install token and the MAC, then the operator's `[boot] kernel_cmdline`. iPXE fetches the
+  the fetch nonce (never the install token: anyone can fetch these files) and the MAC, then the
+  operator's `[boot] kernel_cmdline`. iPXE fetches the
   installer over HTTP from /boot/files/, pxelinux (TFTP only) from the same boot root over TFTP.
   The MAC is written literally (not iPXE's ${mac}) so both loaders hand the installer identical
   arguments; BOOTIF (pxelinux's IPAPPEND 2 format) tells the installer which NIC booted.
@@ -71,6 +72,8 @@ class BootPlan(Protocol):
     @property
     def poll_seconds(self) -> int: ...
 
+    # (optional) fetch_nonce: str | None -- rendered instead of the install token when set
+
 
 @dataclass(frozen=True, slots=True)
 class BootServer:
@@ -130,7 +133,10 @@ def installer_arguments(plan: BootPlan, server: BootServer) -> str:
         f"HOSTNAME={_value('hostname', plan.hostname)}",
         f"IMAGE={_value('image', plan.image)}",
         f"VERSION={_value('version', plan.version)}",
-        f"INSTALL_TOKEN={_value('install token', plan.install_token)}",
+        # A boot file anyone can fetch carries only the fetch nonce; the token itself only where the host
+        # asked for its own command line with its own credential (updateclient --autoinstall).
+        (f"INSTALL_NONCE={_value('fetch nonce', plan.fetch_nonce)}" if getattr(plan, "fetch_nonce", None)
+         else f"INSTALL_TOKEN={_value('install token', plan.install_token)}"),
         f"MAC={mac}",
         f"BOOTIF=01-{mac.replace(':', '-')}",
     ]

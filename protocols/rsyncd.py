@@ -12,7 +12,7 @@ the per-transfer lines). `TransferLog` turns those lines into one event per clie
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 # Characters that would let a value break out of its line in rsyncd.conf.
@@ -29,6 +29,16 @@ class Module:
     name: str
     path: str
     comment: str = ""
+    image: str = ""  # the image and version it serves (None: the newest alias), for per-client access
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may read one module: rsync users (their passwords are in the secrets file) from these addresses."""
+
+    users: tuple[str, ...]
+    addresses: tuple[str, ...]
 
 
 def modules_for(versions: Iterable[tuple[str, int, str]]) -> list[Module]:
@@ -36,11 +46,11 @@ def modules_for(versions: Iterable[tuple[str, int, str]]) -> list[Module]:
     newest: dict[str, tuple[int, str]] = {}
     out: list[Module] = []
     for name, version, path in sorted(versions):
-        out.append(Module(f"{name}_v{version}", path, f"{name} version {version}"))
+        out.append(Module(f"{name}_v{version}", path, f"{name} version {version}", name, version))
         if name not in newest or version > newest[name][0]:
             newest[name] = (version, path)
     for name, (version, path) in sorted(newest.items()):
-        out.append(Module(name, path, f"{name} newest (v{version})"))
+        out.append(Module(name, path, f"{name} newest (v{version})", name, version))
     return sorted(out, key=lambda m: m.name)
 
 
@@ -53,11 +63,39 @@ def _check(module: Module) -> None:
         raise RsyncdConfigError(f"module {module.name}: comment has control characters")
 
 
+_USER = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_PASSWORD = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def render_secrets(credentials: Mapping[str, str]) -> str:
+    """The `secrets file`: user:password lines (users are host names, passwords derived tokens)."""
+    lines = []
+    for user, password in sorted(credentials.items()):
+        if not _USER.match(user) or not _PASSWORD.match(password):
+            raise RsyncdConfigError(f"rsync user {user!r} or its password cannot be written into the secrets file")
+        lines.append(f"{user}:{password}")
+    return "".join(f"{line}\n" for line in lines)
+
+
 def render_config(modules: Sequence[Module], hosts_allow: Sequence[str], *, log_file: str = "/dev/stdout",
-                  timeout: int = 600) -> str:
-    """The whole rsyncd.conf. Raises RsyncdConfigError for a module that cannot be written safely."""
+                  timeout: int = 600, access: Mapping[str, Access] | None = None,
+                  secrets_file: str | None = None) -> str:
+    """The whole rsyncd.conf. Raises RsyncdConfigError for a module that cannot be written safely.
+
+    With `access` (module name -> Access), every module needs rsync auth (`auth users`, `secrets_file`)
+    and answers only the addresses named; a module nobody may read is left out. Without it (a bare
+    supervisor, e.g. in tests) the modules are open to `hosts_allow`.
+    """
     for m in modules:
         _check(m)
+    if access is not None:
+        if not secrets_file or _UNSAFE.search(secrets_file) or not secrets_file.startswith("/"):
+            raise RsyncdConfigError(f"secrets file {secrets_file!r} must be an absolute path")
+        for name, a in access.items():
+            for item in (*a.users, *a.addresses):
+                if not item or _UNSAFE.search(item) or " " in item or "," in item:
+                    raise RsyncdConfigError(f"module {name}: access entry {item!r} cannot be written")
+        modules = [m for m in modules if m.name in access and access[m.name].users and access[m.name].addresses]
     for h in hosts_allow:
         if _UNSAFE.search(h) or " " in h or not h:
             raise RsyncdConfigError(f"hosts allow entry {h!r} is not an address or network")
@@ -75,7 +113,8 @@ def render_config(modules: Sequence[Module], hosts_allow: Sequence[str], *, log_
         "munge symlinks = no",
         "read only = yes",
         "write only = no",
-        "list = yes",
+        # Nobody gets the module list: a machine on the LAN must not learn which images exist.
+        "list = no",
         f"timeout = {timeout}",
         f"hosts allow = {allow}" if allow else "# hosts allow: (nobody configured: deny all)",
         "hosts deny = *",
@@ -85,6 +124,10 @@ def render_config(modules: Sequence[Module], hosts_allow: Sequence[str], *, log_
         lines += [f"[{m.name}]", f"    path = {m.path}"]
         if m.comment:
             lines.append(f"    comment = {m.comment}")
+        if access is not None:
+            a = access[m.name]
+            lines += [f"    auth users = {', '.join(a.users)}", f"    secrets file = {secrets_file}",
+                      "    strict modes = yes", f"    hosts allow = {' '.join(a.addresses)}"]
         lines.append("")
     return "\n".join(lines)
 

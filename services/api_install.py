@@ -1,18 +1,20 @@
 """What autoinstall clients talk to: their script, and their progress reports.
 
   GET  /install/{mac}/script   the host's autoinstall script (<state_dir>/scripts/<image>.master, or the
-                               host's override) with its variables prepended; the host becomes *installing*
+                               host's override) with its variables prepended (its install token, rsync
+                               password and update token among them). Served only to the address leased or
+                               reserved for the MAC, only with `Authorization: Bearer <fetch nonce | install
+                               token>`, only while the host is due to install; it changes no state.
   POST /install/{mac}/events   {"stage", "detail"?, "bytes"?, "total"?}; needs `Authorization: Bearer
-                               <install token>` (the per-install token from the kernel command line, not the
-                               admin token). "done": host *installed*, its lease a reservation ([dhcp]
+                               <install token>` (from the script, not the admin token). The first report makes
+                               the host *installing*; "done": host *installed*, its lease a reservation ([dhcp]
                                auto_static = "on-install"); "failed": host *failed* with stage and reason;
                                "progress" (bytes, total): the copy's live progress, kept in memory only.
 
-The install token travels in the boot script and the kernel command line of that one machine; a
-reinstall replaces it, so an old installer still running somewhere cannot report into a new install.
-The script itself holds the token too, so a GET with a wrong bearer token is refused; a GET without
-one is served (boot media and pxelinux installers may not have one) but only while the host is due
-to install (assigned, installing or failed).
+The install token never leaves the server except in the script: boot scripts, pxelinux configs and the
+kernel command line carry only a fetch nonce bound to the MAC and the address the boot file was asked
+from (state/credentials.py), which opens nothing but this script, from that address. The token is used
+up when the host is installed or failed, and a reinstall replaces it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from aiohttp import web
 
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error
-from state import installs
+from state import credentials, installs
 from state.hostbook import HostBook, address_op
-from state.hosts import HostError, set_install_token_op
+from state.hosts import HostError
 from state.leases import LeaseError, LeaseModel
 
 log = logging.getLogger("imageserver.install")
@@ -139,11 +141,23 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
 
     async def script(request: web.Request) -> web.StreamResponse:
         mac, host = lookup(request)
-        given = _bearer(request)
-        if given is not None and not installs.token_matches(host, given):
-            return _unauthorized(f"the install token does not match host {host.name}'s current install")
-        if given is None and host.state not in SCRIPT_STATES:
+        if not credentials.install_token_live(host.state):
             return json_error(409, f"host {host.name} is {host.state}; reinstall it to install again")
+        # Only the machine itself: from the address leased or reserved for this MAC, with its credential.
+        bound = _address_of(ctx, mac, host)
+        if bound is None or request.remote != str(bound):
+            log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=address", host.name, mac,
+                        request.remote)
+            return json_error(403, f"the script of {host.name} is served only to the address leased or reserved "
+                                   f"for {mac}")
+        token = host.install_token
+        given = _bearer(request)
+        if token is None or not (installs.token_matches(host, given)
+                                 or credentials.same(given, credentials.fetch_nonce(token, mac, str(bound)))):
+            log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=credential", host.name,
+                        mac, request.remote)
+            return _unauthorized(f"the script of {host.name} needs the install nonce from its boot script or its "
+                                 "install token: Authorization: Bearer <nonce>")
         if not host.image:
             return json_error(409, f"host {host.name} has no image")
         version = installs.resolve_version(ctx.store.reader, host)
@@ -161,10 +175,6 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
                 body = path.read_text()
             except FileNotFoundError:
                 return json_error(404, f"no autoinstall script {path} (getimage writes <image>.master)")
-        now = ctx.clock()
-        token = host.install_token
-        if token is None:
-            token = await ctx.store.journal.run(set_install_token_op(host.name, installs.new_token(), now))
         settings = _settings(ctx)
         ip = _address_of(ctx, mac, host)
         subnet = settings.subnet_of(ip)
@@ -190,19 +200,30 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{host.image}_v{version}/",
             "IMAGE_BYTES": installs.image_bytes(ctx.store.reader, host.image, version),
             "INSTALL_TOKEN": token,
+            # rsync reads RSYNC_PASSWORD from the environment: never on a command line `ps` shows.
+            "RSYNC_USER": host.name,
+            "RSYNC_PASSWORD": credentials.rsync_password(token),
+            # updateclient's credential on the installed system (not the install token: see state/credentials.py)
+            "UPDATE_TOKEN": credentials.update_token(token),
         }
         try:
             text = installs.with_variables(body, values)
         except installs.InstallError as e:
             return json_error(409, str(e))
-        await ctx.store.journal.run(installs.begin_op(host.name, mac, now, version))
+        # A GET changes nothing: the host becomes installing with its first authenticated report.
+        refresh = ctx.models.get("rsync_refresh")
+        if callable(refresh):
+            try:
+                refresh()  # its rsync password is live before it starts to pull
+            except Exception as e:  # the 2 s refresh loop tries again
+                log.warning("event=rsyncd-refresh-failed error=%r", str(e))
         log.info("event=install-script hostname=%s mac=%s image=%s version=%s", host.name, mac, host.image, version)
         return web.Response(text=text, content_type="text/x-shellscript")
 
     @own_auth
     async def event(request: web.Request) -> web.Response:
         mac, host = lookup(request)
-        if not installs.token_matches(host, _bearer(request)):
+        if not (credentials.install_token_live(host.state) and installs.token_matches(host, _bearer(request))):
             return _unauthorized(f"events for {host.name} need its install token: Authorization: Bearer <token>")
         body = await json_body(request)
         try:

@@ -1,9 +1,11 @@
 """What `updateclient` on an installed host talks to: its target version, its reports, a reinstall request.
 
   GET  /api/v1/hosts/{name}/update-target[?image=NAME&version=N]
-        {"host", "image", "version", "module", "assigned", "rsync_port", "rsync_host"?}: the version the
-        host should sync to (its assignment, the image's newest when unpinned) or the one it names
-        (rollback, roll-forward, another image); 409 if that version is not captured. Read-only, open.
+        {"host", "image", "version", "module", "assigned", "rsync_port", "rsync_host"?, "rsync_user"?,
+        "rsync_password"?}: the version the host should sync to (its assignment, the image's newest when
+        unpinned) or the one it names (rollback, roll-forward, another image); 409 if that version is not
+        captured. Open; asked with the host's update token (or the admin token) it also grants the asking
+        address rsync access to that image for an hour (in memory) and names the rsync credentials.
   POST /api/v1/hosts/{name}/update-events   {"stage": "start"|"done"|"failed", "image", "version", "detail"?}
         "done" sets hosts.running_version and hosts.last_update.
   POST /api/v1/hosts/{name}/autoinstall     the host installs again at its next boot: state assigned, a fresh
@@ -11,9 +13,10 @@
         and the installer's command line with the new token), so the host can boot the installer from
         its own disk where PXE is not an option.
 
-Both POSTs take `Authorization: Bearer <token>` where the token is the host's install token (written
-by its autoinstall script to /etc/systemimager/updateclient.conf as TOKEN=) or the admin token. A
-reinstall replaces the install token, so a system that asked to be reinstalled stops reporting.
+Both POSTs take `Authorization: Bearer <token>` where the token is the host's update token (written
+by its autoinstall script to /etc/systemimager/updateclient.conf as TOKEN=) or the admin token; the
+install token is refused. A reinstall replaces the install token and with it the update token derived
+from it, so a system that asked to be reinstalled stops reporting.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from aiohttp import web
 
 from protocols.bootscript import BootScriptError, BootServer, installer_arguments
 from services.api_context import ApiContext, json_body, json_error
-from state import installs, updates
+from state import credentials, installs, updates
 
 log = logging.getLogger("imageserver.update")
 
 KERNEL = "installer/vmlinuz"  # relative to the boot root, as /boot/files/ serves it
 INITRD = "installer/initrd.img"
+GRANT_SECONDS = 3600.0  # how long an update-target answer lets the host's address pull its image
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class _Plan:
     version: int | None
     install_token: str
     kind: str = "install"
+    fetch_nonce: str | None = None
     reason: str = "updateclient --autoinstall"
     poll_seconds: int = 0
 
@@ -61,11 +66,13 @@ def _bearer(request: web.Request) -> str:
 
 
 def _authorized(ctx: ApiContext, host: installs.InstallHost, given: str) -> bool:
+    """The admin token, or the host's own update token; never the install token (a leaked install token
+    must not ask for a reinstall nor pose as the installed system)."""
     if not given:
         return False
     if hmac.compare_digest(given.encode(), ctx.admin_token.encode()):
         return True
-    return installs.token_matches(host, given)
+    return host.install_token is not None and credentials.same(given, credentials.update_token(host.install_token))
 
 
 def _unauthorized(name: str) -> web.Response:
@@ -102,6 +109,19 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         out = {**found.as_dict(), "rsync_port": rsync_port}
         if address:
             out["rsync_host"] = address
+        host = installs.host_by_name(ctx.store.reader, name)
+        grants = ctx.models.get("rsync_grants")
+        if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
+                and request.remote and _authorized(ctx, host, _bearer(request))):
+            # The host's own update: its address may pull that image for a while, with this password.
+            password = credentials.update_rsync_password(host.install_token)
+            grants.grant(credentials.RsyncClient(name, password, request.remote, str(out["image"]), None),
+                         ctx.clock() + GRANT_SECONDS)
+            refresh = ctx.models.get("rsync_refresh")
+            if callable(refresh):
+                refresh()
+            out["rsync_user"] = name
+            out["rsync_password"] = password
         return web.json_response(out)
 
     @own_auth

@@ -20,6 +20,7 @@ from typing import Any
 
 from protocols.bootscript import BootServer, pxelinux_config_mac, render_ipxe, render_pxelinux
 from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
+from state.credentials import fetch_nonce
 from state.hosts import set_install_token_op, touch_host_op
 from state.sightings import MachineLog
 from state.store import Store
@@ -65,7 +66,7 @@ class BootResponder:
         """The decision as stored state says now, without side effects (for the API)."""
         return boot_decision_for_mac(self.store.reader, mac, self.settings.policy)
 
-    def _answer(self, mac: str, via: str) -> tuple[BootDecision, asyncio.Future[Any] | None]:
+    def _answer(self, mac: str, via: str, peer: str | None = None) -> tuple[BootDecision, asyncio.Future[Any] | None]:
         """Decide for a booting machine: record it as seen and make sure an install has its token."""
         now = self.clock()
         decision = self.decide(mac)
@@ -83,6 +84,10 @@ class BootResponder:
                 pending = self.store.journal.submit(set_install_token_op(name, token, now))
                 pending.add_done_callback(lambda f, n=name: self._token_written(n, f))
             decision = replace(decision, install_token=token)
+        if decision.kind == "install" and decision.install_token is not None:
+            # Anyone may fetch this file: it carries a nonce bound to the MAC and the asking address, not the token.
+            nonce = fetch_nonce(decision.install_token, mac, peer or "")
+            decision = replace(decision, install_token=None, fetch_nonce=nonce)
         self._log(decision, via)
         return decision, pending
 
@@ -118,10 +123,10 @@ class BootResponder:
 
     # --- renderings ----------------------------------------------------------------------------
 
-    async def ipxe_script(self, mac: str, local_address: str, local_port: int | None = None
-                          ) -> tuple[BootDecision, str]:
+    async def ipxe_script(self, mac: str, local_address: str, local_port: int | None = None,
+                          peer: str | None = None) -> tuple[BootDecision, str]:
         """The iPXE script for `mac`, with URLs on the address (and port) the machine reached us at."""
-        decision, pending = self._answer(mac, "http")
+        decision, pending = self._answer(mac, "http", peer)
         if pending is not None:
             # The token is the installer's credential: have it on disk before handing it out.
             await asyncio.shield(pending)
@@ -137,6 +142,6 @@ class BootResponder:
         if address is None:
             log.warning("event=pxelinux-unanswered mac=%s reason='[appliance] address is not set'", mac)
             return None
-        decision, _ = self._answer(mac, "tftp")
+        decision, _ = self._answer(mac, "tftp", peer[0])
         return render_pxelinux(decision, self._server(address)).encode()
 

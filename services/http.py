@@ -27,6 +27,7 @@ from aiohttp import web
 
 from protocols.httppath import PathRefused, path_parts, served_file_parts
 from protocols.mac import MacError, normalize_mac
+from services.adminnet import allowed, is_admin_read
 from services.api_context import ApiContext, json_error, require_token
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
@@ -115,6 +116,10 @@ class HttpServer:
         api = request.path.startswith("/api/")
         if api:
             counters["api_requests"] += 1
+        if (api and request.method in SAFE_METHODS and self._api is not None and is_admin_read(request.path)
+                and not allowed(request.remote, self._api.models.get("admin_networks", ()))):
+            counters["admin_refused"] += 1
+            return json_error(403, f"{request.path} is readable only from [http] admin_networks")
         try:
             # A handler marked `own_auth` (the installer's progress reports) checks its own per-install token.
             if (request.method not in SAFE_METHODS and request.match_info.http_exception is None
@@ -163,7 +168,7 @@ class HttpServer:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         # URLs in the script use the address and port this machine reached us at.
         local, port = (sockname[0], int(sockname[1])) if sockname else (self._host, self._port)
-        decision, script = await self.responder.ipxe_script(mac, local, port)
+        decision, script = await self.responder.ipxe_script(mac, local, port, request.remote)
         self._status.counters["boot_scripts"] += 1
         self._status.counters[f"boot_{decision.kind}"] += 1
         return web.Response(text=script, content_type="text/plain", headers={"Cache-Control": "no-store"})

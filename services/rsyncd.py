@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -27,18 +28,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from protocols.rsyncd import RsyncdConfigError, TransferLog, modules_for, render_config
+from protocols.rsyncd import (
+    Access,
+    Module,
+    RsyncdConfigError,
+    TransferLog,
+    modules_for,
+    render_config,
+    render_secrets,
+)
 from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
+from state.credentials import RsyncClient
 
 log = logging.getLogger("imageserver.rsyncd")
 
 CONFIG_NAME = "rsyncd.conf"
+SECRETS_NAME = "rsyncd.secrets"  # user:password of every machine allowed to pull now (0600)
 PID_NAME = "rsyncd.pid"  # the running rsync, for the next start to end it if we were killed (see services/childproc.py)
 _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 
 # (image name, version, tree path) of every registered version.
 Catalog = Callable[[], Iterable[tuple[str, int, str]]]
+# The machines allowed to pull right now (installing, or updating with a grant).
+Clients = Callable[[], Iterable[RsyncClient]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +75,44 @@ class RsyncdSettings:
         return self.state_dir / CONFIG_NAME
 
     @property
+    def secrets_path(self) -> Path:
+        return self.state_dir / SECRETS_NAME
+
+    @property
     def pid_path(self) -> Path:
         return self.state_dir / PID_NAME
+
+
+def _replace(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _networks(entries: Sequence[str]) -> list[ipaddress.IPv4Network] | None:
+    """hosts_allow as networks; None if an entry is not one (a name: no outer bound we can check)."""
+    out = []
+    for entry in entries:
+        try:
+            out.append(ipaddress.IPv4Network(entry, strict=False))
+        except ValueError:
+            return None
+    return out
+
+
+def _inside(ip: str, networks: list[ipaddress.IPv4Network] | None) -> bool:
+    if networks is None:
+        return True
+    try:
+        address = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return any(address in n for n in networks)
 
 
 def _describe_exit(code: int) -> str:
@@ -79,9 +128,13 @@ class RsyncdService:
     name = "rsyncd"
 
     def __init__(self, settings: RsyncdSettings, catalog: Catalog,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 clients: Clients | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
+        # None: modules open to hosts_allow (a bare supervisor); the appliance always passes its clients.
+        self.clients = clients
+        self._secrets_text: str | None = None
         self.clock = clock
         self.monotonic = monotonic
         self._status = ServiceStatus()
@@ -180,27 +233,56 @@ class RsyncdService:
             self._skipped.discard(key)
             versions.append((name, version, path))
         modules = modules_for(versions)
+        access, secrets = self._access(modules)
+        secrets_file = str(self.settings.secrets_path) if access is not None else None
         good = []
         for m in modules:
             try:
-                render_config([m], self.settings.hosts_allow)
+                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file)
                 good.append(m)
             except RsyncdConfigError as e:
                 log.warning("event=rsyncd-module-skipped module=%s reason=%r", m.name, str(e))
-        text = render_config(good, self.settings.hosts_allow)
-        if text == self._config_text:
-            return False
+        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file)
         path = self.settings.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.chmod(tmp, 0o644)
+        if secrets is not None and secrets != self._secrets_text:
+            # Before the config that names it: a new client's password is in place when its module opens.
+            _replace(self.settings.secrets_path, secrets, 0o600)
+            self._secrets_text = secrets
+        if text == self._config_text:
+            return False
         # rsync reads the file per connection: replace it atomically so no client reads half a file.
-        os.replace(tmp, path)
+        _replace(path, text, 0o644)
         self._config_text = text
         self._modules = len(good)
-        log.info("event=rsyncd-config modules=%d path=%s", len(good), path)
+        log.info("event=rsyncd-config modules=%d clients=%d path=%s", len(good),
+                 len(secrets.splitlines()) if secrets else 0, path)
         return True
+
+    def _access(self, modules: list[Module]) -> tuple[dict[str, Access] | None, str | None]:
+        """Per module: the users and addresses of the machines allowed to pull it, and the secrets text."""
+        if self.clients is None:
+            return None, None
+        allowed = _networks(self.settings.hosts_allow)
+        passwords: dict[str, str] = {}
+        users: dict[str, list[str]] = {m.name: [] for m in modules}
+        addresses: dict[str, list[str]] = {m.name: [] for m in modules}
+        for c in self.clients():
+            if not _inside(c.ip, allowed):
+                continue  # [rsyncd] hosts_allow stays the outer bound
+            for m in modules:
+                if m.image == c.image and (c.version is None or c.version == m.version):
+                    passwords[c.user] = c.password
+                    if c.user not in users[m.name]:
+                        users[m.name].append(c.user)
+                    if c.ip not in addresses[m.name]:
+                        addresses[m.name].append(c.ip)
+        try:
+            secrets = render_secrets(passwords)
+        except RsyncdConfigError as e:
+            log.warning("event=rsyncd-clients-skipped reason=%r", str(e))
+            secrets, users = "", {}
+        return {name: Access(tuple(users.get(name, ())), tuple(addresses[name])) for name in addresses}, secrets
 
     async def _refresh_loop(self) -> None:
         while True:

@@ -54,6 +54,8 @@ class BootDecision:
     image: str | None = None
     version: int | None = None
     install_token: str | None = None
+    # What the boot file carries instead of the token (state/credentials.py); set by the boot responder.
+    fetch_nonce: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         # The install token is the installer's credential: it goes into the boot script, not the API.

@@ -246,6 +246,8 @@ MODULE=${MODULE:-${IMAGE}_v${VERSION}}
 IMAGESERVER_HOST=${IMAGESERVER_HOST:-${IMAGESERVER:-@@SERVER@@}}
 IMAGESERVER_HOST=${IMAGESERVER_HOST%%:*}
 RSYNC_PORT=${RSYNC_PORT:-@@PORT@@}
+# This install's rsync user (the password is in RSYNC_PASSWORD, exported: rsync reads it from there).
+RSYNC_AUTH=${RSYNC_USER:+$RSYNC_USER@}
 TARGET=${TARGET:-/mnt/target}
 TARGET=${TARGET%/}
 STAGE=start
@@ -418,12 +420,12 @@ mount_fs() {
 # pull_image [--exclude=...] -- the whole image, with hard links, ACLs, xattrs, sparse files, devices.
 pull_image() {
     rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 --exclude=/boot/ "$@" \
-        "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
+        "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
         die "rsync of $MODULE from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     # /boot without -S: boot loaders (syslinux, some grub stages) cannot read files with holes.
-    if rsync --list-only "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" >/dev/null 2>&1; then
+    if rsync --list-only "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" >/dev/null 2>&1; then
         rsync -aHAX --numeric-ids --delete --timeout=600 \
-            "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" "$TARGET/boot/" ||
+            "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" "$TARGET/boot/" ||
             die "rsync of $MODULE/boot from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     fi
 }
@@ -431,7 +433,7 @@ pull_image() {
 # pull_fat MOUNTPOINT -- a FAT filesystem (the ESP) keeps no owners, modes, links or xattrs.
 pull_fat() {
     rsync -rtO --modify-window=1 --delete --timeout=600 \
-        "rsync://$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE$1/" "$TARGET$1/" ||
+        "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE$1/" "$TARGET$1/" ||
         die "rsync of $MODULE$1 (FAT) failed"
 }
 
@@ -442,15 +444,16 @@ make_swapfile() {
     mkswap "$TARGET$1" >/dev/null
 }
 
-# updateclient on the installed system: its settings (the host's install token authenticates its
-# reports) and the script itself, best effort (an install without them is still an install).
+# updateclient on the installed system: its settings (the host's update token, not the install
+# token, authenticates its reports) and the script itself, best effort (an install without them is still an install).
 setup_updateclient() {
     [ -n "${IMAGESERVER_URL:-}" ] || return 0
     mkdir -p "$TARGET/etc/systemimager"
     (
         umask 077
         printf '# Written by the imageserver autoinstall script; read by updateclient.\n'
-        printf 'IMAGESERVER=%s\nHOSTNAME=%s\nTOKEN=%s\n' "$IMAGESERVER_URL" "${HOSTNAME:-}" "${INSTALL_TOKEN:-}"
+        printf 'IMAGESERVER=%s\nHOSTNAME=%s\nTOKEN=%s\n' "$IMAGESERVER_URL" "${HOSTNAME:-}" \
+            "${UPDATE_TOKEN:-${INSTALL_TOKEN:-}}"
     ) >"$TARGET/etc/systemimager/updateclient.conf"
     mkdir -p "$TARGET/usr/local/sbin"
     dst=$TARGET/usr/local/sbin/updateclient src=$IMAGESERVER_URL/client/updateclient

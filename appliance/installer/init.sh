@@ -98,7 +98,7 @@ read_cmdline() {
     # shellcheck disable=SC2013  # the command line is one line of words
     for word in $(cat /proc/cmdline); do
         case "$word" in
-            IMAGESERVER=*|IMAGESERVER_URL=*|HOSTNAME=*|IMAGE=*|VERSION=*|INSTALL_TOKEN=*|MAC=*|BOOTIF=*|\
+            IMAGESERVER=*|IMAGESERVER_URL=*|HOSTNAME=*|IMAGE=*|VERSION=*|INSTALL_TOKEN=*|INSTALL_NONCE=*|MAC=*|BOOTIF=*|\
             IPADDR=*|NETMASK=*|GATEWAY=*|DNS=*|DOMAIN=*|IFACE=*|INSTALLER_DEBUG=*)
                 export "${word?}" ;;
         esac
@@ -221,17 +221,18 @@ esac
 network_up
 say "network: $IFACE $MAC $IPADDR/$NETMASK gw ${GATEWAY:--} imageserver $IMAGESERVER_URL"
 echo installer >"$STAGE_FILE"
-report installer "$IFACE $IPADDR, kernel $(uname -r)"
 
+# PXE boots carry only a fetch nonce (bound to our MAC and address; the boot files are readable by
+# anyone): it opens our script, which carries this install's token. The token then authenticates
+# every report, so the first report comes after the fetch.
 if ! timeout 30 wget -q -O /tmp/autoinstall.sh \
-        --header "Authorization: Bearer $INSTALL_TOKEN" "$IMAGESERVER_URL/install/$MAC/script"; then
+        --header "Authorization: Bearer ${INSTALL_TOKEN:-$INSTALL_NONCE}" "$IMAGESERVER_URL/install/$MAC/script"; then
     fail script "cannot fetch $IMAGESERVER_URL/install/$MAC/script"
 fi
-# Booted from media (mkbootmedia: no token on the command line or in local.cfg): the script carries
-# this install's token, and the final report needs it.
 if [ -z "$INSTALL_TOKEN" ]; then
     INSTALL_TOKEN=$(sed -n "s/^INSTALL_TOKEN='\([^']*\)'; export INSTALL_TOKEN\$/\1/p" /tmp/autoinstall.sh | head -n 1)
 fi
+report installer "$IFACE $IPADDR, kernel $(uname -r)"
 export HOSTNAME IMAGE VERSION INSTALL_TOKEN MAC IMAGESERVER IMAGESERVER_URL
 IMAGE_BYTES=$(sed -n "s/^IMAGE_BYTES='\([0-9]*\)'; export IMAGE_BYTES\$/\1/p" /tmp/autoinstall.sh | head -n 1)
 say "running the autoinstall script"

@@ -1,0 +1,38 @@
+"""`[http] admin_networks`: which addresses may read the APIs that list hosts, MACs, leases and machines.
+
+Empty (the default) keeps every GET open, as before the key existed. Set, a GET of an admin read API
+from an address outside it is 403. What stays open to everyone: /api/v1/status (public, read-only),
+and what a machine needs for itself: its boot files and install script (checked by their own
+rules), /client/* (updateclient), and a host's own update routes, which check the host's own token.
+Mutating requests need the admin token anyway (services/http.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network, ip_address
+
+# Read APIs a machine on the provisioning LAN needs for itself, open whatever admin_networks says.
+_OPEN = re.compile(r"^/api/v1/(?:status|hosts/[^/]+/update-target)/?$")
+
+
+def is_admin_read(path: str) -> bool:
+    """An admin read API: /api/v1/... except the open ones."""
+    return path.startswith("/api/") and not _OPEN.match(path)
+
+
+def allowed(remote: str | None, networks: Sequence[IPv4Network]) -> bool:
+    """Whether `remote` may read admin APIs (always, with no networks configured)."""
+    if not networks:
+        return True
+    try:
+        address = ip_address(remote or "")
+    except ValueError:
+        return False
+    if not isinstance(address, IPv4Address):
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is None:
+            return False
+        address = mapped
+    return any(address in n for n in networks)

@@ -1,0 +1,111 @@
+"""Per-install and per-host credentials, derived from the host's install token (no extra columns).
+
+One secret per install: the install token (hosts.install_token, minted by add/reinstall). Everything
+else is an HMAC of it, so it needs no storage and dies with it when a reinstall replaces the token:
+
+- the fetch nonce, in the boot script / pxelinux config / kernel command line: HMAC(token, mac|ip) with
+  the address the boot file was fetched from. It only opens GET /install/<mac>/script, and only from
+  that address, which must be the one leased or reserved for the MAC. It cannot be turned into the
+  token, so a copy of the boot file (anyone may fetch /boot/<mac>.ipxe) is worth nothing elsewhere.
+- the rsync password of the install (user = the host name), in the script only.
+- the update token: updateclient's credential on the installed system (TOKEN= in updateclient.conf),
+  written by the script. It is not the install token: an installed system cannot report into an
+  install, and a leaked install token cannot ask for a reinstall.
+
+The install token itself is "used" once the host is installed or failed (`install_token_live`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import sqlite3
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+INSTALL_STATES = ("new", "assigned", "installing")
+
+
+def _derive(token: str, purpose: str) -> str:
+    return hmac.new(token.encode(), purpose.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def fetch_nonce(token: str, mac: str, ip: str) -> str:
+    return "n" + _derive(token, f"fetch|{mac.lower()}|{ip}")
+
+
+def rsync_password(token: str) -> str:
+    return _derive(token, "rsync")
+
+
+def update_token(token: str) -> str:
+    return "u" + _derive(token, "update")
+
+
+def update_rsync_password(token: str) -> str:
+    return _derive(token, "update-rsync")
+
+
+def same(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and hmac.compare_digest(str(a).encode(), str(b).encode())
+
+
+def install_token_live(state: str) -> bool:
+    """An install token opens install routes only while the host is due to install (one install)."""
+    return state in INSTALL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class RsyncClient:
+    """One machine allowed to pull one image: `user`/`password` for rsync's auth, from `ip` only."""
+
+    user: str
+    password: str
+    ip: str
+    image: str
+    version: int | None  # None: every version of the image (an update may move between versions)
+
+
+def host_address(conn: sqlite3.Connection, mac: str | None, ip: int | None) -> IPv4Address | None:
+    """A host's address: its own, else its reservation, else its lease (as stored)."""
+    if ip is not None:
+        return IPv4Address(ip)
+    if not mac:
+        return None
+    for table in ("reservations", "leases"):
+        row = conn.execute(f"SELECT ip FROM {table} WHERE mac = ?", (mac,)).fetchone()
+        if row is not None:
+            return IPv4Address(row[0])
+    return None
+
+
+def installing_clients(conn: sqlite3.Connection) -> list[RsyncClient]:
+    """Hosts due to install, with a token and an address: each may pull its own image version."""
+    rows = conn.execute("SELECT name, mac, ip, image, version, install_token FROM hosts WHERE state IN "
+                        "('assigned', 'installing') AND image IS NOT NULL AND install_token IS NOT NULL").fetchall()
+    out = []
+    for name, mac, ip, image, version, token in rows:
+        address = host_address(conn, mac, ip)
+        if address is not None:
+            out.append(RsyncClient(name, rsync_password(token), str(address), image, version))
+    return out
+
+
+@dataclass(slots=True)
+class RsyncGrants:
+    """Short-lived rsync access for updates, in memory: granted when an installed host asks for its update
+    target with its update token, for that host's address and image, until `until` (then gone)."""
+
+    grants: dict[str, tuple[RsyncClient, float]]
+
+    @classmethod
+    def empty(cls) -> RsyncGrants:
+        return cls({})
+
+    def grant(self, client: RsyncClient, until: float) -> None:
+        self.grants[client.user] = (client, until)
+
+    def active(self, now: float) -> list[RsyncClient]:
+        for user in [u for u, (_, until) in self.grants.items() if until <= now]:
+            del self.grants[user]
+        return [client for client, _ in self.grants.values()]
