@@ -1,6 +1,7 @@
 """The install API on loopback with a real HTTP client: a host is added, fetches its script (with
-its variables), reports stages with its install token, and ends installed with its lease turned into
-a reservation, or failed with the stage and reason; reinstall hands out a new token."""
+its variables) from its leased address with its fetch nonce, reports stages with its install token, and
+ends installed with its lease turned into a reservation, or failed with the stage and reason; reinstall
+hands out a new token. The pool is on 127.77.0.0/24, so a client can send from its leased address."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from appliance.wiring import api_route_modules
 from services.api_context import ApiContext
 from services.api_install import InstallSettings, SubnetInfo
 from services.http import HttpServer
+from state.credentials import fetch_nonce
+from state.hosts import set_install_token_op
+from state.installs import new_token
 from state.leases import LeaseModel, PoolSpec, journal_writer
 from state.store import Store
 
 ADMIN = "admin-token-for-tests"
 MAC = "52:54:00:00:00:01"
-NET = IPv4Network("10.77.0.0/24")
-POOL = PoolSpec(NET, IPv4Address("10.77.0.100"), IPv4Address("10.77.0.200"), 600)
+NET = IPv4Network("127.77.0.0/24")
+POOL = PoolSpec(NET, IPv4Address("127.77.0.100"), IPv4Address("127.77.0.200"), 600)
 MASTER = "#!/bin/sh\n# demo.master (test)\necho installing $HOSTNAME\n"
 
 
@@ -38,6 +42,18 @@ class Env:
     async def get(self, path: str, token: str | None = None) -> tuple[int, str]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with self.http.get(self.base + path, headers=headers) as r:
+            return r.status, await r.text()
+
+    async def script(self, mac: str, source: str, credential: str | None = "nonce") -> tuple[int, str]:
+        """GET /install/<mac>/script from `source`, with the host's fetch nonce (or the credential given)."""
+        if credential == "nonce":
+            # What the boot responder does when the machine PXE-boots: mint the token, hand out the nonce.
+            row = self.store.read_one("SELECT name FROM hosts WHERE mac = ?", (mac,))
+            token = await self.store.journal.run(set_install_token_op(row["name"], new_token(), time.time()))
+            credential = fetch_nonce(token, mac, source)
+        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0))) as http, \
+                http.get(f"{self.base}/install/{mac}/script", headers=headers) as r:
             return r.status, await r.text()
 
     async def post(self, path: str, body: object, token: str | None = None) -> tuple[int, dict]:
@@ -57,8 +73,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         "INSERT INTO images(name, version, path, created) VALUES ('demo', ?, ?, 0)",
         [(1, str(images / "v1")), (2, str(images / "v2"))]))
     leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time())
-    settings = InstallSettings(address="10.77.0.1", rsync_port=873, domain="lab.test",
-                               subnets=(SubnetInfo(NET, IPv4Address("10.77.0.1"), (IPv4Address("10.77.0.1"),)),))
+    settings = InstallSettings(address="127.77.0.1", rsync_port=873, domain="lab.test",
+                               subnets=(SubnetInfo(NET, IPv4Address("127.77.0.1"), (IPv4Address("127.77.0.1"),)),))
     ctx = ApiContext(store=store, admin_token=ADMIN, models={"leases": leases, "install": settings})
     server = HttpServer(host="127.0.0.1", port=0, boot_root=state / "boot", api=ctx,
                         route_modules=api_route_modules())
@@ -87,22 +103,29 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     status, _ = await env.post("/api/v1/hosts", {"name": "node1", "mac": MAC, "image": "demo"})
     assert status == 401, "adding a host needs the admin token"
     await _add(env, "node1", MAC)
-    env.leases.commit(MAC, IPv4Address("10.77.0.123"), POOL, time.time(), None, None)
+    env.leases.commit(MAC, IPv4Address("127.77.0.123"), POOL, time.time(), None, None)
 
-    status, script = await env.get(f"/install/{MAC.upper().replace(':', '-')}/script")
+    assert (await env.get(f"/install/{MAC}/script"))[0] == 403, "only from the host's own address"
+    assert (await env.script(MAC, "127.77.0.123", None))[0] == 401, "not without a credential"
+    assert (await env.script(MAC, "127.77.0.123", "wrong"))[0] == 401
+    status, script = await env.script(MAC, "127.77.0.123", fetch_nonce(
+        env.store.read_one("SELECT install_token FROM hosts WHERE mac = ?", (MAC,))["install_token"] or "x",
+        MAC, "127.77.0.9"))
+    assert status == 401, "a nonce handed to another address does not open the script"
+    status, script = await env.script(MAC, "127.77.0.123")
     assert status == 200, script
     assert script.startswith("#!/bin/sh\n") and script.endswith(MASTER.split("\n", 1)[1])
     assert _var(script, "HOSTNAME") == "node1"
-    assert _var(script, "IPADDR") == "10.77.0.123"
+    assert _var(script, "IPADDR") == "127.77.0.123"
     assert _var(script, "NETMASK") == "255.255.255.0"
-    assert _var(script, "GATEWAY") == "10.77.0.1"
+    assert _var(script, "GATEWAY") == "127.77.0.1"
     assert _var(script, "VERSION") == "2"
     assert _var(script, "RSYNC_MODULE") == "demo_v2"
-    assert _var(script, "IMAGESERVER") == "10.77.0.1"
+    assert _var(script, "IMAGESERVER") == "127.77.0.1"
     token = _var(script, "INSTALL_TOKEN")
 
     status, host = await env.get("/api/v1/hosts/node1")
-    assert '"state": "installing"' in host
+    assert '"state": "assigned"' in host, "a GET changes no state"
 
     event = {"stage": "rsync", "detail": "copying", "bytes": 1000, "total": 4000}
     assert (await env.post(f"/install/{MAC}/events", event))[0] == 401
@@ -125,25 +148,27 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     status, body = await env.post(f"/install/{MAC}/events", {"stage": "done"}, token)
     assert status == 200 and body["state"] == "installed", body
     res = env.leases.reservation(MAC)
-    assert res is not None and res.ip == IPv4Address("10.77.0.123") and res.source == "on-install"
+    assert res is not None and res.ip == IPv4Address("127.77.0.123") and res.source == "on-install"
 
     async with env.http.get(env.base + "/api/v1/hosts/node1") as r:
         view = await r.json()
     assert view["state"] == "installed" and view["running_version"] == 2
-    assert [e["stage"] for e in view["timeline"]] == ["script", "rsync", "done"]
+    assert [e["stage"] for e in view["timeline"]] == ["rsync", "done"]
     assert view["binding"]["kind"] == "reservation"
     assert view["progress"]["stage"] == "done" and view["progress"]["bytes"] == 1000, "live progress ends with done"
     stored = env.store.read_one("SELECT ip, source FROM reservations WHERE mac = ?", (MAC,))
     assert stored is not None and stored["source"] == "on-install", "the reservation is durable"
 
-    status, _ = await env.get(f"/install/{MAC}/script")
-    assert status == 409, "an installed host gets no script without its token (no reinstall by accident)"
+    status, _ = await env.script(MAC, "127.77.0.123", token)
+    assert status == 409, "an installed host gets no script, even with its used token"
+    assert (await env.post(f"/install/{MAC}/events", {"stage": "done"}, token))[0] == 401, "the token is used up"
 
 
 async def test_failure_names_the_stage_and_reason_and_reinstall_rotates_the_token(env: Env) -> None:
     mac = "52:54:00:00:00:02"
     await _add(env, "node2", mac)
-    status, script = await env.get(f"/install/{mac}/script")
+    env.leases.commit(mac, IPv4Address("127.77.0.124"), POOL, time.time(), None, None)
+    status, script = await env.script(mac, "127.77.0.124")
     token = _var(script, "INSTALL_TOKEN")
     await env.post(f"/install/{mac}/events", {"stage": "partition"}, token)
     detail = "stage: partition\nreason: disk too small (16 MiB, image needs 35 MiB)\nsfdisk: ..."
@@ -160,7 +185,7 @@ async def test_failure_names_the_stage_and_reason_and_reinstall_rotates_the_toke
     status, body = await env.post("/api/v1/hosts/node2/reinstall", {}, ADMIN)
     assert status == 200 and body["state"] == "assigned"
     assert (await env.post(f"/install/{mac}/events", {"stage": "rsync"}, token))[0] == 401, "old token is dead"
-    status, script = await env.get(f"/install/{mac}/script")
+    status, script = await env.script(mac, "127.77.0.124")
     assert _var(script, "INSTALL_TOKEN") != token
 
 
@@ -175,11 +200,12 @@ async def test_a_per_host_script_override_is_served_with_the_same_variables(env:
     await _add(env, "node3", mac)
     override = "#!/bin/sh\n# node3's own script\necho special $HOSTNAME\n"
     await env.store.journal.run(lambda c: c.execute("UPDATE hosts SET script = ? WHERE name = 'node3'", (override,)))
-    status, script = await env.get(f"/install/{mac}/script")
+    env.leases.commit(mac, IPv4Address("127.77.0.125"), POOL, time.time(), None, None)
+    status, script = await env.script(mac, "127.77.0.125")
     assert status == 200 and "# node3's own script" in script and MASTER not in script
     assert _var(script, "HOSTNAME") == "node3" and _var(script, "MODULE") == "demo_v2"
     # A file name instead of a script: a file of its own under scripts/.
     (env.store.state_dir / "scripts" / "special.sh").write_text("#!/bin/sh\necho from a file\n")
     await env.store.journal.run(lambda c: c.execute("UPDATE hosts SET script = 'special.sh' WHERE name = 'node3'"))
-    status, script = await env.get(f"/install/{mac}/script")
+    status, script = await env.script(mac, "127.77.0.125")
     assert status == 200 and script.endswith("echo from a file\n")

@@ -9,6 +9,7 @@ import pytest
 
 from services.bootresponder import BootResponder, BootSettings
 from state.boot import BootPolicy
+from state.credentials import fetch_nonce
 from state.store import Store
 
 MAC = "52:54:00:aa:bb:cc"
@@ -56,18 +57,20 @@ async def test_ipxe_and_pxelinux_say_the_same_thing(store: Store, state: str | N
     assert ipxe_line in script.splitlines()
 
 
-async def test_one_token_for_both_loaders_and_it_is_stored(store: Store) -> None:
+async def test_one_token_for_both_loaders_stored_and_only_its_nonce_handed_out(store: Store) -> None:
     await _host(store, "assigned")
     r = responder(store)
     config = r.pxelinux_config(CFG, ("10.0.0.50", 2000))  # issues token0, write still queued
-    assert config is not None and b"INSTALL_TOKEN=token0 " in config
-    _, script = await r.ipxe_script(MAC, "10.0.0.1")  # same token while the write is in flight
-    assert "INSTALL_TOKEN=token0 " in script
+    nonce = fetch_nonce("token0", MAC, "10.0.0.50")
+    assert config is not None and f"INSTALL_NONCE={nonce} ".encode() in config
+    assert b"token0" not in config and b"INSTALL_TOKEN" not in config, "the token never goes into a boot file"
+    _, script = await r.ipxe_script(MAC, "10.0.0.1", peer="10.0.0.50")  # same token while the write is in flight
+    assert f"INSTALL_NONCE={nonce} " in script and "token0" not in script
     await store.journal.flush()
     row = store.read_one("SELECT install_token, last_seen FROM hosts WHERE name='n1'")
     assert row is not None and tuple(row) == ("token0", 50.0)
-    _, again = await r.ipxe_script(MAC, "10.0.0.1")
-    assert "INSTALL_TOKEN=token0 " in again
+    _, again = await r.ipxe_script(MAC, "10.0.0.1", peer="10.0.0.51")
+    assert f"INSTALL_NONCE={fetch_nonce('token0', MAC, '10.0.0.51')} " in again, "bound to the asking address"
 
 
 async def test_other_pxelinux_names_are_not_answered(store: Store) -> None:

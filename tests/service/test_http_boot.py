@@ -19,6 +19,7 @@ from services.api_context import ApiContext
 from services.bootresponder import BootResponder, BootSettings
 from services.http import HttpServer
 from state.boot import BootPolicy
+from state.credentials import fetch_nonce
 from state.sightings import MachineLog
 from state.store import Store
 
@@ -142,17 +143,20 @@ async def test_assigned_host_gets_the_installer_with_a_durable_token(env: Env) -
     assert f"{env.base}/boot/files/installer/vmlinuz" in kernel
     assert "IMAGESERVER=127.0.0.1 " in kernel and "HOSTNAME=node01 " in kernel
     assert "IMAGE=base VERSION=2 " in kernel and f"MAC={MAC} " in kernel and "console=ttyS0" in kernel
-    token = kernel.split("INSTALL_TOKEN=")[1].split()[0]
+    assert "INSTALL_TOKEN" not in kernel, "anyone can fetch this file: it carries no token"
+    nonce = kernel.split("INSTALL_NONCE=")[1].split()[0]
     stored = env.store.read_one("SELECT install_token, last_seen FROM hosts WHERE name='node01'")
-    assert stored is not None and stored[0] == token
-    # The next boot (a retry) gets the same token.
+    assert stored is not None and stored[0] and stored[0] not in script
+    assert nonce == fetch_nonce(stored[0], MAC, "127.0.0.1"), "the nonce is the stored token's, for this address"
+    # The next boot (a retry) gets the same token, so the same nonce.
     again = (await env.curl(f"/boot/{MAC}.ipxe")).body.decode()
-    assert f"INSTALL_TOKEN={token} " in again
+    assert f"INSTALL_NONCE={nonce} " in again
 
 
 async def test_existing_install_token_is_used(env: Env) -> None:
     await _host(env, "installing", token="abc123")
-    assert "INSTALL_TOKEN=abc123 " in (await env.curl(f"/boot/{MAC}.ipxe")).body.decode()
+    script = (await env.curl(f"/boot/{MAC}.ipxe")).body.decode()
+    assert f"INSTALL_NONCE={fetch_nonce('abc123', MAC, '127.0.0.1')} " in script and "abc123" not in script
 
 
 @pytest.mark.parametrize("state", ["installed", "failed"])

@@ -1,18 +1,22 @@
-"""The daemon runs the rsync supervisor from [rsyncd] and serves a version registered by another process."""
+"""The daemon runs the rsync supervisor from [rsyncd] and serves a version registered by another process
+to the host installing it (its rsync user and password, from its address), and to nobody else."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import sqlite3
 import time
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from appliance.config import parse_config
 from appliance.daemon import Daemon
+from state.credentials import rsync_password
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
 
@@ -48,13 +52,18 @@ async def test_a_version_committed_by_another_connection_is_served_by_the_runnin
         conn: sqlite3.Connection = connect(db_path(cfg.state_dir))
         conn.execute("BEGIN IMMEDIATE")
         insert_version(conn, ImageVersion("web", 1, str(tree), time.time(), source="test"))
+        # A host due to install it, on loopback (its own address).
+        conn.execute("INSERT INTO hosts(name, mac, ip, image, state, created, updated, install_token) "
+                     "VALUES ('web1', '52:54:00:00:00:07', ?, 'web', 'assigned', 0, 0, 'tok-web1')",
+                     (int(IPv4Address("127.0.0.1")),))
         conn.execute("COMMIT")
         conn.close()
         dest = tmp_path / "dest"
         deadline = time.monotonic() + 5
         while True:
             proc = await asyncio.create_subprocess_exec(
-                "rsync", "-a", f"rsync://127.0.0.1:{port}/web_v1/", f"{dest}/",
+                "rsync", "-a", f"rsync://web1@127.0.0.1:{port}/web_v1/", f"{dest}/",
+                env={"PATH": os.environ["PATH"], "RSYNC_PASSWORD": rsync_password("tok-web1")},
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
             _, err = await proc.communicate()
             if proc.returncode == 0 or time.monotonic() > deadline:
@@ -62,6 +71,13 @@ async def test_a_version_committed_by_another_connection_is_served_by_the_runnin
             await asyncio.sleep(0.2)
         assert proc.returncode == 0, err
         assert (dest / "etc/hostname").read_text() == "master\n"
+        # Without the password: refused (and no module list for anyone).
+        anon = await asyncio.create_subprocess_exec(
+            "rsync", "-a", f"rsync://127.0.0.1:{port}/web_v1/", f"{tmp_path}/anon/",
+            env={"PATH": os.environ["PATH"]}, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await anon.communicate()
+        assert anon.returncode != 0 and not (tmp_path / "anon/etc").exists(), err
     finally:
         daemon.stop()
         assert await asyncio.wait_for(task, 10) == 0

@@ -15,6 +15,7 @@ from services.api_context import ApiContext
 from services.api_install import InstallSettings
 from services.http import HttpServer
 from state import installs
+from state.credentials import update_token
 from state.images import ImageVersion, insert_version
 from state.store import Store
 
@@ -52,6 +53,11 @@ def token_of(store: Store, host: str) -> str:
     return str(row[0])
 
 
+def update_of(store: Store, host: str) -> str:
+    """The host's update token (what its autoinstall script wrote into updateclient.conf)."""
+    return update_token(token_of(store, host))
+
+
 async def target(client: TestClient, host: str, query: str = "") -> tuple[int, dict]:
     resp = await client.get(f"/api/v1/hosts/{host}/update-target{query}")
     return resp.status, await resp.json()
@@ -86,11 +92,14 @@ async def test_reports_need_the_hosts_token_or_the_admin_token_and_done_records_
     assert (await client.post(url, json=body)).status == 401
     assert (await client.post(url, json=body, headers={"Authorization": "Bearer nope"})).status == 401
     # Another host's token is not this host's.
-    other = {"Authorization": f"Bearer {token_of(store, 'pinned')}"}
+    other = {"Authorization": f"Bearer {update_of(store, 'pinned')}"}
     assert (await client.post(url, json=body, headers=other)).status == 401
+    # The install token is the installer's, not the installed system's.
+    install = {"Authorization": f"Bearer {token_of(store, 'follows')}"}
+    assert (await client.post(url, json=body, headers=install)).status == 401
     assert store.read_one("SELECT count(*) FROM update_events")[0] == 0
 
-    mine = {"Authorization": f"Bearer {token_of(store, 'follows')}"}
+    mine = {"Authorization": f"Bearer {update_of(store, 'follows')}"}
     resp = await client.post(url, json={"stage": "start", "image": "web", "version": 2}, headers=mine)
     assert resp.status == 200
     resp = await client.post(url, json=body, headers=mine)
@@ -111,14 +120,18 @@ async def test_reports_need_the_hosts_token_or_the_admin_token_and_done_records_
 
 async def test_autoinstall_gives_the_installer_a_fresh_token_and_the_old_one_stops_working(env) -> None:
     client, store = env
-    old = token_of(store, "follows")
+    install_token = token_of(store, "follows")
+    old = update_of(store, "follows")
     await store.journal.run(lambda c: c.execute("UPDATE hosts SET state = 'installed' WHERE name = 'follows'"))
     assert (await client.post("/api/v1/hosts/follows/autoinstall")).status == 401
+    resp = await client.post("/api/v1/hosts/follows/autoinstall",
+                             headers={"Authorization": f"Bearer {install_token}"})
+    assert resp.status == 401, "an install token cannot ask for a reinstall"
     resp = await client.post("/api/v1/hosts/follows/autoinstall", headers={"Authorization": f"Bearer {old}"})
     assert resp.status == 200
     body = await resp.json()
     new = token_of(store, "follows")
-    assert new != old
+    assert new != install_token
     assert store.read_one("SELECT state FROM hosts WHERE name = 'follows'")[0] == "assigned"
     assert body["kernel"].endswith("/boot/files/installer/vmlinuz")
     assert body["initrd"].endswith("/boot/files/installer/initrd.img")
