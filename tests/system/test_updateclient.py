@@ -21,6 +21,7 @@ import pytest
 
 from appliance.lab.netns import Lab, Pair
 from state import installs
+from state.credentials import update_token
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
 from tests.system._daemon import API_PORT, Imageserver
@@ -199,7 +200,8 @@ def world(lab: Lab) -> tuple[Pair, Imageserver, Path, Path, Path, Path]:
     server.start()
     root = lab.tmp_path("node1-root")
     root.mkdir()
-    install_client(v1, root, token, f"{pair.server_ip}:{API_PORT}")
+    # What the autoinstall script writes: the host's update token (not its install token).
+    install_client(v1, root, update_token(token), f"{pair.server_ip}:{API_PORT}")
     script = lab.tmp_path("updateclient")
     pair.client.run(["curl", "-sSf", "-o", str(script), f"http://{pair.server_ip}:{API_PORT}/client/updateclient"])
     return pair, server, v1, v2, root, script
@@ -266,9 +268,11 @@ def test_updateclient_refuses_what_does_not_exist_and_reports_need_the_hosts_tok
     bad = pair.client.run(["sh", str(script), "--root", str(root), "--image", "empty"], check=False)
     assert bad.returncode == 1 and "has no /etc: not a system image" in bad.stderr, bad.stderr
     assert manifest(root) == before  # nothing was synced
-    # A wrong token: the sync happens (rsync needs no token) but the imageserver records nothing.
-    out = pair.client.run(["sh", str(script), "--root", str(root), "--token", "wrong"], check=True)
-    assert "refused our start report" in out.stderr
+    # A wrong token: no rsync access to the image (its module needs this update's credentials), nothing
+    # synced, nothing recorded.
+    out = pair.client.run(["sh", str(script), "--root", str(root), "--token", "wrong"], check=False)
+    assert out.returncode == 1 and "is not this host's update token, nothing changed" in out.stderr, out.stderr
+    assert manifest(root) == before
     assert host_row(server) == (1, None)
 
 
@@ -358,14 +362,16 @@ def test_autoinstall_marks_the_host_and_makes_the_next_boot_the_installer(world)
     assert f"INSTALL_TOKEN={token}" in snippet.read_text() and "--id imageserver-autoinstall" in snippet.read_text()
 
     # A second run does not stack entries or lose the original.
-    pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token", token], timeout=60)
+    pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token", update_token(token)],
+                    timeout=60)
     default, labels = extlinux_entries((ext / "extlinux.conf").read_text())
     assert default == "imageserver-autoinstall" and set(labels) == {"imageserver-autoinstall", "linux", "rescue"}
     assert (ext / "extlinux.conf.before-autoinstall").read_text() == EXTLINUX_CONF
 
     # The system asked to be reinstalled: its old token reports nothing any more.
-    refused = pair.client.run(["sh", str(script), "--root", str(root), "--dry-run", "--token", old_token])
-    assert refused.returncode == 0  # a dry run sends no reports
-    again = pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token", old_token],
-                            check=False)
+    refused = pair.client.run(["sh", str(script), "--root", str(root), "--dry-run", "--token",
+                               update_token(old_token)], check=False)
+    assert refused.returncode == 1, "a dead token gets no rsync access either"
+    again = pair.client.run(["sh", str(script), "--root", str(root), "--autoinstall", "--token",
+                             update_token(old_token)], check=False)
     assert again.returncode == 1 and "401" in again.stderr
