@@ -172,7 +172,8 @@ def build_services(rt: Runtime) -> list[Service]:
         grants = rt.models.setdefault("rsync_grants", RsyncGrants.empty())
 
         def clients() -> list[RsyncClient]:
-            return installing_clients(rt.store.reader) + grants.active(rt.clock())
+            now = rt.clock()
+            return installing_clients(rt.store.reader, now) + grants.active(now)
 
         rsyncd = RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic,
                                clients=clients)

@@ -56,6 +56,7 @@ class InstallSettings:
     auto_static: str = "on-install"  # [dhcp] auto_static
     domain: str | None = None
     subnets: tuple[SubnetInfo, ...] = field(default_factory=tuple)
+    token_seconds: float = credentials.INSTALL_TOKEN_SECONDS  # an install token's lifetime
 
     def subnet_of(self, ip: IPv4Address | None) -> SubnetInfo | None:
         if ip is None:
@@ -152,6 +153,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
                                    f"for {mac}")
         token = host.install_token
         given = _bearer(request)
+        if credentials.token_expired(host.token_issued, ctx.clock(), _settings(ctx).token_seconds):
+            return _unauthorized(f"the install token of {host.name} has expired: PXE-boot the machine again")
         if token is None or not (installs.token_matches(host, given)
                                  or credentials.same(given, credentials.fetch_nonce(token, mac, str(bound)))):
             log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=credential", host.name,
@@ -223,7 +226,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
     @own_auth
     async def event(request: web.Request) -> web.Response:
         mac, host = lookup(request)
-        if not (credentials.install_token_live(host.state) and installs.token_matches(host, _bearer(request))):
+        if not (credentials.install_token_live(host.state) and installs.token_matches(host, _bearer(request))
+                and not credentials.token_expired(host.token_issued, ctx.clock(), _settings(ctx).token_seconds)):
             return _unauthorized(f"events for {host.name} need its install token: Authorization: Bearer <token>")
         body = await json_body(request)
         try:

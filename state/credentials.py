@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 INSTALL_STATES = ("new", "assigned", "installing")
+# An install token is good for this long after it was issued (at add, reinstall, or the boot that
+# needed one); a machine that boots after that gets a fresh one. Long enough for a slow image copy.
+INSTALL_TOKEN_SECONDS = 24 * 3600.0
 
 
 def _derive(token: str, purpose: str) -> str:
@@ -55,6 +58,11 @@ def install_token_live(state: str) -> bool:
     return state in INSTALL_STATES
 
 
+def token_expired(issued: float | None, now: float, max_age: float = INSTALL_TOKEN_SECONDS) -> bool:
+    """Past its lifetime (a token from before token_issued existed has no known age: not expired)."""
+    return issued is not None and now - issued > max_age
+
+
 @dataclass(frozen=True, slots=True)
 class RsyncClient:
     """One machine allowed to pull one image: `user`/`password` for rsync's auth, from `ip` only."""
@@ -79,12 +87,15 @@ def host_address(conn: sqlite3.Connection, mac: str | None, ip: int | None) -> I
     return None
 
 
-def installing_clients(conn: sqlite3.Connection) -> list[RsyncClient]:
-    """Hosts due to install, with a token and an address: each may pull its own image version."""
-    rows = conn.execute("SELECT name, mac, ip, image, version, install_token FROM hosts WHERE state IN "
+def installing_clients(conn: sqlite3.Connection, now: float,
+                       max_age: float = INSTALL_TOKEN_SECONDS) -> list[RsyncClient]:
+    """Hosts due to install, with a live token and an address: each may pull its own image version."""
+    rows = conn.execute("SELECT name, mac, ip, image, version, install_token, token_issued FROM hosts WHERE state IN "
                         "('assigned', 'installing') AND image IS NOT NULL AND install_token IS NOT NULL").fetchall()
     out = []
-    for name, mac, ip, image, version, token in rows:
+    for name, mac, ip, image, version, token, issued in rows:
+        if token_expired(issued, now, max_age):
+            continue
         address = host_address(conn, mac, ip)
         if address is not None:
             out.append(RsyncClient(name, rsync_password(token), str(address), image, version))

@@ -63,6 +63,20 @@ def image_versions(conn: sqlite3.Connection, image: str) -> tuple[int, ...]:
     return tuple(int(r[0]) for r in rows)
 
 
+def rotate_install_token_op(name: str, old: str, token: str, now: float
+                            ) -> Callable[[sqlite3.Connection], str | None]:
+    """Replace an expired install token `old` (compare-and-set, like set_install_token_op); returns the one
+    in force."""
+
+    def op(conn: sqlite3.Connection) -> str | None:
+        conn.execute("UPDATE hosts SET install_token = ?, token_issued = ?, updated = ? "
+                     "WHERE name = ? AND install_token = ?", (token, now, now, name, old))
+        row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
+        return row[0] if row is not None else None
+
+    return op
+
+
 def set_install_token_op(name: str, token: str, now: float) -> Callable[[sqlite3.Connection], str | None]:
     """A journal operation giving host `name` an install token if it has none; returns the token in force.
 
@@ -70,8 +84,8 @@ def set_install_token_op(name: str, token: str, now: float) -> Callable[[sqlite3
     """
 
     def op(conn: sqlite3.Connection) -> str | None:
-        conn.execute("UPDATE hosts SET install_token = ?, updated = ? WHERE name = ? AND install_token IS NULL",
-                     (token, now, name))
+        conn.execute("UPDATE hosts SET install_token = ?, token_issued = ?, updated = ? "
+                     "WHERE name = ? AND install_token IS NULL", (token, now, now, name))
         row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
         return row[0] if row is not None else None
 

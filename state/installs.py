@@ -52,15 +52,17 @@ class InstallHost:
     install_token: str | None
     script: str | None
     running_version: int | None
+    token_issued: float | None = None  # NULL: a token from before the column (no known age)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> InstallHost:
         return cls(row["name"], row["mac"], IPv4Address(row["ip"]) if row["ip"] is not None else None,
                    row["image"], row["version"], row["state"], row["install_token"], row["script"],
-                   row["running_version"])
+                   row["running_version"], row["token_issued"])
 
 
-_HOST_SQL = ("SELECT name, mac, ip, image, version, state, install_token, script, running_version FROM hosts "
+_HOST_SQL = ("SELECT name, mac, ip, image, version, state, install_token, script, running_version, token_issued "
+             "FROM hosts "
              "WHERE {} = ?")
 
 
@@ -249,8 +251,8 @@ def reinstall_op(name: str, token: str, now: float) -> Op:
     """Make the host install again at its next PXE boot: state assigned, a fresh install token."""
 
     def op(conn: sqlite3.Connection) -> bool:
-        cur = conn.execute("UPDATE hosts SET state = 'assigned', install_token = ?, updated = ? WHERE name = ?",
-                           (token, now, name))
+        cur = conn.execute("UPDATE hosts SET state = 'assigned', install_token = ?, token_issued = ?, updated = ? "
+                           "WHERE name = ?", (token, now, now, name))
         if cur.rowcount:
             _event(conn, name, None, now, "reinstall", None)
         return bool(cur.rowcount)
@@ -266,9 +268,10 @@ def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, 
     state = "assigned" if image else "new"
 
     def op(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token) "
-                     "VALUES (?,?,?,?,?,?,?,?,?)",
-                     (name, mac, int(ip) if ip is not None else None, image, version, state, now, now, new_token()))
+        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token, "
+                     "token_issued) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     (name, mac, int(ip) if ip is not None else None, image, version, state, now, now, new_token(),
+                      now))
 
     return op
 

@@ -102,4 +102,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX update_events_host ON update_events(host, id);
     """,
+    # 3: when the install token was issued: it expires (state/credentials.py), NULL = before this column
+    """
+    ALTER TABLE hosts ADD COLUMN token_issued REAL;
+    """,
 )

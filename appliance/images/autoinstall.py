@@ -18,6 +18,8 @@ local.cfg or DHCP). Variables the script reads:
     RSYNC_PORT                       the imageserver's rsync port
     HOSTNAME, DOMAIN, IPADDR, NETMASK, GATEWAY, DNS, MAC, IFACE, NET_MODE (static|dhcp)
     INSTALL_TOKEN                    bearer token for POST /install/MAC/events
+    RSYNC_USER, RSYNC_PASSWORD       this install's rsync credentials (rsync reads the password from
+                                     its environment); UPDATE_TOKEN goes into updateclient.conf
     DISK (= DISK0), DISK1, ...       target disks
     TARGET                           where the new system is mounted (default /mnt/target)
     SKIP_BOOTLOADER=1                leave the boot loader out (host-side tests; the VM test installs it)
@@ -233,6 +235,7 @@ TEMPLATE = r'''#!/bin/sh
 #   IMAGESERVER(_HOST) RSYNC_PORT IMAGE VERSION MODULE  where and what to pull
 #   HOSTNAME DOMAIN IPADDR NETMASK GATEWAY DNS MAC IFACE NET_MODE   the installed system's identity
 #   IMAGESERVER_URL INSTALL_TOKEN   stage reports (POST $IMAGESERVER_URL/install/$MAC/events)
+#   RSYNC_USER RSYNC_PASSWORD       this install's rsync credentials; UPDATE_TOKEN for updateclient
 #   DISK (DISK0) DISK1 ...          target disks (default: the first whole disks in /sys/block)
 #   TARGET                          mount root of the new system (default /mnt/target)
 #   SKIP_BOOTLOADER=1               do not install a boot loader

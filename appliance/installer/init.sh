@@ -225,6 +225,11 @@ echo installer >"$STAGE_FILE"
 # PXE boots carry only a fetch nonce (bound to our MAC and address; the boot files are readable by
 # anyone): it opens our script, which carries this install's token. The token then authenticates
 # every report, so the first report comes after the fetch.
+# Booted from media (no nonce, no token): ask for the nonce as iPXE would, from our own address.
+if [ -z "$INSTALL_TOKEN" ] && [ -z "$INSTALL_NONCE" ]; then
+    INSTALL_NONCE=$(timeout 30 wget -q -O - "$IMAGESERVER_URL/boot/$MAC.ipxe" 2>/dev/null |
+        sed -n 's/.* INSTALL_NONCE=\([^ ]*\) .*/\1/p' | head -n 1)
+fi
 if ! timeout 30 wget -q -O /tmp/autoinstall.sh \
         --header "Authorization: Bearer ${INSTALL_TOKEN:-$INSTALL_NONCE}" "$IMAGESERVER_URL/install/$MAC/script"; then
     fail script "cannot fetch $IMAGESERVER_URL/install/$MAC/script"

@@ -11,7 +11,8 @@ the real ones: rsync, curl, atftp.
 - GET /install/<mac>/script from another address (even with the nonce or the token) or without a
   credential is refused and the host's state is unchanged; the machine's own fetch works;
 - the install token is in neither /boot/<mac>.ipxe (curl) nor pxelinux.cfg/01-<mac> (atftp);
-- a used token (after done) gets no script and reports nothing; an install token cannot ask for a
+- a used token (after done) or an expired one gets no script, no rsync access and reports nothing (the
+  machine's next PXE boot gets a fresh one); an install token cannot ask for a
   reinstall, report updates, or report install events for another host;
 - with [http] admin_networks, GET /api/v1/hosts (and leases, machines) from the LAN is 403 while
   /api/v1/status answers.
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.system,
 
 RSYNC_PORT = 8873
 TFTP_PORT = 6969
-MAC1, MAC2 = "52:54:00:14:01:01", "52:54:00:14:01:02"
+MAC1, MAC2, MAC3 = "52:54:00:14:01:01", "52:54:00:14:01:02", "52:54:00:14:01:03"
 SHADOW = "root:$6$secret-hash-of-the-master:19000:0:99999:7:::\n"
 
 
@@ -55,6 +56,7 @@ class World:
     stranger: IPv4Address  # leased by dhclient
     node1: IPv4Address
     node2: IPv4Address
+    node3: IPv4Address  # its install token was issued two days ago
     tmp: Path
 
     @property
@@ -111,7 +113,7 @@ def world(lab: Lab) -> World:
     # Admin reads only from the appliance itself; the provisioning LAN gets /api/v1/status.
     text = text.replace("[http]\n", '[http]\nadmin_networks = ["127.0.0.1/32"]\n')
     server.config.write_text(text)
-    node1, node2 = pair.host(20), pair.host(21)
+    node1, node2, node3 = pair.host(20), pair.host(21), pair.host(22)
     now = time.time()
     conn = connect(db_path(server.state_dir))
     try:
@@ -119,19 +121,21 @@ def world(lab: Lab) -> World:
             tree = server.state_dir / "images" / name / "v1"
             image(tree, f"{name}-master")
             insert_version(conn, ImageVersion(name, 1, str(tree), now, source="test"))
-        for host, mac, img, ip in (("node1", MAC1, "web", node1), ("node2", MAC2, "other", node2)):
+        for host, mac, img, ip in (("node1", MAC1, "web", node1), ("node2", MAC2, "other", node2),
+                                   ("node3", MAC3, "web", node3)):
             installs.add_host_op(host, mac, img, ip, now)(conn)
+        conn.execute("UPDATE hosts SET token_issued = ? WHERE name = 'node3'", (now - 2 * 86400,))
     finally:
         conn.close()
     (server.state_dir / "scripts").mkdir()
     (server.state_dir / "scripts/web.master").write_text("#!/bin/sh\necho installing $HOSTNAME\n")
     server.start()
     lease = Dhclient(pair.client, pair.client_if).obtain()  # the stranger: a plain machine with a lease
-    for ip in (node1, node2):
+    for ip in (node1, node2, node3):
         pair.client.add_address(pair.client_if, f"{ip}/{pair.subnet.prefixlen}")
     tmp = lab.tmp_path("client")
     tmp.mkdir()
-    world = World(lab, server, pair.client, lease.ip, node1, node2, tmp)
+    world = World(lab, server, pair.client, lease.ip, node1, node2, node3, tmp)
     deadline = time.monotonic() + 10
     while world.server.api("/api/v1/status")["services"]["rsyncd"]["state"] != "running":
         assert time.monotonic() < deadline, "rsyncd never ran"
@@ -274,3 +278,22 @@ def test_admin_networks_keep_the_host_lists_from_the_lan_and_status_stays_public
     code, body = w.curl(w.stranger, "/api/v1/hosts/node1/update-target")
     assert code == 200 and "rsync_password" not in body, body
 
+
+
+def test_an_expired_install_token_opens_nothing_and_the_next_boot_gets_a_fresh_one(world: World) -> None:
+    w = world
+    old = w.token("node3")
+    code, body = w.curl(w.node3, f"/install/{MAC3}/script", "-H", f"Authorization: Bearer {old}")
+    assert code == 401 and "expired" in body, body
+    assert w.post(w.node3, f"/install/{MAC3}/events", {"stage": "rsync"}, old) == 401
+    code, out = w.rsync(w.node3, w.module("web_v1", "node3"), w.tmp / "expired", rsync_password(old))
+    assert code != 0 and not (w.tmp / "expired/etc").exists(), out
+    assert "node3:" not in (w.server.state_dir / "rsyncd.secrets").read_text()
+    # The machine PXE-boots again: a fresh token (so a fresh nonce), and its install goes on.
+    code, ipxe = w.curl(w.node3, f"/boot/{MAC3}.ipxe")
+    new = w.token("node3")
+    assert new != old and new not in ipxe
+    nonce = re.search(r"INSTALL_NONCE=(\S+)", ipxe).group(1)  # type: ignore[union-attr]
+    code, script = w.curl(w.node3, f"/install/{MAC3}/script", "-H", f"Authorization: Bearer {nonce}")
+    assert code == 200 and f"INSTALL_TOKEN='{new}'" in script, script
+    assert w.post(w.node3, f"/install/{MAC3}/events", {"stage": "rsync"}, new) == 200
