@@ -22,18 +22,21 @@ _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 _UNAUTHORIZED = _error("the admin bearer token is missing or wrong")
 
 INSTALL_SECURITY_SCHEME = {"type": "http", "scheme": "bearer",
-                           "description": "the per-install token of one host (INSTALL_TOKEN on the installer's "
-                                          "kernel command line and in its script)"}
+                           "description": "the per-install token of one host (INSTALL_TOKEN in its script; boot "
+                                          "files carry only a fetch nonce, which opens the script alone)"}
 
 INSTALL_PATHS: dict[str, Any] = {
     "/install/{mac}/script": {
         "get": {
-            "summary": "The host's autoinstall script with its variables prepended; the host becomes installing",
+            "summary": "The host's autoinstall script with its variables prepended (install token, rsync "
+                       "credentials, update token); only from the address leased or reserved for the MAC, with "
+                       "Authorization: Bearer <fetch nonce | install token>; changes no state",
             "parameters": [_MAC],
             "responses": {
                 "200": {"description": "POSIX sh script", "content": {"text/x-shellscript": {"schema": {
                     "type": "string"}}}},
-                "401": _error("a bearer token was sent and it is not the host's install token"),
+                "401": _error("no fetch nonce or install token, a wrong one, or an expired one"),
+                "403": _error("not asked from the address leased or reserved for this MAC"),
                 "404": _error("no host has this MAC, or the image has no autoinstall script"),
                 "409": _error("the host has no image or version to install, or is installed"),
             },

@@ -17,15 +17,19 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "host name"}
-# The host's own install token (TOKEN= in its /etc/systemimager/updateclient.conf) or the admin token.
+# The host's own update token (TOKEN= in its /etc/systemimager/updateclient.conf) or the admin token;
+# never its install token.
 HOST_OR_ADMIN = [{"install": []}, {"admin": []}]
-_UNAUTHORIZED = _error("neither the host's install token nor the admin token")
+_UNAUTHORIZED = _error("neither the host's update token nor the admin token")
 
 _TARGET = {"type": "object", "properties": {
     "host": {"type": "string"}, "image": {"type": "string"}, "version": {"type": "integer"},
     "module": {"type": "string", "description": "the rsync daemon module serving exactly this version"},
     "assigned": {"type": "boolean", "description": "false: a version the client named, not its assignment"},
-    "rsync_port": {"type": "integer"}, "rsync_host": {"type": "string"}}}
+    "rsync_port": {"type": "integer"}, "rsync_host": {"type": "string"},
+    "rsync_user": {"type": "string", "description": "asked with the host's update token: this update's rsync user"},
+    "rsync_password": {"type": "string", "description": "its password (the asking address may pull the image for "
+                                                         "an hour)"}}}
 
 UPDATE_PATHS: dict[str, Any] = {
     "/client/{name}": {
