@@ -179,17 +179,6 @@ def _event(conn: sqlite3.Connection, name: str, mac: str | None, now: float, sta
     return int(cur.lastrowid or 0)
 
 
-def begin_op(name: str, mac: str, now: float, version: int | None, detail: str | None = None) -> Op:
-    """The installer fetched its script: the host is *installing* (an event "script" marks the start)."""
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute("UPDATE hosts SET state = 'installing', updated = ?, last_seen = ? WHERE name = ?",
-                     (now, now, name))
-        _event(conn, name, mac, now, "script", detail or json.dumps({"version": version}))
-
-    return op
-
-
 def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
               version: int | None = None) -> Op:
     """Record one reported stage; "done" makes the host installed, "failed" failed.
@@ -315,7 +304,9 @@ def timeline(conn: sqlite3.Connection, name: str, since_id: int = 0) -> list[dic
 
 
 def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on)."""
+    """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on).
+
+    Rows written before the script fetch stopped changing state still carry a "script" start marker."""
     start = 0
     for i, event in enumerate(events):
         if event["stage"] == "reinstall":

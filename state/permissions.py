@@ -4,6 +4,7 @@ lease): 0700 and 0600 whatever the umask or the service manager, also when an ol
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -26,8 +27,11 @@ def secure_state_dir(state_dir: Path) -> int | None:
 def private_database(db: Path) -> None:
     """Create the database file 0600 before SQLite does (it gives its WAL and SHM files the database's
     mode), and tighten the files an earlier run made with the umask's 0644."""
-    fd = os.open(db, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    os.close(fd)
+    # Never open (and so close) an existing database file here: closing any descriptor of a file drops
+    # every POSIX lock this process holds on it, i.e. the locks of the daemon's other SQLite connections,
+    # after which their commits were invisible to other processes until shutdown. O_EXCL: only a new file.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
     for suffix in DB_SUFFIXES:
         path = db.with_name(db.name + suffix)
         try:

@@ -29,14 +29,13 @@ def test_a_host_goes_assigned_installing_installed(conn) -> None:
     host = installs.host_by_name(conn, "node1")
     assert host is not None and host.state == "assigned" and host.install_token
     assert installs.resolve_version(conn, host) == 3
-    installs.report_op("node1", host.mac, 101.0, "installer", None)(conn)
-    installs.begin_op("node1", host.mac, 101.5, 3)(conn)
-    assert _state(conn) == "installing"
+    assert installs.report_op("node1", host.mac, 101.0, "installer", None)(conn) == "installing"
+    assert _state(conn) == "installing"  # the first authenticated report starts the install (a GET does not)
     installs.report_op("node1", host.mac, 105.0, "rsync", installs.event_detail("copy", 50, 200))(conn)
     assert installs.report_op("node1", host.mac, 110.0, "done", None, 3)(conn) == "installed"
     assert conn.execute("SELECT running_version FROM hosts").fetchone()[0] == 3
     events = installs.timeline(conn, "node1")
-    assert [e["stage"] for e in events] == ["installer", "script", "rsync", "done"]
+    assert [e["stage"] for e in events] == ["installer", "rsync", "done"]
     summary = installs.summary(events, now=200.0)
     assert summary["stage"] == "done" and summary["elapsed"] == 9.0  # from the installer's start to done
     assert (summary["bytes"], summary["total"]) == (50, 200)
