@@ -212,10 +212,11 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
 
     # ------------------------------------------------------------------ the walk
 
-    def add_host(self, name: str, mac: str) -> None:
+    def add_host(self, name: str, mac: str, ip: str | None = None) -> None:
+        """`hosts add`; `ip` for a machine that brings its own fixed address (boot media with IPADDR)."""
         assert self.app is not None
-        self.app.cli("hosts", "add", name, "--mac", mac, "--image", IMAGE)
-        self.say(f"host {name} ({mac}) assigned image {IMAGE}")
+        self.app.cli("hosts", "add", name, "--mac", mac, "--image", IMAGE, *(("--ip", ip) if ip else ()))
+        self.say(f"host {name} ({mac}{', ' + ip if ip else ''}) assigned image {IMAGE}")
 
     def power_on(self, install: Install, *, memory_mb: int = 512, first: bool = False) -> Vm:
         """Start the machine's VM (PXE first, then its disk); `first` starts its power-on clock."""

@@ -57,11 +57,11 @@ def test_iso_install_then_updateclient_autoinstall_reinstalls_from_the_disk(demo
     app, net = demo.app, demo.net
     assert app is not None and net is not None
     install = demo.new_install("node1", 256)
-    demo.add_host(install.name, install.mac)
-
-    # 1. The ISO, with local.cfg naming everything: no DHCP, no PXE.
-    iso = demo.lab.tmp_path("node1.iso")
+    # 1. The ISO, with local.cfg naming everything: no DHCP, no PXE. The host has that fixed address on the
+    # imageserver too: its install script is served only to the address that is the host's.
     ip = str(net.host(61))
+    demo.add_host(install.name, install.mac, ip)
+    iso = demo.lab.tmp_path("node1.iso")
     local = {"IMAGESERVER": str(net.server_ip), "HOSTNAME": "node1", "IPADDR": ip, "NETMASK": "255.255.255.0",
              "GATEWAY": str(net.server_ip)}
     out = app.cli("mkbootmedia", "--iso", str(iso), "--efi", "no", "--timeout", "1",
