@@ -183,15 +183,29 @@ def ssh_fingerprints(root: Path) -> frozenset[str]:
     return frozenset(_run(["ssh-keygen", "-l", "-f", str(k)]).split()[1] for k in keys)
 
 
-def new_master(cache_dir: Path, work: Path) -> DebianMaster:
+# The UEFI master: GPT with an EFI system partition; partition UUIDs fixed like the MBR label-id.
+GPT_PARTUUIDS = ("5eed0001-1312-4000-8000-000000000001", "5eed0001-1312-4000-8000-000000000002",
+                 "5eed0001-1312-4000-8000-000000000003")
+GPT_TABLE = (f"label: gpt\n,64M,U,uuid={GPT_PARTUUIDS[0]}\n,1000M,L,uuid={GPT_PARTUUIDS[1]}\n"
+             f",,S,uuid={GPT_PARTUUIDS[2]}\n")
+GPT_FSTAB = ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
+             f"PARTUUID={GPT_PARTUUIDS[1]} / ext4 errors=remount-ro 0 1\n"
+             f"PARTUUID={GPT_PARTUUIDS[0]} /boot/efi vfat umask=0077 0 1\n"
+             f"PARTUUID={GPT_PARTUUIDS[2]} none swap sw 0 0\n")
+
+
+def new_master(cache_dir: Path, work: Path, firmware: str = "bios") -> DebianMaster:
     """A master for one test: a copy of the cached tree (rsync, keeping hard links, ACLs, xattrs) and
-    its disk file."""
+    its disk file. firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
     cached = build(cache_dir)
-    root = work / "debian-master-root"
+    root = work / f"debian-master-{firmware}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
-    disk = work / "debian-master-disk.img"
+    disk = work / f"debian-master-{firmware}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(DISK_MB << 20)
-    _run(["sfdisk", "-q", str(disk)], input=DISK_TABLE)
+    _run(["sfdisk", "-q", str(disk)], input=GPT_TABLE if firmware == "uefi" else DISK_TABLE)
+    if firmware == "uefi":
+        (root / "etc/fstab").write_text(GPT_FSTAB)
+        (root / "boot/efi").mkdir(parents=True, exist_ok=True)
     return DebianMaster(root=root, disk=disk, machine_id=MASTER_MACHINE_ID,
                         ssh_fingerprints=ssh_fingerprints(root))
