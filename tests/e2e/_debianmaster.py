@@ -186,8 +186,8 @@ def ssh_fingerprints(root: Path) -> frozenset[str]:
 # The UEFI master: GPT with an EFI system partition; partition UUIDs fixed like the MBR label-id.
 GPT_PARTUUIDS = ("5eed0001-1312-4000-8000-000000000001", "5eed0001-1312-4000-8000-000000000002",
                  "5eed0001-1312-4000-8000-000000000003")
-GPT_TABLE = (f"label: gpt\n,64M,U,uuid={GPT_PARTUUIDS[0]}\n,1000M,L,uuid={GPT_PARTUUIDS[1]}\n"
-             f",,S,uuid={GPT_PARTUUIDS[2]}\n")
+GPT_TABLE = (f"label: gpt\nsize=64MiB, type=U, uuid={GPT_PARTUUIDS[0]}\n"
+             f"size=1000MiB, type=L, uuid={GPT_PARTUUIDS[1]}\ntype=S, uuid={GPT_PARTUUIDS[2]}\n")
 GPT_FSTAB = ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
              f"PARTUUID={GPT_PARTUUIDS[1]} / ext4 errors=remount-ro 0 1\n"
              f"PARTUUID={GPT_PARTUUIDS[0]} /boot/efi vfat umask=0077 0 1\n"

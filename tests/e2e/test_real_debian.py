@@ -42,6 +42,10 @@ class DiskFile:
                                           check=True).stdout)["partitiontable"]
         part = next(p for p in table["partitions"] if p["node"].endswith(str(number)))
         self.spec = f"{disk}?offset={part['start'] * 512}"
+        # The VM was powered off, not shut down: replay the journal as a mount would (debugfs reads
+        # only what is checkpointed). Exit 1 and 2 mean "fixed".
+        fsck = subprocess.run(["e2fsck", "-fy", self.spec], capture_output=True, text=True)
+        assert fsck.returncode in (0, 1, 2), fsck.stdout + fsck.stderr
 
     def _debugfs(self, request: str) -> str:
         return subprocess.run(["debugfs", "-R", request, self.spec], capture_output=True, text=True,
