@@ -1,7 +1,7 @@
 """A real Debian 12 master (debootstrap, cached: tests/e2e/_debianmaster.py) captured with the real
 prepareclient + getimage, installed over PXE into a QEMU VM (TCG, BIOS), booted from its own disk to
 `login:` on the serial console. Then, on the running system (its report line on the console) and on
-the VM's disk file afterwards (debugfs, no loop device): the assigned hostname; root by UUID in
+the VM's disk afterwards (a loop device over its root partition): the assigned hostname; root by UUID in
 grub.cfg and fstab; a machine-id, ssh host keys, random seed and DHCP leases not the master's; the
 initramfs resume device this machine's swap, not the master's; ifupdown configured for the NIC's
 predictable name (found by its MAC), by DHCP, and the running system holding its reserved address.
@@ -9,7 +9,6 @@ predictable name (found by its MAC), by DHCP, and the running system holding its
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.demo.disk import loop_partition, mounted
 from appliance.demo.scenario import DemoLab, _kill_all
 from appliance.lab.netns import Lab, lab_unavailable_reason
 from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
@@ -34,36 +34,9 @@ pytestmark = [
 ]
 
 
-class DiskFile:
-    """Read an ext4 partition of a raw disk file with debugfs (its ?offset= io option): no loop device."""
-
-    def __init__(self, disk: Path, number: int) -> None:
-        table = json.loads(subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True,
-                                          check=True).stdout)["partitiontable"]
-        part = next(p for p in table["partitions"] if p["node"].endswith(str(number)))
-        self.spec = f"{disk}?offset={part['start'] * 512}"
-        # The VM was powered off, not shut down: replay the journal as a mount would (debugfs reads
-        # only what is checkpointed). Exit 1 and 2 mean "fixed".
-        fsck = subprocess.run(["e2fsck", "-fy", self.spec], capture_output=True, text=True)
-        assert fsck.returncode in (0, 1, 2), fsck.stdout + fsck.stderr
-
-    def _debugfs(self, request: str) -> str:
-        return subprocess.run(["debugfs", "-R", request, self.spec], capture_output=True, text=True,
-                              check=True).stdout
-
-    def read(self, path: str) -> str:
-        return self._debugfs(f"cat {path}")
-
-    def ls(self, path: str) -> list[str]:
-        return [n for n in self._debugfs(f"ls -l {path}").split() if n]
-
-    def exists(self, path: str) -> bool:
-        out = subprocess.run(["debugfs", "-R", f"stat {path}", self.spec], capture_output=True, text=True)
-        return "Inode:" in out.stdout
-
-    def uuid(self) -> str:
-        out = subprocess.run(["dumpe2fs", "-h", self.spec], capture_output=True, text=True, check=True).stdout
-        return re.search(r"Filesystem UUID:\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+def fs_uuid(device: str) -> str:
+    return subprocess.run(["blkid", "-c", "/dev/null", "-o", "value", "-s", "UUID", device], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
@@ -141,30 +114,30 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     assert binding and binding["ip"] == address, (binding, address)
     assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
 
-    root = DiskFile(install.disk, 2 if firmware_args else 1)
-    root_uuid = root.uuid()
-    grub = root.read("/boot/grub/grub.cfg")
+    # The VM was powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
+    with loop_partition(install.disk, 2 if firmware_args else 1) as device, mounted(device) as root:
+        check_disk(root, fs_uuid(device), master, name, ifname)
+
+
+def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, ifname: str) -> None:
+    grub = (root / "boot/grub/grub.cfg").read_text()
     assert f"root=UUID={root_uuid}" in grub and "root=/dev/" not in grub, grub[-1500:]
-    fstab = root.read("/etc/fstab")
+    fstab = (root / "etc/fstab").read_text()
     assert re.search(rf"^UUID={root_uuid}\s+/\s", fstab, re.M), fstab
-    assert root.read("/etc/hostname").strip() == name
-    assert root.read("/etc/machine-id").strip() not in ("", master.machine_id)
-    assert not root.exists("/var/lib/systemd/random-seed") or \
-        root.read("/var/lib/systemd/random-seed") != "\x42" * 512
-    assert not root.exists(f"/var/lib/dhcp/dhclient.{dm.MASTER_IFACE}.leases")
-    resume = root.read("/etc/initramfs-tools/conf.d/resume")
+    assert (root / "etc/hostname").read_text().strip() == name
+    assert (root / "etc/machine-id").read_text().strip() not in ("", master.machine_id)
+    seed = root / "var/lib/systemd/random-seed"
+    assert not seed.exists() or seed.read_bytes() != b"\x42" * 512, "the master's random seed"
+    assert not (root / f"var/lib/dhcp/dhclient.{dm.MASTER_IFACE}.leases").exists(), "the master's lease"
+    resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
     assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
-    scratch = demo.lab.tmp_path(f"{name}-ssh")
-    scratch.mkdir()
-    for key in ("ssh_host_ed25519_key.pub", "ssh_host_rsa_key.pub", "ssh_host_ecdsa_key.pub"):
-        (scratch / key).write_text(root.read(f"/etc/ssh/{key}"))
-    assert dm.ssh_fingerprints(scratch).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
-    net = root.read("/etc/network/interfaces.d/imageserver")
+    assert dm.ssh_fingerprints(root).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
+    net = (root / "etc/network/interfaces.d/imageserver").read_text()
     assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
-    interfaces = root.read("/etc/network/interfaces")
+    interfaces = (root / "etc/network/interfaces").read_text()
     assert not re.search(rf"^\s*iface {dm.MASTER_IFACE}\b", interfaces, re.M), interfaces
-    for path in ("/boot/grub/grub.cfg", "/etc/default/grub", "/etc/fstab", "/etc/network/interfaces.d/imageserver"):
-        assert "INSTALL_TOKEN" not in root.read(path), path
+    for path in ("boot/grub/grub.cfg", "etc/default/grub", "etc/fstab", "etc/network/interfaces.d/imageserver"):
+        assert "INSTALL_TOKEN" not in (root / path).read_text(), path
 
 
 def test_bios_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
