@@ -116,7 +116,8 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         fstype = "swap" if e.fstype == "swap" else e.fstype
         purpose = "swap" if fstype == "swap" else _safe(e.mountpoint)
         w(f'stage mkfs "{fstype} on ${v} for {purpose}"')
-        w(f'mkfs_fs {fstype} "${v}" {q(label)}')
+        esp = fstype == "vfat" and place.partition.type.lower() in ESP_TYPES
+        w(f'mkfs_fs {fstype} "${v}" {q(label)}{" esp" if esp else ""}')
         w(f'{_uuid_var(place.disk, place.partition.number)}=$(fs_uuid "${v}")')
     mounts = sorted(((p, e) for p, e in the_plan.filesystems if e.fstype != "swap"),
                     key=lambda pe: (_depth(pe[1].mountpoint), pe[1].mountpoint))
@@ -395,12 +396,19 @@ part_dev() {
     eval "$1=\$dev"
 }
 
-# mkfs_fs TYPE DEVICE LABEL -- a new filesystem (new UUID), keeping the master's label.
+# mkfs_fs TYPE DEVICE LABEL [esp] -- a new filesystem (new UUID), keeping the master's label. An EFI
+# system partition of 64 MiB or more is FAT32, as the UEFI specification wants (mkfs.vfat alone makes
+# FAT16 below 512 MiB); a smaller one cannot hold enough clusters for FAT32 and stays what mkfs picks.
 mkfs_fs() {
+    if [ "$1" = vfat ] && [ "${4:-}" = esp ] && [ "$(disk_bytes "$2")" -ge 67108864 ]; then
+        mkfs_fs vfat32 "$2" "$3"
+        return
+    fi
     case $1 in
         ext2|ext3|ext4) set -- "$1" "$2" "$3" "mkfs.$1" -F -q ;;
         xfs) set -- "$1" "$2" "$3" mkfs.xfs -f -q ;;
         vfat) set -- "$1" "$2" "$3" mkfs.vfat ;;
+        vfat32) set -- vfat "$2" "$3" mkfs.vfat -F 32 ;;
         swap) set -- "$1" "$2" "$3" mkswap ;;
         *) die "cannot make a $1 filesystem" ;;
     esac

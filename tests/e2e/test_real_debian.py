@@ -117,6 +117,11 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     # The VM was powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
     with loop_partition(install.disk, 2 if firmware_args else 1) as device, mounted(device) as root:
         check_disk(root, fs_uuid(device), master, name, ifname)
+    if firmware_args:
+        with loop_partition(install.disk, 1) as esp:
+            version = subprocess.run(["blkid", "-p", "-o", "value", "-s", "VERSION", esp], capture_output=True,
+                                     text=True).stdout.strip()
+        assert version == "FAT32", f"the EFI system partition is {version}, not FAT32"
 
 
 def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, ifname: str) -> None:
@@ -131,6 +136,9 @@ def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, i
     assert not (root / f"var/lib/dhcp/dhclient.{dm.MASTER_IFACE}.leases").exists(), "the master's lease"
     resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
     assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
+    # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
+    initrd = next((root / "boot").glob("initrd.img-*")).read_bytes()
+    assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
     assert dm.ssh_fingerprints(root).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
     net = (root / "etc/network/interfaces.d/imageserver").read_text()
     assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
