@@ -116,7 +116,8 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         fstype = "swap" if e.fstype == "swap" else e.fstype
         purpose = "swap" if fstype == "swap" else _safe(e.mountpoint)
         w(f'stage mkfs "{fstype} on ${v} for {purpose}"')
-        w(f'mkfs_fs {fstype} "${v}" {q(label)}')
+        esp = fstype == "vfat" and place.partition.type.lower() in ESP_TYPES
+        w(f'mkfs_fs {fstype} "${v}" {q(label)}{" esp" if esp else ""}')
         w(f'{_uuid_var(place.disk, place.partition.number)}=$(fs_uuid "${v}")')
     mounts = sorted(((p, e) for p, e in the_plan.filesystems if e.fstype != "swap"),
                     key=lambda pe: (_depth(pe[1].mountpoint), pe[1].mountpoint))
@@ -154,7 +155,6 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     # --- identity, boot loader, hooks
     w("stage hostname \"${HOSTNAME:-(kept from the image)}\"")
     w("set_hostname")
-    w("configure_network")
     w("setup_updateclient")
     root = next(p for p, e in mounts if e.mountpoint == "/")
     boot = next((p for p, e in mounts if e.mountpoint == "/boot"), root)
@@ -163,7 +163,14 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w(f"BOOT_DISK=$DISK{boot.disk} BOOT_PART={boot.partition.number} "
       f"BOOT_LABEL={layout.disks[boot.disk].label} BOOT_SEPARATE={1 if boot is not root else 0}")
     w(f"ESP_MOUNT={q(esp[1].mountpoint) if esp else q('')}")
+    swaps = [p for p, e in the_plan.filesystems if e.fstype == "swap"]
+    w(f"SWAP_UUID={'$' + _uuid_var(swaps[0].disk, swaps[0].partition.number) if swaps else q('')}")
+    w("FS_UUIDS=\"" + " ".join(f"${_var(p.disk, p.partition.number)}=${_uuid_var(p.disk, p.partition.number)}"
+                                for p, _ in the_plan.filesystems) + "\"")
     w("bind_system")
+    w("configure_network")
+    w("new_machine_identity")
+    w("retie_to_new_disks")
     w("install_bootloader")
     w("run_post_install")
     w('stage finished "image $MODULE installed on $DISK0"')
@@ -389,12 +396,19 @@ part_dev() {
     eval "$1=\$dev"
 }
 
-# mkfs_fs TYPE DEVICE LABEL -- a new filesystem (new UUID), keeping the master's label.
+# mkfs_fs TYPE DEVICE LABEL [esp] -- a new filesystem (new UUID), keeping the master's label. An EFI
+# system partition of 64 MiB or more is FAT32, as the UEFI specification wants (mkfs.vfat alone makes
+# FAT16 below 512 MiB); a smaller one cannot hold enough clusters for FAT32 and stays what mkfs picks.
 mkfs_fs() {
+    if [ "$1" = vfat ] && [ "${4:-}" = esp ] && [ "$(disk_bytes "$2")" -ge 67108864 ]; then
+        mkfs_fs vfat32 "$2" "$3"
+        return
+    fi
     case $1 in
         ext2|ext3|ext4) set -- "$1" "$2" "$3" "mkfs.$1" -F -q ;;
         xfs) set -- "$1" "$2" "$3" mkfs.xfs -f -q ;;
         vfat) set -- "$1" "$2" "$3" mkfs.vfat ;;
+        vfat32) set -- vfat "$2" "$3" mkfs.vfat -F 32 ;;
         swap) set -- "$1" "$2" "$3" mkswap ;;
         *) die "cannot make a $1 filesystem" ;;
     esac
@@ -512,7 +526,8 @@ configure_network() {
     fi
     mac=$(printf '%s' "${MAC:-}" | tr 'A-F' 'a-f')
     prefix=$(mask_to_prefix "${NETMASK:-255.255.255.0}")
-    iface=${TARGET_IFACE:-${IFACE:-eth0}}
+    iface=${TARGET_IFACE:-$(image_ifname)}
+    iface=${iface:-${IFACE:-eth0}}
     if [ -d "$TARGET/etc/NetworkManager/system-connections" ]; then
         f=$TARGET/etc/NetworkManager/system-connections/imageserver.nmconnection
         {
@@ -529,12 +544,15 @@ configure_network() {
         stage network "$mode, NetworkManager keyfile"
     elif [ -f "$TARGET/etc/network/interfaces" ]; then
         mkdir -p "$TARGET/etc/network/interfaces.d"
+        retire_master_stanzas "$TARGET/etc/network/interfaces"
         f=$TARGET/etc/network/interfaces.d/imageserver
         {
             printf 'allow-hotplug %s\n' "$iface"
             if [ "$mode" = static ]; then
                 printf 'iface %s inet static\n    address %s/%s\n' "$iface" "$IPADDR" "$prefix"
                 if [ -n "${GATEWAY:-}" ]; then printf '    gateway %s\n' "$GATEWAY"; fi
+                if [ -n "${DNS:-}" ]; then printf '    dns-nameservers %s\n' "$(echo "$DNS" | tr ',' ' ')"; fi
+                if [ -n "${DOMAIN:-}" ]; then printf '    dns-search %s\n' "$DOMAIN"; fi
             else
                 printf 'iface %s inet dhcp\n' "$iface"
             fi
@@ -565,6 +583,146 @@ configure_network() {
     fi
 }
 
+# ---- what makes a clone this machine, not the master (issue 13) ----
+
+# The installed system's name for the NIC with $MAC, as the image's own udev names it: its net_id
+# builtin run on this machine's /sys (bound into $TARGET). The installer's kernel calls it eth0; the
+# image, with predictable names, ens2 or enp0s3. Empty when no NIC has $MAC.
+image_ifname() {
+    [ -n "${MAC:-}" ] || return 0
+    want=$(printf '%s' "$MAC" | tr 'A-F' 'a-f')
+    kname=''
+    for n in /sys/class/net/*; do
+        [ "$(cat "$n/address" 2>/dev/null)" = "$want" ] && kname=${n##*/}
+    done
+    [ -n "$kname" ] || return 0
+    # net.ifnames=0 on the image's kernel command line: the kernel's name stays.
+    if grep -qs 'net.ifnames=0' "$TARGET/etc/default/grub" "$TARGET/etc/kernel/cmdline" ||
+        { [ ! -x "$TARGET/bin/udevadm" ] && [ ! -x "$TARGET/usr/bin/udevadm" ]; }; then
+        echo "$kname"
+        return 0
+    fi
+    ids=$(chroot "$TARGET" udevadm test-builtin net_id "/sys/class/net/$kname" 2>&1) || true
+    # udev's default NamePolicy order (99-default.link): database, onboard, slot, path.
+    for key in ID_NET_NAME_FROM_DATABASE ID_NET_NAME_ONBOARD ID_NET_NAME_SLOT ID_NET_NAME_PATH; do
+        name=$(printf '%s\n' "$ids" | sed -n "s/^$key=//p" | head -n 1)
+        if [ -n "$name" ]; then echo "$name"; return 0; fi
+    done
+    echo "$kname"
+}
+
+# The master's own NIC stanzas in /etc/network/interfaces (named for the master's hardware) are
+# commented out, so they neither clash with this machine's nor wait for a NIC it does not have; lo stays.
+retire_master_stanzas() {
+    [ -f "$1" ] || return 0
+    awk '
+        /^[ \t]*(auto|allow-[a-z]+)[ \t]/ {
+            keep = ""; n = split($0, w, /[ \t]+/)
+            for (i = 2; i <= n; i++) if (w[i] == "lo") keep = "lo"
+            if (keep == "") { print "# (master) " $0; next }
+            print $1 " lo"; next
+        }
+        /^[ \t]*iface[ \t]/ { inblock = ($2 != "lo") }
+        /^[ \t]*(mapping|source|source-directory|rename)[ \t]/ { inblock = 0 }
+        { if (inblock) print "# (master) " $0; else print }
+    ' "$1" >"$1.new" && mv -f "$1.new" "$1"
+}
+
+# A machine-id, ssh host keys, no random seed, credential secret or DHCP leases of its own: a clone
+# that keeps the master's is the same machine to journald, DHCP servers (client id), ssh clients.
+new_machine_identity() {
+    stage identity "new machine-id and ssh host keys; the master's random seed and leases dropped"
+    id=$(cat "$TARGET/etc/machine-id" 2>/dev/null || true)
+    # An image made for first boot (empty or "uninitialized") keeps that: systemd makes the id then.
+    if printf '%s' "$id" | grep -qE '^[0-9a-f]{32}$'; then
+        new=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+        printf '%s\n' "$new" >"$TARGET/etc/machine-id"
+        chmod 444 "$TARGET/etc/machine-id"
+        if [ -f "$TARGET/var/lib/dbus/machine-id" ] && [ ! -L "$TARGET/var/lib/dbus/machine-id" ]; then
+            printf '%s\n' "$new" >"$TARGET/var/lib/dbus/machine-id"
+        fi
+    fi
+    rm -f "$TARGET/var/lib/systemd/random-seed" "$TARGET/var/lib/urandom/random-seed" \
+        "$TARGET/var/lib/systemd/credential.secret" \
+        "$TARGET"/var/lib/dhcp/*.leases "$TARGET"/var/lib/dhcp/*.lease "$TARGET"/var/lib/dhclient/*.lease* \
+        "$TARGET"/var/lib/dhcpcd/*.lease* "$TARGET"/var/lib/NetworkManager/*.lease
+    if ls "$TARGET"/etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
+        rm -f "$TARGET"/etc/ssh/ssh_host_*_key "$TARGET"/etc/ssh/ssh_host_*_key.pub
+        chroot "$TARGET" ssh-keygen -A >/dev/null || die "ssh-keygen -A in the new system failed"
+    fi
+}
+
+# The image names the master's disks where fstab is not the only place: the initramfs' resume device
+# (a UUID that no longer exists costs every boot a 30 s wait). /etc/initramfs-tools/conf.d/resume
+# is pointed at this machine's swap (or none), so every later update-initramfs on the node is right.
+# The image's initramfs itself: with INITRAMFS_REBUILD=1 rebuilt by the image's own tool in the new
+# system; by default the new conf/conf.d/resume is appended to it as a second cpio archive (the kernel
+# unpacks concatenated archives in order, the later file wins): exact for what changed, and seconds
+# instead of minutes (mkinitramfs with MODULES=most runs thousands of commands).
+retie_to_new_disks() {
+    f=$TARGET/etc/initramfs-tools/conf.d/resume
+    [ -f "$f" ] || return 0
+    if [ -n "$SWAP_UUID" ]; then resume="RESUME=UUID=$SWAP_UUID"; else resume=RESUME=none; fi
+    sed -i "s|^[[:space:]]*RESUME=.*|$resume|" "$f"
+    grep -q '^RESUME=' "$f" || echo "$resume" >>"$f"
+    if [ "${INITRAMFS_REBUILD:-0}" = 1 ] && [ -x "$TARGET/usr/sbin/update-initramfs" ]; then
+        stage initramfs "update-initramfs in the new system ($resume)"
+        chroot "$TARGET" update-initramfs -u -k all >/dev/null || die "update-initramfs in the new system failed"
+        return 0
+    fi
+    n=0
+    for img in "$TARGET"/boot/initrd.img-*; do
+        [ -f "$img" ] || continue
+        overlay_initramfs "$img" "$f" conf/conf.d/resume || die "cannot add the resume setting to $img"
+        n=$((n + 1))
+    done
+    stage initramfs "$resume in /etc/initramfs-tools/conf.d/resume and in $n initramfs image(s)"
+}
+
+# cpio_member NAME MODE_HEX [FILE] -- one newc archive member on stdout (FILE: a regular file's content).
+cpio_member() {
+    size=0
+    if [ -n "${3:-}" ]; then size=$(wc -c <"$3" | tr -d ' '); fi
+    namesize=$((${#1} + 1))
+    printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
+        "$CPIO_INO" "0x$2" 0 0 1 0 "$size" 0 0 0 0 "$namesize" 0
+    printf '%s\000' "$1"
+    head -c $(((4 - (110 + namesize) % 4) % 4)) /dev/zero
+    if [ -n "${3:-}" ]; then
+        cat "$3"
+        head -c $(((4 - size % 4) % 4)) /dev/zero
+    fi
+    CPIO_INO=$((CPIO_INO + 1))
+}
+
+# overlay_initramfs IMAGE FILE PATH -- append a cpio archive holding FILE as PATH (and its directories).
+overlay_initramfs() {
+    CPIO_INO=1
+    size=$(wc -c <"$1" | tr -d ' ')
+    {
+        head -c $(((4 - size % 4) % 4)) /dev/zero  # archives start on a 4-byte boundary
+        d=''
+        rest=${3%/*}
+        while [ -n "$rest" ]; do
+            d=${d:+$d/}${rest%%/*}
+            cpio_member "$d" 41ED
+            case $rest in */*) rest=${rest#*/} ;; *) rest='' ;; esac
+        done
+        cpio_member "$3" 81A4 "$2"
+        cpio_member TRAILER!!! 0
+    } >>"$1"
+}
+
+# grub-mkconfig writes root=UUID=... only when /dev/disk/by-uuid/UUID exists, and the installer has
+# no udev to make those links (root=/dev/vda1 otherwise). Called on the installer only (its /dev).
+link_fs_uuids() {
+    mkdir -p /dev/disk/by-uuid
+    for pair in $FS_UUIDS; do
+        dev=${pair%%=*} uuid=${pair#*=}
+        [ -e "/dev/disk/by-uuid/$uuid" ] || ln -s "$dev" "/dev/disk/by-uuid/$uuid"
+    done
+}
+
 # /dev, /proc and /sys inside the new system, for the boot loader and hooks run there.
 bind_system() {
     for fs in dev proc sys; do
@@ -591,6 +749,7 @@ install_bootloader() {
             stage bootloader "grub for BIOS on $BOOT_DISK"
             chroot "$TARGET" grub-install --target=i386-pc "$BOOT_DISK" || die "grub-install (BIOS) failed"
         fi
+        link_fs_uuids
         if [ -x "$TARGET/usr/sbin/update-grub" ]; then
             chroot "$TARGET" update-grub || die "update-grub failed"
         else

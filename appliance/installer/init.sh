@@ -188,6 +188,7 @@ network_up() {
     if [ -n "$IPADDR" ]; then
         ifconfig "$IFACE" "$IPADDR" netmask "${NETMASK:-255.255.255.0}" || fail network "cannot set $IPADDR on $IFACE"
         [ -z "$GATEWAY" ] || route add default gw "$GATEWAY" || fail network "cannot route via $GATEWAY"
+        NET_MODE=${NET_MODE:-static}  # a fixed address: the installed system keeps it
     else
         # The same NIC, so the same lease as the PXE ROM and iPXE had (the server keys leases by MAC).
         udhcpc -i "$IFACE" -f -q -n -t 10 -T 2 -s /etc/udhcpc.sh ${HOSTNAME:+-x hostname:"$HOSTNAME"} ||
@@ -197,7 +198,10 @@ network_up() {
         IPADDR=$DHCP_IP NETMASK=${NETMASK:-$DHCP_MASK} GATEWAY=${GATEWAY:-$DHCP_ROUTER} DNS=${DNS:-$DHCP_DNS}
         [ -n "$IMAGESERVER" ] || IMAGESERVER=$DHCP_SERVER
         export IPADDR NETMASK GATEWAY DNS IMAGESERVER
+        # Addressed by DHCP: so is the installed system (a reservation gives it the same address).
+        NET_MODE=${NET_MODE:-dhcp}
     fi
+    export NET_MODE
     [ -n "$IMAGESERVER" ] || fail network "no IMAGESERVER= on the command line, in local.cfg or from DHCP"
     [ -n "$IMAGESERVER_URL" ] || IMAGESERVER_URL="http://$IMAGESERVER"
     # The address part alone (IMAGESERVER=host:port names the HTTP port, rsync uses its own).

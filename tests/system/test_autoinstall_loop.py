@@ -158,8 +158,8 @@ async def test_master_script_partitions_formats_and_installs_the_image(tmp_path:
     stages = [e["stage"] for e in events]
     mkfs = ["mkfs"] * (4 if master.vfat else 3)
     # "partition" twice: the disk size check, then the table itself.
-    assert stages == ["partition", "partition", *mkfs, "mount", "rsync", "fstab", "hostname", "network", "bootloader",
-                      "post-install", "finished"]
+    assert stages == ["partition", "partition", *mkfs, "mount", "rsync", "fstab", "hostname", "network", "identity",
+                      "bootloader", "post-install", "finished"]
     assert all(e["auth"] == f"Bearer {TOKEN}" and e["mac"] == MAC for e in events)
     assert "skipped" in events[stages.index("bootloader")]["detail"]
 

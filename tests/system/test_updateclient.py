@@ -32,7 +32,9 @@ HOST = "node1"
 MAC = "52:54:00:aa:bb:01"
 # What the install made this machine's own (relative to the root) and updateclient must keep.
 KEPT = ("etc/hostname", "etc/fstab", "etc/machine-id", "etc/ssh/ssh_host_ed25519_key", "etc/network/interfaces",
-        "etc/systemimager/updateclient.conf", "etc/systemimager/updateclient.local.exclude", "opt/local-data")
+        "etc/systemimager/updateclient.conf", "etc/systemimager/updateclient.local.exclude", "opt/local-data",
+        # node-local state (issue 13): its logs and journal, leases, random seed, resume device
+        "var/log", "var/lib/dhcp", "var/lib/systemd/random-seed", "etc/initramfs-tools/conf.d/resume")
 
 Entry = tuple[object, ...]
 
@@ -65,6 +67,8 @@ def build_v1(root: Path) -> None:
     subprocess.run(["setfattr", "-n", "user.origin", "-v", "v1", str(root / "etc/motd")], check=True)
     (root / "opt").mkdir()
     (root / "proc").mkdir()
+    for d in ("var/log", "var/lib/dhcp", "var/lib/systemd", "etc/initramfs-tools/conf.d"):  # as in any Debian
+        (root / d).mkdir(parents=True, exist_ok=True)
     write_kernel(root, "boot/vmlinuz-1")
 
 
@@ -171,6 +175,11 @@ def install_client(v1: Path, root: Path, token: str, server: str) -> None:
           f"# written by the autoinstall script\nIMAGESERVER={server}\nHOSTNAME={HOST}\nTOKEN='{token}'\n", 0o600)
     write(root, "etc/systemimager/updateclient.local.exclude", "# this machine's data\n/opt/local-data\n")
     write(root, "opt/local-data/notes.txt", "node1's own data\n")
+    write(root, "var/log/wtmp", "node1's logins\n", 0o664)
+    write(root, "var/log/journal/feedface/system.journal", "node1's journal\n", 0o640)
+    write(root, "var/lib/dhcp/dhclient.ens2.leases", "lease { fixed-address 10.1.2.3; }\n")
+    write(root, "var/lib/systemd/random-seed", "node1's seed\n", 0o600)
+    write(root, "etc/initramfs-tools/conf.d/resume", "RESUME=UUID=node1-swap\n")
     write(root, "var/cache/junk", "not in any image\n")  # not kept: --delete removes it
 
 
@@ -233,6 +242,8 @@ def test_updateclient_moves_a_system_v1_to_v2_and_back_keeping_its_own_files(wor
     # The assigned version: v2. The tree is v2 except the kept files, which are untouched.
     out = updateclient()
     assert "runs web v2" in out
+    # vmlinuz-1 -> vmlinuz-2: the boot loader must be regenerated; under --root, the machine is told to.
+    assert "kernels changed under" in out and "update-grub" in out, out
     assert manifest(root) == manifest(v2)
     assert manifest(root, keep_only=True) == kept
     assert inode_groups(root) == inode_groups(v2) == {frozenset({"usr/share/doc/a.txt", "usr/share/doc/b.txt"})}

@@ -1,0 +1,211 @@
+"""A real Debian 12 master client for the e2e tests, built once by debootstrap and cached by input hash.
+
+What a sysadmin's master looks like: minbase + systemd, udev, the Debian kernel and initramfs-tools,
+GRUB (BIOS and EFI binaries), ifupdown + dhclient, openssh-server, fdisk, rsync. Made into a master the
+way one is in real life: its own identity (machine-id, ssh host keys, a random seed, a DHCP lease of
+its own NIC `ens3`), fstab by PARTUUID of an MBR disk whose swap lives in an extended partition,
+initramfs RESUME= naming that swap by UUID, GRUB on the serial console, a root password.
+
+No loop devices: the master's root is a directory (prepareclient's SYSTEMIMAGER_ROOT) and its disk a
+sparse file holding only the partition table (SYSTEMIMAGER_DISKS), like tests/system/_mastertree.py.
+The disk's label-id is fixed, so the PARTUUIDs in the cached tree's fstab match every new disk file.
+
+The cache entry (/var/cache/imageserver/test/debian-master/<hash>/root) is keyed by the suite, mirror,
+package list and BUILD_VERSION (bump it when the recipe below changes); debootstrap's .debs are kept
+in debootstrap-debs/ next to it so a recipe change does not download them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "kmod", "grub-pc-bin",
+            "grub-efi-amd64-bin", "grub2-common", "ifupdown", "isc-dhcp-client", "openssh-server", "fdisk",
+            "rsync", "iproute2")
+BUILD_VERSION = 1
+ROOT_PASSWORD = "imageserver"
+HOSTNAME = "debmaster"
+MASTER_IFACE = "ens3"  # the master's own NIC name: a clone's is another (Debian names virtio-net ens2 here)
+LABEL_ID = "0x5eed1312"
+DISK_TABLE = f"label: dos\nlabel-id: {LABEL_ID}\n,1000M,L,*\n,,E\n,,S\n"  # root; extended with swap (p5)
+DISK_MB = 1152
+MASTER_MACHINE_ID = "0123456789abcdef0123456789abcdef"
+MASTER_SWAP_UUID = "5eed0000-1312-4000-8000-000000000005"
+REPORT_MARKER = "REALOS-REPORT"
+# Pruned to keep the image (and every TCG install) small: nothing a virtio server needs.
+PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
+         "var/lib/apt/lists")
+PRUNE_MODULES = ("drivers/gpu", "drivers/net/wireless", "drivers/media", "drivers/infiniband", "drivers/staging",
+                 "drivers/net/ethernet", "drivers/bluetooth", "drivers/iio", "drivers/isdn", "drivers/hid",
+                 "drivers/usb", "sound", "net/wireless", "net/mac80211", "net/bluetooth", "fs/ocfs2", "fs/btrfs")
+
+# Prints the running system's facts on the serial console once it has an address: what the e2e test
+# reads without logging in (the lab's serial console is an output file).
+REPORT_SERVICE = f"""[Unit]
+Description=imageserver e2e: report this machine on the serial console
+After=network.target systemd-user-sessions.service
+
+[Service]
+Type=oneshot
+StandardOutput=tty
+TTYPath=/dev/ttyS0
+ExecStart=/bin/sh -c 'i=0; while [ $i -lt 90 ] && ! ip -4 -o addr show scope global | grep -q inet; do sleep 1; \\
+i=$((i+1)); done; for a in $(ip -4 -o addr show scope global | tr -s " " | cut -d" " -f2,4 | tr " " "="); do \\
+echo "{REPORT_MARKER} hostname=$(hostname) addr=$a machine-id=$(cat /etc/machine-id) \\
+root=$(findmnt -no SOURCE /) uptime=$(cut -d" " -f1 /proc/uptime)"; done'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+class MasterBuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DebianMaster:
+    root: Path  # a per-test copy of the cached tree: prepareclient writes /etc/systemimager into it
+    disk: Path  # the master's disk: only its partition table
+    machine_id: str
+    ssh_fingerprints: frozenset[str]
+
+
+def cache_key() -> str:
+    inputs = {"suite": SUITE, "mirror": MIRROR, "packages": sorted(PACKAGES), "version": BUILD_VERSION,
+              "table": DISK_TABLE, "prune": [*PRUNE, *PRUNE_MODULES], "report": REPORT_SERVICE}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _run(argv: list[str], **kw: object) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise MasterBuildError(f"{' '.join(argv)} failed ({result.returncode}):\n{result.stdout[-2000:]}"
+                               f"\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def _chroot(root: Path, script: str) -> str:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C",
+           "HOME": "/root"}
+    return _run(["chroot", str(root), "/bin/sh", "-ec", script], env=env)
+
+
+def _partuuid(number: int) -> str:
+    return f"{LABEL_ID.removeprefix('0x')}-{number:02x}"
+
+
+def _masterize(root: Path) -> None:
+    """The configuration a sysadmin gives a master (inside the debootstrapped tree)."""
+    (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n")
+    (root / "etc/fstab").write_text(
+        "# <file system> <mount point> <type> <options> <dump> <pass>\n"
+        f"PARTUUID={_partuuid(1)} / ext4 errors=remount-ro 0 1\n"
+        f"PARTUUID={_partuuid(5)} none swap sw 0 0\n")
+    (root / "etc/network/interfaces").write_text(
+        "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
+        f"allow-hotplug {MASTER_IFACE}\niface {MASTER_IFACE} inet dhcp\n")
+    (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/initramfs-tools/conf.d/resume").write_text(f"RESUME=UUID={MASTER_SWAP_UUID}\n")
+    (root / "etc/default").mkdir(exist_ok=True)
+    (root / "etc/default/grub").write_text(
+        'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\nGRUB_CMDLINE_LINUX_DEFAULT=""\n'
+        'GRUB_CMDLINE_LINUX="console=ttyS0,115200"\nGRUB_TERMINAL=serial\n'
+        'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
+    (root / "etc/machine-id").write_text(f"{MASTER_MACHINE_ID}\n")
+    (root / "var/lib/systemd").mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/systemd/random-seed").write_bytes(b"\x42" * 512)
+    os.chmod(root / "var/lib/systemd/random-seed", 0o600)
+    (root / "var/lib/dhcp").mkdir(parents=True, exist_ok=True)
+    (root / f"var/lib/dhcp/dhclient.{MASTER_IFACE}.leases").write_text(
+        f'lease {{\n  interface "{MASTER_IFACE}";\n  fixed-address 192.0.2.77;\n}}\n')
+    unit = root / "etc/systemd/system/imageserver-report.service"
+    unit.write_text(REPORT_SERVICE)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / unit.name).unlink(missing_ok=True)
+    os.symlink(f"/etc/systemd/system/{unit.name}", wants / unit.name)
+    for rel in PRUNE:
+        shutil.rmtree(root / rel, ignore_errors=True)
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+    (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    for modules in (root / "lib/modules").iterdir():
+        for rel in PRUNE_MODULES:
+            shutil.rmtree(modules / "kernel" / rel, ignore_errors=True)
+    mounts = []
+    try:
+        for fs in ("proc", "sys", "dev"):
+            _run(["mount", "--bind", f"/{fs}", str(root / fs)])
+            mounts.append(root / fs)
+        _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
+                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n"
+                      "update-initramfs -u -k all\n")
+    finally:
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
+def build(cache_dir: Path) -> Path:
+    """The cached master tree for the current recipe, built (debootstrap + _masterize) if missing."""
+    entry = cache_dir / "debian-master" / cache_key()
+    done = entry / "root"
+    if (entry / "ok").exists():
+        return done
+    if shutil.which("debootstrap") is None:
+        raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
+    debs = cache_dir / "debootstrap-debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}",
+          SUITE, str(work / "root"), MIRROR], timeout=1800)
+    _masterize(work / "root")
+    (work / "ok").write_text(f"built in {time.monotonic() - started:.0f} s\n")
+    shutil.rmtree(entry, ignore_errors=True)
+    os.replace(work, entry)
+    return done
+
+
+def ssh_fingerprints(root: Path) -> frozenset[str]:
+    keys = sorted((root / "etc/ssh").glob("ssh_host_*_key.pub"))
+    return frozenset(_run(["ssh-keygen", "-l", "-f", str(k)]).split()[1] for k in keys)
+
+
+# The UEFI master: GPT with an EFI system partition; partition UUIDs fixed like the MBR label-id.
+GPT_PARTUUIDS = ("5eed0001-1312-4000-8000-000000000001", "5eed0001-1312-4000-8000-000000000002",
+                 "5eed0001-1312-4000-8000-000000000003")
+GPT_TABLE = (f"label: gpt\nsize=64MiB, type=U, uuid={GPT_PARTUUIDS[0]}\n"
+             f"size=1000MiB, type=L, uuid={GPT_PARTUUIDS[1]}\ntype=S, uuid={GPT_PARTUUIDS[2]}\n")
+GPT_FSTAB = ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
+             f"PARTUUID={GPT_PARTUUIDS[1]} / ext4 errors=remount-ro 0 1\n"
+             f"PARTUUID={GPT_PARTUUIDS[0]} /boot/efi vfat umask=0077 0 1\n"
+             f"PARTUUID={GPT_PARTUUIDS[2]} none swap sw 0 0\n")
+
+
+def new_master(cache_dir: Path, work: Path, firmware: str = "bios") -> DebianMaster:
+    """A master for one test: a copy of the cached tree (rsync, keeping hard links, ACLs, xattrs) and
+    its disk file. firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
+    cached = build(cache_dir)
+    root = work / f"debian-master-{firmware}-root"
+    _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
+    disk = work / f"debian-master-{firmware}-disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(DISK_MB << 20)
+    _run(["sfdisk", "-q", str(disk)], input=GPT_TABLE if firmware == "uefi" else DISK_TABLE)
+    if firmware == "uefi":
+        (root / "etc/fstab").write_text(GPT_FSTAB)
+        (root / "boot/efi").mkdir(parents=True, exist_ok=True)
+    return DebianMaster(root=root, disk=disk, machine_id=MASTER_MACHINE_ID,
+                        ssh_fingerprints=ssh_fingerprints(root))

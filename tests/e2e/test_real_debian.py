@@ -1,0 +1,161 @@
+"""A real Debian 12 master (debootstrap, cached: tests/e2e/_debianmaster.py) captured with the real
+prepareclient + getimage, installed over PXE into a QEMU VM (TCG, BIOS), booted from its own disk to
+`login:` on the serial console. Then, on the running system (its report line on the console) and on
+the VM's disk afterwards (a loop device over its root partition): the assigned hostname; root by UUID in
+grub.cfg and fstab; a machine-id, ssh host keys, random seed and DHCP leases not the master's; the
+initramfs resume device this machine's swap, not the master's; ifupdown configured for the NIC's
+predictable name (found by its MAC), by DHCP, and the running system holding its reserved address.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.demo.disk import loop_partition, mounted
+from appliance.demo.scenario import DemoLab, _kill_all
+from appliance.lab.netns import Lab, lab_unavailable_reason
+from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
+from tests.e2e import _debianmaster as dm
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "debian12"
+PREPARECLIENT = REPO / "appliance" / "data" / "prepareclient"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
+    pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
+]
+
+
+def fs_uuid(device: str) -> str:
+    return subprocess.run(["blkid", "-c", "/dev/null", "-o", "value", "-s", "UUID", device], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
+
+
+def capture(demo: DemoLab, master: dm.DebianMaster, image: str) -> None:
+    """prepareclient on the master (its tree and disk file), getimage on the imageserver."""
+    assert demo.app is not None and demo.master is not None and demo.net is not None
+    env = {**demo.app.env(), "SYSTEMIMAGER_ROOT": str(master.root), "SYSTEMIMAGER_DISKS": str(master.disk),
+           "SYSTEMIMAGER_RUN": str(demo.lab.tmp_path(f"prepareclient-{image}"))}
+    try:
+        out = demo.master.run(["sh", str(PREPARECLIENT), "--server", str(demo.net.server_ip)], env=env)
+        print("prepareclient:", out.stdout.strip())
+        text = demo.app.cli("getimage", "--master-client", str(demo.master_ip), "--image", image, "--yes",
+                            timeout=900)
+        print("getimage:", text.strip())
+    finally:
+        demo.master.run(["sh", str(PREPARECLIENT), "--stop"], env=env, check=False)
+        _kill_all(demo.master)
+
+
+@pytest.fixture(scope="module")
+def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
+    if subprocess.run(["which", "debootstrap"], capture_output=True).returncode != 0:
+        pytest.skip("debootstrap is not installed (make deps)")
+    with Lab() as lab:
+        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
+        demo.kernel = debian_kernel
+        demo.network()
+        demo.appliance()
+        demo.bootenv()
+        yield demo
+
+
+def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: str,
+                     firmware_args: tuple[str, ...] = ()) -> None:
+    """Install `image` on a new VM over PXE, boot its disk to login, check what makes it this machine."""
+    app = demo.app
+    assert app is not None and demo.net is not None
+    install = demo.new_install(name, 1536, mac=random_mac())
+    app.cli("hosts", "add", install.name, "--mac", install.mac, "--image", image)
+    install.power_on = time.monotonic()
+    install.vm = Vm(demo.net, VmConfig(boot="network", mac=install.mac, disks=[install.disk], memory_mb=768,
+                                       extra_args=firmware_args)).start()
+    demo.follow([install], timeout=600)
+    host = app.get(f"/api/v1/hosts/{name}")
+    assert host["state"] == "installed", host
+    stages = [e["stage"] for e in host["timeline"]]
+    assert {"identity", "initramfs", "bootloader"} <= set(stages), stages
+    install.vm.wait_exit(timeout=120)
+    # UEFI: the disk first (the firmware's four network entries before it cost 240 s under TCG; the
+    # imageserver's local-boot exit is test_pxe_boot's). BIOS: PXE first, the imageserver says local.
+    boot = "disk" if firmware_args else "network"
+    vm = Vm(demo.net, VmConfig(boot=boot, mac=install.mac, disks=[install.disk], memory_mb=768,
+                               extra_args=firmware_args)).start()
+    booted = time.monotonic()
+    try:
+        vm.wait_for(rf"{name} login:", timeout=420)
+        login_after = time.monotonic() - booted
+        report = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s+root=",
+                             timeout=180)
+    finally:
+        log = vm.log()
+        vm.stop()
+    firmware = "UEFI" if firmware_args else "BIOS"
+    print(f"\n[timing] {firmware}: power-on -> installed {install.installed_after:.0f} s; "
+          f"power-on -> login: {login_after:.0f} s (second boot, own disk)")
+    print("report:", report.group(0))
+
+    hostname, ifname, address, machine_id = report.groups()
+    assert hostname == name
+    assert machine_id != master.machine_id, "the clone kept the master's machine-id"
+    assert not ifname.startswith("eth") and ifname != dm.MASTER_IFACE, ifname
+    binding = app.get(f"/api/v1/hosts/{name}")["binding"]
+    assert binding and binding["ip"] == address, (binding, address)
+    assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
+
+    # The VM was powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
+    with loop_partition(install.disk, 2 if firmware_args else 1) as device, mounted(device) as root:
+        check_disk(root, fs_uuid(device), master, name, ifname)
+    if firmware_args:
+        with loop_partition(install.disk, 1) as esp:
+            version = subprocess.run(["blkid", "-p", "-o", "value", "-s", "VERSION", esp], capture_output=True,
+                                     text=True).stdout.strip()
+        assert version == "FAT32", f"the EFI system partition is {version}, not FAT32"
+
+
+def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, ifname: str) -> None:
+    grub = (root / "boot/grub/grub.cfg").read_text()
+    assert f"root=UUID={root_uuid}" in grub and "root=/dev/" not in grub, grub[-1500:]
+    fstab = (root / "etc/fstab").read_text()
+    assert re.search(rf"^UUID={root_uuid}\s+/\s", fstab, re.M), fstab
+    assert (root / "etc/hostname").read_text().strip() == name
+    assert (root / "etc/machine-id").read_text().strip() not in ("", master.machine_id)
+    seed = root / "var/lib/systemd/random-seed"
+    assert not seed.exists() or seed.read_bytes() != b"\x42" * 512, "the master's random seed"
+    assert not (root / f"var/lib/dhcp/dhclient.{dm.MASTER_IFACE}.leases").exists(), "the master's lease"
+    resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
+    assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
+    # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
+    initrd = next((root / "boot").glob("initrd.img-*")).read_bytes()
+    assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
+    assert dm.ssh_fingerprints(root).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
+    net = (root / "etc/network/interfaces.d/imageserver").read_text()
+    assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
+    interfaces = (root / "etc/network/interfaces").read_text()
+    assert not re.search(rf"^\s*iface {dm.MASTER_IFACE}\b", interfaces, re.M), interfaces
+    for path in ("boot/grub/grub.cfg", "etc/default/grub", "etc/fstab", "etc/network/interfaces.d/imageserver"):
+        assert "INSTALL_TOKEN" not in (root / path).read_text(), path
+
+
+def test_bios_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
+    master = dm.new_master(site.cache_dir, site.lab.tmp_path("bios").parent, "bios")
+    capture(site, master, IMAGE)
+    install_and_boot(site, master, IMAGE, "node1")
+
+
+@pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
+def test_uefi_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
+    master = dm.new_master(site.cache_dir, site.lab.tmp_path("uefi").parent, "uefi")
+    capture(site, master, f"{IMAGE}-efi")
+    install_and_boot(site, master, f"{IMAGE}-efi", "node2", ("-bios", str(OVMF)))
