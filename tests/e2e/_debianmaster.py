@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
+MIRROR = "debootstrap-default"  # no mirror argument: debootstrap takes its own default Debian mirror
 PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "kmod", "grub-pc-bin",
             "grub-efi-amd64-bin", "grub2-common", "ifupdown", "isc-dhcp-client", "openssh-server", "fdisk",
             "rsync", "iproute2")
@@ -170,7 +170,7 @@ def build(cache_dir: Path) -> Path:
     work.mkdir(parents=True)
     started = time.monotonic()
     _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}",
-          SUITE, str(work / "root"), MIRROR], timeout=1800)
+          SUITE, str(work / "root")], timeout=1800)
     _masterize(work / "root")
     (work / "ok").write_text(f"built in {time.monotonic() - started:.0f} s\n")
     shutil.rmtree(entry, ignore_errors=True)
