@@ -20,6 +20,7 @@ from aiohttp import web
 
 from protocols.prometheus import CONTENT_TYPE, Family, render
 from services.api_context import ApiContext
+from state.leases import stored_addresses
 
 HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 # Seconds from an installer's first report to "done": a small image takes a minute, a big one half an hour.
@@ -161,9 +162,7 @@ def pool_usage(ctx: ApiContext, now: float) -> list[PoolUsage]:
         reserved = [int(r.ip) for r in book.reservations()]
         quarantined = None
     else:
-        active = [int(r[0]) for r in ctx.store.read("SELECT ip FROM leases WHERE expires > ?", (now,))]
-        reserved = [int(r[0]) for r in ctx.store.read("SELECT ip FROM reservations")]
-        quarantined = [int(r[0]) for r in ctx.store.read("SELECT ip FROM quarantine WHERE until > ?", (now,))]
+        active, reserved, quarantined = stored_addresses(ctx.store.reader, now)
     out = []
     for p in pools:
         first, last = int(p.pool_first), int(p.pool_last)

@@ -21,7 +21,7 @@ from typing import Any
 from protocols.bootscript import BootServer, pxelinux_config_mac, render_ipxe, render_pxelinux
 from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
 from state.credentials import fetch_nonce, token_expired
-from state.hosts import rotate_install_token_op, set_install_token_op, touch_host_op
+from state.hosts import rotate_install_token_op, set_install_token_op, token_issued, touch_host_op
 from state.sightings import MachineLog
 from state.store import Store
 
@@ -75,18 +75,17 @@ class BootResponder:
         pending: asyncio.Future[Any] | None = None
         if decision.hostname is not None:
             self._background(self.store.journal.submit(touch_host_op(decision.hostname, now)))
-        if decision.kind == "install" and decision.install_token is not None and decision.hostname is not None:
-            row = self.store.read_one("SELECT token_issued FROM hosts WHERE name = ?", (decision.hostname,))
-            if row is not None and token_expired(row[0], now):
-                # Expired: this boot gets a fresh token (compare-and-set on the old one).
-                old = decision.install_token
-                name = decision.hostname
-                token = self._pending_tokens.get(name)
-                if token is None:
-                    token = self._pending_tokens[name] = self._new_token()
-                    pending = self.store.journal.submit(rotate_install_token_op(name, old, token, now))
-                    pending.add_done_callback(lambda f, n=name: self._token_written(n, f))
-                decision = replace(decision, install_token=token)
+        if (decision.kind == "install" and decision.install_token is not None and decision.hostname is not None
+                and token_expired(token_issued(self.store.reader, decision.hostname), now)):
+            # Expired: this boot gets a fresh token (compare-and-set on the old one).
+            old = decision.install_token
+            name = decision.hostname
+            token = self._pending_tokens.get(name)
+            if token is None:
+                token = self._pending_tokens[name] = self._new_token()
+                pending = self.store.journal.submit(rotate_install_token_op(name, old, token, now))
+                pending.add_done_callback(lambda f, n=name: self._token_written(n, f))
+            decision = replace(decision, install_token=token)
         if decision.kind == "install" and decision.install_token is None:
             name = decision.hostname
             assert name is not None

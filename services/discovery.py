@@ -20,7 +20,7 @@ from typing import Any
 
 from state.discovery import AutoCreateLimit, DiscoveryRule, decide_unknown, dhcp_offers_boot, first_match
 from state.hostbook import HostBook, address_op, make_lease_static
-from state.hosts import host_by_mac, host_by_name
+from state.hosts import host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
 from state.sightings import NO_DETAILS, Machine, MachineLog
 from state.store import Store
@@ -81,7 +81,7 @@ class Discovery:
             # The cap comes before a name is looked for (that costs a query per name tried): past it, a
             # flood of made-up MACs costs no more than a counter. Not settled: the machine waits as under
             # hold and is looked at again at its next sighting.
-            refusal = self.limit().refusal(now, lambda: _count_hosts(reader) + len(self._pending_names))
+            refusal = self.limit().refusal(now, lambda: host_count(reader) + len(self._pending_names))
             if refusal is not None:
                 reason, log_it = refusal
                 if log_it:
@@ -143,10 +143,6 @@ class Discovery:
     def forget(self, mac: str) -> None:
         """A host went away (or lost its MAC): its machine may be discovered again."""
         self._settled.discard(mac)
-
-
-def _count_hosts(reader: Any) -> int:
-    return int(reader.execute("SELECT count(*) FROM hosts").fetchone()[0])
 
 
 class DiscoveringMachineLog(MachineLog):

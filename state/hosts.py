@@ -92,6 +92,16 @@ def set_install_token_op(name: str, token: str, now: float) -> Callable[[sqlite3
     return op
 
 
+def token_issued(conn: sqlite3.Connection, name: str) -> float | None:
+    """When host `name`'s install token was issued (None: no such host, or a token older than the column)."""
+    row = conn.execute("SELECT token_issued FROM hosts WHERE name = ?", (name,)).fetchone()
+    return row[0] if row is not None else None
+
+
+def host_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM hosts").fetchone()[0])
+
+
 def touch_host_op(name: str, now: float) -> Callable[[sqlite3.Connection], None]:
     """A journal operation recording that host `name` was seen booting now."""
 

@@ -734,3 +734,11 @@ def offline_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def stored_addresses(conn: sqlite3.Connection, now: float) -> tuple[list[int], list[int], list[int]]:
+    """Addresses as stored (no live lease book): active leases, reservations, quarantined ones (as ints)."""
+    active = [int(r[0]) for r in conn.execute("SELECT ip FROM leases WHERE expires > ?", (now,))]
+    reserved = [int(r[0]) for r in conn.execute("SELECT ip FROM reservations")]
+    quarantined = [int(r[0]) for r in conn.execute("SELECT ip FROM quarantine WHERE until > ?", (now,))]
+    return active, reserved, quarantined
