@@ -37,6 +37,7 @@ from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
 from services.dns import DnsServer
+from services import torrents
 from services.http import HttpServer, RouteFactory
 from services.http_gate import ConnectionLimits
 from services.rsyncd import RsyncdService, RsyncdSettings
@@ -56,7 +57,7 @@ def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
     return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
             api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
-            update_routes, api_images.routes]
+            update_routes, api_images.routes, torrents.routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:

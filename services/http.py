@@ -32,6 +32,7 @@ from services.api_context import ApiContext, json_error, require_token
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
+from services.torrents import close_models
 
 log = logging.getLogger("imageserver.http")
 
@@ -220,6 +221,8 @@ class HttpServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._api is not None:
+            await close_models(self._api.models)  # the torrent seeders the routes started
         self._status.state = "stopped"
         self._status.listen = []
 

@@ -8,6 +8,7 @@ else is an HMAC of it, so it needs no storage and dies with it when a reinstall 
   that address, which must be the one leased or reserved for the MAC. It cannot be turned into the
   token, so a copy of the boot file (anyone may fetch /boot/<mac>.ipxe) is worth nothing elsewhere.
 - the rsync password of the install (user = the host name), in the script only.
+- the torrent key: in the tracker and web-seed URLs of the host's torrent (services/torrents.py).
 - the update token: updateclient's credential on the installed system (TOKEN= in updateclient.conf),
   written by the script. It is not the install token: an installed system cannot report into an
   install, and a leaked install token cannot ask for a reinstall.
@@ -39,6 +40,11 @@ def fetch_nonce(token: str, mac: str, ip: str) -> str:
 
 def rsync_password(token: str) -> str:
     return _derive(token, "rsync")
+
+
+def torrent_key(token: str) -> str:
+    """The install's key in its torrent's tracker and web-seed URLs (they carry no header)."""
+    return "t" + _derive(token, "torrent")
 
 
 def update_token(token: str) -> str:

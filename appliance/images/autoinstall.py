@@ -20,6 +20,7 @@ local.cfg or DHCP). Variables the script reads:
     INSTALL_TOKEN                    bearer token for POST /install/MAC/events
     RSYNC_USER, RSYNC_PASSWORD       this install's rsync credentials (rsync reads the password from
                                      its environment); UPDATE_TOKEN goes into updateclient.conf
+    TRANSPORT                        rsync (default) or bittorrent (falls back to rsync; BT_STOP_TIMEOUT)
     DISK (= DISK0), DISK1, ...       target disks
     TARGET                           where the new system is mounted (default /mnt/target)
     SKIP_BOOTLOADER=1                leave the boot loader out (host-side tests; the VM test installs it)
@@ -217,6 +218,17 @@ def generate(iv: ImageVersion, settings: ScriptSettings, generated: float | None
     layout = Layout.from_json(iv.layout) if iv.layout else None
     the_plan = installable_plan(layout, Path(iv.path), f"{iv.name} v{iv.version}")
     return render(iv, the_plan, settings, time.time() if generated is None else generated), the_plan
+
+
+def fetch_script(name: str, version: int, settings: ScriptSettings) -> str:
+    """The installer's image fetch step alone (its own pull_image, by the same variables: TRANSPORT,
+    TARGET, MAC, INSTALL_TOKEN, RSYNC_USER ...) into $TARGET: no disks touched. For benchmarks and
+    transport tests that run the real installer commands without partitioning a disk."""
+    header = (TEMPLATE.replace("@@NAME@@", name).replace("@@VERSION@@", str(version))
+              .replace("@@WHEN@@", "-").replace("@@PORT@@", str(settings.rsync_port))
+              .replace("@@SERVER@@", _safe(settings.imageserver or "")).replace("@@FIRMWARE@@", "-")
+              .replace("@@DISKS@@", "-"))
+    return header + '\nmkdir -p "$TARGET"\npull_image\nstage finished "fetched $MODULE into $TARGET"\n'
 
 
 def write_script(catalog: Catalog, iv: ImageVersion, settings: ScriptSettings) -> Path:
@@ -433,15 +445,54 @@ mount_fs() {
     remember_mount "$TARGET$3"
 }
 
+# pull_torrent -- the image's regular files by BitTorrent (aria2c), written straight into $TARGET (the
+# torrent's top directory is a symlink to it): the imageserver seeds, its HTTP server is a web seed, and
+# every machine installing the same version at once shares pieces with the others. 1 on any failure.
+pull_torrent() {
+    command -v aria2c >/dev/null 2>&1 || { say "no aria2c in this installer"; return 1; }
+    if [ -z "${IMAGESERVER_URL:-}" ] || [ -z "${MAC:-}" ]; then say "no IMAGESERVER_URL/MAC for the torrent"; return 1; fi
+    btdir=${BT_DIR:-/tmp/bt.$$}
+    rm -rf "$btdir"
+    mkdir -p "$btdir"
+    curl -fsS -m 120 -o "$btdir/image.torrent" -H "Authorization: Bearer ${INSTALL_TOKEN:-}" \
+        "$IMAGESERVER_URL/install/$MAC/torrent" || { say "no torrent from $IMAGESERVER_URL"; return 1; }
+    ln -s "$TARGET" "$btdir/${IMAGE}_v${VERSION}"
+    # No DHT, peer exchange or local discovery: peers only from the imageserver's tracker (a private torrent).
+    # A swarm without progress for BT_STOP_TIMEOUT seconds gives up, and rsync takes over.
+    aria2c --dir="$btdir" --seed-time=0 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+        --enable-peer-exchange=false --file-allocation=none --auto-file-renaming=false --allow-overwrite=true \
+        --summary-interval=0 --console-log-level=error --quiet=true --bt-stop-timeout="${BT_STOP_TIMEOUT:-60}" \
+        --bt-tracker-connect-timeout=10 --bt-tracker-timeout=10 --connect-timeout=10 --timeout=30 \
+        --max-tries=3 --retry-wait=1 --bt-max-peers="${BT_MAX_PEERS:-40}" \
+        -T "$btdir/image.torrent" || { say "aria2c stopped (exit $?)"; rm -rf "$btdir"; return 1; }
+    rm -rf "$btdir"
+}
+
 # shellcheck disable=SC2120  # called with --exclude options only when the image has FAT mounts
 # pull_image [--exclude=...] -- the whole image, with hard links, ACLs, xattrs, sparse files, devices.
+# TRANSPORT=bittorrent: the files' data by torrent first; then the same rsync with --size-only writes
+# what a torrent cannot carry (owners, modes, mtimes, xattrs, ACLs, hard links, symlinks, devices,
+# empty files and directories) without moving file data (the pieces were SHA-1 checked). If the
+# torrent fails, the full rsync runs (no --size-only: a half-written file has the size but not the mtime).
 pull_image() {
-    rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 --exclude=/boot/ "$@" \
+    only=''
+    if [ "${TRANSPORT:-rsync}" = bittorrent ]; then
+        stage rsync "$MODULE by BitTorrent from $IMAGESERVER_URL"
+        if pull_torrent; then
+            only=--size-only
+            stage rsync "$MODULE metadata by rsync from $IMAGESERVER_HOST:$RSYNC_PORT (data came by BitTorrent)"
+        else
+            stage rsync "BitTorrent failed: $MODULE by rsync from $IMAGESERVER_HOST:$RSYNC_PORT"
+        fi
+    fi
+    # shellcheck disable=SC2086  # $only is one option or nothing
+    rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 $only --exclude=/boot/ "$@" \
         "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
         die "rsync of $MODULE from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     # /boot without -S: boot loaders (syslinux, some grub stages) cannot read files with holes.
     if rsync --list-only "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" >/dev/null 2>&1; then
-        rsync -aHAX --numeric-ids --delete --timeout=600 \
+        # shellcheck disable=SC2086
+        rsync -aHAX --numeric-ids --delete --timeout=600 $only \
             "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" "$TARGET/boot/" ||
             die "rsync of $MODULE/boot from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     fi

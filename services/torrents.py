@@ -1,0 +1,364 @@
+"""BitTorrent transport for installs: each image version as a torrent, a seeder, a tracker, a web seed.
+
+- Torrent: a private multi-file torrent of the version's regular files (one path per inode, empty files
+  left out), named NAME_vN; its info dictionary is built once and kept in <state_dir>/torrents/NAME_vN.info.
+  What a torrent cannot carry (owners, modes, xattrs, ACLs, hard links, devices, symlinks, empty dirs and
+  files, mtimes) is applied after the download by an rsync pass with --size-only (the autoinstall
+  script's pull_torrent): it moves no file data, only the metadata rsync would have written.
+- Seeder: Debian's `aria2c` with --seed-ratio=0, one supervised child per seeded version, started on the
+  first torrent fetch for that version, restarted when it exits. It announces nowhere: the tracker lists it.
+- Tracker (GET /bt/{mac}/{key}/announce) and web seed (BEP 19, GET /bt/{mac}/{key}/seed/NAME_vN/PATH):
+  both only for a host due to install, from its own address, with its torrent key (an HMAC of its install
+  token, state/credentials.py), and only for its own image version. One swarm entry per host, capped per
+  torrent and in number of torrents (protocols.torrent.Swarms). The web seed serves exactly the torrent's
+  file list (no other path exists for it), read-only, with Range.
+- GET /install/{mac}/torrent: the host's torrent (same credential rules as its script), whose announce
+  and url-list URLs carry that host's key; the infohash is the same for every host of the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from protocols import torrent as bt
+from services.api_context import ApiContext, json_error
+from services.api_install import _address_of, _bearer, _settings, _unauthorized
+from services.childproc import die_with_parent
+from state import credentials, installs
+
+log = logging.getLogger("imageserver.torrents")
+
+MAX_PIECES = 4096  # the piece length grows with the image so the info dictionary stays small
+
+
+def piece_length_for(total: int) -> int:
+    length = bt.DEFAULT_PIECE_LENGTH
+    while total // length > MAX_PIECES:
+        length *= 2
+    return length
+
+
+def _sparse(st: os.stat_result) -> bool:
+    # Holes would arrive as written zeros: rsync -S (the pass after the torrent) keeps them holes.
+    return st.st_blocks * 512 < st.st_size
+
+
+def _utf8(path: bytes) -> bool:
+    # Not every client percent-encodes arbitrary bytes the same way, and the HTTP server refuses
+    # non-UTF-8 targets: such a file comes by the rsync pass instead.
+    try:
+        path.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def torrent_files(tree: Path) -> list[bt.TorrentFile]:
+    """The regular, non-empty, non-sparse files of `tree` with UTF-8 paths, in sorted walk order, the first
+    path of each inode only. Everything else arrives with the rsync pass after the download."""
+    out: list[bt.TorrentFile] = []
+    seen: set[tuple[int, int]] = set()
+    root = os.fsencode(tree)
+
+    def walk(rel: bytes) -> None:
+        full = os.path.join(root, rel) if rel else root
+        with os.scandir(full) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            st = e.stat(follow_symlinks=False)
+            path = os.path.join(rel, e.name) if rel else e.name
+            if stat.S_ISDIR(st.st_mode):
+                walk(path)
+            elif (stat.S_ISREG(st.st_mode) and st.st_size > 0 and (st.st_dev, st.st_ino) not in seen
+                  and not _sparse(st) and _utf8(path)):
+                seen.add((st.st_dev, st.st_ino))
+                out.append(bt.TorrentFile(path.decode(), st.st_size))
+
+    walk(b"")
+    return out
+
+
+def build_info(tree: Path, name: str) -> bytes:
+    files = torrent_files(tree)
+    length = piece_length_for(sum(f.length for f in files))
+    hasher = bt.PieceHasher(length)
+    for f in files:
+        with open(os.path.join(tree, f.path), "rb") as src:
+            while chunk := src.read(1 << 20):
+                hasher.feed(chunk)
+    return bt.info_dict(name, files, hasher.finish(), length)
+
+
+def torrent_name(image: str, version: int) -> str:
+    return f"{image}_v{version}"
+
+
+@dataclass(slots=True)
+class Version:
+    image: str
+    version: int
+    tree: Path
+    info: bytes
+    infohash: bytes
+    files: frozenset[str]
+
+
+@dataclass(slots=True)
+class TorrentSettings:
+    aria2c: str = "aria2c"
+    seed_port_base: int = 6881  # seeder i listens on base + i
+    max_seeders: int = 8
+    announce_interval: int = 30
+    max_peers: int = 256
+    max_torrents: int = 64
+
+
+@dataclass(slots=True)
+class Torrents:
+    """The built torrents, the seeders and the swarms of one imageserver."""
+
+    state_dir: Path
+    settings: TorrentSettings = field(default_factory=TorrentSettings)
+    versions: dict[str, Version] = field(default_factory=dict)  # by torrent name
+    seeders: dict[str, tuple[asyncio.subprocess.Process, int]] = field(default_factory=dict)
+    swarms: bt.Swarms = field(default_factory=bt.Swarms)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.swarms = bt.Swarms(max_peers=self.settings.max_peers, max_torrents=self.settings.max_torrents,
+                                ttl=self.settings.announce_interval * 4.0)
+
+    @property
+    def dir(self) -> Path:
+        return self.state_dir / "torrents"
+
+    async def version(self, image: str, number: int, tree: Path) -> Version:
+        name = torrent_name(image, number)
+        known = self.versions.get(name)
+        if known is not None:
+            return known
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name in self.versions:
+                return self.versions[name]
+            path = self.dir / f"{name}.info"
+            info: bytes | None = None
+            with contextlib.suppress(OSError):
+                info = path.read_bytes()
+            if info is None:
+                # Hashing a big image takes a while: off the event loop. A version is immutable, so the
+                # stored dictionary is good for as long as the version exists.
+                info = await asyncio.get_running_loop().run_in_executor(None, build_info, tree, name)
+                self.dir.mkdir(mode=0o700, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(info)
+                os.replace(tmp, path)
+            files = bt.bdecode(info)[b"files"]  # type: ignore[index]
+            names = frozenset("/".join(p.decode("utf-8", "surrogateescape") for p in f[b"path"])  # type: ignore[index,union-attr]
+                              for f in files)  # type: ignore[union-attr]
+            v = Version(image, number, tree, info, bt.infohash(info), names)
+            self.versions[name] = v
+            return v
+
+    async def ensure_seeder(self, v: Version) -> int | None:
+        """The seeder's port for `v`, starting (or restarting) aria2c if it is not running."""
+        name = torrent_name(v.image, v.version)
+        running = self.seeders.get(name)
+        if running is not None and running[0].returncode is None:
+            return running[1]
+        binary = shutil.which(self.settings.aria2c)
+        if binary is None:
+            log.error("event=seeder-missing binary=%s", self.settings.aria2c)
+            return None
+        if running is None and len(self.seeders) >= self.settings.max_seeders:
+            oldest = next(iter(self.seeders))
+            await self._stop(oldest)
+        port = running[1] if running is not None else self._free_port()
+        seed_dir = self.dir / "seed"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        link = seed_dir / name  # the torrent's top directory is the version's tree
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(v.tree)
+        tfile = self.dir / f"{name}.torrent"
+        tfile.write_bytes(bt.torrent_bytes(v.info, None, None))
+        argv = [binary, "--seed-ratio=0.0", "--bt-seed-unverified=true", "--check-integrity=false",
+                "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+                f"--listen-port={port}", "--bt-max-peers=0", "--file-allocation=none", "--summary-interval=0",
+                "--console-log-level=warn", "--quiet=true", "--auto-file-renaming=false", "--allow-overwrite=false",
+                f"--dir={seed_dir}", f"--log={self.dir / (name + '.seed.log')}", "--log-level=notice",
+                "-T", str(tfile)]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL,
+                                                    preexec_fn=die_with_parent(), start_new_session=True)
+        self.seeders[name] = (proc, port)
+        log.info("event=seeder-started torrent=%s pid=%d port=%d restart=%s", name, proc.pid, port,
+                 running is not None)
+        return port
+
+    def _free_port(self) -> int:
+        used = {port for _, port in self.seeders.values()}
+        return next(self.settings.seed_port_base + i for i in range(len(used) + 1)
+                    if self.settings.seed_port_base + i not in used)
+
+    async def _stop(self, name: str) -> None:
+        proc, _ = self.seeders.pop(name)
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    async def close(self) -> None:
+        for name in list(self.seeders):
+            await self._stop(name)
+
+
+def torrent_models(ctx: ApiContext) -> Torrents:
+    t = ctx.models.get("torrents")
+    if not isinstance(t, Torrents):
+        t = ctx.models["torrents"] = Torrents(ctx.store.state_dir)
+    return t
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    host: installs.InstallHost
+    mac: str
+    ip: str
+    version: Version
+
+
+def routes(ctx: ApiContext) -> list[web.RouteDef]:
+    torrents = torrent_models(ctx)
+
+    def server_base(request: web.Request) -> str:
+        return f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}"
+                                                               if request.url.port not in (None, 80) else "")
+
+    async def admit(request: web.Request, key: str | None) -> Admitted | web.Response:
+        """The host installing from this address with this credential (install token/nonce or torrent key)."""
+        from protocols.mac import MacError, normalize_mac
+        try:
+            mac = normalize_mac(request.match_info["mac"])
+        except MacError:
+            return json_error(404, "not a MAC address")
+        host = installs.host_by_mac(ctx.store.reader, mac)
+        if host is None or not credentials.install_token_live(host.state) or host.install_token is None:
+            return json_error(404, "no install here")
+        bound = _address_of(ctx, mac, host)
+        if bound is None or request.remote != str(bound):
+            log.warning("event=torrent-refused hostname=%s peer=%s reason=address path=%s", host.name,
+                        request.remote, request.path[:120])
+            return json_error(403, f"only the address of {host.name} may")
+        token = host.install_token
+        if credentials.token_expired(host.token_issued, ctx.clock(), _settings(ctx).token_seconds):
+            return _unauthorized(f"the install token of {host.name} has expired")
+        if key is not None:
+            ok = credentials.same(key, credentials.torrent_key(token))
+        else:
+            given = _bearer(request)
+            ok = installs.token_matches(host, given) or credentials.same(given, credentials.fetch_nonce(token, mac,
+                                                                                                          str(bound)))
+        if not ok:
+            log.warning("event=torrent-refused hostname=%s peer=%s reason=credential", host.name, request.remote)
+            return _unauthorized(f"not the credential of {host.name}")
+        number = installs.resolve_version(ctx.store.reader, host)
+        if not host.image or number is None:
+            return json_error(409, f"host {host.name} has no image version")
+        row = ctx.store.read_one("SELECT path FROM images WHERE name = ? AND version = ?", (host.image, number))
+        if row is None:
+            return json_error(409, f"image {host.image} v{number} is not registered")
+        v = await torrents.version(host.image, number, Path(row[0]))
+        return Admitted(host, mac, str(bound), v)
+
+    async def torrent_file(request: web.Request) -> web.StreamResponse:
+        a = await admit(request, None)
+        if isinstance(a, web.Response):
+            return a
+        if await torrents.ensure_seeder(a.version) is None:
+            return json_error(503, "no seeder: aria2c is not installed on the imageserver (use rsync)")
+        key = credentials.torrent_key(a.host.install_token or "")
+        base = f"{server_base(request)}/bt/{a.mac}/{key}"
+        body = bt.torrent_bytes(a.version.info, f"{base}/announce", f"{base}/seed/")
+        log.info("event=torrent-served hostname=%s torrent=%s", a.host.name,
+                 torrent_name(a.version.image, a.version.version))
+        return web.Response(body=body, content_type="application/x-bittorrent")
+
+    async def announce(request: web.Request) -> web.StreamResponse:
+        a = await admit(request, request.match_info["key"])
+        if isinstance(a, web.Response):
+            reason = "not admitted" if a.status != 409 else "no image"
+            return web.Response(status=a.status, body=bt.announce_failure(reason), content_type="text/plain")
+        try:
+            ann = bt.parse_announce(request.rel_url.raw_query_string)
+        except bt.TorrentError as e:
+            return web.Response(status=400, body=bt.announce_failure(str(e)), content_type="text/plain")
+        if ann.info_hash != a.version.infohash:
+            return web.Response(body=bt.announce_failure("not this host's torrent"), content_type="text/plain")
+        now = ctx.clock()
+        if not torrents.swarms.announce(a.host.name, a.ip, ann, now):
+            log.warning("event=tracker-full torrent=%s hostname=%s", a.version.image, a.host.name)
+        peers = [(p.ip, p.port) for p in torrents.swarms.peers(ann.info_hash, a.host.name)]
+        port = await torrents.ensure_seeder(a.version)
+        if port is not None and request.url.host:
+            peers.append((_settings(ctx).address or request.url.host, port))
+        swarm = torrents.swarms.swarms.get(ann.info_hash, {})
+        seeding = sum(1 for p in swarm.values() if p.seeding)
+        return web.Response(body=bt.announce_reply(peers, torrents.settings.announce_interval,
+                                                   complete=seeding + 1, incomplete=len(swarm) - seeding),
+                            content_type="text/plain")
+
+    async def web_seed(request: web.Request) -> web.StreamResponse:
+        a = await admit(request, request.match_info["key"])
+        if isinstance(a, web.Response):
+            return a
+        from protocols.httppath import PathRefused, path_parts
+        try:
+            parts = path_parts(request.raw_path)
+        except PathRefused as e:
+            return json_error(e.status, f"refused path: {e}")
+        # /bt/MAC/KEY/seed/NAME/PATH...: only the torrent's own files exist here.
+        name, rel = parts[4] if len(parts) > 4 else "", "/".join(parts[5:])
+        if name != torrent_name(a.version.image, a.version.version) or rel not in a.version.files:
+            return json_error(404, "not a file of this host's torrent")
+        full = a.version.tree / rel
+        try:
+            st = os.lstat(full)
+        except OSError:
+            return json_error(404, "not found")
+        if not stat.S_ISREG(st.st_mode):
+            return json_error(404, "not found")
+        return web.FileResponse(full, headers={"Cache-Control": "no-store"})
+
+    return [
+        web.get("/install/{mac}/torrent", torrent_file),
+        web.get("/bt/{mac}/{key}/announce", announce),
+        web.get("/bt/{mac}/{key}/seed/{rest:.+}", web_seed),
+    ]
+
+
+async def close_models(models: dict[str, Any]) -> None:
+    t = models.get("torrents")
+    if isinstance(t, Torrents):
+        await t.close()
+
+
+Closer = Callable[[dict[str, Any]], Any]
