@@ -25,6 +25,7 @@ from services import (
     api_metrics,
     api_status,
     dashboard,
+    torrents,
 )
 from services.api_client_scripts import ClientScripts
 from services.api_client_scripts import routes as client_script_routes
@@ -37,7 +38,6 @@ from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
 from services.dns import DnsServer
-from services import torrents
 from services.http import HttpServer, RouteFactory
 from services.http_gate import ConnectionLimits
 from services.rsyncd import RsyncdService, RsyncdSettings

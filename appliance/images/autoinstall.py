@@ -445,27 +445,40 @@ mount_fs() {
     remember_mount "$TARGET$3"
 }
 
-# pull_torrent -- the image's regular files by BitTorrent (aria2c), written straight into $TARGET (the
-# torrent's top directory is a symlink to it): the imageserver seeds, its HTTP server is a web seed, and
-# every machine installing the same version at once shares pieces with the others. 1 on any failure.
-pull_torrent() {
-    command -v aria2c >/dev/null 2>&1 || { say "no aria2c in this installer"; return 1; }
-    if [ -z "${IMAGESERVER_URL:-}" ] || [ -z "${MAC:-}" ]; then say "no IMAGESERVER_URL/MAC for the torrent"; return 1; fi
-    btdir=${BT_DIR:-/tmp/bt.$$}
-    rm -rf "$btdir"
-    mkdir -p "$btdir"
+# bt_fetch QUERY -- one aria2c run of this host's torrent (GET /install/MAC/torrent?QUERY) in $btdir.
+bt_fetch() {
     curl -fsS -m 120 -o "$btdir/image.torrent" -H "Authorization: Bearer ${INSTALL_TOKEN:-}" \
-        "$IMAGESERVER_URL/install/$MAC/torrent" || { say "no torrent from $IMAGESERVER_URL"; return 1; }
-    ln -s "$TARGET" "$btdir/${IMAGE}_v${VERSION}"
+        "$IMAGESERVER_URL/install/$MAC/torrent?$1" || { say "no torrent from $IMAGESERVER_URL"; return 1; }
     # No DHT, peer exchange or local discovery: peers only from the imageserver's tracker (a private torrent).
-    # A swarm without progress for BT_STOP_TIMEOUT seconds gives up, and rsync takes over.
+    # A swarm without progress for BT_STOP_TIMEOUT seconds gives up.
     aria2c --dir="$btdir" --seed-time=0 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
         --enable-peer-exchange=false --file-allocation=none --auto-file-renaming=false --allow-overwrite=true \
         --summary-interval=0 --console-log-level=error --quiet=true --bt-stop-timeout="${BT_STOP_TIMEOUT:-60}" \
         --bt-tracker-connect-timeout=10 --bt-tracker-timeout=10 --connect-timeout=10 --timeout=30 \
-        --max-tries=3 --retry-wait=1 --bt-max-peers="${BT_MAX_PEERS:-40}" \
-        -T "$btdir/image.torrent" || { say "aria2c stopped (exit $?)"; rm -rf "$btdir"; return 1; }
+        --max-tries=3 --retry-wait=1 --split=1 --max-connection-per-server=1 --bt-max-peers="${BT_MAX_PEERS:-40}" \
+        -T "$btdir/image.torrent" || { say "aria2c stopped (exit $?)"; return 1; }
+}
+
+# pull_torrent -- the image's regular files by BitTorrent (aria2c), written straight into $TARGET (the
+# torrent's top directory is a symlink to it): from the imageserver's seeder and every machine
+# installing the same version at once; if that swarm stalls, again with the imageserver's HTTP web seed
+# added (aria2c keeps the pieces it has). 1 if both fail.
+pull_torrent() {
+    command -v aria2c >/dev/null 2>&1 || { say "no aria2c in this installer"; return 1; }
+    if [ -z "${IMAGESERVER_URL:-}" ] || [ -z "${MAC:-}" ]; then
+        say "no IMAGESERVER_URL/MAC for the torrent"
+        return 1
+    fi
+    btdir=${BT_DIR:-/tmp/bt.$$}
     rm -rf "$btdir"
+    mkdir -p "$btdir"
+    ln -s "$TARGET" "$btdir/${IMAGE}_v${VERSION}"
+    if bt_fetch webseed=0 || { say "BitTorrent swarm stalled: again with the web seed"; bt_fetch webseed=1; }; then
+        rm -rf "$btdir"
+        return 0
+    fi
+    rm -rf "$btdir"
+    return 1
 }
 
 # shellcheck disable=SC2120  # called with --exclude options only when the image has FAT mounts

@@ -34,7 +34,6 @@ def shape(ns: Namespace, iface: str, mbit: float) -> None:
     ns.run(["tc", "qdisc", "add", "dev", iface, "root", "handle", "1:", "htb", "default", "10"])
     ns.run(["tc", "class", "add", "dev", iface, "parent", "1:", "classid", "1:10", "htb", "rate", rate,
             "ceil", rate, "burst", "64k", "cburst", "64k"])
-    ns.run(["tc", "qdisc", "add", "dev", iface, "parent", "1:10", "handle", "10:", "fq_codel"])
 
 
 def star(lab: Lab, clients: int, mbit: float | None = None, first_host: int = 10) -> Star:

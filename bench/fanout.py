@@ -1,0 +1,153 @@
+"""Mass installs past one server's link: N machines fetch one image at once, by each transport.
+
+A switched lab LAN (appliance/lab/star.py): the real imageserver daemon in one namespace, N simulated
+machines in a namespace each, every link (server's and clients') shaped with tc HTB to the same rate.
+Each machine runs the installer's own fetch step (appliance.images.autoinstall.fetch_script: the
+pull_image of every autoinstall script, with the host's credentials) into its own directory on a tmpfs:
+TRANSPORT=rsync is unicast from the supervised rsync daemon; TRANSPORT=bittorrent is aria2c from the
+daemon's seeder, tracker and web seed plus the rsync --size-only metadata pass, all of it timed.
+
+For N = 1, 10, 25, 50 it prints the time until the last machine is done, per transport, the ratio to
+unicast rsync at the same N, and each transport's time over its own N=1 time (target: BitTorrent at N=50
+<= 3x its N=1 time). One machine's tree per run is compared with the image (tests/system/_treecmp.py).
+
+The default rate (50 Mbit/s per link) keeps 2 cores from being the bottleneck: the BitTorrent swarm at
+N=50 moves 50 copies of the image through the kernel, aria2c and SHA-1 at once; rsync's N copies go
+through the one server link (that is its cost, not CPU).
+
+Run (root): python3 bench/fanout.py [--mbit 50] [--image-mb 64] [--sizes 1,10,25,50]
+            [--transports rsync,bittorrent]
+To add a transport (e.g. multicast), add a row to TRANSPORTS: its name and the fetch variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from appliance.lab.netns import Lab, lab_unavailable_reason  # noqa: E402
+from tests.system._torrentworld import World, make_world  # noqa: E402
+from tests.system._treecmp import compare_trees  # noqa: E402
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    name: str
+    variables: dict[str, str]  # what the install script gets for it (TRANSPORT=...)
+    failure_marker: str | None = None  # a line in the fetch log that means it fell back
+
+
+TRANSPORTS: tuple[Transport, ...] = (
+    Transport("rsync", {"TRANSPORT": "rsync"}),
+    Transport("bittorrent", {"TRANSPORT": "bittorrent", "BT_STOP_TIMEOUT": "60"}, "BitTorrent failed"),
+)
+
+
+def make_image(root: Path, megabytes: int, seed: int = 16) -> int:
+    """A tree of random (incompressible) files, 1 KiB to 4 MiB, plus small config-like files."""
+    rng = random.Random(seed)
+    total, want, i = 0, megabytes << 20, 0
+    for d in ("etc", "usr/bin", "usr/lib", "usr/share/doc", "var/lib"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    while total < want:
+        size = min(want - total, rng.choice((1 << 10, 8 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20)))
+        d = ("usr/bin", "usr/lib", "usr/share/doc", "var/lib")[i % 4]
+        (root / d / f"f{i:05d}").write_bytes(rng.randbytes(size))
+        total += size
+        i += 1
+    for j in range(200):
+        (root / "etc" / f"conf{j}").write_text(f"setting{j} = {j}\n")
+    os.symlink("../usr/bin/f00000", root / "etc/link")
+    return i + 200
+
+
+def run_once(w: World, transport: Transport, n: int, scratch: Path) -> tuple[float, list[str]]:
+    dirs = [scratch / f"{transport.name}-{n}-{i}" for i in range(n)]
+    t0 = time.monotonic()
+    procs = [w.start_fetch(i, transport.variables["TRANSPORT"], dirs[i],
+                           **{k: v for k, v in transport.variables.items() if k != "TRANSPORT"}) for i in range(n)]
+    problems = []
+    for i, p in enumerate(procs):
+        code = p.wait(3600)
+        if code != 0:
+            problems.append(f"machine {i}: exit {code}: {p.output()[-500:]}")
+        elif transport.failure_marker and transport.failure_marker in p.output():
+            problems.append(f"machine {i}: fell back: {p.output()[-500:]}")
+    elapsed = time.monotonic() - t0
+    tree = w.server.state_dir / "images/web/v1"
+    diff = compare_trees(tree, dirs[0]) if not problems else []
+    problems += [f"machine 0 differs: {d}" for d in diff[:5]]
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    return elapsed, problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mbit", type=float, default=50.0, help="rate of every link (server and clients)")
+    ap.add_argument("--image-mb", type=int, default=64)
+    ap.add_argument("--sizes", default="1,10,25,50")
+    ap.add_argument("--transports", default=",".join(t.name for t in TRANSPORTS))
+    args = ap.parse_args()
+    reason = lab_unavailable_reason()
+    if reason:
+        print(f"fanout: {reason}", file=sys.stderr)
+        return 2
+    sizes = [int(x) for x in args.sizes.split(",")]
+    wanted = args.transports.split(",")
+    transports = [t for t in TRANSPORTS if t.name in wanted]
+    if not transports or transports[0].name != "rsync":
+        print("fanout: rsync (unicast) must be measured first: the ratios are against it", file=sys.stderr)
+        return 2
+    with Lab() as lab:
+        src = lab.tmp_path("image")
+        files = make_image(src, args.image_mb)
+        scratch = lab.tmp_path("machines")
+        scratch.mkdir()
+        # Machines write into RAM: the disk is shared with other work and is not what is measured.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={max(sizes) * (args.image_mb + 16) + 256}m",
+                        "fanout-torrent", str(scratch)], check=True)
+        try:
+            w = make_world(lab, src, clients=max(sizes), installing=max(sizes), mbit=args.mbit)
+            print(f"fanout: image {args.image_mb} MiB in {files} files; every link {args.mbit} Mbit/s; "
+                  f"{os.cpu_count()} cores", flush=True)
+            results: dict[tuple[str, int], float] = {}
+            failures: list[str] = []
+            for n in sizes:
+                for t in transports:
+                    elapsed, problems = run_once(w, t, n, scratch)
+                    results[(t.name, n)] = elapsed
+                    failures += [f"{t.name} N={n}: {p}" for p in problems]
+                    print(f"  N={n:<3} {t.name:<11} {elapsed:8.1f} s" + ("  FAILED" if problems else ""), flush=True)
+            print()
+            head = f"{'N':>4}" + "".join(f"{t.name + ' s':>14}" for t in transports)
+            head += "".join(f"{t.name + '/rsync':>18}" for t in transports[1:])
+            head += "".join(f"{t.name + '/N=1':>16}" for t in transports)
+            print(head)
+            for n in sizes:
+                row = f"{n:>4}" + "".join(f"{results[(t.name, n)]:>14.1f}" for t in transports)
+                row += "".join(f"{results[(t.name, n)] / results[('rsync', n)]:>18.2f}" for t in transports[1:])
+                row += "".join(f"{results[(t.name, n)] / results[(t.name, sizes[0])]:>16.2f}" for t in transports)
+                print(row)
+            if "bittorrent" in wanted and 50 in sizes and 1 in sizes:
+                ratio = results[("bittorrent", 50)] / results[("bittorrent", 1)]
+                print(f"\nBitTorrent N=50 / N=1 = {ratio:.2f} (target <= 3)")
+            for f in failures:
+                print("FAILURE:", f)
+            return 1 if failures else 0
+        finally:
+            subprocess.run(["umount", "-l", str(scratch)], capture_output=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
