@@ -23,6 +23,7 @@ from state.hostbook import HostBook, check_version
 from state.hosts import HostError
 from state.imagename import check_image_name
 from state.leases import LeaseError, LeaseModel
+from state.transports import check_transport
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
             "running_version", "last_update")  # last_update: when updateclient last finished on the host
@@ -100,6 +101,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             if image is not None:
                 check_image_name(image)  # ImageNameError is a ValueError: 400
             version = check_version(body.get("version"))
+            transport = check_transport(body.get("transport"))
         except (MacError, ValueError) as e:
             return json_error(400, str(e))
         if _read_host(ctx, name) is not None:
@@ -109,11 +111,12 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             book = HostBook(ctx.store.reader, leases,
                             auto_static=getattr(settings, "auto_static", "on-install"))
             try:
-                _, op = book.create(name, now=now, mac=mac, ip=ip, image=image, version=version)
+                _, op = book.create(name, now=now, mac=mac, ip=ip, image=image, version=version,
+                                    transport=transport)
             except (HostError, LeaseError) as e:
                 return json_error(409, str(e))
         else:
-            op = installs.add_host_op(name, mac, image, ip, now, version)
+            op = installs.add_host_op(name, mac, image, ip, now, version, transport)
         try:
             await ctx.store.journal.run(op)
         except sqlite3.IntegrityError as e:

@@ -14,14 +14,15 @@ from aiohttp import web
 
 from services.api_context import ApiContext
 from state.images import ImageVersion, hosts_using, list_versions
+from state.transports import DEFAULT, image_transport
 
 
-def image_json(iv: ImageVersion, newest: bool, hosts: list[str]) -> dict[str, Any]:
+def image_json(iv: ImageVersion, newest: bool, hosts: list[str], transport: str = DEFAULT) -> dict[str, Any]:
     # The fields of `imageserver images list --json`, plus what the dashboard shows beside them;
     # the recorded disk layout stays out (it is long: `images show` and the install script have it).
     return {"name": iv.name, "version": iv.version, "created": iv.created, "source": iv.source,
             "files": iv.files, "bytes": iv.bytes, "path": iv.path, "note": iv.note,
-            "newest": newest, "hosts": hosts}
+            "newest": newest, "hosts": hosts, "transport": transport}
 
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
@@ -29,7 +30,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         conn = ctx.store.reader
         versions = list_versions(conn)
         top = {iv.name: iv.version for iv in versions}  # ordered by version: the last one wins
-        images = [image_json(iv, top[iv.name] == iv.version, hosts_using(conn, iv.name, iv.version))
+        images = [image_json(iv, top[iv.name] == iv.version, hosts_using(conn, iv.name, iv.version),
+                             image_transport(conn, iv.name) or DEFAULT)
                   for iv in versions]
         return web.json_response({"images": images}, headers={"Cache-Control": "no-store"})
 

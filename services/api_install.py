@@ -29,7 +29,7 @@ from aiohttp import web
 
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error
-from state import credentials, installs
+from state import credentials, installs, transports
 from state.hostbook import HostBook, address_op
 from state.hosts import HostError
 from state.leases import LeaseError, LeaseModel
@@ -202,6 +202,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             "RSYNC_PORT": settings.rsync_port,
             "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{host.image}_v{version}/",
             "IMAGE_BYTES": installs.image_bytes(ctx.store.reader, host.image, version),
+            # rsync, or bittorrent (services/torrents.py; it falls back to rsync): the host's, else its image's
+            "TRANSPORT": transports.effective(ctx.store.reader, host.transport, host.image),
             "INSTALL_TOKEN": token,
             # rsync reads RSYNC_PASSWORD from the environment: never on a command line `ps` shows.
             "RSYNC_USER": host.name,

@@ -16,7 +16,11 @@ from services.openapi import OPENAPI
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     async def status(request: web.Request) -> web.Response:
-        return web.json_response(ctx.status(), headers={"Cache-Control": "no-store"})
+        out = ctx.status()
+        torrents = ctx.models.get("torrents")
+        if torrents is not None and hasattr(torrents, "status"):
+            out["transports"] = torrents.status()
+        return web.json_response(out, headers={"Cache-Control": "no-store"})
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)

@@ -12,6 +12,7 @@ from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_images import IMAGES_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
+from services.openapi_torrents import TORRENT_PATHS
 from services.openapi_update import UPDATE_PATHS
 
 _JSON = "application/json"
@@ -264,6 +265,7 @@ OPENAPI: dict[str, Any] = {
             },
         },
         **INSTALL_PATHS,
+        **TORRENT_PATHS,
     },
 }
 

@@ -227,6 +227,14 @@ class Torrents:
                     proc.kill()
                 await proc.wait()
 
+    def status(self) -> dict[str, Any]:
+        """For /api/v1/status: the transports and the BitTorrent side's seeders and swarms."""
+        return {"available": ["rsync", "bittorrent"] if shutil.which(self.settings.aria2c) else ["rsync"],
+                "bittorrent": {"seeders": {name: {"pid": proc.pid, "port": port, "running": proc.returncode is None}
+                                           for name, (proc, port) in self.seeders.items()},
+                               "swarms": {v.image + f"_v{v.version}": len(self.swarms.swarms.get(v.infohash, {}))
+                                          for v in self.versions.values()}}}
+
     async def close(self) -> None:
         for name in list(self.seeders):
             await self._stop(name)

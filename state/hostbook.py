@@ -39,6 +39,7 @@ from state.hosts import (
 )
 from state.imagename import check_image_name
 from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike, normalize_mac
+from state.transports import check_transport
 
 AUTO_STATIC = ("on-install", "on-assign", "off")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -149,7 +150,8 @@ class HostBook:
     # ------------------------------------------------------------------ changes
 
     def create(self, name: str, *, now: float, mac: str | None = None, ip: IPv4Address | None = None,
-               image: str | None = None, version: int | None = None, source: str = "manual") -> tuple[Host, Op]:
+               image: str | None = None, version: int | None = None, source: str = "manual",
+               transport: str | None = None) -> tuple[Host, Op]:
         name = check_name(name)
         if host_by_name(self.conn, name) is not None:
             raise HostError(f"host {name} exists already")
@@ -161,7 +163,8 @@ class HostBook:
         if image:
             check_image_name(image)
         state = "assigned" if image and mac else "new"
-        host = Host(name, mac, ip, image or None, check_version(version), state, now, now)
+        host = Host(name, mac, ip, image or None, check_version(version), state, now, now,
+                    transport=check_transport(transport))
         self._reserve(host, now, source)
         if self.auto_static == "on-assign":
             host = self._static_now(host, now, "on-assign")
@@ -170,7 +173,7 @@ class HostBook:
     def update(self, name: str, changes: Mapping[str, Any], now: float, *, source: str = "manual") -> tuple[Host, Op]:
         """Change mac, ip, image, version and/or state ("" or None clears mac, ip, image, version)."""
         old = self.get(name)
-        unknown = set(changes) - {"mac", "ip", "image", "version", "state"}
+        unknown = set(changes) - {"mac", "ip", "image", "version", "state", "transport"}
         if unknown:
             raise HostError(f"cannot set {', '.join(sorted(unknown))} of a host")
         new = old
@@ -183,6 +186,8 @@ class HostBook:
             new = replace(new, image=check_image_name(changes["image"]) if changes["image"] else None)
         if "version" in changes:
             new = replace(new, version=check_version(changes["version"]))
+        if "transport" in changes:
+            new = replace(new, transport=check_transport(changes["transport"]))
         if new.mac is not None and new.mac != old.mac:
             self._check_mac(name, new.mac)
         if new.ip is not None and (new.ip != old.ip or new.mac != old.mac):
@@ -205,7 +210,7 @@ class HostBook:
             new = self._static_now(new, now, "on-assign")
         if self.auto_static == "on-install" and new.state == "installed" and old.state != "installed":
             new = self._static_now(new, now, "on-install")
-        fields = {k: getattr(new, k) for k in ("mac", "ip", "image", "version", "state")
+        fields = {k: getattr(new, k) for k in ("mac", "ip", "image", "version", "state", "transport")
                   if getattr(new, k) != getattr(old, k)}
         return replace(new, updated=now), update_host_op(name, fields, now)
 

@@ -15,7 +15,7 @@ from typing import Any
 HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
-            "install_token", "running_version")
+            "install_token", "running_version", "transport")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class Host:
     last_seen: float | None = None
     install_token: str | None = None
     running_version: int | None = None
+    transport: str | None = None  # None: the image's default (state/transports.py)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> Host:
@@ -170,16 +171,16 @@ def host_script(conn: sqlite3.Connection, name: str) -> str | None:
 
 def insert_host_op(host: Host) -> Op:
     row = (host.name, host.mac, int(host.ip) if host.ip is not None else None, host.image, host.version,
-           host.state, host.created, host.updated)
+           host.state, host.created, host.updated, host.transport)
 
     def op(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated) "
-                     "VALUES (?,?,?,?,?,?,?,?)", row)
+        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, transport) "
+                     "VALUES (?,?,?,?,?,?,?,?,?)", row)
 
     return op
 
 
-_UPDATABLE = ("mac", "ip", "image", "version", "state", "script", "running_version", "install_token")
+_UPDATABLE = ("mac", "ip", "image", "version", "state", "script", "running_version", "install_token", "transport")
 
 
 def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:

@@ -53,15 +53,17 @@ class InstallHost:
     script: str | None
     running_version: int | None
     token_issued: float | None = None  # NULL: a token from before the column (no known age)
+    transport: str | None = None  # the host's own choice (None: its image's default; state/transports.py)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> InstallHost:
         return cls(row["name"], row["mac"], IPv4Address(row["ip"]) if row["ip"] is not None else None,
                    row["image"], row["version"], row["state"], row["install_token"], row["script"],
-                   row["running_version"], row["token_issued"])
+                   row["running_version"], row["token_issued"], row["transport"])
 
 
-_HOST_SQL = ("SELECT name, mac, ip, image, version, state, install_token, script, running_version, token_issued "
+_HOST_SQL = ("SELECT name, mac, ip, image, version, state, install_token, script, running_version, token_issued, "
+             "transport "
              "FROM hosts "
              "WHERE {} = ?")
 
@@ -250,7 +252,7 @@ def reinstall_op(name: str, token: str, now: float) -> Op:
 
 
 def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, now: float,
-                version: int | None = None) -> Op:
+                version: int | None = None, transport: str | None = None) -> Op:
     """A new host (state assigned when it has an image, else new), with its install token."""
     if image:
         check_image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
@@ -258,9 +260,9 @@ def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, 
 
     def op(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token, "
-                     "token_issued) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     "token_issued, transport) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                      (name, mac, int(ip) if ip is not None else None, image, version, state, now, now, new_token(),
-                      now))
+                      now, transport))
 
     return op
 

@@ -106,4 +106,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE hosts ADD COLUMN token_issued REAL;
     """,
+    # 4: how a host's installer fetches its image (NULL: the image's default, else rsync), and per-image
+    # defaults (state/transports.py)
+    """
+    ALTER TABLE hosts ADD COLUMN transport TEXT;
+
+    CREATE TABLE image_settings (
+        name       TEXT PRIMARY KEY,
+        transport  TEXT NOT NULL
+    );
+    """,
 )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.commands._common import add_config_option, fail, print_json
+from state.transports import TRANSPORTS
 
 VERBS = ("set", "rm", "remove", "export", "script")
 
@@ -29,6 +30,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     st.add_argument("--ip")
     st.add_argument("--image")
     st.add_argument("--version", help="a version number, or '' for the newest at install time")
+    st.add_argument("--transport", choices=(*TRANSPORTS, ""),
+                    help="how its installer fetches the image; '' for the image's default")
     st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
     rm = verbs.add_parser("rm", aliases=["remove"], help="remove a host (and its reservation)")
     rm.add_argument("name", metavar="NAME")
@@ -49,7 +52,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in ("mac", "ip", "image", "state"):
+    for key in ("mac", "ip", "image", "state", "transport"):
         value = getattr(args, key)
         if value is not None:
             out[key] = value or None
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if action == "set":
             changes = _changes(args)
             if not changes:
-                return fail("nothing to change (give --mac, --ip, --image, --version or --state)", 2)
+                return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
 
             def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
                 host, op = book.update(args.name, changes, now)

@@ -8,6 +8,7 @@ from typing import Any
 
 from appliance.commands import _hostverbs
 from appliance.commands._common import add_config_option, fail, print_json, print_table
+from state.transports import TRANSPORTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--mac", required=True, help="its MAC address")
     add.add_argument("--image", help="the image it installs")
     add.add_argument("--version", type=int, help="pin an image version (default: the newest at install time)")
+    add.add_argument("--transport", choices=TRANSPORTS,
+                     help="how its installer fetches the image (default: the image's, else rsync)")
     add.add_argument("--ip", type=IPv4Address, help="a fixed address (default: its DHCP lease, reserved once "
                                                     "installed)")
     show = verbs.add_parser("show", help="one host: state, address, next boot, install timeline")
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
-                                    "version": args.version, "ip": str(args.ip) if args.ip else None}
+                                    "version": args.version, "ip": str(args.ip) if args.ip else None,
+                                    "transport": args.transport}
             try:
                 host = api.post("/api/v1/hosts", body)
             except ApiUnavailable as e:
@@ -128,7 +132,7 @@ def _add_offline(cfg: Any, body: dict[str, Any], reason: str) -> dict[str, Any]:
             with offline_transaction(conn):
                 add_host_op(name, normalize_mac(body["mac"]), body.get("image"),
                             IPv4Address(body["ip"]) if body.get("ip") else None, time.time(),
-                            body.get("version"))(conn)
+                            body.get("version"), body.get("transport"))(conn)
         finally:
             conn.close()
     return {"name": name, "state": "assigned" if body.get("image") else "new", "offline": True}

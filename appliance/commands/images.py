@@ -71,6 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--no-script", action="store_true", help="do not write the autoinstall script")
     v.set_defaults(func=run_commit)
 
+    v = verbs.add_parser("transport", help="the image's default install transport (hosts may override it)",
+                         description="Show or set how installers of this image fetch it by default: rsync "
+                                     "(unicast, the default) or bittorrent (a swarm of the machines installing "
+                                     "it at once; falls back to rsync). '' goes back to rsync. A host's own "
+                                     "choice (hosts set --transport) wins.")
+    v.add_argument("name", metavar="NAME")
+    v.add_argument("transport", nargs="?", choices=("rsync", "bittorrent", ""), metavar="TRANSPORT",
+                   help="rsync, bittorrent, or '' (omit to show)")
+    add_config_option(v)
+    v.set_defaults(func=run_transport)
+
     v = verbs.add_parser("verify", help="check a version against its manifest")
     add_config_option(v)
     add_json_option(v)
@@ -79,6 +90,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=run_verify)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_transport(args: argparse.Namespace) -> int:
+    from state.transports import DEFAULT, image_transport, set_image_transport_op
+
+    catalog = _catalog(args)
+    try:
+        if catalog.newest(args.name) is None:
+            return fail(f"no image named {args.name!r}", 1)
+        if args.transport is not None:
+            with catalog.conn:
+                set_image_transport_op(args.name, args.transport or None)(catalog.conn)
+        print(f"{args.name}: {image_transport(catalog.conn, args.name) or DEFAULT}")
+    finally:
+        catalog.close()
+    return 0
 
 
 def _catalog(args: argparse.Namespace) -> Any:

@@ -38,9 +38,10 @@ MODULES: tuple[str, ...] = (
 # Tools an autoinstall script may call: required ones fail the build if missing, optional ones
 # (other boot loaders) are taken when this machine has them.
 REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswap", "rsync", "extlinux", "blkid")
+# aria2c: the BitTorrent transport (TRANSPORT=bittorrent; without it the script falls back to rsync).
 # curl: busybox's sh runs its own wget applet whatever PATH says, and busybox 1.35's wget crashes on
 # `-T SECONDS`; scripts that prefer curl (as generated autoinstall scripts do) get a working client.
-OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "wipefs", "mkfs.xfs", "e2label", "tune2fs", "grub-install",
+OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "e2label", "tune2fs", "grub-install",
                                       "grub-mkconfig")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (

@@ -1,0 +1,53 @@
+"""How an installer fetches its image: per host, else the image's default, else rsync.
+
+"rsync": unicast from the supervised rsync daemon (the default). "bittorrent": the image version's
+torrent from the imageserver's seeder, tracker and web seed, shared with every machine installing it at
+the same time (services/torrents.py), then an rsync pass for metadata; it falls back to rsync.
+Room is left for "multicast" (a later transport): add it to TRANSPORTS and to the install script.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from state.hosts import HostError
+
+TRANSPORTS = ("rsync", "bittorrent")
+DEFAULT = "rsync"
+Op = Callable[[sqlite3.Connection], object]
+
+
+def check_transport(value: object) -> str | None:
+    """A transport name, or None ("" or None: not set, the default applies); HostError names the choices."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value not in TRANSPORTS:
+        raise HostError(f"transport must be one of {', '.join(TRANSPORTS)}, got {value!r}")
+    return value
+
+
+def image_transport(conn: sqlite3.Connection, image: str | None) -> str | None:
+    if not image:
+        return None
+    row = conn.execute("SELECT transport FROM image_settings WHERE name = ?", (image,)).fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def set_image_transport_op(image: str, transport: str | None) -> Op:
+    """The image's default transport (None: back to rsync's default)."""
+    value = check_transport(transport)
+
+    def op(conn: sqlite3.Connection) -> None:
+        if value is None:
+            conn.execute("DELETE FROM image_settings WHERE name = ?", (image,))
+        else:
+            conn.execute("INSERT INTO image_settings(name, transport) VALUES (?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET transport = excluded.transport", (image, value))
+
+    return op
+
+
+def effective(conn: sqlite3.Connection, host_transport: str | None, image: str | None) -> str:
+    """What the host's installer uses: its own choice, else its image's default, else rsync."""
+    return host_transport or image_transport(conn, image) or DEFAULT
