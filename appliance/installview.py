@@ -81,6 +81,9 @@ def host_detail(host: dict[str, Any]) -> str:
         f"state      {host['state']}"
         + (f", running v{host['running_version']}" if host.get("running_version") is not None else ""),
     ]
+    if host.get("transport_effective"):
+        lines.append(f"transport  {host['transport_effective']}"
+                     + ("" if host.get("transport") else " (the image's default)"))
     if host.get("last_update") is not None:
         lines.append(f"updated    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(host['last_update']))} "
                      "(updateclient)")

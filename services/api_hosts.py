@@ -18,7 +18,7 @@ from aiohttp import web
 
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error, require_token
-from state import installs
+from state import installs, transports
 from state.hostbook import HostBook, check_version
 from state.hosts import HostError
 from state.imagename import check_image_name
@@ -26,13 +26,19 @@ from state.leases import LeaseError, LeaseModel
 from state.transports import check_transport
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
-            "running_version", "last_update")  # last_update: when updateclient last finished on the host
+            "running_version", "last_update", "transport")  # last_update: when updateclient last finished
 
 
 def _host_dict(row: sqlite3.Row) -> dict[str, Any]:
     out = {c: row[c] for c in _COLUMNS}
     out["ip"] = str(IPv4Address(row["ip"])) if row["ip"] is not None else None
     out["script_override"] = bool(row["script"])
+    return out
+
+
+def _with_transport(ctx: ApiContext, out: dict[str, Any]) -> dict[str, Any]:
+    # transport: the host's own choice (None: its image's); transport_effective: what its installer uses.
+    out["transport_effective"] = transports.effective(ctx.store.reader, out.get("transport"), out.get("image"))
     return out
 
 
@@ -63,7 +69,7 @@ def _read_host(ctx: ApiContext, name: str) -> sqlite3.Row | None:
 def host_view(ctx: ApiContext, row: sqlite3.Row, *, with_timeline: bool) -> dict[str, Any]:
     now = ctx.clock()
     events = installs.timeline(ctx.store.reader, row["name"])
-    out = _host_dict(row)
+    out = _with_transport(ctx, _host_dict(row))
     live = ctx.models.get("install_progress")
     latest = live.get(row["name"]) if isinstance(live, installs.LiveProgress) else None
     out["progress"] = installs.summary(events, now, latest)
