@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from urllib.parse import quote_from_bytes
@@ -130,5 +131,27 @@ def test_an_install_falls_back_to_rsync_when_the_torrent_side_is_down(world: Wor
     assert "BitTorrent failed" in log, log
     assert time.monotonic() - t0 < 60
     ref = w.lab.tmp_path("rsync0")
+    finished(w, [w.start_fetch(1, "rsync", ref)])
+    assert compare_trees(ref, target) == []
+
+
+def test_a_stalled_swarm_is_finished_from_the_web_seed(world: World) -> None:
+    """The seeder hangs (SIGSTOP: the tracker still lists it, it answers nothing) and no other machine
+    installs: the first aria2c run stalls, the second one, with the web seed, gets every file."""
+    w = world
+    # Start the seeder (the first torrent fetch does) and find it.
+    assert w.curl(w.star.clients[1], f"/install/{mac_of(1)}/torrent", "-H",
+                  f"Authorization: Bearer {w.token('node1')}")[0] == 200
+    seeders = w.server.api("/api/v1/status")["transports"]["bittorrent"]["seeders"]
+    pid = seeders[f"{IMAGE}_v1"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        target = w.lab.tmp_path("webseed")
+        log = finished(w, [w.start_fetch(0, "bittorrent", target, BT_STOP_TIMEOUT="5")])[0]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "stalled: again with the web seed" in log and "BitTorrent failed" not in log, log
+    assert "metadata by rsync" in log
+    ref = w.lab.tmp_path("rsync1")
     finished(w, [w.start_fetch(1, "rsync", ref)])
     assert compare_trees(ref, target) == []
