@@ -71,8 +71,16 @@ def make_image(root: Path, megabytes: int, seed: int = 16) -> int:
     return i + 200
 
 
-def run_once(w: World, transport: Transport, n: int, scratch: Path) -> tuple[float, list[str]]:
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def run_once(w: World, transport: Transport, n: int, scratch: Path) -> tuple[float, list[str], float]:
     dirs = [scratch / f"{transport.name}-{n}-{i}" for i in range(n)]
+    busy0, total0 = cpu_times()
     t0 = time.monotonic()
     procs = [w.start_fetch(i, transport.variables["TRANSPORT"], dirs[i],
                            **{k: v for k, v in transport.variables.items() if k != "TRANSPORT"}) for i in range(n)]
@@ -84,12 +92,14 @@ def run_once(w: World, transport: Transport, n: int, scratch: Path) -> tuple[flo
         elif transport.failure_marker and transport.failure_marker in p.output():
             problems.append(f"machine {i}: fell back: {p.output()[-500:]}")
     elapsed = time.monotonic() - t0
+    busy1, total1 = cpu_times()
+    cpu = (busy1 - busy0) / max(1.0, total1 - total0)
     tree = w.server.state_dir / "images/web/v1"
     diff = compare_trees(tree, dirs[0]) if not problems else []
     problems += [f"machine 0 differs: {d}" for d in diff[:5]]
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    return elapsed, problems
+    return elapsed, problems, cpu
 
 
 def main() -> int:
@@ -106,9 +116,10 @@ def main() -> int:
     sizes = [int(x) for x in args.sizes.split(",")]
     wanted = args.transports.split(",")
     transports = [t for t in TRANSPORTS if t.name in wanted]
-    if not transports or transports[0].name != "rsync":
-        print("fanout: rsync (unicast) must be measured first: the ratios are against it", file=sys.stderr)
+    if not transports:
+        print(f"fanout: no transport among {', '.join(t.name for t in TRANSPORTS)}", file=sys.stderr)
         return 2
+    unicast = transports[0].name == "rsync"  # the ratios are against unicast rsync, when it is measured
     with Lab() as lab:
         src = lab.tmp_path("image")
         files = make_image(src, args.image_mb)
@@ -125,18 +136,20 @@ def main() -> int:
             failures: list[str] = []
             for n in sizes:
                 for t in transports:
-                    elapsed, problems = run_once(w, t, n, scratch)
+                    elapsed, problems, cpu = run_once(w, t, n, scratch)
                     results[(t.name, n)] = elapsed
                     failures += [f"{t.name} N={n}: {p}" for p in problems]
-                    print(f"  N={n:<3} {t.name:<11} {elapsed:8.1f} s" + ("  FAILED" if problems else ""), flush=True)
+                    print(f"  N={n:<3} {t.name:<11} {elapsed:8.1f} s   CPU busy {cpu:4.0%} of {os.cpu_count()} cores"
+                          + ("  FAILED" if problems else ""), flush=True)
             print()
             head = f"{'N':>4}" + "".join(f"{t.name + ' s':>14}" for t in transports)
-            head += "".join(f"{t.name + '/rsync':>18}" for t in transports[1:])
+            head += "".join(f"{t.name + '/rsync':>18}" for t in transports[1:] if unicast)
             head += "".join(f"{t.name + '/N=1':>16}" for t in transports)
             print(head)
             for n in sizes:
                 row = f"{n:>4}" + "".join(f"{results[(t.name, n)]:>14.1f}" for t in transports)
-                row += "".join(f"{results[(t.name, n)] / results[('rsync', n)]:>18.2f}" for t in transports[1:])
+                row += "".join(f"{results[(t.name, n)] / results[('rsync', n)]:>18.2f}" for t in transports[1:]
+                               if unicast)
                 row += "".join(f"{results[(t.name, n)] / results[(t.name, sizes[0])]:>16.2f}" for t in transports)
                 print(row)
             if "bittorrent" in wanted and 50 in sizes and 1 in sizes:
