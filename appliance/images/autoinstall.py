@@ -228,7 +228,9 @@ def fetch_script(name: str, version: int, settings: ScriptSettings) -> str:
               .replace("@@WHEN@@", "-").replace("@@PORT@@", str(settings.rsync_port))
               .replace("@@SERVER@@", _safe(settings.imageserver or "")).replace("@@FIRMWARE@@", "-")
               .replace("@@DISKS@@", "-"))
-    return header + '\nmkdir -p "$TARGET"\npull_image\nstage finished "fetched $MODULE into $TARGET"\n'
+    # A machine that is done goes on seeding for as long as its install would go on (BT_SEED_SECONDS).
+    return header + ('\nmkdir -p "$TARGET"\npull_image\nstage finished "fetched $MODULE into $TARGET"\n'
+                     'if [ -n "$BT_PID" ]; then wait "$BT_PID" || true; BT_PID=\'\'; fi\n')
 
 
 def write_script(catalog: Catalog, iv: ImageVersion, settings: ScriptSettings) -> Path:
@@ -275,6 +277,7 @@ TARGET=${TARGET%/}
 STAGE=start
 MOUNTED=''
 LOOPS=''
+BT_PID=''
 export IMAGE VERSION MODULE IMAGESERVER_HOST TARGET
 
 say() { echo "autoinstall: $*"; }
@@ -319,6 +322,7 @@ die() {
 cleanup() {
     rc=$?
     set +e
+    stop_seeding
     sync
     printf '%s\n' "$MOUNTED" | while IFS= read -r m; do
         [ -n "$m" ] || continue
@@ -446,17 +450,39 @@ mount_fs() {
 }
 
 # bt_fetch QUERY -- one aria2c run of this host's torrent (GET /install/MAC/torrent?QUERY) in $btdir.
+# Returns once every piece is in (SHA-1 checked, written: no disk cache); aria2c then goes on seeding in
+# the background while the install continues, for the machines still downloading (a swarm whose finished
+# members all leave at once leaves its slowest to the server alone), until stop_seeding or BT_SEED_SECONDS.
 bt_fetch() {
     curl -fsS -m 120 -o "$btdir/image.torrent" -H "Authorization: Bearer ${INSTALL_TOKEN:-}" \
         "$IMAGESERVER_URL/install/$MAC/torrent?$1" || { say "no torrent from $IMAGESERVER_URL"; return 1; }
+    rm -f "$btdir/complete"
+    printf '#!/bin/sh\n: >%s/complete\n' "$btdir" >"$btdir/on-complete"
+    chmod 755 "$btdir/on-complete"
     # No DHT, peer exchange or local discovery: peers only from the imageserver's tracker (a private torrent).
     # A swarm without progress for BT_STOP_TIMEOUT seconds gives up.
-    aria2c --dir="$btdir" --seed-time=0 --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+    aria2c --dir="$btdir" --seed-ratio=0.0 --seed-time="$(awk "BEGIN { print ${BT_SEED_SECONDS:-30} / 60 }")" \
+        --on-bt-download-complete="$btdir/on-complete" --disk-cache=0 \
+        --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
         --enable-peer-exchange=false --file-allocation=none --auto-file-renaming=false --allow-overwrite=true \
         --summary-interval=0 --console-log-level=error --quiet=true --bt-stop-timeout="${BT_STOP_TIMEOUT:-60}" \
         --bt-tracker-connect-timeout=10 --bt-tracker-timeout=10 --connect-timeout=10 --timeout=30 \
-        --max-tries=3 --retry-wait=1 --split=1 --max-connection-per-server=1 --bt-max-peers="${BT_MAX_PEERS:-40}" \
-        -T "$btdir/image.torrent" || { say "aria2c stopped (exit $?)"; return 1; }
+        --max-tries=3 --retry-wait=1 --split=1 --max-connection-per-server=1 --bt-max-peers="${BT_MAX_PEERS:-80}" \
+        -T "$btdir/image.torrent" &
+    BT_PID=$!
+    while [ ! -e "$btdir/complete" ] && kill -0 "$BT_PID" 2>/dev/null; do sleep 0.2; done
+    [ -e "$btdir/complete" ] && return 0
+    wait "$BT_PID" || say "aria2c stopped (exit $?)"
+    BT_PID=''
+    return 1
+}
+
+# stop_seeding -- end the background seeding (before unmounting: aria2c holds files of the target open).
+stop_seeding() {
+    [ -n "$BT_PID" ] || return 0
+    kill "$BT_PID" 2>/dev/null || true
+    wait "$BT_PID" 2>/dev/null || true
+    BT_PID=''
 }
 
 # pull_torrent -- the image's regular files by BitTorrent (aria2c), written straight into $TARGET (the
@@ -474,8 +500,7 @@ pull_torrent() {
     mkdir -p "$btdir"
     ln -s "$TARGET" "$btdir/${IMAGE}_v${VERSION}"
     if bt_fetch webseed=0 || { say "BitTorrent swarm stalled: again with the web seed"; bt_fetch webseed=1; }; then
-        rm -rf "$btdir"
-        return 0
+        return 0  # $btdir stays while aria2c seeds from it; nothing in it is part of the target
     fi
     rm -rf "$btdir"
     return 1

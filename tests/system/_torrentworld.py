@@ -53,7 +53,7 @@ class World:
                 "IMAGESERVER": str(self.star.server.ip), "IMAGESERVER_URL": self.base, "MAC": mac_of(i),
                 "HOSTNAME": name, "INSTALL_TOKEN": token, "RSYNC_USER": name,
                 "RSYNC_PASSWORD": credentials.rsync_password(token), "RSYNC_PORT": str(RSYNC_PORT),
-                "IMAGE": IMAGE, "VERSION": "1", **extra}
+                "IMAGE": IMAGE, "VERSION": "1", "BT_SEED_SECONDS": "2", **extra}
 
     def start_fetch(self, i: int, transport: str, target: Path, **extra: str) -> Proc:
         return self.star.clients[i].ns.popen(["sh", str(self.script)], env=self.fetch_env(i, transport, target,
