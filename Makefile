@@ -42,7 +42,7 @@ test-e2e: deps venv
 	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
 
 demo: deps venv
-	$(PY) -m appliance.demo
+	$(PY) -m lab.demo
 
 fuzz: venv
 	$(PY) -m tests.fuzz.campaign --inputs $${FUZZ_INPUTS:-1000000}

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
+from lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
 
 RELAY_NET = IPv4Network("172.31.0.0/16")
 RELAY = IPv4Address("172.31.0.1")

@@ -323,7 +323,7 @@ def wait_rsyncd(ns: Any, timeout: float = 30) -> None:
 
 
 def fleet_part(args: argparse.Namespace) -> None:
-    from appliance.lab.netns import Lab
+    from lab.netns import Lab
 
     n = args.machines
     if not 1 <= n <= 240:
@@ -475,8 +475,8 @@ def scale_part(args: argparse.Namespace) -> None:
     """Empty store vs big store: the same rate ladder, the two stores interleaved at every step (the load on a
     shared box drifts; neighbouring runs see about the same). A store's DORA rate is the highest offered rate
     perfdhcp completed with < 0.1 % drops (a failing step is tried twice before the store is out)."""
-    from appliance.lab.netns import Lab
     from bench import dhcp as dhcpbench
+    from lab.netns import Lab
 
     with Lab() as lab:
         topo = dhcpbench.Topology.build(lab)
@@ -559,7 +559,7 @@ def main() -> int:
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
-    from appliance.lab.netns import lab_unavailable_reason
+    from lab.netns import lab_unavailable_reason
 
     reason = lab_unavailable_reason()
     if reason:

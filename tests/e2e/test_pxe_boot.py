@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from appliance.bootenv import InitrdSpec, Kernel, build_initrd
-from appliance.lab.netns import Lab, LabError, Namespace, Proc
-from appliance.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
+from lab.netns import Lab, LabError, Namespace, Proc
+from lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
 from state.db import connect
 
 pytestmark = pytest.mark.e2e

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from appliance.lab.netns import LabError, Namespace, Proc
+from lab.netns import LabError, Namespace, Proc
 
 REPO = Path(__file__).resolve().parents[2]
 API_PORT = 8080

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.netns import Lab, Namespace
+from lab.netns import Lab, Namespace
 from tests.system._daemon import Imageserver, env
 from tests.system.test_dhcp_storm import replies_in, wait_for_capture
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import DhcpClientError, Udhcpc
-from appliance.lab.netns import Lab, LabError
+from lab.clients import DhcpClientError, Udhcpc
+from lab.netns import Lab, LabError
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

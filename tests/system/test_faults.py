@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab, Pair
-from appliance.lab.servers import start_httpd
+from lab.clients import Udhcpc
+from lab.netns import Lab, Pair
+from lab.servers import start_httpd
 from tests.system._daemon import Imageserver, env
 
 pytestmark = pytest.mark.system

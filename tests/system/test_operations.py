@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab, LabError, Pair
+from lab.clients import Udhcpc
+from lab.netns import Lab, LabError, Pair
 from services.openapi import OPENAPI
 from tests.expocheck import Exposition, parse
 from tests.system._daemon import API_PORT, Imageserver, env

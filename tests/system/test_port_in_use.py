@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab, Namespace, Pair, Proc
-from appliance.lab.servers import start_httpd, start_udhcpd, wait_for_listener
+from lab.clients import Udhcpc
+from lab.netns import Lab, Namespace, Pair, Proc
+from lab.servers import start_httpd, start_udhcpd, wait_for_listener
 from tests.system._daemon import env
 
 pytestmark = pytest.mark.system

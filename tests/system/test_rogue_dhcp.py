@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab
-from appliance.lab.servers import start_udhcpd
+from lab.clients import Udhcpc
+from lab.netns import Lab
+from lab.servers import start_udhcpd
 from tests.system._daemon import Imageserver
 
 pytestmark = pytest.mark.system

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.clients import Dhclient
-from appliance.lab.netns import Lab, Namespace, Pair
+from lab.clients import Dhclient
+from lab.netns import Lab, Namespace, Pair
 from tests.system._daemon import Imageserver, env
 
 pytestmark = pytest.mark.system

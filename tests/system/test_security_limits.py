@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.netns import Lab, LabError, Namespace, Proc, lab_unavailable_reason
+from lab.netns import Lab, LabError, Namespace, Proc, lab_unavailable_reason
 from tests.system._daemon import env
 
 pytestmark = [pytest.mark.system,

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Dhclient
-from appliance.lab.netns import Lab, Namespace
+from lab.clients import Dhclient
+from lab.netns import Lab, Namespace
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

@@ -1,4 +1,4 @@
-"""The demo's path, step by step, shared by `make demo` (appliance/demo/__main__.py) and the e2e
+"""The demo's path, step by step, shared by `make demo` (lab/demo/__main__.py) and the e2e
 install test (tests/e2e/test_install.py), so the two cannot drift apart.
 
     host ns (nothing touched)      lab namespaces only:
@@ -6,7 +6,7 @@ install test (tests/e2e/test_install.py), so the two cannot drift apart.
       master ns  [the demo master client tree, prepareclient]   10.x.y.2 --veth--+-- bridge (vm ns)
       vm ns      QEMU (TCG) on a tap: blank virtio disk, PXE first                +-- tap -- VM
 
-The lab (namespaces, bridge, taps, processes, QEMU) is appliance/lab, shared with the tests; everything
+The lab (namespaces, bridge, taps, processes, QEMU) is lab, shared with the tests; everything
 it creates lives in namespaces it made and is removed by `Lab.close()`, also on failure and Ctrl-C.
 """
 
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance import bootenv
-from appliance.demo.tree import MARKER, build_demo_tree
 from appliance.installer import install_bootenv
-from appliance.lab.netns import Lab, LabError, Namespace, Proc
-from appliance.lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
+from lab.demo.tree import MARKER, build_demo_tree
+from lab.netns import Lab, LabError, Namespace, Proc
+from lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "demo"
@@ -132,7 +132,7 @@ class DemoLab:
         """The master client's tree on a real (file) disk, prepareclient on the master (its layout and an
         rsync daemon), getimage on the imageserver: image demo v1 and scripts/demo.master. Seconds taken."""
         assert self.tree is not None and self.app is not None and self.master is not None and self.net is not None
-        from appliance.demo.disk import build_boot_disk, loop_partition, mounted
+        from lab.demo.disk import build_boot_disk, loop_partition, mounted
 
         disk = build_boot_disk(self.tree, self.lab.tmp_path("master-disk.img"), size_mb=128).disk
         prepareclient = REPO / "appliance" / "data" / "prepareclient"
@@ -306,7 +306,7 @@ def _event_line(event: dict[str, Any]) -> str:
 
 def raw_rsync_seconds(tree: Path, scratch: Path) -> float:
     """The same image rsynced into an empty file system on this machine: the floor for any install."""
-    from appliance.demo.disk import rsync_into_empty_fs
+    from lab.demo.disk import rsync_into_empty_fs
 
     try:
         return rsync_into_empty_fs(tree, scratch)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from appliance.lab.netns import Lab, LabError, Namespace, Proc
+from lab.netns import Lab, LabError, Namespace, Proc
 
 QEMU = "qemu-system-x86_64"
 RA_SCRIPT = Path(__file__).with_name("ra.py")
