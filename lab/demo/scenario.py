@@ -13,21 +13,20 @@ it creates lives in namespaces it made and is removed by `Lab.close()`, also on 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from appliance import bootenv
 from appliance.installer import install_bootenv
+from lab.daemon import Daemon
 from lab.demo.tree import MARKER, build_demo_tree
-from lab.netns import Lab, LabError, Namespace, Proc
+from lab.netns import Lab, LabError, Namespace
 from lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,39 +42,25 @@ class DemoError(RuntimeError):
 
 
 @dataclass
-class Appliance:
-    """`imageserver serve` inside the server namespace, driven through its CLI and API."""
+class Appliance(Daemon):
+    """`imageserver serve` inside the server namespace (lab.daemon's driver), driven through its CLI and API."""
 
-    ns: Namespace
-    state_dir: Path
-    config: Path
-    proc: Proc | None = None
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-
-    def start(self, timeout: float = 30) -> Appliance:
-        self.proc = self.ns.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(self.config)],
-                                  env=self.env())
-        deadline = time.monotonic() + timeout
-        while "event=ready" not in self.proc.output():
-            if not self.proc.alive() or time.monotonic() > deadline:
-                raise DemoError(f"imageserver did not start: {self.proc.output()[-3000:]}")
-            time.sleep(0.05)
-        return self
+    def start(self, *extra: str, prefix: Sequence[str] = (), timeout: float = 30) -> Self:
+        try:
+            return super().start(*extra, prefix=prefix, timeout=timeout)
+        except LabError as e:
+            raise DemoError(f"imageserver did not start: {e}") from e
 
     def cli(self, *args: str, timeout: float = 300) -> str:
-        """Run `imageserver ARGS --config ...` inside the server namespace; its stdout."""
-        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config), *args]
-        result = self.ns.run(argv, env=self.env(), timeout=timeout)
+        """Run `imageserver --config ... ARGS` inside the server namespace; its stdout and stderr."""
+        result = self.run_cli(*args, timeout=timeout)
         return result.stdout + result.stderr  # warnings too: they explain a later failure
 
     def get(self, path: str) -> Any:
-        out = self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", "10", f"http://127.0.0.1{path}"]).stdout
-        return json.loads(out)
+        return self.api(path)
 
     def get_text(self, path: str) -> str:
-        return self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", "10", f"http://127.0.0.1{path}"]).stdout
+        return self.api_text(path)
 
 
 @dataclass
@@ -184,7 +169,7 @@ port = 80
 poll_seconds = 2
 kernel_cmdline = "console=ttyS0,115200 panic=-1"
 """)
-        self.app = Appliance(net.server, state, config).start()
+        self.app = Appliance(net.server, config=config, state_dir=state).start()
         self.say(f"imageserver serving in {net.server.name} (state {state})")
         return self.app
 
