@@ -8,6 +8,7 @@ Unknown keys are errors too, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable
@@ -125,6 +126,21 @@ class RsyncdConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MulticastConfig:
+    # udpcast sessions for installs on one L2 segment (services/multicast.py); off unless asked for.
+    enabled: bool = False
+    portbase: int = 9000  # even; session N uses portbase + 2N and the next port
+    rdv_address: IPv4Address = IPv4Address("239.255.77.1")  # where sender and receivers find each other
+    max_sessions: int = 4
+    max_receivers: int = 1024
+    start_window: float = 30.0  # start this long after the first receiver joined, even if others are missing
+    min_wait: float = 0.0
+    start_timeout: float = 300.0  # a session nobody joins gives up after this
+    retries_until_drop: int = 30  # the slow-receiver policy: a receiver this far behind is dropped (-> rsync)
+    max_bitrate: str | None = None  # e.g. "600m"
+
+
+@dataclass(frozen=True, slots=True)
 class BootConfig:
     # Where distro packages put the boot binaries (Debian paths); overridable per file.
     ipxe_dir: Path = Path("/usr/lib/ipxe")
@@ -165,6 +181,7 @@ class Config:
     boot: BootConfig = field(default_factory=BootConfig)
     rsyncd: RsyncdConfig = field(default_factory=RsyncdConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    multicast: MulticastConfig = field(default_factory=MulticastConfig)
     source: Path | None = None  # the file it was read from
 
     @property
@@ -546,6 +563,41 @@ def _discovery(t: _Table) -> DiscoveryConfig:
                            auto_window=auto_window)
 
 
+_BITRATE = re.compile(r"^[1-9][0-9]{0,5}[kmg]?$")
+
+
+def _bitrate(key: str, v: Any) -> str:
+    text = _str(key, v).lower()
+    if not _BITRATE.match(text):
+        raise ConfigError(key, f"{v!r} is not a bit rate such as 600m, 80000k or 1g")
+    return text
+
+
+def _multicast(t: _Table, appliance: ApplianceConfig) -> MulticastConfig:
+    d = MulticastConfig()
+    portbase = t.get("portbase", _int_range(1024, 65000), d.portbase)
+    if portbase % 2:
+        raise ConfigError(t.key("portbase"), f"{portbase} must be even (udpcast uses it and the next port)")
+    out = MulticastConfig(
+        enabled=t.get("enabled", _bool, d.enabled),
+        portbase=portbase,
+        rdv_address=t.get("rdv_address", _ip, d.rdv_address),
+        max_sessions=t.get("max_sessions", _int_range(1, 64), d.max_sessions),
+        max_receivers=t.get("max_receivers", _int_range(1, 100000), d.max_receivers),
+        start_window=t.get("start_window", _seconds(1.0, 3600.0), d.start_window),
+        min_wait=t.get("min_wait", _seconds(0.0, 3600.0), d.min_wait),
+        start_timeout=t.get("start_timeout", _seconds(10.0, 86400.0), d.start_timeout),
+        retries_until_drop=t.get("retries_until_drop", _int_range(1, 10000), d.retries_until_drop),
+        max_bitrate=t.get("max_bitrate", _bitrate, d.max_bitrate),
+    )
+    t.finish()
+    if not out.rdv_address.is_multicast:
+        raise ConfigError(t.key("rdv_address"), f"{out.rdv_address} is not a multicast address")
+    if out.enabled and appliance.interface is None:
+        raise ConfigError("appliance.interface", "is required when multicast is enabled (udpcast sends on it)")
+    return out
+
+
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
     top = _Table(data, "")
@@ -559,6 +611,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         boot=_boot(_Table(top.get("boot", lambda k, v: v, {}), "boot")),
         rsyncd=_rsyncd(_Table(top.get("rsyncd", lambda k, v: v, {}), "rsyncd")),
         discovery=_discovery(_Table(top.get("discovery", lambda k, v: v, {}), "discovery")),
+        multicast=_multicast(_Table(top.get("multicast", lambda k, v: v, {}), "multicast"), appliance),
         source=source,
     )
     top.finish()

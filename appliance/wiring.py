@@ -31,6 +31,7 @@ from services.api_client_scripts import routes as client_script_routes
 from services.api_context import ApiContext
 from services.api_hostadmin import HostSettings
 from services.api_install import InstallSettings, SubnetInfo
+from services.api_multicast import routes as multicast_routes
 from services.api_update import routes as update_routes
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
@@ -39,6 +40,7 @@ from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettin
 from services.dns import DnsServer
 from services.http import HttpServer, RouteFactory
 from services.http_gate import ConnectionLimits
+from services.multicast import MulticastService, MulticastSettings
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpLimits, TftpServer
 from state.boot import BootPolicy
@@ -56,7 +58,16 @@ def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
     return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
             api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
-            update_routes, api_images.routes]
+            update_routes, api_images.routes, multicast_routes]
+
+
+def multicast_settings(cfg: Config) -> MulticastSettings:
+    m = cfg.multicast
+    assert cfg.appliance.interface is not None  # the config requires it when multicast is on
+    return MulticastSettings(interface=cfg.appliance.interface, state_dir=cfg.state_dir, portbase=m.portbase,
+                             rdv_address=m.rdv_address, max_sessions=m.max_sessions, max_receivers=m.max_receivers,
+                             start_window=m.start_window, min_wait=m.min_wait, start_timeout=m.start_timeout,
+                             retries_until_drop=m.retries_until_drop, max_bitrate=m.max_bitrate)
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -179,6 +190,10 @@ def build_services(rt: Runtime) -> list[Service]:
                                clients=clients)
         rt.models["rsync_refresh"] = rsyncd.refresh
         services.append(rsyncd)
+    if cfg.multicast.enabled:
+        multicast = MulticastService(multicast_settings(cfg), clock=rt.clock)
+        rt.models["multicast"] = multicast
+        services.append(multicast)
     if cfg.dns.enabled:
         # Names come from the store on every query (rebuilt after each commit): no restart for a new host.
         services.append(build_dns(rt))

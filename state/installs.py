@@ -99,6 +99,14 @@ def resolve_version(conn: sqlite3.Connection, host: InstallHost) -> int | None:
     return int(row[0]) if row is not None and row[0] is not None else None
 
 
+def due_to_install(conn: sqlite3.Connection, image: str) -> int:
+    """How many hosts are due to install (assigned or installing) `image`: the receivers a multicast of it
+    waits for."""
+    row = conn.execute("SELECT count(*) FROM hosts WHERE image = ? AND state IN ('new', 'assigned', 'installing')",
+                       (image,)).fetchone()
+    return int(row[0])
+
+
 # --------------------------------------------------------------------------- the script
 
 
