@@ -62,6 +62,39 @@ INSTALL_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/install/{mac}/multicast": {
+        "post": {
+            "summary": "A seat in the multicast session sending the host's image version ([multicast] enabled): "
+                       "portbase, rendezvous address, the session's key, the sender; only from the host's own "
+                       "address with its install token; Accept: text/plain gives KEY=value lines",
+            "security": [{"install": []}],
+            "parameters": [_MAC],
+            "responses": {
+                "200": _json("the seat", {"type": "object", "properties": {
+                    "session": {"type": "string"}, "portbase": {"type": "integer"},
+                    "rdv_address": {"type": "string"}, "key": {"type": "string"}, "sender": {"type": "string"},
+                    "start_window": {"type": "number"}, "image": {"type": "string"},
+                    "version": {"type": "integer"}}}),
+                "401": _error("missing, wrong or expired install token"),
+                "403": _error("not asked from the address leased or reserved for this MAC"),
+                "404": _error("no host has this MAC"),
+                "409": _error("no seat: multicast off, the transfer has begun, sessions or seats full: pull by rsync"),
+            },
+        },
+        "get": {
+            "summary": "The host's multicast session: its state and, once done, the SHA-256 of the stream sent",
+            "security": [{"install": []}],
+            "parameters": [_MAC],
+            "responses": {
+                "200": _json("the session", {"type": "object", "properties": {
+                    "session": {"type": "string"}, "state": {"type": "string"},
+                    "sha256": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True}}}),
+                "401": _error("missing, wrong or expired install token"),
+                "403": _error("not asked from the address leased or reserved for this MAC"),
+                "404": _error("no host has this MAC, or it holds no seat"),
+            },
+        },
+    },
     "/api/v1/hosts": {
         "get": {
             "summary": "Every host with its state and its newest install's progress",
