@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from appliance.config import Config
+from services.api_context import Live
 from state.store import Store
 
 
@@ -35,5 +36,5 @@ class Runtime:
     status: Callable[[], dict[str, Any]] = lambda: {}
     # Asks the daemon to re-read its config (what SIGHUP does), for the admin API.
     request_reload: Callable[[], None] = lambda: None
-    # Live models shared between services and the API, by name ("machines", "boot", "leases", ...).
-    models: dict[str, Any] = field(default_factory=dict)
+    # Live models and settings shared between services and the API (typed fields; the API reads the same object).
+    live: Live = field(default_factory=Live)

@@ -45,17 +45,16 @@ from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
 from state.images import list_versions
-from state.leases import LeaseModel, PoolSpec
-from state.sightings import MachineLog
+from state.leases import PoolSpec
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 CLIENT_SCRIPTS_DIR = Path(__file__).parent / "data"
 
 
 def api_route_modules() -> list[RouteFactory]:
-    """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
-    return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
-            api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
+    """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`, or `routes(ctx)`)."""
+    return [api_status.routes, api_machines.ROUTES, api_leases.routes, api_hosts.ROUTES, api_install.routes,
+            api_hostadmin.routes, api_metrics.ROUTES, dashboard.routes, client_script_routes,
             update_routes, api_images.routes]
 
 
@@ -126,32 +125,38 @@ def tftp_limits(cfg: Config) -> TftpLimits:
                       stall_timeout=cfg.tftp.stall_timeout)
 
 
+def _live_settings(rt: Runtime) -> None:
+    """The settings the API and services read from the config (at start and after SIGHUP)."""
+    cfg, live = rt.config, rt.live
+    live.install = install_settings(cfg)
+    live.hostbook = host_settings(cfg)
+    live.admin_networks = tuple(cfg.http.admin_networks)
+    live.pools = pool_specs(cfg)
+
+
 def build_services(rt: Runtime) -> list[Service]:
     cfg = rt.config
     boot_root = cfg.state_dir / BOOT_DIR
     services: list[Service] = []
     # First, so the boot files are in place before anything can ask for them.
     services.append(BootFiles(cfg.boot, boot_root, require_loader=cfg.tftp.enabled))
-    machines = rt.models.get("machines")
+    live = rt.live
+    machines = live.machines
     if machines is None:
-        machines = rt.models["machines"] = load_machines(rt, DiscoveringMachineLog)
+        machines = live.machines = load_machines(rt, DiscoveringMachineLog)
     # The lease book exists even with DHCP off: reservations can be managed before it is switched on.
-    leases = rt.models.get("leases")
+    leases = live.leases
     if leases is None:
-        leases = rt.models["leases"] = load_leases(rt)
-    rt.models["hostbook"] = host_settings(cfg)
+        leases = live.leases = load_leases(rt)
     # Every sighting (DHCP or boot path) passes discovery: policy auto makes unknown machines hosts.
-    discovery = rt.models["discovery"] = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
+    discovery = live.discovery = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
     if isinstance(machines, DiscoveringMachineLog):
         machines.on_seen = discovery.seen
-    responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
-    rt.models["boot"] = responder
-    rt.models["install"] = install_settings(cfg)
-    rt.models["admin_networks"] = cfg.http.admin_networks
-    rt.models["pools"] = pool_specs(cfg)
+    responder = live.boot = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
+    _live_settings(rt)
     # prepareclient and updateclient, as the package ships them (GET /client/{name}).
-    rt.models["client_scripts"] = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
-    api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
+    live.client_scripts = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
+    api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, live=live,
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:
         services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
@@ -169,7 +174,9 @@ def build_services(rt: Runtime) -> list[Service]:
             return [(v.name, v.version, v.path) for v in list_versions(rt.store.reader)]
 
         # Only machines installing (or updating, with a grant) may pull, each its own image, with its password.
-        grants = rt.models.setdefault("rsync_grants", RsyncGrants.empty())
+        grants = live.rsync_grants
+        if grants is None:
+            grants = live.rsync_grants = RsyncGrants.empty()
 
         def clients() -> list[RsyncClient]:
             now = rt.clock()
@@ -177,7 +184,7 @@ def build_services(rt: Runtime) -> list[Service]:
 
         rsyncd = RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic,
                                clients=clients)
-        rt.models["rsync_refresh"] = rsyncd.refresh
+        live.rsync_refresh = rsyncd.refresh
         services.append(rsyncd)
     if cfg.dns.enabled:
         # Names come from the store on every query (rebuilt after each commit): no restart for a new host.
@@ -196,19 +203,16 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
     Listening addresses and ports are fixed at start; what a service can change live is its own call.
     """
     cfg = rt.config
-    rt.models["install"] = install_settings(cfg)
-    rt.models["admin_networks"] = cfg.http.admin_networks
-    rt.models["pools"] = pool_specs(cfg)
-    rt.models["hostbook"] = host_settings(cfg)
-    discovery = rt.models.get("discovery")
-    if isinstance(discovery, Discovery):
+    live = rt.live
+    _live_settings(rt)
+    discovery = live.discovery
+    if discovery is not None:
         discovery.settings = discovery_settings(cfg)
-    machines = rt.models.get("machines")
-    if isinstance(machines, MachineLog):  # a lower cap takes effect as new machines arrive
+    machines = live.machines
+    if machines is not None:  # a lower cap takes effect as new machines arrive
         machines.cap, machines.expiry = cfg.discovery.max_machines, cfg.discovery.machine_expiry
-    responder = rt.models.get("boot")
-    if isinstance(responder, BootResponder):
-        responder.settings = boot_settings(cfg)
+    if live.boot is not None:
+        live.boot.settings = boot_settings(cfg)
     for service in services:
         if isinstance(service, BootFiles):
             await service.reconfigure(cfg.boot)
@@ -216,8 +220,7 @@ async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
             service.set_hosts_allow(rsyncd_hosts_allow(cfg))
         if isinstance(service, DnsServer):
             reconfigure_dns(rt, service)
-        if isinstance(service, DhcpServer) and isinstance(discovery, Discovery):
+        if isinstance(service, DhcpServer) and discovery is not None:
             service.may_boot = discovery.may_boot if cfg.discovery.policy == "ignore" else None
-    leases = rt.models.get("leases")
-    if isinstance(leases, LeaseModel):
-        reconfigure_dhcp(rt, leases, next((s for s in services if isinstance(s, DhcpServer)), None))
+    if live.leases is not None:
+        reconfigure_dhcp(rt, live.leases, next((s for s in services if isinstance(s, DhcpServer)), None))

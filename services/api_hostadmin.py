@@ -12,7 +12,7 @@ book, so a host with a MAC and an address has its reservation before the answer 
   GET    /hosts                         /etc/hosts lines for every host with an address
 
 Errors: 400 malformed input, 404 no such host, 409 refused (the reason names the clash).
-The host settings (pools, auto_static, own address, domain) come from ctx.models["hostbook"].
+The host settings (pools, auto_static, own address, domain) come from ctx.live.hostbook.
 """
 
 from __future__ import annotations
@@ -54,11 +54,11 @@ def _status(e: HostError) -> int:
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     def settings() -> HostSettings:
-        s = ctx.models.get("hostbook")
+        s = ctx.live.hostbook
         return s if isinstance(s, HostSettings) else HostSettings()
 
     def book() -> HostBook:
-        leases = ctx.models.get("leases")
+        leases = ctx.live.leases
         if not isinstance(leases, LeaseModel):
             raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
                                              content_type="application/json")
@@ -98,7 +98,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         except HostError as e:
             return json_error(404, str(e))
         await write([op])
-        discovery = ctx.models.get("discovery")
+        discovery = ctx.live.discovery
         if host.mac is not None and hasattr(discovery, "forget"):
             discovery.forget(host.mac)  # policy auto may make the machine a host again
         return web.json_response({"host": host_json(host)})

@@ -32,7 +32,7 @@ from services.api_context import ApiContext, json_body, json_error
 from state import credentials, installs
 from state.hostbook import HostBook, address_op
 from state.hosts import HostError
-from state.leases import LeaseError, LeaseModel
+from state.leases import LeaseError, LeaseModel, stored_bindings
 
 log = logging.getLogger("imageserver.install")
 
@@ -49,7 +49,7 @@ class SubnetInfo:
 
 @dataclass(frozen=True, slots=True)
 class InstallSettings:
-    """What the install routes need of the config (ctx.models["install"]; defaults work without one)."""
+    """What the install routes need of the config (ctx.live.install; defaults work without one)."""
 
     address: str | None = None  # the imageserver's address as clients reach it; None: the Host they used
     rsync_port: int = 873
@@ -72,7 +72,7 @@ def own_auth(handler: Any) -> Any:
 
 
 def _settings(ctx: ApiContext) -> InstallSettings:
-    settings = ctx.models.get("install")
+    settings = ctx.live.install
     return settings if isinstance(settings, InstallSettings) else InstallSettings()
 
 
@@ -91,23 +91,20 @@ def _address_of(ctx: ApiContext, mac: str, host: installs.InstallHost) -> IPv4Ad
     """The host's address: its own, else its reservation, else its current lease."""
     if host.ip is not None:
         return host.ip
-    leases = ctx.models.get("leases")
+    leases = ctx.live.leases
     if leases is not None:
         current = leases.current(mac)
         if current is not None:
             return current.ip
-    for table in ("reservations", "leases"):
-        row = ctx.store.read_one(f"SELECT ip FROM {table} WHERE mac = ?", (mac,))
-        if row is not None:
-            return IPv4Address(row[0])
-    return None
+    bound = stored_bindings(ctx.store.reader, [mac]).get(mac)  # a reservation wins over a lease
+    return IPv4Address(bound[1]) if bound is not None else None
 
 
 def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str:
     """On "done": with [dhcp] auto_static = "on-install" the host's lease becomes its reservation, by the
     same rules as every other host change (state.hostbook). Says what happened, for the response."""
     settings = _settings(ctx)
-    leases = ctx.models.get("leases")
+    leases = ctx.live.leases
     if settings.auto_static != "on-install":
         return f"auto_static is {settings.auto_static}"
     if not isinstance(leases, LeaseModel):
@@ -125,9 +122,7 @@ def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     scripts_dir = ctx.store.state_dir / "scripts"
-    live = ctx.models.get("install_progress")
-    if not isinstance(live, installs.LiveProgress):
-        live = ctx.models["install_progress"] = installs.LiveProgress()
+    live = ctx.live.progress
 
     def lookup(request: web.Request) -> tuple[str, installs.InstallHost]:
         try:
@@ -214,7 +209,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         except installs.InstallError as e:
             return json_error(409, str(e))
         # A GET changes nothing: the host becomes installing with its first authenticated report.
-        refresh = ctx.models.get("rsync_refresh")
+        refresh = ctx.live.rsync_refresh
         if callable(refresh):
             try:
                 refresh()  # its rsync password is live before it starts to pull

@@ -288,18 +288,31 @@ class LiveProgress:
 # --------------------------------------------------------------------------- reading
 
 
+def _event_dict(r: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    """(id, mac, time, stage, detail) -> the timeline entry (detail decoded from JSON)."""
+    detail: Any = None
+    if r[4]:
+        try:
+            detail = json.loads(r[4])
+        except ValueError:
+            detail = {"text": r[4]}
+    return {"id": r[0], "time": r[2], "stage": r[3], "mac": r[1], "detail": detail}
+
+
 def timeline(conn: sqlite3.Connection, name: str, since_id: int = 0) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT id, mac, time, stage, detail FROM install_events WHERE host = ? AND id > ? "
                         "ORDER BY id", (name, since_id)).fetchall()
-    out: list[dict[str, Any]] = []
-    for r in rows:
-        detail: Any = None
-        if r["detail"]:
-            try:
-                detail = json.loads(r["detail"])
-            except ValueError:
-                detail = {"text": r["detail"]}
-        out.append({"id": r["id"], "time": r["time"], "stage": r["stage"], "mac": r["mac"], "detail": detail})
+    return [_event_dict(r) for r in rows]
+
+
+def timelines(conn: sqlite3.Connection, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """host -> its timeline, for a page of hosts: one query per 500 names (not one per host)."""
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        for r in conn.execute("SELECT id, mac, time, stage, detail, host FROM install_events "
+                              f"WHERE host IN ({', '.join('?' * len(chunk))}) ORDER BY host, id", chunk):
+            out[r[5]].append(_event_dict(r))
     return out
 
 
