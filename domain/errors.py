@@ -17,3 +17,15 @@ class NotFound(DomainError, LookupError):
 
 class Conflict(DomainError):
     """The request contradicts what exists (a taken name, MAC or address)."""
+
+
+class Forbidden(DomainError):
+    """The request comes from where it may not (an install script asked from another address)."""
+
+
+class Unauthorized(DomainError):
+    """The request lacks the credential it needs; `challenge` is the WWW-Authenticate value to answer with."""
+
+    def __init__(self, message: str, *, challenge: str = 'Bearer realm="imageserver"') -> None:
+        super().__init__(message)
+        self.challenge = challenge

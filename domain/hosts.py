@@ -69,13 +69,17 @@ class HostView:
 
 @dataclass(frozen=True, slots=True)
 class HostPage:
+    """GET /api/v1/hosts: one page of hosts by name."""
+
     hosts: list[HostView]
-    total: int
-    page: Page
+    total: int  # hosts in all
+    offset: int
+    limit: int
+    next_offset: int | None  # the next page's offset; None on the last page
 
     def as_json(self) -> dict[str, Any]:
-        return {"hosts": [h.as_json() for h in self.hosts], "total": self.total, "offset": self.page.offset,
-                "limit": self.page.limit, "next_offset": self.page.next_offset(len(self.hosts), self.total)}
+        return {"hosts": [h.as_json() for h in self.hosts], "total": self.total, "offset": self.offset,
+                "limit": self.limit, "next_offset": self.next_offset}
 
 
 def _bindings(src: Sources, macs: list[str], now: float) -> dict[str, dict[str, Any]]:
@@ -124,7 +128,9 @@ def _views(src: Sources, records: list[HostRecord], now: float, *, with_timeline
 def list_hosts(src: Sources, page: Page, now: float) -> HostPage:
     """One page of hosts by name, each with binding, progress and boot decision."""
     records = host_records(src.reader, limit=page.limit, offset=page.offset)
-    return HostPage(_views(src, records, now, with_timeline=False), host_count(src.reader), page)
+    total = host_count(src.reader)
+    return HostPage(_views(src, records, now, with_timeline=False), total, page.offset, page.limit,
+                    page.next_offset(len(records), total))
 
 
 def all_hosts(src: Sources, now: float) -> list[HostView]:

@@ -46,13 +46,6 @@ class MachinePage:
                 "next_offset": self.page.next_offset(len(self.machines), self.total)}
 
 
-def _all(src: Sources) -> list[Machine]:
-    """Most recently seen first."""
-    if src.machines is not None:
-        return src.machines.all()
-    return stored_machines(src.reader)
-
-
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:
     hosts: dict[str, Host] = hosts_for_macs(src.reader, [m.mac for m, _ in machines])
     versions = versions_of_images(src.reader, {h.image for h in hosts.values() if h.image})
@@ -68,12 +61,13 @@ def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> 
 
 
 def list_machines(src: Sources, page: Page, *, unknown_only: bool = False) -> MachinePage:
-    machines = _all(src)
-    if unknown_only:
-        known = host_macs(src.reader)
-        machines = [m for m in machines if m.mac not in known]
-    shown = machines[page.offset:page.offset + page.limit]
-    return MachinePage(_views(src, [(m, True) for m in shown], False), len(machines), page)
+    known = host_macs(src.reader) if unknown_only else set()
+    if src.machines is not None:
+        shown, total = src.machines.page(page.offset, page.limit, known)
+    else:
+        machines = [m for m in stored_machines(src.reader) if m.mac not in known]
+        shown, total = machines[page.offset:page.offset + page.limit], len(machines)
+    return MachinePage(_views(src, [(m, True) for m in shown], False), total, page)
 
 
 def show_machine(src: Sources, mac_text: str) -> MachineView:

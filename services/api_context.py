@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from domain.errors import Conflict, DomainError, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthorized
 from domain.sources import Sources
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
 from state.installs import LiveProgress
@@ -79,12 +79,16 @@ class ApiContext:
 API = web.AppKey("api", ApiContext)
 
 # The one mapping of domain errors to HTTP statuses.
-_STATUS: tuple[tuple[type[DomainError], int], ...] = ((Invalid, 400), (NotFound, 404), (Conflict, 409))
+_STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (Invalid, 400), (Unauthorized, 401), (Forbidden, 403), (NotFound, 404), (Conflict, 409))
 
 
 def domain_error_response(error: DomainError) -> web.Response:
     status = next((code for kind, code in _STATUS if isinstance(error, kind)), 400)
-    return json_error(status, str(error))
+    response = json_error(status, str(error))
+    if isinstance(error, Unauthorized):
+        response.headers["WWW-Authenticate"] = error.challenge
+    return response
 
 
 def json_error(status: int, message: str) -> web.Response:

@@ -135,6 +135,8 @@ class HttpServer:
             response = await handler(request)
         except DomainError as e:
             response = domain_error_response(e)
+            if response.status == 401:
+                counters["unauthorized"] += 1
         except web.HTTPException as e:
             if e.status == 401:
                 counters["unauthorized"] += 1

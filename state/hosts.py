@@ -132,7 +132,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class HostError(ValueError):
-    """A host change that is refused; the message says why, for people."""
+    """A host change that is refused (it contradicts what exists); the message says why, for people."""
+
+
+class HostNotFound(HostError):
+    """The change names a host that does not exist."""
+
+
+class HostFieldError(HostError):
+    """The change itself is malformed (a field that cannot be set)."""
 
 
 def check_transition(old: str, new: str) -> None:
@@ -186,7 +194,7 @@ def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:
     """Set columns of host `name` (ip as an IPv4Address or None). Returns whether the host existed."""
     unknown = set(changes) - set(_UPDATABLE)
     if unknown:
-        raise HostError(f"cannot set {', '.join(sorted(unknown))} of a host")
+        raise HostFieldError(f"cannot set {', '.join(sorted(unknown))} of a host")
     values = {k: (int(v) if k == "ip" and v is not None else v) for k, v in changes.items()}
 
     def op(conn: sqlite3.Connection) -> bool:

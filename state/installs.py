@@ -15,13 +15,14 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from protocols.hostname import DNS_LABEL
+from state.credentials import new_token
 from state.imagename import check_image_name
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -76,8 +77,6 @@ def host_by_name(conn: sqlite3.Connection, name: str) -> InstallHost | None:
     return InstallHost.from_row(row) if row is not None else None
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
 
 
 def token_matches(host: InstallHost, given: str | None) -> bool:
@@ -363,7 +362,7 @@ def summary(events: list[dict[str, Any]], now: float,
     return out
 
 
-_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 
 
 def check_host_name(name: object) -> str:

@@ -47,6 +47,9 @@ from ipaddress import IPv4Address, IPv4Network
 from itertools import pairwise
 from typing import Any, Protocol
 
+from protocols.hostname import DNS_LABEL
+from protocols.mac import MacError
+from protocols.mac import normalize_mac as _normalize_mac
 from state.writeback import RowKind, WriteBack
 
 log = logging.getLogger("imageserver.leases")
@@ -149,16 +152,24 @@ class _Pool:
         return self.last - self.first + 1
 
 
-_MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
+
+
+def check_pools(subnets: Iterable[SubnetLike]) -> None:
+    """LeaseError if two pools overlap (checked before a reload changes anything)."""
+    ordered = sorted(subnets, key=lambda s: int(s.pool_first))
+    for a, b in pairwise(ordered):
+        if int(b.pool_first) <= int(a.pool_last):
+            raise LeaseError(f"pools of {a.network} and {b.network} overlap")
 
 
 def normalize_mac(text: str) -> str:
-    """'AA-BB-CC-DD-EE-FF', 'aabb.ccdd.eeff', 'aabbccddeeff' -> 'aa:bb:cc:dd:ee:ff'; LeaseError otherwise."""
-    digits = re.sub(r"[:\-.]", "", text.strip().lower())
-    if not _MAC_HEX.match(digits):
-        raise LeaseError(f"{text!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)")
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    """protocols.mac's one normaliser ('AA-BB-CC-DD-EE-FF', 'aabb.ccdd.eeff', 'aabbccddeeff', ... ->
+    'aa:bb:cc:dd:ee:ff'), raising LeaseError for the lease book's callers."""
+    try:
+        return _normalize_mac(text)
+    except MacError:
+        raise LeaseError(f"{text!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)") from None
 
 
 def valid_hostname(text: str) -> str:
@@ -250,14 +261,13 @@ class LeaseModel:
 
     def set_subnets(self, subnets: Iterable[SubnetLike]) -> None:
         """(Re)build the pools, e.g. after SIGHUP; leases, reservations and holds are kept."""
+        subnets_list = list(subnets)
         pools: dict[IPv4Network, _Pool] = {}
-        for s in subnets:
+        for s in subnets_list:
             first, last = int(s.pool_first), int(s.pool_last)
             pools[s.network] = _Pool(s.network, first, last, cursor=first)
         ordered = sorted(pools.values(), key=lambda p: p.first)
-        for a, b in pairwise(ordered):
-            if b.first <= a.last:
-                raise LeaseError(f"pools of {a.network} and {b.network} overlap")
+        check_pools(subnets_list)
         self._pools = pools
         self._pool_list = ordered
         self._pool_starts = [p.first for p in ordered]

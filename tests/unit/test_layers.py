@@ -16,7 +16,7 @@ ALLOWED = {
     "services": {"services", "domain", "protocols", "state"},
     "domain": {"domain", "protocols", "state"},
     "protocols": {"protocols"},
-    "state": {"state"},
+    "state": {"state", "protocols"},  # protocols' pure rules (the one MAC normaliser, host names)
 }
 # Sans-IO: no sockets, no event loop, no clock, no subprocesses in protocols/.
 FORBIDDEN_IN_PROTOCOLS = {"asyncio", "socket", "time", "subprocess", "selectors", "threading", "aiohttp", "aiofiles"}
