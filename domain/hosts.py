@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ipaddress import AddressValueError, IPv4Address
 from typing import Any
 
-from domain.errors import Conflict, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.paging import Page
 from domain.sources import Sources
 from protocols.mac import MacError, normalize_mac
@@ -23,6 +23,8 @@ from state.boot import decide_boot
 from state.hostbook import HostBook, check_name, check_version
 from state.hosts import (
     HostError,
+    HostFieldError,
+    HostNotFound,
     HostRecord,
     Op,
     host_count,
@@ -221,3 +223,9 @@ def reinstall_op(name: str, now: float) -> Op:
     the host exists (NotFound is the caller's, after the commit)."""
     return installs.reinstall_op(name, installs.new_token(), now)
 
+
+
+def from_host_error(e: HostError) -> DomainError:
+    """The model's refusal as a domain error, by its type: no such host, a malformed change, a contradiction."""
+    kind = NotFound if isinstance(e, HostNotFound) else Invalid if isinstance(e, HostFieldError) else Conflict
+    return kind(str(e))

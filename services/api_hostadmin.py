@@ -25,14 +25,13 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.hosts import from_host_error
 from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.addclients import AddclientsRequest, PlanError
 from state.hostbook import HostBook, addclients
 from state.hosts import (
     Host,
     HostError,
-    HostFieldError,
-    HostNotFound,
     Op,
     host_by_name,
     host_script,
@@ -54,11 +53,6 @@ class HostSettings:
 
 def host_json(host: Host) -> dict[str, Any]:
     return host.as_dict()
-
-
-def _status(e: HostError) -> int:
-    """By the error's type (state.hosts): no such host 404, a malformed change 400, a contradiction 409."""
-    return 404 if isinstance(e, HostNotFound) else 400 if isinstance(e, HostFieldError) else 409
 
 
 def _settings(ctx: ApiContext) -> HostSettings:
@@ -90,7 +84,7 @@ async def patch_host(request: web.Request) -> web.Response:
     try:
         host, op = _book(ctx).update(name, body, ctx.clock())
     except HostError as e:
-        return json_error(_status(e), str(e))
+        raise from_host_error(e) from None
     except ValueError as e:
         return json_error(400, str(e))
     try:
@@ -182,7 +176,7 @@ async def assign(request: web.Request) -> web.Response:
     try:
         host, op = _book(ctx).assign(request.match_info["mac"], name, ctx.clock())
     except HostError as e:
-        return json_error(_status(e), str(e))
+        raise from_host_error(e) from None
     except ValueError as e:
         return json_error(400, str(e))
     try:
