@@ -17,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
+from protocols.hostname import is_dns_name
 from state.discovery import POLICIES, DiscoveryError, DiscoveryRule, check_pattern, normalize_mac_prefix
 
 T = TypeVar("T")
@@ -309,8 +310,7 @@ def _path(key: str, v: Any) -> Path:
 
 def _hostname(key: str, v: Any) -> str:
     s = _str(key, v).strip(".").lower()
-    labels = s.split(".")
-    if not s or any(not lbl or len(lbl) > 63 or not all(c.isalnum() or c == "-" for c in lbl) for lbl in labels):
+    if not is_dns_name(s):  # protocols.hostname: the one rule for names
         raise ConfigError(key, f"{v!r} is not a valid DNS name")
     return s
 

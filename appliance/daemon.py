@@ -22,7 +22,7 @@ from appliance import rogue
 from appliance.config import Config, ConfigError, load_config
 from appliance.fdlimit import raise_nofile
 from appliance.portholder import address_in_use, explain_in_use, sharers
-from appliance.runtime import VERSION, Runtime
+from appliance.runtime import VERSION, ReconfigureError, Runtime
 from appliance.sdnotify import Notifier
 from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
@@ -227,15 +227,16 @@ class Daemon:
         if new.state_dir != self.config.state_dir:
             log.error("event=reload-failed error='appliance.state_dir cannot change while running; restart'")
             return
-        self.config = new
-        if self.runtime is not None:
-            self.runtime.config = new
         if self.runtime is not None:
             try:
-                await reconfigure_services(self.runtime, self.services)
+                await reconfigure_services(self.runtime, new)  # all or nothing: a refusal changes no service
+            except ReconfigureError as e:
+                log.error("event=reload-failed service=%s error=%r (keeping the running config)", e.service, str(e))
+                return
             except Exception as e:
                 log.error("event=reload-failed error=%r", str(e))
                 return
+        self.config = new
         log.info("event=reloaded config=%s", source)
         self.notifier.send(STATUS=self.summary())
 

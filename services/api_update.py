@@ -84,7 +84,7 @@ def _unauthorized(name: str) -> web.Response:
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     def settings() -> tuple[str | None, int]:
-        install = ctx.models.get("install")
+        install = ctx.live.install
         return getattr(install, "address", None), int(getattr(install, "rsync_port", 873))
 
     def host_or_404(name: str) -> installs.InstallHost:
@@ -110,14 +110,14 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         if address:
             out["rsync_host"] = address
         host = installs.host_by_name(ctx.store.reader, name)
-        grants = ctx.models.get("rsync_grants")
+        grants = ctx.live.rsync_grants
         if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
                 and request.remote and _authorized(ctx, host, _bearer(request))):
             # The host's own update: its address may pull that image for a while, with this password.
             password = credentials.update_rsync_password(host.install_token)
             grants.grant(credentials.RsyncClient(name, password, request.remote, str(out["image"]), None),
                          ctx.clock() + GRANT_SECONDS)
-            refresh = ctx.models.get("rsync_refresh")
+            refresh = ctx.live.rsync_refresh
             if callable(refresh):
                 refresh()
             out["rsync_user"] = name
@@ -164,7 +164,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         await ctx.store.journal.flush()
         address = settings()[0] or request.url.host or ""
         port = request.url.port or 80
-        boot = ctx.models.get("boot")
+        boot = ctx.live.boot
         server = BootServer(address=address, http_port=port,
                             kernel_cmdline=getattr(getattr(boot, "settings", None), "kernel_cmdline", ""))
         out: dict[str, Any] = {"host": name, "state": "assigned", "mac": host.mac,

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from protocols.bootscript import BootServer, pxelinux_config_mac, render_ipxe, render_pxelinux
 from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
-from state.credentials import fetch_nonce, token_expired
+from state.credentials import fetch_nonce, new_token, token_expired
 from state.hosts import rotate_install_token_op, set_install_token_op, token_issued, touch_host_op
 from state.sightings import MachineLog
 from state.store import Store
@@ -50,7 +49,7 @@ class BootResponder:
         *,
         clock: Callable[[], float],
         machines: MachineLog | None = None,
-        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(18),
+        new_token: Callable[[], str] = new_token,
     ) -> None:
         self.store = store
         self.settings = settings

@@ -3,7 +3,9 @@
 Routes of its own:
   GET /boot/{mac}.ipxe       the machine's boot script (MAC in any spelling; the machine is noted as seen)
   GET /boot/files/{path}     a file from the boot root (sendfile; HEAD and single Range via FileResponse)
-Everything under /api/v1/ comes from route modules (services/api_*.py): `routes(ctx)` lists of RouteDefs.
+Everything under /api/v1/ comes from route modules (services/api_*.py): their module-level `ROUTES` (the
+ApiContext is at `request.app[API]`), or a not yet converted module's `routes(ctx)`. Domain errors a
+handler raises become JSON errors here (services.api_context.domain_error_response).
 
 Safety, for every request before any handler runs:
 - the RAW request target is classified by protocols.httppath (aiohttp decodes %2F in match_info and
@@ -25,17 +27,19 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.errors import DomainError
 from protocols.httppath import PathRefused, path_parts, served_file_parts
 from protocols.mac import MacError, normalize_mac
 from services.adminnet import allowed, is_admin_read
-from services.api_context import ApiContext, json_error, require_token
+from services.api_context import API, ApiContext, domain_error_response, json_error, require_token
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
 
 log = logging.getLogger("imageserver.http")
 
-RouteFactory = Callable[[ApiContext], list[web.RouteDef]]
+# A route module: its RouteDefs, or (not yet converted) a function of the ApiContext making them.
+RouteFactory = Callable[[ApiContext], list[web.RouteDef]] | Sequence[web.RouteDef]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -87,8 +91,9 @@ class HttpServer:
             web.get("/boot/{mac}.ipxe", self._boot_script),
         ]
         if self._api is not None:
-            for factory in self._route_modules:
-                routes.extend(factory(self._api))
+            app[API] = self._api
+            for module in self._route_modules:
+                routes.extend(module(self._api) if callable(module) else module)
         app.add_routes(routes)
         app.on_response_prepare.append(self._count_bytes)
         return app
@@ -117,7 +122,7 @@ class HttpServer:
         if api:
             counters["api_requests"] += 1
         if (api and request.method in SAFE_METHODS and self._api is not None and is_admin_read(request.path)
-                and not allowed(request.remote, self._api.models.get("admin_networks", ()))):
+                and not allowed(request.remote, self._api.live.admin_networks)):
             counters["admin_refused"] += 1
             return json_error(403, f"{request.path} is readable only from [http] admin_networks")
         try:
@@ -128,6 +133,10 @@ class HttpServer:
                     raise web.HTTPUnauthorized(text="no admin API on this server")
                 require_token(request, self._api)
             response = await handler(request)
+        except DomainError as e:
+            response = domain_error_response(e)
+            if response.status == 401:
+                counters["unauthorized"] += 1
         except web.HTTPException as e:
             if e.status == 401:
                 counters["unauthorized"] += 1

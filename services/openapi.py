@@ -12,6 +12,7 @@ from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_images import IMAGES_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
+from services.openapi_schema import SCHEMAS
 from services.openapi_update import UPDATE_PATHS
 
 _JSON = "application/json"
@@ -44,6 +45,7 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME},
         "schemas": {
+            **SCHEMAS,  # generated from the domain's dataclasses (services/openapi_schema.py)
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Service": {
                 "type": "object",

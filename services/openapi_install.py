@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.hosts import AddHost, HostPage, HostView
+from services.openapi_schema import ref
+
 _JSON = "application/json"
 
 
@@ -97,26 +100,29 @@ INSTALL_PATHS: dict[str, Any] = {
     },
     "/api/v1/hosts": {
         "get": {
-            "summary": "Every host with its state and its newest install's progress",
-            "responses": {"200": _json("hosts")},
+            "summary": "One page of hosts by name (default 100, ?limit= up to 1000, ?offset=), each with its state "
+                       "and its newest install's progress",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                           "default": 100}, "description": "hosts per page"},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
+                 "description": "next_offset of the page before"},
+            ],
+            "responses": {"200": _json("one page of hosts", ref(HostPage)), "400": _error("bad limit or offset")},
         },
         "post": {
             "summary": "Add a host (name, MAC, image, optional fixed address); state assigned if it has an image",
             "security": [{"admin": []}],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                "type": "object", "required": ["name", "mac"],
-                "properties": {"name": {"type": "string"}, "mac": {"type": "string"}, "image": {"type": "string"},
-                               "ip": {"type": "string"}, "version": {"type": "integer"}},
-            }}}},
-            "responses": {"201": _json("the host"), "400": _error("malformed field"), "401": _UNAUTHORIZED,
-                          "409": _error("the name, MAC or address is taken")},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(AddHost)}}},
+            "responses": {"201": _json("the host", ref(HostView)), "400": _error("malformed field"),
+                          "401": _UNAUTHORIZED, "409": _error("the name, MAC or address is taken")},
         },
     },
     "/api/v1/hosts/{name}": {
         "get": {
             "summary": "One host: state, address binding, boot decision, install progress and timeline",
             "parameters": [_NAME],
-            "responses": {"200": _json("the host"), "404": _error("no such host")},
+            "responses": {"200": _json("the host", ref(HostView)), "404": _error("no such host")},
         },
     },
     "/api/v1/hosts/{name}/reinstall": {
@@ -124,7 +130,8 @@ INSTALL_PATHS: dict[str, Any] = {
             "summary": "Install the host again at its next PXE boot (state assigned, fresh install token)",
             "security": [{"admin": []}],
             "parameters": [_NAME],
-            "responses": {"200": _json("the host"), "401": _UNAUTHORIZED, "404": _error("no such host")},
+            "responses": {"200": _json("the host", ref(HostView)), "401": _UNAUTHORIZED,
+                          "404": _error("no such host")},
         },
     },
 }

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from protocols.hostname import DNS_LABEL
 from state.hosts import Host
 from state.imagename import check_image_name
 from state.leases import LeaseError, SubnetLike, normalize_mac
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 MAX_HOSTS = 65536
 
 

@@ -106,4 +106,8 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE hosts ADD COLUMN token_issued REAL;
     """,
+    # 4: hosts by state (/metrics at every scrape) from the index, not a pass over every hosts row
+    """
+    CREATE INDEX hosts_state ON hosts(state);
+    """,
 )

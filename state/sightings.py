@@ -14,6 +14,7 @@ table full of hosts is answered but not recorded. Evictions delete the row, so m
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -71,6 +72,9 @@ class MachineLog:
         self.expiry = expiry
         self._protected = protected or (lambda mac: False)
         self._known: dict[str, _Entry] = {}
+        # Whether _known is in order of last_seen (page() reads from its end), and the last one's last_seen.
+        self._in_order = True
+        self._tail_seen = -math.inf
         self._swept_at: float | None = None
         self.writes = 0
         self.evicted = 0  # unknown machines forgotten to make room or because they expired
@@ -86,7 +90,7 @@ class MachineLog:
         cols = ", ".join(f.name for f in fields(Machine))
         for row in conn.execute(f"SELECT {cols} FROM machines ORDER BY last_seen, mac"):
             m = Machine(*row)
-            log_._known[m.mac] = _Entry(m, m.last_seen)
+            log_._append(m.mac, _Entry(m, m.last_seen))
         if now is not None:  # a table grown before the cap (or under a larger one) is cut down at start
             log_.expire(now)
             while len(log_._known) > log_.cap and log_._evict_one(now):
@@ -109,10 +113,10 @@ class MachineLog:
             if not self._make_room(mac, now):
                 self.unrecorded += 1
                 return machine
-            self._known[mac] = _Entry(machine, now)
+            self._append(mac, _Entry(machine, now))
             self._put(machine)
             return machine
-        self._known[mac] = entry
+        self._append(mac, entry)
         old = entry.machine
         known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
         merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
@@ -124,6 +128,9 @@ class MachineLog:
         else:
             machine = old
         entry.machine = machine
+        if machine.last_seen < self._tail_seen:
+            self._in_order = False
+        self._tail_seen = machine.last_seen
         if changed or now - entry.written_seen >= self.refresh:
             entry.written_seen = machine.last_seen
             self._put(machine)
@@ -152,6 +159,7 @@ class MachineLog:
             break
         for mac in hosts:  # hosts go to the back, so the next eviction does not look at them again
             self._known[mac] = self._known.pop(mac)
+            self._in_order = False
         if victim is None:
             return False
         self._forget(victim, now)
@@ -188,6 +196,39 @@ class MachineLog:
     def all(self) -> list[Machine]:
         return sorted((e.machine for e in self._known.values()), key=lambda m: (-m.last_seen, m.mac))
 
+    def _append(self, mac: str, entry: _Entry) -> None:
+        """Put `entry` last; note whether the dict is still in order of last_seen (a clock step back breaks it)."""
+        if entry.machine.last_seen < self._tail_seen:
+            self._in_order = False
+        self._tail_seen = entry.machine.last_seen
+        self._known[mac] = entry
+
+    def page(self, offset: int, limit: int, exclude: set[str] | frozenset[str] = frozenset()
+             ) -> tuple[list[Machine], int]:
+        """Machines offset..offset+limit, most recently seen first, and how many there are (without `exclude`).
+
+        The dict is kept in order of last sighting (= of last_seen while the clock runs forward), so a page is
+        read from its end, not by sorting every machine per request; after a clock step back it is re-sorted
+        once."""
+        if not self._in_order:
+            self._known = {e.machine.mac: e for e in sorted(self._known.values(),
+                                                            key=lambda e: (e.machine.last_seen, e.machine.mac))}
+            self._in_order = True
+            self._tail_seen = next(reversed(self._known.values())).machine.last_seen if self._known else -math.inf
+        want = offset + limit
+        picked: list[Machine] = []
+        prev = math.inf
+        for entry in reversed(self._known.values()):
+            m = entry.machine
+            if len(picked) >= want and m.last_seen < prev:
+                break  # the rest were seen earlier still (ties with the page's last one are in)
+            prev = m.last_seen
+            if m.mac not in exclude:
+                picked.append(m)
+        picked.sort(key=_recent_first)
+        total = len(self._known) - (sum(1 for mac in exclude if mac in self._known) if exclude else 0)
+        return picked[offset:want], total
+
     def __len__(self) -> int:
         return len(self._known)
 
@@ -221,6 +262,10 @@ def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> No
                      f"ON CONFLICT(mac) DO UPDATE SET {updates}", [x for r in upserts for x in r])
     if deletes:
         conn.execute(f"DELETE FROM machines WHERE mac IN ({','.join('?' * len(deletes))})", deletes)
+
+
+def _recent_first(m: Machine) -> tuple[float, str]:
+    return (-m.last_seen, m.mac)
 
 
 def stored_machines(conn: sqlite3.Connection) -> list[Machine]:

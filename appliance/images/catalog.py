@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.images import manifest
-from state.db import connect, db_path
+from state.db import connect, db_path, transaction
 from state.imagename import image_name_problem
 from state.images import ImageVersion, delete_version, get_version, hosts_using, insert_version, list_versions, newest
 
@@ -220,17 +220,14 @@ class Catalog:
                           files=summary.files, bytes=summary.bytes, layout=layout_json, note=note)
         conn = self.conn
         with held_signals():
-            conn.execute("BEGIN IMMEDIATE")
             moved = False
             try:
-                insert_version(conn, iv)
-                os.rename(staged, final)
-                moved = True
-                os.rename(staged_manifest, self.paths.manifest(name, version))
-                conn.execute("COMMIT")
+                with transaction(conn):
+                    insert_version(conn, iv)
+                    os.rename(staged, final)
+                    moved = True
+                    os.rename(staged_manifest, self.paths.manifest(name, version))
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 if moved:
                     os.rename(final, staged)
                 raise
@@ -249,17 +246,14 @@ class Catalog:
         tree = Path(iv.path)
         conn = self.conn
         with held_signals():
-            conn.execute("BEGIN IMMEDIATE")
             moved = False
             try:
-                delete_version(conn, name, version)
-                if tree.exists():
-                    os.rename(tree, trash)
-                    moved = True
-                conn.execute("COMMIT")
+                with transaction(conn):
+                    delete_version(conn, name, version)
+                    if tree.exists():
+                        os.rename(tree, trash)
+                        moved = True
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 if moved:
                     os.rename(trash, tree)
                 raise

@@ -184,16 +184,17 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
         """The tree of image `demo` (newest version unless given), from the catalog."""
         import sqlite3
 
+        from state.images import get_version, newest
+
         assert self.app is not None
         conn = sqlite3.connect(f"file:{self.app.state_dir / 'imageserver.db'}?mode=ro", uri=True, timeout=10)
         try:
-            row = conn.execute("SELECT path FROM images WHERE name = ? AND (? IS NULL OR version = ?) "
-                               "ORDER BY version DESC LIMIT 1", (IMAGE, version, version)).fetchone()
+            iv = newest(conn, IMAGE) if version is None else get_version(conn, IMAGE, version)
         finally:
             conn.close()
-        if row is None:
+        if iv is None:
             raise DemoError(f"image {IMAGE} is not in the catalog")
-        return Path(row[0])
+        return Path(iv.path)
 
     # ------------------------------------------------------------------ the walk
 
