@@ -62,8 +62,8 @@ _ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
 _READS_PER_WAKEUP = 32
 _PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying silent
 _ZERO = IPv4Address(0)
-_NAMES = {int(t): t.name.lower() for t in MessageType}
-_IN_COUNTERS = {int(t): f"in_{t.name.lower()}" for t in MessageType}  # counter keys, built once
+_NAMES = o.MESSAGE_TYPE_NAMES
+_IN_COUNTERS = {t: f"in_{name}" for t, name in _NAMES.items()}  # counter keys, built once
 _TEXTS_KEPT = 4096  # addresses whose text form is remembered (relays, clients answered by unicast)
 
 
@@ -104,6 +104,7 @@ class DhcpServer:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._texts: dict[int, str] = {}  # see _text
+        self._sources: dict[str, IPv4Address] = {}  # see _source
         self._arrivals: dict[bytes, tuple[int | None, IPv4Address | None]] = {}  # see _arrival
         self._status = ServiceStatus()
 
@@ -419,12 +420,21 @@ class DhcpServer:
         return None, None
 
     def _source(self, peer: tuple[str, int] | None) -> IPv4Address | None:
+        """The peer's address, parsed once per distinct text: parsing a dotted quad costs more than the
+        relay checks it feeds, and a relayed segment's packets all come from the same few relays."""
         if peer is None:
             return None
-        try:
-            return IPv4Address(peer[0])
-        except ValueError:
-            return None
+        text = peer[0]
+        known = self._sources.get(text)
+        if known is None:
+            try:
+                known = IPv4Address(text)
+            except ValueError:
+                return None
+            if len(self._sources) >= _TEXTS_KEPT:
+                self._sources.clear()
+            self._sources[text] = known
+        return known
 
     def _text(self, address: IPv4Address) -> str:
         """str(address), remembered: formatting an address costs more than the rest of a send, and the

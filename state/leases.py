@@ -208,6 +208,8 @@ class LeaseModel:
         self._held: dict[int, _Hold] = {}
         self._offered: dict[str, int] = {}  # mac -> held ip
         self._pools: dict[IPv4Network, _Pool] = {}
+        # id(network) -> (network, its pool): see _pool_for. The network is kept so its id stays its own.
+        self._pool_by_id: dict[int, tuple[IPv4Network, _Pool | None]] = {}
         self._pool_starts: list[int] = []
         self._pool_list: list[_Pool] = []
         self._networks: list[IPv4Network] = []
@@ -255,6 +257,7 @@ class LeaseModel:
             if b.first <= a.last:
                 raise LeaseError(f"pools of {a.network} and {b.network} overlap")
         self._pools = pools
+        self._pool_by_id = {}
         self._pool_list = ordered
         self._pool_starts = [p.first for p in ordered]
         self._networks = list(pools)
@@ -281,7 +284,7 @@ class LeaseModel:
         res = self._res_by_mac.get(mac)
         if res is not None and res.ip in subnet.network:
             return res.ip
-        pool = self._pools.get(subnet.network)
+        pool = self._pool_for(subnet.network)
         if pool is None:
             return None
         ip = self._choose(pool, mac, requested, now)
@@ -295,7 +298,7 @@ class LeaseModel:
         """Bind `ip` to `mac` for the subnet's lease time (written through); None means NAK."""
         self._expire(now)
         n = int(ip)
-        pool = self._pools.get(subnet.network)
+        pool = self._pool_for(subnet.network)
         if (n & pool.mask != pool.net) if pool is not None else ip not in subnet.network:
             return None
         res = self._res_by_mac.get(mac)
@@ -634,6 +637,18 @@ class LeaseModel:
             del self._by_ip[n]
             if hand_back:
                 self._hand_back(n)
+
+    def _pool_for(self, network: IPv4Network) -> _Pool | None:
+        """self._pools.get(network), by the network object's identity first: IPv4Network hashes in
+        Python on every lookup, and the reply logic passes the same few Subnet objects with every packet."""
+        hit = self._pool_by_id.get(id(network))
+        if hit is not None and hit[0] is network:
+            return hit[1]
+        pool = self._pools.get(network)
+        if len(self._pool_by_id) >= 4 * len(self._pools) + 16:  # subnets replaced by SIGHUPs: start over
+            self._pool_by_id.clear()
+        self._pool_by_id[id(network)] = (network, pool)
+        return pool
 
     def _pool_of(self, n: int) -> _Pool | None:
         i = bisect_right(self._pool_starts, n) - 1

@@ -115,10 +115,13 @@ class MachineLog:
         self._known[mac] = entry
         old = entry.machine
         known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
-        merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
         # The usual sighting repeats what is known (a machine sends a dozen packets a minute): then
         # only last_seen moves, in memory, and nothing is written until the refresh is due.
-        changed = merged != known
+        if details in (known, NO_DETAILS):
+            merged, changed = known, False  # the merge below would give `known`: skipped, it runs per packet
+        else:
+            merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
+            changed = merged != known
         if changed or now > old.last_seen:
             machine = Machine(mac, old.first_seen, max(now, old.last_seen), *merged)
         else:

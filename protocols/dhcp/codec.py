@@ -39,6 +39,7 @@ OVERLOAD_SNAME = 2
 OVERLOAD_BOTH = 3
 
 _ZERO = IPv4Address(0)
+_ZERO_PACKED = bytes(4)
 
 
 class DhcpError(ValueError):
@@ -300,10 +301,15 @@ def _pack_header(p: DhcpPacket) -> bytes:
                 raise DhcpError(f"{name} is {len(value)} bytes, the field holds {size}")
     try:
         # struct pads the short chaddr, sname and file with NULs.
+        # Most addresses of a reply are 0.0.0.0: its packed form is a constant (.packed costs a call chain).
+        ci, yi, si, gi = p.ciaddr, p.yiaddr, p.siaddr, p.giaddr
         return HEADER.pack(
             p.op, p.htype, p.hlen, p.hops, p.xid, p.secs, p.flags,
-            p.ciaddr.packed, p.yiaddr.packed, p.siaddr.packed, p.giaddr.packed,
-            bytes(p.chaddr), bytes(p.sname), bytes(p.file),
+            _ZERO_PACKED if ci is _ZERO else ci.packed, _ZERO_PACKED if yi is _ZERO else yi.packed,
+            _ZERO_PACKED if si is _ZERO else si.packed, _ZERO_PACKED if gi is _ZERO else gi.packed,
+            p.chaddr if type(p.chaddr) is bytes else bytes(p.chaddr),
+            p.sname if type(p.sname) is bytes else bytes(p.sname),
+            p.file if type(p.file) is bytes else bytes(p.file),
         )  # fmt: skip
     except (struct.error, AttributeError, TypeError) as exc:
         raise DhcpError(f"header field out of range: {exc}") from exc
