@@ -34,7 +34,9 @@ NO_DETAILS: tuple[None, ...] = (None,) * len(DETAILS)
 _DETAIL_SET = frozenset(DETAILS)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class Machine:
     mac: str
     first_seen: float

@@ -65,10 +65,16 @@ class DhcpPacket:
     # Logical options: split instances already concatenated (RFC 3396), overloaded file/sname already
     # merged in (RFC 2132 9.3); option 52 itself never appears here, the encoder decides it.
     options: dict[int, bytes] = field(default_factory=dict)
+    # mac, once computed: the server asks for it several times per packet (chaddr and hlen are not changed
+    # after a packet is built).
+    _mac: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def mac(self) -> str:
-        return self.chaddr[: self.hlen].hex(":")
+        mac = self._mac
+        if mac is None:
+            mac = self._mac = self.chaddr[: self.hlen].hex(":")
+        return mac
 
     @property
     def message_type(self) -> int | None:
