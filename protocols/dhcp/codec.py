@@ -34,6 +34,9 @@ OPT_OVERLOAD = 52
 OPT_MESSAGE_TYPE = 53
 OPT_RELAY_AGENT_INFO = 82
 
+# Codes the encoder's fast path writes as they come (53 goes first, 82 last, 52 is the encoder's own).
+_PLAIN_CODES = frozenset(range(1, OPT_END)) - {OPT_OVERLOAD, OPT_MESSAGE_TYPE, OPT_RELAY_AGENT_INFO}
+
 OVERLOAD_FILE = 1
 OVERLOAD_SNAME = 2
 OVERLOAD_BOTH = 3
@@ -179,19 +182,19 @@ def encode(packet: DhcpPacket, max_size: int = MIN_MAX_SIZE) -> bytes:
     # no per-option lists; anything else takes the general path below, which decides splitting and overload.
     first = last = b""
     body = bytearray()
+    head = _OPTION_HEAD.pack
     for code, value in packet.options.items():
-        if (type(value) is not bytes or not isinstance(code, int) or not 0 < code < OPT_END or code == OPT_OVERLOAD
-                or len(value) > 255):
-            break
-        if code == OPT_MESSAGE_TYPE:
-            if len(value) != 1:
-                break
-            first = _OPTION_HEAD.pack(code, 1) + value
-        elif code == OPT_RELAY_AGENT_INFO:
-            last = _OPTION_HEAD.pack(code, len(value)) + value
-        else:
-            body += _OPTION_HEAD.pack(code, len(value))
+        # One set test stands for "an int code that is neither 0, 52, 53, 82 nor 255" (the type test first:
+        # 1.0 == 1 would pass the set).
+        if type(code) is int and code in _PLAIN_CODES and type(value) is bytes and len(value) <= 255:
+            body += head(code, len(value))
             body += value
+        elif code == OPT_MESSAGE_TYPE and type(code) is int and type(value) is bytes and len(value) == 1:
+            first = head(code, 1) + value
+        elif code == OPT_RELAY_AGENT_INFO and type(code) is int and type(value) is bytes and len(value) <= 255:
+            last = head(code, len(value)) + value
+        else:
+            break
     else:
         if len(first) + len(body) + len(last) <= main_capacity:
             message = b"".join((header, MAGIC_COOKIE, first, body, last, _END))
