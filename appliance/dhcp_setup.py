@@ -9,7 +9,7 @@ from appliance.rogue import refuse_pool
 from appliance.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
-from state.hosts import host_by_mac
+from state.hosts import is_host
 from state.leases import LeaseError, LeaseModel, check_pools, durable_binding, journal_writer
 from state.sightings import MachineLog
 
@@ -58,7 +58,7 @@ def load_machines(rt: Runtime, cls: type[MachineLog] = MachineLog) -> MachineLog
     reader = rt.store.reader
     d = rt.config.discovery
     return cls.load(reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH, cap=d.max_machines,
-                    expiry=d.machine_expiry, protected=lambda mac: host_by_mac(reader, mac) is not None,
+                    expiry=d.machine_expiry, protected=lambda mac: is_host(reader, mac),
                     now=rt.clock())
 
 

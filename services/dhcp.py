@@ -62,8 +62,8 @@ _ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
 _READS_PER_WAKEUP = 32
 _PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying silent
 _ZERO = IPv4Address(0)
-_NAMES = {int(t): t.name.lower() for t in MessageType}
-_IN_COUNTERS = {int(t): f"in_{t.name.lower()}" for t in MessageType}  # counter keys, built once
+_IN_COUNTERS = {t: f"in_{name}" for t, name in o.MESSAGE_TYPE_NAMES.items()}  # counter keys, built once
+_OUT_COUNTERS = {t: f"out_{name}" for t, name in o.MESSAGE_TYPE_NAMES.items()}
 _TEXTS_KEPT = 4096  # addresses whose text form is remembered (relays, clients answered by unicast)
 
 
@@ -104,7 +104,8 @@ class DhcpServer:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._texts: dict[int, str] = {}  # see _text
-        self._arrivals: dict[bytes, tuple[int | None, IPv4Address | None]] = {}  # see _arrival
+        self._sources: dict[str, IPv4Address] = {}  # see _source
+        self._arrivals: dict[bytes, tuple[int | None, IPv4Address | None, bool]] = {}  # see _arrival
         self._status = ServiceStatus()
 
     # ---------------------------------------------------------------- lifecycle
@@ -204,9 +205,9 @@ class DhcpServer:
                 self._status.counters["receive_errors"] += 1
                 log.debug("event=receive-failed error=%r", str(e))
                 return
-            ifindex, local = self._arrival(ancdata)
+            ifindex, local, broadcast = self._arrival(ancdata)
             try:
-                self.handle(data, port, ifindex, local, peer=peer, broadcast=_broadcast_arrival(ancdata))
+                self.handle(data, port, ifindex, local, peer=peer, broadcast=broadcast)
             except Exception:  # a bug in one packet's path must not take the server down
                 self._status.counters["errors"] += 1
                 log.exception("event=packet-failed")
@@ -335,9 +336,9 @@ class DhcpServer:
             self._status.counters["encode_errors"] += 1
             log.warning("event=encode-failed error=%r", str(e))
             return
-        kind = _NAMES.get(reply.packet.message_type or 0, "bootp")
+        counter = _OUT_COUNTERS.get(reply.packet.message_type or 0, "out_bootp")
         dest = BROADCAST if reply.broadcast else reply.dest_ip
-        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port, kind)
+        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port, counter)
         if not reply.durable:
             self._send(*item)
             return
@@ -406,25 +407,36 @@ class DhcpServer:
             served += 1
         return served
 
-    def _arrival(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None]:
-        """_pktinfo, remembered per distinct IP_PKTINFO value (one per interface and destination kind)."""
+    def _arrival(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None, bool]:
+        """_pktinfo and _broadcast_arrival, remembered per distinct IP_PKTINFO value (one per interface and
+        destination kind)."""
         for level, kind, value in ancdata:
             if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
                 known = self._arrivals.get(value)
                 if known is None:
                     if len(self._arrivals) >= _TEXTS_KEPT:
                         self._arrivals.clear()
-                    known = self._arrivals[value] = _pktinfo([(level, kind, value)])
+                    one = [(level, kind, value)]
+                    known = self._arrivals[value] = (*_pktinfo(one), _broadcast_arrival(one))
                 return known
-        return None, None
+        return None, None, False
 
     def _source(self, peer: tuple[str, int] | None) -> IPv4Address | None:
+        """The peer's address, parsed once per distinct text: parsing a dotted quad costs more than the
+        relay checks it feeds, and a relayed segment's packets all come from the same few relays."""
         if peer is None:
             return None
-        try:
-            return IPv4Address(peer[0])
-        except ValueError:
-            return None
+        text = peer[0]
+        known = self._sources.get(text)
+        if known is None:
+            try:
+                known = IPv4Address(text)
+            except ValueError:
+                return None
+            if len(self._sources) >= _TEXTS_KEPT:
+                self._sources.clear()
+            self._sources[text] = known
+        return known
 
     def _text(self, address: IPv4Address) -> str:
         """str(address), remembered: formatting an address costs more than the rest of a send, and the
@@ -438,8 +450,8 @@ class DhcpServer:
         return text
 
     def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int,
-              kind: str) -> None:
-        """Send one reply; out_<kind> counts replies that left (an ACK only after its commit)."""
+              counter: str) -> None:
+        """Send one reply; `counter` (out_<kind>) counts replies that left (an ACK only after its commit)."""
         sock = self._sockets.get(from_port)
         if sock is None:
             return
@@ -450,7 +462,7 @@ class DhcpServer:
                 sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (self._text(dest), port))
             else:
                 sock.sendto(data, (self._text(dest), port))
-            self._status.counters[f"out_{kind}"] += 1
+            self._status.counters[counter] += 1
         except BlockingIOError:
             self._status.counters["send_dropped"] += 1
         except OSError as e:

@@ -52,6 +52,12 @@ def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
     return Host.from_row(row) if row is not None else None
 
 
+def is_host(conn: sqlite3.Connection, mac: str) -> bool:
+    """Whether some host has MAC `mac`: host_by_mac without building the row (the machine log asks this
+    for every machine it evicts, on the event loop, once per new MAC while a flood fills the table)."""
+    return conn.execute("SELECT 1 FROM hosts WHERE mac = ?", (mac,)).fetchone() is not None
+
+
 def hosts_by_mac(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     """MAC -> (host name, host state) for every host that has a MAC."""
     return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}

@@ -84,7 +84,9 @@ class PoolSpec:
     lease_time: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class Lease:
     mac: str
     ip: IPv4Address
@@ -118,7 +120,9 @@ class Reservation:
                 "created": self.created}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class _Hold:
     mac: str
     until: float
@@ -223,6 +227,8 @@ class LeaseModel:
         self._held: dict[int, _Hold] = {}
         self._offered: dict[str, int] = {}  # mac -> held ip
         self._pools: dict[IPv4Network, _Pool] = {}
+        # id(network) -> (network, its pool): see _pool_for. The network is kept so its id stays its own.
+        self._pool_by_id: dict[int, tuple[IPv4Network, _Pool | None]] = {}
         self._pool_starts: list[int] = []
         self._pool_list: list[_Pool] = []
         self._networks: list[IPv4Network] = []
@@ -269,6 +275,7 @@ class LeaseModel:
         ordered = sorted(pools.values(), key=lambda p: p.first)
         check_pools(subnets_list)
         self._pools = pools
+        self._pool_by_id = {}
         self._pool_list = ordered
         self._pool_starts = [p.first for p in ordered]
         self._networks = list(pools)
@@ -297,7 +304,7 @@ class LeaseModel:
         res = self._res_by_mac.get(mac)
         if res is not None and res.ip in subnet.network:
             return res.ip
-        pool = self._pools.get(subnet.network)
+        pool = self._pool_for(subnet.network)
         if pool is None:
             return None
         ip = self._choose(pool, mac, requested, now)
@@ -311,7 +318,7 @@ class LeaseModel:
         """Bind `ip` to `mac` for the subnet's lease time (written through); None means NAK."""
         self._expire(now)
         n = int(ip)
-        pool = self._pools.get(subnet.network)
+        pool = self._pool_for(subnet.network)
         if (n & pool.mask != pool.net) if pool is not None else ip not in subnet.network:
             return None
         res = self._res_by_mac.get(mac)
@@ -694,6 +701,18 @@ class LeaseModel:
             if live.get(n) == expires:
                 del live[n]
         return len(live)
+
+    def _pool_for(self, network: IPv4Network) -> _Pool | None:
+        """self._pools.get(network), by the network object's identity first: IPv4Network hashes in
+        Python on every lookup, and the reply logic passes the same few Subnet objects with every packet."""
+        hit = self._pool_by_id.get(id(network))
+        if hit is not None and hit[0] is network:
+            return hit[1]
+        pool = self._pools.get(network)
+        if len(self._pool_by_id) >= 4 * len(self._pools) + 16:  # subnets replaced by SIGHUPs: start over
+            self._pool_by_id.clear()
+        self._pool_by_id[id(network)] = (network, pool)
+        return pool
 
     def _pool_of(self, n: int) -> _Pool | None:
         i = bisect_right(self._pool_starts, n) - 1

@@ -35,7 +35,9 @@ NO_DETAILS: tuple[None, ...] = (None,) * len(DETAILS)
 _DETAIL_SET = frozenset(DETAILS)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class Machine:
     mac: str
     first_seen: float
@@ -119,10 +121,13 @@ class MachineLog:
         self._append(mac, entry)
         old = entry.machine
         known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
-        merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
         # The usual sighting repeats what is known (a machine sends a dozen packets a minute): then
         # only last_seen moves, in memory, and nothing is written until the refresh is due.
-        changed = merged != known
+        if details in (known, NO_DETAILS):
+            merged, changed = known, False  # the merge below would give `known`: skipped, it runs per packet
+        else:
+            merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
+            changed = merged != known
         if changed or now > old.last_seen:
             machine = Machine(mac, old.first_seen, max(now, old.last_seen), *merged)
         else:
