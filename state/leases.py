@@ -518,9 +518,9 @@ class LeaseModel:
             if pool.first <= n <= pool.last and self._usable(n, mac, now) and n not in self._by_ip:
                 return n
         for take in (self._take_fresh, self._take_expired, self._steal_hold):
-            n = take(pool, mac, now)
-            if n is not None:
-                return n
+            taken = take(pool, mac, now)
+            if taken is not None:
+                return taken
         return None
 
     def _take_fresh(self, pool: _Pool, mac: str, now: float) -> int | None:

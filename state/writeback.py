@@ -126,7 +126,7 @@ def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb:
             _rows(conn, run_kind, run, wb)
         run, run_kind = [], None
         if kind is None:
-            _guarded(conn, lambda c, op=item: op(c), "operation", wb)
+            _guarded(conn, item, "operation", wb)
         else:
             run, run_kind = [item], kind
     if run_kind is not None:
@@ -136,10 +136,14 @@ def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb:
 def _rows(conn: sqlite3.Connection, kind: RowKind, rows: list[tuple[Any, ...]], wb: WriteBack | None) -> None:
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        if _guarded(conn, lambda c, chunk=chunk: kind.write(c, chunk), kind.name, None, kind.one_statement):
+        if _guarded(conn, _writing(kind, chunk), kind.name, None, kind.one_statement):
             continue
         for row in chunk:  # exact one-by-one semantics; only the offending rows are lost
-            _guarded(conn, lambda c, row=row: kind.write(c, [row]), kind.name, wb, kind.one_statement)
+            _guarded(conn, _writing(kind, [row]), kind.name, wb, kind.one_statement)
+
+
+def _writing(kind: RowKind, rows: list[tuple[Any, ...]]) -> Op:
+    return lambda conn: kind.write(conn, rows)
 
 
 def _guarded(conn: sqlite3.Connection, fn: Op, what: str, wb: WriteBack | None, one_statement: bool = False) -> bool:
