@@ -20,7 +20,6 @@ up when the host is installed or failed, and a reinstall replaces it.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -30,11 +29,12 @@ from aiohttp import web
 from protocols.mac import MacError, normalize_mac
 from services.api_context import ApiContext, json_body, json_error
 from state import credentials, installs
+from state.eventlog import EventLog
 from state.hostbook import HostBook, address_op
 from state.hosts import HostError
 from state.leases import LeaseError, LeaseModel
 
-log = logging.getLogger("imageserver.install")
+log = EventLog("imageserver.install")
 
 SCRIPT_STATES = ("new", "assigned", "installing", "failed")
 
@@ -116,7 +116,7 @@ def _make_static(ctx: ApiContext, host: installs.InstallHost, now: float) -> str
     try:
         res = book.installed(host.name, now)
     except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
-        log.warning("event=reservation-failed hostname=%s mac=%s error=%r", host.name, host.mac, str(e))
+        log.warning("reservation-failed", hostname=host.name, mac=host.mac, error=str(e))
         return f"not reserved: {e}"
     if res is not None and host.ip is None:
         ctx.store.journal.submit(address_op(host.name, res.ip, now))  # listed with it: /hosts, hosts export
@@ -147,8 +147,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         # Only the machine itself: from the address leased or reserved for this MAC, with its credential.
         bound = _address_of(ctx, mac, host)
         if bound is None or request.remote != str(bound):
-            log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=address", host.name, mac,
-                        request.remote)
+            log.warning("install-script-refused", hostname=host.name, mac=mac, peer=request.remote, reason="address")
             return json_error(403, f"the script of {host.name} is served only to the address leased or reserved "
                                    f"for {mac}")
         token = host.install_token
@@ -157,8 +156,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             return _unauthorized(f"the install token of {host.name} has expired: PXE-boot the machine again")
         if token is None or not (installs.token_matches(host, given)
                                  or credentials.same(given, credentials.fetch_nonce(token, mac, str(bound)))):
-            log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=credential", host.name,
-                        mac, request.remote)
+            log.warning("install-script-refused", hostname=host.name, mac=mac, peer=request.remote, reason="credential")
             return _unauthorized(f"the script of {host.name} needs the install nonce from its boot script or its "
                                  "install token: Authorization: Bearer <nonce>")
         if not host.image:
@@ -219,8 +217,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             try:
                 refresh()  # its rsync password is live before it starts to pull
             except Exception as e:  # the 2 s refresh loop tries again
-                log.warning("event=rsyncd-refresh-failed error=%r", str(e))
-        log.info("event=install-script hostname=%s mac=%s image=%s version=%s", host.name, mac, host.image, version)
+                log.warning("rsyncd-refresh-failed", error=str(e))
+        log.info("install-script", hostname=host.name, mac=mac, image=host.image, version=version)
         return web.Response(text=text, content_type="text/x-shellscript")
 
     @own_auth
@@ -251,8 +249,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         if stage == "done":
             out["reservation"] = _make_static(ctx, host, now)
             await ctx.store.journal.flush()
-        log.info("event=install-%s hostname=%s mac=%s stage=%s state=%s",
-                 "report" if stage not in installs.FINAL_STAGES else stage, host.name, mac, stage, state)
+        log.info("install-report" if stage not in installs.FINAL_STAGES else f"install-{stage}", hostname=host.name,
+                 mac=mac, stage=stage, state=state)
         return web.json_response(out)
 
     return [

@@ -35,7 +35,6 @@ reservation, a quarantine) hands it back to its pool when it ends.
 from __future__ import annotations
 
 import heapq
-import logging
 import re
 import sqlite3
 from bisect import bisect_right
@@ -47,9 +46,10 @@ from ipaddress import IPv4Address, IPv4Network
 from itertools import pairwise
 from typing import Any, Protocol
 
+from state.eventlog import EventLog
 from state.writeback import RowKind, WriteBack
 
-log = logging.getLogger("imageserver.leases")
+log = EventLog("imageserver.leases")
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -370,8 +370,8 @@ class LeaseModel:
         self.declines_refused += 1
         self._declines_refused += 1
         if self._declines_logged_at is None or now - self._declines_logged_at >= DECLINE_LOG_INTERVAL:
-            log.warning("event=decline-refused ip=%s mac=%s pool=%s reason=quarantine-cap max_share=%g refused=%d",
-                        ip, mac, pool, self.decline_max_share, self._declines_refused)
+            log.warning("decline-refused", ip=ip, mac=mac, pool=pool, reason="quarantine-cap",
+                        max_share=f"{self.decline_max_share:g}", refused=self._declines_refused)
             self._declines_logged_at = now
             self._declines_refused = 0
 
@@ -386,7 +386,7 @@ class LeaseModel:
         self._quarantine[n] = until
         heapq.heappush(self._quarantine_heap, (until, n))
         self._write(_put_quarantine(n, mac, until))
-        log.info("event=quarantined ip=%s mac=%s until=%.0f", ip, mac or "-", until)
+        log.info("quarantined", ip=ip, mac=mac or "-", until=f"{until:.0f}")
 
     # ---------------------------------------------------------------- reservations
 
@@ -416,7 +416,7 @@ class LeaseModel:
         self._write(_upsert_reservation(res))
         if previous is not None and previous.ip != ip:
             self._hand_back(int(previous.ip))
-        log.info("event=reservation-added mac=%s ip=%s hostname=%s source=%s", mac, ip, hostname or "-", source)
+        log.info("reservation-added", mac=mac, ip=ip, hostname=hostname or "-", source=source)
         return res
 
     def remove_reservation(self, mac: str) -> Reservation | None:
@@ -428,7 +428,7 @@ class LeaseModel:
         del self._res_by_ip[int(res.ip)]
         self._write(_delete_reservation(mac))
         self._hand_back(int(res.ip))
-        log.info("event=reservation-removed mac=%s ip=%s", mac, res.ip)
+        log.info("reservation-removed", mac=mac, ip=res.ip)
         return res
 
     def make_static(self, now: float, source: str = "makedhcpstatic") -> list[Reservation]:
@@ -447,7 +447,7 @@ class LeaseModel:
             self._write(_lease_to_reservation(res))
             made.append(res)
         if made:
-            log.info("event=makedhcpstatic reservations=%d", len(made))
+            log.info("makedhcpstatic", reservations=len(made))
         return made
 
     # ---------------------------------------------------------------- listing
@@ -568,7 +568,7 @@ class LeaseModel:
             if self._offered.get(owner) == n:
                 del self._offered[owner]
             if self._usable(n, mac, now):
-                log.info("event=offer-reclaimed ip=%s from=%s for=%s reason=pool-full", IPv4Address(n), owner, mac)
+                log.info("offer-reclaimed", ip=IPv4Address(n), **{"from": owner, "for": mac}, reason="pool-full")
                 return n
             self._hand_back(n)
         return None

@@ -13,15 +13,15 @@ table full of hosts is answered but not recorded. Evictions delete the row, so m
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from state.eventlog import EventLog
 from state.writeback import RowKind, WriteBack
 
-log = logging.getLogger("imageserver.state")
+log = EventLog("imageserver.state")
 
 Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
@@ -180,8 +180,8 @@ class MachineLog:
         self._row((mac, *(None,) * (len(_COLUMNS) - 1)))  # a row without first_seen deletes
         # One line a minute at most, with the count: a flood of made-up MACs is one line, not one per MAC.
         if self._logged_at is None or now - self._logged_at >= SWEEP_EVERY:
-            log.warning("event=machines-evicted count=%d cap=%d expiry=%g total_evicted=%d", self._unlogged,
-                        self.cap, self.expiry, self.evicted)
+            log.warning("machines-evicted", count=self._unlogged, cap=self.cap, expiry=f"{self.expiry:g}",
+                        total_evicted=self.evicted)
             self._logged_at = now
             self._unlogged = 0
 

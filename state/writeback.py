@@ -16,16 +16,16 @@ table, e.g. machine sightings), which are written first.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from state.eventlog import EventLog
 from state.journal import storage_failure
 
-log = logging.getLogger("imageserver.state")
+log = EventLog("imageserver.state")
 
 Op = Callable[[sqlite3.Connection], Any]
 CHUNK = 500  # rows per multi-row statement
@@ -87,7 +87,7 @@ class WriteBack:
     def _done(self, fut: Any) -> None:
         if not fut.cancelled() and fut.exception() is not None:
             self.failures += 1
-            log.error("event=state-write-failed error=%r", str(fut.exception()))
+            log.error("state-write-failed", error=str(fut.exception()))
 
     # ---------------------------------------------------------------- on the writer thread
 
@@ -100,7 +100,7 @@ class WriteBack:
 
     def _failed(self, what: str, error: Exception) -> None:
         self.failures += 1
-        log.error("event=state-write-failed what=%s error=%r", what, str(error))
+        log.error("state-write-failed", what=what, error=str(error))
 
 
 def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb: WriteBack | None = None) -> None:
