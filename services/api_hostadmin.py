@@ -27,7 +27,7 @@ from aiohttp import web
 
 from services.api_context import ApiContext, json_body, json_error, require_token
 from state.addclients import AddclientsRequest, PlanError
-from state.hostbook import HostBook, addclients
+from state.hostbook import HostBook, HostInputError, addclients
 from state.hosts import Host, HostError, Op, host_by_name, host_script, hosts_file, list_hosts, update_host_op
 from state.imagename import ImageNameError, image_name_problem
 from state.leases import LeaseError, LeaseModel, SubnetLike
@@ -49,7 +49,7 @@ def _status(e: HostError) -> int:
     text = str(e)
     if text.startswith("no host named"):
         return 404
-    return 400 if text.startswith("cannot set") else 409
+    return 400 if isinstance(e, HostInputError) else 409
 
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
@@ -111,6 +111,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         own = host_script(ctx.store.reader, name)
         if own and "\n" in own:
             return web.json_response({"script": own, "override": True})
+        if not own and host.image is None:  # no image, no script (not a file named "None.master")
+            return web.json_response({"script": None, "override": False, "source": None})
         file_name = own or f"{host.image}.master"
         if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
             # A row written before image names were checked must not read a file outside scripts/.

@@ -27,6 +27,7 @@ from state.addclients import AddclientsRequest, Existing, Plan, plan_addclients
 from state.hosts import (
     Host,
     HostError,
+    HostInputError,
     Op,
     check_transition,
     delete_host_op,
@@ -47,7 +48,7 @@ _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 def check_name(name: object) -> str:
     text = str(name or "").strip().lower()
     if not _LABEL.match(text):
-        raise HostError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
+        raise HostInputError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
     return text
 
 
@@ -55,7 +56,7 @@ def check_version(version: object) -> int | None:
     if version is None:
         return None
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise HostError(f"version must be a positive integer, got {version!r}")
+        raise HostInputError(f"version must be a positive integer, got {version!r}")
     return version
 
 
@@ -172,7 +173,7 @@ class HostBook:
         old = self.get(name)
         unknown = set(changes) - {"mac", "ip", "image", "version", "state"}
         if unknown:
-            raise HostError(f"cannot set {', '.join(sorted(unknown))} of a host")
+            raise HostInputError(f"cannot set {', '.join(sorted(unknown))} of a host")
         new = old
         if "mac" in changes:
             new = replace(new, mac=normalize_mac(changes["mac"]) if changes["mac"] else None)

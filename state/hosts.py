@@ -135,6 +135,10 @@ class HostError(ValueError):
     """A host change that is refused; the message says why, for people."""
 
 
+class HostInputError(HostError):
+    """Refused because the input is malformed (a bad name, version or field), not because of a conflict."""
+
+
 def check_transition(old: str, new: str) -> None:
     if new not in HOST_STATES:
         raise HostError(f"state {new!r} is not one of {', '.join(HOST_STATES)}")
