@@ -19,6 +19,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -98,7 +99,7 @@ class Contract:
     """Sends requests with curl from a namespace and records every way an answer differs from the document."""
 
     document: dict[str, Any]
-    tmp: Any  # a Path for curl's output files
+    tmp: Path  # where curl writes bodies
     api: OpenAPI = field(init=False)
     problems: list[str] = field(default_factory=list)
     exercised: set[tuple[str, str]] = field(default_factory=set)
