@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from typing import Any
 
 from appliance.config import BootConfig
 from services.base import ServiceError, ServiceStatus
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.bootfiles")
+log = EventLog("imageserver.bootfiles")
 
 INSTALLER_DIR = "installer"
 INSTALLER_KERNEL = f"{INSTALLER_DIR}/vmlinuz"
@@ -163,15 +163,14 @@ class BootFiles:
         c["present"] = len(report.present)
         c["missing"] = len(report.missing) + len(report.failed)
         for f in report.missing:
-            log.warning("event=boot-file-missing file=%s source=%s package=%s hint='apt-get install %s'",
-                        f.name, f.source, f.package, f.package)
+            log.warning("boot-file-missing", file=f.name, source=f.source, package=f.package,
+                        hint=f"apt-get install {f.package}")
         for name, error in report.failed.items():
-            log.warning("event=boot-file-copy-failed file=%s error=%r", name, error)
+            log.warning("boot-file-copy-failed", file=name, error=error)
         for name in report.installer_missing:
-            log.warning("event=installer-missing file=%s hint='build it with imageserver mkbootenv'",
-                        self.root / name)
+            log.warning("installer-missing", file=self.root / name, hint="build it with imageserver mkbootenv")
         if report.copied:
-            log.info("event=boot-files-copied files=%s root=%s", ",".join(report.copied), self.root)
+            log.info("boot-files-copied", files=",".join(report.copied), root=self.root)
         return report
 
     async def reconfigure(self, boot: BootConfig) -> None:

@@ -7,7 +7,6 @@ need the install token. Refusals are domain errors (Unauthorized carries the ins
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -18,11 +17,12 @@ from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from domain.sources import Sources
 from protocols.mac import MacError, normalize_mac
 from state import credentials, images, installs
+from state.eventlog import EventLog
 from state.hostbook import HostBook, address_op
 from state.hosts import HostError, Op
 from state.leases import LeaseError, stored_bindings
 
-log = logging.getLogger("imageserver.install")
+log = EventLog("imageserver.install")
 
 INSTALL_REALM = 'Bearer realm="imageserver-install"'
 
@@ -107,16 +107,14 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
     # Only the machine itself: from the address leased or reserved for this MAC, with its credential.
     bound = address_of(src, mac, host)
     if bound is None or req.peer != str(bound):
-        log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=address", host.name, mac,
-                    req.peer)
+        log.warning('install-script-refused', hostname=host.name, mac=mac, peer=req.peer, reason='address')
         raise Forbidden(f"the script of {host.name} is served only to the address leased or reserved for {mac}")
     token = host.install_token
     if credentials.token_expired(host.token_issued, now, settings.token_seconds):
         raise _unauthorized(f"the install token of {host.name} has expired: PXE-boot the machine again")
     if token is None or not (installs.token_matches(host, req.bearer)
                              or credentials.same(req.bearer, credentials.fetch_nonce(token, mac, str(bound)))):
-        log.warning("event=install-script-refused hostname=%s mac=%s peer=%s reason=credential", host.name,
-                    mac, req.peer)
+        log.warning('install-script-refused', hostname=host.name, mac=mac, peer=req.peer, reason='credential')
         raise _unauthorized(f"the script of {host.name} needs the install nonce from its boot script or its "
                             "install token: Authorization: Bearer <nonce>")
     if not host.image:
@@ -225,7 +223,7 @@ def installed_reservation(src: Sources, settings: InstallSettings, host: install
     try:
         res = book.installed(host.name, now)
     except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
-        log.warning("event=reservation-failed hostname=%s mac=%s error=%r", host.name, host.mac, str(e))
+        log.warning('reservation-failed', hostname=host.name, mac=host.mac, error=str(e))
         return f"not reserved: {e}", None
     if res is None:
         return "no active lease to reserve", None
@@ -252,7 +250,7 @@ def multicast_request(src: Sources, settings: InstallSettings, mac_text: str, pe
     mac, host = reporting_host(src, settings, mac_text, bearer, now)
     bound = address_of(src, mac, host)
     if bound is None or peer != str(bound):
-        log.warning("event=multicast-refused hostname=%s mac=%s peer=%s reason=address", host.name, mac, peer)
+        log.warning('multicast-refused', hostname=host.name, mac=mac, peer=peer, reason='address')
         raise Forbidden(f"a multicast seat for {host.name} is given only to the address leased or reserved for {mac}")
     if not host.image:
         raise Conflict(f"host {host.name} has no image")

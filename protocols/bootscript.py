@@ -72,7 +72,8 @@ class BootPlan(Protocol):
     @property
     def poll_seconds(self) -> int: ...
 
-    # (optional) fetch_nonce: str | None -- rendered instead of the install token when set
+    @property
+    def fetch_nonce(self) -> str | None: ...  # rendered instead of the install token when set
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ def installer_arguments(plan: BootPlan, server: BootServer) -> str:
         f"VERSION={_value('version', plan.version)}",
         # A boot file anyone can fetch carries only the fetch nonce; the token itself only where the host
         # asked for its own command line with its own credential (updateclient --autoinstall).
-        (f"INSTALL_NONCE={_value('fetch nonce', plan.fetch_nonce)}" if getattr(plan, "fetch_nonce", None)
+        (f"INSTALL_NONCE={_value('fetch nonce', plan.fetch_nonce)}" if plan.fetch_nonce
          else f"INSTALL_TOKEN={_value('install token', plan.install_token)}"),
         f"MAC={mac}",
         f"BOOTIF=01-{mac.replace(':', '-')}",

@@ -122,6 +122,8 @@ async def get_script(request: web.Request) -> web.Response:
     own = host_script(ctx.store.reader, name)
     if own and "\n" in own:
         return web.json_response({"script": own, "override": True})
+    if not own and host.image is None:  # no image, no script (not a file named "None.master")
+        return web.json_response({"script": None, "override": False, "source": None})
     file_name = own or f"{host.image}.master"
     if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
         # A row written before image names were checked must not read a file outside scripts/.

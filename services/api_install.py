@@ -19,7 +19,6 @@ up when the host is installed or failed, and a reinstall replaces it.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -27,10 +26,11 @@ from aiohttp import web
 from domain import installs as use
 from domain.installs import InstallSettings, SubnetInfo
 from services.api_context import API, ApiContext, json_body
+from state.eventlog import EventLog
 
 __all__ = ["ROUTES", "InstallSettings", "SubnetInfo", "own_auth"]
 
-log = logging.getLogger("imageserver.install")
+log = EventLog("imageserver.install")
 
 
 def own_auth(handler: Any) -> Any:
@@ -63,9 +63,8 @@ async def script(request: web.Request) -> web.StreamResponse:
         try:
             refresh()  # its rsync password is live before it starts to pull
         except Exception as e:  # the 2 s refresh loop tries again
-            log.warning("event=rsyncd-refresh-failed error=%r", str(e))
-    log.info("event=install-script hostname=%s mac=%s image=%s version=%s", done.host, done.mac, done.image,
-             done.version)
+            log.warning('rsyncd-refresh-failed', error=str(e))
+    log.info('install-script', hostname=done.host, mac=done.mac, image=done.image, version=done.version)
     return web.Response(text=done.text, content_type="text/x-shellscript")
 
 
@@ -89,9 +88,8 @@ async def event(request: web.Request) -> web.Response:
         if op is not None:
             ctx.store.journal.submit(op)
         await ctx.store.journal.flush()
-    log.info("event=install-%s hostname=%s mac=%s stage=%s state=%s",
-             "report" if report.stage not in use.installs.FINAL_STAGES else report.stage, host.name, mac,
-             report.stage, state)
+    log.info("install-report" if report.stage not in use.installs.FINAL_STAGES else f"install-{report.stage}",
+             hostname=host.name, mac=mac, stage=report.stage, state=state)
     return web.json_response(out)
 
 

@@ -13,7 +13,6 @@ install (domain.installs.multicast_request): the key decrypts the image, so it g
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +22,9 @@ from domain.errors import Conflict, NotFound
 from services.api_context import API
 from services.api_install import _bearer, _settings, own_auth
 from services.multicast import MulticastError, MulticastService, Session
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.multicast")
+log = EventLog("imageserver.multicast")
 
 
 def _respond(request: web.Request, body: dict[str, Any]) -> web.Response:
@@ -62,8 +62,8 @@ async def seat(request: web.Request) -> web.Response:
     except MulticastError as e:
         raise Conflict(str(e)) from None
     sender = _settings(request.app[API]).address or request.url.host or ""
-    log.info("event=multicast-seat hostname=%s mac=%s session=%s image=%s version=%s", asked.host, asked.mac,
-             session.id, asked.image, asked.version)
+    log.info('multicast-seat', hostname=asked.host, mac=asked.mac, session=session.id, image=asked.image,
+             version=asked.version)
     return _respond(request, _seat(session, service, sender))
 
 

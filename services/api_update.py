@@ -22,7 +22,6 @@ from it, so a system that asked to be reinstalled stops reporting.
 from __future__ import annotations
 
 import hmac
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +30,9 @@ from aiohttp import web
 from protocols.bootscript import BootScriptError, BootServer, installer_arguments
 from services.api_context import ApiContext, json_body, json_error
 from state import credentials, installs, updates
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.update")
+log = EventLog("imageserver.update")
 
 KERNEL = "installer/vmlinuz"  # relative to the boot root, as /boot/files/ serves it
 INITRD = "installer/initrd.img"
@@ -144,7 +144,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             return json_error(400, str(e))
         now = ctx.clock()
         await ctx.store.journal.run(updates.report_op(name, now, stage, image, version, detail))
-        log.info("event=update-%s hostname=%s image=%s version=%s", stage, name, image or "-", version or "-")
+        log.info(f"update-{stage}", hostname=name, image=image or "-", version=version or "-")
         return web.json_response({"host": name, "stage": stage, "image": image, "version": version,
                                   "running_version": version if stage == "done" else host.running_version})
 
@@ -177,7 +177,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
                 out["cmdline"] = installer_arguments(plan, server)
             except BootScriptError as e:
                 return json_error(409, f"host {name} cannot boot the installer: {e}")
-        log.info("event=update-autoinstall hostname=%s mac=%s", name, host.mac or "-")
+        log.info("update-autoinstall", hostname=name, mac=host.mac or "-")
         return web.json_response(out)
 
     return [

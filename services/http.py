@@ -18,7 +18,6 @@ Safety, for every request before any handler runs:
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,8 +34,9 @@ from services.api_context import API, ApiContext, domain_error_response, json_er
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.http")
+log = EventLog("imageserver.http")
 
 # A route module: its RouteDefs, or (not yet converted) a function of the ApiContext making them.
 RouteFactory = Callable[[ApiContext], list[web.RouteDef]] | Sequence[web.RouteDef]
@@ -116,7 +116,7 @@ class HttpServer:
             path_parts(request.raw_path)
         except PathRefused as e:
             counters["refused_paths"] += 1
-            log.info("event=path-refused peer=%s target=%r reason=%r", request.remote, request.raw_path[:200], str(e))
+            log.info("path-refused", peer=request.remote, target=request.raw_path[:200], reason=str(e))
             return self._error(request, e.status, f"refused path: {e}")
         api = request.path.startswith("/api/")
         if api:
@@ -153,7 +153,7 @@ class HttpServer:
             # failed commit; the client gets a 503 it can retry, the log no traceback.
             counters["responses_5xx"] += 1
             counters["store_errors"] += 1
-            log.error("event=store-unavailable method=%s path=%s error=%r", request.method, request.path, str(e))
+            log.error("store-unavailable", method=request.method, path=request.path, error=str(e))
             return self._error(request, 503, f"the state store cannot take changes now: {e}")
         counters[f"responses_{response.status // 100}xx"] += 1
         return response
@@ -192,7 +192,7 @@ class HttpServer:
         real = os.path.realpath(os.path.join(self._root_real, *parts))
         if os.path.commonpath((real, self._root_real)) != self._root_real or real == self._root_real:
             counters["refused_paths"] += 1
-            log.warning("event=path-escapes-root peer=%s path=%s", request.remote, "/".join(parts))
+            log.warning("path-escapes-root", peer=request.remote, path="/".join(parts))
             return self._error(request, 404, "not found")
         if not os.path.isfile(real):
             return self._error(request, 404, "not found")
@@ -223,7 +223,7 @@ class HttpServer:
         self._port = int(runner.addresses[0][1])
         self._status.state, self._status.error = "running", None
         self._status.listen = [f"{self._host}:{self._port}/tcp"]
-        log.info("event=http-listening addr=%s:%d boot_root=%s", self._host, self._port, self._root_real)
+        log.info("http-listening", addr=f"{self._host}:{self._port}", boot_root=self._root_real)
 
     async def stop(self) -> None:
         if self._runner is not None:

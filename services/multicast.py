@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import secrets
 import shlex
@@ -32,8 +31,9 @@ from typing import Any
 from protocols import udpcast
 from services.base import ServiceError, ServiceStatus
 from services.childproc import die_with_parent
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.multicast")
+log = EventLog("imageserver.multicast")
 
 TOOLS = ("udp-sender", "openssl", "tar", "bash", "sha256sum", "tee", "mkfifo")
 KEEP_FINISHED = 16  # finished sessions kept for their digest and the status page
@@ -176,8 +176,8 @@ class MulticastService:
         task = asyncio.get_running_loop().create_task(self._run(session))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        log.info("event=multicast-session session=%s image=%s version=%s portbase=%s expected=%s", session.id,
-                 image, version, session.portbase, session.expected)
+        log.info('multicast-session', session=session.id, image=image, version=version, portbase=session.portbase,
+                 expected=session.expected)
         return session
 
     def _forget_finished(self) -> None:
@@ -243,9 +243,8 @@ class MulticastService:
             with contextlib.suppress(OSError):
                 key_file.unlink()  # the key is of no use once the stream is over
             self.st.counters[f"sessions_{session.state}"] += 1
-            log.info("event=multicast-%s session=%s image=%s version=%s receivers=%s dropped=%s error=%r",
-                     session.state, session.id, session.image, session.version, len(session.connected),
-                     len(session.dropped), session.error)
+            log.info(f"multicast-{session.state}", session=session.id, image=session.image, version=session.version,
+                     receivers=len(session.connected), dropped=len(session.dropped), error=session.error)
 
     def _on_line(self, session: Session, line: str) -> None:
         if not line:
@@ -258,9 +257,9 @@ class MulticastService:
             session.connected[ev.client] = ev.address
         elif ev.kind == "started":
             session.state = "sending"
-            log.info("event=multicast-start session=%s receivers=%s", session.id, len(session.connected))
+            log.info('multicast-start', session=session.id, receivers=len(session.connected))
         elif ev.kind == "dropped" and ev.client is not None:
             address = session.connected.get(ev.client, f"#{ev.client}")
             session.dropped.append(address)
             self.st.counters["receivers_dropped"] += 1
-            log.warning("event=multicast-drop session=%s receiver=%s reason=slow", session.id, address)
+            log.warning('multicast-drop', session=session.id, receiver=address, reason='slow')

@@ -49,8 +49,11 @@ OPENAPI: dict[str, Any] = {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Service": {
                 "type": "object",
+                "description": "state, listen, error and counters, and fields of the service's own (dhcp: mode, "
+                               "subnets, leases; rsyncd: pid, modules, restarts; ...)",
+                "additionalProperties": True,
                 "properties": {
-                    "state": {"type": "string", "enum": ["running", "failed", "stopped"]},
+                    "state": {"type": "string", "enum": ["starting", "running", "restarting", "failed", "stopped"]},
                     "listen": {"type": "array", "items": {"type": "string"}},
                     "error": {"type": "string", "nullable": True},
                     "counters": {"type": "object", "additionalProperties": {"type": "number"}},
@@ -151,6 +154,11 @@ OPENAPI: dict[str, Any] = {
                         "services": {"type": "object",
                                      "additionalProperties": {"$ref": "#/components/schemas/Service"}},
                         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "store": {"type": "object", "nullable": True,
+                                  "description": "whether leases can be committed now (ok false: the state dir is "
+                                                 "full or failing, new leases are refused)",
+                                  "properties": {"ok": {"type": "boolean"}, "commits": {"type": "integer"},
+                                                 "last_error": {"type": "string", "nullable": True}}},
                     },
                 })},
             },

@@ -58,7 +58,9 @@ INSTALL_PATHS: dict[str, Any] = {
             }}}},
             "responses": {
                 "200": _json("recorded", {"type": "object", "properties": {
-                    "host": {"type": "string"}, "stage": {"type": "string"}, "state": {"type": "string"}}}),
+                    "host": {"type": "string"}, "stage": {"type": "string"}, "state": {"type": "string"},
+                    "reservation": {"type": "string", "description": "with done: what became of the machine's "
+                                                                     "address (reserved ..., or why not)"}}}),
                 "400": _error("malformed report"),
                 "401": _error("missing or wrong install token"),
                 "404": _error("no host has this MAC"),
@@ -95,6 +97,7 @@ INSTALL_PATHS: dict[str, Any] = {
                 "401": _error("missing, wrong or expired install token"),
                 "403": _error("not asked from the address leased or reserved for this MAC"),
                 "404": _error("no host has this MAC, or it holds no seat"),
+                "409": _error("multicast is not enabled on this imageserver"),
             },
         },
     },

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import logging
 import os
 import re
 import shutil
@@ -40,8 +39,9 @@ from protocols.rsyncd import (
 from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
 from state.credentials import RsyncClient
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.rsyncd")
+log = EventLog("imageserver.rsyncd")
 
 CONFIG_NAME = "rsyncd.conf"
 SECRETS_NAME = "rsyncd.secrets"  # user:password of every machine allowed to pull now (0600)
@@ -162,20 +162,20 @@ class RsyncdService:
             self._status.state = "failed"
             self._status.error = (f"rsync binary {s.rsync!r} not found in PATH (install the rsync package); "
                                   "images cannot be served, other services keep running")
-            log.error("event=rsyncd-failed error=%r", self._status.error)
+            log.error("rsyncd-failed", error=self._status.error)
             return
         try:
             self.refresh()
         except OSError as e:
             self._status.state = "failed"
             self._status.error = f"cannot write {s.config_path}: {e.strerror}"
-            log.error("event=rsyncd-failed error=%r", self._status.error)
+            log.error("rsyncd-failed", error=self._status.error)
             return
         # An rsync a killed imageserver left serving would hold the port (and serve the old config).
         try:
             reap_stale(s.pid_path, self._is_ours)
         except OSError as e:
-            log.warning("event=rsyncd-stale-check-failed error=%r", str(e))
+            log.warning("rsyncd-stale-check-failed", error=str(e))
         self._stopping = False
         self._supervisor = asyncio.create_task(self._supervise(), name="rsyncd-supervisor")
         self._refresher = asyncio.create_task(self._refresh_loop(), name="rsyncd-refresh")
@@ -227,7 +227,7 @@ class RsyncdService:
             key = f"{name}_v{version}"
             if not os.path.isdir(path):
                 if key not in self._skipped:
-                    log.warning("event=rsyncd-module-skipped module=%s reason='tree %s is missing'", key, path)
+                    log.warning("rsyncd-module-skipped", module=key, reason=f"tree {path} is missing")
                     self._skipped.add(key)
                 continue
             self._skipped.discard(key)
@@ -241,7 +241,7 @@ class RsyncdService:
                 render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file)
                 good.append(m)
             except RsyncdConfigError as e:
-                log.warning("event=rsyncd-module-skipped module=%s reason=%r", m.name, str(e))
+                log.warning("rsyncd-module-skipped", module=m.name, reason=str(e))
         text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file)
         path = self.settings.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,8 +255,7 @@ class RsyncdService:
         _replace(path, text, 0o644)
         self._config_text = text
         self._modules = len(good)
-        log.info("event=rsyncd-config modules=%d clients=%d path=%s", len(good),
-                 len(secrets.splitlines()) if secrets else 0, path)
+        log.info("rsyncd-config", modules=len(good), clients=len(secrets.splitlines()) if secrets else 0, path=path)
         return True
 
     def _access(self, modules: list[Module]) -> tuple[dict[str, Access] | None, str | None]:
@@ -280,7 +279,7 @@ class RsyncdService:
         try:
             secrets = render_secrets(passwords)
         except RsyncdConfigError as e:
-            log.warning("event=rsyncd-clients-skipped reason=%r", str(e))
+            log.warning("rsyncd-clients-skipped", reason=str(e))
             secrets, users = "", {}
         return {name: Access(tuple(users.get(name, ())), tuple(addresses[name])) for name in addresses}, secrets
 
@@ -290,7 +289,7 @@ class RsyncdService:
             try:
                 self.refresh()
             except Exception as e:  # a locked database or a full disk must not stop the supervisor
-                log.error("event=rsyncd-config-failed error=%r", str(e))
+                log.error("rsyncd-config-failed", error=str(e))
 
     # -- supervision ------------------------------------------------------------------------------
 
@@ -318,12 +317,11 @@ class RsyncdService:
                 try:
                     write_pid_file(self.settings.pid_path, self._proc.pid)
                 except OSError as e:
-                    log.warning("event=rsyncd-pid-file-failed error=%r", str(e))
+                    log.warning("rsyncd-pid-file-failed", error=str(e))
                 # "running" only once rsync says it listens (see _on_event): a client that trusts the
                 # status must not race the bind.
                 self._status.state = "starting" if quick_failures < self.settings.failed_after else "failed"
-                log.info("event=rsyncd-started pid=%d port=%d restarts=%d", self._proc.pid, self.settings.port,
-                         self.restarts)
+                log.info("rsyncd-started", pid=self._proc.pid, port=self.settings.port, restarts=self.restarts)
                 await self._read_log(self._proc)
                 code = await self._proc.wait()
                 reason = _describe_exit(code)
@@ -341,8 +339,7 @@ class RsyncdService:
             self._status.counters["restarts"] += 1
             self._status.state = "failed" if quick_failures >= self.settings.failed_after else "restarting"
             self._status.error = f"rsync daemon ended ({reason}) after {ran:.1f} s" + (f": {tail}" if tail else "")
-            log.warning("event=rsyncd-exited reason=%r ran=%.1f restart_in=%.2f last_output=%r",
-                        reason, ran, delay, tail)
+            log.warning("rsyncd-exited", reason=reason, ran=f"{ran:.1f}", restart_in=f"{delay:.2f}", last_output=tail)
             await asyncio.sleep(delay)
 
     def _is_ours(self, argv: Sequence[str]) -> bool:
@@ -371,18 +368,16 @@ class RsyncdService:
             self._listening.set()
             self._status.state = "running"
             self._status.error = None
-            log.info("event=rsyncd-listening port=%s version=%s", ev["port"], ev["version"])
+            log.info("rsyncd-listening", port=ev["port"], version=ev["version"])
             return
         self._status.counters[kind] += 1
-        fields = " ".join(f"{k}={v!r}" if isinstance(v, str) and (" " in v or not v) else f"{k}={v}"
-                          for k, v in ev.items())
         if kind == "transfer":
             self._status.counters["bytes_sent"] += int(ev["sent"])
             if ev.get("errors"):
                 self._status.counters["transfer_errors"] += 1
-            log.info("event=rsync-transfer %s", fields)
+            log.info("rsync-transfer", **ev)
         else:
-            log.warning("event=rsync-%s %s", kind, fields)
+            log.warning(f"rsync-{kind}", **ev)
 
     # -- status -----------------------------------------------------------------------------------
 

@@ -49,7 +49,7 @@ _LABEL = DNS_LABEL  # protocols.hostname: the one rule
 def check_name(name: object) -> str:
     text = str(name or "").strip().lower()
     if not _LABEL.match(text):
-        raise HostError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
+        raise HostFieldError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
     return text
 
 
@@ -57,7 +57,7 @@ def check_version(version: object) -> int | None:
     if version is None:
         return None
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise HostError(f"version must be a positive integer, got {version!r}")
+        raise HostFieldError(f"version must be a positive integer, got {version!r}")
     return version
 
 

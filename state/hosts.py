@@ -149,6 +149,10 @@ class HostFieldError(HostError):
     """The change itself is malformed (a field that cannot be set)."""
 
 
+class HostInputError(HostError):
+    """Refused because the input is malformed (a bad name, version or field), not because of a conflict."""
+
+
 def check_transition(old: str, new: str) -> None:
     if new not in HOST_STATES:
         raise HostError(f"state {new!r} is not one of {', '.join(HOST_STATES)}")

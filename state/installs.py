@@ -80,8 +80,9 @@ def host_by_name(conn: sqlite3.Connection, name: str) -> InstallHost | None:
 
 
 def token_matches(host: InstallHost, given: str | None) -> bool:
-    return bool(host.install_token and given) and hmac.compare_digest(host.install_token.encode(),
-                                                                       str(given).encode())
+    if not host.install_token or not given:
+        return False
+    return hmac.compare_digest(host.install_token.encode(), given.encode())
 
 
 def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
@@ -198,7 +199,7 @@ def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
         row = conn.execute("SELECT state FROM hosts WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise InstallError(f"host {name} does not exist")
-        state = row[0]
+        state: str = row[0]
         stored = detail
         if stage == "failed":
             stored = _failure_detail(conn, name, detail)

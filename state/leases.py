@@ -35,7 +35,6 @@ reservation, a quarantine) hands it back to its pool when it ends.
 from __future__ import annotations
 
 import heapq
-import logging
 import re
 import sqlite3
 from bisect import bisect_right
@@ -50,9 +49,10 @@ from typing import Any, Protocol
 from protocols.hostname import DNS_LABEL
 from protocols.mac import MacError
 from protocols.mac import normalize_mac as _normalize_mac
+from state.eventlog import EventLog
 from state.writeback import RowKind, WriteBack
 
-log = logging.getLogger("imageserver.leases")
+log = EventLog("imageserver.leases")
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -395,8 +395,8 @@ class LeaseModel:
         self.declines_refused += 1
         self._declines_refused += 1
         if self._declines_logged_at is None or now - self._declines_logged_at >= DECLINE_LOG_INTERVAL:
-            log.warning("event=decline-refused ip=%s mac=%s pool=%s reason=quarantine-cap max_share=%g refused=%d",
-                        ip, mac, pool, self.decline_max_share, self._declines_refused)
+            log.warning("decline-refused", ip=ip, mac=mac, pool=pool, reason="quarantine-cap",
+                        max_share=f"{self.decline_max_share:g}", refused=self._declines_refused)
             self._declines_logged_at = now
             self._declines_refused = 0
 
@@ -411,7 +411,7 @@ class LeaseModel:
         self._quarantine[n] = until
         heapq.heappush(self._quarantine_heap, (until, n))
         self._write(_put_quarantine(n, mac, until))
-        log.info("event=quarantined ip=%s mac=%s until=%.0f", ip, mac or "-", until)
+        log.info("quarantined", ip=ip, mac=mac or "-", until=f"{until:.0f}")
 
     # ---------------------------------------------------------------- reservations
 
@@ -441,7 +441,7 @@ class LeaseModel:
         self._write(_upsert_reservation(res))
         if previous is not None and previous.ip != ip:
             self._hand_back(int(previous.ip))
-        log.info("event=reservation-added mac=%s ip=%s hostname=%s source=%s", mac, ip, hostname or "-", source)
+        log.info("reservation-added", mac=mac, ip=ip, hostname=hostname or "-", source=source)
         return res
 
     def remove_reservation(self, mac: str) -> Reservation | None:
@@ -453,7 +453,7 @@ class LeaseModel:
         del self._res_by_ip[int(res.ip)]
         self._write(_delete_reservation(mac))
         self._hand_back(int(res.ip))
-        log.info("event=reservation-removed mac=%s ip=%s", mac, res.ip)
+        log.info("reservation-removed", mac=mac, ip=res.ip)
         return res
 
     def make_static(self, now: float, source: str = "makedhcpstatic") -> list[Reservation]:
@@ -472,7 +472,7 @@ class LeaseModel:
             self._write(_lease_to_reservation(res))
             made.append(res)
         if made:
-            log.info("event=makedhcpstatic reservations=%d", len(made))
+            log.info("makedhcpstatic", reservations=len(made))
         return made
 
     # ---------------------------------------------------------------- listing
@@ -562,9 +562,9 @@ class LeaseModel:
             if pool.first <= n <= pool.last and self._usable(n, mac, now) and n not in self._by_ip:
                 return n
         for take in (self._take_fresh, self._take_expired, self._steal_hold):
-            n = take(pool, mac, now)
-            if n is not None:
-                return n
+            taken = take(pool, mac, now)
+            if taken is not None:
+                return taken
         return None
 
     def _take_fresh(self, pool: _Pool, mac: str, now: float) -> int | None:
@@ -612,7 +612,7 @@ class LeaseModel:
             if self._offered.get(owner) == n:
                 del self._offered[owner]
             if self._usable(n, mac, now):
-                log.info("event=offer-reclaimed ip=%s from=%s for=%s reason=pool-full", IPv4Address(n), owner, mac)
+                log.info("offer-reclaimed", ip=IPv4Address(n), **{"from": owner, "for": mac}, reason="pool-full")
                 return n
             self._hand_back(n)
         return None

@@ -13,16 +13,16 @@ table full of hosts is answered but not recorded. Evictions delete the row, so m
 
 from __future__ import annotations
 
-import logging
 import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from state.eventlog import EventLog
 from state.writeback import RowKind, WriteBack
 
-log = logging.getLogger("imageserver.state")
+log = EventLog("imageserver.state")
 
 Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
@@ -31,7 +31,9 @@ DEFAULT_EXPIRY = 7 * 86400.0
 SWEEP_EVERY = 60.0  # seconds between two expiry sweeps (each is one pass over the table)
 
 DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")  # Machine's, in order
-NO_DETAILS: tuple[None, ...] = (None,) * len(DETAILS)
+# The values of DETAILS, in order (None: not told / not known).
+Details = tuple[int | None, str | None, str | None, str | None, str | None, str | None, str | None]
+NO_DETAILS: Details = (None, None, None, None, None, None, None)
 _DETAIL_SET = frozenset(DETAILS)
 
 
@@ -105,9 +107,11 @@ class MachineLog:
         if not _DETAIL_SET.issuperset(details):
             unknown = set(details) - _DETAIL_SET
             raise TypeError(f"unknown machine details: {', '.join(sorted(unknown))}")
-        return self.sighted(mac, now, tuple(details.get(k) for k in DETAILS))
+        get = details.get
+        return self.sighted(mac, now, (get("arch"), get("vendor_class"), get("user_class"), get("uuid"), get("relay"),
+                                       get("subnet"), get("hostname")))
 
-    def sighted(self, mac: str, now: float, details: tuple[Any, ...] = NO_DETAILS) -> Machine:
+    def sighted(self, mac: str, now: float, details: Details = NO_DETAILS) -> Machine:
         """seen() with the details as a tuple in DETAILS order (None: not told), for the per-packet path."""
         entry = self._known.pop(mac, None)  # re-inserted below: the dict stays in order of last sighting
         if entry is None:
@@ -120,13 +124,13 @@ class MachineLog:
             return machine
         self._append(mac, entry)
         old = entry.machine
-        known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
+        known: Details = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
         # The usual sighting repeats what is known (a machine sends a dozen packets a minute): then
         # only last_seen moves, in memory, and nothing is written until the refresh is due.
         if details in (known, NO_DETAILS):
             merged, changed = known, False  # the merge below would give `known`: skipped, it runs per packet
         else:
-            merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
+            merged = _merged(details, known)
             changed = merged != known
         if changed or now > old.last_seen:
             machine = Machine(mac, old.first_seen, max(now, old.last_seen), *merged)
@@ -189,8 +193,8 @@ class MachineLog:
         self._row((mac, *(None,) * (len(_COLUMNS) - 1)))  # a row without first_seen deletes
         # One line a minute at most, with the count: a flood of made-up MACs is one line, not one per MAC.
         if self._logged_at is None or now - self._logged_at >= SWEEP_EVERY:
-            log.warning("event=machines-evicted count=%d cap=%d expiry=%g total_evicted=%d", self._unlogged,
-                        self.cap, self.expiry, self.evicted)
+            log.warning("machines-evicted", count=self._unlogged, cap=self.cap, expiry=f"{self.expiry:g}",
+                        total_evicted=self.evicted)
             self._logged_at = now
             self._unlogged = 0
 
@@ -282,3 +286,12 @@ def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
 # Sightings touch only their own rows of their own table, so they may be written before other changes.
 # Two statements at most (upserts, deletes); a failure falls back to row by row, and both are idempotent.
 MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True, one_statement=True)
+
+
+def _merged(told: Details, known: Details) -> Details:
+    """Each detail as told, else as known (spelled out: the fields differ in type)."""
+    arch, vendor_class, user_class, uuid, relay, subnet, hostname = told
+    return (known[0] if arch is None else arch, known[1] if vendor_class is None else vendor_class,
+            known[2] if user_class is None else user_class, known[3] if uuid is None else uuid,
+            known[4] if relay is None else relay, known[5] if subnet is None else subnet,
+            known[6] if hostname is None else hostname)

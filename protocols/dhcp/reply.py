@@ -109,8 +109,27 @@ class ServerSettings:
         object.__setattr__(self, "server_id_packed", o.pack_ip(self.server_id))
 
 
+class Bound(Protocol):
+    """What the reply logic reads of a MAC's address: read-only, so state's Lease (expires: float) and
+    Reservation (expires: None) both are one without converting."""
+
+    @property
+    def mac(self) -> str: ...
+
+    @property
+    def ip(self) -> IPv4Address: ...
+
+    @property
+    def expires(self) -> float | None: ...  # None = reservation (static)
+
+    @property
+    def hostname(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
+    """A plain Bound, for books that keep no richer record (the test book)."""
+
     mac: str
     ip: IPv4Address
     expires: float | None  # None = reservation (static)
@@ -120,13 +139,13 @@ class Binding:
 class LeaseBook(Protocol):
     """Address bookkeeping; implemented in state/ (structurally: protocols/ imports nothing of ours)."""
 
-    def current(self, mac: str) -> Binding | None: ...  # the reservation or unexpired lease for this MAC
+    def current(self, mac: str) -> Bound | None: ...  # the MAC's reservation, else its lease (may have expired)
 
     def offer(self, mac: str, subnet: Subnet, requested: IPv4Address | None, now: float) -> IPv4Address | None: ...
 
     def commit(
         self, mac: str, ip: IPv4Address, subnet: Subnet, now: float, client_id: bytes | None, hostname: str | None
-    ) -> Binding | None: ...  # None -> NAK
+    ) -> Bound | None: ...  # None -> NAK
 
     def release(self, mac: str, ip: IPv4Address, now: float) -> None: ...
 
