@@ -80,7 +80,8 @@ def rsyncd_hosts_allow(cfg: Config) -> tuple[str, ...]:
 def rsyncd_settings(cfg: Config) -> RsyncdSettings:
     return RsyncdSettings(state_dir=cfg.state_dir,
                           address=str(cfg.appliance.address) if cfg.appliance.address is not None else "0.0.0.0",
-                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg))
+                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg),
+                          max_connections=cfg.rsyncd.max_connections)
 
 
 def install_settings(cfg: Config) -> InstallSettings:

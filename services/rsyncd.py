@@ -45,6 +45,7 @@ log = logging.getLogger("imageserver.rsyncd")
 
 CONFIG_NAME = "rsyncd.conf"
 SECRETS_NAME = "rsyncd.secrets"  # user:password of every machine allowed to pull now (0600)
+LOCK_NAME = "rsyncd.lock"  # rsync's connection slots (`max connections`), shared by every module
 PID_NAME = "rsyncd.pid"  # the running rsync, for the next start to end it if we were killed (see services/childproc.py)
 _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 
@@ -69,6 +70,9 @@ class RsyncdSettings:
     backoff_max: float = 30.0
     stable_after: float = 10.0  # a daemon that ran this long resets the backoff
     failed_after: int = 5  # consecutive quick exits before the state says "failed" (it keeps retrying)
+    # Transfers at once across all modules (0: no limit). Installers over the cap are refused with
+    # "max connections reached" and wait in line (the autoinstall script retries with jittered backoff).
+    max_connections: int = 0
 
     @property
     def config_path(self) -> Path:
@@ -77,6 +81,10 @@ class RsyncdSettings:
     @property
     def secrets_path(self) -> Path:
         return self.state_dir / SECRETS_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / LOCK_NAME
 
     @property
     def pid_path(self) -> Path:
@@ -151,6 +159,7 @@ class RsyncdService:
         self.last_exit: dict[str, Any] | None = None
         self._recent: deque[str] = deque(maxlen=20)
         self._transfers = TransferLog()
+        self._peak = 0  # most transfers seen running at once (from the log), against max_connections
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -235,14 +244,15 @@ class RsyncdService:
         modules = modules_for(versions)
         access, secrets = self._access(modules)
         secrets_file = str(self.settings.secrets_path) if access is not None else None
+        limits = {"max_connections": self.settings.max_connections, "lock_file": str(self.settings.lock_path)}
         good = []
         for m in modules:
             try:
-                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file)
+                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file, **limits)
                 good.append(m)
             except RsyncdConfigError as e:
                 log.warning("event=rsyncd-module-skipped module=%s reason=%r", m.name, str(e))
-        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file)
+        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file, **limits)
         path = self.settings.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         if secrets is not None and secrets != self._secrets_text:
@@ -363,6 +373,7 @@ class RsyncdService:
             self._recent.append(line)
             for ev in self._transfers.feed(line, self.monotonic()):
                 self._on_event(ev)
+            self._peak = max(self._peak, self._transfers.active())
             self._transfers.forget_older_than(self.monotonic() - 86400)
 
     def _on_event(self, ev: dict[str, Any]) -> None:
@@ -381,6 +392,8 @@ class RsyncdService:
             if ev.get("errors"):
                 self._status.counters["transfer_errors"] += 1
             log.info("event=rsync-transfer %s", fields)
+        elif kind == "busy":  # a mass reboot makes many: expected, the client waits in line
+            log.info("event=rsync-busy %s", fields)
         else:
             log.warning("event=rsync-%s %s", kind, fields)
 
@@ -398,6 +411,9 @@ class RsyncdService:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "modules": self._modules,
+            "max_connections": self.settings.max_connections,
+            "transfers_active": self._transfers.active(),
+            "transfers_peak": self._peak,
             "config": str(self.settings.config_path),
         })
         return out
