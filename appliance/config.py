@@ -8,6 +8,7 @@ Unknown keys are errors too, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable
@@ -159,6 +160,17 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SatelliteConfig:
+    # The primary appliance this one mirrors (its HTTP base URL); empty: not a satellite.
+    primary: str = ""
+    # The token `imageserver satellites add NAME` printed on the primary (kept out of the config file,
+    # which is world-readable on many systems). Default: <state_dir>/satellite.token.
+    token_file: Path | None = None
+    interval: float = 10.0      # seconds between syncs (mirror, host list, reports)
+    outbox_cap: int = 100_000   # install reports buffered while the primary is away
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     appliance: ApplianceConfig = field(default_factory=ApplianceConfig)
     dhcp: DhcpConfig = field(default_factory=DhcpConfig)
@@ -168,6 +180,7 @@ class Config:
     boot: BootConfig = field(default_factory=BootConfig)
     rsyncd: RsyncdConfig = field(default_factory=RsyncdConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
     source: Path | None = None  # the file it was read from
 
     @property
@@ -550,6 +563,25 @@ def _discovery(t: _Table) -> DiscoveryConfig:
                            auto_window=auto_window)
 
 
+def _satellite(t: _Table) -> SatelliteConfig:
+    d = SatelliteConfig()
+
+    def url(key: str, v: Any) -> str:
+        text = _str(key, v).rstrip("/")
+        if text and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(?::\d+)?", text):
+            raise ConfigError(key, f"{text!r} is not an http:// or https:// base URL (e.g. \"http://10.0.0.1\")")
+        return text
+
+    out = SatelliteConfig(
+        primary=t.get("primary", url, d.primary),
+        token_file=t.get("token_file", _path, d.token_file),
+        interval=t.get("interval", _seconds(1.0, 3600.0), d.interval),
+        outbox_cap=t.get("outbox_cap", _int_range(100, 10_000_000), d.outbox_cap),
+    )
+    t.finish()
+    return out
+
+
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
     top = _Table(data, "")
@@ -563,6 +595,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         boot=_boot(_Table(top.get("boot", lambda k, v: v, {}), "boot")),
         rsyncd=_rsyncd(_Table(top.get("rsyncd", lambda k, v: v, {}), "rsyncd")),
         discovery=_discovery(_Table(top.get("discovery", lambda k, v: v, {}), "discovery")),
+        satellite=_satellite(_Table(top.get("satellite", lambda k, v: v, {}), "satellite")),
         source=source,
     )
     top.finish()

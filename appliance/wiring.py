@@ -15,6 +15,7 @@ from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.fdlimit import nofile_soft
 from appliance.runtime import Runtime
+from appliance.satellite import build_link
 from services import (
     api_hostadmin,
     api_hosts,
@@ -23,6 +24,7 @@ from services import (
     api_leases,
     api_machines,
     api_metrics,
+    api_satellite,
     api_status,
     dashboard,
 )
@@ -41,6 +43,7 @@ from services.http import HttpServer, RouteFactory
 from services.http_gate import ConnectionLimits
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpLimits, TftpServer
+from state import satellites
 from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
@@ -56,7 +59,7 @@ def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
     return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
             api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
-            update_routes, api_images.routes]
+            update_routes, api_images.routes, api_satellite.routes]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -177,12 +180,16 @@ def build_services(rt: Runtime) -> list[Service]:
             return installing_clients(rt.store.reader, now) + grants.active(now)
 
         rsyncd = RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic,
-                               clients=clients)
+                               clients=clients, images_root=cfg.state_dir / "images",
+                               satellites=lambda: satellites.rsync_credentials(rt.store.reader))
         rt.models["rsync_refresh"] = rsyncd.refresh
         services.append(rsyncd)
     if cfg.dns.enabled:
         # Names come from the store on every query (rebuilt after each commit): no restart for a new host.
         services.append(build_dns(rt))
+    if cfg.satellite.primary:
+        # The satellite role: mirror the primary's images and hosts, report installs back (buffered).
+        services.append(build_link(cfg, rt.store))
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.
         dhcp = build_dhcp(rt, leases, machines)

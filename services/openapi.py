@@ -12,6 +12,7 @@ from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_images import IMAGES_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
+from services.openapi_satellite import SATELLITE_PATHS, SATELLITE_SECURITY_SCHEME
 from services.openapi_update import UPDATE_PATHS
 
 _JSON = "application/json"
@@ -42,7 +43,8 @@ OPENAPI: dict[str, Any] = {
                        "read-only; every other method needs `Authorization: Bearer <state_dir/admin.token>`.",
     },
     "components": {
-        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME},
+        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME,
+                            "satellite": SATELLITE_SECURITY_SCHEME},
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Service": {
@@ -279,3 +281,6 @@ OPENAPI["paths"].update(UPDATE_PATHS)
 
 # The image catalog, read-only (services/api_images.py).
 OPENAPI["paths"].update(IMAGES_PATHS)
+
+# Satellites' routes (services/api_satellite.py), with their own token.
+OPENAPI["paths"].update(SATELLITE_PATHS)

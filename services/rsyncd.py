@@ -40,6 +40,7 @@ from protocols.rsyncd import (
 from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
 from state.credentials import RsyncClient
+from state.satellites import RSYNC_MODULE as SATELLITE_MODULE
 
 log = logging.getLogger("imageserver.rsyncd")
 
@@ -53,6 +54,8 @@ _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 Catalog = Callable[[], Iterable[tuple[str, int, str]]]
 # The machines allowed to pull right now (installing, or updating with a grant).
 Clients = Callable[[], Iterable[RsyncClient]]
+# (rsync user, password) of every satellite: they may read the whole images root (state/satellites.py).
+SatelliteUsers = Callable[[], Iterable[tuple[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +140,11 @@ class RsyncdService:
 
     def __init__(self, settings: RsyncdSettings, catalog: Catalog,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 clients: Clients | None = None) -> None:
+                 clients: Clients | None = None, satellites: SatelliteUsers | None = None,
+                 images_root: Path | None = None) -> None:
         self.settings = settings
+        self.satellites = satellites
+        self.images_root = images_root
         self.catalog = catalog
         # None: modules open to hosts_allow (a bare supervisor); the appliance always passes its clients.
         self.clients = clients
@@ -242,7 +248,11 @@ class RsyncdService:
             self._skipped.discard(key)
             versions.append((name, version, path))
         modules = modules_for(versions)
-        access, secrets = self._access(modules)
+        sat_users = list(self.satellites()) if self.satellites is not None and self.images_root is not None else []
+        if sat_users:
+            assert self.images_root is not None
+            modules.append(Module(SATELLITE_MODULE, str(self.images_root), "image trees for satellites"))
+        access, secrets = self._access(modules, sat_users)
         secrets_file = str(self.settings.secrets_path) if access is not None else None
         limits = {"max_connections": self.settings.max_connections, "lock_file": str(self.settings.lock_path)}
         good = []
@@ -269,7 +279,8 @@ class RsyncdService:
                  len(secrets.splitlines()) if secrets else 0, path)
         return True
 
-    def _access(self, modules: list[Module]) -> tuple[dict[str, Access] | None, str | None]:
+    def _access(self, modules: list[Module], satellite_users: Sequence[tuple[str, str]] = ()
+                ) -> tuple[dict[str, Access] | None, str | None]:
         """Per module: the users and addresses of the machines allowed to pull it, and the secrets text."""
         if self.clients is None:
             return None, None
@@ -287,6 +298,16 @@ class RsyncdService:
                         users[m.name].append(c.user)
                     if c.ip not in addresses[m.name]:
                         addresses[m.name].append(c.ip)
+        if SATELLITE_MODULE in users:
+            # Satellites pull from anywhere inside hosts_allow (they sit in other racks); a user name a
+            # host already has would share its password line, so such a satellite is left out.
+            for user, password in satellite_users:
+                if user in passwords:
+                    log.warning("event=rsyncd-satellite-skipped user=%s reason='a host has this rsync user'", user)
+                    continue
+                passwords[user] = password
+                users[SATELLITE_MODULE].append(user)
+            addresses[SATELLITE_MODULE] = list(self.settings.hosts_allow)
         try:
             secrets = render_secrets(passwords)
         except RsyncdConfigError as e:
