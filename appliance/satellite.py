@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,12 +95,14 @@ def pull_version(cfg: Config, token: str, image: dict[str, Any], rsync: dict[str
         catalog.close()
 
 
-def build_link(cfg: Config, store: Store) -> SatelliteLink:
+def build_link(cfg: Config, store: Store, on_change: Callable[[], object] | None = None) -> SatelliteLink:
     token = read_token(cfg)
 
     async def mirror_version(image: dict[str, Any], rsync: dict[str, Any]) -> None:
         await asyncio.to_thread(pull_version, cfg, token, image, rsync)
 
-    settings = LinkSettings(primary=cfg.satellite.primary, token=token, interval=cfg.satellite.interval,
-                            outbox_cap=cfg.satellite.outbox_cap)
-    return SatelliteLink(settings, store, mirror_version)
+    interval = cfg.satellite.interval
+    # While the primary is away: back off to twelve intervals (at most two minutes) between tries.
+    settings = LinkSettings(primary=cfg.satellite.primary, token=token, interval=interval,
+                            max_interval=min(120.0, max(interval, 12 * interval)), outbox_cap=cfg.satellite.outbox_cap)
+    return SatelliteLink(settings, store, mirror_version, on_change=on_change)

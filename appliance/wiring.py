@@ -189,7 +189,7 @@ def build_services(rt: Runtime) -> list[Service]:
         services.append(build_dns(rt))
     if cfg.satellite.primary:
         # The satellite role: mirror the primary's images and hosts, report installs back (buffered).
-        services.append(build_link(cfg, rt.store))
+        services.append(build_link(cfg, rt.store, on_change=rt.models.get("rsync_refresh")))
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.
         dhcp = build_dhcp(rt, leases, machines)

@@ -59,8 +59,10 @@ class SatelliteLink:
     name = "satellite"
 
     def __init__(self, settings: LinkSettings, store: Store, mirror_version: MirrorVersion,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, on_change: Callable[[], object] | None = None) -> None:
         self.settings = settings
+        # Called after new versions or hosts landed (the rsync daemon's config refresh: serve them now).
+        self.on_change = on_change
         self.store = store
         self.mirror_version = mirror_version
         self.clock = clock
@@ -205,6 +207,12 @@ class SatelliteLink:
             raise PrimaryAway(f"the host list: {e}") from None
         if added or changed or again:
             log.info("event=satellite-hosts added=%d changed=%d reinstall=%d", added, changed, again)
+        if (added or changed or again or self.mirroring is not None or len(self._versions()) != len(have)) \
+                and self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception as e:  # the rsync service's own refresh loop tries again
+                log.warning("event=satellite-refresh-failed error=%r", str(e))
 
     def status(self) -> dict[str, Any]:
         out = self._status.as_dict()

@@ -53,7 +53,10 @@ class Pending:
 
 
 def ensure_tables(conn: sqlite3.Connection) -> None:
-    conn.executescript(TABLE)
+    # Statement by statement: executescript would COMMIT the journal's open transaction.
+    for statement in TABLE.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _cursor(conn: sqlite3.Connection) -> tuple[int, int]:

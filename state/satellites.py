@@ -70,7 +70,10 @@ class Satellite:
 def ensure_table(conn: sqlite3.Connection) -> None:
     """Create the table if missing (kept out of state/schema.py's numbered migrations while other
     changes add theirs; `IF NOT EXISTS` makes it safe to run at every start and from the CLI)."""
-    conn.executescript(TABLE)
+    # Statement by statement: executescript would COMMIT the journal's open transaction.
+    for statement in TABLE.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def token_hash(token: str) -> str:
