@@ -59,8 +59,10 @@ class SatelliteLink:
     name = "satellite"
 
     def __init__(self, settings: LinkSettings, store: Store, mirror_version: MirrorVersion,
-                 clock: Callable[[], float] = time.time, on_change: Callable[[], object] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, on_change: Callable[[], object] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.monotonic = monotonic
         # Called after new versions or hosts landed (the rsync daemon's config refresh: serve them now).
         self.on_change = on_change
         self.store = store
@@ -98,21 +100,31 @@ class SatelliteLink:
         self._wake.set()
 
     async def _loop(self) -> None:
+        # Local events move into the outbox every interval (the status shows the true backlog, and a
+        # crash loses nothing); the primary is tried every interval while it answers, backing off
+        # to max_interval while it does not.
         delay = self.settings.interval
+        next_try = 0.0
         while True:
             try:
-                await self.sync_once()
-                delay = self.settings.interval
-            except PrimaryAway as e:
-                self._away(str(e))
-                delay = min(delay * 2, self.settings.max_interval)
-            except Exception as e:  # a full disk or a locked store must not end the link
-                self._away(f"{type(e).__name__}: {e}")
-                log.exception("event=satellite-sync-failed")
-                delay = min(delay * 2, self.settings.max_interval)
+                await self.store.journal.run(outbox.collect_op(self.settings.outbox_cap))
+            except Exception as e:  # a full disk must not end the link; the events stay in install_events
+                log.error("event=satellite-collect-failed error=%r", str(e))
+            if self._wake.is_set() or self.monotonic() >= next_try:
+                try:
+                    await self.sync_once()
+                    delay = self.settings.interval
+                except PrimaryAway as e:
+                    self._away(str(e))
+                    delay = min(delay * 2, self.settings.max_interval)
+                except Exception as e:  # a locked store must not end the link
+                    self._away(f"{type(e).__name__}: {e}")
+                    log.exception("event=satellite-sync-failed")
+                    delay = min(delay * 2, self.settings.max_interval)
+                next_try = self.monotonic() + delay
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                await asyncio.wait_for(self._wake.wait(), self.settings.interval)
 
     def _away(self, reason: str) -> None:
         if self._status.state != "primary-unreachable":
