@@ -41,6 +41,9 @@ def token_path(cfg: Config) -> Path:
 def read_token(cfg: Config) -> str:
     path = token_path(cfg)
     try:
+        if path.stat().st_mode & 0o077:
+            # The token lets its holder pose as this satellite (and read every image tree): owner only.
+            raise ConfigError("satellite.token_file", f"{path} is readable by others: chmod 600 {path}")
         token = path.read_text().strip()
     except OSError as e:
         raise ConfigError("satellite.token_file", f"cannot read {path}: {e.strerror} (put the token that "

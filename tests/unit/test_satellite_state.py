@@ -108,3 +108,33 @@ def test_the_host_mirror_adds_updates_and_reinstalls_only_on_news(conn: sqlite3.
     for bad in ([{"name": "x", "state": "bogus"}], [{"name": "x", "state": "new", "ip": "999.1.1.1"}], "nope"):
         with pytest.raises(mirror.MirrorError):
             mirror.mirror_hosts_op(bad, 70.0)
+
+
+def test_satellite_config_names_the_key_and_the_token_file_must_be_private(tmp_path: Path) -> None:
+    import tomllib
+
+    from appliance.config import ConfigError, parse_config
+    from appliance.satellite import read_token
+
+    def cfg(text: str):  # type: ignore[no-untyped-def]
+        return parse_config(tomllib.loads(f'[appliance]\nstate_dir = "{tmp_path}"\n' + text))
+
+    assert cfg("").satellite.primary == ""
+    assert cfg('[satellite]\nprimary = "http://10.0.0.1/"\n').satellite.primary == "http://10.0.0.1"
+    for bad, key in (('primary = "10.0.0.1"', "satellite.primary"), ("interval = 0", "satellite.interval"),
+                     ("outbox_cap = 5", "satellite.outbox_cap"), ("nope = 1", "satellite.nope")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            cfg(f"[satellite]\n{bad}\n")
+    c = cfg('[satellite]\nprimary = "http://10.0.0.1"\n')
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_token(c)
+    token_file = tmp_path / "satellite.token"
+    token_file.write_text("sat-abc\n")
+    token_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        read_token(c)
+    token_file.chmod(0o600)
+    assert read_token(c) == "sat-abc"
+    token_file.write_text("not a token\n")
+    with pytest.raises(ConfigError, match="does not hold a satellite token"):
+        read_token(c)
