@@ -8,7 +8,7 @@ and the hosts over GET /satellite/v1/config. A machine on B runs the real instal
 autoinstall script (its shell functions, as generated) against the satellite's rsync daemon and reports
 its stages to the satellite; the reports reach the primary. With the primary stopped, a second machine
 still installs from the satellite; its reports wait in the satellite's outbox (status: backlog,
-primary-unreachable) and arrive when the primary starts again: the host shows installed on the primary,
+primary-unreachable; they survive a kill -9 of the satellite) and arrive when the primary starts again: the host shows installed on the primary,
 whose /api/v1/status lists the satellite with its versions and an empty backlog.
 
 Strangers: a wrong token gets 401 on both satellite routes; the satellite module refuses rsync without
@@ -202,6 +202,11 @@ def test_satellite_mirrors_serves_and_buffers_while_the_primary_is_away(lab: Lab
     with satellite.db() as db:
         assert [r[0] for r in db.execute("SELECT stage FROM satellite_outbox ORDER BY id")] == ["rsync", "done"]
     assert host_state(primary, "node2") == "assigned"
+    # Durable: the satellite killed (-9) and started again still holds them (and still serves).
+    satellite.kill9()
+    satellite.start()
+    away = wait_for("the reports still buffered after the satellite's restart", buffered, 15)
+    assert host_state(satellite, "node2") == "installed"
 
     # --- the primary is back: the buffered reports arrive, in order, once -----------------------
     primary.start()
