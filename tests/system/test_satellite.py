@@ -8,8 +8,9 @@ and the hosts over GET /satellite/v1/config. A machine on B runs the real instal
 autoinstall script (its shell functions, as generated) against the satellite's rsync daemon and reports
 its stages to the satellite; the reports reach the primary. With the primary stopped, a second machine
 still installs from the satellite; its reports wait in the satellite's outbox (status: backlog,
-primary-unreachable; they survive a kill -9 of the satellite) and arrive when the primary starts again: the host shows installed on the primary,
-whose /api/v1/status lists the satellite with its versions and an empty backlog.
+primary-unreachable; they survive a kill -9 of the satellite) and arrive when the primary starts
+again: the host shows installed on the primary, whose /api/v1/status lists the satellite with its
+versions and an empty backlog.
 
 Strangers: a wrong token gets 401 on both satellite routes; the satellite module refuses rsync without
 the satellite's password and with a host's install password; the satellite token is no admin token.
