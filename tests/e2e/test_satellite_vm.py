@@ -1,11 +1,11 @@
 """A QEMU VM installs from a satellite while the primary is stopped (issue 16, part 2), on the demo's path.
 
     primary ns [imageserver serve]  A.1 --veth-- A.2 [server ns: the satellite, imageserver serve
-                                                     with [satellite] primary = A.1] B.1 -- bridge (vm ns)
-                                                                                      +-- master ns B.2
-                                                                                      +-- tap -- VM
+        |                                            with [satellite] primary = A.1] B.1 -- bridge (vm ns)
+        +-- C.1 --veth-- C.2 [master ns]  B.2 --------------------------------------------+     |
+                                                                                       tap -- VM
 
-The demo master client is captured on the primary (getimage across the satellite's routing); the
+The demo master client is captured on the primary (getimage over the C link); the
 primary's admin issues the satellite's token and adds the host. The satellite mirrors image demo v1
 (real rsync over the satellite module), the host, and writes the autoinstall script for its own address.
 Then the primary is stopped; the VM PXE-boots from the satellite (DHCP, TFTP, HTTP, rsync all local),
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.scenario import IMAGE, Appliance, DemoLab
+from appliance.demo.scenario import IMAGE, Appliance, DemoError, DemoLab
 from appliance.lab.netns import Lab, lab_unavailable_reason
 from appliance.lab.qemu import qemu_unavailable_reason
 
@@ -47,7 +47,8 @@ def world(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[
         demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
         net = demo.network()
         demo.master_tree()
-        # The primary on its own subnet, routed to the machines' subnet through the satellite.
+        # The primary on its own subnet A, linked to the satellite's namespace (the satellite's uplink);
+        # the master client also gets a direct link to the primary (subnet C) for the capture.
         primary_ns = lab.namespace("prim")
         p_if, s_if = lab.ifname("vp"), lab.ifname("vu")
         lab.veth(primary_ns, p_if, net.server, s_if)
@@ -55,10 +56,12 @@ def world(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[
         primary_ip, uplink_ip = subnet_a.network_address + 1, subnet_a.network_address + 2
         primary_ns.add_address(p_if, f"{primary_ip}/24")
         net.server.add_address(s_if, f"{uplink_ip}/24")
-        net.server.sysctl("net.ipv4.ip_forward", "1")
-        primary_ns.ip("route", "add", str(net.subnet), "via", str(uplink_ip))
         assert demo.master is not None
-        demo.master.ip("route", "add", str(subnet_a), "via", str(net.server_ip))
+        pc_if, mc_if = lab.ifname("vc"), lab.ifname("vk")
+        lab.veth(primary_ns, pc_if, demo.master, mc_if)
+        subnet_c = lab.random_subnet()
+        primary_ns.add_address(pc_if, f"{subnet_c.network_address + 1}/24")
+        demo.master.add_address(mc_if, f"{subnet_c.network_address + 2}/24")
         state = lab.tmp_path("primary-state")
         state.mkdir()
         config = lab.tmp_path("primary.toml")
@@ -82,9 +85,10 @@ enabled = false
 [http]
 port = 80
 """)
-        primary = Appliance(primary_ns, state, config).start()
+        primary = Appliance(primary_ns, state_dir=state, config=config).start()
         demo.app = primary
-        demo.capture(imageserver=primary_ip)
+        demo.master_ip = subnet_c.network_address + 2  # getimage pulls over the direct link
+        demo.capture(imageserver=subnet_c.network_address + 1)
         token_file = lab.tmp_path("satellite.token")
         token_file.write_text(primary.cli("satellites", "add", "edge").strip().splitlines()[0] + "\n")
         token_file.chmod(0o600)
@@ -111,7 +115,15 @@ def test_vm_installs_from_the_satellite_while_the_primary_is_stopped(world: tupl
     primary.proc.stop()
 
     demo.power_on(install, first=True)
-    demo.follow([install], timeout=150)
+    try:
+        demo.follow([install], timeout=150)
+    except DemoError as e:  # the satellite's side of it too
+        proc = satellite.proc
+        alive = proc is not None and proc.alive()
+        status = satellite.ns.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1/api/v1/status"],
+                                  check=False).stdout
+        raise DemoError(f"{e}\n--- satellite alive={alive} (exit {proc.popen.returncode if proc else None})\n"
+                        f"{proc.output()[-6000:] if proc else ''}\n--- status\n{status}") from None
     assert satellite.get("/api/v1/hosts/node1")["state"] == "installed"
     link = wait_for("the reports buffered on the satellite", lambda: (
         s := satellite.get("/api/v1/status")["services"]["satellite"])["state"] == "primary-unreachable"
