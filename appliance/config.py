@@ -124,6 +124,9 @@ class RsyncdConfig:
     # Who may pull images. Empty: the DHCP subnets (and loopback); images hold the master client's
     # secrets (/etc/shadow, host keys), so they are never exported to the world by default.
     hosts_allow: tuple[IPv4Network, ...] = ()
+    # Image transfers at once (0: no limit). Past it installers wait in line (stage "queued") rather
+    # than share the link 500 ways; 32 keeps a 10 Gb/s link full with room for disk-bound clients.
+    max_connections: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,17 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SatelliteConfig:
+    # The primary appliance this one mirrors (its HTTP base URL); empty: not a satellite.
+    primary: str = ""
+    # The token `imageserver satellites add NAME` printed on the primary (kept out of the config file,
+    # which is world-readable on many systems). Default: <state_dir>/satellite.token.
+    token_file: Path | None = None
+    interval: float = 10.0      # seconds between syncs (mirror, host list, reports)
+    outbox_cap: int = 100_000   # install reports buffered while the primary is away
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     appliance: ApplianceConfig = field(default_factory=ApplianceConfig)
     dhcp: DhcpConfig = field(default_factory=DhcpConfig)
@@ -183,6 +197,7 @@ class Config:
     rsyncd: RsyncdConfig = field(default_factory=RsyncdConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     multicast: MulticastConfig = field(default_factory=MulticastConfig)
+    satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
     source: Path | None = None  # the file it was read from
 
     @property
@@ -491,6 +506,7 @@ def _rsyncd(t: _Table) -> RsyncdConfig:
         enabled=t.get("enabled", _bool, d.enabled),
         port=t.get("port", _int_range(1, 65535), d.port),
         hosts_allow=t.get("hosts_allow", _network_list, d.hosts_allow),
+        max_connections=t.get("max_connections", _int_range(0, 10_000), d.max_connections),
     )
     t.finish()
     return out
@@ -598,6 +614,25 @@ def _multicast(t: _Table, appliance: ApplianceConfig) -> MulticastConfig:
     return out
 
 
+def _satellite(t: _Table) -> SatelliteConfig:
+    d = SatelliteConfig()
+
+    def url(key: str, v: Any) -> str:
+        text = _str(key, v).rstrip("/")
+        if text and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(?::\d+)?", text):
+            raise ConfigError(key, f"{text!r} is not an http:// or https:// base URL (e.g. \"http://10.0.0.1\")")
+        return text
+
+    out = SatelliteConfig(
+        primary=t.get("primary", url, d.primary),
+        token_file=t.get("token_file", _path, d.token_file),
+        interval=t.get("interval", _seconds(1.0, 3600.0), d.interval),
+        outbox_cap=t.get("outbox_cap", _int_range(100, 10_000_000), d.outbox_cap),
+    )
+    t.finish()
+    return out
+
+
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
     top = _Table(data, "")
@@ -612,6 +647,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         rsyncd=_rsyncd(_Table(top.get("rsyncd", lambda k, v: v, {}), "rsyncd")),
         discovery=_discovery(_Table(top.get("discovery", lambda k, v: v, {}), "discovery")),
         multicast=_multicast(_Table(top.get("multicast", lambda k, v: v, {}), "multicast"), appliance),
+        satellite=_satellite(_Table(top.get("satellite", lambda k, v: v, {}), "satellite")),
         source=source,
     )
     top.finish()

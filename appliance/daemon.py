@@ -32,6 +32,7 @@ from services.ratelimit import LimitedLog
 from state.db import StoreError
 from state.eventlog import EventLog
 from state.permissions import secure_state_dir
+from state.satellites import list_satellites
 from state.statelock import StateLock, StateLocked
 from state.statelock import acquire as acquire_state_lock
 from state.store import Store
@@ -65,6 +66,8 @@ class Daemon:
             "state_dir": str(self.config.state_dir),
             "services": {s.name: s.status() for s in self.services},
             "counts": counts,
+            # The satellites of this primary: last contact, image versions they hold, reports they buffer.
+            "satellites": [s.as_dict(now) for s in list_satellites(rt.store.reader)] if rt else [],
             # Whether leases can be committed now (false: state dir full or failing; new leases are refused).
             "store": {"ok": not rt.store.journal.failing, "commits": rt.store.journal.commits,
                       "last_error": rt.store.journal.last_error} if rt else None,

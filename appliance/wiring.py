@@ -16,6 +16,7 @@ from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, prepare_dns
 from appliance.fdlimit import nofile_soft
 from appliance.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
+from appliance.satellite import build_link
 from services import (
     api_hostadmin,
     api_hosts,
@@ -25,6 +26,7 @@ from services import (
     api_machines,
     api_metrics,
     api_multicast,
+    api_satellite,
     api_status,
     dashboard,
 )
@@ -43,6 +45,7 @@ from services.http_gate import ConnectionLimits
 from services.multicast import MulticastService, MulticastSettings
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpLimits, TftpServer
+from state import satellites
 from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
@@ -57,7 +60,7 @@ def api_route_modules() -> list[RouteFactory]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`, or `routes(ctx)`)."""
     return [api_status.routes, api_machines.ROUTES, api_leases.routes, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.routes, client_script_routes,
-            update_routes, api_images.routes, api_multicast.ROUTES]
+            update_routes, api_images.routes, api_multicast.ROUTES, api_satellite.routes]
 
 
 def multicast_settings(cfg: Config) -> MulticastSettings:
@@ -90,7 +93,8 @@ def rsyncd_hosts_allow(cfg: Config) -> tuple[str, ...]:
 def rsyncd_settings(cfg: Config) -> RsyncdSettings:
     return RsyncdSettings(state_dir=cfg.state_dir,
                           address=str(cfg.appliance.address) if cfg.appliance.address is not None else "0.0.0.0",
-                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg))
+                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg),
+                          max_connections=cfg.rsyncd.max_connections)
 
 
 def install_settings(cfg: Config) -> InstallSettings:
@@ -198,7 +202,8 @@ def build_services(rt: Runtime) -> list[Service]:
             return installing_clients(rt.store.reader, now) + grants.active(now)
 
         rsyncd = RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic,
-                               clients=clients)
+                               clients=clients, images_root=cfg.state_dir / "images",
+                               satellites=lambda: satellites.rsync_credentials(rt.store.reader))
         live.rsync_refresh = rsyncd.refresh
         services.append(rsyncd)
         rt.reconfigurers.append(Reconfigurer("rsyncd", lambda new: _prepare_rsyncd(rsyncd, new)))
@@ -211,6 +216,9 @@ def build_services(rt: Runtime) -> list[Service]:
         dns = build_dns(rt)
         services.append(dns)
         rt.reconfigurers.append(Reconfigurer("dns", lambda new: prepare_dns(dns, new)))
+    if cfg.satellite.primary:
+        # The satellite role: mirror the primary's images and hosts, report installs back (buffered).
+        services.append(build_link(cfg, rt.store, on_change=live.rsync_refresh))
     server: DhcpServer | None = None
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.

@@ -40,11 +40,13 @@ from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
 from state.credentials import RsyncClient
 from state.eventlog import EventLog
+from state.satellites import RSYNC_MODULE as SATELLITE_MODULE
 
 log = EventLog("imageserver.rsyncd")
 
 CONFIG_NAME = "rsyncd.conf"
 SECRETS_NAME = "rsyncd.secrets"  # user:password of every machine allowed to pull now (0600)
+LOCK_NAME = "rsyncd.lock"  # rsync's connection slots (`max connections`), shared by every module
 PID_NAME = "rsyncd.pid"  # the running rsync, for the next start to end it if we were killed (see services/childproc.py)
 _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 
@@ -52,6 +54,8 @@ _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 Catalog = Callable[[], Iterable[tuple[str, int, str]]]
 # The machines allowed to pull right now (installing, or updating with a grant).
 Clients = Callable[[], Iterable[RsyncClient]]
+# (rsync user, password) of every satellite: they may read the whole images root (state/satellites.py).
+SatelliteUsers = Callable[[], Iterable[tuple[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,9 @@ class RsyncdSettings:
     backoff_max: float = 30.0
     stable_after: float = 10.0  # a daemon that ran this long resets the backoff
     failed_after: int = 5  # consecutive quick exits before the state says "failed" (it keeps retrying)
+    # Transfers at once across all modules (0: no limit). Installers over the cap are refused with
+    # "max connections reached" and wait in line (the autoinstall script retries with jittered backoff).
+    max_connections: int = 0
 
     @property
     def config_path(self) -> Path:
@@ -77,6 +84,10 @@ class RsyncdSettings:
     @property
     def secrets_path(self) -> Path:
         return self.state_dir / SECRETS_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / LOCK_NAME
 
     @property
     def pid_path(self) -> Path:
@@ -129,8 +140,11 @@ class RsyncdService:
 
     def __init__(self, settings: RsyncdSettings, catalog: Catalog,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 clients: Clients | None = None) -> None:
+                 clients: Clients | None = None, satellites: SatelliteUsers | None = None,
+                 images_root: Path | None = None) -> None:
         self.settings = settings
+        self.satellites = satellites
+        self.images_root = images_root
         self.catalog = catalog
         # None: modules open to hosts_allow (a bare supervisor); the appliance always passes its clients.
         self.clients = clients
@@ -151,6 +165,7 @@ class RsyncdService:
         self.last_exit: dict[str, Any] | None = None
         self._recent: deque[str] = deque(maxlen=20)
         self._transfers = TransferLog()
+        self._peak = 0  # most transfers seen running at once (from the log), against max_connections
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -233,16 +248,21 @@ class RsyncdService:
             self._skipped.discard(key)
             versions.append((name, version, path))
         modules = modules_for(versions)
-        access, secrets = self._access(modules)
+        sat_users = list(self.satellites()) if self.satellites is not None and self.images_root is not None else []
+        if sat_users:
+            assert self.images_root is not None
+            modules.append(Module(SATELLITE_MODULE, str(self.images_root), "image trees for satellites"))
+        access, secrets = self._access(modules, sat_users)
         secrets_file = str(self.settings.secrets_path) if access is not None else None
+        limits = {"max_connections": self.settings.max_connections, "lock_file": str(self.settings.lock_path)}
         good = []
         for m in modules:
             try:
-                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file)
+                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file, **limits)
                 good.append(m)
             except RsyncdConfigError as e:
                 log.warning("rsyncd-module-skipped", module=m.name, reason=str(e))
-        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file)
+        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file, **limits)
         path = self.settings.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         if secrets is not None and secrets != self._secrets_text:
@@ -258,7 +278,8 @@ class RsyncdService:
         log.info("rsyncd-config", modules=len(good), clients=len(secrets.splitlines()) if secrets else 0, path=path)
         return True
 
-    def _access(self, modules: list[Module]) -> tuple[dict[str, Access] | None, str | None]:
+    def _access(self, modules: list[Module], satellite_users: Sequence[tuple[str, str]] = ()
+                ) -> tuple[dict[str, Access] | None, str | None]:
         """Per module: the users and addresses of the machines allowed to pull it, and the secrets text."""
         if self.clients is None:
             return None, None
@@ -276,6 +297,16 @@ class RsyncdService:
                         users[m.name].append(c.user)
                     if c.ip not in addresses[m.name]:
                         addresses[m.name].append(c.ip)
+        if SATELLITE_MODULE in users:
+            # Satellites pull from anywhere inside hosts_allow (they sit in other racks); a user name a
+            # host already has would share its password line, so such a satellite is left out.
+            for user, password in satellite_users:
+                if user in passwords:
+                    log.warning("rsyncd-satellite-skipped", user=user, reason="a host has this rsync user")
+                    continue
+                passwords[user] = password
+                users[SATELLITE_MODULE].append(user)
+            addresses[SATELLITE_MODULE] = list(self.settings.hosts_allow)
         try:
             secrets = render_secrets(passwords)
         except RsyncdConfigError as e:
@@ -360,6 +391,7 @@ class RsyncdService:
             self._recent.append(line)
             for ev in self._transfers.feed(line, self.monotonic()):
                 self._on_event(ev)
+            self._peak = max(self._peak, self._transfers.active())
             self._transfers.forget_older_than(self.monotonic() - 86400)
 
     def _on_event(self, ev: dict[str, Any]) -> None:
@@ -376,6 +408,8 @@ class RsyncdService:
             if ev.get("errors"):
                 self._status.counters["transfer_errors"] += 1
             log.info("rsync-transfer", **ev)
+        elif kind == "busy":  # a mass reboot makes many: expected, the client waits in line
+            log.info("rsync-busy", **ev)
         else:
             log.warning(f"rsync-{kind}", **ev)
 
@@ -393,6 +427,9 @@ class RsyncdService:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "modules": self._modules,
+            "max_connections": self.settings.max_connections,
+            "transfers_active": self._transfers.active(),
+            "transfers_peak": self._peak,
             "config": str(self.settings.config_path),
         })
         return out

@@ -16,6 +16,8 @@ local.cfg or DHCP). Variables the script reads:
     IMAGE, VERSION, MODULE           what to install (default: this image, the version the script was
                                      made from; MODULE defaults to IMAGE_vVERSION)
     RSYNC_PORT                       the imageserver's rsync port
+    RSYNC_RETRY_FIRST, RSYNC_RETRY_MAX, RSYNC_QUEUE_TIMEOUT   waiting in line when the rsync daemon is
+                                     full (first and longest pause, give up after; seconds: 2, 30, 21600)
     HOSTNAME, DOMAIN, IPADDR, NETMASK, GATEWAY, DNS, MAC, IFACE, NET_MODE (static|dhcp)
     INSTALL_TOKEN                    bearer token for POST /install/MAC/events
     RSYNC_USER, RSYNC_PASSWORD       this install's rsync credentials (rsync reads the password from
@@ -434,6 +436,44 @@ mount_fs() {
     remember_mount "$TARGET$3"
 }
 
+# jitter N -- a random whole number in [0, N): machines refused together must not retry together.
+jitter() {
+    r=$(od -An -N2 -tu2 /dev/urandom 2>/dev/null | tr -dc 0-9) || true
+    echo $(( ${r:-$$} % ($1 > 0 ? $1 : 1) ))
+}
+
+# rsync_admitted ARGS... -- rsync ARGS, waiting in line while the imageserver's rsync daemon is full.
+# The daemon runs at most [rsyncd] max_connections transfers and refuses the rest with "@ERROR: max
+# connections (N) reached" (exit code 5): a mass reboot then queues instead of failing. A refused
+# machine reports stage "queued" (status/watch/the dashboard show it waiting), sleeps a jittered,
+# doubling pause (RSYNC_RETRY_FIRST s up to RSYNC_RETRY_MAX s) and tries again, for at most
+# RSYNC_QUEUE_TIMEOUT s; once admitted it reports its stage again. Any other failure returns at once.
+rsync_admitted() {
+    tries=0 waited=0 pause=${RSYNC_RETRY_FIRST:-2} resume=$STAGE
+    err=$(mktemp 2>/dev/null) || err=/tmp/autoinstall-rsync.$$
+    while :; do
+        rc=0
+        rsync "$@" 2>"$err" || rc=$?
+        if [ "$rc" = 5 ] && grep -q 'max connections' "$err" && [ "$waited" -lt "${RSYNC_QUEUE_TIMEOUT:-21600}" ]; then
+            tries=$((tries + 1))
+            sleep_for=$((pause + $(jitter "$pause")))
+            # Every refusal would be one event per machine every few seconds: the first and every tenth.
+            if [ "$tries" = 1 ] || [ $((tries % 10)) = 0 ]; then
+                stage queued "waiting for a free transfer slot on $IMAGESERVER_HOST:$RSYNC_PORT (try $tries)"
+            fi
+            sleep "$sleep_for"
+            waited=$((waited + sleep_for))
+            pause=$((pause * 2))
+            [ "$pause" -le "${RSYNC_RETRY_MAX:-30}" ] || pause=${RSYNC_RETRY_MAX:-30}
+            continue
+        fi
+        cat "$err" >&2
+        rm -f "$err"
+        [ "$tries" = 0 ] || stage "$resume" "admitted after $tries refusal(s), ${waited} s in line"
+        return "$rc"
+    done
+}
+
 # shellcheck disable=SC2120  # called with --exclude options only when the image has FAT mounts
 # pull_image [--exclude=...] -- the whole image, with hard links, ACLs, xattrs, sparse files, devices.
 # TRANSPORT=multicast first takes the image from the imageserver's udpcast session; the rsync pass after it
@@ -450,12 +490,14 @@ pull_image() {
         fi
     fi
     # shellcheck disable=SC2086  # empty or one option
-    rsync -aHAXS $rsync_check --numeric-ids --devices --specials --delete --timeout=600 --exclude=/boot/ "$@" \
+    rsync_admitted -aHAXS $rsync_check --numeric-ids --devices --specials --delete --timeout=600 \
+        --exclude=/boot/ "$@" \
         "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
         die "rsync of $MODULE from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     # /boot without -S: boot loaders (syslinux, some grub stages) cannot read files with holes.
-    if rsync --list-only "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" >/dev/null 2>&1; then
-        rsync -aHAX --numeric-ids --delete --timeout=600 \
+    if rsync_admitted --list-only "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" \
+        >/dev/null 2>&1; then
+        rsync_admitted -aHAX --numeric-ids --delete --timeout=600 \
             "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" "$TARGET/boot/" ||
             die "rsync of $MODULE/boot from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     fi
@@ -536,7 +578,7 @@ pull_multicast() {
 
 # pull_fat MOUNTPOINT -- a FAT filesystem (the ESP) keeps no owners, modes, links or xattrs.
 pull_fat() {
-    rsync -rtO --modify-window=1 --delete --timeout=600 \
+    rsync_admitted -rtO --modify-window=1 --delete --timeout=600 \
         "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE$1/" "$TARGET$1/" ||
         die "rsync of $MODULE$1 (FAT) failed"
 }

@@ -203,14 +203,20 @@ class Catalog:
     # -- registering ------------------------------------------------------------------------------
 
     def register(self, name: str, staged: Path, *, source: str, layout_json: str | None,
-                 note: str | None = None, previous: ImageVersion | None = None) -> ImageVersion:
-        """Make `staged` the next version of `name`: manifest, then row + rename in one transaction."""
+                 note: str | None = None, previous: ImageVersion | None = None,
+                 version: int | None = None) -> ImageVersion:
+        """Make `staged` the next version of `name` (or `version`: a satellite keeps its primary's
+        numbers): manifest, then row + rename in one transaction."""
         check_name(name)
         reuse: dict[tuple[int, int, int], str] = {}
         if previous is not None:
             with contextlib.suppress(manifest.ManifestError):
                 reuse = manifest.reuse_table(manifest.read(self.paths.manifest(previous.name, previous.version)))
-        version = self.next_version(name)
+        if version is None:
+            version = self.next_version(name)
+        elif (version < 1 or get_version(self.conn, name, version) is not None
+              or self.paths.tree(name, version).exists()):
+            raise ImageError(f"image {name} v{version} exists already (or is not a version number)")
         staged_manifest = staged.with_name(staged.name + ".manifest.gz")
         summary = manifest.write(staged_manifest, manifest.walk(staged, reuse),
                                  {"image": name, "version": version, "source": source})

@@ -113,9 +113,10 @@ class DemoLab:
         self.say(f"master client tree: {self.tree} (busybox, kernel {self.kernel.release}, extlinux)")
         return self.tree
 
-    def capture(self) -> float:
+    def capture(self, imageserver: IPv4Address | None = None) -> float:
         """The master client's tree on a real (file) disk, prepareclient on the master (its layout and an
-        rsync daemon), getimage on the imageserver: image demo v1 and scripts/demo.master. Seconds taken."""
+        rsync daemon), getimage on the imageserver: image demo v1 and scripts/demo.master. Seconds taken.
+        `imageserver`: the address the capturing appliance reaches the master from (default: the lab's server)."""
         assert self.tree is not None and self.app is not None and self.master is not None and self.net is not None
         from lab.demo.disk import build_boot_disk, loop_partition, mounted
 
@@ -128,7 +129,8 @@ class DemoLab:
             env = {**os.environ, "SYSTEMIMAGER_ROOT": str(root), "SYSTEMIMAGER_DISKS": str(disk),
                    "SYSTEMIMAGER_RUN": str(run_dir)}
             try:
-                out = self.master.run(["sh", str(prepareclient), "--server", str(self.net.server_ip)], env=env)
+                out = self.master.run(["sh", str(prepareclient), "--server", str(imageserver or self.net.server_ip)],
+                                      env=env)
                 self.say("prepareclient: " + out.stdout.strip().replace("\n", "\n  "))
                 out = self.app.cli("getimage", "--master-client", str(self.master_ip), "--image", IMAGE, "--yes")
                 self.say("getimage: " + out.strip().replace("\n", "\n  "))
@@ -138,7 +140,8 @@ class DemoLab:
                 _kill_all(self.master)
         return time.monotonic() - started
 
-    def appliance(self) -> Appliance:
+    def appliance(self, extra: str = "") -> Appliance:
+        """`imageserver serve` in the server namespace; `extra` TOML is appended to its config."""
         assert self.net is not None
         net = self.net
         state = self.lab.tmp_path("state")
@@ -168,7 +171,7 @@ port = 80
 [boot]
 poll_seconds = 2
 kernel_cmdline = "console=ttyS0,115200 panic=-1"
-""")
+{extra}""")
         self.app = Appliance(net.server, config=config, state_dir=state).start()
         self.say(f"imageserver serving in {net.server.name} (state {state})")
         return self.app

@@ -243,6 +243,10 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
     w.contract.call(client, "get", f"{w.lan}/install/{HOSTS['node-installed'][0]}/script", expect=409,
                     token=w.install_token("node-installed"), source=w.ip("node-installed"))
     w.contract.call(client, "get", f"{w.lan}/install/52:54:00:99:99:99/script", expect=404, token="x")
+    # A satellite's config, with its token (tests/system/test_satellite.py has the whole role).
+    sat = w.admin_call("post", "/api/v1/satellites", 201, {"name": "edge-get"}).json()
+    w.get("/satellite/v1/config", ns=client, token=sat["token"])
+    w.get("/satellite/v1/config", 401, ns=client, token="sat-wrong")
     # Multicast seats (this daemon has [multicast] off; tests/system/test_multicast.py has the sessions).
     for source, token, status in ((w.ip("node-assigned"), w.install_token("node-assigned"), 409),
                                   (w.ip("node-assigned"), "wrong", 401),
@@ -348,6 +352,18 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
                     body={"stage": "partition"}, token="wrong", source=w.ip("node-assigned"))
     w.contract.call(client, "post", f"{lan}/install/52:54:00:99:99:99/events", expect=404,
                     body={"stage": "partition"}, token="wrong")
+    # Satellites: added (its token once), clashes, bad names, reports with its token, removed.
+    sat = w.admin_call("post", "/api/v1/satellites", 201, {"name": "edge"}).json()
+    w.admin_call("post", "/api/v1/satellites", 409, {"name": "edge"})
+    w.admin_call("post", "/api/v1/satellites", 400, {"name": "Bad Name"})
+    w.contract.call(w.pair.server, "post", w.local + "/api/v1/satellites", expect=401, body={"name": "edge2"})
+    w.contract.call(client, "post", f"{lan}/satellite/v1/reports", expect=200, token=sat["token"],
+                    body={"events": [], "versions": ["web_v1"], "backlog": 0})
+    w.contract.call(client, "post", f"{lan}/satellite/v1/reports", expect=400, token=sat["token"],
+                    body={"events": "many"}, valid_request=False)
+    w.contract.call(client, "post", f"{lan}/satellite/v1/reports", expect=401, token="sat-wrong", body={})
+    w.admin_call("delete", "/api/v1/satellites/edge", 200)
+    w.admin_call("delete", "/api/v1/satellites/edge", 404)
     # Multicast seats: off on this daemon (409); a wrong token, another address, an unknown MAC.
     mc_mac = HOSTS["node-assigned"][0]
     for source, token, status in ((w.ip("node-assigned"), w.install_token("node-assigned"), 409),
