@@ -50,6 +50,18 @@ def wanted_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
         BootFile("pxelinux.0", boot.pxelinux, "pxelinux", "pxelinux for BIOS PXE ROMs", True),
         BootFile("ldlinux.c32", boot.syslinux_modules / "ldlinux.c32", "syslinux-common",
                  "pxelinux's core module (pxelinux.0 does not start without it)", False),
+        *secure_boot_files(boot),
+    )
+
+
+def secure_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
+    """The Secure Boot chain ([boot] uefi_loader = "shim"): shim fetches grubx64.efi from the directory of
+    its own DHCP file name, and that GRUB reads grub/grub.cfg (rendered, not a file)."""
+    return (
+        BootFile("shimx64.efi", boot.shim, "shim-signed",
+                 "shim for UEFI x64 Secure Boot (signed by Microsoft's UEFI CA)", True),
+        BootFile("grubx64.efi", boot.grub_efi, "grub-efi-amd64-signed",
+                 "Debian's signed network GRUB that shim starts (reads grub/grub.cfg-01-<mac>)", False),
     )
 
 
@@ -150,6 +162,14 @@ class BootFiles:
             message = ("bootfiles: no boot loader at all: " + "; ".join(
                 f"{f.source} (package {f.package})" for f in self.report.missing if f.loader)
                 + " — install the packages or set [boot] ipxe_dir / pxelinux")
+            self._status.state, self._status.error = "failed", message
+            raise ServiceError(message)
+        absent = [f for f in secure_boot_files(self.boot) if f.name not in self.report.present]
+        if self.require_loader and self.boot.uefi_loader == "shim" and absent:
+            # Every UEFI machine would be told to load a file we do not have: refuse rather than half-boot.
+            message = ('bootfiles: [boot] uefi_loader = "shim" needs ' + "; ".join(
+                f"{f.source} (package {f.package})" for f in absent)
+                + " — install the packages, set [boot] shim / grub_efi, or uefi_loader = \"ipxe\"")
             self._status.state, self._status.error = "failed", message
             raise ServiceError(message)
         self._status.state = "running"

@@ -39,6 +39,11 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]{1,253}$")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$")
 _TEXT_DROP = re.compile(r"[^A-Za-z0-9 .,:()/=_'+-]")
 _PXELINUX_NAME = re.compile(r"^pxelinux\.cfg/(01-[0-9a-f]{2}(?:-[0-9a-f]{2}){5})$")
+# GRUB's ${net_default_mac} is lowercase hex with colons ("52:54:00:12:34:56").
+_GRUB_NAME = re.compile(r"^grub/grub\.cfg-01-([0-9a-f]{2}(?::[0-9a-f]{2}){5})$")
+_GRUB_WORD = re.compile(r"^[A-Za-z0-9._:+,=/@%-]+$")
+GRUB_PREFIX = "grub"  # Debian's signed network GRUB (grubnetx64.efi) has prefix /grub on its boot server
+GRUB_BOOTSTRAP = f"{GRUB_PREFIX}/grub.cfg"
 
 
 class BootScriptError(ValueError):
@@ -85,6 +90,9 @@ class BootServer:
     kernel: str = "installer/vmlinuz"  # relative to the boot root (HTTP /boot/files/, TFTP root)
     initrd: str = "installer/initrd.img"
     pxelinux: str = "pxelinux.0"  # what a waiting pxelinux re-runs
+    # What a GRUB local boot chains, first found on a local disk wins: the removable-media path (shim
+    # where the installer put it there), then Debian's own shim, then GRUB without shim (SB off).
+    efi_loaders: tuple[str, ...] = ("/EFI/BOOT/BOOTX64.EFI", "/EFI/debian/shimx64.efi", "/EFI/debian/grubx64.efi")
 
     @property
     def http_base(self) -> str:
@@ -251,6 +259,95 @@ def pxelinux_config_mac(filename: str) -> str | None:
     (file not found) because the MAC file, asked first, always exists for every machine.
     """
     match = _PXELINUX_NAME.match(filename.removeprefix("/").lower())
+    if match is None:
+        return None
+    try:
+        return normalize_mac(match.group(1))
+    except MacError:
+        return None
+
+
+# --- GRUB (the Secure Boot chain: shim -> Debian's signed network GRUB -> this config) ---------------
+
+def grub_bootstrap() -> str:
+    """grub/grub.cfg, the same for every machine: GRUB reads it first ($prefix/grub.cfg on the TFTP server).
+
+    Debian 12's GRUB (2.06) does not look for per-MAC files itself, so this file asks for its own
+    grub/grub.cfg-01-<mac> in a loop. `source` (not `configfile`) runs the per-MAC file in this same
+    context: an install or local boot never comes back, a wait file only says why and sets the poll
+    interval, and the loop asks again without nesting a new menu context per poll (a machine may wait
+    for days). A fetch that fails (server restarting) is just another round.
+    """
+    return "\n".join([
+        "# imageserver: per-machine boot config (grub.cfg-01-<mac>), asked again while it says wait",
+        "set timeout=0",
+        "set imageserver_poll=5",
+        "while true; do",
+        "  source $prefix/grub.cfg-01-$net_default_mac",
+        "  sleep $imageserver_poll",
+        "done",
+    ]) + "\n"
+
+
+def _grub_word(name: str, word: str) -> str:
+    """One kernel argument for GRUB's `linux`: plain words as they are, anything else single-quoted so
+    GRUB neither expands $variables nor splits on ; (a quote or control character is refused)."""
+    if _GRUB_WORD.match(word):
+        return word
+    if "'" in word or "\\" in word or any(ord(c) < 0x20 or c == "\x7f" for c in word):
+        raise BootScriptError(f"{name} argument {word!r} cannot be quoted for GRUB")
+    return f"'{word}'"
+
+
+def render_grub(plan: BootPlan, server: BootServer) -> str:
+    """grub/grub.cfg-01-<mac> over TFTP, sourced by grub_bootstrap's loop (GRUB behind shim, UEFI only).
+
+    - install: the installer's kernel and initrd over TFTP from the boot root; under Secure Boot GRUB
+      has shim verify the kernel (Debian's kernel is signed by Debian's CA, which shim trusts). The
+      same arguments as iPXE and pxelinux: the fetch nonce, never the install token.
+    - local: chain the first EFI loader found on a local disk (BootServer.efi_loaders), because this
+      GRUB's `exit` takes no status: it always returns success, and edk2 then stops its boot order
+      and opens its menu instead of trying the disk (iPXE's `exit 1` has no equivalent here). The
+      chained shim or GRUB is checked by the firmware / shim like any other image, so Secure Boot still
+      decides. If no disk has one, `exit` hands back to the firmware anyway.
+    - wait: say why and set the poll interval; the bootstrap loop asks again.
+    """
+    _check_kind(plan)
+    mac = normalize_mac(plan.mac)
+    reason = _text(plan.reason).replace("'", "?")  # it goes into single-quoted echo words
+    lines = [f"# imageserver: {plan.kind} for {mac}: {reason}", f"set imageserver_poll={_poll(plan)}"]
+    if plan.kind == "install":
+        tftp = f"(tftp,{_value('address', server.address)})"
+        args = " ".join(_grub_word("kernel", w) for w in installer_arguments(plan, server).split())
+        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
+        lines += [
+            f"echo 'imageserver: installing {what} on {_value('hostname', plan.hostname)}'",
+            f"linux {tftp}/{_path('kernel', server.kernel)} {args}",
+            f"initrd {tftp}/{_path('initrd', server.initrd)}",
+            "boot",
+            f"echo 'imageserver: could not start the installer, asking again in {_poll(plan)} s'",
+        ]
+    elif plan.kind == "local":
+        loaders = " ".join("/" + _path("EFI loader", p.removeprefix("/")) for p in server.efi_loaders)
+        lines += [
+            f"echo 'imageserver: booting from the local disk ({reason})'",
+            f"for loader in {loaders}; do",
+            "  if search --no-floppy --file --set=disk $loader; then",
+            "    chainloader ($disk)$loader",
+            "    boot",
+            "  fi",
+            "done",
+            "echo 'imageserver: no EFI boot loader on a local disk, handing back to the firmware'",
+            "exit",
+        ]
+    else:
+        lines.append(f"echo 'imageserver: {reason} - asking again in {_poll(plan)} s'")
+    return "\n".join(lines) + "\n"
+
+
+def grub_config_mac(filename: str) -> str | None:
+    """'grub/grub.cfg-01-aa:bb:cc:dd:ee:ff' (a leading '/' allowed) -> 'aa:bb:cc:dd:ee:ff'; else None."""
+    match = _GRUB_NAME.match(filename.removeprefix("/").lower())
     if match is None:
         return None
     try:
