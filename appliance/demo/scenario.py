@@ -153,7 +153,8 @@ class DemoLab:
                 _kill_all(self.master)
         return time.monotonic() - started
 
-    def appliance(self) -> Appliance:
+    def appliance(self, boot_options: str = "") -> Appliance:
+        """The imageserver in the server namespace; `boot_options`: extra [boot] lines (TOML)."""
         assert self.net is not None
         net = self.net
         state = self.lab.tmp_path("state")
@@ -183,6 +184,7 @@ port = 80
 [boot]
 poll_seconds = 2
 kernel_cmdline = "console=ttyS0,115200 panic=-1"
+{boot_options}
 """)
         self.app = Appliance(net.server, state, config).start()
         self.say(f"imageserver serving in {net.server.name} (state {state})")
