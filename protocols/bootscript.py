@@ -90,8 +90,9 @@ class BootServer:
     kernel: str = "installer/vmlinuz"  # relative to the boot root (HTTP /boot/files/, TFTP root)
     initrd: str = "installer/initrd.img"
     pxelinux: str = "pxelinux.0"  # what a waiting pxelinux re-runs
-    # What a GRUB local boot chains, first found on a local disk wins: the removable-media path (shim
-    # where the installer put it there), then Debian's own shim, then GRUB without shim (SB off).
+    # A GRUB local boot: first the disk's own GRUB config (the directory holding grub.cfg: /boot/grub on
+    # the root file system, /grub on a separate /boot), read by this GRUB; else an EFI loader chained.
+    grub_dirs: tuple[str, ...] = ("/boot/grub", "/grub")
     efi_loaders: tuple[str, ...] = ("/EFI/BOOT/BOOTX64.EFI", "/EFI/debian/shimx64.efi", "/EFI/debian/grubx64.efi")
 
     @property
@@ -305,11 +306,13 @@ def render_grub(plan: BootPlan, server: BootServer) -> str:
     - install: the installer's kernel and initrd over HTTP (port 80) or TFTP; under Secure Boot GRUB
       has shim verify the kernel (Debian's kernel is signed by Debian's CA, which shim trusts). The
       same arguments as iPXE and pxelinux: the fetch nonce, never the install token.
-    - local: chain the first EFI loader found on a local disk (BootServer.efi_loaders), because this
-      GRUB's `exit` takes no status: it always returns success, and edk2 then stops its boot order
-      and opens its menu instead of trying the disk (iPXE's `exit 1` has no equivalent here). The
-      chained shim or GRUB is checked by the firmware / shim like any other image, so Secure Boot still
-      decides. If no disk has one, `exit` hands back to the firmware anyway.
+    - local: this GRUB reads the disk's own grub.cfg (root and prefix set to the disk), so the disk's
+      menu boots the disk's kernel, which shim checks like the installer's. Not `exit`: this GRUB's
+      exit takes no status, it always returns success, and edk2 then stops its boot order and opens
+      its menu instead of trying the disk (iPXE's `exit 1` has no equivalent here). Not chaining the
+      disk's shim first: a second shim started by GRUB from a network boot gets the NIC as its device
+      ("Failed to find fs" in OVMF, so it cannot load its grubx64.efi). Chaining an EFI loader
+      (BootServer.efi_loaders) stays as the fallback for a disk without a GRUB config, then `exit`.
     - wait: say why and set the poll interval; the bootstrap loop asks again.
     """
     _check_kind(plan)
@@ -334,8 +337,17 @@ def render_grub(plan: BootPlan, server: BootServer) -> str:
         lines.append(f"echo 'imageserver: could not start the installer, asking again in {_poll(plan)} s'")
     elif plan.kind == "local":
         loaders = " ".join("/" + _path("EFI loader", p.removeprefix("/")) for p in server.efi_loaders)
+        lines.append(f"echo 'imageserver: booting from the local disk ({reason})'")
+        for directory in server.grub_dirs:
+            grub_dir = "/" + _path("GRUB directory", directory.removeprefix("/"))
+            lines += [
+                f"if search --no-floppy --file --set=disk {grub_dir}/grub.cfg; then",
+                "  set root=$disk",
+                f"  set prefix=($disk){grub_dir}",
+                "  configfile $prefix/grub.cfg",
+                "fi",
+            ]
         lines += [
-            f"echo 'imageserver: booting from the local disk ({reason})'",
             f"for loader in {loaders}; do",
             "  if search --no-floppy --file --set=disk $loader; then",
             "    chainloader ($disk)$loader",

@@ -95,8 +95,19 @@ def test_reason_text_cannot_close_its_quotes() -> None:
     assert "set imageserver_poll=7" in text
 
 
-def test_local_chains_the_disks_shim_then_grub_and_exits_only_if_none() -> None:
-    """GRUB 2.06's `exit` takes no status (edk2 would stop at its menu): chain the disk's own loader."""
+def test_local_reads_the_disks_grub_config_first() -> None:
+    """GRUB 2.06's `exit` takes no status (edk2 would stop at its menu), and a disk shim chained from a
+    network GRUB cannot find its own file system: this GRUB reads the disk's grub.cfg instead."""
+    d = BootDecision("local", MAC, "host node01 is installed", 5, hostname="node01")
+    lines = render_grub(d, SERVER).splitlines()
+    first = lines.index("if search --no-floppy --file --set=disk /boot/grub/grub.cfg; then")
+    assert lines[first + 1:first + 5] == ["  set root=$disk", "  set prefix=($disk)/boot/grub",
+                                          "  configfile $prefix/grub.cfg", "fi"]
+    separate_boot = lines.index("if search --no-floppy --file --set=disk /grub/grub.cfg; then")
+    assert first < separate_boot < lines.index("    chainloader ($disk)$loader")
+
+
+def test_local_falls_back_to_chaining_an_efi_loader_and_exits_only_if_none() -> None:
     d = BootDecision("local", MAC, "host node01 is installed", 5, hostname="node01")
     lines = render_grub(d, SERVER).splitlines()
     loop = next(line for line in lines if line.startswith("for loader in "))
