@@ -6,8 +6,9 @@ Debian's shim is trusted and nothing unsigned runs), and booted from its own dis
 The chain under test, served by the imageserver with [boot] uefi_loader = "shim": OVMF's own PXE
 (no iPXE option ROM: an unsigned ROM would be refused) -> DHCP boot file shimx64.efi over TFTP ->
 shim fetches grubx64.efi (Debian's signed network GRUB) -> grub/grub.cfg -> grub/grub.cfg-01-<mac>
-(install: the signed Debian installer kernel + our initrd; after the install: chain the disk's
-EFI/BOOT/BOOTX64.EFI) -> on the disk, shim -> signed GRUB -> the image's signed kernel.
+(install: the signed Debian installer kernel + our initrd over HTTP; after the install: read
+the disk's /boot/grub/grub.cfg); and from the disk itself, firmware -> EFI/BOOT/BOOTX64.EFI (the
+image's shim) -> signed GRUB -> the image's signed kernel.
 
 Secure Boot really enforcing is shown by the kernel itself: with SB on, Debian's kernel prints
 "Secure boot enabled" and locks itself down; both the installer's and the installed system's
@@ -30,6 +31,7 @@ from appliance.demo.scenario import DemoLab
 from appliance.lab.netns import Lab, lab_unavailable_reason
 from appliance.lab.qemu import (
     OVMF_MS_VARS,
+    BootFrom,
     Vm,
     VmConfig,
     qemu_unavailable_reason,
@@ -96,13 +98,13 @@ def test_secure_boot_debian_master_installs_over_shim_and_boots_its_disk_with_sb
     firmware = secure_boot_args(nvram)
     app.cli("hosts", "add", name, "--mac", install.mac, "--image", IMAGE)
 
-    def machine() -> VmConfig:
+    def machine(boot: BootFrom = "network") -> VmConfig:
         # OVMF's own virtio-net driver and PXE: the iPXE option ROM is unsigned and Secure Boot refuses it.
-        return VmConfig(boot="network", mac=install.mac, disks=[install.disk], memory_mb=1024, option_rom=False,
+        return VmConfig(boot=boot, mac=install.mac, disks=[install.disk], memory_mb=1024, option_rom=False,
                         extra_args=firmware)
 
     install.power_on = time.monotonic()
-    install.vm = Vm(demo.net, machine()).start()
+    install.vm = Vm(demo.net, machine("network")).start()
     demo.follow([install], timeout=900)
     host = app.get(f"/api/v1/hosts/{name}")
     assert host["state"] == "installed", host
@@ -113,8 +115,9 @@ def test_secure_boot_debian_master_installs_over_shim_and_boots_its_disk_with_sb
     bootloader = [e for e in host["timeline"] if e["stage"] == "bootloader"]
     assert any("Secure Boot" in str(e.get("detail") or "") for e in bootloader), bootloader
 
-    # Power on again, network first as before: the imageserver's GRUB config now chains the disk's shim.
-    vm = Vm(demo.net, machine()).start()
+    # Power on from the disk: the firmware itself runs EFI/BOOT/BOOTX64.EFI (the image's shim), shim the
+    # signed GRUB beside it, GRUB the image's signed kernel.
+    vm = Vm(demo.net, machine("disk")).start()
     booted = time.monotonic()
     try:
         vm.wait_for(rf"{name} login:", timeout=600)
@@ -124,15 +127,27 @@ def test_secure_boot_debian_master_installs_over_shim_and_boots_its_disk_with_sb
     finally:
         log = vm.log()
         vm.stop()
-    print(f"\n[timing] UEFI Secure Boot: power-on -> installed {install.installed_after:.0f} s; "
-          f"power-on -> login {login_after:.0f} s (second boot: PXE -> shim -> GRUB -> the disk's shim)")
-    print("report:", report.group(0))
-    assert "imageserver: booting from the local disk" in log, log[-3000:]
     assert SB_KERNEL_LINE in log and LOCKDOWN_LINE in log, "the installed system did not boot under Secure Boot"
     hostname, ifname, address, _machine_id = report.groups()
     assert hostname == name
     binding = app.get(f"/api/v1/hosts/{name}")["binding"]
     assert binding and binding["ip"] == address, (binding, address)
+
+    # And PXE first, as an installed machine usually boots: the imageserver's GRUB config reads the disk's.
+    vm = Vm(demo.net, machine("network")).start()
+    pxe_booted = time.monotonic()
+    try:
+        vm.wait_for(rf"{name} login:", timeout=600)
+        pxe_login_after = time.monotonic() - pxe_booted
+    finally:
+        pxe_log = vm.log()
+        vm.stop()
+    print(f"\n[timing] UEFI Secure Boot: power-on -> installed {install.installed_after:.0f} s; "
+          f"installed -> login {login_after:.0f} s (from its disk: shim -> GRUB -> kernel); "
+          f"PXE -> local disk -> login {pxe_login_after:.0f} s")
+    print("report:", report.group(0))
+    assert "imageserver: booting from the local disk" in pxe_log, pxe_log[-3000:]
+    assert SB_KERNEL_LINE in pxe_log, "the PXE-then-local boot did not run under Secure Boot"
 
     with loop_partition(install.disk, 2) as device, mounted(device) as root:
         check_disk(root, fs_uuid(device), master, name, ifname)
