@@ -754,10 +754,9 @@ install_bootloader() {
             # shellcheck disable=SC2086  # $sb is one option or none
             chroot "$TARGET" grub-install --target=x86_64-efi --efi-directory="$ESP_MOUNT" --removable \
                 --no-nvram $sb || die "grub-install (UEFI) failed"
-            if [ -n "$sb" ]; then
-                cmp -s "$TARGET/usr/lib/shim/shimx64.efi.signed" "$TARGET$ESP_MOUNT/EFI/BOOT/BOOTX64.EFI" &&
-                    [ -f "$TARGET$ESP_MOUNT/EFI/BOOT/grubx64.efi" ] ||
-                    die "grub-install --uefi-secure-boot did not put shim at EFI/BOOT/BOOTX64.EFI with grubx64.efi"
+            if [ -n "$sb" ] && ! { cmp -s "$TARGET/usr/lib/shim/shimx64.efi.signed" \
+                "$TARGET$ESP_MOUNT/EFI/BOOT/BOOTX64.EFI" && [ -f "$TARGET$ESP_MOUNT/EFI/BOOT/grubx64.efi" ]; }; then
+                die "grub-install --uefi-secure-boot did not put shim at EFI/BOOT/BOOTX64.EFI with grubx64.efi"
             fi
             # --- end Secure Boot
         else
