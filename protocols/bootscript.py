@@ -303,7 +303,7 @@ def _grub_word(name: str, word: str) -> str:
 def render_grub(plan: BootPlan, server: BootServer) -> str:
     """grub/grub.cfg-01-<mac> over TFTP, sourced by grub_bootstrap's loop (GRUB behind shim, UEFI only).
 
-    - install: the installer's kernel and initrd over HTTP (port 80) or TFTP; under Secure Boot GRUB
+    - install: the installer's kernel and initrd over TFTP from the boot root; under Secure Boot GRUB
       has shim verify the kernel (Debian's kernel is signed by Debian's CA, which shim trusts). The
       same arguments as iPXE and pxelinux: the fetch nonce, never the install token.
     - local: this GRUB reads the disk's own grub.cfg (root and prefix set to the disk), so the disk's
@@ -325,15 +325,14 @@ def render_grub(plan: BootPlan, server: BootServer) -> str:
         what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
         kernel, initrd = _path("kernel", server.kernel), _path("initrd", server.initrd)
         lines.append(f"echo 'imageserver: installing {what} on {_value('hostname', plan.hostname)}'")
-        # GRUB's TFTP is one 1 KiB block per round trip (a 12 MB kernel took 74 s in a TCG VM); its HTTP
-        # is TCP. GRUB 2.06 cannot name an HTTP port, so HTTP only on port 80, with TFTP as the fallback.
-        sources = ([f"(http,{address})/boot/files"] if server.http_port == 80 else []) + [f"(tftp,{address})"]
-        for source in sources:
-            lines += [
-                f"if linux {source}/{kernel} {args}; then",
-                f"  if initrd {source}/{initrd}; then boot; fi",
-                "fi",
-            ]
+        # TFTP, though GRUB's is one 1 KiB block per round trip (43-74 s for the 12 MB kernel in a TCG VM):
+        # Debian's signed network GRUB has no http module built in, and under Secure Boot it loads none.
+        source = f"(tftp,{address})"
+        lines += [
+            f"if linux {source}/{kernel} {args}; then",
+            f"  if initrd {source}/{initrd}; then boot; fi",
+            "fi",
+        ]
         lines.append(f"echo 'imageserver: could not start the installer, asking again in {_poll(plan)} s'")
     elif plan.kind == "local":
         loaders = " ".join("/" + _path("EFI loader", p.removeprefix("/")) for p in server.efi_loaders)

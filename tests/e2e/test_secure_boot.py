@@ -6,7 +6,7 @@ Debian's shim is trusted and nothing unsigned runs), and booted from its own dis
 The chain under test, served by the imageserver with [boot] uefi_loader = "shim": OVMF's own PXE
 (no iPXE option ROM: an unsigned ROM would be refused) -> DHCP boot file shimx64.efi over TFTP ->
 shim fetches grubx64.efi (Debian's signed network GRUB) -> grub/grub.cfg -> grub/grub.cfg-01-<mac>
-(install: the signed Debian installer kernel + our initrd over HTTP; after the install: read
+(install: the signed Debian installer kernel + our initrd over TFTP; after the install: read
 the disk's /boot/grub/grub.cfg); and from the disk itself, firmware -> EFI/BOOT/BOOTX64.EFI (the
 image's shim) -> signed GRUB -> the image's signed kernel.
 

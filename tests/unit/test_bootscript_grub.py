@@ -40,22 +40,14 @@ def test_bootstrap_asks_for_the_per_mac_file_in_a_loop_without_nesting() -> None
 
 
 def test_install_boots_the_installer_over_tftp_with_the_same_arguments_as_ipxe() -> None:
-    lines = render_grub(install(), SERVER).splitlines()  # port 8080: GRUB 2.06 cannot name it, so TFTP only
-    args = installer_arguments(install(), SERVER)
-    i = lines.index(f"if linux (tftp,10.9.0.1)/installer/vmlinuz {args}; then")
-    assert lines[i + 1:i + 3] == ["  if initrd (tftp,10.9.0.1)/installer/initrd.img; then boot; fi", "fi"]
-    assert "http" not in "".join(line for line in lines if "linux" in line or "initrd" in line).replace(
-        "IMAGESERVER_URL=http://10.9.0.1:8080", "")
-
-
-def test_install_on_port_80_tries_http_first_then_tftp() -> None:
-    server = BootServer(address="10.9.0.1")
-    lines = render_grub(install(), server).splitlines()
-    args = installer_arguments(install(), server)
-    http = lines.index(f"if linux (http,10.9.0.1)/boot/files/installer/vmlinuz {args}; then")
-    tftp = lines.index(f"if linux (tftp,10.9.0.1)/installer/vmlinuz {args}; then")
-    assert lines[http + 1] == "  if initrd (http,10.9.0.1)/boot/files/installer/initrd.img; then boot; fi"
-    assert http < tftp < len(lines) - 1 and lines[-1].startswith("echo 'imageserver: could not start")
+    for server in (SERVER, BootServer(address="10.9.0.1")):
+        lines = render_grub(install(), server).splitlines()
+        args = installer_arguments(install(), server)
+        i = lines.index(f"if linux (tftp,10.9.0.1)/installer/vmlinuz {args}; then")
+        assert lines[i + 1:i + 3] == ["  if initrd (tftp,10.9.0.1)/installer/initrd.img; then boot; fi", "fi"]
+        # Debian's signed network GRUB has no http module: an (http,...) path only prints an error.
+        assert not any(line.startswith("if linux (http") for line in lines)
+        assert lines[-1].startswith("echo 'imageserver: could not start the installer")
     # The same command line the iPXE script and the pxelinux config carry.
     assert installer_arguments(install(), SERVER) in render_ipxe(install(), SERVER)
     assert installer_arguments(install(), SERVER) in render_pxelinux(install(), SERVER)
