@@ -39,6 +39,9 @@ class BootFile:
     package: str  # the Debian package that provides it
     purpose: str
     loader: bool  # a network boot program a firmware can start (one of these makes the root "bootable")
+    # False: copied and listed when its package is installed, but its absence is no warning (the Secure
+    # Boot files while [boot] uefi_loader is "ipxe": nothing is told to load them).
+    needed: bool = True
 
 
 def wanted_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
@@ -57,11 +60,12 @@ def wanted_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
 def secure_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
     """The Secure Boot chain ([boot] uefi_loader = "shim"): shim fetches grubx64.efi from the directory of
     its own DHCP file name, and that GRUB reads grub/grub.cfg (rendered, not a file)."""
+    needed = boot.uefi_loader == "shim"
     return (
         BootFile("shimx64.efi", boot.shim, "shim-signed",
-                 "shim for UEFI x64 Secure Boot (signed by Microsoft's UEFI CA)", True),
+                 "shim for UEFI x64 Secure Boot (signed by Microsoft's UEFI CA)", True, needed),
         BootFile("grubx64.efi", boot.grub_efi, "grub-efi-amd64-signed",
-                 "Debian's signed network GRUB that shim starts (reads grub/grub.cfg-01-<mac>)", False),
+                 "Debian's signed network GRUB that shim starts (reads grub/grub.cfg-01-<mac>)", False, needed),
     )
 
 
@@ -78,10 +82,11 @@ class SyncReport:
         return self.copied + self.unchanged
 
     def as_dict(self, files: tuple[BootFile, ...]) -> dict[str, Any]:
-        missing = {f.name for f in self.missing} | set(self.failed)
+        absent = {f.name for f in self.missing} | set(self.failed)
+        missing = {f.name for f in self.missing if f.needed} | set(self.failed)
         return {
             "files": {
-                f.name: {"present": f.name not in missing, "source": str(f.source), "package": f.package,
+                f.name: {"present": f.name not in absent, "source": str(f.source), "package": f.package,
                          "purpose": f.purpose, **({"error": self.failed[f.name]} if f.name in self.failed else {})}
                 for f in files
             },
@@ -181,8 +186,8 @@ class BootFiles:
         c = self._status.counters
         c["copied"] += len(report.copied)
         c["present"] = len(report.present)
-        c["missing"] = len(report.missing) + len(report.failed)
-        for f in report.missing:
+        c["missing"] = len([f for f in report.missing if f.needed]) + len(report.failed)
+        for f in (f for f in report.missing if f.needed):
             log.warning("event=boot-file-missing file=%s source=%s package=%s hint='apt-get install %s'",
                         f.name, f.source, f.package, f.package)
         for name, error in report.failed.items():
