@@ -68,7 +68,7 @@ class DhcpConfig:
     conflict_probe: bool = True
     auto_static: str = "on-install"  # "on-install" | "on-assign" | "off"
     bios_file: str = "undionly.kpxe"
-    uefi_file: str = "ipxe.efi"
+    uefi_file: str | None = None  # None: the first file of [boot] uefi_loader (ipxe.efi, or shimx64.efi)
     # Another DHCP server on the segment, found by a DISCOVER at start (its offers are awaited `rogue_probe`
     # seconds while we already serve; 0: no probe): authoritative mode then gives pool addresses to no new
     # machine unless allow_rogue is true.
@@ -144,6 +144,10 @@ class MulticastConfig:
     max_bitrate: str | None = None  # e.g. "600m"
 
 
+UEFI_LOADERS = ("ipxe", "shim")
+UEFI_BOOT_FILES = {"ipxe": "ipxe.efi", "shim": "shimx64.efi"}  # [boot] uefi_loader -> the DHCP boot file
+
+
 @dataclass(frozen=True, slots=True)
 class BootConfig:
     # Where distro packages put the boot binaries (Debian paths); overridable per file.
@@ -156,6 +160,12 @@ class BootConfig:
     # How an iPXE machine is given its decision: "ipxe" (an iPXE script) or "pxelinux" (BIOS machines
     # chain pxelinux.0 over TFTP and read pxelinux.cfg/01-<mac>; UEFI machines still get the script).
     loader: str = "ipxe"
+    # What a UEFI x64 PXE machine starts: "ipxe" (ipxe.efi, unsigned: Secure Boot must be off) or "shim"
+    # (Debian's signed shim -> signed network GRUB -> grub/grub.cfg-01-<mac>; boots with Secure Boot on
+    # or off). The files come from packages shim-signed and grub-efi-amd64-signed.
+    uefi_loader: str = "ipxe"
+    shim: Path = Path("/usr/lib/shim/shimx64.efi.signed")
+    grub_efi: Path = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +431,7 @@ def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
         conflict_probe=t.get("conflict_probe", _bool, mode == "authoritative"),
         auto_static=t.get("auto_static", _choice("on-install", "on-assign", "off"), d.auto_static),
         bios_file=t.get("bios_file", _str, d.bios_file),
-        uefi_file=t.get("uefi_file", _str, d.uefi_file),
+        uefi_file=t.get("uefi_file", _str, "") or None,
         rogue_probe=t.get("rogue_probe", _seconds(0.0, 30.0), d.rogue_probe),
         allow_rogue=t.get("allow_rogue", _bool, d.allow_rogue),
         trusted_relays=t.get("trusted_relays", _network_list, d.trusted_relays),
@@ -522,6 +532,9 @@ def _boot(t: _Table) -> BootConfig:
         poll_seconds=t.get("poll_seconds", _int_range(1, 3600), d.poll_seconds),
         kernel_cmdline=t.get("kernel_cmdline", _str, d.kernel_cmdline),
         loader=t.get("loader", _choice("ipxe", "pxelinux"), d.loader),
+        uefi_loader=t.get("uefi_loader", _choice(*UEFI_LOADERS), d.uefi_loader),
+        shim=t.get("shim", _path, d.shim),
+        grub_efi=t.get("grub_efi", _path, d.grub_efi),
     )
     t.finish()
     return out

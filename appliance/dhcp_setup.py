@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from appliance.config import Config, DhcpConfig
+from appliance.config import UEFI_BOOT_FILES, Config, DhcpConfig
 from appliance.rogue import refuse_pool
 from appliance.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
@@ -25,6 +25,11 @@ def subnets(cfg: Config) -> tuple[Subnet, ...]:
     )
 
 
+def uefi_boot_file(cfg: Config) -> str:
+    """What a UEFI x64 PXE ROM is told to load: [dhcp] uefi_file if set, else [boot] uefi_loader's file."""
+    return cfg.dhcp.uefi_file or UEFI_BOOT_FILES[cfg.boot.uefi_loader]
+
+
 def server_settings(cfg: Config) -> ServerSettings:
     d: DhcpConfig = cfg.dhcp
     assert cfg.appliance.address is not None, "config validation requires appliance.address with dhcp"
@@ -32,7 +37,7 @@ def server_settings(cfg: Config) -> ServerSettings:
         server_id=cfg.appliance.address,
         mode=d.mode,
         subnets=subnets(cfg),
-        boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=d.uefi_file),
+        boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=uefi_boot_file(cfg)),
         offer_hold=d.offer_hold,
         trusted_relays=d.trusted_relays,
     )

@@ -182,8 +182,9 @@ def build_services(rt: Runtime) -> list[Service]:
                                    responder=responder, api=api, route_modules=api_route_modules(),
                                    limits=http_limits(cfg)))
     if cfg.tftp.enabled:
-        # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi); pxelinux.cfg/01-<mac> is rendered per machine.
-        services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.pxelinux_config,
+        # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi / shimx64.efi); pxelinux.cfg/01-<mac> and
+        # grub/grub.cfg-01-<mac> are rendered per machine.
+        services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.tftp_config,
                                    max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface,
                                    limits=tftp_limits(cfg)))
     if cfg.rsyncd.enabled:

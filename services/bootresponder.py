@@ -1,4 +1,4 @@
-"""Answers "what does this machine boot?" for the HTTP (iPXE) and TFTP (pxelinux) servers alike.
+"""Answers "what does this machine boot?" for the HTTP (iPXE) and TFTP (pxelinux, GRUB) servers alike.
 
 One object shared by both servers: it reads the host, asks state.boot for the decision, fills in a
 missing install token, notes the machine as seen, and renders with protocols.bootscript. Keeping
@@ -16,7 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from protocols.bootscript import BootServer, pxelinux_config_mac, render_ipxe, render_pxelinux
+from protocols.bootscript import (
+    GRUB_BOOTSTRAP,
+    BootServer,
+    grub_bootstrap,
+    grub_config_mac,
+    pxelinux_config_mac,
+    render_grub,
+    render_ipxe,
+    render_pxelinux,
+)
 from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
 from state.credentials import fetch_nonce, new_token, token_expired
 from state.eventlog import EventLog
@@ -154,3 +163,23 @@ class BootResponder:
         decision, _ = self._answer(mac, "tftp", peer[0])
         return render_pxelinux(decision, self._server(address)).encode()
 
+
+    def grub_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
+        """TFTP's dynamic content for GRUB behind shim: grub/grub.cfg (the same loop for every machine)
+        and grub/grub.cfg-01-<mac> rendered from the decision; None for every other name."""
+        if filename.removeprefix("/") == GRUB_BOOTSTRAP:
+            return grub_bootstrap().encode()
+        mac = grub_config_mac(filename)
+        if mac is None:
+            return None
+        address = self.settings.address
+        if address is None:
+            log.warning("grub-unanswered", mac=mac, reason="[appliance] address is not set")
+            return None
+        decision, _ = self._answer(mac, "tftp-grub", peer[0])
+        return render_grub(decision, self._server(address)).encode()
+
+    def tftp_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
+        """Every TFTP name rendered per machine (pxelinux.cfg/01-<mac>, grub/...); None: a file of the boot root."""
+        content = self.pxelinux_config(filename, peer)
+        return content if content is not None else self.grub_config(filename, peer)

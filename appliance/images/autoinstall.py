@@ -870,10 +870,24 @@ install_bootloader() {
     if [ -x "$TARGET/usr/sbin/grub-install" ]; then
         if [ "$fw" = uefi ]; then
             [ -n "$ESP_MOUNT" ] || die "UEFI firmware, but the image's fstab has no EFI system partition"
-            stage bootloader "grub for UEFI in $ESP_MOUNT"
+            # --- Secure Boot (issue 13): an image with Debian's signed shim and GRUB gets them on the ESP
+            # the removable-media way (EFI/BOOT/BOOTX64.EFI = shim, grubx64.efi beside it), which boots
+            # with Secure Boot on or off; other images get GRUB alone, as before.
+            sb=''
+            if [ -f "$TARGET/usr/lib/shim/shimx64.efi.signed" ] &&
+                [ -f "$TARGET/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ]; then
+                sb=--uefi-secure-boot
+            fi
+            stage bootloader "grub for UEFI in $ESP_MOUNT${sb:+ (signed shim + grub: Secure Boot)}"
             # --removable: EFI/BOOT/BOOTX64.EFI boots without NVRAM entries (new machines, VMs).
+            # shellcheck disable=SC2086  # $sb is one option or none
             chroot "$TARGET" grub-install --target=x86_64-efi --efi-directory="$ESP_MOUNT" --removable \
-                --no-nvram || die "grub-install (UEFI) failed"
+                --no-nvram $sb || die "grub-install (UEFI) failed"
+            if [ -n "$sb" ] && ! { cmp -s "$TARGET/usr/lib/shim/shimx64.efi.signed" \
+                "$TARGET$ESP_MOUNT/EFI/BOOT/BOOTX64.EFI" && [ -f "$TARGET$ESP_MOUNT/EFI/BOOT/grubx64.efi" ]; }; then
+                die "grub-install --uefi-secure-boot did not put shim at EFI/BOOT/BOOTX64.EFI with grubx64.efi"
+            fi
+            # --- end Secure Boot
         else
             stage bootloader "grub for BIOS on $BOOT_DISK"
             chroot "$TARGET" grub-install --target=i386-pc "$BOOT_DISK" || die "grub-install (BIOS) failed"

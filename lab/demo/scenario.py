@@ -140,8 +140,9 @@ class DemoLab:
                 _kill_all(self.master)
         return time.monotonic() - started
 
-    def appliance(self, extra: str = "") -> Appliance:
-        """`imageserver serve` in the server namespace; `extra` TOML is appended to its config."""
+    def appliance(self, extra: str = "", boot_options: str = "") -> Appliance:
+        """`imageserver serve` in the server namespace; `boot_options`: extra [boot] lines (TOML); `extra` TOML is
+        appended to its config."""
         assert self.net is not None
         net = self.net
         state = self.lab.tmp_path("state")
@@ -171,6 +172,7 @@ port = 80
 [boot]
 poll_seconds = 2
 kernel_cmdline = "console=ttyS0,115200 panic=-1"
+{boot_options}
 {extra}""")
         self.app = Appliance(net.server, config=config, state_dir=state).start()
         self.say(f"imageserver serving in {net.server.name} (state {state})")
