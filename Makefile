@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite"
-	@echo "make lint    ruff check"
+	@echo "make lint    ruff check, mypy (strict) on protocols/ and state/"
 	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
 
@@ -27,9 +27,9 @@ venv: $(STAMP)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
-test: deps venv
-	$(VENV)/bin/ruff check .
+test: deps venv lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: venv
@@ -42,7 +42,7 @@ test-e2e: deps venv
 	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
 
 demo: deps venv
-	$(PY) -m appliance.demo
+	$(PY) -m lab.demo
 
 fuzz: venv
 	$(PY) -m tests.fuzz.campaign --inputs $${FUZZ_INPUTS:-1000000}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,8 +23,9 @@ from typing import Any
 
 from appliance.config import BootConfig
 from services.base import ServiceError, ServiceStatus
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.bootfiles")
+log = EventLog("imageserver.bootfiles")
 
 INSTALLER_DIR = "installer"
 INSTALLER_KERNEL = f"{INSTALLER_DIR}/vmlinuz"
@@ -39,6 +39,9 @@ class BootFile:
     package: str  # the Debian package that provides it
     purpose: str
     loader: bool  # a network boot program a firmware can start (one of these makes the root "bootable")
+    # False: copied and listed when its package is installed, but its absence is no warning (the Secure
+    # Boot files while [boot] uefi_loader is "ipxe": nothing is told to load them).
+    needed: bool = True
 
 
 def wanted_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
@@ -50,6 +53,19 @@ def wanted_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
         BootFile("pxelinux.0", boot.pxelinux, "pxelinux", "pxelinux for BIOS PXE ROMs", True),
         BootFile("ldlinux.c32", boot.syslinux_modules / "ldlinux.c32", "syslinux-common",
                  "pxelinux's core module (pxelinux.0 does not start without it)", False),
+        *secure_boot_files(boot),
+    )
+
+
+def secure_boot_files(boot: BootConfig) -> tuple[BootFile, ...]:
+    """The Secure Boot chain ([boot] uefi_loader = "shim"): shim fetches grubx64.efi from the directory of
+    its own DHCP file name, and that GRUB reads grub/grub.cfg (rendered, not a file)."""
+    needed = boot.uefi_loader == "shim"
+    return (
+        BootFile("shimx64.efi", boot.shim, "shim-signed",
+                 "shim for UEFI x64 Secure Boot (signed by Microsoft's UEFI CA)", True, needed),
+        BootFile("grubx64.efi", boot.grub_efi, "grub-efi-amd64-signed",
+                 "Debian's signed network GRUB that shim starts (reads grub/grub.cfg-01-<mac>)", False, needed),
     )
 
 
@@ -66,10 +82,11 @@ class SyncReport:
         return self.copied + self.unchanged
 
     def as_dict(self, files: tuple[BootFile, ...]) -> dict[str, Any]:
-        missing = {f.name for f in self.missing} | set(self.failed)
+        absent = {f.name for f in self.missing} | set(self.failed)
+        missing = {f.name for f in self.missing if f.needed} | set(self.failed)
         return {
             "files": {
-                f.name: {"present": f.name not in missing, "source": str(f.source), "package": f.package,
+                f.name: {"present": f.name not in absent, "source": str(f.source), "package": f.package,
                          "purpose": f.purpose, **({"error": self.failed[f.name]} if f.name in self.failed else {})}
                 for f in files
             },
@@ -152,6 +169,14 @@ class BootFiles:
                 + " — install the packages or set [boot] ipxe_dir / pxelinux")
             self._status.state, self._status.error = "failed", message
             raise ServiceError(message)
+        absent = [f for f in secure_boot_files(self.boot) if f.name not in self.report.present]
+        if self.require_loader and self.boot.uefi_loader == "shim" and absent:
+            # Every UEFI machine would be told to load a file we do not have: refuse rather than half-boot.
+            message = ('bootfiles: [boot] uefi_loader = "shim" needs ' + "; ".join(
+                f"{f.source} (package {f.package})" for f in absent)
+                + " — install the packages, set [boot] shim / grub_efi, or uefi_loader = \"ipxe\"")
+            self._status.state, self._status.error = "failed", message
+            raise ServiceError(message)
         self._status.state = "running"
 
     async def sync(self) -> SyncReport:
@@ -161,17 +186,16 @@ class BootFiles:
         c = self._status.counters
         c["copied"] += len(report.copied)
         c["present"] = len(report.present)
-        c["missing"] = len(report.missing) + len(report.failed)
-        for f in report.missing:
-            log.warning("event=boot-file-missing file=%s source=%s package=%s hint='apt-get install %s'",
-                        f.name, f.source, f.package, f.package)
+        c["missing"] = len([f for f in report.missing if f.needed]) + len(report.failed)
+        for f in (f for f in report.missing if f.needed):
+            log.warning("boot-file-missing", file=f.name, source=f.source, package=f.package,
+                        hint=f"apt-get install {f.package}")
         for name, error in report.failed.items():
-            log.warning("event=boot-file-copy-failed file=%s error=%r", name, error)
+            log.warning("boot-file-copy-failed", file=name, error=error)
         for name in report.installer_missing:
-            log.warning("event=installer-missing file=%s hint='build it with imageserver mkbootenv'",
-                        self.root / name)
+            log.warning("installer-missing", file=self.root / name, hint="build it with imageserver mkbootenv")
         if report.copied:
-            log.info("event=boot-files-copied files=%s root=%s", ",".join(report.copied), self.root)
+            log.info("boot-files-copied", files=",".join(report.copied), root=self.root)
         return report
 
     async def reconfigure(self, boot: BootConfig) -> None:

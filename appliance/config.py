@@ -8,6 +8,7 @@ Unknown keys are errors too, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
+from protocols.hostname import is_dns_name
 from state.discovery import POLICIES, DiscoveryError, DiscoveryRule, check_pattern, normalize_mac_prefix
 
 T = TypeVar("T")
@@ -66,7 +68,7 @@ class DhcpConfig:
     conflict_probe: bool = True
     auto_static: str = "on-install"  # "on-install" | "on-assign" | "off"
     bios_file: str = "undionly.kpxe"
-    uefi_file: str = "ipxe.efi"
+    uefi_file: str | None = None  # None: the first file of [boot] uefi_loader (ipxe.efi, or shimx64.efi)
     # Another DHCP server on the segment, found by a DISCOVER at start (its offers are awaited `rogue_probe`
     # seconds while we already serve; 0: no probe): authoritative mode then gives pool addresses to no new
     # machine unless allow_rogue is true.
@@ -122,6 +124,28 @@ class RsyncdConfig:
     # Who may pull images. Empty: the DHCP subnets (and loopback); images hold the master client's
     # secrets (/etc/shadow, host keys), so they are never exported to the world by default.
     hosts_allow: tuple[IPv4Network, ...] = ()
+    # Image transfers at once (0: no limit). Past it installers wait in line (stage "queued") rather
+    # than share the link 500 ways; 32 keeps a 10 Gb/s link full with room for disk-bound clients.
+    max_connections: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class MulticastConfig:
+    # udpcast sessions for installs on one L2 segment (services/multicast.py); off unless asked for.
+    enabled: bool = False
+    portbase: int = 9000  # even; session N uses portbase + 2N and the next port
+    rdv_address: IPv4Address = IPv4Address("239.255.77.1")  # where sender and receivers find each other
+    max_sessions: int = 4
+    max_receivers: int = 1024
+    start_window: float = 30.0  # start this long after the first receiver joined, even if others are missing
+    min_wait: float = 0.0
+    start_timeout: float = 300.0  # a session nobody joins gives up after this
+    retries_until_drop: int = 30  # the slow-receiver policy: a receiver this far behind is dropped (-> rsync)
+    max_bitrate: str | None = None  # e.g. "600m"
+
+
+UEFI_LOADERS = ("ipxe", "shim")
+UEFI_BOOT_FILES = {"ipxe": "ipxe.efi", "shim": "shimx64.efi"}  # [boot] uefi_loader -> the DHCP boot file
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +160,12 @@ class BootConfig:
     # How an iPXE machine is given its decision: "ipxe" (an iPXE script) or "pxelinux" (BIOS machines
     # chain pxelinux.0 over TFTP and read pxelinux.cfg/01-<mac>; UEFI machines still get the script).
     loader: str = "ipxe"
+    # What a UEFI x64 PXE machine starts: "ipxe" (ipxe.efi, unsigned: Secure Boot must be off) or "shim"
+    # (Debian's signed shim -> signed network GRUB -> grub/grub.cfg-01-<mac>; boots with Secure Boot on
+    # or off). The files come from packages shim-signed and grub-efi-amd64-signed.
+    uefi_loader: str = "ipxe"
+    shim: Path = Path("/usr/lib/shim/shimx64.efi.signed")
+    grub_efi: Path = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +186,17 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SatelliteConfig:
+    # The primary appliance this one mirrors (its HTTP base URL); empty: not a satellite.
+    primary: str = ""
+    # The token `imageserver satellites add NAME` printed on the primary (kept out of the config file,
+    # which is world-readable on many systems). Default: <state_dir>/satellite.token.
+    token_file: Path | None = None
+    interval: float = 10.0      # seconds between syncs (mirror, host list, reports)
+    outbox_cap: int = 100_000   # install reports buffered while the primary is away
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     appliance: ApplianceConfig = field(default_factory=ApplianceConfig)
     dhcp: DhcpConfig = field(default_factory=DhcpConfig)
@@ -165,6 +206,8 @@ class Config:
     boot: BootConfig = field(default_factory=BootConfig)
     rsyncd: RsyncdConfig = field(default_factory=RsyncdConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    multicast: MulticastConfig = field(default_factory=MulticastConfig)
+    satellite: SatelliteConfig = field(default_factory=SatelliteConfig)
     source: Path | None = None  # the file it was read from
 
     @property
@@ -292,8 +335,7 @@ def _path(key: str, v: Any) -> Path:
 
 def _hostname(key: str, v: Any) -> str:
     s = _str(key, v).strip(".").lower()
-    labels = s.split(".")
-    if not s or any(not lbl or len(lbl) > 63 or not all(c.isalnum() or c == "-" for c in lbl) for lbl in labels):
+    if not is_dns_name(s):  # protocols.hostname: the one rule for names
         raise ConfigError(key, f"{v!r} is not a valid DNS name")
     return s
 
@@ -389,7 +431,7 @@ def _dhcp(t: _Table, appliance: ApplianceConfig) -> DhcpConfig:
         conflict_probe=t.get("conflict_probe", _bool, mode == "authoritative"),
         auto_static=t.get("auto_static", _choice("on-install", "on-assign", "off"), d.auto_static),
         bios_file=t.get("bios_file", _str, d.bios_file),
-        uefi_file=t.get("uefi_file", _str, d.uefi_file),
+        uefi_file=t.get("uefi_file", _str, "") or None,
         rogue_probe=t.get("rogue_probe", _seconds(0.0, 30.0), d.rogue_probe),
         allow_rogue=t.get("allow_rogue", _bool, d.allow_rogue),
         trusted_relays=t.get("trusted_relays", _network_list, d.trusted_relays),
@@ -474,6 +516,7 @@ def _rsyncd(t: _Table) -> RsyncdConfig:
         enabled=t.get("enabled", _bool, d.enabled),
         port=t.get("port", _int_range(1, 65535), d.port),
         hosts_allow=t.get("hosts_allow", _network_list, d.hosts_allow),
+        max_connections=t.get("max_connections", _int_range(0, 10_000), d.max_connections),
     )
     t.finish()
     return out
@@ -489,6 +532,9 @@ def _boot(t: _Table) -> BootConfig:
         poll_seconds=t.get("poll_seconds", _int_range(1, 3600), d.poll_seconds),
         kernel_cmdline=t.get("kernel_cmdline", _str, d.kernel_cmdline),
         loader=t.get("loader", _choice("ipxe", "pxelinux"), d.loader),
+        uefi_loader=t.get("uefi_loader", _choice(*UEFI_LOADERS), d.uefi_loader),
+        shim=t.get("shim", _path, d.shim),
+        grub_efi=t.get("grub_efi", _path, d.grub_efi),
     )
     t.finish()
     return out
@@ -546,6 +592,60 @@ def _discovery(t: _Table) -> DiscoveryConfig:
                            auto_window=auto_window)
 
 
+_BITRATE = re.compile(r"^[1-9][0-9]{0,5}[kmg]?$")
+
+
+def _bitrate(key: str, v: Any) -> str:
+    text = _str(key, v).lower()
+    if not _BITRATE.match(text):
+        raise ConfigError(key, f"{v!r} is not a bit rate such as 600m, 80000k or 1g")
+    return text
+
+
+def _multicast(t: _Table, appliance: ApplianceConfig) -> MulticastConfig:
+    d = MulticastConfig()
+    portbase = t.get("portbase", _int_range(1024, 65000), d.portbase)
+    if portbase % 2:
+        raise ConfigError(t.key("portbase"), f"{portbase} must be even (udpcast uses it and the next port)")
+    out = MulticastConfig(
+        enabled=t.get("enabled", _bool, d.enabled),
+        portbase=portbase,
+        rdv_address=t.get("rdv_address", _ip, d.rdv_address),
+        max_sessions=t.get("max_sessions", _int_range(1, 64), d.max_sessions),
+        max_receivers=t.get("max_receivers", _int_range(1, 100000), d.max_receivers),
+        start_window=t.get("start_window", _seconds(1.0, 3600.0), d.start_window),
+        min_wait=t.get("min_wait", _seconds(0.0, 3600.0), d.min_wait),
+        start_timeout=t.get("start_timeout", _seconds(10.0, 86400.0), d.start_timeout),
+        retries_until_drop=t.get("retries_until_drop", _int_range(1, 10000), d.retries_until_drop),
+        max_bitrate=t.get("max_bitrate", _bitrate, d.max_bitrate),
+    )
+    t.finish()
+    if not out.rdv_address.is_multicast:
+        raise ConfigError(t.key("rdv_address"), f"{out.rdv_address} is not a multicast address")
+    if out.enabled and appliance.interface is None:
+        raise ConfigError("appliance.interface", "is required when multicast is enabled (udpcast sends on it)")
+    return out
+
+
+def _satellite(t: _Table) -> SatelliteConfig:
+    d = SatelliteConfig()
+
+    def url(key: str, v: Any) -> str:
+        text = _str(key, v).rstrip("/")
+        if text and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(?::\d+)?", text):
+            raise ConfigError(key, f"{text!r} is not an http:// or https:// base URL (e.g. \"http://10.0.0.1\")")
+        return text
+
+    out = SatelliteConfig(
+        primary=t.get("primary", url, d.primary),
+        token_file=t.get("token_file", _path, d.token_file),
+        interval=t.get("interval", _seconds(1.0, 3600.0), d.interval),
+        outbox_cap=t.get("outbox_cap", _int_range(100, 10_000_000), d.outbox_cap),
+    )
+    t.finish()
+    return out
+
+
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
     top = _Table(data, "")
@@ -559,6 +659,8 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
         boot=_boot(_Table(top.get("boot", lambda k, v: v, {}), "boot")),
         rsyncd=_rsyncd(_Table(top.get("rsyncd", lambda k, v: v, {}), "rsyncd")),
         discovery=_discovery(_Table(top.get("discovery", lambda k, v: v, {}), "discovery")),
+        multicast=_multicast(_Table(top.get("multicast", lambda k, v: v, {}), "multicast"), appliance),
+        satellite=_satellite(_Table(top.get("satellite", lambda k, v: v, {}), "satellite")),
         source=source,
     )
     top.finish()

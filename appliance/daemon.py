@@ -22,7 +22,7 @@ from appliance import rogue
 from appliance.config import Config, ConfigError, load_config
 from appliance.fdlimit import raise_nofile
 from appliance.portholder import address_in_use, explain_in_use, sharers
-from appliance.runtime import VERSION, Runtime
+from appliance.runtime import VERSION, ReconfigureError, Runtime
 from appliance.sdnotify import Notifier
 from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
@@ -30,12 +30,14 @@ from services.base import Service, ServiceError
 from services.dhcp import DhcpServer
 from services.ratelimit import LimitedLog
 from state.db import StoreError
+from state.eventlog import EventLog
 from state.permissions import secure_state_dir
+from state.satellites import list_satellites
 from state.statelock import StateLock, StateLocked
 from state.statelock import acquire as acquire_state_lock
 from state.store import Store
 
-log = logging.getLogger("imageserver.daemon")
+log = EventLog("imageserver.daemon")
 
 
 class Daemon:
@@ -50,7 +52,7 @@ class Daemon:
         self._lock: StateLock | None = None  # held until the process ends (released with it, kill -9 too)
         # asyncio's own errors (e.g. accept() out of descriptors, which it reports up to `backlog` times per
         # wake-up) go through this: a flood of one error is a few lines and a count, not a full disk.
-        self._loop_errors = LimitedLog(logging.getLogger("imageserver.loop"))
+        self._loop_errors = LimitedLog(EventLog("imageserver.loop"))
 
     def status(self) -> dict[str, Any]:
         rt = self.runtime
@@ -64,6 +66,8 @@ class Daemon:
             "state_dir": str(self.config.state_dir),
             "services": {s.name: s.status() for s in self.services},
             "counts": counts,
+            # The satellites of this primary: last contact, image versions they hold, reports they buffer.
+            "satellites": [s.as_dict(now) for s in list_satellites(rt.store.reader)] if rt else [],
             # Whether leases can be committed now (false: state dir full or failing; new leases are refused).
             "store": {"ok": not rt.store.journal.failing, "commits": rt.store.journal.commits,
                       "last_error": rt.store.journal.last_error} if rt else None,
@@ -82,30 +86,27 @@ class Daemon:
         try:
             looser = secure_state_dir(cfg.state_dir)
             if looser is not None:
-                log.warning("event=state-dir-tightened state_dir=%s old_mode=%o new_mode=700", cfg.state_dir, looser)
+                log.warning("state-dir-tightened", state_dir=cfg.state_dir, old_mode=f"{looser:o}", new_mode="700")
             # One writer per state dir: a second daemon (another network namespace, a second unit) would
             # ACK leases the first one never sees, and one of them loses promised-durable leases.
             self._lock = await _take_state_lock(cfg.state_dir)
         except StateLocked as e:
-            log.error("event=start-failed error=%r holder=%r (another imageserver serves this state dir; "
-                      "stop it first)", str(e), e.holder)
+            log.error("start-failed", error=str(e), holder=e.holder,
+                      hint="another imageserver serves this state dir; stop it first")
             return 1
         except OSError as e:  # e.g. a full state dir cannot take the lock file's holder line
-            log.error("event=start-failed error=%r state_dir=%s free_bytes=%s", str(e), cfg.state_dir,
-                      _free_bytes(cfg.state_dir))
+            log.error("start-failed", error=str(e), state_dir=cfg.state_dir, free_bytes=_free_bytes(cfg.state_dir))
             return 1
         try:
             store = Store(cfg.state_dir)
         except (StoreError, OSError) as e:
             # A full or broken state dir: say so and exit 1 (systemd retries), not a traceback.
-            log.error("event=start-failed error=%r state_dir=%s free_bytes=%s", str(e), cfg.state_dir,
-                      _free_bytes(cfg.state_dir))
+            log.error("start-failed", error=str(e), state_dir=cfg.state_dir, free_bytes=_free_bytes(cfg.state_dir))
             return 1
         try:
             token = ensure_token(cfg.state_dir)
         except OSError as e:
-            log.error("event=start-failed error=%r state_dir=%s free_bytes=%s", str(e), cfg.state_dir,
-                      _free_bytes(cfg.state_dir))
+            log.error("start-failed", error=str(e), state_dir=cfg.state_dir, free_bytes=_free_bytes(cfg.state_dir))
             await store.close()
             return 1
         self.runtime = Runtime(config=cfg, store=store, admin_token=token,
@@ -113,8 +114,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         fds = raise_nofile()
-        log.info("event=nofile soft=%d hard=%d before=%d%s", fds.soft, fds.hard, fds.before,
-                 f" error={fds.error!r}" if fds.error else "")
+        log.info("nofile", soft=fds.soft, hard=fds.hard, before=fds.before,
+                 **({"error": fds.error} if fds.error else {}))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -130,35 +131,35 @@ class Daemon:
             for service in self.services:
                 await self._start(service)
                 started.append(service)
-                log.info("event=service-started service=%s listen=%s", service.name,
-                         ",".join(service.status().get("listen", [])) or "-")
-            log.info("event=ready version=%s services=%s state_dir=%s", VERSION,
-                     ",".join(s.name for s in self.services) or "none", cfg.state_dir)
+                log.info("service-started", service=service.name,
+                         listen=",".join(service.status().get("listen", [])) or "-")
+            log.info("ready", version=VERSION, services=",".join(s.name for s in self.services) or "none",
+                     state_dir=cfg.state_dir)
             self.notifier.send(READY=1, STATUS=self.summary())
             dhcp = next((s for s in self.services if isinstance(s, DhcpServer)), None)
             if dhcp is not None:  # another DHCP server on the segment? (in the background: see appliance/rogue.py)
                 self._rogue_probe = loop.create_task(rogue.probe_and_apply(cfg, dhcp))
             watchdog = self._start_watchdog()
             await self._stop.wait()
-            log.info("event=stopping")
+            log.info("stopping")
             if self._rogue_probe is not None:
                 self._rogue_probe.cancel()
             self.notifier.send(STOPPING=1, STATUS="stopping")
             if watchdog is not None:
                 watchdog.cancel()
         except ServiceError as e:
-            log.error("event=start-failed error=%r", str(e))
+            log.error("start-failed", error=str(e))
             code = 1
         finally:
             for service in reversed(started):
                 try:
                     await service.stop()
                 except Exception:
-                    log.exception("event=stop-failed service=%s", service.name)
+                    log.exception("stop-failed", service=service.name)
             await store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            log.info("event=stopped code=%d", code)
+            log.info("stopped", code=code)
         return code
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -166,8 +167,8 @@ class Daemon:
         message = str(context.get("message", "unhandled error in the event loop"))
         key = message[:80] + (f":{type(exc).__name__}" if exc else "")
         # An OSError (EMFILE, ...) needs no traceback; a bug does.
-        self._loop_errors.log(key, time.monotonic(), logging.ERROR, "event=loop-error message=%r error=%r",
-                              message, str(exc) if exc else None,
+        self._loop_errors.log(key, time.monotonic(), logging.ERROR, "loop-error", message=message,
+                              error=str(exc) if exc else None,
                               exc_info=exc if isinstance(exc, BaseException) and not isinstance(exc, OSError) else None)
 
     async def _start(self, service: Service) -> None:
@@ -217,26 +218,27 @@ class Daemon:
     async def _reload(self) -> None:
         source = self.config.source
         if source is None:
-            log.warning("event=reload-skipped reason=no-config-file")
+            log.warning("reload-skipped", reason="no-config-file")
             return
         try:
             new = load_config(Path(source))
         except ConfigError as e:
-            log.error("event=reload-failed error=%r (keeping the running config)", str(e))
+            log.error("reload-failed", error=str(e), hint="keeping the running config")
             return
         if new.state_dir != self.config.state_dir:
-            log.error("event=reload-failed error='appliance.state_dir cannot change while running; restart'")
+            log.error("reload-failed", error="appliance.state_dir cannot change while running; restart")
             return
-        self.config = new
-        if self.runtime is not None:
-            self.runtime.config = new
         if self.runtime is not None:
             try:
-                await reconfigure_services(self.runtime, self.services)
-            except Exception as e:
-                log.error("event=reload-failed error=%r", str(e))
+                await reconfigure_services(self.runtime, new)  # all or nothing: a refusal changes no service
+            except ReconfigureError as e:
+                log.error("reload-failed", service=e.service, error=str(e), kept="the running config")
                 return
-        log.info("event=reloaded config=%s", source)
+            except Exception as e:
+                log.error("reload-failed", error=str(e))
+                return
+        self.config = new
+        log.info('reloaded', config=source)
         self.notifier.send(STATUS=self.summary())
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 
-from appliance.config import Config, DhcpConfig
+from appliance.config import UEFI_BOOT_FILES, Config, DhcpConfig
 from appliance.rogue import refuse_pool
-from appliance.runtime import Runtime
+from appliance.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
-from state.hosts import host_by_mac
-from state.leases import LeaseModel, durable_binding, journal_writer
+from state.hosts import is_host
+from state.leases import LeaseError, LeaseModel, check_pools, durable_binding, journal_writer
 from state.sightings import MachineLog
 
 # How often a machine's last_seen is written when nothing else about it changed.
@@ -25,6 +25,11 @@ def subnets(cfg: Config) -> tuple[Subnet, ...]:
     )
 
 
+def uefi_boot_file(cfg: Config) -> str:
+    """What a UEFI x64 PXE ROM is told to load: [dhcp] uefi_file if set, else [boot] uefi_loader's file."""
+    return cfg.dhcp.uefi_file or UEFI_BOOT_FILES[cfg.boot.uefi_loader]
+
+
 def server_settings(cfg: Config) -> ServerSettings:
     d: DhcpConfig = cfg.dhcp
     assert cfg.appliance.address is not None, "config validation requires appliance.address with dhcp"
@@ -32,7 +37,7 @@ def server_settings(cfg: Config) -> ServerSettings:
         server_id=cfg.appliance.address,
         mode=d.mode,
         subnets=subnets(cfg),
-        boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=d.uefi_file),
+        boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=uefi_boot_file(cfg)),
         offer_hold=d.offer_hold,
         trusted_relays=d.trusted_relays,
     )
@@ -58,7 +63,7 @@ def load_machines(rt: Runtime, cls: type[MachineLog] = MachineLog) -> MachineLog
     reader = rt.store.reader
     d = rt.config.discovery
     return cls.load(reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH, cap=d.max_machines,
-                    expiry=d.machine_expiry, protected=lambda mac: host_by_mac(reader, mac) is not None,
+                    expiry=d.machine_expiry, protected=lambda mac: is_host(reader, mac),
                     now=rt.clock())
 
 
@@ -78,14 +83,29 @@ def build_dhcp(rt: Runtime, leases: LeaseModel, machines: MachineLog) -> DhcpSer
     )
 
 
-def reconfigure_dhcp(rt: Runtime, leases: LeaseModel, server: DhcpServer | None) -> None:
-    """SIGHUP: new subnets, pools, options, hold and probation times; the leases themselves stay."""
-    cfg = rt.config
-    leases.decline_probation = float(cfg.dhcp.decline_probation)
-    leases.decline_max_share = cfg.dhcp.decline_max_share
-    leases.offer_hold = cfg.dhcp.offer_hold
+def prepare_dhcp(leases: LeaseModel, server: DhcpServer | None, cfg: Config) -> Apply:
+    """SIGHUP: new subnets, pools, options, hold and probation times (the leases themselves stay). Refused
+    whole (ReconfigureError) if the pools overlap or [dhcp] mode changes (that needs a restart)."""
+    new_subnets = subnets(cfg)
+    try:
+        check_pools(new_subnets)
+    except LeaseError as e:
+        raise ReconfigureError("dhcp", str(e)) from None
+    settings = None
     if server is not None and cfg.dhcp.enabled:
-        server.reconfigure(server_settings(cfg), conflict_probe=cfg.dhcp.conflict_probe)
-        server.refuse_pool = refuse_pool(cfg, server.other_servers)  # allow_rogue applies live
-    else:
-        leases.set_subnets(subnets(cfg))
+        if cfg.dhcp.mode != server.settings.mode:
+            raise ReconfigureError("dhcp", f"dhcp.mode {server.settings.mode!r} -> {cfg.dhcp.mode!r} needs a restart")
+        settings = server_settings(cfg)
+    d = cfg.dhcp
+
+    def apply() -> None:
+        leases.decline_probation = float(d.decline_probation)
+        leases.decline_max_share = d.decline_max_share
+        leases.offer_hold = d.offer_hold
+        if server is not None and settings is not None:
+            server.reconfigure(settings, conflict_probe=d.conflict_probe)
+            server.refuse_pool = refuse_pool(cfg, server.other_servers)  # allow_rogue applies live
+        else:
+            leases.set_subnets(new_subnets)
+
+    return apply

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from appliance.config import Config
-from appliance.runtime import Runtime
+from appliance.runtime import Apply, Runtime
 from protocols.dns import ZoneSettings
 from services.dns import DnsServer, StoreZone, Upstream
 from state.names import NameIndex
@@ -32,8 +32,13 @@ def build_dns(rt: Runtime) -> DnsServer:
     return DnsServer(host=host, port=cfg.dns.port, zone=zone, upstreams=upstreams(cfg))
 
 
-def reconfigure_dns(rt: Runtime, server: DnsServer) -> None:
+def prepare_dns(server: DnsServer, cfg: Config) -> Apply:
     """SIGHUP: domain, hostname, ttl, reverse networks and upstreams change live; the port does not."""
-    if isinstance(server.zone, StoreZone):
-        server.zone.configure(zone_settings(rt.config))
-    server.reconfigure(upstreams(rt.config))
+    zone, ups = zone_settings(cfg), upstreams(cfg)
+
+    def apply() -> None:
+        if isinstance(server.zone, StoreZone):
+            server.zone.configure(zone)
+        server.reconfigure(ups)
+
+    return apply

@@ -1,19 +1,28 @@
 """Logging: one line per event with key=value fields; JSON lines for log shippers.
 
+The fields come structurally: state/eventlog.py puts the event's dict on the record (`record.fields`),
+and both formatters render from it; nothing is parsed back out of message text. A record without
+fields (a library's, asyncio's) keeps its message as text.
+
 Under journald (JOURNAL_STREAM set) the timestamp is left out: the journal has its own.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
+import math
 import os
-import re
 import sys
 import time
+from collections.abc import Mapping
 
-_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
+from state.eventlog import FIELDS_ATTR, render_fields
+
+
+def record_fields(record: logging.LogRecord) -> Mapping[str, object] | None:
+    fields = getattr(record, FIELDS_ATTR, None)
+    return fields if isinstance(fields, Mapping) else None
 
 
 class _KeyValueFormatter(logging.Formatter):
@@ -22,7 +31,8 @@ class _KeyValueFormatter(logging.Formatter):
         self.with_time = with_time
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        fields = record_fields(record)
+        msg = render_fields(fields) if fields is not None else record.getMessage()
         head = f"level={record.levelname.lower()} logger={record.name.removeprefix('imageserver.')}"
         if self.with_time:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
@@ -33,43 +43,14 @@ class _KeyValueFormatter(logging.Formatter):
         return line
 
 
-def split_fields(message: str) -> tuple[dict[str, str], str]:
-    """'event=x mac=aa reason=\'two words\' free text' -> ({event, mac, reason}, 'free text').
-
-    Values are bare words, or quoted as %r quotes them ('...' or "..." with backslash escapes, decoded
-    like a Python literal), so a reason with spaces stays one field. Words that are not key=value are
-    kept, in order, as the message.
-    """
-    fields: dict[str, str] = {}
-    rest: list[str] = []
-    i, n = 0, len(message)
-    while i < n:
-        while i < n and message[i] == " ":
-            i += 1
-        if i >= n:
-            break
-        m = _KEY.match(message, i)
-        if m and m.end() < n and message[m.end()] in "'\"":
-            quote, j = message[m.end()], m.end() + 1
-            while j < n and message[j] != quote:
-                j += 2 if message[j] == "\\" else 1
-            literal = message[m.end():j + 1]
-            try:
-                value = ast.literal_eval(literal)
-            except (ValueError, SyntaxError):
-                value = literal.strip(quote)
-            fields[m.group(1)] = str(value)
-            i = j + 1
-            continue
-        end = message.find(" ", i)
-        end = n if end < 0 else end
-        word = message[i:end]
-        if m and m.end() <= end:
-            fields[m.group(1)] = word[m.end() - i:]
-        else:
-            rest.append(word)
-        i = end
-    return fields, " ".join(rest)
+def json_value(value: object) -> object:
+    """A field as JSON: strings, finite numbers, booleans and null as they are, anything else (an
+    address, a path) as its text."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -79,12 +60,12 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
-        # Messages are "k=v k=v ..." by convention; split them so shippers get fields.
-        fields, message = split_fields(record.getMessage())
-        for key, value in fields.items():
-            out.setdefault(key, value)  # a field never overwrites time, level or logger
-        if message:
-            out["message"] = message
+        fields = record_fields(record)
+        if fields is None:
+            out["message"] = record.getMessage()
+        else:
+            for key, value in fields.items():
+                out.setdefault(key, json_value(value))  # a field never overwrites time, level or logger
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out)

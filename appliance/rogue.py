@@ -14,7 +14,6 @@ runs once per start; a server that appears later is not noticed until the next s
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import socket
 from ipaddress import IPv4Address
@@ -23,8 +22,9 @@ from typing import Any
 from appliance.config import Config
 from appliance.initwizard import ProbeResult, discover_packet, parse_offer
 from services.dhcp import DhcpServer
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.dhcp")
+log = EventLog("imageserver.dhcp")
 
 
 def probe_mac() -> str:
@@ -41,8 +41,8 @@ def apply(cfg: Config, server: DhcpServer) -> None:
     """(Re)decide from what was found and the config (also after SIGHUP: allow_rogue applies live)."""
     refusing = server.refuse_pool = refuse_pool(cfg, server.other_servers)
     if server.other_servers.get("servers"):
-        log.warning("event=other-dhcp-server servers=%s mode=%s action=%s", ",".join(server.other_servers["servers"]),
-                    cfg.dhcp.mode, "pool-refused" if refusing else "serving (allow_rogue or proxy mode)")
+        log.warning("other-dhcp-server", servers=",".join(server.other_servers["servers"]), mode=cfg.dhcp.mode,
+                    action="pool-refused" if refusing else "serving (allow_rogue or proxy mode)")
 
 
 async def probe(interface: str, mac: str, own: list[IPv4Address], seconds: float) -> ProbeResult:
@@ -102,5 +102,5 @@ async def probe_and_apply(cfg: Config, server: DhcpServer) -> None:
         "error": result.error,
     }
     if result.error:
-        log.warning("event=rogue-probe-failed error=%r", result.error)
+        log.warning("rogue-probe-failed", error=result.error)
     apply(cfg, server)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from appliance.config import Config
+from services.api_context import Live
 from state.store import Store
 
 
@@ -23,6 +24,28 @@ def installed_version() -> str:
 VERSION = installed_version()
 
 
+# A checked change, ready to apply (possibly a coroutine: the boot files sync).
+Apply = Callable[[], Awaitable[None] | None]
+
+
+class ReconfigureError(Exception):
+    """A service cannot take the re-read config; the message names the service and the problem."""
+
+    def __init__(self, service: str, problem: str) -> None:
+        super().__init__(f"{service}: {problem}")
+        self.service = service
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigurer:
+    """How one service takes a re-read config (SIGHUP). `prepare` checks the config and computes the
+    service's new settings without changing anything (raising names the problem) and returns the change;
+    the daemon applies the changes only after every service accepted: all or nothing."""
+
+    service: str
+    prepare: Callable[[Config], Apply]
+
+
 @dataclass(slots=True)
 class Runtime:
     config: Config
@@ -35,5 +58,7 @@ class Runtime:
     status: Callable[[], dict[str, Any]] = lambda: {}
     # Asks the daemon to re-read its config (what SIGHUP does), for the admin API.
     request_reload: Callable[[], None] = lambda: None
-    # Live models shared between services and the API, by name ("machines", "boot", "leases", ...).
-    models: dict[str, Any] = field(default_factory=dict)
+    # Live models and settings shared between services and the API (typed fields; the API reads the same object).
+    live: Live = field(default_factory=Live)
+    # One per running service (and for the shared live settings), registered by appliance.wiring.
+    reconfigurers: list[Reconfigurer] = field(default_factory=list)

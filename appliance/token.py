@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+
+from state.credentials import new_token
 
 TOKEN_FILE = "admin.token"
 
@@ -23,7 +24,7 @@ def ensure_token(state_dir: Path) -> str:
     except FileNotFoundError:
         pass
     state_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = new_token()  # state.credentials: the one strength
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

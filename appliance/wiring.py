@@ -6,15 +6,17 @@ whole, so a service can be constructed and tested without the appliance.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from appliance.bootfiles import BootFiles
 from appliance.config import Config
-from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfigure_dhcp
+from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, prepare_dhcp
 from appliance.dhcp_setup import subnets as dhcp_subnets
-from appliance.dns_setup import build_dns, reconfigure_dns
+from appliance.dns_setup import build_dns, prepare_dns
 from appliance.fdlimit import nofile_soft
-from appliance.runtime import Runtime
+from appliance.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
+from appliance.satellite import build_link
 from services import (
     api_hostadmin,
     api_hosts,
@@ -23,6 +25,8 @@ from services import (
     api_leases,
     api_machines,
     api_metrics,
+    api_multicast,
+    api_satellite,
     api_status,
     dashboard,
     torrents,
@@ -37,27 +41,36 @@ from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
-from services.dns import DnsServer
 from services.http import HttpServer, RouteFactory
 from services.http_gate import ConnectionLimits
+from services.multicast import MulticastService, MulticastSettings
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpLimits, TftpServer
+from state import satellites
 from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
 from state.images import list_versions
-from state.leases import LeaseModel, PoolSpec
-from state.sightings import MachineLog
+from state.leases import LeaseError, LeaseModel, PoolSpec
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 CLIENT_SCRIPTS_DIR = Path(__file__).parent / "data"
 
 
 def api_route_modules() -> list[RouteFactory]:
-    """The API route modules the HTTP server mounts (services/api_<domain>.py `routes`)."""
-    return [api_status.routes, api_machines.routes, api_leases.routes, api_hosts.routes, api_install.routes,
-            api_hostadmin.routes, api_metrics.routes, dashboard.routes, client_script_routes,
-            update_routes, api_images.routes, torrents.routes]
+    """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`, or `routes(ctx)`)."""
+    return [api_status.routes, api_machines.ROUTES, api_leases.routes, api_hosts.ROUTES, api_install.ROUTES,
+            api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.routes, client_script_routes,
+            update_routes, api_images.routes, api_multicast.ROUTES, api_satellite.routes, torrents.ROUTES]
+
+
+def multicast_settings(cfg: Config) -> MulticastSettings:
+    m = cfg.multicast
+    assert cfg.appliance.interface is not None  # the config requires it when multicast is on
+    return MulticastSettings(interface=cfg.appliance.interface, state_dir=cfg.state_dir, portbase=m.portbase,
+                             rdv_address=m.rdv_address, max_sessions=m.max_sessions, max_receivers=m.max_receivers,
+                             start_window=m.start_window, min_wait=m.min_wait, start_timeout=m.start_timeout,
+                             retries_until_drop=m.retries_until_drop, max_bitrate=m.max_bitrate)
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -81,7 +94,8 @@ def rsyncd_hosts_allow(cfg: Config) -> tuple[str, ...]:
 def rsyncd_settings(cfg: Config) -> RsyncdSettings:
     return RsyncdSettings(state_dir=cfg.state_dir,
                           address=str(cfg.appliance.address) if cfg.appliance.address is not None else "0.0.0.0",
-                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg))
+                          port=cfg.rsyncd.port, hosts_allow=rsyncd_hosts_allow(cfg),
+                          max_connections=cfg.rsyncd.max_connections)
 
 
 def install_settings(cfg: Config) -> InstallSettings:
@@ -127,40 +141,53 @@ def tftp_limits(cfg: Config) -> TftpLimits:
                       stall_timeout=cfg.tftp.stall_timeout)
 
 
+def _live_settings(rt: Runtime) -> None:
+    """The settings the API and services read from the config (at start and after SIGHUP)."""
+    cfg, live = rt.config, rt.live
+    live.install = install_settings(cfg)
+    live.hostbook = host_settings(cfg)
+    live.admin_networks = tuple(cfg.http.admin_networks)
+    live.pools = pool_specs(cfg)
+
+
 def build_services(rt: Runtime) -> list[Service]:
     cfg = rt.config
     boot_root = cfg.state_dir / BOOT_DIR
     services: list[Service] = []
+    rt.reconfigurers.clear()
     # First, so the boot files are in place before anything can ask for them.
-    services.append(BootFiles(cfg.boot, boot_root, require_loader=cfg.tftp.enabled))
-    machines = rt.models.get("machines")
+    bootfiles = BootFiles(cfg.boot, boot_root, require_loader=cfg.tftp.enabled)
+    services.append(bootfiles)
+    rt.reconfigurers.append(Reconfigurer("bootfiles", lambda new: lambda: bootfiles.reconfigure(new.boot)))
+    live = rt.live
+    machines = live.machines
     if machines is None:
-        machines = rt.models["machines"] = load_machines(rt, DiscoveringMachineLog)
+        machines = live.machines = load_machines(rt, DiscoveringMachineLog)
     # The lease book exists even with DHCP off: reservations can be managed before it is switched on.
-    leases = rt.models.get("leases")
+    leases = live.leases
     if leases is None:
-        leases = rt.models["leases"] = load_leases(rt)
-    rt.models["hostbook"] = host_settings(cfg)
+        leases = live.leases = load_leases(rt)
     # Every sighting (DHCP or boot path) passes discovery: policy auto makes unknown machines hosts.
-    discovery = rt.models["discovery"] = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
+    discovery = live.discovery = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
     if isinstance(machines, DiscoveringMachineLog):
         machines.on_seen = discovery.seen
-    responder = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
-    rt.models["boot"] = responder
-    rt.models["install"] = install_settings(cfg)
-    rt.models["admin_networks"] = cfg.http.admin_networks
-    rt.models["pools"] = pool_specs(cfg)
+    responder = live.boot = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
+    _live_settings(rt)
+    rt.reconfigurers.append(Reconfigurer("api", lambda new: _prepare_live(rt, new)))
     # prepareclient and updateclient, as the package ships them (GET /client/{name}).
-    rt.models["client_scripts"] = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
-    api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, models=rt.models,
+    live.client_scripts = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
+    api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, live=live,
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:
+        # The BitTorrent transport's torrents, seeders and swarms: seeders start on a host's first fetch.
+        live.torrents = torrents.Torrents(cfg.state_dir)
         services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
                                    responder=responder, api=api, route_modules=api_route_modules(),
                                    limits=http_limits(cfg)))
     if cfg.tftp.enabled:
-        # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi); pxelinux.cfg/01-<mac> is rendered per machine.
-        services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.pxelinux_config,
+        # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi / shimx64.efi); pxelinux.cfg/01-<mac> and
+        # grub/grub.cfg-01-<mac> are rendered per machine.
+        services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.tftp_config,
                                    max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface,
                                    limits=tftp_limits(cfg)))
     if cfg.rsyncd.enabled:
@@ -170,55 +197,94 @@ def build_services(rt: Runtime) -> list[Service]:
             return [(v.name, v.version, v.path) for v in list_versions(rt.store.reader)]
 
         # Only machines installing (or updating, with a grant) may pull, each its own image, with its password.
-        grants = rt.models.setdefault("rsync_grants", RsyncGrants.empty())
+        grants = live.rsync_grants
+        if grants is None:
+            grants = live.rsync_grants = RsyncGrants.empty()
 
         def clients() -> list[RsyncClient]:
             now = rt.clock()
             return installing_clients(rt.store.reader, now) + grants.active(now)
 
         rsyncd = RsyncdService(rsyncd_settings(cfg), catalog, clock=rt.clock, monotonic=rt.monotonic,
-                               clients=clients)
-        rt.models["rsync_refresh"] = rsyncd.refresh
+                               clients=clients, images_root=cfg.state_dir / "images",
+                               satellites=lambda: satellites.rsync_credentials(rt.store.reader))
+        live.rsync_refresh = rsyncd.refresh
         services.append(rsyncd)
+        rt.reconfigurers.append(Reconfigurer("rsyncd", lambda new: _prepare_rsyncd(rsyncd, new)))
+    if cfg.multicast.enabled:
+        multicast = MulticastService(multicast_settings(cfg), clock=rt.clock)
+        live.multicast = multicast
+        services.append(multicast)
     if cfg.dns.enabled:
         # Names come from the store on every query (rebuilt after each commit): no restart for a new host.
-        services.append(build_dns(rt))
+        dns = build_dns(rt)
+        services.append(dns)
+        rt.reconfigurers.append(Reconfigurer("dns", lambda new: prepare_dns(dns, new)))
+    if cfg.satellite.primary:
+        # The satellite role: mirror the primary's images and hosts, report installs back (buffered).
+        services.append(build_link(cfg, rt.store, on_change=live.rsync_refresh))
+    server: DhcpServer | None = None
     if cfg.dhcp.enabled:
         # Last: a client that gets an address can fetch its boot files at once.
         dhcp = build_dhcp(rt, leases, machines)
         dhcp.may_boot = discovery.may_boot if cfg.discovery.policy == "ignore" else None
         services.append(dhcp)
+        server = dhcp
+    # With DHCP off the lease book still takes the new pools (reservations are checked against them).
+    rt.reconfigurers.append(Reconfigurer("dhcp", lambda new: _prepare_dhcp(leases, server, discovery, new)))
     return services
 
 
-async def reconfigure_services(rt: Runtime, services: list[Service]) -> None:
-    """Hand the re-read config (already in rt.config) to the services that take changes live.
+def _prepare_live(rt: Runtime, new: Config) -> Apply:
+    """The settings the API, discovery, the machine log and the boot responder read."""
+    install, hostbook, pools = install_settings(new), host_settings(new), pool_specs(new)
+    discovery, boot = discovery_settings(new), boot_settings(new)
+    live = rt.live
 
-    Listening addresses and ports are fixed at start; what a service can change live is its own call.
-    """
-    cfg = rt.config
-    rt.models["install"] = install_settings(cfg)
-    rt.models["admin_networks"] = cfg.http.admin_networks
-    rt.models["pools"] = pool_specs(cfg)
-    rt.models["hostbook"] = host_settings(cfg)
-    discovery = rt.models.get("discovery")
-    if isinstance(discovery, Discovery):
-        discovery.settings = discovery_settings(cfg)
-    machines = rt.models.get("machines")
-    if isinstance(machines, MachineLog):  # a lower cap takes effect as new machines arrive
-        machines.cap, machines.expiry = cfg.discovery.max_machines, cfg.discovery.machine_expiry
-    responder = rt.models.get("boot")
-    if isinstance(responder, BootResponder):
-        responder.settings = boot_settings(cfg)
-    for service in services:
-        if isinstance(service, BootFiles):
-            await service.reconfigure(cfg.boot)
-        if isinstance(service, RsyncdService):
-            service.set_hosts_allow(rsyncd_hosts_allow(cfg))
-        if isinstance(service, DnsServer):
-            reconfigure_dns(rt, service)
-        if isinstance(service, DhcpServer) and isinstance(discovery, Discovery):
-            service.may_boot = discovery.may_boot if cfg.discovery.policy == "ignore" else None
-    leases = rt.models.get("leases")
-    if isinstance(leases, LeaseModel):
-        reconfigure_dhcp(rt, leases, next((s for s in services if isinstance(s, DhcpServer)), None))
+    def apply() -> None:
+        live.install, live.hostbook, live.pools = install, hostbook, pools
+        live.admin_networks = tuple(new.http.admin_networks)
+        if live.discovery is not None:
+            live.discovery.settings = discovery
+        if live.machines is not None:  # a lower cap takes effect as new machines arrive
+            live.machines.cap, live.machines.expiry = new.discovery.max_machines, new.discovery.machine_expiry
+        if live.boot is not None:
+            live.boot.settings = boot
+
+    return apply
+
+
+def _prepare_rsyncd(rsyncd: RsyncdService, new: Config) -> Apply:
+    allow = rsyncd_hosts_allow(new)
+    return lambda: rsyncd.set_hosts_allow(allow)
+
+
+def _prepare_dhcp(leases: LeaseModel, server: DhcpServer | None, discovery: Discovery, new: Config) -> Apply:
+    change = prepare_dhcp(leases, server, new)
+
+    def apply() -> None:
+        change()
+        if server is not None:
+            server.may_boot = discovery.may_boot if new.discovery.policy == "ignore" else None
+
+    return apply
+
+
+async def reconfigure_services(rt: Runtime, new: Config) -> None:
+    """Hand a re-read config to the running services: all or nothing. Every service first checks it and
+    computes its new settings (nothing changes yet); if one refuses (ReconfigureError, or a bad value),
+    the error names it and the running config stays whole. Then rt.config becomes `new` and every change
+    is applied. Listening addresses and ports are fixed at start."""
+    changes: list[Apply] = []
+    for r in rt.reconfigurers:
+        try:
+            changes.append(r.prepare(new))
+        except ReconfigureError:
+            raise
+        except (ValueError, LeaseError) as e:
+            raise ReconfigureError(r.service, str(e)) from None
+    rt.config = new
+    for change in changes:
+        result = change()
+        if inspect.isawaitable(result):
+            await result

@@ -3,7 +3,8 @@
 Each server runs in its own lab network namespace; perfdhcp runs in another as a relay (giaddr on a
 /16 behind a route), like the storm system test. For each server the bench steps the offered rate up
 (doubling, then bisecting) and reports the highest rate at which perfdhcp saw fewer than 0.1 % drops
-(DISCOVER-OFFER and REQUEST-ACK together), as completed DORA exchanges per second.
+(DISCOVER-OFFER and REQUEST-ACK together), as completed DORA exchanges per second. The two ladders
+run interleaved, one step of ours then one of Kea's, so a busy minute on a shared box hits both.
 
 Durability differs and is printed: every ACK of ours waits for its lease's fsync'd commit (group
 commit); Kea's memfile appends leases to a CSV file without fsync.
@@ -22,14 +23,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
+from lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
 
 RELAY_NET = IPv4Network("172.31.0.0/16")
 RELAY = IPv4Address("172.31.0.1")
@@ -197,23 +198,17 @@ def perfdhcp(topo: Topology, rate: int, seconds: int) -> Run:
     return Run(rate, received[1] / seconds if len(received) == 2 else 0.0, sent, drops, overflows)
 
 
-def measure(make: type[Server], topo: Topology, args: argparse.Namespace) -> tuple[Run | None, list[Run]]:
-    """Double the rate until drops appear, then bisect `steps` times; a fresh server for every run."""
-    runs: list[Run] = []
+def ladder(args: argparse.Namespace) -> Generator[int, Run, Run | None]:
+    """The rates one server is tried at: double until drops appear, then bisect `steps` times. Yields a
+    rate, is sent that run's result, and returns the best clean run.
 
-    def trial(rate: int) -> Run:
-        # A step with drops is tried again (up to --tries runs), the same for both servers: on a shared
-        # box one stall of the machine otherwise decides the result for the whole ladder.
+    A step with drops is tried again (up to --tries runs), the same for both servers: on a shared box
+    one stall of the machine otherwise decides the result for the whole ladder.
+    """
+
+    def trial(rate: int) -> Generator[int, Run, Run]:
         for _ in range(max(1, args.tries)):
-            server = make(topo)
-            server.start()
-            try:
-                run = perfdhcp(topo, rate, args.seconds)
-            finally:
-                server.stop()
-            runs.append(run)
-            print(f"  {server.name:22} offered {rate:6}/s -> {run.dora_s:8.0f} DORA/s, drops {run.drop_ratio:7.3%}"
-                  f" (of them at perfdhcp's full receive buffer: {run.client_overflows})", flush=True)
+            run = yield rate
             if run.clean:
                 break
         return run
@@ -222,7 +217,7 @@ def measure(make: type[Server], topo: Topology, args: argparse.Namespace) -> tup
     rate = args.start
     bad = None
     while rate <= args.max:
-        run = trial(rate)
+        run = yield from trial(rate)
         if not run.clean:
             bad = rate
             break
@@ -233,12 +228,43 @@ def measure(make: type[Server], topo: Topology, args: argparse.Namespace) -> tup
         mid = (low + bad) // 2
         if mid <= low or bad - low < 100:
             break
-        run = trial(mid)
+        run = yield from trial(mid)
         if run.clean:
             good, low = run, mid
         else:
             bad = mid
-    return good, runs
+    return good
+
+
+def run_once(make: type[Server], topo: Topology, rate: int, seconds: int) -> Run:
+    """One perfdhcp run against a fresh server."""
+    server = make(topo)
+    server.start()
+    try:
+        run = perfdhcp(topo, rate, seconds)
+    finally:
+        server.stop()
+    print(f"  {server.name:22} offered {rate:6}/s -> {run.dora_s:8.0f} DORA/s, drops {run.drop_ratio:7.3%}"
+          f" (of them at perfdhcp's full receive buffer: {run.client_overflows})", flush=True)
+    return run
+
+
+def measure_side_by_side(makes: tuple[type[Server], ...], topo: Topology, args: argparse.Namespace
+                         ) -> dict[str, Run | None]:
+    """Every server's ladder, run interleaved step by step (ours, Kea, ours, ...), so the load of a shared
+    box changes both servers' numbers alike rather than only those of whichever ran in the busy minute."""
+    results: dict[str, Run | None] = {}
+    ladders = {make: ladder(args) for make in makes}
+    pending = {make: next(gen) for make, gen in ladders.items()}
+    while pending:
+        for make in list(pending):
+            run = run_once(make, topo, pending[make], args.seconds)
+            try:
+                pending[make] = ladders[make].send(run)
+            except StopIteration as done:
+                results[make.name] = done.value
+                del pending[make]
+    return results
 
 
 def main() -> int:
@@ -252,13 +278,11 @@ def main() -> int:
     reason = lab_unavailable_reason()
     if reason:
         sys.exit(f"bench/dhcp.py: {reason}")
-    results: dict[str, Run | None] = {}
     with Lab() as lab:
         topo = Topology.build(lab)
         print(f"perfdhcp relayed from {RELAY} (pool {POOL[0]}-{POOL[1]}), {args.seconds} s per step, "
               f"clean = drops < {DROP_LIMIT:.1%}", flush=True)
-        for make in (Ours, Kea):
-            results[make.name], _ = measure(make, topo, args)
+        results = measure_side_by_side((Ours, Kea), topo, args)
     ours, kea = results[Ours.name], results[Kea.name]
     print()
     print(f"{'server':24} {'max clean DORA/s':>18}  durability of an ACKed lease")

@@ -1,6 +1,6 @@
 """Mass installs past one server's link: N machines fetch one image at once, by each transport.
 
-A switched lab LAN (appliance/lab/star.py): the real imageserver daemon in one namespace, N simulated
+A switched lab LAN (lab/star.py): the real imageserver daemon in one namespace, N simulated
 machines in a namespace each, every link (server's and clients') shaped with tc HTB to the same rate.
 Each machine runs the installer's own fetch step (appliance.images.autoinstall.fetch_script: the
 pull_image of every autoinstall script, with the host's credentials) into its own directory on a tmpfs:
@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from appliance.lab.netns import Lab, lab_unavailable_reason  # noqa: E402
+from lab.netns import Lab, lab_unavailable_reason  # noqa: E402
 from tests.system._torrentworld import World, make_world  # noqa: E402
 from tests.system._treecmp import compare_trees  # noqa: E402
 

@@ -1,7 +1,7 @@
-"""What a booting machine is told, rendered for its boot loader: an iPXE script or a pxelinux config.
+"""What a booting machine is told, rendered for its boot loader: an iPXE script, a pxelinux config, or a GRUB config.
 
 Pure text rendering. The decision itself (install / local / wait) is made once, in state/boot.py;
-both renderers here take that same decision, so an iPXE machine and a pxelinux machine in the same
+every renderer here takes that same decision, so an iPXE, pxelinux or GRUB machine in the same
 state boot the same thing. The decision arrives as any object with the `BootPlan` attributes
 (protocols/ imports nothing of ours; state.boot.BootDecision has exactly these fields).
 
@@ -39,6 +39,11 @@ _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]{1,253}$")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$")
 _TEXT_DROP = re.compile(r"[^A-Za-z0-9 .,:()/=_'+-]")
 _PXELINUX_NAME = re.compile(r"^pxelinux\.cfg/(01-[0-9a-f]{2}(?:-[0-9a-f]{2}){5})$")
+# GRUB's ${net_default_mac} is lowercase hex with colons ("52:54:00:12:34:56").
+_GRUB_NAME = re.compile(r"^grub/grub\.cfg-01-([0-9a-f]{2}(?::[0-9a-f]{2}){5})$")
+_GRUB_WORD = re.compile(r"^[A-Za-z0-9._:+,=/@%-]+$")
+GRUB_PREFIX = "grub"  # Debian's signed network GRUB (grubnetx64.efi) has prefix /grub on its boot server
+GRUB_BOOTSTRAP = f"{GRUB_PREFIX}/grub.cfg"
 
 
 class BootScriptError(ValueError):
@@ -72,7 +77,8 @@ class BootPlan(Protocol):
     @property
     def poll_seconds(self) -> int: ...
 
-    # (optional) fetch_nonce: str | None -- rendered instead of the install token when set
+    @property
+    def fetch_nonce(self) -> str | None: ...  # rendered instead of the install token when set
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,10 @@ class BootServer:
     kernel: str = "installer/vmlinuz"  # relative to the boot root (HTTP /boot/files/, TFTP root)
     initrd: str = "installer/initrd.img"
     pxelinux: str = "pxelinux.0"  # what a waiting pxelinux re-runs
+    # A GRUB local boot: first the disk's own GRUB config (the directory holding grub.cfg: /boot/grub on
+    # the root file system, /grub on a separate /boot), read by this GRUB; else an EFI loader chained.
+    grub_dirs: tuple[str, ...] = ("/boot/grub", "/grub")
+    efi_loaders: tuple[str, ...] = ("/EFI/BOOT/BOOTX64.EFI", "/EFI/debian/shimx64.efi", "/EFI/debian/grubx64.efi")
 
     @property
     def http_base(self) -> str:
@@ -135,7 +145,7 @@ def installer_arguments(plan: BootPlan, server: BootServer) -> str:
         f"VERSION={_value('version', plan.version)}",
         # A boot file anyone can fetch carries only the fetch nonce; the token itself only where the host
         # asked for its own command line with its own credential (updateclient --autoinstall).
-        (f"INSTALL_NONCE={_value('fetch nonce', plan.fetch_nonce)}" if getattr(plan, "fetch_nonce", None)
+        (f"INSTALL_NONCE={_value('fetch nonce', plan.fetch_nonce)}" if plan.fetch_nonce
          else f"INSTALL_TOKEN={_value('install token', plan.install_token)}"),
         f"MAC={mac}",
         f"BOOTIF=01-{mac.replace(':', '-')}",
@@ -251,6 +261,110 @@ def pxelinux_config_mac(filename: str) -> str | None:
     (file not found) because the MAC file, asked first, always exists for every machine.
     """
     match = _PXELINUX_NAME.match(filename.removeprefix("/").lower())
+    if match is None:
+        return None
+    try:
+        return normalize_mac(match.group(1))
+    except MacError:
+        return None
+
+
+# --- GRUB (the Secure Boot chain: shim -> Debian's signed network GRUB -> this config) ---------------
+
+def grub_bootstrap() -> str:
+    """grub/grub.cfg, the same for every machine: GRUB reads it first ($prefix/grub.cfg on the TFTP server).
+
+    Debian 12's GRUB (2.06) does not look for per-MAC files itself, so this file asks for its own
+    grub/grub.cfg-01-<mac> in a loop. `source` (not `configfile`) runs the per-MAC file in this same
+    context: an install or local boot never comes back, a wait file only says why and sets the poll
+    interval, and the loop asks again without nesting a new menu context per poll (a machine may wait
+    for days). A fetch that fails (server restarting) is just another round.
+    """
+    return "\n".join([
+        "# imageserver: per-machine boot config (grub.cfg-01-<mac>), asked again while it says wait",
+        "set timeout=0",
+        "set imageserver_poll=5",
+        "while true; do",
+        "  source $prefix/grub.cfg-01-$net_default_mac",
+        "  sleep $imageserver_poll",
+        "done",
+    ]) + "\n"
+
+
+def _grub_word(name: str, word: str) -> str:
+    """One kernel argument for GRUB's `linux`: plain words as they are, anything else single-quoted so
+    GRUB neither expands $variables nor splits on ; (a quote or control character is refused)."""
+    if _GRUB_WORD.match(word):
+        return word
+    if "'" in word or "\\" in word or any(ord(c) < 0x20 or c == "\x7f" for c in word):
+        raise BootScriptError(f"{name} argument {word!r} cannot be quoted for GRUB")
+    return f"'{word}'"
+
+
+def render_grub(plan: BootPlan, server: BootServer) -> str:
+    """grub/grub.cfg-01-<mac> over TFTP, sourced by grub_bootstrap's loop (GRUB behind shim, UEFI only).
+
+    - install: the installer's kernel and initrd over TFTP from the boot root; under Secure Boot GRUB
+      has shim verify the kernel (Debian's kernel is signed by Debian's CA, which shim trusts). The
+      same arguments as iPXE and pxelinux: the fetch nonce, never the install token.
+    - local: this GRUB reads the disk's own grub.cfg (root and prefix set to the disk), so the disk's
+      menu boots the disk's kernel, which shim checks like the installer's. Not `exit`: this GRUB's
+      exit takes no status, it always returns success, and edk2 then stops its boot order and opens
+      its menu instead of trying the disk (iPXE's `exit 1` has no equivalent here). Not chaining the
+      disk's shim first: a second shim started by GRUB from a network boot gets the NIC as its device
+      ("Failed to find fs" in OVMF, so it cannot load its grubx64.efi). Chaining an EFI loader
+      (BootServer.efi_loaders) stays as the fallback for a disk without a GRUB config, then `exit`.
+    - wait: say why and set the poll interval; the bootstrap loop asks again.
+    """
+    _check_kind(plan)
+    mac = normalize_mac(plan.mac)
+    reason = _text(plan.reason).replace("'", "?")  # it goes into single-quoted echo words
+    lines = [f"# imageserver: {plan.kind} for {mac}: {reason}", f"set imageserver_poll={_poll(plan)}"]
+    if plan.kind == "install":
+        address = _value("address", server.address)
+        args = " ".join(_grub_word("kernel", w) for w in installer_arguments(plan, server).split())
+        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
+        kernel, initrd = _path("kernel", server.kernel), _path("initrd", server.initrd)
+        lines.append(f"echo 'imageserver: installing {what} on {_value('hostname', plan.hostname)}'")
+        # TFTP, though GRUB's is one 1 KiB block per round trip (43-74 s for the 12 MB kernel in a TCG VM):
+        # Debian's signed network GRUB has no http module built in, and under Secure Boot it loads none.
+        source = f"(tftp,{address})"
+        lines += [
+            f"if linux {source}/{kernel} {args}; then",
+            f"  if initrd {source}/{initrd}; then boot; fi",
+            "fi",
+        ]
+        lines.append(f"echo 'imageserver: could not start the installer, asking again in {_poll(plan)} s'")
+    elif plan.kind == "local":
+        loaders = " ".join("/" + _path("EFI loader", p.removeprefix("/")) for p in server.efi_loaders)
+        lines.append(f"echo 'imageserver: booting from the local disk ({reason})'")
+        for directory in server.grub_dirs:
+            grub_dir = "/" + _path("GRUB directory", directory.removeprefix("/"))
+            lines += [
+                f"if search --no-floppy --file --set=disk {grub_dir}/grub.cfg; then",
+                "  set root=$disk",
+                f"  set prefix=($disk){grub_dir}",
+                "  configfile $prefix/grub.cfg",
+                "fi",
+            ]
+        lines += [
+            f"for loader in {loaders}; do",
+            "  if search --no-floppy --file --set=disk $loader; then",
+            "    chainloader ($disk)$loader",
+            "    boot",
+            "  fi",
+            "done",
+            "echo 'imageserver: no EFI boot loader on a local disk, handing back to the firmware'",
+            "exit",
+        ]
+    else:
+        lines.append(f"echo 'imageserver: {reason} - asking again in {_poll(plan)} s'")
+    return "\n".join(lines) + "\n"
+
+
+def grub_config_mac(filename: str) -> str | None:
+    """'grub/grub.cfg-01-aa:bb:cc:dd:ee:ff' (a leading '/' allowed) -> 'aa:bb:cc:dd:ee:ff'; else None."""
+    match = _GRUB_NAME.match(filename.removeprefix("/").lower())
     if match is None:
         return None
     try:

@@ -116,8 +116,11 @@ def make_zone(settings: ZoneSettings, names: Iterable[tuple[str, IPv4Address]], 
     domain = _labels(settings.domain) or (b"local",)
     ns_name: Labels = (*(_labels(settings.hostname) or (b"imageserver",))[:1], *domain)
     ttl = max(0, settings.ttl)
-    soa_for = lambda apex: SOA(DNSLabel(ns_name), DNSLabel((b"hostmaster", *domain)),  # noqa: E731
-                               (serial & 0xFFFFFFFF, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl))
+
+    def soa_for(apex: Labels) -> RD:
+        return SOA(DNSLabel(ns_name), DNSLabel((b"hostmaster", *domain)),
+                   (serial & 0xFFFFFFFF, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl))
+
     nodes: dict[Labels, dict[int, tuple[RD, ...]]] = {}
     apexes: set[Labels] = {domain}
     nodes[domain] = {T_SOA: (soa_for(domain),), T_NS: (NS(DNSLabel(ns_name)),)}

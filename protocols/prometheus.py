@@ -59,6 +59,23 @@ class Family:
         self.add(len(values), base, suffix="_count")
         return self
 
+    def histogram_counts(self, counts: Sequence[int], bounds: Sequence[float], total: float,
+                         labels: Labels | None = None) -> Family:
+        """The same from counts kept incrementally: counts[i] observations in (bounds[i-1], bounds[i]],
+        the last one above every bound; `total` their sum."""
+        if list(bounds) != sorted(set(bounds)) or len(counts) != len(bounds) + 1:
+            raise MetricError(f"histogram of {self.name}: increasing bounds and one count per bucket and +Inf")
+        base = dict(labels or {})
+        running = 0
+        for bound, count in zip(bounds, counts, strict=False):
+            running += count
+            self.add(running, {**base, "le": format_value(bound)}, suffix="_bucket")
+        observed = running + counts[-1]
+        self.add(observed, {**base, "le": "+Inf"}, suffix="_bucket")
+        self.add(total, base, suffix="_sum")
+        self.add(observed, base, suffix="_count")
+        return self
+
 
 def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

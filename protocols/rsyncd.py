@@ -79,8 +79,14 @@ def render_secrets(credentials: Mapping[str, str]) -> str:
 
 def render_config(modules: Sequence[Module], hosts_allow: Sequence[str], *, log_file: str = "/dev/stdout",
                   timeout: int = 600, access: Mapping[str, Access] | None = None,
-                  secrets_file: str | None = None) -> str:
+                  secrets_file: str | None = None, max_connections: int = 0,
+                  lock_file: str | None = None) -> str:
     """The whole rsyncd.conf. Raises RsyncdConfigError for a module that cannot be written safely.
+
+    `max_connections` (0: no limit) caps transfers across the whole daemon: every module inherits it
+    from the global section and they all count their slots in the one `lock_file`, so N running
+    transfers of any mix of modules fill it. A client over the cap is refused with
+    "@ERROR: max connections (N) reached -- try again later" (rsync exit code 5) and retries.
 
     With `access` (module name -> Access), every module needs rsync auth (`auth users`, `secrets_file`)
     and answers only the addresses named; a module nobody may read is left out. Without it (a bare
@@ -99,6 +105,10 @@ def render_config(modules: Sequence[Module], hosts_allow: Sequence[str], *, log_
     for h in hosts_allow:
         if _UNSAFE.search(h) or " " in h or not h:
             raise RsyncdConfigError(f"hosts allow entry {h!r} is not an address or network")
+    if max_connections < 0:
+        raise RsyncdConfigError(f"max connections {max_connections} must be 0 (no limit) or more")
+    if max_connections and (not lock_file or _UNSAFE.search(lock_file) or not lock_file.startswith("/")):
+        raise RsyncdConfigError(f"lock file {lock_file!r} must be an absolute path")
     allow = " ".join(hosts_allow)
     lines = [
         "# Written by the imageserver from its image catalog; changes here are overwritten.",
@@ -118,8 +128,10 @@ def render_config(modules: Sequence[Module], hosts_allow: Sequence[str], *, log_
         f"timeout = {timeout}",
         f"hosts allow = {allow}" if allow else "# hosts allow: (nobody configured: deny all)",
         "hosts deny = *",
-        "",
     ]
+    if max_connections:
+        lines += [f"max connections = {max_connections}", f"lock file = {lock_file}"]
+    lines.append("")
     for m in modules:
         lines += [f"[{m.name}]", f"    path = {m.path}"]
         if m.comment:
@@ -143,6 +155,7 @@ _UNKNOWN = re.compile(r"^unknown module '(?P<module>[^']*)' tried from (?P<host>
 _SENT = re.compile(r"^sent (?P<sent>[\d,.]+) bytes\s+received (?P<received>[\d,.]+) bytes\s+total size "
                    r"(?P<total>[\d,.]+)")
 _START = re.compile(r"^rsyncd version (?P<version>\S+) starting, listening on port (?P<port>\d+)")
+_BUSY = re.compile(r"^max connections \((?P<limit>\d+)\) reached")
 _ERROR = re.compile(r"^(?:rsync error: |rsync: |@ERROR)(?P<error>.*)$")
 
 
@@ -164,7 +177,8 @@ class TransferLog:
     """Folds the daemon's log lines into events, keyed by the per-connection child pid.
 
     `feed(line, now)` returns zero or more events, each a dict with an "event" key:
-    "listening", "transfer" (module, client, bytes sent, seconds, errors), "denied", "unknown-module".
+    "listening", "transfer" (module, client, bytes sent, seconds, errors), "denied", "unknown-module",
+    "busy" (a client refused because `max connections` transfers were running; it waits and retries).
     """
 
     sessions: dict[int, _Session] = field(default_factory=dict)
@@ -191,6 +205,9 @@ class TransferLog:
         if (s := _UNKNOWN.match(msg)) is not None:
             self.sessions.pop(pid, None)
             return [{"event": "unknown-module", "module": s["module"], "client": s["addr"]}]
+        if (s := _BUSY.match(msg)) is not None:
+            gone = self.sessions.pop(pid, None)
+            return [{"event": "busy", "limit": int(s["limit"]), "client": gone.addr if gone else ""}]
         if (s := _SENT.match(msg)) is not None:
             if session is None or session.module is None:
                 # A module listing, or the daemon's own exit summary: not a transfer.
@@ -206,6 +223,10 @@ class TransferLog:
         if (s := _ERROR.match(msg)) is not None and session is not None:
             session.errors.append(s["error"].strip())
         return []
+
+    def active(self) -> int:
+        """Transfers running now: sessions past the connection cap (they named their module) and not ended."""
+        return sum(1 for s in self.sessions.values() if s.module is not None)
 
     def forget_older_than(self, cutoff: float) -> None:
         """Drop sessions that never logged an end (killed children), so the table stays small."""

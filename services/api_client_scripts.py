@@ -2,7 +2,7 @@
 
     curl -o prepareclient http://<imageserver>/client/prepareclient && sh prepareclient --server <imageserver>
 
-The files come from a directory the appliance hands in as ctx.models["client_scripts"] (a
+The files come from a directory the appliance hands in as ctx.live.client_scripts (a
 ClientScripts: services never import the appliance, which owns the packaged data). Only the names
 listed there are served: no path from the URL ever reaches the filesystem.
 """
@@ -25,7 +25,7 @@ class ClientScripts:
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     async def client_script(request: web.Request) -> web.Response:
-        scripts = ctx.models.get("client_scripts")
+        scripts = ctx.live.client_scripts
         name = request.match_info["name"]
         if not isinstance(scripts, ClientScripts):
             return json_error(404, "no client scripts are configured on this imageserver")

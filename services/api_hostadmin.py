@@ -12,7 +12,7 @@ book, so a host with a MAC and an address has its reservation before the answer 
   GET    /hosts                         /etc/hosts lines for every host with an address
 
 Errors: 400 malformed input, 404 no such host, 409 refused (the reason names the clash).
-The host settings (pools, auto_static, own address, domain) come from ctx.models["hostbook"].
+The host settings (pools, auto_static, own address, domain) come from ctx.live.hostbook.
 """
 
 from __future__ import annotations
@@ -25,12 +25,22 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api_context import ApiContext, json_body, json_error, require_token
+from domain.hosts import from_host_error
+from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.addclients import AddclientsRequest, PlanError
 from state.hostbook import HostBook, addclients
-from state.hosts import Host, HostError, Op, host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.hosts import (
+    Host,
+    HostError,
+    Op,
+    host_by_name,
+    host_script,
+    hosts_file,
+    list_hosts,
+    update_host_op,
+)
 from state.imagename import ImageNameError, image_name_problem
-from state.leases import LeaseError, LeaseModel, SubnetLike
+from state.leases import LeaseError, SubnetLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,139 +55,151 @@ def host_json(host: Host) -> dict[str, Any]:
     return host.as_dict()
 
 
-def _status(e: HostError) -> int:
-    text = str(e)
-    if text.startswith("no host named"):
-        return 404
-    return 400 if text.startswith("cannot set") else 409
+def _settings(ctx: ApiContext) -> HostSettings:
+    s = ctx.live.hostbook
+    return s if s is not None else HostSettings()
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    def settings() -> HostSettings:
-        s = ctx.models.get("hostbook")
-        return s if isinstance(s, HostSettings) else HostSettings()
+def _book(ctx: ApiContext) -> HostBook:
+    leases = ctx.live.leases
+    if leases is None:
+        raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
+                                         content_type="application/json")
+    s = _settings(ctx)
+    return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static)
 
-    def book() -> HostBook:
-        leases = ctx.models.get("leases")
-        if not isinstance(leases, LeaseModel):
-            raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
-                                             content_type="application/json")
-        s = settings()
-        return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static)
 
-    async def write(ops: list[Op]) -> None:
-        # One batch: every row of the change commits together, then leases written alongside are durable too.
-        futures = [ctx.store.journal.submit(op) for op in ops]
-        await asyncio.gather(*futures)
-        await ctx.store.journal.flush()
+async def _write(ctx: ApiContext, ops: list[Op]) -> None:
+    # One batch: every row of the change commits together, then leases written alongside are durable too.
+    futures = [ctx.store.journal.submit(op) for op in ops]
+    await asyncio.gather(*futures)
+    await ctx.store.journal.flush()
 
-    async def patch_host(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        body = await json_body(request)
-        name = request.match_info["name"]
-        try:
-            host, op = book().update(name, body, ctx.clock())
-        except HostError as e:
-            return json_error(_status(e), str(e))
-        except ValueError as e:
-            return json_error(400, str(e))
-        try:
-            await write([op])
-        except sqlite3.IntegrityError as e:
-            return json_error(409, f"host {name}: {e}")
-        return web.json_response({"host": _fresh(name, host)})
 
-    def _fresh(name: str, fallback: Host) -> dict[str, Any]:
-        return host_json(host_by_name(ctx.store.reader, name) or fallback)
+async def patch_host(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    body = await json_body(request)
+    name = request.match_info["name"]
+    try:
+        host, op = _book(ctx).update(name, body, ctx.clock())
+    except HostError as e:
+        raise from_host_error(e) from None
+    except ValueError as e:
+        return json_error(400, str(e))
+    try:
+        await _write(ctx, [op])
+    except sqlite3.IntegrityError as e:
+        return json_error(409, f"host {name}: {e}")
+    return web.json_response({"host": _fresh(ctx, name, host)})
 
-    async def delete_host(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        name = request.match_info["name"]
-        try:
-            host, op = book().remove(name)
-        except HostError as e:
-            return json_error(404, str(e))
-        await write([op])
-        discovery = ctx.models.get("discovery")
-        if host.mac is not None and hasattr(discovery, "forget"):
-            discovery.forget(host.mac)  # policy auto may make the machine a host again
-        return web.json_response({"host": host_json(host)})
 
-    async def get_script(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        host = host_by_name(ctx.store.reader, name)
-        if host is None:
-            return json_error(404, f"no host named {name!r}")
-        own = host_script(ctx.store.reader, name)
-        if own and "\n" in own:
-            return web.json_response({"script": own, "override": True})
-        file_name = own or f"{host.image}.master"
-        if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
-            # A row written before image names were checked must not read a file outside scripts/.
-            return json_error(409, f"host {name}: script file {file_name!r} is not a plain name under scripts/")
-        master = ctx.store.state_dir / "scripts" / file_name
-        text = master.read_text(errors="replace") if host.image and master.is_file() else None
-        return web.json_response({"script": text, "override": bool(own), "source": str(master)})
+def _fresh(ctx: ApiContext, name: str, fallback: Host) -> dict[str, Any]:
+    return host_json(host_by_name(ctx.store.reader, name) or fallback)
 
-    async def put_script(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        name = request.match_info["name"]
-        body = await json_body(request)
-        script = body.get("script")
-        if script is not None and (not isinstance(script, str) or "\n" not in script.strip("\n") + "\n"):
-            return json_error(400, '"script" must be the script text or null')
-        if host_by_name(ctx.store.reader, name) is None:
-            return json_error(404, f"no host named {name!r}")
-        await write([update_host_op(name, {"script": script or None}, ctx.clock())])
-        return web.json_response({"host": name, "override": bool(script)})
 
-    async def post_addclients(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        body = await json_body(request)
-        dry_run = bool(body.pop("dry_run", False))
-        try:
-            req = AddclientsRequest.from_dict(body)
-            plan, ops = addclients(book(), req, ctx.clock(), dry_run=dry_run, own=settings().own_addresses)
-        except ImageNameError as e:
-            return json_error(400, str(e))
-        except PlanError as e:
-            return web.json_response({"error": str(e), "problems": e.problems}, status=409)
-        except (HostError, LeaseError) as e:
-            return json_error(409, str(e))
-        try:
-            await write(ops)
-        except sqlite3.IntegrityError as e:
-            return json_error(409, f"addclients: {e}")
-        return web.json_response({"plan": plan.as_dict(), "dry_run": dry_run})
+async def delete_host(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    name = request.match_info["name"]
+    try:
+        host, op = _book(ctx).remove(name)
+    except HostError as e:
+        return json_error(404, str(e))
+    await _write(ctx, [op])
+    discovery = ctx.live.discovery
+    if host.mac is not None and discovery is not None:
+        discovery.forget(host.mac)  # policy auto may make the machine a host again
+    return web.json_response({"host": host_json(host)})
 
-    async def assign(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        body = await json_body(request)
-        name = body.get("host")
-        if (name is None) == (not body.get("next")):
-            return json_error(400, 'give either {"host": NAME} or {"next": true}')
-        try:
-            host, op = book().assign(request.match_info["mac"], name, ctx.clock())
-        except HostError as e:
-            return json_error(_status(e), str(e))
-        except ValueError as e:
-            return json_error(400, str(e))
-        try:
-            await write([op])
-        except sqlite3.IntegrityError as e:
-            return json_error(409, f"assign: {e}")
-        return web.json_response({"host": _fresh(host.name, host)})
 
-    async def etc_hosts(request: web.Request) -> web.Response:
-        text = hosts_file(list_hosts(ctx.store.reader), settings().domain)
-        return web.Response(text=text, content_type="text/plain", headers={"Cache-Control": "no-store"})
+async def get_script(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = request.match_info["name"]
+    host = host_by_name(ctx.store.reader, name)
+    if host is None:
+        return json_error(404, f"no host named {name!r}")
+    own = host_script(ctx.store.reader, name)
+    if own and "\n" in own:
+        return web.json_response({"script": own, "override": True})
+    if not own and host.image is None:  # no image, no script (not a file named "None.master")
+        return web.json_response({"script": None, "override": False, "source": None})
+    file_name = own or f"{host.image}.master"
+    if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
+        # A row written before image names were checked must not read a file outside scripts/.
+        return json_error(409, f"host {name}: script file {file_name!r} is not a plain name under scripts/")
+    master = ctx.store.state_dir / "scripts" / file_name
+    text = master.read_text(errors="replace") if host.image and master.is_file() else None
+    return web.json_response({"script": text, "override": bool(own), "source": str(master)})
 
-    return [
-        web.patch("/api/v1/hosts/{name}", patch_host),
-        web.delete("/api/v1/hosts/{name}", delete_host),
-        web.get("/api/v1/hosts/{name}/script", get_script),
-        web.put("/api/v1/hosts/{name}/script", put_script),
-        web.post("/api/v1/addclients", post_addclients),
-        web.post("/api/v1/machines/{mac}/assign", assign),
-        web.get("/hosts", etc_hosts),
-    ]
+
+async def put_script(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    name = request.match_info["name"]
+    body = await json_body(request)
+    script = body.get("script")
+    if script is not None and (not isinstance(script, str) or "\n" not in script.strip("\n") + "\n"):
+        return json_error(400, '"script" must be the script text or null')
+    if host_by_name(ctx.store.reader, name) is None:
+        return json_error(404, f"no host named {name!r}")
+    await _write(ctx, [update_host_op(name, {"script": script or None}, ctx.clock())])
+    return web.json_response({"host": name, "override": bool(script)})
+
+
+async def post_addclients(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    body = await json_body(request)
+    dry_run = bool(body.pop("dry_run", False))
+    try:
+        req = AddclientsRequest.from_dict(body)
+        plan, ops = addclients(_book(ctx), req, ctx.clock(), dry_run=dry_run, own=_settings(ctx).own_addresses)
+    except ImageNameError as e:
+        return json_error(400, str(e))
+    except PlanError as e:
+        return web.json_response({"error": str(e), "problems": e.problems}, status=409)
+    except (HostError, LeaseError) as e:
+        return json_error(409, str(e))
+    try:
+        await _write(ctx, ops)
+    except sqlite3.IntegrityError as e:
+        return json_error(409, f"addclients: {e}")
+    return web.json_response({"plan": plan.as_dict(), "dry_run": dry_run})
+
+
+async def assign(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    body = await json_body(request)
+    name = body.get("host")
+    if (name is None) == (not body.get("next")):
+        return json_error(400, 'give either {"host": NAME} or {"next": true}')
+    try:
+        host, op = _book(ctx).assign(request.match_info["mac"], name, ctx.clock())
+    except HostError as e:
+        raise from_host_error(e) from None
+    except ValueError as e:
+        return json_error(400, str(e))
+    try:
+        await _write(ctx, [op])
+    except sqlite3.IntegrityError as e:
+        return json_error(409, f"assign: {e}")
+    return web.json_response({"host": _fresh(ctx, host.name, host)})
+
+
+async def etc_hosts(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    text = hosts_file(list_hosts(ctx.store.reader), _settings(ctx).domain)
+    return web.Response(text=text, content_type="text/plain", headers={"Cache-Control": "no-store"})
+
+
+ROUTES = [
+    web.patch("/api/v1/hosts/{name}", patch_host),
+    web.delete("/api/v1/hosts/{name}", delete_host),
+    web.get("/api/v1/hosts/{name}/script", get_script),
+    web.put("/api/v1/hosts/{name}/script", put_script),
+    web.post("/api/v1/addclients", post_addclients),
+    web.post("/api/v1/machines/{mac}/assign", assign),
+    web.get("/hosts", etc_hosts),
+]

@@ -1,4 +1,4 @@
-"""Leases and reservations over the admin API, on the live lease book (ctx.models["leases"]).
+"""Leases and reservations over the admin API, on the live lease book (ctx.live.leases).
 
   GET    /api/v1/leases              {"leases": [...]}: active leases; ?all=1 adds expired/released ones
   GET    /api/v1/reservations        {"reservations": [...]}
@@ -25,7 +25,7 @@ from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     def book() -> LeaseModel:
-        model = ctx.models.get("leases")
+        model = ctx.live.leases
         if not isinstance(model, LeaseModel):
             raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
                                              content_type="application/json")

@@ -5,38 +5,28 @@ Service counters are read from the daemon's status document (ctx.status(): each 
 the very numbers /api/v1/status shows, so nothing is counted twice or separately. Well-known counters
 get their own metric names (DHCP messages by type, bytes and transfers, rsync restarts); every other
 service counter is still exported, as imageserver_service_events_total{service, event}.
-Installs, hosts and pool usage come from the store and the live lease book at scrape time.
+Installs, hosts and pool usage come from the model (domain.metrics) at scrape time; install outcomes and
+durations are tallied incrementally (state.installstats: only the events since the previous scrape are read).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from ipaddress import IPv4Address
 from typing import Any
 
 from aiohttp import web
 
+from domain.metrics import PoolUsage, model_metrics, pool_usage
 from protocols.prometheus import CONTENT_TYPE, Family, render
-from services.api_context import ApiContext
-from state.leases import stored_addresses
+from services.api_context import API
+from state.hosts import HOST_STATES
+from state.installstats import DURATION_BUCKETS, InstallTally
 
-HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
-# Seconds from an installer's first report to "done": a small image takes a minute, a big one half an hour.
-DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+__all__ = ["DURATION_BUCKETS", "ROUTES", "PoolUsage", "collect"]
 _DHCP_PROBLEMS = ("malformed", "ignored", "no_reply", "probe_conflicts", "encode_errors", "send_errors",
                   "send_dropped", "receive_errors", "errors", "acks_dropped_commit_failed")
 _RESPONSES = re.compile(r"^responses_(\dxx)$")
-
-
-@dataclass(frozen=True, slots=True)
-class PoolUsage:
-    subnet: str
-    size: int
-    active: int  # active leases inside the pool range
-    reserved: int  # reservations inside the subnet (outside the pool by design)
-    quarantined: int = 0  # pool addresses kept out of offers now (DECLINEd or answering a conflict probe)
 
 
 def _families() -> dict[str, Family]:
@@ -107,29 +97,8 @@ def _service_counters(fams: dict[str, Family], name: str, counters: Mapping[str,
             fams["imageserver_service_events_total"].add(value, {"service": name, "event": key})
 
 
-def install_durations(events: Iterable[tuple[str, float, str]]) -> list[float]:
-    """(host, time, stage) rows in id order per host -> seconds of each successful install.
-
-    An attempt starts at its first report after a reinstall or the previous attempt's end (the
-    "reinstall" event itself is the operator's request, not the machine's start) and ends at done.
-    """
-    out: list[float] = []
-    start: dict[str, float | None] = {}
-    for host, time, stage in events:
-        if stage == "reinstall":
-            start[host] = None
-        elif stage in ("done", "failed"):
-            begun = start.get(host)
-            if stage == "done" and begun is not None:
-                out.append(max(0.0, time - begun))
-            start[host] = None
-        elif start.get(host) is None:
-            start[host] = time
-    return out
-
-
-def collect(status: Mapping[str, Any], *, install_events: Iterable[tuple[str, float, str]],
-            host_states: Mapping[str, int], pools: Iterable[PoolUsage]) -> list[Family]:
+def collect(status: Mapping[str, Any], *, installs: InstallTally, host_states: Mapping[str, int],
+            pools: Iterable[PoolUsage]) -> list[Family]:
     fams = _families()
     fams["imageserver_info"].add(1, {"version": str(status.get("version", "unknown"))})
     fams["imageserver_uptime_seconds"].add(float(status.get("uptime") or 0.0))
@@ -140,10 +109,9 @@ def collect(status: Mapping[str, Any], *, install_events: Iterable[tuple[str, fl
         _service_counters(fams, name, svc.get("counters") or {})
     for table, count in sorted((status.get("counts") or {}).items()):
         fams["imageserver_store_rows"].add(count, {"table": table})
-    events = list(install_events)
     for outcome in ("done", "failed"):
-        fams["imageserver_installs_total"].add(sum(1 for e in events if e[2] == outcome), {"outcome": outcome})
-    fams["imageserver_install_duration_seconds"].histogram(install_durations(events), DURATION_BUCKETS)
+        fams["imageserver_installs_total"].add(installs.outcomes.get(outcome, 0), {"outcome": outcome})
+    fams["imageserver_install_duration_seconds"].histogram_counts(installs.counts, installs.buckets, installs.total)
     for state in sorted({*HOST_STATES, *host_states}):
         fams["imageserver_hosts"].add(host_states.get(state, 0), {"state": state})
     for pool in pools:
@@ -153,42 +121,17 @@ def collect(status: Mapping[str, Any], *, install_events: Iterable[tuple[str, fl
     return list(fams.values())
 
 
-def pool_usage(ctx: ApiContext, now: float) -> list[PoolUsage]:
-    """Per configured pool (ctx.models["pools"]: PoolSpec-like): size, active leases in it, reservations."""
-    pools = ctx.models.get("pools") or ()
-    book = ctx.models.get("leases")
-    if book is not None:
-        active = [int(lease.ip) for lease in book.leases(now)]
-        reserved = [int(r.ip) for r in book.reservations()]
-        quarantined = None
-    else:
-        active, reserved, quarantined = stored_addresses(ctx.store.reader, now)
-    out = []
-    for p in pools:
-        first, last = int(p.pool_first), int(p.pool_last)
-        net = p.network
-        out.append(PoolUsage(subnet=str(net), size=last - first + 1,
-                             active=sum(1 for n in active if first <= n <= last),
-                             reserved=sum(1 for n in reserved if IPv4Address(n) in net),
-                             quarantined=(book.quarantined_in(first, last, now) if quarantined is None
-                                          else sum(1 for n in quarantined if first <= n <= last))))
-    return out
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    model = model_metrics(ctx.sources(), ctx.live.pools, ctx.live.installs, ctx.clock())
+    text = render(collect(ctx.status(), installs=model.installs, host_states=model.host_states, pools=model.pools))
+    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    async def metrics(request: web.Request) -> web.Response:
-        now = ctx.clock()
-        events = [(r[0], float(r[1]), r[2]) for r in ctx.store.read(
-            "SELECT host, time, stage FROM install_events ORDER BY host, id")]
-        states = {r[0]: int(r[1]) for r in ctx.store.read("SELECT state, count(*) FROM hosts GROUP BY state")}
-        text = render(collect(ctx.status(), install_events=events, host_states=states, pools=pool_usage(ctx, now)))
-        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+async def pools(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    usage = pool_usage(ctx.sources(), ctx.live.pools, ctx.clock())
+    return web.json_response({"pools": [p.as_json() for p in usage]}, headers={"Cache-Control": "no-store"})
 
-    async def pools(request: web.Request) -> web.Response:
-        usage = pool_usage(ctx, ctx.clock())
-        return web.json_response({"pools": [{"subnet": p.subnet, "size": p.size, "active": p.active,
-                                             "reserved": p.reserved, "quarantined": p.quarantined}
-                                            for p in usage]},
-                                 headers={"Cache-Control": "no-store"})
 
-    return [web.get("/metrics", metrics), web.get("/api/v1/pools", pools)]
+ROUTES = [web.get("/metrics", metrics), web.get("/api/v1/pools", pools)]

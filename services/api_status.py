@@ -17,9 +17,8 @@ from services.openapi import OPENAPI
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     async def status(request: web.Request) -> web.Response:
         out = ctx.status()
-        torrents = ctx.models.get("torrents")
-        if torrents is not None and hasattr(torrents, "status"):
-            out["transports"] = torrents.status()
+        if ctx.live.torrents is not None:  # the BitTorrent side: seeders and swarm sizes
+            out["transports"] = ctx.live.torrents.status()
         return web.json_response(out, headers={"Cache-Control": "no-store"})
 
     async def openapi(request: web.Request) -> web.Response:

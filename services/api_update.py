@@ -22,7 +22,6 @@ from it, so a system that asked to be reinstalled stops reporting.
 from __future__ import annotations
 
 import hmac
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +30,9 @@ from aiohttp import web
 from protocols.bootscript import BootScriptError, BootServer, installer_arguments
 from services.api_context import ApiContext, json_body, json_error
 from state import credentials, installs, updates
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.update")
+log = EventLog("imageserver.update")
 
 KERNEL = "installer/vmlinuz"  # relative to the boot root, as /boot/files/ serves it
 INITRD = "installer/initrd.img"
@@ -84,7 +84,7 @@ def _unauthorized(name: str) -> web.Response:
 
 def routes(ctx: ApiContext) -> list[web.RouteDef]:
     def settings() -> tuple[str | None, int]:
-        install = ctx.models.get("install")
+        install = ctx.live.install
         return getattr(install, "address", None), int(getattr(install, "rsync_port", 873))
 
     def host_or_404(name: str) -> installs.InstallHost:
@@ -110,14 +110,14 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         if address:
             out["rsync_host"] = address
         host = installs.host_by_name(ctx.store.reader, name)
-        grants = ctx.models.get("rsync_grants")
+        grants = ctx.live.rsync_grants
         if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
                 and request.remote and _authorized(ctx, host, _bearer(request))):
             # The host's own update: its address may pull that image for a while, with this password.
             password = credentials.update_rsync_password(host.install_token)
             grants.grant(credentials.RsyncClient(name, password, request.remote, str(out["image"]), None),
                          ctx.clock() + GRANT_SECONDS)
-            refresh = ctx.models.get("rsync_refresh")
+            refresh = ctx.live.rsync_refresh
             if callable(refresh):
                 refresh()
             out["rsync_user"] = name
@@ -144,7 +144,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             return json_error(400, str(e))
         now = ctx.clock()
         await ctx.store.journal.run(updates.report_op(name, now, stage, image, version, detail))
-        log.info("event=update-%s hostname=%s image=%s version=%s", stage, name, image or "-", version or "-")
+        log.info(f"update-{stage}", hostname=name, image=image or "-", version=version or "-")
         return web.json_response({"host": name, "stage": stage, "image": image, "version": version,
                                   "running_version": version if stage == "done" else host.running_version})
 
@@ -164,7 +164,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         await ctx.store.journal.flush()
         address = settings()[0] or request.url.host or ""
         port = request.url.port or 80
-        boot = ctx.models.get("boot")
+        boot = ctx.live.boot
         server = BootServer(address=address, http_port=port,
                             kernel_cmdline=getattr(getattr(boot, "settings", None), "kernel_cmdline", ""))
         out: dict[str, Any] = {"host": name, "state": "assigned", "mac": host.mac,
@@ -177,7 +177,7 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
                 out["cmdline"] = installer_arguments(plan, server)
             except BootScriptError as e:
                 return json_error(409, f"host {name} cannot boot the installer: {e}")
-        log.info("event=update-autoinstall hostname=%s mac=%s", name, host.mac or "-")
+        log.info("update-autoinstall", hostname=name, mac=host.mac or "-")
         return web.json_response(out)
 
     return [

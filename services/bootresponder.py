@@ -1,4 +1,4 @@
-"""Answers "what does this machine boot?" for the HTTP (iPXE) and TFTP (pxelinux) servers alike.
+"""Answers "what does this machine boot?" for the HTTP (iPXE) and TFTP (pxelinux, GRUB) servers alike.
 
 One object shared by both servers: it reads the host, asks state.boot for the decision, fills in a
 missing install token, notes the machine as seen, and renders with protocols.bootscript. Keeping
@@ -12,20 +12,28 @@ memory until its write has committed, so a second request in between gets the sa
 from __future__ import annotations
 
 import asyncio
-import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from protocols.bootscript import BootServer, pxelinux_config_mac, render_ipxe, render_pxelinux
+from protocols.bootscript import (
+    GRUB_BOOTSTRAP,
+    BootServer,
+    grub_bootstrap,
+    grub_config_mac,
+    pxelinux_config_mac,
+    render_grub,
+    render_ipxe,
+    render_pxelinux,
+)
 from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
-from state.credentials import fetch_nonce, token_expired
+from state.credentials import fetch_nonce, new_token, token_expired
+from state.eventlog import EventLog
 from state.hosts import rotate_install_token_op, set_install_token_op, token_issued, touch_host_op
 from state.sightings import MachineLog
 from state.store import Store
 
-log = logging.getLogger("imageserver.boot")
+log = EventLog("imageserver.boot")
 
 _REMEMBERED_KINDS = 4096  # last decision per MAC, only to log changes once; cleared when this big
 
@@ -50,7 +58,7 @@ class BootResponder:
         *,
         clock: Callable[[], float],
         machines: MachineLog | None = None,
-        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(18),
+        new_token: Callable[[], str] = new_token,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -107,12 +115,12 @@ class BootResponder:
         if fut.cancelled():
             return
         if fut.exception() is not None:
-            log.error("event=install-token-write-failed host=%s error=%r", name, str(fut.exception()))
+            log.error("install-token-write-failed", host=name, error=str(fut.exception()))
 
     def _background(self, fut: asyncio.Future[Any]) -> None:
         def done(f: asyncio.Future[Any]) -> None:
             if not f.cancelled() and f.exception() is not None:
-                log.warning("event=boot-write-failed error=%r", str(f.exception()))
+                log.warning("boot-write-failed", error=str(f.exception()))
 
         fut.add_done_callback(done)
 
@@ -122,10 +130,9 @@ class BootResponder:
             if len(self._last_kind) >= _REMEMBERED_KINDS:
                 self._last_kind.clear()
             self._last_kind[d.mac] = d.kind
-            log.info("event=boot-decision mac=%s hostname=%s via=%s kind=%s reason=%r", d.mac, d.hostname or "-",
-                     via, d.kind, d.reason)
+            log.info("boot-decision", mac=d.mac, hostname=d.hostname or "-", via=via, kind=d.kind, reason=d.reason)
         else:
-            log.debug("event=boot-decision mac=%s hostname=%s via=%s kind=%s", d.mac, d.hostname or "-", via, d.kind)
+            log.debug("boot-decision", mac=d.mac, hostname=d.hostname or "-", via=via, kind=d.kind)
 
     def _server(self, address: str, http_port: int | None = None) -> BootServer:
         s = self.settings
@@ -151,8 +158,28 @@ class BootResponder:
             return None
         address = self.settings.address
         if address is None:
-            log.warning("event=pxelinux-unanswered mac=%s reason='[appliance] address is not set'", mac)
+            log.warning("pxelinux-unanswered", mac=mac, reason="[appliance] address is not set")
             return None
         decision, _ = self._answer(mac, "tftp", peer[0])
         return render_pxelinux(decision, self._server(address)).encode()
 
+
+    def grub_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
+        """TFTP's dynamic content for GRUB behind shim: grub/grub.cfg (the same loop for every machine)
+        and grub/grub.cfg-01-<mac> rendered from the decision; None for every other name."""
+        if filename.removeprefix("/") == GRUB_BOOTSTRAP:
+            return grub_bootstrap().encode()
+        mac = grub_config_mac(filename)
+        if mac is None:
+            return None
+        address = self.settings.address
+        if address is None:
+            log.warning("grub-unanswered", mac=mac, reason="[appliance] address is not set")
+            return None
+        decision, _ = self._answer(mac, "tftp-grub", peer[0])
+        return render_grub(decision, self._server(address)).encode()
+
+    def tftp_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
+        """Every TFTP name rendered per machine (pxelinux.cfg/01-<mac>, grub/...); None: a file of the boot root."""
+        content = self.pxelinux_config(filename, peer)
+        return content if content is not None else self.grub_config(filename, peer)

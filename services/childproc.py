@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import os
 import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-log = logging.getLogger("imageserver.childproc")
+from state.eventlog import EventLog
+
+log = EventLog("imageserver.childproc")
 
 PR_SET_PDEATHSIG = 1
 
@@ -86,7 +87,7 @@ def reap_stale(path: Path, match: Callable[[Sequence[str]], bool], *, wait: floa
     remove_pid_file(path)
     if pid <= 1 or pid == os.getpid() or start_time(pid) != started or not match(cmdline(pid)):
         return None  # gone, a reused pid, or not ours: leave it alone
-    log.warning("event=stale-child-reaped pid=%d cmdline=%r", pid, " ".join(cmdline(pid)))
+    log.warning("stale-child-reaped", pid=pid, cmdline=" ".join(cmdline(pid)))
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and start_time(pid) == started:

@@ -47,10 +47,11 @@ from protocols.dhcp.reply import (
 )
 from services.base import ServiceError, ServiceStatus
 from services.dhcp_probe import ConflictProbe
+from state.eventlog import EventLog
 from state.leases import LeaseModel, client_hostname
 from state.sightings import MachineLog
 
-log = logging.getLogger("imageserver.dhcp")
+log = EventLog("imageserver.dhcp")
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; the socket module has it from Python 3.12
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; root may exceed net.core.rmem_max
@@ -62,8 +63,8 @@ _ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
 _READS_PER_WAKEUP = 32
 _PROBE_ATTEMPTS = 3  # conflicting addresses skipped per DISCOVER before staying silent
 _ZERO = IPv4Address(0)
-_NAMES = {int(t): t.name.lower() for t in MessageType}
-_IN_COUNTERS = {int(t): f"in_{t.name.lower()}" for t in MessageType}  # counter keys, built once
+_IN_COUNTERS = {t: f"in_{name}" for t, name in o.MESSAGE_TYPE_NAMES.items()}  # counter keys, built once
+_OUT_COUNTERS = {t: f"out_{name}" for t, name in o.MESSAGE_TYPE_NAMES.items()}
 _TEXTS_KEPT = 4096  # addresses whose text form is remembered (relays, clients answered by unicast)
 
 
@@ -104,7 +105,8 @@ class DhcpServer:
         self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._texts: dict[int, str] = {}  # see _text
-        self._arrivals: dict[bytes, tuple[int | None, IPv4Address | None]] = {}  # see _arrival
+        self._sources: dict[str, IPv4Address] = {}  # see _source
+        self._arrivals: dict[bytes, tuple[int | None, IPv4Address | None, bool]] = {}  # see _arrival
         self._status = ServiceStatus()
 
     # ---------------------------------------------------------------- lifecycle
@@ -168,8 +170,7 @@ class DhcpServer:
     def reconfigure(self, settings: ServerSettings, *, conflict_probe: bool | None = None) -> None:
         """SIGHUP: new subnets, pools, options and boot files apply to the next packet; leases stay."""
         if settings.mode != self.settings.mode:
-            log.warning("event=reconfigure-partial reason='dhcp.mode changes need a restart' keeping=%s",
-                        self.settings.mode)
+            log.warning("reconfigure-partial", reason="dhcp.mode changes need a restart", keeping=self.settings.mode)
             settings = replace(settings, mode=self.settings.mode)
         self.leases.set_subnets(settings.subnets)
         self.leases.offer_hold = settings.offer_hold
@@ -202,14 +203,14 @@ class DhcpServer:
                 return
             except OSError as e:
                 self._status.counters["receive_errors"] += 1
-                log.debug("event=receive-failed error=%r", str(e))
+                log.debug("receive-failed", error=str(e))
                 return
-            ifindex, local = self._arrival(ancdata)
+            ifindex, local, broadcast = self._arrival(ancdata)
             try:
-                self.handle(data, port, ifindex, local, peer=peer, broadcast=_broadcast_arrival(ancdata))
+                self.handle(data, port, ifindex, local, peer=peer, broadcast=broadcast)
             except Exception:  # a bug in one packet's path must not take the server down
                 self._status.counters["errors"] += 1
-                log.exception("event=packet-failed")
+                log.exception("packet-failed")
 
     def handle(self, data: bytes, port: int = 67, ifindex: int | None = None,
                local: IPv4Address | None = None, *, peer: tuple[str, int] | None = None,
@@ -222,7 +223,7 @@ class DhcpServer:
             kind = request.message_type
         except DhcpError as e:
             counters["malformed"] += 1
-            log.debug("event=malformed bytes=%d error=%r", len(data), str(e))
+            log.debug("malformed", bytes=len(data), error=str(e))
             return
         if request.op != BOOTREQUEST or request.mac in self.ignore_macs:
             counters["ignored"] += 1
@@ -236,8 +237,8 @@ class DhcpServer:
             if problem is not None:
                 # A client on this link posing as a relay to be served from a relay subnet: dropped.
                 counters["forged_relay"] += 1
-                log.debug("event=forged-relay mac=%s giaddr=%s source=%s:%d reason=%r", request.mac,
-                          request.giaddr, peer[0], peer[1], problem)
+                log.debug("forged-relay", mac=request.mac, giaddr=request.giaddr, source=f"{peer[0]}:{peer[1]}",
+                          reason=problem)
                 return
         now = self._clock()
         if (self.refuse_pool and kind in (MessageType.DISCOVER, MessageType.REQUEST)
@@ -256,7 +257,7 @@ class DhcpServer:
                             offer_boot=self.may_boot is None or self.may_boot(request.mac), source=source)
         except DhcpError as e:
             counters["malformed"] += 1
-            log.debug("event=malformed mac=%s error=%r", request.mac, str(e))
+            log.debug("malformed", mac=request.mac, error=str(e))
             return
         if log_binding and reply is not None:
             self._log_binding(request, reply, before, now)
@@ -278,7 +279,7 @@ class DhcpServer:
         so a busy segment's renew traffic does not flood the journal."""
         packet = reply.packet
         if packet.message_type == MessageType.NAK:
-            log.info("event=dhcp-nak mac=%s requested=%s", request.mac, o.requested_ip(request) or request.ciaddr)
+            log.info("dhcp-nak", mac=request.mac, requested=o.requested_ip(request) or request.ciaddr)
             return
         if packet.message_type != MessageType.ACK or packet.yiaddr == _ZERO:
             return
@@ -286,9 +287,9 @@ class DhcpServer:
         hostname = getattr(after, "hostname", None) or "-"
         renewed = before is not None and before.ip == packet.yiaddr and (before.expires is None or before.expires > now)
         if renewed:
-            log.debug("event=dhcp-renew mac=%s ip=%s hostname=%s", request.mac, packet.yiaddr, hostname)
+            log.debug("dhcp-renew", mac=request.mac, ip=packet.yiaddr, hostname=hostname)
         else:
-            log.info("event=dhcp-ack mac=%s ip=%s hostname=%s", request.mac, packet.yiaddr, hostname)
+            log.info("dhcp-ack", mac=request.mac, ip=packet.yiaddr, hostname=hostname)
 
     def _should_probe(self, request: DhcpPacket, ip: IPv4Address) -> bool:
         current = self.leases.current(request.mac)
@@ -304,7 +305,7 @@ class DhcpServer:
                 self._dispatch(reply, port, ifindex)
                 return
             self._status.counters["probe_conflicts"] += 1
-            log.warning("event=address-in-use ip=%s mac=%s action=quarantined", ip, request.mac)
+            log.warning("address-in-use", ip=ip, mac=request.mac, action="quarantined")
             now = self._clock()
             self.leases.quarantine(ip, now)
             try:
@@ -333,11 +334,11 @@ class DhcpServer:
             data = reply.to_bytes()
         except DhcpError as e:
             self._status.counters["encode_errors"] += 1
-            log.warning("event=encode-failed error=%r", str(e))
+            log.warning("encode-failed", error=str(e))
             return
-        kind = _NAMES.get(reply.packet.message_type or 0, "bootp")
+        counter = _OUT_COUNTERS.get(reply.packet.message_type or 0, "out_bootp")
         dest = BROADCAST if reply.broadcast else reply.dest_ip
-        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port, kind)
+        item = (data, dest, reply.dest_port, ifindex if reply.broadcast else None, port, counter)
         if not reply.durable:
             self._send(*item)
             return
@@ -361,8 +362,8 @@ class DhcpServer:
                 counters["acks_dropped_commit_failed"] += len(batch) - served
                 # The dhcp-ack lines logged when these were decided may not have left: name the batch.
                 withheld = [reply.packet.mac for reply, _ in batch][:10]
-                log.error("event=ack-withheld reason=commit-failed count=%d answered_from_store=%d batch=%s error=%r",
-                          len(batch) - served, served, ",".join(withheld), str(e))
+                log.error("ack-withheld", reason="commit-failed", count=len(batch) - served, answered_from_store=served,
+                          batch=",".join(withheld), error=str(e))
                 continue
             for sent, (_reply, item) in enumerate(batch, 1):
                 self._send(*item)
@@ -388,7 +389,7 @@ class DhcpServer:
             try:
                 held = self._durable_binding(packet.mac)
             except Exception as e:  # the store cannot even be read: answer nothing
-                log.error("event=durable-lookup-failed error=%r", str(e))
+                log.error("durable-lookup-failed", error=str(e))
                 return served
             if held is None or held[0] != packet.yiaddr:
                 continue
@@ -406,25 +407,36 @@ class DhcpServer:
             served += 1
         return served
 
-    def _arrival(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None]:
-        """_pktinfo, remembered per distinct IP_PKTINFO value (one per interface and destination kind)."""
+    def _arrival(self, ancdata: list[tuple[int, int, bytes]]) -> tuple[int | None, IPv4Address | None, bool]:
+        """_pktinfo and _broadcast_arrival, remembered per distinct IP_PKTINFO value (one per interface and
+        destination kind)."""
         for level, kind, value in ancdata:
             if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
                 known = self._arrivals.get(value)
                 if known is None:
                     if len(self._arrivals) >= _TEXTS_KEPT:
                         self._arrivals.clear()
-                    known = self._arrivals[value] = _pktinfo([(level, kind, value)])
+                    one = [(level, kind, value)]
+                    known = self._arrivals[value] = (*_pktinfo(one), _broadcast_arrival(one))
                 return known
-        return None, None
+        return None, None, False
 
     def _source(self, peer: tuple[str, int] | None) -> IPv4Address | None:
+        """The peer's address, parsed once per distinct text: parsing a dotted quad costs more than the
+        relay checks it feeds, and a relayed segment's packets all come from the same few relays."""
         if peer is None:
             return None
-        try:
-            return IPv4Address(peer[0])
-        except ValueError:
-            return None
+        text = peer[0]
+        known = self._sources.get(text)
+        if known is None:
+            try:
+                known = IPv4Address(text)
+            except ValueError:
+                return None
+            if len(self._sources) >= _TEXTS_KEPT:
+                self._sources.clear()
+            self._sources[text] = known
+        return known
 
     def _text(self, address: IPv4Address) -> str:
         """str(address), remembered: formatting an address costs more than the rest of a send, and the
@@ -438,8 +450,8 @@ class DhcpServer:
         return text
 
     def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int,
-              kind: str) -> None:
-        """Send one reply; out_<kind> counts replies that left (an ACK only after its commit)."""
+              counter: str) -> None:
+        """Send one reply; `counter` (out_<kind>) counts replies that left (an ACK only after its commit)."""
         sock = self._sockets.get(from_port)
         if sock is None:
             return
@@ -450,12 +462,12 @@ class DhcpServer:
                 sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (self._text(dest), port))
             else:
                 sock.sendto(data, (self._text(dest), port))
-            self._status.counters[f"out_{kind}"] += 1
+            self._status.counters[counter] += 1
         except BlockingIOError:
             self._status.counters["send_dropped"] += 1
         except OSError as e:
             self._status.counters["send_errors"] += 1
-            log.debug("event=send-failed dest=%s:%d error=%r", dest, port, str(e))
+            log.debug("send-failed", dest=f"{dest}:{port}", error=str(e))
 
 
 def _with_lease_time(reply: Reply, seconds: int) -> bytes:

@@ -9,7 +9,6 @@ all DISCOVER within seconds), which keeps the probe off the fast path of a busy 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 from collections import OrderedDict
@@ -17,8 +16,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from protocols.icmp import IcmpError, echo_request, parse_echo_reply
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.dhcp")
+log = EventLog("imageserver.dhcp")
 
 
 class ConflictProbe:
@@ -41,7 +41,7 @@ class ConflictProbe:
         try:
             sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         except PermissionError:
-            log.warning("event=conflict-probe-disabled reason='no raw socket permission (CAP_NET_RAW)'")
+            log.warning("conflict-probe-disabled", reason="no raw socket permission (CAP_NET_RAW)")
             return
         try:
             if self.interface:
@@ -49,7 +49,7 @@ class ConflictProbe:
             sock.setblocking(False)
         except OSError as e:
             sock.close()
-            log.warning("event=conflict-probe-disabled reason=%r", str(e))
+            log.warning("conflict-probe-disabled", reason=str(e))
             return
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self._sock = sock
@@ -90,7 +90,7 @@ class ConflictProbe:
             try:
                 self._sock.sendto(echo_request(self._ident, self._seq), (str(ip), 0))
             except OSError as e:  # no route to a relayed subnet, buffer full: treat as no answer
-                log.debug("event=probe-send-failed ip=%s error=%r", ip, str(e))
+                log.debug("probe-send-failed", ip=ip, error=str(e))
         try:
             answered = await asyncio.wait_for(asyncio.shield(fut), self.timeout)
         except TimeoutError:

@@ -13,19 +13,19 @@ that matched no rule is looked at again when it says more about itself (an arch,
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from state.discovery import AutoCreateLimit, DiscoveryRule, decide_unknown, dhcp_offers_boot, first_match
+from state.eventlog import EventLog
 from state.hostbook import HostBook, address_op, make_lease_static
 from state.hosts import host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
 from state.sightings import NO_DETAILS, Machine, MachineLog
 from state.store import Store
 
-log = logging.getLogger("imageserver.discovery")
+log = EventLog("imageserver.discovery")
 
 _SETTLED_LIMIT = 65536  # remembered settled MACs; beyond that the set starts over (a query each, no harm)
 
@@ -85,7 +85,7 @@ class Discovery:
             if refusal is not None:
                 reason, log_it = refusal
                 if log_it:
-                    log.warning("event=discovery-capped mac=%s reason=%r action=hold", machine.mac, reason)
+                    log.warning("discovery-capped", mac=machine.mac, reason=reason, action="hold")
                 return
         decision = decide_unknown(self.settings.policy, self.settings.rules, mac=machine.mac, arch=machine.arch,
                                   vendor_class=machine.vendor_class, is_host=is_host, taken=taken)
@@ -99,15 +99,15 @@ class Discovery:
             host, op = book.create(decision.name, now=now, mac=machine.mac, image=decision.rule.image,
                                    version=decision.rule.version, source="discovery")
         except ValueError as e:
-            log.warning("event=discovery-failed mac=%s name=%s error=%r", machine.mac, decision.name, str(e))
+            log.warning("discovery-failed", mac=machine.mac, name=decision.name, error=str(e))
             self._settle(machine.mac)
             return
         self._pending_names[host.name] = machine.mac
         self._settle(machine.mac)
         self.created += 1
         self.limit().created(now)
-        log.info("event=host-discovered mac=%s host=%s image=%s arch=%s vendor_class=%r", machine.mac, host.name,
-                 host.image, machine.arch, machine.vendor_class)
+        log.info("host-discovered", mac=machine.mac, host=host.name, image=host.image, arch=machine.arch,
+                 vendor_class=machine.vendor_class)
         fut = self.store.journal.submit(op)
         fut.add_done_callback(lambda f, name=host.name: self._written(name, f))
 
@@ -124,14 +124,14 @@ class Discovery:
         res = make_lease_static(self.leases, mac, host.name, now, "on-assign")
         if res is None:
             return
-        log.info("event=lease-made-static mac=%s host=%s ip=%s source=on-assign", mac, host.name, res.ip)
+        log.info("lease-made-static", mac=mac, host=host.name, ip=res.ip, source="on-assign")
         fut = self.store.journal.submit(address_op(host.name, res.ip, now))
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # address_op never fails; no warning
 
     def _written(self, name: str, fut: Any) -> None:
         mac = self._pending_names.pop(name, None)
         if not fut.cancelled() and fut.exception() is not None:
-            log.error("event=discovery-write-failed host=%s error=%r", name, str(fut.exception()))
+            log.error("discovery-write-failed", host=name, error=str(fut.exception()))
             if mac is not None:
                 self._settled.discard(mac)  # try again at its next sighting
 
@@ -159,5 +159,5 @@ class DiscoveringMachineLog(MachineLog):
             try:
                 self.on_seen(machine, now)
             except Exception:  # discovery must never stop a DHCP reply or a boot script
-                log.exception("event=discovery-error mac=%s", mac)
+                log.exception("discovery-error", mac=mac)
         return machine

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 import socket
 import sqlite3
@@ -37,9 +36,10 @@ from protocols.dns import (
     with_id,
 )
 from services.base import ServiceError, ServiceStatus
+from state.eventlog import EventLog
 from state.names import NameIndex
 
-log = logging.getLogger("imageserver.dns")
+log = EventLog("imageserver.dns")
 
 Upstream = tuple[str, int]
 _RCODE_KEYS = {code: f"rcode_{name}" for code, name in
@@ -70,7 +70,7 @@ class StoreZone:
         except sqlite3.Error as e:
             # A store hiccup (locked, I/O) must not take DNS down: keep answering from the last zone.
             self.errors += 1
-            log.error("event=zone-read-failed error=%r", str(e))
+            log.error("zone-read-failed", error=str(e))
             if self._zone is None:
                 self._zone = make_zone(self._settings, (), 0)
             return self._zone
@@ -82,16 +82,15 @@ class StoreZone:
             self._zone = make_zone(self._settings, ((e.name, e.address) for e in snap.entries), snap.serial)
             self._built_from = key
             if self._zone.skipped:
-                log.info("event=zone-built names=%d serial=%d skipped=%s", self._zone.names, self._zone.serial,
-                         ",".join(self._zone.skipped[:10]))
+                log.info("zone-built", names=self._zone.names, serial=self._zone.serial,
+                         skipped=",".join(self._zone.skipped[:10]))
         return self._zone
 
     def _log_refused(self, refused: tuple[Any, ...]) -> None:
         # One line per claim when it is first refused, not per rebuild: a claim stays refused while its lease lasts.
         for r in refused:
             if r not in self._refused:
-                log.warning("event=dns-name-refused name=%r mac=%s source=%s reason=%s", r.name, r.mac, r.source,
-                            r.reason)
+                log.warning("dns-name-refused", name=r.name, mac=r.mac, source=r.source, reason=r.reason)
         self._refused = frozenset(refused)
         self._refused_order = refused
 
@@ -312,7 +311,7 @@ class DnsServer:
             decision = answer(data, zone, transport=transport, forwarding=forwarding)
         except Exception:  # a bug of ours, never a bad packet (answer() does not raise on input): log, go on
             self.counters["internal_errors"] += 1
-            log.exception("event=query-failed transport=%s bytes=%d", transport, len(data))
+            log.exception("query-failed", transport=transport, bytes=len(data))
             return False
         if isinstance(decision, Reply):
             if keyed is not None and cacheable(data, keyed[1], decision.data):

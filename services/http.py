@@ -3,7 +3,9 @@
 Routes of its own:
   GET /boot/{mac}.ipxe       the machine's boot script (MAC in any spelling; the machine is noted as seen)
   GET /boot/files/{path}     a file from the boot root (sendfile; HEAD and single Range via FileResponse)
-Everything under /api/v1/ comes from route modules (services/api_*.py): `routes(ctx)` lists of RouteDefs.
+Everything under /api/v1/ comes from route modules (services/api_*.py): their module-level `ROUTES` (the
+ApiContext is at `request.app[API]`), or a not yet converted module's `routes(ctx)`. Domain errors a
+handler raises become JSON errors here (services.api_context.domain_error_response).
 
 Safety, for every request before any handler runs:
 - the RAW request target is classified by protocols.httppath (aiohttp decodes %2F in match_info and
@@ -16,7 +18,6 @@ Safety, for every request before any handler runs:
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,18 +26,20 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.errors import DomainError
 from protocols.httppath import PathRefused, path_parts, served_file_parts
 from protocols.mac import MacError, normalize_mac
 from services.adminnet import allowed, is_admin_read
-from services.api_context import ApiContext, json_error, require_token
+from services.api_context import API, ApiContext, domain_error_response, json_error, require_token
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
-from services.torrents import close_models
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.http")
+log = EventLog("imageserver.http")
 
-RouteFactory = Callable[[ApiContext], list[web.RouteDef]]
+# A route module: its RouteDefs, or (not yet converted) a function of the ApiContext making them.
+RouteFactory = Callable[[ApiContext], list[web.RouteDef]] | Sequence[web.RouteDef]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -88,8 +91,9 @@ class HttpServer:
             web.get("/boot/{mac}.ipxe", self._boot_script),
         ]
         if self._api is not None:
-            for factory in self._route_modules:
-                routes.extend(factory(self._api))
+            app[API] = self._api
+            for module in self._route_modules:
+                routes.extend(module(self._api) if callable(module) else module)
         app.add_routes(routes)
         app.on_response_prepare.append(self._count_bytes)
         return app
@@ -112,13 +116,13 @@ class HttpServer:
             path_parts(request.raw_path)
         except PathRefused as e:
             counters["refused_paths"] += 1
-            log.info("event=path-refused peer=%s target=%r reason=%r", request.remote, request.raw_path[:200], str(e))
+            log.info("path-refused", peer=request.remote, target=request.raw_path[:200], reason=str(e))
             return self._error(request, e.status, f"refused path: {e}")
         api = request.path.startswith("/api/")
         if api:
             counters["api_requests"] += 1
         if (api and request.method in SAFE_METHODS and self._api is not None and is_admin_read(request.path)
-                and not allowed(request.remote, self._api.models.get("admin_networks", ()))):
+                and not allowed(request.remote, self._api.live.admin_networks)):
             counters["admin_refused"] += 1
             return json_error(403, f"{request.path} is readable only from [http] admin_networks")
         try:
@@ -129,6 +133,10 @@ class HttpServer:
                     raise web.HTTPUnauthorized(text="no admin API on this server")
                 require_token(request, self._api)
             response = await handler(request)
+        except DomainError as e:
+            response = domain_error_response(e)
+            if response.status == 401:
+                counters["unauthorized"] += 1
         except web.HTTPException as e:
             if e.status == 401:
                 counters["unauthorized"] += 1
@@ -145,7 +153,7 @@ class HttpServer:
             # failed commit; the client gets a 503 it can retry, the log no traceback.
             counters["responses_5xx"] += 1
             counters["store_errors"] += 1
-            log.error("event=store-unavailable method=%s path=%s error=%r", request.method, request.path, str(e))
+            log.error("store-unavailable", method=request.method, path=request.path, error=str(e))
             return self._error(request, 503, f"the state store cannot take changes now: {e}")
         counters[f"responses_{response.status // 100}xx"] += 1
         return response
@@ -184,7 +192,7 @@ class HttpServer:
         real = os.path.realpath(os.path.join(self._root_real, *parts))
         if os.path.commonpath((real, self._root_real)) != self._root_real or real == self._root_real:
             counters["refused_paths"] += 1
-            log.warning("event=path-escapes-root peer=%s path=%s", request.remote, "/".join(parts))
+            log.warning("path-escapes-root", peer=request.remote, path="/".join(parts))
             return self._error(request, 404, "not found")
         if not os.path.isfile(real):
             return self._error(request, 404, "not found")
@@ -215,14 +223,14 @@ class HttpServer:
         self._port = int(runner.addresses[0][1])
         self._status.state, self._status.error = "running", None
         self._status.listen = [f"{self._host}:{self._port}/tcp"]
-        log.info("event=http-listening addr=%s:%d boot_root=%s", self._host, self._port, self._root_real)
+        log.info("http-listening", addr=f"{self._host}:{self._port}", boot_root=self._root_real)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._api is not None:
-            await close_models(self._api.models)  # the torrent seeders the routes started
+        if self._api is not None and self._api.live.torrents is not None:
+            await self._api.live.torrents.close()  # the torrent seeders the routes started
         self._status.state = "stopped"
         self._status.listen = []
 

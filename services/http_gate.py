@@ -28,8 +28,9 @@ from typing import Any
 from aiohttp import web
 
 from services.ratelimit import LimitedLog
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.http")
+log = EventLog("imageserver.http")
 
 SWEEP_INTERVAL = 1.0
 
@@ -154,7 +155,7 @@ class ConnectionGate:
                 return False
             self.counters["connections_evicted"] += 1
             self._log.log("http-evicted", now, logging.INFO,
-                          "event=http-connection-evicted peer=%s reason=full open=%d", victim.peer, len(self._open))
+                          "http-connection-evicted", peer=victim.peer, reason="full", open=len(self._open))
             self._drop(victim)
         self._open[id(conn)] = conn
         self._per_client[conn.peer] += 1
@@ -165,8 +166,8 @@ class ConnectionGate:
     def _refuse(self, reason: str, conn: _GatedProtocol, now: float) -> None:
         self.counters[f"connections_refused_{reason.replace('-', '_')}"] += 1
         self._log.log(f"http-refused-{reason}", now, logging.WARNING,
-                      "event=http-connection-refused peer=%s reason=%s open=%d client_open=%d", conn.peer, reason,
-                      len(self._open), self._per_client[conn.peer])
+                      "http-connection-refused", peer=conn.peer, reason=reason, open=len(self._open),
+                      client_open=self._per_client[conn.peer])
 
     def _longest_waiting(self) -> _GatedProtocol | None:
         best: _GatedProtocol | None = None
@@ -208,7 +209,7 @@ class ConnectionGate:
             if expired:
                 self.counters[f"connections_timed_out_{reason}"] += 1
                 self._log.log(f"http-timeout-{reason}", now, logging.INFO,
-                              "event=http-connection-timeout peer=%s reason=%s", conn.peer, reason)
+                              "http-connection-timeout", peer=conn.peer, reason=reason)
                 self._drop(conn)
                 closed += 1
         self._log.flush(now)

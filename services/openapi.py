@@ -12,6 +12,8 @@ from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_images import IMAGES_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
+from services.openapi_satellite import SATELLITE_PATHS, SATELLITE_SECURITY_SCHEME
+from services.openapi_schema import SCHEMAS
 from services.openapi_torrents import TORRENT_PATHS
 from services.openapi_update import UPDATE_PATHS
 
@@ -43,13 +45,18 @@ OPENAPI: dict[str, Any] = {
                        "read-only; every other method needs `Authorization: Bearer <state_dir/admin.token>`.",
     },
     "components": {
-        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME},
+        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME,
+                            "satellite": SATELLITE_SECURITY_SCHEME},
         "schemas": {
+            **SCHEMAS,  # generated from the domain's dataclasses (services/openapi_schema.py)
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Service": {
                 "type": "object",
+                "description": "state, listen, error and counters, and fields of the service's own (dhcp: mode, "
+                               "subnets, leases; rsyncd: pid, modules, restarts; ...)",
+                "additionalProperties": True,
                 "properties": {
-                    "state": {"type": "string", "enum": ["running", "failed", "stopped"]},
+                    "state": {"type": "string", "enum": ["starting", "running", "restarting", "failed", "stopped"]},
                     "listen": {"type": "array", "items": {"type": "string"}},
                     "error": {"type": "string", "nullable": True},
                     "counters": {"type": "object", "additionalProperties": {"type": "number"}},
@@ -150,6 +157,20 @@ OPENAPI: dict[str, Any] = {
                         "services": {"type": "object",
                                      "additionalProperties": {"$ref": "#/components/schemas/Service"}},
                         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "store": {"type": "object", "nullable": True,
+                                  "description": "whether leases can be committed now (ok false: the state dir is "
+                                                 "full or failing, new leases are refused)",
+                                  "properties": {"ok": {"type": "boolean"}, "commits": {"type": "integer"},
+                                                 "last_error": {"type": "string", "nullable": True}}},
+                        "satellites": {"type": "array", "description": "this primary's satellites", "items": {
+                            "type": "object", "properties": {
+                                "name": {"type": "string"}, "created": {"type": "number"},
+                                "last_contact": {"type": "number", "nullable": True},
+                                "seconds_since_contact": {"type": "number", "nullable": True},
+                                "address": {"type": "string", "nullable": True},
+                                "versions": {"type": "array", "items": {"type": "string"}},
+                                "backlog": {"type": "integer", "nullable": True},
+                                "delivered": {"type": "integer", "nullable": True}}}},
                     },
                 })},
             },
@@ -281,3 +302,6 @@ OPENAPI["paths"].update(UPDATE_PATHS)
 
 # The image catalog, read-only (services/api_images.py).
 OPENAPI["paths"].update(IMAGES_PATHS)
+
+# Satellites' routes (services/api_satellite.py), with their own token.
+OPENAPI["paths"].update(SATELLITE_PATHS)

@@ -52,7 +52,11 @@ HOSTADMIN_PATHS: dict[str, Any] = {
             "summary": "The host's autoinstall script: its own copy if it has one, else its image's NAME.master",
             "parameters": [_NAME],
             "responses": {"200": _json("the script", {"type": "object", "properties": {
-                "script": _NULLABLE_STR, "override": {"type": "boolean"}}}), "404": _error("no such host")},
+                "script": _NULLABLE_STR, "override": {"type": "boolean"},
+                "source": {**_NULLABLE_STR, "description": "the file it is read from (null: the host has no image)"}}}),
+                "404": _error("no such host"),
+                "409": _error("the host's script file is not a plain name under scripts/ (a row from before "
+                              "image names were checked)")},
         },
         "put": {
             "summary": "Set the host's own copy of its autoinstall script (null: use the image's again)",

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.hosts import AddHost, HostPage, HostView
+from services.openapi_schema import ref
+
 _JSON = "application/json"
 
 
@@ -55,35 +58,74 @@ INSTALL_PATHS: dict[str, Any] = {
             }}}},
             "responses": {
                 "200": _json("recorded", {"type": "object", "properties": {
-                    "host": {"type": "string"}, "stage": {"type": "string"}, "state": {"type": "string"}}}),
+                    "host": {"type": "string"}, "stage": {"type": "string"}, "state": {"type": "string"},
+                    "reservation": {"type": "string", "description": "with done: what became of the machine's "
+                                                                     "address (reserved ..., or why not)"}}}),
                 "400": _error("malformed report"),
                 "401": _error("missing or wrong install token"),
                 "404": _error("no host has this MAC"),
             },
         },
     },
+    "/install/{mac}/multicast": {
+        "post": {
+            "summary": "A seat in the multicast session sending the host's image version ([multicast] enabled): "
+                       "portbase, rendezvous address, the session's key, the sender; only from the host's own "
+                       "address with its install token; Accept: text/plain gives KEY=value lines",
+            "security": [{"install": []}],
+            "parameters": [_MAC],
+            "responses": {
+                "200": _json("the seat", {"type": "object", "properties": {
+                    "session": {"type": "string"}, "portbase": {"type": "integer"},
+                    "rdv_address": {"type": "string"}, "key": {"type": "string"}, "sender": {"type": "string"},
+                    "start_window": {"type": "number"}, "image": {"type": "string"},
+                    "version": {"type": "integer"}}}),
+                "401": _error("missing, wrong or expired install token"),
+                "403": _error("not asked from the address leased or reserved for this MAC"),
+                "404": _error("no host has this MAC"),
+                "409": _error("no seat: multicast off, the transfer has begun, sessions or seats full: pull by rsync"),
+            },
+        },
+        "get": {
+            "summary": "The host's multicast session: its state and, once done, the SHA-256 of the stream sent",
+            "security": [{"install": []}],
+            "parameters": [_MAC],
+            "responses": {
+                "200": _json("the session", {"type": "object", "properties": {
+                    "session": {"type": "string"}, "state": {"type": "string"},
+                    "sha256": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True}}}),
+                "401": _error("missing, wrong or expired install token"),
+                "403": _error("not asked from the address leased or reserved for this MAC"),
+                "404": _error("no host has this MAC, or it holds no seat"),
+                "409": _error("multicast is not enabled on this imageserver"),
+            },
+        },
+    },
     "/api/v1/hosts": {
         "get": {
-            "summary": "Every host with its state and its newest install's progress",
-            "responses": {"200": _json("hosts")},
+            "summary": "One page of hosts by name (default 100, ?limit= up to 1000, ?offset=), each with its state "
+                       "and its newest install's progress",
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                           "default": 100}, "description": "hosts per page"},
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0},
+                 "description": "next_offset of the page before"},
+            ],
+            "responses": {"200": _json("one page of hosts", ref(HostPage)), "400": _error("bad limit or offset")},
         },
         "post": {
             "summary": "Add a host (name, MAC, image, optional fixed address); state assigned if it has an image",
             "security": [{"admin": []}],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                "type": "object", "required": ["name", "mac"],
-                "properties": {"name": {"type": "string"}, "mac": {"type": "string"}, "image": {"type": "string"},
-                               "ip": {"type": "string"}, "version": {"type": "integer"}},
-            }}}},
-            "responses": {"201": _json("the host"), "400": _error("malformed field"), "401": _UNAUTHORIZED,
-                          "409": _error("the name, MAC or address is taken")},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(AddHost)}}},
+            "responses": {"201": _json("the host", ref(HostView)), "400": _error("malformed field"),
+                          "401": _UNAUTHORIZED, "409": _error("the name, MAC or address is taken")},
         },
     },
     "/api/v1/hosts/{name}": {
         "get": {
             "summary": "One host: state, address binding, boot decision, install progress and timeline",
             "parameters": [_NAME],
-            "responses": {"200": _json("the host"), "404": _error("no such host")},
+            "responses": {"200": _json("the host", ref(HostView)), "404": _error("no such host")},
         },
     },
     "/api/v1/hosts/{name}/reinstall": {
@@ -91,7 +133,8 @@ INSTALL_PATHS: dict[str, Any] = {
             "summary": "Install the host again at its next PXE boot (state assigned, fresh install token)",
             "security": [{"admin": []}],
             "parameters": [_NAME],
-            "responses": {"200": _json("the host"), "401": _UNAUTHORIZED, "404": _error("no such host")},
+            "responses": {"200": _json("the host", ref(HostView)), "401": _UNAUTHORIZED,
+                          "404": _error("no such host")},
         },
     },
 }

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.metrics import PoolUsage
+from services.openapi_schema import ref
+
 OPS_PATHS: dict[str, Any] = {
     "/metrics": {
         "get": {
@@ -20,11 +23,7 @@ OPS_PATHS: dict[str, Any] = {
                        "addresses in quarantine (DECLINEd or answering a conflict probe; capped by "
                        "[dhcp] decline_max_share)",
             "responses": {"200": {"description": "pools", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"pools": {"type": "array", "items": {
-                    "type": "object", "properties": {
-                        "subnet": {"type": "string"}, "size": {"type": "integer"},
-                        "active": {"type": "integer"}, "reserved": {"type": "integer"},
-                        "quarantined": {"type": "integer"}}}}}}}}}},
+                "type": "object", "properties": {"pools": {"type": "array", "items": ref(PoolUsage)}}}}}}},
         },
     },
     "/": {

@@ -8,9 +8,10 @@ one summary line (`event=log-suppressed key=... suppressed=N`) reports them when
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from state.eventlog import EventLog
 
 
 @dataclass(slots=True)
@@ -57,18 +58,18 @@ class RateLimiter:
 
 @dataclass(slots=True)
 class LimitedLog:
-    """A logger behind a RateLimiter: `log(key, now, level, msg, *args)` logs or counts."""
+    """An event log behind a RateLimiter: `log(key, now, level, event, **fields)` logs or counts."""
 
-    logger: logging.Logger
+    logger: EventLog
     limiter: RateLimiter = field(default_factory=RateLimiter)
 
-    def log(self, key: str, now: float, level: int, msg: str, *args: object,
-            exc_info: BaseException | None = None) -> bool:
+    def log(self, key: str, now: float, level: int, event: str, /, *, exc_info: BaseException | None = None,
+            **fields: object) -> bool:
         allowed, suppressed = self.limiter.check(key, now)
         if suppressed:
             self._summary(key, suppressed)
         if allowed:
-            self.logger.log(level, msg, *args, exc_info=exc_info)
+            self.logger.log(level, event, exc_info=exc_info, **fields)
         return allowed
 
     def flush(self, now: float) -> None:
@@ -76,5 +77,4 @@ class LimitedLog:
             self._summary(key, suppressed)
 
     def _summary(self, key: str, suppressed: int) -> None:
-        self.logger.warning("event=log-suppressed key=%s suppressed=%d interval=%gs", key, suppressed,
-                            self.limiter.interval)
+        self.logger.warning("log-suppressed", key=key, suppressed=suppressed, interval=f"{self.limiter.interval:g}s")

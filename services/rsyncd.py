@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import logging
 import os
 import re
 import shutil
@@ -40,11 +39,14 @@ from protocols.rsyncd import (
 from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
 from state.credentials import RsyncClient
+from state.eventlog import EventLog
+from state.satellites import RSYNC_MODULE as SATELLITE_MODULE
 
-log = logging.getLogger("imageserver.rsyncd")
+log = EventLog("imageserver.rsyncd")
 
 CONFIG_NAME = "rsyncd.conf"
 SECRETS_NAME = "rsyncd.secrets"  # user:password of every machine allowed to pull now (0600)
+LOCK_NAME = "rsyncd.lock"  # rsync's connection slots (`max connections`), shared by every module
 PID_NAME = "rsyncd.pid"  # the running rsync, for the next start to end it if we were killed (see services/childproc.py)
 _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 
@@ -52,6 +54,8 @@ _LOG_PREFIX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[\d+\] ")
 Catalog = Callable[[], Iterable[tuple[str, int, str]]]
 # The machines allowed to pull right now (installing, or updating with a grant).
 Clients = Callable[[], Iterable[RsyncClient]]
+# (rsync user, password) of every satellite: they may read the whole images root (state/satellites.py).
+SatelliteUsers = Callable[[], Iterable[tuple[str, str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,9 @@ class RsyncdSettings:
     backoff_max: float = 30.0
     stable_after: float = 10.0  # a daemon that ran this long resets the backoff
     failed_after: int = 5  # consecutive quick exits before the state says "failed" (it keeps retrying)
+    # Transfers at once across all modules (0: no limit). Installers over the cap are refused with
+    # "max connections reached" and wait in line (the autoinstall script retries with jittered backoff).
+    max_connections: int = 0
 
     @property
     def config_path(self) -> Path:
@@ -77,6 +84,10 @@ class RsyncdSettings:
     @property
     def secrets_path(self) -> Path:
         return self.state_dir / SECRETS_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / LOCK_NAME
 
     @property
     def pid_path(self) -> Path:
@@ -129,8 +140,11 @@ class RsyncdService:
 
     def __init__(self, settings: RsyncdSettings, catalog: Catalog,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 clients: Clients | None = None) -> None:
+                 clients: Clients | None = None, satellites: SatelliteUsers | None = None,
+                 images_root: Path | None = None) -> None:
         self.settings = settings
+        self.satellites = satellites
+        self.images_root = images_root
         self.catalog = catalog
         # None: modules open to hosts_allow (a bare supervisor); the appliance always passes its clients.
         self.clients = clients
@@ -151,6 +165,7 @@ class RsyncdService:
         self.last_exit: dict[str, Any] | None = None
         self._recent: deque[str] = deque(maxlen=20)
         self._transfers = TransferLog()
+        self._peak = 0  # most transfers seen running at once (from the log), against max_connections
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -162,20 +177,20 @@ class RsyncdService:
             self._status.state = "failed"
             self._status.error = (f"rsync binary {s.rsync!r} not found in PATH (install the rsync package); "
                                   "images cannot be served, other services keep running")
-            log.error("event=rsyncd-failed error=%r", self._status.error)
+            log.error("rsyncd-failed", error=self._status.error)
             return
         try:
             self.refresh()
         except OSError as e:
             self._status.state = "failed"
             self._status.error = f"cannot write {s.config_path}: {e.strerror}"
-            log.error("event=rsyncd-failed error=%r", self._status.error)
+            log.error("rsyncd-failed", error=self._status.error)
             return
         # An rsync a killed imageserver left serving would hold the port (and serve the old config).
         try:
             reap_stale(s.pid_path, self._is_ours)
         except OSError as e:
-            log.warning("event=rsyncd-stale-check-failed error=%r", str(e))
+            log.warning("rsyncd-stale-check-failed", error=str(e))
         self._stopping = False
         self._supervisor = asyncio.create_task(self._supervise(), name="rsyncd-supervisor")
         self._refresher = asyncio.create_task(self._refresh_loop(), name="rsyncd-refresh")
@@ -227,22 +242,27 @@ class RsyncdService:
             key = f"{name}_v{version}"
             if not os.path.isdir(path):
                 if key not in self._skipped:
-                    log.warning("event=rsyncd-module-skipped module=%s reason='tree %s is missing'", key, path)
+                    log.warning("rsyncd-module-skipped", module=key, reason=f"tree {path} is missing")
                     self._skipped.add(key)
                 continue
             self._skipped.discard(key)
             versions.append((name, version, path))
         modules = modules_for(versions)
-        access, secrets = self._access(modules)
+        sat_users = list(self.satellites()) if self.satellites is not None and self.images_root is not None else []
+        if sat_users:
+            assert self.images_root is not None
+            modules.append(Module(SATELLITE_MODULE, str(self.images_root), "image trees for satellites"))
+        access, secrets = self._access(modules, sat_users)
         secrets_file = str(self.settings.secrets_path) if access is not None else None
+        limits = {"max_connections": self.settings.max_connections, "lock_file": str(self.settings.lock_path)}
         good = []
         for m in modules:
             try:
-                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file)
+                render_config([m], self.settings.hosts_allow, access=access, secrets_file=secrets_file, **limits)
                 good.append(m)
             except RsyncdConfigError as e:
-                log.warning("event=rsyncd-module-skipped module=%s reason=%r", m.name, str(e))
-        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file)
+                log.warning("rsyncd-module-skipped", module=m.name, reason=str(e))
+        text = render_config(good, self.settings.hosts_allow, access=access, secrets_file=secrets_file, **limits)
         path = self.settings.config_path
         path.parent.mkdir(parents=True, exist_ok=True)
         if secrets is not None and secrets != self._secrets_text:
@@ -255,11 +275,11 @@ class RsyncdService:
         _replace(path, text, 0o644)
         self._config_text = text
         self._modules = len(good)
-        log.info("event=rsyncd-config modules=%d clients=%d path=%s", len(good),
-                 len(secrets.splitlines()) if secrets else 0, path)
+        log.info("rsyncd-config", modules=len(good), clients=len(secrets.splitlines()) if secrets else 0, path=path)
         return True
 
-    def _access(self, modules: list[Module]) -> tuple[dict[str, Access] | None, str | None]:
+    def _access(self, modules: list[Module], satellite_users: Sequence[tuple[str, str]] = ()
+                ) -> tuple[dict[str, Access] | None, str | None]:
         """Per module: the users and addresses of the machines allowed to pull it, and the secrets text."""
         if self.clients is None:
             return None, None
@@ -277,10 +297,20 @@ class RsyncdService:
                         users[m.name].append(c.user)
                     if c.ip not in addresses[m.name]:
                         addresses[m.name].append(c.ip)
+        if SATELLITE_MODULE in users:
+            # Satellites pull from anywhere inside hosts_allow (they sit in other racks); a user name a
+            # host already has would share its password line, so such a satellite is left out.
+            for user, password in satellite_users:
+                if user in passwords:
+                    log.warning("rsyncd-satellite-skipped", user=user, reason="a host has this rsync user")
+                    continue
+                passwords[user] = password
+                users[SATELLITE_MODULE].append(user)
+            addresses[SATELLITE_MODULE] = list(self.settings.hosts_allow)
         try:
             secrets = render_secrets(passwords)
         except RsyncdConfigError as e:
-            log.warning("event=rsyncd-clients-skipped reason=%r", str(e))
+            log.warning("rsyncd-clients-skipped", reason=str(e))
             secrets, users = "", {}
         return {name: Access(tuple(users.get(name, ())), tuple(addresses[name])) for name in addresses}, secrets
 
@@ -290,7 +320,7 @@ class RsyncdService:
             try:
                 self.refresh()
             except Exception as e:  # a locked database or a full disk must not stop the supervisor
-                log.error("event=rsyncd-config-failed error=%r", str(e))
+                log.error("rsyncd-config-failed", error=str(e))
 
     # -- supervision ------------------------------------------------------------------------------
 
@@ -318,12 +348,11 @@ class RsyncdService:
                 try:
                     write_pid_file(self.settings.pid_path, self._proc.pid)
                 except OSError as e:
-                    log.warning("event=rsyncd-pid-file-failed error=%r", str(e))
+                    log.warning("rsyncd-pid-file-failed", error=str(e))
                 # "running" only once rsync says it listens (see _on_event): a client that trusts the
                 # status must not race the bind.
                 self._status.state = "starting" if quick_failures < self.settings.failed_after else "failed"
-                log.info("event=rsyncd-started pid=%d port=%d restarts=%d", self._proc.pid, self.settings.port,
-                         self.restarts)
+                log.info("rsyncd-started", pid=self._proc.pid, port=self.settings.port, restarts=self.restarts)
                 await self._read_log(self._proc)
                 code = await self._proc.wait()
                 reason = _describe_exit(code)
@@ -341,8 +370,7 @@ class RsyncdService:
             self._status.counters["restarts"] += 1
             self._status.state = "failed" if quick_failures >= self.settings.failed_after else "restarting"
             self._status.error = f"rsync daemon ended ({reason}) after {ran:.1f} s" + (f": {tail}" if tail else "")
-            log.warning("event=rsyncd-exited reason=%r ran=%.1f restart_in=%.2f last_output=%r",
-                        reason, ran, delay, tail)
+            log.warning("rsyncd-exited", reason=reason, ran=f"{ran:.1f}", restart_in=f"{delay:.2f}", last_output=tail)
             await asyncio.sleep(delay)
 
     def _is_ours(self, argv: Sequence[str]) -> bool:
@@ -363,6 +391,7 @@ class RsyncdService:
             self._recent.append(line)
             for ev in self._transfers.feed(line, self.monotonic()):
                 self._on_event(ev)
+            self._peak = max(self._peak, self._transfers.active())
             self._transfers.forget_older_than(self.monotonic() - 86400)
 
     def _on_event(self, ev: dict[str, Any]) -> None:
@@ -371,18 +400,18 @@ class RsyncdService:
             self._listening.set()
             self._status.state = "running"
             self._status.error = None
-            log.info("event=rsyncd-listening port=%s version=%s", ev["port"], ev["version"])
+            log.info("rsyncd-listening", port=ev["port"], version=ev["version"])
             return
         self._status.counters[kind] += 1
-        fields = " ".join(f"{k}={v!r}" if isinstance(v, str) and (" " in v or not v) else f"{k}={v}"
-                          for k, v in ev.items())
         if kind == "transfer":
             self._status.counters["bytes_sent"] += int(ev["sent"])
             if ev.get("errors"):
                 self._status.counters["transfer_errors"] += 1
-            log.info("event=rsync-transfer %s", fields)
+            log.info("rsync-transfer", **ev)
+        elif kind == "busy":  # a mass reboot makes many: expected, the client waits in line
+            log.info("rsync-busy", **ev)
         else:
-            log.warning("event=rsync-%s %s", kind, fields)
+            log.warning(f"rsync-{kind}", **ev)
 
     # -- status -----------------------------------------------------------------------------------
 
@@ -398,6 +427,9 @@ class RsyncdService:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "modules": self._modules,
+            "max_connections": self.settings.max_connections,
+            "transfers_active": self._transfers.active(),
+            "transfers_peak": self._peak,
             "config": str(self.settings.config_path),
         })
         return out

@@ -33,8 +33,9 @@ from protocols.tftp import (
 )
 from services.base import ServiceError, ServiceStatus
 from services.ratelimit import LimitedLog
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.tftp")
+log = EventLog("imageserver.tftp")
 
 Dynamic = Callable[[str, tuple[str, int]], bytes | None]
 
@@ -162,7 +163,7 @@ class TftpServer:
         self._loop.add_reader(sock.fileno(), self._on_request_readable)
         self._status.state, self._status.error = "running", None
         self._status.listen = [f"{self._host}:{self._port}/udp"]
-        log.info("tftp listening addr=%s:%d root=%s", self._host, self._port, self._root_real)
+        log.info("tftp-listening", addr=f"{self._host}:{self._port}", root=self._root_real)
 
     async def stop(self) -> None:
         for transfer in list(self._transfers):
@@ -198,7 +199,7 @@ class TftpServer:
         try:
             sock.sendto(datagram, peer)
         except OSError as exc:  # full buffer or unreachable peer: the reply is just lost
-            log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
+            log.debug("tftp-send-failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
             return
         self._status.counters["errors_sent"] += 1
 
@@ -214,14 +215,14 @@ class TftpServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.debug("tftp recv failed error=%s", exc)
+                log.debug("tftp-recv-failed", error=str(exc))
                 return
             try:
                 self._on_request(data, peer, _local_address(ancdata, self._host))
             except Exception as exc:  # a bug must cost one request, never the server
                 self._status.counters["internal_errors"] += 1
                 self._log.log("tftp-request-failed", self._clock(), logging.ERROR,
-                              "tftp request failed peer=%s:%d", *peer, exc_info=exc)
+                              "tftp-request-failed", peer=f"{peer[0]}:{peer[1]}", exc_info=exc)
 
     def _on_request(self, data: bytes, peer: tuple[str, int], local: str) -> None:
         assert self._sock is not None
@@ -229,8 +230,8 @@ class TftpServer:
         decision = admit(data)
         if not isinstance(decision, Admitted):
             counters["requests_refused"] += 1
-            self._log.log("tftp-refused", self._clock(), logging.INFO, "tftp refused peer=%s:%d reason=%r",
-                          *peer, decision.reason)
+            self._log.log("tftp-refused", self._clock(), logging.INFO, "tftp-refused", peer=f"{peer[0]}:{peer[1]}",
+                          reason=decision.reason)
             if decision.reply is not None:
                 self._reply(self._sock, decision.reply, peer)
             return
@@ -250,7 +251,7 @@ class TftpServer:
         except TftpError as exc:
             counters["requests_refused"] += 1
             self._log.log("tftp-refused-file", self._clock(), logging.INFO,
-                          "tftp refused peer=%s:%d file=%s reason=%r", *peer, decision.name, str(exc))
+                          "tftp-refused", peer=f"{peer[0]}:{peer[1]}", file=decision.name, reason=str(exc))
             self._reply(self._sock, encode_error(exc.code, str(exc)), peer)
             return
         self._begin(decision, peer, local, source, size, fd)
@@ -260,8 +261,8 @@ class TftpServer:
         self._status.counters["busy_refusals"] += 1
         self._status.counters[f"busy_{reason.replace('-', '_')}"] += 1
         self._log.log(f"tftp-busy-{reason}", self._clock(), logging.WARNING,
-                      "tftp busy peer=%s:%d reason=%s transfers=%d client_transfers=%d", *peer, reason,
-                      len(self._transfers), self._per_client[peer[0]])
+                      "tftp-busy", peer=f"{peer[0]}:{peer[1]}", reason=reason, transfers=len(self._transfers),
+                      client_transfers=self._per_client[peer[0]])
         self._reply(self._sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), peer)
 
     def _begin(self, decision: Admitted, peer: tuple[str, int], local: str,
@@ -278,7 +279,7 @@ class TftpServer:
             if fd is not None:
                 os.close(fd)
             self._log.log("tftp-no-socket", self._clock(), logging.WARNING,
-                          "tftp no transfer socket peer=%s:%d error=%s", *peer, exc)
+                          "tftp-no-socket", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
             self._busy(peer, "no-socket")
             return
         except BaseException:
@@ -296,7 +297,7 @@ class TftpServer:
             self._send(transfer, machine.start(now))
         except Exception as exc:  # e.g. an I/O error reading the first window
             self._status.counters["internal_errors"] += 1
-            log.exception("tftp transfer failed peer=%s:%d file=%s", *peer, transfer.name)
+            log.exception("tftp-transfer-error", peer=f"{peer[0]}:{peer[1]}", file=transfer.name)
             self._reply(sock, encode_error(ErrorCode.NOT_DEFINED, "internal error"), peer)
             self._close(transfer, f"error:{type(exc).__name__}")
             return
@@ -309,11 +310,11 @@ class TftpServer:
             try:
                 content = self._dynamic(decision.name, peer)
             except Exception as exc:
-                log.exception("tftp dynamic content failed file=%s", decision.name)
+                log.exception("tftp-dynamic-failed", file=decision.name)
                 raise TftpError("internal error", ErrorCode.NOT_DEFINED) from exc
             if content is not None:
                 if not isinstance(content, bytes | bytearray | memoryview):
-                    log.error("tftp dynamic content is %s, not bytes file=%s", type(content).__name__, decision.name)
+                    log.error("tftp-dynamic-not-bytes", type=type(content).__name__, file=decision.name)
                     raise TftpError("internal error", ErrorCode.NOT_DEFINED)
                 counters["dynamic_served"] += 1
                 return content, len(content), None
@@ -363,15 +364,15 @@ class TftpServer:
             for datagram in datagrams:
                 sendto(datagram, peer)
         except (BlockingIOError, InterruptedError) as exc:  # buffer full: the rest counts as lost
-            log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
+            log.debug("tftp-send-failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
         except OSError as exc:
             if batch:  # the path cannot segment (MTU below blksize, no checksum offload...)
-                log.info("tftp udp gso off peer=%s:%d error=%s", *peer, exc)
+                log.info("tftp-gso-off", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
                 transfer.gso_batch = 0
                 transfer.sock.setsockopt(socket.IPPROTO_UDP, _UDP_SEGMENT, 0)
                 self._send(transfer, datagrams)
             else:  # peer unreachable: lost, the retransmission timer decides
-                log.debug("tftp send failed peer=%s:%d error=%s", *peer, exc)
+                log.debug("tftp-send-failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
 
     def _on_transfer_readable(self, transfer: _Transfer) -> None:
         sock, peer, machine = transfer.sock, transfer.peer, transfer.machine
@@ -393,7 +394,7 @@ class TftpServer:
                 self._close(transfer, machine.outcome.value)
         except Exception as exc:  # a bug or an I/O error costs this transfer, never the server
             self._status.counters["internal_errors"] += 1
-            log.exception("tftp transfer failed peer=%s:%d file=%s", *peer, transfer.name)
+            log.exception("tftp-transfer-error", peer=f"{peer[0]}:{peer[1]}", file=transfer.name)
             self._reply(sock, encode_error(ErrorCode.NOT_DEFINED, "internal error"), peer)
             self._close(transfer, f"error:{type(exc).__name__}")
 
@@ -413,7 +414,7 @@ class TftpServer:
             self._send(transfer, machine.on_timeout(self._clock()))
         except Exception as exc:
             self._status.counters["internal_errors"] += 1
-            log.exception("tftp retransmission failed peer=%s:%d file=%s", *transfer.peer, transfer.name)
+            log.exception("tftp-retransmit-error", peer=f"{transfer.peer[0]}:{transfer.peer[1]}", file=transfer.name)
             self._close(transfer, f"error:{type(exc).__name__}")
             return
         if machine.finished:
@@ -449,13 +450,15 @@ class TftpServer:
             counters["transfers_failed"] += 1
         now = self._clock()
         seconds = now - transfer.started
-        line = ("tftp transfer peer=%s:%d file=%s bytes=%d blksize=%d windowsize=%d seconds=%.3f outcome=%s%s",
-                *transfer.peer, transfer.name, machine.bytes_transferred, machine.blksize, machine.windowsize,
-                seconds, outcome, f" peer_error={machine.peer_error!r}" if machine.peer_error else "")
+        fields: dict[str, Any] = {  # Any: the values differ in type
+            "peer": f"{transfer.peer[0]}:{transfer.peer[1]}", "file": transfer.name,
+            "bytes": machine.bytes_transferred, "blksize": machine.blksize, "windowsize": machine.windowsize,
+            "seconds": f"{seconds:.3f}", "outcome": outcome,
+            **({"peer_error": machine.peer_error} if machine.peer_error else {})}
         if outcome in (Outcome.COMPLETED, Outcome.PEER_ERROR):
-            log.info(*line)
+            log.info("tftp-transfer", **fields)
         else:  # every completed transfer is logged; failures (a never-answering flood) are rate-limited
-            self._log.log("tftp-transfer-failed", now, logging.INFO, *line)
+            self._log.log("tftp-transfer-failed", now, logging.INFO, "tftp-transfer", **fields)
 
 
 def _local_address(ancdata: list[tuple[int, int, bytes]], fallback: str) -> str:

@@ -21,25 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import signal
 import stat
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from domain import installs as use
+from domain.errors import Conflict, DomainError, NotFound
 from protocols import torrent as bt
-from services.api_context import ApiContext, json_error
-from services.api_install import _address_of, _bearer, _settings, _unauthorized
+from protocols.httppath import PathRefused, path_parts
+from services.api_context import API, domain_error_response
+from services.api_install import _bearer, _settings
 from services.childproc import die_with_parent
-from state import credentials, installs
+from state import credentials
+from state.eventlog import EventLog
 
-log = logging.getLogger("imageserver.torrents")
+log = EventLog("imageserver.torrents")
 
 MAX_PIECES = 4096  # the piece length grows with the image so the info dictionary stays small
 
@@ -181,7 +183,7 @@ class Torrents:
             return running[1]
         binary = shutil.which(self.settings.aria2c)
         if binary is None:
-            log.error("event=seeder-missing binary=%s", self.settings.aria2c)
+            log.error("seeder-missing", binary=self.settings.aria2c)
             return None
         if running is None and len(self.seeders) >= self.settings.max_seeders:
             oldest = next(iter(self.seeders))
@@ -206,8 +208,7 @@ class Torrents:
                                                     stderr=asyncio.subprocess.DEVNULL,
                                                     preexec_fn=die_with_parent(), start_new_session=True)
         self.seeders[name] = (proc, port)
-        log.info("event=seeder-started torrent=%s pid=%d port=%d restart=%s", name, proc.pid, port,
-                 running is not None)
+        log.info("seeder-started", torrent=name, pid=proc.pid, port=port, restart=running is not None)
         return port
 
     def _free_port(self) -> int:
@@ -240,138 +241,104 @@ class Torrents:
             await self._stop(name)
 
 
-def torrent_models(ctx: ApiContext) -> Torrents:
-    t = ctx.models.get("torrents")
-    if not isinstance(t, Torrents):
-        t = ctx.models["torrents"] = Torrents(ctx.store.state_dir)
-    return t
+def _service(request: web.Request) -> Torrents:
+    torrents = request.app[API].live.torrents
+    if torrents is None:
+        raise Conflict("the BitTorrent transport is not set up on this imageserver")
+    return torrents
 
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    host: installs.InstallHost
-    mac: str
-    ip: str
+    asked: use.TorrentRequest
     version: Version
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    torrents = torrent_models(ctx)
-
-    def server_base(request: web.Request) -> str:
-        return f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}"
-                                                               if request.url.port not in (None, 80) else "")
-
-    async def admit(request: web.Request, key: str | None) -> Admitted | web.Response:
-        """The host installing from this address with this credential (install token/nonce or torrent key)."""
-        from protocols.mac import MacError, normalize_mac
-        try:
-            mac = normalize_mac(request.match_info["mac"])
-        except MacError:
-            return json_error(404, "not a MAC address")
-        host = installs.host_by_mac(ctx.store.reader, mac)
-        if host is None or not credentials.install_token_live(host.state) or host.install_token is None:
-            return json_error(404, "no install here")
-        bound = _address_of(ctx, mac, host)
-        if bound is None or request.remote != str(bound):
-            log.warning("event=torrent-refused hostname=%s peer=%s reason=address path=%s", host.name,
-                        request.remote, request.path[:120])
-            return json_error(403, f"only the address of {host.name} may")
-        token = host.install_token
-        if credentials.token_expired(host.token_issued, ctx.clock(), _settings(ctx).token_seconds):
-            return _unauthorized(f"the install token of {host.name} has expired")
-        if key is not None:
-            ok = credentials.same(key, credentials.torrent_key(token))
-        else:
-            given = _bearer(request)
-            ok = installs.token_matches(host, given) or credentials.same(given, credentials.fetch_nonce(token, mac,
-                                                                                                          str(bound)))
-        if not ok:
-            log.warning("event=torrent-refused hostname=%s peer=%s reason=credential", host.name, request.remote)
-            return _unauthorized(f"not the credential of {host.name}")
-        number = installs.resolve_version(ctx.store.reader, host)
-        if not host.image or number is None:
-            return json_error(409, f"host {host.name} has no image version")
-        row = ctx.store.read_one("SELECT path FROM images WHERE name = ? AND version = ?", (host.image, number))
-        if row is None:
-            return json_error(409, f"image {host.image} v{number} is not registered")
-        v = await torrents.version(host.image, number, Path(row[0]))
-        return Admitted(host, mac, str(bound), v)
-
-    async def torrent_file(request: web.Request) -> web.StreamResponse:
-        a = await admit(request, None)
-        if isinstance(a, web.Response):
-            return a
-        seeding = await torrents.ensure_seeder(a.version) is not None
-        key = credentials.torrent_key(a.host.install_token or "")
-        base = f"{server_base(request)}/bt/{a.mac}/{key}"
-        # The web seed only when asked (?webseed=1: the installer's second try) or when there is no
-        # seeder: every client of a big swarm pulls from a web seed as hard as from peers, which puts
-        # the whole fan-out back on the server's link (bench/fanout.py measured N=10 at 3.2x N=1 with
-        # it, 1.4x without).
-        with_seed = request.query.get("webseed") == "1" or not seeding
-        body = bt.torrent_bytes(a.version.info, f"{base}/announce", f"{base}/seed/" if with_seed else None)
-        log.info("event=torrent-served hostname=%s torrent=%s web_seed=%s", a.host.name,
-                 torrent_name(a.version.image, a.version.version), with_seed)
-        return web.Response(body=body, content_type="application/x-bittorrent")
-
-    async def announce(request: web.Request) -> web.StreamResponse:
-        a = await admit(request, request.match_info["key"])
-        if isinstance(a, web.Response):
-            reason = "not admitted" if a.status != 409 else "no image"
-            return web.Response(status=a.status, body=bt.announce_failure(reason), content_type="text/plain")
-        try:
-            ann = bt.parse_announce(request.rel_url.raw_query_string)
-        except bt.TorrentError as e:
-            return web.Response(status=400, body=bt.announce_failure(str(e)), content_type="text/plain")
-        if ann.info_hash != a.version.infohash:
-            return web.Response(body=bt.announce_failure("not this host's torrent"), content_type="text/plain")
-        now = ctx.clock()
-        if not torrents.swarms.announce(a.host.name, a.ip, ann, now):
-            log.warning("event=tracker-full torrent=%s hostname=%s", a.version.image, a.host.name)
-        peers = [(p.ip, p.port) for p in torrents.swarms.peers(ann.info_hash, a.host.name)]
-        port = await torrents.ensure_seeder(a.version)
-        if port is not None and request.url.host:
-            peers.append((_settings(ctx).address or request.url.host, port))
-        swarm = torrents.swarms.swarms.get(ann.info_hash, {})
-        seeding = sum(1 for p in swarm.values() if p.seeding)
-        return web.Response(body=bt.announce_reply(peers, torrents.settings.announce_interval,
-                                                   complete=seeding + 1, incomplete=len(swarm) - seeding),
-                            content_type="text/plain")
-
-    async def web_seed(request: web.Request) -> web.StreamResponse:
-        a = await admit(request, request.match_info["key"])
-        if isinstance(a, web.Response):
-            return a
-        from protocols.httppath import PathRefused, path_parts
-        try:
-            parts = path_parts(request.raw_path)
-        except PathRefused as e:
-            return json_error(e.status, f"refused path: {e}")
-        # /bt/MAC/KEY/seed/NAME/PATH...: only the torrent's own files exist here.
-        name, rel = parts[4] if len(parts) > 4 else "", "/".join(parts[5:])
-        if name != torrent_name(a.version.image, a.version.version) or rel not in a.version.files:
-            return json_error(404, "not a file of this host's torrent")
-        full = a.version.tree / rel
-        try:
-            st = os.lstat(full)
-        except OSError:
-            return json_error(404, "not found")
-        if not stat.S_ISREG(st.st_mode):
-            return json_error(404, "not found")
-        return web.FileResponse(full, headers={"Cache-Control": "no-store"})
-
-    return [
-        web.get("/install/{mac}/torrent", torrent_file),
-        web.get("/bt/{mac}/{key}/announce", announce),
-        web.get("/bt/{mac}/{key}/seed/{rest:.+}", web_seed),
-    ]
+async def _admit(request: web.Request, key: str | None) -> Admitted:
+    """The host installing from this address with this credential (install token/nonce, or torrent key)."""
+    ctx = request.app[API]
+    asked = use.torrent_request(ctx.sources(), _settings(ctx), request.match_info["mac"], request.remote,
+                                _bearer(request) if key is None else None, key, ctx.clock())
+    v = await _service(request).version(asked.image, asked.version, asked.tree)
+    return Admitted(asked, v)
 
 
-async def close_models(models: dict[str, Any]) -> None:
-    t = models.get("torrents")
-    if isinstance(t, Torrents):
-        await t.close()
+def _server_base(request: web.Request) -> str:
+    return f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}"
+                                                           if request.url.port not in (None, 80) else "")
 
 
-Closer = Callable[[dict[str, Any]], Any]
+async def torrent_file(request: web.Request) -> web.StreamResponse:
+    a = await _admit(request, None)
+    torrents = _service(request)
+    seeding = await torrents.ensure_seeder(a.version) is not None
+    key = credentials.torrent_key(a.asked.token)
+    base = f"{_server_base(request)}/bt/{a.asked.mac}/{key}"
+    # The web seed only when asked (?webseed=1: the installer's second try) or when there is no
+    # seeder: every client of a big swarm pulls from a web seed as hard as from peers, which puts
+    # the whole fan-out back on the server's link (bench/fanout.py measured N=10 at 3.2x N=1 with
+    # it, 1.4x without).
+    with_seed = request.query.get("webseed") == "1" or not seeding
+    body = bt.torrent_bytes(a.version.info, f"{base}/announce", f"{base}/seed/" if with_seed else None)
+    log.info("torrent-served", hostname=a.asked.host, torrent=torrent_name(a.version.image, a.version.version),
+             web_seed=with_seed)
+    return web.Response(body=body, content_type="application/x-bittorrent")
+
+
+def _bencoded(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, body=bt.announce_failure(reason), content_type="text/plain")
+
+
+async def announce(request: web.Request) -> web.StreamResponse:
+    # A tracker answers in bencode, refusals too (a BitTorrent client shows the failure reason).
+    try:
+        a = await _admit(request, request.match_info["key"])
+    except DomainError as e:
+        status = domain_error_response(e).status
+        return _bencoded(status, "no image" if status == 409 else "not admitted")
+    try:
+        ann = bt.parse_announce(request.rel_url.raw_query_string)
+    except bt.TorrentError as e:
+        return _bencoded(400, str(e))
+    if ann.info_hash != a.version.infohash:
+        return _bencoded(200, "not this host's torrent")
+    torrents = _service(request)
+    ctx = request.app[API]
+    if not torrents.swarms.announce(a.asked.host, a.asked.ip, ann, ctx.clock()):
+        log.warning("tracker-full", torrent=a.version.image, hostname=a.asked.host)
+    peers = [(p.ip, p.port) for p in torrents.swarms.peers(ann.info_hash, a.asked.host)]
+    port = await torrents.ensure_seeder(a.version)
+    if port is not None and request.url.host:
+        peers.append((_settings(ctx).address or request.url.host, port))
+    swarm = torrents.swarms.swarms.get(ann.info_hash, {})
+    seeding = sum(1 for p in swarm.values() if p.seeding)
+    return web.Response(body=bt.announce_reply(peers, torrents.settings.announce_interval,
+                                               complete=seeding + 1, incomplete=len(swarm) - seeding),
+                        content_type="text/plain")
+
+
+async def web_seed(request: web.Request) -> web.StreamResponse:
+    a = await _admit(request, request.match_info["key"])
+    try:
+        parts = path_parts(request.raw_path)
+    except PathRefused as e:
+        return web.json_response({"error": f"refused path: {e}"}, status=e.status)
+    # /bt/MAC/KEY/seed/NAME/PATH...: only the torrent's own files exist here.
+    name, rel = parts[4] if len(parts) > 4 else "", "/".join(parts[5:])
+    if name != torrent_name(a.version.image, a.version.version) or rel not in a.version.files:
+        raise NotFound("not a file of this host's torrent")
+    full = a.version.tree / rel
+    try:
+        st = os.lstat(full)
+    except OSError:
+        raise NotFound("not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotFound("not found")
+    return web.FileResponse(full, headers={"Cache-Control": "no-store"})
+
+
+ROUTES = [
+    web.get("/install/{mac}/torrent", torrent_file),
+    web.get("/bt/{mac}/{key}/announce", announce),
+    web.get("/bt/{mac}/{key}/seed/{rest:.+}", web_seed),
+]

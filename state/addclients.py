@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from protocols.hostname import DNS_LABEL
 from state.hosts import Host
 from state.imagename import check_image_name
 from state.leases import LeaseError, SubnetLike, normalize_mac
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 MAX_HOSTS = 65536
 
 
@@ -208,24 +209,24 @@ def plan_addclients(req: AddclientsRequest, existing: Existing) -> Plan:
     planned: list[PlannedHost] = []
     for i, name in enumerate(names):
         old = by_name.get(name)
-        mac = macs.get(name) or (old.mac if old else None)
+        host_mac = macs.get(name) or (old.mac if old else None)
         ip = (req.first_ip + i) if req.first_ip is not None else (old.ip if old else None)
         image = req.image or (old.image if old else None)
         version = req.version if req.version is not None else (old.version if old else None)
         if req.first_ip is not None and int(req.first_ip) + i > 0xFFFFFFFF:
             problems.append(f"{name}: the range runs past 255.255.255.255")
             continue
-        if mac is not None:
-            owner = host_of_mac.get(mac)
+        if host_mac is not None:
+            owner = host_of_mac.get(host_mac)
             if owner is not None and owner != name:
-                problems.append(f"{name}: MAC {mac} is host {owner}'s")
-            if old is not None and old.mac is not None and old.mac != mac:
-                problems.append(f"{name}: has MAC {old.mac} already, the file gives {mac} "
-                                f"(change it with: imageserver hosts set {name} --mac {mac})")
+                problems.append(f"{name}: MAC {host_mac} is host {owner}'s")
+            if old is not None and old.mac is not None and old.mac != host_mac:
+                problems.append(f"{name}: has MAC {old.mac} already, the file gives {host_mac} "
+                                f"(change it with: imageserver hosts set {name} --mac {host_mac})")
         if ip is not None:
-            problems.extend(f"{name}: {p}" for p in _address_problems(ip, mac, name, existing, host_of_ip,
+            problems.extend(f"{name}: {p}" for p in _address_problems(ip, host_mac, name, existing, host_of_ip,
                                                                       reserved, leased))
-        planned.append(_planned(name, mac, ip, image, version, old))
+        planned.append(_planned(name, host_mac, ip, image, version, old))
     if problems:
         raise PlanError(problems)
     return Plan(tuple(planned))

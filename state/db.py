@@ -8,6 +8,8 @@ writes into one such COMMIT.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from state.permissions import private_database
@@ -81,3 +83,16 @@ def _split(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection; ROLLBACK on any exception (if still open)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -18,8 +18,10 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from protocols.hostname import DNS_LABEL
+
 POLICIES = ("hold", "auto", "ignore")
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 MAX_N = 100_000  # a pattern's n runs up to here; a rule that fills it is a configuration problem
 
 

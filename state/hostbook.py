@@ -16,17 +16,19 @@ transaction). So the admin API, the offline CLI and discovery share one set of r
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any
 
+from protocols.hostname import DNS_LABEL
 from state.addclients import AddclientsRequest, Existing, Plan, plan_addclients
 from state.hosts import (
     Host,
     HostError,
+    HostFieldError,
+    HostNotFound,
     Op,
     check_transition,
     delete_host_op,
@@ -42,13 +44,13 @@ from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike, normal
 from state.transports import check_transport
 
 AUTO_STATIC = ("on-install", "on-assign", "off")
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 
 
 def check_name(name: object) -> str:
     text = str(name or "").strip().lower()
     if not _LABEL.match(text):
-        raise HostError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
+        raise HostFieldError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
     return text
 
 
@@ -56,7 +58,7 @@ def check_version(version: object) -> int | None:
     if version is None:
         return None
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise HostError(f"version must be a positive integer, got {version!r}")
+        raise HostFieldError(f"version must be a positive integer, got {version!r}")
     return version
 
 
@@ -88,7 +90,7 @@ class HostBook:
     def get(self, name: str) -> Host:
         host = host_by_name(self.conn, name)
         if host is None:
-            raise HostError(f"no host named {name!r}")
+            raise HostNotFound(f"no host named {name!r}")
         return host
 
     def pool_of(self, ip: IPv4Address) -> SubnetLike | None:
@@ -175,7 +177,7 @@ class HostBook:
         old = self.get(name)
         unknown = set(changes) - {"mac", "ip", "image", "version", "state", "transport"}
         if unknown:
-            raise HostError(f"cannot set {', '.join(sorted(unknown))} of a host")
+            raise HostFieldError(f"cannot set {', '.join(sorted(unknown))} of a host")
         new = old
         if "mac" in changes:
             new = replace(new, mac=normalize_mac(changes["mac"]) if changes["mac"] else None)

@@ -53,6 +53,12 @@ def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
     return Host.from_row(row) if row is not None else None
 
 
+def is_host(conn: sqlite3.Connection, mac: str) -> bool:
+    """Whether some host has MAC `mac`: host_by_mac without building the row (the machine log asks this
+    for every machine it evicts, on the event loop, once per new MAC while a flood fills the table)."""
+    return conn.execute("SELECT 1 FROM hosts WHERE mac = ?", (mac,)).fetchone() is not None
+
+
 def hosts_by_mac(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     """MAC -> (host name, host state) for every host that has a MAC."""
     return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
@@ -133,7 +139,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class HostError(ValueError):
-    """A host change that is refused; the message says why, for people."""
+    """A host change that is refused (it contradicts what exists); the message says why, for people."""
+
+
+class HostNotFound(HostError):
+    """The change names a host that does not exist."""
+
+
+class HostFieldError(HostError):
+    """The change itself is malformed (a field that cannot be set)."""
+
+
+class HostInputError(HostError):
+    """Refused because the input is malformed (a bad name, version or field), not because of a conflict."""
 
 
 def check_transition(old: str, new: str) -> None:
@@ -187,7 +205,7 @@ def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:
     """Set columns of host `name` (ip as an IPv4Address or None). Returns whether the host existed."""
     unknown = set(changes) - set(_UPDATABLE)
     if unknown:
-        raise HostError(f"cannot set {', '.join(sorted(unknown))} of a host")
+        raise HostFieldError(f"cannot set {', '.join(sorted(unknown))} of a host")
     values = {k: (int(v) if k == "ip" and v is not None else v) for k, v in changes.items()}
 
     def op(conn: sqlite3.Connection) -> bool:
@@ -213,3 +231,84 @@ def hosts_file(hosts: list[Host], domain: str | None) -> str:
         names = f"{h.name}.{domain} {h.name}" if domain else h.name
         lines.append(f"{h.ip}\t{names}")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- listing, batched
+#
+# The operator's views of many hosts at once (API, dashboard, CLI): one query per table for a page of
+# hosts, never one per host (a 10,000-host fleet is listed in milliseconds).
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """A hosts row as the operator sees it: the Host, plus whether it has its own script and its last update."""
+
+    host: Host
+    script_override: bool
+    last_update: float | None
+
+
+_RECORD_SQL = (f"SELECT {', '.join(_COLUMNS)}, script IS NOT NULL AND script != '', last_update FROM hosts")
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> HostRecord:
+    values = tuple(row)
+    n = len(_COLUMNS)
+    return HostRecord(Host.from_row(values[:n]), bool(values[n]), values[n + 1])
+
+
+def host_records(conn: sqlite3.Connection, *, limit: int | None = None, offset: int = 0) -> list[HostRecord]:
+    """Hosts by name, one page (`limit` None: all of them)."""
+    sql = f"{_RECORD_SQL} ORDER BY name"
+    args: tuple[Any, ...] = ()
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        args = (limit, offset)
+    return [_record(r) for r in conn.execute(sql, args)]
+
+
+def host_record(conn: sqlite3.Connection, name: str) -> HostRecord | None:
+    row = conn.execute(f"{_RECORD_SQL} WHERE name = ?", (name,)).fetchone()
+    return _record(row) if row is not None else None
+
+
+def hosts_for_macs(conn: sqlite3.Connection, macs: list[str]) -> dict[str, Host]:
+    """MAC -> Host for those of `macs` that are a host's (one query per 500 MACs)."""
+    out: dict[str, Host] = {}
+    for i in range(0, len(macs), 500):
+        chunk = macs[i:i + 500]
+        rows = conn.execute(_select(f"WHERE mac IN ({', '.join('?' * len(chunk))})"), chunk)
+        out.update((h.mac, h) for h in map(Host.from_row, rows) if h.mac is not None)
+    return out
+
+
+def host_macs(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT mac FROM hosts WHERE mac IS NOT NULL")}
+
+
+def host_state_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {r[0]: int(r[1]) for r in conn.execute("SELECT state, count(*) FROM hosts GROUP BY state")}
+
+
+def versions_of_images(conn: sqlite3.Connection, images: set[str]) -> dict[str, tuple[int, ...]]:
+    """Image name -> its captured versions, oldest first, for each of `images` (one query)."""
+    if not images:
+        return {}
+    names = sorted(images)
+    out: dict[str, list[int]] = {n: [] for n in names}
+    for name, version in conn.execute(
+            f"SELECT name, version FROM images WHERE name IN ({', '.join('?' * len(names))}) ORDER BY name, version",
+            names):
+        out[name].append(int(version))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def fixed_address(conn: sqlite3.Connection, name: str) -> tuple[Host, IPv4Address | None] | None:
+    """Host `name` and its fixed address: its own, else its MAC's reservation (never a lease); None: no host."""
+    host = host_by_name(conn, name)
+    if host is None:
+        return None
+    if host.ip is not None or host.mac is None:
+        return host, host.ip
+    row = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (host.mac,)).fetchone()
+    return host, IPv4Address(row[0]) if row is not None else None

@@ -15,13 +15,14 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from protocols.hostname import DNS_LABEL
+from state.credentials import new_token
 from state.imagename import check_image_name
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -78,13 +79,12 @@ def host_by_name(conn: sqlite3.Connection, name: str) -> InstallHost | None:
     return InstallHost.from_row(row) if row is not None else None
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
 
 
 def token_matches(host: InstallHost, given: str | None) -> bool:
-    return bool(host.install_token and given) and hmac.compare_digest(host.install_token.encode(),
-                                                                       str(given).encode())
+    if not host.install_token or not given:
+        return False
+    return hmac.compare_digest(host.install_token.encode(), given.encode())
 
 
 def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
@@ -99,6 +99,14 @@ def resolve_version(conn: sqlite3.Connection, host: InstallHost) -> int | None:
         return host.version
     row = conn.execute("SELECT max(version) FROM images WHERE name = ?", (host.image,)).fetchone()
     return int(row[0]) if row is not None and row[0] is not None else None
+
+
+def due_to_install(conn: sqlite3.Connection, image: str) -> int:
+    """How many hosts are due to install (assigned or installing) `image`: the receivers a multicast of it
+    waits for."""
+    row = conn.execute("SELECT count(*) FROM hosts WHERE image = ? AND state IN ('new', 'assigned', 'installing')",
+                       (image,)).fetchone()
+    return int(row[0])
 
 
 # --------------------------------------------------------------------------- the script
@@ -193,7 +201,7 @@ def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
         row = conn.execute("SELECT state FROM hosts WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise InstallError(f"host {name} does not exist")
-        state = row[0]
+        state: str = row[0]
         stored = detail
         if stage == "failed":
             stored = _failure_detail(conn, name, detail)
@@ -290,18 +298,31 @@ class LiveProgress:
 # --------------------------------------------------------------------------- reading
 
 
+def _event_dict(r: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    """(id, mac, time, stage, detail) -> the timeline entry (detail decoded from JSON)."""
+    detail: Any = None
+    if r[4]:
+        try:
+            detail = json.loads(r[4])
+        except ValueError:
+            detail = {"text": r[4]}
+    return {"id": r[0], "time": r[2], "stage": r[3], "mac": r[1], "detail": detail}
+
+
 def timeline(conn: sqlite3.Connection, name: str, since_id: int = 0) -> list[dict[str, Any]]:
     rows = conn.execute("SELECT id, mac, time, stage, detail FROM install_events WHERE host = ? AND id > ? "
                         "ORDER BY id", (name, since_id)).fetchall()
-    out: list[dict[str, Any]] = []
-    for r in rows:
-        detail: Any = None
-        if r["detail"]:
-            try:
-                detail = json.loads(r["detail"])
-            except ValueError:
-                detail = {"text": r["detail"]}
-        out.append({"id": r["id"], "time": r["time"], "stage": r["stage"], "mac": r["mac"], "detail": detail})
+    return [_event_dict(r) for r in rows]
+
+
+def timelines(conn: sqlite3.Connection, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """host -> its timeline, for a page of hosts: one query per 500 names (not one per host)."""
+    out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        for r in conn.execute("SELECT id, mac, time, stage, detail, host FROM install_events "
+                              f"WHERE host IN ({', '.join('?' * len(chunk))}) ORDER BY host, id", chunk):
+            out[r[5]].append(_event_dict(r))
     return out
 
 
@@ -352,7 +373,7 @@ def summary(events: list[dict[str, Any]], now: float,
     return out
 
 
-_HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 
 
 def check_host_name(name: object) -> str:

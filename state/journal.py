@@ -10,7 +10,6 @@ fails only its own future, not its batch-mates.
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from state.db import connect
+from state.eventlog import EventLog
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 
-log = logging.getLogger("imageserver.state")
+log = EventLog("imageserver.state")
 
 # SQLite primary result codes that say the storage failed, not the operation: the disk is full or
 # failing, the file is damaged or cannot be written. Such an error in any operation fails its batch.
@@ -106,7 +106,7 @@ class Journal:
             except Exception as e:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.failing = True
-                log.error("event=commit-failed error=%r ops=%d", str(e), len(batch.ops))
+                log.error("commit-failed", error=str(e), ops=len(batch.ops))
                 for _, fut in batch.ops:
                     if not fut.done():
                         fut.set_exception(e)
@@ -116,7 +116,7 @@ class Journal:
                 continue
             if self.failing:
                 self.failing = False
-                log.info("event=commit-recovered commits=%d", self.commits)
+                log.info("commit-recovered", commits=self.commits)
             for (_, fut), (ok, value) in zip(batch.ops, results, strict=True):
                 if fut.done():
                     continue

@@ -35,7 +35,6 @@ reservation, a quarantine) hands it back to its pool when it ends.
 from __future__ import annotations
 
 import heapq
-import logging
 import re
 import sqlite3
 from bisect import bisect_right
@@ -47,9 +46,13 @@ from ipaddress import IPv4Address, IPv4Network
 from itertools import pairwise
 from typing import Any, Protocol
 
+from protocols.hostname import DNS_LABEL
+from protocols.mac import MacError
+from protocols.mac import normalize_mac as _normalize_mac
+from state.eventlog import EventLog
 from state.writeback import RowKind, WriteBack
 
-log = logging.getLogger("imageserver.leases")
+log = EventLog("imageserver.leases")
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -81,7 +84,9 @@ class PoolSpec:
     lease_time: int
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class Lease:
     mac: str
     ip: IPv4Address
@@ -115,7 +120,9 @@ class Reservation:
                 "created": self.created}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class _Hold:
     mac: str
     until: float
@@ -128,6 +135,10 @@ class _Pool:
     last: int
     cursor: int  # addresses from here to `last` have not been looked at since the pool was built
     returned: list[int] = field(default_factory=list)  # heap: handed-back addresses without a lease row
+    # Leases counted as active in this pool (address -> expires) and a heap of their expiries: pool usage
+    # (/metrics, /api/v1/pools) is len(live) after dropping what expired, not a pass over every lease.
+    live: dict[int, float] = field(default_factory=dict)
+    live_heap: list[tuple[float, int]] = field(default_factory=list)
     expired: list[tuple[float, int, str]] = field(default_factory=list)  # heap: (expires, ip, mac)
     holds: deque[tuple[float, int, str]] = field(default_factory=deque)  # (until, ip, mac), oldest offer first
     # The network as integers and as text, for the per-packet checks and lease rows.
@@ -145,16 +156,24 @@ class _Pool:
         return self.last - self.first + 1
 
 
-_MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
+
+
+def check_pools(subnets: Iterable[SubnetLike]) -> None:
+    """LeaseError if two pools overlap (checked before a reload changes anything)."""
+    ordered = sorted(subnets, key=lambda s: int(s.pool_first))
+    for a, b in pairwise(ordered):
+        if int(b.pool_first) <= int(a.pool_last):
+            raise LeaseError(f"pools of {a.network} and {b.network} overlap")
 
 
 def normalize_mac(text: str) -> str:
-    """'AA-BB-CC-DD-EE-FF', 'aabb.ccdd.eeff', 'aabbccddeeff' -> 'aa:bb:cc:dd:ee:ff'; LeaseError otherwise."""
-    digits = re.sub(r"[:\-.]", "", text.strip().lower())
-    if not _MAC_HEX.match(digits):
-        raise LeaseError(f"{text!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)")
-    return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+    """protocols.mac's one normaliser ('AA-BB-CC-DD-EE-FF', 'aabb.ccdd.eeff', 'aabbccddeeff', ... ->
+    'aa:bb:cc:dd:ee:ff'), raising LeaseError for the lease book's callers."""
+    try:
+        return _normalize_mac(text)
+    except MacError:
+        raise LeaseError(f"{text!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)") from None
 
 
 def valid_hostname(text: str) -> str:
@@ -208,6 +227,8 @@ class LeaseModel:
         self._held: dict[int, _Hold] = {}
         self._offered: dict[str, int] = {}  # mac -> held ip
         self._pools: dict[IPv4Network, _Pool] = {}
+        # id(network) -> (network, its pool): see _pool_for. The network is kept so its id stays its own.
+        self._pool_by_id: dict[int, tuple[IPv4Network, _Pool | None]] = {}
         self._pool_starts: list[int] = []
         self._pool_list: list[_Pool] = []
         self._networks: list[IPv4Network] = []
@@ -246,15 +267,15 @@ class LeaseModel:
 
     def set_subnets(self, subnets: Iterable[SubnetLike]) -> None:
         """(Re)build the pools, e.g. after SIGHUP; leases, reservations and holds are kept."""
+        subnets_list = list(subnets)
         pools: dict[IPv4Network, _Pool] = {}
-        for s in subnets:
+        for s in subnets_list:
             first, last = int(s.pool_first), int(s.pool_last)
             pools[s.network] = _Pool(s.network, first, last, cursor=first)
         ordered = sorted(pools.values(), key=lambda p: p.first)
-        for a, b in pairwise(ordered):
-            if b.first <= a.last:
-                raise LeaseError(f"pools of {a.network} and {b.network} overlap")
+        check_pools(subnets_list)
         self._pools = pools
+        self._pool_by_id = {}
         self._pool_list = ordered
         self._pool_starts = [p.first for p in ordered]
         self._networks = list(pools)
@@ -262,6 +283,8 @@ class LeaseModel:
             pool = self._pool_of(int(lease.ip))
             if pool is not None:
                 pool.expired.append((lease.expires, int(lease.ip), lease.mac))
+        for lease in self._by_ip.values():
+            self._track(int(lease.ip), lease.expires)
         for pool in ordered:
             heapq.heapify(pool.expired)
         for n, hold in sorted(self._held.items(), key=lambda item: item[1].until):
@@ -281,7 +304,7 @@ class LeaseModel:
         res = self._res_by_mac.get(mac)
         if res is not None and res.ip in subnet.network:
             return res.ip
-        pool = self._pools.get(subnet.network)
+        pool = self._pool_for(subnet.network)
         if pool is None:
             return None
         ip = self._choose(pool, mac, requested, now)
@@ -295,7 +318,7 @@ class LeaseModel:
         """Bind `ip` to `mac` for the subnet's lease time (written through); None means NAK."""
         self._expire(now)
         n = int(ip)
-        pool = self._pools.get(subnet.network)
+        pool = self._pool_for(subnet.network)
         if (n & pool.mask != pool.net) if pool is not None else ip not in subnet.network:
             return None
         res = self._res_by_mac.get(mac)
@@ -322,6 +345,7 @@ class LeaseModel:
             self._remove_lease(old)
         self._by_mac[mac] = lease
         self._by_ip[n] = lease
+        self._track(n, lease.expires)
         heapq.heappush(pool.expired, (lease.expires, n, mac))
         if len(pool.expired) > 2 * len(self._by_ip) + 1024:
             self._compact(pool)  # renewals leave stale entries behind; keep the heap proportional
@@ -337,6 +361,7 @@ class LeaseModel:
         ended = Lease(lease.mac, lease.ip, lease.subnet, lease.starts, now, lease.client_id, lease.hostname)
         self._by_mac[mac] = ended
         self._by_ip[int(ip)] = ended
+        self._track(int(ip), now)
         pool = self._pool_of(int(ip))
         if pool is not None:
             heapq.heappush(pool.expired, (now, int(ip), mac))
@@ -370,8 +395,8 @@ class LeaseModel:
         self.declines_refused += 1
         self._declines_refused += 1
         if self._declines_logged_at is None or now - self._declines_logged_at >= DECLINE_LOG_INTERVAL:
-            log.warning("event=decline-refused ip=%s mac=%s pool=%s reason=quarantine-cap max_share=%g refused=%d",
-                        ip, mac, pool, self.decline_max_share, self._declines_refused)
+            log.warning("decline-refused", ip=ip, mac=mac, pool=pool, reason="quarantine-cap",
+                        max_share=f"{self.decline_max_share:g}", refused=self._declines_refused)
             self._declines_logged_at = now
             self._declines_refused = 0
 
@@ -386,7 +411,7 @@ class LeaseModel:
         self._quarantine[n] = until
         heapq.heappush(self._quarantine_heap, (until, n))
         self._write(_put_quarantine(n, mac, until))
-        log.info("event=quarantined ip=%s mac=%s until=%.0f", ip, mac or "-", until)
+        log.info("quarantined", ip=ip, mac=mac or "-", until=f"{until:.0f}")
 
     # ---------------------------------------------------------------- reservations
 
@@ -416,7 +441,7 @@ class LeaseModel:
         self._write(_upsert_reservation(res))
         if previous is not None and previous.ip != ip:
             self._hand_back(int(previous.ip))
-        log.info("event=reservation-added mac=%s ip=%s hostname=%s source=%s", mac, ip, hostname or "-", source)
+        log.info("reservation-added", mac=mac, ip=ip, hostname=hostname or "-", source=source)
         return res
 
     def remove_reservation(self, mac: str) -> Reservation | None:
@@ -428,7 +453,7 @@ class LeaseModel:
         del self._res_by_ip[int(res.ip)]
         self._write(_delete_reservation(mac))
         self._hand_back(int(res.ip))
-        log.info("event=reservation-removed mac=%s ip=%s", mac, res.ip)
+        log.info("reservation-removed", mac=mac, ip=res.ip)
         return res
 
     def make_static(self, now: float, source: str = "makedhcpstatic") -> list[Reservation]:
@@ -447,7 +472,7 @@ class LeaseModel:
             self._write(_lease_to_reservation(res))
             made.append(res)
         if made:
-            log.info("event=makedhcpstatic reservations=%d", len(made))
+            log.info("makedhcpstatic", reservations=len(made))
         return made
 
     # ---------------------------------------------------------------- listing
@@ -460,6 +485,25 @@ class LeaseModel:
 
     def lease(self, mac: str) -> Lease | None:
         return self._by_mac.get(mac)
+
+    def pool_usage(self, pools: Iterable[SubnetLike], now: float) -> list[tuple[int, int, int]]:
+        """(active leases in its range, reservations in its subnet, quarantined in its range) per pool.
+
+        Active leases are counted incrementally per pool (_track): /metrics and /api/v1/pools ask at every
+        scrape, and a pass over 100,000 leases would hold the event loop for tens of milliseconds."""
+        out = []
+        for p in pools:
+            first, last = int(p.pool_first), int(p.pool_last)
+            mine = self._pools.get(p.network)
+            if mine is not None and (mine.first, mine.last) == (first, last):
+                active = self._active_in(mine, now)
+            else:  # a pool the book does not manage (a config just re-read): count it the slow way
+                active = sum(1 for n, lease in self._by_ip.items() if first <= n <= last and lease.expires > now)
+            net = p.network
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            reserved = sum(1 for n in self._res_by_ip if lo <= n <= hi)
+            out.append((active, reserved, self.quarantined_in(first, last, now)))
+        return out
 
     def stats(self) -> dict[str, int]:
         """Cheap counts for the status document (no per-lease work)."""
@@ -518,9 +562,9 @@ class LeaseModel:
             if pool.first <= n <= pool.last and self._usable(n, mac, now) and n not in self._by_ip:
                 return n
         for take in (self._take_fresh, self._take_expired, self._steal_hold):
-            n = take(pool, mac, now)
-            if n is not None:
-                return n
+            taken = take(pool, mac, now)
+            if taken is not None:
+                return taken
         return None
 
     def _take_fresh(self, pool: _Pool, mac: str, now: float) -> int | None:
@@ -568,7 +612,7 @@ class LeaseModel:
             if self._offered.get(owner) == n:
                 del self._offered[owner]
             if self._usable(n, mac, now):
-                log.info("event=offer-reclaimed ip=%s from=%s for=%s reason=pool-full", IPv4Address(n), owner, mac)
+                log.info("offer-reclaimed", ip=IPv4Address(n), **{"from": owner, "for": mac}, reason="pool-full")
                 return n
             self._hand_back(n)
         return None
@@ -632,8 +676,43 @@ class LeaseModel:
             del self._by_mac[lease.mac]
         if self._by_ip.get(n) is lease:
             del self._by_ip[n]
+            self._track(n, None)
             if hand_back:
                 self._hand_back(n)
+
+    def _track(self, n: int, expires: float | None) -> None:
+        """Keep the pool's active-lease count in step: address n now has a lease until `expires` (None: none)."""
+        pool = self._pool_of(n)
+        if pool is None:
+            return
+        if expires is None:
+            pool.live.pop(n, None)
+            return
+        pool.live[n] = expires
+        heapq.heappush(pool.live_heap, (expires, n))
+        if len(pool.live_heap) > 2 * len(pool.live) + 1024:  # renewals leave stale entries: keep it proportional
+            pool.live_heap = [(e, a) for a, e in pool.live.items()]
+            heapq.heapify(pool.live_heap)
+
+    def _active_in(self, pool: _Pool, now: float) -> int:
+        heap, live = pool.live_heap, pool.live
+        while heap and heap[0][0] <= now:
+            expires, n = heapq.heappop(heap)
+            if live.get(n) == expires:
+                del live[n]
+        return len(live)
+
+    def _pool_for(self, network: IPv4Network) -> _Pool | None:
+        """self._pools.get(network), by the network object's identity first: IPv4Network hashes in
+        Python on every lookup, and the reply logic passes the same few Subnet objects with every packet."""
+        hit = self._pool_by_id.get(id(network))
+        if hit is not None and hit[0] is network:
+            return hit[1]
+        pool = self._pools.get(network)
+        if len(self._pool_by_id) >= 4 * len(self._pools) + 16:  # subnets replaced by SIGHUPs: start over
+            self._pool_by_id.clear()
+        self._pool_by_id[id(network)] = (network, pool)
+        return pool
 
     def _pool_of(self, n: int) -> _Pool | None:
         i = bisect_right(self._pool_starts, n) - 1
@@ -742,3 +821,18 @@ def stored_addresses(conn: sqlite3.Connection, now: float) -> tuple[list[int], l
     reserved = [int(r[0]) for r in conn.execute("SELECT ip FROM reservations")]
     quarantined = [int(r[0]) for r in conn.execute("SELECT ip FROM quarantine WHERE until > ?", (now,))]
     return active, reserved, quarantined
+
+
+def stored_bindings(conn: sqlite3.Connection, macs: list[str]) -> dict[str, tuple[str, int, Any]]:
+    """MAC -> ("reservation", ip, source) or ("lease", ip, expires), as stored (no live lease book);
+    one query per table per 500 MACs."""
+    out: dict[str, tuple[str, int, Any]] = {}
+    for i in range(0, len(macs), 500):
+        chunk = macs[i:i + 500]
+        marks = ", ".join("?" * len(chunk))
+        for mac, ip, expires in conn.execute(f"SELECT mac, ip, expires FROM leases WHERE mac IN ({marks})", chunk):
+            out[mac] = ("lease", int(ip), expires)
+        for mac, ip, source in conn.execute(f"SELECT mac, ip, source FROM reservations WHERE mac IN ({marks})",
+                                            chunk):
+            out[mac] = ("reservation", int(ip), source)  # a reservation wins over a lease
+    return out

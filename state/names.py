@@ -20,15 +20,16 @@ rebuilt once the earliest lease in it has expired.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from protocols.hostname import DNS_LABEL
+
 # Names no client may claim from the wire: resolver magic (WPAD/ISATAP proxy and tunnel discovery) and loopback.
 RESERVED_NAMES = frozenset({"localhost", "wpad", "isatap"})
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 
 
 @dataclass(frozen=True, slots=True)

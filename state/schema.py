@@ -106,7 +106,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE hosts ADD COLUMN token_issued REAL;
     """,
-    # 4: how a host's installer fetches its image (NULL: the image's default, else rsync), and per-image
+    # 4: hosts by state (/metrics at every scrape) from the index, not a pass over every hosts row
+    """
+    CREATE INDEX hosts_state ON hosts(state);
+    """,
+    # 5: how a host's installer fetches its image (NULL: the image's default, else rsync), and per-image
     # defaults (state/transports.py)
     """
     ALTER TABLE hosts ADD COLUMN transport TEXT;

@@ -13,15 +13,16 @@ table full of hosts is answered but not recorded. Evictions delete the row, so m
 
 from __future__ import annotations
 
-import logging
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+from state.eventlog import EventLog
 from state.writeback import RowKind, WriteBack
 
-log = logging.getLogger("imageserver.state")
+log = EventLog("imageserver.state")
 
 Op = Callable[[sqlite3.Connection], Any]
 Writer = Callable[[Op], Any]
@@ -30,11 +31,15 @@ DEFAULT_EXPIRY = 7 * 86400.0
 SWEEP_EVERY = 60.0  # seconds between two expiry sweeps (each is one pass over the table)
 
 DETAILS = ("arch", "vendor_class", "user_class", "uuid", "relay", "subnet", "hostname")  # Machine's, in order
-NO_DETAILS: tuple[None, ...] = (None,) * len(DETAILS)
+# The values of DETAILS, in order (None: not told / not known).
+Details = tuple[int | None, str | None, str | None, str | None, str | None, str | None, str | None]
+NO_DETAILS: Details = (None, None, None, None, None, None, None)
 _DETAIL_SET = frozenset(DETAILS)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class Machine:
     mac: str
     first_seen: float
@@ -71,6 +76,9 @@ class MachineLog:
         self.expiry = expiry
         self._protected = protected or (lambda mac: False)
         self._known: dict[str, _Entry] = {}
+        # Whether _known is in order of last_seen (page() reads from its end), and the last one's last_seen.
+        self._in_order = True
+        self._tail_seen = -math.inf
         self._swept_at: float | None = None
         self.writes = 0
         self.evicted = 0  # unknown machines forgotten to make room or because they expired
@@ -86,7 +94,7 @@ class MachineLog:
         cols = ", ".join(f.name for f in fields(Machine))
         for row in conn.execute(f"SELECT {cols} FROM machines ORDER BY last_seen, mac"):
             m = Machine(*row)
-            log_._known[m.mac] = _Entry(m, m.last_seen)
+            log_._append(m.mac, _Entry(m, m.last_seen))
         if now is not None:  # a table grown before the cap (or under a larger one) is cut down at start
             log_.expire(now)
             while len(log_._known) > log_.cap and log_._evict_one(now):
@@ -99,9 +107,11 @@ class MachineLog:
         if not _DETAIL_SET.issuperset(details):
             unknown = set(details) - _DETAIL_SET
             raise TypeError(f"unknown machine details: {', '.join(sorted(unknown))}")
-        return self.sighted(mac, now, tuple(details.get(k) for k in DETAILS))
+        get = details.get
+        return self.sighted(mac, now, (get("arch"), get("vendor_class"), get("user_class"), get("uuid"), get("relay"),
+                                       get("subnet"), get("hostname")))
 
-    def sighted(self, mac: str, now: float, details: tuple[Any, ...] = NO_DETAILS) -> Machine:
+    def sighted(self, mac: str, now: float, details: Details = NO_DETAILS) -> Machine:
         """seen() with the details as a tuple in DETAILS order (None: not told), for the per-packet path."""
         entry = self._known.pop(mac, None)  # re-inserted below: the dict stays in order of last sighting
         if entry is None:
@@ -109,21 +119,27 @@ class MachineLog:
             if not self._make_room(mac, now):
                 self.unrecorded += 1
                 return machine
-            self._known[mac] = _Entry(machine, now)
+            self._append(mac, _Entry(machine, now))
             self._put(machine)
             return machine
-        self._known[mac] = entry
+        self._append(mac, entry)
         old = entry.machine
-        known = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
-        merged = tuple(k if d is None else d for d, k in zip(details, known, strict=True))
+        known: Details = (old.arch, old.vendor_class, old.user_class, old.uuid, old.relay, old.subnet, old.hostname)
         # The usual sighting repeats what is known (a machine sends a dozen packets a minute): then
         # only last_seen moves, in memory, and nothing is written until the refresh is due.
-        changed = merged != known
+        if details in (known, NO_DETAILS):
+            merged, changed = known, False  # the merge below would give `known`: skipped, it runs per packet
+        else:
+            merged = _merged(details, known)
+            changed = merged != known
         if changed or now > old.last_seen:
             machine = Machine(mac, old.first_seen, max(now, old.last_seen), *merged)
         else:
             machine = old
         entry.machine = machine
+        if machine.last_seen < self._tail_seen:
+            self._in_order = False
+        self._tail_seen = machine.last_seen
         if changed or now - entry.written_seen >= self.refresh:
             entry.written_seen = machine.last_seen
             self._put(machine)
@@ -152,6 +168,7 @@ class MachineLog:
             break
         for mac in hosts:  # hosts go to the back, so the next eviction does not look at them again
             self._known[mac] = self._known.pop(mac)
+            self._in_order = False
         if victim is None:
             return False
         self._forget(victim, now)
@@ -176,8 +193,8 @@ class MachineLog:
         self._row((mac, *(None,) * (len(_COLUMNS) - 1)))  # a row without first_seen deletes
         # One line a minute at most, with the count: a flood of made-up MACs is one line, not one per MAC.
         if self._logged_at is None or now - self._logged_at >= SWEEP_EVERY:
-            log.warning("event=machines-evicted count=%d cap=%d expiry=%g total_evicted=%d", self._unlogged,
-                        self.cap, self.expiry, self.evicted)
+            log.warning("machines-evicted", count=self._unlogged, cap=self.cap, expiry=f"{self.expiry:g}",
+                        total_evicted=self.evicted)
             self._logged_at = now
             self._unlogged = 0
 
@@ -187,6 +204,39 @@ class MachineLog:
 
     def all(self) -> list[Machine]:
         return sorted((e.machine for e in self._known.values()), key=lambda m: (-m.last_seen, m.mac))
+
+    def _append(self, mac: str, entry: _Entry) -> None:
+        """Put `entry` last; note whether the dict is still in order of last_seen (a clock step back breaks it)."""
+        if entry.machine.last_seen < self._tail_seen:
+            self._in_order = False
+        self._tail_seen = entry.machine.last_seen
+        self._known[mac] = entry
+
+    def page(self, offset: int, limit: int, exclude: set[str] | frozenset[str] = frozenset()
+             ) -> tuple[list[Machine], int]:
+        """Machines offset..offset+limit, most recently seen first, and how many there are (without `exclude`).
+
+        The dict is kept in order of last sighting (= of last_seen while the clock runs forward), so a page is
+        read from its end, not by sorting every machine per request; after a clock step back it is re-sorted
+        once."""
+        if not self._in_order:
+            self._known = {e.machine.mac: e for e in sorted(self._known.values(),
+                                                            key=lambda e: (e.machine.last_seen, e.machine.mac))}
+            self._in_order = True
+            self._tail_seen = next(reversed(self._known.values())).machine.last_seen if self._known else -math.inf
+        want = offset + limit
+        picked: list[Machine] = []
+        prev = math.inf
+        for entry in reversed(self._known.values()):
+            m = entry.machine
+            if len(picked) >= want and m.last_seen < prev:
+                break  # the rest were seen earlier still (ties with the page's last one are in)
+            prev = m.last_seen
+            if m.mac not in exclude:
+                picked.append(m)
+        picked.sort(key=_recent_first)
+        total = len(self._known) - (sum(1 for mac in exclude if mac in self._known) if exclude else 0)
+        return picked[offset:want], total
 
     def __len__(self) -> int:
         return len(self._known)
@@ -223,6 +273,10 @@ def _write_machines(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> No
         conn.execute(f"DELETE FROM machines WHERE mac IN ({','.join('?' * len(deletes))})", deletes)
 
 
+def _recent_first(m: Machine) -> tuple[float, str]:
+    return (-m.last_seen, m.mac)
+
+
 def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
     """Every machine in the table, most recently seen first (for readers without the live log)."""
     rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM machines ORDER BY last_seen DESC, mac").fetchall()
@@ -232,3 +286,12 @@ def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
 # Sightings touch only their own rows of their own table, so they may be written before other changes.
 # Two statements at most (upserts, deletes); a failure falls back to row by row, and both are idempotent.
 MACHINE_ROWS = RowKind("machines", _write_machines, commutes=True, one_statement=True)
+
+
+def _merged(told: Details, known: Details) -> Details:
+    """Each detail as told, else as known (spelled out: the fields differ in type)."""
+    arch, vendor_class, user_class, uuid, relay, subnet, hostname = told
+    return (known[0] if arch is None else arch, known[1] if vendor_class is None else vendor_class,
+            known[2] if user_class is None else user_class, known[3] if uuid is None else uuid,
+            known[4] if relay is None else relay, known[5] if subnet is None else subnet,
+            known[6] if hostname is None else hostname)

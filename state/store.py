@@ -26,7 +26,8 @@ class Store:
         return self.reader.execute(sql, params).fetchall()
 
     def read_one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        return self.reader.execute(sql, params).fetchone()
+        row: sqlite3.Row | None = self.reader.execute(sql, params).fetchone()
+        return row
 
     def counts(self, now: float) -> dict[str, int]:
         """Rows per table for the status document; `active_leases` leaves out leases past their end."""

@@ -3,7 +3,8 @@
 "rsync": unicast from the supervised rsync daemon (the default). "bittorrent": the image version's
 torrent from the imageserver's seeder, tracker and web seed, shared with every machine installing it at
 the same time (services/torrents.py), then an rsync pass for metadata; it falls back to rsync.
-Room is left for "multicast" (a later transport): add it to TRANSPORTS and to the install script.
+"multicast": a seat in the imageserver's udpcast session of the version (services/multicast.py, needs
+[multicast] enabled), then an rsync pass by checksum; it falls back to rsync.
 """
 
 from __future__ import annotations
@@ -11,19 +12,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from state.hosts import HostError
+from state.hosts import HostFieldError
 
-TRANSPORTS = ("rsync", "bittorrent")
+TRANSPORTS = ("rsync", "bittorrent", "multicast")
 DEFAULT = "rsync"
 Op = Callable[[sqlite3.Connection], object]
 
 
 def check_transport(value: object) -> str | None:
-    """A transport name, or None ("" or None: not set, the default applies); HostError names the choices."""
+    """A transport name, or None ("" or None: not set, the default applies); HostFieldError names the choices."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or value not in TRANSPORTS:
-        raise HostError(f"transport must be one of {', '.join(TRANSPORTS)}, got {value!r}")
+        raise HostFieldError(f"transport must be one of {', '.join(TRANSPORTS)}, got {value!r}")
     return value
 
 
@@ -32,6 +33,16 @@ def image_transport(conn: sqlite3.Connection, image: str | None) -> str | None:
         return None
     row = conn.execute("SELECT transport FROM image_settings WHERE name = ?", (image,)).fetchone()
     return str(row[0]) if row is not None else None
+
+
+def image_transports(conn: sqlite3.Connection, images: set[str]) -> dict[str, str]:
+    """Image name -> its default transport, for those of `images` that have one (one query)."""
+    if not images:
+        return {}
+    names = sorted(images)
+    rows = conn.execute(f"SELECT name, transport FROM image_settings WHERE name IN ({','.join('?' * len(names))})",
+                        names).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
 
 
 def set_image_transport_op(image: str, transport: str | None) -> Op:

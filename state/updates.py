@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from state.imagename import image_name_problem
+from state.imagename import ImageNameError
+from state.imagename import check_image_name as _check_image_name
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -49,11 +50,11 @@ class UpdateTarget:
 
 
 def check_image_name(image: object) -> str:
-    problem = image_name_problem(image)
-    if problem is not None:
-        raise UpdateError(problem)
-    assert isinstance(image, str)
-    return image
+    """state.imagename's rule, raising UpdateError for the update reports' callers."""
+    try:
+        return _check_image_name(image)
+    except ImageNameError as e:
+        raise UpdateError(str(e)) from None
 
 
 def check_version(version: object) -> int | None:

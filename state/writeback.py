@@ -16,16 +16,16 @@ table, e.g. machine sightings), which are written first.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from state.eventlog import EventLog
 from state.journal import storage_failure
 
-log = logging.getLogger("imageserver.state")
+log = EventLog("imageserver.state")
 
 Op = Callable[[sqlite3.Connection], Any]
 CHUNK = 500  # rows per multi-row statement
@@ -87,7 +87,7 @@ class WriteBack:
     def _done(self, fut: Any) -> None:
         if not fut.cancelled() and fut.exception() is not None:
             self.failures += 1
-            log.error("event=state-write-failed error=%r", str(fut.exception()))
+            log.error("state-write-failed", error=str(fut.exception()))
 
     # ---------------------------------------------------------------- on the writer thread
 
@@ -100,7 +100,7 @@ class WriteBack:
 
     def _failed(self, what: str, error: Exception) -> None:
         self.failures += 1
-        log.error("event=state-write-failed what=%s error=%r", what, str(error))
+        log.error("state-write-failed", what=what, error=str(error))
 
 
 def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb: WriteBack | None = None) -> None:
@@ -126,7 +126,7 @@ def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb:
             _rows(conn, run_kind, run, wb)
         run, run_kind = [], None
         if kind is None:
-            _guarded(conn, lambda c, op=item: op(c), "operation", wb)
+            _guarded(conn, item, "operation", wb)
         else:
             run, run_kind = [item], kind
     if run_kind is not None:
@@ -136,10 +136,14 @@ def apply(conn: sqlite3.Connection, queue: list[tuple[RowKind | None, Any]], wb:
 def _rows(conn: sqlite3.Connection, kind: RowKind, rows: list[tuple[Any, ...]], wb: WriteBack | None) -> None:
     for start in range(0, len(rows), CHUNK):
         chunk = rows[start:start + CHUNK]
-        if _guarded(conn, lambda c, chunk=chunk: kind.write(c, chunk), kind.name, None, kind.one_statement):
+        if _guarded(conn, _writing(kind, chunk), kind.name, None, kind.one_statement):
             continue
         for row in chunk:  # exact one-by-one semantics; only the offending rows are lost
-            _guarded(conn, lambda c, row=row: kind.write(c, [row]), kind.name, wb, kind.one_statement)
+            _guarded(conn, _writing(kind, [row]), kind.name, wb, kind.one_statement)
+
+
+def _writing(kind: RowKind, rows: list[tuple[Any, ...]]) -> Op:
+    return lambda conn: kind.write(conn, rows)
 
 
 def _guarded(conn: sqlite3.Connection, fn: Op, what: str, wb: WriteBack | None, one_statement: bool = False) -> bool:

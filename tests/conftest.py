@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.hostguard import HostSnapshot
-from appliance.lab.netns import Lab, lab_unavailable_reason, sweep_stale_labs
+from lab.hostguard import HostSnapshot
+from lab.netns import Lab, lab_unavailable_reason, sweep_stale_labs
 
 # Kernels and initrds for tests are cached here so repeated runs do not download again.
 TEST_BOOTENV_CACHE = Path("/var/cache/imageserver/test")

@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -242,44 +243,37 @@ def list_row(host: dict[str, Any], progress: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- hosts list/show offline
 
 
-class _OfflineStore:
-    """What the hosts API's views read, over a plain connection (the daemon is down)."""
-
-    def __init__(self, conn: Any, state_dir: Path) -> None:
-        self.reader = conn
-        self.state_dir = state_dir
-
-    def read(self, sql: str, params: Any = ()) -> list[Any]:
-        return self.reader.execute(sql, params).fetchall()
-
-    def read_one(self, sql: str, params: Any = ()) -> Any:
-        return self.reader.execute(sql, params).fetchone()
-
-
 def get_or_offline(cfg: Any, api: Any, path: str) -> Any:
     """GET a hosts API path from the daemon, else build the same answer from the state database."""
     from appliance.apiclient import ApiError, ApiUnavailable
 
     try:
-        return api.get(path)
+        if path != "/api/v1/hosts":
+            return api.get(path)
+        listed: list[Any] = []  # every page: the API pages a big fleet
+        while True:
+            page = api.get(f"{path}?limit=1000&offset={len(listed)}")
+            listed.extend(page["hosts"])
+            if page.get("next_offset") is None:
+                return {**page, "hosts": listed}
     except ApiUnavailable:
         pass
     print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
           file=sys.stderr)
-    from services.api_context import ApiContext
-    from services.api_hosts import host_view
+    from domain import hosts
+    from domain.errors import NotFound
+    from domain.sources import Sources
     from state.store import open_offline
 
     conn = open_offline(cfg.state_dir)
     try:
-        ctx = ApiContext(store=_OfflineStore(conn, cfg.state_dir), admin_token="")  # type: ignore[arg-type]
+        src, now = Sources(conn), time.time()
         name = path.removeprefix("/api/v1/hosts").strip("/")
         if name:
-            row = conn.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise ApiError(404, f"no host named {name!r}")
-            return host_view(ctx, row, with_timeline=True)
-        rows = conn.execute("SELECT * FROM hosts ORDER BY name").fetchall()
-        return {"hosts": [host_view(ctx, r, with_timeline=False) for r in rows]}
+            try:
+                return hosts.show_host(src, name, now).as_json()
+            except NotFound as e:
+                raise ApiError(404, str(e)) from None
+        return {"hosts": [h.as_json() for h in hosts.all_hosts(src, now)]}
     finally:
         conn.close()

@@ -8,6 +8,8 @@ from typing import Any
 
 from appliance.commands import _hostverbs
 from appliance.commands._common import add_config_option, fail, print_json, print_table
+from domain.errors import Invalid
+from domain.hosts import AddHost
 from state.transports import TRANSPORTS
 
 
@@ -68,9 +70,13 @@ def run(args: argparse.Namespace) -> int:
                                     "version": args.version, "ip": str(args.ip) if args.ip else None,
                                     "transport": args.transport}
             try:
-                host = api.post("/api/v1/hosts", body)
+                req = AddHost.from_json(body)  # the API's own check: a bad MAC or name never reaches the store
+            except Invalid as e:
+                return fail(str(e), code=2)
+            try:
+                host = api.post("/api/v1/hosts", req.as_json())
             except ApiUnavailable as e:
-                host = _add_offline(cfg, body, str(e))
+                host = _add_offline(cfg, req, str(e))
             if args.json:
                 print_json(host)
             else:
@@ -108,31 +114,30 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(e))
 
 
-def _add_offline(cfg: Any, body: dict[str, Any], reason: str) -> dict[str, Any]:
-    """The daemon is down: write the host straight into the state database (it reads it at the next boot).
+def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
+    """The daemon is down: the same use case as the API (domain.hosts), on the state database in one
+    transaction, with an offline lease book so a fixed address becomes the MAC's reservation there too.
     Only with the state dir's lock: a daemon that runs but did not answer owns the database."""
     import time
 
     from appliance.commands._common import CommandFailed, offline_writer
-    from protocols.mac import normalize_mac
-    from state.imagename import check_image_name
-    from state.installs import add_host_op, check_host_name
+    from appliance.dhcp_setup import offline_lease_model
+    from domain import hosts
+    from domain.errors import DomainError
+    from domain.sources import Sources
     from state.leases import offline_transaction
     from state.store import open_offline
 
-    try:
-        name = check_host_name(body["name"])
-        if body.get("image"):
-            check_image_name(body["image"])
-    except ValueError as e:
-        raise CommandFailed(str(e)) from None
     with offline_writer(cfg, reason):
         conn = open_offline(cfg.state_dir)
         try:
+            now = time.time()
             with offline_transaction(conn):
-                add_host_op(name, normalize_mac(body["mac"]), body.get("image"),
-                            IPv4Address(body["ip"]) if body.get("ip") else None, time.time(),
-                            body.get("version"), body.get("transport"))(conn)
+                src = Sources(conn, leases=offline_lease_model(cfg, conn, now))
+                hosts.add_host_op(src, req, now, auto_static=cfg.dhcp.auto_static)(conn)
+            view = hosts.show_host(src, req.name, now, with_timeline=False)
+        except DomainError as e:
+            raise CommandFailed(str(e)) from None
         finally:
             conn.close()
-    return {"name": name, "state": "assigned" if body.get("image") else "new", "offline": True}
+    return {**view.as_json(), "offline": True}

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from state.transports import TRANSPORTS
 
 DESCRIPTION = """\
 Images live in <state_dir>/images/NAME/vN; a version never changes after it is registered
@@ -74,11 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     v = verbs.add_parser("transport", help="the image's default install transport (hosts may override it)",
                          description="Show or set how installers of this image fetch it by default: rsync "
                                      "(unicast, the default) or bittorrent (a swarm of the machines installing "
-                                     "it at once; falls back to rsync). '' goes back to rsync. A host's own "
+                                     "it at once; falls back to rsync) or multicast (one udpcast stream, with "
+                                     "[multicast] enabled; falls back to rsync). '' goes back to rsync. A host's own "
                                      "choice (hosts set --transport) wins.")
     v.add_argument("name", metavar="NAME")
-    v.add_argument("transport", nargs="?", choices=("rsync", "bittorrent", ""), metavar="TRANSPORT",
-                   help="rsync, bittorrent, or '' (omit to show)")
+    v.add_argument("transport", nargs="?", choices=(*TRANSPORTS, ""), metavar="TRANSPORT",
+                   help="rsync, bittorrent, multicast, or '' (omit to show)")
     add_config_option(v)
     v.set_defaults(func=run_transport)
 

@@ -120,25 +120,22 @@ def run(args: argparse.Namespace) -> int:
 
 def _host_values(cfg: Config, name: str) -> dict[str, str]:
     """local.cfg values for host `name`, from the state database (read-only) and the config."""
-    from ipaddress import IPv4Address
 
     from appliance import bootmedia
     from state.db import connect, db_path
+    from state.hosts import fixed_address
 
     path = db_path(cfg.state_dir)
     if not path.exists():
         raise bootmedia.BootMediaError(f"no state database at {path}: no hosts to make media for")
     conn = connect(path, readonly=True)
     try:
-        row = conn.execute("SELECT ip, mac FROM hosts WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        found = fixed_address(conn, name)
+        if found is None:
             raise bootmedia.BootMediaError(f"no host named {name!r} (imageserver hosts add {name} ...)")
-        ip = row[0]
-        if ip is None and row[1] is not None:
-            reserved = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (row[1],)).fetchone()
-            ip = reserved[0] if reserved is not None else None
+        ip = found[1]
     finally:
         conn.close()
     server = str(cfg.appliance.address) if cfg.appliance.address is not None else None
-    return bootmedia.host_local_cfg(name, IPv4Address(ip) if ip is not None else None, server, cfg.http.port,
+    return bootmedia.host_local_cfg(name, ip, server, cfg.http.port,
                                     [(s.subnet, s.router, s.dns) for s in cfg.dhcp.subnets])

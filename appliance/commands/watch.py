@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     drawn = 0
     while True:
         try:
-            hosts = api.get("/api/v1/hosts")["hosts"]
+            hosts = api.get("/api/v1/hosts?limit=1000")["hosts"]  # the largest page (the API pages hosts)
         except (ApiError, ApiUnavailable) as e:
             return fail(str(e))
         if args.hosts:

@@ -16,11 +16,14 @@ local.cfg or DHCP). Variables the script reads:
     IMAGE, VERSION, MODULE           what to install (default: this image, the version the script was
                                      made from; MODULE defaults to IMAGE_vVERSION)
     RSYNC_PORT                       the imageserver's rsync port
+    RSYNC_RETRY_FIRST, RSYNC_RETRY_MAX, RSYNC_QUEUE_TIMEOUT   waiting in line when the rsync daemon is
+                                     full (first and longest pause, give up after; seconds: 2, 30, 21600)
     HOSTNAME, DOMAIN, IPADDR, NETMASK, GATEWAY, DNS, MAC, IFACE, NET_MODE (static|dhcp)
     INSTALL_TOKEN                    bearer token for POST /install/MAC/events
     RSYNC_USER, RSYNC_PASSWORD       this install's rsync credentials (rsync reads the password from
                                      its environment); UPDATE_TOKEN goes into updateclient.conf
-    TRANSPORT                        rsync (default) or bittorrent (falls back to rsync; BT_STOP_TIMEOUT)
+    TRANSPORT                        rsync (default), bittorrent (BT_STOP_TIMEOUT) or multicast; both fall
+                                     back to rsync
     DISK (= DISK0), DISK1, ...       target disks
     TARGET                           where the new system is mounted (default /mnt/target)
     SKIP_BOOTLOADER=1                leave the boot loader out (host-side tests; the VM test installs it)
@@ -260,6 +263,8 @@ TEMPLATE = r'''#!/bin/sh
 #   DISK (DISK0) DISK1 ...          target disks (default: the first whole disks in /sys/block)
 #   TARGET                          mount root of the new system (default /mnt/target)
 #   SKIP_BOOTLOADER=1               do not install a boot loader
+#   TRANSPORT                       rsync (default) | bittorrent (the version's torrent, then rsync --size-only)
+#                                   | multicast (the imageserver's udpcast session, then rsync)
 set -eu
 umask 022
 export PATH="$PATH:/sbin:/usr/sbin:/bin:/usr/bin"
@@ -506,39 +511,165 @@ pull_torrent() {
     return 1
 }
 
+# jitter N -- a random whole number in [0, N): machines refused together must not retry together.
+jitter() {
+    r=$(od -An -N2 -tu2 /dev/urandom 2>/dev/null | tr -dc 0-9) || true
+    echo $(( ${r:-$$} % ($1 > 0 ? $1 : 1) ))
+}
+
+# rsync_admitted ARGS... -- rsync ARGS, waiting in line while the imageserver's rsync daemon is full.
+# The daemon runs at most [rsyncd] max_connections transfers and refuses the rest with "@ERROR: max
+# connections (N) reached" (exit code 5): a mass reboot then queues instead of failing. A refused
+# machine reports stage "queued" (status/watch/the dashboard show it waiting), sleeps a jittered,
+# doubling pause (RSYNC_RETRY_FIRST s up to RSYNC_RETRY_MAX s) and tries again, for at most
+# RSYNC_QUEUE_TIMEOUT s; once admitted it reports its stage again. Any other failure returns at once.
+rsync_admitted() {
+    tries=0 waited=0 pause=${RSYNC_RETRY_FIRST:-2} resume=$STAGE
+    err=$(mktemp 2>/dev/null) || err=/tmp/autoinstall-rsync.$$
+    while :; do
+        rc=0
+        rsync "$@" 2>"$err" || rc=$?
+        if [ "$rc" = 5 ] && grep -q 'max connections' "$err" && [ "$waited" -lt "${RSYNC_QUEUE_TIMEOUT:-21600}" ]; then
+            tries=$((tries + 1))
+            sleep_for=$((pause + $(jitter "$pause")))
+            # Every refusal would be one event per machine every few seconds: the first and every tenth.
+            if [ "$tries" = 1 ] || [ $((tries % 10)) = 0 ]; then
+                stage queued "waiting for a free transfer slot on $IMAGESERVER_HOST:$RSYNC_PORT (try $tries)"
+            fi
+            sleep "$sleep_for"
+            waited=$((waited + sleep_for))
+            pause=$((pause * 2))
+            [ "$pause" -le "${RSYNC_RETRY_MAX:-30}" ] || pause=${RSYNC_RETRY_MAX:-30}
+            continue
+        fi
+        cat "$err" >&2
+        rm -f "$err"
+        [ "$tries" = 0 ] || stage "$resume" "admitted after $tries refusal(s), ${waited} s in line"
+        return "$rc"
+    done
+}
+
 # shellcheck disable=SC2120  # called with --exclude options only when the image has FAT mounts
 # pull_image [--exclude=...] -- the whole image, with hard links, ACLs, xattrs, sparse files, devices.
 # TRANSPORT=bittorrent: the files' data by torrent first; then the same rsync with --size-only writes
 # what a torrent cannot carry (owners, modes, mtimes, xattrs, ACLs, hard links, symlinks, devices,
 # empty files and directories) without moving file data (the pieces were SHA-1 checked). If the
 # torrent fails, the full rsync runs (no --size-only: a half-written file has the size but not the mtime).
+# TRANSPORT=multicast first takes the image from the imageserver's udpcast session; the rsync pass after it
+# then moves only what the stream did not bring (nothing, when it arrived whole), or, if the stream's digest
+# did not match, compares every file by checksum.
 pull_image() {
-    only=''
-    if [ "${TRANSPORT:-rsync}" = bittorrent ]; then
+    rsync_check=''
+    case "${TRANSPORT:-rsync}" in
+    bittorrent)
         stage rsync "$MODULE by BitTorrent from $IMAGESERVER_URL"
         if pull_torrent; then
-            only=--size-only
+            rsync_check=--size-only
             stage rsync "$MODULE metadata by rsync from $IMAGESERVER_HOST:$RSYNC_PORT (data came by BitTorrent)"
         else
             stage rsync "BitTorrent failed: $MODULE by rsync from $IMAGESERVER_HOST:$RSYNC_PORT"
         fi
-    fi
-    # shellcheck disable=SC2086  # $only is one option or nothing
-    rsync -aHAXS --numeric-ids --devices --specials --delete --timeout=600 $only --exclude=/boot/ "$@" \
+        ;;
+    multicast)
+        if pull_multicast "$@"; then
+            stage rsync "$MODULE from $IMAGESERVER_HOST:$RSYNC_PORT: what the multicast did not bring"
+        else
+            rsync_check=--checksum
+            stage rsync "$MODULE from $IMAGESERVER_HOST:$RSYNC_PORT (multicast fallback: $MULTICAST_WHY)"
+        fi
+        ;;
+    esac
+    # shellcheck disable=SC2086  # empty or one option
+    rsync_admitted -aHAXS $rsync_check --numeric-ids --devices --specials --delete --timeout=600 \
+        --exclude=/boot/ "$@" \
         "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/" "$TARGET/" ||
         die "rsync of $MODULE from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     # /boot without -S: boot loaders (syslinux, some grub stages) cannot read files with holes.
-    if rsync --list-only "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" >/dev/null 2>&1; then
-        # shellcheck disable=SC2086
-        rsync -aHAX --numeric-ids --delete --timeout=600 $only \
+    if rsync_admitted --list-only "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" \
+        >/dev/null 2>&1; then
+        # shellcheck disable=SC2086  # empty or one option
+        rsync_admitted -aHAX $rsync_check --numeric-ids --delete --timeout=600 \
             "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE/boot/" "$TARGET/boot/" ||
             die "rsync of $MODULE/boot from $IMAGESERVER_HOST:$RSYNC_PORT failed"
     fi
 }
 
+# mc_field NAME FILE -- one NAME=value line of the imageserver's text answer (values: [A-Za-z0-9.:_-])
+mc_field() { sed -n "s/^$1=\([A-Za-z0-9.:_-]*\)\$/\1/p" "$2" | head -n 1; }
+
+# pull_multicast [--exclude=/MOUNT ...] -- join the udpcast session of this version and unpack the stream
+# straight into $TARGET (no staging): udp-receiver | tee (sha256) | openssl (the session's key) | GNU tar.
+# 0 when the stream's digest equals the one the server sent; else MULTICAST_WHY says why and 1.
+MULTICAST_WHY=''
+pull_multicast() {
+    for tool in udp-receiver openssl sha256sum mkfifo curl; do
+        command -v "$tool" >/dev/null 2>&1 || { MULTICAST_WHY="no $tool in the installer"; return 1; }
+    done
+    [ -x /usr/bin/tar ] || { MULTICAST_WHY="no GNU tar (/usr/bin/tar) in the installer"; return 1; }
+    mc=${MULTICAST_DIR:-/tmp/multicast}
+    rm -rf "$mc" && mkdir -m 700 "$mc"
+    mc_url="$IMAGESERVER_URL/install/$MAC/multicast"
+    mc_auth="Authorization: Bearer ${INSTALL_TOKEN:-}"
+    if ! curl -sS -m 20 -f -X POST -H "$mc_auth" -H 'Accept: text/plain' -o "$mc/seat" "$mc_url" 2>"$mc/err"; then
+        MULTICAST_WHY="no seat: $(head -c 200 "$mc/err")"; return 1
+    fi
+    portbase=$(mc_field portbase "$mc/seat"); rdv=$(mc_field rdv_address "$mc/seat")
+    sender=$(mc_field sender "$mc/seat"); key=$(mc_field key "$mc/seat"); window=$(mc_field start_window "$mc/seat")
+    case $sender in *[!0-9.]*) sender='' ;; esac  # a name, not the address udp-receiver prints: no check
+    case "$portbase:$key:$rdv" in
+        *[!0-9a-f:.]*|:*|*::*|*:) MULTICAST_WHY="a seat without portbase, key or address"; return 1 ;;
+    esac
+    (umask 077 && printf '%s' "$key" >"$mc/key")
+    mc_exclude=''
+    for a in "$@"; do
+        case $a in --exclude=/*) p=${a#--exclude=/}; mc_exclude="$mc_exclude --exclude=./${p%/}" ;; esac
+    done
+    # Multicast leaves by the provisioning NIC even when a default route points elsewhere.
+    ip route replace 224.0.0.0/4 dev "$IFACE" 2>/dev/null || true
+    stage multicast "$MODULE: session on $rdv port $portbase, start window ${window:-?} s"
+    mkfifo "$mc/ciphertext"
+    sha256sum <"$mc/ciphertext" >"$mc/received" &
+    hasher=$!
+    # The pipeline's status is tar's; a receiver or cipher failure shows in the digest compared below.
+    # shellcheck disable=SC2086  # mc_exclude: a list of options
+    ( udp-receiver --nokbd --interface "$IFACE" --portbase "$portbase" --mcast-rdv-address "$rdv" \
+          --start-timeout "$(( ${window%.*} + 120 ))" 2>"$mc/log" |
+          tee "$mc/ciphertext" | openssl enc -d -aes-256-ctr -pbkdf2 -pass "file:$mc/key" |
+          /usr/bin/tar -x -C "$TARGET" --numeric-owner --acls --xattrs --xattrs-include='*' --same-permissions \
+              --same-owner --delay-directory-restore $mc_exclude -f - ) 2>"$mc/unpack"
+    rc=$?
+    wait "$hasher" || true
+    rm -f "$mc/key"
+    if [ "$rc" != 0 ]; then
+        MULTICAST_WHY="the stream failed ($rc): $(tr '\r' '\n' <"$mc/log" | tail -n 2 | tr '\n' ' ')"
+        MULTICAST_WHY="$MULTICAST_WHY$(head -c 200 "$mc/unpack")"
+        return 1
+    fi
+    if [ -n "$sender" ] && ! tr '\r' '\n' <"$mc/log" | grep -q "Connected as #[0-9]* to $sender\$"; then
+        MULTICAST_WHY="the stream came from another sender than $sender"; return 1
+    fi
+    got=$(cut -d' ' -f1 "$mc/received")
+    want=''
+    i=0
+    while [ $i -lt 30 ]; do
+        if curl -sS -m 10 -f -H "$mc_auth" -H 'Accept: text/plain' -o "$mc/state" "$mc_url" 2>/dev/null; then
+            case $(mc_field state "$mc/state") in
+                done) want=$(mc_field sha256 "$mc/state"); break ;;
+                failed) break ;;
+            esac
+        fi
+        sleep 1; i=$((i + 1))
+    done
+    if [ -z "$want" ] || [ "$got" != "$want" ]; then
+        MULTICAST_WHY="digest ${got:-none} is not the sender's ${want:-unknown}"; return 1
+    fi
+    say "multicast: $MODULE arrived whole (sha256 $got)"
+    return 0
+}
+
 # pull_fat MOUNTPOINT -- a FAT filesystem (the ESP) keeps no owners, modes, links or xattrs.
 pull_fat() {
-    rsync -rtO --modify-window=1 --delete --timeout=600 \
+    rsync_admitted -rtO --modify-window=1 --delete --timeout=600 \
         "rsync://${RSYNC_AUTH}$IMAGESERVER_HOST:$RSYNC_PORT/$MODULE$1/" "$TARGET$1/" ||
         die "rsync of $MODULE$1 (FAT) failed"
 }
@@ -830,10 +961,24 @@ install_bootloader() {
     if [ -x "$TARGET/usr/sbin/grub-install" ]; then
         if [ "$fw" = uefi ]; then
             [ -n "$ESP_MOUNT" ] || die "UEFI firmware, but the image's fstab has no EFI system partition"
-            stage bootloader "grub for UEFI in $ESP_MOUNT"
+            # --- Secure Boot (issue 13): an image with Debian's signed shim and GRUB gets them on the ESP
+            # the removable-media way (EFI/BOOT/BOOTX64.EFI = shim, grubx64.efi beside it), which boots
+            # with Secure Boot on or off; other images get GRUB alone, as before.
+            sb=''
+            if [ -f "$TARGET/usr/lib/shim/shimx64.efi.signed" ] &&
+                [ -f "$TARGET/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ]; then
+                sb=--uefi-secure-boot
+            fi
+            stage bootloader "grub for UEFI in $ESP_MOUNT${sb:+ (signed shim + grub: Secure Boot)}"
             # --removable: EFI/BOOT/BOOTX64.EFI boots without NVRAM entries (new machines, VMs).
+            # shellcheck disable=SC2086  # $sb is one option or none
             chroot "$TARGET" grub-install --target=x86_64-efi --efi-directory="$ESP_MOUNT" --removable \
-                --no-nvram || die "grub-install (UEFI) failed"
+                --no-nvram $sb || die "grub-install (UEFI) failed"
+            if [ -n "$sb" ] && ! { cmp -s "$TARGET/usr/lib/shim/shimx64.efi.signed" \
+                "$TARGET$ESP_MOUNT/EFI/BOOT/BOOTX64.EFI" && [ -f "$TARGET$ESP_MOUNT/EFI/BOOT/grubx64.efi" ]; }; then
+                die "grub-install --uefi-secure-boot did not put shim at EFI/BOOT/BOOTX64.EFI with grubx64.efi"
+            fi
+            # --- end Secure Boot
         else
             stage bootloader "grub for BIOS on $BOOT_DISK"
             chroot "$TARGET" grub-install --target=i386-pc "$BOOT_DISK" || die "grub-install (BIOS) failed"

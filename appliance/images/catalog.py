@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.images import manifest
-from state.db import connect, db_path
+from state.db import connect, db_path, transaction
 from state.imagename import image_name_problem
 from state.images import ImageVersion, delete_version, get_version, hosts_using, insert_version, list_versions, newest
 
@@ -203,14 +203,20 @@ class Catalog:
     # -- registering ------------------------------------------------------------------------------
 
     def register(self, name: str, staged: Path, *, source: str, layout_json: str | None,
-                 note: str | None = None, previous: ImageVersion | None = None) -> ImageVersion:
-        """Make `staged` the next version of `name`: manifest, then row + rename in one transaction."""
+                 note: str | None = None, previous: ImageVersion | None = None,
+                 version: int | None = None) -> ImageVersion:
+        """Make `staged` the next version of `name` (or `version`: a satellite keeps its primary's
+        numbers): manifest, then row + rename in one transaction."""
         check_name(name)
         reuse: dict[tuple[int, int, int], str] = {}
         if previous is not None:
             with contextlib.suppress(manifest.ManifestError):
                 reuse = manifest.reuse_table(manifest.read(self.paths.manifest(previous.name, previous.version)))
-        version = self.next_version(name)
+        if version is None:
+            version = self.next_version(name)
+        elif (version < 1 or get_version(self.conn, name, version) is not None
+              or self.paths.tree(name, version).exists()):
+            raise ImageError(f"image {name} v{version} exists already (or is not a version number)")
         staged_manifest = staged.with_name(staged.name + ".manifest.gz")
         summary = manifest.write(staged_manifest, manifest.walk(staged, reuse),
                                  {"image": name, "version": version, "source": source})
@@ -220,17 +226,14 @@ class Catalog:
                           files=summary.files, bytes=summary.bytes, layout=layout_json, note=note)
         conn = self.conn
         with held_signals():
-            conn.execute("BEGIN IMMEDIATE")
             moved = False
             try:
-                insert_version(conn, iv)
-                os.rename(staged, final)
-                moved = True
-                os.rename(staged_manifest, self.paths.manifest(name, version))
-                conn.execute("COMMIT")
+                with transaction(conn):
+                    insert_version(conn, iv)
+                    os.rename(staged, final)
+                    moved = True
+                    os.rename(staged_manifest, self.paths.manifest(name, version))
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 if moved:
                     os.rename(final, staged)
                 raise
@@ -249,17 +252,14 @@ class Catalog:
         tree = Path(iv.path)
         conn = self.conn
         with held_signals():
-            conn.execute("BEGIN IMMEDIATE")
             moved = False
             try:
-                delete_version(conn, name, version)
-                if tree.exists():
-                    os.rename(tree, trash)
-                    moved = True
-                conn.execute("COMMIT")
+                with transaction(conn):
+                    delete_version(conn, name, version)
+                    if tree.exists():
+                        os.rename(tree, trash)
+                        moved = True
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 if moved:
                     os.rename(trash, tree)
                 raise

@@ -42,7 +42,10 @@ REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswa
 # curl: busybox's sh runs its own wget applet whatever PATH says, and busybox 1.35's wget crashes on
 # `-T SECONDS`; scripts that prefer curl (as generated autoinstall scripts do) get a working client.
 OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "e2label", "tune2fs", "grub-install",
-                                      "grub-mkconfig")
+                                      "grub-mkconfig",
+                                      # multicast installs: udpcast's receiver, the stream's cipher, and GNU
+                                      # tar (owners, ACLs, xattrs: busybox tar keeps none of them)
+                                      "udp-receiver", "openssl", "tar")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/mbr.bin"),

@@ -4,6 +4,7 @@ from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode
 from protocols.dhcp.reply import (
     Binding,
     BootSettings,
+    Bound,
     LeaseBook,
     Reply,
     ServerSettings,
@@ -15,6 +16,7 @@ from protocols.dhcp.reply import (
 __all__ = [
     "Binding",
     "BootSettings",
+    "Bound",
     "DhcpError",
     "DhcpPacket",
     "LeaseBook",

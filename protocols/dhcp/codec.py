@@ -34,11 +34,15 @@ OPT_OVERLOAD = 52
 OPT_MESSAGE_TYPE = 53
 OPT_RELAY_AGENT_INFO = 82
 
+# Codes the encoder's fast path writes as they come (53 goes first, 82 last, 52 is the encoder's own).
+_PLAIN_CODES = frozenset(range(1, OPT_END)) - {OPT_OVERLOAD, OPT_MESSAGE_TYPE, OPT_RELAY_AGENT_INFO}
+
 OVERLOAD_FILE = 1
 OVERLOAD_SNAME = 2
 OVERLOAD_BOTH = 3
 
 _ZERO = IPv4Address(0)
+_ZERO_PACKED = bytes(4)
 
 
 class DhcpError(ValueError):
@@ -64,10 +68,16 @@ class DhcpPacket:
     # Logical options: split instances already concatenated (RFC 3396), overloaded file/sname already
     # merged in (RFC 2132 9.3); option 52 itself never appears here, the encoder decides it.
     options: dict[int, bytes] = field(default_factory=dict)
+    # mac, once computed: the server asks for it several times per packet (chaddr and hlen are not changed
+    # after a packet is built).
+    _mac: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def mac(self) -> str:
-        return self.chaddr[: self.hlen].hex(":")
+        mac = self._mac
+        if mac is None:
+            mac = self._mac = self.chaddr[: self.hlen].hex(":")
+        return mac
 
     @property
     def message_type(self) -> int | None:
@@ -172,19 +182,19 @@ def encode(packet: DhcpPacket, max_size: int = MIN_MAX_SIZE) -> bytes:
     # no per-option lists; anything else takes the general path below, which decides splitting and overload.
     first = last = b""
     body = bytearray()
+    head = _OPTION_HEAD.pack
     for code, value in packet.options.items():
-        if (type(value) is not bytes or not isinstance(code, int) or not 0 < code < OPT_END or code == OPT_OVERLOAD
-                or len(value) > 255):
-            break
-        if code == OPT_MESSAGE_TYPE:
-            if len(value) != 1:
-                break
-            first = _OPTION_HEAD.pack(code, 1) + value
-        elif code == OPT_RELAY_AGENT_INFO:
-            last = _OPTION_HEAD.pack(code, len(value)) + value
-        else:
-            body += _OPTION_HEAD.pack(code, len(value))
+        # One set test stands for "an int code that is neither 0, 52, 53, 82 nor 255" (the type test first:
+        # 1.0 == 1 would pass the set).
+        if type(code) is int and code in _PLAIN_CODES and type(value) is bytes and len(value) <= 255:
+            body += head(code, len(value))
             body += value
+        elif code == OPT_MESSAGE_TYPE and type(code) is int and type(value) is bytes and len(value) == 1:
+            first = head(code, 1) + value
+        elif code == OPT_RELAY_AGENT_INFO and type(code) is int and type(value) is bytes and len(value) <= 255:
+            last = head(code, len(value)) + value
+        else:
+            break
     else:
         if len(first) + len(body) + len(last) <= main_capacity:
             message = b"".join((header, MAGIC_COOKIE, first, body, last, _END))
@@ -300,10 +310,15 @@ def _pack_header(p: DhcpPacket) -> bytes:
                 raise DhcpError(f"{name} is {len(value)} bytes, the field holds {size}")
     try:
         # struct pads the short chaddr, sname and file with NULs.
+        # Most addresses of a reply are 0.0.0.0: its packed form is a constant (.packed costs a call chain).
+        ci, yi, si, gi = p.ciaddr, p.yiaddr, p.siaddr, p.giaddr
         return HEADER.pack(
             p.op, p.htype, p.hlen, p.hops, p.xid, p.secs, p.flags,
-            p.ciaddr.packed, p.yiaddr.packed, p.siaddr.packed, p.giaddr.packed,
-            bytes(p.chaddr), bytes(p.sname), bytes(p.file),
+            _ZERO_PACKED if ci is _ZERO else ci.packed, _ZERO_PACKED if yi is _ZERO else yi.packed,
+            _ZERO_PACKED if si is _ZERO else si.packed, _ZERO_PACKED if gi is _ZERO else gi.packed,
+            p.chaddr if type(p.chaddr) is bytes else bytes(p.chaddr),
+            p.sname if type(p.sname) is bytes else bytes(p.sname),
+            p.file if type(p.file) is bytes else bytes(p.file),
         )  # fmt: skip
     except (struct.error, AttributeError, TypeError) as exc:
         raise DhcpError(f"header field out of range: {exc}") from exc

@@ -9,55 +9,60 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from enum import IntEnum
 from ipaddress import IPv4Address
+from typing import Final
 
 from protocols.dhcp.codec import DhcpError, DhcpPacket
 
 
-class MessageType(IntEnum):
-    DISCOVER = 1
-    OFFER = 2
-    REQUEST = 3
-    DECLINE = 4
-    ACK = 5
-    NAK = 6
-    RELEASE = 7
-    INFORM = 8
+# Plain int constants, not IntEnum: every packet uses dozens of these, and an IntEnum member costs a
+# slow class-attribute lookup plus a Python-level __hash__ on each dict access (about 10x an int's).
+class MessageType:
+    DISCOVER: Final = 1
+    OFFER: Final = 2
+    REQUEST: Final = 3
+    DECLINE: Final = 4
+    ACK: Final = 5
+    NAK: Final = 6
+    RELEASE: Final = 7
+    INFORM: Final = 8
 
 
-class OptionCode(IntEnum):
-    SUBNET_MASK = 1
-    ROUTER = 3
-    DNS_SERVERS = 6
-    HOSTNAME = 12
-    DOMAIN_NAME = 15
-    BROADCAST_ADDRESS = 28
-    VENDOR_SPECIFIC = 43
-    REQUESTED_IP = 50
-    LEASE_TIME = 51
-    OVERLOAD = 52
-    MESSAGE_TYPE = 53
-    SERVER_ID = 54
-    PARAMETER_REQUEST_LIST = 55
-    MESSAGE = 56
-    MAX_MESSAGE_SIZE = 57
-    RENEWAL_TIME = 58
-    REBINDING_TIME = 59
-    VENDOR_CLASS = 60
-    CLIENT_ID = 61
-    TFTP_SERVER_NAME = 66
-    BOOTFILE_NAME = 67
-    USER_CLASS = 77
-    CLIENT_FQDN = 81
-    RELAY_AGENT_INFO = 82
-    CLIENT_ARCH = 93
-    CLIENT_NDI = 94
-    CLIENT_UUID = 97
-    DOMAIN_SEARCH = 119
-    IPXE_ENCAPSULATED = 175  # iPXE's feature/settings space
-    IPXE_NO_PXEDHCP = 176  # sub-option of 175: 1 = do not wait for ProxyDHCP offers
+class OptionCode:
+    SUBNET_MASK: Final = 1
+    ROUTER: Final = 3
+    DNS_SERVERS: Final = 6
+    HOSTNAME: Final = 12
+    DOMAIN_NAME: Final = 15
+    BROADCAST_ADDRESS: Final = 28
+    VENDOR_SPECIFIC: Final = 43
+    REQUESTED_IP: Final = 50
+    LEASE_TIME: Final = 51
+    OVERLOAD: Final = 52
+    MESSAGE_TYPE: Final = 53
+    SERVER_ID: Final = 54
+    PARAMETER_REQUEST_LIST: Final = 55
+    MESSAGE: Final = 56
+    MAX_MESSAGE_SIZE: Final = 57
+    RENEWAL_TIME: Final = 58
+    REBINDING_TIME: Final = 59
+    VENDOR_CLASS: Final = 60
+    CLIENT_ID: Final = 61
+    TFTP_SERVER_NAME: Final = 66
+    BOOTFILE_NAME: Final = 67
+    USER_CLASS: Final = 77
+    CLIENT_FQDN: Final = 81
+    RELAY_AGENT_INFO: Final = 82
+    CLIENT_ARCH: Final = 93
+    CLIENT_NDI: Final = 94
+    CLIENT_UUID: Final = 97
+    DOMAIN_SEARCH: Final = 119
+    IPXE_ENCAPSULATED: Final = 175  # iPXE's feature/settings space
+    IPXE_NO_PXEDHCP: Final = 176  # sub-option of 175: 1 = do not wait for ProxyDHCP offers
 
+
+# Message type -> its lower-case name (counters, logs).
+MESSAGE_TYPE_NAMES: Final = {value: name.lower() for name, value in vars(MessageType).items() if name.isupper()}
 
 # RFC 4578 section 2.1 (client system architecture, option 93) values we act on.
 ARCH_BIOS = 0

@@ -41,7 +41,7 @@ ALWAYS_SENT = frozenset({
 })  # fmt: skip
 # Sent to a client without option 55 in addition to ALWAYS_SENT.
 SENT_WITHOUT_REQUEST_LIST = frozenset({OptionCode.DOMAIN_NAME})
-_MESSAGE_TYPE_VALUES = {kind: bytes([kind]) for kind in MessageType}  # option 53 values, built once
+_MESSAGE_TYPE_VALUES = {kind: bytes([kind]) for kind in o.MESSAGE_TYPE_NAMES}  # option 53 values, built once
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +109,27 @@ class ServerSettings:
         object.__setattr__(self, "server_id_packed", o.pack_ip(self.server_id))
 
 
+class Bound(Protocol):
+    """What the reply logic reads of a MAC's address: read-only, so state's Lease (expires: float) and
+    Reservation (expires: None) both are one without converting."""
+
+    @property
+    def mac(self) -> str: ...
+
+    @property
+    def ip(self) -> IPv4Address: ...
+
+    @property
+    def expires(self) -> float | None: ...  # None = reservation (static)
+
+    @property
+    def hostname(self) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
+    """A plain Bound, for books that keep no richer record (the test book)."""
+
     mac: str
     ip: IPv4Address
     expires: float | None  # None = reservation (static)
@@ -120,20 +139,22 @@ class Binding:
 class LeaseBook(Protocol):
     """Address bookkeeping; implemented in state/ (structurally: protocols/ imports nothing of ours)."""
 
-    def current(self, mac: str) -> Binding | None: ...  # the reservation or unexpired lease for this MAC
+    def current(self, mac: str) -> Bound | None: ...  # the MAC's reservation, else its lease (may have expired)
 
     def offer(self, mac: str, subnet: Subnet, requested: IPv4Address | None, now: float) -> IPv4Address | None: ...
 
     def commit(
         self, mac: str, ip: IPv4Address, subnet: Subnet, now: float, client_id: bytes | None, hostname: str | None
-    ) -> Binding | None: ...  # None -> NAK
+    ) -> Bound | None: ...  # None -> NAK
 
     def release(self, mac: str, ip: IPv4Address, now: float) -> None: ...
 
     def decline(self, mac: str, ip: IPv4Address, now: float) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
+# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
+@dataclass(slots=True, unsafe_hash=True)
 class Reply:
     packet: DhcpPacket
     dest_ip: IPv4Address
@@ -172,7 +193,10 @@ def _subnet_containing(settings: ServerSettings, address: IPv4Address) -> Subnet
 
 def boot_choice(request: DhcpPacket, settings: ServerSettings) -> BootChoice | None:
     """Boot file for a PXE ROM, iPXE or UEFI HTTP client; None for anything else (or an unknown arch)."""
-    vendor = request.options.get(OptionCode.VENDOR_CLASS, b"")
+    opts = request.options
+    if OptionCode.VENDOR_CLASS not in opts and OptionCode.USER_CLASS not in opts:
+        return None  # the usual client (an installed OS): neither a firmware nor iPXE
+    vendor = opts.get(OptionCode.VENDOR_CLASS, b"")
     pxe = vendor.startswith(b"PXEClient")
     http = vendor.startswith(b"HTTPClient")
     ipxe = o.is_ipxe(request)
@@ -288,13 +312,14 @@ def _request(
     request: DhcpPacket, book: LeaseBook, settings: ServerSettings, now: float, local: IPv4Address | None,
     offer_boot: bool = True,
 ) -> Reply | None:
-    sid = o.server_id(request)
+    sid = request.options.get(OptionCode.SERVER_ID)  # raw: compared as bytes, parsed only if not ours
     requested = o.requested_ip(request)
     mac = request.mac
     if sid is not None:
         # SELECTING: the client answers one OFFER; a different server id means it chose someone else
         # (our held offer simply expires in the book).
-        if sid != settings.server_id:
+        if sid != settings.server_id_packed:
+            o.server_id(request)  # a malformed one raises DhcpError, as any strictly read option does
             return None
         ip = requested or (request.ciaddr if request.ciaddr != ZERO else None)
         subnet = select_subnet(settings, request.giaddr, local)
@@ -394,7 +419,7 @@ def _respond_proxy(request: DhcpPacket, mtype: int | None, settings: ServerSetti
 
 
 def _base(
-    request: DhcpPacket, settings: ServerSettings, kind: MessageType, *, yiaddr: IPv4Address = ZERO,
+    request: DhcpPacket, settings: ServerSettings, kind: int, *, yiaddr: IPv4Address = ZERO,
     ciaddr: IPv4Address = ZERO,
 ) -> DhcpPacket:  # fmt: skip
     return DhcpPacket(
@@ -480,6 +505,8 @@ def _lenient_hostname(request: DhcpPacket) -> str | None:
 
 
 def _max_size(request: DhcpPacket) -> int:
+    if OptionCode.MAX_MESSAGE_SIZE not in request.options:
+        return MIN_MESSAGE_SIZE
     try:
         size = o.max_message_size(request)
     except DhcpError:

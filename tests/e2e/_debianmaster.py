@@ -30,7 +30,9 @@ SUITE = "bookworm"
 MIRROR = "debootstrap-default"  # no mirror argument: debootstrap takes its own default Debian mirror
 PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "kmod", "grub-pc-bin",
             "grub-efi-amd64-bin", "grub2-common", "ifupdown", "isc-dhcp-client", "openssh-server", "fdisk",
-            "rsync", "iproute2")
+            "rsync", "iproute2",
+            # Secure Boot (the SB e2e test): Debian's signed shim and GRUB; the kernel above is the signed one.
+            "shim-signed", "grub-efi-amd64-signed")
 BUILD_VERSION = 1
 ROOT_PASSWORD = "imageserver"
 HOSTNAME = "debmaster"

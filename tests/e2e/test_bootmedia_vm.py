@@ -23,9 +23,9 @@ import pytest
 from appliance import bootmedia
 from appliance.images.autoinstall import TEMPLATE
 from appliance.installer import install_bootenv
-from appliance.lab.netns import Lab
-from appliance.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, vm_network
-from appliance.lab.servers import start_httpd
+from lab.netns import Lab
+from lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, vm_network
+from lab.servers import start_httpd
 
 REPO = Path(__file__).resolve().parents[2]
 OVMF = Path("/usr/share/ovmf/OVMF.fd")

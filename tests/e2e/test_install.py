@@ -1,4 +1,4 @@
-"""The unattended install end to end, exactly the demo's path (appliance/demo/scenario.py):
+"""The unattended install end to end, exactly the demo's path (lab/demo/scenario.py):
 
 lab network -> demo master client -> prepareclient + getimage -> mkbootenv -> host added -> a QEMU VM
 (TCG) PXE-boots from the imageserver with a blank disk -> installer fetches its script, partitions,
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.disk import loop_partition, mounted
-from appliance.demo.scenario import DemoLab, raw_rsync_seconds
-from appliance.lab.netns import Lab, lab_unavailable_reason
-from appliance.lab.qemu import qemu_unavailable_reason
+from lab.demo.disk import loop_partition, mounted
+from lab.demo.scenario import DemoLab, raw_rsync_seconds
+from lab.netns import Lab, lab_unavailable_reason
+from lab.qemu import qemu_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 MISSING = [p for p in ("appliance/commands/getimage.py", "appliance/data/prepareclient") if not (REPO / p).exists()]

@@ -1,6 +1,6 @@
 """Two bare VMs install the demo image at once through BitTorrent, then boot their own disks.
 
-The demo's path (appliance/demo/scenario.py) with both hosts added by `hosts add --transport bittorrent`:
+The demo's path (lab/demo/scenario.py) with both hosts added by `hosts add --transport bittorrent`:
 each installer (aria2c in its initrd) fetches its torrent from the imageserver, takes the files from the
 imageserver's aria2c seeder and from the other VM, then runs the rsync --size-only metadata pass; the
 timeline says so, nothing fell back to rsync, both disks hold the image, and both VMs boot from them.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.disk import loop_partition, mounted
-from appliance.demo.scenario import MARKER_RE, DemoLab
-from appliance.lab.netns import Lab, lab_unavailable_reason
-from appliance.lab.qemu import qemu_unavailable_reason
+from lab.demo.disk import loop_partition, mounted
+from lab.demo.scenario import MARKER_RE, DemoLab
+from lab.netns import Lab, lab_unavailable_reason
+from lab.qemu import qemu_unavailable_reason
 from tests.e2e.test_install import _differences
 
 pytestmark = [

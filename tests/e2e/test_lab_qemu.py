@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from appliance.bootenv import InitrdSpec, Kernel, build_initrd, read_newc, resolve_modules
-from appliance.lab.clients import UDHCPC_HOOK
-from appliance.lab.netns import Lab
-from appliance.lab.qemu import DEFAULT_APPEND, Vm, VmConfig, qemu_unavailable_reason, start_ra_sender, vm_network
-from appliance.lab.servers import start_httpd, start_udhcpd
+from lab.clients import UDHCPC_HOOK
+from lab.netns import Lab
+from lab.qemu import DEFAULT_APPEND, Vm, VmConfig, qemu_unavailable_reason, start_ra_sender, vm_network
+from lab.servers import start_httpd, start_udhcpd
 
 pytestmark = pytest.mark.e2e
 

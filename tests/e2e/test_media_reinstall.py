@@ -1,6 +1,6 @@
 """A machine that never PXE boots, end to end: installed from an ISO, then reinstalled on demand.
 
-The demo's imageserver (appliance/demo/scenario.py: lab network, master client captured with
+The demo's imageserver (lab/demo/scenario.py: lab network, master client captured with
 prepareclient + getimage, mkbootenv) serves image `demo`. Then:
 
 1. `imageserver mkbootmedia --iso` with local.cfg (IMAGESERVER, HOSTNAME, static IPADDR/NETMASK/GATEWAY);
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.disk import loop_partition, mounted
-from appliance.demo.scenario import MARKER_RE, DemoLab
-from appliance.lab.netns import Lab, lab_unavailable_reason
-from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason
+from lab.demo.disk import loop_partition, mounted
+from lab.demo.scenario import MARKER_RE, DemoLab
+from lab.netns import Lab, lab_unavailable_reason
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [

@@ -15,11 +15,9 @@ The installer here is a test stand-in: a Debian kernel (appliance.bootenv) and a
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -28,8 +26,9 @@ from pathlib import Path
 import pytest
 
 from appliance.bootenv import InitrdSpec, Kernel, build_initrd
-from appliance.lab.netns import Lab, LabError, Namespace, Proc
-from appliance.lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
+from lab.daemon import Daemon
+from lab.netns import Lab
+from lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network
 from state.db import connect
 
 pytestmark = pytest.mark.e2e
@@ -56,44 +55,29 @@ def installer(debian_kernel: Kernel, bootenv_cache: Path) -> tuple[Path, Path]:
 
 
 @dataclass
-class Appliance:
-    """`imageserver serve` in the lab's server namespace, with DHCP, TFTP and HTTP on its interface."""
-
-    ns: Namespace
-    state_dir: Path
-    config: Path
-    proc: Proc | None = None
-
-    def start(self, timeout: float = 20) -> Appliance:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-        self.proc = self.ns.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(self.config)],
-                                  env=env)
-        deadline = time.monotonic() + timeout
-        while "event=ready" not in self.proc.output():
-            if not self.proc.alive() or time.monotonic() > deadline:
-                raise LabError(f"imageserver did not start: {self.proc.output()[-3000:]}")
-            time.sleep(0.05)
-        return self
+class Appliance(Daemon):
+    """`imageserver serve` in the lab's server namespace (lab.daemon's driver), with DHCP, TFTP and HTTP on
+    its interface."""
 
     def log_tail(self) -> str:
         return self.proc.output()[-3000:] if self.proc is not None else ""
 
     def status(self) -> dict:
-        return json.loads(self.ns.run(["curl", "-sf", "http://127.0.0.1/api/v1/status"]).stdout)
+        return self.api("/api/v1/status")
 
-    def db(self) -> sqlite3.Connection:
+    def writable_db(self) -> sqlite3.Connection:
         # A second writer next to the daemon, as the hosts CLI will be: WAL lets both work.
         return sqlite3.connect(self.state_dir / "imageserver.db", timeout=10, isolation_level=None)
 
     def add_host(self, mac: str, name: str = "node01", image: str = "base") -> None:
-        with closing(self.db()) as conn:
+        with closing(self.writable_db()) as conn:
             conn.execute("INSERT OR IGNORE INTO images(name, version, path, created) VALUES (?, 1, ?, 0)",
                          (image, f"/images/{image}/v1"))
             conn.execute("INSERT INTO hosts(name, mac, image, state, created, updated) "
                          "VALUES (?, ?, ?, 'assigned', 0, 0)", (name, mac, image))
 
     def token(self, name: str = "node01") -> str | None:
-        with closing(self.db()) as conn:
+        with closing(self.writable_db()) as conn:
             row = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
@@ -128,7 +112,7 @@ loader = "{loader}"
 poll_seconds = {poll_seconds}
 kernel_cmdline = "console=ttyS0 panic=-1"
 """)
-    app = Appliance(net.server, state, config)
+    app = Appliance(net.server, config=config, state_dir=state)
     # Create the schema before the daemon starts (hosts are added straight into the database).
     connect(state / "imageserver.db").close()
     return app
@@ -254,7 +238,7 @@ def installed_host(lab: Lab, installer: tuple[Path, Path]) -> tuple[VmNetwork, A
     app = appliance(lab, net, installer).start()
     mac = random_mac()
     app.add_host(mac)
-    with closing(app.db()) as conn:
+    with closing(app.writable_db()) as conn:
         conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE mac = ?", (mac,))
     return net, app, mac
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.disk import loop_partition, mounted
-from appliance.demo.scenario import DemoLab, _kill_all
-from appliance.lab.netns import Lab, lab_unavailable_reason
-from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
+from lab.demo.disk import loop_partition, mounted
+from lab.demo.scenario import DemoLab, _kill_all
+from lab.netns import Lab, lab_unavailable_reason
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from appliance.wiring import api_route_modules
-from services.api_context import ApiContext
+from services.api_context import ApiContext, Live
 from services.api_install import InstallSettings, SubnetInfo
 from services.http import HttpServer
 from state.credentials import fetch_nonce
@@ -75,7 +75,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time())
     settings = InstallSettings(address="127.77.0.1", rsync_port=873, domain="lab.test",
                                subnets=(SubnetInfo(NET, IPv4Address("127.77.0.1"), (IPv4Address("127.77.0.1"),)),))
-    ctx = ApiContext(store=store, admin_token=ADMIN, models={"leases": leases, "install": settings})
+    ctx = ApiContext(store=store, admin_token=ADMIN, live=Live(leases=leases, install=settings))
     server = HttpServer(host="127.0.0.1", port=0, boot_root=state / "boot", api=ctx,
                         route_modules=api_route_modules())
     await server.start()

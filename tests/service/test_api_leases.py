@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.api_context import ApiContext
+from services.api_context import ApiContext, Live
 from services.api_leases import routes
 from services.http import HttpServer
 from state.db import connect
@@ -51,7 +51,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     store = Store(tmp_path)
     leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time(),
                              excluded=[IPv4Address("10.78.0.1")])
-    ctx = ApiContext(store=store, admin_token=ADMIN, models={"leases": leases})
+    ctx = ApiContext(store=store, admin_token=ADMIN, live=Live(leases=leases))
     server = HttpServer(host="127.0.0.1", port=0, boot_root=tmp_path / "boot", api=ctx, route_modules=[routes])
     await server.start()
     try:

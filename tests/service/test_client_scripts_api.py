@@ -10,13 +10,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services import api_client_scripts
 from services.api_client_scripts import ClientScripts
-from services.api_context import ApiContext
+from services.api_context import ApiContext, Live
 
 DATA = Path(str(files("appliance") / "data"))
 
 
-async def client_for(models: dict[str, object]) -> TestClient:
-    ctx = ApiContext(store=None, admin_token="t", models=models)  # type: ignore[arg-type]  # no store needed
+async def client_for(scripts: ClientScripts | None) -> TestClient:
+    ctx = ApiContext(store=None, admin_token="t", live=Live(client_scripts=scripts))  # type: ignore[arg-type]  # no store needed
     app = web.Application()
     app.add_routes(api_client_scripts.routes(ctx))
     client = TestClient(TestServer(app))
@@ -25,7 +25,7 @@ async def client_for(models: dict[str, object]) -> TestClient:
 
 
 async def test_prepareclient_is_served_as_packaged() -> None:
-    client = await client_for({"client_scripts": ClientScripts(DATA)})
+    client = await client_for(ClientScripts(DATA))
     try:
         resp = await client.get("/client/prepareclient")
         assert resp.status == 200
@@ -39,7 +39,7 @@ async def test_prepareclient_is_served_as_packaged() -> None:
 
 
 async def test_without_a_directory_it_says_so() -> None:
-    client = await client_for({})
+    client = await client_for(None)
     try:
         resp = await client.get("/client/prepareclient")
         assert resp.status == 404

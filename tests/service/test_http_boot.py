@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance.wiring import api_route_modules
-from services.api_context import ApiContext
+from services.api_context import ApiContext, Live
 from services.bootresponder import BootResponder, BootSettings
 from services.http import HttpServer
 from state.boot import BootPolicy
@@ -86,7 +86,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     responder = BootResponder(store, BootSettings(policy=BootPolicy("wait", 3), kernel_cmdline="console=ttyS0"),
                               clock=lambda: 1000.0, machines=machines)
     reloads: list[int] = []
-    api = ApiContext(store=store, admin_token=TOKEN, models={"machines": machines, "boot": responder},
+    api = ApiContext(store=store, admin_token=TOKEN, live=Live(machines=machines, boot=responder),
                      status=lambda: {"version": "test", "services": {"http": server.status()}},
                      request_reload=lambda: reloads.append(1))
     server = HttpServer(host="127.0.0.1", port=0, boot_root=root, responder=responder, api=api,

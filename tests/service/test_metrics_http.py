@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from appliance.wiring import api_route_modules
-from services.api_context import ApiContext
+from services.api_context import ApiContext, Live
 from services.http import HttpServer
 from state.leases import PoolSpec
 from state.store import Store
@@ -44,7 +44,7 @@ async def server(tmp_path: Path) -> AsyncIterator[HttpServer]:
                 "counts": {"leases": 1}}
 
     ctx = ApiContext(store=store, admin_token="t", status=status,
-                     models={"pools": (PoolSpec(NET, NET[100], NET[149], 600),)})
+                     live=Live(pools=(PoolSpec(NET, NET[100], NET[149], 600),)))
     http = holder["http"] = HttpServer(host="127.0.0.1", port=0, boot_root=tmp_path / "boot", api=ctx,
                                        route_modules=api_route_modules())
     now = time.time()

@@ -184,7 +184,7 @@ async def test_one_log_line_per_transfer_with_key_values(root: Path, tmp_path: P
     async with running_server(root) as server:
         rc, _ = await atftp(server.port, "f512.bin", tmp_path / "o", "blksize 1468", "windowsize 4")
         assert rc == 0
-    lines = [r.getMessage() for r in caplog.records if "tftp transfer" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=tftp-transfer ")]
     assert len(lines) == 1
     for field in ("peer=127.0.0.1:", "file=f512.bin", "bytes=512", "blksize=1468", "windowsize=4",
                   "seconds=", "outcome=completed"):

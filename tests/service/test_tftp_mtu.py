@@ -59,7 +59,7 @@ def test_gso_falls_back_when_blocks_exceed_the_mtu(tmp_path: Path):
     lines = result.stdout.splitlines()
     assert "fetched blksize 8192" in lines and "fetched blksize 1468" in lines
     # 8192-byte blocks do not fit a 1500-byte MTU: GSO is refused, plain (fragmented) sends work.
-    fallbacks = [line for line in lines if "udp gso off" in line]
+    fallbacks = [line for line in lines if line.startswith("event=tftp-gso-off ")]
     assert len(fallbacks) == 1, result.stdout
-    transfers = [line for line in lines if line.startswith("tftp transfer")]
+    transfers = [line for line in lines if line.startswith("event=tftp-transfer ")]
     assert len(transfers) == 2 and all("outcome=completed" in line for line in transfers)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from services import api_update
-from services.api_context import ApiContext
+from services.api_context import ApiContext, Live
 from services.api_install import InstallSettings
 from services.http import HttpServer
 from state import installs
@@ -36,7 +36,7 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Store]]:
 
     await store.journal.run(seed)
     api = ApiContext(store=store, admin_token=ADMIN, clock=lambda: NOW,
-                     models={"install": InstallSettings(address="10.0.0.1", rsync_port=8873)})
+                     live=Live(install=InstallSettings(address="10.0.0.1", rsync_port=8873)))
     server = HttpServer(boot_root=tmp_path / "boot", api=api, route_modules=[api_update.routes])
     client = TestClient(TestServer(server.build_app()))
     await client.start_server()

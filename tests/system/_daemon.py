@@ -1,4 +1,4 @@
-"""The real imageserver daemon (`python3 -m appliance.cli serve`) in a lab namespace, for DHCP system tests.
+"""The imageserver for DHCP system tests: a config for one lab segment, driven by lab.daemon.Daemon.
 
 Not a test module: the DHCP system tests share it. The config file and the state dir live in the
 lab's tmp dir; the CLI (`imageserver leases`, `reservations`, ...) runs in the same namespace, so it
@@ -8,25 +8,23 @@ reaches the daemon's API on 127.0.0.1 exactly as an operator on the appliance wo
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
-import sys
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from appliance.lab.netns import LabError, Namespace, Proc
+from lab.daemon import Daemon, daemon_env
+from lab.netns import Namespace, Proc
 
 REPO = Path(__file__).resolve().parents[2]
 API_PORT = 8080
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    return daemon_env()
 
 
 @dataclass
@@ -40,9 +38,9 @@ class Imageserver:
     conflict_probe: bool = False
     mode: str = "authoritative"
     extra: str = ""  # more TOML appended to [dhcp] (e.g. [[dhcp.subnets]] tables)
-    proc: Proc | None = None
     state_dir: Path = field(init=False)
     config: Path = field(init=False)
+    daemon: Daemon = field(init=False)
 
     def __post_init__(self) -> None:
         self.state_dir = self.ns.lab.tmp_path("state")
@@ -73,33 +71,29 @@ enabled = false
 listen = "0.0.0.0"
 port = {API_PORT}
 """)
+        self.daemon = Daemon(self.ns, self.config, self.state_dir, api_port=API_PORT)
+
+    @property
+    def proc(self) -> Proc | None:
+        return self.daemon.proc
 
     def pool_range(self) -> tuple[IPv4Address, IPv4Address]:
         return self.subnet.network_address + self.pool[0], self.subnet.network_address + self.pool[1]
 
-    def start(self, timeout: float = 20) -> Imageserver:
+    def start(self, timeout: float = 20, *extra: str, prefix: Sequence[str] = ()) -> Imageserver:
         """Start `imageserver serve` and wait for its ready line."""
-        self.proc = self.ns.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(self.config)],
-                                  env=env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = self.proc.output()
-            if "event=ready" in out:
-                return self
-            if not self.proc.alive():
-                raise LabError(f"imageserver exited ({self.proc.popen.returncode}): {out[-3000:]}")
-            time.sleep(0.05)
-        raise LabError(f"imageserver not ready after {timeout} s: {self.proc.output()[-3000:]}")
+        self.daemon.start(*extra, prefix=prefix, timeout=timeout)
+        return self
+
+    def spawn(self, *extra: str, prefix: Sequence[str] = ()) -> Proc:
+        return self.daemon.spawn(*extra, prefix=prefix)
 
     def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)  # the `ip netns exec` wrapper execs python: same pid
-        self.proc.wait(5)
+        self.daemon.kill9()
 
     def run_cli(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        """`imageserver ARGS --config <ours>` in the server namespace."""
-        return self.ns.run([sys.executable, "-m", "appliance.cli", *args, "--config", str(self.config)],
-                           env=env(), check=check, timeout=30)
+        """`imageserver ARGS` in the server namespace."""
+        return self.daemon.run_cli(*args, check=check)
 
     def cli(self, *args: str) -> str:
         return self.run_cli(*args, check=True).stdout
@@ -108,15 +102,13 @@ port = {API_PORT}
         return json.loads(self.cli(*args, "--json"))
 
     def api(self, path: str) -> Any:
-        out = self.ns.run(["curl", "-sf", f"http://127.0.0.1:{API_PORT}{path}"]).stdout
-        return json.loads(out)
+        return self.daemon.api(path)
 
     def db(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"file:{self.state_dir / 'imageserver.db'}?mode=ro", uri=True, timeout=10)
-        return conn
+        return self.daemon.db()
 
     def dhcp_counters(self) -> dict[str, int]:
         return self.api("/api/v1/status")["services"]["dhcp"]["counters"]
 
     def log(self) -> str:
-        return self.proc.output() if self.proc is not None else ""
+        return self.daemon.log()

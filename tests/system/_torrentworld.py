@@ -1,4 +1,4 @@
-"""The real daemon on a switched lab LAN (appliance.lab.star) with one image and hosts installing it,
+"""The real daemon on a switched lab LAN (lab.star) with one image and hosts installing it,
 for the BitTorrent transport's system test and bench/fanout.py. Not a test module.
 
 `fetch()` runs the installer's own fetch step (appliance.images.autoinstall.fetch_script: the pull_image
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.images.autoinstall import ScriptSettings, fetch_script
-from appliance.lab.netns import Lab, Proc
-from appliance.lab.star import Machine, Star, star
+from lab.netns import Lab, Proc
+from lab.star import Machine, Star, star
 from state import credentials, installs
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version

@@ -15,15 +15,14 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
-import sys
 import time
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
-from appliance.lab.netns import Lab, Namespace
-from tests.system._daemon import Imageserver, env
+from lab.netns import Lab, Namespace
+from tests.system._daemon import Imageserver
 from tests.system.test_dhcp_storm import replies_in, wait_for_capture
 
 pytestmark = pytest.mark.system
@@ -92,8 +91,7 @@ def test_kill_9_mid_storm_again_and_again_loses_no_acked_lease(lab: Lab) -> None
         if kill % 3 == 0:
             # Every third round a kill while the daemon is still starting (importing, migrating a fresh store
             # in round 0, loading the book later).
-            server.proc = srv.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(server.config)],
-                                    env=env())
+            server.spawn()
             time.sleep(rng.uniform(0.05, 1.0))
             server.kill9()
             starting_kills += 1

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.disk import build_boot_disk
-from appliance.demo.tree import MARKER, build_demo_tree, tree_bytes
-from appliance.lab.netns import Lab
-from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
+from lab.demo.disk import build_boot_disk
+from lab.demo.tree import MARKER, build_demo_tree, tree_bytes
+from lab.netns import Lab
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(qemu_unavailable_reason() is not None,
                                                      reason=str(qemu_unavailable_reason()))]

@@ -14,8 +14,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from appliance.lab.clients import Dhclient, Udhcpc
-from appliance.lab.netns import Lab, Pair
+from lab.clients import Dhclient, Udhcpc
+from lab.netns import Lab, Pair
 from tests.system._daemon import Imageserver
 
 pytestmark = pytest.mark.system

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.clients import Dhclient
-from appliance.lab.netns import Lab, Pair
+from lab.clients import Dhclient
+from lab.netns import Lab, Pair
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.netns import Lab, Proc
+from lab.netns import Lab, Proc
 from protocols.dhcp.codec import DhcpError, decode
 from tests.system._daemon import Imageserver
 

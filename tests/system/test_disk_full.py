@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import DhcpClientError, Udhcpc
-from appliance.lab.netns import Lab, LabError
+from lab.clients import DhcpClientError, Udhcpc
+from lab.netns import Lab
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system
@@ -54,12 +54,8 @@ def start_on_tmpfs(server: Imageserver, timeout: float = 20) -> None:
     server.state_dir.mkdir(parents=True, exist_ok=True)
     script = (f"mount -t tmpfs -o size={TMPFS_SIZE},mode=0700 imageserver-test {server.state_dir} && "
               f"exec {PY} -m appliance.cli serve --config {server.config}")
-    server.proc = server.ns.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env())
-    deadline = time.monotonic() + timeout
-    while "event=ready" not in server.log():
-        if not server.proc.alive() or time.monotonic() > deadline:
-            raise LabError(f"imageserver did not start: {server.log()[-3000:]}")
-        time.sleep(0.05)
+    server.daemon.proc = server.ns.popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env=env())
+    server.daemon.wait_ready(timeout)
 
 
 READ_LEASES = """
@@ -79,15 +75,10 @@ def leases_on_disk(server: Imageserver) -> dict[str, tuple[IPv4Address, float]]:
 
 
 def test_a_full_state_dir_refuses_new_leases_and_keeps_renewing_durable_ones(lab: Lab) -> None:
-    srv, one, two = lab.namespace("srv"), lab.namespace("cli"), lab.namespace("cli")
-    bridge, s1, s2, c1, c2 = (lab.ifname(k) for k in ("br", "vs", "vs", "vc", "vc"))
-    lab.veth(srv, s1, one, c1)
-    lab.veth(srv, s2, two, c2)
-    lab.bridge(srv, bridge, [s1, s2])
-    subnet = lab.random_subnet()
-    server_ip = subnet.network_address + 1
-    srv.add_address(bridge, f"{server_ip}/24")
-    server = Imageserver(srv, bridge, server_ip, subnet, lease_time=600)
+    seg = lab.segment("cli", "cli")
+    (one, c1), (two, c2) = seg.members
+    srv, subnet = seg.server, seg.subnet
+    server = Imageserver(seg.server, seg.bridge, seg.server_ip, seg.subnet, lease_time=600)
     start_on_tmpfs(server)
     # The daemon's view of its state dir (the tmpfs is mounted in its namespace only).
     state = Path(f"/proc/{server.proc.pid}/root") / str(server.state_dir).lstrip("/")

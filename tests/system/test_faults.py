@@ -8,17 +8,16 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab, Pair
-from appliance.lab.servers import start_httpd
-from tests.system._daemon import Imageserver, env
+from lab.clients import Udhcpc
+from lab.netns import Lab, Pair
+from lab.servers import start_httpd
+from tests.system._daemon import Imageserver
 
 pytestmark = pytest.mark.system
 
@@ -72,12 +71,7 @@ def test_no_rsync_binary_fails_only_the_rsync_service(lab: Lab) -> None:
     empty = lab.tmp_path("bin")
     empty.mkdir()
     # The daemon's PATH holds no rsync; the interpreter is named by its full path.
-    server.proc = pair.server.popen(["env", f"PATH={empty}", sys.executable, "-m", "appliance.cli", "serve",
-                                     "--config", str(server.config)], env=env())
-    deadline = time.monotonic() + 20
-    while "event=ready" not in server.log():
-        assert server.proc.alive() and time.monotonic() < deadline, server.log()[-2000:]
-        time.sleep(0.05)
+    server.start(20, prefix=["env", f"PATH={empty}"])
     status = server.api("/api/v1/status")["services"]
     assert status["rsyncd"]["state"] == "failed" and "not found" in status["rsyncd"]["error"]
     assert status["dhcp"]["state"] == "running"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Dhclient, DhcpClientError, Udhcpc
-from appliance.lab.netns import Lab, Namespace
+from lab.clients import Dhclient, DhcpClientError, Udhcpc
+from lab.netns import Lab, Namespace
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

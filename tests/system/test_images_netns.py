@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.images.catalog import Catalog
-from appliance.lab.netns import Lab, Namespace, Pair
+from lab.netns import Lab, Namespace, Pair
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.images import list_versions
 from tests.system._mastertree import NON_UTF8, Master, build_master, mount_virtual, unmount

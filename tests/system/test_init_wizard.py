@@ -15,8 +15,8 @@ import tomllib
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from appliance.lab.netns import Lab, Namespace
-from appliance.lab.servers import start_udhcpd
+from lab.netns import Lab, Namespace
+from lab.servers import start_udhcpd
 
 REPO = Path(__file__).resolve().parents[2]
 BOX_HOST = 10  # the box's address on the segment: <subnet>.10; the router / other server is .1

@@ -14,9 +14,9 @@ import pytest
 import appliance.installer as installer
 from appliance.cli import main as cli
 from appliance.installer import install_bootenv
-from appliance.lab.netns import Lab
-from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
-from appliance.lab.servers import start_httpd
+from lab.netns import Lab
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
+from lab.servers import start_httpd
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(qemu_unavailable_reason() is not None,
                                                      reason=str(qemu_unavailable_reason()))]

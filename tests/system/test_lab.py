@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Dhclient, Dhcpcd, Lease, Udhcpc
-from appliance.lab.netns import NETNS_ETC, Lab, Pair, lab_unavailable_reason
-from appliance.lab.qemu import start_ra_sender
-from appliance.lab.servers import Udhcpd, start_udhcpd
+from lab.clients import Dhclient, Dhcpcd, Lease, Udhcpc
+from lab.netns import NETNS_ETC, Lab, Pair, lab_unavailable_reason
+from lab.qemu import start_ra_sender
+from lab.servers import Udhcpd, start_udhcpd
 
 pytestmark = pytest.mark.system
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab, LabError, Pair
+from lab.clients import Udhcpc
+from lab.netns import Lab, Pair
 from services.openapi import OPENAPI
 from tests.expocheck import Exposition, parse
-from tests.system._daemon import API_PORT, Imageserver, env
+from tests.system._daemon import API_PORT, Imageserver
 
 pytestmark = pytest.mark.system
 
@@ -35,16 +34,7 @@ def start_json_daemon(pair: Pair, timeout: float = 20) -> Imageserver:
     text = server.config.read_text()
     assert "[tftp]\nenabled = false" in text
     server.config.write_text(text.replace("[tftp]\nenabled = false", "[tftp]\nenabled = true"))
-    server.proc = pair.server.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(server.config),
-                                     "--log-format", "json"], env=env())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if '"event": "ready"' in server.log():
-            return server
-        if not server.proc.alive():
-            raise LabError(f"imageserver exited: {server.log()[-3000:]}")
-        time.sleep(0.05)
-    raise LabError(f"imageserver not ready after {timeout} s: {server.log()[-3000:]}")
+    return server.start(timeout, "--log-format", "json")
 
 
 def curl(pair: Pair, *args: str, ns: str = "server") -> str:

@@ -8,14 +8,12 @@ daemon's own namespace, as it would on the same machine.
 
 from __future__ import annotations
 
-import sys
-import time
-
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab, Namespace, Pair, Proc
-from appliance.lab.servers import start_httpd, start_udhcpd, wait_for_listener
+from lab.clients import Udhcpc
+from lab.daemon import Daemon, serve_argv
+from lab.netns import Lab, Namespace, Pair, Proc
+from lab.servers import start_httpd, start_udhcpd, wait_for_listener
 from tests.system._daemon import env
 
 pytestmark = pytest.mark.system
@@ -87,8 +85,7 @@ def test_a_held_port_stops_the_start_with_the_port_and_its_holder(lab: Lab, serv
     cfg = lab.tmp_path("imageserver.toml")
     cfg.write_text(config(pair, str(lab.tmp_path("state")), service))
     # A daemon that keeps running with its port held times out here (LabError): that is the failure.
-    result = pair.server.run([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)],
-                             env=env(), check=False, timeout=30)
+    result = pair.server.run(serve_argv(cfg), env=env(), check=False, timeout=30)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     error = next(line for line in out.splitlines() if "event=start-failed" in line)
@@ -108,11 +105,9 @@ def test_a_dhcp_server_on_another_interface_does_not_share_our_port(lab: Lab) ->
     pair.server.add_address(other_if, f"{other_net.network_address + 1}/24")
     start_udhcpd(pair.server, other_if, other_net.network_address + 1, other_net)
     cfg = lab.tmp_path("imageserver.toml")
-    cfg.write_text(config(pair, str(lab.tmp_path("state")), "dhcp"))
-    proc = pair.server.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)], env=env())
-    deadline = time.monotonic() + 20
-    while "event=ready" not in proc.output():
-        assert proc.alive() and time.monotonic() < deadline, proc.output()[-2000:]
-        time.sleep(0.05)
+    state = lab.tmp_path("state")
+    cfg.write_text(config(pair, str(state), "dhcp"))
+    proc = Daemon(pair.server, cfg, state).start().proc
+    assert proc is not None
     lease = Udhcpc(pair.client, pair.client_if).obtain()
     assert lease.server_id == pair.server_ip and lease.ip in pair.subnet

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.clients import Udhcpc
-from appliance.lab.netns import Lab
-from appliance.lab.servers import start_udhcpd
+from lab.clients import Udhcpc
+from lab.netns import Lab
+from lab.servers import start_udhcpd
 from tests.system._daemon import Imageserver
 
 pytestmark = pytest.mark.system
@@ -33,14 +33,9 @@ def wait_probed(server: Imageserver, timeout: float = 15) -> dict[str, Any]:
 
 @pytest.mark.parametrize("allow_rogue", [False, True])
 def test_a_second_dhcp_server_is_reported_and_the_pool_refused_unless_allowed(lab: Lab, allow_rogue: bool) -> None:
-    srv, rog, cli = lab.namespace("srv"), lab.namespace("rogue"), lab.namespace("cli")
-    bridge, s1, s2, r_if, c_if = (lab.ifname(k) for k in ("br", "vs", "vs", "vr", "vc"))
-    lab.veth(srv, s1, rog, r_if)
-    lab.veth(srv, s2, cli, c_if)
-    lab.bridge(srv, bridge, [s1, s2])
-    subnet = lab.random_subnet()
-    server_ip, rogue_ip = subnet.network_address + 1, subnet.network_address + 2
-    srv.add_address(bridge, f"{server_ip}/24")
+    seg = lab.segment("rogue", "cli")
+    (rog, r_if), (cli, c_if) = seg.members
+    srv, bridge, subnet, server_ip, rogue_ip = seg.server, seg.bridge, seg.subnet, seg.server_ip, seg.host(2)
     rog.add_address(r_if, f"{rogue_ip}/24")
     udhcpd = start_udhcpd(rog, r_if, rogue_ip, subnet, pool=(200, 220))
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Dhclient
-from appliance.lab.netns import Lab, Namespace
+from lab.clients import Dhclient
+from lab.netns import Lab, Namespace
 from state import installs
 from state.credentials import rsync_password
 from state.db import connect, db_path

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from appliance.lab.netns import Lab, LabError, Namespace, Proc, lab_unavailable_reason
+from lab.daemon import Daemon
+from lab.netns import Lab, LabError, Namespace, Proc, lab_unavailable_reason
 from tests.system._daemon import env
 
 pytestmark = [pytest.mark.system,
@@ -118,13 +119,8 @@ enabled = false
 [rsyncd]
 enabled = false
 """)
-    proc = ns.popen(["prlimit", f"--nofile={nofile}", sys.executable, "-m", "appliance.cli", "serve",
-                     "--config", str(config)], env=env())
-    deadline = time.monotonic() + 20
-    while "event=ready" not in proc.output():
-        if not proc.alive() or time.monotonic() > deadline:
-            raise LabError(f"imageserver did not start: {proc.output()[-3000:]}")
-        time.sleep(0.05)
+    proc = Daemon(ns, config, state, api_port=HTTP_PORT).start(prefix=["prlimit", f"--nofile={nofile}"]).proc
+    assert proc is not None
     tmp = lab.tmp_path("client")
     tmp.mkdir()
     return Server(ns, proc, state, tmp)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import Dhclient
-from appliance.lab.netns import Lab, Namespace
+from lab.clients import Dhclient
+from lab.netns import Lab, Namespace
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system
@@ -83,8 +83,7 @@ def test_a_second_serve_on_the_same_state_dir_exits_and_the_first_keeps_its_leas
     second = Imageserver(other.server, other.server_if, other.server_ip, other.subnet)
     second.config.write_text(second.config.read_text().replace(str(second.state_dir), str(first.state_dir)))
     second.state_dir = first.state_dir
-    proc = other.server.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(second.config)],
-                              env=env())
+    proc = second.spawn()
     code = proc.wait(10)
     assert code != 0
     assert f"pid={first.proc.pid} role=serve" in proc.output(), proc.output()[-2000:]
@@ -249,16 +248,11 @@ def test_path_like_image_names_get_400_from_the_api_and_an_error_from_the_cli(la
 
 
 def test_a_spoofed_release_leaves_the_victims_lease_and_the_owners_release_works(lab: Lab) -> None:
-    srv, victim_ns, attacker = lab.namespace("srv"), lab.namespace("cli"), lab.namespace("att")
-    bridge, s1, s2, c1, a1 = (lab.ifname(k) for k in ("br", "vs", "vs", "vc", "va"))
-    lab.veth(srv, s1, victim_ns, c1)
-    lab.veth(srv, s2, attacker, a1)
-    lab.bridge(srv, bridge, [s1, s2])
-    subnet = lab.random_subnet()
-    server_ip, attacker_ip = subnet.network_address + 1, subnet.network_address + 50
-    srv.add_address(bridge, f"{server_ip}/24")
+    seg = lab.segment("cli", "att")
+    (victim_ns, c1), (attacker, a1) = seg.members
+    server_ip, attacker_ip = seg.server_ip, seg.host(50)
     attacker.add_address(a1, f"{attacker_ip}/24")
-    server = Imageserver(srv, bridge, server_ip, subnet).start()
+    server = Imageserver(seg.server, seg.bridge, seg.server_ip, seg.subnet).start()
 
     victim = Dhclient(victim_ns, c1)
     lease = victim.obtain()

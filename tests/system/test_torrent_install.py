@@ -20,7 +20,7 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 
-from appliance.lab.netns import Lab
+from lab.netns import Lab
 from protocols import torrent as bt
 from state import credentials
 from tests.system._mastertree import build_master

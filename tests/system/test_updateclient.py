@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.netns import Lab, Pair
+from lab.netns import Lab, Pair
 from state import installs
 from state.credentials import update_token
 from state.db import connect, db_path

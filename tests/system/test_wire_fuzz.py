@@ -17,8 +17,8 @@ import sys
 
 import pytest
 
-from appliance.lab.clients import Dhclient
-from appliance.lab.netns import Lab
+from lab.clients import Dhclient
+from lab.netns import Lab
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system

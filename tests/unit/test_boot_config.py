@@ -21,3 +21,28 @@ def test_unknown_loader_names_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"boot": {"loader": "grub"}})
     assert str(info.value).startswith("boot.loader:")
+
+
+DHCP = {"appliance": {"address": "10.0.0.1"},
+        "dhcp": {"enabled": True, "subnet": "10.0.0.0/24", "pool": "10.0.0.100-10.0.0.150"}}
+
+
+def _uefi_file(boot: dict[str, object], dhcp: dict[str, object] | None = None) -> str:
+    from appliance.dhcp_setup import server_settings
+
+    cfg = parse_config({**DHCP, "boot": boot, "dhcp": {**DHCP["dhcp"], **(dhcp or {})}})
+    return server_settings(cfg).boot.uefi_file
+
+
+def test_uefi_loader_defaults_to_ipxe_and_shim_makes_dhcp_name_shim() -> None:
+    assert parse_config({}).boot.uefi_loader == "ipxe"
+    assert _uefi_file({}) == "ipxe.efi"
+    assert _uefi_file({"uefi_loader": "shim"}) == "shimx64.efi"
+    # An explicit [dhcp] uefi_file still wins (e.g. snponly.efi), whatever the loader.
+    assert _uefi_file({"uefi_loader": "shim"}, {"uefi_file": "snponly.efi"}) == "snponly.efi"
+
+
+def test_unknown_uefi_loader_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"boot": {"uefi_loader": "grub"}})
+    assert str(info.value).startswith("boot.uefi_loader:")

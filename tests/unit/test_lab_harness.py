@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.lab.clients import DhcpClientError, lease_from_dhcp_message, parse_events
-from appliance.lab.hostguard import HostSnapshot
-from appliance.lab.qemu import VmConfig, qemu_argv, random_mac
-from appliance.lab.ra import build_router_advertisement, parse_router_advertisement
+from lab.clients import DhcpClientError, lease_from_dhcp_message, parse_events
+from lab.hostguard import HostSnapshot
+from lab.qemu import VmConfig, qemu_argv, random_mac
+from lab.ra import build_router_advertisement, parse_router_advertisement
 
 
 def test_hook_record_parses_into_events_in_order() -> None:

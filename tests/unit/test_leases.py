@@ -354,6 +354,17 @@ def test_subnets_can_change_live_without_losing_leases(book: Offline) -> None:
     assert m.offer(mac(2), wider, None, T0 + 1) == ip(101)
 
 
+def test_a_pool_moved_by_a_reload_on_the_same_network_object_is_the_one_used(book: Offline) -> None:
+    # Pools are found by the network object's identity first (a per-packet shortcut): a reload that keeps
+    # the very same IPv4Network but moves the pool must not leave the old pool answering.
+    m = book.model
+    dora(m, mac(1))
+    moved = PoolSpec(NET, IPv4Address("10.20.0.150"), IPv4Address("10.20.0.160"), 600)
+    m.set_subnets([moved])
+    assert m.offer(mac(2), moved, None, T0 + 1) == ip(150)
+    assert m.offer(mac(3), POOL, None, T0 + 1) == ip(151)  # another Subnet object, same network: same pool
+
+
 def test_a_hundred_thousand_leases_load_and_allocate(tmp_path: Path) -> None:
     # A sanity check of the indexes at the scale target (timing is measured in bench/, not asserted).
     big = PoolSpec(IPv4Network("10.64.0.0/14"), IPv4Address("10.64.0.10"), IPv4Address("10.67.255.250"), 3600)

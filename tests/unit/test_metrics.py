@@ -8,7 +8,8 @@ import math
 import pytest
 
 from protocols.prometheus import Family, MetricError, render
-from services.api_metrics import DURATION_BUCKETS, PoolUsage, collect, install_durations
+from services.api_metrics import DURATION_BUCKETS, PoolUsage, collect
+from state.installstats import InstallTally
 from tests.expocheck import ExpositionError, parse
 
 
@@ -76,7 +77,7 @@ def test_status_counters_map_onto_metric_names_and_nothing_is_lost_or_doubled() 
     events = [("a", 100.0, "script"), ("a", 130.0, "rsync"), ("a", 190.0, "done"),
               ("b", 50.0, "script"), ("b", 60.0, "failed"), ("b", 70.0, "reinstall"), ("b", 400.0, "installer"),
               ("b", 1000.0, "done")]
-    expo = parse(render(collect(STATUS, install_events=events, host_states={"installed": 2},
+    expo = parse(render(collect(STATUS, installs=InstallTally().add_all(events), host_states={"installed": 2},
                                 pools=[PoolUsage("10.0.0.0/24", 100, 3, 1)])))
     assert expo.value("imageserver_dhcp_received_total", type="discover") == 3
     assert expo.value("imageserver_dhcp_sent_total", type="ack") == 3
@@ -106,11 +107,28 @@ def test_status_counters_map_onto_metric_names_and_nothing_is_lost_or_doubled() 
     assert expo.value("imageserver_dhcp_pool_active_leases", subnet="10.0.0.0/24") == 3
 
 
+def durations(events: list[tuple[str, float, str]]) -> tuple[int, float]:
+    tally = InstallTally().add_all(events)
+    return tally.observed, tally.total
+
+
 def test_install_duration_runs_from_the_first_report_to_done() -> None:
     # A reinstall request is the operator's, not the machine's: the clock starts at the next report.
-    assert install_durations([("h", 0.0, "reinstall"), ("h", 500.0, "script"), ("h", 560.0, "done")]) == [60.0]
+    assert durations([("h", 0.0, "reinstall"), ("h", 500.0, "script"), ("h", 560.0, "done")]) == (1, 60.0)
     # A failed attempt yields no duration, and the next attempt starts fresh.
-    assert install_durations([("h", 0.0, "script"), ("h", 10.0, "failed"), ("h", 20.0, "installer"),
-                              ("h", 50.0, "done")]) == [30.0]
+    assert durations([("h", 0.0, "script"), ("h", 10.0, "failed"), ("h", 20.0, "installer"),
+                      ("h", 50.0, "done")]) == (1, 30.0)
     # A done without a start (events pruned) is not a zero-second install.
-    assert install_durations([("h", 5.0, "done")]) == []
+    assert durations([("h", 5.0, "done")]) == (0, 0.0)
+
+
+def test_install_tally_taken_in_slices_equals_one_pass() -> None:
+    # The daemon reads only the events since the last scrape: an attempt split across two scrapes counts once.
+    events = [("a", 0.0, "script"), ("b", 1.0, "script"), ("a", 70.0, "done"), ("b", 5.0, "failed"),
+              ("b", 10.0, "installer"), ("b", 2000.0, "done")]
+    whole = InstallTally().add_all(events)
+    for cut in range(len(events) + 1):
+        sliced = InstallTally().add_all(events[:cut]).add_all(events[cut:])
+        assert (sliced.counts, sliced.total, sliced.outcomes) == (whole.counts, whole.total, whole.outcomes)
+    assert whole.outcomes == {"done": 2, "failed": 1} and whole.total == 70.0 + 1990.0
+    assert whole.counts[DURATION_BUCKETS.index(120.0)] == 1 and whole.counts[DURATION_BUCKETS.index(3600.0)] == 1

@@ -37,5 +37,7 @@ def test_every_operation_has_a_summary_and_responses() -> None:
                 assert op.get("security") == [{"install": []}], f"{method.upper()} {path} must name its token"
             elif method != "get" and path.endswith(("/update-events", "/autoinstall")):  # updateclient
                 assert op.get("security") == [{"install": []}, {"admin": []}], f"{method.upper()} {path}"
+            elif path.startswith("/satellite/"):  # satellites use their own token, GET included
+                assert op.get("security") == [{"satellite": []}], f"{method.upper()} {path} must name its token"
             elif method != "get":
                 assert op.get("security") == [{"admin": []}], f"{method.upper()} {path} must say it needs the token"

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from services.ratelimit import LimitedLog, RateLimiter
+from state.eventlog import EventLog
 
 
 def test_first_burst_pass_then_suppressed_and_reported_in_the_next_interval():
@@ -53,10 +54,10 @@ def test_keys_are_bounded():
 
 def test_limited_log_writes_burst_lines_and_one_summary(caplog: pytest.LogCaptureFixture):
     logger = logging.getLogger("imageserver.test-ratelimit")
-    limited = LimitedLog(logger, RateLimiter(burst=2, interval=10.0))
+    limited = LimitedLog(EventLog(logger), RateLimiter(burst=2, interval=10.0))
     with caplog.at_level(logging.INFO, logger=logger.name):
         for i in range(10_000):
-            limited.log("emfile", i * 0.0001, logging.ERROR, "event=accept-failed n=%d", i)
+            limited.log("emfile", i * 0.0001, logging.ERROR, "accept-failed", n=i)
         limited.flush(20.0)
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["event=accept-failed n=0", "event=accept-failed n=1",

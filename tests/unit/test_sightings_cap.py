@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from state.db import migrate
+from state.hosts import is_host
 from state.sightings import MachineLog
 from state.writeback import WriteBack
 
@@ -83,3 +84,27 @@ def test_evicted_and_re_seen_in_one_commit_ends_as_the_last_row_says() -> None:
     assert stored(c) == {mac(1)}
     _write_machines(c, [row, (mac(1), *(None,) * 9)])
     assert stored(c) == set()
+
+
+def test_a_machine_in_the_hosts_table_is_never_evicted_with_is_host_as_the_check() -> None:
+    # The daemon's wiring: protected = is_host over the store (one SELECT 1 per eviction candidate).
+    c = conn()
+    c.execute("INSERT INTO hosts(name, mac, state, created, updated) VALUES ('node1', ?, 'new', 0, 0)", (mac(0),))
+    assert is_host(c, mac(0)) and not is_host(c, mac(1))
+    log = MachineLog(WriteBack(conn=c), cap=3, protected=lambda m: is_host(c, m))
+    for i in range(50):
+        log.seen(mac(i), 1000.0 + i)
+    assert mac(0) in stored(c) and len(stored(c)) == 3
+
+
+def test_a_repeated_sighting_keeps_what_is_known_and_a_new_detail_still_lands() -> None:
+    # The per-packet shortcut (details equal to what is known, or none told) must not hide a change.
+    c = conn()
+    log = MachineLog(WriteBack(conn=c), refresh=60.0)
+    log.seen(mac(1), 1000.0, arch=7, relay="10.0.0.1")
+    again = log.seen(mac(1), 1001.0, arch=7, relay="10.0.0.1")
+    assert (again.arch, again.relay, again.last_seen) == (7, "10.0.0.1", 1001.0)
+    assert log.seen(mac(1), 1002.0).arch == 7  # nothing told: kept
+    changed = log.seen(mac(1), 1003.0, arch=7, relay="10.0.0.2")
+    assert changed.relay == "10.0.0.2"
+    assert c.execute("SELECT relay FROM machines WHERE mac = ?", (mac(1),)).fetchone()[0] == "10.0.0.2"

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from appliance.lab.netns import Lab, LabError, Namespace, Proc
+from lab.netns import Lab, LabError, Namespace, Proc
 
 QEMU = "qemu-system-x86_64"
 RA_SCRIPT = Path(__file__).with_name("ra.py")
@@ -116,6 +116,7 @@ class VmConfig:
     memory_mb: int = 1024
     cpu: str | None = None  # e.g. "max" for SSE4.2 (crc32c-intel) under TCG
     nic_rom: Path | None = None  # None: QEMU's default iPXE ROM for virtio-net (from ipxe-qemu)
+    option_rom: bool = True  # False: no NIC option ROM (OVMF's own virtio-net driver and PXE do the boot)
     extra_args: Sequence[str] = ()
 
 
@@ -132,7 +133,7 @@ def qemu_argv(config: VmConfig, tap: str, serial_log: Path) -> list[str]:
     nic = f"virtio-net-pci,netdev=n0,mac={config.mac}"
     if config.boot == "network":
         nic += ",bootindex=1"
-    if config.boot == "kernel":
+    if config.boot == "kernel" or not config.option_rom:
         nic += ",romfile="  # no option ROM: nothing boots from it, and it costs TCG time
     elif config.nic_rom is not None:
         nic += f",romfile={config.nic_rom}"
@@ -152,6 +153,26 @@ def qemu_argv(config: VmConfig, tap: str, serial_log: Path) -> list[str]:
     elif config.boot == "disk" and not config.disks:
         raise ValueError('boot="disk" needs a disk')
     return [*argv, *config.extra_args]
+
+
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_SECBOOT_CODE = OVMF_DIR / "OVMF_CODE_4M.secboot.fd"  # Debian package ovmf: needs SMM (q35, smm=on)
+OVMF_MS_VARS = OVMF_DIR / "OVMF_VARS_4M.ms.fd"  # Secure Boot on, Microsoft's keys enrolled (trusts shim)
+
+
+def secure_boot_unavailable_reason() -> str | None:
+    missing = [str(p) for p in (OVMF_SECBOOT_CODE, OVMF_MS_VARS) if not p.exists()]
+    return f"{', '.join(missing)} missing (Debian package ovmf)" if missing else None
+
+
+def secure_boot_args(vars_file: Path) -> tuple[str, ...]:
+    """QEMU arguments for OVMF with Secure Boot enforcing: q35 with SMM (the secboot build keeps its
+    variables in SMM-protected flash, so the OS cannot rewrite the keys), read-only code, and the
+    machine's own copy of the variable store (make it with a copy of OVMF_MS_VARS; it is the machine's
+    NVRAM, so keep it across that machine's boots). SMM needs TCG here (this KVM cannot do SMM)."""
+    return ("-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_SECBOOT_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}")
 
 
 @dataclass(slots=True)

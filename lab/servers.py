@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.lab.netns import LabError, Namespace, Proc
+from lab.netns import LabError, Namespace, Proc
 
 BUSYBOX = "busybox"
 

@@ -192,6 +192,21 @@ class Pair:
         return self.subnet.network_address + number
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A server namespace whose bridge (<subnet>.1/24) joins several other namespaces, each by one veth pair:
+    one L2 segment with a server and clients (or a rogue server, an attacker) on it."""
+
+    server: Namespace
+    bridge: str
+    subnet: ipaddress.IPv4Network
+    server_ip: ipaddress.IPv4Address
+    members: tuple[tuple[Namespace, str], ...]  # (namespace, its interface), in the order asked for
+
+    def host(self, number: int) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + number
+
+
 @dataclass
 class Lab:
     """Namespaces, links and processes for one test; `close()` (or the context manager) removes all of it."""
@@ -339,6 +354,24 @@ class Lab:
         server_ip = subnet.network_address + 1
         server.add_address(server_if, f"{server_ip}/{subnet.prefixlen}")
         return Pair(server, client, server_if, client_if, subnet, server_ip)
+
+    def segment(self, *roles: str) -> Segment:
+        """A server ns with a bridge on <subnet>.1/24 and one namespace per role, each joined by a veth (up,
+        unconfigured on the member's side)."""
+        server = self.namespace("srv")
+        bridge = self.ifname("br")
+        members: list[tuple[Namespace, str]] = []
+        ports: list[str] = []
+        for role in roles:
+            member, port, iface = self.namespace(role), self.ifname("vs"), self.ifname("v" + role[0])
+            self.veth(server, port, member, iface)
+            members.append((member, iface))
+            ports.append(port)
+        self.bridge(server, bridge, ports)
+        subnet = self.random_subnet()
+        server_ip = subnet.network_address + 1
+        server.add_address(bridge, f"{server_ip}/{subnet.prefixlen}")
+        return Segment(server, bridge, subnet, server_ip, tuple(members))
 
     # ---------------------------------------------------------------- cleanup
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from appliance.lab.netns import Lab, Namespace
+from lab.netns import Lab, Namespace
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 Safety (LAB.md): a client in a namespace shares the host's /etc, and the default hooks of dhclient
 and dhcpcd rewrite /etc/resolv.conf and the hostname. So every client here runs with an
-address-only hook from appliance/lab/hooks/ (dhcpcd with no hook at all), with its config, lease and pid
+address-only hook from lab/hooks/ (dhcpcd with no hook at all), with its config, lease and pid
 files in the lab's tmp dir, and every run checks the host's /etc/resolv.conf, hosts, hostname and
 hostname are unchanged afterwards (HostEtcChanged otherwise).
 
@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from appliance.lab.hostguard import HostSnapshot
-from appliance.lab.netns import LabError, Namespace, Proc
+from lab.hostguard import HostSnapshot
+from lab.netns import LabError, Namespace, Proc
 
 HOOKS = Path(__file__).with_name("hooks")
 DHCLIENT_HOOK = HOOKS / "dhclient-address-only.sh"

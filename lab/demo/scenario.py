@@ -1,4 +1,4 @@
-"""The demo's path, step by step, shared by `make demo` (appliance/demo/__main__.py) and the e2e
+"""The demo's path, step by step, shared by `make demo` (lab/demo/__main__.py) and the e2e
 install test (tests/e2e/test_install.py), so the two cannot drift apart.
 
     host ns (nothing touched)      lab namespaces only:
@@ -6,29 +6,28 @@ install test (tests/e2e/test_install.py), so the two cannot drift apart.
       master ns  [the demo master client tree, prepareclient]   10.x.y.2 --veth--+-- bridge (vm ns)
       vm ns      QEMU (TCG) on a tap: blank virtio disk, PXE first                +-- tap -- VM
 
-The lab (namespaces, bridge, taps, processes, QEMU) is appliance/lab, shared with the tests; everything
+The lab (namespaces, bridge, taps, processes, QEMU) is lab, shared with the tests; everything
 it creates lives in namespaces it made and is removed by `Lab.close()`, also on failure and Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from appliance import bootenv
-from appliance.demo.tree import MARKER, build_demo_tree
 from appliance.installer import install_bootenv
-from appliance.lab.netns import Lab, LabError, Namespace, Proc
-from appliance.lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
+from lab.daemon import Daemon
+from lab.demo.tree import MARKER, build_demo_tree
+from lab.netns import Lab, LabError, Namespace
+from lab.qemu import Vm, VmConfig, VmNetwork, random_mac, start_ra_sender, vm_network
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "demo"
@@ -43,39 +42,25 @@ class DemoError(RuntimeError):
 
 
 @dataclass
-class Appliance:
-    """`imageserver serve` inside the server namespace, driven through its CLI and API."""
+class Appliance(Daemon):
+    """`imageserver serve` inside the server namespace (lab.daemon's driver), driven through its CLI and API."""
 
-    ns: Namespace
-    state_dir: Path
-    config: Path
-    proc: Proc | None = None
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
-
-    def start(self, timeout: float = 30) -> Appliance:
-        self.proc = self.ns.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(self.config)],
-                                  env=self.env())
-        deadline = time.monotonic() + timeout
-        while "event=ready" not in self.proc.output():
-            if not self.proc.alive() or time.monotonic() > deadline:
-                raise DemoError(f"imageserver did not start: {self.proc.output()[-3000:]}")
-            time.sleep(0.05)
-        return self
+    def start(self, *extra: str, prefix: Sequence[str] = (), timeout: float = 30) -> Self:
+        try:
+            return super().start(*extra, prefix=prefix, timeout=timeout)
+        except LabError as e:
+            raise DemoError(f"imageserver did not start: {e}") from e
 
     def cli(self, *args: str, timeout: float = 300) -> str:
-        """Run `imageserver ARGS --config ...` inside the server namespace; its stdout."""
-        argv = [sys.executable, "-m", "appliance.cli", "--config", str(self.config), *args]
-        result = self.ns.run(argv, env=self.env(), timeout=timeout)
+        """Run `imageserver --config ... ARGS` inside the server namespace; its stdout and stderr."""
+        result = self.run_cli(*args, timeout=timeout)
         return result.stdout + result.stderr  # warnings too: they explain a later failure
 
     def get(self, path: str) -> Any:
-        out = self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", "10", f"http://127.0.0.1{path}"]).stdout
-        return json.loads(out)
+        return self.api(path)
 
     def get_text(self, path: str) -> str:
-        return self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", "10", f"http://127.0.0.1{path}"]).stdout
+        return self.api_text(path)
 
 
 @dataclass
@@ -128,11 +113,12 @@ class DemoLab:
         self.say(f"master client tree: {self.tree} (busybox, kernel {self.kernel.release}, extlinux)")
         return self.tree
 
-    def capture(self) -> float:
+    def capture(self, imageserver: IPv4Address | None = None) -> float:
         """The master client's tree on a real (file) disk, prepareclient on the master (its layout and an
-        rsync daemon), getimage on the imageserver: image demo v1 and scripts/demo.master. Seconds taken."""
+        rsync daemon), getimage on the imageserver: image demo v1 and scripts/demo.master. Seconds taken.
+        `imageserver`: the address the capturing appliance reaches the master from (default: the lab's server)."""
         assert self.tree is not None and self.app is not None and self.master is not None and self.net is not None
-        from appliance.demo.disk import build_boot_disk, loop_partition, mounted
+        from lab.demo.disk import build_boot_disk, loop_partition, mounted
 
         disk = build_boot_disk(self.tree, self.lab.tmp_path("master-disk.img"), size_mb=128).disk
         prepareclient = REPO / "appliance" / "data" / "prepareclient"
@@ -143,7 +129,8 @@ class DemoLab:
             env = {**os.environ, "SYSTEMIMAGER_ROOT": str(root), "SYSTEMIMAGER_DISKS": str(disk),
                    "SYSTEMIMAGER_RUN": str(run_dir)}
             try:
-                out = self.master.run(["sh", str(prepareclient), "--server", str(self.net.server_ip)], env=env)
+                out = self.master.run(["sh", str(prepareclient), "--server", str(imageserver or self.net.server_ip)],
+                                      env=env)
                 self.say("prepareclient: " + out.stdout.strip().replace("\n", "\n  "))
                 out = self.app.cli("getimage", "--master-client", str(self.master_ip), "--image", IMAGE, "--yes")
                 self.say("getimage: " + out.strip().replace("\n", "\n  "))
@@ -153,7 +140,9 @@ class DemoLab:
                 _kill_all(self.master)
         return time.monotonic() - started
 
-    def appliance(self) -> Appliance:
+    def appliance(self, extra: str = "", boot_options: str = "") -> Appliance:
+        """`imageserver serve` in the server namespace; `boot_options`: extra [boot] lines (TOML); `extra` TOML is
+        appended to its config."""
         assert self.net is not None
         net = self.net
         state = self.lab.tmp_path("state")
@@ -183,8 +172,9 @@ port = 80
 [boot]
 poll_seconds = 2
 kernel_cmdline = "console=ttyS0,115200 panic=-1"
-""")
-        self.app = Appliance(net.server, state, config).start()
+{boot_options}
+{extra}""")
+        self.app = Appliance(net.server, config=config, state_dir=state).start()
         self.say(f"imageserver serving in {net.server.name} (state {state})")
         return self.app
 
@@ -199,16 +189,17 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
         """The tree of image `demo` (newest version unless given), from the catalog."""
         import sqlite3
 
+        from state.images import get_version, newest
+
         assert self.app is not None
         conn = sqlite3.connect(f"file:{self.app.state_dir / 'imageserver.db'}?mode=ro", uri=True, timeout=10)
         try:
-            row = conn.execute("SELECT path FROM images WHERE name = ? AND (? IS NULL OR version = ?) "
-                               "ORDER BY version DESC LIMIT 1", (IMAGE, version, version)).fetchone()
+            iv = newest(conn, IMAGE) if version is None else get_version(conn, IMAGE, version)
         finally:
             conn.close()
-        if row is None:
+        if iv is None:
             raise DemoError(f"image {IMAGE} is not in the catalog")
-        return Path(row[0])
+        return Path(iv.path)
 
     # ------------------------------------------------------------------ the walk
 
@@ -306,7 +297,7 @@ def _event_line(event: dict[str, Any]) -> str:
 
 def raw_rsync_seconds(tree: Path, scratch: Path) -> float:
     """The same image rsynced into an empty file system on this machine: the floor for any install."""
-    from appliance.demo.disk import rsync_into_empty_fs
+    from lab.demo.disk import rsync_into_empty_fs
 
     try:
         return rsync_into_empty_fs(tree, scratch)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.demo.scenario import DEFAULT_CACHE, DemoError, DemoLab, LabError, raw_rsync_seconds, require_tools
+from lab.demo.scenario import DEFAULT_CACHE, DemoError, DemoLab, LabError, raw_rsync_seconds, require_tools
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -24,7 +24,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=".venv/bin/python -m appliance.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog=".venv/bin/python -m lab.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help=f"kernel and initrd cache (default {DEFAULT_CACHE})")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C cleans up even when started from a script that left SIGINT ignored (background jobs).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from appliance.lab.netns import Lab
+    from lab.netns import Lab
 
     started = time.monotonic()
 

@@ -1,0 +1,309 @@
+"""What an autoinstall client asks of the imageserver: its script, and the reports of its progress.
+
+The script goes only to the machine itself (from the address leased or reserved for its MAC, with the
+fetch nonce of its boot script or its install token), only while its host is due to install; reports
+need the install token. Refusals are domain errors (Unauthorized carries the install realm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from domain.sources import Sources
+from protocols.mac import MacError, normalize_mac
+from state import credentials, images, installs, transports
+from state.eventlog import EventLog
+from state.hostbook import HostBook, address_op
+from state.hosts import HostError, Op
+from state.leases import LeaseError, stored_bindings
+
+log = EventLog("imageserver.install")
+
+INSTALL_REALM = 'Bearer realm="imageserver-install"'
+
+
+@dataclass(frozen=True, slots=True)
+class SubnetInfo:
+    network: IPv4Network
+    router: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSettings:
+    """What installs need of the config (defaults work without one)."""
+
+    address: str | None = None  # the imageserver's address as clients reach it; None: the Host they used
+    rsync_port: int = 873
+    auto_static: str = "on-install"  # [dhcp] auto_static
+    domain: str | None = None
+    subnets: tuple[SubnetInfo, ...] = field(default_factory=tuple)
+    token_seconds: float = credentials.INSTALL_TOKEN_SECONDS  # an install token's lifetime
+
+    def subnet_of(self, ip: IPv4Address | None) -> SubnetInfo | None:
+        if ip is None:
+            return None
+        return next((s for s in self.subnets if ip in s.network), None)
+
+
+def _unauthorized(message: str) -> Unauthorized:
+    return Unauthorized(message, challenge=INSTALL_REALM)
+
+
+def installing_host(src: Sources, mac_text: str) -> tuple[str, installs.InstallHost]:
+    """(canonical MAC, its host); Invalid for a malformed MAC, NotFound when no host has it."""
+    try:
+        mac = normalize_mac(mac_text)
+    except MacError as e:
+        raise Invalid(str(e)) from None
+    host = installs.host_by_mac(src.reader, mac)
+    if host is None:
+        raise NotFound(f"no host has MAC {mac}")
+    return mac, host
+
+
+def address_of(src: Sources, mac: str, host: installs.InstallHost) -> IPv4Address | None:
+    """The host's address: its own, else its reservation, else its current lease."""
+    if host.ip is not None:
+        return host.ip
+    if src.leases is not None:
+        current = src.leases.current(mac)
+        if current is not None:
+            return current.ip
+    bound = stored_bindings(src.reader, [mac]).get(mac)  # a reservation wins over a lease
+    return IPv4Address(bound[1]) if bound is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRequest:
+    mac: str  # as the URL spells it
+    peer: str | None  # the address the request came from
+    bearer: str | None  # the Authorization: Bearer credential, if any
+    server: str  # the imageserver as the client reached it (address, else the Host it used)
+    http_base: str  # scheme://host[:port] of this request
+
+
+@dataclass(frozen=True, slots=True)
+class InstallScript:
+    host: str
+    mac: str
+    image: str
+    version: int
+    text: str
+
+
+def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, req: ScriptRequest,
+                   now: float) -> InstallScript:
+    """The host's autoinstall script with its variables prepended; it changes no state."""
+    mac, host = installing_host(src, req.mac)
+    if not credentials.install_token_live(host.state):
+        raise Conflict(f"host {host.name} is {host.state}; reinstall it to install again")
+    # Only the machine itself: from the address leased or reserved for this MAC, with its credential.
+    bound = address_of(src, mac, host)
+    if bound is None or req.peer != str(bound):
+        log.warning('install-script-refused', hostname=host.name, mac=mac, peer=req.peer, reason='address')
+        raise Forbidden(f"the script of {host.name} is served only to the address leased or reserved for {mac}")
+    token = host.install_token
+    if credentials.token_expired(host.token_issued, now, settings.token_seconds):
+        raise _unauthorized(f"the install token of {host.name} has expired: PXE-boot the machine again")
+    if token is None or not (installs.token_matches(host, req.bearer)
+                             or credentials.same(req.bearer, credentials.fetch_nonce(token, mac, str(bound)))):
+        log.warning('install-script-refused', hostname=host.name, mac=mac, peer=req.peer, reason='credential')
+        raise _unauthorized(f"the script of {host.name} needs the install nonce from its boot script or its "
+                            "install token: Authorization: Bearer <nonce>")
+    if not host.image:
+        raise Conflict(f"host {host.name} has no image")
+    version = installs.resolve_version(src.reader, host)
+    if version is None:
+        raise Conflict(f"image {host.image} has no captured version")
+    source = installs.script_source(host)
+    if source is not None and "\n" in source:
+        body = source
+    else:
+        try:
+            path = scripts_dir / installs.script_file_name(host)
+        except installs.InstallError as e:
+            raise Conflict(str(e)) from None
+        try:
+            body = path.read_text()
+        except FileNotFoundError:
+            raise NotFound(f"no autoinstall script {path} (getimage writes <image>.master)") from None
+    subnet = settings.subnet_of(bound)
+    server = settings.address or req.server
+    module = f"{host.image}_v{version}"
+    values: dict[str, object] = {
+        "HOSTNAME": host.name,
+        "MAC": mac,
+        "IPADDR": bound,
+        "NETMASK": subnet.network.netmask if subnet else None,
+        "PREFIX": subnet.network.prefixlen if subnet else None,
+        "GATEWAY": subnet.router if subnet and subnet.router else None,
+        "DNS": " ".join(map(str, subnet.dns)) if subnet and subnet.dns else None,
+        "DOMAIN": (subnet.domain if subnet and subnet.domain else settings.domain),
+        "IMAGESERVER": server,
+        "IMAGESERVER_URL": req.http_base,
+        "IMAGE": host.image,
+        "VERSION": version,
+        "RSYNC_MODULE": module,
+        "MODULE": module,
+        "RSYNC_PORT": settings.rsync_port,
+        "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{module}/",
+        "IMAGE_BYTES": installs.image_bytes(src.reader, host.image, version),
+        # rsync | bittorrent | multicast (each falls back to rsync): the host's own, else its image's default
+        "TRANSPORT": transports.effective(src.reader, host.transport, host.image),
+        "INSTALL_TOKEN": token,
+        # rsync reads RSYNC_PASSWORD from the environment: never on a command line `ps` shows.
+        "RSYNC_USER": host.name,
+        "RSYNC_PASSWORD": credentials.rsync_password(token),
+        # updateclient's credential on the installed system (not the install token: see state/credentials.py)
+        "UPDATE_TOKEN": credentials.update_token(token),
+    }
+    try:
+        text = installs.with_variables(body, values)
+    except installs.InstallError as e:
+        raise Conflict(str(e)) from None
+    return InstallScript(host.name, mac, host.image, version, text)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True, slots=True)
+class InstallReport:
+    """POST /install/{mac}/events: {"stage", "detail"?, "bytes"?, "total"?}."""
+
+    stage: str
+    detail: str | None  # JSON, as stored
+    bytes: int | None = None
+    total: int | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> InstallReport:
+        try:
+            stage = installs.check_stage(body.get("stage"))
+            detail = installs.event_detail(body.get("detail"), body.get("bytes"), body.get("total"))
+        except installs.InstallError as e:
+            raise Invalid(str(e)) from None
+        done, total = body.get("bytes"), body.get("total")
+        if stage == "progress" and done is None:
+            raise Invalid('a "progress" report needs "bytes"')
+        return cls(stage, detail, done, total)
+
+
+def reporting_host(src: Sources, settings: InstallSettings, mac_text: str, bearer: str | None,
+                   now: float) -> tuple[str, installs.InstallHost]:
+    """The host a report is for, if the report carries its live install token."""
+    mac, host = installing_host(src, mac_text)
+    if not (credentials.install_token_live(host.state) and installs.token_matches(host, bearer)
+            and not credentials.token_expired(host.token_issued, now, settings.token_seconds)):
+        raise _unauthorized(f"events for {host.name} need its install token: Authorization: Bearer <token>")
+    return mac, host
+
+
+def report_op(src: Sources, host: installs.InstallHost, mac: str, report: InstallReport, now: float) -> Op:
+    """The journal operation recording a (non-progress) report; it returns the host's new state."""
+    version = installs.resolve_version(src.reader, host) if report.stage == "done" else None
+    return installs.report_op(host.name, mac, now, report.stage, report.detail, version)
+
+
+def installed_reservation(src: Sources, settings: InstallSettings, host: installs.InstallHost,
+                          now: float) -> tuple[str, Op | None]:
+    """On "done": with [dhcp] auto_static = "on-install" the host's lease becomes its reservation, by the
+    same rules as every other host change (state.hostbook). Says what happened, and the op naming the
+    address on the host (when it had none)."""
+    if settings.auto_static != "on-install":
+        return f"auto_static is {settings.auto_static}", None
+    if src.leases is None:
+        return "no lease book", None
+    book = HostBook(src.reader, src.leases, auto_static=settings.auto_static)
+    try:
+        res = book.installed(host.name, now)
+    except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
+        log.warning('reservation-failed', hostname=host.name, mac=host.mac, error=str(e))
+        return f"not reserved: {e}", None
+    if res is None:
+        return "no active lease to reserve", None
+    op = address_op(host.name, res.ip, now) if host.ip is None else None  # listed with it: /hosts, export
+    return f"reserved {res.ip} ({res.source})", op
+
+
+@dataclass(frozen=True, slots=True)
+class SeatRequest:
+    """A host asking for a multicast seat, checked: its image version's tree and how many receivers to wait for."""
+
+    host: str
+    mac: str
+    image: str
+    version: int
+    tree: Path
+    expected: int  # hosts due to install this image: the receivers a new session waits for
+
+
+def multicast_request(src: Sources, settings: InstallSettings, mac_text: str, peer: str | None,
+                      bearer: str | None, now: float) -> SeatRequest:
+    """A multicast seat is the session's key, which decrypts the image: only the host itself (its live install
+    token, from the address leased or reserved for it) while it is due to install."""
+    mac, host = reporting_host(src, settings, mac_text, bearer, now)
+    bound = address_of(src, mac, host)
+    if bound is None or peer != str(bound):
+        log.warning('multicast-refused', hostname=host.name, mac=mac, peer=peer, reason='address')
+        raise Forbidden(f"a multicast seat for {host.name} is given only to the address leased or reserved for {mac}")
+    if not host.image:
+        raise Conflict(f"host {host.name} has no image")
+    version = installs.resolve_version(src.reader, host)
+    iv = images.get_version(src.reader, host.image, version) if version is not None else None
+    if iv is None:
+        raise Conflict(f"image {host.image} has no captured version")
+    return SeatRequest(host.name, mac, iv.name, iv.version, Path(iv.path), installs.due_to_install(src.reader, iv.name))
+
+
+@dataclass(frozen=True, slots=True)
+class TorrentRequest:
+    """A host asking for its torrent, its tracker or its web seed, checked: its image version's tree."""
+
+    host: str
+    mac: str
+    ip: str  # its address (the one the request came from)
+    token: str  # its install token (the torrent key is derived from it)
+    image: str
+    version: int
+    tree: Path
+
+
+def torrent_request(src: Sources, settings: InstallSettings, mac_text: str, peer: str | None,
+                    bearer: str | None, key: str | None, now: float) -> TorrentRequest:
+    """The torrent of an image version names its files and the tracker lists who installs it: only the host
+    itself (from the address leased or reserved for it) while it is due to install, with its install token or
+    the fetch nonce of its boot script (the .torrent, like the script), or its torrent key (the tracker and
+    web seed URLs inside that .torrent, which carry no header)."""
+    mac, host = installing_host(src, mac_text)
+    token = host.install_token
+    if not credentials.install_token_live(host.state) or token is None:
+        raise NotFound(f"host {host.name} is not due to install")
+    bound = address_of(src, mac, host)
+    if bound is None or peer != str(bound):
+        log.warning('torrent-refused', hostname=host.name, mac=mac, peer=peer, reason='address')
+        raise Forbidden(f"the torrent of {host.name} is served only to the address leased or reserved for {mac}")
+    if credentials.token_expired(host.token_issued, now, settings.token_seconds):
+        raise _unauthorized(f"the install token of {host.name} has expired: PXE-boot the machine again")
+    if key is not None:
+        ok = credentials.same(key, credentials.torrent_key(token))
+    else:
+        ok = installs.token_matches(host, bearer) or credentials.same(
+            bearer, credentials.fetch_nonce(token, mac, str(bound)))
+    if not ok:
+        log.warning('torrent-refused', hostname=host.name, mac=mac, peer=peer, reason='credential')
+        raise _unauthorized(f"not the credential of {host.name}")
+    if not host.image:
+        raise Conflict(f"host {host.name} has no image")
+    version = installs.resolve_version(src.reader, host)
+    iv = images.get_version(src.reader, host.image, version) if version is not None else None
+    if iv is None:
+        raise Conflict(f"image {host.image} has no captured version")
+    return TorrentRequest(host.name, mac, str(bound), token, iv.name, iv.version, Path(iv.path))

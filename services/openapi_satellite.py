@@ -1,0 +1,67 @@
+"""OpenAPI paths of the satellite routes (services/api_satellite.py); merged into services/openapi.py's document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_JSON = "application/json"
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_SECURITY = [{"satellite": []}]
+
+SATELLITE_SECURITY_SCHEME = {"type": "http", "scheme": "bearer",
+                             "description": "a satellite's token (`imageserver satellites add NAME` prints it once)"}
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema or {"type": "object"}}}}
+
+
+SATELLITE_PATHS: dict[str, Any] = {
+    "/satellite/v1/config": {
+        "get": {
+            "summary": "What a satellite mirrors: image versions (with disk layouts and their tree in the "
+                       "satellite rsync module), hosts (MAC, address, image, version, state), the rsync module "
+                       "and user; read-only, no secrets",
+            "security": _SECURITY,
+            "responses": {"200": _json("the config document"), "401": _json("no or a wrong satellite token", _ERROR)},
+        },
+    },
+    "/satellite/v1/reports": {
+        "post": {
+            "summary": "A satellite's buffered install reports, applied in order and each once (ids at or below the "
+                       "last applied are replays); also its versions and backlog for /api/v1/status",
+            "security": _SECURITY,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object", "properties": {
+                "events": {"type": "array", "maxItems": 500, "items": {"type": "object"}},
+                "versions": {"type": "array", "items": {"type": "string"}},
+                "backlog": {"type": "integer", "minimum": 0}}}}}},
+            "responses": {"200": _json("{delivered: last applied id, applied, dropped}"),
+                          "400": _json("a malformed batch (nothing applied)", _ERROR),
+                          "401": _json("no or a wrong satellite token", _ERROR)},
+        },
+    },
+    "/api/v1/satellites": {
+        "post": {
+            "summary": "A new satellite (name: 1-31 lower-case letters, digits, '-'); its token is in this answer "
+                       "only (the primary keeps its hash)",
+            "security": [{"admin": []}],
+            "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
+            "responses": {"201": _json("the satellite and its token", {"type": "object", "properties": {
+                "name": {"type": "string"}, "token": {"type": "string"}}}),
+                          "400": _json("a malformed name", _ERROR),
+                          "401": _json("the admin bearer token is missing or wrong", _ERROR),
+                          "409": _json("a satellite of that name exists, or there are as many as allowed", _ERROR)},
+        },
+    },
+    "/api/v1/satellites/{name}": {
+        "delete": {
+            "summary": "Forget a satellite: its token stops working at once",
+            "security": [{"admin": []}],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json("removed", {"type": "object", "properties": {"removed": {"type": "string"}}}),
+                          "401": _json("the admin bearer token is missing or wrong", _ERROR),
+                          "404": _json("no satellite of that name", _ERROR)},
+        },
+    },
+}

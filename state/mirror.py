@@ -1,0 +1,90 @@
+"""The satellite's copy of the primary's hosts: what the primary says, applied to the local store.
+
+The primary owns which hosts exist and what they run (name, MAC, address, image, pinned version); the
+satellite owns its installs. So:
+- a host new to the satellite is added (its own install token: tokens never leave the primary) in the
+  primary's state: assigned/installing hosts install here at their next PXE boot, installed ones boot
+  their disk;
+- a known host takes the primary's MAC, address, image and version; its state is left alone, except
+  that a host the primary wants (re)installed ("assigned", changed there after the satellite's last
+  report about it) becomes assigned again with a fresh token: the operator ran reinstall on the primary;
+- a host the primary no longer has is left in place (a satellite cut off from its primary keeps serving
+  what it knew; removing hosts stays the primary operator's act on each appliance).
+
+Capped: at most MAX_HOSTS hosts are taken from one config document.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from ipaddress import IPv4Address
+from typing import Any
+
+from state.credentials import new_token
+from state.installs import reinstall_op
+
+MAX_HOSTS = 100_000
+_STATES = ("new", "assigned", "installing", "installed", "failed")
+
+
+class MirrorError(ValueError):
+    """The primary's document is not what a primary sends; nothing was applied."""
+
+
+def _checked(hosts: object) -> list[tuple[str, str | None, int | None, str | None, int | None, str, float]]:
+    if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
+        raise MirrorError(f"hosts must be a list of at most {MAX_HOSTS}")
+    out = []
+    for i, h in enumerate(hosts):
+        if not isinstance(h, dict):
+            raise MirrorError(f"hosts[{i}] is not an object")
+        name, mac, ip, image, version, state = (h.get(k) for k in ("name", "mac", "ip", "image", "version", "state"))
+        updated = h.get("updated") or 0.0
+        if not isinstance(name, str) or not name or len(name) > 64:
+            raise MirrorError(f"hosts[{i}].name must be a host name")
+        if state not in _STATES:
+            raise MirrorError(f"hosts[{i}].state {state!r} is not a host state")
+        try:
+            address = int(IPv4Address(ip)) if ip is not None else None
+        except ValueError:
+            raise MirrorError(f"hosts[{i}].ip {ip!r} is not an IPv4 address") from None
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise MirrorError(f"hosts[{i}].version must be a number")
+        if not isinstance(updated, (int, float)):
+            raise MirrorError(f"hosts[{i}].updated must be a time")
+        out.append((name, mac if isinstance(mac, str) else None, address,
+                    image if isinstance(image, str) else None, version, str(state), float(updated)))
+    return out
+
+
+def mirror_hosts_op(hosts: object, now: float) -> Any:
+    """Apply the primary's host list; returns (added, updated, reinstalled)."""
+    rows = _checked(hosts)
+
+    def op(conn: sqlite3.Connection) -> tuple[int, int, int]:
+        added = changed = again = 0
+        for name, mac, ip, image, version, state, updated in rows:
+            mine = conn.execute("SELECT mac, ip, image, version, state FROM hosts WHERE name = ?", (name,)).fetchone()
+            if mine is None:
+                # Another host here holding this MAC or address (a local leftover) would make the insert fail.
+                conn.execute("DELETE FROM hosts WHERE name != ? AND (mac = ? OR ip = ?)", (name, mac, ip))
+                local_state = "assigned" if state in ("assigned", "installing") and image else state
+                conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token, "
+                             "token_issued) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                             (name, mac, ip, image, version, local_state, now, now,
+                              new_token() if local_state == "assigned" else None, now))
+                added += 1
+                continue
+            if (mine[0], mine[1], mine[2], mine[3]) != (mac, ip, image, version):
+                conn.execute("DELETE FROM hosts WHERE name != ? AND (mac = ? OR ip = ?)", (name, mac, ip))
+                conn.execute("UPDATE hosts SET mac = ?, ip = ?, image = ?, version = ?, updated = ? WHERE name = ?",
+                             (mac, ip, image, version, now, name))
+                changed += 1
+            if state == "assigned" and image and mine[4] in ("installed", "failed"):
+                last = conn.execute("SELECT max(time) FROM install_events WHERE host = ?", (name,)).fetchone()[0]
+                if last is None or updated > last:
+                    reinstall_op(name, new_token(), now)(conn)
+                    again += 1
+        return added, changed, again
+
+    return op

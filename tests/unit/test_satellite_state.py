@@ -1,0 +1,140 @@
+"""Satellite state: tokens stored hashed and capped, reports applied in order and once, the outbox's cap."""
+
+from __future__ import annotations
+
+import sqlite3
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from state import installs, mirror, outbox, satellites
+from state.db import connect
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    c = connect(tmp_path / "imageserver.db")
+    satellites.ensure_table(c)
+    outbox.ensure_tables(c)
+    return c
+
+
+def test_a_token_is_shown_once_stored_hashed_and_opens_only_its_satellite(conn: sqlite3.Connection) -> None:
+    token = satellites.add_op("edge", 1.0)(conn)
+    other = satellites.add_op("rack2", 1.0)(conn)
+    row = conn.execute("SELECT token_hash, rsync_secret FROM satellites WHERE name = 'edge'").fetchone()
+    assert token not in tuple(row) and row[0] == satellites.token_hash(token)
+    assert satellites.authenticate(conn, token) == "edge" and satellites.authenticate(conn, other) == "rack2"
+    for wrong in (None, "", token[:-1], token + "x", "sat-" + "A" * 43, row[0], "x" * 10_000):
+        assert satellites.authenticate(conn, wrong) is None
+    with pytest.raises(satellites.SatelliteError, match="exists"):
+        satellites.add_op("edge", 2.0)(conn)
+    for bad in ("Edge", "-x", "a/b", "", "x" * 40):
+        with pytest.raises(satellites.SatelliteError, match="satellite name"):
+            satellites.add_op(bad, 2.0)(conn)
+    assert satellites.remove_op("edge")(conn) and satellites.authenticate(conn, token) is None
+
+
+def test_the_table_is_capped(conn: sqlite3.Connection) -> None:
+    for i in range(satellites.MAX_SATELLITES):
+        satellites.add_op(f"s{i}", 1.0)(conn)
+    with pytest.raises(satellites.SatelliteError, match="at most"):
+        satellites.add_op("one-more", 1.0)(conn)
+
+
+def _event(eid: int, host: str, stage: str) -> dict[str, object]:
+    return {"id": eid, "host": host, "mac": "52:54:00:00:00:01", "time": 100.0 + eid, "stage": stage, "detail": None}
+
+
+def test_reports_apply_in_order_once_and_a_bad_batch_applies_nothing(conn: sqlite3.Connection) -> None:
+    satellites.add_op("edge", 1.0)(conn)
+    installs.add_host_op("node1", "52:54:00:00:00:01", "web", IPv4Address("10.0.0.5"), 1.0)(conn)
+    batch = [_event(2, "node1", "done"), _event(1, "node1", "rsync"), _event(3, "ghost", "rsync")]
+    assert satellites.apply_reports_op("edge", batch, 200.0)(conn) == (2, 1, 3)
+    assert [r[0] for r in conn.execute("SELECT stage FROM install_events ORDER BY id")] == ["rsync", "done"]
+    assert conn.execute("SELECT state FROM hosts WHERE name = 'node1'").fetchone()[0] == "installed"
+    # A replay (the satellite missed our answer) changes nothing.
+    assert satellites.apply_reports_op("edge", batch, 300.0)(conn) == (0, 0, 3)
+    assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
+    for bad in ([{"id": "4", "host": "node1", "stage": "rsync", "time": 1}], [_event(4, "node1", "Bad Stage")],
+                [{**_event(4, "node1", "rsync"), "detail": "x" * 9000}], ["nope"]):
+        with pytest.raises(satellites.SatelliteError):
+            satellites.apply_reports_op("edge", [_event(5, "node1", "rsync"), *bad], 400.0)(conn)
+    assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
+
+
+def _local_event(conn: sqlite3.Connection, stage: str) -> None:
+    conn.execute("INSERT INTO install_events(host, mac, time, stage, detail) VALUES ('n', NULL, 1, ?, NULL)", (stage,))
+
+
+def test_the_outbox_copies_new_events_once_and_acks_remove_them(conn: sqlite3.Connection) -> None:
+    _local_event(conn, "rsync")  # before this appliance became a satellite: not the primary's business
+    assert outbox.collect_op()(conn) == 0
+    for stage in ("partition", "rsync", "done"):
+        _local_event(conn, stage)
+    assert outbox.collect_op()(conn) == 3 and outbox.collect_op()(conn) == 0
+    rows = outbox.pending(conn, 10)
+    assert [r.stage for r in rows] == ["partition", "rsync", "done"]
+    outbox.ack_op(rows[1].id)(conn)
+    assert [r.stage for r in outbox.pending(conn, 10)] == ["done"] and outbox.backlog(conn) == 1
+
+
+def test_a_full_outbox_drops_progress_before_final_reports(conn: sqlite3.Connection) -> None:
+    outbox.collect_op(cap=3)(conn)
+    for stage in ("rsync", "done", "rsync", "failed", "rsync", "done"):
+        _local_event(conn, stage)
+    outbox.collect_op(cap=3)(conn)
+    assert [r.stage for r in outbox.pending(conn, 10)] == ["done", "failed", "done"]
+    assert outbox.dropped(conn) == 3 and outbox.backlog(conn) == 3
+    _local_event(conn, "rsync")  # all final: the new progress row is the one dropped
+    outbox.collect_op(cap=3)(conn)
+    assert [r.stage for r in outbox.pending(conn, 10)] == ["done", "failed", "done"] and outbox.dropped(conn) == 4
+
+
+def test_the_host_mirror_adds_updates_and_reinstalls_only_on_news(conn: sqlite3.Connection) -> None:
+    hosts = [{"name": "node1", "mac": "52:54:00:00:00:01", "ip": "10.1.0.20", "image": "web", "version": None,
+              "state": "assigned", "updated": 10.0},
+             {"name": "node2", "mac": "52:54:00:00:00:02", "ip": None, "image": "web", "version": 1,
+              "state": "installed", "updated": 10.0}]
+    assert mirror.mirror_hosts_op(hosts, 20.0)(conn) == (2, 0, 0)
+    rows = {r[0]: r[1:] for r in conn.execute("SELECT name, state, install_token IS NOT NULL, ip FROM hosts")}
+    assert rows == {"node1": ("assigned", 1, int(IPv4Address("10.1.0.20"))), "node2": ("installed", 0, None)}
+    installs.report_op("node1", "52:54:00:00:00:01", 30.0, "done", None)(conn)
+    assert mirror.mirror_hosts_op(hosts, 40.0)(conn) == (0, 0, 0)  # the primary's news is older than our done
+    moved = [{**hosts[0], "ip": "10.1.0.21", "updated": 50.0}, hosts[1]]
+    assert mirror.mirror_hosts_op(moved, 60.0)(conn) == (0, 1, 1)  # reinstall asked on the primary after it
+    assert conn.execute("SELECT state FROM hosts WHERE name = 'node1'").fetchone()[0] == "assigned"
+    for bad in ([{"name": "x", "state": "bogus"}], [{"name": "x", "state": "new", "ip": "999.1.1.1"}], "nope"):
+        with pytest.raises(mirror.MirrorError):
+            mirror.mirror_hosts_op(bad, 70.0)
+
+
+def test_satellite_config_names_the_key_and_the_token_file_must_be_private(tmp_path: Path) -> None:
+    import tomllib
+
+    from appliance.config import ConfigError, parse_config
+    from appliance.satellite import read_token
+
+    def cfg(text: str):  # type: ignore[no-untyped-def]
+        return parse_config(tomllib.loads(f'[appliance]\nstate_dir = "{tmp_path}"\n' + text))
+
+    assert cfg("").satellite.primary == ""
+    assert cfg('[satellite]\nprimary = "http://10.0.0.1/"\n').satellite.primary == "http://10.0.0.1"
+    for bad, key in (('primary = "10.0.0.1"', "satellite.primary"), ("interval = 0", "satellite.interval"),
+                     ("outbox_cap = 5", "satellite.outbox_cap"), ("nope = 1", "satellite.nope")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            cfg(f"[satellite]\n{bad}\n")
+    c = cfg('[satellite]\nprimary = "http://10.0.0.1"\n')
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_token(c)
+    token_file = tmp_path / "satellite.token"
+    token_file.write_text("sat-abc\n")
+    token_file.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        read_token(c)
+    token_file.chmod(0o600)
+    assert read_token(c) == "sat-abc"
+    token_file.write_text("not a token\n")
+    with pytest.raises(ConfigError, match="does not hold a satellite token"):
+        read_token(c)
