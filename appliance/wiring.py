@@ -14,6 +14,7 @@ from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, reconfi
 from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, reconfigure_dns
 from appliance.fdlimit import nofile_soft
+from appliance.images.assignable import image_problem_rule
 from appliance.runtime import Runtime
 from services import (
     api_hostadmin,
@@ -140,6 +141,8 @@ def build_services(rt: Runtime) -> list[Service]:
     if leases is None:
         leases = rt.models["leases"] = load_leases(rt)
     rt.models["hostbook"] = host_settings(cfg)
+    # The one rule for giving a host an image (getimage's check at capture): API host adds and changes.
+    rt.models["image_problem"] = image_problem_rule(rt.store.reader, cfg.state_dir)
     # Every sighting (DHCP or boot path) passes discovery: policy auto makes unknown machines hosts.
     discovery = rt.models["discovery"] = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
     if isinstance(machines, DiscoveringMachineLog):

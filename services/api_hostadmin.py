@@ -63,7 +63,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
                                              content_type="application/json")
         s = settings()
-        return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static)
+        return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static,
+                        image_problem=ctx.models.get("image_problem"))
 
     async def write(ops: list[Op]) -> None:
         # One batch: every row of the change commits together, then leases written alongside are durable too.

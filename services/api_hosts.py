@@ -106,13 +106,16 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
             return json_error(409, f"host {name} exists already")
         if isinstance(leases, LeaseModel):
             # The shared rules for host changes: unique MAC/address, a fixed address reserved for the MAC.
-            book = HostBook(ctx.store.reader, leases,
-                            auto_static=getattr(settings, "auto_static", "on-install"))
+            book = HostBook(ctx.store.reader, leases, auto_static=getattr(settings, "auto_static", "on-install"),
+                            image_problem=ctx.models.get("image_problem"))
             try:
                 _, op = book.create(name, now=now, mac=mac, ip=ip, image=image, version=version)
             except (HostError, LeaseError) as e:
                 return json_error(409, str(e))
         else:
+            problem = ctx.models.get("image_problem")
+            if image is not None and problem is not None and (why := problem(image, version)):
+                return json_error(409, f"image {image} cannot be installed: {why}")
             op = installs.add_host_op(name, mac, image, ip, now, version)
         try:
             await ctx.store.journal.run(op)

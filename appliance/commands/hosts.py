@@ -110,6 +110,7 @@ def _add_offline(cfg: Any, body: dict[str, Any], reason: str) -> dict[str, Any]:
     import time
 
     from appliance.commands._common import CommandFailed, offline_writer
+    from appliance.images.assignable import install_problem
     from protocols.mac import normalize_mac
     from state.imagename import check_image_name
     from state.installs import add_host_op, check_host_name
@@ -125,6 +126,10 @@ def _add_offline(cfg: Any, body: dict[str, Any], reason: str) -> dict[str, Any]:
     with offline_writer(cfg, reason):
         conn = open_offline(cfg.state_dir)
         try:
+            image = body.get("image")
+            why = install_problem(conn, cfg.state_dir, image, body.get("version")) if image else None
+            if why:
+                raise CommandFailed(f"image {body['image']} cannot be installed: {why}")
             with offline_transaction(conn):
                 add_host_op(name, normalize_mac(body["mac"]), body.get("image"),
                             IPv4Address(body["ip"]) if body.get("ip") else None, time.time(),
