@@ -35,7 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.images.catalog import Catalog, ImageError
-from appliance.images.layout import ESP_TYPES, Layout, LayoutError, Plan, plan, required_bytes, sfdisk_script
+from appliance.images.layout import (
+    ESP_TYPES,
+    Disk,
+    Growth,
+    Layout,
+    LayoutError,
+    Plan,
+    growth,
+    plan,
+    required_bytes,
+    sfdisk_script,
+)
 from appliance.images.mounts import DISK_FILESYSTEMS
 from state.images import ImageVersion
 
@@ -96,12 +107,17 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         w(f'need_bytes "$DISK{i}" {required_bytes(disk)}')
     for i in used_disks:
         disk = layout.disks[i]
+        growing = growth(disk)
+        tail_var = f"TAIL{i}" if growing.tail else None
         try:
-            table = sfdisk_script(disk)
+            table = sfdisk_script(disk, tail_var=tail_var)
         except LayoutError as e:
             raise AutoinstallError(str(e)) from None
         w(f'stage partition "$DISK{i}: {disk.label}, {len(disk.partitions)} partition(s) (master: {_safe(disk.name)})"')
-        w(f'sfdisk -q --wipe always --wipe-partitions always "$DISK{i}" <<\'EOF_SFDISK{i}\'')
+        if tail_var is not None:
+            w(_swap_tail_lines(i, disk, growing))
+        quote = "" if tail_var else "'"
+        w(f'sfdisk -q --wipe always --wipe-partitions always "$DISK{i}" <<{quote}EOF_SFDISK{i}{quote}')
         out.extend(table.rstrip("\n").splitlines())
         w(f"EOF_SFDISK{i}")
         w(f'settle "$DISK{i}"')
@@ -188,6 +204,16 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
                                               for d in layout.disks)))
     warnings = "".join(f"# warning: {_safe(x)}\n" for x in the_plan.warnings)
     return f"{header}{warnings}\n# ---- generated from the layout {'-' * 60}\n{body}\n"
+
+
+def _swap_tail_lines(i: int, disk: Disk, g: Growth) -> str:
+    """sh setting TAIL<i>: where the swap partitions that end the master's disk start on this disk (the
+    last data partition grows up to them; the swap keeps its size)."""
+    assert g.grower is not None
+    label = disk.label or "dos"
+    return (f'swap_tail TAIL{i} "$DISK{i}" {g.tail_span} {g.tail_start} {label}\n'
+            f'say "partition {g.grower.number} grows to the swap partition(s) at the end of $DISK{i}, '
+            f'which keep their size (from sector $TAIL{i})"')
 
 
 def _safe(s: str) -> str:
@@ -360,6 +386,20 @@ disk_bytes() {
 need_bytes() {
     have=$(disk_bytes "$1")
     [ "$have" -ge "$2" ] || die "$1 has $have bytes; the partition layout needs at least $2"
+}
+
+# swap_tail VAR DISK SPAN MASTER_START LABEL -- where swap partitions spanning SPAN sectors at the end of
+# the master's disk start on DISK: as late as they fit (GPT keeps 33 sectors for its backup table), on a
+# MiB boundary, never before where they started on the master (a disk of the master's size).
+swap_tail() {
+    ss=512
+    if [ -b "$2" ]; then ss=$(blockdev --getss "$2"); fi
+    end=$(($(disk_bytes "$2") / ss))
+    if [ "$5" = gpt ]; then end=$((end - 33)); fi
+    align=$((1048576 / ss))
+    start=$(((end - $3) / align * align))
+    if [ "$start" -lt "$4" ]; then start=$4; fi
+    eval "$1=\$start"
 }
 
 # settle DISK -- wait (up to 3 s) for the partition nodes the kernel makes after sfdisk re-read the table.
