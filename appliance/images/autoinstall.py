@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.images.catalog import Catalog, ImageError
+from appliance.images.crypttab import plan_crypttab
 from appliance.images.layout import (
     ESP_TYPES,
     Disk,
@@ -167,6 +168,7 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w('mv -f "$TARGET/etc/fstab.new" "$TARGET/etc/fstab"')
     for e, kib in the_plan.swapfiles:
         w(f'make_swapfile {q(e.spec)} {kib}')
+    out.extend(_crypttab_lines(layout, Path(iv.path), set(used_disks)))
 
     # --- identity, boot loader, hooks
     w("stage hostname \"${HOSTNAME:-(kept from the image)}\"")
@@ -204,6 +206,47 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
                                               for d in layout.disks)))
     warnings = "".join(f"# warning: {_safe(x)}\n" for x in the_plan.warnings)
     return f"{header}{warnings}\n# ---- generated from the layout {'-' * 60}\n{body}\n"
+
+
+def _crypttab_lines(layout: Layout, tree: Path, recreated: set[int]) -> list[str]:
+    """sh rewriting the image's /etc/crypttab when entries name partitions this install recreates
+    (appliance/images/crypttab.py: retie random-key volumes by the new PARTUUID, drop the others)."""
+    try:
+        text = (tree / "etc" / "crypttab").read_text(errors="surrogateescape")
+    except OSError:
+        return []
+    lines = plan_crypttab(text, layout, recreated)
+    changed = [c for c in lines if c.action != "keep"]
+    if not changed:
+        return []
+    out = [f'stage crypttab "{sum(c.action == "retie" for c in changed)} entry(ies) retied to new partitions, '
+           f'{sum(c.action == "drop" for c in changed)} dropped"', "{"]
+    for c in lines:
+        place = c.placement
+        if c.action == "keep" or place is None:
+            out.append(f"    printf '%s\\n' {q(c.raw)}")
+            continue
+        disk, n = layout.disks[place.disk], place.partition.number
+        if c.action == "retie":
+            out.append(f"    printf '%s\\tPARTUUID=%s\\t%s\\n' {q(c.name)} "
+                       f'"$(new_partuuid "$DISK{place.disk}" {n} {disk.label})" {q(c.rest)}')
+        else:
+            note = "# dropped by the imageserver install (its partition was recreated, the encrypted data is " \
+                   "not on this machine): "
+            out.append(f"    printf '%s\\n' {q(note + c.raw)}")
+    out.append('} >"$TARGET/etc/crypttab.new"')
+    out.append('mv -f "$TARGET/etc/crypttab.new" "$TARGET/etc/crypttab"')
+    for c in changed:
+        assert c.placement is not None
+        where = f"partition {c.placement.partition.number} of $DISK{c.placement.disk}"
+        if c.action == "retie":
+            out.append(f'say "crypttab: {_safe(c.name)} ({_safe(c.raw.split()[1])}) retied to {where}, '
+                       f'new PARTUUID $(new_partuuid "$DISK{c.placement.disk}" {c.placement.partition.number} '
+                       f'{layout.disks[c.placement.disk].label})"')
+        else:
+            out.append(f'say "crypttab: {_safe(c.name)} ({_safe(c.raw.split()[1])}) was on {where}, which this '
+                       'install recreated without the encrypted data: entry dropped"')
+    return out
 
 
 def _swap_tail_lines(i: int, disk: Disk, g: Growth) -> str:
@@ -386,6 +429,17 @@ disk_bytes() {
 need_bytes() {
     have=$(disk_bytes "$1")
     [ "$have" -ge "$2" ] || die "$1 has $have bytes; the partition layout needs at least $2"
+}
+
+# new_partuuid DISK N LABEL -- partition N's PARTUUID as this install made it (GPT: its GUID; MBR:
+# the new disk id and the number), read from the table: a loop-mapped partition shows no PARTUUID.
+new_partuuid() {
+    if [ "$3" = gpt ]; then
+        sfdisk --part-uuid "$1" "$2" | tr 'A-F' 'a-f'
+    else
+        id=$(sfdisk --disk-id "$1" | tr 'A-F' 'a-f')
+        printf '%s-%02x\n' "${id#0x}" "$2"
+    fi
 }
 
 # swap_tail VAR DISK SPAN MASTER_START LABEL -- where swap partitions spanning SPAN sectors at the end of
