@@ -156,7 +156,7 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
     install.power_on = time.monotonic()
     install.vm = Vm(site.net, VmConfig(boot="network", mac=install.mac, disks=[install.disk],
                                        memory_mb=768)).start()
-    site.follow([install], timeout=600)
+    site.follow([install], timeout=1200)
     assert app.get(f"/api/v1/hosts/{NAME}")["state"] == "installed"
     install.vm.wait_exit(timeout=120)
 
@@ -168,6 +168,8 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
     try:
         vm.wait_for(rf"{NAME} login:", timeout=LOGIN_TIMEOUT)
         first_login = time.monotonic() - started
+        print(f"\n[timing] install (power-on -> installed) {install.installed_after:.0f} s; "
+              f"own disk boot -> login {first_login:.0f} s")
         before = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s",
                              timeout=300).groups()
         shell = SerialShell(sock)
@@ -176,6 +178,7 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
         t0 = time.monotonic()
         rc, out = shell.run("updateclient 2>&1", 1500)
         update_took = time.monotonic() - t0
+        print(f"[timing] updateclient v1 -> v2 (new kernel, initramfs + grub.cfg regenerated) {update_took:.0f} s")
         print("updateclient:", out)
         assert rc == 0, out
         assert "kernels changed" in out and "grub.cfg regenerated" in out, out
@@ -201,6 +204,7 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
     try:
         vm.wait_for(rf"{NAME} login:", timeout=LOGIN_TIMEOUT)
         second_login = time.monotonic() - started
+        print(f"[timing] reboot -> login on the new kernel {second_login:.0f} s")
         after = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s",
                             timeout=300).groups()
         shell = SerialShell(sock)
