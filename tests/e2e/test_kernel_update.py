@@ -109,7 +109,9 @@ class SerialShell:
         with self.lock:
             mark = len(self.buf)
         self.send(f"echo {tag}-BEGIN; {command}; echo {tag}-RC=$?\r")
-        m = self.expect(rf"^{tag}-BEGIN\r?\n(.*?){tag}-RC=(\d+)", timeout, since=mark)
+        # Not anchored: bash's bracketed-paste escape precedes the output; the echoed command line
+        # (before stty -echo) has "; " after BEGIN and "$?" after RC=, so it never matches.
+        m = self.expect(rf"{tag}-BEGIN\r?\n(.*?){tag}-RC=(\d+)", timeout, since=mark)
         return int(m.group(2)), m.group(1).replace("\r", "")
 
     def close(self) -> None:
