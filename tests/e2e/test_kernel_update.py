@@ -185,8 +185,8 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
         assert rc == 0, out
         assert "kernels changed" in out and "grub.cfg regenerated" in out, out
         # The running kernel's modules are kept until it is no longer running; the new kernel is in place.
-        assert shell.run("ls /lib/modules", 30) == (0, "".join(f"{k}\n" for k in sorted([generic, cloud])))
-        boot_files = shell.run("ls /boot", 30)[1].split()
+        assert shell.run("ls -1 /lib/modules", 30) == (0, "".join(f"{k}\n" for k in sorted([generic, cloud])))
+        boot_files = shell.run("ls -1 /boot", 30)[1].split()
         assert f"vmlinuz-{cloud}" in boot_files and f"initrd.img-{cloud}" in boot_files, boot_files
         assert not [f for f in boot_files if generic in f], boot_files
         rc, grub = shell.run("grep -c vmlinuz-" + generic + " /boot/grub/grub.cfg; grep -c vmlinuz-" + cloud
@@ -217,7 +217,7 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
         rc, out = shell.run("updateclient 2>&1", 600)
         assert rc == 0, out
         assert "kernels changed" not in out, out
-        assert shell.run("ls /lib/modules", 30) == (0, f"{cloud}\n")
+        assert shell.run("ls -1 /lib/modules", 30) == (0, f"{cloud}\n")
         shell.close()
     finally:
         log += vm.log()
