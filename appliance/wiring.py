@@ -15,6 +15,7 @@ from appliance.dhcp_setup import build_dhcp, load_leases, load_machines, prepare
 from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, prepare_dns
 from appliance.fdlimit import nofile_soft
+from appliance.images.assignable import image_problem_rule
 from appliance.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
 from appliance.satellite import build_link
 from services import (
@@ -167,6 +168,8 @@ def build_services(rt: Runtime) -> list[Service]:
     leases = live.leases
     if leases is None:
         leases = live.leases = load_leases(rt)
+    # The one rule for giving a host an image (getimage's check at capture): API host adds and changes.
+    live.image_problem = image_problem_rule(rt.store.reader, cfg.state_dir)
     # Every sighting (DHCP or boot path) passes discovery: policy auto makes unknown machines hosts.
     discovery = live.discovery = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
     if isinstance(machines, DiscoveringMachineLog):

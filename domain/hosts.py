@@ -194,11 +194,13 @@ class AddHost:
                 "transport": self.transport}
 
 
-def image_installable(reader: sqlite3.Connection, image: str | None, version: int | None) -> None:
-    """The one call point for "can this image be installed at all" when a host is given one (raise Invalid
-    if not). Today an image is checked by name only (AddHost.from_json); a host may name an image that is
-    captured later (its boot waits for it)."""
-    del reader, image, version
+def image_installable(src: Sources, image: str | None, version: int | None) -> None:
+    """The one call point for "can this image be installed at all" when a host is given one: Conflict (nothing
+    written) with getimage's reason if not. An image not captured yet is allowed (its boot waits for it)."""
+    if image and src.image_problem is not None:
+        why = src.image_problem(image, version)
+        if why:
+            raise Conflict(f"image {image} cannot be installed: {why}")
 
 
 def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = "on-install") -> Op:
@@ -208,10 +210,10 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = "o
     MAC's reservation, by the shared rules of state.hostbook; without one the row alone is written."""
     if host_record(src.reader, req.name) is not None:
         raise Conflict(f"host {req.name} exists already")
-    image_installable(src.reader, req.image, req.version)
+    image_installable(src, req.image, req.version)
     if not isinstance(src.leases, LeaseModel):
         return installs.add_host_op(req.name, req.mac, req.image, req.ip, now, req.version, req.transport)
-    book = HostBook(src.reader, src.leases, auto_static=auto_static)
+    book = HostBook(src.reader, src.leases, auto_static=auto_static, image_problem=src.image_problem)
     try:
         _, op = book.create(req.name, now=now, mac=req.mac, ip=req.ip, image=req.image, version=req.version,
                             transport=req.transport)

@@ -6,6 +6,7 @@ Offline (the CLI with the daemon down) only `reader` is set; every use case answ
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from state.boot import BootPolicy
@@ -21,3 +22,6 @@ class Sources:
     machines: MachineLog | None = None  # machines seen (live), else from the store
     boot_policy: BootPolicy | None = None  # what the boot path decides for unknown machines; None: no decisions
     progress: LiveProgress | None = None  # the installers' newest byte counts (not written per report)
+    # Why an image (pinned version or newest) cannot be installed, None when it can: getimage's rule,
+    # injected by the front end (appliance.images.assignable); None: images are checked by name only.
+    image_problem: Callable[[str, int | None], str | None] | None = None

@@ -59,6 +59,7 @@ class Live:
     rsync_grants: RsyncGrants | None = None
     rsync_refresh: Callable[[], None] | None = None
     multicast: MulticastService | None = None  # udpcast sessions ([multicast] enabled)
+    image_problem: Callable[[str, int | None], str | None] | None = None  # getimage's installability rule
     torrents: Torrents | None = None  # BitTorrent: built torrents, seeders, swarms (services/torrents.py)
 
 
@@ -77,7 +78,8 @@ class ApiContext:
         """What the use cases read, now."""
         boot = self.live.boot
         return Sources(self.store.reader, leases=self.live.leases, machines=self.live.machines,
-                       boot_policy=boot.settings.policy if boot is not None else None, progress=self.live.progress)
+                       boot_policy=boot.settings.policy if boot is not None else None, progress=self.live.progress,
+                       image_problem=self.live.image_problem)
 
 
 API = web.AppKey("api", ApiContext)

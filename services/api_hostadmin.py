@@ -66,7 +66,8 @@ def _book(ctx: ApiContext) -> HostBook:
         raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
                                          content_type="application/json")
     s = _settings(ctx)
-    return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static)
+    return HostBook(ctx.store.reader, leases, pools=s.pools, auto_static=s.auto_static,
+                    image_problem=ctx.live.image_problem)
 
 
 async def _write(ctx: ApiContext, ops: list[Op]) -> None:

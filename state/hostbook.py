@@ -17,7 +17,7 @@ transaction). So the admin API, the offline CLI and discovery share one set of r
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any
@@ -84,6 +84,9 @@ class HostBook:
     leases: LeaseModel
     pools: tuple[SubnetLike, ...] = ()
     auto_static: str = "on-install"
+    # Why a host given (image, pinned version or None) could not be installed, None when it can: the
+    # appliance's rule (the check getimage makes at capture), passed in because state imports nothing of it.
+    image_problem: Callable[[str, int | None], str | None] | None = None
 
     # ------------------------------------------------------------------ reads
 
@@ -164,6 +167,7 @@ class HostBook:
             self._check_ip(name, ip, mac, now)
         if image:
             check_image_name(image)
+        self._check_installable(image or None, check_version(version))
         state = "assigned" if image and mac else "new"
         host = Host(name, mac, ip, image or None, check_version(version), state, now, now,
                     transport=check_transport(transport))
@@ -190,6 +194,8 @@ class HostBook:
             new = replace(new, version=check_version(changes["version"]))
         if "transport" in changes:
             new = replace(new, transport=check_transport(changes["transport"]))
+        if (new.image, new.version) != (old.image, old.version):
+            self._check_installable(new.image, new.version)
         if new.mac is not None and new.mac != old.mac:
             self._check_mac(name, new.mac)
         if new.ip is not None and (new.ip != old.ip or new.mac != old.mac):
@@ -215,6 +221,12 @@ class HostBook:
         fields = {k: getattr(new, k) for k in ("mac", "ip", "image", "version", "state", "transport")
                   if getattr(new, k) != getattr(old, k)}
         return replace(new, updated=now), update_host_op(name, fields, now)
+
+    def _check_installable(self, image: str | None, version: int | None) -> None:
+        if image and self.image_problem is not None:
+            problem = self.image_problem(image, version)
+            if problem:
+                raise HostError(f"image {image} cannot be installed: {problem}")
 
     def remove(self, name: str) -> tuple[Host, Op]:
         host = self.get(name)

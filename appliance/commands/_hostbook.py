@@ -12,6 +12,7 @@ from appliance.apiclient import ApiClient
 from appliance.commands._common import CommandFailed, ask_daemon, offline_writer
 from appliance.config import Config
 from appliance.dhcp_setup import offline_lease_model, subnets
+from appliance.images.assignable import image_problem_rule
 from state.hostbook import HostBook
 from state.hosts import Op
 from state.leases import offline_transaction
@@ -21,7 +22,8 @@ T = TypeVar("T")
 
 
 def offline_book(cfg: Config, conn: sqlite3.Connection, now: float) -> HostBook:
-    return HostBook(conn, offline_lease_model(cfg, conn, now), pools=subnets(cfg), auto_static=cfg.dhcp.auto_static)
+    return HostBook(conn, offline_lease_model(cfg, conn, now), pools=subnets(cfg), auto_static=cfg.dhcp.auto_static,
+                    image_problem=image_problem_rule(conn, cfg.state_dir))
 
 
 def run(cfg: Config, online: Callable[[ApiClient], T],

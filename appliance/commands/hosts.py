@@ -122,6 +122,7 @@ def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
 
     from appliance.commands._common import CommandFailed, offline_writer
     from appliance.dhcp_setup import offline_lease_model
+    from appliance.images.assignable import image_problem_rule
     from domain import hosts
     from domain.errors import DomainError
     from domain.sources import Sources
@@ -133,7 +134,8 @@ def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
         try:
             now = time.time()
             with offline_transaction(conn):
-                src = Sources(conn, leases=offline_lease_model(cfg, conn, now))
+                src = Sources(conn, leases=offline_lease_model(cfg, conn, now),
+                              image_problem=image_problem_rule(conn, cfg.state_dir))
                 hosts.add_host_op(src, req, now, auto_static=cfg.dhcp.auto_static)(conn)
             view = hosts.show_host(src, req.name, now, with_timeline=False)
         except DomainError as e:

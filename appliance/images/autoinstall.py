@@ -39,7 +39,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.images.catalog import Catalog, ImageError
-from appliance.images.layout import ESP_TYPES, Layout, LayoutError, Plan, plan, required_bytes, sfdisk_script
+from appliance.images.crypttab import plan_crypttab
+from appliance.images.layout import (
+    ESP_TYPES,
+    Disk,
+    Growth,
+    Layout,
+    LayoutError,
+    Plan,
+    growth,
+    plan,
+    required_bytes,
+    sfdisk_script,
+)
 from appliance.images.mounts import DISK_FILESYSTEMS
 from state.images import ImageVersion
 
@@ -100,12 +112,17 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         w(f'need_bytes "$DISK{i}" {required_bytes(disk)}')
     for i in used_disks:
         disk = layout.disks[i]
+        growing = growth(disk)
+        tail_var = f"TAIL{i}" if growing.tail else None
         try:
-            table = sfdisk_script(disk)
+            table = sfdisk_script(disk, tail_var=tail_var)
         except LayoutError as e:
             raise AutoinstallError(str(e)) from None
         w(f'stage partition "$DISK{i}: {disk.label}, {len(disk.partitions)} partition(s) (master: {_safe(disk.name)})"')
-        w(f'sfdisk -q --wipe always --wipe-partitions always "$DISK{i}" <<\'EOF_SFDISK{i}\'')
+        if tail_var is not None:
+            w(_swap_tail_lines(i, disk, growing))
+        quote = "" if tail_var else "'"
+        w(f'sfdisk -q --wipe always --wipe-partitions always "$DISK{i}" <<{quote}EOF_SFDISK{i}{quote}')
         out.extend(table.rstrip("\n").splitlines())
         w(f"EOF_SFDISK{i}")
         w(f'settle "$DISK{i}"')
@@ -155,6 +172,7 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w('mv -f "$TARGET/etc/fstab.new" "$TARGET/etc/fstab"')
     for e, kib in the_plan.swapfiles:
         w(f'make_swapfile {q(e.spec)} {kib}')
+    out.extend(_crypttab_lines(layout, Path(iv.path), set(used_disks)))
 
     # --- identity, boot loader, hooks
     w("stage hostname \"${HOSTNAME:-(kept from the image)}\"")
@@ -192,6 +210,57 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
                                               for d in layout.disks)))
     warnings = "".join(f"# warning: {_safe(x)}\n" for x in the_plan.warnings)
     return f"{header}{warnings}\n# ---- generated from the layout {'-' * 60}\n{body}\n"
+
+
+def _crypttab_lines(layout: Layout, tree: Path, recreated: set[int]) -> list[str]:
+    """sh rewriting the image's /etc/crypttab when entries name partitions this install recreates
+    (appliance/images/crypttab.py: retie random-key volumes by the new PARTUUID, drop the others)."""
+    try:
+        text = (tree / "etc" / "crypttab").read_text(errors="surrogateescape")
+    except OSError:
+        return []
+    lines = plan_crypttab(text, layout, recreated)
+    changed = [c for c in lines if c.action != "keep"]
+    if not changed:
+        return []
+    out = [f'stage crypttab "{sum(c.action == "retie" for c in changed)} entry(ies) retied to new partitions, '
+           f'{sum(c.action == "drop" for c in changed)} dropped"', "{"]
+    for c in lines:
+        place = c.placement
+        if c.action == "keep" or place is None:
+            out.append(f"    printf '%s\\n' {q(c.raw)}")
+            continue
+        disk, n = layout.disks[place.disk], place.partition.number
+        if c.action == "retie":
+            out.append(f"    printf '%s\\tPARTUUID=%s\\t%s\\n' {q(c.name)} "
+                       f'"$(new_partuuid "$DISK{place.disk}" {n} {disk.label})" {q(c.rest)}')
+        else:
+            note = "# dropped by the imageserver install (its partition was recreated, the encrypted data is " \
+                   "not on this machine): "
+            out.append(f"    printf '%s\\n' {q(note + c.raw)}")
+    out.append('} >"$TARGET/etc/crypttab.new"')
+    out.append('mv -f "$TARGET/etc/crypttab.new" "$TARGET/etc/crypttab"')
+    for c in changed:
+        assert c.placement is not None
+        where = f"partition {c.placement.partition.number} of $DISK{c.placement.disk}"
+        if c.action == "retie":
+            out.append(f'say "crypttab: {_safe(c.name)} ({_safe(c.raw.split()[1])}) retied to {where}, '
+                       f'new PARTUUID $(new_partuuid "$DISK{c.placement.disk}" {c.placement.partition.number} '
+                       f'{layout.disks[c.placement.disk].label})"')
+        else:
+            out.append(f'say "crypttab: {_safe(c.name)} ({_safe(c.raw.split()[1])}) was on {where}, which this '
+                       'install recreated without the encrypted data: entry dropped"')
+    return out
+
+
+def _swap_tail_lines(i: int, disk: Disk, g: Growth) -> str:
+    """sh setting TAIL<i>: where the swap partitions that end the master's disk start on this disk (the
+    last data partition grows up to them; the swap keeps its size)."""
+    assert g.grower is not None
+    label = disk.label or "dos"
+    return (f'swap_tail TAIL{i} "$DISK{i}" {g.tail_span} {g.tail_start} {label}\n'
+            f'say "partition {g.grower.number} grows to the swap partition(s) at the end of $DISK{i}, '
+            f'which keep their size (from sector $TAIL{i})"')
 
 
 def _safe(s: str) -> str:
@@ -381,6 +450,31 @@ disk_bytes() {
 need_bytes() {
     have=$(disk_bytes "$1")
     [ "$have" -ge "$2" ] || die "$1 has $have bytes; the partition layout needs at least $2"
+}
+
+# new_partuuid DISK N LABEL -- partition N's PARTUUID as this install made it (GPT: its GUID; MBR:
+# the new disk id and the number), read from the table: a loop-mapped partition shows no PARTUUID.
+new_partuuid() {
+    if [ "$3" = gpt ]; then
+        sfdisk --part-uuid "$1" "$2" | tr 'A-F' 'a-f'
+    else
+        id=$(sfdisk --disk-id "$1" | tr 'A-F' 'a-f')
+        printf '%s-%02x\n' "${id#0x}" "$2"
+    fi
+}
+
+# swap_tail VAR DISK SPAN MASTER_START LABEL -- where swap partitions spanning SPAN sectors at the end of
+# the master's disk start on DISK: as late as they fit (GPT keeps 33 sectors for its backup table), on a
+# MiB boundary, never before where they started on the master (a disk of the master's size).
+swap_tail() {
+    ss=512
+    if [ -b "$2" ]; then ss=$(blockdev --getss "$2"); fi
+    end=$(($(disk_bytes "$2") / ss))
+    if [ "$5" = gpt ]; then end=$((end - 33)); fi
+    align=$((1048576 / ss))
+    start=$(((end - $3) / align * align))
+    if [ "$start" -lt "$4" ]; then start=$4; fi
+    eval "$1=\$start"
 }
 
 # settle DISK -- wait (up to 3 s) for the partition nodes the kernel makes after sfdisk re-read the table.
@@ -681,17 +775,23 @@ make_swapfile() {
     mkswap "$TARGET$1" >/dev/null
 }
 
+# private_file PATH -- stdin into PATH, readable by root only. A umask set inside "( ... ) >PATH" comes
+# too late (the shell opens PATH first), and an existing file keeps its mode: a new file, renamed.
+private_file() {
+    rm -f "$1.new"
+    (umask 077 && cat >"$1.new") && chmod 600 "$1.new" && mv -f "$1.new" "$1"
+}
+
 # updateclient on the installed system: its settings (the host's update token, not the install
 # token, authenticates its reports) and the script itself, best effort (an install without them is still an install).
 setup_updateclient() {
     [ -n "${IMAGESERVER_URL:-}" ] || return 0
     mkdir -p "$TARGET/etc/systemimager"
-    (
-        umask 077
+    {
         printf '# Written by the imageserver autoinstall script; read by updateclient.\n'
         printf 'IMAGESERVER=%s\nHOSTNAME=%s\nTOKEN=%s\n' "$IMAGESERVER_URL" "${HOSTNAME:-}" \
             "${UPDATE_TOKEN:-${INSTALL_TOKEN:-}}"
-    ) >"$TARGET/etc/systemimager/updateclient.conf"
+    } | private_file "$TARGET/etc/systemimager/updateclient.conf"
     mkdir -p "$TARGET/usr/local/sbin"
     dst=$TARGET/usr/local/sbin/updateclient src=$IMAGESERVER_URL/client/updateclient
     # curl where there is one (busybox wget has no working timeout of its own); under sh -e.
@@ -737,8 +837,48 @@ mask_to_prefix() {
     echo "$bits"
 }
 
+# ---- the installed system's network: netplan, NetworkManager, ifupdown or systemd-networkd ----
+
+# image_has PATH... -- one of the PATHs exists in the image (usr-merged links are relative: they resolve there).
+image_has() {
+    for p in "$@"; do
+        if [ -e "$TARGET$p" ]; then return 0; fi
+    done
+    return 1
+}
+
+# unit_enabled UNIT -- the image enables UNIT (a link in some /etc/systemd/system/*.wants).
+unit_enabled() {
+    for d in "$TARGET"/etc/systemd/system/*.wants; do
+        if [ -e "$d/$1" ] || [ -L "$d/$1" ]; then return 0; fi
+    done
+    return 1
+}
+
+# What configures the image's network, from its tree: netplan (it renders for networkd or
+# NetworkManager itself), NetworkManager when enabled, ifupdown, systemd-networkd when enabled; else
+# the one that is installed. Prints netplan, networkmanager, ifupdown, networkd or none.
+network_system() {
+    if image_has /usr/sbin/netplan /sbin/netplan && [ -d "$TARGET/etc/netplan" ]; then echo netplan
+    elif image_has /usr/sbin/NetworkManager && unit_enabled NetworkManager.service; then echo networkmanager
+    elif image_has /sbin/ifup /usr/sbin/ifup && [ -f "$TARGET/etc/network/interfaces" ]; then echo ifupdown
+    elif unit_enabled systemd-networkd.service || unit_enabled systemd-networkd.socket; then echo networkd
+    elif image_has /usr/sbin/NetworkManager; then echo networkmanager
+    elif image_has /lib/systemd/systemd-networkd /usr/lib/systemd/systemd-networkd; then echo networkd
+    else echo none
+    fi
+}
+
+# each LIST -- a comma/space separated list, one item per line; joined SEP LIST -- its items joined by SEP.
+each() { printf '%s\n' "$1" | sed 's/[, ]/\n/g' | sed '/^$/d'; }
+joined() {
+    joined_items=$(each "$2" | tr '\n' '\001')
+    printf '%s' "${joined_items%?}" | tr '\001' "$1"
+}
+
 # The network of the installed system: static from IPADDR/NETMASK/GATEWAY/DNS, or DHCP (NET_MODE
-# overrides). Written for what the image uses: NetworkManager, ifupdown, or systemd-networkd.
+# overrides), for the NIC with $MAC (by its MAC where the system matches on it, else by the name the
+# image gives it), written for what the image uses (network_system).
 configure_network() {
     mode=${NET_MODE:-}
     if [ -z "$mode" ]; then
@@ -748,59 +888,119 @@ configure_network() {
     prefix=$(mask_to_prefix "${NETMASK:-255.255.255.0}")
     iface=${TARGET_IFACE:-$(image_ifname)}
     iface=${iface:-${IFACE:-eth0}}
-    if [ -d "$TARGET/etc/NetworkManager/system-connections" ]; then
-        f=$TARGET/etc/NetworkManager/system-connections/imageserver.nmconnection
-        {
-            printf '[connection]\nid=imageserver\ntype=ethernet\nautoconnect=true\n'
-            if [ -n "$mac" ]; then printf '[ethernet]\nmac-address=%s\n' "$mac"; fi
-            if [ "$mode" = static ]; then
-                printf '[ipv4]\nmethod=manual\naddress1=%s/%s%s\n' "$IPADDR" "$prefix" "${GATEWAY:+,$GATEWAY}"
-                if [ -n "${DNS:-}" ]; then printf 'dns=%s;\n' "$(echo "$DNS" | tr ' ,' ';;')"; fi
-            else
-                printf '[ipv4]\nmethod=auto\n'
-            fi
-        } >"$f"
-        chmod 600 "$f"
-        stage network "$mode, NetworkManager keyfile"
-    elif [ -f "$TARGET/etc/network/interfaces" ]; then
-        mkdir -p "$TARGET/etc/network/interfaces.d"
-        retire_master_stanzas "$TARGET/etc/network/interfaces"
-        f=$TARGET/etc/network/interfaces.d/imageserver
-        {
-            printf 'allow-hotplug %s\n' "$iface"
-            if [ "$mode" = static ]; then
-                printf 'iface %s inet static\n    address %s/%s\n' "$iface" "$IPADDR" "$prefix"
-                if [ -n "${GATEWAY:-}" ]; then printf '    gateway %s\n' "$GATEWAY"; fi
-                if [ -n "${DNS:-}" ]; then printf '    dns-nameservers %s\n' "$(echo "$DNS" | tr ',' ' ')"; fi
-                if [ -n "${DOMAIN:-}" ]; then printf '    dns-search %s\n' "$DOMAIN"; fi
-            else
-                printf 'iface %s inet dhcp\n' "$iface"
-            fi
-        } >"$f"
-        stage network "$mode, ifupdown on $iface"
-    elif [ -d "$TARGET/etc/systemd/network" ]; then
-        f=$TARGET/etc/systemd/network/10-imageserver.network
-        {
-            if [ -n "$mac" ]; then printf '[Match]\nMACAddress=%s\n' "$mac"
-            else printf '[Match]\nName=%s\n' "$iface"; fi
-            printf '\n[Network]\n'
-            if [ "$mode" = static ]; then
-                printf 'Address=%s/%s\n' "$IPADDR" "$prefix"
-                if [ -n "${GATEWAY:-}" ]; then printf 'Gateway=%s\n' "$GATEWAY"; fi
-                for server in $(echo "${DNS:-}" | tr ',' ' '); do printf 'DNS=%s\n' "$server"; done
-                if [ -n "${DOMAIN:-}" ]; then printf 'Domains=%s\n' "$DOMAIN"; fi
-            else
-                printf 'DHCP=ipv4\n'
-            fi
-        } >"$f"
-        stage network "$mode, systemd-networkd"
-    else
-        stage network "no NetworkManager, ifupdown or systemd-networkd in the image: left as it is"
-        return 0
-    fi
+    system=$(network_system)
+    case $system in
+        netplan) write_netplan ;;
+        networkmanager) write_nmconnection ;;
+        ifupdown) write_ifupdown ;;
+        networkd) write_networkd ;;
+        *)
+            stage network "no netplan, NetworkManager, ifupdown or systemd-networkd in the image: left as it is"
+            return 0 ;;
+    esac
     if [ "$mode" = static ] && [ -n "${DNS:-}" ] && [ ! -L "$TARGET/etc/resolv.conf" ]; then
-        for server in $(echo "$DNS" | tr ',' ' '); do echo "nameserver $server"; done >"$TARGET/etc/resolv.conf"
+        each "$DNS" | sed 's/^/nameserver /' >"$TARGET/etc/resolv.conf"
     fi
+}
+
+# /etc/netplan/90-imageserver.yaml (netplan merges every *.yaml in name order). The master's files that
+# configure ethernets name its own NICs: renamed to *.yaml.master (netplan reads only *.yaml), so the
+# master's settings cannot win on this machine's NIC; files without ethernets (a renderer) stay.
+write_netplan() {
+    dir=$TARGET/etc/netplan
+    f=$dir/90-imageserver.yaml
+    for y in "$dir"/*.yaml; do
+        if [ ! -f "$y" ] || [ "$y" = "$f" ]; then continue; fi
+        if grep -q '^[[:space:]]*ethernets:' "$y"; then
+            mv -f "$y" "$y.master"
+            say "netplan: the master's ${y##*/} (its NICs) renamed to ${y##*/}.master"
+        fi
+    done
+    {
+        # netplan wants its files private (they may hold secrets): private_file
+        printf '# Written by the imageserver autoinstall script.\nnetwork:\n  version: 2\n  ethernets:\n'
+        if [ -n "$mac" ]; then
+            printf '    imageserver:\n      match:\n        macaddress: "%s"\n' "$mac"
+        else
+            printf '    %s:\n' "$iface"
+        fi
+        if [ "$mode" = static ]; then
+            printf '      dhcp4: false\n      addresses: ["%s/%s"]\n' "$IPADDR" "$prefix"
+            if [ -n "${GATEWAY:-}" ]; then
+                printf '      routes:\n        - to: 0.0.0.0/0\n          via: %s\n' "$GATEWAY"
+            fi
+            if [ -n "${DNS:-}" ] || [ -n "${DOMAIN:-}" ]; then
+                printf '      nameservers:\n'
+                if [ -n "${DNS:-}" ]; then printf '        addresses: [%s]\n' "$(joined , "$DNS")"; fi
+                if [ -n "${DOMAIN:-}" ]; then printf '        search: [%s]\n' "$DOMAIN"; fi
+            fi
+        else
+            printf '      dhcp4: true\n'
+        fi
+    } | private_file "$f"
+    stage network "$mode, netplan (${mac:-$iface})"
+}
+
+# /etc/NetworkManager/system-connections/imageserver.nmconnection: a keyfile for the NIC with $MAC,
+# preferred over any connection of the master's (autoconnect-priority).
+write_nmconnection() {
+    dir=$TARGET/etc/NetworkManager/system-connections
+    mkdir -p "$dir"
+    f=$dir/imageserver.nmconnection
+    uuid=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || true)
+    {
+        # NetworkManager ignores keyfiles others can read: private_file
+        printf '[connection]\nid=imageserver\n'
+        if [ -n "$uuid" ]; then printf 'uuid=%s\n' "$uuid"; fi
+        printf 'type=ethernet\nautoconnect=true\nautoconnect-priority=100\n'
+        if [ -n "$mac" ]; then printf '\n[ethernet]\nmac-address=%s\n' "$mac"
+        else printf 'interface-name=%s\n' "$iface"; fi
+        if [ "$mode" = static ]; then
+            printf '\n[ipv4]\nmethod=manual\naddress1=%s/%s%s\n' "$IPADDR" "$prefix" "${GATEWAY:+,$GATEWAY}"
+            if [ -n "${DNS:-}" ]; then printf 'dns=%s;\n' "$(joined ';' "$DNS")"; fi
+            if [ -n "${DOMAIN:-}" ]; then printf 'dns-search=%s;\n' "$DOMAIN"; fi
+        else
+            printf '\n[ipv4]\nmethod=auto\n'
+        fi
+    } | private_file "$f"
+    stage network "$mode, NetworkManager keyfile (${mac:-$iface})"
+}
+
+write_ifupdown() {
+    mkdir -p "$TARGET/etc/network/interfaces.d"
+    retire_master_stanzas "$TARGET/etc/network/interfaces"
+    f=$TARGET/etc/network/interfaces.d/imageserver
+    {
+        printf 'allow-hotplug %s\n' "$iface"
+        if [ "$mode" = static ]; then
+            printf 'iface %s inet static\n    address %s/%s\n' "$iface" "$IPADDR" "$prefix"
+            if [ -n "${GATEWAY:-}" ]; then printf '    gateway %s\n' "$GATEWAY"; fi
+            if [ -n "${DNS:-}" ]; then printf '    dns-nameservers %s\n' "$(joined ' ' "$DNS")"; fi
+            if [ -n "${DOMAIN:-}" ]; then printf '    dns-search %s\n' "$DOMAIN"; fi
+        else
+            printf 'iface %s inet dhcp\n' "$iface"
+        fi
+    } >"$f"
+    stage network "$mode, ifupdown on $iface"
+}
+
+write_networkd() {
+    mkdir -p "$TARGET/etc/systemd/network"
+    f=$TARGET/etc/systemd/network/10-imageserver.network
+    {
+        if [ -n "$mac" ]; then printf '[Match]\nMACAddress=%s\n' "$mac"
+        else printf '[Match]\nName=%s\n' "$iface"; fi
+        printf '\n[Network]\n'
+        if [ "$mode" = static ]; then
+            printf 'Address=%s/%s\n' "$IPADDR" "$prefix"
+            if [ -n "${GATEWAY:-}" ]; then printf 'Gateway=%s\n' "$GATEWAY"; fi
+            each "${DNS:-}" | sed 's/^/DNS=/'
+            if [ -n "${DOMAIN:-}" ]; then printf 'Domains=%s\n' "$DOMAIN"; fi
+        else
+            printf 'DHCP=ipv4\n'
+        fi
+    } >"$f"
+    stage network "$mode, systemd-networkd (${mac:-$iface})"
 }
 
 # ---- what makes a clone this machine, not the master (issue 13) ----

@@ -332,32 +332,87 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
                 warnings=tuple(warnings))
 
 
-def sfdisk_script(disk: Disk, grow_last: bool = True) -> str:
+SWAP_TYPES = frozenset({"82", "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"})  # MBR / GPT Linux swap
+
+
+def _is_swap(p: Partition) -> bool:
+    return p.type.lower() in SWAP_TYPES or p.fstype == "swap"
+
+
+@dataclass(frozen=True, slots=True)
+class Growth:
+    """Which partition fills a bigger target disk: the last data partition, never a swap partition.
+    Swap partitions after it (the tail; on MBR with the extended container holding them) keep their
+    sizes and move to the end of the target disk, so the data partition can grow up to them."""
+
+    grower: Partition | None
+    tail: tuple[Partition, ...] = ()
+    tail_start: int = 0  # sectors: where the tail starts on the master
+    tail_span: int = 0  # sectors: from tail_start to the end of the tail's last partition
+
+    @property
+    def gap(self) -> int:
+        """Sectors between the grower's end and the tail on the master (kept on the target)."""
+        return self.tail_start - (self.grower.start + self.grower.size) if self.grower else 0
+
+
+def growth(disk: Disk) -> Growth:
+    parts = sorted(disk.partitions, key=lambda p: p.start)
+    data = [p for p in parts if not (disk.label == "dos" and p.type in EXTENDED_TYPES) and not _is_swap(p)]
+    if not data:
+        return Growth(grower=None)
+    grower = max(data, key=lambda p: p.start + p.size)
+    tail = tuple(p for p in parts if p.start >= grower.start + grower.size)
+    if not tail:
+        return Growth(grower=grower)
+    start = min(p.start for p in tail)
+    return Growth(grower=grower, tail=tail, tail_start=start,
+                  tail_span=max(p.start + p.size for p in tail) - start)
+
+
+def _heredoc_text(s: str) -> str:
+    """Text for an unquoted sh here-document: nothing expands but what we write as $((...))."""
+    return s.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`")
+
+
+def sfdisk_script(disk: Disk, grow_last: bool = True, tail_var: str | None = None) -> str:
     """sfdisk input recreating `disk`'s table with the same partition numbers, types, starts and sizes.
 
-    Disk and partition GUIDs are left out (each installed machine gets its own); the last partition
-    (and its extended container) grows to fill the target disk when `grow_last`.
+    Disk and partition GUIDs are left out (each installed machine gets its own). With `grow_last` the
+    last data partition (and its extended container) grows to fill the target disk. When swap
+    partitions follow it (`growth(disk).tail`), they keep their sizes and start at the sh variable
+    `tail_var` (set on the client from the target disk's size): the text is then for an *unquoted*
+    here-document, with starts and the grown size as $((...)). Without `tail_var` such a table is
+    recreated as it was (nothing grows).
     """
     if disk.label not in ("gpt", "dos"):
         raise LayoutError(f"disk {disk.name}: partition table type {disk.label!r} is not gpt or dos")
     lines = [f"label: {disk.label}", "unit: sectors", ""]
     parts = sorted(disk.partitions, key=lambda p: p.number)
-    # The last data partition grows (for MBR a logical one takes its extended container along).
-    data = [p for p in parts if not (disk.label == "dos" and p.type in EXTENDED_TYPES)]
-    last = max(data, key=lambda p: p.start + p.size) if data else None
-    last_is_logical = last is not None and disk.label == "dos" and last.number > 4
+    g = growth(disk)
+    moving = grow_last and bool(g.tail) and tail_var is not None
+    grows = grow_last and g.grower is not None and (not g.tail or moving)
+    text = _heredoc_text if moving else (lambda x: x)
+    last_is_logical = g.grower is not None and disk.label == "dos" and g.grower.number > 4
     for p in parts:
-        fields = [f"start={p.start}"]
-        grow = grow_last and (p is last or (last_is_logical and p.type in EXTENDED_TYPES))
-        if not grow:
+        in_tail = moving and p in g.tail
+        fields = [f"start=$(({tail_var} + {p.start - g.tail_start}))"] if in_tail else [f"start={p.start}"]
+        container = (disk.label == "dos" and p.type in EXTENDED_TYPES
+                     and (in_tail or (last_is_logical and g.grower is not None and p.start < g.grower.start)))
+        if grows and container:
+            pass  # the extended container reaches the end of the disk
+        elif grows and p is g.grower and moving:
+            assert g.grower is not None
+            fields.append(f"size=$(({tail_var} - {g.gap} - {p.start}))")
+        elif not (grows and p is g.grower and not g.tail):
             fields.append(f"size={p.size}")
-        fields.append(f"type={p.type}")
+        fields.append(f"type={text(p.type)}")
         if disk.label == "gpt" and p.name:
             if '"' in p.name or "," in p.name:
                 raise LayoutError(f"disk {disk.name}: partition name {p.name!r} cannot be written for sfdisk")
-            fields.append(f'name="{p.name}"')
+            fields.append(f'name="{text(p.name)}"')
         if disk.label == "gpt" and p.attrs:
-            fields.append(f'attrs="{p.attrs}"')
+            fields.append(f'attrs="{text(p.attrs)}"')
         if p.bootable:
             fields.append("bootable")
         # sfdisk takes the partition number from the trailing digits of the name: numbers are kept.

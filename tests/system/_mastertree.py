@@ -78,6 +78,8 @@ def build_master(root: Path, disk: Path) -> Master:
     f("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nalice:x:1234:5678::/home/alice:/bin/sh\n")
     f("etc/shadow", "root:*:19000:0:99999:7:::\n", 0o640, (0, 42))
     d("etc/systemd/network")
+    # A networkd system as far as the installer can tell (it writes the network config for what the image uses).
+    f("usr/lib/systemd/systemd-networkd", "#!/bin/sh\n", 0o755)
     f("etc/systemimager/post-install/10-marker", HOOK, 0o755)
     f("home/alice/notes", "private\n", 0o600, (1234, 5678))
     os.chown(root / "home/alice", 1234, 5678)
