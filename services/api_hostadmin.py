@@ -1,7 +1,7 @@
 """Editing hosts over the admin API, live: every change goes through state.hostbook on the live lease
 book, so a host with a MAC and an address has its reservation before the answer is sent.
 
-  PATCH  /api/v1/hosts/{name}           {"mac"?, "ip"?, "image"?, "version"?, "state"?} (null/"" clears)
+  PATCH  /api/v1/hosts/{name}           {"mac"?, "ip"?, "image"?, "version"?, "state"?, "transport"?} (null/"" clears)
   DELETE /api/v1/hosts/{name}           the host goes; so does its reservation
   GET    /api/v1/hosts/{name}/script    {"script", "override"}: the host's own autoinstall script, else its
                                         image's <state_dir>/scripts/<image>.master

@@ -19,6 +19,8 @@ def routes(ctx: ApiContext) -> list[web.RouteDef]:
         out = ctx.status()
         if ctx.live.torrents is not None:  # the BitTorrent side: seeders and swarm sizes
             out["transports"] = ctx.live.torrents.status()
+            if ctx.live.multicast is not None:
+                out["transports"]["available"].append("multicast")
         return web.json_response(out, headers={"Cache-Control": "no-store"})
 
     async def openapi(request: web.Request) -> web.Response:

@@ -162,6 +162,17 @@ OPENAPI: dict[str, Any] = {
                                                  "full or failing, new leases are refused)",
                                   "properties": {"ok": {"type": "boolean"}, "commits": {"type": "integer"},
                                                  "last_error": {"type": "string", "nullable": True}}},
+                        "transports": {"type": "object", "description": "install transports: those this "
+                                       "imageserver can serve, and the BitTorrent side's seeders and swarm sizes",
+                                       "properties": {
+                                           "available": {"type": "array", "items": {"type": "string"}},
+                                           "bittorrent": {"type": "object", "properties": {
+                                               "seeders": {"type": "object", "additionalProperties": {
+                                                   "type": "object", "properties": {
+                                                       "pid": {"type": "integer"}, "port": {"type": "integer"},
+                                                       "running": {"type": "boolean"}}}},
+                                               "swarms": {"type": "object",
+                                                          "additionalProperties": {"type": "integer"}}}}}},
                         "satellites": {"type": "array", "description": "this primary's satellites", "items": {
                             "type": "object", "properties": {
                                 "name": {"type": "string"}, "created": {"type": "number"},

@@ -35,6 +35,8 @@ HOSTADMIN_PATHS: dict[str, Any] = {
                 "mac": _NULLABLE_STR, "ip": _NULLABLE_STR, "image": _NULLABLE_STR,
                 "version": {"type": "integer", "nullable": True},
                 "state": {"type": "string", "enum": ["new", "assigned", "installing", "installed", "failed"]},
+                "transport": {**_NULLABLE_STR, "description": "rsync, bittorrent or multicast; null or \"\": the "
+                                                              "image's default"},
             }}}}},
             "responses": {"200": _HOST, "400": _error("malformed input"), "401": _UNAUTHORIZED,
                           "404": _error("no such host"),

@@ -18,6 +18,8 @@ _IMAGE = {
         "newest": {"type": "boolean", "description": "the image's newest version: hosts without a pinned "
                                                      "version install it"},
         "hosts": {"type": "array", "items": {"type": "string"}, "description": "hosts assigned to this version"},
+        "transport": {"type": "string", "enum": ["rsync", "bittorrent", "multicast"],
+                      "description": "how its installers fetch it unless a host says otherwise"},
     },
 }
 

@@ -334,7 +334,7 @@ async def web_seed(request: web.Request) -> web.StreamResponse:
         raise NotFound("not found") from None
     if not stat.S_ISREG(st.st_mode):
         raise NotFound("not found")
-    return web.FileResponse(full, headers={"Cache-Control": "no-store"})
+    return web.FileResponse(full, headers={"Cache-Control": "no-store", "Content-Type": "application/octet-stream"})
 
 
 ROUTES = [

@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import pytest
 
 from lab.clients import Udhcpc
 from lab.netns import Lab, Namespace, Pair, lab_unavailable_reason
+from protocols import torrent as bt
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
 from tests.system._contract import Contract, Exchange, operations
@@ -136,6 +138,7 @@ def _build(lab: Lab) -> World:
             tree = server.state_dir / "images" / "web" / f"v{version}"
             (tree / "etc").mkdir(parents=True)
             (tree / "etc/hostname").write_text(f"web-master-{version}\n")
+            (tree / "motd").write_text(f"version {version}\n")  # a top-level file: the web seed's case
             insert_version(conn, ImageVersion("web", version, str(tree), time.time(), source="rsync://192.0.2.9/",
                                               files=2, bytes=16, note=f"version {version}"))
         conn.commit()
@@ -252,6 +255,36 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
                                   (w.ip("node-assigned"), "wrong", 401),
                                   (w.ip("node-installed"), w.install_token("node-assigned"), 403)):
         w.contract.call(client, "get", f"{w.lan}/install/{mac}/multicast", expect=status, token=token, source=source)
+
+    # BitTorrent: the host's .torrent (its install token, its address), then its tracker and web seed with
+    # the key in the torrent's URLs (tests/system/test_torrent_install.py has the swarm).
+    torrent = f"{w.lan}/install/{mac}/torrent"
+    got = w.contract.call(client, "get", torrent, expect=200, token=w.install_token("node-assigned"),
+                          source=w.ip("node-assigned"))
+    w.contract.call(client, "get", torrent + "?webseed=1", expect=200, token=w.install_token("node-assigned"),
+                    source=w.ip("node-assigned"))
+    for source, token, status in ((w.ip("node-assigned"), "wrong", 401),
+                                  (w.ip("node-installed"), w.install_token("node-assigned"), 403)):
+        w.contract.call(client, "get", torrent, expect=status, token=token, source=source)
+    w.contract.call(client, "get", f"{w.lan}/install/{HOSTS['node-installed'][0]}/torrent", expect=404,
+                    token=w.install_token("node-installed"), source=w.ip("node-installed"))
+    meta = bt.bdecode(got.body)
+    assert isinstance(meta, dict), meta
+    announce_url = meta[b"announce"].decode()
+    base = announce_url.removesuffix("/announce")
+    info_hash = bt.infohash(bt.bencode(meta[b"info"]))
+    query = f"info_hash={quote_from_bytes(info_hash)}&peer_id=-XX0000-{'a' * 12}&port=6999&left=23"
+    w.contract.call(client, "get", f"{announce_url}?{query}", expect=200, source=w.ip("node-assigned"))
+    w.contract.call(client, "get", f"{announce_url}?peer_id=x", expect=400, source=w.ip("node-assigned"))
+    w.contract.call(client, "get", f"{base[:-4]}0000/announce?{query}", expect=401, source=w.ip("node-assigned"))
+    w.contract.call(client, "get", f"{announce_url}?{query}", expect=403, source=w.ip("node-installed"))
+    seed = f"{base}/seed/web_v2"
+    w.contract.call(client, "get", f"{seed}/motd", expect=200, source=w.ip("node-assigned"))
+    w.contract.call(client, "get", f"{seed}/motd", expect=206, source=w.ip("node-assigned"),
+                    headers={"Range": "bytes=0-3"})
+    w.contract.call(client, "get", f"{seed}/nothing", expect=404, source=w.ip("node-assigned"))
+    w.contract.call(client, "get", f"{base[:-4]}0000/seed/web_v2/motd", expect=401,
+                    source=w.ip("node-assigned"))
 
     gets = {op for op in operations(w.contract.document) if op[0] == "get"}
     assert gets - w.contract.exercised == set(), "documented GET routes this test does not call: add a case"
