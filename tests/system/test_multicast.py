@@ -80,7 +80,8 @@ def site(lab: Lab) -> dict[str, object]:
     try:
         insert_version(conn, ImageVersion("web", 1, str(tree), now, source="test"))
         for i, mac in enumerate(MACS):
-            installs.add_host_op(f"node{i + 1}", mac, "web", seg.host(20 + i), now)(conn)
+            # transport multicast: the served script says TRANSPORT=multicast (it wins over the environment)
+            installs.add_host_op(f"node{i + 1}", mac, "web", seg.host(20 + i), now, None, "multicast")(conn)
     finally:
         conn.close()
     (server.state_dir / "scripts").mkdir()
