@@ -340,5 +340,5 @@ async def web_seed(request: web.Request) -> web.StreamResponse:
 ROUTES = [
     web.get("/install/{mac}/torrent", torrent_file),
     web.get("/bt/{mac}/{key}/announce", announce),
-    web.get("/bt/{mac}/{key}/seed/{rest:.+}", web_seed),
+    web.get("/bt/{mac}/{key}/seed/{torrent}/{path:.+}", web_seed),
 ]
