@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from appliance.demo.scenario import DemoLab
-from appliance.lab.netns import Lab, lab_unavailable_reason
-from appliance.lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 
 from appliance.images.layout import parse_sfdisk_dump
+from lab.demo.scenario import DemoLab
+from lab.netns import Lab, lab_unavailable_reason
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 from tests.e2e import _kernelswap as ks
 from tests.e2e.test_real_debian import capture
@@ -40,6 +40,7 @@ NAME = "knode1"
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.slow,  # three real Debian boots and an update, about 8 min under TCG: make test-slow
     pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
     pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
 ]

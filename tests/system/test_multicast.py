@@ -67,9 +67,11 @@ def site(lab: Lab) -> dict[str, object]:
     server = Imageserver(seg.server, seg.bridge, seg.server_ip, seg.subnet,
                          extra=f"\n[rsyncd]\nport = {RSYNC_PORT}\n")
     text = server.config.read_text()
+    # min_wait 15: udpcast counts the strangers' receivers too, so with the three hosts expected the sender
+    # would start as soon as two strangers and one host joined; the wait lets every host join first.
     text = text.replace(
         "[http]\n", f'[multicast]\nenabled = true\nportbase = {PORTBASE}\nrdv_address = "{RDV}"\n'
-                    "start_window = 10\nmin_wait = 5\nretries_until_drop = 8\n\n[http]\n")
+                    "start_window = 25\nmin_wait = 15\nretries_until_drop = 8\n\n[http]\n")
     server.config.write_text(text)
     tree = server.state_dir / "images" / "web" / "v1"
     master = build_master(tree, lab.tmp_path("master.disk"))
