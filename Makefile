@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite (but the slow real-OS e2e runs)"
-	@echo "make test-slow  the real-OS e2e runs over 5 min each under TCG: Secure Boot, kernel update"
+	@echo "make test-slow  the real-OS e2e runs over 5 min each under TCG (kernel update)"
 	@echo "make lint    ruff check, mypy (strict) on protocols/ and state/"
 	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
@@ -42,7 +42,7 @@ test-system: deps venv
 test-e2e: deps venv
 	$(PY) -m pytest -q -m e2e $(PYTEST_ARGS)
 
-# The real-OS e2e runs `make test` leaves out (each over five minutes under TCG): Secure Boot, kernel update.
+# The real-OS e2e runs `make test` leaves out (each over five minutes under TCG): the kernel update.
 test-slow: deps venv
 	IMAGESERVER_SLOW_TESTS=1 $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 

@@ -48,7 +48,6 @@ LOCKDOWN_LINE = "Kernel is locked down from EFI Secure Boot"  # 6.1 adds " mode"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.slow,  # about 7 min under TCG (SMM rules out KVM): make test-slow
     pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
     pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
     pytest.mark.skipif(secure_boot_unavailable_reason() is not None, reason=str(secure_boot_unavailable_reason())),
