@@ -53,6 +53,10 @@ def make_image(tree: Path) -> None:
     (tree / "usr/lib/big").write_bytes(os.urandom(16 << 20))
     os.link(tree / "usr/lib/big", tree / "usr/lib/big-link")  # hard links survive (-H)
     os.symlink("big", tree / "usr/lib/big-sym")
+    # rsync compares a symlink's mtime to the second before setting it: one made in the same second as the
+    # pull would keep the copy's own nanoseconds (see tests/system/_mastertree.py). A time in the past.
+    os.utime(tree / "usr/lib/big-sym", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789),
+             follow_symlinks=False)
 
 
 def transfers_now(daemon_pid: int, trees: str) -> int:
