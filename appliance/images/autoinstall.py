@@ -46,7 +46,9 @@ from appliance.images.layout import (
     Growth,
     Layout,
     LayoutError,
+    Placement,
     Plan,
+    Volume,
     growth,
     plan,
     required_bytes,
@@ -89,10 +91,91 @@ def _depth(mountpoint: str) -> int:
     return 0 if mountpoint == "/" else mountpoint.rstrip("/").count("/")
 
 
+class _Names:
+    """The sh variable names of what a plan makes: partitions DEV<d>_<n>, arrays MD<i>, LVs LV<g>_<j>;
+    the filesystem UUIDs on them UUID<d>_<n>, MDUUID<i>, LVUUID<g>_<j>."""
+
+    def __init__(self, the_plan: Plan) -> None:
+        self.arrays = {a.device: i for i, a in enumerate(the_plan.stack.arrays)}
+        self.vgs = {vg.name: g for g, vg in enumerate(the_plan.stack.vgs)}
+
+    def dev(self, place: Placement | Volume) -> str:
+        if isinstance(place, Placement):
+            return _var(place.disk, place.partition.number)
+        if place.md is not None:
+            return f"MD{self.arrays[place.md.device]}"
+        assert place.vg is not None and place.lv is not None
+        return f"LV{self.vgs[place.vg.name]}_{place.vg.lvs.index(place.lv)}"
+
+    def uuid(self, place: Placement | Volume) -> str:
+        if isinstance(place, Placement):
+            return _uuid_var(place.disk, place.partition.number)
+        return self.dev(place).replace("MD", "MDUUID", 1) if place.md else "LVUUID" + self.dev(place)[2:]
+
+    def pv(self, layout: Layout, device: str) -> str:
+        """The variable of a PV: an array of the stack, else a recorded partition."""
+        a = layout.md_array(device)
+        if a is not None:
+            return f"MD{self.arrays[a.device]}"
+        place = layout.partition_at(device)
+        assert place is not None
+        return _var(place.disk, place.partition.number)
+
+
+def _under(layout: Layout, place: Placement | Volume) -> list[Placement]:
+    """The partitions a filesystem's device is made of (itself, an array's members, a VG's PVs')."""
+    if isinstance(place, Placement):
+        return [place]
+    devices = [m.device for m in place.md.members] if place.md else list(place.vg.pvs if place.vg else ())
+    out: list[Placement] = []
+    for dev in devices:
+        a = layout.md_array(dev)
+        out += _under(layout, Volume(md=a)) if a is not None and not place.md else []
+        p = layout.partition_at(dev)
+        if p is not None:
+            out.append(p)
+    return out
+
+
+def _stack_lines(the_plan: Plan, names: _Names) -> list[str]:
+    """sh building the md arrays and volume groups the filesystems live on (after partitioning)."""
+    layout, stack, out = the_plan.layout, the_plan.stack, []
+    for i, a in enumerate(stack.arrays):
+        slots = {m.role: m for m in a.members}
+        members = []
+        for slot in range(a.raid_devices):
+            m = slots.get(str(slot))
+            place = layout.partition_at(m.device) if m else None
+            members.append(f'"${_var(place.disk, place.partition.number)}"' if place else "missing")
+        for m in a.members:
+            if m.role == "spare" and (place := layout.partition_at(m.device)) is not None:
+                members.append(f'"${_var(place.disk, place.partition.number)}"')
+        out.append(f'stage raid "{_safe(a.device)}: {_safe(a.level)} of {len(members)} device(s), metadata '
+                   f'{_safe(a.metadata)} (master: {_safe(a.uuid or "?")})"')
+        out.append(f"make_md MD{i} {q(a.device)} {q(a.level)} {a.raid_devices} {q(a.metadata)} {q(a.short_name)} "
+                   + " ".join(members))
+    swap_lvs = {(p.vg.name, p.lv.name) for p, e in the_plan.filesystems
+                if isinstance(p, Volume) and p.vg and p.lv and e.fstype == "swap"}
+    for g, vg in enumerate(stack.vgs):
+        pvs = [f'"${names.pv(layout, pv)}"' for pv in vg.pvs]
+        out.append(f'stage lvm "volume group {_safe(vg.name)} on {len(pvs)} physical volume(s), '
+                   f'{len(vg.lvs)} logical volume(s)"')
+        out.append(f"make_vg {q(vg.name)} {vg.extent_size} " + " ".join(pvs))
+        # The last data LV in physical order takes what is left (as the last partition does); every other
+        # keeps its size in extents, scaled down if this VG has fewer extents than the master's.
+        data = [lv for lv in vg.lvs if (vg.name, lv.name) not in swap_lvs and lv.fstype != "swap"]
+        grower = data[-1] if data else None
+        for j, lv in sorted(enumerate(vg.lvs), key=lambda jl: jl[1] is grower):
+            size = "rest" if lv is grower else str(max(1, lv.size // vg.extent_size))
+            out.append(f"make_lv LV{g}_{j} {q(vg.name)} {q(lv.name)} {size} {vg.extent_count}")
+    return out
+
+
 def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated: float) -> str:
     layout = the_plan.layout
     name, version = iv.name, iv.version
-    used_disks = sorted({p.disk for p, _ in the_plan.filesystems})
+    names = _Names(the_plan)
+    used_disks = sorted({p.disk for p in the_plan.partitions})
     out: list[str] = []
     w = out.append
 
@@ -126,25 +209,26 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         out.extend(table.rstrip("\n").splitlines())
         w(f"EOF_SFDISK{i}")
         w(f'settle "$DISK{i}"')
-    needed = sorted({(p.disk, p.partition.number) for p, _ in the_plan.filesystems})
+    needed = sorted({(p.disk, p.partition.number) for p in the_plan.partitions})
     for d, n in needed:
         w(f'part_dev {_var(d, n)} "$DISK{d}" {n}')
+    out.extend(_stack_lines(the_plan, names))
 
     # --- filesystems
     for place, e in the_plan.filesystems:
-        v = _var(place.disk, place.partition.number)
-        label = place.partition.label or ""
+        v = names.dev(place)
+        label = (place.partition.label if isinstance(place, Placement) else place.label) or ""
         fstype = "swap" if e.fstype == "swap" else e.fstype
         purpose = "swap" if fstype == "swap" else _safe(e.mountpoint)
         w(f'stage mkfs "{fstype} on ${v} for {purpose}"')
-        esp = fstype == "vfat" and place.partition.type.lower() in ESP_TYPES
+        esp = fstype == "vfat" and isinstance(place, Placement) and place.partition.type.lower() in ESP_TYPES
         w(f'mkfs_fs {fstype} "${v}" {q(label)}{" esp" if esp else ""}')
-        w(f'{_uuid_var(place.disk, place.partition.number)}=$(fs_uuid "${v}")')
+        w(f'{names.uuid(place)}=$(fs_uuid "${v}")')
     mounts = sorted(((p, e) for p, e in the_plan.filesystems if e.fstype != "swap"),
                     key=lambda pe: (_depth(pe[1].mountpoint), pe[1].mountpoint))
     w('stage mount "' + " ".join(_safe(e.mountpoint) for _, e in mounts) + '"')
     for place, e in mounts:
-        w(f'mount_fs {e.fstype} "${_var(place.disk, place.partition.number)}" {q(e.mountpoint)}')
+        w(f'mount_fs {e.fstype} "${names.dev(place)}" {q(e.mountpoint)}')
 
     # --- the image
     vfat = [e.mountpoint for _, e in mounts if e.fstype == "vfat"]
@@ -165,7 +249,7 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         e = fl.entry
         if e is not None and id(e) in placed:
             p = placed[id(e)]
-            w(f"    printf '%s\\t%s\\n' \"UUID=${_uuid_var(p.disk, p.partition.number)}\" {q(_fstab_rest(fl.raw))}")
+            w(f"    printf '%s\\t%s\\n' \"UUID=${names.uuid(p)}\" {q(_fstab_rest(fl.raw))}")
         else:
             w(f"    printf '%s\\n' {q(fl.raw)}")
     w('} >"$TARGET/etc/fstab.new"')
@@ -180,16 +264,24 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w("setup_updateclient")
     root = next(p for p, e in mounts if e.mountpoint == "/")
     boot = next((p for p, e in mounts if e.mountpoint == "/boot"), root)
-    esp = next(((p, e) for p, e in mounts if e.fstype == "vfat" and p.partition.type.lower() in ESP_TYPES), None)
-    w(f'ROOT_UUID=${_uuid_var(root.disk, root.partition.number)}')
-    w(f"BOOT_DISK=$DISK{boot.disk} BOOT_PART={boot.partition.number} "
-      f"BOOT_LABEL={layout.disks[boot.disk].label} BOOT_SEPARATE={1 if boot is not root else 0}")
+    esp = next(((p, e) for p, e in mounts if e.fstype == "vfat" and isinstance(p, Placement)
+                and p.partition.type.lower() in ESP_TYPES), None)
+    w(f'ROOT_UUID=${names.uuid(root)}')
+    # GRUB goes on every disk /boot is on (each half of a RAID1 boots alone); extlinux boots partitions only.
+    boot_disks = sorted({p.disk for p in _under(layout, boot)})
+    first = boot_disks[0] if boot_disks else 0
+    boot_part = boot.partition.number if isinstance(boot, Placement) else "''"
+    w(f"BOOT_DISK=$DISK{first} BOOT_PART={boot_part} "
+      f"BOOT_LABEL={layout.disks[first].label} BOOT_SEPARATE={1 if boot is not root else 0}")
+    w('BOOT_DISKS="' + " ".join(f"$DISK{d}" for d in boot_disks) + '"')
     w(f"ESP_MOUNT={q(esp[1].mountpoint) if esp else q('')}")
     swaps = [p for p, e in the_plan.filesystems if e.fstype == "swap"]
-    w(f"SWAP_UUID={'$' + _uuid_var(swaps[0].disk, swaps[0].partition.number) if swaps else q('')}")
-    w("FS_UUIDS=\"" + " ".join(f"${_var(p.disk, p.partition.number)}=${_uuid_var(p.disk, p.partition.number)}"
-                                for p, _ in the_plan.filesystems) + "\"")
+    w(f"SWAP_UUID={'$' + names.uuid(swaps[0]) if swaps else q('')}")
+    w("FS_UUIDS=\"" + " ".join(f"${names.dev(p)}=${names.uuid(p)}" for p, _ in the_plan.filesystems) + "\"")
+    w(f"STACKED={1 if the_plan.stack.arrays or the_plan.stack.vgs else 0}")
     w("bind_system")
+    if the_plan.stack.arrays:
+        w("write_mdadm_conf")
     w("configure_network")
     w("new_machine_identity")
     w("retie_to_new_disks")
@@ -280,9 +372,15 @@ def installable_plan(layout: Layout | None, tree: Path, label: str) -> Plan:
     except OSError as e:
         raise AutoinstallError(f"{label}: cannot read the image's /etc/fstab ({e.strerror})") from None
     try:
-        return plan(layout, text, DISK_FILESYSTEMS)
+        the_plan = plan(layout, text, DISK_FILESYSTEMS)
     except LayoutError as e:
         raise AutoinstallError(f"{label}: {e}") from None
+    # The installed system assembles its arrays and activates its volumes with its own tools, at boot.
+    for needed, tool, package in ((the_plan.stack.arrays, "mdadm", "mdadm"), (the_plan.stack.vgs, "lvm", "lvm2")):
+        if needed and not any((tree / d / tool).exists() for d in ("usr/sbin", "sbin")):
+            raise AutoinstallError(f"{label}: the master's filesystems are on {'md' if tool == 'mdadm' else 'LVM'}, "
+                                   f"but the image has no {tool} (Debian package {package}) to boot from them")
+    return the_plan
 
 
 def generate(iv: ImageVersion, settings: ScriptSettings, generated: float | None = None) -> tuple[str, Plan]:
@@ -351,6 +449,8 @@ TARGET=${TARGET%/}
 STAGE=start
 MOUNTED=''
 LOOPS=''
+MDS=''
+VGS=''
 BT_PID=''
 export IMAGE VERSION MODULE IMAGESERVER_HOST TARGET
 
@@ -402,6 +502,9 @@ cleanup() {
         [ -n "$m" ] || continue
         umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || say "could not unmount $m"
     done
+    # Volume groups, then arrays, closed cleanly (an array stopped clean needs no resync at its next start).
+    for vg in $VGS; do lvm_ vgchange -an "$vg" >/dev/null 2>&1 || say "could not deactivate volume group $vg"; done
+    for md in $MDS; do mdadm --stop "$md" >/dev/null 2>&1 || say "could not stop $md"; done
     for l in $LOOPS; do losetup -d "$l" 2>/dev/null || say "could not detach $l"; done
     if [ "$rc" != 0 ] && [ "$STAGE" != failed ]; then say "stopped at stage $STAGE (exit $rc)"; fi
     exit "$rc"
@@ -509,6 +612,90 @@ part_dev() {
         LOOPS="$LOOPS $dev"
     fi
     eval "$1=\$dev"
+}
+
+# ---- software RAID and LVM: the arrays and volume groups the master's filesystems were on ----
+
+# make_md VAR DEVICE LEVEL N METADATA NAME MEMBER... -- a new md array (a new UUID) of the MEMBER
+# partitions in slot order ("missing": a slot the master's array had empty; members past N are spares),
+# its name this host's (HOSTNAME:NAME). It starts at once and resyncs in the background (md copies
+# while the install goes on, and goes on after the reboot where it stopped): nothing waits for it.
+make_md() {
+    var=$1 dev=$2 level=$3 n=$4 meta=$5 name=$6
+    shift 6
+    command -v mdadm >/dev/null 2>&1 || die "no mdadm in this installer: cannot make $dev"
+    for m in "$@"; do
+        [ "$m" = missing ] || mdadm --zero-superblock --force "$m" >/dev/null 2>&1 || true
+    done
+    extra=''
+    if [ $(($# - n)) -gt 0 ]; then extra="--spare-devices=$(($# - n))"; fi
+    # shellcheck disable=SC2086  # $extra: one option or none
+    mdadm --create "$dev" --run --metadata="$meta" --level="$level" --raid-devices="$n" --name="$name" \
+        ${HOSTNAME:+--homehost="$HOSTNAME"} $extra "$@" </dev/null || die "mdadm --create $dev ($level) failed"
+    MDS="$dev $MDS"
+    [ -b "$dev" ] || die "mdadm made no $dev"
+    eval "$var=\$dev"
+}
+
+# The installer has no udev: LVM makes its /dev nodes itself and waits for no udev event.
+LVM_CONFIG='activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
+devices { obtain_device_list_from_udev = 0 external_device_info_source = "none" use_devicesfile = 0 }'
+lvm_() {
+    cmd=$1
+    shift
+    lvm "$cmd" --config "$LVM_CONFIG" "$@"
+}
+
+# make_vg NAME EXTENT_BYTES PV... -- physical volumes (new UUIDs) and the volume group on them.
+make_vg() {
+    vg=$1 extent=$2
+    shift 2
+    command -v lvm >/dev/null 2>&1 || die "no lvm in this installer: cannot make volume group $vg"
+    mkdir -p /run/lock/lvm /run/lvm
+    for pv in "$@"; do
+        lvm_ pvcreate -ff -y "$pv" >/dev/null || die "pvcreate $pv failed"
+    done
+    lvm_ vgcreate -y -s "$((extent / 1024))k" "$vg" "$@" >/dev/null || die "vgcreate $vg failed"
+    VGS="$vg $VGS"
+}
+
+# make_lv VAR VG LV EXTENTS|rest MASTER_VG_EXTENTS -- a logical volume of EXTENTS extents (fewer in the
+# same proportion when this VG is smaller than the master's), or all that is left ("rest").
+make_lv() {
+    var=$1 vg=$2 lv=$3 n=$4 total=$5
+    if [ "$n" = rest ]; then
+        set -- -l 100%FREE
+    else
+        have=$(lvm_ vgs --noheadings -o vg_extent_count "$vg" | tr -d ' ')
+        [ "$have" -ge "$total" ] || n=$((n * have / total))
+        set -- -l "$n"
+    fi
+    lvm_ lvcreate -y -Wy -Zy -n "$lv" "$@" "$vg" >/dev/null || die "lvcreate $vg/$lv failed"
+    # device-mapper's name: VG-LV, each '-' inside a name doubled
+    dmname="$(printf '%s' "$vg" | sed 's/-/--/g')-$(printf '%s' "$lv" | sed 's/-/--/g')"
+    dev=/dev/mapper/$dmname
+    [ -b "$dev" ] || lvm_ vgmknodes "$vg" >/dev/null 2>&1 || true
+    [ -b "$dev" ] || die "lvcreate made no $dev"
+    say "logical volume $vg/$lv: $(lvm_ lvs --noheadings --units m -o lv_size "$vg/$lv" | tr -d ' ')"
+    eval "$var=\$dev"
+}
+
+# The new system's /etc/mdadm/mdadm.conf: its own settings kept, the master's ARRAY lines replaced by
+# this machine's arrays (new UUIDs), which the initramfs assembles at boot.
+write_mdadm_conf() {
+    conf=$TARGET/etc/mdadm/mdadm.conf
+    stage raid "mdadm.conf: $(echo "$MDS" | wc -w) array(s) of this machine"
+    mkdir -p "${conf%/*}"
+    {
+        printf '# ARRAY lines written by the imageserver autoinstall script: this machine'"'"'s arrays.\n'
+        if [ -f "$conf" ]; then
+            # ARRAY lines and their indented continuation lines (devices=...) go.
+            awk '/^[ \t]*ARRAY[ \t]/ { skip = 1; next } skip && /^[ \t]/ { next } { skip = 0 }
+                 /^# ARRAY lines written by the imageserver/ { next } { print }' "$conf"
+        fi
+        mdadm --detail --scan
+    } >"$conf.new" || die "cannot write $conf"
+    mv -f "$conf.new" "$conf"
 }
 
 # mkfs_fs TYPE DEVICE LABEL [esp] -- a new filesystem (new UUID), keeping the master's label. An EFI
@@ -1076,27 +1263,49 @@ new_machine_identity() {
 # (a UUID that no longer exists costs every boot a 30 s wait). /etc/initramfs-tools/conf.d/resume
 # is pointed at this machine's swap (or none), so every later update-initramfs on the node is right.
 # The image's initramfs itself: with INITRAMFS_REBUILD=1 rebuilt by the image's own tool in the new
-# system; by default the new conf/conf.d/resume is appended to it as a second cpio archive (the kernel
-# unpacks concatenated archives in order, the later file wins): exact for what changed, and seconds
-# instead of minutes (mkinitramfs with MODULES=most runs thousands of commands).
+# system; by default the new conf/conf.d/resume (and on md this machine's etc/mdadm/mdadm.conf) is
+# appended to it as a further cpio archive (the kernel unpacks concatenated archives in order, the later
+# file wins): exact for what changed, and seconds instead of minutes (mkinitramfs with MODULES=most runs
+# thousands of commands: over 200 s under TCG). The image's initramfs already has mdadm and lvm when
+# the image has them installed (their packages' hooks put them in, and their triggers rebuilt it).
 retie_to_new_disks() {
     f=$TARGET/etc/initramfs-tools/conf.d/resume
-    [ -f "$f" ] || return 0
     if [ -n "$SWAP_UUID" ]; then resume="RESUME=UUID=$SWAP_UUID"; else resume=RESUME=none; fi
-    sed -i "s|^[[:space:]]*RESUME=.*|$resume|" "$f"
-    grep -q '^RESUME=' "$f" || echo "$resume" >>"$f"
+    overlays=''
+    if [ -f "$f" ]; then
+        sed -i "s|^[[:space:]]*RESUME=.*|$resume|" "$f"
+        grep -q '^RESUME=' "$f" || echo "$resume" >>"$f"
+        overlays="$f=conf/conf.d/resume"
+    fi
+    # On md: the initramfs assembles the arrays its etc/mdadm/mdadm.conf names, this machine's now.
+    # (LVM needs nothing of this machine's: it activates the root LV by the name on the command line.)
+    conf=$TARGET/etc/mdadm/mdadm.conf
+    if [ "$STACKED" = 1 ] && [ -n "$MDS" ] && [ -f "$conf" ]; then
+        overlays="$overlays $conf=etc/mdadm/mdadm.conf"
+    fi
+    if [ "$STACKED" = 1 ] && [ ! -x "$TARGET/usr/sbin/update-initramfs" ]; then
+        # dracut writes the configuration into its image in its own way: rebuilt by the image's own dracut.
+        [ -x "$TARGET/usr/bin/dracut" ] || [ -x "$TARGET/usr/sbin/dracut" ] ||
+            die "the image has no update-initramfs or dracut: its initramfs cannot learn this machine's md arrays"
+        stage initramfs "dracut in the new system (md/LVM)"
+        chroot "$TARGET" dracut -f --regenerate-all >/dev/null || die "dracut in the new system failed"
+        return 0
+    fi
+    [ -n "$overlays" ] || return 0
     if [ "${INITRAMFS_REBUILD:-0}" = 1 ] && [ -x "$TARGET/usr/sbin/update-initramfs" ]; then
-        stage initramfs "update-initramfs in the new system ($resume)"
+        stage initramfs "update-initramfs in the new system ($resume${MDS:+; md arrays})"
         chroot "$TARGET" update-initramfs -u -k all >/dev/null || die "update-initramfs in the new system failed"
         return 0
     fi
     n=0
     for img in "$TARGET"/boot/initrd.img-*; do
         [ -f "$img" ] || continue
-        overlay_initramfs "$img" "$f" conf/conf.d/resume || die "cannot add the resume setting to $img"
+        for pair in $overlays; do
+            overlay_initramfs "$img" "${pair%%=*}" "${pair#*=}" || die "cannot add ${pair#*=} to $img"
+        done
         n=$((n + 1))
     done
-    stage initramfs "$resume in /etc/initramfs-tools/conf.d/resume and in $n initramfs image(s)"
+    stage initramfs "$resume${MDS:+ and this machine's mdadm.conf} in $n initramfs image(s)"
 }
 
 # cpio_member NAME MODE_HEX [FILE] -- one newc archive member on stdout (FILE: a regular file's content).
@@ -1180,8 +1389,11 @@ install_bootloader() {
             fi
             # --- end Secure Boot
         else
-            stage bootloader "grub for BIOS on $BOOT_DISK"
-            chroot "$TARGET" grub-install --target=i386-pc "$BOOT_DISK" || die "grub-install (BIOS) failed"
+            # Every disk /boot is on (both halves of a RAID1): the machine boots from either alone.
+            stage bootloader "grub for BIOS on $BOOT_DISKS"
+            for d in $BOOT_DISKS; do
+                chroot "$TARGET" grub-install --target=i386-pc "$d" || die "grub-install (BIOS) on $d failed"
+            done
         fi
         link_fs_uuids
         if [ -x "$TARGET/usr/sbin/update-grub" ]; then
@@ -1198,6 +1410,7 @@ install_bootloader() {
 }
 
 install_extlinux() {
+    [ -n "$BOOT_PART" ] || die "extlinux cannot boot from md or LVM (the image has no grub-install)"
     kernel='' initrd=''
     for k in "$TARGET"/boot/vmlinuz-*; do [ -f "$k" ] && kernel=${k##*/}; done
     [ -n "$kernel" ] || die "no /boot/vmlinuz-* in the image"

@@ -6,10 +6,15 @@ prepareclient leaves in /etc/systemimager/:
     disks/NAME.lsblk.json    `lsblk --json --bytes -o ...` (absent for disk image files)
     mountinfo, swaps         the mount table and swap areas, relative to the exported root
     firmware                 "uefi" or "bios"
+    md/scan, md/NAME.export  software RAID: `mdadm --detail --scan --verbose`, and per array
+                             `mdadm --detail --export` (absent: no md arrays on the master)
+    lvm/{pvs,vgs,lvs}.json   LVM: `lvm pvs|vgs|lvs --reportformat json --units b --nosuffix -o ...`
 
 `read_layout` turns that into a `Layout` (stored as JSON in images.layout); `resolve` maps an fstab
-entry (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/...) to the disk and partition it lives on, which
-is how the autoinstall script knows what to format and mount where.
+entry (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/...) to the disk and partition it lives on, and
+`resolve_volume` one on an md array or an LVM logical volume (/dev/md0, /dev/mapper/VG-LV, /dev/VG/LV,
+or its filesystem's UUID/LABEL as lsblk saw it), which is how the autoinstall script knows what to
+build, format and mount where.
 """
 
 from __future__ import annotations
@@ -68,11 +73,66 @@ class Disk:
 
 
 @dataclass(frozen=True, slots=True)
+class MdMember:
+    device: str  # on the master: /dev/sda1 (as sfdisk names the partition)
+    role: str  # "0", "1" ... (its slot), "spare", "journal"
+
+
+@dataclass(frozen=True, slots=True)
+class MdArray:
+    """A software RAID array of the master (`mdadm --detail --export`)."""
+
+    device: str  # /dev/md0 or /dev/md/NAME, as `mdadm --detail --scan` names it
+    level: str  # raid1, raid0, raid10, raid5, raid6, linear
+    raid_devices: int
+    metadata: str  # 1.2, 1.0, 0.90 ...
+    members: tuple[MdMember, ...] = ()
+    name: str | None = None  # MD_NAME, "host:0"
+    uuid: str | None = None  # the master's array UUID (a clone's array gets its own)
+    fstype: str | None = None  # what lsblk saw on the array itself
+    label: str | None = None
+    fsuuid: str | None = None
+
+    @property
+    def short_name(self) -> str:
+        """The part of MD_NAME after "host:" ("0"), else the device's last component ("md0")."""
+        return (self.name or "").rpartition(":")[2] or self.device.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class LogicalVolume:
+    name: str
+    size: int  # bytes
+    start: int = 0  # its first extent on its first PV: LVs are made again in this (physical) order
+    segtype: str = "linear"
+    attr: str = ""
+    fstype: str | None = None  # from lsblk (/dev/mapper/VG-LV)
+    label: str | None = None
+    fsuuid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeGroup:
+    name: str
+    extent_size: int  # bytes
+    extent_count: int
+    pvs: tuple[str, ...] = ()  # devices on the master: /dev/md0, /dev/sda2
+    lvs: tuple[LogicalVolume, ...] = ()  # in physical order
+
+
+def mapper_name(vg: str, lv: str) -> str:
+    """Device-mapper's name of an LV: VG-LV with every '-' inside a name doubled."""
+    return f"{vg.replace('-', '--')}-{lv.replace('-', '--')}"
+
+
+@dataclass(frozen=True, slots=True)
 class Layout:
     disks: tuple[Disk, ...] = ()
     firmware: str = "bios"
     mounts: tuple[Mount, ...] = ()
     swaps: tuple[Swap, ...] = ()
+    md: tuple[MdArray, ...] = ()
+    vgs: tuple[VolumeGroup, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -82,9 +142,36 @@ class Layout:
         data = json.loads(text)
         disks = tuple(Disk(**{**d, "partitions": tuple(Partition(**p) for p in d["partitions"])})
                       for d in data.get("disks", ()))
+        md = tuple(MdArray(**{**a, "members": tuple(MdMember(**m) for m in a["members"])})
+                   for a in data.get("md", ()))
+        vgs = tuple(VolumeGroup(**{**v, "pvs": tuple(v["pvs"]), "lvs": tuple(LogicalVolume(**lv) for lv in v["lvs"])})
+                    for v in data.get("vgs", ()))
         return cls(disks=disks, firmware=data.get("firmware", "bios"),
                    mounts=tuple(Mount(**m) for m in data.get("mounts", ())),
-                   swaps=tuple(Swap(**s) for s in data.get("swaps", ())))
+                   swaps=tuple(Swap(**s) for s in data.get("swaps", ())), md=md, vgs=vgs)
+
+    def md_array(self, device: str) -> MdArray | None:
+        return next((a for a in self.md if a.device == device or _md_aliases(a) & {device}), None)
+
+    def partition_at(self, device: str) -> Placement | None:
+        """The recorded partition whose master device is `device`."""
+        for i, disk in enumerate(self.disks):
+            for p in disk.partitions:
+                if p.device == device:
+                    return Placement(i, p)
+        return None
+
+
+def _md_aliases(a: MdArray) -> set[str]:
+    """Names the same array goes by on the master: /dev/md0, /dev/md/0, /dev/md/NAME."""
+    names = {a.device}
+    short = a.short_name
+    names.add(f"/dev/md/{short}")
+    if a.device.startswith("/dev/md/"):
+        names.add(f"/dev/md{short}" if short.isdigit() else a.device)
+    elif a.device.startswith("/dev/md") and a.device[7:].isdigit():
+        names.add(f"/dev/md/{a.device[7:]}")
+    return names
 
 
 # --- sfdisk --dump -----------------------------------------------------------------------------------
@@ -183,12 +270,152 @@ def read_layout(si_dir: Path) -> Layout:
     mountinfo = si_dir / "mountinfo"
     swaps = si_dir / "swaps"
     firmware = si_dir / "firmware"
+    rows = _all_lsblk_rows(si_dir)
     return Layout(
         disks=tuple(disks),
         firmware=firmware.read_text().strip() if firmware.exists() else "bios",
         mounts=tuple(parse_mountinfo(mountinfo.read_text())) if mountinfo.exists() else (),
         swaps=tuple(parse_swaps(swaps.read_text())) if swaps.exists() else (),
+        md=read_md(si_dir, rows),
+        vgs=read_lvm(si_dir, rows),
     )
+
+
+def _all_lsblk_rows(si_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every device row of every recorded disk's lsblk JSON (md arrays and LVs are children of their
+    partitions there, with their filesystems' UUIDs and labels); each row also gets "_parents", the
+    paths of the rows it is a child of (an array shows under each of its members)."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def walk(children: Sequence[dict[str, Any]], parent: str | None) -> None:
+        for row in children:
+            path = row.get("path") or (f"/dev/{row['name']}" if row.get("name") else None)
+            if not path:
+                continue
+            seen = rows.setdefault(path, {**row, "_parents": set()})
+            if parent:
+                seen["_parents"].add(parent)
+            walk(row.get("children") or (), path)
+
+    for f in sorted((si_dir / "disks").glob("*.lsblk.json")):
+        try:
+            walk(json.loads(f.read_text()).get("blockdevices") or (), None)
+        except (ValueError, AttributeError) as e:
+            raise LayoutError(f"{f}: not lsblk JSON ({e})") from None
+    return rows
+
+
+def _md_row(a: MdArray, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """lsblk's row of an array: by one of its names, else the md child of its members (lsblk shows the
+    kernel's name, /dev/md127, for what mdadm calls /dev/md/boot)."""
+    for name in sorted(_md_aliases(a)):
+        if name in rows:
+            return rows[name]
+    members = {m.device for m in a.members}
+    for row in rows.values():
+        if str(row.get("type", "")).startswith(("raid", "linear")) and row["_parents"] & members:
+            return row
+    return {}
+
+
+# --- mdadm ------------------------------------------------------------------------------------------
+
+def parse_md_scan(text: str) -> list[str]:
+    """Array devices of `mdadm --detail --scan [--verbose]` ("ARRAY /dev/md0 level=raid1 ...")."""
+    return [f[1] for line in text.splitlines() if len(f := line.split()) >= 2 and f[0] == "ARRAY"]
+
+
+def parse_md_export(device: str, text: str) -> MdArray:
+    """`mdadm --detail --export DEVICE`: MD_LEVEL, MD_DEVICES, MD_METADATA, MD_UUID, MD_NAME and
+    MD_DEVICE_<dev>_ROLE / MD_DEVICE_<dev>_DEV per member."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep:
+            values[key] = value.strip().strip("'\"")
+    try:
+        level, count = values["MD_LEVEL"], int(values["MD_DEVICES"])
+    except (KeyError, ValueError) as e:
+        raise LayoutError(f"mdadm --detail --export {device}: no MD_LEVEL/MD_DEVICES ({e})") from None
+    members = []
+    for key, dev in values.items():
+        if key.startswith("MD_DEVICE_") and key.endswith("_DEV"):
+            role = values.get(key.removesuffix("_DEV") + "_ROLE", "spare")
+            members.append(MdMember(device=dev, role=role))
+    members.sort(key=lambda m: (not m.role.isdigit(), int(m.role) if m.role.isdigit() else 0, m.device))
+    return MdArray(device=device, level=level, raid_devices=count, metadata=values.get("MD_METADATA", "1.2"),
+                   members=tuple(members), name=values.get("MD_NAME"), uuid=values.get("MD_UUID"))
+
+
+def read_md(si_dir: Path, rows: dict[str, dict[str, Any]] | None = None) -> tuple[MdArray, ...]:
+    scan = si_dir / "md" / "scan"
+    if not scan.exists():
+        return ()
+    arrays = []
+    for device in parse_md_scan(scan.read_text()):
+        export = si_dir / "md" / f"{device.rsplit('/', 1)[-1]}.export"
+        if not export.exists():
+            raise LayoutError(f"{export} is missing (prepareclient records one per array of {scan})")
+        a = parse_md_export(device, export.read_text())
+        row = _md_row(a, rows or {})
+        arrays.append(MdArray(**{**asdict(a), "members": a.members, "fstype": row.get("fstype"),
+                                 "label": row.get("label"), "fsuuid": row.get("uuid")}))
+    return tuple(arrays)
+
+
+# --- LVM --------------------------------------------------------------------------------------------
+
+def _lvm_rows(path: Path, kind: str) -> list[dict[str, str]]:
+    """The rows of an LVM JSON report (`--reportformat json`: {"report": [{"lv": [{...}]}]})."""
+    try:
+        doc = json.loads(path.read_text())
+        return [row for part in doc["report"] for row in part.get(kind, ())]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise LayoutError(f"{path}: not an LVM JSON report of {kind}s ({e})") from None
+
+
+def _lvm_int(path: Path, row: dict[str, str], key: str) -> int:
+    try:
+        return int(float(str(row[key]).rstrip("Bb")))
+    except (KeyError, ValueError) as e:
+        raise LayoutError(f"{path}: {key} of {row} is not a number of bytes ({e}; --units b --nosuffix)") from None
+
+
+_FIRST_EXTENT = re.compile(r"\((\d+)\)")
+
+
+def read_lvm(si_dir: Path, rows: dict[str, dict[str, Any]] | None = None) -> tuple[VolumeGroup, ...]:
+    d = si_dir / "lvm"
+    if not (d / "vgs.json").exists():
+        return ()
+    pvs: dict[str, list[str]] = {}
+    if (d / "pvs.json").exists():
+        for row in _lvm_rows(d / "pvs.json", "pv"):
+            if row.get("vg_name"):
+                pvs.setdefault(row["vg_name"], []).append(row["pv_name"])
+    lvs: dict[tuple[str, str], LogicalVolume] = {}
+    if (d / "lvs.json").exists():
+        path = d / "lvs.json"
+        for row in _lvm_rows(path, "lv"):
+            key = (row["vg_name"], row["lv_name"])
+            m = _FIRST_EXTENT.search(row.get("devices", ""))
+            start = int(m.group(1)) if m else 0
+            if key in lvs:  # one row per segment: the LV starts at its lowest extent
+                lvs[key] = LogicalVolume(**{**asdict(lvs[key]), "start": min(lvs[key].start, start)})
+                continue
+            fs = (rows or {}).get(f"/dev/mapper/{mapper_name(*key)}", {})
+            lvs[key] = LogicalVolume(name=key[1], size=_lvm_int(path, row, "lv_size"), start=start,
+                                     segtype=row.get("segtype", "linear"), attr=row.get("lv_attr", ""),
+                                     fstype=fs.get("fstype"), label=fs.get("label"), fsuuid=fs.get("uuid"))
+    groups = []
+    path = d / "vgs.json"
+    for row in _lvm_rows(path, "vg"):
+        name = row["vg_name"]
+        mine = sorted((lv for (vg, _), lv in lvs.items() if vg == name), key=lambda lv: (lv.start, lv.name))
+        groups.append(VolumeGroup(name=name, extent_size=_lvm_int(path, row, "vg_extent_size"),
+                                  extent_count=_lvm_int(path, row, "vg_extent_count"),
+                                  pvs=tuple(pvs.get(name, ())), lvs=tuple(mine)))
+    return tuple(groups)
 
 
 # --- fstab ---------------------------------------------------------------------------------------------
@@ -273,14 +500,130 @@ def resolve(spec: str, layout: Layout) -> Placement | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Volume:
+    """A filesystem on an md array (`md` is set) or on an LVM logical volume (`vg` and `lv` are)."""
+
+    md: MdArray | None = None
+    vg: VolumeGroup | None = None
+    lv: LogicalVolume | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.md.label if self.md else self.lv.label if self.lv else None
+
+    @property
+    def describe(self) -> str:
+        if self.md:
+            return self.md.device
+        assert self.vg and self.lv
+        return f"/dev/{self.vg.name}/{self.lv.name}"
+
+
+def resolve_volume(spec: str, layout: Layout) -> Volume | None:
+    """The md array or LVM logical volume an fstab source names, or None."""
+    kind, sep, value = spec.partition("=")
+    kind = kind.upper() if sep else "DEV"
+    value = value.strip('"') if sep else spec
+    for prefix, k in (("/dev/disk/by-uuid/", "UUID"), ("/dev/disk/by-label/", "LABEL"),
+                      ("/dev/disk/by-id/dm-name-", "DMNAME")):
+        if not sep and spec.startswith(prefix):
+            kind, value = k, spec[len(prefix):]
+
+    def fs_match(fsuuid: str | None, label: str | None) -> bool:
+        return ((kind == "UUID" and fsuuid is not None and fsuuid.lower() == value.lower())
+                or (kind == "LABEL" and label is not None and label == value))
+
+    for a in layout.md:
+        if (kind == "DEV" and value in _md_aliases(a)) or fs_match(a.fsuuid, a.label):
+            return Volume(md=a)
+    for vg in layout.vgs:
+        for lv in vg.lvs:
+            mapper = mapper_name(vg.name, lv.name)
+            if ((kind == "DEV" and value in (f"/dev/mapper/{mapper}", f"/dev/{vg.name}/{lv.name}"))
+                    or (kind == "DMNAME" and value == mapper) or fs_match(lv.fsuuid, lv.label)):
+                return Volume(vg=vg, lv=lv)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What the autoinstall script builds over the partitions before the filesystems: md arrays (in
+    order: an array may be a member of none, but a PV may be an array) and volume groups."""
+
+    arrays: tuple[MdArray, ...] = ()
+    vgs: tuple[VolumeGroup, ...] = ()
+
+    def member_partitions(self, layout: Layout) -> list[Placement]:
+        """Every recorded partition an array or a volume group of the stack is made of."""
+        out: list[Placement] = []
+        devices = [m.device for a in self.arrays for m in a.members] + [
+            pv for vg in self.vgs for pv in vg.pvs if layout.md_array(pv) is None]
+        for dev in devices:
+            place = layout.partition_at(dev)
+            if place is not None:
+                out.append(place)
+        return out
+
+
+RAID_LEVELS = frozenset({"raid0", "raid1", "raid4", "raid5", "raid6", "raid10", "linear"})
+LV_SEGTYPES = frozenset({"linear", "striped"})
+
+
+def _stack(layout: Layout, volumes: list[Volume]) -> Stack:
+    """The arrays and VGs the placed volumes need, checked: members must be recorded partitions."""
+    vgs: list[VolumeGroup] = []
+    arrays: list[MdArray] = []
+    for v in volumes:
+        if v.vg is not None and v.vg not in vgs:
+            vgs.append(v.vg)
+        if v.md is not None and v.md not in arrays:
+            arrays.append(v.md)
+    for vg in vgs:
+        if not vg.pvs:
+            raise LayoutError(f"volume group {vg.name}: no physical volumes recorded (lvm pvs)")
+        for lv in vg.lvs:
+            if lv.segtype not in LV_SEGTYPES:
+                raise LayoutError(f"logical volume {vg.name}/{lv.name} is {lv.segtype}; the autoinstall script "
+                                  f"makes {', '.join(sorted(LV_SEGTYPES))} volumes")
+        for pv in vg.pvs:
+            a = layout.md_array(pv)
+            if a is not None:
+                if a not in arrays:
+                    arrays.append(a)
+            elif layout.partition_at(pv) is None:
+                raise LayoutError(f"volume group {vg.name}: physical volume {pv} is neither a recorded partition "
+                                  "nor an md array")
+    for a in arrays:
+        if a.level not in RAID_LEVELS:
+            raise LayoutError(f"md array {a.device} is {a.level}; the autoinstall script makes "
+                              f"{', '.join(sorted(RAID_LEVELS))}")
+        for m in a.members:
+            if layout.partition_at(m.device) is None:
+                raise LayoutError(f"md array {a.device}: member {m.device} is not a partition of a recorded disk")
+        if not any(m.role.isdigit() for m in a.members):
+            raise LayoutError(f"md array {a.device}: no active member recorded")
+    return Stack(arrays=tuple(arrays), vgs=tuple(vgs))
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """How the autoinstall script rebuilds the disks: what to format and mount, and fstab's new shape."""
 
     layout: Layout
-    filesystems: tuple[tuple[Placement, FstabEntry], ...]  # disk filesystems and swap partitions
+    filesystems: tuple[tuple[Placement | Volume, FstabEntry], ...]  # filesystems and swap on disk
     swapfiles: tuple[tuple[FstabEntry, int], ...]  # (entry, size in KiB)
     fstab: tuple[FstabLine, ...]
     warnings: tuple[str, ...] = field(default=())
+    stack: Stack = field(default_factory=Stack)
+
+    @property
+    def partitions(self) -> list[Placement]:
+        """Every partition the install makes something of: filesystems, swap, md members, PVs."""
+        out: list[Placement] = [p for p, _ in self.filesystems if isinstance(p, Placement)]
+        for p in self.stack.member_partitions(self.layout):
+            if (p.disk, p.partition.number) not in {(q.disk, q.partition.number) for q in out}:
+                out.append(p)
+        return out
 
 
 SUPPORTED_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "vfat", "swap"})
@@ -289,7 +632,9 @@ SUPPORTED_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "vfat", "swap"
 def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> Plan:
     """Match every on-disk fstab entry to a recorded partition; raise LayoutError naming any that cannot be."""
     lines = parse_fstab(fstab_text)
-    placed: list[tuple[Placement, FstabEntry]] = []
+    placed: list[tuple[Placement | Volume, FstabEntry]] = []
+    volumes: list[Volume] = []
+    used_volumes: set[str] = set()
     swapfiles: list[tuple[FstabEntry, int]] = []
     warnings: list[str] = []
     used: set[tuple[int, int]] = set()
@@ -310,7 +655,7 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
             continue
         if not on_disk:
             continue
-        where = resolve(e.spec, layout)
+        where: Placement | Volume | None = resolve(e.spec, layout) or resolve_volume(e.spec, layout)
         if where is None:
             if "noauto" in opts or "nofail" in opts:
                 warnings.append(f"fstab line {e.line}: {e.spec} ({e.mountpoint}) is on no recorded disk; left as is")
@@ -321,6 +666,13 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
         if e.fstype not in SUPPORTED_FILESYSTEMS:
             raise LayoutError(f"fstab line {e.line}: {e.mountpoint} is {e.fstype}; the autoinstall script makes "
                               f"{', '.join(sorted(SUPPORTED_FILESYSTEMS))}")
+        if isinstance(where, Volume):
+            if where.describe in used_volumes:
+                raise LayoutError(f"fstab line {e.line}: {where.describe} is used twice")
+            used_volumes.add(where.describe)
+            volumes.append(where)
+            placed.append((where, e))
+            continue
         key = (where.disk, where.partition.number)
         if key in used:
             raise LayoutError(f"fstab line {e.line}: partition {where.partition.device} is used twice")
@@ -328,8 +680,14 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
         placed.append((where, e))
     if not any(e.mountpoint == "/" for _, e in placed):
         raise LayoutError("fstab has no on-disk entry for / (the root filesystem)")
+    stack = _stack(layout, volumes)
+    members = {(p.disk, p.partition.number) for p in stack.member_partitions(layout)}
+    for where, e in placed:
+        if isinstance(where, Placement) and (where.disk, where.partition.number) in members:
+            raise LayoutError(f"fstab line {e.line}: {where.partition.device} is a member of an md array or "
+                              "volume group, not a filesystem")
     return Plan(layout=layout, filesystems=tuple(placed), swapfiles=tuple(swapfiles), fstab=tuple(lines),
-                warnings=tuple(warnings))
+                warnings=tuple(warnings), stack=stack)
 
 
 SWAP_TYPES = frozenset({"82", "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"})  # MBR / GPT Linux swap

@@ -2,9 +2,10 @@
 
 The initrd holds busybox (sh, udhcpc, wget, mount, insmod, switch_root), the disk tools an
 autoinstall script calls (sfdisk, mkfs.ext4, mkfs.vfat, mkswap, blkid, rsync, extlinux and the
-syslinux MBR) and curl, with their libraries, kernel modules for virtual and common real hardware, and our /init
-(init.sh here). `install_bootenv` builds it (cached by bootenv under the inputs' digest) and puts
-vmlinuz + initrd.img into `<state_dir>/boot/installer/`, where the boot path serves them.
+syslinux MBR; mdadm and lvm for software RAID and LVM) and curl, with their libraries, kernel
+modules for virtual and common real hardware, and our /init (init.sh here). `install_bootenv`
+builds it (cached by bootenv under the inputs' digest) and puts vmlinuz + initrd.img into
+`<state_dir>/boot/installer/`, where the boot path serves them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MODULES: tuple[str, ...] = (
     "ahci", "ata_piix", "sd_mod", "nvme", "sr_mod", "isofs",
     # USB sticks and CD drives, for boot media (mkbootmedia) and their local.cfg
     "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas",
+    # software RAID and LVM (device-mapper), for masters whose filesystems were on them
+    "md_mod", "raid0", "raid1", "raid10", "dm_mod",
 )  # fmt: skip
 
 # Tools an autoinstall script may call: required ones fail the build if missing, optional ones
@@ -45,7 +48,9 @@ OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "e
                                       "grub-mkconfig",
                                       # multicast installs: udpcast's receiver, the stream's cipher, and GNU
                                       # tar (owners, ACLs, xattrs: busybox tar keeps none of them)
-                                      "udp-receiver", "openssl", "tar")
+                                      "udp-receiver", "openssl", "tar",
+                                      # md arrays and LVM volumes (masters on RAID/LVM): mdadm, lvm2
+                                      "mdadm", "lvm")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/mbr.bin"),

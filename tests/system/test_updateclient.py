@@ -34,7 +34,9 @@ MAC = "52:54:00:aa:bb:01"
 KEPT = ("etc/hostname", "etc/fstab", "etc/machine-id", "etc/ssh/ssh_host_ed25519_key", "etc/network/interfaces",
         "etc/systemimager/updateclient.conf", "etc/systemimager/updateclient.local.exclude", "opt/local-data",
         # node-local state (issue 13): its logs and journal, leases, random seed, resume device
-        "var/log", "var/lib/dhcp", "var/lib/systemd/random-seed", "etc/initramfs-tools/conf.d/resume")
+        "var/log", "var/lib/dhcp", "var/lib/systemd/random-seed", "etc/initramfs-tools/conf.d/resume",
+        # its md arrays (new UUIDs) and its LVM metadata backups
+        "etc/mdadm/mdadm.conf", "etc/lvm/backup")
 
 Entry = tuple[object, ...]
 
@@ -55,6 +57,8 @@ def build_v1(root: Path) -> None:
     write(root, "etc/ssh/ssh_host_ed25519_key", "master's host key\n", 0o600)
     write(root, "etc/network/interfaces", "auto lo\niface lo inet loopback\n")
     write(root, "etc/systemimager/layout.json", '{"disks": []}\n')
+    write(root, "etc/mdadm/mdadm.conf", "ARRAY /dev/md0 metadata=1.2 name=master:0 UUID=5eed1312:0:0:1\n")
+    write(root, "etc/lvm/backup/vgraid", "# the master's VG metadata\n", 0o600)
     write(root, "etc/motd", "version one\n")
     write(root, "etc/app.conf", "threads=4\n")  # v2: same size, other content and time
     write(root, "usr/bin/tool", "#!/bin/sh\necho v1\n", 0o755)
@@ -180,6 +184,8 @@ def install_client(v1: Path, root: Path, token: str, server: str) -> None:
     write(root, "var/lib/dhcp/dhclient.ens2.leases", "lease { fixed-address 10.1.2.3; }\n")
     write(root, "var/lib/systemd/random-seed", "node1's seed\n", 0o600)
     write(root, "etc/initramfs-tools/conf.d/resume", "RESUME=UUID=node1-swap\n")
+    write(root, "etc/mdadm/mdadm.conf", "ARRAY /dev/md0 metadata=1.2 name=node1:0 UUID=0a1b2c3d:0:0:1\n")
+    write(root, "etc/lvm/backup/vgraid", "# node1's VG metadata\n", 0o600)
     write(root, "var/cache/junk", "not in any image\n")  # not kept: --delete removes it
 
 
