@@ -1272,6 +1272,7 @@ retie_to_new_disks() {
     f=$TARGET/etc/initramfs-tools/conf.d/resume
     if [ -n "$SWAP_UUID" ]; then resume="RESUME=UUID=$SWAP_UUID"; else resume=RESUME=none; fi
     overlays=''
+    MDS=${MDS:-}
     if [ -f "$f" ]; then
         sed -i "s|^[[:space:]]*RESUME=.*|$resume|" "$f"
         grep -q '^RESUME=' "$f" || echo "$resume" >>"$f"
@@ -1280,10 +1281,10 @@ retie_to_new_disks() {
     # On md: the initramfs assembles the arrays its etc/mdadm/mdadm.conf names, this machine's now.
     # (LVM needs nothing of this machine's: it activates the root LV by the name on the command line.)
     conf=$TARGET/etc/mdadm/mdadm.conf
-    if [ "$STACKED" = 1 ] && [ -n "$MDS" ] && [ -f "$conf" ]; then
+    if [ "${STACKED:-0}" = 1 ] && [ -n "${MDS:-}" ] && [ -f "$conf" ]; then
         overlays="$overlays $conf=etc/mdadm/mdadm.conf"
     fi
-    if [ "$STACKED" = 1 ] && [ ! -x "$TARGET/usr/sbin/update-initramfs" ]; then
+    if [ "${STACKED:-0}" = 1 ] && [ ! -x "$TARGET/usr/sbin/update-initramfs" ]; then
         # dracut writes the configuration into its image in its own way: rebuilt by the image's own dracut.
         [ -x "$TARGET/usr/bin/dracut" ] || [ -x "$TARGET/usr/sbin/dracut" ] ||
             die "the image has no update-initramfs or dracut: its initramfs cannot learn this machine's md arrays"
@@ -1305,7 +1306,7 @@ retie_to_new_disks() {
         done
         n=$((n + 1))
     done
-    stage initramfs "$resume${MDS:+ and this machine's mdadm.conf} in $n initramfs image(s)"
+    stage initramfs "$resume${MDS:+ and the new mdadm.conf} in $n initramfs image(s)"
 }
 
 # cpio_member NAME MODE_HEX [FILE] -- one newc archive member on stdout (FILE: a regular file's content).

@@ -1,11 +1,12 @@
 """A Debian 12 master on software RAID1 + LVM (tests/e2e/_raidmaster.py) captured with the real
 prepareclient + getimage, installed over PXE into a QEMU VM (TCG, BIOS) with two virtio disks: the
 installer partitions both, makes the RAID1 array (mdadm, metadata 1.2) and the volume group and logical
-volume on it (lvm), formats and fills the LV, writes the clone's own mdadm.conf and fstab by UUID,
-rebuilds the initramfs in the new system and installs GRUB on both disks. The machine then boots its
-disks to `login:` with / on /dev/mapper/VG-LV and the array active with both halves; powered off and
-started again with the first disk removed, it boots from the second disk alone to `login:`, the array
-degraded ([2/1], [_U] or [U_]).
+volume on it (lvm), formats and fills the LV, writes the clone's own mdadm.conf (into the image's
+initramfs too, which has mdadm and lvm from the image's packages) and fstab by UUID, and installs GRUB
+on both disks. The machine then boots its disks to `login:` with / on /dev/mapper/VG-LV and the array
+active with both halves and a UUID of its own, named in its mdadm.conf; powered off and started again
+with the first disk removed, it boots from the second disk alone to `login:`, the array degraded
+([2/1], [_U] or [U_]). The md facts come from a report service of the master (RAID-REPORT on ttyS0).
 
 Why the master's md and LVM layout comes from stand-ins (documented in _raidmaster.py): the host kernel
 has no raid1 module and its loop devices get no partition nodes, so no real array can exist on the
