@@ -297,3 +297,51 @@ def test_prepareclient_records_md_and_lvm_with_the_tools_it_finds(tmp_path: Path
     result = subprocess.run(["sh", str(PREPARECLIENT), "--ssh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert not (si / "md").exists() and not (si / "lvm").exists()
+
+
+def sh_functions(*names: str) -> str:
+    """Functions of the autoinstall script's template, to run one step alone."""
+    import re
+
+    from appliance.images.autoinstall import TEMPLATE
+
+    out = []
+    for name in names:
+        m = re.search(rf"^{name}\(\) {{(?: .*?; }}$|\n.*?^}}$)", TEMPLATE, re.M | re.S)
+        assert m, name
+        out.append(m.group(0))
+    return "\n".join(out) + "\n"
+
+
+def test_the_clones_mdadm_conf_replaces_the_masters_arrays_and_goes_into_the_initramfs(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    (target / "etc/mdadm").mkdir(parents=True)
+    (target / "etc/mdadm/mdadm.conf").write_text(
+        "HOMEHOST <system>\nMAILADDR root\nARRAY /dev/md0 metadata=1.2 name=master:0 UUID=5eed1312:0:0:1\n"
+        "   devices=/dev/sda1,/dev/sdb1\nARRAY /dev/md/boot metadata=1.0 UUID=5eed1312:0:0:2\n")
+    (target / "etc/initramfs-tools/conf.d").mkdir(parents=True)
+    (target / "etc/initramfs-tools/conf.d/resume").write_text("RESUME=UUID=master-swap\n")
+    (target / "usr/sbin").mkdir(parents=True)
+    (target / "usr/sbin/update-initramfs").write_text("#!/bin/sh\nexit 1\n")  # not called: appended to
+    os.chmod(target / "usr/sbin/update-initramfs", 0o755)
+    (target / "boot").mkdir()
+    initrd = target / "boot/initrd.img-6.1.0-50-amd64"
+    initrd.write_bytes(b"\x1f\x8b original image")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_ins(bin_dir, {"mdadm --detail --scan": "ARRAY /dev/md0 metadata=1.2 name=node7:0 UUID=c10e0000:1:2:3\n"})
+    script = sh_functions("say", "json_text", "report", "stage", "die", "write_mdadm_conf", "cpio_member",
+                          "overlay_initramfs", "retie_to_new_disks") + "write_mdadm_conf\nretie_to_new_disks\n"
+    run = subprocess.run(["sh", "-euc", script], capture_output=True, text=True,
+                         env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "TARGET": str(target),
+                              "SWAP_UUID": "", "STACKED": "1", "MDS": "/dev/md0 ", "STAGE": "raid"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[initramfs] RESUME=none and the new mdadm.conf in 1 initramfs image(s)" in run.stdout
+    conf = (target / "etc/mdadm/mdadm.conf").read_text()
+    assert "HOMEHOST <system>\nMAILADDR root\n" in conf and "5eed1312" not in conf and "devices=" not in conf
+    assert conf.endswith("ARRAY /dev/md0 metadata=1.2 name=node7:0 UUID=c10e0000:1:2:3\n")
+    data = initrd.read_bytes()
+    assert data.startswith(b"\x1f\x8b original image")
+    tail = data[len(b"\x1f\x8b original image"):]
+    at = tail.index(b"etc/mdadm/mdadm.conf\0")
+    assert conf.encode() in tail[at:] and b"RESUME=none" in tail[:at]
