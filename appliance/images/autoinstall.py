@@ -2,10 +2,12 @@
 
 Made from an image version's saved disk layout (what prepareclient recorded) and the image's own
 /etc/fstab: partition the disks (sfdisk; GPT or MBR, partition numbers, types, starts and sizes as
-on the master, the last partition grown to fill the disk), make the filesystems fstab names (ext2/3/4,
-xfs, vfat, swap) with fresh UUIDs, mount them in order, pull the image from the imageserver's rsync
-daemon, rewrite fstab with the new UUIDs, set hostname and network, install the boot loader, run the
-image's /etc/systemimager/post-install/* hooks, and report every stage over HTTP.
+on the master, the last partition grown to fill the disk), make the md arrays and LVM volume groups
+and logical volumes the master's filesystems were on (mdadm, lvm; new UUIDs), make the filesystems
+fstab names (ext2/3/4, xfs, vfat, swap) with fresh UUIDs, mount them in order, pull the image from
+the imageserver's rsync daemon, rewrite fstab with the new UUIDs, set hostname and network, install
+the boot loader, run the image's /etc/systemimager/post-install/* hooks, and report every stage
+over HTTP.
 
 Nothing about the target machine is fixed at generation time: disks are found on the client (the
 first whole disks in /sys/block order, or DISK=/DISK1=...), and the imageserver, image version,
