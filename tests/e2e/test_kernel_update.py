@@ -40,7 +40,6 @@ NAME = "knode1"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.slow,  # three real Debian boots and an update, about 8 min under TCG: make test-slow
     pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
     pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
 ]
