@@ -29,6 +29,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+# Lines a test prints that start with this are repeated in the session's summary (also from xdist workers):
+# the e2e tests' power-on -> installed -> login times, which issue notes and CI logs quote.
+TIMING_PREFIX = "[timing]"
+
+
+class TimingSummary:
+    """Collects the "[timing]" lines of passed and failed tests' stdout; prints them at the end."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, content in report.sections:
+            if "stdout" in name:
+                self.lines.extend(f"{report.nodeid.split('::')[-1]}: {line.strip()}" for line in content.splitlines()
+                                  if line.strip().startswith(TIMING_PREFIX))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.lines:
+            terminalreporter.section("timings (e2e)")
+            for line in self.lines:
+                terminalreporter.write_line(line)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(TimingSummary(), "imageserver-timings")
+
+
 # Kernels and initrds for tests are cached here so repeated runs do not download again.
 TEST_BOOTENV_CACHE = Path("/var/cache/imageserver/test")
 
