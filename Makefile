@@ -8,12 +8,11 @@ STAMP   = $(VENV)/.installed
 TEST_WORKERS ?= 2
 PYTEST  = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: help deps venv test test-unit test-system test-e2e test-slow lint demo bench fuzz clean
+.PHONY: help deps venv test test-unit test-system test-e2e lint demo bench fuzz clean
 
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
-	@echo "make test    install what the tests need and run the whole suite (but the slow real-OS e2e runs)"
-	@echo "make test-slow  the real-OS e2e runs over 5 min each under TCG (kernel update)"
+	@echo "make test    install what the tests need and run the whole suite (TEST_WORKERS=2 xdist workers)"
 	@echo "make lint    ruff check, mypy (strict) on protocols/ and state/"
 	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
@@ -45,10 +44,6 @@ test-system: deps venv
 
 test-e2e: deps venv
 	$(PYTEST) -m e2e $(PYTEST_ARGS)
-
-# The real-OS e2e runs `make test` leaves out (each over five minutes under TCG): the kernel update.
-test-slow: deps venv
-	IMAGESERVER_SLOW_TESTS=1 $(PYTEST) -m slow $(PYTEST_ARGS)
 
 demo: deps venv
 	$(PY) -m lab.demo

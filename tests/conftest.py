@@ -12,23 +12,6 @@ import pytest
 from lab.hostguard import HostSnapshot
 from lab.netns import Lab, lab_unavailable_reason, sweep_stale_labs
 
-# Real-OS e2e runs that take over five minutes each under TCG (KVM does not work here: LAB.md) are marked
-# `slow`: `make test` leaves them out to stay under 30 minutes, `make test-slow` runs them
-# (IMAGESERVER_SLOW_TESTS=1).
-SLOW_ENV = "IMAGESERVER_SLOW_TESTS"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import os
-
-    if os.environ.get(SLOW_ENV) == "1":
-        return
-    skip = pytest.mark.skip(reason=f"slow real-OS e2e (over 5 min under TCG): make test-slow ({SLOW_ENV}=1)")
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(skip)
-
-
 # Lines a test prints that start with this are repeated in the session's summary (also from xdist workers):
 # the e2e tests' power-on -> installed -> login times, which issue notes and CI logs quote.
 TIMING_PREFIX = "[timing]"
