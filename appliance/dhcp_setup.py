@@ -10,7 +10,7 @@ from appliance.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
 from state.hosts import hosts_among, is_host
-from state.leases import LeaseError, LeaseModel, check_pools, durable_binding, journal_writer
+from state.leases import LeaseError, LeaseModel, check_pools, durable_binding
 from state.sightings import MachineLog
 
 # How often a machine's last_seen is written when nothing else about it changed.
@@ -54,7 +54,7 @@ def _model_options(cfg: Config) -> dict[str, object]:
 
 def load_leases(rt: Runtime) -> LeaseModel:
     """The live lease book, loaded from the store; its writes go through the journal (group commit)."""
-    return LeaseModel.load(rt.store.reader, subnets(rt.config), journal_writer(rt.store.journal.submit),
+    return LeaseModel.load(rt.store.reader, subnets(rt.config), rt.store.writeback,
                            now=rt.clock(), **_model_options(rt.config))  # type: ignore[arg-type]
 
 
@@ -62,7 +62,7 @@ def load_machines(rt: Runtime, cls: type[MachineLog] = MachineLog) -> MachineLog
     """The live machine log, capped by [discovery] max_machines and machine_expiry; hosts are never evicted."""
     reader = rt.store.reader
     d = rt.config.discovery
-    return cls.load(reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH, cap=d.max_machines,
+    return cls.load(reader, rt.store.writeback, refresh=MACHINE_REFRESH, cap=d.max_machines,
                     expiry=d.machine_expiry, protected=lambda mac: is_host(reader, mac),
                     hosts_among=lambda macs: hosts_among(reader, macs),
                     now=rt.clock())
