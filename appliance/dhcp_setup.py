@@ -9,8 +9,8 @@ from appliance.rogue import refuse_pool
 from appliance.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
-from state.hosts import is_host
-from state.leases import LeaseError, LeaseModel, check_pools, durable_binding, journal_writer
+from state.hosts import hosts_among, is_host
+from state.leases import LeaseError, LeaseModel, check_pools, durable_binding
 from state.sightings import MachineLog
 
 # How often a machine's last_seen is written when nothing else about it changed.
@@ -54,7 +54,7 @@ def _model_options(cfg: Config) -> dict[str, object]:
 
 def load_leases(rt: Runtime) -> LeaseModel:
     """The live lease book, loaded from the store; its writes go through the journal (group commit)."""
-    return LeaseModel.load(rt.store.reader, subnets(rt.config), journal_writer(rt.store.journal.submit),
+    return LeaseModel.load(rt.store.reader, subnets(rt.config), rt.store.writeback,
                            now=rt.clock(), **_model_options(rt.config))  # type: ignore[arg-type]
 
 
@@ -62,8 +62,9 @@ def load_machines(rt: Runtime, cls: type[MachineLog] = MachineLog) -> MachineLog
     """The live machine log, capped by [discovery] max_machines and machine_expiry; hosts are never evicted."""
     reader = rt.store.reader
     d = rt.config.discovery
-    return cls.load(reader, journal_writer(rt.store.journal.submit), refresh=MACHINE_REFRESH, cap=d.max_machines,
+    return cls.load(reader, rt.store.writeback, refresh=MACHINE_REFRESH, cap=d.max_machines,
                     expiry=d.machine_expiry, protected=lambda mac: is_host(reader, mac),
+                    hosts_among=lambda macs: hosts_among(reader, macs),
                     now=rt.clock())
 
 
@@ -75,7 +76,7 @@ def offline_lease_model(cfg: Config, conn: sqlite3.Connection, now: float) -> Le
 def build_dhcp(rt: Runtime, leases: LeaseModel, machines: MachineLog) -> DhcpServer:
     cfg = rt.config
     return DhcpServer(
-        settings=server_settings(cfg), leases=leases, machines=machines, flush=rt.store.journal.flush,
+        settings=server_settings(cfg), leases=leases, machines=machines, when_durable=rt.store.journal.when_durable,
         port=cfg.dhcp.port, interface=cfg.appliance.interface,
         conflict_probe=cfg.dhcp.conflict_probe and cfg.dhcp.mode == "authoritative",
         clock=rt.clock, monotonic=rt.monotonic,

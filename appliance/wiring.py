@@ -184,15 +184,18 @@ def build_services(rt: Runtime) -> list[Service]:
     if cfg.http.enabled:
         # The BitTorrent transport's torrents, seeders and swarms: seeders start on a host's first fetch.
         live.torrents = torrents.Torrents(cfg.state_dir)
-        services.append(HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
-                                   responder=responder, api=api, route_modules=api_route_modules(),
-                                   limits=http_limits(cfg)))
+        http = HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
+                          responder=responder, api=api, route_modules=api_route_modules(), limits=http_limits(cfg))
+        services.append(http)
+        rt.reconfigurers.append(Reconfigurer("http", lambda new: _prepare_http(http, cfg, new)))
     if cfg.tftp.enabled:
         # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi / shimx64.efi); pxelinux.cfg/01-<mac> and
         # grub/grub.cfg-01-<mac> are rendered per machine.
-        services.append(TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.tftp_config,
-                                   max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface,
-                                   limits=tftp_limits(cfg)))
+        tftp = TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.tftp_config,
+                          max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface,
+                          limits=tftp_limits(cfg))
+        services.append(tftp)
+        rt.reconfigurers.append(Reconfigurer("tftp", lambda new: _prepare_tftp(tftp, cfg, new)))
     if cfg.rsyncd.enabled:
         # The catalog is read from the store on every refresh: getimage (a separate process) commits a
         # row, WAL makes it visible here, and the next refresh exports it.
@@ -257,6 +260,26 @@ def _prepare_live(rt: Runtime, new: Config) -> Apply:
     return apply
 
 
+def _fixed_at_start(service: str, started: object, new: object, what: str) -> None:
+    if started != new:
+        raise ReconfigureError(service, f"{what} {started} -> {new} needs a restart (the socket is bound at start)")
+
+
+def _prepare_http(http: HttpServer, started: Config, new: Config) -> Apply:
+    _fixed_at_start("http", started.http.enabled, new.http.enabled, "http.enabled")
+    _fixed_at_start("http", started.http.listen, new.http.listen, "http.listen")
+    _fixed_at_start("http", started.http.port, new.http.port, "http.port")
+    limits = http_limits(new)
+    return lambda: http.reconfigure(limits)
+
+
+def _prepare_tftp(tftp: TftpServer, started: Config, new: Config) -> Apply:
+    _fixed_at_start("tftp", started.tftp.enabled, new.tftp.enabled, "tftp.enabled")
+    _fixed_at_start("tftp", started.tftp.port, new.tftp.port, "tftp.port")
+    limits, cap = tftp_limits(new), new.tftp.max_transfers
+    return lambda: tftp.reconfigure(cap, limits)
+
+
 def _prepare_rsyncd(rsyncd: RsyncdService, new: Config) -> Apply:
     allow = rsyncd_hosts_allow(new)
     return lambda: rsyncd.set_hosts_allow(allow)
@@ -277,7 +300,7 @@ async def reconfigure_services(rt: Runtime, new: Config) -> None:
     """Hand a re-read config to the running services: all or nothing. Every service first checks it and
     computes its new settings (nothing changes yet); if one refuses (ReconfigureError, or a bad value),
     the error names it and the running config stays whole. Then rt.config becomes `new` and every change
-    is applied. Listening addresses and ports are fixed at start."""
+    is applied. Listening addresses and ports are fixed at start (a change is refused: restart)."""
     changes: list[Apply] = []
     for r in rt.reconfigurers:
         try:

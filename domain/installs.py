@@ -233,6 +233,17 @@ def installed_reservation(src: Sources, settings: InstallSettings, host: install
     return f"reserved {res.ip} ({res.source})", op
 
 
+def _version_to_install(src: Sources, host: installs.InstallHost) -> images.ImageVersion:
+    """The image version a host installs now (its pinned one or its image's newest)."""
+    if not host.image:
+        raise Conflict(f"host {host.name} has no image")
+    version = installs.resolve_version(src.reader, host)
+    iv = images.get_version(src.reader, host.image, version) if version is not None else None
+    if iv is None:
+        raise Conflict(f"image {host.image} has no captured version")
+    return iv
+
+
 @dataclass(frozen=True, slots=True)
 class SeatRequest:
     """A host asking for a multicast seat, checked: its image version's tree and how many receivers to wait for."""
@@ -254,12 +265,7 @@ def multicast_request(src: Sources, settings: InstallSettings, mac_text: str, pe
     if bound is None or peer != str(bound):
         log.warning('multicast-refused', hostname=host.name, mac=mac, peer=peer, reason='address')
         raise Forbidden(f"a multicast seat for {host.name} is given only to the address leased or reserved for {mac}")
-    if not host.image:
-        raise Conflict(f"host {host.name} has no image")
-    version = installs.resolve_version(src.reader, host)
-    iv = images.get_version(src.reader, host.image, version) if version is not None else None
-    if iv is None:
-        raise Conflict(f"image {host.image} has no captured version")
+    iv = _version_to_install(src, host)
     return SeatRequest(host.name, mac, iv.name, iv.version, Path(iv.path), installs.due_to_install(src.reader, iv.name))
 
 
@@ -300,10 +306,5 @@ def torrent_request(src: Sources, settings: InstallSettings, mac_text: str, peer
     if not ok:
         log.warning('torrent-refused', hostname=host.name, mac=mac, peer=peer, reason='credential')
         raise _unauthorized(f"not the credential of {host.name}")
-    if not host.image:
-        raise Conflict(f"host {host.name} has no image")
-    version = installs.resolve_version(src.reader, host)
-    iv = images.get_version(src.reader, host.image, version) if version is not None else None
-    if iv is None:
-        raise Conflict(f"image {host.image} has no captured version")
+    iv = _version_to_install(src, host)
     return TorrentRequest(host.name, mac, str(bound), token, iv.name, iv.version, Path(iv.path))

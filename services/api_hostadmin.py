@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -82,8 +83,14 @@ async def patch_host(request: web.Request) -> web.Response:
     require_token(request, ctx)
     body = await json_body(request)
     name = request.match_info["name"]
+    return await _apply(ctx, f"host {name}", lambda book: book.update(name, body, ctx.clock()))
+
+
+async def _apply(ctx: ApiContext, what: str, change: Callable[[HostBook], tuple[Host, Op]]) -> web.Response:
+    """One host edit: the book checks it (400 malformed, 404/409 by the error's kind), then its row is
+    written (409 if a concurrent edit made it clash); the answer is the host as stored."""
     try:
-        host, op = _book(ctx).update(name, body, ctx.clock())
+        host, op = change(_book(ctx))
     except HostError as e:
         raise from_host_error(e) from None
     except ValueError as e:
@@ -91,12 +98,8 @@ async def patch_host(request: web.Request) -> web.Response:
     try:
         await _write(ctx, [op])
     except sqlite3.IntegrityError as e:
-        return json_error(409, f"host {name}: {e}")
-    return web.json_response({"host": _fresh(ctx, name, host)})
-
-
-def _fresh(ctx: ApiContext, name: str, fallback: Host) -> dict[str, Any]:
-    return host_json(host_by_name(ctx.store.reader, name) or fallback)
+        return json_error(409, f"{what}: {e}")
+    return web.json_response({"host": host_json(host_by_name(ctx.store.reader, host.name) or host)})
 
 
 async def delete_host(request: web.Request) -> web.Response:
@@ -176,17 +179,8 @@ async def assign(request: web.Request) -> web.Response:
     name = body.get("host")
     if (name is None) == (not body.get("next")):
         return json_error(400, 'give either {"host": NAME} or {"next": true}')
-    try:
-        host, op = _book(ctx).assign(request.match_info["mac"], name, ctx.clock())
-    except HostError as e:
-        raise from_host_error(e) from None
-    except ValueError as e:
-        return json_error(400, str(e))
-    try:
-        await _write(ctx, [op])
-    except sqlite3.IntegrityError as e:
-        return json_error(409, f"assign: {e}")
-    return web.json_response({"host": _fresh(ctx, host.name, host)})
+    mac = request.match_info["mac"]
+    return await _apply(ctx, "assign", lambda book: book.assign(mac, name, ctx.clock()))
 
 
 async def etc_hosts(request: web.Request) -> web.Response:

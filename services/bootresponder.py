@@ -18,6 +18,7 @@ from typing import Any
 
 from protocols.bootscript import (
     GRUB_BOOTSTRAP,
+    BootPlan,
     BootServer,
     grub_bootstrap,
     grub_config_mac,
@@ -153,31 +154,26 @@ class BootResponder:
 
     def pxelinux_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
         """TFTP's dynamic content: pxelinux.cfg/01-<mac> rendered; None for every other name."""
-        mac = pxelinux_config_mac(filename)
-        if mac is None:
-            return None
-        address = self.settings.address
-        if address is None:
-            log.warning("pxelinux-unanswered", mac=mac, reason="[appliance] address is not set")
-            return None
-        decision, _ = self._answer(mac, "tftp", peer[0])
-        return render_pxelinux(decision, self._server(address)).encode()
-
+        return self._tftp_rendering(pxelinux_config_mac(filename), "pxelinux", "tftp", peer, render_pxelinux)
 
     def grub_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
         """TFTP's dynamic content for GRUB behind shim: grub/grub.cfg (the same loop for every machine)
         and grub/grub.cfg-01-<mac> rendered from the decision; None for every other name."""
         if filename.removeprefix("/") == GRUB_BOOTSTRAP:
             return grub_bootstrap().encode()
-        mac = grub_config_mac(filename)
+        return self._tftp_rendering(grub_config_mac(filename), "grub", "tftp-grub", peer, render_grub)
+
+    def _tftp_rendering(self, mac: str | None, loader: str, via: str, peer: tuple[str, int],
+                        render: Callable[[BootPlan, BootServer], str]) -> bytes | None:
+        """A boot loader's per-machine config over TFTP: its URLs name [appliance] address (TFTP has no Host)."""
         if mac is None:
             return None
         address = self.settings.address
         if address is None:
-            log.warning("grub-unanswered", mac=mac, reason="[appliance] address is not set")
+            log.warning(f"{loader}-unanswered", mac=mac, reason="[appliance] address is not set")
             return None
-        decision, _ = self._answer(mac, "tftp-grub", peer[0])
-        return render_grub(decision, self._server(address)).encode()
+        decision, _ = self._answer(mac, via, peer[0])
+        return render(decision, self._server(address)).encode()
 
     def tftp_config(self, filename: str, peer: tuple[str, int]) -> bytes | None:
         """Every TFTP name rendered per machine (pxelinux.cfg/01-<mac>, grub/...); None: a file of the boot root."""

@@ -2,9 +2,10 @@
 
 Per packet: decode -> respond (the pure RFC 2131 decision; the lease model is its book) -> encode ->
 send. An ACK that binds a lease is sent only once that lease is durable: the model has already
-queued its write with the journal, and ACKs are held in a pending list that one sender task releases
-after `flush()` — so all ACKs produced while a commit is in flight share the next fsync (group
-commit), and the receive path never waits for the disk.
+queued its write with the journal, and the ACKs of one loop turn are handed, as one list, to the
+journal's `when_durable` callback, which sends them once the batch holding their leases has committed
+— so all ACKs produced while a commit is in flight share the next fsync (group commit), the receive
+path never waits for the disk, and no task or future is made per ACK.
 
 Sockets are read directly (add_reader + recvmsg) rather than through a DatagramProtocol so that
 IP_PKTINFO tells which interface and local address a broadcast arrived on: the local address picks
@@ -27,7 +28,7 @@ import logging
 import socket
 import struct
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
@@ -53,6 +54,9 @@ from state.sightings import MachineLog
 
 log = EventLog("imageserver.dhcp")
 
+_Outgoing = tuple[bytes, IPv4Address, int, int | None, int, str]  # _send's arguments
+_Held = tuple[Reply, _Outgoing]  # an ACK waiting for its lease's commit
+
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; the socket module has it from Python 3.12
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; root may exceed net.core.rmem_max
 _PKTINFO = struct.Struct("@i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
@@ -73,7 +77,8 @@ class DhcpServer:
 
     name = "dhcp"
 
-    def __init__(self, *, settings: ServerSettings, leases: LeaseModel, flush: Callable[[], Awaitable[None]],
+    def __init__(self, *, settings: ServerSettings, leases: LeaseModel,
+                 when_durable: Callable[[Callable[[BaseException | None], None]], None],
                  machines: MachineLog | None = None, port: int = 67, interface: str | None = None,
                  bind_address: str = "0.0.0.0", conflict_probe: bool = False, probe_timeout: float = 0.3,
                  clock: Callable[[], float], monotonic: Callable[[], float],
@@ -85,7 +90,8 @@ class DhcpServer:
         self.port = port
         self.interface = interface
         self.bind_address = bind_address
-        self._flush = flush
+        # journal.when_durable: calls back once everything queued so far is committed (or failed).
+        self._when_durable = when_durable
         # Discovery policy "ignore": whether a reply to this MAC may carry boot options (None: always).
         self.may_boot = may_boot
         # What the store holds for a MAC (address, lease end; None for a reservation): when a commit
@@ -101,8 +107,8 @@ class DhcpServer:
         self._probe_enabled = conflict_probe
         self._probe = ConflictProbe(interface=interface, timeout=probe_timeout, monotonic=monotonic)
         self._sockets: dict[int, socket.socket] = {}  # by port
-        self._pending: list[tuple[Reply, tuple[bytes, IPv4Address, int, int | None, int, str]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._pending: list[_Held] = []  # ACKs of this loop turn, their leases queued but not yet durable
+        self._held = 0  # ACKs waiting for their commit (pending and handed to the journal)
         self._tasks: set[asyncio.Task[None]] = set()
         self._texts: dict[int, str] = {}  # see _text
         self._sources: dict[str, IPv4Address] = {}  # see _source
@@ -155,12 +161,11 @@ class DhcpServer:
         self._probe.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._sender is not None and not self._sender.done():
-            # Pending ACKs are owed to clients whose leases are being committed: let them go out.
-            try:
-                await asyncio.wait_for(asyncio.shield(self._sender), 5)
-            except (TimeoutError, Exception):
-                self._sender.cancel()
+        # Pending ACKs are owed to clients whose leases are being committed: let them go out.
+        self._hand_over()
+        deadline = self._monotonic() + 5
+        while self._held and self._monotonic() < deadline:
+            await asyncio.sleep(0.005)
         for sock in self._sockets.values():
             sock.close()
         self._sockets.clear()
@@ -188,7 +193,7 @@ class DhcpServer:
         out["subnets"] = [str(s.network) for s in self.settings.subnets]
         out["leases"] = self.leases.stats()
         out["other_servers"] = {**self.other_servers, "refusing_pool": self.refuse_pool}
-        out["pending_acks"] = len(self._pending)
+        out["pending_acks"] = self._held
         out["conflict_probe"] = {"enabled": self._probe.available, "probes": self._probe.probes,
                                  "conflicts": self._probe.conflicts}
         return out
@@ -342,38 +347,49 @@ class DhcpServer:
         if not reply.durable:
             self._send(*item)
             return
+        if not self._pending:
+            # Handed over at the end of this loop turn, after every ACK of the turn has queued its lease:
+            # the callback then covers them all (registered earlier, it might fire before a later one's
+            # lease is in a batch).
+            asyncio.get_running_loop().call_soon(self._hand_over)
         self._pending.append((reply, item))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_when_durable())
+        self._held += 1
 
-    async def _send_when_durable(self) -> None:
-        counters = self._status.counters
-        while self._pending:
-            batch, self._pending = self._pending, []
+    def _hand_over(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
             started = self._monotonic()
-            try:
-                await self._flush()
-                counters["ack_batches"] += 1  # ACKs per fsync = out_ack / ack_batches
-                counters["ack_wait_ms"] += round((self._monotonic() - started) * 1000)
-            except Exception as e:
-                # Not durable, so not promised: a new binding gets no ACK (its client retries). What the
-                # store already holds is answered anyway, capped to what it holds.
-                served = self._send_what_is_durable(batch)
-                counters["acks_dropped_commit_failed"] += len(batch) - served
-                # The dhcp-ack lines logged when these were decided may not have left: name the batch.
-                withheld = [reply.packet.mac for reply, _ in batch][:10]
-                log.error("ack-withheld", reason="commit-failed", count=len(batch) - served, answered_from_store=served,
-                          batch=",".join(withheld), error=str(e))
-                continue
-            for sent, (_reply, item) in enumerate(batch, 1):
-                self._send(*item)
-                if sent % _READS_PER_WAKEUP == 0 and sent < len(batch):
-                    # A big batch goes out in slices with receive turns in between: one long burst
-                    # overflows a busy client's (or relay's) receive buffer and delays the next OFFERs.
-                    await asyncio.sleep(0)
+            self._when_durable(lambda error: self._release(batch, error, started))
 
-    def _send_what_is_durable(self, batch: list[tuple[Reply, tuple[bytes, IPv4Address, int, int | None, int, str]]]
-                              ) -> int:
+    def _release(self, batch: list[_Held], error: BaseException | None, started: float) -> None:
+        """The journal's callback: the batch holding these ACKs' leases has committed (or failed)."""
+        counters = self._status.counters
+        if error is not None:
+            self._held -= len(batch)
+            # Not durable, so not promised: a new binding gets no ACK (its client retries). What the
+            # store already holds is answered anyway, capped to what it holds.
+            served = self._send_what_is_durable(batch)
+            counters["acks_dropped_commit_failed"] += len(batch) - served
+            # The dhcp-ack lines logged when these were decided may not have left: name the batch.
+            withheld = [reply.packet.mac for reply, _ in batch][:10]
+            log.error("ack-withheld", reason="commit-failed", count=len(batch) - served, answered_from_store=served,
+                      batch=",".join(withheld), error=str(error))
+            return
+        counters["ack_batches"] += 1  # ACKs per fsync = out_ack / ack_batches
+        counters["ack_wait_ms"] += round((self._monotonic() - started) * 1000)
+        self._send_slices(batch, 0)
+
+    def _send_slices(self, batch: list[_Held], start: int) -> None:
+        # A big batch goes out in slices with receive turns in between: one long burst overflows a busy
+        # client's (or relay's) receive buffer and delays the next OFFERs.
+        end = min(start + _READS_PER_WAKEUP, len(batch))
+        for i in range(start, end):
+            self._send(*batch[i][1])
+        self._held -= end - start
+        if end < len(batch):
+            asyncio.get_running_loop().call_soon(self._send_slices, batch, end)
+
+    def _send_what_is_durable(self, batch: list[_Held]) -> int:
         """Store full (or failing): ACK the renewals whose binding is already on disk, for the time left on it.
 
         The ACK then promises nothing a restart would not know: same MAC, same address, and a lease that

@@ -81,6 +81,13 @@ class HttpServer:
     def port(self) -> int:
         return self._port
 
+    def reconfigure(self, limits: ConnectionLimits) -> None:
+        """New connection caps and timeouts (SIGHUP): the gate admits and sweeps by them from now on (the
+        listen backlog and aiohttp's own keep-alive timer stay as started: the gate's sweep enforces idle_timeout)."""
+        self.limits = limits
+        if self._gate is not None:
+            self._gate.limits = limits
+
     # --- the application -----------------------------------------------------------------------
 
     def build_app(self) -> web.Application:

@@ -139,6 +139,11 @@ class TftpServer:
     def port(self) -> int:
         return self._port
 
+    def reconfigure(self, max_transfers: int, limits: TftpLimits) -> None:
+        """New caps and timeouts (SIGHUP): transfers that start from now on get them; running ones keep theirs."""
+        self._max_transfers = max_transfers
+        self.limits = limits
+
     # --- Service -------------------------------------------------------------------------------
 
     async def start(self) -> None:

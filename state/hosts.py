@@ -59,6 +59,15 @@ def is_host(conn: sqlite3.Connection, mac: str) -> bool:
     return conn.execute("SELECT 1 FROM hosts WHERE mac = ?", (mac,)).fetchone() is not None
 
 
+def hosts_among(conn: sqlite3.Connection, macs: list[str]) -> list[str]:
+    """Which of `macs` belong to a host: is_host for a few at once (the machine log evicts in small
+    batches while a flood of new MACs fills its table, and asks once per batch)."""
+    if not macs:
+        return []
+    marks = ",".join("?" * len(macs))
+    return [r[0] for r in conn.execute(f"SELECT mac FROM hosts WHERE mac IN ({marks})", macs)]
+
+
 def hosts_by_mac(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     """MAC -> (host name, host state) for every host that has a MAC."""
     return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}

@@ -1,18 +1,25 @@
 """Group commit: many writes, one COMMIT (one fsync) per batch, on one writer thread.
 
-Callers queue operations (functions of a sqlite3 connection) with `submit`; everything queued while a
-commit is in flight goes into the next batch. `await flush()` returns once everything queued before it
-is durable, so the DHCP server can say "this lease is on disk" before it sends the ACK without paying
-one fsync per ACK. Each operation runs in its own SAVEPOINT: one failing operation (a UNIQUE clash)
-fails only its own future, not its batch-mates.
+Callers queue operations (functions of a sqlite3 connection) with `submit`; everything queued in one
+event-loop turn, and everything queued while a commit is in flight, goes into the next batch.
+`when_durable(callback)` calls back (on the loop) once everything queued before it is durable, and
+`await flush()` is the same as a coroutine, so the DHCP server can say "this lease is on disk" before it
+sends the ACK without paying one fsync per ACK. Each operation runs in its own SAVEPOINT: one failing
+operation (a UNIQUE clash) fails only its own future, not its batch-mates.
+
+The writer is a dedicated thread that takes the next batch itself as soon as a commit ends and hands
+each finished batch back with one `call_soon_threadsafe`: a commit's result reaches its waiters in one
+loop turn, not the three or four (executor future, flusher task, shielded future, waiting task) a
+thread-pool hop costs, and each of which waits behind a whole turn of packets on a busy DHCP server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +29,7 @@ from state.eventlog import EventLog
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
+Waiter = Callable[[BaseException | None], None]  # called with None once durable, else the commit's error
 
 log = EventLog("imageserver.state")
 
@@ -38,8 +46,10 @@ def storage_failure(error: BaseException) -> bool:
 
 @dataclass(slots=True)
 class _Batch:
+    loop: asyncio.AbstractEventLoop
     ops: list[tuple[Op, asyncio.Future[Any]]] = field(default_factory=list)
-    done: asyncio.Future[None] | None = None
+    # Loop-thread only: called once the batch has committed (or failed).
+    waiters: list[Waiter] = field(default_factory=list)
 
 
 class Journal:
@@ -47,76 +57,98 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="state-writer")
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._open: _Batch | None = None  # being filled on the loop
+        self._released = False  # the open batch's loop turn has ended: the writer may take it
+        # Taken by the writer and not yet handed back on the loop, oldest first (at most two: one
+        # committing, one whose result is on its way to the loop).
+        self._unfinished: list[_Batch] = []
+        self._thread: threading.Thread | None = None
+        self._closing = False
         # The connection lives on the writer thread only (created there lazily).
         self._conn: sqlite3.Connection | None = None
-        self._batch = _Batch()
-        self._inflight: _Batch | None = None  # the batch being committed now
-        self._flusher: asyncio.Task[None] | None = None
         self.commits = 0
         self.ops_committed = 0
         self.last_error: str | None = None
         self.failing = False  # the last commit failed (disk full, I/O error); cleared by the next success
 
-    # -- queueing ---------------------------------------------------------------------------------
+    # -- queueing (on the loop) -------------------------------------------------------------------
 
     def submit(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue one operation for the next batch; its future resolves once the batch has committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._batch.ops.append((op, fut))
-        self._kick(loop)
+        with self._lock:
+            batch = self._open
+            first = batch is None
+            if batch is None:
+                batch = self._open = _Batch(loop)
+            batch.ops.append((op, fut))
+        if first:
+            self._start()
+            # Released at the end of this loop turn, so every write queued in the turn joins the batch.
+            loop.call_soon(self._release)
         return fut
 
     async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Queue an operation and wait until it is durable; returns its result."""
         return await self.submit(op)
 
+    def when_durable(self, waiter: Waiter) -> None:
+        """Call `waiter(None)` on the loop once everything queued so far is committed, or `waiter(error)`
+        if that commit failed. With nothing queued or in flight, it is called in the next loop turn."""
+        with self._lock:
+            batch = self._open if self._open is not None else (self._unfinished[-1] if self._unfinished else None)
+        if batch is not None:
+            batch.waiters.append(waiter)  # waiters are touched on the loop thread only
+        else:
+            asyncio.get_running_loop().call_soon(waiter, None)
+
     async def flush(self) -> None:
         """Wait until everything queued so far is committed (raises if that commit failed)."""
-        batch = self._batch
-        if not batch.ops:
-            # Nothing queued since the last batch started; wait for the in-flight one, if any — not for
-            # the flusher task, which keeps committing later batches as long as writes keep coming.
-            inflight = self._inflight
-            if inflight is not None and inflight.done is not None and not inflight.done.done():
-                await asyncio.shield(inflight.done)
-            return
-        loop = asyncio.get_running_loop()
-        if batch.done is None:
-            batch.done = loop.create_future()
-        self._kick(loop)
-        await asyncio.shield(batch.done)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush_loop())
+        def done(error: BaseException | None) -> None:
+            if fut.done():
+                return  # the flush was cancelled
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
 
-    async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        # Yield once so every write queued in this loop turn joins the batch.
-        await asyncio.sleep(0)
-        while self._batch.ops:
-            batch, self._batch = self._batch, _Batch()
-            if batch.done is None:
-                batch.done = loop.create_future()
-            self._inflight = batch
-            try:
-                results = await loop.run_in_executor(self._executor, self._commit, [op for op, _ in batch.ops])
-            except Exception as e:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds
-                self.last_error = f"{type(e).__name__}: {e}"
-                self.failing = True
-                log.error("commit-failed", error=str(e), ops=len(batch.ops))
-                for _, fut in batch.ops:
-                    if not fut.done():
-                        fut.set_exception(e)
-                if batch.done is not None and not batch.done.done():
-                    batch.done.set_exception(e)
-                    batch.done.exception()  # mark retrieved: a flush() waiter may have gone away
-                continue
+        self.when_durable(done)
+        await fut
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._open is not None:
+                self._released = True
+                self._work.notify()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            # A daemon thread: an interpreter exiting without close() is not held up by it (whatever was
+            # not committed was not acknowledged either).
+            self._thread = threading.Thread(target=self._writer, name="state-writer", daemon=True)
+            self._thread.start()
+
+    def _finished(self, batch: _Batch, results: list[tuple[bool, Any]] | None, error: BaseException | None) -> None:
+        """On the loop: resolve a batch's futures and call its waiters."""
+        with self._lock:
+            self._unfinished.remove(batch)
+        if error is not None:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds
+            self.last_error = f"{type(error).__name__}: {error}"
+            self.failing = True
+            log.error("commit-failed", error=str(error), ops=len(batch.ops))
+            for _, fut in batch.ops:
+                if not fut.done():
+                    fut.set_exception(error)
+        else:
             if self.failing:
                 self.failing = False
                 log.info("commit-recovered", commits=self.commits)
+            assert results is not None
             for (_, fut), (ok, value) in zip(batch.ops, results, strict=True):
                 if fut.done():
                     continue
@@ -124,10 +156,33 @@ class Journal:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
-            if batch.done is not None and not batch.done.done():
-                batch.done.set_result(None)
+        for waiter in batch.waiters:
+            try:
+                waiter(error)
+            except Exception:  # one waiter's bug must not keep the others waiting
+                log.exception("durable-callback-failed")
 
     # -- on the writer thread ---------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        while True:
+            with self._work:
+                while not (self._released and self._open is not None) and not self._closing:
+                    self._work.wait()
+                batch = self._open
+                if not self._released or batch is None:
+                    break  # closing, nothing released left
+                self._open, self._released = None, False
+                self._unfinished.append(batch)
+            results: list[tuple[bool, Any]] | None = None
+            error: BaseException | None = None
+            try:
+                results = self._commit([op for op, _ in batch.ops])
+            except Exception as e:
+                error = e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                batch.loop.call_soon_threadsafe(self._finished, batch, results, error)
+        self._close_conn()
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -189,15 +244,15 @@ class Journal:
             return False, e
 
     async def close(self) -> None:
-        """Commit what is queued, then close the connection on its own thread."""
+        """Commit what is queued, then stop the writer (which closes the connection on its own thread)."""
         try:
             await self.flush()
         finally:
-            if self._flusher is not None:
-                await asyncio.gather(self._flusher, return_exceptions=True)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._close_conn)
-            self._executor.shutdown(wait=True)
+            with self._lock:
+                self._closing = True
+                self._work.notify()
+            if self._thread is not None:
+                await asyncio.to_thread(self._thread.join)
 
     def _close_conn(self) -> None:
         if self._conn is not None:

@@ -9,14 +9,17 @@ The table is capped (`cap`), because anyone on the LAN can make up MACs: an unkn
 for `expiry` seconds is forgotten, and when a new machine finds the table full the least recently seen
 unknown one makes room. Hosts (`protected`) are never evicted; a new unknown machine that finds the
 table full of hosts is answered but not recorded. Evictions delete the row, so memory and store agree.
+A full table makes room for a few at once (up to 64, 1/64 of the cap), so a flood of new MACs asks
+`hosts_among` (one query on the event loop) once per few dozen new machines, not once per machine.
 """
 
 from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from itertools import islice
 from typing import Any
 
 from state.eventlog import EventLog
@@ -69,12 +72,16 @@ class MachineLog:
     """
 
     def __init__(self, writer: Writer, *, refresh: float = 60.0, cap: int = DEFAULT_CAP,
-                 expiry: float = DEFAULT_EXPIRY, protected: Callable[[str], bool] | None = None) -> None:
+                 expiry: float = DEFAULT_EXPIRY, protected: Callable[[str], bool] | None = None,
+                 hosts_among: Callable[[list[str]], Iterable[str]] | None = None) -> None:
         self._write = writer
         self.refresh = refresh
         self.cap = cap
         self.expiry = expiry
-        self._protected = protected or (lambda mac: False)
+        protect = protected or (lambda mac: False)
+        self._protected = protect
+        # `protected` for several MACs at once (which of them are hosts); one query instead of one per MAC.
+        self._hosts_among = hosts_among or (lambda macs: [m for m in macs if protect(m)])
         self._known: dict[str, _Entry] = {}
         # Whether _known is in order of last_seen (page() reads from its end), and the last one's last_seen.
         self._in_order = True
@@ -89,16 +96,16 @@ class MachineLog:
     @classmethod
     def load(cls, conn: sqlite3.Connection, writer: Writer, *, refresh: float = 60.0, cap: int = DEFAULT_CAP,
              expiry: float = DEFAULT_EXPIRY, protected: Callable[[str], bool] | None = None,
-             now: float | None = None) -> MachineLog:
-        log_ = cls(writer, refresh=refresh, cap=cap, expiry=expiry, protected=protected)
+             hosts_among: Callable[[list[str]], Iterable[str]] | None = None, now: float | None = None) -> MachineLog:
+        log_ = cls(writer, refresh=refresh, cap=cap, expiry=expiry, protected=protected, hosts_among=hosts_among)
         cols = ", ".join(f.name for f in fields(Machine))
         for row in conn.execute(f"SELECT {cols} FROM machines ORDER BY last_seen, mac"):
             m = Machine(*row)
             log_._append(m.mac, _Entry(m, m.last_seen))
         if now is not None:  # a table grown before the cap (or under a larger one) is cut down at start
             log_.expire(now)
-            while len(log_._known) > log_.cap and log_._evict_one(now):
-                pass
+            if len(log_._known) > log_.cap:
+                log_._evict(now, len(log_._known) - log_.cap)
         return log_
 
     def seen(self, mac: str, now: float, **details: Any) -> Machine:
@@ -151,28 +158,30 @@ class MachineLog:
         """May a new machine be recorded? Expire what is due, then evict until there is room."""
         if self._swept_at is None or now - self._swept_at >= SWEEP_EVERY:
             self.expire(now)
-        while len(self._known) >= self.cap:
-            if not self._evict_one(now):
+        if len(self._known) >= self.cap:
+            need = len(self._known) - self.cap + 1
+            if self._evict(now, need, max(need, min(64, self.cap // 64))) < need:
                 return self._protected(mac)  # full of hosts: a host is still recorded, an unknown one is not
         return True
 
-    def _evict_one(self, now: float) -> bool:
-        """Forget the least recently seen unknown machine; False if every machine is a host."""
-        hosts: list[str] = []
-        victim = None
-        for mac in self._known:
-            if self._protected(mac):
-                hosts.append(mac)
-                continue
-            victim = mac
-            break
-        for mac in hosts:  # hosts go to the back, so the next eviction does not look at them again
-            self._known[mac] = self._known.pop(mac)
-            self._in_order = False
-        if victim is None:
-            return False
-        self._forget(victim, now)
-        return True
+    def _evict(self, now: float, need: int, want: int | None = None) -> int:
+        """Forget the least recently seen unknown machines: `want` of them (default `need`), fewer if the
+        table holds fewer unknown ones than that, stopping once `need` are gone and every machine was
+        looked at. Returns how many were forgotten."""
+        want = need if want is None else want
+        forgotten, looked, total = 0, 0, len(self._known)
+        while forgotten < want and looked < total:
+            front = list(islice(self._known, min(want - forgotten, total - looked)))
+            looked += len(front)
+            hosts = set(self._hosts_among(front))
+            for mac in front:
+                if mac in hosts:  # hosts go to the back, so the next eviction does not look at them again
+                    self._known[mac] = self._known.pop(mac)
+                    self._in_order = False
+                else:
+                    self._forget(mac, now)
+                    forgotten += 1
+        return forgotten
 
     def expire(self, now: float) -> int:
         """Forget every unknown machine not seen for `expiry` seconds; how many were forgotten."""

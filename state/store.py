@@ -8,6 +8,7 @@ from typing import Any
 
 from state.db import connect, db_path
 from state.journal import Journal
+from state.writeback import WriteBack
 
 
 class Store:
@@ -21,6 +22,10 @@ class Store:
         self.path = db_path(state_dir)
         self.reader = connect(self.path)  # creates and migrates the database before the writer starts
         self.journal = Journal(self.path)
+        # The in-memory models' (leases, machines) shared write-back: all their rows of one commit are ONE
+        # journal operation, so a DHCP batch commits without a SAVEPOINT per model (each statement on the
+        # writer thread is a round trip for the GIL while the event loop is busy).
+        self.writeback = WriteBack(self.journal.submit)
 
     def read(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return self.reader.execute(sql, params).fetchall()

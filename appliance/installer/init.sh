@@ -37,16 +37,29 @@ json_str() {
 }
 
 # report STAGE [DETAIL] -- POST an install event; never fails the caller (reporting is best effort).
+# "done" and "failed" are what the imageserver acts on, so they are retried: a server whose disk is busy
+# (its journal's fsync waiting behind other writers) can take tens of seconds to answer. An answer
+# that refuses (HTTP 4xx: e.g. the token is spent because an earlier attempt did land) ends the retries.
 report() {
     [ -n "$IMAGESERVER_URL" ] && [ -n "$MAC" ] || return 0
     _detail=$(printf '%s' "${2:-}" | json_str)
     _body="{\"stage\": \"$1\", \"detail\": $_detail}"
-    timeout 10 wget -q -O /dev/null \
-        --header "Authorization: Bearer $INSTALL_TOKEN" \
-        --header "Content-Type: application/json" \
-        --post-data "$_body" "$IMAGESERVER_URL/install/$MAC/events" 2>/dev/null ||
-        say "could not report stage $1 to $IMAGESERVER_URL"
-    return 0
+    case $1 in done|failed) _tries=5 _wait=${REPORT_TIMEOUT:-30} ;; *) _tries=1 _wait=10 ;; esac
+    _try=1
+    while :; do
+        if timeout "$_wait" wget -q -O /dev/null \
+            --header "Authorization: Bearer $INSTALL_TOKEN" \
+            --header "Content-Type: application/json" \
+            --post-data "$_body" "$IMAGESERVER_URL/install/$MAC/events" 2>/tmp/report.err; then
+            return 0
+        fi
+        if [ "$_try" -ge "$_tries" ] || grep -q 'HTTP/1.[01] 4' /tmp/report.err 2>/dev/null; then
+            say "could not report stage $1 to $IMAGESERVER_URL ($(tr '\n' ' ' </tmp/report.err)attempt $_try)"
+            return 0
+        fi
+        sleep $((_try * 2))
+        _try=$((_try + 1))
+    done
 }
 
 # fail STAGE REASON -- report the failure with the log tail, then stay up (never reboot-loop).

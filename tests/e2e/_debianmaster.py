@@ -17,12 +17,15 @@ in debootstrap-debs/ next to it so a recipe change does not download them again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,11 +160,31 @@ def _masterize(root: Path) -> None:
             subprocess.run(["umount", "-l", str(m)], capture_output=True)
 
 
+@contextlib.contextmanager
+def build_lock(entry: Path) -> Iterator[None]:
+    """One builder per cache entry: parallel test workers (pytest -n) wait for the first one's tree
+    instead of building it again (and removing the entry another worker is copying from)."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.with_name(f".{entry.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build(cache_dir: Path) -> Path:
     """The cached master tree for the current recipe, built (debootstrap + _masterize) if missing."""
     entry = cache_dir / "debian-master" / cache_key()
-    done = entry / "root"
     if (entry / "ok").exists():
+        return entry / "root"
+    with build_lock(entry):
+        return _build(cache_dir, entry)
+
+
+def _build(cache_dir: Path, entry: Path) -> Path:
+    done = entry / "root"
+    if (entry / "ok").exists():  # built by another worker while this one waited for the lock
         return done
     if shutil.which("debootstrap") is None:
         raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")

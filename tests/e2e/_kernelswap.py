@@ -93,6 +93,13 @@ def build(cache_dir: Path) -> tuple[Path, Path]:
     if (entry / "ok").exists():
         return entry / "v1", entry / "v2"
     master = dm.build(cache_dir)
+    with dm.build_lock(entry):
+        return _build(entry, master)
+
+
+def _build(entry: Path, master: Path) -> tuple[Path, Path]:
+    if (entry / "ok").exists():  # built by another worker while this one waited for the lock
+        return entry / "v1", entry / "v2"
     work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

@@ -112,6 +112,13 @@ def build(cache_dir: Path) -> Path:
     if (entry / "ok").exists():
         return entry / "root"
     master = dm.build(cache_dir)
+    with dm.build_lock(entry):
+        return _build(entry, master)
+
+
+def _build(entry: Path, master: Path) -> Path:
+    if (entry / "ok").exists():  # built by another worker while this one waited for the lock
+        return entry / "root"
     work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

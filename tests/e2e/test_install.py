@@ -20,8 +20,9 @@ import pytest
 
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import DemoLab, raw_rsync_seconds
-from lab.netns import Lab, lab_unavailable_reason
+from lab.netns import lab_unavailable_reason
 from lab.qemu import qemu_unavailable_reason
+from tests.e2e._sites import demo_image_site
 
 REPO = Path(__file__).resolve().parents[2]
 MISSING = [p for p in ("appliance/commands/getimage.py", "appliance/data/prepareclient") if not (REPO / p).exists()]
@@ -41,15 +42,8 @@ WRITTEN_BY_INSTALL = ("etc/fstab", "etc/hostname", "etc/hosts", "etc/network/", 
 
 @pytest.fixture(scope="module")
 def demo(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
-    with Lab() as lab:
-        lines: list[str] = []
-        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package,
-                       say=lambda text: (lines.append(text), print(text)))
-        demo.network()
-        demo.master_tree()
-        demo.appliance()
-        demo.capture()
-        demo.bootenv()
+    lines: list[str] = []
+    with demo_image_site(bootenv_cache, debian_kernel, say=lambda text: (lines.append(text), print(text))) as demo:
         yield demo
 
 

@@ -27,10 +27,11 @@ import pytest
 
 from appliance.images.layout import parse_sfdisk_dump
 from lab.demo.scenario import DemoLab
-from lab.netns import Lab, lab_unavailable_reason
+from lab.netns import lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 from tests.e2e import _kernelswap as ks
+from tests.e2e._sites import real_os_site
 from tests.e2e.test_real_debian import capture
 
 IMAGE = "debian12k"
@@ -40,7 +41,6 @@ NAME = "knode1"
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.slow,  # three real Debian boots and an update, about 8 min under TCG: make test-slow
     pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
     pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
 ]
@@ -121,16 +121,7 @@ class SerialShell:
 
 @pytest.fixture(scope="module")
 def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
-    import shutil
-
-    if shutil.which("debootstrap") is None:
-        pytest.skip("debootstrap is not installed (make deps)")
-    with Lab() as lab:
-        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
-        demo.kernel = debian_kernel
-        demo.network()
-        demo.appliance()
-        demo.bootenv()
+    with real_os_site(bootenv_cache, debian_kernel) as demo:
         yield demo
 
 

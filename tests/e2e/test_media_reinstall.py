@@ -24,8 +24,9 @@ import pytest
 
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import MARKER_RE, DemoLab
-from lab.netns import Lab, lab_unavailable_reason
+from lab.netns import lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason
+from tests.e2e._sites import demo_image_site
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -38,13 +39,7 @@ pytestmark = [
 
 @pytest.fixture
 def demo(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
-    with Lab() as lab:
-        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
-        demo.network()
-        demo.master_tree()
-        demo.appliance()
-        demo.capture()
-        demo.bootenv()
+    with demo_image_site(bootenv_cache, debian_kernel) as demo:
         yield demo
 
 

@@ -17,7 +17,7 @@ that print what the real tools print on such a master. The install side is real 
 from __future__ import annotations
 
 import re
-import subprocess
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from lab.demo.scenario import DemoLab, _kill_all
-from lab.netns import Lab, lab_unavailable_reason
+from lab.netns import lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _raidmaster as rm
+from tests.e2e._sites import real_os_site
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "debian12-raid"
@@ -43,17 +44,12 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
-    if subprocess.run(["which", "debootstrap"], capture_output=True).returncode != 0:
+    if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed (make deps)")
-    if subprocess.run(["which", "mdadm", "lvm"], capture_output=True).returncode != 0:
+    if shutil.which("mdadm") is None or shutil.which("lvm") is None:
         pytest.skip("mdadm and lvm are not installed (the installer copies them; make deps)")
     rm.build(bootenv_cache)  # the cached master tree (apt in a chroot the first time), before any lab
-    with Lab() as lab:
-        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
-        demo.kernel = debian_kernel
-        demo.network()
-        demo.appliance()
-        demo.bootenv()
+    with real_os_site(bootenv_cache, debian_kernel) as demo:
         yield demo
 
 

@@ -19,9 +19,10 @@ import pytest
 
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import DemoLab, _kill_all
-from lab.netns import Lab, lab_unavailable_reason
+from lab.netns import lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
+from tests.e2e._sites import real_os_site
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "debian12"
@@ -60,14 +61,7 @@ def capture(demo: DemoLab, master: dm.DebianMaster, image: str) -> None:
 
 @pytest.fixture(scope="module")
 def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
-    if subprocess.run(["which", "debootstrap"], capture_output=True).returncode != 0:
-        pytest.skip("debootstrap is not installed (make deps)")
-    with Lab() as lab:
-        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
-        demo.kernel = debian_kernel
-        demo.network()
-        demo.appliance()
-        demo.bootenv()
+    with real_os_site(bootenv_cache, debian_kernel) as demo:
         yield demo
 
 

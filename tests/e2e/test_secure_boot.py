@@ -27,7 +27,7 @@ import pytest
 
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import DemoLab
-from lab.netns import Lab, lab_unavailable_reason
+from lab.netns import lab_unavailable_reason
 from lab.qemu import (
     OVMF_MS_VARS,
     BootFrom,
@@ -39,6 +39,7 @@ from lab.qemu import (
     secure_boot_unavailable_reason,
 )
 from tests.e2e import _debianmaster as dm
+from tests.e2e._sites import real_os_site
 from tests.e2e.test_real_debian import capture, check_disk, fs_uuid
 
 IMAGE = "debian12-sb"
@@ -64,14 +65,7 @@ def signers(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def sb_site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[DemoLab]:
-    if shutil.which("debootstrap") is None:
-        pytest.skip("debootstrap is not installed (make deps)")
-    with Lab() as lab:
-        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
-        demo.kernel = debian_kernel
-        demo.network()
-        demo.appliance('uefi_loader = "shim"')
-        demo.bootenv()
+    with real_os_site(bootenv_cache, debian_kernel, 'uefi_loader = "shim"') as demo:
         yield demo
 
 

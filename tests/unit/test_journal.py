@@ -63,6 +63,60 @@ async def test_one_failing_operation_does_not_fail_its_batch(tmp_path: Path) -> 
     assert macs == ["02:00:00:00:00:01", "02:00:00:00:00:03"]
 
 
+async def test_when_durable_calls_back_once_the_batch_holding_earlier_writes_is_on_disk(tmp_path: Path) -> None:
+    # The DHCP server's ACK path: a callback, not a task or future per ACK, fired after the COMMIT.
+    db = tmp_path / "s.db"
+    connect(db).close()
+    j = Journal(db)
+    seen: list[tuple[BaseException | None, int]] = []
+
+    def count() -> int:
+        return int(connect(db, readonly=True).execute("SELECT count(*) FROM leases").fetchone()[0])
+
+    j.submit(_insert("02:00:00:00:00:01", 1))
+    j.when_durable(lambda error: seen.append((error, count())))
+    await asyncio.sleep(0)  # released at the end of the turn: the writer takes the batch
+    j.submit(_insert("02:00:00:00:00:02", 2))  # the next batch
+    j.when_durable(lambda error: seen.append((error, count())))
+    await j.flush()
+    # Each callback saw its own write on disk (the second write joins the first batch if the writer had
+    # not taken it yet, and then both see two rows).
+    assert seen in ([(None, 1), (None, 2)], [(None, 2), (None, 2)])
+    nothing: list[BaseException | None] = []
+    j.when_durable(nothing.append)  # nothing queued or in flight: called back in the next turn
+    await asyncio.sleep(0)
+    assert nothing == [None]
+    await j.close()
+
+
+async def test_when_durable_while_a_batch_is_in_flight_waits_for_that_batch(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    connect(db).close()
+    j = Journal(db)
+    fut = j.submit(_insert("02:00:00:00:00:01", 1))
+    await asyncio.sleep(0)  # taken by the writer; nothing open now
+    seen: list[bool] = []
+    j.when_durable(lambda error: seen.append(error is None and fut.done()))
+    await fut
+    await asyncio.sleep(0)
+    assert seen == [True]
+    await j.close()
+
+
+async def test_a_failed_commit_reaches_its_waiters_as_the_error(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    connect(db).close()
+    j = Journal(db)
+    await j.run(lambda conn: conn.execute("PRAGMA query_only = ON"))  # every later write fails (READONLY)
+    j.submit(_insert("02:00:00:00:00:01", 1))
+    errors: list[BaseException | None] = []
+    j.when_durable(errors.append)
+    with pytest.raises(sqlite3.Error):
+        await j.flush()
+    assert len(errors) == 1 and isinstance(errors[0], sqlite3.Error)
+    await j.close()
+
+
 def test_migrations_bring_a_new_database_to_the_latest_version(tmp_path: Path) -> None:
     conn = connect(tmp_path / "s.db")
     assert schema_version(conn) == len(MIGRATIONS)

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from state.db import migrate
-from state.hosts import is_host
+from state.hosts import hosts_among, is_host
 from state.sightings import MachineLog
 from state.writeback import WriteBack
 
@@ -108,3 +108,26 @@ def test_a_repeated_sighting_keeps_what_is_known_and_a_new_detail_still_lands() 
     changed = log.seen(mac(1), 1003.0, arch=7, relay="10.0.0.2")
     assert changed.relay == "10.0.0.2"
     assert c.execute("SELECT relay FROM machines WHERE mac = ?", (mac(1),)).fetchone()[0] == "10.0.0.2"
+
+
+def test_a_full_big_table_makes_room_for_a_batch_and_asks_which_are_hosts_once_per_batch() -> None:
+    c = conn()
+    c.execute("INSERT INTO hosts(name, mac, state, created, updated) VALUES ('h0', ?, 'new', 0, 0), "
+              "('h5', ?, 'new', 0, 0)", (mac(0), mac(5)))
+    asked: list[list[str]] = []
+
+    def among(macs: list[str]) -> list[str]:
+        asked.append(macs)
+        return hosts_among(c, macs)
+
+    log = MachineLog(WriteBack(conn=c), cap=640, protected=lambda m: is_host(c, m), hosts_among=among)
+    for i in range(640):
+        log.seen(mac(i), 1000.0 + i)
+    assert not asked and len(log) == 640
+    log.seen(mac(1000), 2000.0)  # full: the 10 least recently seen unknown ones make room (cap / 64)
+    assert [len(macs) for macs in asked] == [10, 2]  # 2 of the first 10 are hosts: 2 more looked at
+    assert len(log) == 640 - 10 + 1 and log.evicted == 10
+    assert {mac(0), mac(5)} <= stored(c) and mac(11) not in stored(c) and mac(12) in stored(c)
+    for i in range(9):  # room for 9 more without another eviction (or question)
+        log.seen(mac(2000 + i), 3000.0 + i)
+    assert len(asked) == 2 and len(log) == 640 and stored(c) == {m.mac for m in log.all()}
