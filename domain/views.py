@@ -19,7 +19,7 @@ def doc(description: str | None = None, *, omit_none: bool = False, **schema: An
 
 
 def view_json(view: Any) -> dict[str, Any]:
-    """The view's JSON object: its fields by name, nested views and lists of them rendered too."""
+    """The view's JSON object: its fields by name, nested views (in lists and dicts too) rendered as well."""
     out: dict[str, Any] = {}
     for f in fields(view):
         value = getattr(view, f.name)
@@ -35,4 +35,6 @@ def _plain(value: Any) -> Any:
         return as_json() if callable(as_json) else view_json(value)
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):  # e.g. Transports' seeders by module: views as values
+        return {k: _plain(v) for k, v in value.items()}
     return value

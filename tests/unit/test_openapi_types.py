@@ -4,6 +4,7 @@ responses cannot drift apart."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -34,6 +35,7 @@ _JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean":
 
 
 def conforms(value: dict[str, Any], name: str) -> None:
+    json.dumps(value)  # plain JSON all the way down (a view left inside would be a 500)
     schema = SCHEMAS[name]
     assert set(value) <= set(schema["properties"]), f"{name}: undeclared {set(value) - set(schema['properties'])}"
     assert set(schema.get("required", ())) <= set(value), f"{name}: missing {set(schema['required']) - set(value)}"
