@@ -26,6 +26,7 @@ from appliance.runtime import VERSION, ReconfigureError, Runtime
 from appliance.sdnotify import Notifier
 from appliance.token import ensure_token
 from appliance.wiring import build_services, reconfigure_services
+from domain.status import SatelliteView, Status, StoreHealth
 from services.base import Service, ServiceError
 from services.dhcp import DhcpServer
 from services.ratelimit import LimitedLog
@@ -55,23 +56,23 @@ class Daemon:
         self._loop_errors = LimitedLog(EventLog("imageserver.loop"))
 
     def status(self) -> dict[str, Any]:
+        """The status document (domain.status.Status; /api/v1/status adds the transports)."""
         rt = self.runtime
         now = time.time()
-        counts = rt.store.counts(now) if rt is not None else {}
-        return {
-            "version": VERSION,
-            "started": rt.started_at if rt else None,
-            "uptime": round(now - rt.started_at, 3) if rt else 0.0,
-            "config": str(self.config.source) if self.config.source else None,
-            "state_dir": str(self.config.state_dir),
-            "services": {s.name: s.status() for s in self.services},
-            "counts": counts,
+        return Status(
+            version=VERSION,
+            started=rt.started_at if rt else None,
+            uptime=round(now - rt.started_at, 3) if rt else 0.0,
+            config=str(self.config.source) if self.config.source else None,
+            state_dir=str(self.config.state_dir),
+            services={s.name: s.status() for s in self.services},
+            counts=rt.store.counts(now) if rt is not None else {},
             # The satellites of this primary: last contact, image versions they hold, reports they buffer.
-            "satellites": [s.as_dict(now) for s in list_satellites(rt.store.reader)] if rt else [],
+            satellites=[SatelliteView.of(s, now) for s in list_satellites(rt.store.reader)] if rt else [],
             # Whether leases can be committed now (false: state dir full or failing; new leases are refused).
-            "store": {"ok": not rt.store.journal.failing, "commits": rt.store.journal.commits,
-                      "last_error": rt.store.journal.last_error} if rt else None,
-        }
+            store=StoreHealth(ok=not rt.store.journal.failing, commits=rt.store.journal.commits,
+                              last_error=rt.store.journal.last_error) if rt else None,
+        ).as_json()
 
     async def run(self) -> int:
         try:

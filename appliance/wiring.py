@@ -19,6 +19,7 @@ from appliance.images.assignable import image_problem_rule
 from appliance.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
 from appliance.satellite import build_link
 from services import (
+    api_client_scripts,
     api_hostadmin,
     api_hosts,
     api_images,
@@ -29,20 +30,19 @@ from services import (
     api_multicast,
     api_satellite,
     api_status,
+    api_update,
     dashboard,
     torrents,
 )
 from services.api_client_scripts import ClientScripts
-from services.api_client_scripts import routes as client_script_routes
 from services.api_context import ApiContext
 from services.api_hostadmin import HostSettings
 from services.api_install import InstallSettings, SubnetInfo
-from services.api_update import routes as update_routes
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
-from services.http import HttpServer, RouteFactory
+from services.http import HttpServer, RouteModule
 from services.http_gate import ConnectionLimits
 from services.multicast import MulticastService, MulticastSettings
 from services.rsyncd import RsyncdService, RsyncdSettings
@@ -58,11 +58,11 @@ BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 CLIENT_SCRIPTS_DIR = Path(__file__).parent / "data"
 
 
-def api_route_modules() -> list[RouteFactory]:
-    """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`, or `routes(ctx)`)."""
-    return [api_status.routes, api_machines.ROUTES, api_leases.routes, api_hosts.ROUTES, api_install.ROUTES,
-            api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.routes, client_script_routes,
-            update_routes, api_images.routes, api_multicast.ROUTES, api_satellite.routes, torrents.ROUTES]
+def api_route_modules() -> list[RouteModule]:
+    """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`)."""
+    return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
+            api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
+            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, torrents.ROUTES]
 
 
 def multicast_settings(cfg: Config) -> MulticastSettings:

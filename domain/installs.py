@@ -15,6 +15,7 @@ from typing import Any
 
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from domain.sources import Sources
+from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
@@ -210,6 +211,20 @@ def report_op(src: Sources, host: installs.InstallHost, mac: str, report: Instal
     """The journal operation recording a (non-progress) report; it returns the host's new state."""
     version = installs.resolve_version(src.reader, host) if report.stage == "done" else None
     return installs.report_op(host.name, mac, now, report.stage, report.detail, version)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecorded:
+    """POST /install/{mac}/events: the report as taken."""
+
+    host: str
+    stage: str
+    state: str = field(metadata=doc("the host's state after the report"))
+    reservation: str | None = field(default=None, metadata=doc(
+        "with done: what became of the machine's address (reserved ..., or why not)", omit_none=True))
+
+    def as_json(self) -> dict[str, Any]:
+        return view_json(self)
 
 
 def installed_reservation(src: Sources, settings: InstallSettings, host: installs.InstallHost,

@@ -3,12 +3,13 @@ assigns waiting machines from. A page costs one query for the host MACs and one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import Invalid, NotFound
 from domain.paging import Page
 from domain.sources import Sources
+from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
 from state.boot import decide_boot
 from state.hosts import Host, host_macs, hosts_for_macs, versions_of_images
@@ -17,33 +18,48 @@ from state.sightings import Machine, stored_machines
 
 @dataclass(frozen=True, slots=True)
 class MachineView:
-    machine: Machine
-    seen: bool  # False: a host whose machine has not booted yet (first/last seen are null)
+    """One machine as the API shows it: its sighting (state.sightings.Machine), its host, its boot decision."""
+
+    mac: str
+    first_seen: float | None = field(metadata=doc("null: a host whose machine has not booted yet"))
+    last_seen: float | None
+    arch: int | None = field(metadata=doc("DHCP option 93"))
+    vendor_class: str | None
+    user_class: str | None
+    uuid: str | None
+    relay: str | None
+    subnet: str | None
+    hostname: str | None
     host: str | None
     host_state: str | None
-    boot: dict[str, Any] | None  # the decision (detail) or {"kind": ...} (list); None: nothing decides
-    detail: bool
+    # Absent where nothing decides (offline).
+    boot: str | dict[str, Any] | None = field(default=None, metadata=doc(
+        "the decision's kind in the list; the whole decision for one machine", omit_none=True,
+        oneOf=[{"type": "string", "enum": ["install", "local", "wait"]},
+               {"$ref": "#/components/schemas/BootDecision"}]))
+
+    @classmethod
+    def of(cls, machine: Machine, seen: bool, host: Host | None, boot: str | dict[str, Any] | None) -> MachineView:
+        sighting = machine.as_dict()
+        if not seen:
+            sighting["first_seen"] = sighting["last_seen"] = None
+        return cls(**sighting, host=host.name if host else None, host_state=host.state if host else None,
+                   boot=boot)
 
     def as_json(self) -> dict[str, Any]:
-        out = self.machine.as_dict()
-        if not self.seen:
-            out["first_seen"] = out["last_seen"] = None
-        out["host"], out["host_state"] = self.host, self.host_state
-        if self.boot is not None:
-            out["boot"] = self.boot if self.detail else self.boot["kind"]
-        return out
+        return view_json(self)
 
 
 @dataclass(frozen=True, slots=True)
 class MachinePage:
     machines: list[MachineView]
-    total: int
-    page: Page
+    total: int = field(metadata=doc("machines in all (after the filter)"))
+    offset: int
+    limit: int
+    next_offset: int | None = field(metadata=doc("offset of the next page; null on the last"))
 
     def as_json(self) -> dict[str, Any]:
-        return {"machines": [m.as_json() for m in self.machines], "total": self.total,
-                "offset": self.page.offset, "limit": self.page.limit,
-                "next_offset": self.page.next_offset(len(self.machines), self.total)}
+        return view_json(self)
 
 
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:
@@ -52,11 +68,12 @@ def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> 
     out = []
     for m, seen in machines:
         host = hosts.get(m.mac)
-        boot = None
+        boot: str | dict[str, Any] | None = None
         if src.boot_policy is not None:
             images = versions.get(host.image, ()) if host is not None and host.image else ()
-            boot = decide_boot(m.mac, host, images, src.boot_policy).as_dict()
-        out.append(MachineView(m, seen, host.name if host else None, host.state if host else None, boot, detail))
+            decision = decide_boot(m.mac, host, images, src.boot_policy).as_dict()
+            boot = decision if detail else decision["kind"]
+        out.append(MachineView.of(m, seen, host, boot))
     return out
 
 
@@ -67,7 +84,8 @@ def list_machines(src: Sources, page: Page, *, unknown_only: bool = False) -> Ma
     else:
         machines = [m for m in stored_machines(src.reader) if m.mac not in known]
         shown, total = machines[page.offset:page.offset + page.limit], len(machines)
-    return MachinePage(_views(src, [(m, True) for m in shown], False), total, page)
+    views = _views(src, [(m, True) for m in shown], False)
+    return MachinePage(views, total, page.offset, page.limit, page.next_offset(len(views), total))
 
 
 def show_machine(src: Sources, mac_text: str) -> MachineView:

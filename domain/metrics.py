@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from domain.sources import Sources
+from domain.views import view_json
 from state.hosts import HOST_STATES, host_state_counts
 from state.installstats import InstallTally
 from state.leases import SubnetLike, stored_addresses
@@ -24,6 +25,16 @@ class PoolUsage:
     def as_json(self) -> dict[str, object]:
         return {"subnet": self.subnet, "size": self.size, "active": self.active, "reserved": self.reserved,
                 "quarantined": self.quarantined}
+
+
+@dataclass(frozen=True, slots=True)
+class PoolList:
+    """GET /api/v1/pools: one entry per configured pool."""
+
+    pools: list[PoolUsage]
+
+    def as_json(self) -> dict[str, object]:
+        return view_json(self)
 
 
 @dataclass(frozen=True, slots=True)

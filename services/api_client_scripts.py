@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.api_context import ApiContext, json_error
+from services.api_context import API, json_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,20 +23,20 @@ class ClientScripts:
     names: tuple[str, ...] = ("prepareclient",)
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    async def client_script(request: web.Request) -> web.Response:
-        scripts = ctx.live.client_scripts
-        name = request.match_info["name"]
-        if not isinstance(scripts, ClientScripts):
-            return json_error(404, "no client scripts are configured on this imageserver")
-        if name not in scripts.names:
-            return json_error(404, f"no client script {name!r} (available: {', '.join(scripts.names)})")
-        try:
-            body = (scripts.directory / name).read_bytes()
-        except OSError as e:
-            return json_error(500, f"client script {name} cannot be read: {e.strerror}")
-        return web.Response(body=body, content_type="text/x-shellscript",
-                            headers={"Content-Disposition": f'attachment; filename="{name}"',
-                                     "Cache-Control": "no-cache"})
+async def client_script(request: web.Request) -> web.Response:
+    scripts = request.app[API].live.client_scripts
+    name = request.match_info["name"]
+    if not isinstance(scripts, ClientScripts):
+        return json_error(404, "no client scripts are configured on this imageserver")
+    if name not in scripts.names:
+        return json_error(404, f"no client script {name!r} (available: {', '.join(scripts.names)})")
+    try:
+        body = (scripts.directory / name).read_bytes()
+    except OSError as e:
+        return json_error(500, f"client script {name} cannot be read: {e.strerror}")
+    return web.Response(body=body, content_type="text/x-shellscript",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "Cache-Control": "no-cache"})
 
-    return [web.get("/client/{name}", client_script)]
+
+ROUTES = [web.get("/client/{name}", client_script)]

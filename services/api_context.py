@@ -1,10 +1,9 @@
 """What the admin/status API route modules share: the store, the live models, the token check, JSON errors.
 
-Route modules are `services/api_<domain>.py`, each exposing either `ROUTES` (module-level handlers that
-find the ApiContext at `request.app[API]`) or, not yet converted, `routes(ctx) -> list[web.RouteDef]`;
-the HTTP service mounts the ones the appliance hands it. GET routes are read-only and open;
-every mutating route calls `require_token` first. A handler raises domain errors (domain.errors);
-`domain_error_response` is the one place they become HTTP statuses.
+Route modules are `services/api_<domain>.py`, each exposing `ROUTES`: module-level handlers that find the
+ApiContext at `request.app[API]` (JSON <-> a call); the HTTP service mounts the ones the appliance hands
+it. GET routes are read-only and open; every mutating route calls `require_token` first. A handler raises
+domain errors (domain.errors); `domain_error_response` is the one place they become HTTP statuses.
 """
 
 from __future__ import annotations

@@ -78,19 +78,19 @@ async def event(request: web.Request) -> web.Response:
     if report.stage == "progress":
         # Copy progress, every second or so: the host's live progress, not a timeline row.
         live.update(host.name, now, report.bytes or 0, report.total)
-        return web.json_response({"host": host.name, "stage": report.stage, "state": host.state})
+        return web.json_response(use.ReportRecorded(host.name, report.stage, host.state).as_json())
     state = await ctx.store.journal.run(use.report_op(src, host, mac, report, now))
-    out: dict[str, Any] = {"host": host.name, "stage": report.stage, "state": state}
+    reservation = None
     if report.stage in use.installs.FINAL_STAGES:
         live.clear(host.name)
     if report.stage == "done":
-        out["reservation"], op = use.installed_reservation(ctx.sources(), settings, host, now)
+        reservation, op = use.installed_reservation(ctx.sources(), settings, host, now)
         if op is not None:
             ctx.store.journal.submit(op)
         await ctx.store.journal.flush()
     log.info("install-report" if report.stage not in use.installs.FINAL_STAGES else f"install-{report.stage}",
              hostname=host.name, mac=mac, stage=report.stage, state=state)
-    return web.json_response(out)
+    return web.json_response(use.ReportRecorded(host.name, report.stage, state, reservation).as_json())
 
 
 ROUTES = [

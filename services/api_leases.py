@@ -8,6 +8,7 @@
   DELETE /api/v1/reservations/{mac}  -> {"reservation": {...}} removed; 404 if the MAC has none
   POST   /api/v1/makedhcpstatic      every active lease becomes a reservation -> {"reservations": [...]}
 
+JSON <-> the lease book; the answers are domain.leases views (the OpenAPI schemas are generated from them).
 Changes act on the DHCP server's own model, so they apply to the next packet without a restart, and
 a mutating call answers only after its rows are committed.
 """
@@ -19,69 +20,76 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api_context import ApiContext, json_body, json_error, require_token
+from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
+from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    def book() -> LeaseModel:
-        model = ctx.live.leases
-        if not isinstance(model, LeaseModel):
-            raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
-                                             content_type="application/json")
-        return model
+def _book(ctx: ApiContext) -> LeaseModel:
+    model = ctx.live.leases
+    if not isinstance(model, LeaseModel):
+        raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
+                                         content_type="application/json")
+    return model
 
-    async def durable() -> None:
-        await ctx.store.journal.flush()
 
-    async def list_leases(request: web.Request) -> web.Response:
-        now = ctx.clock()
-        include_expired = request.query.get("all", "").lower() in ("1", "true", "yes")
-        leases = book().leases(now, include_expired=include_expired)
-        return web.json_response({"now": now, "leases": [x.as_dict(now) for x in leases]})
+async def list_leases(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    now = ctx.clock()
+    include_expired = request.query.get("all", "").lower() in ("1", "true", "yes")
+    leases = _book(ctx).leases(now, include_expired=include_expired)
+    return web.json_response(lease_list(leases, now).as_json())
 
-    async def list_reservations(request: web.Request) -> web.Response:
-        return web.json_response({"reservations": [r.as_dict() for r in book().reservations()]})
 
-    async def add_reservation(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        body = await json_body(request)
-        try:
-            mac, ip, hostname = _reservation_input(body)
-        except LeaseError as e:
-            return json_error(400, str(e))
-        try:
-            res = book().add_reservation(mac, ip, ctx.clock(), hostname=hostname)
-        except LeaseError as e:
-            return json_error(409, str(e))
-        await durable()
-        return web.json_response({"reservation": res.as_dict()}, status=201)
+async def list_reservations(request: web.Request) -> web.Response:
+    return web.json_response(reservation_list(_book(request.app[API]).reservations()).as_json())
 
-    async def remove_reservation(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        try:
-            mac = normalize_mac(request.match_info["mac"])
-        except LeaseError as e:
-            return json_error(400, str(e))
-        res = book().remove_reservation(mac)
-        if res is None:
-            return json_error(404, f"no reservation for {mac}")
-        await durable()
-        return web.json_response({"reservation": res.as_dict()})
 
-    async def make_static(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        made = book().make_static(ctx.clock())
-        await durable()
-        return web.json_response({"reservations": [r.as_dict() for r in made]})
+async def add_reservation(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    body = await json_body(request)
+    try:
+        mac, ip, hostname = _reservation_input(body)
+    except LeaseError as e:
+        return json_error(400, str(e))
+    try:
+        res = _book(ctx).add_reservation(mac, ip, ctx.clock(), hostname=hostname)
+    except LeaseError as e:
+        return json_error(409, str(e))
+    await ctx.store.journal.flush()  # answer only once the rows are committed
+    return web.json_response(OneReservation(ReservationView.of(res)).as_json(), status=201)
 
-    return [
-        web.get("/api/v1/leases", list_leases),
-        web.get("/api/v1/reservations", list_reservations),
-        web.post("/api/v1/reservations", add_reservation),
-        web.delete("/api/v1/reservations/{mac}", remove_reservation),
-        web.post("/api/v1/makedhcpstatic", make_static),
-    ]
+
+async def remove_reservation(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    try:
+        mac = normalize_mac(request.match_info["mac"])
+    except LeaseError as e:
+        return json_error(400, str(e))
+    res = _book(ctx).remove_reservation(mac)
+    if res is None:
+        return json_error(404, f"no reservation for {mac}")
+    await ctx.store.journal.flush()
+    return web.json_response(OneReservation(ReservationView.of(res)).as_json())
+
+
+async def make_static(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    made = _book(ctx).make_static(ctx.clock())
+    await ctx.store.journal.flush()
+    return web.json_response(reservation_list(made).as_json())
+
+
+ROUTES = [
+    web.get("/api/v1/leases", list_leases),
+    web.get("/api/v1/reservations", list_reservations),
+    web.post("/api/v1/reservations", add_reservation),
+    web.delete("/api/v1/reservations/{mac}", remove_reservation),
+    web.post("/api/v1/makedhcpstatic", make_static),
+]
 
 
 def _reservation_input(body: dict[str, Any]) -> tuple[str, IPv4Address, str | None]:

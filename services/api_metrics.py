@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from domain.metrics import PoolUsage, model_metrics, pool_usage
+from domain.metrics import PoolList, PoolUsage, model_metrics, pool_usage
 from protocols.prometheus import CONTENT_TYPE, Family, render
 from services.api_context import API
 from state.hosts import HOST_STATES
@@ -131,7 +131,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def pools(request: web.Request) -> web.Response:
     ctx = request.app[API]
     usage = pool_usage(ctx.sources(), ctx.live.pools, ctx.clock())
-    return web.json_response({"pools": [p.as_json() for p in usage]}, headers={"Cache-Control": "no-store"})
+    return web.json_response(PoolList(usage).as_json(), headers={"Cache-Control": "no-store"})
 
 
 ROUTES = [web.get("/metrics", metrics), web.get("/api/v1/pools", pools)]

@@ -13,15 +13,13 @@ admin read shows) and no secrets: no install tokens, no rsync passwords of hosts
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from services.api_context import ApiContext, json_body, json_error, require_token
+from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteRemoved, satellite_config
+from services.api_context import API, ApiContext, json_body, json_error, require_token
 from services.api_install import own_auth
 from state import satellites
 from state.eventlog import EventLog
-from state.images import list_versions
 
 log = EventLog("imageserver.satellite")
 
@@ -42,66 +40,60 @@ def _satellite(ctx: ApiContext, request: web.Request) -> str:
     return name
 
 
-def config_document(ctx: ApiContext, name: str) -> dict[str, Any]:
-    reader = ctx.store.reader
-    images = [{"name": v.name, "version": v.version, "module": v.module, "created": v.created,
-               "files": v.files, "bytes": v.bytes, "layout": v.layout, "note": v.note,
-               # where the tree is inside the satellite module (images/NAME/vN under the images root)
-               "tree": f"{v.name}/v{v.version}"}
-              for v in list_versions(reader)]
-    hosts = satellites.mirrored_hosts(reader, MAX_HOSTS)
-    install = ctx.live.install
-    return {"satellite": name, "images": images, "hosts": hosts,
-            "rsync": {"module": satellites.RSYNC_MODULE, "user": satellites.rsync_user(name),
-                      "port": getattr(install, "rsync_port", 873)}}
+async def config(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = _satellite(ctx, request)
+    await ctx.store.journal.run(satellites.contact_op(name, ctx.clock(), request.remote, None, None))
+    document = satellite_config(ctx.store.reader, name, MAX_HOSTS, getattr(ctx.live.install, "rsync_port", 873))
+    return web.json_response(document.as_json(), headers={"Cache-Control": "no-store"})
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    async def config(request: web.Request) -> web.Response:
-        name = _satellite(ctx, request)
-        await ctx.store.journal.run(satellites.contact_op(name, ctx.clock(), request.remote, None, None))
-        return web.json_response(config_document(ctx, name), headers={"Cache-Control": "no-store"})
+@own_auth
+async def reports(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = _satellite(ctx, request)
+    body = await json_body(request)
+    events, versions, backlog = body.get("events", []), body.get("versions"), body.get("backlog")
+    if not isinstance(events, list) or len(events) > satellites.MAX_EVENTS_PER_REPORT:
+        return json_error(400, f'"events" must be a list of at most {satellites.MAX_EVENTS_PER_REPORT}')
+    if versions is not None and not (isinstance(versions, list) and len(versions) <= 1000
+                                     and all(isinstance(v, str) and len(v) <= 80 for v in versions)):
+        return json_error(400, '"versions" must be a list of module names')
+    if backlog is not None and (not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0):
+        return json_error(400, '"backlog" must be a count')
+    now = ctx.clock()
+    try:
+        applied, dropped, last = await ctx.store.journal.run(satellites.apply_reports_op(name, events, now))
+    except satellites.SatelliteError as e:
+        return json_error(400, str(e))
+    await ctx.store.journal.run(satellites.contact_op(name, now, request.remote, versions, backlog))
+    if applied or dropped:
+        log.info("satellite-reports", satellite=name, applied=applied, dropped=dropped, delivered=last,
+                 backlog=backlog)
+    return web.json_response(ReportsReceipt(delivered=last, applied=applied, dropped=dropped).as_json())
 
-    @own_auth
-    async def reports(request: web.Request) -> web.Response:
-        name = _satellite(ctx, request)
-        body = await json_body(request)
-        events, versions, backlog = body.get("events", []), body.get("versions"), body.get("backlog")
-        if not isinstance(events, list) or len(events) > satellites.MAX_EVENTS_PER_REPORT:
-            return json_error(400, f'"events" must be a list of at most {satellites.MAX_EVENTS_PER_REPORT}')
-        if versions is not None and not (isinstance(versions, list) and len(versions) <= 1000
-                                         and all(isinstance(v, str) and len(v) <= 80 for v in versions)):
-            return json_error(400, '"versions" must be a list of module names')
-        if backlog is not None and (not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0):
-            return json_error(400, '"backlog" must be a count')
-        now = ctx.clock()
-        try:
-            applied, dropped, last = await ctx.store.journal.run(satellites.apply_reports_op(name, events, now))
-        except satellites.SatelliteError as e:
-            return json_error(400, str(e))
-        await ctx.store.journal.run(satellites.contact_op(name, now, request.remote, versions, backlog))
-        if applied or dropped:
-            log.info("satellite-reports", satellite=name, applied=applied, dropped=dropped, delivered=last,
-                     backlog=backlog)
-        return web.json_response({"delivered": last, "applied": applied, "dropped": dropped})
 
-    async def add(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        body = await json_body(request)
-        try:
-            token = await ctx.store.journal.run(satellites.add_op(body.get("name"), ctx.clock()))
-        except satellites.SatelliteError as e:
-            return json_error(400 if "satellite name" in str(e) else 409, str(e))
-        log.info("satellite-added", satellite=body.get("name"))
-        return web.json_response({"name": body.get("name"), "token": token}, status=201)
+async def add(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    body = await json_body(request)
+    try:
+        token = await ctx.store.journal.run(satellites.add_op(body.get("name"), ctx.clock()))
+    except satellites.SatelliteError as e:
+        return json_error(400 if "satellite name" in str(e) else 409, str(e))
+    log.info("satellite-added", satellite=body.get("name"))
+    return web.json_response(SatelliteAdded(name=body["name"], token=token).as_json(), status=201)
 
-    async def remove(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        name = request.match_info["name"]
-        if not await ctx.store.journal.run(satellites.remove_op(name)):
-            return json_error(404, f"no satellite named {name}")
-        log.info("satellite-removed", satellite=name)
-        return web.json_response({"removed": name})
 
-    return [web.get(CONFIG_PATH, config), web.post(REPORTS_PATH, reports),
-            web.post("/api/v1/satellites", add), web.delete("/api/v1/satellites/{name}", remove)]
+async def remove(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    name = request.match_info["name"]
+    if not await ctx.store.journal.run(satellites.remove_op(name)):
+        return json_error(404, f"no satellite named {name}")
+    log.info("satellite-removed", satellite=name)
+    return web.json_response(SatelliteRemoved(removed=name).as_json())
+
+
+ROUTES = [web.get(CONFIG_PATH, config), web.post(REPORTS_PATH, reports),
+          web.post("/api/v1/satellites", add), web.delete("/api/v1/satellites/{name}", remove)]

@@ -8,31 +8,38 @@ Any other method on these paths is 405 (aiohttp answers it from the routing tabl
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
-from services.api_context import ApiContext, require_token
+from services.api_context import API, require_token
 from services.openapi import OPENAPI
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    async def status(request: web.Request) -> web.Response:
-        out = ctx.status()
-        if ctx.live.torrents is not None:  # the BitTorrent side: seeders and swarm sizes
-            out["transports"] = ctx.live.torrents.status()
-            if ctx.live.multicast is not None:
-                out["transports"]["available"].append("multicast")
-        return web.json_response(out, headers={"Cache-Control": "no-store"})
+async def status(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    out = ctx.status()  # a domain.status.Status document
+    if ctx.live.torrents is not None:  # the BitTorrent side: seeders and swarm sizes
+        transports = ctx.live.torrents.status()
+        if ctx.live.multicast is not None:
+            transports = replace(transports, available=[*transports.available, "multicast"])
+        out["transports"] = transports.as_json()
+    return web.json_response(out, headers={"Cache-Control": "no-store"})
 
-    async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
 
-    async def reload(request: web.Request) -> web.Response:
-        require_token(request, ctx)
-        ctx.request_reload()
-        return web.json_response({"reload": "requested"}, status=202)
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)
 
-    return [
-        web.get("/api/v1/status", status),
-        web.get("/api/v1/openapi.json", openapi),
-        web.post("/api/v1/reload", reload),
-    ]
+
+async def reload(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    require_token(request, ctx)
+    ctx.request_reload()
+    return web.json_response({"reload": "requested"}, status=202)
+
+
+ROUTES = [
+    web.get("/api/v1/status", status),
+    web.get("/api/v1/openapi.json", openapi),
+    web.post("/api/v1/reload", reload),
+]

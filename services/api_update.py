@@ -22,13 +22,14 @@ from it, so a system that asked to be reinstalled stops reporting.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
 
+from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 from protocols.bootscript import BootScriptError, BootServer, installer_arguments
-from services.api_context import ApiContext, json_body, json_error
+from services.api_context import API, ApiContext, json_body, json_error
 from state import credentials, installs, updates
 from state.eventlog import EventLog
 
@@ -82,106 +83,110 @@ def _unauthorized(name: str) -> web.Response:
     return response
 
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    def settings() -> tuple[str | None, int]:
-        install = ctx.live.install
-        return getattr(install, "address", None), int(getattr(install, "rsync_port", 873))
+def _settings(ctx: ApiContext) -> tuple[str | None, int]:
+    install = ctx.live.install
+    return getattr(install, "address", None), int(getattr(install, "rsync_port", 873))
 
-    def host_or_404(name: str) -> installs.InstallHost:
-        host = installs.host_by_name(ctx.store.reader, name)
-        if host is None:
-            raise web.HTTPNotFound(text=f'{{"error": "no host named {name!r}"}}', content_type="application/json")
-        return host
 
-    async def target(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+def _host_or_404(ctx: ApiContext, name: str) -> installs.InstallHost:
+    host = installs.host_by_name(ctx.store.reader, name)
+    if host is None:
+        raise web.HTTPNotFound(text=f'{{"error": "no host named {name!r}"}}', content_type="application/json")
+    return host
+
+
+async def target(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = request.match_info["name"]
+    try:
+        image = request.query.get("image") or None
+        if image is not None:
+            updates.check_image_name(image)
+        version = updates.check_version(request.query.get("version"))
+        found = updates.resolve_target(ctx.store.reader, name, image, version)
+    except LookupError as e:
+        return json_error(404, str(e))
+    except updates.UpdateError as e:
+        return json_error(409, str(e))
+    address, rsync_port = _settings(ctx)
+    out = UpdateTargetView.of(found, rsync_port, address)
+    host = installs.host_by_name(ctx.store.reader, name)
+    grants = ctx.live.rsync_grants
+    if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
+            and request.remote and _authorized(ctx, host, _bearer(request))):
+        # The host's own update: its address may pull that image for a while, with this password.
+        password = credentials.update_rsync_password(host.install_token)
+        grants.grant(credentials.RsyncClient(name, password, request.remote, out.image, None),
+                     ctx.clock() + GRANT_SECONDS)
+        refresh = ctx.live.rsync_refresh
+        if callable(refresh):
+            refresh()
+        out = replace(out, rsync_user=name, rsync_password=password)
+    return web.json_response(out.as_json())
+
+
+@own_auth
+async def event(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = request.match_info["name"]
+    host = _host_or_404(ctx, name)
+    if not _authorized(ctx, host, _bearer(request)):
+        return _unauthorized(name)
+    body = await json_body(request)
+    try:
+        stage = updates.check_stage(body.get("stage"))
+        if stage == "autoinstall":
+            raise updates.UpdateError("ask for a reinstall with POST .../autoinstall")
+        image = body.get("image")
+        if image is not None:
+            updates.check_image_name(image)
+        version = updates.check_version(body.get("version"))
+        detail = updates.check_detail(body.get("detail"))
+    except updates.UpdateError as e:
+        return json_error(400, str(e))
+    now = ctx.clock()
+    await ctx.store.journal.run(updates.report_op(name, now, stage, image, version, detail))
+    log.info(f"update-{stage}", hostname=name, image=image or "-", version=version or "-")
+    return web.json_response(UpdateRecorded(host=name, stage=stage, image=image, version=version, running_version=(
+        version if stage == "done" else host.running_version)).as_json())
+
+
+@own_auth
+async def autoinstall(request: web.Request) -> web.Response:
+    ctx = request.app[API]
+    name = request.match_info["name"]
+    host = _host_or_404(ctx, name)
+    if not _authorized(ctx, host, _bearer(request)):
+        return _unauthorized(name)
+    if not host.image:
+        return json_error(409, f"host {name} has no image to install")
+    now = ctx.clock()
+    token = installs.new_token()
+    await ctx.store.journal.run(installs.reinstall_op(name, token, now))
+    await ctx.store.journal.run(updates.report_op(name, now, "autoinstall", host.image, host.version,
+                                                  "reinstall asked for by updateclient --autoinstall"))
+    await ctx.store.journal.flush()
+    address = _settings(ctx)[0] or request.url.host or ""
+    port = request.url.port or 80
+    boot = ctx.live.boot
+    server = BootServer(address=address, http_port=port,
+                        kernel_cmdline=getattr(getattr(boot, "settings", None), "kernel_cmdline", ""))
+    cmdline = None
+    if host.mac:
+        # The same arguments a PXE boot of this host would hand the installer now (new token included).
+        plan = _Plan(mac=host.mac, hostname=name, image=host.image,
+                     version=installs.resolve_version(ctx.store.reader, host), install_token=token)
         try:
-            image = request.query.get("image") or None
-            if image is not None:
-                updates.check_image_name(image)
-            version = updates.check_version(request.query.get("version"))
-            found = updates.resolve_target(ctx.store.reader, name, image, version)
-        except LookupError as e:
-            return json_error(404, str(e))
-        except updates.UpdateError as e:
-            return json_error(409, str(e))
-        address, rsync_port = settings()
-        out = {**found.as_dict(), "rsync_port": rsync_port}
-        if address:
-            out["rsync_host"] = address
-        host = installs.host_by_name(ctx.store.reader, name)
-        grants = ctx.live.rsync_grants
-        if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
-                and request.remote and _authorized(ctx, host, _bearer(request))):
-            # The host's own update: its address may pull that image for a while, with this password.
-            password = credentials.update_rsync_password(host.install_token)
-            grants.grant(credentials.RsyncClient(name, password, request.remote, str(out["image"]), None),
-                         ctx.clock() + GRANT_SECONDS)
-            refresh = ctx.live.rsync_refresh
-            if callable(refresh):
-                refresh()
-            out["rsync_user"] = name
-            out["rsync_password"] = password
-        return web.json_response(out)
+            cmdline = installer_arguments(plan, server)
+        except BootScriptError as e:
+            return json_error(409, f"host {name} cannot boot the installer: {e}")
+    log.info("update-autoinstall", hostname=name, mac=host.mac or "-")
+    return web.json_response(Reinstall(host=name, state="assigned", mac=host.mac, kernel=server.file_url(KERNEL),
+                                       initrd=server.file_url(INITRD), cmdline=cmdline).as_json())
 
-    @own_auth
-    async def event(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        host = host_or_404(name)
-        if not _authorized(ctx, host, _bearer(request)):
-            return _unauthorized(name)
-        body = await json_body(request)
-        try:
-            stage = updates.check_stage(body.get("stage"))
-            if stage == "autoinstall":
-                raise updates.UpdateError("ask for a reinstall with POST .../autoinstall")
-            image = body.get("image")
-            if image is not None:
-                updates.check_image_name(image)
-            version = updates.check_version(body.get("version"))
-            detail = updates.check_detail(body.get("detail"))
-        except updates.UpdateError as e:
-            return json_error(400, str(e))
-        now = ctx.clock()
-        await ctx.store.journal.run(updates.report_op(name, now, stage, image, version, detail))
-        log.info(f"update-{stage}", hostname=name, image=image or "-", version=version or "-")
-        return web.json_response({"host": name, "stage": stage, "image": image, "version": version,
-                                  "running_version": version if stage == "done" else host.running_version})
 
-    @own_auth
-    async def autoinstall(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        host = host_or_404(name)
-        if not _authorized(ctx, host, _bearer(request)):
-            return _unauthorized(name)
-        if not host.image:
-            return json_error(409, f"host {name} has no image to install")
-        now = ctx.clock()
-        token = installs.new_token()
-        await ctx.store.journal.run(installs.reinstall_op(name, token, now))
-        await ctx.store.journal.run(updates.report_op(name, now, "autoinstall", host.image, host.version,
-                                                      "reinstall asked for by updateclient --autoinstall"))
-        await ctx.store.journal.flush()
-        address = settings()[0] or request.url.host or ""
-        port = request.url.port or 80
-        boot = ctx.live.boot
-        server = BootServer(address=address, http_port=port,
-                            kernel_cmdline=getattr(getattr(boot, "settings", None), "kernel_cmdline", ""))
-        out: dict[str, Any] = {"host": name, "state": "assigned", "mac": host.mac,
-                               "kernel": server.file_url(KERNEL), "initrd": server.file_url(INITRD)}
-        if host.mac:
-            # The same arguments a PXE boot of this host would hand the installer now (new token included).
-            plan = _Plan(mac=host.mac, hostname=name, image=host.image,
-                         version=installs.resolve_version(ctx.store.reader, host), install_token=token)
-            try:
-                out["cmdline"] = installer_arguments(plan, server)
-            except BootScriptError as e:
-                return json_error(409, f"host {name} cannot boot the installer: {e}")
-        log.info("update-autoinstall", hostname=name, mac=host.mac or "-")
-        return web.json_response(out)
-
-    return [
-        web.get("/api/v1/hosts/{name}/update-target", target),
-        web.post("/api/v1/hosts/{name}/update-events", event),
-        web.post("/api/v1/hosts/{name}/autoinstall", autoinstall),
-    ]
+ROUTES = [
+    web.get("/api/v1/hosts/{name}/update-target", target),
+    web.post("/api/v1/hosts/{name}/update-events", event),
+    web.post("/api/v1/hosts/{name}/autoinstall", autoinstall),
+]

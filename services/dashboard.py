@@ -11,11 +11,13 @@ page, and the CSP allows only this origin's script (no inline code) to run.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from aiohttp import web
-
-from services.api_context import ApiContext
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASSETS = {
@@ -24,22 +26,34 @@ ASSETS = {
     "favicon.svg": "image/svg+xml",  # linked by the page: a browser asking for /favicon.ico would get a 404
 }
 
+HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+           "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+                                      "form-action 'none'"}  # forms are handled by the script, never sent
 
-def routes(ctx: ApiContext) -> list[web.RouteDef]:
-    # Read once: the files ship with the code, and a page load should not touch the disk.
-    page = (STATIC_DIR / "dashboard.html").read_bytes()
-    assets = {name: (STATIC_DIR / name).read_bytes() for name in ASSETS}
-    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-               "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-                                          "form-action 'none'"}  # forms are handled by the script, never sent
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8", headers=headers)
+@dataclass(frozen=True, slots=True)
+class DashboardFiles:
+    page: bytes
+    assets: Mapping[str, bytes]
 
-    async def asset(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in assets:
-            raise web.HTTPNotFound(text="not found\n")
-        return web.Response(body=assets[name], content_type=ASSETS[name], charset="utf-8", headers=headers)
 
-    return [web.get("/", index), web.get("/static/{name}", asset)]
+@functools.cache
+def shipped_files() -> DashboardFiles:
+    """Read once: the files ship with the code, and a page load should not touch the disk."""
+    return DashboardFiles(page=(STATIC_DIR / "dashboard.html").read_bytes(),
+                          assets=MappingProxyType({name: (STATIC_DIR / name).read_bytes() for name in ASSETS}))
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(body=shipped_files().page, content_type="text/html", charset="utf-8", headers=HEADERS)
+
+
+async def asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    assets = shipped_files().assets
+    if name not in assets:
+        raise web.HTTPNotFound(text="not found\n")
+    return web.Response(body=assets[name], content_type=ASSETS[name], charset="utf-8", headers=HEADERS)
+
+
+ROUTES = [web.get("/", index), web.get("/static/{name}", asset)]

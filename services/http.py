@@ -3,9 +3,9 @@
 Routes of its own:
   GET /boot/{mac}.ipxe       the machine's boot script (MAC in any spelling; the machine is noted as seen)
   GET /boot/files/{path}     a file from the boot root (sendfile; HEAD and single Range via FileResponse)
-Everything under /api/v1/ comes from route modules (services/api_*.py): their module-level `ROUTES` (the
-ApiContext is at `request.app[API]`), or a not yet converted module's `routes(ctx)`. Domain errors a
-handler raises become JSON errors here (services.api_context.domain_error_response).
+Everything under /api/v1/ comes from route modules (services/api_*.py): their module-level `ROUTES`, whose
+handlers find the ApiContext at `request.app[API]`. Domain errors a handler raises become JSON errors here
+(services.api_context.domain_error_response).
 
 Safety, for every request before any handler runs:
 - the RAW request target is classified by protocols.httppath (aiohttp decodes %2F in match_info and
@@ -38,8 +38,7 @@ from state.eventlog import EventLog
 
 log = EventLog("imageserver.http")
 
-# A route module: its RouteDefs, or (not yet converted) a function of the ApiContext making them.
-RouteFactory = Callable[[ApiContext], list[web.RouteDef]] | Sequence[web.RouteDef]
+RouteModule = Sequence[web.RouteDef]  # a route module's ROUTES
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -59,7 +58,7 @@ class HttpServer:
         boot_root: Path,
         responder: BootResponder | None = None,
         api: ApiContext | None = None,
-        route_modules: Sequence[RouteFactory] = (),
+        route_modules: Sequence[RouteModule] = (),
         shutdown_timeout: float = 2.0,
         limits: ConnectionLimits | None = None,
     ) -> None:
@@ -100,7 +99,7 @@ class HttpServer:
         if self._api is not None:
             app[API] = self._api
             for module in self._route_modules:
-                routes.extend(module(self._api) if callable(module) else module)
+                routes.extend(module)
         app.add_routes(routes)
         app.on_response_prepare.append(self._count_bytes)
         return app

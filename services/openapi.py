@@ -1,19 +1,26 @@
 """The OpenAPI 3 description of every HTTP route the imageserver mounts (served at /api/v1/openapi.json).
 
 Static data, kept next to the route modules; tests/unit/test_openapi.py fails when a mounted route is
-missing here or a documented one is not mounted, so the two cannot drift apart.
+missing here or a documented one is not mounted, so the two cannot drift apart. The schemas of the
+answers built from domain views (hosts, pools, leases and reservations, machines, images, status) are
+generated from those dataclasses (services/openapi_schema.py); the rest are still written out here and
+in the services/openapi_*.py beside it. tests/system/test_api_contract.py validates real answers
+against the served document either way.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from domain.leases import LeaseList, OneReservation, ReservationList
+from domain.machines import MachinePage, MachineView
+from domain.status import Status
 from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_images import IMAGES_PATHS
 from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
 from services.openapi_ops import OPS_PATHS
 from services.openapi_satellite import SATELLITE_PATHS, SATELLITE_SECURITY_SCHEME
-from services.openapi_schema import SCHEMAS
+from services.openapi_schema import SCHEMAS, ref
 from services.openapi_torrents import TORRENT_PATHS
 from services.openapi_update import UPDATE_PATHS
 
@@ -74,47 +81,6 @@ OPENAPI: dict[str, Any] = {
                     "poll_seconds": {"type": "integer"},
                 },
             },
-            "Machine": {
-                "type": "object",
-                "properties": {
-                    "mac": {"type": "string"},
-                    "first_seen": {"type": "number", "nullable": True},
-                    "last_seen": {"type": "number", "nullable": True},
-                    "arch": {"type": "integer", "nullable": True, "description": "DHCP option 93"},
-                    "vendor_class": {"type": "string", "nullable": True},
-                    "user_class": {"type": "string", "nullable": True},
-                    "uuid": {"type": "string", "nullable": True},
-                    "relay": {"type": "string", "nullable": True},
-                    "subnet": {"type": "string", "nullable": True},
-                    "hostname": {"type": "string", "nullable": True},
-                    "host": {"type": "string", "nullable": True},
-                    "host_state": {"type": "string", "nullable": True},
-                    "boot": {"description": "the decision's kind in the list; the whole decision for one machine"},
-                },
-            },
-            "Lease": {
-                "type": "object",
-                "properties": {
-                    "mac": {"type": "string"},
-                    "ip": {"type": "string"},
-                    "subnet": {"type": "string"},
-                    "hostname": {"type": "string", "nullable": True, "description": "DHCP option 12, cleaned"},
-                    "starts": {"type": "number"},
-                    "expires": {"type": "number"},
-                    "active": {"type": "boolean"},
-                    "client_id": {"type": "string", "nullable": True, "description": "option 61, hex"},
-                },
-            },
-            "Reservation": {
-                "type": "object",
-                "properties": {
-                    "mac": {"type": "string"},
-                    "ip": {"type": "string"},
-                    "hostname": {"type": "string", "nullable": True},
-                    "source": {"type": "string", "description": "manual | makedhcpstatic | on-install | ..."},
-                    "created": {"type": "number"},
-                },
-            },
         },
     },
     "paths": {
@@ -146,44 +112,7 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "The daemon's status: version, uptime, each service with state, listen and counters, "
                            "and counts of leases, reservations, hosts, machines and images",
-                "responses": {"200": _json("the status document", {
-                    "type": "object",
-                    "properties": {
-                        "version": {"type": "string"},
-                        "started": {"type": "number", "nullable": True},
-                        "uptime": {"type": "number"},
-                        "config": {"type": "string", "nullable": True},
-                        "state_dir": {"type": "string"},
-                        "services": {"type": "object",
-                                     "additionalProperties": {"$ref": "#/components/schemas/Service"}},
-                        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-                        "store": {"type": "object", "nullable": True,
-                                  "description": "whether leases can be committed now (ok false: the state dir is "
-                                                 "full or failing, new leases are refused)",
-                                  "properties": {"ok": {"type": "boolean"}, "commits": {"type": "integer"},
-                                                 "last_error": {"type": "string", "nullable": True}}},
-                        "transports": {"type": "object", "description": "install transports: those this "
-                                       "imageserver can serve, and the BitTorrent side's seeders and swarm sizes",
-                                       "properties": {
-                                           "available": {"type": "array", "items": {"type": "string"}},
-                                           "bittorrent": {"type": "object", "properties": {
-                                               "seeders": {"type": "object", "additionalProperties": {
-                                                   "type": "object", "properties": {
-                                                       "pid": {"type": "integer"}, "port": {"type": "integer"},
-                                                       "running": {"type": "boolean"}}}},
-                                               "swarms": {"type": "object",
-                                                          "additionalProperties": {"type": "integer"}}}}}},
-                        "satellites": {"type": "array", "description": "this primary's satellites", "items": {
-                            "type": "object", "properties": {
-                                "name": {"type": "string"}, "created": {"type": "number"},
-                                "last_contact": {"type": "number", "nullable": True},
-                                "seconds_since_contact": {"type": "number", "nullable": True},
-                                "address": {"type": "string", "nullable": True},
-                                "versions": {"type": "array", "items": {"type": "string"}},
-                                "backlog": {"type": "integer", "nullable": True},
-                                "delivered": {"type": "integer", "nullable": True}}}},
-                    },
-                })},
+                "responses": {"200": _json("the status document", ref(Status))},
             },
         },
         "/api/v1/openapi.json": {
@@ -210,14 +139,8 @@ OPENAPI: dict[str, Any] = {
                     {"name": "unknown", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "1/true/yes: only machines that are no host"},
                 ],
-                "responses": {"200": _json("one page of machines", {
-                    "type": "object",
-                    "properties": {"machines": {"type": "array", "items": {"$ref": "#/components/schemas/Machine"}},
-                                   "total": {"type": "integer", "description": "machines in all (after the filter)"},
-                                   "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                                   "next_offset": {"type": "integer", "nullable": True,
-                                                   "description": "offset of the next page; null on the last"}},
-                }), "400": _error("a bad limit or offset")},
+                "responses": {"200": _json("one page of machines", ref(MachinePage)),
+                              "400": _error("a bad limit or offset")},
             },
         },
         "/api/v1/machines/{mac}": {
@@ -225,7 +148,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "One machine with the full boot decision (why it boots what it boots)",
                 "parameters": [_MAC_PARAM],
                 "responses": {
-                    "200": _json("the machine", {"$ref": "#/components/schemas/Machine"}),
+                    "200": _json("the machine", ref(MachineView)),
                     "400": _error("not a MAC address"),
                     "404": _error("never seen and no host has this MAC"),
                 },
@@ -236,21 +159,13 @@ OPENAPI: dict[str, Any] = {
                 "summary": "DHCP leases, lowest address first: active ones; with ?all=1 also ended ones",
                 "parameters": [{"name": "all", "in": "query", "required": False, "schema": {"type": "string"},
                                 "description": "1/true/yes: include leases that have ended"}],
-                "responses": {"200": _json("leases", {
-                    "type": "object",
-                    "properties": {"now": {"type": "number"},
-                                   "leases": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}},
-                })},
+                "responses": {"200": _json("leases", ref(LeaseList))},
             },
         },
         "/api/v1/reservations": {
             "get": {
                 "summary": "DHCP reservations (static addresses), lowest address first",
-                "responses": {"200": _json("reservations", {
-                    "type": "object",
-                    "properties": {"reservations": {"type": "array",
-                                                    "items": {"$ref": "#/components/schemas/Reservation"}}},
-                })},
+                "responses": {"200": _json("reservations", ref(ReservationList))},
             },
             "post": {
                 "summary": "Reserve an address for a MAC (live: the machine gets it on its next request); a MAC "
@@ -262,8 +177,7 @@ OPENAPI: dict[str, Any] = {
                                    "hostname": {"type": "string"}},
                 }}}},
                 "responses": {
-                    "201": _json("the reservation", {"type": "object", "properties": {
-                        "reservation": {"$ref": "#/components/schemas/Reservation"}}}),
+                    "201": _json("the reservation", ref(OneReservation)),
                     "400": _error("malformed MAC, address or host name"),
                     "401": _UNAUTHORIZED,
                     "409": _error("refused: reserved for or leased to another MAC, outside every DHCP subnet, "
@@ -277,8 +191,7 @@ OPENAPI: dict[str, Any] = {
                 "security": [{"admin": []}],
                 "parameters": [_MAC_PARAM],
                 "responses": {
-                    "200": _json("the removed reservation", {"type": "object", "properties": {
-                        "reservation": {"$ref": "#/components/schemas/Reservation"}}}),
+                    "200": _json("the removed reservation", ref(OneReservation)),
                     "400": _error("not a MAC address"),
                     "401": _UNAUTHORIZED,
                     "404": _error("the MAC has no reservation"),
@@ -290,8 +203,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "makedhcpstatic: every active lease becomes a reservation of the same address",
                 "security": [{"admin": []}],
                 "responses": {
-                    "200": _json("the reservations made", {"type": "object", "properties": {
-                        "reservations": {"type": "array", "items": {"$ref": "#/components/schemas/Reservation"}}}}),
+                    "200": _json("the reservations made", ref(ReservationList)),
                     "401": _UNAUTHORIZED,
                 },
             },

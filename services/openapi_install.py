@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.hosts import AddHost, HostPage, HostView
+from domain.installs import ReportRecorded
 from services.openapi_schema import ref
 
 _JSON = "application/json"
@@ -57,10 +58,7 @@ INSTALL_PATHS: dict[str, Any] = {
                                "bytes": {"type": "integer"}, "total": {"type": "integer"}},
             }}}},
             "responses": {
-                "200": _json("recorded", {"type": "object", "properties": {
-                    "host": {"type": "string"}, "stage": {"type": "string"}, "state": {"type": "string"},
-                    "reservation": {"type": "string", "description": "with done: what became of the machine's "
-                                                                     "address (reserved ..., or why not)"}}}),
+                "200": _json("recorded", ref(ReportRecorded)),
                 "400": _error("malformed report"),
                 "401": _error("missing or wrong install token"),
                 "404": _error("no host has this MAC"),

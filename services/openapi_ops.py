@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.metrics import PoolUsage
+from domain.metrics import PoolList
 from services.openapi_schema import ref
 
 OPS_PATHS: dict[str, Any] = {
@@ -22,8 +22,8 @@ OPS_PATHS: dict[str, Any] = {
             "summary": "Pool usage per DHCP subnet: pool size, active leases in the pool, reservations, and "
                        "addresses in quarantine (DECLINEd or answering a conflict probe; capped by "
                        "[dhcp] decline_max_share)",
-            "responses": {"200": {"description": "pools", "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"pools": {"type": "array", "items": ref(PoolUsage)}}}}}}},
+            "responses": {"200": {"description": "pools", "content": {"application/json": {
+                "schema": ref(PoolList)}}}},
         },
     },
     "/": {

@@ -1,8 +1,12 @@
-"""OpenAPI paths of the satellite routes (services/api_satellite.py); merged into services/openapi.py's document."""
+"""OpenAPI paths of the satellite routes (services/api_satellite.py); merged into services/openapi.py's document.
+The answers' schemas are generated from domain.satellites (services/openapi_schema.py)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteConfig, SatelliteRemoved
+from services.openapi_schema import ref
 
 _JSON = "application/json"
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -23,7 +27,8 @@ SATELLITE_PATHS: dict[str, Any] = {
                        "satellite rsync module), hosts (MAC, address, image, version, state), the rsync module "
                        "and user; read-only, no secrets",
             "security": _SECURITY,
-            "responses": {"200": _json("the config document"), "401": _json("no or a wrong satellite token", _ERROR)},
+            "responses": {"200": _json("the config document", ref(SatelliteConfig)),
+                          "401": _json("no or a wrong satellite token", _ERROR)},
         },
     },
     "/satellite/v1/reports": {
@@ -35,7 +40,8 @@ SATELLITE_PATHS: dict[str, Any] = {
                 "events": {"type": "array", "maxItems": 500, "items": {"type": "object"}},
                 "versions": {"type": "array", "items": {"type": "string"}},
                 "backlog": {"type": "integer", "minimum": 0}}}}}},
-            "responses": {"200": _json("{delivered: last applied id, applied, dropped}"),
+            "responses": {"200": _json("the last applied id, and how many were applied and dropped",
+                                        ref(ReportsReceipt)),
                           "400": _json("a malformed batch (nothing applied)", _ERROR),
                           "401": _json("no or a wrong satellite token", _ERROR)},
         },
@@ -47,8 +53,7 @@ SATELLITE_PATHS: dict[str, Any] = {
             "security": [{"admin": []}],
             "requestBody": {"required": True, "content": {_JSON: {"schema": {
                 "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
-            "responses": {"201": _json("the satellite and its token", {"type": "object", "properties": {
-                "name": {"type": "string"}, "token": {"type": "string"}}}),
+            "responses": {"201": _json("the satellite and its token", ref(SatelliteAdded)),
                           "400": _json("a malformed name", _ERROR),
                           "401": _json("the admin bearer token is missing or wrong", _ERROR),
                           "409": _json("a satellite of that name exists, or there are as many as allowed", _ERROR)},
@@ -59,7 +64,7 @@ SATELLITE_PATHS: dict[str, Any] = {
             "summary": "Forget a satellite: its token stops working at once",
             "security": [{"admin": []}],
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json("removed", {"type": "object", "properties": {"removed": {"type": "string"}}}),
+            "responses": {"200": _json("removed", ref(SatelliteRemoved)),
                           "401": _json("the admin bearer token is missing or wrong", _ERROR),
                           "404": _json("no satellite of that name", _ERROR)},
         },

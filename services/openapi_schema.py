@@ -1,5 +1,7 @@
 """OpenAPI schemas generated from the request and response dataclasses (declared once, in domain/):
-a field's type hint gives its schema, a field without a default is required."""
+a field's type hint gives its schema, a field without a default is required, and a field's
+`domain.views.doc()` metadata adds its description (and e.g. an enum); an `omit_none` field is left
+out of the JSON instead of being null, so it is optional and not nullable."""
 
 from __future__ import annotations
 
@@ -9,7 +11,22 @@ from ipaddress import IPv4Address
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from domain.hosts import AddHost, HostPage, HostView
-from domain.metrics import PoolUsage
+from domain.images import ImageList, ImageView
+from domain.installs import ReportRecorded
+from domain.leases import LeaseList, LeaseView, OneReservation, ReservationList, ReservationView
+from domain.machines import MachinePage, MachineView
+from domain.metrics import PoolList, PoolUsage
+from domain.satellites import (
+    MirroredHost,
+    MirroredImage,
+    ReportsReceipt,
+    RsyncSource,
+    SatelliteAdded,
+    SatelliteConfig,
+    SatelliteRemoved,
+)
+from domain.status import SatelliteView, Seeder, Status
+from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"}, bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
@@ -21,12 +38,17 @@ def type_schema(hint: Any) -> dict[str, Any]:
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
         present = [a for a in args if a is not type(None)]
+        if len(present) == 1 and isinstance(present[0], type) and is_dataclass(present[0]) and type(None) in args:
+            # OpenAPI 3.0 ignores keywords beside a $ref: a nullable object is spelled out in place.
+            return {**schema(present[0]), "nullable": True}
         out = type_schema(present[0]) if len(present) == 1 else {}
         return {**out, "nullable": True} if type(None) in args else out
     if hint in _SCALARS:
         return dict(_SCALARS[hint])
     if origin is list:
         return {"type": "array", "items": type_schema(args[0]) if args else {}}
+    if origin is dict and len(args) == 2 and args[1] is not Any:
+        return {"type": "object", "additionalProperties": type_schema(args[1])}
     if origin is dict or hint is dict:
         return {"type": "object"}
     if is_dataclass(hint):
@@ -34,17 +56,29 @@ def type_schema(hint: Any) -> dict[str, Any]:
     return {}  # Any
 
 
+def field_schema(hint: Any, metadata: Any) -> dict[str, Any]:
+    out = {**type_schema(hint), **metadata.get("openapi", {})}
+    if metadata.get("omit_none"):
+        out.pop("nullable", None)
+    return out
+
+
 def schema(cls: type) -> dict[str, Any]:
     hints = get_type_hints(cls)
     required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-    out: dict[str, Any] = {"type": "object", "properties": {f.name: type_schema(hints[f.name]) for f in fields(cls)}}
+    out: dict[str, Any] = {"type": "object",
+                           "properties": {f.name: field_schema(hints[f.name], f.metadata) for f in fields(cls)}}
     if required:
         out["required"] = required
     return out
 
 
-# The types of the routes converted to the domain layer (hosts, pools).
-TYPES = (AddHost, HostView, HostPage, PoolUsage)
+# The request and response types of the routes that answer with domain views (a nullable object, e.g.
+# Status.store, is spelled out in place and needs no entry here).
+TYPES = (AddHost, HostView, HostPage, PoolUsage, PoolList, LeaseView, LeaseList, ReservationView, ReservationList,
+         OneReservation, MachineView, MachinePage, ImageView, ImageList, Status, SatelliteView, Seeder,
+         UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
+         ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded)
 SCHEMAS = {cls.__name__: schema(cls) for cls in TYPES}
 
 

@@ -1,9 +1,13 @@
 """OpenAPI paths of updateclient's routes (services/api_update.py) and the client scripts
-(services/api_client_scripts.py); merged into services/openapi.py's document."""
+(services/api_client_scripts.py); merged into services/openapi.py's document. The answers' schemas are
+generated from domain.updates (services/openapi_schema.py)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
+from services.openapi_schema import ref
 
 _JSON = "application/json"
 
@@ -21,15 +25,6 @@ _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 # never its install token.
 HOST_OR_ADMIN = [{"install": []}, {"admin": []}]
 _UNAUTHORIZED = _error("neither the host's update token nor the admin token")
-
-_TARGET = {"type": "object", "properties": {
-    "host": {"type": "string"}, "image": {"type": "string"}, "version": {"type": "integer"},
-    "module": {"type": "string", "description": "the rsync daemon module serving exactly this version"},
-    "assigned": {"type": "boolean", "description": "false: a version the client named, not its assignment"},
-    "rsync_port": {"type": "integer"}, "rsync_host": {"type": "string"},
-    "rsync_user": {"type": "string", "description": "asked with the host's update token: this update's rsync user"},
-    "rsync_password": {"type": "string", "description": "its password (the asking address may pull the image for "
-                                                         "an hour)"}}}
 
 UPDATE_PATHS: dict[str, Any] = {
     "/client/{name}": {
@@ -51,7 +46,7 @@ UPDATE_PATHS: dict[str, Any] = {
                            {"name": "image", "in": "query", "required": False, "schema": {"type": "string"}},
                            {"name": "version", "in": "query", "required": False, "schema": {"type": "integer"}}],
             "responses": {
-                "200": _json("the target", _TARGET),
+                "200": _json("the target", ref(UpdateTargetView)),
                 "404": _error("no such host"),
                 "409": _error("the host has no image, or the version is not captured"),
             },
@@ -67,7 +62,7 @@ UPDATE_PATHS: dict[str, Any] = {
                                            "image": {"type": "string"}, "version": {"type": "integer"},
                                            "detail": {"type": "string"}}}}}},
             "responses": {
-                "200": _json("recorded"),
+                "200": _json("recorded", ref(UpdateRecorded)),
                 "400": _error("the report is malformed"),
                 "401": _UNAUTHORIZED,
                 "404": _error("no such host"),
@@ -80,10 +75,7 @@ UPDATE_PATHS: dict[str, Any] = {
             "parameters": [_NAME],
             "security": HOST_OR_ADMIN,
             "responses": {
-                "200": _json("what a boot loader entry for the installer needs", {"type": "object", "properties": {
-                    "host": {"type": "string"}, "state": {"type": "string"}, "mac": {"type": "string"},
-                    "kernel": {"type": "string"}, "initrd": {"type": "string"},
-                    "cmdline": {"type": "string", "description": "the installer's arguments, new token included"}}}),
+                "200": _json("what a boot loader entry for the installer needs", ref(Reinstall)),
                 "401": _UNAUTHORIZED,
                 "404": _error("no such host"),
                 "409": _error("the host has no image"),

@@ -27,12 +27,12 @@ import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from domain import installs as use
 from domain.errors import Conflict, DomainError, NotFound
+from domain.status import BittorrentStatus, Seeder, Transports
 from protocols import torrent as bt
 from protocols.httppath import PathRefused, path_parts
 from services.api_context import API, domain_error_response
@@ -228,13 +228,15 @@ class Torrents:
                     proc.kill()
                 await proc.wait()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Transports:
         """For /api/v1/status: the transports and the BitTorrent side's seeders and swarms."""
-        return {"available": ["rsync", "bittorrent"] if shutil.which(self.settings.aria2c) else ["rsync"],
-                "bittorrent": {"seeders": {name: {"pid": proc.pid, "port": port, "running": proc.returncode is None}
-                                           for name, (proc, port) in self.seeders.items()},
-                               "swarms": {v.image + f"_v{v.version}": len(self.swarms.swarms.get(v.infohash, {}))
-                                          for v in self.versions.values()}}}
+        return Transports(
+            available=["rsync", "bittorrent"] if shutil.which(self.settings.aria2c) else ["rsync"],
+            bittorrent=BittorrentStatus(
+                seeders={name: Seeder(pid=proc.pid, port=port, running=proc.returncode is None)
+                         for name, (proc, port) in self.seeders.items()},
+                swarms={v.image + f"_v{v.version}": len(self.swarms.swarms.get(v.infohash, {}))
+                        for v in self.versions.values()}))
 
     async def close(self) -> None:
         for name in list(self.seeders):

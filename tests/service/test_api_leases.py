@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from services.api_context import ApiContext, Live
-from services.api_leases import routes
+from services.api_leases import ROUTES
 from services.http import HttpServer
 from state.db import connect
 from state.leases import LeaseModel, PoolSpec, journal_writer
@@ -52,7 +52,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time(),
                              excluded=[IPv4Address("10.78.0.1")])
     ctx = ApiContext(store=store, admin_token=ADMIN, live=Live(leases=leases))
-    server = HttpServer(host="127.0.0.1", port=0, boot_root=tmp_path / "boot", api=ctx, route_modules=[routes])
+    server = HttpServer(host="127.0.0.1", port=0, boot_root=tmp_path / "boot", api=ctx, route_modules=[ROUTES])
     await server.start()
     try:
         async with aiohttp.ClientSession() as http:

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services import api_client_scripts
 from services.api_client_scripts import ClientScripts
-from services.api_context import ApiContext, Live
+from services.api_context import API, ApiContext, Live
 
 DATA = Path(str(files("appliance") / "data"))
 
@@ -18,7 +18,8 @@ DATA = Path(str(files("appliance") / "data"))
 async def client_for(scripts: ClientScripts | None) -> TestClient:
     ctx = ApiContext(store=None, admin_token="t", live=Live(client_scripts=scripts))  # type: ignore[arg-type]  # no store needed
     app = web.Application()
-    app.add_routes(api_client_scripts.routes(ctx))
+    app[API] = ctx
+    app.add_routes(api_client_scripts.ROUTES)
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

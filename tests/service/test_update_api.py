@@ -37,7 +37,7 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Store]]:
     await store.journal.run(seed)
     api = ApiContext(store=store, admin_token=ADMIN, clock=lambda: NOW,
                      live=Live(install=InstallSettings(address="10.0.0.1", rsync_port=8873)))
-    server = HttpServer(boot_root=tmp_path / "boot", api=api, route_modules=[api_update.routes])
+    server = HttpServer(boot_root=tmp_path / "boot", api=api, route_modules=[api_update.ROUTES])
     client = TestClient(TestServer(server.build_app()))
     await client.start_server()
     try:

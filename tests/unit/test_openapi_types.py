@@ -1,27 +1,41 @@
-"""The OpenAPI schemas of the converted routes are generated from the domain's dataclasses; the JSON those
-dataclasses render has exactly the declared fields, with the declared JSON types, so document and
+"""The OpenAPI schemas of the routes answering with domain views are generated from those dataclasses; the
+JSON the dataclasses render has exactly the declared fields, with the declared JSON types, so document and
 responses cannot drift apart."""
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from domain import hosts
-from domain.metrics import PoolUsage
+from domain import hosts, machines
+from domain.images import catalog
+from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
+from domain.metrics import PoolList, PoolUsage
 from domain.paging import Page
+from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteRemoved, satellite_config
 from domain.sources import Sources
+from domain.status import BittorrentStatus, SatelliteView, Seeder, Status, StoreHealth, Transports
+from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 from services.openapi import OPENAPI
 from services.openapi_schema import SCHEMAS
+from state import satellites
+from state.boot import BootPolicy
 from state.db import connect
+from state.images import ImageVersion, insert_version
+from state.leases import Lease, Reservation
+from state.satellites import Satellite
+from state.updates import UpdateTarget
 
 _JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
                "array": list}
 
 
 def conforms(value: dict[str, Any], name: str) -> None:
+    json.dumps(value)  # plain JSON all the way down (a view left inside would be a 500)
     schema = SCHEMAS[name]
     assert set(value) <= set(schema["properties"]), f"{name}: undeclared {set(value) - set(schema['properties'])}"
     assert set(schema.get("required", ())) <= set(value), f"{name}: missing {set(schema['required']) - set(value)}"
@@ -43,6 +57,8 @@ def test_every_generated_reference_resolves() -> None:
     for name in SCHEMAS:
         assert name in OPENAPI["components"]["schemas"]
     assert "#/components/schemas/HostView" in text and "#/components/schemas/AddHost" in text
+    for name in ("LeaseList", "ReservationList", "OneReservation", "MachinePage", "MachineView", "ImageList"):
+        assert f"#/components/schemas/{name}" in text, f"{name} is generated but no operation uses it"
 
 
 def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) -> None:
@@ -56,3 +72,82 @@ def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) ->
     conforms(hosts.list_hosts(src, Page(1), now).as_json(), "HostPage")
     conforms(hosts.show_host(src, "n1", now).as_json(), "HostView")
     conforms(PoolUsage("10.0.0.0/24", 100, 3, 1, 0).as_json(), "PoolUsage")
+    conforms(PoolList([PoolUsage("10.0.0.0/24", 100, 3, 1, 0)]).as_json(), "PoolList")
+
+
+def test_lease_and_reservation_views_render_what_the_schema_declares() -> None:
+    now = 1000.0
+    leases = [Lease("52:54:00:00:00:01", IPv4Address("10.0.0.5"), "10.0.0.0/24", now - 10, now + 50, b"\x01ab", "n1"),
+              Lease("52:54:00:00:00:02", IPv4Address("10.0.0.6"), "10.0.0.0/24", now - 99, now - 1)]
+    out = lease_list(leases, now).as_json()
+    conforms(out, "LeaseList")
+    assert out["leases"][0] == leases[0].as_dict(now)  # the CLI's rendering and the API's are one
+    res = Reservation("52:54:00:00:00:03", IPv4Address("10.0.0.30"), None, "manual", now)
+    conforms(reservation_list([res]).as_json(), "ReservationList")
+    conforms(OneReservation(ReservationView.of(res)).as_json(), "OneReservation")
+    assert OneReservation(ReservationView.of(res)).as_json() == {"reservation": res.as_dict()}
+
+
+def test_machine_views_render_what_the_schema_declares(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    now = time.time()
+    req = hosts.AddHost.from_json({"name": "n1", "mac": "52:54:00:00:00:01", "image": "demo"})
+    hosts.add_host_op(Sources(conn), req, now)(conn)
+    for src in (Sources(conn), Sources(conn, boot_policy=BootPolicy())):
+        one = machines.show_machine(src, "52:54:00:00:00:01").as_json()  # a host that has not booted yet
+        conforms(one, "MachineView")
+        assert one["first_seen"] is None and ("boot" in one) == (src.boot_policy is not None)
+        conforms(machines.list_machines(src, Page(10)).as_json(), "MachinePage")
+    assert isinstance(machines.show_machine(Sources(conn, boot_policy=BootPolicy()), "52:54:00:00:00:01")
+                      .as_json()["boot"], dict)
+
+
+def test_image_catalog_renders_what_the_schema_declares(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    for version in (1, 2):
+        insert_version(conn, ImageVersion("demo", version, f"/srv/images/demo/v{version}", 1000.0 + version,
+                                          files=3 if version == 2 else None))
+    out = catalog(conn).as_json()
+    conforms(out, "ImageList")
+    assert [(i["version"], i["newest"]) for i in out["images"]] == [(1, False), (2, True)]
+
+
+def test_status_document_renders_what_the_schema_declares() -> None:
+    sat = Satellite("rack2", 1000.0, 1990.0, "10.0.0.9", ("web_v1",), 3, 17)
+    transports = Transports(["rsync", "bittorrent"], BittorrentStatus({"web_v1": Seeder(4242, 6881, True)},
+                                                                      {"web_v1": 2}))
+    for store, extra in ((StoreHealth(True, 5, None), transports), (None, None)):
+        doc = Status(version="1", started=None, uptime=0.0, config=None, state_dir="/var/lib/imageserver",
+                     services={"http": {"state": "running", "listen": [], "error": None, "counters": {}}},
+                     counts={"hosts": 1}, satellites=[SatelliteView.of(sat, 2000.0)], store=store,
+                     transports=extra).as_json()
+        conforms(doc, "Status")
+        assert ("transports" in doc) == (extra is not None)
+    assert doc["satellites"][0] == sat.as_dict(2000.0)
+
+
+def test_update_views_render_what_the_schema_declares() -> None:
+    found = UpdateTarget("n1", "web", 2, True)
+    plain = UpdateTargetView.of(found, 873, None).as_json()
+    conforms(plain, "UpdateTargetView")
+    assert plain == {**found.as_dict(), "rsync_port": 873}  # no rsync_host/user/password keys when unset
+    granted = replace(UpdateTargetView.of(found, 873, "10.0.0.1"), rsync_user="n1", rsync_password="pw")
+    conforms(granted.as_json(), "UpdateTargetView")
+    conforms(UpdateRecorded("n1", "done", "web", 2, 2).as_json(), "UpdateRecorded")
+    conforms(Reinstall("n1", "assigned", None, "http://a/k", "http://a/i").as_json(), "Reinstall")
+    assert "cmdline" not in Reinstall("n1", "assigned", None, "http://a/k", "http://a/i").as_json()
+
+
+def test_satellite_views_render_what_the_schema_declares(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    satellites.ensure_table(conn)
+    insert_version(conn, ImageVersion("web", 1, "/srv/images/web/v1", 1000.0, layout='{"disks": []}'))
+    hosts.add_host_op(Sources(conn), hosts.AddHost.from_json({"name": "n1", "mac": "52:54:00:00:00:01",
+                                                              "image": "web", "ip": "10.0.0.5"}), 1000.0)(conn)
+    hosts.add_host_op(Sources(conn), hosts.AddHost.from_json({"name": "n2", "mac": "52:54:00:00:00:02"}), 1000.0)(conn)
+    out = satellite_config(conn, "rack2", 10, 873).as_json()
+    conforms(out, "SatelliteConfig")
+    assert [h["name"] for h in out["hosts"]] == ["n1", "n2"] and out["images"][0]["tree"] == "web/v1"
+    conforms(ReportsReceipt(3, 2, 1).as_json(), "ReportsReceipt")
+    conforms(SatelliteAdded("rack2", "tok").as_json(), "SatelliteAdded")
+    conforms(SatelliteRemoved("rack2").as_json(), "SatelliteRemoved")

@@ -1,0 +1,97 @@
+"""What the primary's satellite routes answer (services/api_satellite.py), as response views: the config
+document a satellite mirrors, a report batch's receipt, and the admin's add/remove answers."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.views import doc, view_json
+from state import satellites
+from state.images import ImageVersion, list_versions
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredImage:
+    name: str
+    version: int
+    module: str = field(metadata=doc("the rsync module serving exactly this version on the primary"))
+    created: float
+    files: int | None
+    bytes: int | None
+    layout: str | None = field(metadata=doc("JSON: the master client's disk layout"))
+    note: str | None
+    tree: str = field(metadata=doc("where the tree is inside the satellite module (NAME/vN)"))
+
+    @classmethod
+    def of(cls, v: ImageVersion) -> MirroredImage:
+        return cls(name=v.name, version=v.version, module=v.module, created=v.created, files=v.files,
+                   bytes=v.bytes, layout=v.layout, note=v.note, tree=f"{v.name}/v{v.version}")
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredHost:
+    name: str
+    mac: str | None
+    ip: str | None
+    image: str | None
+    version: int | None
+    state: str
+    updated: float
+
+
+@dataclass(frozen=True, slots=True)
+class RsyncSource:
+    module: str
+    user: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteConfig:
+    """GET /satellite/v1/config: image versions, hosts and the rsync module to mirror from; no secrets."""
+
+    satellite: str
+    images: list[MirroredImage]
+    hosts: list[MirroredHost]
+    rsync: RsyncSource
+
+    def as_json(self) -> dict[str, Any]:
+        return view_json(self)
+
+
+def satellite_config(reader: sqlite3.Connection, name: str, max_hosts: int, rsync_port: int) -> SatelliteConfig:
+    return SatelliteConfig(
+        satellite=name, images=[MirroredImage.of(v) for v in list_versions(reader)],
+        hosts=[MirroredHost(**h) for h in satellites.mirrored_hosts(reader, max_hosts)],
+        rsync=RsyncSource(module=satellites.RSYNC_MODULE, user=satellites.rsync_user(name), port=rsync_port))
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsReceipt:
+    """POST /satellite/v1/reports."""
+
+    delivered: int = field(metadata=doc("the last applied report id (the satellite drops its buffer up to it)"))
+    applied: int
+    dropped: int = field(metadata=doc("reports for hosts the primary does not know"))
+
+    def as_json(self) -> dict[str, Any]:
+        return view_json(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteAdded:
+    name: str
+    token: str = field(metadata=doc("shown in this answer only (the primary keeps its hash)"))
+
+    def as_json(self) -> dict[str, Any]:
+        return view_json(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteRemoved:
+    removed: str
+
+    def as_json(self) -> dict[str, Any]:
+        return view_json(self)
