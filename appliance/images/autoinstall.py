@@ -334,6 +334,7 @@ TEMPLATE = r'''#!/bin/sh
 #   SKIP_BOOTLOADER=1               do not install a boot loader
 #   TRANSPORT                       rsync (default) | bittorrent (the version's torrent, then rsync --size-only)
 #                                   | multicast (the imageserver's udpcast session, then rsync)
+#   BT_LOG                          a file for aria2c's own log (peers, pieces: for diagnosing a swarm)
 set -eu
 umask 022
 export PATH="$PATH:/sbin:/usr/sbin:/bin:/usr/bin"
