@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import random
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -260,9 +261,15 @@ class Swarms:
             if not swarm:
                 del self.swarms[key]
 
-    def peers(self, info_hash: bytes, exclude: str, limit: int = 50) -> list[Peer]:
+    def peers(self, info_hash: bytes, exclude: str, limit: int = 50, rng: random.Random | None = None) -> list[Peer]:
+        """Up to `limit` peers other than `exclude`'s; with `rng`, a random sample when there are more. (The
+        first `limit` in order would send every machine of a bigger swarm to the same ones, which then hit
+        their peer limit and refuse the rest.)"""
         swarm = self.swarms.get(info_hash, {})
-        return [p for h, p in swarm.items() if h != exclude][:limit]
+        others = [p for h, p in swarm.items() if h != exclude]
+        if rng is not None and len(others) > limit:
+            return rng.sample(others, limit)
+        return others[:limit]
 
 
 def compact(peers: Iterable[tuple[str, int]]) -> bytes:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import stat
@@ -137,6 +138,7 @@ class Torrents:
     versions: dict[str, Version] = field(default_factory=dict)  # by torrent name
     seeders: dict[str, tuple[asyncio.subprocess.Process, int]] = field(default_factory=dict)
     swarms: bt.Swarms = field(default_factory=bt.Swarms)
+    rng: random.Random = field(default_factory=random.Random)  # which peers an announce is given
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -308,7 +310,7 @@ async def announce(request: web.Request) -> web.StreamResponse:
     ctx = request.app[API]
     if not torrents.swarms.announce(a.asked.host, a.asked.ip, ann, ctx.clock()):
         log.warning("tracker-full", torrent=a.version.image, hostname=a.asked.host)
-    peers = [(p.ip, p.port) for p in torrents.swarms.peers(ann.info_hash, a.asked.host)]
+    peers = [(p.ip, p.port) for p in torrents.swarms.peers(ann.info_hash, a.asked.host, rng=torrents.rng)]
     port = await torrents.ensure_seeder(a.version)
     if port is not None and request.url.host:
         peers.append((_settings(ctx).address or request.url.host, port))

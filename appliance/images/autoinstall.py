@@ -434,6 +434,7 @@ TEMPLATE = r'''#!/bin/sh
 #   SKIP_BOOTLOADER=1               do not install a boot loader
 #   TRANSPORT                       rsync (default) | bittorrent (the version's torrent, then rsync --size-only)
 #                                   | multicast (the imageserver's udpcast session, then rsync)
+#   BT_LOG                          a file for aria2c's own log (peers, pieces: for diagnosing a swarm)
 set -eu
 umask 022
 export PATH="$PATH:/sbin:/usr/sbin:/bin:/usr/bin"
@@ -756,7 +757,7 @@ bt_fetch() {
         --summary-interval=0 --console-log-level=error --quiet=true --bt-stop-timeout="${BT_STOP_TIMEOUT:-60}" \
         --bt-tracker-connect-timeout=10 --bt-tracker-timeout=10 --connect-timeout=10 --timeout=30 \
         --max-tries=3 --retry-wait=1 --split=1 --max-connection-per-server=1 --bt-max-peers="${BT_MAX_PEERS:-80}" \
-        -T "$btdir/image.torrent" &
+        ${BT_LOG:+--log="$BT_LOG" --log-level=info} -T "$btdir/image.torrent" &
     BT_PID=$!
     while [ ! -e "$btdir/complete" ] && kill -0 "$BT_PID" 2>/dev/null; do sleep 0.2; done
     [ -e "$btdir/complete" ] && return 0

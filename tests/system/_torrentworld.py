@@ -53,7 +53,33 @@ class World:
                 "IMAGESERVER": str(self.star.server.ip), "IMAGESERVER_URL": self.base, "MAC": mac_of(i),
                 "HOSTNAME": name, "INSTALL_TOKEN": token, "RSYNC_USER": name,
                 "RSYNC_PASSWORD": credentials.rsync_password(token), "RSYNC_PORT": str(RSYNC_PORT),
-                "IMAGE": IMAGE, "VERSION": "1", "BT_SEED_SECONDS": "2", **extra}
+                "IMAGE": IMAGE, "VERSION": "1", "BT_SEED_SECONDS": "2",
+                # multicast: the provisioning NIC, and each machine's own working directory (they share /tmp)
+                "IFACE": self.star.clients[i].iface, "MULTICAST_DIR": f"{target}.mc", **extra}
+
+    def due_only(self, n: int) -> None:
+        """Only hosts 0..n-1 due to install (the rest installed): a multicast session waits for the hosts
+        due to install its image, so a run of n machines must have exactly n due. Tokens are kept."""
+        now = time.time()
+        tokens = {name: self.token(name) for name in self.hosts.values()}
+        conn = connect(db_path(self.server.state_dir))
+        try:
+            for i, name in self.hosts.items():
+                if i < n:
+                    installs.reinstall_op(name, tokens[name], now)(conn)
+                else:
+                    installs.report_op(name, mac_of(i), now, "done", None)(conn)
+            conn.commit()
+        finally:
+            conn.close()
+        # The rsync daemon's credentials follow the hosts table within its refresh (2 s): wait for them, so
+        # the next run's machines are not refused.
+        secrets = self.server.state_dir / "rsyncd.secrets"
+        deadline = time.monotonic() + 30
+        while len(secrets.read_text().splitlines()) != min(n, len(self.hosts)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rsyncd never took {n} hosts due")
+            time.sleep(0.2)
 
     def start_fetch(self, i: int, transport: str, target: Path, **extra: str) -> Proc:
         return self.star.clients[i].ns.popen(["sh", str(self.script)], env=self.fetch_env(i, transport, target,
@@ -66,11 +92,16 @@ class World:
         return int(r.stdout or 0), out.read_bytes() if out.exists() else b""
 
 
-def make_world(lab: Lab, tree: Path, clients: int, installing: int, mbit: float | None = None) -> World:
-    """`clients` machines; the first `installing` of them are hosts due to install image web v1 (= tree)."""
+def make_world(lab: Lab, tree: Path, clients: int, installing: int, mbit: float | None = None,
+               multicast: bool = False) -> World:
+    """`clients` machines; the first `installing` of them are hosts due to install image web v1 (= tree);
+    with `multicast`, the daemon's udpcast sessions are on ([multicast] enabled, its defaults otherwise)."""
     s = star(lab, clients, mbit)
     server = Imageserver(s.server.ns, s.server.iface, s.server.ip, s.subnet,
                          extra=f"\n[rsyncd]\nport = {RSYNC_PORT}\n")
+    if multicast:
+        text = server.config.read_text()
+        server.config.write_text(text.replace("[http]\n", "[multicast]\nenabled = true\n\n[http]\n"))
     images = server.state_dir / "images" / IMAGE
     images.mkdir(parents=True)
     os.rename(tree, images / "v1")

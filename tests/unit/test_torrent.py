@@ -129,6 +129,10 @@ def test_swarms_hold_one_entry_per_host_under_caps_and_forget_the_silent() -> No
     assert s.announce("h0", "10.0.0.0", ann(a, 7100), 1)  # the same host again: replaced, not added
     assert not s.announce("h9", "10.0.0.9", ann(a, 7009), 1)  # the torrent is full
     assert [(p.ip, p.port) for p in s.peers(a, exclude="h1")] == [("10.0.0.0", 7100), ("10.0.0.2", 7002)]
+    # More peers than an answer holds: a random sample, so a big swarm does not all go to the same few.
+    picked = {tuple(sorted(p.ip for p in s.peers(a, exclude="h1", limit=1, rng=random.Random(seed))))
+              for seed in range(20)}
+    assert picked == {("10.0.0.0",), ("10.0.0.2",)}
     assert s.announce("h0", "10.0.0.0", ann(b, 1), 1)
     assert not s.announce("h0", "10.0.0.0", ann(c, 1), 1)  # too many torrents
     assert s.announce("h2", "10.0.0.2", ann(a, 1, "stopped"), 2)
