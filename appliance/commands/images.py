@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
@@ -22,6 +23,10 @@ Images live in <state_dir>/images/NAME/vN; a version never changes after it is r
   clone NAME vN NEWNAME      writable copy at images/.work/NEWNAME to chroot into and edit
   commit NEWNAME             register the edited copy as NEWNAME's next version (v1 for a new name)
   verify NAME vN             compare the tree with its manifest (content, modes, owners, xattrs)
+  verify NAME vN --tree DIR  compare another tree, e.g. an installed machine's disk mounted at DIR, with
+                             the version's manifest; --ignore PATH (repeatable; "etc/network/" = all under
+                             it) leaves out what the install wrote for the machine itself (lost+found/ is
+                             always left out with --tree: mkfs makes it)
 """
 
 
@@ -89,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_option(v)
     v.add_argument("name")
     v.add_argument("version")
+    v.add_argument("--tree", metavar="DIR", help="compare this tree (e.g. a mounted installed disk) instead of "
+                                                 "the version's own")
+    v.add_argument("--ignore", metavar="PATH", action="append", default=[],
+                   help="a path relative to the tree to leave out (trailing / : everything under it); repeatable")
     v.set_defaults(func=run_verify)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -292,8 +301,10 @@ def run_verify(args: argparse.Namespace) -> int:
     from appliance.images.versions import verify
 
     catalog = _catalog(args)
+    tree = Path(args.tree) if args.tree else None
+    ignore = [p.lstrip("/") for p in args.ignore] + (["lost+found/"] if tree is not None else [])
     try:
-        changes = verify(catalog, args.name, parse_version(args.version))
+        changes = verify(catalog, args.name, parse_version(args.version), tree, ignore)
     except (ImageError, ManifestError) as e:
         return fail(str(e))
     finally:
@@ -303,6 +314,6 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         for c in changes:
             print(f"{c.change} /{display(c.path)}" + (f" ({', '.join(c.what)})" if c.what else ""))
-        print(f"{args.name} {args.version}: " + ("intact" if not changes else f"{len(changes)} difference(s)"),
-              file=sys.stderr)
+        what = f"{args.tree} against {args.name} {args.version}" if tree is not None else f"{args.name} {args.version}"
+        print(f"{what}: " + ("intact" if not changes else f"{len(changes)} difference(s)"), file=sys.stderr)
     return 0 if not changes else 1

@@ -12,6 +12,7 @@ web's next version.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.images import manifest
@@ -58,8 +59,18 @@ def diff(catalog: Catalog, name: str, a: int, b: int) -> list[manifest.Change]:
                             manifest.read(catalog.paths.manifest(name, b)))
 
 
-def verify(catalog: Catalog, name: str, version: int) -> list[manifest.Change]:
-    """Differences between a version's tree now and its manifest (every file hashed again)."""
+def verify(catalog: Catalog, name: str, version: int, tree: Path | None = None,
+           ignore: Sequence[str] = ()) -> list[manifest.Change]:
+    """Differences between a version's manifest and its tree now (every file hashed again), or another
+    tree: an installed machine's disk, mounted. `ignore`: paths (a trailing "/" = everything under it)
+    left out on both sides, such as the files an install writes for the machine itself."""
     iv = catalog.get(name, version)
     recorded = manifest.read(catalog.paths.manifest(name, version))
-    return manifest.compare(recorded, list(manifest.walk(Path(iv.path))))
+    root = Path(iv.path) if tree is None else tree
+    if not root.is_dir():
+        raise ImageError(f"{root} is not a directory")
+    return [c for c in manifest.compare(recorded, list(manifest.walk(root))) if not _ignored(c.path, ignore)]
+
+
+def _ignored(path: str, ignore: Sequence[str]) -> bool:
+    return any(path == p.rstrip("/") or (p.endswith("/") and path.startswith(p)) for p in ignore)

@@ -3,7 +3,9 @@
 The demo's path (lab/demo/scenario.py) with both hosts added by `hosts add --transport bittorrent`:
 each installer (aria2c in its initrd) fetches its torrent from the imageserver, takes the files from the
 imageserver's aria2c seeder and from the other VM, then runs the rsync --size-only metadata pass; the
-timeline says so, nothing fell back to rsync, both disks hold the image, and both VMs boot from them.
+timeline says so, nothing fell back to rsync, both disks hold the image (rsync -c against the image's tree, and
+`images verify --tree` against its manifest: content, modes, owners, mtimes, xattrs, hard links), and both VMs
+boot from them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from lab.demo.scenario import MARKER_RE, DemoLab
 from lab.netns import lab_unavailable_reason
 from lab.qemu import qemu_unavailable_reason
 from tests.e2e._sites import demo_image_site
-from tests.e2e.test_install import _differences
+from tests.e2e.test_install import WRITTEN_BY_INSTALL, _differences
 
 pytestmark = [
     pytest.mark.e2e,
@@ -65,8 +67,12 @@ def test_two_vms_install_through_bittorrent_and_boot_their_disks(demo: DemoLab) 
         vm.wait_exit(timeout=30)
 
     image = demo.image_path()
+    # What the install writes for the machine itself; the rest must be the image as its manifest says.
+    ignore = [a for p in (*WRITTEN_BY_INSTALL, "ldlinux.sys", "ldlinux.c32") for a in ("--ignore", p)]
     for install in installs:
         with loop_partition(install.disk) as device, mounted(device) as root:
             assert (root / "etc/hostname").read_text().strip() == install.name
             differences = _differences(image, root)
             assert differences == [], "\n".join(differences)
+            verified = app.run_cli("images", "verify", "demo", "v1", "--tree", str(root), *ignore, timeout=180)
+            assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -138,6 +138,26 @@ def test_versions_share_unchanged_files_and_the_catalog_commands_work(setup: Set
     assert os.stat(e1 / "etc/added").st_ino == os.stat(v2 / "etc/added").st_ino  # unchanged: shared
     assert setup.cli("images", "verify", "web", "v2").returncode == 0
 
+    # An installed copy (rsync as the installer pulls it, plus what the install writes) checks against v2.
+    disk = setup.state.parent / "installed"
+    subprocess.run(["rsync", "-aHAX", "--numeric-ids", f"{v2}/", f"{disk}/"], check=True)
+    (disk / "lost+found").mkdir()
+    (disk / "etc/hostname").write_text("node1\n")
+    (disk / "etc/network").mkdir(exist_ok=True)
+    (disk / "etc/network/interfaces.d").mkdir(parents=True, exist_ok=True)
+    ok = setup.cli("images", "verify", "web", "v2", "--tree", str(disk), "--ignore", "/etc/hostname",
+                   "--ignore", "etc/network/")
+    assert ok.returncode == 0 and "intact" in ok.stderr, (ok.stdout, ok.stderr)
+    unignored = setup.cli("images", "verify", "web", "v2", "--tree", str(disk), "--ignore", "etc/network/")
+    assert unignored.returncode == 1 and "/etc/hostname" in unignored.stdout, unignored.stdout
+    os.chmod(disk / "etc/motd", 0o600)
+    drifted = setup.cli("images", "verify", "web", "v2", "--tree", str(disk), "--ignore", "/etc/hostname",
+                        "--ignore", "etc/network/", "--json")
+    assert drifted.returncode == 1
+    assert json.loads(drifted.stdout) == [{"path": "etc/motd", "change": "changed", "what": ["mode"]}]
+    missing = setup.cli("images", "verify", "web", "v2", "--tree", str(disk / "nope"))
+    assert missing.returncode != 0 and "is not a directory" in missing.stderr
+
     # Writing into a registered version is caught by verify.
     (v2 / "etc/added").write_text("tampered\n")
     bad = setup.cli("images", "verify", "web", "v2")
