@@ -16,7 +16,9 @@ from typing import Any
 
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.paging import Page
+from domain.responses import BootDecision
 from domain.sources import Sources
+from domain.views import view_json
 from protocols.mac import MacError, normalize_mac
 from state import installs, transports
 from state.boot import decide_boot
@@ -122,7 +124,7 @@ def _views(src: Sources, records: list[HostRecord], now: float, *, with_timeline
         latest = src.progress.get(h.name) if src.progress is not None else None
         boot = None
         if src.boot_policy is not None and h.mac:
-            boot = decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy).as_dict()
+            boot = view_json(BootDecision.of(decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy)))
         out.append(HostView(
             name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image, version=h.version,
             state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,

@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.errors import Invalid, NotFound
 from domain.paging import Page
+from domain.responses import BootDecision
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
@@ -71,7 +72,7 @@ def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> 
         boot: str | dict[str, Any] | None = None
         if src.boot_policy is not None:
             images = versions.get(host.image, ()) if host is not None and host.image else ()
-            decision = decide_boot(m.mac, host, images, src.boot_policy).as_dict()
+            decision = view_json(BootDecision.of(decide_boot(m.mac, host, images, src.boot_policy)))
             boot = decision if detail else decision["kind"]
         out.append(MachineView.of(m, seen, host, boot))
     return out

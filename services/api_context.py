@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from domain.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthorized
+from domain.responses import Error
 from domain.sources import Sources
+from domain.views import view_json
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
 from state.installs import LiveProgress
 from state.installstats import InstallTally
@@ -97,7 +99,7 @@ def domain_error_response(error: DomainError) -> web.Response:
 
 
 def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return web.json_response(view_json(Error(message)), status=status)
 
 
 def require_token(request: web.Request, ctx: ApiContext) -> None:

@@ -12,6 +12,8 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from domain.responses import ReloadRequested
+from domain.views import view_json
 from services.api_context import API, require_token
 from services.openapi import OPENAPI
 
@@ -35,7 +37,7 @@ async def reload(request: web.Request) -> web.Response:
     ctx = request.app[API]
     require_token(request, ctx)
     ctx.request_reload()
-    return web.json_response({"reload": "requested"}, status=202)
+    return web.json_response(view_json(ReloadRequested("requested")), status=202)
 
 
 ROUTES = [

@@ -2,9 +2,9 @@
 
 Static data, kept next to the route modules; tests/unit/test_openapi.py fails when a mounted route is
 missing here or a documented one is not mounted, so the two cannot drift apart. The schemas of the
-answers built from domain views (hosts, pools, leases and reservations, machines, images, status) are
-generated from those dataclasses (services/openapi_schema.py); the rest are still written out here and
-in the services/openapi_*.py beside it. tests/system/test_api_contract.py validates real answers
+answers built from domain views (hosts, pools, leases and reservations, machines, images, status, the
+error object, reload's receipt, the boot decision) are generated from those dataclasses
+(services/openapi_schema.py); the rest are still written out here and in the services/openapi_*.py beside it. tests/system/test_api_contract.py validates real answers
 against the served document either way.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 from domain.leases import LeaseList, OneReservation, ReservationList
 from domain.machines import MachinePage, MachineView
+from domain.responses import ReloadRequested
 from domain.status import Status
 from services.openapi_hostadmin import HOSTADMIN_PATHS
 from services.openapi_images import IMAGES_PATHS
@@ -56,7 +57,6 @@ OPENAPI: dict[str, Any] = {
                             "satellite": SATELLITE_SECURITY_SCHEME},
         "schemas": {
             **SCHEMAS,  # generated from the domain's dataclasses (services/openapi_schema.py)
-            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
             "Service": {
                 "type": "object",
                 "description": "state, listen, error and counters, and fields of the service's own (dhcp: mode, "
@@ -67,18 +67,6 @@ OPENAPI: dict[str, Any] = {
                     "listen": {"type": "array", "items": {"type": "string"}},
                     "error": {"type": "string", "nullable": True},
                     "counters": {"type": "object", "additionalProperties": {"type": "number"}},
-                },
-            },
-            "BootDecision": {
-                "type": "object",
-                "properties": {
-                    "kind": {"type": "string", "enum": ["install", "local", "wait"]},
-                    "mac": {"type": "string"},
-                    "reason": {"type": "string"},
-                    "hostname": {"type": "string", "nullable": True},
-                    "image": {"type": "string", "nullable": True},
-                    "version": {"type": "integer", "nullable": True},
-                    "poll_seconds": {"type": "integer"},
                 },
             },
         },
@@ -122,7 +110,7 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Re-read the configuration file (what SIGHUP does); a bad file is logged and ignored",
                 "security": [{"admin": []}],
-                "responses": {"202": _json("reload requested"), "401": _UNAUTHORIZED},
+                "responses": {"202": _json("reload requested", ref(ReloadRequested)), "401": _UNAUTHORIZED},
             },
         },
         "/api/v1/machines": {

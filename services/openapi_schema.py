@@ -16,6 +16,7 @@ from domain.installs import ReportRecorded
 from domain.leases import LeaseList, LeaseView, OneReservation, ReservationList, ReservationView
 from domain.machines import MachinePage, MachineView
 from domain.metrics import PoolList, PoolUsage
+from domain.responses import BootDecision, Error, ReloadRequested
 from domain.satellites import (
     MirroredHost,
     MirroredImage,
@@ -78,7 +79,7 @@ def schema(cls: type) -> dict[str, Any]:
 TYPES = (AddHost, HostView, HostPage, PoolUsage, PoolList, LeaseView, LeaseList, ReservationView, ReservationList,
          OneReservation, MachineView, MachinePage, ImageView, ImageList, Status, SatelliteView, Seeder,
          UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
-         ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded)
+         ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision)
 SCHEMAS = {cls.__name__: schema(cls) for cls in TYPES}
 
 
