@@ -22,11 +22,20 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
 
 from aiohttp import web
 
+from domain.hostadmin import (
+    AddclientsAnswer,
+    AddclientsClash,
+    HostChanged,
+    HostRecord,
+    HostScript,
+    OwnScript,
+    ScriptStored,
+)
 from domain.hosts import from_host_error
+from domain.views import view_json
 from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.addclients import AddclientsRequest, PlanError
 from state.hostbook import HostBook, addclients
@@ -50,10 +59,6 @@ class HostSettings:
     auto_static: str = "on-install"
     own_addresses: tuple[IPv4Address, ...] = ()
     domain: str | None = None
-
-
-def host_json(host: Host) -> dict[str, Any]:
-    return host.as_dict()
 
 
 def _settings(ctx: ApiContext) -> HostSettings:
@@ -99,7 +104,7 @@ async def _apply(ctx: ApiContext, what: str, change: Callable[[HostBook], tuple[
         await _write(ctx, [op])
     except sqlite3.IntegrityError as e:
         return json_error(409, f"{what}: {e}")
-    return web.json_response({"host": host_json(host_by_name(ctx.store.reader, host.name) or host)})
+    return web.json_response(view_json(HostChanged(HostRecord.of(host_by_name(ctx.store.reader, host.name) or host))))
 
 
 async def delete_host(request: web.Request) -> web.Response:
@@ -114,7 +119,7 @@ async def delete_host(request: web.Request) -> web.Response:
     discovery = ctx.live.discovery
     if host.mac is not None and discovery is not None:
         discovery.forget(host.mac)  # policy auto may make the machine a host again
-    return web.json_response({"host": host_json(host)})
+    return web.json_response(view_json(HostChanged(HostRecord.of(host))))
 
 
 async def get_script(request: web.Request) -> web.Response:
@@ -125,16 +130,16 @@ async def get_script(request: web.Request) -> web.Response:
         return json_error(404, f"no host named {name!r}")
     own = host_script(ctx.store.reader, name)
     if own and "\n" in own:
-        return web.json_response({"script": own, "override": True})
+        return web.json_response(view_json(OwnScript(own, True)))
     if not own and host.image is None:  # no image, no script (not a file named "None.master")
-        return web.json_response({"script": None, "override": False, "source": None})
+        return web.json_response(view_json(HostScript(None, False, None)))
     file_name = own or f"{host.image}.master"
     if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
         # A row written before image names were checked must not read a file outside scripts/.
         return json_error(409, f"host {name}: script file {file_name!r} is not a plain name under scripts/")
     master = ctx.store.state_dir / "scripts" / file_name
     text = master.read_text(errors="replace") if host.image and master.is_file() else None
-    return web.json_response({"script": text, "override": bool(own), "source": str(master)})
+    return web.json_response(view_json(HostScript(text, bool(own), str(master))))
 
 
 async def put_script(request: web.Request) -> web.Response:
@@ -148,7 +153,7 @@ async def put_script(request: web.Request) -> web.Response:
     if host_by_name(ctx.store.reader, name) is None:
         return json_error(404, f"no host named {name!r}")
     await _write(ctx, [update_host_op(name, {"script": script or None}, ctx.clock())])
-    return web.json_response({"host": name, "override": bool(script)})
+    return web.json_response(view_json(ScriptStored(name, bool(script))))
 
 
 async def post_addclients(request: web.Request) -> web.Response:
@@ -162,14 +167,14 @@ async def post_addclients(request: web.Request) -> web.Response:
     except ImageNameError as e:
         return json_error(400, str(e))
     except PlanError as e:
-        return web.json_response({"error": str(e), "problems": e.problems}, status=409)
+        return web.json_response(view_json(AddclientsClash(str(e), list(e.problems))), status=409)
     except (HostError, LeaseError) as e:
         return json_error(409, str(e))
     try:
         await _write(ctx, ops)
     except sqlite3.IntegrityError as e:
         return json_error(409, f"addclients: {e}")
-    return web.json_response({"plan": plan.as_dict(), "dry_run": dry_run})
+    return web.json_response(view_json(AddclientsAnswer.of(plan, dry_run)))
 
 
 async def assign(request: web.Request) -> web.Response:

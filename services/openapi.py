@@ -4,8 +4,8 @@ Static data, kept next to the route modules; tests/unit/test_openapi.py fails wh
 missing here or a documented one is not mounted, so the two cannot drift apart. The schemas of the
 answers built from domain views (hosts, pools, leases and reservations, machines, images, status, the
 error object, reload's receipt, the boot decision) are generated from those dataclasses
-(services/openapi_schema.py); the rest are still written out here and in the services/openapi_*.py beside it. tests/system/test_api_contract.py validates real answers
-against the served document either way.
+(services/openapi_schema.py); the rest are still written out here and in the services/openapi_*.py
+beside it. tests/system/test_api_contract.py validates real answers against the served document either way.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.hostadmin import AddclientsAnswer, AddclientsClash, HostChanged, HostScript, OwnScript, ScriptStored
+from services.openapi_schema import ref
+
 _JSON = "application/json"
 
 
@@ -21,7 +24,7 @@ _MAC = {"name": "mac", "in": "path", "required": True, "schema": {"type": "strin
         "description": "MAC address in any usual spelling"}
 _UNAUTHORIZED = _error("the admin bearer token is missing or wrong")
 _ADMIN = [{"admin": []}]
-_HOST = _json("the host", {"type": "object", "properties": {"host": {"type": "object"}}})
+_HOST = _json("the host", ref(HostChanged))
 _NULLABLE_STR = {"type": "string", "nullable": True}
 
 HOSTADMIN_PATHS: dict[str, Any] = {
@@ -53,9 +56,7 @@ HOSTADMIN_PATHS: dict[str, Any] = {
         "get": {
             "summary": "The host's autoinstall script: its own copy if it has one, else its image's NAME.master",
             "parameters": [_NAME],
-            "responses": {"200": _json("the script", {"type": "object", "properties": {
-                "script": _NULLABLE_STR, "override": {"type": "boolean"},
-                "source": {**_NULLABLE_STR, "description": "the file it is read from (null: the host has no image)"}}}),
+            "responses": {"200": _json("the script", {"anyOf": [ref(HostScript), ref(OwnScript)]}),
                 "404": _error("no such host"),
                 "409": _error("the host's script file is not a plain name under scripts/ (a row from before "
                               "image names were checked)")},
@@ -65,7 +66,8 @@ HOSTADMIN_PATHS: dict[str, Any] = {
             "security": _ADMIN, "parameters": [_NAME],
             "requestBody": {"required": True, "content": {_JSON: {"schema": {
                 "type": "object", "properties": {"script": _NULLABLE_STR}}}}},
-            "responses": {"200": _json("stored"), "400": _error("not a script"), "401": _UNAUTHORIZED,
+            "responses": {"200": _json("stored", ref(ScriptStored)), "400": _error("not a script"),
+                          "401": _UNAUTHORIZED,
                           "404": _error("no such host")},
         },
     },
@@ -83,12 +85,11 @@ HOSTADMIN_PATHS: dict[str, Any] = {
                     "macs": {"type": "array", "items": {"type": "array", "items": _NULLABLE_STR},
                              "description": "[MAC, HOSTNAME or null] per machine"},
                 }}}}},
-            "responses": {"200": _json("the plan: every host with action create, update or keep"),
+            "responses": {"200": _json("the plan: every host with action create, update or keep",
+                                       ref(AddclientsAnswer)),
                           "400": _error("an image name that is not one (e.g. ../../x)"),
                           "401": _UNAUTHORIZED,
-                          "409": _json("clashes, each naming both sides", {"type": "object", "properties": {
-                              "error": {"type": "string"}, "problems": {"type": "array",
-                                                                        "items": {"type": "string"}}}})},
+                          "409": _json("clashes, each naming both sides", ref(AddclientsClash))},
         },
     },
     "/api/v1/machines/{mac}/assign": {

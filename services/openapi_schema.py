@@ -10,6 +10,18 @@ from dataclasses import MISSING, fields, is_dataclass
 from ipaddress import IPv4Address
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from domain.hostadmin import (
+    AddclientsAnswer,
+    AddclientsClash,
+    AddclientsPlan,
+    HostChanged,
+    HostRecord,
+    HostScript,
+    OwnScript,
+    PlanCounts,
+    PlannedHostView,
+    ScriptStored,
+)
 from domain.hosts import AddHost, HostPage, HostView
 from domain.images import ImageList, ImageView
 from domain.installs import ReportRecorded
@@ -79,7 +91,9 @@ def schema(cls: type) -> dict[str, Any]:
 TYPES = (AddHost, HostView, HostPage, PoolUsage, PoolList, LeaseView, LeaseList, ReservationView, ReservationList,
          OneReservation, MachineView, MachinePage, ImageView, ImageList, Status, SatelliteView, Seeder,
          UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
-         ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision)
+         ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision,
+         HostRecord, HostChanged, HostScript, OwnScript, ScriptStored, PlannedHostView, PlanCounts, AddclientsPlan,
+         AddclientsAnswer, AddclientsClash)
 SCHEMAS = {cls.__name__: schema(cls) for cls in TYPES}
 
 
