@@ -13,12 +13,12 @@ install (domain.installs.multicast_request): the key decrypts the image, so it g
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from domain import installs as use
 from domain.errors import Conflict, NotFound
+from domain.multicast import MulticastSeat, MulticastSession
+from domain.views import view_json
 from services.api_context import API
 from services.api_install import _bearer, _settings, own_auth
 from services.multicast import MulticastError, MulticastService, Session
@@ -27,7 +27,8 @@ from state.eventlog import EventLog
 log = EventLog("imageserver.multicast")
 
 
-def _respond(request: web.Request, body: dict[str, Any]) -> web.Response:
+def _respond(request: web.Request, view: MulticastSeat | MulticastSession) -> web.Response:
+    body = view_json(view)
     if "text/plain" in request.headers.get("Accept", ""):
         return web.Response(text="".join(f"{k}={'' if v is None else v}\n" for k, v in body.items()),
                             content_type="text/plain")
@@ -41,10 +42,10 @@ def _service(request: web.Request) -> MulticastService:
     return service
 
 
-def _seat(session: Session, service: MulticastService, sender: str) -> dict[str, Any]:
-    return {"session": session.id, "portbase": session.portbase, "rdv_address": str(service.settings.rdv_address),
-            "key": session.key, "sender": sender, "start_window": service.settings.start_window,
-            "image": session.image, "version": session.version}
+def _seat(session: Session, service: MulticastService, sender: str) -> MulticastSeat:
+    return MulticastSeat(session=session.id, portbase=session.portbase,
+                         rdv_address=str(service.settings.rdv_address), key=session.key, sender=sender,
+                         start_window=service.settings.start_window, image=session.image, version=session.version)
 
 
 def _checked(request: web.Request) -> use.SeatRequest:
@@ -72,8 +73,8 @@ async def state(request: web.Request) -> web.Response:
     session = _service(request).session_of(asked.host)
     if session is None:
         raise NotFound(f"host {asked.host} holds no multicast seat")
-    return _respond(request, {"session": session.id, "state": session.state, "sha256": session.sha256,
-                              "error": session.error})
+    return _respond(request, MulticastSession(session=session.id, state=session.state, sha256=session.sha256,
+                                              error=session.error))
 
 
 ROUTES = [

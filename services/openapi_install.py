@@ -7,6 +7,7 @@ from typing import Any
 
 from domain.hosts import AddHost, HostPage, HostView
 from domain.installs import ReportRecorded
+from domain.multicast import MulticastSeat, MulticastSession
 from services.openapi_schema import ref
 
 _JSON = "application/json"
@@ -73,11 +74,7 @@ INSTALL_PATHS: dict[str, Any] = {
             "security": [{"install": []}],
             "parameters": [_MAC],
             "responses": {
-                "200": _json("the seat", {"type": "object", "properties": {
-                    "session": {"type": "string"}, "portbase": {"type": "integer"},
-                    "rdv_address": {"type": "string"}, "key": {"type": "string"}, "sender": {"type": "string"},
-                    "start_window": {"type": "number"}, "image": {"type": "string"},
-                    "version": {"type": "integer"}}}),
+                "200": _json("the seat", ref(MulticastSeat)),
                 "401": _error("missing, wrong or expired install token"),
                 "403": _error("not asked from the address leased or reserved for this MAC"),
                 "404": _error("no host has this MAC"),
@@ -89,9 +86,7 @@ INSTALL_PATHS: dict[str, Any] = {
             "security": [{"install": []}],
             "parameters": [_MAC],
             "responses": {
-                "200": _json("the session", {"type": "object", "properties": {
-                    "session": {"type": "string"}, "state": {"type": "string"},
-                    "sha256": {"type": "string", "nullable": True}, "error": {"type": "string", "nullable": True}}}),
+                "200": _json("the session", ref(MulticastSession)),
                 "401": _error("missing, wrong or expired install token"),
                 "403": _error("not asked from the address leased or reserved for this MAC"),
                 "404": _error("no host has this MAC, or it holds no seat"),

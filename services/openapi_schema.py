@@ -28,6 +28,7 @@ from domain.installs import ReportRecorded
 from domain.leases import LeaseList, LeaseView, OneReservation, ReservationList, ReservationView
 from domain.machines import MachinePage, MachineView
 from domain.metrics import PoolList, PoolUsage
+from domain.multicast import MulticastSeat, MulticastSession
 from domain.responses import BootDecision, Error, ReloadRequested
 from domain.satellites import (
     MirroredHost,
@@ -93,7 +94,7 @@ TYPES = (AddHost, HostView, HostPage, PoolUsage, PoolList, LeaseView, LeaseList,
          UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
          ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision,
          HostRecord, HostChanged, HostScript, OwnScript, ScriptStored, PlannedHostView, PlanCounts, AddclientsPlan,
-         AddclientsAnswer, AddclientsClash)
+         AddclientsAnswer, AddclientsClash, MulticastSeat, MulticastSession)
 SCHEMAS = {cls.__name__: schema(cls) for cls in TYPES}
 
 
