@@ -14,6 +14,7 @@ from typing import Any
 
 from domain.leases import LeaseList, OneReservation, ReservationList
 from domain.machines import MachinePage, MachineView
+from domain.requests import NewReservation
 from domain.responses import ReloadRequested
 from domain.status import Status
 from services.openapi_hostadmin import HOSTADMIN_PATHS
@@ -159,11 +160,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Reserve an address for a MAC (live: the machine gets it on its next request); a MAC "
                            "that has a reservation is moved",
                 "security": [{"admin": []}],
-                "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                    "type": "object", "required": ["mac", "ip"],
-                    "properties": {"mac": {"type": "string"}, "ip": {"type": "string"},
-                                   "hostname": {"type": "string"}},
-                }}}},
+                "requestBody": {"required": True, "content": {_JSON: {"schema": ref(NewReservation)}}},
                 "responses": {
                     "201": _json("the reservation", ref(OneReservation)),
                     "400": _error("malformed MAC, address or host name"),

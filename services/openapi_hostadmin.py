@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.hostadmin import AddclientsAnswer, AddclientsClash, HostChanged, HostScript, OwnScript, ScriptStored
+from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
 from services.openapi_schema import ref
 
 _JSON = "application/json"
@@ -25,7 +26,6 @@ _MAC = {"name": "mac", "in": "path", "required": True, "schema": {"type": "strin
 _UNAUTHORIZED = _error("the admin bearer token is missing or wrong")
 _ADMIN = [{"admin": []}]
 _HOST = _json("the host", ref(HostChanged))
-_NULLABLE_STR = {"type": "string", "nullable": True}
 
 HOSTADMIN_PATHS: dict[str, Any] = {
     "/api/v1/hosts/{name}": {
@@ -34,13 +34,7 @@ HOSTADMIN_PATHS: dict[str, Any] = {
                        "and an address gets its reservation at once; with [dhcp] auto_static the machine's lease "
                        "becomes its reservation on assignment (on-assign) or when it is installed (on-install)",
             "security": _ADMIN, "parameters": [_NAME],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object", "properties": {
-                "mac": _NULLABLE_STR, "ip": _NULLABLE_STR, "image": _NULLABLE_STR,
-                "version": {"type": "integer", "nullable": True},
-                "state": {"type": "string", "enum": ["new", "assigned", "installing", "installed", "failed"]},
-                "transport": {**_NULLABLE_STR, "description": "rsync, bittorrent or multicast; null or \"\": the "
-                                                              "image's default"},
-            }}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(HostChange)}}},
             "responses": {"200": _HOST, "400": _error("malformed input"), "401": _UNAUTHORIZED,
                           "404": _error("no such host"),
                           "409": _error("refused: the address or MAC is another's, inside a pool, or the state "
@@ -64,8 +58,7 @@ HOSTADMIN_PATHS: dict[str, Any] = {
         "put": {
             "summary": "Set the host's own copy of its autoinstall script (null: use the image's again)",
             "security": _ADMIN, "parameters": [_NAME],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                "type": "object", "properties": {"script": _NULLABLE_STR}}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(ScriptBody)}}},
             "responses": {"200": _json("stored", ref(ScriptStored)), "400": _error("not a script"),
                           "401": _UNAUTHORIZED,
                           "404": _error("no such host")},
@@ -76,15 +69,7 @@ HOSTADMIN_PATHS: dict[str, Any] = {
             "summary": "addclients: hosts BASE+n for n in a range, addresses from first_ip upward (outside every "
                        "pool), MACs in order or by name; idempotent; dry_run only plans",
             "security": _ADMIN,
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                "type": "object", "required": ["base", "range"],
-                "properties": {
-                    "base": {"type": "string"}, "range": {"type": "string", "example": "1-300"},
-                    "image": {"type": "string"}, "version": {"type": "integer"}, "pad": {"type": "integer"},
-                    "first_ip": {"type": "string"}, "dry_run": {"type": "boolean"},
-                    "macs": {"type": "array", "items": {"type": "array", "items": _NULLABLE_STR},
-                             "description": "[MAC, HOSTNAME or null] per machine"},
-                }}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(AddclientsBody)}}},
             "responses": {"200": _json("the plan: every host with action create, update or keep",
                                        ref(AddclientsAnswer)),
                           "400": _error("an image name that is not one (e.g. ../../x)"),
@@ -97,8 +82,7 @@ HOSTADMIN_PATHS: dict[str, Any] = {
             "summary": "Make a seen machine a host: {\"host\": NAME} or {\"next\": true} (the first host of an "
                        "addclients range without a MAC); it installs at its next boot",
             "security": _ADMIN, "parameters": [_MAC],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object", "properties": {
-                "host": {"type": "string"}, "next": {"type": "boolean"}}}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(AssignBody)}}},
             "responses": {"200": _HOST, "400": _error("neither host nor next, or a bad MAC"), "401": _UNAUTHORIZED,
                           "404": _error("no such host"),
                           "409": _error("the machine is another host already, or the host has another MAC")},

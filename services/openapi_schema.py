@@ -29,6 +29,7 @@ from domain.leases import LeaseList, LeaseView, OneReservation, ReservationList,
 from domain.machines import MachinePage, MachineView
 from domain.metrics import PoolList, PoolUsage
 from domain.multicast import MulticastSeat, MulticastSession
+from domain.requests import AddclientsBody, AssignBody, HostChange, NewReservation, ScriptBody
 from domain.responses import BootDecision, Error, ReloadRequested
 from domain.satellites import (
     MirroredHost,
@@ -94,7 +95,8 @@ TYPES = (AddHost, HostView, HostPage, PoolUsage, PoolList, LeaseView, LeaseList,
          UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
          ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision,
          HostRecord, HostChanged, HostScript, OwnScript, ScriptStored, PlannedHostView, PlanCounts, AddclientsPlan,
-         AddclientsAnswer, AddclientsClash, MulticastSeat, MulticastSession)
+         AddclientsAnswer, AddclientsClash, MulticastSeat, MulticastSession,
+         NewReservation, HostChange, ScriptBody, AddclientsBody, AssignBody)
 SCHEMAS = {cls.__name__: schema(cls) for cls in TYPES}
 
 
