@@ -25,7 +25,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,34 +173,38 @@ def build_lock(entry: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def cached_build(entry: Path, make: Callable[[Path], None]) -> Path:
+    """The cache entry directory, made by `make(work)` into a private work directory if it is missing, then
+    renamed into place whole (a killed build leaves no entry that looks done)."""
+    if (entry / "ok").exists():
+        return entry
+    with build_lock(entry):
+        if (entry / "ok").exists():  # built by another worker while this one waited for the lock
+            return entry
+        work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        started = time.monotonic()
+        make(work)
+        (work / "ok").write_text(f"built in {time.monotonic() - started:.0f} s\n")
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(work, entry)
+    return entry
+
+
 def build(cache_dir: Path) -> Path:
     """The cached master tree for the current recipe, built (debootstrap + _masterize) if missing."""
-    entry = cache_dir / "debian-master" / cache_key()
-    if (entry / "ok").exists():
-        return entry / "root"
-    with build_lock(entry):
-        return _build(cache_dir, entry)
 
+    def make(work: Path) -> None:
+        if shutil.which("debootstrap") is None:
+            raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
+        debs = cache_dir / "debootstrap-debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}",
+              SUITE, str(work / "root")], timeout=1800)
+        _masterize(work / "root")
 
-def _build(cache_dir: Path, entry: Path) -> Path:
-    done = entry / "root"
-    if (entry / "ok").exists():  # built by another worker while this one waited for the lock
-        return done
-    if shutil.which("debootstrap") is None:
-        raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
-    debs = cache_dir / "debootstrap-debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    started = time.monotonic()
-    _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}",
-          SUITE, str(work / "root")], timeout=1800)
-    _masterize(work / "root")
-    (work / "ok").write_text(f"built in {time.monotonic() - started:.0f} s\n")
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(work, entry)
-    return done
+    return cached_build(cache_dir / "debian-master" / cache_key(), make) / "root"
 
 
 def ssh_fingerprints(root: Path) -> frozenset[str]:

@@ -17,7 +17,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 from tests.e2e import _debianmaster as dm
@@ -89,28 +88,15 @@ def _make_v2(root: Path) -> None:
 
 def build(cache_dir: Path) -> tuple[Path, Path]:
     """The cached (v1, v2) trees, built from the cached master if missing."""
-    entry = cache_dir / "debian-master-kernelswap" / cache_key()
-    if (entry / "ok").exists():
-        return entry / "v1", entry / "v2"
-    master = dm.build(cache_dir)
-    with dm.build_lock(entry):
-        return _build(entry, master)
 
+    def make(work: Path) -> None:
+        master = dm.build(cache_dir)
+        dm._run(["rsync", "-aHAX", "--numeric-ids", f"{master}/", f"{work / 'v1'}/"])
+        _make_v1(work / "v1")
+        dm._run(["rsync", "-aHAX", "--numeric-ids", f"{work / 'v1'}/", f"{work / 'v2'}/"])
+        _make_v2(work / "v2")
 
-def _build(entry: Path, master: Path) -> tuple[Path, Path]:
-    if (entry / "ok").exists():  # built by another worker while this one waited for the lock
-        return entry / "v1", entry / "v2"
-    work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    started = time.monotonic()
-    dm._run(["rsync", "-aHAX", "--numeric-ids", f"{master}/", f"{work / 'v1'}/"])
-    _make_v1(work / "v1")
-    dm._run(["rsync", "-aHAX", "--numeric-ids", f"{work / 'v1'}/", f"{work / 'v2'}/"])
-    _make_v2(work / "v2")
-    (work / "ok").write_text(f"built in {time.monotonic() - started:.0f} s\n")
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(work, entry)
+    entry = dm.cached_build(cache_dir / "debian-master-kernelswap" / cache_key(), make)
     return entry / "v1", entry / "v2"
 
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,27 +106,13 @@ def _make(root: Path) -> None:
 
 
 def build(cache_dir: Path) -> Path:
-    entry = cache_dir / "debian-master-raid" / cache_key()
-    if (entry / "ok").exists():
-        return entry / "root"
-    master = dm.build(cache_dir)
-    with dm.build_lock(entry):
-        return _build(entry, master)
 
+    def make(work: Path) -> None:
+        master = dm.build(cache_dir)
+        dm._run(["rsync", "-aHAX", "--numeric-ids", f"{master}/", f"{work / 'root'}/"])
+        _make(work / "root")
 
-def _build(entry: Path, master: Path) -> Path:
-    if (entry / "ok").exists():  # built by another worker while this one waited for the lock
-        return entry / "root"
-    work = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    started = time.monotonic()
-    dm._run(["rsync", "-aHAX", "--numeric-ids", f"{master}/", f"{work / 'root'}/"])
-    _make(work / "root")
-    (work / "ok").write_text(f"built in {time.monotonic() - started:.0f} s\n")
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(work, entry)
-    return entry / "root"
+    return dm.cached_build(cache_dir / "debian-master-raid" / cache_key(), make) / "root"
 
 
 def _sh_heredoc(name: str, text: str) -> str:
