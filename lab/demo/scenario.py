@@ -41,6 +41,14 @@ class DemoError(RuntimeError):
     pass
 
 
+# An emulated machine's own kernel can panic under TCG (seen once in CI: slab corruption with EFLAGS
+# holding RAX's bits, i.e. emulator state, not the installer). A real machine that dies mid-install is
+# power-cycled by its operator and installs again from the start (state.boot: "installing" installs);
+# the lab does the same, once per install, and keeps the crashed console log.
+GUEST_PANIC = "Kernel panic - not syncing"
+MAX_POWER_CYCLES = 1
+
+
 @dataclass
 class Appliance(Daemon):
     """`imageserver serve` inside the server namespace (lab.daemon's driver), driven through its CLI and API."""
@@ -75,6 +83,15 @@ class Install:
     installed_after: float | None = None  # seconds from power-on to the "done" event
     marker_after: float | None = None  # seconds from power-on to the marker on the disk boot
     events: list[dict[str, Any]] = field(default_factory=list)
+    crash_logs: list[Path] = field(default_factory=list)  # serial logs of power-cycled guest panics
+
+
+def _panic_summary(log: str) -> str:
+    """The first lines of the oops that ended in the panic: what crashed, not just the panic line."""
+    lines = log.splitlines()
+    start = next((i for i, line in enumerate(lines)
+                  if any(k in line for k in ("BUG:", "general protection", "Oops:", GUEST_PANIC))), len(lines))
+    return "\n".join(lines[start:start + 12])
 
 
 @dataclass
@@ -251,12 +268,28 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
                         install.installed_after = time.monotonic() - install.power_on
                     del pending[name]
                 elif install.vm is not None and install.vm.proc is not None and not install.vm.proc.alive() \
-                        and host["state"] not in ("installed", "failed"):
+                        and host["state"] not in ("installed", "failed") and not self._power_cycle_after_panic(install):
                     raise DemoError(f"{name}: QEMU exited during the install\n{install.vm.log()[-3000:]}")
             if time.monotonic() > deadline:
                 logs = "\n".join(f"--- {i.name}\n{i.vm.log()[-2500:] if i.vm else ''}" for i in pending.values())
                 raise DemoError(f"installs not finished after {timeout} s: {', '.join(pending)}\n{logs}")
             time.sleep(0.3)
+
+    def _power_cycle_after_panic(self, install: Install) -> bool:
+        """Power the machine on again if its own kernel panicked (GUEST_PANIC), at most MAX_POWER_CYCLES times."""
+        vm = install.vm
+        assert vm is not None
+        log = vm.log()
+        if GUEST_PANIC not in log or len(install.crash_logs) >= MAX_POWER_CYCLES:
+            return False
+        kept = vm.serial_log.with_name(f"{vm.serial_log.stem}-panic{len(install.crash_logs) + 1}.serial")
+        vm.stop()
+        vm.serial_log.rename(kept)
+        install.crash_logs.append(kept)
+        self.say(f"  [{install.name}] its kernel panicked mid-install (console kept in {kept}):\n"
+                 f"{_panic_summary(log)}\n  [{install.name}] power-cycling it: the install starts over at its PXE boot")
+        install.vm = Vm(vm.net, vm.config).start()
+        return True
 
     def reboot_from_disk(self, install: Install, timeout: float = 120) -> str:
         """Wait for the installer's reboot (QEMU runs with -no-reboot, so it exits), power on again

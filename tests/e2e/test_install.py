@@ -11,6 +11,7 @@ the machine stays up in the installer's shell instead of rebooting into another 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -139,3 +140,39 @@ def test_too_small_disk_fails_with_stage_and_reason_and_does_not_loop(demo: Demo
     assert app.get(f"/api/v1/machines/{install.mac}")["boot"]["kind"] != "install", "no install loop"
     assert app.get("/api/v1/hosts/tiny1")["binding"] is None or \
         app.get("/api/v1/hosts/tiny1")["binding"]["kind"] == "lease", "a failed host gets no reservation"
+
+
+# The first attempt marks the disk's last sector and panics the kernel, as a machine dying mid-install
+# would (panic=-1 reboots, and QEMU's -no-reboot powers it off); the next attempt sees the mark and goes on.
+CRASH_ONCE = r"""
+last=$(( $(cat /sys/block/vda/size) - 1 ))
+if ! dd if=/dev/vda bs=512 skip="$last" count=1 2>/dev/null | grep -q crashed-once; then
+    printf crashed-once | dd of=/dev/vda bs=512 seek="$last" conv=notrunc,fsync 2>/dev/null
+    echo c > /proc/sysrq-trigger
+fi
+"""
+
+
+def test_machine_whose_kernel_panics_mid_install_installs_again_when_powered_on(demo: DemoLab) -> None:
+    app = demo.app
+    assert app is not None
+    install = demo.new_install("crash1", 256)
+    demo.add_host(install.name, install.mac)
+    shebang, _, rest = app.get(f"/api/v1/hosts/{install.name}/script")["script"].partition("\n")
+    body = demo.lab.tmp_path("crash-once-script.json")
+    body.write_text(json.dumps({"script": f"{shebang}\n{CRASH_ONCE}{rest}"}))
+    app.ns.run(["curl", "-sS", "--fail-with-body", "-X", "PUT", "-H", f"Authorization: Bearer {app.admin_token()}",
+                "-H", "Content-Type: application/json", "--data-binary", f"@{body}",
+                app.api_url(f"/api/v1/hosts/{install.name}/script")], timeout=15)
+    demo.power_on(install, first=True)
+    demo.follow([install], timeout=240)  # the lab powers the machine on again after the panic
+
+    assert len(install.crash_logs) == 1, "the first attempt's kernel panicked and the machine was power-cycled"
+    assert "sysrq triggered crash" in install.crash_logs[0].read_text(errors="replace")
+    host = app.get(f"/api/v1/hosts/{install.name}")
+    assert host["state"] == "installed", host
+    stages = [e["stage"] for e in host["timeline"]]
+    assert stages.count("installer") == 2 and stages[-1] == "done" and "failed" not in stages, stages
+    assert host["progress"]["stage"] == "done" and host["progress"].get("failure") is None, host["progress"]
+    with loop_partition(install.disk) as device, mounted(device) as root:
+        assert (root / "etc/hostname").read_text().strip() == install.name
