@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
-from ipaddress import AddressValueError, IPv4Address
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Any
 
+from domain.bodies import parse_body
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
-from domain.views import view_json
+from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
 from state import installs, transports
 from state.boot import decide_boot
 from state.hostbook import HostBook, check_name, check_version
 from state.hosts import (
+    HOST_STATES,
     HostError,
     HostFieldError,
     HostNotFound,
@@ -35,7 +37,78 @@ from state.hosts import (
     versions_of_images,
 )
 from state.imagename import ImageNameError, check_image_name
-from state.leases import LeaseError, LeaseModel, stored_bindings
+from state.leases import Lease, LeaseError, LeaseModel, Reservation, stored_bindings
+
+
+@dataclass(frozen=True, slots=True)
+class InstallFailure:
+    stage: str | None = field(metadata=doc("the stage that failed"))
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallProgress:
+    """The host's newest install attempt (state.installs.summary); keys without a value are left out."""
+
+    stage: str | None = field(metadata=doc("its newest stage; null: never installed"))
+    started: float | None = field(default=None, metadata=doc("when the attempt began", omit_none=True))
+    elapsed: float | None = field(default=None, metadata=doc("seconds from its start to its end, or to now",
+                                                             omit_none=True))
+    bytes: int | None = field(default=None, metadata=doc("bytes copied", omit_none=True))
+    total: int | None = field(default=None, metadata=doc("bytes to copy", omit_none=True))
+    failure: InstallFailure | None = field(default=None, metadata=doc(omit_none=True))
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any]) -> InstallProgress:
+        failure = summary.get("failure")
+        return cls(summary["stage"], summary.get("started"), summary.get("elapsed"), summary.get("bytes"),
+                   summary.get("total"),
+                   InstallFailure(failure.get("stage"), failure.get("reason")) if failure else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The host's address: its reservation, else its lease; keys the kind does not have are left out."""
+
+    kind: str = field(metadata=doc(enum=["reservation", "lease"]))
+    ip: str
+    mac: str | None = field(default=None, metadata=doc(omit_none=True))
+    hostname: str | None = field(default=None, metadata=doc(omit_none=True))
+    source: str | None = field(default=None, metadata=doc("reservation: who made it (manual, on-install, ...)",
+                                                          omit_none=True))
+    created: float | None = field(default=None, metadata=doc("reservation: when it was made", omit_none=True))
+    subnet: str | None = field(default=None, metadata=doc("lease: the pool's subnet", omit_none=True))
+    starts: float | None = field(default=None, metadata=doc(omit_none=True))
+    expires: float | None = field(default=None, metadata=doc("lease: when it ends", omit_none=True))
+    active: bool | None = field(default=None, metadata=doc("lease: not expired", omit_none=True))
+    client_id: str | None = field(default=None, metadata=doc("lease: DHCP client identifier, hex", omit_none=True))
+
+    @classmethod
+    def of_reservation(cls, res: Reservation) -> Binding:
+        return cls("reservation", str(res.ip), mac=res.mac, hostname=res.hostname, source=res.source,
+                   created=res.created)
+
+    @classmethod
+    def of_lease(cls, lease: Lease, now: float) -> Binding:
+        return cls("lease", str(lease.ip), mac=lease.mac, hostname=lease.hostname, subnet=lease.subnet,
+                   starts=lease.starts, expires=lease.expires, active=lease.active(now),
+                   client_id=lease.client_id.hex() if lease.client_id else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One install report of the host, as recorded."""
+
+    id: int
+    time: float
+    stage: str
+    mac: str | None
+    detail: dict[str, Any] | None = field(metadata=doc(
+        "the report's detail: {text} or its own fields (bytes, total, stage, reason)"))
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> TimelineEvent:
+        return cls(event["id"], event["time"], event["stage"], event["mac"], event["detail"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,32 +119,27 @@ class HostView:
     mac: str | None
     ip: str | None
     image: str | None
-    version: int | None  # None: the image's newest version
-    state: str
+    version: int | None = field(metadata=doc("null: the image's newest version"))
+    state: str = field(metadata=doc(enum=list(HOST_STATES)))
     created: float
     updated: float
     last_seen: float | None
     running_version: int | None
-    last_update: float | None  # when updateclient last finished on the host
-    script_override: bool  # the host has its own autoinstall script
-    progress: dict[str, Any]  # the newest install attempt (installs.summary)
-    binding: dict[str, Any] | None  # {"kind": "reservation" | "lease", "ip", ...}
-    transport: str | None = None  # the host's own choice (None: its image's default; state/transports.py)
-    transport_effective: str = transports.DEFAULT  # what its installer uses: its own, else its image's, else rsync
-    boot: dict[str, Any] | None = None  # the boot decision; None where nothing decides (offline)
-    timeline: list[dict[str, Any]] | None = None  # every install event (one host's view only)
+    last_update: float | None = field(metadata=doc("when updateclient last finished on the host"))
+    script_override: bool = field(metadata=doc("the host has its own autoinstall script"))
+    progress: InstallProgress
+    binding: Binding | None
+    transport: str | None = field(default=None, metadata=doc(
+        "the host's own choice (null: its image's default)"))
+    transport_effective: str = field(default=transports.DEFAULT, metadata=doc(
+        "what its installer uses: its own, else its image's, else rsync"))
+    boot: BootDecision | None = field(default=None, metadata=doc(
+        "what its next PXE boot does (left out where nothing decides: offline)", omit_none=True))
+    timeline: list[TimelineEvent] | None = field(default=None, metadata=doc(
+        "every install report (one host's view only)", omit_none=True))
 
     def as_json(self) -> dict[str, Any]:
-        out = {"name": self.name, "mac": self.mac, "ip": self.ip, "image": self.image, "version": self.version,
-               "state": self.state, "created": self.created, "updated": self.updated, "last_seen": self.last_seen,
-               "running_version": self.running_version, "last_update": self.last_update,
-               "script_override": self.script_override, "progress": self.progress, "binding": self.binding,
-               "transport": self.transport, "transport_effective": self.transport_effective}
-        if self.boot is not None:
-            out["boot"] = self.boot
-        if self.timeline is not None:
-            out["timeline"] = self.timeline
-        return out
+        return view_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +157,23 @@ class HostPage:
                 "limit": self.limit, "next_offset": self.next_offset}
 
 
-def _bindings(src: Sources, macs: list[str], now: float) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _bindings(src: Sources, macs: list[str], now: float) -> dict[str, Binding]:
+    out: dict[str, Binding] = {}
     if src.leases is not None:
         for mac in macs:
             res = src.leases.reservation(mac)
             if res is not None:
-                out[mac] = {"kind": "reservation", **res.as_dict()}
+                out[mac] = Binding.of_reservation(res)
                 continue
             lease = src.leases.lease(mac)
             if lease is not None:
-                out[mac] = {"kind": "lease", **lease.as_dict(now)}
+                out[mac] = Binding.of_lease(lease, now)
         return out
     for mac, (kind, ip, extra) in stored_bindings(src.reader, macs).items():
         if kind == "reservation":
-            out[mac] = {"kind": kind, "ip": str(IPv4Address(ip)), "source": extra}
+            out[mac] = Binding(kind, str(IPv4Address(ip)), mac=mac, source=extra)
         else:
-            out[mac] = {"kind": kind, "ip": str(IPv4Address(ip)), "expires": extra, "active": extra > now}
+            out[mac] = Binding(kind, str(IPv4Address(ip)), mac=mac, expires=extra, active=extra > now)
     return out
 
 
@@ -124,15 +192,16 @@ def _views(src: Sources, records: list[HostRecord], now: float, *, with_timeline
         latest = src.progress.get(h.name) if src.progress is not None else None
         boot = None
         if src.boot_policy is not None and h.mac:
-            boot = view_json(BootDecision.of(decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy)))
+            boot = BootDecision.of(decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy))
         out.append(HostView(
             name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image, version=h.version,
             state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
             running_version=h.running_version, last_update=r.last_update, script_override=r.script_override,
-            progress=installs.summary(timeline, now, latest), binding=bindings.get(h.mac) if h.mac else None,
+            progress=InstallProgress.of(installs.summary(timeline, now, latest)),
+            binding=bindings.get(h.mac) if h.mac else None,
             transport=h.transport,
             transport_effective=h.transport or defaults.get(h.image or "") or transports.DEFAULT,
-            boot=boot, timeline=timeline if with_timeline else None))
+            boot=boot, timeline=[TimelineEvent.of(e) for e in timeline] if with_timeline else None))
     return out
 
 
@@ -171,23 +240,23 @@ class AddHost:
     transport: str | None = None  # None: the image's default (state/transports.py)
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> AddHost:
+    def from_json(cls, body: Any) -> AddHost:
         """Checked and canonical (MAC spelling, lower-case name); Invalid names the bad field."""
+        given = parse_body(cls, {k: v for k, v in body.items() if v not in ("", None)}
+                           if isinstance(body, Mapping) else body)
         try:
-            name = check_name(body.get("name"))
-            raw_mac = body.get("mac")
-            if not isinstance(raw_mac, str) or not raw_mac.strip():
+            name = check_name(given.name)
+            if not given.mac.strip():
                 raise Invalid("mac: a host needs its MAC address (e.g. 52:54:00:12:34:56)")
-            mac = normalize_mac(raw_mac)
-            raw_ip = body.get("ip")
-            ip = IPv4Address(str(raw_ip)) if raw_ip else None
-            image = body.get("image") or None
+            mac = normalize_mac(given.mac)
+            image = given.image
             if image is not None:
                 check_image_name(image)
-            version = check_version(body.get("version"))
-            transport = transports.check_transport(body.get("transport"))
-        except (HostError, MacError, ImageNameError, AddressValueError) as e:
+            version = check_version(given.version)
+            transport = transports.check_transport(given.transport)
+        except (HostError, MacError, ImageNameError) as e:
             raise Invalid(str(e)) from None
+        ip = given.ip
         return cls(name, mac, image, ip, version, transport)
 
     def as_json(self) -> dict[str, Any]:

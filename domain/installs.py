@@ -7,13 +7,14 @@ need the install token. Refusals are domain errors (Unauthorized carries the ins
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from domain.bodies import parse_body
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from domain.requests import InstallEvent
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
@@ -185,16 +186,17 @@ class InstallReport:
     total: int | None = None
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> InstallReport:
+    def from_json(cls, body: Any) -> InstallReport:
+        """The report in a request body (an installer's: keys this server does not know are ignored)."""
+        event = parse_body(InstallEvent, body, unknown="ignore")
         try:
-            stage = installs.check_stage(body.get("stage"))
-            detail = installs.event_detail(body.get("detail"), body.get("bytes"), body.get("total"))
+            stage = installs.check_stage(event.stage)
+            detail = installs.event_detail(event.detail, event.bytes, event.total)
         except installs.InstallError as e:
             raise Invalid(str(e)) from None
-        done, total = body.get("bytes"), body.get("total")
-        if stage == "progress" and done is None:
+        if stage == "progress" and event.bytes is None:
             raise Invalid('a "progress" report needs "bytes"')
-        return cls(stage, detail, done, total)
+        return cls(stage, detail, event.bytes, event.total)
 
 
 def reporting_host(src: Sources, settings: InstallSettings, mac_text: str, bearer: str | None,

@@ -1,16 +1,20 @@
-"""Request bodies of the admin routes whose handlers check the JSON themselves (services/api_hostadmin.py,
-services/api_leases.py), declared as dataclasses so their OpenAPI schemas are generated like the answers'.
+"""Request bodies, one dataclass each: handlers parse the JSON into them (domain/bodies.parse_body: the shape,
+each key's type, unknown keys), and services/openapi_schema.py generates their schemas from the same fields.
+What a value means (a MAC's spelling, a stage, a range) is then the use case's check.
 
-The handlers still read the body as a mapping (their checks and error messages are the contract the CLI
-and tests rely on); these types are the documented shape of that mapping, one field per accepted key.
+PATCH /api/v1/hosts/{name} is parsed for its shape too, but the keys it carries are what changes (a key set
+to null clears), so its handler hands the book the checked mapping rather than the instance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.views import doc
 from state.hosts import HOST_STATES
+from state.satellites import MAX_EVENTS_PER_REPORT
+from state.updates import STAGES as UPDATE_STAGES
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +67,56 @@ class AssignBody:
 
     host: str | None = field(default=None, metadata=doc(omit_none=True))
     next: bool | None = field(default=None, metadata=doc(omit_none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class InstallEvent:
+    """POST /install/{mac}/events: one installer report."""
+
+    stage: str = field(metadata=doc("a short lower-case word: installer, partition, rsync, ..., done, failed, "
+                                    "progress"))
+    detail: Any = field(default=None, metadata=doc("text, or an object (failed: {stage, reason})"))
+    bytes: int | None = field(default=None, metadata=doc("bytes copied so far (needed by progress)",
+                                                         omit_none=True))
+    total: int | None = field(default=None, metadata=doc("bytes to copy, where known", omit_none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateEvent:
+    """POST /api/v1/hosts/{name}/update-events: one updateclient report."""
+
+    stage: str = field(metadata=doc(enum=[s for s in UPDATE_STAGES if s != "autoinstall"]))
+    image: str | None = None
+    version: int | str | None = field(default=None, metadata=doc("N or \"vN\""))
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteEvent:
+    """One install report a satellite took from an installer, numbered in the satellite's own order."""
+
+    id: int = field(metadata=doc("the satellite's sequence number: replays at or below the last applied are "
+                                 "skipped"))
+    host: str
+    stage: str
+    time: float
+    mac: str | None = None
+    detail: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SatelliteReports:
+    """POST /api/v1/satellite/reports: install reports a satellite buffered, and how it is doing."""
+
+    events: list[SatelliteEvent] = field(default_factory=list, metadata=doc(
+        "install reports in the order they happened, each with its sequence number",
+        maxItems=MAX_EVENTS_PER_REPORT))
+    versions: list[str] | None = field(default=None, metadata=doc("the image modules it serves", omit_none=True))
+    backlog: int | None = field(default=None, metadata=doc("reports still buffered", omit_none=True, minimum=0))
+
+
+@dataclass(frozen=True, slots=True)
+class NewSatellite:
+    """POST /api/v1/satellites."""
+
+    name: str

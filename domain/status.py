@@ -1,8 +1,8 @@
 """GET /api/v1/status as response views: the daemon's status document (appliance/daemon.py builds it,
 services/api_status.py adds the transports), declared once for the answer and its OpenAPI schema.
 
-Each service's own status stays a plain object (Service in services/openapi.py): every server adds
-fields of its own (dhcp: mode, subnets, leases; rsyncd: pid, modules, restarts; ...).
+Each service's own status stays a plain object (Service, generated from services/base.ServiceStatus): the
+common fields, and fields every server adds of its own (dhcp: mode, subnets, leases; rsyncd: pid, modules...).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ schema keywords, e.g. an enum), and `omit_none` leaves the key out of the JSON w
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
+from functools import cache
 from typing import Any
 
 
@@ -18,14 +19,20 @@ def doc(description: str | None = None, *, omit_none: bool = False, **schema: An
     return {"openapi": extra, "omit_none": omit_none}
 
 
+@cache
+def _layout(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(name, omit_none) per field: dataclasses.fields() costs more than the rendering of a small view."""
+    return tuple((f.name, bool(f.metadata.get("omit_none"))) for f in fields(cls))
+
+
 def view_json(view: Any) -> dict[str, Any]:
     """The view's JSON object: its fields by name, nested views (in lists and dicts too) rendered as well."""
     out: dict[str, Any] = {}
-    for f in fields(view):
-        value = getattr(view, f.name)
-        if value is None and f.metadata.get("omit_none"):
+    for name, omit_none in _layout(type(view)):
+        value = getattr(view, name)
+        if value is None and omit_none:
             continue
-        out[f.name] = _plain(value)
+        out[name] = _plain(value)
     return out
 
 

@@ -25,6 +25,7 @@ from ipaddress import IPv4Address
 
 from aiohttp import web
 
+from domain.bodies import parse_body
 from domain.hostadmin import (
     AddclientsAnswer,
     AddclientsClash,
@@ -35,6 +36,7 @@ from domain.hostadmin import (
     ScriptStored,
 )
 from domain.hosts import from_host_error
+from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
 from domain.views import view_json
 from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.addclients import AddclientsRequest, PlanError
@@ -87,6 +89,7 @@ async def patch_host(request: web.Request) -> web.Response:
     ctx = request.app[API]
     require_token(request, ctx)
     body = await json_body(request)
+    parse_body(HostChange, body)  # the shape; the keys given are what changes (null clears)
     name = request.match_info["name"]
     return await _apply(ctx, f"host {name}", lambda book: book.update(name, body, ctx.clock()))
 
@@ -146,9 +149,8 @@ async def put_script(request: web.Request) -> web.Response:
     ctx = request.app[API]
     require_token(request, ctx)
     name = request.match_info["name"]
-    body = await json_body(request)
-    script = body.get("script")
-    if script is not None and (not isinstance(script, str) or "\n" not in script.strip("\n") + "\n"):
+    script = parse_body(ScriptBody, await json_body(request)).script
+    if script is not None and "\n" not in script.strip("\n") + "\n":
         return json_error(400, '"script" must be the script text or null')
     if host_by_name(ctx.store.reader, name) is None:
         return json_error(404, f"no host named {name!r}")
@@ -160,7 +162,8 @@ async def post_addclients(request: web.Request) -> web.Response:
     ctx = request.app[API]
     require_token(request, ctx)
     body = await json_body(request)
-    dry_run = bool(body.pop("dry_run", False))
+    dry_run = bool(parse_body(AddclientsBody, body).dry_run)
+    body.pop("dry_run", None)
     try:
         req = AddclientsRequest.from_dict(body)
         plan, ops = addclients(_book(ctx), req, ctx.clock(), dry_run=dry_run, own=_settings(ctx).own_addresses)
@@ -180,9 +183,9 @@ async def post_addclients(request: web.Request) -> web.Response:
 async def assign(request: web.Request) -> web.Response:
     ctx = request.app[API]
     require_token(request, ctx)
-    body = await json_body(request)
-    name = body.get("host")
-    if (name is None) == (not body.get("next")):
+    body = parse_body(AssignBody, await json_body(request))
+    name = body.host
+    if (name is None) == (not body.next):
         return json_error(400, 'give either {"host": NAME} or {"next": true}')
     mac = request.match_info["mac"]
     return await _apply(ctx, "assign", lambda book: book.assign(mac, name, ctx.clock()))

@@ -20,7 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.bodies import parse_body
 from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
+from domain.requests import NewReservation
 from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
 
@@ -92,17 +94,11 @@ ROUTES = [
 ]
 
 
-def _reservation_input(body: dict[str, Any]) -> tuple[str, IPv4Address, str | None]:
-    mac, ip, hostname = body.get("mac"), body.get("ip"), body.get("hostname")
-    if not isinstance(mac, str) or not isinstance(ip, str):
-        raise LeaseError('"mac" and "ip" are required strings, e.g. {"mac": "52:54:00:12:34:56", "ip": "10.0.0.20"}')
+def _reservation_input(raw: dict[str, Any]) -> tuple[str, IPv4Address, str | None]:
+    body = parse_body(NewReservation, raw)
     try:
-        address = IPv4Address(ip.strip())
+        address = IPv4Address(body.ip.strip())
     except ValueError:
-        raise LeaseError(f"{ip!r} is not an IPv4 address") from None
-    if hostname is not None and not isinstance(hostname, str):
-        raise LeaseError('"hostname" must be a string')
-    unknown = set(body) - {"mac", "ip", "hostname"}
-    if unknown:
-        raise LeaseError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise LeaseError(f"{body.ip!r} is not an IPv4 address") from None
+    mac, hostname = body.mac, body.hostname
     return normalize_mac(mac), address, valid_hostname(hostname) if hostname else None

@@ -13,8 +13,12 @@ admin read shows) and no secrets: no install tokens, no rsync passwords of hosts
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from aiohttp import web
 
+from domain.bodies import parse_body
+from domain.requests import NewSatellite, SatelliteReports
 from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteRemoved, satellite_config
 from services.api_context import API, ApiContext, json_body, json_error, require_token
 from services.api_install import own_auth
@@ -52,15 +56,15 @@ async def config(request: web.Request) -> web.Response:
 async def reports(request: web.Request) -> web.Response:
     ctx = request.app[API]
     name = _satellite(ctx, request)
-    body = await json_body(request)
-    events, versions, backlog = body.get("events", []), body.get("versions"), body.get("backlog")
-    if not isinstance(events, list) or len(events) > satellites.MAX_EVENTS_PER_REPORT:
+    body = parse_body(SatelliteReports, await json_body(request), unknown="ignore")
+    if len(body.events) > satellites.MAX_EVENTS_PER_REPORT:
         return json_error(400, f'"events" must be a list of at most {satellites.MAX_EVENTS_PER_REPORT}')
-    if versions is not None and not (isinstance(versions, list) and len(versions) <= 1000
-                                     and all(isinstance(v, str) and len(v) <= 80 for v in versions)):
+    versions, backlog = body.versions, body.backlog
+    if versions is not None and not (len(versions) <= 1000 and all(len(v) <= 80 for v in versions)):
         return json_error(400, '"versions" must be a list of module names')
-    if backlog is not None and (not isinstance(backlog, int) or isinstance(backlog, bool) or backlog < 0):
+    if backlog is not None and backlog < 0:
         return json_error(400, '"backlog" must be a count')
+    events = [asdict(e) for e in body.events]
     now = ctx.clock()
     try:
         applied, dropped, last = await ctx.store.journal.run(satellites.apply_reports_op(name, events, now))
@@ -76,13 +80,13 @@ async def reports(request: web.Request) -> web.Response:
 async def add(request: web.Request) -> web.Response:
     ctx = request.app[API]
     require_token(request, ctx)
-    body = await json_body(request)
+    body = parse_body(NewSatellite, await json_body(request))
     try:
-        token = await ctx.store.journal.run(satellites.add_op(body.get("name"), ctx.clock()))
+        token = await ctx.store.journal.run(satellites.add_op(body.name, ctx.clock()))
     except satellites.SatelliteError as e:
         return json_error(400 if "satellite name" in str(e) else 409, str(e))
-    log.info("satellite-added", satellite=body.get("name"))
-    return web.json_response(SatelliteAdded(name=body["name"], token=token).as_json(), status=201)
+    log.info("satellite-added", satellite=body.name)
+    return web.json_response(SatelliteAdded(name=body.name, token=token).as_json(), status=201)
 
 
 async def remove(request: web.Request) -> web.Response:

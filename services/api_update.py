@@ -27,6 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.bodies import parse_body
+from domain.requests import UpdateEvent
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 from protocols.bootscript import BootScriptError, BootServer, installer_arguments
 from services.api_context import API, ApiContext, json_body, json_error
@@ -132,16 +134,16 @@ async def event(request: web.Request) -> web.Response:
     host = _host_or_404(ctx, name)
     if not _authorized(ctx, host, _bearer(request)):
         return _unauthorized(name)
-    body = await json_body(request)
+    body = parse_body(UpdateEvent, await json_body(request), unknown="ignore")
     try:
-        stage = updates.check_stage(body.get("stage"))
+        stage = updates.check_stage(body.stage)
         if stage == "autoinstall":
             raise updates.UpdateError("ask for a reinstall with POST .../autoinstall")
-        image = body.get("image")
+        image = body.image
         if image is not None:
             updates.check_image_name(image)
-        version = updates.check_version(body.get("version"))
-        detail = updates.check_detail(body.get("detail"))
+        version = updates.check_version(body.version)
+        detail = updates.check_detail(body.detail)
     except updates.UpdateError as e:
         return json_error(400, str(e))
     now = ctx.clock()

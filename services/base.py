@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 
 class Service(Protocol):
@@ -29,12 +29,20 @@ class ServiceError(RuntimeError):
 
 @dataclass(slots=True)
 class ServiceStatus:
-    """The common part of every service's entry in /api/v1/status."""
+    """The common part of every service's entry in /api/v1/status (its OpenAPI schema, Service, is generated
+    from these fields; each server adds fields of its own: dhcp mode, subnets, leases; rsyncd pid, modules...)."""
 
-    state: str = "stopped"  # "running" | "failed" | "stopped"
+    OPENAPI: ClassVar[dict[str, Any]] = {
+        "title": "Service", "additionalProperties": True,
+        "description": "state, listen, error and counters, and fields of the service's own (dhcp: mode, subnets, "
+                       "leases; rsyncd: pid, modules, restarts; ...)"}
+
+    state: str = field(default="stopped", metadata={"openapi": {
+        "enum": ["starting", "running", "restarting", "failed", "stopped"]}})
     listen: list[str] = field(default_factory=list)
     error: str | None = None
-    counters: Counter[str] = field(default_factory=Counter)
+    counters: Counter[str] = field(default_factory=Counter, metadata={"openapi": {
+        "type": "object", "additionalProperties": {"type": "number"}}})
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -56,21 +56,7 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME,
                             "satellite": SATELLITE_SECURITY_SCHEME},
-        "schemas": {
-            **SCHEMAS,  # generated from the domain's dataclasses (services/openapi_schema.py)
-            "Service": {
-                "type": "object",
-                "description": "state, listen, error and counters, and fields of the service's own (dhcp: mode, "
-                               "subnets, leases; rsyncd: pid, modules, restarts; ...)",
-                "additionalProperties": True,
-                "properties": {
-                    "state": {"type": "string", "enum": ["starting", "running", "restarting", "failed", "stopped"]},
-                    "listen": {"type": "array", "items": {"type": "string"}},
-                    "error": {"type": "string", "nullable": True},
-                    "counters": {"type": "object", "additionalProperties": {"type": "number"}},
-                },
-            },
-        },
+        "schemas": SCHEMAS,  # generated from the request and response dataclasses (services/openapi_schema.py)
     },
     "paths": {
         "/boot/{mac}.ipxe": {

@@ -8,6 +8,7 @@ from typing import Any
 from domain.hosts import AddHost, HostPage, HostView
 from domain.installs import ReportRecorded
 from domain.multicast import MulticastSeat, MulticastSession
+from domain.requests import InstallEvent
 from services.openapi_schema import ref
 
 _JSON = "application/json"
@@ -53,11 +54,7 @@ INSTALL_PATHS: dict[str, Any] = {
                        "failed: host failed with stage and reason; progress (bytes, total): live copy progress",
             "security": [{"install": []}],
             "parameters": [_MAC],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                "type": "object", "required": ["stage"],
-                "properties": {"stage": {"type": "string"}, "detail": {},
-                               "bytes": {"type": "integer"}, "total": {"type": "integer"}},
-            }}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(InstallEvent)}}},
             "responses": {
                 "200": _json("recorded", ref(ReportRecorded)),
                 "400": _error("malformed report"),

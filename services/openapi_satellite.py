@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.requests import NewSatellite, SatelliteReports
 from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteConfig, SatelliteRemoved
 from services.openapi_schema import ref
 
@@ -36,10 +37,7 @@ SATELLITE_PATHS: dict[str, Any] = {
             "summary": "A satellite's buffered install reports, applied in order and each once (ids at or below the "
                        "last applied are replays); also its versions and backlog for /api/v1/status",
             "security": _SECURITY,
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object", "properties": {
-                "events": {"type": "array", "maxItems": 500, "items": {"type": "object"}},
-                "versions": {"type": "array", "items": {"type": "string"}},
-                "backlog": {"type": "integer", "minimum": 0}}}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(SatelliteReports)}}},
             "responses": {"200": _json("the last applied id, and how many were applied and dropped",
                                         ref(ReportsReceipt)),
                           "400": _json("a malformed batch (nothing applied)", _ERROR),
@@ -51,8 +49,7 @@ SATELLITE_PATHS: dict[str, Any] = {
             "summary": "A new satellite (name: 1-31 lower-case letters, digits, '-'); its token is in this answer "
                        "only (the primary keeps its hash)",
             "security": [{"admin": []}],
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {
-                "type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(NewSatellite)}}},
             "responses": {"201": _json("the satellite and its token", ref(SatelliteAdded)),
                           "400": _json("a malformed name", _ERROR),
                           "401": _json("the admin bearer token is missing or wrong", _ERROR),

@@ -22,14 +22,25 @@ from domain.hostadmin import (
     PlannedHostView,
     ScriptStored,
 )
-from domain.hosts import AddHost, HostPage, HostView
+from domain.hosts import AddHost, HostPage, HostView, InstallProgress, TimelineEvent
 from domain.images import ImageList, ImageView
 from domain.installs import ReportRecorded
 from domain.leases import LeaseList, LeaseView, OneReservation, ReservationList, ReservationView
 from domain.machines import MachinePage, MachineView
 from domain.metrics import PoolList, PoolUsage
 from domain.multicast import MulticastSeat, MulticastSession
-from domain.requests import AddclientsBody, AssignBody, HostChange, NewReservation, ScriptBody
+from domain.requests import (
+    AddclientsBody,
+    AssignBody,
+    HostChange,
+    InstallEvent,
+    NewReservation,
+    NewSatellite,
+    SatelliteEvent,
+    SatelliteReports,
+    ScriptBody,
+    UpdateEvent,
+)
 from domain.responses import BootDecision, Error, ReloadRequested
 from domain.satellites import (
     MirroredHost,
@@ -42,6 +53,7 @@ from domain.satellites import (
 )
 from domain.status import SatelliteView, Seeder, Status
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
+from services.base import ServiceStatus
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"}, bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
@@ -56,7 +68,7 @@ def type_schema(hint: Any) -> dict[str, Any]:
         if len(present) == 1 and isinstance(present[0], type) and is_dataclass(present[0]) and type(None) in args:
             # OpenAPI 3.0 ignores keywords beside a $ref: a nullable object is spelled out in place.
             return {**schema(present[0]), "nullable": True}
-        out = type_schema(present[0]) if len(present) == 1 else {}
+        out = type_schema(present[0]) if len(present) == 1 else {"oneOf": [type_schema(a) for a in present]}
         return {**out, "nullable": True} if type(None) in args else out
     if hint in _SCALARS:
         return dict(_SCALARS[hint])
@@ -85,19 +97,23 @@ def schema(cls: type) -> dict[str, Any]:
                            "properties": {f.name: field_schema(hints[f.name], f.metadata) for f in fields(cls)}}
     if required:
         out["required"] = required
-    return out
+    extra = dict(getattr(cls, "OPENAPI", {}))  # class-level keywords (e.g. additionalProperties)
+    extra.pop("title", None)
+    return {**out, **extra}
 
 
 # The request and response types of the routes that answer with domain views (a nullable object, e.g.
 # Status.store, is spelled out in place and needs no entry here).
-TYPES = (AddHost, HostView, HostPage, PoolUsage, PoolList, LeaseView, LeaseList, ReservationView, ReservationList,
+TYPES = (AddHost, HostView, InstallProgress, TimelineEvent, HostPage, PoolUsage, PoolList, LeaseView, LeaseList,
+         ReservationView, ReservationList,
          OneReservation, MachineView, MachinePage, ImageView, ImageList, Status, SatelliteView, Seeder,
          UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
          ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision,
          HostRecord, HostChanged, HostScript, OwnScript, ScriptStored, PlannedHostView, PlanCounts, AddclientsPlan,
          AddclientsAnswer, AddclientsClash, MulticastSeat, MulticastSession,
-         NewReservation, HostChange, ScriptBody, AddclientsBody, AssignBody)
-SCHEMAS = {cls.__name__: schema(cls) for cls in TYPES}
+         NewReservation, HostChange, ScriptBody, AddclientsBody, AssignBody, InstallEvent, UpdateEvent,
+         SatelliteEvent, SatelliteReports, NewSatellite, ServiceStatus)
+SCHEMAS = {getattr(cls, "OPENAPI", {}).get("title", cls.__name__): schema(cls) for cls in TYPES}
 
 
 def ref(cls: type) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.requests import UpdateEvent
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 from services.openapi_schema import ref
 
@@ -57,10 +58,7 @@ UPDATE_PATHS: dict[str, Any] = {
             "summary": "updateclient reports start, done or failed; done records the version the host runs",
             "parameters": [_NAME],
             "security": HOST_OR_ADMIN,
-            "requestBody": {"required": True, "content": {_JSON: {"schema": {"type": "object", "required": ["stage"],
-                            "properties": {"stage": {"type": "string", "enum": ["start", "done", "failed"]},
-                                           "image": {"type": "string"}, "version": {"type": "integer"},
-                                           "detail": {"type": "string"}}}}}},
+            "requestBody": {"required": True, "content": {_JSON: {"schema": ref(UpdateEvent)}}},
             "responses": {
                 "200": _json("recorded", ref(UpdateRecorded)),
                 "400": _error("the report is malformed"),

@@ -327,7 +327,8 @@ def timelines(conn: sqlite3.Connection, names: list[str]) -> dict[str, list[dict
 
 
 def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on).
+    """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on;
+    an installer that starts again after a crash mid-install starts a new attempt).
 
     Rows written before the script fetch stopped changing state still carry a "script" start marker."""
     start = 0
@@ -337,7 +338,10 @@ def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif event["stage"] == "script":
             # The installer reports its own start ("installer") just before it fetches the script.
             start = i - 1 if i > start and events[i - 1]["stage"] == "installer" else i
-        elif event["stage"] == "installer" and i > 0 and events[i - 1]["stage"] in FINAL_STAGES:
+        elif event["stage"] == "installer" and i > 0 and events[i - 1]["stage"] != "reinstall":
+            # The installer reports itself once per boot: after any stage but the reinstall marker, the
+            # machine was restarted (power cut, crash) and this is a new attempt; the old one's bytes
+            # and failure are not this one's.
             start = i
     return events[start:]
 

@@ -174,5 +174,7 @@ def test_machine_whose_kernel_panics_mid_install_installs_again_when_powered_on(
     stages = [e["stage"] for e in host["timeline"]]
     assert stages.count("installer") == 2 and stages[-1] == "done" and "failed" not in stages, stages
     assert host["progress"]["stage"] == "done" and host["progress"].get("failure") is None, host["progress"]
+    restarted = [e for e in host["timeline"] if e["stage"] == "installer"][1]
+    assert host["progress"]["started"] == restarted["time"], "progress is the attempt that finished"
     with loop_partition(install.disk) as device, mounted(device) as root:
         assert (root / "etc/hostname").read_text().strip() == install.name

@@ -56,6 +56,23 @@ def test_failure_takes_its_stage_from_the_report_or_the_last_stage(conn) -> None
     assert [e["stage"] for e in installs.current_install(events)] == ["reinstall", "failed"]
 
 
+def test_an_installer_that_starts_again_mid_install_is_a_new_attempt(conn) -> None:
+    """A machine that crashed mid-copy and was powered on again: its progress is the new attempt's."""
+    installs.report_op("node1", None, 100.0, "installer", None)(conn)
+    installs.report_op("node1", None, 101.0, "rsync", installs.event_detail("copy", 900, 1000))(conn)
+    installs.report_op("node1", None, 150.0, "installer", None)(conn)  # powered on again
+    installs.report_op("node1", None, 151.0, "partition", None)(conn)
+    events = installs.timeline(conn, "node1")
+    assert [e["stage"] for e in installs.current_install(events)] == ["installer", "partition"]
+    summary = installs.summary(events, now=160.0)
+    assert summary["started"] == 150.0 and summary["elapsed"] == 10.0
+    assert "bytes" not in summary, "the crashed attempt's copy progress is not this attempt's"
+    installs.reinstall_op("node1", "new-token", 170.0)(conn)
+    installs.report_op("node1", None, 171.0, "installer", None)(conn)
+    events = installs.timeline(conn, "node1")
+    assert [e["stage"] for e in installs.current_install(events)] == ["reinstall", "installer"]
+
+
 def test_script_variables_are_quoted_and_odd_values_refused() -> None:
     script = installs.with_variables("#!/bin/sh\necho hi\n", {"HOSTNAME": "node1", "DNS": "10.0.0.1 10.0.0.2",
                                                               "GATEWAY": None})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,11 @@ from domain.status import BittorrentStatus, SatelliteView, Seeder, Status, Store
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 from services.openapi import OPENAPI
 from services.openapi_schema import SCHEMAS
-from state import satellites
+from state import installs, satellites
 from state.boot import BootPolicy
 from state.db import connect
 from state.images import ImageVersion, insert_version
-from state.leases import Lease, Reservation
+from state.leases import Lease, LeaseModel, PoolSpec, Reservation
 from state.satellites import Satellite
 from state.updates import UpdateTarget
 
@@ -71,6 +71,24 @@ def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) ->
         hosts.add_host_op(src, req, now)(conn)
     conforms(hosts.list_hosts(src, Page(1), now).as_json(), "HostPage")
     conforms(hosts.show_host(src, "n1", now).as_json(), "HostView")
+    # A host with a timeline (copy progress, a failure), a lease binding and a boot decision: every nested view.
+    installs.report_op("n2", "52:54:00:00:00:02", now, "installer", None)(conn)
+    installs.report_op("n2", "52:54:00:00:00:02", now + 1, "rsync", installs.event_detail("copy", 10, 20))(conn)
+    installs.report_op("n2", "52:54:00:00:00:02", now + 2, "failed",
+                       installs.event_detail("stage: rsync\nreason: no space left"))(conn)
+    pool = PoolSpec(IPv4Network("10.0.0.0/24"), IPv4Address("10.0.0.100"), IPv4Address("10.0.0.200"), 600)
+    leases = LeaseModel.offline(conn, [pool], now=now)
+    offered = leases.offer("52:54:00:00:00:02", pool, None, now)
+    leases.commit("52:54:00:00:00:02", offered, pool, now, None, "n2")
+    for live in (Sources(conn, leases=leases, boot_policy=BootPolicy()), Sources(conn)):
+        view = hosts.show_host(live, "n2", now + 3).as_json()
+        conforms(view, "HostView")
+        assert view["progress"]["failure"] == {"stage": "rsync", "reason": "no space left"}, view["progress"]
+        assert view["binding"]["kind"] == "lease" and [e["stage"] for e in view["timeline"]] == [
+            "installer", "rsync", "failed"]
+        assert ("boot" in view) == (live.boot_policy is not None)
+    for event in view["timeline"]:
+        conforms(event, "TimelineEvent")
     conforms(PoolUsage("10.0.0.0/24", 100, 3, 1, 0).as_json(), "PoolUsage")
     conforms(PoolList([PoolUsage("10.0.0.0/24", 100, 3, 1, 0)]).as_json(), "PoolList")
 
