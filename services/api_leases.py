@@ -29,7 +29,7 @@ from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
 
 def _book(ctx: ApiContext) -> LeaseModel:
     model = ctx.live.leases
-    if not isinstance(model, LeaseModel):
+    if model is None:  # the DHCP service is not running (yet)
         raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
                                          content_type="application/json")
     return model
