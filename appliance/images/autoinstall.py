@@ -916,8 +916,11 @@ pull_multicast() {
     hasher=$!
     # The pipeline's status is tar's; a receiver or cipher failure shows in the digest compared below.
     # shellcheck disable=SC2086  # mc_exclude: a list of options
+    # --receive-timeout: a sender that stops mid-stream (killed, dropped us, gone) ends the pull; the
+    # rsync fallback then brings the image instead of the machine waiting forever.
     ( udp-receiver --nokbd --interface "$IFACE" --portbase "$portbase" --mcast-rdv-address "$rdv" \
-          --start-timeout "$(( ${window%.*} + 60 ))" 2>"$mc/log" |
+          --start-timeout "$(( ${window%.*} + 60 ))" --receive-timeout "${MULTICAST_RECEIVE_TIMEOUT:-60}" \
+          2>"$mc/log" |
           tee "$mc/ciphertext" | openssl enc -d -aes-256-ctr -pbkdf2 -pass "file:$mc/key" |
           /usr/bin/tar -x -C "$TARGET" --numeric-owner --acls --xattrs --xattrs-include='*' --same-permissions \
               --same-owner --delay-directory-restore $mc_exclude -f - ) 2>"$mc/unpack"

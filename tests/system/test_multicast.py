@@ -11,8 +11,10 @@ rsync and ends with the same tree.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -46,7 +48,8 @@ def script_of(server: Imageserver, ns: Namespace, ip: str, mac: str, token: str)
     return r.stdout.split("# ---- generated from the layout")[0]
 
 
-def run_pull(ns: Namespace, script: str, target: Path, iface: str, transport: str, lab: Lab) -> Proc:
+def run_pull(ns: Namespace, script: str, target: Path, iface: str, transport: str, lab: Lab,
+             extra_env: dict[str, str] | None = None) -> Proc:
     """pull_image (or pull_multicast alone) of the served script, in the host's namespace, into `target`; the ESP
     excluded, as the generated steps do for a FAT mount (pull_fat fills it; not part of this test)."""
     path = lab.tmp_path("pull.sh")
@@ -57,12 +60,28 @@ def run_pull(ns: Namespace, script: str, target: Path, iface: str, transport: st
     mode = "multicast" if transport == "multicast-only" else transport
     environment = {**env(), "TARGET": str(target), "IFACE": iface, "TRANSPORT": mode,
                    "MULTICAST_DIR": str(lab.tmp_path("mc")),  # each machine's own /tmp: here they share one
-                   "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+                   "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(extra_env or {})}
     return ns.popen(["sh", str(path)], env=environment)
+
+
+def finished(pull: Proc, timeout: float, server: Imageserver) -> int:
+    """The pull's exit status; one that hangs fails with what it was doing (its processes, output, the server)."""
+    try:
+        return pull.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stuck = subprocess.run(["ps", "-o", "pid,stat,etime,wchan:20,args", "-g", str(pull.pid)],
+                               capture_output=True, text=True).stdout
+        pull.stop()
+        raise AssertionError(f"the pull did not end within {timeout} s; its processes:\n{stuck}\n--- its output:\n"
+                             f"{pull.output()[-3000:]}\n--- the server:\n{server.log()[-3000:]}") from None
 
 
 @pytest.fixture
 def site(lab: Lab) -> dict[str, object]:
+    return make_site(lab)
+
+
+def make_site(lab: Lab, multicast_extra: str = "") -> dict[str, object]:
     seg = lab.segment("cli", "cli", "cli", "stranger", "stranger")
     server = Imageserver(seg.server, seg.bridge, seg.server_ip, seg.subnet,
                          extra=f"\n[rsyncd]\nport = {RSYNC_PORT}\n")
@@ -71,7 +90,7 @@ def site(lab: Lab) -> dict[str, object]:
     # would start as soon as two strangers and one host joined; the wait lets every host join first.
     text = text.replace(
         "[http]\n", f'[multicast]\nenabled = true\nportbase = {PORTBASE}\nrdv_address = "{RDV}"\n'
-                    "start_window = 25\nmin_wait = 15\nretries_until_drop = 8\n\n[http]\n")
+                    f"start_window = 25\nmin_wait = 15\nretries_until_drop = 8\n{multicast_extra}\n[http]\n")
     server.config.write_text(text)
     tree = server.state_dir / "images" / "web" / "v1"
     master = build_master(tree, lab.tmp_path("master.disk"))
@@ -157,7 +176,7 @@ def test_three_hosts_get_the_image_by_multicast_and_strangers_get_nothing_they_c
     laggard.signal(signal.SIGSTOP)
     try:
         for p in pulls:
-            code = p.wait(180)
+            code = finished(p, 180, server)
             assert code == 0, p.output()[-3000:]
     finally:
         laggard.signal(signal.SIGCONT)
@@ -195,7 +214,7 @@ def test_a_host_whose_multicast_fails_pulls_by_rsync_and_ends_with_the_same_tree
     assert broken != script
     target = lab.tmp_path("target")
     pull = run_pull(ns, broken, target, iface, "multicast", lab)
-    assert pull.wait(240) == 0, pull.output()[-3000:]
+    assert finished(pull, 240, server) == 0, pull.output()[-3000:]
     out = pull.output()
     assert "multicast fallback" in out, out[-2000:]
     assert "arrived whole" not in out
@@ -205,6 +224,57 @@ def test_a_host_whose_multicast_fails_pulls_by_rsync_and_ends_with_the_same_tree
     with server.db() as c:
         stages = [r[0] for r in c.execute("SELECT stage FROM install_events WHERE host = 'node1' ORDER BY id")]
     assert "multicast" in stages and "rsync" in stages, stages
+
+
+def _descendant(pid: int, comm: str) -> int | None:
+    """The first process named `comm` below `pid` (the daemon's udp-sender runs under its bash pipeline)."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        child = int(stat.parent.name)
+        names[child] = name
+        children.setdefault(int(rest[1]), []).append(child)
+    todo = list(children.get(pid, []))
+    while todo:
+        candidate = todo.pop()
+        if names.get(candidate) == comm:
+            return candidate
+        todo += children.get(candidate, [])
+    return None
+
+
+def test_a_sender_that_stalls_mid_stream_sends_the_host_to_rsync_instead_of_hanging(lab: Lab) -> None:
+    # 4 Mbit/s: the stream takes long enough to be stopped in the middle.
+    site = make_site(lab, 'max_bitrate = "4m"\n')
+    seg, server, tree, tokens = site["seg"], site["server"], site["tree"], site["tokens"]
+    assert isinstance(server, Imageserver) and isinstance(tree, Path) and isinstance(tokens, dict)
+    assert server.proc is not None
+    ns, iface = seg.members[0]  # type: ignore[attr-defined]
+    ip, mac = str(seg.host(20)), MACS[0]  # type: ignore[attr-defined]
+    target = lab.tmp_path("target")
+    pull = run_pull(ns, script_of(server, ns, ip, mac, tokens[mac]), target, iface, "multicast", lab,
+                    {"MULTICAST_RECEIVE_TIMEOUT": "5"})
+    deadline = time.monotonic() + 90
+    while not any(s["state"] == "sending" for s in server.api("/api/v1/status")["services"]["multicast"]["sessions"]):
+        assert time.monotonic() < deadline and pull.alive(), pull.output()[-3000:]
+        time.sleep(0.1)
+    time.sleep(1)
+    sender = _descendant(server.proc.pid, "udp-sender")
+    assert sender is not None, "the session's udp-sender runs under the daemon"
+    os.kill(sender, signal.SIGSTOP)  # the sender hangs mid-stream (a wedged machine, not a clean exit)
+    try:
+        assert finished(pull, 150, server) == 0, pull.output()[-3000:]
+    finally:
+        os.kill(sender, signal.SIGCONT)
+    out = pull.output()
+    assert "multicast fallback" in out and "arrived whole" not in out, out[-2000:]
+    problems = compare_trees(tree, target, dir_attrs_of=[".", "boot/efi"])
+    assert not problems, problems[:20]
 
 
 def test_multicast_config_errors_name_the_key(tmp_path: Path) -> None:
