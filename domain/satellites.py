@@ -56,16 +56,19 @@ class SatelliteConfig:
     images: list[MirroredImage]
     hosts: list[MirroredHost]
     rsync: RsyncSource
+    hosts_complete: bool = field(default=True, metadata=doc(
+        "hosts lists every host (not cut at the cap): a satellite removes the mirrored hosts it leaves out"))
 
     def as_json(self) -> dict[str, Any]:
         return view_json(self)
 
 
 def satellite_config(reader: sqlite3.Connection, name: str, max_hosts: int, rsync_port: int) -> SatelliteConfig:
+    hosts = [MirroredHost(**h) for h in satellites.mirrored_hosts(reader, max_hosts)]
     return SatelliteConfig(
-        satellite=name, images=[MirroredImage.of(v) for v in list_versions(reader)],
-        hosts=[MirroredHost(**h) for h in satellites.mirrored_hosts(reader, max_hosts)],
-        rsync=RsyncSource(module=satellites.RSYNC_MODULE, user=satellites.rsync_user(name), port=rsync_port))
+        satellite=name, images=[MirroredImage.of(v) for v in list_versions(reader)], hosts=hosts,
+        rsync=RsyncSource(module=satellites.RSYNC_MODULE, user=satellites.rsync_user(name), port=rsync_port),
+        hosts_complete=len(hosts) < max_hosts or satellites.host_total(reader) == len(hosts))
 
 
 @dataclass(frozen=True, slots=True)

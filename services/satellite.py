@@ -213,13 +213,13 @@ class SatelliteLink:
             self._status.counters["versions_mirrored"] += 1
             log.info('satellite-mirrored', module=module)
         try:
-            added, changed, again = await self.store.journal.run(
-                mirror.mirror_hosts_op(doc.get("hosts", []), self.clock()))
+            added, changed, again, removed = await self.store.journal.run(mirror.mirror_hosts_op(
+                doc.get("hosts", []), self.clock(), complete=doc.get("hosts_complete") is True))
         except mirror.MirrorError as e:
             raise PrimaryAway(f"the host list: {e}") from None
-        if added or changed or again:
-            log.info('satellite-hosts', added=added, changed=changed, reinstall=again)
-        if (added or changed or again or self.mirroring is not None or len(self._versions()) != len(have)) \
+        if added or changed or again or removed:
+            log.info('satellite-hosts', added=added, changed=changed, reinstall=again, removed=removed)
+        if (added or changed or again or removed or self.mirroring is not None or len(self._versions()) != len(have)) \
                 and self.on_change is not None:
             try:
                 self.on_change()

@@ -8,8 +8,12 @@ satellite owns its installs. So:
 - a known host takes the primary's MAC, address, image and version; its state is left alone, except
   that a host the primary wants (re)installed ("assigned", changed there after the satellite's last
   report about it) becomes assigned again with a fresh token: the operator ran reinstall on the primary;
-- a host the primary no longer has is left in place (a satellite cut off from its primary keeps serving
-  what it knew; removing hosts stays the primary operator's act on each appliance).
+- a host the primary no longer has is removed (its row and install token: a machine the primary's
+  operator took out does not install here any more), if it came from the primary (mirrored_hosts) and
+  the primary's list is whole (`complete`: not cut at its cap, and a primary that says so). Hosts the
+  satellite's own operator added stay, and a satellite cut off from its primary removes nothing: it
+  keeps serving what it knew. A reservation the satellite made for a removed host on its install stays
+  with its lease book (`imageserver reservations rm` there).
 
 Capped: at most MAX_HOSTS hosts are taken from one config document.
 """
@@ -57,12 +61,19 @@ def _checked(hosts: object) -> list[tuple[str, str | None, int | None, str | Non
     return out
 
 
-def mirror_hosts_op(hosts: object, now: float) -> Any:
-    """Apply the primary's host list; returns (added, updated, reinstalled)."""
+def mirror_hosts_op(hosts: object, now: float, *, complete: bool = False) -> Any:
+    """Apply the primary's host list; returns (added, updated, reinstalled, removed)."""
     rows = _checked(hosts)
 
-    def op(conn: sqlite3.Connection) -> tuple[int, int, int]:
-        added = changed = again = 0
+    def op(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
+        added = changed = again = removed = 0
+        listed = {row[0] for row in rows}
+        if complete:
+            for (name,) in conn.execute("SELECT name FROM mirrored_hosts").fetchall():
+                if name not in listed:
+                    removed += conn.execute("DELETE FROM hosts WHERE name = ?", (name,)).rowcount
+                    conn.execute("DELETE FROM mirrored_hosts WHERE name = ?", (name,))
+        conn.executemany("INSERT OR IGNORE INTO mirrored_hosts(name) VALUES (?)", [(n,) for n in listed])
         for name, mac, ip, image, version, state, updated in rows:
             mine = conn.execute("SELECT mac, ip, image, version, state FROM hosts WHERE name = ?", (name,)).fetchone()
             if mine is None:
@@ -85,6 +96,6 @@ def mirror_hosts_op(hosts: object, now: float) -> Any:
                 if last is None or updated > last:
                     reinstall_op(name, new_token(), now)(conn)
                     again += 1
-        return added, changed, again
+        return added, changed, again, removed
 
     return op

@@ -214,6 +214,10 @@ def rsync_credentials(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(rsync_user(r[0]), r[1]) for r in rows]
 
 
+def host_total(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM hosts").fetchone()[0])
+
+
 def mirrored_hosts(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     """The hosts a satellite mirrors (GET /satellite/v1/config), by name, at most `limit`."""
     rows = conn.execute("SELECT name, mac, ip, image, version, state, updated FROM hosts ORDER BY name LIMIT ?",

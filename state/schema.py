@@ -120,4 +120,11 @@ MIGRATIONS: tuple[str, ...] = (
         transport  TEXT NOT NULL
     );
     """,
+    # 6: on a satellite, the hosts it took from its primary's list (state/mirror.py): the ones the primary
+    # may remove again; hosts the satellite's own operator added are not in it
+    """
+    CREATE TABLE mirrored_hosts (
+        name TEXT PRIMARY KEY
+    );
+    """,
 )

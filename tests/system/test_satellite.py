@@ -226,3 +226,11 @@ def test_satellite_mirrors_serves_and_buffers_while_the_primary_is_away(lab: Lab
     assert edge["seconds_since_contact"] is not None and edge["seconds_since_contact"] < 10
     sat = satellite.api("/api/v1/status")["services"]["satellite"]
     assert sat["state"] == "running" and sat["backlog"] == 0
+
+    # --- the primary's operator removes node2: the satellite drops it too; its own host stays ----------
+    satellite.cli("hosts", "add", "rackspare", "--mac", "52:54:00:77:77:01")
+    primary.cli("hosts", "rm", "node2")
+    wait_for("node2 gone from the satellite", lambda: host_state(satellite, "node2") is None, 15)
+    assert host_state(satellite, "node1") == "installed"
+    assert host_state(satellite, "rackspare") == "new", "a host the satellite's operator added is its own"
+    assert "removed=1" in satellite.log(), satellite.log()[-2000:]

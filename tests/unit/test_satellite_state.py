@@ -97,17 +97,34 @@ def test_the_host_mirror_adds_updates_and_reinstalls_only_on_news(conn: sqlite3.
               "state": "assigned", "updated": 10.0},
              {"name": "node2", "mac": "52:54:00:00:00:02", "ip": None, "image": "web", "version": 1,
               "state": "installed", "updated": 10.0}]
-    assert mirror.mirror_hosts_op(hosts, 20.0)(conn) == (2, 0, 0)
+    assert mirror.mirror_hosts_op(hosts, 20.0)(conn) == (2, 0, 0, 0)
     rows = {r[0]: r[1:] for r in conn.execute("SELECT name, state, install_token IS NOT NULL, ip FROM hosts")}
     assert rows == {"node1": ("assigned", 1, int(IPv4Address("10.1.0.20"))), "node2": ("installed", 0, None)}
     installs.report_op("node1", "52:54:00:00:00:01", 30.0, "done", None)(conn)
-    assert mirror.mirror_hosts_op(hosts, 40.0)(conn) == (0, 0, 0)  # the primary's news is older than our done
+    assert mirror.mirror_hosts_op(hosts, 40.0)(conn) == (0, 0, 0, 0)  # the primary's news is older than our done
     moved = [{**hosts[0], "ip": "10.1.0.21", "updated": 50.0}, hosts[1]]
-    assert mirror.mirror_hosts_op(moved, 60.0)(conn) == (0, 1, 1)  # reinstall asked on the primary after it
+    assert mirror.mirror_hosts_op(moved, 60.0)(conn) == (0, 1, 1, 0)  # reinstall asked on the primary after it
     assert conn.execute("SELECT state FROM hosts WHERE name = 'node1'").fetchone()[0] == "assigned"
     for bad in ([{"name": "x", "state": "bogus"}], [{"name": "x", "state": "new", "ip": "999.1.1.1"}], "nope"):
         with pytest.raises(mirror.MirrorError):
             mirror.mirror_hosts_op(bad, 70.0)
+
+
+def test_a_host_the_primary_removed_goes_from_the_satellite_when_the_list_is_whole(conn) -> None:
+    """Only hosts that came from the primary, only from a whole list: local hosts and a cut list keep theirs."""
+    def host(name: str, n: int) -> dict[str, object]:
+        return {"name": name, "mac": f"52:54:00:00:00:0{n}", "ip": None, "image": "web", "version": 1,
+                "state": "assigned", "updated": 10.0}
+
+    installs.add_host_op("local1", "52:54:00:00:00:09", "web", None, 5.0)(conn)  # the satellite's own
+    assert mirror.mirror_hosts_op([host("node1", 1), host("node2", 2)], 20.0, complete=True)(conn) == (2, 0, 0, 0)
+    # A list cut at the primary's cap (or from a primary that does not say it is whole) removes nothing.
+    assert mirror.mirror_hosts_op([host("node1", 1)], 30.0, complete=False)(conn)[3] == 0
+    assert {r[0] for r in conn.execute("SELECT name FROM hosts")} == {"local1", "node1", "node2"}
+    assert mirror.mirror_hosts_op([host("node1", 1)], 40.0, complete=True)(conn) == (0, 0, 0, 1)
+    assert {r[0] for r in conn.execute("SELECT name FROM hosts")} == {"local1", "node1"}
+    assert mirror.mirror_hosts_op([], 50.0, complete=True)(conn)[3] == 1
+    assert {r[0] for r in conn.execute("SELECT name FROM hosts")} == {"local1"}, "the satellite's own host stays"
 
 
 def test_satellite_config_names_the_key_and_the_token_file_must_be_private(tmp_path: Path) -> None:
@@ -138,3 +155,13 @@ def test_satellite_config_names_the_key_and_the_token_file_must_be_private(tmp_p
     token_file.write_text("not a token\n")
     with pytest.raises(ConfigError, match="does not hold a satellite token"):
         read_token(c)
+
+
+def test_the_primary_says_whether_its_host_list_is_whole(conn) -> None:
+    from domain.satellites import satellite_config
+
+    for i in range(3):
+        installs.add_host_op(f"node{i}", f"52:54:00:00:01:0{i}", "web", None, 5.0)(conn)
+    assert satellite_config(conn, "rack2", 3, 873).hosts_complete
+    cut = satellite_config(conn, "rack2", 2, 873)
+    assert len(cut.hosts) == 2 and not cut.hosts_complete and cut.as_json()["hosts_complete"] is False
