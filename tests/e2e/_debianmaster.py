@@ -223,12 +223,28 @@ GPT_FSTAB = ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
              f"PARTUUID={GPT_PARTUUIDS[2]} none swap sw 0 0\n")
 
 
+# Starting serial-getty@ttyS0 hangs the serial line up (the unit's TTYVHangup=yes): a report unit that
+# still writes to it afterwards loses its output (seen on a loaded box: both reports "Starting", then
+# login:, then nothing). Each report finishes before the getty starts. A drop-in of the per-test copy,
+# so the cached trees (and their keys) stay as they are.
+REPORT_BEFORE_GETTY = "[Unit]\nBefore=serial-getty@ttyS0.service\n"
+
+
+def reports_before_getty(root: Path) -> None:
+    """Order every imageserver-*report unit of the tree `root` before the serial getty."""
+    for unit in (root / "etc/systemd/system").glob("imageserver-*report.service"):
+        drop_in = unit.parent / f"{unit.name}.d"
+        drop_in.mkdir(exist_ok=True)
+        (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY)
+
+
 def new_master(cache_dir: Path, work: Path, firmware: str = "bios") -> DebianMaster:
     """A master for one test: a copy of the cached tree (rsync, keeping hard links, ACLs, xattrs) and
     its disk file. firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
     cached = build(cache_dir)
     root = work / f"debian-master-{firmware}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
+    reports_before_getty(root)
     disk = work / f"debian-master-{firmware}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(DISK_MB << 20)

@@ -109,6 +109,7 @@ def new_master(cache_dir: Path, work: Path, version: int) -> dm.DebianMaster:
     trees = build(cache_dir)
     root = work / f"kernelswap-master-v{version}-root"
     dm._run(["rsync", "-aHAX", "--numeric-ids", f"{trees[version - 1]}/", f"{root}/"])
+    dm.reports_before_getty(root)
     disk = work / f"kernelswap-master-v{version}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(dm.DISK_MB << 20)

@@ -172,6 +172,7 @@ def new_master(cache_dir: Path, work: Path) -> RaidMaster:
     cached = build(cache_dir)
     root = work / "raid-master-root"
     dm._run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
+    dm.reports_before_getty(root)
     disks = (work / "raid-master-disk0.img", work / "raid-master-disk1.img")
     for disk, table in zip(disks, TABLES, strict=True):
         with open(disk, "wb") as f:
