@@ -24,7 +24,7 @@ class HostRecord:
     updated: float
     last_seen: float | None
     running_version: int | None
-    transport: str | None = field(metadata=doc("null: the image's default"))
+    transport: str | None = field(metadata=doc("the host's own choice (null: its image's default)"))
 
     @classmethod
     def of(cls, h: Host) -> HostRecord:

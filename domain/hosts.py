@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
+from domain import hostadmin
 from domain.bodies import parse_body
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.paging import Page
@@ -25,7 +26,6 @@ from state import installs, transports
 from state.boot import decide_boot
 from state.hostbook import HostBook, check_name, check_version
 from state.hosts import (
-    HOST_STATES,
     HostError,
     HostFieldError,
     HostNotFound,
@@ -112,25 +112,14 @@ class TimelineEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class HostView:
-    """GET /api/v1/hosts[/{name}]: one host. The install token is never part of it."""
+class HostView(hostadmin.HostRecord):
+    """GET /api/v1/hosts[/{name}]: one host, the stored record and what is known about it. The install token
+    is never part of it."""
 
-    name: str
-    mac: str | None
-    ip: str | None
-    image: str | None
-    version: int | None = field(metadata=doc("null: the image's newest version"))
-    state: str = field(metadata=doc(enum=list(HOST_STATES)))
-    created: float
-    updated: float
-    last_seen: float | None
-    running_version: int | None
     last_update: float | None = field(metadata=doc("when updateclient last finished on the host"))
     script_override: bool = field(metadata=doc("the host has its own autoinstall script"))
     progress: InstallProgress
     binding: Binding | None
-    transport: str | None = field(default=None, metadata=doc(
-        "the host's own choice (null: its image's default)"))
     transport_effective: str = field(default=transports.DEFAULT, metadata=doc(
         "what its installer uses: its own, else its image's, else rsync"))
     boot: BootDecision | None = field(default=None, metadata=doc(

@@ -60,6 +60,39 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc; the host's pid namespace sees every lab's)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def process_name(pid: int) -> str:
+    """The process's comm ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def descendant_named(pid: int, name: str) -> int | None:
+    """The first process called `name` anywhere below `pid` (e.g. a daemon's child under its shell)."""
+    todo = child_pids(pid)
+    while todo:
+        candidate = todo.pop()
+        if process_name(candidate) == name:
+            return candidate
+        todo += child_pids(candidate)
+    return None
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie (orphans are reaped by init, which may take its time)."""
     try:

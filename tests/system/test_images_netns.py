@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.images.catalog import Catalog
-from lab.netns import Lab, Namespace, Pair
+from lab.netns import Lab, Namespace, Pair, child_pids, process_name
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.images import list_versions
 from tests.system._mastertree import NON_UTF8, Master, build_master, mount_virtual, unmount
@@ -143,32 +143,12 @@ def wait_for_pull(site: Site, getimage_pid: int, timeout: float = 30) -> int:
     staging = site.state / "images/.staging"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        child = next((pid for pid in children(getimage_pid) if comm(pid) == "rsync"), None)
+        child = next((pid for pid in child_pids(getimage_pid) if process_name(pid) == "rsync"), None)
         trees = [p for p in staging.glob("lab.*") if p.is_dir() and "." not in p.name.split("lab.", 1)[1]]
         if child and trees and (trees[0] / "usr/bin").is_dir():
             return child
         time.sleep(0.05)
     raise AssertionError("getimage's rsync never started pulling")
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry))
-    return out
-
-
-def comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
 
 
 async def test_supervised_rsyncd_serves_a_namespace_client_and_survives_kill_9(lab: Lab) -> None:

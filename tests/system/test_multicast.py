@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from appliance.images import autoinstall
-from lab.netns import Lab, Namespace, Proc
+from lab.netns import Lab, Namespace, Proc, descendant_named
 from state import installs
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
@@ -226,28 +226,6 @@ def test_a_host_whose_multicast_fails_pulls_by_rsync_and_ends_with_the_same_tree
     assert "multicast" in stages and "rsync" in stages, stages
 
 
-def _descendant(pid: int, comm: str) -> int | None:
-    """The first process named `comm` below `pid` (the daemon's udp-sender runs under its bash pipeline)."""
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        child = int(stat.parent.name)
-        names[child] = name
-        children.setdefault(int(rest[1]), []).append(child)
-    todo = list(children.get(pid, []))
-    while todo:
-        candidate = todo.pop()
-        if names.get(candidate) == comm:
-            return candidate
-        todo += children.get(candidate, [])
-    return None
-
-
 def test_a_sender_that_stalls_mid_stream_sends_the_host_to_rsync_instead_of_hanging(lab: Lab) -> None:
     # 4 Mbit/s: the stream takes long enough to be stopped in the middle.
     site = make_site(lab, 'max_bitrate = "4m"\n')
@@ -264,7 +242,7 @@ def test_a_sender_that_stalls_mid_stream_sends_the_host_to_rsync_instead_of_hang
         assert time.monotonic() < deadline and pull.alive(), pull.output()[-3000:]
         time.sleep(0.1)
     time.sleep(1)
-    sender = _descendant(server.proc.pid, "udp-sender")
+    sender = descendant_named(server.proc.pid, "udp-sender")
     assert sender is not None, "the session's udp-sender runs under the daemon"
     os.kill(sender, signal.SIGSTOP)  # the sender hangs mid-stream (a wedged machine, not a clean exit)
     try:
