@@ -33,8 +33,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The slowest 15 tests and the e2e [timing] lines close the run's summary, so the suite's time can be
+# watched from one CI log to the next.
 test: deps venv lint
-	$(PYTEST) $(PYTEST_ARGS)
+	$(PYTEST) --durations=15 $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from lab import diagnostics
+
 PREFIX = "isl"
 NETNS_ETC = Path("/etc/netns")
 NETNS_RUN = Path("/run/netns")
@@ -99,6 +101,16 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def open_labs(pid: int | None = None) -> diagnostics.LabFiles:
+    """The tmp dirs and namespaces of the labs that process `pid` (default: this one) has open."""
+    pid = os.getpid() if pid is None else pid
+    dirs = tuple(sorted(p for p in Path(tempfile.gettempdir()).glob(f"{PREFIX}-{pid}-*") if p.is_dir()))
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    names = tuple(sorted(name for name in (line.split()[0] for line in listing.splitlines() if line.split())
+                         if (m := _OUR_NAME.match(name)) and int(m.group(1)) == pid))
+    return diagnostics.LabFiles(dirs, names)
 
 
 def sweep_stale_labs() -> list[str]:
@@ -257,8 +269,16 @@ class Lab:
     def __enter__(self) -> Lab:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Exception):
+            # The test's failure explains itself: what ran, what the consoles and daemons said last.
+            with contextlib.suppress(Exception):
+                exc.add_note(self.diagnostics())
         self.close()
+
+    def diagnostics(self) -> str:
+        """Processes, console and log tails of this lab (lab/diagnostics.py)."""
+        return diagnostics.report(diagnostics.LabFiles((self.tmp,), tuple(ns.name for ns in self.namespaces)))
 
     # ---------------------------------------------------------------- names and commands
 

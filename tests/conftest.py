@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lab import diagnostics
 from lab.hostguard import HostSnapshot
-from lab.netns import Lab, lab_unavailable_reason, sweep_stale_labs
+from lab.netns import Lab, lab_unavailable_reason, open_labs, sweep_stale_labs
 
 # Lines a test prints that start with this are repeated in the session's summary (also from xdist workers):
 # the e2e tests' power-on -> installed -> login times, which issue notes and CI logs quote.
@@ -40,6 +41,19 @@ class TimingSummary:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(TimingSummary(), "imageserver-timings")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test whose lab is still open (a fixture's) shows its processes, consoles and daemon logs
+    (lab/diagnostics.py), so a failure explains itself without a rerun. Runs before teardown, while the
+    lab's files exist; a `with Lab()` block that a failure leaves adds the same text to the exception."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.failed and report.when in ("setup", "call") and not lab_unavailable_reason():
+        text = diagnostics.report(open_labs())
+        if text:
+            report.sections.append(("lab diagnostics", text))
 
 
 # Kernels and initrds for tests are cached here so repeated runs do not download again.

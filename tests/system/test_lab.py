@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from lab import diagnostics
 from lab.clients import Dhclient, Dhcpcd, Lease, Udhcpc
-from lab.netns import NETNS_ETC, Lab, Pair, lab_unavailable_reason
+from lab.netns import NETNS_ETC, Lab, Pair, lab_unavailable_reason, open_labs
 from lab.qemu import start_ra_sender
 from lab.servers import Udhcpd, start_udhcpd
 
@@ -182,3 +183,58 @@ def test_random_subnets_are_private_and_distinct_within_a_lab(lab: Lab) -> None:
     subnets = [lab.random_subnet() for _ in range(50)]
     assert len(set(subnets)) == 50
     assert all(subnet.subnet_of(ipaddress.IPv4Network("10.0.0.0/8")) and subnet.prefixlen == 24 for subnet in subnets)
+
+
+def test_a_failure_report_shows_the_labs_processes_consoles_and_daemon_logs(lab: Lab) -> None:
+    ns = lab.namespace("diag")
+    sleeper = lab.popen(ns, ["sh", "-c", "echo sleeper-started; exec sleep 300"])
+    console = lab.tmp_path("vm-525400000001.serial")
+    console.write_text("".join(f"console line {i}\n" for i in range(100)))
+    deadline = time.monotonic() + 10
+    while "sleeper-started" not in sleeper.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    text = diagnostics.report(open_labs())
+
+    assert f"processes in {ns.name}" in text and f"{sleeper.pid:>7} S sleep 300" in text
+    # The console's last lines, not its first ones.
+    assert "console line 99" in text and "console line 60" in text and "console line 59\n" not in text
+    assert "sleeper-started" in text
+    assert diagnostics.report(open_labs(pid=1)) == ""  # another process's labs are not ours
+
+
+def test_a_failing_test_with_an_open_lab_explains_itself(pytester: pytest.Pytester,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    pytester.makeconftest("from tests.conftest import pytest_runtest_makereport  # noqa: F401\n")
+    pytester.makepyfile(test_inner="""
+        import pytest
+        from lab.netns import Lab
+
+        def test_fails_inside_a_with_block():
+            with Lab() as lab:
+                ns = lab.namespace("inner")
+                (lab.tmp_path("vm-1.serial")).write_text("last words of guest one\\n")
+                lab.popen(ns, ["sleep", "61"])
+                assert False, "the test's own reason"
+
+        @pytest.fixture
+        def held():
+            with Lab() as lab:
+                yield lab
+
+        def test_fails_with_a_fixtures_lab_open(held):
+            ns = held.namespace("inner")
+            (held.tmp_path("vm-2.serial")).write_text("last words of guest two\\n")
+            held.popen(ns, ["sleep", "62"])
+            assert False, "the test's own reason"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    one, two = out.split("_ test_fails_with_a_fixtures_lab_open _", 1)  # the two failures' sections
+    assert "last words of guest one" in one and "sleep 61" in one and "the test's own reason" in one
+    assert "lab diagnostics" in two and "last words of guest two" in two and "sleep 62" in two
