@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from appliance.commands._common import add_config_option, fail
+from appliance.commands._common import add_config_option, fail, load
+from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
+from appliance.images.catalog import Catalog, ImageError, check_name
+from appliance.images.getimage import Options, Source, capture, default_progress
 
 DESCRIPTION = """\
 Pull the whole system of a master client into image NAME: a new image, or the next version of an
@@ -40,12 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands.mkautoinstallscript import script_settings
-    from appliance.images.autoinstall import AutoinstallError, write_script
-    from appliance.images.catalog import Catalog, ImageError, check_name
-    from appliance.images.getimage import Options, Source, capture, default_progress
-
     cfg = load(args)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     try:

@@ -16,7 +16,9 @@ import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from appliance.commands._common import add_config_option, fail
+from appliance import initwizard as w
+from appliance.commands._common import add_config_option, config_path, fail
+from appliance.config import ConfigError, load_config
 
 PROBE_SECONDS = 2.0
 
@@ -70,10 +72,6 @@ class _Prompter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance import initwizard as w
-    from appliance.cli import config_path
-    from appliance.config import ConfigError, load_config
-
     output = Path(args.output) if args.output else config_path(args)
     if output.exists() and not args.force:
         return fail(f"{output} exists already; pass --force to overwrite it (or --output another file)", 2)

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import argparse
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    add_json_option,
+    fail,
+    load,
+    print_json,
+    print_table,
+)
+from appliance.commands._leasebook import run as via
+from appliance.exports import export, rows_from_dicts
+from state.leases import LeaseError, normalize_mac, valid_hostname
 
 COLUMNS = ["ip", "mac", "hostname", "source"]
 
@@ -71,11 +83,6 @@ def _ip(text: str) -> IPv4Address:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._leasebook import run as via
-    from state.leases import LeaseError, normalize_mac, valid_hostname
-
     cfg = load(args)
     action = args.action or "list"
     try:
@@ -127,10 +134,6 @@ def _show(args: argparse.Namespace, row: dict[str, Any], verb: str) -> None:
 
 
 def _export(args: argparse.Namespace, rows: list[dict[str, Any]], subnets: list[Any]) -> int:
-    from pathlib import Path
-
-    from appliance.exports import export, rows_from_dicts
-
     text = export(args.format, rows_from_dicts(rows), subnets)
     if args.output:
         Path(args.output).write_text(text)
