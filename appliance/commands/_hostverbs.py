@@ -30,8 +30,8 @@ from appliance.commands._leasebook import when
 from domain import hosts
 from domain.errors import NotFound
 from domain.sources import Sources
+from protocols.names import image_name_problem
 from state.hosts import host_by_name, host_script, hosts_file, list_hosts, update_host_op
-from state.imagename import image_name_problem
 from state.leases import offline_transaction
 from state.statelock import holder
 from state.store import open_offline

@@ -15,6 +15,7 @@ from appliance.images.catalog import Catalog, ImageError, parse_version
 from appliance.images.layout import Layout
 from appliance.images.manifest import ManifestError, display
 from appliance.images.versions import commit, diff, verify
+from protocols.names import InvalidName
 from state.transports import DEFAULT, TRANSPORTS, image_transport, set_image_transport_op
 
 DESCRIPTION = """\
@@ -251,7 +252,7 @@ def run_clone(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     try:
         work = catalog.clone(args.name, parse_version(args.version), args.new_name)
-    except ImageError as e:
+    except (ImageError, InvalidName) as e:
         return fail(str(e))
     finally:
         catalog.close()
@@ -271,7 +272,7 @@ def run_commit(args: argparse.Namespace) -> int:
                 print(f"autoinstall script: {write_script(catalog, iv, script_settings(cfg))}")
             except AutoinstallError as e:
                 print(f"imageserver: warning: no autoinstall script for {iv.name}: {e}", file=sys.stderr)
-    except ImageError as e:
+    except (ImageError, InvalidName) as e:
         return fail(str(e))
     finally:
         catalog.close()

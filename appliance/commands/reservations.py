@@ -18,7 +18,9 @@ from appliance.commands._common import (
 )
 from appliance.commands._leasebook import run as via
 from appliance.exports import export, rows_from_dicts
-from state.leases import LeaseError, normalize_mac, valid_hostname
+from protocols.mac import normalize_mac
+from protocols.names import InvalidName, dns_name
+from state.leases import LeaseError
 
 COLUMNS = ["ip", "mac", "hostname", "source"]
 
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if action == "add":
             mac = normalize_mac(args.mac)
-            hostname = valid_hostname(args.hostname) if args.hostname else None
+            hostname = dns_name(args.hostname) if args.hostname else None
             body = {"mac": mac, "ip": str(args.ip), **({"hostname": hostname} if hostname else {})}
             row = via(cfg, lambda api: api.post("/api/v1/reservations", body)["reservation"],
                       lambda model, now: model.add_reservation(mac, args.ip, now, hostname=hostname).as_dict(),
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                   writes=True)
         _show(args, row, "removed")
         return 0
-    except (LeaseError, CommandFailed) as e:
+    except (InvalidName, LeaseError, CommandFailed) as e:
         return fail(str(e))
 
 
