@@ -12,6 +12,9 @@ transaction). So the admin API, the offline CLI and discovery share one set of r
   the pool could hand it to someone else before the machine arrives;
 - [dhcp] auto_static: "on-assign" turns the machine's current lease into the host's reservation when
   it gets its MAC; "on-install" does so when the host becomes installed (`make_lease_static`).
+
+A malformed name or MAC is protocols.names.InvalidName (the name rules' one error); a change the rules
+refuse is a HostError or LeaseError.
 """
 
 from __future__ import annotations
