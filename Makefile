@@ -13,7 +13,7 @@ PYTEST  = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite (TEST_WORKERS=2 xdist workers)"
-	@echo "make lint    ruff check, mypy (strict) on protocols/ and state/"
+	@echo "make lint    ruff check, mypy (strict) on protocols/ and state/, lint-imports (the layers)"
 	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
 
@@ -32,6 +32,7 @@ venv: $(STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The slowest 15 tests and the e2e [timing] lines close the run's summary, so the suite's time can be
 # watched from one CI log to the next.
@@ -57,4 +58,4 @@ bench: deps venv
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .import_linter_cache

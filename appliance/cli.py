@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
-from pathlib import Path
 
 from appliance import commands
-from appliance.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from appliance.config import ConfigError
 from appliance.runtime import VERSION
 
 EPILOG = """\
@@ -25,18 +23,6 @@ example config is examples/imageserver.toml.
 
 Configuration file: --config FILE, else $IMAGESERVER_CONFIG, else /etc/imageserver/imageserver.toml.
 """
-
-
-def config_path(args: argparse.Namespace) -> Path:
-    if getattr(args, "config", None):
-        return Path(args.config)
-    env = os.environ.get("IMAGESERVER_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG_PATH
-
-
-def load(args: argparse.Namespace) -> Config:
-    """Load the config named on the command line; ConfigError is turned into exit code 2 by main()."""
-    return load_config(config_path(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
-from protocols.hostname import is_dns_name
+from protocols.names import is_dns_name
 from state.discovery import POLICIES, DiscoveryError, DiscoveryRule, check_pattern, normalize_mac_prefix
 
 T = TypeVar("T")
@@ -335,7 +335,7 @@ def _path(key: str, v: Any) -> Path:
 
 def _hostname(key: str, v: Any) -> str:
     s = _str(key, v).strip(".").lower()
-    if not is_dns_name(s):  # protocols.hostname: the one rule for names
+    if not is_dns_name(s):  # protocols.names: the one rule for names
         raise ConfigError(key, f"{v!r} is not a valid DNS name")
     return s
 

@@ -1,35 +1,25 @@
-"""`imageserver init`'s pieces: the box's interfaces, a pool proposal, a rogue-DHCP probe, the config text.
+"""`imageserver init`'s pieces: the box's interfaces, a pool proposal, the config text.
 
 The seed's makedhcpserver asked an admin who need not know DHCP a few questions and wrote dhcpd.conf;
 here the answers become an annotated imageserver.toml. Everything but the probe and `ip -j addr` is a
 pure function, so the proposals are tested without a network.
 
-The probe sends one DHCPDISCOVER out of the chosen interface (SO_BINDTODEVICE: it must not leave by
-another one) and collects OFFERs for a couple of seconds. An offer with an address (yiaddr) means
-another DHCP server already hands out addresses on that segment, so the imageserver should only add
-PXE boot answers (proxy mode) instead of fighting it. Offers from this box's own addresses (an
-imageserver already running here) are not counted.
+The probe (services/dhcp_server_probe.py) sends one DHCPDISCOVER out of the chosen interface and
+collects OFFERs for a couple of seconds. An offer with an address (yiaddr) means another DHCP server
+already hands out addresses on that segment, so the imageserver should only add PXE boot answers
+(proxy mode) instead of fighting it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
-import select
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from protocols.dhcp import options as o
-from protocols.dhcp.codec import BOOTREPLY, DhcpError, DhcpPacket, decode, encode
-from protocols.dhcp.options import MessageType, OptionCode
-
-BROADCAST_FLAG = 0x8000
 SMALLEST_PREFIX = 29  # a /30 has two usable addresses: no room for the box, a router and a pool
 
 
@@ -129,87 +119,6 @@ def parse_pool(text: str, address: IPv4Interface) -> tuple[IPv4Address, IPv4Addr
     if first <= address.ip <= last:
         raise WizardError(f"pool {text!r} contains this box's own address {address.ip}")
     return first, last
-
-
-# ------------------------------------------------------------------------------------ the probe
-
-
-@dataclass(frozen=True, slots=True)
-class Offer:
-    server: IPv4Address  # option 54, else the sender's address
-    address: IPv4Address  # yiaddr; 0.0.0.0 from a ProxyDHCP (PXE-only) server
-    sender: IPv4Address
-
-    @property
-    def hands_out_addresses(self) -> bool:
-        return int(self.address) != 0
-
-
-@dataclass(slots=True)
-class ProbeResult:
-    offers: list[Offer] = field(default_factory=list)
-    error: str | None = None  # the probe could not run (no permission, port in use): the mode is a guess
-
-    @property
-    def dhcp_servers(self) -> list[IPv4Address]:
-        return sorted({x.server for x in self.offers if x.hands_out_addresses})
-
-
-def discover_packet(mac: str | None, xid: int) -> bytes:
-    """A plain DHCPDISCOVER (no PXE vendor class: we are looking for address-giving servers) asking for a
-    broadcast reply, since the probing socket has no address the offer could be unicast to."""
-    chaddr = bytes.fromhex(mac.replace(":", "")) if mac else b"\x02" + secrets.token_bytes(5)
-    packet = DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr.ljust(16, b"\x00"), options={
-        OptionCode.MESSAGE_TYPE: bytes([MessageType.DISCOVER]),
-        OptionCode.PARAMETER_REQUEST_LIST: bytes([OptionCode.SUBNET_MASK, OptionCode.ROUTER,
-                                                  OptionCode.DNS_SERVERS, OptionCode.SERVER_ID]),
-    })
-    return encode(packet)
-
-
-def parse_offer(data: bytes, sender: str, xid: int) -> Offer | None:
-    """An OFFER answering our xid, or None for anything else (other clients' traffic, junk)."""
-    try:
-        packet = decode(data)
-        if packet.op != BOOTREPLY or packet.xid != xid or packet.message_type != MessageType.OFFER:
-            return None
-        server = o.server_id(packet)
-    except DhcpError:
-        return None
-    return Offer(server=server or IPv4Address(sender), address=packet.yiaddr, sender=IPv4Address(sender))
-
-
-def probe_dhcp(interface: str, mac: str | None, own: Iterable[IPv4Address], *, timeout: float = 2.0,
-               monotonic: Callable[[], float] = time.monotonic) -> ProbeResult:
-    """Send a DHCPDISCOVER out of `interface` only, and collect OFFERs for `timeout` seconds."""
-    result = ProbeResult()
-    own_set = set(own)
-    xid = secrets.randbits(32)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        sock.bind(("0.0.0.0", 68))
-        sock.sendto(discover_packet(mac, xid), ("255.255.255.255", 67))
-    except OSError as e:
-        sock.close()
-        reason = "needs root (port 68, SO_BINDTODEVICE)" if isinstance(e, PermissionError) else (e.strerror or str(e))
-        result.error = f"could not probe {interface}: {reason}"
-        return result
-    deadline = monotonic() + timeout
-    try:
-        while (left := deadline - monotonic()) > 0:
-            if not select.select([sock], [], [], left)[0]:
-                break
-            data, peer = sock.recvfrom(4096)
-            offer = parse_offer(data, peer[0], xid)
-            if offer is not None and offer.server not in own_set and offer.sender not in own_set \
-                    and offer not in result.offers:
-                result.offers.append(offer)
-    finally:
-        sock.close()
-    return result
 
 
 # ------------------------------------------------------------------------------------ the config

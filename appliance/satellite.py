@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.config import Config, ConfigError
+from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
+from appliance.images.catalog import Catalog, ImageError
 from services.satellite import LinkSettings, PrimaryAway, SatelliteLink
 from state.eventlog import EventLog
 from state.satellites import TOKEN_PREFIX, rsync_secret
@@ -55,9 +57,6 @@ def read_token(cfg: Config) -> str:
 
 def pull_version(cfg: Config, token: str, image: dict[str, Any], rsync: dict[str, Any]) -> None:
     """Mirror one version (blocking: run in a thread). Raises PrimaryAway when rsync cannot reach it."""
-    from appliance.commands.mkautoinstallscript import script_settings
-    from appliance.images.autoinstall import AutoinstallError, write_script
-    from appliance.images.catalog import Catalog, ImageError
 
     name, version, tree = image.get("name"), image.get("version"), image.get("tree")
     user, module, port = rsync.get("user"), rsync.get("module"), rsync.get("port", 873)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from protocols.names import InvalidName
+
 
 class DomainError(Exception):
     """A refused request; the message says why, for people."""
@@ -29,3 +34,13 @@ class Unauthorized(DomainError):
     def __init__(self, message: str, *, challenge: str = 'Bearer realm="imageserver"') -> None:
         super().__init__(message)
         self.challenge = challenge
+
+
+@contextmanager
+def valid_names() -> Iterator[None]:
+    """The one place a refused name (protocols.names.InvalidName: a MAC address, host, DNS or image name)
+    becomes the domain's Invalid."""
+    try:
+        yield
+    except InvalidName as e:
+        raise Invalid(str(e)) from None

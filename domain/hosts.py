@@ -16,15 +16,16 @@ from typing import Any
 
 from domain import hostadmin
 from domain.bodies import parse_body
-from domain.errors import Conflict, DomainError, Invalid, NotFound
+from domain.errors import Conflict, DomainError, Invalid, NotFound, valid_names
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
 from domain.views import doc, view_json
-from protocols.mac import MacError, normalize_mac
+from protocols.mac import normalize_mac
+from protocols.names import host_name, image_name
 from state import installs, transports
 from state.boot import decide_boot
-from state.hostbook import HostBook, check_name, check_version
+from state.hostbook import HostBook, check_version
 from state.hosts import (
     HostError,
     HostFieldError,
@@ -36,7 +37,6 @@ from state.hosts import (
     host_records,
     versions_of_images,
 )
-from state.imagename import ImageNameError, check_image_name
 from state.leases import Lease, LeaseError, LeaseModel, Reservation, stored_bindings
 
 
@@ -234,16 +234,17 @@ class AddHost:
         given = parse_body(cls, {k: v for k, v in body.items() if v not in ("", None)}
                            if isinstance(body, Mapping) else body)
         try:
-            name = check_name(given.name)
-            if not given.mac.strip():
-                raise Invalid("mac: a host needs its MAC address (e.g. 52:54:00:12:34:56)")
-            mac = normalize_mac(given.mac)
-            image = given.image
-            if image is not None:
-                check_image_name(image)
+            with valid_names():
+                name = host_name(given.name)
+                if not given.mac.strip():
+                    raise Invalid("mac: a host needs its MAC address (e.g. 52:54:00:12:34:56)")
+                mac = normalize_mac(given.mac)
+                image = given.image
+                if image is not None:
+                    image_name(image)
             version = check_version(given.version)
             transport = transports.check_transport(given.transport)
-        except (HostError, MacError, ImageNameError) as e:
+        except HostError as e:
             raise Invalid(str(e)) from None
         ip = given.ip
         return cls(name, mac, image, ip, version, transport)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from domain.bodies import parse_body
-from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
 from domain.requests import InstallEvent
 from domain.sources import Sources
 from domain.views import doc, view_json
-from protocols.mac import MacError, normalize_mac
+from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
 from state.hostbook import HostBook, address_op
@@ -60,10 +60,8 @@ def _unauthorized(message: str) -> Unauthorized:
 
 def installing_host(src: Sources, mac_text: str) -> tuple[str, installs.InstallHost]:
     """(canonical MAC, its host); Invalid for a malformed MAC, NotFound when no host has it."""
-    try:
+    with valid_names():
         mac = normalize_mac(mac_text)
-    except MacError as e:
-        raise Invalid(str(e)) from None
     host = installs.host_by_mac(src.reader, mac)
     if host is None:
         raise NotFound(f"no host has MAC {mac}")

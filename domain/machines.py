@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.errors import Invalid, NotFound
+from domain.errors import NotFound, valid_names
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
 from domain.views import doc, view_json
-from protocols.mac import MacError, normalize_mac
+from protocols.mac import normalize_mac
 from state.boot import decide_boot
 from state.hosts import Host, host_macs, hosts_for_macs, versions_of_images
 from state.sightings import Machine, stored_machines
@@ -90,10 +90,8 @@ def list_machines(src: Sources, page: Page, *, unknown_only: bool = False) -> Ma
 
 
 def show_machine(src: Sources, mac_text: str) -> MachineView:
-    try:
+    with valid_names():
         mac = normalize_mac(mac_text)
-    except MacError as e:
-        raise Invalid(str(e)) from None
     machine = src.machines.get(mac) if src.machines is not None else next(
         (m for m in stored_machines(src.reader) if m.mac == mac), None)
     if machine is not None:

@@ -32,7 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from protocols.mac import MacError, normalize_mac
+from protocols.mac import normalize_mac
+from protocols.names import InvalidName
 
 KINDS = ("install", "local", "wait")
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]{1,253}$")
@@ -265,7 +266,7 @@ def pxelinux_config_mac(filename: str) -> str | None:
         return None
     try:
         return normalize_mac(match.group(1))
-    except MacError:
+    except InvalidName:
         return None
 
 
@@ -369,5 +370,5 @@ def grub_config_mac(filename: str) -> str | None:
         return None
     try:
         return normalize_mac(match.group(1))
-    except MacError:
+    except InvalidName:
         return None

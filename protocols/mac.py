@@ -8,36 +8,39 @@ with a malformed MAC is refused rather than guessed at.
 
 from __future__ import annotations
 
+from protocols.names import InvalidName
+
 _HEX = frozenset("0123456789abcdef")
 
 
-class MacError(ValueError):
-    """Not a MAC address in any accepted spelling."""
+def _refused(text: str) -> InvalidName:
+    return InvalidName(f"{text!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)")
 
 
-def _from_hex12(digits: str) -> str:
+def _from_hex12(digits: str, text: str) -> str:
     if len(digits) != 12 or not set(digits) <= _HEX:
-        raise MacError(f"not a MAC address: {digits!r}")
+        raise _refused(text)
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
 
 
 def normalize_mac(text: str) -> str:
-    """'AA-BB-CC-DD-EE-FF', 'aabbccddeeff', 'aabb.ccdd.eeff', '01-aa-bb-..' -> 'aa:bb:cc:dd:ee:ff'."""
+    """'AA-BB-CC-DD-EE-FF', 'aabbccddeeff', 'aabb.ccdd.eeff', '01-aa-bb-..' -> 'aa:bb:cc:dd:ee:ff';
+    InvalidName (protocols.names) for anything else."""
     s = text.strip().lower()
     if len(s) > 20:  # longest accepted form is 20 characters ('01-' + 17)
-        raise MacError(f"not a MAC address: {text!r}")
+        raise _refused(text)
     for sep in (":", "-"):
         parts = s.split(sep)
         if len(parts) == 7 and parts[0] == "01" and sep == "-":  # pxelinux: ARP hardware type 1 (Ethernet)
             parts = parts[1:]
         if len(parts) == 6:
             if any(len(p) != 2 for p in parts):
-                raise MacError(f"not a MAC address: {text!r}")
-            return _from_hex12("".join(parts))
+                raise _refused(text)
+            return _from_hex12("".join(parts), text)
     dotted = s.split(".")
     if len(dotted) == 3 and all(len(p) == 4 for p in dotted):
-        return _from_hex12("".join(dotted))
-    return _from_hex12(s)
+        return _from_hex12("".join(dotted), text)
+    return _from_hex12(s, text)
 
 
 def pxelinux_mac_name(mac: str) -> str:

@@ -28,7 +28,8 @@ from aiohttp import web
 
 from domain.errors import DomainError
 from protocols.httppath import PathRefused, path_parts, served_file_parts
-from protocols.mac import MacError, normalize_mac
+from protocols.mac import normalize_mac
+from protocols.names import InvalidName
 from services.adminnet import allowed, is_admin_read
 from services.api_context import API, ApiContext, domain_error_response, json_error, require_token
 from services.base import ServiceError, ServiceStatus
@@ -178,7 +179,7 @@ class HttpServer:
             return self._error(request, 404, "boot scripts are not served here")
         try:
             mac = normalize_mac(request.match_info["mac"])
-        except MacError:
+        except InvalidName:
             return self._error(request, 404, "not a MAC address; ask for /boot/<mac>.ipxe")
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         # URLs in the script use the address and port this machine reached us at.

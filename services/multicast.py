@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -31,6 +30,7 @@ from typing import Any
 from protocols import udpcast
 from services.base import ServiceError, ServiceStatus
 from services.childproc import die_with_parent
+from state.credentials import new_token
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.multicast")
@@ -168,8 +168,9 @@ class MulticastService:
             raise MulticastError(f"{len(active)} multicast sessions are running (max_sessions); pull by rsync")
         used = {s.slot for s in active}
         slot = next(i for i in range(self.settings.max_sessions) if i not in used)
-        session = Session(id=secrets.token_hex(8), image=image, version=version, tree=tree, slot=slot,
-                          portbase=self.settings.portbase + 2 * slot, key=secrets.token_hex(32),
+        # The id names the session in logs and its work directory (16 hex digits, as before); the key is the secret.
+        session = Session(id=new_token(hexadecimal=True)[:16], image=image, version=version, tree=tree, slot=slot,
+                          portbase=self.settings.portbase + 2 * slot, key=new_token(hexadecimal=True),
                           created=self.clock(), expected=max(1, expected))
         self._forget_finished()
         self.sessions[session.id] = session

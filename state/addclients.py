@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from protocols.hostname import DNS_LABEL
+from protocols.mac import normalize_mac
+from protocols.names import InvalidName, image_name, is_label
 from state.hosts import Host
-from state.imagename import check_image_name
-from state.leases import LeaseError, SubnetLike, normalize_mac
+from state.leases import SubnetLike
 
-_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 MAX_HOSTS = 65536
 
 
@@ -73,7 +72,7 @@ class AddclientsRequest:
         except ValueError:
             raise PlanError([f"{d['first_ip']!r} is not an IPv4 address"]) from None
         if d.get("image"):
-            check_image_name(d["image"])  # an ImageNameError, not a plan clash: the request is malformed
+            image_name(d["image"])  # an InvalidName, not a plan clash: the request is malformed
         return cls(base=str(d.get("base", "")), first=first, last=last, image=d.get("image") or None,
                    version=version, pad=pad, first_ip=first_ip,
                    macs=tuple((str(x[0]), (str(x[1]) if len(x) > 1 and x[1] else None)) for x in macs))
@@ -146,7 +145,7 @@ def parse_macs(text: str, source: str = "MAC file") -> tuple[tuple[str, str | No
             continue
         try:
             mac = normalize_mac(words[0])
-        except LeaseError as e:
+        except InvalidName as e:
             problems.append(f"{source} line {number}: {e}")
             continue
         out.append((mac, words[1].lower() if len(words) > 1 else None))
@@ -168,7 +167,7 @@ def plan_addclients(req: AddclientsRequest, existing: Existing) -> Plan:
         raise PlanError([f"pad {req.pad} must be 0..10 digits"])
     names = host_names(base, req.first, req.last, req.pad)
     problems = [f"{n}: not a host name (one DNS label of at most 63 characters)" for n in names
-                if not _LABEL.match(n)]
+                if not is_label(n)]
     if req.version is not None and req.version < 1:
         problems.append(f"version {req.version} must be 1 or more")
     if problems:

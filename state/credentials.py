@@ -26,13 +26,15 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 INSTALL_STATES = ("new", "assigned", "installing")
-# The one strength for every secret the imageserver mints (admin token, install tokens): 32 random bytes.
+# The one strength for every secret the imageserver mints (admin, install, satellite tokens, multicast keys):
+# 32 random bytes.
 TOKEN_BYTES = 32
 
 
-def new_token() -> str:
-    """A fresh secret, URL-safe (it goes into boot scripts, kernel command lines and HTTP headers)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+def new_token(*, hexadecimal: bool = False) -> str:
+    """A fresh secret, URL-safe (it goes into boot scripts, kernel command lines and HTTP headers); in hex
+    digits where a reader expects only those (the multicast session key, checked by the installer)."""
+    return secrets.token_hex(TOKEN_BYTES) if hexadecimal else secrets.token_urlsafe(TOKEN_BYTES)
 
 # An install token is good for this long after it was issued (at add, reinstall, or the boot that
 # needed one); a machine that boots after that gets a fresh one. Long enough for a slow image copy.

@@ -18,10 +18,9 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from protocols.hostname import DNS_LABEL
+from protocols.names import is_label
 
 POLICIES = ("hold", "auto", "ignore")
-_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 MAX_N = 100_000  # a pattern's n runs up to here; a rule that fills it is a configuration problem
 
 
@@ -63,7 +62,7 @@ def check_pattern(pattern: str) -> str:
             name = pattern.format(n=n)
         except (KeyError, IndexError, ValueError) as e:
             raise DiscoveryError(f"{pattern!r} is not a pattern with {{n}}: {e}") from None
-        if not _LABEL.match(name):
+        if not is_label(name):
             raise DiscoveryError(f"{pattern!r} gives {name!r}, not a host name (one DNS label)")
     return pattern
 

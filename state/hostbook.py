@@ -12,6 +12,9 @@ transaction). So the admin API, the offline CLI and discovery share one set of r
   the pool could hand it to someone else before the machine arrives;
 - [dhcp] auto_static: "on-assign" turns the machine's current lease into the host's reservation when
   it gets its MAC; "on-install" does so when the host becomes installed (`make_lease_static`).
+
+A malformed name or MAC is protocols.names.InvalidName (the name rules' one error); a change the rules
+refuse is a HostError or LeaseError.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any
 
-from protocols.hostname import DNS_LABEL
+from protocols.mac import normalize_mac
+from protocols.names import host_name, image_name
 from state.addclients import AddclientsRequest, Existing, Plan, plan_addclients
 from state.hosts import (
     Host,
@@ -39,19 +43,10 @@ from state.hosts import (
     list_hosts,
     update_host_op,
 )
-from state.imagename import check_image_name
-from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike, normalize_mac
+from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike
 from state.transports import check_transport
 
 AUTO_STATIC = ("on-install", "on-assign", "off")
-_LABEL = DNS_LABEL  # protocols.hostname: the one rule
-
-
-def check_name(name: object) -> str:
-    text = str(name or "").strip().lower()
-    if not _LABEL.match(text):
-        raise HostFieldError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
-    return text
 
 
 def check_version(version: object) -> int | None:
@@ -157,7 +152,7 @@ class HostBook:
     def create(self, name: str, *, now: float, mac: str | None = None, ip: IPv4Address | None = None,
                image: str | None = None, version: int | None = None, source: str = "manual",
                transport: str | None = None) -> tuple[Host, Op]:
-        name = check_name(name)
+        name = host_name(name)
         if host_by_name(self.conn, name) is not None:
             raise HostError(f"host {name} exists already")
         mac = normalize_mac(mac) if mac else None
@@ -166,7 +161,7 @@ class HostBook:
         if ip is not None:
             self._check_ip(name, ip, mac, now)
         if image:
-            check_image_name(image)
+            image_name(image)
         self._check_installable(image or None, check_version(version))
         state = "assigned" if image and mac else "new"
         host = Host(name, mac, ip, image or None, check_version(version), state, now, now,
@@ -189,7 +184,7 @@ class HostBook:
             value = changes["ip"]
             new = replace(new, ip=IPv4Address(value) if value else None)
         if "image" in changes:
-            new = replace(new, image=check_image_name(changes["image"]) if changes["image"] else None)
+            new = replace(new, image=image_name(changes["image"]) if changes["image"] else None)
         if "version" in changes:
             new = replace(new, version=check_version(changes["version"]))
         if "transport" in changes:
@@ -245,7 +240,7 @@ class HostBook:
         """Give machine `mac` to host `name` (None: the next free one); it installs at its next boot."""
         mac = normalize_mac(mac)
         current = host_by_mac(self.conn, mac)
-        host = self.get(check_name(name)) if name is not None else self.next_free()
+        host = self.get(host_name(name)) if name is not None else self.next_free()
         if current is not None and current.name != host.name:
             raise HostError(f"machine {mac} is host {current.name} already (remove or change that host first)")
         if host.mac is not None and host.mac != mac:

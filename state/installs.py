@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from protocols.hostname import DNS_LABEL
+from protocols.names import image_name
 from state.credentials import new_token
-from state.imagename import check_image_name
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -263,7 +262,7 @@ def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, 
                 version: int | None = None, transport: str | None = None) -> Op:
     """A new host (state assigned when it has an image, else new), with its install token."""
     if image:
-        check_image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
+        image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
     state = "assigned" if image else "new"
 
     def op(conn: sqlite3.Connection) -> None:
@@ -375,14 +374,3 @@ def summary(events: list[dict[str, Any]], now: float,
     if last["stage"] == "failed" and isinstance(last["detail"], dict):
         out["failure"] = {"stage": last["detail"].get("stage"), "reason": last["detail"].get("reason")}
     return out
-
-
-_HOST_LABEL = DNS_LABEL  # protocols.hostname: the one rule
-
-
-def check_host_name(name: object) -> str:
-    """A host name as an operator gives it: one DNS label (lower-cased); ValueError says why not."""
-    text = str(name or "").strip().lower()
-    if not _HOST_LABEL.match(text):
-        raise InstallError(f"{name!r} is not a host name (one DNS label: letters, digits, '-')")
-    return text

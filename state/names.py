@@ -25,11 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from protocols.hostname import DNS_LABEL
+from protocols.names import is_label
 
 # Names no client may claim from the wire: resolver magic (WPAD/ISATAP proxy and tunnel discovery) and loopback.
 RESERVED_NAMES = frozenset({"localhost", "wpad", "isatap"})
-_LABEL = DNS_LABEL  # protocols.hostname: the one rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ class NameIndex:
 
         def claim(raw: str, mac: str, source: str) -> str | None:
             name = raw.strip().lower()
-            reason = ("invalid" if not _LABEL.match(name) else "reserved" if name in self.reserved
+            reason = ("invalid" if not is_label(name) else "reserved" if name in self.reserved
                       else "host-name" if name in host_names and host_names[name] != mac
                       else "taken" if name in claimed else None)
             if reason is not None:

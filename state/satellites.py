@@ -16,11 +16,12 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 import sqlite3
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
+
+from state.credentials import new_token
 
 MAX_SATELLITES = 64
 SATELLITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")  # also its rsync user name
@@ -102,7 +103,7 @@ def add_op(name: str, now: float) -> Any:
             raise SatelliteError(f"satellite {name} exists (remove it first to issue a new token)")
         if conn.execute("SELECT count(*) FROM satellites").fetchone()[0] >= MAX_SATELLITES:
             raise SatelliteError(f"at most {MAX_SATELLITES} satellites")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = TOKEN_PREFIX + new_token()
         conn.execute("INSERT INTO satellites(name, token_hash, rsync_secret, created) VALUES (?,?,?,?)",
                      (name, token_hash(token), rsync_secret(token), now))
         return token

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from state.imagename import ImageNameError
-from state.imagename import check_image_name as _check_image_name
+from protocols.names import InvalidName, image_name
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -50,10 +49,11 @@ class UpdateTarget:
 
 
 def check_image_name(image: object) -> str:
-    """state.imagename's rule, raising UpdateError for the update reports' callers."""
+    """protocols.names.image_name, raising UpdateError: services/api_update.py (another change's file) takes a
+    bad image name as an UpdateError."""
     try:
-        return _check_image_name(image)
-    except ImageNameError as e:
+        return image_name(image)
+    except InvalidName as e:
         raise UpdateError(str(e)) from None
 
 

@@ -1,19 +1,33 @@
-"""Shared bits for subcommands: config option, table printing, JSON output."""
+"""Shared bits for subcommands: config option and loading, table printing, JSON output, the daemon-or-offline choice."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from appliance.apiclient import ApiClient
-    from appliance.config import Config
-    from state.statelock import StateLock
+from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config
+from state.statelock import StateLock, StateLocked, acquire, holder
 
 T = TypeVar("T")
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """--config FILE, else $IMAGESERVER_CONFIG, else the default path."""
+    if getattr(args, "config", None):
+        return Path(args.config)
+    env = os.environ.get("IMAGESERVER_CONFIG")
+    return Path(env) if env else DEFAULT_CONFIG_PATH
+
+
+def load(args: argparse.Namespace) -> Config:
+    """Load the config named on the command line; ConfigError is turned into exit code 2 by appliance.cli.main()."""
+    return load_config(config_path(args))
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -72,9 +86,6 @@ def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = 
     state dir's lock, not a timeout, decides that nobody else is writing (see state/statelock.py). A read
     falls back to the database as last committed.
     """
-    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
-    from state.statelock import holder
-
     reason = "its HTTP API is disabled"
     if cfg.http.enabled:
         try:
@@ -111,8 +122,6 @@ def daemon_busy(cfg: Config, running: str, reason: str) -> str:
 def offline_writer(cfg: Config, reason: str = "it does not answer") -> StateLock:
     """The state dir's lock for an offline write (hold it while writing), or CommandFailed naming the
     process that holds it: the daemon started meanwhile, or another CLI is writing."""
-    from state.statelock import StateLocked, acquire
-
     try:
         cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return acquire(cfg.state_dir, "cli")

@@ -10,11 +10,31 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from appliance.commands._common import add_config_option, fail, print_json
+from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    daemon_busy,
+    fail,
+    load,
+    offline_writer,
+    print_json,
+)
+from appliance.commands._hostbook import run as via
+from appliance.commands._leasebook import when
+from domain import hosts
+from domain.errors import NotFound
+from domain.sources import Sources
+from protocols.names import image_name_problem
+from state.hosts import host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.leases import offline_transaction
+from state.statelock import holder
+from state.store import open_offline
 from state.transports import TRANSPORTS
 
 VERBS = ("set", "rm", "remove", "export", "script")
@@ -65,10 +85,6 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._hostbook import run as via
-
     cfg = load(args)
     action = "rm" if args.action == "remove" else args.action
     try:
@@ -109,15 +125,10 @@ def _say(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _export(cfg: Any, args: argparse.Namespace) -> int:
-    from appliance.apiclient import ApiClient, ApiUnavailable
-    from state.hosts import hosts_file, list_hosts
-    from state.store import open_offline
-
     text: str | None = None
     if cfg.http.enabled:
         try:
             api = ApiClient.from_config(cfg)
-            import urllib.request
 
             with urllib.request.urlopen(api.base_url + "/hosts", timeout=api.timeout) as resp:
                 text = resp.read().decode()
@@ -139,11 +150,6 @@ def _export(cfg: Any, args: argparse.Namespace) -> int:
 
 
 def _script(cfg: Any, args: argparse.Namespace) -> int:
-    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
-    from state.hosts import host_by_name, host_script, update_host_op
-    from state.leases import offline_transaction
-    from state.store import open_offline
-
     api = ApiClient.from_config(cfg)
     try:
         current = api.get(f"/api/v1/hosts/{args.name}/script")
@@ -153,9 +159,6 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
     except ApiUnavailable as e:
         live = False
         if args.edit or args.reset:
-            from appliance.commands._common import CommandFailed, daemon_busy
-            from state.statelock import holder
-
             running = holder(cfg.state_dir)
             if running is not None:
                 raise CommandFailed(daemon_busy(cfg, running, str(e))) from None
@@ -165,7 +168,6 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             if host is None:
                 return fail(f"no host named {args.name!r}")
             own = host_script(conn, args.name)
-            from state.imagename import image_name_problem
 
             if host.image and image_name_problem(host.image):
                 return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
@@ -180,9 +182,6 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
         if live:
             api.request("PUT", f"/api/v1/hosts/{args.name}/script", {"script": script})
             return
-        import time
-
-        from appliance.commands._common import offline_writer
 
         with offline_writer(cfg):  # the daemon started meanwhile: it owns the database now
             conn = open_offline(cfg.state_dir)
@@ -231,9 +230,6 @@ def _edit(text: str) -> str | None:
 
 def list_row(host: dict[str, Any], progress: str) -> dict[str, Any]:
     """A `hosts list` row: the image with its pinned version (else the newest), when the host was last seen."""
-    import time
-
-    from appliance.commands._leasebook import when
 
     image = host.get("image")
     version = host.get("version")
@@ -245,7 +241,6 @@ def list_row(host: dict[str, Any], progress: str) -> dict[str, Any]:
 
 def get_or_offline(cfg: Any, api: Any, path: str) -> Any:
     """GET a hosts API path from the daemon, else build the same answer from the state database."""
-    from appliance.apiclient import ApiError, ApiUnavailable
 
     try:
         if path != "/api/v1/hosts":
@@ -260,10 +255,6 @@ def get_or_offline(cfg: Any, api: Any, path: str) -> Any:
         pass
     print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
           file=sys.stderr)
-    from domain import hosts
-    from domain.errors import NotFound
-    from domain.sources import Sources
-    from state.store import open_offline
 
     conn = open_offline(cfg.state_dir)
     try:

@@ -7,7 +7,18 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    add_json_option,
+    fail,
+    load,
+    print_json,
+    print_table,
+)
+from appliance.commands._hostbook import run as via
+from state.addclients import AddclientsRequest, PlanError, parse_macs
+from state.hostbook import addclients
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,12 +54,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._hostbook import run as via
-    from state.addclients import AddclientsRequest, PlanError, parse_macs
-    from state.hostbook import addclients
-
     cfg = load(args)
     try:
         macs = parse_macs(args.macs.read_text(), str(args.macs)) if args.macs else ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.commands._common import add_config_option
+from appliance.commands._common import add_config_option, load
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-
     cfg = load(args)
     a = cfg.appliance
     print(f"config      {cfg.source}")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from appliance.commands._common import add_config_option, fail
+from appliance.commands._common import add_config_option, fail, load
+from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
+from appliance.images.catalog import Catalog, ImageError
+from appliance.images.getimage import Options, Source, capture, default_progress
+from protocols.names import InvalidName, image_name
 
 DESCRIPTION = """\
 Pull the whole system of a master client into image NAME: a new image, or the next version of an
@@ -40,17 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands.mkautoinstallscript import script_settings
-    from appliance.images.autoinstall import AutoinstallError, write_script
-    from appliance.images.catalog import Catalog, ImageError, check_name
-    from appliance.images.getimage import Options, Source, capture, default_progress
-
     cfg = load(args)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     try:
-        check_name(args.image)
-    except ImageError as e:
+        image_name(args.image)
+    except InvalidName as e:
         return fail(str(e), 2)
     catalog = Catalog(cfg.state_dir)
     source = Source(host=args.master_client, port=args.port, ssh=args.ssh)
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         got = capture(catalog, opts, on_progress=default_progress() if interactive else None,
                       say=lambda s: print(s, file=sys.stderr))
-    except ImageError as e:
+    except (ImageError, InvalidName) as e:
         if interactive:
             sys.stderr.write("\n")
         return fail(f"getimage {args.image}: {e}")

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import time
 from ipaddress import IPv4Address
 from typing import Any
 
+from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
 from appliance.commands import _hostverbs
-from appliance.commands._common import add_config_option, fail, print_json, print_table
-from domain.errors import Invalid
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    fail,
+    load,
+    offline_writer,
+    print_json,
+    print_table,
+)
+from appliance.dhcp_setup import offline_lease_model
+from appliance.images.assignable import image_problem_rule
+from appliance.installview import host_detail, progress_line
+from domain import hosts
+from domain.errors import DomainError, Invalid
 from domain.hosts import AddHost
+from domain.sources import Sources
+from state.leases import offline_transaction
+from state.store import open_offline
 from state.transports import TRANSPORTS
 
 
@@ -55,11 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.installview import host_detail, progress_line
-
     if args.action in _hostverbs.VERBS:
         return _hostverbs.run(args)
     cfg = load(args)
@@ -118,16 +130,6 @@ def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
     """The daemon is down: the same use case as the API (domain.hosts), on the state database in one
     transaction, with an offline lease book so a fixed address becomes the MAC's reservation there too.
     Only with the state dir's lock: a daemon that runs but did not answer owns the database."""
-    import time
-
-    from appliance.commands._common import CommandFailed, offline_writer
-    from appliance.dhcp_setup import offline_lease_model
-    from appliance.images.assignable import image_problem_rule
-    from domain import hosts
-    from domain.errors import DomainError
-    from domain.sources import Sources
-    from state.leases import offline_transaction
-    from state.store import open_offline
 
     with offline_writer(cfg, reason):
         conn = open_offline(cfg.state_dir)

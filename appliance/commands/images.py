@@ -9,8 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
-from state.transports import TRANSPORTS
+from appliance.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
+from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
+from appliance.images.catalog import Catalog, ImageError, parse_version
+from appliance.images.layout import Layout
+from appliance.images.manifest import ManifestError, display
+from appliance.images.versions import commit, diff, verify
+from protocols.names import InvalidName
+from state.transports import DEFAULT, TRANSPORTS, image_transport, set_image_transport_op
 
 DESCRIPTION = """\
 Images live in <state_dir>/images/NAME/vN; a version never changes after it is registered
@@ -104,8 +110,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_transport(args: argparse.Namespace) -> int:
-    from state.transports import DEFAULT, image_transport, set_image_transport_op
-
     catalog = _catalog(args)
     try:
         if catalog.newest(args.name) is None:
@@ -120,9 +124,6 @@ def run_transport(args: argparse.Namespace) -> int:
 
 
 def _catalog(args: argparse.Namespace) -> Any:
-    from appliance.cli import load
-    from appliance.images.catalog import Catalog
-
     return Catalog(load(args).state_dir)
 
 
@@ -166,9 +167,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from appliance.images.catalog import ImageError, parse_version
-    from appliance.images.layout import Layout
-
     catalog = _catalog(args)
     try:
         iv = catalog.get(args.name, parse_version(args.version) if args.version else None)
@@ -207,10 +205,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from appliance.images.catalog import ImageError, parse_version
-    from appliance.images.manifest import ManifestError, display
-    from appliance.images.versions import diff
-
     catalog = _catalog(args)
     try:
         changes = diff(catalog, args.name, parse_version(args.a), parse_version(args.b))
@@ -230,8 +224,6 @@ def run_diff(args: argparse.Namespace) -> int:
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    from appliance.images.catalog import ImageError, parse_version
-
     if bool(args.version) == bool(args.all):
         return fail("give a version (images rm NAME vN) or --all", 2)
     catalog = _catalog(args)
@@ -257,12 +249,10 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_clone(args: argparse.Namespace) -> int:
-    from appliance.images.catalog import ImageError, parse_version
-
     catalog = _catalog(args)
     try:
         work = catalog.clone(args.name, parse_version(args.version), args.new_name)
-    except ImageError as e:
+    except (ImageError, InvalidName) as e:
         return fail(str(e))
     finally:
         catalog.close()
@@ -272,12 +262,6 @@ def run_clone(args: argparse.Namespace) -> int:
 
 
 def run_commit(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands.mkautoinstallscript import script_settings
-    from appliance.images.autoinstall import AutoinstallError, write_script
-    from appliance.images.catalog import Catalog, ImageError
-    from appliance.images.versions import commit
-
     cfg = load(args)
     catalog = Catalog(cfg.state_dir)
     try:
@@ -288,7 +272,7 @@ def run_commit(args: argparse.Namespace) -> int:
                 print(f"autoinstall script: {write_script(catalog, iv, script_settings(cfg))}")
             except AutoinstallError as e:
                 print(f"imageserver: warning: no autoinstall script for {iv.name}: {e}", file=sys.stderr)
-    except ImageError as e:
+    except (ImageError, InvalidName) as e:
         return fail(str(e))
     finally:
         catalog.close()
@@ -296,10 +280,6 @@ def run_commit(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from appliance.images.catalog import ImageError, parse_version
-    from appliance.images.manifest import ManifestError, display
-    from appliance.images.versions import verify
-
     catalog = _catalog(args)
     tree = Path(args.tree) if args.tree else None
     ignore = [p.lstrip("/") for p in args.ignore] + (["lost+found/"] if tree is not None else [])

@@ -9,6 +9,7 @@ so it also runs unattended (provisioning scripts, tests).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import tempfile
@@ -16,7 +17,10 @@ import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from appliance.commands._common import add_config_option, fail
+from appliance import initwizard as w
+from appliance.commands._common import add_config_option, config_path, fail
+from appliance.config import ConfigError, load_config
+from services.dhcp_server_probe import probe, probe_mac
 
 PROBE_SECONDS = 2.0
 
@@ -70,10 +74,6 @@ class _Prompter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance import initwizard as w
-    from appliance.cli import config_path
-    from appliance.config import ConfigError, load_config
-
     output = Path(args.output) if args.output else config_path(args)
     if output.exists() and not args.force:
         return fail(f"{output} exists already; pass --force to overwrite it (or --output another file)", 2)
@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"Looking for another DHCP server on {name} ({args.probe_timeout:g} s) ...", flush=True)
         own = [a.ip for i in interfaces for a in i.addresses] or [address.ip]
-        result = w.probe_dhcp(name, iface.mac if iface else None, own, timeout=args.probe_timeout)
+        mac = iface.mac if iface is not None and iface.mac else probe_mac()
+        result = asyncio.run(probe(name, mac, own, args.probe_timeout))
         if result.error:
             note = f"The DHCP probe failed ({result.error}); the mode was not checked."
             print(f"  {result.error}")

@@ -6,7 +6,17 @@ import argparse
 import time
 from typing import Any
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    add_json_option,
+    fail,
+    load,
+    print_json,
+    print_table,
+)
+from appliance.commands._leasebook import run as via
+from appliance.commands._leasebook import when
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,11 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._leasebook import run as via
-    from appliance.commands._leasebook import when
-
     cfg = load(args)
     query = "?all=1" if args.all else ""
     try:

@@ -7,7 +7,12 @@ import argparse
 import time
 from typing import Any
 
-from appliance.commands._common import add_config_option, fail, print_json, print_table
+from appliance.commands._common import CommandFailed, add_config_option, ask_daemon, fail, load, print_json, print_table
+from appliance.commands._hostbook import run as via
+from appliance.commands._leasebook import when
+from state.hosts import hosts_by_mac
+from state.sightings import stored_machines
+from state.store import open_offline
 
 ARCH_NAMES = {0: "bios", 6: "efi-ia32", 7: "efi-x64", 9: "efi-x64", 10: "efi-arm32", 11: "efi-arm64",
               16: "efi-x64-http"}
@@ -43,10 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._hostbook import run as via
-
     cfg = load(args)
     try:
         if args.action == "assign":
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         print_json(machines)
         return 0
     now = time.time()
-    from appliance.commands._leasebook import when
 
     rows = [{**m, "arch": ARCH_NAMES.get(m["arch"], m["arch"]) if m.get("arch") is not None else None,
              "seen": when(m.get("last_seen"), now), "boot": m.get("boot") if isinstance(m.get("boot"), str) else None}
@@ -81,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(cfg: Any) -> list[dict[str, Any]]:
-    from appliance.commands._common import ask_daemon
-
     def pages(api: Any) -> list[dict[str, Any]]:
         # The API answers a page at a time; the CLI lists them all (the table is capped).
         out: list[dict[str, Any]] = []
@@ -96,9 +94,6 @@ def _list(cfg: Any) -> list[dict[str, Any]]:
     answered, result = ask_daemon(cfg, pages)
     if answered:
         return result  # type: ignore[return-value]
-    from state.hosts import hosts_by_mac
-    from state.sightings import stored_machines
-    from state.store import open_offline
 
     conn = open_offline(cfg.state_dir)
     try:

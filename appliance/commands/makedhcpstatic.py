@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    add_json_option,
+    fail,
+    load,
+    print_json,
+    print_table,
+)
+from appliance.commands._leasebook import run as via
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,10 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._leasebook import run as via
-
     cfg = load(args)
     try:
         made = via(cfg, lambda api: api.post("/api/v1/makedhcpstatic")["reservations"],

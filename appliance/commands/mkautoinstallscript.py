@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.commands._common import add_config_option, fail
-from appliance.config import Config
-from appliance.images.autoinstall import ScriptSettings
-
-
-def script_settings(cfg: Config) -> ScriptSettings:
-    return ScriptSettings(rsync_port=cfg.rsyncd.port,
-                          imageserver=str(cfg.appliance.address) if cfg.appliance.address else None)
+from appliance.commands._common import add_config_option, fail, load
+from appliance.images.autoinstall import generate, script_settings, write_script
+from appliance.images.catalog import Catalog, ImageError, parse_version
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +24,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.images.autoinstall import generate, write_script
-    from appliance.images.catalog import Catalog, ImageError, parse_version
-
     cfg = load(args)
     catalog = Catalog(cfg.state_dir)
     try:

@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json
+from appliance import bootenv
+from appliance.commands._common import add_config_option, add_json_option, fail, load, print_json
+from appliance.installer import install_bootenv
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,15 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance import bootenv
-    from appliance.installer import install_bootenv
-
-    if args.state_dir is not None:
-        state_dir = args.state_dir
-    else:
-        from appliance.cli import load
-
-        state_dir = load(args).state_dir
+    state_dir = args.state_dir if args.state_dir is not None else load(args).state_dir
     cache_dir = args.cache_dir or Path(os.environ.get("IMAGESERVER_CACHE_DIR", str(bootenv.DEFAULT_CACHE_DIR)))
     started = time.monotonic()
     try:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json
-from appliance.config import Config
+from appliance import bootmedia
+from appliance.commands._common import add_config_option, add_json_option, fail, load, print_json
+from appliance.config import BootConfig, Config, ConfigError
+from appliance.installer import INSTALLER_DIR
+from state.db import connect, db_path
+from state.hosts import fixed_address
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,18 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance import bootmedia
-    from appliance.installer import INSTALLER_DIR
-
     if args.iso is None and args.usb is None:
         return fail("mkbootmedia: say what to make: --iso FILE and/or --usb FILE", 2)
     append = args.append
     state_dir = args.state_dir
     cfg = None
     if state_dir is None or append is None or args.host is not None:
-        from appliance.cli import load
-        from appliance.config import ConfigError
-
         try:
             cfg = load(args)
         except ConfigError:
@@ -71,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
         if state_dir is None and cfg is not None:
             state_dir = cfg.state_dir
         if append is None:
-            from appliance.config import BootConfig
-
             append = cfg.boot.kernel_cmdline if cfg is not None else BootConfig().kernel_cmdline
     try:
         values: dict[str, str] = {}
@@ -120,10 +116,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _host_values(cfg: Config, name: str) -> dict[str, str]:
     """local.cfg values for host `name`, from the state database (read-only) and the config."""
-
-    from appliance import bootmedia
-    from state.db import connect, db_path
-    from state.hosts import fixed_address
 
     path = db_path(cfg.state_dir)
     if not path.exists():

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import argparse
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from appliance.commands._common import (
+    CommandFailed,
+    add_config_option,
+    add_json_option,
+    fail,
+    load,
+    print_json,
+    print_table,
+)
+from appliance.commands._leasebook import run as via
+from appliance.exports import export, rows_from_dicts
+from protocols.mac import normalize_mac
+from protocols.names import InvalidName, dns_name
+from state.leases import LeaseError
 
 COLUMNS = ["ip", "mac", "hostname", "source"]
 
@@ -71,11 +85,6 @@ def _ip(text: str) -> IPv4Address:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from appliance.commands._common import CommandFailed
-    from appliance.commands._leasebook import run as via
-    from state.leases import LeaseError, normalize_mac, valid_hostname
-
     cfg = load(args)
     action = args.action or "list"
     try:
@@ -92,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if action == "add":
             mac = normalize_mac(args.mac)
-            hostname = valid_hostname(args.hostname) if args.hostname else None
+            hostname = dns_name(args.hostname) if args.hostname else None
             body = {"mac": mac, "ip": str(args.ip), **({"hostname": hostname} if hostname else {})}
             row = via(cfg, lambda api: api.post("/api/v1/reservations", body)["reservation"],
                       lambda model, now: model.add_reservation(mac, args.ip, now, hostname=hostname).as_dict(),
@@ -115,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                   writes=True)
         _show(args, row, "removed")
         return 0
-    except (LeaseError, CommandFailed) as e:
+    except (InvalidName, LeaseError, CommandFailed) as e:
         return fail(str(e))
 
 
@@ -127,10 +136,6 @@ def _show(args: argparse.Namespace, row: dict[str, Any], verb: str) -> None:
 
 
 def _export(args: argparse.Namespace, rows: list[dict[str, Any]], subnets: list[Any]) -> int:
-    from pathlib import Path
-
-    from appliance.exports import export, rows_from_dicts
-
     text = export(args.format, rows_from_dicts(rows), subnets)
     if args.output:
         Path(args.output).write_text(text)

@@ -11,10 +11,13 @@ from appliance.commands._common import (
     add_json_option,
     ask_daemon,
     fail,
+    load,
     offline_writer,
     print_json,
     print_table,
 )
+from state import satellites
+from state.db import connect, db_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,10 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
-    from state import satellites
-    from state.db import connect, db_path
-
     cfg = load(args)
     try:
         if args.verb == "add":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.commands._common import add_config_option
+from appliance.commands._common import add_config_option, load
+from appliance.logs import setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.cli import load
+    # Lazy on purpose: the daemon pulls in aiohttp and every server, which the other commands never need.
     from appliance.daemon import serve
-    from appliance.logs import setup_logging
 
     cfg = load(args)
     setup_logging(cfg.appliance.log_level, args.log_format)

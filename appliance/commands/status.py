@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.commands._common import add_config_option, add_json_option, fail, print_json, print_table
+from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,9 +67,6 @@ def render(doc: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
-    from appliance.cli import load
-
     client = ApiClient.from_config(load(args))
     try:
         doc = client.get("/api/v1/status")

@@ -6,7 +6,9 @@ import argparse
 import sys
 import time
 
-from appliance.commands._common import add_config_option, fail
+from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.commands._common import add_config_option, fail, load
+from appliance.installview import progress_line
 
 ACTIVE = ("assigned", "installing")
 
@@ -28,10 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from appliance.apiclient import ApiClient, ApiError, ApiUnavailable
-    from appliance.cli import load
-    from appliance.installview import progress_line
-
     api = ApiClient.from_config(load(args))
     tty = sys.stdout.isatty()
     shown: dict[str, str] = {}

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.config import Config
 from appliance.images.catalog import Catalog, ImageError
 from appliance.images.crypttab import plan_crypttab
 from appliance.images.layout import (
@@ -73,6 +74,12 @@ def q(s: str) -> str:
 class ScriptSettings:
     rsync_port: int = 873
     imageserver: str | None = None  # default when the client is not told (appliance.address)
+
+
+def script_settings(cfg: Config) -> ScriptSettings:
+    """What the appliance's config tells every autoinstall script."""
+    return ScriptSettings(rsync_port=cfg.rsyncd.port,
+                          imageserver=str(cfg.appliance.address) if cfg.appliance.address else None)
 
 
 def _var(disk: int, number: int) -> str:

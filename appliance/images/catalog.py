@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.images import manifest
+from protocols.names import image_name
 from state.db import connect, db_path, transaction
-from state.imagename import image_name_problem
 from state.images import ImageVersion, delete_version, get_version, hosts_using, insert_version, list_versions, newest
 
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -37,14 +37,6 @@ _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 class ImageError(RuntimeError):
     """An image operation cannot be done; the message says why and what to do."""
-
-
-def check_name(name: str) -> str:
-    """Image names become directory names and rsync module names (NAME and NAME_vN)."""
-    problem = image_name_problem(name)  # the one rule (state/imagename.py), shared with the API
-    if problem is not None:
-        raise ImageError(problem)
-    return name
 
 
 def parse_version(text: str) -> int:
@@ -207,7 +199,7 @@ class Catalog:
                  version: int | None = None) -> ImageVersion:
         """Make `staged` the next version of `name` (or `version`: a satellite keeps its primary's
         numbers): manifest, then row + rename in one transaction."""
-        check_name(name)
+        image_name(name)  # it becomes a directory and rsync module names: InvalidName if it cannot
         reuse: dict[tuple[int, int, int], str] = {}
         if previous is not None:
             with contextlib.suppress(manifest.ManifestError):
@@ -284,7 +276,7 @@ class Catalog:
         `cp -a --reflink=auto` copies (sharing blocks copy-on-write where the filesystem can): unlike a
         hard-link copy, editing a file in place can never change the registered version.
         """
-        check_name(new_name)
+        image_name(new_name)
         iv = self.get(name, version)
         work = self.work_tree(new_name)
         if work.exists():

@@ -31,10 +31,11 @@ from types import FrameType
 from typing import TextIO
 
 from appliance.images.autoinstall import AutoinstallError, installable_plan
-from appliance.images.catalog import Catalog, ImageError, check_name, remove_tree
+from appliance.images.catalog import Catalog, ImageError, remove_tree
 from appliance.images.layout import Layout, LayoutError, read_layout
 from appliance.images.mounts import Exclude, exclusions
 from appliance.images.progress import LineSplitter, Progress, parse_progress
+from protocols.names import image_name
 from state.images import ImageVersion
 
 RSYNC_FLAGS = ("-aHAXS", "--numeric-ids", "--devices", "--specials")
@@ -219,8 +220,9 @@ def pull_argv(opts: Options, staging: Path, exclude_file: Path, link_dest: Path 
 
 def capture(catalog: Catalog, opts: Options, on_progress: Callable[[Progress], None] | None = None,
             say: Callable[[str], None] = lambda s: None) -> Captured:
-    """Pull and register a new version of `opts.name`; raises GetImageError (nothing left behind) on failure."""
-    check_name(opts.name)
+    """Pull and register a new version of `opts.name`; raises GetImageError (nothing left behind) on failure,
+    InvalidName for a name that cannot be an image's."""
+    image_name(opts.name)
     if os.geteuid() != 0:
         raise GetImageError("getimage must run as root: an image keeps every file's owner, device nodes and "
                             "attributes")

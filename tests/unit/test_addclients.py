@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from protocols.names import InvalidName
 from state.addclients import AddclientsRequest, Existing, PlanError, parse_macs, parse_range, plan_addclients
 from state.db import connect
 from state.hostbook import HostBook, addclients, make_lease_static
@@ -195,7 +196,7 @@ def test_host_checks(conn: sqlite3.Connection) -> None:
     b = book(conn)
     with pytest.raises(HostError, match="inside the DHCP pool"):
         b.create("x1", now=T0, ip=IPv4Address("10.20.0.120"))
-    with pytest.raises(HostError, match="not a host name"):
+    with pytest.raises(InvalidName, match="not a host name"):  # the one error of the name rules
         b.create("bad_name", now=T0)
     _, op = b.create("x1", now=T0, mac="52:54:00:00:00:01", ip=IPv4Address("10.20.0.30"))
     with offline_transaction(conn):

@@ -11,6 +11,8 @@ import pytest
 from appliance import initwizard as w
 from appliance.config import load_config
 from protocols.dhcp.codec import BOOTREPLY, DhcpPacket, decode, encode
+from protocols.dhcp.probe import Offer, discover_packet, parse_offer
+from services.dhcp_server_probe import ProbeResult
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "imageserver.toml"
 
@@ -73,19 +75,19 @@ def test_pool_refusals() -> None:
 
 
 def test_probe_packet_is_a_broadcast_discover_and_only_our_offers_count() -> None:
-    sent = decode(w.discover_packet("02:00:00:00:00:02", 0x1234))
+    sent = decode(discover_packet("02:00:00:00:00:02", 0x1234))
     assert sent.message_type == 1 and sent.broadcast and sent.mac == "02:00:00:00:00:02" and sent.xid == 0x1234
     offer = DhcpPacket(op=BOOTREPLY, xid=0x1234, yiaddr=a("10.0.0.100"), chaddr=sent.chaddr,
                        options={53: b"\x02", 54: a("10.0.0.1").packed})
-    got = w.parse_offer(encode(offer), "10.0.0.1", 0x1234)
-    assert got == w.Offer(server=a("10.0.0.1"), address=a("10.0.0.100"), sender=a("10.0.0.1"))
+    got = parse_offer(encode(offer), "10.0.0.1", 0x1234)
+    assert got == Offer(server=a("10.0.0.1"), address=a("10.0.0.100"), sender=a("10.0.0.1"))
     assert got.hands_out_addresses
-    assert w.parse_offer(encode(offer), "10.0.0.1", 0x9999) is None  # someone else's exchange
+    assert parse_offer(encode(offer), "10.0.0.1", 0x9999) is None  # someone else's exchange
     offer.options[53] = b"\x05"
-    assert w.parse_offer(encode(offer), "10.0.0.1", 0x1234) is None  # an ACK is not an offer
-    assert w.parse_offer(b"junk", "10.0.0.1", 0x1234) is None
+    assert parse_offer(encode(offer), "10.0.0.1", 0x1234) is None  # an ACK is not an offer
+    assert parse_offer(b"junk", "10.0.0.1", 0x1234) is None
     proxy = DhcpPacket(op=BOOTREPLY, xid=1, options={53: b"\x02", 54: a("10.0.0.7").packed})
-    result = w.ProbeResult(offers=[w.parse_offer(encode(proxy), "10.0.0.7", 1)])
+    result = ProbeResult(offers=[parse_offer(encode(proxy), "10.0.0.7", 1)])
     assert result.dhcp_servers == []  # a ProxyDHCP answer hands out no address
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from protocols.mac import MacError, normalize_mac, pxelinux_mac_name
+from protocols.mac import normalize_mac, pxelinux_mac_name
+from protocols.names import InvalidName as MacError
 
 CANON = "52:54:00:ab:cd:ef"
 

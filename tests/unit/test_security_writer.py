@@ -19,8 +19,9 @@ from protocols.dhcp.codec import DhcpPacket, decode, encode
 from protocols.dhcp.options import MessageType
 from protocols.dhcp.relay import relay_problem
 from protocols.dhcp.reply import respond
+from protocols.names import InvalidName as ImageNameError
+from protocols.names import image_name as check_image_name
 from services.childproc import reap_stale, start_time, write_pid_file
-from state.imagename import ImageNameError, check_image_name
 from state.permissions import private_database, secure_state_dir
 from state.statelock import StateLocked, acquire, holder
 from tests.unit.test_dhcp_book import MemoryLeaseBook
