@@ -213,9 +213,9 @@ class HttpServer:
             return
         self._root_real = os.path.realpath(self.boot_root)
         self.boot_root.mkdir(parents=True, exist_ok=True)
-        # keepalive_timeout: aiohttp's own timer for a kept-alive connection (the gate's sweep is the backstop).
         runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=self._shutdown_timeout, keepalive_timeout=self.limits.idle_timeout)
+                               shutdown_timeout=self._shutdown_timeout,
+                               keepalive_timeout=self.limits.aiohttp_keepalive)
         await runner.setup()
         self._gate = ConnectionGate(self.limits)
         site = GatedSite(runner, self._host, self._requested_port, self._gate, backlog=self.limits.backlog)

@@ -45,6 +45,14 @@ class ConnectionLimits:
     # reaches the gate: with a low descriptor limit, it must be low too.
     backlog: int = 1024
 
+    @property
+    def aiohttp_keepalive(self) -> float:
+        """aiohttp's own keep-alive timer, a backstop behind the sweep. aiohttp (3.10 on) starts it when a
+        connection opens and closes a connection still waiting for its request when it fires, trickling
+        header or not: set to the gate's timeouts it raced the sweep, and won, so timeouts went uncounted
+        and unlogged. Later than any sweep could be, the gate decides and counts."""
+        return max(self.idle_timeout, self.header_timeout) + 3 * SWEEP_INTERVAL
+
 
 class _GatedProtocol(asyncio.Protocol):
     """One connection: admitted by the gate, then everything is passed to aiohttp's protocol."""
