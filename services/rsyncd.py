@@ -38,6 +38,7 @@ from protocols.rsyncd import (
 )
 from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
+from services.procnet import listens
 from state.credentials import RsyncClient
 from state.eventlog import EventLog
 from state.satellites import RSYNC_MODULE as SATELLITE_MODULE
@@ -158,6 +159,7 @@ class RsyncdService:
         self._refresher: asyncio.Task[None] | None = None
         self._stopping = False
         self._listening = asyncio.Event()
+        self._bound: asyncio.Task[None] | None = None  # waits for the socket after rsync's "listening" line
         self._config_text: str | None = None
         self._modules = 0
         self._skipped: set[str] = set()
@@ -200,7 +202,7 @@ class RsyncdService:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in (self._refresher,):
+        for task in (self._refresher, self._bound):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -397,10 +399,8 @@ class RsyncdService:
     def _on_event(self, ev: dict[str, Any]) -> None:
         kind = ev.pop("event")
         if kind == "listening":
-            self._listening.set()
-            self._status.state = "running"
-            self._status.error = None
-            log.info("rsyncd-listening", port=ev["port"], version=ev["version"])
+            self._bound = asyncio.create_task(self._when_bound(int(ev["port"]), str(ev["version"])),
+                                              name="rsyncd-bound")
             return
         self._status.counters[kind] += 1
         if kind == "transfer":
@@ -412,6 +412,20 @@ class RsyncdService:
             log.info("rsync-busy", **ev)
         else:
             log.warning(f"rsync-{kind}", **ev)
+
+    async def _when_bound(self, port: int, version: str) -> None:
+        """"running" once the socket listens. rsync logs "listening on port N" before it binds
+        (clientserver.c: the log line, then start_accept_loop), so a client that trusted the line could
+        meet a refused connection on a loaded box."""
+        proc = self._proc
+        while proc is None or not listens(proc.pid, port):
+            if proc is None or proc.returncode is not None or proc is not self._proc:
+                return  # it ended (a bind failure): the supervisor reports why
+            await asyncio.sleep(0.02)
+        self._listening.set()
+        self._status.state = "running"
+        self._status.error = None
+        log.info("rsyncd-listening", port=port, version=version)
 
     # -- status -----------------------------------------------------------------------------------
 
