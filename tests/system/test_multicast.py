@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images import autoinstall
 from lab.netns import Lab, Namespace, Proc, descendant_named
 from state import installs
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
+from tests.installer_sh import runtime_header
 from tests.system._daemon import API_PORT, Imageserver, env
 from tests.system._mastertree import build_master
 from tests.system._treecmp import compare_trees
@@ -106,12 +106,9 @@ def make_site(lab: Lab, multicast_extra: str = "") -> dict[str, object]:
     finally:
         conn.close()
     (server.state_dir / "scripts").mkdir()
-    # The installer's variables and functions, as getimage writes them (the layout's steps are cut anyway).
-    header = autoinstall.TEMPLATE
-    for name, value in (("NAME", "web"), ("VERSION", "1"), ("PORT", str(RSYNC_PORT)),
-                        ("SERVER", str(seg.server_ip)), ("WHEN", "now"), ("FIRMWARE", "bios"), ("DISKS", "-")):
-        header = header.replace(f"@@{name}@@", value)
-    assert "@@" not in header
+    # The plan's first lines, as getimage writes them (the runtime from this checkout): the installer's
+    # variables and functions, without the layout's steps.
+    header = runtime_header("web", 1, RSYNC_PORT, str(seg.server_ip))
     (server.state_dir / "scripts/web.master").write_text(header)
     server.start()
     for i, (ns, iface) in enumerate(seg.members):
