@@ -6,6 +6,8 @@ from __future__ import annotations
 from appliance.images.autoinstall import ScriptSettings, header
 from appliance.installer.runtime import HERE as RUNTIME_DIR
 
+__all__ = ["LIBS", "RUNTIME_DIR", "RUNTIME_ENV", "prelude", "runtime_header"]
+
 LIBS = ("common", "report", "disks", "filesystems", "image", "network", "system", "bootloader")
 # What a test adds to a generated script's environment so it finds the runtime here, not in an initrd.
 RUNTIME_ENV = {"INSTALLER_LIB": str(RUNTIME_DIR)}
