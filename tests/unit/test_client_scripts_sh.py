@@ -14,7 +14,7 @@ import pytest
 from appliance.images.autoinstall import AutoinstallError, ScriptSettings, generate
 from appliance.images.layout import read_layout
 from appliance.installer.runtime import HERE as RUNTIME_DIR
-from appliance.installer.runtime import RUNTIME_PATH, client_script, runtime_files
+from appliance.installer.runtime import client_script
 from state.images import ImageVersion
 
 PREPARECLIENT = Path(str(files("appliance") / "data" / "prepareclient"))
@@ -139,12 +139,3 @@ def test_served_updateclient_is_its_body_with_the_common_library_inlined(tmp_pat
     result = subprocess.run(["sh", str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "updateclient --autoinstall" in result.stdout
 
-
-def test_the_initrd_carries_every_runtime_file_at_the_path_plans_source() -> None:
-    shipped = runtime_files()
-    sources = {p.relative_to(RUNTIME_DIR) for p in shipped.values()}
-    assert Path("runtime.sh") in sources and Path("lib/common.sh") in sources
-    assert {Path(f"transports/{t}.sh") for t in ("rsync", "bittorrent", "multicast")} <= sources
-    assert all(path.startswith(RUNTIME_PATH.lstrip("/") + "/") for path in shipped)
-    assert set(sources) == {p.relative_to(RUNTIME_DIR) for p in RUNTIME_DIR.rglob("*.sh")
-                            if p.name not in ("init.sh", "udhcpc.sh")}
