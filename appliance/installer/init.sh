@@ -153,7 +153,7 @@ network_up() {
         # The same NIC, so the same lease as the PXE ROM and iPXE had (the server keys leases by MAC).
         udhcpc -i "$IFACE" -f -q -n -t 10 -T 2 -s /etc/udhcpc.sh ${HOSTNAME:+-x hostname:"$HOSTNAME"} ||
             fail network "no DHCP answer on $IFACE"
-        # shellcheck disable=SC1091  # written by /etc/udhcpc.sh
+        # shellcheck source=/dev/null  # written by /etc/udhcpc.sh
         . /tmp/dhcp.env
         IPADDR=$DHCP_IP NETMASK=${NETMASK:-$DHCP_MASK} GATEWAY=${GATEWAY:-$DHCP_ROUTER} DNS=${DNS:-$DHCP_DNS}
         [ -n "$IMAGESERVER" ] || IMAGESERVER=$DHCP_SERVER
@@ -180,7 +180,7 @@ served_vars() {
     sed -n '2,/^# ---$/p' "$1" | grep -E "^[A-Z_][A-Z0-9_]*='[^']*'; export [A-Z_][A-Z0-9_]*\$"
 }
 served_value() {
-    # shellcheck disable=SC1091  # written by served_vars
+    # shellcheck source=/dev/null  # written by served_vars
     (. /tmp/install.vars && eval "printf '%s' \"\${$1:-}\"")
 }
 
