@@ -13,7 +13,7 @@ PYTEST  = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite (TEST_WORKERS=2 xdist workers)"
-	@echo "make lint    ruff check, mypy (strict) on protocols/ and state/, lint-imports (the layers)"
+	@echo "make lint    ruff, mypy (strict) on protocols/ and state/, lint-imports (the layers), shellcheck + dash -n"
 	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
 
@@ -29,10 +29,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The shell that runs on other machines: the installer's /init and runtime, prepareclient, updateclient.
+SH_FILES = $(wildcard appliance/installer/*.sh appliance/installer/lib/*.sh appliance/installer/transports/*.sh) \
+           appliance/data/prepareclient appliance/data/updateclient
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	shellcheck -s sh -x $(SH_FILES)
+	@for f in $(SH_FILES); do dash -n "$$f" || exit 1; done
 
 # The slowest 15 tests and the e2e [timing] lines close the run's summary, so the suite's time can be
 # watched from one CI log to the next.

@@ -16,6 +16,7 @@ from appliance.dhcp_setup import subnets as dhcp_subnets
 from appliance.dns_setup import build_dns, prepare_dns
 from appliance.fdlimit import nofile_soft
 from appliance.images.assignable import image_problem_rule
+from appliance.installer.runtime import client_script
 from appliance.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
 from appliance.satellite import build_link
 from services import (
@@ -178,7 +179,7 @@ def build_services(rt: Runtime) -> list[Service]:
     _live_settings(rt)
     rt.reconfigurers.append(Reconfigurer("api", lambda new: _prepare_live(rt, new)))
     # prepareclient and updateclient, as the package ships them (GET /client/{name}).
-    live.client_scripts = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"))
+    live.client_scripts = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"), client_script)
     api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, live=live,
                      status=rt.status, request_reload=rt.request_reload)
     if cfg.http.enabled:

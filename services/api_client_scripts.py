@@ -9,6 +9,7 @@ listed there are served: no path from the URL ever reaches the filesystem.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from services.api_context import API, json_error
 class ClientScripts:
     directory: Path
     names: tuple[str, ...] = ("prepareclient",)
+    # A script's served bytes from its file (the appliance assembles some from shared parts).
+    read: Callable[[Path], bytes] = Path.read_bytes
 
 
 async def client_script(request: web.Request) -> web.Response:
@@ -31,7 +34,7 @@ async def client_script(request: web.Request) -> web.Response:
     if name not in scripts.names:
         return json_error(404, f"no client script {name!r} (available: {', '.join(scripts.names)})")
     try:
-        body = (scripts.directory / name).read_bytes()
+        body = scripts.read(scripts.directory / name)
     except OSError as e:
         return json_error(500, f"client script {name} cannot be read: {e.strerror}")
     return web.Response(body=body, content_type="text/x-shellscript",

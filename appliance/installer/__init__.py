@@ -3,7 +3,8 @@
 The initrd holds busybox (sh, udhcpc, wget, mount, insmod, switch_root), the disk tools an
 autoinstall script calls (sfdisk, mkfs.ext4, mkfs.vfat, mkswap, blkid, rsync, extlinux and the
 syslinux MBR; mdadm and lvm for software RAID and LVM) and curl, with their libraries, kernel
-modules for virtual and common real hardware, and our /init (init.sh here). `install_bootenv`
+modules for virtual and common real hardware, our /init (init.sh here) and the autoinstall shell
+runtime the served scripts source (runtime.sh, lib/, transports/: appliance.installer.runtime). `install_bootenv`
 builds it (cached by bootenv under the inputs' digest) and puts vmlinuz + initrd.img into
 `<state_dir>/boot/installer/`, where the boot path serves them.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance import bootenv
+from appliance.installer.runtime import runtime_files
 
 HERE = Path(__file__).parent
 INIT = HERE / "init.sh"
@@ -96,7 +98,8 @@ def installer_binaries(optional: Sequence[str] = OPTIONAL_BINARIES) -> list[Path
 
 
 def installer_spec(kernel: bootenv.Kernel) -> bootenv.InitrdSpec:
-    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT}
+    # The runtime's files are inputs like any other: an edit to lib/*.sh changes the initrd's digest.
+    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT, **runtime_files()}
     for path in SYSLINUX_FILES:
         if path.is_file():
             files[str(path).lstrip("/")] = path

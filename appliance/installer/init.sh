@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck source-path=SCRIPTDIR
 # imageserver installer: the /init of the initrd every autoinstall client boots.
 #
 # It finds out who it is and where the imageserver is (kernel command line, then local.cfg on
@@ -24,43 +25,15 @@ mount -t tmpfs tmpfs /tmp
 exec </dev/console >/dev/console 2>&1
 echo 1 >/proc/sys/kernel/printk 2>/dev/null  # keep kernel chatter from interleaving with ours
 
-say() { echo "imageserver-installer: $*"; }
+# The shell library the autoinstall runtime shares (say, report, progress_monitor), from this initrd.
+INSTALLER_LIB=/usr/lib/imageserver/installer
+PROG=imageserver-installer
+# shellcheck source=lib/common.sh
+. "$INSTALLER_LIB/lib/common.sh"
+# shellcheck source=lib/report.sh
+. "$INSTALLER_LIB/lib/report.sh"
 
 # --------------------------------------------------------------------------- reporting
-
-# (busybox 1.35's wget crashes with -T: timeouts come from `timeout` instead.)
-# A JSON string literal of stdin (control characters dropped, lines joined with \n).
-json_str() {
-    tr -d '\000-\010\013\014\016-\037' | awk 'BEGIN { ORS = ""; printf "\"" }
-        { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\r/, ""); if (NR > 1) printf "\\n"; printf "%s", $0 }
-        END { printf "\"" }'
-}
-
-# report STAGE [DETAIL] -- POST an install event; never fails the caller (reporting is best effort).
-# "done" and "failed" are what the imageserver acts on, so they are retried: a server whose disk is busy
-# (its journal's fsync waiting behind other writers) can take tens of seconds to answer. An answer
-# that refuses (HTTP 4xx: e.g. the token is spent because an earlier attempt did land) ends the retries.
-report() {
-    [ -n "$IMAGESERVER_URL" ] && [ -n "$MAC" ] || return 0
-    _detail=$(printf '%s' "${2:-}" | json_str)
-    _body="{\"stage\": \"$1\", \"detail\": $_detail}"
-    case $1 in done|failed) _tries=5 _wait=${REPORT_TIMEOUT:-30} ;; *) _tries=1 _wait=10 ;; esac
-    _try=1
-    while :; do
-        if timeout "$_wait" wget -q -O /dev/null \
-            --header "Authorization: Bearer $INSTALL_TOKEN" \
-            --header "Content-Type: application/json" \
-            --post-data "$_body" "$IMAGESERVER_URL/install/$MAC/events" 2>/tmp/report.err; then
-            return 0
-        fi
-        if [ "$_try" -ge "$_tries" ] || grep -q 'HTTP/1.[01] 4' /tmp/report.err 2>/dev/null; then
-            say "could not report stage $1 to $IMAGESERVER_URL ($(tr '\n' ' ' </tmp/report.err)attempt $_try)"
-            return 0
-        fi
-        sleep $((_try * 2))
-        _try=$((_try + 1))
-    done
-}
 
 # fail STAGE REASON -- report the failure with the log tail, then stay up (never reboot-loop).
 fail() {
@@ -76,32 +49,6 @@ $_tail"
     fi
     # The shell ended (no console input): halt here rather than loop through boots.
     while :; do sleep 3600; done
-}
-
-# Copy progress while the script's stage is "rsync": bytes on the target file systems beyond what
-# they held when the copy began, against IMAGE_BYTES (the script's variables carry it). Reported as
-# stage "progress", which the imageserver keeps as the host's live progress, not as timeline rows.
-progress_monitor() {
-    target=${TARGET:-/mnt/target}
-    base='' copying=''
-    while :; do
-        sleep 1
-        stage=$(cat "$STAGE_FILE" 2>/dev/null)
-        used=$(df -k 2>/dev/null | awk -v t="$target" '$6 == t || index($6, t "/") == 1 { s += $3 } END { print s + 0 }')
-        if [ "$stage" != rsync ]; then
-            [ -z "$copying" ] || return 0  # the copy is over
-            base=$used  # mounted and still empty: the baseline
-            continue
-        fi
-        copying=1
-        [ -n "$base" ] || base=$used
-        done_bytes=$(( (used - base) * 1024 ))
-        [ "$done_bytes" -ge 0 ] || done_bytes=0
-        timeout 5 wget -q -O /dev/null \
-            --header "Authorization: Bearer $INSTALL_TOKEN" --header "Content-Type: application/json" \
-            --post-data "{\"stage\": \"progress\", \"bytes\": $done_bytes${IMAGE_BYTES:+, \"total\": $IMAGE_BYTES}}" \
-            "$IMAGESERVER_URL/install/$MAC/events" 2>/dev/null
-    done
 }
 
 # --------------------------------------------------------------------------- settings
@@ -206,7 +153,7 @@ network_up() {
         # The same NIC, so the same lease as the PXE ROM and iPXE had (the server keys leases by MAC).
         udhcpc -i "$IFACE" -f -q -n -t 10 -T 2 -s /etc/udhcpc.sh ${HOSTNAME:+-x hostname:"$HOSTNAME"} ||
             fail network "no DHCP answer on $IFACE"
-        # shellcheck disable=SC1091  # written by /etc/udhcpc.sh
+        # shellcheck source=/dev/null  # written by /etc/udhcpc.sh
         . /tmp/dhcp.env
         IPADDR=$DHCP_IP NETMASK=${NETMASK:-$DHCP_MASK} GATEWAY=${GATEWAY:-$DHCP_ROUTER} DNS=${DNS:-$DHCP_DNS}
         [ -n "$IMAGESERVER" ] || IMAGESERVER=$DHCP_SERVER
@@ -223,6 +170,18 @@ network_up() {
     if [ -n "$DNS" ]; then
         for server in $DNS; do echo "nameserver $server"; done >/etc/resolv.conf
     fi
+}
+
+# The imageserver's values for this host head the script it serves: "KEY='value'; export KEY" lines from
+# its second line to a "# ---" line (state/installs.py). That section alone is kept, and sourced in a
+# subshell (init keeps its own settings) for the values init needs itself: the install token (a PXE
+# boot carries only a fetch nonce) and the image's size (the progress reports' total).
+served_vars() {
+    sed -n '2,/^# ---$/p' "$1" | grep -E "^[A-Z_][A-Z0-9_]*='[^']*'; export [A-Z_][A-Z0-9_]*\$"
+}
+served_value() {
+    # shellcheck source=/dev/null  # written by served_vars
+    (. /tmp/install.vars && eval "printf '%s' \"\${$1:-}\"")
 }
 
 # --------------------------------------------------------------------------- main
@@ -251,12 +210,11 @@ if ! timeout 30 wget -q -O /tmp/autoinstall.sh \
         --header "Authorization: Bearer ${INSTALL_TOKEN:-$INSTALL_NONCE}" "$IMAGESERVER_URL/install/$MAC/script"; then
     fail script "cannot fetch $IMAGESERVER_URL/install/$MAC/script"
 fi
-if [ -z "$INSTALL_TOKEN" ]; then
-    INSTALL_TOKEN=$(sed -n "s/^INSTALL_TOKEN='\([^']*\)'; export INSTALL_TOKEN\$/\1/p" /tmp/autoinstall.sh | head -n 1)
-fi
+served_vars /tmp/autoinstall.sh >/tmp/install.vars
+[ -n "$INSTALL_TOKEN" ] || INSTALL_TOKEN=$(served_value INSTALL_TOKEN)
 report installer "$IFACE $IPADDR, kernel $(uname -r)"
 export HOSTNAME IMAGE VERSION INSTALL_TOKEN MAC IMAGESERVER IMAGESERVER_URL
-IMAGE_BYTES=$(sed -n "s/^IMAGE_BYTES='\([0-9]*\)'; export IMAGE_BYTES\$/\1/p" /tmp/autoinstall.sh | head -n 1)
+IMAGE_BYTES=$(served_value IMAGE_BYTES)
 say "running the autoinstall script"
 progress_monitor &
 monitor=$!

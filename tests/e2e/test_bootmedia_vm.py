@@ -12,7 +12,6 @@ by a whole install in tests/e2e/test_media_reinstall.py.)
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from appliance import bootmedia
-from appliance.images.autoinstall import TEMPLATE
 from appliance.installer import install_bootenv
+from appliance.installer.runtime import RUNTIME_PATH
 from lab.netns import Lab
 from lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, vm_network
 from lab.servers import start_httpd
@@ -96,11 +95,11 @@ def cdrom(iso: Path) -> tuple[str, ...]:
 
 def test_bios_machine_boots_the_usb_stick_and_the_installer_reads_local_cfg(net: VmNetwork, state: Path,
                                                                              tmp_path: Path) -> None:
-    # The script also runs the autoinstall scripts' own disk choice: the stick is never a target.
-    list_disks = re.search(r"^list_disks\(\) \{\n.*?^\}\n", TEMPLATE, re.M | re.S)
-    assert list_disks is not None
+    # The script also runs the autoinstall scripts' own disk choice (the runtime in the installer initrd):
+    # the stick is never a target.
     (tmp_path / "www" / "install" / MAC / "script").write_text(  # what the net fixture's httpd serves
-        f"{list_disks.group(0)}echo \"MEDIA-DISKS media=$MEDIA_DEVICE targets=$(list_disks | tr '\\n' ' ')\"\n{SCRIPT}")
+        f". {RUNTIME_PATH}/lib/disks.sh\n"
+        f"echo \"MEDIA-DISKS media=$MEDIA_DEVICE targets=$(list_disks | tr '\\n' ' ')\"\n{SCRIPT}")
     usb = tmp_path / "media.img"
     values = make_media(state, net, "usb", usb, "--efi", "no")
     # A real USB stick on an xHCI controller, first in the boot order; the machine's disk is virtio.

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance.installer.runtime import client_script
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import MARKER_RE, DemoLab
 from lab.netns import lab_unavailable_reason
@@ -77,7 +78,7 @@ def test_iso_install_then_updateclient_autoinstall_reinstalls_from_the_disk(demo
     with loop_partition(install.disk) as device, mounted(device) as root:
         # The install fetched updateclient from the imageserver (GET /client/updateclient): use that copy.
         script = root / "usr/local/sbin/updateclient"
-        assert script.read_bytes() == (REPO / "appliance/data/updateclient").read_bytes()
+        assert script.read_bytes() == client_script(REPO / "appliance/data/updateclient")  # as served
         conf = (root / "etc/systemimager/updateclient.conf").read_text()
         assert f"IMAGESERVER=http://{net.server_ip}" in conf and "HOSTNAME=node1" in conf and "TOKEN=" in conf
         result = net.server.run(["sh", str(script), "--root", str(root), "--autoinstall"], check=False, timeout=60)

@@ -1,10 +1,9 @@
-"""The installer's report() (appliance/installer/init.sh) under real busybox wget, against a loopback server:
-"done" is retried when the imageserver is too slow to answer (its journal's fsync behind a busy disk), and a
-refusal (4xx) ends the retries at once; other stages are tried once."""
+"""The installer's report() (appliance/installer/lib/common.sh, as init.sh uses it) under real busybox wget,
+against a loopback server: "done" is retried when the imageserver is too slow to answer (its journal's fsync
+behind a busy disk), and a refusal (4xx) ends the retries at once; other stages are tried once."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import threading
@@ -15,22 +14,22 @@ from pathlib import Path
 
 import pytest
 
-INIT = Path(__file__).resolve().parents[2] / "appliance" / "installer" / "init.sh"
+from tests.installer_sh import prelude
+
 BUSYBOX = shutil.which("busybox")
 
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (deps/apt-packages.txt)")
 
 
-def functions(*names: str) -> str:
-    """The named shell functions' text, cut out of init.sh (its top level mounts and reboots)."""
-    text = INIT.read_text()
-    out = []
-    for name in names:
-        m = re.search(rf"^{name}\(\) {{ .*? }}\n", text, re.M) or re.search(rf"^{name}\(\) {{\n.*?^}}\n", text,
-                                                                          re.M | re.S)
-        assert m, name
-        out.append(m.group(0))
-    return "\n".join(out)
+def busybox_path(tmp_path: Path) -> Path:
+    """A PATH directory of busybox applets alone, as in the installer without curl: report() takes wget."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    assert BUSYBOX is not None
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        (bin_dir / applet).symlink_to(BUSYBOX)
+    return bin_dir
 
 
 class Server:
@@ -74,12 +73,12 @@ def server_factory() -> Iterator[list[Server]]:
 
 
 def run_report(server: Server, stage: str, tmp_path: Path) -> str:
-    script = (functions("say", "json_str", "report") +
+    script = (prelude("common", prog="imageserver-installer") +
               f'\nIMAGESERVER_URL={server.url} MAC=52:54:00:12:34:56 INSTALL_TOKEN=t REPORT_TIMEOUT=2\n'
               f'report {stage} "the detail"\n')
-    # /tmp/report.err as the installer has it: point TMPDIR-less busybox at a private copy of the script.
-    script = script.replace("/tmp/report.err", str(tmp_path / "report.err"))
-    result = subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert BUSYBOX is not None
+    result = subprocess.run([BUSYBOX, "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                            env={"PATH": str(busybox_path(tmp_path)), "TMPDIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -29,6 +29,7 @@ from appliance.images.catalog import Catalog
 from appliance.images.layout import parse_sfdisk_dump, read_layout
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.images import list_versions
+from tests.installer_sh import RUNTIME_ENV
 from tests.system._mastertree import DISK_BYTES, build_master
 from tests.system._treecmp import compare_trees
 
@@ -139,7 +140,7 @@ async def test_master_script_partitions_formats_and_installs_the_image(tmp_path:
                        "RSYNC_PORT": str(rsync_port), "TARGET": str(tmp_path / "target"), "SKIP_BOOTLOADER": "1",
                        "HOSTNAME": "node7", "DOMAIN": "lab.test", "IPADDR": "10.9.8.7", "NETMASK": "255.255.255.0",
                        "GATEWAY": "10.9.8.1", "DNS": "10.9.8.1", "MAC": MAC, "INSTALL_TOKEN": TOKEN,
-                       "IMAGESERVER_URL": f"http://127.0.0.1:{http_port}"}
+                       "IMAGESERVER_URL": f"http://127.0.0.1:{http_port}", **RUNTIME_ENV}
             proc = await asyncio.create_subprocess_exec(
                 "unshare", "-m", "--propagation", "private", "sh", str(script), env=run_env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)

@@ -8,7 +8,6 @@ set, rebuilt, whose conf/conf.d/resume names the new swap, not the master's."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images.autoinstall import TEMPLATE
 from tests.e2e import _debianmaster as dm
+from tests.installer_sh import prelude
 
 pytestmark = [
     pytest.mark.system,
@@ -27,20 +26,13 @@ pytestmark = [
 NEW_SWAP = "0d15ea5e-0000-4000-8000-00000000cafe"
 
 
-def sh_function(name: str) -> str:
-    m = re.search(rf"^{name}\(\) {{(?: .*?; }}$|\n.*?^}}$)", TEMPLATE, re.M | re.S)
-    assert m, name
-    return m.group(0) + "\n"
-
-
 def test_initramfs_rebuild_in_the_real_debian_master_names_the_new_swap(bootenv_cache: Path, tmp_path: Path) -> None:
     cached = dm.build(bootenv_cache)
     target = tmp_path / "target"
     subprocess.run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{target}/"], check=True)
     [initrd] = (target / "boot").glob("initrd.img-*")
     before = initrd.read_bytes()
-    script = "".join(sh_function(f) for f in ("say", "json_text", "report", "stage", "die", "cpio_member",
-                                              "overlay_initramfs", "retie_to_new_disks")) + "retie_to_new_disks\n"
+    script = prelude("common", "report", "bootloader") + "retie_to_new_disks\n"
     mounts: list[Path] = []
     try:
         for fs in ("dev", "proc", "sys"):

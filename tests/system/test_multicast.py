@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images import autoinstall
 from lab.netns import Lab, Namespace, Proc, descendant_named
 from state import installs
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
+from tests.installer_sh import RUNTIME_DIR, runtime_header
 from tests.system._daemon import API_PORT, Imageserver, env
 from tests.system._mastertree import build_master
 from tests.system._treecmp import compare_trees
@@ -106,12 +106,9 @@ def make_site(lab: Lab, multicast_extra: str = "") -> dict[str, object]:
     finally:
         conn.close()
     (server.state_dir / "scripts").mkdir()
-    # The installer's variables and functions, as getimage writes them (the layout's steps are cut anyway).
-    header = autoinstall.TEMPLATE
-    for name, value in (("NAME", "web"), ("VERSION", "1"), ("PORT", str(RSYNC_PORT)),
-                        ("SERVER", str(seg.server_ip)), ("WHEN", "now"), ("FIRMWARE", "bios"), ("DISKS", "-")):
-        header = header.replace(f"@@{name}@@", value)
-    assert "@@" not in header
+    # The plan's first lines, as getimage writes them (the runtime from this checkout): the installer's
+    # variables and functions, without the layout's steps.
+    header = runtime_header("web", 1, RSYNC_PORT, str(seg.server_ip))
     (server.state_dir / "scripts/web.master").write_text(header)
     server.start()
     for i, (ns, iface) in enumerate(seg.members):
@@ -209,11 +206,16 @@ def test_a_host_whose_multicast_fails_pulls_by_rsync_and_ends_with_the_same_tree
     ip, mac = str(seg.host(20)), MACS[0]  # type: ignore[attr-defined]
     script = script_of(server, ns, ip, mac, tokens[mac])
     # A stream that cannot be unpacked (here: the receiver's key is wrong, so tar sees garbage, as it would
-    # from a stranger's sender or injected packets).
-    broken = script.replace('printf \'%s\' "$key" >"$mc/key"', 'printf \'%s\' "not-the-key" >"$mc/key"')
-    assert broken != script
+    # from a stranger's sender or injected packets): the host runs a copy of the runtime with that one change.
+    runtime = lab.tmp_path("runtime")
+    shutil.copytree(RUNTIME_DIR, runtime)
+    transport = runtime / "transports/multicast.sh"
+    text = transport.read_text()
+    broken = text.replace('printf \'%s\' "$key" >"$mc/key"', 'printf \'%s\' "not-the-key" >"$mc/key"')
+    assert broken != text
+    transport.write_text(broken)
     target = lab.tmp_path("target")
-    pull = run_pull(ns, broken, target, iface, "multicast", lab)
+    pull = run_pull(ns, script, target, iface, "multicast", lab, {"INSTALLER_LIB": str(runtime)})
     assert finished(pull, 240, server) == 0, pull.output()[-3000:]
     out = pull.output()
     assert "multicast fallback" in out, out[-2000:]

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images.autoinstall import TEMPLATE
 from lab.netns import Lab, Namespace
 from state import installs
 from state.credentials import rsync_password
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
+from tests.installer_sh import runtime_header
 from tests.system._daemon import Imageserver
 from tests.system._treecmp import compare_trees
 
@@ -34,10 +34,10 @@ RSYNC_PORT = 8873
 MACHINES = 5
 SLOTS = 2
 
-# The real script's functions and variables (everything before the generated, per-layout part), then
+# The real script's first lines (the installer's runtime: its functions and variables), then
 # the fetch: exactly what an installer runs at stage rsync. --bwlimit (KiB/s) is passed through to the
 # transfer so that each takes about a second and the five overlap.
-FETCH = TEMPLATE + """
+FETCH = runtime_header("web", 1, RSYNC_PORT) + """
 stage rsync "$MODULE from $IMAGESERVER_HOST:$RSYNC_PORT"
 pull_image --bwlimit=16000
 stage fetched "tree in $TARGET"

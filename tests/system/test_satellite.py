@@ -26,12 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images.autoinstall import TEMPLATE
 from lab.netns import Lab, Namespace
 from state import installs
 from state.credentials import rsync_password
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
+from tests.installer_sh import runtime_header
 from tests.system._daemon import API_PORT, Imageserver
 from tests.system._treecmp import compare_trees
 
@@ -41,7 +41,7 @@ RSYNC_PORT = 8873
 MACS = {"node1": "52:54:00:16:02:01", "node2": "52:54:00:16:02:02"}
 
 # The real script's functions, the fetch an installer runs, and its final report.
-INSTALL = TEMPLATE + """
+INSTALL = runtime_header("web", 1, RSYNC_PORT) + """
 stage rsync "$MODULE from $IMAGESERVER_HOST:$RSYNC_PORT"
 pull_image
 stage done "installed from $IMAGESERVER_HOST"

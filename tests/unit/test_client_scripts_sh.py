@@ -1,5 +1,5 @@
-"""The shell that runs on other machines: prepareclient and generated autoinstall scripts are POSIX sh,
-pass `sh -n` and shellcheck, and prepareclient refuses bad input with a clear message."""
+"""The shell that runs on other machines: prepareclient, updateclient as served and generated autoinstall
+scripts are POSIX sh, pass `sh -n` and shellcheck, and prepareclient refuses bad input with a clear message."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 
 from appliance.images.autoinstall import AutoinstallError, ScriptSettings, generate
 from appliance.images.layout import read_layout
+from appliance.installer.runtime import HERE as RUNTIME_DIR
+from appliance.installer.runtime import client_script
 from state.images import ImageVersion
 
 PREPARECLIENT = Path(str(files("appliance") / "data" / "prepareclient"))
@@ -20,11 +22,11 @@ needs_shellcheck = pytest.mark.skipif(shutil.which("shellcheck") is None, reason
 needs_sfdisk = pytest.mark.skipif(shutil.which("sfdisk") is None, reason="sfdisk is not installed")
 
 
-def check_sh(path: Path) -> None:
+def check_sh(path: Path, *shellcheck_args: str) -> None:
     subprocess.run(["sh", "-n", str(path)], check=True)
     if shutil.which("dash"):
         subprocess.run(["dash", "-n", str(path)], check=True)
-    result = subprocess.run(["shellcheck", "-s", "sh", str(path)], capture_output=True, text=True)
+    result = subprocess.run(["shellcheck", "-s", "sh", *shellcheck_args, str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
@@ -119,3 +121,21 @@ def test_an_image_without_a_root_entry_gets_no_script(tmp_path: Path) -> None:
     iv = image_with(tmp_path, "label: gpt\n,,L\n", "tmpfs /tmp tmpfs defaults 0 0\n")
     with pytest.raises(AutoinstallError, match="no on-disk entry for /"):
         generate(iv, ScriptSettings())
+
+
+@needs_shellcheck
+def test_served_updateclient_is_its_body_with_the_common_library_inlined(tmp_path: Path) -> None:
+    """updateclient as GET /client/updateclient serves it: lib/common.sh in place of the line sourcing it
+    (one source of say/json_str/http_request/rsync_in_line), clean POSIX sh on its own."""
+    body = Path(str(files("appliance") / "data" / "updateclient"))
+    served = client_script(body).decode()
+    assert '"$INSTALLER_LIB/lib/common.sh"' in body.read_text() and "INSTALLER_LIB" not in served
+    assert (RUNTIME_DIR / "lib/common.sh").read_text().split("\n", 1)[1] in served
+    assert served.splitlines()[:6] == body.read_text().splitlines()[:6]  # usage() prints lines 3-6 of itself
+    script = tmp_path / "updateclient"
+    script.write_text(served)
+    # SC2317: the library's functions this body never calls (report, private_file ...) look unreachable here.
+    check_sh(script, "-e", "SC2317")
+    result = subprocess.run(["sh", str(script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "updateclient --autoinstall" in result.stdout
+

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images.autoinstall import TEMPLATE, ScriptSettings, generate
+from appliance.images.autoinstall import ScriptSettings, generate
 from appliance.images.crypttab import plan_crypttab
 from appliance.images.layout import read_layout
 from state.images import ImageVersion
+from tests.installer_sh import prelude
 
 pytestmark = pytest.mark.skipif(shutil.which("sfdisk") is None, reason="sfdisk (fdisk package) is not installed")
 LUKS_UUID = "3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b"
@@ -54,12 +55,6 @@ def image(tmp_path: Path, label: str) -> tuple[ImageVersion, Path]:
     return ImageVersion("enc", 1, str(tmp_path / "tree"), 0.0, layout=layout.to_json()), disk
 
 
-def sh_function(name: str) -> str:
-    m = re.search(rf"^{name}\(\) {{\n.*?^}}\n", TEMPLATE, re.M | re.S)
-    assert m, name
-    return m.group(0)
-
-
 @pytest.mark.parametrize("label", ["gpt", "dos"])
 def test_crypttab_entries_on_recreated_partitions_are_retied_or_dropped(tmp_path: Path, label: str) -> None:
     iv, master_disk = image(tmp_path, label)
@@ -82,7 +77,7 @@ def test_crypttab_entries_on_recreated_partitions_are_retied_or_dropped(tmp_path
         f.truncate(512 << 20)
     subprocess.run(["sfdisk", "-q", str(new_disk)], input=f"label: {label}\n,64M,L\n,64M,L\n,,S\n", text=True,
                    check=True, capture_output=True)
-    preamble = 'say() { echo "autoinstall: $*"; }\nstage() { say "[$1] $2"; }\n' + sh_function("new_partuuid")
+    preamble = prelude("common", "report", "disks")
     run = subprocess.run(["sh", "-euc", preamble + step], text=True, capture_output=True,
                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DISK0": str(new_disk), "TARGET": str(target)})
     assert run.returncode == 0, run.stderr

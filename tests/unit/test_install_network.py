@@ -1,5 +1,5 @@
 """The installed system's network is written for what the image uses, found from its tree: netplan,
-NetworkManager, ifupdown or systemd-networkd (appliance/images/autoinstall.py's network_system and
+NetworkManager, ifupdown or systemd-networkd (appliance/installer/lib/network.sh's network_system and
 write_*), for the NIC with the host's MAC, by DHCP or with the host's fixed address. The script's own
 sh runs against image trees made for each; netplan's YAML is checked by `netplan generate --root-dir`
 (Debian package netplan.io) where it is installed: the files netplan renders are the oracle."""
@@ -15,24 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance.images.autoinstall import TEMPLATE
+from tests.installer_sh import prelude
 
 MAC = "52:54:00:AB:CD:EF"
-FUNCTIONS = ("say", "json_text", "report", "stage", "mask_to_prefix", "retire_master_stanzas", "image_has",
-             "unit_enabled", "network_system", "each", "joined", "configure_network", "write_netplan",
-             "write_nmconnection", "write_ifupdown", "write_networkd", "private_file")
 STATIC = {"IPADDR": "10.20.0.15", "NETMASK": "255.255.255.0", "GATEWAY": "10.20.0.1", "DNS": "10.20.0.2,10.20.0.3",
           "DOMAIN": "lab.example"}
 
 
-def sh_function(name: str) -> str:
-    m = re.search(rf"^{name}\(\) {{(?: .*?; }}$|\n.*?^}}$)", TEMPLATE, re.M | re.S)
-    assert m, name
-    return m.group(0) + "\n"
-
-
 def configure(target: Path, **env: str) -> str:
-    script = "".join(sh_function(f) for f in FUNCTIONS) + "configure_network\n"
+    script = prelude("common", "report", "network") + "configure_network\n"
     run = subprocess.run(["sh", "-euc", script], capture_output=True, text=True,
                          env={"PATH": os.environ["PATH"], "TARGET": str(target), "MAC": MAC,
                               "TARGET_IFACE": "ens2", **env})

@@ -5,17 +5,10 @@ update token) is 0600 even when the image already had one readable by all. (A um
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
-from appliance.images.autoinstall import TEMPLATE
-
-
-def sh_function(name: str) -> str:
-    m = re.search(rf"^{name}\(\) {{(?: .*?; }}$|\n.*?^}}$)", TEMPLATE, re.M | re.S)
-    assert m, name
-    return m.group(0) + "\n"
+from tests.installer_sh import prelude
 
 
 def test_updateclient_conf_with_the_token_is_0600_also_over_an_existing_file(tmp_path: Path) -> None:
@@ -24,7 +17,7 @@ def test_updateclient_conf_with_the_token_is_0600_also_over_an_existing_file(tmp
     conf = target / "etc/systemimager/updateclient.conf"
     conf.write_text("IMAGESERVER=http://192.0.2.1\n")  # the master's, readable by all
     os.chmod(conf, 0o644)
-    script = "".join(sh_function(f) for f in ("say", "private_file", "setup_updateclient")) + "setup_updateclient\n"
+    script = prelude("common", "report", "system") + "setup_updateclient\n"
     # Port 9 on loopback: nothing answers, so fetching updateclient fails (best effort) at once.
     run = subprocess.run(["sh", "-euc", script], capture_output=True, text=True,
                          env={"PATH": os.environ["PATH"], "TARGET": str(target), "IMAGESERVER_URL": "http://127.0.0.1:9",

@@ -29,6 +29,7 @@ from appliance.images.layout import (
 )
 from appliance.images.mounts import DISK_FILESYSTEMS
 from state.images import ImageVersion
+from tests.installer_sh import prelude
 
 PREPARECLIENT = Path(__file__).resolve().parents[2] / "appliance" / "data" / "prepareclient"
 MiB = 1 << 20
@@ -299,20 +300,6 @@ def test_prepareclient_records_md_and_lvm_with_the_tools_it_finds(tmp_path: Path
     assert not (si / "md").exists() and not (si / "lvm").exists()
 
 
-def sh_functions(*names: str) -> str:
-    """Functions of the autoinstall script's template, to run one step alone."""
-    import re
-
-    from appliance.images.autoinstall import TEMPLATE
-
-    out = []
-    for name in names:
-        m = re.search(rf"^{name}\(\) {{(?: .*?; }}$|\n.*?^}}$)", TEMPLATE, re.M | re.S)
-        assert m, name
-        out.append(m.group(0))
-    return "\n".join(out) + "\n"
-
-
 def test_the_clones_mdadm_conf_replaces_the_masters_arrays_and_goes_into_the_initramfs(tmp_path: Path) -> None:
     target = tmp_path / "target"
     (target / "etc/mdadm").mkdir(parents=True)
@@ -330,8 +317,7 @@ def test_the_clones_mdadm_conf_replaces_the_masters_arrays_and_goes_into_the_ini
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stand_ins(bin_dir, {"mdadm --detail --scan": "ARRAY /dev/md0 metadata=1.2 name=node7:0 UUID=c10e0000:1:2:3\n"})
-    script = sh_functions("say", "json_text", "report", "stage", "die", "write_mdadm_conf", "cpio_member",
-                          "overlay_initramfs", "retie_to_new_disks") + "write_mdadm_conf\nretie_to_new_disks\n"
+    script = prelude("common", "report", "disks", "bootloader") + "write_mdadm_conf\nretie_to_new_disks\n"
     run = subprocess.run(["sh", "-euc", script], capture_output=True, text=True,
                          env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "TARGET": str(target),
                               "SWAP_UUID": "", "STACKED": "1", "MDS": "/dev/md0 ", "STAGE": "raid"})

@@ -5,24 +5,17 @@ the here-document it feeds sfdisk) is run against real sfdisk on disk image file
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from appliance.images.autoinstall import TEMPLATE
 from appliance.images.layout import Disk, growth, parse_sfdisk_dump, sfdisk_script
+from tests.installer_sh import prelude
 
 pytestmark = pytest.mark.skipif(shutil.which("sfdisk") is None, reason="sfdisk (fdisk package) is not installed")
 MiB = 1 << 20
-
-
-def sh_function(name: str) -> str:
-    m = re.search(rf"^{name}\(\) {{\n.*?^}}\n", TEMPLATE, re.M | re.S)
-    assert m, name
-    return m.group(0)
 
 
 def master(tmp_path: Path, size_mib: int, table: str) -> Disk:
@@ -42,7 +35,7 @@ def install_table(tmp_path: Path, disk: Disk, size_mib: int) -> dict[int, tuple[
     with open(target, "wb") as f:
         f.truncate(size_mib * MiB)
     g = growth(disk)
-    script = (sh_function("disk_bytes") + sh_function("swap_tail")
+    script = (prelude("common", "report", "disks")
               + f'swap_tail TAIL0 "$1" {g.tail_span} {g.tail_start} {disk.label}\n'
               + 'sfdisk -q "$1" <<EOF_SFDISK0\n' + sfdisk_script(disk, tail_var="TAIL0") + "EOF_SFDISK0\n")
     subprocess.run(["sh", "-euc", script, "sh", str(target)], text=True, check=True, capture_output=True)
