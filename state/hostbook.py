@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, Literal
 
 from protocols.hostname import DNS_LABEL
 from state.addclients import AddclientsRequest, Existing, Plan, plan_addclients
@@ -78,12 +78,18 @@ def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: f
     return leases.add_reservation(mac, lease.ip, now, hostname=hostname, source=source)
 
 
+# [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
+# and the commands take it from here.
+AutoStatic = Literal["on-install", "on-assign", "off"]
+AUTO_STATIC_DEFAULT: AutoStatic = "on-install"
+
+
 @dataclass(slots=True)
 class HostBook:
     conn: sqlite3.Connection
     leases: LeaseModel
     pools: tuple[SubnetLike, ...] = ()
-    auto_static: str = "on-install"
+    auto_static: str = AUTO_STATIC_DEFAULT
     # Why a host given (image, pinned version or None) could not be installed, None when it can: the
     # appliance's rule (the check getimage makes at capture), passed in because state imports nothing of it.
     image_problem: Callable[[str, int | None], str | None] | None = None
