@@ -20,7 +20,7 @@ from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
-from state.hostbook import HostBook, address_op
+from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, address_op
 from state.hosts import HostError, Op
 from state.leases import LeaseError, stored_bindings
 
@@ -43,7 +43,7 @@ class InstallSettings:
 
     address: str | None = None  # the imageserver's address as clients reach it; None: the Host they used
     rsync_port: int = 873
-    auto_static: str = "on-install"  # [dhcp] auto_static
+    auto_static: AutoStatic = AUTO_STATIC_DEFAULT  # [dhcp] auto_static
     domain: str | None = None
     subnets: tuple[SubnetInfo, ...] = field(default_factory=tuple)
     token_seconds: float = credentials.INSTALL_TOKEN_SECONDS  # an install token's lifetime

@@ -23,6 +23,7 @@ from domain.config_values import (
     DnsName,
     InterfaceName,
 )
+from state import outbox
 from state.discovery import DiscoveryRule
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 
@@ -211,9 +212,9 @@ class SatelliteLinkConfig(Section):
     # which is world-readable on many systems). Default: <state_dir>/satellite.token.
     token_file: Path | None = None
     interval: TimeoutSeconds = 10.0  # seconds between syncs (mirror, host list, reports)
-    outbox_cap: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 100_000  # reports buffered while away
+    outbox_cap: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = outbox.DEFAULT_CAP  # reports kept while away
 
     @property
     def max_interval(self) -> float:
-        """The longest wait between tries while the primary is away (backoff up to 12 intervals, 2 min)."""
+        """While the primary is away: back off to twelve intervals (at most two minutes) between tries."""
         return min(120.0, max(self.interval, 12 * self.interval))

@@ -43,7 +43,10 @@ from state.imagename import check_image_name
 from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike, normalize_mac
 from state.transports import check_transport
 
-AUTO_STATIC = ("on-install", "on-assign", "off")
+# [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
+# and the commands take it from here.
+AutoStatic = Literal["on-install", "on-assign", "off"]
+AUTO_STATIC_DEFAULT: AutoStatic = "on-install"
 _LABEL = DNS_LABEL  # protocols.hostname: the one rule
 
 
@@ -76,12 +79,6 @@ def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: f
     if lease is None or not lease.active(now):
         return None
     return leases.add_reservation(mac, lease.ip, now, hostname=hostname, source=source)
-
-
-# [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
-# and the commands take it from here.
-AutoStatic = Literal["on-install", "on-assign", "off"]
-AUTO_STATIC_DEFAULT: AutoStatic = "on-install"
 
 
 @dataclass(slots=True)
