@@ -20,7 +20,6 @@ import msgspec
 from appliance.config_reader import ConfigError, read
 from domain.settings import (
     UEFI_BOOT_FILES,
-    UEFI_LOADERS,
     ApplianceConfig,
     BootConfig,
     DhcpConfig,
@@ -34,7 +33,7 @@ from domain.settings import (
     TftpConfig,
 )
 
-__all__ = ["DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "UEFI_LOADERS", "ApplianceConfig", "BootConfig", "Config",
+__all__ = ["DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "ApplianceConfig", "BootConfig", "Config",
            "ConfigError", "DhcpConfig", "DiscoveryConfig", "DnsConfig", "HttpConfig", "MulticastConfig",
            "RsyncdConfig", "SatelliteLinkConfig", "SubnetConfig", "TftpConfig", "load_config", "parse_config"]
 

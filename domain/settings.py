@@ -24,7 +24,8 @@ from domain.config_values import (
     InterfaceName,
 )
 from state import outbox
-from state.discovery import DiscoveryRule
+from state.boot import UnknownBoot
+from state.discovery import DiscoveryPolicy, DiscoveryRule
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 
 SECONDS = {"unit": "seconds"}
@@ -164,8 +165,8 @@ class MulticastConfig(Section):
     max_bitrate: Bitrate | None = None  # e.g. "600m"
 
 
-UEFI_LOADERS = ("ipxe", "shim")
-UEFI_BOOT_FILES = {"ipxe": "ipxe.efi", "shim": "shimx64.efi"}  # [boot] uefi_loader -> the DHCP boot file
+UefiLoader = Literal["ipxe", "shim"]
+UEFI_BOOT_FILES: dict[UefiLoader, str] = {"ipxe": "ipxe.efi", "shim": "shimx64.efi"}  # -> the DHCP boot file
 
 
 class BootConfig(Section):
@@ -173,7 +174,7 @@ class BootConfig(Section):
     ipxe_dir: Path = Path("/usr/lib/ipxe")
     pxelinux: Path = Path("/usr/lib/PXELINUX/pxelinux.0")
     syslinux_modules: Path = Path("/usr/lib/syslinux/modules/bios")
-    unknown: Literal["wait", "local"] = "wait"  # what an unknown machine boots: poll until assigned, or local
+    unknown: UnknownBoot = "wait"  # what an unknown machine boots: poll until assigned, or local
     poll_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5
     kernel_cmdline: str = "console=tty0 console=ttyS0,115200"
     # How an iPXE machine is given its decision: "ipxe" (an iPXE script) or "pxelinux" (BIOS machines
@@ -182,7 +183,7 @@ class BootConfig(Section):
     # What a UEFI x64 PXE machine starts: "ipxe" (ipxe.efi, unsigned: Secure Boot must be off) or "shim"
     # (Debian's signed shim -> signed network GRUB -> grub/grub.cfg-01-<mac>; boots with Secure Boot on
     # or off). The files come from packages shim-signed and grub-efi-amd64-signed.
-    uefi_loader: Literal["ipxe", "shim"] = "ipxe"
+    uefi_loader: UefiLoader = "ipxe"
     shim: Path = Path("/usr/lib/shim/shimx64.efi.signed")
     grub_efi: Path = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 
@@ -190,7 +191,7 @@ class BootConfig(Section):
 class DiscoveryConfig(Section):
     # What happens to a machine that is no host: "hold" (it waits until assigned), "auto" (it becomes a
     # host by the first matching rule), "ignore" (an address, never a boot). See state/discovery.py.
-    policy: Literal["hold", "auto", "ignore"] = "hold"
+    policy: DiscoveryPolicy = "hold"
     rules: tuple[DiscoveryRule, ...] = ()
     # Machine records (every MAC seen on the wire) are capped: unknown machines not seen for machine_expiry
     # seconds are forgotten, and at the cap the oldest unknown one makes room; hosts are never evicted.

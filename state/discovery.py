@@ -17,13 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
 from protocols.hostname import DNS_LABEL
 
-POLICIES = ("hold", "auto", "ignore")
+# [discovery] policy (see the module doc).
+DiscoveryPolicy = Literal["hold", "auto", "ignore"]
+POLICIES: tuple[str, ...] = get_args(DiscoveryPolicy)
 _LABEL = DNS_LABEL  # protocols.hostname: the one rule
 MAX_N = 100_000  # a pattern's n runs up to here; a rule that fills it is a configuration problem
 
