@@ -37,7 +37,7 @@ from services import (
 from services.api_client_scripts import ClientScripts
 from services.api_context import ApiContext
 from services.api_hostadmin import HostSettings
-from services.api_install import InstallSettings, SubnetInfo
+from services.api_install import InstallSettings
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
@@ -95,7 +95,7 @@ def install_settings(cfg: Config) -> InstallSettings:
     return InstallSettings(
         address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
         rsync_port=cfg.rsyncd.port, auto_static=cfg.dhcp.auto_static, domain=cfg.appliance.domain,
-        subnets=tuple(SubnetInfo(s.subnet, s.router, s.dns, s.domain) for s in cfg.dhcp.subnets))
+        subnets=cfg.dhcp.subnets)
 
 
 def host_settings(cfg: Config) -> HostSettings:

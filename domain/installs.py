@@ -8,13 +8,14 @@ need the install token. Refusals are domain errors (Unauthorized carries the ins
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from domain.bodies import parse_body
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from domain.requests import InstallEvent
+from domain.settings import SubnetConfig
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import MacError, normalize_mac
@@ -30,14 +31,6 @@ INSTALL_REALM = 'Bearer realm="imageserver-install"'
 
 
 @dataclass(frozen=True, slots=True)
-class SubnetInfo:
-    network: IPv4Network
-    router: IPv4Address | None = None
-    dns: tuple[IPv4Address, ...] = ()
-    domain: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class InstallSettings:
     """What installs need of the config (defaults work without one)."""
 
@@ -45,13 +38,13 @@ class InstallSettings:
     rsync_port: int = 873
     auto_static: AutoStatic = AUTO_STATIC_DEFAULT  # [dhcp] auto_static
     domain: str | None = None
-    subnets: tuple[SubnetInfo, ...] = field(default_factory=tuple)
+    subnets: tuple[SubnetConfig, ...] = field(default_factory=tuple)  # [dhcp]: a host's network settings
     token_seconds: float = credentials.INSTALL_TOKEN_SECONDS  # an install token's lifetime
 
-    def subnet_of(self, ip: IPv4Address | None) -> SubnetInfo | None:
+    def subnet_of(self, ip: IPv4Address | None) -> SubnetConfig | None:
         if ip is None:
             return None
-        return next((s for s in self.subnets if ip in s.network), None)
+        return next((s for s in self.subnets if ip in s.subnet), None)
 
 
 def _unauthorized(message: str) -> Unauthorized:
@@ -143,8 +136,8 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
         "HOSTNAME": host.name,
         "MAC": mac,
         "IPADDR": bound,
-        "NETMASK": subnet.network.netmask if subnet else None,
-        "PREFIX": subnet.network.prefixlen if subnet else None,
+        "NETMASK": subnet.subnet.netmask if subnet else None,
+        "PREFIX": subnet.subnet.prefixlen if subnet else None,
         "GATEWAY": subnet.router if subnet and subnet.router else None,
         "DNS": " ".join(map(str, subnet.dns)) if subnet and subnet.dns else None,
         "DOMAIN": (subnet.domain if subnet and subnet.domain else settings.domain),
