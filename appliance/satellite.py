@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from appliance.config import Config, ConfigError
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError
-from services.satellite import LinkSettings, PrimaryAway, SatelliteLink
+from services.satellite import PrimaryAway, SatelliteLink
 from state.eventlog import EventLog
 from state.satellites import TOKEN_PREFIX, rsync_secret
 from state.store import Store
@@ -103,8 +103,4 @@ def build_link(cfg: Config, store: Store, on_change: Callable[[], object] | None
     async def mirror_version(image: dict[str, Any], rsync: dict[str, Any]) -> None:
         await asyncio.to_thread(pull_version, cfg, token, image, rsync)
 
-    interval = cfg.satellite.interval
-    # While the primary is away: back off to twelve intervals (at most two minutes) between tries.
-    settings = LinkSettings(primary=cfg.satellite.primary, token=token, interval=interval,
-                            max_interval=min(120.0, max(interval, 12 * interval)), outbox_cap=cfg.satellite.outbox_cap)
-    return SatelliteLink(settings, store, mirror_version, on_change=on_change)
+    return SatelliteLink(cfg.satellite, token, store, mirror_version, on_change=on_change)

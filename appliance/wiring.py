@@ -38,16 +38,16 @@ from services import (
 from services.api_client_scripts import ClientScripts
 from services.api_context import ApiContext
 from services.api_hostadmin import HostSettings
-from services.api_install import InstallSettings, SubnetInfo
+from services.api_install import InstallSettings
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
-from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
+from services.discovery import DiscoveringMachineLog, Discovery
 from services.http import HttpServer, RouteModule
 from services.http_gate import ConnectionLimits
-from services.multicast import MulticastService, MulticastSettings
+from services.multicast import MulticastService
 from services.rsyncd import RsyncdService, RsyncdSettings
-from services.tftp import TftpLimits, TftpServer
+from services.tftp import TftpServer
 from state import satellites
 from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
@@ -64,15 +64,6 @@ def api_route_modules() -> list[RouteModule]:
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
             api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, torrents.ROUTES]
-
-
-def multicast_settings(cfg: Config) -> MulticastSettings:
-    m = cfg.multicast
-    assert cfg.appliance.interface is not None  # the config requires it when multicast is on
-    return MulticastSettings(interface=cfg.appliance.interface, state_dir=cfg.state_dir, portbase=m.portbase,
-                             rdv_address=m.rdv_address, max_sessions=m.max_sessions, max_receivers=m.max_receivers,
-                             start_window=m.start_window, min_wait=m.min_wait, start_timeout=m.start_timeout,
-                             retries_until_drop=m.retries_until_drop, max_bitrate=m.max_bitrate)
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -105,7 +96,7 @@ def install_settings(cfg: Config) -> InstallSettings:
     return InstallSettings(
         address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,
         rsync_port=cfg.rsyncd.port, auto_static=cfg.dhcp.auto_static, domain=cfg.appliance.domain,
-        subnets=tuple(SubnetInfo(s.subnet, s.router, s.dns, s.domain) for s in cfg.dhcp.subnets))
+        subnets=cfg.dhcp.subnets)
 
 
 def host_settings(cfg: Config) -> HostSettings:
@@ -115,32 +106,13 @@ def host_settings(cfg: Config) -> HostSettings:
                         domain=cfg.appliance.domain)
 
 
-def discovery_settings(cfg: Config) -> DiscoverySettings:
-    d = cfg.discovery
-    return DiscoverySettings(policy=d.policy, rules=d.rules, auto_static=cfg.dhcp.auto_static,
-                             auto_max_hosts=d.auto_max_hosts, auto_max_per_window=d.auto_max_per_window,
-                             auto_window=d.auto_window)
-
-
 def pool_specs(cfg: Config) -> tuple[PoolSpec, ...]:
     """The configured DHCP pools, for pool usage in /metrics and /api/v1/pools."""
     return tuple(PoolSpec(s.subnet, s.pool_first, s.pool_last, s.lease_time) for s in cfg.dhcp.subnets)
 
 
 def http_limits(cfg: Config) -> ConnectionLimits:
-    # Half the descriptors at most: the rest are for TFTP transfers, files, the store and rsync. asyncio
-    # accepts up to `backlog` connections per wake-up before the gate sees them (a burst holds two or three
-    # such batches): an eighth of the descriptors, so that even a burst never meets EMFILE.
-    nofile = nofile_soft()
-    return ConnectionLimits(max_connections=max(1, min(cfg.http.max_connections, nofile // 2)),
-                            max_per_client=cfg.http.max_connections_per_client,
-                            idle_timeout=cfg.http.idle_timeout, header_timeout=cfg.http.header_timeout,
-                            backlog=max(16, min(1024, nofile // 8)))
-
-
-def tftp_limits(cfg: Config) -> TftpLimits:
-    return TftpLimits(per_client=cfg.tftp.max_transfers_per_client, max_timeout=cfg.tftp.max_timeout,
-                      stall_timeout=cfg.tftp.stall_timeout)
+    return ConnectionLimits.of(cfg.http, nofile_soft())
 
 
 def _live_settings(rt: Runtime) -> None:
@@ -172,7 +144,8 @@ def build_services(rt: Runtime) -> list[Service]:
     # The one rule for giving a host an image (getimage's check at capture): API host adds and changes.
     live.image_problem = image_problem_rule(rt.store.reader, cfg.state_dir)
     # Every sighting (DHCP or boot path) passes discovery: policy auto makes unknown machines hosts.
-    discovery = live.discovery = Discovery(rt.store, leases, discovery_settings(cfg), clock=rt.clock)
+    discovery = live.discovery = Discovery(rt.store, leases, cfg.discovery, clock=rt.clock,
+                                           auto_static=cfg.dhcp.auto_static)
     if isinstance(machines, DiscoveringMachineLog):
         machines.on_seen = discovery.seen
     responder = live.boot = BootResponder(rt.store, boot_settings(cfg), clock=rt.clock, machines=machines)
@@ -193,8 +166,7 @@ def build_services(rt: Runtime) -> list[Service]:
         # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi / shimx64.efi); pxelinux.cfg/01-<mac> and
         # grub/grub.cfg-01-<mac> are rendered per machine.
         tftp = TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.tftp_config,
-                          max_transfers=cfg.tftp.max_transfers, bind_device=cfg.appliance.interface,
-                          limits=tftp_limits(cfg))
+                          bind_device=cfg.appliance.interface, settings=cfg.tftp)
         services.append(tftp)
         rt.reconfigurers.append(Reconfigurer("tftp", lambda new: _prepare_tftp(tftp, cfg, new)))
     if cfg.rsyncd.enabled:
@@ -219,7 +191,9 @@ def build_services(rt: Runtime) -> list[Service]:
         services.append(rsyncd)
         rt.reconfigurers.append(Reconfigurer("rsyncd", lambda new: _prepare_rsyncd(rsyncd, new)))
     if cfg.multicast.enabled:
-        multicast = MulticastService(multicast_settings(cfg), clock=rt.clock)
+        assert cfg.appliance.interface is not None  # the config requires it when multicast is on
+        multicast = MulticastService(cfg.multicast, interface=cfg.appliance.interface, state_dir=cfg.state_dir,
+                                     clock=rt.clock)
         live.multicast = multicast
         services.append(multicast)
     if cfg.dns.enabled:
@@ -245,14 +219,14 @@ def build_services(rt: Runtime) -> list[Service]:
 def _prepare_live(rt: Runtime, new: Config) -> Apply:
     """The settings the API, discovery, the machine log and the boot responder read."""
     install, hostbook, pools = install_settings(new), host_settings(new), pool_specs(new)
-    discovery, boot = discovery_settings(new), boot_settings(new)
+    boot = boot_settings(new)
     live = rt.live
 
     def apply() -> None:
         live.install, live.hostbook, live.pools = install, hostbook, pools
         live.admin_networks = tuple(new.http.admin_networks)
         if live.discovery is not None:
-            live.discovery.settings = discovery
+            live.discovery.settings, live.discovery.auto_static = new.discovery, new.dhcp.auto_static
         if live.machines is not None:  # a lower cap takes effect as new machines arrive
             live.machines.cap, live.machines.expiry = new.discovery.max_machines, new.discovery.machine_expiry
         if live.boot is not None:
@@ -277,8 +251,7 @@ def _prepare_http(http: HttpServer, started: Config, new: Config) -> Apply:
 def _prepare_tftp(tftp: TftpServer, started: Config, new: Config) -> Apply:
     _fixed_at_start("tftp", started.tftp.enabled, new.tftp.enabled, "tftp.enabled")
     _fixed_at_start("tftp", started.tftp.port, new.tftp.port, "tftp.port")
-    limits, cap = tftp_limits(new), new.tftp.max_transfers
-    return lambda: tftp.reconfigure(cap, limits)
+    return lambda: tftp.reconfigure(new.tftp)
 
 
 def _prepare_rsyncd(rsyncd: RsyncdService, new: Config) -> Apply:

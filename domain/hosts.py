@@ -25,7 +25,7 @@ from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import installs, transports
 from state.boot import decide_boot
-from state.hostbook import HostBook, check_version
+from state.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_version
 from state.hosts import (
     HostError,
     HostFieldError,
@@ -264,7 +264,7 @@ def image_installable(src: Sources, image: str | None, version: int | None) -> N
             raise Conflict(f"image {image} cannot be installed: {why}")
 
 
-def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = "on-install") -> Op:
+def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AUTO_STATIC_DEFAULT) -> Op:
     """Check a new host against what exists and return the journal operation that writes it.
 
     With a lease book (the live one, or an offline one in the CLI) the host's fixed address becomes its

@@ -8,19 +8,20 @@ need the install token. Refusals are domain errors (Unauthorized carries the ins
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from domain.bodies import parse_body
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
 from domain.requests import InstallEvent
+from domain.settings import SubnetConfig
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
-from state.hostbook import HostBook, address_op
+from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, address_op
 from state.hosts import HostError, Op
 from state.leases import LeaseError, stored_bindings
 
@@ -30,28 +31,20 @@ INSTALL_REALM = 'Bearer realm="imageserver-install"'
 
 
 @dataclass(frozen=True, slots=True)
-class SubnetInfo:
-    network: IPv4Network
-    router: IPv4Address | None = None
-    dns: tuple[IPv4Address, ...] = ()
-    domain: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class InstallSettings:
     """What installs need of the config (defaults work without one)."""
 
     address: str | None = None  # the imageserver's address as clients reach it; None: the Host they used
     rsync_port: int = 873
-    auto_static: str = "on-install"  # [dhcp] auto_static
+    auto_static: AutoStatic = AUTO_STATIC_DEFAULT  # [dhcp] auto_static
     domain: str | None = None
-    subnets: tuple[SubnetInfo, ...] = field(default_factory=tuple)
+    subnets: tuple[SubnetConfig, ...] = field(default_factory=tuple)  # [dhcp]: a host's network settings
     token_seconds: float = credentials.INSTALL_TOKEN_SECONDS  # an install token's lifetime
 
-    def subnet_of(self, ip: IPv4Address | None) -> SubnetInfo | None:
+    def subnet_of(self, ip: IPv4Address | None) -> SubnetConfig | None:
         if ip is None:
             return None
-        return next((s for s in self.subnets if ip in s.network), None)
+        return next((s for s in self.subnets if ip in s.subnet), None)
 
 
 def _unauthorized(message: str) -> Unauthorized:
@@ -141,8 +134,8 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
         "HOSTNAME": host.name,
         "MAC": mac,
         "IPADDR": bound,
-        "NETMASK": subnet.network.netmask if subnet else None,
-        "PREFIX": subnet.network.prefixlen if subnet else None,
+        "NETMASK": subnet.subnet.netmask if subnet else None,
+        "PREFIX": subnet.subnet.prefixlen if subnet else None,
         "GATEWAY": subnet.router if subnet and subnet.router else None,
         "DNS": " ".join(map(str, subnet.dns)) if subnet and subnet.dns else None,
         "DOMAIN": (subnet.domain if subnet and subnet.domain else settings.domain),

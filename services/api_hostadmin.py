@@ -40,7 +40,7 @@ from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
 from domain.views import view_json
 from services.api_context import API, ApiContext, json_body, json_error, require_token
 from state.addclients import AddclientsRequest, PlanError
-from state.hostbook import HostBook, addclients
+from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, addclients
 from state.hosts import (
     Host,
     HostError,
@@ -58,7 +58,7 @@ from state.leases import LeaseError, SubnetLike
 @dataclass(frozen=True, slots=True)
 class HostSettings:
     pools: tuple[SubnetLike, ...] = ()
-    auto_static: str = "on-install"
+    auto_static: AutoStatic = AUTO_STATIC_DEFAULT
     own_addresses: tuple[IPv4Address, ...] = ()
     domain: str | None = None
 

@@ -20,6 +20,7 @@ from domain import hosts
 from domain.errors import NotFound
 from domain.paging import DEFAULT_LIMIT, Page
 from services.api_context import API, json_body, require_token
+from state.hostbook import AUTO_STATIC_DEFAULT
 
 # A page of 100 hosts by default (the dashboard polls it every 2 s; a 10,000-host answer takes 100s of ms),
 # up to 1,000 with ?limit=; `hosts` stays the list older clients read, with total and next_offset beside it.
@@ -43,7 +44,7 @@ async def add_host(request: web.Request) -> web.Response:
     req = hosts.AddHost.from_json(await json_body(request))
     settings = ctx.live.install
     op = hosts.add_host_op(ctx.sources(), req, ctx.clock(),
-                           auto_static=settings.auto_static if settings is not None else "on-install")
+                           auto_static=settings.auto_static if settings is not None else AUTO_STATIC_DEFAULT)
     try:
         await ctx.store.journal.run(op)
     except sqlite3.IntegrityError as e:

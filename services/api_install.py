@@ -24,11 +24,11 @@ from typing import Any
 from aiohttp import web
 
 from domain import installs as use
-from domain.installs import InstallSettings, SubnetInfo
+from domain.installs import InstallSettings
 from services.api_context import API, ApiContext, json_body
 from state.eventlog import EventLog
 
-__all__ = ["ROUTES", "InstallSettings", "SubnetInfo", "own_auth"]
+__all__ = ["ROUTES", "InstallSettings", "own_auth"]
 
 log = EventLog("imageserver.install")
 

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from state.discovery import AutoCreateLimit, DiscoveryRule, decide_unknown, dhcp_offers_boot, first_match
+from domain.settings import DiscoveryConfig
+from state.discovery import AutoCreateLimit, decide_unknown, dhcp_offers_boot, first_match
 from state.eventlog import EventLog
-from state.hostbook import HostBook, address_op, make_lease_static
+from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, address_op, make_lease_static
 from state.hosts import host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
 from state.sightings import NO_DETAILS, Machine, MachineLog
@@ -30,22 +31,13 @@ log = EventLog("imageserver.discovery")
 _SETTLED_LIMIT = 65536  # remembered settled MACs; beyond that the set starts over (a query each, no harm)
 
 
-@dataclass(frozen=True, slots=True)
-class DiscoverySettings:
-    policy: str = "hold"
-    rules: tuple[DiscoveryRule, ...] = ()
-    auto_static: str = "on-install"
-    auto_max_hosts: int = 256
-    auto_max_per_window: int = 64
-    auto_window: float = 3600.0
-
-
 @dataclass(slots=True)
 class Discovery:
     store: Store
     leases: LeaseModel
-    settings: DiscoverySettings
+    settings: DiscoveryConfig  # [discovery]; SIGHUP replaces it (and auto_static)
     clock: Callable[[], float]
+    auto_static: AutoStatic = AUTO_STATIC_DEFAULT  # [dhcp] auto_static
     _settled: set[str] = field(default_factory=set)
     _pending_names: dict[str, str] = field(default_factory=dict)  # name -> MAC, until its row commits
     created: int = 0
@@ -67,7 +59,7 @@ class Discovery:
         return dhcp_offers_boot(self.settings.policy, host_by_mac(self.store.reader, mac) is not None)
 
     def seen(self, machine: Machine, now: float) -> None:
-        if self.settings.auto_static == "on-assign":
+        if self.auto_static == "on-assign":
             self._static_on_assign(machine.mac, now)
         if self.settings.policy != "auto" or machine.mac in self._settled:
             return
@@ -94,7 +86,7 @@ class Discovery:
             return
         if decision.kind != "create" or decision.name is None or decision.rule is None:
             return
-        book = HostBook(reader, self.leases, auto_static=self.settings.auto_static)
+        book = HostBook(reader, self.leases, auto_static=self.auto_static)
         try:
             host, op = book.create(decision.name, now=now, mac=machine.mac, image=decision.rule.image,
                                    version=decision.rule.version, source="discovery")

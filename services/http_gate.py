@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.settings import HttpConfig
 from services.ratelimit import LimitedLog
 from state.eventlog import EventLog
 
@@ -35,12 +36,17 @@ log = EventLog("imageserver.http")
 SWEEP_INTERVAL = 1.0
 
 
+_HTTP = HttpConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    max_connections: int = 1000
-    max_per_client: int = 32
-    idle_timeout: float = 15.0
-    header_timeout: float = 10.0
+    """[http]'s caps as the gate applies them: held under the process' descriptor limit (`of`)."""
+
+    max_connections: int = _HTTP.max_connections
+    max_per_client: int = _HTTP.max_connections_per_client
+    idle_timeout: float = _HTTP.idle_timeout
+    header_timeout: float = _HTTP.header_timeout
     # The listen queue, which is also how many connections asyncio accepts per wake-up before any of them
     # reaches the gate: with a low descriptor limit, it must be low too.
     backlog: int = 1024
@@ -52,6 +58,15 @@ class ConnectionLimits:
         header or not: set to the gate's timeouts it raced the sweep, and won, so timeouts went uncounted
         and unlogged. Later than any sweep could be, the gate decides and counts."""
         return max(self.idle_timeout, self.header_timeout) + 3 * SWEEP_INTERVAL
+
+    @classmethod
+    def of(cls, http: HttpConfig, nofile: int) -> ConnectionLimits:
+        """Half the descriptors at most: the rest are for TFTP transfers, files, the store and rsync. asyncio
+        accepts up to `backlog` connections per wake-up before the gate sees them (a burst holds two or
+        three such batches): an eighth of the descriptors, so that even a burst never meets EMFILE."""
+        return cls(max_connections=max(1, min(http.max_connections, nofile // 2)),
+                   max_per_client=http.max_connections_per_client, idle_timeout=http.idle_timeout,
+                   header_timeout=http.header_timeout, backlog=max(16, min(1024, nofile // 8)))
 
 
 class _GatedProtocol(asyncio.Protocol):

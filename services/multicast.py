@@ -23,10 +23,10 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from domain.settings import MulticastConfig
 from protocols import udpcast
 from services.base import ServiceError, ServiceStatus
 from services.childproc import die_with_parent
@@ -42,21 +42,6 @@ LOG_TAIL = 20
 
 class MulticastError(RuntimeError):
     """No seat: the message says why (the installer pulls by rsync instead)."""
-
-
-@dataclass(frozen=True, slots=True)
-class MulticastSettings:
-    interface: str
-    state_dir: Path
-    portbase: int = 9000
-    rdv_address: IPv4Address = IPv4Address("239.255.77.1")
-    max_sessions: int = 4
-    max_receivers: int = 1024
-    start_window: float = 30.0
-    min_wait: float = 0.0
-    start_timeout: float = 300.0
-    retries_until_drop: int = 30
-    max_bitrate: str | None = None
 
 
 @dataclass
@@ -94,8 +79,11 @@ def missing_tools() -> list[str]:
 class MulticastService:
     name = "multicast"
 
-    def __init__(self, settings: MulticastSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: MulticastConfig, *, interface: str, state_dir: Path,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.interface = interface  # [appliance] interface: udpcast sends on it
+        self.state_dir = state_dir
         self.clock = clock
         self.st = ServiceStatus()
         self.sessions: dict[str, Session] = {}
@@ -105,7 +93,7 @@ class MulticastService:
 
     @property
     def work_dir(self) -> Path:
-        return self.settings.state_dir / "multicast"
+        return self.state_dir / "multicast"
 
     async def start(self) -> None:
         missing = missing_tools()
@@ -116,7 +104,7 @@ class MulticastService:
         shutil.rmtree(self.work_dir, ignore_errors=True)  # keys of a previous run are worthless now
         self.work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.st.state = "running"
-        self.st.listen = [f"{self.settings.rdv_address} udp/{self.settings.portbase}+ on {self.settings.interface}"]
+        self.st.listen = [f"{self.settings.rdv_address} udp/{self.settings.portbase}+ on {self.interface}"]
 
     async def stop(self) -> None:
         for s in self.sessions.values():
@@ -192,7 +180,7 @@ class MulticastService:
     def pipeline(self, session: Session, directory: Path) -> str:
         """The bash pipeline for one session: the stream, its digest, udp-sender."""
         s = self.settings
-        plan = udpcast.SenderPlan(interface=s.interface, portbase=session.portbase,
+        plan = udpcast.SenderPlan(interface=self.interface, portbase=session.portbase,
                                   min_receivers=session.expected, min_wait=s.min_wait, max_wait=s.start_window,
                                   start_timeout=s.start_timeout, retries_until_drop=s.retries_until_drop,
                                   max_bitrate=s.max_bitrate)

@@ -23,11 +23,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from domain.settings import SatelliteLinkConfig
 from services.base import ServiceStatus
 from state import mirror, outbox
 from state.eventlog import EventLog
@@ -40,15 +40,8 @@ log = EventLog("imageserver.satellite")
 MirrorVersion = Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class LinkSettings:
-    primary: str  # base URL of the primary's HTTP server, e.g. http://10.0.0.1
-    token: str
-    interval: float = 10.0
-    max_interval: float = 120.0
-    timeout: float = 15.0
-    outbox_cap: int = outbox.DEFAULT_CAP
-    batch: int = 200
+REQUEST_TIMEOUT = 15.0  # seconds for one request to the primary
+REPORT_BATCH = 200  # install reports sent per request
 
 
 class PrimaryAway(Exception):
@@ -58,10 +51,11 @@ class PrimaryAway(Exception):
 class SatelliteLink:
     name = "satellite"
 
-    def __init__(self, settings: LinkSettings, store: Store, mirror_version: MirrorVersion,
+    def __init__(self, settings: SatelliteLinkConfig, token: str, store: Store, mirror_version: MirrorVersion,
                  clock: Callable[[], float] = time.time, on_change: Callable[[], object] | None = None,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.token = token
         self.monotonic = monotonic
         # Called after new versions or hosts landed (the rsync daemon's config refresh: serve them now).
         self.on_change = on_change
@@ -80,8 +74,8 @@ class SatelliteLink:
     async def start(self) -> None:
         await self.store.journal.run(outbox.ensure_tables)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-            headers={"Authorization": f"Bearer {self.settings.token}"})
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+            headers={"Authorization": f"Bearer {self.token}"})
         self._status.state = "running"
         self._status.listen = []
         self._task = asyncio.create_task(self._loop(), name="satellite-link")
@@ -169,7 +163,7 @@ class SatelliteLink:
 
     async def _deliver(self) -> None:
         while True:
-            rows = outbox.pending(self.store.reader, self.settings.batch)
+            rows = outbox.pending(self.store.reader, REPORT_BATCH)
             backlog = outbox.backlog(self.store.reader)
             answer = await self._call("POST", "/satellite/v1/reports",
                                       {"events": [r.as_dict() for r in rows], "versions": self._versions(),
@@ -182,7 +176,7 @@ class SatelliteLink:
                                   f"(answer {answer})")
             await self.store.journal.run(outbox.ack_op(delivered))
             self._status.counters["reports_delivered"] += sum(1 for r in rows if r.id <= delivered)
-            if len(rows) < self.settings.batch:
+            if len(rows) < REPORT_BATCH:
                 return
 
     async def _mirror(self, doc: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from domain.settings import TftpConfig
 from protocols.tftp import (
     Admitted,
     ErrorCode,
@@ -52,14 +53,9 @@ _UDP_MAX_PAYLOAD = 65507
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
-@dataclass(frozen=True, slots=True)
-class TftpLimits:
-    """What a client that never answers can hold (see protocols/tftp/transfer.py for the bounds)."""
-
-    per_client: int = 8  # concurrent transfers per client address
-    max_timeout: int = 5  # largest timeout option accepted (RFC 2349); larger ones are declined
-    stall_timeout: float = 30.0  # seconds without progress before a transfer is given up
-    first_ack_retries: int = 1  # resends before the peer's first ACK (a spoofed source never sends one)
+# Resends before the peer's first ACK (a spoofed source never sends one); what else a client that never
+# answers can hold is [tftp]'s (TftpConfig; see protocols/tftp/transfer.py for the bounds).
+FIRST_ACK_RETRIES = 1
 
 
 class _ContentCache:
@@ -112,10 +108,9 @@ class TftpServer:
         port: int = 69,
         dynamic: Dynamic | None = None,
         clock: Callable[[], float] = time.monotonic,
-        max_transfers: int = 256,
         bind_device: str | None = None,
         memory_cache_limit: int = 8 * 1024 * 1024,
-        limits: TftpLimits | None = None,
+        settings: TftpConfig | None = None,
     ) -> None:
         self._root = Path(root)
         self._root_real = ""
@@ -124,14 +119,14 @@ class TftpServer:
         self._port = 0
         self._dynamic = dynamic
         self._clock = clock
-        self._max_transfers = max_transfers
         self._bind_device = bind_device
         self._cache = _ContentCache(memory_cache_limit)
         self._status = ServiceStatus()
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transfers: set[_Transfer] = set()
-        self.limits = limits or TftpLimits()
+        # The caps and timeouts ([tftp]); the socket's port is `port`, fixed at start.
+        self.settings = settings or TftpConfig()
         self._per_client: Counter[str] = Counter()
         self._log = LimitedLog(log)
 
@@ -139,10 +134,9 @@ class TftpServer:
     def port(self) -> int:
         return self._port
 
-    def reconfigure(self, max_transfers: int, limits: TftpLimits) -> None:
+    def reconfigure(self, settings: TftpConfig) -> None:
         """New caps and timeouts (SIGHUP): transfers that start from now on get them; running ones keep theirs."""
-        self._max_transfers = max_transfers
-        self.limits = limits
+        self.settings = settings
 
     # --- Service -------------------------------------------------------------------------------
 
@@ -245,10 +239,10 @@ class TftpServer:
                 counters["duplicate_requests"] += 1  # a retransmitted RRQ: its first answer was lost
                 self._send(t, t.machine.repeat_first(self._clock()))
                 return
-        if len(self._transfers) >= self._max_transfers:
+        if len(self._transfers) >= self.settings.max_transfers:
             self._busy(peer, "full")
             return
-        if self._per_client[peer[0]] >= self.limits.per_client:
+        if self._per_client[peer[0]] >= self.settings.max_transfers_per_client:
             self._busy(peer, "per-client")
             return
         try:
@@ -275,10 +269,10 @@ class TftpServer:
         """Start the transfer; owns `fd` from here on (closed with the transfer or on failure)."""
         assert self._sock is not None and self._loop is not None
         try:
-            limits = self.limits
+            s = self.settings
             machine = ReadTransfer(decision.request, source, size=size, max_windowsize=_MAX_WINDOWSIZE,
-                                   max_timeout=limits.max_timeout, first_ack_retries=limits.first_ack_retries,
-                                   first_ack_backoff=2.0, stall_timeout=limits.stall_timeout)
+                                   max_timeout=s.max_timeout, first_ack_retries=FIRST_ACK_RETRIES,
+                                   first_ack_backoff=2.0, stall_timeout=s.stall_timeout)
             sock = self._new_socket((local, 0))
         except OSError as exc:
             if fd is not None:

@@ -24,11 +24,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from state.hosts import Host, host_by_mac, image_versions
 
-UNKNOWN_POLICIES = ("wait", "local")
+# What a machine with no host (or no image) boots ([boot] unknown): poll until assigned, or its local disk.
+UnknownBoot = Literal["wait", "local"]
+UNKNOWN_POLICIES: tuple[str, ...] = get_args(UnknownBoot)
 INSTALL_STATES = ("new", "assigned", "installing")
 
 

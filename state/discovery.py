@@ -17,10 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
+
+import msgspec
 
 from protocols.names import is_label
 
-POLICIES = ("hold", "auto", "ignore")
+# [discovery] policy (see the module doc).
+DiscoveryPolicy = Literal["hold", "auto", "ignore"]
+POLICIES: tuple[str, ...] = get_args(DiscoveryPolicy)
 MAX_N = 100_000  # a pattern's n runs up to here; a rule that fills it is a configuration problem
 
 
@@ -28,13 +33,53 @@ class DiscoveryError(ValueError):
     """A rule or pattern that cannot work; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class DiscoveryRule:
-    hostname: str  # pattern with {n}, e.g. "node{n:03}"
-    image: str
-    version: int | None = None
-    mac_prefix: str | None = None  # canonical lower-case, colon-separated prefix ("52:54:00")
-    arch: int | None = None
+class HostPattern(str):
+    """A host name pattern with {n}, e.g. "node{n:03}" (check_pattern)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_config(cls, v: Any) -> HostPattern:
+        return cls(check_pattern(_text(v)))
+
+
+class MacPrefix(str):
+    """A MAC prefix of whole octets, kept canonical: lower-case, colon-separated ("52:54:00")."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_config(cls, v: Any) -> MacPrefix:
+        return cls(normalize_mac_prefix(_text(v)))
+
+
+class RuleImage(str):
+    """The image a rule gives its hosts: a name, not a path."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_config(cls, v: Any) -> RuleImage:
+        s = _text(v)
+        if not s or "/" in s or s.startswith("."):
+            raise DiscoveryError(f"{v!r} is not an image name")
+        return cls(s)
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected a string, got {v!r}")
+    return v
+
+
+class DiscoveryRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One [[discovery.rules]] table (the config parser checks the typed fields)."""
+
+    hostname: HostPattern  # pattern with {n}, e.g. "node{n:03}"
+    image: RuleImage
+    version: Annotated[int, msgspec.Meta(ge=1, le=1 << 30)] | None = None
+    mac_prefix: MacPrefix | None = None  # canonical lower-case, colon-separated prefix ("52:54:00")
+    arch: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     vendor_class: str | None = None  # prefix of option 60 ("PXEClient", "HTTPClient")
 
     def matches(self, mac: str, arch: int | None, vendor_class: str | None) -> bool:

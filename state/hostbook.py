@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, Literal
 
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
@@ -46,7 +46,10 @@ from state.hosts import (
 from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike
 from state.transports import check_transport
 
-AUTO_STATIC = ("on-install", "on-assign", "off")
+# [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
+# and the commands take it from here.
+AutoStatic = Literal["on-install", "on-assign", "off"]
+AUTO_STATIC_DEFAULT: AutoStatic = "on-install"
 
 
 def check_version(version: object) -> int | None:
@@ -78,7 +81,7 @@ class HostBook:
     conn: sqlite3.Connection
     leases: LeaseModel
     pools: tuple[SubnetLike, ...] = ()
-    auto_static: str = "on-install"
+    auto_static: str = AUTO_STATIC_DEFAULT
     # Why a host given (image, pinned version or None) could not be installed, None when it can: the
     # appliance's rule (the check getimage makes at capture), passed in because state imports nothing of it.
     image_problem: Callable[[str, int | None], str | None] | None = None

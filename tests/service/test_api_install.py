@@ -16,8 +16,10 @@ import aiohttp
 import pytest
 
 from appliance.wiring import api_route_modules
+from domain.config_values import AddressRange
+from domain.settings import SubnetConfig
 from services.api_context import ApiContext, Live
-from services.api_install import InstallSettings, SubnetInfo
+from services.api_install import InstallSettings
 from services.http import HttpServer
 from state.credentials import fetch_nonce
 from state.hosts import set_install_token_op
@@ -74,7 +76,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         [(1, str(images / "v1")), (2, str(images / "v2"))]))
     leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time())
     settings = InstallSettings(address="127.77.0.1", rsync_port=873, domain="lab.test",
-                               subnets=(SubnetInfo(NET, IPv4Address("127.77.0.1"), (IPv4Address("127.77.0.1"),)),))
+                               subnets=(SubnetConfig(NET, AddressRange(POOL.pool_first, POOL.pool_last),
+                                                     IPv4Address("127.77.0.1"), (IPv4Address("127.77.0.1"),)),))
     ctx = ApiContext(store=store, admin_token=ADMIN, live=Live(leases=leases, install=settings))
     server = HttpServer(host="127.0.0.1", port=0, boot_root=state / "boot", api=ctx,
                         route_modules=api_route_modules())

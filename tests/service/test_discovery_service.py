@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from services.discovery import DiscoveringMachineLog, Discovery, DiscoverySettings
+from domain.settings import DiscoveryConfig
+from services.discovery import DiscoveringMachineLog, Discovery
 from state.discovery import DiscoveryRule
 from state.hosts import list_hosts
 from state.leases import LeaseModel, journal_writer
@@ -23,7 +24,7 @@ def test_auto_names_machines_by_rule_once_each(tmp_path: Path) -> None:
             writer = journal_writer(store.journal.submit)
             leases = LeaseModel.load(store.reader, (), writer, now=T0)
             log = DiscoveringMachineLog.load(store.reader, writer, refresh=60)
-            discovery = Discovery(store, leases, DiscoverySettings("auto", RULES), clock=lambda: T0)
+            discovery = Discovery(store, leases, DiscoveryConfig(policy="auto", rules=RULES), clock=lambda: T0)
             log.on_seen = discovery.seen
             # Three machines and their repeated packets, all before anything is committed.
             for _ in range(3):
@@ -42,11 +43,11 @@ def test_auto_names_machines_by_rule_once_each(tmp_path: Path) -> None:
             await store.journal.flush()
             assert {h.name for h in list_hosts(store.reader)} == {"node001", "node002", "uefi1", "uefi2"}
             # Under hold nothing is created, and DHCP may boot everybody; under ignore only hosts.
-            discovery.settings = DiscoverySettings("hold", RULES)
+            discovery.settings = DiscoveryConfig(policy="hold", rules=RULES)
             log.seen("52:54:00:00:00:09", T0 + 2, arch=0)
             await store.journal.flush()
             assert len(list_hosts(store.reader)) == 4 and discovery.may_boot("52:54:00:00:00:09")
-            discovery.settings = DiscoverySettings("ignore", RULES)
+            discovery.settings = DiscoveryConfig(policy="ignore", rules=RULES)
             assert not discovery.may_boot("52:54:00:00:00:09") and discovery.may_boot("52:54:00:00:00:01")
         finally:
             await store.close()
@@ -68,7 +69,7 @@ def test_on_assign_a_discovered_machines_first_lease_becomes_its_reservation(tmp
             writer = journal_writer(store.journal.submit)
             leases = LeaseModel.load(store.reader, [pool], writer, now=T0)
             log = DiscoveringMachineLog.load(store.reader, writer, refresh=60)
-            discovery = Discovery(store, leases, DiscoverySettings("auto", RULES, auto_static="on-assign"),
+            discovery = Discovery(store, leases, DiscoveryConfig(policy="auto", rules=RULES), auto_static="on-assign",
                                   clock=lambda: T0)
             log.on_seen = discovery.seen
             offered = leases.offer(mac, pool, None, T0)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.tftp import TftpLimits
+from domain.settings import TftpConfig
 from tests.service.test_tftp_support import atftp, curl, running_server, sha256, tftp_hpa, tftpy_get
 
 # 0, one byte short of a block, one block, a multiple of 1468 only, a multiple of both 1468 and 512
@@ -123,7 +123,7 @@ async def test_fifty_concurrent_transfers_all_complete(root: Path, tmp_path: Pat
     (root / "ipxe.efi").write_bytes(os.urandom(300_000))
     option_sets = [(), ("blksize 1468",), ("blksize 1468", "windowsize 16", "tsize 0"), ("blksize 8192",)]
     # All fifty come from 127.0.0.1: the per-client cap (8 by default) is lifted for this test.
-    async with running_server(root, limits=TftpLimits(per_client=50)) as server:
+    async with running_server(root, settings=TftpConfig(max_transfers_per_client=50)) as server:
         results = await asyncio.gather(
             *(
                 atftp(server.port, "ipxe.efi", tmp_path / f"c{i}", *option_sets[i % len(option_sets)])

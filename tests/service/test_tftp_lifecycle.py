@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from domain.settings import TftpConfig
 from protocols.tftp import Data, Error, ErrorCode, OptionAck, ReadRequest, decode_packet, encode_error, encode_request
 from services.base import ServiceError
 from services.tftp import TftpServer
@@ -100,7 +101,7 @@ async def test_stop_closes_active_transfers_sockets_and_files(root: Path):
 
 
 async def test_over_the_limit_a_request_gets_server_busy(root: Path, probe: Probe, tmp_path: Path):
-    async with running_server(root, max_transfers=1) as server:
+    async with running_server(root, settings=TftpConfig(max_transfers=1)) as server:
         first = await probe.exchange(rrq("boot.bin"), (HOST, server.port))
         assert first is not None and decode_packet(first[0]).block == 1
         other = Probe()
@@ -149,7 +150,7 @@ async def test_retransmits_on_timeout_then_gives_up_and_cleans_up(root: Path, pr
         retransmitted = []
         while (late := await probe.receive(timeout=1.5)) is not None:
             retransmitted.append(decode_packet(late[0]))
-        # Before the peer's first ACK only one resend (a spoofed source never ACKs: see TftpLimits),
+        # Before the peer's first ACK only one resend (a spoofed source never ACKs: see FIRST_ACK_RETRIES),
         # then it gave up.
         assert retransmitted == [OptionAck({"timeout": "1"})] * 1
         await asyncio.sleep(1.0)  # the backed-off second deadline (t=3 s) ends it

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from appliance.config import ConfigError, load_config, parse_config
+from appliance.config import ConfigError, Document, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,3 +128,38 @@ def test_flood_caps_have_sane_defaults() -> None:
     d = cfg.discovery
     assert (d.max_machines, d.auto_max_hosts, d.auto_max_per_window) == (4096, 256, 64)
     assert d.machine_expiry == 7 * 86400 and d.auto_window == 3600
+
+
+def _example_sections() -> dict[str, str]:
+    """The example file's text under each [section] header (its [[section.list]] tables included; a section
+    shown commented out counts too)."""
+    text = (ROOT / "examples" / "imageserver.toml").read_text()
+    out: dict[str, str] = {}
+    for block in re.split(r"^(?=(?:# )?\[[a-z])", text, flags=re.M):
+        m = re.match(r"(?:# )?\[([a-z]+)\]", block)
+        if m:
+            out[m.group(1)] = block
+    return out
+
+
+def test_example_documents_every_key_with_its_default() -> None:
+    """examples/imageserver.toml is the reference: every key of every section (as declared in
+    domain/settings.py) is there, and a value not marked "example" (nor explained as a default that
+    depends on other keys) is the key's default."""
+    sections = _example_sections()
+    for section in msgspec.structs.fields(Document):
+        text = sections.get(section.name)
+        assert text is not None, f"[{section.name}] is missing from the example"
+        for field in msgspec.structs.fields(section.default_factory):
+            if field.name in ("subnets", "rules"):  # arrays of tables: shown as [[section.name]]
+                assert f"[[{section.name}.{field.name}]]" in text
+                continue
+            m = re.search(rf"^#? ?{field.name} = (.*?)\s*(?:#\s*(.*))?$", text, flags=re.M)
+            assert m is not None, f"{section.name}.{field.name} is not in the example"
+            value, note = m.group(1), m.group(2) or ""
+            if "example" in note or "default" in note or m.group(0).startswith("#"):
+                continue
+            parsed = parse_config({**GOOD, section.name: {**GOOD.get(section.name, {}), field.name: tomllib.loads(
+                f"v = {value}")["v"]}})
+            default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+            assert getattr(getattr(parsed, section.name), field.name) == default, f"{section.name}.{field.name}"

@@ -4,11 +4,13 @@ HTTP caps held under the process' descriptor limit."""
 from __future__ import annotations
 
 import resource
+from pathlib import Path
 
 import pytest
 
 from appliance.config import ConfigError, parse_config
-from appliance.wiring import http_limits, tftp_limits
+from appliance.wiring import http_limits
+from services.tftp import TftpServer
 
 
 def test_defaults() -> None:
@@ -16,8 +18,8 @@ def test_defaults() -> None:
     assert (cfg.http.max_connections, cfg.http.max_connections_per_client) == (1000, 32)
     assert (cfg.http.idle_timeout, cfg.http.header_timeout) == (15.0, 10.0)
     assert (cfg.tftp.max_transfers_per_client, cfg.tftp.max_timeout, cfg.tftp.stall_timeout) == (8, 5, 30.0)
-    limits = tftp_limits(cfg)
-    assert (limits.per_client, limits.max_timeout, limits.stall_timeout) == (8, 5, 30.0)
+    limits = TftpServer(root=Path("/nonexistent"), settings=cfg.tftp).settings  # the section is the settings
+    assert (limits.max_transfers_per_client, limits.max_timeout, limits.stall_timeout) == (8, 5, 30.0)
 
 
 @pytest.mark.parametrize(
