@@ -10,51 +10,6 @@ from dataclasses import MISSING, fields, is_dataclass
 from ipaddress import IPv4Address
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from domain.hostadmin import (
-    AddclientsAnswer,
-    AddclientsClash,
-    AddclientsPlan,
-    HostChanged,
-    HostRecord,
-    HostScript,
-    OwnScript,
-    PlanCounts,
-    PlannedHostView,
-    ScriptStored,
-)
-from domain.hosts import AddHost, HostPage, HostView, InstallProgress, TimelineEvent
-from domain.images import ImageList, ImageView
-from domain.installs import ReportRecorded
-from domain.leases import LeaseList, LeaseView, OneReservation, ReservationList, ReservationView
-from domain.machines import MachinePage, MachineView
-from domain.metrics import PoolList, PoolUsage
-from domain.multicast import MulticastSeat, MulticastSession
-from domain.requests import (
-    AddclientsBody,
-    AssignBody,
-    HostChange,
-    InstallEvent,
-    NewReservation,
-    NewSatellite,
-    SatelliteEvent,
-    SatelliteReports,
-    ScriptBody,
-    UpdateEvent,
-)
-from domain.responses import BootDecision, Error, ReloadRequested
-from domain.satellites import (
-    MirroredHost,
-    MirroredImage,
-    ReportsReceipt,
-    RsyncSource,
-    SatelliteAdded,
-    SatelliteConfig,
-    SatelliteRemoved,
-)
-from domain.status import SatelliteView, Seeder, Status
-from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
-from services.base import ServiceStatus
-
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"}, bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
     IPv4Address: {"type": "string", "format": "ipv4"},
@@ -79,7 +34,7 @@ def type_schema(hint: Any) -> dict[str, Any]:
     if origin is dict or hint is dict:
         return {"type": "object"}
     if is_dataclass(hint):
-        return {"$ref": f"#/components/schemas/{hint.__name__}"}
+        return {"$ref": f"#/components/schemas/{schema_name(hint)}"}
     return {}  # Any
 
 
@@ -102,19 +57,26 @@ def schema(cls: type) -> dict[str, Any]:
     return {**out, **extra}
 
 
-# The request and response types of the routes that answer with domain views (a nullable object, e.g.
-# Status.store, is spelled out in place and needs no entry here).
-TYPES = (AddHost, HostView, InstallProgress, TimelineEvent, HostPage, PoolUsage, PoolList, LeaseView, LeaseList,
-         ReservationView, ReservationList,
-         OneReservation, MachineView, MachinePage, ImageView, ImageList, Status, SatelliteView, Seeder,
-         UpdateTargetView, UpdateRecorded, Reinstall, SatelliteConfig, MirroredImage, MirroredHost, RsyncSource,
-         ReportsReceipt, SatelliteAdded, SatelliteRemoved, ReportRecorded, Error, ReloadRequested, BootDecision,
-         HostRecord, HostChanged, HostScript, OwnScript, ScriptStored, PlannedHostView, PlanCounts, AddclientsPlan,
-         AddclientsAnswer, AddclientsClash, MulticastSeat, MulticastSession,
-         NewReservation, HostChange, ScriptBody, AddclientsBody, AssignBody, InstallEvent, UpdateEvent,
-         SatelliteEvent, SatelliteReports, NewSatellite, ServiceStatus)
-SCHEMAS = {getattr(cls, "OPENAPI", {}).get("title", cls.__name__): schema(cls) for cls in TYPES}
+def schema_name(cls: type) -> str:
+    return str(getattr(cls, "OPENAPI", {}).get("title", cls.__name__))
 
 
-def ref(cls: type) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{cls.__name__}"}
+def _nested(hint: Any) -> list[type]:
+    """The dataclasses a type hint names (in unions, lists and dicts too)."""
+    if isinstance(hint, type) and is_dataclass(hint):
+        return [hint]
+    return [cls for arg in get_args(hint) for cls in _nested(arg)]
+
+
+def schemas(types: list[type]) -> dict[str, dict[str, Any]]:
+    """The components/schemas of `types` and of every dataclass their fields name, by name."""
+    out: dict[str, dict[str, Any]] = {}
+    todo = list(types)
+    while todo:
+        cls = todo.pop(0)
+        name = schema_name(cls)
+        if name in out:
+            continue
+        out[name] = schema(cls)
+        todo.extend(n for hint in get_type_hints(cls).values() for n in _nested(hint))
+    return dict(sorted(out.items()))

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from appliance.wiring import api_route_modules
+from domain.installs import InstallSettings, SubnetInfo
 from services.api_context import ApiContext, Live
-from services.api_install import InstallSettings, SubnetInfo
 from services.http import HttpServer
 from state.credentials import fetch_nonce
 from state.hosts import set_install_token_op
