@@ -15,6 +15,7 @@ from aiohttp import web
 
 from domain.sources import Sources
 from services.live import Live
+from state.leases import LeaseModel
 from state.store import Store
 
 __all__ = ["API", "ApiContext", "Live"]
@@ -36,6 +37,14 @@ class ApiContext:
         return Sources(self.store.reader, leases=self.live.leases, machines=self.live.machines,
                        boot_policy=boot.settings.policy if boot is not None else None, progress=self.live.progress,
                        image_problem=self.live.image_problem)
+
+
+    def lease_book(self) -> LeaseModel:
+        """The live lease book, or 503 while the DHCP service has not loaded it."""
+        if self.live.leases is None:
+            raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
+                                             content_type="application/json")
+        return self.live.leases
 
 
 API = web.AppKey("api", ApiContext)

@@ -36,7 +36,6 @@ from domain.hostadmin import (
 from domain.hosts import from_host_error
 from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
 from services.api_context import ApiContext
-from services.api_leases import book as lease_book
 from services.auth import Auth
 from services.routes import Call, Route, error, ok, text
 from state.addclients import AddclientsRequest, PlanError
@@ -57,7 +56,7 @@ from state.leases import LeaseError
 
 def _book(ctx: ApiContext) -> HostBook:
     s = ctx.live.host_settings()
-    return HostBook(ctx.store.reader, lease_book(ctx), pools=s.pools, auto_static=s.auto_static,
+    return HostBook(ctx.store.reader, ctx.lease_book(), pools=s.pools, auto_static=s.auto_static,
                     image_problem=ctx.live.image_problem)
 
 

@@ -18,9 +18,8 @@ from domain import hosts
 from domain.errors import NotFound
 from domain.hosts import AddHost, HostPage, HostView
 from domain.paging import DEFAULT_LIMIT, Page
-from services.api_machines import PAGING
 from services.auth import Auth
-from services.routes import Call, Route, error, ok
+from services.routes import PAGING, Call, Route, error, ok
 
 # A page of 100 hosts by default (the dashboard polls it every 2 s; a 10,000-host answer takes 100s of ms),
 # up to 1,000 with ?limit=; `hosts` stays the list older clients read, with total and next_offset beside it.

@@ -17,33 +17,22 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
-from aiohttp import web
-
 from domain.errors import Conflict, Invalid, NotFound
 from domain.leases import LeaseList, OneReservation, ReservationList, ReservationView, lease_list, reservation_list
 from domain.requests import NewReservation
-from services.api_context import ApiContext
 from services.auth import Auth
 from services.routes import Call, Param, Route, error, ok
-from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
-
-
-def book(ctx: ApiContext) -> LeaseModel:
-    model = ctx.live.leases
-    if model is None:  # the DHCP service is not running (yet)
-        raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
-                                         content_type="application/json")
-    return model
+from state.leases import LeaseError, normalize_mac, valid_hostname
 
 
 async def list_leases(call: Call[None]) -> LeaseList:
     now = call.ctx.clock()
     include_expired = call.request.query.get("all", "").lower() in ("1", "true", "yes")
-    return lease_list(book(call.ctx).leases(now, include_expired=include_expired), now)
+    return lease_list(call.ctx.lease_book().leases(now, include_expired=include_expired), now)
 
 
 async def list_reservations(call: Call[None]) -> ReservationList:
-    return reservation_list(book(call.ctx).reservations())
+    return reservation_list(call.ctx.lease_book().reservations())
 
 
 async def add_reservation(call: Call[NewReservation]) -> OneReservation:
@@ -58,7 +47,7 @@ async def add_reservation(call: Call[NewReservation]) -> OneReservation:
     except LeaseError as e:
         raise Invalid(str(e)) from None
     try:
-        res = book(ctx).add_reservation(mac, address, ctx.clock(), hostname=hostname)
+        res = ctx.lease_book().add_reservation(mac, address, ctx.clock(), hostname=hostname)
     except LeaseError as e:
         raise Conflict(str(e)) from None
     await ctx.store.journal.flush()  # answer only once the rows are committed
@@ -71,7 +60,7 @@ async def remove_reservation(call: Call[None]) -> OneReservation:
         mac = normalize_mac(call.request.match_info["mac"])
     except LeaseError as e:
         raise Invalid(str(e)) from None
-    res = book(ctx).remove_reservation(mac)
+    res = ctx.lease_book().remove_reservation(mac)
     if res is None:
         raise NotFound(f"no reservation for {mac}")
     await ctx.store.journal.flush()
@@ -80,7 +69,7 @@ async def remove_reservation(call: Call[None]) -> OneReservation:
 
 async def make_static(call: Call[None]) -> ReservationList:
     ctx = call.ctx
-    made = book(ctx).make_static(ctx.clock())
+    made = ctx.lease_book().make_static(ctx.clock())
     await ctx.store.journal.flush()
     return reservation_list(made)
 

@@ -14,13 +14,9 @@ from __future__ import annotations
 from domain import machines
 from domain.machines import MachinePage, MachineView
 from domain.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, flag
-from services.routes import Call, Param, Route, error, ok
+from services.routes import PAGING, Call, Param, Route, error, ok
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ROUTES"]
-
-PAGING = {"limit": Param("per page", int, minimum=1, maximum=MAX_LIMIT, default=DEFAULT_LIMIT),
-          "offset": Param("where the page starts: the previous page's next_offset", int, minimum=0, default=0)}
-
 
 async def list_machines(call: Call[None]) -> MachinePage:
     query = call.request.query

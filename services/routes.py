@@ -19,6 +19,7 @@ from aiohttp import web
 
 from domain.bodies import parse_body
 from domain.errors import DomainError, Invalid
+from domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from domain.responses import Error
 from domain.views import view_json
 from services.api_context import API, ApiContext
@@ -80,6 +81,10 @@ PATH_PARAMS: dict[str, Param] = {
     "key": Param("the install's torrent key (in the URLs of the host's torrent)"),
 }
 
+# ?limit= and ?offset= of the paged lists (domain.paging.Page.from_query reads them).
+PAGING = {"limit": Param("per page", int, minimum=1, maximum=MAX_LIMIT, default=DEFAULT_LIMIT),
+          "offset": Param("where the page starts: the previous page's next_offset", int, minimum=0, default=0)}
+
 # What a 401 says when a route does not say more.
 UNAUTHORIZED: dict[Auth, str] = {
     Auth.ADMIN: "the admin bearer token is missing or wrong",
@@ -118,6 +123,8 @@ class Route:
         return dict(sorted(out.items()))
 
     def mount(self) -> web.RouteDef:
+        if self.method.upper() == "GET":
+            return web.get(self.path, self._endpoint)  # HEAD as well (boot files: HEAD before a ranged GET)
         return web.route(self.method.upper(), self.path, self._endpoint)
 
     async def _endpoint(self, request: web.Request) -> web.StreamResponse:
