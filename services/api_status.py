@@ -31,7 +31,10 @@ async def status(call: Call[None]) -> web.Response:
 
 
 async def openapi(call: Call[None]) -> web.Response:
-    return web.json_response(document(call.request.app[MOUNTED]))
+    mounted = call.request.app[MOUNTED]
+    if "openapi" not in mounted.made:  # made once per application: the routes do not change while it runs
+        mounted.made["openapi"] = document(mounted.routes)
+    return web.json_response(mounted.made["openapi"])
 
 
 async def reload(call: Call[None]) -> ReloadRequested:

@@ -34,7 +34,7 @@ from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
 from services.errors import domain_error_response, json_error
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
-from services.routes import MOUNTED, SAFE_METHODS, Answer, Call, Param, Route
+from services.routes import MOUNTED, SAFE_METHODS, Answer, Call, Mounted, Param, Route
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.http")
@@ -97,7 +97,7 @@ class HttpServer:
             app[API] = self._api
             for module in self._route_modules:
                 routes.extend(module)
-        app[MOUNTED] = tuple(routes)
+        app[MOUNTED] = Mounted(tuple(routes))
         app.add_routes([r.mount() for r in routes])
         app.on_response_prepare.append(self._count_bytes)
         return app

@@ -29,7 +29,6 @@ from services.jsonbody import MAX_BYTES, BodyError, parse_json
 
 B = TypeVar("B")
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
-MOUNTED = web.AppKey("routes", tuple)  # the declared routes an application mounts (its OpenAPI document's)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON = "application/json"
 
@@ -202,6 +201,17 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise Invalid("body must be a JSON object")
     return body
+
+
+@dataclass(slots=True)
+class Mounted:
+    """The declared routes an application mounts, and what is made of them once (its OpenAPI document)."""
+
+    routes: tuple[Route, ...]
+    made: dict[str, Any] = field(default_factory=dict)
+
+
+MOUNTED = web.AppKey("routes", Mounted)
 
 
 def mount(routes: Sequence[Route]) -> list[web.RouteDef]:
