@@ -91,7 +91,10 @@ def _with_metadata(cls: type, schema: dict[str, Any]) -> dict[str, Any]:
         properties[f.name] = {**prop, **extra}
     extra = dict(getattr(cls, "OPENAPI", {}))
     extra.pop("title", None)
-    return {**schema, "properties": properties, **extra}
+    out = {**schema, "properties": properties, **extra}
+    if not out.get("required", True):
+        del out["required"]  # OpenAPI 3.0: a required list has at least one name
+    return out
 
 
 def _oas30(schema: Any, components: dict[str, dict[str, Any]]) -> Any:

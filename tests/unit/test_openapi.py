@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from openapi_core import OpenAPI
 
 from appliance.wiring import api_route_modules
 from services.api_context import ApiContext
@@ -71,8 +72,9 @@ async def test_every_operation_has_a_summary_responses_and_its_credential(tmp_pa
                 assert "{" + name + "}" in path
 
 
-async def test_every_schema_reference_resolves(tmp_path: Path) -> None:
+async def test_every_schema_reference_resolves_and_the_document_is_valid_openapi(tmp_path: Path) -> None:
     _, doc = await _app(tmp_path)
+    OpenAPI.from_dict(doc)  # openapi-core validates the document against the OpenAPI 3.0 specification
     text = repr(doc)
     for ref in set(re.findall(r"#/components/schemas/(\w+)", text)):
         assert ref in doc["components"]["schemas"], f"{ref} is referenced but not generated"
