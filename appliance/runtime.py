@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from appliance.config import Config
-from services.api_context import Live
+from services.live import Live
 from state.store import Store
 
 

@@ -19,6 +19,7 @@ from appliance.images.assignable import image_problem_rule
 from appliance.installer.runtime import client_script
 from appliance.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
 from appliance.satellite import build_link
+from domain.installs import InstallSettings
 from services import (
     api_client_scripts,
     api_hostadmin,
@@ -31,20 +32,19 @@ from services import (
     api_multicast,
     api_satellite,
     api_status,
+    api_torrents,
     api_update,
     dashboard,
     torrents,
 )
-from services.api_client_scripts import ClientScripts
 from services.api_context import ApiContext
-from services.api_hostadmin import HostSettings
-from services.api_install import InstallSettings
 from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery
 from services.http import HttpServer, RouteModule
 from services.http_gate import ConnectionLimits
+from services.live import ClientScripts, HostSettings
 from services.multicast import MulticastService
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpServer
@@ -60,10 +60,10 @@ CLIENT_SCRIPTS_DIR = Path(__file__).parent / "data"
 
 
 def api_route_modules() -> list[RouteModule]:
-    """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`)."""
+    """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`: declared routes)."""
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
-            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, torrents.ROUTES]
+            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:

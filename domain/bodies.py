@@ -1,112 +1,97 @@
-"""Request bodies parsed into their dataclasses (domain/requests.py and AddHost), the same types the OpenAPI
-schemas are generated from, so the document and the handler cannot disagree on a body's shape.
+"""Request bodies parsed into their dataclasses (domain/requests.py and AddHost) by msgspec, the same types the
+OpenAPI schemas are generated from, so the document and the handler cannot disagree on a body's shape.
 
-`parse_body` checks the JSON object against the fields' type hints: a missing required key, a value of the
-wrong type or (where the body is an operator's) an unknown key is refused as `Invalid`, naming the key. What
-a value means (a MAC's spelling, a name's rule, a stage) stays the use case's check: this is the shape only.
-Bodies that machines send (installers, updateclient, satellites) ignore unknown keys, so an older server
-takes a newer client's reports.
+`parse_body` checks the JSON object against the fields' type hints (msgspec.convert): a missing required
+key, a value of the wrong type or (where the body is an operator's) an unknown key is refused as `Invalid`,
+naming the key path (`"events[0].time" is required`); msgspec's own wording is rephrased for people here.
+What a value means (a MAC's spelling, a name's rule, a stage) stays the use case's check: this is the shape
+only. Bodies that machines send (installers, updateclient, satellites) ignore unknown keys, so an older
+server takes a newer client's reports.
 """
 
 from __future__ import annotations
 
-import types
+import re
 from collections.abc import Mapping
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from ipaddress import AddressValueError, IPv4Address
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, get_args, get_type_hints
+
+import msgspec
 
 from domain.errors import Invalid
 
 T = TypeVar("T")
 
-_JSON_TYPES = {str: "a string", int: "a number", float: "a number", bool: "a boolean", dict: "an object",
-               list: "a list", type(None): "null"}
-_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", IPv4Address: "an IPv4 address"}
+# msgspec's names of JSON types, as a person reads them: what was expected, and what came.
+_EXPECTED = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+             "array": "a list", "object": "an object", "IPv4Address": "an IPv4 address"}
+_GOT = {"str": "a string", "int": "a number", "float": "a number", "bool": "a boolean", "array": "a list",
+        "object": "an object", "null": "null"}
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]+)`$")
+_WRONG = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
 
 
 def parse_body(cls: type[T], body: Any, *, unknown: Literal["refuse", "ignore"] = "refuse") -> T:
     """`body` (parsed JSON) as a `cls`; Invalid names the first key that does not fit."""
     if not isinstance(body, Mapping):
         raise Invalid("the body must be a JSON object")
-    return _object("", cls, body, unknown)
-
-
-def _object(prefix: str, cls: type[T], body: Mapping[str, Any], unknown: str) -> T:
-    assert is_dataclass(cls)
-    hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
     if unknown == "refuse":
-        extra = sorted(k for k in body if k not in known)
-        if extra:
-            raise Invalid(f'"{prefix}{extra[0]}" is an unknown field '
-                          f'(accepted: {", ".join(f.name for f in fields(cls))})')
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name not in body:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise Invalid(f'"{prefix}{f.name}" is required')
-            continue
-        values[f.name] = _value(f"{prefix}{f.name}", hints[f.name], body[f.name], unknown)
-    return cls(**values)
+        _refuse_unknown("", cls, body)
+    try:
+        return msgspec.convert(body, cls, dec_hook=_decode)
+    except msgspec.ValidationError as e:
+        raise Invalid(_reworded(str(e))) from None
 
 
-def _value(where: str, hint: Any, value: Any, unknown: str) -> Any:
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        present = [a for a in args if a is not type(None)]
-        if len(present) == 1:
-            return _value(where, present[0], value, unknown)
-        for option in present:  # e.g. str | int: the first that takes the value
-            try:
-                return _value(where, option, value, unknown)
-            except Invalid:
-                continue
-        raise Invalid(f'"{where}" must be {" or ".join(_describe(a) for a in present)}')
-    if hint is Any:
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise Invalid(f'"{where}" must be a list')
-        return [_value(f"{where}[{i}]", args[0], v, unknown) for i, v in enumerate(value)] if args else value
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise Invalid(f'"{where}" must be an object')
-        if len(args) == 2 and args[1] is not Any:
-            return {k: _value(f"{where}.{k}", args[1], v, unknown) for k, v in value.items()}
-        return value
+def _decode(kind: type, value: Any) -> Any:
+    """The types msgspec leaves to us: an IPv4 address from its dotted string."""
+    if kind is IPv4Address:
+        if not isinstance(value, str):
+            raise TypeError(f"Expected `IPv4Address`, got `{type(value).__name__}`")
+        try:
+            return IPv4Address(value)
+        except AddressValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
+    raise NotImplementedError(kind)
+
+
+def _reworded(message: str) -> str:
+    found = _AT.match(message)
+    assert found is not None  # the pattern matches any text
+    what, path = found["what"], _key_path(found["path"] or "")
+    if missing := _MISSING.match(what):
+        return f'"{path + "." if path else ""}{missing["key"]}" is required'
+    if wrong := _WRONG.match(what):
+        expected = [t for t in wrong["expected"].split(" | ") if t != "null"]
+        said = " or ".join(_EXPECTED.get(t, t) for t in expected)
+        return f'"{path}" must be {said}, not {_GOT.get(wrong["got"], wrong["got"])}'
+    return f'"{path}": {what}' if path else what
+
+
+def _key_path(path: str) -> str:
+    """msgspec's `$.events[0].time` as `events[0].time`."""
+    return path[1:] if path.startswith(".") else path
+
+
+def _refuse_unknown(prefix: str, hint: Any, value: Any) -> None:
+    """An operator's typo is refused by name (msgspec ignores keys a dataclass does not declare)."""
     if isinstance(hint, type) and is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise Invalid(f'"{where}" must be an object')
-        return _object(f"{where}.", hint, value, unknown)
-    if hint is IPv4Address:
-        try:
-            return IPv4Address(value) if isinstance(value, str) else _wrong(where, hint, value)
-        except AddressValueError:
-            raise Invalid(f'"{where}": {value!r} is not an IPv4 address') from None
-    if hint is bool:
-        return value if isinstance(value, bool) else _wrong(where, hint, value)
-    if hint is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _wrong(where, hint, value)
-    if hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if ok else _wrong(where, hint, value)
-    if hint is str:
-        return value if isinstance(value, str) else _wrong(where, hint, value)
-    raise TypeError(f"{where}: no body rule for {hint!r}")  # a declaration error, not the client's
-
-
-def _describe(hint: Any) -> str:
-    origin = get_origin(hint)
-    if origin is list:
-        return "a list"
-    if origin is dict or hint is dict or is_dataclass(hint):
-        return "an object"
-    return _NAMES.get(hint, str(hint))
-
-
-def _wrong(where: str, hint: Any, value: Any) -> Any:
-    got = _JSON_TYPES.get(type(value), type(value).__name__)
-    raise Invalid(f'"{where}" must be {_describe(hint)}, not {got}')
+            return  # msgspec says what is wrong with it
+        names = [f.name for f in fields(hint)]
+        extra = sorted(k for k in value if k not in names)
+        if extra:
+            raise Invalid(f'"{prefix}{extra[0]}" is an unknown field (accepted: {", ".join(names)})')
+        hints = get_type_hints(hint)
+        for name in names:
+            if name in value:
+                _refuse_unknown(f"{prefix}{name}.", hints[name], value[name])
+        return
+    for arg in get_args(hint):  # lists, dicts and unions of dataclasses
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _refuse_unknown(f"{prefix[:-1]}[{i}].", arg, item)
+        else:
+            _refuse_unknown(prefix, arg, value)

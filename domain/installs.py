@@ -12,7 +12,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from domain.bodies import parse_body
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
 from domain.requests import InstallEvent
 from domain.settings import SubnetConfig
@@ -177,9 +176,8 @@ class InstallReport:
     total: int | None = None
 
     @classmethod
-    def from_json(cls, body: Any) -> InstallReport:
-        """The report in a request body (an installer's: keys this server does not know are ignored)."""
-        event = parse_body(InstallEvent, body, unknown="ignore")
+    def of(cls, event: InstallEvent) -> InstallReport:
+        """The report an installer's event says (its shape checked by the route's body type)."""
         try:
             stage = installs.check_stage(event.stage)
             detail = installs.event_detail(event.detail, event.bytes, event.total)

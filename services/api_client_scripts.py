@@ -3,36 +3,26 @@
     curl -o prepareclient http://<imageserver>/client/prepareclient && sh prepareclient --server <imageserver>
 
 The files come from a directory the appliance hands in as ctx.live.client_scripts (a
-ClientScripts: services never import the appliance, which owns the packaged data). Only the names
-listed there are served: no path from the URL ever reaches the filesystem.
+services.live.ClientScripts: services never import the appliance, which owns the packaged data). Only the
+names listed there are served: no path from the URL ever reaches the filesystem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-
 from aiohttp import web
 
-from services.api_context import API, json_error
+from domain.errors import NotFound
+from services.errors import json_error
+from services.routes import Call, Param, Route, error, text
 
 
-@dataclass(frozen=True, slots=True)
-class ClientScripts:
-    directory: Path
-    names: tuple[str, ...] = ("prepareclient",)
-    # A script's served bytes from its file (the appliance assembles some from shared parts).
-    read: Callable[[Path], bytes] = Path.read_bytes
-
-
-async def client_script(request: web.Request) -> web.Response:
-    scripts = request.app[API].live.client_scripts
-    name = request.match_info["name"]
-    if not isinstance(scripts, ClientScripts):
-        return json_error(404, "no client scripts are configured on this imageserver")
+async def client_script(call: Call[None]) -> web.Response:
+    scripts = call.ctx.live.client_scripts
+    name = call.request.match_info["name"]
+    if scripts is None:
+        raise NotFound("no client scripts are configured on this imageserver")
     if name not in scripts.names:
-        return json_error(404, f"no client script {name!r} (available: {', '.join(scripts.names)})")
+        raise NotFound(f"no client script {name!r} (available: {', '.join(scripts.names)})")
     try:
         body = scripts.read(scripts.directory / name)
     except OSError as e:
@@ -42,4 +32,7 @@ async def client_script(request: web.Request) -> web.Response:
                                  "Cache-Control": "no-cache"})
 
 
-ROUTES = [web.get("/client/{name}", client_script)]
+ROUTES = [Route("GET", "/client/{name}", client_script,
+                "A script for other machines: prepareclient (master client) or updateclient (installed host)",
+                {200: text("POSIX sh script", "text/x-shellscript"), 404: error("no such client script")},
+                params={"name": Param(enum=("prepareclient", "updateclient"))})]

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from aiohttp import web
-
 from domain import hosts
 from domain.errors import NotFound
+from domain.hosts import AddHost, HostPage, HostView
 from domain.paging import DEFAULT_LIMIT, Page
-from services.api_context import API, json_body, require_token
+from services.auth import Auth
+from services.routes import PAGING, Call, Route, error, ok
 from state.hostbook import AUTO_STATIC_DEFAULT
 
 # A page of 100 hosts by default (the dashboard polls it every 2 s; a 10,000-host answer takes 100s of ms),
@@ -27,21 +27,19 @@ from state.hostbook import AUTO_STATIC_DEFAULT
 HOSTS_PAGE = DEFAULT_LIMIT
 
 
-async def list_hosts(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    page = hosts.list_hosts(ctx.sources(), Page.from_query(request.query, default=HOSTS_PAGE), ctx.clock())
-    return web.json_response(page.as_json())
+async def list_hosts(call: Call[None]) -> HostPage:
+    ctx = call.ctx
+    return hosts.list_hosts(ctx.sources(), Page.from_query(call.request.query, default=HOSTS_PAGE), ctx.clock())
 
 
-async def one_host(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    return web.json_response(hosts.show_host(ctx.sources(), request.match_info["name"], ctx.clock()).as_json())
+async def one_host(call: Call[None]) -> HostView:
+    ctx = call.ctx
+    return hosts.show_host(ctx.sources(), call.request.match_info["name"], ctx.clock())
 
 
-async def add_host(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    require_token(request, ctx)
-    req = hosts.AddHost.from_json(await json_body(request))
+async def add_host(call: Call[AddHost]) -> HostView:
+    ctx = call.ctx
+    req = AddHost.from_json(await call.raw())  # checked and canonical: MAC spelling, lower-case name
     settings = ctx.live.install
     op = hosts.add_host_op(ctx.sources(), req, ctx.clock(),
                            auto_static=settings.auto_static if settings is not None else AUTO_STATIC_DEFAULT)
@@ -49,22 +47,31 @@ async def add_host(request: web.Request) -> web.Response:
         await ctx.store.journal.run(op)
     except sqlite3.IntegrityError as e:
         raise hosts.integrity_conflict(req, e) from None
-    view = hosts.show_host(ctx.sources(), req.name, ctx.clock(), with_timeline=False)
-    return web.json_response(view.as_json(), status=201)
+    return hosts.show_host(ctx.sources(), req.name, ctx.clock(), with_timeline=False)
 
 
-async def reinstall(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    require_token(request, ctx)
-    name = request.match_info["name"]
+async def reinstall(call: Call[None]) -> HostView:
+    ctx = call.ctx
+    name = call.request.match_info["name"]
     if not await ctx.store.journal.run(hosts.reinstall_op(name, ctx.clock())):
         raise NotFound(f"no host named {name!r}")
-    return web.json_response(hosts.show_host(ctx.sources(), name, ctx.clock(), with_timeline=False).as_json())
+    return hosts.show_host(ctx.sources(), name, ctx.clock(), with_timeline=False)
 
 
 ROUTES = [
-    web.get("/api/v1/hosts", list_hosts),
-    web.post("/api/v1/hosts", add_host),
-    web.get("/api/v1/hosts/{name}", one_host),
-    web.post("/api/v1/hosts/{name}/reinstall", reinstall),
+    Route("GET", "/api/v1/hosts", list_hosts,
+          "One page of hosts by name (default 100, ?limit= up to 1000, ?offset=), each with its state and its "
+          "newest install's progress",
+          {200: ok("one page of hosts", HostPage), 400: error("bad limit or offset")}, query=PAGING),
+    Route("POST", "/api/v1/hosts", add_host,
+          "Add a host (name, MAC, image, optional fixed address); state assigned if it has an image",
+          {201: ok("the host", HostView), 400: error("malformed field"),
+           409: error("the name, MAC or address is taken")},
+          auth=Auth.ADMIN, body=AddHost),
+    Route("GET", "/api/v1/hosts/{name}", one_host,
+          "One host: state, address binding, boot decision, install progress and timeline",
+          {200: ok("the host", HostView), 404: error("no such host")}),
+    Route("POST", "/api/v1/hosts/{name}/reinstall", reinstall,
+          "Install the host again at its next PXE boot (state assigned, fresh install token)",
+          {200: ok("the host", HostView), 404: error("no such host")}, auth=Auth.ADMIN),
 ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from domain.images import catalog
-from services.api_context import API
+from domain.images import ImageList, catalog
+from services.routes import Call, Route, ok
 
 
-async def list_images(request: web.Request) -> web.Response:
-    return web.json_response(catalog(request.app[API].store.reader).as_json(),
-                             headers={"Cache-Control": "no-store"})
+async def list_images(call: Call[None]) -> web.Response:
+    return call.answer(catalog(call.ctx.store.reader), headers={"Cache-Control": "no-store"})
 
 
-ROUTES = [web.get("/api/v1/images", list_images)]
+ROUTES = [Route("GET", "/api/v1/images", list_images,
+                "The image catalog: every registered version by name and version, with the hosts using it",
+                {200: ok("image versions", ImageList)})]

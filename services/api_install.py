@@ -3,10 +3,10 @@
   GET  /install/{mac}/script   the host's autoinstall script (<state_dir>/scripts/<image>.master, or the
                                host's override) with its variables prepended (its install token, rsync
                                password and update token among them). Served only to the address leased or
-                               reserved for the MAC, only with `Authorization: Bearer <fetch nonce | install
-                               token>`, only while the host is due to install; it changes no state.
-  POST /install/{mac}/events   {"stage", "detail"?, "bytes"?, "total"?}; needs `Authorization: Bearer
-                               <install token>` (from the script, not the admin token). The first report makes
+                               reserved for the MAC, only with the bearer <fetch nonce | install token>,
+                               only while the host is due to install; it changes no state.
+  POST /install/{mac}/events   {"stage", "detail"?, "bytes"?, "total"?}; needs the bearer <install token>
+                               (from the script, not the admin token). The first report makes
                                the host *installing*; "done": host *installed*, its lease a reservation ([dhcp]
                                auto_static = "on-install"); "failed": host *failed* with stage and reason;
                                "progress" (bytes, total): the copy's live progress, kept in memory only.
@@ -19,44 +19,26 @@ up when the host is installed or failed, and a reinstall replaces it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from domain import installs as use
-from domain.installs import InstallSettings
-from services.api_context import API, ApiContext, json_body
+from domain.installs import ReportRecorded
+from domain.requests import InstallEvent
+from services.auth import Auth
+from services.routes import Call, Route, error, ok, text
 from state.eventlog import EventLog
-
-__all__ = ["ROUTES", "InstallSettings", "own_auth"]
 
 log = EventLog("imageserver.install")
 
 
-def own_auth(handler: Any) -> Any:
-    """Mark a handler that checks its own credentials (the install token), so the HTTP server's
-    blanket admin-token rule for POST does not apply to it."""
-    handler.own_auth = True
-    return handler
-
-
-def _settings(ctx: ApiContext) -> InstallSettings:
-    return ctx.live.install or InstallSettings()
-
-
-def _bearer(request: web.Request) -> str | None:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
-
-
-async def script(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[API]
-    url = request.url
-    req = use.ScriptRequest(mac=request.match_info["mac"], peer=request.remote, bearer=_bearer(request),
+async def script(call: Call[None]) -> web.StreamResponse:
+    ctx, url = call.ctx, call.request.url
+    req = use.ScriptRequest(mac=call.request.match_info["mac"], peer=call.request.remote, bearer=call.bearer,
                             server=url.host or "",
                             http_base=f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port not in (None, 80)
                                                                        else ""))
-    done = use.install_script(ctx.sources(), _settings(ctx), ctx.store.state_dir / "scripts", req, ctx.clock())
+    done = use.install_script(ctx.sources(), ctx.live.install_settings(), ctx.store.state_dir / "scripts", req,
+                              ctx.clock())
     # A GET changes nothing: the host becomes installing with its first authenticated report.
     refresh = ctx.live.rsync_refresh
     if callable(refresh):
@@ -68,17 +50,16 @@ async def script(request: web.Request) -> web.StreamResponse:
     return web.Response(text=done.text, content_type="text/x-shellscript")
 
 
-@own_auth
-async def event(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    src, settings, now = ctx.sources(), _settings(ctx), ctx.clock()
-    mac, host = use.reporting_host(src, settings, request.match_info["mac"], _bearer(request), now)
-    report = use.InstallReport.from_json(await json_body(request))
+async def event(call: Call[InstallEvent]) -> ReportRecorded:
+    ctx = call.ctx
+    src, settings, now = ctx.sources(), ctx.live.install_settings(), ctx.clock()
+    mac, host = use.reporting_host(src, settings, call.request.match_info["mac"], call.bearer, now)
+    report = use.InstallReport.of(await call.body())
     live = ctx.live.progress
     if report.stage == "progress":
         # Copy progress, every second or so: the host's live progress, not a timeline row.
         live.update(host.name, now, report.bytes or 0, report.total)
-        return web.json_response(use.ReportRecorded(host.name, report.stage, host.state).as_json())
+        return use.ReportRecorded(host.name, report.stage, host.state)
     state = await ctx.store.journal.run(use.report_op(src, host, mac, report, now))
     reservation = None
     if report.stage in use.installs.FINAL_STAGES:
@@ -90,10 +71,24 @@ async def event(request: web.Request) -> web.Response:
         await ctx.store.journal.flush()
     log.info("install-report" if report.stage not in use.installs.FINAL_STAGES else f"install-{report.stage}",
              hostname=host.name, mac=mac, stage=report.stage, state=state)
-    return web.json_response(use.ReportRecorded(host.name, report.stage, state, reservation).as_json())
+    return use.ReportRecorded(host.name, report.stage, state, reservation)
 
 
 ROUTES = [
-    web.get("/install/{mac}/script", script),
-    web.post("/install/{mac}/events", event),
+    Route("GET", "/install/{mac}/script", script,
+          "The host's autoinstall script with its variables prepended (install token, rsync credentials, update "
+          "token); only from the address leased or reserved for the MAC, with its bearer fetch nonce or install "
+          "token; changes no state",
+          {200: text("POSIX sh script", "text/x-shellscript"),
+           401: error("no fetch nonce or install token, a wrong one, or an expired one"),
+           403: error("not asked from the address leased or reserved for this MAC"),
+           404: error("no host has this MAC, or the image has no autoinstall script"),
+           409: error("the host has no image or version to install, or is installed")},
+          auth=Auth.INSTALL),
+    Route("POST", "/install/{mac}/events", event,
+          "An installer's progress report; done: host installed and its lease a reservation; failed: host failed "
+          "with stage and reason; progress (bytes, total): live copy progress",
+          {200: ok("recorded", ReportRecorded), 400: error("malformed report"),
+           401: error("missing or wrong install token"), 404: error("no host has this MAC")},
+          auth=Auth.INSTALL, body=InstallEvent, unknown="ignore"),
 ]

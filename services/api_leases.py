@@ -16,89 +16,83 @@ a mutating call answers only after its rows are committed.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
-from typing import Any
 
-from aiohttp import web
-
-from domain.bodies import parse_body
-from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
+from domain.errors import Conflict, Invalid, NotFound
+from domain.leases import LeaseList, OneReservation, ReservationList, ReservationView, lease_list, reservation_list
 from domain.requests import NewReservation
-from services.api_context import API, ApiContext, json_body, json_error, require_token
-from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
+from services.auth import Auth
+from services.routes import Call, Param, Route, error, ok
+from state.leases import LeaseError, normalize_mac, valid_hostname
 
 
-def _book(ctx: ApiContext) -> LeaseModel:
-    model = ctx.live.leases
-    if model is None:  # the DHCP service is not running (yet)
-        raise web.HTTPServiceUnavailable(text='{"error": "the lease book is not loaded"}',
-                                         content_type="application/json")
-    return model
+async def list_leases(call: Call[None]) -> LeaseList:
+    now = call.ctx.clock()
+    include_expired = call.request.query.get("all", "").lower() in ("1", "true", "yes")
+    return lease_list(call.ctx.lease_book().leases(now, include_expired=include_expired), now)
 
 
-async def list_leases(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    now = ctx.clock()
-    include_expired = request.query.get("all", "").lower() in ("1", "true", "yes")
-    leases = _book(ctx).leases(now, include_expired=include_expired)
-    return web.json_response(lease_list(leases, now).as_json())
+async def list_reservations(call: Call[None]) -> ReservationList:
+    return reservation_list(call.ctx.lease_book().reservations())
 
 
-async def list_reservations(request: web.Request) -> web.Response:
-    return web.json_response(reservation_list(_book(request.app[API]).reservations()).as_json())
-
-
-async def add_reservation(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    require_token(request, ctx)
-    body = await json_body(request)
-    try:
-        mac, ip, hostname = _reservation_input(body)
-    except LeaseError as e:
-        return json_error(400, str(e))
-    try:
-        res = _book(ctx).add_reservation(mac, ip, ctx.clock(), hostname=hostname)
-    except LeaseError as e:
-        return json_error(409, str(e))
-    await ctx.store.journal.flush()  # answer only once the rows are committed
-    return web.json_response(OneReservation(ReservationView.of(res)).as_json(), status=201)
-
-
-async def remove_reservation(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    require_token(request, ctx)
-    try:
-        mac = normalize_mac(request.match_info["mac"])
-    except LeaseError as e:
-        return json_error(400, str(e))
-    res = _book(ctx).remove_reservation(mac)
-    if res is None:
-        return json_error(404, f"no reservation for {mac}")
-    await ctx.store.journal.flush()
-    return web.json_response(OneReservation(ReservationView.of(res)).as_json())
-
-
-async def make_static(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    require_token(request, ctx)
-    made = _book(ctx).make_static(ctx.clock())
-    await ctx.store.journal.flush()
-    return web.json_response(reservation_list(made).as_json())
-
-
-ROUTES = [
-    web.get("/api/v1/leases", list_leases),
-    web.get("/api/v1/reservations", list_reservations),
-    web.post("/api/v1/reservations", add_reservation),
-    web.delete("/api/v1/reservations/{mac}", remove_reservation),
-    web.post("/api/v1/makedhcpstatic", make_static),
-]
-
-
-def _reservation_input(raw: dict[str, Any]) -> tuple[str, IPv4Address, str | None]:
-    body = parse_body(NewReservation, raw)
+async def add_reservation(call: Call[NewReservation]) -> OneReservation:
+    ctx = call.ctx
+    body = await call.body()
     try:
         address = IPv4Address(body.ip.strip())
     except ValueError:
-        raise LeaseError(f"{body.ip!r} is not an IPv4 address") from None
-    mac, hostname = body.mac, body.hostname
-    return normalize_mac(mac), address, valid_hostname(hostname) if hostname else None
+        raise Invalid(f"{body.ip!r} is not an IPv4 address") from None
+    try:
+        mac, hostname = normalize_mac(body.mac), valid_hostname(body.hostname) if body.hostname else None
+    except LeaseError as e:
+        raise Invalid(str(e)) from None
+    try:
+        res = ctx.lease_book().add_reservation(mac, address, ctx.clock(), hostname=hostname)
+    except LeaseError as e:
+        raise Conflict(str(e)) from None
+    await ctx.store.journal.flush()  # answer only once the rows are committed
+    return OneReservation(ReservationView.of(res))
+
+
+async def remove_reservation(call: Call[None]) -> OneReservation:
+    ctx = call.ctx
+    try:
+        mac = normalize_mac(call.request.match_info["mac"])
+    except LeaseError as e:
+        raise Invalid(str(e)) from None
+    res = ctx.lease_book().remove_reservation(mac)
+    if res is None:
+        raise NotFound(f"no reservation for {mac}")
+    await ctx.store.journal.flush()
+    return OneReservation(ReservationView.of(res))
+
+
+async def make_static(call: Call[None]) -> ReservationList:
+    ctx = call.ctx
+    made = ctx.lease_book().make_static(ctx.clock())
+    await ctx.store.journal.flush()
+    return reservation_list(made)
+
+
+ROUTES = [
+    Route("GET", "/api/v1/leases", list_leases,
+          "DHCP leases, lowest address first: active ones; with ?all=1 also ended ones",
+          {200: ok("leases", LeaseList)}, query={"all": Param("1/true/yes: include leases that have ended")}),
+    Route("GET", "/api/v1/reservations", list_reservations,
+          "DHCP reservations (static addresses), lowest address first", {200: ok("reservations", ReservationList)}),
+    Route("POST", "/api/v1/reservations", add_reservation,
+          "Reserve an address for a MAC (live: the machine gets it on its next request); a MAC that has a "
+          "reservation is moved",
+          {201: ok("the reservation", OneReservation), 400: error("malformed MAC, address or host name"),
+           409: error("refused: reserved for or leased to another MAC, outside every DHCP subnet, or the "
+                      "imageserver's own address")},
+          auth=Auth.ADMIN, body=NewReservation),
+    Route("DELETE", "/api/v1/reservations/{mac}", remove_reservation,
+          "Remove a MAC's reservation; its address returns to the pool if inside one",
+          {200: ok("the removed reservation", OneReservation), 400: error("not a MAC address"),
+           404: error("the MAC has no reservation")},
+          auth=Auth.ADMIN),
+    Route("POST", "/api/v1/makedhcpstatic", make_static,
+          "makedhcpstatic: every active lease becomes a reservation of the same address",
+          {200: ok("the reservations made", ReservationList)}, auth=Auth.ADMIN),
+]

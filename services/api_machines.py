@@ -11,28 +11,30 @@ JSON <-> domain.machines; machines come from the live MachineLog when the daemon
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from domain import machines
+from domain.machines import MachinePage, MachineView
 from domain.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, flag
-from services.api_context import API
+from services.routes import PAGING, Call, Param, Route, error, ok
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ROUTES"]
 
-
-async def list_machines(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    page = machines.list_machines(ctx.sources(), Page.from_query(request.query),
-                                  unknown_only=flag(request.query, "unknown"))
-    return web.json_response(page.as_json())
+async def list_machines(call: Call[None]) -> MachinePage:
+    query = call.request.query
+    return machines.list_machines(call.ctx.sources(), Page.from_query(query), unknown_only=flag(query, "unknown"))
 
 
-async def one_machine(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    return web.json_response(machines.show_machine(ctx.sources(), request.match_info["mac"]).as_json())
+async def one_machine(call: Call[None]) -> MachineView:
+    return machines.show_machine(call.ctx.sources(), call.request.match_info["mac"])
 
 
 ROUTES = [
-    web.get("/api/v1/machines", list_machines),
-    web.get("/api/v1/machines/{mac}", one_machine),
+    Route("GET", "/api/v1/machines", list_machines,
+          "Machines seen on the wire, most recent first, with their host and boot decision, one page at a time "
+          "(the table is capped by [discovery] max_machines)",
+          {200: ok("one page of machines", MachinePage), 400: error("a bad limit or offset")},
+          query={**PAGING, "unknown": Param("1/true/yes: only machines that are no host")}),
+    Route("GET", "/api/v1/machines/{mac}", one_machine,
+          "One machine with the full boot decision (why it boots what it boots)",
+          {200: ok("the machine", MachineView), 400: error("not a MAC address"),
+           404: error("never seen and no host has this MAC")}),
 ]

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from domain.metrics import PoolList, PoolUsage, model_metrics, pool_usage
 from protocols.prometheus import CONTENT_TYPE, Family, render
-from services.api_context import API
+from services.routes import Call, Route, ok, text
 from state.hosts import HOST_STATES
 from state.installstats import DURATION_BUCKETS, InstallTally
 
@@ -121,17 +121,27 @@ def collect(status: Mapping[str, Any], *, installs: InstallTally, host_states: M
     return list(fams.values())
 
 
-async def metrics(request: web.Request) -> web.Response:
-    ctx = request.app[API]
+async def metrics(call: Call[None]) -> web.Response:
+    ctx = call.ctx
     model = model_metrics(ctx.sources(), ctx.live.pools, ctx.live.installs, ctx.clock())
     text = render(collect(ctx.status(), installs=model.installs, host_states=model.host_states, pools=model.pools))
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
 
-async def pools(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    usage = pool_usage(ctx.sources(), ctx.live.pools, ctx.clock())
-    return web.json_response(PoolList(usage).as_json(), headers={"Cache-Control": "no-store"})
+async def pools(call: Call[None]) -> web.Response:
+    ctx = call.ctx
+    return call.answer(PoolList(pool_usage(ctx.sources(), ctx.live.pools, ctx.clock())),
+                       headers={"Cache-Control": "no-store"})
 
 
-ROUTES = [web.get("/metrics", metrics), web.get("/api/v1/pools", pools)]
+ROUTES = [
+    Route("GET", "/metrics", metrics,
+          "Prometheus metrics (text format 0.0.4): DHCP messages by type and outcome, TFTP/HTTP bytes and transfers, "
+          "installs by outcome, install durations, hosts by state, pool usage, rsync daemon restarts and every "
+          "other service counter",
+          {200: text("the exposition")}),
+    Route("GET", "/api/v1/pools", pools,
+          "Pool usage per DHCP subnet: pool size, active leases in the pool, reservations, and addresses in "
+          "quarantine (DECLINEd or answering a conflict probe; capped by [dhcp] decline_max_share)",
+          {200: ok("pools", PoolList)}),
+]

@@ -19,24 +19,24 @@ from domain import installs as use
 from domain.errors import Conflict, NotFound
 from domain.multicast import MulticastSeat, MulticastSession
 from domain.views import view_json
-from services.api_context import API
-from services.api_install import _bearer, _settings, own_auth
+from services.auth import Auth
 from services.multicast import MulticastError, MulticastService, Session
+from services.routes import Call, Route, error, ok
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.multicast")
 
 
-def _respond(request: web.Request, view: MulticastSeat | MulticastSession) -> web.Response:
+def _respond(call: Call[None], view: MulticastSeat | MulticastSession) -> web.Response:
     body = view_json(view)
-    if "text/plain" in request.headers.get("Accept", ""):
+    if "text/plain" in call.request.headers.get("Accept", ""):
         return web.Response(text="".join(f"{k}={'' if v is None else v}\n" for k, v in body.items()),
                             content_type="text/plain")
     return web.json_response(body)
 
 
-def _service(request: web.Request) -> MulticastService:
-    service = request.app[API].live.multicast
+def _service(call: Call[None]) -> MulticastService:
+    service = call.ctx.live.multicast
     if not isinstance(service, MulticastService):
         raise Conflict("multicast is not enabled on this imageserver ([multicast] enabled)")
     return service
@@ -48,36 +48,48 @@ def _seat(session: Session, service: MulticastService, sender: str) -> Multicast
                          start_window=service.settings.start_window, image=session.image, version=session.version)
 
 
-def _checked(request: web.Request) -> use.SeatRequest:
-    ctx = request.app[API]
-    return use.multicast_request(ctx.sources(), _settings(ctx), request.match_info["mac"], request.remote,
-                                 _bearer(request), ctx.clock())
+def _checked(call: Call[None]) -> use.SeatRequest:
+    ctx = call.ctx
+    return use.multicast_request(ctx.sources(), ctx.live.install_settings(), call.request.match_info["mac"],
+                                 call.request.remote, call.bearer, ctx.clock())
 
 
-@own_auth
-async def seat(request: web.Request) -> web.Response:
-    asked = _checked(request)
-    service = _service(request)
+async def seat(call: Call[None]) -> web.Response:
+    asked = _checked(call)
+    service = _service(call)
     try:
         session = service.join(asked.host, asked.image, asked.version, asked.tree, asked.expected)
     except MulticastError as e:
         raise Conflict(str(e)) from None
-    sender = _settings(request.app[API]).address or request.url.host or ""
+    sender = call.ctx.live.install_settings().address or call.request.url.host or ""
     log.info('multicast-seat', hostname=asked.host, mac=asked.mac, session=session.id, image=asked.image,
              version=asked.version)
-    return _respond(request, _seat(session, service, sender))
+    return _respond(call, _seat(session, service, sender))
 
 
-async def state(request: web.Request) -> web.Response:
-    asked = _checked(request)
-    session = _service(request).session_of(asked.host)
+async def state(call: Call[None]) -> web.Response:
+    asked = _checked(call)
+    session = _service(call).session_of(asked.host)
     if session is None:
         raise NotFound(f"host {asked.host} holds no multicast seat")
-    return _respond(request, MulticastSession(session=session.id, state=session.state, sha256=session.sha256,
+    return _respond(call, MulticastSession(session=session.id, state=session.state, sha256=session.sha256,
                                               error=session.error))
 
 
+_FROM_ELSEWHERE = error("not asked from the address leased or reserved for this MAC")
+
 ROUTES = [
-    web.post("/install/{mac}/multicast", seat),
-    web.get("/install/{mac}/multicast", state),
+    Route("POST", "/install/{mac}/multicast", seat,
+          "A seat in the multicast session sending the host's image version ([multicast] enabled): portbase, "
+          "rendezvous address, the session's key, the sender; only from the host's own address with its install "
+          "token; Accept: text/plain gives KEY=value lines",
+          {200: ok("the seat", MulticastSeat), 403: _FROM_ELSEWHERE, 404: error("no host has this MAC"),
+           409: error("no seat: multicast off, the transfer has begun, sessions or seats full: pull by rsync")},
+          auth=Auth.INSTALL),
+    Route("GET", "/install/{mac}/multicast", state,
+          "The host's multicast session: its state and, once done, the SHA-256 of the stream sent",
+          {200: ok("the session", MulticastSession), 403: _FROM_ELSEWHERE,
+           404: error("no host has this MAC, or it holds no seat"),
+           409: error("multicast is not enabled on this imageserver")},
+          auth=Auth.INSTALL),
 ]

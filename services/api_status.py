@@ -1,7 +1,7 @@
 """GET /api/v1/status (the daemon's status document, open, read-only), the OpenAPI document, and reload.
 
   GET  /api/v1/status        version, uptime, each service (state, listen, counters), counts
-  GET  /api/v1/openapi.json  the API description (services/openapi.py)
+  GET  /api/v1/openapi.json  the API description, generated from the routes this server mounts
   POST /api/v1/reload        re-read the config file, as SIGHUP does (admin token; 202)
 Any other method on these paths is 405 (aiohttp answers it from the routing table).
 """
@@ -13,13 +13,14 @@ from dataclasses import replace
 from aiohttp import web
 
 from domain.responses import ReloadRequested
-from domain.views import view_json
-from services.api_context import API, require_token
-from services.openapi import OPENAPI
+from domain.status import Status
+from services.auth import Auth
+from services.openapi import document
+from services.routes import MOUNTED, Call, Route, ok
 
 
-async def status(request: web.Request) -> web.Response:
-    ctx = request.app[API]
+async def status(call: Call[None]) -> web.Response:
+    ctx = call.ctx
     out = ctx.status()  # a domain.status.Status document
     if ctx.live.torrents is not None:  # the BitTorrent side: seeders and swarm sizes
         transports = ctx.live.torrents.status()
@@ -29,19 +30,25 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(out, headers={"Cache-Control": "no-store"})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+async def openapi(call: Call[None]) -> web.Response:
+    mounted = call.request.app[MOUNTED]
+    if "openapi" not in mounted.made:  # made once per application: the routes do not change while it runs
+        mounted.made["openapi"] = document(mounted.routes)
+    return web.json_response(mounted.made["openapi"])
 
 
-async def reload(request: web.Request) -> web.Response:
-    ctx = request.app[API]
-    require_token(request, ctx)
-    ctx.request_reload()
-    return web.json_response(view_json(ReloadRequested("requested")), status=202)
+async def reload(call: Call[None]) -> ReloadRequested:
+    call.ctx.request_reload()
+    return ReloadRequested("requested")
 
 
 ROUTES = [
-    web.get("/api/v1/status", status),
-    web.get("/api/v1/openapi.json", openapi),
-    web.post("/api/v1/reload", reload),
+    Route("GET", "/api/v1/status", status,
+          "The daemon's status: version, uptime, each service with state, listen and counters, and counts of "
+          "leases, reservations, hosts, machines and images",
+          {200: ok("the status document", Status)}),
+    Route("GET", "/api/v1/openapi.json", openapi, "This document", {200: ok("OpenAPI 3 document", dict)}),
+    Route("POST", "/api/v1/reload", reload,
+          "Re-read the configuration file (what SIGHUP does); a bad file is logged and ignored",
+          {202: ok("reload requested", ReloadRequested)}, auth=Auth.ADMIN),
 ]

@@ -5,7 +5,7 @@
 The page itself holds no data: its script reads /api/v1/status, /pools, /hosts, /machines and /images every
 2 s, so it shows what the API shows; reading needs no token. Its one write is assigning a machine that waits
 for a host (POST /api/v1/machines/{mac}/assign): the operator types the admin token into the page, which
-keeps it in sessionStorage and sends it only as an Authorization header. The server never puts it in the
+keeps it in sessionStorage and sends it only as a bearer header. The server never puts it in the
 page, and the CSP allows only this origin's script (no inline code) to run.
 """
 
@@ -18,6 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from aiohttp import web
+
+from services.routes import Answer, Call, Param, Route
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASSETS = {
@@ -44,16 +46,25 @@ def shipped_files() -> DashboardFiles:
                           assets=MappingProxyType({name: (STATIC_DIR / name).read_bytes() for name in ASSETS}))
 
 
-async def index(request: web.Request) -> web.Response:
+async def index(call: Call[None]) -> web.Response:
     return web.Response(body=shipped_files().page, content_type="text/html", charset="utf-8", headers=HEADERS)
 
 
-async def asset(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+async def asset(call: Call[None]) -> web.Response:
+    name = call.request.match_info["name"]
     assets = shipped_files().assets
     if name not in assets:
         raise web.HTTPNotFound(text="not found\n")
     return web.Response(body=assets[name], content_type=ASSETS[name], charset="utf-8", headers=HEADERS)
 
 
-ROUTES = [web.get("/", index), web.get("/static/{name}", asset)]
+ROUTES = [
+    Route("GET", "/", index,
+          "The dashboard (HTML; its script polls /api/v1/status, pools, hosts, machines and images, and assigns a "
+          "waiting machine with the admin token the operator types in)",
+          {200: Answer("the page", media="text/html")}),
+    Route("GET", "/static/{name}", asset,
+          "The dashboard's script, style sheet and icon (dashboard.js, dashboard.css, favicon.svg)",
+          {200: Answer("the file"), 404: Answer("no such asset")},
+          params={"name": Param("the asset's name", enum=tuple(ASSETS))}),
+]

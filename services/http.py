@@ -3,24 +3,23 @@
 Routes of its own:
   GET /boot/{mac}.ipxe       the machine's boot script (MAC in any spelling; the machine is noted as seen)
   GET /boot/files/{path}     a file from the boot root (sendfile; HEAD and single Range via FileResponse)
-Everything under /api/v1/ comes from route modules (services/api_*.py): their module-level `ROUTES`, whose
-handlers find the ApiContext at `request.app[API]`. Domain errors a handler raises become JSON errors here
-(services.api_context.domain_error_response).
+Everything under /api/v1/ comes from route modules (services/api_*.py): their module-level `ROUTES`, each a
+declared services.routes.Route (which also gives the OpenAPI document the server serves). Domain errors a
+handler raises become JSON errors here (services.errors.domain_error_response).
 
 Safety, for every request before any handler runs:
 - the RAW request target is classified by protocols.httppath (aiohttp decodes %2F in match_info and
   folds dot segments, so the decoded path can hide a traversal); refused targets get 400/404;
 - a boot file is resolved with realpath and must stay inside the boot root (symlinks escaping it: 404);
-- any method other than GET/HEAD/OPTIONS on an existing route needs the admin bearer token (401),
-  even if a route module forgot to check it, unless its handler is marked `own_auth` (install reports,
-  which carry a per-install token instead); a method a route does not have is 405.
+- every route checks the credential it declares (services.auth); a route other than GET cannot be declared
+  without one; a method a route does not have is 405.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,19 @@ from protocols.httppath import PathRefused, path_parts, served_file_parts
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName
 from services.adminnet import allowed, is_admin_read
-from services.api_context import API, ApiContext, domain_error_response, json_error, require_token
+from services.api_context import API, ApiContext
 from services.base import ServiceError, ServiceStatus
 from services.bootresponder import BootResponder
+from services.errors import domain_error_response, json_error
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
+from services.routes import MOUNTED, SAFE_METHODS, Answer, Call, Mounted, Param, Route
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.http")
 
-RouteModule = Sequence[web.RouteDef]  # a route module's ROUTES
+RouteModule = Sequence[Route]  # a route module's ROUTES
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FILES_PREFIX = ("boot", "files")
 
 
@@ -93,15 +93,13 @@ class HttpServer:
     def build_app(self) -> web.Application:
         """The aiohttp application (also used by the OpenAPI completeness test, without a socket)."""
         app = web.Application(middlewares=[self._guard])
-        routes = [
-            web.get("/boot/files/{path:.+}", self._file),
-            web.get("/boot/{mac}.ipxe", self._boot_script),
-        ]
+        routes = list(self.boot_routes())
         if self._api is not None:
             app[API] = self._api
             for module in self._route_modules:
                 routes.extend(module)
-        app.add_routes(routes)
+        app[MOUNTED] = Mounted(tuple(routes))
+        app.add_routes([r.mount() for r in routes])
         app.on_response_prepare.append(self._count_bytes)
         return app
 
@@ -133,17 +131,11 @@ class HttpServer:
             counters["admin_refused"] += 1
             return json_error(403, f"{request.path} is readable only from [http] admin_networks")
         try:
-            # A handler marked `own_auth` (the installer's progress reports) checks its own per-install token.
-            if (request.method not in SAFE_METHODS and request.match_info.http_exception is None
-                    and not getattr(request.match_info.handler, "own_auth", False)):
-                if self._api is None:
-                    raise web.HTTPUnauthorized(text="no admin API on this server")
-                require_token(request, self._api)
             response = await handler(request)
-        except DomainError as e:
-            response = domain_error_response(e)
             if response.status == 401:
                 counters["unauthorized"] += 1
+        except DomainError as e:  # raised outside a declared route's own mapping
+            response = domain_error_response(e)
         except web.HTTPException as e:
             if e.status == 401:
                 counters["unauthorized"] += 1
@@ -174,7 +166,23 @@ class HttpServer:
             return json_error(status, message)
         return web.Response(status=status, text=message + "\n")
 
-    async def _boot_script(self, request: web.Request) -> web.StreamResponse:
+    def boot_routes(self) -> Iterable[Route]:
+        yield Route("GET", "/boot/files/{path:.+}", self._file,
+                    "A file from the boot root (iPXE, pxelinux, the installer kernel and initrd); HEAD and single "
+                    "byte ranges supported",
+                    {200: Answer("the file", media="application/octet-stream"),
+                     206: Answer("the requested byte range"),
+                     400: Answer("a refused path (dot segments, escaped separators, NUL, backslash)"),
+                     404: Answer("no such file, a hidden file, or a symlink leading out of the root"),
+                     416: Answer("the range cannot be satisfied")},
+                    params={"path": Param("a path under the boot root")})
+        yield Route("GET", "/boot/{mac}.ipxe", self._boot_script,
+                    "The machine's iPXE boot script: install, boot the local disk, or wait and ask again",
+                    {200: Answer("an iPXE script", media="text/plain", text=True),
+                     404: Answer("not a MAC address")})
+
+    async def _boot_script(self, call: Call[None]) -> web.StreamResponse:
+        request = call.request
         if self.responder is None:
             return self._error(request, 404, "boot scripts are not served here")
         try:
@@ -189,7 +197,8 @@ class HttpServer:
         self._status.counters[f"boot_{decision.kind}"] += 1
         return web.Response(text=script, content_type="text/plain", headers={"Cache-Control": "no-store"})
 
-    async def _file(self, request: web.Request) -> web.StreamResponse:
+    async def _file(self, call: Call[None]) -> web.StreamResponse:
+        request = call.request
         counters = self._status.counters
         try:
             parts = served_file_parts(request.raw_path, FILES_PREFIX)

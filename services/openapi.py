@@ -1,201 +1,118 @@
-"""The OpenAPI 3 description of every HTTP route the imageserver mounts (served at /api/v1/openapi.json).
-
-Static data, kept next to the route modules; tests/unit/test_openapi.py fails when a mounted route is
-missing here or a documented one is not mounted, so the two cannot drift apart. The schemas of the
-answers built from domain views (hosts, pools, leases and reservations, machines, images, status, the
-error object, reload's receipt, the boot decision) are generated from those dataclasses
-(services/openapi_schema.py); the rest are still written out here and in the services/openapi_*.py
-beside it. tests/system/test_api_contract.py validates real answers against the served document either way.
+"""The OpenAPI 3 document of the routes a server mounts (served at /api/v1/openapi.json), generated from their
+declarations (services/routes.py): the paths and operations from the `Route` objects, the schemas from the
+request and response dataclasses they name (services/openapi_schema.py). Nothing here is written per route.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from dataclasses import is_dataclass
 from typing import Any
 
-from domain.leases import LeaseList, OneReservation, ReservationList
-from domain.machines import MachinePage, MachineView
-from domain.requests import NewReservation
-from domain.responses import ReloadRequested
-from domain.status import Status
-from services.openapi_hostadmin import HOSTADMIN_PATHS
-from services.openapi_images import IMAGES_PATHS
-from services.openapi_install import INSTALL_PATHS, INSTALL_SECURITY_SCHEME
-from services.openapi_ops import OPS_PATHS
-from services.openapi_satellite import SATELLITE_PATHS, SATELLITE_SECURITY_SCHEME
-from services.openapi_schema import SCHEMAS, ref
-from services.openapi_torrents import TORRENT_PATHS
-from services.openapi_update import UPDATE_PATHS
+from domain.responses import BootDecision, Error
+from services.auth import Auth
+from services.base import ServiceStatus
+from services.openapi_schema import schema_name, schemas
+from services.routes import JSON, PATH_PARAMS, Answer, Param, Route
 
-_JSON = "application/json"
-
-
-def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": schema or {"type": "object"}}}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(description, {"$ref": "#/components/schemas/Error"})
-
-
-_MAC_PARAM = {
-    "name": "mac", "in": "path", "required": True,
-    "description": "MAC address in any usual spelling: aa:bb:cc:dd:ee:ff, AA-BB-..., aabbccddeeff, aabb.ccdd.eeff",
-    "schema": {"type": "string"},
+INFO = {
+    "title": "imageserver",
+    "version": "1",
+    "description": "Boot scripts, boot files and the admin API of the imageserver. GET routes are open and "
+                   "read-only; every other method needs a bearer token: the admin token "
+                   "(<state_dir>/admin.token), or where an operation says so a host's or a satellite's own.",
 }
 
-_UNAUTHORIZED = _error("the admin bearer token is missing or wrong")
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {
-        "title": "imageserver",
-        "version": "1",
-        "description": "Boot scripts, boot files and the admin API of the imageserver. GET routes are open and "
-                       "read-only; every other method needs `Authorization: Bearer <state_dir/admin.token>`.",
-    },
-    "components": {
-        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}, "install": INSTALL_SECURITY_SCHEME,
-                            "satellite": SATELLITE_SECURITY_SCHEME},
-        "schemas": SCHEMAS,  # generated from the request and response dataclasses (services/openapi_schema.py)
-    },
-    "paths": {
-        "/boot/{mac}.ipxe": {
-            "get": {
-                "summary": "The machine's iPXE boot script: install, boot the local disk, or wait and ask again",
-                "parameters": [_MAC_PARAM],
-                "responses": {
-                    "200": {"description": "an iPXE script", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                    "404": {"description": "not a MAC address"},
-                },
-            },
-        },
-        "/boot/files/{path}": {
-            "get": {
-                "summary": "A file from the boot root (iPXE, pxelinux, the installer kernel and initrd); HEAD and "
-                           "single byte ranges supported",
-                "parameters": [{"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {
-                    "200": {"description": "the file", "content": {"application/octet-stream": {}}},
-                    "206": {"description": "the requested byte range"},
-                    "400": {"description": "a refused path (dot segments, escaped separators, NUL, backslash)"},
-                    "404": {"description": "no such file, a hidden file, or a symlink leading out of the root"},
-                    "416": {"description": "the range cannot be satisfied"},
-                },
-            },
-        },
-        "/api/v1/status": {
-            "get": {
-                "summary": "The daemon's status: version, uptime, each service with state, listen and counters, "
-                           "and counts of leases, reservations, hosts, machines and images",
-                "responses": {"200": _json("the status document", ref(Status))},
-            },
-        },
-        "/api/v1/openapi.json": {
-            "get": {"summary": "This document", "responses": {"200": _json("OpenAPI 3 document")}},
-        },
-        "/api/v1/reload": {
-            "post": {
-                "summary": "Re-read the configuration file (what SIGHUP does); a bad file is logged and ignored",
-                "security": [{"admin": []}],
-                "responses": {"202": _json("reload requested", ref(ReloadRequested)), "401": _UNAUTHORIZED},
-            },
-        },
-        "/api/v1/machines": {
-            "get": {
-                "summary": "Machines seen on the wire, most recent first, with their host and boot decision, one page "
-                           "at a time (the table is capped by [discovery] max_machines)",
-                "parameters": [
-                    {"name": "limit", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                     "description": "machines per page"},
-                    {"name": "offset", "in": "query", "required": False,
-                     "schema": {"type": "integer", "minimum": 0, "default": 0},
-                     "description": "where the page starts: the previous page's next_offset"},
-                    {"name": "unknown", "in": "query", "required": False, "schema": {"type": "string"},
-                     "description": "1/true/yes: only machines that are no host"},
-                ],
-                "responses": {"200": _json("one page of machines", ref(MachinePage)),
-                              "400": _error("a bad limit or offset")},
-            },
-        },
-        "/api/v1/machines/{mac}": {
-            "get": {
-                "summary": "One machine with the full boot decision (why it boots what it boots)",
-                "parameters": [_MAC_PARAM],
-                "responses": {
-                    "200": _json("the machine", ref(MachineView)),
-                    "400": _error("not a MAC address"),
-                    "404": _error("never seen and no host has this MAC"),
-                },
-            },
-        },
-        "/api/v1/leases": {
-            "get": {
-                "summary": "DHCP leases, lowest address first: active ones; with ?all=1 also ended ones",
-                "parameters": [{"name": "all", "in": "query", "required": False, "schema": {"type": "string"},
-                                "description": "1/true/yes: include leases that have ended"}],
-                "responses": {"200": _json("leases", ref(LeaseList))},
-            },
-        },
-        "/api/v1/reservations": {
-            "get": {
-                "summary": "DHCP reservations (static addresses), lowest address first",
-                "responses": {"200": _json("reservations", ref(ReservationList))},
-            },
-            "post": {
-                "summary": "Reserve an address for a MAC (live: the machine gets it on its next request); a MAC "
-                           "that has a reservation is moved",
-                "security": [{"admin": []}],
-                "requestBody": {"required": True, "content": {_JSON: {"schema": ref(NewReservation)}}},
-                "responses": {
-                    "201": _json("the reservation", ref(OneReservation)),
-                    "400": _error("malformed MAC, address or host name"),
-                    "401": _UNAUTHORIZED,
-                    "409": _error("refused: reserved for or leased to another MAC, outside every DHCP subnet, "
-                                  "or the imageserver's own address"),
-                },
-            },
-        },
-        "/api/v1/reservations/{mac}": {
-            "delete": {
-                "summary": "Remove a MAC's reservation; its address returns to the pool if inside one",
-                "security": [{"admin": []}],
-                "parameters": [_MAC_PARAM],
-                "responses": {
-                    "200": _json("the removed reservation", ref(OneReservation)),
-                    "400": _error("not a MAC address"),
-                    "401": _UNAUTHORIZED,
-                    "404": _error("the MAC has no reservation"),
-                },
-            },
-        },
-        "/api/v1/makedhcpstatic": {
-            "post": {
-                "summary": "makedhcpstatic: every active lease becomes a reservation of the same address",
-                "security": [{"admin": []}],
-                "responses": {
-                    "200": _json("the reservations made", ref(ReservationList)),
-                    "401": _UNAUTHORIZED,
-                },
-            },
-        },
-        **INSTALL_PATHS,
-        **TORRENT_PATHS,
-    },
+SECURITY_SCHEMES = {
+    "admin": {"type": "http", "scheme": "bearer", "description": "the admin token (<state_dir>/admin.token)"},
+    "install": {"type": "http", "scheme": "bearer",
+                "description": "the per-install token of one host (INSTALL_TOKEN in its script; boot files carry "
+                               "only a fetch nonce, which opens the script alone)"},
+    "satellite": {"type": "http", "scheme": "bearer",
+                  "description": "a satellite's token (`imageserver satellites add NAME` prints it once)"},
 }
 
-# Host editing shares /api/v1/hosts/{name} with the hosts routes: merged per method, not per path.
-for _path, _methods in HOSTADMIN_PATHS.items():
-    OPENAPI["paths"][_path] = {**OPENAPI["paths"].get(_path, {}), **_methods}
+# The credential a route declares, as OpenAPI security requirements (an update token derives from the install
+# token; the admin token opens update routes too).
+SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
+    Auth.ADMIN: [{"admin": []}], Auth.INSTALL: [{"install": []}], Auth.UPDATE: [{"install": []}, {"admin": []}],
+    Auth.SATELLITE: [{"satellite": []}]}
 
-# Operations routes (metrics, pools, dashboard) live in their own modules and paths of their own.
-OPENAPI["paths"].update(OPS_PATHS)
+# Schemas named in field metadata rather than type hints (Status.services, a machine's boot decision).
+REFERENCED = (ServiceStatus, BootDecision, Error)
 
-# updateclient's routes and the client scripts (services/api_update.py, services/api_client_scripts.py).
-OPENAPI["paths"].update(UPDATE_PATHS)
+_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
-# The image catalog, read-only (services/api_images.py).
-OPENAPI["paths"].update(IMAGES_PATHS)
 
-# Satellites' routes (services/api_satellite.py), with their own token.
-OPENAPI["paths"].update(SATELLITE_PATHS)
+def _param(name: str, where: str, p: Param) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": _TYPES[p.type]}
+    for key in ("minimum", "maximum", "default"):
+        if getattr(p, key) is not None:
+            schema[key] = getattr(p, key)
+    if p.enum:
+        schema["enum"] = list(p.enum)
+    out: dict[str, Any] = {"name": name, "in": where, "required": where == "path", "schema": schema}
+    if p.description:
+        out["description"] = p.description
+    return out
+
+
+def _view_schema(view: type | tuple[type, ...]) -> dict[str, Any]:
+    if isinstance(view, tuple):
+        return {"anyOf": [_view_schema(v) for v in view]}
+    if view is dict:
+        return {"type": "object"}
+    return {"$ref": f"#/components/schemas/{schema_name(view)}"}
+
+
+def _answer(a: Answer) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": a.description}
+    if a.view is not None:
+        out["content"] = {JSON: {"schema": _view_schema(a.view)}}
+    elif a.media is not None:
+        media: dict[str, Any] = {}
+        if a.text or a.binary:
+            media["schema"] = {"type": "string", **({"format": "binary"} if a.binary else {})}
+        out["content"] = {a.media: media}
+    return out
+
+
+def operation(route: Route) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": route.summary}
+    if route.auth in SECURITY:
+        op["security"] = SECURITY[route.auth]
+    params = [_param(n, "path", route.params.get(n) or PATH_PARAMS.get(n) or Param())
+              for n in re.findall(r"\{(\w+)[^}]*\}", route.path)]
+    params += [_param(n, "query", p) for n, p in route.query.items()]
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": _view_schema(route.body)}}}
+    op["responses"] = {str(status): _answer(a) for status, a in route.responses().items()}
+    return op
+
+
+def openapi_path(path: str) -> str:
+    """aiohttp's `{path:.+}` is OpenAPI's `{path}`."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
+def _views(routes: Iterable[Route]) -> list[type]:
+    out: list[type] = []
+    for route in routes:
+        for view in [route.body, *(a.view for a in route.answers.values())]:
+            for v in view if isinstance(view, tuple) else (view,):
+                if v is not None and is_dataclass(v):
+                    out.append(v)
+    return out
+
+
+def document(routes: Iterable[Route]) -> dict[str, Any]:
+    routes = list(routes)
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = operation(route)
+    return {"openapi": "3.0.3", "info": INFO,
+            "components": {"securitySchemes": SECURITY_SCHEMES, "schemas": schemas([*_views(routes), *REFERENCED])},
+            "paths": paths}

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from domain.settings import SatelliteLinkConfig
+from services.auth import bearer_header
 from services.base import ServiceStatus
 from state import mirror, outbox
 from state.eventlog import EventLog
@@ -75,7 +76,7 @@ class SatelliteLink:
         await self.store.journal.run(outbox.ensure_tables)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-            headers={"Authorization": f"Bearer {self.token}"})
+            headers=bearer_header(self.token))
         self._status.state = "running"
         self._status.listen = []
         self._task = asyncio.create_task(self._loop(), name="satellite-link")

@@ -1,4 +1,5 @@
-"""BitTorrent transport for installs: each image version as a torrent, a seeder, a tracker, a web seed.
+"""BitTorrent transport for installs: each image version as a torrent, and its aria2c seeder (the tracker,
+web seed and torrent file routes are services/api_torrents.py).
 
 - Torrent: a private multi-file torrent of the version's regular files (one path per inode, empty files
   left out), named NAME_vN; its info dictionary is built once and kept in <state_dir>/torrents/NAME_vN.info.
@@ -7,14 +8,6 @@
   script's pull_torrent): it moves no file data, only the metadata rsync would have written.
 - Seeder: Debian's `aria2c` with --seed-ratio=0, one supervised child per seeded version, started on the
   first torrent fetch for that version, restarted when it exits. It announces nowhere: the tracker lists it.
-- Tracker (GET /bt/{mac}/{key}/announce) and web seed (BEP 19, GET /bt/{mac}/{key}/seed/NAME_vN/PATH):
-  both only for a host due to install, from its own address, with its torrent key (an HMAC of its install
-  token, state/credentials.py), and only for its own image version. One swarm entry per host, capped per
-  torrent and in number of torrents (protocols.torrent.Swarms). The web seed serves exactly the torrent's
-  file list (no other path exists for it), read-only, with Range.
-- GET /install/{mac}/torrent[?webseed=1]: the host's torrent (same credential rules as its script), whose
-  announce and url-list URLs carry that host's key; the infohash is the same for every host of the version.
-  The web seed is listed only with ?webseed=1 or when no seeder runs (see torrent_file).
 """
 
 from __future__ import annotations
@@ -29,17 +22,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiohttp import web
-
-from domain import installs as use
-from domain.errors import Conflict, DomainError, NotFound
 from domain.status import BittorrentStatus, Seeder, Transports
 from protocols import torrent as bt
-from protocols.httppath import PathRefused, path_parts
-from services.api_context import API, domain_error_response
-from services.api_install import _bearer, _settings
 from services.childproc import die_with_parent
-from state import credentials
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.torrents")
@@ -243,106 +228,3 @@ class Torrents:
     async def close(self) -> None:
         for name in list(self.seeders):
             await self._stop(name)
-
-
-def _service(request: web.Request) -> Torrents:
-    torrents = request.app[API].live.torrents
-    if torrents is None:
-        raise Conflict("the BitTorrent transport is not set up on this imageserver")
-    return torrents
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    asked: use.TorrentRequest
-    version: Version
-
-
-async def _admit(request: web.Request, key: str | None) -> Admitted:
-    """The host installing from this address with this credential (install token/nonce, or torrent key)."""
-    ctx = request.app[API]
-    asked = use.torrent_request(ctx.sources(), _settings(ctx), request.match_info["mac"], request.remote,
-                                _bearer(request) if key is None else None, key, ctx.clock())
-    v = await _service(request).version(asked.image, asked.version, asked.tree)
-    return Admitted(asked, v)
-
-
-def _server_base(request: web.Request) -> str:
-    return f"{request.url.scheme}://{request.url.host}" + (f":{request.url.port}"
-                                                           if request.url.port not in (None, 80) else "")
-
-
-async def torrent_file(request: web.Request) -> web.StreamResponse:
-    a = await _admit(request, None)
-    torrents = _service(request)
-    seeding = await torrents.ensure_seeder(a.version) is not None
-    key = credentials.torrent_key(a.asked.token)
-    base = f"{_server_base(request)}/bt/{a.asked.mac}/{key}"
-    # The web seed only when asked (?webseed=1: the installer's second try) or when there is no
-    # seeder: every client of a big swarm pulls from a web seed as hard as from peers, which puts
-    # the whole fan-out back on the server's link (bench/fanout.py measured N=10 at 3.2x N=1 with
-    # it, 1.4x without).
-    with_seed = request.query.get("webseed") == "1" or not seeding
-    body = bt.torrent_bytes(a.version.info, f"{base}/announce", f"{base}/seed/" if with_seed else None)
-    log.info("torrent-served", hostname=a.asked.host, torrent=torrent_name(a.version.image, a.version.version),
-             web_seed=with_seed)
-    return web.Response(body=body, content_type="application/x-bittorrent")
-
-
-def _bencoded(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, body=bt.announce_failure(reason), content_type="text/plain")
-
-
-async def announce(request: web.Request) -> web.StreamResponse:
-    # A tracker answers in bencode, refusals too (a BitTorrent client shows the failure reason).
-    try:
-        a = await _admit(request, request.match_info["key"])
-    except DomainError as e:
-        status = domain_error_response(e).status
-        return _bencoded(status, "no image" if status == 409 else "not admitted")
-    try:
-        ann = bt.parse_announce(request.rel_url.raw_query_string)
-    except bt.TorrentError as e:
-        return _bencoded(400, str(e))
-    if ann.info_hash != a.version.infohash:
-        return _bencoded(200, "not this host's torrent")
-    torrents = _service(request)
-    ctx = request.app[API]
-    if not torrents.swarms.announce(a.asked.host, a.asked.ip, ann, ctx.clock()):
-        log.warning("tracker-full", torrent=a.version.image, hostname=a.asked.host)
-    peers = [(p.ip, p.port) for p in torrents.swarms.peers(ann.info_hash, a.asked.host, rng=torrents.rng)]
-    port = await torrents.ensure_seeder(a.version)
-    if port is not None and request.url.host:
-        peers.append((_settings(ctx).address or request.url.host, port))
-    swarm = torrents.swarms.swarms.get(ann.info_hash, {})
-    seeding = sum(1 for p in swarm.values() if p.seeding)
-    return web.Response(body=bt.announce_reply(peers, torrents.settings.announce_interval,
-                                               complete=seeding + 1, incomplete=len(swarm) - seeding),
-                        content_type="text/plain")
-
-
-async def web_seed(request: web.Request) -> web.StreamResponse:
-    a = await _admit(request, request.match_info["key"])
-    try:
-        parts = path_parts(request.raw_path)
-    except PathRefused as e:
-        return web.json_response({"error": f"refused path: {e}"}, status=e.status)
-    # /bt/MAC/KEY/seed/NAME/PATH...: only the torrent's own files exist here.
-    name, rel = parts[4] if len(parts) > 4 else "", "/".join(parts[5:])
-    if name != torrent_name(a.version.image, a.version.version) or rel not in a.version.files:
-        raise NotFound("not a file of this host's torrent")
-    full = a.version.tree / rel
-    try:
-        st = os.lstat(full)
-    except OSError:
-        raise NotFound("not found") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise NotFound("not found")
-    return web.FileResponse(full, headers={"Cache-Control": "no-store", "Content-Type": "application/octet-stream"})
-
-
-ROUTES = [
-    web.get("/install/{mac}/torrent", torrent_file),
-    web.get("/bt/{mac}/{key}/announce", announce),
-    web.get("/bt/{mac}/{key}/seed/{torrent}/{path:.+}", web_seed),
-]

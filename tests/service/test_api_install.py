@@ -17,9 +17,9 @@ import pytest
 
 from appliance.wiring import api_route_modules
 from domain.config_values import AddressRange
+from domain.installs import InstallSettings
 from domain.settings import SubnetConfig
 from services.api_context import ApiContext, Live
-from services.api_install import InstallSettings
 from services.http import HttpServer
 from state.credentials import fetch_nonce
 from state.hosts import set_install_token_op

@@ -9,8 +9,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from services import api_client_scripts
-from services.api_client_scripts import ClientScripts
 from services.api_context import API, ApiContext, Live
+from services.live import ClientScripts
+from services.routes import mount
 
 DATA = Path(str(files("appliance") / "data"))
 
@@ -19,7 +20,7 @@ async def client_for(scripts: ClientScripts | None) -> TestClient:
     ctx = ApiContext(store=None, admin_token="t", live=Live(client_scripts=scripts))  # type: ignore[arg-type]  # no store needed
     app = web.Application()
     app[API] = ctx
-    app.add_routes(api_client_scripts.ROUTES)
+    app.add_routes(mount(api_client_scripts.ROUTES))
     client = TestClient(TestServer(app))
     await client.start_server()
     return client

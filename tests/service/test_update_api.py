@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from domain.installs import InstallSettings
 from services import api_update
 from services.api_context import ApiContext, Live
-from services.api_install import InstallSettings
 from services.http import HttpServer
 from state import installs
 from state.credentials import update_token

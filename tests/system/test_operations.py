@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.wiring import api_route_modules
 from lab.clients import Udhcpc
 from lab.netns import Lab, Pair
-from services.openapi import OPENAPI
+from services.openapi import document
 from tests.expocheck import Exposition, parse
 from tests.system._daemon import API_PORT, Imageserver
 
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.system
 
 BOOT_FILE_SIZE = 256 * 1024
 STATIC = Path(__file__).resolve().parents[2] / "services" / "static"
+
+OPENAPI = document([route for module in api_route_modules() for route in module])
 
 
 def start_json_daemon(pair: Pair, timeout: float = 20) -> Imageserver:

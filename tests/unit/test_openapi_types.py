@@ -11,6 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from appliance.wiring import api_route_modules
 from domain import hosts, machines
 from domain.images import catalog
 from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
@@ -20,8 +21,7 @@ from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteRemoved, 
 from domain.sources import Sources
 from domain.status import BittorrentStatus, SatelliteView, Seeder, Status, StoreHealth, Transports
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
-from services.openapi import OPENAPI
-from services.openapi_schema import SCHEMAS
+from services.openapi import document
 from state import installs, satellites
 from state.boot import BootPolicy
 from state.db import connect
@@ -29,6 +29,9 @@ from state.images import ImageVersion, insert_version
 from state.leases import Lease, LeaseModel, PoolSpec, Reservation
 from state.satellites import Satellite
 from state.updates import UpdateTarget
+
+OPENAPI = document([route for module in api_route_modules() for route in module])
+SCHEMAS = OPENAPI["components"]["schemas"]
 
 _JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict,
                "array": list}

@@ -1,0 +1,100 @@
+"""The one auth layer of the HTTP API: which credential a route needs, the one place the bearer header is
+read, and the one shape of a refusal (a domain `Unauthorized`, which services.errors turns into a JSON 401
+with its WWW-Authenticate challenge).
+
+Five kinds, declared per route (services.routes.Route.auth):
+- NONE       open (GET routes only: every other method needs a credential, checked when routes are declared)
+- ADMIN      the admin token (<state_dir>/admin.token)
+- INSTALL    a host's install token or fetch nonce: bound to a MAC, an address and the host's state, so the use
+             case checks it (domain.installs), given the bearer this layer read
+- UPDATE     a host's update token (derived from its install token) or the admin token; the host is the
+             route's {name}: 404 if there is none
+- SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from domain.errors import NotFound, Unauthorized
+from state import credentials, installs, satellites
+from state.store import Store
+
+HEADER = "Authorization"
+ADMIN_REALM = 'Bearer realm="imageserver"'
+
+
+class Auth(enum.Enum):
+    NONE = "none"
+    ADMIN = "admin"
+    INSTALL = "install"
+    UPDATE = "update"
+    SATELLITE = "satellite"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request comes from, as far as its route's credential says: the bearer it carried, and the
+    satellite's or the host's name for SATELLITE and UPDATE routes."""
+
+    bearer: str | None = None
+    name: str | None = None
+    host: installs.InstallHost | None = None
+
+
+def bearer(request: web.Request) -> str | None:
+    """The `Bearer` credential of the request, if it carries one."""
+    scheme, _, given = request.headers.get(HEADER, "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" and given.strip() else None
+
+
+def bearer_header(token: str) -> dict[str, str]:
+    """The header a client (a satellite asking its primary) sends its token in."""
+    return {HEADER: f"Bearer {token}"}
+
+
+def is_admin(given: str | None, admin_token: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), admin_token.encode())
+
+
+def is_update_caller(given: str | None, admin_token: str, host: installs.InstallHost) -> bool:
+    """The admin token, or the host's own update token; never the install token (a leaked install token
+    must not ask for a reinstall nor pose as the installed system)."""
+    if not given:
+        return False
+    if is_admin(given, admin_token):
+        return True
+    return host.install_token is not None and credentials.same(given, credentials.update_token(host.install_token))
+
+
+def check(auth: Auth, request: web.Request, store: Store | None, admin_token: str | None) -> Caller:
+    """The caller of a route needing `auth`, or Unauthorized (NotFound: an UPDATE route's host is unknown)."""
+    given = bearer(request)
+    if auth is Auth.NONE or auth is Auth.INSTALL:
+        return Caller(given)
+    if store is None or admin_token is None:
+        raise Unauthorized("no admin API on this server")
+    if auth is Auth.ADMIN:
+        if not is_admin(given, admin_token):
+            raise Unauthorized("this endpoint needs the admin token: Authorization: Bearer <state_dir/admin.token>",
+                               challenge=ADMIN_REALM)
+        return Caller(given)
+    if auth is Auth.SATELLITE:
+        name = satellites.authenticate(store.reader, given)
+        if name is None:
+            raise Unauthorized("this endpoint needs a satellite token: Authorization: Bearer <token from "
+                               "imageserver satellites add NAME>", challenge='Bearer realm="imageserver-satellite"')
+        return Caller(given, name)
+    name = request.match_info["name"]
+    host = installs.host_by_name(store.reader, name)
+    if host is None:
+        raise NotFound(f"no host named {name!r}")
+    if not is_update_caller(given, admin_token, host):
+        raise Unauthorized(f"updates of {name} need its token (TOKEN= in /etc/systemimager/updateclient.conf, the "
+                           "host's install token) or the admin token: Authorization: Bearer <token>",
+                           challenge='Bearer realm="imageserver-update"')
+    return Caller(given, name, host)
