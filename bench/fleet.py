@@ -175,7 +175,7 @@ async def machine(dhcp: DhcpClient, iface: str, server: str, mac: str, work: Pat
         creds = {"ip": ip, "user": served["RSYNC_USER"], "password": served["RSYNC_PASSWORD"],
                  "module": served["MODULE"]}
         dest = work / mac.replace(":", "")
-        await stage("rsync", rsync_as(server, creds, dest))
+        result["rsync_refused"] = await stage("rsync", rsync_as(server, creds, dest))
         shutil.rmtree(dest, ignore_errors=True)
         await stage("done", run("curl", "-sS", "--fail", "--interface", ip, "--max-time", "30", "-H", auth,
                                 "-H", "Content-Type: application/json", "-d", '{"stage": "done"}', f"{base}/events"))
@@ -193,11 +193,23 @@ def served_values(script: str) -> dict[str, str]:
     return dict(re.findall(r"^([A-Z_][A-Z0-9_]*)='([^']*)'; export \1$", script, re.MULTILINE))
 
 
-def rsync_as(server: str, creds: dict[str, str], dest: Path) -> Any:
-    """rsync of the image from the lease's address as the host's rsync user (the password in the environment,
-    as the installer passes it)."""
-    return run("rsync", "-a", "--address", creds["ip"], f"rsync://{creds['user']}@{server}/{creds['module']}/",
-               f"{dest}/", env={"RSYNC_PASSWORD": creds["password"]})
+async def rsync_as(server: str, creds: dict[str, str], dest: Path) -> int:
+    """rsync of the image from the lease's address as the host's rsync user (the password in the environment),
+    waiting in line while the daemon is full ([rsyncd] max_connections), as the installer's rsync_in_line
+    does: a jittered pause doubling from 2 s up to 30 s. Returns how many times it was refused."""
+    refused, pause = 0, 2.0
+    while True:
+        try:
+            await run("rsync", "-a", "--address", creds["ip"],
+                      f"rsync://{creds['user']}@{server}/{creds['module']}/", f"{dest}/",
+                      env={"RSYNC_PASSWORD": creds["password"]})
+            return refused
+        except RuntimeError as e:
+            if "max connections" not in str(e):
+                raise
+        refused += 1
+        await asyncio.sleep(pause + random.uniform(0, pause))
+        pause = min(2 * pause, 30.0)
 
 
 async def raw_rsync(server: str, machines: list[dict[str, str]], work: Path) -> dict[str, Any]:
@@ -366,7 +378,7 @@ def due_again(state: Path, tokens: dict[str, str], timeout: float = 30) -> None:
         conn.close()
     secrets = state / "rsyncd.secrets"
     deadline = time.monotonic() + timeout
-    while len(secrets.read_text().splitlines()) != len(tokens):
+    while not tokens.keys() <= {line.split(":", 1)[0] for line in secrets.read_text().splitlines()}:
         if time.monotonic() > deadline:
             raise RuntimeError(f"rsyncd never took the {len(tokens)} hosts due again")
         time.sleep(0.1)
@@ -426,6 +438,10 @@ def fleet_part(args: argparse.Namespace) -> bool:
         whole = last - first
         print(f"whole path: {whole:.2f} s for {len(ok)} machines ({len(ok) / whole:.1f} machines/s); "
               f"rsync stage: {len(ok) * image_bytes / 2**20 / (r1 - r0):.1f} MiB/s aggregate")
+        queued = [m["rsync_refused"] for m in ok if m["rsync_refused"]]
+        if queued:
+            print(f"  {len(queued)} machines waited in line for an rsync slot ([rsyncd] max_connections), "
+                  f"refused up to {max(queued)} times")
 
         # Raw parallel rsync of the same image by the same machines (their leased addresses), same daemon.
         due_again(state, {m["rsync"]["user"]: m["token"] for m in ok})
