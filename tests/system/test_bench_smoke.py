@@ -30,7 +30,7 @@ RESULT_LINE = {
     "dhcp": r"^imageserver +\d+ +fsync'd",
     "dhcp_codec": r"^ +service path \(DhcpServer\.handle\) +[\d.]+ us",
     "dns": r"^miss +\( *\d+ distinct\) +imageserver +\d+ q/s",
-    "fanout": r"^ +1 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+",
+    "fanout": r"^ +\d+( +[\d.]+){3}",  # N, then the seconds of rsync, bittorrent, multicast
     "fleet": r"^DORA rate big store / empty store: [\d.]+x",
     "http": r"^ +imageserver +\d+ MiB/s",
     "tftp": r"^window 16  blksize 1468: imageserver +[\d.]+ MiB/s",
