@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.smoke import parse_args, peer_available
+from bench._smoke import parse_args, peer_available
 from lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
 
 RELAY_NET = IPv4Network("172.31.0.0/16")

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.smoke import parse_args
+from bench._smoke import parse_args
 from protocols.dhcp.codec import DhcpPacket, decode, encode
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet, respond
 from state.leases import LeaseModel

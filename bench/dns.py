@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from dnslib import DNSRecord  # noqa: E402
 
-from bench.smoke import parse_args, peer_available  # noqa: E402
+from bench._smoke import parse_args, peer_available  # noqa: E402
 from state.db import connect, db_path  # noqa: E402
 
 DOMAIN = "bench.test"

@@ -58,7 +58,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.smoke import parse_args  # noqa: E402
+from bench._smoke import parse_args  # noqa: E402
 from lab.netns import Lab, lab_unavailable_reason  # noqa: E402
 from tests.system._torrentworld import World, make_world  # noqa: E402
 from tests.system._treecmp import compare_trees  # noqa: E402

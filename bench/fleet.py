@@ -49,7 +49,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.smoke import parse_args  # noqa: E402
+from bench._smoke import parse_args  # noqa: E402
 from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode  # noqa: E402
 
 HTTP_PORT = 8080

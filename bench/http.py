@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.smoke import parse_args, peer_available
+from bench._smoke import parse_args, peer_available
 from services.http import HttpServer
 
 FILE_NAME = "bench.bin"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.smoke import parse_args, peer_available
+from bench._smoke import parse_args, peer_available
 from services.tftp import TftpServer
 
 _IN_NETNS = "IMAGESERVER_TFTP_BENCH_NETNS"

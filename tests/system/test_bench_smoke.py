@@ -1,4 +1,4 @@
-"""Every bench runs, once, in smoke mode (bench/smoke.py: tiny sizes, one short round, no target judged).
+"""Every bench runs, once, in smoke mode (bench/_smoke.py: tiny sizes, one short round, no target judged).
 
 The benches are not part of the suite otherwise, so one that stopped running (a product change it did not
 follow) was found only when its numbers were wanted. Here each runs as `bench/<name>.py --smoke`, a
@@ -23,7 +23,6 @@ pytestmark = pytest.mark.system
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
-NOT_BENCHES = {"smoke"}  # bench/smoke.py is the shared smoke-mode helper
 
 # A line of each bench's result table: printed only once it measured something.
 RESULT_LINE = {
@@ -39,7 +38,7 @@ TIMEOUT = 300  # seconds; a smoke run takes 1-30 s on a quiet 2-core box
 
 
 def test_every_bench_has_a_smoke_run() -> None:
-    benches = {p.stem for p in BENCH.glob("*.py")} - NOT_BENCHES
+    benches = {p.stem for p in BENCH.glob("[!_]*.py")}  # bench/_*.py are helpers
     assert benches == set(RESULT_LINE), "each bench needs its result line here (and a --smoke mode)"
 
 
