@@ -13,8 +13,10 @@ the path a real machine walks, all at once:
                 host's rsync user with its password from the install script
   done          POST /install/<mac>/events {"stage": "done"}
 It prints p50/p99 per stage and the aggregate throughput, next to raw parallel rsync of the same image
-by the same machines in the same run (the ceiling the path could reach). The "done" report ends a host's
-rsync credentials, so for that run the bench makes the hosts due to install again, their tokens kept.
+by the same machines in the same run (the ceiling the path could reach): all at once, but never more than
+the daemon's [rsyncd] max_connections (split over the client namespaces), so none waits in line (the path's
+machines do, when they arrive past the cap). The "done" report ends a host's rsync credentials, so for that
+run the bench makes the hosts due to install again, their tokens kept.
 
 Part 2 (scale): a store with 10,000 hosts (each seen, each with a finished install) and 100,000 leases:
 p50/p99 of GET /api/v1/status, /api/v1/hosts (first page, 100 hosts), /api/v1/machines (first page) and
@@ -50,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._smoke import parse_args  # noqa: E402
+from domain.settings import RsyncdConfig  # noqa: E402
 from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode  # noqa: E402
 
 HTTP_PORT = 8080
@@ -212,11 +215,15 @@ async def rsync_as(server: str, creds: dict[str, str], dest: Path) -> int:
         pause = min(2 * pause, 30.0)
 
 
-async def raw_rsync(server: str, machines: list[dict[str, str]], work: Path) -> dict[str, Any]:
-    """The same image to the same addresses by plain parallel rsync: the ceiling of the rsync stage."""
+async def raw_rsync(server: str, machines: list[dict[str, str]], work: Path, slots: int) -> dict[str, Any]:
+    """The same image to the same addresses by plain parallel rsync, `slots` at once (this namespace's share
+    of the daemon's connection cap: no retry pauses): the ceiling of the rsync stage."""
+    running = asyncio.Semaphore(slots)
+
     async def one(creds: dict[str, str]) -> None:
         dest = work / f"raw-{creds['ip']}"
-        await rsync_as(server, creds, dest)
+        async with running:
+            await rsync_as(server, creds, dest)
         shutil.rmtree(dest, ignore_errors=True)
 
     start = time.monotonic()
@@ -227,7 +234,7 @@ async def raw_rsync(server: str, machines: list[dict[str, str]], work: Path) -> 
 async def agent(iface: str, server: str, spec: dict[str, Any]) -> dict[str, Any]:
     work = Path(spec["work"])
     if spec.get("raw_rsync"):
-        return await raw_rsync(server, spec["machines"], work)
+        return await raw_rsync(server, spec["machines"], work, spec["slots"])
     dhcp = DhcpClient(iface)
     start_at = spec["start_at"]  # every agent starts at the same moment (CLOCK_MONOTONIC is system-wide)
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
@@ -445,10 +452,11 @@ def fleet_part(args: argparse.Namespace) -> bool:
 
         # Raw parallel rsync of the same image by the same machines (their leased addresses), same daemon.
         due_again(state, {m["rsync"]["user"]: m["token"] for m in ok})
+        cap = RsyncdConfig().max_connections or n  # the daemon runs with the default (0: no cap)
         raw_specs = []
         for k, machines in enumerate(per_agent):  # each namespace rsyncs from the addresses it holds
             raw_specs.append({"raw_rsync": True, "machines": [m["rsync"] for m in machines if m["ok"]],
-                              "work": specs[k]["work"]})
+                              "work": specs[k]["work"], "slots": max(1, cap // len(per_agent))})
         try:
             raw = run_agents(f, raw_specs)
         except RuntimeError:
