@@ -14,7 +14,7 @@ help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite (TEST_WORKERS=2 xdist workers)"
 	@echo "make lint    ruff, mypy (strict) on protocols/ and state/, lint-imports (the layers), shellcheck + dash -n"
-	@echo "make bench   side-by-side benchmarks against real peers (not part of test)"
+	@echo "make bench   side-by-side benchmarks against real peers (make test runs each once: BENCH_ARGS=--smoke)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
 
 # System packages: the list lives in deps/apt-packages.txt so nothing is installed by hand.
@@ -60,8 +60,9 @@ demo: deps venv
 fuzz: venv
 	$(PY) -m tests.fuzz.campaign --inputs $${FUZZ_INPUTS:-1000000}
 
+# BENCH_ARGS=--smoke: each bench once with tiny sizes (what tests/system/test_bench_smoke.py runs).
 bench: deps venv
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .import_linter_cache

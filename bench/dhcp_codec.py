@@ -12,7 +12,7 @@ Printed, in microseconds per DORA (two requests in, two replies out):
 - service path: DhcpServer.handle() as the daemon runs it per datagram (sightings, counters, logging
   checks, pending-ACK queue), sends captured by a stub socket, the group commit's flush a no-op.
 
-Run: python3 bench/dhcp_codec.py [--doras 20000] [--repeat 5]
+Run: python3 bench/dhcp_codec.py [--doras 20000] [--repeat 5] [--smoke]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._smoke import parse_args
 from protocols.dhcp.codec import DhcpPacket, decode, encode
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet, respond
 from state.leases import LeaseModel
@@ -226,7 +227,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--doras", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser, {"doras": 200, "repeat": 1})
     n = args.doras
     pairs = perfdhcp_like(n)
 

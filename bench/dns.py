@@ -14,7 +14,7 @@ case, is a dict lookup):
 Prints queries/s for both, the ratio ours/dnsmasq, and the share of answers with the expected rcode.
 
 Run: python3 bench/dns.py [--names 1000] [--seconds 3] [--runs 2] [--mode known|case|miss|all]
-                          [--client dnsperf|python]
+                          [--client dnsperf|python] [--misses 400000] [--smoke]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from dnslib import DNSRecord  # noqa: E402
 
+from bench._smoke import parse_args, peer_available  # noqa: E402
 from state.db import connect, db_path  # noqa: E402
 
 DOMAIN = "bench.test"
@@ -69,11 +70,12 @@ MODES = ("known", "case", "miss")
 EXPECTED = {"known": "NOERROR", "case": "NOERROR", "miss": "NXDOMAIN"}
 
 
-def write_queries(path: Path, hosts: list[tuple[str, IPv4Address]], mode: str) -> list[tuple[str, str]]:
+def write_queries(path: Path, hosts: list[tuple[str, IPv4Address]], mode: str,
+                  misses: int) -> list[tuple[str, str]]:
     rng = random.Random(1)
     if mode == "miss":
-        # More unique names than a run can send, so none repeats while it is measured.
-        queries = [(f"miss{i:07d}.{DOMAIN}", "A") for i in range(400_000)]
+        # More unique names than a run can send (--misses), so none repeats while it is measured.
+        queries = [(f"miss{i:07d}.{DOMAIN}", "A") for i in range(misses)]
     else:
         queries = [(f"{name}.{DOMAIN}", "A") for name, _ in hosts]
         queries += [(".".join(reversed(str(ip).split("."))) + ".in-addr.arpa", "PTR") for _, ip in hosts]
@@ -218,37 +220,43 @@ def main() -> None:
     parser.add_argument("--mode", choices=(*MODES, "all"), default="all")
     parser.add_argument("--client", choices=("dnsperf", "python"),
                         default="dnsperf" if shutil.which("dnsperf") else "python")
-    args = parser.parse_args()
-    if not shutil.which("dnsmasq"):
-        sys.exit("dnsmasq is not installed (apt-get install dnsmasq-base)")
+    parser.add_argument("--misses", type=int, default=400_000, help="distinct names of the miss mix")
+    args = parse_args(parser, {"names": 20, "seconds": 0.5, "runs": 1, "misses": 5_000})
+    dnsmasq = peer_available("bench/dns.py", "dnsmasq", "dnsmasq-base", args.smoke)
     hosts = names(args.names)
     modes = MODES if args.mode == "all" else (args.mode,)
     with tempfile.TemporaryDirectory(prefix="dns-bench-") as tmp_name:
         tmp = Path(tmp_name)
         ours_port, theirs_port = free_port(), free_port()
         ours = start_ours(tmp, hosts, ours_port)
-        theirs = start_dnsmasq(tmp, hosts, theirs_port)
+        theirs = start_dnsmasq(tmp, hosts, theirs_port) if dnsmasq else None
+        servers = {"imageserver": ours_port, **({"dnsmasq": theirs_port} if theirs else {})}
         try:
             wait_answering(ours_port, ours, "imageserver")
-            wait_answering(theirs_port, theirs, "dnsmasq")
+            if theirs is not None:
+                wait_answering(theirs_port, theirs, "dnsmasq")
             print(f"{args.names} names, client {args.client} (100 in flight), {args.seconds:g} s per round, "
                   f"best of {args.runs}, loopback, {os.cpu_count()} cores shared by client and servers")
             for mode in modes:
                 qfile = tmp / f"queries-{mode}.txt"
-                queries = write_queries(qfile, hosts, mode)
-                best = {"imageserver": (0.0, 0.0), "dnsmasq": (0.0, 0.0)}
+                queries = write_queries(qfile, hosts, mode, args.misses)
+                best = dict.fromkeys(servers, (0.0, 0.0))
                 for _ in range(args.runs):
-                    for label, port in (("imageserver", ours_port), ("dnsmasq", theirs_port)):
+                    for label, port in servers.items():
                         result = measure(args.client, port, qfile, queries, args.seconds, EXPECTED[mode])
                         if result[0] > best[label][0]:
                             best[label] = result
-                (q_ours, ok_ours), (q_theirs, ok_theirs) = best["imageserver"], best["dnsmasq"]
-                print(f"{mode:6s} ({len(queries):6d} distinct)  imageserver {q_ours:8.0f} q/s ({ok_ours:6.1%} "
-                      f"{EXPECTED[mode]})   dnsmasq {q_theirs:8.0f} q/s ({ok_theirs:6.1%})   "
-                      f"ratio {q_ours / q_theirs:4.2f}x")
+                q_ours, ok_ours = best["imageserver"]
+                line = (f"{mode:6s} ({len(queries):6d} distinct)  imageserver {q_ours:8.0f} q/s ({ok_ours:6.1%} "
+                        f"{EXPECTED[mode]})")
+                if "dnsmasq" in best:
+                    q_theirs, ok_theirs = best["dnsmasq"]
+                    line += f"   dnsmasq {q_theirs:8.0f} q/s ({ok_theirs:6.1%})   ratio {q_ours / q_theirs:4.2f}x"
+                print(line)
         finally:
             stop(ours)
-            stop(theirs)
+            if theirs is not None:
+                stop(theirs)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ Kea/perfdhcp benchmark and a browser at times; this bench alone 95-100 % busy in
       50    562.5          29.0         33.5      0.05      0.06      48.44    2.06    2.35
 
 Run (root): python3 bench/fanout.py [--mbit 50] [--image-mb 64] [--sizes 1,10,25,50]
-            [--transports rsync,bittorrent,multicast] [--logs DIR]
+            [--transports rsync,bittorrent,multicast] [--seed-seconds 20] [--logs DIR] [--smoke]
 --logs keeps per-machine finish times, the fetch step's output, aria2c's own logs (BT_LOG), the seeder's
 log and the daemon's log. To add a transport, add a row to TRANSPORTS: its name and the fetch variables.
 """
@@ -58,6 +58,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._smoke import parse_args  # noqa: E402
 from lab.netns import Lab, lab_unavailable_reason  # noqa: E402
 from tests.system._torrentworld import World, make_world  # noqa: E402
 from tests.system._treecmp import compare_trees  # noqa: E402
@@ -72,10 +73,8 @@ class Transport:
 
 TRANSPORTS: tuple[Transport, ...] = (
     Transport("rsync", {"TRANSPORT": "rsync"}),
-    # BT_SEED_SECONDS: how long a finished machine seeds on; the rest of a real install (fstab, identity,
-    # boot loader, hooks) takes about that long, and the machine seeds throughout it.
-    Transport("bittorrent", {"TRANSPORT": "bittorrent", "BT_STOP_TIMEOUT": "60", "BT_SEED_SECONDS": "20"},
-              "BitTorrent failed"),
+    # BT_SEED_SECONDS (--seed-seconds): how long a finished machine seeds on.
+    Transport("bittorrent", {"TRANSPORT": "bittorrent", "BT_STOP_TIMEOUT": "60"}, "BitTorrent failed"),
     # The daemon's udpcast session ([multicast] defaults): it starts once every host due to install the
     # image has joined (the bench makes exactly N due), then the rsync pass moves nothing.
     Transport("multicast", {"TRANSPORT": "multicast"}, "multicast fallback"),
@@ -107,7 +106,7 @@ def cpu_times() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_once(w: World, transport: Transport, n: int, scratch: Path,
+def run_once(w: World, transport: Transport, n: int, scratch: Path, seed_seconds: int,
              logs: Path | None = None) -> tuple[float, list[str], float]:
     dirs = [scratch / f"{transport.name}-{n}-{i}" for i in range(n)]
     if transport.name == "multicast":
@@ -117,8 +116,10 @@ def run_once(w: World, transport: Transport, n: int, scratch: Path,
 
     def extra(i: int) -> dict[str, str]:
         out = {k: v for k, v in transport.variables.items() if k != "TRANSPORT"}
-        if logs is not None and transport.name == "bittorrent":
-            out["BT_LOG"] = str(logs / f"bt-{n}-{i}.log")  # aria2c's own log (peers, pieces), for diagnosis
+        if transport.name == "bittorrent":
+            out["BT_SEED_SECONDS"] = str(seed_seconds)
+            if logs is not None:
+                out["BT_LOG"] = str(logs / f"bt-{n}-{i}.log")  # aria2c's own log (peers, pieces), for diagnosis
         return out
 
     procs = [w.start_fetch(i, transport.variables["TRANSPORT"], dirs[i], **extra(i)) for i in range(n)]
@@ -174,8 +175,12 @@ def main() -> int:
     ap.add_argument("--image-mb", type=int, default=64)
     ap.add_argument("--sizes", default="1,10,25,50")
     ap.add_argument("--transports", default=",".join(t.name for t in TRANSPORTS))
+    ap.add_argument("--seed-seconds", type=int, default=20,
+                    help="BitTorrent: how long a finished machine seeds on; the rest of a real install (fstab, "
+                         "identity, boot loader, hooks) takes about that long, and the machine seeds throughout it")
     ap.add_argument("--logs", type=Path, help="keep per-machine times, fetch output, aria2c and daemon logs here")
-    args = ap.parse_args()
+    # Smoke: two machines (a swarm of two and the seeder, a multicast session of two) per transport.
+    args = parse_args(ap, {"mbit": 200.0, "image_mb": 2, "sizes": "2", "seed_seconds": 1})
     reason = lab_unavailable_reason()
     if reason:
         print(f"fanout: {reason}", file=sys.stderr)
@@ -207,7 +212,7 @@ def main() -> int:
             failures: list[str] = []
             for n in sizes:
                 for t in transports:
-                    elapsed, problems, cpu = run_once(w, t, n, scratch, args.logs)
+                    elapsed, problems, cpu = run_once(w, t, n, scratch, args.seed_seconds, args.logs)
                     results[(t.name, n)] = elapsed
                     failures += [f"{t.name} N={n}: {p}" for p in problems]
                     print(f"  N={n:<3} {t.name:<11} {elapsed:8.1f} s   CPU busy {cpu:4.0%} of {os.cpu_count()} cores"
@@ -215,7 +220,7 @@ def main() -> int:
             print()
             head = f"{'N':>4}" + "".join(f"{t.name + ' s':>14}" for t in transports)
             head += "".join(f"{t.name + '/rsync':>18}" for t in transports[1:] if unicast)
-            head += "".join(f"{t.name + '/N=1':>16}" for t in transports)
+            head += "".join(f"{t.name + f'/N={sizes[0]}':>16}" for t in transports)
             print(head)
             for n in sizes:
                 row = f"{n:>4}" + "".join(f"{results[(t.name, n)]:>14.1f}" for t in transports)

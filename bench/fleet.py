@@ -7,11 +7,16 @@ the path a real machine walks, all at once:
   dhcp_ipxe     DISCOVER/REQUEST as iPXE (user class "iPXE", option 175) -> the boot script URL
   http_script   GET of the boot script (the discovery rule made the machine a host: it says install)
   dhcp_installer DISCOVER/REQUEST as the installer's udhcpc -> the same address
-  install_script GET /install/<mac>/script with the install token from the boot script
-  rsync         the image from the supervised rsync daemon into a tmp dir (rsync --address <lease>)
+  install_script GET /install/<mac>/script with the fetch nonce from the boot script, as the installer's
+                init does; the script carries the install token the later steps use
+  rsync         the image from the supervised rsync daemon into a tmp dir (rsync --address <lease>), as the
+                host's rsync user with its password from the install script
   done          POST /install/<mac>/events {"stage": "done"}
 It prints p50/p99 per stage and the aggregate throughput, next to raw parallel rsync of the same image
-by the same machines in the same run (the ceiling the path could reach).
+by the same machines in the same run (the ceiling the path could reach): all at once, but never more than
+the daemon's [rsyncd] max_connections (split over the client namespaces), so none waits in line (the path's
+machines do, when they arrive past the cap). The "done" report ends a host's rsync credentials, so for that
+run the bench makes the hosts due to install again, their tokens kept.
 
 Part 2 (scale): a store with 10,000 hosts (each seen, each with a finished install) and 100,000 leases:
 p50/p99 of GET /api/v1/status, /api/v1/hosts (first page, 100 hosts), /api/v1/machines (first page) and
@@ -20,7 +25,8 @@ each next to the same daemon on an empty store
 (target >= 0.9x); both stores climb one rate ladder, interleaved, so drifting load hits both alike.
 
 Run (root): python3 bench/fleet.py [--machines 50] [--image-mb 32] [--skip-fleet] [--skip-scale] [--skip-ladder]
-(internally, `--agent` runs the machines of one client namespace.)
+                               [--smoke]
+(internally, `--agent` runs the machines of one client namespace.) It exits 1 if any machine failed its path.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._smoke import parse_args  # noqa: E402
+from domain.settings import RsyncdConfig  # noqa: E402
 from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode  # noqa: E402
 
 HTTP_PORT = 8080
@@ -107,9 +115,10 @@ class DhcpClient:
         return await self.exchange(request, expect=5)
 
 
-async def run(*argv: str, timeout: float = 300) -> str:
+async def run(*argv: str, timeout: float = 300, env: dict[str, str] | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE,
+                                                env=None if env is None else {**os.environ, **env})
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
@@ -149,45 +158,83 @@ async def machine(dhcp: DhcpClient, iface: str, server: str, mac: str, work: Pat
         if str(ack2.yiaddr) != ip or not url.startswith("http"):
             raise RuntimeError(f"iPXE got {ack2.yiaddr} {url!r}")
         script = await stage("http_script", run("curl", "-sS", "--fail", "--interface", ip, "--max-time", "30", url))
-        token = re.search(r"INSTALL_TOKEN=(\S+)", script)
-        if token is None:
+        # The boot script carries only a fetch nonce, bound to this MAC and address (boot files are readable
+        # by anyone); it opens the install script, which carries the install token.
+        nonce = re.search(r"INSTALL_NONCE=(\S+)", script)
+        if nonce is None:
             raise RuntimeError(f"boot script says no install: {script[:200]!r}")
         ack3 = await stage("dhcp_installer", dhcp.dora(mac, {60: b"udhcp 1.35.0", 61: b"\x01" + bytes.fromhex(
             mac.replace(":", ""))}))
         if str(ack3.yiaddr) != ip:
             raise RuntimeError(f"installer got {ack3.yiaddr}, ROM got {ip}")
-        auth = f"Authorization: Bearer {token.group(1)}"
         base = f"http://{server}:{HTTP_PORT}/install/{mac}"
-        await stage("install_script", run("curl", "-sS", "--fail", "--interface", ip, "--max-time", "30",
-                                          "-H", auth, "-o", "/dev/null", f"{base}/script"))
+        install = await stage("install_script", run("curl", "-sS", "--fail", "--interface", ip, "--max-time", "30",
+                                                    "-H", f"Authorization: Bearer {nonce.group(1)}",
+                                                    f"{base}/script"))
+        served = served_values(install)
+        if not {"INSTALL_TOKEN", "RSYNC_USER", "RSYNC_PASSWORD", "MODULE"} <= served.keys():
+            raise RuntimeError(f"install script lacks this install's values: {install[:300]!r}")
+        auth = f"Authorization: Bearer {served['INSTALL_TOKEN']}"
+        creds = {"ip": ip, "user": served["RSYNC_USER"], "password": served["RSYNC_PASSWORD"],
+                 "module": served["MODULE"]}
         dest = work / mac.replace(":", "")
-        await stage("rsync", run("rsync", "-a", "--address", ip, f"rsync://{server}/{IMAGE}/", f"{dest}/"))
+        result["rsync_refused"] = await stage("rsync", rsync_as(server, creds, dest))
         shutil.rmtree(dest, ignore_errors=True)
         await stage("done", run("curl", "-sS", "--fail", "--interface", ip, "--max-time", "30", "-H", auth,
                                 "-H", "Content-Type: application/json", "-d", '{"stage": "done"}', f"{base}/events"))
-        result["ip"] = ip
+        result["rsync"] = creds
+        result["token"] = served["INSTALL_TOKEN"]
         result["ok"] = True
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     return result
 
 
-async def raw_rsync(server: str, ips: list[str], work: Path) -> dict[str, Any]:
-    """The same image to the same addresses by plain parallel rsync: the ceiling of the rsync stage."""
-    async def one(ip: str) -> None:
-        dest = work / f"raw-{ip}"
-        await run("rsync", "-a", "--address", ip, f"rsync://{server}/{IMAGE}/", f"{dest}/")
+def served_values(script: str) -> dict[str, str]:
+    """The imageserver's values for this host at the head of its install script ("KEY='value'; export KEY"
+    lines), as the installer's init reads them."""
+    return dict(re.findall(r"^([A-Z_][A-Z0-9_]*)='([^']*)'; export \1$", script, re.MULTILINE))
+
+
+async def rsync_as(server: str, creds: dict[str, str], dest: Path) -> int:
+    """rsync of the image from the lease's address as the host's rsync user (the password in the environment),
+    waiting in line while the daemon is full ([rsyncd] max_connections), as the installer's rsync_in_line
+    does: a jittered pause doubling from 2 s up to 30 s. Returns how many times it was refused."""
+    refused, pause = 0, 2.0
+    while True:
+        try:
+            await run("rsync", "-a", "--address", creds["ip"],
+                      f"rsync://{creds['user']}@{server}/{creds['module']}/", f"{dest}/",
+                      env={"RSYNC_PASSWORD": creds["password"]})
+            return refused
+        except RuntimeError as e:
+            if "max connections" not in str(e):
+                raise
+        refused += 1
+        await asyncio.sleep(pause + random.uniform(0, pause))
+        pause = min(2 * pause, 30.0)
+
+
+async def raw_rsync(server: str, machines: list[dict[str, str]], work: Path, slots: int) -> dict[str, Any]:
+    """The same image to the same addresses by plain parallel rsync, `slots` at once (this namespace's share
+    of the daemon's connection cap: no retry pauses): the ceiling of the rsync stage."""
+    running = asyncio.Semaphore(slots)
+
+    async def one(creds: dict[str, str]) -> None:
+        dest = work / f"raw-{creds['ip']}"
+        async with running:
+            await rsync_as(server, creds, dest)
         shutil.rmtree(dest, ignore_errors=True)
 
     start = time.monotonic()
-    await asyncio.gather(*(one(ip) for ip in ips))
+    await asyncio.gather(*(one(creds) for creds in machines))
     return {"start": start, "end": time.monotonic()}
 
 
 async def agent(iface: str, server: str, spec: dict[str, Any]) -> dict[str, Any]:
     work = Path(spec["work"])
     if spec.get("raw_rsync"):
-        return await raw_rsync(server, spec["ips"], work)
+        return await raw_rsync(server, spec["machines"], work, spec["slots"])
     dhcp = DhcpClient(iface)
     start_at = spec["start_at"]  # every agent starts at the same moment (CLOCK_MONOTONIC is system-wide)
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
@@ -324,7 +371,28 @@ def wait_rsyncd(ns: Any, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def fleet_part(args: argparse.Namespace) -> None:
+def due_again(state: Path, tokens: dict[str, str], timeout: float = 30) -> None:
+    """The hosts due to install again with the same tokens (so the same rsync passwords), and rsyncd's
+    credentials following them (its refresh loop reads the hosts table every 2 s)."""
+    from state import installs
+    from state.db import connect, db_path
+
+    conn = connect(db_path(state))
+    try:
+        for name, token in tokens.items():
+            installs.reinstall_op(name, token, time.time())(conn)
+    finally:
+        conn.close()
+    secrets = state / "rsyncd.secrets"
+    deadline = time.monotonic() + timeout
+    while not tokens.keys() <= {line.split(":", 1)[0] for line in secrets.read_text().splitlines()}:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rsyncd never took the {len(tokens)} hosts due again")
+        time.sleep(0.1)
+
+
+def fleet_part(args: argparse.Namespace) -> bool:
+    """Part 1; True if every machine completed the path."""
     from lab.netns import Lab
 
     n = args.machines
@@ -365,7 +433,7 @@ def fleet_part(args: argparse.Namespace) -> None:
         print(f"{len(ok)}/{n} machines completed the path")
         if not ok:
             proc.stop()
-            return
+            return False
         print(f"{'stage':16} {'p50 ms':>10} {'p99 ms':>10} {'max ms':>10}")
         for name in STAGES:
             d = [(m["stages"][name][1] - m["stages"][name][0]) * 1000 for m in ok if name in m["stages"]]
@@ -377,12 +445,18 @@ def fleet_part(args: argparse.Namespace) -> None:
         whole = last - first
         print(f"whole path: {whole:.2f} s for {len(ok)} machines ({len(ok) / whole:.1f} machines/s); "
               f"rsync stage: {len(ok) * image_bytes / 2**20 / (r1 - r0):.1f} MiB/s aggregate")
+        queued = [m["rsync_refused"] for m in ok if m["rsync_refused"]]
+        if queued:
+            print(f"  {len(queued)} machines waited in line for an rsync slot ([rsyncd] max_connections), "
+                  f"refused up to {max(queued)} times")
 
         # Raw parallel rsync of the same image by the same machines (their leased addresses), same daemon.
+        due_again(state, {m["rsync"]["user"]: m["token"] for m in ok})
+        cap = RsyncdConfig().max_connections or n  # the daemon runs with the default (0: no cap)
         raw_specs = []
         for k, machines in enumerate(per_agent):  # each namespace rsyncs from the addresses it holds
-            ips = [m["ip"] for m in machines if m["ok"]]
-            raw_specs.append({"raw_rsync": True, "ips": ips, "work": specs[k]["work"]})
+            raw_specs.append({"raw_rsync": True, "machines": [m["rsync"] for m in machines if m["ok"]],
+                              "work": specs[k]["work"], "slots": max(1, cap // len(per_agent))})
         try:
             raw = run_agents(f, raw_specs)
         except RuntimeError:
@@ -398,6 +472,7 @@ def fleet_part(args: argparse.Namespace) -> None:
         if "Traceback" in proc.output():
             print("WARNING: the daemon logged a traceback:\n" + proc.output()[-3000:])
         proc.stop()
+        return not failed
 
 
 # ---------------------------------------------------------------------------- part 2: a big store
@@ -588,17 +663,18 @@ def main() -> int:
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-ladder", action="store_true", help="scale part: only the GET timings")
-    args = parser.parse_args()
+    args = parse_args(parser, {"machines": 3, "namespaces": 2, "image_mb": 1, "files": 20, "hosts": 200,
+                               "leases": 2000, "status_requests": 20, "seconds": 1, "ladder_start": 100,
+                               "ladder_step": 100, "ladder_max": 100})
     from lab.netns import lab_unavailable_reason
 
     reason = lab_unavailable_reason()
     if reason:
         sys.exit(f"bench/fleet.py: {reason}")
-    if not args.skip_fleet:
-        fleet_part(args)
+    complete = args.skip_fleet or fleet_part(args)
     if not args.skip_scale:
         scale_part(args)
-    return 0
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":
