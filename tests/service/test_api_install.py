@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from domain.config_values import AddressRange
 from domain.settings import SubnetConfig
 from services.api_context import ApiContext, Live

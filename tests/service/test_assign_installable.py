@@ -16,11 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appliance.cli import main
+from appliance.cli.main import main
+from appliance.daemon.wiring import api_route_modules
 from appliance.images.assignable import image_problem_rule
 from appliance.images.catalog import Catalog
 from appliance.images.layout import Disk, Layout, Partition
-from appliance.wiring import api_route_modules
 from services.api_context import ApiContext, Live
 from services.http import HttpServer
 from state.db import connect

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import main
+from appliance.cli.main import main
 from state.db import connect
 from state.leases import LeaseModel, PoolSpec, offline_transaction
 

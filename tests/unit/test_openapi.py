@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from services.api_context import ApiContext
 from services.http import HttpServer
 from services.openapi import OPENAPI
