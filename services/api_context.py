@@ -24,7 +24,8 @@ from domain.views import view_json
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
 from state.installs import LiveProgress
 from state.installstats import InstallTally
-from state.leases import LeaseModel, PoolSpec
+from state.lease_pools import PoolSpec
+from state.leases import LeaseModel
 from state.sightings import MachineLog
 from state.store import Store
 

@@ -52,7 +52,8 @@ from state.hosts import (
     update_host_op,
 )
 from state.imagename import ImageNameError, image_name_problem
-from state.leases import LeaseError, SubnetLike
+from state.lease_pools import SubnetLike
+from state.lease_validators import LeaseError
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,8 @@ from domain.bodies import parse_body
 from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
 from domain.requests import NewReservation
 from services.api_context import API, ApiContext, json_body, json_error, require_token
-from state.leases import LeaseError, LeaseModel, normalize_mac, valid_hostname
+from state.lease_validators import LeaseError, normalize_mac, valid_hostname
+from state.leases import LeaseModel
 
 
 def _book(ctx: ApiContext) -> LeaseModel:

@@ -10,7 +10,10 @@ from appliance.daemon.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
 from services.dhcp import DhcpServer
 from state.hosts import hosts_among, is_host
-from state.leases import LeaseError, LeaseModel, check_pools, durable_binding
+from state.lease_pools import check_pools
+from state.lease_rows import durable_binding
+from state.lease_validators import LeaseError
+from state.leases import LeaseModel
 from state.sightings import MachineLog
 
 # How often a machine's last_seen is written when nothing else about it changed.

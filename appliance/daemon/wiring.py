@@ -53,7 +53,9 @@ from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
 from state.images import list_versions
-from state.leases import LeaseError, LeaseModel, PoolSpec
+from state.lease_pools import PoolSpec
+from state.lease_validators import LeaseError
+from state.leases import LeaseModel
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
 CLIENT_SCRIPTS_DIR = Path(__file__).parents[1] / "data"  # appliance/data

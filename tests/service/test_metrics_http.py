@@ -17,7 +17,7 @@ import pytest
 from appliance.daemon.wiring import api_route_modules
 from services.api_context import ApiContext, Live
 from services.http import HttpServer
-from state.leases import PoolSpec
+from state.lease_pools import PoolSpec
 from state.store import Store
 from tests.expocheck import Exposition, parse
 

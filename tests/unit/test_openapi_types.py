@@ -26,7 +26,9 @@ from state import installs, satellites
 from state.boot import BootPolicy
 from state.db import connect
 from state.images import ImageVersion, insert_version
-from state.leases import Lease, LeaseModel, PoolSpec, Reservation
+from state.lease_pools import PoolSpec
+from state.lease_rows import Lease, Reservation
+from state.leases import LeaseModel
 from state.satellites import Satellite
 from state.updates import UpdateTarget
 

@@ -15,7 +15,7 @@ from appliance.daemon.dhcp_setup import offline_lease_model, subnets
 from appliance.images.assignable import image_problem_rule
 from state.hostbook import HostBook
 from state.hosts import Op
-from state.leases import offline_transaction
+from state.lease_rows import offline_transaction
 from state.store import open_offline
 
 T = TypeVar("T")

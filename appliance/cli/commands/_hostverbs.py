@@ -32,7 +32,7 @@ from domain.errors import NotFound
 from domain.sources import Sources
 from protocols.names import image_name_problem
 from state.hosts import host_by_name, host_script, hosts_file, list_hosts, update_host_op
-from state.leases import offline_transaction
+from state.lease_rows import offline_transaction
 from state.statelock import holder
 from state.store import open_offline
 from state.transports import TRANSPORTS

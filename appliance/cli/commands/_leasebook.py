@@ -11,7 +11,8 @@ from appliance.cli.apiclient import ApiClient
 from appliance.cli.commands._common import CommandFailed, ask_daemon, offline_writer
 from appliance.config import Config
 from appliance.daemon.dhcp_setup import offline_lease_model
-from state.leases import LeaseModel, offline_transaction
+from state.lease_rows import offline_transaction
+from state.leases import LeaseModel
 from state.store import open_offline
 
 T = TypeVar("T")

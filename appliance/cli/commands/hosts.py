@@ -25,7 +25,7 @@ from domain import hosts
 from domain.errors import DomainError, Invalid
 from domain.hosts import AddHost
 from domain.sources import Sources
-from state.leases import offline_transaction
+from state.lease_rows import offline_transaction
 from state.store import open_offline
 from state.transports import TRANSPORTS
 

@@ -20,7 +20,7 @@ from appliance.cli.commands._leasebook import run as via
 from appliance.cli.exports import export, rows_from_dicts
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName, dns_name
-from state.leases import LeaseError
+from state.lease_validators import LeaseError
 
 COLUMNS = ["ip", "mac", "hostname", "source"]
 
