@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The shell that runs on other machines: the installer's /init and runtime, prepareclient, updateclient.
-SH_FILES = $(wildcard appliance/installer/*.sh appliance/installer/lib/*.sh appliance/installer/transports/*.sh) \
+SH_FILES = $(wildcard appliance/boot/installer/*.sh appliance/boot/installer/lib/*.sh appliance/boot/installer/transports/*.sh) \
            appliance/data/prepareclient appliance/data/updateclient
 
 lint: venv

@@ -507,7 +507,7 @@ def populate(state: Path, hosts: int, leases: int, now: float) -> None:
     from state.bulkload import bulk_load
     from state.db import connect, db_path
     from state.hosts import Host
-    from state.leases import Lease
+    from state.lease_rows import Lease
     from state.sightings import Machine
 
     conn = connect(db_path(state))

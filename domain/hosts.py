@@ -37,7 +37,9 @@ from state.hosts import (
     host_records,
     versions_of_images,
 )
-from state.leases import Lease, LeaseError, LeaseModel, Reservation, stored_bindings
+from state.lease_rows import Lease, Reservation, stored_bindings
+from state.lease_validators import LeaseError
+from state.leases import LeaseModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ from state import credentials, images, installs, transports
 from state.eventlog import EventLog
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, address_op
 from state.hosts import HostError, Op
-from state.leases import LeaseError, stored_bindings
+from state.lease_rows import stored_bindings
+from state.lease_validators import LeaseError
 
 log = EventLog("imageserver.install")
 

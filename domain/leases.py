@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from domain.views import doc, view_json
-from state.leases import Lease, Reservation
+from state.lease_rows import Lease, Reservation
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from domain.sources import Sources
 from domain.views import view_json
 from state.hosts import HOST_STATES, host_state_counts
 from state.installstats import InstallTally
-from state.leases import SubnetLike, stored_addresses
+from state.lease_pools import SubnetLike
+from state.lease_rows import stored_addresses
 
 
 @dataclass(frozen=True, slots=True)

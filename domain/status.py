@@ -1,4 +1,4 @@
-"""GET /api/v1/status as response views: the daemon's status document (appliance/daemon.py builds it,
+"""GET /api/v1/status as response views: the daemon's status document (appliance/daemon/daemon.py builds it,
 services/api_status.py adds the transports), declared once for the answer and its OpenAPI schema.
 
 Each service's own status stays a plain object (Service, generated from services/base.ServiceStatus): the

@@ -51,7 +51,7 @@ from state.hosts import (
     update_host_op,
 )
 from state.imagename import ImageNameError, image_name_problem
-from state.leases import LeaseError
+from state.lease_validators import LeaseError
 
 
 def _book(ctx: ApiContext) -> HostBook:

@@ -22,7 +22,7 @@ from domain.leases import LeaseList, OneReservation, ReservationList, Reservatio
 from domain.requests import NewReservation
 from services.auth import Auth
 from services.routes import Call, Param, Route, error, ok
-from state.leases import LeaseError, normalize_mac, valid_hostname
+from state.lease_validators import LeaseError, normalize_mac, valid_hostname
 
 
 async def list_leases(call: Call[None]) -> LeaseList:

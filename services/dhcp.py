@@ -49,7 +49,8 @@ from protocols.dhcp.reply import (
 from services.base import ServiceError, ServiceStatus
 from services.dhcp_probe import ConflictProbe
 from state.eventlog import EventLog
-from state.leases import LeaseModel, client_hostname
+from state.lease_validators import client_hostname
+from state.leases import LeaseModel
 from state.sightings import MachineLog
 
 log = EventLog("imageserver.dhcp")

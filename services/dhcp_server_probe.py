@@ -2,7 +2,7 @@
 seconds, on the event loop (a stop cancels it at once). The packets are protocols/dhcp/probe.py's.
 
 `imageserver init` asks it to propose proxy mode next to another server; the daemon asks it once per start
-(appliance/rogue.py) to refuse its pool next to one. SO_BINDTODEVICE: the DISCOVER must not leave by
+(appliance/daemon/rogue.py) to refuse its pool next to one. SO_BINDTODEVICE: the DISCOVER must not leave by
 another interface. Offers from this box's own addresses (an imageserver already running here) do not count.
 """
 

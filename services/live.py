@@ -13,7 +13,8 @@ from domain.installs import InstallSettings
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from state.installs import LiveProgress
 from state.installstats import InstallTally
-from state.leases import LeaseModel, PoolSpec, SubnetLike
+from state.lease_pools import PoolSpec, SubnetLike
+from state.leases import LeaseModel
 from state.sightings import MachineLog
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import Any
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName, image_name, is_label
 from state.hosts import Host
-from state.leases import SubnetLike
+from state.lease_pools import SubnetLike
 
 MAX_HOSTS = 65536
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from state.db import transaction
 from state.hosts import Host
-from state.leases import Lease, _lease_row
+from state.lease_rows import Lease, lease_row
 from state.sightings import _COLUMNS as MACHINE_COLUMNS
 from state.sightings import Machine
 
@@ -25,7 +25,7 @@ def bulk_load(conn: sqlite3.Connection, *, hosts: Iterable[Host] = (), leases: I
             ((h.name, h.mac, int(h.ip) if h.ip is not None else None, h.image, h.version, h.state, h.created,
               h.updated, h.last_seen, h.running_version) for h in hosts))
         conn.executemany("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
-                         "VALUES (?,?,?,?,?,?,?)", (_lease_row(x) for x in leases))
+                         "VALUES (?,?,?,?,?,?,?)", (lease_row(x) for x in leases))
         conn.executemany(f"INSERT INTO machines({', '.join(MACHINE_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(MACHINE_COLUMNS))})",
                          (tuple(getattr(m, c) for c in MACHINE_COLUMNS) for m in machines))

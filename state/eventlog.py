@@ -5,7 +5,7 @@
 
 The record's message renders as `event=dhcp-ack mac=... ip=... hostname=...` for every handler (the
 text formatter, pytest's caplog), and `record.fields` holds {"event": ..., "mac": ..., ...} for the
-JSON formatter (appliance/logs.py). A string value that is not one plain word (spaces, quotes,
+JSON formatter (appliance/daemon/logs.py). A string value that is not one plain word (spaces, quotes,
 backslashes, control characters, empty) is rendered quoted, as repr quotes it, so a hostile hostname
 or a free-text error cannot forge or split fields.
 

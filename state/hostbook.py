@@ -43,7 +43,10 @@ from state.hosts import (
     list_hosts,
     update_host_op,
 )
-from state.leases import LeaseError, LeaseModel, Reservation, SubnetLike
+from state.lease_pools import SubnetLike
+from state.lease_rows import Reservation
+from state.lease_validators import LeaseError
+from state.leases import LeaseModel
 from state.transports import check_transport
 
 # [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API

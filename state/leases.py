@@ -30,174 +30,44 @@ Free addresses are found without scanning the pool per packet: per pool, a curso
 addresses, a heap of handed-back addresses without a lease row, and a heap of lease expiries. Heap
 entries are validated when popped (lazy deletion), and whatever blocks an address (a hold, a
 reservation, a quarantine) hands it back to its pool when it ends.
+
+Beside this file: the records and their SQL (lease_rows.py), the pools (lease_pools.py), and what the
+book accepts from people and clients (lease_validators.py).
 """
 
 from __future__ import annotations
 
 import heapq
-import re
 import sqlite3
 from bisect import bisect_right
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
-from itertools import pairwise
-from typing import Any, Protocol
+from typing import Any
 
-from protocols.mac import normalize_mac as _normalize_mac
-from protocols.names import InvalidName, dns_name
 from state.eventlog import EventLog
-from state.writeback import RowKind, WriteBack
+from state.lease_pools import Hold, Pool, SubnetLike, check_pools, decline_cap
+from state.lease_rows import (
+    LEASE_ROWS,
+    Lease,
+    Reservation,
+    delete_lease,
+    delete_quarantine,
+    delete_reservation,
+    end_lease,
+    lease_row,
+    lease_to_reservation,
+    put_quarantine,
+    read_leases,
+    read_quarantine,
+    read_reservations,
+    upsert_reservation,
+)
+from state.lease_validators import LeaseError, client_hostname, normalize_mac, valid_hostname
+from state.writeback import WriteBack
 
 log = EventLog("imageserver.leases")
 
-Op = Callable[[sqlite3.Connection], Any]
-
-
-class LeaseError(ValueError):
-    """A reservation (or other change) the model refuses; the message says why, for people."""
-
-
-class SubnetLike(Protocol):
-    """What the model needs of a DHCP subnet (protocols' `Subnet` and `PoolSpec` both have it)."""
-
-    @property
-    def network(self) -> IPv4Network: ...
-    @property
-    def pool_first(self) -> IPv4Address: ...
-    @property
-    def pool_last(self) -> IPv4Address: ...
-    @property
-    def lease_time(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSpec:
-    """A subnet and its dynamic range, for callers that do not have a protocols `Subnet` (the CLI)."""
-
-    network: IPv4Network
-    pool_first: IPv4Address
-    pool_last: IPv4Address
-    lease_time: int
-
-
-# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
-# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
-@dataclass(slots=True, unsafe_hash=True)
-class Lease:
-    mac: str
-    ip: IPv4Address
-    subnet: str
-    starts: float
-    expires: float
-    client_id: bytes | None = None
-    hostname: str | None = None
-
-    def active(self, now: float) -> bool:
-        return self.expires > now
-
-    def as_dict(self, now: float) -> dict[str, Any]:
-        return {"mac": self.mac, "ip": str(self.ip), "subnet": self.subnet, "hostname": self.hostname,
-                "starts": self.starts, "expires": self.expires, "active": self.active(now),
-                "client_id": self.client_id.hex() if self.client_id else None}
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    mac: str
-    ip: IPv4Address
-    hostname: str | None
-    source: str
-    created: float
-    # A reservation as a binding never expires (the DHCP reply logic reads `expires`).
-    expires: None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"mac": self.mac, "ip": str(self.ip), "hostname": self.hostname, "source": self.source,
-                "created": self.created}
-
-
-# Not frozen (but hashable, and never changed after construction): a frozen dataclass's __init__ sets each
-# field through object.__setattr__, 5x the cost of a plain one, and one of these is built for every packet.
-@dataclass(slots=True, unsafe_hash=True)
-class _Hold:
-    mac: str
-    until: float
-
-
-@dataclass(slots=True)
-class _Pool:
-    network: IPv4Network
-    first: int
-    last: int
-    cursor: int  # addresses from here to `last` have not been looked at since the pool was built
-    returned: list[int] = field(default_factory=list)  # heap: handed-back addresses without a lease row
-    # Leases counted as active in this pool (address -> expires) and a heap of their expiries: pool usage
-    # (/metrics, /api/v1/pools) is len(live) after dropping what expired, not a pass over every lease.
-    live: dict[int, float] = field(default_factory=dict)
-    live_heap: list[tuple[float, int]] = field(default_factory=list)
-    expired: list[tuple[float, int, str]] = field(default_factory=list)  # heap: (expires, ip, mac)
-    holds: deque[tuple[float, int, str]] = field(default_factory=deque)  # (until, ip, mac), oldest offer first
-    # The network as integers and as text, for the per-packet checks and lease rows.
-    net: int = field(init=False)
-    mask: int = field(init=False)
-    text: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.net = int(self.network.network_address)
-        self.mask = int(self.network.netmask)
-        self.text = str(self.network)
-
-    @property
-    def size(self) -> int:
-        return self.last - self.first + 1
-
-
-def check_pools(subnets: Iterable[SubnetLike]) -> None:
-    """LeaseError if two pools overlap (checked before a reload changes anything)."""
-    ordered = sorted(subnets, key=lambda s: int(s.pool_first))
-    for a, b in pairwise(ordered):
-        if int(b.pool_first) <= int(a.pool_last):
-            raise LeaseError(f"pools of {a.network} and {b.network} overlap")
-
-
-# The lease book's callers (services/api_leases.py) take a malformed MAC or host name as a LeaseError: these
-# two pass protocols' one rule on as that. New code uses protocols.mac / protocols.names (InvalidName).
-def normalize_mac(text: str) -> str:
-    """protocols.mac.normalize_mac, raising LeaseError."""
-    try:
-        return _normalize_mac(text)
-    except InvalidName as e:
-        raise LeaseError(str(e)) from None
-
-
-def valid_hostname(text: str) -> str:
-    """protocols.names.dns_name, raising LeaseError."""
-    try:
-        return dns_name(text)
-    except InvalidName as e:
-        raise LeaseError(str(e)) from None
-
-
-def client_hostname(raw: str | None) -> str | None:
-    """A host name a client sent (option 12): untrusted, so cleaned to one DNS label or dropped."""
-    if not raw:
-        return None
-    label = re.sub(r"[^a-z0-9-]", "-", raw.strip().split(".")[0].lower()).strip("-")[:63].strip("-")
-    return label or None
-
-
 DECLINE_LOG_INTERVAL = 60.0  # seconds between two decline-refused lines
-
-
-def decline_cap(pool_size: int, max_share: float) -> int:
-    """How many of a pool's addresses DECLINEs may hold in quarantine: the share, but at least one (a
-    real conflict in a tiny pool is still honoured) and 0 when the share is 0 (declines never quarantine)."""
-    if max_share <= 0:
-        return 0
-    return max(1, int(pool_size * max_share))
 
 
 class LeaseModel:
@@ -221,13 +91,13 @@ class LeaseModel:
         self._res_by_ip: dict[int, Reservation] = {}
         self._quarantine: dict[int, float] = {}
         self._quarantine_heap: list[tuple[float, int]] = []
-        self._held: dict[int, _Hold] = {}
+        self._held: dict[int, Hold] = {}
         self._offered: dict[str, int] = {}  # mac -> held ip
-        self._pools: dict[IPv4Network, _Pool] = {}
+        self._pools: dict[IPv4Network, Pool] = {}
         # id(network) -> (network, its pool): see _pool_for. The network is kept so its id stays its own.
-        self._pool_by_id: dict[int, tuple[IPv4Network, _Pool | None]] = {}
+        self._pool_by_id: dict[int, tuple[IPv4Network, Pool | None]] = {}
         self._pool_starts: list[int] = []
-        self._pool_list: list[_Pool] = []
+        self._pool_list: list[Pool] = []
         self._networks: list[IPv4Network] = []
         self.set_subnets(subnets)
 
@@ -240,16 +110,13 @@ class LeaseModel:
         """Build the model from the database (leases, reservations, quarantine still in force)."""
         model = cls((), writer, offer_hold=offer_hold, decline_probation=decline_probation, excluded=excluded,
                     decline_max_share=decline_max_share)
-        for row in conn.execute("SELECT mac, ip, subnet, starts, expires, client_id, hostname FROM leases"):
-            lease = Lease(row[0], IPv4Address(row[1]), row[2], row[3], row[4],
-                          bytes(row[5]) if row[5] is not None else None, row[6])
+        for n, lease in read_leases(conn):
             model._by_mac[lease.mac] = lease
-            model._by_ip[row[1]] = lease
-        for row in conn.execute("SELECT mac, ip, hostname, source, created FROM reservations"):
-            res = Reservation(row[0], IPv4Address(row[1]), row[2], row[3], row[4])
+            model._by_ip[n] = lease
+        for n, res in read_reservations(conn):
             model._res_by_mac[res.mac] = res
-            model._res_by_ip[row[1]] = res
-        for ip, until in conn.execute("SELECT ip, until FROM quarantine WHERE until > ?", (now,)):
+            model._res_by_ip[n] = res
+        for ip, until in read_quarantine(conn, now):
             model._quarantine[ip] = until
             model._quarantine_heap.append((until, ip))
         heapq.heapify(model._quarantine_heap)
@@ -265,10 +132,10 @@ class LeaseModel:
     def set_subnets(self, subnets: Iterable[SubnetLike]) -> None:
         """(Re)build the pools, e.g. after SIGHUP; leases, reservations and holds are kept."""
         subnets_list = list(subnets)
-        pools: dict[IPv4Network, _Pool] = {}
+        pools: dict[IPv4Network, Pool] = {}
         for s in subnets_list:
             first, last = int(s.pool_first), int(s.pool_last)
-            pools[s.network] = _Pool(s.network, first, last, cursor=first)
+            pools[s.network] = Pool(s.network, first, last, cursor=first)
         ordered = sorted(pools.values(), key=lambda p: p.first)
         check_pools(subnets_list)
         self._pools = pools
@@ -326,7 +193,7 @@ class LeaseModel:
             old = self._by_mac.get(mac)
             if old is not None:  # the reservation supersedes whatever the MAC leased before
                 self._remove_lease(old)
-                self._write(_delete_lease(mac))
+                self._write(delete_lease(mac))
             return res
         if pool is None or not pool.first <= n <= pool.last or not self._usable(n, mac, now):
             return None
@@ -346,7 +213,7 @@ class LeaseModel:
         heapq.heappush(pool.expired, (lease.expires, n, mac))
         if len(pool.expired) > 2 * len(self._by_ip) + 1024:
             self._compact(pool)  # renewals leave stale entries behind; keep the heap proportional
-        self._wb.row(LEASE_ROWS, _lease_row(lease))
+        self._wb.row(LEASE_ROWS, lease_row(lease))
         return lease
 
     def release(self, mac: str, ip: IPv4Address, now: float) -> None:
@@ -362,7 +229,7 @@ class LeaseModel:
         pool = self._pool_of(int(ip))
         if pool is not None:
             heapq.heappush(pool.expired, (now, int(ip), mac))
-        self._write(_end_lease(mac, now))
+        self._write(end_lease(mac, now))
 
     def decline(self, mac: str, ip: IPv4Address, now: float) -> None:
         """The client found `ip` in use: quarantine it (only if it was this MAC's offer or lease)."""
@@ -380,7 +247,7 @@ class LeaseModel:
         self._drop_hold(mac)
         if lease is not None and lease.ip == ip:
             self._remove_lease(lease, hand_back=False)
-            self._write(_delete_lease(mac))
+            self._write(delete_lease(mac))
         self.quarantine(ip, now, mac=mac)
 
     def quarantined_in(self, first: int, last: int, now: float) -> int:
@@ -407,7 +274,7 @@ class LeaseModel:
             del self._offered[held.mac]
         self._quarantine[n] = until
         heapq.heappush(self._quarantine_heap, (until, n))
-        self._write(_put_quarantine(n, mac, until))
+        self._write(put_quarantine(n, mac, until))
         log.info("quarantined", ip=ip, mac=mac or "-", until=f"{until:.0f}")
 
     # ---------------------------------------------------------------- reservations
@@ -431,11 +298,11 @@ class LeaseModel:
         other = self._by_ip.get(n)
         if other is not None and other.mac != mac:
             self._remove_lease(other, hand_back=False)
-            self._write(_delete_lease(other.mac))
+            self._write(delete_lease(other.mac))
         res = Reservation(mac, ip, hostname, source, previous.created if previous is not None else now)
         self._res_by_mac[mac] = res
         self._res_by_ip[n] = res
-        self._write(_upsert_reservation(res))
+        self._write(upsert_reservation(res))
         if previous is not None and previous.ip != ip:
             self._hand_back(int(previous.ip))
         log.info("reservation-added", mac=mac, ip=ip, hostname=hostname or "-", source=source)
@@ -448,7 +315,7 @@ class LeaseModel:
         if res is None:
             return None
         del self._res_by_ip[int(res.ip)]
-        self._write(_delete_reservation(mac))
+        self._write(delete_reservation(mac))
         self._hand_back(int(res.ip))
         log.info("reservation-removed", mac=mac, ip=res.ip)
         return res
@@ -466,7 +333,7 @@ class LeaseModel:
             self._remove_lease(lease, hand_back=False)
             self._res_by_mac[res.mac] = res
             self._res_by_ip[int(res.ip)] = res
-            self._write(_lease_to_reservation(res))
+            self._write(lease_to_reservation(res))
             made.append(res)
         if made:
             log.info("makedhcpstatic", reservations=len(made))
@@ -493,7 +360,7 @@ class LeaseModel:
             first, last = int(p.pool_first), int(p.pool_last)
             mine = self._pools.get(p.network)
             if mine is not None and (mine.first, mine.last) == (first, last):
-                active = self._active_in(mine, now)
+                active = mine.active_count(now)
             else:  # a pool the book does not manage (a config just re-read): count it the slow way
                 active = sum(1 for n, lease in self._by_ip.items() if first <= n <= last and lease.expires > now)
             net = p.network
@@ -544,7 +411,7 @@ class LeaseModel:
         lease = self._by_ip.get(n)
         return lease is None or lease.mac == mac or not lease.active(now)
 
-    def _choose(self, pool: _Pool, mac: str, requested: IPv4Address | None, now: float) -> int | None:
+    def _choose(self, pool: Pool, mac: str, requested: IPv4Address | None, now: float) -> int | None:
         held = self._offered.get(mac)
         if held is not None and pool.first <= held <= pool.last:
             return held
@@ -564,7 +431,7 @@ class LeaseModel:
                 return taken
         return None
 
-    def _take_fresh(self, pool: _Pool, mac: str, now: float) -> int | None:
+    def _take_fresh(self, pool: Pool, mac: str, now: float) -> int | None:
         # Blocked addresses are dropped here: whatever blocks them hands them back when it ends.
         while pool.returned:
             n = heapq.heappop(pool.returned)
@@ -577,7 +444,7 @@ class LeaseModel:
                 return n
         return None
 
-    def _take_expired(self, pool: _Pool, mac: str, now: float) -> int | None:
+    def _take_expired(self, pool: Pool, mac: str, now: float) -> int | None:
         heap = pool.expired
         while heap:
             expires, n, owner = heap[0]
@@ -592,12 +459,12 @@ class LeaseModel:
                 return n
         return None
 
-    def _compact(self, pool: _Pool) -> None:
+    def _compact(self, pool: Pool) -> None:
         pool.expired = [(x.expires, int(x.ip), x.mac) for x in self._by_ip.values()
                         if pool.first <= int(x.ip) <= pool.last]
         heapq.heapify(pool.expired)
 
-    def _steal_hold(self, pool: _Pool, mac: str, now: float) -> int | None:
+    def _steal_hold(self, pool: Pool, mac: str, now: float) -> int | None:
         """The pool is full: take the oldest outstanding offer. An OFFER promises nothing, and without
         this a burst of DISCOVERs from random MACs would lock every address for offer_hold seconds."""
         while pool.holds:
@@ -619,7 +486,7 @@ class LeaseModel:
         previous = self._offered.get(mac)
         if previous is not None and previous != n:
             self._drop_hold(mac)
-        self._held[n] = _Hold(mac, until)
+        self._held[n] = Hold(mac, until)
         self._offered[mac] = n
         pool = self._pool_of(n)
         if pool is not None:
@@ -653,7 +520,7 @@ class LeaseModel:
             until, n = heapq.heappop(self._quarantine_heap)
             if self._quarantine.get(n) == until:
                 del self._quarantine[n]
-                self._write(_delete_quarantine(n, until))
+                self._write(delete_quarantine(n, until))
                 self._hand_back(n)
 
     def _hand_back(self, n: int) -> None:
@@ -691,15 +558,7 @@ class LeaseModel:
             pool.live_heap = [(e, a) for a, e in pool.live.items()]
             heapq.heapify(pool.live_heap)
 
-    def _active_in(self, pool: _Pool, now: float) -> int:
-        heap, live = pool.live_heap, pool.live
-        while heap and heap[0][0] <= now:
-            expires, n = heapq.heappop(heap)
-            if live.get(n) == expires:
-                del live[n]
-        return len(live)
-
-    def _pool_for(self, network: IPv4Network) -> _Pool | None:
+    def _pool_for(self, network: IPv4Network) -> Pool | None:
         """self._pools.get(network), by the network object's identity first: IPv4Network hashes in
         Python on every lookup, and the reply logic passes the same few Subnet objects with every packet."""
         hit = self._pool_by_id.get(id(network))
@@ -711,125 +570,9 @@ class LeaseModel:
         self._pool_by_id[id(network)] = (network, pool)
         return pool
 
-    def _pool_of(self, n: int) -> _Pool | None:
+    def _pool_of(self, n: int) -> Pool | None:
         i = bisect_right(self._pool_starts, n) - 1
         if i < 0:
             return None
         pool = self._pool_list[i]
         return pool if n <= pool.last else None
-
-
-# ---------------------------------------------------------------- write-through operations
-
-
-def _lease_row(lease: Lease) -> tuple[Any, ...]:
-    return (lease.mac, int(lease.ip), lease.subnet, lease.starts, lease.expires, lease.client_id, lease.hostname)
-
-
-def _write_leases(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    # One statement, so one round on the writer thread: REPLACE removes whatever row holds the MAC (the
-    # client's previous lease) or the address (another machine's expired lease, taken over; UNIQUE(ip)),
-    # then inserts. Rows are applied in order, so a run has exactly the effect of writing row by row;
-    # nothing references leases, so replacing a row equals updating it.
-    values = ",".join(["(?,?,?,?,?,?,?)"] * len(rows))
-    conn.execute(f"INSERT OR REPLACE INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
-                 f"VALUES {values}", [x for r in rows for x in r])
-
-
-LEASE_ROWS = RowKind("leases", _write_leases, one_statement=True)
-
-
-def _end_lease(mac: str, now: float) -> Op:
-    return lambda conn: conn.execute("UPDATE leases SET expires = ? WHERE mac = ?", (now, mac))
-
-
-def _delete_lease(mac: str) -> Op:
-    return lambda conn: conn.execute("DELETE FROM leases WHERE mac = ?", (mac,))
-
-
-def _put_quarantine(n: int, mac: str | None, until: float) -> Op:
-    return lambda conn: conn.execute("INSERT OR REPLACE INTO quarantine(ip, mac, until) VALUES (?,?,?)",
-                                     (n, mac, until))
-
-
-def _delete_quarantine(n: int, until: float) -> Op:
-    return lambda conn: conn.execute("DELETE FROM quarantine WHERE ip = ? AND until <= ?", (n, until))
-
-
-def _upsert_reservation(res: Reservation) -> Op:
-    row = (res.mac, int(res.ip), res.hostname, res.source, res.created)
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM leases WHERE ip = ? AND mac <> ?", (row[1], row[0]))
-        conn.execute("INSERT INTO reservations(mac, ip, hostname, source, created) VALUES (?,?,?,?,?) "
-                     "ON CONFLICT(mac) DO UPDATE SET ip=excluded.ip, hostname=excluded.hostname, "
-                     "source=excluded.source", row)
-    return op
-
-
-def _delete_reservation(mac: str) -> Op:
-    return lambda conn: conn.execute("DELETE FROM reservations WHERE mac = ?", (mac,))
-
-
-def _lease_to_reservation(res: Reservation) -> Op:
-    row = (res.mac, int(res.ip), res.hostname, res.source, res.created)
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM leases WHERE mac = ?", (row[0],))
-        conn.execute("INSERT INTO reservations(mac, ip, hostname, source, created) VALUES (?,?,?,?,?)", row)
-    return op
-
-
-# ---------------------------------------------------------------- wiring helpers
-
-
-def durable_binding(conn: sqlite3.Connection, mac: str) -> tuple[IPv4Address, float | None] | None:
-    """What the database (not the model) holds for `mac`: its reservation (no end), else its lease and its end.
-
-    For answering while commits fail: the model may be ahead of the disk, the disk is what a restart knows.
-    """
-    row = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (mac,)).fetchone()
-    if row is not None:
-        return IPv4Address(row[0]), None
-    row = conn.execute("SELECT ip, expires FROM leases WHERE mac = ?", (mac,)).fetchone()
-    return (IPv4Address(row[0]), float(row[1])) if row is not None else None
-
-
-def journal_writer(submit: Callable[[Op], Any]) -> WriteBack:
-    """The daemon's writer for the models: `journal.submit`, one operation per commit (see writeback)."""
-    return WriteBack(submit)
-
-
-@contextmanager
-def offline_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One transaction around offline changes (the connection is in autocommit mode)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def stored_addresses(conn: sqlite3.Connection, now: float) -> tuple[list[int], list[int], list[int]]:
-    """Addresses as stored (no live lease book): active leases, reservations, quarantined ones (as ints)."""
-    active = [int(r[0]) for r in conn.execute("SELECT ip FROM leases WHERE expires > ?", (now,))]
-    reserved = [int(r[0]) for r in conn.execute("SELECT ip FROM reservations")]
-    quarantined = [int(r[0]) for r in conn.execute("SELECT ip FROM quarantine WHERE until > ?", (now,))]
-    return active, reserved, quarantined
-
-
-def stored_bindings(conn: sqlite3.Connection, macs: list[str]) -> dict[str, tuple[str, int, Any]]:
-    """MAC -> ("reservation", ip, source) or ("lease", ip, expires), as stored (no live lease book);
-    one query per table per 500 MACs."""
-    out: dict[str, tuple[str, int, Any]] = {}
-    for i in range(0, len(macs), 500):
-        chunk = macs[i:i + 500]
-        marks = ", ".join("?" * len(chunk))
-        for mac, ip, expires in conn.execute(f"SELECT mac, ip, expires FROM leases WHERE mac IN ({marks})", chunk):
-            out[mac] = ("lease", int(ip), expires)
-        for mac, ip, source in conn.execute(f"SELECT mac, ip, source FROM reservations WHERE mac IN ({marks})",
-                                            chunk):
-            out[mac] = ("reservation", int(ip), source)  # a reservation wins over a lease
-    return out

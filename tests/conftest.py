@@ -101,10 +101,10 @@ def bootenv_cache() -> Path:
 
 
 @pytest.fixture(scope="session")
-def debian_kernel(bootenv_cache: Path):  # -> appliance.bootenv.Kernel
+def debian_kernel(bootenv_cache: Path):  # -> appliance.boot.bootenv.Kernel
     """The newest Debian amd64 kernel, downloaded once (apt-get download, not installed) and cached."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("apt-get and dpkg-deb are needed to fetch a Debian kernel")
-    from appliance.bootenv import fetch_kernel
+    from appliance.boot.bootenv import fetch_kernel
 
     return fetch_kernel(bootenv_cache)

@@ -1,10 +1,10 @@
-"""Shell text for tests of the installer's shell runtime (appliance/installer: runtime.sh, lib/*.sh,
+"""Shell text for tests of the installer's shell runtime (appliance/boot/installer: runtime.sh, lib/*.sh,
 transports/*.sh): they source its files, as the installer does, instead of cutting functions out of them."""
 
 from __future__ import annotations
 
+from appliance.boot.installer.runtime import HERE as RUNTIME_DIR
 from appliance.images.autoinstall import ScriptSettings, header
-from appliance.installer.runtime import HERE as RUNTIME_DIR
 
 __all__ = ["LIBS", "RUNTIME_DIR", "RUNTIME_ENV", "prelude", "runtime_header"]
 

@@ -10,8 +10,8 @@ the boot loader, run the image's /etc/systemimager/post-install/* hooks, and rep
 over HTTP.
 
 The plan holds only variables and calls: the commands are the installer's shell runtime
-(appliance/installer/runtime.sh, lib/*.sh, transports/*.sh), which the plan sources from the installer
-initrd (INSTALLER_LIB, appliance.installer.runtime). Nothing about the target machine is fixed at
+(appliance/boot/installer/runtime.sh, lib/*.sh, transports/*.sh), which the plan sources from the installer
+initrd (INSTALLER_LIB, appliance.boot.installer.runtime). Nothing about the target machine is fixed at
 generation time: disks are found on the client (the first whole disks in /sys/block order, or
 DISK=/DISK1=...), and the imageserver, image version, hostname and network come from variables (the
 installer exports them from the kernel command line, local.cfg or DHCP; runtime.sh lists them).
@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.boot.installer.runtime import HERE as RUNTIME_DIR
+from appliance.boot.installer.runtime import RUNTIME_PATH
 from appliance.config import Config
 from appliance.images.catalog import Catalog, ImageError
 from appliance.images.crypttab import plan_crypttab
@@ -42,8 +44,6 @@ from appliance.images.layout import (
     sfdisk_script,
 )
 from appliance.images.mounts import DISK_FILESYSTEMS
-from appliance.installer.runtime import HERE as RUNTIME_DIR
-from appliance.installer.runtime import RUNTIME_PATH
 from state.images import ImageVersion
 
 
@@ -390,7 +390,7 @@ def header(name: str, version: int, settings: ScriptSettings, *, made: str = "",
 # Master client: {_safe(master) or '-'}.
 #
 # Partitions and formats this machine's disks, pulls the image, makes it bootable: the steps below, in
-# order. The commands are the installer's runtime (appliance/installer/runtime.sh, lib/*.sh and the
+# order. The commands are the installer's runtime (appliance/boot/installer/runtime.sh, lib/*.sh and the
 # host's transports/$TRANSPORT.sh in the initrd); every value about this machine comes from the
 # environment (the installer exports what the imageserver passed: see runtime.sh).
 set -eu

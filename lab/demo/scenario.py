@@ -22,8 +22,8 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Self
 
-from appliance import bootenv
-from appliance.installer import install_bootenv
+from appliance.boot import bootenv
+from appliance.boot.installer import install_bootenv
 from lab.daemon import Daemon
 from lab.demo.tree import MARKER, build_demo_tree
 from lab.netns import Lab, LabError, Namespace
@@ -244,7 +244,7 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
     def follow(self, installs: list[Install], timeout: float = 180) -> None:
         """Print each install's events as they arrive, until every one is installed or failed."""
         assert self.app is not None
-        from appliance.installview import progress_bar
+        from appliance.cli.installview import progress_bar
 
         pending = {i.name: i for i in installs}
         seen: dict[str, int] = {i.name: 0 for i in installs}
@@ -317,13 +317,13 @@ def _kill_all(ns: Namespace) -> None:
 
 
 def _cached(cache_dir: Path) -> str | None:
-    from appliance.installer import cached_kernel_package
+    from appliance.boot.installer import cached_kernel_package
 
     return cached_kernel_package(cache_dir)
 
 
 def _event_line(event: dict[str, Any]) -> str:
-    from appliance.installview import _detail_text
+    from appliance.cli.installview import _detail_text
 
     return f"{event['stage']:<12} {_detail_text(event.get('detail'))}".rstrip()
 

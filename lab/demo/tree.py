@@ -15,7 +15,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from appliance import bootenv
+from appliance.boot import bootenv
 
 HERE = Path(__file__).parent
 ROOT_INIT = HERE / "rootinit.sh"

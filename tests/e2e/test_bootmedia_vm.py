@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance import bootmedia
-from appliance.installer import install_bootenv
-from appliance.installer.runtime import RUNTIME_PATH
+from appliance.boot import bootmedia
+from appliance.boot.installer import install_bootenv
+from appliance.boot.installer.runtime import RUNTIME_PATH
 from lab.netns import Lab
 from lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, vm_network
 from lab.servers import start_httpd

@@ -26,7 +26,7 @@ from lab.qemu import qemu_unavailable_reason
 from tests.e2e._sites import demo_image_site
 
 REPO = Path(__file__).resolve().parents[2]
-MISSING = [p for p in ("appliance/commands/getimage.py", "appliance/data/prepareclient") if not (REPO / p).exists()]
+MISSING = [p for p in ("appliance/cli/commands/getimage.py", "appliance/data/prepareclient") if not (REPO / p).exists()]
 
 pytestmark = [
     pytest.mark.e2e,

@@ -1,4 +1,4 @@
-"""QEMU in the lab: a Debian kernel with an initrd built by appliance.bootenv boots, loads virtio_net,
+"""QEMU in the lab: a Debian kernel with an initrd built by appliance.boot.bootenv boots, loads virtio_net,
 gets an address from busybox udhcpd in the server namespace, reports it on the serial console and
 powers off. Once directly (-kernel/-initrd) and once through the NIC's iPXE ROM over HTTP."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bootenv import InitrdSpec, Kernel, build_initrd, read_newc, resolve_modules
+from appliance.boot.bootenv import InitrdSpec, Kernel, build_initrd, read_newc, resolve_modules
 from lab.clients import UDHCPC_HOOK
 from lab.netns import Lab
 from lab.qemu import DEFAULT_APPEND, Vm, VmConfig, qemu_unavailable_reason, start_ra_sender, vm_network

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.installer.runtime import client_script
+from appliance.boot.installer.runtime import client_script
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import MARKER_RE, DemoLab
 from lab.netns import lab_unavailable_reason

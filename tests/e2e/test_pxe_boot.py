@@ -8,7 +8,7 @@ The pxelinux test goes: our DHCP -> iPXE script that chains pxelinux.0 over our 
 "pxelinux"; an iPXE ROM will not run pxelinux otherwise) -> pxelinux.cfg/01-<mac> rendered by our TFTP
 server from the same boot decision -> kernel + initrd over TFTP -> the same marker.
 
-The installer here is a test stand-in: a Debian kernel (appliance.bootenv) and a tiny initrd whose
+The installer here is a test stand-in: a Debian kernel (appliance.boot.bootenv) and a tiny initrd whose
 /init echoes /proc/cmdline and powers off.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bootenv import InitrdSpec, Kernel, build_initrd
+from appliance.boot.bootenv import InitrdSpec, Kernel, build_initrd
 from lab.daemon import Daemon
 from lab.netns import Lab
 from lab.qemu import Vm, VmConfig, VmNetwork, qemu_unavailable_reason, random_mac, start_ra_sender, vm_network

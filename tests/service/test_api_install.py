@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from domain.config_values import AddressRange
 from domain.installs import InstallSettings
 from domain.settings import SubnetConfig
@@ -24,7 +24,9 @@ from services.http import HttpServer
 from state.credentials import fetch_nonce
 from state.hosts import set_install_token_op
 from state.installs import new_token
-from state.leases import LeaseModel, PoolSpec, journal_writer
+from state.lease_pools import PoolSpec
+from state.lease_rows import journal_writer
+from state.leases import LeaseModel
 from state.store import Store
 
 ADMIN = "admin-token-for-tests"

@@ -17,7 +17,9 @@ from services.api_context import ApiContext, Live
 from services.api_leases import ROUTES
 from services.http import HttpServer
 from state.db import connect
-from state.leases import LeaseModel, PoolSpec, journal_writer
+from state.lease_pools import PoolSpec
+from state.lease_rows import journal_writer
+from state.leases import LeaseModel
 from state.store import Store
 
 ADMIN = "leases-admin-token"

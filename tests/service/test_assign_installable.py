@@ -16,16 +16,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from appliance.cli import main
+from appliance.cli.main import main
+from appliance.daemon.wiring import api_route_modules
 from appliance.images.assignable import image_problem_rule
 from appliance.images.catalog import Catalog
 from appliance.images.layout import Disk, Layout, Partition
-from appliance.wiring import api_route_modules
 from services.api_context import ApiContext, Live
 from services.http import HttpServer
 from state.db import connect
 from state.hosts import host_by_name
-from state.leases import LeaseModel, PoolSpec, journal_writer
+from state.lease_pools import PoolSpec
+from state.lease_rows import journal_writer
+from state.leases import LeaseModel
 from state.store import Store
 
 ADMIN = "admin-token-for-tests"

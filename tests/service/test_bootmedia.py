@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import bootmedia
+from appliance.boot import bootmedia
 from state import installs
 from state.db import connect, db_path
 

@@ -10,7 +10,8 @@ from domain.settings import DiscoveryConfig
 from services.discovery import DiscoveringMachineLog, Discovery
 from state.discovery import DiscoveryRule
 from state.hosts import list_hosts
-from state.leases import LeaseModel, journal_writer
+from state.lease_rows import journal_writer
+from state.leases import LeaseModel
 from state.store import Store
 
 T0 = 1_000_000.0
@@ -58,7 +59,7 @@ def test_auto_names_machines_by_rule_once_each(tmp_path: Path) -> None:
 def test_on_assign_a_discovered_machines_first_lease_becomes_its_reservation(tmp_path: Path) -> None:
     from ipaddress import IPv4Address, IPv4Network
 
-    from state.leases import PoolSpec
+    from state.lease_pools import PoolSpec
 
     pool = PoolSpec(IPv4Network("10.20.0.0/24"), IPv4Address("10.20.0.100"), IPv4Address("10.20.0.150"), 600)
     mac = "52:54:00:00:00:01"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from services.api_context import ApiContext, Live
 from services.bootresponder import BootResponder, BootSettings
 from services.http import HttpServer

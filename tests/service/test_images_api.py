@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.daemon.wiring import api_route_modules
 from appliance.images.catalog import Catalog
-from appliance.wiring import api_route_modules
 from services.api_context import ApiContext
 from services.http import HttpServer
 from state import installs

@@ -1,4 +1,4 @@
-"""The installer's report() (appliance/installer/lib/common.sh, as init.sh uses it) under real busybox wget,
+"""The installer's report() (appliance/boot/installer/lib/common.sh, as init.sh uses it) under real busybox wget,
 against a loopback server: "done" is retried when the imageserver is too slow to answer (its journal's fsync
 behind a busy disk), and a refusal (4xx) ends the retries at once; other stages are tried once."""
 

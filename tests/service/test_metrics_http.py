@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from services.api_context import ApiContext, Live
 from services.http import HttpServer
-from state.leases import PoolSpec
+from state.lease_pools import PoolSpec
 from state.store import Store
 from tests.expocheck import Exposition, parse
 

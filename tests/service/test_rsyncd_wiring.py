@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import parse_config
-from appliance.daemon import Daemon
+from appliance.daemon.daemon import Daemon
 from state.credentials import rsync_password
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bootfiles import secure_boot_files, sync_boot_files
+from appliance.boot.bootfiles import secure_boot_files, sync_boot_files
 from appliance.config import BootConfig
 from services.bootresponder import BootResponder, BootSettings
 from state.boot import BootPolicy

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import appliance.installer as installer
-from appliance.cli import main as cli
-from appliance.installer import install_bootenv
+import appliance.boot.installer as installer
+from appliance.boot.installer import install_bootenv
+from appliance.cli.main import main as cli
 from lab.netns import Lab
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
 from lab.servers import start_httpd

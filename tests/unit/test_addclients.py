@@ -15,7 +15,9 @@ from state.addclients import AddclientsRequest, Existing, PlanError, parse_macs,
 from state.db import connect
 from state.hostbook import HostBook, addclients, make_lease_static
 from state.hosts import HostError, hosts_file, list_hosts
-from state.leases import LeaseModel, PoolSpec, offline_transaction
+from state.lease_pools import PoolSpec
+from state.lease_rows import offline_transaction
+from state.leases import LeaseModel
 
 NET = IPv4Network("10.20.0.0/24")
 POOL = PoolSpec(NET, IPv4Address("10.20.0.100"), IPv4Address("10.20.0.150"), lease_time=600)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.config import ConfigError, parse_config
-from appliance.wiring import boot_settings
+from appliance.daemon.wiring import boot_settings
 
 
 def test_loader_defaults_to_ipxe_and_accepts_pxelinux() -> None:
@@ -28,7 +28,7 @@ DHCP = {"appliance": {"address": "10.0.0.1"},
 
 
 def _uefi_file(boot: dict[str, object], dhcp: dict[str, object] | None = None) -> str:
-    from appliance.dhcp_setup import server_settings
+    from appliance.daemon.dhcp_setup import server_settings
 
     cfg = parse_config({**DHCP, "boot": boot, "dhcp": {**DHCP["dhcp"], **(dhcp or {})}})
     return server_settings(cfg).boot.uefi_file

@@ -1,4 +1,4 @@
-"""appliance.bootenv without a kernel download: package choice, the cpio writer, initrd assembly and cache."""
+"""appliance.boot.bootenv without a kernel download: package choice, the cpio writer, initrd assembly and cache."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bootenv import (
+from appliance.boot.bootenv import (
     BootEnvError,
     CpioEntry,
     InitrdSpec,

@@ -1,4 +1,4 @@
-"""appliance.bootfiles: distro boot binaries copied (not linked) into the boot root, missing ones named."""
+"""appliance.boot.bootfiles: distro boot binaries copied (not linked) into the boot root, missing ones named."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.bootfiles import BootFiles, sync_boot_files, wanted_boot_files
+from appliance.boot.bootfiles import BootFiles, sync_boot_files, wanted_boot_files
 from appliance.config import BootConfig
 from services.base import ServiceError
 

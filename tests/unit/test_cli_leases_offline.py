@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import main
+from appliance.cli.main import main
 from state.db import connect
-from state.leases import LeaseModel, PoolSpec, offline_transaction
+from state.lease_pools import PoolSpec
+from state.lease_rows import offline_transaction
+from state.leases import LeaseModel
 
 
 def free_port() -> int:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.boot.installer.runtime import HERE as RUNTIME_DIR
+from appliance.boot.installer.runtime import client_script
 from appliance.images.autoinstall import AutoinstallError, ScriptSettings, generate
 from appliance.images.layout import read_layout
-from appliance.installer.runtime import HERE as RUNTIME_DIR
-from appliance.installer.runtime import client_script
 from state.images import ImageVersion
 
 PREPARECLIENT = Path(str(files("appliance") / "data" / "prepareclient"))

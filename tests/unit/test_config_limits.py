@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, parse_config
-from appliance.wiring import http_limits
+from appliance.daemon.wiring import http_limits
 from services.tftp import TftpServer
 
 
@@ -51,7 +51,7 @@ def test_http_caps_stay_under_the_descriptor_limit() -> None:
 
 
 def test_serve_raises_the_soft_nofile_limit_to_the_hard_one() -> None:
-    from appliance.fdlimit import raise_nofile
+    from appliance.daemon.fdlimit import raise_nofile
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:

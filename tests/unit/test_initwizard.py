@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import initwizard as w
+from appliance.cli import initwizard as w
 from appliance.config import load_config
 from protocols.dhcp.codec import BOOTREPLY, DhcpPacket, decode, encode
 from protocols.dhcp.probe import Offer, discover_packet, parse_offer

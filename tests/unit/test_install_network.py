@@ -1,5 +1,5 @@
 """The installed system's network is written for what the image uses, found from its tree: netplan,
-NetworkManager, ifupdown or systemd-networkd (appliance/installer/lib/network.sh's network_system and
+NetworkManager, ifupdown or systemd-networkd (appliance/boot/installer/lib/network.sh's network_system and
 write_*), for the NIC with the host's MAC, by DHCP or with the host's fixed address. The script's own
 sh runs against image trees made for each; netplan's YAML is checked by `netplan generate --root-dir`
 (Debian package netplan.io) where it is installed: the files netplan renders are the oracle."""

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance import bootenv, installer
-from appliance.installer import runtime
-from appliance.installer.runtime import HERE as RUNTIME_DIR
-from appliance.installer.runtime import RUNTIME_PATH, runtime_files
+from appliance.boot import bootenv, installer
+from appliance.boot.installer import runtime
+from appliance.boot.installer.runtime import HERE as RUNTIME_DIR
+from appliance.boot.installer.runtime import RUNTIME_PATH, runtime_files
 
 
 def test_the_initrd_carries_every_runtime_file_at_the_path_plans_source() -> None:

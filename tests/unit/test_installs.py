@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.installview import host_detail, progress_bar, progress_line
+from appliance.cli.installview import host_detail, progress_bar, progress_line
 from state import installs
 from state.db import connect
 

@@ -15,7 +15,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from appliance.runtime import VERSION
+from appliance.daemon.runtime import VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP_DIRS = {".git", ".venv", "build", "node_modules", ".pytest_cache", ".ruff_cache"}

@@ -11,7 +11,10 @@ import pytest
 
 from state.db import connect
 from state.journal import Journal
-from state.leases import LeaseError, LeaseModel, PoolSpec, decline_cap, journal_writer, offline_transaction
+from state.lease_pools import PoolSpec, decline_cap
+from state.lease_rows import journal_writer, offline_transaction
+from state.lease_validators import LeaseError
+from state.leases import LeaseModel
 from state.sightings import MachineLog
 
 NET = IPv4Network("10.20.0.0/24")

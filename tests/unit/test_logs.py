@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from appliance.logs import _JsonFormatter, _KeyValueFormatter
+from appliance.daemon.logs import _JsonFormatter, _KeyValueFormatter
 from state.eventlog import EventLog
 
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_core import OpenAPI
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from services.api_context import ApiContext
 from services.auth import Auth
 from services.http import HttpServer

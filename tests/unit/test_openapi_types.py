@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.wiring import api_route_modules
+
 from domain import hosts, machines
 from domain.images import catalog
 from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
@@ -26,7 +27,9 @@ from state import installs, satellites
 from state.boot import BootPolicy
 from state.db import connect
 from state.images import ImageVersion, insert_version
-from state.leases import Lease, LeaseModel, PoolSpec, Reservation
+from state.lease_pools import PoolSpec
+from state.lease_rows import Lease, Reservation
+from state.leases import LeaseModel
 from state.satellites import Satellite
 from state.updates import UpdateTarget
 

@@ -7,7 +7,7 @@ import os
 import socket
 
 from appliance.config import Config, DhcpConfig
-from appliance.portholder import Holder, address_in_use, bound_inodes, holders, overlaps, parse_ss, service_ports
+from appliance.daemon.portholder import Holder, address_in_use, bound_inodes, holders, overlaps, parse_ss, service_ports
 
 UDP = """\
    sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from appliance.config import Config, parse_config
-from appliance.runtime import ReconfigureError, Runtime
-from appliance.wiring import build_services, reconfigure_services
+from appliance.daemon.runtime import ReconfigureError, Runtime
+from appliance.daemon.wiring import build_services, reconfigure_services
 from services.dns import DnsServer
 from state.store import Store
 

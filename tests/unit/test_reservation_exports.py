@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.exports import ExportRow, export, rows_from_dicts
+from appliance.cli.exports import ExportRow, export, rows_from_dicts
 
 ROWS = rows_from_dicts([
     {"mac": "52:54:00:00:00:02", "ip": "10.9.0.12", "hostname": "www2", "source": "addclients"},

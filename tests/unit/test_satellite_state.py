@@ -131,7 +131,7 @@ def test_satellite_config_names_the_key_and_the_token_file_must_be_private(tmp_p
     import tomllib
 
     from appliance.config import ConfigError, parse_config
-    from appliance.satellite import read_token
+    from appliance.daemon.satellite import read_token
 
     def cfg(text: str):  # type: ignore[no-untyped-def]
         return parse_config(tomllib.loads(f'[appliance]\nstate_dir = "{tmp_path}"\n' + text))

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from appliance.sdnotify import Notifier
+from appliance.daemon.sdnotify import Notifier
 
 
 def test_messages_reach_the_notify_socket(tmp_path: Path) -> None:

@@ -182,7 +182,7 @@ def test_a_stale_child_is_reaped_only_when_it_is_still_that_process_running_our_
 
 def test_trusted_relays_are_parsed_into_the_server_settings_and_bad_ones_name_the_key() -> None:
     from appliance.config import parse_config
-    from appliance.dhcp_setup import server_settings
+    from appliance.daemon.dhcp_setup import server_settings
 
     base = {"appliance": {"state_dir": "/tmp/x", "address": "10.0.0.1"},
             "dhcp": {"subnet": "10.0.0.0/24", "pool": "10.0.0.100-10.0.0.199"}}
@@ -195,7 +195,7 @@ def test_trusted_relays_are_parsed_into_the_server_settings_and_bad_ones_name_th
 
 def test_cli_offline_writes_need_the_state_lock_and_reads_do_not(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from appliance.cli import main
+    from appliance.cli.main import main
     from tests.unit.test_cli_leases_offline import free_port
 
     config = tmp_path / "imageserver.toml"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from state.journal import Journal, storage_failure
-from state.leases import LEASE_ROWS
+from state.lease_rows import LEASE_ROWS
 from state.writeback import RowKind, WriteBack
 from tests.unit.test_writeback import lease_row
 

@@ -48,7 +48,7 @@ def test_install_service_writes_unit_and_config(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_verifies(tmp_path: Path) -> None:
-    from appliance.commands.install_service import render_unit
+    from appliance.cli.commands.install_service import render_unit
 
     exe = tmp_path / "imageserver"
     exe.write_text("#!/bin/sh\n")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from state.db import connect
 from state.journal import Journal
-from state.leases import LEASE_ROWS, LeaseModel, PoolSpec
+from state.lease_pools import PoolSpec
+from state.lease_rows import LEASE_ROWS
+from state.leases import LeaseModel
 from state.sightings import MachineLog
 from state.writeback import WriteBack, apply
 

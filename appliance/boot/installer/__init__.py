@@ -1,0 +1,152 @@
+"""The installer every autoinstall client boots: a Debian kernel and an initrd built by bootenv.
+
+The initrd holds busybox (sh, udhcpc, wget, mount, insmod, switch_root), the disk tools an
+autoinstall script calls (sfdisk, mkfs.ext4, mkfs.vfat, mkswap, blkid, rsync, extlinux and the
+syslinux MBR; mdadm and lvm for software RAID and LVM) and curl, with their libraries, kernel
+modules for virtual and common real hardware, our /init (init.sh here) and the autoinstall shell
+runtime the served scripts source (runtime.sh, lib/, transports/: appliance.boot.installer.runtime). `install_bootenv`
+builds it (cached by bootenv under the inputs' digest) and puts vmlinuz + initrd.img into
+`<state_dir>/boot/installer/`, where the boot path serves them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.boot import bootenv
+from appliance.boot.installer.runtime import runtime_files
+
+HERE = Path(__file__).parent
+INIT = HERE / "init.sh"
+UDHCPC_SCRIPT = HERE / "udhcpc.sh"
+
+# Virtual hardware first; then cheap drivers for common real NICs and disk controllers, so the same
+# installer works on a rack of real machines. Built-ins (virtio_pci on Debian) resolve to nothing.
+MODULES: tuple[str, ...] = (
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi",
+    "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1",
+    "e1000", "e1000e", "igb", "r8169", "tg3",
+    "ahci", "ata_piix", "sd_mod", "nvme", "sr_mod", "isofs",
+    # USB sticks and CD drives, for boot media (mkbootmedia) and their local.cfg
+    "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas",
+    # software RAID and LVM (device-mapper), for masters whose filesystems were on them
+    "md_mod", "raid0", "raid1", "raid10", "dm_mod",
+)  # fmt: skip
+
+# Tools an autoinstall script may call: required ones fail the build if missing, optional ones
+# (other boot loaders) are taken when this machine has them.
+REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswap", "rsync", "extlinux", "blkid")
+# aria2c: the BitTorrent transport (TRANSPORT=bittorrent; without it the script falls back to rsync).
+# curl: busybox's sh runs its own wget applet whatever PATH says, and busybox 1.35's wget crashes on
+# `-T SECONDS`; scripts that prefer curl (as generated autoinstall scripts do) get a working client.
+OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "e2label", "tune2fs", "grub-install",
+                                      "grub-mkconfig",
+                                      # multicast installs: udpcast's receiver, the stream's cipher, and GNU
+                                      # tar (owners, ACLs, xattrs: busybox tar keeps none of them)
+                                      "udp-receiver", "openssl", "tar",
+                                      # md arrays and LVM volumes (masters on RAID/LVM): mdadm, lvm2
+                                      "mdadm", "lvm")
+# The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
+SYSLINUX_FILES: tuple[Path, ...] = (
+    Path("/usr/lib/syslinux/mbr/mbr.bin"),
+    Path("/usr/lib/syslinux/mbr/gptmbr.bin"),
+)
+INSTALLER_DIR = Path("boot") / "installer"
+
+
+@dataclass(frozen=True, slots=True)
+class BootEnv:
+    """What `install_bootenv` put into the state directory."""
+
+    vmlinuz: Path
+    initrd: Path
+    kernel_package: str
+    initrd_digest: str  # the cached initrd's name: changes exactly when an input changed
+    changed: bool  # False: the installed files were already these
+
+    def as_dict(self) -> dict[str, object]:
+        return {"vmlinuz": str(self.vmlinuz), "initrd": str(self.initrd), "kernel_package": self.kernel_package,
+                "initrd_digest": self.initrd_digest, "changed": self.changed}
+
+
+class InstallerError(bootenv.BootEnvError):
+    """The installer cannot be built (a required tool is missing, ...)."""
+
+
+def _which(name: str) -> Path | None:
+    found = shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    return Path(found) if found else None
+
+
+def installer_binaries(optional: Sequence[str] = OPTIONAL_BINARIES) -> list[Path]:
+    """Absolute paths of the tools to put into the initrd; InstallerError names a missing required one."""
+    binaries: list[Path] = []
+    for name in REQUIRED_BINARIES:
+        path = _which(name)
+        if path is None:
+            raise InstallerError(f"{name} is not installed (see deps/apt-packages.txt; `make deps`)")
+        binaries.append(path)
+    binaries += [path for name in optional if (path := _which(name)) is not None]
+    return binaries
+
+
+def installer_spec(kernel: bootenv.Kernel) -> bootenv.InitrdSpec:
+    # The runtime's files are inputs like any other: an edit to lib/*.sh changes the initrd's digest.
+    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT, **runtime_files()}
+    for path in SYSLINUX_FILES:
+        if path.is_file():
+            files[str(path).lstrip("/")] = path
+    # The binaries keep their host paths (/usr/sbin/sfdisk), so PATH covers them; /usr/bin/sh etc.
+    # come from busybox's --list-full links.
+    return bootenv.InitrdSpec(init=INIT.read_text(), binaries=installer_binaries(), modules=MODULES,
+                              kernel=kernel, files=files)
+
+
+def cached_kernel_package(cache_dir: Path) -> str | None:
+    """The newest kernel already unpacked in the cache (so a rebuild needs no network), if any."""
+    kernels = cache_dir / "kernels"
+    if not kernels.is_dir():
+        return None
+    names = [tree.name for tree in kernels.iterdir() if (tree / ".complete").exists()]
+    return max(names, key=bootenv._natural_key) if names else None
+
+
+def _install_file(source: Path, dest: Path) -> bool:
+    """Copy `source` to `dest` atomically unless it already holds the same bytes; True if it changed."""
+    if dest.exists() and dest.stat().st_size == source.stat().st_size and dest.read_bytes() == source.read_bytes():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, dest)  # a machine booting right now sees the old or the new file, never half
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return True
+
+
+def install_bootenv(state_dir: Path, cache_dir: Path = bootenv.DEFAULT_CACHE_DIR,
+                    kernel_package: str | None = None) -> BootEnv:
+    """Build (or reuse) the installer and install it as <state_dir>/boot/installer/{vmlinuz,initrd.img}."""
+    package = kernel_package or cached_kernel_package(cache_dir)
+    kernel = bootenv.fetch_kernel(cache_dir, package)
+    initrd = bootenv.build_initrd(installer_spec(kernel), cache_dir)
+    target = state_dir / INSTALLER_DIR
+    changed = _install_file(kernel.vmlinuz, target / "vmlinuz")
+    changed = _install_file(initrd, target / "initrd.img") or changed
+    env = BootEnv(target / "vmlinuz", target / "initrd.img", kernel.package, initrd.stem, changed)
+    manifest = {"kernel_package": kernel.package, "release": kernel.release, "initrd": initrd.name,
+                "modules": list(MODULES)}
+    (target / "installer.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return env

@@ -1,0 +1,270 @@
+"""`imageserver hosts set | rm | export | script`: editing hosts (the verbs appliance/cli/commands/hosts.py
+registers from here), live through the admin API or offline on the state database."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.cli.commands._common import (
+    CommandFailed,
+    add_config_option,
+    daemon_busy,
+    fail,
+    load,
+    offline_writer,
+    print_json,
+)
+from appliance.cli.commands._hostbook import run as via
+from appliance.cli.commands._leasebook import when
+from domain import hosts
+from domain.errors import NotFound
+from domain.sources import Sources
+from protocols.names import image_name_problem
+from state.hosts import host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.lease_rows import offline_transaction
+from state.statelock import holder
+from state.store import open_offline
+from state.transports import TRANSPORTS
+
+VERBS = ("set", "rm", "remove", "export", "script")
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    st = verbs.add_parser("set", help="change a host's MAC, address, image, version or state",
+                          description="Change a host. An address with a MAC is reserved for it at once (live); "
+                                      "'' clears a field (--mac '' frees the host for another machine). "
+                                      "--state installed with [dhcp] auto_static = on-install makes the "
+                                      "host's lease its reservation.")
+    st.add_argument("name", metavar="NAME")
+    st.add_argument("--mac")
+    st.add_argument("--ip")
+    st.add_argument("--image")
+    st.add_argument("--version", help="a version number, or '' for the newest at install time")
+    st.add_argument("--transport", choices=(*TRANSPORTS, ""),
+                    help="how its installer fetches the image; '' for the image's default")
+    st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
+    rm = verbs.add_parser("rm", aliases=["remove"], help="remove a host (and its reservation)")
+    rm.add_argument("name", metavar="NAME")
+    ex = verbs.add_parser("export", help="print (or write) the hosts in /etc/hosts format")
+    ex.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of printing")
+    sc = verbs.add_parser("script", help="the host's own copy of its autoinstall script",
+                          description="Print the host's autoinstall script (its own copy, else its image's). "
+                                      "--edit opens $EDITOR on a per-host copy (stored in the state database; "
+                                      "the next install of this host runs it); --reset goes back to the image's.")
+    sc.add_argument("name", metavar="NAME")
+    what = sc.add_mutually_exclusive_group()
+    what.add_argument("--edit", action="store_true", help="edit the host's own copy with $EDITOR")
+    what.add_argument("--reset", action="store_true", help="drop the host's own copy")
+    for verb in (st, rm, ex, sc):
+        add_config_option(verb)
+        verb.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("mac", "ip", "image", "state", "transport"):
+        value = getattr(args, key)
+        if value is not None:
+            out[key] = value or None
+    if args.version is not None:
+        out["version"] = int(args.version) if args.version else None
+    if out.get("ip"):
+        out["ip"] = str(IPv4Address(out["ip"]))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    action = "rm" if args.action == "remove" else args.action
+    try:
+        if action == "set":
+            changes = _changes(args)
+            if not changes:
+                return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
+
+            def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+                host, op = book.update(args.name, changes, now)
+                return host.as_dict(), [op]
+
+            host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{args.name}", changes)["host"],
+                       offline_set)
+            _say(args, host, f"host {host['name']}: {host['state']}, {host.get('ip') or 'no address'}, "
+                             f"{host.get('mac') or 'no MAC'}, image {host.get('image') or '-'}")
+            return 0
+        if action == "rm":
+            def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+                host, op = book.remove(args.name)
+                return host.as_dict(), [op]
+
+            host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm)
+            _say(args, host, f"host {host['name']} removed")
+            return 0
+        if action == "export":
+            return _export(cfg, args)
+        return _script(cfg, args)
+    except (CommandFailed, ValueError) as e:
+        return fail(str(e))
+
+
+def _say(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print_json(data)
+    else:
+        print(text)
+
+
+def _export(cfg: Any, args: argparse.Namespace) -> int:
+    text: str | None = None
+    if cfg.http.enabled:
+        try:
+            api = ApiClient.from_config(cfg)
+
+            with urllib.request.urlopen(api.base_url + "/hosts", timeout=api.timeout) as resp:
+                text = resp.read().decode()
+        except (ApiUnavailable, OSError):
+            text = None
+    if text is None:
+        conn = open_offline(cfg.state_dir)
+        try:
+            text = hosts_file(list_hosts(conn), cfg.appliance.domain)
+        finally:
+            conn.close()
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {sum(1 for line in text.splitlines() if line and not line.startswith('#'))} hosts "
+              f"to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _script(cfg: Any, args: argparse.Namespace) -> int:
+    api = ApiClient.from_config(cfg)
+    try:
+        current = api.get(f"/api/v1/hosts/{args.name}/script")
+        live = True
+    except ApiError as e:
+        return fail(e.message)
+    except ApiUnavailable as e:
+        live = False
+        if args.edit or args.reset:
+            running = holder(cfg.state_dir)
+            if running is not None:
+                raise CommandFailed(daemon_busy(cfg, running, str(e))) from None
+        conn = open_offline(cfg.state_dir)
+        try:
+            host = host_by_name(conn, args.name)
+            if host is None:
+                return fail(f"no host named {args.name!r}")
+            own = host_script(conn, args.name)
+
+            if host.image and image_name_problem(host.image):
+                return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
+                            f"imageserver hosts set {args.name} --image NAME")
+            master = cfg.state_dir / "scripts" / f"{host.image}.master"
+            current = {"script": own if own and "\n" in own else
+                       (master.read_text() if host.image and master.is_file() else None), "override": bool(own)}
+        finally:
+            conn.close()
+
+    def store(script: str | None) -> None:
+        if live:
+            api.request("PUT", f"/api/v1/hosts/{args.name}/script", {"script": script})
+            return
+
+        with offline_writer(cfg):  # the daemon started meanwhile: it owns the database now
+            conn = open_offline(cfg.state_dir)
+            try:
+                with offline_transaction(conn):
+                    update_host_op(args.name, {"script": script}, time.time())(conn)
+            finally:
+                conn.close()
+
+    if args.reset:
+        store(None)
+        print(f"host {args.name} runs its image's autoinstall script again")
+        return 0
+    if not args.edit:
+        if args.json:
+            print_json(current)
+        elif current.get("script") is None:
+            return fail(f"host {args.name} has no script yet (no image, or its image has no NAME.master)")
+        else:
+            sys.stdout.write(current["script"])
+        return 0
+    text = current.get("script") or "#!/bin/sh\n# the autoinstall script of this host\n"
+    edited = _edit(text)
+    if edited is None or edited == text:
+        print("no change", file=sys.stderr)
+        return 0
+    store(edited)
+    print(f"host {args.name} has its own autoinstall script now (imageserver hosts script {args.name} --reset "
+          "to go back)")
+    return 0
+
+
+def _edit(text: str) -> str | None:
+    """$VISUAL / $EDITOR (else vi) on a temporary copy; None if the editor failed."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="autoinstall-", delete=False) as f:
+        f.write(text)
+        path = f.name
+    try:
+        if subprocess.run([*shlex.split(editor), path]).returncode != 0:
+            return None
+        return Path(path).read_text()
+    finally:
+        os.unlink(path)
+
+
+def list_row(host: dict[str, Any], progress: str) -> dict[str, Any]:
+    """A `hosts list` row: the image with its pinned version (else the newest), when the host was last seen."""
+
+    image = host.get("image")
+    version = host.get("version")
+    return {**host, "progress": progress, "seen": when(host.get("last_seen"), time.time()),
+            "image": f"{image} v{version}" if image and version else image}
+
+# --------------------------------------------------------------------------- hosts list/show offline
+
+
+def get_or_offline(cfg: Any, api: Any, path: str) -> Any:
+    """GET a hosts API path from the daemon, else build the same answer from the state database."""
+
+    try:
+        if path != "/api/v1/hosts":
+            return api.get(path)
+        listed: list[Any] = []  # every page: the API pages a big fleet
+        while True:
+            page = api.get(f"{path}?limit=1000&offset={len(listed)}")
+            listed.extend(page["hosts"])
+            if page.get("next_offset") is None:
+                return {**page, "hosts": listed}
+    except ApiUnavailable:
+        pass
+    print(f"imageserver: the daemon is not answering; using the state database in {cfg.state_dir} directly",
+          file=sys.stderr)
+
+    conn = open_offline(cfg.state_dir)
+    try:
+        src, now = Sources(conn), time.time()
+        name = path.removeprefix("/api/v1/hosts").strip("/")
+        if name:
+            try:
+                return hosts.show_host(src, name, now).as_json()
+            except NotFound as e:
+                raise ApiError(404, str(e)) from None
+        return {"hosts": [h.as_json() for h in hosts.all_hosts(src, now)]}
+    finally:
+        conn.close()

@@ -1,0 +1,147 @@
+"""`imageserver hosts [list] | add | show | reinstall`: the machines the imageserver installs."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from ipaddress import IPv4Address
+from typing import Any
+
+from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.cli.commands import _hostverbs
+from appliance.cli.commands._common import (
+    CommandFailed,
+    add_config_option,
+    fail,
+    load,
+    offline_writer,
+    print_json,
+    print_table,
+)
+from appliance.cli.installview import host_detail, progress_line
+from appliance.daemon.dhcp_setup import offline_lease_model
+from appliance.images.assignable import image_problem_rule
+from domain import hosts
+from domain.errors import DomainError, Invalid
+from domain.hosts import AddHost
+from domain.sources import Sources
+from state.lease_rows import offline_transaction
+from state.store import open_offline
+from state.transports import TRANSPORTS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hosts",
+        help="list, add, show or reinstall hosts (named machines and the image they get)",
+        description="A host is a named machine (hostname, MAC, optional fixed address) and the image it "
+                    "installs. A host with an image is *assigned*: its next PXE boot installs it. Then it is "
+                    "*installing*, and *installed* (it boots its own disk from then on) or *failed*.",
+        epilog="examples:\n"
+               "  imageserver hosts add node1 --mac 52:54:00:12:34:56 --image demo\n"
+               "  imageserver hosts show node1\n"
+               "  imageserver hosts reinstall node1\n"
+               "follow installs live: imageserver watch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_option(p)
+    p.set_defaults(func=run, action="list", json=False)
+    verbs = p.add_subparsers(dest="action", metavar="ACTION")
+    ls = verbs.add_parser("list", help="every host with its state and install progress (the default)")
+    add = verbs.add_parser("add", help="add a host", description="Add a host. With --image it is assigned "
+                                                                  "and installs at its next PXE boot.")
+    add.add_argument("name", metavar="NAME", help="host name (one DNS label)")
+    add.add_argument("--mac", required=True, help="its MAC address")
+    add.add_argument("--image", help="the image it installs")
+    add.add_argument("--version", type=int, help="pin an image version (default: the newest at install time)")
+    add.add_argument("--transport", choices=TRANSPORTS,
+                     help="how its installer fetches the image (default: the image's, else rsync)")
+    add.add_argument("--ip", type=IPv4Address, help="a fixed address (default: its DHCP lease, reserved once "
+                                                    "installed)")
+    show = verbs.add_parser("show", help="one host: state, address, next boot, install timeline")
+    show.add_argument("name", metavar="NAME")
+    again = verbs.add_parser("reinstall", help="install the host again at its next PXE boot",
+                             description="State assigned with a new install token: the next PXE boot "
+                                         "installs the host again (an installer still running with the old "
+                                         "token can no longer report).")
+    again.add_argument("name", metavar="NAME")
+    for verb in (ls, add, show, again):
+        add_config_option(verb)
+        verb.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _hostverbs.register(verbs)  # set, rm, export, script
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action in _hostverbs.VERBS:
+        return _hostverbs.run(args)
+    cfg = load(args)
+    api = ApiClient.from_config(cfg)
+    try:
+        if args.action == "add":
+            body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
+                                    "version": args.version, "ip": str(args.ip) if args.ip else None,
+                                    "transport": args.transport}
+            try:
+                req = AddHost.from_json(body)  # the API's own check: a bad MAC or name never reaches the store
+            except Invalid as e:
+                return fail(str(e), code=2)
+            try:
+                host = api.post("/api/v1/hosts", req.as_json())
+            except ApiUnavailable as e:
+                host = _add_offline(cfg, req, str(e))
+            if args.json:
+                print_json(host)
+            else:
+                print(f"host {host['name']} added ({host['state']})")
+            return 0
+        if args.action == "reinstall":
+            host = api.post(f"/api/v1/hosts/{args.name}/reinstall")
+            if args.json:
+                print_json(host)
+            else:
+                print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
+            return 0
+        if args.action == "show":
+            host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{args.name}")
+            if args.json:
+                print_json(host)
+            else:
+                print(host_detail(host))
+            return 0
+        hosts = _hostverbs.get_or_offline(cfg, api, "/api/v1/hosts")["hosts"]
+        if args.json:
+            print_json(hosts)
+        elif hosts:
+            print_table([_hostverbs.list_row(h, progress_line(h)) for h in hosts],
+                        ["mac", "ip", "image", "seen", "progress"],
+                        headers=["MAC", "IP", "IMAGE", "LAST SEEN", "HOST / STATE / STAGE / PROGRESS"])
+        else:
+            print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
+        return 0
+    except ApiError as e:
+        return fail(e.message)
+    except ApiUnavailable as e:
+        return fail(str(e))
+    except CommandFailed as e:  # an offline write refused: the daemon holds the state dir
+        return fail(str(e))
+
+
+def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
+    """The daemon is down: the same use case as the API (domain.hosts), on the state database in one
+    transaction, with an offline lease book so a fixed address becomes the MAC's reservation there too.
+    Only with the state dir's lock: a daemon that runs but did not answer owns the database."""
+
+    with offline_writer(cfg, reason):
+        conn = open_offline(cfg.state_dir)
+        try:
+            now = time.time()
+            with offline_transaction(conn):
+                src = Sources(conn, leases=offline_lease_model(cfg, conn, now),
+                              image_problem=image_problem_rule(conn, cfg.state_dir))
+                hosts.add_host_op(src, req, now, auto_static=cfg.dhcp.auto_static)(conn)
+            view = hosts.show_host(src, req.name, now, with_timeline=False)
+        except DomainError as e:
+            raise CommandFailed(str(e)) from None
+        finally:
+            conn.close()
+    return {**view.as_json(), "offline": True}
