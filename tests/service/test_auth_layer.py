@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from services.api_context import ApiContext
 from services.http import HttpServer
 from state import installs, satellites

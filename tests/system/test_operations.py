@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.wiring import api_route_modules
+from appliance.daemon.wiring import api_route_modules
 from lab.clients import Udhcpc
 from lab.netns import Lab, Pair
 from services.openapi import document

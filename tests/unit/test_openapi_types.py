@@ -11,8 +11,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from appliance.wiring import api_route_modules
-
+from appliance.daemon.wiring import api_route_modules
 from domain import hosts, machines
 from domain.images import catalog
 from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
