@@ -94,8 +94,8 @@ class DhcpConfig(Section):
     # machine unless allow_rogue is true.
     rogue_probe: Annotated[float, msgspec.Meta(ge=0, le=30, extra=SECONDS)] = 3.0
     allow_rogue: bool = False
-    # Relay agents whose giaddr is believed (addresses or networks); empty: any packet that looks relayed
-    # (see protocols/dhcp/relay.py).
+    # The only relay agents whose giaddr is believed (addresses or networks); empty: none, every packet
+    # with giaddr set is dropped (see protocols/dhcp/relay.py).
     trusted_relays: tuple[AnyNetwork, ...] = ()
 
 
