@@ -33,8 +33,8 @@ def raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def sources(base: str, count: int) -> list[str]:
-    return [f"{base}.{1 + i}" for i in range(count)]
+def sources(base: str, count: int, first: int = 1) -> list[str]:
+    return [f"{base}.{first + i}" for i in range(count)]
 
 
 def still_open(sock: socket.socket) -> bool:
@@ -102,7 +102,7 @@ def describe(datagram: bytes) -> dict[str, object]:
 
 def tftp_hold(args: argparse.Namespace) -> None:
     raise_nofile()
-    addrs = sources(args.base, args.sources)
+    addrs = sources(args.base, args.sources, args.first)
     request = rrq(args.name, args.option)
     socks = []
     for i in range(args.count):
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--sources", type=int, default=1)
     parser.add_argument("--base", default="127.0.1")
+    parser.add_argument("--first", type=int, default=1)  # the first source is BASE.FIRST
     parser.add_argument("--hold", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=100)
