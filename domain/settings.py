@@ -94,8 +94,8 @@ class DhcpConfig(Section):
     # machine unless allow_rogue is true.
     rogue_probe: Annotated[float, msgspec.Meta(ge=0, le=30, extra=SECONDS)] = 3.0
     allow_rogue: bool = False
-    # Relay agents whose giaddr is believed (addresses or networks); empty: any packet that looks relayed
-    # (see protocols/dhcp/relay.py).
+    # The only relay agents whose giaddr is believed (addresses or networks); empty: none, every packet
+    # with giaddr set is dropped (see protocols/dhcp/relay.py).
     trusted_relays: tuple[AnyNetwork, ...] = ()
 
 
@@ -119,12 +119,16 @@ class HttpConfig(Section):
     listen: IPv4Address = IPv4Address("0.0.0.0")
     port: Port = 80
     # Connection caps (a stranger's idle connections must not exhaust descriptors): in total (also held
-    # under half the open-file limit), per client address; a connection waiting for a request is closed
-    # after idle_timeout seconds without a byte, or header_timeout seconds into an incomplete request.
+    # under half the open-file limit, counting two descriptors a connection), per client address; a
+    # connection waiting for a request is closed after idle_timeout seconds without a byte, or
+    # header_timeout seconds into an incomplete request.
     max_connections: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
     max_connections_per_client: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 32
     idle_timeout: TimeoutSeconds = 15.0
     header_timeout: TimeoutSeconds = 10.0
+    # An answer the client takes no byte of for write_timeout seconds (it stopped reading) is cut: it
+    # would hold its connection slot, socket and open file for ever.
+    write_timeout: TimeoutSeconds = 30.0
     # Who may read the APIs that list MACs and addresses (hosts, leases, machines, ...): empty = anyone
     # (the behaviour before the key existed); /api/v1/status stays open. See services/adminnet.py.
     admin_networks: tuple[AnyNetwork, ...] = ()

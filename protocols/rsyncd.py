@@ -151,6 +151,9 @@ _LINE = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?\[(?P<pid>\d+)\] (?P<m
 _CONNECT = re.compile(r"^connect from (?P<host>\S+) \((?P<addr>[^)]*)\)$")
 _ON = re.compile(r"^rsync (?:on|to) (?P<module>[^/\s]+)(?P<path>/\S*)? from (?P<host>\S+) \((?P<addr>[^)]*)\)$")
 _DENIED = re.compile(r"^rsync denied on module (?P<module>\S+) from (?P<host>\S+) \((?P<addr>[^)]*)\)$")
+# "auth failed on module img_v1 from UNDETERMINED (10.0.0.5) for node1: password mismatch" (authenticate.c)
+_AUTH_FAILED = re.compile(r"^auth failed on module (?P<module>\S+) from (?P<host>\S+) \((?P<addr>[^)]*)\)"
+                          r"(?: for (?P<user>[^:\s]*))?(?::\s*(?P<reason>.*))?$")
 _UNKNOWN = re.compile(r"^unknown module '(?P<module>[^']*)' tried from (?P<host>\S+) \((?P<addr>[^)]*)\)$")
 _SENT = re.compile(r"^sent (?P<sent>[\d,.]+) bytes\s+received (?P<received>[\d,.]+) bytes\s+total size "
                    r"(?P<total>[\d,.]+)")
@@ -178,6 +181,7 @@ class TransferLog:
 
     `feed(line, now)` returns zero or more events, each a dict with an "event" key:
     "listening", "transfer" (module, client, bytes sent, seconds, errors), "denied", "unknown-module",
+    "auth-failed" (a wrong user or password for a module the client's address may read),
     "busy" (a client refused because `max connections` transfers were running; it waits and retries).
     """
 
@@ -202,6 +206,10 @@ class TransferLog:
         if (s := _DENIED.match(msg)) is not None:
             self.sessions.pop(pid, None)
             return [{"event": "denied", "module": s["module"], "client": s["addr"]}]
+        if (s := _AUTH_FAILED.match(msg)) is not None:
+            self.sessions.pop(pid, None)
+            return [{"event": "auth-failed", "module": s["module"], "client": s["addr"], "user": s["user"] or "",
+                     "reason": (s["reason"] or "").strip()}]
         if (s := _UNKNOWN.match(msg)) is not None:
             self.sessions.pop(pid, None)
             return [{"event": "unknown-module", "module": s["module"], "client": s["addr"]}]

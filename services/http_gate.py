@@ -12,13 +12,23 @@ each connection's protocol is a thin proxy that decides in connection_made, befo
   `idle_timeout` seconds, or with a request begun but not complete after `header_timeout`, is closed by
   a sweep once a second.
 
+- a busy connection whose answer makes no progress (bytes wait in its socket and the peer acknowledges
+  none of them) for `write_timeout` seconds is closed by the same sweep: a client that stops reading
+  would otherwise hold its slot, its socket and the file being sent for ever, and the full gate refuses
+  everyone else (all busy). Until it is closed it counts toward its address's cap like any other.
+
 A connection counts as busy from the moment a handler runs until aiohttp waits for the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import socket
+import struct
+import termios
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +44,12 @@ from state.eventlog import EventLog
 log = EventLog("imageserver.http")
 
 SWEEP_INTERVAL = 1.0
+# A connection streaming a file holds two descriptors: its socket and the open file.
+DESCRIPTORS_PER_CONNECTION = 2
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked, a u64 at offset 120 (Linux >= 4.1).
+_TCP_INFO_BYTES_ACKED = struct.Struct("=Q")
+_TCP_INFO_BYTES_ACKED_OFFSET = 120
+_TCP_INFO_LEN = _TCP_INFO_BYTES_ACKED_OFFSET + _TCP_INFO_BYTES_ACKED.size
 
 
 _HTTP = HttpConfig()
@@ -47,6 +63,7 @@ class ConnectionLimits:
     max_per_client: int = _HTTP.max_connections_per_client
     idle_timeout: float = _HTTP.idle_timeout
     header_timeout: float = _HTTP.header_timeout
+    write_timeout: float = _HTTP.write_timeout
     # The listen queue, which is also how many connections asyncio accepts per wake-up before any of them
     # reaches the gate: with a low descriptor limit, it must be low too.
     backlog: int = 1024
@@ -61,19 +78,22 @@ class ConnectionLimits:
 
     @classmethod
     def of(cls, http: HttpConfig, nofile: int) -> ConnectionLimits:
-        """Half the descriptors at most: the rest are for TFTP transfers, files, the store and rsync. asyncio
-        accepts up to `backlog` connections per wake-up before the gate sees them (a burst holds two or
-        three such batches): an eighth of the descriptors, so that even a burst never meets EMFILE."""
-        return cls(max_connections=max(1, min(http.max_connections, nofile // 2)),
+        """Half the descriptors at most, counted as a connection may hold them (two while it streams a file):
+        the rest are for TFTP transfers, files, the store and rsync. asyncio accepts up to `backlog`
+        connections per wake-up before the gate sees them (a burst holds two or three such batches): an
+        eighth of the descriptors, so that even a burst never meets EMFILE."""
+        budget = nofile // 2
+        return cls(max_connections=max(1, min(http.max_connections, budget // DESCRIPTORS_PER_CONNECTION)),
                    max_per_client=http.max_connections_per_client, idle_timeout=http.idle_timeout,
-                   header_timeout=http.header_timeout, backlog=max(16, min(1024, nofile // 8)))
+                   header_timeout=http.header_timeout, write_timeout=http.write_timeout,
+                   backlog=max(16, min(1024, nofile // 8)))
 
 
 class _GatedProtocol(asyncio.Protocol):
     """One connection: admitted by the gate, then everything is passed to aiohttp's protocol."""
 
     __slots__ = ("_factory", "_gate", "first_byte", "handling", "idle_since", "inner", "peer", "requests",
-                 "transport")
+                 "transport", "write_mark", "write_stalled_since")
 
     def __init__(self, gate: ConnectionGate, factory: Callable[[], asyncio.Protocol]) -> None:
         self._gate = gate
@@ -85,6 +105,8 @@ class _GatedProtocol(asyncio.Protocol):
         self.first_byte: float | None = None  # first byte of the request being waited for
         self.handling = 0  # handlers running (middleware)
         self.requests = 0
+        self.write_mark: tuple[int, int] | None = None  # (bytes acked, bytes waiting) at the last sweep
+        self.write_stalled_since: float | None = None  # since when the answer has made no progress
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -221,7 +243,20 @@ class ConnectionGate:
         for conn in list(self._open.values()):
             if conn.busy:
                 conn.idle_since = conn.first_byte = None
+                if self._write_stalled(conn, now):
+                    self.counters["connections_timed_out_write"] += 1
+                    self._log.log("http-timeout-write", now, logging.INFO,
+                                  "http-connection-timeout", peer=conn.peer, reason="write")
+                    # aiohttp's task sending the answer first: a sendfile() waiting on a socket that is
+                    # closed under it never returns, and would keep the file open for ever.
+                    task = getattr(conn.inner, "_task_handler", None)
+                    if isinstance(task, asyncio.Task):
+                        task.cancel()
+                    _reset_on_close(conn.transport)
+                    self._drop(conn)
+                    closed += 1
                 continue
+            conn.write_mark = conn.write_stalled_since = None
             if conn.idle_since is None:  # a response just finished: the wait for the next request starts
                 conn.idle_since, conn.first_byte = now, None
                 continue
@@ -238,6 +273,18 @@ class ConnectionGate:
         self._log.flush(now)
         return closed
 
+    def _write_stalled(self, conn: _GatedProtocol, now: float) -> bool:
+        """True once the connection's answer has waited `write_timeout` seconds without the peer taking a
+        byte. A handler still computing its answer has nothing waiting: never stalled."""
+        mark = _write_progress(conn.transport)
+        if mark is None or mark[1] == 0:
+            conn.write_mark = conn.write_stalled_since = None
+            return False
+        if mark != conn.write_mark or conn.write_stalled_since is None:
+            conn.write_mark, conn.write_stalled_since = mark, now
+            return False
+        return now - conn.write_stalled_since >= self.limits.write_timeout
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         def tick() -> None:
             self.sweep(self.clock())
@@ -252,6 +299,36 @@ class ConnectionGate:
 
     def status(self) -> dict[str, int]:
         return {"open_connections": len(self._open), "clients": len(self._per_client)}
+
+
+def _write_progress(transport: asyncio.Transport | None) -> tuple[int, int] | None:
+    """(bytes the peer has acknowledged, bytes waiting to reach it: asyncio's buffer and the socket's send
+    queue), or None without a socket. A file sent with sendfile() never passes asyncio's buffer, so the
+    kernel's counters are what show a peer that stopped reading."""
+    if transport is None or transport.is_closing():
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        fd = sock.fileno()
+        queued = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return None
+    acked = (_TCP_INFO_BYTES_ACKED.unpack_from(info, _TCP_INFO_BYTES_ACKED_OFFSET)[0]
+             if len(info) >= _TCP_INFO_LEN else 0)
+    return acked, queued + transport.get_write_buffer_size()
+
+
+def _reset_on_close(transport: asyncio.Transport | None) -> None:
+    """Close with a reset: a plain close queues a FIN behind the data the peer never takes, and the
+    kernel keeps the socket and its buffers until it gives up on them."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 class GatedSite(web.TCPSite):

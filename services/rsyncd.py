@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ from protocols.rsyncd import (
 from services.base import ServiceStatus
 from services.childproc import die_with_parent, reap_stale, remove_pid_file, write_pid_file
 from services.procnet import listens
+from services.ratelimit import LimitedLog
 from state.credentials import RsyncClient
 from state.eventlog import EventLog
 from state.satellites import RSYNC_MODULE as SATELLITE_MODULE
@@ -167,6 +169,8 @@ class RsyncdService:
         self.last_exit: dict[str, Any] | None = None
         self._recent: deque[str] = deque(maxlen=20)
         self._transfers = TransferLog()
+        self._auth_log = LimitedLog(log)
+        self._auth_flush: asyncio.TimerHandle | None = None
         self._peak = 0  # most transfers seen running at once (from the log), against max_connections
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -202,6 +206,10 @@ class RsyncdService:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._auth_flush is not None:
+            self._auth_flush.cancel()
+            self._auth_flush = None
+            self._auth_log.flush(float("inf"))
         for task in (self._refresher, self._bound):
             if task is not None:
                 task.cancel()
@@ -402,6 +410,14 @@ class RsyncdService:
             self._bound = asyncio.create_task(self._when_bound(int(ev["port"]), str(ev["version"])),
                                               name="rsyncd-bound")
             return
+        if kind == "auth-failed":
+            # Password guessing comes fast (~30 tries a second from one address): each is counted, a few
+            # are logged per interval and the rest summed up in one line (the key is fixed, not the peer).
+            self._status.counters["auth_failed"] += 1
+            now = self.monotonic()
+            if not self._auth_log.log("rsync-auth-failed", now, logging.WARNING, "rsync-auth-failed", **ev):
+                self._flush_auth_log_later()
+            return
         self._status.counters[kind] += 1
         if kind == "transfer":
             self._status.counters["bytes_sent"] += int(ev["sent"])
@@ -412,6 +428,18 @@ class RsyncdService:
             log.info("rsync-busy", **ev)
         else:
             log.warning(f"rsync-{kind}", **ev)
+
+    def _flush_auth_log_later(self) -> None:
+        """The suppressed failures' summary line is written when the interval ends, even if no try follows."""
+        if self._auth_flush is not None:
+            return
+
+        def flush() -> None:
+            self._auth_flush = None
+            self._auth_log.flush(self.monotonic())
+
+        interval = self._auth_log.limiter.interval
+        self._auth_flush = asyncio.get_running_loop().call_later(interval + 0.1, flush)
 
     async def _when_bound(self, port: int, version: str) -> None:
         """"running" once the socket listens. rsync logs "listening on port N" before it binds

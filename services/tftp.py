@@ -39,6 +39,9 @@ from state.eventlog import EventLog
 log = EventLog("imageserver.tftp")
 
 Dynamic = Callable[[str, tuple[str, int]], bytes | None]
+# Whether a client address belongs to a machine the appliance knows (a reservation, a lease, a host): when
+# every slot is taken, such a client gets one of a stranger's slots (a PXE ROM told "busy" does not boot).
+Known = Callable[[str], bool]
 
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.13 lacks the constant
 _PKTINFO_SIZE = 12  # struct in_pktinfo: ifindex, spec_dst, addr
@@ -93,6 +96,7 @@ class _Transfer:
     timer: asyncio.TimerHandle | None = None
     closed: bool = False
     gso_batch: int = 0  # datagrams per UDP GSO send; 0: one sendto per datagram
+    known: bool | None = None  # the peer is a known machine (asked only when slots run out, then kept)
 
 
 class TftpServer:
@@ -111,6 +115,7 @@ class TftpServer:
         bind_device: str | None = None,
         memory_cache_limit: int = 8 * 1024 * 1024,
         settings: TftpConfig | None = None,
+        known: Known | None = None,
     ) -> None:
         self._root = Path(root)
         self._root_real = ""
@@ -129,6 +134,7 @@ class TftpServer:
         self.settings = settings or TftpConfig()
         self._per_client: Counter[str] = Counter()
         self._log = LimitedLog(log)
+        self._known = known
 
     @property
     def port(self) -> int:
@@ -239,7 +245,7 @@ class TftpServer:
                 counters["duplicate_requests"] += 1  # a retransmitted RRQ: its first answer was lost
                 self._send(t, t.machine.repeat_first(self._clock()))
                 return
-        if len(self._transfers) >= self.settings.max_transfers:
+        if len(self._transfers) >= self.settings.max_transfers and not self._make_room(peer):
             self._busy(peer, "full")
             return
         if self._per_client[peer[0]] >= self.settings.max_transfers_per_client:
@@ -254,6 +260,34 @@ class TftpServer:
             self._reply(self._sock, encode_error(exc.code, str(exc)), peer)
             return
         self._begin(decision, peer, local, source, size, fd)
+
+    def _make_room(self, peer: tuple[str, int]) -> bool:
+        """Every slot taken: a known machine's request ends a stranger's transfer (one still waiting for its
+        first ACK if any, else the oldest), so a flood of strangers under their per-client cap cannot keep
+        a booting machine out. A stranger's request, or no stranger to end: no room."""
+        known = self._known
+        if known is None or self._per_client[peer[0]] >= self.settings.max_transfers_per_client:
+            return False
+        if not known(peer[0]):
+            return False
+        victim: _Transfer | None = None
+        for t in self._transfers:
+            if t.known is None:
+                t.known = known(t.peer[0])
+            if t.known:
+                continue
+            if victim is None or (t.machine.awaiting_first_ack, -t.started) > (
+                    victim.machine.awaiting_first_ack, -victim.started):
+                victim = t
+        if victim is None:
+            return False
+        self._status.counters["transfers_evicted"] += 1
+        vpeer = f"{victim.peer[0]}:{victim.peer[1]}"
+        self._log.log("tftp-evicted", self._clock(), logging.INFO, "tftp-evicted", peer=vpeer, file=victim.name,
+                      for_peer=f"{peer[0]}:{peer[1]}")
+        self._reply(victim.sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), victim.peer)
+        self._close(victim, "evicted")
+        return True
 
     def _busy(self, peer: tuple[str, int], reason: str) -> None:
         assert self._sock is not None

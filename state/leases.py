@@ -279,6 +279,12 @@ class LeaseModel:
 
     # ---------------------------------------------------------------- reservations
 
+    def holds_address(self, ip: IPv4Address, now: float) -> bool:
+        """Whether `ip` is reserved or actively leased: a machine this server gave the address to."""
+        n = int(ip)
+        lease = self._by_ip.get(n)
+        return n in self._res_by_ip or (lease is not None and lease.active(now))
+
     def reservation(self, mac: str) -> Reservation | None:
         return self._res_by_mac.get(mac)
 

@@ -7,6 +7,8 @@ whole, so a service can be constructed and tested without the appliance.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from appliance.boot.bootfiles import BootFiles
@@ -52,6 +54,7 @@ from state import satellites
 from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
 from state.discovery import unknown_boot
+from state.hosts import host_by_ip
 from state.images import list_versions
 from state.lease_pools import PoolSpec
 from state.lease_validators import LeaseError
@@ -117,6 +120,18 @@ def http_limits(cfg: Config) -> ConnectionLimits:
     return ConnectionLimits.of(cfg.http, nofile_soft())
 
 
+def known_client(rt: Runtime, leases: LeaseModel) -> Callable[[str], bool]:
+    """TFTP's question when its slots run out: is this address a machine we know (reserved, leased, a host)?"""
+    def known(address: str) -> bool:
+        try:
+            ip = IPv4Address(address)
+        except ValueError:
+            return False
+        return leases.holds_address(ip, rt.clock()) or host_by_ip(rt.store.reader, ip) is not None
+
+    return known
+
+
 def _live_settings(rt: Runtime) -> None:
     """The settings the API and services read from the config (at start and after SIGHUP)."""
     cfg, live = rt.config, rt.live
@@ -168,7 +183,8 @@ def build_services(rt: Runtime) -> list[Service]:
         # The PXE ROM's first fetch (undionly.kpxe / ipxe.efi / shimx64.efi); pxelinux.cfg/01-<mac> and
         # grub/grub.cfg-01-<mac> are rendered per machine.
         tftp = TftpServer(root=boot_root, port=cfg.tftp.port, dynamic=responder.tftp_config,
-                          bind_device=cfg.appliance.interface, settings=cfg.tftp)
+                          bind_device=cfg.appliance.interface, settings=cfg.tftp,
+                          known=known_client(rt, leases))
         services.append(tftp)
         rt.reconfigurers.append(Reconfigurer("tftp", lambda new: _prepare_tftp(tftp, cfg, new)))
     if cfg.rsyncd.enabled:

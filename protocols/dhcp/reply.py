@@ -99,7 +99,7 @@ class ServerSettings:
     subnets: tuple[Subnet, ...]
     boot: BootSettings
     offer_hold: float = 30.0  # seconds an OFFERed address is held for the client (used by the book)
-    # Relays whose giaddr is believed (empty: any that looks like a relay; see protocols/dhcp/relay.py).
+    # The only relays whose giaddr is believed (empty: none; see protocols/dhcp/relay.py).
     trusted_relays: tuple[IPv4Network, ...] = ()
     server_id_packed: bytes = field(init=False, repr=False, compare=False)  # option 54 of every reply
 

@@ -102,3 +102,54 @@ async def test_a_slow_download_is_not_cut_by_the_idle_timeout(tmp_path: Path):
         assert received > 32 * 1024 * 1024
     finally:
         await server.stop()
+
+
+def _open_files(path: Path) -> int:
+    """Descriptors of this process open on `path`."""
+    fd_dir = Path("/proc/self/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += fd.readlink() == path
+        except OSError:
+            continue
+    return count
+
+
+async def test_a_client_that_stops_reading_is_cut_after_the_write_timeout_and_the_file_is_closed(tmp_path: Path):
+    """Issue 24 hole 1: a busy connection whose answer nobody reads was skipped by eviction and the idle sweep
+    and held its slot, socket and file for ever."""
+    server = await _server(tmp_path, ConnectionLimits(max_connections=2, max_per_client=2, write_timeout=2.0))
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (32 * 1024 * 1024))
+    try:
+        import socket
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, never read
+        sock.bind(("127.0.8.8", 0))
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        sock.send(b"GET /boot/files/big HTTP/1.1\r\nHost: x\r\n\r\n" * 4)
+        await asyncio.sleep(1.0)
+        assert server.status()["open_connections"] == 1 and _open_files(big) == 1
+        started = asyncio.get_running_loop().time()
+        while server.status()["open_connections"]:
+            assert asyncio.get_running_loop().time() - started < 6, server.status()
+            await asyncio.sleep(0.2)
+        assert server.status()["counters"]["connections_timed_out_write"] == 1
+        for _ in range(20):  # the handler ends with the connection: the file is closed too
+            if _open_files(big) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert _open_files(big) == 0
+        sock.close()
+        assert b"boot file" in await _get(server.port, "127.0.8.9")
+    finally:
+        await server.stop()
+
+
+def test_the_connection_cap_counts_two_descriptors_a_connection() -> None:
+    from domain.settings import HttpConfig
+    limits = ConnectionLimits.of(HttpConfig(max_connections=1000), nofile=1024)
+    assert limits.max_connections == 256  # half the descriptors, two each (socket + file)
+    assert ConnectionLimits.of(HttpConfig(max_connections=100), nofile=1 << 20).max_connections == 100

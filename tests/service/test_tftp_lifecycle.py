@@ -173,3 +173,43 @@ async def test_reply_comes_from_the_address_the_request_was_sent_to(root: Path, 
         await probe.send(encode_error(ErrorCode.NOT_DEFINED, "done"), reply[1])
     finally:
         await server.stop()
+
+
+def _probe_from(address: str) -> Probe:
+    probe = Probe()
+    probe.sock.close()
+    probe.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.sock.setblocking(False)
+    probe.sock.bind((address, 0))
+    return probe
+
+
+async def test_when_full_a_known_client_takes_a_strangers_slot_and_a_stranger_gets_busy(root: Path, probe: Probe):
+    asked: list[str] = []
+
+    def known(address: str) -> bool:
+        asked.append(address)
+        return address == HOST
+
+    async with running_server(root, settings=TftpConfig(max_transfers=1), known=known) as server:
+        stranger, late = _probe_from("127.0.0.2"), _probe_from("127.0.0.3")
+        try:
+            first = await stranger.exchange(rrq("boot.bin"), (HOST, server.port))
+            assert first is not None and decode_packet(first[0]).block == 1
+            # Another stranger: busy, nobody's transfer ended for it.
+            reply = await late.exchange(rrq("boot.bin"), (HOST, server.port))
+            assert reply is not None and decode_packet(reply[0]) == Error(ErrorCode.NOT_DEFINED, "server busy")
+            # The known machine: served; the stranger's transfer ends with "server busy".
+            mine = await probe.exchange(rrq("boot.bin"), (HOST, server.port))
+            assert mine is not None and decode_packet(mine[0]).block == 1
+            ended = await stranger.receive()
+            assert ended is not None and decode_packet(ended[0]) == Error(ErrorCode.NOT_DEFINED, "server busy")
+            assert server.status()["active_transfers"] == 1
+            counters = server.status()["counters"]
+            assert counters["transfers_evicted"] == 1 and counters["busy_full"] == 1
+        finally:
+            stranger.close()
+            late.close()
+    # Asked only once the slots ran out: not for the first request; the late stranger, then the known
+    # client and the transfer that made room for it.
+    assert asked == ["127.0.0.3", HOST, "127.0.0.2"]

@@ -7,6 +7,9 @@ while the attack is held:
   tftp-hold  COUNT RRQs (with options) from SOURCES addresses, one socket each, never ACKed; reports the
              first answer to each, then when the server's last retransmission came.
   amplify    one RRQ, never ACKed; reports every byte the server sent back.
+  http-stall COUNT connections from SOURCES addresses, each with PIPELINE GETs of --name sent at once and
+             never read (a tiny receive window); reports how many the server keeps open, then how long
+             until it has closed them all (or --hold runs out).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import time
 
 ERRNO_OK = 0
+TCP_ESTABLISHED = 1  # tcp_info.tcpi_state
 
 
 def emit(**fields: object) -> None:
@@ -33,8 +37,8 @@ def raise_nofile() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def sources(base: str, count: int) -> list[str]:
-    return [f"{base}.{1 + i}" for i in range(count)]
+def sources(base: str, count: int, first: int = 1) -> list[str]:
+    return [f"{base}.{first + i}" for i in range(count)]
 
 
 def still_open(sock: socket.socket) -> bool:
@@ -79,6 +83,41 @@ def tcp(args: argparse.Namespace) -> None:
     emit(event="done", open=sum(still_open(s) for s in socks), seconds=round(time.monotonic() - started, 2))
 
 
+def established(sock: socket.socket) -> bool:
+    """The connection is still up (TCP_INFO state ESTABLISHED): unread data in it does not count as open."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_ESTABLISHED
+    except OSError:
+        return False
+
+
+def http_stall(args: argparse.Namespace) -> None:
+    raise_nofile()
+    addrs = sources(args.base, args.sources, args.first)
+    request = f"GET /boot/files/{args.name} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * args.pipeline
+    socks: list[socket.socket] = []
+    for i in range(args.count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays tiny
+        sock.bind((addrs[i % len(addrs)], 0))
+        sock.settimeout(5)
+        try:
+            sock.connect((args.host, args.port))
+            sock.setblocking(False)
+            sock.send(request)
+        except OSError:
+            pass  # refused or reset by the gate: it still counts as not open
+        socks.append(sock)
+    time.sleep(args.settle)
+    started = time.monotonic()
+    emit(event="held", open=sum(established(s) for s in socks))
+    while time.monotonic() - started < args.hold:
+        if not any(established(s) for s in socks):
+            break
+        time.sleep(0.2)
+    emit(event="done", open=sum(established(s) for s in socks), seconds=round(time.monotonic() - started, 2))
+
+
 def rrq(name: str, options: list[str]) -> bytes:
     body = name.encode() + b"\0octet\0"
     for option in options:
@@ -102,7 +141,7 @@ def describe(datagram: bytes) -> dict[str, object]:
 
 def tftp_hold(args: argparse.Namespace) -> None:
     raise_nofile()
-    addrs = sources(args.base, args.sources)
+    addrs = sources(args.base, args.sources, args.first)
     request = rrq(args.name, args.option)
     socks = []
     for i in range(args.count):
@@ -164,20 +203,22 @@ def amplify(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("tcp", "tftp-hold", "amplify"))
+    parser.add_argument("mode", choices=("tcp", "tftp-hold", "amplify", "http-stall"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--sources", type=int, default=1)
     parser.add_argument("--base", default="127.0.1")
+    parser.add_argument("--first", type=int, default=1)  # the first source is BASE.FIRST
     parser.add_argument("--hold", type=float, default=10.0)
     parser.add_argument("--settle", type=float, default=0.5)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--pause", type=float, default=0.05)
     parser.add_argument("--name", default="undionly.kpxe")
     parser.add_argument("--option", action="append", default=[])
+    parser.add_argument("--pipeline", type=int, default=32)
     args = parser.parse_args()
-    {"tcp": tcp, "tftp-hold": tftp_hold, "amplify": amplify}[args.mode](args)
+    {"tcp": tcp, "tftp-hold": tftp_hold, "amplify": amplify, "http-stall": http_stall}[args.mode](args)
 
 
 if __name__ == "__main__":

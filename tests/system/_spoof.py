@@ -5,7 +5,8 @@
   python -m tests.system._spoof relay IFACE GIADDR SERVER_IP MAC HOW
       a DISCOVER with giaddr = GIADDR; HOW: "client" (broadcast from 0.0.0.0:68 on IFACE, hops 0, as a
       client on the link forging giaddr), "hops0" (unicast from GIADDR:67, hops 0), "relay" (unicast from
-      GIADDR:67, hops 1: what a relay agent sends). Prints the replies that reached GIADDR:67 as JSON.
+      GIADDR:67, hops 1: what a relay agent sends), "rsp" (unicast from GIADDR:8067, hops 1, with option 82
+      sub-option 19, RFC 8357's relay source port). Prints the replies that reached GIADDR:67 as JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from ipaddress import IPv4Address
 
 from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode
+
+RSP_PORT = 8067
 
 
 def _chaddr(mac: str) -> bytes:
@@ -41,8 +44,11 @@ def relay(iface: str, giaddr: str, server: str, mac: str, how: str) -> list[dict
     listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listen.bind((giaddr, 67))
     xid = random.getrandbits(32)
-    packet = DhcpPacket(xid=xid, chaddr=_chaddr(mac), giaddr=IPv4Address(giaddr), hops=1 if how == "relay" else 0,
-                        options={53: b"\x01"})
+    options = {53: b"\x01"}
+    if how == "rsp":
+        options[82] = bytes([19, 2]) + RSP_PORT.to_bytes(2, "big")
+    packet = DhcpPacket(xid=xid, chaddr=_chaddr(mac), giaddr=IPv4Address(giaddr),
+                        hops=1 if how in ("relay", "rsp") else 0, options=options)
     if how == "client":
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sender.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -50,6 +56,10 @@ def relay(iface: str, giaddr: str, server: str, mac: str, how: str) -> list[dict
         sender.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
         sender.bind(("0.0.0.0", 68))
         sender.sendto(encode(packet), ("255.255.255.255", 67))
+    elif how == "rsp":
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.bind((giaddr, RSP_PORT))
+        sender.sendto(encode(packet), (server, 67))
     else:
         listen.sendto(encode(packet), (server, 67))
     replies = []

@@ -79,7 +79,8 @@ def test_kill_9_mid_storm_again_and_again_loses_no_acked_lease(lab: Lab) -> None
     prf.add_address(prf_if, f"{prf_ip}/{link.prefixlen}")
     prf.add_address(prf_if, f"{RELAY}/{RELAY_NET.prefixlen}")
     srv.ip("route", "add", str(RELAY_NET), "via", str(prf_ip))
-    relayed = f'\n[[dhcp.subnets]]\nsubnet = "{RELAY_NET}"\npool = "172.31.0.10-172.31.255.250"\nlease_time = 3600\n'
+    relayed = (f'trusted_relays = ["{RELAY}"]\n[[dhcp.subnets]]\nsubnet = "{RELAY_NET}"\n'
+               'pool = "172.31.0.10-172.31.255.250"\nlease_time = 3600\n')
     server = Imageserver(srv, srv_if, server_ip, link, extra=relayed)
     db_file = server.state_dir / "imageserver.db"
 

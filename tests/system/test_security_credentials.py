@@ -297,3 +297,31 @@ def test_an_expired_install_token_opens_nothing_and_the_next_boot_gets_a_fresh_o
     code, script = w.curl(w.node3, f"/install/{MAC3}/script", "-H", f"Authorization: Bearer {nonce}")
     assert code == 200 and f"INSTALL_TOKEN='{new}'" in script, script
     assert w.post(w.node3, f"/install/{MAC3}/events", {"stage": "rsync"}, new) == 200
+
+
+# ------------------------------------------------------------------ issue 24 hole 6: password guessing
+
+
+def test_rsync_password_guessing_is_logged_rate_limited_and_counted_in_metrics(world: World) -> None:
+    """Wrong passwords for a module the address may read: each is counted (status and /metrics), a few are
+    logged per interval and the rest summed up in one log-suppressed line. Before: no line, no counter."""
+    w = world
+    guesses = 30
+    for i in range(guesses):
+        code, out = w.rsync(w.node1, w.module("web_v1", "node1"), w.tmp / "guess", f"guess-{i:04d}-wrong-password")
+        assert code != 0 and not (w.tmp / "guess/etc").exists(), out
+
+    def counted() -> int:
+        return int(w.server.api("/api/v1/status")["services"]["rsyncd"]["counters"].get("auth_failed", 0))
+
+    wait_for("every failed authentication to be counted", lambda: counted() >= guesses)
+    assert counted() == guesses
+    metrics = w.server.daemon.api_text("/metrics")
+    assert f'imageserver_service_events_total{{service="rsyncd",event="auth_failed"}} {guesses}' in metrics, \
+        [line for line in metrics.splitlines() if "rsyncd" in line]
+    lines = [line for line in w.server.log().splitlines() if "event=rsync-auth-failed" in line]
+    assert 1 <= len(lines) <= 10, lines  # rate-limited: a few per interval, not one per guess
+    assert f"client={w.node1}" in lines[0] and "module=web_v1" in lines[0], lines[0]
+    # The rest are summed up once the interval is over, even with no further try.
+    wait_for("the summary of the suppressed failures",
+             lambda: "event=log-suppressed key=rsync-auth-failed" in w.server.log(), timeout=15)

@@ -25,13 +25,14 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
 from lab.clients import Dhclient
-from lab.netns import Lab, Namespace
+from lab.netns import Lab, Namespace, Pair
 from tests.system._daemon import API_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system
@@ -280,13 +281,10 @@ def test_a_forged_giaddr_from_the_local_link_gets_no_relay_subnet_offer(lab: Lab
     pair.client.add_address(pair.client_if, f"{pair.subnet.network_address + 2}/24")
     pair.client.add_address(pair.client_if, f"{RELAY}/{RELAY_NET.prefixlen}")
     pair.server.ip("route", "add", str(RELAY_NET), "via", str(pair.subnet.network_address + 2))
-    relayed = f'\n[[dhcp.subnets]]\nsubnet = "{RELAY_NET}"\npool = "172.30.0.10-172.30.0.250"\n'
+    relayed = (f'trusted_relays = ["{RELAY}"]\n'
+               f'[[dhcp.subnets]]\nsubnet = "{RELAY_NET}"\npool = "172.30.0.10-172.30.0.250"\n')
     server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet, extra=relayed).start()
-
-    def send(how: str, mac: str) -> list[dict[str, str]]:
-        r = pair.client.run([sys.executable, "-m", "tests.system._spoof", "relay", pair.client_if, str(RELAY),
-                             str(pair.server_ip), mac, how], env=env(), check=True, timeout=15)
-        return json.loads(r.stdout)
+    send = relay_sender(pair)
 
     assert send("client", "02:00:00:00:14:e1") == []  # broadcast from a client port, hops 0
     assert send("hops0", "02:00:00:00:14:e2") == []  # from port 67 but never through a relay
@@ -294,6 +292,32 @@ def test_a_forged_giaddr_from_the_local_link_gets_no_relay_subnet_offer(lab: Lab
     # What a relay agent sends is still served from its subnet.
     offers = send("relay", "02:00:00:00:14:e3")
     assert [o["type"] for o in offers] == ["2"] and IPv4Address(offers[0]["yiaddr"]) in RELAY_NET, offers
+
+
+def relay_sender(pair: Pair) -> Callable[[str, str], list[dict[str, str]]]:
+    """Sends a DISCOVER with giaddr = RELAY from the client namespace (see tests/system/_spoof.py)."""
+    def send(how: str, mac: str) -> list[dict[str, str]]:
+        r = pair.client.run([sys.executable, "-m", "tests.system._spoof", "relay", pair.client_if, str(RELAY),
+                             str(pair.server_ip), mac, how], env=env(), check=True, timeout=15)
+        return json.loads(r.stdout)
+
+    return send
+
+
+def test_with_no_trusted_relay_a_local_host_posing_as_one_gets_no_relay_subnet_address(lab: Lab) -> None:
+    """Issue 24 hole 3: from UDP 67 with hops 1, or from another port with option 82 sub-option 19, a local
+    machine was served from the relay subnet's pool (11 of 11 leases). With the default trusted_relays = []
+    nothing is taken as relayed."""
+    pair = lab.server_client_pair()
+    pair.client.add_address(pair.client_if, f"{pair.subnet.network_address + 2}/24")
+    pair.client.add_address(pair.client_if, f"{RELAY}/{RELAY_NET.prefixlen}")
+    pair.server.ip("route", "add", str(RELAY_NET), "via", str(pair.subnet.network_address + 2))
+    relayed = f'\n[[dhcp.subnets]]\nsubnet = "{RELAY_NET}"\npool = "172.30.0.10-172.30.0.20"\n'
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet, extra=relayed).start()
+    send = relay_sender(pair)
+    offers = [send(how, f"02:00:00:00:15:{i:02x}") for i, how in enumerate(["relay", "rsp"] * 3)]
+    assert offers == [[]] * 6, offers
+    assert server.dhcp_counters()["forged_relay"] == 6
 
 
 # ------------------------------------------------------------------ item 10f: modes

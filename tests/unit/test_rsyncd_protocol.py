@@ -83,3 +83,13 @@ def test_sessions_that_never_end_are_forgotten() -> None:
     tl.feed("[5] connect from x (10.0.0.1)", now=1.0)
     tl.forget_older_than(2.0)
     assert not tl.sessions
+
+
+def test_a_failed_authentication_is_an_event_and_ends_its_session() -> None:
+    tl = TransferLog()
+    tl.feed("2026/12/07 03:10:00 [77] connect from UNDETERMINED (10.0.0.9)", now=1.0)
+    events = tl.feed("2026/12/07 03:10:00 [77] auth failed on module web_v1 from UNDETERMINED (10.0.0.9) for node1: "
+                     "password mismatch", now=1.1)  # as rsync 3.5.0 writes it
+    assert events == [{"event": "auth-failed", "module": "web_v1", "client": "10.0.0.9", "user": "node1",
+                       "reason": "password mismatch"}]
+    assert not tl.sessions

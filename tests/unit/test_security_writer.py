@@ -73,16 +73,19 @@ def relayed(hops: int = 1, options: dict[int, bytes] | None = None) -> DhcpPacke
 
 
 def test_only_what_a_relay_sends_is_taken_as_relayed() -> None:
-    assert relay_problem(relayed(), RELAY, 67, broadcast=False) is None
-    assert "port 68" in (relay_problem(relayed(), RELAY, 68, broadcast=False) or "")
-    assert "0.0.0.0" in (relay_problem(relayed(), IP(0), 67, broadcast=False) or "")
-    assert "broadcast" in (relay_problem(relayed(), RELAY, 67, broadcast=True) or "")
-    assert "hops" in (relay_problem(relayed(hops=0), RELAY, 67, broadcast=False) or "")
-    # RFC 8357: another source port with the Relay Source Port sub-option.
-    assert relay_problem(relayed(options={82: bytes([19, 2, 0x1F, 0x90])}), RELAY, 8080, broadcast=False) is None
-    trusted = (IPv4Network("10.98.5.0/30"),)
+    trusted = (IPv4Network("10.98.5.0/30"), IPv4Network("0.0.0.0/32"))
     assert relay_problem(relayed(), RELAY, 67, broadcast=False, trusted=trusted) is None
+    assert "port 68" in (relay_problem(relayed(), RELAY, 68, broadcast=False, trusted=trusted) or "")
+    assert "0.0.0.0" in (relay_problem(relayed(), IP(0), 67, broadcast=False, trusted=trusted) or "")
+    assert "broadcast" in (relay_problem(relayed(), RELAY, 67, broadcast=True, trusted=trusted) or "")
+    assert "hops" in (relay_problem(relayed(hops=0), RELAY, 67, broadcast=False, trusted=trusted) or "")
+    # RFC 8357: another source port with the Relay Source Port sub-option.
+    rsp = relayed(options={82: bytes([19, 2, 0x1F, 0x90])})
+    assert relay_problem(rsp, RELAY, 8080, broadcast=False, trusted=trusted) is None
     assert "trusted_relays" in (relay_problem(relayed(), IP("10.98.6.1"), 67, broadcast=False, trusted=trusted) or "")
+    # No relay named: nothing is relayed, whatever port or option 82 the packet carries.
+    assert "trusted_relays" in (relay_problem(relayed(), RELAY, 67, broadcast=False) or "")
+    assert "trusted_relays" in (relay_problem(rsp, RELAY, 8080, broadcast=False) or "")
     unrelayed = decode(encode(DhcpPacket(op=1, xid=1, chaddr=bytes(16), options={53: b"\x01"})))
     assert relay_problem(unrelayed, IP(0), 68, broadcast=True) is None
 
