@@ -88,9 +88,13 @@ def make_site(lab: Lab, multicast_extra: str = "") -> dict[str, object]:
     text = server.config.read_text()
     # min_wait 15: udpcast counts the strangers' receivers too, so with the three hosts expected the sender
     # would start as soon as two strangers and one host joined; the wait lets every host join first.
+    # retries_until_drop 20: udp-sender's waits for an answer grow, so 8 unanswered requests are ~0.1 s, 20 about
+    # 9 s, 30 about 20 s. With 8, a loaded CI box (VMs writing their disks beside this test) stalled the hosts'
+    # receivers (tar behind them writing the tree) for 0.25 s and the sender dropped all five receivers at once;
+    # 20 still drops the stopped stranger within seconds while the hosts ride out such stalls.
     text = text.replace(
         "[http]\n", f'[multicast]\nenabled = true\nportbase = {PORTBASE}\nrdv_address = "{RDV}"\n'
-                    f"start_window = 25\nmin_wait = 15\nretries_until_drop = 8\n{multicast_extra}\n[http]\n")
+                    f"start_window = 25\nmin_wait = 15\nretries_until_drop = 20\n{multicast_extra}\n[http]\n")
     server.config.write_text(text)
     tree = server.state_dir / "images" / "web" / "v1"
     master = build_master(tree, lab.tmp_path("master.disk"))
