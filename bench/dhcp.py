@@ -114,6 +114,7 @@ subnet = "{t.link}"
 pool = "{t.link.network_address + 100}-{t.link.network_address + 150}"
 conflict_probe = false
 lease_time = 3600
+trusted_relays = ["{RELAY}"]  # perfdhcp is the relay agent: relayed packets are believed only from a named one
 
 [[dhcp.subnets]]
 subnet = "{RELAY_NET}"
