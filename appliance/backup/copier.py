@@ -69,7 +69,7 @@ class Copier:
     progress: Callable[[int], None] = lambda n: None
     on_entry: Callable[[Entry], None] = lambda e: None
     entries: list[Entry] = field(default_factory=list)
-    _first: dict[tuple[int, int], tuple[str, str, str]] = field(default_factory=dict)  # inode -> (dst, rel, sha)
+    _first: dict[tuple[int, int], tuple[str, str, str | None]] = field(default_factory=dict)  # inode -> (dst, rel, sha)
     _groups: dict[str, list[str]] = field(default_factory=dict)  # first rel -> every rel of that inode
     _dirs: list[tuple[str, Entry]] = field(default_factory=list)
 
@@ -81,9 +81,10 @@ class Copier:
         """Copy one entry (not a directory's contents) from `src` to `dst`, recorded under `rel`; `meta`:
         the owner, mode and mtime to give it (restore: the manifest's), else the source's."""
         st = os.lstat(src)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in self._first:
+        linked = st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode)  # rsync -H links devices and FIFOs too
+        if linked and (st.st_dev, st.st_ino) in self._first:
             first_dst, first_rel, sha = self._first[(st.st_dev, st.st_ino)]
-            os.link(first_dst, dst)
+            os.link(first_dst, dst, follow_symlinks=False)
             self._groups[first_rel].append(rel)
             e = entry_of(dst, rel, os.lstat(dst), sha)
             self.entries.append(e)
@@ -93,9 +94,6 @@ class Copier:
         sha = None
         if e.type == "file":
             sha = _copy_file(src, dst, self.progress)
-            if st.st_nlink > 1:
-                self._first[(st.st_dev, st.st_ino)] = (dst, rel, sha)
-                self._groups[rel] = [rel]
         elif e.type == "dir":
             os.mkdir(dst, 0o700)
         elif e.type == "symlink":
@@ -105,6 +103,9 @@ class Copier:
         else:  # char, block
             os.mknod(dst, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
         _copy_xattrs(src, dst)
+        if linked:
+            self._first[(st.st_dev, st.st_ino)] = (dst, rel, sha)
+            self._groups[rel] = [rel]
         meta = meta or e
         e = Entry(path=rel, type=e.type, mode=meta.mode, uid=meta.uid, gid=meta.gid, mtime_ns=meta.mtime_ns,
                   size=e.size, sha256=sha, target=e.target, rdev=e.rdev, xattrs=e.xattrs)
