@@ -67,11 +67,12 @@ class Manifest(msgspec.Struct, frozen=True):
     def bytes(self) -> int:
         return sum(e.size for e in self.files if e.type == "file")
 
-    @property
-    def stored_bytes(self) -> int:
-        """Bytes of content once per inode (what is read or written: hard links share theirs)."""
+    def stored_bytes(self, under: str = "") -> int:
+        """Bytes of content once per inode (what is read or written: hard links share theirs), of the paths
+        under `under/` (all when empty)."""
         again = {rel for group in self.links for rel in group[1:]}
-        return sum(e.size for e in self.files if e.type == "file" and e.path not in again)
+        return sum(e.size for e in self.files if e.type == "file" and e.path not in again
+                   and (not under or e.path.startswith(under + "/")))
 
 
 def xattr_digest(path: str) -> str | None:

@@ -50,7 +50,7 @@ def check(backup: Path, progress: Progress | None = None) -> Manifest:
     """Load and verify a backup (changes nothing)."""
     progress = progress or Progress(enabled=False)
     manifest = load(backup)
-    progress.start("verify", manifest.stored_bytes)
+    progress.start("verify", manifest.stored_bytes())
     try:
         verify(backup, manifest, CURRENT_SCHEMA, progress.bytes)
     finally:
@@ -126,7 +126,7 @@ def restore(backup: Path, config_path: Path, *, force: bool = False, progress: P
 
 def _copy_state(backup: Path, manifest: Manifest, staging: Path, progress: Progress) -> None:
     """The backup's state/ into `staging` with the manifest's owners, modes and mtimes."""
-    progress.start("restore", manifest.stored_bytes)
+    progress.start("restore", manifest.stored_bytes(STATE))
     copier = Copier(progress=progress.bytes, on_entry=progress.file)
     root = None
     try:

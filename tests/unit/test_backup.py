@@ -4,6 +4,7 @@ backup is bad."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from appliance.backup import manifest as bm
+from appliance.backup.progress import Progress
 from appliance.backup.restore import Refused, check, restore
 from appliance.backup.take import take_backup
 from appliance.config import load_config
@@ -142,6 +144,8 @@ def test_restore_into_another_state_dir_keeps_links_owners_modes_and_rehomes_ima
     assert summary.versions == 2 and summary.images == 1 and summary.config == f"kept {config}"
     a, b = new_state / "images/web/v1/bin/tool", new_state / "images/web/v2/bin/tool"
     assert os.stat(a).st_ino == os.stat(b).st_ino and os.stat(a).st_nlink == 2
+    # cp --link (like rsync -H) shares the FIFO too: still one inode.
+    assert os.lstat(new_state / "images/web/v1/fifo").st_ino == os.lstat(new_state / "images/web/v2/fifo").st_ino
     assert (os.stat(a).st_uid, os.stat(a).st_gid) == (1234, 5678)
     assert oct(os.stat(new_state / "admin.token").st_mode & 0o7777) == "0o600"
     assert oct(os.stat(new_state).st_mode & 0o7777) == "0o700"
@@ -194,3 +198,23 @@ def test_backup_refuses_a_non_empty_directory_and_replaces_a_stale_partial(tmp_p
     summary = take_backup(cfg, tmp_path / "b")
     assert not (tmp_path / "b/.partial").exists() and summary.versions == 2
     check(tmp_path / "b")
+
+
+def test_progress_is_one_line_rewritten_on_a_terminal_and_silent_elsewhere() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    p = Progress(stream=out)
+    p.start("restore", 2048)
+    p.bytes(2048)
+    p.end()
+    assert out.getvalue().startswith("\rrestore:   0%") and "100%  2.0 KiB of 2.0 KiB" in out.getvalue()
+    assert out.getvalue().endswith("\n") and out.getvalue().count("\n") == 1
+    quiet = io.StringIO()
+    p = Progress(stream=quiet)
+    p.start("backup")
+    p.bytes(10)
+    p.end()
+    assert quiet.getvalue() == ""
