@@ -35,16 +35,23 @@ def _copy_xattrs(src: str, dst: str) -> None:
 
 
 def _copy_file(src: str, dst: str, progress: Callable[[int], None]) -> str:
+    """Copy and hash; a chunk of zeros becomes a hole (disk images in a tree stay sparse)."""
     h = hashlib.sha256()
+    size = 0
     with open(src, "rb", buffering=0) as fin:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             while chunk := fin.read(_CHUNK):
                 h.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                size += len(chunk)
+                if chunk.count(0) == len(chunk):
+                    os.lseek(fd, len(chunk), os.SEEK_CUR)
+                else:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
                 progress(len(chunk))
+            os.ftruncate(fd, size)  # a file that ends in a hole
         finally:
             os.close(fd)
     return h.hexdigest()

@@ -48,6 +48,10 @@ def make_state(root: Path) -> tuple[Path, Path]:
     (staged / "bin/tool").write_bytes(b"\x7fELF" + bytes(5000))
     os.symlink("../etc/motd", staged / "bin/motd")
     os.mkfifo(staged / "fifo")
+    with open(staged / "disk.img", "wb") as f:  # sparse: 8 MiB with 1 byte of data
+        f.truncate(8 << 20)
+        f.seek(3 << 20)
+        f.write(b"x")
     (staged / os.fsdecode(b"caf\xe9")).write_text("not utf-8 name")
     os.setxattr(staged / "etc/motd", "user.tag", b"x")
     os.chown(staged / "bin/tool", 1234, 5678)
@@ -152,6 +156,8 @@ def test_restore_into_another_state_dir_keeps_links_owners_modes_and_rehomes_ima
     assert os.readlink(new_state / "images/web/v1/bin/motd") == "../etc/motd"
     assert os.getxattr(new_state / "images/web/v1/etc/motd", "user.tag") == b"x"
     assert (new_state / "images/web/v2/etc/motd").read_text() == "two\n"
+    sparse = os.stat(new_state / "images/web/v1/disk.img")
+    assert sparse.st_size == 8 << 20 and sparse.st_blocks * 512 <= 2 << 20  # holes kept (one 1 MiB chunk written)
     with sqlite3.connect(new_state / "imageserver.db") as conn:
         paths = [r[0] for r in conn.execute("SELECT path FROM images ORDER BY version")]
         assert conn.execute("SELECT hostname FROM reservations").fetchall() == [("a",)]
