@@ -26,7 +26,7 @@ from appliance.backup.progress import Progress
 from appliance.config import load_config
 from state.backup import CURRENT_SCHEMA, rehome_images
 from state.db import DB_NAME, StoreError
-from state.statelock import LOCK_NAME, StateLock, StateLocked, acquire
+from state.statelock import LOCK_NAME, StateLock, StateLocked, acquire, holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,12 @@ def _hold(state_dir: Path) -> Iterator[StateLock | None]:
 def restore(backup: Path, config_path: Path, *, force: bool = False, progress: Progress | None = None) -> Summary:
     started = time.monotonic()
     progress = progress or Progress(enabled=False)
+    if config_path.exists():  # a daemon on the target is refused before the (long) check, and again under the lock
+        early = load_config(config_path).state_dir
+        running = holder(early) if early.is_dir() else None
+        if running is not None:
+            raise Refused(f"the state dir {early} is in use by {running}: stop the daemon "
+                          "(systemctl stop imageserver) before restoring")
     manifest = check(backup, progress)
     state_dir, write_config = target_config(backup, manifest, config_path)
     state_dir = state_dir.absolute()
