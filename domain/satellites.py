@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.views import doc, view_json
 from state import satellites
+from state.hosts import host_count
 from state.images import ImageVersion, list_versions
 
 
@@ -68,7 +69,7 @@ def satellite_config(reader: sqlite3.Connection, name: str, max_hosts: int, rsyn
     return SatelliteConfig(
         satellite=name, images=[MirroredImage.of(v) for v in list_versions(reader)], hosts=hosts,
         rsync=RsyncSource(module=satellites.RSYNC_MODULE, user=satellites.rsync_user(name), port=rsync_port),
-        hosts_complete=len(hosts) < max_hosts or satellites.host_total(reader) == len(hosts))
+        hosts_complete=len(hosts) < max_hosts or host_count(reader) == len(hosts))
 
 
 @dataclass(frozen=True, slots=True)

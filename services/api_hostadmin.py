@@ -45,7 +45,6 @@ from state.hosts import (
     HostError,
     Op,
     host_by_name,
-    host_script,
     hosts_file,
     list_hosts,
     update_host_op,
@@ -111,7 +110,7 @@ async def get_script(call: Call[None]) -> HostScript | OwnScript:
     host = host_by_name(ctx.store.reader, name)
     if host is None:
         raise NotFound(f"no host named {name!r}")
-    own = host_script(ctx.store.reader, name)
+    own = host.script
     if own and "\n" in own:
         return OwnScript(own, True)
     if not own and host.image is None:  # no image, no script (not a file named "None.master")

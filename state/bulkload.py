@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from state.db import transaction
-from state.hosts import Host
+from state.hosts import Host, insert_hosts
 from state.lease_rows import Lease, lease_row
 from state.sightings import _COLUMNS as MACHINE_COLUMNS
 from state.sightings import Machine
@@ -19,11 +19,7 @@ def bulk_load(conn: sqlite3.Connection, *, hosts: Iterable[Host] = (), leases: I
               machines: Iterable[Machine] = (), events: Iterable[tuple[str, str | None, float, str]] = ()) -> None:
     """hosts, leases, machines seen and install events (host, mac, time, stage) in one transaction."""
     with transaction(conn):
-        conn.executemany(
-            "INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, last_seen, running_version) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            ((h.name, h.mac, int(h.ip) if h.ip is not None else None, h.image, h.version, h.state, h.created,
-              h.updated, h.last_seen, h.running_version) for h in hosts))
+        insert_hosts(conn, hosts)
         conn.executemany("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
                          "VALUES (?,?,?,?,?,?,?)", (lease_row(x) for x in leases))
         conn.executemany(f"INSERT INTO machines({', '.join(MACHINE_COLUMNS)}) "

@@ -12,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from state.hosts import names_using
+
 _COLUMNS = ("name", "version", "path", "created", "source", "files", "bytes", "layout", "note")
 
 
@@ -74,8 +76,4 @@ def hosts_using(conn: sqlite3.Connection, name: str, version: int) -> list[str]:
     """Hosts assigned to this version: pinned to it, or following the image's newest when it is the newest."""
     top = newest(conn, name)
     is_newest = top is not None and top.version == version
-    rows = conn.execute(
-        "SELECT name FROM hosts WHERE image = ? AND (version = ? OR (version IS NULL AND ?)) ORDER BY name",
-        (name, version, 1 if is_newest else 0),
-    ).fetchall()
-    return [r[0] for r in rows]
+    return names_using(conn, name, version, newest=is_newest)

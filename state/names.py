@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from protocols.names import is_label
+from state.hosts import name_mac_ip_rows
 
 # Names no client may claim from the wire: resolver magic (WPAD/ISATAP proxy and tunnel discovery) and loopback.
 RESERVED_NAMES = frozenset({"localhost", "wpad", "isatap"})
@@ -80,7 +81,7 @@ class NameIndex:
     def _build(self, now: float, previous: NameSnapshot | None) -> NameSnapshot:
         entries: list[NameEntry] = []
         refused: list[RefusedName] = []
-        hosts = self._conn.execute("SELECT name, mac, ip FROM hosts ORDER BY name").fetchall()
+        hosts = name_mac_ip_rows(self._conn)
         host_names = {str(r[0]).lower(): r[1] for r in hosts}
         host_macs = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None}
         entries.extend(NameEntry(str(r[0]), a, "host") for r in hosts

@@ -31,7 +31,7 @@ from domain import hosts
 from domain.errors import NotFound
 from domain.sources import Sources
 from protocols.names import image_name_problem
-from state.hosts import host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from state.hosts import host_by_name, hosts_file, list_hosts, update_host_op
 from state.lease_rows import offline_transaction
 from state.statelock import holder
 from state.store import open_offline
@@ -167,7 +167,7 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             host = host_by_name(conn, args.name)
             if host is None:
                 return fail(f"no host named {args.name!r}")
-            own = host_script(conn, args.name)
+            own = host.script
 
             if host.image and image_name_problem(host.image):
                 return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
