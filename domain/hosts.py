@@ -8,7 +8,6 @@ when the daemon runs (a dict lookup), else from the store in one query per table
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -28,6 +27,7 @@ from state.boot import decide_boot
 from state.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_version
 from state.hosts import (
     Host,
+    HostClash,
     HostError,
     HostFieldError,
     HostNotFound,
@@ -284,7 +284,7 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
     return op
 
 
-def integrity_conflict(req: AddHost, error: sqlite3.IntegrityError) -> Conflict:
+def integrity_conflict(req: AddHost, error: HostClash) -> Conflict:
     """A unique constraint the checks could not see (a change committed in between)."""
     ip = f" or {req.ip}" if req.ip else ""
     return Conflict(f"host {req.name} or MAC {req.mac}{ip} exists already ({error})")

@@ -6,10 +6,10 @@ disk layout stays out (it is long: `images show` and the install script have it)
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 
 from domain.views import doc, view_json
+from state.db import Connection
 from state.images import hosts_using, list_versions
 from state.transports import DEFAULT, TRANSPORTS, image_transport
 
@@ -38,7 +38,7 @@ class ImageList:
         return view_json(self)
 
 
-def catalog(conn: sqlite3.Connection) -> ImageList:
+def catalog(conn: Connection) -> ImageList:
     versions = list_versions(conn)
     top = {iv.name: iv.version for iv in versions}  # ordered by version: the last one wins
     return ImageList([ImageView(name=iv.name, version=iv.version, created=iv.created, source=iv.source,

@@ -18,7 +18,6 @@ The host settings (pools, auto_static, own address, domain) come from ctx.live.h
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 
 from aiohttp import web
@@ -42,6 +41,7 @@ from state.addclients import AddclientsRequest, PlanError
 from state.hostbook import HostBook, addclients
 from state.hosts import (
     Host,
+    HostClash,
     HostError,
     Op,
     host_by_name,
@@ -85,7 +85,7 @@ async def _apply(ctx: ApiContext, what: str, change: Callable[[HostBook], tuple[
         raise Invalid(str(e)) from None
     try:
         await _write(ctx, [op])
-    except sqlite3.IntegrityError as e:
+    except HostClash as e:
         raise Conflict(f"{what}: {e}") from None
     return HostChanged(HostRecord.of(host_by_name(ctx.store.reader, host.name) or host))
 
@@ -153,7 +153,7 @@ async def post_addclients(call: Call[AddclientsBody]) -> web.Response | Addclien
         raise Conflict(str(e)) from None
     try:
         await _write(ctx, ops)
-    except sqlite3.IntegrityError as e:
+    except HostClash as e:
         raise Conflict(f"addclients: {e}") from None
     return AddclientsAnswer.of(plan, dry_run)
 

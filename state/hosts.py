@@ -171,6 +171,11 @@ class HostFieldError(HostError):
     """The change itself is malformed (a field that cannot be set)."""
 
 
+class HostClash(HostError):
+    """A write the table's unique constraints refused (a name, MAC or address taken by a change committed
+    after the checks ran); the message is the constraint's."""
+
+
 class HostInputError(HostError):
     """Refused because the input is malformed (a bad name, version or field), not because of a conflict."""
 
@@ -222,8 +227,11 @@ def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:
 
     def op(conn: sqlite3.Connection) -> bool:
         sets = ", ".join(f"{k} = ?" for k in values)
-        cur = conn.execute(f"UPDATE hosts SET {sets}{', ' if sets else ''}updated = ? WHERE name = ?",
-                           (*values.values(), now, name))
+        try:
+            cur = conn.execute(f"UPDATE hosts SET {sets}{', ' if sets else ''}updated = ? WHERE name = ?",
+                               (*values.values(), now, name))
+        except sqlite3.IntegrityError as e:
+            raise HostClash(str(e)) from None
         return bool(cur.rowcount)
 
     return op
@@ -314,9 +322,12 @@ def host_exists(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def insert_host(conn: sqlite3.Connection, host: Host) -> None:
-    """Write a new hosts row with every column of `host` (an IntegrityError if the name, MAC or address is taken)."""
-    conn.execute(f"INSERT INTO hosts({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                 _row(host))
+    """Write a new hosts row with every column of `host` (HostClash if the name, MAC or address is taken)."""
+    try:
+        conn.execute(f"INSERT INTO hosts({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                     _row(host))
+    except sqlite3.IntegrityError as e:
+        raise HostClash(str(e)) from None
 
 
 def insert_hosts(conn: sqlite3.Connection, hosts: Iterable[Host]) -> None:
