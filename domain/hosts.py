@@ -15,7 +15,7 @@ from typing import Any
 
 from domain import hostadmin
 from domain.bodies import parse_body
-from domain.errors import Conflict, DomainError, Invalid, NotFound, valid_names
+from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
@@ -29,8 +29,6 @@ from state.hosts import (
     Host,
     HostClash,
     HostError,
-    HostFieldError,
-    HostNotFound,
     Op,
     host_by_name,
     host_count,
@@ -297,10 +295,3 @@ def reinstall_op(name: str, now: float) -> Op:
     """State assigned and a fresh install token: the next PXE boot installs again. The op returns whether
     the host exists (NotFound is the caller's, after the commit)."""
     return installs.reinstall_op(name, installs.new_token(), now)
-
-
-
-def from_host_error(e: HostError) -> DomainError:
-    """The model's refusal as a domain error, by its type: no such host, a malformed change, a contradiction."""
-    kind = NotFound if isinstance(e, HostNotFound) else Invalid if isinstance(e, HostFieldError) else Conflict
-    return kind(str(e))

@@ -253,6 +253,10 @@ class HostBook:
             raise HostError(f"host {host.name} has machine {host.mac} already")
         return self.update(host.name, {"mac": mac}, now, source="assign")
 
+    def addclients(self, req: AddclientsRequest, now: float, *, dry_run: bool = False,
+                   own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]:
+        return addclients(self, req, now, dry_run=dry_run, own=own)
+
     def installed(self, name: str, now: float) -> Reservation | None:
         """The install helper's "done": with auto_static on-install, the host's lease becomes its reservation."""
         host = self.get(name)

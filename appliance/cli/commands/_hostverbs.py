@@ -27,8 +27,8 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
-from domain import hosts
-from domain.errors import NotFound
+from domain import hostadmin, hosts
+from domain.errors import DomainError, NotFound
 from domain.sources import Sources
 from protocols.names import image_name_problem
 from state.hosts import host_by_name, hosts_file, list_hosts, update_host_op
@@ -94,26 +94,27 @@ def run(args: argparse.Namespace) -> int:
                 return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
 
             def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.update(args.name, changes, now)
-                return host.as_dict(), [op]
+                host, ops = hostadmin.change_host(book, args.name, changes, now)
+                return host.as_dict(), ops
 
             host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{args.name}", changes)["host"],
-                       offline_set)
+                       offline_set, f"host {args.name}")
             _say(args, host, f"host {host['name']}: {host['state']}, {host.get('ip') or 'no address'}, "
                              f"{host.get('mac') or 'no MAC'}, image {host.get('image') or '-'}")
             return 0
         if action == "rm":
             def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.remove(args.name)
-                return host.as_dict(), [op]
+                host, ops = hostadmin.remove_host(book, args.name)
+                return host.as_dict(), ops
 
-            host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm)
+            host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm,
+                       f"host {args.name}")
             _say(args, host, f"host {host['name']} removed")
             return 0
         if action == "export":
             return _export(cfg, args)
         return _script(cfg, args)
-    except (CommandFailed, ValueError) as e:
+    except (CommandFailed, DomainError, ValueError) as e:
         return fail(str(e))
 
 

@@ -17,8 +17,9 @@ from appliance.cli.commands._common import (
     print_table,
 )
 from appliance.cli.commands._hostbook import run as via
-from state.addclients import AddclientsRequest, PlanError, parse_macs
-from state.hostbook import addclients
+from domain import hostadmin
+from domain.errors import DomainError
+from state.addclients import PlanError, parse_macs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,18 +61,18 @@ def run(args: argparse.Namespace) -> int:
         body: dict[str, Any] = {"base": args.base, "range": args.range, "image": args.image, "version": args.version,
                                 "pad": args.pad, "first_ip": str(args.first_ip) if args.first_ip else None,
                                 "macs": [list(m) for m in macs]}
-        req = AddclientsRequest.from_dict(body)
+        req = hostadmin.addclients_request(body)
         own = (cfg.appliance.address,) if cfg.appliance.address is not None else ()
 
         def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-            plan, ops = addclients(book, req, now, dry_run=args.dry_run, own=own)
+            plan, ops = hostadmin.add_clients(book, req, now, dry_run=args.dry_run, own=own)
             return plan.as_dict(), ops
 
         plan = via(cfg, lambda api: api.post("/api/v1/addclients", {**body, "dry_run": args.dry_run})["plan"],
-                   offline)
+                   offline, "addclients")
     except OSError as e:
         return fail(f"{args.macs}: {e.strerror or e}")
-    except (PlanError, CommandFailed) as e:
+    except (PlanError, CommandFailed, DomainError) as e:
         return fail(str(e))
     if args.json:
         print_json(plan)

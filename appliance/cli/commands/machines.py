@@ -18,6 +18,8 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
+from domain import hostadmin
+from domain.errors import DomainError
 from state.hosts import hosts_by_mac
 from state.sightings import stored_machines
 from state.store import open_offline
@@ -62,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
             body = {"next": True} if args.next else {"host": args.host}
 
             def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.assign(args.mac, None if args.next else args.host, now)
-                return host.as_dict(), [op]
+                host, ops = hostadmin.assign_machine(book, args.mac, None if args.next else args.host, now)
+                return host.as_dict(), ops
 
-            host = via(cfg, lambda api: api.post(f"/api/v1/machines/{args.mac}/assign", body)["host"], offline)
+            host = via(cfg, lambda api: api.post(f"/api/v1/machines/{args.mac}/assign", body)["host"], offline,
+                       "assign")
             if args.json:
                 print_json(host)
             else:
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                       + (f", {host['ip']}" if host.get("ip") else "") + ")")
             return 0
         machines = _list(cfg)
-    except (CommandFailed, ValueError) as e:
+    except (CommandFailed, DomainError, ValueError) as e:
         return fail(str(e))
     if args.json:
         print_json(machines)

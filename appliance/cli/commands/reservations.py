@@ -18,9 +18,10 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._leasebook import run as via
 from appliance.cli.exports import export, rows_from_dicts
+from domain import leases
+from domain.errors import DomainError
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName, dns_name
-from state.lease_validators import LeaseError
 
 COLUMNS = ["ip", "mac", "hostname", "source"]
 
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             hostname = dns_name(args.hostname) if args.hostname else None
             body = {"mac": mac, "ip": str(args.ip), **({"hostname": hostname} if hostname else {})}
             row = via(cfg, lambda api: api.post("/api/v1/reservations", body)["reservation"],
-                      lambda model, now: model.add_reservation(mac, args.ip, now, hostname=hostname).as_dict(),
+                      lambda model, now: leases.add_reservation(model, mac, str(args.ip), hostname, now).as_dict(),
                       writes=True)
             _show(args, row, "reserved")
             return 0
@@ -114,17 +115,11 @@ def run(args: argparse.Namespace) -> int:
                            [sub.subnet for sub in cfg.dhcp.subnets])
         mac = normalize_mac(args.mac)
 
-        def offline_rm(model: Any, now: float) -> dict[str, Any]:
-            res = model.remove_reservation(mac)
-            if res is None:
-                raise CommandFailed(f"no reservation for {mac}")
-            return res.as_dict()
-
-        row = via(cfg, lambda api: api.delete(f"/api/v1/reservations/{mac}")["reservation"], offline_rm,
-                  writes=True)
+        row = via(cfg, lambda api: api.delete(f"/api/v1/reservations/{mac}")["reservation"],
+                  lambda model, now: leases.remove_reservation(model, mac).as_dict(), writes=True)
         _show(args, row, "removed")
         return 0
-    except (InvalidName, LeaseError, CommandFailed) as e:
+    except (InvalidName, DomainError, CommandFailed) as e:
         return fail(str(e))
 
 
