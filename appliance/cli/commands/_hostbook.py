@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from appliance.cli.apiclient import ApiClient
-from appliance.cli.commands._common import CommandFailed, ask_daemon, offline_writer
+from appliance.cli.commands._common import ask_daemon, offline_writer
+from appliance.cli.exitcodes import CommandFailed
 from appliance.config import Config
 from appliance.daemon.dhcp_setup import offline_lease_model, subnets
 from appliance.images.assignable import image_problem_rule
