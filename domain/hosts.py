@@ -33,8 +33,8 @@ from state.hosts import (
     host_by_name,
     host_count,
     host_records,
-    versions_of_images,
 )
+from state.images import versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel

@@ -147,7 +147,7 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
         "MODULE": module,
         "RSYNC_PORT": settings.rsync_port,
         "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{module}/",
-        "IMAGE_BYTES": installs.image_bytes(src.reader, host.image, version),
+        "IMAGE_BYTES": images.image_bytes(src.reader, host.image, version),
         # rsync | bittorrent | multicast (each falls back to rsync): the host's own, else its image's default
         "TRANSPORT": transports.effective(src.reader, host.transport, host.image),
         "INSTALL_TOKEN": token,

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 from state.db import transaction
 from state.hosts import Host, insert_hosts
-from state.lease_rows import Lease, lease_row
-from state.sightings import _COLUMNS as MACHINE_COLUMNS
-from state.sightings import Machine
+from state.installs import insert_events
+from state.lease_rows import Lease, insert_leases
+from state.sightings import Machine, insert_machines
 
 
 def bulk_load(conn: sqlite3.Connection, *, hosts: Iterable[Host] = (), leases: Iterable[Lease] = (),
@@ -20,9 +20,6 @@ def bulk_load(conn: sqlite3.Connection, *, hosts: Iterable[Host] = (), leases: I
     """hosts, leases, machines seen and install events (host, mac, time, stage) in one transaction."""
     with transaction(conn):
         insert_hosts(conn, hosts)
-        conn.executemany("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
-                         "VALUES (?,?,?,?,?,?,?)", (lease_row(x) for x in leases))
-        conn.executemany(f"INSERT INTO machines({', '.join(MACHINE_COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(MACHINE_COLUMNS))})",
-                         (tuple(getattr(m, c) for c in MACHINE_COLUMNS) for m in machines))
-        conn.executemany("INSERT INTO install_events(host, mac, time, stage) VALUES (?,?,?,?)", events)
+        insert_leases(conn, leases)
+        insert_machines(conn, machines)
+        insert_events(conn, events)

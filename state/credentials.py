@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from state.hosts import due_with_token
+from state.lease_rows import durable_binding
 
 INSTALL_STATES = ("new", "assigned", "installing")
 # The one strength for every secret the imageserver mints (admin, install, satellite tokens, multicast keys):
@@ -99,11 +100,8 @@ def host_address(conn: sqlite3.Connection, mac: str | None, ip: int | None) -> I
         return IPv4Address(ip)
     if not mac:
         return None
-    for table in ("reservations", "leases"):
-        row = conn.execute(f"SELECT ip FROM {table} WHERE mac = ?", (mac,)).fetchone()
-        if row is not None:
-            return IPv4Address(row[0])
-    return None
+    binding = durable_binding(conn, mac)
+    return binding[0] if binding is not None else None
 
 
 def installing_clients(conn: sqlite3.Connection, now: float,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 from typing import Any
 
+from state.lease_rows import reserved_ip
+
 HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
@@ -83,12 +85,6 @@ def hosts_among(conn: sqlite3.Connection, macs: list[str]) -> list[str]:
 def hosts_by_mac(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     """MAC -> (host name, host state) for every host that has a MAC."""
     return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
-
-
-def image_versions(conn: sqlite3.Connection, image: str) -> tuple[int, ...]:
-    """The captured versions of `image`, oldest first (empty if the image does not exist)."""
-    rows = conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,)).fetchall()
-    return tuple(int(r[0]) for r in rows)
 
 
 def rotate_install_token_op(name: str, old: str, token: str, now: float
@@ -287,19 +283,6 @@ def host_state_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in conn.execute("SELECT state, count(*) FROM hosts GROUP BY state")}
 
 
-def versions_of_images(conn: sqlite3.Connection, images: set[str]) -> dict[str, tuple[int, ...]]:
-    """Image name -> its captured versions, oldest first, for each of `images` (one query)."""
-    if not images:
-        return {}
-    names = sorted(images)
-    out: dict[str, list[int]] = {n: [] for n in names}
-    for name, version in conn.execute(
-            f"SELECT name, version FROM images WHERE name IN ({', '.join('?' * len(names))}) ORDER BY name, version",
-            names):
-        out[name].append(int(version))
-    return {k: tuple(v) for k, v in out.items()}
-
-
 def fixed_address(conn: sqlite3.Connection, name: str) -> tuple[Host, IPv4Address | None] | None:
     """Host `name` and its fixed address: its own, else its MAC's reservation (never a lease); None: no host."""
     host = host_by_name(conn, name)
@@ -307,8 +290,7 @@ def fixed_address(conn: sqlite3.Connection, name: str) -> tuple[Host, IPv4Addres
         return None
     if host.ip is not None or host.mac is None:
         return host, host.ip
-    row = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (host.mac,)).fetchone()
-    return host, IPv4Address(row[0]) if row is not None else None
+    return host, reserved_ip(conn, host.mac)
 
 
 # --------------------------------------------------------------------------- for the other state modules

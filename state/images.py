@@ -77,3 +77,28 @@ def hosts_using(conn: sqlite3.Connection, name: str, version: int) -> list[str]:
     top = newest(conn, name)
     is_newest = top is not None and top.version == version
     return names_using(conn, name, version, newest=is_newest)
+
+
+def image_versions(conn: sqlite3.Connection, image: str) -> tuple[int, ...]:
+    """The captured versions of `image`, oldest first (empty if the image does not exist)."""
+    rows = conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,)).fetchall()
+    return tuple(int(r[0]) for r in rows)
+
+
+def versions_of_images(conn: sqlite3.Connection, images: set[str]) -> dict[str, tuple[int, ...]]:
+    """Image name -> its captured versions, oldest first, for each of `images` (one query)."""
+    if not images:
+        return {}
+    names = sorted(images)
+    out: dict[str, list[int]] = {n: [] for n in names}
+    for name, version in conn.execute(
+            f"SELECT name, version FROM images WHERE name IN ({', '.join('?' * len(names))}) ORDER BY name, version",
+            names):
+        out[name].append(int(version))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
+    """What getimage counted for the version (the total a copy's progress is measured against)."""
+    row = conn.execute("SELECT bytes FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None

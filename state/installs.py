@@ -16,7 +16,7 @@ import hmac
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 from protocols.names import image_name
 from state.credentials import new_token
 from state.hosts import Host, count_due_to_install, host_by_name, insert_host, reassign, record_install_stage
+from state.images import newest
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -46,18 +47,12 @@ def token_matches(host: Host, given: str | None) -> bool:
     return hmac.compare_digest(host.install_token.encode(), given.encode())
 
 
-def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
-    """What getimage counted for the version (the total a copy's progress is measured against)."""
-    row = conn.execute("SELECT bytes FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else None
-
-
 def resolve_version(conn: sqlite3.Connection, host: Host) -> int | None:
     """The version the host installs: its pinned one, else the image's newest (None: nothing captured)."""
     if host.version is not None:
         return host.version
-    row = conn.execute("SELECT max(version) FROM images WHERE name = ?", (host.image,)).fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else None
+    top = newest(conn, host.image) if host.image else None
+    return top.version if top is not None else None
 
 
 def due_to_install(conn: sqlite3.Connection, image: str) -> int:
@@ -325,3 +320,32 @@ def summary(events: list[dict[str, Any]], now: float,
     if last["stage"] == "failed" and isinstance(last["detail"], dict):
         out["failure"] = {"stage": last["detail"].get("stage"), "reason": last["detail"].get("reason")}
     return out
+
+
+# --------------------------------------------------------------------------- install_events for other modules
+#
+# The satellite outbox, the install tally (/metrics), the mirror and the bulk loader read and write the
+# events through these, so the table has one owner.
+
+
+def insert_events(conn: sqlite3.Connection, events: Iterable[tuple[str, str | None, float, str]]) -> None:
+    """Many (host, mac, time, stage) events at once (bench and test fleets)."""
+    conn.executemany("INSERT INTO install_events(host, mac, time, stage) VALUES (?,?,?,?)", events)
+
+
+def newest_event_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM install_events").fetchone()[0])
+
+
+def events_after(conn: sqlite3.Connection, last_id: int, limit: int
+                 ) -> list[tuple[int, str, str | None, float, str, str | None]]:
+    """(id, host, mac, time, stage, detail) of the events after id `last_id`, oldest first, at most `limit`."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT id, host, mac, time, stage, detail FROM install_events WHERE id > ? ORDER BY id LIMIT ?",
+        (last_id, limit))]
+
+
+def last_event_time(conn: sqlite3.Connection, name: str) -> float | None:
+    """When host `name` last reported (None: never)."""
+    value = conn.execute("SELECT max(time) FROM install_events WHERE host = ?", (name,)).fetchone()[0]
+    return float(value) if value is not None else None

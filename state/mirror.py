@@ -26,7 +26,7 @@ from typing import Any
 
 from state.credentials import new_token
 from state.hosts import Host, delete_holders, delete_host, host_by_name, insert_host, update_host_op
-from state.installs import reinstall_op
+from state.installs import last_event_time, reinstall_op
 
 MAX_HOSTS = 100_000
 _STATES = ("new", "assigned", "installing", "installed", "failed")
@@ -92,7 +92,7 @@ def mirror_hosts_op(hosts: object, now: float, *, complete: bool = False) -> Any
                 update_host_op(name, {"mac": mac, "ip": address, "image": image, "version": version}, now)(conn)
                 changed += 1
             if state == "assigned" and image and mine.state in ("installed", "failed"):
-                last = conn.execute("SELECT max(time) FROM install_events WHERE host = ?", (name,)).fetchone()[0]
+                last = last_event_time(conn, name)
                 if last is None or updated > last:
                     reinstall_op(name, new_token(), now)(conn)
                     again += 1

@@ -27,6 +27,7 @@ from ipaddress import IPv4Address
 
 from protocols.names import is_label
 from state.hosts import name_mac_ip_rows
+from state.lease_rows import active_lease_rows, reservation_rows
 
 # Names no client may claim from the wire: resolver magic (WPAD/ISATAP proxy and tunnel discovery) and loopback.
 RESERVED_NAMES = frozenset({"localhost", "wpad", "isatap"})
@@ -86,10 +87,8 @@ class NameIndex:
         host_macs = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None}
         entries.extend(NameEntry(str(r[0]), a, "host") for r in hosts
                        if r[2] is not None and (a := _address(r[2])) is not None)
-        leases = self._conn.execute(
-            "SELECT mac, hostname, ip, expires FROM leases WHERE expires > ? ORDER BY starts, mac", (now,)).fetchall()
-        reservations = self._conn.execute(
-            "SELECT hostname, ip, mac FROM reservations ORDER BY created, mac").fetchall()
+        leases = active_lease_rows(self._conn, now)
+        reservations = reservation_rows(self._conn)
         valid_until: float | None = None
         # A host without an address of its own is found at its own MAC's reservation, else its active lease.
         addressless = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None and r[2] is None}

@@ -20,6 +20,7 @@ from typing import Any
 
 from protocols.names import InvalidName, image_name
 from state.hosts import host_by_name, host_exists, record_update_done
+from state.images import image_versions
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -68,10 +69,6 @@ def check_version(version: object) -> int | None:
     return version
 
 
-def _versions(conn: sqlite3.Connection, image: str) -> list[int]:
-    return [int(r[0]) for r in conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,))]
-
-
 def resolve_target(conn: sqlite3.Connection, host: str, image: str | None = None,
                    version: int | None = None) -> UpdateTarget:
     """The version host `host` should run: the one asked for, else its assignment (None = the newest)."""
@@ -83,7 +80,7 @@ def resolve_target(conn: sqlite3.Connection, host: str, image: str | None = None
     if not want_image:
         raise UpdateError(f"host {host} has no image; name one (--image NAME)")
     check_image_name(want_image)
-    available = _versions(conn, want_image)
+    available = list(image_versions(conn, want_image))
     if not available:
         raise UpdateError(f"image {want_image} has no captured version")
     if version is not None:
