@@ -13,13 +13,25 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any, Protocol
 
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.views import doc
-from protocols.names import InvalidName
+from protocols.names import InvalidName, image_name_problem
 from state.addclients import AddclientsRequest, Plan, PlanError, PlannedHost
-from state.hosts import HOST_STATES, Host, HostClash, HostError, HostFieldError, HostNotFound, Op
+from state.db import Connection
+from state.hosts import (
+    HOST_STATES,
+    Host,
+    HostClash,
+    HostError,
+    HostFieldError,
+    HostNotFound,
+    Op,
+    host_by_name,
+    update_host_op,
+)
 from state.lease_validators import LeaseError
 
 
@@ -217,3 +229,33 @@ def add_clients(store: HostStore, req: AddclientsRequest, now: float, *, dry_run
         raise Clashes(str(e), list(e.problems)) from None
     except (HostError, LeaseError) as e:
         raise Conflict(str(e)) from None
+
+
+def host_script(reader: Connection, scripts: Path, name: str) -> HostScript | OwnScript:
+    """GET /api/v1/hosts/{name}/script and `hosts script NAME`: the host's own copy (inline, or a file name under
+    `scripts`), else its image's NAME.master. NotFound: no such host; Conflict: a file name that is not a plain
+    name under scripts/ (a row written before image names were checked must not read a file outside it)."""
+    host = host_by_name(reader, name)
+    if host is None:
+        raise NotFound(f"no host named {name!r}")
+    own = host.script
+    if own and "\n" in own:
+        return OwnScript(own, True)
+    if not own and host.image is None:  # no image, no script (not a file named "None.master")
+        return HostScript(None, False, None)
+    file_name = own or f"{host.image}.master"
+    if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
+        raise Conflict(f"host {name}: script file {file_name!r} is not a plain name under scripts/")
+    master = scripts / file_name
+    text = master.read_text(errors="replace") if host.image and master.is_file() else None
+    return HostScript(text, bool(own), str(master))
+
+
+def set_script_op(reader: Connection, name: str, script: str | None, now: float) -> Op:
+    """PUT /api/v1/hosts/{name}/script and `hosts script --edit/--reset`: the host's own copy (None: its image's
+    again). Invalid: not a script; NotFound: no such host."""
+    if script is not None and "\n" not in script.strip("\n") + "\n":
+        raise Invalid('"script" must be the script text or null')
+    if host_by_name(reader, name) is None:
+        raise NotFound(f"no host named {name!r}")
+    return update_host_op(name, {"script": script or None}, now)

@@ -22,7 +22,7 @@ import asyncio
 from aiohttp import web
 
 from domain import hostadmin
-from domain.errors import Conflict, Invalid, NotFound
+from domain.errors import Invalid
 from domain.hostadmin import (
     AddclientsAnswer,
     AddclientsClash,
@@ -34,7 +34,6 @@ from domain.hostadmin import (
     ScriptStored,
 )
 from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
-from protocols.names import image_name_problem
 from services.api_context import ApiContext
 from services.auth import Auth
 from services.routes import Call, Route, error, ok, text
@@ -45,7 +44,6 @@ from state.hosts import (
     host_by_name,
     hosts_file,
     list_hosts,
-    update_host_op,
 )
 
 
@@ -92,33 +90,14 @@ async def delete_host(call: Call[None]) -> HostChanged:
 
 async def get_script(call: Call[None]) -> HostScript | OwnScript:
     ctx = call.ctx
-    name = call.request.match_info["name"]
-    host = host_by_name(ctx.store.reader, name)
-    if host is None:
-        raise NotFound(f"no host named {name!r}")
-    own = host.script
-    if own and "\n" in own:
-        return OwnScript(own, True)
-    if not own and host.image is None:  # no image, no script (not a file named "None.master")
-        return HostScript(None, False, None)
-    file_name = own or f"{host.image}.master"
-    if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
-        # A row written before image names were checked must not read a file outside scripts/.
-        raise Conflict(f"host {name}: script file {file_name!r} is not a plain name under scripts/")
-    master = ctx.store.state_dir / "scripts" / file_name
-    text = master.read_text(errors="replace") if host.image and master.is_file() else None
-    return HostScript(text, bool(own), str(master))
+    return hostadmin.host_script(ctx.store.reader, ctx.store.state_dir / "scripts", call.request.match_info["name"])
 
 
 async def put_script(call: Call[ScriptBody]) -> ScriptStored:
     ctx = call.ctx
     name = call.request.match_info["name"]
     script = (await call.body()).script
-    if script is not None and "\n" not in script.strip("\n") + "\n":
-        raise Invalid('"script" must be the script text or null')
-    if host_by_name(ctx.store.reader, name) is None:
-        raise NotFound(f"no host named {name!r}")
-    await _write(ctx, f"host {name}", [update_host_op(name, {"script": script or None}, ctx.clock())])
+    await _write(ctx, f"host {name}", [hostadmin.set_script_op(ctx.store.reader, name, script, ctx.clock())])
     return ScriptStored(name, bool(script))
 
 

@@ -41,6 +41,9 @@ def test_exit_codes_of_the_real_command_with_no_daemon(tmp_path: Path) -> None:
     assert _cli(cfg, "hosts", "show", "nosuch").returncode == 3
     assert _cli(cfg, "hosts", "rm", "nosuch").returncode == 3
     assert _cli(cfg, "reservations", "rm", "52:54:00:00:00:09").returncode == 3
+    assert _cli(cfg, "hosts", "script", "nosuch").returncode == 3  # the API's use case, offline
+    none_yet = _cli(cfg, "hosts", "script", "node1")
+    assert none_yet.returncode == 1 and "has no script yet" in none_yet.stderr, none_yet.stderr
     bad = _cli(cfg, "hosts", "set", "node1", "--mac", "zz")
     assert bad.returncode == 2 and "not a MAC address" in bad.stderr, bad.stderr
     assert _cli(cfg, "hosts", "frobnicate").returncode == 2  # argparse's own usage error

@@ -30,8 +30,8 @@ from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
 from domain import hostadmin, hosts
 from domain.errors import Invalid, NotFound
 from domain.sources import Sources
-from protocols.names import image_name_problem
-from state.hosts import host_by_name, hosts_file, list_hosts, update_host_op
+from domain.views import view_json
+from state.hosts import hosts_file, list_hosts
 from state.lease_rows import offline_transaction
 from state.statelock import holder
 from state.store import open_offline
@@ -164,17 +164,7 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
                 raise CommandFailed(daemon_busy(cfg, running, str(e)), code=UNREACHABLE) from None
         conn = open_offline(cfg.state_dir)
         try:
-            host = host_by_name(conn, args.name)
-            if host is None:
-                raise NotFound(f"no host named {args.name!r}")
-            own = host.script
-
-            if host.image and image_name_problem(host.image):
-                return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
-                            f"imageserver hosts set {args.name} --image NAME")
-            master = cfg.state_dir / "scripts" / f"{host.image}.master"
-            current = {"script": own if own and "\n" in own else
-                       (master.read_text() if host.image and master.is_file() else None), "override": bool(own)}
+            current = view_json(hostadmin.host_script(conn, cfg.state_dir / "scripts", args.name))  # as the API
         finally:
             conn.close()
 
@@ -187,7 +177,7 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             conn = open_offline(cfg.state_dir)
             try:
                 with offline_transaction(conn):
-                    update_host_op(args.name, {"script": script}, time.time())(conn)
+                    hostadmin.set_script_op(conn, args.name, script, time.time())(conn)
             finally:
                 conn.close()
 
