@@ -1,5 +1,6 @@
-"""Editing hosts over the admin API, live: every change goes through state.hostbook on the live lease
-book, so a host with a MAC and an address has its reservation before the answer is sent.
+"""Editing hosts over the admin API, live: every change is a use case of domain/hostadmin (the same the
+offline CLI runs) over a HostBook on the live lease book, so a host with a MAC and an address has its
+reservation before the answer is sent.
 
   PATCH  /api/v1/hosts/{name}           {"mac"?, "ip"?, "image"?, "version"?, "state"?, "transport"?} (null/"" clears)
   DELETE /api/v1/hosts/{name}           the host goes; so does its reservation
