@@ -4,23 +4,9 @@ usage; offline, on the state database, the same use cases as the API."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args, "--config", str(cfg)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+from tests.service.test_status_command import _cli, _free_port  # the real command in a subprocess, a free port
 
 
 def test_exit_codes_of_the_real_command_with_no_daemon(tmp_path: Path) -> None:
