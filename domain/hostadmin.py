@@ -1,13 +1,38 @@
-"""Response views of host editing, scripts, addclients and assignment (services/api_hostadmin.py), declared
-once for the answer and its OpenAPI schema."""
+"""Host administration: the use cases the admin API (services/api_hostadmin.py) and the offline CLI
+(appliance/cli/commands: hosts set/rm, machines assign, addclients) share, and their response views.
+
+Each use case takes a `HostStore` (the port: state.hostbook.HostBook over the daemon's live lease book,
+or over one the CLI loads from the state database when no daemon runs), checks the change, and returns
+what it did with the journal operations that write the host rows; the caller runs them (the journal live,
+one transaction offline) inside `writing(...)`. They raise only domain errors.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Protocol
 
+from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.views import doc
-from state.addclients import Plan, PlannedHost
-from state.hosts import HOST_STATES, Host
+from protocols.names import InvalidName, image_name_problem
+from state.addclients import AddclientsRequest, Plan, PlanError, PlannedHost
+from state.db import Connection
+from state.hosts import (
+    HOST_STATES,
+    Host,
+    HostClash,
+    HostError,
+    HostFieldError,
+    HostNotFound,
+    Op,
+    host_by_name,
+    update_host_op,
+)
+from state.lease_validators import LeaseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +130,132 @@ class AddclientsAnswer:
 class AddclientsClash:
     error: str
     problems: list[str] = field(metadata=doc("each clash, naming both sides"))
+
+
+# --------------------------------------------------------------------------- the use cases
+
+
+class HostStore(Protocol):
+    """What host administration reads and changes (state.hostbook.HostBook implements it). A change returns
+    the host as it will be and the operation that writes its row; the lease book is changed already."""
+
+    def update(self, name: str, changes: Mapping[str, Any], now: float, *,
+               source: str = "manual") -> tuple[Host, Op]: ...
+
+    def remove(self, name: str) -> tuple[Host, Op]: ...
+
+    def assign(self, mac: str, name: str | None, now: float) -> tuple[Host, Op]: ...
+
+    def addclients(self, req: AddclientsRequest, now: float, *, dry_run: bool = False,
+                   own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]: ...
+
+
+class Clashes(Conflict):
+    """An addclients plan refused: `problems` names every clash, both sides of each."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+def from_host_error(e: HostError) -> DomainError:
+    """The store's refusal as a domain error, by its type: no such host, a malformed change, a contradiction."""
+    kind = NotFound if isinstance(e, HostNotFound) else Invalid if isinstance(e, HostFieldError) else Conflict
+    return kind(str(e))
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A host change refused: HostError by its kind, any other malformed value (a MAC, name, address) Invalid."""
+    try:
+        yield
+    except HostError as e:
+        raise from_host_error(e) from None
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+
+
+@contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Around running a use case's operations: a unique name, MAC or address taken by a change committed after
+    the checks (state.hosts.HostClash) is a Conflict naming `what`."""
+    try:
+        yield
+    except HostClash as e:
+        raise Conflict(f"{what}: {e}") from None
+
+
+def change_host(store: HostStore, name: str, changes: Mapping[str, Any], now: float) -> tuple[Host, list[Op]]:
+    """hosts set / PATCH /api/v1/hosts/{name}: MAC, address, image, version, state, transport (None clears)."""
+    with _refusals():
+        host, op = store.update(name, changes, now)
+    return host, [op]
+
+
+def remove_host(store: HostStore, name: str) -> tuple[Host, list[Op]]:
+    """hosts rm / DELETE /api/v1/hosts/{name}: the host goes, and its reservation."""
+    with _refusals():
+        host, op = store.remove(name)
+    return host, [op]
+
+
+def assign_machine(store: HostStore, mac: str, name: str | None, now: float) -> tuple[Host, list[Op]]:
+    """machines assign / POST /api/v1/machines/{mac}/assign: machine `mac` becomes host `name` (None: the
+    next host of an addclients range that has no MAC)."""
+    with _refusals():
+        host, op = store.assign(mac, name, now)
+    return host, [op]
+
+
+def addclients_request(body: Mapping[str, Any]) -> AddclientsRequest:
+    """The range asked for, checked: Invalid for a name that is not one, Clashes for a malformed field."""
+    try:
+        return AddclientsRequest.from_dict(dict(body))
+    except InvalidName as e:
+        raise Invalid(str(e)) from None
+    except PlanError as e:
+        raise Clashes(str(e), list(e.problems)) from None
+
+
+def add_clients(store: HostStore, req: AddclientsRequest, now: float, *, dry_run: bool = False,
+                own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]:
+    """addclients: hosts BASE+n for n in the range; the plan (every host: create, update or keep) and, unless
+    dry_run, the writes. Clashes lists every clash; nothing is changed then."""
+    try:
+        return store.addclients(req, now, dry_run=dry_run, own=own)
+    except InvalidName as e:
+        raise Invalid(str(e)) from None
+    except PlanError as e:
+        raise Clashes(str(e), list(e.problems)) from None
+    except (HostError, LeaseError) as e:
+        raise Conflict(str(e)) from None
+
+
+def host_script(reader: Connection, scripts: Path, name: str) -> HostScript | OwnScript:
+    """GET /api/v1/hosts/{name}/script and `hosts script NAME`: the host's own copy (inline, or a file name under
+    `scripts`), else its image's NAME.master. NotFound: no such host; Conflict: a file name that is not a plain
+    name under scripts/ (a row written before image names were checked must not read a file outside it)."""
+    host = host_by_name(reader, name)
+    if host is None:
+        raise NotFound(f"no host named {name!r}")
+    own = host.script
+    if own and "\n" in own:
+        return OwnScript(own, True)
+    if not own and host.image is None:  # no image, no script (not a file named "None.master")
+        return HostScript(None, False, None)
+    file_name = own or f"{host.image}.master"
+    if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
+        raise Conflict(f"host {name}: script file {file_name!r} is not a plain name under scripts/")
+    master = scripts / file_name
+    text = master.read_text(errors="replace") if host.image and master.is_file() else None
+    return HostScript(text, bool(own), str(master))
+
+
+def set_script_op(reader: Connection, name: str, script: str | None, now: float) -> Op:
+    """PUT /api/v1/hosts/{name}/script and `hosts script --edit/--reset`: the host's own copy (None: its image's
+    again). Invalid: not a script; NotFound: no such host."""
+    if script is not None and "\n" not in script.strip("\n") + "\n":
+        raise Invalid('"script" must be the script text or null')
+    if host_by_name(reader, name) is None:
+        raise NotFound(f"no host named {name!r}")
+    return update_host_op(name, {"script": script or None}, now)

@@ -8,7 +8,6 @@ when the daemon runs (a dict lookup), else from the store in one query per table
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -16,7 +15,7 @@ from typing import Any
 
 from domain import hostadmin
 from domain.bodies import parse_body
-from domain.errors import Conflict, DomainError, Invalid, NotFound, valid_names
+from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
@@ -27,16 +26,15 @@ from state import installs, transports
 from state.boot import decide_boot
 from state.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_version
 from state.hosts import (
+    Host,
+    HostClash,
     HostError,
-    HostFieldError,
-    HostNotFound,
-    HostRecord,
     Op,
+    host_by_name,
     host_count,
-    host_record,
     host_records,
-    versions_of_images,
 )
+from state.images import versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
@@ -168,17 +166,16 @@ def _bindings(src: Sources, macs: list[str], now: float) -> dict[str, Binding]:
     return out
 
 
-def _views(src: Sources, records: list[HostRecord], now: float, *, with_timeline: bool) -> list[HostView]:
-    names = [r.host.name for r in records]
+def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool) -> list[HostView]:
+    names = [h.name for h in records]
     events = installs.timelines(src.reader, names)
-    macs = [r.host.mac for r in records if r.host.mac]
+    macs = [h.mac for h in records if h.mac]
     bindings = _bindings(src, macs, now)
-    images = {r.host.image for r in records if r.host.image}
+    images = {h.image for h in records if h.image}
     versions = versions_of_images(src.reader, images)
     defaults = transports.image_transports(src.reader, images)
     out = []
-    for r in records:
-        h = r.host
+    for h in records:
         timeline = events.get(h.name, [])
         latest = src.progress.get(h.name) if src.progress is not None else None
         boot = None
@@ -187,7 +184,7 @@ def _views(src: Sources, records: list[HostRecord], now: float, *, with_timeline
         out.append(HostView(
             name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image, version=h.version,
             state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
-            running_version=h.running_version, last_update=r.last_update, script_override=r.script_override,
+            running_version=h.running_version, last_update=h.last_update, script_override=h.script_override,
             progress=InstallProgress.of(installs.summary(timeline, now, latest)),
             binding=bindings.get(h.mac) if h.mac else None,
             transport=h.transport,
@@ -210,7 +207,7 @@ def all_hosts(src: Sources, now: float) -> list[HostView]:
 
 
 def show_host(src: Sources, name: str, now: float, *, with_timeline: bool = True) -> HostView:
-    record = host_record(src.reader, name)
+    record = host_by_name(src.reader, name)
     if record is None:
         raise NotFound(f"no host named {name!r}")
     return _views(src, [record], now, with_timeline=with_timeline)[0]
@@ -271,7 +268,7 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
 
     With a lease book (the live one, or an offline one in the CLI) the host's fixed address becomes its
     MAC's reservation, by the shared rules of state.hostbook; without one the row alone is written."""
-    if host_record(src.reader, req.name) is not None:
+    if host_by_name(src.reader, req.name) is not None:
         raise Conflict(f"host {req.name} exists already")
     image_installable(src, req.image, req.version)
     if not isinstance(src.leases, LeaseModel):
@@ -285,7 +282,7 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
     return op
 
 
-def integrity_conflict(req: AddHost, error: sqlite3.IntegrityError) -> Conflict:
+def integrity_conflict(req: AddHost, error: HostClash) -> Conflict:
     """A unique constraint the checks could not see (a change committed in between)."""
     ip = f" or {req.ip}" if req.ip else ""
     return Conflict(f"host {req.name} or MAC {req.mac}{ip} exists already ({error})")
@@ -298,10 +295,3 @@ def reinstall_op(name: str, now: float) -> Op:
     """State assigned and a fresh install token: the next PXE boot installs again. The op returns whether
     the host exists (NotFound is the caller's, after the commit)."""
     return installs.reinstall_op(name, installs.new_token(), now)
-
-
-
-def from_host_error(e: HostError) -> DomainError:
-    """The model's refusal as a domain error, by its type: no such host, a malformed change, a contradiction."""
-    kind = NotFound if isinstance(e, HostNotFound) else Invalid if isinstance(e, HostFieldError) else Conflict
-    return kind(str(e))

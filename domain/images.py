@@ -1,4 +1,6 @@
-"""The image catalog as GET /api/v1/images answers it: every registered version with who uses it.
+"""The image catalog as GET /api/v1/images and `imageserver images list` answer it: every registered version
+with who uses it; and which versions `images rm` may remove (over an ImageStore port: the appliance's
+Catalog, which then removes the trees).
 
 The fields of `imageserver images list --json`, plus what the dashboard shows beside them; the recorded
 disk layout stays out (it is long: `images show` and the install script have it).
@@ -6,11 +8,13 @@ disk layout stays out (it is long: `images show` and the install script have it)
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from domain.errors import Conflict, NotFound
 from domain.views import doc, view_json
-from state.images import hosts_using, list_versions
+from state.db import Connection
+from state.images import ImageVersion, hosts_using, list_versions
 from state.transports import DEFAULT, TRANSPORTS, image_transport
 
 
@@ -38,7 +42,7 @@ class ImageList:
         return view_json(self)
 
 
-def catalog(conn: sqlite3.Connection) -> ImageList:
+def catalog(conn: Connection) -> ImageList:
     versions = list_versions(conn)
     top = {iv.name: iv.version for iv in versions}  # ordered by version: the last one wins
     return ImageList([ImageView(name=iv.name, version=iv.version, created=iv.created, source=iv.source,
@@ -46,3 +50,31 @@ def catalog(conn: sqlite3.Connection) -> ImageList:
                                 newest=top[iv.name] == iv.version, hosts=hosts_using(conn, iv.name, iv.version),
                                 transport=image_transport(conn, iv.name) or DEFAULT)
                       for iv in versions])
+
+
+class ImageStore(Protocol):
+    """What removing image versions reads (appliance.images.catalog.Catalog implements it)."""
+
+    def versions(self, name: str | None = None) -> list[ImageVersion]: ...
+
+    def hosts_using(self, name: str, version: int) -> list[str]: ...
+
+
+def versions_to_remove(store: ImageStore, name: str, version: int | None, *, force: bool = False) -> list[int]:
+    """`images rm NAME vN` (or every version: `version` None), newest first. NotFound for an image or version
+    that does not exist; Conflict while a host is assigned to one of them, unless `force`."""
+    have = [iv.version for iv in store.versions(name)]
+    if not have:
+        known = sorted({iv.name for iv in store.versions()})
+        raise NotFound(f"no image named {name!r}" + (f" (images: {', '.join(known)})" if known else
+                                                     " (no images yet: use getimage)"))
+    if version is not None and version not in have:
+        raise NotFound(f"image {name} has no version v{version} (it has {', '.join(f'v{v}' for v in have)})")
+    targets = sorted(have if version is None else [version], reverse=True)
+    if not force:
+        for n in targets:
+            users = store.hosts_using(name, n)
+            if users:
+                raise Conflict(f"{name} v{n} is assigned to host(s) {', '.join(users)}; reassign them first "
+                               "or use --force")
+    return targets

@@ -20,8 +20,8 @@ from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
-from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, address_op
-from state.hosts import HostError, Op
+from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook
+from state.hosts import Host, HostError, Op, address_op, host_by_mac
 from state.lease_rows import stored_bindings
 from state.lease_validators import LeaseError
 
@@ -51,17 +51,17 @@ def _unauthorized(message: str) -> Unauthorized:
     return Unauthorized(message, challenge=INSTALL_REALM)
 
 
-def installing_host(src: Sources, mac_text: str) -> tuple[str, installs.InstallHost]:
+def installing_host(src: Sources, mac_text: str) -> tuple[str, Host]:
     """(canonical MAC, its host); Invalid for a malformed MAC, NotFound when no host has it."""
     with valid_names():
         mac = normalize_mac(mac_text)
-    host = installs.host_by_mac(src.reader, mac)
+    host = host_by_mac(src.reader, mac)
     if host is None:
         raise NotFound(f"no host has MAC {mac}")
     return mac, host
 
 
-def address_of(src: Sources, mac: str, host: installs.InstallHost) -> IPv4Address | None:
+def address_of(src: Sources, mac: str, host: Host) -> IPv4Address | None:
     """The host's address: its own, else its reservation, else its current lease."""
     if host.ip is not None:
         return host.ip
@@ -147,7 +147,7 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
         "MODULE": module,
         "RSYNC_PORT": settings.rsync_port,
         "RSYNC_URL": f"rsync://{server}:{settings.rsync_port}/{module}/",
-        "IMAGE_BYTES": installs.image_bytes(src.reader, host.image, version),
+        "IMAGE_BYTES": images.image_bytes(src.reader, host.image, version),
         # rsync | bittorrent | multicast (each falls back to rsync): the host's own, else its image's default
         "TRANSPORT": transports.effective(src.reader, host.transport, host.image),
         "INSTALL_TOKEN": token,
@@ -190,7 +190,7 @@ class InstallReport:
 
 
 def reporting_host(src: Sources, settings: InstallSettings, mac_text: str, bearer: str | None,
-                   now: float) -> tuple[str, installs.InstallHost]:
+                   now: float) -> tuple[str, Host]:
     """The host a report is for, if the report carries its live install token."""
     mac, host = installing_host(src, mac_text)
     if not (credentials.install_token_live(host.state) and installs.token_matches(host, bearer)
@@ -199,7 +199,7 @@ def reporting_host(src: Sources, settings: InstallSettings, mac_text: str, beare
     return mac, host
 
 
-def report_op(src: Sources, host: installs.InstallHost, mac: str, report: InstallReport, now: float) -> Op:
+def report_op(src: Sources, host: Host, mac: str, report: InstallReport, now: float) -> Op:
     """The journal operation recording a (non-progress) report; it returns the host's new state."""
     version = installs.resolve_version(src.reader, host) if report.stage == "done" else None
     return installs.report_op(host.name, mac, now, report.stage, report.detail, version)
@@ -219,7 +219,7 @@ class ReportRecorded:
         return view_json(self)
 
 
-def installed_reservation(src: Sources, settings: InstallSettings, host: installs.InstallHost,
+def installed_reservation(src: Sources, settings: InstallSettings, host: Host,
                           now: float) -> tuple[str, Op | None]:
     """On "done": with [dhcp] auto_static = "on-install" the host's lease becomes its reservation, by the
     same rules as every other host change (state.hostbook). Says what happened, and the op naming the
@@ -240,7 +240,7 @@ def installed_reservation(src: Sources, settings: InstallSettings, host: install
     return f"reserved {res.ip} ({res.source})", op
 
 
-def _version_to_install(src: Sources, host: installs.InstallHost) -> images.ImageVersion:
+def _version_to_install(src: Sources, host: Host) -> images.ImageVersion:
     """The image version a host installs now (its pinned one or its image's newest)."""
     if not host.image:
         raise Conflict(f"host {host.name} has no image")

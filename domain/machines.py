@@ -13,7 +13,8 @@ from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state.boot import decide_boot
-from state.hosts import Host, host_macs, hosts_for_macs, versions_of_images
+from state.hosts import Host, host_macs, hosts_for_macs
+from state.images import versions_of_images
 from state.sightings import Machine, stored_machines
 
 

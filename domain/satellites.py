@@ -3,12 +3,13 @@ document a satellite mirrors, a report batch's receipt, and the admin's add/remo
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 from domain.views import doc, view_json
 from state import satellites
+from state.db import Connection
+from state.hosts import host_count
 from state.images import ImageVersion, list_versions
 
 
@@ -63,12 +64,12 @@ class SatelliteConfig:
         return view_json(self)
 
 
-def satellite_config(reader: sqlite3.Connection, name: str, max_hosts: int, rsync_port: int) -> SatelliteConfig:
+def satellite_config(reader: Connection, name: str, max_hosts: int, rsync_port: int) -> SatelliteConfig:
     hosts = [MirroredHost(**h) for h in satellites.mirrored_hosts(reader, max_hosts)]
     return SatelliteConfig(
         satellite=name, images=[MirroredImage.of(v) for v in list_versions(reader)], hosts=hosts,
         rsync=RsyncSource(module=satellites.RSYNC_MODULE, user=satellites.rsync_user(name), port=rsync_port),
-        hosts_complete=len(hosts) < max_hosts or satellites.host_total(reader) == len(hosts))
+        hosts_complete=len(hosts) < max_hosts or host_count(reader) == len(hosts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,11 @@ Offline (the CLI with the daemon down) only `reader` is set; every use case answ
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from state.boot import BootPolicy
+from state.db import Connection
 from state.installs import LiveProgress
 from state.leases import LeaseModel
 from state.sightings import MachineLog
@@ -17,7 +17,7 @@ from state.sightings import MachineLog
 
 @dataclass(slots=True)
 class Sources:
-    reader: sqlite3.Connection
+    reader: Connection
     leases: LeaseModel | None = None  # the DHCP lease book (live), else bindings come from the store
     machines: MachineLog | None = None  # machines seen (live), else from the store
     boot_policy: BootPolicy | None = None  # what the boot path decides for unknown machines; None: no decisions

@@ -1,5 +1,6 @@
-"""Editing hosts over the admin API, live: every change goes through state.hostbook on the live lease
-book, so a host with a MAC and an address has its reservation before the answer is sent.
+"""Editing hosts over the admin API, live: every change is a use case of domain/hostadmin (the same the
+offline CLI runs) over a HostBook on the live lease book, so a host with a MAC and an address has its
+reservation before the answer is sent.
 
   PATCH  /api/v1/hosts/{name}           {"mac"?, "ip"?, "image"?, "version"?, "state"?, "transport"?} (null/"" clears)
   DELETE /api/v1/hosts/{name}           the host goes; so does its reservation
@@ -18,40 +19,33 @@ The host settings (pools, auto_static, own address, domain) come from ctx.live.h
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable
 
 from aiohttp import web
 
-from domain.errors import Conflict, Invalid, NotFound
+from domain import hostadmin
+from domain.errors import Invalid
 from domain.hostadmin import (
     AddclientsAnswer,
     AddclientsClash,
+    Clashes,
     HostChanged,
     HostRecord,
     HostScript,
     OwnScript,
     ScriptStored,
 )
-from domain.hosts import from_host_error
 from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
 from services.api_context import ApiContext
 from services.auth import Auth
 from services.routes import Call, Route, error, ok, text
-from state.addclients import AddclientsRequest, PlanError
-from state.hostbook import HostBook, addclients
+from state.hostbook import HostBook
 from state.hosts import (
     Host,
-    HostError,
     Op,
     host_by_name,
-    host_script,
     hosts_file,
     list_hosts,
-    update_host_op,
 )
-from state.imagename import ImageNameError, image_name_problem
-from state.lease_validators import LeaseError
 
 
 def _book(ctx: ApiContext) -> HostBook:
@@ -60,11 +54,12 @@ def _book(ctx: ApiContext) -> HostBook:
                     image_problem=ctx.live.image_problem)
 
 
-async def _write(ctx: ApiContext, ops: list[Op]) -> None:
+async def _write(ctx: ApiContext, what: str, ops: list[Op]) -> None:
     # One batch: every row of the change commits together, then leases written alongside are durable too.
-    futures = [ctx.store.journal.submit(op) for op in ops]
-    await asyncio.gather(*futures)
-    await ctx.store.journal.flush()
+    with hostadmin.writing(what):
+        futures = [ctx.store.journal.submit(op) for op in ops]
+        await asyncio.gather(*futures)
+        await ctx.store.journal.flush()
 
 
 async def patch_host(call: Call[HostChange]) -> HostChanged:
@@ -72,33 +67,22 @@ async def patch_host(call: Call[HostChange]) -> HostChanged:
     await call.body()  # the shape; the keys given are what changes (null clears)
     body = await call.raw()
     name = call.request.match_info["name"]
-    return await _apply(ctx, f"host {name}", lambda book: book.update(name, body, ctx.clock()))
+    host, ops = hostadmin.change_host(_book(ctx), name, body, ctx.clock())
+    return await _written(ctx, f"host {name}", host, ops)
 
 
-async def _apply(ctx: ApiContext, what: str, change: Callable[[HostBook], tuple[Host, Op]]) -> HostChanged:
-    """One host edit: the book checks it (400 malformed, 404/409 by the error's kind), then its row is
-    written (409 if a concurrent edit made it clash); the answer is the host as stored."""
-    try:
-        host, op = change(_book(ctx))
-    except HostError as e:
-        raise from_host_error(e) from None
-    except ValueError as e:
-        raise Invalid(str(e)) from None
-    try:
-        await _write(ctx, [op])
-    except sqlite3.IntegrityError as e:
-        raise Conflict(f"{what}: {e}") from None
+async def _written(ctx: ApiContext, what: str, host: Host, ops: list[Op]) -> HostChanged:
+    """A host edit checked by its use case (400 malformed, 404/409 by the error's kind): its row is written
+    (409 if a concurrent edit made it clash); the answer is the host as stored."""
+    await _write(ctx, what, ops)
     return HostChanged(HostRecord.of(host_by_name(ctx.store.reader, host.name) or host))
 
 
 async def delete_host(call: Call[None]) -> HostChanged:
     ctx = call.ctx
     name = call.request.match_info["name"]
-    try:
-        host, op = _book(ctx).remove(name)
-    except HostError as e:
-        raise NotFound(str(e)) from None
-    await _write(ctx, [op])
+    host, ops = hostadmin.remove_host(_book(ctx), name)
+    await _write(ctx, f"host {name}", ops)
     discovery = ctx.live.discovery
     if host.mac is not None and discovery is not None:
         discovery.forget(host.mac)  # policy auto may make the machine a host again
@@ -107,33 +91,14 @@ async def delete_host(call: Call[None]) -> HostChanged:
 
 async def get_script(call: Call[None]) -> HostScript | OwnScript:
     ctx = call.ctx
-    name = call.request.match_info["name"]
-    host = host_by_name(ctx.store.reader, name)
-    if host is None:
-        raise NotFound(f"no host named {name!r}")
-    own = host_script(ctx.store.reader, name)
-    if own and "\n" in own:
-        return OwnScript(own, True)
-    if not own and host.image is None:  # no image, no script (not a file named "None.master")
-        return HostScript(None, False, None)
-    file_name = own or f"{host.image}.master"
-    if "/" in file_name or file_name.startswith(".") or (not own and image_name_problem(host.image)):
-        # A row written before image names were checked must not read a file outside scripts/.
-        raise Conflict(f"host {name}: script file {file_name!r} is not a plain name under scripts/")
-    master = ctx.store.state_dir / "scripts" / file_name
-    text = master.read_text(errors="replace") if host.image and master.is_file() else None
-    return HostScript(text, bool(own), str(master))
+    return hostadmin.host_script(ctx.store.reader, ctx.store.state_dir / "scripts", call.request.match_info["name"])
 
 
 async def put_script(call: Call[ScriptBody]) -> ScriptStored:
     ctx = call.ctx
     name = call.request.match_info["name"]
     script = (await call.body()).script
-    if script is not None and "\n" not in script.strip("\n") + "\n":
-        raise Invalid('"script" must be the script text or null')
-    if host_by_name(ctx.store.reader, name) is None:
-        raise NotFound(f"no host named {name!r}")
-    await _write(ctx, [update_host_op(name, {"script": script or None}, ctx.clock())])
+    await _write(ctx, f"host {name}", [hostadmin.set_script_op(ctx.store.reader, name, script, ctx.clock())])
     return ScriptStored(name, bool(script))
 
 
@@ -143,19 +108,12 @@ async def post_addclients(call: Call[AddclientsBody]) -> web.Response | Addclien
     body = dict(await call.raw())
     body.pop("dry_run", None)
     try:
-        req = AddclientsRequest.from_dict(body)
-        plan, ops = addclients(_book(ctx), req, ctx.clock(), dry_run=dry_run,
-                               own=ctx.live.host_settings().own_addresses)
-    except ImageNameError as e:
-        raise Invalid(str(e)) from None
-    except PlanError as e:
-        return call.answer(AddclientsClash(str(e), list(e.problems)), status=409)
-    except (HostError, LeaseError) as e:
-        raise Conflict(str(e)) from None
-    try:
-        await _write(ctx, ops)
-    except sqlite3.IntegrityError as e:
-        raise Conflict(f"addclients: {e}") from None
+        req = hostadmin.addclients_request(body)
+        plan, ops = hostadmin.add_clients(_book(ctx), req, ctx.clock(), dry_run=dry_run,
+                                          own=ctx.live.host_settings().own_addresses)
+    except Clashes as e:
+        return call.answer(AddclientsClash(str(e), e.problems), status=409)
+    await _write(ctx, "addclients", ops)
     return AddclientsAnswer.of(plan, dry_run)
 
 
@@ -166,7 +124,8 @@ async def assign(call: Call[AssignBody]) -> HostChanged:
     if (name is None) == (not body.next):
         raise Invalid('give either {"host": NAME} or {"next": true}')
     mac = call.request.match_info["mac"]
-    return await _apply(ctx, "assign", lambda book: book.assign(mac, name, ctx.clock()))
+    host, ops = hostadmin.assign_machine(_book(ctx), mac, name, ctx.clock())
+    return await _written(ctx, "assign", host, ops)
 
 
 async def etc_hosts(call: Call[None]) -> web.Response:

@@ -12,8 +12,6 @@ JSON <-> domain.hosts. The install token is never shown: it is the installer's c
 
 from __future__ import annotations
 
-import sqlite3
-
 from domain import hosts
 from domain.errors import NotFound
 from domain.hosts import AddHost, HostPage, HostView
@@ -21,6 +19,7 @@ from domain.paging import DEFAULT_LIMIT, Page
 from services.auth import Auth
 from services.routes import PAGING, Call, Route, error, ok
 from state.hostbook import AUTO_STATIC_DEFAULT
+from state.hosts import HostClash
 
 # A page of 100 hosts by default (the dashboard polls it every 2 s; a 10,000-host answer takes 100s of ms),
 # up to 1,000 with ?limit=; `hosts` stays the list older clients read, with total and next_offset beside it.
@@ -45,7 +44,7 @@ async def add_host(call: Call[AddHost]) -> HostView:
                            auto_static=settings.auto_static if settings is not None else AUTO_STATIC_DEFAULT)
     try:
         await ctx.store.journal.run(op)
-    except sqlite3.IntegrityError as e:
+    except HostClash as e:
         raise hosts.integrity_conflict(req, e) from None
     return hosts.show_host(ctx.sources(), req.name, ctx.clock(), with_timeline=False)
 

@@ -15,14 +15,11 @@ a mutating call answers only after its rows are committed.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
-from domain.errors import Conflict, Invalid, NotFound
+from domain import leases
 from domain.leases import LeaseList, OneReservation, ReservationList, ReservationView, lease_list, reservation_list
 from domain.requests import NewReservation
 from services.auth import Auth
 from services.routes import Call, Param, Route, error, ok
-from state.lease_validators import LeaseError, normalize_mac, valid_hostname
 
 
 async def list_leases(call: Call[None]) -> LeaseList:
@@ -38,31 +35,14 @@ async def list_reservations(call: Call[None]) -> ReservationList:
 async def add_reservation(call: Call[NewReservation]) -> OneReservation:
     ctx = call.ctx
     body = await call.body()
-    try:
-        address = IPv4Address(body.ip.strip())
-    except ValueError:
-        raise Invalid(f"{body.ip!r} is not an IPv4 address") from None
-    try:
-        mac, hostname = normalize_mac(body.mac), valid_hostname(body.hostname) if body.hostname else None
-    except LeaseError as e:
-        raise Invalid(str(e)) from None
-    try:
-        res = ctx.lease_book().add_reservation(mac, address, ctx.clock(), hostname=hostname)
-    except LeaseError as e:
-        raise Conflict(str(e)) from None
+    res = leases.add_reservation(ctx.lease_book(), body.mac, body.ip, body.hostname, ctx.clock())
     await ctx.store.journal.flush()  # answer only once the rows are committed
     return OneReservation(ReservationView.of(res))
 
 
 async def remove_reservation(call: Call[None]) -> OneReservation:
     ctx = call.ctx
-    try:
-        mac = normalize_mac(call.request.match_info["mac"])
-    except LeaseError as e:
-        raise Invalid(str(e)) from None
-    res = ctx.lease_book().remove_reservation(mac)
-    if res is None:
-        raise NotFound(f"no reservation for {mac}")
+    res = leases.remove_reservation(ctx.lease_book(), call.request.match_info["mac"])
     await ctx.store.journal.flush()
     return OneReservation(ReservationView.of(res))
 

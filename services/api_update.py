@@ -31,6 +31,7 @@ from services.auth import Auth, is_update_caller
 from services.routes import Call, Param, Route, error, ok
 from state import credentials, installs, updates
 from state.eventlog import EventLog
+from state.hosts import host_by_name
 
 log = EventLog("imageserver.update")
 
@@ -69,7 +70,7 @@ async def target(call: Call[None]) -> UpdateTargetView:
         raise Conflict(str(e)) from None
     settings = ctx.live.install_settings()
     out = UpdateTargetView.of(found, settings.rsync_port, settings.address)
-    host = installs.host_by_name(ctx.store.reader, name)
+    host = host_by_name(ctx.store.reader, name)
     grants = ctx.live.rsync_grants
     if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
             and request.remote and is_update_caller(call.bearer, ctx.admin_token, host)):

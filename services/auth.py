@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from domain.errors import NotFound, Unauthorized
-from state import credentials, installs, satellites
+from state import credentials, satellites
+from state.hosts import Host, host_by_name
 from state.store import Store
 
 HEADER = "Authorization"
@@ -43,7 +44,7 @@ class Caller:
 
     bearer: str | None = None
     name: str | None = None
-    host: installs.InstallHost | None = None
+    host: Host | None = None
 
 
 def bearer(request: web.Request) -> str | None:
@@ -61,7 +62,7 @@ def is_admin(given: str | None, admin_token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), admin_token.encode())
 
 
-def is_update_caller(given: str | None, admin_token: str, host: installs.InstallHost) -> bool:
+def is_update_caller(given: str | None, admin_token: str, host: Host) -> bool:
     """The admin token, or the host's own update token; never the install token (a leaked install token
     must not ask for a reinstall nor pose as the installed system)."""
     if not given:
@@ -90,7 +91,7 @@ def check(auth: Auth, request: web.Request, store: Store | None, admin_token: st
                                "imageserver satellites add NAME>", challenge='Bearer realm="imageserver-satellite"')
         return Caller(given, name)
     name = request.match_info["name"]
-    host = installs.host_by_name(store.reader, name)
+    host = host_by_name(store.reader, name)
     if host is None:
         raise NotFound(f"no host named {name!r}")
     if not is_update_caller(given, admin_token, host):

@@ -20,8 +20,8 @@ from typing import Any
 from domain.settings import DiscoveryConfig
 from state.discovery import AutoCreateLimit, decide_unknown, dhcp_offers_boot, first_match
 from state.eventlog import EventLog
-from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, address_op, make_lease_static
-from state.hosts import host_by_mac, host_by_name, host_count
+from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
+from state.hosts import address_op, host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
 from state.sightings import NO_DETAILS, Machine, MachineLog
 from state.store import Store

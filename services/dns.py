@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import secrets
 import socket
-import sqlite3
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from protocols.dns import (
     with_id,
 )
 from services.base import ServiceError, ServiceStatus
+from state.db import StoreFailure
 from state.eventlog import EventLog
 from state.names import NameIndex
 
@@ -67,7 +67,7 @@ class StoreZone:
     def __call__(self) -> Zone:
         try:
             snap = self._index.snapshot(self._clock())
-        except sqlite3.Error as e:
+        except StoreFailure as e:
             # A store hiccup (locked, I/O) must not take DNS down: keep answering from the last zone.
             self.errors += 1
             log.error("zone-read-failed", error=str(e))

@@ -18,7 +18,6 @@ Safety, for every request before any handler runs:
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from services.bootresponder import BootResponder
 from services.errors import domain_error_response, json_error
 from services.http_gate import ConnectionGate, ConnectionLimits, GatedSite
 from services.routes import MOUNTED, SAFE_METHODS, Answer, Call, Mounted, Param, Route
+from state.db import StoreFailure
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.http")
@@ -147,7 +147,7 @@ class HttpServer:
                         response.headers[header] = e.headers[header]
                 return response
             raise
-        except sqlite3.Error as e:
+        except StoreFailure as e:
             # The state store cannot take the change (state dir full, I/O error): the journal has logged the
             # failed commit; the client gets a 503 it can retry, the log no traceback.
             counters["responses_5xx"] += 1

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from state.hosts import Host, host_by_mac, image_versions
+from state.hosts import Host, host_by_mac
+from state.images import image_versions
 
 # What a machine with no host (or no image) boots ([boot] unknown): poll until assigned, or its local disk.
 UnknownBoot = Literal["wait", "local"]

@@ -9,24 +9,17 @@ import sqlite3
 from collections.abc import Iterable
 
 from state.db import transaction
-from state.hosts import Host
-from state.lease_rows import Lease, lease_row
-from state.sightings import _COLUMNS as MACHINE_COLUMNS
-from state.sightings import Machine
+from state.hosts import Host, insert_hosts
+from state.installs import insert_events
+from state.lease_rows import Lease, insert_leases
+from state.sightings import Machine, insert_machines
 
 
 def bulk_load(conn: sqlite3.Connection, *, hosts: Iterable[Host] = (), leases: Iterable[Lease] = (),
               machines: Iterable[Machine] = (), events: Iterable[tuple[str, str | None, float, str]] = ()) -> None:
     """hosts, leases, machines seen and install events (host, mac, time, stage) in one transaction."""
     with transaction(conn):
-        conn.executemany(
-            "INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, last_seen, running_version) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            ((h.name, h.mac, int(h.ip) if h.ip is not None else None, h.image, h.version, h.state, h.created,
-              h.updated, h.last_seen, h.running_version) for h in hosts))
-        conn.executemany("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
-                         "VALUES (?,?,?,?,?,?,?)", (lease_row(x) for x in leases))
-        conn.executemany(f"INSERT INTO machines({', '.join(MACHINE_COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(MACHINE_COLUMNS))})",
-                         (tuple(getattr(m, c) for c in MACHINE_COLUMNS) for m in machines))
-        conn.executemany("INSERT INTO install_events(host, mac, time, stage) VALUES (?,?,?,?)", events)
+        insert_hosts(conn, hosts)
+        insert_leases(conn, leases)
+        insert_machines(conn, machines)
+        insert_events(conn, events)

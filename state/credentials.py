@@ -25,6 +25,9 @@ import sqlite3
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from state.hosts import due_with_token
+from state.lease_rows import durable_binding
+
 INSTALL_STATES = ("new", "assigned", "installing")
 # The one strength for every secret the imageserver mints (admin, install, satellite tokens, multicast keys):
 # 32 random bytes.
@@ -97,25 +100,20 @@ def host_address(conn: sqlite3.Connection, mac: str | None, ip: int | None) -> I
         return IPv4Address(ip)
     if not mac:
         return None
-    for table in ("reservations", "leases"):
-        row = conn.execute(f"SELECT ip FROM {table} WHERE mac = ?", (mac,)).fetchone()
-        if row is not None:
-            return IPv4Address(row[0])
-    return None
+    binding = durable_binding(conn, mac)
+    return binding[0] if binding is not None else None
 
 
 def installing_clients(conn: sqlite3.Connection, now: float,
                        max_age: float = INSTALL_TOKEN_SECONDS) -> list[RsyncClient]:
     """Hosts due to install, with a live token and an address: each may pull its own image version."""
-    rows = conn.execute("SELECT name, mac, ip, image, version, install_token, token_issued FROM hosts WHERE state IN "
-                        "('assigned', 'installing') AND image IS NOT NULL AND install_token IS NOT NULL").fetchall()
     out = []
-    for name, mac, ip, image, version, token, issued in rows:
-        if token_expired(issued, now, max_age):
+    for h in due_with_token(conn):
+        if h.install_token is None or h.image is None or token_expired(h.token_issued, now, max_age):
             continue
-        address = host_address(conn, mac, ip)
+        address = host_address(conn, h.mac, int(h.ip) if h.ip is not None else None)
         if address is not None:
-            out.append(RsyncClient(name, rsync_password(token), str(address), image, version))
+            out.append(RsyncClient(h.name, rsync_password(h.install_token), str(address), h.image, h.version))
     return out
 
 

@@ -22,6 +22,12 @@ class StoreError(RuntimeError):
     """The store cannot be opened or migrated; the message says why and where."""
 
 
+# The names the floors above use for the store's connection and its failures: domain/ and services/ import
+# no sqlite3 (an import-linter contract), which database sits under state/ is state/'s business.
+Connection = sqlite3.Connection
+StoreFailure = sqlite3.Error  # locked, I/O error, disk full: the store cannot answer or take a change now
+
+
 def db_path(state_dir: Path) -> Path:
     return state_dir / DB_NAME
 

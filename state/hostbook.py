@@ -36,6 +36,7 @@ from state.hosts import (
     Op,
     check_transition,
     delete_host_op,
+    first_without_mac,
     host_by_ip,
     host_by_mac,
     host_by_name,
@@ -236,11 +237,10 @@ class HostBook:
 
     def next_free(self) -> Host:
         """The next name of an addclients range: the first host (address order) that has no MAC yet."""
-        row = self.conn.execute("SELECT name FROM hosts WHERE mac IS NULL ORDER BY ip IS NULL, ip, name "
-                                "LIMIT 1").fetchone()
-        if row is None:
+        host = first_without_mac(self.conn)
+        if host is None:
             raise HostError("no host is waiting for a machine (every host has a MAC; add some with addclients)")
-        return self.get(row[0])
+        return host
 
     def assign(self, mac: str, name: str | None, now: float) -> tuple[Host, Op]:
         """Give machine `mac` to host `name` (None: the next free one); it installs at its next boot."""
@@ -253,6 +253,10 @@ class HostBook:
             raise HostError(f"host {host.name} has machine {host.mac} already")
         return self.update(host.name, {"mac": mac}, now, source="assign")
 
+    def addclients(self, req: AddclientsRequest, now: float, *, dry_run: bool = False,
+                   own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]:
+        return addclients(self, req, now, dry_run=dry_run, own=own)
+
     def installed(self, name: str, now: float) -> Reservation | None:
         """The install helper's "done": with auto_static on-install, the host's lease becomes its reservation."""
         host = self.get(name)
@@ -260,17 +264,6 @@ class HostBook:
             return None
         return make_lease_static(self.leases, host.mac, host.name, now, "on-install")
 
-
-def address_op(name: str, ip: IPv4Address, now: float) -> Op:
-    """Give host `name` the address of its new reservation if it has none (and no other host has it):
-    it is then listed with it, in /hosts and `hosts export`. Never fails: a clash just leaves it out."""
-
-    def op(conn: sqlite3.Connection) -> bool:
-        cur = conn.execute("UPDATE hosts SET ip = ?, updated = ? WHERE name = ? AND ip IS NULL "
-                           "AND NOT EXISTS (SELECT 1 FROM hosts WHERE ip = ?)", (int(ip), now, name, int(ip)))
-        return bool(cur.rowcount)
-
-    return op
 
 def existing_for_plan(book: HostBook, now: float, own: Iterable[IPv4Address] = ()) -> Existing:
     """What an addclients plan must not clash with: hosts, reservations, active leases, subnets."""

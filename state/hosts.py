@@ -1,21 +1,27 @@
-"""The read side of `hosts` the boot path needs: a host by MAC, and its install token.
+"""The `hosts` table: every SQL statement on it lives here, and `Host` is the one type of a stored host.
 
-A host is a named machine the operator told us about (hostname, MAC, image). Creating and editing
-hosts is the hosts CLI/API's job; this module only reads them and fills in a missing install token.
+A host is a named machine the operator told us about (hostname, MAC, image). The rules about which
+changes are allowed live above (state/hostbook.py, domain/); the other state modules (installs,
+updates, mirror, names, credentials, satellites) read and write hosts through these functions.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Address
 from typing import Any
 
+from state.lease_rows import reserved_ip
+
 HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
-            "install_token", "running_version", "transport")
+            "install_token", "running_version", "transport", "token_issued", "script", "last_update")
+# Kept out of Host.as_dict: the installer's credential and its age, the script text (a flag in the views)
+# and the update time (the views carry it on their own).
+_PRIVATE = ("install_token", "token_issued", "script", "last_update")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,13 @@ class Host:
     install_token: str | None = None
     running_version: int | None = None
     transport: str | None = None  # None: the image's default (state/transports.py)
+    token_issued: float | None = None  # NULL: a token from before the column (no known age)
+    script: str | None = None  # the host's own autoinstall script (text, or a file name under scripts/)
+    last_update: float | None = None  # when updateclient last finished on the host
+
+    @property
+    def script_override(self) -> bool:
+        return bool(self.script)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> Host:
@@ -43,7 +56,8 @@ class Host:
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["ip"] = str(self.ip) if self.ip is not None else None
-        out.pop("install_token")  # a secret of the installer; never listed
+        for key in _PRIVATE:
+            out.pop(key)
         return out
 
 
@@ -71,12 +85,6 @@ def hosts_among(conn: sqlite3.Connection, macs: list[str]) -> list[str]:
 def hosts_by_mac(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
     """MAC -> (host name, host state) for every host that has a MAC."""
     return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT mac, name, state FROM hosts WHERE mac IS NOT NULL")}
-
-
-def image_versions(conn: sqlite3.Connection, image: str) -> tuple[int, ...]:
-    """The captured versions of `image`, oldest first (empty if the image does not exist)."""
-    rows = conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,)).fetchall()
-    return tuple(int(r[0]) for r in rows)
 
 
 def rotate_install_token_op(name: str, old: str, token: str, now: float
@@ -159,6 +167,11 @@ class HostFieldError(HostError):
     """The change itself is malformed (a field that cannot be set)."""
 
 
+class HostClash(HostError):
+    """A write the table's unique constraints refused (a name, MAC or address taken by a change committed
+    after the checks ran); the message is the constraint's."""
+
+
 class HostInputError(HostError):
     """Refused because the input is malformed (a bad name, version or field), not because of a conflict."""
 
@@ -191,18 +204,9 @@ def list_hosts(conn: sqlite3.Connection) -> list[Host]:
     return [Host.from_row(r) for r in rows]
 
 
-def host_script(conn: sqlite3.Connection, name: str) -> str | None:
-    row = conn.execute("SELECT script FROM hosts WHERE name = ?", (name,)).fetchone()
-    return row[0] if row is not None else None
-
-
 def insert_host_op(host: Host) -> Op:
-    row = (host.name, host.mac, int(host.ip) if host.ip is not None else None, host.image, host.version,
-           host.state, host.created, host.updated, host.transport)
-
     def op(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, transport) "
-                     "VALUES (?,?,?,?,?,?,?,?,?)", row)
+        insert_host(conn, host)
 
     return op
 
@@ -219,8 +223,11 @@ def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:
 
     def op(conn: sqlite3.Connection) -> bool:
         sets = ", ".join(f"{k} = ?" for k in values)
-        cur = conn.execute(f"UPDATE hosts SET {sets}{', ' if sets else ''}updated = ? WHERE name = ?",
-                           (*values.values(), now, name))
+        try:
+            cur = conn.execute(f"UPDATE hosts SET {sets}{', ' if sets else ''}updated = ? WHERE name = ?",
+                               (*values.values(), now, name))
+        except sqlite3.IntegrityError as e:
+            raise HostClash(str(e)) from None
         return bool(cur.rowcount)
 
     return op
@@ -248,37 +255,14 @@ def hosts_file(hosts: list[Host], domain: str | None) -> str:
 # hosts, never one per host (a 10,000-host fleet is listed in milliseconds).
 
 
-@dataclass(frozen=True, slots=True)
-class HostRecord:
-    """A hosts row as the operator sees it: the Host, plus whether it has its own script and its last update."""
-
-    host: Host
-    script_override: bool
-    last_update: float | None
-
-
-_RECORD_SQL = (f"SELECT {', '.join(_COLUMNS)}, script IS NOT NULL AND script != '', last_update FROM hosts")
-
-
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> HostRecord:
-    values = tuple(row)
-    n = len(_COLUMNS)
-    return HostRecord(Host.from_row(values[:n]), bool(values[n]), values[n + 1])
-
-
-def host_records(conn: sqlite3.Connection, *, limit: int | None = None, offset: int = 0) -> list[HostRecord]:
+def host_records(conn: sqlite3.Connection, *, limit: int | None = None, offset: int = 0) -> list[Host]:
     """Hosts by name, one page (`limit` None: all of them)."""
-    sql = f"{_RECORD_SQL} ORDER BY name"
+    sql = _select(order="ORDER BY name")
     args: tuple[Any, ...] = ()
     if limit is not None:
         sql += " LIMIT ? OFFSET ?"
         args = (limit, offset)
-    return [_record(r) for r in conn.execute(sql, args)]
-
-
-def host_record(conn: sqlite3.Connection, name: str) -> HostRecord | None:
-    row = conn.execute(f"{_RECORD_SQL} WHERE name = ?", (name,)).fetchone()
-    return _record(row) if row is not None else None
+    return [Host.from_row(r) for r in conn.execute(sql, args)]
 
 
 def hosts_for_macs(conn: sqlite3.Connection, macs: list[str]) -> dict[str, Host]:
@@ -299,19 +283,6 @@ def host_state_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in conn.execute("SELECT state, count(*) FROM hosts GROUP BY state")}
 
 
-def versions_of_images(conn: sqlite3.Connection, images: set[str]) -> dict[str, tuple[int, ...]]:
-    """Image name -> its captured versions, oldest first, for each of `images` (one query)."""
-    if not images:
-        return {}
-    names = sorted(images)
-    out: dict[str, list[int]] = {n: [] for n in names}
-    for name, version in conn.execute(
-            f"SELECT name, version FROM images WHERE name IN ({', '.join('?' * len(names))}) ORDER BY name, version",
-            names):
-        out[name].append(int(version))
-    return {k: tuple(v) for k, v in out.items()}
-
-
 def fixed_address(conn: sqlite3.Connection, name: str) -> tuple[Host, IPv4Address | None] | None:
     """Host `name` and its fixed address: its own, else its MAC's reservation (never a lease); None: no host."""
     host = host_by_name(conn, name)
@@ -319,5 +290,120 @@ def fixed_address(conn: sqlite3.Connection, name: str) -> tuple[Host, IPv4Addres
         return None
     if host.ip is not None or host.mac is None:
         return host, host.ip
-    row = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (host.mac,)).fetchone()
-    return host, IPv4Address(row[0]) if row is not None else None
+    return host, reserved_ip(conn, host.mac)
+
+
+# --------------------------------------------------------------------------- for the other state modules
+#
+# The statements installs, updates, mirror, names, credentials, satellites and the bulk loader make on
+# hosts; they call these, so the table has one owner.
+
+
+def host_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM hosts WHERE name = ?", (name,)).fetchone() is not None
+
+
+def insert_host(conn: sqlite3.Connection, host: Host) -> None:
+    """Write a new hosts row with every column of `host` (HostClash if the name, MAC or address is taken)."""
+    try:
+        conn.execute(f"INSERT INTO hosts({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                     _row(host))
+    except sqlite3.IntegrityError as e:
+        raise HostClash(str(e)) from None
+
+
+def insert_hosts(conn: sqlite3.Connection, hosts: Iterable[Host]) -> None:
+    """Many new rows at once (bench and test fleets)."""
+    conn.executemany(f"INSERT INTO hosts({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                     (_row(h) for h in hosts))
+
+
+def _row(host: Host) -> tuple[Any, ...]:
+    return tuple(int(v) if isinstance(v, IPv4Address) else v for v in (getattr(host, c) for c in _COLUMNS))
+
+
+def delete_host(conn: sqlite3.Connection, name: str) -> int:
+    return int(conn.execute("DELETE FROM hosts WHERE name = ?", (name,)).rowcount)
+
+
+def delete_holders(conn: sqlite3.Connection, name: str, mac: str | None, ip: int | None) -> None:
+    """Remove the hosts other than `name` that hold `mac` or `ip` (a mirror's local leftovers)."""
+    conn.execute("DELETE FROM hosts WHERE name != ? AND (mac = ? OR ip = ?)", (name, mac, ip))
+
+
+def first_without_mac(conn: sqlite3.Connection) -> Host | None:
+    """The first host (address order) that has no MAC yet: the next name of an addclients range."""
+    row = conn.execute(_select("WHERE mac IS NULL", "ORDER BY ip IS NULL, ip, name LIMIT 1")).fetchone()
+    return Host.from_row(row) if row is not None else None
+
+
+def address_op(name: str, ip: IPv4Address, now: float) -> Op:
+    """Give host `name` the address of its new reservation if it has none (and no other host has it):
+    it is then listed with it, in /hosts and `hosts export`. Never fails: a clash just leaves it out."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute("UPDATE hosts SET ip = ?, updated = ? WHERE name = ? AND ip IS NULL "
+                           "AND NOT EXISTS (SELECT 1 FROM hosts WHERE ip = ?)", (int(ip), now, name, int(ip)))
+        return bool(cur.rowcount)
+
+    return op
+
+
+def due_with_token(conn: sqlite3.Connection) -> list[Host]:
+    """Hosts due to install (assigned or installing) that have an image and an install token."""
+    rows = conn.execute(_select("WHERE state IN ('assigned', 'installing') AND image IS NOT NULL "
+                                "AND install_token IS NOT NULL")).fetchall()
+    return [Host.from_row(r) for r in rows]
+
+
+def count_due_to_install(conn: sqlite3.Connection, image: str) -> int:
+    """How many hosts are due to install `image` (new, assigned or installing)."""
+    row = conn.execute("SELECT count(*) FROM hosts WHERE image = ? AND state IN ('new', 'assigned', 'installing')",
+                       (image,)).fetchone()
+    return int(row[0])
+
+
+def names_using(conn: sqlite3.Connection, image: str, version: int, *, newest: bool) -> list[str]:
+    """Hosts pinned to `version` of `image`, or following the image's newest when `newest`."""
+    rows = conn.execute(
+        "SELECT name FROM hosts WHERE image = ? AND (version = ? OR (version IS NULL AND ?)) ORDER BY name",
+        (image, version, 1 if newest else 0)).fetchall()
+    return [r[0] for r in rows]
+
+
+def record_install_stage(conn: sqlite3.Connection, name: str, state: str | None, now: float,
+                         running_version: int | None = None) -> None:
+    """An install report seen: the host's new state (None: unchanged, only last_seen) and, when installed,
+    the version it now runs (None: unchanged)."""
+    if state is None:
+        conn.execute("UPDATE hosts SET last_seen = ? WHERE name = ?", (now, name))
+    elif state == "installed":
+        conn.execute("UPDATE hosts SET state = 'installed', running_version = coalesce(?, running_version), "
+                     "updated = ?, last_seen = ? WHERE name = ?", (running_version, now, now, name))
+    else:
+        conn.execute("UPDATE hosts SET state = ?, updated = ?, last_seen = ? WHERE name = ?",
+                     (state, now, now, name))
+
+
+def reassign(conn: sqlite3.Connection, name: str, token: str, now: float) -> bool:
+    """State assigned with a fresh install token (a reinstall); whether the host exists."""
+    cur = conn.execute("UPDATE hosts SET state = 'assigned', install_token = ?, token_issued = ?, updated = ? "
+                       "WHERE name = ?", (token, now, now, name))
+    return bool(cur.rowcount)
+
+
+def record_update_done(conn: sqlite3.Connection, name: str, version: int, now: float) -> None:
+    """updateclient finished: the version the host now runs, and when."""
+    conn.execute("UPDATE hosts SET running_version = ?, last_update = ?, updated = ? WHERE name = ?",
+                 (version, now, now, name))
+
+
+def name_mac_ip_rows(conn: sqlite3.Connection) -> list[tuple[str, str | None, int | None]]:
+    """(name, MAC, address as stored) of every host by name: what the DNS names are built from (raw, so a
+    bad stored address is refused there, not here)."""
+    return [(r[0], r[1], r[2]) for r in conn.execute("SELECT name, mac, ip FROM hosts ORDER BY name")]
+
+
+def first_hosts(conn: sqlite3.Connection, limit: int) -> list[Host]:
+    """The first `limit` hosts by name."""
+    return [Host.from_row(r) for r in conn.execute(_select(order="ORDER BY name LIMIT ?"), (limit,))]

@@ -12,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from state.hosts import names_using
+
 _COLUMNS = ("name", "version", "path", "created", "source", "files", "bytes", "layout", "note")
 
 
@@ -74,8 +76,29 @@ def hosts_using(conn: sqlite3.Connection, name: str, version: int) -> list[str]:
     """Hosts assigned to this version: pinned to it, or following the image's newest when it is the newest."""
     top = newest(conn, name)
     is_newest = top is not None and top.version == version
-    rows = conn.execute(
-        "SELECT name FROM hosts WHERE image = ? AND (version = ? OR (version IS NULL AND ?)) ORDER BY name",
-        (name, version, 1 if is_newest else 0),
-    ).fetchall()
-    return [r[0] for r in rows]
+    return names_using(conn, name, version, newest=is_newest)
+
+
+def image_versions(conn: sqlite3.Connection, image: str) -> tuple[int, ...]:
+    """The captured versions of `image`, oldest first (empty if the image does not exist)."""
+    rows = conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,)).fetchall()
+    return tuple(int(r[0]) for r in rows)
+
+
+def versions_of_images(conn: sqlite3.Connection, images: set[str]) -> dict[str, tuple[int, ...]]:
+    """Image name -> its captured versions, oldest first, for each of `images` (one query)."""
+    if not images:
+        return {}
+    names = sorted(images)
+    out: dict[str, list[int]] = {n: [] for n in names}
+    for name, version in conn.execute(
+            f"SELECT name, version FROM images WHERE name IN ({', '.join('?' * len(names))}) ORDER BY name, version",
+            names):
+        out[name].append(int(version))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
+    """What getimage counted for the version (the total a copy's progress is measured against)."""
+    row = conn.execute("SELECT bytes FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None

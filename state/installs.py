@@ -16,13 +16,15 @@ import hmac
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
 from protocols.names import image_name
 from state.credentials import new_token
+from state.hosts import Host, count_due_to_install, host_by_name, insert_host, reassign, record_install_stage
+from state.images import newest
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -39,73 +41,24 @@ class InstallError(ValueError):
     """A report or request the install state machine refuses; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class InstallHost:
-    """The hosts row as an install sees it (the install token included: the installer's credential)."""
-
-    name: str
-    mac: str
-    ip: IPv4Address | None
-    image: str | None
-    version: int | None
-    state: str
-    install_token: str | None
-    script: str | None
-    running_version: int | None
-    token_issued: float | None = None  # NULL: a token from before the column (no known age)
-    transport: str | None = None  # the host's own choice (None: its image's default; state/transports.py)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> InstallHost:
-        return cls(row["name"], row["mac"], IPv4Address(row["ip"]) if row["ip"] is not None else None,
-                   row["image"], row["version"], row["state"], row["install_token"], row["script"],
-                   row["running_version"], row["token_issued"], row["transport"])
-
-
-_HOST_SQL = ("SELECT name, mac, ip, image, version, state, install_token, script, running_version, token_issued, "
-             "transport "
-             "FROM hosts "
-             "WHERE {} = ?")
-
-
-def host_by_mac(conn: sqlite3.Connection, mac: str) -> InstallHost | None:
-    row = conn.execute(_HOST_SQL.format("mac"), (mac,)).fetchone()
-    return InstallHost.from_row(row) if row is not None else None
-
-
-def host_by_name(conn: sqlite3.Connection, name: str) -> InstallHost | None:
-    row = conn.execute(_HOST_SQL.format("name"), (name,)).fetchone()
-    return InstallHost.from_row(row) if row is not None else None
-
-
-
-
-def token_matches(host: InstallHost, given: str | None) -> bool:
+def token_matches(host: Host, given: str | None) -> bool:
     if not host.install_token or not given:
         return False
     return hmac.compare_digest(host.install_token.encode(), given.encode())
 
 
-def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | None:
-    """What getimage counted for the version (the total a copy's progress is measured against)."""
-    row = conn.execute("SELECT bytes FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else None
-
-
-def resolve_version(conn: sqlite3.Connection, host: InstallHost) -> int | None:
+def resolve_version(conn: sqlite3.Connection, host: Host) -> int | None:
     """The version the host installs: its pinned one, else the image's newest (None: nothing captured)."""
     if host.version is not None:
         return host.version
-    row = conn.execute("SELECT max(version) FROM images WHERE name = ?", (host.image,)).fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else None
+    top = newest(conn, host.image) if host.image else None
+    return top.version if top is not None else None
 
 
 def due_to_install(conn: sqlite3.Connection, image: str) -> int:
     """How many hosts are due to install (assigned or installing) `image`: the receivers a multicast of it
     waits for."""
-    row = conn.execute("SELECT count(*) FROM hosts WHERE image = ? AND state IN ('new', 'assigned', 'installing')",
-                       (image,)).fetchone()
-    return int(row[0])
+    return count_due_to_install(conn, image)
 
 
 # --------------------------------------------------------------------------- the script
@@ -133,14 +86,14 @@ def with_variables(script: str, values: Mapping[str, object]) -> str:
     return "#!/bin/sh\n" + block + script
 
 
-def script_source(host: InstallHost) -> str | None:
+def script_source(host: Host) -> str | None:
     """A per-host override in hosts.script: the script itself (several lines) or a file name under scripts/."""
     if not host.script:
         return None
     return host.script
 
 
-def script_file_name(host: InstallHost) -> str:
+def script_file_name(host: Host) -> str:
     """The file under <state_dir>/scripts/ this host runs: its override name, else `<image>.master`."""
     override = script_source(host)
     name = override if override and "\n" not in override else f"{host.image}.master"
@@ -197,29 +150,25 @@ def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
     """
 
     def op(conn: sqlite3.Connection) -> str:
-        row = conn.execute("SELECT state FROM hosts WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        host = host_by_name(conn, name)
+        if host is None:
             raise InstallError(f"host {name} does not exist")
-        state: str = row[0]
+        state = host.state
         stored = detail
         if stage == "failed":
             stored = _failure_detail(conn, name, detail)
         _event(conn, name, mac, now, stage, stored)
         if stage == "done":
             state = "installed"
-            conn.execute("UPDATE hosts SET state = 'installed', running_version = coalesce(?, running_version), "
-                         "updated = ?, last_seen = ? WHERE name = ?", (version, now, now, name))
         elif stage == "failed":
             state = "failed"
-            conn.execute("UPDATE hosts SET state = 'failed', updated = ?, last_seen = ? WHERE name = ?",
-                         (now, now, name))
         elif state in ("new", "assigned"):
             # An installer that reports without having fetched a script through us (boot media) is installing too.
             state = "installing"
-            conn.execute("UPDATE hosts SET state = 'installing', updated = ?, last_seen = ? WHERE name = ?",
-                         (now, now, name))
         else:
-            conn.execute("UPDATE hosts SET last_seen = ? WHERE name = ?", (now, name))
+            record_install_stage(conn, name, None, now)
+            return state
+        record_install_stage(conn, name, state, now, version)
         return state
 
     return op
@@ -249,11 +198,10 @@ def reinstall_op(name: str, token: str, now: float) -> Op:
     """Make the host install again at its next PXE boot: state assigned, a fresh install token."""
 
     def op(conn: sqlite3.Connection) -> bool:
-        cur = conn.execute("UPDATE hosts SET state = 'assigned', install_token = ?, token_issued = ?, updated = ? "
-                           "WHERE name = ?", (token, now, now, name))
-        if cur.rowcount:
-            _event(conn, name, None, now, "reinstall", None)
-        return bool(cur.rowcount)
+        if not reassign(conn, name, token, now):
+            return False
+        _event(conn, name, None, now, "reinstall", None)
+        return True
 
     return op
 
@@ -266,10 +214,8 @@ def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, 
     state = "assigned" if image else "new"
 
     def op(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token, "
-                     "token_issued, transport) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                     (name, mac, int(ip) if ip is not None else None, image, version, state, now, now, new_token(),
-                      now, transport))
+        insert_host(conn, Host(name, mac, ip, image, version, state, now, now, install_token=new_token(),
+                               transport=transport, token_issued=now))
 
     return op
 
@@ -374,3 +320,32 @@ def summary(events: list[dict[str, Any]], now: float,
     if last["stage"] == "failed" and isinstance(last["detail"], dict):
         out["failure"] = {"stage": last["detail"].get("stage"), "reason": last["detail"].get("reason")}
     return out
+
+
+# --------------------------------------------------------------------------- install_events for other modules
+#
+# The satellite outbox, the install tally (/metrics), the mirror and the bulk loader read and write the
+# events through these, so the table has one owner.
+
+
+def insert_events(conn: sqlite3.Connection, events: Iterable[tuple[str, str | None, float, str]]) -> None:
+    """Many (host, mac, time, stage) events at once (bench and test fleets)."""
+    conn.executemany("INSERT INTO install_events(host, mac, time, stage) VALUES (?,?,?,?)", events)
+
+
+def newest_event_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM install_events").fetchone()[0])
+
+
+def events_after(conn: sqlite3.Connection, last_id: int, limit: int
+                 ) -> list[tuple[int, str, str | None, float, str, str | None]]:
+    """(id, host, mac, time, stage, detail) of the events after id `last_id`, oldest first, at most `limit`."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT id, host, mac, time, stage, detail FROM install_events WHERE id > ? ORDER BY id LIMIT ?",
+        (last_id, limit))]
+
+
+def last_event_time(conn: sqlite3.Connection, name: str) -> float | None:
+    """When host `name` last reported (None: never)."""
+    value = conn.execute("SELECT max(time) FROM install_events WHERE host = ?", (name,)).fetchone()[0]
+    return float(value) if value is not None else None

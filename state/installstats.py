@@ -13,6 +13,8 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from state.installs import events_after
+
 # Seconds from an installer's first report to "done": a small image takes a minute, a big one half an hour.
 DURATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 BATCH = 10_000  # rows read per query while catching up (the first scrape of a big store reads them in slices)
@@ -56,11 +58,10 @@ class InstallTally:
     def refresh(self, conn: sqlite3.Connection) -> InstallTally:
         """Take in the events written since the last refresh."""
         while True:
-            rows = conn.execute("SELECT id, host, time, stage FROM install_events WHERE id > ? ORDER BY id LIMIT ?",
-                                (self.last_id, BATCH)).fetchall()
+            rows = events_after(conn, self.last_id, BATCH)
             if not rows:
                 return self
-            self.add((r[1], float(r[2]), r[3]) for r in rows)
+            self.add((r[1], float(r[3]), r[4]) for r in rows)
             self.last_id = int(rows[-1][0])
             if len(rows) < BATCH:
                 return self

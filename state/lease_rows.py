@@ -5,7 +5,7 @@ without a live book read from the database."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -146,6 +146,34 @@ def durable_binding(conn: sqlite3.Connection, mac: str) -> tuple[IPv4Address, fl
         return IPv4Address(row[0]), None
     row = conn.execute("SELECT ip, expires FROM leases WHERE mac = ?", (mac,)).fetchone()
     return (IPv4Address(row[0]), float(row[1])) if row is not None else None
+
+
+def reserved_ip(conn: sqlite3.Connection, mac: str) -> IPv4Address | None:
+    """The address stored as the MAC's reservation, if any."""
+    row = conn.execute("SELECT ip FROM reservations WHERE mac = ?", (mac,)).fetchone()
+    return IPv4Address(row[0]) if row is not None else None
+
+
+def active_lease_rows(conn: sqlite3.Connection, now: float) -> list[tuple[str, str | None, int, float]]:
+    """(mac, hostname, ip as stored, expires) of every lease not ended at `now`, oldest first."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT mac, hostname, ip, expires FROM leases WHERE expires > ? ORDER BY starts, mac", (now,))]
+
+
+def reservation_rows(conn: sqlite3.Connection) -> list[tuple[str | None, int, str]]:
+    """(hostname, ip as stored, mac) of every reservation, oldest first."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT hostname, ip, mac FROM reservations ORDER BY created, mac")]
+
+
+def active_lease_count(conn: sqlite3.Connection, now: float) -> int:
+    return int(conn.execute("SELECT count(*) FROM leases WHERE expires > ?", (now,)).fetchone()[0])
+
+
+def insert_leases(conn: sqlite3.Connection, leases: Iterable[Lease]) -> None:
+    """Many lease rows at once (bench and test fleets)."""
+    conn.executemany("INSERT INTO leases(mac, ip, subnet, starts, expires, client_id, hostname) "
+                     "VALUES (?,?,?,?,?,?,?)", (lease_row(x) for x in leases))
 
 
 def journal_writer(submit: Callable[[Op], Any]) -> WriteBack:

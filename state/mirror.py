@@ -25,7 +25,8 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from state.credentials import new_token
-from state.installs import reinstall_op
+from state.hosts import Host, delete_holders, delete_host, host_by_name, insert_host, update_host_op
+from state.installs import last_event_time, reinstall_op
 
 MAX_HOSTS = 100_000
 _STATES = ("new", "assigned", "installing", "installed", "failed")
@@ -71,28 +72,27 @@ def mirror_hosts_op(hosts: object, now: float, *, complete: bool = False) -> Any
         if complete:
             for (name,) in conn.execute("SELECT name FROM mirrored_hosts").fetchall():
                 if name not in listed:
-                    removed += conn.execute("DELETE FROM hosts WHERE name = ?", (name,)).rowcount
+                    removed += delete_host(conn, name)
                     conn.execute("DELETE FROM mirrored_hosts WHERE name = ?", (name,))
         conn.executemany("INSERT OR IGNORE INTO mirrored_hosts(name) VALUES (?)", [(n,) for n in listed])
         for name, mac, ip, image, version, state, updated in rows:
-            mine = conn.execute("SELECT mac, ip, image, version, state FROM hosts WHERE name = ?", (name,)).fetchone()
+            mine = host_by_name(conn, name)
+            address = IPv4Address(ip) if ip is not None else None
             if mine is None:
                 # Another host here holding this MAC or address (a local leftover) would make the insert fail.
-                conn.execute("DELETE FROM hosts WHERE name != ? AND (mac = ? OR ip = ?)", (name, mac, ip))
+                delete_holders(conn, name, mac, ip)
                 local_state = "assigned" if state in ("assigned", "installing") and image else state
-                conn.execute("INSERT INTO hosts(name, mac, ip, image, version, state, created, updated, install_token, "
-                             "token_issued) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                             (name, mac, ip, image, version, local_state, now, now,
-                              new_token() if local_state == "assigned" else None, now))
+                insert_host(conn, Host(name, mac, address, image, version, local_state, now, now,
+                                       install_token=new_token() if local_state == "assigned" else None,
+                                       token_issued=now))
                 added += 1
                 continue
-            if (mine[0], mine[1], mine[2], mine[3]) != (mac, ip, image, version):
-                conn.execute("DELETE FROM hosts WHERE name != ? AND (mac = ? OR ip = ?)", (name, mac, ip))
-                conn.execute("UPDATE hosts SET mac = ?, ip = ?, image = ?, version = ?, updated = ? WHERE name = ?",
-                             (mac, ip, image, version, now, name))
+            if (mine.mac, mine.ip, mine.image, mine.version) != (mac, address, image, version):
+                delete_holders(conn, name, mac, ip)
+                update_host_op(name, {"mac": mac, "ip": address, "image": image, "version": version}, now)(conn)
                 changed += 1
-            if state == "assigned" and image and mine[4] in ("installed", "failed"):
-                last = conn.execute("SELECT max(time) FROM install_events WHERE host = ?", (name,)).fetchone()[0]
+            if state == "assigned" and image and mine.state in ("installed", "failed"):
+                last = last_event_time(conn, name)
                 if last is None or updated > last:
                     reinstall_op(name, new_token(), now)(conn)
                     again += 1

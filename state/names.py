@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from protocols.names import is_label
+from state.hosts import name_mac_ip_rows
+from state.lease_rows import active_lease_rows, reservation_rows
 
 # Names no client may claim from the wire: resolver magic (WPAD/ISATAP proxy and tunnel discovery) and loopback.
 RESERVED_NAMES = frozenset({"localhost", "wpad", "isatap"})
@@ -80,15 +82,13 @@ class NameIndex:
     def _build(self, now: float, previous: NameSnapshot | None) -> NameSnapshot:
         entries: list[NameEntry] = []
         refused: list[RefusedName] = []
-        hosts = self._conn.execute("SELECT name, mac, ip FROM hosts ORDER BY name").fetchall()
+        hosts = name_mac_ip_rows(self._conn)
         host_names = {str(r[0]).lower(): r[1] for r in hosts}
         host_macs = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None}
         entries.extend(NameEntry(str(r[0]), a, "host") for r in hosts
                        if r[2] is not None and (a := _address(r[2])) is not None)
-        leases = self._conn.execute(
-            "SELECT mac, hostname, ip, expires FROM leases WHERE expires > ? ORDER BY starts, mac", (now,)).fetchall()
-        reservations = self._conn.execute(
-            "SELECT hostname, ip, mac FROM reservations ORDER BY created, mac").fetchall()
+        leases = active_lease_rows(self._conn, now)
+        reservations = reservation_rows(self._conn)
         valid_until: float | None = None
         # A host without an address of its own is found at its own MAC's reservation, else its active lease.
         addressless = {str(r[1]): str(r[0]) for r in hosts if r[1] is not None and r[2] is None}

@@ -17,6 +17,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from state.installs import events_after, newest_event_id
+
 DEFAULT_CAP = 100_000
 FINAL = ("done", "failed")
 
@@ -63,7 +65,7 @@ def _cursor(conn: sqlite3.Connection) -> tuple[int, int]:
     row = conn.execute("SELECT last_event, dropped FROM satellite_cursor WHERE one = 1").fetchone()
     if row is None:
         # A new satellite starts from now: installs it recorded before it became one are not the primary's.
-        newest = conn.execute("SELECT coalesce(max(id), 0) FROM install_events").fetchone()[0]
+        newest = newest_event_id(conn)
         conn.execute("INSERT INTO satellite_cursor(one, last_event) VALUES (1, ?)", (newest,))
         return int(newest), 0
     return int(row[0]), int(row[1])
@@ -74,8 +76,7 @@ def collect_op(cap: int = DEFAULT_CAP, batch: int = 1000) -> Any:
 
     def op(conn: sqlite3.Connection) -> int:
         last, dropped = _cursor(conn)
-        rows = conn.execute("SELECT id, host, mac, time, stage, detail FROM install_events WHERE id > ? "
-                            "ORDER BY id LIMIT ?", (last, batch)).fetchall()
+        rows = events_after(conn, last, batch)
         for r in rows:
             size = conn.execute("SELECT count(*) FROM satellite_outbox").fetchone()[0]
             if size >= cap:

@@ -18,10 +18,10 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass
-from ipaddress import IPv4Address
 from typing import Any
 
 from state.credentials import new_token
+from state.hosts import first_hosts, host_exists
 
 MAX_SATELLITES = 64
 SATELLITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")  # also its rsync user name
@@ -186,7 +186,7 @@ def apply_reports_op(name: str, events: list[dict[str, Any]], now: float) -> Any
             if eid <= last:
                 continue
             last = eid
-            if conn.execute("SELECT 1 FROM hosts WHERE name = ?", (host,)).fetchone() is None:
+            if not host_exists(conn, host):
                 dropped += 1
                 continue
             installs.report_op(host, mac or "", when, stage, detail)(conn)
@@ -215,13 +215,8 @@ def rsync_credentials(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(rsync_user(r[0]), r[1]) for r in rows]
 
 
-def host_total(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM hosts").fetchone()[0])
-
-
 def mirrored_hosts(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     """The hosts a satellite mirrors (GET /satellite/v1/config), by name, at most `limit`."""
-    rows = conn.execute("SELECT name, mac, ip, image, version, state, updated FROM hosts ORDER BY name LIMIT ?",
-                        (limit,)).fetchall()
-    return [{"name": r[0], "mac": r[1], "ip": str(IPv4Address(r[2])) if r[2] is not None else None,
-             "image": r[3], "version": r[4], "state": r[5], "updated": r[6]} for r in rows]
+    return [{"name": h.name, "mac": h.mac, "ip": str(h.ip) if h.ip is not None else None,
+             "image": h.image, "version": h.version, "state": h.state, "updated": h.updated}
+            for h in first_hosts(conn, limit)]

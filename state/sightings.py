@@ -304,3 +304,9 @@ def _merged(told: Details, known: Details) -> Details:
             known[2] if user_class is None else user_class, known[3] if uuid is None else uuid,
             known[4] if relay is None else relay, known[5] if subnet is None else subnet,
             known[6] if hostname is None else hostname)
+
+
+def insert_machines(conn: sqlite3.Connection, machines: Iterable[Machine]) -> None:
+    """Many machine rows at once (bench and test fleets)."""
+    conn.executemany(f"INSERT INTO machines({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                     (tuple(getattr(m, c) for c in _COLUMNS) for m in machines))

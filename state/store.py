@@ -8,6 +8,7 @@ from typing import Any
 
 from state.db import connect, db_path
 from state.journal import Journal
+from state.lease_rows import active_lease_count
 from state.writeback import WriteBack
 
 
@@ -38,8 +39,7 @@ class Store:
         """Rows per table for the status document; `active_leases` leaves out leases past their end."""
         out = {table: int(self.reader.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
                for table in ("leases", "reservations", "hosts", "machines", "images")}
-        out["active_leases"] = int(self.reader.execute("SELECT count(*) FROM leases WHERE expires > ?",
-                                                       (now,)).fetchone()[0])
+        out["active_leases"] = active_lease_count(self.reader, now)
         return out
 
     async def close(self) -> None:

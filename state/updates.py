@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.names import InvalidName, image_name
+from state.hosts import host_by_name, host_exists, record_update_done
+from state.images import image_versions
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -67,22 +69,18 @@ def check_version(version: object) -> int | None:
     return version
 
 
-def _versions(conn: sqlite3.Connection, image: str) -> list[int]:
-    return [int(r[0]) for r in conn.execute("SELECT version FROM images WHERE name = ? ORDER BY version", (image,))]
-
-
 def resolve_target(conn: sqlite3.Connection, host: str, image: str | None = None,
                    version: int | None = None) -> UpdateTarget:
     """The version host `host` should run: the one asked for, else its assignment (None = the newest)."""
-    row = conn.execute("SELECT image, version FROM hosts WHERE name = ?", (host,)).fetchone()
-    if row is None:
+    stored = host_by_name(conn, host)
+    if stored is None:
         raise LookupError(f"no host named {host!r}")
-    assigned_image, assigned_version = row[0], row[1]
+    assigned_image, assigned_version = stored.image, stored.version
     want_image = image or assigned_image
     if not want_image:
         raise UpdateError(f"host {host} has no image; name one (--image NAME)")
     check_image_name(want_image)
-    available = _versions(conn, want_image)
+    available = list(image_versions(conn, want_image))
     if not available:
         raise UpdateError(f"image {want_image} has no captured version")
     if version is not None:
@@ -123,13 +121,12 @@ def report_op(host: str, now: float, stage: str, image: str | None, version: int
     """
 
     def op(conn: sqlite3.Connection) -> bool:
-        if conn.execute("SELECT 1 FROM hosts WHERE name = ?", (host,)).fetchone() is None:
+        if not host_exists(conn, host):
             return False
         conn.execute("INSERT INTO update_events(host, time, stage, image, version, detail) VALUES (?,?,?,?,?,?)",
                      (host, now, stage, image, version, detail))
         if stage == "done" and version is not None:
-            conn.execute("UPDATE hosts SET running_version = ?, last_update = ?, updated = ? WHERE name = ?",
-                         (version, now, now, host))
+            record_update_done(conn, host, version, now)
         return True
 
     return op
@@ -137,12 +134,13 @@ def report_op(host: str, now: float, stage: str, image: str | None, version: int
 
 def last_update(conn: sqlite3.Connection, host: str) -> dict[str, Any] | None:
     """The host's newest update report and when an update last finished, or None if it never ran one."""
-    row = conn.execute("SELECT last_update FROM hosts WHERE name = ?", (host,)).fetchone()
+    stored = host_by_name(conn, host)
     event = conn.execute("SELECT time, stage, image, version, detail FROM update_events WHERE host = ? "
                          "ORDER BY id DESC LIMIT 1", (host,)).fetchone()
-    if event is None and (row is None or row[0] is None):
+    finished = stored.last_update if stored is not None else None
+    if event is None and finished is None:
         return None
-    out: dict[str, Any] = {"finished": row[0] if row is not None else None}
+    out: dict[str, Any] = {"finished": finished}
     if event is not None:
         out.update(time=event[0], stage=event[1], image=event[2], version=event[3], detail=event[4])
     return out

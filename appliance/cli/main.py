@@ -1,7 +1,9 @@
 """`imageserver` — the command line. Each subcommand lives in its own module under appliance/cli/commands/.
 
 A command module defines `register(subparsers)`, which adds its parser and sets `func=run` where
-`run(args) -> int`. Exit codes: 0 success, 1 the operation failed, 2 bad usage or bad configuration.
+`run(args) -> int`. A refusal escapes the command as an exception and becomes its exit code here, by
+appliance/cli/exitcodes.py (0 success, 1 failed, 2 usage or configuration, 3 not found, 4 refused,
+5 daemon not answering).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import importlib
 import pkgutil
 import sys
 
-from appliance.cli import commands
+from appliance.cli import commands, exitcodes
+from appliance.cli.apiclient import ApiError, ApiUnavailable
 from appliance.config import ConfigError
 from appliance.daemon.runtime import VERSION
+from domain.errors import DomainError
 
 EPILOG = """\
 The walk of a machine: a bare machine PXE-boots, gets an address and iPXE from the imageserver,
@@ -22,7 +26,8 @@ over rsync, and reports each stage. Start with `imageserver serve --config FILE`
 example config is examples/imageserver.toml.
 
 Configuration file: --config FILE, else $IMAGESERVER_CONFIG, else /etc/imageserver/imageserver.toml.
-"""
+
+""" + exitcodes.epilog()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
-        print(f"imageserver: configuration error: {e}", file=sys.stderr)
-        return 2
+    except (ConfigError, DomainError, ApiError, ApiUnavailable, exitcodes.CommandFailed) as e:
+        print(f"imageserver: {exitcodes.message(e)}", file=sys.stderr)
+        return exitcodes.exit_code(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -233,12 +233,9 @@ class Catalog:
 
     # -- removing ---------------------------------------------------------------------------------
 
-    def remove(self, name: str, version: int, force: bool = False) -> ImageVersion:
+    def remove(self, name: str, version: int) -> ImageVersion:
+        """Remove the version's row and tree (which versions may go: domain.images.versions_to_remove)."""
         iv = self.get(name, version)
-        users = self.hosts_using(name, version)
-        if users and not force:
-            raise ImageError(f"{name} v{version} is assigned to host(s) {', '.join(users)}; reassign them first "
-                             "or use --force")
         self.paths.trash.mkdir(parents=True, exist_ok=True)
         trash = self.paths.trash / f"{name}.v{version}.{os.getpid()}"
         tree = Path(iv.path)

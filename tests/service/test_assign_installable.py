@@ -131,7 +131,7 @@ def test_offline_cli_refuses_uninstallable_images(tmp_path: Path, capsys: pytest
         return code, out.out, out.err
 
     code, _, err = cli("hosts", "add", "n1", "--mac", "52:54:00:00:02:01", "--image", "raw")
-    assert code == 1 and "image raw cannot be installed" in err and "no recorded disk layout" in err, err
+    assert code == 4 and "image raw cannot be installed" in err and "no recorded disk layout" in err, err
     conn = connect(state / "imageserver.db")
     try:
         assert host_by_name(conn, "n1") is None
@@ -140,7 +140,7 @@ def test_offline_cli_refuses_uninstallable_images(tmp_path: Path, capsys: pytest
     code, _, err = cli("hosts", "add", "n1", "--mac", "52:54:00:00:02:01", "--image", "good")
     assert code == 0, err
     code, _, err = cli("hosts", "set", "n1", "--image", "nofs")
-    assert code == 1 and "image nofs cannot be installed" in err, err
+    assert code == 4 and "image nofs cannot be installed" in err, err
     code, _, err = cli("hosts", "set", "n1", "--image", "own")
     assert code == 0, err
     conn = connect(state / "imageserver.db")

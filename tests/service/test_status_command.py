@@ -116,6 +116,6 @@ def test_status_command_when_the_daemon_is_not_running(tmp_path: Path) -> None:
     cfg = tmp_path / "imageserver.toml"
     cfg.write_text(f'[appliance]\nstate_dir = "{tmp_path}"\n[http]\nlisten = "127.0.0.1"\nport = {_free_port()}\n')
     result = _cli(cfg, "status")
-    assert result.returncode == 1
+    assert result.returncode == 5  # the daemon is needed and does not answer
     assert "not running" in result.stderr
     assert result.stdout == ""

@@ -100,9 +100,9 @@ def test_a_reservation_added_while_running_is_given_on_the_next_request(lab: Lab
     assert pair.client.ipv4_addresses(pair.client_if) == [moved.address]
     assert server.cli_json("leases", "--all") == []  # a reserved machine holds no lease
 
-    # Refusals come back from the daemon with the reason and exit code 1.
+    # Refusals come back from the daemon with the reason and exit code 4 (refused: a conflict).
     clash = server.run_cli("reservations", "add", "52:54:00:00:00:99", str(fixed))
-    assert clash.returncode == 1 and f"{fixed} is already reserved for {mac}" in clash.stderr
+    assert clash.returncode == 4 and f"{fixed} is already reserved for {mac}" in clash.stderr
 
     server.cli("reservations", "rm", mac)
     assert server.cli_json("reservations") == []

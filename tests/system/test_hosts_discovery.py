@@ -112,7 +112,7 @@ def test_addclients_hosts_get_their_addresses_and_names_live(lab: Lab, tmp_path:
     assert f"{first + 3}\twww4.{DOMAIN} www4" in hosts_file
     # Clashes are refused with both sides named, and nothing changes.
     clash = server.run_cli("addclients", "--base", "db", "--range", "1-2", "--first-ip", str(first + 3))
-    assert clash.returncode == 1
+    assert clash.returncode == 4  # refused: it conflicts with what exists (appliance/cli/exitcodes.py)
     assert f"db1: {first + 3} is host www4's address" in clash.stderr
     assert len(server.cli_json("hosts", "list")) == 4
 
@@ -154,7 +154,7 @@ def test_discovery_hold_then_assign_next(lab: Lab) -> None:
     assert script.splitlines()[1].startswith(f"# imageserver: install for {mac}")
     assert "installing image web v1 on node7" in script
     refused = server.run_cli("machines", "assign", mac, "--host", "node8")
-    assert refused.returncode == 1 and f"machine {mac} is host node7 already" in refused.stderr
+    assert refused.returncode == 4 and f"machine {mac} is host node7 already" in refused.stderr
 
     # A per-host copy of the autoinstall script, edited with $EDITOR through the live API, then reset.
     editor = lab.tmp_path("editor.sh")

@@ -212,7 +212,7 @@ def test_host_checks(conn: sqlite3.Connection) -> None:
 
 
 def test_address_op_names_an_installed_hosts_new_reservation_once(conn: sqlite3.Connection) -> None:
-    from state.hostbook import address_op
+    from state.hosts import address_op
 
     b = book(conn)
     for name, mac in (("n1", "52:54:00:00:00:01"), ("n2", "52:54:00:00:00:02")):

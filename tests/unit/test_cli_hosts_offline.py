@@ -52,6 +52,6 @@ def test_offline_add_reserves_the_fixed_address_like_the_api(
     assert [(r["mac"], r["ip"]) for r in json.loads(out)] == [("52:54:00:00:00:01", "10.79.0.20")]
     # The same MAC again is a conflict, said plainly.
     code, _, err = run(config, capsys, "hosts", "add", "node2", "--mac", "52:54:00:00:00:01")
-    assert code == 1 and "MAC 52:54:00:00:00:01 is host node1's" in err and "Traceback" not in err
+    assert code == 4 and "MAC 52:54:00:00:00:01 is host node1's" in err and "Traceback" not in err
     code, out, _ = run(config, capsys, "hosts", "list", "--json")
     assert [h["name"] for h in json.loads(out)] == ["node1"]

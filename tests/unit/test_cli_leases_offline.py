@@ -54,13 +54,13 @@ def test_reservations_offline_add_list_refuse_remove(config: Path, capsys: pytes
     code, out, _ = run(config, capsys, "reservations", "--json")
     assert [(r["mac"], r["ip"]) for r in json.loads(out)] == [("52:54:00:00:00:01", "10.79.0.20")]
     code, _, err = run(config, capsys, "reservations", "add", "52:54:00:00:00:02", "10.79.0.20")
-    assert code == 1 and "already reserved for 52:54:00:00:00:01" in err
+    assert code == 4 and "already reserved for 52:54:00:00:00:01" in err
     code, _, err = run(config, capsys, "reservations", "add", "52:54:00:00:00:02", "192.168.0.5")
-    assert code == 1 and "outside every DHCP subnet" in err
+    assert code == 4 and "outside every DHCP subnet" in err
     code, out, _ = run(config, capsys, "reservations", "rm", "52-54-00-00-00-01")
     assert code == 0 and "removed 10.79.0.20" in out
     code, _, err = run(config, capsys, "reservations", "rm", "52:54:00:00:00:01")
-    assert code == 1 and "no reservation" in err
+    assert code == 3 and "no reservation" in err
 
 
 def test_leases_and_makedhcpstatic_offline(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

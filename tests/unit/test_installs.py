@@ -10,6 +10,7 @@ import pytest
 from appliance.cli.installview import host_detail, progress_bar, progress_line
 from state import installs
 from state.db import connect
+from state.hosts import host_by_name
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def _state(conn) -> str:
 
 
 def test_a_host_goes_assigned_installing_installed(conn) -> None:
-    host = installs.host_by_name(conn, "node1")
+    host = host_by_name(conn, "node1")
     assert host is not None and host.state == "assigned" and host.install_token
     assert installs.resolve_version(conn, host) == 3
     assert installs.report_op("node1", host.mac, 101.0, "installer", None)(conn) == "installing"

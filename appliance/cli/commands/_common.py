@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.cli.exitcodes import UNREACHABLE, CommandFailed, exit_code
 from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config
 from state.statelock import StateLock, StateLocked, acquire, holder
 
@@ -69,14 +70,6 @@ def fail(message: str, code: int = 1) -> int:
     return code
 
 
-class CommandFailed(RuntimeError):
-    """The daemon (or the offline rules) refused: the message is for the user, `problems` its details."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-
-
 def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = False) -> tuple[bool, T | None]:
     """Run `online` against the running daemon's admin API: (True, its result), or (False, None) when no
     daemon holds the state dir, after telling the user that the state database will be used directly.
@@ -91,7 +84,7 @@ def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = 
         try:
             return True, online(ApiClient.from_config(cfg))
         except ApiError as e:
-            raise CommandFailed(e.message) from None
+            raise CommandFailed(e.message, code=exit_code(e)) from None
         except ApiUnavailable as e:
             reason = str(e)
     try:
@@ -100,7 +93,7 @@ def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = 
         raise CommandFailed(f"cannot check who uses the state dir {cfg.state_dir}: {e.strerror}") from None
     if running is not None:
         if writes:
-            raise CommandFailed(daemon_busy(cfg, running, reason))
+            raise CommandFailed(daemon_busy(cfg, running, reason), code=UNREACHABLE)
         print(f"imageserver: the state dir is held by {running} but {reason}; showing the state database "
               f"in {cfg.state_dir} as last committed", file=sys.stderr)
         return False, None
@@ -126,6 +119,6 @@ def offline_writer(cfg: Config, reason: str = "it does not answer") -> StateLock
         cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return acquire(cfg.state_dir, "cli")
     except StateLocked as e:
-        raise CommandFailed(daemon_busy(cfg, e.holder, reason)) from None
+        raise CommandFailed(daemon_busy(cfg, e.holder, reason), code=UNREACHABLE) from None
     except OSError as e:
         raise CommandFailed(f"cannot lock the state dir {cfg.state_dir}: {e.strerror}") from None

@@ -17,7 +17,6 @@ from typing import Any
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     daemon_busy,
     fail,
@@ -27,11 +26,12 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
-from domain import hosts
-from domain.errors import NotFound
+from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
+from domain import hostadmin, hosts
+from domain.errors import Invalid, NotFound
 from domain.sources import Sources
-from protocols.names import image_name_problem
-from state.hosts import host_by_name, host_script, hosts_file, list_hosts, update_host_op
+from domain.views import view_json
+from state.hosts import hosts_file, list_hosts
 from state.lease_rows import offline_transaction
 from state.statelock import holder
 from state.store import open_offline
@@ -77,44 +77,46 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             out[key] = value or None
-    if args.version is not None:
-        out["version"] = int(args.version) if args.version else None
-    if out.get("ip"):
-        out["ip"] = str(IPv4Address(out["ip"]))
+    try:
+        if args.version is not None:
+            out["version"] = int(args.version) if args.version else None
+        if out.get("ip"):
+            out["ip"] = str(IPv4Address(out["ip"]))
+    except ValueError as e:
+        raise Invalid(str(e)) from None
     return out
 
 
 def run(args: argparse.Namespace) -> int:
+    """A refusal escapes as its error (domain, API or CommandFailed): appliance/cli/exitcodes.py maps it."""
     cfg = load(args)
     action = "rm" if args.action == "remove" else args.action
-    try:
-        if action == "set":
-            changes = _changes(args)
-            if not changes:
-                return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
+    if action == "set":
+        changes = _changes(args)
+        if not changes:
+            return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", USAGE)
 
-            def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.update(args.name, changes, now)
-                return host.as_dict(), [op]
+        def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, ops = hostadmin.change_host(book, args.name, changes, now)
+            return host.as_dict(), ops
 
-            host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{args.name}", changes)["host"],
-                       offline_set)
-            _say(args, host, f"host {host['name']}: {host['state']}, {host.get('ip') or 'no address'}, "
-                             f"{host.get('mac') or 'no MAC'}, image {host.get('image') or '-'}")
-            return 0
-        if action == "rm":
-            def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.remove(args.name)
-                return host.as_dict(), [op]
+        host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{args.name}", changes)["host"],
+                   offline_set, f"host {args.name}")
+        _say(args, host, f"host {host['name']}: {host['state']}, {host.get('ip') or 'no address'}, "
+                         f"{host.get('mac') or 'no MAC'}, image {host.get('image') or '-'}")
+        return 0
+    if action == "rm":
+        def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, ops = hostadmin.remove_host(book, args.name)
+            return host.as_dict(), ops
 
-            host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm)
-            _say(args, host, f"host {host['name']} removed")
-            return 0
-        if action == "export":
-            return _export(cfg, args)
-        return _script(cfg, args)
-    except (CommandFailed, ValueError) as e:
-        return fail(str(e))
+        host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm,
+                   f"host {args.name}")
+        _say(args, host, f"host {host['name']} removed")
+        return 0
+    if action == "export":
+        return _export(cfg, args)
+    return _script(cfg, args)
 
 
 def _say(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -154,27 +156,15 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
     try:
         current = api.get(f"/api/v1/hosts/{args.name}/script")
         live = True
-    except ApiError as e:
-        return fail(e.message)
     except ApiUnavailable as e:
         live = False
         if args.edit or args.reset:
             running = holder(cfg.state_dir)
             if running is not None:
-                raise CommandFailed(daemon_busy(cfg, running, str(e))) from None
+                raise CommandFailed(daemon_busy(cfg, running, str(e)), code=UNREACHABLE) from None
         conn = open_offline(cfg.state_dir)
         try:
-            host = host_by_name(conn, args.name)
-            if host is None:
-                return fail(f"no host named {args.name!r}")
-            own = host_script(conn, args.name)
-
-            if host.image and image_name_problem(host.image):
-                return fail(f"host {args.name}: image name {host.image!r} is not valid; set another with "
-                            f"imageserver hosts set {args.name} --image NAME")
-            master = cfg.state_dir / "scripts" / f"{host.image}.master"
-            current = {"script": own if own and "\n" in own else
-                       (master.read_text() if host.image and master.is_file() else None), "override": bool(own)}
+            current = view_json(hostadmin.host_script(conn, cfg.state_dir / "scripts", args.name))  # as the API
         finally:
             conn.close()
 
@@ -187,7 +177,7 @@ def _script(cfg: Any, args: argparse.Namespace) -> int:
             conn = open_offline(cfg.state_dir)
             try:
                 with offline_transaction(conn):
-                    update_host_op(args.name, {"script": script}, time.time())(conn)
+                    hostadmin.set_script_op(conn, args.name, script, time.time())(conn)
             finally:
                 conn.close()
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from appliance.cli.apiclient import ApiClient
-from appliance.cli.commands._common import CommandFailed, ask_daemon, offline_writer
+from appliance.cli.commands._common import ask_daemon, offline_writer
+from appliance.cli.exitcodes import CommandFailed
 from appliance.config import Config
 from appliance.daemon.dhcp_setup import offline_lease_model
 from state.lease_rows import offline_transaction

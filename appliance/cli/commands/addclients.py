@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     add_json_option,
     fail,
@@ -17,8 +16,9 @@ from appliance.cli.commands._common import (
     print_table,
 )
 from appliance.cli.commands._hostbook import run as via
-from state.addclients import AddclientsRequest, PlanError, parse_macs
-from state.hostbook import addclients
+from domain import hostadmin
+from domain.errors import Invalid
+from state.addclients import PlanError, parse_macs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,25 +54,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """A refusal escapes as its error (domain, API or CommandFailed): appliance/cli/exitcodes.py maps it."""
     cfg = load(args)
     try:
         macs = parse_macs(args.macs.read_text(), str(args.macs)) if args.macs else ()
-        body: dict[str, Any] = {"base": args.base, "range": args.range, "image": args.image, "version": args.version,
-                                "pad": args.pad, "first_ip": str(args.first_ip) if args.first_ip else None,
-                                "macs": [list(m) for m in macs]}
-        req = AddclientsRequest.from_dict(body)
-        own = (cfg.appliance.address,) if cfg.appliance.address is not None else ()
-
-        def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-            plan, ops = addclients(book, req, now, dry_run=args.dry_run, own=own)
-            return plan.as_dict(), ops
-
-        plan = via(cfg, lambda api: api.post("/api/v1/addclients", {**body, "dry_run": args.dry_run})["plan"],
-                   offline)
     except OSError as e:
         return fail(f"{args.macs}: {e.strerror or e}")
-    except (PlanError, CommandFailed) as e:
-        return fail(str(e))
+    except PlanError as e:  # a malformed MAC file
+        raise Invalid(str(e)) from None
+    body: dict[str, Any] = {"base": args.base, "range": args.range, "image": args.image, "version": args.version,
+                            "pad": args.pad, "first_ip": str(args.first_ip) if args.first_ip else None,
+                            "macs": [list(m) for m in macs]}
+    req = hostadmin.addclients_request(body)
+    own = (cfg.appliance.address,) if cfg.appliance.address is not None else ()
+
+    def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+        plan, ops = hostadmin.add_clients(book, req, now, dry_run=args.dry_run, own=own)
+        return plan.as_dict(), ops
+
+    plan = via(cfg, lambda api: api.post("/api/v1/addclients", {**body, "dry_run": args.dry_run})["plan"],
+               offline, "addclients")
     if args.json:
         print_json(plan)
         return 0

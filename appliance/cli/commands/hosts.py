@@ -7,12 +7,10 @@ import time
 from ipaddress import IPv4Address
 from typing import Any
 
-from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.cli.apiclient import ApiClient, ApiUnavailable
 from appliance.cli.commands import _hostverbs
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
-    fail,
     load,
     offline_writer,
     print_json,
@@ -22,7 +20,6 @@ from appliance.cli.installview import host_detail, progress_line
 from appliance.daemon.dhcp_setup import offline_lease_model
 from appliance.images.assignable import image_problem_rule
 from domain import hosts
-from domain.errors import DomainError, Invalid
 from domain.hosts import AddHost
 from domain.sources import Sources
 from state.lease_rows import offline_transaction
@@ -72,58 +69,49 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """A refusal escapes as its error (domain, API or CommandFailed): appliance/cli/exitcodes.py maps it."""
     if args.action in _hostverbs.VERBS:
         return _hostverbs.run(args)
     cfg = load(args)
     api = ApiClient.from_config(cfg)
-    try:
-        if args.action == "add":
-            body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
-                                    "version": args.version, "ip": str(args.ip) if args.ip else None,
-                                    "transport": args.transport}
-            try:
-                req = AddHost.from_json(body)  # the API's own check: a bad MAC or name never reaches the store
-            except Invalid as e:
-                return fail(str(e), code=2)
-            try:
-                host = api.post("/api/v1/hosts", req.as_json())
-            except ApiUnavailable as e:
-                host = _add_offline(cfg, req, str(e))
-            if args.json:
-                print_json(host)
-            else:
-                print(f"host {host['name']} added ({host['state']})")
-            return 0
-        if args.action == "reinstall":
-            host = api.post(f"/api/v1/hosts/{args.name}/reinstall")
-            if args.json:
-                print_json(host)
-            else:
-                print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
-            return 0
-        if args.action == "show":
-            host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{args.name}")
-            if args.json:
-                print_json(host)
-            else:
-                print(host_detail(host))
-            return 0
-        hosts = _hostverbs.get_or_offline(cfg, api, "/api/v1/hosts")["hosts"]
+    if args.action == "add":
+        body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
+                                "version": args.version, "ip": str(args.ip) if args.ip else None,
+                                "transport": args.transport}
+        req = AddHost.from_json(body)  # the API's own check (Invalid): a bad MAC or name never reaches the store
+        try:
+            host = api.post("/api/v1/hosts", req.as_json())
+        except ApiUnavailable as e:
+            host = _add_offline(cfg, req, str(e))
         if args.json:
-            print_json(hosts)
-        elif hosts:
-            print_table([_hostverbs.list_row(h, progress_line(h)) for h in hosts],
-                        ["mac", "ip", "image", "seen", "progress"],
-                        headers=["MAC", "IP", "IMAGE", "LAST SEEN", "HOST / STATE / STAGE / PROGRESS"])
+            print_json(host)
         else:
-            print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
+            print(f"host {host['name']} added ({host['state']})")
         return 0
-    except ApiError as e:
-        return fail(e.message)
-    except ApiUnavailable as e:
-        return fail(str(e))
-    except CommandFailed as e:  # an offline write refused: the daemon holds the state dir
-        return fail(str(e))
+    if args.action == "reinstall":
+        host = api.post(f"/api/v1/hosts/{args.name}/reinstall")  # the daemon's own: it mints the install token
+        if args.json:
+            print_json(host)
+        else:
+            print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
+        return 0
+    if args.action == "show":
+        host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{args.name}")
+        if args.json:
+            print_json(host)
+        else:
+            print(host_detail(host))
+        return 0
+    hosts = _hostverbs.get_or_offline(cfg, api, "/api/v1/hosts")["hosts"]
+    if args.json:
+        print_json(hosts)
+    elif hosts:
+        print_table([_hostverbs.list_row(h, progress_line(h)) for h in hosts],
+                    ["mac", "ip", "image", "seen", "progress"],
+                    headers=["MAC", "IP", "IMAGE", "LAST SEEN", "HOST / STATE / STAGE / PROGRESS"])
+    else:
+        print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
+    return 0
 
 
 def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
@@ -140,8 +128,6 @@ def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
                               image_problem=image_problem_rule(conn, cfg.state_dir))
                 hosts.add_host_op(src, req, now, auto_static=cfg.dhcp.auto_static)(conn)
             view = hosts.show_host(src, req.name, now, with_timeline=False)
-        except DomainError as e:
-            raise CommandFailed(str(e)) from None
         finally:
             conn.close()
     return {**view.as_json(), "offline": True}

@@ -15,6 +15,7 @@ from appliance.images.catalog import Catalog, ImageError, parse_version
 from appliance.images.layout import Layout
 from appliance.images.manifest import ManifestError, display
 from appliance.images.versions import commit, diff, verify
+from domain import images
 from protocols.names import InvalidName
 from state.transports import DEFAULT, TRANSPORTS, image_transport, set_image_transport_op
 
@@ -150,7 +151,7 @@ def _row(iv: Any) -> dict[str, Any]:
 def run_list(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     try:
-        rows = [_row(iv) for iv in catalog.versions()]
+        rows = [_row(iv) for iv in images.catalog(catalog.conn).images]  # what GET /api/v1/images lists
     finally:
         catalog.close()
     if args.json:
@@ -228,18 +229,9 @@ def run_rm(args: argparse.Namespace) -> int:
         return fail("give a version (images rm NAME vN) or --all", 2)
     catalog = _catalog(args)
     try:
-        targets = ([v.version for v in catalog.versions(args.name)] if args.all
-                   else [parse_version(args.version)])
-        if not targets:
-            catalog.get(args.name)  # raises "no image named ..."
-        if not args.force:
-            for n in targets:
-                users = catalog.hosts_using(args.name, n)
-                if users:
-                    raise ImageError(f"{args.name} v{n} is assigned to host(s) {', '.join(users)}; reassign them "
-                                     "first or use --force")
-        for n in sorted(targets, reverse=True):
-            iv = catalog.remove(args.name, n, force=args.force)
+        version = None if args.all else parse_version(args.version)
+        for n in images.versions_to_remove(catalog, args.name, version, force=args.force):  # refusals: exit 3/4
+            iv = catalog.remove(args.name, n)
             print(f"removed {iv.name} v{iv.version} ({_size(iv.bytes)})")
     except ImageError as e:
         return fail(str(e))

@@ -7,10 +7,8 @@ import time
 from typing import Any
 
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     add_json_option,
-    fail,
     load,
     print_json,
     print_table,
@@ -40,15 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     query = "?all=1" if args.all else ""
-    try:
-        leases: list[dict[str, Any]] = via(
-            cfg,
-            lambda api: api.get(f"/api/v1/leases{query}")["leases"],
-            lambda model, now: [x.as_dict(now) for x in model.leases(now, include_expired=args.all)],
-            writes=False,
-        )
-    except CommandFailed as e:
-        return fail(str(e))
+    leases: list[dict[str, Any]] = via(
+        cfg,
+        lambda api: api.get(f"/api/v1/leases{query}")["leases"],
+        lambda model, now: [x.as_dict(now) for x in model.leases(now, include_expired=args.all)],
+        writes=False,
+    )
     if args.json:
         print_json(leases)
         return 0

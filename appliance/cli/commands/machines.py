@@ -8,16 +8,15 @@ import time
 from typing import Any
 
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     ask_daemon,
-    fail,
     load,
     print_json,
     print_table,
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
+from domain import hostadmin
 from state.hosts import hosts_by_mac
 from state.sightings import stored_machines
 from state.store import open_offline
@@ -57,24 +56,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
-    try:
-        if args.action == "assign":
-            body = {"next": True} if args.next else {"host": args.host}
+    if args.action == "assign":
+        body = {"next": True} if args.next else {"host": args.host}
 
-            def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.assign(args.mac, None if args.next else args.host, now)
-                return host.as_dict(), [op]
+        def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, ops = hostadmin.assign_machine(book, args.mac, None if args.next else args.host, now)
+            return host.as_dict(), ops
 
-            host = via(cfg, lambda api: api.post(f"/api/v1/machines/{args.mac}/assign", body)["host"], offline)
-            if args.json:
-                print_json(host)
-            else:
-                print(f"machine {host['mac']} is host {host['name']} ({host['state']}"
-                      + (f", {host['ip']}" if host.get("ip") else "") + ")")
-            return 0
-        machines = _list(cfg)
-    except (CommandFailed, ValueError) as e:
-        return fail(str(e))
+        host = via(cfg, lambda api: api.post(f"/api/v1/machines/{args.mac}/assign", body)["host"], offline,
+                   "assign")
+        if args.json:
+            print_json(host)
+        else:
+            print(f"machine {host['mac']} is host {host['name']} ({host['state']}"
+                  + (f", {host['ip']}" if host.get("ip") else "") + ")")
+        return 0
+    machines = _list(cfg)
     if args.json:
         print_json(machines)
         return 0

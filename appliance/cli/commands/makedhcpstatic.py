@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     add_json_option,
-    fail,
     load,
     print_json,
     print_table,
@@ -33,11 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
-    try:
-        made = via(cfg, lambda api: api.post("/api/v1/makedhcpstatic")["reservations"],
-                   lambda model, now: [r.as_dict() for r in model.make_static(now)], writes=True)
-    except CommandFailed as e:
-        return fail(str(e))
+    made = via(cfg, lambda api: api.post("/api/v1/makedhcpstatic")["reservations"],
+               lambda model, now: [r.as_dict() for r in model.make_static(now)], writes=True)
     if args.json:
         print_json(made)
     elif made:

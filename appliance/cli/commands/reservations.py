@@ -8,19 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     add_json_option,
-    fail,
     load,
     print_json,
     print_table,
 )
 from appliance.cli.commands._leasebook import run as via
 from appliance.cli.exports import export, rows_from_dicts
+from domain import leases
+from domain.errors import valid_names
 from protocols.mac import normalize_mac
-from protocols.names import InvalidName, dns_name
-from state.lease_validators import LeaseError
+from protocols.names import dns_name
 
 COLUMNS = ["ip", "mac", "hostname", "source"]
 
@@ -49,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = verbs.add_parser("list", help="list reservations (the default)")
     _verb_json_option(ls)
     add = verbs.add_parser("add", help="reserve IP for MAC",
-                           description="Reserve IP for MAC. Refused (exit 1, with the reason) if the address "
+                           description="Reserve IP for MAC. Refused (exit 4, with the reason) if the address "
                                        "is reserved for another MAC, leased to another machine, outside "
                                        "every DHCP subnet, or the imageserver's own.")
     add.add_argument("mac", metavar="MAC", help="the machine's MAC (aa:bb:cc:dd:ee:ff, aa-bb-..., aabbccddeeff)")
@@ -58,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _verb_json_option(add)
     rm = verbs.add_parser("rm", aliases=["remove"], help="remove the reservation of MAC",
                           description="Remove the reservation of MAC; its address returns to the pool if "
-                                      "it lies inside one. Exit 1 if the MAC has no reservation.")
+                                      "it lies inside one. Exit 3 if the MAC has no reservation.")
     rm.add_argument("mac", metavar="MAC")
     _verb_json_option(rm)
     ex = verbs.add_parser("export", help="write the reservations for another DHCP server",
@@ -85,47 +84,40 @@ def _ip(text: str) -> IPv4Address:
 
 
 def run(args: argparse.Namespace) -> int:
+    """A refusal escapes as its error (domain, API or CommandFailed): appliance/cli/exitcodes.py maps it."""
     cfg = load(args)
     action = args.action or "list"
-    try:
-        if action == "list":
-            rows: list[dict[str, Any]] = via(
-                cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
-                lambda model, now: [r.as_dict() for r in model.reservations()], writes=False)
-            if args.json:
-                print_json(rows)
-            elif rows:
-                print_table(rows, COLUMNS)
-            else:
-                print("no reservations")
-            return 0
-        if action == "add":
+    if action == "list":
+        rows: list[dict[str, Any]] = via(
+            cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
+            lambda model, now: [r.as_dict() for r in model.reservations()], writes=False)
+        if args.json:
+            print_json(rows)
+        elif rows:
+            print_table(rows, COLUMNS)
+        else:
+            print("no reservations")
+        return 0
+    if action == "add":
+        with valid_names():
             mac = normalize_mac(args.mac)
             hostname = dns_name(args.hostname) if args.hostname else None
-            body = {"mac": mac, "ip": str(args.ip), **({"hostname": hostname} if hostname else {})}
-            row = via(cfg, lambda api: api.post("/api/v1/reservations", body)["reservation"],
-                      lambda model, now: model.add_reservation(mac, args.ip, now, hostname=hostname).as_dict(),
-                      writes=True)
-            _show(args, row, "reserved")
-            return 0
-        if action == "export":
-            return _export(args, via(cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
-                                     lambda model, now: [r.as_dict() for r in model.reservations()], writes=False),
-                           [sub.subnet for sub in cfg.dhcp.subnets])
-        mac = normalize_mac(args.mac)
-
-        def offline_rm(model: Any, now: float) -> dict[str, Any]:
-            res = model.remove_reservation(mac)
-            if res is None:
-                raise CommandFailed(f"no reservation for {mac}")
-            return res.as_dict()
-
-        row = via(cfg, lambda api: api.delete(f"/api/v1/reservations/{mac}")["reservation"], offline_rm,
+        body = {"mac": mac, "ip": str(args.ip), **({"hostname": hostname} if hostname else {})}
+        row = via(cfg, lambda api: api.post("/api/v1/reservations", body)["reservation"],
+                  lambda model, now: leases.add_reservation(model, mac, str(args.ip), hostname, now).as_dict(),
                   writes=True)
-        _show(args, row, "removed")
+        _show(args, row, "reserved")
         return 0
-    except (InvalidName, LeaseError, CommandFailed) as e:
-        return fail(str(e))
+    if action == "export":
+        return _export(args, via(cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
+                                 lambda model, now: [r.as_dict() for r in model.reservations()], writes=False),
+                       [sub.subnet for sub in cfg.dhcp.subnets])
+    with valid_names():
+        mac = normalize_mac(args.mac)
+    row = via(cfg, lambda api: api.delete(f"/api/v1/reservations/{mac}")["reservation"],
+              lambda model, now: leases.remove_reservation(model, mac).as_dict(), writes=True)
+    _show(args, row, "removed")
+    return 0
 
 
 def _show(args: argparse.Namespace, row: dict[str, Any], verb: str) -> None:

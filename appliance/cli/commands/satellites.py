@@ -6,7 +6,6 @@ import argparse
 import time
 
 from appliance.cli.commands._common import (
-    CommandFailed,
     add_config_option,
     add_json_option,
     ask_daemon,
@@ -16,6 +15,7 @@ from appliance.cli.commands._common import (
     print_json,
     print_table,
 )
+from domain.errors import NotFound
 from state import satellites
 from state.db import connect, db_path
 
@@ -43,26 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
-    try:
-        if args.verb == "add":
-            # Through the running daemon (its journal is the one writer); offline only with the state dir's lock.
-            online, answer = ask_daemon(cfg, lambda api: api.post("/api/v1/satellites", {"name": args.name}),
-                                        writes=True)
-            if online:
-                print(answer["token"])
-                return 0
-        elif args.verb == "remove":
-            online, _ = ask_daemon(cfg, lambda api: api.delete(f"/api/v1/satellites/{args.name}"), writes=True)
-            if online:
-                return 0
-    except CommandFailed as e:
-        return fail(str(e))
+    if args.verb == "add":
+        # Through the running daemon (its journal is the one writer); offline only with the state dir's lock.
+        online, answer = ask_daemon(cfg, lambda api: api.post("/api/v1/satellites", {"name": args.name}),
+                                    writes=True)
+        if online:
+            print(answer["token"])
+            return 0
+    elif args.verb == "remove":
+        online, _ = ask_daemon(cfg, lambda api: api.delete(f"/api/v1/satellites/{args.name}"), writes=True)
+        if online:
+            return 0
     if args.verb in ("add", "remove"):
-        try:
-            lock = offline_writer(cfg)
-        except CommandFailed as e:
-            return fail(str(e))
-        with lock:
+        with offline_writer(cfg):
             conn = connect(db_path(cfg.state_dir))
             try:
                 with conn:
@@ -75,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
                 return fail(str(e))
             finally:
                 conn.close()
-        return 0 if gone else fail(f"no satellite named {args.name}")
+        if not gone:
+            raise NotFound(f"no satellite named {args.name}")
+        return 0
     conn = connect(db_path(cfg.state_dir))
     try:
         satellites.ensure_table(conn)

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
-from appliance.cli.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
+from appliance.cli.commands._common import add_config_option, add_json_option, load, print_json, print_table
+from appliance.cli.exitcodes import CommandFailed, exit_code
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         doc = client.get("/api/v1/status")
     except ApiUnavailable:
-        return fail(f"the imageserver is not running (nothing answers at {client.base_url}); "
-                    "start it with `imageserver serve` or `systemctl start imageserver`")
+        raise ApiUnavailable(f"the imageserver is not running (nothing answers at {client.base_url}); "
+                             "start it with `imageserver serve` or `systemctl start imageserver`") from None
     except ApiError as e:
-        return fail(f"status request failed: {e}")
+        raise CommandFailed(f"status request failed: {e}", code=exit_code(e)) from None
     if args.json:
         print_json(doc)
     else:

@@ -6,8 +6,8 @@ import argparse
 import sys
 import time
 
-from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
-from appliance.cli.commands._common import add_config_option, fail, load
+from appliance.cli.apiclient import ApiClient
+from appliance.cli.commands._common import add_config_option, load
 from appliance.cli.installview import progress_line
 
 ACTIVE = ("assigned", "installing")
@@ -35,10 +35,7 @@ def run(args: argparse.Namespace) -> int:
     shown: dict[str, str] = {}
     drawn = 0
     while True:
-        try:
-            hosts = api.get("/api/v1/hosts?limit=1000")["hosts"]  # the largest page (the API pages hosts)
-        except (ApiError, ApiUnavailable) as e:
-            return fail(str(e))
+        hosts = api.get("/api/v1/hosts?limit=1000")["hosts"]  # the largest page (the API pages hosts)
         if args.hosts:
             hosts = [h for h in hosts if h["name"] in args.hosts]
         lines = [progress_line(h) for h in hosts]
