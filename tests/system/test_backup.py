@@ -125,9 +125,9 @@ def test_backup_under_dhcp_traffic_restores_identically_on_another_box(lab: Lab)
     assert (summary["images"], summary["versions"]) == (1, 2) and summary["files"] > 50
     assert sorted(os.listdir(backup)) == ["config", "manifest.json", "state"]
 
-    # Restoring onto the running box is refused (exit 3), even with --force, and changes nothing.
+    # Restoring onto the running box is refused (exit 4), even with --force, and changes nothing.
     busy = cli(old, old.config, "restore", str(backup), "--force")
-    assert busy.returncode == 3 and "is in use by pid=" in busy.stderr, busy.stderr
+    assert busy.returncode == 4 and "is in use by pid=" in busy.stderr, busy.stderr
     assert not [p for p in old.state_dir.parent.iterdir() if "pre-restore" in p.name or "restoring" in p.name]
 
     # The old box goes away; the new box has its own config (same LAN) and an empty state dir.

@@ -10,6 +10,7 @@ from appliance.backup.manifest import BackupError
 from appliance.backup.progress import Progress, human
 from appliance.backup.restore import Refused, check, restore
 from appliance.cli.commands._common import add_config_option, add_json_option, config_path, fail, print_json
+from appliance.cli.exitcodes import REFUSED
 
 DESCRIPTION = """\
 Check the backup in DIR against its manifest (every file present, sizes, modes, hard links and SHA-256
@@ -22,10 +23,8 @@ non-empty state dir is moved aside to STATE_DIR.pre-restore-<time>, never delete
 file is written only when there is no config file yet (a new box); an existing one is kept. The daemon
 migrates an older schema when it starts. `--verify-only` checks the backup and changes nothing.
 
-Exit 0 restored (or verified), 1 the backup is bad or the copy failed, 3 refused: the state dir is in
+Exit 0 restored (or verified), 1 the backup is bad or the copy failed, 4 refused: the state dir is in
 use or not empty."""
-
-REFUSED = 3
 
 
 def register(sub: argparse._SubParsersAction) -> None:
