@@ -27,6 +27,7 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
+from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_nodes, for_each, print_outcomes
 from domain import hosts
 from domain.errors import NotFound
 from domain.sources import Sources
@@ -46,7 +47,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                                       "'' clears a field (--mac '' frees the host for another machine). "
                                       "--state installed with [dhcp] auto_static = on-install makes the "
                                       "host's lease its reservation.")
-    st.add_argument("name", metavar="NAME")
+    add_nodes_argument(st)
     st.add_argument("--mac")
     st.add_argument("--ip")
     st.add_argument("--image")
@@ -54,8 +55,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     st.add_argument("--transport", choices=(*TRANSPORTS, ""),
                     help="how its installer fetches the image; '' for the image's default")
     st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
-    rm = verbs.add_parser("rm", aliases=["remove"], help="remove a host (and its reservation)")
-    rm.add_argument("name", metavar="NAME")
+    rm = verbs.add_parser("rm", aliases=["remove"], help="remove hosts (and their reservations)")
+    add_nodes_argument(rm)
     ex = verbs.add_parser("export", help="print (or write) the hosts in /etc/hosts format")
     ex.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of printing")
     sc = verbs.add_parser("script", help="the host's own copy of its autoinstall script",
@@ -88,33 +89,48 @@ def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     action = "rm" if args.action == "remove" else args.action
     try:
-        if action == "set":
-            changes = _changes(args)
-            if not changes:
-                return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
-
-            def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.update(args.name, changes, now)
-                return host.as_dict(), [op]
-
-            host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{args.name}", changes)["host"],
-                       offline_set)
-            _say(args, host, f"host {host['name']}: {host['state']}, {host.get('ip') or 'no address'}, "
-                             f"{host.get('mac') or 'no MAC'}, image {host.get('image') or '-'}")
-            return 0
-        if action == "rm":
-            def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-                host, op = book.remove(args.name)
-                return host.as_dict(), [op]
-
-            host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm)
-            _say(args, host, f"host {host['name']} removed")
-            return 0
+        if action in ("set", "rm"):
+            return _set_or_rm(cfg, args, action)
         if action == "export":
             return _export(cfg, args)
         return _script(cfg, args)
+    except BadNodes as e:
+        return fail(str(e), code=2)
     except (CommandFailed, ValueError) as e:
         return fail(str(e))
+
+
+def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
+    """set / rm NODES: each host through the API (or offline), one host as it always was, several with a
+    per-host result table (a host that fails does not stop the others)."""
+    names = expand_nodes(args.nodes)
+    if action == "set":
+        changes = _changes(args)
+        if not changes:
+            return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
+
+    def set_one(name: str) -> tuple[str, dict[str, Any]]:
+        def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, op = book.update(name, changes, now)
+            return host.as_dict(), [op]
+
+        host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{name}", changes)["host"], offline_set)
+        return (f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
+                f"image {host.get('image') or '-'}"), host
+
+    def rm_one(name: str) -> tuple[str, dict[str, Any]]:
+        def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, op = book.remove(name)
+            return host.as_dict(), [op]
+
+        return "removed", via(cfg, lambda api: api.delete(f"/api/v1/hosts/{name}")["host"], offline_rm)
+
+    act = set_one if action == "set" else rm_one
+    if len(names) == 1 and args.nodes == names[0]:
+        detail, host = act(names[0])
+        _say(args, host, f"host {host['name']}: {detail}" if action == "set" else f"host {host['name']} removed")
+        return 0
+    return print_outcomes(for_each(names, act, (CommandFailed, ValueError)), as_json=args.json)
 
 
 def _say(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -18,6 +18,7 @@ from appliance.cli.commands._common import (
     print_json,
     print_table,
 )
+from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_nodes, for_each, print_outcomes
 from appliance.cli.installview import host_detail, progress_line
 from appliance.daemon.dhcp_setup import offline_lease_model
 from appliance.images.assignable import image_problem_rule
@@ -58,13 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="how its installer fetches the image (default: the image's, else rsync)")
     add.add_argument("--ip", type=IPv4Address, help="a fixed address (default: its DHCP lease, reserved once "
                                                     "installed)")
-    show = verbs.add_parser("show", help="one host: state, address, next boot, install timeline")
-    show.add_argument("name", metavar="NAME")
+    show = verbs.add_parser("show", help="hosts: state, address, next boot, install timeline")
+    add_nodes_argument(show)
     again = verbs.add_parser("reinstall", help="install the host again at its next PXE boot",
                              description="State assigned with a new install token: the next PXE boot "
                                          "installs the host again (an installer still running with the old "
                                          "token can no longer report).")
-    again.add_argument("name", metavar="NAME")
+    add_nodes_argument(again)
     for verb in (ls, add, show, again):
         add_config_option(verb)
         verb.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -94,20 +95,8 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"host {host['name']} added ({host['state']})")
             return 0
-        if args.action == "reinstall":
-            host = api.post(f"/api/v1/hosts/{args.name}/reinstall")
-            if args.json:
-                print_json(host)
-            else:
-                print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
-            return 0
-        if args.action == "show":
-            host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{args.name}")
-            if args.json:
-                print_json(host)
-            else:
-                print(host_detail(host))
-            return 0
+        if args.action in ("reinstall", "show"):
+            return _per_host(cfg, api, args)
         hosts = _hostverbs.get_or_offline(cfg, api, "/api/v1/hosts")["hosts"]
         if args.json:
             print_json(hosts)
@@ -124,6 +113,39 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(e))
     except CommandFailed as e:  # an offline write refused: the daemon holds the state dir
         return fail(str(e))
+    except BadNodes as e:
+        return fail(str(e), code=2)
+
+
+def _per_host(cfg: Any, api: ApiClient, args: argparse.Namespace) -> int:
+    """show / reinstall NODES: one host as it always was, several with a per-host result."""
+    names = expand_nodes(args.nodes)
+
+    def reinstall(name: str) -> tuple[str, dict[str, Any]]:
+        host = api.post(f"/api/v1/hosts/{name}/reinstall")
+        return f"will install again at its next PXE boot ({host['state']})", host
+
+    def show(name: str) -> tuple[str, dict[str, Any]]:
+        host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{name}")
+        return host_detail(host), host
+
+    act = reinstall if args.action == "reinstall" else show
+    if len(names) == 1 and args.nodes == names[0]:
+        _, host = act(names[0])  # ApiError / ApiUnavailable: run() says it, as before ranges
+        if args.json:
+            print_json(host)
+        elif args.action == "show":
+            print(host_detail(host))
+        else:
+            print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
+        return 0
+    outcomes = for_each(names, act, (ApiError, ApiUnavailable, CommandFailed))
+    if args.action == "show" and not args.json:
+        for o in outcomes:
+            print(o.detail if o.ok else f"{o.host}: {o.detail}")
+            print()
+        return 0 if all(o.ok for o in outcomes) else 1
+    return print_outcomes(outcomes, as_json=args.json)
 
 
 def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
