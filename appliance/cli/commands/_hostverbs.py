@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.cli.commands import _bmcverbs
 from appliance.cli.commands._common import (
     CommandFailed,
     add_config_option,
@@ -55,6 +56,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     st.add_argument("--transport", choices=(*TRANSPORTS, ""),
                     help="how its installer fetches the image; '' for the image's default")
     st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
+    _bmcverbs.add_bmc_options(st)
     rm = verbs.add_parser("rm", aliases=["remove"], help="remove hosts (and their reservations)")
     add_nodes_argument(rm)
     ex = verbs.add_parser("export", help="print (or write) the hosts in /etc/hosts format")
@@ -106,17 +108,25 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     names = expand_nodes(args.nodes)
     if action == "set":
         changes = _changes(args)
-        if not changes:
-            return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", 2)
+        bmcs = _bmcverbs.bmc_bodies(args, names) if _bmcverbs.wanted(args) else None
+        if not changes and bmcs is None:
+            return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state or --bmc)", 2)
 
     def set_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
             host, op = book.update(name, changes, now)
             return host.as_dict(), [op]
 
-        host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{name}", changes)["host"], offline_set)
-        return (f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
-                f"image {host.get('image') or '-'}"), host
+        said, host = [], {}
+        if changes:
+            host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{name}", changes)["host"], offline_set)
+            said.append(f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
+                        f"image {host.get('image') or '-'}")
+        if bmcs is not None:  # the host's BMC (power control): its own route, its own table
+            body = bmcs[name]
+            host = {**host, "bmc": _bmcverbs.apply(cfg, name, body)}
+            said.append(_bmcverbs.describe(host["bmc"], forgotten=body is None))
+        return "; ".join(said), host
 
     def rm_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
@@ -128,7 +138,7 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     act = set_one if action == "set" else rm_one
     if len(names) == 1 and args.nodes == names[0]:
         detail, host = act(names[0])
-        _say(args, host, f"host {host['name']}: {detail}" if action == "set" else f"host {host['name']} removed")
+        _say(args, host, f"host {names[0]}: {detail}" if action == "set" else f"host {host['name']} removed")
         return 0
     return print_outcomes(for_each(names, act, (CommandFailed, ValueError)), as_json=args.json)
 

@@ -18,7 +18,15 @@ from appliance.cli.commands._common import (
     print_json,
     print_table,
 )
-from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_nodes, for_each, print_outcomes
+from appliance.cli.commands._nodes import (
+    BadNodes,
+    Outcome,
+    add_nodes_argument,
+    expand_nodes,
+    for_each,
+    print_outcomes,
+)
+from appliance.cli.commands._power import power_call
 from appliance.cli.installview import host_detail, progress_line
 from appliance.daemon.dhcp_setup import offline_lease_model
 from appliance.images.assignable import image_problem_rule
@@ -66,6 +74,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "installs the host again (an installer still running with the old "
                                          "token can no longer report).")
     add_nodes_argument(again)
+    again.add_argument("--power-cycle", action="store_true",
+                       help="then, through each host's BMC, boot it from the network once and power cycle it "
+                            "(on, if it is off): the install starts now")
     for verb in (ls, add, show, again):
         add_config_option(verb)
         verb.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -130,6 +141,8 @@ def _per_host(cfg: Any, api: ApiClient, args: argparse.Namespace) -> int:
         return host_detail(host), host
 
     act = reinstall if args.action == "reinstall" else show
+    if args.action == "reinstall" and args.power_cycle:
+        return _reinstall_now(cfg, names, for_each(names, act, (ApiError, ApiUnavailable, CommandFailed)), args)
     if len(names) == 1 and args.nodes == names[0]:
         _, host = act(names[0])  # ApiError / ApiUnavailable: run() says it, as before ranges
         if args.json:
@@ -145,6 +158,22 @@ def _per_host(cfg: Any, api: ApiClient, args: argparse.Namespace) -> int:
             print(o.detail if o.ok else f"{o.host}: {o.detail}")
             print()
         return 0 if all(o.ok for o in outcomes) else 1
+    return print_outcomes(outcomes, as_json=args.json)
+
+
+def _reinstall_now(cfg: Any, names: list[str], outcomes: list[Outcome], args: argparse.Namespace) -> int:
+    """The hosts marked for reinstall go to PXE once and are power cycled (one call: the BMCs in parallel)."""
+    marked = [o.host for o in outcomes if o.ok]
+    powered = {r["host"]: r for r in power_call(cfg, marked, "pxe-cycle")} if marked else {}
+    for o in outcomes:
+        r = powered.get(o.host)
+        if r is None:
+            continue
+        o.data = {**o.data, "power": r}
+        if r["ok"]:
+            o.detail = "installing now: network boot once, power cycled"
+        else:
+            o.ok, o.detail = False, f"marked for reinstall, but its BMC failed: {r['error']}"
     return print_outcomes(outcomes, as_json=args.json)
 
 
