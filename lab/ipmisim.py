@@ -55,6 +55,7 @@ class IpmiSim:
     port: int
     user: str = "admin"
     password: str = "secret"
+    chassis: str | None = None  # another chassis_control command (lab/vmchassis.py for a VM); None: ours
     dir: Path = field(init=False)
     proc: Proc | None = None
 
@@ -76,7 +77,7 @@ class IpmiSim:
             f"  priv_limit admin\n"
             + "".join(f"  allowed_auths_{p} {auths}\n" for p in ("callback", "user", "operator", "admin"))
             + f"  guid a123456789abcdefa123456789ab{self.port % 10000:04d}\nendlan\n"
-            f'chassis_control "{script} 0x20"\n'
+            f'chassis_control "{self.chassis or script} 0x20"\n'
             f'user 2 true "{self.user}" "{self.password}" admin 10 {auths}\n')
         (self.dir / "state").mkdir()
         self.proc = self.ns.popen(["ipmi_sim", "-c", str(self.dir / "lan.conf"), "-f", str(self.dir / "x.emu"),

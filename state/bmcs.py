@@ -85,19 +85,20 @@ def bmc_secrets(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, Bmc
 
 
 def set_bmc_op(host: str, address: str, username: str, password: str | None, fingerprint: str | None) -> Op:
-    """Give `host` a BMC, or change it; `password` None keeps the stored one (there must be one). Returns
-    False when the host has no BMC yet and no password was given."""
+    """Give `host` a BMC, or change it; `password` None keeps the stored one. Returns False (and changes
+    nothing) when there is no such host, or no password was given for a host without a BMC yet."""
 
     def op(conn: sqlite3.Connection) -> bool:
         if password is None:
             return bool(conn.execute("UPDATE bmcs SET address = ?, username = ?, fingerprint = ?, power = NULL, "
                                      "error = NULL, checked = NULL WHERE host = ?",
                                      (address, username, fingerprint, host)).rowcount)
-        conn.execute("INSERT INTO bmcs (host, address, username, password, fingerprint) VALUES (?, ?, ?, ?, ?) "
-                     "ON CONFLICT(host) DO UPDATE SET address = excluded.address, username = excluded.username, "
-                     "password = excluded.password, fingerprint = excluded.fingerprint, power = NULL, "
-                     "error = NULL, checked = NULL", (host, address, username, password, fingerprint))
-        return True
+        return bool(conn.execute(
+            "INSERT INTO bmcs (host, address, username, password, fingerprint) "
+            "SELECT name, ?, ?, ?, ? FROM hosts WHERE name = ? "
+            "ON CONFLICT(host) DO UPDATE SET address = excluded.address, username = excluded.username, "
+            "password = excluded.password, fingerprint = excluded.fingerprint, power = NULL, error = NULL, "
+            "checked = NULL", (address, username, password, fingerprint, host)).rowcount)
 
     return op
 
