@@ -65,8 +65,9 @@ class IpmiSim:
 
     def start(self) -> IpmiSim:
         script = self.dir / "chassis.sh"
-        script.write_text(CHASSIS)
-        script.chmod(0o755)
+        if self.chassis is None:
+            script.write_text(CHASSIS)
+            script.chmod(0o755)
         (self.dir / "power").write_text("0\n")
         (self.dir / "boot").write_text("none\n")
         (self.dir / "calls.log").write_text("")

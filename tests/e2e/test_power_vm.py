@@ -68,7 +68,7 @@ def test_ipmi_powers_a_vm_through_install_disk_boot_and_reinstall(demo: DemoLab)
         "ns": net.vmns.name,
         "network": qemu_argv(net_cfg, tap, Path("{serial}")),
         "disk": qemu_argv(disk_cfg, tap, Path("{serial}"))}))
-    wrapper = sim.dir / "chassis.sh"
+    wrapper = sim.dir / "vm-chassis.sh"
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {REPO / "lab/vmchassis.py"} {sim.dir} "$@"\n')
     wrapper.chmod(0o755)
     sim.chassis = str(wrapper)
