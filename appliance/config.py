@@ -27,6 +27,7 @@ from domain.settings import (
     DnsConfig,
     HttpConfig,
     MulticastConfig,
+    PowerConfig,
     RsyncdConfig,
     SatelliteLinkConfig,
     SubnetConfig,
@@ -53,6 +54,7 @@ class Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     discovery: DiscoveryConfig = msgspec.field(default_factory=DiscoveryConfig)
     multicast: MulticastConfig = msgspec.field(default_factory=MulticastConfig)
     satellite: SatelliteLinkConfig = msgspec.field(default_factory=SatelliteLinkConfig)
+    power: PowerConfig = msgspec.field(default_factory=PowerConfig)
 
 
 class Config(Document, frozen=True):

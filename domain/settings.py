@@ -223,3 +223,12 @@ class SatelliteLinkConfig(Section):
     def max_interval(self) -> float:
         """While the primary is away: back off to twelve intervals (at most two minutes) between tries."""
         return min(120.0, max(self.interval, 12 * self.interval))
+
+
+class PowerConfig(Section):
+    """[power]: calls to the hosts' BMCs (services/power/)."""
+
+    # BMCs called at once by one power command (more wait their turn): bounds the processes and sockets.
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    # Seconds one host's action may take (every BMC call of it, and the wait for on/off to land).
+    timeout: Annotated[float, msgspec.Meta(ge=1, le=600, extra=SECONDS)] = 20.0

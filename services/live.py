@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from domain.installs import InstallSettings
+from domain.settings import PowerConfig
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from state.installs import LiveProgress
 from state.installstats import InstallTally
@@ -68,6 +69,7 @@ class Live:
     multicast: MulticastService | None = None  # udpcast sessions ([multicast] enabled)
     image_problem: Callable[[str, int | None], str | None] | None = None  # getimage's installability rule
     torrents: Torrents | None = None  # BitTorrent: built torrents, seeders, swarms (services/torrents.py)
+    power: PowerConfig = field(default_factory=PowerConfig)  # [power]: BMC calls' concurrency and timeout
 
     def install_settings(self) -> InstallSettings:
         return self.install or InstallSettings()

@@ -127,4 +127,24 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT PRIMARY KEY
     );
     """,
+    # 7: each host's BMC (state/bmcs.py): address, user, password, optional certificate pin, and its last
+    # power answer. The password stays in this 0600 database (state/permissions.py) and leaves it only for
+    # the BMC. A removed host takes its BMC with it: a trigger rather than a foreign key, because a
+    # migration that rebuilds `hosts` (create, copy, drop, rename) would cascade-delete every BMC through a
+    # foreign key; such a migration must create this trigger again (it goes with the dropped table)
+    """
+    CREATE TABLE bmcs (
+        host        TEXT PRIMARY KEY,   -- hosts.name
+        address     TEXT NOT NULL,      -- ipmi://HOST[:PORT] | redfish://HOST[:PORT] | https://HOST[:PORT]
+        username    TEXT NOT NULL,
+        password    TEXT NOT NULL,
+        fingerprint TEXT,               -- SHA-256 of the BMC's TLS certificate (hex), NULL: not pinned
+        power       TEXT,               -- on | off: the last answer
+        error       TEXT,               -- the last call's failure
+        checked     REAL                -- when the BMC last answered (or failed)
+    );
+    CREATE TRIGGER hosts_delete_bmc AFTER DELETE ON hosts BEGIN
+        DELETE FROM bmcs WHERE host = old.name;
+    END;
+    """,
 )

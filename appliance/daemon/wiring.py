@@ -32,6 +32,7 @@ from services import (
     api_machines,
     api_metrics,
     api_multicast,
+    api_power,
     api_satellite,
     api_status,
     api_torrents,
@@ -68,7 +69,8 @@ def api_route_modules() -> list[RouteModule]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`: declared routes)."""
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
-            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES]
+            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES,
+            api_power.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -139,6 +141,7 @@ def _live_settings(rt: Runtime) -> None:
     live.hostbook = host_settings(cfg)
     live.admin_networks = tuple(cfg.http.admin_networks)
     live.pools = pool_specs(cfg)
+    live.power = cfg.power
 
 
 def build_services(rt: Runtime) -> list[Service]:
@@ -243,6 +246,7 @@ def _prepare_live(rt: Runtime, new: Config) -> Apply:
     def apply() -> None:
         live.install, live.hostbook, live.pools = install, hostbook, pools
         live.admin_networks = tuple(new.http.admin_networks)
+        live.power = new.power
         if live.discovery is not None:
             live.discovery.settings, live.discovery.auto_static = new.discovery, new.dhcp.auto_static
         if live.machines is not None:  # a lower cap takes effect as new machines arrive

@@ -286,6 +286,9 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
     w.contract.call(client, "get", f"{base[:-4]}0000/seed/web_v2/motd", expect=401,
                     source=w.ip("node-assigned"))
 
+    w.admin_call("get", "/api/v1/hosts/node-new/bmc", 404)  # a host without a BMC (the writes give it one)
+    w.contract.call(w.pair.server, "get", w.local + "/api/v1/hosts/node-new/bmc", expect=401)
+
     gets = {op for op in operations(w.contract.document) if op[0] == "get"}
     assert gets - w.contract.exercised == set(), "documented GET routes this test does not call: add a case"
     assert not w.contract.problems, "\n".join(w.contract.problems)
@@ -366,6 +369,20 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
     w.admin_call("put", "/api/v1/hosts/nobody/script", 404, {"script": None})
     w.admin_call("post", "/api/v1/hosts/node-extra/reinstall", 200)
     w.admin_call("post", "/api/v1/hosts/nobody/reinstall", 404)
+    # Its BMC, and power through it (nothing serves Redfish on port 9 here: that host's error, answered 200).
+    bmc = {"address": "http://127.0.0.1:9", "username": "admin", "password": "pw-contract"}
+    w.admin_call("put", "/api/v1/hosts/node-extra/bmc", 200, bmc)
+    w.admin_call("put", "/api/v1/hosts/node-extra/bmc", 400, {**bmc, "address": "telnet://127.0.0.1"})
+    w.admin_call("put", "/api/v1/hosts/node-extra/bmc", 400, {"address": "ipmi://x"})
+    w.admin_call("put", "/api/v1/hosts/nobody/bmc", 404, bmc)
+    assert "password" not in w.admin_call("get", "/api/v1/hosts/node-extra/bmc", 200).json()
+    w.admin_call("post", "/api/v1/power", 200, {"hosts": ["node-extra", "nobody"], "action": "status"})
+    w.admin_call("post", "/api/v1/power", 400, {"hosts": ["node-extra"], "action": "explode"})
+    w.admin_call("post", "/api/v1/power", 400, {"hosts": "node-extra", "action": "status"})
+    w.contract.call(w.pair.server, "post", w.local + "/api/v1/power", expect=401,
+                    body={"hosts": ["node-extra"], "action": "off"})
+    w.admin_call("delete", "/api/v1/hosts/node-extra/bmc", 200)
+    w.admin_call("delete", "/api/v1/hosts/node-extra/bmc", 404)
     w.admin_call("delete", "/api/v1/hosts/node-extra", 200)
     w.admin_call("delete", "/api/v1/hosts/node-extra", 404)
     # addclients: a dry run, the real one, and a clash.

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
+from appliance.cli.commands import _bmcverbs
 from appliance.cli.commands._common import (
     add_config_option,
     daemon_busy,
@@ -26,9 +27,10 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
+from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_nodes, for_each, print_outcomes
 from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
 from domain import hostadmin, hosts
-from domain.errors import Invalid, NotFound
+from domain.errors import DomainError, Invalid, NotFound
 from domain.sources import Sources
 from domain.views import view_json
 from state.hosts import hosts_file, list_hosts
@@ -46,7 +48,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
                                       "'' clears a field (--mac '' frees the host for another machine). "
                                       "--state installed with [dhcp] auto_static = on-install makes the "
                                       "host's lease its reservation.")
-    st.add_argument("name", metavar="NAME")
+    add_nodes_argument(st)
     st.add_argument("--mac")
     st.add_argument("--ip")
     st.add_argument("--image")
@@ -54,8 +56,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     st.add_argument("--transport", choices=(*TRANSPORTS, ""),
                     help="how its installer fetches the image; '' for the image's default")
     st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
-    rm = verbs.add_parser("rm", aliases=["remove"], help="remove a host (and its reservation)")
-    rm.add_argument("name", metavar="NAME")
+    _bmcverbs.add_bmc_options(st)
+    rm = verbs.add_parser("rm", aliases=["remove"], help="remove hosts (and their reservations)")
+    add_nodes_argument(rm)
     ex = verbs.add_parser("export", help="print (or write) the hosts in /etc/hosts format")
     ex.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of printing")
     sc = verbs.add_parser("script", help="the host's own copy of its autoinstall script",
@@ -91,32 +94,59 @@ def run(args: argparse.Namespace) -> int:
     """A refusal escapes as its error (domain, API or CommandFailed): appliance/cli/exitcodes.py maps it."""
     cfg = load(args)
     action = "rm" if args.action == "remove" else args.action
-    if action == "set":
-        changes = _changes(args)
-        if not changes:
-            return fail("nothing to change (give --mac, --ip, --image, --version, --transport or --state)", USAGE)
-
-        def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-            host, ops = hostadmin.change_host(book, args.name, changes, now)
-            return host.as_dict(), ops
-
-        host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{args.name}", changes)["host"],
-                   offline_set, f"host {args.name}")
-        _say(args, host, f"host {host['name']}: {host['state']}, {host.get('ip') or 'no address'}, "
-                         f"{host.get('mac') or 'no MAC'}, image {host.get('image') or '-'}")
-        return 0
-    if action == "rm":
-        def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
-            host, ops = hostadmin.remove_host(book, args.name)
-            return host.as_dict(), ops
-
-        host = via(cfg, lambda api: api.delete(f"/api/v1/hosts/{args.name}")["host"], offline_rm,
-                   f"host {args.name}")
-        _say(args, host, f"host {host['name']} removed")
-        return 0
+    try:
+        if action in ("set", "rm"):
+            return _set_or_rm(cfg, args, action)
+    except BadNodes as e:
+        return fail(str(e), USAGE)
     if action == "export":
         return _export(cfg, args)
     return _script(cfg, args)
+
+
+def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
+    """set / rm NODES: each host through the API (or offline, the same use case), one host as it always was
+    (a refusal escapes to exitcodes.py), several with a per-host result table (a host that fails does not stop
+    the others; exit 1 when any failed)."""
+    names = expand_nodes(args.nodes)
+    if action == "set":
+        changes = _changes(args)
+        bmcs = _bmcverbs.bmc_bodies(args, names) if _bmcverbs.wanted(args) else None
+        if not changes and bmcs is None:
+            return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state or --bmc)",
+                        USAGE)
+
+    def set_one(name: str) -> tuple[str, dict[str, Any]]:
+        def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, ops = hostadmin.change_host(book, name, changes, now)
+            return host.as_dict(), ops
+
+        said, host = [], {}
+        if changes:
+            host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{name}", changes)["host"], offline_set,
+                       f"host {name}")
+            said.append(f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
+                        f"image {host.get('image') or '-'}")
+        if bmcs is not None:  # the host's BMC (power control): its own route, its own table
+            body = bmcs[name]
+            host = {**host, "bmc": _bmcverbs.apply(cfg, name, body)}
+            said.append(_bmcverbs.describe(host["bmc"], forgotten=body is None))
+        return "; ".join(said), host
+
+    def rm_one(name: str) -> tuple[str, dict[str, Any]]:
+        def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
+            host, ops = hostadmin.remove_host(book, name)
+            return host.as_dict(), ops
+
+        return "removed", via(cfg, lambda api: api.delete(f"/api/v1/hosts/{name}")["host"], offline_rm,
+                              f"host {name}")
+
+    act = set_one if action == "set" else rm_one
+    if len(names) == 1 and args.nodes == names[0]:
+        detail, host = act(names[0])
+        _say(args, host, f"host {names[0]}: {detail}" if action == "set" else f"host {host['name']} removed")
+        return 0
+    return print_outcomes(for_each(names, act, (CommandFailed, DomainError, ApiError, ValueError)), as_json=args.json)
 
 
 def _say(args: argparse.Namespace, data: Any, text: str) -> None:

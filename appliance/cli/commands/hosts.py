@@ -7,19 +7,31 @@ import time
 from ipaddress import IPv4Address
 from typing import Any
 
-from appliance.cli.apiclient import ApiClient, ApiUnavailable
+from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
 from appliance.cli.commands import _hostverbs
 from appliance.cli.commands._common import (
     add_config_option,
+    fail,
     load,
     offline_writer,
     print_json,
     print_table,
 )
+from appliance.cli.commands._nodes import (
+    BadNodes,
+    Outcome,
+    add_nodes_argument,
+    expand_nodes,
+    for_each,
+    print_outcomes,
+)
+from appliance.cli.commands._power import power_call
+from appliance.cli.exitcodes import USAGE, CommandFailed
 from appliance.cli.installview import host_detail, progress_line
 from appliance.daemon.dhcp_setup import offline_lease_model
 from appliance.images.assignable import image_problem_rule
 from domain import hosts
+from domain.errors import DomainError
 from domain.hosts import AddHost
 from domain.sources import Sources
 from state.lease_rows import offline_transaction
@@ -55,13 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="how its installer fetches the image (default: the image's, else rsync)")
     add.add_argument("--ip", type=IPv4Address, help="a fixed address (default: its DHCP lease, reserved once "
                                                     "installed)")
-    show = verbs.add_parser("show", help="one host: state, address, next boot, install timeline")
-    show.add_argument("name", metavar="NAME")
+    show = verbs.add_parser("show", help="hosts: state, address, next boot, install timeline")
+    add_nodes_argument(show)
     again = verbs.add_parser("reinstall", help="install the host again at its next PXE boot",
                              description="State assigned with a new install token: the next PXE boot "
                                          "installs the host again (an installer still running with the old "
                                          "token can no longer report).")
-    again.add_argument("name", metavar="NAME")
+    add_nodes_argument(again)
+    again.add_argument("--power-cycle", action="store_true",
+                       help="then, through each host's BMC, boot it from the network once and power cycle it "
+                            "(on, if it is off): the install starts now")
     for verb in (ls, add, show, again):
         add_config_option(verb)
         verb.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -74,34 +89,25 @@ def run(args: argparse.Namespace) -> int:
         return _hostverbs.run(args)
     cfg = load(args)
     api = ApiClient.from_config(cfg)
-    if args.action == "add":
-        body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
-                                "version": args.version, "ip": str(args.ip) if args.ip else None,
-                                "transport": args.transport}
-        req = AddHost.from_json(body)  # the API's own check (Invalid): a bad MAC or name never reaches the store
-        try:
-            host = api.post("/api/v1/hosts", req.as_json())
-        except ApiUnavailable as e:
-            host = _add_offline(cfg, req, str(e))
-        if args.json:
-            print_json(host)
-        else:
-            print(f"host {host['name']} added ({host['state']})")
-        return 0
-    if args.action == "reinstall":
-        host = api.post(f"/api/v1/hosts/{args.name}/reinstall")  # the daemon's own: it mints the install token
-        if args.json:
-            print_json(host)
-        else:
-            print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
-        return 0
-    if args.action == "show":
-        host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{args.name}")
-        if args.json:
-            print_json(host)
-        else:
-            print(host_detail(host))
-        return 0
+    try:
+        if args.action == "add":
+            body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
+                                    "version": args.version, "ip": str(args.ip) if args.ip else None,
+                                    "transport": args.transport}
+            req = AddHost.from_json(body)  # the API's own check (Invalid): a bad MAC or name never reaches the store
+            try:
+                host = api.post("/api/v1/hosts", req.as_json())
+            except ApiUnavailable as e:
+                host = _add_offline(cfg, req, str(e))
+            if args.json:
+                print_json(host)
+            else:
+                print(f"host {host['name']} added ({host['state']})")
+            return 0
+        if args.action in ("reinstall", "show"):
+            return _per_host(cfg, api, args)
+    except BadNodes as e:
+        return fail(str(e), USAGE)
     hosts = _hostverbs.get_or_offline(cfg, api, "/api/v1/hosts")["hosts"]
     if args.json:
         print_json(hosts)
@@ -112,6 +118,59 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
     return 0
+
+
+# What fails one host of a range (the others go on); a single named host lets it escape to exitcodes.py.
+HOST_ERRORS = (ApiError, ApiUnavailable, CommandFailed, DomainError)
+
+
+def _per_host(cfg: Any, api: ApiClient, args: argparse.Namespace) -> int:
+    """show / reinstall NODES: one host as it always was, several with a per-host result."""
+    names = expand_nodes(args.nodes)
+
+    def reinstall(name: str) -> tuple[str, dict[str, Any]]:
+        host = api.post(f"/api/v1/hosts/{name}/reinstall")
+        return f"will install again at its next PXE boot ({host['state']})", host
+
+    def show(name: str) -> tuple[str, dict[str, Any]]:
+        host = _hostverbs.get_or_offline(cfg, api, f"/api/v1/hosts/{name}")
+        return host_detail(host), host
+
+    act = reinstall if args.action == "reinstall" else show
+    if args.action == "reinstall" and args.power_cycle:
+        return _reinstall_now(cfg, names, for_each(names, act, HOST_ERRORS), args)
+    if len(names) == 1 and args.nodes == names[0]:
+        _, host = act(names[0])  # a refusal escapes: exitcodes.py maps it
+        if args.json:
+            print_json(host)
+        elif args.action == "show":
+            print(host_detail(host))
+        else:
+            print(f"host {host['name']} will install again at its next PXE boot ({host['state']})")
+        return 0
+    outcomes = for_each(names, act, HOST_ERRORS)
+    if args.action == "show" and not args.json:
+        for o in outcomes:
+            print(o.detail if o.ok else f"{o.host}: {o.detail}")
+            print()
+        return 0 if all(o.ok for o in outcomes) else 1
+    return print_outcomes(outcomes, as_json=args.json)
+
+
+def _reinstall_now(cfg: Any, names: list[str], outcomes: list[Outcome], args: argparse.Namespace) -> int:
+    """The hosts marked for reinstall go to PXE once and are power cycled (one call: the BMCs in parallel)."""
+    marked = [o.host for o in outcomes if o.ok]
+    powered = {r["host"]: r for r in power_call(cfg, marked, "pxe-cycle")} if marked else {}
+    for o in outcomes:
+        r = powered.get(o.host)
+        if r is None:
+            continue
+        o.data = {**o.data, "power": r}
+        if r["ok"]:
+            o.detail = "installing now: network boot once, power cycled"
+        else:
+            o.ok, o.detail = False, f"marked for reinstall, but its BMC failed: {r['error']}"
+    return print_outcomes(outcomes, as_json=args.json)
 
 
 def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:

@@ -1,0 +1,192 @@
+"""Power control through each host's BMC: the use cases the API and the CLI share (set, show and remove a
+host's BMC; which BMCs a power request reaches), their request and answer types, and the rule for a BMC
+address. The drivers that talk to BMCs are services/power/.
+
+A BMC address is `ipmi://HOST[:PORT]` (IPMI over LAN, lanplus, port 623), `redfish://HOST[:PORT]` or
+`https://HOST[:PORT]` (Redfish over TLS, port 443), or `http://HOST:PORT` (Redfish without TLS: labs and
+emulators). The password is never part of an answer: BmcView has no field for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from domain.errors import Invalid, NotFound
+from domain.sources import Sources
+from domain.views import doc
+from state.bmcs import Bmc, BmcSecret, Op, bmc_of, bmc_secrets, bmcs_of, delete_bmc_op, hosts_named
+from state.bmcs import set_bmc_op as store_bmc_op
+from state.db import Connection
+from state.hosts import host_by_name
+
+BmcKind = Literal["ipmi", "redfish"]
+# status: ask; on/off/cycle: the power (cycle on a machine that is off powers it on); pxe: boot from the
+# network once at the next boot; pxe-cycle: both, the reinstall's (`hosts reinstall --power-cycle`).
+PowerAction = Literal["status", "on", "off", "cycle", "pxe", "pxe-cycle"]
+ACTIONS: tuple[str, ...] = ("status", "on", "off", "cycle", "pxe", "pxe-cycle")
+MAX_HOSTS = 10_000
+_PORTS = {"ipmi": 623, "redfish": 443, "https": 443}
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class BmcAddress:
+    kind: BmcKind
+    host: str
+    port: int
+    tls: bool  # Redfish over https
+
+    @property
+    def base_url(self) -> str:
+        """Redfish's service root's origin."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+
+def parse_bmc_address(text: str) -> BmcAddress:
+    """The address's parts, or Invalid saying what is wrong (credentials never go in the address)."""
+    try:
+        url = urlsplit(text.strip())
+        port = url.port
+    except ValueError as e:
+        raise Invalid(f"BMC address {text!r}: {e}") from None
+    scheme = url.scheme.lower()
+    if scheme not in ("ipmi", "redfish", "https", "http"):
+        raise Invalid(f"BMC address {text!r}: give ipmi://HOST[:PORT], redfish://HOST[:PORT] or https://HOST[:PORT]")
+    if url.username is not None or url.password is not None:
+        raise Invalid(f"BMC address of {url.hostname!r}: no user or password in the address (--bmc-user, "
+                      "--bmc-password-file)")
+    if not url.hostname or url.path not in ("", "/") or url.query or url.fragment:
+        raise Invalid(f"BMC address {text!r}: only a host and a port, e.g. {scheme}://10.1.0.7")
+    if scheme == "http" and port is None:
+        raise Invalid(f"BMC address {text!r}: plain-HTTP Redfish needs its port")
+    kind: BmcKind = "ipmi" if scheme == "ipmi" else "redfish"
+    return BmcAddress(kind, url.hostname, port or _PORTS.get(scheme, 80), tls=scheme in ("redfish", "https"))
+
+
+def canonical_fingerprint(text: str) -> str:
+    """A SHA-256 certificate fingerprint as 64 lower-case hex digits (colons and `sha256:` accepted)."""
+    value = text.strip().lower().removeprefix("sha256:").replace(":", "")
+    if not _HEX.match(value):
+        raise Invalid("BMC certificate fingerprint: give the SHA-256 of its certificate in hex "
+                      "(openssl x509 -noout -fingerprint -sha256)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SetBmc:
+    """PUT /api/v1/hosts/{name}/bmc: the host's BMC. Without a password the stored one is kept."""
+
+    address: str = field(metadata=doc("ipmi://HOST[:PORT], redfish://HOST[:PORT], https://HOST[:PORT] or "
+                                      "http://HOST:PORT"))
+    username: str
+    password: str | None = field(default=None, metadata=doc("stored 0600, never shown again", omit_none=True))
+    fingerprint: str | None = field(default=None, metadata=doc(
+        "SHA-256 of the BMC's TLS certificate (Redfish over https): the only certificate accepted",
+        omit_none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class BmcView:
+    """A host's BMC as shown: no password, ever."""
+
+    host: str
+    address: str
+    kind: str = field(metadata=doc("ipmi or redfish"))
+    username: str
+    fingerprint: str | None = field(metadata=doc("the pinned certificate's SHA-256, null: not pinned"))
+    power: str | None = field(metadata=doc("on or off: the BMC's last answer, null before the first"))
+    error: str | None = field(metadata=doc("why the last call to the BMC failed, null: it did not"))
+    checked: float | None = field(metadata=doc("when the BMC last answered (or failed)"))
+
+    @classmethod
+    def of(cls, b: Bmc) -> BmcView:
+        return cls(b.host, b.address, parse_bmc_address(b.address).kind, b.username, b.fingerprint, b.power,
+                   b.error, b.checked)
+
+
+@dataclass(frozen=True, slots=True)
+class PowerRequest:
+    """POST /api/v1/power: one action on many hosts; each answers for itself."""
+
+    hosts: list[str] = field(metadata=doc("host names (the CLI expands ranges such as node[001-300])"))
+    action: str = field(metadata=doc("status, on, off, cycle (on if off), pxe (network boot once), pxe-cycle",
+                                     enum=list(ACTIONS)))
+
+
+@dataclass(frozen=True, slots=True)
+class PowerResult:
+    host: str
+    ok: bool
+    power: str | None = field(default=None, metadata=doc("on or off after the action, where known"))
+    error: str | None = field(default=None, metadata=doc("why it failed: the BMC's reason"))
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PowerAnswer:
+    action: str
+    results: list[PowerResult]
+    seconds: float = field(metadata=doc("the whole call"))
+
+
+def checked_request(req: PowerRequest) -> PowerRequest:
+    if req.action not in ACTIONS:
+        raise Invalid(f"action {req.action!r} is not one of {', '.join(ACTIONS)}")
+    if not req.hosts:
+        raise Invalid("no hosts given")
+    if len(req.hosts) > MAX_HOSTS:
+        raise Invalid(f"at most {MAX_HOSTS} hosts per call")
+    return PowerRequest(list(dict.fromkeys(req.hosts)), req.action)
+
+
+def set_bmc_op(src: Sources, name: str, req: SetBmc) -> Op:
+    """The op that gives host `name` its BMC (checked first: the host, the address, a password)."""
+    address = parse_bmc_address(req.address)
+    if not req.username:
+        raise Invalid("the BMC needs a user name")
+    if host_by_name(src.reader, name) is None:
+        raise NotFound(f"no host named {name!r}")
+    if req.password is None and bmc_of(src.reader, name) is None:
+        raise Invalid(f"host {name} has no BMC yet: give its password too")
+    if req.password is not None and (not req.password or "\n" in req.password):
+        raise Invalid("the BMC password is empty or spans lines")
+    pin = canonical_fingerprint(req.fingerprint) if req.fingerprint else None
+    if pin and not address.tls:
+        raise Invalid("a certificate fingerprint pins a Redfish BMC over https only")
+    return store_bmc_op(name, req.address.strip(), req.username, req.password, pin)
+
+
+def show_bmc(src: Sources, name: str) -> BmcView:
+    bmc = bmc_of(src.reader, name)
+    if bmc is None:
+        if host_by_name(src.reader, name) is None:
+            raise NotFound(f"no host named {name!r}")
+        raise NotFound(f"host {name} has no BMC (imageserver hosts set {name} --bmc ADDRESS --bmc-user USER "
+                       "--bmc-password-file FILE)")
+    return BmcView.of(bmc)
+
+
+def remove_bmc_op(src: Sources, name: str) -> tuple[BmcView, Op]:
+    view = show_bmc(src, name)
+    return view, delete_bmc_op(name)
+
+
+def power_targets(reader: Connection, names: list[str]) -> tuple[dict[str, BmcSecret], dict[str, str]]:
+    """The BMCs of `names` (for the drivers), and why each other host cannot be reached."""
+    known = hosts_named(reader, names)
+    secrets = bmc_secrets(reader, [n for n in names if n in known])
+    errors: dict[str, str] = {}
+    for n in names:
+        if n not in known:
+            errors[n] = f"no host named {n!r}"
+        elif n not in secrets:
+            errors[n] = f"host {n} has no BMC (imageserver hosts set {n} --bmc ADDRESS ...)"
+    return secrets, errors
+
+
+def bmc_views(reader: Connection, names: list[str]) -> dict[str, BmcView]:
+    return {n: BmcView.of(b) for n, b in bmcs_of(reader, names).items()}

@@ -1,0 +1,120 @@
+"""The `bmcs` table: each host's baseboard management controller (address, user, password, optional TLS
+certificate pin) and the last power state it answered.
+
+The password is a secret: it lives in the state database (0600 in a 0700 dir, state/permissions.py) and is
+read only by `bmc_secret`, which the power drivers use; `Bmc` (what views are made of) has no password field,
+so no answer or log line can carry it by accident.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Op = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Bmc:
+    """A host's BMC as it may be shown: everything but the password."""
+
+    host: str
+    address: str
+    username: str
+    fingerprint: str | None
+    power: str | None  # on | off: the last answer, None before the first
+    error: str | None  # the last call's failure
+    checked: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BmcSecret:
+    """What a driver needs to talk to the BMC. Its repr hides the password (a traceback or a log of the
+    object never shows it)."""
+
+    host: str
+    address: str
+    username: str
+    password: str
+    fingerprint: str | None
+
+    def __repr__(self) -> str:
+        return f"BmcSecret(host={self.host!r}, address={self.address!r}, username={self.username!r}, password=***)"
+
+
+_SHOWN = "host, address, username, fingerprint, power, error, checked"
+
+
+def bmc_of(conn: sqlite3.Connection, host: str) -> Bmc | None:
+    row = conn.execute(f"SELECT {_SHOWN} FROM bmcs WHERE host = ?", (host,)).fetchone()
+    return Bmc(*row) if row is not None else None
+
+
+def bmcs_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, Bmc]:
+    out: dict[str, Bmc] = {}
+    for i in range(0, len(hosts), 500):  # SQLite's bound-parameter limit
+        chunk = list(hosts[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT {_SHOWN} FROM bmcs WHERE host IN ({marks})", chunk):
+            out[row[0]] = Bmc(*row)
+    return out
+
+
+def hosts_named(conn: sqlite3.Connection, names: Sequence[str]) -> set[str]:
+    """Which of `names` are hosts."""
+    out: set[str] = set()
+    for i in range(0, len(names), 500):
+        chunk = list(names[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        out.update(r[0] for r in conn.execute(f"SELECT name FROM hosts WHERE name IN ({marks})", chunk))
+    return out
+
+
+def bmc_secrets(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, BmcSecret]:
+    """The credentials of the hosts' BMCs, for the drivers only."""
+    out: dict[str, BmcSecret] = {}
+    for i in range(0, len(hosts), 500):
+        chunk = list(hosts[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute("SELECT host, address, username, password, fingerprint FROM bmcs "
+                                f"WHERE host IN ({marks})", chunk):
+            out[row[0]] = BmcSecret(*row)
+    return out
+
+
+def set_bmc_op(host: str, address: str, username: str, password: str | None, fingerprint: str | None) -> Op:
+    """Give `host` a BMC, or change it; `password` None keeps the stored one. Returns False (and changes
+    nothing) when there is no such host, or no password was given for a host without a BMC yet."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        if password is None:
+            return bool(conn.execute("UPDATE bmcs SET address = ?, username = ?, fingerprint = ?, power = NULL, "
+                                     "error = NULL, checked = NULL WHERE host = ?",
+                                     (address, username, fingerprint, host)).rowcount)
+        return bool(conn.execute(
+            "INSERT INTO bmcs (host, address, username, password, fingerprint) "
+            "SELECT name, ?, ?, ?, ? FROM hosts WHERE name = ? "
+            "ON CONFLICT(host) DO UPDATE SET address = excluded.address, username = excluded.username, "
+            "password = excluded.password, fingerprint = excluded.fingerprint, power = NULL, error = NULL, "
+            "checked = NULL", (address, username, password, fingerprint, host)).rowcount)
+
+    return op
+
+
+def delete_bmc_op(host: str) -> Op:
+    def op(conn: sqlite3.Connection) -> bool:
+        return bool(conn.execute("DELETE FROM bmcs WHERE host = ?", (host,)).rowcount)
+
+    return op
+
+
+def record_power_op(results: Sequence[tuple[str, str | None, str | None]], now: float) -> Op:
+    """Each (host, power, error) a BMC call ended with: power None keeps the last known state."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.executemany("UPDATE bmcs SET power = coalesce(?, power), error = ?, checked = ? WHERE host = ?",
+                         [(power, error, now, host) for host, power, error in results])
+
+    return op
