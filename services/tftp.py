@@ -388,6 +388,9 @@ class TftpServer:
     def _send(self, transfer: _Transfer, datagrams: list[bytes]) -> None:
         sendto, peer, batch = transfer.sock.sendto, transfer.peer, transfer.gso_batch
         try:
+            if len(datagrams) == 1:  # lock-step: one DATA per ACK
+                sendto(datagrams[0], peer)
+                return
             if batch and len(datagrams) > 1:
                 # UDP GSO: the kernel cuts the joined window at blksize+4, so one syscall sends
                 # up to `batch` datagrams. Only the final block is short, and it comes last.
