@@ -46,6 +46,8 @@ class ApplianceConfig(Section):
     domain: DnsName = DnsName("cluster.local")
     hostname: DnsName = DnsName("imageserver")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The daemon's event loop: uvloop (less CPU per datagram) when it is installed, asyncio's own otherwise.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
 LeaseTime = Annotated[int, msgspec.Meta(ge=60, le=365 * 86400)]
