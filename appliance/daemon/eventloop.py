@@ -1,8 +1,13 @@
-"""The event loop the daemon runs on: uvloop when it is installed (its loop turns and socket callbacks are
-compiled: less CPU per datagram for DHCP, TFTP and DNS), asyncio's own otherwise or when asked for.
+"""The event loop the daemon runs on: asyncio's own by default, uvloop when asked for.
 
-`[appliance] event_loop`: "auto" (uvloop if importable), "uvloop" (required: refuse to start without it),
-"asyncio". The environment variable IMAGESERVER_EVENT_LOOP, when set, wins over the file (tests, benches).
+uvloop's loop turns and socket callbacks are compiled: less CPU per datagram for TFTP and DNS (bench/tftp.py
+lock-step: ~35 % less CPU per MiB). But it implements no loop.sendfile, so aiohttp serves boot files through
+userspace copies and HTTP throughput drops to about a third (bench/http.py): for a boot storm, whose bytes
+are mostly kernels and initrds over HTTP, that loses more than the datagrams gain. Hence the default.
+
+`[appliance] event_loop`: "asyncio" (default), "uvloop" (required: refuse to start without it), "auto"
+(uvloop if importable). The environment variable IMAGESERVER_EVENT_LOOP, when set, wins over the file
+(tests, benches).
 """
 
 from __future__ import annotations

@@ -103,8 +103,9 @@ def test_daemon_serves_dns_from_the_store_and_takes_a_new_domain_on_sighup(tmp_p
 
 
 @pytest.mark.parametrize(("key", "env", "expected"), [
-    (None, None, "uvloop"),  # the default: uvloop, a dependency of the package
-    ("asyncio", None, "asyncio"),  # asked for in the file
+    (None, None, "asyncio"),  # the default
+    ("uvloop", None, "uvloop"),  # asked for in the file (uvloop is in the test extras)
+    ("auto", None, "uvloop"),  # uvloop because it is installed
     ("uvloop", "asyncio", "asyncio"),  # the environment wins over the file (tests, benches)
 ])
 def test_daemon_runs_on_the_chosen_event_loop(tmp_path: Path, key: str | None, env: str | None,
