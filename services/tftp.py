@@ -425,6 +425,10 @@ class TftpServer:
                 if data[:2] != b"\x00\x05":  # never answer an ERROR with an ERROR
                     self._reply(sock, encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), sender)
                 return
+            datagram = machine.receive_lockstep(data, now)  # one DATA per ACK, in one call
+            if datagram is not None:
+                self._send(transfer, [datagram])
+                return
             self._send(transfer, machine.receive(data, now))
             if machine.finished:
                 self._close(transfer, machine.outcome.value)

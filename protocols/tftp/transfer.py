@@ -197,6 +197,38 @@ class ReadTransfer:
             self.peer_error = f"{_error_name(packet.code)}: {packet.message}"
         return []
 
+    def receive_lockstep(self, datagram: bytes, now: float) -> bytes | None:
+        """Lock-step's steady state in one call: the ACK of the block in flight gives the next DATA.
+
+        Exactly what receive() would do for it (same datagram, same state after), without its calls and
+        lists; None for anything else (another packet, a window, the last block, a resend), and then
+        the caller hands the datagram to receive().
+        """
+        sent = self._sent
+        if (self.windowsize != 1 or self._final is not None or self._retries or self.outcome is not _RUNNING
+                or sent <= self._acked or len(datagram) < 4 or datagram[0] or datagram[1] != _OP_ACK
+                or ((datagram[2] << 8) | datagram[3]) != sent & 0xFFFF):
+            return None
+        blocks = self._blocks
+        if type(blocks) is not OctetBlocks:
+            return None
+        block = sent + 1
+        payload = blocks.blocks(block, 1)[0]
+        self._acked = sent
+        self._progress_at = now
+        if len(payload) < self.blksize:
+            self._final = block
+            self._final_len = len(payload)
+        self._sent = block
+        deadline = now + self._timeout
+        stall = self._stall_timeout
+        if stall is not None and now + stall < deadline:
+            deadline = now + stall
+        self._deadline = deadline
+        self._last_send = now
+        self.datagrams_sent += 1
+        return _DATA_HEADER.pack(_OP_DATA, block & 0xFFFF) + payload
+
     def on_timeout(self, now: float) -> list[bytes]:
         """Retransmit what is unacknowledged if the deadline passed; give up after max_retries."""
         if self.finished or self._deadline is None or now < self._deadline:
