@@ -11,7 +11,8 @@ case, is a dict lookup):
   known   A for every name and PTR for every address, shuffled: what installed hosts ask (cache hits);
   case    the same with random letter case (what resolvers using 0x20 encoding send): still cache hits;
   miss    unique names that do not exist (NXDOMAIN): every query takes the full dnslib parse/decide/pack.
-Prints queries/s for both, the ratio ours/dnsmasq, and the share of answers with the expected rcode.
+Prints queries/s for both, the ratio ours/dnsmasq, the share of answers with the expected rcode, and each
+server's CPU per query (from /proc; the lowest of the rounds), which a loaded box disturbs far less than the rate.
 
 Run: python3 bench/dns.py [--names 1000] [--seconds 3] [--runs 2] [--mode known|case|miss|all]
                           [--client dnsperf|python] [--misses 400000] [--smoke]
@@ -146,7 +147,7 @@ def wait_answering(port: int, proc: subprocess.Popen[bytes], name: str, timeout:
     raise RuntimeError(f"{name} did not answer within {timeout}s")
 
 
-def run_dnsperf(port: int, queries: Path, seconds: float, expected: str) -> tuple[float, float]:
+def run_dnsperf(port: int, queries: Path, seconds: float, expected: str) -> tuple[float, float, int]:
     out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries), "-l", str(seconds),
                           "-q", "100", "-t", "2"], capture_output=True, text=True, check=True).stdout
     qps = re.search(r"Queries per second:\s+([\d.]+)", out)
@@ -155,11 +156,11 @@ def run_dnsperf(port: int, queries: Path, seconds: float, expected: str) -> tupl
     if not (qps and sent):
         raise RuntimeError(f"cannot read dnsperf output:\n{out}")
     ok = int(good.group(1)) / int(sent.group(1)) if good and int(sent.group(1)) else 0.0
-    return float(qps.group(1)), ok
+    return float(qps.group(1)), ok, int(sent.group(1))
 
 
 async def _python_client(port: int, queries: list[tuple[str, str]], seconds: float, expected: str,
-                         in_flight: int = 100) -> tuple[float, float]:
+                         in_flight: int = 100) -> tuple[float, float, int]:
     """Keep `in_flight` queries outstanding over one UDP socket for `seconds`; count answers."""
     loop = asyncio.get_running_loop()
     packets = [DNSRecord.question(q, t).pack() for q, t in queries]
@@ -192,14 +193,25 @@ async def _python_client(port: int, queries: list[tuple[str, str]], seconds: flo
         send()
     sock.close()
     elapsed = time.monotonic() - start
-    return answered / elapsed, ok / max(answered, 1)
+    return answered / elapsed, ok / max(answered, 1), nxt
 
 
-def measure(client: str, port: int, qfile: Path, queries: list[tuple[str, str]], seconds: float,
-            expected: str) -> tuple[float, float]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (as bench/tftp.py reads dnsmasq's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(client: str, port: int, pid: int, qfile: Path, queries: list[tuple[str, str]], seconds: float,
+            expected: str) -> tuple[float, float, float]:
+    """(queries/s, share of the expected rcode, the server's CPU µs per query sent): the CPU figure holds
+    on a loaded box, where the rate swings with whatever else runs."""
+    before = process_cpu(pid)
     if client == "dnsperf":
-        return run_dnsperf(port, qfile, seconds, expected)
-    return asyncio.run(_python_client(port, queries, seconds, expected))
+        qps, ok, sent = run_dnsperf(port, qfile, seconds, expected)
+    else:
+        qps, ok, sent = asyncio.run(_python_client(port, queries, seconds, expected))
+    return qps, ok, (process_cpu(pid) - before) / max(sent, 1) * 1e6
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -230,7 +242,8 @@ def main() -> None:
         ours_port, theirs_port = free_port(), free_port()
         ours = start_ours(tmp, hosts, ours_port)
         theirs = start_dnsmasq(tmp, hosts, theirs_port) if dnsmasq else None
-        servers = {"imageserver": ours_port, **({"dnsmasq": theirs_port} if theirs else {})}
+        servers = {"imageserver": (ours_port, ours.pid),
+                   **({"dnsmasq": (theirs_port, theirs.pid)} if theirs else {})}
         try:
             wait_answering(ours_port, ours, "imageserver")
             if theirs is not None:
@@ -240,18 +253,23 @@ def main() -> None:
             for mode in modes:
                 qfile = tmp / f"queries-{mode}.txt"
                 queries = write_queries(qfile, hosts, mode, args.misses)
-                best = dict.fromkeys(servers, (0.0, 0.0))
+                best = dict.fromkeys(servers, (0.0, 0.0, 0.0))
+                cpu: dict[str, list[float]] = {label: [] for label in servers}
                 for _ in range(args.runs):
-                    for label, port in servers.items():
-                        result = measure(args.client, port, qfile, queries, args.seconds, EXPECTED[mode])
+                    for label, (port, pid) in servers.items():
+                        result = measure(args.client, port, pid, qfile, queries, args.seconds, EXPECTED[mode])
+                        cpu[label].append(result[2])
                         if result[0] > best[label][0]:
                             best[label] = result
-                q_ours, ok_ours = best["imageserver"]
+                q_ours, ok_ours, _ = best["imageserver"]
+                us_ours = min(cpu["imageserver"])
                 line = (f"{mode:6s} ({len(queries):6d} distinct)  imageserver {q_ours:8.0f} q/s ({ok_ours:6.1%} "
-                        f"{EXPECTED[mode]})")
+                        f"{EXPECTED[mode]}, {us_ours:5.1f} us CPU/q)")
                 if "dnsmasq" in best:
-                    q_theirs, ok_theirs = best["dnsmasq"]
-                    line += f"   dnsmasq {q_theirs:8.0f} q/s ({ok_theirs:6.1%})   ratio {q_ours / q_theirs:4.2f}x"
+                    q_theirs, ok_theirs, _ = best["dnsmasq"]
+                    us_theirs = min(cpu["dnsmasq"])
+                    line += (f"   dnsmasq {q_theirs:8.0f} q/s ({ok_theirs:6.1%}, {us_theirs:5.1f} us CPU/q)   "
+                             f"ratio {q_ours / q_theirs:4.2f}x (CPU/q {us_ours / max(us_theirs, 1e-9):4.2f}x)")
                 print(line)
         finally:
             stop(ours)

@@ -33,7 +33,9 @@ from pathlib import Path
 sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from appliance.daemon.eventloop import loop_factory
 from bench._smoke import parse_args, peer_available
+from domain.settings import ApplianceConfig
 from services.http import HttpServer
 
 FILE_NAME = "bench.bin"
@@ -169,4 +171,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    # The daemon's default loop; IMAGESERVER_EVENT_LOOP=uvloop (or asyncio) to measure the other one.
+    name, factory = loop_factory(ApplianceConfig().event_loop)
+    print(f"event loop: {name}")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        sys.exit(runner.run(main()))

@@ -28,7 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from appliance.daemon.eventloop import loop_factory
 from bench._smoke import parse_args, peer_available
+from domain.settings import ApplianceConfig
 from services.tftp import TftpServer
 
 _IN_NETNS = "IMAGESERVER_TFTP_BENCH_NETNS"
@@ -153,7 +155,11 @@ def main() -> None:
         sys.exit("bench/tftp.py needs atftp (the client)")
     _reexec_in_private_netns()
     dnsmasq_too = peer_available("bench/tftp.py", "dnsmasq", "dnsmasq-base", args.smoke)
-    asyncio.run(_main(args.runs, args.size_mib, dnsmasq_too, args.smoke))
+    # The daemon's default loop; IMAGESERVER_EVENT_LOOP=uvloop (or asyncio) to measure the other one.
+    name, factory = loop_factory(ApplianceConfig().event_loop)
+    print(f"event loop: {name}")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_main(args.runs, args.size_mib, dnsmasq_too, args.smoke))
 
 
 if __name__ == "__main__":

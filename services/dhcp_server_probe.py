@@ -14,6 +14,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from typing import Any
 
 from protocols.dhcp.probe import Offer, discover_packet, parse_offer
 
@@ -32,6 +33,26 @@ def probe_mac() -> str:
     """A random locally administered unicast MAC for the probe (never a real machine's)."""
     raw = bytes([0x02]) + secrets.token_bytes(5)
     return ":".join(f"{b:02x}" for b in raw)
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def _recvfrom(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> tuple[bytes, Any]:
+    """loop.sock_recvfrom, which uvloop does not implement: wait until readable, then read."""
+    while True:
+        try:
+            return sock.recvfrom(size)
+        except (BlockingIOError, InterruptedError):
+            pass
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(sock.fileno(), _wake, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(sock.fileno())
 
 
 async def probe(interface: str, mac: str, own: Iterable[IPv4Address], seconds: float) -> ProbeResult:
@@ -57,7 +78,7 @@ async def probe(interface: str, mac: str, own: Iterable[IPv4Address], seconds: f
     try:
         while (left := deadline - loop.time()) > 0:
             try:
-                data, peer = await asyncio.wait_for(loop.sock_recvfrom(sock, 4096), left)
+                data, peer = await asyncio.wait_for(_recvfrom(loop, sock, 4096), left)
             except TimeoutError:
                 break
             offer = parse_offer(data, peer[0], xid)

@@ -34,6 +34,7 @@ from protocols.dns import (
     upstream_reply,
     with_id,
 )
+from protocols.dns_fast import FastPath
 from services.base import ServiceError, ServiceStatus
 from state.db import StoreFailure
 from state.eventlog import EventLog
@@ -118,6 +119,12 @@ class _UdpListener:
 
     def _readable(self) -> None:
         server, sock = self.server, self.sock
+        # The zone is read once per wake-up, not per datagram (a PRAGMA each): a change committed during the
+        # batch shows from the next wake-up, before any client told of the commit by this loop can ask.
+        try:
+            zone: Zone | None = server.current_zone()
+        except Exception:  # handle() logs it per query, as when the zone is read there
+            zone = None
         for _ in range(self.BATCH):
             try:
                 data, addr = sock.recvfrom(65535)
@@ -126,7 +133,7 @@ class _UdpListener:
             except OSError:  # an ICMP error queued on the socket (a client went away): count it, go on
                 server.counters["udp_errors"] += 1
                 continue
-            server.handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr))
+            server.handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), zone=zone)
 
     def send(self, reply: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -208,6 +215,7 @@ class DnsServer:
         self._cache: dict[bytes, tuple[bytes, int, bool]] = {}
         self._cache_zone: Zone | None = None
         self._cache_forwarding = False
+        self._fast = FastPath()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -288,17 +296,25 @@ class DnsServer:
 
     # -- one query, whatever the transport --------------------------------------------------------------
 
+    def current_zone(self) -> Zone:
+        """The zone to answer from now (the answer cache is emptied when it or the forwarding changed)."""
+        zone = self.zone()
+        forwarding = bool(self.upstreams)
+        if zone is not self._cache_zone or forwarding != self._cache_forwarding:
+            self._cache.clear()
+            self._cache_zone, self._cache_forwarding = zone, forwarding
+        return zone
+
     def handle(self, data: bytes, transport: Transport, respond: Callable[[bytes], None],
-               respond_later: Callable[[bytes], None] | None = None) -> bool:
+               respond_later: Callable[[bytes], None] | None = None, zone: Zone | None = None) -> bool:
         """Answer one message. Returns True when the answer comes later (forwarded): then `respond_later`
-        (or `respond`) is called exactly once, from another loop callback."""
+        (or `respond`) is called exactly once, from another loop callback. `zone`: what `current_zone()`
+        returned for a batch of messages that all arrived before it was asked (else it is asked here)."""
         self.counters[_QUERIES[transport]] += 1
         try:
-            zone = self.zone()
-            forwarding = bool(self.upstreams)
-            if zone is not self._cache_zone or forwarding != self._cache_forwarding:
-                self._cache.clear()
-                self._cache_zone, self._cache_forwarding = zone, forwarding
+            if zone is None:
+                zone = self.current_zone()
+            forwarding = self._cache_forwarding
             # A repeated question (up to letter case) costs a dict lookup instead of a parse and a pack.
             keyed = cache_key(data, transport) if self.cache_size else None
             if keyed is not None:
@@ -308,7 +324,9 @@ class DnsServer:
                     self._count_reply(hit[1], hit[2])
                     respond(reply_from_cache(data, keyed[1], hit[0]))
                     return False
-            decision = answer(data, zone, transport=transport, forwarding=forwarding)
+            # The common shapes (A/AAAA/PTR in our zones) from the raw bytes; dnslib for everything else.
+            decision = (self._fast.answer(data, zone, transport=transport, forwarding=forwarding)
+                        or answer(data, zone, transport=transport, forwarding=forwarding))
         except Exception:  # a bug of ours, never a bad packet (answer() does not raise on input): log, go on
             self.counters["internal_errors"] += 1
             log.exception("query-failed", transport=transport, bytes=len(data))

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -109,8 +109,8 @@ class _GatedProtocol(asyncio.Protocol):
         self.write_stalled_since: float | None = None  # since when the answer has made no progress
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport, but not necessarily an asyncio.Transport subclass (uvloop's are its own).
+        self.transport = transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         self.peer = str(peername[0]) if peername else "?"
         if not self._gate._admit(self):

@@ -129,6 +129,19 @@ def _inside(ip: str, networks: list[ipaddress.IPv4Network] | None) -> bool:
     return any(address in n for n in networks)
 
 
+async def _pipe_reader(fd: int) -> tuple[asyncio.BaseTransport, asyncio.StreamReader]:
+    """A StreamReader on the read end of a pipe (owned from here on: the transport closes it)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(fd, "rb", buffering=0)
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    except BaseException:
+        pipe.close()
+        raise
+    return transport, reader
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -344,12 +357,23 @@ class RsyncdService:
         quick_failures = 0
         while not self._stopping:
             started = self.monotonic()
+            log_pipe: tuple[asyncio.BaseTransport, asyncio.StreamReader] | None = None
             try:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self._argv(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                    # kill -9 of the imageserver must not leave rsync serving (and holding the port).
-                    preexec_fn=die_with_parent())
+                # rsync opens its `log file = /dev/stdout`: that must be a pipe, not the socketpair some
+                # event loops (uvloop) give a child for PIPE, which /proc/self/fd cannot open (ENXIO).
+                read_end, write_end = os.pipe()
+                try:
+                    self._proc = await asyncio.create_subprocess_exec(
+                        *self._argv(), stdin=asyncio.subprocess.DEVNULL, stdout=write_end,
+                        stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                        # kill -9 of the imageserver must not leave rsync serving (and holding the port).
+                        preexec_fn=die_with_parent())
+                except BaseException:
+                    os.close(read_end)
+                    raise
+                finally:
+                    os.close(write_end)
+                log_pipe = await _pipe_reader(read_end)
             except OSError as e:
                 code: int | None = None
                 reason = f"cannot run {self._binary}: {e.strerror}"
@@ -363,7 +387,11 @@ class RsyncdService:
                 # status must not race the bind.
                 self._status.state = "starting" if quick_failures < self.settings.failed_after else "failed"
                 log.info("rsyncd-started", pid=self._proc.pid, port=self.settings.port, restarts=self.restarts)
-                await self._read_log(self._proc)
+                assert log_pipe is not None
+                try:
+                    await self._read_log(log_pipe[1])
+                finally:
+                    log_pipe[0].close()
                 code = await self._proc.wait()
                 reason = _describe_exit(code)
             if self._stopping:
@@ -388,11 +416,10 @@ class RsyncdService:
         return ("--daemon" in argv and f"--config={self.settings.config_path}" in argv
                 and any(os.path.basename(a).startswith("rsync") for a in argv))
 
-    async def _read_log(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdout is not None
+    async def _read_log(self, stdout: asyncio.StreamReader) -> None:
         while True:
             try:
-                raw = await proc.stdout.readline()
+                raw = await stdout.readline()
             except ValueError:  # a line longer than the stream limit: skip it
                 continue
             if not raw:

@@ -388,6 +388,9 @@ class TftpServer:
     def _send(self, transfer: _Transfer, datagrams: list[bytes]) -> None:
         sendto, peer, batch = transfer.sock.sendto, transfer.peer, transfer.gso_batch
         try:
+            if len(datagrams) == 1:  # lock-step: one DATA per ACK
+                sendto(datagrams[0], peer)
+                return
             if batch and len(datagrams) > 1:
                 # UDP GSO: the kernel cuts the joined window at blksize+4, so one syscall sends
                 # up to `batch` datagrams. Only the final block is short, and it comes last.
@@ -421,6 +424,10 @@ class TftpServer:
                 self._status.counters["unknown_tid"] += 1
                 if data[:2] != b"\x00\x05":  # never answer an ERROR with an ERROR
                     self._reply(sock, encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), sender)
+                return
+            datagram = machine.receive_lockstep(data, now)  # one DATA per ACK, in one call
+            if datagram is not None:
+                self._send(transfer, [datagram])
                 return
             self._send(transfer, machine.receive(data, now))
             if machine.finished:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import Config, ConfigError, load_config
-from appliance.daemon import rogue
+from appliance.daemon import eventloop, rogue
 from appliance.daemon.fdlimit import raise_nofile
 from appliance.daemon.portholder import address_in_use, explain_in_use, sharers
 from appliance.daemon.runtime import VERSION, ReconfigureError, Runtime
@@ -135,7 +135,7 @@ class Daemon:
                 log.info("service-started", service=service.name,
                          listen=",".join(service.status().get("listen", [])) or "-")
             log.info("ready", version=VERSION, services=",".join(s.name for s in self.services) or "none",
-                     state_dir=cfg.state_dir)
+                     state_dir=cfg.state_dir, event_loop=eventloop.running_loop_name())
             self.notifier.send(READY=1, STATUS=self.summary())
             dhcp = next((s for s in self.services if isinstance(s, DhcpServer)), None)
             if dhcp is not None:  # another DHCP server on the segment? (in the background: see rogue.py)
@@ -272,4 +272,10 @@ def _free_bytes(path: Path) -> int | str:
 
 def serve(config: Config) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    return asyncio.run(Daemon(config).run())
+    try:
+        factory = eventloop.loop_factory(config.appliance.event_loop)[1]
+    except eventloop.EventLoopUnavailable as e:
+        log.error("start-failed", error=str(e))
+        return 2
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(Daemon(config).run())

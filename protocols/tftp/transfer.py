@@ -197,6 +197,38 @@ class ReadTransfer:
             self.peer_error = f"{_error_name(packet.code)}: {packet.message}"
         return []
 
+    def receive_lockstep(self, datagram: bytes, now: float) -> bytes | None:
+        """Lock-step's steady state in one call: the ACK of the block in flight gives the next DATA.
+
+        Exactly what receive() would do for it (same datagram, same state after), without its calls and
+        lists; None for anything else (another packet, a window, the last block, a resend), and then
+        the caller hands the datagram to receive().
+        """
+        sent = self._sent
+        if (self.windowsize != 1 or self._final is not None or self._retries or self.outcome is not _RUNNING
+                or sent <= self._acked or len(datagram) < 4 or datagram[0] or datagram[1] != _OP_ACK
+                or ((datagram[2] << 8) | datagram[3]) != sent & 0xFFFF):
+            return None
+        blocks = self._blocks
+        if type(blocks) is not OctetBlocks:
+            return None
+        block = sent + 1
+        payload = blocks.blocks(block, 1)[0]
+        self._acked = sent
+        self._progress_at = now
+        if len(payload) < self.blksize:
+            self._final = block
+            self._final_len = len(payload)
+        self._sent = block
+        deadline = now + self._timeout
+        stall = self._stall_timeout
+        if stall is not None and now + stall < deadline:
+            deadline = now + stall
+        self._deadline = deadline
+        self._last_send = now
+        self.datagrams_sent += 1
+        return _DATA_HEADER.pack(_OP_DATA, block & 0xFFFF) + payload
+
     def on_timeout(self, now: float) -> list[bytes]:
         """Retransmit what is unacknowledged if the deadline passed; give up after max_retries."""
         if self.finished or self._deadline is None or now < self._deadline:
@@ -237,31 +269,38 @@ class ReadTransfer:
 
     def _schedule(self, now: float) -> None:
         """The next deadline: a retransmission (backed off before the first ACK), or the stall limit."""
-        wait = self._timeout * (self._backoff ** self._retries if self.awaiting_first_ack else 1)
+        # Progress resets the retries, and backoff ** 0 is 1: the per-block case skips the first-ACK check.
+        wait = self._timeout if not self._retries else (
+            self._timeout * (self._backoff ** self._retries if self.awaiting_first_ack else 1))
         deadline = now + wait
-        if self._stall_timeout is not None:
-            deadline = min(deadline, self._progress_at + self._stall_timeout)
+        stall = self._stall_timeout
+        if stall is not None and self._progress_at + stall < deadline:
+            deadline = self._progress_at + stall
         self._deadline = deadline
         self._last_send = now
 
     def _send_window(self, first: int, now: float, count: int = 0) -> list[bytes]:
         count = count or self.windowsize
-        if self._final is not None and self._final - first + 1 < count:
-            count = self._final - first + 1
+        final = self._final
+        if final is not None and final - first + 1 < count:
+            count = final - first + 1
         payloads = self._blocks.blocks(first, count)
-        pack = _DATA_HEADER.pack
         if len(payloads) == 1:  # lock-step: skip the comprehension
-            out = [pack(_OP_DATA, first & 0xFFFF) + payloads[0]]
+            out = [_DATA_HEADER.pack(_OP_DATA, first & 0xFFFF) + payloads[0]]
         else:
+            pack = _DATA_HEADER.pack
             out = [pack(_OP_DATA, (first + i) & 0xFFFF) + p for i, p in enumerate(payloads)]
         last = first + len(payloads) - 1
-        if len(payloads[-1]) < self.blksize:
+        tail = len(payloads[-1])
+        if tail < self.blksize:
             self._final = last
-            self._final_len = len(payloads[-1])
-        self._sent = max(self._sent, last)
+            self._final_len = tail
+        if last > self._sent:
+            self._sent = last
         self._schedule(now)
         self.datagrams_sent += len(out)
         return out
+
 
 def _error_name(code: int) -> str:
     try:

@@ -11,6 +11,8 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
+
 from state.db import connect, db_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +94,42 @@ def test_daemon_serves_dns_from_the_store_and_takes_a_new_domain_on_sighup(tmp_p
         wait_for(proc, log, "event=reloaded")
         assert dig_short(port, "node1.lab2.test") == ["10.99.0.31"]
         assert dig_short(port, "node1.lab.test") == []  # the old domain is not ours any more: REFUSED
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(("key", "env", "expected"), [
+    (None, None, "asyncio"),  # the default
+    ("uvloop", None, "uvloop"),  # asked for in the file (uvloop is in the test extras)
+    ("auto", None, "uvloop"),  # uvloop because it is installed
+    ("uvloop", "asyncio", "asyncio"),  # the environment wins over the file (tests, benches)
+])
+def test_daemon_runs_on_the_chosen_event_loop(tmp_path: Path, key: str | None, env: str | None,
+                                              expected: str) -> None:
+    port = free_port()
+    cfg = config(tmp_path, port, "lab.test")
+    if key is not None:
+        cfg.write_text(cfg.read_text().replace("[appliance]\n", f'[appliance]\nevent_loop = "{key}"\n'))
+    environ = {k: v for k, v in os.environ.items() if k != "IMAGESERVER_EVENT_LOOP"}
+    if env is not None:
+        environ["IMAGESERVER_EVENT_LOOP"] = env
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True, env=environ)
+    try:
+        wait_for(proc, log, "event=ready")
+        assert f"event_loop={expected}" in log.read_text()
+        assert dig_short(port, "imgsrv.lab.test") == ["127.0.0.1"]
+        assert dig_short(port, "+tcp", "imgsrv.lab.test") == ["127.0.0.1"]
+        assert dig_short(port, "nosuch.lab.test") == []
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_for(proc, log, "event=reloaded")
+        assert dig_short(port, "-x", "127.0.0.1") == ["imgsrv.lab.test."]
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

@@ -439,3 +439,78 @@ def test_a_repeated_request_repeats_the_first_answer_at_most_once_per_half_timeo
     assert machine.repeat_first(T0 + 1.5) == []
     ack(machine, 1, T0 + 1.6)
     assert machine.repeat_first(T0 + 10) == []  # the peer answered: a late duplicate RRQ gets nothing
+
+
+# --- the lock-step shortcut ------------------------------------------------------------------------
+
+def _state(m: ReadTransfer) -> tuple[object, ...]:
+    return (m._acked, m._sent, m._final, m._final_len, m._deadline, m._retries, m._last_send, m._progress_at,
+            m.outcome, m.datagrams_sent, m.retransmissions, m.bytes_transferred, m.deadline)
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(0, 5000), blksize=st.sampled_from([None, "8", "512", "1468"]),
+       seed=st.integers(0, 2**32 - 1), stall=st.sampled_from([None, 0.5, 30.0]))
+def test_receive_lockstep_is_receive_in_one_call(size: int, blksize: str | None, seed: int,
+                                                 stall: float | None) -> None:
+    """Fed the same datagrams (in-order ACKs, duplicates, stale and future ones, garbage, timeouts), the
+    machine that tries receive_lockstep first says and becomes exactly what the one using receive() does."""
+    rng = random.Random(seed)
+    content = bytes(rng.randrange(256) for _ in range(size))
+    options = {"blksize": blksize} if blksize else {}
+    plain = ReadTransfer(rrq(**options), content, stall_timeout=stall)
+    fast = ReadTransfer(rrq(**options), content, stall_timeout=stall)
+    now = T0
+    assert plain.start(now) == fast.start(now)
+    shortcuts = 0
+    for _ in range(400):
+        if plain.finished:
+            break
+        now += rng.choice([0.001, 0.01, 0.3, 1.5])
+        roll = rng.random()
+        if roll < 0.05:
+            assert plain.on_timeout(now) == fast.on_timeout(now)
+            continue
+        if roll < 0.8:
+            datagram = encode_ack(plain._sent & 0xFFFF)
+        elif roll < 0.9:
+            datagram = encode_ack((plain._sent + rng.choice([-2, -1, 1, 2])) & 0xFFFF)
+        else:
+            datagram = rng.choice([b"", b"\x00\x04", b"\x00\x03\x00\x01", encode_error(ErrorCode.NOT_DEFINED, "x"),
+                                   bytes(rng.randrange(256) for _ in range(6))])
+        expected = plain.receive(datagram, now)
+        one = fast.receive_lockstep(datagram, now)
+        if one is None:
+            got = fast.receive(datagram, now)
+        else:
+            shortcuts += 1
+            got = [one]
+        assert got == expected
+        assert _state(fast) == _state(plain)
+
+    assert shortcuts <= plain.datagrams_sent
+
+
+def test_a_clean_lockstep_transfer_takes_the_shortcut_for_every_block_after_the_first() -> None:
+    content = bytes(range(256)) * 20  # 5120 bytes: 10 full blocks of 512 and an empty last one
+    m = ReadTransfer(rrq(), content)
+    out = m.start(T0)
+    received = data(out)
+    while True:
+        datagram = m.receive_lockstep(encode_ack(received[-1][0]), T0)
+        if datagram is None:
+            break
+        received += data([datagram])
+    assert [n for n, _ in received] == list(range(1, 12)) and received[-1][1] == b""
+    assert ack(m, 11) == [] and m.outcome is Outcome.COMPLETED  # the final ACK: the long way
+    assert b"".join(p for _, p in received) == content
+
+
+def test_receive_lockstep_declines_windows_and_netascii() -> None:
+    content = b"x" * 5000
+    windowed = ReadTransfer(rrq(windowsize="4"), content)
+    windowed.start(T0)
+    assert windowed.receive_lockstep(encode_ack(0), T0) is None
+    text = ReadTransfer(rrq("netascii"), b"a\nb" * 1000)
+    text.start(T0)
+    assert text.receive_lockstep(encode_ack(1), T0) is None
