@@ -7,8 +7,8 @@ Five kinds, declared per route (services.routes.Route.auth):
 - ADMIN      the admin token (<state_dir>/admin.token)
 - INSTALL    a host's install token or fetch nonce: bound to a MAC, an address and the host's state, so the use
              case checks it (domain.installs), given the bearer this layer read
-- UPDATE     a host's update token (derived from its install token) or the admin token; the host is the
-             route's {name}: 404 if there is none
+- UPDATE     a host's update token (derived from its install token), from the host's own address, or the
+             admin token; the host is the route's {name}: 404 if there is none
 - SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name
 """
 
@@ -20,9 +20,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from domain.errors import NotFound, Unauthorized
+from domain import installs as domain_installs
+from domain.errors import Forbidden, NotFound, Unauthorized
+from domain.sources import Sources
+from services.api_context import ApiContext
 from state import credentials, installs, satellites
-from state.store import Store
+from state.eventlog import EventLog
+
+log = EventLog("imageserver.auth")
 
 HEADER = "Authorization"
 ADMIN_REALM = 'Bearer realm="imageserver"'
@@ -61,23 +66,33 @@ def is_admin(given: str | None, admin_token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), admin_token.encode())
 
 
-def is_update_caller(given: str | None, admin_token: str, host: installs.InstallHost) -> bool:
-    """The admin token, or the host's own update token; never the install token (a leaked install token
-    must not ask for a reinstall nor pose as the installed system)."""
+def is_update_caller(given: str | None, admin_token: str, host: installs.InstallHost, src: Sources,
+                     peer: str | None) -> bool:
+    """The admin token, or the host's own update token from the host's own address (the rule its install
+    credentials follow, domain.installs.from_own_address); never the install token (a leaked install token
+    must not ask for a reinstall nor pose as the installed system). Forbidden: the update token from
+    another address (a copy of updateclient.conf elsewhere opens neither the image nor a reinstall)."""
     if not given:
         return False
     if is_admin(given, admin_token):
         return True
-    return host.install_token is not None and credentials.same(given, credentials.update_token(host.install_token))
+    if host.install_token is None or not credentials.same(given, credentials.update_token(host.install_token)):
+        return False
+    if domain_installs.from_own_address(src, host.mac, host, peer) is None:
+        log.warning("update-refused", hostname=host.name, peer=peer or "-", reason="address")
+        raise Forbidden(f"the update token of {host.name} is good only from the host's own address")
+    return True
 
 
-def check(auth: Auth, request: web.Request, store: Store | None, admin_token: str | None) -> Caller:
-    """The caller of a route needing `auth`, or Unauthorized (NotFound: an UPDATE route's host is unknown)."""
+def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
+    """The caller of a route needing `auth`, or Unauthorized (NotFound: an UPDATE route's host is unknown;
+    Forbidden: its token from another address)."""
     given = bearer(request)
     if auth is Auth.NONE or auth is Auth.INSTALL:
         return Caller(given)
-    if store is None or admin_token is None:
+    if ctx is None:
         raise Unauthorized("no admin API on this server")
+    store, admin_token = ctx.store, ctx.admin_token
     if auth is Auth.ADMIN:
         if not is_admin(given, admin_token):
             raise Unauthorized("this endpoint needs the admin token: Authorization: Bearer <state_dir/admin.token>",
@@ -93,7 +108,7 @@ def check(auth: Auth, request: web.Request, store: Store | None, admin_token: st
     host = installs.host_by_name(store.reader, name)
     if host is None:
         raise NotFound(f"no host named {name!r}")
-    if not is_update_caller(given, admin_token, host):
+    if not is_update_caller(given, admin_token, host, ctx.sources(), request.remote):
         raise Unauthorized(f"updates of {name} need its token (TOKEN= in /etc/systemimager/updateclient.conf, the "
                            "host's install token) or the admin token: Authorization: Bearer <token>",
                            challenge='Bearer realm="imageserver-update"')

@@ -129,7 +129,7 @@ class Route:
     async def _endpoint(self, request: web.Request) -> web.StreamResponse:
         ctx = request.app.get(API)
         try:
-            caller = check(self.auth, request, ctx.store if ctx else None, ctx.admin_token if ctx else None)
+            caller = check(self.auth, request, ctx)
             out = await self.handler(Call(request, self, caller))
         except DomainError as e:
             return domain_error_response(e)
