@@ -16,7 +16,8 @@ the real ones: rsync, curl, atftp.
   reinstall, report updates, or report install events for another host;
 - with [http] admin_networks, GET /api/v1/hosts (and leases, machines) from the LAN is 403 while
   /api/v1/status answers;
-- (issue 24 hole 2) a host's update token is good only from the host's own address.
+- (issue 24 hole 2) a host's update token is good only from the host's own address;
+- (issue 24 hole 5) /hosts follows admin_networks too.
 """
 
 from __future__ import annotations
@@ -279,6 +280,22 @@ def test_admin_networks_keep_the_host_lists_from_the_lan_and_status_stays_public
     code, body = w.curl(w.stranger, "/api/v1/hosts/node1/update-target")
     assert code == 200 and "rsync_password" not in body, body
 
+
+# ------------------------------------------------------------------ issue 24 hole 5: /hosts
+
+
+def test_the_hosts_file_follows_admin_networks(world: World) -> None:
+    """/hosts (the /etc/hosts lines of every host) named every host and address to the LAN although
+    admin_networks was set: only /api/ paths counted as admin reads."""
+    w = world
+    code, body = w.curl(w.stranger, "/hosts")
+    assert code == 403 and "node1" not in body and str(w.node1) not in body, (code, body)
+    assert "admin_networks" in json.loads(body)["error"]
+    code, body = w.curl(w.stranger, "/api/v1/status")
+    assert code == 200 and "node1" not in body
+    # The appliance itself (inside admin_networks) reads it.
+    lines = w.server.daemon.api_text("/hosts")
+    assert f"{w.node1}\tnode1" in lines or f"{w.node1} node1" in lines, lines
 
 
 def test_an_expired_install_token_opens_nothing_and_the_next_boot_gets_a_fresh_one(world: World) -> None:
