@@ -1,15 +1,19 @@
 """The one auth layer of the HTTP API: which credential a route needs, the one place the bearer header is
 read, and the one shape of a refusal (a domain `Unauthorized`, which services.errors turns into a JSON 401
-with its WWW-Authenticate challenge).
+with its WWW-Authenticate challenge; `Forbidden`, 403, for a good credential that may not do this).
 
-Five kinds, declared per route (services.routes.Route.auth):
+The kinds, declared per route (services.routes.Route.auth):
 - NONE       open (GET routes only: every other method needs a credential, checked when routes are declared)
-- ADMIN      the admin token (<state_dir>/admin.token)
+- READER     a named token of any role (state.tokens), or the admin token: reads hosts, leases, machines, images
+- OPERATOR   a named operator or admin token, or the admin token: assigns, reinstalls, edits hosts
+- ADMIN      a named admin token or the admin token (<state_dir>/admin.token, named "admin"): images, tokens,
+             satellites, settings
 - INSTALL    a host's install token or fetch nonce: bound to a MAC, an address and the host's state, so the use
              case checks it (domain.installs), given the bearer this layer read
 - UPDATE     a host's update token (derived from its install token), from the host's own address, or the
              admin token; the host is the route's {name}: 404 if there is none
 - SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name
+A role token that is known but ranks too low is 403 (it is not asked for again); none or an unknown one is 401.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from domain import installs as domain_installs
 from domain.errors import Forbidden, NotFound, Unauthorized
 from domain.sources import Sources
 from services.api_context import ApiContext
-from state import credentials, installs, satellites
+from state import credentials, installs, satellites, tokens
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.auth")
@@ -35,20 +39,27 @@ ADMIN_REALM = 'Bearer realm="imageserver"'
 
 class Auth(enum.Enum):
     NONE = "none"
+    READER = "reader"
+    OPERATOR = "operator"
     ADMIN = "admin"
     INSTALL = "install"
     UPDATE = "update"
     SATELLITE = "satellite"
 
 
+# The role tokens' kinds, and the state.tokens role each needs.
+ROLE_OF: dict[Auth, str] = {Auth.READER: "reader", Auth.OPERATOR: "operator", Auth.ADMIN: "admin"}
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who a request comes from, as far as its route's credential says: the bearer it carried, and the
-    satellite's or the host's name for SATELLITE and UPDATE routes."""
+    """Who a request comes from, as far as its route's credential says: the bearer it carried, the token's
+    name and role for role routes, the satellite's or the host's name for SATELLITE and UPDATE routes."""
 
     bearer: str | None = None
     name: str | None = None
     host: installs.InstallHost | None = None
+    role: str | None = None
 
 
 def bearer(request: web.Request) -> str | None:
@@ -64,6 +75,18 @@ def bearer_header(token: str) -> dict[str, str]:
 
 def is_admin(given: str | None, admin_token: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), admin_token.encode())
+
+
+def token_of(given: str | None, ctx: ApiContext) -> tokens.ApiToken | None:
+    """The named token (or the admin token file, named "admin") the bearer is, or None."""
+    if is_admin(given, ctx.admin_token):
+        return tokens.ApiToken(tokens.ADMIN_NAME, "admin", None)
+    return tokens.authenticate(ctx.store.reader, given)
+
+
+def may_read(request: web.Request, ctx: ApiContext | None) -> bool:
+    """Whether the request carries a token of any role (an open route showing a reader more)."""
+    return ctx is not None and token_of(bearer(request), ctx) is not None
 
 
 def is_update_caller(given: str | None, admin_token: str, host: installs.InstallHost, src: Sources,
@@ -93,11 +116,18 @@ def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
     if ctx is None:
         raise Unauthorized("no admin API on this server")
     store, admin_token = ctx.store, ctx.admin_token
-    if auth is Auth.ADMIN:
-        if not is_admin(given, admin_token):
-            raise Unauthorized("this endpoint needs the admin token: Authorization: Bearer <state_dir/admin.token>",
-                               challenge=ADMIN_REALM)
-        return Caller(given)
+    needed = ROLE_OF.get(auth)
+    if needed is not None:
+        token = token_of(given, ctx)
+        if token is None:
+            raise Unauthorized(f"this endpoint needs a token with the {needed} role (the admin token "
+                               "<state_dir>/admin.token, or one from imageserver tokens add NAME --role ROLE): "
+                               "Authorization: Bearer <token>", challenge=ADMIN_REALM)
+        if not tokens.allows(token.role, needed):
+            log.info("role-refused", token=token.name, role=token.role, needed=needed,
+                     method=request.method, path=request.path, peer=request.remote or "-")
+            raise Forbidden(f"token {token.name} has the {token.role} role; this endpoint needs {needed}")
+        return Caller(given, token.name, role=token.role)
     if auth is Auth.SATELLITE:
         name = satellites.authenticate(store.reader, given)
         if name is None:

@@ -23,7 +23,7 @@ from domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from domain.responses import Error
 from domain.views import view_json
 from services.api_context import API, ApiContext
-from services.auth import Auth, Caller, check
+from services.auth import ROLE_OF, Auth, Caller, check
 from services.errors import domain_error_response
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
 
@@ -86,6 +86,8 @@ PAGING = {"limit": Param("per page", int, minimum=1, maximum=MAX_LIMIT, default=
 
 # What a 401 says when a route does not say more.
 UNAUTHORIZED: dict[Auth, str] = {
+    Auth.READER: "no token, or one that is not known (revoked)",
+    Auth.OPERATOR: "no token, or one that is not known (revoked)",
     Auth.ADMIN: "the admin bearer token is missing or wrong",
     Auth.INSTALL: "missing, wrong or expired install token",
     Auth.UPDATE: "neither the host's update token nor the admin token",
@@ -119,6 +121,8 @@ class Route:
         out = dict(self.answers)
         if self.auth is not Auth.NONE and 401 not in out:
             out[401] = error(UNAUTHORIZED[self.auth])
+        if self.auth in ROLE_OF and self.auth is not Auth.READER and 403 not in out:
+            out[403] = error(f"the token's role ranks below {ROLE_OF[self.auth]}")
         return dict(sorted(out.items()))
 
     def mount(self) -> web.RouteDef:

@@ -34,6 +34,7 @@ from services import (
     api_multicast,
     api_satellite,
     api_status,
+    api_tokens,
     api_torrents,
     api_update,
     dashboard,
@@ -68,7 +69,8 @@ def api_route_modules() -> list[RouteModule]:
     """The API route modules the HTTP server mounts (services/api_<domain>.py `ROUTES`: declared routes)."""
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
-            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES]
+            api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES,
+            api_tokens.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
