@@ -11,6 +11,7 @@ one mapping in services.errors.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -26,6 +27,10 @@ from services.api_context import API, ApiContext
 from services.auth import ROLE_OF, Auth, Caller, check
 from services.errors import domain_error_response
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
+from state import audit
+from state.eventlog import EventLog
+
+log = EventLog("imageserver.audit")
 
 B = TypeVar("B")
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
@@ -132,14 +137,23 @@ class Route:
 
     async def _endpoint(self, request: web.Request) -> web.StreamResponse:
         ctx = request.app.get(API)
+        call: Call[Any] | None = None
         try:
-            caller = check(self.auth, request, ctx)
-            out = await self.handler(Call(request, self, caller))
+            call = Call(request, self, check(self.auth, request, ctx))
+            out = await self.handler(call)
         except DomainError as e:
-            return domain_error_response(e)
-        if isinstance(out, web.StreamResponse):
-            return out
-        return web.json_response(rendered(out), status=self.status)
+            response: web.StreamResponse = domain_error_response(e)
+        else:
+            response = out if isinstance(out, web.StreamResponse) else web.json_response(rendered(out),
+                                                                                          status=self.status)
+        if call is not None and ctx is not None and self.audited:
+            await record_change(ctx, call, response.status)
+        return response
+
+    @property
+    def audited(self) -> bool:
+        """A change by a named caller (a role token, or a host's update token) goes into the audit log."""
+        return self.method.upper() not in SAFE_METHODS and (self.auth in ROLE_OF or self.auth is Auth.UPDATE)
 
 
 @dataclass(slots=True)
@@ -177,6 +191,20 @@ class Call(Generic[B]):
     def answer(self, view: Any, status: int | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
         """A view as JSON with another status than the route's first 2xx, or with headers."""
         return web.json_response(rendered(view), status=status or self.route.status, headers=headers)
+
+
+async def record_change(ctx: ApiContext, call: Call[Any], status: int) -> None:
+    """The audit entry of one change through the API (state/audit.py): who, from where, what, the outcome."""
+    request = call.request
+    entry = audit.AuditEntry(
+        at=ctx.clock(), who=call.caller.name or "-", via="api", peer=request.remote, operation=(
+            f"{call.route.method.upper()} {call.route.path}"),
+        target="/".join(request.match_info.values()) or None, fields=call._raw or {}, outcome=str(status))
+    max_entries, max_age = ctx.live.audit_limits
+    try:
+        await ctx.store.journal.run(audit.record_op(entry, max_entries=max_entries, max_age=max_age))
+    except sqlite3.Error as e:  # the change itself stands; the store says why it took no more
+        log.error("audit-failed", operation=entry.operation, who=entry.who, error=str(e))
 
 
 def rendered(view: Any) -> Any:

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-from appliance.cli import commands
+from appliance.cli import commands, offline_audit
 from appliance.config import ConfigError
 from appliance.daemon.runtime import VERSION
 
@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        offline_audit.record(args, sys.argv[1:] if argv is None else argv, code)
+        return code
     except ConfigError as e:
         print(f"imageserver: configuration error: {e}", file=sys.stderr)
         return 2

@@ -216,7 +216,7 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
                  "/api/v1/machines?unknown=1", f"/api/v1/machines/{some_lease_mac}",
                  f"/api/v1/machines/{HOSTS['node-installed'][0]}", "/api/v1/leases", "/api/v1/leases?all=1",
                  "/api/v1/reservations", "/api/v1/hosts", "/api/v1/images", "/api/v1/pools", "/metrics", "/hosts",
-                 "/api/v1/tokens",
+                 "/api/v1/tokens", "/api/v1/audit", "/api/v1/audit?limit=2",
                  "/", "/static/dashboard.js", "/client/prepareclient", "/client/updateclient"):
         w.get(path)
     for name in HOSTS:
