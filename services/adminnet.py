@@ -1,11 +1,12 @@
 """`[http] admin_networks`: which addresses may read the APIs that list hosts, MACs, leases and machines.
 
-Empty (the default) keeps every GET open, as before the key existed. Set, a GET of an admin read API
-from an address outside it is 403. What stays open to everyone: /api/v1/status (public, read-only),
-and what a machine needs for itself: its boot files and install script (checked by their own
-rules), /client/* (updateclient), and a host's own update routes, which check the host's own token.
-/hosts (the /etc/hosts lines of every host) is an admin read although it is not under /api/.
-Mutating requests need the admin token anyway (services/http.py).
+These reads need a token of the reader role anyway (services/auth.py); admin_networks is a further limit on
+where they may come from. Empty (the default): anywhere. Set, a GET of an admin read API from an address
+outside it is 403, token or not (tests/unit/test_tokens.py checks the two name the same reads).
+What stays open to everyone: /api/v1/status (public, read-only), and what a machine needs for itself: its
+boot files and install script (checked by their own rules), /client/* (updateclient), and a host's own
+update routes, which check the host's own token. /hosts (the /etc/hosts lines of every host) is an admin
+read although it is not under /api/. Changes need the operator or admin role (services/routes.py).
 """
 
 from __future__ import annotations
