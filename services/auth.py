@@ -47,6 +47,14 @@ class Auth(enum.Enum):
     SATELLITE = "satellite"
 
 
+class RoleRefused(Forbidden):
+    """A known token whose role ranks too low (403); it names the token, for the audit log."""
+
+    def __init__(self, message: str, token: str) -> None:
+        super().__init__(message)
+        self.token = token
+
+
 # The role tokens' kinds, and the state.tokens role each needs.
 ROLE_OF: dict[Auth, str] = {Auth.READER: "reader", Auth.OPERATOR: "operator", Auth.ADMIN: "admin"}
 
@@ -126,7 +134,7 @@ def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
         if not tokens.allows(token.role, needed):
             log.info("role-refused", token=token.name, role=token.role, needed=needed,
                      method=request.method, path=request.path, peer=request.remote or "-")
-            raise Forbidden(f"token {token.name} has the {token.role} role; this endpoint needs {needed}")
+            raise RoleRefused(f"token {token.name} has the {token.role} role; this endpoint needs {needed}", token.name)
         return Caller(given, token.name, role=token.role)
     if auth is Auth.SATELLITE:
         name = satellites.authenticate(store.reader, given)

@@ -24,7 +24,7 @@ from domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from domain.responses import Error
 from domain.views import view_json
 from services.api_context import API, ApiContext
-from services.auth import ROLE_OF, Auth, Caller, check
+from services.auth import ROLE_OF, Auth, Caller, RoleRefused, check
 from services.errors import domain_error_response
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
 from state import audit
@@ -138,16 +138,21 @@ class Route:
     async def _endpoint(self, request: web.Request) -> web.StreamResponse:
         ctx = request.app.get(API)
         call: Call[Any] | None = None
+        who: str | None = None
         try:
             call = Call(request, self, check(self.auth, request, ctx))
+            who = call.caller.name or "-"
             out = await self.handler(call)
         except DomainError as e:
             response: web.StreamResponse = domain_error_response(e)
+            if isinstance(e, RoleRefused):  # a known token tried what its role may not: recorded too
+                who = e.token
         else:
             response = out if isinstance(out, web.StreamResponse) else web.json_response(rendered(out),
                                                                                           status=self.status)
-        if call is not None and ctx is not None and self.audited:
-            await record_change(ctx, call, response.status)
+        if who is not None and ctx is not None and self.audited:
+            fields = (call._raw if call is not None else None) or {}
+            await record_change(ctx, request, self, who, fields, response.status)
         return response
 
     @property
@@ -193,13 +198,12 @@ class Call(Generic[B]):
         return web.json_response(rendered(view), status=status or self.route.status, headers=headers)
 
 
-async def record_change(ctx: ApiContext, call: Call[Any], status: int) -> None:
+async def record_change(ctx: ApiContext, request: web.Request, route: Route, who: str, fields: Mapping[str, Any],
+                        status: int) -> None:
     """The audit entry of one change through the API (state/audit.py): who, from where, what, the outcome."""
-    request = call.request
     entry = audit.AuditEntry(
-        at=ctx.clock(), who=call.caller.name or "-", via="api", peer=request.remote, operation=(
-            f"{call.route.method.upper()} {call.route.path}"),
-        target="/".join(request.match_info.values()) or None, fields=call._raw or {}, outcome=str(status))
+        at=ctx.clock(), who=who, via="api", peer=request.remote, operation=f"{route.method.upper()} {route.path}",
+        target="/".join(request.match_info.values()) or None, fields=dict(fields), outcome=str(status))
     max_entries, max_age = ctx.live.audit_limits
     try:
         await ctx.store.journal.run(audit.record_op(entry, max_entries=max_entries, max_age=max_age))

@@ -61,6 +61,8 @@ def test_changes_through_the_api_and_the_offline_cli_are_audited_and_survive_kil
     added = by_op[("POST /api/v1/hosts", "201")]
     assert added["who"] == "helpdesk" and added["via"] == "api" and added["peer"] == client_ip
     assert added["fields"] == {"name": "node1", "mac": MAC1}
+    refused = by_op[("POST /api/v1/hosts/{name}/reinstall", "403")]  # a known token beyond its role: recorded
+    assert refused["who"] == "viewer" and refused["target"] == "node1" and refused["peer"] == client_ip
     patched = next(e for e in entries if e["operation"] == "PATCH /api/v1/hosts/{name}")
     assert patched["target"] == "node1" and patched["outcome"] in ("400", "409") and patched["who"] == "helpdesk"
     tokens_added = [e for e in entries if e["operation"] == "POST /api/v1/tokens"]
