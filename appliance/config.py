@@ -21,6 +21,7 @@ from appliance.config_reader import ConfigError, read
 from domain.settings import (
     UEFI_BOOT_FILES,
     ApplianceConfig,
+    AuditConfig,
     BootConfig,
     DhcpConfig,
     DiscoveryConfig,
@@ -55,6 +56,7 @@ class Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     multicast: MulticastConfig = msgspec.field(default_factory=MulticastConfig)
     satellite: SatelliteLinkConfig = msgspec.field(default_factory=SatelliteLinkConfig)
     power: PowerConfig = msgspec.field(default_factory=PowerConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
 
 
 class Config(Document, frozen=True):

@@ -480,12 +480,14 @@ def fleet_part(args: argparse.Namespace) -> bool:
 GET_PROBE = """
 import http.client, json, sys, time
 conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+# The lists need a token (the reader role): the appliance's admin token, as its CLI and dashboard send one.
+headers = {"Authorization": "Bearer " + open(sys.argv[3]).read().strip()}
 out = {}
-for path in sys.argv[3:]:
+for path in sys.argv[4:]:
     times = []
     for i in range(int(sys.argv[2]) + 20):
         t = time.perf_counter()
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
@@ -586,8 +588,11 @@ def scale_part(args: argparse.Namespace) -> None:
               f"perfdhcp {args.seconds} s per step, offered DORA/s {ladder[0]}..{ladder[-1]}", flush=True)
         stores = {"empty store": None, big: template}
 
+        states: list[Path] = []
+
         def started(source: Path | None) -> Any:
             state = lab.tmp_path("state")
+            states.append(state)
             if source is not None:
                 shutil.copytree(source, state)
             config = lab.tmp_path("imageserver.toml")
@@ -599,7 +604,7 @@ def scale_part(args: argparse.Namespace) -> None:
             proc = started(source)
             try:
                 raw = topo.srv.run([sys.executable, "-c", GET_PROBE, str(HTTP_PORT), str(args.status_requests),
-                                    *PROBED], timeout=600).stdout
+                                    str(states[-1] / "admin.token"), *PROBED], timeout=600).stdout
                 gets[name] = json.loads(raw)
             finally:
                 proc.stop()

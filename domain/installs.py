@@ -73,6 +73,14 @@ def address_of(src: Sources, mac: str, host: Host) -> IPv4Address | None:
     return IPv4Address(bound[1]) if bound is not None else None
 
 
+def from_own_address(src: Sources, mac: str | None, host: Host, peer: str | None
+                     ) -> IPv4Address | None:
+    """The host's address if `peer` is it, else None: the one rule binding a host's credentials (install
+    token, fetch nonce, update token) to the machine itself."""
+    bound = address_of(src, mac, host) if mac else host.ip
+    return bound if bound is not None and peer == str(bound) else None
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptRequest:
     mac: str  # as the URL spells it
@@ -98,8 +106,8 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
     if not credentials.install_token_live(host.state):
         raise Conflict(f"host {host.name} is {host.state}; reinstall it to install again")
     # Only the machine itself: from the address leased or reserved for this MAC, with its credential.
-    bound = address_of(src, mac, host)
-    if bound is None or req.peer != str(bound):
+    bound = from_own_address(src, mac, host, req.peer)
+    if bound is None:
         log.warning('install-script-refused', hostname=host.name, mac=mac, peer=req.peer, reason='address')
         raise Forbidden(f"the script of {host.name} is served only to the address leased or reserved for {mac}")
     token = host.install_token
@@ -268,8 +276,8 @@ def multicast_request(src: Sources, settings: InstallSettings, mac_text: str, pe
     """A multicast seat is the session's key, which decrypts the image: only the host itself (its live install
     token, from the address leased or reserved for it) while it is due to install."""
     mac, host = reporting_host(src, settings, mac_text, bearer, now)
-    bound = address_of(src, mac, host)
-    if bound is None or peer != str(bound):
+    bound = from_own_address(src, mac, host, peer)
+    if bound is None:
         log.warning('multicast-refused', hostname=host.name, mac=mac, peer=peer, reason='address')
         raise Forbidden(f"a multicast seat for {host.name} is given only to the address leased or reserved for {mac}")
     iv = _version_to_install(src, host)
@@ -299,8 +307,8 @@ def torrent_request(src: Sources, settings: InstallSettings, mac_text: str, peer
     token = host.install_token
     if not credentials.install_token_live(host.state) or token is None:
         raise NotFound(f"host {host.name} is not due to install")
-    bound = address_of(src, mac, host)
-    if bound is None or peer != str(bound):
+    bound = from_own_address(src, mac, host, peer)
+    if bound is None:
         log.warning('torrent-refused', hostname=host.name, mac=mac, peer=peer, reason='address')
         raise Forbidden(f"the torrent of {host.name} is served only to the address leased or reserved for {mac}")
     if credentials.token_expired(host.token_issued, now, settings.token_seconds):

@@ -23,7 +23,7 @@ from domain.config_values import (
     DnsName,
     InterfaceName,
 )
-from state import outbox
+from state import audit, outbox
 from state.boot import UnknownBoot
 from state.discovery import DiscoveryPolicy, DiscoveryRule
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
@@ -235,3 +235,11 @@ class PowerConfig(Section):
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
     # Seconds one host's action may take (every BMC call of it, and the wait for on/off to land).
     timeout: Annotated[float, msgspec.Meta(ge=1, le=600, extra=SECONDS)] = 20.0
+
+
+class AuditConfig(Section):
+    """[audit]: the log of changes made through the admin API and the offline CLI (state/audit.py)."""
+
+    # Entries kept: beyond max_entries the oldest go, and any older than max_age seconds.
+    max_entries: Annotated[int, msgspec.Meta(ge=100, le=100_000_000)] = audit.DEFAULT_MAX_ENTRIES
+    max_age: Annotated[float, msgspec.Meta(ge=86400, le=100 * 365 * 86400, extra=SECONDS)] = audit.DEFAULT_MAX_AGE

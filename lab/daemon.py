@@ -98,8 +98,11 @@ class Daemon:
         return f"http://127.0.0.1{port}{path}"
 
     def api_text(self, path: str, timeout: float = 10) -> str:
-        """GET `path` with curl from inside the namespace; the body (curl fails on an HTTP error)."""
-        return self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", str(timeout), self.api_url(path)],
+        """GET `path` with curl from inside the namespace, as the appliance's own CLI does (with the admin token:
+        reads need a token); the body (curl fails on an HTTP error)."""
+        token = self.state_dir / "admin.token"
+        auth = ["-H", f"Authorization: Bearer {self.admin_token()}"] if token.exists() else []
+        return self.ns.run(["curl", "-sS", "--fail-with-body", "--max-time", str(timeout), *auth, self.api_url(path)],
                            timeout=timeout + 5).stdout
 
     def api(self, path: str, timeout: float = 10) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from domain.images import ImageList, catalog
+from services.auth import Auth
 from services.routes import Call, Route, ok
 
 
@@ -20,4 +21,4 @@ async def list_images(call: Call[None]) -> web.Response:
 
 ROUTES = [Route("GET", "/api/v1/images", list_images,
                 "The image catalog: every registered version by name and version, with the hosts using it",
-                {200: ok("image versions", ImageList)})]
+                {200: ok("image versions", ImageList)}, auth=Auth.READER)]

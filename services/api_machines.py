@@ -14,6 +14,7 @@ from __future__ import annotations
 from domain import machines
 from domain.machines import MachinePage, MachineView
 from domain.paging import DEFAULT_LIMIT, MAX_LIMIT, Page, flag
+from services.auth import Auth
 from services.routes import PAGING, Call, Param, Route, error, ok
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ROUTES"]
@@ -32,9 +33,9 @@ ROUTES = [
           "Machines seen on the wire, most recent first, with their host and boot decision, one page at a time "
           "(the table is capped by [discovery] max_machines)",
           {200: ok("one page of machines", MachinePage), 400: error("a bad limit or offset")},
-          query={**PAGING, "unknown": Param("1/true/yes: only machines that are no host")}),
+          auth=Auth.READER, query={**PAGING, "unknown": Param("1/true/yes: only machines that are no host")}),
     Route("GET", "/api/v1/machines/{mac}", one_machine,
           "One machine with the full boot decision (why it boots what it boots)",
           {200: ok("the machine", MachineView), 400: error("not a MAC address"),
-           404: error("never seen and no host has this MAC")}),
+           404: error("never seen and no host has this MAC")}, auth=Auth.READER),
 ]

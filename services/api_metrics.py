@@ -19,6 +19,7 @@ from aiohttp import web
 
 from domain.metrics import PoolList, PoolUsage, model_metrics, pool_usage
 from protocols.prometheus import CONTENT_TYPE, Family, render
+from services.auth import Auth
 from services.routes import Call, Route, ok, text
 from state.hosts import HOST_STATES
 from state.installstats import DURATION_BUCKETS, InstallTally
@@ -143,5 +144,5 @@ ROUTES = [
     Route("GET", "/api/v1/pools", pools,
           "Pool usage per DHCP subnet: pool size, active leases in the pool, reservations, and addresses in "
           "quarantine (DECLINEd or answering a conflict probe; capped by [dhcp] decline_max_share)",
-          {200: ok("pools", PoolList)}),
+          {200: ok("pools", PoolList)}, auth=Auth.READER),
 ]

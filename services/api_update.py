@@ -4,8 +4,9 @@
         {"host", "image", "version", "module", "assigned", "rsync_port", "rsync_host"?, "rsync_user"?,
         "rsync_password"?}: the version the host should sync to (its assignment, the image's newest when
         unpinned) or the one it names (rollback, roll-forward, another image); 409 if that version is not
-        captured. Open; asked with the host's update token (or the admin token) it also grants the asking
-        address rsync access to that image for an hour (in memory) and names the rsync credentials.
+        captured. Open; asked with the host's update token from the host's own address (or the admin token) it
+        also grants the asking address rsync access to that image for an hour (in memory) and names the rsync
+        credentials; the update token from another address is 403.
   POST /api/v1/hosts/{name}/update-events   {"stage": "start"|"done"|"failed", "image", "version", "detail"?}
         "done" sets hosts.running_version and hosts.last_update.
   POST /api/v1/hosts/{name}/autoinstall     the host installs again at its next boot: state assigned, a fresh
@@ -14,7 +15,8 @@
         its own disk where PXE is not an option.
 
 Both POSTs take the bearer <token> where the token is the host's update token (written
-by its autoinstall script to /etc/systemimager/updateclient.conf as TOKEN=) or the admin token; the
+by its autoinstall script to /etc/systemimager/updateclient.conf as TOKEN=), sent from the host's own
+address (its own, reserved or leased: the rule of its install credentials), or the admin token; the
 install token is refused. A reinstall replaces the install token and with it the update token derived
 from it, so a system that asked to be reinstalled stops reporting.
 """
@@ -73,7 +75,8 @@ async def target(call: Call[None]) -> UpdateTargetView:
     host = host_by_name(ctx.store.reader, name)
     grants = ctx.live.rsync_grants
     if (host is not None and host.install_token and isinstance(grants, credentials.RsyncGrants)
-            and request.remote and is_update_caller(call.bearer, ctx.admin_token, host)):
+            and request.remote and is_update_caller(call.bearer, ctx.admin_token, host, ctx.sources(),
+                                                    request.remote)):
         # The host's own update: its address may pull that image for a while, with this password.
         password = credentials.update_rsync_password(host.install_token)
         grants.grant(credentials.RsyncClient(name, password, request.remote, out.image, None),

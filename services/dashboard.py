@@ -3,9 +3,10 @@
   GET /                       services/static/dashboard.html
   GET /static/{name}          its script, style sheet and icon (a fixed set of names: nothing else is served)
 The page itself holds no data: its script reads /api/v1/status, /pools, /hosts, /machines and /images every
-2 s, so it shows what the API shows; reading needs no token. Its one write is assigning a machine that waits
-for a host (POST /api/v1/machines/{mac}/assign): the operator types the admin token into the page, which
-keeps it in sessionStorage and sends it only as a bearer header. The server never puts it in the
+2 s, so it shows what the API shows; reading the lists needs a token of any role (without one the page reads
+the open status only and asks for a token). Its one write is assigning a machine that waits for a host
+(POST /api/v1/machines/{mac}/assign, the operator role). The token is typed into the page, which keeps it in
+sessionStorage and sends it only as a bearer header. The server never puts it in the
 page, and the CSP allows only this origin's script (no inline code) to run.
 """
 

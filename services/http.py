@@ -126,7 +126,7 @@ class HttpServer:
         api = request.path.startswith("/api/")
         if api:
             counters["api_requests"] += 1
-        if (api and request.method in SAFE_METHODS and self._api is not None and is_admin_read(request.path)
+        if (request.method in SAFE_METHODS and self._api is not None and is_admin_read(request.path)
                 and not allowed(request.remote, self._api.live.admin_networks)):
             counters["admin_refused"] += 1
             return json_error(403, f"{request.path} is readable only from [http] admin_networks")

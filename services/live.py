@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from domain.installs import InstallSettings
 from domain.settings import PowerConfig
+from state import audit
 from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from state.installs import LiveProgress
 from state.installstats import InstallTally
@@ -60,6 +61,8 @@ class Live:
     install: InstallSettings | None = None  # what install scripts say about the network
     hostbook: HostSettings | None = None  # what host changes check against
     admin_networks: tuple[IPv4Network, ...] = ()
+    # [audit] max_entries and max_age (state/audit.py): what the audit log keeps.
+    audit_limits: tuple[int, float] = (audit.DEFAULT_MAX_ENTRIES, audit.DEFAULT_MAX_AGE)
     pools: tuple[PoolSpec, ...] = ()
     client_scripts: ClientScripts | None = None
     progress: LiveProgress = field(default_factory=LiveProgress)  # installers' newest byte counts

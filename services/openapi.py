@@ -11,7 +11,7 @@ from dataclasses import is_dataclass
 from typing import Any
 
 from domain.responses import BootDecision, Error
-from services.auth import Auth
+from services.auth import ROLE_OF, Auth
 from services.base import ServiceStatus
 from services.openapi_schema import schema_name, schemas
 from services.routes import JSON, PATH_PARAMS, Answer, Param, Route
@@ -19,13 +19,17 @@ from services.routes import JSON, PATH_PARAMS, Answer, Param, Route
 INFO = {
     "title": "imageserver",
     "version": "1",
-    "description": "Boot scripts, boot files and the admin API of the imageserver. GET routes are open and "
-                   "read-only; every other method needs a bearer token: the admin token "
-                   "(<state_dir>/admin.token), or where an operation says so a host's or a satellite's own.",
+    "description": "Boot scripts, boot files and the admin API of the imageserver. Reads of hosts, leases, "
+                   "machines and images need a token of the reader role or better (status and /metrics are open); "
+                   "changes need the operator or admin role (x-imageserver-role), or where an operation says so "
+                   "a host's or a satellite's own token.",
 }
 
 SECURITY_SCHEMES = {
-    "admin": {"type": "http", "scheme": "bearer", "description": "the admin token (<state_dir>/admin.token)"},
+    "admin": {"type": "http", "scheme": "bearer",
+              "description": "a named token with a role (reader, operator, admin: `imageserver tokens add NAME "
+                             "--role ROLE` prints it once), or the admin token (<state_dir>/admin.token); an "
+                             "operation's x-imageserver-role names the least role it needs"},
     "install": {"type": "http", "scheme": "bearer",
                 "description": "the per-install token of one host (INSTALL_TOKEN in its script; boot files carry "
                                "only a fetch nonce, which opens the script alone)"},
@@ -36,7 +40,8 @@ SECURITY_SCHEMES = {
 # The credential a route declares, as OpenAPI security requirements (an update token derives from the install
 # token; the admin token opens update routes too).
 SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
-    Auth.ADMIN: [{"admin": []}], Auth.INSTALL: [{"install": []}], Auth.UPDATE: [{"install": []}, {"admin": []}],
+    Auth.READER: [{"admin": []}], Auth.OPERATOR: [{"admin": []}], Auth.ADMIN: [{"admin": []}],
+    Auth.INSTALL: [{"install": []}], Auth.UPDATE: [{"install": []}, {"admin": []}],
     Auth.SATELLITE: [{"satellite": []}]}
 
 # Schemas named in field metadata rather than type hints (Status.services, a machine's boot decision).
@@ -82,6 +87,8 @@ def operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary}
     if route.auth in SECURITY:
         op["security"] = SECURITY[route.auth]
+    if route.auth in ROLE_OF:
+        op["x-imageserver-role"] = ROLE_OF[route.auth]
     params = [_param(n, "path", route.params.get(n) or PATH_PARAMS.get(n) or Param())
               for n in re.findall(r"\{(\w+)[^}]*\}", route.path)]
     params += [_param(n, "query", p) for n, p in route.query.items()]

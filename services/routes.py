@@ -11,6 +11,7 @@ one mapping in services.errors.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -23,9 +24,13 @@ from domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from domain.responses import Error
 from domain.views import view_json
 from services.api_context import API, ApiContext
-from services.auth import Auth, Caller, check
+from services.auth import ROLE_OF, Auth, Caller, RoleRefused, check
 from services.errors import domain_error_response
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
+from state import audit
+from state.eventlog import EventLog
+
+log = EventLog("imageserver.audit")
 
 B = TypeVar("B")
 Handler = Callable[["Call[Any]"], Awaitable[Any]]
@@ -86,6 +91,8 @@ PAGING = {"limit": Param("per page", int, minimum=1, maximum=MAX_LIMIT, default=
 
 # What a 401 says when a route does not say more.
 UNAUTHORIZED: dict[Auth, str] = {
+    Auth.READER: "no token, or one that is not known (revoked)",
+    Auth.OPERATOR: "no token, or one that is not known (revoked)",
     Auth.ADMIN: "the admin bearer token is missing or wrong",
     Auth.INSTALL: "missing, wrong or expired install token",
     Auth.UPDATE: "neither the host's update token nor the admin token",
@@ -119,6 +126,8 @@ class Route:
         out = dict(self.answers)
         if self.auth is not Auth.NONE and 401 not in out:
             out[401] = error(UNAUTHORIZED[self.auth])
+        if self.auth in ROLE_OF and self.auth is not Auth.READER and 403 not in out:
+            out[403] = error(f"the token's role ranks below {ROLE_OF[self.auth]}")
         return dict(sorted(out.items()))
 
     def mount(self) -> web.RouteDef:
@@ -128,14 +137,28 @@ class Route:
 
     async def _endpoint(self, request: web.Request) -> web.StreamResponse:
         ctx = request.app.get(API)
+        call: Call[Any] | None = None
+        who: str | None = None
         try:
-            caller = check(self.auth, request, ctx.store if ctx else None, ctx.admin_token if ctx else None)
-            out = await self.handler(Call(request, self, caller))
+            call = Call(request, self, check(self.auth, request, ctx))
+            who = call.caller.name or "-"
+            out = await self.handler(call)
         except DomainError as e:
-            return domain_error_response(e)
-        if isinstance(out, web.StreamResponse):
-            return out
-        return web.json_response(rendered(out), status=self.status)
+            response: web.StreamResponse = domain_error_response(e)
+            if isinstance(e, RoleRefused):  # a known token tried what its role may not: recorded too
+                who = e.token
+        else:
+            response = out if isinstance(out, web.StreamResponse) else web.json_response(rendered(out),
+                                                                                          status=self.status)
+        if who is not None and ctx is not None and self.audited:
+            fields = (call._raw if call is not None else None) or {}
+            await record_change(ctx, request, self, who, fields, response.status)
+        return response
+
+    @property
+    def audited(self) -> bool:
+        """A change by a named caller (a role token, or a host's update token) goes into the audit log."""
+        return self.method.upper() not in SAFE_METHODS and (self.auth in ROLE_OF or self.auth is Auth.UPDATE)
 
 
 @dataclass(slots=True)
@@ -173,6 +196,19 @@ class Call(Generic[B]):
     def answer(self, view: Any, status: int | None = None, headers: Mapping[str, str] | None = None) -> web.Response:
         """A view as JSON with another status than the route's first 2xx, or with headers."""
         return web.json_response(rendered(view), status=status or self.route.status, headers=headers)
+
+
+async def record_change(ctx: ApiContext, request: web.Request, route: Route, who: str, fields: Mapping[str, Any],
+                        status: int) -> None:
+    """The audit entry of one change through the API (state/audit.py): who, from where, what, the outcome."""
+    entry = audit.AuditEntry(
+        at=ctx.clock(), who=who, via="api", peer=request.remote, operation=f"{route.method.upper()} {route.path}",
+        target="/".join(request.match_info.values()) or None, fields=dict(fields), outcome=str(status))
+    max_entries, max_age = ctx.live.audit_limits
+    try:
+        await ctx.store.journal.run(audit.record_op(entry, max_entries=max_entries, max_age=max_age))
+    except sqlite3.Error as e:  # the change itself stands; the store says why it took no more
+        log.error("audit-failed", operation=entry.operation, who=entry.who, error=str(e))
 
 
 def rendered(view: Any) -> Any:

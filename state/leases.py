@@ -38,6 +38,7 @@ book accepts from people and clients (lease_validators.py).
 from __future__ import annotations
 
 import heapq
+import logging
 import sqlite3
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -63,6 +64,7 @@ from state.lease_rows import (
     upsert_reservation,
 )
 from state.lease_validators import LeaseError, client_hostname, normalize_mac, valid_hostname
+from state.ratelimit import LimitedLog
 from state.writeback import WriteBack
 
 log = EventLog("imageserver.leases")
@@ -84,6 +86,8 @@ class LeaseModel:
         self._declines_refused = 0  # since the last log line about them
         self._declines_logged_at: float | None = None
         self.declines_refused = 0
+        # A full pool under a DISCOVER flood reclaims an offer per packet: a few lines, then a count.
+        self._limited = LimitedLog(log)
         self._excluded = {int(ip) for ip in excluded}
         self._by_mac: dict[str, Lease] = {}
         self._by_ip: dict[int, Lease] = {}
@@ -165,6 +169,7 @@ class LeaseModel:
     def offer(self, mac: str, subnet: SubnetLike, requested: IPv4Address | None, now: float) -> IPv4Address | None:
         """An address for `mac` on `subnet`, held for offer_hold seconds; None if the pool is exhausted."""
         self._expire(now)
+        self._limited.flush(now)  # the count of lines held back, once their interval is over
         res = self._res_by_mac.get(mac)
         if res is not None and res.ip in subnet.network:
             return res.ip
@@ -482,7 +487,9 @@ class LeaseModel:
             if self._offered.get(owner) == n:
                 del self._offered[owner]
             if self._usable(n, mac, now):
-                log.info("offer-reclaimed", ip=IPv4Address(n), **{"from": owner, "for": mac}, reason="pool-full")
+                # "from" and "for" are keywords: the fields go as a dict.
+                fields: dict[str, object] = {"ip": IPv4Address(n), "from": owner, "for": mac, "reason": "pool-full"}
+                self._limited.log("offer-reclaimed", now, logging.INFO, "offer-reclaimed", exc_info=None, **fields)
                 return n
             self._hand_back(n)
         return None

@@ -42,7 +42,7 @@ class ApiClient:
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        if self.token and method != "GET":
+        if self.token:  # reads need a token too (the reader role); the CLI on the appliance uses admin.token
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:

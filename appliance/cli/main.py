@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 import sys
 
-from appliance.cli import commands, exitcodes
+from appliance.cli import commands, exitcodes, offline_audit
 from appliance.cli.apiclient import ApiError, ApiUnavailable
 from appliance.config import ConfigError
 from appliance.daemon.runtime import VERSION
@@ -56,14 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except (ConfigError, DomainError, ApiError, ApiUnavailable, exitcodes.CommandFailed) as e:
         print(f"imageserver: {exitcodes.message(e)}", file=sys.stderr)
-        return exitcodes.exit_code(e)
+        code = exitcodes.exit_code(e)
     except KeyboardInterrupt:
-        return 130
+        code = 130
     except BrokenPipeError:
         return 0
+    offline_audit.record(args, sys.argv[1:] if argv is None else argv, code)
+    return code
 
 
 if __name__ == "__main__":

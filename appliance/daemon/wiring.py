@@ -23,6 +23,7 @@ from appliance.daemon.satellite import build_link
 from appliance.images.assignable import image_problem_rule
 from domain.installs import InstallSettings
 from services import (
+    api_audit,
     api_client_scripts,
     api_hostadmin,
     api_hosts,
@@ -35,6 +36,7 @@ from services import (
     api_power,
     api_satellite,
     api_status,
+    api_tokens,
     api_torrents,
     api_update,
     dashboard,
@@ -70,7 +72,7 @@ def api_route_modules() -> list[RouteModule]:
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
             api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES,
-            api_power.ROUTES]
+            api_power.ROUTES, api_tokens.ROUTES, api_audit.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -140,6 +142,7 @@ def _live_settings(rt: Runtime) -> None:
     live.install = install_settings(cfg)
     live.hostbook = host_settings(cfg)
     live.admin_networks = tuple(cfg.http.admin_networks)
+    live.audit_limits = (cfg.audit.max_entries, cfg.audit.max_age)
     live.pools = pool_specs(cfg)
     live.power = cfg.power
 
@@ -247,6 +250,7 @@ def _prepare_live(rt: Runtime, new: Config) -> Apply:
         live.install, live.hostbook, live.pools = install, hostbook, pools
         live.admin_networks = tuple(new.http.admin_networks)
         live.power = new.power
+        live.audit_limits = (new.audit.max_entries, new.audit.max_age)
         if live.discovery is not None:
             live.discovery.settings, live.discovery.auto_static = new.discovery, new.dhcp.auto_static
         if live.machines is not None:  # a lower cap takes effect as new machines arrive

@@ -1,9 +1,10 @@
-// The imageserver dashboard: polls the open, read-only JSON API every 2 s; no libraries, no build step.
+// The imageserver dashboard: polls the read-only JSON API every 2 s; no libraries, no build step.
 // Everything shown comes from the wire (hostnames, vendor classes), so it is only ever set as text
 // (textContent), never parsed as HTML.
-// The one write is "assign" on a machine waiting for a host. It needs the admin token, which the
-// operator types once: it lives in this tab's sessionStorage and leaves it only as an Authorization
-// header (never in the page, a URL or persistent storage), so closing the tab forgets it.
+// Reading hosts, machines and images needs a token (a named one of any role, or the admin token); without
+// one only the open status is read. The one write is "assign" on a machine waiting for a host (the operator
+// role). The token is typed once: it lives in this tab's sessionStorage and leaves it only as an
+// Authorization header (never in the page, a URL or persistent storage), so closing the tab forgets it.
 "use strict";
 
 const POLL_MS = 2000;
@@ -206,6 +207,7 @@ function setupToken() {
     const value = input.value.trim();
     input.value = ""; // not left in the page once kept
     showToken(value && !keepToken(value) ? "cannot keep it: this browser has session storage turned off" : "");
+    loop(); // read with it now, not at the next poll
   });
   document.getElementById("token-forget").addEventListener("click", () => {
     keepToken("");
@@ -242,7 +244,9 @@ async function assign(mac, input, button, message) {
     if (response.status === 401) {
       keepToken(""); // a wrong token is not kept: the next try asks for it again
       showToken();
-      say("the admin token was refused (HTTP 401); type it again", "error");
+      say("the token was refused (HTTP 401); type it again", "error");
+    } else if (response.status === 403) {
+      say(`this token may not assign (HTTP 403): ${doc.error || response.statusText}`, "error");
     } else if (!response.ok) {
       say(`not assigned (HTTP ${response.status}): ${doc.error || response.statusText}`, "error");
     } else {
@@ -313,7 +317,10 @@ function renderWaiting(machines, total, hosts) {
 // Polling -------------------------------------------------------------------------------------------
 
 async function getJson(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const headers = { Accept: "application/json" };
+  const token = storedToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(url, { headers, cache: "no-store" });
   if (!response.ok) {
     const error = new Error(`${url}: HTTP ${response.status}`);
     error.status = response.status;
@@ -325,6 +332,12 @@ async function getJson(url) {
 let hostsRoute = true; // false once /api/v1/hosts answered 404: hosts are then shown from the machines
 
 async function refresh() {
+  if (!storedToken()) { // the lists need a token: only the open status is read (no refused requests)
+    renderStatus(await getJson(API.status));
+    const error = new Error("type a token above to see hosts, machines and images (reader role or better)");
+    error.status = 401;
+    throw error;
+  }
   const [status, pools, machines, waitingPage, images] = await Promise.all([
     getJson(API.status), getJson(API.pools).catch(() => ({ pools: [] })), getJson(API.machines + RECENT_PAGE),
     getJson(API.machines + WAITING_PAGE), getJson(API.images).catch(() => ({ images: [] })),
@@ -363,7 +376,13 @@ async function loop() {
     updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
     updated.className = "muted";
   } catch (error) {
-    updated.textContent = `cannot reach the imageserver: ${error.message}`;
+    if (error.status === 401 && storedToken()) {
+      keepToken(""); // a refused token is not kept
+      showToken("the token was refused (HTTP 401); type it again");
+      updated.textContent = "the token was refused (HTTP 401)";
+    } else {
+      updated.textContent = error.status === 401 ? error.message : `cannot reach the imageserver: ${error.message}`;
+    }
     updated.className = "error";
   }
   busy = false;

@@ -133,8 +133,10 @@ def test_vm_installs_from_the_satellite_while_the_primary_is_stopped(world: tupl
           f"{link['backlog']} reports buffered")
 
     primary.start()
+    # Reads need a token (the reader role): the primary's admin token, as its CLI sends.
     probe = [sys.executable, "-c", "import json,sys,urllib.request; print(json.load(urllib.request.urlopen("
-             "'http://127.0.0.1/api/v1/hosts/node1'))['state'])"]
+             "urllib.request.Request('http://127.0.0.1/api/v1/hosts/node1', headers={'Authorization': "
+             f"'Bearer {primary.admin_token()}'}})))['state'])"]
     wait_for("node1 installed on the primary", lambda: primary.ns.run(probe, env=primary.env(), check=False)
              .stdout.strip() == "installed", 60)
     stages = [e["stage"] for e in primary.get("/api/v1/hosts/node1")["timeline"]]

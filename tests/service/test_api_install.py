@@ -129,7 +129,7 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     assert _var(script, "IMAGESERVER") == "127.77.0.1"
     token = _var(script, "INSTALL_TOKEN")
 
-    status, host = await env.get("/api/v1/hosts/node1")
+    status, host = await env.get("/api/v1/hosts/node1", ADMIN)
     assert '"state": "assigned"' in host, "a GET changes no state"
 
     event = {"stage": "rsync", "detail": "copying", "bytes": 1000, "total": 4000}
@@ -144,7 +144,7 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     # Copy progress is live state, not history: the host view shows it, the timeline gets no row.
     status, _ = await env.post(f"/install/{MAC}/events", {"stage": "progress", "bytes": 3000, "total": 4000}, token)
     assert status == 200
-    async with env.http.get(env.base + "/api/v1/hosts") as r:
+    async with env.http.get(env.base + "/api/v1/hosts", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
         listed = (await r.json())["hosts"][0]
     assert listed["progress"]["stage"] == "rsync"
     assert (listed["progress"]["bytes"], listed["progress"]["total"]) == (3000, 4000)
@@ -155,7 +155,7 @@ async def test_script_events_done_installed_and_reserved(env: Env) -> None:
     res = env.leases.reservation(MAC)
     assert res is not None and res.ip == IPv4Address("127.77.0.123") and res.source == "on-install"
 
-    async with env.http.get(env.base + "/api/v1/hosts/node1") as r:
+    async with env.http.get(env.base + "/api/v1/hosts/node1", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
         view = await r.json()
     assert view["state"] == "installed" and view["running_version"] == 2
     assert [e["stage"] for e in view["timeline"]] == ["rsync", "done"]
@@ -179,7 +179,7 @@ async def test_failure_names_the_stage_and_reason_and_reinstall_rotates_the_toke
     detail = "stage: partition\nreason: disk too small (16 MiB, image needs 35 MiB)\nsfdisk: ..."
     status, body = await env.post(f"/install/{mac}/events", {"stage": "failed", "detail": detail}, token)
     assert status == 200 and body["state"] == "failed"
-    async with env.http.get(env.base + "/api/v1/hosts/node2") as r:
+    async with env.http.get(env.base + "/api/v1/hosts/node2", headers={"Authorization": f"Bearer {ADMIN}"}) as r:
         view = await r.json()
     assert view["state"] == "failed"
     assert view["progress"]["failure"] == {"stage": "partition",
@@ -197,7 +197,7 @@ async def test_failure_names_the_stage_and_reason_and_reinstall_rotates_the_toke
 async def test_unknown_mac_and_bad_mac(env: Env) -> None:
     assert (await env.get("/install/52:54:00:99:99:99/script"))[0] == 404
     assert (await env.get("/install/not-a-mac/script"))[0] == 400
-    assert (await env.get("/api/v1/hosts/nobody"))[0] == 404
+    assert (await env.get("/api/v1/hosts/nobody", ADMIN))[0] == 404
 
 
 async def test_a_per_host_script_override_is_served_with_the_same_variables(env: Env) -> None:

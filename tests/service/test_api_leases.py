@@ -70,11 +70,11 @@ async def test_leases_are_listed_live_and_ended_ones_on_request(api: Api) -> Non
         ip = api.leases.offer(mac, POOL, None, now)
         api.leases.commit(mac, ip, POOL, now, None, f"node{n}")
     api.leases.release("52:54:00:00:00:02", IPv4Address("10.78.0.101"), now)
-    status, body = await api.call("GET", "/api/v1/leases", token=None)
+    status, body = await api.call("GET", "/api/v1/leases")
     assert status == 200
     assert [(x["mac"], x["ip"], x["hostname"], x["active"]) for x in body["leases"]] == [
         ("52:54:00:00:00:01", "10.78.0.100", "node0", True)]
-    status, body = await api.call("GET", "/api/v1/leases?all=1", token=None)
+    status, body = await api.call("GET", "/api/v1/leases?all=1")
     assert [x["active"] for x in body["leases"]] == [True, False]
 
 
@@ -87,7 +87,7 @@ async def test_reservations_are_added_and_removed_live_and_committed_before_the_
     assert api.committed("SELECT mac, ip FROM reservations") == [("52:54:00:00:00:0a", int(IPv4Address("10.78.0.20")))]
     # Live: the DHCP book offers it to that MAC at once.
     assert api.leases.offer("52:54:00:00:00:0a", POOL, None, time.time()) == IPv4Address("10.78.0.20")
-    status, body = await api.call("GET", "/api/v1/reservations", token=None)
+    status, body = await api.call("GET", "/api/v1/reservations")
     assert [r["ip"] for r in body["reservations"]] == ["10.78.0.20"]
 
     status, body = await api.call("DELETE", "/api/v1/reservations/52540000000a")

@@ -4,6 +4,7 @@ and every refusal has one shape (a JSON {"error"} 401 with the kind's WWW-Authen
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ NOW = 1_800_000_000.0
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Store, str]]:
     store = Store(tmp_path)
-    await store.journal.run(lambda conn: installs.add_host_op("n1", "52:54:00:00:00:01", "web", None, NOW)(conn))
+    # n1 is the test client's machine (its update token is good only from its own address).
+    await store.journal.run(lambda conn: installs.add_host_op("n1", "52:54:00:00:00:01", "web",
+                                                              IPv4Address("127.0.0.1"), NOW)(conn))
     await store.journal.run(satellites.ensure_table)
     token = await store.journal.run(satellites.add_op("rack2", NOW))
     server = HttpServer(boot_root=tmp_path / "boot", api=ApiContext(store=store, admin_token=ADMIN, clock=lambda: NOW),

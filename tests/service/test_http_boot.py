@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 
 MAC = "52:54:00:12:34:56"
 TOKEN = "test-admin-token"
+READ = ("-H", f"Authorization: Bearer {TOKEN}")  # reads need a token (the admin token is one)
 
 
 @dataclass
@@ -119,14 +120,14 @@ async def test_not_a_mac_is_404(env: Env) -> None:
 
 async def test_booting_machine_is_listed_in_the_machines_api(env: Env) -> None:
     await env.curl(f"/boot/{MAC}.ipxe")
-    listing = (await env.curl("/api/v1/machines")).json()
+    listing = (await env.curl("/api/v1/machines", *READ)).json()
     assert listing["machines"][0]["mac"] == MAC  # type: ignore[index]
     assert listing["machines"][0]["boot"] == "wait"  # type: ignore[index]
-    one = await env.curl(f"/api/v1/machines/{MAC.replace(':', '-')}")
+    one = await env.curl(f"/api/v1/machines/{MAC.replace(':', '-')}", *READ)
     assert one.status == 200
     assert one.json()["boot"]["kind"] == "wait"  # type: ignore[index]
-    assert (await env.curl("/api/v1/machines/52:54:00:00:00:01")).status == 404
-    assert (await env.curl("/api/v1/machines/zz")).status == 400
+    assert (await env.curl("/api/v1/machines/52:54:00:00:00:01", *READ)).status == 404
+    assert (await env.curl("/api/v1/machines/zz", *READ)).status == 400
 
 
 async def _host(env: Env, state: str, token: str | None = None) -> None:
@@ -278,7 +279,7 @@ async def test_unknown_api_path_is_a_json_404(env: Env) -> None:
 
 
 async def test_openapi_document_is_served(env: Env) -> None:
-    doc = (await env.curl("/api/v1/openapi.json")).json()
+    doc = (await env.curl("/api/v1/openapi.json", *READ)).json()
     assert "/api/v1/status" in doc["paths"]  # type: ignore[index]
 
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 
 
 async def curl_json(url: str) -> dict:
-    proc = await asyncio.create_subprocess_exec("curl", "-sS", "--fail", "--max-time", "10", url,
+    proc = await asyncio.create_subprocess_exec("curl", "-sS", "--fail", "--max-time", "10",
+                                                "-H", "Authorization: Bearer t", url,  # a reader: the admin token
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Store]]:
     def seed(conn: sqlite3.Connection) -> None:
         for name, version in (("web", 1), ("web", 2), ("web", 3), ("db", 1)):
             insert_version(conn, ImageVersion(name, version, str(tmp_path / name / f"v{version}"), NOW))
-        installs.add_host_op("follows", "52:54:00:00:00:01", "web", None, NOW)(conn)
+        # follows is the test client's own machine: its update token is good only from its address.
+        installs.add_host_op("follows", "52:54:00:00:00:01", "web", IPv4Address("127.0.0.1"), NOW)(conn)
         installs.add_host_op("pinned", "52:54:00:00:00:02", "web", None, NOW, 1)(conn)
         installs.add_host_op("bare", "52:54:00:00:00:03", None, None, NOW)(conn)
 
@@ -97,6 +99,10 @@ async def test_reports_need_the_hosts_token_or_the_admin_token_and_done_records_
     # The install token is the installer's, not the installed system's.
     install = {"Authorization": f"Bearer {token_of(store, 'follows')}"}
     assert (await client.post(url, json=body, headers=install)).status == 401
+    assert store.read_one("SELECT count(*) FROM update_events")[0] == 0
+    # pinned's own token, but this client is not pinned's machine (it has no known address): 403.
+    resp = await client.post("/api/v1/hosts/pinned/update-events", json=body, headers=other)
+    assert resp.status == 403 and "own address" in (await resp.json())["error"]
     assert store.read_one("SELECT count(*) FROM update_events")[0] == 0
 
     mine = {"Authorization": f"Bearer {update_of(store, 'follows')}"}

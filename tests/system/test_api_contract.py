@@ -81,8 +81,11 @@ class World:
                                   token=self.admin, **kw)
 
     def get(self, path: str, expect: int = 200, ns: Namespace | None = None, **kw: Any) -> Exchange:
-        """From the appliance itself (127.0.0.1), or from the LAN when `ns` is the client."""
+        """From the appliance itself (127.0.0.1, with its admin token as the CLI there: reads need a token), or
+        from the LAN when `ns` is the client."""
         base = self.local if ns is None else self.lan
+        if ns is None:
+            kw.setdefault("token", self.admin)
         return self.contract.call(ns or self.pair.server, "get", base + path, expect=expect, **kw)
 
     def install_token(self, name: str) -> str:
@@ -152,8 +155,7 @@ def _build(lab: Lab) -> World:
     _wait("rsyncd running", lambda: server.api("/api/v1/status")["services"]["rsyncd"]["state"] == "running")
     tmp = lab.tmp_path("contract")
     tmp.mkdir()
-    document = json.loads(pair.server.run(["curl", "-sS", "--fail", f"http://127.0.0.1:{API_PORT}/api/v1/openapi.json"]
-                                          ).stdout)
+    document = json.loads(server.daemon.api_text("/api/v1/openapi.json"))  # a reader's read (the admin token)
     w = World(pair, server, Contract(document, tmp), (server.state_dir / "admin.token").read_text().strip(), tmp)
 
     # Leases: a real client's (active), a PXE ROM's (active, a machine with arch and UUID), one released
@@ -214,6 +216,7 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
                  "/api/v1/machines?unknown=1", f"/api/v1/machines/{some_lease_mac}",
                  f"/api/v1/machines/{HOSTS['node-installed'][0]}", "/api/v1/leases", "/api/v1/leases?all=1",
                  "/api/v1/reservations", "/api/v1/hosts", "/api/v1/images", "/api/v1/pools", "/metrics", "/hosts",
+                 "/api/v1/tokens", "/api/v1/audit", "/api/v1/audit?limit=2",
                  "/", "/static/dashboard.js", "/client/prepareclient", "/client/updateclient"):
         w.get(path)
     for name in HOSTS:
@@ -402,6 +405,21 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
                     body={"stage": "partition"}, token="wrong", source=w.ip("node-assigned"))
     w.contract.call(client, "post", f"{lan}/install/52:54:00:99:99:99/events", expect=404,
                     body={"stage": "partition"}, token="wrong")
+    # Named tokens: added (shown once), a clash, a bad role, listed without secrets, a reader refused a change
+    # (403) and a read without a token (401), revoked (refused at once).
+    reader = w.admin_call("post", "/api/v1/tokens", 201, {"name": "desk", "role": "reader"}).json()
+    w.admin_call("post", "/api/v1/tokens", 409, {"name": "desk", "role": "reader"})
+    w.admin_call("post", "/api/v1/tokens", 400, {"name": "desk2", "role": "root"})
+    listed = w.get("/api/v1/tokens").json()["tokens"]
+    assert [(t["name"], t["role"]) for t in listed] == [("admin", "admin"), ("desk", "reader")]
+    assert reader["token"] not in json.dumps(listed)
+    w.get("/api/v1/hosts", token=reader["token"])
+    w.get("/api/v1/hosts", 401, token="ist-wrong")
+    w.contract.call(w.pair.server, "post", w.local + "/api/v1/tokens", expect=403, body={"name": "x", "role": "admin"},
+                    token=reader["token"])
+    w.admin_call("delete", "/api/v1/tokens/desk", 200)
+    w.admin_call("delete", "/api/v1/tokens/desk", 404)
+    w.get("/api/v1/hosts", 401, token=reader["token"])
     # Satellites: added (its token once), clashes, bad names, reports with its token, removed.
     sat = w.admin_call("post", "/api/v1/satellites", 201, {"name": "edge"}).json()
     w.admin_call("post", "/api/v1/satellites", 409, {"name": "edge"})

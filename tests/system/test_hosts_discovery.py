@@ -108,7 +108,9 @@ def test_addclients_hosts_get_their_addresses_and_names_live(lab: Lab, tmp_path:
     # A fourth host added while the daemon runs resolves at once: no restart, no reload.
     server.cli("addclients", "--base", "www", "--range", "1-4", "--image", "web", "--first-ip", str(first))
     assert dig(client, address, f"www4.{DOMAIN}") == [str(first + 3)]
-    hosts_file = client.run(["curl", "-sf", f"http://{address}:{API_PORT}/hosts"]).stdout
+    # /hosts for a machine of the LAN: with a token (a reader's; the admin token is one).
+    hosts_file = client.run(["curl", "-sf", "-H", f"Authorization: Bearer {server.daemon.admin_token()}",
+                             f"http://{address}:{API_PORT}/hosts"]).stdout
     assert f"{first + 3}\twww4.{DOMAIN} www4" in hosts_file
     # Clashes are refused with both sides named, and nothing changes.
     clash = server.run_cli("addclients", "--base", "db", "--range", "1-2", "--first-ip", str(first + 3))

@@ -15,7 +15,9 @@ the real ones: rsync, curl, atftp.
   machine's next PXE boot gets a fresh one); an install token cannot ask for a
   reinstall, report updates, or report install events for another host;
 - with [http] admin_networks, GET /api/v1/hosts (and leases, machines) from the LAN is 403 while
-  /api/v1/status answers.
+  /api/v1/status answers;
+- (issue 24 hole 2) a host's update token is good only from the host's own address;
+- (issue 24 hole 5) /hosts follows admin_networks too.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pytest
 from lab.clients import Dhclient
 from lab.netns import Lab, Namespace
 from state import installs
-from state.credentials import rsync_password
+from state.credentials import rsync_password, update_rsync_password, update_token
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
 from tests.system._daemon import API_PORT, Imageserver
@@ -279,6 +281,22 @@ def test_admin_networks_keep_the_host_lists_from_the_lan_and_status_stays_public
     assert code == 200 and "rsync_password" not in body, body
 
 
+# ------------------------------------------------------------------ issue 24 hole 5: /hosts
+
+
+def test_the_hosts_file_follows_admin_networks(world: World) -> None:
+    """/hosts (the /etc/hosts lines of every host) named every host and address to the LAN although
+    admin_networks was set: only /api/ paths counted as admin reads."""
+    w = world
+    code, body = w.curl(w.stranger, "/hosts")
+    assert code == 403 and "node1" not in body and str(w.node1) not in body, (code, body)
+    assert "admin_networks" in json.loads(body)["error"]
+    code, body = w.curl(w.stranger, "/api/v1/status")
+    assert code == 200 and "node1" not in body
+    # The appliance itself (inside admin_networks) reads it.
+    lines = w.server.daemon.api_text("/hosts")
+    assert f"{w.node1}\tnode1" in lines or f"{w.node1} node1" in lines, lines
+
 
 def test_an_expired_install_token_opens_nothing_and_the_next_boot_gets_a_fresh_one(world: World) -> None:
     w = world
@@ -297,6 +315,44 @@ def test_an_expired_install_token_opens_nothing_and_the_next_boot_gets_a_fresh_o
     code, script = w.curl(w.node3, f"/install/{MAC3}/script", "-H", f"Authorization: Bearer {nonce}")
     assert code == 200 and f"INSTALL_TOKEN='{new}'" in script, script
     assert w.post(w.node3, f"/install/{MAC3}/events", {"stage": "rsync"}, new) == 200
+
+
+# ------------------------------------------------------------------ issue 24 hole 2: the update token
+
+
+def test_the_update_token_works_only_from_the_hosts_own_address(world: World) -> None:
+    """node2's update token (updateclient.conf's TOKEN=) copied to a stranger: update-target is 403 with no
+    rsync password (before: 200 with one, and the stranger copied the image's etc/shadow), no rsync grant
+    for the stranger, no report, no reinstall. From node2's own address it works as before."""
+    w = world
+    install = w.token("node2")
+    update, password = update_token(install), update_rsync_password(install)
+    auth = ("-H", f"Authorization: Bearer {update}")
+    code, body = w.curl(w.stranger, "/api/v1/hosts/node2/update-target", *auth)
+    assert code == 403 and "rsync_password" not in body and password not in body, (code, body)
+    assert "own address" in json.loads(body)["error"]
+    code, out = w.rsync(w.stranger, w.module("other_v1", "node2"), w.tmp / "stolen", password)
+    assert code != 0 and not (w.tmp / "stolen/etc").exists(), out
+    assert w.post(w.stranger, "/api/v1/hosts/node2/update-events", {"stage": "done"}, update) == 403
+    assert w.post(w.stranger, "/api/v1/hosts/node2/autoinstall", {}, update) == 403
+    assert w.state("node2") == "assigned" and w.token("node2") == install
+    with w.server.db() as conn:
+        assert conn.execute("SELECT count(*) FROM update_events").fetchone()[0] == 0
+    assert "event=update-refused hostname=node2" in w.server.log()
+
+    # node2 itself: its target with the rsync credentials, which open its image to its address only.
+    code, body = w.curl(w.node2, "/api/v1/hosts/node2/update-target", *auth)
+    assert code == 200 and json.loads(body)["rsync_password"] == password, body
+
+    def pulled() -> bool:
+        shutil.rmtree(w.tmp / "update", ignore_errors=True)
+        return w.rsync(w.node2, w.module("other_v1", "node2"), w.tmp / "update", password)[0] == 0
+
+    wait_for("node2's update grant", pulled)
+    assert (w.tmp / "update/etc/hostname").read_text() == "other-master\n"
+    code, out = w.rsync(w.stranger, w.module("other_v1", "node2"), w.tmp / "stolen2", password)
+    assert code != 0 and not (w.tmp / "stolen2/etc").exists(), out
+    assert w.post(w.node2, "/api/v1/hosts/node2/update-events", {"stage": "start"}, update) == 200
 
 
 # ------------------------------------------------------------------ issue 24 hole 6: password guessing

@@ -100,6 +100,7 @@ def test_spoofed_discovers_and_boot_requests_keep_the_machine_table_at_its_cap(l
     rest = server.api(f"/api/v1/machines?limit=1000&offset={page['next_offset']}")
     assert rest["next_offset"] is None and len(rest["machines"]) == rest["total"] - 5
     too_big = pair.server.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                               "-H", f"Authorization: Bearer {server.daemon.admin_token()}",
                                f"http://127.0.0.1:{API_PORT}/api/v1/machines?limit=100000"]).stdout
     assert too_big == "400"
     unknown = server.api("/api/v1/machines?unknown=1&limit=1000")

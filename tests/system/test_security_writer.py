@@ -241,7 +241,9 @@ def test_path_like_image_names_get_400_from_the_api_and_an_error_from_the_cli(la
     secret = server.state_dir.parent / "x.master"  # state_dir/scripts/../../x.master
     secret.write_text("SECRET\n")
     server.start()
-    r = server.ns.run(["curl", "-s", "-w", "\n%{http_code}", f"http://127.0.0.1:{API_PORT}/api/v1/hosts/node1/script"])
+    auth = f"Authorization: Bearer {server.daemon.admin_token()}"
+    r = server.ns.run(["curl", "-s", "-w", "\n%{http_code}", "-H", auth,
+                       f"http://127.0.0.1:{API_PORT}/api/v1/hosts/node1/script"])
     assert "SECRET" not in r.stdout and r.stdout.endswith("\n409"), r.stdout
 
 

@@ -207,7 +207,8 @@ def world(lab: Lab) -> tuple[Pair, Imageserver, Path, Path, Path, Path]:
         empty = server.state_dir / "images" / "empty" / "v1"
         empty.mkdir(parents=True)  # a broken version: syncing to it would delete everything
         insert_version(conn, ImageVersion("empty", 1, str(empty), now, source="test"))
-        installs.add_host_op(HOST, MAC, "web", None, now)(conn)  # follows the newest version
+        # Follows the newest version; at client_ip (its update token works from its own address).
+        installs.add_host_op(HOST, MAC, "web", client_ip, now)(conn)
         conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE name = ?", (HOST,))
         token = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (HOST,)).fetchone()[0]
     finally:

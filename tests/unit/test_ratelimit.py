@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from services.ratelimit import LimitedLog, RateLimiter
 from state.eventlog import EventLog
+from state.ratelimit import LimitedLog, RateLimiter
 
 
 def test_first_burst_pass_then_suppressed_and_reported_in_the_next_interval():

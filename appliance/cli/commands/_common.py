@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from appliance.cli import offline_audit
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
 from appliance.cli.exitcodes import UNREACHABLE, CommandFailed, exit_code
 from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config
@@ -117,7 +118,9 @@ def offline_writer(cfg: Config, reason: str = "it does not answer") -> StateLock
     process that holds it: the daemon started meanwhile, or another CLI is writing."""
     try:
         cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return acquire(cfg.state_dir, "cli")
+        lock = acquire(cfg.state_dir, "cli")
+        offline_audit.wrote(cfg)  # main() records the command in the audit log once it is done
+        return lock
     except StateLocked as e:
         raise CommandFailed(daemon_busy(cfg, e.holder, reason), code=UNREACHABLE) from None
     except OSError as e:

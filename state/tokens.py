@@ -1,0 +1,135 @@
+"""Named API tokens with a role: `imageserver tokens add NAME --role reader|operator|admin`.
+
+A token is minted by state.credentials.new_token (256 random bits) and printed once; the table keeps its
+SHA-256 only. A slow hash (scrypt, bcrypt) protects passwords people choose, which are guessable; a token of
+256 random bits cannot be guessed from its hash, so one SHA-256 is enough and keeps a request's check to a
+hash and one indexed lookup (no per-request key stretching on the 2-core appliance). Authentication reads
+the table on every request, so a revoked token is refused at once (also when the offline CLI revoked it:
+the daemon's reader sees the commit).
+
+Roles are ranked: reader reads everything (hosts, leases, machines, images); operator may also assign,
+reinstall and edit hosts; admin may also change images, tokens, satellites and settings. The admin token
+file (<state_dir>/admin.token) is the admin named ADMIN_NAME; no row may take that name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from state.credentials import new_token
+
+ROLES = ("reader", "operator", "admin")  # ranked: each may do what the ones before it may
+ADMIN_NAME = "admin"  # the name <state_dir>/admin.token goes by
+TOKEN_PREFIX = "ist-"  # tells an imageserver API token apart from a satellite's ("sat-") or an install token
+TOKEN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+MAX_TOKENS = 256
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name        TEXT PRIMARY KEY,
+    role        TEXT NOT NULL,
+    token_hash  TEXT NOT NULL UNIQUE,
+    created     REAL NOT NULL
+);
+"""
+
+
+class TokenError(ValueError):
+    """A refused token change; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A named token as listed: never its secret."""
+
+    name: str
+    role: str
+    created: float | None  # None: the admin token file (its age is the file's)
+
+
+def rank(role: str) -> int:
+    """reader 0 < operator 1 < admin 2."""
+    return ROLES.index(role)
+
+
+def allows(role: str, needed: str) -> bool:
+    return rank(role) >= rank(needed)
+
+
+def ensure_table(conn: sqlite3.Connection) -> None:
+    """Create the table if missing (kept out of state/schema.py's numbered migrations, as satellites are)."""
+    conn.execute(TABLE)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(name: str) -> None:
+    if not isinstance(name, str) or not TOKEN_NAME.match(name):
+        raise TokenError(f"token name {name!r}: use 1-63 lower-case letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    if name == ADMIN_NAME:
+        raise TokenError(f"{ADMIN_NAME!r} is the admin token file's name (<state_dir>/admin.token)")
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise TokenError(f"role {role!r}: one of {', '.join(ROLES)}")
+
+
+def add_op(name: str, role: str, now: float) -> Callable[[sqlite3.Connection], str]:
+    """A new named token; returns the token (shown once: only its hash is kept)."""
+    check_name(name)
+    check_role(role)
+
+    def op(conn: sqlite3.Connection) -> str:
+        ensure_table(conn)
+        if conn.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
+            raise TokenError(f"token {name} exists (revoke it first to issue a new one)")
+        if conn.execute("SELECT count(*) FROM api_tokens").fetchone()[0] >= MAX_TOKENS:
+            raise TokenError(f"at most {MAX_TOKENS} named tokens")
+        token = TOKEN_PREFIX + new_token()
+        conn.execute("INSERT INTO api_tokens(name, role, token_hash, created) VALUES (?,?,?,?)",
+                     (name, role, token_hash(token), now))
+        return token
+
+    return op
+
+
+def revoke_op(name: str) -> Callable[[sqlite3.Connection], bool]:
+    """Delete the named token; False if there was none."""
+
+    def op(conn: sqlite3.Connection) -> bool:
+        ensure_table(conn)
+        return conn.execute("DELETE FROM api_tokens WHERE name = ?", (name,)).rowcount > 0
+
+    return op
+
+
+def list_tokens(conn: sqlite3.Connection) -> list[ApiToken]:
+    """The named tokens, by name (the admin token file is not a row: callers add it)."""
+    try:
+        rows = conn.execute("SELECT name, role, created FROM api_tokens ORDER BY name").fetchall()
+    except sqlite3.OperationalError:  # no table yet: no token was ever added
+        return []
+    return [ApiToken(str(r[0]), str(r[1]), float(r[2])) for r in rows]
+
+
+def authenticate(conn: sqlite3.Connection, given: str | None) -> ApiToken | None:
+    """The named token `given` is, or None. Looked up by its hash: what leaks through timing is a prefix of a
+    SHA-256 of the guess, which says nothing about a real token."""
+    if not given or not given.startswith(TOKEN_PREFIX):
+        return None
+    try:
+        row = conn.execute("SELECT name, role, created FROM api_tokens WHERE token_hash = ?",
+                           (token_hash(given),)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    if row is None or row[1] not in ROLES:
+        return None
+    return ApiToken(str(row[0]), str(row[1]), float(row[2]))

@@ -1,0 +1,50 @@
+"""state/tokens.py: named tokens with roles, stored hashed, revoked at once."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from appliance.daemon.wiring import api_route_modules
+from services.adminnet import is_admin_read
+from services.auth import ROLE_OF
+from state import tokens
+
+
+def test_a_token_is_kept_only_as_its_hash_and_authenticates_until_revoked() -> None:
+    conn = sqlite3.connect(":memory:")
+    assert tokens.authenticate(conn, "ist-anything") is None  # no table yet: nobody
+    secret = tokens.add_op("desk", "reader", 100.0)(conn)
+    assert secret.startswith(tokens.TOKEN_PREFIX) and len(secret) > 40
+    dump = "\n".join(conn.iterdump())
+    assert secret not in dump and tokens.token_hash(secret) in dump  # never in clear at rest
+    assert tokens.authenticate(conn, secret) == tokens.ApiToken("desk", "reader", 100.0)
+    assert tokens.authenticate(conn, secret + "x") is None and tokens.authenticate(conn, None) is None
+    assert tokens.list_tokens(conn) == [tokens.ApiToken("desk", "reader", 100.0)]
+    assert tokens.revoke_op("desk")(conn) and not tokens.revoke_op("desk")(conn)
+    assert tokens.authenticate(conn, secret) is None
+
+
+def test_names_roles_and_ranks() -> None:
+    conn = sqlite3.connect(":memory:")
+    for name, role in (("admin", "admin"), ("Bad Name", "reader"), ("ok", "root")):
+        with pytest.raises(tokens.TokenError):
+            tokens.add_op(name, role, 0.0)(conn)
+    tokens.add_op("ops", "operator", 0.0)(conn)
+    with pytest.raises(tokens.TokenError, match="exists"):
+        tokens.add_op("ops", "admin", 0.0)(conn)
+    assert tokens.allows("admin", "operator") and tokens.allows("operator", "reader")
+    assert not tokens.allows("reader", "operator") and not tokens.allows("operator", "admin")
+
+
+def test_admin_networks_limit_exactly_the_reads_that_need_a_role() -> None:
+    """[http] admin_networks (services/adminnet.py, by path) and the reader role (services/routes.py, by
+    declaration) name the same reads: a list a token opens is never left open to the LAN by the network rule."""
+    for module in api_route_modules():
+        for route in module:
+            if route.method != "GET":
+                continue
+            path = re.sub(r"\{(\w+)(?::[^}]*)?\}", "x", route.path)
+            assert is_admin_read(path) == (route.auth in ROLE_OF), (route.path, route.auth)
