@@ -7,11 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from appliance import shipped
+
 UNIT_NAME = "imageserver.service"
-
-
-def _repo_file(*parts: str) -> Path:
-    return Path(__file__).resolve().parents[3].joinpath(*parts)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def render_unit(executable: str) -> str:
-    return _repo_file("systemd", UNIT_NAME).read_text().replace("@IMAGESERVER@", executable)
+    return shipped.unit_template().replace("@IMAGESERVER@", executable)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kept  {config} (exists)")
     else:
         config.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_repo_file("examples", "imageserver.toml"), config)
+        config.write_text(shipped.example_config())
         config.chmod(0o640)
         print(f"wrote {config} (the annotated example: set interface, address, subnet and pool)")
     print("next: edit the config, check it with `imageserver check-config`, then run:")
