@@ -84,18 +84,20 @@ def test_setup_commands_run_from_an_installed_wheel(venv: Path, tmp_path: Path) 
     for line in probe.stdout.split():
         assert Path(line).is_relative_to(venv), f"imported from outside the fresh venv: {line}"
 
-    config, state = tmp_path / "etc/imageserver/imageserver.toml", tmp_path / "state"
+    root, state = tmp_path / "root", tmp_path / "srv/state"
+    config = root / "etc/imageserver/imageserver.toml"
     _run(venv, tmp_path, "init", "--yes", "--no-probe", "--interface", "eth1", "--address", "192.0.2.10/24",
          "--state-dir", str(state), "--output", str(config))
     written = tomllib.loads(config.read_text())
     assert written["appliance"]["address"] == "192.0.2.10" and written["appliance"]["state_dir"] == str(state)
     _run(venv, tmp_path, "check-config", "--config", str(config))
 
-    root = tmp_path / "root"
     _run(venv, tmp_path, "install-service", "--root", str(root))
     unit = (root / "etc/systemd/system/imageserver.service").read_text()
     assert "@IMAGESERVER@" not in unit
-    assert f"ExecStart={venv / 'bin/imageserver'} serve" in unit, unit
-    assert "interface" in (root / "etc/imageserver/imageserver.toml").read_text()
+    assert f"ExecStart={venv / 'bin/imageserver'} serve" in unit, unit  # this install's command
+    assert tomllib.loads(config.read_text()) == written  # init's config kept
+    drop_in = (root / "etc/systemd/system/imageserver.service.d/install-service.conf").read_text()
+    assert f"ReadWritePaths={state}\n" in drop_in
 
     assert "--kernel-package" in _run(venv, tmp_path, "mkbootenv", "--help").stdout
