@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 TEST_WORKERS ?= 2
 PYTEST  = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: help deps venv test test-unit test-system test-e2e lint demo bench fuzz clean
+.PHONY: help deps venv test test-unit test-system test-e2e lint demo bench fuzz deb clean
 
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint    ruff, mypy (strict) on protocols/ and state/, lint-imports (the layers), shellcheck + dash -n"
 	@echo "make bench   side-by-side benchmarks against real peers (make test runs each once: BENCH_ARGS=--smoke)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
+	@echo "make deb     build dist/imageserver_<version>_amd64.deb (private venv in /usr/lib/imageserver)"
 
 # System packages: the list lives in deps/apt-packages.txt so nothing is installed by hand.
 deps:
@@ -65,4 +66,9 @@ bench: deps venv
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .import_linter_cache
+
+# The Debian package (packaging/build_deb.py): the app and its Python dependencies in a private venv under
+# /usr/lib/imageserver, the unit, docs, man page and bash completion. DEB_ARGS=--version X overrides the version.
+deb: venv
+	$(PY) packaging/build_deb.py --out dist $(DEB_ARGS)

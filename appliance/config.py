@@ -154,7 +154,7 @@ def load_config(path: Path) -> Config:
     try:
         raw = _read_config_file(path)
     except FileNotFoundError:
-        raise ConfigError("", f"{path}: no such file (see examples/imageserver.toml)") from None
+        raise ConfigError("", f"{path}: no such file (`imageserver init` writes one)") from None
     except OSError as e:
         raise ConfigError("", f"{path}: cannot read: {e.strerror}") from None
     try:

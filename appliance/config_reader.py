@@ -161,7 +161,7 @@ def _error(e: msgspec.ValidationError, data: dict[str, Any], doc: Any) -> Config
     steps: list[str | int] = [a if a else int(i) for a, i in _STEP.findall(path)]
     if u := _UNKNOWN.fullmatch(what):
         return ConfigError(_key([*steps, u.group(1)]),
-                           "unknown key (check the spelling; see examples/imageserver.toml)")
+                           "unknown key (check the spelling; see the annotated example: imageserver init writes one)")
     if u := _MISSING.fullmatch(what):
         return ConfigError(_key([*steps, u.group(1)]), "is required")
     value, info, annotation = _walk(data, doc, steps)

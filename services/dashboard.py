@@ -15,14 +15,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
 from types import MappingProxyType
 
 from aiohttp import web
 
 from services.routes import Answer, Call, Param, Route
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = files("services") / "static"  # package data: found in an installed wheel too
 ASSETS = {
     "dashboard.js": "application/javascript",
     "dashboard.css": "text/css",

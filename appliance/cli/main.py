@@ -23,7 +23,8 @@ EPILOG = """\
 The walk of a machine: a bare machine PXE-boots, gets an address and iPXE from the imageserver,
 is told what to boot (the installer, its own disk, or wait for an operator), installs its image
 over rsync, and reports each stage. Start with `imageserver serve --config FILE`; an annotated
-example config is examples/imageserver.toml.
+example config is appliance/data/imageserver.toml
+(/usr/share/doc/imageserver/imageserver.toml from the package); `imageserver init` writes one.
 
 Configuration file: --config FILE, else $IMAGESERVER_CONFIG, else /etc/imageserver/imageserver.toml.
 

@@ -4,7 +4,9 @@ The fields come structurally: state/eventlog.py puts the event's dict on the rec
 and both formatters render from it; nothing is parsed back out of message text. A record without
 fields (a library's, asyncio's) keeps its message as text.
 
-Under journald (JOURNAL_STREAM set) the timestamp is left out: the journal has its own.
+When stderr is the journal (JOURNAL_STREAM names its device and inode) the timestamp is left out, the
+journal has its own, and each line starts with its syslog priority (`<3>` error ... `<7>` debug), which
+journald takes off and files the entry under: `journalctl -u imageserver -p err` shows the errors.
 """
 
 from __future__ import annotations
@@ -71,12 +73,44 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+# sd-daemon(3) priorities: journald reads a leading "<N>" on a stream line as the entry's priority.
+SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level; a level between two named ones takes the more severe."""
+    return next((p for lvl, p in sorted(SYSLOG_PRIORITY.items()) if levelno <= lvl), 2)
+
+
+class _JournalPriority(logging.Formatter):
+    """Another formatter's line with its syslog priority in front, for journald."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{syslog_priority(record.levelno)}>{self.inner.format(record)}"
+
+
+def stderr_is_journal(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether stderr is the journal's stream (systemd.exec(5), $JOURNAL_STREAM "device:inode"): not merely
+    set, which a command started from a service's shell with its stderr redirected also inherits."""
+    dev, _, ino = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(_KeyValueFormatter(with_time="JOURNAL_STREAM" not in os.environ))
+    journal = stderr_is_journal()
+    formatter: logging.Formatter = _JsonFormatter() if fmt == "json" else _KeyValueFormatter(with_time=not journal)
+    handler.setFormatter(_JournalPriority(formatter) if journal else formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

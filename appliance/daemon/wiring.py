@@ -9,8 +9,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from ipaddress import IPv4Address
-from pathlib import Path
 
+from appliance import shipped
 from appliance.boot.bootfiles import BootFiles
 from appliance.boot.installer.runtime import client_script
 from appliance.config import Config
@@ -64,7 +64,7 @@ from state.lease_validators import LeaseError
 from state.leases import LeaseModel
 
 BOOT_DIR = "boot"  # <state_dir>/boot: the TFTP root and HTTP /boot/files/
-CLIENT_SCRIPTS_DIR = Path(__file__).parents[1] / "data"  # appliance/data
+CLIENT_SCRIPTS_DIR = shipped.data_dir()  # appliance/data
 
 
 def api_route_modules() -> list[RouteModule]:

@@ -23,7 +23,7 @@ GOOD = {
 
 
 def test_example_config_is_valid_and_documented() -> None:
-    cfg = load_config(ROOT / "examples" / "imageserver.toml")
+    cfg = load_config(ROOT / "appliance" / "data" / "imageserver.toml")
     assert cfg.dhcp.enabled and cfg.dhcp.mode == "authoritative"
     assert cfg.dhcp.subnets[0].pool_first == IPv4Address("10.0.0.100")
     assert cfg.appliance.interface == "eth1"
@@ -133,7 +133,7 @@ def test_flood_caps_have_sane_defaults() -> None:
 def _example_sections() -> dict[str, str]:
     """The example file's text under each [section] header (its [[section.list]] tables included; a section
     shown commented out counts too)."""
-    text = (ROOT / "examples" / "imageserver.toml").read_text()
+    text = (ROOT / "appliance" / "data" / "imageserver.toml").read_text()
     out: dict[str, str] = {}
     for block in re.split(r"^(?=(?:# )?\[[a-z])", text, flags=re.M):
         m = re.match(r"(?:# )?\[([a-z]+)\]", block)
@@ -143,7 +143,7 @@ def _example_sections() -> dict[str, str]:
 
 
 def test_example_documents_every_key_with_its_default() -> None:
-    """examples/imageserver.toml is the reference: every key of every section (as declared in
+    """appliance/data/imageserver.toml is the reference: every key of every section (as declared in
     domain/settings.py) is there, and a value not marked "example" (nor explained as a default that
     depends on other keys) is the key's default."""
     sections = _example_sections()

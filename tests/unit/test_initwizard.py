@@ -14,7 +14,7 @@ from protocols.dhcp.codec import BOOTREPLY, DhcpPacket, decode, encode
 from protocols.dhcp.probe import Offer, discover_packet, parse_offer
 from services.dhcp_server_probe import ProbeResult
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "imageserver.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "appliance" / "data" / "imageserver.toml"
 
 IP_J_ADDR = json.dumps([
     {"ifname": "lo", "flags": ["LOOPBACK", "UP"], "link_type": "loopback", "address": "00:00:00:00:00:00",

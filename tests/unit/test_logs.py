@@ -6,6 +6,8 @@ import inspect
 import io
 import json
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
@@ -129,3 +131,44 @@ def test_disabled_levels_build_nothing(jsonl: Lines) -> None:
 
     jsonl.log.debug("dhcp-renew", mac=Exploding())
     assert jsonl.lines() == []
+
+
+def test_lines_to_the_journal_carry_their_syslog_priority(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """journald files a stream line under the priority of its "<N>" prefix: `journalctl -p err` finds errors."""
+    from appliance.daemon import logs
+
+    stream = (tmp_path / "stderr").open("w")
+    st = os.fstat(stream.fileno())
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup_logging("debug")
+        log = logging.getLogger("imageserver.test-journal")
+        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+            log.log(level, "at %s", logging.getLevelName(level))
+        stream.flush()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        stream.close()
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    assert lines == ["<7>level=debug logger=test-journal at DEBUG", "<6>level=info logger=test-journal at INFO",
+                     "<4>level=warning logger=test-journal at WARNING", "<3>level=error logger=test-journal at ERROR",
+                     "<2>level=critical logger=test-journal at CRITICAL"]
+
+
+def test_only_the_journals_own_stream_is_taken_for_the_journal(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JOURNAL_STREAM inherited by a command whose stderr goes elsewhere (a file, a pipe) is not the journal:
+    its lines keep their timestamp and get no priority prefix."""
+    from appliance.daemon.logs import stderr_is_journal
+
+    stream = (tmp_path / "stderr").open("w")
+    monkeypatch.setattr(sys, "stderr", stream)
+    st = os.fstat(stream.fileno())
+    assert stderr_is_journal({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    assert not stderr_is_journal({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"})
+    assert not stderr_is_journal({"JOURNAL_STREAM": "garbage"})
+    assert not stderr_is_journal({})
+    stream.close()

@@ -17,6 +17,7 @@ import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
+from appliance import shipped
 from appliance.cli import initwizard as w
 from appliance.cli.commands._common import add_config_option, config_path, fail
 from appliance.config import ConfigError, load_config
@@ -163,8 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     answers = w.Answers(interface=name, address=address, mode=mode, pool=pool, router=router,
                         state_dir=state_dir, note=note)
-    example = Path(__file__).resolve().parents[3] / "examples" / "imageserver.toml"
-    text = w.render_config(example.read_text(), answers, written_at=time.strftime("%Y-%m-%d %H:%M"))
+    text = w.render_config(shipped.example_config(), answers, written_at=time.strftime("%Y-%m-%d %H:%M"))
     print(f"\nDHCP {mode} on {name}" + (f", pool {pool[0]}-{pool[1]}" if pool else "") + f"; state in {state_dir}")
     if prompt.ask(f"Write {output}? (yes/no)", "yes").lower() not in ("y", "yes"):
         print("nothing written")
