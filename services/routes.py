@@ -11,7 +11,6 @@ one mapping in services.errors.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Generic, Literal, TypeVar
@@ -28,6 +27,7 @@ from services.auth import ROLE_OF, Auth, Caller, RoleRefused, check
 from services.errors import domain_error_response
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
 from state import audit
+from state.db import StoreFailure
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.audit")
@@ -207,7 +207,7 @@ async def record_change(ctx: ApiContext, request: web.Request, route: Route, who
     max_entries, max_age = ctx.live.audit_limits
     try:
         await ctx.store.journal.run(audit.record_op(entry, max_entries=max_entries, max_age=max_age))
-    except sqlite3.Error as e:  # the change itself stands; the store says why it took no more
+    except StoreFailure as e:  # the change itself stands; the store says why it took no more
         log.error("audit-failed", operation=entry.operation, who=entry.who, error=str(e))
 
 
