@@ -1,4 +1,4 @@
-"""The installer's shell runtime: runtime.sh, lib/*.sh and transports/*.sh beside this file.
+"""The installer's shell runtime: runtime.sh, lib/*.sh, transports/*.sh and per-machine.paths beside this file.
 
 They go into the installer initrd under RUNTIME_PATH (part of its inputs, so of its cache digest), and
 every generated NAME.master sources runtime.sh from there: the served script is the plan alone. A script
@@ -17,7 +17,8 @@ RUNTIME_PATH = "/usr/lib/imageserver/installer"  # in the initrd; $INSTALLER_LIB
 
 def runtime_files() -> dict[str, Path]:
     """The initrd's runtime files: path inside the initrd -> source file."""
-    sources = [HERE / "runtime.sh", *sorted((HERE / "lib").glob("*.sh")), *sorted((HERE / "transports").glob("*.sh"))]
+    sources = [HERE / "runtime.sh", *sorted((HERE / "lib").glob("*.sh")), *sorted((HERE / "transports").glob("*.sh")),
+               HERE / "per-machine.paths"]
     return {f"{RUNTIME_PATH.lstrip('/')}/{p.relative_to(HERE)}": p for p in sources}
 
 
