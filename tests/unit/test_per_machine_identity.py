@@ -13,12 +13,13 @@ import json
 import os
 import shutil
 import subprocess
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 
 from appliance.boot.installer.per_machine import PATHS_FILE, dropped, per_machine_paths
-from appliance.boot.installer.runtime import RUNTIME_PATH, runtime_files
+from appliance.boot.installer.runtime import RUNTIME_PATH, client_script, runtime_files
 from appliance.images.autoinstall import ScriptSettings, generate
 from appliance.images.layout import read_layout
 from appliance.images.mounts import Mount, exclusions
@@ -72,6 +73,16 @@ def test_capture_and_clone_use_the_one_list() -> None:
     assert runtime_files()[f"{RUNTIME_PATH.lstrip('/')}/per-machine.paths"] == PATHS_FILE
     system_sh = (PATHS_FILE.parent / "lib/system.sh").read_text()
     assert '<"$INSTALLER_LIB/per-machine.paths"' in system_sh
+
+
+def test_updateclient_keeps_every_per_machine_path_of_the_node() -> None:
+    """Served, updateclient's excludes hold the list (so --delete never takes the node's own DUID, secret
+    key or journal, and the image never brings the master's)."""
+    served = client_script(Path(str(files("appliance") / "data" / "updateclient"))).decode()
+    excludes = served[served.index("write_excludes() {"):]
+    excludes = excludes[:excludes.index("\nEOF\n")].splitlines()
+    assert [e.path for e in per_machine_paths()] == excludes[2:2 + len(per_machine_paths())]
+    assert "# @per-machine.paths@" not in served
 
 
 def _rsync_excluded(pattern: str, rel: str) -> bool:
