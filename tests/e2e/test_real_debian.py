@@ -131,8 +131,13 @@ def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, i
     resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
     assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
     # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
-    initrd = next((root / "boot").glob("initrd.img-*")).read_bytes()
+    initrd_path = next((root / "boot").glob("initrd.img-*"))
+    initrd = initrd_path.read_bytes()
     assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
+    # Nothing per-machine of the master's: under /var/lib (DHCP clients, NetworkManager, networkd, seeds),
+    # /var/log/journal, or in the initramfs (its etc/machine-id, etc/hostname).
+    assert dm.master_state_on(root) == [], "the clone keeps the master's per-machine state"
+    check_initramfs(master, initrd_path)
     assert dm.ssh_fingerprints(root).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
     net = (root / "etc/network/interfaces.d/imageserver").read_text()
     assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
@@ -140,6 +145,40 @@ def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, i
     assert not re.search(rf"^\s*iface {dm.MASTER_IFACE}\b", interfaces, re.M), interfaces
     for path in ("boot/grub/grub.cfg", "etc/default/grub", "etc/fstab", "etc/network/interfaces.d/imageserver"):
         assert "INSTALL_TOKEN" not in (root / path).read_text(), path
+
+
+def _cpio_names(data: bytes) -> list[str]:
+    """The member names of uncompressed newc cpio archives, one after another (zero padding between)."""
+    names, at = [], 0
+    while (at := data.find(b"070701", at)) >= 0:
+        size, namesize = int(data[at + 54:at + 62], 16), int(data[at + 94:at + 102], 16)
+        name = data[at + 110:at + 110 + namesize - 1].decode()
+        if name != "TRAILER!!!":
+            names.append(name)
+        at += (110 + namesize + 3) // 4 * 4
+        at += (size + 3) // 4 * 4
+    return names
+
+
+def check_initramfs(master: dm.DebianMaster, clone_initrd: Path) -> None:
+    """The clone's initramfs is the image's (unpacked by the image's own unmkinitramfs: no machine-id or
+    hostname of the master's in it) with an archive appended that holds only the retied settings."""
+    image_initrd = master.root / "boot" / clone_initrd.name
+    base = image_initrd.read_bytes()
+    clone = clone_initrd.read_bytes()
+    assert clone.startswith(base), "the initramfs was rebuilt, not amended: check it as a whole"
+    appended = _cpio_names(clone[len(base):])
+    assert set(appended) <= {"conf", "conf/conf.d", "conf/conf.d/resume", "etc", "etc/mdadm",
+                             "etc/mdadm/mdadm.conf"}, appended
+    unpacked = master.root / "tmp/imageserver-unmkinitramfs"
+    subprocess.run(["chroot", str(master.root), "unmkinitramfs", f"/boot/{image_initrd.name}",
+                    "/tmp/imageserver-unmkinitramfs"], check=True, capture_output=True)
+    files = [p for p in unpacked.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("virtio") for p in files), "unmkinitramfs unpacked no modules"
+    for p in files:
+        if p.name in ("machine-id", "hostname") and p.parent.name == "etc":
+            text = p.read_text().strip()
+            assert text not in (master.machine_id, dm.HOSTNAME), f"{p.relative_to(unpacked)}: {text}"
 
 
 def test_bios_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
@@ -153,3 +192,13 @@ def test_uefi_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site:
     master = dm.new_master(site.cache_dir, site.lab.tmp_path("uefi").parent, "uefi")
     capture(site, master, f"{IMAGE}-efi")
     install_and_boot(site, master, f"{IMAGE}-efi", "node2", ("-bios", str(OVMF)))
+
+
+def test_bios_debian13_master_with_dhcpcd_and_a_persistent_journal_boots_as_itself(site: DemoLab) -> None:
+    """Debian 13 (trixie) as it installs: ifupdown with dhcpcd-base, whose DUID (with the master's MAC) and
+    secret, and the master's persistent journal, must not reach the clone."""
+    master = dm.new_master(site.cache_dir, site.lab.tmp_path("trixie").parent, "bios", dm.TRIXIE)
+    assert (master.root / "var/lib/dhcpcd/duid").read_text() == dm.MASTER_DHCPCD_DUID
+    assert (master.root / "var/log/journal" / dm.MASTER_MACHINE_ID).is_dir()
+    capture(site, master, "debian13")
+    install_and_boot(site, master, "debian13", "node3")
