@@ -1,4 +1,5 @@
-"""A real Debian 12 master client for the e2e tests, built once by debootstrap and cached by input hash.
+"""A real Debian 12 (or 13: Recipe) master client for the e2e tests, built once by debootstrap and cached
+by input hash.
 
 What a sysadmin's master looks like: minbase + systemd, udev, the Debian kernel and initramfs-tools,
 GRUB (BIOS and EFI binaries), ifupdown + dhclient, openssh-server, fdisk, rsync. Made into a master the

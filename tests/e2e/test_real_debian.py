@@ -2,9 +2,12 @@
 prepareclient + getimage, installed over PXE into a QEMU VM (TCG, BIOS), booted from its own disk to
 `login:` on the serial console. Then, on the running system (its report line on the console) and on
 the VM's disk afterwards (a loop device over its root partition): the assigned hostname; root by UUID in
-grub.cfg and fstab; a machine-id, ssh host keys, random seed and DHCP leases not the master's; the
-initramfs resume device this machine's swap, not the master's; ifupdown configured for the NIC's
-predictable name (found by its MAC), by DHCP, and the running system holding its reserved address.
+grub.cfg and fstab; a machine-id and ssh host keys not the master's, and nothing at any path of the
+installer's per-machine list that is the master's (the master has state planted at each: DHCP client
+leases, DUIDs and secrets, NetworkManager's, networkd's, seeds, the journal); the initramfs resume device
+this machine's swap, not the master's, and no master identity in the initramfs; ifupdown configured for
+the NIC's predictable name (found by its MAC), by DHCP, and the running system holding its reserved
+address. Debian 12 BIOS and UEFI, and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal).
 """
 
 from __future__ import annotations
