@@ -20,6 +20,7 @@ installer exports them from the kernel command line, local.cfg or DHCP; runtime.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,7 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     swaps = [p for p, e in the_plan.filesystems if e.fstype == "swap"]
     w(f"SWAP_UUID={'$' + names.uuid(swaps[0]) if swaps else q('')}")
     w("FS_UUIDS=\"" + " ".join(f"${names.dev(p)}=${names.uuid(p)}" for p, _ in the_plan.filesystems) + "\"")
+    w('RETIE_UUIDS="' + " ".join(f"{old}=${names.uuid(p)}" for p, old in _master_uuids(the_plan)) + '"')
     w(f"STACKED={1 if the_plan.stack.arrays or the_plan.stack.vgs else 0}")
     w("bind_system")
     if the_plan.stack.arrays:
@@ -291,6 +293,25 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
                   master=f"firmware {layout.firmware}; disks: {disks}")
     warnings = "".join(f"# warning: {_safe(x)}\n" for x in the_plan.warnings)
     return f"{head}{warnings}\n# ---- generated from the layout {'-' * 60}\n{body}\n"
+
+
+_UUID = re.compile(r"[0-9A-Fa-f]{4,}(?:-[0-9A-Fa-f]{2,}){0,4}")
+
+
+def _master_uuids(the_plan: Plan) -> list[tuple[Placement | Volume, str]]:
+    """Each filesystem's UUID on the master (lsblk's record, else fstab's UUID=), for retie_boot_settings
+    to put the clone's in its place on the kernel command line and in dracut's settings."""
+    out = []
+    for place, e in the_plan.filesystems:
+        if isinstance(place, Placement):
+            old = place.partition.fsuuid
+        else:
+            old = place.md.fsuuid if place.md else place.lv.fsuuid if place.lv else None
+        if not old and e.spec.upper().startswith("UUID="):
+            old = e.spec[5:]
+        if old and _UUID.fullmatch(old):
+            out.append((place, old))
+    return out
 
 
 def _crypttab_lines(layout: Layout, tree: Path, recreated: set[int]) -> list[str]:

@@ -14,6 +14,9 @@ mount points already relative to the exported root). The rules, in order:
 - /proc and /sys contents are always excluded (kernel interfaces, even when not mounted).
 - Runtime content: /tmp/*, /var/tmp/*, /run/*, /var/run/*, /var/lock/* (state of the running master,
   meaningless or harmful on another machine).
+- Per-machine state: the "drop" entries of the installer's per-machine.paths (DHCP client DUIDs, secrets
+  and leases, NetworkManager's secret key, random seeds, the persistent journal ...); the installer
+  removes the same paths from every clone (images captured before an entry was listed still carry it).
 - /dev: on every current system /dev is a devtmpfs mount, so its contents go by the mount rule and the
   installed system's kernel populates it at boot. A /dev that is part of the root filesystem (no
   devtmpfs: old systems, chroots, test trees) holds static device nodes by definition, and is kept.
@@ -27,6 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from appliance.boot.installer.per_machine import dropped
 
 DISK_FILESYSTEMS = frozenset({
     "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "msdos", "fat", "exfat", "reiserfs", "jfs", "f2fs",
@@ -132,6 +137,8 @@ def exclusions(mounts: Iterable[Mount], swaps: Iterable[Swap] = (), extra: Seque
             add(_contents(m.mountpoint), f"bind mount of {m.root} ({m.fstype})")
     for path in RUNTIME_DIRS:
         add(_contents(path), "runtime state")
+    for pattern in dropped():
+        add(pattern, "per-machine state")
     for s in swaps:
         if s.kind == "file" and s.path.startswith("/"):
             add(_literal(s.path), f"swap file ({s.size_kib} KiB)")

@@ -48,9 +48,9 @@ def loop_partition(disk: Path, number: int = 1) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mounted(device: str) -> Iterator[Path]:
+def mounted(device: str, fstype: str = "ext4") -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="isl-mnt-") as directory:
-        _run(["mount", "-t", "ext4", device, directory])
+        _run(["mount", "-t", fstype, device, directory])
         try:
             yield Path(directory)
         finally:

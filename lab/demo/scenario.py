@@ -84,6 +84,7 @@ class Install:
     marker_after: float | None = None  # seconds from power-on to the marker on the disk boot
     events: list[dict[str, Any]] = field(default_factory=list)
     crash_logs: list[Path] = field(default_factory=list)  # serial logs of power-cycled guest panics
+    progress: list[int] = field(default_factory=list)  # the copy progress (bytes) each time it changed
 
 
 def _panic_summary(log: str) -> str:
@@ -259,6 +260,8 @@ kernel_cmdline = "console=ttyS0,115200 panic=-1"
                 seen[name] = len(events)
                 install.events = events
                 progress = host.get("progress") or {}
+                if isinstance(progress.get("bytes"), int) and progress["bytes"] not in install.progress[-1:]:
+                    install.progress.append(progress["bytes"])
                 bar = progress_bar(progress.get("bytes"), progress.get("total"))
                 if bar and bar != shown_bar.get(name):
                     shown_bar[name] = bar

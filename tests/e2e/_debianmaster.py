@@ -1,4 +1,5 @@
-"""A real Debian 12 master client for the e2e tests, built once by debootstrap and cached by input hash.
+"""A real Debian 12 (or 13: Recipe) master client for the e2e tests, built once by debootstrap and cached
+by input hash.
 
 What a sysadmin's master looks like: minbase + systemd, udev, the Debian kernel and initramfs-tools,
 GRUB (BIOS and EFI binaries), ifupdown + dhclient, openssh-server, fdisk, rsync. Made into a master the
@@ -29,6 +30,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.boot.installer.per_machine import per_machine_paths
+
 SUITE = "bookworm"
 MIRROR = "debootstrap-default"  # no mirror argument: debootstrap takes its own default Debian mirror
 PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "kmod", "grub-pc-bin",
@@ -45,6 +48,7 @@ DISK_TABLE = f"label: dos\nlabel-id: {LABEL_ID}\n,1000M,L,*\n,,E\n,,S\n"  # root
 DISK_MB = 1152
 MASTER_MACHINE_ID = "0123456789abcdef0123456789abcdef"
 MASTER_SWAP_UUID = "5eed0000-1312-4000-8000-000000000005"
+MASTER_RANDOM_SEED = b"\x42" * 512
 REPORT_MARKER = "REALOS-REPORT"
 # Pruned to keep the image (and every TCG install) small: nothing a virtio server needs.
 PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt",
@@ -85,9 +89,34 @@ class DebianMaster:
     ssh_fingerprints: frozenset[str]
 
 
-def cache_key() -> str:
-    inputs = {"suite": SUITE, "mirror": MIRROR, "packages": sorted(PACKAGES), "version": BUILD_VERSION,
-              "table": DISK_TABLE, "prune": [*PRUNE, *PRUNE_MODULES], "report": REPORT_SERVICE}
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """What a master tree is built from: the suite, its packages, how its DHCP client and journal are set up."""
+
+    suite: str
+    packages: tuple[str, ...]
+    build_version: int
+    dhcp_client: str = "dhclient"  # "dhclient" (isc-dhcp-client) | "dhcpcd" (dhcpcd-base, trixie's default)
+    persistent_journal: bool = False
+
+
+BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
+# Debian 13 as trixie installs it: ifupdown with dhcpcd-base (no isc-dhcp-client), a persistent journal.
+# BIOS only: no signed shim and GRUB.
+_NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
+TRIXIE = Recipe("trixie", (*(p for p in PACKAGES if p not in _NOT_ON_TRIXIE), "dhcpcd-base"), 1,
+                dhcp_client="dhcpcd", persistent_journal=True)
+# The master's DHCP unique identifier (DUID-LL, its MAC 52:54:00:5e:ed:13) and stable-privacy secret.
+MASTER_DHCPCD_DUID = "00:03:00:01:52:54:00:5e:ed:13\n"
+MASTER_DHCPCD_SECRET = b"\x5e\xed" * 32
+
+
+def cache_key(recipe: Recipe = BOOKWORM) -> str:
+    inputs: dict[str, object] = {"suite": recipe.suite, "mirror": MIRROR, "packages": sorted(recipe.packages),
+                                 "version": recipe.build_version, "table": DISK_TABLE,
+                                 "prune": [*PRUNE, *PRUNE_MODULES], "report": REPORT_SERVICE}
+    if recipe != BOOKWORM:  # the Debian 12 key as it always was (its cached tree stays valid)
+        inputs.update(dhcp_client=recipe.dhcp_client, persistent_journal=recipe.persistent_journal)
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -109,7 +138,7 @@ def _partuuid(number: int) -> str:
     return f"{LABEL_ID.removeprefix('0x')}-{number:02x}"
 
 
-def _masterize(root: Path) -> None:
+def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
     """The configuration a sysadmin gives a master (inside the debootstrapped tree)."""
     (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
     (root / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n")
@@ -129,11 +158,23 @@ def _masterize(root: Path) -> None:
         'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
     (root / "etc/machine-id").write_text(f"{MASTER_MACHINE_ID}\n")
     (root / "var/lib/systemd").mkdir(parents=True, exist_ok=True)
-    (root / "var/lib/systemd/random-seed").write_bytes(b"\x42" * 512)
+    (root / "var/lib/systemd/random-seed").write_bytes(MASTER_RANDOM_SEED)
     os.chmod(root / "var/lib/systemd/random-seed", 0o600)
-    (root / "var/lib/dhcp").mkdir(parents=True, exist_ok=True)
-    (root / f"var/lib/dhcp/dhclient.{MASTER_IFACE}.leases").write_text(
-        f'lease {{\n  interface "{MASTER_IFACE}";\n  fixed-address 192.0.2.77;\n}}\n')
+    if recipe.dhcp_client == "dhcpcd":
+        # What dhcpcd leaves after the master's first lease: its DUID, its secret, the lease.
+        (root / "var/lib/dhcpcd").mkdir(parents=True, exist_ok=True)
+        (root / "var/lib/dhcpcd/duid").write_text(MASTER_DHCPCD_DUID)
+        (root / "var/lib/dhcpcd/secret").write_bytes(MASTER_DHCPCD_SECRET)
+        (root / f"var/lib/dhcpcd/{MASTER_IFACE}.lease").write_bytes(b"\x02\x01\x06\x00master lease")
+    else:
+        (root / "var/lib/dhcp").mkdir(parents=True, exist_ok=True)
+        (root / f"var/lib/dhcp/dhclient.{MASTER_IFACE}.leases").write_text(
+            f'lease {{\n  interface "{MASTER_IFACE}";\n  fixed-address 192.0.2.77;\n}}\n')
+    if recipe.persistent_journal:
+        # journald keeps the journal in /var/log/journal/<machine-id>/ once the directory exists.
+        journal = root / "var/log/journal" / MASTER_MACHINE_ID
+        journal.mkdir(parents=True, exist_ok=True)
+        (journal / "system.journal").write_bytes(b"LPKSHHRH" + f"master {MASTER_MACHINE_ID}".encode())
     unit = root / "etc/systemd/system/imageserver-report.service"
     unit.write_text(REPORT_SERVICE)
     wants = root / "etc/systemd/system/multi-user.target.wants"
@@ -192,19 +233,19 @@ def cached_build(entry: Path, make: Callable[[Path], None]) -> Path:
     return entry
 
 
-def build(cache_dir: Path) -> Path:
-    """The cached master tree for the current recipe, built (debootstrap + _masterize) if missing."""
+def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
+    """The cached master tree for `recipe`, built (debootstrap + _masterize) if missing."""
 
     def make(work: Path) -> None:
         if shutil.which("debootstrap") is None:
             raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
         debs = cache_dir / "debootstrap-debs"
         debs.mkdir(parents=True, exist_ok=True)
-        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(PACKAGES)}",
-              SUITE, str(work / "root")], timeout=1800)
-        _masterize(work / "root")
+        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
+              f"--include={','.join(recipe.packages)}", recipe.suite, str(work / "root")], timeout=1800)
+        _masterize(work / "root", recipe)
 
-    return cached_build(cache_dir / "debian-master" / cache_key(), make) / "root"
+    return cached_build(cache_dir / "debian-master" / cache_key(recipe), make) / "root"
 
 
 def ssh_fingerprints(root: Path) -> frozenset[str]:
@@ -238,14 +279,16 @@ def reports_before_getty(root: Path) -> None:
         (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY)
 
 
-def new_master(cache_dir: Path, work: Path, firmware: str = "bios") -> DebianMaster:
+def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Recipe = BOOKWORM) -> DebianMaster:
     """A master for one test: a copy of the cached tree (rsync, keeping hard links, ACLs, xattrs) and
-    its disk file. firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
-    cached = build(cache_dir)
-    root = work / f"debian-master-{firmware}-root"
+    its disk file, with a file of master state at every per-machine path the tree does not have already
+    (plant_per_machine_state). firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
+    cached = build(cache_dir, recipe)
+    root = work / f"debian-master-{recipe.suite}-{firmware}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
     reports_before_getty(root)
-    disk = work / f"debian-master-{firmware}-disk.img"
+    plant_per_machine_state(root)
+    disk = work / f"debian-master-{recipe.suite}-{firmware}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(DISK_MB << 20)
     _run(["sfdisk", "-q", str(disk)], input=GPT_TABLE if firmware == "uefi" else DISK_TABLE)
@@ -254,3 +297,40 @@ def new_master(cache_dir: Path, work: Path, firmware: str = "bios") -> DebianMas
         (root / "boot/efi").mkdir(parents=True, exist_ok=True)
     return DebianMaster(root=root, disk=disk, machine_id=MASTER_MACHINE_ID,
                         ssh_fingerprints=ssh_fingerprints(root))
+
+
+# The content of every file plant_per_machine_state makes: a clone's file that holds it is the master's.
+MASTER_STATE = b"imageserver e2e: the master's per-machine state\n"
+
+
+def plant_per_machine_state(root: Path) -> list[Path]:
+    """A file of master state at each "drop" path of the installer's per-machine list (each * made a name)
+    where the tree has none: whatever family's software would keep there, the clone must not have it."""
+    planted = []
+    for entry in per_machine_paths():
+        if entry.action != "drop":
+            continue
+        path = root / entry.path.lstrip("/").replace("*", "imageserver-master")
+        if entry.path.startswith("/var/log/journal/"):
+            path = path.with_name(MASTER_MACHINE_ID) / "system@imageserver-master.journal"
+        if any(root.glob(entry.path.lstrip("/"))):
+            continue  # the recipe made a real one
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(MASTER_STATE)
+        planted.append(path)
+    return planted
+
+
+def master_state_on(root: Path) -> list[str]:
+    """The per-machine paths of a clone's tree `root` that still hold the master's: a planted file, the
+    recipe's own (dhcpcd's DUID and secret, dhclient's lease), or the master's journal directory."""
+    masters = {MASTER_STATE, MASTER_DHCPCD_DUID.encode(), MASTER_DHCPCD_SECRET, MASTER_RANDOM_SEED}
+    found = []
+    for entry in per_machine_paths():
+        if entry.action != "drop":
+            continue
+        for path in root.glob(entry.path.lstrip("/")):
+            named = path.name == MASTER_MACHINE_ID or "imageserver-master" in path.name or MASTER_IFACE in path.name
+            if named or (path.is_file() and path.read_bytes() in masters):
+                found.append(str(path.relative_to(root)))
+    return found

@@ -2,9 +2,12 @@
 prepareclient + getimage, installed over PXE into a QEMU VM (TCG, BIOS), booted from its own disk to
 `login:` on the serial console. Then, on the running system (its report line on the console) and on
 the VM's disk afterwards (a loop device over its root partition): the assigned hostname; root by UUID in
-grub.cfg and fstab; a machine-id, ssh host keys, random seed and DHCP leases not the master's; the
-initramfs resume device this machine's swap, not the master's; ifupdown configured for the NIC's
-predictable name (found by its MAC), by DHCP, and the running system holding its reserved address.
+grub.cfg and fstab; a machine-id and ssh host keys not the master's, and nothing at any path of the
+installer's per-machine list that is the master's (the master has state planted at each: DHCP client
+leases, DUIDs and secrets, NetworkManager's, networkd's, seeds, the journal); the initramfs resume device
+this machine's swap, not the master's, and no master identity in the initramfs; ifupdown configured for
+the NIC's predictable name (found by its MAC), by DHCP, and the running system holding its reserved
+address. Debian 12 BIOS and UEFI, and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[D
 
 
 def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: str,
-                     firmware_args: tuple[str, ...] = ()) -> None:
+                     firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4") -> None:
     """Install `image` on a new VM over PXE, boot its disk to login, check what makes it this machine."""
     app = demo.app
     assert app is not None and demo.net is not None
@@ -76,6 +79,8 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     install.vm = Vm(demo.net, VmConfig(boot="network", mac=install.mac, disks=[install.disk], memory_mb=768,
                                        extra_args=firmware_args)).start()
     demo.follow([install], timeout=600)
+    # The copy progress counts bytes written: it never goes back (df's did, on xfs).
+    assert install.progress and install.progress == sorted(install.progress), install.progress
     host = app.get(f"/api/v1/hosts/{name}")
     assert host["state"] == "installed", host
     stages = [e["stage"] for e in host["timeline"]]
@@ -109,7 +114,7 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
 
     # The VM was powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
-    with loop_partition(install.disk, 2 if firmware_args else 1) as device, mounted(device) as root:
+    with loop_partition(install.disk, 2 if firmware_args else 1) as device, mounted(device, root_fstype) as root:
         check_disk(root, fs_uuid(device), master, name, ifname)
     if firmware_args:
         with loop_partition(install.disk, 1) as esp:
@@ -131,8 +136,13 @@ def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, i
     resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
     assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
     # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
-    initrd = next((root / "boot").glob("initrd.img-*")).read_bytes()
+    initrd_path = next((root / "boot").glob("initrd.img-*"))
+    initrd = initrd_path.read_bytes()
     assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
+    # Nothing per-machine of the master's: under /var/lib (DHCP clients, NetworkManager, networkd, seeds),
+    # /var/log/journal, or in the initramfs (its etc/machine-id, etc/hostname).
+    assert dm.master_state_on(root) == [], "the clone keeps the master's per-machine state"
+    check_initramfs(master, initrd_path)
     assert dm.ssh_fingerprints(root).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
     net = (root / "etc/network/interfaces.d/imageserver").read_text()
     assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
@@ -140,6 +150,40 @@ def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, i
     assert not re.search(rf"^\s*iface {dm.MASTER_IFACE}\b", interfaces, re.M), interfaces
     for path in ("boot/grub/grub.cfg", "etc/default/grub", "etc/fstab", "etc/network/interfaces.d/imageserver"):
         assert "INSTALL_TOKEN" not in (root / path).read_text(), path
+
+
+def _cpio_names(data: bytes) -> list[str]:
+    """The member names of uncompressed newc cpio archives, one after another (zero padding between)."""
+    names, at = [], 0
+    while (at := data.find(b"070701", at)) >= 0:
+        size, namesize = int(data[at + 54:at + 62], 16), int(data[at + 94:at + 102], 16)
+        name = data[at + 110:at + 110 + namesize - 1].decode()
+        if name != "TRAILER!!!":
+            names.append(name)
+        at += (110 + namesize + 3) // 4 * 4
+        at += (size + 3) // 4 * 4
+    return names
+
+
+def check_initramfs(master: dm.DebianMaster, clone_initrd: Path) -> None:
+    """The clone's initramfs is the image's (unpacked by the image's own unmkinitramfs: no machine-id or
+    hostname of the master's in it) with an archive appended that holds only the retied settings."""
+    image_initrd = master.root / "boot" / clone_initrd.name
+    base = image_initrd.read_bytes()
+    clone = clone_initrd.read_bytes()
+    assert clone.startswith(base), "the initramfs was rebuilt, not amended: check it as a whole"
+    appended = _cpio_names(clone[len(base):])
+    assert set(appended) <= {"conf", "conf/conf.d", "conf/conf.d/resume", "etc", "etc/mdadm",
+                             "etc/mdadm/mdadm.conf"}, appended
+    unpacked = master.root / "tmp/imageserver-unmkinitramfs"
+    subprocess.run(["chroot", str(master.root), "unmkinitramfs", f"/boot/{image_initrd.name}",
+                    "/tmp/imageserver-unmkinitramfs"], check=True, capture_output=True)
+    files = [p for p in unpacked.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("virtio") for p in files), "unmkinitramfs unpacked no modules"
+    for p in files:
+        if p.name in ("machine-id", "hostname") and p.parent.name == "etc":
+            text = p.read_text().strip()
+            assert text not in (master.machine_id, dm.HOSTNAME), f"{p.relative_to(unpacked)}: {text}"
 
 
 def test_bios_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
@@ -153,3 +197,20 @@ def test_uefi_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site:
     master = dm.new_master(site.cache_dir, site.lab.tmp_path("uefi").parent, "uefi")
     capture(site, master, f"{IMAGE}-efi")
     install_and_boot(site, master, f"{IMAGE}-efi", "node2", ("-bios", str(OVMF)))
+
+
+def test_bios_debian13_master_on_xfs_with_dhcpcd_and_a_persistent_journal_boots_as_itself(site: DemoLab) -> None:
+    """Debian 13 (trixie) as it installs: ifupdown with dhcpcd-base, whose DUID (with the master's MAC) and
+    secret, and the master's persistent journal, must not reach the clone. Its root is xfs (as RHEL-family
+    masters' are; fsck pass 0, as theirs): the installer in the VM makes and mounts it with its own module
+    (a host kernel with xfs built in hid a missing one), and its copy progress never goes back on xfs."""
+    master = dm.new_master(site.cache_dir, site.lab.tmp_path("trixie").parent, "bios", dm.TRIXIE)
+    assert (master.root / "var/lib/dhcpcd/duid").read_text() == dm.MASTER_DHCPCD_DUID
+    assert (master.root / "var/log/journal" / dm.MASTER_MACHINE_ID).is_dir()
+    fstab = master.root / "etc/fstab"
+    fstab.write_text(fstab.read_text().replace(" / ext4 errors=remount-ro 0 1", " / xfs defaults 0 0"))
+    assert " / xfs " in fstab.read_text()
+    capture(site, master, "debian13")
+    install_and_boot(site, master, "debian13", "node3", root_fstype="xfs")
+    assert site.app is not None
+    assert "xfs on $DEV0_1 for /" in (site.app.state_dir / "scripts/debian13.master").read_text()

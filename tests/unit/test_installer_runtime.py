@@ -20,8 +20,9 @@ def test_the_initrd_carries_every_runtime_file_at_the_path_plans_source() -> Non
     assert Path("runtime.sh") in sources and Path("lib/common.sh") in sources
     assert {Path(f"transports/{t}.sh") for t in ("rsync", "bittorrent", "multicast")} <= sources
     assert all(path == f"{RUNTIME_PATH.lstrip('/')}/{p.relative_to(RUNTIME_DIR)}" for path, p in shipped.items())
+    # and the per-machine paths the runtime reads (lib/system.sh)
     assert sources == {p.relative_to(RUNTIME_DIR) for p in RUNTIME_DIR.rglob("*.sh")
-                       if p.name not in ("init.sh", "udhcpc.sh")}
+                       if p.name not in ("init.sh", "udhcpc.sh")} | {Path("per-machine.paths")}
 
 
 def test_an_edit_to_a_lib_file_changes_the_initrd_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,11 +2,12 @@
 
 The initrd holds busybox (sh, udhcpc, wget, mount, insmod, switch_root), the disk tools an
 autoinstall script calls (sfdisk, mkfs.ext4, mkfs.vfat, mkswap, blkid, rsync, extlinux and the
-syslinux MBR; mdadm and lvm for software RAID and LVM) and curl, with their libraries, kernel
-modules for virtual and common real hardware, our /init (init.sh here) and the autoinstall shell
-runtime the served scripts source (runtime.sh, lib/, transports/: appliance.boot.installer.runtime). `install_bootenv`
-builds it (cached by bootenv under the inputs' digest) and puts vmlinuz + initrd.img into
-`<state_dir>/boot/installer/`, where the boot path serves them.
+syslinux MBR; mkfs.xfs and mkfs.btrfs where this machine has them; mdadm and lvm for software RAID
+and LVM) and curl, with their libraries, kernel modules for virtual and common real hardware, our
+/init (init.sh here) and the autoinstall shell runtime the served scripts source (runtime.sh, lib/,
+transports/: appliance.boot.installer.runtime). `install_bootenv` builds it (cached by bootenv under
+the inputs' digest) and puts vmlinuz + initrd.img into `<state_dir>/boot/installer/`, where the boot
+path serves them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ UDHCPC_SCRIPT = HERE / "udhcpc.sh"
 MODULES: tuple[str, ...] = (
     "virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi",
     "ext4", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1",
+    # every other filesystem mkfs_fs makes and mounts (lib/filesystems.sh): RHEL-family roots are xfs,
+    # Fedora/openSUSE/Ubuntu ones btrfs; the host's kernel may have them built in, Debian's has modules
+    "xfs", "btrfs",
     "e1000", "e1000e", "igb", "r8169", "tg3",
     "ahci", "ata_piix", "sd_mod", "nvme", "sr_mod", "isofs",
     # USB sticks and CD drives, for boot media (mkbootmedia) and their local.cfg
@@ -46,8 +50,8 @@ REQUIRED_BINARIES: tuple[str, ...] = ("sfdisk", "mkfs.ext4", "mkfs.vfat", "mkswa
 # aria2c: the BitTorrent transport (TRANSPORT=bittorrent; without it the script falls back to rsync).
 # curl: busybox's sh runs its own wget applet whatever PATH says, and busybox 1.35's wget crashes on
 # `-T SECONDS`; scripts that prefer curl (as generated autoinstall scripts do) get a working client.
-OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "e2label", "tune2fs", "grub-install",
-                                      "grub-mkconfig",
+OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "mkfs.btrfs", "btrfs", "e2label",
+                                      "tune2fs", "grub-install", "grub-mkconfig",
                                       # multicast installs: udpcast's receiver, the stream's cipher, and GNU
                                       # tar (owners, ACLs, xattrs: busybox tar keeps none of them)
                                       "udp-receiver", "openssl", "tar",

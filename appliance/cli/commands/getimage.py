@@ -16,10 +16,10 @@ Pull the whole system of a master client into image NAME: a new image, or the ne
 existing one (unchanged files are hard links to the previous version). Run `prepareclient --server
 <this imageserver's address>` on the master client first (GET /client/prepareclient serves it).
 
-Virtual filesystems (proc, sysfs, tmpfs, devtmpfs, nfs, fuse, overlay ...), /tmp, /var/tmp, /run and
-swap files are left out; see the list printed at the end. The version is registered only when rsync
-succeeded: an error, Ctrl-C or SIGTERM leaves nothing behind. Afterwards the autoinstall script
-scripts/NAME.master is (re)written. Works offline against the state directory; a running daemon
+Virtual filesystems (proc, sysfs, tmpfs, devtmpfs, nfs, fuse, overlay ...), /tmp, /var/tmp, /run, swap
+files and the master's per-machine state are left out; see the list printed at the end. The version is
+registered only when rsync succeeded: an error, Ctrl-C or SIGTERM leaves nothing behind. Afterwards the
+autoinstall script scripts/NAME.master is (re)written. Works offline against the state directory; a running daemon
 serves the new version within seconds.
 """
 
@@ -75,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
     rate = moved / r.seconds / 1048576 if r.seconds > 0 else 0.0
     print(f"image {iv.name} v{iv.version}: {iv.files:,} entries, {iv.bytes:,} bytes, at {iv.path}")
     print(f"pulled {moved:,} bytes in {r.seconds:.1f} s ({rate:.1f} MiB/s) from {iv.source}")
-    print("left out: " + ", ".join(f"{e.pattern} ({e.reason})" for e in got.excluded))
+    # The per-machine paths are one list of the installer's (per-machine.paths): counted, not spelled out.
+    per_machine = [e for e in got.excluded if e.reason == "per-machine state"]
+    print("left out: " + ", ".join(f"{e.pattern} ({e.reason})" for e in got.excluded if e not in per_machine)
+          + (f"; per-machine state: {len(per_machine)} path(s) of per-machine.paths (DHCP client identities, "
+             "NetworkManager's secret key, random seeds, the journal ...)" if per_machine else ""))
     if iv.note:
         print(f"note: {iv.note}")
     if not args.no_script:

@@ -2,11 +2,15 @@
 # lib/bootloader.sh -- the new system boots on this machine: its initramfs retied to the new disks (resume
 # device, md arrays), then GRUB (BIOS, UEFI, Secure Boot shim) or extlinux.
 
-# The image names the master's disks where fstab is not the only place: the initramfs' resume device
-# (a UUID that no longer exists costs every boot a 30 s wait). /etc/initramfs-tools/conf.d/resume
-# is pointed at this machine's swap (or none), so every later update-initramfs on the node is right.
-# The image's initramfs itself: with INITRAMFS_REBUILD=1 rebuilt by the image's own tool in the new
-# system; by default the new conf/conf.d/resume (and on md this machine's etc/mdadm/mdadm.conf) is
+# The image names the master's disks where fstab is not the only place: the kernel command line
+# (retie_boot_settings) and the initramfs' resume device (a UUID that no longer exists costs every boot a
+# 30 s wait with initramfs-tools, and a wait without end with systemd in a dracut initramfs).
+# /etc/initramfs-tools/conf.d/resume is pointed at this machine's swap (or none), so every later
+# update-initramfs on the node is right.
+# The image's initramfs itself: a dracut image (host-only ones hold the master's machine-id, hostname and
+# command line) is always rebuilt by the image's own dracut in the new system. An initramfs-tools image
+# holds no identity of the master's, only these settings: with INITRAMFS_REBUILD=1 rebuilt by the image's
+# own update-initramfs; by default the new conf/conf.d/resume (and on md this machine's etc/mdadm/mdadm.conf) is
 # appended to it as a further cpio archive (the kernel unpacks concatenated archives in order, the later
 # file wins): exact for what changed, and seconds instead of minutes (mkinitramfs with MODULES=most runs
 # thousands of commands: over 200 s under TCG). The image's initramfs already has mdadm and lvm when
@@ -27,13 +31,16 @@ retie_to_new_disks() {
     if [ "${STACKED:-0}" = 1 ] && [ -n "${MDS:-}" ] && [ -f "$conf" ]; then
         overlays="$overlays $conf=etc/mdadm/mdadm.conf"
     fi
-    if [ "${STACKED:-0}" = 1 ] && [ ! -x "$TARGET/usr/sbin/update-initramfs" ]; then
-        # dracut writes the configuration into its image in its own way: rebuilt by the image's own dracut.
-        [ -x "$TARGET/usr/bin/dracut" ] || [ -x "$TARGET/usr/sbin/dracut" ] ||
+    retie_boot_settings
+    if [ ! -x "$TARGET/usr/sbin/update-initramfs" ]; then
+        if [ -x "$TARGET/usr/bin/dracut" ] || [ -x "$TARGET/usr/sbin/dracut" ]; then
+            # dracut writes the machine into its image in its own way: rebuilt by the image's own dracut.
+            stage initramfs "dracut in the new system ($resume${MDS:+; md arrays}; this machine's identity)"
+            chroot "$TARGET" dracut -f --regenerate-all >/dev/null || die "dracut in the new system failed"
+            return 0
+        fi
+        [ "${STACKED:-0}" != 1 ] ||
             die "the image has no update-initramfs or dracut: its initramfs cannot learn this machine's md arrays"
-        stage initramfs "dracut in the new system (md/LVM)"
-        chroot "$TARGET" dracut -f --regenerate-all >/dev/null || die "dracut in the new system failed"
-        return 0
     fi
     [ -n "$overlays" ] || return 0
     if [ "${INITRAMFS_REBUILD:-0}" = 1 ] && [ -x "$TARGET/usr/sbin/update-initramfs" ]; then
@@ -50,6 +57,36 @@ retie_to_new_disks() {
         n=$((n + 1))
     done
     stage initramfs "$resume${MDS:+ and the new mdadm.conf} in $n initramfs image(s)"
+}
+
+# The kernel command line names the master's disks where the image keeps it: /etc/default/grub and its
+# grub.d/*.cfg (GRUB_CMDLINE_LINUX*: RHEL's installer puts resume= there, and update-grub copies it into
+# grub.cfg), BLS entries' options lines (/boot/loader/entries/*.conf), /etc/kernel/cmdline (kernel-install),
+# and dracut's settings (/etc/dracut.conf.d/*.conf: kernel_cmdline, add_device). Every master filesystem
+# UUID in them becomes the clone's (RETIE_UUIDS: "master=clone ..."), and a resume= still naming a device by
+# UUID or PARTUUID names this machine's swap, or is removed when it has none.
+retie_boot_settings() {
+    retied=''
+    for f in "$TARGET/etc/default/grub" "$TARGET"/etc/default/grub.d/*.cfg "$TARGET"/boot/loader/entries/*.conf \
+        "$TARGET/etc/kernel/cmdline" "$TARGET"/etc/dracut.conf.d/*.conf; do
+        if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
+        cp -p "$f" "$f.imageserver-retie"
+        for pair in ${RETIE_UUIDS:-}; do
+            sed -i "s/${pair%%=*}/${pair#*=}/g" "$f"
+        done
+        # BLS entries: the options line only (title, version, linux ... stay as they are).
+        case $f in */boot/loader/entries/*) only='/^options[[:space:]]/' ;; *) only='' ;; esac
+        # A resume= token, after a quote, a blank or the line's start (not noresume= or resume_offset=).
+        token="(^|[\"'[:space:]])resume=(UUID|PARTUUID)=[^[:space:]\"']*"
+        if [ -n "$SWAP_UUID" ]; then
+            sed -E -i "${only}s/${token}/\\1resume=UUID=$SWAP_UUID/g" "$f"
+        else
+            sed -E -i "${only}s/${token}[[:space:]]?/\\1/g" "$f"
+        fi
+        cmp -s "$f" "$f.imageserver-retie" || retied="$retied ${f#"$TARGET"}"
+        rm -f "$f.imageserver-retie"
+    done
+    if [ -n "$retied" ]; then say "master's disks retied to this machine's in:$retied"; fi
 }
 
 # cpio_member NAME MODE_HEX [FILE] -- one newc archive member on stdout (FILE: a regular file's content).

@@ -40,10 +40,13 @@ setup_updateclient() {
     fi
 }
 
-# A machine-id, ssh host keys, no random seed, credential secret or DHCP leases of its own: a clone
-# that keeps the master's is the same machine to journald, DHCP servers (client id), ssh clients.
+# A machine-id, ssh host keys and none of the master's per-machine state: a clone that keeps the master's
+# is the same machine to journald, DHCP servers (client id, DUID), ssh clients, IPv6 stable-privacy addresses.
+# What is per-machine is listed once, in per-machine.paths beside the runtime (getimage leaves the "drop"
+# entries out of new images; images captured before an entry was listed still carry it: removed here).
 new_machine_identity() {
-    stage identity "new machine-id and ssh host keys; the master's random seed and leases dropped"
+    stage identity "new machine-id and ssh host keys; the master's per-machine state dropped"
+    drop_per_machine_state
     id=$(cat "$TARGET/etc/machine-id" 2>/dev/null || true)
     # An image made for first boot (empty or "uninitialized") keeps that: systemd makes the id then.
     if printf '%s' "$id" | grep -qE '^[0-9a-f]{32}$'; then
@@ -54,14 +57,26 @@ new_machine_identity() {
             printf '%s\n' "$new" >"$TARGET/var/lib/dbus/machine-id"
         fi
     fi
-    rm -f "$TARGET/var/lib/systemd/random-seed" "$TARGET/var/lib/urandom/random-seed" \
-        "$TARGET/var/lib/systemd/credential.secret" \
-        "$TARGET"/var/lib/dhcp/*.leases "$TARGET"/var/lib/dhcp/*.lease "$TARGET"/var/lib/dhclient/*.lease* \
-        "$TARGET"/var/lib/dhcpcd/*.lease* "$TARGET"/var/lib/NetworkManager/*.lease
     if ls "$TARGET"/etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
         rm -f "$TARGET"/etc/ssh/ssh_host_*_key "$TARGET"/etc/ssh/ssh_host_*_key.pub
         chroot "$TARGET" ssh-keygen -A >/dev/null || die "ssh-keygen -A in the new system failed"
     fi
+}
+
+# Remove every "drop" path of per-machine.paths from the new system, saying what went.
+drop_per_machine_state() {
+    dropped=''
+    while read -r action pm_path _; do
+        [ "$action" = drop ] || continue
+        # The path's own * expand (it is anchored at $TARGET, holds no spaces and no "..": per_machine.py checks).
+        for f in "$TARGET"$pm_path; do
+            if [ -e "$f" ] || [ -L "$f" ]; then
+                rm -rf "$f" || die "cannot remove the master's $f"
+                dropped="$dropped ${f#"$TARGET"}"
+            fi
+        done
+    done <"$INSTALLER_LIB/per-machine.paths"
+    if [ -n "$dropped" ]; then say "the master's per-machine state removed:$dropped"; fi
 }
 
 # /etc/systemimager/post-install/* of the image, in name order, run inside the new system.
