@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable, Generator
@@ -31,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._cpu import process_cpu
 from bench._smoke import parse_args, peer_available
 from lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
 
@@ -48,6 +50,14 @@ class Run:
     sent: int
     drops: int
     client_overflows: int = 0  # replies the kernel dropped at perfdhcp's socket (its receive buffer was full)
+    acks: int = 0  # DORA exchanges completed in the run
+    cpu_s: float = 0.0  # the server's CPU seconds (user + system, every thread) during the run
+
+    @property
+    def cpu_us_per_dora(self) -> float:
+        """The server's CPU per completed DORA: the figure that tells servers apart when perfdhcp and the
+        server share two cores and the clean rate stops at the same rung for both."""
+        return self.cpu_s / self.acks * 1e6 if self.acks else float("inf")
 
     @property
     def drop_ratio(self) -> float:
@@ -85,8 +95,13 @@ class Topology:
 
 class Server:
     name = ""
+    proc: Proc | None = None
 
     def start(self) -> None: ...
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None, "the server is not running"
+        return process_cpu(self.proc.pid)
 
     def stop(self) -> None: ...
 
@@ -187,23 +202,27 @@ def _udp_receive_buffer_errors(ns: Namespace) -> int:
     return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
-def perfdhcp(topo: Topology, rate: int, seconds: int) -> Run:
+def perfdhcp(topo: Topology, rate: int, seconds: int, cpu: Callable[[], float]) -> Run:
     # -W: after the last request, wait up to 1 s (perfdhcp's drop time) for answers still in flight, so
     # a server whose ACKs wait for an fsync is not charged for the exchanges cut off at the end.
     overflows = _udp_receive_buffer_errors(topo.prf)
+    cpu_before = cpu()
     out = topo.prf.run(["perfdhcp", "-4", "-l", str(RELAY), "-R", "1000000", "-r", str(rate), "-p", str(seconds),
                         "-W", "1000000", str(topo.server_ip)], check=False, timeout=seconds + 60).stdout
     sent = sum(int(x) for x in re.findall(r"sent packets: (\d+)", out))
     drops = sum(int(x) for x in re.findall(r"drops: (\d+)", out))
     received = [int(x) for x in re.findall(r"received packets: (\d+)", out)]  # OFFERs, then ACKs
+    cpu_s = cpu() - cpu_before
     overflows = _udp_receive_buffer_errors(topo.prf) - overflows
+    acks = received[1] if len(received) == 2 else 0
     # Not perfdhcp's "Rate:" line, which also counts the -W wait as run time.
-    return Run(rate, received[1] / seconds if len(received) == 2 else 0.0, sent, drops, overflows)
+    return Run(rate, acks / seconds, sent, drops, overflows, acks, cpu_s)
 
 
 def ladder(args: argparse.Namespace) -> Generator[int, Run, Run | None]:
-    """The rates one server is tried at: double until drops appear, then bisect `steps` times. Yields a
-    rate, is sent that run's result, and returns the best clean run.
+    """The rates one server is tried at: double until drops appear, then bisect (at most `steps` times)
+    until the clean and the failing rate are within `resolution` of each other. Yields a rate, is sent
+    that run's result, and returns the best clean run.
 
     A step with drops is tried again (up to --tries runs), the same for both servers: on a shared box
     one stall of the machine otherwise decides the result for the whole ladder.
@@ -229,7 +248,7 @@ def ladder(args: argparse.Namespace) -> Generator[int, Run, Run | None]:
     low = good.offered if good else 0
     for _ in range(args.steps if bad is not None else 0):
         mid = (low + bad) // 2
-        if mid <= low or bad - low < 100:
+        if mid <= low or bad - low <= max(1, args.resolution * low):
             break
         run = yield from trial(mid)
         if run.clean:
@@ -244,11 +263,12 @@ def run_once(make: type[Server], topo: Topology, rate: int, seconds: int) -> Run
     server = make(topo)
     server.start()
     try:
-        run = perfdhcp(topo, rate, seconds)
+        run = perfdhcp(topo, rate, seconds, server.cpu_seconds)
     finally:
         server.stop()
     print(f"  {server.name:22} offered {rate:6}/s -> {run.dora_s:8.0f} DORA/s, drops {run.drop_ratio:7.3%}"
-          f" (of them at perfdhcp's full receive buffer: {run.client_overflows})", flush=True)
+          f" (of them at perfdhcp's full receive buffer: {run.client_overflows}), "
+          f"{run.cpu_us_per_dora:6.0f} µs CPU/DORA", flush=True)
     return run
 
 
@@ -273,15 +293,27 @@ def measure_side_by_side(makes: tuple[type[Server], ...], topo: Topology, args: 
     return results
 
 
+def _median_cpu(runs: list[Run]) -> float:
+    clean = [r.cpu_us_per_dora for r in runs if r.clean and r.acks] or [r.cpu_us_per_dora for r in runs if r.acks]
+    return statistics.median(clean) if clean else float("inf")
+
+
+def _cpu_figure(runs: list[Run]) -> str:
+    cpu = _median_cpu(runs)
+    return f"{cpu:.0f}" if cpu != float("inf") else "-"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=4, help="perfdhcp run length per step")
     parser.add_argument("--start", type=int, default=500, help="first offered rate (DORA/s)")
     parser.add_argument("--max", type=int, default=16000, help="highest offered rate tried")
-    parser.add_argument("--steps", type=int, default=2, help="bisection steps after the first failing rate")
+    parser.add_argument("--steps", type=int, default=8, help="bisection steps at most after the first failing rate")
+    parser.add_argument("--resolution", type=float, default=0.01,
+                        help="bisect until the clean and the failing rate are this close (share of the clean one)")
     parser.add_argument("--tries", type=int, default=2, help="runs of a step before it counts as failed")
     # Smoke: one short step at a rate any box sustains, no ladder.
-    args = parse_args(parser, {"seconds": 1, "start": 100, "max": 100, "steps": 0, "tries": 1})
+    args = parse_args(parser, {"seconds": 1, "start": 100, "max": 100, "steps": 0, "tries": 1, "resolution": 0.01})
     reason = lab_unavailable_reason()
     if reason:
         sys.exit(f"bench/dhcp.py: {reason}")
@@ -296,12 +328,16 @@ def main() -> int:
         results = measure_side_by_side((Ours, Kea) if kea_too else (Ours,), topo, args, history)
     ours, kea = results[Ours.name], results.get(Kea.name)
     print()
-    print(f"{'server':24} {'max clean DORA/s':>18}  durability of an ACKed lease")
-    print(f"{Ours.name:24} {ours.dora_s if ours else 0:18.0f}  fsync'd (SQLite WAL, group commit) before the ACK")
+    print(f"{'server':24} {'max clean DORA/s':>18} {'CPU µs/DORA':>12}  durability of an ACKed lease")
+    print(f"{Ours.name:24} {ours.dora_s if ours else 0:18.0f} {_cpu_figure(history[Ours.name]):>12}  "
+          "fsync'd (SQLite WAL, group commit) before the ACK")
     if kea_too:
-        print(f"{Kea.name:24} {kea.dora_s if kea else 0:18.0f}  appended to a CSV file, no fsync")
+        print(f"{Kea.name:24} {kea.dora_s if kea else 0:18.0f} {_cpu_figure(history[Kea.name]):>12}  "
+              "appended to a CSV file, no fsync")
     if ours and kea and kea.dora_s:
-        print(f"ratio imageserver / kea: {ours.dora_s / kea.dora_s:.2f}")
+        print(f"ratio imageserver / kea: clean rate {ours.dora_s / kea.dora_s:.2f}, CPU per DORA "
+              f"{_median_cpu(history[Ours.name]) / _median_cpu(history[Kea.name]):.2f} (lower is better)")
+    print("CPU per DORA: the median over the server's clean runs (each run's CPU from /proc over its ACKs)")
     # A smoke step is too short to judge drops on a busy box; a server that completes no DORA is broken.
     if args.smoke and not any(run.dora_s for run in history[Ours.name]):
         sys.exit("bench/dhcp.py: our server completed no DORA in the smoke run")

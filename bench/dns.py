@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from dnslib import DNSRecord  # noqa: E402
 
+from bench._cpu import process_cpu  # noqa: E402
 from bench._smoke import parse_args, peer_available  # noqa: E402
 from state.db import connect, db_path  # noqa: E402
 
@@ -194,12 +195,6 @@ async def _python_client(port: int, queries: list[tuple[str, str]], seconds: flo
     sock.close()
     elapsed = time.monotonic() - start
     return answered / elapsed, ok / max(answered, 1), nxt
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used, from /proc (as bench/tftp.py reads dnsmasq's)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(client: str, port: int, pid: int, qfile: Path, queries: list[tuple[str, str]], seconds: float,

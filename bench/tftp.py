@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.daemon.eventloop import loop_factory
+from bench._cpu import own_cpu, process_cpu
 from bench._smoke import parse_args, peer_available
 from domain.settings import ApplianceConfig
 from services.tftp import TftpServer
@@ -60,16 +60,6 @@ async def _fetch(port: int, options: list[str]) -> float:
     if proc.returncode != 0:
         raise RuntimeError(f"atftp failed ({proc.returncode}): {err.decode(errors='replace')}")
     return elapsed
-
-
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(slots=True)
@@ -122,9 +112,9 @@ async def _main(runs: int, size_mib: int, dnsmasq_too: bool, smoke: bool) -> Non
             for label, options in cases.items():
                 ours, theirs = Sample(), Sample()
                 for _ in range(runs):  # interleaved, so a noisy neighbour hits both alike
-                    await _measure(server.port, options, _own_cpu, ours)
+                    await _measure(server.port, options, own_cpu, ours)
                     if dnsmasq is not None:
-                        await _measure(69, options, partial(_process_cpu, dnsmasq.pid), theirs)
+                        await _measure(69, options, partial(process_cpu, dnsmasq.pid), theirs)
                 ours_best[label] = ours.mib_s(size)
                 line = (f"{label}: imageserver {ours.mib_s(size):7.1f} MiB/s "
                         f"({ours.cpu_us_per_mib(size) / 1000:5.1f} ms CPU/MiB)")
