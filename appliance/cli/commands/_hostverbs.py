@@ -31,9 +31,10 @@ from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_n
 from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
 from domain import hostadmin, hosts
 from domain.errors import DomainError, Invalid, NotFound
+from domain.hostsfile import hosts_file
 from domain.sources import Sources
 from domain.views import view_json
-from state.hosts import hosts_file, list_hosts
+from state.hosts import list_hosts
 from state.lease_rows import offline_transaction
 from state.statelock import holder
 from state.store import open_offline

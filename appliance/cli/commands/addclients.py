@@ -17,8 +17,8 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from domain import hostadmin
+from domain.addclients import PlanError, parse_macs
 from domain.errors import Invalid
-from state.addclients import PlanError, parse_macs
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from domain.errors import Conflict
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName, image_name, is_label
 from state.hosts import Host
@@ -25,7 +26,7 @@ from state.lease_pools import SubnetLike
 MAX_HOSTS = 65536
 
 
-class PlanError(ValueError):
+class PlanError(Conflict):
     """The plan cannot be made; `problems` lists every clash, one line each."""
 
     def __init__(self, problems: Sequence[str]) -> None:
