@@ -47,12 +47,6 @@ class AddclientsRequest:
     first_ip: IPv4Address | None = None
     macs: tuple[tuple[str, str | None], ...] = ()  # (MAC, HOSTNAME or None), file order
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "range": f"{self.first}-{self.last}", "image": self.image,
-                "version": self.version, "pad": self.pad,
-                "first_ip": str(self.first_ip) if self.first_ip else None,
-                "macs": [[m, n] for m, n in self.macs]}
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AddclientsRequest:
         unknown = set(d) - {"base", "range", "image", "version", "pad", "first_ip", "macs"}
@@ -89,13 +83,11 @@ class PlannedHost:
     action: str  # "create" | "update" | "keep"
     changes: tuple[str, ...] = ()  # for "update": the fields that change
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "mac": self.mac, "ip": str(self.ip) if self.ip else None, "image": self.image,
-                "version": self.version, "action": self.action, "changes": list(self.changes)}
-
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """Its JSON is domain.hostadmin.AddclientsPlan's (the API answer and the offline CLI print the same)."""
+
     hosts: tuple[PlannedHost, ...]
 
     def counts(self) -> dict[str, int]:
@@ -103,9 +95,6 @@ class Plan:
         for h in self.hosts:
             out[h.action] += 1
         return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"hosts": [h.as_dict() for h in self.hosts], "counts": self.counts()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from domain.addclients import AddclientsRequest, Plan, PlanError, PlannedHost
 from domain.errors import Conflict, DomainError, Invalid, NotFound
 from domain.host_errors import HostError
-from domain.views import doc
+from domain.views import doc, view_json
 from protocols.names import InvalidName, image_name_problem
 from state.db import Connection
 from state.hosts import HOST_STATES, Host, HostClash, Op, host_by_name, update_host_op
@@ -47,6 +47,11 @@ class HostRecord:
         return cls(name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image,
                    version=h.version, state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
                    running_version=h.running_version, transport=h.transport)
+
+
+def host_json(host: Host) -> dict[str, Any]:
+    """The host as the API shows it after a change (the offline CLI prints the same)."""
+    return view_json(HostRecord.of(host))
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,11 @@ class AddclientsAnswer:
     def of(cls, plan: Plan, dry_run: bool) -> AddclientsAnswer:
         return cls(AddclientsPlan([PlannedHostView.of(h) for h in plan.hosts], PlanCounts(**plan.counts())),
                    dry_run)
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as the API answers it (AddclientsAnswer.plan; the offline CLI prints the same)."""
+    return view_json(AddclientsAnswer.of(plan, False).plan)
 
 
 @dataclass(frozen=True, slots=True)

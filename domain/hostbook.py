@@ -298,8 +298,3 @@ def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: b
             _, op = book.update(h.name, changes, now, source="addclients")
             ops.append(op)
     return plan, ops
-
-
-def run_offline(ops: Iterable[Op], conn: Connection) -> list[Any]:
-    """Run journal operations on an offline connection (inside the caller's transaction)."""
-    return [op(conn) for op in ops]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -19,13 +19,12 @@ HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
             "install_token", "running_version", "transport", "token_issued", "script", "last_update")
-# Kept out of Host.as_dict: the installer's credential and its age, the script text (a flag in the views)
-# and the update time (the views carry it on their own).
-_PRIVATE = ("install_token", "token_issued", "script", "last_update")
 
 
 @dataclass(frozen=True, slots=True)
 class Host:
+    """A stored host; what it shows of itself (no install token) is domain.hostadmin.HostRecord."""
+
     name: str
     mac: str | None
     ip: IPv4Address | None
@@ -52,13 +51,6 @@ class Host:
         ip = values["ip"]
         values["ip"] = IPv4Address(ip) if ip is not None else None
         return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["ip"] = str(self.ip) if self.ip is not None else None
-        for key in _PRIVATE:
-            out.pop(key)
-        return out
 
 
 def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:

@@ -120,7 +120,7 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     def set_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
             host, ops = hostadmin.change_host(book, name, changes, now)
-            return host.as_dict(), ops
+            return hostadmin.host_json(host), ops
 
         said, host = [], {}
         if changes:
@@ -137,7 +137,7 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     def rm_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
             host, ops = hostadmin.remove_host(book, name)
-            return host.as_dict(), ops
+            return hostadmin.host_json(host), ops
 
         return "removed", via(cfg, lambda api: api.delete(f"/api/v1/hosts/{name}")["host"], offline_rm,
                               f"host {name}")
