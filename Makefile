@@ -13,7 +13,7 @@ PYTEST  = $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 help:
 	@echo "make demo    set up a lab network and PXE-install a VM from the imageserver"
 	@echo "make test    install what the tests need and run the whole suite (TEST_WORKERS=2 xdist workers)"
-	@echo "make lint    ruff, mypy (strict) on protocols/ and state/, lint-imports (the layers), shellcheck + dash -n"
+	@echo "make lint    ruff, mypy (strict) on protocols/, state/ and domain/, lint-imports (the layers), shellcheck + dash -n"
 	@echo "make bench   side-by-side benchmarks against real peers (make test runs each once: BENCH_ARGS=--smoke)"
 	@echo "make fuzz    long mutation-fuzzing campaigns: 1,000,000 inputs per protocol (FUZZ_INPUTS=N)"
 	@echo "make deb     build dist/imageserver_<version>_amd64.deb (private venv in /usr/lib/imageserver)"

@@ -1,7 +1,7 @@
 """Host administration: the use cases the admin API (services/api_hostadmin.py) and the offline CLI
 (appliance/cli/commands: hosts set/rm, machines assign, addclients) share, and their response views.
 
-Each use case takes a `HostStore` (the port: state.hostbook.HostBook over the daemon's live lease book,
+Each use case takes a `HostStore` (the port: domain.hostbook.HostBook over the daemon's live lease book,
 or over one the CLI loads from the state database when no daemon runs), checks the change, and returns
 what it did with the journal operations that write the host rows; the caller runs them (the journal live,
 one transaction offline) inside `writing(...)`. They raise only domain errors.
@@ -16,22 +16,13 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Protocol
 
+from domain.addclients import AddclientsRequest, Plan, PlanError, PlannedHost
 from domain.errors import Conflict, DomainError, Invalid, NotFound
-from domain.views import doc
+from domain.host_errors import HostError
+from domain.views import doc, view_json
 from protocols.names import InvalidName, image_name_problem
-from state.addclients import AddclientsRequest, Plan, PlanError, PlannedHost
 from state.db import Connection
-from state.hosts import (
-    HOST_STATES,
-    Host,
-    HostClash,
-    HostError,
-    HostFieldError,
-    HostNotFound,
-    Op,
-    host_by_name,
-    update_host_op,
-)
+from state.hosts import HOST_STATES, Host, HostClash, Op, host_by_name, update_host_op
 from state.lease_validators import LeaseError
 
 
@@ -56,6 +47,11 @@ class HostRecord:
         return cls(name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image,
                    version=h.version, state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
                    running_version=h.running_version, transport=h.transport)
+
+
+def host_json(host: Host) -> dict[str, Any]:
+    """The host as the API shows it after a change (the offline CLI prints the same)."""
+    return view_json(HostRecord.of(host))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +122,11 @@ class AddclientsAnswer:
                    dry_run)
 
 
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as the API answers it (AddclientsAnswer.plan; the offline CLI prints the same)."""
+    return view_json(AddclientsAnswer.of(plan, False).plan)
+
+
 @dataclass(frozen=True, slots=True)
 class AddclientsClash:
     error: str
@@ -136,7 +137,7 @@ class AddclientsClash:
 
 
 class HostStore(Protocol):
-    """What host administration reads and changes (state.hostbook.HostBook implements it). A change returns
+    """What host administration reads and changes (domain.hostbook.HostBook implements it). A change returns
     the host as it will be and the operation that writes its row; the lease book is changed already."""
 
     def update(self, name: str, changes: Mapping[str, Any], now: float, *,
@@ -158,19 +159,14 @@ class Clashes(Conflict):
         self.problems = problems
 
 
-def from_host_error(e: HostError) -> DomainError:
-    """The store's refusal as a domain error, by its type: no such host, a malformed change, a contradiction."""
-    kind = NotFound if isinstance(e, HostNotFound) else Invalid if isinstance(e, HostFieldError) else Conflict
-    return kind(str(e))
-
-
 @contextmanager
 def _refusals() -> Iterator[None]:
-    """A host change refused: HostError by its kind, any other malformed value (a MAC, name, address) Invalid."""
+    """A host change refused: a HostError is a domain error of its kind already; any other malformed value
+    (a MAC, name, address) is Invalid."""
     try:
         yield
-    except HostError as e:
-        raise from_host_error(e) from None
+    except DomainError:
+        raise
     except ValueError as e:
         raise Invalid(str(e)) from None
 

@@ -16,19 +16,19 @@ from typing import Any
 from domain import hostadmin
 from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound, valid_names
+from domain.host_errors import HostError
+from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_transport, check_version
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
-from state import installs, transports
+from state import credentials, installs, transports
 from state.boot import decide_boot
-from state.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_version
 from state.hosts import (
     Host,
     HostClash,
-    HostError,
     Op,
     host_by_name,
     host_count,
@@ -242,7 +242,7 @@ class AddHost:
                 if image is not None:
                     image_name(image)
             version = check_version(given.version)
-            transport = transports.check_transport(given.transport)
+            transport = check_transport(given.transport)
         except HostError as e:
             raise Invalid(str(e)) from None
         ip = given.ip
@@ -267,7 +267,7 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
     """Check a new host against what exists and return the journal operation that writes it.
 
     With a lease book (the live one, or an offline one in the CLI) the host's fixed address becomes its
-    MAC's reservation, by the shared rules of state.hostbook; without one the row alone is written."""
+    MAC's reservation, by the shared rules of domain.hostbook; without one the row alone is written."""
     if host_by_name(src.reader, req.name) is not None:
         raise Conflict(f"host {req.name} exists already")
     image_installable(src, req.image, req.version)
@@ -294,4 +294,4 @@ def integrity_conflict(req: AddHost, error: HostClash) -> Conflict:
 def reinstall_op(name: str, now: float) -> Op:
     """State assigned and a fresh install token: the next PXE boot installs again. The op returns whether
     the host exists (NotFound is the caller's, after the commit)."""
-    return installs.reinstall_op(name, installs.new_token(), now)
+    return installs.reinstall_op(name, credentials.new_token(), now)

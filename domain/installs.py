@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
+from domain.host_errors import HostError
+from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook
 from domain.requests import InstallEvent
 from domain.settings import SubnetConfig
 from domain.sources import Sources
@@ -20,8 +22,7 @@ from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
-from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook
-from state.hosts import Host, HostError, Op, address_op, host_by_mac
+from state.hosts import Host, Op, address_op, host_by_mac
 from state.lease_rows import stored_bindings
 from state.lease_validators import LeaseError
 
@@ -230,7 +231,7 @@ class ReportRecorded:
 def installed_reservation(src: Sources, settings: InstallSettings, host: Host,
                           now: float) -> tuple[str, Op | None]:
     """On "done": with [dhcp] auto_static = "on-install" the host's lease becomes its reservation, by the
-    same rules as every other host change (state.hostbook). Says what happened, and the op naming the
+    same rules as every other host change (domain.hostbook). Says what happened, and the op naming the
     address on the host (when it had none)."""
     if settings.auto_static != "on-install":
         return f"auto_static is {settings.auto_static}", None

@@ -23,10 +23,10 @@ from domain.config_values import (
     DnsName,
     InterfaceName,
 )
+from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from state import audit, outbox
 from state.boot import UnknownBoot
 from state.discovery import DiscoveryPolicy, DiscoveryRule
-from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 
 SECONDS = {"unit": "seconds"}
 SHARE = {"unit": "share"}
@@ -39,7 +39,7 @@ class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A config table: unknown keys are refused, so a typo never falls back to a default silently."""
 
 
-class ApplianceConfig(Section):
+class ApplianceConfig(Section, frozen=True):
     state_dir: Path = Path("/var/lib/imageserver")
     interface: InterfaceName | None = None  # provisioning interface; None = not bound to a device
     address: IPv4Address | None = None  # our address on the provisioning network
@@ -54,7 +54,7 @@ class ApplianceConfig(Section):
 LeaseTime = Annotated[int, msgspec.Meta(ge=60, le=365 * 86400)]
 
 
-class SubnetConfig(Section):
+class SubnetConfig(Section, frozen=True):
     subnet: IPv4Network
     pool: AddressRange
     router: IPv4Address | None = None
@@ -71,7 +71,7 @@ class SubnetConfig(Section):
         return self.pool.last
 
 
-class DhcpConfig(Section):
+class DhcpConfig(Section, frozen=True):
     enabled: bool | None = None  # None: on when [dhcp] subnet is given (the parser decides)
     mode: Literal["authoritative", "proxy"] = "authoritative"
     port: Port = 67
@@ -105,7 +105,7 @@ class DhcpConfig(Section):
 TimeoutSeconds = Annotated[float, msgspec.Meta(ge=1, le=3600, extra=SECONDS)]
 
 
-class TftpConfig(Section):
+class TftpConfig(Section, frozen=True):
     enabled: bool = True
     port: Port = 69
     max_transfers: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 256
@@ -117,7 +117,7 @@ class TftpConfig(Section):
     stall_timeout: TimeoutSeconds = 30.0
 
 
-class HttpConfig(Section):
+class HttpConfig(Section, frozen=True):
     enabled: bool = True
     listen: IPv4Address = IPv4Address("0.0.0.0")
     port: Port = 80
@@ -137,14 +137,14 @@ class HttpConfig(Section):
     admin_networks: tuple[AnyNetwork, ...] = ()
 
 
-class DnsConfig(Section):
+class DnsConfig(Section, frozen=True):
     enabled: bool = False
     port: Port = 53
     upstreams: tuple[IPv4Address, ...] = ()
     ttl: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 60
 
 
-class RsyncdConfig(Section):
+class RsyncdConfig(Section, frozen=True):
     enabled: bool = True
     port: Port = 873
     # Who may pull images. Empty: the DHCP subnets (and loopback); images hold the master client's
@@ -155,7 +155,7 @@ class RsyncdConfig(Section):
     max_connections: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 32
 
 
-class MulticastConfig(Section):
+class MulticastConfig(Section, frozen=True):
     # udpcast sessions for installs on one L2 segment (services/multicast.py); off unless asked for.
     enabled: bool = False
     portbase: Annotated[int, msgspec.Meta(ge=1024, le=65000)] = 9000  # even; session N uses portbase + 2N and +1
@@ -176,7 +176,7 @@ UefiLoader = Literal["ipxe", "shim"]
 UEFI_BOOT_FILES: dict[UefiLoader, str] = {"ipxe": "ipxe.efi", "shim": "shimx64.efi"}  # -> the DHCP boot file
 
 
-class BootConfig(Section):
+class BootConfig(Section, frozen=True):
     # Where distro packages put the boot binaries (Debian paths); overridable per file.
     ipxe_dir: Path = Path("/usr/lib/ipxe")
     pxelinux: Path = Path("/usr/lib/PXELINUX/pxelinux.0")
@@ -195,7 +195,7 @@ class BootConfig(Section):
     grub_efi: Path = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
 
 
-class DiscoveryConfig(Section):
+class DiscoveryConfig(Section, frozen=True):
     # What happens to a machine that is no host: "hold" (it waits until assigned), "auto" (it becomes a
     # host by the first matching rule), "ignore" (an address, never a boot). See state/discovery.py.
     policy: DiscoveryPolicy = "hold"
@@ -211,7 +211,7 @@ class DiscoveryConfig(Section):
     auto_window: Annotated[float, msgspec.Meta(ge=1, le=30 * 86400, extra=SECONDS)] = 3600.0
 
 
-class SatelliteLinkConfig(Section):
+class SatelliteLinkConfig(Section, frozen=True):
     """[satellite]: this appliance as a satellite of a primary (services/satellite.py's link)."""
 
     # The primary appliance this one mirrors (its HTTP base URL); empty: not a satellite.
@@ -228,7 +228,7 @@ class SatelliteLinkConfig(Section):
         return min(120.0, max(self.interval, 12 * self.interval))
 
 
-class PowerConfig(Section):
+class PowerConfig(Section, frozen=True):
     """[power]: calls to the hosts' BMCs (services/power/)."""
 
     # BMCs called at once by one power command (more wait their turn): bounds the processes and sockets.
@@ -237,7 +237,7 @@ class PowerConfig(Section):
     timeout: Annotated[float, msgspec.Meta(ge=1, le=600, extra=SECONDS)] = 20.0
 
 
-class AuditConfig(Section):
+class AuditConfig(Section, frozen=True):
     """[audit]: the log of changes made through the admin API and the offline CLI (state/audit.py)."""
 
     # Entries kept: beyond max_entries the oldest go, and any older than max_age seconds.

@@ -28,7 +28,8 @@ def _layout(cls: type) -> tuple[tuple[str, bool], ...]:
 def view_json(view: Any) -> dict[str, Any]:
     """The view's JSON object: its fields by name, nested views (in lists and dicts too) rendered as well."""
     out: dict[str, Any] = {}
-    for name, omit_none in _layout(type(view)):
+    kind: type = type(view)  # type[Any] is not Hashable to mypy; the class object is
+    for name, omit_none in _layout(kind):
         value = getattr(view, name)
         if value is None and omit_none:
             continue

@@ -34,16 +34,16 @@ from domain.hostadmin import (
     OwnScript,
     ScriptStored,
 )
+from domain.hostbook import HostBook
+from domain.hostsfile import hosts_file
 from domain.requests import AddclientsBody, AssignBody, HostChange, ScriptBody
 from services.api_context import ApiContext
 from services.auth import Auth
 from services.routes import Call, Route, error, ok, text
-from state.hostbook import HostBook
 from state.hosts import (
     Host,
     Op,
     host_by_name,
-    hosts_file,
     list_hosts,
 )
 

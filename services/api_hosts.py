@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from domain import hosts
 from domain.errors import NotFound
+from domain.hostbook import AUTO_STATIC_DEFAULT
 from domain.hosts import AddHost, HostPage, HostView
 from domain.paging import DEFAULT_LIMIT, Page
 from services.auth import Auth
 from services.routes import PAGING, Call, Route, error, ok
-from state.hostbook import AUTO_STATIC_DEFAULT
 from state.hosts import HostClash
 
 # A page of 100 hosts by default (the dashboard polls it every 2 s; a 10,000-host answer takes 100s of ms),

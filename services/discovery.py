@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
 from domain.settings import DiscoveryConfig
 from state.discovery import AutoCreateLimit, decide_unknown, dhcp_offers_boot, first_match
 from state.eventlog import EventLog
-from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
 from state.hosts import address_op, host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
 from state.sightings import NO_DETAILS, Machine, MachineLog

@@ -9,10 +9,10 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from domain.installs import InstallSettings
 from domain.settings import PowerConfig
 from state import audit
-from state.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from state.installs import LiveProgress
 from state.installstats import InstallTally
 from state.lease_pools import PoolSpec, SubnetLike
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class HostSettings:
-    """What host changes over the API check against (state.hostbook)."""
+    """What host changes over the API check against (domain.hostbook)."""
 
     pools: tuple[SubnetLike, ...] = ()
     auto_static: AutoStatic = AUTO_STATIC_DEFAULT

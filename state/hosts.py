@@ -1,7 +1,7 @@
 """The `hosts` table: every SQL statement on it lives here, and `Host` is the one type of a stored host.
 
 A host is a named machine the operator told us about (hostname, MAC, image). The rules about which
-changes are allowed live above (state/hostbook.py, domain/); the other state modules (installs,
+changes are allowed live above (domain/hostbook.py, domain/host_states.py); the other state modules (installs,
 updates, mirror, names, credentials, satellites) read and write hosts through these functions.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -19,13 +19,12 @@ HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
             "install_token", "running_version", "transport", "token_issued", "script", "last_update")
-# Kept out of Host.as_dict: the installer's credential and its age, the script text (a flag in the views)
-# and the update time (the views carry it on their own).
-_PRIVATE = ("install_token", "token_issued", "script", "last_update")
 
 
 @dataclass(frozen=True, slots=True)
 class Host:
+    """A stored host; what it shows of itself (no install token) is domain.hostadmin.HostRecord."""
+
     name: str
     mac: str | None
     ip: IPv4Address | None
@@ -52,13 +51,6 @@ class Host:
         ip = values["ip"]
         values["ip"] = IPv4Address(ip) if ip is not None else None
         return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["ip"] = str(self.ip) if self.ip is not None else None
-        for key in _PRIVATE:
-            out.pop(key)
-        return out
 
 
 def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
@@ -140,48 +132,14 @@ def touch_host_op(name: str, now: float) -> Callable[[sqlite3.Connection], None]
 #
 # Creating, editing and removing hosts. Reads take a connection; writes are journal operations
 # (functions of a connection), so the daemon's group committer and an offline CLI transaction run
-# the same code. Keeping a host's reservation in step with it is state.hostbook's job.
+# the same code. Keeping a host's reservation in step with it is domain.hostbook's job.
 
 Op = Callable[[sqlite3.Connection], Any]
 
-# Which state changes an operator (or an install) may make. An installed host goes back to
-# "assigned" to install again (reinstall), never straight to "installing": only its installer does that.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "new": frozenset({"assigned", "installing", "installed", "failed"}),
-    "assigned": frozenset({"new", "installing", "installed", "failed"}),
-    "installing": frozenset({"assigned", "installed", "failed"}),
-    "installed": frozenset({"assigned", "failed"}),
-    "failed": frozenset({"assigned", "installed"}),
-}
 
-
-class HostError(ValueError):
-    """A host change that is refused (it contradicts what exists); the message says why, for people."""
-
-
-class HostNotFound(HostError):
-    """The change names a host that does not exist."""
-
-
-class HostFieldError(HostError):
-    """The change itself is malformed (a field that cannot be set)."""
-
-
-class HostClash(HostError):
+class HostClash(ValueError):
     """A write the table's unique constraints refused (a name, MAC or address taken by a change committed
     after the checks ran); the message is the constraint's."""
-
-
-class HostInputError(HostError):
-    """Refused because the input is malformed (a bad name, version or field), not because of a conflict."""
-
-
-def check_transition(old: str, new: str) -> None:
-    if new not in HOST_STATES:
-        raise HostError(f"state {new!r} is not one of {', '.join(HOST_STATES)}")
-    if old != new and new not in TRANSITIONS.get(old, frozenset()):
-        raise HostError(f"a host cannot go from {old} to {new} (allowed from {old}: "
-                        f"{', '.join(sorted(TRANSITIONS.get(old, ()))) or 'nothing'})")
 
 
 def _select(where: str = "", order: str = "") -> str:
@@ -218,7 +176,8 @@ def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:
     """Set columns of host `name` (ip as an IPv4Address or None). Returns whether the host existed."""
     unknown = set(changes) - set(_UPDATABLE)
     if unknown:
-        raise HostFieldError(f"cannot set {', '.join(sorted(unknown))} of a host")
+        # a caller's mistake: the rules (domain.hostbook) refuse an unknown field first
+        raise ValueError(f"cannot set {', '.join(sorted(unknown))} of a host")
     values = {k: (int(v) if k == "ip" and v is not None else v) for k, v in changes.items()}
 
     def op(conn: sqlite3.Connection) -> bool:
@@ -238,15 +197,6 @@ def delete_host_op(name: str) -> Op:
         return bool(conn.execute("DELETE FROM hosts WHERE name = ?", (name,)).rowcount)
 
     return op
-
-
-def hosts_file(hosts: list[Host], domain: str | None) -> str:
-    """/etc/hosts lines for every host with an address: 'IP<TAB>name.domain name'."""
-    lines = ["# generated by imageserver (imageserver hosts export); hosts with an address"]
-    for h in sorted((h for h in hosts if h.ip is not None), key=lambda h: int(h.ip or 0)):
-        names = f"{h.name}.{domain} {h.name}" if domain else h.name
-        lines.append(f"{h.ip}\t{names}")
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- listing, batched

@@ -12,20 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from state.hosts import HostFieldError
-
 TRANSPORTS = ("rsync", "bittorrent", "multicast")
 DEFAULT = "rsync"
 Op = Callable[[sqlite3.Connection], object]
-
-
-def check_transport(value: object) -> str | None:
-    """A transport name, or None ("" or None: not set, the default applies); HostFieldError names the choices."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or value not in TRANSPORTS:
-        raise HostFieldError(f"transport must be one of {', '.join(TRANSPORTS)}, got {value!r}")
-    return value
 
 
 def image_transport(conn: sqlite3.Connection, image: str | None) -> str | None:
@@ -46,8 +35,9 @@ def image_transports(conn: sqlite3.Connection, images: set[str]) -> dict[str, st
 
 
 def set_image_transport_op(image: str, transport: str | None) -> Op:
-    """The image's default transport (None: back to rsync's default)."""
-    value = check_transport(transport)
+    """The image's default transport, one of TRANSPORTS, checked by the caller (None: back to rsync's
+    default)."""
+    value = transport or None
 
     def op(conn: sqlite3.Connection) -> None:
         if value is None:

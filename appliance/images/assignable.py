@@ -45,5 +45,5 @@ def install_problem(conn: sqlite3.Connection, state_dir: Path, image: str, versi
 
 
 def image_problem_rule(conn: sqlite3.Connection, state_dir: Path) -> Callable[[str, int | None], str | None]:
-    """`install_problem` over this connection: what state.hostbook.HostBook.image_problem takes."""
+    """`install_problem` over this connection: what domain.hostbook.HostBook.image_problem takes."""
     return partial(install_problem, conn, state_dir)

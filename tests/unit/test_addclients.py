@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from domain.addclients import AddclientsRequest, Existing, PlanError, parse_macs, parse_range, plan_addclients
+from domain.host_errors import HostError
+from domain.hostbook import HostBook, addclients, make_lease_static
+from domain.hostsfile import hosts_file
 from protocols.names import InvalidName
-from state.addclients import AddclientsRequest, Existing, PlanError, parse_macs, parse_range, plan_addclients
 from state.db import connect
-from state.hostbook import HostBook, addclients, make_lease_static
-from state.hosts import HostError, hosts_file, list_hosts
+from state.hosts import list_hosts
 from state.lease_pools import PoolSpec
 from state.lease_rows import offline_transaction
 from state.leases import LeaseModel

@@ -14,10 +14,10 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 
+from domain.host_errors import HostError
+from domain.hostbook import check_transport
 from protocols import torrent as bt
 from services.torrents import build_info, piece_length_for, torrent_files
-from state.hosts import HostError
-from state.transports import check_transport
 
 needs_aria2c = pytest.mark.skipif(shutil.which("aria2c") is None, reason="aria2c is not installed")
 

@@ -15,8 +15,8 @@ from appliance.config import Config
 from appliance.daemon.dhcp_setup import offline_lease_model, subnets
 from appliance.images.assignable import image_problem_rule
 from domain.hostadmin import writing
+from domain.hostbook import HostBook
 from state.db import Connection, StoreFailure
-from state.hostbook import HostBook
 from state.hosts import Op
 from state.lease_rows import offline_transaction
 from state.store import open_offline

@@ -31,9 +31,10 @@ from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_n
 from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
 from domain import hostadmin, hosts
 from domain.errors import DomainError, Invalid, NotFound
+from domain.hostsfile import hosts_file
 from domain.sources import Sources
 from domain.views import view_json
-from state.hosts import hosts_file, list_hosts
+from state.hosts import list_hosts
 from state.lease_rows import offline_transaction
 from state.statelock import holder
 from state.store import open_offline
@@ -119,7 +120,7 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     def set_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
             host, ops = hostadmin.change_host(book, name, changes, now)
-            return host.as_dict(), ops
+            return hostadmin.host_json(host), ops
 
         said, host = [], {}
         if changes:
@@ -136,7 +137,7 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     def rm_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_rm(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
             host, ops = hostadmin.remove_host(book, name)
-            return host.as_dict(), ops
+            return hostadmin.host_json(host), ops
 
         return "removed", via(cfg, lambda api: api.delete(f"/api/v1/hosts/{name}")["host"], offline_rm,
                               f"host {name}")

@@ -17,8 +17,8 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from domain import hostadmin
+from domain.addclients import PlanError, parse_macs
 from domain.errors import Invalid
-from state.addclients import PlanError, parse_macs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
         plan, ops = hostadmin.add_clients(book, req, now, dry_run=args.dry_run, own=own)
-        return plan.as_dict(), ops
+        return hostadmin.plan_json(plan), ops
 
     plan = via(cfg, lambda api: api.post("/api/v1/addclients", {**body, "dry_run": args.dry_run})["plan"],
                offline, "addclients")

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
         def offline(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
             host, ops = hostadmin.assign_machine(book, args.mac, None if args.next else args.host, now)
-            return host.as_dict(), ops
+            return hostadmin.host_json(host), ops
 
         host = via(cfg, lambda api: api.post(f"/api/v1/machines/{args.mac}/assign", body)["host"], offline,
                    "assign")

@@ -14,27 +14,25 @@ transaction). So the admin API, the offline CLI and discovery share one set of r
   it gets its MAC; "on-install" does so when the host becomes installed (`make_lease_static`).
 
 A malformed name or MAC is protocols.names.InvalidName (the name rules' one error); a change the rules
-refuse is a HostError or LeaseError.
+refuse is a HostError (domain/host_errors.py: by kind, a domain error) or a LeaseError.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
+from domain.addclients import AddclientsRequest, Existing, Plan, plan_addclients
+from domain.host_errors import HostConflict, HostFieldError, HostNotFound
+from domain.host_states import check_transition
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
-from state.addclients import AddclientsRequest, Existing, Plan, plan_addclients
+from state.db import Connection
 from state.hosts import (
     Host,
-    HostError,
-    HostFieldError,
-    HostNotFound,
     Op,
-    check_transition,
     delete_host_op,
     first_without_mac,
     host_by_ip,
@@ -48,7 +46,7 @@ from state.lease_pools import SubnetLike
 from state.lease_rows import Reservation
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
-from state.transports import check_transport
+from state.transports import TRANSPORTS
 
 # [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
 # and the commands take it from here.
@@ -62,6 +60,15 @@ def check_version(version: object) -> int | None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise HostFieldError(f"version must be a positive integer, got {version!r}")
     return version
+
+
+def check_transport(value: object) -> str | None:
+    """A transport name, or None ("" or None: not set, the default applies); HostFieldError names the choices."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value not in TRANSPORTS:
+        raise HostFieldError(f"transport must be one of {', '.join(TRANSPORTS)}, got {value!r}")
+    return value
 
 
 def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: float,
@@ -82,7 +89,7 @@ def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: f
 
 @dataclass(slots=True)
 class HostBook:
-    conn: sqlite3.Connection
+    conn: Connection
     leases: LeaseModel
     pools: tuple[SubnetLike, ...] = ()
     auto_static: str = AUTO_STATIC_DEFAULT
@@ -106,23 +113,23 @@ class HostBook:
     def _check_ip(self, name: str, ip: IPv4Address, mac: str | None, now: float) -> None:
         other = host_by_ip(self.conn, ip)
         if other is not None and other.name != name:
-            raise HostError(f"{ip} is host {other.name}'s address")
+            raise HostConflict(f"{ip} is host {other.name}'s address")
         if mac is None:
             pool = self.pool_of(ip)
             if pool is not None:
-                raise HostError(f"{ip} is inside the DHCP pool {pool.pool_first}-{pool.pool_last}: a host "
+                raise HostConflict(f"{ip} is inside the DHCP pool {pool.pool_first}-{pool.pool_last}: a host "
                                 f"without a MAC needs an address outside every pool")
             res = next((r for r in self.leases.reservations() if r.ip == ip), None)
             if res is not None:
-                raise HostError(f"{ip} is reserved for {res.mac}" + (f" ({res.hostname})" if res.hostname else ""))
+                raise HostConflict(f"{ip} is reserved for {res.mac}" + (f" ({res.hostname})" if res.hostname else ""))
             lease = next((x for x in self.leases.leases(now) if x.ip == ip), None)
             if lease is not None:
-                raise HostError(f"{ip} is leased to {lease.mac}")
+                raise HostConflict(f"{ip} is leased to {lease.mac}")
 
     def _check_mac(self, name: str, mac: str) -> None:
         other = host_by_mac(self.conn, mac)
         if other is not None and other.name != name:
-            raise HostError(f"MAC {mac} is host {other.name}'s")
+            raise HostConflict(f"MAC {mac} is host {other.name}'s")
 
     # ------------------------------------------------------------------ reservations
 
@@ -140,7 +147,7 @@ class HostBook:
         try:
             self.leases.add_reservation(host.mac, host.ip, now, hostname=host.name, source=source)
         except LeaseError as e:
-            raise HostError(f"host {host.name}: {e}") from None
+            raise HostConflict(f"host {host.name}: {e}") from None
 
     def _static_now(self, host: Host, now: float, source: str) -> Host:
         """auto_static for a host with a MAC and no address: its lease becomes its reservation and address."""
@@ -161,7 +168,7 @@ class HostBook:
                transport: str | None = None) -> tuple[Host, Op]:
         name = host_name(name)
         if host_by_name(self.conn, name) is not None:
-            raise HostError(f"host {name} exists already")
+            raise HostConflict(f"host {name} exists already")
         mac = normalize_mac(mac) if mac else None
         if mac is not None:
             self._check_mac(name, mac)
@@ -208,12 +215,12 @@ class HostBook:
         elif new.state == "new" and new.image and new.mac:
             new = replace(new, state="assigned")  # it has what an install needs now
         if new.state in ("assigned", "installing") and not new.image:
-            raise HostError(f"host {name} has no image to be {new.state} with")
+            raise HostConflict(f"host {name} has no image to be {new.state} with")
         if (new.mac, new.ip) != (old.mac, old.ip):
             self._release(old)
             try:
                 self._reserve(new, now, source)
-            except HostError:
+            except HostConflict:
                 self._reserve(old, now, source)  # put the old one back: the change is refused as a whole
                 raise
         if self.auto_static == "on-assign" and new.mac is not None and new.mac != old.mac:
@@ -228,7 +235,7 @@ class HostBook:
         if image and self.image_problem is not None:
             problem = self.image_problem(image, version)
             if problem:
-                raise HostError(f"image {image} cannot be installed: {problem}")
+                raise HostConflict(f"image {image} cannot be installed: {problem}")
 
     def remove(self, name: str) -> tuple[Host, Op]:
         host = self.get(name)
@@ -239,7 +246,7 @@ class HostBook:
         """The next name of an addclients range: the first host (address order) that has no MAC yet."""
         host = first_without_mac(self.conn)
         if host is None:
-            raise HostError("no host is waiting for a machine (every host has a MAC; add some with addclients)")
+            raise HostConflict("no host is waiting for a machine (every host has a MAC; add some with addclients)")
         return host
 
     def assign(self, mac: str, name: str | None, now: float) -> tuple[Host, Op]:
@@ -248,9 +255,9 @@ class HostBook:
         current = host_by_mac(self.conn, mac)
         host = self.get(host_name(name)) if name is not None else self.next_free()
         if current is not None and current.name != host.name:
-            raise HostError(f"machine {mac} is host {current.name} already (remove or change that host first)")
+            raise HostConflict(f"machine {mac} is host {current.name} already (remove or change that host first)")
         if host.mac is not None and host.mac != mac:
-            raise HostError(f"host {host.name} has machine {host.mac} already")
+            raise HostConflict(f"host {host.name} has machine {host.mac} already")
         return self.update(host.name, {"mac": mac}, now, source="assign")
 
     def addclients(self, req: AddclientsRequest, now: float, *, dry_run: bool = False,
@@ -291,8 +298,3 @@ def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: b
             _, op = book.update(h.name, changes, now, source="addclients")
             ops.append(op)
     return plan, ops
-
-
-def run_offline(ops: Iterable[Op], conn: sqlite3.Connection) -> list[Any]:
-    """Run journal operations on an offline connection (inside the caller's transaction)."""
-    return [op(conn) for op in ops]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from domain.errors import Conflict
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName, image_name, is_label
 from state.hosts import Host
@@ -25,7 +26,7 @@ from state.lease_pools import SubnetLike
 MAX_HOSTS = 65536
 
 
-class PlanError(ValueError):
+class PlanError(Conflict):
     """The plan cannot be made; `problems` lists every clash, one line each."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -45,12 +46,6 @@ class AddclientsRequest:
     pad: int = 0
     first_ip: IPv4Address | None = None
     macs: tuple[tuple[str, str | None], ...] = ()  # (MAC, HOSTNAME or None), file order
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "range": f"{self.first}-{self.last}", "image": self.image,
-                "version": self.version, "pad": self.pad,
-                "first_ip": str(self.first_ip) if self.first_ip else None,
-                "macs": [[m, n] for m, n in self.macs]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AddclientsRequest:
@@ -88,13 +83,11 @@ class PlannedHost:
     action: str  # "create" | "update" | "keep"
     changes: tuple[str, ...] = ()  # for "update": the fields that change
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "mac": self.mac, "ip": str(self.ip) if self.ip else None, "image": self.image,
-                "version": self.version, "action": self.action, "changes": list(self.changes)}
-
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    """Its JSON is domain.hostadmin.AddclientsPlan's (the API answer and the offline CLI print the same)."""
+
     hosts: tuple[PlannedHost, ...]
 
     def counts(self) -> dict[str, int]:
@@ -102,9 +95,6 @@ class Plan:
         for h in self.hosts:
             out[h.action] += 1
         return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"hosts": [h.as_dict() for h in self.hosts], "counts": self.counts()}
 
 
 @dataclass(frozen=True, slots=True)
