@@ -202,7 +202,8 @@ def _udp_receive_buffer_errors(ns: Namespace) -> int:
     return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
-def perfdhcp(topo: Topology, rate: int, seconds: int, cpu: Callable[[], float]) -> Run:
+def perfdhcp(topo: Topology, rate: int, seconds: int, cpu: Callable[[], float] = lambda: 0.0) -> Run:
+    """One perfdhcp run at `rate`; `cpu` reads the server's CPU seconds (the run's share is its difference)."""
     # -W: after the last request, wait up to 1 s (perfdhcp's drop time) for answers still in flight, so
     # a server whose ACKs wait for an fsync is not charged for the exchanges cut off at the end.
     overflows = _udp_receive_buffer_errors(topo.prf)
