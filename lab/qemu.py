@@ -77,6 +77,17 @@ class VmNetwork:
     def host(self, number: int) -> ipaddress.IPv4Address:
         return self.subnet.network_address + number
 
+    def machine_at(self, ip: ipaddress.IPv4Address) -> Namespace:
+        """A plain machine on the LAN at `ip` (its own namespace, a veth on the bridge): a host's own address
+        without booting the host, e.g. to run updateclient against its mounted disk as the host would (the
+        host's credentials are good only from its address)."""
+        ns = self.lab.namespace("mach")
+        inside, outside = self.lab.ifname("mi"), self.lab.ifname("mo")
+        self.lab.veth(ns, inside, self.vmns, outside)
+        self.vmns.ip("link", "set", outside, "master", self.bridge)
+        ns.add_address(inside, f"{ip}/{self.subnet.prefixlen}")
+        return ns
+
 
 def vm_network(lab: Lab) -> VmNetwork:
     """Server ns with <random /24>.1 on its veth end; vm ns with a bridge holding the other end."""

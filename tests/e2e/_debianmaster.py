@@ -77,6 +77,19 @@ WantedBy=multi-user.target
 """
 
 
+# Set on each master copy (not in the cached tree, whose key holds REPORT_SERVICE): the report waits for an
+# address the DHCP server gave, not dhcpcd's IPv4LL fallback (169.254/16, also scope global), which a clone
+# on a loaded box can take while its DHCP exchange is still under way.
+REPORT_LEASED_ADDRESS = f"""[Service]
+ExecStart=
+ExecStart=/bin/sh -c 'leased() {{ ip -4 -o addr show scope global | grep inet | grep -v " 169[.]254[.]"; }}; \\
+i=0; while [ $i -lt 120 ] && ! leased >/dev/null; do sleep 1; i=$((i+1)); done; \\
+for a in $(leased | tr -s " " | cut -d" " -f2,4 | tr " " "="); do \\
+echo "{REPORT_MARKER} hostname=$(hostname) addr=$a machine-id=$(cat /etc/machine-id) \\
+root=$(findmnt -no SOURCE /) uptime=$(cut -d" " -f1 /proc/uptime)"; done'
+"""
+
+
 class MasterBuildError(RuntimeError):
     pass
 
@@ -277,6 +290,9 @@ def reports_before_getty(root: Path) -> None:
         drop_in = unit.parent / f"{unit.name}.d"
         drop_in.mkdir(exist_ok=True)
         (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY)
+    leased = root / "etc/systemd/system/imageserver-report.service.d"
+    if leased.is_dir():
+        (leased / "leased-address.conf").write_text(REPORT_LEASED_ADDRESS)
 
 
 def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Recipe = BOOKWORM) -> DebianMaster:

@@ -7,7 +7,7 @@ prepareclient + getimage, mkbootenv) serves image `demo`. Then:
    a BIOS VM boots the ISO (CD first), the installer takes local.cfg, installs the disk and the host
    is *installed* (the install's reports authenticated with the token its script carried).
 2. The installed disk (loop-mounted on the host) holds /etc/systemimager/updateclient.conf from the
-   install; `updateclient --root DISK --autoinstall` (in the server namespace, talking HTTP to the
+   install; `updateclient --root DISK --autoinstall` (in a namespace at node1's own address, talking HTTP to the
    imageserver like the machine would) marks the host for reinstall and makes the installer the
    disk's extlinux default.
 3. The VM boots its disk only: extlinux starts the installer with a fresh token, the host installs
@@ -16,6 +16,7 @@ prepareclient + getimage, mkbootenv) serves image `demo`. Then:
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,7 +82,9 @@ def test_iso_install_then_updateclient_autoinstall_reinstalls_from_the_disk(demo
         assert script.read_bytes() == client_script(REPO / "appliance/data/updateclient")  # as served
         conf = (root / "etc/systemimager/updateclient.conf").read_text()
         assert f"IMAGESERVER=http://{net.server_ip}" in conf and "HOSTNAME=node1" in conf and "TOKEN=" in conf
-        result = net.server.run(["sh", str(script), "--root", str(root), "--autoinstall"], check=False, timeout=60)
+        # From node1's own address (its update token is good only from there), as the installed system would.
+        node1 = net.machine_at(ipaddress.IPv4Address(ip))
+        result = node1.run(["sh", str(script), "--root", str(root), "--autoinstall"], check=False, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
         extlinux = (root / "boot/extlinux/extlinux.conf").read_text()
         assert extlinux.startswith("DEFAULT imageserver-autoinstall"), extlinux

@@ -14,7 +14,6 @@ The installer here is a test stand-in: a Debian kernel (appliance.boot.bootenv) 
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 import subprocess
@@ -157,7 +156,7 @@ def test_ipxe_rom_waits_then_installs_once_the_host_is_assigned(lab: Lab, instal
     counters = app.status()["services"]["http"]["counters"]
     assert counters["boot_install"] >= 1
     assert counters["files"] >= 2  # kernel + initrd over HTTP
-    machines = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
+    machines = app.api(f"/api/v1/machines/{mac}")  # reads need a token: Daemon.api sends the admin token
     assert machines["host"] == "node01" and machines["boot"]["kind"] == "install"
     print(f"\n[timing] iPXE: QEMU start to installer marker {booted:.1f} s (including the wait)")
 
@@ -180,7 +179,7 @@ def test_uefi_ipxe_boots_the_installer(lab: Lab, installer: tuple[Path, Path]) -
     assert_nonce_not_token(args, app)
     # The EFI stub found the initrd iPXE registered under the name the command line gives.
     assert args["initrd"] == "initrd.img"
-    machine = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
+    machine = app.api(f"/api/v1/machines/{mac}")  # reads need a token: Daemon.api sends the admin token
     assert machine["arch"] == 7, machine  # DHCP option 93: EFI x86-64, so this really was the UEFI path
     print(f"\n[timing] UEFI iPXE: QEMU start to installer marker {booted:.1f} s")
 
@@ -314,6 +313,6 @@ def test_uefi_installed_host_goes_on_to_its_disk_in_the_firmware_boot_order(lab:
     # reaches us is told "local" and steps on with exit 1. Nothing ever starts the installer.
     assert counters["boot_local"] >= 1
     assert counters.get("boot_install", 0) == 0
-    machine = json.loads(net.server.run(["curl", "-sf", f"http://127.0.0.1/api/v1/machines/{mac}"]).stdout)
+    machine = app.api(f"/api/v1/machines/{mac}")  # reads need a token: Daemon.api sends the admin token
     assert machine["arch"] == 7, machine  # the UEFI path
     print(f"\n[timing] UEFI local disk via exit 1: QEMU start to marker {booted:.1f} s")
