@@ -8,7 +8,6 @@ who gets the password.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -26,10 +25,9 @@ class Redfish:
         self.ssl: aiohttp.Fingerprint | bool = (aiohttp.Fingerprint(bytes.fromhex(bmc.fingerprint))
                                                 if bmc.fingerprint else False) if tls else True
         # the basic-auth header built here (aiohttp's `auth=` is deprecated, encode_basic_auth is only in 3.12+)
-        basic = base64.b64encode(f"{bmc.username}:{bmc.password}".encode()).decode()
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            headers={"Accept": "application/json", "OData-Version": "4.0", "Authorization": f"Basic {basic}"})
+            timeout=aiohttp.ClientTimeout(total=timeout), auth=aiohttp.BasicAuth(bmc.username, bmc.password),
+            headers={"Accept": "application/json", "OData-Version": "4.0"})
         self._system: dict[str, Any] | None = None
 
     async def close(self) -> None:
