@@ -21,6 +21,8 @@ from pathlib import Path
 
 import msgspec
 
+from appliance.images.manifest import xattr_digest
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 STATE = "state"  # the state dir's files, under this folder of the backup
@@ -73,20 +75,6 @@ class Manifest(msgspec.Struct, frozen=True):
         again = {rel for group in self.links for rel in group[1:]}
         return sum(e.size for e in self.files if e.type == "file" and e.path not in again
                    and (not under or e.path.startswith(under + "/")))
-
-
-def xattr_digest(path: str) -> str | None:
-    try:
-        names = sorted(os.listxattr(path, follow_symlinks=False))
-    except OSError:
-        return None
-    if not names:
-        return None
-    h = hashlib.sha256()
-    for name in names:
-        value = os.getxattr(path, name, follow_symlinks=False)
-        h.update(name.encode("utf-8", "surrogateescape") + b"\0" + len(value).to_bytes(8, "big") + value)
-    return h.hexdigest()
 
 
 def entry_of(abs_path: str, rel: str, st: os.stat_result, sha256: str | None = None) -> Entry:

@@ -65,7 +65,7 @@ def display(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _xattr_digest(path: str) -> str | None:
+def xattr_digest(path: str) -> str | None:
     try:
         names = sorted(os.listxattr(path, follow_symlinks=False))
     except OSError:
@@ -108,7 +108,7 @@ def walk(root: Path, reuse: dict[tuple[int, int, int], str] | None = None) -> It
             rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
         return Entry(path=rel, kind=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
                      size=st.st_size if kind == "f" else 0, mtime_ns=st.st_mtime_ns, sha256=sha, target=target,
-                     rdev=rdev, xattrs=_xattr_digest(abs_path), link=link, ino=st.st_ino)
+                     rdev=rdev, xattrs=xattr_digest(abs_path), link=link, ino=st.st_ino)
 
     def recurse(abs_dir: str, rel_dir: str) -> Iterator[Entry]:
         try:
