@@ -40,13 +40,17 @@ class HostRecord:
     updated: float
     last_seen: float | None
     running_version: int | None
-    transport: str | None = field(metadata=doc("the host's own choice (null: its image's default)"))
+    transport: str | None = field(metadata=doc("the host's own choice (null: its profile's, else its image's "
+                                               "default)"))
+    profile: str | None = field(metadata=doc("the profile it inherits from (null: none)"))
+    kernel_args: str | None = field(metadata=doc("its own kernel arguments (null: its profile's)"))
 
     @classmethod
     def of(cls, h: Host) -> HostRecord:
         return cls(name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image,
                    version=h.version, state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
-                   running_version=h.running_version, transport=h.transport)
+                   running_version=h.running_version, transport=h.transport, profile=h.profile,
+                   kernel_args=h.kernel_args)
 
 
 def host_json(host: Host) -> dict[str, Any]:
@@ -182,7 +186,8 @@ def writing(what: str) -> Iterator[None]:
 
 
 def change_host(store: HostStore, name: str, changes: Mapping[str, Any], now: float) -> tuple[Host, list[Op]]:
-    """hosts set / PATCH /api/v1/hosts/{name}: MAC, address, image, version, state, transport (None clears)."""
+    """hosts set / PATCH /api/v1/hosts/{name}: MAC, address, image, version, state, transport, profile,
+    kernel_args (None clears)."""
     with _refusals():
         host, op = store.update(name, changes, now)
     return host, [op]

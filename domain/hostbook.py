@@ -19,6 +19,7 @@ refuse is a HostError (domain/host_errors.py: by kind, a domain error) or a Leas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
@@ -46,12 +47,15 @@ from state.lease_pools import SubnetLike
 from state.lease_rows import Reservation
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
+from state.profiles import profile_by_name
 from state.transports import TRANSPORTS
 
 # [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
 # and the commands take it from here.
 AutoStatic = Literal["on-install", "on-assign", "off"]
 AUTO_STATIC_DEFAULT: AutoStatic = "on-install"
+# What `update` changes besides the state (None or "" clears each).
+_FIELDS = ("mac", "ip", "image", "version", "transport", "profile", "kernel_args")
 
 
 def check_version(version: object) -> int | None:
@@ -69,6 +73,22 @@ def check_transport(value: object) -> str | None:
     if not isinstance(value, str) or value not in TRANSPORTS:
         raise HostFieldError(f"transport must be one of {', '.join(TRANSPORTS)}, got {value!r}")
     return value
+
+
+# Kernel arguments go onto a boot loader's command line (iPXE, pxelinux, GRUB): words of plain characters,
+# nothing a loader would expand or end a line at.
+_KERNEL_ARGS = re.compile(r"^[A-Za-z0-9_.,:=/+@%\- ]*$")
+MAX_KERNEL_ARGS = 1024
+
+
+def check_kernel_args(value: object) -> str | None:
+    """Kernel arguments (a host's or a profile's), or None ("" or None: not set); HostFieldError says why not."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_KERNEL_ARGS or not _KERNEL_ARGS.match(value):
+        raise HostFieldError("kernel_args: words of letters, digits and _.,:=/+@%- separated by spaces "
+                             f"(at most {MAX_KERNEL_ARGS} characters)")
+    return " ".join(value.split()) or None
 
 
 def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: float,
@@ -188,7 +208,7 @@ class HostBook:
     def update(self, name: str, changes: Mapping[str, Any], now: float, *, source: str = "manual") -> tuple[Host, Op]:
         """Change mac, ip, image, version and/or state ("" or None clears mac, ip, image, version)."""
         old = self.get(name)
-        unknown = set(changes) - {"mac", "ip", "image", "version", "state", "transport"}
+        unknown = set(changes) - {*_FIELDS, "state"}
         if unknown:
             raise HostFieldError(f"cannot set {', '.join(sorted(unknown))} of a host")
         new = old
@@ -203,6 +223,12 @@ class HostBook:
             new = replace(new, version=check_version(changes["version"]))
         if "transport" in changes:
             new = replace(new, transport=check_transport(changes["transport"]))
+        if "kernel_args" in changes:
+            new = replace(new, kernel_args=check_kernel_args(changes["kernel_args"]))
+        if "profile" in changes:
+            new = replace(new, profile=self._check_profile(changes["profile"]))
+        # what an install needs: its own image, else its profile's
+        image = new.image or self._profile_image(new.profile)
         if (new.image, new.version) != (old.image, old.version):
             self._check_installable(new.image, new.version)
         if new.mac is not None and new.mac != old.mac:
@@ -212,9 +238,9 @@ class HostBook:
         if "state" in changes:
             check_transition(old.state, str(changes["state"]))
             new = replace(new, state=str(changes["state"]))
-        elif new.state == "new" and new.image and new.mac:
+        elif new.state == "new" and image and new.mac:
             new = replace(new, state="assigned")  # it has what an install needs now
-        if new.state in ("assigned", "installing") and not new.image:
+        if new.state in ("assigned", "installing") and not image:
             raise HostConflict(f"host {name} has no image to be {new.state} with")
         if (new.mac, new.ip) != (old.mac, old.ip):
             self._release(old)
@@ -227,9 +253,19 @@ class HostBook:
             new = self._static_now(new, now, "on-assign")
         if self.auto_static == "on-install" and new.state == "installed" and old.state != "installed":
             new = self._static_now(new, now, "on-install")
-        fields = {k: getattr(new, k) for k in ("mac", "ip", "image", "version", "state", "transport")
-                  if getattr(new, k) != getattr(old, k)}
+        fields = {k: getattr(new, k) for k in (*_FIELDS, "state") if getattr(new, k) != getattr(old, k)}
         return replace(new, updated=now), update_host_op(name, fields, now)
+
+    def _check_profile(self, value: object) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or profile_by_name(self.conn, value) is None:
+            raise HostNotFound(f"no profile named {value!r} (imageserver profiles add NAME ...)")
+        return value
+
+    def _profile_image(self, profile: str | None) -> str | None:
+        found = profile_by_name(self.conn, profile) if profile else None
+        return found.image if found is not None else None
 
     def _check_installable(self, image: str | None, version: int | None) -> None:
         if image and self.image_problem is not None:

@@ -19,17 +19,21 @@ from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
 from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_transport, check_version
 from domain.paging import Page
+from domain.power import PowerView, power_views
+from domain.profiles import Sourced, value_sources
 from domain.responses import BootDecision
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import credentials, installs, transports
+from state.bmcs import bmcs_of
 from state.boot import decide_boot
 from state.hosts import (
     Host,
     HostClash,
     Op,
+    effective_hosts,
     host_by_name,
     host_count,
     host_records,
@@ -38,6 +42,7 @@ from state.images import versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
+from state.profiles import hosts_with_profile_bmc
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,12 @@ class HostView(hostadmin.HostRecord):
     progress: InstallProgress
     binding: Binding | None
     transport_effective: str = field(default=transports.DEFAULT, metadata=doc(
-        "what its installer uses: its own, else its image's, else rsync"))
+        "what its installer uses: its own, else its profile's, else its image's, else rsync"))
+    effective: dict[str, Sourced] | None = field(default=None, metadata=doc(
+        "per inherited setting (image, version, transport, kernel_args, bmc): the value in force and where it "
+        "comes from (host, profile NAME, image NAME, default)", omit_none=True))
+    power: PowerView | None = field(default=None, metadata=doc(
+        "its last known power state and the BMC's error (null: no BMC answer yet)"))
     boot: BootDecision | None = field(default=None, metadata=doc(
         "what its next PXE boot does (left out where nothing decides: offline)", omit_none=True))
     timeline: list[TimelineEvent] | None = field(default=None, metadata=doc(
@@ -171,24 +181,33 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
     events = installs.timelines(src.reader, names)
     macs = [h.mac for h in records if h.mac]
     bindings = _bindings(src, macs, now)
-    images = {h.image for h in records if h.image}
+    inherited = effective_hosts(src.reader, names)  # with what each inherits from its profile
+    images = {h.image for h in inherited.values() if h.image}
     versions = versions_of_images(src.reader, images)
     defaults = transports.image_transports(src.reader, images)
+    own_bmcs = set(bmcs_of(src.reader, names))
+    profile_bmcs = hosts_with_profile_bmc(src.reader, names)
+    powers = power_views(src.reader, names)
     out = []
-    for h in records:
+    for own in records:
+        h = inherited.get(own.name, own)
         timeline = events.get(h.name, [])
         latest = src.progress.get(h.name) if src.progress is not None else None
         boot = None
         if src.boot_policy is not None and h.mac:
             boot = BootDecision.of(decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy))
         out.append(HostView(
-            name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=h.image, version=h.version,
+            name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=own.image,
+            version=own.version,
             state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
             running_version=h.running_version, last_update=h.last_update, script_override=h.script_override,
             progress=InstallProgress.of(installs.summary(timeline, now, latest)),
             binding=bindings.get(h.mac) if h.mac else None,
-            transport=h.transport,
+            transport=own.transport, profile=own.profile, kernel_args=own.kernel_args,
             transport_effective=h.transport or defaults.get(h.image or "") or transports.DEFAULT,
+            effective=value_sources(own, h, defaults.get(h.image or ""), own_bmc=own.name in own_bmcs,
+                                    profile_bmc=own.name in profile_bmcs),
+            power=powers.get(own.name),
             boot=boot, timeline=[TimelineEvent.of(e) for e in timeline] if with_timeline else None))
     return out
 

@@ -22,7 +22,7 @@ from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
-from state.hosts import Host, Op, address_op, host_by_mac
+from state.hosts import Host, Op, address_op, effective_host_by_mac
 from state.lease_rows import stored_bindings
 from state.lease_validators import LeaseError
 
@@ -56,7 +56,7 @@ def installing_host(src: Sources, mac_text: str) -> tuple[str, Host]:
     """(canonical MAC, its host); Invalid for a malformed MAC, NotFound when no host has it."""
     with valid_names():
         mac = normalize_mac(mac_text)
-    host = host_by_mac(src.reader, mac)
+    host = effective_host_by_mac(src.reader, mac)  # with what it inherits from its profile
     if host is None:
         raise NotFound(f"no host has MAC {mac}")
     return mac, host

@@ -13,7 +13,7 @@ from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state.boot import decide_boot
-from state.hosts import Host, host_macs, hosts_for_macs
+from state.hosts import Host, effective_hosts_for_macs, host_macs, hosts_for_macs
 from state.images import versions_of_images
 from state.sightings import Machine, stored_machines
 
@@ -65,7 +65,7 @@ class MachinePage:
 
 
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:
-    hosts: dict[str, Host] = hosts_for_macs(src.reader, [m.mac for m, _ in machines])
+    hosts: dict[str, Host] = effective_hosts_for_macs(src.reader, [m.mac for m, _ in machines])
     versions = versions_of_images(src.reader, {h.image for h in hosts.values() if h.image})
     out = []
     for m, seen in machines:

@@ -17,10 +17,23 @@ from urllib.parse import urlsplit
 from domain.errors import Invalid, NotFound
 from domain.sources import Sources
 from domain.views import doc
-from state.bmcs import Bmc, BmcSecret, Op, bmc_of, bmc_secrets, bmcs_of, delete_bmc_op, hosts_named
+from state.bmcs import (
+    Bmc,
+    BmcSecret,
+    Op,
+    PowerState,
+    bmc_hosts,
+    bmc_of,
+    bmc_secrets,
+    bmcs_of,
+    delete_bmc_op,
+    hosts_named,
+    power_states_of,
+)
 from state.bmcs import set_bmc_op as store_bmc_op
 from state.db import Connection
 from state.hosts import host_by_name
+from state.profiles import profile_bmc_hosts, profile_bmc_secrets
 
 BmcKind = Literal["ipmi", "redfish"]
 # status: ask; on/off/cycle: the power (cycle on a machine that is off powers it on); pxe: boot from the
@@ -109,6 +122,23 @@ class BmcView:
 
 
 @dataclass(frozen=True, slots=True)
+class PowerView:
+    """A host's last known power state: from its power operations and the periodic poll ([power] poll)."""
+
+    state: str | None = field(metadata=doc("on or off: the BMC's last answer, null: not known"))
+    error: str | None = field(metadata=doc("why the BMC's last call failed: the host's error, null: it did not"))
+    checked: float = field(metadata=doc("when the BMC last answered (or failed)"))
+
+    @classmethod
+    def of(cls, s: PowerState) -> PowerView:
+        return cls(s.power, s.error, s.checked)
+
+
+def power_views(reader: Connection, names: list[str]) -> dict[str, PowerView]:
+    return {n: PowerView.of(s) for n, s in power_states_of(reader, names).items()}
+
+
+@dataclass(frozen=True, slots=True)
 class PowerRequest:
     """POST /api/v1/power: one action on many hosts; each answers for itself."""
 
@@ -179,13 +209,26 @@ def power_targets(reader: Connection, names: list[str]) -> tuple[dict[str, BmcSe
     """The BMCs of `names` (for the drivers), and why each other host cannot be reached."""
     known = hosts_named(reader, names)
     secrets = bmc_secrets(reader, [n for n in names if n in known])
+    # a host without a BMC of its own: its profile's BMC defaults, where complete
+    secrets.update(profile_bmc_secrets(reader, [n for n in names if n in known and n not in secrets]))
     errors: dict[str, str] = {}
     for n in names:
         if n not in known:
             errors[n] = f"no host named {n!r}"
         elif n not in secrets:
-            errors[n] = f"host {n} has no BMC (imageserver hosts set {n} --bmc ADDRESS ...)"
+            errors[n] = f"host {n} has no BMC (imageserver hosts set {n} --bmc ADDRESS ..., or a profile's)"
+        else:
+            try:
+                parse_bmc_address(secrets[n].address)
+            except Invalid as e:
+                secrets.pop(n)
+                errors[n] = str(e)
     return secrets, errors
+
+
+def pollable_hosts(reader: Connection) -> list[str]:
+    """Every host with a BMC, its own or its profile's: what the periodic power poll asks."""
+    return sorted(set(bmc_hosts(reader)) | set(profile_bmc_hosts(reader)))
 
 
 def bmc_views(reader: Connection, names: list[str]) -> dict[str, BmcView]:

@@ -37,6 +37,10 @@ class HostChange:
     state: str | None = field(default=None, metadata=doc(omit_none=True, enum=list(HOST_STATES)))
     transport: str | None = field(default=None, metadata=doc(
         "rsync, bittorrent or multicast; null or \"\": the image's default"))
+    profile: str | None = field(default=None, metadata=doc(
+        "the profile it inherits image, version, transport, kernel arguments and BMC from; null or \"\": none"))
+    kernel_args: str | None = field(default=None, metadata=doc(
+        "added to the installer's kernel command line; null or \"\": its profile's"))
 
 
 @dataclass(frozen=True, slots=True)

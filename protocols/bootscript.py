@@ -70,6 +70,9 @@ class BootPlan(Protocol):
     def image(self) -> str | None: ...
 
     @property
+    def kernel_args(self) -> str | None: ...  # the host's (or its profile's), after [boot] kernel_cmdline
+
+    @property
     def version(self) -> int | None: ...
 
     @property
@@ -151,7 +154,7 @@ def installer_arguments(plan: BootPlan, server: BootServer) -> str:
         f"MAC={mac}",
         f"BOOTIF=01-{mac.replace(':', '-')}",
     ]
-    extra = _cmdline(server.kernel_cmdline)
+    extra = " ".join(x for x in (_cmdline(server.kernel_cmdline), _cmdline(plan.kernel_args or "")) if x)
     return " ".join(args) + (f" {extra}" if extra else "")
 
 

@@ -33,7 +33,7 @@ from services.auth import Auth, is_update_caller
 from services.routes import Call, Param, Route, error, ok
 from state import credentials, installs, updates
 from state.eventlog import EventLog
-from state.hosts import host_by_name
+from state.hosts import effective_host_by_name, host_by_name
 
 log = EventLog("imageserver.update")
 
@@ -55,6 +55,7 @@ class _Plan:
     fetch_nonce: str | None = None
     reason: str = "updateclient --autoinstall"
     poll_seconds: int = 0
+    kernel_args: str | None = None
 
 
 async def target(call: Call[None]) -> UpdateTargetView:
@@ -113,6 +114,7 @@ async def event(call: Call[UpdateEvent]) -> UpdateRecorded:
 async def autoinstall(call: Call[None]) -> Reinstall:
     ctx, name, host, request = call.ctx, call.caller.name, call.caller.host, call.request
     assert name is not None and host is not None
+    host = effective_host_by_name(ctx.store.reader, name) or host  # with what it inherits from its profile
     if not host.image:
         raise Conflict(f"host {name} has no image to install")
     now = ctx.clock()
@@ -130,7 +132,8 @@ async def autoinstall(call: Call[None]) -> Reinstall:
     if host.mac:
         # The same arguments a PXE boot of this host would hand the installer now (new token included).
         plan = _Plan(mac=host.mac, hostname=name, image=host.image,
-                     version=installs.resolve_version(ctx.store.reader, host), install_token=token)
+                     version=installs.resolve_version(ctx.store.reader, host), install_token=token,
+                     kernel_args=host.kernel_args)
         try:
             cmdline = installer_arguments(plan, server)
         except BootScriptError as e:

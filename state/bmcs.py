@@ -1,5 +1,6 @@
 """The `bmcs` table: each host's baseboard management controller (address, user, password, optional TLS
-certificate pin) and the last power state it answered.
+certificate pin); and the `power_states` table: each host's last power answer (or the BMC's error), whether
+the BMC is the host's own or its profile's (state/profiles.py).
 
 The password is a secret: it lives in the state database (0600 in a 0700 dir, state/permissions.py) and is
 read only by `bmc_secret`, which the power drivers use; `Bmc` (what views are made of) has no password field,
@@ -44,12 +45,39 @@ class BmcSecret:
         return f"BmcSecret(host={self.host!r}, address={self.address!r}, username={self.username!r}, password=***)"
 
 
-_SHOWN = "host, address, username, fingerprint, power, error, checked"
+@dataclass(frozen=True, slots=True)
+class PowerState:
+    """A host's last power answer: `power` on | off (None: not known), `error` the BMC's failure."""
+
+    power: str | None
+    error: str | None
+    checked: float
+
+
+_SHOWN = ("SELECT b.host, b.address, b.username, b.fingerprint, s.power, s.error, s.checked "
+          "FROM bmcs b LEFT JOIN power_states s ON s.host = b.host")
 
 
 def bmc_of(conn: sqlite3.Connection, host: str) -> Bmc | None:
-    row = conn.execute(f"SELECT {_SHOWN} FROM bmcs WHERE host = ?", (host,)).fetchone()
+    row = conn.execute(f"{_SHOWN} WHERE b.host = ?", (host,)).fetchone()
     return Bmc(*row) if row is not None else None
+
+
+def power_states_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, PowerState]:
+    """The last power answer of those of `hosts` that have one (one query per 500 hosts)."""
+    out: dict[str, PowerState] = {}
+    for i in range(0, len(hosts), 500):
+        chunk = list(hosts[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT host, power, error, checked FROM power_states WHERE host IN ({marks})",
+                                chunk):
+            out[row[0]] = PowerState(row[1], row[2], row[3])
+    return out
+
+
+def bmc_hosts(conn: sqlite3.Connection) -> list[str]:
+    """Every host that has a BMC of its own."""
+    return [r[0] for r in conn.execute("SELECT host FROM bmcs ORDER BY host")]
 
 
 def bmcs_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, Bmc]:
@@ -57,7 +85,7 @@ def bmcs_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, Bmc]:
     for i in range(0, len(hosts), 500):  # SQLite's bound-parameter limit
         chunk = list(hosts[i:i + 500])
         marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {_SHOWN} FROM bmcs WHERE host IN ({marks})", chunk):
+        for row in conn.execute(f"{_SHOWN} WHERE b.host IN ({marks})", chunk):
             out[row[0]] = Bmc(*row)
     return out
 
@@ -90,31 +118,47 @@ def set_bmc_op(host: str, address: str, username: str, password: str | None, fin
 
     def op(conn: sqlite3.Connection) -> bool:
         if password is None:
-            return bool(conn.execute("UPDATE bmcs SET address = ?, username = ?, fingerprint = ?, power = NULL, "
-                                     "error = NULL, checked = NULL WHERE host = ?",
+            done = bool(conn.execute("UPDATE bmcs SET address = ?, username = ?, fingerprint = ? WHERE host = ?",
                                      (address, username, fingerprint, host)).rowcount)
-        return bool(conn.execute(
-            "INSERT INTO bmcs (host, address, username, password, fingerprint) "
-            "SELECT name, ?, ?, ?, ? FROM hosts WHERE name = ? "
-            "ON CONFLICT(host) DO UPDATE SET address = excluded.address, username = excluded.username, "
-            "password = excluded.password, fingerprint = excluded.fingerprint, power = NULL, error = NULL, "
-            "checked = NULL", (address, username, password, fingerprint, host)).rowcount)
+        else:
+            done = bool(conn.execute(
+                "INSERT INTO bmcs (host, address, username, password, fingerprint) "
+                "SELECT name, ?, ?, ?, ? FROM hosts WHERE name = ? "
+                "ON CONFLICT(host) DO UPDATE SET address = excluded.address, username = excluded.username, "
+                "password = excluded.password, fingerprint = excluded.fingerprint",
+                (address, username, password, fingerprint, host)).rowcount)
+        if done:  # another BMC: what the old one answered is not known of this one
+            forget_power(conn, host)
+        return done
 
     return op
 
 
 def delete_bmc_op(host: str) -> Op:
     def op(conn: sqlite3.Connection) -> bool:
+        forget_power(conn, host)
         return bool(conn.execute("DELETE FROM bmcs WHERE host = ?", (host,)).rowcount)
 
     return op
 
 
+def forget_power(conn: sqlite3.Connection, host: str) -> None:
+    conn.execute("DELETE FROM power_states WHERE host = ?", (host,))
+
+
+def forget_power_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> None:
+    """The hosts' BMC changed (their profile's): their last answers were another BMC's."""
+    conn.executemany("DELETE FROM power_states WHERE host = ?", [(h,) for h in hosts])
+
+
 def record_power_op(results: Sequence[tuple[str, str | None, str | None]], now: float) -> Op:
-    """Each (host, power, error) a BMC call ended with: power None keeps the last known state."""
+    """Each (host, power, error) a BMC call ended with: power None keeps the last known state. A host that is
+    gone meanwhile is left out."""
 
     def op(conn: sqlite3.Connection) -> None:
-        conn.executemany("UPDATE bmcs SET power = coalesce(?, power), error = ?, checked = ? WHERE host = ?",
-                         [(power, error, now, host) for host, power, error in results])
+        conn.executemany(
+            "INSERT INTO power_states (host, power, error, checked) SELECT name, ?, ?, ? FROM hosts WHERE name = ? "
+            "ON CONFLICT(host) DO UPDATE SET power = coalesce(excluded.power, power), error = excluded.error, "
+            "checked = excluded.checked", [(power, error, now, host) for host, power, error in results])
 
     return op

@@ -16,7 +16,8 @@ Decision table (host = the hosts row with this MAC; policy = [boot] unknown, pol
                                                                   reinstalls explicitly
   (anything else in state)    -                                 local, with the odd state named
 
-A host's version None means the image's newest version at boot time.
+A host's version None means the image's newest version at boot time. The host is the one with what it
+inherits from its profile (state.hosts.effective_host_by_mac): a profile's image is installed like its own.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from state.hosts import Host, host_by_mac
+from state.hosts import Host, effective_host_by_mac
 from state.images import image_versions
 
 # What a machine with no host (or no image) boots ([boot] unknown): poll until assigned, or its local disk.
@@ -59,6 +60,7 @@ class BootDecision:
     install_token: str | None = None
     # What the boot file carries instead of the token (state/credentials.py); set by the boot responder.
     fetch_nonce: str | None = None
+    kernel_args: str | None = None  # the host's (or its profile's) additions to the installer's command line
 
     def as_dict(self) -> dict[str, Any]:
         # The install token is the installer's credential: it goes into the boot script, not the API.
@@ -97,11 +99,13 @@ def decide_boot(mac: str, host: Host | None, versions: Sequence[int], policy: Bo
         return BootDecision("wait", mac, f"image {host.image} has no version {version} (host {name})", poll,
                             hostname=name, image=host.image)
     return BootDecision("install", mac, f"host {name} is {host.state}: install {host.image} v{version}", poll,
-                        hostname=name, image=host.image, version=version, install_token=host.install_token)
+                        hostname=name, image=host.image, version=version, install_token=host.install_token,
+                        kernel_args=host.kernel_args)
 
 
 def boot_decision_for_mac(conn: sqlite3.Connection, mac: str, policy: BootPolicy) -> BootDecision:
-    """Read the host and its image's versions, then decide (the reads are the only impure part)."""
-    host = host_by_mac(conn, mac)
+    """Read the host (with what it inherits from its profile) and its image's versions, then decide (the
+    reads are the only impure part)."""
+    host = effective_host_by_mac(conn, mac)
     versions = image_versions(conn, host.image) if host is not None and host.image else ()
     return decide_boot(mac, host, versions, policy)

@@ -18,7 +18,8 @@ from state.lease_rows import reserved_ip
 HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
 _COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
-            "install_token", "running_version", "transport", "token_issued", "script", "last_update")
+            "install_token", "running_version", "transport", "token_issued", "script", "last_update", "profile",
+            "kernel_args")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class Host:
     token_issued: float | None = None  # NULL: a token from before the column (no known age)
     script: str | None = None  # the host's own autoinstall script (text, or a file name under scripts/)
     last_update: float | None = None  # when updateclient last finished on the host
+    profile: str | None = None  # the profile it inherits from (state/profiles.py), None: none
+    kernel_args: str | None = None  # added to the installer's command line; None: its profile's, else none
 
     @property
     def script_override(self) -> bool:
@@ -57,6 +60,49 @@ def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
     """The host whose MAC is `mac` (canonical 'aa:bb:cc:dd:ee:ff'), or None."""
     row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM hosts WHERE mac = ?", (mac,)).fetchone()
     return Host.from_row(row) if row is not None else None
+
+
+# --------------------------------------------------------------------------- effective hosts
+#
+# A host with what it inherits from its profile filled in (image, version, transport, kernel arguments):
+# the `hosts_effective` view of migration 8 is the rule's one home. What a machine boots and installs is
+# decided on these; edits read and write the hosts rows themselves (a host's own values).
+
+
+def effective_host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
+    row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective WHERE mac = ?", (mac,)).fetchone()
+    return Host.from_row(row) if row is not None else None
+
+
+def effective_host_by_name(conn: sqlite3.Connection, name: str) -> Host | None:
+    row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective WHERE name = ?", (name,)).fetchone()
+    return Host.from_row(row) if row is not None else None
+
+
+def effective_hosts(conn: sqlite3.Connection, names: list[str]) -> dict[str, Host]:
+    """Name -> the host with its inherited values, for those of `names` that are hosts."""
+    out: dict[str, Host] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective "
+                            f"WHERE name IN ({', '.join('?' * len(chunk))})", chunk)
+        out.update((h.name, h) for h in map(Host.from_row, rows))
+    return out
+
+
+def effective_hosts_for_macs(conn: sqlite3.Connection, macs: list[str]) -> dict[str, Host]:
+    """MAC -> the host with its inherited values (what the machines list decides boots on)."""
+    out: dict[str, Host] = {}
+    for i in range(0, len(macs), 500):
+        chunk = macs[i:i + 500]
+        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective "
+                            f"WHERE mac IN ({', '.join('?' * len(chunk))})", chunk)
+        out.update((h.mac, h) for h in map(Host.from_row, rows) if h.mac is not None)
+    return out
+
+
+def names_with_profile(conn: sqlite3.Connection, profile: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM hosts WHERE profile = ? ORDER BY name", (profile,))]
 
 
 def is_host(conn: sqlite3.Connection, mac: str) -> bool:
@@ -169,7 +215,8 @@ def insert_host_op(host: Host) -> Op:
     return op
 
 
-_UPDATABLE = ("mac", "ip", "image", "version", "state", "script", "running_version", "install_token", "transport")
+_UPDATABLE = ("mac", "ip", "image", "version", "state", "script", "running_version", "install_token", "transport",
+              "profile", "kernel_args")
 
 
 def update_host_op(name: str, changes: dict[str, Any], now: float) -> Op:
@@ -300,23 +347,26 @@ def address_op(name: str, ip: IPv4Address, now: float) -> Op:
 
 
 def due_with_token(conn: sqlite3.Connection) -> list[Host]:
-    """Hosts due to install (assigned or installing) that have an image and an install token."""
-    rows = conn.execute(_select("WHERE state IN ('assigned', 'installing') AND image IS NOT NULL "
-                                "AND install_token IS NOT NULL")).fetchall()
+    """Hosts due to install (assigned or installing) that have an image (their own or their profile's) and
+    an install token, with their inherited values."""
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective WHERE state IN ('assigned', "
+                        "'installing') AND image IS NOT NULL AND install_token IS NOT NULL").fetchall()
     return [Host.from_row(r) for r in rows]
 
 
 def count_due_to_install(conn: sqlite3.Connection, image: str) -> int:
     """How many hosts are due to install `image` (new, assigned or installing)."""
-    row = conn.execute("SELECT count(*) FROM hosts WHERE image = ? AND state IN ('new', 'assigned', 'installing')",
+    row = conn.execute("SELECT count(*) FROM hosts_effective WHERE image = ? "
+                       "AND state IN ('new', 'assigned', 'installing')",
                        (image,)).fetchone()
     return int(row[0])
 
 
 def names_using(conn: sqlite3.Connection, image: str, version: int, *, newest: bool) -> list[str]:
-    """Hosts pinned to `version` of `image`, or following the image's newest when `newest`."""
+    """Hosts pinned to `version` of `image`, or following the image's newest when `newest` (their own image
+    or their profile's)."""
     rows = conn.execute(
-        "SELECT name FROM hosts WHERE image = ? AND (version = ? OR (version IS NULL AND ?)) ORDER BY name",
+        "SELECT name FROM hosts_effective WHERE image = ? AND (version = ? OR (version IS NULL AND ?)) ORDER BY name",
         (image, version, 1 if newest else 0)).fetchall()
     return [r[0] for r in rows]
 

@@ -147,4 +147,52 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM bmcs WHERE host = old.name;
     END;
     """,
+    # 8: profiles (state/profiles.py): named settings hosts inherit unless they set their own. A host names
+    # its profile (NULL: none) and may carry its own kernel arguments; `hosts_effective` is each host with
+    # what it inherits filled in (the one home of "own value, else its profile's"): the boot decision, the
+    # install script, rsync admission and "which hosts use this image" read it. A profile's version applies
+    # only with its own image (a host that picks another image does not inherit a version of this one).
+    # `power_states` is each host's last known power answer (state/bmcs.py), whether its BMC is its own or
+    # its profile's; the bmcs table's power columns are read no more (copied here once).
+    """
+    ALTER TABLE hosts ADD COLUMN profile TEXT;
+    ALTER TABLE hosts ADD COLUMN kernel_args TEXT;
+    CREATE INDEX hosts_profile ON hosts(profile);
+
+    CREATE TABLE profiles (
+        name         TEXT PRIMARY KEY,
+        image        TEXT,
+        version      INTEGER,
+        transport    TEXT,
+        kernel_args  TEXT,
+        bmc_address  TEXT,           -- a template: {host} is the host's name
+        bmc_username TEXT,
+        bmc_password TEXT,           -- 0600 like the bmcs table's, never shown
+        created      REAL NOT NULL,
+        updated      REAL NOT NULL
+    );
+
+    CREATE VIEW hosts_effective AS
+    SELECT h.name, h.mac, h.ip,
+           coalesce(h.image, p.image) AS image,
+           CASE WHEN h.image IS NULL OR h.image = p.image THEN coalesce(h.version, p.version)
+                ELSE h.version END AS version,
+           h.state, h.created, h.updated, h.last_seen, h.install_token, h.running_version,
+           coalesce(h.transport, p.transport) AS transport,
+           h.token_issued, h.script, h.last_update, h.profile,
+           coalesce(h.kernel_args, p.kernel_args) AS kernel_args
+    FROM hosts h LEFT JOIN profiles p ON p.name = h.profile;
+
+    CREATE TABLE power_states (
+        host     TEXT PRIMARY KEY,   -- hosts.name
+        power    TEXT,               -- on | off: the last answer
+        error    TEXT,               -- the last call's failure: the host's error
+        checked  REAL NOT NULL       -- when the BMC last answered (or failed)
+    );
+    INSERT INTO power_states (host, power, error, checked)
+        SELECT host, power, error, checked FROM bmcs WHERE checked IS NOT NULL;
+    CREATE TRIGGER hosts_delete_power AFTER DELETE ON hosts BEGIN
+        DELETE FROM power_states WHERE host = old.name;
+    END;
+    """,
 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocols.names import InvalidName, image_name
-from state.hosts import host_by_name, host_exists, record_update_done
+from state.hosts import effective_host_by_name, host_by_name, host_exists, record_update_done
 from state.images import image_versions
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -72,7 +72,7 @@ def check_version(version: object) -> int | None:
 def resolve_target(conn: sqlite3.Connection, host: str, image: str | None = None,
                    version: int | None = None) -> UpdateTarget:
     """The version host `host` should run: the one asked for, else its assignment (None = the newest)."""
-    stored = host_by_name(conn, host)
+    stored = effective_host_by_name(conn, host)  # its profile's image and version where it has none of its own
     if stored is None:
         raise LookupError(f"no host named {host!r}")
     assigned_image, assigned_version = stored.image, stored.version

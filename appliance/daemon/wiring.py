@@ -34,6 +34,7 @@ from services import (
     api_metrics,
     api_multicast,
     api_power,
+    api_profiles,
     api_satellite,
     api_status,
     api_tokens,
@@ -72,7 +73,7 @@ def api_route_modules() -> list[RouteModule]:
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
             api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES,
-            api_power.ROUTES, api_tokens.ROUTES, api_audit.ROUTES]
+            api_power.ROUTES, api_profiles.ROUTES, api_tokens.ROUTES, api_audit.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:

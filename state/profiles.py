@@ -1,0 +1,181 @@
+"""The `profiles` table: named settings (image, version, transport, kernel arguments, BMC defaults) that
+hosts naming the profile inherit unless they set their own.
+
+Which value a host ends up with is the `hosts_effective` view (state/schema.py, migration 8) for what a
+boot and an install read, and `Profile.FIELDS` for what the host view says of each value's source. The
+BMC password is a secret like the bmcs table's: `Profile` has no field for it; `profile_bmc_secrets` is for
+the power drivers only. Root-device hints (another part of the fleet work) become one more field here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from state.bmcs import BmcSecret
+from state.hosts import names_with_profile
+
+Op = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A stored profile as it may be shown (no BMC password)."""
+
+    # The settings a host inherits field by field (the host's own value of the same name wins).
+    FIELDS: ClassVar[tuple[str, ...]] = ("image", "version", "transport", "kernel_args")
+
+    name: str
+    image: str | None = None
+    version: int | None = None  # None: the image's newest (inherited only with this profile's image)
+    transport: str | None = None
+    kernel_args: str | None = None
+    bmc_address: str | None = None  # a template: {host} is the host's name
+    bmc_username: str | None = None
+    bmc_password_set: bool = False
+    created: float = 0.0
+    updated: float = 0.0
+
+
+_SHOWN = ("name, image, version, transport, kernel_args, bmc_address, bmc_username, bmc_password IS NOT NULL, "
+          "created, updated")
+# What `set_profile_op` may change (bmc_password is written but never read back here).
+SETTABLE = ("image", "version", "transport", "kernel_args", "bmc_address", "bmc_username", "bmc_password")
+
+
+def _profile(row: Sequence[Any]) -> Profile:
+    return Profile(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]), row[8], row[9])
+
+
+def profile_by_name(conn: sqlite3.Connection, name: str) -> Profile | None:
+    row = conn.execute(f"SELECT {_SHOWN} FROM profiles WHERE name = ?", (name,)).fetchone()
+    return _profile(row) if row is not None else None
+
+
+def list_profiles(conn: sqlite3.Connection) -> list[Profile]:
+    return [_profile(r) for r in conn.execute(f"SELECT {_SHOWN} FROM profiles ORDER BY name")]
+
+
+def profiles_named(conn: sqlite3.Connection, names: set[str]) -> dict[str, Profile]:
+    if not names:
+        return {}
+    chunk = sorted(names)
+    rows = conn.execute(f"SELECT {_SHOWN} FROM profiles WHERE name IN ({','.join('?' * len(chunk))})", chunk)
+    return {p.name: p for p in map(_profile, rows)}
+
+
+def host_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Profile name -> how many hosts name it."""
+    return {r[0]: int(r[1]) for r in
+            conn.execute("SELECT profile, count(*) FROM hosts WHERE profile IS NOT NULL GROUP BY profile")}
+
+
+def users(conn: sqlite3.Connection, name: str) -> list[str]:
+    """The hosts that inherit from profile `name`."""
+    return names_with_profile(conn, name)
+
+
+def add_profile_op(name: str, values: Mapping[str, Any], now: float) -> Op:
+    """A new profile (the caller checked that the name is free and the values); sqlite3.IntegrityError
+    if it was taken meanwhile."""
+    keys = [k for k in SETTABLE if k in values]
+
+    def op(conn: sqlite3.Connection) -> None:
+        cols = ", ".join(["name", *keys, "created", "updated"])
+        conn.execute(f"INSERT INTO profiles ({cols}) VALUES ({', '.join('?' * (len(keys) + 3))})",
+                     (name, *(values[k] for k in keys), now, now))
+
+    return op
+
+
+def set_profile_op(name: str, changes: Mapping[str, Any], now: float) -> Op:
+    """Change fields of profile `name` (None clears); returns whether it exists."""
+    unknown = set(changes) - set(SETTABLE)
+    if unknown:
+        raise ValueError(f"cannot set {', '.join(sorted(unknown))} of a profile")
+
+    def op(conn: sqlite3.Connection) -> bool:
+        sets = "".join(f"{k} = ?, " for k in changes)
+        return bool(conn.execute(f"UPDATE profiles SET {sets}updated = ? WHERE name = ?",
+                                 (*changes.values(), now, name)).rowcount)
+
+    return op
+
+
+def delete_profile_op(name: str) -> Op:
+    """Remove profile `name` unless a host names it: returns the hosts that do (nothing removed then), else
+    an empty list (removed, or there was none)."""
+
+    def op(conn: sqlite3.Connection) -> list[str]:
+        using = names_with_profile(conn, name)
+        if not using:
+            conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
+        return using
+
+    return op
+
+
+def hosts_with_profile_bmc(conn: sqlite3.Connection, hosts: Sequence[str]) -> set[str]:
+    """Which of `hosts` inherit a complete BMC default (address, user, password) from their profile."""
+    out: set[str] = set()
+    for i in range(0, len(hosts), 500):
+        chunk = list(hosts[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        out.update(r[0] for r in conn.execute(
+            "SELECT h.name FROM hosts h JOIN profiles p ON p.name = h.profile "
+            f"WHERE h.name IN ({marks}) AND p.bmc_address IS NOT NULL AND p.bmc_username IS NOT NULL "
+            "AND p.bmc_password IS NOT NULL", chunk))
+    return out
+
+
+def profile_bmc_hosts(conn: sqlite3.Connection) -> list[str]:
+    """Every host whose profile has a complete BMC default."""
+    return [r[0] for r in conn.execute(
+        "SELECT h.name FROM hosts h JOIN profiles p ON p.name = h.profile WHERE p.bmc_address IS NOT NULL "
+        "AND p.bmc_username IS NOT NULL AND p.bmc_password IS NOT NULL ORDER BY h.name")]
+
+
+def profile_bmc_secrets(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, BmcSecret]:
+    """For those of `hosts` whose profile has BMC defaults (address template, user, password): the BMC
+    they inherit (the host's own in the bmcs table wins; the caller asks for the others only)."""
+    out: dict[str, BmcSecret] = {}
+    for i in range(0, len(hosts), 500):
+        chunk = list(hosts[i:i + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT h.name, p.bmc_address, p.bmc_username, p.bmc_password FROM hosts h JOIN profiles p "
+            f"ON p.name = h.profile WHERE h.name IN ({marks}) AND p.bmc_address IS NOT NULL "
+            "AND p.bmc_username IS NOT NULL AND p.bmc_password IS NOT NULL", chunk)
+        for host, address, user, password in rows:
+            out[host] = BmcSecret(host, address.replace("{host}", host), user, password, None)
+    return out
+
+
+@dataclass(slots=True)
+class StoredProfiles:
+    """domain.profiles.ProfileStore over a reader connection (the daemon's, or the offline CLI's)."""
+
+    conn: sqlite3.Connection
+
+    def get(self, name: str) -> Profile | None:
+        return profile_by_name(self.conn, name)
+
+    def users(self, name: str) -> list[str]:
+        return users(self.conn, name)
+
+    def counts(self) -> dict[str, int]:
+        return host_counts(self.conn)
+
+    def all(self) -> list[Profile]:
+        return list_profiles(self.conn)
+
+    def add_op(self, name: str, values: Mapping[str, Any], now: float) -> Op:
+        return add_profile_op(name, values, now)
+
+    def change_op(self, name: str, changes: Mapping[str, Any], now: float) -> Op:
+        return set_profile_op(name, changes, now)
+
+    def remove_op(self, name: str) -> Op:
+        return delete_profile_op(name)
