@@ -68,22 +68,53 @@ def timeline_lines(events: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _from(sourced: dict[str, Any] | None) -> str:
+    """Where an effective value comes from, as `hosts show` says it: "" for the host's own."""
+    source = (sourced or {}).get("source")
+    return "" if source in (None, "host") else f"  (from {source})"
+
+
+def power_text(power: dict[str, Any] | None) -> str:
+    """The last known power state: "on", "off", "?" or "ERROR: reason"."""
+    if not power:
+        return "-"
+    if power.get("error"):
+        return f"ERROR: {power['error']}"
+    return str(power.get("state") or "?")
+
+
+def effective_image(host: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The image and version the host installs: its own, else its profile's."""
+    eff = host.get("effective") or {}
+    image = (eff.get("image") or {}).get("value", host.get("image"))
+    version = (eff.get("version") or {}).get("value", host.get("version"))
+    return image, version
+
+
 def host_detail(host: dict[str, Any]) -> str:
     binding = host.get("binding") or {}
     boot = host.get("boot") or {}
+    eff = host.get("effective") or {}
+    image, version = effective_image(host)
     lines = [
         f"host       {host['name']}",
         f"mac        {host.get('mac') or '-'}",
         f"address    {binding.get('ip') or host.get('ip') or '-'}"
         + (f" ({binding.get('kind')}{', ' + binding['source'] if binding.get('source') else ''})" if binding else ""),
-        f"image      {host.get('image') or '-'}"
-        + (f" v{host['version']}" if host.get("version") is not None else " (newest)"),
+        f"profile    {host.get('profile') or '-'}",
+        f"image      {image or '-'}" + _from(eff.get("image")),
+        f"version    {f'v{version}' if version is not None else 'newest'}" + _from(eff.get("version")),
         f"state      {host['state']}"
         + (f", running v{host['running_version']}" if host.get("running_version") is not None else ""),
     ]
     if host.get("transport_effective"):
-        lines.append(f"transport  {host['transport_effective']}"
-                     + ("" if host.get("transport") else " (the image's default)"))
+        lines.append(f"transport  {host['transport_effective']}" + _from(eff.get("transport")))
+    if eff.get("kernel_args", {}).get("value") or host.get("kernel_args"):
+        lines.append(f"kernel     {eff.get('kernel_args', {}).get('value') or host.get('kernel_args')}"
+                     + _from(eff.get("kernel_args")))
+    if eff.get("bmc", {}).get("value"):
+        lines.append(f"bmc        yes{_from(eff.get('bmc'))}")
+    lines.append(f"power      {power_text(host.get('power'))}")
     if host.get("last_update") is not None:
         lines.append(f"updated    {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(host['last_update']))} "
                      "(updateclient)")

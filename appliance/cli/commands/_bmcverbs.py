@@ -55,13 +55,13 @@ def bmc_bodies(args: argparse.Namespace, names: list[str]) -> dict[str, dict[str
         return dict.fromkeys(names)
     if not args.bmc_user:
         raise CommandFailed("give the BMC's user with --bmc-user")
-    password = _password(args)
+    secret = password(args)
     addresses = _addresses(args.bmc, names)
-    return {n: {"address": a, "username": args.bmc_user, "password": password,
+    return {n: {"address": a, "username": args.bmc_user, "password": secret,
                 "fingerprint": args.bmc_fingerprint} for n, a in zip(names, addresses, strict=True)}
 
 
-def _password(args: argparse.Namespace) -> str | None:
+def password(args: argparse.Namespace) -> str | None:
     if args.bmc_password_file is not None:
         try:
             text = sys.stdin.read() if str(args.bmc_password_file) == "-" else args.bmc_password_file.read_text()

@@ -29,6 +29,7 @@ from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
 from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_nodes, for_each, print_outcomes
 from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
+from appliance.cli.installview import effective_image, power_text
 from domain import hostadmin, hosts
 from domain.errors import DomainError, Invalid, NotFound
 from domain.hostsfile import hosts_file
@@ -57,6 +58,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
     st.add_argument("--transport", choices=(*TRANSPORTS, ""),
                     help="how its installer fetches the image; '' for the image's default")
     st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
+    prof = st.add_mutually_exclusive_group()
+    prof.add_argument("--profile", metavar="NAME", help="inherit image, version, transport, kernel arguments and "
+                                                        "BMC from profile NAME where the host sets none itself")
+    prof.add_argument("--no-profile", action="store_true", help="inherit from no profile any more")
+    st.add_argument("--kernel-args", metavar="ARGS",
+                    help="added to the installer's kernel command line; '' for its profile's")
     _bmcverbs.add_bmc_options(st)
     rm = verbs.add_parser("rm", aliases=["remove"], help="remove hosts (and their reservations)")
     add_nodes_argument(rm)
@@ -77,10 +84,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in ("mac", "ip", "image", "state", "transport"):
+    for key in ("mac", "ip", "image", "state", "transport", "profile", "kernel_args"):
         value = getattr(args, key)
         if value is not None:
             out[key] = value or None
+    if args.no_profile:
+        out["profile"] = None
     try:
         if args.version is not None:
             out["version"] = int(args.version) if args.version else None
@@ -114,8 +123,8 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
         changes = _changes(args)
         bmcs = _bmcverbs.bmc_bodies(args, names) if _bmcverbs.wanted(args) else None
         if not changes and bmcs is None:
-            return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state or --bmc)",
-                        USAGE)
+            return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state, --profile, "
+                        "--no-profile, --kernel-args or --bmc)", USAGE)
 
     def set_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
@@ -252,10 +261,9 @@ def _edit(text: str) -> str | None:
 def list_row(host: dict[str, Any], progress: str) -> dict[str, Any]:
     """A `hosts list` row: the image with its pinned version (else the newest), when the host was last seen."""
 
-    image = host.get("image")
-    version = host.get("version")
+    image, version = effective_image(host)
     return {**host, "progress": progress, "seen": when(host.get("last_seen"), time.time()),
-            "image": f"{image} v{version}" if image and version else image}
+            "image": f"{image} v{version}" if image and version else image, "power": power_text(host.get("power"))}
 
 # --------------------------------------------------------------------------- hosts list/show offline
 

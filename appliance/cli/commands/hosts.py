@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         print_json(hosts)
     elif hosts:
         print_table([_hostverbs.list_row(h, progress_line(h)) for h in hosts],
-                    ["mac", "ip", "image", "seen", "progress"],
-                    headers=["MAC", "IP", "IMAGE", "LAST SEEN", "HOST / STATE / STAGE / PROGRESS"])
+                    ["mac", "ip", "image", "power", "seen", "progress"],
+                    headers=["MAC", "IP", "IMAGE", "POWER", "LAST SEEN", "HOST / STATE / STAGE / PROGRESS"])
     else:
         print("no hosts (add one: imageserver hosts add NAME --mac MAC --image IMAGE)")
     return 0

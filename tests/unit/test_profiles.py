@@ -1,0 +1,136 @@
+"""Profiles: a change reaches every host that inherits it and not those that override it; the host view says
+where each value comes from; the boot decision installs the inherited image with the inherited kernel
+arguments; a profile in use is not removed (exit 4, naming its hosts). Offline CLI over the state database:
+the same use cases as the API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from domain import profiles
+from domain.errors import Invalid
+from state.boot import BootPolicy, boot_decision_for_mac
+from state.db import connect
+from state.hosts import Host
+from state.images import ImageVersion, insert_version
+from tests.unit.test_cli_leases_offline import config, run  # noqa: F401  (the fixture and the runner)
+
+
+def _db(config_path: Path) -> Path:
+    return Path(config_path.read_text().split('state_dir = "')[1].split('"')[0]) / "imageserver.db"
+
+
+def _show(config_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> dict:
+    code, out, err = run(config_path, capsys, "hosts", "show", name, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_profile_change_reaches_inheriting_hosts_only(config: Path,  # noqa: F811
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(config, capsys, "profiles", "add", "compute", "--image", "demo", "--transport",
+                         "bittorrent", "--kernel-args", "quiet  net.ifnames=0")
+    assert code == 0, err
+    for i in (1, 2, 3):
+        assert run(config, capsys, "hosts", "add", f"node{i}", "--mac", f"52:54:00:00:00:0{i}")[0] == 0
+    code, out, err = run(config, capsys, "hosts", "set", "node[1-3]", "--profile", "compute")
+    assert code == 0, (out, err)
+    assert run(config, capsys, "hosts", "set", "node3", "--image", "other", "--transport", "rsync")[0] == 0
+
+    one, three = _show(config, capsys, "node1"), _show(config, capsys, "node3")
+    assert one["image"] is None and one["profile"] == "compute"
+    assert one["state"] == "assigned"  # the profile's image is what an install needs
+    assert one["effective"]["image"] == {"value": "demo", "source": "profile compute"}
+    assert one["effective"]["transport"] == {"value": "bittorrent", "source": "profile compute"}
+    assert one["effective"]["kernel_args"] == {"value": "quiet net.ifnames=0", "source": "profile compute"}
+    assert one["effective"]["version"] == {"value": None, "source": "default"}
+    assert one["transport_effective"] == "bittorrent"
+    assert three["effective"]["image"] == {"value": "other", "source": "host"}
+    assert three["effective"]["transport"] == {"value": "rsync", "source": "host"}
+
+    code, out, err = run(config, capsys, "profiles", "set", "compute", "--image", "demo2", "--version", "2")
+    assert code == 0, err
+    one, two, three = (_show(config, capsys, n) for n in ("node1", "node2", "node3"))
+    assert [h["effective"]["image"]["value"] for h in (one, two, three)] == ["demo2", "demo2", "other"]
+    assert one["effective"]["version"] == {"value": 2, "source": "profile compute"}
+    # a host with its own image does not inherit a version of the profile's image
+    assert three["effective"]["version"] == {"value": None, "source": "default"}
+    text = run(config, capsys, "hosts", "show", "node1")[1]
+    assert "image      demo2  (from profile compute)" in text and "profile    compute" in text
+
+    # The boot decision reads the effective host: the profile's image and version, its kernel arguments.
+    with connect(_db(config)) as conn:
+        for image, version in (("demo2", 1), ("demo2", 2), ("other", 1)):
+            insert_version(conn, ImageVersion(image, version, f"/x/{image}/v{version}", 1.0))
+        conn.commit()
+        d1 = boot_decision_for_mac(conn, "52:54:00:00:00:01", BootPolicy())
+        d3 = boot_decision_for_mac(conn, "52:54:00:00:00:03", BootPolicy())
+    assert (d1.kind, d1.image, d1.version, d1.kernel_args) == ("install", "demo2", 2, "quiet net.ifnames=0")
+    assert (d3.kind, d3.image, d3.version) == ("install", "other", 1)
+
+    code, out, err = run(config, capsys, "profiles", "rm", "compute")
+    assert code == 4 and "node1, node2, node3" in err and "Traceback" not in err
+    code, out, err = run(config, capsys, "profiles", "show", "compute", "--json")
+    assert json.loads(out)["host_names"] == ["node1", "node2", "node3"]
+    code, out, err = run(config, capsys, "hosts", "set", "node1", "--no-profile")
+    assert code == 4 and "no image to be assigned with" in err  # as clearing its own image would be
+    assert run(config, capsys, "hosts", "set", "node[1-3]", "--no-profile", "--state", "new")[0] == 0
+    assert _show(config, capsys, "node1")["effective"]["image"] == {"value": None, "source": "default"}
+    code, out, err = run(config, capsys, "profiles", "rm", "compute")
+    assert code == 0 and "profile compute removed" in out
+    assert json.loads(run(config, capsys, "profiles", "list", "--json")[1]) == []
+
+
+def test_profile_refusals(config: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    assert run(config, capsys, "hosts", "add", "node1", "--mac", "52:54:00:00:00:01")[0] == 0
+    code, _, err = run(config, capsys, "hosts", "set", "node1", "--profile", "nope")
+    assert code == 3 and "no profile named 'nope'" in err
+    assert run(config, capsys, "profiles", "add", "gpu")[0] == 0
+    code, _, err = run(config, capsys, "profiles", "add", "gpu")
+    assert code == 4 and "exists already" in err
+    code, _, err = run(config, capsys, "profiles", "set", "gpu", "--kernel-args", "a;reboot")
+    assert code == 2 and "kernel_args" in err
+    code, _, err = run(config, capsys, "profiles", "set", "gpu", "--bmc", "ftp://{host}")
+    assert code == 2 and "BMC address" in err
+    code, _, err = run(config, capsys, "profiles", "rm", "nope")
+    assert code == 3
+
+
+def test_profile_bmc_password_is_stored_never_shown(config: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-pw\n")
+    code, out, err = run(config, capsys, "profiles", "add", "rack", "--bmc", "ipmi://{host}-bmc:6230", "--bmc-user",
+                         "admin", "--bmc-password-file", str(secret), "--json")
+    assert code == 0, err
+    assert "s3cret" not in out and json.loads(out)["bmc_password_set"] is True
+    assert run(config, capsys, "hosts", "add", "n7", "--mac", "52:54:00:00:00:07")[0] == 0
+    assert run(config, capsys, "hosts", "set", "n7", "--profile", "rack")[0] == 0
+    shown = _show(config, capsys, "n7")
+    assert shown["effective"]["bmc"] == {"value": True, "source": "profile rack"}
+    with sqlite3.connect(_db(config)) as conn:
+        from domain.power import power_targets
+        targets, refused = power_targets(conn, ["n7"])
+    assert not refused and targets["n7"].address == "ipmi://n7-bmc:6230" and targets["n7"].password == "s3cret-pw"
+
+
+def test_checked_settings() -> None:
+    assert profiles.checked_settings({"image": "", "version": 3, "kernel_args": " a=1   b "}) == {
+        "image": None, "version": 3, "kernel_args": "a=1 b"}
+    for bad in ({"version": 0}, {"transport": "ftp"}, {"image": "../x"}, {"colour": "red"},
+                {"kernel_args": "${x}"}, {"bmc_username": "a\nb"}):
+        with pytest.raises(Invalid):
+            profiles.checked_settings(bad)
+
+
+def test_value_sources_name_host_profile_image_default() -> None:
+    own = Host("n1", None, None, None, None, "new", 0, 0, transport=None, profile="p")
+    eff = Host("n1", None, None, "img", 4, "new", 0, 0, transport=None, profile="p", kernel_args=None)
+    out = profiles.value_sources(own, eff, "multicast", own_bmc=True, profile_bmc=True)
+    assert out["image"].source == "profile p" and out["version"].value == 4
+    assert (out["transport"].value, out["transport"].source) == ("multicast", "image img")
+    assert out["kernel_args"].source == "default" and out["bmc"].source == "host"
