@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from domain.errors import Invalid, NotFound
+from domain.nodesets import MAX_HOSTS, BadRange, expand
 from domain.sources import Sources
 from domain.views import doc
 from state.bmcs import (
@@ -40,7 +41,6 @@ BmcKind = Literal["ipmi", "redfish"]
 # network once at the next boot; pxe-cycle: both, the reinstall's (`hosts reinstall --power-cycle`).
 PowerAction = Literal["status", "on", "off", "cycle", "pxe", "pxe-cycle"]
 ACTIONS: tuple[str, ...] = ("status", "on", "off", "cycle", "pxe", "pxe-cycle")
-MAX_HOSTS = 10_000
 _PORTS = {"ipmi": 623, "redfish": 443, "https": 443}
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -142,9 +142,11 @@ def power_views(reader: Connection, names: list[str]) -> dict[str, PowerView]:
 class PowerRequest:
     """POST /api/v1/power: one action on many hosts; each answers for itself."""
 
-    hosts: list[str] = field(metadata=doc("host names (the CLI expands ranges such as node[001-300])"))
     action: str = field(metadata=doc("status, on, off, cycle (on if off), pxe (network boot once), pxe-cycle",
                                      enum=list(ACTIONS)))
+    hosts: list[str] = field(default_factory=list, metadata=doc("host names"))
+    range: str | None = field(default=None, metadata=doc("and/or a host range: node[001-300], rack[1-2]-n[01-40]",
+                                                         omit_none=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +166,21 @@ class PowerAnswer:
 
 
 def checked_request(req: PowerRequest) -> PowerRequest:
+    """The action checked and the hosts named (the list's, then the range's, each once)."""
     if req.action not in ACTIONS:
         raise Invalid(f"action {req.action!r} is not one of {', '.join(ACTIONS)}")
-    if not req.hosts:
+    names = list(req.hosts)
+    if req.range:
+        try:
+            names += expand(req.range)
+        except BadRange as e:
+            raise Invalid(str(e)) from None
+    if not names:
         raise Invalid("no hosts given")
-    if len(req.hosts) > MAX_HOSTS:
+    names = list(dict.fromkeys(names))
+    if len(names) > MAX_HOSTS:
         raise Invalid(f"at most {MAX_HOSTS} hosts per call")
-    return PowerRequest(list(dict.fromkeys(req.hosts)), req.action)
+    return PowerRequest(req.action, names)
 
 
 def set_bmc_op(src: Sources, name: str, req: SetBmc) -> Op:

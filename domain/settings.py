@@ -235,6 +235,9 @@ class PowerConfig(Section, frozen=True):
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
     # Seconds one host's action may take (every BMC call of it, and the wait for on/off to land).
     timeout: Annotated[float, msgspec.Meta(ge=1, le=600, extra=SECONDS)] = 20.0
+    # Seconds between two rounds of the power poll (status of every host with a BMC, `concurrency` at a
+    # time): the host view's power state. 0: no poll (the state comes from power commands only).
+    poll: Annotated[float, msgspec.Meta(ge=0, le=86400, extra=SECONDS)] = 300.0
 
 
 class AuditConfig(Section, frozen=True):

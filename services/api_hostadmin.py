@@ -48,13 +48,13 @@ from state.hosts import (
 )
 
 
-def _book(ctx: ApiContext) -> HostBook:
+def host_book(ctx: ApiContext) -> HostBook:
     s = ctx.live.host_settings()
     return HostBook(ctx.store.reader, ctx.lease_book(), pools=s.pools, auto_static=s.auto_static,
                     image_problem=ctx.live.image_problem)
 
 
-async def _write(ctx: ApiContext, what: str, ops: list[Op]) -> None:
+async def write_ops(ctx: ApiContext, what: str, ops: list[Op]) -> None:
     # One batch: every row of the change commits together, then leases written alongside are durable too.
     with hostadmin.writing(what):
         futures = [ctx.store.journal.submit(op) for op in ops]
@@ -67,26 +67,31 @@ async def patch_host(call: Call[HostChange]) -> HostChanged:
     await call.body()  # the shape; the keys given are what changes (null clears)
     body = await call.raw()
     name = call.request.match_info["name"]
-    host, ops = hostadmin.change_host(_book(ctx), name, body, ctx.clock())
+    host, ops = hostadmin.change_host(host_book(ctx), name, body, ctx.clock())
     return await _written(ctx, f"host {name}", host, ops)
 
 
 async def _written(ctx: ApiContext, what: str, host: Host, ops: list[Op]) -> HostChanged:
     """A host edit checked by its use case (400 malformed, 404/409 by the error's kind): its row is written
     (409 if a concurrent edit made it clash); the answer is the host as stored."""
-    await _write(ctx, what, ops)
+    await write_ops(ctx, what, ops)
     return HostChanged(HostRecord.of(host_by_name(ctx.store.reader, host.name) or host))
 
 
 async def delete_host(call: Call[None]) -> HostChanged:
     ctx = call.ctx
     name = call.request.match_info["name"]
-    host, ops = hostadmin.remove_host(_book(ctx), name)
-    await _write(ctx, f"host {name}", ops)
+    host, ops = hostadmin.remove_host(host_book(ctx), name)
+    await write_ops(ctx, f"host {name}", ops)
+    forget_machine(ctx, host)
+    return HostChanged(HostRecord.of(host))
+
+
+def forget_machine(ctx: ApiContext, host: Host) -> None:
+    """A removed host's machine is new to discovery again."""
     discovery = ctx.live.discovery
     if host.mac is not None and discovery is not None:
         discovery.forget(host.mac)  # policy auto may make the machine a host again
-    return HostChanged(HostRecord.of(host))
 
 
 async def get_script(call: Call[None]) -> HostScript | OwnScript:
@@ -98,7 +103,7 @@ async def put_script(call: Call[ScriptBody]) -> ScriptStored:
     ctx = call.ctx
     name = call.request.match_info["name"]
     script = (await call.body()).script
-    await _write(ctx, f"host {name}", [hostadmin.set_script_op(ctx.store.reader, name, script, ctx.clock())])
+    await write_ops(ctx, f"host {name}", [hostadmin.set_script_op(ctx.store.reader, name, script, ctx.clock())])
     return ScriptStored(name, bool(script))
 
 
@@ -109,11 +114,11 @@ async def post_addclients(call: Call[AddclientsBody]) -> web.Response | Addclien
     body.pop("dry_run", None)
     try:
         req = hostadmin.addclients_request(body)
-        plan, ops = hostadmin.add_clients(_book(ctx), req, ctx.clock(), dry_run=dry_run,
+        plan, ops = hostadmin.add_clients(host_book(ctx), req, ctx.clock(), dry_run=dry_run,
                                           own=ctx.live.host_settings().own_addresses)
     except Clashes as e:
         return call.answer(AddclientsClash(str(e), e.problems), status=409)
-    await _write(ctx, "addclients", ops)
+    await write_ops(ctx, "addclients", ops)
     return AddclientsAnswer.of(plan, dry_run)
 
 
@@ -124,7 +129,7 @@ async def assign(call: Call[AssignBody]) -> HostChanged:
     if (name is None) == (not body.next):
         raise Invalid('give either {"host": NAME} or {"next": true}')
     mac = call.request.match_info["mac"]
-    host, ops = hostadmin.assign_machine(_book(ctx), mac, name, ctx.clock())
+    host, ops = hostadmin.assign_machine(host_book(ctx), mac, name, ctx.clock())
     return await _written(ctx, "assign", host, ops)
 
 

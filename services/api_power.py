@@ -3,7 +3,8 @@
   PUT    /api/v1/hosts/{name}/bmc  {"address", "username", "password"?, "fingerprint"?}: the host's BMC
   GET    /api/v1/hosts/{name}/bmc  the host's BMC and its last power answer (never the password)
   DELETE /api/v1/hosts/{name}/bmc  forget the host's BMC
-  POST   /api/v1/power             {"hosts": [...], "action"}: per host its result; one slow or wrong BMC
+  POST   /api/v1/power             {"hosts": [...] and/or "range": "node[001-200]", "action"}: per host its
+                                   result (always 200 for a well-formed request); one slow or wrong BMC
                                    fails its own host only ([power] concurrency and timeout)
 All admin token. JSON <-> domain.power; the BMC calls are services/power/.
 """
@@ -14,7 +15,8 @@ import time
 
 from domain import power
 from domain.errors import Invalid
-from domain.power import BmcView, PowerAnswer, PowerRequest, SetBmc
+from domain.power import BmcView, PowerAnswer, PowerRequest, PowerResult, SetBmc
+from services.api_context import ApiContext
 from services.auth import Auth
 from services.power.fleet import run_power
 from services.routes import Call, Route, error, ok
@@ -42,14 +44,21 @@ async def remove_bmc(call: Call[None]) -> BmcView:
 async def power_action(call: Call[PowerRequest]) -> PowerAnswer:
     ctx = call.ctx
     req = power.checked_request(await call.body())
-    settings = ctx.live.power
     start = time.monotonic()
-    targets, refused = power.power_targets(ctx.sources().reader, req.hosts)
-    results = await run_power(req.action, req.hosts, targets, refused, concurrency=settings.concurrency,
+    results = await power_and_record(ctx, req.action, req.hosts)
+    return PowerAnswer(req.action, results, round(time.monotonic() - start, 3))
+
+
+async def power_and_record(ctx: ApiContext, action: str, names: list[str]) -> list[PowerResult]:
+    """`action` on the hosts' BMCs ([power] concurrency and timeout); each host's answer (or the BMC's error)
+    becomes its last known power state."""
+    settings = ctx.live.power
+    targets, refused = power.power_targets(ctx.sources().reader, names)
+    results = await run_power(action, names, targets, refused, concurrency=settings.concurrency,
                               timeout=settings.timeout)
     await ctx.store.journal.run(record_power_op(
         [(r.host, r.power, r.error) for r in results if r.host in targets], ctx.clock()))
-    return PowerAnswer(req.action, results, round(time.monotonic() - start, 3))
+    return results
 
 
 ROUTES = [

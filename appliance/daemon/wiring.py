@@ -24,6 +24,7 @@ from appliance.images.assignable import image_problem_rule
 from domain.installs import InstallSettings
 from services import (
     api_audit,
+    api_bulk,
     api_client_scripts,
     api_hostadmin,
     api_hosts,
@@ -52,6 +53,7 @@ from services.http import HttpServer, RouteModule
 from services.http_gate import ConnectionLimits
 from services.live import ClientScripts, HostSettings
 from services.multicast import MulticastService
+from services.power.poller import PowerPoller
 from services.rsyncd import RsyncdService, RsyncdSettings
 from services.tftp import TftpServer
 from state import satellites
@@ -73,7 +75,7 @@ def api_route_modules() -> list[RouteModule]:
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
             api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES,
-            api_power.ROUTES, api_profiles.ROUTES, api_tokens.ROUTES, api_audit.ROUTES]
+            api_power.ROUTES, api_profiles.ROUTES, api_bulk.ROUTES, api_tokens.ROUTES, api_audit.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:
@@ -226,6 +228,8 @@ def build_services(rt: Runtime) -> list[Service]:
         dns = build_dns(rt)
         services.append(dns)
         rt.reconfigurers.append(Reconfigurer("dns", lambda new: prepare_dns(dns, new)))
+    # Each host's last known power state (the host view): a bounded status poll of every BMC ([power]).
+    services.append(PowerPoller(rt.store, lambda: live.power, clock=rt.clock))
     if cfg.satellite.primary:
         # The satellite role: mirror the primary's images and hosts, report installs back (buffered).
         services.append(build_link(cfg, rt.store, on_change=live.rsync_refresh))

@@ -27,7 +27,14 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
-from appliance.cli.commands._nodes import BadNodes, add_nodes_argument, expand_nodes, for_each, print_outcomes
+from appliance.cli.commands._nodes import (
+    BadNodes,
+    add_nodes_argument,
+    bulk_call,
+    expand_nodes,
+    for_each,
+    print_outcomes,
+)
 from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
 from appliance.cli.installview import effective_image, power_text
 from domain import hostadmin, hosts
@@ -135,8 +142,7 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
         if changes:
             host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{name}", changes)["host"], offline_set,
                        f"host {name}")
-            said.append(f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
-                        f"image {host.get('image') or '-'}")
+            said.append(_summary(host))
         if bmcs is not None:  # the host's BMC (power control): its own route, its own table
             body = bmcs[name]
             host = {**host, "bmc": _bmcverbs.apply(cfg, name, body)}
@@ -156,7 +162,32 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
         detail, host = act(names[0])
         _say(args, host, f"host {names[0]}: {detail}" if action == "set" else f"host {host['name']} removed")
         return 0
-    return print_outcomes(for_each(names, act, (CommandFailed, DomainError, ApiError, ValueError)), as_json=args.json)
+    errors = (CommandFailed, DomainError, ApiError, ValueError)
+    if action == "rm" or changes:
+        # a range in one request (POST /api/v1/bulk/...); with the daemon down, host by host on the database
+        body: dict[str, Any] = {"hosts": names, **({"changes": changes} if action == "set" else {})}
+        outcomes = bulk_call(cfg, f"/api/v1/bulk/{'remove' if action == 'rm' else 'set'}", body)
+        if outcomes is None:
+            return print_outcomes(for_each(names, act, errors), as_json=args.json)
+        for o in outcomes:
+            if o.ok:
+                o.detail = "removed" if action == "rm" else _summary(o.data)
+        if action == "set" and bmcs is not None:  # each host's own BMC address: one call per host
+            changes = {}
+            for o in outcomes:
+                if o.ok:
+                    try:
+                        detail, data = set_one(o.host)
+                        o.detail, o.data = f"{o.detail}; {detail}", {**o.data, **data}
+                    except errors as e:
+                        o.ok, o.detail = False, getattr(e, "message", None) or str(e)
+        return print_outcomes(outcomes, as_json=args.json)
+    return print_outcomes(for_each(names, act, errors), as_json=args.json)
+
+
+def _summary(host: dict[str, Any]) -> str:
+    return (f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
+            f"image {host.get('image') or '-'}" + (f", profile {host['profile']}" if host.get("profile") else ""))
 
 
 def _say(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -5,17 +5,16 @@ result table the commands that take NODES print."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ClusterShell.NodeSet import NodeSet, NodeSetException
-from ClusterShell.NodeUtils import GroupResolver, GroupResolverError, GroupSourceError
+from appliance.cli.apiclient import ApiClient
+from appliance.cli.commands._common import ask_daemon, print_json, print_table
+from appliance.config import Config
+from domain.nodesets import BadRange, expand
 
-from appliance.cli.commands._common import print_json, print_table
-
-# `@group` names are not ours to resolve: without a resolver NodeSet would read /etc/clustershell/groups*.
-_NO_GROUPS = GroupResolver()
 NODES_HELP = "a host name or a range: node[001-300], rack[1-2]-n[01-40], node1,node7"
 
 
@@ -28,16 +27,11 @@ def add_nodes_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def expand_nodes(text: str) -> list[str]:
-    """The host names NODES names, in NodeSet's order (by prefix, then number), each once."""
+    """The host names NODES names, in NodeSet's order (by prefix, then number), each once (domain.nodesets)."""
     try:
-        names = list(NodeSet(text, resolver=_NO_GROUPS))
-    except NodeSetException as e:
-        raise BadNodes(f"cannot read the host range {text!r}: {e}") from None
-    except (GroupResolverError, GroupSourceError):
-        raise BadNodes(f"the host range {text!r} names a group (@...): node groups are not supported") from None
-    if not names:
-        raise BadNodes(f"the host range {text!r} names no host")
-    return names
+        return expand(text)
+    except BadRange as e:
+        raise BadNodes(str(e)) from None
 
 
 @dataclass(slots=True)
@@ -69,6 +63,23 @@ def for_each(names: Sequence[str], act: Callable[[str], tuple[str, dict[str, Any
         except errors as e:
             out.append(Outcome(name, False, getattr(e, "message", None) or str(e)))
     return out
+
+
+def bulk_call(cfg: Config, path: str, body: dict[str, Any], *, wait: float | None = None) -> list[Outcome] | None:
+    """One request for many hosts (POST /api/v1/bulk/...): each host's outcome, or None when no daemon runs
+    (the caller then goes host by host on the state database). `wait`: seconds the daemon may take."""
+
+    def online(api: ApiClient) -> list[dict[str, Any]]:
+        client = dataclasses.replace(api, timeout=wait) if wait else api
+        return list(client.post(path, body)["results"])
+
+    answered, results = ask_daemon(cfg, online, writes=True)
+    if not answered:
+        return None
+    # a host's data as the one-host commands print it: its record (and the BMC's answer, where one was called)
+    return [Outcome(r["host"], r["ok"], r.get("error") or "",
+                    {**(r.get("record") or {}), **({"power": r["power"]} if r.get("power") else {})})
+            for r in results or []]
 
 
 def print_outcomes(outcomes: Sequence[Outcome], *, as_json: bool) -> int:

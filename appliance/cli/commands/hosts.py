@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from ipaddress import IPv4Address
 from typing import Any
@@ -19,14 +20,13 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._nodes import (
     BadNodes,
-    Outcome,
     add_nodes_argument,
+    bulk_call,
     expand_nodes,
     for_each,
     print_outcomes,
 )
-from appliance.cli.commands._power import power_call
-from appliance.cli.exitcodes import USAGE, CommandFailed
+from appliance.cli.exitcodes import UNREACHABLE, USAGE, CommandFailed
 from appliance.cli.installview import host_detail, progress_line
 from appliance.daemon.dhcp_setup import offline_lease_model
 from appliance.images.assignable import image_problem_rule
@@ -137,9 +137,10 @@ def _per_host(cfg: Any, api: ApiClient, args: argparse.Namespace) -> int:
         return host_detail(host), host
 
     act = reinstall if args.action == "reinstall" else show
-    if args.action == "reinstall" and args.power_cycle:
-        return _reinstall_now(cfg, names, for_each(names, act, HOST_ERRORS), args)
-    if len(names) == 1 and args.nodes == names[0]:
+    single = len(names) == 1 and args.nodes == names[0]
+    if args.action == "reinstall" and (args.power_cycle or not single):
+        return _reinstall_bulk(cfg, names, args)
+    if single:
         _, host = act(names[0])  # a refusal escapes: exitcodes.py maps it
         if args.json:
             print_json(host)
@@ -157,19 +158,20 @@ def _per_host(cfg: Any, api: ApiClient, args: argparse.Namespace) -> int:
     return print_outcomes(outcomes, as_json=args.json)
 
 
-def _reinstall_now(cfg: Any, names: list[str], outcomes: list[Outcome], args: argparse.Namespace) -> int:
-    """The hosts marked for reinstall go to PXE once and are power cycled (one call: the BMCs in parallel)."""
-    marked = [o.host for o in outcomes if o.ok]
-    powered = {r["host"]: r for r in power_call(cfg, marked, "pxe-cycle")} if marked else {}
+def _reinstall_bulk(cfg: Any, names: list[str], args: argparse.Namespace) -> int:
+    """reinstall NODES in one request (POST /api/v1/bulk/reinstall); with --power-cycle the daemon then boots
+    each marked host from the network once and power cycles it through its BMC (the BMCs in parallel)."""
+    power = cfg.power
+    # the daemon answers when the last BMC is done: every round of `concurrency` BMCs may take `timeout`
+    wait = power.timeout * math.ceil(len(names) / power.concurrency) + 30 if args.power_cycle else 60 + len(names) / 50
+    outcomes = bulk_call(cfg, "/api/v1/bulk/reinstall", {"hosts": names, "power_cycle": bool(args.power_cycle)},
+                         wait=wait)
+    if outcomes is None:
+        raise CommandFailed("reinstall needs the running daemon (it hands out the install tokens)", code=UNREACHABLE)
     for o in outcomes:
-        r = powered.get(o.host)
-        if r is None:
-            continue
-        o.data = {**o.data, "power": r}
-        if r["ok"]:
-            o.detail = "installing now: network boot once, power cycled"
-        else:
-            o.ok, o.detail = False, f"marked for reinstall, but its BMC failed: {r['error']}"
+        if o.ok:
+            o.detail = ("installing now: network boot once, power cycled" if args.power_cycle
+                        else "will install again at its next PXE boot")
     return print_outcomes(outcomes, as_json=args.json)
 
 
