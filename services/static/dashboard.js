@@ -142,11 +142,28 @@ function progressCell(progress) {
   return cell;
 }
 
+function imageText(h) {
+  // What the host installs: its own image, else its profile's (h.effective says which).
+  const eff = h.effective || {};
+  const image = eff.image ? eff.image.value : h.image;
+  const version = eff.version ? eff.version.value : h.version;
+  if (!image) return "-";
+  const from = eff.image && eff.image.source !== "host" ? ` (${eff.image.source})` : "";
+  return `${image}${version != null ? " v" + version : ""}${from}`;
+}
+
+function powerCell(power) {
+  // The last known power state (power commands and the periodic poll); a BMC error is the host's error.
+  if (!power) return el("td", {}, el("span", { class: "muted" }, "-"));
+  if (power.error) return el("td", {}, el("span", { class: "error" }, `BMC error: ${power.error}`));
+  return el("td", {}, power.state || "?");
+}
+
 function renderHosts(hosts) {
   fill("hosts", hosts.map((h) => el("tr", {},
     el("td", {}, h.name), el("td", {}, h.mac), el("td", {}, h.ip || (h.binding && h.binding.ip) || "-"),
-    el("td", {}, h.image ? `${h.image}${h.version != null ? " v" + h.version : ""}` : "-"),
-    el("td", {}, state(h.state)), progressCell(h.progress))));
+    el("td", {}, imageText(h)),
+    el("td", {}, state(h.state)), progressCell(h.progress), powerCell(h.power))));
 }
 
 function renderImages(images) {
