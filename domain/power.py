@@ -4,7 +4,9 @@ address. The drivers that talk to BMCs are services/power/.
 
 A BMC address is `ipmi://HOST[:PORT]` (IPMI over LAN, lanplus, port 623), `redfish://HOST[:PORT]` or
 `https://HOST[:PORT]` (Redfish over TLS, port 443), or `http://HOST:PORT` (Redfish without TLS: labs and
-emulators). The password is never part of an answer: BmcView has no field for it.
+emulators); a Redfish address may end in a system's path, `/redfish/v1/Systems/ID`, where one service manages
+several machines (else its first system is the host's). The password is never part of an answer: BmcView
+has no field for it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ PowerAction = Literal["status", "on", "off", "cycle", "pxe", "pxe-cycle"]
 ACTIONS: tuple[str, ...] = ("status", "on", "off", "cycle", "pxe", "pxe-cycle")
 _PORTS = {"ipmi": 623, "redfish": 443, "https": 443}
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+_SYSTEM = re.compile(r"^/redfish/v1/Systems/[A-Za-z0-9._~-]+/?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class BmcAddress:
     host: str
     port: int
     tls: bool  # Redfish over https
+    system: str | None = None  # Redfish: the ComputerSystem's path when the service has several (Metal3's form)
 
     @property
     def base_url(self) -> str:
@@ -72,12 +76,15 @@ def parse_bmc_address(text: str) -> BmcAddress:
     if url.username is not None or url.password is not None:
         raise Invalid(f"BMC address of {url.hostname!r}: no user or password in the address (--bmc-user, "
                       "--bmc-password-file)")
-    if not url.hostname or url.path not in ("", "/") or url.query or url.fragment:
-        raise Invalid(f"BMC address {text!r}: only a host and a port, e.g. {scheme}://10.1.0.7")
+    system = url.path.rstrip("/") if _SYSTEM.match(url.path) and scheme != "ipmi" else None
+    if not url.hostname or (url.path not in ("", "/") and system is None) or url.query or url.fragment:
+        raise Invalid(f"BMC address {text!r}: only a host and a port, e.g. {scheme}://10.1.0.7 (Redfish: and a "
+                      "system's path, /redfish/v1/Systems/ID, where the service has several)")
     if scheme == "http" and port is None:
         raise Invalid(f"BMC address {text!r}: plain-HTTP Redfish needs its port")
     kind: BmcKind = "ipmi" if scheme == "ipmi" else "redfish"
-    return BmcAddress(kind, url.hostname, port or _PORTS.get(scheme, 80), tls=scheme in ("redfish", "https"))
+    return BmcAddress(kind, url.hostname, port or _PORTS.get(scheme, 80), tls=scheme in ("redfish", "https"),
+                      system=system)
 
 
 def canonical_fingerprint(text: str) -> str:
@@ -155,7 +162,10 @@ class PowerResult:
     ok: bool
     power: str | None = field(default=None, metadata=doc("on or off after the action, where known"))
     error: str | None = field(default=None, metadata=doc("why it failed: the BMC's reason"))
-    seconds: float = 0.0
+    seconds: float = field(default=0.0, metadata=doc("how long its BMC took"))
+    started: float | None = field(default=None, metadata=doc(
+        "when its BMC was called, in seconds from the start of the whole call (a host waiting for a free slot "
+        "of [power] concurrency starts later)", omit_none=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ def driver_for(bmc: BmcSecret, timeout: float) -> PowerDriver:
     address = parse_bmc_address(bmc.address)
     if address.kind == "ipmi":
         return IpmiTool(bmc, address.host, address.port, timeout=timeout)
-    return Redfish(bmc, address.base_url, tls=address.tls, timeout=timeout)
+    return Redfish(bmc, address.base_url, tls=address.tls, timeout=timeout, system=address.system)
 
 
 async def act(driver: PowerDriver, action: str, deadline: float) -> str | None:
@@ -63,27 +63,31 @@ async def run_power(action: str, names: Sequence[str], targets: Mapping[str, Bmc
                     factory: DriverFactory = driver_for) -> list[PowerResult]:
     """Per host in `names`: its result; a host in `refused` (no such host, no BMC) fails with that reason."""
     gate = asyncio.Semaphore(concurrency)
+    begun = time.monotonic()
 
     async def one(name: str) -> PowerResult:
         if name in refused:
             return PowerResult(name, False, error=refused[name])
         async with gate:
             start = time.monotonic()
+            started = round(start - begun, 3)
             try:
                 driver = factory(targets[name], timeout)
             except (BmcFailure, ValueError) as e:
                 return PowerResult(name, False, error=str(e))
             try:
                 power = await asyncio.wait_for(act(driver, action, start + timeout), timeout)
-                result = PowerResult(name, True, power=power, seconds=round(time.monotonic() - start, 3))
+                result = PowerResult(name, True, power=power, seconds=round(time.monotonic() - start, 3),
+                                     started=started)
             except TimeoutError:
                 result = PowerResult(name, False, error=f"the BMC did not answer within {timeout:g} s",
-                                     seconds=round(time.monotonic() - start, 3))
+                                     seconds=round(time.monotonic() - start, 3), started=started)
             except BmcFailure as e:
-                result = PowerResult(name, False, error=str(e), seconds=round(time.monotonic() - start, 3))
+                result = PowerResult(name, False, error=str(e), seconds=round(time.monotonic() - start, 3),
+                                     started=started)
             except Exception as e:  # a driver's bug must not take the other hosts with it
                 log.exception("power-driver-failed", action=action, host=name)
-                result = PowerResult(name, False, error=f"{type(e).__name__}: {e}")
+                result = PowerResult(name, False, error=f"{type(e).__name__}: {e}", started=started)
             finally:
                 await driver.close()
         if result.ok:

@@ -1,4 +1,5 @@
-"""Redfish through aiohttp: the system is the first member of /redfish/v1/Systems; power through its
+"""Redfish through aiohttp: the system is the one the address names (/redfish/v1/Systems/ID), else the first
+member of /redfish/v1/Systems; power through its
 ComputerSystem.Reset action, the one-time network boot through a PATCH of its Boot override.
 
 TLS: with a pinned fingerprint only the certificate of that SHA-256 is accepted (aiohttp.Fingerprint);
@@ -20,8 +21,10 @@ _POWER = {"on": "on", "poweringoff": "on", "off": "off", "poweringon": "off"}
 
 
 class Redfish:
-    def __init__(self, bmc: BmcSecret, base_url: str, *, tls: bool, timeout: float) -> None:
+    def __init__(self, bmc: BmcSecret, base_url: str, *, tls: bool, timeout: float,
+                 system: str | None = None) -> None:
         self.base_url = base_url
+        self.system_path = system
         self.ssl: aiohttp.Fingerprint | bool = (aiohttp.Fingerprint(bytes.fromhex(bmc.fingerprint))
                                                 if bmc.fingerprint else False) if tls else True
         # the basic-auth header built here (aiohttp's `auth=` is deprecated, encode_basic_auth is only in 3.12+)
@@ -60,16 +63,19 @@ class Redfish:
 
     async def system(self) -> dict[str, Any]:
         if self._system is None:
-            systems = await self._call("GET", "/redfish/v1/Systems")
-            try:
-                member = systems["Members"][0]["@odata.id"]
-            except (KeyError, IndexError, TypeError):
-                raise BmcFailure("the Redfish service lists no system under /redfish/v1/Systems") from None
+            member = self.system_path or await self._first_system()
             self._system = await self._call("GET", member)
             if not isinstance(self._system, dict):
                 raise BmcFailure(f"Redfish GET {member}: not a ComputerSystem")
             self._system.setdefault("@odata.id", member)
         return self._system
+
+    async def _first_system(self) -> str:
+        systems = await self._call("GET", "/redfish/v1/Systems")
+        try:
+            return str(systems["Members"][0]["@odata.id"])
+        except (KeyError, IndexError, TypeError):
+            raise BmcFailure("the Redfish service lists no system under /redfish/v1/Systems") from None
 
     async def _reset(self, kind: str) -> None:
         system = await self.system()

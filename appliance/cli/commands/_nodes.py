@@ -45,9 +45,9 @@ class Outcome:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"host": self.host, "ok": self.ok}
-        if self.ok:
+        if self.ok or self.data:  # a failure may have a part done (marked for reinstall, its BMC failed)
             out["result"] = self.data
-        else:
+        if not self.ok:
             out["error"] = self.detail
         return out
 
