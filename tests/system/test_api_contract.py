@@ -290,6 +290,8 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
                     source=w.ip("node-assigned"))
 
     w.admin_call("get", "/api/v1/hosts/node-new/bmc", 404)  # a host without a BMC (the writes give it one)
+    w.get("/api/v1/profiles")
+    w.get("/api/v1/profiles/nobody", 404)  # the writes add one and read it
     w.contract.call(w.pair.server, "get", w.local + "/api/v1/hosts/node-new/bmc", expect=401)
 
     gets = {op for op in operations(w.contract.document) if op[0] == "get"}
@@ -386,6 +388,37 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
                     body={"hosts": ["node-extra"], "action": "off"})
     w.admin_call("delete", "/api/v1/hosts/node-extra/bmc", 200)
     w.admin_call("delete", "/api/v1/hosts/node-extra/bmc", 404)
+    # Profiles: added, changed, a host inheriting it (shown with where each value comes from), removal refused
+    # while it is used (409 naming the host), then removed.
+    w.admin_call("post", "/api/v1/profiles", 201, {"name": "compute", "image": "web", "transport": "bittorrent",
+                                                   "kernel_args": "quiet", "bmc_address": "ipmi://{host}-bmc",
+                                                   "bmc_username": "admin", "bmc_password": "pw-profile"})
+    w.admin_call("post", "/api/v1/profiles", 409, {"name": "compute"})
+    w.admin_call("post", "/api/v1/profiles", 400, {"name": "compute2", "version": 0})
+    w.admin_call("post", "/api/v1/profiles", 400, {"image": "web"})
+    w.admin_call("patch", "/api/v1/profiles/compute", 200, {"version": 1, "kernel_args": None})
+    w.admin_call("patch", "/api/v1/profiles/compute", 400, {"transport": "pigeon"})
+    w.admin_call("patch", "/api/v1/profiles/nobody", 404, {"version": 1})
+    w.admin_call("patch", "/api/v1/hosts/node-extra", 200, {"profile": "compute", "image": None})
+    shown = w.get("/api/v1/hosts/node-extra").json()
+    assert shown["effective"]["image"] == {"value": "web", "source": "profile compute"}, shown["effective"]
+    assert "pw-profile" not in json.dumps(w.admin_call("get", "/api/v1/profiles/compute", 200).json())
+    w.admin_call("patch", "/api/v1/hosts/node-extra", 404, {"profile": "nobody"})
+    refused = w.admin_call("delete", "/api/v1/profiles/compute", 409).json()
+    assert refused["hosts"] == ["node-extra"], refused
+    w.admin_call("patch", "/api/v1/hosts/node-extra", 200, {"profile": None, "image": "web"})
+    w.admin_call("delete", "/api/v1/profiles/compute", 200)
+    w.admin_call("delete", "/api/v1/profiles/compute", 404)
+    # Bulk: per host its result, 200 whenever the request is well formed; 400 for one that is not.
+    got = w.admin_call("post", "/api/v1/bulk/set", 200, {"range": "node-extra,nobody",
+                                                         "changes": {"transport": "rsync"}}).json()
+    assert sorted((r["host"], r["ok"], r["status"]) for r in got["results"]) == [("nobody", False, 404),
+                                                                                 ("node-extra", True, 200)]
+    w.admin_call("post", "/api/v1/bulk/set", 400, {"hosts": ["node-extra"]})
+    w.admin_call("post", "/api/v1/bulk/reinstall", 200, {"hosts": ["node-extra", "nobody"]})
+    w.admin_call("post", "/api/v1/bulk/reinstall", 400, {"range": "node[1-"})
+    w.admin_call("post", "/api/v1/bulk/remove", 200, {"hosts": ["nobody"]})
+    w.admin_call("post", "/api/v1/bulk/remove", 400, {})
     w.admin_call("delete", "/api/v1/hosts/node-extra", 200)
     w.admin_call("delete", "/api/v1/hosts/node-extra", 404)
     # addclients: a dry run, the real one, and a clash.
