@@ -404,6 +404,8 @@ def name_mac_ip_rows(conn: sqlite3.Connection) -> list[tuple[str, str | None, in
     return [(r[0], r[1], r[2]) for r in conn.execute("SELECT name, mac, ip FROM hosts ORDER BY name")]
 
 
-def first_hosts(conn: sqlite3.Connection, limit: int) -> list[Host]:
-    """The first `limit` hosts by name."""
-    return [Host.from_row(r) for r in conn.execute(_select(order="ORDER BY name LIMIT ?"), (limit,))]
+def first_hosts(conn: sqlite3.Connection, limit: int, *, effective: bool = False) -> list[Host]:
+    """The first `limit` hosts by name (`effective`: with what each inherits from its profile)."""
+    sql = (f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective ORDER BY name LIMIT ?" if effective
+           else _select(order="ORDER BY name LIMIT ?"))
+    return [Host.from_row(r) for r in conn.execute(sql, (limit,))]

@@ -216,7 +216,8 @@ def rsync_credentials(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 
 def mirrored_hosts(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    """The hosts a satellite mirrors (GET /satellite/v1/config), by name, at most `limit`."""
+    """The hosts a satellite mirrors (GET /satellite/v1/config), by name, at most `limit`; each with the image
+    and version it installs (its profile's where it has none: the satellite has no profiles)."""
     return [{"name": h.name, "mac": h.mac, "ip": str(h.ip) if h.ip is not None else None,
              "image": h.image, "version": h.version, "state": h.state, "updated": h.updated}
-            for h in first_hosts(conn, limit)]
+            for h in first_hosts(conn, limit, effective=True)]

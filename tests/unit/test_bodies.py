@@ -38,7 +38,7 @@ def test_a_body_that_fits_becomes_its_dataclass() -> None:
     (InstallEvent, {"stage": "progress", "bytes": True}, '"bytes" must be an integer, not a boolean'),
     (AssignBody, {"next": 1}, '"next" must be true or false, not a number'),
     (HostChange, {"imgae": "x"}, '"imgae" is an unknown field (accepted: mac, ip, image, version, state, '
-                                 'transport)'),
+                                 'transport, profile, kernel_args)'),
     (AddHost, {"name": "n", "mac": "52:54:00:00:00:01", "ip": "10.0.0.300"}, "'10.0.0.300' is not an IPv4 address"),
     (UpdateEvent, {"stage": "done", "version": [3]}, '"version" must be an integer or a string'),
     (SatelliteReports, {"events": {}}, '"events" must be a list'),
