@@ -25,7 +25,7 @@ from services.auth import Auth, RoleRefused
 from services.errors import http_status
 from services.routes import Call, Route, error, ok
 from state import tokens
-from state.hosts import effective_hosts, host_by_name
+from state.hosts import host_by_name
 
 
 async def bulk_reinstall(call: Call[BulkReinstall]) -> BulkAnswer:
@@ -46,9 +46,9 @@ async def bulk_reinstall(call: Call[BulkReinstall]) -> BulkAnswer:
         results[name] = (BulkResult(name, True, 200) if found else
                          BulkResult(name, False, 404, f"no host named {name!r}"))
     marked = [n for n in names if results[n].ok]
-    records = effective_hosts(ctx.store.reader, marked)
     for name in marked:
-        results[name] = BulkResult(name, True, 200, record=HostRecord.of(records[name]) if name in records else None)
+        stored = host_by_name(ctx.store.reader, name)
+        results[name] = BulkResult(name, True, 200, record=HostRecord.of(stored) if stored is not None else None)
     if req.power_cycle and marked:
         for r in await power_and_record(ctx, "pxe-cycle", marked):
             prev = results[r.host]

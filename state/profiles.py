@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from state.bmcs import BmcSecret
+from state.bmcs import BmcSecret, bmcs_of, forget_power_of
 from state.hosts import names_with_profile
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -98,8 +98,14 @@ def set_profile_op(name: str, changes: Mapping[str, Any], now: float) -> Op:
 
     def op(conn: sqlite3.Connection) -> bool:
         sets = "".join(f"{k} = ?, " for k in changes)
-        return bool(conn.execute(f"UPDATE profiles SET {sets}updated = ? WHERE name = ?",
+        done = bool(conn.execute(f"UPDATE profiles SET {sets}updated = ? WHERE name = ?",
                                  (*changes.values(), now, name)).rowcount)
+        if done and any(k.startswith("bmc_") for k in changes):
+            # another BMC for the hosts that inherit it: what the old one answered is not known of the new
+            users = names_with_profile(conn, name)
+            own = bmcs_of(conn, users)
+            forget_power_of(conn, [n for n in users if n not in own])
+        return done
 
     return op
 

@@ -13,7 +13,7 @@ import pytest
 
 from domain import profiles
 from domain.errors import Invalid
-from state.boot import BootPolicy, boot_decision_for_mac
+from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
 from state.db import connect
 from state.hosts import Host
 from state.images import ImageVersion, insert_version
@@ -134,3 +134,27 @@ def test_value_sources_name_host_profile_image_default() -> None:
     assert out["image"].source == "profile p" and out["version"].value == 4
     assert (out["transport"].value, out["transport"].source) == ("multicast", "image img")
     assert out["kernel_args"].source == "default" and out["bmc"].source == "host"
+
+
+def test_inherited_kernel_arguments_follow_the_operators_on_every_loader() -> None:
+    from protocols.bootscript import BootServer, render_grub, render_ipxe, render_pxelinux
+
+    decision = BootDecision("install", "52:54:00:00:00:01", "install", 5, hostname="n1", image="demo", version=2,
+                            install_token="t", kernel_args="net.ifnames=0 ip=dhcp")
+    server = BootServer(address="10.9.0.1", kernel_cmdline="console=ttyS0")
+    for render in (render_ipxe, render_pxelinux, render_grub):
+        text = render(decision, server)
+        assert "console=ttyS0 net.ifnames=0 ip=dhcp" in text, render.__name__
+
+
+def test_a_redfish_address_may_name_its_system() -> None:
+    from domain.power import parse_bmc_address
+
+    a = parse_bmc_address("http://127.0.0.1:8000/redfish/v1/Systems/node007")
+    assert (a.kind, a.port, a.system, a.base_url) == ("redfish", 8000, "/redfish/v1/Systems/node007",
+                                                      "http://127.0.0.1:8000")
+    assert parse_bmc_address("redfish://bmc1").system is None
+    for bad in ("ipmi://10.0.0.1/redfish/v1/Systems/x", "https://bmc/redfish/v1/Managers/1",
+                "https://bmc/redfish/v1/Systems/a/b"):
+        with pytest.raises(Invalid):
+            parse_bmc_address(bad)
