@@ -38,10 +38,11 @@ REDFISH, SILENT = 8000, 8001
 
 
 def in_flight(results: list[dict[str, Any]]) -> int:
-    """The most BMC calls running at once, from each host's start and duration (both to the millisecond: an
-    end and the next start within 1 ms of each other are the same instant)."""
+    """The most BMC calls running at once, from each host's start and duration. Both are rounded to the
+    millisecond, so an end computed from them may lie up to 1.5 ms past the true one: an end and the next
+    start within 2 ms of each other are taken as the same instant."""
     edges = sorted([(r["started"], 1) for r in results] +
-                   [(r["started"] + r["seconds"] - 0.001, -1) for r in results],
+                   [(r["started"] + r["seconds"] - 0.002, -1) for r in results],
                    key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
     most = now = 0
     for _, step in edges:
