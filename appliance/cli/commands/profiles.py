@@ -195,10 +195,10 @@ def describe(view: dict[str, Any]) -> str:
         value = view.get(key)
         if key == "version" and value is None and view.get("image"):
             value = "newest"
-        lines.append(f"  {label + ':':<13}{value if value is not None else '-'}")
-    lines.append(f"  {'BMC password:':<13}{'set' if view.get('bmc_password_set') else '-'}")
+        lines.append(f"  {label + ':':<15}{value if value is not None else '-'}")
+    lines.append(f"  {'BMC password:':<15}{'set' if view.get('bmc_password_set') else '-'}")
     names = view.get("host_names") or []
-    lines.append(f"  {'hosts:':<13}{view.get('hosts', len(names))}" + (f" ({', '.join(names[:30])}"
+    lines.append(f"  {'hosts:':<15}{view.get('hosts', len(names))}" + (f" ({', '.join(names[:30])}"
                                                                          f"{' ...' if len(names) > 30 else ''})"
                                                                          if names else ""))
     return "\n".join(lines)
