@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from appliance.cli.commands._common import add_config_option, fail, load
+from appliance.cli.exitcodes import exit_code
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError
 from appliance.images.getimage import Options, Source, capture, default_progress
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except (ImageError, InvalidName) as e:
         if interactive:
             sys.stderr.write("\n")
-        return fail(f"getimage {args.image}: {e}")
+        return fail(f"getimage {args.image}: {e}", exit_code(e))
     finally:
         catalog.close()
     if interactive:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
+from appliance.cli.exitcodes import exit_code
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError, parse_version
 from appliance.images.layout import Layout
@@ -174,7 +175,7 @@ def run_show(args: argparse.Namespace) -> int:
         users = catalog.hosts_using(iv.name, iv.version)
         script = catalog.paths.script(iv.name)
     except ImageError as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     layout = Layout.from_json(iv.layout) if iv.layout else None
@@ -210,7 +211,7 @@ def run_diff(args: argparse.Namespace) -> int:
     try:
         changes = diff(catalog, args.name, parse_version(args.a), parse_version(args.b))
     except (ImageError, ManifestError) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     if args.json:
@@ -234,7 +235,7 @@ def run_rm(args: argparse.Namespace) -> int:
             iv = catalog.remove(args.name, n)
             print(f"removed {iv.name} v{iv.version} ({_size(iv.bytes)})")
     except ImageError as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     return 0
@@ -245,7 +246,7 @@ def run_clone(args: argparse.Namespace) -> int:
     try:
         work = catalog.clone(args.name, parse_version(args.version), args.new_name)
     except (ImageError, InvalidName) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     print(f"writable copy of {args.name} {args.version} at {work}")
@@ -265,7 +266,7 @@ def run_commit(args: argparse.Namespace) -> int:
             except AutoinstallError as e:
                 print(f"imageserver: warning: no autoinstall script for {iv.name}: {e}", file=sys.stderr)
     except (ImageError, InvalidName) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     return 0
@@ -278,7 +279,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         changes = verify(catalog, args.name, parse_version(args.version), tree, ignore)
     except (ImageError, ManifestError) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     if args.json:
