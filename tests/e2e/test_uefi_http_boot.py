@@ -49,6 +49,8 @@ def test_ovmf_http_boot_installs_a_machine_without_tftp(site: DemoLab) -> None:
     started = time.monotonic()
     master = dm.new_master(site.cache_dir, site.lab.tmp_path("uefi").parent, "uefi")
     capture(site, master, IMAGE)
+    # getimage read the architecture from the captured tree's own /bin/sh (merged /usr: links inside the tree).
+    assert [i["arch"] for i in app.get("/api/v1/images")["images"] if i["name"] == IMAGE] == ["x86_64"]
     name = "node7"
     install = site.new_install(name, 1536, mac=random_mac())
     app.cli("hosts", "add", name, "--mac", install.mac, "--image", IMAGE)
