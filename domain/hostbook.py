@@ -211,10 +211,10 @@ class HostBook:
             new = replace(new, transport=check_transport(changes["transport"]))
         if (new.image, new.version) != (old.image, old.version):
             self._check_installable(new.image, new.version)
-        if (new.image, new.version, new.mac) != (old.image, old.version, old.mac):
-            self._check_arch(name, new.mac, new.image, new.version)
         if new.mac is not None and new.mac != old.mac:
             self._check_mac(name, new.mac)
+        if (new.image, new.version, new.mac) != (old.image, old.version, old.mac):
+            self._check_arch(name, new.mac, new.image, new.version)
         if new.ip is not None and (new.ip != old.ip or new.mac != old.mac):
             self._check_ip(name, new.ip, new.mac, now)
         if "state" in changes:
