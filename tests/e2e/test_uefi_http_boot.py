@@ -18,7 +18,7 @@ import pytest
 from lab.demo.disk import loop_partition, mounted
 from lab.demo.scenario import DemoLab
 from lab.netns import lab_unavailable_reason
-from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
+from lab.qemu import BootFrom, Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 from tests.e2e._sites import real_os_site
 from tests.e2e.test_real_debian import OVMF, capture, check_disk, fs_uuid
@@ -55,9 +55,9 @@ def test_ovmf_http_boot_installs_a_machine_without_tftp(site: DemoLab) -> None:
     install = site.new_install(name, 1536, mac=random_mac())
     app.cli("hosts", "add", name, "--mac", install.mac, "--image", IMAGE)
 
-    def machine(boot: str) -> VmConfig:
-        return VmConfig(boot=boot, mac=install.mac, disks=[install.disk], memory_mb=768,  # type: ignore[arg-type]
-                        option_rom=False, extra_args=HTTP_BOOT_ONLY)
+    def machine(boot: BootFrom) -> VmConfig:
+        return VmConfig(boot=boot, mac=install.mac, disks=[install.disk], memory_mb=768, option_rom=False,
+                        extra_args=HTTP_BOOT_ONLY)
 
     install.power_on = time.monotonic()
     install.vm = Vm(site.net, machine("network")).start()
