@@ -27,6 +27,7 @@ from typing import Any, Literal
 from domain.addclients import AddclientsRequest, Existing, Plan, plan_addclients
 from domain.host_errors import HostConflict, HostFieldError, HostNotFound
 from domain.host_states import check_transition
+from protocols.arch import mismatch as arch_mismatch
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state.db import Connection
@@ -42,10 +43,12 @@ from state.hosts import (
     list_hosts,
     update_host_op,
 )
+from state.images import image_arch
 from state.lease_pools import SubnetLike
 from state.lease_rows import Reservation
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
+from state.sightings import machine_arch
 from state.transports import TRANSPORTS
 
 # [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
@@ -165,7 +168,9 @@ class HostBook:
 
     def create(self, name: str, *, now: float, mac: str | None = None, ip: IPv4Address | None = None,
                image: str | None = None, version: int | None = None, source: str = "manual",
-               transport: str | None = None) -> tuple[Host, Op]:
+               transport: str | None = None, client_arch: int | None = None) -> tuple[Host, Op]:
+        """A new host; `client_arch`: the machine's option 93 when the caller has it first hand (discovery),
+        else the machine's recorded one."""
         name = host_name(name)
         if host_by_name(self.conn, name) is not None:
             raise HostConflict(f"host {name} exists already")
@@ -177,6 +182,7 @@ class HostBook:
         if image:
             image_name(image)
         self._check_installable(image or None, check_version(version))
+        self._check_arch(name, mac, image or None, check_version(version), client_arch)
         state = "assigned" if image and mac else "new"
         host = Host(name, mac, ip, image or None, check_version(version), state, now, now,
                     transport=check_transport(transport))
@@ -207,6 +213,8 @@ class HostBook:
             self._check_installable(new.image, new.version)
         if new.mac is not None and new.mac != old.mac:
             self._check_mac(name, new.mac)
+        if (new.image, new.version, new.mac) != (old.image, old.version, old.mac):
+            self._check_arch(name, new.mac, new.image, new.version)
         if new.ip is not None and (new.ip != old.ip or new.mac != old.mac):
             self._check_ip(name, new.ip, new.mac, now)
         if "state" in changes:
@@ -236,6 +244,19 @@ class HostBook:
             problem = self.image_problem(image, version)
             if problem:
                 raise HostConflict(f"image {image} cannot be installed: {problem}")
+
+    def _check_arch(self, name: str, mac: str | None, image: str | None, version: int | None,
+                    client_arch: int | None = None) -> None:
+        """A machine is never given an image of another CPU architecture (an arm64 image to a machine whose
+        firmware said x64 UEFI): it could only fail to boot. Nothing is refused while either is unknown."""
+        if mac is None or not image:
+            return
+        if client_arch is None:
+            client_arch = machine_arch(self.conn, mac)
+        problem = arch_mismatch(image_arch(self.conn, image, version), client_arch)
+        if problem:
+            raise HostConflict(f"host {name}: image {image}{f' v{version}' if version else ''} cannot be installed "
+                               f"on machine {mac}: {problem}")
 
     def remove(self, name: str) -> tuple[Host, Op]:
         host = self.get(name)

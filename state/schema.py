@@ -147,4 +147,12 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM bmcs WHERE host = old.name;
     END;
     """,
+    # 8: the CPU architecture an image was captured from (protocols/arch.py names: x86_64, arm64, ...), so a
+    # host refuses an image its machine cannot run. Every image captured before was an amd64 master's: they
+    # are x86_64, and their note says it was assumed
+    """
+    ALTER TABLE images ADD COLUMN arch TEXT;
+    UPDATE images SET arch = 'x86_64',
+        note = COALESCE(note || '; ', '') || 'architecture x86_64 assumed (captured before images recorded it)';
+    """,
 )

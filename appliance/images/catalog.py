@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.images import manifest
+from appliance.images.arch import tree_arch
 from domain.errors import Conflict, Invalid, NotFound
 from protocols.names import image_name
 from state.db import connect, db_path, transaction
@@ -211,10 +212,12 @@ class Catalog:
 
     def register(self, name: str, staged: Path, *, source: str, layout_json: str | None,
                  note: str | None = None, previous: ImageVersion | None = None,
-                 version: int | None = None) -> ImageVersion:
+                 version: int | None = None, arch: str | None = None) -> ImageVersion:
         """Make `staged` the next version of `name` (or `version`: a satellite keeps its primary's
-        numbers): manifest, then row + rename in one transaction."""
+        numbers): manifest, then row + rename in one transaction. Its architecture is the tree's own (its
+        ELF binaries), else `arch` (what the master reported)."""
         image_name(name)  # it becomes a directory and rsync module names: InvalidName if it cannot
+        arch = tree_arch(staged) or arch
         reuse: dict[tuple[int, int, int], str] = {}
         if previous is not None:
             with contextlib.suppress(manifest.ManifestError):
@@ -230,7 +233,7 @@ class Catalog:
         final = self.paths.tree(name, version)
         final.parent.mkdir(parents=True, exist_ok=True)
         iv = ImageVersion(name=name, version=version, path=str(final), created=self.clock(), source=source,
-                          files=summary.files, bytes=summary.bytes, layout=layout_json, note=note)
+                          files=summary.files, bytes=summary.bytes, layout=layout_json, note=note, arch=arch)
         conn = self.conn
         with held_signals():
             moved = False

@@ -146,7 +146,7 @@ def _when(t: float) -> str:
 
 def _row(iv: Any) -> dict[str, Any]:
     return {"name": iv.name, "version": iv.version, "created": iv.created, "source": iv.source,
-            "files": iv.files, "bytes": iv.bytes, "path": iv.path, "note": iv.note}
+            "files": iv.files, "bytes": iv.bytes, "path": iv.path, "note": iv.note, "arch": iv.arch}
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -161,9 +161,9 @@ def run_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no images yet (imageserver getimage --master-client HOST --image NAME)")
         return 0
-    print_table(rows, ["name", "version", "bytes", "files", "created", "source"],
-                headers=["NAME", "VERSION", "SIZE", "ENTRIES", "CREATED", "SOURCE"],
-                formatters={"version": lambda v: f"v{v}", "bytes": _size, "created": _when,
+    print_table(rows, ["name", "version", "arch", "bytes", "files", "created", "source"],
+                headers=["NAME", "VERSION", "ARCH", "SIZE", "ENTRIES", "CREATED", "SOURCE"],
+                formatters={"version": lambda v: f"v{v}", "arch": lambda a: a or "-", "bytes": _size, "created": _when,
                             "files": lambda n: "-" if n is None else f"{n:,}"})
     return 0
 
@@ -185,6 +185,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     print(f"image     {iv.name} v{iv.version}")
     print(f"path      {iv.path}")
+    print(f"arch      {iv.arch or '- (not known)'}")
     print(f"created   {_when(iv.created)}   source {iv.source or '-'}")
     print(f"size      {_size(iv.bytes)} in {iv.files or 0:,} entries")
     print(f"hosts     {', '.join(users) or '-'}")
