@@ -4,7 +4,7 @@ against the stack a site glues together instead (dnsmasq for DHCP + TFTP, nginx 
 No VMs: each machine is a coroutine of this process doing on the wire what its firmware does, from its own
 MAC and its own leased address:
   dhcp1          the PXE ROM's DISCOVER/OFFER/REQUEST/ACK (option 60 PXEClient, 93 = 0, 94, 97; broadcast
-                 flag), retransmitted after 4, 8, 16, 32 s as the PXE spec has it
+                 flag), retransmitted after 4, 8, 16, 32 s as the PXE spec has it; a NAK starts over
   tftp           the ROM's fetch of the boot file (undionly.kpxe from the ipxe package): first an RRQ asking
                  only tsize, aborted with an ERROR once the size is known (what Intel ROMs do), then the
                  transfer in lock-step (blksize 1468, no windowsize: a ROM's), each RRQ/ACK resent after
@@ -58,7 +58,7 @@ from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 # bench/http.py would shadow the stdlib's http module that aiohttp imports: the repository root instead.
@@ -69,7 +69,7 @@ import aiohttp  # noqa: E402
 from bench._cpu import own_cpu, process_cpu  # noqa: E402
 from bench._smoke import parse_args, peer_available  # noqa: E402
 from lab.daemon import Daemon  # noqa: E402
-from lab.netns import Lab, LabError, Namespace, Proc, child_pids, lab_unavailable_reason  # noqa: E402
+from lab.netns import Lab, Namespace, Proc, child_pids, lab_unavailable_reason  # noqa: E402
 from lab.servers import wait_for_listener  # noqa: E402
 from protocols.dhcp.codec import DhcpError, DhcpPacket, decode, encode  # noqa: E402
 from protocols.tftp.packets import (  # noqa: E402
@@ -98,6 +98,7 @@ ROM_DHCP_TIMEOUTS = (4.0, 8.0, 16.0, 32.0)  # PXE spec 2.1: DISCOVER resent afte
 IPXE_DHCP_TIMEOUTS = (1.0, 2.0, 4.0, 8.0)
 TFTP_TIMEOUTS = (1.0, 2.0, 4.0, 8.0)
 HTTP_ATTEMPTS = 3
+NAK_RESTARTS = 4
 CLONE_NEWNET = 0x40000000
 SO_RCVBUFFORCE = 33  # Linux; the socket module does not name it
 RCVBUF = 8 << 20  # each real machine has its own NIC: the bench's shared sockets must not be what drops
@@ -193,16 +194,22 @@ class DhcpPort:
 
     async def dora(self, mac: str, options: dict[int, bytes], timeouts: Sequence[float], m: Machine,
                    stage: str) -> DhcpPacket:
+        """DISCOVER/OFFER/REQUEST/ACK; a NAK (the offered address went to another machine meanwhile) starts
+        over from DISCOVER, as RFC 2131 has a client do, up to NAK_RESTARTS times (each one a retry)."""
         chaddr = bytes.fromhex(mac.replace(":", "")).ljust(16, b"\x00")
-        xid = random.getrandbits(32)
-        offer = await self.exchange(DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr,
-                                               options={53: b"\x01", **options}), frozenset({2}), timeouts, m, stage)
-        request = DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr,
-                             options={53: b"\x03", 50: offer.yiaddr.packed, 54: offer.options[54], **options})
-        ack = await self.exchange(request, frozenset({5, 6}), timeouts, m, stage)
-        if ack.message_type != 5:
-            raise StageFailed(f"DHCPNAK for {offer.yiaddr}")
-        return ack
+        for restart in range(NAK_RESTARTS + 1):
+            if restart:
+                m.retries[stage] += 1
+            xid = random.getrandbits(32)
+            offer = await self.exchange(DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr,
+                                                   options={53: b"\x01", **options}), frozenset({2}), timeouts, m,
+                                        stage)
+            request = DhcpPacket(xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr,
+                                 options={53: b"\x03", 50: offer.yiaddr.packed, 54: offer.options[54], **options})
+            ack = await self.exchange(request, frozenset({5, 6}), timeouts, m, stage)
+            if ack.message_type == 5:
+                return ack
+        raise StageFailed(f"DHCPNAK {NAK_RESTARTS + 1} times (last for {offer.yiaddr})")
 
 
 class _TftpEndpoint(asyncio.DatagramProtocol):
@@ -490,12 +497,14 @@ def tree_cpu(pid: int) -> float:
 # ============================================================================ the two stacks
 
 
-class Stack:
-    name = ""
+class Stack(Protocol):
+    name: str
 
-    def start(self, macs: Sequence[str]) -> None: ...
+    def start(self, macs: Sequence[str]) -> None:
+        """Fresh state, every machine's MAC known where the stack keeps such things; returns once serving."""
 
-    def cpu_seconds(self) -> float: ...
+    def cpu_seconds(self) -> float:
+        """CPU seconds the stack's processes have used so far."""
 
     def stop(self) -> None: ...
 
@@ -742,10 +751,8 @@ def run_round(stack: Stack, topo: Topology, chain: Chain, macs: Sequence[str], p
     try:
         cpu = stack.cpu_seconds()
         with inside(topo.cli):
-            result = asyncio.run(storm(chain, macs, power_on), debug=False)
+            result = asyncio.run(storm(chain, macs, power_on))
         server_cpu = stack.cpu_seconds() - cpu
-    except LabError:
-        raise
     finally:
         stack.stop()
     return Round(stack.name, len(macs), result, server_cpu)
