@@ -49,12 +49,14 @@ import re
 import resource
 import secrets
 import shutil
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -512,8 +514,8 @@ class Stack(Protocol):
 class Imageserver(Stack):
     name = "imageserver"
 
-    def __init__(self, topo: Topology, files: BootFiles) -> None:
-        self.topo, self.files = topo, files
+    def __init__(self, topo: Topology, files: BootFiles, tftp_max: int, event_loop: str | None) -> None:
+        self.topo, self.files, self.tftp_max, self.event_loop = topo, files, tftp_max, event_loop
         self.daemon: Daemon | None = None
 
     def start(self, macs: Sequence[str]) -> None:
@@ -529,11 +531,16 @@ state_dir = "{state}"
 interface = "{t.srv_if}"
 address = "{t.server_ip}"
 
+{f'event_loop = "{self.event_loop}"' if self.event_loop else ""}
+
 [dhcp]
 subnet = "{t.subnet}"
 pool = "{low}-{high}"
 conflict_probe = false  # the client namespace answers every pool address (see the module's docstring)
 rogue_probe = 0
+
+[tftp]
+max_transfers = {self.tftp_max}
 
 [rsyncd]
 enabled = false
@@ -543,9 +550,12 @@ enabled = false
         for proto, port in (("udp", 67), ("udp", 69), ("tcp", 80)):
             wait_for_listener(t.srv, proto, port, self.daemon.proc)
 
-    def cpu_seconds(self) -> float:
+    def pid(self) -> int:
         assert self.daemon is not None and self.daemon.proc is not None
-        return tree_cpu(self.daemon.proc.pid)
+        return self.daemon.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu(self.pid())
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.alive():
@@ -596,8 +606,8 @@ class Glued(Stack):
 
     name = "dnsmasq+nginx"
 
-    def __init__(self, topo: Topology, files: BootFiles, nginx_workers: str) -> None:
-        self.topo, self.files, self.workers = topo, files, nginx_workers
+    def __init__(self, topo: Topology, files: BootFiles, tftp_max: int, nginx_workers: str) -> None:
+        self.topo, self.files, self.tftp_max, self.workers = topo, files, tftp_max, nginx_workers
         self.procs: list[Proc] = []
 
     def start(self, macs: Sequence[str]) -> None:
@@ -617,7 +627,7 @@ class Glued(Stack):
             f"--dhcp-leasefile={site / 'dnsmasq.leases'}", "--dhcp-lease-max=4096",
             "--dhcp-userclass=set:ipxe,iPXE", "--dhcp-boot=tag:!ipxe,undionly.kpxe",
             f"--dhcp-boot=tag:ipxe,http://{t.server_ip}/boot/${{mac}}.ipxe",
-            "--enable-tftp", f"--tftp-root={root}", "--tftp-max=1000"])
+            "--enable-tftp", f"--tftp-root={root}", f"--tftp-max={self.tftp_max}"])
         self.procs.append(dnsmasq)
         conf = site / "nginx.conf"
         conf.write_text(f"""
@@ -676,20 +686,28 @@ class Round:
     storm: Storm
     server_cpu: float
 
-    def line(self) -> str:
-        ms = self.storm.machines
-        cells = []
-        for stage in STAGES:
-            d = [m.seconds(stage) * 1000 for m in ms if stage in m.stages and m.ok]
-            cells.append(f"{pct(d, 50):6.0f}/{pct(d, 99):<6.0f}")
-        retries = sum(sum(m.retries.values()) for m in ms)
-        return (f"{self.n:5} {self.stack:14} {self.storm.last_initrd():8.2f} s  {'  '.join(cells)}  {retries:7} "
-                f"{len(self.storm.failed):6} {self.server_cpu:8.2f} {self.storm.client_cpu:8.2f}")
+
+def table_line(n: int, stack: str, rounds: Sequence[Round]) -> str:
+    """One stack at one N: the median round's last initrd (every round's in brackets when there are several),
+    stage percentiles over the machines of all rounds, retries and failures summed, CPU per round (median)."""
+    machines = [m for r in rounds for m in r.storm.machines]
+    cells = []
+    for stage in STAGES:
+        d = [m.seconds(stage) * 1000 for m in machines if m.ok]
+        cells.append(f"{pct(d, 50):6.0f}/{pct(d, 99):<6.0f}")
+    times = [r.storm.last_initrd() for r in rounds]
+    every = f" [{' '.join(f'{t:.1f}' for t in times)}]" if len(times) > 1 else ""
+    retries = sum(sum(m.retries.values()) for m in machines)
+    failed = sum(len(r.storm.failed) for r in rounds)
+    server_cpu = statistics.median(r.server_cpu for r in rounds)
+    client_cpu = statistics.median(r.storm.client_cpu for r in rounds)
+    return (f"{n:5} {stack:14} {statistics.median(times):8.2f} s  {' '.join(cells)} {retries:7} {failed:6} "
+            f"{server_cpu:9.2f} {client_cpu:9.2f}{every}")
 
 
 HEADER = (f"{'N':>5} {'stack':14} {'last initrd':>10}  "
-          + "  ".join(f"{s + ' p50/p99':>13}" for s in STAGES)
-          + f"  {'retries':>7} {'failed':>6} {'srv CPU s':>9} {'cli CPU s':>9}")
+          + " ".join(f"{s:^13}" for s in STAGES)
+          + f" {'retries':>7} {'failed':>6} {'srv CPU s':>9} {'cli CPU s':>9}")
 
 
 def main() -> int:
@@ -699,7 +717,13 @@ def main() -> int:
     parser.add_argument("--kernel-mib", type=float, default=8.0, help="kernel size (Debian 12's vmlinuz: ~8 MB)")
     parser.add_argument("--initrd-mib", type=float, default=7.0, help="initrd size (the installer's: ~7 MB)")
     parser.add_argument("--blksize", type=int, default=1468, help="the ROM's TFTP blksize (lock-step)")
+    parser.add_argument("--tftp-max", type=int, default=1000,
+                        help="concurrent TFTP transfers, both servers ([tftp] max_transfers, dnsmasq --tftp-max)")
+    parser.add_argument("--event-loop", choices=("asyncio", "uvloop", "auto"),
+                        help="the imageserver's [appliance] event_loop (default: as shipped)")
     parser.add_argument("--nginx-workers", default="auto", help="nginx worker_processes (Debian's default: auto)")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="py-spy the imageserver during its storms into PREFIX.<N> (collapsed stacks)")
     parser.add_argument("--seed", type=int, default=27, help="power-on moments and MACs")
     args = parse_args(parser, {"machines": [5], "rounds": 1, "kernel_mib": 0.25, "initrd_mib": 0.5})
     reason = lab_unavailable_reason()
@@ -718,14 +742,13 @@ def main() -> int:
         files = make_files(lab, int(args.kernel_mib * (1 << 20)), int(args.initrd_mib * (1 << 20)))
         chain = Chain(topo.cli_if, files.boot.stat().st_size,
                       files.kernel.stat().st_size + files.initrd.stat().st_size, args.blksize)
-        stacks: list[Stack] = [Imageserver(topo, files)]
+        stacks: list[Stack] = [Imageserver(topo, files, args.tftp_max, args.event_loop)]
         if glued:
-            stacks.append(Glued(topo, files, args.nginx_workers))
+            stacks.append(Glued(topo, files, args.tftp_max, args.nginx_workers))
         print(f"boot storm: N machines powered on within 1 s walk DHCP (ROM) -> TFTP {files.boot.name} "
               f"({chain.boot_size} B, lock-step blksize {args.blksize}) -> DHCP (iPXE) -> HTTP script -> kernel "
               f"{args.kernel_mib:g} MiB + initrd {args.initrd_mib:g} MiB; {args.rounds} round(s) per N and stack",
               flush=True)
-        print(HEADER, flush=True)
         rounds: list[Round] = []
         rng = random.Random(args.seed)
         for n in args.machines:
@@ -734,11 +757,12 @@ def main() -> int:
             power_on = [rng.random() for _ in range(n)]
             for _ in range(args.rounds):
                 for stack in stacks:
-                    rounds.append(run_round(stack, topo, chain, macs, power_on))
-                    print(rounds[-1].line(), flush=True)
+                    rounds.append(run_round(stack, topo, chain, macs, power_on, args.profile))
+                    print(f"  N={n} {stack.name}: last initrd {rounds[-1].storm.last_initrd():.2f} s, "
+                          f"{len(rounds[-1].storm.failed)} failed", flush=True)
                     for m in rounds[-1].storm.failed[:3]:
                         print(f"      FAILED {m.mac}: {m.error}", flush=True)
-        summarize(rounds, args.machines, glued, args.smoke)
+        summarize(rounds, args.machines, [stack.name for stack in stacks], args.smoke)
     ours_failed = sum(len(r.storm.failed) for r in rounds if r.stack == Imageserver.name)
     if ours_failed:
         print(f"bench/bootstorm.py: {ours_failed} machine(s) failed against the imageserver")
@@ -746,31 +770,65 @@ def main() -> int:
     return 0
 
 
-def run_round(stack: Stack, topo: Topology, chain: Chain, macs: Sequence[str], power_on: Sequence[float]) -> Round:
+def run_round(stack: Stack, topo: Topology, chain: Chain, macs: Sequence[str], power_on: Sequence[float],
+              profile: str | None = None) -> Round:
     stack.start(macs)
+    spy = None
     try:
+        if profile and isinstance(stack, Imageserver):
+            spy = start_profile(stack.pid(), f"{profile}.{len(macs)}")
         cpu = stack.cpu_seconds()
-        with inside(topo.cli):
-            result = asyncio.run(storm(chain, macs, power_on))
+        with inside(topo.cli), asyncio.Runner(loop_factory=client_loop()) as runner:
+            result = runner.run(storm(chain, macs, power_on))
         server_cpu = stack.cpu_seconds() - cpu
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         stack.stop()
     return Round(stack.name, len(macs), result, server_cpu)
 
 
-def summarize(rounds: list[Round], sizes: Sequence[int], glued: bool, smoke: bool) -> None:
-    def median_time(stack: str, n: int) -> float:
-        times = [r.storm.last_initrd() for r in rounds if r.stack == stack and r.n == n]
-        return statistics.median(times) if times else float("nan")
+def start_profile(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy on the daemon while its storm runs: where its time goes (collapsed stacks: one line per stack)."""
+    tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(tool).exists():
+        sys.exit("--profile needs py-spy (pip install py-spy)")
+    spy = subprocess.Popen([tool, "record", "--format", "raw", "-r", "200", "-o", out, "-p", str(pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the first machine powers on
+    print(f"      profile of the imageserver: {out}", flush=True)
+    return spy
+
+
+def client_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for the machines' side when it is installed: the less the harness costs, the more the storm
+    measures the servers (both stacks see the same client)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def summarize(rounds: list[Round], sizes: Sequence[int], stacks: Sequence[str], smoke: bool) -> None:
+    def of(stack: str, n: int) -> list[Round]:
+        return [r for r in rounds if r.stack == stack and r.n == n]
 
     print()
-    print("last initrd: seconds from the first power-on until the last machine has its initrd; stages in ms "
-          "(p50/p99 over the machines that finished); retries: every DHCP/TFTP resend and HTTP re-attempt")
-    if not glued:
+    print(HEADER)
+    for n in sizes:
+        for stack in stacks:
+            print(table_line(n, stack, of(stack, n)))
+    print("last initrd: seconds from the first power-on until the last machine has its initrd (median round); "
+          "stages: p50/p99 in ms over the machines that finished; retries: every DHCP/TFTP resend, DHCP restart "
+          "after a NAK and HTTP re-attempt; CPU: seconds per storm of the stack's processes and of this client")
+    if Glued.name not in stacks:
         return
     for n in sizes:
-        ours, theirs = median_time(Imageserver.name, n), median_time(Glued.name, n)
-        failed = sum(len(r.storm.failed) for r in rounds if r.stack == Imageserver.name and r.n == n)
+        ours = statistics.median(r.storm.last_initrd() for r in of(Imageserver.name, n))
+        theirs = statistics.median(r.storm.last_initrd() for r in of(Glued.name, n))
+        failed = sum(len(r.storm.failed) for r in of(Imageserver.name, n))
         verdict = "" if smoke else ("  (target >= 1.0x, no failed machine: "
                                     f"{'met' if theirs / ours >= 1.0 and not failed else 'NOT met'})")
         print(f"ratio N={n}: dnsmasq+nginx {theirs:.2f} s / imageserver {ours:.2f} s = {theirs / ours:.2f}x{verdict}")
