@@ -790,11 +790,12 @@ def run_round(stack: Stack, topo: Topology, chain: Chain, macs: Sequence[str], p
 
 
 def start_profile(pid: int, out: str) -> subprocess.Popen[bytes]:
-    """py-spy on the daemon while its storm runs: where its time goes (collapsed stacks: one line per stack)."""
+    """py-spy on the daemon while its storm runs: where its CPU goes (samples of the thread holding the GIL;
+    collapsed stacks, one line per stack)."""
     tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(tool).exists():
         sys.exit("--profile needs py-spy (pip install py-spy)")
-    spy = subprocess.Popen([tool, "record", "--format", "raw", "-r", "200", "-o", out, "-p", str(pid)],
+    spy = subprocess.Popen([tool, "record", "--format", "raw", "--gil", "-r", "200", "-o", out, "-p", str(pid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached before the first machine powers on
     print(f"      profile of the imageserver: {out}", flush=True)
