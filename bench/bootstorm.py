@@ -17,8 +17,9 @@ A machine fails when a stage runs out of tries; every resend and new attempt cou
 
 Both stacks serve the same files: the imageserver with its shipped defaults (its hosts registered, due to
 install an image, so the boot script it renders names the installer's kernel and initrd); dnsmasq with its
-defaults but `--tftp-max 1000` (its default 50 is below a storm), nginx with Debian's defaults
-(`worker_processes auto`, sendfile, access log) and a static boot script of the same shape. Logging stays
+defaults, nginx with Debian's (`worker_processes auto`, sendfile, access log) and a static boot script of the
+same shape. Both TFTP servers may run 1000 transfers at once (`--tftp-max`: dnsmasq's default 50 and our 256
+are below a storm of lock-step transfers). Logging stays
 as each ships it (the imageserver's "info", dnsmasq's DHCP and TFTP lines, nginx's access log), into files.
 Neither server probes an address with ping before offering it: the clients' addresses are answered by the
 client namespace as a whole (an AnyIP route), so every probe would find its address taken.
@@ -33,8 +34,12 @@ Prints per N and stack: seconds until the last machine has its initrd, p50/p99 p
 failures, the servers' CPU seconds (from /proc), and the ratio (glued stack's time / ours: > 1 is ours
 faster). Exits 1 if a machine failed against the imageserver.
 
+The machines' side runs on uvloop when it is installed (the cheaper the harness, the more the storm measures
+the servers). `--profile PREFIX` writes a py-spy profile of the daemon per N and prints each stack's CPU per
+second of the storm (whether a server is saturated or waiting).
+
 Run (root): python3 bench/bootstorm.py [--machines 50 200 500] [--rounds 1] [--kernel-mib 8] [--initrd-mib 7]
-                                     [--smoke]
+                                     [--tftp-max 1000] [--event-loop uvloop] [--profile PREFIX] [--smoke]
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -723,7 +729,8 @@ def main() -> int:
                         help="the imageserver's [appliance] event_loop (default: as shipped)")
     parser.add_argument("--nginx-workers", default="auto", help="nginx worker_processes (Debian's default: auto)")
     parser.add_argument("--profile", metavar="PREFIX",
-                        help="py-spy the imageserver during its storms into PREFIX.<N> (collapsed stacks)")
+                        help="py-spy the imageserver during its storms into PREFIX.<N> (collapsed stacks), and print "
+                             "each stack's CPU per second of the storm")
     parser.add_argument("--seed", type=int, default=27, help="power-on moments and MACs")
     args = parse_args(parser, {"machines": [5], "rounds": 1, "kernel_mib": 0.25, "initrd_mib": 0.5})
     reason = lab_unavailable_reason()
@@ -774,19 +781,37 @@ def run_round(stack: Stack, topo: Topology, chain: Chain, macs: Sequence[str], p
               profile: str | None = None) -> Round:
     stack.start(macs)
     spy = None
+    busy: list[float] = []
+    done = threading.Event()
     try:
-        if profile and isinstance(stack, Imageserver):
-            spy = start_profile(stack.pid(), f"{profile}.{len(macs)}")
+        if profile:
+            if isinstance(stack, Imageserver):
+                spy = start_profile(stack.pid(), f"{profile}.{len(macs)}")
+            threading.Thread(target=sample_cpu, args=(stack, busy, done), daemon=True).start()
         cpu = stack.cpu_seconds()
         with inside(topo.cli), asyncio.Runner(loop_factory=client_loop()) as runner:
             result = runner.run(storm(chain, macs, power_on))
         server_cpu = stack.cpu_seconds() - cpu
     finally:
+        done.set()
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
         stack.stop()
+    if busy:
+        print(f"      {stack.name} CPU per second of the storm (1.0 = one core): "
+              f"{' '.join(f'{b:.2f}' for b in busy)}", flush=True)
     return Round(stack.name, len(macs), result, server_cpu)
+
+
+def sample_cpu(stack: Stack, busy: list[float], done: threading.Event) -> None:
+    """The stack's CPU seconds in each second of the storm: whether a server is saturated (one core for a
+    single event loop) or waiting."""
+    last = stack.cpu_seconds()
+    while not done.wait(1.0):
+        now = stack.cpu_seconds()
+        busy.append(now - last)
+        last = now
 
 
 def start_profile(pid: int, out: str) -> subprocess.Popen[bytes]:
