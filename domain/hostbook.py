@@ -28,6 +28,7 @@ from typing import Any, Literal
 from domain.addclients import AddclientsRequest, Existing, Plan, plan_addclients
 from domain.host_errors import HostConflict, HostFieldError, HostNotFound
 from domain.host_states import check_transition
+from protocols.arch import mismatch as arch_mismatch
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state.db import Connection
@@ -43,11 +44,13 @@ from state.hosts import (
     list_hosts,
     update_host_op,
 )
+from state.images import image_arch
 from state.lease_pools import SubnetLike
 from state.lease_rows import Reservation
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
 from state.profiles import profile_by_name
+from state.sightings import machine_arch
 from state.transports import TRANSPORTS
 
 # [dhcp] auto_static: when a host's lease becomes its reservation. Declared here, once: the config, the API
@@ -185,7 +188,9 @@ class HostBook:
 
     def create(self, name: str, *, now: float, mac: str | None = None, ip: IPv4Address | None = None,
                image: str | None = None, version: int | None = None, source: str = "manual",
-               transport: str | None = None) -> tuple[Host, Op]:
+               transport: str | None = None, client_arch: int | None = None) -> tuple[Host, Op]:
+        """A new host; `client_arch`: the machine's option 93 when the caller has it first hand (discovery),
+        else the machine's recorded one."""
         name = host_name(name)
         if host_by_name(self.conn, name) is not None:
             raise HostConflict(f"host {name} exists already")
@@ -197,6 +202,7 @@ class HostBook:
         if image:
             image_name(image)
         self._check_installable(image or None, check_version(version))
+        self._check_arch(name, mac, image or None, check_version(version), client_arch)
         state = "assigned" if image and mac else "new"
         host = Host(name, mac, ip, image or None, check_version(version), state, now, now,
                     transport=check_transport(transport))
@@ -227,12 +233,14 @@ class HostBook:
             new = replace(new, kernel_args=check_kernel_args(changes["kernel_args"]))
         if "profile" in changes:
             new = replace(new, profile=self._check_profile(changes["profile"]))
-        # what an install needs: its own image, else its profile's
-        image = new.image or self._profile_image(new.profile)
+        # what an install needs: its own image, else its profile's (and then the profile's version)
+        image, version = self._inherited(new)
         if (new.image, new.version) != (old.image, old.version):
             self._check_installable(new.image, new.version)
         if new.mac is not None and new.mac != old.mac:
             self._check_mac(name, new.mac)
+        if (new.image, new.version, new.mac, new.profile) != (old.image, old.version, old.mac, old.profile):
+            self._check_arch(name, new.mac, image, version)
         if new.ip is not None and (new.ip != old.ip or new.mac != old.mac):
             self._check_ip(name, new.ip, new.mac, now)
         if "state" in changes:
@@ -263,15 +271,32 @@ class HostBook:
             raise HostNotFound(f"no profile named {value!r} (imageserver profiles add NAME ...)")
         return value
 
-    def _profile_image(self, profile: str | None) -> str | None:
-        found = profile_by_name(self.conn, profile) if profile else None
-        return found.image if found is not None else None
+    def _inherited(self, host: Host) -> tuple[str | None, int | None]:
+        """The image and version the host installs: its own, else its profile's (the hosts_effective rule of
+        state/schema.py, for a host not written yet)."""
+        found = profile_by_name(self.conn, host.profile) if host.profile else None
+        if found is None or (host.image and host.image != found.image):
+            return host.image, host.version
+        return host.image or found.image, host.version if host.version is not None else found.version
 
     def _check_installable(self, image: str | None, version: int | None) -> None:
         if image and self.image_problem is not None:
             problem = self.image_problem(image, version)
             if problem:
                 raise HostConflict(f"image {image} cannot be installed: {problem}")
+
+    def _check_arch(self, name: str, mac: str | None, image: str | None, version: int | None,
+                    client_arch: int | None = None) -> None:
+        """A machine is never given an image of another CPU architecture (an arm64 image to a machine whose
+        firmware said x64 UEFI): it could only fail to boot. Nothing is refused while either is unknown."""
+        if mac is None or not image:
+            return
+        if client_arch is None:
+            client_arch = machine_arch(self.conn, mac)
+        problem = arch_mismatch(image_arch(self.conn, image, version), client_arch)
+        if problem:
+            raise HostConflict(f"host {name}: image {image}{f' v{version}' if version else ''} cannot be installed "
+                               f"on machine {mac}: {problem}")
 
     def remove(self, name: str) -> tuple[Host, Op]:
         host = self.get(name)

@@ -28,6 +28,8 @@ class ImageView:
     bytes: int | None
     path: str = field(metadata=doc("the tree on the imageserver (images/NAME/vN)"))
     note: str | None
+    arch: str | None = field(metadata=doc("the CPU architecture it was captured from (x86_64, arm64, ...); "
+                                          "null: not known"))
     newest: bool = field(metadata=doc("the image's newest version: hosts without a pinned version install it"))
     hosts: list[str] = field(metadata=doc("hosts assigned to this version"))
     transport: str = field(metadata=doc("how its installers fetch it unless a host says otherwise",
@@ -46,7 +48,7 @@ def catalog(conn: Connection) -> ImageList:
     versions = list_versions(conn)
     top = {iv.name: iv.version for iv in versions}  # ordered by version: the last one wins
     return ImageList([ImageView(name=iv.name, version=iv.version, created=iv.created, source=iv.source,
-                                files=iv.files, bytes=iv.bytes, path=iv.path, note=iv.note,
+                                files=iv.files, bytes=iv.bytes, path=iv.path, note=iv.note, arch=iv.arch,
                                 newest=top[iv.name] == iv.version, hosts=hosts_using(conn, iv.name, iv.version),
                                 transport=image_transport(conn, iv.name) or DEFAULT)
                       for iv in versions])

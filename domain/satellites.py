@@ -1,16 +1,47 @@
-"""What the primary's satellite routes answer (services/api_satellite.py), as response views: the config
-document a satellite mirrors, a report batch's receipt, and the admin's add/remove answers."""
+"""Satellites on the primary: adding and removing one (the use cases the API and the offline CLI share), and
+what the satellite routes answer (services/api_satellite.py) as response views: the config document a
+satellite mirrors, a report batch's receipt, and the admin's add/remove answers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.errors import Conflict, NotFound, valid_names
 from domain.views import doc, view_json
+from protocols.names import satellite_name
 from state import satellites
 from state.db import Connection
 from state.hosts import host_count
 from state.images import ImageVersion, list_versions
+
+
+def add_op(name: str, now: float) -> Callable[[Connection], str]:
+    """Add satellite `name`; the op returns its token (shown once). Invalid name, Conflict when it exists or
+    the table is full."""
+    with valid_names():
+        satellite_name(name)
+    store = satellites.add_op(name, now)
+
+    def op(conn: Connection) -> str:
+        try:
+            return str(store(conn))
+        except satellites.SatelliteError as e:  # exists, or the table is at its cap
+            raise Conflict(str(e)) from None
+
+    return op
+
+
+def remove_op(name: str) -> Callable[[Connection], None]:
+    """Remove satellite `name` (its token stops working); NotFound when there is none."""
+    store = satellites.remove_op(name)
+
+    def op(conn: Connection) -> None:
+        if not store(conn):
+            raise NotFound(f"no satellite named {name}")
+
+    return op
 
 
 @dataclass(frozen=True, slots=True)

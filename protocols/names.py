@@ -18,6 +18,7 @@ import re
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+SATELLITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")  # also its rsync user name (with a prefix)
 _VERSION_SUFFIX = re.compile(r"_v\d+$")
 
 
@@ -67,4 +68,12 @@ def image_name(name: object) -> str:
     if problem is not None:
         raise InvalidName(problem)
     assert isinstance(name, str)
+    return name
+
+
+def satellite_name(name: object) -> str:
+    """`name` if it can name a satellite (its rsync user name is made from it)."""
+    if not isinstance(name, str) or not SATELLITE_NAME.fullmatch(name):
+        raise InvalidName(f"satellite name {name!r}: use 1-31 lower-case letters, digits or '-', starting with a "
+                          "letter or digit")
     return name

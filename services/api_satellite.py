@@ -17,7 +17,8 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from domain.errors import Conflict, Invalid, NotFound
+from domain import satellites as satellite_cases
+from domain.errors import Invalid
 from domain.requests import NewSatellite, SatelliteReports
 from domain.satellites import (
     ReportsReceipt,
@@ -73,10 +74,7 @@ async def reports(call: Call[SatelliteReports]) -> ReportsReceipt:
 async def add(call: Call[NewSatellite]) -> SatelliteAdded:
     ctx = call.ctx
     body = await call.body()
-    try:
-        token = await ctx.store.journal.run(satellites.add_op(body.name, ctx.clock()))
-    except satellites.SatelliteError as e:
-        raise (Invalid if "satellite name" in str(e) else Conflict)(str(e)) from None
+    token = await ctx.store.journal.run(satellite_cases.add_op(body.name, ctx.clock()))
     log.info("satellite-added", satellite=body.name)
     return SatelliteAdded(name=body.name, token=token)
 
@@ -84,8 +82,7 @@ async def add(call: Call[NewSatellite]) -> SatelliteAdded:
 async def remove(call: Call[None]) -> SatelliteRemoved:
     ctx = call.ctx
     name = call.request.match_info["name"]
-    if not await ctx.store.journal.run(satellites.remove_op(name)):
-        raise NotFound(f"no satellite named {name}")
+    await ctx.store.journal.run(satellite_cases.remove_op(name))
     log.info("satellite-removed", satellite=name)
     return SatelliteRemoved(removed=name)
 

@@ -272,6 +272,8 @@ class DhcpServer:
         if reply is None:
             counters["no_reply"] += 1
             return
+        if reply.packet.options.get(o.OptionCode.VENDOR_CLASS) == b"HTTPClient":
+            counters["http_boot_replies"] += 1  # UEFI HTTP boot answered: the firmware fetches a URL, not TFTP
         if (self._probe.available and reply.packet.message_type == MessageType.OFFER
                 and self._should_probe(request, reply.packet.yiaddr)):
             task = asyncio.get_running_loop().create_task(self._probe_then_offer(request, reply, port, ifindex, local))

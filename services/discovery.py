@@ -89,7 +89,7 @@ class Discovery:
         book = HostBook(reader, self.leases, auto_static=self.auto_static)
         try:
             host, op = book.create(decision.name, now=now, mac=machine.mac, image=decision.rule.image,
-                                   version=decision.rule.version, source="discovery")
+                                   version=decision.rule.version, source="discovery", client_arch=machine.arch)
         except ValueError as e:
             log.warning("discovery-failed", mac=machine.mac, name=decision.name, error=str(e))
             self._settle(machine.mac)

@@ -245,9 +245,15 @@ class TftpServer:
                 counters["duplicate_requests"] += 1  # a retransmitted RRQ: its first answer was lost
                 self._send(t, t.machine.repeat_first(self._clock()))
                 return
-        if len(self._transfers) >= self.settings.max_transfers and not self._make_room(peer):
-            self._busy(peer, "full")
-            return
+        if len(self._transfers) >= self.settings.max_transfers:
+            # A machine we know (under its own cap) may take a stranger's slot; with none to take, it waits.
+            known = self._per_client[peer[0]] < self.settings.max_transfers_per_client and self._is_known(peer[0])
+            if not known:
+                self._busy(peer, "full")
+                return
+            if not self._make_room(peer):
+                self._defer(peer)
+                return
         if self._per_client[peer[0]] >= self.settings.max_transfers_per_client:
             self._busy(peer, "per-client")
             return
@@ -262,14 +268,11 @@ class TftpServer:
         self._begin(decision, peer, local, source, size, fd)
 
     def _make_room(self, peer: tuple[str, int]) -> bool:
-        """Every slot taken: a known machine's request ends a stranger's transfer (one still waiting for its
+        """Every slot taken and a known machine asks: it ends a stranger's transfer (one still waiting for its
         first ACK if any, else the oldest), so a flood of strangers under their per-client cap cannot keep
-        a booting machine out. A stranger's request, or no stranger to end: no room."""
+        a booting machine out. No stranger to end: no room."""
         known = self._known
-        if known is None or self._per_client[peer[0]] >= self.settings.max_transfers_per_client:
-            return False
-        if not known(peer[0]):
-            return False
+        assert known is not None
         victim: _Transfer | None = None
         for t in self._transfers:
             if t.known is None:
@@ -288,6 +291,16 @@ class TftpServer:
         self._reply(victim.sock, encode_error(ErrorCode.NOT_DEFINED, "server busy"), victim.peer)
         self._close(victim, "evicted")
         return True
+
+    def _is_known(self, address: str) -> bool:
+        return self._known is not None and self._known(address)
+
+    def _defer(self, peer: tuple[str, int]) -> None:
+        """Every slot is held by machines we know, and another one asks (a boot storm): no answer. Its ROM
+        resends the RRQ after its timeout and finds a slot then; told "server busy", it would not boot."""
+        self._status.counters["requests_deferred"] += 1
+        self._log.log("tftp-full-deferred", self._clock(), logging.INFO, "tftp-deferred",
+                      peer=f"{peer[0]}:{peer[1]}", transfers=len(self._transfers))
 
     def _busy(self, peer: tuple[str, int], reason: str) -> None:
         assert self._sock is not None

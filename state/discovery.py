@@ -6,8 +6,9 @@ Policies ([discovery] policy):
           that matches it (`[[discovery.rules]]`); its next poll gets the install
   ignore  an unknown machine gets an address but never a boot: DHCP leaves the boot options out
 
-A rule matches on MAC prefix, client architecture (DHCP option 93) and vendor class prefix
-(option 60); every field it gives must match, a field it leaves out matches anything.
+A rule matches on MAC prefix, client architecture (DHCP option 93), the CPU that architecture means
+(`cpu = "arm64"`: codes 11, 19, ...; protocols/arch.py) and vendor class prefix (option 60); every field it
+gives must match, a field it leaves out matches anything.
 Host names come from the rule's pattern, e.g. "node{n:03}" -> node001, node002, ...: the lowest n
 whose name is not taken.
 """
@@ -21,6 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
+from protocols.arch import ARCHES, canonical_arch, matches_client
 from protocols.names import is_label
 
 # [discovery] policy (see the module doc).
@@ -66,6 +68,19 @@ class RuleImage(str):
         return cls(s)
 
 
+class RuleCpu(str):
+    """The CPU architecture a rule's machines have (protocols/arch.py names; "aarch64", "amd64" accepted)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_config(cls, v: Any) -> RuleCpu:
+        arch = canonical_arch(_text(v))
+        if arch is None:
+            raise DiscoveryError(f"{v!r} is not a CPU architecture (one of {', '.join(ARCHES)})")
+        return cls(arch)
+
+
 def _text(v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError(f"expected a string, got {v!r}")
@@ -81,11 +96,16 @@ class DiscoveryRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mac_prefix: MacPrefix | None = None  # canonical lower-case, colon-separated prefix ("52:54:00")
     arch: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     vendor_class: str | None = None  # prefix of option 60 ("PXEClient", "HTTPClient")
+    # The CPU of the machine: every client architecture of it ("arm64": codes 11, 19, ...), so one rule
+    # gives the arm64 image to arm64 machines whether their firmware boots over PXE or HTTP.
+    cpu: RuleCpu | None = None
 
     def matches(self, mac: str, arch: int | None, vendor_class: str | None) -> bool:
         if self.mac_prefix is not None and not mac.startswith(self.mac_prefix):
             return False
         if self.arch is not None and arch != self.arch:
+            return False
+        if self.cpu is not None and not matches_client(self.cpu, arch):
             return False
         return self.vendor_class is None or (vendor_class or "").startswith(self.vendor_class)
 

@@ -65,7 +65,7 @@ def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
 # --------------------------------------------------------------------------- effective hosts
 #
 # A host with what it inherits from its profile filled in (image, version, transport, kernel arguments):
-# the `hosts_effective` view of migration 8 is the rule's one home. What a machine boots and installs is
+# the `hosts_effective` view of migration 9 is the rule's one home. What a machine boots and installs is
 # decided on these; edits read and write the hosts rows themselves (a host's own values).
 
 

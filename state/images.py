@@ -14,7 +14,7 @@ from typing import Any
 
 from state.hosts import names_using
 
-_COLUMNS = ("name", "version", "path", "created", "source", "files", "bytes", "layout", "note")
+_COLUMNS = ("name", "version", "path", "created", "source", "files", "bytes", "layout", "note", "arch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,7 @@ class ImageVersion:
     bytes: int | None = None
     layout: str | None = None  # JSON: the master client's disk layout (appliance.images.layout)
     note: str | None = None
+    arch: str | None = None  # the CPU architecture it was captured from (protocols/arch.py), None: not known
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple[Any, ...]) -> ImageVersion:
@@ -102,3 +103,12 @@ def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | Non
     """What getimage counted for the version (the total a copy's progress is measured against)."""
     row = conn.execute("SELECT bytes FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
     return int(row[0]) if row is not None and row[0] is not None else None
+
+
+def image_arch(conn: sqlite3.Connection, image: str, version: int | None) -> str | None:
+    """The architecture of `image` vN (None: its newest); None if the version or its architecture is not known."""
+    if version is None:
+        row = conn.execute("SELECT arch FROM images WHERE name = ? ORDER BY version DESC LIMIT 1", (image,)).fetchone()
+    else:
+        row = conn.execute("SELECT arch FROM images WHERE name = ? AND version = ?", (image, version)).fetchone()
+    return str(row[0]) if row is not None and row[0] is not None else None

@@ -1,7 +1,7 @@
 """The `profiles` table: named settings (image, version, transport, kernel arguments, BMC defaults) that
 hosts naming the profile inherit unless they set their own.
 
-Which value a host ends up with is the `hosts_effective` view (state/schema.py, migration 8) for what a
+Which value a host ends up with is the `hosts_effective` view (state/schema.py, migration 9) for what a
 boot and an install read, and `Profile.FIELDS` for what the host view says of each value's source. The
 BMC password is a secret like the bmcs table's: `Profile` has no field for it; `profile_bmc_secrets` is for
 the power drivers only. Root-device hints (another part of the fleet work) become one more field here.

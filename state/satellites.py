@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.names import satellite_name
 from state.credentials import new_token
 from state.hosts import first_hosts, host_exists
 
 MAX_SATELLITES = 64
-SATELLITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")  # also its rsync user name
 TOKEN_PREFIX = "sat-"
 # The rsync module only satellites may read: the whole images root. "_v0" because no image has a
 # version 0 (versions start at 1) and NAME_vN is refused as an image name, so no image module collides.
@@ -50,6 +49,14 @@ CREATE TABLE IF NOT EXISTS satellites (
 
 class SatelliteError(ValueError):
     """A refused satellite change; the message says why."""
+
+
+class SatelliteExists(SatelliteError):
+    """The name is taken."""
+
+
+class TooManySatellites(SatelliteError):
+    """The table is at its cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +102,12 @@ def add_op(name: str, now: float) -> Any:
     """A new satellite; returns its token (shown once: only its hash is kept)."""
 
     def op(conn: sqlite3.Connection) -> str:
-        if not isinstance(name, str) or not SATELLITE_NAME.match(name):
-            raise SatelliteError(f"satellite name {name!r}: use 1-31 lower-case letters, digits or '-', "
-                                 "starting with a letter or digit")
+        satellite_name(name)  # InvalidName: the caller checked it; storage keeps the rsync user name safe too
         ensure_table(conn)
         if conn.execute("SELECT 1 FROM satellites WHERE name = ?", (name,)).fetchone():
-            raise SatelliteError(f"satellite {name} exists (remove it first to issue a new token)")
+            raise SatelliteExists(f"satellite {name} exists (remove it first to issue a new token)")
         if conn.execute("SELECT count(*) FROM satellites").fetchone()[0] >= MAX_SATELLITES:
-            raise SatelliteError(f"at most {MAX_SATELLITES} satellites")
+            raise TooManySatellites(f"at most {MAX_SATELLITES} satellites")
         token = TOKEN_PREFIX + new_token()
         conn.execute("INSERT INTO satellites(name, token_hash, rsync_secret, created) VALUES (?,?,?,?)",
                      (name, token_hash(token), rsync_secret(token), now))

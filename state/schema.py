@@ -147,7 +147,15 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM bmcs WHERE host = old.name;
     END;
     """,
-    # 8: profiles (state/profiles.py): named settings hosts inherit unless they set their own. A host names
+    # 8: the CPU architecture an image was captured from (protocols/arch.py names: x86_64, arm64, ...), so a
+    # host refuses an image its machine cannot run. Every image captured before was an amd64 master's: they
+    # are x86_64, and their note says it was assumed
+    """
+    ALTER TABLE images ADD COLUMN arch TEXT;
+    UPDATE images SET arch = 'x86_64',
+        note = COALESCE(note || '; ', '') || 'architecture x86_64 assumed (captured before images recorded it)';
+    """,
+    # 9: profiles (state/profiles.py): named settings hosts inherit unless they set their own. A host names
     # its profile (NULL: none) and may carry its own kernel arguments; `hosts_effective` is each host with
     # what it inherits filled in (the one home of "own value, else its profile's"): the boot decision, the
     # install script, rsync admission and "which hosts use this image" read it. A profile's version applies

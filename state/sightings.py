@@ -286,6 +286,12 @@ def _recent_first(m: Machine) -> tuple[float, str]:
     return (-m.last_seen, m.mac)
 
 
+def machine_arch(conn: sqlite3.Connection, mac: str) -> int | None:
+    """The client architecture (option 93) the machine last reported, None if it never did or is not known."""
+    row = conn.execute("SELECT arch FROM machines WHERE mac = ?", (mac,)).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
+
+
 def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
     """Every machine in the table, most recently seen first (for readers without the live log)."""
     rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM machines ORDER BY last_seen DESC, mac").fetchall()

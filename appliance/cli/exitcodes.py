@@ -10,6 +10,7 @@ from __future__ import annotations
 from appliance.cli.apiclient import ApiError, ApiUnavailable
 from appliance.config import ConfigError
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from protocols.names import InvalidName
 
 OK = 0
 FAILED = 1  # the operation failed (an I/O error, a failed capture, the daemon could not do it)
@@ -47,7 +48,7 @@ def exit_code(error: BaseException) -> int:
     """The exit code for an error a command let escape."""
     if isinstance(error, CommandFailed):
         return error.code
-    if isinstance(error, (Invalid, ConfigError)):
+    if isinstance(error, (Invalid, ConfigError, InvalidName)):
         return USAGE
     if isinstance(error, NotFound):
         return NOT_FOUND

@@ -56,16 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        code = int(args.func(args) or 0)
-    except (ConfigError, DomainError, ApiError, ApiUnavailable, exitcodes.CommandFailed) as e:
-        print(f"imageserver: {exitcodes.message(e)}", file=sys.stderr)
-        code = exitcodes.exit_code(e)
-    except KeyboardInterrupt:
-        code = 130
-    except BrokenPipeError:
-        return 0
-    offline_audit.record(args, sys.argv[1:] if argv is None else argv, code)
+    with offline_audit.run_scope() as writes:
+        try:
+            code = int(args.func(args) or 0)
+        except (ConfigError, DomainError, ApiError, ApiUnavailable, exitcodes.CommandFailed) as e:
+            print(f"imageserver: {exitcodes.message(e)}", file=sys.stderr)
+            code = exitcodes.exit_code(e)
+        except KeyboardInterrupt:
+            code = 130
+        except BrokenPipeError:
+            return 0
+        offline_audit.record(writes, args, sys.argv[1:] if argv is None else argv, code)
     return code
 
 

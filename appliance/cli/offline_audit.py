@@ -13,19 +13,44 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from appliance.config import Config
 from state import audit
 from state.db import connect, db_path
 from state.statelock import StateLocked, acquire
 
-_WROTE: dict[str, Config] = {}  # state dir -> its config: the databases this run wrote offline
+
+@dataclass
+class OfflineWrites:
+    """The state databases one CLI run wrote offline (state dir -> its config), recorded when it is done."""
+    configs: dict[str, Config] = field(default_factory=dict)
+
+
+# The run's writes, set by main() around one command: a context variable rather than a module dict, so each
+# run (and each test calling main()) has its own and nothing outlives the run.
+_RUN: ContextVar[OfflineWrites | None] = ContextVar("imageserver_offline_writes", default=None)
+
+
+@contextmanager
+def run_scope() -> Iterator[OfflineWrites]:
+    """One CLI run: the databases its command writes offline are collected here."""
+    writes = OfflineWrites()
+    token = _RUN.set(writes)
+    try:
+        yield writes
+    finally:
+        _RUN.reset(token)
 
 
 def wrote(cfg: Config) -> None:
     """This run writes cfg's state database offline (called when it takes the state dir's lock)."""
-    _WROTE[str(cfg.state_dir)] = cfg
+    writes = _RUN.get()
+    if writes is not None:  # outside main() (a command called directly) there is no run to record
+        writes.configs[str(cfg.state_dir)] = cfg
 
 
 def who() -> str:
@@ -36,12 +61,12 @@ def who() -> str:
         return f"uid {os.getuid()}"
 
 
-def record(args: argparse.Namespace, argv: Sequence[str], exit_code: int) -> None:
+def record(writes: OfflineWrites, args: argparse.Namespace, argv: Sequence[str], exit_code: int) -> None:
     """One entry per state database this run wrote offline: the command and verb, the name it was given."""
     verb = getattr(args, "verb", None) or getattr(args, "action", None)  # the commands name their verbs so
     operation = " ".join(["imageserver", *(w for w in (args.command, verb) if w)])
     target = getattr(args, "name", None) or getattr(args, "nodes", None) or getattr(args, "mac", None)
-    for cfg in list(_WROTE.values()):
+    for cfg in writes.configs.values():
         entry = audit.AuditEntry(at=time.time(), who=who(), via="cli", peer=socket.gethostname(),
                                  operation=operation, target=str(target) if target else None,
                                  fields={"argv": " ".join(argv)}, outcome=f"exit {exit_code}")
@@ -55,4 +80,3 @@ def record(args: argparse.Namespace, argv: Sequence[str], exit_code: int) -> Non
                     conn.close()
         except (StateLocked, OSError) as e:  # the daemon started meanwhile: the change stands, say so
             print(f"imageserver: the audit log could not record this change: {e}", file=sys.stderr)
-    _WROTE.clear()

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.images import manifest
+from appliance.images.arch import tree_arch
+from domain.errors import Conflict, Invalid, NotFound
 from protocols.names import image_name
 from state.db import connect, db_path, transaction
 from state.images import ImageVersion, delete_version, get_version, hosts_using, insert_version, list_versions, newest
@@ -39,10 +41,24 @@ class ImageError(RuntimeError):
     """An image operation cannot be done; the message says why and what to do."""
 
 
+# The kinds a front end tells apart (the CLI's exit codes 2, 3 and 4; the API's 400, 404 and 409): each is
+# also the domain's error of that kind. A plain ImageError is a failure (a copy that failed, an interrupt).
+class BadVersion(ImageError, Invalid):
+    """Not a version number."""
+
+
+class ImageNotFound(ImageError, NotFound):
+    """No such image, version or work tree."""
+
+
+class ImageBusy(ImageError, Conflict):
+    """It exists already, or another capture or commit of it is running."""
+
+
 def parse_version(text: str) -> int:
     m = re.fullmatch(r"v?(\d+)", text.strip())
     if not m or int(m.group(1)) < 1:
-        raise ImageError(f"{text!r} is not a version (v1, v2, ... or 1, 2, ...)")
+        raise BadVersion(f"{text!r} is not a version (v1, v2, ... or 1, 2, ...)")
     return int(m.group(1))
 
 
@@ -129,10 +145,10 @@ class Catalog:
         if iv is None:
             known = sorted({v.name for v in self.versions()})
             if version is None or not self.versions(name):
-                raise ImageError(f"no image named {name!r}" + (f" (images: {', '.join(known)})" if known else
+                raise ImageNotFound(f"no image named {name!r}" + (f" (images: {', '.join(known)})" if known else
                                                                " (no images yet: use getimage)"))
             have = ", ".join(f"v{v.version}" for v in self.versions(name))
-            raise ImageError(f"image {name} has no version v{version} (it has {have})")
+            raise ImageNotFound(f"image {name} has no version v{version} (it has {have})")
         return iv
 
     def newest(self, name: str) -> ImageVersion | None:
@@ -164,7 +180,7 @@ class Catalog:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ImageError(f"another getimage or commit of image {name} is running") from None
+                raise ImageBusy(f"another getimage or commit of image {name} is running") from None
             yield
         finally:
             os.close(fd)
@@ -196,10 +212,12 @@ class Catalog:
 
     def register(self, name: str, staged: Path, *, source: str, layout_json: str | None,
                  note: str | None = None, previous: ImageVersion | None = None,
-                 version: int | None = None) -> ImageVersion:
+                 version: int | None = None, arch: str | None = None) -> ImageVersion:
         """Make `staged` the next version of `name` (or `version`: a satellite keeps its primary's
-        numbers): manifest, then row + rename in one transaction."""
+        numbers): manifest, then row + rename in one transaction. Its architecture is the tree's own (its
+        ELF binaries), else `arch` (what the master reported)."""
         image_name(name)  # it becomes a directory and rsync module names: InvalidName if it cannot
+        arch = tree_arch(staged) or arch
         reuse: dict[tuple[int, int, int], str] = {}
         if previous is not None:
             with contextlib.suppress(manifest.ManifestError):
@@ -208,14 +226,14 @@ class Catalog:
             version = self.next_version(name)
         elif (version < 1 or get_version(self.conn, name, version) is not None
               or self.paths.tree(name, version).exists()):
-            raise ImageError(f"image {name} v{version} exists already (or is not a version number)")
+            raise ImageBusy(f"image {name} v{version} exists already (or is not a version number)")
         staged_manifest = staged.with_name(staged.name + ".manifest.gz")
         summary = manifest.write(staged_manifest, manifest.walk(staged, reuse),
                                  {"image": name, "version": version, "source": source})
         final = self.paths.tree(name, version)
         final.parent.mkdir(parents=True, exist_ok=True)
         iv = ImageVersion(name=name, version=version, path=str(final), created=self.clock(), source=source,
-                          files=summary.files, bytes=summary.bytes, layout=layout_json, note=note)
+                          files=summary.files, bytes=summary.bytes, layout=layout_json, note=note, arch=arch)
         conn = self.conn
         with held_signals():
             moved = False
@@ -277,7 +295,7 @@ class Catalog:
         iv = self.get(name, version)
         work = self.work_tree(new_name)
         if work.exists():
-            raise ImageError(f"{work} exists: commit it (images commit {new_name}) or remove it first")
+            raise ImageBusy(f"{work} exists: commit it (images commit {new_name}) or remove it first")
         self.paths.work.mkdir(parents=True, exist_ok=True)
         os.chmod(self.paths.work, 0o700)
         tmp = self.paths.work / f".{new_name}.{os.getpid()}"
@@ -300,7 +318,7 @@ class Catalog:
             data = json.loads(meta.read_text())
             return str(data["from"]), int(data["version"])
         except (OSError, ValueError, KeyError) as e:
-            raise ImageError(f"no clone named {new_name} in {self.paths.work} ({e})") from None
+            raise ImageNotFound(f"no clone named {new_name} in {self.paths.work} ({e})") from None
 
     def drop_work(self, new_name: str) -> None:
         remove_tree(self.work_tree(new_name))

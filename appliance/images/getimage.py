@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from appliance.images.arch import reported_arch
 from appliance.images.autoinstall import AutoinstallError, installable_plan
 from appliance.images.catalog import Catalog, ImageError, remove_tree
 from appliance.images.layout import Layout, LayoutError, read_layout
@@ -263,7 +264,10 @@ def capture(catalog: Catalog, opts: Options, on_progress: Callable[[Progress], N
                 note = "rsync: some files vanished on the master client while it was read"
                 say(f"warning: {note}")
             iv = catalog.register(opts.name, staging, source=opts.source.describe(), layout_json=layout.to_json(),
-                                  note=note, previous=previous)
+                                  note=note, previous=previous, arch=reported_arch(meta))
+            if iv.arch is None:
+                say("warning: the image's architecture is not known (no ELF binary at /bin/sh or /usr/bin/env, "
+                    "and prepareclient reported no `uname -m`): hosts are not checked against it")
             return Captured(version=iv, layout=layout, excluded=excluded, rsync=result)
         finally:
             for path in (staging, meta, exclude_file, staging.with_name(staging.name + ".manifest.gz")):

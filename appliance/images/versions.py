@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from appliance.images import manifest
-from appliance.images.catalog import Catalog, ImageError, remove_tree
+from appliance.images.catalog import Catalog, ImageError, ImageNotFound, remove_tree
 from appliance.images.getimage import RSYNC_FLAGS, Interrupt, catching_signals, run_rsync
 from state.images import ImageVersion
 
@@ -25,7 +25,7 @@ def commit(catalog: Catalog, new_name: str, rsync: str = "rsync") -> ImageVersio
     origin_name, origin_version = catalog.work_origin(new_name)
     work = catalog.work_tree(new_name)
     if not work.is_dir():
-        raise ImageError(f"no work tree {work}: clone first (images clone NAME vN {new_name})")
+        raise ImageNotFound(f"no work tree {work}: clone first (images clone NAME vN {new_name})")
     try:
         origin: ImageVersion | None = catalog.get(origin_name, origin_version)
     except ImageError:

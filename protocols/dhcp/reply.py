@@ -393,12 +393,16 @@ def _nak(request: DhcpPacket, settings: ServerSettings, why: str) -> Reply:
 
 
 def _respond_proxy(request: DhcpPacket, mtype: int | None, settings: ServerSettings, arrived_port: int) -> Reply | None:
-    # ProxyDHCP (PXE 2.1): boot information only, to PXE clients only, never an address, no book calls.
-    if not request.options.get(OptionCode.VENDOR_CLASS, b"").startswith(b"PXEClient"):
+    # ProxyDHCP (PXE 2.1): boot information only, to PXE and UEFI HTTP boot clients only, never an address,
+    # no book calls. A UEFI HTTP client takes the URL from our OFFER beside the LAN server's address offer
+    # (edk2: a "proxy offer" is one with option 60 HTTPClient and no yiaddr); it never asks on port 4011.
+    vendor = request.options.get(OptionCode.VENDOR_CLASS, b"")
+    pxe = vendor.startswith(b"PXEClient")
+    if not (pxe or vendor.startswith(b"HTTPClient")):
         return None
     if mtype == MessageType.DISCOVER and arrived_port != PXE_BOOT_SERVER_PORT:
         kind = MessageType.OFFER
-    elif mtype == MessageType.REQUEST and arrived_port == PXE_BOOT_SERVER_PORT:
+    elif mtype == MessageType.REQUEST and arrived_port == PXE_BOOT_SERVER_PORT and pxe:
         kind = MessageType.ACK
     else:
         return None
@@ -477,15 +481,16 @@ def _add_boot(reply: DhcpPacket, request: DhcpPacket, settings: ServerSettings, 
         return False
     opts = reply.options
     reply.siaddr = settings.server_id
-    if proxy:
+    if choice.vendor_class is not None:
+        opts[OptionCode.VENDOR_CLASS] = choice.vendor_class  # HTTPClient: without the echo it never REQUESTs
+    elif proxy:
         # A ProxyDHCP offer is recognised by option 60; option 43 says "boot this file, no discovery".
         opts[OptionCode.VENDOR_CLASS] = b"PXEClient"
         opts[OptionCode.VENDOR_SPECIFIC] = o.pack_pxe_vendor_options()
+    if proxy:
         uuid = request.options.get(OptionCode.CLIENT_UUID)
         if uuid is not None:
             opts[OptionCode.CLIENT_UUID] = uuid
-    elif choice.vendor_class is not None:
-        opts[OptionCode.VENDOR_CLASS] = choice.vendor_class
     if choice.tftp:
         opts[OptionCode.TFTP_SERVER_NAME] = o.pack_text(str(settings.server_id))
     name = o.pack_text(choice.file)

@@ -89,3 +89,39 @@ def test_on_assign_a_discovered_machines_first_lease_becomes_its_reservation(tmp
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_auto_gives_each_cpu_its_own_image_and_never_one_it_cannot_run(tmp_path: Path) -> None:
+    """Rules by CPU (`cpu = "arm64"`: option 93 = 11 over PXE, 19 over HTTP) name arm64 and x64 machines apart; a
+    rule that would give an x64 machine an arm64 image creates no host (the host rule refuses it)."""
+    from state.discovery import RuleCpu
+    from state.images import ImageVersion, insert_version
+
+    rules = (DiscoveryRule("arm{n}", "deb-arm64", cpu=RuleCpu("arm64")),
+             DiscoveryRule("pc{n}", "deb-amd64", cpu=RuleCpu("x86_64"), vendor_class="PXEClient"),
+             DiscoveryRule("wrong{n}", "deb-arm64", arch=16))  # a mistaken rule: x64 HTTP boot -> arm64 image
+
+    async def scenario() -> None:
+        store = Store(tmp_path)
+        try:
+            for name, arch in (("deb-arm64", "arm64"), ("deb-amd64", "x86_64")):
+                iv = ImageVersion(name, 1, f"/images/{name}/v1", T0, arch=arch)
+                await store.journal.run(lambda conn, iv=iv: insert_version(conn, iv))
+            writer = journal_writer(store.journal.submit)
+            leases = LeaseModel.load(store.reader, (), writer, now=T0)
+            log = DiscoveringMachineLog.load(store.reader, writer, refresh=60)
+            discovery = Discovery(store, leases, DiscoveryConfig(policy="auto", rules=rules), clock=lambda: T0)
+            log.on_seen = discovery.seen
+            log.seen("52:54:00:00:0b:01", T0, arch=11, vendor_class="PXEClient:Arch:00011:UNDI:003000")
+            log.seen("52:54:00:00:13:01", T0, arch=19, vendor_class="HTTPClient:Arch:00019")
+            log.seen("52:54:00:00:07:01", T0, arch=7, vendor_class="PXEClient:Arch:00007:UNDI:003016")
+            log.seen("52:54:00:00:10:01", T0, arch=16, vendor_class="HTTPClient:Arch:00016")
+            await store.journal.flush()
+            hosts = {h.mac: (h.name, h.image) for h in list_hosts(store.reader)}
+            assert hosts == {"52:54:00:00:0b:01": ("arm1", "deb-arm64"), "52:54:00:00:13:01": ("arm2", "deb-arm64"),
+                             "52:54:00:00:07:01": ("pc1", "deb-amd64")}, hosts
+            assert discovery.created == 3
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -113,6 +113,11 @@ def test_versions_share_unchanged_files_and_the_catalog_commands_work(setup: Set
     assert diff == ["+ /etc/added", "M /etc/motd  (content, mtime)"]
     show = setup.cli("images", "show", "web", "v1", check=True).stdout
     assert "disk disk.img: 64.0 MiB, gpt" in show
+    # The exit codes tell a missing image (3), a bad version (2) and a taken name (4) from a failure (1).
+    missing = setup.cli("images", "show", "nope")
+    assert missing.returncode == 3 and "no image named 'nope'" in missing.stderr, missing.stderr
+    assert setup.cli("images", "diff", "web", "v1", "v9").returncode == 3
+    assert setup.cli("images", "show", "web", "version-one").returncode == 2
 
     # A host pinned to v1 keeps v1 from being removed, unless --force.
     conn = sqlite3.connect(setup.state / "imageserver.db")
@@ -128,6 +133,9 @@ def test_versions_share_unchanged_files_and_the_catalog_commands_work(setup: Set
     work = setup.state / "images/.work/web-edit"
     assert str(work) in clone.stdout
     assert os.stat(work / "usr/bin/big").st_ino != os.stat(v2 / "usr/bin/big").st_ino
+    again = setup.cli("images", "clone", "web", "v2", "web-edit")
+    assert again.returncode == 4 and "exists" in again.stderr, again.stderr
+    assert setup.cli("images", "commit", "never-cloned", "--no-script").returncode == 3
     with open(work / "usr/bin/big", "r+b") as f:  # edit in place: the worst case for a hard-link copy
         f.write(b"EDITED")
     (work / "etc/motd").write_text("edited\n")

@@ -175,6 +175,27 @@ async def test_reply_comes_from_the_address_the_request_was_sent_to(root: Path, 
         await server.stop()
 
 
+async def test_when_full_of_known_machines_another_known_machine_is_not_answered_until_a_slot_frees(
+        root: Path, probe: Probe):
+    """A boot storm of machines we know: the one that finds every slot taken by the others gets no answer (its
+    ROM resends the RRQ, and then finds a slot); "server busy" would end its boot."""
+    async with running_server(root, settings=TftpConfig(max_transfers=1), known=lambda address: True) as server:
+        later = _probe_from("127.0.0.2")
+        try:
+            first = await probe.exchange(rrq("boot.bin"), (HOST, server.port))
+            assert first is not None and decode_packet(first[0]).block == 1
+            assert await later.exchange(rrq("boot.bin"), (HOST, server.port)) is None  # not told "busy"
+            assert server.status()["active_transfers"] == 1  # nobody's transfer ended for it
+            await probe.send(encode_error(ErrorCode.NOT_DEFINED, "enough"), first[1])
+            await asyncio.sleep(0.05)
+            resent = await later.exchange(rrq("boot.bin"), (HOST, server.port))
+            assert resent is not None and decode_packet(resent[0]).block == 1
+            counters = server.status()["counters"]
+            assert counters["requests_deferred"] == 1 and counters.get("busy_refusals", 0) == 0
+        finally:
+            later.close()
+
+
 def _probe_from(address: str) -> Probe:
     probe = Probe()
     probe.sock.close()

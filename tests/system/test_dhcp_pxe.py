@@ -8,7 +8,9 @@ PXE ROMs and iPXE cannot run in a namespace without a VM, so their DISCOVERs are
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -104,3 +106,49 @@ def test_proxy_mode_answers_pxe_clients_only_with_boot_information_and_on_port_4
     assert text(offer["offer"], 67) == "undionly.kpxe" and offer["offer"]["siaddr"] == srv
     assert ordinary["offer"] is None
     assert boot["offer"]["type"] == 5 and text(boot["offer"], 67) == "ipxe.efi"  # the ACK from port 4011
+
+
+def test_proxy_mode_gives_uefi_http_boot_the_url_and_each_host_its_own_decision(lab: Lab) -> None:
+    """ProxyDHCP beside the LAN's own DHCP server, for firmware that boots over HTTP (HTTPClient:Arch:00016):
+    our OFFER carries no address, the URL of ipxe.efi and option 60 "HTTPClient" echoed (edk2's proxy offer),
+    no PXE option 43. The same per-host decision as PXE follows: discovery policy "ignore" leaves an unknown
+    machine unanswered; the boot script ipxe.efi then asks for says install, local or (unknown) local."""
+    pair = lab.server_client_pair()
+    server = Imageserver(pair.server, pair.server_if, pair.server_ip, pair.subnet, mode="proxy",
+                         extra='\n[discovery]\npolicy = "ignore"').start()
+    srv = str(pair.server_ip)
+    to_install, installed, unknown = "52:54:00:00:03:01", "52:54:00:00:03:02", "52:54:00:00:03:03"
+    with closing(sqlite3.connect(server.state_dir / "imageserver.db", timeout=10, isolation_level=None)) as db:
+        db.execute("INSERT INTO images(name, version, path, created) VALUES ('base', 1, '/images/base/v1', 0)")
+        db.execute("INSERT INTO hosts(name, mac, image, state, created, updated) VALUES "
+                   f"('node1', '{to_install}', 'base', 'assigned', 0, 0), "
+                   f"('node2', '{installed}', 'base', 'installed', 0, 0)")
+    client_ip = pair.host(61)  # what the LAN's own DHCP server gave the machine
+    pair.client.add_address(pair.client_if, f"{client_ip}/24")
+    specs = [
+        {"mac": to_install, "options": HTTPBOOT},
+        {"mac": installed, "options": HTTPBOOT},
+        {"mac": unknown, "options": HTTPBOOT, "timeout": 1.0},
+        # An HTTP boot client never asks a boot server on port 4011; if something does, it gets nothing.
+        {"mac": to_install, "options": HTTPBOOT, "type": 3, "to": [srv, 4011], "ciaddr": str(client_ip),
+         "timeout": 1.0},
+    ]
+    first, second, stranger, on_4011 = raw(pair, "discover", json.dumps(specs))
+
+    url = f"http://{srv}:{API_PORT}/boot/files/ipxe.efi"
+    for result in (first, second):
+        offer = result["offer"]
+        assert offer is not None and offer["type"] == 2 and offer["yiaddr"] == "0.0.0.0", offer  # never an address
+        assert text(offer, 60) == "HTTPClient" and text(offer, 67) == url == offer["file"], offer
+        assert offer["siaddr"] == srv and not {"43", "66", "1", "3", "51"} & set(offer["options"]), offer
+    assert stranger["offer"] is None, "policy ignore: an unknown machine is given no boot"
+    assert on_4011["offer"] is None
+    assert server.dhcp_counters()["http_boot_replies"] == 2
+
+    # What ipxe.efi asks next is the host's own boot script: the same decision a PXE boot gets.
+    assert "installer/vmlinuz" in server.daemon.api_text(f"/boot/{to_install}.ipxe")
+    for mac in (installed, unknown):
+        script = server.daemon.api_text(f"/boot/{mac}.ipxe")
+        assert "installer/vmlinuz" not in script and "sanboot" in script, script
+    kinds = {mac: server.api(f"/api/v1/machines/{mac}")["boot"]["kind"] for mac in (to_install, installed)}
+    assert kinds == {to_install: "install", installed: "local"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from appliance.images.catalog import Catalog
 from lab.netns import Lab, Namespace, Pair, child_pids, process_name
+from protocols.arch import canonical_arch
 from services.rsyncd import RsyncdService, RsyncdSettings
 from state.images import list_versions
 from tests.system._mastertree import NON_UTF8, Master, build_master, mount_virtual, unmount
@@ -89,6 +91,8 @@ def test_capture_is_faithful_versions_share_inodes_and_a_killed_pull_leaves_noth
         got = site.imageserver("getimage", "--master-client", site.client_ip, "--image", "lab", "--yes")
         took = time.monotonic() - t0
         assert "image lab v1" in got.stdout
+        # Its architecture, read from the tree's /bin/sh (this host's busybox).
+        assert f"architecture {canonical_arch(platform.machine())}\n" in got.stdout, got.stdout
         print(f"\ngetimage v1 over veth: {took:.2f} s\n{got.stdout}")
         v1 = site.state / "images/lab/v1"
 

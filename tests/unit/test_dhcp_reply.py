@@ -378,6 +378,19 @@ def test_boot_file_by_client_kind(request_packet: DhcpPacket, file: str, tftp: b
         assert 175 not in p.options
 
 
+def test_uefi_http_boot_ack_carries_the_url_and_httpclient_too() -> None:
+    # OVMF REQUESTs the offered address with the same option 60; the ACK must name the URL again.
+    book = MemoryLeaseBook()
+    opts = {60: b"HTTPClient:Arch:00016:UNDI:003001", 93: b"\x00\x10"}
+    offer = wire(respond(client(MessageType.DISCOVER, options=opts), book, SETTINGS, 0.0))
+    request = client(MessageType.REQUEST, options=opts | {50: offer.yiaddr.packed, 54: SERVER.packed})
+    reply = respond(request, book, SETTINGS, 0.0)
+    assert reply is not None and reply.durable
+    ack = wire(reply)
+    assert ack.message_type == MessageType.ACK and ack.yiaddr == offer.yiaddr
+    assert ack.options[60] == b"HTTPClient" and o.text(ack, 67) == HTTP_URL and 66 not in ack.options
+
+
 def test_boot_urls_use_the_configured_port() -> None:
     settings = ServerSettings(SERVER, "authoritative", (LAN,), BootSettings(http_port=8080))
     assert boot_choice(decode(IPXE_DISCOVER), settings).file == "http://10.99.0.1:8080/boot/${mac}.ipxe"
@@ -429,16 +442,31 @@ def test_proxy_boot_server_request_on_4011_is_acked_to_the_client() -> None:
     assert unconfigured is not None and (unconfigured.dest_ip, unconfigured.broadcast) == (BROADCAST, True)
 
 
+def test_proxy_offers_uefi_http_boot_its_url_with_httpclient_echoed() -> None:
+    # edk2 takes an OFFER with option 60 HTTPClient, a URL and no yiaddr as a proxy offer beside the LAN
+    # server's address offer; PXE's option 43 does not belong in it.
+    book = MemoryLeaseBook()
+    reply = respond(pxe(16, b"HTTPClient:Arch:00016:UNDI:003001"), book, PROXY, 0.0)
+    assert reply is not None and book.calls == []
+    p = wire(reply)
+    assert p.message_type == MessageType.OFFER and p.yiaddr == ZERO and p.siaddr == SERVER
+    assert p.options[60] == b"HTTPClient" and 43 not in p.options and 66 not in p.options
+    assert o.text(p, 67) == HTTP_URL and p.file.rstrip(b"\x00") == HTTP_URL.encode()
+    assert not {1, 3, 6, 51} & set(p.options)
+    assert (reply.dest_ip, reply.dest_port, reply.broadcast) == (BROADCAST, 68, True)
+    assert respond(pxe(16, b"HTTPClient:Arch:00016:UNDI:003001"), book, PROXY, 0.0, offer_boot=False) is None
+
+
 @pytest.mark.parametrize(
     ("request_packet", "port"),
     [
         (decode(DHCLIENT_DISCOVER), 67),  # not a PXE client
-        (client(MessageType.DISCOVER, options={60: b"HTTPClient", 93: b"\x00\x10"}), 67),
+        (client(MessageType.REQUEST, options={60: b"HTTPClient", 93: b"\x00\x10"}), 4011),  # HTTP boot: no 4011
         (client(MessageType.REQUEST, options={60: b"PXEClient", 50: IP("10.0.0.5").packed}), 67),  # the DHCP server's
         (pxe(11, b"PXEClient:Arch:00011:UNDI:003016"), 67),  # no boot file for this arch
         (client(MessageType.INFORM, ciaddr=IP("10.0.0.5"), options={60: b"PXEClient"}), 67),
     ],
-    ids=["dhclient", "httpclient", "request-on-67", "unknown-arch", "inform"],
+    ids=["dhclient", "httpclient-on-4011", "request-on-67", "unknown-arch", "inform"],
 )
 def test_proxy_stays_silent(request_packet: DhcpPacket, port: int) -> None:
     book = MemoryLeaseBook()

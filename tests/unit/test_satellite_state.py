@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from domain import satellites as satellite_cases
+from domain.errors import Conflict, Invalid, NotFound
+from protocols.names import InvalidName
 from state import installs, mirror, outbox, satellites
 from state.db import connect
 
@@ -31,8 +34,10 @@ def test_a_token_is_shown_once_stored_hashed_and_opens_only_its_satellite(conn: 
     with pytest.raises(satellites.SatelliteError, match="exists"):
         satellites.add_op("edge", 2.0)(conn)
     for bad in ("Edge", "-x", "a/b", "", "x" * 40):
-        with pytest.raises(satellites.SatelliteError, match="satellite name"):
+        with pytest.raises(InvalidName, match="satellite name"):  # storage refuses it too (the rsync user)
             satellites.add_op(bad, 2.0)(conn)
+        with pytest.raises(Invalid, match="satellite name"):  # the use case: the API's 400, the CLI's exit 2
+            satellite_cases.add_op(bad, 2.0)
     assert satellites.remove_op("edge")(conn) and satellites.authenticate(conn, token) is None
 
 
@@ -41,6 +46,17 @@ def test_the_table_is_capped(conn: sqlite3.Connection) -> None:
         satellites.add_op(f"s{i}", 1.0)(conn)
     with pytest.raises(satellites.SatelliteError, match="at most"):
         satellites.add_op("one-more", 1.0)(conn)
+    with pytest.raises(Conflict, match="at most"):
+        satellite_cases.add_op("one-more", 1.0)(conn)
+
+
+def test_the_use_cases_refuse_with_domain_errors(conn: sqlite3.Connection) -> None:
+    satellite_cases.add_op("edge", 1.0)(conn)
+    with pytest.raises(Conflict, match="exists"):
+        satellite_cases.add_op("edge", 2.0)(conn)
+    satellite_cases.remove_op("edge")(conn)
+    with pytest.raises(NotFound, match="no satellite named edge"):
+        satellite_cases.remove_op("edge")(conn)
 
 
 def _event(eid: int, host: str, stage: str) -> dict[str, object]:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from appliance.cli.commands._common import add_config_option, fail, load
+from appliance.cli.exitcodes import exit_code
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError
 from appliance.images.getimage import Options, Source, capture, default_progress
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except (ImageError, InvalidName) as e:
         if interactive:
             sys.stderr.write("\n")
-        return fail(f"getimage {args.image}: {e}")
+        return fail(f"getimage {args.image}: {e}", exit_code(e))
     finally:
         catalog.close()
     if interactive:
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     moved = r.last.bytes if r.last else 0
     rate = moved / r.seconds / 1048576 if r.seconds > 0 else 0.0
     print(f"image {iv.name} v{iv.version}: {iv.files:,} entries, {iv.bytes:,} bytes, at {iv.path}")
+    print(f"architecture {iv.arch or '- (not known)'}")
     print(f"pulled {moved:,} bytes in {r.seconds:.1f} s ({rate:.1f} MiB/s) from {iv.source}")
     # The per-machine paths are one list of the installer's (per-machine.paths): counted, not spelled out.
     per_machine = [e for e in got.excluded if e.reason == "per-machine state"]

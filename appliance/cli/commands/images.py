@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
+from appliance.cli.exitcodes import exit_code
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError, parse_version
 from appliance.images.layout import Layout
@@ -145,7 +146,7 @@ def _when(t: float) -> str:
 
 def _row(iv: Any) -> dict[str, Any]:
     return {"name": iv.name, "version": iv.version, "created": iv.created, "source": iv.source,
-            "files": iv.files, "bytes": iv.bytes, "path": iv.path, "note": iv.note}
+            "files": iv.files, "bytes": iv.bytes, "path": iv.path, "note": iv.note, "arch": iv.arch}
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -160,9 +161,9 @@ def run_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no images yet (imageserver getimage --master-client HOST --image NAME)")
         return 0
-    print_table(rows, ["name", "version", "bytes", "files", "created", "source"],
-                headers=["NAME", "VERSION", "SIZE", "ENTRIES", "CREATED", "SOURCE"],
-                formatters={"version": lambda v: f"v{v}", "bytes": _size, "created": _when,
+    print_table(rows, ["name", "version", "arch", "bytes", "files", "created", "source"],
+                headers=["NAME", "VERSION", "ARCH", "SIZE", "ENTRIES", "CREATED", "SOURCE"],
+                formatters={"version": lambda v: f"v{v}", "arch": lambda a: a or "-", "bytes": _size, "created": _when,
                             "files": lambda n: "-" if n is None else f"{n:,}"})
     return 0
 
@@ -174,7 +175,7 @@ def run_show(args: argparse.Namespace) -> int:
         users = catalog.hosts_using(iv.name, iv.version)
         script = catalog.paths.script(iv.name)
     except ImageError as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     layout = Layout.from_json(iv.layout) if iv.layout else None
@@ -184,6 +185,7 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     print(f"image     {iv.name} v{iv.version}")
     print(f"path      {iv.path}")
+    print(f"arch      {iv.arch or '- (not known)'}")
     print(f"created   {_when(iv.created)}   source {iv.source or '-'}")
     print(f"size      {_size(iv.bytes)} in {iv.files or 0:,} entries")
     print(f"hosts     {', '.join(users) or '-'}")
@@ -210,7 +212,7 @@ def run_diff(args: argparse.Namespace) -> int:
     try:
         changes = diff(catalog, args.name, parse_version(args.a), parse_version(args.b))
     except (ImageError, ManifestError) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     if args.json:
@@ -234,7 +236,7 @@ def run_rm(args: argparse.Namespace) -> int:
             iv = catalog.remove(args.name, n)
             print(f"removed {iv.name} v{iv.version} ({_size(iv.bytes)})")
     except ImageError as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     return 0
@@ -245,7 +247,7 @@ def run_clone(args: argparse.Namespace) -> int:
     try:
         work = catalog.clone(args.name, parse_version(args.version), args.new_name)
     except (ImageError, InvalidName) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     print(f"writable copy of {args.name} {args.version} at {work}")
@@ -265,7 +267,7 @@ def run_commit(args: argparse.Namespace) -> int:
             except AutoinstallError as e:
                 print(f"imageserver: warning: no autoinstall script for {iv.name}: {e}", file=sys.stderr)
     except (ImageError, InvalidName) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     return 0
@@ -278,7 +280,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         changes = verify(catalog, args.name, parse_version(args.version), tree, ignore)
     except (ImageError, ManifestError) as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     if args.json:

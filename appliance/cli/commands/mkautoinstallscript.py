@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from appliance.cli.commands._common import add_config_option, fail, load
+from appliance.cli.exitcodes import exit_code
 from appliance.images.autoinstall import generate, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError, parse_version
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         path = write_script(catalog, iv, script_settings(cfg))
     except ImageError as e:
-        return fail(str(e))
+        return fail(str(e), exit_code(e))
     finally:
         catalog.close()
     print(f"{path} (from {iv.name} v{iv.version})")

@@ -9,13 +9,12 @@ from appliance.cli.commands._common import (
     add_config_option,
     add_json_option,
     ask_daemon,
-    fail,
     load,
     offline_writer,
     print_json,
     print_table,
 )
-from domain.errors import NotFound
+from domain import satellites as satellite_cases
 from state import satellites
 from state.db import connect, db_path
 
@@ -54,22 +53,17 @@ def run(args: argparse.Namespace) -> int:
         online, _ = ask_daemon(cfg, lambda api: api.delete(f"/api/v1/satellites/{args.name}"), writes=True)
         if online:
             return 0
-    if args.verb in ("add", "remove"):
+    if args.verb in ("add", "remove"):  # the same use cases as the API's (domain errors: exit 2, 3 or 4)
         with offline_writer(cfg):
             conn = connect(db_path(cfg.state_dir))
             try:
                 with conn:
                     if args.verb == "add":
-                        token = satellites.add_op(args.name, time.time())(conn)
-                        print(token)
-                        return 0
-                    gone = satellites.remove_op(args.name)(conn)
-            except satellites.SatelliteError as e:
-                return fail(str(e))
+                        print(satellite_cases.add_op(args.name, time.time())(conn))
+                    else:
+                        satellite_cases.remove_op(args.name)(conn)
             finally:
                 conn.close()
-        if not gone:
-            raise NotFound(f"no satellite named {args.name}")
         return 0
     conn = connect(db_path(cfg.state_dir))
     try:

@@ -13,7 +13,7 @@ from appliance.cli.exitcodes import CommandFailed, exit_code
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show the running daemon's services, counters and counts",
                        description="Ask the running imageserver (its HTTP API, [http] listen/port of the config) "
-                                   "for its status. Exit 1 if it is not running.")
+                                   "for its status. Exit 5 if it is not running (the exit codes: imageserver --help).")
     add_config_option(p)
     add_json_option(p)
     p.set_defaults(func=run)
