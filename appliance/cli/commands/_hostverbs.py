@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
-from appliance.cli.commands import _bmcverbs
+from appliance.cli.commands import _bmcverbs, _rootdevice
 from appliance.cli.commands._common import (
     add_config_option,
     daemon_busy,
@@ -57,6 +57,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     st.add_argument("--transport", choices=(*TRANSPORTS, ""),
                     help="how its installer fetches the image; '' for the image's default")
     st.add_argument("--state", choices=("new", "assigned", "installing", "installed", "failed"))
+    st.add_argument("--root-device", metavar="HINTS", help=_rootdevice.HELP)
     _bmcverbs.add_bmc_options(st)
     rm = verbs.add_parser("rm", aliases=["remove"], help="remove hosts (and their reservations)")
     add_nodes_argument(rm)
@@ -113,9 +114,10 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     if action == "set":
         changes = _changes(args)
         bmcs = _bmcverbs.bmc_bodies(args, names) if _bmcverbs.wanted(args) else None
-        if not changes and bmcs is None:
-            return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state or --bmc)",
-                        USAGE)
+        hints = args.root_device
+        if not changes and bmcs is None and hints is None:
+            return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state, "
+                        "--root-device or --bmc)", USAGE)
 
     def set_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
@@ -128,6 +130,9 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
                        f"host {name}")
             said.append(f"{host['state']}, {host.get('ip') or 'no address'}, {host.get('mac') or 'no MAC'}, "
                         f"image {host.get('image') or '-'}")
+        if hints is not None:  # which disk its installs go to: its own route, its own table
+            host = {**host, "root_device": _rootdevice.apply(cfg, "host", name, hints)}
+            said.append(_rootdevice.describe(host["root_device"]))
         if bmcs is not None:  # the host's BMC (power control): its own route, its own table
             body = bmcs[name]
             host = {**host, "bmc": _bmcverbs.apply(cfg, name, body)}
