@@ -19,9 +19,9 @@ from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
 from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_transport, check_version
 from domain.inventory import InventoryView
-from domain.rootdevice import hints_for
 from domain.paging import Page
 from domain.responses import BootDecision
+from domain.rootdevice import hints_for
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
