@@ -13,7 +13,10 @@ from typing import Any
 import aiohttp
 
 from services.api_install import INVENTORY_MAX_BYTES
-from tests.service.test_api_install import ADMIN, POOL, Env, _add, _var, env  # noqa: F401  (env: the fixture)
+from tests.service import test_api_install
+from tests.service.test_api_install import ADMIN, POOL, Env, _add, _var
+
+env = test_api_install.env  # the install API's lab, a fixture here too
 
 MAC = "52:54:00:00:0a:01"
 OWN = "127.77.0.131"

@@ -92,7 +92,8 @@ def machine(tmp_path: Path) -> Path:
     _write(sys / "class" / "net" / "lo" / "address", "00:00:00:00:00:00\n")
     dmi = sys / "class" / "dmi" / "id"
     for key, value in (("sys_vendor", "Supermicro"), ("product_name", "SYS-1029U-TR4"),
-                       ("product_serial", "S123456X \"quoted\""), ("product_uuid", "00000000-0000-0000-0000-ac1f6b000001")):
+                       ("product_serial", 'S123456X "quoted"'),
+                       ("product_uuid", "00000000-0000-0000-0000-ac1f6b000001")):
         _write(dmi / key, value + "\n")
     memory = sys / "devices" / "system" / "memory"
     _write(memory / "block_size_bytes", "8000000\n")  # 128 MiB, hex
@@ -166,7 +167,9 @@ def test_json_value_reads_the_answer_as_the_server_renders_it(shell: str, tmp_pa
     path.write_bytes(aiohttp.web.json_response(rendered(answer)).body)  # type: ignore[arg-type]
     script = prelude("common", "disks") + (
         '. "$INSTALLER_LIB/lib/inventory.sh"\n'
-        f'for k in host root_device hints failure absent; do printf "%s=[%s]\\n" "$k" "$(json_value "$k" {path})"; done\n')
+        "for k in host root_device hints failure absent; do\n"
+        f'    printf "%s=[%s]\\n" "$k" "$(json_value "$k" {path})"\n'
+        "done\n")
     argv = [shell, "sh"] if shell == "busybox" else [shell]
     out = subprocess.run([*argv, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["host=[node1]", "root_device=[]", 'hints=[serial=X"Y]', f"failure=[{failure}]",

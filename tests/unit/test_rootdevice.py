@@ -43,7 +43,8 @@ def test_hints_choose_the_disk(text: str, disk: str) -> None:
     chosen = choose(parse_hints(text), DISKS)
     if "," in disk:
         assert chosen.disk is None and chosen.failure is not None
-        assert chosen.failure.startswith(f"2 disks match the root-device hints {parse_hints(text).text()} ({disk.replace(',', ', ')})")
+        said = f"2 disks match the root-device hints {parse_hints(text).text()} ({disk.replace(',', ', ')})"
+        assert chosen.failure.startswith(said)
         assert "add a term, or smallest or largest" in chosen.failure
     else:
         assert chosen == choose(parse_hints(text), DISKS) and chosen.disk == disk and chosen.failure is None
