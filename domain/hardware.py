@@ -21,6 +21,7 @@ from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import inventories, root_hints
 from state.db import Connection
+from state.discovery import Hardware
 from state.eventlog import EventLog
 from state.hosts import Host, Op, host_by_name
 from state.images import newest
@@ -70,6 +71,12 @@ def inventory_of(reader: Connection, mac: str) -> InventoryView | None:
         return None
     inventory = Inventory.from_json(stored.inventory)
     return InventoryView(stored.mac, stored.received, inventory.summary(), inventory)
+
+
+def hardware_of(reader: Connection, mac: str) -> Hardware | None:
+    """What discovery rules may match of machine `mac`: its stored inventory's facts, None without one."""
+    stored = inventories.inventory_of(reader, mac)
+    return Inventory.from_json(stored.inventory).hardware() if stored is not None else None
 
 
 def machine_inventory(reader: Connection, mac_text: str) -> InventoryView:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from domain.views import doc, view_json
+from state.discovery import Hardware
 
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 62)]
@@ -110,6 +111,12 @@ class Inventory:
         if self.boot.current_boot_mode:
             parts.append(self.boot.current_boot_mode)
         return ", ".join(parts)
+
+    def hardware(self) -> Hardware:
+        """What discovery rules may match of it (state.discovery)."""
+        speeds = [n.speed_mbps for n in self.interfaces if n.speed_mbps is not None]
+        return Hardware(self.system_vendor.manufacturer, self.system_vendor.product_name, self.memory_mb(),
+                        len(self.disks), max(speeds) if speeds else None)
 
     def memory_mb(self) -> int | None:
         """MiB of memory: installed, else what the kernel manages."""
