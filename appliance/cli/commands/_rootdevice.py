@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient
-from appliance.cli.commands._common import CommandFailed, ask_daemon, offline_writer
+from appliance.cli.commands._common import ask_daemon, offline_writer
 from appliance.config import Config
 from domain import hardware
-from domain.errors import DomainError
 from domain.views import view_json
 from state.lease_rows import offline_transaction
 from state.root_hints import Kind
@@ -21,7 +20,7 @@ HELP = ("which disk its installs go to: serial=S, wwn=W, by_path=P, model=M, siz
 
 
 def apply(cfg: Config, kind: Kind, name: str, text: str | None) -> dict[str, Any]:
-    """Set the hints (None or '': clear them; None alone with show=True: just show); their view."""
+    """Set the hints (None or '': clear them); their view."""
     path = f"/api/v1/{kind}s/{name}/root-device"
 
     def online(api: ApiClient) -> Any:
@@ -36,9 +35,7 @@ def apply(cfg: Config, kind: Kind, name: str, text: str | None) -> dict[str, Any
             with offline_transaction(conn):
                 shown, op = hardware.set_root_device_op(conn, kind, name, text or None)
                 op(conn)
-            return view_json(shown)
-        except DomainError as e:
-            raise CommandFailed(str(e)) from None
+            return view_json(shown)  # a refusal (Invalid, NotFound) escapes: exitcodes.py maps it
         finally:
             conn.close()
 
@@ -50,8 +47,6 @@ def show(cfg: Config, kind: Kind, name: str) -> dict[str, Any]:
     conn = open_offline(cfg.state_dir)
     try:
         return view_json(hardware.root_device_setting(conn, kind, name))
-    except DomainError as e:
-        raise CommandFailed(str(e)) from None
     finally:
         conn.close()
 
