@@ -9,6 +9,7 @@ virtio disk.
    change) and `serial=` naming the virtio disk: the image lands on that disk (its file holds the partition
    table, the NVMe disk's file stays blank), and the stored inventory (API, `hosts show`, `machines show`)
    shows both serials and sizes, the NIC and the DMI serial; the by-path names differ from the first boot's.
+3. Its partition table wiped, installed again in the first boot's order: the same disk again.
 """
 
 from __future__ import annotations
@@ -127,5 +128,19 @@ def test_serial_hint_puts_the_image_on_the_named_disk_and_no_match_fails_naming_
     for shown in (app.cli("hosts", "show", install.name), app.cli("machines", "show", install.mac)):
         assert f"serial {VIRTIO_SERIAL}" in shown and f"serial {NVME_SERIAL}" in shown, shown
         assert install.mac in shown and "QEMU" in shown, shown
-    print(f"\n[timing] root-device e2e: no-match failure {failed_after:.1f} s, then install "
+    first_install = install.installed_after or 0.0
+
+    # 3. Installed again with the disks in the first boot's order: the same disk again, the other still blank.
+    assert install.vm is not None
+    install.vm.stop()
+    with open(install.disk, "r+b") as f:
+        f.write(bytes(1 << 20))  # the partition table and boot code gone: this install must write them again
+    app.cli("hosts", "reinstall", install.name)
+    _power_on(demo, install, nvme, nvme_first=False)
+    demo.follow([install], timeout=180)
+    assert app.get(f"/api/v1/hosts/{install.name}")["state"] == "installed"
+    assert _has_partition_table(install.disk) and not _has_partition_table(nvme), "the same disk, both orders"
+    again = app.get(f"/api/v1/machines/{install.mac}/inventory")["inventory"]
+    assert {d["name"]: d["by_path"] for d in again["disks"]} == earlier, "the first boot's slots again"
+    print(f"\n[timing] root-device e2e: no-match failure {failed_after:.1f} s, installs {first_install:.1f} s and "
           f"{install.installed_after or 0:.1f} s after power-on; test {time.monotonic() - started:.1f} s")
