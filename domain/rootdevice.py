@@ -6,7 +6,8 @@ Hints are written `serial=S0M3,size>=100G,rotational=false,smallest` (terms join
   serial=S  wwn=W  by_path=P  model=M   the disk's own value (wwn and model ignore case; by_path with or
                                         without /dev/disk/by-path/)
   size>=N  size<=N  size=N              bytes, with K M G T (powers of 1024) or KB MB GB TB (of 1000);
-                                        a plain number is GiB, as Ironic's
+                                        a plain number is GiB, as Ironic's; size=N is N whole units
+                                        (size=447G: from 447 GiB up to, not including, 448 GiB)
   rotational=true|false                 a spinning disk or not
   smallest | largest                    of the disks that match the other terms, the smallest or largest
 
@@ -59,8 +60,9 @@ class RootDeviceHints:
 
     def text(self) -> str:
         terms = [f"{k}={getattr(self, k)}" for k in ("serial", "wwn", "by_path", "model") if getattr(self, k)]
-        if self.size_min is not None and self.size_min == self.size_max:
-            terms.append(f"size={_size_text(self.size_min)}")
+        unit = (self.size_max + 1 - self.size_min) if self.size_min is not None and self.size_max is not None else 0
+        if unit in _UNITS.values() and self.size_min is not None and self.size_min % unit == 0:
+            terms.append(f"size={_size_text(self.size_min, unit)}")
         else:
             if self.size_min is not None:
                 terms.append(f"size>={_size_text(self.size_min)}")
@@ -100,10 +102,14 @@ def parse_hints(text: str) -> RootDeviceHints:
         if not value:
             raise Invalid(f"root-device hint {term.strip()!r}: no value")
         if key == "size":
-            n = parse_size(value)
-            if op in (">=", "="):
+            n, unit = parse_size(value)
+            if op == "=":  # N whole units, as Ironic's size=N is the disk's whole GiB
+                if n % unit:
+                    raise Invalid(f"root-device hint {term.strip()!r}: size= takes a whole number of units")
+                hints = replace(hints, size_min=n, size_max=n + unit - 1)
+            elif op == ">=":
                 hints = replace(hints, size_min=n)
-            if op in ("<=", "="):
+            else:
                 hints = replace(hints, size_max=n)
         elif op != "=":
             raise Invalid(f"root-device hint {term.strip()!r}: only size takes >= or <=")
@@ -127,19 +133,24 @@ def parse_hints(text: str) -> RootDeviceHints:
     return hints
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str) -> tuple[int, int]:
+    """(bytes, the unit's bytes) of `text`: 1.5T, 480G, 500GB, 7 (GiB)."""
     found = _SIZE.match(text.strip())
     unit = found["unit"].lower() if found else None
     if found is None or unit not in _UNITS:
         raise Invalid(f"root-device hint size {text!r}: a number with K, M, G, T (or KB, MB, GB, TB); plain is GiB")
-    return int(float(found["n"]) * _UNITS[unit])
+    return int(float(found["n"]) * _UNITS[unit]), _UNITS[unit]
 
 
-def _size_text(n: int) -> str:
-    for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale}{unit}"
-    return f"{n}B"
+_SHOWN_UNITS = (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("TB", 10**12), ("GB", 10**9),
+                ("MB", 10**6), ("KB", 10**3))
+
+
+def _size_text(n: int, unit: int | None = None) -> str:
+    """Bytes as the hints write them: in `unit`, else in the unit that divides them into the smallest number."""
+    fits = [(n // scale, name) for name, scale in _SHOWN_UNITS
+            if (unit is None or scale == unit) and n >= scale and n % scale == 0]
+    return f"{min(fits)[0]}{min(fits)[1]}" if fits else f"{n}B"
 
 
 def _human(n: int) -> str:

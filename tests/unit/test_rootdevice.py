@@ -33,6 +33,8 @@ DISKS = [
     ("size>=500", "/dev/nvme1n1,/dev/sda"),  # plain numbers are GiB: two match, no pick
     ("size>=500,size<=1T", "/dev/nvme1n1"),
     ("size=480G", "/dev/nvme0n1"),
+    ("size=3T", "/dev/sda"),  # whole units: 4000 GiB is 3.9 TiB
+    ("size=4294967296000B", "/dev/sda"),
     ("size<=515396075520B", "/dev/nvme0n1"),  # 480 GiB in bytes
     ("size>=1000GB,smallest", "/dev/nvme1n1"),  # decimal units: 960 GiB is 1031 GB, 480 GiB is not 1000 GB
     ("largest", "/dev/sda"),
@@ -101,7 +103,12 @@ def test_hints_are_stored_and_shown_in_the_operators_spelling() -> None:
     assert RootDeviceHints.from_json(hints.json()) == hints
     assert parse_hints(hints.text()) == hints
     assert parse_hints("size=100").text() == "size=100G"
-    assert parse_size("512M") == 512 << 20 and parse_size("1TB") == 10**12 and parse_size("7") == 7 * GiB
+    assert parse_hints("size=500GB").text() == "size=500GB" and parse_hints("size>=500GB").text() == "size>=500GB"
+    assert parse_hints("size=1024M") == RootDeviceHints(size_min=GiB, size_max=GiB + (1 << 20) - 1)
+    assert parse_size("512M") == (512 << 20, 1 << 20) and parse_size("1TB") == (10**12, 10**12)
+    assert parse_size("7") == (7 * GiB, GiB)
+    with pytest.raises(Invalid, match="whole number of units"):
+        parse_hints("size=1.5T")
 
 
 def test_inventory_body_bounds_and_unknown_keys() -> None:
