@@ -13,15 +13,17 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from domain import hostadmin
+from domain import hardware, hostadmin
 from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
 from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_transport, check_version
+from domain.inventory import InventoryView
 from domain.paging import Page
 from domain.power import PowerView, power_views
 from domain.profiles import Sourced, value_sources
 from domain.responses import BootDecision
+from domain.rootdevice import hints_for
 from domain.sources import Sources
 from domain.views import doc, view_json
 from protocols.mac import normalize_mac
@@ -136,9 +138,21 @@ class HostView(hostadmin.HostRecord):
         "what its next PXE boot does (left out where nothing decides: offline)", omit_none=True))
     timeline: list[TimelineEvent] | None = field(default=None, metadata=doc(
         "every install report (one host's view only)", omit_none=True))
+    root_device: RootDeviceInUse | None = field(default=None, metadata=doc(
+        "the root-device hints its installs apply (one host's view only; none: the installer's own order)",
+        omit_none=True))
+    inventory: InventoryView | None = field(default=None, metadata=doc(
+        "its machine's hardware inventory (one host's view only; none before its installer posted one)",
+        omit_none=True))
 
     def as_json(self) -> dict[str, Any]:
         return view_json(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RootDeviceInUse:
+    hints: str = field(metadata=doc("serial=...,size>=..."))
+    source: str = field(metadata=doc("host or image: whose hints they are"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +222,16 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
             effective=value_sources(own, h, defaults.get(h.image or ""), own_bmc=own.name in own_bmcs,
                                     profile_bmc=own.name in profile_bmcs),
             power=powers.get(own.name),
-            boot=boot, timeline=[TimelineEvent.of(e) for e in timeline] if with_timeline else None))
+            boot=boot, timeline=[TimelineEvent.of(e) for e in timeline] if with_timeline else None,
+            **(_hardware(src, h) if with_timeline else {})))
     return out
+
+
+def _hardware(src: Sources, h: Host) -> dict[str, Any]:
+    """One host's root-device hints and its machine's inventory (the one-host view)."""
+    hints, source = hints_for(src.reader, h)
+    return {"root_device": RootDeviceInUse(hints.text(), source) if hints and source else None,
+            "inventory": hardware.inventory_of(src.reader, h.mac) if h.mac else None}
 
 
 def list_hosts(src: Sources, page: Page, now: float) -> HostPage:

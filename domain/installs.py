@@ -16,6 +16,7 @@ from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, 
 from domain.host_errors import HostError
 from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook
 from domain.requests import InstallEvent
+from domain.rootdevice import hints_for
 from domain.settings import SubnetConfig
 from domain.sources import Sources
 from domain.views import doc, view_json
@@ -159,6 +160,9 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
         "IMAGE_BYTES": images.image_bytes(src.reader, host.image, version),
         # rsync | bittorrent | multicast (each falls back to rsync): the host's own, else its image's default
         "TRANSPORT": transports.effective(src.reader, host.transport, host.image),
+        # host | image: whose root-device hints the inventory's answer applies (without that answer the
+        # installer fails rather than guess); unset: no hints
+        "ROOT_DEVICE_HINTS": hints_for(src.reader, host)[1],
         "INSTALL_TOKEN": token,
         # rsync reads RSYNC_PASSWORD from the environment: never on a command line `ps` shows.
         "RSYNC_USER": host.name,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.errors import NotFound, valid_names
+from domain.hardware import inventory_of
+from domain.inventory import InventoryView
 from domain.paging import Page
 from domain.responses import BootDecision
 from domain.sources import Sources
@@ -39,14 +41,17 @@ class MachineView:
         "the decision's kind in the list; the whole decision for one machine", omit_none=True,
         oneOf=[{"type": "string", "enum": ["install", "local", "wait"]},
                {"$ref": "#/components/schemas/BootDecision"}]))
+    inventory: InventoryView | None = field(default=None, metadata=doc(
+        "its hardware inventory (one machine's view only; none before its installer posted one)", omit_none=True))
 
     @classmethod
-    def of(cls, machine: Machine, seen: bool, host: Host | None, boot: str | dict[str, Any] | None) -> MachineView:
+    def of(cls, machine: Machine, seen: bool, host: Host | None, boot: str | dict[str, Any] | None,
+           inventory: InventoryView | None = None) -> MachineView:
         sighting = machine.as_dict()
         if not seen:
             sighting["first_seen"] = sighting["last_seen"] = None
         return cls(**sighting, host=host.name if host else None, host_state=host.state if host else None,
-                   boot=boot)
+                   boot=boot, inventory=inventory)
 
     def as_json(self) -> dict[str, Any]:
         return view_json(self)
@@ -75,7 +80,7 @@ def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> 
             images = versions.get(host.image, ()) if host is not None and host.image else ()
             decision = view_json(BootDecision.of(decide_boot(m.mac, host, images, src.boot_policy)))
             boot = decision if detail else decision["kind"]
-        out.append(MachineView.of(m, seen, host, boot))
+        out.append(MachineView.of(m, seen, host, boot, inventory_of(src.reader, m.mac) if detail else None))
     return out
 
 

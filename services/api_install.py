@@ -10,6 +10,10 @@
                                the host *installing*; "done": host *installed*, its lease a reservation ([dhcp]
                                auto_static = "on-install"); "failed": host *failed* with stage and reason;
                                "progress" (bytes, total): the copy's live progress, kept in memory only.
+  POST /install/{mac}/inventory  the machine's hardware inventory (domain.inventory.Inventory, at most
+                               INVENTORY_MAX_BYTES); the install token, from the address leased or reserved
+                               for the MAC. Stored per MAC; the answer names the disk the host's root-device
+                               hints choose (domain.hardware.RootDeviceAnswer), or why none.
 
 The install token never leaves the server except in the script: boot scripts, pxelinux configs and the
 kernel command line carry only a fetch nonce bound to the MAC and the address the boot file was asked
@@ -21,8 +25,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from domain import hardware
 from domain import installs as use
 from domain.installs import ReportRecorded
+from domain.inventory import Inventory
 from domain.requests import InstallEvent
 from services.auth import Auth
 from services.routes import Call, Route, error, ok, text
@@ -74,6 +80,22 @@ async def event(call: Call[InstallEvent]) -> ReportRecorded:
     return use.ReportRecorded(host.name, report.stage, state, reservation)
 
 
+# An inventory is a few kilobytes (a 4-socket machine's CPU flags, dozens of disks and NICs): far below this.
+INVENTORY_MAX_BYTES = 256 * 1024
+
+
+async def inventory(call: Call[Inventory]) -> hardware.RootDeviceAnswer:
+    ctx = call.ctx
+    src, now = ctx.sources(), ctx.clock()
+    mac, host = hardware.inventory_host(src, ctx.live.install_settings(), call.request.match_info["mac"],
+                                        call.request.remote, call.bearer, now)
+    answer, op = hardware.take_inventory(src, host, mac, await call.body(), now)
+    await ctx.store.journal.run(op)
+    log.info("install-inventory", hostname=host.name, mac=mac, root_device=answer.root_device,
+             hints=answer.hints, failure=answer.failure)
+    return answer
+
+
 ROUTES = [
     Route("GET", "/install/{mac}/script", script,
           "The host's autoinstall script with its variables prepended (install token, rsync credentials, update "
@@ -91,4 +113,13 @@ ROUTES = [
           {200: ok("recorded", ReportRecorded), 400: error("malformed report"),
            401: error("missing or wrong install token"), 404: error("no host has this MAC")},
           auth=Auth.INSTALL, body=InstallEvent, unknown="ignore"),
+    Route("POST", "/install/{mac}/inventory", inventory,
+          "An installer's hardware inventory of its machine (stored per MAC); the answer names the disk the host's "
+          "root-device hints choose, or why none does (the install then fails with that reason)",
+          {200: ok("stored; the root device", hardware.RootDeviceAnswer),
+           400: error("malformed inventory (the key that does not fit is named), or larger than the cap"),
+           401: error("missing, wrong or expired install token"),
+           403: error("not sent from the address leased or reserved for this MAC"),
+           404: error("no host has this MAC")},
+          auth=Auth.INSTALL, body=Inventory, unknown="ignore", max_bytes=INVENTORY_MAX_BYTES),
 ]

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.hardware import hardware_of
 from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
 from domain.settings import DiscoveryConfig
-from state.discovery import AutoCreateLimit, decide_unknown, dhcp_offers_boot, first_match
+from state.discovery import AutoCreateLimit, Hardware, decide_unknown, dhcp_offers_boot, first_match
 from state.eventlog import EventLog
 from state.hosts import address_op, host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
@@ -69,7 +70,16 @@ class Discovery:
         def taken(name: str) -> bool:
             return name in self._pending_names or host_by_name(reader, name) is not None
 
-        if not is_host and first_match(self.settings.rules, machine.mac, machine.arch, machine.vendor_class):
+        looked_up: list[Hardware | None] = []
+
+        def hardware() -> Hardware | None:
+            """Its stored inventory's facts: read once, and only when a rule's other fields matched."""
+            if not looked_up:
+                looked_up.append(hardware_of(reader, machine.mac))
+            return looked_up[0]
+
+        if not is_host and first_match(self.settings.rules, machine.mac, machine.arch, machine.vendor_class,
+                                       hardware):
             # The cap comes before a name is looked for (that costs a query per name tried): past it, a
             # flood of made-up MACs costs no more than a counter. Not settled: the machine waits as under
             # hold and is looked at again at its next sighting.
@@ -80,7 +90,8 @@ class Discovery:
                     log.warning("discovery-capped", mac=machine.mac, reason=reason, action="hold")
                 return
         decision = decide_unknown(self.settings.policy, self.settings.rules, mac=machine.mac, arch=machine.arch,
-                                  vendor_class=machine.vendor_class, is_host=is_host, taken=taken)
+                                  vendor_class=machine.vendor_class, is_host=is_host, taken=taken,
+                                  hardware=hardware)
         if decision.kind == "known":
             self._settle(machine.mac)
             return

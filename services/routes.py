@@ -110,6 +110,7 @@ class Route:
     auth: Auth = Auth.NONE
     body: type | None = None  # the request body's dataclass (domain/requests.py)
     unknown: Literal["refuse", "ignore"] = "refuse"  # keys the body does not declare (machines' bodies: ignore)
+    max_bytes: int = MAX_BYTES  # the body's size cap (a route may take less than the default)
     query: Mapping[str, Param] = field(default_factory=dict)
     params: Mapping[str, Param] = field(default_factory=dict)  # path parameters saying more than PATH_PARAMS
 
@@ -182,7 +183,7 @@ class Call(Generic[B]):
     async def raw(self) -> dict[str, Any]:
         """The body's JSON object, as sent (PATCH: the keys given are what changes)."""
         if self._raw is None:
-            self._raw = await json_body(self.request)
+            self._raw = await json_body(self.request, self.route.max_bytes)
         return self._raw
 
     async def body(self) -> B:
@@ -219,19 +220,19 @@ def rendered(view: Any) -> Any:
     return as_json() if callable(as_json) else view_json(view)
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request, max_bytes: int = MAX_BYTES) -> dict[str, Any]:
     """The request's JSON object, or Invalid saying what is wrong with it (too big, too deep, not JSON)."""
     try:
-        if request.content_length is not None and request.content_length > MAX_BYTES:
-            raise BodyError(f"body is larger than {MAX_BYTES} bytes")
+        if request.content_length is not None and request.content_length > max_bytes:
+            raise BodyError(f"body is larger than {max_bytes} bytes")
         # Read at most one byte past the cap (a chunked body has no length to check first).
-        raw = await request.content.read(MAX_BYTES + 1)
-        while len(raw) <= MAX_BYTES and not request.content.at_eof():
-            more = await request.content.read(MAX_BYTES + 1 - len(raw))
+        raw = await request.content.read(max_bytes + 1)
+        while len(raw) <= max_bytes and not request.content.at_eof():
+            more = await request.content.read(max_bytes + 1 - len(raw))
             if not more:
                 break
             raw += more
-        body = parse_json(raw)
+        body = parse_json(raw, max_bytes=max_bytes)
     except BodyError as e:
         raise Invalid(str(e)) from None
     if not isinstance(body, dict):

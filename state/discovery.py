@@ -7,8 +7,11 @@ Policies ([discovery] policy):
   ignore  an unknown machine gets an address but never a boot: DHCP leaves the boot options out
 
 A rule matches on MAC prefix, client architecture (DHCP option 93), the CPU that architecture means
-(`cpu = "arm64"`: codes 11, 19, ...; protocols/arch.py) and vendor class prefix (option 60); every field it
-gives must match, a field it leaves out matches anything.
+(`cpu = "arm64"`: codes 11, 19, ...; protocols/arch.py) and vendor class prefix (option 60), and on the
+machine's hardware inventory where one is stored (state/inventories.py: posted by its installer): DMI system
+vendor and product (prefixes, case ignored), memory, disk count and NIC speed (at least). Every field it gives
+must match, a field it leaves out matches anything; a rule with hardware fields never matches a machine
+without an inventory.
 Host names come from the rule's pattern, e.g. "node{n:03}" -> node001, node002, ...: the lowest n
 whose name is not taken.
 """
@@ -87,6 +90,24 @@ def _text(v: Any) -> str:
     return v
 
 
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    """What rules may match of a machine's inventory (domain.inventory.Inventory.hardware)."""
+
+    vendor: str | None = None  # DMI system manufacturer
+    product: str | None = None  # DMI product name
+    memory_mb: int | None = None
+    disks: int = 0
+    nic_speed_mbps: int | None = None  # the fastest NIC's
+
+
+HardwareOf = Callable[[], "Hardware | None"]  # looked up only when a rule needs it (a query)
+
+
+def _prefix(want: str | None, have: str | None) -> bool:
+    return want is None or (have or "").lower().startswith(want.lower())
+
+
 class DiscoveryRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One [[discovery.rules]] table (the config parser checks the typed fields)."""
 
@@ -99,15 +120,37 @@ class DiscoveryRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The CPU of the machine: every client architecture of it ("arm64": codes 11, 19, ...), so one rule
     # gives the arm64 image to arm64 machines whether their firmware boots over PXE or HTTP.
     cpu: RuleCpu | None = None
+    # the machine's hardware inventory (needed: a machine without one does not match)
+    vendor: str | None = None  # prefix of its DMI system manufacturer ("Dell", "Supermicro"), case ignored
+    product: str | None = None  # prefix of its DMI product name ("PowerEdge R650")
+    min_memory_mb: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    min_disks: Annotated[int, msgspec.Meta(ge=0, le=4096)] | None = None
+    min_nic_speed: Annotated[int, msgspec.Meta(ge=0)] | None = None  # Mb/s of its fastest NIC
 
-    def matches(self, mac: str, arch: int | None, vendor_class: str | None) -> bool:
+    @property
+    def needs_hardware(self) -> bool:
+        return any(v is not None for v in (self.vendor, self.product, self.min_memory_mb, self.min_disks,
+                                           self.min_nic_speed))
+
+    def matches(self, mac: str, arch: int | None, vendor_class: str | None,
+                hardware: HardwareOf | None = None) -> bool:
         if self.mac_prefix is not None and not mac.startswith(self.mac_prefix):
             return False
         if self.arch is not None and arch != self.arch:
             return False
         if self.cpu is not None and not matches_client(self.cpu, arch):
             return False
-        return self.vendor_class is None or (vendor_class or "").startswith(self.vendor_class)
+        if self.vendor_class is not None and not (vendor_class or "").startswith(self.vendor_class):
+            return False
+        if not self.needs_hardware:
+            return True
+        hw = hardware() if hardware is not None else None
+        if hw is None:
+            return False
+        return (_prefix(self.vendor, hw.vendor) and _prefix(self.product, hw.product)
+                and (self.min_memory_mb is None or (hw.memory_mb or 0) >= self.min_memory_mb)
+                and (self.min_disks is None or hw.disks >= self.min_disks)
+                and (self.min_nic_speed is None or (hw.nic_speed_mbps or 0) >= self.min_nic_speed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +184,16 @@ def normalize_mac_prefix(text: str) -> str:
 
 
 def first_match(rules: Sequence[DiscoveryRule], mac: str, arch: int | None,
-                vendor_class: str | None) -> DiscoveryRule | None:
-    return next((r for r in rules if r.matches(mac, arch, vendor_class)), None)
+                vendor_class: str | None, hardware: HardwareOf | None = None) -> DiscoveryRule | None:
+    """The first rule matching; `hardware` is asked at most once, and only if a rule needs it."""
+    asked: list[Hardware | None] = []
+
+    def once() -> Hardware | None:
+        if not asked:
+            asked.append(hardware() if hardware is not None else None)
+        return asked[0]
+
+    return next((r for r in rules if r.matches(mac, arch, vendor_class, once)), None)
 
 
 def next_name(pattern: str, taken: Callable[[str], bool] | Collection[str]) -> str:
@@ -157,14 +208,15 @@ def next_name(pattern: str, taken: Callable[[str], bool] | Collection[str]) -> s
 
 def decide_unknown(policy: str, rules: Sequence[DiscoveryRule], *, mac: str, arch: int | None,
                    vendor_class: str | None, is_host: bool,
-                   taken: Callable[[str], bool] | Collection[str]) -> DiscoveryDecision:
+                   taken: Callable[[str], bool] | Collection[str],
+                   hardware: HardwareOf | None = None) -> DiscoveryDecision:
     """What discovery does with a sighting of `mac` (is_host: a host has this MAC already)."""
     if is_host:
         return DiscoveryDecision("known", f"{mac} is a host")
     if policy == "ignore":
         return DiscoveryDecision("ignore", "policy ignore: unknown machines get an address, never a boot")
     if policy == "auto":
-        rule = first_match(rules, mac, arch, vendor_class)
+        rule = first_match(rules, mac, arch, vendor_class, hardware)
         if rule is not None:
             return DiscoveryDecision("create", f"rule {rule.hostname} matches", next_name(rule.hostname, taken), rule)
         return DiscoveryDecision("hold", "policy auto, but no rule matches: waiting for an assignment")

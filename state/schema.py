@@ -203,4 +203,23 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM power_states WHERE host = old.name;
     END;
     """,
+    # 10: hardware inventories (state/inventories.py: what a machine's installer found, per MAC, kept when a
+    # host goes: it describes the machine) and root-device hints (state/root_hints.py: which disk an
+    # install goes to, per host or per image; a host's go with it, by a trigger as with bmcs)
+    """
+    CREATE TABLE inventories (
+        mac        TEXT PRIMARY KEY,
+        received   REAL NOT NULL,
+        inventory  TEXT NOT NULL      -- JSON: domain.inventory.Inventory
+    );
+    CREATE TABLE root_device_hints (
+        kind   TEXT NOT NULL,         -- host | image
+        name   TEXT NOT NULL,         -- hosts.name | images.name
+        hints  TEXT NOT NULL,         -- JSON: domain.rootdevice.RootDeviceHints
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TRIGGER hosts_delete_root_hints AFTER DELETE ON hosts BEGIN
+        DELETE FROM root_device_hints WHERE kind = 'host' AND name = old.name;
+    END;
+    """,
 )

@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from appliance.cli.inventoryview import inventory_lines
+
 BAR_WIDTH = 24
 
 
@@ -123,6 +125,10 @@ def host_detail(host: dict[str, Any]) -> str:
     failure = (host.get("progress") or {}).get("failure")
     if failure:
         lines.append(f"failure    stage {failure.get('stage')}: {failure.get('reason')}")
+    hints = host.get("root_device")
+    lines.append(f"root disk  {hints['hints']} ({hints['source']}'s hints)" if hints else
+                 "root disk  the first disk found (no root-device hints)")
+    lines += inventory_lines(host.get("inventory"))
     lines.append("timeline")
     lines += timeline_lines(host.get("timeline") or [])
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from services import (
     api_audit,
     api_bulk,
     api_client_scripts,
+    api_hardware,
     api_hostadmin,
     api_hosts,
     api_images,
@@ -75,7 +76,8 @@ def api_route_modules() -> list[RouteModule]:
     return [api_status.ROUTES, api_machines.ROUTES, api_leases.ROUTES, api_hosts.ROUTES, api_install.ROUTES,
             api_hostadmin.ROUTES, api_metrics.ROUTES, dashboard.ROUTES, api_client_scripts.ROUTES,
             api_update.ROUTES, api_images.ROUTES, api_multicast.ROUTES, api_satellite.ROUTES, api_torrents.ROUTES,
-            api_power.ROUTES, api_profiles.ROUTES, api_bulk.ROUTES, api_tokens.ROUTES, api_audit.ROUTES]
+            api_power.ROUTES, api_profiles.ROUTES, api_bulk.ROUTES, api_tokens.ROUTES, api_audit.ROUTES,
+            api_hardware.ROUTES]
 
 
 def boot_settings(cfg: Config) -> BootSettings:

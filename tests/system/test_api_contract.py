@@ -292,6 +292,12 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
     w.admin_call("get", "/api/v1/hosts/node-new/bmc", 404)  # a host without a BMC (the writes give it one)
     w.get("/api/v1/profiles")
     w.get("/api/v1/profiles/nobody", 404)  # the writes add one and read it
+    # no installer posted an inventory yet (the writes post one); no root-device hints yet
+    w.admin_call("get", f"/api/v1/machines/{HOSTS['node-new'][0]}/inventory", 404)
+    w.admin_call("get", "/api/v1/machines/not-a-mac/inventory", 400)
+    w.admin_call("get", "/api/v1/hosts/node-new/root-device", 200)
+    w.admin_call("get", "/api/v1/images/web/root-device", 200)
+    w.admin_call("get", "/api/v1/images/nosuch/root-device", 404)
     w.contract.call(w.pair.server, "get", w.local + "/api/v1/hosts/node-new/bmc", expect=401)
 
     gets = {op for op in operations(w.contract.document) if op[0] == "get"}
@@ -438,6 +444,34 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
                     body={"stage": "partition"}, token="wrong", source=w.ip("node-assigned"))
     w.contract.call(client, "post", f"{lan}/install/52:54:00:99:99:99/events", expect=404,
                     body={"stage": "partition"}, token="wrong")
+    # Hardware: root-device hints per host and image, an installer's inventory (answered with its root device)
+    # only with its install token from its own address, and the stored inventory.
+    w.admin_call("put", "/api/v1/hosts/node-assigned/root-device", 200, {"hints": "serial=DISK-A"})
+    w.admin_call("put", "/api/v1/hosts/node-assigned/root-device", 400, {"hints": "colour=red"})
+    w.admin_call("put", "/api/v1/hosts/nobody/root-device", 404, {"hints": "largest"})
+    inv_mac, inv_url = HOSTS["node-assigned"][0], f"{lan}/install/{HOSTS['node-assigned'][0]}/inventory"
+    inventory = {"disks": [{"name": "/dev/sda", "size": 1 << 30, "serial": "DISK-B"},
+                           {"name": "/dev/vda", "size": 1 << 30, "serial": "DISK-A"}],
+                 "interfaces": [{"name": "eth0", "mac_address": inv_mac, "speed_mbps": 1000}]}
+    answer = w.contract.call(client, "post", inv_url, expect=200, body=inventory,
+                             token=w.install_token("node-assigned"), source=w.ip("node-assigned")).json()
+    assert answer["root_device"] == "/dev/vda", answer
+    w.contract.call(client, "post", inv_url, expect=400, body={"disks": "many"}, valid_request=False,
+                    token=w.install_token("node-assigned"), source=w.ip("node-assigned"))
+    w.contract.call(client, "post", inv_url, expect=401, body=inventory, token="wrong", source=w.ip("node-assigned"))
+    w.contract.call(client, "post", inv_url, expect=403, body=inventory, token=w.install_token("node-assigned"),
+                    source=w.ip("node-installed"))
+    w.contract.call(client, "post", f"{lan}/install/52:54:00:99:99:99/inventory", expect=404, body=inventory,
+                    token="wrong")
+    stored = w.admin_call("get", f"/api/v1/machines/{inv_mac}/inventory", 200).json()
+    assert [d["serial"] for d in stored["inventory"]["disks"]] == ["DISK-B", "DISK-A"], stored
+    w.admin_call("delete", "/api/v1/hosts/node-assigned/root-device", 200)
+    w.admin_call("delete", "/api/v1/hosts/nobody/root-device", 404)
+    w.admin_call("put", "/api/v1/images/web/root-device", 200, {"hints": "size>=1G,largest"})
+    w.admin_call("put", "/api/v1/images/web/root-device", 400, {"hints": "size>=lots"})
+    w.admin_call("put", "/api/v1/images/nosuch/root-device", 404, {"hints": "largest"})
+    w.admin_call("delete", "/api/v1/images/web/root-device", 200)
+    w.admin_call("delete", "/api/v1/images/nosuch/root-device", 404)
     # Named tokens: added (shown once), a clash, a bad role, listed without secrets, a reader refused a change
     # (403) and a read without a token (401), revoked (refused at once).
     reader = w.admin_call("post", "/api/v1/tokens", 201, {"name": "desk", "role": "reader"}).json()

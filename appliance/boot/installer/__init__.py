@@ -42,6 +42,8 @@ MODULES: tuple[str, ...] = (
     "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd", "usb_storage", "uas",
     # software RAID and LVM (device-mapper), for masters whose filesystems were on them
     "md_mod", "raid0", "raid1", "raid10", "dm_mod",
+    # the BMC's own interface (KCS/SMIC/BT), so the inventory can ask it for its LAN address (ipmitool)
+    "ipmi_si", "ipmi_devintf",
 )  # fmt: skip
 
 # Tools an autoinstall script may call: required ones fail the build if missing, optional ones
@@ -56,7 +58,9 @@ OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "m
                                       # tar (owners, ACLs, xattrs: busybox tar keeps none of them)
                                       "udp-receiver", "openssl", "tar",
                                       # md arrays and LVM volumes (masters on RAID/LVM): mdadm, lvm2
-                                      "mdadm", "lvm")
+                                      "mdadm", "lvm",
+                                      # the inventory's BMC address (lib/inventory.sh: ipmitool lan print)
+                                      "ipmitool")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/mbr.bin"),

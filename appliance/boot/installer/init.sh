@@ -32,6 +32,10 @@ PROG=imageserver-installer
 . "$INSTALLER_LIB/lib/common.sh"
 # shellcheck source=lib/report.sh
 . "$INSTALLER_LIB/lib/report.sh"
+# shellcheck source=lib/disks.sh
+. "$INSTALLER_LIB/lib/disks.sh"
+# shellcheck source=lib/inventory.sh
+. "$INSTALLER_LIB/lib/inventory.sh"
 
 # --------------------------------------------------------------------------- reporting
 
@@ -184,6 +188,35 @@ served_value() {
     (. /tmp/install.vars && eval "printf '%s' \"\${$1:-}\"")
 }
 
+# The machine's inventory to the imageserver, which answers with the disk the host's root-device hints
+# choose (domain/rootdevice.py: the rule lives there only): exported as DISK for the script. No hints: the
+# script's own order. Hints that match no disk, or no answer while the host has hints: the install fails
+# with the reason (which names the candidate disks), never a guess.
+root_device() {
+    inventory_json >/tmp/inventory.json 2>/tmp/inventory.err || say "inventory: $(head -c 300 /tmp/inventory.err)"
+    hints=$(served_value ROOT_DEVICE_HINTS)
+    status=$(http_request POST "$IMAGESERVER_URL/install/$MAC/inventory" "$INSTALL_TOKEN" "$(cat /tmp/inventory.json)" \
+        30 /tmp/inventory.answer /tmp/inventory.err)
+    case $status in
+        2??) ;;
+        *)
+            [ -z "$hints" ] || fail disks "the imageserver took no inventory (HTTP $status): the root-device hints of the $hints cannot be applied"
+            say "the imageserver took no inventory (HTTP $status); the script picks the disks itself"
+            return 0 ;;
+    esac
+    root=$(json_value root_device /tmp/inventory.answer)
+    failure=$(json_value failure /tmp/inventory.answer)
+    if [ -n "$root" ]; then
+        DISK=$root
+        export DISK
+        say "root device $root (root-device hints of the $hints: $(json_value hints /tmp/inventory.answer))"
+    elif [ -n "$failure" ]; then
+        fail disks "$failure"
+    elif [ -n "$hints" ]; then
+        fail disks "the imageserver named no root device for the root-device hints of the $hints"
+    fi
+}
+
 # --------------------------------------------------------------------------- main
 
 say "starting ($(uname -r))"
@@ -214,6 +247,7 @@ served_vars /tmp/autoinstall.sh >/tmp/install.vars
 [ -n "$INSTALL_TOKEN" ] || INSTALL_TOKEN=$(served_value INSTALL_TOKEN)
 report installer "$IFACE $IPADDR, kernel $(uname -r)"
 export HOSTNAME IMAGE VERSION INSTALL_TOKEN MAC IMAGESERVER IMAGESERVER_URL
+root_device
 IMAGE_BYTES=$(served_value IMAGE_BYTES)
 say "running the autoinstall script"
 progress_monitor &

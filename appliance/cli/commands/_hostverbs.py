@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
-from appliance.cli.commands import _bmcverbs
+from appliance.cli.commands import _bmcverbs, _rootdevice
 from appliance.cli.commands._common import (
     add_config_option,
     daemon_busy,
@@ -71,6 +71,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     prof.add_argument("--no-profile", action="store_true", help="inherit from no profile any more")
     st.add_argument("--kernel-args", metavar="ARGS",
                     help="added to the installer's kernel command line; '' for its profile's")
+    st.add_argument("--root-device", metavar="HINTS", help=_rootdevice.HELP)
     _bmcverbs.add_bmc_options(st)
     rm = verbs.add_parser("rm", aliases=["remove"], help="remove hosts (and their reservations)")
     add_nodes_argument(rm)
@@ -129,9 +130,10 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
     if action == "set":
         changes = _changes(args)
         bmcs = _bmcverbs.bmc_bodies(args, names) if _bmcverbs.wanted(args) else None
-        if not changes and bmcs is None:
+        hints = args.root_device
+        if not changes and bmcs is None and hints is None:
             return fail("nothing to change (give --mac, --ip, --image, --version, --transport, --state, --profile, "
-                        "--no-profile, --kernel-args or --bmc)", USAGE)
+                        "--no-profile, --kernel-args, --root-device or --bmc)", USAGE)
 
     def set_one(name: str) -> tuple[str, dict[str, Any]]:
         def offline_set(book: Any, now: float) -> tuple[dict[str, Any], list[Any]]:
@@ -143,6 +145,9 @@ def _set_or_rm(cfg: Any, args: argparse.Namespace, action: str) -> int:
             host = via(cfg, lambda api: api.request("PATCH", f"/api/v1/hosts/{name}", changes)["host"], offline_set,
                        f"host {name}")
             said.append(_summary(host))
+        if hints is not None:  # which disk its installs go to: its own route, its own table
+            host = {**host, "root_device": _rootdevice.apply(cfg, "host", name, hints)}
+            said.append(_rootdevice.describe(host["root_device"]))
         if bmcs is not None:  # the host's BMC (power control): its own route, its own table
             body = bmcs[name]
             host = {**host, "bmc": _bmcverbs.apply(cfg, name, body)}

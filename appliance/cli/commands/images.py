@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance.cli.commands import _rootdevice
 from appliance.cli.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
 from appliance.cli.exitcodes import exit_code
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
@@ -97,6 +98,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(v)
     v.set_defaults(func=run_transport)
 
+    v = verbs.add_parser("root-device", help="the disk installs of this image go to (hosts may override it)",
+                         description="Show or set the root-device hints of every host of this image: "
+                                     + _rootdevice.HELP + ". A host's own hints (hosts set --root-device) win. "
+                                     "No disk matching fails the install, naming the disks it found.")
+    v.add_argument("name", metavar="NAME")
+    v.add_argument("hints", nargs="?", metavar="HINTS", help="omit to show; '' clears")
+    add_config_option(v)
+    v.set_defaults(func=run_root_device)
+
     v = verbs.add_parser("verify", help="check a version against its manifest")
     add_config_option(v)
     add_json_option(v)
@@ -122,6 +132,16 @@ def run_transport(args: argparse.Namespace) -> int:
         print(f"{args.name}: {image_transport(catalog.conn, args.name) or DEFAULT}")
     finally:
         catalog.close()
+    return 0
+
+
+def run_root_device(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    if args.hints is None:
+        view = _rootdevice.show(cfg, "image", args.name)
+    else:
+        view = _rootdevice.apply(cfg, "image", args.name, args.hints)
+    print(f"{args.name}: {_rootdevice.describe(view)}")
     return 0
 
 

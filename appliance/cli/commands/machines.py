@@ -1,4 +1,4 @@
-"""`imageserver machines list | assign MAC (--host NAME | --next)`: what was seen on the wire, and making
+"""`imageserver machines list | show MAC | assign MAC (--host NAME | --next)`: what was seen on the wire, and making
 a seen machine a host."""
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._hostbook import run as via
 from appliance.cli.commands._leasebook import when
+from appliance.cli.inventoryview import inventory_lines
 from domain import hostadmin
+from domain.machines import show_machine
+from domain.sources import Sources
 from state.hosts import hosts_by_mac
 from state.sightings import stored_machines
 from state.store import open_offline
@@ -49,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = assign.add_mutually_exclusive_group(required=True)
     which.add_argument("--host", metavar="NAME", help="the host it becomes")
     which.add_argument("--next", action="store_true", help="the next host of an addclients range without a MAC")
-    for verb in (ls, assign):
+    show = verbs.add_parser("show", help="one machine: its sighting, host, next boot and hardware inventory")
+    show.add_argument("mac", metavar="MAC")
+    for verb in (ls, assign, show):
         add_config_option(verb)
         verb.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
 
@@ -71,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"machine {host['mac']} is host {host['name']} ({host['state']}"
                   + (f", {host['ip']}" if host.get("ip") else "") + ")")
         return 0
+    if args.action == "show":
+        return _show(cfg, args)
     machines = _list(cfg)
     if args.json:
         print_json(machines)
@@ -82,6 +89,33 @@ def run(args: argparse.Namespace) -> int:
             for m in machines]
     print_table(rows, ["mac", "arch", "vendor_class", "host", "host_state", "boot", "seen"],
                 ["MAC", "ARCH", "VENDOR CLASS", "HOST", "STATE", "BOOTS", "LAST SEEN"])
+    return 0
+
+
+def _show(cfg: Any, args: argparse.Namespace) -> int:
+    answered, machine = ask_daemon(cfg, lambda api: api.get(f"/api/v1/machines/{args.mac}"))
+    if not answered:
+        conn = open_offline(cfg.state_dir)
+        try:
+            machine = show_machine(Sources(conn), args.mac).as_json()  # a refusal escapes: exitcodes.py
+        finally:
+            conn.close()
+    assert machine is not None
+    if getattr(args, "json", False):
+        print_json(machine)
+        return 0
+    boot = machine.get("boot")
+    arch = machine.get("arch")
+    lines = [f"machine    {machine['mac']}",
+             f"host       {machine.get('host') or '-'}"
+             + (f" ({machine['host_state']})" if machine.get("host") else ""),
+             f"firmware   {ARCH_NAMES.get(arch, arch) if arch is not None else '-'}"
+             + (f", vendor class {machine['vendor_class']}" if machine.get("vendor_class") else ""),
+             f"seen       {when(machine.get('last_seen'), time.time()) if machine.get('last_seen') else 'never'}"]
+    if isinstance(boot, dict):
+        lines.append(f"next boot  {boot.get('kind')}: {boot.get('reason')}")
+    lines += inventory_lines(machine.get("inventory"))
+    print("\n".join(lines))
     return 0
 
 

@@ -4,14 +4,15 @@
 
 # Whole disks of this machine in /sys/block order (no loop, RAM, optical, floppy or virtual devices,
 # and not the boot medium the installer came from: MEDIA_DEVICE, a USB stick made by mkbootmedia).
+# SYS_ROOT: another /sys tree (tests; its disks need no device node).
 list_disks() {
-    for path in /sys/block/*; do
+    for path in "${SYS_ROOT:-/sys}"/block/*; do
         name=${path##*/}
         case $name in loop*|ram*|zram*|sr*|fd*|dm-*|md*|nbd*) continue ;; esac
         case ${MEDIA_DEVICE:-} in "/dev/$name"|"/dev/$name"[0-9]*|"/dev/${name}p"[0-9]*) continue ;; esac
         [ "$(cat "$path/ro" 2>/dev/null || echo 1)" = 0 ] || continue
         [ "$(cat "$path/size" 2>/dev/null || echo 0)" != 0 ] || continue
-        [ -b "/dev/$name" ] && echo "/dev/$name"
+        if [ -n "${SYS_ROOT:-}" ] || [ -b "/dev/$name" ]; then echo "/dev/$name"; fi
     done
     return 0
 }

@@ -1,0 +1,126 @@
+# shellcheck shell=sh
+# lib/inventory.sh -- the machine's hardware inventory as JSON, shaped like Ironic's (domain/inventory.py
+# declares it): CPU, memory, the whole disks an install may use (list_disks of lib/disks.sh), NICs, DMI
+# system, firmware boot mode, the BMC's address. Read from /sys and /proc with busybox alone (no udev in
+# the installer: a disk's by-path name is made here as udev's path_id makes it for PCI virtio, NVMe and
+# SCSI disks); the BMC's address from `ipmitool lan print` where the initrd has ipmitool and the machine a
+# BMC. The installer's /init posts it (POST /install/$MAC/inventory) and installs to the disk the answer
+# names. SYS_ROOT and PROC_ROOT: other trees, for tests.
+
+# _iv_read FILE -- the file's first line, control characters dropped and blanks trimmed ('' if unreadable).
+_iv_read() {
+    [ -r "$1" ] || return 0
+    head -n 1 "$1" 2>/dev/null | tr -d '\000-\037' | sed 's/^[[:space:]]*//; s/[[:space:]]*$//'
+}
+# _iv_str VALUE -- a JSON string, or null for ''; _iv_num and _iv_bool likewise (anything else: null).
+_iv_str() { if [ -n "$1" ]; then printf '%s' "$1" | json_str; else printf null; fi; }
+_iv_num() { case $1 in '' | *[!0-9]*) printf null ;; *) printf '%s' "$1" ;; esac; }
+_iv_bool() { case $1 in 1) printf true ;; 0) printf false ;; *) printf null ;; esac; }
+
+inventory_cpu() {
+    _iv_info=${PROC_ROOT:-/proc}/cpuinfo
+    _iv_model=$(sed -nE 's/^(model name|cpu model)[[:space:]]*:[[:space:]]*//p' "$_iv_info" 2>/dev/null | head -n 1)
+    _iv_count=$(grep -c '^processor' "$_iv_info" 2>/dev/null)
+    # x86's "flags", arm64's "Features": words of letters, digits, _ and .
+    _iv_flags=$(sed -nE 's/^(flags|Features)[[:space:]]*:[[:space:]]*//p' "$_iv_info" 2>/dev/null | head -n 1 |
+        tr -cs 'A-Za-z0-9_.' '\n' | awk 'NF { printf "%s\"%s\"", (n++ ? ", " : ""), $0 }')
+    printf '{"model_name": %s, "count": %s, "architecture": %s, "flags": [%s]}' "$(_iv_str "$_iv_model")" \
+        "$(_iv_num "$_iv_count")" "$(_iv_str "$(uname -m)")" "$_iv_flags"
+}
+
+inventory_memory() {
+    _iv_kb=$(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\).*/\1/p' "${PROC_ROOT:-/proc}/meminfo" 2>/dev/null)
+    # Installed memory: the online memory blocks (MemTotal leaves out what the kernel and firmware keep).
+    _iv_mem=${SYS_ROOT:-/sys}/devices/system/memory
+    _iv_mb=''
+    _iv_block=$(_iv_read "$_iv_mem/block_size_bytes")
+    if [ -n "$_iv_block" ]; then
+        _iv_online=$(cat "$_iv_mem"/memory*/online 2>/dev/null | grep -c '^1$')
+        _iv_mb=$((_iv_online * 0x$_iv_block / 1048576))
+        [ "$_iv_mb" != 0 ] || _iv_mb=''
+    fi
+    printf '{"total": %s, "physical_mb": %s}' "$(_iv_num "${_iv_kb:+$((_iv_kb * 1024))}")" "$(_iv_num "$_iv_mb")"
+}
+
+# _iv_by_path NAME -- the disk's /dev/disk/by-path name as udev's path_id gives it, for a disk on PCI:
+# pci-DOMAIN:BUS:SLOT.FN (virtio), with -nvme-NSID (NVMe) or -scsi-H:C:T:L (SCSI; udev says -ata-N for
+# ATA disks, which this does not tell apart). '' where there is no PCI device above it.
+_iv_by_path() {
+    _iv_dev=$(readlink -f "${SYS_ROOT:-/sys}/block/$1/device" 2>/dev/null) || return 0
+    _iv_pci=$(printf '%s\n' "$_iv_dev" | tr '/' '\n' | grep -E '^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$' | tail -n 1)
+    [ -n "$_iv_pci" ] || return 0
+    case $1 in
+        nvme*) printf 'pci-%s-nvme-%s' "$_iv_pci" "$(_iv_read "${SYS_ROOT:-/sys}/block/$1/nsid")" ;;
+        sd*) printf 'pci-%s-scsi-%s' "$_iv_pci" "${_iv_dev##*/}" ;;
+        *) printf 'pci-%s' "$_iv_pci" ;;
+    esac
+}
+
+inventory_disks() {
+    _iv_sep=''
+    for _iv_disk in $(list_disks); do
+        _iv_n=${_iv_disk##*/}
+        _iv_b=${SYS_ROOT:-/sys}/block/$_iv_n
+        # serial: NVMe and some SCSI drivers in device/, virtio-blk beside it; SCSI's VPD page 0x80 else
+        _iv_serial=$(_iv_read "$_iv_b/device/serial")
+        [ -n "$_iv_serial" ] || _iv_serial=$(_iv_read "$_iv_b/serial")
+        if [ -z "$_iv_serial" ] && [ -r "$_iv_b/device/vpd_pg80" ]; then
+            _iv_serial=$(tail -c +5 "$_iv_b/device/vpd_pg80" | tr -d '\000-\037' | sed 's/^ *//; s/ *$//')
+        fi
+        _iv_wwn=$(_iv_read "$_iv_b/wwid")
+        [ -n "$_iv_wwn" ] || _iv_wwn=$(_iv_read "$_iv_b/device/wwid")
+        _iv_sectors=$(_iv_read "$_iv_b/size")
+        printf '%s{"name": %s, "size": %s, "model": %s, "serial": %s, "wwn": %s, "rotational": %s, "by_path": %s}' \
+            "$_iv_sep" "$(_iv_str "$_iv_disk")" "$(_iv_num "${_iv_sectors:+$((_iv_sectors * 512))}")" \
+            "$(_iv_str "$(_iv_read "$_iv_b/device/model")")" "$(_iv_str "$_iv_serial")" "$(_iv_str "$_iv_wwn")" \
+            "$(_iv_bool "$(_iv_read "$_iv_b/queue/rotational")")" "$(_iv_str "$(_iv_by_path "$_iv_n")")"
+        _iv_sep=', '
+    done
+}
+
+# Physical NICs (a device behind them: not lo, bridges, veths, tunnels).
+inventory_nics() {
+    _iv_sep=''
+    for _iv_path in "${SYS_ROOT:-/sys}"/class/net/*; do
+        [ -e "$_iv_path/device" ] || continue
+        _iv_driver=$(readlink -f "$_iv_path/device/driver" 2>/dev/null) || _iv_driver=''
+        printf '%s{"name": %s, "mac_address": %s, "driver": %s, "speed_mbps": %s, "has_carrier": %s}' "$_iv_sep" \
+            "$(_iv_str "${_iv_path##*/}")" "$(_iv_str "$(_iv_read "$_iv_path/address")")" \
+            "$(_iv_str "${_iv_driver##*/}")" "$(_iv_num "$(_iv_read "$_iv_path/speed")")" \
+            "$(_iv_bool "$(_iv_read "$_iv_path/carrier")")"
+        _iv_sep=', '
+    done
+}
+
+inventory_system() {
+    _iv_dmi=${SYS_ROOT:-/sys}/class/dmi/id
+    printf '{"manufacturer": %s, "product_name": %s, "serial_number": %s, "uuid": %s}' \
+        "$(_iv_str "$(_iv_read "$_iv_dmi/sys_vendor")")" "$(_iv_str "$(_iv_read "$_iv_dmi/product_name")")" \
+        "$(_iv_str "$(_iv_read "$_iv_dmi/product_serial")")" "$(_iv_str "$(_iv_read "$_iv_dmi/product_uuid")")"
+}
+
+inventory_boot() {
+    _iv_mode=bios
+    [ ! -d "${SYS_ROOT:-/sys}/firmware/efi" ] || _iv_mode=uefi
+    printf '{"current_boot_mode": "%s", "pxe_interface": %s}' "$_iv_mode" "$(_iv_str "${MAC:-}")"
+}
+
+# The BMC's address, if the machine has one and the initrd ipmitool (none: nothing, quickly).
+inventory_bmc() {
+    command -v ipmitool >/dev/null 2>&1 || return 0
+    _iv_ip=$(timeout 10 ipmitool lan print 2>/dev/null | sed -n 's/^IP Address[[:space:]]*:[[:space:]]*//p' | head -n 1)
+    case $_iv_ip in '' | 0.0.0.0) ;; *) printf '%s' "$_iv_ip" ;; esac
+}
+
+# inventory_json -- the whole inventory, one JSON object on one line.
+inventory_json() {
+    printf '{"cpu": %s, "memory": %s, "disks": [%s], "interfaces": [%s], "system_vendor": %s, "boot": %s, "bmc_address": %s}\n' \
+        "$(inventory_cpu)" "$(inventory_memory)" "$(inventory_disks)" "$(inventory_nics)" "$(inventory_system)" \
+        "$(inventory_boot)" "$(_iv_str "$(inventory_bmc)")"
+}
+
+# json_value KEY FILE -- a string value of KEY in the JSON object in FILE (flat keys; null or absent: '').
+json_value() {
+    sed -nE "s/.*\"$1\": \"(([^\"\\\\]|\\\\.)*)\".*/\\1/p" "$2" | head -n 1 |
+        sed 's/\\n/ /g; s/\\"/"/g; s/\\\\/\\/g'
+}

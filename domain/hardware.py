@@ -1,0 +1,136 @@
+"""The use cases of hardware inventories and root-device hints, which the API and the CLI share.
+
+An installer posts its machine's inventory (POST /install/{mac}/inventory, its install token, from the
+address leased or reserved for its MAC, like every install credential: domain.installs.from_own_address);
+the inventory is stored per MAC and the answer is the disk the host's root-device hints choose
+(domain.rootdevice.choose), which the installer installs to. Hints are the host's own, else its image's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from domain.errors import Forbidden, Invalid, NotFound, valid_names
+from domain.installs import InstallSettings, from_own_address, reporting_host
+from domain.inventory import Inventory, InventoryView
+from domain.rootdevice import RootDeviceHints, choose, hints_for, parse_hints
+from domain.sources import Sources
+from domain.views import doc, view_json
+from protocols.mac import normalize_mac
+from protocols.names import host_name, image_name
+from state import inventories, root_hints
+from state.db import Connection
+from state.discovery import Hardware
+from state.eventlog import EventLog
+from state.hosts import Host, Op, host_by_name
+from state.images import newest
+from state.root_hints import Kind
+
+log = EventLog("imageserver.install")
+
+
+@dataclass(frozen=True, slots=True)
+class RootDeviceAnswer:
+    """POST /install/{mac}/inventory: the inventory taken, and the disk the install goes to."""
+
+    host: str
+    root_device: str | None = field(metadata=doc(
+        "the device the install goes to; null: no hints (the installer's own order) or none matched (see failure)"))
+    hints: str | None = field(metadata=doc("the hints applied (serial=..., size>=...); null: none"))
+    hints_from: str | None = field(metadata=doc("host or image: whose hints they are"))
+    failure: str | None = field(metadata=doc(
+        "why no disk was chosen: the install fails with this reason (it names the candidate disks)"))
+
+    def as_json(self) -> dict[str, Any]:
+        return view_json(self)
+
+
+def inventory_host(src: Sources, settings: InstallSettings, mac_text: str, peer: str | None, bearer: str | None,
+                   now: float) -> tuple[str, Host]:
+    """The host an inventory is for: its live install token, from the address leased or reserved for it."""
+    mac, host = reporting_host(src, settings, mac_text, bearer, now)
+    if from_own_address(src, mac, host, peer) is None:
+        log.warning("inventory-refused", hostname=host.name, mac=mac, peer=peer, reason="address")
+        raise Forbidden(f"the inventory of {host.name} is taken only from the address leased or reserved for {mac}")
+    return mac, host
+
+
+def take_inventory(src: Sources, host: Host, mac: str, inventory: Inventory, now: float
+                   ) -> tuple[RootDeviceAnswer, Op]:
+    """The answer to an installer's inventory (its root device) and the op that stores the inventory."""
+    hints, source = hints_for(src.reader, host)
+    chosen = choose(hints, inventory.disks)
+    answer = RootDeviceAnswer(host.name, chosen.disk, hints.text() if hints else None, source, chosen.failure)
+    return answer, inventories.store_inventory_op(mac, now, inventory.json())
+
+
+def inventory_of(reader: Connection, mac: str) -> InventoryView | None:
+    stored = inventories.inventory_of(reader, mac)
+    if stored is None:
+        return None
+    inventory = Inventory.from_json(stored.inventory)
+    return InventoryView(stored.mac, stored.received, inventory.summary(), inventory)
+
+
+def hardware_of(reader: Connection, mac: str) -> Hardware | None:
+    """What discovery rules may match of machine `mac`: its stored inventory's facts, None without one."""
+    stored = inventories.inventory_of(reader, mac)
+    return Inventory.from_json(stored.inventory).hardware() if stored is not None else None
+
+
+def machine_inventory(reader: Connection, mac_text: str) -> InventoryView:
+    """GET /api/v1/machines/{mac}/inventory."""
+    with valid_names():
+        mac = normalize_mac(mac_text)
+    view = inventory_of(reader, mac)
+    if view is None:
+        raise NotFound(f"no inventory of machine {mac}: its installer posts one when it installs")
+    return view
+
+
+# --------------------------------------------------------------------------- setting hints
+
+
+@dataclass(frozen=True, slots=True)
+class RootDeviceSetting:
+    """A host's or an image's root-device hints as set (GET/PUT/DELETE .../root-device)."""
+
+    kind: Literal["host", "image"]
+    name: str
+    hints: str | None = field(metadata=doc("serial=...,size>=...; null: none"))
+
+
+@dataclass(frozen=True, slots=True)
+class RootDeviceBody:
+    """PUT /api/v1/hosts/{name}/root-device and /api/v1/images/{name}/root-device."""
+
+    hints: str = field(metadata=doc("serial=S, wwn=W, by_path=P, model=M, size>=N, size<=N, size=N, "
+                                    "rotational=true|false, smallest, largest; joined by commas",
+                                    example="serial=S0M3,smallest"))
+
+
+def _exists(reader: Connection, kind: Kind, name: str) -> None:
+    with valid_names():
+        (host_name if kind == "host" else image_name)(name)
+    if kind == "host" and host_by_name(reader, name) is None:
+        raise NotFound(f"no host named {name!r}")
+    if kind == "image" and newest(reader, name) is None:
+        raise NotFound(f"no image named {name!r}")
+
+
+def root_device_setting(reader: Connection, kind: Kind, name: str) -> RootDeviceSetting:
+    _exists(reader, kind, name)
+    stored = root_hints.hints_of(reader, kind, name)
+    return RootDeviceSetting(kind, name, RootDeviceHints.from_json(stored).text() if stored else None)
+
+
+def set_root_device_op(reader: Connection, kind: Kind, name: str, text: str | None
+                       ) -> tuple[RootDeviceSetting, Op]:
+    """Set (or with None or "" clear) the hints of a host or an image; Invalid names a wrong term."""
+    _exists(reader, kind, name)
+    hints = parse_hints(text) if text else None
+    if hints is not None and hints.empty():
+        raise Invalid("no root-device hints in " + repr(text))
+    return (RootDeviceSetting(kind, name, hints.text() if hints else None),
+            root_hints.set_hints_op(kind, name, hints.json() if hints else None))
