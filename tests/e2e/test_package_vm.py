@@ -1,37 +1,46 @@
-"""The real box, end to end: the .deb of `make deb` installed on a Debian 12 VM with systemd, the way an
-operator does it, and the shipped unit running the daemon with every hardening setting on.
+"""The real box, end to end: the .deb of `make deb` on a Debian 12 VM with systemd, the way an operator
+installs and upgrades it, and the shipped unit running the daemon with every hardening setting on.
 
-The VM is the cached debootstrap master (tests/e2e/_debianmaster.py: systemd, the Debian kernel) as an ext4
-root disk, booted directly (-kernel) with a static address on the lab LAN and no internet. On its console a
-oneshot unit plays the operator: `apt-get install ./imageserver_*.deb` with the Depends it lacks served from
-a local package cache (a flat apt repository on its disk, downloaded once on the host and cached), the unit
-still inactive (no config), `imageserver init --yes`, `systemctl enable --now imageserver`, `imageserver
-status --json`; then a config the reload refuses, so `journalctl -u imageserver -p err` must show that error.
+The VM boots the cached appliance box (tests/e2e/_packagebox.py: the debootstrap master with the package's
+runtime Depends already installed from a local flat repository, booted directly with -kernel, its root
+disk's writes thrown away) with a static address on the lab LAN and no internet. Its runner unit plays the
+operator from the test's disk, all in one boot:
 
-Not here yet (issue 23): a second VM PXE-installed from this appliance VM; the upgrade from an older package.
-Under TCG on a loaded 2-core box the apt-get install takes ~15 min (the initramfs trigger busybox-static fires).
+1. `apt-get install ./imageserver_<older>.deb`: a package built from an older commit of main (OLDER_COMMIT,
+   state schema 6 where today's is 7). Installed, the unit waits for a config (inactive, disabled);
+   `imageserver init --yes`, `systemctl enable --now imageserver`, `imageserver status --json`.
+2. State written by the older version: a host with a fixed address, a reservation, a lease (udhcpc in a
+   namespace on the LAN, run by this test when the VM asks for it).
+3. `apt-get install ./imageserver_<today>.deb` over it: the package's postinst restarts the running service
+   (deb-systemd-invoke try-restart), the daemon migrates the database, every host, reservation and lease
+   is kept; the unit is the shipped one (Type=notify, watchdog, ProtectSystem=strict) and every service runs.
+4. A config the reload refuses, so `journalctl -u imageserver -p err` must show that error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lab.clients import Udhcpc
 from lab.netns import Lab, lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
-from tests.e2e import _debianmaster as dm
+from tests.e2e import _packagebox as pb
 
 REPO = Path(__file__).resolve().parents[2]
 MARK = "PKGTEST"
-IFACE = "eth0"  # net.ifnames=0 on the kernel command line
+# The last commit of main before migration 7 (BMC power control) with `make deb` in it: the package branch's
+# tip, merged into main at 72330f2. Its database is at schema 6.
+OLDER_COMMIT = "ce54560254e156f7d9b14bceed5e1336b7ca3cbe"
+OLDER_SCHEMA, SCHEMA = 6, 7
+HOST_MAC, RESERVED_MAC = "52:54:00:10:00:01", "52:54:00:10:00:03"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -39,28 +48,57 @@ pytestmark = [
     pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
 ]
 
-# The operator's steps, run by a oneshot unit once the network is up; everything goes to the serial console.
+# The operator's steps (placeholders: @ADDRESS@, @HOST_IP@, @RESERVED_IP@, @OLD@, @NEW@).
 SCENARIO = f"""#!/bin/sh
 say() {{ echo "{MARK} $*"; }}
-cd /root
-printf 'deb [trusted=yes] file:/var/local/debs ./\\n' >/etc/apt/sources.list
-rm -f /etc/apt/sources.list.d/*.list
-t0=$(date +%s)
-apt-get update -q >/root/apt.log 2>&1
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q ./imageserver_*.deb >>/root/apt.log 2>&1
-rc=$?
-tail -n 15 /root/apt.log
-say "apt rc=$rc seconds=$(( $(date +%s) - t0 ))"
+dump() {{ say "$1 $($2 | tr -d '\\n')"; }}  # its stderr goes to the console on lines of its own
+db=file:/var/lib/imageserver/imageserver.db?mode=ro
+schema() {{ /usr/lib/imageserver/bin/python3 -c "import sqlite3
+print(sqlite3.connect('$db', uri=True).execute('pragma user_version').fetchone()[0])"; }}
+install() {{  # $1 the .deb, $2 its name in the report
+    t0=$(date +%s)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o APT::Sandbox::User=root "$1" >/root/apt-$2.log 2>&1
+    rc=$?
+    tail -n 12 /root/apt-$2.log
+    say "$2-apt rc=$rc seconds=$(( $(date +%s) - t0 )) version=$(dpkg-query -W -f '${{Version}}' imageserver)"
+}}
+ip link set {pb.IFACE} up
+ip addr add @ADDRESS@ dev {pb.IFACE}
+cp /run/pkgtest/*.deb /root/
+
+install /root/@OLD@ older
 say "unconfigured active=$(systemctl is-active imageserver) enabled=$(systemctl is-enabled imageserver)"
-imageserver init --yes --interface {IFACE}
+imageserver init --yes --interface {pb.IFACE} --probe-timeout 2
 say "init rc=$?"
 t0=$(date +%s)
 systemctl enable --now imageserver
 say "enable rc=$? seconds=$(( $(date +%s) - t0 ))"
-say "active=$(systemctl is-active imageserver)"
-say "status-json $(imageserver status --json | tr -d '\\n')"
-systemctl show imageserver -p MainPID -p NRestarts -p Type -p WatchdogUSec -p ProtectSystem -p NoNewPrivileges \\
-    | sed 's/^/{MARK} unit /'
+say "older-active=$(systemctl is-active imageserver)"
+dump older-status "imageserver status --json"
+imageserver hosts add node1 --mac {HOST_MAC} --ip @HOST_IP@
+say "host-add rc=$?"
+imageserver reservations add {RESERVED_MAC} @RESERVED_IP@ --hostname printer
+say "reservation-add rc=$?"
+say want-lease
+i=0
+while [ $i -lt 180 ] && ! imageserver leases --json | grep -q '"ip"'; do sleep 2; i=$((i+2)); done
+dump before-hosts "imageserver hosts list --json"
+dump before-reservations "imageserver reservations list --json"
+dump before-leases "imageserver leases --json"
+say "before-schema $(schema)"
+say "before-pid $(systemctl show -p MainPID --value imageserver)"
+
+install /root/@NEW@ newer
+say "after-pid $(systemctl show -p MainPID --value imageserver)"
+say "after-active=$(systemctl is-active imageserver)"
+dump status-json "imageserver status --json"
+say "after-schema $(schema)"
+dump after-hosts "imageserver hosts list --json"
+dump after-reservations "imageserver reservations list --json"
+dump after-leases "imageserver leases --json"
+systemctl show imageserver -p NRestarts -p Type -p WatchdogUSec -p ProtectSystem -p NoNewPrivileges \\
+    -p FragmentPath | sed 's/^/{MARK} unit /'
+
 printf '\\n[no_such_section]\\nkey = 1\\n' >>/etc/imageserver/imageserver.toml
 systemctl reload imageserver
 sleep 5
@@ -71,136 +109,93 @@ say DONE
 systemctl poweroff
 """
 
-SCENARIO_UNIT = """[Unit]
-Description=imageserver e2e: install the package and run it as an operator would
-Wants=network-online.target
-After=network-online.target
 
-[Service]
-Type=oneshot
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/ttyS0
-ExecStart=/bin/sh /root/package-test.sh
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def runtime_depends() -> list[str]:
-    lines = (REPO / "deps/runtime-packages.txt").read_text().splitlines()
-    return [w[0] for w in (line.split("#", 1)[0].split() for line in lines) if w and w[1] == "depends"]
-
-
-def dependency_debs(cache_dir: Path, tree: Path) -> Path:
-    """The .debs the package's Depends pull into the master tree, downloaded once with the host's apt (the
-    tree's dpkg status decides what is missing) and cached by the tree's key and the Depends list."""
-    names = runtime_depends()
-    key = hashlib.sha256(json.dumps([dm.cache_key(), names]).encode()).hexdigest()[:16]
-
-    def make(work: Path) -> None:
-        (work / "debs/partial").mkdir(parents=True)
-        subprocess.run(["flock", "/tmp/apt.lock", "apt-get", "install", "-y", "-q", "--download-only",
-                        "--no-install-recommends", "-o", f"Dir::State::status={tree}/var/lib/dpkg/status",
-                        "-o", f"Dir::Cache::archives={work}/debs", "-o", "Debug::NoLocking=1",
-                        "-o", "APT::Sandbox::User=root", *names], check=True, timeout=1800,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        (work / "debs/partial").rmdir()
-        (work / "debs/lock").unlink(missing_ok=True)
-
-    return dm.cached_build(cache_dir / "package-debs" / key, make) / "debs"
-
-
-def flat_repository(debs: Path, into: Path) -> None:
-    """A flat apt repository (`deb [trusted=yes] file:DIR ./`): the .debs and their Packages index."""
-    into.mkdir(parents=True)
-    index = []
-    for deb in sorted(debs.glob("*.deb")):
-        data = deb.read_bytes()
-        (into / deb.name).write_bytes(data)
-        control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True,
-                                 text=True).stdout.rstrip("\n")
-        index.append(f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
-                     f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
-    (into / "Packages").write_text("\n".join(index))
-
-
-def appliance_root(master: Path, work: Path, deb: Path, debs: Path, address: str) -> Path:
-    """A copy of the master tree made into a fresh box: root on /dev/vda, a static address, no report unit,
-    the package and the local repository on its disk, the scenario unit enabled."""
-    root = work / "appliance-root"
-    subprocess.run(["rsync", "-aHAX", "--numeric-ids", f"{master}/", f"{root}/"], check=True)
-    (root / "etc/fstab").write_text("/dev/vda / ext4 errors=remount-ro 0 1\n")
-    (root / "etc/initramfs-tools/conf.d/resume").unlink(missing_ok=True)
-    (root / "etc/network/interfaces").write_text(
-        f"auto lo\niface lo inet loopback\n\nauto {IFACE}\niface {IFACE} inet static\n    address {address}\n")
-    (root / "etc/hostname").write_text("appliance\n")
-    wants = root / "etc/systemd/system/multi-user.target.wants"
-    for unit in wants.glob("imageserver-*report.service"):
-        unit.unlink()
-    # No login prompt on the serial console: starting its getty hangs the line up (TTYVHangup=yes), and
-    # what the scenario writes after that is lost (see _debianmaster.REPORT_BEFORE_GETTY).
-    (root / "etc/systemd/system/serial-getty@ttyS0.service").symlink_to("/dev/null")
-    (root / "etc/systemd/system/imageserver-package-test.service").write_text(SCENARIO_UNIT)
-    (wants / "imageserver-package-test.service").symlink_to("/etc/systemd/system/imageserver-package-test.service")
-    (root / "root/package-test.sh").write_text(SCENARIO)
-    (root / "root" / deb.name).write_bytes(deb.read_bytes())
-    flat_repository(debs, root / "var/local/debs")
-    return root
-
-
-def ext4_image(root: Path, image: Path, size_mb: int = 3072) -> None:
-    with open(image, "wb") as f:
-        f.truncate(size_mb << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "appliance", "-d", str(root), str(image)], check=True,
-                   timeout=900)
-
-
-def lines(log: str, prefix: str) -> list[str]:
+def said(log: str, prefix: str) -> list[str]:
     return [line.split(prefix, 1)[1].strip() for line in log.splitlines() if prefix in line]
 
 
-def test_package_installs_and_runs_under_its_unit(bootenv_cache: Path, lab_sweep: list[str]) -> None:
+def reported(lines: list[str], key: str) -> str:
+    (value,) = [line.removeprefix(f"{key} ") for line in lines if line.startswith(f"{key} ")]
+    return value
+
+
+def rows(lines: list[str], key: str, *fields: str) -> list[tuple[Any, ...]]:
+    """The JSON list the VM printed under `key`, as sorted tuples of `fields` (the two versions' answers may
+    carry different extra fields)."""
+    doc = json.loads(reported(lines, key))
+    items = doc if isinstance(doc, list) else next(v for v in doc.values() if isinstance(v, list))
+    return sorted(tuple(item.get(f) for f in fields) for item in items)
+
+
+def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, lab_sweep: list[str]) -> None:
     started = time.monotonic()
+    box = pb.appliance_box(bootenv_cache)
+    older = pb.older_package(bootenv_cache, OLDER_COMMIT)
     with Lab() as lab:
-        work = lab.tmp_path("package")
-        work.mkdir()
-        subprocess.run([sys.executable, str(REPO / "packaging/build_deb.py"), "--out", str(work)], check=True,
+        files = lab.tmp_path("pkgtest")
+        files.mkdir()
+        subprocess.run([sys.executable, str(REPO / "packaging/build_deb.py"), "--out", str(files)], check=True,
                        timeout=1800)
-        (deb,) = work.glob("imageserver_*_amd64.deb")
-        deb_mb = deb.stat().st_size / 1e6  # the lab's files are gone after the with block
-        master = dm.build(bootenv_cache)
-        debs = dependency_debs(bootenv_cache, master)
+        (deb,) = files.glob("imageserver_*_amd64.deb")
+        deb_mb, older_mb = deb.stat().st_size / 1e6, older.stat().st_size / 1e6
+        (files / older.name).write_bytes(older.read_bytes())
         net = vm_network(lab)
-        address = f"{net.host(20)}/{net.subnet.prefixlen}"
-        root = appliance_root(master, work, deb, debs, address)
-        disk = work / "appliance.img"
-        ext4_image(root, disk)
-        kernel = max(root.glob("boot/vmlinuz-*"))
-        initrd = root / "boot" / kernel.name.replace("vmlinuz", "initrd.img")
-        print(f"[timing] package built, VM disk ready: {time.monotonic() - started:.0f} s")
-        vm = Vm(net, VmConfig(boot="kernel", kernel=kernel, initrd=initrd, disks=[disk], memory_mb=1024,
-                              append="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 systemd.show_status=0"))
+        host_ip, reserved_ip = net.host(50), net.host(60)
+        (files / "run.sh").write_text(
+            SCENARIO.replace("@ADDRESS@", f"{net.host(20)}/{net.subnet.prefixlen}")
+            .replace("@HOST_IP@", str(host_ip)).replace("@RESERVED_IP@", str(reserved_ip))
+            .replace("@OLD@", older.name).replace("@NEW@", deb.name))
+        disk = lab.tmp_path("pkgtest.img")
+        pb.script_disk(files, disk)
+        print(f"[timing] box cached, packages built, test disk ready: {time.monotonic() - started:.0f} s")
+        # A machine on the LAN for the lease the older version writes.
+        client_ns = lab.namespace("dhcp")
+        inside, outside = lab.ifname("ci"), lab.ifname("co")
+        lab.veth(client_ns, inside, net.vmns, outside)
+        net.vmns.ip("link", "set", outside, "master", net.bridge)
+        vm = Vm(net, VmConfig(boot="kernel", kernel=box.kernel, initrd=box.initrd, memory_mb=1024,
+                              append="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 systemd.show_status=0",
+                              extra_args=pb.box_drives(box, disk)))
         with vm:
-            vm.wait_for(rf"{MARK} DONE", timeout=2400)
-            log = vm.log()
-    said, errors = lines(log, f"{MARK} "), lines(log, f"{MARK}-ERR ")
-    print("\n".join(said + [f"journal err: {e}" for e in errors]))
-    apt = re.search(r"apt rc=(\d+) seconds=(\d+)", log)
-    assert apt and apt.group(1) == "0", log[-6000:]
-    print(f"[timing] apt-get install ./{deb.name} in the VM: {apt.group(2)} s ({deb_mb:.1f} MB)")
+            vm.wait_for(rf"{MARK} want-lease", timeout=1200)
+            lease = Udhcpc(client_ns, inside, tries=20, pause=3).obtain()
+            vm.wait_for(rf"{MARK} DONE", timeout=1200)
+            log, vm_seconds = vm.log(), vm.elapsed()
+    lines, errors = said(log, f"{MARK} "), said(log, f"{MARK}-ERR ")
+    print("\n".join(line[:400] for line in lines + [f"journal err: {e}" for e in errors]))
+    total = time.monotonic() - started
+
+    installs = {m.group(1): m for m in re.finditer(r"(older|newer)-apt rc=(\d+) seconds=(\d+) version=(\S*)", log)}
+    assert set(installs) == {"older", "newer"} and all(m.group(2) == "0" for m in installs.values()), log[-6000:]
+    assert installs["older"].group(4) == older.name.split("_")[1]
+    assert installs["newer"].group(4) == deb.name.split("_")[1]
+    print(f"[timing] apt-get install ./{older.name} ({older_mb:.1f} MB) in the VM: {installs['older'].group(3)} s; "
+          f"the upgrade to ./{deb.name} ({deb_mb:.1f} MB): {installs['newer'].group(3)} s")
     # Installed, the unit waits for a config: not started, not enabled by the package.
-    assert "unconfigured active=inactive enabled=disabled" in said
-    assert "init rc=0" in said and any(s.startswith("enable rc=0") for s in said), log[-6000:]
-    assert "active=active" in said
-    started_in = re.search(r"enable rc=0 seconds=(\d+)", log)
-    print(f"[timing] systemctl enable --now imageserver (ExecStartPre check-config, READY=1): "
-          f"{started_in.group(1) if started_in else '?'} s under TCG")
-    (status_json,) = [s.removeprefix("status-json ") for s in said if s.startswith("status-json ")]
-    services = json.loads(status_json)["services"]
+    assert "unconfigured active=inactive enabled=disabled" in lines
+    assert "init rc=0" in lines and any(s.startswith("enable rc=0") for s in lines), log[-6000:]
+    assert "older-active=active" in lines
+    assert "host-add rc=0" in lines and "reservation-add rc=0" in lines, log[-6000:]
+
+    # The upgrade: a new process (the postinst's try-restart, not a crash: no automatic restart), the
+    # database migrated by the new daemon, every host, reservation and lease as the older version left them.
+    assert reported(lines, "before-schema") == str(OLDER_SCHEMA) and reported(lines, "after-schema") == str(SCHEMA)
+    assert reported(lines, "before-pid") != reported(lines, "after-pid") and "after-active=active" in lines
+    hosts = rows(lines, "before-hosts", "name", "mac", "ip")
+    assert hosts == [("node1", HOST_MAC, str(host_ip))] == rows(lines, "after-hosts", "name", "mac", "ip")
+    reservations = rows(lines, "before-reservations", "mac", "ip", "hostname")
+    assert (RESERVED_MAC, str(reserved_ip), "printer") in reservations
+    assert reservations == rows(lines, "after-reservations", "mac", "ip", "hostname")
+    leases = rows(lines, "before-leases", "ip", "mac")
+    assert str(lease.address.ip) in [ip for ip, _ in leases], (lease, leases)
+    assert leases == rows(lines, "after-leases", "ip", "mac")
+
+    services = json.loads(reported(lines, "status-json"))["services"]
     assert services and all(s.get("state") == "running" for s in services.values()), services
-    unit = dict(s.removeprefix("unit ").split("=", 1) for s in said if s.startswith("unit "))
+    unit = dict(s.removeprefix("unit ").split("=", 1) for s in lines if s.startswith("unit "))
+    assert unit["FragmentPath"] == "/lib/systemd/system/imageserver.service", unit
     assert unit["Type"] == "notify" and unit["ProtectSystem"] == "strict" and unit["NRestarts"] == "0", unit
+    assert unit["NoNewPrivileges"] == "yes" and unit["WatchdogUSec"] not in ("0", "infinity"), unit
     assert any("reload-failed" in e and "no_such_section" in e for e in errors), errors
-    assert "after-reload active=active" in said
+    assert "after-reload active=active" in lines
+    print(f"[timing] package VM test: {total:.0f} s (the VM {vm_seconds:.0f} s)")
