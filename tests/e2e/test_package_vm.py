@@ -13,7 +13,8 @@ operator from the test's disk, all in one boot:
    namespace on the LAN, run by this test when the VM asks for it).
 3. `apt-get install ./imageserver_<today>.deb` over it: the package's postinst restarts the running service
    (deb-systemd-invoke try-restart), the daemon migrates the database, every host, reservation and lease
-   is kept; the unit is the shipped one (Type=notify, watchdog, ProtectSystem=strict) and every service runs.
+   is kept, and the machine that leased from the older version gets its address again from the new one;
+   the unit is the shipped one (Type=notify, watchdog, ProtectSystem=strict) and every service runs.
 4. A config the reload refuses, so `journalctl -u imageserver -p err` must show that error.
 """
 
@@ -96,6 +97,12 @@ say "after-schema $(schema)"
 dump after-hosts "imageserver hosts list --json"
 dump after-reservations "imageserver reservations list --json"
 dump after-leases "imageserver leases --json"
+# The upgraded daemon answers the machine that leased from the older one (the test runs its DHCP client).
+leased=$(imageserver leases --json | grep '"expires"')
+say want-renewal
+i=0
+while [ $i -lt 120 ] && [ "$(imageserver leases --json | grep '"expires"')" = "$leased" ]; do sleep 2; i=$((i+2)); done
+dump renewed-leases "imageserver leases --json"
 systemctl show imageserver -p NRestarts -p Type -p WatchdogUSec -p ProtectSystem -p NoNewPrivileges \\
     -p FragmentPath | sed 's/^/{MARK} unit /'
 
@@ -120,11 +127,19 @@ def reported(lines: list[str], key: str) -> str:
 
 
 def rows(lines: list[str], key: str, *fields: str) -> list[tuple[Any, ...]]:
-    """The JSON list the VM printed under `key`, as sorted tuples of `fields` (the two versions' answers may
-    carry different extra fields)."""
-    doc = json.loads(reported(lines, key))
-    items = doc if isinstance(doc, list) else next(v for v in doc.values() if isinstance(v, list))
-    return sorted(tuple(item.get(f) for f in fields) for item in items)
+    """The JSON list the VM printed under `key`, as sorted tuples of `fields`."""
+    return sorted(tuple(item.get(f) for f in fields) for item in json.loads(reported(lines, key)))
+
+
+def kept(lines: list[str], before: str, after: str, key: str) -> list[dict[str, Any]]:
+    """The rows printed under `before`, each found again under `after` (matched by `key`) with every field
+    both versions have unchanged; a field only the newer version has may be new. Returns the rows before."""
+    old, new = ({row[key]: row for row in json.loads(reported(lines, k))} for k in (before, after))
+    assert old.keys() == new.keys(), (old, new)
+    for name, row in old.items():
+        changed = {f: (v, new[name][f]) for f, v in row.items() if f in new[name] and new[name][f] != v}
+        assert not changed, (name, changed)
+    return list(old.values())
 
 
 def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, lab_sweep: list[str]) -> None:
@@ -158,7 +173,11 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
                               extra_args=pb.box_drives(box, disk)))
         with vm:
             vm.wait_for(rf"{MARK} want-lease", timeout=1200)
-            lease = Udhcpc(client_ns, inside, tries=20, pause=3).obtain()
+            client = Udhcpc(client_ns, inside, tries=20, pause=3)
+            lease = client.obtain()
+            vm.wait_for(rf"{MARK} want-renewal", timeout=1200)
+            client_ns.ip("addr", "flush", "dev", inside)
+            again = client.obtain()
             vm.wait_for(rf"{MARK} DONE", timeout=1200)
             log, vm_seconds = vm.log(), vm.elapsed()
     lines, errors = said(log, f"{MARK} "), said(log, f"{MARK}-ERR ")
@@ -181,19 +200,25 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
     # database migrated by the new daemon, every host, reservation and lease as the older version left them.
     assert reported(lines, "before-schema") == str(OLDER_SCHEMA) and reported(lines, "after-schema") == str(SCHEMA)
     assert reported(lines, "before-pid") != reported(lines, "after-pid") and "after-active=active" in lines
-    hosts = rows(lines, "before-hosts", "name", "mac", "ip")
-    assert hosts == [("node1", HOST_MAC, str(host_ip))] == rows(lines, "after-hosts", "name", "mac", "ip")
-    reservations = rows(lines, "before-reservations", "mac", "ip", "hostname")
-    assert (RESERVED_MAC, str(reserved_ip), "printer") in reservations
-    assert reservations == rows(lines, "after-reservations", "mac", "ip", "hostname")
-    leases = rows(lines, "before-leases", "ip", "mac")
-    assert str(lease.address.ip) in [ip for ip, _ in leases], (lease, leases)
-    assert leases == rows(lines, "after-leases", "ip", "mac")
+    kept(lines, "before-hosts", "after-hosts", "name")
+    assert rows(lines, "after-hosts", "name", "mac", "ip") == [("node1", HOST_MAC, str(host_ip))]
+    kept(lines, "before-reservations", "after-reservations", "mac")
+    assert (RESERVED_MAC, str(reserved_ip), "printer") in rows(lines, "after-reservations", "mac", "ip", "hostname")
+    (leased,) = kept(lines, "before-leases", "after-leases", "mac")
+    assert leased["ip"] == str(lease.address.ip) and leased["active"], (lease, leased)
+    # The same machine asks the upgraded daemon again: the same address, the same lease (its start kept)
+    # extended.
+    (renewed,) = json.loads(reported(lines, "renewed-leases"))
+    assert again.address.ip == lease.address.ip, (lease, again)
+    assert [renewed[f] for f in ("mac", "ip", "starts")] == [leased[f] for f in ("mac", "ip", "starts")]
+    assert renewed["expires"] > leased["expires"], (leased, renewed)
 
     services = json.loads(reported(lines, "status-json"))["services"]
     assert services and all(s.get("state") == "running" for s in services.values()), services
     unit = dict(s.removeprefix("unit ").split("=", 1) for s in lines if s.startswith("unit "))
-    assert unit["FragmentPath"] == "/lib/systemd/system/imageserver.service", unit
+    # The package's unit (merged /usr: systemd may name it by either path), no copy in /etc.
+    assert unit["FragmentPath"] in ("/lib/systemd/system/imageserver.service",
+                                    "/usr/lib/systemd/system/imageserver.service"), unit
     assert unit["Type"] == "notify" and unit["ProtectSystem"] == "strict" and unit["NRestarts"] == "0", unit
     assert unit["NoNewPrivileges"] == "yes" and unit["WatchdogUSec"] not in ("0", "infinity"), unit
     assert any("reload-failed" in e and "no_such_section" in e for e in errors), errors
