@@ -197,8 +197,12 @@ def older_package(cache_dir: Path, commit: str) -> Path:
     """imageserver_<its version>~git<commit>_amd64.deb, built by the build_deb.py of `commit` from that
     commit's own tree (git archive), cached by the commit. The ~ sorts it below every package built from
     a later tree of the same version, so installing today's package over it is an upgrade."""
-    full = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{commit}^{{commit}}"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "-q", f"{commit}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise RuntimeError(f"commit {commit} is not in {REPO}: the upgrade test builds the older package from "
+                           "the repository's history (a full clone, not a shallow one or a source tarball)")
+    full = found.stdout.strip()
 
     def make(work: Path) -> None:
         src = work / "src"
