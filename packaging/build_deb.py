@@ -62,10 +62,13 @@ POSTINST = """#!/bin/sh
 set -e
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload || true
-    # An upgrade ($2: the version replaced) restarts a running appliance on the new code; a first install
-    # starts nothing: the unit waits for /etc/imageserver/imageserver.toml (`imageserver init`).
+    # An upgrade ($2: the version replaced) restarts a running appliance on the new code, whose daemon
+    # migrates the state database as it opens it; a stopped one stays stopped. deb-systemd-invoke asks
+    # policy-rc.d first (nothing starts in a chroot). A first install starts nothing: the unit waits for
+    # /etc/imageserver/imageserver.toml (`imageserver init`).
     if [ -n "$2" ]; then
-        systemctl try-restart imageserver.service || echo "imageserver: restart failed: journalctl -u imageserver" >&2
+        deb-systemd-invoke try-restart imageserver.service \
+            || echo "imageserver: restart failed: journalctl -u imageserver" >&2
     fi
 fi
 if [ "$1" = configure ] && [ -z "$2" ] && [ ! -e /etc/imageserver/imageserver.toml ]; then
@@ -182,8 +185,13 @@ def build_venv(stage: Path, wheel: Path, work: Path) -> None:
     pins.write_text("\n".join(dependency_pins()) + "\n")
     log("python dependencies: " + " ".join(pins.read_text().split()))
     # The dev venv's pip installs into the target venv (--python): the package ships no pip of its own.
+    # Without PYTHONPATH: a checkout on it shows pip an imageserver (its egg-info) "already satisfied",
+    # and the wheel would be left out.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python3"), "install", "-q", "--no-compile",
-         "--only-binary=:all:", "--no-warn-script-location", "-c", str(pins), str(wheel)])
+         "--only-binary=:all:", "--no-warn-script-location", "-c", str(pins), str(wheel)], env=env)
+    if not (venv / "lib/python3.11/site-packages/appliance/cli/main.py").is_file():
+        raise SystemExit(f"build_deb: {wheel.name} is not in the private environment")
     for script in (venv / "bin").iterdir():
         if not script.name.startswith("python"):
             script.unlink()  # activate*, pip's console scripts: they name the staging directory

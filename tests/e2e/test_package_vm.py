@@ -1,0 +1,226 @@
+"""The real box, end to end: the .deb of `make deb` on a Debian 12 VM with systemd, the way an operator
+installs and upgrades it, and the shipped unit running the daemon with every hardening setting on.
+
+The VM boots the cached appliance box (tests/e2e/_packagebox.py: the debootstrap master with the package's
+runtime Depends already installed from a local flat repository, booted directly with -kernel, its root
+disk's writes thrown away) with a static address on the lab LAN and no internet. Its runner unit plays the
+operator from the test's disk, all in one boot:
+
+1. `apt-get install ./imageserver_<older>.deb`: a package built from an older commit of main (OLDER_COMMIT,
+   state schema 6 where today's is 7). Installed, the unit waits for a config (inactive, disabled);
+   `imageserver init --yes`, `systemctl enable --now imageserver`, `imageserver status --json`.
+2. State written by the older version: a host with a fixed address, a reservation, a lease (udhcpc in a
+   namespace on the LAN, run by this test when the VM asks for it).
+3. `apt-get install ./imageserver_<today>.deb` over it: the package's postinst restarts the running service
+   (deb-systemd-invoke try-restart), the daemon migrates the database, every host, reservation and lease
+   is kept, and the machine that leased from the older version gets its address again from the new one;
+   the unit is the shipped one (Type=notify, watchdog, ProtectSystem=strict) and every service runs.
+4. A config the reload refuses, so `journalctl -u imageserver -p err` must show that error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.clients import Udhcpc
+from lab.netns import Lab, lab_unavailable_reason
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
+from tests.e2e import _packagebox as pb
+
+REPO = Path(__file__).resolve().parents[2]
+MARK = "PKGTEST"
+# The last commit of main before migration 7 (BMC power control) with `make deb` in it: the package branch's
+# tip, merged into main at 72330f2. Its database is at schema 6.
+OLDER_COMMIT = "ce54560254e156f7d9b14bceed5e1336b7ca3cbe"
+OLDER_SCHEMA, SCHEMA = 6, 7
+HOST_MAC, RESERVED_MAC = "52:54:00:10:00:01", "52:54:00:10:00:03"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(qemu_unavailable_reason() is not None, reason=str(qemu_unavailable_reason())),
+    pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
+]
+
+# The operator's steps (placeholders: @ADDRESS@, @HOST_IP@, @RESERVED_IP@, @OLD@, @NEW@).
+SCENARIO = f"""#!/bin/sh
+say() {{ echo "{MARK} $*"; }}
+dump() {{ say "$1 $($2 | tr -d '\\n')"; }}  # its stderr goes to the console on lines of its own
+db=file:/var/lib/imageserver/imageserver.db?mode=ro
+schema() {{ /usr/lib/imageserver/bin/python3 -c "import sqlite3
+print(sqlite3.connect('$db', uri=True).execute('pragma user_version').fetchone()[0])"; }}
+install() {{  # $1 the .deb, $2 its name in the report
+    t0=$(date +%s)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o APT::Sandbox::User=root "$1" >/root/apt-$2.log 2>&1
+    rc=$?
+    tail -n 12 /root/apt-$2.log
+    say "$2-apt rc=$rc seconds=$(( $(date +%s) - t0 )) version=$(dpkg-query -W -f '${{Version}}' imageserver)"
+}}
+ip link set {pb.IFACE} up
+ip addr add @ADDRESS@ dev {pb.IFACE}
+cp /run/pkgtest/*.deb /root/
+
+install /root/@OLD@ older
+say "unconfigured active=$(systemctl is-active imageserver) enabled=$(systemctl is-enabled imageserver)"
+imageserver init --yes --interface {pb.IFACE} --probe-timeout 2
+say "init rc=$?"
+t0=$(date +%s)
+systemctl enable --now imageserver
+say "enable rc=$? seconds=$(( $(date +%s) - t0 ))"
+say "older-active=$(systemctl is-active imageserver)"
+dump older-status "imageserver status --json"
+imageserver hosts add node1 --mac {HOST_MAC} --ip @HOST_IP@
+say "host-add rc=$?"
+imageserver reservations add {RESERVED_MAC} @RESERVED_IP@ --hostname printer
+say "reservation-add rc=$?"
+say want-lease
+i=0
+while [ $i -lt 180 ] && ! imageserver leases --json | grep -q '"ip"'; do sleep 2; i=$((i+2)); done
+dump before-hosts "imageserver hosts list --json"
+dump before-reservations "imageserver reservations list --json"
+dump before-leases "imageserver leases --json"
+say "before-schema $(schema)"
+say "before-pid $(systemctl show -p MainPID --value imageserver)"
+
+install /root/@NEW@ newer
+say "after-pid $(systemctl show -p MainPID --value imageserver)"
+say "after-active=$(systemctl is-active imageserver)"
+dump status-json "imageserver status --json"
+say "after-schema $(schema)"
+dump after-hosts "imageserver hosts list --json"
+dump after-reservations "imageserver reservations list --json"
+dump after-leases "imageserver leases --json"
+# The upgraded daemon answers the machine that leased from the older one (the test runs its DHCP client).
+leased=$(imageserver leases --json | grep '"expires"')
+say want-renewal
+i=0
+while [ $i -lt 120 ] && [ "$(imageserver leases --json | grep '"expires"')" = "$leased" ]; do sleep 2; i=$((i+2)); done
+dump renewed-leases "imageserver leases --json"
+systemctl show imageserver -p NRestarts -p Type -p WatchdogUSec -p ProtectSystem -p NoNewPrivileges \\
+    -p FragmentPath | sed 's/^/{MARK} unit /'
+
+printf '\\n[no_such_section]\\nkey = 1\\n' >>/etc/imageserver/imageserver.toml
+systemctl reload imageserver
+sleep 5
+journalctl -u imageserver -p err --no-pager -o cat | sed 's/^/{MARK}-ERR /'
+say "after-reload active=$(systemctl is-active imageserver)"
+journalctl -u imageserver --no-pager -o cat | tail -n 30
+say DONE
+systemctl poweroff
+"""
+
+
+def said(log: str, prefix: str) -> list[str]:
+    return [line.split(prefix, 1)[1].strip() for line in log.splitlines() if prefix in line]
+
+
+def reported(lines: list[str], key: str) -> str:
+    (value,) = [line.removeprefix(f"{key} ") for line in lines if line.startswith(f"{key} ")]
+    return value
+
+
+def rows(lines: list[str], key: str, *fields: str) -> list[tuple[Any, ...]]:
+    """The JSON list the VM printed under `key`, as sorted tuples of `fields`."""
+    return sorted(tuple(item.get(f) for f in fields) for item in json.loads(reported(lines, key)))
+
+
+def kept(lines: list[str], before: str, after: str, key: str) -> list[dict[str, Any]]:
+    """The rows printed under `before`, each found again under `after` (matched by `key`) with every field
+    both versions have unchanged; a field only the newer version has may be new. Returns the rows before."""
+    old, new = ({row[key]: row for row in json.loads(reported(lines, k))} for k in (before, after))
+    assert old.keys() == new.keys(), (old, new)
+    for name, row in old.items():
+        changed = {f: (v, new[name][f]) for f, v in row.items() if f in new[name] and new[name][f] != v}
+        assert not changed, (name, changed)
+    return list(old.values())
+
+
+def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, lab_sweep: list[str]) -> None:
+    started = time.monotonic()
+    box = pb.appliance_box(bootenv_cache)
+    older = pb.older_package(bootenv_cache, OLDER_COMMIT)
+    with Lab() as lab:
+        files = lab.tmp_path("pkgtest")
+        files.mkdir()
+        subprocess.run([sys.executable, str(REPO / "packaging/build_deb.py"), "--out", str(files)], check=True,
+                       timeout=1800)
+        (deb,) = files.glob("imageserver_*_amd64.deb")
+        deb_mb, older_mb = deb.stat().st_size / 1e6, older.stat().st_size / 1e6
+        (files / older.name).write_bytes(older.read_bytes())
+        net = vm_network(lab)
+        host_ip, reserved_ip = net.host(50), net.host(60)
+        (files / "run.sh").write_text(
+            SCENARIO.replace("@ADDRESS@", f"{net.host(20)}/{net.subnet.prefixlen}")
+            .replace("@HOST_IP@", str(host_ip)).replace("@RESERVED_IP@", str(reserved_ip))
+            .replace("@OLD@", older.name).replace("@NEW@", deb.name))
+        disk = lab.tmp_path("pkgtest.img")
+        pb.script_disk(files, disk)
+        print(f"[timing] box cached, packages built, test disk ready: {time.monotonic() - started:.0f} s")
+        # A machine on the LAN for the lease the older version writes.
+        client_ns = lab.namespace("dhcp")
+        inside, outside = lab.ifname("ci"), lab.ifname("co")
+        lab.veth(client_ns, inside, net.vmns, outside)
+        net.vmns.ip("link", "set", outside, "master", net.bridge)
+        vm = Vm(net, VmConfig(boot="kernel", kernel=box.kernel, initrd=box.initrd, memory_mb=1024,
+                              append="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 systemd.show_status=0",
+                              extra_args=pb.box_drives(box, disk)))
+        with vm:
+            vm.wait_for(rf"{MARK} want-lease", timeout=1200)
+            client = Udhcpc(client_ns, inside, tries=20, pause=3)
+            lease = client.obtain()
+            vm.wait_for(rf"{MARK} want-renewal", timeout=1200)
+            client_ns.ip("addr", "flush", "dev", inside)
+            again = client.obtain()
+            vm.wait_for(rf"{MARK} DONE", timeout=1200)
+            log, vm_seconds = vm.log(), vm.elapsed()
+    lines, errors = said(log, f"{MARK} "), said(log, f"{MARK}-ERR ")
+    print("\n".join(line[:400] for line in lines + [f"journal err: {e}" for e in errors]))
+    total = time.monotonic() - started
+
+    installs = {m.group(1): m for m in re.finditer(r"(older|newer)-apt rc=(\d+) seconds=(\d+) version=(\S*)", log)}
+    assert set(installs) == {"older", "newer"} and all(m.group(2) == "0" for m in installs.values()), log[-6000:]
+    assert installs["older"].group(4) == older.name.split("_")[1]
+    assert installs["newer"].group(4) == deb.name.split("_")[1]
+    print(f"[timing] apt-get install ./{older.name} ({older_mb:.1f} MB) in the VM: {installs['older'].group(3)} s; "
+          f"the upgrade to ./{deb.name} ({deb_mb:.1f} MB): {installs['newer'].group(3)} s")
+    # Installed, the unit waits for a config: not started, not enabled by the package.
+    assert "unconfigured active=inactive enabled=disabled" in lines
+    assert "init rc=0" in lines and any(s.startswith("enable rc=0") for s in lines), log[-6000:]
+    assert "older-active=active" in lines
+    assert "host-add rc=0" in lines and "reservation-add rc=0" in lines, log[-6000:]
+
+    # The upgrade: a new process (the postinst's try-restart, not a crash: no automatic restart), the
+    # database migrated by the new daemon, every host, reservation and lease as the older version left them.
+    assert reported(lines, "before-schema") == str(OLDER_SCHEMA) and reported(lines, "after-schema") == str(SCHEMA)
+    assert reported(lines, "before-pid") != reported(lines, "after-pid") and "after-active=active" in lines
+    kept(lines, "before-hosts", "after-hosts", "name")
+    assert rows(lines, "after-hosts", "name", "mac", "ip") == [("node1", HOST_MAC, str(host_ip))]
+    kept(lines, "before-reservations", "after-reservations", "mac")
+    assert (RESERVED_MAC, str(reserved_ip), "printer") in rows(lines, "after-reservations", "mac", "ip", "hostname")
+    (leased,) = kept(lines, "before-leases", "after-leases", "mac")
+    assert leased["ip"] == str(lease.address.ip) and leased["active"], (lease, leased)
+    # The same machine asks the upgraded daemon again: the same address, the same lease (its start kept)
+    # extended.
+    (renewed,) = json.loads(reported(lines, "renewed-leases"))
+    assert again.address.ip == lease.address.ip, (lease, again)
+    assert [renewed[f] for f in ("mac", "ip", "starts")] == [leased[f] for f in ("mac", "ip", "starts")]
+    assert renewed["expires"] > leased["expires"], (leased, renewed)
+
+    services = json.loads(reported(lines, "status-json"))["services"]
+    assert services and all(s.get("state") == "running" for s in services.values()), services
+    unit = dict(s.removeprefix("unit ").split("=", 1) for s in lines if s.startswith("unit "))
+    # The package's unit (merged /usr: systemd may name it by either path), no copy in /etc.
+    assert unit["FragmentPath"] in ("/lib/systemd/system/imageserver.service",
+                                    "/usr/lib/systemd/system/imageserver.service"), unit
+    assert unit["Type"] == "notify" and unit["ProtectSystem"] == "strict" and unit["NRestarts"] == "0", unit
+    assert unit["NoNewPrivileges"] == "yes" and unit["WatchdogUSec"] not in ("0", "infinity"), unit
+    assert any("reload-failed" in e and "no_such_section" in e for e in errors), errors
+    assert "after-reload active=active" in lines
+    print(f"[timing] package VM test: {total:.0f} s (the VM {vm_seconds:.0f} s)")
