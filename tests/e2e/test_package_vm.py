@@ -7,7 +7,7 @@ disk's writes thrown away) with a static address on the lab LAN and no internet.
 operator from the test's disk, all in one boot:
 
 1. `apt-get install ./imageserver_<older>.deb`: a package built from an older commit of main (OLDER_COMMIT,
-   state schema 6 where today's is 7). Installed, the unit waits for a config (inactive, disabled);
+   state schema 6, older than today's). Installed, the unit waits for a config (inactive, disabled);
    `imageserver init --yes`, `systemctl enable --now imageserver`, `imageserver status --json`.
 2. State written by the older version: a host with a fixed address, a reservation, a lease (udhcpc in a
    namespace on the LAN, run by this test when the VM asks for it).
@@ -33,6 +33,7 @@ import pytest
 from lab.clients import Udhcpc
 from lab.netns import Lab, lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
+from state.schema import MIGRATIONS
 from tests.e2e import _packagebox as pb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ MARK = "PKGTEST"
 # The last commit of main before migration 7 (BMC power control) with `make deb` in it: the package branch's
 # tip, merged into main at 72330f2. Its database is at schema 6.
 OLDER_COMMIT = "ce54560254e156f7d9b14bceed5e1336b7ca3cbe"
-OLDER_SCHEMA, SCHEMA = 6, 7
+OLDER_SCHEMA, SCHEMA = 6, len(MIGRATIONS)  # today's: every migration in this tree
 HOST_MAC, RESERVED_MAC = "52:54:00:10:00:01", "52:54:00:10:00:03"
 
 pytestmark = [
