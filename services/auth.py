@@ -14,13 +14,22 @@ The kinds, declared per route (services.routes.Route.auth):
              admin token; the host is the route's {name}: 404 if there is none
 - SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name
 A role token that is known but ranks too low is 403 (it is not asked for again); none or an unknown one is 401.
+
+Role tokens travel over TLS ([https]): one that arrives over plain HTTP (on any route), or any bearer on a
+role route, is refused with 403 (SeenInClear) unless the request comes from loopback and [http]
+loopback_tokens allows it (the CLI on the appliance). The route then revokes the token (services/routes.py):
+it crossed the LAN in clear, so whoever listened has it; only its holder can cause that, so the rule cannot
+be used to revoke someone else's token.
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
+import logging
+import time
 from dataclasses import dataclass
+from ipaddress import ip_address
 
 from aiohttp import web
 
@@ -28,6 +37,7 @@ from domain import installs as domain_installs
 from domain.errors import Forbidden, NotFound, Unauthorized
 from domain.sources import Sources
 from services.api_context import ApiContext
+from services.ratelimit import LimitedLog
 from state import credentials, satellites, tokens
 from state.eventlog import EventLog
 from state.hosts import Host, host_by_name
@@ -69,6 +79,51 @@ class Caller:
     name: str | None = None
     host: Host | None = None
     role: str | None = None
+
+
+class SeenInClear(Forbidden):
+    """A role token (or any bearer on a role route) over plain HTTP from outside loopback: 403. `token` names
+    the known token it was (the route revokes it), None for a bearer that is no role token."""
+
+    def __init__(self, message: str, token: str | None) -> None:
+        super().__init__(message)
+        self.token = token
+
+
+_clear_log = LimitedLog(log)
+
+
+def over_tls(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+def is_loopback(peer: str | None) -> bool:
+    try:
+        return ip_address(peer or "").is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_tokens(request: web.Request, ctx: ApiContext) -> bool:
+    """Whether a role token may come this way: over TLS, or from loopback while [http] loopback_tokens."""
+    return over_tls(request) or (ctx.live.loopback_tokens and is_loopback(request.remote))
+
+
+def refuse_in_clear(request: web.Request, ctx: ApiContext, auth: Auth, given: str | None) -> None:
+    """SeenInClear for a role token over plain HTTP from outside loopback (any bearer, on a role route)."""
+    if given is None or may_carry_tokens(request, ctx):
+        return
+    token = token_of(given, ctx)
+    if token is None and auth not in ROLE_OF:
+        return  # an install, update or satellite credential: its route's own rules
+    _clear_log.log("token-in-clear", time.monotonic(), logging.WARNING, "token-in-clear",
+                   token=token.name if token is not None else "-", peer=request.remote or "-",
+                   method=request.method, path=request.path, action="revoked" if token is not None else "refused")
+    revoked = (f" Token {token.name} is revoked: it crossed the network in clear (make a new one with "
+               "imageserver tokens add)." if token is not None else "")
+    raise SeenInClear("admin, operator and reader tokens are accepted over HTTPS only (the [https] listener); "
+                      f"over plain HTTP only from loopback.{revoked}", token.name if token is not None else None)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -120,6 +175,8 @@ def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
     """The caller of a route needing `auth`, or Unauthorized (NotFound: an UPDATE route's host is unknown;
     Forbidden: its token from another address)."""
     given = bearer(request)
+    if ctx is not None:
+        refuse_in_clear(request, ctx, auth, given)
     if auth is Auth.NONE or auth is Auth.INSTALL:
         return Caller(given)
     if ctx is None:

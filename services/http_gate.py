@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import logging
 import socket
+import ssl
 import struct
 import termios
 import time
@@ -286,6 +287,9 @@ class ConnectionGate:
         return now - conn.write_stalled_since >= self.limits.write_timeout
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeper is not None:  # one sweep for every site the gate guards (HTTP and HTTPS)
+            return
+
         def tick() -> None:
             self.sweep(self.clock())
             self._sweeper = loop.call_later(SWEEP_INTERVAL, tick)
@@ -335,8 +339,8 @@ class GatedSite(web.TCPSite):
     """aiohttp's TCPSite with the gate's protocol factory in front of the runner's server."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate, *,
-                 backlog: int = 1024) -> None:
-        super().__init__(runner, host, port, reuse_address=True, backlog=backlog)
+                 backlog: int = 1024, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, host, port, reuse_address=True, backlog=backlog, ssl_context=ssl_context)
         self._gate = gate
 
     async def start(self) -> None:
@@ -345,8 +349,12 @@ class GatedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        # TLS: the gate sees a connection once its handshake is done; the handshake itself is held to the
+        # header timeout (asyncio's default is 60 s), so a stalled handshake cannot hold its socket long.
+        tls = {"ssl": self._ssl_context, "ssl_handshake_timeout": self._gate.limits.header_timeout} \
+            if self._ssl_context is not None else {}
         self._server = await loop.create_server(self._gate.factory(server), self._host, self._port,
-                                                backlog=self._backlog, reuse_address=True)
+                                                backlog=self._backlog, reuse_address=True, **tls)
         self._gate.start(loop)
 
     async def stop(self) -> None:

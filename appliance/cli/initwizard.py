@@ -142,6 +142,9 @@ def _toml_str(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
+_SECTION = re.compile(r"^\[([a-z]+)\]")
+
+
 def _section_values(a: Answers) -> dict[tuple[str, str], tuple[str | None, bool]]:
     """(section, key) -> (new TOML value or None to keep the example's, commented out?)."""
     ip = a.address.ip
@@ -153,6 +156,8 @@ def _section_values(a: Answers) -> dict[tuple[str, str], tuple[str | None, bool]
         ("dhcp", "mode"): (_toml_str(a.mode), False),
         # The imageserver's own DNS is off by default: clients are not pointed at it unless [dns] is enabled.
         ("dhcp", "dns"): (f"[{_toml_str(ip)}]", True),
+        # The admin API and the dashboard over TLS: init makes the self-signed certificate (appliance/tls.py).
+        ("https", "enabled"): ("true", False),
     }
     if a.mode == "proxy" or a.pool is None:
         # Another server owns the addresses on this segment; we only answer PXE clients.
@@ -174,8 +179,9 @@ def render_config(example: str, a: Answers, *, written_at: str) -> str:
     lines: list[str] = []
     for line in example.splitlines():
         stripped = line.strip()
-        if stripped.startswith("[") and not stripped.startswith("[["):
-            section = stripped.strip("[]")
+        header = _SECTION.match(stripped)
+        if header:  # "[name]", perhaps followed by a comment
+            section = header[1]
         m = _ASSIGNMENT.match(line)
         if m and (section, m["key"]) in values:
             new, commented = values[(section, m["key"])]
