@@ -16,8 +16,9 @@ The kinds, declared per route (services.routes.Route.auth):
 A role token that is known but ranks too low is 403 (it is not asked for again); none or an unknown one is 401.
 
 Role tokens travel over TLS ([https]): one that arrives over plain HTTP (on any route), or any bearer on a
-role route, is refused with 403 (SeenInClear) unless the request comes from loopback and [http]
-loopback_tokens allows it (the CLI on the appliance). The route then revokes the token (services/routes.py):
+role route, is refused with 403 (SeenInClear) unless the request comes from this box itself (loopback, or
+its own address) and [http] loopback_tokens allows it (the CLI on the appliance). The route then revokes
+the token (services/routes.py):
 it crossed the LAN in clear, so whoever listened has it; only its holder can cause that, so the rule cannot
 be used to revoke someone else's token.
 """
@@ -105,9 +106,19 @@ def is_loopback(peer: str | None) -> bool:
         return False
 
 
+def from_this_box(request: web.Request) -> bool:
+    """A connection that never left this box: from a loopback address, or from the very address it reached
+    (curl http://<our address>/ on the appliance itself). Linux drops a packet arriving from the wire with
+    one of its own addresses as source (a martian), so neither can come from the LAN."""
+    if is_loopback(request.remote):
+        return True
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return bool(sockname) and request.remote is not None and sockname[0] == request.remote
+
+
 def may_carry_tokens(request: web.Request, ctx: ApiContext) -> bool:
-    """Whether a role token may come this way: over TLS, or from loopback while [http] loopback_tokens."""
-    return over_tls(request) or (ctx.live.loopback_tokens and is_loopback(request.remote))
+    """Whether a role token may come this way: over TLS, or from this box while [http] loopback_tokens."""
+    return over_tls(request) or (ctx.live.loopback_tokens and from_this_box(request))
 
 
 def refuse_in_clear(request: web.Request, ctx: ApiContext, auth: Auth, given: str | None) -> None:

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from aiohttp import web
 
 from services.api_context import API
-from services.auth import is_loopback, over_tls
+from services.auth import from_this_box, over_tls
 from services.routes import Answer, Call, Param, Route
 
 STATIC_DIR = files("services") / "static"  # package data: found in an installed wheel too
@@ -53,7 +53,7 @@ def shipped_files() -> DashboardFiles:
 async def index(call: Call[None]) -> web.Response:
     request = call.request
     port = request.app[API].live.https_port if API in request.app else None
-    if port is not None and not over_tls(request) and not is_loopback(request.remote):
+    if port is not None and not over_tls(request) and not from_this_box(request):
         # The page sends the token it is given to where it came from: from the LAN, that must be HTTPS.
         raise web.HTTPFound(f"https://{request.url.host}{'' if port == 443 else f':{port}'}/")
     return web.Response(body=shipped_files().page, content_type="text/html", charset="utf-8", headers=HEADERS)
