@@ -15,10 +15,9 @@ The kinds, declared per route (services.routes.Route.auth):
 - SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name
 A role token that is known but ranks too low is 403 (it is not asked for again); none or an unknown one is 401.
 
-Role tokens travel over TLS ([https]): one that arrives over plain HTTP (on any route), or any bearer on a
-role route, is refused with 403 (SeenInClear) unless the request comes from this box itself (loopback, or
-its own address) and [http] loopback_tokens allows it (the CLI on the appliance). The route then revokes
-the token (services/routes.py):
+Role tokens travel over TLS ([https]): one that arrives over plain HTTP (on any route) is refused with 403
+(SeenInClear) unless the request comes from this box itself (loopback, or its own address) and [http]
+loopback_tokens allows it (the CLI on the appliance). The route then revokes the token (services/routes.py):
 it crossed the LAN in clear, so whoever listened has it; only its holder can cause that, so the rule cannot
 be used to revoke someone else's token.
 """
@@ -83,10 +82,9 @@ class Caller:
 
 
 class SeenInClear(Forbidden):
-    """A role token (or any bearer on a role route) over plain HTTP from outside loopback: 403. `token` names
-    the known token it was (the route revokes it), None for a bearer that is no role token."""
+    """A role token over plain HTTP from outside this box: 403. `token` names it (the route revokes it)."""
 
-    def __init__(self, message: str, token: str | None) -> None:
+    def __init__(self, message: str, token: str) -> None:
         super().__init__(message)
         self.token = token
 
@@ -121,20 +119,19 @@ def may_carry_tokens(request: web.Request, ctx: ApiContext) -> bool:
     return over_tls(request) or (ctx.live.loopback_tokens and from_this_box(request))
 
 
-def refuse_in_clear(request: web.Request, ctx: ApiContext, auth: Auth, given: str | None) -> None:
-    """SeenInClear for a role token over plain HTTP from outside loopback (any bearer, on a role route)."""
+def refuse_in_clear(request: web.Request, ctx: ApiContext, given: str | None) -> None:
+    """SeenInClear for a role token over plain HTTP from outside this box. Any other bearer (an install, update
+    or satellite credential, or one that is no token at all) follows its route's own rules."""
     if given is None or may_carry_tokens(request, ctx):
         return
     token = token_of(given, ctx)
-    if token is None and auth not in ROLE_OF:
-        return  # an install, update or satellite credential: its route's own rules
-    _clear_log.log("token-in-clear", time.monotonic(), logging.WARNING, "token-in-clear",
-                   token=token.name if token is not None else "-", peer=request.remote or "-",
-                   method=request.method, path=request.path, action="revoked" if token is not None else "refused")
-    revoked = (f" Token {token.name} is revoked: it crossed the network in clear (make a new one with "
-               "imageserver tokens add)." if token is not None else "")
+    if token is None:
+        return
+    _clear_log.log("token-in-clear", time.monotonic(), logging.WARNING, "token-in-clear", token=token.name,
+                   peer=request.remote or "-", method=request.method, path=request.path, action="revoked")
     raise SeenInClear("admin, operator and reader tokens are accepted over HTTPS only (the [https] listener); "
-                      f"over plain HTTP only from loopback.{revoked}", token.name if token is not None else None)
+                      f"over plain HTTP only from this box itself. Token {token.name} is revoked: it crossed the "
+                      "network in clear (make a new one with imageserver tokens add).", token.name)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -187,7 +184,7 @@ def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
     Forbidden: its token from another address)."""
     given = bearer(request)
     if ctx is not None:
-        refuse_in_clear(request, ctx, auth, given)
+        refuse_in_clear(request, ctx, given)
     if auth is Auth.NONE or auth is Auth.INSTALL:
         return Caller(given)
     if ctx is None:

@@ -147,7 +147,7 @@ class Route:
             response: web.StreamResponse = domain_error_response(e)
             if isinstance(e, RoleRefused):  # a known token tried what its role may not: recorded too
                 who = e.token
-            if isinstance(e, SeenInClear) and e.token is not None and ctx is not None:
+            if isinstance(e, SeenInClear) and ctx is not None:
                 await revoke_seen_in_clear(ctx, request, e.token)
         else:
             response = out if isinstance(out, web.StreamResponse) else web.json_response(rendered(out),
