@@ -52,9 +52,8 @@ def file_token(path: Path) -> str | None:
 
 def server_url(given: str) -> str:
     """`given` as a base URL: https:// unless it says http://; CommandFailed if it is not one."""
-    url = given.strip().rstrip("/")
-    if "://" not in url:
-        url = "https://" + url
+    scheme, _, rest = given.strip().rpartition("://")
+    url = f"{scheme or 'https'}://{rest.rstrip('/')}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CommandFailed(f"--server {given!r}: expected https://HOST[:PORT]", code=USAGE)
