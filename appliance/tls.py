@@ -49,15 +49,16 @@ def file_fingerprint(cert: Path) -> str:
     return fingerprint(ssl.PEM_cert_to_DER_cert(text[start:stop + len(end)]))
 
 
-def ensure(cfg: Config) -> Certificate:
-    """The certificate [https] serves: the configured files (which must exist), or the self-signed pair under
-    the state dir, made now if missing. ConfigError names the key when a configured file is missing."""
+def ensure(cfg: Config, *, make: bool = False) -> Certificate:
+    """The certificate [https] serves: the configured files (which must exist, unless `make`: init makes them
+    there), or the self-signed pair under the state dir, made now if missing. ConfigError names the key when
+    a configured file is missing."""
     cert, key = paths(cfg)
     own = cfg.https.cert is None and cfg.https.key is None
     if (cfg.https.cert is None) != (cfg.https.key is None):
         raise ConfigError("https.cert", "set both https.cert and https.key (or neither: a self-signed pair)")
     made = False
-    if own and not (cert.exists() and key.exists()):
+    if (own or make) and not cert.exists() and not key.exists():
         make_self_signed(cert, key, cfg)
         made = True
     for name, path in (("https.cert", cert), ("https.key", key)):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from appliance.tls import file_fingerprint
-from lab.daemon import daemon_env
+from lab.daemon import Daemon, daemon_env
 from lab.netns import Lab, Namespace, Pair
 from tests.system._daemon import API_PORT, HTTPS_PORT, Imageserver
 
@@ -68,9 +68,9 @@ def workstation_cli(ns: Namespace, home: Path, *args: str, token: str | None = N
     return ns.run([sys.executable, "-m", "appliance.cli", *args], env=env, check=False, timeout=60)
 
 
-def s_client_fingerprint(ns: Namespace, address: str) -> str:
+def s_client_fingerprint(ns: Namespace, address: str, port: int = HTTPS_PORT) -> str:
     """The SHA-256 fingerprint of the certificate the server shows, as openssl sees it."""
-    shown = ns.run(["sh", "-c", f"openssl s_client -connect {address}:{HTTPS_PORT} </dev/null 2>/dev/null "
+    shown = ns.run(["sh", "-c", f"openssl s_client -connect {address}:{port} </dev/null 2>/dev/null "
                                 "| openssl x509 -noout -fingerprint -sha256"], check=False, timeout=20).stdout
     m = re.search(r"Fingerprint=([0-9A-F:]+)", shown)
     assert m, shown
@@ -212,3 +212,33 @@ def test_satellite_with_a_wrong_pin_refuses_to_sync_and_says_why(lab: Lab) -> No
     wait_for("the primary to hear from it",
              lambda: primary.api("/api/v1/status")["satellites"][0]["seconds_since_contact"] is not None)
     assert os.path.exists(primary.state_dir / "tls/key.pem")
+
+
+def test_init_makes_the_certificate_prints_its_fingerprint_and_serve_shows_it(lab: Lab) -> None:
+    box, lan = lab.namespace("box"), lab.namespace("lan")
+    box_if, lan_if = lab.ifname("vb"), lab.ifname("vl")
+    lab.veth(box, box_if, lan, lan_if)
+    subnet = lab.random_subnet()
+    box_ip = subnet.network_address + 1
+    box.add_address(box_if, f"{box_ip}/24")
+    lan.add_address(lan_if, f"{subnet.network_address + 9}/24")
+    etc = lab.tmp_path("etc")
+    etc.mkdir()
+    config, state = etc / "imageserver.toml", lab.tmp_path("state")
+    init = box.run([sys.executable, "-m", "appliance.cli", "init", "--interface", box_if, "--yes", "--no-probe",
+                    "--output", str(config), "--state-dir", str(state)], env=daemon_env(), check=False, timeout=60)
+    assert init.returncode == 0, init.stdout + init.stderr
+    cert, key = etc / "tls/cert.pem", etc / "tls/key.pem"
+    printed = re.search(r"SHA-256 fingerprint ([0-9A-F:]{95})", init.stdout)
+    assert printed and printed.group(1) == file_fingerprint(cert), init.stdout
+    assert key.stat().st_mode & 0o777 == 0o600 and (etc / "tls").stat().st_mode & 0o777 == 0o700
+    text = config.read_text()
+    assert f'cert = "{cert}"' in text and f'key = "{key}"' in text and "\nenabled = true" in text
+    # The daemon serves exactly that certificate on 443, next to plain HTTP on 80.
+    daemon = Daemon(box, config, state).start()
+    try:
+        assert s_client_fingerprint(lan, str(box_ip), 443) == printed.group(1)
+        assert curl(lan, f"https://{box_ip}/api/v1/status")[0] == 200
+        assert curl(lan, f"http://{box_ip}/api/v1/status")[0] == 200
+    finally:
+        daemon.stop()

@@ -162,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
             return fail(str(e), 2)
     state_dir = Path(args.state_dir or prompt.ask("State directory", "/var/lib/imageserver"))
 
+    # The HTTPS certificate beside the config (the site's TLS settings live there; the daemon reads it).
     answers = w.Answers(interface=name, address=address, mode=mode, pool=pool, router=router,
-                        state_dir=state_dir, note=note)
+                        state_dir=state_dir, note=note, tls_dir=output.parent.absolute() / "tls")
     text = w.render_config(shipped.example_config(), answers, written_at=time.strftime("%Y-%m-%d %H:%M"))
     print(f"\nDHCP {mode} on {name}" + (f", pool {pool[0]}-{pool[1]}" if pool else "") + f"; state in {state_dir}")
     if prompt.ask(f"Write {output}? (yes/no)", "yes").lower() not in ("y", "yes"):
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
     try:
-        certificate = tls.ensure(load_config(output))
+        certificate = tls.ensure(load_config(output), make=True)
     except (ConfigError, OSError) as e:
         return fail(f"wrote {output}, but the HTTPS certificate could not be made: {e}", 1)
     print(f"HTTPS certificate {certificate.cert} ({'made now, self-signed' if certificate.made else 'kept'}; key "
