@@ -5,16 +5,21 @@ daemon is asked). The wire behaviour is tests/system/test_security_tls.py's."""
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from appliance import tls
+from appliance.backup.restore import restore
+from appliance.backup.take import take_backup
 from appliance.cli import remote
 from appliance.cli.apiclient import CertificateRefused, check_pin, read_pins
 from appliance.cli.exitcodes import USAGE, CommandFailed
-from appliance.config import ConfigError, parse_config
+from appliance.config import ConfigError, load_config, parse_config
 from protocols import fingerprint
+from state.db import connect, db_path
 
 GOOD = "25:BE:60:58:A5:0A:BD:BC:A7:09:38:E6:66:FF:0A:C5:36:9A:95:34:7B:88:71:A0:BE:2E:ED:32:C9:8D:5B:DC"
 
@@ -109,3 +114,19 @@ def test_server_goes_only_with_the_commands_that_ask_the_daemon(monkeypatch: pyt
     assert remote.select(None, None, None) is None  # no command: the help
     monkeypatch.delenv("IMAGESERVER_URL")
     assert remote.select(None, None, "status") is None and remote.selected() is None
+
+
+def test_the_certificate_init_made_beside_the_config_is_backed_up_and_restored_with_it(tmp_path: Path) -> None:
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    etc.mkdir()
+    connect(db_path(state)).close()
+    config = etc / "imageserver.toml"
+    config.write_text(f'[appliance]\nstate_dir = "{state}"\n[https]\nenabled = true\n'
+                      f'cert = "{etc}/tls/cert.pem"\nkey = "{etc}/tls/key.pem"\n')
+    made = tls.ensure(load_config(config), make=True)
+    take_backup(load_config(config), tmp_path / "backup")
+    os.rename(state, tmp_path / "gone")  # a new box: no config, no state
+    shutil.rmtree(etc)
+    restore(tmp_path / "backup", config)
+    assert tls.ensure(load_config(config)).fingerprint == made.fingerprint  # the pins on workstations still hold
+    assert (etc / "tls/key.pem").stat().st_mode & 0o777 == 0o600 and (etc / "tls").stat().st_mode & 0o777 == 0o700
