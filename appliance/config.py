@@ -140,6 +140,13 @@ def _check_discovery(d: DiscoveryConfig) -> None:
                                              '(hostname pattern and image)')
 
 
+def _check_https(doc: Document) -> None:
+    if doc.https.enabled and not doc.http.enabled:
+        raise ConfigError("https.enabled", "needs [http] enabled: one server answers both (and PXE needs plain HTTP)")
+    if doc.https.enabled and doc.https.port == doc.http.port:
+        raise ConfigError("https.port", f"{doc.https.port} is [http] port too")
+
+
 def _check_satellite(s: SatelliteLinkConfig) -> None:
     if s.primary_fingerprint is not None and not s.primary.startswith("https://"):
         raise ConfigError("satellite.primary_fingerprint", "pins the certificate of an https:// primary; "
@@ -154,6 +161,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     _check_multicast(doc.multicast, doc.appliance)
     _check_discovery(doc.discovery)
     _check_satellite(doc.satellite)
+    _check_https(doc)
     fields = {f: getattr(doc, f) for f in doc.__struct_fields__}
     return Config(**{**fields, "dhcp": dhcp}, source=source)
 

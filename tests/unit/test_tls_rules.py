@@ -60,6 +60,10 @@ def test_https_and_satellite_keys_are_checked() -> None:
         parse_config({"satellite": {"primary": "http://10.0.0.1", "primary_fingerprint": GOOD}})
     with pytest.raises(ConfigError, match=r"satellite\.primary_fingerprint"):
         parse_config({"satellite": {"primary": "https://10.0.0.1", "primary_fingerprint": "AB:CD"}})
+    with pytest.raises(ConfigError, match=r"https\.enabled"):
+        parse_config({"http": {"enabled": False}, "https": {"enabled": True}})
+    with pytest.raises(ConfigError, match=r"https\.port"):
+        parse_config({"http": {"port": 8080}, "https": {"enabled": True, "port": 8080}})
     cfg = parse_config({"satellite": {"primary": "https://10.0.0.1", "primary_fingerprint": GOOD.lower()}})
     assert cfg.satellite.primary_fingerprint == GOOD
     assert parse_config({}).http.loopback_tokens is True and parse_config({}).https.enabled is False
