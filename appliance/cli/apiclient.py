@@ -122,6 +122,8 @@ class ApiClient:
             return conn
         port = url.port or 443
         trust = self.trust or Trust()
+        if trust.ca is None and trust.known_servers is None:
+            raise CertificateRefused(f"{self.base_url}: neither a CA nor a pin to check its certificate against")
         ctx = ssl.create_default_context(cafile=str(trust.ca)) if trust.ca else _pinning_context()
         tls = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=ctx)
         try:
@@ -131,7 +133,7 @@ class ApiClient:
                                      f"{e.verify_message or e}; nothing was sent") from None
         except (OSError, ssl.SSLError) as e:
             raise self._unavailable(e) from None
-        if trust.ca is None and trust.known_servers is not None:
+        if trust.ca is None and trust.known_servers is not None:  # not checked by a CA: by its pin, or none
             assert isinstance(tls.sock, ssl.SSLSocket)
             der = tls.sock.getpeercert(binary_form=True)
             if der is None:
