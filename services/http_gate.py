@@ -97,8 +97,8 @@ class ConnectionLimits:
 class _GatedProtocol(asyncio.Protocol):
     """One connection: admitted by the gate, then everything is passed to aiohttp's protocol."""
 
-    __slots__ = ("_factory", "_gate", "_handshake", "_tls", "first_byte", "handling", "idle_since", "inner", "peer",
-                 "requests", "transport", "write_mark", "write_stalled_since")
+    __slots__ = ("_early", "_factory", "_gate", "_handshake", "_tls", "first_byte", "handling", "idle_since",
+                 "inner", "peer", "requests", "transport", "write_mark", "write_stalled_since")
 
     def __init__(self, gate: ConnectionGate, factory: Callable[[], asyncio.Protocol],
                  tls: ssl.SSLContext | None = None) -> None:
@@ -106,6 +106,7 @@ class _GatedProtocol(asyncio.Protocol):
         self._factory = factory
         self._tls = tls
         self._handshake: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []
         self.inner: asyncio.Protocol | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -148,9 +149,16 @@ class _GatedProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, secure)
         self.inner = self._factory()
         self.inner.connection_made(secure)
+        # What the TLS layer decrypted before this task ran again (a TLS 1.3 client sends its request with
+        # its Finished message): aiohttp gets it now, in order.
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.inner is None:
+            if self._tls is not None and len(self._early) < 64:  # decrypted before aiohttp's protocol exists
+                self._early.append(data)
             return
         if self.first_byte is None:
             self.first_byte = self._gate.clock()
