@@ -27,6 +27,7 @@ from domain.settings import (
     DiscoveryConfig,
     DnsConfig,
     HttpConfig,
+    HttpsConfig,
     MulticastConfig,
     PowerConfig,
     RsyncdConfig,
@@ -36,7 +37,7 @@ from domain.settings import (
 )
 
 __all__ = ["DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "ApplianceConfig", "BootConfig", "Config",
-           "ConfigError", "DhcpConfig", "DiscoveryConfig", "DnsConfig", "HttpConfig", "MulticastConfig",
+           "ConfigError", "DhcpConfig", "DiscoveryConfig", "DnsConfig", "HttpConfig", "HttpsConfig", "MulticastConfig",
            "RsyncdConfig", "SatelliteLinkConfig", "SubnetConfig", "TftpConfig", "load_config", "parse_config"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/imageserver/imageserver.toml")
@@ -49,6 +50,7 @@ class Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dhcp: DhcpConfig = msgspec.field(default_factory=DhcpConfig)
     tftp: TftpConfig = msgspec.field(default_factory=TftpConfig)
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    https: HttpsConfig = msgspec.field(default_factory=HttpsConfig)
     dns: DnsConfig = msgspec.field(default_factory=DnsConfig)
     boot: BootConfig = msgspec.field(default_factory=BootConfig)
     rsyncd: RsyncdConfig = msgspec.field(default_factory=RsyncdConfig)
@@ -138,6 +140,19 @@ def _check_discovery(d: DiscoveryConfig) -> None:
                                              '(hostname pattern and image)')
 
 
+def _check_https(doc: Document) -> None:
+    if doc.https.enabled and not doc.http.enabled:
+        raise ConfigError("https.enabled", "needs [http] enabled: one server answers both (and PXE needs plain HTTP)")
+    if doc.https.enabled and doc.https.port == doc.http.port:
+        raise ConfigError("https.port", f"{doc.https.port} is [http] port too")
+
+
+def _check_satellite(s: SatelliteLinkConfig) -> None:
+    if s.primary_fingerprint is not None and not s.primary.startswith("https://"):
+        raise ConfigError("satellite.primary_fingerprint", "pins the certificate of an https:// primary; "
+                                                           f"{s.primary or 'no primary'} has none")
+
+
 def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
     doc = read(data, Document)
@@ -145,6 +160,8 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     _check_dhcp(dhcp, doc.appliance)
     _check_multicast(doc.multicast, doc.appliance)
     _check_discovery(doc.discovery)
+    _check_satellite(doc.satellite)
+    _check_https(doc)
     fields = {f: getattr(doc, f) for f in doc.__struct_fields__}
     return Config(**{**fields, "dhcp": dhcp}, source=source)
 

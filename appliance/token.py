@@ -23,6 +23,12 @@ def ensure_token(state_dir: Path) -> str:
             return token
     except FileNotFoundError:
         pass
+    return replace_token(state_dir)
+
+
+def replace_token(state_dir: Path) -> str:
+    """A new token in the file (the old one ends: the daemon replaces it when it saw it in clear)."""
+    path = token_path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     token = new_token()  # state.credentials: the one strength
     tmp = path.with_suffix(".tmp")

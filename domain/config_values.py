@@ -11,6 +11,7 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from protocols import fingerprint
 from protocols.names import is_dns_name
 
 
@@ -139,3 +140,15 @@ class BaseUrl(str):
         if s and not _BASE_URL.fullmatch(s):
             raise ValueError(f"{s!r} is not an http:// or https:// base URL (e.g. \"http://10.0.0.1\")")
         return cls(s)
+
+
+class Fingerprint(str):
+    """A certificate's SHA-256 fingerprint (protocols/fingerprint.py: any usual spelling, kept as OpenSSL
+    prints it); empty: none."""
+
+    __slots__ = ()
+    EMPTY_IS_NONE = True
+
+    @classmethod
+    def from_config(cls, v: Any) -> Fingerprint:
+        return cls(fingerprint.parse(text(v)))

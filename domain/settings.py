@@ -21,6 +21,7 @@ from domain.config_values import (
     Bitrate,
     BootFileName,
     DnsName,
+    Fingerprint,
     InterfaceName,
 )
 from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
@@ -135,6 +136,22 @@ class HttpConfig(Section, frozen=True):
     # Who may read the APIs that list MACs and addresses (hosts, leases, machines, ...): empty = anyone
     # (the behaviour before the key existed); /api/v1/status stays open. See services/adminnet.py.
     admin_networks: tuple[AnyNetwork, ...] = ()
+    # An admin, operator or reader token over plain HTTP is refused (403, the token revoked: it crossed the
+    # LAN in clear) unless it comes from loopback and this is true (the CLI on the appliance itself).
+    loopback_tokens: bool = True
+
+
+class HttpsConfig(Section, frozen=True):
+    """[https]: the admin API and the dashboard over TLS (the same routes as [http]; PXE, boot scripts, the
+    installer and updateclient stay on plain HTTP, where firmware needs them)."""
+
+    enabled: bool = False  # `imageserver init` turns it on (and makes the certificate)
+    listen: IPv4Address | None = None  # None: [http] listen
+    port: Port = 443
+    # The certificate (PEM, may carry its chain) and its key; unset: <state_dir>/tls/cert.pem and key.pem,
+    # made self-signed by `imageserver init` or at the first start (the SHA-256 fingerprint is printed/logged).
+    cert: Path | None = None
+    key: Path | None = None
 
 
 class DnsConfig(Section, frozen=True):
@@ -216,6 +233,10 @@ class SatelliteLinkConfig(Section, frozen=True):
 
     # The primary appliance this one mirrors (its HTTP base URL); empty: not a satellite.
     primary: BaseUrl = BaseUrl("")
+    # The primary's certificate, pinned (https:// primary): its SHA-256 fingerprint as `imageserver init` on
+    # the primary printed it. A primary showing another certificate is refused (no sync, the reason logged).
+    # Unset with an https:// primary: the system's CAs must trust its certificate.
+    primary_fingerprint: Fingerprint | None = None
     # The token `imageserver satellites add NAME` printed on the primary (kept out of the config file,
     # which is world-readable on many systems). Default: <state_dir>/satellite.token.
     token_file: Path | None = None

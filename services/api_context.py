@@ -30,6 +30,8 @@ class ApiContext:
     status: Callable[[], dict[str, Any]] = lambda: {}
     # Asks the daemon to re-read its config (what SIGHUP does).
     request_reload: Callable[[], None] = lambda: None
+    # A new admin token file (the old one was seen in clear: services/auth.py); returns the new token.
+    replace_admin_token: Callable[[], str] | None = None
 
     def sources(self) -> Sources:
         """What the use cases read, now."""

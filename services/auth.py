@@ -14,13 +14,22 @@ The kinds, declared per route (services.routes.Route.auth):
              admin token; the host is the route's {name}: 404 if there is none
 - SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name
 A role token that is known but ranks too low is 403 (it is not asked for again); none or an unknown one is 401.
+
+Role tokens travel over TLS ([https]): one that arrives over plain HTTP (on any route) is refused with 403
+(SeenInClear) unless the request comes from this box itself (loopback, or its own address) and [http]
+loopback_tokens allows it (the CLI on the appliance). The route then revokes the token (services/routes.py):
+it crossed the LAN in clear, so whoever listened has it; only its holder can cause that, so the rule cannot
+be used to revoke someone else's token.
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
+import logging
+import time
 from dataclasses import dataclass
+from ipaddress import ip_address
 
 from aiohttp import web
 
@@ -28,6 +37,7 @@ from domain import installs as domain_installs
 from domain.errors import Forbidden, NotFound, Unauthorized
 from domain.sources import Sources
 from services.api_context import ApiContext
+from services.ratelimit import LimitedLog
 from state import credentials, satellites, tokens
 from state.eventlog import EventLog
 from state.hosts import Host, host_by_name
@@ -69,6 +79,59 @@ class Caller:
     name: str | None = None
     host: Host | None = None
     role: str | None = None
+
+
+class SeenInClear(Forbidden):
+    """A role token over plain HTTP from outside this box: 403. `token` names it (the route revokes it)."""
+
+    def __init__(self, message: str, token: str) -> None:
+        super().__init__(message)
+        self.token = token
+
+
+_clear_log = LimitedLog(log)
+
+
+def over_tls(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+def is_loopback(peer: str | None) -> bool:
+    try:
+        return ip_address(peer or "").is_loopback
+    except ValueError:
+        return False
+
+
+def from_this_box(request: web.Request) -> bool:
+    """A connection that never left this box: from a loopback address, or from the very address it reached
+    (curl http://<our address>/ on the appliance itself). Linux drops a packet arriving from the wire with
+    one of its own addresses as source (a martian), so neither can come from the LAN."""
+    if is_loopback(request.remote):
+        return True
+    sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    return bool(sockname) and request.remote is not None and sockname[0] == request.remote
+
+
+def may_carry_tokens(request: web.Request, ctx: ApiContext) -> bool:
+    """Whether a role token may come this way: over TLS, or from this box while [http] loopback_tokens."""
+    return over_tls(request) or (ctx.live.loopback_tokens and from_this_box(request))
+
+
+def refuse_in_clear(request: web.Request, ctx: ApiContext, given: str | None) -> None:
+    """SeenInClear for a role token over plain HTTP from outside this box. Any other bearer (an install, update
+    or satellite credential, or one that is no token at all) follows its route's own rules."""
+    if given is None or may_carry_tokens(request, ctx):
+        return
+    token = token_of(given, ctx)
+    if token is None:
+        return
+    _clear_log.log("token-in-clear", time.monotonic(), logging.WARNING, "token-in-clear", token=token.name,
+                   peer=request.remote or "-", method=request.method, path=request.path, action="revoked")
+    raise SeenInClear("admin, operator and reader tokens are accepted over HTTPS only (the [https] listener); "
+                      f"over plain HTTP only from this box itself. Token {token.name} is revoked: it crossed the "
+                      "network in clear (make a new one with imageserver tokens add).", token.name)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -120,6 +183,8 @@ def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
     """The caller of a route needing `auth`, or Unauthorized (NotFound: an UPDATE route's host is unknown;
     Forbidden: its token from another address)."""
     given = bearer(request)
+    if ctx is not None:
+        refuse_in_clear(request, ctx, given)
     if auth is Auth.NONE or auth is Auth.INSTALL:
         return Caller(given)
     if ctx is None:

@@ -18,7 +18,9 @@ Safety, for every request before any handler runs:
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FILES_PREFIX = ("boot", "files")
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """[https]: where the same application listens over TLS, with what certificate (its fingerprint for
+    the log and the status document)."""
+
+    host: str
+    port: int
+    context: ssl.SSLContext
+    fingerprint: str
+
+
 class HttpServer:
-    """aiohttp on one address (implements services.base.Service)."""
+    """aiohttp on one address, and over TLS on another port when `tls` is given (implements
+    services.base.Service)."""
 
     name = "http"
 
@@ -62,8 +76,11 @@ class HttpServer:
         route_modules: Sequence[RouteModule] = (),
         shutdown_timeout: float = 2.0,
         limits: ConnectionLimits | None = None,
+        tls: TlsListener | None = None,
     ) -> None:
         self._host = host
+        self.tls = tls
+        self._tls_port = 0
         self._requested_port = port
         self._port = 0
         self.boot_root = Path(boot_root)
@@ -80,6 +97,11 @@ class HttpServer:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def tls_port(self) -> int:
+        """The HTTPS listener's port (0: none)."""
+        return self._tls_port
 
     def reconfigure(self, limits: ConnectionLimits) -> None:
         """New connection caps and timeouts (SIGHUP): the gate admits and sweeps by them from now on (the
@@ -237,9 +259,26 @@ class HttpServer:
             raise ServiceError(message) from e
         self._runner = runner
         self._port = int(runner.addresses[0][1])
-        self._status.state, self._status.error = "running", None
         self._status.listen = [f"{self._host}:{self._port}/tcp"]
         log.info("http-listening", addr=f"{self._host}:{self._port}", boot_root=self._root_real)
+        if self.tls is not None:
+            # The same application (the same routes, gate and counters) over TLS: what an admin sends.
+            tls = self.tls
+            secure = GatedSite(runner, tls.host, tls.port, self._gate, backlog=self.limits.backlog,
+                               ssl_context=tls.context)
+            try:
+                await secure.start()
+            except OSError as e:
+                await runner.cleanup()
+                self._runner = None
+                message = f"http: cannot listen on {tls.host}:{tls.port} (https): {e.strerror or e}"
+                self._status.state, self._status.error = "failed", message
+                raise ServiceError(message) from e
+            server = secure._server
+            self._tls_port = int(server.sockets[0].getsockname()[1]) if server is not None else tls.port
+            self._status.listen.append(f"{tls.host}:{self._tls_port}/tcp (https)")
+            log.info("https-listening", addr=f"{tls.host}:{self._tls_port}", fingerprint=tls.fingerprint)
+        self._status.state, self._status.error = "running", None
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -253,6 +292,8 @@ class HttpServer:
     def status(self) -> dict[str, Any]:
         out = self._status.as_dict()
         out["boot_root"] = str(self.boot_root)
+        if self.tls is not None:
+            out["https"] = {"port": self._tls_port, "fingerprint": self.tls.fingerprint}
         if self._gate is not None:
             out.update(self._gate.status())
             out["counters"] = {**out.get("counters", {}), **self._gate.counters}

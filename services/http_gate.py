@@ -18,6 +18,10 @@ each connection's protocol is a thin proxy that decides in connection_made, befo
   everyone else (all busy). Until it is closed it counts toward its address's cap like any other.
 
 A connection counts as busy from the moment a handler runs until aiohttp waits for the next request.
+
+HTTPS (the [https] listener) goes through the same gate: a connection is admitted as TCP, then does its TLS
+handshake (at most header_timeout seconds), then meets aiohttp; a handshake that stalls holds a slot of its
+address and is swept like an idle connection, never a socket outside every cap.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import fcntl
 import logging
 import socket
+import ssl
 import struct
 import termios
 import time
@@ -92,12 +97,16 @@ class ConnectionLimits:
 class _GatedProtocol(asyncio.Protocol):
     """One connection: admitted by the gate, then everything is passed to aiohttp's protocol."""
 
-    __slots__ = ("_factory", "_gate", "first_byte", "handling", "idle_since", "inner", "peer", "requests",
-                 "transport", "write_mark", "write_stalled_since")
+    __slots__ = ("_early", "_factory", "_gate", "_handshake", "_tls", "first_byte", "handling", "idle_since",
+                 "inner", "peer", "requests", "transport", "write_mark", "write_stalled_since")
 
-    def __init__(self, gate: ConnectionGate, factory: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, gate: ConnectionGate, factory: Callable[[], asyncio.Protocol],
+                 tls: ssl.SSLContext | None = None) -> None:
         self._gate = gate
         self._factory = factory
+        self._tls = tls
+        self._handshake: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []
         self.inner: asyncio.Protocol | None = None
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -116,11 +125,40 @@ class _GatedProtocol(asyncio.Protocol):
         if not self._gate._admit(self):
             transport.abort()  # at once: no aiohttp protocol, no buffers, no timers
             return
+        if self._tls is not None:
+            # Admitted (and swept) as a TCP connection: a handshake that never ends holds a slot of its
+            # address like an idle connection, not a socket outside every cap. Nothing is read until
+            # start_tls has put the TLS layer between this protocol and the socket.
+            transport.pause_reading()
+            self._handshake = asyncio.get_running_loop().create_task(self._start_tls(transport, self._tls))
+            return
         self.inner = self._factory()
         self.inner.connection_made(transport)
 
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(raw, self, context, server_side=True,
+                                          ssl_handshake_timeout=self._gate.limits.header_timeout)
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError):
+            secure = None
+        if secure is None or raw.is_closing():
+            self._gate._release(self)
+            raw.abort()
+            return
+        self.transport = cast(asyncio.Transport, secure)
+        self.inner = self._factory()
+        self.inner.connection_made(secure)
+        # What the TLS layer decrypted before this task ran again (a TLS 1.3 client sends its request with
+        # its Finished message): aiohttp gets it now, in order.
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
+
     def data_received(self, data: bytes) -> None:
         if self.inner is None:
+            if self._tls is not None and len(self._early) < 64:  # decrypted before aiohttp's protocol exists
+                self._early.append(data)
             return
         if self.first_byte is None:
             self.first_byte = self._gate.clock()
@@ -167,8 +205,11 @@ class ConnectionGate:
     def open_connections(self) -> int:
         return len(self._open)
 
-    def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        return lambda: _GatedProtocol(self, inner)
+    def factory(self, inner: Callable[[], asyncio.Protocol],
+                tls: ssl.SSLContext | None = None) -> Callable[[], asyncio.Protocol]:
+        """The listening socket's protocol factory; with `tls`, each admitted connection does its TLS
+        handshake first (under the gate's caps and timeouts), then meets `inner`."""
+        return lambda: _GatedProtocol(self, inner, tls)
 
     # --- the middleware's view -----------------------------------------------------------------
 
@@ -286,6 +327,9 @@ class ConnectionGate:
         return now - conn.write_stalled_since >= self.limits.write_timeout
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeper is not None:  # one sweep for every site the gate guards (HTTP and HTTPS)
+            return
+
         def tick() -> None:
             self.sweep(self.clock())
             self._sweeper = loop.call_later(SWEEP_INTERVAL, tick)
@@ -335,8 +379,8 @@ class GatedSite(web.TCPSite):
     """aiohttp's TCPSite with the gate's protocol factory in front of the runner's server."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, gate: ConnectionGate, *,
-                 backlog: int = 1024) -> None:
-        super().__init__(runner, host, port, reuse_address=True, backlog=backlog)
+                 backlog: int = 1024, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, host, port, reuse_address=True, backlog=backlog, ssl_context=ssl_context)
         self._gate = gate
 
     async def start(self) -> None:
@@ -345,8 +389,10 @@ class GatedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._gate.factory(server), self._host, self._port,
-                                                backlog=self._backlog, reuse_address=True)
+        # TLS is started by the gate's protocol once it admitted the TCP connection (_GatedProtocol._start_tls),
+        # so handshakes count toward the caps and the sweep as any connection does.
+        self._server = await loop.create_server(self._gate.factory(server, self._ssl_context), self._host,
+                                                self._port, backlog=self._backlog, reuse_address=True)
         self._gate.start(loop)
 
     async def stop(self) -> None:

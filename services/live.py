@@ -61,6 +61,8 @@ class Live:
     install: InstallSettings | None = None  # what install scripts say about the network
     hostbook: HostSettings | None = None  # what host changes check against
     admin_networks: tuple[IPv4Network, ...] = ()
+    loopback_tokens: bool = True  # [http] loopback_tokens: role tokens over plain HTTP from loopback
+    https_port: int | None = None  # [https] port when it is on (the dashboard sends the LAN there)
     # [audit] max_entries and max_age (state/audit.py): what the audit log keeps.
     audit_limits: tuple[int, float] = (audit.DEFAULT_MAX_ENTRIES, audit.DEFAULT_MAX_AGE)
     pools: tuple[PoolSpec, ...] = ()

@@ -23,10 +23,10 @@ from domain.paging import DEFAULT_LIMIT, MAX_LIMIT
 from domain.responses import Error
 from domain.views import view_json
 from services.api_context import API, ApiContext
-from services.auth import ROLE_OF, Auth, Caller, RoleRefused, check
+from services.auth import ROLE_OF, Auth, Caller, RoleRefused, SeenInClear, check
 from services.errors import domain_error_response
 from services.jsonbody import MAX_BYTES, BodyError, parse_json
-from state import audit
+from state import audit, tokens
 from state.db import StoreFailure
 from state.eventlog import EventLog
 
@@ -148,6 +148,8 @@ class Route:
             response: web.StreamResponse = domain_error_response(e)
             if isinstance(e, RoleRefused):  # a known token tried what its role may not: recorded too
                 who = e.token
+            if isinstance(e, SeenInClear) and ctx is not None:
+                await revoke_seen_in_clear(ctx, request, e.token)
         else:
             response = out if isinstance(out, web.StreamResponse) else web.json_response(rendered(out),
                                                                                           status=self.status)
@@ -210,6 +212,32 @@ async def record_change(ctx: ApiContext, request: web.Request, route: Route, who
         await ctx.store.journal.run(audit.record_op(entry, max_entries=max_entries, max_age=max_age))
     except StoreFailure as e:  # the change itself stands; the store says why it took no more
         log.error("audit-failed", operation=entry.operation, who=entry.who, error=str(e))
+
+
+async def revoke_seen_in_clear(ctx: ApiContext, request: web.Request, name: str) -> None:
+    """The token `name` crossed the network in clear (services.auth.SeenInClear): it ends now. A named token
+    is revoked; the admin token file gets a new token (the CLI on the appliance reads the file each time).
+    Recorded in the audit log as a change made by the appliance itself."""
+    try:
+        if name == tokens.ADMIN_NAME:
+            if ctx.replace_admin_token is None:
+                return
+            ctx.admin_token = ctx.replace_admin_token()
+            revoked = True
+        else:
+            revoked = await ctx.store.journal.run(tokens.revoke_op(name))
+    except (OSError, StoreFailure) as e:
+        log.error("token-revoke-failed", token=name, error=str(e))
+        return
+    if revoked:
+        entry = audit.AuditEntry(at=ctx.clock(), who="imageserver", via="api", peer=request.remote,
+                                 operation="revoke token seen over plain HTTP", target=name,
+                                 fields={"method": request.method, "path": request.path}, outcome="revoked")
+        max_entries, max_age = ctx.live.audit_limits
+        try:
+            await ctx.store.journal.run(audit.record_op(entry, max_entries=max_entries, max_age=max_age))
+        except StoreFailure as e:
+            log.error("audit-failed", operation=entry.operation, who=entry.who, error=str(e))
 
 
 def rendered(view: Any) -> Any:

@@ -15,6 +15,11 @@ this service is the one thing the role adds. Every `interval` seconds it:
 The primary away (refused, timeout, 5xx) is not an error of the satellite: installs go on from the
 local store, reports wait in the outbox (capped), the status says "primary-unreachable" with the reason,
 and the next round tries again, backing off to `max_interval`.
+
+The link is HTTPS with the primary's certificate pinned (`primary_fingerprint`): a primary showing another
+certificate gets nothing (not the token, not a report), and the status and the log say which certificate
+it showed and which one is pinned. An http:// primary still works (the token then crosses the network in
+clear: a warning at every start).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from domain.settings import SatelliteLinkConfig
+from protocols import fingerprint
 from services.auth import bearer_header
 from services.base import ServiceStatus
 from state import mirror, outbox
@@ -74,9 +80,17 @@ class SatelliteLink:
 
     async def start(self) -> None:
         await self.store.journal.run(outbox.ensure_tables)
+        pin = self.settings.primary_fingerprint
+        # The primary's certificate pinned: aiohttp checks it after the handshake, before the request (and
+        # its token) is sent. Without a pin an https:// primary must be trusted by the system's CAs.
+        connector = aiohttp.TCPConnector(ssl=aiohttp.Fingerprint(fingerprint.digest(pin))) if pin else None
+        if not self.settings.primary.startswith("https://"):
+            log.warning("satellite-plain-http", primary=self.settings.primary,
+                        hint="the satellite token crosses the network in clear: use https:// and "
+                             "[satellite] primary_fingerprint")
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-            headers=bearer_header(self.token))
+            headers=bearer_header(self.token), connector=connector)
         self._status.state = "running"
         self._status.listen = []
         self._task = asyncio.create_task(self._loop(), name="satellite-link")
@@ -153,6 +167,14 @@ class SatelliteLink:
                     text = (await r.text())[:300]
                     raise PrimaryAway(f"{method} {path}: HTTP {r.status} {text}")
                 doc = await r.json()
+        except aiohttp.ServerFingerprintMismatch as e:
+            reason = (f"the primary's certificate is not the pinned one: it shows SHA-256 {fingerprint.spell(e.got)}, "
+                      f"[satellite] primary_fingerprint is {fingerprint.spell(e.expected)}; refusing to sync "
+                      "(nothing was sent)")
+            if self._status.error != reason:
+                log.error("satellite-pin-mismatch", primary=self.settings.primary, got=fingerprint.spell(e.got),
+                          pinned=fingerprint.spell(e.expected))
+            raise PrimaryAway(reason) from None
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise PrimaryAway(f"{method} {path}: {type(e).__name__}: {e}") from None
         if not isinstance(doc, dict):

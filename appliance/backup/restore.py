@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.backup.copier import Copier
-from appliance.backup.manifest import STATE, BackupError, Manifest, load, verify
+from appliance.backup.manifest import CONFIG, STATE, BackupError, Manifest, load, verify
 from appliance.backup.progress import Progress
 from appliance.config import load_config
+from appliance.tls import TLS_DIR
 from state.backup import CURRENT_SCHEMA, rehome_images
 from state.db import DB_NAME, StoreError
 from state.statelock import LOCK_NAME, StateLock, StateLocked, acquire, holder
@@ -162,5 +163,9 @@ def _restore_config(backup: Path, manifest: Manifest, config_path: Path, write: 
     shutil.copyfile(backup / manifest.config, tmp)
     os.chmod(tmp, entry.mode)
     os.replace(tmp, config_path)
+    tls, tls_target = backup / CONFIG / TLS_DIR, config_path.parent / TLS_DIR
+    if tls.is_dir() and not tls_target.exists():  # the certificate init made beside the config (modes kept)
+        shutil.copytree(tls, tls_target)
+        shutil.copystat(tls, tls_target)
     return f"written {config_path}"
 

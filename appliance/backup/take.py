@@ -5,7 +5,7 @@ of one commit while the daemon keeps writing), the image versions registered in 
 manifests (copied with hard links kept), and the rest of the state dir — admin and satellite tokens (modes
 kept), the master scripts, the boot environment. Left out: what the daemon makes again at start or what is
 in flight (the lock, rsyncd's config/secrets/pid, multicast keys, torrents, images in staging, clones being
-edited, the trash). DIR/config/ holds the config file.
+edited, the trash). DIR/config/ holds the config file (and the HTTPS certificate `init` made beside it).
 
 Everything is written into DIR/.partial, the manifest last; then state/, config/ and finally manifest.json
 are moved up into DIR. A backup that stopped anywhere has no DIR/manifest.json, so it never looks whole.
@@ -25,6 +25,7 @@ from appliance.backup.progress import Progress
 from appliance.config import Config
 from appliance.daemon.runtime import VERSION
 from appliance.images.catalog import ImagePaths
+from appliance.tls import TLS_DIR
 from state.backup import snapshot
 from state.db import DB_NAME, StoreError
 
@@ -97,6 +98,11 @@ def take_backup(cfg: Config, dest: Path, progress: Progress | None = None) -> Su
             copier.record(str(partial / CONFIG), CONFIG)
             config_rel = f"{CONFIG}/{cfg.source.name}"
             copier.copy(str(cfg.source), str(partial / config_rel), config_rel)
+            # The HTTPS certificate `init` made beside the config (the state dir's own tls/ is copied above):
+            # restored with the config, so workstations and satellites that pinned it still know the box.
+            tls_dir = cfg.source.parent / TLS_DIR
+            if cfg.https.cert is not None and cfg.https.cert.parent == tls_dir and tls_dir.is_dir():
+                copier.copy_tree(str(tls_dir), str(partial / CONFIG / TLS_DIR), f"{CONFIG}/{TLS_DIR}")
         copier.finish()
         os.sync()  # every copied file on disk before the manifest says the backup is whole
         manifest = Manifest(format=1, imageserver_version=VERSION, schema_version=snap.schema_version,

@@ -7,7 +7,7 @@ exception and is mapped here, so `hosts set`, `reservations rm` and the rest agr
 
 from __future__ import annotations
 
-from appliance.cli.apiclient import ApiError, ApiUnavailable
+from appliance.cli.apiclient import ApiError, ApiUnavailable, CertificateRefused, RemoteUnavailable
 from appliance.config import ConfigError
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from protocols.names import InvalidName
@@ -56,8 +56,10 @@ def exit_code(error: BaseException) -> int:
         return REFUSED
     if isinstance(error, ApiError):
         return _BY_STATUS.get(error.status, FAILED)
-    if isinstance(error, ApiUnavailable):
+    if isinstance(error, (ApiUnavailable, RemoteUnavailable)):
         return UNREACHABLE
+    if isinstance(error, CertificateRefused):
+        return REFUSED
     return FAILED
 
 

@@ -133,6 +133,7 @@ class Answers:
     router: IPv4Address | None
     state_dir: Path
     note: str = ""  # what the probe found, for the file's header
+    tls_dir: Path | None = None  # where init makes the HTTPS certificate and key ([https] cert, key)
 
 
 _ASSIGNMENT = re.compile(r"^(?P<key>[a-z_]+)(?P<eq>\s*=\s*)(?P<value>.*?)(?P<comment>\s+#.*)?$")
@@ -140,6 +141,12 @@ _ASSIGNMENT = re.compile(r"^(?P<key>[a-z_]+)(?P<eq>\s*=\s*)(?P<value>.*?)(?P<com
 
 def _toml_str(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+_SECTION = re.compile(r"^\[([a-z]+)\]")
+# Keys the example shows commented out (unset) that init sets. Only these: other commented lines are examples
+# of tables such as [[dhcp.subnets]], whose keys share names with the section's own.
+_SET_WHEN_COMMENTED = frozenset({("https", "cert"), ("https", "key")})
 
 
 def _section_values(a: Answers) -> dict[tuple[str, str], tuple[str | None, bool]]:
@@ -153,7 +160,12 @@ def _section_values(a: Answers) -> dict[tuple[str, str], tuple[str | None, bool]
         ("dhcp", "mode"): (_toml_str(a.mode), False),
         # The imageserver's own DNS is off by default: clients are not pointed at it unless [dns] is enabled.
         ("dhcp", "dns"): (f"[{_toml_str(ip)}]", True),
+        # The admin API and the dashboard over TLS: init makes the self-signed certificate (appliance/tls.py).
+        ("https", "enabled"): ("true", False),
     }
+    if a.tls_dir is not None:
+        values[("https", "cert")] = (_toml_str(a.tls_dir / "cert.pem"), False)
+        values[("https", "key")] = (_toml_str(a.tls_dir / "key.pem"), False)
     if a.mode == "proxy" or a.pool is None:
         # Another server owns the addresses on this segment; we only answer PXE clients.
         values[("dhcp", "subnet")] = (_toml_str(a.address.network), True)
@@ -174,9 +186,14 @@ def render_config(example: str, a: Answers, *, written_at: str) -> str:
     lines: list[str] = []
     for line in example.splitlines():
         stripped = line.strip()
-        if stripped.startswith("[") and not stripped.startswith("[["):
-            section = stripped.strip("[]")
+        header = _SECTION.match(stripped)
+        if header:  # "[name]", perhaps followed by a comment
+            section = header[1]
         m = _ASSIGNMENT.match(line)
+        if m is None and line.startswith("# "):  # a key the example leaves unset, which init may set
+            m = _ASSIGNMENT.match(line[2:])
+            if m is not None and (section, m["key"]) not in _SET_WHEN_COMMENTED:
+                m = None
         if m and (section, m["key"]) in values:
             new, commented = values[(section, m["key"])]
             head = f"{m['key']}{m['eq']}{new if new is not None else m['value']}"

@@ -13,8 +13,8 @@ import importlib
 import pkgutil
 import sys
 
-from appliance.cli import commands, exitcodes, offline_audit
-from appliance.cli.apiclient import ApiError, ApiUnavailable
+from appliance.cli import commands, exitcodes, offline_audit, remote
+from appliance.cli.apiclient import ApiError, ApiUnavailable, CertificateRefused, RemoteUnavailable
 from appliance.config import ConfigError
 from appliance.daemon.runtime import VERSION
 from domain.errors import DomainError
@@ -27,6 +27,11 @@ example config is appliance/data/imageserver.toml
 (/usr/share/doc/imageserver/imageserver.toml from the package); `imageserver init` writes one.
 
 Configuration file: --config FILE, else $IMAGESERVER_CONFIG, else /etc/imageserver/imageserver.toml.
+
+From a workstation: --server https://HOST[:PORT] (or $IMAGESERVER_URL) with a token in $IMAGESERVER_TOKEN
+or ~/.config/imageserver/token (mode 0600); the server's certificate is pinned on first use in
+~/.config/imageserver/known_servers (or checked with --ca FILE). Commands that work remotely:
+""" + ", ".join(sorted(remote.REMOTE_COMMANDS)) + """.
 
 """ + exitcodes.epilog()
 
@@ -41,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"imageserver {VERSION}")
     parser.add_argument("-c", "--config", metavar="FILE", help="configuration file (TOML)")
+    parser.add_argument("--server", metavar="URL", help="the imageserver to ask, from another machine: "
+                                                       "https://HOST[:PORT] (default: $IMAGESERVER_URL, else this box)")
+    parser.add_argument("--ca", metavar="FILE", help="with --server: trust the server's certificate if this CA "
+                                                     "(PEM) signed it, instead of pinning it on first use")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -58,8 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with offline_audit.run_scope() as writes:
         try:
+            remote.select(args.server, args.ca, getattr(args, "command", None))
             code = int(args.func(args) or 0)
-        except (ConfigError, DomainError, ApiError, ApiUnavailable, exitcodes.CommandFailed) as e:
+        except (ConfigError, DomainError, ApiError, ApiUnavailable, RemoteUnavailable, CertificateRefused,
+                exitcodes.CommandFailed) as e:
             print(f"imageserver: {exitcodes.message(e)}", file=sys.stderr)
             code = exitcodes.exit_code(e)
         except KeyboardInterrupt:

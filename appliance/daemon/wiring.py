@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
-from appliance import shipped
+from appliance import shipped, tls
 from appliance.boot.bootfiles import BootFiles
 from appliance.boot.installer.runtime import client_script
 from appliance.config import Config
@@ -21,6 +21,7 @@ from appliance.daemon.fdlimit import nofile_soft
 from appliance.daemon.runtime import Apply, ReconfigureError, Reconfigurer, Runtime
 from appliance.daemon.satellite import build_link
 from appliance.images.assignable import image_problem_rule
+from appliance.token import replace_token
 from domain.installs import InstallSettings
 from services import (
     api_audit,
@@ -50,7 +51,7 @@ from services.base import Service
 from services.bootresponder import BootResponder, BootSettings
 from services.dhcp import DhcpServer
 from services.discovery import DiscoveringMachineLog, Discovery
-from services.http import HttpServer, RouteModule
+from services.http import HttpServer, RouteModule, TlsListener
 from services.http_gate import ConnectionLimits
 from services.live import ClientScripts, HostSettings
 from services.multicast import MulticastService
@@ -129,6 +130,16 @@ def http_limits(cfg: Config) -> ConnectionLimits:
     return ConnectionLimits.of(cfg.http, nofile_soft())
 
 
+def tls_listener(cfg: Config) -> TlsListener | None:
+    """[https], with its certificate (made self-signed under the state dir when none is given and none is
+    there yet: the fingerprint is in the log line https-listening)."""
+    if not cfg.https.enabled:
+        return None
+    certificate = tls.ensure(cfg)
+    host = str(cfg.https.listen if cfg.https.listen is not None else cfg.http.listen)
+    return TlsListener(host, cfg.https.port, tls.server_context(certificate), certificate.fingerprint)
+
+
 def known_client(rt: Runtime, leases: LeaseModel) -> Callable[[str], bool]:
     """TFTP's question when its slots run out: is this address a machine we know (reserved, leased, a host)?"""
     def known(address: str) -> bool:
@@ -147,6 +158,8 @@ def _live_settings(rt: Runtime) -> None:
     live.install = install_settings(cfg)
     live.hostbook = host_settings(cfg)
     live.admin_networks = tuple(cfg.http.admin_networks)
+    live.loopback_tokens = cfg.http.loopback_tokens
+    live.https_port = cfg.https.port if cfg.https.enabled else None
     live.audit_limits = (cfg.audit.max_entries, cfg.audit.max_age)
     live.pools = pool_specs(cfg)
     live.power = cfg.power
@@ -181,13 +194,18 @@ def build_services(rt: Runtime) -> list[Service]:
     rt.reconfigurers.append(Reconfigurer("api", lambda new: _prepare_live(rt, new)))
     # prepareclient and updateclient, as the package ships them (GET /client/{name}).
     live.client_scripts = ClientScripts(CLIENT_SCRIPTS_DIR, ("prepareclient", "updateclient"), client_script)
+    def replace_admin_token() -> str:  # it was seen in clear (services/auth.py): the file gets a new one
+        rt.admin_token = replace_token(cfg.state_dir)
+        return rt.admin_token
+
     api = ApiContext(store=rt.store, admin_token=rt.admin_token, clock=rt.clock, live=live,
-                     status=rt.status, request_reload=rt.request_reload)
+                     status=rt.status, request_reload=rt.request_reload, replace_admin_token=replace_admin_token)
     if cfg.http.enabled:
         # The BitTorrent transport's torrents, seeders and swarms: seeders start on a host's first fetch.
         live.torrents = torrents.Torrents(cfg.state_dir)
         http = HttpServer(host=str(cfg.http.listen), port=cfg.http.port, boot_root=boot_root,
-                          responder=responder, api=api, route_modules=api_route_modules(), limits=http_limits(cfg))
+                          responder=responder, api=api, route_modules=api_route_modules(), limits=http_limits(cfg),
+                          tls=tls_listener(cfg))
         services.append(http)
         rt.reconfigurers.append(Reconfigurer("http", lambda new: _prepare_http(http, cfg, new)))
     if cfg.tftp.enabled:
@@ -256,6 +274,7 @@ def _prepare_live(rt: Runtime, new: Config) -> Apply:
     def apply() -> None:
         live.install, live.hostbook, live.pools = install, hostbook, pools
         live.admin_networks = tuple(new.http.admin_networks)
+        live.loopback_tokens = new.http.loopback_tokens
         live.power = new.power
         live.audit_limits = (new.audit.max_entries, new.audit.max_age)
         if live.discovery is not None:
@@ -277,6 +296,7 @@ def _prepare_http(http: HttpServer, started: Config, new: Config) -> Apply:
     _fixed_at_start("http", started.http.enabled, new.http.enabled, "http.enabled")
     _fixed_at_start("http", started.http.listen, new.http.listen, "http.listen")
     _fixed_at_start("http", started.http.port, new.http.port, "http.port")
+    _fixed_at_start("http", started.https, new.https, "[https]")
     limits = http_limits(new)
     return lambda: http.reconfigure(limits)
 

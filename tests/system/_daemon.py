@@ -2,7 +2,8 @@
 
 Not a test module: the DHCP system tests share it. The config file and the state dir live in the
 lab's tmp dir; the CLI (`imageserver leases`, `reservations`, ...) runs in the same namespace, so it
-reaches the daemon's API on 127.0.0.1 exactly as an operator on the appliance would.
+reaches the daemon's API on 127.0.0.1 exactly as an operator on the appliance would. [https] is on (a
+self-signed certificate made at the first start): a role token from another namespace goes there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lab.netns import Namespace, Proc
 
 REPO = Path(__file__).resolve().parents[2]
 API_PORT = 8080
+HTTPS_PORT = 8443  # [https] on, as `imageserver init` writes it: role tokens from the LAN travel over TLS
 
 
 def env() -> dict[str, str]:
@@ -70,6 +72,10 @@ enabled = false
 [http]
 listen = "0.0.0.0"
 port = {API_PORT}
+
+[https]
+enabled = true
+port = {HTTPS_PORT}
 """)
         self.daemon = Daemon(self.ns, self.config, self.state_dir, api_port=API_PORT)
 

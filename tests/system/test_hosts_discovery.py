@@ -15,7 +15,7 @@ import pytest
 
 from lab.clients import Dhclient, DhcpClientError, Udhcpc
 from lab.netns import Lab, Namespace
-from tests.system._daemon import API_PORT, Imageserver, env
+from tests.system._daemon import API_PORT, HTTPS_PORT, Imageserver, env
 
 pytestmark = pytest.mark.system
 
@@ -109,8 +109,8 @@ def test_addclients_hosts_get_their_addresses_and_names_live(lab: Lab, tmp_path:
     server.cli("addclients", "--base", "www", "--range", "1-4", "--image", "web", "--first-ip", str(first))
     assert dig(client, address, f"www4.{DOMAIN}") == [str(first + 3)]
     # /hosts for a machine of the LAN: with a token (a reader's; the admin token is one).
-    hosts_file = client.run(["curl", "-sf", "-H", f"Authorization: Bearer {server.daemon.admin_token()}",
-                             f"http://{address}:{API_PORT}/hosts"]).stdout
+    hosts_file = client.run(["curl", "-sfk", "-H", f"Authorization: Bearer {server.daemon.admin_token()}",
+                             f"https://{address}:{HTTPS_PORT}/hosts"]).stdout  # a token from the LAN: over TLS
     assert f"{first + 3}\twww4.{DOMAIN} www4" in hosts_file
     # Clashes are refused with both sides named, and nothing changes.
     clash = server.run_cli("addclients", "--base", "db", "--range", "1-2", "--first-ip", str(first + 3))

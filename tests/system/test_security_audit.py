@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lab.netns import Lab, Pair
-from tests.system._daemon import API_PORT, Imageserver
+from tests.system._daemon import HTTPS_PORT, Imageserver
 
 pytestmark = pytest.mark.system
 
@@ -31,11 +31,11 @@ class World:
 
     def curl(self, method: str, path: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
         out = self.tmp / f"r-{time.monotonic_ns()}"
-        argv = ["curl", "-s", "--max-time", "10", "-o", str(out), "-w", "%{http_code}", "-X", method,
+        argv = ["curl", "-sk", "--max-time", "10", "-o", str(out), "-w", "%{http_code}", "-X", method,
                 "-H", f"Authorization: Bearer {token}"]
         if body is not None:
             argv += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
-        code = self.pair.client.run([*argv, f"http://{self.pair.server_ip}:{API_PORT}{path}"], timeout=20).stdout
+        code = self.pair.client.run([*argv, f"https://{self.pair.server_ip}:{HTTPS_PORT}{path}"], timeout=20).stdout
         return int(code), out.read_text() if out.exists() else ""
 
 

@@ -30,7 +30,7 @@ from lab.netns import Lab, Pair
 from services.auth import ROLE_OF, Auth
 from services.routes import Route
 from state.tokens import ROLES, allows
-from tests.system._daemon import API_PORT, Imageserver
+from tests.system._daemon import HTTPS_PORT, Imageserver
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(shutil.which("curl") is None, reason="curl is needed")]
 
@@ -78,11 +78,11 @@ class World:
 
     @property
     def base(self) -> str:
-        return f"http://{self.pair.server_ip}:{API_PORT}"
+        return f"https://{self.pair.server_ip}:{HTTPS_PORT}"  # role tokens from the LAN: over TLS only
 
     def curl(self, method: str, path: str, token: str | None, body: bool) -> tuple[int, str]:
         out = self.tmp / f"r-{time.monotonic_ns()}"
-        argv = ["curl", "-s", "--max-time", "10", "--path-as-is", "-o", str(out), "-w", "%{http_code}",
+        argv = ["curl", "-sk", "--max-time", "10", "--path-as-is", "-o", str(out), "-w", "%{http_code}",
                 "-X", method]
         if token is not None:
             argv += ["-H", f"Authorization: Bearer {token}"]

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from appliance.cli import offline_audit
+from appliance.cli import offline_audit, remote
 from appliance.cli.apiclient import ApiClient, ApiError, ApiUnavailable
 from appliance.cli.exitcodes import UNREACHABLE, CommandFailed, exit_code
-from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config
+from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
 from state.statelock import StateLock, StateLocked, acquire, holder
 
 T = TypeVar("T")
@@ -28,7 +28,10 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def load(args: argparse.Namespace) -> Config:
-    """Load the config named on the command line; ConfigError is turned into exit code 2 by appliance.cli.main()."""
+    """Load the config named on the command line; ConfigError is turned into exit code 2 by appliance.cli.main().
+    Asking a remote server (--server), a workstation has no config: the defaults, unless one is named."""
+    if remote.selected() is not None and not getattr(args, "config", None) and not os.environ.get("IMAGESERVER_CONFIG"):
+        return parse_config({})
     return load_config(config_path(args))
 
 
@@ -81,6 +84,11 @@ def ask_daemon(cfg: Config, online: Callable[[ApiClient], T], *, writes: bool = 
     falls back to the database as last committed.
     """
     reason = "its HTTP API is disabled"
+    if remote.selected() is not None:  # a remote server answers or the command fails: no local state dir
+        try:
+            return True, online(ApiClient.from_config(cfg))
+        except ApiError as e:
+            raise CommandFailed(e.message, code=exit_code(e)) from None
     if cfg.http.enabled:
         try:
             return True, online(ApiClient.from_config(cfg))

@@ -30,5 +30,7 @@ def run(args: argparse.Namespace) -> int:
         print("dhcp        disabled")
     print(f"tftp        {'port ' + str(cfg.tftp.port) if cfg.tftp.enabled else 'disabled'}")
     print(f"http        {f'{cfg.http.listen}:{cfg.http.port}' if cfg.http.enabled else 'disabled'}")
+    https = cfg.https
+    print(f"https       {f'{https.listen or cfg.http.listen}:{https.port}' if https.enabled else 'disabled'}")
     print(f"dns         {'port ' + str(cfg.dns.port) if cfg.dns.enabled else 'disabled'}")
     return 0

@@ -17,7 +17,7 @@ import time
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
-from appliance import shipped
+from appliance import shipped, tls
 from appliance.cli import initwizard as w
 from appliance.cli.commands._common import add_config_option, config_path, fail
 from appliance.config import ConfigError, load_config
@@ -162,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
             return fail(str(e), 2)
     state_dir = Path(args.state_dir or prompt.ask("State directory", "/var/lib/imageserver"))
 
+    # The HTTPS certificate beside the config (the site's TLS settings live there; the daemon reads it).
     answers = w.Answers(interface=name, address=address, mode=mode, pool=pool, router=router,
-                        state_dir=state_dir, note=note)
+                        state_dir=state_dir, note=note, tls_dir=output.parent.absolute() / "tls")
     text = w.render_config(shipped.example_config(), answers, written_at=time.strftime("%Y-%m-%d %H:%M"))
     print(f"\nDHCP {mode} on {name}" + (f", pool {pool[0]}-{pool[1]}" if pool else "") + f"; state in {state_dir}")
     if prompt.ask(f"Write {output}? (yes/no)", "yes").lower() not in ("y", "yes"):
@@ -184,6 +185,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    try:
+        certificate = tls.ensure(load_config(output), make=True)
+    except (ConfigError, OSError) as e:
+        return fail(f"wrote {output}, but the HTTPS certificate could not be made: {e}", 1)
+    print(f"HTTPS certificate {certificate.cert} ({'made now, self-signed' if certificate.made else 'kept'}; key "
+          f"{certificate.key}, mode 0600)\n  SHA-256 fingerprint {certificate.fingerprint}\n"
+          "  (workstations check it on their first `imageserver --server https://...`; satellites pin it)")
     print(f"wrote {output}\nnext: imageserver check-config --config {output}; then start the service "
           "(imageserver install-service, systemctl enable --now imageserver)")
     sys.stdout.flush()
