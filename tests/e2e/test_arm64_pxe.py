@@ -9,8 +9,9 @@ userland (busybox, sfdisk, mkfs, rsync, curl from Debian's arm64 packages) -> th
 its lease, fetches its script and reports to the daemon with `uname -r` (the arm64 kernel), then the
 script partitions the disk, makes the file systems and copies the image with those arm64 tools.
 
-The image here is the demo image (built from this box's amd64 busybox and kernel): it proves the boot
-chain and the installer's userland, not an arm64 system booting its own disk (that needs an arm64 master).
+The image here is the demo image (built from this box's amd64 busybox and kernel, with extlinux): it proves
+the boot chain and the installer's userland up to the boot loader, where it stops (no arm64 boot loader in
+that image); an arm64 system booting its own disk needs an arm64 master, which the suite does not build yet.
 """
 
 from __future__ import annotations
@@ -84,5 +85,9 @@ def test_arm64_vm_pxe_boots_grub_and_runs_the_arm64_installer(arm64_site: DemoLa
     print(f"\n[timing] arm64: mkbootenv --arch arm64 {mkbootenv_seconds:.0f} s; power-on -> GRUB's install line "
           f"{grub_after:.0f} s; -> the installer's first report {installer_after:.0f} s; stages {stages}")
     assert grub.group(0) in log and f"imageserver-installer: starting ({release})" in log, log[-3000:]
-    for stage in ("partition", "mkfs", "mount", "rsync"):
+    for stage in ("partition", "mkfs", "mount", "rsync", "fstab", "hostname", "identity"):
         assert stage in stages, (stage, install.events)
+    # Where the demo image stops on arm64: it brings no boot loader of its own (no grub-install), and extlinux
+    # (BIOS only) is not in the arm64 installer. Any other end would be a failure of the arm64 installer.
+    last = install.events[-1]
+    assert last["stage"] == "failed" and "no boot loader" in str(last.get("detail")), last
