@@ -19,6 +19,7 @@ import msgspec
 
 from appliance.config_reader import ConfigError, read
 from domain.settings import (
+    ARM64_BOOT_FILES,
     UEFI_BOOT_FILES,
     ApplianceConfig,
     AuditConfig,
@@ -36,7 +37,7 @@ from domain.settings import (
     TftpConfig,
 )
 
-__all__ = ["DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "ApplianceConfig", "BootConfig", "Config",
+__all__ = ["ARM64_BOOT_FILES", "DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "ApplianceConfig", "BootConfig", "Config",
            "ConfigError", "DhcpConfig", "DiscoveryConfig", "DnsConfig", "HttpConfig", "HttpsConfig", "MulticastConfig",
            "RsyncdConfig", "SatelliteLinkConfig", "SubnetConfig", "TftpConfig", "load_config", "parse_config"]
 

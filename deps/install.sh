@@ -7,6 +7,13 @@ set -eu
 cd "$(dirname "$0")"
 [ "$(id -u)" = 0 ] || { echo "deps/install.sh: run as root (it installs Debian packages)" >&2; exit 1; }
 
+# `mkbootenv --arch arm64` fetches Debian's arm64 packages (kernel, the installer's userland, the network
+# GRUB) with `apt-get download PKG:arm64` into its cache, never installing them: apt must list arm64.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+    apt-get update -qq
+fi
+
 pkgs=$(sed -e 's/#.*//' apt-packages.txt | tr -s ' \n' '  ')
 missing=''
 for p in $pkgs; do

@@ -93,6 +93,7 @@ class DhcpConfig(Section, frozen=True):
     auto_static: AutoStatic = AUTO_STATIC_DEFAULT
     bios_file: str = "undionly.kpxe"
     uefi_file: BootFileName | None = None  # None: the first file of [boot] uefi_loader (ipxe.efi, or shimx64.efi)
+    arm64_file: BootFileName | None = None  # None: [boot] arm64_loader's file (grubaa64.efi, or shimaa64.efi)
     # Another DHCP server on the segment, found by a DISCOVER at start (its offers are awaited `rogue_probe`
     # seconds while we already serve; 0: no probe): authoritative mode then gives pool addresses to no new
     # machine unless allow_rogue is true.
@@ -191,6 +192,11 @@ class MulticastConfig(Section, frozen=True):
 
 UefiLoader = Literal["ipxe", "shim"]
 UEFI_BOOT_FILES: dict[UefiLoader, str] = {"ipxe": "ipxe.efi", "shim": "shimx64.efi"}  # -> the DHCP boot file
+Arm64Loader = Literal["grub", "shim"]
+# arm64 UEFI (arch 11, and 19 over HTTP): Debian has no arm64 iPXE; `mkbootenv --arch arm64` puts Debian's
+# signed network GRUB (grub-efi-arm64-signed) and shim (shim-signed) into the boot root under these names
+# (shim fetches grubaa64.efi from beside itself).
+ARM64_BOOT_FILES: dict[Arm64Loader, str] = {"grub": "grubaa64.efi", "shim": "shimaa64.efi"}
 
 
 class BootConfig(Section, frozen=True):
@@ -210,6 +216,9 @@ class BootConfig(Section, frozen=True):
     uefi_loader: UefiLoader = "ipxe"
     shim: Path = Path("/usr/lib/shim/shimx64.efi.signed")
     grub_efi: Path = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
+    # What an arm64 UEFI machine starts: "grub" (Debian's signed network GRUB; Secure Boot off, or firmware
+    # that trusts Debian's key) or "shim" (signed shim first: firmware with Microsoft's keys enforcing).
+    arm64_loader: Arm64Loader = "grub"
 
 
 class DiscoveryConfig(Section, frozen=True):

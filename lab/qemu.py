@@ -34,6 +34,10 @@ from typing import Literal
 from lab.netns import Lab, LabError, Namespace, Proc
 
 QEMU = "qemu-system-x86_64"
+# arm64 machines (LAB.md): QEMU's virt board with a Cortex-A57 under TCG and Debian's AAVMF firmware, whose
+# own PXE (there is no arm64 iPXE ROM) asks DHCP with option 93 = 11.
+QEMU_AARCH64 = "qemu-system-aarch64"
+AAVMF = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
 RA_SCRIPT = Path(__file__).with_name("ra.py")
 DEFAULT_APPEND = "console=ttyS0 panic=-1"
 
@@ -47,6 +51,16 @@ class VmError(LabError):
 def qemu_unavailable_reason() -> str | None:
     if shutil.which(QEMU) is None:
         return f"{QEMU} is not installed (Debian package qemu-system-x86)"
+    if not os.path.exists("/dev/net/tun"):
+        return "/dev/net/tun is missing (tap devices unavailable)"
+    return None
+
+
+def aarch64_unavailable_reason() -> str | None:
+    if shutil.which(QEMU_AARCH64) is None:
+        return f"{QEMU_AARCH64} is not installed (Debian package qemu-system-arm)"
+    if not AAVMF.exists():
+        return f"{AAVMF} is missing (Debian package qemu-efi-aarch64)"
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing (tap devices unavailable)"
     return None
@@ -129,13 +143,16 @@ class VmConfig:
     nic_rom: Path | None = None  # None: QEMU's default iPXE ROM for virtio-net (from ipxe-qemu)
     option_rom: bool = True  # False: no NIC option ROM (OVMF's own virtio-net driver and PXE do the boot)
     extra_args: Sequence[str] = ()
+    arch: Literal["x86_64", "aarch64"] = "x86_64"  # aarch64: virt + cortex-a57 + AAVMF, never a NIC ROM
 
 
 def qemu_argv(config: VmConfig, tap: str, serial_log: Path) -> list[str]:
     """The QEMU command line for `config` (LAB.md's, which worked here)."""
+    arm = config.arch == "aarch64"
     argv = [
-        QEMU, "-accel", "tcg", "-m", str(config.memory_mb), "-smp", "1",
-        "-nodefaults", "-display", "none", "-vga", "none", "-no-reboot",
+        QEMU_AARCH64 if arm else QEMU, "-accel", "tcg", "-m", str(config.memory_mb), "-smp", "1",
+        *(("-M", "virt", "-cpu", "cortex-a57", "-bios", str(AAVMF)) if arm else ("-vga", "none")),
+        "-nodefaults", "-display", "none", "-no-reboot",
         "-serial", f"file:{serial_log}",
         "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
     ]  # fmt: skip
@@ -144,7 +161,7 @@ def qemu_argv(config: VmConfig, tap: str, serial_log: Path) -> list[str]:
     nic = f"virtio-net-pci,netdev=n0,mac={config.mac}"
     if config.boot == "network":
         nic += ",bootindex=1"
-    if config.boot == "kernel" or not config.option_rom:
+    if config.boot == "kernel" or not config.option_rom or arm:
         nic += ",romfile="  # no option ROM: nothing boots from it, and it costs TCG time
     elif config.nic_rom is not None:
         nic += f",romfile={config.nic_rom}"

@@ -94,6 +94,10 @@ class BootServer:
     kernel_cmdline: str = ""
     kernel: str = "installer/vmlinuz"  # relative to the boot root (HTTP /boot/files/, TFTP root)
     initrd: str = "installer/initrd.img"
+    # The arm64 installer (`mkbootenv --arch arm64`): only GRUB boots arm64 machines (Debian has no arm64
+    # iPXE), and GRUB knows what it runs on ($grub_cpu), so one per-machine config serves both.
+    arm64_kernel: str = "installer-arm64/vmlinuz"
+    arm64_initrd: str = "installer-arm64/initrd.img"
     pxelinux: str = "pxelinux.0"  # what a waiting pxelinux re-runs
     # A GRUB local boot: first the disk's own GRUB config (the directory holding grub.cfg: /boot/grub on
     # the root file system, /grub on a separate /boot), read by this GRUB; else an EFI loader chained.
@@ -328,16 +332,15 @@ def render_grub(plan: BootPlan, server: BootServer) -> str:
         address = _value("address", server.address)
         args = " ".join(_grub_word("kernel", w) for w in installer_arguments(plan, server).split())
         what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
-        kernel, initrd = _path("kernel", server.kernel), _path("initrd", server.initrd)
+        arm64 = (_path("kernel", server.arm64_kernel), _path("initrd", server.arm64_initrd))
+        x86_64 = (_path("kernel", server.kernel), _path("initrd", server.initrd))
         lines.append(f"echo 'imageserver: installing {what} on {_value('hostname', plan.hostname)}'")
         # TFTP, though GRUB's is one 1 KiB block per round trip (43-74 s for the 12 MB kernel in a TCG VM):
         # Debian's signed network GRUB has no http module built in, and under Secure Boot it loads none.
         source = f"(tftp,{address})"
-        lines += [
-            f"if linux {source}/{kernel} {args}; then",
-            f"  if initrd {source}/{initrd}; then boot; fi",
-            "fi",
-        ]
+        boot = [[f"  if linux {source}/{kernel} {args}; then", f"    if initrd {source}/{initrd}; then boot; fi",
+                 "  fi"] for kernel, initrd in (arm64, x86_64)]
+        lines += ['if [ "$grub_cpu" = "arm64" ]; then', *boot[0], "else", *boot[1], "fi"]
         lines.append(f"echo 'imageserver: could not start the installer, asking again in {_poll(plan)} s'")
     elif plan.kind == "local":
         loaders = " ".join("/" + _path("EFI loader", p.removeprefix("/")) for p in server.efi_loaders)

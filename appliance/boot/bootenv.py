@@ -32,9 +32,18 @@ BUSYBOX = Path("/bin/busybox")
 # What the installer needs to see virtio disks and NICs and to write ext4 (Debian builds these as modules).
 DEFAULT_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "ext4")
 
-# "linux-image-6.1.0-56-amd64", "linux-image-6.12.117+deb12-amd64"; flavours (cloud, rt) are rejected below.
-_KERNEL_PACKAGE = re.compile(r"^linux-image-(\d[^\s]*)-amd64$")
+# The architectures a boot environment is built for (Debian's names); this box is amd64, arm64 comes from
+# Debian's arm64 packages (apt-get download PKG:arm64, never installed).
+ARCHES = ("amd64", "arm64")
+# "linux-image-6.1.0-56-amd64", "linux-image-6.12.117+deb12-arm64", and Ubuntu's "linux-image-6.8.0-45-generic"
+# (its architecture is the one asked for); flavours (cloud, rt) are skipped when picking, cloud refused below.
+_KERNEL_PACKAGE = re.compile(r"^linux-image-(\d[^\s]*)-(amd64|arm64|generic)$")
 _OTHER_FLAVOURS = ("cloud", "rt")
+# Why a flavour cannot be the installer's kernel (the installer must drive real machines' NICs and disks).
+_REFUSED_FLAVOURS = {
+    "cloud": "the cloud flavour is built for virtual machines only: it has no drivers for real NICs and disk "
+             "controllers (e1000e, igb, tg3, ahci, nvme...), so the installer could not run on bare metal",
+}
 
 
 class BootEnvError(RuntimeError):
@@ -59,8 +68,26 @@ def _natural_key(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text))
 
 
-def pick_newest_kernel_package(apt_cache_search_output: str) -> str | None:
-    """Choose the newest generic amd64 kernel image from `apt-cache search` lines ("name - description").
+def kernel_package_arch(package: str, arch: str = "amd64") -> str:
+    """The architecture a kernel package is for, from its name; BootEnvError says why a name is refused.
+
+    Debian names the architecture (-amd64, -arm64); Ubuntu's -generic is taken for `arch`. A flavour built
+    for something other than real machines (-cloud) is refused with the reason.
+    """
+    for flavour, why in _REFUSED_FLAVOURS.items():
+        if re.search(rf"-{flavour}(-|$)", package):
+            raise BootEnvError(f"{package}: {why}")
+    match = _KERNEL_PACKAGE.match(package)
+    if match is None:
+        raise BootEnvError(f"{package} is not a kernel image package (linux-image-<version>-<amd64|arm64|generic>)")
+    named = match.group(2)
+    if named != "generic" and named != arch:
+        raise BootEnvError(f"{package} is an {named} kernel, not {arch}")
+    return arch
+
+
+def pick_newest_kernel_package(apt_cache_search_output: str, arch: str = "amd64") -> str | None:
+    """Choose the newest generic kernel image of `arch` from `apt-cache search` lines ("name - description").
 
     Meta packages ("linux-image-6.12-amd64"), -dbg, -unsigned and the cloud/rt flavours are skipped.
     """
@@ -69,7 +96,7 @@ def pick_newest_kernel_package(apt_cache_search_output: str) -> str | None:
         name, _, description = line.partition(" - ")
         name = name.strip()
         match = _KERNEL_PACKAGE.match(name)
-        if not match or "meta-package" in description:
+        if not match or match.group(2) != arch or "meta-package" in description:
             continue
         abi = match.group(1)
         if any(f"-{flavour}" in f"-{abi}" for flavour in _OTHER_FLAVOURS):
@@ -87,15 +114,16 @@ def _run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[s
         raise BootEnvError(f"{' '.join(argv)} failed ({exc.returncode}): {exc.stderr.strip()}") from exc
 
 
-def find_kernel_package() -> str:
-    """The newest generic amd64 kernel package apt knows; refreshes apt's lists only if it knows none."""
-    search = ["apt-cache", "search", "--names-only", r"^linux-image-[0-9].*-amd64$"]
-    package = pick_newest_kernel_package(_run(search).stdout)
+def find_kernel_package(arch: str = "amd64") -> str:
+    """The newest generic kernel package of `arch` apt knows; refreshes apt's lists only if it knows none."""
+    search = ["apt-cache", "search", "--names-only", rf"^linux-image-[0-9].*-{arch}$"]
+    package = pick_newest_kernel_package(_run(search).stdout, arch)
     if package is None:
         _run(["apt-get", "update", "-qq"])
-        package = pick_newest_kernel_package(_run(search).stdout)
+        package = pick_newest_kernel_package(_run(search).stdout, arch)
     if package is None:
-        raise BootEnvError("apt knows no linux-image-*-amd64 package")
+        hint = " (is the architecture added? dpkg --add-architecture arm64: deps/install.sh)" if arch != "amd64" else ""
+        raise BootEnvError(f"apt knows no linux-image-*-{arch} package{hint}")
     return package
 
 
@@ -111,20 +139,22 @@ def _locked(lock_path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _download_deb(package: str, debs_dir: Path) -> Path:
+def download_deb(package: str, debs_dir: Path, arch: str = "amd64") -> Path:
+    """`apt-get download` one package (of `arch`: PKG:arm64 from this amd64 box) into debs_dir, once."""
     debs_dir.mkdir(parents=True, exist_ok=True)
-    existing = sorted(debs_dir.glob(f"{package}_*.deb"))
+    existing = sorted(debs_dir.glob(f"{package}_*_{arch}.deb")) or sorted(debs_dir.glob(f"{package}_*_all.deb"))
     if existing:
         return existing[-1]
     # apt's sandbox user cannot write into a root-owned cache; the download is still verified.
-    argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", package]
+    wanted = package if arch == "amd64" else f"{package}:{arch}"
+    argv = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", wanted]
     try:
         _run(argv, cwd=debs_dir)
     except BootEnvError:
         # Stale lists point at a pool file the mirror no longer has: refresh once and retry.
         _run(["apt-get", "update", "-qq"])
         _run(argv, cwd=debs_dir)
-    downloaded = sorted(debs_dir.glob(f"{package}_*.deb"))
+    downloaded = sorted(debs_dir.glob(f"{package}_*_{arch}.deb")) or sorted(debs_dir.glob(f"{package}_*_all.deb"))
     if not downloaded:
         raise BootEnvError(f"apt-get download {package} produced no .deb in {debs_dir}")
     return downloaded[-1]
@@ -142,19 +172,20 @@ def _kernel_from_tree(package: str, root: Path) -> Kernel:
     return Kernel(package=package, release=release, root=root, vmlinuz=vmlinuz, modules_dir=modules_dir)
 
 
-def fetch_kernel(cache_dir: Path = DEFAULT_CACHE_DIR, package: str | None = None) -> Kernel:
-    """Download a Debian kernel package (without installing it) and unpack it into the cache.
+def fetch_kernel(cache_dir: Path = DEFAULT_CACHE_DIR, package: str | None = None, arch: str = "amd64") -> Kernel:
+    """Download a Debian kernel package of `arch` (without installing it) and unpack it into the cache.
 
-    `package` defaults to the newest generic amd64 kernel apt knows. The unpacked tree gets a
+    `package` defaults to the newest generic kernel of `arch` apt knows. The unpacked tree gets a
     modules.dep (`depmod -b`), so modprobe can resolve dependencies against it.
     """
-    package = package or find_kernel_package()
+    package = package or find_kernel_package(arch)
+    kernel_package_arch(package, arch)
     kernels = cache_dir / "kernels"
     tree = kernels / package
     with _locked(kernels / f"{package}.lock"):
         if (tree / ".complete").exists():
             return _kernel_from_tree(package, tree)
-        deb = _download_deb(package, cache_dir / "debs")
+        deb = download_deb(package, cache_dir / "debs", arch)
         staging = Path(tempfile.mkdtemp(prefix=f".{package}.", dir=kernels))
         try:
             _run(["dpkg-deb", "-x", str(deb), str(staging)])
@@ -236,6 +267,36 @@ def library_closure(binary: Path) -> list[Path]:
     return libraries
 
 
+_ELF_NEEDED = re.compile(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]")
+_ELF_INTERPRETER = re.compile(r"\[Requesting program interpreter: ([^\]]+)\]")
+_SYSROOT_LIBRARY_DIRS = ("lib/{triplet}", "usr/lib/{triplet}", "lib", "usr/lib")
+_TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
+
+
+def sysroot_library_closure(sysroot: Path, binary: str, arch: str) -> list[str]:
+    """What `library_closure` is for a binary of another architecture, which ldd cannot run: the ELF
+    interpreter and the NEEDED libraries (readelf), recursively, found in the unpacked packages under
+    `sysroot`. Paths are absolute inside the sysroot ("/lib/aarch64-linux-gnu/libc.so.6")."""
+    triplet = _TRIPLETS[arch]
+    dirs = [d.format(triplet=triplet) for d in _SYSROOT_LIBRARY_DIRS]
+    found: list[str] = []
+    pending = [binary]
+    while pending:
+        path = pending.pop()
+        text = _run(["readelf", "-d", "-l", "-W", str(sysroot / path.lstrip("/"))]).stdout
+        names = [m.group(1) for m in _ELF_INTERPRETER.finditer(text)]
+        names += _ELF_NEEDED.findall(text)
+        for name in names:
+            candidates = [name.lstrip("/")] if name.startswith("/") else [f"{d}/{name}" for d in dirs]
+            hit = next((c for c in candidates if (sysroot / c).exists()), None)
+            if hit is None:
+                raise BootEnvError(f"{binary}: {name} is in none of the unpacked {arch} packages ({sysroot})")
+            if f"/{hit}" not in found:
+                found.append(f"/{hit}")
+                pending.append(f"/{hit}")
+    return found
+
+
 # --------------------------------------------------------------------------- cpio (newc)
 
 
@@ -299,6 +360,11 @@ class InitrdSpec:
     files maps a path inside the initrd to the bytes it holds (str is encoded UTF-8); a source
     path on this machine is given as a Path. Paths of `files` ending in .sh or under bin/ are
     executable. Modules need `kernel`.
+
+    An initrd of another architecture (arm64, built on this amd64 box) names a `sysroot`: the unpacked
+    packages of that architecture, where `binaries` are absolute paths inside it and their libraries are
+    found by reading the ELF files (`sysroot_library_closure`); `busybox` is then that architecture's, and
+    `applet_lister` a busybox of the same Debian release that runs here and lists the same applets.
     """
 
     init: str
@@ -307,6 +373,9 @@ class InitrdSpec:
     kernel: Kernel | None = None
     files: Mapping[str, bytes | str | Path] = field(default_factory=dict)
     busybox: Path = BUSYBOX
+    sysroot: Path | None = None
+    arch: str = "amd64"
+    applet_lister: Path | None = None  # None: busybox itself
 
 
 class _Tree:
@@ -332,17 +401,23 @@ class _Tree:
         self.directory(os.path.dirname(path))
         self.entries.setdefault(path, CpioEntry(path, stat.S_IFLNK | 0o777, target.encode()))
 
-    def copy_from_host(self, source: Path) -> None:
-        """Copy a host file to the same path, keeping symlinks on the way (ld.so finds libs by either name)."""
+    def copy_from_host(self, source: Path, root: Path = Path("/"), *, replace: bool = False) -> None:
+        """Copy a file of `root` (this machine, or a sysroot) to the same path, keeping symlinks on the way
+        (ld.so finds libs by either name); an absolute link target is taken inside `root` too. replace:
+        a real tool takes the place of a busybox applet link of the same path (/sbin/blkid)."""
         path = str(source).lstrip("/")
+        if replace and self.entries.get(path, CpioEntry(path, 0)).data == b"/bin/busybox":
+            del self.entries[path]
         if path in self.entries:
             return
-        if source.is_symlink():
-            target = os.readlink(source)
+        real = root / path
+        if real.is_symlink():
+            target = os.readlink(real)
             self.symlink(path, target)
-            self.copy_from_host(source.parent / target if not target.startswith("/") else Path(target))
+            target_path = source.parent / target if not target.startswith("/") else Path(target)
+            self.copy_from_host(target_path, root, replace=replace)
         else:
-            self.file(path, source.read_bytes(), stat.S_IMODE(source.stat().st_mode))
+            self.file(path, real.read_bytes(), stat.S_IMODE(real.stat().st_mode))
 
 
 def _busybox_applets(busybox: Path) -> list[str]:
@@ -355,9 +430,14 @@ def _assemble(spec: InitrdSpec) -> _Tree:
     for directory in ("dev", "proc", "sys", "run", "tmp", "etc", "root", "mnt"):
         tree.directory(directory)
     tree.file("bin/busybox", spec.busybox.read_bytes(), 0o755)
-    for applet in _busybox_applets(spec.busybox):
+    for applet in _busybox_applets(spec.applet_lister or spec.busybox):
         tree.symlink(applet, "/bin/busybox")
-    for binary in spec.binaries:
+    if spec.sysroot is not None:
+        for inside in map(str, spec.binaries):
+            tree.copy_from_host(Path(inside), spec.sysroot, replace=True)
+            for needed in sysroot_library_closure(spec.sysroot, inside, spec.arch):
+                tree.copy_from_host(Path(needed), spec.sysroot)
+    for binary in spec.binaries if spec.sysroot is None else ():
         binary_path = Path(shutil.which(str(binary)) or binary)
         if not binary_path.is_file():
             raise BootEnvError(f"binary {binary} not found")
@@ -418,7 +498,13 @@ def _input_digest(spec: InitrdSpec) -> str:
         digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}\n".encode())
 
     add_file(spec.busybox)
-    for binary in spec.binaries:
+    if spec.sysroot is not None:
+        for inside in map(str, spec.binaries):
+            for needed in [inside, *sysroot_library_closure(spec.sysroot, inside, spec.arch)]:
+                # lstat: an absolute link in the sysroot points into the sysroot, not at this machine's file
+                info = (spec.sysroot / needed.lstrip("/")).lstat()
+                digest.update(f"{spec.sysroot}{needed}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    for binary in spec.binaries if spec.sysroot is None else ():
         binary_path = Path(shutil.which(str(binary)) or binary)
         add_file(binary_path)
         for library in library_closure(binary_path):
@@ -428,6 +514,7 @@ def _input_digest(spec: InitrdSpec) -> str:
         "binaries": [str(b) for b in spec.binaries],
         "modules": list(spec.modules),
         "kernel": spec.kernel.package if spec.kernel else None,
+        **({"arch": spec.arch} if spec.arch != "amd64" else {}),  # amd64's digests stay what they were
         "files": {
             dest: (
                 hashlib.sha256(content.read_bytes()).hexdigest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from appliance.config import UEFI_BOOT_FILES, Config, DhcpConfig
+from appliance.config import ARM64_BOOT_FILES, UEFI_BOOT_FILES, Config, DhcpConfig
 from appliance.daemon.rogue import refuse_pool
 from appliance.daemon.runtime import Apply, ReconfigureError, Runtime
 from protocols.dhcp.reply import BootSettings, ServerSettings, Subnet
@@ -33,6 +33,17 @@ def uefi_boot_file(cfg: Config) -> str:
     return cfg.dhcp.uefi_file or UEFI_BOOT_FILES[cfg.boot.uefi_loader]
 
 
+def arm64_boot_file(cfg: Config) -> str:
+    """What an arm64 UEFI machine is told to load: [dhcp] arm64_file if set, else [boot] arm64_loader's file."""
+    return cfg.dhcp.arm64_file or ARM64_BOOT_FILES[cfg.boot.arm64_loader]
+
+
+def boot_settings(cfg: Config) -> BootSettings:
+    arm64 = arm64_boot_file(cfg)
+    return BootSettings(http_port=cfg.http.port, bios_file=cfg.dhcp.bios_file, uefi_file=uefi_boot_file(cfg),
+                        arm64_file=arm64, arm64_http_boot_url=f"http://{{server}}:{{port}}/boot/files/{arm64}")
+
+
 def server_settings(cfg: Config) -> ServerSettings:
     d: DhcpConfig = cfg.dhcp
     assert cfg.appliance.address is not None, "config validation requires appliance.address with dhcp"
@@ -40,7 +51,7 @@ def server_settings(cfg: Config) -> ServerSettings:
         server_id=cfg.appliance.address,
         mode=d.mode,
         subnets=subnets(cfg),
-        boot=BootSettings(http_port=cfg.http.port, bios_file=d.bios_file, uefi_file=uefi_boot_file(cfg)),
+        boot=boot_settings(cfg),
         offer_hold=d.offer_hold,
         trusted_relays=d.trusted_relays,
     )

@@ -158,9 +158,10 @@ class DemoLab:
                 _kill_all(self.master)
         return time.monotonic() - started
 
-    def appliance(self, extra: str = "", boot_options: str = "") -> Appliance:
+    def appliance(self, extra: str = "", boot_options: str = "",
+                  kernel_cmdline: str = "console=ttyS0,115200 panic=-1") -> Appliance:
         """`imageserver serve` in the server namespace; `boot_options`: extra [boot] lines (TOML); `extra` TOML is
-        appended to its config."""
+        appended to its config; `kernel_cmdline`: the installer's (arm64's serial console is ttyAMA0)."""
         assert self.net is not None
         net = self.net
         state = self.lab.tmp_path("state")
@@ -189,7 +190,7 @@ port = 80
 
 [boot]
 poll_seconds = 2
-kernel_cmdline = "console=ttyS0,115200 panic=-1"
+kernel_cmdline = "{kernel_cmdline}"
 {boot_options}
 {extra}""")
         self.app = Appliance(net.server, config=config, state_dir=state).start()

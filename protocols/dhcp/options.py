@@ -69,7 +69,9 @@ ARCH_BIOS = 0
 ARCH_EFI_IA32 = 6
 ARCH_EFI_X64 = 7
 ARCH_EFI_BC = 9
+ARCH_EFI_ARM64 = 11
 ARCH_EFI_X64_HTTP = 16
+ARCH_EFI_ARM64_HTTP = 19
 
 # PXE spec 2.1 option 43 sub-option 6 (PXE_DISCOVERY_CONTROL): bit 3 = boot from the offered file name,
 # skip boot server discovery.

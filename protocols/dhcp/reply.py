@@ -32,7 +32,9 @@ MAX_REPLY_SIZE = 1500
 FLAG_BROADCAST = 0x8000
 
 UEFI_ARCHES = frozenset({o.ARCH_EFI_IA32, o.ARCH_EFI_X64, o.ARCH_EFI_BC})
-HTTP_ARCHES = frozenset({o.ARCH_EFI_X64_HTTP})
+ARM64_ARCHES = frozenset({o.ARCH_EFI_ARM64})
+HTTP_ARCHES = frozenset({o.ARCH_EFI_X64_HTTP, o.ARCH_EFI_ARM64_HTTP})
+ARM64_HTTP_ARCHES = frozenset({o.ARCH_EFI_ARM64_HTTP})
 
 # Sent whether requested or not (when they apply); everything else only if in the client's option 55.
 ALWAYS_SENT = frozenset({
@@ -90,6 +92,10 @@ class BootSettings:
     uefi_file: str = "ipxe.efi"  # arch 6/7/9 (x86/x64 UEFI)
     ipxe_script: str = "http://{server}:{port}/boot/${{mac}}.ipxe"  # given to clients whose user class is iPXE
     http_boot_url: str = "http://{server}:{port}/boot/files/ipxe.efi"  # arch 16 / vendor class HTTPClient
+    # arm64 UEFI: there is no arm64 iPXE, so the firmware starts Debian's network GRUB (or shim before it),
+    # which reads grub/grub.cfg-01-<mac> as x64 GRUB machines do.
+    arm64_file: str = "grubaa64.efi"  # arch 11
+    arm64_http_boot_url: str = "http://{server}:{port}/boot/files/grubaa64.efi"  # arch 19 (HTTPClient:Arch:00019)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +214,14 @@ def boot_choice(request: DhcpPacket, settings: ServerSettings) -> BootChoice | N
         return BootChoice(boot.ipxe_script.format(server=server, port=boot.http_port), None, True, False)
     arch = _arch(request, vendor)
     if http or arch in HTTP_ARCHES:
-        url = boot.http_boot_url.format(server=server, port=boot.http_port)
-        return BootChoice(url, b"HTTPClient", False, False)
+        template = boot.arm64_http_boot_url if arch in ARM64_HTTP_ARCHES else boot.http_boot_url
+        return BootChoice(template.format(server=server, port=boot.http_port), b"HTTPClient", False, False)
     if arch == o.ARCH_BIOS:
         return BootChoice(boot.bios_file, None, False, True)
     if arch in UEFI_ARCHES:
         return BootChoice(boot.uefi_file, None, False, True)
+    if arch in ARM64_ARCHES:
+        return BootChoice(boot.arm64_file, None, False, True)
     return None
 
 

@@ -46,3 +46,26 @@ def test_unknown_uefi_loader_names_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"boot": {"uefi_loader": "grub"}})
     assert str(info.value).startswith("boot.uefi_loader:")
+
+
+def _arm64_boot(boot: dict[str, object], dhcp: dict[str, object] | None = None) -> tuple[str, str]:
+    from appliance.daemon.dhcp_setup import server_settings
+
+    cfg = parse_config({**DHCP, "boot": boot, "dhcp": {**DHCP["dhcp"], **(dhcp or {})}})
+    settings = server_settings(cfg).boot
+    return settings.arm64_file, settings.arm64_http_boot_url
+
+
+def test_arm64_loader_defaults_to_grub_and_shim_and_arm64_file_name_the_dhcp_file() -> None:
+    assert parse_config({}).boot.arm64_loader == "grub"
+    assert _arm64_boot({}) == ("grubaa64.efi", "http://{server}:{port}/boot/files/grubaa64.efi")
+    assert _arm64_boot({"arm64_loader": "shim"}) == ("shimaa64.efi", "http://{server}:{port}/boot/files/shimaa64.efi")
+    assert _arm64_boot({"arm64_loader": "shim"}, {"arm64_file": "grubaa64.efi"})[0] == "grubaa64.efi"
+    # the x64 loader choice does not touch arm64's
+    assert _arm64_boot({"uefi_loader": "shim"})[0] == "grubaa64.efi"
+
+
+def test_unknown_arm64_loader_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"boot": {"arm64_loader": "ipxe"}})
+    assert str(info.value).startswith("boot.arm64_loader:")

@@ -16,6 +16,7 @@ from appliance.boot.bootenv import (
     CpioEntry,
     InitrdSpec,
     build_initrd,
+    kernel_package_arch,
     library_closure,
     pick_newest_kernel_package,
     read_newc,
@@ -42,6 +43,35 @@ def test_newest_generic_kernel_is_chosen_over_meta_dbg_unsigned_cloud_and_rt_pac
 def test_versions_compare_numerically_not_as_text() -> None:
     lines = "linux-image-6.1.0-9-amd64 - Linux 6.1\nlinux-image-6.1.0-10-amd64 - Linux 6.1\n"
     assert pick_newest_kernel_package(lines) == "linux-image-6.1.0-10-amd64"
+
+
+def test_arm64_kernels_are_picked_for_arm64_only() -> None:
+    lines = APT_CACHE_SEARCH + ("linux-image-6.12.118+deb12-arm64 - Linux 6.12 for 64-bit ARMv8 machines (signed)\n"
+                                "linux-image-6.12.118+deb12-cloud-arm64 - Linux 6.12 for arm64 cloud (signed)\n")
+    assert pick_newest_kernel_package(lines, "arm64") == "linux-image-6.12.118+deb12-arm64"
+    assert pick_newest_kernel_package(lines) == "linux-image-6.12.117+deb12-amd64"
+
+
+@pytest.mark.parametrize(
+    ("package", "arch"),
+    [("linux-image-6.1.0-28-amd64", "amd64"), ("linux-image-6.12.118+deb12-arm64", "arm64"),
+     ("linux-image-6.8.0-45-generic", "amd64"), ("linux-image-6.8.0-45-generic", "arm64")],
+)
+def test_kernel_names_of_debian_and_ubuntu_flavours_are_accepted(package: str, arch: str) -> None:
+    assert kernel_package_arch(package, arch) == arch
+
+
+@pytest.mark.parametrize(
+    ("package", "arch", "why"),
+    [("linux-image-6.12.117+deb12-cloud-amd64", "amd64", "cloud flavour is built for virtual machines only"),
+     ("linux-image-6.8.0-1015-cloud", "amd64", "no drivers for real NICs"),
+     ("linux-image-6.12.118+deb12-arm64", "amd64", "is an arm64 kernel, not amd64"),
+     ("linux-image-6.1.0-28-amd64", "arm64", "is an amd64 kernel, not arm64"),
+     ("linux-headers-6.1.0-28-amd64", "amd64", "is not a kernel image package")],
+)
+def test_other_kernel_names_are_refused_with_the_reason(package: str, arch: str, why: str) -> None:
+    with pytest.raises(BootEnvError, match=why):
+        kernel_package_arch(package, arch)
 
 
 def test_no_kernel_package_gives_none() -> None:

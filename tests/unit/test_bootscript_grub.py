@@ -43,8 +43,14 @@ def test_install_boots_the_installer_over_tftp_with_the_same_arguments_as_ipxe()
     for server in (SERVER, BootServer(address="10.9.0.1")):
         lines = render_grub(install(), server).splitlines()
         args = installer_arguments(install(), server)
-        i = lines.index(f"if linux (tftp,10.9.0.1)/installer/vmlinuz {args}; then")
-        assert lines[i + 1:i + 3] == ["  if initrd (tftp,10.9.0.1)/installer/initrd.img; then boot; fi", "fi"]
+        i = lines.index(f"  if linux (tftp,10.9.0.1)/installer/vmlinuz {args}; then")
+        assert lines[i + 1:i + 4] == ["    if initrd (tftp,10.9.0.1)/installer/initrd.img; then boot; fi", "  fi", "fi"]
+        # An arm64 GRUB (the only loader arm64 machines have) takes the arm64 installer, with the same arguments.
+        a = lines.index('if [ "$grub_cpu" = "arm64" ]; then')
+        assert lines[a + 1:a + 5] == [f"  if linux (tftp,10.9.0.1)/installer-arm64/vmlinuz {args}; then",
+                                      "    if initrd (tftp,10.9.0.1)/installer-arm64/initrd.img; then boot; fi",
+                                      "  fi", "else"]
+        assert lines[a + 5] == lines[i]
         # Debian's signed network GRUB has no http module: an (http,...) path only prints an error.
         assert not any(line.startswith("if linux (http") for line in lines)
         assert lines[-1].startswith("echo 'imageserver: could not start the installer")

@@ -341,6 +341,7 @@ def test_server_settings_refuse_an_unknown_mode() -> None:
 # --- PXE, iPXE and UEFI HTTP boot --------------------------------------------------------------------------
 
 HTTP_URL = "http://10.99.0.1:80/boot/files/ipxe.efi"
+ARM64_HTTP_URL = "http://10.99.0.1:80/boot/files/grubaa64.efi"
 
 
 def pxe(arch: int | None, vendor: bytes = b"PXEClient:Arch:00000:UNDI:002001") -> DhcpPacket:
@@ -359,9 +360,15 @@ def pxe(arch: int | None, vendor: bytes = b"PXEClient:Arch:00000:UNDI:002001") -
         (pxe(None, b"PXEClient:Arch:00007:UNDI:003016"), "ipxe.efi", True, None),  # arch from option 60 only
         (pxe(16, b"HTTPClient:Arch:00016:UNDI:003001"), HTTP_URL, False, b"HTTPClient"),
         (pxe(None, b"HTTPClient"), HTTP_URL, False, b"HTTPClient"),
+        # arm64 UEFI (LAB.md: AAVMF sends option 93 = 11 over PXE, 19 over HTTP): Debian's network GRUB
+        (pxe(11, b"PXEClient:Arch:00011:UNDI:003000"), "grubaa64.efi", True, None),
+        (pxe(None, b"PXEClient:Arch:00011:UNDI:003000"), "grubaa64.efi", True, None),
+        (pxe(19, b"HTTPClient:Arch:00019:UNDI:003000"), ARM64_HTTP_URL, False, b"HTTPClient"),
+        (pxe(None, b"HTTPClient:Arch:00019:UNDI:003000"), ARM64_HTTP_URL, False, b"HTTPClient"),
         (decode(IPXE_DISCOVER), "http://10.99.0.1:80/boot/${mac}.ipxe", False, None),
     ],
-    ids=["pxe-rom", "bios", "efi-ia32", "efi-x64", "efi-bc", "arch-in-vendor-class", "http-boot", "httpclient", "ipxe"],
+    ids=["pxe-rom", "bios", "efi-ia32", "efi-x64", "efi-bc", "arch-in-vendor-class", "http-boot", "httpclient",
+         "arm64", "arm64-arch-in-vendor-class", "arm64-http-boot", "arm64-httpclient", "ipxe"],
 )
 def test_boot_file_by_client_kind(request_packet: DhcpPacket, file: str, tftp: bool, vendor_echo: bytes | None) -> None:
     reply = respond(request_packet, MemoryLeaseBook(), SETTINGS, 0.0)
@@ -398,7 +405,7 @@ def test_boot_urls_use_the_configured_port() -> None:
 
 
 def test_clients_that_do_not_network_boot_get_no_boot_options() -> None:
-    for request in (decode(DHCLIENT_DISCOVER), pxe(11, b"PXEClient:Arch:00011:UNDI:003016")):  # 11: ARM64 UEFI
+    for request in (decode(DHCLIENT_DISCOVER), pxe(10, b"PXEClient:Arch:00010:UNDI:003016")):  # 10: ARM32 UEFI
         reply = respond(request, MemoryLeaseBook(), SETTINGS, 0.0)
         assert reply is not None
         p = wire(reply)
@@ -420,6 +427,25 @@ def test_proxy_offer_carries_boot_information_only() -> None:
     assert p.options[97] == decode(PXE_ROM_DISCOVER).options[97]
     assert o.text(p, 67) == "undionly.kpxe" and p.file.rstrip(b"\x00") == b"undionly.kpxe"
     assert (reply.dest_ip, reply.dest_port, reply.broadcast, reply.durable) == (BROADCAST, 68, True, False)
+
+
+def test_arm64_boot_file_and_url_are_the_configured_ones() -> None:
+    boot = BootSettings(http_port=8080, arm64_file="shimaa64.efi",
+                        arm64_http_boot_url="http://{server}:{port}/boot/files/shimaa64.efi")
+    settings = ServerSettings(SERVER, "authoritative", (LAN,), boot)
+    assert boot_choice(pxe(11, b"PXEClient:Arch:00011:UNDI:003000"), settings).file == "shimaa64.efi"
+    assert boot_choice(pxe(19, b"HTTPClient"), settings).file == "http://10.99.0.1:8080/boot/files/shimaa64.efi"
+    # x64 keeps its own files: one arch never gets the other's loader
+    assert boot_choice(pxe(16, b"HTTPClient"), settings).file == "http://10.99.0.1:8080/boot/files/ipxe.efi"
+    assert boot_choice(pxe(7, b"PXEClient:Arch:00007:UNDI:003016"), settings).file == "ipxe.efi"
+
+
+def test_proxy_answers_arm64_pxe_with_grub() -> None:
+    reply = respond(pxe(11, b"PXEClient:Arch:00011:UNDI:003000"), MemoryLeaseBook(), PROXY, 0.0)
+    assert reply is not None
+    p = wire(reply)
+    assert p.message_type == MessageType.OFFER and p.yiaddr == ZERO and p.siaddr == SERVER
+    assert o.text(p, 67) == "grubaa64.efi" and p.options[60] == b"PXEClient"
 
 
 def test_proxy_answers_ipxe_with_its_script() -> None:
@@ -463,7 +489,7 @@ def test_proxy_offers_uefi_http_boot_its_url_with_httpclient_echoed() -> None:
         (decode(DHCLIENT_DISCOVER), 67),  # not a PXE client
         (client(MessageType.REQUEST, options={60: b"HTTPClient", 93: b"\x00\x10"}), 4011),  # HTTP boot: no 4011
         (client(MessageType.REQUEST, options={60: b"PXEClient", 50: IP("10.0.0.5").packed}), 67),  # the DHCP server's
-        (pxe(11, b"PXEClient:Arch:00011:UNDI:003016"), 67),  # no boot file for this arch
+        (pxe(10, b"PXEClient:Arch:00010:UNDI:003016"), 67),  # no boot file for this arch (ARM32 UEFI)
         (client(MessageType.INFORM, ciaddr=IP("10.0.0.5"), options={60: b"PXEClient"}), 67),
     ],
     ids=["dhclient", "httpclient-on-4011", "request-on-67", "unknown-arch", "inform"],
@@ -541,3 +567,32 @@ def test_dora_with_dhcppython_as_the_client() -> None:
     assert ack.msg_type == "DHCPACK" and ack.yiaddr == offer.yiaddr
     assert oracle_value(ack, 1) == "255.255.255.0" and oracle_value(ack, 15) == "lab.example"
     assert oracle_value(ack, 6) == ["10.99.0.1", "10.99.0.2"]
+
+
+def _oracle_boot_discover(mac: str, arch: int, vendor: str) -> OraclePacket:
+    """A firmware's DISCOVER as dhcppython builds it: option 60 by name, option 93 as raw bytes."""
+    opts = oracle_options.OptionList([
+        oracle_options.options.short_value_to_object(60, vendor),
+        oracle_options.options.bytes_to_object(bytes([93, 2]) + arch.to_bytes(2, "big")),
+    ])  # fmt: skip
+    return OraclePacket.Discover(mac, tx_id=0xA64, option_list=opts)
+
+
+@pytest.mark.parametrize(
+    ("arch", "vendor", "file", "echo"),
+    [
+        (11, "PXEClient:Arch:00011:UNDI:003000", "grubaa64.efi", None),
+        (19, "HTTPClient:Arch:00019:UNDI:003000", ARM64_HTTP_URL, "HTTPClient"),
+    ],
+    ids=["arm64-pxe", "arm64-http"],
+)
+def test_arm64_offer_read_by_dhcppython(arch: int, vendor: str, file: str, echo: str | None) -> None:
+    mac = "52:54:00:A6:40:01"  # dhcppython spells MACs upper case
+    offer_reply = respond(decode(_oracle_boot_discover(mac, arch, vendor).asbytes), MemoryLeaseBook(), SETTINGS, 0.0)
+    assert offer_reply is not None
+    offer = OraclePacket.from_bytes(offer_reply.to_bytes())
+    assert offer.msg_type == "DHCPOFFER" and offer.xid == 0xA64 and offer.chaddr == mac
+    assert oracle_value(offer, 67) == file and offer.file.rstrip(b"\x00") == file.encode()
+    assert str(offer.siaddr) == "10.99.0.1"
+    assert (oracle_value(offer, 66) == "10.99.0.1") if echo is None else (offer.options.by_code(66) is None)
+    assert (oracle_value(offer, 60) == echo) if echo else (offer.options.by_code(60) is None)

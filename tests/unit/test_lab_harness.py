@@ -91,6 +91,18 @@ def test_network_boot_puts_the_nic_first_and_the_disk_second() -> None:
     assert "-kernel" not in argv
 
 
+def test_arm64_network_boot_is_virt_with_aavmf_and_no_nic_rom() -> None:
+    config = VmConfig(boot="network", disks=[Path("/d.img")], mac="52:54:00:00:00:03", arch="aarch64")
+    argv = qemu_argv(config, "tp", Path("/s"))
+    assert argv[0] == "qemu-system-aarch64"
+    assert argv[argv.index("-M") + 1] == "virt" and argv[argv.index("-cpu") + 1] == "cortex-a57"
+    assert argv[argv.index("-bios") + 1] == "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd" and "-vga" not in argv
+    devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device"]
+    # AAVMF's own PXE does the boot (no arm64 iPXE ROM exists): no option ROM on the NIC
+    assert devices == ["virtio-net-pci,netdev=n0,mac=52:54:00:00:00:03,bootindex=1,romfile=",
+                       "virtio-blk-pci,drive=d0,bootindex=2"]
+
+
 def test_disk_boot_needs_a_disk_and_boots_it_first() -> None:
     with pytest.raises(ValueError, match="needs a disk"):
         qemu_argv(VmConfig(boot="disk"), "tp", Path("/s"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.boot import bootenv
+from appliance.boot.installer import arm64
 from appliance.boot.installer.runtime import runtime_files
 
 HERE = Path(__file__).parent
@@ -67,6 +68,12 @@ SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/gptmbr.bin"),
 )
 INSTALLER_DIR = Path("boot") / "installer"
+# Each architecture's installer beside the others in the boot root (GRUB picks by its $grub_cpu:
+# protocols/bootscript.render_grub).
+INSTALLER_DIRS: dict[str, Path] = {"amd64": INSTALLER_DIR, "arm64": Path("boot") / "installer-arm64"}
+# Modules of MODULES Debian's arm64 kernel does not have (Intel's USB 1.1 host controller is x86 only).
+_NOT_ON_ARM64 = ("uhci_hcd",)
+ARM64_MODULES: tuple[str, ...] = tuple(m for m in MODULES if m not in _NOT_ON_ARM64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +124,30 @@ def installer_spec(kernel: bootenv.Kernel) -> bootenv.InitrdSpec:
                               kernel=kernel, files=files)
 
 
-def cached_kernel_package(cache_dir: Path) -> str | None:
-    """The newest kernel already unpacked in the cache (so a rebuild needs no network), if any."""
+def installer_spec_arm64(kernel: bootenv.Kernel, sysroot: Path) -> bootenv.InitrdSpec:
+    """The same installer for arm64: the same /init, runtime and module list (less x86-only modules), the
+    userland from Debian's arm64 packages unpacked in `sysroot` (arm64.fetch_userland)."""
+    files: dict[str, bytes | str | Path] = {"etc/udhcpc.sh": UDHCPC_SCRIPT, **runtime_files()}
+    return bootenv.InitrdSpec(init=INIT.read_text(), binaries=arm64.installer_binaries(sysroot),
+                              modules=ARM64_MODULES, kernel=kernel, files=files,
+                              busybox=sysroot / "bin" / "busybox", sysroot=sysroot, arch=arm64.ARCH,
+                              applet_lister=bootenv.BUSYBOX)
+
+
+def _is_arch(package: str, arch: str) -> bool:
+    try:
+        bootenv.kernel_package_arch(package, arch)
+    except bootenv.BootEnvError:
+        return False
+    return True
+
+
+def cached_kernel_package(cache_dir: Path, arch: str = "amd64") -> str | None:
+    """The newest kernel of `arch` already unpacked in the cache (so a rebuild needs no network), if any."""
     kernels = cache_dir / "kernels"
     if not kernels.is_dir():
         return None
-    names = [tree.name for tree in kernels.iterdir() if (tree / ".complete").exists()]
+    names = [tree.name for tree in kernels.iterdir() if (tree / ".complete").exists() and _is_arch(tree.name, arch)]
     return max(names, key=bootenv._natural_key) if names else None
 
 
@@ -145,16 +170,28 @@ def _install_file(source: Path, dest: Path) -> bool:
 
 
 def install_bootenv(state_dir: Path, cache_dir: Path = bootenv.DEFAULT_CACHE_DIR,
-                    kernel_package: str | None = None) -> BootEnv:
-    """Build (or reuse) the installer and install it as <state_dir>/boot/installer/{vmlinuz,initrd.img}."""
-    package = kernel_package or cached_kernel_package(cache_dir)
-    kernel = bootenv.fetch_kernel(cache_dir, package)
-    initrd = bootenv.build_initrd(installer_spec(kernel), cache_dir)
-    target = state_dir / INSTALLER_DIR
-    changed = _install_file(kernel.vmlinuz, target / "vmlinuz")
+                    kernel_package: str | None = None, arch: str = "amd64") -> BootEnv:
+    """Build (or reuse) the installer and install it as <state_dir>/boot/installer/{vmlinuz,initrd.img}
+    (arm64: boot/installer-arm64/, and the network loader grubaa64.efi, shimaa64.efi into boot/)."""
+    if arch not in INSTALLER_DIRS:
+        raise bootenv.BootEnvError(f"no boot environment for {arch!r} (one of {', '.join(INSTALLER_DIRS)})")
+    if kernel_package is not None:
+        bootenv.kernel_package_arch(kernel_package, arch)  # a -cloud or another architecture's: refused, why
+    package = kernel_package or cached_kernel_package(cache_dir, arch)
+    kernel = bootenv.fetch_kernel(cache_dir, package, arch)
+    changed = False
+    if arch == "amd64":
+        spec = installer_spec(kernel)
+    else:
+        spec = installer_spec_arm64(kernel, arm64.fetch_userland(cache_dir).root)
+        for name, source in arm64.fetch_loaders(cache_dir).items():
+            changed = _install_file(source, state_dir / "boot" / name) or changed
+    initrd = bootenv.build_initrd(spec, cache_dir)
+    target = state_dir / INSTALLER_DIRS[arch]
+    changed = _install_file(kernel.vmlinuz, target / "vmlinuz") or changed
     changed = _install_file(initrd, target / "initrd.img") or changed
     env = BootEnv(target / "vmlinuz", target / "initrd.img", kernel.package, initrd.stem, changed)
     manifest = {"kernel_package": kernel.package, "release": kernel.release, "initrd": initrd.name,
-                "modules": list(MODULES)}
+                "modules": list(spec.modules), "arch": arch}
     (target / "installer.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return env

@@ -26,8 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where kernels and initrds are cached (default: $IMAGESERVER_CACHE_DIR or "
                         "/var/cache/imageserver)")
     p.add_argument("--kernel-package", default=None,
-                   help="Debian kernel package, e.g. linux-image-6.1.0-28-amd64 (default: the newest one already "
+                   help="kernel package, e.g. linux-image-6.1.0-28-amd64 or -arm64 (Ubuntu's -generic too; -cloud is "
+                        "refused: no drivers for real hardware) (default: the newest one of --arch already "
                         "cached, else the newest apt knows)")
+    p.add_argument("--arch", choices=bootenv.ARCHES, default="amd64",
+                   help="the machines' architecture: amd64, or arm64 (built here from Debian's arm64 packages "
+                        "into <state_dir>/boot/installer-arm64/, with the network GRUB and shim for arm64 UEFI)")
     p.add_argument("--state-dir", type=Path, default=None, help="install into this state directory "
                                                                   "instead of the configured one")
     p.set_defaults(func=run)
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = args.cache_dir or Path(os.environ.get("IMAGESERVER_CACHE_DIR", str(bootenv.DEFAULT_CACHE_DIR)))
     started = time.monotonic()
     try:
-        env = install_bootenv(state_dir, cache_dir, args.kernel_package)
+        env = install_bootenv(state_dir, cache_dir, args.kernel_package, args.arch)
     except bootenv.BootEnvError as e:
         return fail(f"mkbootenv: {e}")
     if args.json:

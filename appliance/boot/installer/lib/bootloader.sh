@@ -123,31 +123,47 @@ overlay_initramfs() {
     } >>"$1"
 }
 
+# firmware -- "uefi" or "bios": how this machine booted the installer.
+firmware() { if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi; }
+
+# efi_names -- this machine's EFI names (the installer runs on the machine it installs): GRUB's target,
+# the suffix of Debian's signed shim and GRUB (shim$EFI_SUFFIX.efi.signed, $EFI_TARGET-signed/
+# grub$EFI_SUFFIX.efi.signed) and the removable-media loader the firmware starts without NVRAM entries.
+efi_names() {
+    case $(uname -m) in
+        aarch64) EFI_TARGET=arm64-efi EFI_SUFFIX=aa64 EFI_REMOVABLE=BOOTAA64.EFI ;;
+        *) EFI_TARGET=x86_64-efi EFI_SUFFIX=x64 EFI_REMOVABLE=BOOTX64.EFI ;;
+    esac
+}
+
 install_bootloader() {
     if [ "${SKIP_BOOTLOADER:-0}" = 1 ]; then
         stage bootloader "skipped (SKIP_BOOTLOADER=1)"
         return 0
     fi
-    if [ -d /sys/firmware/efi ]; then fw=uefi; else fw=bios; fi
+    fw=$(firmware)
     if [ -x "$TARGET/usr/sbin/grub-install" ]; then
         if [ "$fw" = uefi ]; then
             [ -n "$ESP_MOUNT" ] || die "UEFI firmware, but the image's fstab has no EFI system partition"
             # --- Secure Boot (issue 13): an image with Debian's signed shim and GRUB gets them on the ESP
-            # the removable-media way (EFI/BOOT/BOOTX64.EFI = shim, grubx64.efi beside it), which boots
-            # with Secure Boot on or off; other images get GRUB alone, as before.
+            # the removable-media way (EFI/BOOT/BOOTX64.EFI = shim, grubx64.efi beside it; on arm64
+            # BOOTAA64.EFI and grubaa64.efi), which boots with Secure Boot on or off; other images get GRUB
+            # alone, as before.
+            efi_names
             sb=''
-            if [ -f "$TARGET/usr/lib/shim/shimx64.efi.signed" ] &&
-                [ -f "$TARGET/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ]; then
+            if [ -f "$TARGET/usr/lib/shim/shim$EFI_SUFFIX.efi.signed" ] &&
+                [ -f "$TARGET/usr/lib/grub/$EFI_TARGET-signed/grub$EFI_SUFFIX.efi.signed" ]; then
                 sb=--uefi-secure-boot
             fi
             stage bootloader "grub for UEFI in $ESP_MOUNT${sb:+ (signed shim + grub: Secure Boot)}"
-            # --removable: EFI/BOOT/BOOTX64.EFI boots without NVRAM entries (new machines, VMs).
+            # --removable: EFI/BOOT/$EFI_REMOVABLE boots without NVRAM entries (new machines, VMs).
             # shellcheck disable=SC2086  # $sb is one option or none
-            chroot "$TARGET" grub-install --target=x86_64-efi --efi-directory="$ESP_MOUNT" --removable \
+            chroot "$TARGET" grub-install --target="$EFI_TARGET" --efi-directory="$ESP_MOUNT" --removable \
                 --no-nvram $sb || die "grub-install (UEFI) failed"
-            if [ -n "$sb" ] && ! { cmp -s "$TARGET/usr/lib/shim/shimx64.efi.signed" \
-                "$TARGET$ESP_MOUNT/EFI/BOOT/BOOTX64.EFI" && [ -f "$TARGET$ESP_MOUNT/EFI/BOOT/grubx64.efi" ]; }; then
-                die "grub-install --uefi-secure-boot did not put shim at EFI/BOOT/BOOTX64.EFI with grubx64.efi"
+            if [ -n "$sb" ] && ! { cmp -s "$TARGET/usr/lib/shim/shim$EFI_SUFFIX.efi.signed" \
+                "$TARGET$ESP_MOUNT/EFI/BOOT/$EFI_REMOVABLE" &&
+                [ -f "$TARGET$ESP_MOUNT/EFI/BOOT/grub$EFI_SUFFIX.efi" ]; }; then
+                die "grub-install --uefi-secure-boot did not put shim at EFI/BOOT/$EFI_REMOVABLE with grub$EFI_SUFFIX.efi"
             fi
             # --- end Secure Boot
         else
