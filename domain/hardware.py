@@ -9,14 +9,14 @@ the inventory is stored per MAC and the answer is the disk the host's root-devic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from domain.errors import Forbidden, Invalid, NotFound, valid_names
 from domain.installs import InstallSettings, from_own_address, reporting_host
 from domain.inventory import Inventory, InventoryView
 from domain.rootdevice import RootDeviceHints, choose, hints_for, parse_hints
 from domain.sources import Sources
-from domain.views import doc, view_json
+from domain.views import doc
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import inventories, root_hints
@@ -41,9 +41,6 @@ class RootDeviceAnswer:
     hints_from: str | None = field(metadata=doc("host or image: whose hints they are"))
     failure: str | None = field(metadata=doc(
         "why no disk was chosen: the install fails with this reason (it names the candidate disks)"))
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
 
 
 def inventory_host(src: Sources, settings: InstallSettings, mac_text: str, peer: str | None, bearer: str | None,

@@ -25,7 +25,7 @@ from domain.profiles import Sourced, value_sources
 from domain.responses import BootDecision
 from domain.rootdevice import hints_for
 from domain.sources import Sources
-from domain.views import doc, view_json
+from domain.views import doc
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import credentials, installs, transports
@@ -145,9 +145,6 @@ class HostView(hostadmin.HostRecord):
         "its machine's hardware inventory (one host's view only; none before its installer posted one)",
         omit_none=True))
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class RootDeviceInUse:
@@ -164,10 +161,6 @@ class HostPage:
     offset: int
     limit: int
     next_offset: int | None  # the next page's offset; None on the last page
-
-    def as_json(self) -> dict[str, Any]:
-        return {"hosts": [h.as_json() for h in self.hosts], "total": self.total, "offset": self.offset,
-                "limit": self.limit, "next_offset": self.next_offset}
 
 
 def _bindings(src: Sources, macs: list[str], now: float) -> dict[str, Binding]:

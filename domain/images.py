@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from domain.errors import Conflict, NotFound
-from domain.views import doc, view_json
+from domain.views import doc
 from state.db import Connection
 from state.images import ImageVersion, hosts_using, list_versions
 from state.transports import DEFAULT, TRANSPORTS, image_transport
@@ -39,9 +39,6 @@ class ImageView:
 @dataclass(frozen=True, slots=True)
 class ImageList:
     images: list[ImageView]
-
-    def as_json(self) -> dict[str, object]:
-        return view_json(self)
 
 
 def catalog(conn: Connection) -> ImageList:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
 
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
 from domain.host_errors import HostError
@@ -19,7 +18,7 @@ from domain.requests import InstallEvent
 from domain.rootdevice import hints_for
 from domain.settings import SubnetConfig
 from domain.sources import Sources
-from domain.views import doc, view_json
+from domain.views import doc
 from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
@@ -227,9 +226,6 @@ class ReportRecorded:
     state: str = field(metadata=doc("the host's state after the report"))
     reservation: str | None = field(default=None, metadata=doc(
         "with done: what became of the machine's address (reserved ..., or why not)", omit_none=True))
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
 
 
 def installed_reservation(src: Sources, settings: InstallSettings, host: Host,

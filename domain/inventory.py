@@ -10,11 +10,11 @@ sends that are not declared here are ignored (a newer installer, an older server
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
-from domain.views import doc, view_json
+from domain.views import doc
 from state.discovery import Hardware
 
 Text = Annotated[str, msgspec.Meta(max_length=256)]
@@ -90,9 +90,6 @@ class Inventory:
     @classmethod
     def from_json(cls, text: str | bytes) -> Inventory:
         return msgspec.json.decode(text, type=cls)
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
 
     def summary(self) -> str:
         """One line: `QEMU Standard PC, 2 x x86_64 QEMU Virtual CPU, 512 MiB, 2 disks, 1 NIC, bios`."""

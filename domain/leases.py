@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 from typing import Protocol
 
 from domain.errors import Conflict, Invalid, NotFound
-from domain.views import doc, view_json
+from domain.views import doc
 from state.lease_rows import Lease, Reservation
 from state.lease_validators import LeaseError, normalize_mac, valid_hostname
 
@@ -55,9 +55,6 @@ class LeaseList:
     now: float
     leases: list[LeaseView]
 
-    def as_json(self) -> dict[str, object]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class ReservationList:
@@ -65,18 +62,12 @@ class ReservationList:
 
     reservations: list[ReservationView]
 
-    def as_json(self) -> dict[str, object]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class OneReservation:
     """POST /api/v1/reservations (made) and DELETE /api/v1/reservations/{mac} (removed)."""
 
     reservation: ReservationView
-
-    def as_json(self) -> dict[str, object]:
-        return view_json(self)
 
 
 def lease_list(leases: list[Lease], now: float) -> LeaseList:

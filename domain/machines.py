@@ -53,9 +53,6 @@ class MachineView:
         return cls(**sighting, host=host.name if host else None, host_state=host.state if host else None,
                    boot=boot, inventory=inventory)
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class MachinePage:
@@ -64,9 +61,6 @@ class MachinePage:
     offset: int
     limit: int
     next_offset: int | None = field(metadata=doc("offset of the next page; null on the last"))
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
 
 
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from domain.sources import Sources
-from domain.views import view_json
 from state.hosts import HOST_STATES, host_state_counts
 from state.installstats import InstallTally
 from state.lease_pools import SubnetLike
@@ -23,19 +22,12 @@ class PoolUsage:
     reserved: int  # reservations inside the subnet (outside the pool by design)
     quarantined: int = 0  # pool addresses kept out of offers now (DECLINEd or answering a conflict probe)
 
-    def as_json(self) -> dict[str, object]:
-        return {"subnet": self.subnet, "size": self.size, "active": self.active, "reserved": self.reserved,
-                "quarantined": self.quarantined}
-
 
 @dataclass(frozen=True, slots=True)
 class PoolList:
     """GET /api/v1/pools: one entry per configured pool."""
 
     pools: list[PoolUsage]
-
-    def as_json(self) -> dict[str, object]:
-        return view_json(self)
 
 
 @dataclass(frozen=True, slots=True)

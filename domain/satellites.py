@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from domain.errors import Conflict, NotFound, valid_names
-from domain.views import doc, view_json
+from domain.views import doc
 from protocols.names import satellite_name
 from state import satellites
 from state.db import Connection
@@ -91,9 +90,6 @@ class SatelliteConfig:
     hosts_complete: bool = field(default=True, metadata=doc(
         "hosts lists every host (not cut at the cap): a satellite removes the mirrored hosts it leaves out"))
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 def satellite_config(reader: Connection, name: str, max_hosts: int, rsync_port: int) -> SatelliteConfig:
     hosts = [MirroredHost(**h) for h in satellites.mirrored_hosts(reader, max_hosts)]
@@ -111,22 +107,13 @@ class ReportsReceipt:
     applied: int
     dropped: int = field(metadata=doc("reports for hosts the primary does not know"))
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class SatelliteAdded:
     name: str
     token: str = field(metadata=doc("shown in this answer only (the primary keeps its hash)"))
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class SatelliteRemoved:
     removed: str
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.views import doc, view_json
+from domain.views import doc
 from state.satellites import Satellite
 
 _SERVICE = {"$ref": "#/components/schemas/Service"}
@@ -59,9 +59,6 @@ class Transports:
     available: list[str] = field(metadata=doc("the install transports this imageserver can serve"))
     bittorrent: BittorrentStatus | None = field(default=None, metadata=doc(omit_none=True))
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class Status:
@@ -77,6 +74,3 @@ class Status:
     transports: Transports | None = field(default=None, metadata=doc(
         "install transports: those this imageserver can serve, and the BitTorrent side's seeders and swarm sizes",
         omit_none=True))
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)

@@ -4,9 +4,8 @@ syncs to, a recorded report, and what a reinstall from the host's own disk needs
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from domain.views import doc, view_json
+from domain.views import doc
 from state.updates import UpdateTarget
 
 
@@ -29,9 +28,6 @@ class UpdateTargetView:
     def of(cls, target: UpdateTarget, rsync_port: int, rsync_host: str | None) -> UpdateTargetView:
         return cls(**target.as_dict(), rsync_port=rsync_port, rsync_host=rsync_host or None)
 
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
-
 
 @dataclass(frozen=True, slots=True)
 class UpdateRecorded:
@@ -42,9 +38,6 @@ class UpdateRecorded:
     image: str | None
     version: int | None
     running_version: int | None = field(metadata=doc("the version the host runs now (set by done)"))
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +51,3 @@ class Reinstall:
     initrd: str
     cmdline: str | None = field(default=None, metadata=doc(
         "the installer's arguments, new token included (absent for a host without a MAC)", omit_none=True))
-
-    def as_json(self) -> dict[str, Any]:
-        return view_json(self)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from domain.responses import ReloadRequested
 from domain.status import Status
+from domain.views import view_json
 from services.auth import Auth, may_read
 from services.openapi import document
 from services.routes import MOUNTED, Call, Route, ok
@@ -30,7 +31,7 @@ async def status(call: Call[None]) -> web.Response:
         transports = ctx.live.torrents.status()
         if ctx.live.multicast is not None:
             transports = replace(transports, available=[*transports.available, "multicast"])
-        out["transports"] = transports.as_json()
+        out["transports"] = view_json(transports)
     return web.json_response(out, headers={"Cache-Control": "no-store"})
 
 

@@ -27,6 +27,7 @@ from appliance.daemon.sdnotify import Notifier
 from appliance.daemon.wiring import build_services, reconfigure_services
 from appliance.token import ensure_token
 from domain.status import SatelliteView, Status, StoreHealth
+from domain.views import view_json
 from services.base import Service, ServiceError
 from services.dhcp import DhcpServer
 from services.ratelimit import LimitedLog
@@ -59,7 +60,7 @@ class Daemon:
         """The status document (domain.status.Status; /api/v1/status adds the transports)."""
         rt = self.runtime
         now = time.time()
-        return Status(
+        return view_json(Status(
             version=VERSION,
             started=rt.started_at if rt else None,
             uptime=round(now - rt.started_at, 3) if rt else 0.0,
@@ -72,7 +73,7 @@ class Daemon:
             # Whether leases can be committed now (false: state dir full or failing; new leases are refused).
             store=StoreHealth(ok=not rt.store.journal.failing, commits=rt.store.journal.commits,
                               last_error=rt.store.journal.last_error) if rt else None,
-        ).as_json()
+        ))
 
     async def run(self) -> int:
         try:

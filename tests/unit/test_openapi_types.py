@@ -21,6 +21,7 @@ from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteRemoved, 
 from domain.sources import Sources
 from domain.status import BittorrentStatus, SatelliteView, Seeder, Status, StoreHealth, Transports
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
+from domain.views import view_json
 from services.openapi import document
 from state import installs, satellites
 from state.boot import BootPolicy
@@ -74,8 +75,8 @@ def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) ->
         req = hosts.AddHost.from_json({"name": name, "mac": mac, "image": "demo", "ip": str(ip) if ip else None})
         conforms({k: v for k, v in req.as_json().items() if v is not None}, "AddHost")
         hosts.add_host_op(src, req, now)(conn)
-    conforms(hosts.list_hosts(src, Page(1), now).as_json(), "HostPage")
-    conforms(hosts.show_host(src, "n1", now).as_json(), "HostView")
+    conforms(view_json(hosts.list_hosts(src, Page(1), now)), "HostPage")
+    conforms(view_json(hosts.show_host(src, "n1", now)), "HostView")
     # A host with a timeline (copy progress, a failure), a lease binding and a boot decision: every nested view.
     installs.report_op("n2", "52:54:00:00:00:02", now, "installer", None)(conn)
     installs.report_op("n2", "52:54:00:00:00:02", now + 1, "rsync", installs.event_detail("copy", 10, 20))(conn)
@@ -86,7 +87,7 @@ def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) ->
     offered = leases.offer("52:54:00:00:00:02", pool, None, now)
     leases.commit("52:54:00:00:00:02", offered, pool, now, None, "n2")
     for live in (Sources(conn, leases=leases, boot_policy=BootPolicy()), Sources(conn)):
-        view = hosts.show_host(live, "n2", now + 3).as_json()
+        view = view_json(hosts.show_host(live, "n2", now + 3))
         conforms(view, "HostView")
         assert view["progress"]["failure"] == {"stage": "rsync", "reason": "no space left"}, view["progress"]
         assert view["binding"]["kind"] == "lease" and [e["stage"] for e in view["timeline"]] == [
@@ -94,21 +95,21 @@ def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) ->
         assert ("boot" in view) == (live.boot_policy is not None)
     for event in view["timeline"]:
         conforms(event, "TimelineEvent")
-    conforms(PoolUsage("10.0.0.0/24", 100, 3, 1, 0).as_json(), "PoolUsage")
-    conforms(PoolList([PoolUsage("10.0.0.0/24", 100, 3, 1, 0)]).as_json(), "PoolList")
+    conforms(view_json(PoolUsage("10.0.0.0/24", 100, 3, 1, 0)), "PoolUsage")
+    conforms(view_json(PoolList([PoolUsage("10.0.0.0/24", 100, 3, 1, 0)])), "PoolList")
 
 
 def test_lease_and_reservation_views_render_what_the_schema_declares() -> None:
     now = 1000.0
     leases = [Lease("52:54:00:00:00:01", IPv4Address("10.0.0.5"), "10.0.0.0/24", now - 10, now + 50, b"\x01ab", "n1"),
               Lease("52:54:00:00:00:02", IPv4Address("10.0.0.6"), "10.0.0.0/24", now - 99, now - 1)]
-    out = lease_list(leases, now).as_json()
+    out = view_json(lease_list(leases, now))
     conforms(out, "LeaseList")
     assert out["leases"][0] == leases[0].as_dict(now)  # the CLI's rendering and the API's are one
     res = Reservation("52:54:00:00:00:03", IPv4Address("10.0.0.30"), None, "manual", now)
-    conforms(reservation_list([res]).as_json(), "ReservationList")
-    conforms(OneReservation(ReservationView.of(res)).as_json(), "OneReservation")
-    assert OneReservation(ReservationView.of(res)).as_json() == {"reservation": res.as_dict()}
+    conforms(view_json(reservation_list([res])), "ReservationList")
+    conforms(view_json(OneReservation(ReservationView.of(res))), "OneReservation")
+    assert view_json(OneReservation(ReservationView.of(res))) == {"reservation": res.as_dict()}
 
 
 def test_machine_views_render_what_the_schema_declares(tmp_path: Path) -> None:
@@ -117,12 +118,12 @@ def test_machine_views_render_what_the_schema_declares(tmp_path: Path) -> None:
     req = hosts.AddHost.from_json({"name": "n1", "mac": "52:54:00:00:00:01", "image": "demo"})
     hosts.add_host_op(Sources(conn), req, now)(conn)
     for src in (Sources(conn), Sources(conn, boot_policy=BootPolicy())):
-        one = machines.show_machine(src, "52:54:00:00:00:01").as_json()  # a host that has not booted yet
+        one = view_json(machines.show_machine(src, "52:54:00:00:00:01"))  # a host that has not booted yet
         conforms(one, "MachineView")
         assert one["first_seen"] is None and ("boot" in one) == (src.boot_policy is not None)
-        conforms(machines.list_machines(src, Page(10)).as_json(), "MachinePage")
-    assert isinstance(machines.show_machine(Sources(conn, boot_policy=BootPolicy()), "52:54:00:00:00:01")
-                      .as_json()["boot"], dict)
+        conforms(view_json(machines.list_machines(src, Page(10))), "MachinePage")
+    assert isinstance(view_json(machines.show_machine(Sources(conn, boot_policy=BootPolicy()), "52:54:00:00:00:01"))
+                      ["boot"], dict)
 
 
 def test_image_catalog_renders_what_the_schema_declares(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_image_catalog_renders_what_the_schema_declares(tmp_path: Path) -> None:
     for version in (1, 2):
         insert_version(conn, ImageVersion("demo", version, f"/srv/images/demo/v{version}", 1000.0 + version,
                                           files=3 if version == 2 else None))
-    out = catalog(conn).as_json()
+    out = view_json(catalog(conn))
     conforms(out, "ImageList")
     assert [(i["version"], i["newest"]) for i in out["images"]] == [(1, False), (2, True)]
 
@@ -140,10 +141,10 @@ def test_status_document_renders_what_the_schema_declares() -> None:
     transports = Transports(["rsync", "bittorrent"], BittorrentStatus({"web_v1": Seeder(4242, 6881, True)},
                                                                       {"web_v1": 2}))
     for store, extra in ((StoreHealth(True, 5, None), transports), (None, None)):
-        doc = Status(version="1", started=None, uptime=0.0, config=None, state_dir="/var/lib/imageserver",
-                     services={"http": {"state": "running", "listen": [], "error": None, "counters": {}}},
-                     counts={"hosts": 1}, satellites=[SatelliteView.of(sat, 2000.0)], store=store,
-                     transports=extra).as_json()
+        doc = view_json(Status(version="1", started=None, uptime=0.0, config=None, state_dir="/var/lib/imageserver",
+                               services={"http": {"state": "running", "listen": [], "error": None, "counters": {}}},
+                               counts={"hosts": 1}, satellites=[SatelliteView.of(sat, 2000.0)], store=store,
+                               transports=extra))
         conforms(doc, "Status")
         assert ("transports" in doc) == (extra is not None)
     assert doc["satellites"][0] == sat.as_dict(2000.0)
@@ -151,14 +152,14 @@ def test_status_document_renders_what_the_schema_declares() -> None:
 
 def test_update_views_render_what_the_schema_declares() -> None:
     found = UpdateTarget("n1", "web", 2, True)
-    plain = UpdateTargetView.of(found, 873, None).as_json()
+    plain = view_json(UpdateTargetView.of(found, 873, None))
     conforms(plain, "UpdateTargetView")
     assert plain == {**found.as_dict(), "rsync_port": 873}  # no rsync_host/user/password keys when unset
     granted = replace(UpdateTargetView.of(found, 873, "10.0.0.1"), rsync_user="n1", rsync_password="pw")
-    conforms(granted.as_json(), "UpdateTargetView")
-    conforms(UpdateRecorded("n1", "done", "web", 2, 2).as_json(), "UpdateRecorded")
-    conforms(Reinstall("n1", "assigned", None, "http://a/k", "http://a/i").as_json(), "Reinstall")
-    assert "cmdline" not in Reinstall("n1", "assigned", None, "http://a/k", "http://a/i").as_json()
+    conforms(view_json(granted), "UpdateTargetView")
+    conforms(view_json(UpdateRecorded("n1", "done", "web", 2, 2)), "UpdateRecorded")
+    conforms(view_json(Reinstall("n1", "assigned", None, "http://a/k", "http://a/i")), "Reinstall")
+    assert "cmdline" not in view_json(Reinstall("n1", "assigned", None, "http://a/k", "http://a/i"))
 
 
 def test_satellite_views_render_what_the_schema_declares(tmp_path: Path) -> None:
@@ -168,9 +169,9 @@ def test_satellite_views_render_what_the_schema_declares(tmp_path: Path) -> None
     hosts.add_host_op(Sources(conn), hosts.AddHost.from_json({"name": "n1", "mac": "52:54:00:00:00:01",
                                                               "image": "web", "ip": "10.0.0.5"}), 1000.0)(conn)
     hosts.add_host_op(Sources(conn), hosts.AddHost.from_json({"name": "n2", "mac": "52:54:00:00:00:02"}), 1000.0)(conn)
-    out = satellite_config(conn, "rack2", 10, 873).as_json()
+    out = view_json(satellite_config(conn, "rack2", 10, 873))
     conforms(out, "SatelliteConfig")
     assert [h["name"] for h in out["hosts"]] == ["n1", "n2"] and out["images"][0]["tree"] == "web/v1"
-    conforms(ReportsReceipt(3, 2, 1).as_json(), "ReportsReceipt")
-    conforms(SatelliteAdded("rack2", "tok").as_json(), "SatelliteAdded")
-    conforms(SatelliteRemoved("rack2").as_json(), "SatelliteRemoved")
+    conforms(view_json(ReportsReceipt(3, 2, 1)), "ReportsReceipt")
+    conforms(view_json(SatelliteAdded("rack2", "tok")), "SatelliteAdded")
+    conforms(view_json(SatelliteRemoved("rack2")), "SatelliteRemoved")

@@ -10,6 +10,7 @@ import pytest
 
 from domain import satellites as satellite_cases
 from domain.errors import Conflict, Invalid, NotFound
+from domain.views import view_json
 from protocols.names import InvalidName
 from state import installs, mirror, outbox, satellites
 from state.db import connect
@@ -180,4 +181,4 @@ def test_the_primary_says_whether_its_host_list_is_whole(conn) -> None:
         installs.add_host_op(f"node{i}", f"52:54:00:00:01:0{i}", "web", None, 5.0)(conn)
     assert satellite_config(conn, "rack2", 3, 873).hosts_complete
     cut = satellite_config(conn, "rack2", 2, 873)
-    assert len(cut.hosts) == 2 and not cut.hosts_complete and cut.as_json()["hosts_complete"] is False
+    assert len(cut.hosts) == 2 and not cut.hosts_complete and view_json(cut)["hosts_complete"] is False

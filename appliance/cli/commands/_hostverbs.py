@@ -327,9 +327,9 @@ def get_or_offline(cfg: Any, api: Any, path: str) -> Any:
         name = path.removeprefix("/api/v1/hosts").strip("/")
         if name:
             try:
-                return hosts.show_host(src, name, now).as_json()
+                return view_json(hosts.show_host(src, name, now))
             except NotFound as e:
                 raise ApiError(404, str(e)) from None
-        return {"hosts": [h.as_json() for h in hosts.all_hosts(src, now)]}
+        return {"hosts": [view_json(h) for h in hosts.all_hosts(src, now)]}
     finally:
         conn.close()

@@ -34,6 +34,7 @@ from domain import hosts
 from domain.errors import DomainError
 from domain.hosts import AddHost
 from domain.sources import Sources
+from domain.views import view_json
 from state.lease_rows import offline_transaction
 from state.store import open_offline
 from state.transports import TRANSPORTS
@@ -191,4 +192,4 @@ def _add_offline(cfg: Any, req: AddHost, reason: str) -> dict[str, Any]:
             view = hosts.show_host(src, req.name, now, with_timeline=False)
         finally:
             conn.close()
-    return {**view.as_json(), "offline": True}
+    return {**view_json(view), "offline": True}

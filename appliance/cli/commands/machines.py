@@ -20,6 +20,7 @@ from appliance.cli.inventoryview import inventory_lines
 from domain import hostadmin
 from domain.machines import show_machine
 from domain.sources import Sources
+from domain.views import view_json
 from state.hosts import hosts_by_mac
 from state.sightings import stored_machines
 from state.store import open_offline
@@ -97,7 +98,7 @@ def _show(cfg: Any, args: argparse.Namespace) -> int:
     if not answered:
         conn = open_offline(cfg.state_dir)
         try:
-            machine = show_machine(Sources(conn), args.mac).as_json()  # a refusal escapes: exitcodes.py
+            machine = view_json(show_machine(Sources(conn), args.mac))  # a refusal escapes: exitcodes.py
         finally:
             conn.close()
     assert machine is not None
