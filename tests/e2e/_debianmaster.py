@@ -139,6 +139,7 @@ BTRFS_TRIXIE = Recipe("trixie", (*TRIXIE.packages, "btrfs-progs"), 1, dhcp_clien
                       persistent_journal=True, root_fs="btrfs")
 BTRFS_SUBVOLUMES = {"/": "@", "/home": "@home"}
 BTRFS_OPTIONS = "compress=zstd:1,noatime"
+HOME_FILE = "home/admin/.profile"
 # A RHEL-shaped master from Debian 13's packages: UEFI (GPT, ESP, xfs root, swap), grub-efi, a host-only
 # dracut initramfs, NetworkManager with a keyfile, resume=UUID= on the kernel command line in
 # /etc/default/grub and in a BLS entry, a persistent journal; no ifupdown and no DHCP client of its own.
@@ -431,6 +432,9 @@ def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Reci
         fstab = root_line.sub("\n".join(rf"\1 {mp} btrfs {BTRFS_OPTIONS},subvol={sv} 0 0"
                                         for mp, sv in BTRFS_SUBVOLUMES.items()), fstab)
     (root / "etc/fstab").write_text(fstab)
+    if recipe.root_fs == "btrfs":  # something in /home: the clone must have it in @home, not in @
+        (root / "home/admin").mkdir(parents=True, exist_ok=True)
+        (root / HOME_FILE).write_text("# the master's admin\n")
     return DebianMaster(root=root, disk=disk, machine_id=MASTER_MACHINE_ID,
                         ssh_fingerprints=ssh_fingerprints(root))
 
