@@ -486,13 +486,15 @@ def btrfs_stand_in(bin_dir: Path, subvolumes: tuple[str, ...] = BTRFS_RECORDED, 
     """A `btrfs` command first on prepareclient's PATH that answers as btrfs-progs does on a master whose root
     filesystem holds `subvolumes` (the test master's root is a directory, on no btrfs)."""
     ids = {name: 256 + n for n, name in enumerate(subvolumes)}
-    listing = "".join(f"ID {i} gen 42 top level 5 path {name}\\n" for name, i in ids.items())
+    # -a: the top level's children as <FS_TREE>/NAME, nested ones by their whole path
+    listing = "".join(f"ID {i} gen 42 top level {ids.get(name.rpartition('/')[0], 5)} path "
+                      f"{name if '/' in name else '<FS_TREE>/' + name}\\n" for name, i in ids.items())
     shown = f"ID {ids[default]} gen 42 top level 5 path {default}" if default else "ID 5 (FS_TREE)"
     bin_dir.mkdir(parents=True, exist_ok=True)
     tool = bin_dir / "btrfs"
     tool.write_text("#!/bin/sh\n# stand-in: what btrfs-progs prints on the btrfs master (tests/e2e/_debianmaster.py)\n"
                     'case "$1 $2" in\n'
-                    f"'subvolume list') printf '{listing}' ;;\n"
+                    f"'subvolume list') [ \"$3\" = -a ] && printf '{listing}' ;;\n"
                     f"'subvolume get-default') echo '{shown}' ;;\n"
                     '*) echo "btrfs stand-in: unexpected arguments: $*" >&2; exit 2 ;;\nesac\n')
     tool.chmod(0o755)
