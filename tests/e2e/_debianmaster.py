@@ -144,7 +144,7 @@ HOME_FILE = "home/admin/.profile"
 # dracut initramfs, NetworkManager with a keyfile, resume=UUID= on the kernel command line in
 # /etc/default/grub and in a BLS entry, a persistent journal; no ifupdown and no DHCP client of its own.
 RHEL_SHAPED = Recipe("trixie", ("systemd-sysv", "udev", "kmod", "grub2-common", "openssh-server", "fdisk", "rsync",
-                                "iproute2", "xfsprogs"), 1,
+                                "iproute2", "xfsprogs"), 2,
                      dhcp_client="networkmanager", persistent_journal=True, initramfs="dracut",
                      network="networkmanager", root_fs="xfs",
                      apt_packages=("linux-image-amd64", "dracut", "grub-efi-amd64", "network-manager"))
@@ -233,6 +233,9 @@ def _bound_system(root: Path) -> Iterator[None]:
         for fs in ("proc", "sys", "dev"):
             _run(["mount", "--bind", f"/{fs}", str(root / fs)])
             mounts.append(root / fs)
+        # dracut turns host-only mode off unless /run is a mount too (a tree of its own, not the host's)
+        _run(["mount", "-t", "tmpfs", "tmpfs", str(root / "run")])
+        mounts.append(root / "run")
         yield
     finally:
         for m in reversed(mounts):

@@ -80,13 +80,17 @@ make_swapfile() {
     mkswap "$TARGET$1" >/dev/null
 }
 
-# /dev, /proc and /sys inside the new system, for the boot loader and hooks run there.
+# /dev, /proc and /sys inside the new system, for the boot loader and hooks run there; and an empty /run
+# (a tmpfs of its own: dracut turns host-only mode off, building a generic initramfs, when /run is no mount).
 bind_system() {
     for fs in dev proc sys; do
         mkdir -p "$TARGET/$fs"
         mount -o bind "/$fs" "$TARGET/$fs" || die "cannot bind /$fs into $TARGET"
         remember_mount "$TARGET/$fs"
     done
+    mkdir -p "$TARGET/run"
+    mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$TARGET/run" || die "cannot mount a tmpfs on $TARGET/run"
+    remember_mount "$TARGET/run"
 }
 
 # grub-mkconfig writes root=UUID=... only when /dev/disk/by-uuid/UUID exists, and the installer has
