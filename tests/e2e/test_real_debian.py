@@ -8,18 +8,12 @@ leases, DUIDs and secrets, NetworkManager's, networkd's, seeds, the journal); th
 this machine's swap, not the master's, and no master identity in the initramfs; ifupdown configured for
 the NIC's predictable name (found by its MAC), by DHCP, and the running system holding its reserved
 address. Debian 12 BIOS and UEFI, and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal).
-
-Two more masters are shaped as other families lay theirs out, both UEFI: Debian 13 on a btrfs root with
-subvolumes (@, @home, as Ubuntu and openSUSE: the clone's filesystem has the master's subvolumes, default
-subvolume and mount options, GRUB mounts the root with rootflags=subvol=@), and a RHEL-shaped master
-(xfs root, host-only dracut initramfs, NetworkManager keyfile, resume= on the kernel command line and in a
-BLS entry): its initramfs is rebuilt by the image's own dracut and holds the clone's machine-id and
-hostname (read with the image's lsinitrd), its command line names the clone's swap.
+The masters shaped as other distribution families lay theirs out (btrfs subvolumes, RHEL-shaped) are
+test_real_distros.py's, with the checks here (a file of their own: `make test` runs files side by side).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -303,32 +297,3 @@ def test_bios_debian13_master_on_xfs_with_dhcpcd_and_a_persistent_journal_boots_
     assert site.app is not None
     assert "xfs on $DEV0_1 for /" in (site.app.state_dir / "scripts/debian13.master").read_text()
 
-
-@pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
-def test_uefi_debian13_master_on_btrfs_subvolumes_boots_as_itself(site: DemoLab) -> None:
-    """Debian 13 (UEFI) on a btrfs root with subvolumes @ and @home mounted with compression (Ubuntu's
-    layout) and a recorded default subvolume and unmounted @snapshots (openSUSE's): the master's tree is a
-    directory, so prepareclient's btrfs answers come from a stand-in (dm.btrfs_stand_in)."""
-    master = dm.new_master(site.cache_dir, site.lab.tmp_path("btrfs").parent, "uefi", dm.BTRFS_TRIXIE)
-    assert " / btrfs " in (master.root / "etc/fstab").read_text()
-    bin_dir = site.lab.tmp_path("btrfs-bin")
-    dm.btrfs_stand_in(bin_dir)
-    capture(site, master, "debian13-btrfs", env={"PATH": f"{bin_dir}:{os.environ['PATH']}",
-                                                 "SYSTEMIMAGER_BTRFS": f"{master.disk}2={master.root}"})
-    install_and_boot(site, master, "debian13-btrfs", "node4", ("-bios", str(OVMF)), root_fstype="btrfs",
-                     recipe=dm.BTRFS_TRIXIE)
-    assert site.app is not None
-    script = (site.app.state_dir / "scripts/debian13-btrfs.master").read_text()
-    assert "make_subvolumes \"$DEV0_2\" '@' '@' '@home' '@snapshots'" in script
-
-
-@pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
-def test_uefi_rhel_shaped_master_with_dracut_and_networkmanager_boots_as_itself(site: DemoLab) -> None:
-    """GPT with an ESP, an xfs root and swap; grub-efi; a host-only dracut initramfs holding the master's
-    machine-id and hostname; a NetworkManager keyfile for the master's NIC; resume=UUID= of the master's
-    swap on the kernel command line (/etc/default/grub) and in a BLS entry."""
-    master = dm.new_master(site.cache_dir, site.lab.tmp_path("rhel").parent, "uefi", dm.RHEL_SHAPED)
-    assert f"resume=UUID={dm.MASTER_SWAP_UUID}" in (master.root / "etc/default/grub").read_text()
-    capture(site, master, "rhel-shaped")
-    install_and_boot(site, master, "rhel-shaped", "node5", ("-bios", str(OVMF)), root_fstype="xfs",
-                     recipe=dm.RHEL_SHAPED)
