@@ -281,6 +281,13 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w(f"SWAP_UUID={'$' + names.uuid(swaps[0]) if swaps else q('')}")
     w("FS_UUIDS=\"" + " ".join(f"${names.dev(p)}=${names.uuid(p)}" for p, _ in the_plan.filesystems) + "\"")
     w('RETIE_UUIDS="' + " ".join(f"{old}=${names.uuid(p)}" for p, old in _master_uuids(the_plan)) + '"')
+    # A kernel command line or BLS entry may name a partition by the master's PARTUUID: this machine's instead.
+    for place, _ in the_plan.filesystems:
+        if isinstance(place, Placement):
+            disk = layout.disks[place.disk]
+            if (old := disk.partuuid(place.partition)) and _UUID.fullmatch(old):
+                w(f'RETIE_UUIDS="$RETIE_UUIDS {old}=$(new_partuuid "$DISK{place.disk}" {place.partition.number} '
+                  f'{disk.label})"')
     w(f"STACKED={1 if the_plan.stack.arrays or the_plan.stack.vgs else 0}")
     w("bind_system")
     if the_plan.stack.arrays:

@@ -225,6 +225,7 @@ def check_dracut(root: Path, grub: str, master: dm.DebianMaster, initrd: Path, n
     for entry in entries:
         options = next(line for line in entry.read_text().splitlines() if line.startswith("options "))
         assert f"resume=UUID={swap.group(1)}" in options and dm.MASTER_SWAP_UUID not in options, options
+        assert "root=PARTUUID=" in options and dm.GPT_PARTUUIDS[1] not in options, options
     assert f"resume=UUID={swap.group(1)}" in grub and dm.MASTER_SWAP_UUID not in grub, grub[-1500:]
     image_initrd = master.root / "boot" / initrd.name
     # The master's host-only initramfs holds the master's identity (what the clone's must not).

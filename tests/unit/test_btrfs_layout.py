@@ -77,6 +77,9 @@ def test_one_filesystem_with_every_subvolume_parents_first_and_fstab_retied(tmp_
     # Both lines of the filesystem get its new UUID, their options as the master had them.
     assert body.count('"UUID=$UUID0_2"') == 2
     assert "'/home\tbtrfs\tcompress=zstd:1,noatime,subvol=/@home\t0\t0'" in body
+    # A command line naming the master's partitions by PARTUUID is retied to this machine's.
+    p2 = layout.disks[0].partuuid(layout.disks[0].partitions[1])
+    assert f'RETIE_UUIDS="$RETIE_UUIDS {p2}=$(new_partuuid "$DISK0" 2 gpt)"' in body
 
 
 def test_subvolumes_from_fstab_alone_and_what_cannot_be_made(tmp_path: Path) -> None:
