@@ -416,11 +416,13 @@ def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Reci
     its disk file, with a file of master state at every per-machine path the tree does not have already
     (plant_per_machine_state). firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
     cached = build(cache_dir, recipe)
-    root = work / f"debian-master-{recipe.suite}-{firmware}-root"
+    # Named by the recipe: two masters of one suite in one work directory (a module's tests) stay apart.
+    name = f"debian-master-{recipe.suite}-{cache_key(recipe)[:8]}-{firmware}"
+    root = work / f"{name}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
     reports_before_getty(root)
     plant_per_machine_state(root)
-    disk = work / f"debian-master-{recipe.suite}-{firmware}-disk.img"
+    disk = work / f"{name}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(DISK_MB << 20)
     _run(["sfdisk", "-q", str(disk)], input=GPT_TABLE if firmware == "uefi" else DISK_TABLE)
