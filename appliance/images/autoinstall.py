@@ -4,7 +4,8 @@ Made from an image version's saved disk layout (what prepareclient recorded) and
 /etc/fstab: partition the disks (sfdisk; GPT or MBR, partition numbers, types, starts and sizes as
 on the master, the last partition grown to fill the disk), make the md arrays and LVM volume groups
 and logical volumes the master's filesystems were on (mdadm, lvm; new UUIDs), make the filesystems
-fstab names (ext2/3/4, xfs, vfat, swap) with fresh UUIDs, mount them in order, pull the image (the
+fstab names (ext2/3/4, xfs, btrfs with the master's subvolumes and default subvolume, vfat, swap) with
+fresh UUIDs, mount them in order (btrfs subvolumes with their subvol= and compression), pull the image (the
 host's transport, then rsync), rewrite fstab with the new UUIDs, set hostname and network, install
 the boot loader, run the image's /etc/systemimager/post-install/* hooks, and report every stage
 over HTTP.
@@ -39,6 +40,7 @@ from appliance.images.layout import (
     Placement,
     Plan,
     Volume,
+    btrfs_mount_options,
     growth,
     plan,
     required_bytes,
@@ -220,11 +222,15 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
         esp = fstype == "vfat" and isinstance(place, Placement) and place.partition.type.lower() in ESP_TYPES
         w(f'mkfs_fs {fstype} "${v}" {q(label)}{" esp" if esp else ""}')
         w(f'{names.uuid(place)}=$(fs_uuid "${v}")')
-    mounts = sorted(((p, e) for p, e in the_plan.filesystems if e.fstype != "swap"),
+        for b in the_plan.btrfs:
+            if b.place is place and (b.subvolumes or b.default):
+                w(f'make_subvolumes "${v}" {q(b.default)} ' + " ".join(q(s) for s in b.subvolumes))
+    mounts = sorted(((p, e) for p, e in [*the_plan.filesystems, *the_plan.subvolume_mounts] if e.fstype != "swap"),
                     key=lambda pe: (_depth(pe[1].mountpoint), pe[1].mountpoint))
     w('stage mount "' + " ".join(_safe(e.mountpoint) for _, e in mounts) + '"')
     for place, e in mounts:
-        w(f'mount_fs {e.fstype} "${names.dev(place)}" {q(e.mountpoint)}')
+        options = btrfs_mount_options(e) if e.fstype == "btrfs" else ""
+        w(f'mount_fs {e.fstype} "${names.dev(place)}" {q(e.mountpoint)}{" " + q(options) if options else ""}')
 
     # --- the image
     vfat = [e.mountpoint for _, e in mounts if e.fstype == "vfat"]
@@ -240,7 +246,7 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w(f'stage fstab "{len(the_plan.filesystems)} filesystem(s) by their new UUIDs"')
     w('{')
     w(f"    printf '%s\\n' {q(f'# Written by the imageserver autoinstall script (image {name}): new UUIDs.')}")
-    placed = {id(e): p for p, e in the_plan.filesystems}
+    placed = {id(e): p for p, e in [*the_plan.filesystems, *the_plan.subvolume_mounts]}
     for fl in the_plan.fstab:
         e = fl.entry
         if e is not None and id(e) in placed:
@@ -275,6 +281,13 @@ def render(iv: ImageVersion, the_plan: Plan, settings: ScriptSettings, generated
     w(f"SWAP_UUID={'$' + names.uuid(swaps[0]) if swaps else q('')}")
     w("FS_UUIDS=\"" + " ".join(f"${names.dev(p)}=${names.uuid(p)}" for p, _ in the_plan.filesystems) + "\"")
     w('RETIE_UUIDS="' + " ".join(f"{old}=${names.uuid(p)}" for p, old in _master_uuids(the_plan)) + '"')
+    # A kernel command line or BLS entry may name a partition by the master's PARTUUID: this machine's instead.
+    for place, _ in the_plan.filesystems:
+        if isinstance(place, Placement):
+            disk = layout.disks[place.disk]
+            if (old := disk.partuuid(place.partition)) and _UUID.fullmatch(old):
+                w(f'RETIE_UUIDS="$RETIE_UUIDS {old}=$(new_partuuid "$DISK{place.disk}" {place.partition.number} '
+                  f'{disk.label})"')
     w(f"STACKED={1 if the_plan.stack.arrays or the_plan.stack.vgs else 0}")
     w("bind_system")
     if the_plan.stack.arrays:

@@ -9,6 +9,9 @@ prepareclient leaves in /etc/systemimager/:
     md/scan, md/NAME.export  software RAID: `mdadm --detail --scan --verbose`, and per array
                              `mdadm --detail --export` (absent: no md arrays on the master)
     lvm/{pvs,vgs,lvs}.json   LVM: `lvm pvs|vgs|lvs --reportformat json --units b --nosuffix -o ...`
+    btrfs/N.subvolumes       btrfs: per filesystem "device DEV", "default PATH" (empty: the top level) and
+                             "subvolume PATH" lines (`btrfs subvolume list` and `get-default`; paths from
+                             the top level)
 
 `read_layout` turns that into a `Layout` (stored as JSON in images.layout); `resolve` maps an fstab
 entry (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/...) to the disk and partition it lives on, and
@@ -120,6 +123,15 @@ class VolumeGroup:
     lvs: tuple[LogicalVolume, ...] = ()  # in physical order
 
 
+@dataclass(frozen=True, slots=True)
+class BtrfsFilesystem:
+    """A btrfs filesystem of the master as prepareclient recorded it: its subvolumes and default subvolume."""
+
+    device: str  # the device it was mounted from on the master (/dev/vda2)
+    subvolumes: tuple[str, ...] = ()  # paths from the top level: "@", "@home", "@/.snapshots"
+    default: str = ""  # the default subvolume's path; "" is the top level (what mkfs.btrfs leaves)
+
+
 def mapper_name(vg: str, lv: str) -> str:
     """Device-mapper's name of an LV: VG-LV with every '-' inside a name doubled."""
     return f"{vg.replace('-', '--')}-{lv.replace('-', '--')}"
@@ -133,6 +145,7 @@ class Layout:
     swaps: tuple[Swap, ...] = ()
     md: tuple[MdArray, ...] = ()
     vgs: tuple[VolumeGroup, ...] = ()
+    btrfs: tuple[BtrfsFilesystem, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -148,7 +161,9 @@ class Layout:
                     for v in data.get("vgs", ()))
         return cls(disks=disks, firmware=data.get("firmware", "bios"),
                    mounts=tuple(Mount(**m) for m in data.get("mounts", ())),
-                   swaps=tuple(Swap(**s) for s in data.get("swaps", ())), md=md, vgs=vgs)
+                   swaps=tuple(Swap(**s) for s in data.get("swaps", ())), md=md, vgs=vgs,
+                   btrfs=tuple(BtrfsFilesystem(**{**b, "subvolumes": tuple(b["subvolumes"])})
+                               for b in data.get("btrfs", ())))
 
     def md_array(self, device: str) -> MdArray | None:
         return next((a for a in self.md if a.device == device or _md_aliases(a) & {device}), None)
@@ -278,6 +293,7 @@ def read_layout(si_dir: Path) -> Layout:
         swaps=tuple(parse_swaps(swaps.read_text())) if swaps.exists() else (),
         md=read_md(si_dir, rows),
         vgs=read_lvm(si_dir, rows),
+        btrfs=read_btrfs(si_dir),
     )
 
 
@@ -361,6 +377,44 @@ def read_md(si_dir: Path, rows: dict[str, dict[str, Any]] | None = None) -> tupl
         arrays.append(MdArray(**{**asdict(a), "members": a.members, "fstype": row.get("fstype"),
                                  "label": row.get("label"), "fsuuid": row.get("uuid")}))
     return tuple(arrays)
+
+
+# --- btrfs ------------------------------------------------------------------------------------------
+
+_SUBVOLUME = re.compile(r"[^\s'\"\\]+")
+
+
+def subvolume_path(path: str, where: str) -> str:
+    """A subvolume path from the top level ("@home"; fstab's subvol=/@home too), checked: the install script
+    creates it under the new filesystem's top level, so it may not climb out or hold quotes or blanks."""
+    clean = path.strip("/")
+    if not clean or not _SUBVOLUME.fullmatch(clean) or ".." in clean.split("/"):
+        raise LayoutError(f"{where}: btrfs subvolume path {path!r} cannot be made again")
+    return clean
+
+
+def parse_btrfs_record(text: str, where: str) -> BtrfsFilesystem:
+    """One btrfs/N.subvolumes file of prepareclient's."""
+    device, default, subvolumes = "", "", []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if key == "device":
+            device = value
+        elif key == "default":
+            default = subvolume_path(value, where) if value else ""
+        elif key == "subvolume":
+            subvolumes.append(subvolume_path(value, where))
+    if not device:
+        raise LayoutError(f"{where}: no 'device' line")
+    return BtrfsFilesystem(device=device, subvolumes=tuple(subvolumes), default=default)
+
+
+def read_btrfs(si_dir: Path) -> tuple[BtrfsFilesystem, ...]:
+    d = si_dir / "btrfs"
+    if not d.is_dir():
+        return ()
+    return tuple(parse_btrfs_record(f.read_text(), str(f)) for f in sorted(d.glob("*.subvolumes")))
 
 
 # --- LVM --------------------------------------------------------------------------------------------
@@ -606,6 +660,48 @@ def _stack(layout: Layout, volumes: list[Volume]) -> Stack:
 
 
 @dataclass(frozen=True, slots=True)
+class BtrfsPlan:
+    """A btrfs filesystem the install makes: its subvolumes (the recorded ones and every fstab subvol=, parents
+    first), its default subvolume, and the fstab entries mounting it after the first (which made it)."""
+
+    place: Placement | Volume
+    subvolumes: tuple[str, ...] = ()
+    default: str = ""
+    mounts: tuple[FstabEntry, ...] = ()
+
+
+def btrfs_mount_options(e: FstabEntry) -> str:
+    """What the install mounts a btrfs entry with: its subvolume and compression (data copied in is
+    compressed as on the master); nothing else of fstab's (noauto, x-systemd.*, ... mean nothing here)."""
+    return ",".join(o for o in e.options.split(",") if o.startswith(("subvol=", "compress")))
+
+
+def _btrfs_plans(layout: Layout, placed: list[tuple[Placement | Volume, FstabEntry]],
+                 more: dict[int, list[FstabEntry]]) -> tuple[BtrfsPlan, ...]:
+    out = []
+    for where, e in placed:
+        if e.fstype != "btrfs":
+            continue
+        entries = [e, *more.get(id(where), [])]
+        device = where.partition.device if isinstance(where, Placement) else None
+        record = next((b for b in layout.btrfs if device and b.device == device), None)
+        names = list(record.subvolumes if record else ())
+        for entry in entries:
+            opts = dict(o.partition("=")[::2] for o in entry.options.split(","))
+            if "subvolid" in opts and "subvol" not in opts:
+                raise LayoutError(f"fstab line {entry.line}: {entry.mountpoint} names its btrfs subvolume by "
+                                  "number (subvolid=), which a new filesystem does not keep; name it (subvol=)")
+            if opts.get("subvol"):
+                name = subvolume_path(opts["subvol"], f"fstab line {entry.line}")
+                if name not in names:
+                    names.append(name)
+        ordered = tuple(sorted(dict.fromkeys(names), key=lambda n: (n.count("/"), n)))
+        out.append(BtrfsPlan(place=where, subvolumes=ordered, default=record.default if record else "",
+                             mounts=tuple(entries[1:])))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """How the autoinstall script rebuilds the disks: what to format and mount, and fstab's new shape."""
 
@@ -615,6 +711,12 @@ class Plan:
     fstab: tuple[FstabLine, ...]
     warnings: tuple[str, ...] = field(default=())
     stack: Stack = field(default_factory=Stack)
+    btrfs: tuple[BtrfsPlan, ...] = ()  # one per btrfs filesystem of `filesystems`
+
+    @property
+    def subvolume_mounts(self) -> list[tuple[Placement | Volume, FstabEntry]]:
+        """fstab entries mounting (another subvolume of) a btrfs filesystem an earlier entry made."""
+        return [(b.place, e) for b in self.btrfs for e in b.mounts]
 
     @property
     def partitions(self) -> list[Placement]:
@@ -626,7 +728,7 @@ class Plan:
         return out
 
 
-SUPPORTED_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "vfat", "swap"})
+SUPPORTED_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "swap"})
 
 
 def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> Plan:
@@ -634,10 +736,11 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
     lines = parse_fstab(fstab_text)
     placed: list[tuple[Placement | Volume, FstabEntry]] = []
     volumes: list[Volume] = []
-    used_volumes: set[str] = set()
     swapfiles: list[tuple[FstabEntry, int]] = []
     warnings: list[str] = []
-    used: set[tuple[int, int]] = set()
+    used: dict[tuple[int, int] | str, Placement | Volume] = {}
+    btrfs_more: dict[int, list[FstabEntry]] = {}  # id(place) -> the further btrfs entries on it
+    fstypes: dict[int, str] = {}
     swap_sizes = {s.path: s.size_kib for s in layout.swaps if s.kind == "file"}
     for fl in lines:
         e = fl.entry
@@ -666,19 +769,21 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
         if e.fstype not in SUPPORTED_FILESYSTEMS:
             raise LayoutError(f"fstab line {e.line}: {e.mountpoint} is {e.fstype}; the autoinstall script makes "
                               f"{', '.join(sorted(SUPPORTED_FILESYSTEMS))}")
-        if isinstance(where, Volume):
-            if where.describe in used_volumes:
-                raise LayoutError(f"fstab line {e.line}: {where.describe} is used twice")
-            used_volumes.add(where.describe)
-            volumes.append(where)
-            placed.append((where, e))
-            continue
-        key = (where.disk, where.partition.number)
+        key = where.describe if isinstance(where, Volume) else (where.disk, where.partition.number)
         if key in used:
-            raise LayoutError(f"fstab line {e.line}: partition {where.partition.device} is used twice")
-        used.add(key)
+            first = used[key]
+            if e.fstype == "btrfs" and fstypes[id(first)] == "btrfs":  # another subvolume of one filesystem
+                btrfs_more.setdefault(id(first), []).append(e)
+                continue
+            what = where.describe if isinstance(where, Volume) else f"partition {where.partition.device}"
+            raise LayoutError(f"fstab line {e.line}: {what} is used twice")
+        used[key] = where
+        fstypes[id(where)] = e.fstype
+        if isinstance(where, Volume):
+            volumes.append(where)
         placed.append((where, e))
-    if not any(e.mountpoint == "/" for _, e in placed):
+    if not any(e.mountpoint == "/" for _, e in placed) and not any(
+            e.mountpoint == "/" for more in btrfs_more.values() for e in more):
         raise LayoutError("fstab has no on-disk entry for / (the root filesystem)")
     stack = _stack(layout, volumes)
     members = {(p.disk, p.partition.number) for p in stack.member_partitions(layout)}
@@ -687,7 +792,7 @@ def plan(layout: Layout, fstab_text: str, disk_filesystems: frozenset[str]) -> P
             raise LayoutError(f"fstab line {e.line}: {where.partition.device} is a member of an md array or "
                               "volume group, not a filesystem")
     return Plan(layout=layout, filesystems=tuple(placed), swapfiles=tuple(swapfiles), fstab=tuple(lines),
-                warnings=tuple(warnings), stack=stack)
+                warnings=tuple(warnings), stack=stack, btrfs=_btrfs_plans(layout, placed, btrfs_more))
 
 
 SWAP_TYPES = frozenset({"82", "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"})  # MBR / GPT Linux swap

@@ -10,7 +10,8 @@ mount points already relative to the exported root). The rules, in order:
   contents excluded; the mount point directory itself is kept so the installed system can mount there.
   An allow-list, not a deny-list: an unknown virtual filesystem is left out rather than copied.
 - A bind mount (mountinfo root field other than "/") is excluded too: its data is captured where its
-  filesystem is mounted normally.
+  filesystem is mounted normally. A btrfs subvolume mount (/home from subvol=@home: its root field is the
+  subvolume, as its superblock options' subvol= say) is not a bind mount: captured.
 - /proc and /sys contents are always excluded (kernel interfaces, even when not mounted).
 - Runtime content: /tmp/*, /var/tmp/*, /run/*, /var/run/*, /var/lock/* (state of the running master,
   meaningless or harmful on another machine).
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from appliance.boot.installer.per_machine import dropped
 
@@ -54,6 +55,14 @@ class Mount:
     fstype: str
     source: str = ""
     root: str = "/"  # the part of the filesystem mounted here (mountinfo field 4); not "/" for bind mounts
+    # the superblock options (mountinfo's last field): btrfs's subvol=/@home (not part of a mount's identity)
+    options: str = field(default="", compare=False)
+
+    @property
+    def is_subvolume(self) -> bool:
+        """A btrfs subvolume mounted as itself (not a directory inside one bound elsewhere)."""
+        subvol = next((o[7:] for o in self.options.split(",") if o.startswith("subvol=")), None)
+        return self.fstype == "btrfs" and subvol is not None and subvol.rstrip("/") == self.root.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +88,8 @@ def parse_mountinfo(text: str) -> list[Mount]:
         sep = fields.index("-", 6)
         fstype = fields[sep + 1] if sep + 1 < len(fields) else ""
         source = fields[sep + 2] if sep + 2 < len(fields) else ""
-        out.append(Mount(_unescape(fields[4]), fstype, _unescape(source), _unescape(fields[3])))
+        options = fields[sep + 3] if sep + 3 < len(fields) else ""
+        out.append(Mount(_unescape(fields[4]), fstype, _unescape(source), _unescape(fields[3]), _unescape(options)))
     return out
 
 
@@ -133,7 +143,7 @@ def exclusions(mounts: Iterable[Mount], swaps: Iterable[Swap] = (), extra: Seque
             continue
         if m.fstype not in DISK_FILESYSTEMS:
             add(_contents(m.mountpoint), f"{m.fstype} mount")
-        elif m.root != "/":
+        elif m.root != "/" and not m.is_subvolume:
             add(_contents(m.mountpoint), f"bind mount of {m.root} ({m.fstype})")
     for path in RUNTIME_DIRS:
         add(_contents(path), "runtime state")

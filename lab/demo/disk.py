@@ -48,9 +48,9 @@ def loop_partition(disk: Path, number: int = 1) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mounted(device: str, fstype: str = "ext4") -> Iterator[Path]:
+def mounted(device: str, fstype: str = "ext4", options: str = "") -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="isl-mnt-") as directory:
-        _run(["mount", "-t", fstype, device, directory])
+        _run(["mount", "-t", fstype, *(["-o", options] if options else []), device, directory])
         try:
             yield Path(directory)
         finally:

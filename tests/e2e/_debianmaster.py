@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -109,8 +110,21 @@ class Recipe:
     suite: str
     packages: tuple[str, ...]
     build_version: int
-    dhcp_client: str = "dhclient"  # "dhclient" (isc-dhcp-client) | "dhcpcd" (dhcpcd-base, trixie's default)
+    dhcp_client: str = "dhclient"  # "dhclient" (isc-dhcp-client) | "dhcpcd" (dhcpcd-base) | "networkmanager"
     persistent_journal: bool = False
+    # "initramfs-tools" (resume in conf.d/resume) | "dracut" (host-only, as RHEL builds it; resume= on the kernel
+    # command line in /etc/default/grub and a BLS entry, as RHEL's installer writes them)
+    initramfs: str = "initramfs-tools"
+    network: str = "ifupdown"  # "ifupdown" (/etc/network/interfaces) | "networkmanager" (a keyfile for ens3)
+    root_fs: str = "ext4"  # the master's root: "ext4", "xfs", or "btrfs" (subvolumes @ and @home)
+    # Installed by apt-get in the tree after debootstrap: debootstrap takes the first of a dependency's
+    # alternatives (initramfs-tools for the kernel), apt the one asked for (dracut).
+    apt_packages: tuple[str, ...] = ()
+
+    @property
+    def prune_modules(self) -> tuple[str, ...]:
+        """The kernel's module directories left out of the tree (a btrfs root keeps its own)."""
+        return tuple(m for m in PRUNE_MODULES if not (self.root_fs == "btrfs" and m == "fs/btrfs"))
 
 
 BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
@@ -119,6 +133,35 @@ BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
 _NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
 TRIXIE = Recipe("trixie", (*(p for p in PACKAGES if p not in _NOT_ON_TRIXIE), "dhcpcd-base"), 1,
                 dhcp_client="dhcpcd", persistent_journal=True)
+# Debian 13 on a btrfs root laid out as Ubuntu and openSUSE do: subvolumes @ (/) and @home (/home), mounted
+# with compression, the btrfs tools in the image and the kernel's btrfs module in its initramfs.
+BTRFS_TRIXIE = Recipe("trixie", (*TRIXIE.packages, "btrfs-progs"), 1, dhcp_client="dhcpcd",
+                      persistent_journal=True, root_fs="btrfs")
+BTRFS_SUBVOLUMES = {"/": "@", "/home": "@home"}
+BTRFS_OPTIONS = "compress=zstd:1,noatime"
+HOME_FILE = "home/admin/.profile"
+# A RHEL-shaped master from Debian 13's packages: UEFI (GPT, ESP, xfs root, swap), grub-efi, a host-only
+# dracut initramfs, NetworkManager with a keyfile, resume=UUID= on the kernel command line in
+# /etc/default/grub and in a BLS entry, a persistent journal; no ifupdown and no DHCP client of its own.
+RHEL_SHAPED = Recipe("trixie", ("systemd-sysv", "udev", "kmod", "grub2-common", "openssh-server", "fdisk", "rsync",
+                                "iproute2", "xfsprogs"), 2,
+                     dhcp_client="networkmanager", persistent_journal=True, initramfs="dracut",
+                     network="networkmanager", root_fs="xfs",
+                     apt_packages=("linux-image-amd64", "dracut", "grub-efi-amd64", "network-manager"))
+# The master's NetworkManager keyfile (named for its own NIC, as RHEL's installer names it).
+MASTER_NM_KEYFILE = f"""[connection]
+id={MASTER_IFACE}
+uuid=5eed0000-1312-4000-8000-0000000000e3
+type=ethernet
+interface-name={MASTER_IFACE}
+
+[ipv4]
+method=auto
+
+[ipv6]
+method=auto
+addr-gen-mode=stable-privacy
+"""
 # The master's DHCP unique identifier (DUID-LL, its MAC 52:54:00:5e:ed:13) and stable-privacy secret.
 MASTER_DHCPCD_DUID = "00:03:00:01:52:54:00:5e:ed:13\n"
 MASTER_DHCPCD_SECRET = b"\x5e\xed" * 32
@@ -130,6 +173,16 @@ def cache_key(recipe: Recipe = BOOKWORM) -> str:
                                  "prune": [*PRUNE, *PRUNE_MODULES], "report": REPORT_SERVICE}
     if recipe != BOOKWORM:  # the Debian 12 key as it always was (its cached tree stays valid)
         inputs.update(dhcp_client=recipe.dhcp_client, persistent_journal=recipe.persistent_journal)
+    defaults = Recipe("", (), 0)
+    for key in ("initramfs", "network", "root_fs", "apt_packages"):  # the Debian 13 key as it was, too
+        if getattr(recipe, key) != getattr(defaults, key):
+            inputs[key] = getattr(recipe, key)
+    if recipe.prune_modules != PRUNE_MODULES:
+        inputs["prune"] = [*PRUNE, *recipe.prune_modules]
+    if recipe.initramfs == "dracut":
+        inputs["dracut"] = DRACUT_HOSTONLY
+    if recipe.network == "networkmanager":
+        inputs["nm"] = MASTER_NM_KEYFILE
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -151,6 +204,44 @@ def _partuuid(number: int) -> str:
     return f"{LABEL_ID.removeprefix('0x')}-{number:02x}"
 
 
+# dracut as RHEL configures it: host-only (the image holds this machine's drivers, and its /etc/machine-id
+# and /etc/hostname); the virtio drivers and xfs are there in any case (the tree is built on another host).
+DRACUT_HOSTONLY = 'hostonly="yes"\nadd_drivers+=" virtio_blk virtio_pci virtio_scsi xfs "\n'
+
+
+def _apt_install(root: Path, packages: tuple[str, ...]) -> None:
+    """apt-get install in the debootstrapped tree (its own sources.list; no service started)."""
+    if not packages:
+        return
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        with _bound_system(root):
+            _chroot(root, "apt-get update -qq\n"
+                          f"apt-get install -y -qq --no-install-recommends {' '.join(packages)}\n"
+                          "apt-get clean\n")
+    finally:
+        policy.unlink()
+
+
+@contextlib.contextmanager
+def _bound_system(root: Path) -> Iterator[None]:
+    mounts = []
+    try:
+        for fs in ("proc", "sys", "dev"):
+            _run(["mount", "--bind", f"/{fs}", str(root / fs)])
+            mounts.append(root / fs)
+        # dracut turns host-only mode off unless /run is a mount too (a tree of its own, not the host's)
+        _run(["mount", "-t", "tmpfs", "tmpfs", str(root / "run")])
+        mounts.append(root / "run")
+        yield
+    finally:
+        for m in reversed(mounts):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+
+
 def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
     """The configuration a sysadmin gives a master (inside the debootstrapped tree)."""
     (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
@@ -159,21 +250,51 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         "# <file system> <mount point> <type> <options> <dump> <pass>\n"
         f"PARTUUID={_partuuid(1)} / ext4 errors=remount-ro 0 1\n"
         f"PARTUUID={_partuuid(5)} none swap sw 0 0\n")
-    (root / "etc/network/interfaces").write_text(
-        "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
-        f"allow-hotplug {MASTER_IFACE}\niface {MASTER_IFACE} inet dhcp\n")
-    (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
-    (root / "etc/initramfs-tools/conf.d/resume").write_text(f"RESUME=UUID={MASTER_SWAP_UUID}\n")
+    if recipe.network == "networkmanager":
+        keyfile = root / f"etc/NetworkManager/system-connections/{MASTER_IFACE}.nmconnection"
+        keyfile.parent.mkdir(parents=True, exist_ok=True)
+        keyfile.write_text(MASTER_NM_KEYFILE)
+        keyfile.chmod(0o600)
+    else:
+        (root / "etc/network/interfaces").write_text(
+            "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
+            f"allow-hotplug {MASTER_IFACE}\niface {MASTER_IFACE} inet dhcp\n")
+    cmdline = "console=ttyS0,115200"
+    if recipe.initramfs == "dracut":
+        cmdline += f" resume=UUID={MASTER_SWAP_UUID}"  # where RHEL's installer puts it
+        (root / "etc/dracut.conf.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/dracut.conf.d/90-imageserver-hostonly.conf").write_text(DRACUT_HOSTONLY)
+    else:
+        (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
+        (root / "etc/initramfs-tools/conf.d/resume").write_text(f"RESUME=UUID={MASTER_SWAP_UUID}\n")
     (root / "etc/default").mkdir(exist_ok=True)
     (root / "etc/default/grub").write_text(
         'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\nGRUB_CMDLINE_LINUX_DEFAULT=""\n'
-        'GRUB_CMDLINE_LINUX="console=ttyS0,115200"\nGRUB_TERMINAL=serial\n'
+        f'GRUB_CMDLINE_LINUX="{cmdline}"\nGRUB_TERMINAL=serial\n'
         'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
+    if recipe.initramfs == "dracut":
+        # A BLS entry as RHEL's kernel-install writes it (named by the machine-id; Debian's GRUB reads none).
+        entries = root / "boot/loader/entries"
+        entries.mkdir(parents=True, exist_ok=True)
+        for modules in (root / "lib/modules").iterdir():
+            kver = modules.name
+            (entries / f"{MASTER_MACHINE_ID}-{kver}.conf").write_text(
+                f"title Debian GNU/Linux ({kver})\nversion {kver}\nlinux /boot/vmlinuz-{kver}\n"
+                f"initrd /boot/initrd.img-{kver}\noptions root=PARTUUID={GPT_PARTUUIDS[1]} ro {cmdline}\n")
     (root / "etc/machine-id").write_text(f"{MASTER_MACHINE_ID}\n")
     (root / "var/lib/systemd").mkdir(parents=True, exist_ok=True)
     (root / "var/lib/systemd/random-seed").write_bytes(MASTER_RANDOM_SEED)
     os.chmod(root / "var/lib/systemd/random-seed", 0o600)
-    if recipe.dhcp_client == "dhcpcd":
+    if recipe.dhcp_client == "networkmanager":
+        # What NetworkManager leaves after the master's first lease: its secret key (DUIDs and stable-privacy
+        # addresses derive from it), its internal client's lease and its timestamps.
+        nm = root / "var/lib/NetworkManager"
+        nm.mkdir(parents=True, exist_ok=True)
+        (nm / "secret_key").write_bytes(MASTER_DHCPCD_SECRET)
+        (nm / f"internal-5eed0000-1312-4000-8000-0000000000e3-{MASTER_IFACE}.lease").write_text(
+            "# This is private data. Do not parse.\nADDRESS=192.0.2.77\n")
+        (nm / "timestamps").write_text("[timestamps]\n5eed0000-1312-4000-8000-0000000000e3=1765000000\n")
+    elif recipe.dhcp_client == "dhcpcd":
         # What dhcpcd leaves after the master's first lease: its DUID, its secret, the lease.
         (root / "var/lib/dhcpcd").mkdir(parents=True, exist_ok=True)
         (root / "var/lib/dhcpcd/duid").write_text(MASTER_DHCPCD_DUID)
@@ -199,19 +320,13 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
     (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
     (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
     for modules in (root / "lib/modules").iterdir():
-        for rel in PRUNE_MODULES:
+        for rel in recipe.prune_modules:
             shutil.rmtree(modules / "kernel" / rel, ignore_errors=True)
-    mounts = []
-    try:
-        for fs in ("proc", "sys", "dev"):
-            _run(["mount", "--bind", f"/{fs}", str(root / fs)])
-            mounts.append(root / fs)
+    initramfs = ("dracut -f --regenerate-all\n" if recipe.initramfs == "dracut" else
+                 "update-initramfs -u -k all\n")
+    with _bound_system(root):
         _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
-                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n"
-                      "update-initramfs -u -k all\n")
-    finally:
-        for m in reversed(mounts):
-            subprocess.run(["umount", "-l", str(m)], capture_output=True)
+                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs)
 
 
 @contextlib.contextmanager
@@ -256,6 +371,7 @@ def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
         debs.mkdir(parents=True, exist_ok=True)
         _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
               f"--include={','.join(recipe.packages)}", recipe.suite, str(work / "root")], timeout=1800)
+        _apt_install(work / "root", recipe.apt_packages)
         _masterize(work / "root", recipe)
 
     return cached_build(cache_dir / "debian-master" / cache_key(recipe), make) / "root"
@@ -300,17 +416,30 @@ def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Reci
     its disk file, with a file of master state at every per-machine path the tree does not have already
     (plant_per_machine_state). firmware="uefi": a GPT disk with an EFI system partition at /boot/efi."""
     cached = build(cache_dir, recipe)
-    root = work / f"debian-master-{recipe.suite}-{firmware}-root"
+    # Named by the recipe: two masters of one suite in one work directory (a module's tests) stay apart.
+    name = f"debian-master-{recipe.suite}-{cache_key(recipe)[:8]}-{firmware}"
+    root = work / f"{name}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
     reports_before_getty(root)
     plant_per_machine_state(root)
-    disk = work / f"debian-master-{recipe.suite}-{firmware}-disk.img"
+    disk = work / f"{name}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(DISK_MB << 20)
     _run(["sfdisk", "-q", str(disk)], input=GPT_TABLE if firmware == "uefi" else DISK_TABLE)
     if firmware == "uefi":
         (root / "etc/fstab").write_text(GPT_FSTAB)
         (root / "boot/efi").mkdir(parents=True, exist_ok=True)
+    root_line = re.compile(r"^(\S+) / ext4 errors=remount-ro 0 1$", re.M)
+    fstab = (root / "etc/fstab").read_text()
+    if recipe.root_fs == "xfs":  # as RHEL's installer writes it (no fsck pass for xfs)
+        fstab = root_line.sub(r"\1 / xfs defaults 0 0", fstab)
+    elif recipe.root_fs == "btrfs":  # as Ubuntu's installer writes it: one filesystem, a line per subvolume
+        fstab = root_line.sub("\n".join(rf"\1 {mp} btrfs {BTRFS_OPTIONS},subvol={sv} 0 0"
+                                        for mp, sv in BTRFS_SUBVOLUMES.items()), fstab)
+    (root / "etc/fstab").write_text(fstab)
+    if recipe.root_fs == "btrfs":  # something in /home: the clone must have it in @home, not in @
+        (root / "home/admin").mkdir(parents=True, exist_ok=True)
+        (root / HOME_FILE).write_text("# the master's admin\n")
     return DebianMaster(root=root, disk=disk, machine_id=MASTER_MACHINE_ID,
                         ssh_fingerprints=ssh_fingerprints(root))
 
@@ -350,3 +479,27 @@ def master_state_on(root: Path) -> list[str]:
             if named or (path.is_file() and path.read_bytes() in masters):
                 found.append(str(path.relative_to(root)))
     return found
+
+
+# The btrfs master's subvolumes as `btrfs subvolume list` shows them (@snapshots is mounted nowhere: only
+# prepareclient's record brings it), and its default subvolume (@, as openSUSE sets its root's).
+BTRFS_RECORDED = ("@", "@home", "@snapshots")
+BTRFS_DEFAULT = "@"
+
+
+def btrfs_stand_in(bin_dir: Path, subvolumes: tuple[str, ...] = BTRFS_RECORDED, default: str = BTRFS_DEFAULT) -> None:
+    """A `btrfs` command first on prepareclient's PATH that answers as btrfs-progs does on a master whose root
+    filesystem holds `subvolumes` (the test master's root is a directory, on no btrfs)."""
+    ids = {name: 256 + n for n, name in enumerate(subvolumes)}
+    # -a: the top level's children as <FS_TREE>/NAME, nested ones by their whole path
+    listing = "".join(f"ID {i} gen 42 top level {ids.get(name.rpartition('/')[0], 5)} path "
+                      f"{name if '/' in name else '<FS_TREE>/' + name}\\n" for name, i in ids.items())
+    shown = f"ID {ids[default]} gen 42 top level 5 path {default}" if default else "ID 5 (FS_TREE)"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tool = bin_dir / "btrfs"
+    tool.write_text("#!/bin/sh\n# stand-in: what btrfs-progs prints on the btrfs master (tests/e2e/_debianmaster.py)\n"
+                    'case "$1 $2" in\n'
+                    f"'subvolume list') [ \"$3\" = -a ] && printf '{listing}' ;;\n"
+                    f"'subvolume get-default') echo '{shown}' ;;\n"
+                    '*) echo "btrfs stand-in: unexpected arguments: $*" >&2; exit 2 ;;\nesac\n')
+    tool.chmod(0o755)

@@ -8,6 +8,8 @@ leases, DUIDs and secrets, NetworkManager's, networkd's, seeds, the journal); th
 this machine's swap, not the master's, and no master identity in the initramfs; ifupdown configured for
 the NIC's predictable name (found by its MAC), by DHCP, and the running system holding its reserved
 address. Debian 12 BIOS and UEFI, and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal).
+The masters shaped as other distribution families lay theirs out (btrfs subvolumes, RHEL-shaped) are
+test_real_distros.py's, with the checks here (a file of their own: `make test` runs files side by side).
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ def fs_uuid(device: str) -> str:
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 
 
-def capture(demo: DemoLab, master: dm.DebianMaster, image: str) -> None:
-    """prepareclient on the master (its tree and disk file), getimage on the imageserver."""
+def capture(demo: DemoLab, master: dm.DebianMaster, image: str, env: dict[str, str] | None = None) -> None:
+    """prepareclient on the master (its tree and disk file; `env` added), getimage on the imageserver."""
     assert demo.app is not None and demo.master is not None and demo.net is not None
     env = {**demo.app.env(), "SYSTEMIMAGER_ROOT": str(master.root), "SYSTEMIMAGER_DISKS": str(master.disk),
-           "SYSTEMIMAGER_RUN": str(demo.lab.tmp_path(f"prepareclient-{image}"))}
+           "SYSTEMIMAGER_RUN": str(demo.lab.tmp_path(f"prepareclient-{image}")), **(env or {})}
     try:
         out = demo.master.run(["sh", str(PREPARECLIENT), "--server", str(demo.net.server_ip)], env=env)
         print("prepareclient:", out.stdout.strip())
@@ -69,7 +71,8 @@ def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[D
 
 
 def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: str,
-                     firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4") -> None:
+                     firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4",
+                     recipe: dm.Recipe = dm.BOOKWORM) -> None:
     """Install `image` on a new VM over PXE, boot its disk to login, check what makes it this machine."""
     app = demo.app
     assert app is not None and demo.net is not None
@@ -114,8 +117,15 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
 
     # The VM was powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
-    with loop_partition(install.disk, 2 if firmware_args else 1) as device, mounted(device, root_fstype) as root:
-        check_disk(root, fs_uuid(device), master, name, ifname)
+    with loop_partition(install.disk, 2 if firmware_args else 1) as device:
+        if root_fstype == "btrfs":  # the top level: every subvolume under it
+            with mounted(device, "btrfs", "subvolid=5") as top:
+                check_btrfs(top, fs_uuid(device))
+                check_disk(top / dm.BTRFS_SUBVOLUMES["/"], fs_uuid(device), master, name, ifname, recipe,
+                           install.mac)
+        else:
+            with mounted(device, root_fstype) as root:
+                check_disk(root, fs_uuid(device), master, name, ifname, recipe, install.mac)
     if firmware_args:
         with loop_partition(install.disk, 1) as esp:
             version = subprocess.run(["blkid", "-p", "-o", "value", "-s", "VERSION", esp], capture_output=True,
@@ -123,33 +133,106 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
         assert version == "FAT32", f"the EFI system partition is {version}, not FAT32"
 
 
-def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, ifname: str) -> None:
+def check_btrfs(top: Path, uuid: str) -> None:
+    """The clone's btrfs has the master's subvolumes (the recorded @snapshots too) and default subvolume, and
+    fstab mounts them by the new UUID with the master's options."""
+    listing = subprocess.run(["btrfs", "subvolume", "list", str(top)], capture_output=True, text=True,
+                             check=True).stdout
+    assert sorted(line.split(" path ")[1] for line in listing.splitlines()) == sorted(dm.BTRFS_RECORDED), listing
+    default = subprocess.run(["btrfs", "subvolume", "get-default", str(top)], capture_output=True, text=True,
+                             check=True).stdout
+    assert default.strip().endswith(f" path {dm.BTRFS_DEFAULT}"), default
+    root = top / dm.BTRFS_SUBVOLUMES["/"]
+    fstab = (root / "etc/fstab").read_text()
+    for mountpoint, subvolume in dm.BTRFS_SUBVOLUMES.items():
+        assert re.search(rf"^UUID={uuid}\s+{mountpoint}\s+btrfs\s+{dm.BTRFS_OPTIONS},subvol={subvolume}\s", fstab,
+                         re.M), fstab
+    home_file = dm.HOME_FILE.removeprefix("home/")
+    assert (top / "@home" / home_file).is_file() and not (root / dm.HOME_FILE).exists(), "/home is not in @home"
+    grub = (root / "boot/grub/grub.cfg").read_text()
+    assert "rootflags=subvol=@" in grub, grub[-1500:]
+
+
+def booted_initrd(root: Path) -> Path:
+    """The initramfs of GRUB's first entry (the one the machine boots)."""
+    grub = (root / "boot/grub/grub.cfg").read_text()
+    name = re.search(r"^\s*initrd\s+(\S+)", grub, re.M)
+    assert name, grub[-1500:]
+    return root / "boot" / name.group(1).rsplit("/", 1)[-1]
+
+
+def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, ifname: str,
+               recipe: dm.Recipe = dm.BOOKWORM, mac: str = "") -> None:
     grub = (root / "boot/grub/grub.cfg").read_text()
     assert f"root=UUID={root_uuid}" in grub and "root=/dev/" not in grub, grub[-1500:]
     fstab = (root / "etc/fstab").read_text()
     assert re.search(rf"^UUID={root_uuid}\s+/\s", fstab, re.M), fstab
     assert (root / "etc/hostname").read_text().strip() == name
-    assert (root / "etc/machine-id").read_text().strip() not in ("", master.machine_id)
+    machine_id = (root / "etc/machine-id").read_text().strip()
+    assert machine_id not in ("", master.machine_id)
     seed = root / "var/lib/systemd/random-seed"
     assert not seed.exists() or seed.read_bytes() != b"\x42" * 512, "the master's random seed"
     assert not (root / f"var/lib/dhcp/dhclient.{dm.MASTER_IFACE}.leases").exists(), "the master's lease"
-    resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
-    assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
-    # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
-    initrd_path = next((root / "boot").glob("initrd.img-*"))
-    initrd = initrd_path.read_bytes()
-    assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
+    initrd_path = booted_initrd(root)
+    if recipe.initramfs == "dracut":
+        check_dracut(root, grub, master, initrd_path, name, machine_id)
+    else:
+        resume = (root / "etc/initramfs-tools/conf.d/resume").read_text()
+        assert dm.MASTER_SWAP_UUID not in resume and "RESUME=UUID=" in resume, resume
+        # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
+        initrd = initrd_path.read_bytes()
+        assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
+        check_initramfs(master, initrd_path)
     # Nothing per-machine of the master's: under /var/lib (DHCP clients, NetworkManager, networkd, seeds),
-    # /var/log/journal, or in the initramfs (its etc/machine-id, etc/hostname).
+    # /var/log/journal, or in the initramfs (its etc/machine-id, etc/hostname: above).
     assert dm.master_state_on(root) == [], "the clone keeps the master's per-machine state"
-    check_initramfs(master, initrd_path)
     assert dm.ssh_fingerprints(root).isdisjoint(master.ssh_fingerprints), "ssh host keys are the master's"
-    net = (root / "etc/network/interfaces.d/imageserver").read_text()
-    assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
-    interfaces = (root / "etc/network/interfaces").read_text()
-    assert not re.search(rf"^\s*iface {dm.MASTER_IFACE}\b", interfaces, re.M), interfaces
-    for path in ("boot/grub/grub.cfg", "etc/default/grub", "etc/fstab", "etc/network/interfaces.d/imageserver"):
+    if recipe.network == "networkmanager":
+        keyfile = root / "etc/NetworkManager/system-connections/imageserver.nmconnection"
+        net = keyfile.read_text()
+        assert f"mac-address={mac.lower()}" in net and "method=auto" in net, net
+        assert keyfile.stat().st_mode & 0o077 == 0, "NetworkManager ignores a keyfile others can read"
+        net_files = ["etc/NetworkManager/system-connections/imageserver.nmconnection"]
+    else:
+        net = (root / "etc/network/interfaces.d/imageserver").read_text()
+        assert f"allow-hotplug {ifname}" in net and f"iface {ifname} inet dhcp" in net, net
+        interfaces = (root / "etc/network/interfaces").read_text()
+        assert not re.search(rf"^\s*iface {dm.MASTER_IFACE}\b", interfaces, re.M), interfaces
+        net_files = ["etc/network/interfaces.d/imageserver"]
+    for path in ("boot/grub/grub.cfg", "etc/default/grub", "etc/fstab", *net_files):
         assert "INSTALL_TOKEN" not in (root / path).read_text(), path
+
+
+def lsinitrd(master: dm.DebianMaster, initrd: Path, member: str) -> str:
+    """A file of a dracut initramfs, read by the image's own lsinitrd (in the master's tree)."""
+    inside = master.root / "tmp" / f"imageserver-{initrd.name}"
+    inside.write_bytes(initrd.read_bytes())
+    try:
+        return subprocess.run(["chroot", str(master.root), "lsinitrd", "-f", member, f"/tmp/{inside.name}"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        inside.unlink()
+
+
+def check_dracut(root: Path, grub: str, master: dm.DebianMaster, initrd: Path, name: str, machine_id: str) -> None:
+    """resume= names this machine's swap wherever the master's command line named the master's, and the
+    host-only initramfs was made again by the image's dracut: the clone's machine-id and hostname in it."""
+    default_grub = (root / "etc/default/grub").read_text()
+    swap = re.search(r"resume=UUID=(\S+?)[\s\"]", default_grub)
+    assert swap and swap.group(1) != dm.MASTER_SWAP_UUID, default_grub
+    entries = list((root / "boot/loader/entries").glob("*.conf"))
+    assert entries, "the image's BLS entry is gone"
+    for entry in entries:
+        options = next(line for line in entry.read_text().splitlines() if line.startswith("options "))
+        assert f"resume=UUID={swap.group(1)}" in options and dm.MASTER_SWAP_UUID not in options, options
+        assert "root=PARTUUID=" in options and dm.GPT_PARTUUIDS[1] not in options, options
+    assert f"resume=UUID={swap.group(1)}" in grub and dm.MASTER_SWAP_UUID not in grub, grub[-1500:]
+    image_initrd = master.root / "boot" / initrd.name
+    # The master's host-only initramfs holds the master's identity (what the clone's must not).
+    assert lsinitrd(master, image_initrd, "etc/machine-id") == dm.MASTER_MACHINE_ID
+    assert lsinitrd(master, image_initrd, "etc/hostname") == dm.HOSTNAME
+    assert lsinitrd(master, initrd, "etc/machine-id") == machine_id
+    assert lsinitrd(master, initrd, "etc/hostname") == name
 
 
 def _cpio_names(data: bytes) -> list[str]:
@@ -214,3 +297,4 @@ def test_bios_debian13_master_on_xfs_with_dhcpcd_and_a_persistent_journal_boots_
     install_and_boot(site, master, "debian13", "node3", root_fstype="xfs")
     assert site.app is not None
     assert "xfs on $DEV0_1 for /" in (site.app.state_dir / "scripts/debian13.master").read_text()
+

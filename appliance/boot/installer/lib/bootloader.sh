@@ -63,7 +63,7 @@ retie_to_new_disks() {
 # grub.d/*.cfg (GRUB_CMDLINE_LINUX*: RHEL's installer puts resume= there, and update-grub copies it into
 # grub.cfg), BLS entries' options lines (/boot/loader/entries/*.conf), /etc/kernel/cmdline (kernel-install),
 # and dracut's settings (/etc/dracut.conf.d/*.conf: kernel_cmdline, add_device). Every master filesystem
-# UUID in them becomes the clone's (RETIE_UUIDS: "master=clone ..."), and a resume= still naming a device by
+# UUID and partition PARTUUID in them becomes the clone's (RETIE_UUIDS: "master=clone ..."), and a resume= still naming a device by
 # UUID or PARTUUID names this machine's swap, or is removed when it has none.
 retie_boot_settings() {
     retied=''

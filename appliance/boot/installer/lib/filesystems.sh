@@ -23,6 +23,7 @@ mkfs_fs() {
     case $1 in
         ext2|ext3|ext4) set -- "$1" "$2" "$3" "mkfs.$1" -F -q ;;
         xfs) set -- "$1" "$2" "$3" mkfs.xfs -f -q ;;
+        btrfs) set -- "$1" "$2" "$3" mkfs.btrfs -f -q ;;
         vfat) set -- "$1" "$2" "$3" mkfs.vfat ;;
         vfat32) set -- vfat "$2" "$3" mkfs.vfat -F 32 ;;
         swap) set -- "$1" "$2" "$3" mkswap ;;
@@ -42,11 +43,34 @@ fs_uuid() {
     echo "$u"
 }
 
-# mount_fs TYPE DEVICE MOUNTPOINT
+# mount_fs TYPE DEVICE MOUNTPOINT [OPTIONS] -- OPTIONS: a btrfs subvolume and compression (subvol=@home,...)
 mount_fs() {
     mkdir -p "$TARGET$3"
-    mount -t "$1" "$2" "$TARGET$3" || die "cannot mount $2 ($1) on $TARGET$3"
+    mount -t "$1" ${4:+-o "$4"} "$2" "$TARGET$3" || die "cannot mount $2 ($1${4:+, $4}) on $TARGET$3"
     remember_mount "$TARGET$3"
+}
+
+# make_subvolumes DEVICE DEFAULT SUBVOLUME... -- the master's btrfs subvolumes (paths from the top level,
+# parents first) on the new filesystem, and its default subvolume (DEFAULT; '' keeps the top level).
+make_subvolumes() {
+    dev=$1 default=$2
+    shift 2
+    top=/tmp/imageserver-btrfs-top
+    mkdir -p "$top"
+    mount -t btrfs -o subvolid=5 "$dev" "$top" || die "cannot mount the top level of $dev (btrfs)"
+    for sv in "$@"; do
+        case $sv in */*) mkdir -p "$top/${sv%/*}" ;; esac
+        if ! btrfs subvolume create "$top/$sv" >/dev/null; then
+            umount "$top"
+            die "btrfs subvolume create $sv on $dev failed"
+        fi
+    done
+    if [ -n "$default" ] && ! btrfs subvolume set-default "$top/$default" >/dev/null; then
+        umount "$top"
+        die "btrfs subvolume set-default $default on $dev failed"
+    fi
+    umount "$top" || die "cannot unmount the top level of $dev"
+    say "btrfs on $dev: subvolume(s) $* (default: ${default:-the top level})"
 }
 
 make_swapfile() {
@@ -56,13 +80,17 @@ make_swapfile() {
     mkswap "$TARGET$1" >/dev/null
 }
 
-# /dev, /proc and /sys inside the new system, for the boot loader and hooks run there.
+# /dev, /proc and /sys inside the new system, for the boot loader and hooks run there; and an empty /run
+# (a tmpfs of its own: dracut turns host-only mode off, building a generic initramfs, when /run is no mount).
 bind_system() {
     for fs in dev proc sys; do
         mkdir -p "$TARGET/$fs"
         mount -o bind "/$fs" "$TARGET/$fs" || die "cannot bind /$fs into $TARGET"
         remember_mount "$TARGET/$fs"
     done
+    mkdir -p "$TARGET/run"
+    mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$TARGET/run" || die "cannot mount a tmpfs on $TARGET/run"
+    remember_mount "$TARGET/run"
 }
 
 # grub-mkconfig writes root=UUID=... only when /dev/disk/by-uuid/UUID exists, and the installer has
