@@ -44,7 +44,11 @@ class PowerPoller:
             self._task = None
 
     def status(self) -> dict[str, Any]:
-        return {"rounds": self.rounds, "interval": self.settings().poll, **self.last_round}
+        """The common service fields (state, listen, error, counters: what `imageserver status` and the
+        Service schema read) and the poll's own: its interval (0: not polling) and the last round."""
+        running = self._task is not None and not self._task.done()
+        return {"state": "running" if running else "stopped", "listen": [], "error": None,
+                "counters": {"rounds": self.rounds}, "interval": self.settings().poll, **self.last_round}
 
     async def _loop(self) -> None:
         while True:

@@ -73,6 +73,14 @@ def test_the_poll_records_each_hosts_power_and_its_bmc_error(tmp_path: Path) -> 
             assert own is not None and "wrong user or password" in (own.error or "")
             assert views["n15"].power is None  # no BMC: never asked
             assert views["n01"].effective is not None and views["n01"].effective["bmc"].source == "profile rack"
+            # Its status entry has the fields every service's has (`imageserver status` reads state and counters).
+            assert poller.status()["state"] == "stopped"
+            await poller.start()
+            entry = poller.status()
+            assert entry["state"] == "running" and entry["counters"] == {"rounds": poller.rounds}
+            assert {"listen", "error", "interval"} <= entry.keys()
+            await poller.stop()
+            assert poller.status()["state"] == "stopped"
         finally:
             await store.close()
 
