@@ -228,6 +228,7 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
             client_ns.ip("addr", "flush", "dev", inside)
             again = client.obtain()
             vm.wait_for(rf"{MARK} want-pxe", timeout=1200)
+            assert re.search(rf"{MARK} getimage rc=0 ", vm.log()), vm.log()[-6000:]  # else nothing to install
             install = demo.new_install("node2", 256, mac=CLIENT_MAC)
             demo.power_on(install, first=True)
             vm.wait_for(rf"{MARK} pxe-installed", timeout=1200)
