@@ -132,7 +132,8 @@ say "pxe-host-add rc=$?"
 say want-pxe
 state() {{ imageserver hosts show node2 --json | py "print(json.load(sys.stdin)['state'])"; }}
 i=0
-while [ $i -lt 1200 ] && [ "$(state)" != installed ]; do sleep 1; i=$((i+1)); done
+while [ $i -lt 1200 ] && [ "$(state)" != installed ] && [ "$(state)" != failed ]; do sleep 1; i=$((i+1)); done
+[ "$(state)" = installed ] || journalctl -u imageserver --no-pager -o cat | tail -n 40
 say "pxe-installed $(state)"
 dump pxe-host "imageserver hosts show node2 --json"
 # Its next PXE boot is told to boot its own disk; after that it needs this appliance no more.
@@ -232,6 +233,8 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
             install = demo.new_install("node2", 256, mac=CLIENT_MAC)
             demo.power_on(install, first=True)
             vm.wait_for(rf"{MARK} pxe-installed", timeout=1200)
+            client_log = install.vm.log() if install.vm else ""
+            assert f"{MARK} pxe-installed installed" in vm.log(), (vm.log()[-6000:], client_log[-3000:])
             install.installed_after = time.monotonic() - install.power_on
             hostname = demo.reboot_from_disk(install, timeout=300)
             vm.wait_for(rf"{MARK} DONE", timeout=1200)
