@@ -273,7 +273,8 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
     assert renewed["expires"] > leased["expires"], (leased, renewed)
 
     services = json.loads(reported(lines, "status-json"))["services"]
-    assert services and all(s.get("state") == "running" for s in services.values()), services
+    not_running = {name: s for name, s in services.items() if s.get("state") != "running"}
+    assert services and not not_running, not_running
     unit = dict(s.removeprefix("unit ").split("=", 1) for s in lines if s.startswith("unit "))
     # The package's unit (merged /usr: systemd may name it by either path), no copy in /etc.
     assert unit["FragmentPath"] in ("/lib/systemd/system/imageserver.service",
