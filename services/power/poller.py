@@ -44,7 +44,9 @@ class PowerPoller:
             self._task = None
 
     def status(self) -> dict[str, Any]:
-        return {"rounds": self.rounds, "interval": self.settings().poll, **self.last_round}
+        # A state like every other service's (status shows each one's; the package VM test asks for running).
+        state = "running" if self._task is not None and not self._task.done() else "stopped"
+        return {"state": state, "rounds": self.rounds, "interval": self.settings().poll, **self.last_round}
 
     async def _loop(self) -> None:
         while True:
