@@ -16,7 +16,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -131,31 +131,38 @@ class DemoLab:
         self.say(f"master client tree: {self.tree} (busybox, kernel {self.kernel.release}, extlinux)")
         return self.tree
 
-    def capture(self, imageserver: IPv4Address | None = None) -> float:
-        """The master client's tree on a real (file) disk, prepareclient on the master (its layout and an
-        rsync daemon), getimage on the imageserver: image demo v1 and scripts/demo.master. Seconds taken.
-        `imageserver`: the address the capturing appliance reaches the master from (default: the lab's server)."""
-        assert self.tree is not None and self.app is not None and self.master is not None and self.net is not None
+    @contextlib.contextmanager
+    def exported_master(self, imageserver: IPv4Address) -> Iterator[None]:
+        """The master client's tree on a real (file) disk, exported by prepareclient on the master (its layout
+        and an rsync daemon only `imageserver` may pull from) until the block ends."""
+        assert self.tree is not None and self.master is not None
         from lab.demo.disk import build_boot_disk, loop_partition, mounted
 
         disk = build_boot_disk(self.tree, self.lab.tmp_path("master-disk.img"), size_mb=128).disk
         prepareclient = REPO / "appliance" / "data" / "prepareclient"
         run_dir = self.lab.tmp_path("prepareclient-run")
         run_dir.mkdir()
-        started = time.monotonic()
         with loop_partition(disk) as device, mounted(device) as root:
             env = {**os.environ, "SYSTEMIMAGER_ROOT": str(root), "SYSTEMIMAGER_DISKS": str(disk),
                    "SYSTEMIMAGER_RUN": str(run_dir)}
             try:
-                out = self.master.run(["sh", str(prepareclient), "--server", str(imageserver or self.net.server_ip)],
-                                      env=env)
+                out = self.master.run(["sh", str(prepareclient), "--server", str(imageserver)], env=env)
                 self.say("prepareclient: " + out.stdout.strip().replace("\n", "\n  "))
-                out = self.app.cli("getimage", "--master-client", str(self.master_ip), "--image", IMAGE, "--yes")
-                self.say("getimage: " + out.strip().replace("\n", "\n  "))
+                yield
             finally:
                 # The master's rsync daemon holds the mount: stop it before the file system is unmounted.
                 self.master.run(["sh", str(prepareclient), "--stop"], env=env, check=False)
                 _kill_all(self.master)
+
+    def capture(self, imageserver: IPv4Address | None = None) -> float:
+        """The master client exported (exported_master), getimage on the imageserver: image demo v1 and
+        scripts/demo.master. Seconds taken. `imageserver`: the address the capturing appliance reaches the
+        master from (default: the lab's server)."""
+        assert self.app is not None and self.net is not None
+        started = time.monotonic()
+        with self.exported_master(imageserver or self.net.server_ip):
+            out = self.app.cli("getimage", "--master-client", str(self.master_ip), "--image", IMAGE, "--yes")
+            self.say("getimage: " + out.strip().replace("\n", "\n  "))
         return time.monotonic() - started
 
     def appliance(self, extra: str = "", boot_options: str = "",

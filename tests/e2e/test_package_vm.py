@@ -15,13 +15,19 @@ operator from the test's disk, all in one boot:
    (deb-systemd-invoke try-restart), the daemon migrates the database, every host, reservation and lease
    is kept, and the machine that leased from the older version gets its address again from the new one;
    the unit is the shipped one (Type=notify, watchdog, ProtectSystem=strict) and every service runs.
-4. A config the reload refuses, so `journalctl -u imageserver -p err` must show that error.
+4. A machine installs from it: the installer boot environment (mkbootenv's output, built on the host from
+   the cache the other e2e tests use: the VM cannot download) copied into its state directory, the demo
+   master client's tree pulled with `imageserver getimage` from prepareclient's rsync daemon on a master
+   namespace on the LAN, a host added; then a blank QEMU client on the same bridge PXE-boots from the
+   appliance VM, installs, is told "local" at its next PXE boot and boots its own disk to the demo marker.
+5. A config the reload refuses, so `journalctl -u imageserver -p err` must show that error.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -30,9 +36,12 @@ from typing import Any
 
 import pytest
 
+from appliance.boot.bootenv import Kernel
+from appliance.boot.installer import install_bootenv
 from lab.clients import Udhcpc
+from lab.demo.scenario import DemoLab
 from lab.netns import Lab, lab_unavailable_reason
-from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, vm_network
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason
 from state.schema import MIGRATIONS
 from tests.e2e import _packagebox as pb
 
@@ -43,6 +52,7 @@ MARK = "PKGTEST"
 OLDER_COMMIT = "ce54560254e156f7d9b14bceed5e1336b7ca3cbe"
 OLDER_SCHEMA, SCHEMA = 6, len(MIGRATIONS)  # today's: every migration in this tree
 HOST_MAC, RESERVED_MAC = "52:54:00:10:00:01", "52:54:00:10:00:03"
+CLIENT_MAC = "52:54:00:10:00:05"  # the machine that PXE-installs from the appliance VM
 
 pytestmark = [
     pytest.mark.e2e,
@@ -50,11 +60,13 @@ pytestmark = [
     pytest.mark.skipif(lab_unavailable_reason() is not None, reason=str(lab_unavailable_reason())),
 ]
 
-# The operator's steps (placeholders: @ADDRESS@, @HOST_IP@, @RESERVED_IP@, @OLD@, @NEW@).
+# The operator's steps (placeholders: @ADDRESS@, @HOST_IP@, @RESERVED_IP@, @OLD@, @NEW@, @MASTER_IP@).
 SCENARIO = f"""#!/bin/sh
 say() {{ echo "{MARK} $*"; }}
 dump() {{ say "$1 $($2 | tr -d '\\n')"; }}  # its stderr goes to the console on lines of its own
 db=file:/var/lib/imageserver/imageserver.db?mode=ro
+py() {{ /usr/lib/imageserver/bin/python3 -c "import json, sys
+$1"; }}
 schema() {{ /usr/lib/imageserver/bin/python3 -c "import sqlite3
 print(sqlite3.connect('$db', uri=True).execute('pragma user_version').fetchone()[0])"; }}
 install() {{  # $1 the .deb, $2 its name in the report
@@ -107,6 +119,30 @@ dump renewed-leases "imageserver leases --json"
 systemctl show imageserver -p NRestarts -p Type -p WatchdogUSec -p ProtectSystem -p NoNewPrivileges \\
     -p FragmentPath | sed 's/^/{MARK} unit /'
 
+# A machine installs from this appliance: the boot environment from the test's disk (built on the host),
+# the image pulled from the master client, a host assigned to it.
+mkdir -p /var/lib/imageserver/boot
+cp -r /run/pkgtest/boot/installer /var/lib/imageserver/boot/
+t0=$(date +%s)
+imageserver getimage --master-client @MASTER_IP@ --image demo --yes >/root/getimage.log 2>&1
+say "getimage rc=$? seconds=$(( $(date +%s) - t0 ))"
+tail -n 8 /root/getimage.log
+imageserver hosts add node2 --mac {CLIENT_MAC} --image demo
+say "pxe-host-add rc=$?"
+say want-pxe
+state() {{ imageserver hosts show node2 --json | py "print(json.load(sys.stdin)['state'])"; }}
+i=0
+while [ $i -lt 1200 ] && [ "$(state)" != installed ] && [ "$(state)" != failed ]; do sleep 1; i=$((i+1)); done
+[ "$(state)" = installed ] || journalctl -u imageserver --no-pager -o cat | tail -n 40
+say "pxe-installed $(state)"
+dump pxe-host "imageserver hosts show node2 --json"
+# Its next PXE boot is told to boot its own disk; after that it needs this appliance no more.
+local_boots() {{ imageserver status --json | py "counters = json.load(sys.stdin)['services']['http']['counters']
+print(counters.get('boot_local', 0))"; }}
+i=0
+while [ $i -lt 600 ] && [ "$(local_boots)" = 0 ]; do sleep 2; i=$((i+2)); done
+say "boot-local $(local_boots)"
+
 printf '\\n[no_such_section]\\nkey = 1\\n' >>/etc/imageserver/imageserver.toml
 systemctl reload imageserver
 sleep 5
@@ -143,7 +179,8 @@ def kept(lines: list[str], before: str, after: str, key: str) -> list[dict[str, 
     return list(old.values())
 
 
-def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, lab_sweep: list[str]) -> None:
+def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, debian_kernel: Kernel,
+                                                            lab_sweep: list[str]) -> None:
     started = time.monotonic()
     box = pb.appliance_box(bootenv_cache)
     older = pb.older_package(bootenv_cache, OLDER_COMMIT)
@@ -155,14 +192,26 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
         (deb,) = files.glob("imageserver_*_amd64.deb")
         deb_mb, older_mb = deb.stat().st_size / 1e6, older.stat().st_size / 1e6
         (files / older.name).write_bytes(older.read_bytes())
-        net = vm_network(lab)
-        host_ip, reserved_ip = net.host(50), net.host(60)
+        # The LAN (and an RA sender: iPXE skips its IPv6 wait), with a master client's namespace on it.
+        demo = DemoLab(lab, cache_dir=bootenv_cache, kernel_package=debian_kernel.package, say=print)
+        demo.kernel = debian_kernel
+        net = demo.network()
+        address, host_ip, reserved_ip = net.host(20), net.host(50), net.host(60)
+        # What the appliance VM installs machines with: the installer boot environment (mkbootenv's output,
+        # cached on the host) on the test's disk; the demo master tree, pulled from the master by getimage.
+        staged = lab.tmp_path("bootenv-state")
+        install_bootenv(staged, bootenv_cache, debian_kernel.package)
+        shutil.copytree(staged / "boot", files / "boot")
+        demo.master_tree()
         (files / "run.sh").write_text(
-            SCENARIO.replace("@ADDRESS@", f"{net.host(20)}/{net.subnet.prefixlen}")
+            SCENARIO.replace("@ADDRESS@", f"{address}/{net.subnet.prefixlen}")
+            .replace("@MASTER_IP@", str(demo.master_ip))
             .replace("@HOST_IP@", str(host_ip)).replace("@RESERVED_IP@", str(reserved_ip))
             .replace("@OLD@", older.name).replace("@NEW@", deb.name))
         disk = lab.tmp_path("pkgtest.img")
-        pb.script_disk(files, disk)
+        files_mb = int(subprocess.run(["du", "-sm", str(files)], check=True, capture_output=True,
+                                      text=True).stdout.split()[0])
+        pb.script_disk(files, disk, size_mb=files_mb + 128)
         print(f"[timing] box cached, packages built, test disk ready: {time.monotonic() - started:.0f} s")
         # A machine on the LAN for the lease the older version writes.
         client_ns = lab.namespace("dhcp")
@@ -172,13 +221,22 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
         vm = Vm(net, VmConfig(boot="kernel", kernel=box.kernel, initrd=box.initrd, memory_mb=1024,
                               append="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 systemd.show_status=0",
                               extra_args=pb.box_drives(box, disk)))
-        with vm:
+        with demo.exported_master(address), vm:
             vm.wait_for(rf"{MARK} want-lease", timeout=1200)
             client = Udhcpc(client_ns, inside, tries=20, pause=3)
             lease = client.obtain()
             vm.wait_for(rf"{MARK} want-renewal", timeout=1200)
             client_ns.ip("addr", "flush", "dev", inside)
             again = client.obtain()
+            vm.wait_for(rf"{MARK} want-pxe", timeout=1200)
+            assert re.search(rf"{MARK} getimage rc=0 ", vm.log()), vm.log()[-6000:]  # else nothing to install
+            install = demo.new_install("node2", 256, mac=CLIENT_MAC)
+            demo.power_on(install, first=True)
+            vm.wait_for(rf"{MARK} pxe-installed", timeout=1200)
+            client_log = install.vm.log() if install.vm else ""
+            assert f"{MARK} pxe-installed installed" in vm.log(), (vm.log()[-6000:], client_log[-3000:])
+            install.installed_after = time.monotonic() - install.power_on
+            hostname = demo.reboot_from_disk(install, timeout=300)
             vm.wait_for(rf"{MARK} DONE", timeout=1200)
             log, vm_seconds = vm.log(), vm.elapsed()
     lines, errors = said(log, f"{MARK} "), said(log, f"{MARK}-ERR ")
@@ -215,7 +273,8 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
     assert renewed["expires"] > leased["expires"], (leased, renewed)
 
     services = json.loads(reported(lines, "status-json"))["services"]
-    assert services and all(s.get("state") == "running" for s in services.values()), services
+    not_running = {name: s for name, s in services.items() if s.get("state") != "running"}
+    assert services and not not_running, not_running
     unit = dict(s.removeprefix("unit ").split("=", 1) for s in lines if s.startswith("unit "))
     # The package's unit (merged /usr: systemd may name it by either path), no copy in /etc.
     assert unit["FragmentPath"] in ("/lib/systemd/system/imageserver.service",
@@ -224,4 +283,16 @@ def test_package_installs_upgrades_and_runs_under_its_unit(bootenv_cache: Path, 
     assert unit["NoNewPrivileges"] == "yes" and unit["WatchdogUSec"] not in ("0", "infinity"), unit
     assert any("reload-failed" in e and "no_such_section" in e for e in errors), errors
     assert "after-reload active=active" in lines
+
+    # The machine installed from the packaged appliance and booted its own disk.
+    assert any(s.startswith("getimage rc=0") for s in lines), log[-6000:]
+    assert "pxe-host-add rc=0" in lines and "pxe-installed installed" in lines, log[-6000:]
+    pxe_host = json.loads(reported(lines, "pxe-host"))
+    stages = [e["stage"] for e in pxe_host["timeline"]]
+    assert stages[0] == "installer" and stages[-1] == "done" and "failed" not in stages, stages
+    assert {"partition", "rsync", "bootloader"} <= set(stages), stages
+    assert int(reported(lines, "boot-local")) >= 1, "the second PXE boot was told to boot its own disk"
+    assert hostname == "node2", "the second boot came from the disk, with the assigned hostname"
+    print(f"[timing] PXE install from the packaged appliance VM: power-on -> installed "
+          f"{install.installed_after:.0f} s, -> own disk marker {install.marker_after:.0f} s")
     print(f"[timing] package VM test: {total:.0f} s (the VM {vm_seconds:.0f} s)")

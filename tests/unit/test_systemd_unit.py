@@ -65,7 +65,7 @@ def test_unit_verifies(tmp_path: Path) -> None:
         "WatchdogSec=",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
-        "SystemCallFilter=@system-service",
+        "SystemCallFilter=@system-service chroot",  # rsyncd: use chroot = yes
         "RestrictAddressFamilies=",
         "StateDirectory=imageserver",
         "LimitNOFILE=65536",
