@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.system,
 
 HOSTS = 200
 CONCURRENCY = 16
-TIMEOUT = 6
+TIMEOUT = 15  # above the fake driver's 1-11 s before a power change shows (a host that must settle on)
 PASSWORD = "rf-fleet-4c1a-Secret"
 REDFISH, SILENT = 8000, 8001
 
