@@ -135,10 +135,17 @@ def _check_multicast(m: MulticastConfig, appliance: ApplianceConfig) -> None:
         raise ConfigError("appliance.interface", "is required when multicast is enabled (udpcast sends on it)")
 
 
-def _check_discovery(d: DiscoveryConfig) -> None:
+def _check_discovery(d: DiscoveryConfig, boot: BootConfig) -> None:
     if d.policy == "auto" and not d.rules:
         raise ConfigError("discovery.rules", 'policy "auto" needs at least one [[discovery.rules]] '
                                              '(hostname pattern and image)')
+    # Inspect only machines that discovery holds in their boot loop: one that boots its own disk (or gets
+    # no boot) must not be powered off by an inspection it was never going to wait for.
+    if d.inspect and d.policy == "ignore":
+        raise ConfigError("discovery.inspect", 'policy "ignore" gives unknown machines no boot to inspect them with')
+    if d.inspect and boot.unknown != "wait":
+        raise ConfigError("discovery.inspect", f'needs [boot] unknown = "wait" (it is "{boot.unknown}": unknown '
+                                               "machines boot their own disks, nothing holds them)")
 
 
 def _check_https(doc: Document) -> None:
@@ -160,7 +167,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> Config:
     dhcp = _dhcp(doc.dhcp)
     _check_dhcp(dhcp, doc.appliance)
     _check_multicast(doc.multicast, doc.appliance)
-    _check_discovery(doc.discovery)
+    _check_discovery(doc.discovery, doc.boot)
     _check_satellite(doc.satellite)
     _check_https(doc)
     fields = {f: getattr(doc, f) for f in doc.__struct_fields__}

@@ -1,5 +1,9 @@
 """The use cases of hardware inventories and root-device hints, which the API and the CLI share.
 
+A machine no host has, booted to be inspected ([discovery] inspect: state.boot.decide_boot), posts its
+inventory to POST /inspect/{mac}/inventory with its inspect nonce (state.credentials.inspect_nonce), from the
+address leased to its MAC, once: a machine with an inventory is not inspected again.
+
 An installer posts its machine's inventory (POST /install/{mac}/inventory, its install token, from the
 address leased or reserved for its MAC, like every install credential: domain.installs.from_own_address);
 the inventory is stored per MAC and the answer is the disk the host's root-device hints choose
@@ -11,19 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from domain.errors import Forbidden, Invalid, NotFound, valid_names
-from domain.installs import InstallSettings, from_own_address, reporting_host
+from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
+from domain.installs import INSTALL_REALM, InstallSettings, from_own_address, machine_address, reporting_host
 from domain.inventory import Inventory, InventoryView
 from domain.rootdevice import RootDeviceHints, choose, hints_for, parse_hints
 from domain.sources import Sources
 from domain.views import doc
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
-from state import inventories, root_hints
+from state import credentials, inventories, root_hints
 from state.db import Connection
 from state.discovery import Hardware
 from state.eventlog import EventLog
-from state.hosts import Host, Op, host_by_name
+from state.hosts import Host, Op, host_by_mac, host_by_name
 from state.images import newest
 from state.root_hints import Kind
 
@@ -62,6 +66,46 @@ def take_inventory(src: Sources, host: Host, mac: str, inventory: Inventory, now
     return answer, inventories.store_inventory_op(mac, now, inventory.json())
 
 
+@dataclass(frozen=True, slots=True)
+class InspectAnswer:
+    """POST /inspect/{mac}/inventory: the inventory taken, and what the machine does next."""
+
+    mac: str
+    then: Literal["poweroff", "reboot"] = field(metadata=doc(
+        "poweroff: it waits, off, for an assignment (power it on through its BMC); reboot: discovery made it a "
+        "host with the inventory (a rule on vendor, memory, disks...), its next boot installs"))
+    host: str | None = field(default=None, metadata=doc("the host discovery made of it, null: none"))
+
+
+def inspected_machine(src: Sources, key: str | None, mac_text: str, peer: str | None, bearer: str | None
+                      ) -> str:
+    """The machine an inspection's inventory is for: its inspect nonce, from the address leased to it, while
+    inspection is on and it is no host and has no inventory."""
+    with valid_names():
+        mac = normalize_mac(mac_text)
+    if key is None or src.boot_policy is None or not src.boot_policy.inspect:
+        raise Forbidden("machines are not inspected here ([discovery] inspect is off)")
+    if not credentials.same(bearer, credentials.inspect_nonce(key, mac, peer or "")):
+        # The nonce is bound to the address its boot file was asked from: another address's is no credential.
+        log.warning("inspect-refused", mac=mac, peer=peer, reason="credential")
+        raise Unauthorized(f"the inventory of {mac} needs the inspect nonce of its boot file", challenge=INSTALL_REALM)
+    bound = machine_address(src, mac)
+    if bound is None or str(bound) != peer:
+        log.warning("inspect-refused", mac=mac, peer=peer, reason="address")
+        raise Forbidden(f"the inventory of {mac} is taken only from the address leased or reserved for it")
+    host = host_by_mac(src.reader, mac)
+    if host is not None:
+        raise Conflict(f"machine {mac} is host {host.name}'s: its installer posts with its install token")
+    if inventories.has_inventory(src.reader, mac):
+        raise Conflict(f"machine {mac} was inspected already")
+    return mac
+
+
+def take_inspection(mac: str, inventory: Inventory, now: float) -> Op:
+    """The op that stores an inspected machine's inventory."""
+    return inventories.store_inventory_op(mac, now, inventory.json())
+
+
 def inventory_of(reader: Connection, mac: str) -> InventoryView | None:
     stored = inventories.inventory_of(reader, mac)
     if stored is None:
@@ -82,7 +126,8 @@ def machine_inventory(reader: Connection, mac_text: str) -> InventoryView:
         mac = normalize_mac(mac_text)
     view = inventory_of(reader, mac)
     if view is None:
-        raise NotFound(f"no inventory of machine {mac}: its installer posts one when it installs")
+        raise NotFound(f"no inventory of machine {mac}: its installer posts one when it installs (or inspects it: "
+                       "[discovery] inspect)")
     return view
 
 

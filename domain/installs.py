@@ -66,6 +66,11 @@ def address_of(src: Sources, mac: str, host: Host) -> IPv4Address | None:
     """The host's address: its own, else its reservation, else its current lease."""
     if host.ip is not None:
         return host.ip
+    return machine_address(src, mac)
+
+
+def machine_address(src: Sources, mac: str) -> IPv4Address | None:
+    """The address of machine `mac`: its reservation, else its current lease."""
     if src.leases is not None:
         current = src.leases.current(mac)
         if current is not None:

@@ -17,6 +17,7 @@ from protocols.mac import normalize_mac
 from state.boot import decide_boot
 from state.hosts import Host, effective_hosts_for_macs, host_macs, hosts_for_macs
 from state.images import versions_of_images
+from state.inventories import inventoried_among
 from state.sightings import Machine, stored_machines
 
 
@@ -39,7 +40,7 @@ class MachineView:
     # Absent where nothing decides (offline).
     boot: str | dict[str, Any] | None = field(default=None, metadata=doc(
         "the decision's kind in the list; the whole decision for one machine", omit_none=True,
-        oneOf=[{"type": "string", "enum": ["install", "local", "wait"]},
+        oneOf=[{"type": "string", "enum": ["install", "inspect", "local", "wait"]},
                {"$ref": "#/components/schemas/BootDecision"}]))
     inventory: InventoryView | None = field(default=None, metadata=doc(
         "its hardware inventory (one machine's view only; none before its installer posted one)", omit_none=True))
@@ -66,13 +67,18 @@ class MachinePage:
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:
     hosts: dict[str, Host] = effective_hosts_for_macs(src.reader, [m.mac for m, _ in machines])
     versions = versions_of_images(src.reader, {h.image for h in hosts.values() if h.image})
+    policy = src.boot_policy
+    inspect = policy is not None and policy.inspect
+    unknown = [m.mac for m, _ in machines if m.mac not in hosts]
+    inventoried = inventoried_among(src.reader, unknown) if inspect else set()
     out = []
     for m, seen in machines:
         host = hosts.get(m.mac)
         boot: str | dict[str, Any] | None = None
         if src.boot_policy is not None:
             images = versions.get(host.image, ()) if host is not None and host.image else ()
-            decision = view_json(BootDecision.of(decide_boot(m.mac, host, images, src.boot_policy)))
+            decision = view_json(BootDecision.of(decide_boot(m.mac, host, images, src.boot_policy,
+                                                                  inventoried=not inspect or m.mac in inventoried)))
             boot = decision if detail else decision["kind"]
         out.append(MachineView.of(m, seen, host, boot, inventory_of(src.reader, m.mac) if detail else None))
     return out

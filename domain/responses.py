@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from domain.views import doc
 from state import boot
 
-BOOT_KINDS = ["install", "local", "wait"]
+BOOT_KINDS = ["install", "inspect", "local", "wait"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,6 +226,11 @@ class DiscoveryConfig(Section, frozen=True):
     # host by the first matching rule), "ignore" (an address, never a boot). See state/discovery.py.
     policy: DiscoveryPolicy = "hold"
     rules: tuple[DiscoveryRule, ...] = ()
+    # A machine that waits for an assignment and has no hardware inventory yet boots the installer in
+    # inspect mode once: it posts its inventory (machines show, rules on vendor/memory/disks, the BMC
+    # address) and powers off, installing nothing. Off by default: a powered-off machine needs its BMC or
+    # a hand to come back, where today it waits in its boot loop for the assignment.
+    inspect: bool = False
     # Machine records (every MAC seen on the wire) are capped: unknown machines not seen for machine_expiry
     # seconds are forgotten, and at the cap the oldest unknown one makes room; hosts are never evicted.
     max_machines: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 4096

@@ -12,6 +12,9 @@ Choices, and why:
   installer over HTTP from /boot/files/, pxelinux (TFTP only) from the same boot root over TFTP.
   The MAC is written literally (not iPXE's ${mac}) so both loaders hand the installer identical
   arguments; BOOTIF (pxelinux's IPAPPEND 2 format) tells the installer which NIC booted.
+- inspect ([discovery] inspect, a held machine without an inventory): the same installer, its command
+  line naming no host or image but INSPECT_NONCE (bound to the MAC and the asking address like the fetch
+  nonce): the installer posts the inventory and powers off (appliance/boot/installer/init.sh).
 - local: iPXE on BIOS does `sanboot --no-describe --drive 0x80` (the first disk); on UEFI (iPXE's
   ${platform} is "efi") it does `exit 1` back to the firmware, whose next boot entry is the disk. The
   status matters: a plain `exit` returns success, and edk2 (and firmware built on it) then ends the
@@ -35,7 +38,8 @@ from typing import Protocol
 from protocols.mac import normalize_mac
 from protocols.names import InvalidName
 
-KINDS = ("install", "local", "wait")
+KINDS = ("install", "inspect", "local", "wait")
+BOOTS_INSTALLER = ("install", "inspect")  # the kinds that start the installer
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:+-]{1,253}$")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*$")
 _TEXT_DROP = re.compile(r"[^A-Za-z0-9 .,:()/=_'+-]")
@@ -55,7 +59,7 @@ class BootPlan(Protocol):
     """The attributes of a boot decision the renderers read (state.boot.BootDecision has them)."""
 
     @property
-    def kind(self) -> str: ...  # "install" | "local" | "wait"
+    def kind(self) -> str: ...  # "install" | "inspect" | "local" | "wait"
 
     @property
     def mac(self) -> str: ...
@@ -142,9 +146,15 @@ def _cmdline(extra: str) -> str:
 
 def installer_arguments(plan: BootPlan, server: BootServer) -> str:
     """The installer's kernel command line (without loader-specific parts such as initrd=)."""
-    if plan.kind != "install":
+    if plan.kind not in BOOTS_INSTALLER:
         raise BootScriptError(f"installer arguments asked for a {plan.kind!r} decision")
     mac = normalize_mac(plan.mac)
+    if plan.kind == "inspect":
+        args = [f"IMAGESERVER={_value('address', server.address)}", f"IMAGESERVER_URL={server.http_base}",
+                f"INSPECT_NONCE={_value('inspect nonce', plan.fetch_nonce)}", f"MAC={mac}",
+                f"BOOTIF=01-{mac.replace(':', '-')}"]
+        extra = _cmdline(server.kernel_cmdline)
+        return " ".join(args) + (f" {extra}" if extra else "")
     args = [
         f"IMAGESERVER={_value('address', server.address)}",
         f"IMAGESERVER_URL={server.http_base}",
@@ -165,6 +175,14 @@ def installer_arguments(plan: BootPlan, server: BootServer) -> str:
 def _check_kind(plan: BootPlan) -> None:
     if plan.kind not in KINDS:
         raise BootScriptError(f"unknown boot decision kind {plan.kind!r}")
+
+
+def _starting(plan: BootPlan) -> str:
+    """What the console says when the installer starts."""
+    if plan.kind == "inspect":
+        return "inspecting this machine: its hardware inventory, nothing is installed"
+    return (f"installing image {_value('image', plan.image)} v{_value('version', plan.version)} on "
+            f"{_value('hostname', plan.hostname)}")
 
 
 def _poll(plan: BootPlan) -> int:
@@ -193,13 +211,12 @@ def render_ipxe(plan: BootPlan, server: BootServer, *, via_pxelinux: bool = Fals
             f"chain {tftp}{_path('pxelinux', server.pxelinux)} || goto script",
             ":script",
         ]
-    if plan.kind == "install":
+    if plan.kind in BOOTS_INSTALLER:
         args = installer_arguments(plan, server)
         kernel = server.file_url(_path("kernel", server.kernel))
         initrd = server.file_url(_path("initrd", server.initrd))
-        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
         lines += [
-            f"echo imageserver: installing {what} on {_value('hostname', plan.hostname)}",
+            f"echo imageserver: {_starting(plan)}",
             # initrd=<name> lets an EFI-stub kernel find the initrd iPXE registered under that name.
             f"kernel --name vmlinuz {kernel} initrd=initrd.img {args} || goto failed",
             f"initrd --name initrd.img {initrd} || goto failed",
@@ -233,12 +250,11 @@ def render_pxelinux(plan: BootPlan, server: BootServer) -> str:
     mac = normalize_mac(plan.mac)
     lines = [f"# imageserver: {plan.kind} for {mac}: {_text(plan.reason)}"]
     local = ["LABEL local", "  LOCALBOOT 0"]
-    if plan.kind == "install":
-        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
+    if plan.kind in BOOTS_INSTALLER:
         lines += [
             "DEFAULT install",
             "PROMPT 0",
-            f"SAY imageserver: installing {what} on {_value('hostname', plan.hostname)}",
+            f"SAY imageserver: {_starting(plan)}",
             "LABEL install",
             f"  KERNEL {_path('kernel', server.kernel)}",
             f"  INITRD {_path('initrd', server.initrd)}",
@@ -328,13 +344,12 @@ def render_grub(plan: BootPlan, server: BootServer) -> str:
     mac = normalize_mac(plan.mac)
     reason = _text(plan.reason).replace("'", "?")  # it goes into single-quoted echo words
     lines = [f"# imageserver: {plan.kind} for {mac}: {reason}", f"set imageserver_poll={_poll(plan)}"]
-    if plan.kind == "install":
+    if plan.kind in BOOTS_INSTALLER:
         address = _value("address", server.address)
         args = " ".join(_grub_word("kernel", w) for w in installer_arguments(plan, server).split())
-        what = f"image {_value('image', plan.image)} v{_value('version', plan.version)}"
         arm64 = (_path("kernel", server.arm64_kernel), _path("initrd", server.arm64_initrd))
         x86_64 = (_path("kernel", server.kernel), _path("initrd", server.initrd))
-        lines.append(f"echo 'imageserver: installing {what} on {_value('hostname', plan.hostname)}'")
+        lines.append(f"echo 'imageserver: {_starting(plan)}'")
         # TFTP, though GRUB's is one 1 KiB block per round trip (43-74 s for the 12 MB kernel in a TCG VM):
         # Debian's signed network GRUB has no http module built in, and under Secure Boot it loads none.
         source = f"(tftp,{address})"

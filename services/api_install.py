@@ -14,6 +14,10 @@
                                INVENTORY_MAX_BYTES); the install token, from the address leased or reserved
                                for the MAC. Stored per MAC; the answer names the disk the host's root-device
                                hints choose (domain.hardware.RootDeviceAnswer), or why none.
+  POST /inspect/{mac}/inventory  the inventory of a machine no host has, booted to be inspected ([discovery]
+                               inspect): its inspect nonce (the boot file's), from the address leased to the
+                               MAC, once. Discovery then looks at the machine again (a rule on its hardware
+                               may make it a host); the answer says whether it powers off or reboots.
 
 The install token never leaves the server except in the script: boot scripts, pxelinux configs and the
 kernel command line carry only a fetch nonce bound to the MAC and the address the boot file was asked
@@ -33,6 +37,7 @@ from domain.requests import InstallEvent
 from services.auth import Auth
 from services.routes import Call, Route, error, ok, text
 from state.eventlog import EventLog
+from state.sightings import Machine
 
 log = EventLog("imageserver.install")
 
@@ -96,6 +101,25 @@ async def inventory(call: Call[Inventory]) -> hardware.RootDeviceAnswer:
     return answer
 
 
+async def inspection(call: Call[Inventory]) -> hardware.InspectAnswer:
+    ctx = call.ctx
+    src, now, boot = ctx.sources(), ctx.clock(), ctx.live.boot
+    mac = hardware.inspected_machine(src, boot.inspect_key if boot is not None else None,
+                                     call.request.match_info["mac"], call.request.remote, call.bearer)
+    await ctx.store.journal.run(hardware.take_inspection(mac, await call.body(), now))
+    host = None
+    discovery, machines = ctx.live.discovery, ctx.live.machines
+    machine = (machines.get(mac) if machines is not None else None) or Machine(mac, now, now)
+    if discovery is not None:
+        # With its inventory stored, a rule on its hardware may match now; its host is written before the
+        # answer, so the reboot it is told to do finds its install.
+        host = discovery.inspected(machine, now)
+        if host is not None:
+            await ctx.store.journal.flush()
+    log.info("inspect-inventory", mac=mac, host=host or "-", then="reboot" if host else "poweroff")
+    return hardware.InspectAnswer(mac, "reboot" if host else "poweroff", host)
+
+
 ROUTES = [
     Route("GET", "/install/{mac}/script", script,
           "The host's autoinstall script with its variables prepended (install token, rsync credentials, update "
@@ -121,5 +145,15 @@ ROUTES = [
            401: error("missing, wrong or expired install token"),
            403: error("not sent from the address leased or reserved for this MAC"),
            404: error("no host has this MAC")},
+          auth=Auth.INSTALL, body=Inventory, unknown="ignore", max_bytes=INVENTORY_MAX_BYTES),
+    Route("POST", "/inspect/{mac}/inventory", inspection,
+          "An inspected machine's hardware inventory ([discovery] inspect: a machine no host has, booted once to "
+          "collect it); stored per MAC; the answer says whether it powers off or (made a host by a discovery rule "
+          "on its hardware) reboots to install",
+          {200: ok("stored; what the machine does next", hardware.InspectAnswer),
+           400: error("malformed inventory (the key that does not fit is named), or larger than the cap"),
+           401: error("missing or wrong inspect nonce"),
+           403: error("inspection is off, or not sent from the address leased to this MAC"),
+           409: error("the machine is a host's, or was inspected already")},
           auth=Auth.INSTALL, body=Inventory, unknown="ignore", max_bytes=INVENTORY_MAX_BYTES),
 ]

@@ -8,8 +8,9 @@ The kinds, declared per route (services.routes.Route.auth):
 - OPERATOR   a named operator or admin token, or the admin token: assigns, reinstalls, edits hosts
 - ADMIN      a named admin token or the admin token (<state_dir>/admin.token, named "admin"): images, tokens,
              satellites, settings
-- INSTALL    a host's install token or fetch nonce: bound to a MAC, an address and the host's state, so the use
-             case checks it (domain.installs), given the bearer this layer read
+- INSTALL    a host's install token or fetch nonce, or an inspected machine's inspect nonce: bound to a MAC, an
+             address and the host's (machine's) state, so the use case checks it (domain.installs,
+             domain.hardware), given the bearer this layer read
 - UPDATE     a host's update token (derived from its install token), from the host's own address, or the
              admin token; the host is the route's {name}: 404 if there is none
 - SATELLITE  a satellite's token (state.satellites); the caller is the satellite's name

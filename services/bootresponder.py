@@ -27,8 +27,9 @@ from protocols.bootscript import (
     render_ipxe,
     render_pxelinux,
 )
+from state import credentials
 from state.boot import BootDecision, BootPolicy, boot_decision_for_mac
-from state.credentials import fetch_nonce, new_token, token_expired
+from state.credentials import fetch_nonce, inspect_nonce, new_token, token_expired
 from state.eventlog import EventLog
 from state.hosts import rotate_install_token_op, set_install_token_op, token_issued, touch_host_op
 from state.sightings import MachineLog
@@ -67,6 +68,8 @@ class BootResponder:
         self.machines = machines
         self._new_token = new_token
         self._pending_tokens: dict[str, str] = {}
+        # The key of inspect nonces (state/credentials.py): this process's only, so a restart ends them.
+        self.inspect_key = credentials.new_token()
         self._last_kind: dict[str, str] = {}
 
     # --- the decision --------------------------------------------------------------------------
@@ -108,6 +111,8 @@ class BootResponder:
             # Anyone may fetch this file: it carries a nonce bound to the MAC and the asking address, not the token.
             nonce = fetch_nonce(decision.install_token, mac, peer or "")
             decision = replace(decision, install_token=None, fetch_nonce=nonce)
+        if decision.kind == "inspect":
+            decision = replace(decision, fetch_nonce=inspect_nonce(self.inspect_key, mac, peer or ""))
         self._log(decision, via)
         return decision, pending
 

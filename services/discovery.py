@@ -114,6 +114,12 @@ class Discovery:
         fut = self.store.journal.submit(op)
         fut.add_done_callback(lambda f, name=host.name: self._written(name, f))
 
+    def inspected(self, machine: Machine, now: float) -> str | None:
+        """An inspection stored the machine's inventory: look at it again (a rule on its hardware may match
+        now). The name of the host made of it, None if none."""
+        self.seen(machine, now)
+        return next((name for name, mac in self._pending_names.items() if mac == machine.mac), None)
+
     def _static_on_assign(self, mac: str, now: float) -> None:
         """auto_static on-assign for a host whose machine had no lease when it was assigned (or discovered):
         its first lease becomes its reservation. In-memory checks first; the store is read only for a

@@ -6,7 +6,10 @@ come from `decide_boot`, so a machine gets the same answer whichever loader asks
 Decision table (host = the hosts row with this MAC; policy = [boot] unknown, poll_seconds):
 
   host                        image / version                 -> decision
-  none                        -                                 policy: "wait" (poll) | "local"
+  none                        -                                 policy: "wait" (poll) | "local"; with
+                                                                  [discovery] inspect, a waiting machine
+                                                                  without an inventory: inspect (the
+                                                                  installer collects it, installs nothing)
   any state, no image         -                                 policy, as for an unknown machine
   new | assigned | installing image has the version asked for   install (installing = a retry after
                                                                   an interrupted install)
@@ -29,6 +32,7 @@ from typing import Any, Literal, get_args
 
 from state.hosts import Host, effective_host_by_mac
 from state.images import image_versions
+from state.inventories import has_inventory
 
 # What a machine with no host (or no image) boots ([boot] unknown): poll until assigned, or its local disk.
 UnknownBoot = Literal["wait", "local"]
@@ -40,6 +44,9 @@ INSTALL_STATES = ("new", "assigned", "installing")
 class BootPolicy:
     unknown: str = "wait"  # what a machine with no host (or no image) boots: "wait" | "local"
     poll_seconds: int = 5
+    # [discovery] inspect: a machine that waits for an assignment and has no inventory yet boots the
+    # installer in inspect mode once (inventory, then power off).
+    inspect: bool = False
 
     def __post_init__(self) -> None:
         if self.unknown not in UNKNOWN_POLICIES:
@@ -50,7 +57,7 @@ class BootPolicy:
 
 @dataclass(frozen=True, slots=True)
 class BootDecision:
-    kind: str  # "install" | "local" | "wait"
+    kind: str  # "install" | "inspect" | "local" | "wait"
     mac: str
     reason: str  # one line for people: logs, the boot console, the API
     poll_seconds: int
@@ -58,7 +65,8 @@ class BootDecision:
     image: str | None = None
     version: int | None = None
     install_token: str | None = None
-    # What the boot file carries instead of the token (state/credentials.py); set by the boot responder.
+    # What the boot file carries instead of the token (state/credentials.py), and an inspect's credential
+    # (state/credentials.inspect_nonce); set by the boot responder.
     fetch_nonce: str | None = None
     kernel_args: str | None = None  # the host's (or its profile's) additions to the installer's command line
 
@@ -75,10 +83,15 @@ def _unassigned(mac: str, policy: BootPolicy, reason: str, hostname: str | None 
     return BootDecision("wait", mac, f"{reason}, waiting for an assignment", policy.poll_seconds, hostname=hostname)
 
 
-def decide_boot(mac: str, host: Host | None, versions: Sequence[int], policy: BootPolicy) -> BootDecision:
-    """The boot decision for `mac`, given its host (or None) and the captured versions of the host's image."""
+def decide_boot(mac: str, host: Host | None, versions: Sequence[int], policy: BootPolicy, *,
+                inventoried: bool = True) -> BootDecision:
+    """The boot decision for `mac`, given its host (or None), the captured versions of the host's image and
+    whether the machine has a stored inventory (asked only for an inspect)."""
     poll = policy.poll_seconds
     if host is None:
+        if policy.inspect and policy.unknown == "wait" and not inventoried:
+            return BootDecision("inspect", mac, f"machine {mac} is not a known host and has no inventory: "
+                                "inspect it (installs nothing, then powers off)", poll)
         return _unassigned(mac, policy, f"machine {mac} is not a known host")
     name = host.name
     if host.state == "installed":
@@ -108,4 +121,5 @@ def boot_decision_for_mac(conn: sqlite3.Connection, mac: str, policy: BootPolicy
     reads are the only impure part)."""
     host = effective_host_by_mac(conn, mac)
     versions = image_versions(conn, host.image) if host is not None and host.image else ()
-    return decide_boot(mac, host, versions, policy)
+    inventoried = not (host is None and policy.inspect) or has_inventory(conn, mac)
+    return decide_boot(mac, host, versions, policy, inventoried=inventoried)

@@ -13,6 +13,12 @@ else is an HMAC of it, so it needs no storage and dies with it when a reinstall 
   written by the script. It is not the install token: an installed system cannot report into an
   install, and a leaked install token cannot ask for a reinstall.
 
+A machine no host has, booted to be inspected ([discovery] inspect), has no install token: its boot file
+carries the inspect nonce, HMAC(the daemon's inspect key, mac|ip) with the address the boot file was asked
+from. It opens only POST /inspect/<mac>/inventory, from the address leased to the MAC, while the machine
+has no inventory (one inspection). The key is made when the daemon starts and kept in memory only: a
+machine that booted before a restart is refused and inspected again at its next boot.
+
 The install token itself is "used" once the host is installed or failed (`install_token_live`).
 """
 
@@ -50,6 +56,10 @@ def _derive(token: str, purpose: str) -> str:
 
 def fetch_nonce(token: str, mac: str, ip: str) -> str:
     return "n" + _derive(token, f"fetch|{mac.lower()}|{ip}")
+
+
+def inspect_nonce(key: str, mac: str, ip: str) -> str:
+    return "i" + _derive(key, f"inspect|{mac.lower()}|{ip}")
 
 
 def rsync_password(token: str) -> str:

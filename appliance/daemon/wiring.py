@@ -84,7 +84,7 @@ def api_route_modules() -> list[RouteModule]:
 def boot_settings(cfg: Config) -> BootSettings:
     return BootSettings(
         policy=BootPolicy(unknown=unknown_boot(cfg.discovery.policy, cfg.boot.unknown),
-                          poll_seconds=cfg.boot.poll_seconds),
+                          poll_seconds=cfg.boot.poll_seconds, inspect=cfg.discovery.inspect),
         kernel_cmdline=cfg.boot.kernel_cmdline,
         http_port=cfg.http.port,
         address=str(cfg.appliance.address) if cfg.appliance.address is not None else None,

@@ -104,3 +104,22 @@ def test_policy_is_validated() -> None:
         BootPolicy(unknown="install")
     with pytest.raises(ValueError):
         BootPolicy(poll_seconds=0)
+
+
+INSPECT = BootPolicy(unknown="wait", poll_seconds=7, inspect=True)
+
+
+def test_a_held_machine_without_an_inventory_is_inspected_once() -> None:
+    d = decide_boot(MAC, None, (), INSPECT, inventoried=False)
+    assert (d.kind, d.hostname, d.image, d.install_token) == ("inspect", None, None, None)
+    assert "no inventory" in d.reason
+    assert decide_boot(MAC, None, (), INSPECT, inventoried=True).kind == "wait", "inspected: it waits as before"
+    assert decide_boot(MAC, None, (), WAIT, inventoried=False).kind == "wait", "inspection off (the default)"
+    assert not BootPolicy().inspect
+
+
+def test_only_machines_no_host_has_and_that_wait_are_inspected() -> None:
+    local = BootPolicy(unknown="local", inspect=True)
+    assert decide_boot(MAC, None, (), local, inventoried=False).kind == "local", "its own disk: never powered off"
+    assert decide_boot(MAC, host(), (1,), INSPECT, inventoried=False).kind == "install"
+    assert decide_boot(MAC, host(image=None), (), INSPECT, inventoried=False).kind == "wait", "a host waits"

@@ -9,6 +9,7 @@ from protocols.bootscript import (
     BootServer,
     installer_arguments,
     pxelinux_config_mac,
+    render_grub,
     render_ipxe,
     render_pxelinux,
 )
@@ -151,3 +152,25 @@ def test_ipxe_via_pxelinux_chains_pxelinux_on_bios_and_falls_back_to_the_script(
     assert "chain tftp://10.9.0.1/pxelinux.0 || goto script" in lines
     # After the :script label comes exactly the plain script (UEFI, or pxelinux failed to load).
     assert lines[lines.index(":script") + 1:] == plain[2:]
+
+
+def inspect(**kw: object) -> BootDecision:
+    base = dict(kind="inspect", mac=MAC, reason="machine is not a known host and has no inventory",
+                poll_seconds=5, fetch_nonce="i0123abc")
+    base.update(kw)
+    return BootDecision(**base)  # type: ignore[arg-type]
+
+
+def test_inspect_starts_the_installer_with_its_nonce_and_no_host_image_or_token() -> None:
+    args = installer_arguments(inspect(), SERVER).split()
+    assert args == ["IMAGESERVER=10.9.0.1", "IMAGESERVER_URL=http://10.9.0.1:8080", "INSPECT_NONCE=i0123abc",
+                    f"MAC={MAC}", "BOOTIF=01-52-54-00-12-34-56", "console=ttyS0", "quiet"]
+    ipxe = render_ipxe(inspect(), SERVER)
+    assert f"initrd=initrd.img {installer_arguments(inspect(), SERVER)} || goto failed" in ipxe
+    assert "echo imageserver: inspecting this machine" in ipxe
+    pxelinux = render_pxelinux(inspect(), SERVER).splitlines()
+    assert f"  APPEND {installer_arguments(inspect(), SERVER)}" in pxelinux and "DEFAULT install" in pxelinux
+    grub = render_grub(inspect(), BootServer(address="10.9.0.1"))
+    assert "INSPECT_NONCE=i0123abc" in grub and "HOSTNAME" not in grub
+    with pytest.raises(BootScriptError):
+        installer_arguments(inspect(fetch_nonce="i0;reboot"), SERVER)

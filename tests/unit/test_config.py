@@ -163,3 +163,14 @@ def test_example_documents_every_key_with_its_default() -> None:
                 f"v = {value}")["v"]}})
             default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
             assert getattr(getattr(parsed, section.name), field.name) == default, f"{section.name}.{field.name}"
+
+
+def test_discovery_inspect_is_off_by_default_and_needs_a_holding_policy() -> None:
+    assert parse_config(GOOD).discovery.inspect is False
+    assert parse_config({**GOOD, "discovery": {"inspect": True}}).discovery.inspect is True
+    with pytest.raises(ConfigError) as e:
+        parse_config({**GOOD, "discovery": {"inspect": True, "policy": "ignore"}})
+    assert e.value.key == "discovery.inspect"
+    with pytest.raises(ConfigError) as e:
+        parse_config({**GOOD, "discovery": {"inspect": True}, "boot": {"unknown": "local"}})
+    assert e.value.key == "discovery.inspect" and 'unknown = "wait"' in str(e.value)

@@ -59,6 +59,10 @@ def _disk(sys: Path, name: str, sectors: int, device: Path | None, rotational: s
 
 @pytest.fixture
 def machine(tmp_path: Path) -> Path:
+    return fake_machine(tmp_path)
+
+
+def fake_machine(tmp_path: Path) -> Path:
     """A machine with a virtio disk, an NVMe disk, a SATA disk, the USB stick it booted from, and what
     list_disks leaves out (a loop device, a CD, a read-only and an empty disk); two NICs and lo."""
     sys, pci = tmp_path / "sys", tmp_path / "sys" / "devices" / "pci0000:00"

@@ -59,7 +59,7 @@ async def test_every_operation_has_a_summary_responses_and_its_credential(tmp_pa
         for method, op in ops.items():
             assert op.get("summary"), f"{method.upper()} {path} has no summary"
             assert op.get("responses"), f"{method.upper()} {path} has no responses"
-            if method != "get" and path.startswith("/install/"):  # installers use their per-install token
+            if method != "get" and path.startswith(("/install/", "/inspect/")):  # installers: per-machine credential
                 assert op.get("security") == [{"install": []}], f"{method.upper()} {path} must name its token"
             elif method != "get" and path.endswith(("/update-events", "/autoinstall")):  # updateclient
                 assert op.get("security") == [{"install": []}, {"admin": []}], f"{method.upper()} {path}"

@@ -7,6 +7,8 @@
 # http://$IMAGESERVER/install/$MAC/script and runs it with those values exported. On success it
 # reports "done" and reboots; on any failure it reports the stage and the last lines of output and
 # stays up with a shell on the console: rebooting a broken install would only loop.
+# Booted to inspect (INSPECT_NONCE=, [discovery] inspect) it posts the machine's inventory and powers off
+# (or reboots, when discovery made it a host): no script, no disk written.
 # The real tools (sfdisk, mkfs, blkid, rsync) live in /usr; busybox applets fill in the rest.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 umask 022
@@ -63,7 +65,7 @@ read_cmdline() {
     for word in $(cat /proc/cmdline); do
         case "$word" in
             IMAGESERVER=*|IMAGESERVER_URL=*|HOSTNAME=*|IMAGE=*|VERSION=*|INSTALL_TOKEN=*|INSTALL_NONCE=*|MAC=*|BOOTIF=*|\
-            IPADDR=*|NETMASK=*|GATEWAY=*|DNS=*|DOMAIN=*|IFACE=*|INSTALLER_DEBUG=*)
+            IPADDR=*|NETMASK=*|GATEWAY=*|DNS=*|DOMAIN=*|IFACE=*|INSTALLER_DEBUG=*|INSPECT_NONCE=*)
                 export "${word?}" ;;
         esac
     done
@@ -230,6 +232,22 @@ esac
 network_up
 say "network: $IFACE $MAC $IPADDR/$NETMASK gw ${GATEWAY:--} imageserver $IMAGESERVER_URL"
 echo installer >"$STAGE_FILE"
+
+# An inspection, as MAAS commissions and Ironic inspects: the inventory, then off. Powered off, a machine
+# that waits for an assignment draws nothing and asks nothing; its BMC (read from this inventory) or a
+# hand starts it again. Made a host by a rule on this inventory, it reboots into its install instead.
+if [ -n "$INSPECT_NONCE" ]; then
+    say "inspecting this machine (nothing is installed)"
+    inspect_post || true
+    sync
+    if [ "$INSPECT_THEN" = reboot ]; then
+        say "inspection done; rebooting to install"
+        reboot -f
+    fi
+    say "inspection done; powering off"
+    poweroff -f
+    while :; do sleep 3600; done
+fi
 
 # PXE boots carry only a fetch nonce (bound to our MAC and address; the boot files are readable by
 # anyone): it opens our script, which carries this install's token. The token then authenticates

@@ -119,6 +119,27 @@ inventory_json() {
         "$(inventory_boot)" "$(_iv_str "$(inventory_bmc)")"
 }
 
+# inspect_post -- an inspection ([discovery] inspect: a machine no host has, booted once to be looked at):
+# the inventory to POST /inspect/$MAC/inventory with the boot file's $INSPECT_NONCE. Sets INSPECT_THEN to
+# what the machine does next: "reboot" (a discovery rule made it a host: its next boot installs) or
+# "poweroff" (it waits, off, for an assignment; also when the imageserver took nothing: never a loop).
+inspect_post() {
+    _ip_dir=${TMPDIR:-/tmp}
+    INSPECT_THEN=poweroff
+    inventory_json >"$_ip_dir/inventory.json" 2>"$_ip_dir/inventory.err" ||
+        say "inventory: $(head -c 300 "$_ip_dir/inventory.err")"
+    _ip_status=$(http_request POST "$IMAGESERVER_URL/inspect/$MAC/inventory" "$INSPECT_NONCE" \
+        "$(cat "$_ip_dir/inventory.json")" 30 "$_ip_dir/inspect.answer" "$_ip_dir/inspect.err")
+    case $_ip_status in
+        2??) ;;
+        *)
+            say "the imageserver took no inventory (HTTP $_ip_status): $(head -c 300 "$_ip_dir/inspect.answer" 2>/dev/null)"
+            return 1 ;;
+    esac
+    [ "$(json_value "then" "$_ip_dir/inspect.answer")" != reboot ] || INSPECT_THEN=reboot
+    say "inventory taken; host: $(json_value host "$_ip_dir/inspect.answer"); next: $INSPECT_THEN"
+}
+
 # json_value KEY FILE -- a string value of KEY in the JSON object in FILE (flat keys; null or absent: '').
 json_value() {
     sed -nE "s/.*\"$1\": \"(([^\"\\\\]|\\\\.)*)\".*/\\1/p" "$2" | head -n 1 |
