@@ -36,6 +36,7 @@ from domain.settings import (
     SubnetConfig,
     TftpConfig,
 )
+from state.discovery import DiscoveryRule
 
 __all__ = ["ARM64_BOOT_FILES", "DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "ApplianceConfig", "BootConfig", "Config",
            "ConfigError", "DhcpConfig", "DiscoveryConfig", "DnsConfig", "HttpConfig", "HttpsConfig", "MulticastConfig",
@@ -139,6 +140,8 @@ def _check_discovery(d: DiscoveryConfig, boot: BootConfig) -> None:
     if d.policy == "auto" and not d.rules:
         raise ConfigError("discovery.rules", 'policy "auto" needs at least one [[discovery.rules]] '
                                              '(hostname pattern and image)')
+    for n, rule in enumerate(d.rules):
+        _check_rule_bmc(f"discovery.rules[{n}]", rule)
     # Inspect only machines that discovery holds in their boot loop: one that boots its own disk (or gets
     # no boot) must not be powered off by an inspection it was never going to wait for.
     if d.inspect and d.policy == "ignore":
@@ -146,6 +149,22 @@ def _check_discovery(d: DiscoveryConfig, boot: BootConfig) -> None:
     if d.inspect and boot.unknown != "wait":
         raise ConfigError("discovery.inspect", f'needs [boot] unknown = "wait" (it is "{boot.unknown}": unknown '
                                                "machines boot their own disks, nothing holds them)")
+
+
+def _check_rule_bmc(key: str, rule: DiscoveryRule) -> None:
+    given = [k for k in ("bmc_scheme", "bmc_username", "bmc_password_file") if getattr(rule, k) is not None]
+    if not given:
+        return
+    if len(given) < 3:
+        raise ConfigError(f"{key}.{given[0]}", "BMC defaults need bmc_scheme, bmc_username and bmc_password_file")
+    path = rule.bmc_password_file
+    assert path is not None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise ConfigError(f"{key}.bmc_password_file", f"cannot read {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{key}.bmc_password_file", f"{path} is readable by others: chmod 600 {path}")
 
 
 def _check_https(doc: Document) -> None:

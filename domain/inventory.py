@@ -113,7 +113,7 @@ class Inventory:
         """What discovery rules may match of it (state.discovery)."""
         speeds = [n.speed_mbps for n in self.interfaces if n.speed_mbps is not None]
         return Hardware(self.system_vendor.manufacturer, self.system_vendor.product_name, self.memory_mb(),
-                        len(self.disks), max(speeds) if speeds else None)
+                        len(self.disks), max(speeds) if speeds else None, self.bmc_address)
 
     def memory_mb(self) -> int | None:
         """MiB of memory: installed, else what the kernel manages."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -208,6 +209,23 @@ def set_bmc_op(src: Sources, name: str, req: SetBmc) -> Op:
     if pin and not address.tls:
         raise Invalid("a certificate fingerprint pins a Redfish BMC over https only")
     return store_bmc_op(name, req.address.strip(), req.username, req.password, pin)
+
+
+def discovered_bmc_op(name: str, scheme: str, reported: str, username: str, password: str) -> tuple[str, Op]:
+    """The BMC a host made by discovery gets: the address its machine's inventory reports, under its rule's
+    scheme, user and password (state.discovery.DiscoveryRule's BMC defaults). Its address, and the op (the
+    host's row must be written first); Invalid says what does not fit, never the password."""
+    try:
+        host = str(ip_address(reported.strip()))
+    except ValueError:
+        raise Invalid(f"the inventory's BMC address {reported!r} is not an IP address") from None
+    address = f"{scheme}://[{host}]" if ":" in host else f"{scheme}://{host}"
+    parse_bmc_address(address)
+    if not username:
+        raise Invalid("the BMC needs a user name")
+    if not password or "\n" in password:
+        raise Invalid("the BMC password file is empty or holds more than one line")
+    return address, store_bmc_op(name, address, username, password, None)
 
 
 def show_bmc(src: Sources, name: str) -> BmcView:

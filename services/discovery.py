@@ -17,10 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.errors import Invalid
 from domain.hardware import hardware_of
 from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
+from domain.power import discovered_bmc_op
 from domain.settings import DiscoveryConfig
-from state.discovery import AutoCreateLimit, Hardware, decide_unknown, dhcp_offers_boot, first_match
+from state.discovery import (
+    AutoCreateLimit,
+    DiscoveryRule,
+    Hardware,
+    decide_unknown,
+    dhcp_offers_boot,
+    first_match,
+)
 from state.eventlog import EventLog
 from state.hosts import address_op, host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel
@@ -113,6 +122,29 @@ class Discovery:
                  vendor_class=machine.vendor_class)
         fut = self.store.journal.submit(op)
         fut.add_done_callback(lambda f, name=host.name: self._written(name, f))
+        if decision.rule.gives_bmc:
+            self._discovered_bmc(host.name, decision.rule, hardware())
+
+    def _discovered_bmc(self, name: str, rule: DiscoveryRule, hardware: Hardware | None) -> None:
+        """The rule's BMC defaults at the address the machine's inventory reports (after the host's row, in
+        the journal's order). The password is read here and goes nowhere but the bmcs table."""
+        if hardware is None or not hardware.bmc_address:
+            log.info("discovery-no-bmc", host=name, reason="its inventory reports no BMC address")
+            return
+        assert rule.bmc_scheme is not None and rule.bmc_username is not None and rule.bmc_password_file is not None
+        try:
+            password = rule.bmc_password_file.read_text().strip("\n")
+            address, op = discovered_bmc_op(name, rule.bmc_scheme, hardware.bmc_address, rule.bmc_username, password)
+        except OSError as e:
+            log.warning("discovery-bmc-failed", host=name, reason=f"{rule.bmc_password_file}: {e.strerror}")
+            return
+        except Invalid as e:
+            log.warning("discovery-bmc-failed", host=name, reason=str(e))
+            return
+        log.info("host-bmc-discovered", host=name, bmc=address, user=rule.bmc_username)
+        self.store.journal.submit(op).add_done_callback(
+            lambda f: f.cancelled() or f.exception() is None or log.error(
+                "discovery-bmc-write-failed", host=name, error=str(f.exception())))
 
     def inspected(self, machine: Machine, now: float) -> str | None:
         """An inspection stored the machine's inventory: look at it again (a rule on its hardware may match

@@ -12,6 +12,9 @@ machine's hardware inventory where one is stored (state/inventories.py: posted b
 vendor and product (prefixes, case ignored), memory, disk count and NIC speed (at least). Every field it gives
 must match, a field it leaves out matches anything; a rule with hardware fields never matches a machine
 without an inventory.
+A rule may also give its hosts BMC defaults (scheme, user, a file holding the password): a host it makes of a
+machine whose inventory names a BMC address gets that BMC at once (as MAAS sets a machine's BMC up when it
+enlists it); the password is read from its file only then and is never shown or logged.
 Host names come from the rule's pattern, e.g. "node{n:03}" -> node001, node002, ...: the lowest n
 whose name is not taken.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
@@ -99,6 +103,7 @@ class Hardware:
     memory_mb: int | None = None
     disks: int = 0
     nic_speed_mbps: int | None = None  # the fastest NIC's
+    bmc_address: str | None = None  # the BMC's address the machine reports (not matched: a rule's BMC defaults use it)
 
 
 HardwareOf = Callable[[], "Hardware | None"]  # looked up only when a rule needs it (a query)
@@ -126,6 +131,16 @@ class DiscoveryRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_memory_mb: Annotated[int, msgspec.Meta(ge=0)] | None = None
     min_disks: Annotated[int, msgspec.Meta(ge=0, le=4096)] | None = None
     min_nic_speed: Annotated[int, msgspec.Meta(ge=0)] | None = None  # Mb/s of its fastest NIC
+    # BMC defaults: a host made by this rule of a machine whose inventory reports a BMC address gets the BMC
+    # bmc_scheme://ADDRESS with this user and the password in bmc_password_file (0600; read when used). All
+    # three or none (appliance/config.py checks).
+    bmc_scheme: Literal["ipmi", "redfish", "https"] | None = None
+    bmc_username: str | None = None
+    bmc_password_file: Path | None = None
+
+    @property
+    def gives_bmc(self) -> bool:
+        return self.bmc_scheme is not None and self.bmc_username is not None and self.bmc_password_file is not None
 
     @property
     def needs_hardware(self) -> bool:

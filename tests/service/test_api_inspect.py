@@ -3,11 +3,14 @@ an inventory is told to boot the installer in inspect mode (its boot file carrie
 its MAC and the address that asked, never a host or an image); the installer's own shell (lib/inventory.sh
 inspect_post, on a made-up /sys, curl sending from the machine's leased address) posts the inventory once;
 it is the machine's in the API; a discovery rule on its hardware then makes it a host and the answer says
-reboot, else poweroff. A stranger cannot post another machine's inventory."""
+reboot, else poweroff; the rule's BMC defaults give the new host the BMC at the address the inventory reports,
+and its password is never answered or logged. A stranger cannot post another machine's inventory."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import re
 import subprocess
@@ -43,8 +46,17 @@ MAC = "3c:ec:ef:00:00:01"  # the made-up machine's first NIC (tests/unit/test_in
 OWN = "127.77.0.131"
 NET = IPv4Network("127.77.0.0/24")
 POOL = PoolSpec(NET, IPv4Address("127.77.0.100"), IPv4Address("127.77.0.200"), 600)
-SUPERMICRO = msgspec.convert({"hostname": "node{n:02}", "image": "demo", "vendor": "supermicro"}, DiscoveryRule,
-                             dec_hook=lambda t, v: t.from_config(v))
+PASSWORD = "s3cret-BMC-pw"
+
+
+def _rule(**values: Any) -> DiscoveryRule:
+    return msgspec.convert(values, DiscoveryRule, dec_hook=lambda t, v: t(v) if t is Path else t.from_config(v))
+
+
+def _rules(password_file: Path) -> tuple[DiscoveryRule, ...]:
+    bmc = {"bmc_scheme": "ipmi", "bmc_username": "ADMIN", "bmc_password_file": str(password_file)}
+    return (_rule(hostname="node{n:02}", image="demo", vendor="supermicro", **bmc),
+            _rule(hostname="acme{n:02}", image="demo", vendor="acme", **bmc))
 BODY: dict[str, Any] = {"cpu": {"count": 2}, "disks": [], "interfaces": [],
                         "system_vendor": {"manufacturer": "Dell Inc."}}
 
@@ -87,7 +99,10 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         "INSERT INTO images(name, version, path, created, arch) VALUES ('demo', 1, ?, 0, 'x86_64')",
         (str(state / "images" / "demo" / "v1"),)))
     leases = LeaseModel.load(store.reader, [POOL], journal_writer(store.journal.submit), now=time.time())
-    discovery = Discovery(store, leases, DiscoveryConfig(policy="auto", rules=(SUPERMICRO,), inspect=True),
+    password_file = tmp_path / "bmc.password"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    discovery = Discovery(store, leases, DiscoveryConfig(policy="auto", rules=_rules(password_file), inspect=True),
                           clock=time.time)
     machines = DiscoveringMachineLog.load(store.reader, store.writeback, now=time.time())
     machines.on_seen = discovery.seen  # every sighting passes discovery, as in the daemon
@@ -126,7 +141,8 @@ def _inspect_post(root: Path, url: str, nonce: str, source: str) -> subprocess.C
 
 
 async def test_a_held_machine_is_inspected_once_and_a_rule_on_its_hardware_makes_it_a_host(
-        env: Env, tmp_path: Path) -> None:
+        env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     env.lease(MAC, OWN)
     boot_file = await env.boot_file(MAC, OWN)
     assert "# imageserver: inspect for" in boot_file
@@ -149,6 +165,25 @@ async def test_a_held_machine_is_inspected_once_and_a_rule_on_its_hardware_makes
     assert "# imageserver: install for" in await env.boot_file(MAC, OWN), "its next boot installs"
     # once: the nonce opens nothing more
     assert (await env.post(MAC, OWN, nonce))[0] == 409
+    # its BMC: the inventory's address under the rule's scheme, user and password (stored, never shown)
+    status, bmc = await env.admin("/api/v1/hosts/node01/bmc")
+    assert status == 200, bmc
+    assert (bmc["address"], bmc["kind"], bmc["username"]) == ("ipmi://10.20.0.7", "ipmi", "ADMIN")
+    assert env.store.read_one("SELECT password FROM bmcs WHERE host = 'node01'")["password"] == PASSWORD
+    status, host = await env.admin("/api/v1/hosts/node01")
+    assert PASSWORD not in json.dumps([bmc, host, stored]) and PASSWORD not in done.stdout + done.stderr
+    assert "host-bmc-discovered" in caplog.text and PASSWORD not in caplog.text
+
+
+async def test_a_host_whose_inventory_names_no_bmc_gets_none(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    env.lease(MAC, OWN)
+    nonce = _nonce(await env.boot_file(MAC, OWN))
+    status, body = await env.post(MAC, OWN, nonce, {**BODY, "system_vendor": {"manufacturer": "ACME"}})
+    assert (status, body) == (200, {"mac": MAC, "then": "reboot", "host": "acme01"})
+    assert (await env.admin("/api/v1/hosts/acme01"))[0] == 200
+    assert (await env.admin("/api/v1/hosts/acme01/bmc"))[0] == 404
+    assert "discovery-no-bmc" in caplog.text
 
 
 async def test_without_a_matching_rule_it_powers_off_and_then_waits(env: Env) -> None:

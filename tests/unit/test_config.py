@@ -174,3 +174,25 @@ def test_discovery_inspect_is_off_by_default_and_needs_a_holding_policy() -> Non
     with pytest.raises(ConfigError) as e:
         parse_config({**GOOD, "discovery": {"inspect": True}, "boot": {"unknown": "local"}})
     assert e.value.key == "discovery.inspect" and 'unknown = "wait"' in str(e.value)
+
+
+def test_a_rules_bmc_defaults_come_whole_with_a_private_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "bmc.password"
+    secret.write_text("pw\n")
+    secret.chmod(0o600)
+    rule = {"hostname": "node{n}", "image": "base", "bmc_scheme": "ipmi", "bmc_username": "ADMIN",
+            "bmc_password_file": str(secret)}
+    cfg = parse_config({**GOOD, "discovery": {"policy": "auto", "rules": [rule]}})
+    assert cfg.discovery.rules[0].gives_bmc and cfg.discovery.rules[0].bmc_password_file == secret
+    for patch, key, words in (({"bmc_password_file": None}, "discovery.rules[0].bmc_scheme", "need bmc_scheme"),
+                              ({"bmc_scheme": "telnet"}, "discovery.rules[0].bmc_scheme", ""),
+                              ({"bmc_password_file": str(tmp_path / "none")}, "discovery.rules[0].bmc_password_file",
+                               "cannot read")):
+        bad = {k: v for k, v in {**rule, **patch}.items() if v is not None}
+        with pytest.raises(ConfigError) as e:
+            parse_config({**GOOD, "discovery": {"policy": "auto", "rules": [bad]}})
+        assert e.value.key == key and words in str(e.value), str(e.value)
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError) as e:
+        parse_config({**GOOD, "discovery": {"policy": "auto", "rules": [rule]}})
+    assert "readable by others" in str(e.value)

@@ -4,10 +4,14 @@ once, and only when a rule's other fields match; the config keys, with errors th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from appliance.config import ConfigError, parse_config
+from domain.errors import Invalid
 from domain.inventory import Disk, Interface, Inventory, Memory, SystemVendor
+from domain.power import discovered_bmc_op
 from state.discovery import DiscoveryRule, Hardware, decide_unknown, first_match
 
 MAC = "3c:ec:ef:00:00:01"
@@ -71,3 +75,23 @@ def test_the_config_keys_and_their_errors() -> None:
         with pytest.raises(ConfigError) as e:
             parse_config({"discovery": {"rules": [{**rule, key: value}]}})
         assert str(e.value).startswith(said), str(e.value)
+
+
+def test_a_discovered_bmc_is_the_inventorys_address_under_the_rules_scheme() -> None:
+    assert Inventory(bmc_address="10.20.0.7").hardware().bmc_address == "10.20.0.7"
+    assert discovered_bmc_op("n1", "ipmi", "10.20.0.7", "ADMIN", "pw")[0] == "ipmi://10.20.0.7"
+    assert discovered_bmc_op("n1", "redfish", " fd00::7 ", "ADMIN", "pw")[0] == "redfish://[fd00::7]"
+    for reported, user, password, words in (("bmc.example; rm -rf /", "ADMIN", "pw", "not an IP address"),
+                                            ("10.20.0.7", "", "pw", "user name"),
+                                            ("10.20.0.7", "ADMIN", "", "empty"),
+                                            ("10.20.0.7", "ADMIN", "pw\nmore", "more than one line")):
+        with pytest.raises(Invalid) as e:
+            discovered_bmc_op("n1", "ipmi", reported, user, password)
+        assert words in str(e.value) and (not password or password not in str(e.value))
+
+
+def test_a_rule_gives_a_bmc_only_with_scheme_user_and_password_file() -> None:
+    assert not ANY.gives_bmc
+    rule = DiscoveryRule(hostname="n{n}", image="base", bmc_scheme="ipmi", bmc_username="ADMIN",
+                         bmc_password_file=Path("/etc/imageserver/bmc.password"))
+    assert rule.gives_bmc and not rule.needs_hardware
