@@ -63,7 +63,7 @@ def take_inventory(src: Sources, host: Host, mac: str, inventory: Inventory, now
     hints, source = hints_for(src.reader, host)
     chosen = choose(hints, inventory.disks)
     answer = RootDeviceAnswer(host.name, chosen.disk, hints.text() if hints else None, source, chosen.failure)
-    return answer, inventories.store_inventory_op(mac, now, inventory.json())
+    return answer, inventories.store_inventory_op(mac, now, inventory.with_neighbors().json())
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ def inspected_machine(src: Sources, key: str | None, mac_text: str, peer: str | 
 
 def take_inspection(mac: str, inventory: Inventory, now: float) -> Op:
     """The op that stores an inspected machine's inventory."""
-    return inventories.store_inventory_op(mac, now, inventory.json())
+    return inventories.store_inventory_op(mac, now, inventory.with_neighbors().json())
 
 
 def inventory_of(reader: Connection, mac: str) -> InventoryView | None:

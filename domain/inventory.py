@@ -9,12 +9,13 @@ sends that are not declared here are ignored (a newer installer, an older server
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated
 
 import msgspec
 
 from domain.views import doc
+from protocols.lldp import LldpNeighbor, neighbor
 from state.discovery import Hardware
 
 Text = Annotated[str, msgspec.Meta(max_length=256)]
@@ -54,6 +55,12 @@ class Interface:
     driver: Text | None = None
     speed_mbps: Count | None = field(default=None, metadata=doc("null: not known (no link, a virtual NIC)"))
     has_carrier: bool | None = None
+    lldp: Annotated[list[Annotated[list[int | Annotated[str, msgspec.Meta(max_length=1024)]],
+                                   msgspec.Meta(min_length=2, max_length=2)]],
+                    msgspec.Meta(max_length=64)] | None = field(default=None, metadata=doc(
+        "the TLVs of the LLDP frame it received, as [type, hex of the value] (Ironic's); null: none seen"))
+    lldp_neighbor: LldpNeighbor | None = field(default=None, metadata=doc(
+        "the switch port it is plugged into, read from lldp by the imageserver (protocols/lldp.py)"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,12 @@ class Inventory:
 
     def json(self) -> str:
         return msgspec.json.encode(self).decode()
+
+    def with_neighbors(self) -> Inventory:
+        """Each NIC's LLDP neighbour read from its TLVs (the installer posts them raw; what it may have said
+        itself of the neighbour is not taken)."""
+        return replace(self, interfaces=[replace(n, lldp_neighbor=neighbor(n.lldp) if n.lldp else None)
+                                         for n in self.interfaces])
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Inventory:

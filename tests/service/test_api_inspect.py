@@ -189,12 +189,19 @@ async def test_a_host_whose_inventory_names_no_bmc_gets_none(env: Env, caplog: p
 async def test_without_a_matching_rule_it_powers_off_and_then_waits(env: Env) -> None:
     env.lease(MAC, OWN)
     nonce = _nonce(await env.boot_file(MAC, OWN))
-    status, body = await env.post(MAC, OWN, nonce)  # Dell: the Supermicro rule does not match
+    lldp = [[1, "04d623b8eb8399"], [2, "05" + b"swp7".hex()], [5, b"switch-7".hex()],
+            [2, "05" + b"not the first".hex()]]
+    nics = [{"name": "eno1", "mac_address": MAC, "lldp": lldp, "lldp_neighbor": {"system_name": "made up"}}]
+    status, body = await env.post(MAC, OWN, nonce, {**BODY, "interfaces": nics})  # Dell: no rule matches
     assert status == 200, body
     assert body == {"mac": MAC, "then": "poweroff", "host": None}
     status, machine = await env.admin(f"/api/v1/machines/{MAC}")
     assert status == 200 and machine["boot"]["kind"] == "wait", machine
     assert machine["inventory"]["inventory"]["system_vendor"]["manufacturer"] == "Dell Inc."
+    nic = machine["inventory"]["inventory"]["interfaces"][0]
+    assert nic["lldp"] == lldp, "stored as posted"
+    assert nic["lldp_neighbor"] == {"chassis_id": "d6:23:b8:eb:83:99", "port_id": "swp7", "system_name": "switch-7",
+                                    "port_description": None}, "read by the imageserver, not taken from the machine"
     assert "# imageserver: wait for" in await env.boot_file(MAC, OWN)
 
 

@@ -61,7 +61,9 @@ OPTIONAL_BINARIES: tuple[str, ...] = ("curl", "aria2c", "wipefs", "mkfs.xfs", "m
                                       # md arrays and LVM volumes (masters on RAID/LVM): mdadm, lvm2
                                       "mdadm", "lvm",
                                       # the inventory's BMC address (lib/inventory.sh: ipmitool lan print)
-                                      "ipmitool")
+                                      "ipmitool",
+                                      # the inventory's LLDP neighbours (lib/inventory.sh: one frame per NIC)
+                                      "tcpdump")
 # The syslinux MBR (MBR code that boots the active partition) and the extlinux modules.
 SYSLINUX_FILES: tuple[Path, ...] = (
     Path("/usr/lib/syslinux/mbr/mbr.bin"),

@@ -65,7 +65,7 @@ read_cmdline() {
     for word in $(cat /proc/cmdline); do
         case "$word" in
             IMAGESERVER=*|IMAGESERVER_URL=*|HOSTNAME=*|IMAGE=*|VERSION=*|INSTALL_TOKEN=*|INSTALL_NONCE=*|MAC=*|BOOTIF=*|\
-            IPADDR=*|NETMASK=*|GATEWAY=*|DNS=*|DOMAIN=*|IFACE=*|INSTALLER_DEBUG=*|INSPECT_NONCE=*)
+            IPADDR=*|NETMASK=*|GATEWAY=*|DNS=*|DOMAIN=*|IFACE=*|INSTALLER_DEBUG=*|INSPECT_NONCE=*|LLDP_WAIT=*)
                 export "${word?}" ;;
         esac
     done
@@ -238,6 +238,8 @@ echo installer >"$STAGE_FILE"
 # hand starts it again. Made a host by a rule on this inventory, it reboots into its install instead.
 if [ -n "$INSPECT_NONCE" ]; then
     say "inspecting this machine (nothing is installed)"
+    # An LLDP frame per NIC is worth one transmit interval (30 s by default) where nobody waits for an install.
+    LLDP_WAIT=${LLDP_WAIT:-30}
     inspect_post || true
     sync
     if [ "$INSPECT_THEN" = reboot ]; then

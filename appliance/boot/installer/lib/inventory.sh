@@ -1,7 +1,7 @@
 # shellcheck shell=sh
 # lib/inventory.sh -- the machine's hardware inventory as JSON, shaped like Ironic's (domain/inventory.py
 # declares it): CPU, memory, the whole disks an install may use (list_disks of lib/disks.sh), NICs, DMI
-# system, firmware boot mode, the BMC's address. Read from /sys and /proc with busybox alone (no udev in
+# system, firmware boot mode, the BMC's address, each NIC's LLDP frame (tcpdump, a bounded wait). Read from /sys and /proc with busybox alone (no udev in
 # the installer: a disk's by-path name is made here as udev's path_id makes it for PCI virtio, NVMe and
 # SCSI disks); the BMC's address from `ipmitool lan print` where the initrd has ipmitool and the machine a
 # BMC. The installer's /init posts it (POST /install/$MAC/inventory) and installs to the disk the answer
@@ -78,16 +78,63 @@ inventory_disks() {
     done
 }
 
+# LLDP: the first LLDP frame (ethertype 0x88cc) each physical NIC receives within LLDP_WAIT seconds (unset or
+# 0: none is looked for; /init waits 30 s, one default transmit interval, when it inspects), all NICs at once,
+# captured by tcpdump where the initrd has it (-Z root: the initrd has no tcpdump user to drop to). A NIC
+# that is down hears nothing: it is set up. The frames go to LLDP_DIR, one pcap file per NIC.
+LLDP_DIR=${TMPDIR:-/tmp}/lldp
+inventory_lldp_capture() {
+    case ${LLDP_WAIT:-0} in '' | *[!0-9]* | 0) return 0 ;; esac
+    command -v tcpdump >/dev/null 2>&1 || return 0
+    mkdir -p "$LLDP_DIR"
+    _iv_pids=''
+    for _iv_path in "${SYS_ROOT:-/sys}"/class/net/*; do
+        [ -e "$_iv_path/device" ] || continue
+        _iv_n=${_iv_path##*/}
+        ip link set dev "$_iv_n" up 2>/dev/null
+        timeout "$LLDP_WAIT" tcpdump -Z root -i "$_iv_n" -c 1 -U -w "$LLDP_DIR/$_iv_n.pcap" ether proto 0x88cc \
+            >/dev/null 2>&1 &
+        _iv_pids="$_iv_pids $!"
+    done
+    # shellcheck disable=SC2086  # the pids, one word each
+    [ -z "$_iv_pids" ] || wait $_iv_pids
+}
+
+# _iv_lldp NIC -- its captured frame's TLVs as Ironic posts them, [[type, "hex of the value"], ...]; null
+# without one. The imageserver reads the neighbour from them (protocols/lldp.py). A pcap file is a 24-byte
+# header and a 16-byte record header before the frame; an 802.1Q tag may precede the ethertype.
+_iv_lldp() {
+    [ -s "$LLDP_DIR/$1.pcap" ] || { printf null; return 0; }
+    od -An -v -tx1 -j 40 "$LLDP_DIR/$1.pcap" | awk '
+        function byte(x) { return (index(H, substr(x, 1, 1)) - 1) * 16 + index(H, substr(x, 2, 1)) - 1 }
+        BEGIN { H = "0123456789abcdef" }
+        { for (i = 1; i <= NF; i++) b[n++] = $i }
+        END {
+            at = (b[12] b[13] == "8100") ? 16 : 12
+            if (b[at] b[at + 1] != "88cc") { printf "null"; exit }
+            at += 2
+            while (at + 1 < n) {
+                header = byte(b[at]) * 256 + byte(b[at + 1]); type = int(header / 512); len = header % 512
+                if (type == 0 || at + 2 + len > n) break
+                value = ""
+                for (i = at + 2; i < at + 2 + len; i++) value = value b[i]
+                out = out (out == "" ? "" : ", ") "[" type ", \"" value "\"]"
+                at += 2 + len
+            }
+            printf "[%s]", out
+        }'
+}
+
 # Physical NICs (a device behind them: not lo, bridges, veths, tunnels).
 inventory_nics() {
     _iv_sep=''
     for _iv_path in "${SYS_ROOT:-/sys}"/class/net/*; do
         [ -e "$_iv_path/device" ] || continue
         _iv_driver=$(readlink -f "$_iv_path/device/driver" 2>/dev/null) || _iv_driver=''
-        printf '%s{"name": %s, "mac_address": %s, "driver": %s, "speed_mbps": %s, "has_carrier": %s}' "$_iv_sep" \
-            "$(_iv_str "${_iv_path##*/}")" "$(_iv_str "$(_iv_read "$_iv_path/address")")" \
+        printf '%s{"name": %s, "mac_address": %s, "driver": %s, "speed_mbps": %s, "has_carrier": %s, "lldp": %s}' \
+            "$_iv_sep" "$(_iv_str "${_iv_path##*/}")" "$(_iv_str "$(_iv_read "$_iv_path/address")")" \
             "$(_iv_str "${_iv_driver##*/}")" "$(_iv_num "$(_iv_read "$_iv_path/speed")")" \
-            "$(_iv_bool "$(_iv_read "$_iv_path/carrier")")"
+            "$(_iv_bool "$(_iv_read "$_iv_path/carrier")")" "$(_iv_lldp "${_iv_path##*/}")"
         _iv_sep=', '
     done
 }
@@ -114,6 +161,7 @@ inventory_bmc() {
 
 # inventory_json -- the whole inventory, one JSON object on one line.
 inventory_json() {
+    inventory_lldp_capture
     printf '{"cpu": %s, "memory": %s, "disks": [%s], "interfaces": [%s], "system_vendor": %s, "boot": %s, "bmc_address": %s}\n' \
         "$(inventory_cpu)" "$(inventory_memory)" "$(inventory_disks)" "$(inventory_nics)" "$(inventory_system)" \
         "$(inventory_boot)" "$(_iv_str "$(inventory_bmc)")"
