@@ -82,7 +82,7 @@ class Appliance(Daemon):
 
 
 def appliance(lab: Lab, net: VmNetwork, installer: tuple[Path, Path], *, loader: str = "ipxe",
-              poll_seconds: int = 5) -> Appliance:
+              poll_seconds: int = 5, extra: str = "", kernel_cmdline: str = "console=ttyS0 panic=-1") -> Appliance:
     state = lab.tmp_path("state")
     (state / "boot" / "installer").mkdir(parents=True)
     shutil.copyfile(installer[0], state / "boot" / "installer" / "vmlinuz")
@@ -109,8 +109,8 @@ port = 80
 [boot]
 loader = "{loader}"
 poll_seconds = {poll_seconds}
-kernel_cmdline = "console=ttyS0 panic=-1"
-""")
+kernel_cmdline = "{kernel_cmdline}"
+{extra}""")
     app = Appliance(net.server, config=config, state_dir=state)
     # Create the schema before the daemon starts (hosts are added straight into the database).
     connect(state / "imageserver.db").close()
@@ -159,6 +159,38 @@ def test_ipxe_rom_waits_then_installs_once_the_host_is_assigned(lab: Lab, instal
     machines = app.api(f"/api/v1/machines/{mac}")  # reads need a token: Daemon.api sends the admin token
     assert machines["host"] == "node01" and machines["boot"]["kind"] == "install"
     print(f"\n[timing] iPXE: QEMU start to installer marker {booted:.1f} s (including the wait)")
+
+
+def test_a_held_machine_is_inspected_by_the_real_installer_and_powers_off(
+        lab: Lab, debian_kernel: Kernel, bootenv_cache: Path) -> None:
+    """[discovery] inspect: an unknown machine boots the real installer once, which posts its inventory (its
+    disk's serial, its NIC) and powers off without writing its disk; its next decision is the wait loop."""
+    from appliance.boot.installer import installer_spec
+
+    real = (debian_kernel.vmlinuz, build_initrd(installer_spec(debian_kernel), bootenv_cache))
+    net = vm_network(lab)
+    start_ra_sender(net.server, net.server_if)
+    app = appliance(lab, net, real, poll_seconds=1, extra="[discovery]\ninspect = true\n",
+                    kernel_cmdline="console=ttyS0 panic=-1 LLDP_WAIT=2").start()
+    mac, disk = random_mac(), lab.tmp_path("inspected.img")
+    with open(disk, "wb") as out:
+        out.truncate(64 << 20)
+    vm = Vm(net, VmConfig(boot="network", mac=mac, memory_mb=512, extra_args=(
+        "-drive", f"file={disk},format=raw,if=none,id=d0", "-device", "virtio-blk-pci,drive=d0,serial=INSPECT-0001",
+    ))).start()
+    vm.wait_for(r"inspection done; powering off", timeout=240)
+    inspected = vm.elapsed()
+    assert vm.proc is not None
+    vm.proc.wait(60)  # powered off: QEMU ends
+    inv = app.api(f"/api/v1/machines/{mac}/inventory")["inventory"]
+    assert [(d["name"], d["serial"], d["size"]) for d in inv["disks"]] == [("/dev/vda", "INSPECT-0001", 64 << 20)]
+    assert [(n["mac_address"], n["driver"], n["lldp"]) for n in inv["interfaces"]] == [(mac, "virtio_net", None)]
+    assert inv["system_vendor"]["manufacturer"] == "QEMU"
+    with open(disk, "rb") as f:
+        assert f.read() == bytes(64 << 20), "inspection writes no disk"
+    machine = app.api(f"/api/v1/machines/{mac}")
+    assert machine["host"] is None and machine["boot"]["kind"] == "wait", machine
+    print(f"\n[timing] inspect: QEMU start to powered off {inspected:.1f} s")
 
 
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
