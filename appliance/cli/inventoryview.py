@@ -20,7 +20,7 @@ def _size(n: int | None) -> str:
 def inventory_lines(view: dict[str, Any] | None) -> list[str]:
     """The `hardware` lines of a host's or machine's detail (view: domain.inventory.InventoryView as JSON)."""
     if not view:
-        return ["hardware   - (its installer posts an inventory when it installs)"]
+        return ["hardware   - (its installer posts an inventory when it installs, or when it is inspected)"]
     inv = view["inventory"]
     vendor = inv.get("system_vendor") or {}
     received = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(view["received"]))
@@ -39,4 +39,8 @@ def inventory_lines(view: dict[str, Any] | None) -> list[str]:
         speed = f"{n['speed_mbps']} Mb/s" if n.get("speed_mbps") is not None else "speed ?"
         link = {True: "link up", False: "no link"}.get(n.get("has_carrier"), "link ?")
         lines.append(f"nic        {n['name']} {n['mac_address']} {n.get('driver') or '-'}, {speed}, {link}")
+        peer = n.get("lldp_neighbor")
+        if peer:  # the switch port it is plugged into (LLDP)
+            lines.append(f"  switch   {peer.get('system_name') or '-'} port {peer.get('port_id') or '-'} "
+                         f"(chassis {peer.get('chassis_id') or '-'})")
     return lines

@@ -74,3 +74,16 @@ def test_the_installer_reads_a_captured_frame_into_the_same_tlvs(shell: str, tmp
     assert json.loads(out[0]) == pairs(LLDPD)
     assert json.loads(out[1]) == [[1, (b"\x04" + SWITCH_MAC).hex()]]
     assert out[2:] == ["null", "null"], "not LLDP; no capture"
+
+
+def test_machines_show_names_the_switch_port() -> None:
+    from appliance.cli.inventoryview import inventory_lines
+
+    nic = {"name": "eno1", "mac_address": "3c:ec:ef:00:00:01", "driver": "ice", "speed_mbps": 25000,
+           "has_carrier": True, "lldp_neighbor": {"chassis_id": "d6:23:b8:eb:83:99", "port_id": "swp7",
+                                                  "system_name": "switch-7.lab", "port_description": None}}
+    view = {"received": 0.0, "summary": "1 NIC", "inventory": {"interfaces": [nic, {**nic, "name": "eno2",
+                                                                                    "lldp_neighbor": None}]}}
+    lines = inventory_lines(view)
+    assert "  switch   switch-7.lab port swp7 (chassis d6:23:b8:eb:83:99)" in lines
+    assert sum(line.startswith("  switch") for line in lines) == 1
