@@ -463,6 +463,9 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
                     source=w.ip("node-installed"))
     w.contract.call(client, "post", f"{lan}/install/52:54:00:99:99:99/inventory", expect=404, body=inventory,
                     token="wrong")
+    # An inspection's inventory: refused while [discovery] inspect is off (its default)
+    w.contract.call(client, "post", f"{lan}/inspect/52:54:00:99:99:98/inventory", expect=403, body=inventory,
+                    token="i0")
     stored = w.admin_call("get", f"/api/v1/machines/{inv_mac}/inventory", 200).json()
     assert [d["serial"] for d in stored["inventory"]["disks"]] == ["DISK-B", "DISK-A"], stored
     w.admin_call("delete", "/api/v1/hosts/node-assigned/root-device", 200)
