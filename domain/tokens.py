@@ -1,10 +1,10 @@
 """Named API tokens: the use cases the admin API (services/api_tokens.py) and `imageserver tokens` (offline,
 on the state database) share, and what they answer, as views.
 
-The rules live here: what a token may be named, which roles exist, how many tokens there may be, and that a
-new token is minted by state.credentials.new_token (its secret is in the answer to `add` only; the table,
-state/tokens.py, keeps its SHA-256). Refusals are domain errors: Invalid (a bad name or role), Conflict
-(the name is taken, too many tokens), NotFound (revoking a token that does not exist).
+The rules live here: how roles rank, what a token may be named, which roles exist, how many tokens there
+may be, and that a new token is minted by state.credentials.new_token (its secret is in the answer to `add`
+only; the table, state/tokens.py, keeps its SHA-256). Refusals are domain errors: Invalid (a bad name or
+role), Conflict (the name is taken, too many tokens), NotFound (revoking a token that does not exist).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from state import tokens as stored
 from state.credentials import new_token
 from state.db import Connection
 
-ROLES = stored.ROLES
+ROLES = stored.ROLES  # ranked: each may do what the ones before it may
 TOKEN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_TOKENS = 256
 
@@ -45,6 +45,17 @@ class TokenAdded:
 @dataclass(frozen=True, slots=True)
 class TokenRevoked:
     revoked: str
+
+
+def rank(role: str) -> int:
+    """reader 0 < operator 1 < admin 2. Reader reads everything (hosts, leases, machines, images); operator
+    may also assign, reinstall and edit hosts; admin may also change images, tokens, satellites and settings."""
+    return ROLES.index(role)
+
+
+def allows(role: str, needed: str) -> bool:
+    """Whether a token of `role` may do what needs `needed`."""
+    return rank(role) >= rank(needed)
 
 
 def check(name: str, role: str) -> None:

@@ -7,9 +7,7 @@ SHA-256 is enough and keeps a request's check to a hash and one indexed lookup (
 stretching on the 2-core appliance). Authentication reads the table on every request, so a revoked token
 is refused at once (also when the offline CLI revoked it: the daemon's reader sees the commit).
 
-Roles are ranked: reader reads everything (hosts, leases, machines, images); operator may also assign,
-reinstall and edit hosts; admin may also change images, tokens, satellites and settings. The admin token
-file (<state_dir>/admin.token) is the admin named ADMIN_NAME; no row may take that name.
+The admin token file (<state_dir>/admin.token) is the admin named ADMIN_NAME; no row may take that name.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-ROLES = ("reader", "operator", "admin")  # ranked: each may do what the ones before it may
+ROLES = ("reader", "operator", "admin")  # the values a row's role may take (domain/tokens.allows ranks them)
 ADMIN_NAME = "admin"  # the name <state_dir>/admin.token goes by
 TOKEN_PREFIX = "ist-"  # tells an imageserver API token apart from a satellite's ("sat-") or an install token
 
@@ -40,15 +38,6 @@ class ApiToken:
     name: str
     role: str
     created: float | None  # None: the admin token file (its age is the file's)
-
-
-def rank(role: str) -> int:
-    """reader 0 < operator 1 < admin 2."""
-    return ROLES.index(role)
-
-
-def allows(role: str, needed: str) -> bool:
-    return rank(role) >= rank(needed)
 
 
 def ensure_table(conn: sqlite3.Connection) -> None:

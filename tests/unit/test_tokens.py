@@ -38,8 +38,8 @@ def test_names_roles_and_ranks() -> None:
     use_cases.add_op("ops", "operator", 0.0)(conn)
     with pytest.raises(Conflict, match="exists"):
         use_cases.add_op("ops", "admin", 0.0)(conn)
-    assert tokens.allows("admin", "operator") and tokens.allows("operator", "reader")
-    assert not tokens.allows("reader", "operator") and not tokens.allows("operator", "admin")
+    assert use_cases.allows("admin", "operator") and use_cases.allows("operator", "reader")
+    assert not use_cases.allows("reader", "operator") and not use_cases.allows("operator", "admin")
 
 
 def test_admin_networks_limit_exactly_the_reads_that_need_a_role() -> None:
