@@ -23,7 +23,6 @@ from domain.views import doc, view_json
 from protocols.names import InvalidName, image_name_problem
 from state.db import Connection
 from state.hosts import HOST_STATES, Host, HostClash, Op, host_by_name, update_host_op
-from state.lease_validators import LeaseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +227,7 @@ def add_clients(store: HostStore, req: AddclientsRequest, now: float, *, dry_run
         raise Invalid(str(e)) from None
     except PlanError as e:
         raise Clashes(str(e), list(e.problems)) from None
-    except (HostError, LeaseError) as e:
+    except HostError as e:
         raise Conflict(str(e)) from None
 
 

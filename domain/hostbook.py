@@ -14,7 +14,8 @@ transaction). So the admin API, the offline CLI and discovery share one set of r
   it gets its MAC; "on-install" does so when the host becomes installed (`make_lease_static`).
 
 A malformed name or MAC is protocols.names.InvalidName (the name rules' one error); a change the rules
-refuse is a HostError (domain/host_errors.py: by kind, a domain error) or a LeaseError.
+refuse is a HostError (domain/host_errors.py: by kind, a domain error); a reservation domain/leases.reserve
+refuses is a HostConflict.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from ipaddress import IPv4Address
 from typing import Any, Literal
 
 from domain.addclients import AddclientsRequest, Existing, Plan, plan_addclients
+from domain.errors import Conflict, Invalid
 from domain.host_errors import HostConflict, HostFieldError, HostNotFound
 from domain.host_states import check_transition
+from domain.leases import reserve
 from protocols.arch import mismatch as arch_mismatch
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
@@ -47,7 +50,6 @@ from state.hosts import (
 from state.images import image_arch
 from state.lease_pools import SubnetLike
 from state.lease_rows import Reservation
-from state.lease_validators import LeaseError
 from state.leases import LeaseModel
 from state.profiles import profile_by_name
 from state.sightings import machine_arch
@@ -107,7 +109,10 @@ def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: f
     lease = leases.lease(mac)
     if lease is None or not lease.active(now):
         return None
-    return leases.add_reservation(mac, lease.ip, now, hostname=hostname, source=source)
+    try:
+        return reserve(leases, mac, lease.ip, now, hostname=hostname, source=source)
+    except (Conflict, Invalid) as e:  # e.g. the address lies outside every configured subnet
+        raise HostConflict(str(e)) from None
 
 
 @dataclass(slots=True)
@@ -168,8 +173,8 @@ class HostBook:
         if host.mac is None or host.ip is None:
             return
         try:
-            self.leases.add_reservation(host.mac, host.ip, now, hostname=host.name, source=source)
-        except LeaseError as e:
+            reserve(self.leases, host.mac, host.ip, now, hostname=host.name, source=source)
+        except (Conflict, Invalid) as e:
             raise HostConflict(f"host {host.name}: {e}") from None
 
     def _static_now(self, host: Host, now: float, source: str) -> Host:

@@ -42,7 +42,6 @@ from state.hosts import (
 )
 from state.images import versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
-from state.lease_validators import LeaseError
 from state.leases import LeaseModel
 from state.profiles import hosts_with_profile_bmc
 
@@ -311,7 +310,7 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
     try:
         _, op = book.create(req.name, now=now, mac=req.mac, ip=req.ip, image=req.image, version=req.version,
                             transport=req.transport)
-    except (HostError, LeaseError) as e:
+    except HostError as e:
         raise Conflict(str(e)) from None
     return op
 

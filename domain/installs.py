@@ -24,7 +24,6 @@ from state import credentials, images, installs, transports
 from state.eventlog import EventLog
 from state.hosts import Host, Op, address_op, effective_host_by_mac
 from state.lease_rows import stored_bindings
-from state.lease_validators import LeaseError
 
 log = EventLog("imageserver.install")
 
@@ -245,7 +244,7 @@ def installed_reservation(src: Sources, settings: InstallSettings, host: Host,
     book = HostBook(src.reader, src.leases, auto_static=settings.auto_static)
     try:
         res = book.installed(host.name, now)
-    except (HostError, LeaseError) as e:  # e.g. the address lies outside every configured subnet
+    except HostError as e:  # e.g. the address lies outside every configured subnet
         log.warning('reservation-failed', hostname=host.name, mac=host.mac, error=str(e))
         return f"not reserved: {e}", None
     if res is None:

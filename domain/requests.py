@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.updates import STAGES as UPDATE_STAGES
 from domain.views import doc
 from state.hosts import HOST_STATES
 from state.satellites import MAX_EVENTS_PER_REPORT
-from state.updates import STAGES as UPDATE_STAGES
 
 
 @dataclass(frozen=True, slots=True)

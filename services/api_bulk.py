@@ -19,12 +19,12 @@ from domain import bulk, hostadmin, hosts
 from domain.bulk import BulkAnswer, BulkReinstall, BulkRemove, BulkResult, BulkSet
 from domain.errors import DomainError
 from domain.hostadmin import HostRecord
+from domain.tokens import allows
 from services.api_hostadmin import forget_machine, host_book, write_ops
 from services.api_power import power_and_record
 from services.auth import Auth, RoleRefused
 from services.errors import http_status
 from services.routes import Call, Route, error, ok
-from state import tokens
 from state.hosts import host_by_name
 
 
@@ -32,7 +32,7 @@ async def bulk_reinstall(call: Call[BulkReinstall]) -> BulkAnswer:
     ctx, start = call.ctx, time.monotonic()
     req = await call.body()
     names = bulk.selected(req)
-    if req.power_cycle and not tokens.allows(call.caller.role or "reader", "admin"):
+    if req.power_cycle and not allows(call.caller.role or "reader", "admin"):
         # the BMCs are the admin's (POST /api/v1/power): an operator reinstalls, it does not power cycle
         raise RoleRefused(f"token {call.caller.name} has the {call.caller.role} role; power_cycle needs admin",
                           call.caller.name or "-")

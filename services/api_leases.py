@@ -8,7 +8,8 @@
   DELETE /api/v1/reservations/{mac}  -> {"reservation": {...}} removed; 404 if the MAC has none
   POST   /api/v1/makedhcpstatic      every active lease becomes a reservation -> {"reservations": [...]}
 
-JSON <-> the lease book; the answers are domain.leases views (the OpenAPI schemas are generated from them).
+JSON <-> the use cases of domain/leases.py over the live lease book; the answers are its views (the OpenAPI
+schemas are generated from them).
 Changes act on the DHCP server's own model, so they apply to the next packet without a restart, and
 a mutating call answers only after its rows are committed.
 """
@@ -16,7 +17,7 @@ a mutating call answers only after its rows are committed.
 from __future__ import annotations
 
 from domain import leases
-from domain.leases import LeaseList, OneReservation, ReservationList, ReservationView, lease_list, reservation_list
+from domain.leases import LeaseList, OneReservation, ReservationList, ReservationView, reservation_list
 from domain.requests import NewReservation
 from services.auth import Auth
 from services.routes import Call, Param, Route, error, ok
@@ -25,11 +26,11 @@ from services.routes import Call, Param, Route, error, ok
 async def list_leases(call: Call[None]) -> LeaseList:
     now = call.ctx.clock()
     include_expired = call.request.query.get("all", "").lower() in ("1", "true", "yes")
-    return lease_list(call.ctx.lease_book().leases(now, include_expired=include_expired), now)
+    return leases.list_leases(call.ctx.lease_book(), now, include_expired=include_expired)
 
 
 async def list_reservations(call: Call[None]) -> ReservationList:
-    return reservation_list(call.ctx.lease_book().reservations())
+    return leases.list_reservations(call.ctx.lease_book())
 
 
 async def add_reservation(call: Call[NewReservation]) -> OneReservation:
@@ -49,7 +50,7 @@ async def remove_reservation(call: Call[None]) -> OneReservation:
 
 async def make_static(call: Call[None]) -> ReservationList:
     ctx = call.ctx
-    made = ctx.lease_book().make_static(ctx.clock())
+    made = leases.make_static(ctx.lease_book(), ctx.clock())
     await ctx.store.journal.flush()
     return reservation_list(made)
 

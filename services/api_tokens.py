@@ -1,4 +1,4 @@
-"""Named API tokens with roles (state/tokens.py), over the admin API; `imageserver tokens` asks these.
+"""Named API tokens with roles (the use cases in domain/tokens.py), over the admin API; `imageserver tokens` asks these.
 
   GET    /api/v1/tokens          {"tokens": [{"name", "role", "created"}]}: never a secret; the admin token file
                                  is listed as "admin"
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.errors import Conflict, Invalid, NotFound
+from domain import tokens
+from domain.tokens import TokenAdded, TokenList, TokenRevoked
 from services.auth import Auth
 from services.routes import Call, Param, Route, error, ok
-from state import tokens
 from state.eventlog import EventLog
 
 log = EventLog("imageserver.tokens")
@@ -30,62 +30,21 @@ class NewToken:
     role: str
 
 
-@dataclass(frozen=True, slots=True)
-class TokenView:
-    name: str
-    role: str
-    created: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenList:
-    tokens: list[TokenView]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenAdded:
-    name: str
-    role: str
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRevoked:
-    revoked: str
-
-
-def listed(conn_tokens: list[tokens.ApiToken]) -> TokenList:
-    admin = TokenView(tokens.ADMIN_NAME, "admin", None)
-    return TokenList([admin, *(TokenView(t.name, t.role, t.created) for t in conn_tokens)])
-
-
 async def list_tokens(call: Call[None]) -> TokenList:
-    return listed(tokens.list_tokens(call.ctx.store.reader))
+    return tokens.token_list(call.ctx.store.reader)
 
 
 async def add(call: Call[NewToken]) -> TokenAdded:
-    ctx = call.ctx
     body = await call.body()
-    try:
-        op = tokens.add_op(body.name, body.role, ctx.clock())
-    except tokens.TokenError as e:
-        raise Invalid(str(e)) from None
-    try:
-        token = await ctx.store.journal.run(op)
-    except tokens.TokenError as e:
-        raise Conflict(str(e)) from None
+    added = await call.ctx.store.journal.run(tokens.add_op(body.name, body.role, call.ctx.clock()))
     log.info("token-added", token=body.name, role=body.role, by=call.caller.name or "-")
-    return TokenAdded(body.name, body.role, token)
+    return added
 
 
 async def revoke(call: Call[None]) -> TokenRevoked:
-    ctx = call.ctx
-    name = call.request.match_info["name"]
-    if not await ctx.store.journal.run(tokens.revoke_op(name)):
-        raise NotFound(f"no token named {name}" + (" (the admin token file cannot be revoked here: replace "
-                                                   "<state_dir>/admin.token)" if name == tokens.ADMIN_NAME else ""))
-    log.info("token-revoked", token=name, by=call.caller.name or "-")
-    return TokenRevoked(name)
+    revoked = await call.ctx.store.journal.run(tokens.revoke_op(call.request.match_info["name"]))
+    log.info("token-revoked", token=revoked.revoked, by=call.caller.name or "-")
+    return revoked
 
 
 ROUTES = [

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from domain.errors import Conflict, Invalid, NotFound
+from domain import updates
+from domain.errors import Conflict
 from domain.requests import UpdateEvent
 from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
 from protocols.bootscript import BootScriptError, BootServer, installer_arguments
 from services.auth import Auth, is_update_caller
 from services.routes import Call, Param, Route, error, ok
-from state import credentials, installs, updates
+from state import credentials, installs
+from state import updates as stored_updates
 from state.eventlog import EventLog
 from state.hosts import effective_host_by_name, host_by_name
 
@@ -61,16 +63,8 @@ class _Plan:
 async def target(call: Call[None]) -> UpdateTargetView:
     ctx, request = call.ctx, call.request
     name = request.match_info["name"]
-    try:
-        image = request.query.get("image") or None
-        if image is not None:
-            updates.check_image_name(image)
-        version = updates.check_version(request.query.get("version"))
-        found = updates.resolve_target(ctx.store.reader, name, image, version)
-    except LookupError as e:
-        raise NotFound(str(e)) from None
-    except updates.UpdateError as e:
-        raise Conflict(str(e)) from None
+    found = updates.update_target(ctx.store.reader, name, request.query.get("image") or None,
+                                  request.query.get("version"))
     settings = ctx.live.install_settings()
     out = UpdateTargetView.of(found, settings.rsync_port, settings.address)
     host = host_by_name(ctx.store.reader, name)
@@ -93,19 +87,10 @@ async def event(call: Call[UpdateEvent]) -> UpdateRecorded:
     ctx, name, host = call.ctx, call.caller.name, call.caller.host
     assert name is not None and host is not None  # an UPDATE route's caller names its host
     body = await call.body()
-    try:
-        stage = updates.check_stage(body.stage)
-        if stage == "autoinstall":
-            raise updates.UpdateError("ask for a reinstall with POST .../autoinstall")
-        image = body.image
-        if image is not None:
-            updates.check_image_name(image)
-        version = updates.check_version(body.version)
-        detail = updates.check_detail(body.detail)
-    except updates.UpdateError as e:
-        raise Invalid(str(e)) from None
+    report = updates.check_report(body.stage, body.image, body.version, body.detail)
+    stage, image, version = report.stage, report.image, report.version
     now = ctx.clock()
-    await ctx.store.journal.run(updates.report_op(name, now, stage, image, version, detail))
+    await ctx.store.journal.run(stored_updates.report_op(name, now, stage, image, version, report.detail))
     log.info(f"update-{stage}", hostname=name, image=image or "-", version=version or "-")
     return UpdateRecorded(host=name, stage=stage, image=image, version=version, running_version=(
         version if stage == "done" else host.running_version))
@@ -120,7 +105,7 @@ async def autoinstall(call: Call[None]) -> Reinstall:
     now = ctx.clock()
     token = installs.new_token()
     await ctx.store.journal.run(installs.reinstall_op(name, token, now))
-    await ctx.store.journal.run(updates.report_op(name, now, "autoinstall", host.image, host.version,
+    await ctx.store.journal.run(stored_updates.report_op(name, now, "autoinstall", host.image, host.version,
                                                   "reinstall asked for by updateclient --autoinstall"))
     await ctx.store.journal.flush()
     address = ctx.live.install_settings().address or request.url.host or ""

@@ -35,6 +35,7 @@ from ipaddress import ip_address
 from aiohttp import web
 
 from domain import installs as domain_installs
+from domain import tokens as domain_tokens
 from domain.errors import Forbidden, NotFound, Unauthorized
 from domain.sources import Sources
 from services.api_context import ApiContext
@@ -198,7 +199,7 @@ def check(auth: Auth, request: web.Request, ctx: ApiContext | None) -> Caller:
             raise Unauthorized(f"this endpoint needs a token with the {needed} role (the admin token "
                                "<state_dir>/admin.token, or one from imageserver tokens add NAME --role ROLE): "
                                "Authorization: Bearer <token>", challenge=ADMIN_REALM)
-        if not tokens.allows(token.role, needed):
+        if not domain_tokens.allows(token.role, needed):
             log.info("role-refused", token=token.name, role=token.role, needed=needed,
                      method=request.method, path=request.path, peer=request.remote or "-")
             raise RoleRefused(f"token {token.name} has the {token.role} role; this endpoint needs {needed}", token.name)

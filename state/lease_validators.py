@@ -1,34 +1,13 @@
-"""What the lease book accepts from people and clients: LeaseError (a refusal, worded for people), MACs and
-host names checked by protocols' one rule, and a client's own host name cleaned to one DNS label."""
+"""What the lease book accepts from clients: LeaseError (a refusal, worded for people: overlapping pools), and a
+client's own host name cleaned to one DNS label. What people may reserve is domain/leases.py's to decide."""
 
 from __future__ import annotations
 
 import re
 
-from protocols.mac import normalize_mac as _normalize_mac
-from protocols.names import InvalidName, dns_name
-
 
 class LeaseError(ValueError):
-    """A reservation (or other change) the model refuses; the message says why, for people."""
-
-
-# The lease book's callers (services/api_leases.py) take a malformed MAC or host name as a LeaseError: these
-# two pass protocols' one rule on as that. New code uses protocols.mac / protocols.names (InvalidName).
-def normalize_mac(text: str) -> str:
-    """protocols.mac.normalize_mac, raising LeaseError."""
-    try:
-        return _normalize_mac(text)
-    except InvalidName as e:
-        raise LeaseError(str(e)) from None
-
-
-def valid_hostname(text: str) -> str:
-    """protocols.names.dns_name, raising LeaseError."""
-    try:
-        return dns_name(text)
-    except InvalidName as e:
-        raise LeaseError(str(e)) from None
+    """A change of the book's pools it refuses (they overlap); the message says why, for people."""
 
 
 def client_hostname(raw: str | None) -> str | None:

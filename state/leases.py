@@ -21,10 +21,9 @@ Allocation rules (all per subnet pool):
   honoured only from the MAC holding its offer or lease, and only while the pool's quarantined share is
   under `decline_max_share` (spoofed DISCOVER+DECLINE cycles must not take the whole pool out).
 
-Reservations may lie inside or outside a pool: an address inside a pool can be reserved unless
-another MAC holds an active lease on it (its expired lease is simply taken over); outside the pools it
-must still lie in one of the configured subnets. One MAC has at most one reservation: adding another
-for the same MAC moves it.
+Reservations may lie inside or outside a pool; which address may be reserved, and which leases makedhcpstatic
+turns into reservations, are the rules of domain/leases.py (the book stores what they allow). One MAC has at
+most one reservation: putting another for the same MAC moves it.
 
 Free addresses are found without scanning the pool per packet: per pool, a cursor over never-seen
 addresses, a heap of handed-back addresses without a lease row, and a heap of lease expiries. Heap
@@ -32,7 +31,7 @@ entries are validated when popped (lazy deletion), and whatever blocks an addres
 reservation, a quarantine) hands it back to its pool when it ends.
 
 Beside this file: the records and their SQL (lease_rows.py), the pools (lease_pools.py), and what the
-book accepts from people and clients (lease_validators.py).
+book accepts from clients (lease_validators.py).
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ from state.lease_rows import (
     read_reservations,
     upsert_reservation,
 )
-from state.lease_validators import LeaseError, client_hostname, normalize_mac, valid_hostname
+from state.lease_validators import client_hostname
 from state.ratelimit import LimitedLog
 from state.writeback import WriteBack
 
@@ -73,7 +72,7 @@ DECLINE_LOG_INTERVAL = 60.0  # seconds between two decline-refused lines
 
 
 class LeaseModel:
-    """The LeaseBook of the DHCP reply logic, plus reservation management and makedhcpstatic."""
+    """The LeaseBook of the DHCP reply logic, plus the reservations' storage (domain/leases.LeaseStore)."""
 
     def __init__(self, subnets: Iterable[SubnetLike], writer: WriteBack, *, offer_hold: float = 30.0,
                  decline_probation: float = 600.0, excluded: Iterable[IPv4Address] = (),
@@ -293,13 +292,25 @@ class LeaseModel:
     def reservation(self, mac: str) -> Reservation | None:
         return self._res_by_mac.get(mac)
 
-    def add_reservation(self, mac: str, ip: IPv4Address, now: float, *, hostname: str | None = None,
+    def reserved_at(self, ip: IPv4Address) -> Reservation | None:
+        return self._res_by_ip.get(int(ip))
+
+    def lease_at(self, ip: IPv4Address) -> Lease | None:
+        return self._by_ip.get(int(ip))
+
+    def networks(self) -> list[IPv4Network]:
+        """The configured DHCP subnets."""
+        return list(self._networks)
+
+    def is_excluded(self, ip: IPv4Address) -> bool:
+        """Whether `ip` is the imageserver's own address or an announced router or DNS server."""
+        return int(ip) in self._excluded
+
+    def put_reservation(self, mac: str, ip: IPv4Address, now: float, *, hostname: str | None = None,
                         source: str = "manual") -> Reservation:
-        """Reserve `ip` for `mac` (moving the MAC's existing reservation); LeaseError says why not."""
-        mac = normalize_mac(mac)
-        hostname = valid_hostname(hostname) if hostname else None
+        """Store `ip` as reserved for `mac` (normalised), moving the MAC's reservation; another machine's offer
+        hold or lease on `ip` ends. Whether the reservation may be made is domain/leases.reserve's to decide."""
         n = int(ip)
-        self._check_reservable(mac, ip, now)
         holder = self._held.get(n)
         if holder is not None and holder.mac != mac:
             self._drop_hold(holder.mac)  # an offer promises nothing; its client will be NAKed on REQUEST
@@ -320,8 +331,7 @@ class LeaseModel:
         return res
 
     def remove_reservation(self, mac: str) -> Reservation | None:
-        """Remove the MAC's reservation; its address goes back to its pool (if inside one)."""
-        mac = normalize_mac(mac)
+        """Remove the MAC's (normalised) reservation; its address goes back to its pool (if inside one)."""
         res = self._res_by_mac.pop(mac, None)
         if res is None:
             return None
@@ -331,15 +341,11 @@ class LeaseModel:
         log.info("reservation-removed", mac=mac, ip=res.ip)
         return res
 
-    def make_static(self, now: float, source: str = "makedhcpstatic") -> list[Reservation]:
-        """makedhcpstatic: every active lease becomes a reservation of the same address; its lease row goes.
-
-        A MAC that already has a reservation keeps it (its lease, if any, is left alone).
-        """
+    def leases_to_reservations(self, leases: Iterable[Lease], now: float, source: str) -> list[Reservation]:
+        """Each lease becomes a reservation of its address (same MAC and host name); its lease row goes.
+        Which leases may is domain/leases.make_static's to decide."""
         made: list[Reservation] = []
-        for lease in sorted(self._by_ip.values(), key=lambda x: int(x.ip)):
-            if not lease.active(now) or lease.mac in self._res_by_mac or int(lease.ip) in self._res_by_ip:
-                continue
+        for lease in leases:
             res = Reservation(lease.mac, lease.ip, lease.hostname, source, now)
             self._remove_lease(lease, hand_back=False)
             self._res_by_mac[res.mac] = res
@@ -386,25 +392,6 @@ class LeaseModel:
                 "quarantined": len(self._quarantine), "pool_size": sum(p.size for p in self._pool_list)}
 
     # ---------------------------------------------------------------- internals
-
-    def _check_reservable(self, mac: str, ip: IPv4Address, now: float) -> None:
-        n = int(ip)
-        net = next((net for net in self._networks if ip in net), None)
-        if net is None:
-            where = ", ".join(map(str, self._networks)) or "none configured"
-            raise LeaseError(f"{ip} is outside every DHCP subnet ({where})")
-        if ip in (net.network_address, net.broadcast_address):
-            raise LeaseError(f"{ip} is the network or broadcast address of {net}")
-        if n in self._excluded:
-            raise LeaseError(f"{ip} is the imageserver's own address or an announced router or DNS server")
-        owner = self._res_by_ip.get(n)
-        if owner is not None and owner.mac != mac:
-            raise LeaseError(f"{ip} is already reserved for {owner.mac}"
-                             + (f" ({owner.hostname})" if owner.hostname else ""))
-        lease = self._by_ip.get(n)
-        if lease is not None and lease.mac != mac and lease.active(now):
-            raise LeaseError(f"{ip} is leased to {lease.mac} for another {int(lease.expires - now)} s; "
-                             f"choose another address or wait until the lease ends")
 
     def _usable(self, n: int, mac: str, now: float) -> bool:
         """May `mac` be given address `n` now? (Pool range is checked by the caller.)"""

@@ -1,32 +1,25 @@
-"""Named API tokens with a role: `imageserver tokens add NAME --role reader|operator|admin`.
+"""The named API tokens' table (api_tokens): storage only. The use cases and their rules (names, roles, how
+many, minting by state.credentials.new_token, 256 random bits) are domain/tokens.py.
 
-A token is minted by state.credentials.new_token (256 random bits) and printed once; the table keeps its
-SHA-256 only. A slow hash (scrypt, bcrypt) protects passwords people choose, which are guessable; a token of
-256 random bits cannot be guessed from its hash, so one SHA-256 is enough and keeps a request's check to a
-hash and one indexed lookup (no per-request key stretching on the 2-core appliance). Authentication reads
-the table on every request, so a revoked token is refused at once (also when the offline CLI revoked it:
-the daemon's reader sees the commit).
+A token is printed once; the table keeps its SHA-256 only. A slow hash (scrypt, bcrypt) protects passwords
+people choose, which are guessable; a token of 256 random bits cannot be guessed from its hash, so one
+SHA-256 is enough and keeps a request's check to a hash and one indexed lookup (no per-request key
+stretching on the 2-core appliance). Authentication reads the table on every request, so a revoked token
+is refused at once (also when the offline CLI revoked it: the daemon's reader sees the commit).
 
-Roles are ranked: reader reads everything (hosts, leases, machines, images); operator may also assign,
-reinstall and edit hosts; admin may also change images, tokens, satellites and settings. The admin token
-file (<state_dir>/admin.token) is the admin named ADMIN_NAME; no row may take that name.
+The admin token file (<state_dir>/admin.token) is the admin named ADMIN_NAME; no row may take that name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from state.credentials import new_token
-
-ROLES = ("reader", "operator", "admin")  # ranked: each may do what the ones before it may
+ROLES = ("reader", "operator", "admin")  # the values a row's role may take (domain/tokens.allows ranks them)
 ADMIN_NAME = "admin"  # the name <state_dir>/admin.token goes by
 TOKEN_PREFIX = "ist-"  # tells an imageserver API token apart from a satellite's ("sat-") or an install token
-TOKEN_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-MAX_TOKENS = 256
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS api_tokens (
@@ -38,10 +31,6 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 """
 
 
-class TokenError(ValueError):
-    """A refused token change; the message says why."""
-
-
 @dataclass(frozen=True, slots=True)
 class ApiToken:
     """A named token as listed: never its secret."""
@@ -49,15 +38,6 @@ class ApiToken:
     name: str
     role: str
     created: float | None  # None: the admin token file (its age is the file's)
-
-
-def rank(role: str) -> int:
-    """reader 0 < operator 1 < admin 2."""
-    return ROLES.index(role)
-
-
-def allows(role: str, needed: str) -> bool:
-    return rank(role) >= rank(needed)
 
 
 def ensure_table(conn: sqlite3.Connection) -> None:
@@ -69,36 +49,21 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def check_name(name: str) -> None:
-    if not isinstance(name, str) or not TOKEN_NAME.match(name):
-        raise TokenError(f"token name {name!r}: use 1-63 lower-case letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit")
-    if name == ADMIN_NAME:
-        raise TokenError(f"{ADMIN_NAME!r} is the admin token file's name (<state_dir>/admin.token)")
+def exists(conn: sqlite3.Connection, name: str) -> bool:
+    ensure_table(conn)
+    return conn.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone() is not None
 
 
-def check_role(role: str) -> None:
-    if role not in ROLES:
-        raise TokenError(f"role {role!r}: one of {', '.join(ROLES)}")
+def count(conn: sqlite3.Connection) -> int:
+    ensure_table(conn)
+    return int(conn.execute("SELECT count(*) FROM api_tokens").fetchone()[0])
 
 
-def add_op(name: str, role: str, now: float) -> Callable[[sqlite3.Connection], str]:
-    """A new named token; returns the token (shown once: only its hash is kept)."""
-    check_name(name)
-    check_role(role)
-
-    def op(conn: sqlite3.Connection) -> str:
-        ensure_table(conn)
-        if conn.execute("SELECT 1 FROM api_tokens WHERE name = ?", (name,)).fetchone():
-            raise TokenError(f"token {name} exists (revoke it first to issue a new one)")
-        if conn.execute("SELECT count(*) FROM api_tokens").fetchone()[0] >= MAX_TOKENS:
-            raise TokenError(f"at most {MAX_TOKENS} named tokens")
-        token = TOKEN_PREFIX + new_token()
-        conn.execute("INSERT INTO api_tokens(name, role, token_hash, created) VALUES (?,?,?,?)",
-                     (name, role, token_hash(token), now))
-        return token
-
-    return op
+def insert(conn: sqlite3.Connection, name: str, role: str, token: str, now: float) -> None:
+    """Store a token minted by domain/tokens.add_op: its hash only. The name's uniqueness is the table's."""
+    ensure_table(conn)
+    conn.execute("INSERT INTO api_tokens(name, role, token_hash, created) VALUES (?,?,?,?)",
+                 (name, role, token_hash(token), now))
 
 
 def revoke_op(name: str) -> Callable[[sqlite3.Connection], bool]:

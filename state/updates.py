@@ -1,4 +1,5 @@
-"""updateclient on installed hosts: which version a host should sync to, and what it reports.
+"""updateclient on installed hosts: the reports' table (update_events). Which version a host syncs to and
+what a report may say are the rules of domain/updates.py.
 
 An installed host runs `updateclient`, which asks for its target (its assigned image and version, or
 one it names: rollback and roll-forward), pulls it with rsync from that version's module, and reports
@@ -15,100 +16,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from protocols.names import InvalidName, image_name
-from state.hosts import effective_host_by_name, host_by_name, host_exists, record_update_done
-from state.images import image_versions
+from state.hosts import host_by_name, host_exists, record_update_done
 
 Op = Callable[[sqlite3.Connection], Any]
-
-STAGES = ("start", "done", "failed", "autoinstall")
-MAX_DETAIL = 8192  # an rsync error's tail is the longest detail worth keeping
-
-
-class UpdateError(ValueError):
-    """A target or report that is refused; the message says why, for people."""
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateTarget:
-    """The image version a host syncs to, and the rsync module that serves exactly it."""
-
-    host: str
-    image: str
-    version: int
-    assigned: bool  # True: the host's own assignment; False: a version the client asked for
-
-    @property
-    def module(self) -> str:
-        return f"{self.image}_v{self.version}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "image": self.image, "version": self.version, "module": self.module,
-                "assigned": self.assigned}
-
-
-def check_image_name(image: object) -> str:
-    """protocols.names.image_name, raising UpdateError: services/api_update.py (another change's file) takes a
-    bad image name as an UpdateError."""
-    try:
-        return image_name(image)
-    except InvalidName as e:
-        raise UpdateError(str(e)) from None
-
-
-def check_version(version: object) -> int | None:
-    if version is None or version == "":
-        return None
-    if isinstance(version, str) and version.lstrip("v").isdigit():
-        version = int(version.lstrip("v"))
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise UpdateError(f"version {version!r} is not a positive integer")
-    return version
-
-
-def resolve_target(conn: sqlite3.Connection, host: str, image: str | None = None,
-                   version: int | None = None) -> UpdateTarget:
-    """The version host `host` should run: the one asked for, else its assignment (None = the newest)."""
-    stored = effective_host_by_name(conn, host)  # its profile's image and version where it has none of its own
-    if stored is None:
-        raise LookupError(f"no host named {host!r}")
-    assigned_image, assigned_version = stored.image, stored.version
-    want_image = image or assigned_image
-    if not want_image:
-        raise UpdateError(f"host {host} has no image; name one (--image NAME)")
-    check_image_name(want_image)
-    available = list(image_versions(conn, want_image))
-    if not available:
-        raise UpdateError(f"image {want_image} has no captured version")
-    if version is not None:
-        want_version = version
-    elif image is None or image == assigned_image:
-        want_version = assigned_version if assigned_version is not None else available[-1]
-    else:
-        want_version = available[-1]
-    if want_version not in available:
-        raise UpdateError(f"image {want_image} has no version {want_version} "
-                          f"(captured: {', '.join(f'v{v}' for v in available)})")
-    assigned = want_image == assigned_image and want_version == (
-        assigned_version if assigned_version is not None else available[-1])
-    return UpdateTarget(host, want_image, want_version, assigned)
-
-
-def check_stage(stage: object) -> str:
-    if stage not in STAGES:
-        raise UpdateError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    return str(stage)
-
-
-def check_detail(detail: object) -> str | None:
-    if detail is None:
-        return None
-    if not isinstance(detail, str):
-        raise UpdateError("detail must be a string")
-    return detail[-MAX_DETAIL:]
 
 
 def report_op(host: str, now: float, stage: str, image: str | None, version: int | None,

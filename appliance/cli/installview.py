@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from appliance.cli.inventoryview import inventory_lines
+from appliance.cli.sizes import human_size
 
 BAR_WIDTH = 24
 
@@ -19,25 +20,15 @@ def progress_bar(done: int | None, total: int | None, width: int = BAR_WIDTH) ->
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 def progress_line(host: dict[str, Any]) -> str:
     """One line per host: name, state, stage, a progress bar when bytes are known, elapsed time."""
     p = host.get("progress") or {}
     parts = [f"{host['name']:<16}", f"{host['state']:<10}", f"{(p.get('stage') or '-'):<12}"]
     bar = progress_bar(p.get("bytes"), p.get("total"))
     if bar:
-        parts.append(f"{bar} {_size(p.get('bytes'))}/{_size(p.get('total'))}")
+        parts.append(f"{bar} {human_size(p.get('bytes'))}/{human_size(p.get('total'))}")
     elif p.get("bytes"):
-        parts.append(_size(p.get("bytes")))
+        parts.append(human_size(p.get("bytes")))
     if p.get("elapsed") is not None:
         parts.append(f"{p['elapsed']:.1f} s")
     failure = p.get("failure")

@@ -5,16 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
+from appliance.cli.sizes import human_size
 
 
 def inventory_lines(view: dict[str, Any] | None) -> list[str]:
@@ -34,7 +25,7 @@ def inventory_lines(view: dict[str, Any] | None) -> list[str]:
         said = ", ".join(x for x in (f"serial {d['serial']}" if d.get("serial") else "",
                                      f"wwn {d['wwn']}" if d.get("wwn") else "", d.get("model") or "", rotational,
                                      d.get("by_path") or "") if x)
-        lines.append(f"disk       {d['name']} {_size(d.get('size'))}" + (f" ({said})" if said else ""))
+        lines.append(f"disk       {d['name']} {human_size(d.get('size'))}" + (f" ({said})" if said else ""))
     for n in inv.get("interfaces") or []:
         speed = f"{n['speed_mbps']} Mb/s" if n.get("speed_mbps") is not None else "speed ?"
         link = {True: "link up", False: "no link"}.get(n.get("has_carrier"), "link ?")

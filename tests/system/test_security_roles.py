@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 
 from appliance.daemon.wiring import api_route_modules
+from domain.tokens import ROLES, allows
 from lab.clients import Dhclient
 from lab.netns import Lab, Pair
 from services.auth import ROLE_OF, Auth
 from services.routes import Route
-from state.tokens import ROLES, allows
 from tests.system._daemon import HTTPS_PORT, Imageserver
 
 pytestmark = [pytest.mark.system, pytest.mark.skipif(shutil.which("curl") is None, reason="curl is needed")]

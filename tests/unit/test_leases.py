@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from domain.errors import Conflict, Invalid
+from domain.leases import make_static, reserve
 from state.db import connect
 from state.journal import Journal
 from state.lease_pools import PoolSpec, decline_cap
 from state.lease_rows import journal_writer, offline_transaction
-from state.lease_validators import LeaseError
 from state.leases import LeaseModel
 from state.sightings import MachineLog
 
@@ -179,8 +180,8 @@ def test_a_renewal_for_an_address_leased_to_another_machine_is_refused(book: Off
 def test_a_reservation_wins_over_the_pool_and_is_never_given_to_another(book: Offline) -> None:
     m = book.model
     with offline_transaction(book.conn):
-        m.add_reservation(mac(1), ip(10), T0, hostname="node1")  # outside the pool
-        m.add_reservation(mac(2), ip(100), T0)  # inside the pool, the lowest address
+        reserve(m, mac(1), ip(10), T0, hostname="node1")  # outside the pool
+        reserve(m, mac(2), ip(100), T0)  # inside the pool, the lowest address
     assert m.offer(mac(1), POOL, None, T0) == ip(10)
     binding = m.commit(mac(1), ip(10), POOL, T0, None, None)
     assert binding.expires is None and binding.hostname == "node1"
@@ -196,7 +197,7 @@ def test_a_reservation_wins_over_the_pool_and_is_never_given_to_another(book: Of
 def test_a_reservation_added_for_a_leased_machine_takes_effect_on_its_next_request(book: Offline) -> None:
     m = book.model
     old = dora(m, mac(1)).ip
-    m.add_reservation(mac(1), ip(20), T0 + 1)
+    reserve(m, mac(1), ip(20), T0 + 1)
     assert m.commit(mac(1), old, POOL, T0 + 2, None, None) is None  # its renewal is NAKed ...
     assert m.offer(mac(1), POOL, None, T0 + 3) == ip(20)  # ... and it starts over to its fixed address
     assert m.commit(mac(1), ip(20), POOL, T0 + 3, None, None).expires is None
@@ -206,45 +207,45 @@ def test_a_reservation_added_for_a_leased_machine_takes_effect_on_its_next_reque
 
 def test_overlapping_reservations_are_refused_with_reasons(book: Offline) -> None:
     m = book.model
-    m.add_reservation(mac(1), ip(10), T0)
+    reserve(m, mac(1), ip(10), T0)
     leased = dora(m, mac(2)).ip
-    with pytest.raises(LeaseError, match="already reserved for 52:54:00:00:00:01"):
-        m.add_reservation(mac(3), ip(10), T0)
-    with pytest.raises(LeaseError, match="leased to 52:54:00:00:00:02"):
-        m.add_reservation(mac(3), leased, T0)
-    with pytest.raises(LeaseError, match="outside every DHCP subnet"):
-        m.add_reservation(mac(3), IPv4Address("192.168.1.5"), T0)
-    with pytest.raises(LeaseError, match="network or broadcast"):
-        m.add_reservation(mac(3), ip(255), T0)
-    with pytest.raises(LeaseError, match="own address"):
-        m.add_reservation(mac(3), ip(1), T0)
-    with pytest.raises(LeaseError, match="not a MAC address"):
-        m.add_reservation("52:54:00:zz:00:01", ip(11), T0)
-    with pytest.raises(LeaseError, match="not a valid host name"):
-        m.add_reservation(mac(3), ip(11), T0, hostname="bad_name!")
+    with pytest.raises(Conflict, match="already reserved for 52:54:00:00:00:01"):
+        reserve(m, mac(3), ip(10), T0)
+    with pytest.raises(Conflict, match="leased to 52:54:00:00:00:02"):
+        reserve(m, mac(3), leased, T0)
+    with pytest.raises(Conflict, match="outside every DHCP subnet"):
+        reserve(m, mac(3), IPv4Address("192.168.1.5"), T0)
+    with pytest.raises(Conflict, match="network or broadcast"):
+        reserve(m, mac(3), ip(255), T0)
+    with pytest.raises(Conflict, match="own address"):
+        reserve(m, mac(3), ip(1), T0)
+    with pytest.raises(Invalid, match="not a MAC address"):
+        reserve(m, "52:54:00:zz:00:01", ip(11), T0)
+    with pytest.raises(Invalid, match="not a valid host name"):
+        reserve(m, mac(3), ip(11), T0, hostname="bad_name!")
     # The machine that holds the lease may reserve its own address: the lease becomes static on use.
-    assert m.add_reservation(mac(2), leased, T0).ip == leased
+    assert reserve(m, mac(2), leased, T0).ip == leased
 
 
 def test_an_expired_lease_of_another_machine_does_not_block_a_reservation(book: Offline) -> None:
     m = book.model
     a = dora(m, mac(1)).ip
-    m.add_reservation(mac(2), a, T0 + 5000)
+    reserve(m, mac(2), a, T0 + 5000)
     assert m.lease(mac(1)) is None
     assert rows(book.conn, "SELECT count(*) FROM leases") == [(0,)]
 
 
 def test_adding_a_reservation_for_a_reserved_mac_moves_it_and_frees_the_old_address(book: Offline) -> None:
     m = book.model
-    m.add_reservation(mac(1), ip(100), T0)
-    m.add_reservation("52-54-00-00-00-01", ip(12), T0 + 1)
+    reserve(m, mac(1), ip(100), T0)
+    reserve(m, "52-54-00-00-00-01", ip(12), T0 + 1)
     assert [r.ip for r in m.reservations()] == [ip(12)]
     assert m.offer(mac(2), POOL, None, T0 + 2) == ip(100)
 
 
 def test_removing_a_reservation_returns_its_pool_address(book: Offline) -> None:
     m = book.model
-    m.add_reservation(mac(1), ip(100), T0)
+    reserve(m, mac(1), ip(100), T0)
     assert m.offer(mac(2), POOL, None, T0) == ip(101)
     assert m.remove_reservation(mac(1)).ip == ip(100)
     assert m.remove_reservation(mac(1)) is None
@@ -312,7 +313,7 @@ def test_makedhcpstatic_turns_active_leases_into_reservations(book: Offline) -> 
     a = m.commit(mac(1), m.offer(mac(1), POOL, None, T0), POOL, T0, None, "web1").ip
     b = dora(m, mac(2), now=T0 - 5000).ip  # expired long ago: stays a lease
     with offline_transaction(book.conn):
-        made = m.make_static(T0 + 1)
+        made = make_static(m, T0 + 1)
     assert [(r.mac, r.ip, r.hostname, r.source) for r in made] == [(mac(1), a, "web1", "makedhcpstatic")]
     assert rows(book.conn, "SELECT mac FROM leases") == [(mac(2),)]
     assert rows(book.conn, "SELECT mac, ip FROM reservations") == [(mac(1), int(a))]
@@ -320,7 +321,7 @@ def test_makedhcpstatic_turns_active_leases_into_reservations(book: Offline) -> 
     assert reloaded.current(mac(1)).expires is None
     assert reloaded.commit(mac(1), a, POOL, T0 + 3, None, None).ip == a
     assert reloaded.lease(mac(2)).ip == b
-    assert m.make_static(T0 + 2) == []  # idempotent
+    assert make_static(m, T0 + 2) == []  # idempotent
 
 
 # ---------------------------------------------------------------- persistence through the journal
@@ -332,7 +333,7 @@ async def test_state_written_through_the_journal_survives_a_restart(tmp_path: Pa
     journal = Journal(db)
     m = LeaseModel.load(conn, [POOL], journal_writer(journal.submit), now=T0)
     a = dora(m, mac(1)).ip
-    m.add_reservation(mac(2), ip(30), T0, hostname="pinned")
+    reserve(m, mac(2), ip(30), T0, hostname="pinned")
     b = m.offer(mac(3), POOL, None, T0)
     m.decline(mac(3), b, T0)
     await journal.flush()

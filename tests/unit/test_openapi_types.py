@@ -20,7 +20,7 @@ from domain.paging import Page
 from domain.satellites import ReportsReceipt, SatelliteAdded, SatelliteRemoved, satellite_config
 from domain.sources import Sources
 from domain.status import BittorrentStatus, SatelliteView, Seeder, Status, StoreHealth, Transports
-from domain.updates import Reinstall, UpdateRecorded, UpdateTargetView
+from domain.updates import Reinstall, UpdateRecorded, UpdateTarget, UpdateTargetView
 from domain.views import view_json
 from services.openapi import document
 from state import installs, satellites
@@ -31,7 +31,6 @@ from state.lease_pools import PoolSpec
 from state.lease_rows import Lease, Reservation
 from state.leases import LeaseModel
 from state.satellites import Satellite
-from state.updates import UpdateTarget
 
 OPENAPI = document([route for module in api_route_modules() for route in module])
 SCHEMAS = OPENAPI["components"]["schemas"]

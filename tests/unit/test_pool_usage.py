@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from domain.leases import reserve
 from state.db import connect
 from state.leases import LeaseModel
 from tests.unit.test_leases import OTHER, POOL, T0, mac
@@ -37,7 +38,7 @@ def test_incremental_pool_usage_equals_a_full_count(tmp_path: Path) -> None:
         elif action < 0.8 and current is not None:
             model.decline(who, current.ip, now)
         elif action < 0.85 and current is not None and current.active(now):
-            model.add_reservation(who, current.ip, now)
+            reserve(model, who, current.ip, now)
         elif action < 0.9:
             model.remove_reservation(who)
         if step % 150 == 149:

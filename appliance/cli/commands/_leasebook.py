@@ -1,20 +1,18 @@
-"""Shared by the lease commands: ask the running daemon, or work on the store when it is down."""
+"""Shared by the lease commands: ask the running daemon, or run the same use case on a lease book loaded
+from the state database when it is down."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from appliance.cli.apiclient import ApiClient
-from appliance.cli.commands._common import ask_daemon, offline_writer
-from appliance.cli.exitcodes import CommandFailed
+from appliance.cli.commands._store import run as on_store
 from appliance.config import Config
 from appliance.daemon.dhcp_setup import offline_lease_model
-from state.lease_rows import offline_transaction
+from state.db import Connection
 from state.leases import LeaseModel
-from state.store import open_offline
 
 T = TypeVar("T")
 
@@ -25,28 +23,11 @@ def run(cfg: Config, online: Callable[[ApiClient], T], offline: Callable[[LeaseM
 
     Offline changes happen in one transaction; the daemon loads them when it starts.
     """
-    answered, result = ask_daemon(cfg, online, writes=writes)
-    if answered:
-        return result  # type: ignore[return-value]
-    if not writes:
-        return _offline(cfg, offline, writes=False)
-    with offline_writer(cfg):
-        return _offline(cfg, offline, writes=True)
-
-
-def _offline(cfg: Config, offline: Callable[[LeaseModel, float], T], *, writes: bool) -> T:
-    conn = open_offline(cfg.state_dir)
-    try:
+    def with_book(conn: Connection) -> T:
         now = time.time()
-        model = offline_lease_model(cfg, conn, now)
-        if not writes:
-            return offline(model, now)
-        with offline_transaction(conn):
-            return offline(model, now)
-    except sqlite3.Error as e:
-        raise CommandFailed(f"state database: {e}") from None
-    finally:
-        conn.close()
+        return offline(offline_lease_model(cfg, conn, now), now)
+
+    return on_store(cfg, online, with_book, writes=writes)
 
 
 def when(ts: Any, now: float) -> str:

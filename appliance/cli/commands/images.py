@@ -12,6 +12,7 @@ from typing import Any
 from appliance.cli.commands import _rootdevice
 from appliance.cli.commands._common import add_config_option, add_json_option, fail, load, print_json, print_table
 from appliance.cli.exitcodes import exit_code
+from appliance.cli.sizes import human_size
 from appliance.images.autoinstall import AutoinstallError, script_settings, write_script
 from appliance.images.catalog import Catalog, ImageError, parse_version
 from appliance.images.layout import Layout
@@ -149,17 +150,6 @@ def _catalog(args: argparse.Namespace) -> Any:
     return Catalog(load(args).state_dir)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
-
-
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
@@ -183,8 +173,8 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     print_table(rows, ["name", "version", "arch", "bytes", "files", "created", "source"],
                 headers=["NAME", "VERSION", "ARCH", "SIZE", "ENTRIES", "CREATED", "SOURCE"],
-                formatters={"version": lambda v: f"v{v}", "arch": lambda a: a or "-", "bytes": _size, "created": _when,
-                            "files": lambda n: "-" if n is None else f"{n:,}"})
+                formatters={"version": lambda v: f"v{v}", "arch": lambda a: a or "-", "bytes": human_size,
+                            "created": _when, "files": lambda n: "-" if n is None else f"{n:,}"})
     return 0
 
 
@@ -207,7 +197,7 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"path      {iv.path}")
     print(f"arch      {iv.arch or '- (not known)'}")
     print(f"created   {_when(iv.created)}   source {iv.source or '-'}")
-    print(f"size      {_size(iv.bytes)} in {iv.files or 0:,} entries")
+    print(f"size      {human_size(iv.bytes)} in {iv.files or 0:,} entries")
     print(f"hosts     {', '.join(users) or '-'}")
     print(f"script    {script if script.exists() else '- (imageserver mkautoinstallscript --image ' + iv.name + ')'}")
     if iv.note:
@@ -217,13 +207,13 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     print(f"layout    firmware {layout.firmware}, {len(layout.disks)} disk(s)")
     for d in layout.disks:
-        print(f"  disk {d.name}: {_size(d.size)}, {d.label or 'no partition table'}")
+        print(f"  disk {d.name}: {human_size(d.size)}, {d.label or 'no partition table'}")
         rows = [{"n": p.number, "start": p.start, "size": p.size * d.sector_size, "type": p.type,
                  "fs": p.fstype, "label": p.label or p.name} for p in d.partitions]
         if rows:
             print_table(rows, ["n", "start", "size", "type", "fs", "label"],
                         headers=["    #", "START", "SIZE", "TYPE", "FS", "LABEL"],
-                        formatters={"size": _size, "n": lambda n: f"    {n}"})
+                        formatters={"size": human_size, "n": lambda n: f"    {n}"})
     return 0
 
 
@@ -254,7 +244,7 @@ def run_rm(args: argparse.Namespace) -> int:
         version = None if args.all else parse_version(args.version)
         for n in images.versions_to_remove(catalog, args.name, version, force=args.force):  # refusals: exit 3/4
             iv = catalog.remove(args.name, n)
-            print(f"removed {iv.name} v{iv.version} ({_size(iv.bytes)})")
+            print(f"removed {iv.name} v{iv.version} ({human_size(iv.bytes)})")
     except ImageError as e:
         return fail(str(e), exit_code(e))
     finally:
@@ -280,7 +270,7 @@ def run_commit(args: argparse.Namespace) -> int:
     catalog = Catalog(cfg.state_dir)
     try:
         iv = commit(catalog, args.new_name)
-        print(f"image {iv.name} v{iv.version}: {iv.files:,} entries, {_size(iv.bytes)} (from {iv.source})")
+        print(f"image {iv.name} v{iv.version}: {iv.files:,} entries, {human_size(iv.bytes)} (from {iv.source})")
         if not args.no_script:
             try:
                 print(f"autoinstall script: {write_script(catalog, iv, script_settings(cfg))}")

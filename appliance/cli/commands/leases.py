@@ -15,6 +15,8 @@ from appliance.cli.commands._common import (
 )
 from appliance.cli.commands._leasebook import run as via
 from appliance.cli.commands._leasebook import when
+from domain.leases import list_leases
+from domain.views import view_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     leases: list[dict[str, Any]] = via(
         cfg,
         lambda api: api.get(f"/api/v1/leases{query}")["leases"],
-        lambda model, now: [x.as_dict(now) for x in model.leases(now, include_expired=args.all)],
+        lambda model, now: view_json(list_leases(model, now, include_expired=args.all))["leases"],
         writes=False,
     )
     if args.json:

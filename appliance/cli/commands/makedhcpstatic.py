@@ -12,6 +12,9 @@ from appliance.cli.commands._common import (
     print_table,
 )
 from appliance.cli.commands._leasebook import run as via
+from domain import leases
+from domain.leases import reservation_list
+from domain.views import view_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     made = via(cfg, lambda api: api.post("/api/v1/makedhcpstatic")["reservations"],
-               lambda model, now: [r.as_dict() for r in model.make_static(now)], writes=True)
+               lambda model, now: view_json(reservation_list(leases.make_static(model, now)))["reservations"],
+               writes=True)
     if args.json:
         print_json(made)
     elif made:

@@ -18,6 +18,8 @@ from appliance.cli.commands._leasebook import run as via
 from appliance.cli.exports import export, rows_from_dicts
 from domain import leases
 from domain.errors import valid_names
+from domain.leases import ReservationView
+from domain.views import view_json
 from protocols.mac import normalize_mac
 from protocols.names import dns_name
 
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if action == "list":
         rows: list[dict[str, Any]] = via(
             cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
-            lambda model, now: [r.as_dict() for r in model.reservations()], writes=False)
+            lambda model, now: view_json(leases.list_reservations(model))["reservations"], writes=False)
         if args.json:
             print_json(rows)
         elif rows:
@@ -104,18 +106,20 @@ def run(args: argparse.Namespace) -> int:
             hostname = dns_name(args.hostname) if args.hostname else None
         body = {"mac": mac, "ip": str(args.ip), **({"hostname": hostname} if hostname else {})}
         row = via(cfg, lambda api: api.post("/api/v1/reservations", body)["reservation"],
-                  lambda model, now: leases.add_reservation(model, mac, str(args.ip), hostname, now).as_dict(),
+                  lambda model, now: view_json(ReservationView.of(leases.add_reservation(model, mac, str(args.ip),
+                                                                                         hostname, now))),
                   writes=True)
         _show(args, row, "reserved")
         return 0
     if action == "export":
         return _export(args, via(cfg, lambda api: api.get("/api/v1/reservations")["reservations"],
-                                 lambda model, now: [r.as_dict() for r in model.reservations()], writes=False),
+                                 lambda model, now: view_json(leases.list_reservations(model))["reservations"],
+                                 writes=False),
                        [sub.subnet for sub in cfg.dhcp.subnets])
     with valid_names():
         mac = normalize_mac(args.mac)
     row = via(cfg, lambda api: api.delete(f"/api/v1/reservations/{mac}")["reservation"],
-              lambda model, now: leases.remove_reservation(model, mac).as_dict(), writes=True)
+              lambda model, now: view_json(ReservationView.of(leases.remove_reservation(model, mac))), writes=True)
     _show(args, row, "removed")
     return 0
 

@@ -1,7 +1,8 @@
 """`imageserver tokens add NAME --role reader|operator|admin | list | revoke NAME`: named API tokens with roles.
 
-Through the running daemon's admin API when it answers (its journal is the one writer); offline, on the
-state database under the state directory's lock. `add` prints the token once: only its hash is kept.
+Through the running daemon's admin API when it answers (its journal is the one writer); offline, the same
+use cases (domain/tokens.py) on the state database under the state directory's lock. `add` prints the token
+once: only its hash is kept.
 """
 
 from __future__ import annotations
@@ -10,19 +11,10 @@ import argparse
 import time
 from typing import Any
 
-from appliance.cli.commands._common import (
-    CommandFailed,
-    add_config_option,
-    add_json_option,
-    ask_daemon,
-    fail,
-    load,
-    offline_writer,
-    print_json,
-    print_table,
-)
-from state import tokens
-from state.db import connect, db_path
+from appliance.cli.commands._common import add_config_option, add_json_option, load, print_json, print_table
+from appliance.cli.commands._store import run as via
+from domain import tokens
+from domain.views import view_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,57 +39,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The same use case live or offline; a refusal escapes as its error (appliance/cli/exitcodes.py maps it)."""
     cfg = load(args)
-    try:
-        if args.verb == "add":
-            tokens.add_op(args.name, args.role, 0.0)  # a bad name or role fails here, before anything is asked
-            online, answer = ask_daemon(
-                cfg, lambda api: api.post("/api/v1/tokens", {"name": args.name, "role": args.role}), writes=True)
-        elif args.verb == "revoke":
-            online, answer = ask_daemon(cfg, lambda api: api.delete(f"/api/v1/tokens/{args.name}"), writes=True)
-        else:
-            online, answer = ask_daemon(cfg, lambda api: api.get("/api/v1/tokens"))
-    except (CommandFailed, tokens.TokenError) as e:
-        return fail(str(e))
-    if online:
-        return _done(args, answer)
-    return _offline(args, cfg)
-
-
-def _done(args: argparse.Namespace, answer: Any) -> int:
     if args.verb == "add":
-        print(answer["token"])
-    elif args.verb == "list":
-        _show(args, answer["tokens"])
+        op = tokens.add_op(args.name, args.role, time.time())  # a bad name or role fails here, before anything is asked
+        added = via(cfg, lambda api: api.post("/api/v1/tokens", {"name": args.name, "role": args.role}),
+                    lambda conn: view_json(op(conn)), writes=True)
+        print(added["token"])  # the one time the secret is shown: only its hash is kept
+    elif args.verb == "revoke":
+        via(cfg, lambda api: api.delete(f"/api/v1/tokens/{args.name}"),
+            lambda conn: view_json(tokens.revoke_op(args.name)(conn)), writes=True)
+    else:
+        _show(args, via(cfg, lambda api: api.get("/api/v1/tokens")["tokens"],
+                        lambda conn: view_json(tokens.token_list(conn))["tokens"], writes=False))
     return 0
-
-
-def _offline(args: argparse.Namespace, cfg: Any) -> int:
-    if args.verb == "list":
-        conn = connect(db_path(cfg.state_dir))
-        try:
-            rows = [{"name": t.name, "role": t.role, "created": t.created} for t in tokens.list_tokens(conn)]
-        finally:
-            conn.close()
-        _show(args, [{"name": tokens.ADMIN_NAME, "role": "admin", "created": None}, *rows])
-        return 0
-    try:
-        lock = offline_writer(cfg)
-    except CommandFailed as e:
-        return fail(str(e))
-    with lock:
-        conn = connect(db_path(cfg.state_dir))
-        try:
-            with conn:
-                if args.verb == "add":
-                    print(tokens.add_op(args.name, args.role, time.time())(conn))
-                    return 0
-                gone = tokens.revoke_op(args.name)(conn)
-        except tokens.TokenError as e:
-            return fail(str(e))
-        finally:
-            conn.close()
-    return 0 if gone else fail(f"no token named {args.name}")
 
 
 def _show(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
