@@ -1,10 +1,10 @@
-"""The `profiles` table: named settings (image, version, transport, kernel arguments, BMC defaults) that
-hosts naming the profile inherit unless they set their own.
+"""The `profiles` table: named settings (image, version, transport, kernel arguments, BMC defaults; root-device
+hints in state/root_hints.py, kind "profile") that hosts naming the profile inherit unless they set their own.
 
 Which value a host ends up with is the `hosts_effective` view (state/schema.py, migration 9) for what a
 boot and an install read, and `Profile.FIELDS` for what the host view says of each value's source. The
 BMC password is a secret like the bmcs table's: `Profile` has no field for it; `profile_bmc_secrets` is for
-the power drivers only. Root-device hints (another part of the fleet work) become one more field here.
+the power drivers only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from state.bmcs import BmcSecret, bmcs_of, forget_power_of
 from state.hosts import names_with_profile
+from state.root_hints import hints_of_kind, set_hints_op
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -185,3 +186,9 @@ class StoredProfiles:
 
     def remove_op(self, name: str) -> Op:
         return delete_profile_op(name)
+
+    def root_hints(self) -> dict[str, str]:
+        return hints_of_kind(self.conn, "profile")
+
+    def root_hints_op(self, name: str, hints: str | None) -> Op:
+        return set_hints_op("profile", name, hints)
