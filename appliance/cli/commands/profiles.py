@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "profiles", help="named settings (image, version, transport, kernel arguments, root-device hints, BMC) "
                          "hosts inherit",
         description="A profile holds settings that every host naming it inherits unless the host sets its own: "
-                    "image, version, transport, kernel arguments, root-device hints and BMC defaults. Change a profile and every "
-                    "host inheriting it follows; `hosts show` says where each value comes from.",
+                    "image, version, transport, kernel arguments, root-device hints and BMC defaults. Change a "
+                    "profile and every host inheriting it follows; `hosts show` says where each value comes from.",
         epilog="examples:\n"
                "  imageserver profiles add compute --image rocky9 --transport bittorrent\n"
                "  imageserver hosts set 'node[001-300]' --profile compute\n"
