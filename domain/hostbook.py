@@ -347,7 +347,9 @@ def existing_for_plan(book: HostBook, now: float, own: Iterable[IPv4Address] = (
 
 def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: bool = False,
                own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]:
-    """Plan the range and (unless dry_run) apply it to the lease book; returns the plan and the host writes."""
+    """Plan the range and (unless dry_run) apply it to the lease book; returns the plan and the host writes.
+    The hosts it creates inherit from `req.profile` (HostNotFound if there is none of that name)."""
+    check_profile(book.conn, req.profile)
     plan = plan_addclients(req, existing_for_plan(book, now, own))
     ops: list[Op] = []
     if dry_run:
@@ -355,7 +357,7 @@ def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: b
     for h in plan.hosts:
         if h.action == "create":
             _, op = book.create(h.name, now=now, mac=h.mac, ip=h.ip, image=h.image, version=h.version,
-                                source="addclients")
+                                source="addclients", profile=req.profile)
             ops.append(op)
         elif h.action == "update":
             changes = {k: (str(getattr(h, k)) if k == "ip" else getattr(h, k)) for k in h.changes}

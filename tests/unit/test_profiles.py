@@ -257,3 +257,20 @@ def test_the_inheritance_rule_has_one_home(tmp_path: Path) -> None:
         VIEWS["hosts_effective"]
     assert effective_host_by_name(conn, "a") == inherited(conn, cases[0])
     conn.close()
+
+
+def test_addclients_makes_hosts_of_a_profile(config: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """The bulk form of `hosts add --profile`: a range of new hosts inheriting from one profile (assigned once
+    they have a MAC, with the profile's image); a profile that does not exist is exit 3 and nothing is made."""
+    code, _, err = run(config, capsys, "addclients", "--base", "node", "--range", "1-3", "--profile", "nope")
+    assert code == 3 and "no profile named 'nope'" in err, err
+    assert run(config, capsys, "profiles", "add", "compute", "--image", "demo")[0] == 0
+    macs = config.parent / "macs.txt"
+    macs.write_text("52:54:00:00:00:01 node1\n")
+    code, _, err = run(config, capsys, "addclients", "--base", "node", "--range", "1-3", "--profile", "compute",
+                         "--first-ip", "10.79.0.21", "--macs", str(macs))
+    assert code == 0, err
+    shown = [_show(config, capsys, f"node{i}") for i in (1, 2, 3)]
+    assert [h["profile"] for h in shown] == ["compute"] * 3
+    assert [h["state"] for h in shown] == ["assigned", "new", "new"]  # node2, node3 wait for their machine
+    assert shown[1]["effective"]["image"] == {"value": "demo", "source": "profile compute"}
