@@ -29,12 +29,12 @@ from domain.views import doc
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import credentials, installs, transports
-from state.bmcs import bmcs_of
 from state.boot import decide_boot
 from state.hosts import (
     Host,
     HostClash,
     Op,
+    bmc_sources,
     effective_hosts,
     effective_root_hints,
     host_by_name,
@@ -45,7 +45,6 @@ from state.images import versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
 from state.lease_validators import LeaseError
 from state.leases import LeaseModel
-from state.profiles import hosts_with_profile_bmc
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +192,7 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
     images = {h.image for h in inherited.values() if h.image}
     versions = versions_of_images(src.reader, images)
     defaults = transports.image_transports(src.reader, images)
-    own_bmcs = set(bmcs_of(src.reader, names))
-    profile_bmcs = hosts_with_profile_bmc(src.reader, names)
+    bmcs = bmc_sources(src.reader, names)  # whose BMC: its own, else its profile's (the view decides)
     powers = power_views(src.reader, names)
     hints = {n: (DiskHints.from_json(stored).text(), whose)
              for n, (stored, whose) in effective_root_hints(src.reader, names).items()}
@@ -215,8 +213,8 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
             binding=bindings.get(h.mac) if h.mac else None,
             transport=own.transport, profile=own.profile, kernel_args=own.kernel_args,
             transport_effective=h.transport or defaults.get(h.image or "") or transports.DEFAULT,
-            effective=value_sources(own, h, defaults.get(h.image or ""), own_bmc=own.name in own_bmcs,
-                                    profile_bmc=own.name in profile_bmcs, root_device=hints.get(own.name)),
+            effective=value_sources(own, h, defaults.get(h.image or ""), own_bmc=bmcs.get(own.name) == "host",
+                                    profile_bmc=bmcs.get(own.name) == "profile", root_device=hints.get(own.name)),
             power=powers.get(own.name),
             boot=boot, timeline=[TimelineEvent.of(e) for e in timeline] if with_timeline else None,
             **(_hardware(src, h) if with_timeline else {})))

@@ -76,6 +76,21 @@ def inherited(conn: sqlite3.Connection, host: Host) -> Host:
     return Host.from_row(row)
 
 
+def bmc_sources(conn: sqlite3.Connection, names: list[str] | None = None) -> dict[str, str]:
+    """Name -> whose BMC the host's power actions use ("host": its own, "profile": its profile's defaults), for
+    those of `names` (None: every host) that have one."""
+    if names is None:
+        return {r[0]: str(r[1]) for r in conn.execute(
+            "SELECT name, bmc_from FROM hosts_effective WHERE bmc_from IS NOT NULL ORDER BY name")}
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        rows = conn.execute("SELECT name, bmc_from FROM hosts_effective "
+                            f"WHERE bmc_from IS NOT NULL AND name IN ({', '.join('?' * len(chunk))})", chunk)
+        out.update((r[0], str(r[1])) for r in rows)
+    return out
+
+
 def effective_root_hints(conn: sqlite3.Connection, names: list[str]) -> dict[str, tuple[str, str]]:
     """Name -> (hints as stored, whose: "host", "profile" or "image") for those of `names` whose installs
     apply root-device hints (the host's own, else its profile's, else its image's)."""

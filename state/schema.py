@@ -258,12 +258,17 @@ PROFILE_JOIN = "LEFT JOIN profiles p ON p.name = h.profile"
 VIEWS = {
     # Each host with what it inherits filled in: what the boot decision, the install script, rsync admission,
     # updates and "which hosts use this image" read. Its root-device hints (state/root_hints.py) are the
-    # host's own, else its profile's, else those of the image it installs; root_hints_from says whose.
+    # host's own, else its profile's, else those of the image it installs; root_hints_from says whose. Its BMC
+    # (bmc_from) is its own (the bmcs table), else its profile's defaults where they are complete (address,
+    # user and password): what the power drivers, the poll and the host view take.
     "hosts_effective":
         f"CREATE VIEW hosts_effective AS SELECT {EFFECTIVE_COLUMNS}, "
         "coalesce(rh.hints, rp.hints, ri.hints) AS root_hints, "
         "CASE WHEN rh.hints IS NOT NULL THEN 'host' WHEN rp.hints IS NOT NULL THEN 'profile' "
-        "WHEN ri.hints IS NOT NULL THEN 'image' END AS root_hints_from "
+        "WHEN ri.hints IS NOT NULL THEN 'image' END AS root_hints_from, "
+        "CASE WHEN EXISTS (SELECT 1 FROM bmcs b WHERE b.host = h.name) THEN 'host' "
+        "WHEN p.bmc_address IS NOT NULL AND p.bmc_username IS NOT NULL AND p.bmc_password IS NOT NULL "
+        "THEN 'profile' END AS bmc_from "
         f"FROM hosts h {PROFILE_JOIN} "
         "LEFT JOIN root_device_hints rh ON rh.kind = 'host' AND rh.name = h.name "
         "LEFT JOIN root_device_hints rp ON rp.kind = 'profile' AND rp.name = h.profile "

@@ -248,6 +248,16 @@ def test_the_inheritance_rule_has_one_home(tmp_path: Path) -> None:
     assert got == {"a": ("img", 3, "multicast", "quiet"), "b": ("img", 3, "multicast", "own"),
                    "c": ("other", None, "rsync", "quiet"), "d": ("img", 7, "multicast", "quiet"),
                    "e": (None, None, None, None), "f": ("x", 2, None, None)}
+    # the BMC: a host's own, else its profile's defaults where complete (address, user and password)
+    from state.hosts import bmc_sources
+    assert bmc_sources(conn) == {}
+    conn.execute("UPDATE profiles SET bmc_address = 'ipmi://{host}-bmc', bmc_username = 'u'")
+    assert bmc_sources(conn) == {}, "no password: not complete"
+    conn.execute("UPDATE profiles SET bmc_password = 'pw'")
+    conn.execute("INSERT INTO bmcs (host, address, username, password) VALUES ('b', 'ipmi://b', 'u', 'pw')")
+    conn.execute("INSERT INTO bmcs (host, address, username, password) VALUES ('f', 'ipmi://f', 'u', 'pw')")
+    assert bmc_sources(conn) == {"a": "profile", "b": "host", "c": "profile", "d": "profile", "f": "host"}
+    assert bmc_sources(conn, ["a", "b", "e"]) == {"a": "profile", "b": "host"}
     # an older view (migration 9's, as a database made before this one has it) is replaced at the next open
     conn.execute("DROP VIEW hosts_effective")
     conn.execute("CREATE VIEW hosts_effective AS SELECT * FROM hosts")
