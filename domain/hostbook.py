@@ -215,7 +215,7 @@ class HostBook:
             image_name(image)
         self._check_installable(image or None, check_version(version))
         host = Host(name, mac, ip, image or None, check_version(version), "new", now, now,
-                    transport=check_transport(transport), profile=self._check_profile(profile))
+                    transport=check_transport(transport), profile=check_profile(self.conn, profile))
         in_force = inherited(self.conn, host)  # what it installs: its own image, else its profile's
         self._check_arch(name, mac, in_force.image, in_force.version, client_arch)
         if in_force.image and mac:
@@ -246,7 +246,7 @@ class HostBook:
         if "kernel_args" in changes:
             new = replace(new, kernel_args=check_kernel_args(changes["kernel_args"]))
         if "profile" in changes:
-            new = replace(new, profile=self._check_profile(changes["profile"]))
+            new = replace(new, profile=check_profile(self.conn, changes["profile"]))
         # what an install needs: its own image, else its profile's (and then the profile's version)
         in_force = inherited(self.conn, new)
         image, version = in_force.image, in_force.version
@@ -278,9 +278,6 @@ class HostBook:
             new = self._static_now(new, now, "on-install")
         fields = {k: getattr(new, k) for k in (*_FIELDS, "state") if getattr(new, k) != getattr(old, k)}
         return replace(new, updated=now), update_host_op(name, fields, now)
-
-    def _check_profile(self, value: object) -> str | None:
-        return check_profile(self.conn, value)
 
     def _check_installable(self, image: str | None, version: int | None) -> None:
         if image and self.image_problem is not None:
