@@ -19,7 +19,7 @@ from typing import Any
 
 from domain.errors import Conflict
 from protocols.mac import normalize_mac
-from protocols.names import InvalidName, image_name, is_label
+from protocols.names import InvalidName, host_name, image_name, is_label
 from state.hosts import Host
 from state.lease_pools import SubnetLike
 
@@ -46,10 +46,11 @@ class AddclientsRequest:
     pad: int = 0
     first_ip: IPv4Address | None = None
     macs: tuple[tuple[str, str | None], ...] = ()  # (MAC, HOSTNAME or None), file order
+    profile: str | None = None  # the profile the hosts it creates inherit from
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AddclientsRequest:
-        unknown = set(d) - {"base", "range", "image", "version", "pad", "first_ip", "macs"}
+        unknown = set(d) - {"base", "range", "image", "version", "pad", "first_ip", "macs", "profile"}
         if unknown:
             raise PlanError([f"unknown field(s): {', '.join(sorted(unknown))}"])
         first, last = parse_range(str(d.get("range", "")))
@@ -68,9 +69,11 @@ class AddclientsRequest:
             raise PlanError([f"{d['first_ip']!r} is not an IPv4 address"]) from None
         if d.get("image"):
             image_name(d["image"])  # an InvalidName, not a plan clash: the request is malformed
+        profile = host_name(str(d["profile"])) if d.get("profile") else None  # named like a host
         return cls(base=str(d.get("base", "")), first=first, last=last, image=d.get("image") or None,
                    version=version, pad=pad, first_ip=first_ip,
-                   macs=tuple((str(x[0]), (str(x[1]) if len(x) > 1 and x[1] else None)) for x in macs))
+                   macs=tuple((str(x[0]), (str(x[1]) if len(x) > 1 and x[1] else None)) for x in macs),
+                   profile=profile)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ address leased to its MAC, once: a machine with an inventory is not inspected ag
 An installer posts its machine's inventory (POST /install/{mac}/inventory, its install token, from the
 address leased or reserved for its MAC, like every install credential: domain.installs.from_own_address);
 the inventory is stored per MAC and the answer is the disk the host's root-device hints choose
-(domain.rootdevice.choose), which the installer installs to. Hints are the host's own, else its image's.
+(domain.rootdevice.choose_disks), which the installer installs to: one disk, or one per disk of a RAID or
+LVM layout that names its members by hints. Hints are the host's own, else its profile's, else its image's.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
+from domain.errors import Conflict, Forbidden, NotFound, Unauthorized, valid_names
 from domain.installs import INSTALL_REALM, InstallSettings, from_own_address, machine_address, reporting_host
 from domain.inventory import Inventory, InventoryView
-from domain.rootdevice import RootDeviceHints, choose, hints_for, parse_hints
+from domain.rootdevice import DiskHints, choose_disks, hints_for, parse_disk_hints
 from domain.sources import Sources
 from domain.views import doc
 from protocols.mac import normalize_mac
@@ -29,6 +30,7 @@ from state.discovery import Hardware
 from state.eventlog import EventLog
 from state.hosts import Host, Op, host_by_mac, host_by_name
 from state.images import newest
+from state.profiles import profile_by_name
 from state.root_hints import Kind
 
 log = EventLog("imageserver.install")
@@ -41,10 +43,14 @@ class RootDeviceAnswer:
     host: str
     root_device: str | None = field(metadata=doc(
         "the device the install goes to; null: no hints (the installer's own order) or none matched (see failure)"))
-    hints: str | None = field(metadata=doc("the hints applied (serial=..., size>=...); null: none"))
-    hints_from: str | None = field(metadata=doc("host or image: whose hints they are"))
+    hints: str | None = field(metadata=doc("the hints applied (serial=..., size>=...; one set per disk, by ;); "
+                                           "null: none"))
+    hints_from: str | None = field(metadata=doc("host, profile or image: whose hints they are"))
     failure: str | None = field(metadata=doc(
         "why no disk was chosen: the install fails with this reason (it names the candidate disks)"))
+    disks: list[str] | None = field(default=None, metadata=doc(
+        "hints for several disks (a RAID or LVM layout's): every disk they chose, in the layout's order (the "
+        "first is root_device, then its disk 1, 2, ...); left out for hints of one disk", omit_none=True))
 
 
 def inventory_host(src: Sources, settings: InstallSettings, mac_text: str, peer: str | None, bearer: str | None,
@@ -61,8 +67,10 @@ def take_inventory(src: Sources, host: Host, mac: str, inventory: Inventory, now
                    ) -> tuple[RootDeviceAnswer, Op]:
     """The answer to an installer's inventory (its root device) and the op that stores the inventory."""
     hints, source = hints_for(src.reader, host)
-    chosen = choose(hints, inventory.disks)
-    answer = RootDeviceAnswer(host.name, chosen.disk, hints.text() if hints else None, source, chosen.failure)
+    chosen = choose_disks(hints, inventory.disks)
+    answer = RootDeviceAnswer(host.name, chosen.disks[0] if chosen.disks else None,
+                              hints.text() if hints else None, source, chosen.failure,
+                              list(chosen.disks) if hints and len(hints.disks) > 1 else None)
     return answer, inventories.store_inventory_op(mac, now, inventory.with_neighbors().json())
 
 
@@ -136,27 +144,32 @@ def machine_inventory(reader: Connection, mac_text: str) -> InventoryView:
 
 @dataclass(frozen=True, slots=True)
 class RootDeviceSetting:
-    """A host's or an image's root-device hints as set (GET/PUT/DELETE .../root-device)."""
+    """A host's, a profile's or an image's root-device hints as set (GET/PUT/DELETE .../root-device)."""
 
-    kind: Literal["host", "image"]
+    kind: Literal["host", "profile", "image"]
     name: str
-    hints: str | None = field(metadata=doc("serial=...,size>=...; null: none"))
+    hints: str | None = field(metadata=doc("serial=...,size>=... (several disks: one set each, joined by ;); "
+                                           "null: none"))
 
 
 @dataclass(frozen=True, slots=True)
 class RootDeviceBody:
-    """PUT /api/v1/hosts/{name}/root-device and /api/v1/images/{name}/root-device."""
+    """PUT /api/v1/{hosts,profiles,images}/{name}/root-device."""
 
     hints: str = field(metadata=doc("serial=S, wwn=W, by_path=P, model=M, size>=N, size<=N, size=N, "
-                                    "rotational=true|false, smallest, largest; joined by commas",
+                                    "rotational=true|false, smallest, largest; joined by commas. An image made "
+                                    "from several disks (RAID, LVM): one set per disk in its layout's order, "
+                                    "joined by ; (serial=A;serial=B)",
                                     example="serial=S0M3,smallest"))
 
 
 def _exists(reader: Connection, kind: Kind, name: str) -> None:
     with valid_names():
-        (host_name if kind == "host" else image_name)(name)
+        (image_name if kind == "image" else host_name)(name)
     if kind == "host" and host_by_name(reader, name) is None:
         raise NotFound(f"no host named {name!r}")
+    if kind == "profile" and profile_by_name(reader, name) is None:
+        raise NotFound(f"no profile named {name!r}")
     if kind == "image" and newest(reader, name) is None:
         raise NotFound(f"no image named {name!r}")
 
@@ -164,15 +177,13 @@ def _exists(reader: Connection, kind: Kind, name: str) -> None:
 def root_device_setting(reader: Connection, kind: Kind, name: str) -> RootDeviceSetting:
     _exists(reader, kind, name)
     stored = root_hints.hints_of(reader, kind, name)
-    return RootDeviceSetting(kind, name, RootDeviceHints.from_json(stored).text() if stored else None)
+    return RootDeviceSetting(kind, name, DiskHints.from_json(stored).text() if stored else None)
 
 
 def set_root_device_op(reader: Connection, kind: Kind, name: str, text: str | None
                        ) -> tuple[RootDeviceSetting, Op]:
-    """Set (or with None or "" clear) the hints of a host or an image; Invalid names a wrong term."""
+    """Set (or with None or "" clear) the hints of a host, a profile or an image; Invalid names a wrong term."""
     _exists(reader, kind, name)
-    hints = parse_hints(text) if text else None
-    if hints is not None and hints.empty():
-        raise Invalid("no root-device hints in " + repr(text))
+    hints = parse_disk_hints(text) if text else None
     return (RootDeviceSetting(kind, name, hints.text() if hints else None),
             root_hints.set_hints_op(kind, name, hints.json() if hints else None))

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from domain.addclients import AddclientsRequest, Plan, PlanError, PlannedHost
 from domain.errors import Conflict, DomainError, Invalid, NotFound
-from domain.host_errors import HostError
+from domain.host_errors import HostError, HostNotFound
 from domain.views import doc, view_json
 from protocols.names import InvalidName, image_name_problem
 from state.db import Connection
@@ -227,6 +227,8 @@ def add_clients(store: HostStore, req: AddclientsRequest, now: float, *, dry_run
         raise Invalid(str(e)) from None
     except PlanError as e:
         raise Clashes(str(e), list(e.problems)) from None
+    except HostNotFound:
+        raise  # no profile of that name: a NotFound, not a clash
     except HostError as e:
         raise Conflict(str(e)) from None
 

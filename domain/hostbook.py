@@ -43,6 +43,7 @@ from state.hosts import (
     host_by_ip,
     host_by_mac,
     host_by_name,
+    inherited,
     insert_host_op,
     list_hosts,
     update_host_op,
@@ -94,6 +95,15 @@ def check_kernel_args(value: object) -> str | None:
         raise HostFieldError("kernel_args: words of letters, digits and _.,:=/+@%- separated by spaces "
                              f"(at most {MAX_KERNEL_ARGS} characters)")
     return " ".join(value.split()) or None
+
+
+def check_profile(conn: Connection, value: object) -> str | None:
+    """A profile a host may name (None: none, "" too); HostNotFound (a NotFound) when no profile has that name."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or profile_by_name(conn, value) is None:
+        raise HostNotFound(f"no profile named {value!r} (imageserver profiles add NAME ...)")
+    return value
 
 
 def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: float,
@@ -193,9 +203,11 @@ class HostBook:
 
     def create(self, name: str, *, now: float, mac: str | None = None, ip: IPv4Address | None = None,
                image: str | None = None, version: int | None = None, source: str = "manual",
-               transport: str | None = None, client_arch: int | None = None) -> tuple[Host, Op]:
+               transport: str | None = None, client_arch: int | None = None,
+               profile: str | None = None) -> tuple[Host, Op]:
         """A new host; `client_arch`: the machine's option 93 when the caller has it first hand (discovery),
-        else the machine's recorded one."""
+        else the machine's recorded one. `profile`: the profile it inherits from (HostNotFound if none has
+        that name)."""
         name = host_name(name)
         if host_by_name(self.conn, name) is not None:
             raise HostConflict(f"host {name} exists already")
@@ -207,10 +219,12 @@ class HostBook:
         if image:
             image_name(image)
         self._check_installable(image or None, check_version(version))
-        self._check_arch(name, mac, image or None, check_version(version), client_arch)
-        state = "assigned" if image and mac else "new"
-        host = Host(name, mac, ip, image or None, check_version(version), state, now, now,
-                    transport=check_transport(transport))
+        host = Host(name, mac, ip, image or None, check_version(version), "new", now, now,
+                    transport=check_transport(transport), profile=check_profile(self.conn, profile))
+        in_force = inherited(self.conn, host)  # what it installs: its own image, else its profile's
+        self._check_arch(name, mac, in_force.image, in_force.version, client_arch)
+        if in_force.image and mac:
+            host = replace(host, state="assigned")
         self._reserve(host, now, source)
         if self.auto_static == "on-assign":
             host = self._static_now(host, now, "on-assign")
@@ -237,9 +251,10 @@ class HostBook:
         if "kernel_args" in changes:
             new = replace(new, kernel_args=check_kernel_args(changes["kernel_args"]))
         if "profile" in changes:
-            new = replace(new, profile=self._check_profile(changes["profile"]))
+            new = replace(new, profile=check_profile(self.conn, changes["profile"]))
         # what an install needs: its own image, else its profile's (and then the profile's version)
-        image, version = self._inherited(new)
+        in_force = inherited(self.conn, new)
+        image, version = in_force.image, in_force.version
         if (new.image, new.version) != (old.image, old.version):
             self._check_installable(new.image, new.version)
         if new.mac is not None and new.mac != old.mac:
@@ -268,21 +283,6 @@ class HostBook:
             new = self._static_now(new, now, "on-install")
         fields = {k: getattr(new, k) for k in (*_FIELDS, "state") if getattr(new, k) != getattr(old, k)}
         return replace(new, updated=now), update_host_op(name, fields, now)
-
-    def _check_profile(self, value: object) -> str | None:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str) or profile_by_name(self.conn, value) is None:
-            raise HostNotFound(f"no profile named {value!r} (imageserver profiles add NAME ...)")
-        return value
-
-    def _inherited(self, host: Host) -> tuple[str | None, int | None]:
-        """The image and version the host installs: its own, else its profile's (the hosts_effective rule of
-        state/schema.py, for a host not written yet)."""
-        found = profile_by_name(self.conn, host.profile) if host.profile else None
-        if found is None or (host.image and host.image != found.image):
-            return host.image, host.version
-        return host.image or found.image, host.version if host.version is not None else found.version
 
     def _check_installable(self, image: str | None, version: int | None) -> None:
         if image and self.image_problem is not None:
@@ -349,7 +349,9 @@ def existing_for_plan(book: HostBook, now: float, own: Iterable[IPv4Address] = (
 
 def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: bool = False,
                own: Iterable[IPv4Address] = ()) -> tuple[Plan, list[Op]]:
-    """Plan the range and (unless dry_run) apply it to the lease book; returns the plan and the host writes."""
+    """Plan the range and (unless dry_run) apply it to the lease book; returns the plan and the host writes.
+    The hosts it creates inherit from `req.profile` (HostNotFound if there is none of that name)."""
+    check_profile(book.conn, req.profile)
     plan = plan_addclients(req, existing_for_plan(book, now, own))
     ops: list[Op] = []
     if dry_run:
@@ -357,7 +359,7 @@ def addclients(book: HostBook, req: AddclientsRequest, now: float, *, dry_run: b
     for h in plan.hosts:
         if h.action == "create":
             _, op = book.create(h.name, now=now, mac=h.mac, ip=h.ip, image=h.image, version=h.version,
-                                source="addclients")
+                                source="addclients", profile=req.profile)
             ops.append(op)
         elif h.action == "update":
             changes = {k: (str(getattr(h, k)) if k == "ip" else getattr(h, k)) for k in h.changes}

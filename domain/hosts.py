@@ -17,25 +17,26 @@ from domain import hardware, hostadmin
 from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
-from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_transport, check_version
+from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_profile, check_transport, check_version
 from domain.inventory import InventoryView
 from domain.paging import Page
 from domain.power import PowerView, power_views
 from domain.profiles import Sourced, value_sources
 from domain.responses import BootDecision
-from domain.rootdevice import hints_for
+from domain.rootdevice import DiskHints, hints_for
 from domain.sources import Sources
 from domain.views import doc
 from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import credentials, installs, transports
-from state.bmcs import bmcs_of
 from state.boot import decide_boot
 from state.hosts import (
     Host,
     HostClash,
     Op,
+    bmc_sources,
     effective_hosts,
+    effective_root_hints,
     host_by_name,
     host_count,
     host_records,
@@ -43,7 +44,6 @@ from state.hosts import (
 from state.images import versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
 from state.leases import LeaseModel
-from state.profiles import hosts_with_profile_bmc
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +129,8 @@ class HostView(hostadmin.HostRecord):
     transport_effective: str = field(default=transports.DEFAULT, metadata=doc(
         "what its installer uses: its own, else its profile's, else its image's, else rsync"))
     effective: dict[str, Sourced] | None = field(default=None, metadata=doc(
-        "per inherited setting (image, version, transport, kernel_args, bmc): the value in force and where it "
-        "comes from (host, profile NAME, image NAME, default)", omit_none=True))
+        "per inherited setting (image, version, transport, kernel_args, root_device, bmc): the value in force and "
+        "where it comes from (host, profile NAME, image NAME, default)", omit_none=True))
     power: PowerView | None = field(default=None, metadata=doc(
         "its last known power state and the BMC's error (null: no BMC answer yet)"))
     boot: BootDecision | None = field(default=None, metadata=doc(
@@ -147,8 +147,8 @@ class HostView(hostadmin.HostRecord):
 
 @dataclass(frozen=True, slots=True)
 class RootDeviceInUse:
-    hints: str = field(metadata=doc("serial=...,size>=..."))
-    source: str = field(metadata=doc("host or image: whose hints they are"))
+    hints: str = field(metadata=doc("serial=...,size>=... (several disks: one set each, joined by ;)"))
+    source: str = field(metadata=doc("host, profile or image: whose hints they are"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +191,10 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
     images = {h.image for h in inherited.values() if h.image}
     versions = versions_of_images(src.reader, images)
     defaults = transports.image_transports(src.reader, images)
-    own_bmcs = set(bmcs_of(src.reader, names))
-    profile_bmcs = hosts_with_profile_bmc(src.reader, names)
+    bmcs = bmc_sources(src.reader, names)  # whose BMC: its own, else its profile's (the view decides)
     powers = power_views(src.reader, names)
+    hints = {n: (DiskHints.from_json(stored).text(), whose)
+             for n, (stored, whose) in effective_root_hints(src.reader, names).items()}
     out = []
     for own in records:
         h = inherited.get(own.name, own)
@@ -211,8 +212,8 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
             binding=bindings.get(h.mac) if h.mac else None,
             transport=own.transport, profile=own.profile, kernel_args=own.kernel_args,
             transport_effective=h.transport or defaults.get(h.image or "") or transports.DEFAULT,
-            effective=value_sources(own, h, defaults.get(h.image or ""), own_bmc=own.name in own_bmcs,
-                                    profile_bmc=own.name in profile_bmcs),
+            effective=value_sources(own, h, defaults.get(h.image or ""), own_bmc=bmcs.get(own.name) == "host",
+                                    profile_bmc=bmcs.get(own.name) == "profile", root_device=hints.get(own.name)),
             power=powers.get(own.name),
             boot=boot, timeline=[TimelineEvent.of(e) for e in timeline] if with_timeline else None,
             **(_hardware(src, h) if with_timeline else {})))
@@ -259,6 +260,9 @@ class AddHost:
     ip: IPv4Address | None = None
     version: int | None = None
     transport: str | None = None  # None: the image's default (state/transports.py)
+    profile: str | None = field(default=None, metadata=doc(
+        "the profile it inherits image, version, transport, kernel arguments, root-device hints and BMC from "
+        "(404 if there is none of that name)"))
 
     @classmethod
     def from_json(cls, body: Any) -> AddHost:
@@ -274,17 +278,18 @@ class AddHost:
                 image = given.image
                 if image is not None:
                     image_name(image)
+                profile = host_name(given.profile) if given.profile is not None else None
             version = check_version(given.version)
             transport = check_transport(given.transport)
         except HostError as e:
             raise Invalid(str(e)) from None
         ip = given.ip
-        return cls(name, mac, image, ip, version, transport)
+        return cls(name, mac, image, ip, version, transport, profile)
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "mac": self.mac, "image": self.image,
                 "ip": str(self.ip) if self.ip is not None else None, "version": self.version,
-                "transport": self.transport}
+                "transport": self.transport, "profile": self.profile}
 
 
 def image_installable(src: Sources, image: str | None, version: int | None) -> None:
@@ -303,13 +308,15 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
     MAC's reservation, by the shared rules of domain.hostbook; without one the row alone is written."""
     if host_by_name(src.reader, req.name) is not None:
         raise Conflict(f"host {req.name} exists already")
+    check_profile(src.reader, req.profile)  # NotFound: "no profile named ..."
     image_installable(src, req.image, req.version)
     if not isinstance(src.leases, LeaseModel):
-        return installs.add_host_op(req.name, req.mac, req.image, req.ip, now, req.version, req.transport)
+        return installs.add_host_op(req.name, req.mac, req.image, req.ip, now, req.version, req.transport,
+                                    req.profile)
     book = HostBook(src.reader, src.leases, auto_static=auto_static, image_problem=src.image_problem)
     try:
         _, op = book.create(req.name, now=now, mac=req.mac, ip=req.ip, image=req.image, version=req.version,
-                            transport=req.transport)
+                            transport=req.transport, profile=req.profile)
     except HostError as e:
         raise Conflict(str(e)) from None
     return op

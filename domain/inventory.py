@@ -136,6 +136,30 @@ class Inventory:
 
 
 @dataclass(frozen=True, slots=True)
+class HardwareSummary:
+    """A machine's inventory in a few numbers (the machines list and the dashboard; the whole inventory is in
+    one machine's view)."""
+
+    cpu: str | None = field(metadata=doc("count x architecture and model: 2 x x86_64 QEMU Virtual CPU"))
+    memory_mb: int | None = field(metadata=doc("MiB installed, else what the kernel manages"))
+    disks: int = field(metadata=doc("whole disks an install may use"))
+    disk_bytes: int = field(metadata=doc("their bytes together"))
+    nics: int = field(metadata=doc("physical NICs"))
+    system: str | None = field(metadata=doc("DMI vendor and product"))
+    received: float = field(metadata=doc("when its installer posted the inventory"))
+    text: str = field(metadata=doc("all of it on one line (Inventory.summary)"))
+
+    @classmethod
+    def of(cls, inventory: Inventory, received: float) -> HardwareSummary:
+        cpu = " ".join(x for x in (f"{inventory.cpu.count} x" if inventory.cpu.count else None,
+                                   inventory.cpu.architecture, inventory.cpu.model_name) if x) or None
+        v = inventory.system_vendor
+        system = " ".join(x for x in (v.manufacturer, v.product_name) if x) or None
+        return cls(cpu, inventory.memory_mb(), len(inventory.disks), sum(d.size for d in inventory.disks),
+                   len(inventory.interfaces), system, received, inventory.summary())
+
+
+@dataclass(frozen=True, slots=True)
 class InventoryView:
     """A machine's stored inventory: when it came and what it says."""
 

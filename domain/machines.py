@@ -8,8 +8,9 @@ from typing import Any
 
 from domain.errors import NotFound, valid_names
 from domain.hardware import inventory_of
-from domain.inventory import InventoryView
+from domain.inventory import HardwareSummary, Inventory, InventoryView
 from domain.paging import Page
+from domain.power import PowerView, power_views
 from domain.responses import BootDecision
 from domain.sources import Sources
 from domain.views import doc, view_json
@@ -17,7 +18,7 @@ from protocols.mac import normalize_mac
 from state.boot import decide_boot
 from state.hosts import Host, effective_hosts_for_macs, host_macs, hosts_for_macs
 from state.images import versions_of_images
-from state.inventories import inventoried_among
+from state.inventories import inventories_of
 from state.sightings import Machine, stored_machines
 
 
@@ -44,15 +45,22 @@ class MachineView:
                {"$ref": "#/components/schemas/BootDecision"}]))
     inventory: InventoryView | None = field(default=None, metadata=doc(
         "its hardware inventory (one machine's view only; none before its installer posted one)", omit_none=True))
+    hardware: HardwareSummary | None = field(default=None, metadata=doc(
+        "its inventory in a few numbers: CPU, memory, disks, NICs (left out before its installer posted one)",
+        omit_none=True))
+    power: PowerView | None = field(default=None, metadata=doc(
+        "its host's last known power state and the BMC's error (left out: no host, or no BMC answer yet)",
+        omit_none=True))
 
     @classmethod
     def of(cls, machine: Machine, seen: bool, host: Host | None, boot: str | dict[str, Any] | None,
-           inventory: InventoryView | None = None) -> MachineView:
+           inventory: InventoryView | None = None, hardware: HardwareSummary | None = None,
+           power: PowerView | None = None) -> MachineView:
         sighting = machine.as_dict()
         if not seen:
             sighting["first_seen"] = sighting["last_seen"] = None
         return cls(**sighting, host=host.name if host else None, host_state=host.state if host else None,
-                   boot=boot, inventory=inventory)
+                   boot=boot, inventory=inventory, hardware=hardware, power=power)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +73,13 @@ class MachinePage:
 
 
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:
-    hosts: dict[str, Host] = effective_hosts_for_macs(src.reader, [m.mac for m, _ in machines])
+    macs = [m.mac for m, _ in machines]
+    hosts: dict[str, Host] = effective_hosts_for_macs(src.reader, macs)
     versions = versions_of_images(src.reader, {h.image for h in hosts.values() if h.image})
     policy = src.boot_policy
     inspect = policy is not None and policy.inspect
-    unknown = [m.mac for m, _ in machines if m.mac not in hosts]
-    inventoried = inventoried_among(src.reader, unknown) if inspect else set()
+    stored = inventories_of(src.reader, macs)  # one query a page, as every table here
+    powers = power_views(src.reader, [h.name for h in hosts.values()])
     out = []
     for m, seen in machines:
         host = hosts.get(m.mac)
@@ -78,9 +87,12 @@ def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> 
         if src.boot_policy is not None:
             images = versions.get(host.image, ()) if host is not None and host.image else ()
             decision = view_json(BootDecision.of(decide_boot(m.mac, host, images, src.boot_policy,
-                                                                  inventoried=not inspect or m.mac in inventoried)))
+                                                                  inventoried=not inspect or m.mac in stored)))
             boot = decision if detail else decision["kind"]
-        out.append(MachineView.of(m, seen, host, boot, inventory_of(src.reader, m.mac) if detail else None))
+        inv = stored.get(m.mac)
+        out.append(MachineView.of(m, seen, host, boot, inventory_of(src.reader, m.mac) if detail else None,
+                                  HardwareSummary.of(Inventory.from_json(inv.inventory), inv.received) if inv else None,
+                                  powers.get(host.name) if host is not None else None))
     return out
 
 

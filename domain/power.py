@@ -26,7 +26,6 @@ from state.bmcs import (
     BmcSecret,
     Op,
     PowerState,
-    bmc_hosts,
     bmc_of,
     bmc_secrets,
     bmcs_of,
@@ -36,8 +35,8 @@ from state.bmcs import (
 )
 from state.bmcs import set_bmc_op as store_bmc_op
 from state.db import Connection
-from state.hosts import host_by_name
-from state.profiles import profile_bmc_hosts, profile_bmc_secrets
+from state.hosts import bmc_sources, host_by_name
+from state.profiles import profile_bmc_secrets
 
 BmcKind = Literal["ipmi", "redfish"]
 # status: ask; on/off/cycle: the power (cycle on a machine that is off powers it on); pxe: boot from the
@@ -246,9 +245,9 @@ def remove_bmc_op(src: Sources, name: str) -> tuple[BmcView, Op]:
 def power_targets(reader: Connection, names: list[str]) -> tuple[dict[str, BmcSecret], dict[str, str]]:
     """The BMCs of `names` (for the drivers), and why each other host cannot be reached."""
     known = hosts_named(reader, names)
-    secrets = bmc_secrets(reader, [n for n in names if n in known])
-    # a host without a BMC of its own: its profile's BMC defaults, where complete
-    secrets.update(profile_bmc_secrets(reader, [n for n in names if n in known and n not in secrets]))
+    whose = bmc_sources(reader, [n for n in names if n in known])  # its own, else its profile's (the view)
+    secrets = bmc_secrets(reader, [n for n in names if whose.get(n) == "host"])
+    secrets.update(profile_bmc_secrets(reader, [n for n in names if whose.get(n) == "profile"]))
     errors: dict[str, str] = {}
     for n in names:
         if n not in known:
@@ -266,7 +265,7 @@ def power_targets(reader: Connection, names: list[str]) -> tuple[dict[str, BmcSe
 
 def pollable_hosts(reader: Connection) -> list[str]:
     """Every host with a BMC, its own or its profile's: what the periodic power poll asks."""
-    return sorted(set(bmc_hosts(reader)) | set(profile_bmc_hosts(reader)))
+    return list(bmc_sources(reader))
 
 
 def bmc_views(reader: Connection, names: list[str]) -> dict[str, BmcView]:

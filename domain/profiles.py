@@ -1,6 +1,6 @@
-"""Profiles: named settings (image, version, transport, kernel arguments, BMC defaults) hosts inherit unless
-they set their own. The use cases the API (services/api_profiles.py) and the offline CLI (`imageserver
-profiles`) share, their request and answer types, and where each of a host's values comes from.
+"""Profiles: named settings (image, version, transport, kernel arguments, root-device hints, BMC defaults)
+hosts inherit unless they set their own. The use cases the API (services/api_profiles.py) and the offline
+CLI (`imageserver profiles`) share, their request and answer types, and where each of a host's values comes from.
 
 Like domain/hostadmin.py, each change takes a `ProfileStore` (the port: state.profiles.StoredProfiles over
 a reader connection) and returns the view with the journal operations that write it; the caller runs them
@@ -18,6 +18,7 @@ from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
 from domain.hostbook import check_kernel_args, check_transport, check_version
 from domain.power import parse_bmc_address
+from domain.rootdevice import DiskHints, parse_disk_hints
 from domain.views import doc
 from protocols.names import host_name, image_name
 from state.hosts import Host, Op
@@ -32,6 +33,9 @@ class ProfileSettings:
     version: int | None = field(default=None, metadata=doc("null: the image's newest at install time"))
     transport: str | None = field(default=None, metadata=doc("rsync, bittorrent or multicast"))
     kernel_args: str | None = field(default=None, metadata=doc("added to the installer's kernel command line"))
+    root_device: str | None = field(default=None, metadata=doc(
+        "root-device hints (serial=..., size>=..., smallest; several disks: one set each, joined by ;) for hosts "
+        "without their own; they win over the image's"))
     bmc_address: str | None = field(default=None, metadata=doc(
         "the BMC of each host without one of its own: ipmi://, redfish://, https:// or http:// address where "
         "{host} is the host's name, e.g. ipmi://{host}-bmc"))
@@ -55,6 +59,7 @@ class ProfileView:
     version: int | None
     transport: str | None
     kernel_args: str | None
+    root_device: str | None = field(metadata=doc("root-device hints, as written; null: none"))
     bmc_address: str | None
     bmc_username: str | None
     bmc_password_set: bool = field(metadata=doc("a BMC password is stored"))
@@ -65,8 +70,10 @@ class ProfileView:
                                                                      omit_none=True))
 
     @classmethod
-    def of(cls, p: Profile, hosts: int, names: list[str] | None = None) -> ProfileView:
-        return cls(p.name, p.image, p.version, p.transport, p.kernel_args, p.bmc_address, p.bmc_username,
+    def of(cls, p: Profile, hosts: int, names: list[str] | None = None, root_hints: str | None = None
+           ) -> ProfileView:
+        return cls(p.name, p.image, p.version, p.transport, p.kernel_args,
+                   DiskHints.from_json(root_hints).text() if root_hints else None, p.bmc_address, p.bmc_username,
                    p.bmc_password_set, hosts, p.created, p.updated, names)
 
 
@@ -109,6 +116,10 @@ class ProfileStore(Protocol):
 
     def remove_op(self, name: str) -> Op: ...
 
+    def root_hints(self) -> dict[str, str]: ...  # profile name -> its root-device hints as stored
+
+    def root_hints_op(self, name: str, hints: str | None) -> Op: ...  # set (JSON) or clear them
+
 
 def checked_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     """The settings given, checked and canonical ("" is None: not set); Invalid names the bad one."""
@@ -131,6 +142,8 @@ def checked_settings(values: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = check_transport(value)
             elif key == "kernel_args":
                 out[key] = check_kernel_args(value)
+            elif key == "root_device":
+                out[key] = parse_disk_hints(str(value)).json()
             elif key == "bmc_address":
                 parse_bmc_address(str(value).replace("{host}", "node1"))
                 out[key] = str(value).strip()
@@ -148,7 +161,7 @@ def _view(store: ProfileStore, name: str, *, with_hosts: bool = True) -> Profile
     if profile is None:
         raise NotFound(f"no profile named {name!r}")
     users = store.users(name)
-    return ProfileView.of(profile, len(users), users if with_hosts else None)
+    return ProfileView.of(profile, len(users), users if with_hosts else None, store.root_hints().get(name))
 
 
 def show_profile(store: ProfileStore, name: str) -> ProfileView:
@@ -156,8 +169,8 @@ def show_profile(store: ProfileStore, name: str) -> ProfileView:
 
 
 def list_profiles(store: ProfileStore) -> ProfileList:
-    counts = store.counts()
-    return ProfileList([ProfileView.of(p, counts.get(p.name, 0)) for p in store.all()])
+    counts, hints = store.counts(), store.root_hints()
+    return ProfileList([ProfileView.of(p, counts.get(p.name, 0), None, hints.get(p.name)) for p in store.all()])
 
 
 def add_profile(store: ProfileStore, body: Mapping[str, Any], now: float) -> tuple[str, list[Op]]:
@@ -171,7 +184,8 @@ def add_profile(store: ProfileStore, body: Mapping[str, Any], now: float) -> tup
     settings = checked_settings(values)
     if store.get(name) is not None:
         raise Conflict(f"profile {name} exists already")
-    return name, [store.add_op(name, settings, now)]
+    hints = settings.pop("root_device", None)
+    return name, [store.add_op(name, settings, now), *([store.root_hints_op(name, hints)] if hints else [])]
 
 
 def change_profile(store: ProfileStore, name: str, body: Mapping[str, Any], now: float) -> list[Op]:
@@ -181,7 +195,8 @@ def change_profile(store: ProfileStore, name: str, body: Mapping[str, Any], now:
         raise NotFound(f"no profile named {name!r}")
     if not settings:
         raise Invalid("nothing to change")
-    return [store.change_op(name, settings, now)]
+    ops = [store.root_hints_op(name, settings.pop("root_device"))] if "root_device" in settings else []
+    return [store.change_op(name, settings, now), *ops]
 
 
 def remove_profile(store: ProfileStore, name: str) -> tuple[ProfileView, Op]:
@@ -211,9 +226,10 @@ class Sourced:
 
 
 def value_sources(own: Host, effective: Host, image_transport: str | None, *, own_bmc: bool,
-                  profile_bmc: bool) -> dict[str, Sourced]:
-    """Per inherited setting (image, version, transport, kernel_args, bmc): the value in force and its source.
-    `effective` is the same host read through the state's `hosts_effective` view (the rule's one home)."""
+                  profile_bmc: bool, root_device: tuple[str, str] | None = None) -> dict[str, Sourced]:
+    """Per inherited setting (image, version, transport, kernel_args, root_device, bmc): the value in force and
+    its source. `effective` is the same host read through the state's `hosts_effective` view (the rule's one
+    home), `root_device` its hints as written and whose they are (host, profile or image) as the view says."""
     from_profile = f"profile {own.profile}"
     out: dict[str, Sourced] = {}
     for key in Profile.FIELDS:
@@ -230,6 +246,12 @@ def value_sources(own: Host, effective: Host, image_transport: str | None, *, ow
             out[key] = Sourced(None, "default")  # the image's newest at install time
         else:
             out[key] = Sourced(None, "default")
+    if root_device is None:
+        out["root_device"] = Sourced(None, "default")  # the first disk the installer finds
+    else:
+        text, whose = root_device
+        whose = {"host": "host", "profile": from_profile}.get(whose, f"image {effective.image}")
+        out["root_device"] = Sourced(text, whose)
     out["bmc"] = Sourced(True, "host") if own_bmc else (
         Sourced(True, from_profile) if profile_bmc else Sourced(None, "default"))
     return out

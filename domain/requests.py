@@ -63,6 +63,8 @@ class AddclientsBody:
     dry_run: bool | None = field(default=None, metadata=doc(omit_none=True))
     macs: list[list[str | None]] | None = field(default=None, metadata=doc(
         "[MAC, HOSTNAME or null] per machine", omit_none=True))
+    profile: str | None = field(default=None, metadata=doc(
+        "the profile the new hosts inherit from (404 if there is none of that name)", omit_none=True))
 
 
 @dataclass(frozen=True, slots=True)

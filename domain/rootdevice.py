@@ -14,7 +14,17 @@ Hints are written `serial=S0M3,size>=100G,rotational=false,smallest` (terms join
 A disk must match every term. No disk matching is a failure that names the candidates; several matching
 without smallest/largest is one too: the installer never guesses. No hints: the installer keeps its own
 order (the first disk it finds). The installer posts its inventory and the imageserver answers with the disk
-chosen here (domain.inventory.take_inventory), so this rule lives in Python only, not again in shell.
+chosen here (domain.hardware.take_inventory), so this rule lives in Python only, not again in shell.
+
+An image made from several disks (a RAID1 or an LVM volume group across disks) names each of its disks by
+its own set of hints, the sets separated by semicolons in the layout's disk order: `serial=A;serial=B` puts
+the master's disk 0 (the root device) on the disk whose serial is A and its disk 1, and so every md member
+and PV the layout has there, on B, whatever order the kernel found them in (`DiskHints`, `choose_disks`).
+Each set chooses among the disks the earlier sets left (`smallest;smallest`: the two smallest). Disks of the
+layout past the last set keep the installer's own order.
+
+Whose hints apply is the host's own, else its profile's, else its image's: the `hosts_effective` view of the
+state (state/schema.py) decides it, like every inherited value.
 """
 
 from __future__ import annotations
@@ -22,15 +32,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
 from domain.errors import Invalid
 from domain.inventory import Disk
-from state import root_hints
 from state.db import Connection
-from state.hosts import Host
+from state.hosts import Host, effective_root_hints
 from state.root_hints import Kind
 
 Pick = Literal["smallest", "largest"]
@@ -230,13 +239,90 @@ def choose(hints: RootDeviceHints | None, disks: Sequence[Disk]) -> Choice:
     return Choice(found[0].name)
 
 
-def hints_for(reader: Connection, host: Host) -> tuple[RootDeviceHints | None, Kind | None]:
-    """The root-device hints a host's install applies: its own, else its image's."""
-    own = root_hints.hints_of(reader, "host", host.name)
-    if own is not None:
-        return RootDeviceHints.from_json(own), "host"
-    if host.image:
-        shared = root_hints.hints_of(reader, "image", host.image)
-        if shared is not None:
-            return RootDeviceHints.from_json(shared), "image"
-    return None, None
+# --------------------------------------------------------------------------- several disks: RAID and LVM members
+
+
+MAX_DISKS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class DiskHints:
+    """The hints of a host, profile or image: one set per disk of the image's layout, in its order (the first
+    is the root device's; the others name the disks a RAID or LVM layout spans)."""
+
+    disks: tuple[RootDeviceHints, ...]
+
+    def text(self) -> str:
+        return ";".join(h.text() for h in self.disks)
+
+    def json(self) -> str:
+        """One set as the object it always was; several as a list of them."""
+        if len(self.disks) == 1:
+            return self.disks[0].json()
+        return "[" + ",".join(h.json() for h in self.disks) + "]"
+
+    @classmethod
+    def from_json(cls, text: str) -> DiskHints:
+        if text.lstrip().startswith("["):
+            return cls(tuple(msgspec.json.decode(text, type=list[RootDeviceHints])))
+        return cls((RootDeviceHints.from_json(text),))
+
+
+def parse_disk_hints(text: str) -> DiskHints:
+    """`serial=A,smallest` (the root device) or `serial=A;serial=B` (disk 0, disk 1 of the layout); Invalid
+    names the term, and the disk when there are several."""
+    if len(text) > MAX_TEXT:
+        raise Invalid(f"root-device hints are longer than {MAX_TEXT} characters")
+    parts = text.split(";")
+    if len(parts) > MAX_DISKS:
+        raise Invalid(f"root-device hints for {len(parts)} disks: at most {MAX_DISKS}")
+    sets = []
+    for i, part in enumerate(parts):
+        try:
+            hints = parse_hints(part)
+        except Invalid as e:
+            raise Invalid(f"disk {i}: {e}" if len(parts) > 1 else str(e)) from None
+        if hints.empty():
+            raise Invalid(f"no root-device hints for disk {i} in {text!r}" if len(parts) > 1
+                          else f"no root-device hints in {text!r}")
+        sets.append(hints)
+    return DiskHints(tuple(sets))
+
+
+@dataclass(frozen=True, slots=True)
+class DisksChoice:
+    """The disks an install goes to, in the layout's order (`disks[0]` the root device), or none with
+    `failure` saying why (hints given), or neither (no hints: the installer's own order)."""
+
+    disks: tuple[str, ...] = ()
+    failure: str | None = None
+
+
+def choose_disks(hints: DiskHints | None, disks: Sequence[Disk]) -> DisksChoice:
+    """The rule for several disks: each set of hints chooses (by `choose`) among the disks the earlier sets
+    left; any set choosing none fails the whole install, naming that disk of the layout and the candidates."""
+    if hints is None or not hints.disks:
+        return DisksChoice()
+    chosen: list[str] = []
+    several = len(hints.disks) > 1
+    for i, one in enumerate(hints.disks):
+        left = [d for d in disks if d.name not in chosen]
+        choice = choose(one, left)
+        if choice.disk is None:
+            why = choice.failure or f"no root-device hints for disk {i}"
+            if several:
+                taken = f" (disks {', '.join(chosen)} went to the disks before it)" if chosen else ""
+                why = f"disk {i} of the image's layout{taken}: {why}"
+            return DisksChoice((), why)
+        chosen.append(choice.disk)
+    return DisksChoice(tuple(chosen))
+
+
+def hints_for(reader: Connection, host: Host) -> tuple[DiskHints | None, Kind | None]:
+    """The root-device hints a host's install applies and whose they are: the host's own, else its profile's,
+    else its image's (read through the hosts_effective view, where that rule lives)."""
+    found = effective_root_hints(reader, [host.name]).get(host.name)
+    if found is None:
+        return None, None
+    stored, kind = found
+    return DiskHints.from_json(stored), cast(Kind, kind)

@@ -4,7 +4,9 @@
   GET    /api/v1/hosts/{name}/root-device    the host's own root-device hints
   PUT    /api/v1/hosts/{name}/root-device    {"hints": "serial=...,size>=..."}: set them (operator)
   DELETE /api/v1/hosts/{name}/root-device    clear them (the image's apply again)
-  GET|PUT|DELETE /api/v1/images/{name}/root-device   the same for every host of an image
+  GET|PUT|DELETE /api/v1/profiles/{name}/root-device the same for every host of a profile (a host's own win)
+  GET|PUT|DELETE /api/v1/images/{name}/root-device   the same for every host of an image (a host's or its
+                                                     profile's win)
 JSON <-> domain.hardware; the rule that applies hints is domain/rootdevice.py.
 """
 
@@ -23,7 +25,9 @@ async def machine_inventory(call: Call[None]) -> InventoryView:
 
 
 def _kind(call: Call[object]) -> Kind:
-    return "image" if call.request.path.startswith("/api/v1/images/") else "host"
+    path = call.request.path
+    return "image" if path.startswith("/api/v1/images/") else "profile" if path.startswith("/api/v1/profiles/") \
+        else "host"
 
 
 async def show_root_device(call: Call[None]) -> RootDeviceSetting:
@@ -45,6 +49,9 @@ async def clear_root_device(call: Call[None]) -> RootDeviceSetting:
     return view
 
 
+_WIN = {"image": " (a host's or its profile's hints win)", "profile": " (a host's own hints win)"}
+
+
 def _hint_routes(what: str) -> list[Route]:
     path = f"/api/v1/{what}s/{{name}}/root-device"
     missing = f"no such {what}"
@@ -53,7 +60,8 @@ def _hint_routes(what: str) -> list[Route]:
               {200: ok("the hints", RootDeviceSetting), 404: error(missing)}, auth=Auth.READER),
         Route("PUT", path, set_root_device,
               f"Set the {what}'s root-device hints: serial, wwn, by_path, model, size>=/<=, rotational, "
-              "smallest/largest" + (" (a host's own hints win over its image's)" if what == "image" else ""),
+              "smallest/largest; one set per disk, by ;, for a RAID or LVM layout"
+              + _WIN.get(what, ""),
               {200: ok("the hints as stored", RootDeviceSetting), 400: error("a term that is not a hint"),
                404: error(missing)}, auth=Auth.OPERATOR, body=RootDeviceBody),
         Route("DELETE", path, clear_root_device, f"Clear the {what}'s root-device hints",
@@ -68,5 +76,6 @@ ROUTES = [
           {200: ok("the inventory", InventoryView), 400: error("not a MAC address"),
            404: error("no inventory of this machine")}, auth=Auth.READER),
     *_hint_routes("host"),
+    *_hint_routes("profile"),
     *_hint_routes("image"),
 ]

@@ -8,7 +8,7 @@ reservation before the answer is sent.
                                         image's <state_dir>/scripts/<image>.master
   PUT    /api/v1/hosts/{name}/script    {"script": text | null}: set the host's own copy (null: back to the image's)
   POST   /api/v1/addclients             {"base", "range", "image"?, "version"?, "pad"?, "first_ip"?, "macs"?,
-                                        "dry_run"?} -> {"plan": ...}; 409 lists every clash
+                                        "profile"?, "dry_run"?} -> {"plan": ...}; 409 lists every clash
   POST   /api/v1/machines/{mac}/assign  {"host": NAME} or {"next": true}: the machine becomes that host
   GET    /hosts                         /etc/hosts lines for every host with an address
 
@@ -162,7 +162,7 @@ ROUTES = [
           "addclients: hosts BASE+n for n in a range, addresses from first_ip upward (outside every pool), MACs in "
           "order or by name; idempotent; dry_run only plans",
           {200: ok("the plan: every host with action create, update or keep", AddclientsAnswer),
-           400: error("an image name that is not one (e.g. ../../x)"),
+           400: error("an image name that is not one (e.g. ../../x)"), 404: error("no profile of that name"),
            409: ok("clashes, each naming both sides", AddclientsClash)},
           auth=Auth.OPERATOR, body=AddclientsBody),
     Route("POST", "/api/v1/machines/{mac}/assign", assign,

@@ -64,8 +64,9 @@ ROUTES = [
           {200: ok("one page of hosts", HostPage), 400: error("bad limit or offset")}, auth=Auth.READER,
           query=PAGING),
     Route("POST", "/api/v1/hosts", add_host,
-          "Add a host (name, MAC, image, optional fixed address); state assigned if it has an image",
-          {201: ok("the host", HostView), 400: error("malformed field"),
+          "Add a host (name, MAC, image, optional fixed address, profile); state assigned if it has an image (its "
+          "own or its profile's)",
+          {201: ok("the host", HostView), 400: error("malformed field"), 404: error("no profile of that name"),
            409: error("the name, MAC or address is taken")},
           auth=Auth.OPERATOR, body=AddHost),
     Route("GET", "/api/v1/hosts/{name}", one_host,

@@ -3,7 +3,8 @@
   GET /                       services/static/dashboard.html
   GET /static/{name}          its script, style sheet and icon (a fixed set of names: nothing else is served)
 The page itself holds no data: its script reads /api/v1/status, /pools, /hosts, /machines and /images every
-2 s, so it shows what the API shows; reading the lists needs a token of any role (without one the page reads
+2 s, so it shows what the API shows (each machine's hardware summary and power state are the machines list's
+`hardware` and `power`); reading the lists needs a token of any role (without one the page reads
 the open status only and asks for a token). Its one write is assigning a machine that waits for a host
 (POST /api/v1/machines/{mac}/assign, the operator role). The token is typed into the page, which keeps it in
 sessionStorage and sends it only as a bearer header; with [https] on, the page asked over plain HTTP from

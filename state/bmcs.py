@@ -75,11 +75,6 @@ def power_states_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str,
     return out
 
 
-def bmc_hosts(conn: sqlite3.Connection) -> list[str]:
-    """Every host that has a BMC of its own."""
-    return [r[0] for r in conn.execute("SELECT host FROM bmcs ORDER BY host")]
-
-
 def bmcs_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, Bmc]:
     out: dict[str, Bmc] = {}
     for i in range(0, len(hosts), 500):  # SQLite's bound-parameter limit

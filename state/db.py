@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from state.permissions import private_database
-from state.schema import MIGRATIONS
+from state.schema import MIGRATIONS, VIEWS
 
 DB_NAME = "imageserver.db"
 
@@ -72,7 +72,24 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={version}")
         conn.execute("COMMIT")
+    _keep_views(conn)
     return len(MIGRATIONS)
+
+
+def _keep_views(conn: sqlite3.Connection) -> None:
+    """Make each stored view the one state.schema.VIEWS declares (a view holds no data: replacing it loses
+    nothing); nothing is written when they are equal already."""
+    def stored(name: str) -> str | None:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?", (name,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    for name, sql in VIEWS.items():
+        if stored(name) == sql:
+            continue
+        with transaction(conn):
+            if stored(name) != sql:  # another process may have replaced it meanwhile
+                conn.execute(f"DROP VIEW IF EXISTS {name}")
+                conn.execute(sql)
 
 
 def _split(script: str) -> list[str]:

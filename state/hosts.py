@@ -14,12 +14,11 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from state.lease_rows import reserved_ip
+from state.schema import EFFECTIVE_COLUMNS, HOST_COLUMNS, PROFILE_JOIN
 
 HOST_STATES = ("new", "assigned", "installing", "installed", "failed")
 
-_COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
-            "install_token", "running_version", "transport", "token_issued", "script", "last_update", "profile",
-            "kernel_args")
+_COLUMNS = HOST_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +63,44 @@ def host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:
 
 # --------------------------------------------------------------------------- effective hosts
 #
-# A host with what it inherits from its profile filled in (image, version, transport, kernel arguments):
-# the `hosts_effective` view of migration 9 is the rule's one home. What a machine boots and installs is
-# decided on these; edits read and write the hosts rows themselves (a host's own values).
+# A host with what it inherits from its profile filled in (image, version, transport, kernel arguments, root-
+# device hints): the `hosts_effective` view, built from state.schema.INHERITED, the rule's one home. What a
+# machine boots and installs is decided on these; edits read and write the hosts rows themselves (a host's
+# own values) and check a change on `inherited`, the same rule applied to values not written yet.
+
+
+def inherited(conn: sqlite3.Connection, host: Host) -> Host:
+    """`host` as it would be read through `hosts_effective` (it need not be written: a change being checked)."""
+    row = conn.execute(f"SELECT {EFFECTIVE_COLUMNS} FROM (SELECT {', '.join(f'? AS {c}' for c in _COLUMNS)}) h "
+                       f"{PROFILE_JOIN}", _row(host)).fetchone()
+    return Host.from_row(row)
+
+
+def bmc_sources(conn: sqlite3.Connection, names: list[str] | None = None) -> dict[str, str]:
+    """Name -> whose BMC the host's power actions use ("host": its own, "profile": its profile's defaults), for
+    those of `names` (None: every host) that have one."""
+    if names is None:
+        return {r[0]: str(r[1]) for r in conn.execute(
+            "SELECT name, bmc_from FROM hosts_effective WHERE bmc_from IS NOT NULL ORDER BY name")}
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        rows = conn.execute("SELECT name, bmc_from FROM hosts_effective "
+                            f"WHERE bmc_from IS NOT NULL AND name IN ({', '.join('?' * len(chunk))})", chunk)
+        out.update((r[0], str(r[1])) for r in rows)
+    return out
+
+
+def effective_root_hints(conn: sqlite3.Connection, names: list[str]) -> dict[str, tuple[str, str]]:
+    """Name -> (hints as stored, whose: "host", "profile" or "image") for those of `names` whose installs
+    apply root-device hints (the host's own, else its profile's, else its image's)."""
+    out: dict[str, tuple[str, str]] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        rows = conn.execute("SELECT name, root_hints, root_hints_from FROM hosts_effective "
+                            f"WHERE root_hints IS NOT NULL AND name IN ({', '.join('?' * len(chunk))})", chunk)
+        out.update((r[0], (str(r[1]), str(r[2]))) for r in rows)
+    return out
 
 
 def effective_host_by_mac(conn: sqlite3.Connection, mac: str) -> Host | None:

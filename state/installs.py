@@ -17,13 +17,21 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Any
 
 from protocols.names import image_name
 from state.credentials import new_token
-from state.hosts import Host, count_due_to_install, host_by_name, insert_host, reassign, record_install_stage
+from state.hosts import (
+    Host,
+    count_due_to_install,
+    host_by_name,
+    inherited,
+    insert_host,
+    reassign,
+    record_install_stage,
+)
 from state.images import newest
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -207,15 +215,16 @@ def reinstall_op(name: str, token: str, now: float) -> Op:
 
 
 def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, now: float,
-                version: int | None = None, transport: str | None = None) -> Op:
-    """A new host (state assigned when it has an image, else new), with its install token."""
+                version: int | None = None, transport: str | None = None, profile: str | None = None) -> Op:
+    """A new host (state assigned when it has an image, its own or its profile's, else new), with its install
+    token."""
     if image:
         image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
-    state = "assigned" if image else "new"
 
     def op(conn: sqlite3.Connection) -> None:
-        insert_host(conn, Host(name, mac, ip, image, version, state, now, now, install_token=new_token(),
-                               transport=transport, token_issued=now))
+        host = Host(name, mac, ip, image, version, "new", now, now, install_token=new_token(),
+                    transport=transport, token_issued=now, profile=profile)
+        insert_host(conn, replace(host, state="assigned") if inherited(conn, host).image else host)
 
     return op
 

@@ -27,16 +27,6 @@ def has_inventory(conn: sqlite3.Connection, mac: str) -> bool:
     return conn.execute("SELECT 1 FROM inventories WHERE mac = ?", (mac,)).fetchone() is not None
 
 
-def inventoried_among(conn: sqlite3.Connection, macs: Sequence[str]) -> set[str]:
-    """Which of `macs` have an inventory."""
-    out: set[str] = set()
-    for i in range(0, len(macs), 500):  # SQLite's bound-parameter limit
-        chunk = list(macs[i:i + 500])
-        marks = ",".join("?" * len(chunk))
-        out.update(r[0] for r in conn.execute(f"SELECT mac FROM inventories WHERE mac IN ({marks})", chunk))
-    return out
-
-
 def inventories_of(conn: sqlite3.Connection, macs: Sequence[str]) -> dict[str, StoredInventory]:
     out: dict[str, StoredInventory] = {}
     for i in range(0, len(macs), 500):  # SQLite's bound-parameter limit

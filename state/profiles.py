@@ -1,10 +1,10 @@
-"""The `profiles` table: named settings (image, version, transport, kernel arguments, BMC defaults) that
-hosts naming the profile inherit unless they set their own.
+"""The `profiles` table: named settings (image, version, transport, kernel arguments, BMC defaults; root-device
+hints in state/root_hints.py, kind "profile") that hosts naming the profile inherit unless they set their own.
 
 Which value a host ends up with is the `hosts_effective` view (state/schema.py, migration 9) for what a
 boot and an install read, and `Profile.FIELDS` for what the host view says of each value's source. The
 BMC password is a secret like the bmcs table's: `Profile` has no field for it; `profile_bmc_secrets` is for
-the power drivers only. Root-device hints (another part of the fleet work) become one more field here.
+the power drivers only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from state.bmcs import BmcSecret, bmcs_of, forget_power_of
-from state.hosts import names_with_profile
+from state.bmcs import BmcSecret, forget_power_of
+from state.hosts import bmc_sources, names_with_profile
+from state.root_hints import hints_of_kind, set_hints_op
 
 Op = Callable[[sqlite3.Connection], Any]
 
@@ -103,7 +104,7 @@ def set_profile_op(name: str, changes: Mapping[str, Any], now: float) -> Op:
         if done and any(k.startswith("bmc_") for k in changes):
             # another BMC for the hosts that inherit it: what the old one answered is not known of the new
             users = names_with_profile(conn, name)
-            own = bmcs_of(conn, users)
+            own = {n for n, whose in bmc_sources(conn, users).items() if whose == "host"}
             forget_power_of(conn, [n for n in users if n not in own])
         return done
 
@@ -123,29 +124,10 @@ def delete_profile_op(name: str) -> Op:
     return op
 
 
-def hosts_with_profile_bmc(conn: sqlite3.Connection, hosts: Sequence[str]) -> set[str]:
-    """Which of `hosts` inherit a complete BMC default (address, user, password) from their profile."""
-    out: set[str] = set()
-    for i in range(0, len(hosts), 500):
-        chunk = list(hosts[i:i + 500])
-        marks = ",".join("?" * len(chunk))
-        out.update(r[0] for r in conn.execute(
-            "SELECT h.name FROM hosts h JOIN profiles p ON p.name = h.profile "
-            f"WHERE h.name IN ({marks}) AND p.bmc_address IS NOT NULL AND p.bmc_username IS NOT NULL "
-            "AND p.bmc_password IS NOT NULL", chunk))
-    return out
-
-
-def profile_bmc_hosts(conn: sqlite3.Connection) -> list[str]:
-    """Every host whose profile has a complete BMC default."""
-    return [r[0] for r in conn.execute(
-        "SELECT h.name FROM hosts h JOIN profiles p ON p.name = h.profile WHERE p.bmc_address IS NOT NULL "
-        "AND p.bmc_username IS NOT NULL AND p.bmc_password IS NOT NULL ORDER BY h.name")]
-
-
 def profile_bmc_secrets(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, BmcSecret]:
     """For those of `hosts` whose profile has BMC defaults (address template, user, password): the BMC
-    they inherit (the host's own in the bmcs table wins; the caller asks for the others only)."""
+    they inherit (which hosts use it rather than their own is the hosts_effective view's bmc_from: the caller
+    asks for those only)."""
     out: dict[str, BmcSecret] = {}
     for i in range(0, len(hosts), 500):
         chunk = list(hosts[i:i + 500])
@@ -185,3 +167,9 @@ class StoredProfiles:
 
     def remove_op(self, name: str) -> Op:
         return delete_profile_op(name)
+
+    def root_hints(self) -> dict[str, str]:
+        return hints_of_kind(self.conn, "profile")
+
+    def root_hints_op(self, name: str, hints: str | None) -> Op:
+        return set_hints_op("profile", name, hints)

@@ -1,7 +1,8 @@
-"""The `root_device_hints` table: which disk an install goes to, per host (kind "host") or per image (kind
-"image"); JSON as domain.rootdevice.RootDeviceHints renders it. A removed host's hints go with it (a trigger,
-migration 8). Every SQL statement on the table lives here; the rule that applies them is
-domain/rootdevice.py."""
+"""The `root_device_hints` table: which disk an install goes to, per host (kind "host"), profile ("profile")
+or image ("image"); JSON as domain.rootdevice.DiskHints renders it. A removed host's or profile's hints go
+with it (triggers, migrations 10 and 11). Which apply to a host (its own, else its profile's, else its
+image's) is the hosts_effective view (state/schema.py); the rule that applies them to disks is
+domain/rootdevice.py. Every other SQL statement on the table lives here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Literal
 
-Kind = Literal["host", "image"]
+Kind = Literal["host", "profile", "image"]
 Op = Callable[[sqlite3.Connection], None]
 
 
@@ -29,3 +30,9 @@ def set_hints_op(kind: Kind, name: str, hints: str | None) -> Op:
                          "ON CONFLICT(kind, name) DO UPDATE SET hints = excluded.hints", (kind, name, hints))
 
     return op
+
+
+def hints_of_kind(conn: sqlite3.Connection, kind: Kind) -> dict[str, str]:
+    """Name -> hints of every host, profile or image that has some."""
+    return {r[0]: str(r[1]) for r in conn.execute("SELECT name, hints FROM root_device_hints WHERE kind = ?",
+                                                  (kind,))}

@@ -1,6 +1,8 @@
 """The store's schema as an ordered list of migrations; PRAGMA user_version records how far a database is.
 
-Append a migration to change the schema; never edit one that has shipped.
+Append a migration to change the schema; never edit one that has shipped. Views hold no data: each is
+declared once in VIEWS, and state/db.migrate makes the stored one equal to it (migration 9 made the first
+`hosts_effective`; a later definition replaces it when the database is opened).
 Addresses are stored as integers (ordering and range scans), MACs as 'aa:bb:cc:dd:ee:ff'.
 """
 
@@ -222,4 +224,53 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM root_device_hints WHERE kind = 'host' AND name = old.name;
     END;
     """,
+    # 11: root-device hints per profile too (root_device_hints.kind 'profile', inherited host > profile >
+    # image: the hosts_effective view of VIEWS below); a removed profile's go with it
+    """
+    CREATE TRIGGER profiles_delete_root_hints AFTER DELETE ON profiles BEGIN
+        DELETE FROM root_device_hints WHERE kind = 'profile' AND name = old.name;
+    END;
+    """,
 )
+
+# --------------------------------------------------------------------------- views
+
+# The hosts columns every reader selects, in the order of state.hosts.Host's fields.
+HOST_COLUMNS = ("name", "mac", "ip", "image", "version", "state", "created", "updated", "last_seen",
+                "install_token", "running_version", "transport", "token_issued", "script", "last_update", "profile",
+                "kernel_args")
+
+# The one home of "a host's own value, else its profile's": per inherited column, the value in force made of
+# the host's own (h.) and its profile's (p.). The `hosts_effective` view is built from it, and
+# state.hosts.inherited applies the same expressions to a host not written yet (the checks of a change), so
+# what a host boots and what its change is checked against cannot differ.
+INHERITED = {
+    "image": "coalesce(h.image, p.image)",
+    # a profile's version applies only with its own image (a host that picks another does not inherit it)
+    "version": "CASE WHEN h.image IS NULL OR h.image = p.image THEN coalesce(h.version, p.version) "
+               "ELSE h.version END",
+    "transport": "coalesce(h.transport, p.transport)",
+    "kernel_args": "coalesce(h.kernel_args, p.kernel_args)",
+}
+EFFECTIVE_COLUMNS = ", ".join(f"{INHERITED[c]} AS {c}" if c in INHERITED else f"h.{c}" for c in HOST_COLUMNS)
+PROFILE_JOIN = "LEFT JOIN profiles p ON p.name = h.profile"
+
+VIEWS = {
+    # Each host with what it inherits filled in: what the boot decision, the install script, rsync admission,
+    # updates and "which hosts use this image" read. Its root-device hints (state/root_hints.py) are the
+    # host's own, else its profile's, else those of the image it installs; root_hints_from says whose. Its BMC
+    # (bmc_from) is its own (the bmcs table), else its profile's defaults where they are complete (address,
+    # user and password): what the power drivers, the poll and the host view take.
+    "hosts_effective":
+        f"CREATE VIEW hosts_effective AS SELECT {EFFECTIVE_COLUMNS}, "
+        "coalesce(rh.hints, rp.hints, ri.hints) AS root_hints, "
+        "CASE WHEN rh.hints IS NOT NULL THEN 'host' WHEN rp.hints IS NOT NULL THEN 'profile' "
+        "WHEN ri.hints IS NOT NULL THEN 'image' END AS root_hints_from, "
+        "CASE WHEN EXISTS (SELECT 1 FROM bmcs b WHERE b.host = h.name) THEN 'host' "
+        "WHEN p.bmc_address IS NOT NULL AND p.bmc_username IS NOT NULL AND p.bmc_password IS NOT NULL "
+        "THEN 'profile' END AS bmc_from "
+        f"FROM hosts h {PROFILE_JOIN} "
+        "LEFT JOIN root_device_hints rh ON rh.kind = 'host' AND rh.name = h.name "
+        "LEFT JOIN root_device_hints rp ON rp.kind = 'profile' AND rp.name = h.profile "
+        f"LEFT JOIN root_device_hints ri ON ri.kind = 'image' AND ri.name = {INHERITED['image']}",
+}

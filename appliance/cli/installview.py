@@ -117,7 +117,8 @@ def host_detail(host: dict[str, Any]) -> str:
     if failure:
         lines.append(f"failure    stage {failure.get('stage')}: {failure.get('reason')}")
     hints = host.get("root_device")
-    lines.append(f"root disk  {hints['hints']} ({hints['source']}'s hints)" if hints else
+    whose = (eff.get("root_device") or {}).get("source") or (hints or {}).get("source")
+    lines.append(f"root disk  {hints['hints']} ({whose}'s hints)" if hints else
                  "root disk  the first disk found (no root-device hints)")
     lines += inventory_lines(host.get("inventory"))
     lines.append("timeline")

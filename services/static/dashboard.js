@@ -178,12 +178,22 @@ function renderImages(images) {
   }));
 }
 
+function hardwareCell(hw) {
+  // The machine's inventory as its installer last posted it: CPU, memory, disks, NICs (the whole line on hover).
+  if (!hw) return el("td", {}, el("span", { class: "muted" }, "-"));
+  const parts = [hw.cpu || "? CPU", hw.memory_mb != null ? `${hw.memory_mb} MiB` : "? MiB",
+    `${hw.disks} disk${hw.disks === 1 ? "" : "s"}${hw.disks ? " (" + bytes(hw.disk_bytes) + ")" : ""}`,
+    `${hw.nics} NIC${hw.nics === 1 ? "" : "s"}`];
+  return el("td", { class: "wrap", title: hw.text }, parts.join(" \u00b7 "));
+}
+
 function renderMachines(machines) {
   const recent = machines.slice().sort((a, b) => (b.last_seen || 0) - (a.last_seen || 0)).slice(0, MAX_MACHINES);
   fill("machines", recent.map((m) => el("tr", {},
     el("td", {}, m.mac), el("td", {}, ago(m.last_seen)), el("td", {}, ago(m.first_seen)),
     el("td", {}, m.arch), el("td", {}, m.user_class || m.vendor_class),
-    el("td", {}, m.host ? `${m.host} (${m.host_state})` : "unknown"), el("td", {}, m.boot))));
+    el("td", {}, m.host ? `${m.host} (${m.host_state})` : "unknown"), el("td", {}, m.boot),
+    hardwareCell(m.hardware), powerCell(m.power))));
 }
 
 // Machines waiting for a host, with their assign forms ----------------------------------------------

@@ -138,3 +138,77 @@ def test_raid1_lvm_master_installs_on_two_disks_and_boots_from_either(site: Demo
     assert uuid2 == uuid
     print(f"\n[timing] RAID1+LVM: power-on -> installed {install.installed_after:.0f} s; power-on -> login "
           f"{login1:.0f} s (both disks), {login2:.0f} s (second disk alone, degraded)")
+
+
+def _has_partition_table(path: Path) -> bool:
+    """An MBR (the RAID master's disks are dos-labelled): the boot signature at bytes 510-511."""
+    with open(path, "rb") as f:
+        f.seek(510)
+        return f.read(2) == b"\x55\xaa"
+
+
+def test_raid1_members_named_by_hints_land_on_those_disks_whatever_their_order(site: DemoLab) -> None:
+    """The RAID1 image's two disks named by serial (`serial=A;serial=B`, the layout's disk 0 then disk 1) on a
+    machine with three disks where Linux finds a decoy first and the members in the other order: a hint for
+    the second member that matches nothing fails the install at stage "disks", naming that disk of the layout
+    and the candidates, before any disk is touched; the image's hints then put disk 0 on the disk with serial
+    A (vdc), disk 1 on B (vdb), and leave the decoy (vda) blank."""
+    app = site.app
+    assert app is not None and site.net is not None
+    master = rm.new_master(site.cache_dir, site.lab.tmp_path("raid-hints").parent)
+    capture(site, master)
+
+    name = "raid1h"
+    install = site.new_install(name, rm.DISK_MB, mac=random_mac())  # its disk: the decoy, found first (vda)
+    members = {}
+    for serial in ("RAID-B", "RAID-A"):  # vdb, then vdc
+        members[serial] = site.lab.tmp_path(f"{name}-{serial}.img")
+        with open(members[serial], "wb") as f:
+            f.truncate(rm.DISK_MB << 20)
+    drives: list[str] = []
+    for i, (disk, serial) in enumerate(((install.disk, "DECOY-0"), (members["RAID-B"], "RAID-B"),
+                                        (members["RAID-A"], "RAID-A"))):
+        drives += ["-drive", f"file={disk},format=raw,if=none,id=r{i}",
+                   "-device", f"virtio-blk-pci,drive=r{i},serial={serial}"]
+
+    def power_on() -> None:
+        install.power_on = time.monotonic()
+        install.vm = Vm(site.net, VmConfig(boot="network", mac=install.mac, memory_mb=768,  # type: ignore[arg-type]
+                                           extra_args=tuple(drives))).start()
+
+    app.cli("hosts", "add", name, "--mac", install.mac, "--image", IMAGE)
+    app.cli("hosts", "set", name, "--root-device", "serial=RAID-A;serial=NO-SUCH-DISK")
+    power_on()
+    site.follow([install], timeout=300)
+    host = app.get(f"/api/v1/hosts/{name}")
+    assert host["state"] == "failed", host
+    failure = host["progress"]["failure"]
+    assert failure["stage"] == "disks", failure
+    assert failure["reason"].startswith(
+        "disk 1 of the image's layout (disks /dev/vdc went to the disks before it): no disk matches the "
+        "root-device hints serial=NO-SUCH-DISK; candidates: /dev/vda "), failure
+    assert "serial RAID-B" in failure["reason"] and "serial DECOY-0" in failure["reason"], failure
+    assert not any(_has_partition_table(d) for d in (install.disk, *members.values())), "no disk was touched"
+    assert install.vm is not None
+    install.vm.stop()
+
+    # The image's hints (the host's cleared): the members by serial, not by the kernel's order.
+    app.cli("hosts", "set", name, "--root-device", "")
+    app.cli("images", "root-device", IMAGE, "serial=RAID-A;serial=RAID-B")
+    app.cli("hosts", "reinstall", name)
+    power_on()
+    try:
+        site.follow([install], timeout=900)
+    except Exception:
+        assert install.vm is not None
+        print(install.vm.log()[-6000:])
+        raise
+    host = app.get(f"/api/v1/hosts/{name}")
+    assert host["state"] == "installed", host
+    assert host["root_device"] == {"hints": "serial=RAID-A;serial=RAID-B", "source": "image"}, host
+    detail = " ".join(str(e.get("detail") or "") for e in host["timeline"])
+    assert "grub for BIOS on /dev/vdc /dev/vdb" in detail, detail
+    assert _has_partition_table(members["RAID-A"]) and _has_partition_table(members["RAID-B"])
+    assert not _has_partition_table(install.disk), "the decoy Linux found first is untouched"
+    assert install.vm is not None
+    install.vm.wait_exit(timeout=120)

@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,13 @@ class Daemon:
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     """`imageserver serve` with HTTP on 127.0.0.1 only: no DHCP, TFTP, DNS or rsync daemon listening."""
+    with serve(tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def serve(tmp_path: Path, more_config: str = "") -> Iterator[Daemon]:
+    """The daemon of the `daemon` fixture, its configuration file ending in `more_config`."""
     port = free_port()
     state = tmp_path / "state"
     cfg = tmp_path / "imageserver.toml"
@@ -110,7 +118,7 @@ enabled = false
 [http]
 listen = "127.0.0.1"
 port = {port}
-""")
+{more_config}""")
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(cfg)], cwd=ROOT,

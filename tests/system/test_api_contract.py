@@ -298,6 +298,7 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
     w.admin_call("get", "/api/v1/hosts/node-new/root-device", 200)
     w.admin_call("get", "/api/v1/images/web/root-device", 200)
     w.admin_call("get", "/api/v1/images/nosuch/root-device", 404)
+    w.admin_call("get", "/api/v1/profiles/nobody/root-device", 404)  # the writes read an existing one's
     w.contract.call(w.pair.server, "get", w.local + "/api/v1/hosts/node-new/bmc", expect=401)
 
     gets = {op for op in operations(w.contract.document) if op[0] == "get"}
@@ -405,9 +406,19 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
     w.admin_call("patch", "/api/v1/profiles/compute", 200, {"version": 1, "kernel_args": None})
     w.admin_call("patch", "/api/v1/profiles/compute", 400, {"transport": "pigeon"})
     w.admin_call("patch", "/api/v1/profiles/nobody", 404, {"version": 1})
+    # a profile's root-device hints (one set per disk of a RAID layout), and a host added with a profile that
+    # does not exist (404)
+    w.admin_call("get", "/api/v1/profiles/compute/root-device", 200)
+    w.admin_call("put", "/api/v1/profiles/compute/root-device", 200, {"hints": "serial=A;serial=B"})
+    w.admin_call("put", "/api/v1/profiles/compute/root-device", 400, {"hints": "serial=A;colour=red"})
+    w.admin_call("put", "/api/v1/profiles/nobody/root-device", 404, {"hints": "largest"})
+    w.admin_call("post", "/api/v1/hosts", 404, {"name": "node-x", "mac": "52:54:00:15:03:05", "profile": "nobody"})
     w.admin_call("patch", "/api/v1/hosts/node-extra", 200, {"profile": "compute", "image": None})
     shown = w.get("/api/v1/hosts/node-extra").json()
     assert shown["effective"]["image"] == {"value": "web", "source": "profile compute"}, shown["effective"]
+    assert shown["effective"]["root_device"] == {"value": "serial=A;serial=B", "source": "profile compute"}
+    w.admin_call("delete", "/api/v1/profiles/compute/root-device", 200)
+    w.admin_call("delete", "/api/v1/profiles/nobody/root-device", 404)
     assert "pw-profile" not in json.dumps(w.admin_call("get", "/api/v1/profiles/compute", 200).json())
     w.admin_call("patch", "/api/v1/hosts/node-extra", 404, {"profile": "nobody"})
     refused = w.admin_call("delete", "/api/v1/profiles/compute", 409).json()
@@ -432,6 +443,7 @@ def test_writes_with_valid_and_invalid_bodies_answer_as_the_document_says(world:
     w.admin_call("post", "/api/v1/addclients", 200, {**plan, "dry_run": True})
     w.admin_call("post", "/api/v1/addclients", 200, plan)
     w.admin_call("post", "/api/v1/addclients", 400, {**plan, "image": "../../x"})
+    w.admin_call("post", "/api/v1/addclients", 404, {**plan, "profile": "nobody"})
     w.admin_call("post", "/api/v1/addclients", 409, {"base": "rack", "range": "1-1", "first_ip": w.ip("node-failed")})
     # A seen machine becomes a host.
     w.admin_call("post", f"/api/v1/machines/{PXE_MAC}/assign", 200, {"next": True})

@@ -178,3 +178,34 @@ def test_json_value_reads_the_answer_as_the_server_renders_it(shell: str, tmp_pa
     out = subprocess.run([*argv, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["host=[node1]", "root_device=[]", 'hints=[serial=X"Y]', f"failure=[{failure}]",
                                 "absent=[]"]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_disks_an_answer_names_go_where_the_layout_has_them(shell: str, machine: Path, tmp_path: Path) -> None:
+    """Hints for several disks (a RAID1's members): the answer's disks become DISK, DISK1 in the layout's order,
+    and pick_disks numbers the disks nobody named around them; one disk named: DISK alone, as before."""
+    def picked(answer: RootDeviceAnswer) -> list[str]:
+        path = tmp_path / "answer.json"
+        path.write_bytes(aiohttp.web.json_response(rendered(answer)).body)  # type: ignore[arg-type]
+        script = prelude("common", "disks") + (
+            '. "$INSTALLER_LIB/lib/inventory.sh"\n'
+            f"use_disks {path}\n"
+            "die() { :; }  # pick_disks checks DISK0 is a block device: this /sys has no /dev beside it\n"
+            "pick_disks\n"
+            'sh -c \'printf "ROOT=%s DISK=%s DISK1=%s\\n" "$0" "$DISK" "${DISK1:-}"\' "$ROOT_DEVICE"\n'
+            'printf "DISK0=%s DISK1=%s AUTO1=%s AUTO2=%s\\n" "$DISK0" "${DISK1:-}" "${AUTO1:-}" "${AUTO2:-}"\n')
+        argv = [shell, "sh"] if shell == "busybox" else [shell]
+        env = {"PATH": os.environ["PATH"], "SYS_ROOT": str(machine / "sys"), "MEDIA_DEVICE": "/dev/sdb"}
+        out = subprocess.run([*argv, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=60)
+        return out.stdout.splitlines()
+
+    # the kernel's order here: nvme0n1, sda, vda (sdb is the boot medium)
+    raid = RootDeviceAnswer("node1", "/dev/vda", "serial=VIRTIO-0002;serial=NVME-0001", "image", None,
+                            ["/dev/vda", "/dev/nvme0n1"])
+    assert picked(raid) == ["ROOT=/dev/vda DISK=/dev/vda DISK1=/dev/nvme0n1",  # exported to the plan
+                            "DISK0=/dev/vda DISK1=/dev/nvme0n1 AUTO1= AUTO2=/dev/sda"]
+    one = RootDeviceAnswer("node1", "/dev/sda", "serial=WD-WCC4N1234", "host", None)
+    assert picked(one) == ["ROOT=/dev/sda DISK=/dev/sda DISK1=",
+                           "DISK0=/dev/sda DISK1= AUTO1=/dev/nvme0n1 AUTO2=/dev/vda"]
+    none = RootDeviceAnswer("node1", None, None, None, None)
+    assert picked(none) == ["ROOT= DISK= DISK1=", "DISK0=/dev/nvme0n1 DISK1= AUTO1=/dev/sda AUTO2=/dev/vda"]

@@ -158,3 +158,129 @@ def test_a_redfish_address_may_name_its_system() -> None:
                 "https://bmc/redfish/v1/Systems/a/b"):
         with pytest.raises(Invalid):
             parse_bmc_address(bad)
+
+
+def test_root_device_hints_inherit_host_then_profile_then_image(config: Path,  # noqa: F811
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`hosts add --profile`: the profile's image makes the host assigned; its root-device hints apply unless the
+    host has its own, and win over the image's; `hosts show` names whose they are; a profile that does not
+    exist is exit 3 and nothing is added."""
+    code, _, err = run(config, capsys, "hosts", "add", "node9", "--mac", "52:54:00:00:00:09", "--profile", "nope")
+    assert code == 3 and "no profile named 'nope'" in err and "Traceback" not in err
+    assert run(config, capsys, "hosts", "show", "node9")[0] == 3, "nothing was added"
+
+    code, out, err = run(config, capsys, "profiles", "add", "compute", "--image", "demo", "--root-device",
+                         "rotational=false, smallest", "--json")
+    assert code == 0, err
+    assert json.loads(out)["root_device"] == "rotational=false,smallest"
+    for i in (1, 2, 3):
+        code, out, err = run(config, capsys, "hosts", "add", f"node{i}", "--mac", f"52:54:00:00:00:0{i}",
+                             "--profile", "compute", "--json")
+        assert code == 0, err
+        assert (json.loads(out)["profile"], json.loads(out)["state"]) == ("compute", "assigned")
+    # images with hints must exist (and be installable: an operator's own script, no disk layout needed)
+    with connect(_db(config)) as conn:
+        insert_version(conn, ImageVersion("demo", 1, "/x/demo/v1", 1.0))
+        insert_version(conn, ImageVersion("other", 1, "/x/other/v1", 1.0))
+        conn.commit()
+    for image in ("demo", "other"):
+        (_db(config).parent / "scripts").mkdir(exist_ok=True)
+        (_db(config).parent / "scripts" / f"{image}.master").write_text("#!/bin/sh\n")
+    assert run(config, capsys, "images", "root-device", "demo", "serial=IMG")[0] == 0
+    assert run(config, capsys, "images", "root-device", "other", "serial=A;serial=B")[0] == 0
+    assert run(config, capsys, "hosts", "set", "node2", "--root-device", "serial=OWN")[0] == 0
+    code, out, err = run(config, capsys, "hosts", "set", "node3", "--no-profile", "--image", "other")
+    assert code == 0, err
+
+    one, two, three = (_show(config, capsys, n) for n in ("node1", "node2", "node3"))
+    assert one["effective"]["root_device"] == {"value": "rotational=false,smallest", "source": "profile compute"}
+    assert one["root_device"] == {"hints": "rotational=false,smallest", "source": "profile"}
+    assert two["effective"]["root_device"] == {"value": "serial=OWN", "source": "host"}
+    assert three["effective"]["root_device"] == {"value": "serial=A;serial=B", "source": "image other"}
+    text = run(config, capsys, "hosts", "show", "node1")[1]
+    assert "root disk  rotational=false,smallest (profile compute's hints)" in text, text
+
+    # a profile change reaches node1 (inherits) and not node2 (its own hints) nor node3 (no longer its host)
+    assert run(config, capsys, "profiles", "set", "compute", "--root-device", "size>=100G,largest")[0] == 0
+    one, two, three = (_show(config, capsys, n) for n in ("node1", "node2", "node3"))
+    assert one["effective"]["root_device"]["value"] == "size>=100G,largest"
+    assert two["effective"]["root_device"]["value"] == "serial=OWN"
+    assert three["effective"]["root_device"]["value"] == "serial=A;serial=B"
+    # cleared on the profile: the image's apply
+    assert run(config, capsys, "profiles", "set", "compute", "--root-device", "")[0] == 0
+    assert _show(config, capsys, "node1")["effective"]["root_device"] == {"value": "serial=IMG",
+                                                                         "source": "image demo"}
+    code, _, err = run(config, capsys, "profiles", "set", "compute", "--root-device", "serial=A;colour=red")
+    assert code == 2 and "disk 1: root-device hint 'colour=red'" in err
+
+    # a removed profile's hints go with it (a new profile of the name starts without any)
+    assert run(config, capsys, "profiles", "set", "compute", "--root-device", "serial=P")[0] == 0
+    assert run(config, capsys, "hosts", "rm", "node[1-2]")[0] == 0
+    assert run(config, capsys, "profiles", "rm", "compute")[0] == 0
+    assert run(config, capsys, "profiles", "add", "compute")[0] == 0
+    assert json.loads(run(config, capsys, "profiles", "show", "compute", "--json")[1])["root_device"] is None
+
+
+def test_the_inheritance_rule_has_one_home(tmp_path: Path) -> None:
+    """The hosts_effective view is built from state.schema.INHERITED, and a change being checked is inherited
+    by the same expressions (state.hosts.inherited); a database whose view is older is given the new one."""
+    from state.hosts import effective_host_by_name, inherited, insert_host
+    from state.schema import VIEWS
+
+    db = tmp_path / "s.db"
+    conn = connect(db)
+    assert conn.execute("SELECT sql FROM sqlite_master WHERE name = 'hosts_effective'").fetchone()[0] == \
+        VIEWS["hosts_effective"]
+    conn.execute("INSERT INTO profiles (name, image, version, transport, kernel_args, created, updated) "
+                 "VALUES ('p', 'img', 3, 'multicast', 'quiet', 0, 0)")
+    cases = [Host("a", None, None, None, None, "new", 0, 0, profile="p"),
+             Host("b", None, None, "img", None, "new", 0, 0, profile="p", kernel_args="own"),
+             Host("c", None, None, "other", None, "new", 0, 0, profile="p", transport="rsync"),
+             Host("d", None, None, None, 7, "new", 0, 0, profile="p"),
+             Host("e", None, None, None, None, "new", 0, 0, profile="missing"),
+             Host("f", None, None, "x", 2, "new", 0, 0)]
+    for host in cases:
+        insert_host(conn, host)
+    for host in cases:
+        assert inherited(conn, host) == effective_host_by_name(conn, host.name), host.name
+    got = {h.name: (inherited(conn, h).image, inherited(conn, h).version, inherited(conn, h).transport,
+                    inherited(conn, h).kernel_args) for h in cases}
+    assert got == {"a": ("img", 3, "multicast", "quiet"), "b": ("img", 3, "multicast", "own"),
+                   "c": ("other", None, "rsync", "quiet"), "d": ("img", 7, "multicast", "quiet"),
+                   "e": (None, None, None, None), "f": ("x", 2, None, None)}
+    # the BMC: a host's own, else its profile's defaults where complete (address, user and password)
+    from state.hosts import bmc_sources
+    assert bmc_sources(conn) == {}
+    conn.execute("UPDATE profiles SET bmc_address = 'ipmi://{host}-bmc', bmc_username = 'u'")
+    assert bmc_sources(conn) == {}, "no password: not complete"
+    conn.execute("UPDATE profiles SET bmc_password = 'pw'")
+    conn.execute("INSERT INTO bmcs (host, address, username, password) VALUES ('b', 'ipmi://b', 'u', 'pw')")
+    conn.execute("INSERT INTO bmcs (host, address, username, password) VALUES ('f', 'ipmi://f', 'u', 'pw')")
+    assert bmc_sources(conn) == {"a": "profile", "b": "host", "c": "profile", "d": "profile", "f": "host"}
+    assert bmc_sources(conn, ["a", "b", "e"]) == {"a": "profile", "b": "host"}
+    # an older view (migration 9's, as a database made before this one has it) is replaced at the next open
+    conn.execute("DROP VIEW hosts_effective")
+    conn.execute("CREATE VIEW hosts_effective AS SELECT * FROM hosts")
+    conn.close()
+    conn = connect(db)
+    assert conn.execute("SELECT sql FROM sqlite_master WHERE name = 'hosts_effective'").fetchone()[0] == \
+        VIEWS["hosts_effective"]
+    assert effective_host_by_name(conn, "a") == inherited(conn, cases[0])
+    conn.close()
+
+
+def test_addclients_makes_hosts_of_a_profile(config: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """The bulk form of `hosts add --profile`: a range of new hosts inheriting from one profile (assigned once
+    they have a MAC, with the profile's image); a profile that does not exist is exit 3 and nothing is made."""
+    code, _, err = run(config, capsys, "addclients", "--base", "node", "--range", "1-3", "--profile", "nope")
+    assert code == 3 and "no profile named 'nope'" in err, err
+    assert run(config, capsys, "profiles", "add", "compute", "--image", "demo")[0] == 0
+    macs = config.parent / "macs.txt"
+    macs.write_text("52:54:00:00:00:01 node1\n")
+    code, _, err = run(config, capsys, "addclients", "--base", "node", "--range", "1-3", "--profile", "compute",
+                         "--first-ip", "10.79.0.21", "--macs", str(macs))
+    assert code == 0, err
+    shown = [_show(config, capsys, f"node{i}") for i in (1, 2, 3)]
+    assert [h["profile"] for h in shown] == ["compute"] * 3
+    assert [h["state"] for h in shown] == ["assigned", "new", "new"]  # node2, node3 wait for their machine
+    assert shown[1]["effective"]["image"] == {"value": "demo", "source": "profile compute"}

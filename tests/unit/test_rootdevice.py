@@ -9,7 +9,16 @@ import pytest
 from domain.bodies import parse_body
 from domain.errors import Invalid
 from domain.inventory import Disk, Inventory
-from domain.rootdevice import RootDeviceHints, choose, parse_hints, parse_size
+from domain.rootdevice import (
+    DiskHints,
+    DisksChoice,
+    RootDeviceHints,
+    choose,
+    choose_disks,
+    parse_disk_hints,
+    parse_hints,
+    parse_size,
+)
 
 GiB = 1 << 30
 DISKS = [
@@ -124,3 +133,49 @@ def test_inventory_body_bounds_and_unknown_keys() -> None:
         parse_body(Inventory, {"disks": [{"name": f"/dev/d{i}", "size": 1} for i in range(257)]}, unknown="ignore")
     with pytest.raises(Invalid, match=r"cpu.flags\[0\]"):
         parse_body(Inventory, {"cpu": {"flags": ["x" * 65]}}, unknown="ignore")
+
+
+# --------------------------------------------------------------------------- several disks: RAID and LVM members
+
+
+def test_disk_hints_name_each_disk_of_a_layout_in_its_order() -> None:
+    hints = parse_disk_hints(" serial=WD-WCC4N1 ; rotational=false,largest")
+    assert hints.text() == "serial=WD-WCC4N1;rotational=false,largest"
+    assert choose_disks(hints, DISKS) == DisksChoice(("/dev/sda", "/dev/nvme1n1"))
+    # whatever order the kernel found them in
+    assert choose_disks(hints, list(reversed(DISKS))) == DisksChoice(("/dev/sda", "/dev/nvme1n1"))
+    # each set chooses among the disks the earlier sets left: the two smallest, smallest first
+    assert choose_disks(parse_disk_hints("smallest;smallest"), DISKS).disks == ("/dev/nvme0n1", "/dev/nvme1n1")
+    assert choose_disks(parse_disk_hints("rotational=false,smallest;rotational=false,smallest"),
+                        DISKS).disks == ("/dev/nvme0n1", "/dev/nvme1n1")
+    # one set: the root device alone, as before
+    assert choose_disks(parse_disk_hints("serial=S5GXNF0R1"), DISKS) == DisksChoice(("/dev/nvme0n1",))
+    assert choose_disks(None, DISKS) == DisksChoice()
+
+
+def test_a_member_no_disk_matches_fails_naming_the_layouts_disk_and_the_candidates() -> None:
+    chosen = choose_disks(parse_disk_hints("serial=S5GXNF0R1;serial=NOPE"), DISKS)
+    assert chosen.disks == () and chosen.failure is not None
+    assert chosen.failure.startswith("disk 1 of the image's layout (disks /dev/nvme0n1 went to the disks before it): "
+                                     "no disk matches the root-device hints serial=NOPE; candidates: /dev/nvme1n1 ")
+    assert "/dev/sda (3.9 TiB" in chosen.failure and "serial S5GXNF0R1" not in chosen.failure
+    # two sets wanting the one disk: the second finds none left, never the same disk twice
+    chosen = choose_disks(parse_disk_hints("rotational=true;rotational=true"), DISKS)
+    assert chosen.disks == () and chosen.failure is not None and chosen.failure.startswith("disk 1 of the image's")
+    # ambiguous for one member: a failure too
+    chosen = choose_disks(parse_disk_hints("rotational=true;rotational=false"), DISKS)
+    assert chosen.failure is not None and "2 disks match" in chosen.failure
+
+
+def test_disk_hints_are_stored_as_before_for_one_disk_and_as_a_list_for_several() -> None:
+    one = parse_disk_hints("serial=A,smallest")
+    assert one.json() == parse_hints("serial=A,smallest").json()  # what a host's hints always were
+    assert DiskHints.from_json(parse_hints("serial=A").json()) == parse_disk_hints("serial=A")
+    two = parse_disk_hints("serial=A;size>=100G,smallest")
+    assert two.json().startswith("[") and DiskHints.from_json(two.json()) == two
+    with pytest.raises(Invalid, match="disk 1: root-device hint 'colour=red'"):
+        parse_disk_hints("serial=A;colour=red")
+    with pytest.raises(Invalid, match="no root-device hints for disk 1"):
+        parse_disk_hints("serial=A; ;")
+    with pytest.raises(Invalid, match="at most 32"):
+        parse_disk_hints(";".join(["smallest"] * 33))

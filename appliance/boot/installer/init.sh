@@ -191,7 +191,8 @@ served_value() {
 }
 
 # The machine's inventory to the imageserver, which answers with the disk the host's root-device hints
-# choose (domain/rootdevice.py: the rule lives there only): exported as DISK for the script. No hints: the
+# choose (domain/rootdevice.py: the rule lives there only): exported as DISK for the script (and the disks
+# of a RAID or LVM layout named by hints as DISK1 ...: use_disks, lib/inventory.sh). No hints: the
 # script's own order. Hints that match no disk, or no answer while the host has hints: the install fails
 # with the reason (which names the candidate disks), never a guess.
 root_device() {
@@ -206,12 +207,12 @@ root_device() {
             say "the imageserver took no inventory (HTTP $status); the script picks the disks itself"
             return 0 ;;
     esac
-    root=$(json_value root_device /tmp/inventory.answer)
+    use_disks /tmp/inventory.answer
     failure=$(json_value failure /tmp/inventory.answer)
-    if [ -n "$root" ]; then
-        DISK=$root
-        export DISK
-        say "root device $root (root-device hints of the $hints: $(json_value hints /tmp/inventory.answer))"
+    if [ -n "$ROOT_DEVICE" ]; then
+        others=$(json_list disks /tmp/inventory.answer | tail -n +2 | tr '\n' ' ')
+        say "root device $ROOT_DEVICE${others:+, then ${others% }} (root-device hints of the $hints:" \
+            "$(json_value hints /tmp/inventory.answer))"
     elif [ -n "$failure" ]; then
         fail disks "$failure"
     elif [ -n "$hints" ]; then

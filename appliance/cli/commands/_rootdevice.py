@@ -1,5 +1,6 @@
-"""`hosts set NODES --root-device HINTS` and `images root-device NAME [HINTS]`: which disk installs go to,
-through the API (PUT/DELETE /api/v1/{hosts,images}/{name}/root-device) or, with the daemon down, on the
+"""`hosts set NODES --root-device HINTS`, `profiles add|set NAME --root-device HINTS` and `images root-device
+NAME [HINTS]`: which disk installs go to, through the API (PUT/DELETE /api/v1/{hosts,images}/{name}/root-device;
+a profile's with its other settings) or, with the daemon down, on the
 state database by the same use case (domain.hardware.set_root_device_op)."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from state.root_hints import Kind
 from state.store import open_offline
 
 HELP = ("which disk its installs go to: serial=S, wwn=W, by_path=P, model=M, size>=N, size<=N, "
-        "rotational=true|false, smallest, largest (joined by commas; '' clears)")
+        "rotational=true|false, smallest, largest (joined by commas; '' clears); an image made from several "
+        "disks (RAID, LVM) takes one set per disk in its layout's order, joined by ; (serial=A;serial=B)")
 
 
 def apply(cfg: Config, kind: Kind, name: str, text: str | None) -> dict[str, Any]:

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
                "  imageserver addclients --base www --range 1-300 --pad 3 --image web --first-ip 10.0.0.11\n"
                "  imageserver addclients --base node --range 1-3 --image demo --first-ip 10.0.0.21 --macs macs.txt\n"
-               "  imageserver addclients --base node --range 1-3 --image demo --dry-run",
+               "  imageserver addclients --base node --range 1-3 --image demo --dry-run\n"
+               "  imageserver addclients --base node --range 4-300 --pad 3 --profile compute --first-ip 10.0.0.24",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_option(p)
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", required=True, help="host name prefix, e.g. www")
     p.add_argument("--range", required=True, metavar="FIRST-LAST", help="numbers, e.g. 1-300")
     p.add_argument("--image", help="the image the hosts install")
+    p.add_argument("--profile", metavar="NAME", help="the profile the new hosts inherit from (image, version, "
+                                                     "transport, kernel arguments, root-device hints, BMC); exit 3 "
+                                                     "if there is no such profile")
     p.add_argument("--version", type=int, help="pin an image version (default: the newest at install time)")
     p.add_argument("--domain", help="DNS domain for the printed names (default: [appliance] domain)")
     p.add_argument("--first-ip", type=IPv4Address, metavar="ADDRESS", help="address of the first host")
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise Invalid(str(e)) from None
     body: dict[str, Any] = {"base": args.base, "range": args.range, "image": args.image, "version": args.version,
                             "pad": args.pad, "first_ip": str(args.first_ip) if args.first_ip else None,
-                            "macs": [list(m) for m in macs]}
+                            "macs": [list(m) for m in macs], "profile": args.profile}
     req = hostadmin.addclients_request(body)
     own = (cfg.appliance.address,) if cfg.appliance.address is not None else ()
 

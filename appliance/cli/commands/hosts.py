@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "*installing*, and *installed* (it boots its own disk from then on) or *failed*.",
         epilog="examples:\n"
                "  imageserver hosts add node1 --mac 52:54:00:12:34:56 --image demo\n"
+               "  imageserver hosts add node2 --mac 52:54:00:12:34:57 --profile compute\n"
                "  imageserver hosts show node1\n"
                "  imageserver hosts reinstall node1\n"
                "follow installs live: imageserver watch",
@@ -58,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, action="list", json=False)
     verbs = p.add_subparsers(dest="action", metavar="ACTION")
     ls = verbs.add_parser("list", help="every host with its state and install progress (the default)")
-    add = verbs.add_parser("add", help="add a host", description="Add a host. With --image it is assigned "
-                                                                  "and installs at its next PXE boot.")
+    add = verbs.add_parser("add", help="add a host", description="Add a host. With --image (or a --profile "
+                                                                  "that has one) it is assigned and installs at "
+                                                                  "its next PXE boot.")
     add.add_argument("name", metavar="NAME", help="host name (one DNS label)")
     add.add_argument("--mac", required=True, help="its MAC address")
     add.add_argument("--image", help="the image it installs")
@@ -68,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="how its installer fetches the image (default: the image's, else rsync)")
     add.add_argument("--ip", type=IPv4Address, help="a fixed address (default: its DHCP lease, reserved once "
                                                     "installed)")
+    add.add_argument("--profile", metavar="NAME",
+                     help="the profile it inherits image, version, transport, kernel arguments, root-device hints "
+                          "and BMC from (its own --image etc. win); exit 3 if there is no such profile")
     show = verbs.add_parser("show", help="hosts: state, address, next boot, install timeline")
     add_nodes_argument(show)
     again = verbs.add_parser("reinstall", help="install the host again at its next PXE boot",
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "add":
             body: dict[str, Any] = {"name": args.name, "mac": args.mac, "image": args.image,
                                     "version": args.version, "ip": str(args.ip) if args.ip else None,
-                                    "transport": args.transport}
+                                    "transport": args.transport, "profile": args.profile}
             req = AddHost.from_json(body)  # the API's own check (Invalid): a bad MAC or name never reaches the store
             try:
                 host = api.post("/api/v1/hosts", req.as_json())

@@ -99,10 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(v)
     v.set_defaults(func=run_transport)
 
-    v = verbs.add_parser("root-device", help="the disk installs of this image go to (hosts may override it)",
+    v = verbs.add_parser("root-device", help="the disks installs of this image go to (hosts and profiles may "
+                                             "override it)",
                          description="Show or set the root-device hints of every host of this image: "
-                                     + _rootdevice.HELP + ". A host's own hints (hosts set --root-device) win. "
-                                     "No disk matching fails the install, naming the disks it found.")
+                                     + _rootdevice.HELP + ". A host's own hints (hosts set --root-device) win, "
+                                     "then its profile's (profiles set --root-device). A RAID1 image made from "
+                                     "two disks: 'serial=A;serial=B' puts its members on those two, whatever "
+                                     "order the kernel finds them in. No disk matching fails the install, naming "
+                                     "the disks it found.")
     v.add_argument("name", metavar="NAME")
     v.add_argument("hints", nargs="?", metavar="HINTS", help="omit to show; '' clears")
     add_config_option(v)

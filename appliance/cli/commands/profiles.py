@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cli.apiclient import ApiClient
-from appliance.cli.commands import _bmcverbs
+from appliance.cli.commands import _bmcverbs, _rootdevice
 from appliance.cli.commands._common import (
     add_config_option,
     add_json_option,
@@ -36,13 +36,16 @@ from state.transports import TRANSPORTS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "profiles", help="named settings (image, version, transport, kernel arguments, BMC) hosts inherit",
+        "profiles", help="named settings (image, version, transport, kernel arguments, root-device hints, BMC) "
+                         "hosts inherit",
         description="A profile holds settings that every host naming it inherits unless the host sets its own: "
-                    "image, version, transport, kernel arguments and BMC defaults. Change a profile and every "
-                    "host inheriting it follows; `hosts show` says where each value comes from.",
+                    "image, version, transport, kernel arguments, root-device hints and BMC defaults. Change a "
+                    "profile and every host inheriting it follows; `hosts show` says where each value comes from.",
         epilog="examples:\n"
                "  imageserver profiles add compute --image rocky9 --transport bittorrent\n"
                "  imageserver hosts set 'node[001-300]' --profile compute\n"
+               "  imageserver hosts add node301 --mac 52:54:00:00:01:2d --profile compute\n"
+               "  imageserver profiles set compute --root-device 'rotational=false,smallest'\n"
                "  imageserver profiles set compute --image rocky9 --version 4\n"
                "  imageserver profiles add gpu --bmc 'ipmi://{host}-bmc' --bmc-user admin "
                "--bmc-password-file pw.txt\n"
@@ -63,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         verb.add_argument("--version", help="a version number, or '' for the newest at install time")
         verb.add_argument("--transport", choices=(*TRANSPORTS, ""))
         verb.add_argument("--kernel-args", metavar="ARGS", help="added to the installer's kernel command line")
+        verb.add_argument("--root-device", metavar="HINTS", help=_rootdevice.HELP + "; a host's own win, and these "
+                                                                 "win over the image's")
         g = verb.add_argument_group("BMC defaults (hosts without a BMC of their own)")
         g.add_argument("--bmc", metavar="ADDRESS", help="an address where {host} is the host's name, e.g. "
                                                         "ipmi://{host}-bmc or redfish://10.9.0.1:8000")
@@ -77,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, field in (("image", "image"), ("transport", "transport"), ("kernel_args", "kernel_args"),
-                       ("bmc", "bmc_address"), ("bmc_user", "bmc_username")):
+                       ("root_device", "root_device"), ("bmc", "bmc_address"), ("bmc_user", "bmc_username")):
         value = getattr(args, key)
         if value is not None:
             out[field] = value or None
@@ -148,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if action in ("add", "set"):
         body = _settings(args)
         if action == "set" and not body:
-            return fail("nothing to change (give --image, --version, --transport, --kernel-args or --bmc ...)", USAGE)
+            return fail("nothing to change (give --image, --version, --transport, --kernel-args, --root-device or "
+                        "--bmc ...)", USAGE)
 
         def offline_change(s: StoredProfiles, now: float) -> tuple[Any, list[Op]]:
             if action == "add":
@@ -191,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
 def describe(view: dict[str, Any]) -> str:
     lines = [f"profile {view['name']}"]
     for key, label in (("image", "image"), ("version", "version"), ("transport", "transport"),
-                       ("kernel_args", "kernel args"), ("bmc_address", "BMC"), ("bmc_username", "BMC user")):
+                       ("kernel_args", "kernel args"), ("root_device", "root device"), ("bmc_address", "BMC"),
+                       ("bmc_username", "BMC user")):
         value = view.get(key)
         if key == "version" and value is None and view.get("image"):
             value = "newest"

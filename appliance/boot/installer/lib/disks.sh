@@ -17,14 +17,23 @@ list_disks() {
     return 0
 }
 
-# DISK0 is DISK (or the first disk found); AUTO1, AUTO2 ... are the other disks, in order.
+# DISK0 is DISK (or the first disk found); AUTO1, AUTO2 ... are the other disks, in order, in the slots
+# DISK1, DISK2 ... that are not set already (root-device hints for several disks set some: use_disks).
 pick_disks() {
     DISK0=${DISK0:-${DISK:-}}
+    named=" $DISK0 "
+    n=1
+    while [ $n -le 32 ]; do
+        eval "d=\${DISK$n:-}"
+        [ -z "$d" ] || named="$named$d "
+        n=$((n + 1))
+    done
     n=0
     for d in $(list_disks); do
         if [ -z "$DISK0" ]; then DISK0=$d; continue; fi
-        [ "$d" = "$DISK0" ] && continue
+        case $named in *" $d "*) continue ;; esac
         n=$((n + 1))
+        while eval "[ -n \"\${DISK$n:-}\" ]"; do n=$((n + 1)); done
         eval "AUTO$n=\$d"
     done
     [ -n "$DISK0" ] || die "no disk found (set DISK=/dev/...)"

@@ -193,3 +193,28 @@ json_value() {
     sed -nE "s/.*\"$1\": \"(([^\"\\\\]|\\\\.)*)\".*/\\1/p" "$2" | head -n 1 |
         sed 's/\\n/ /g; s/\\"/"/g; s/\\\\/\\/g'
 }
+
+# json_list KEY FILE -- the strings of the array KEY in the JSON object in FILE, one per line (device paths:
+# no quotes, commas or blanks inside; absent or null: nothing).
+json_list() {
+    sed -nE "s/.*\"$1\": \[([^]]*)\].*/\1/p" "$2" | head -n 1 | tr ',' '\n' | sed 's/^ *"//; s/" *$//' | grep -v '^$'
+    return 0
+}
+
+# use_disks ANSWER -- the disks the imageserver's answer to the inventory names: ROOT_DEVICE ('' when none),
+# exported as DISK, and for hints of several disks (a RAID or LVM layout's) DISK1, DISK2 ... in the layout's
+# order, exported for the plan (pick_disks of lib/disks.sh leaves them and numbers the other disks around them).
+use_disks() {
+    ROOT_DEVICE=$(json_value root_device "$1")
+    [ -n "$ROOT_DEVICE" ] || return 0
+    DISK=$ROOT_DEVICE
+    export DISK
+    _ud_n=0
+    for _ud_d in $(json_list disks "$1"); do
+        if [ $_ud_n != 0 ]; then
+            eval "DISK$_ud_n=\$_ud_d"
+            export "DISK$_ud_n"
+        fi
+        _ud_n=$((_ud_n + 1))
+    done
+}
