@@ -12,12 +12,17 @@ commit); Kea's memfile appends leases to a CSV file without fsync.
 Each step also prints how many replies the kernel dropped at perfdhcp's own socket (its receive buffer
 full): group commit releases ACKs in bursts, so near the limit these are most of our "drops".
 
-Run (root): python3 bench/dhcp.py [--seconds 4] [--start 500] [--max 16000] [--steps 2] [--tries 2] [--smoke]
+Ours runs once per event loop asked for (--event-loop both: asyncio and uvloop, each its own ladder), so the
+table shows what the loop is worth in the same run.
+
+Run (root): python3 bench/dhcp.py [--seconds 4] [--start 500] [--max 16000] [--steps 8] [--resolution 0.01]
+                                  [--tries 2] [--event-loop both|asyncio|uvloop] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -32,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from appliance.daemon.eventloop import ENV as EVENT_LOOP_ENV
 from bench._cpu import process_cpu
 from bench._smoke import parse_args, peer_available
 from lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
@@ -108,6 +114,7 @@ class Server:
 
 class Ours(Server):
     name = "imageserver"
+    loop = "asyncio"  # IMAGESERVER_EVENT_LOOP of the daemon (see ours_on)
 
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
@@ -141,13 +148,18 @@ enabled = false
 [http]
 enabled = false
 """)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), EVENT_LOOP_ENV: self.loop}
         self.proc = t.srv.popen([sys.executable, "-m", "appliance.cli", "serve", "--config", str(config)], env=env)
         _wait_for(lambda: _listening(t.srv, 67), self.proc)
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+
+def ours_on(loop: str) -> type[Ours]:
+    """Our server on one event loop, named for it in the table."""
+    return type(f"Ours_{loop}", (Ours,), {"name": f"imageserver/{loop}", "loop": loop})
 
 
 class Kea(Server):
@@ -313,6 +325,8 @@ def main() -> int:
     parser.add_argument("--resolution", type=float, default=0.01,
                         help="bisect until the clean and the failing rate are this close (share of the clean one)")
     parser.add_argument("--tries", type=int, default=2, help="runs of a step before it counts as failed")
+    parser.add_argument("--event-loop", choices=("both", "asyncio", "uvloop"), default="both",
+                        help="the loop(s) our server runs on; both: one ladder each, side by side")
     # Smoke: one short step at a rate any box sustains, no ladder.
     args = parse_args(parser, {"seconds": 1, "start": 100, "max": 100, "steps": 0, "tries": 1, "resolution": 0.01})
     reason = lab_unavailable_reason()
@@ -320,28 +334,41 @@ def main() -> int:
         sys.exit(f"bench/dhcp.py: {reason}")
     if shutil.which("perfdhcp") is None:
         sys.exit("bench/dhcp.py needs perfdhcp (the client; apt-get install kea-admin)")
+    loops = ["asyncio", "uvloop"] if args.event_loop == "both" else [args.event_loop]
+    if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
+        print("bench/dhcp.py: uvloop is not installed (pip install uvloop): ours runs on asyncio only", flush=True)
+        loops.remove("uvloop")
+        if not loops:
+            loops = ["asyncio"]
+    ours_makes = tuple(ours_on(loop) for loop in loops)
     kea_too = peer_available("bench/dhcp.py", "kea-dhcp4", "kea-dhcp4-server", args.smoke)
     with Lab() as lab:
         topo = Topology.build(lab)
         print(f"perfdhcp relayed from {RELAY} (pool {POOL[0]}-{POOL[1]}), {args.seconds} s per step, "
               f"clean = drops < {DROP_LIMIT:.1%}", flush=True)
         history: dict[str, list[Run]] = {}
-        results = measure_side_by_side((Ours, Kea) if kea_too else (Ours,), topo, args, history)
-    ours, kea = results[Ours.name], results.get(Kea.name)
+        results = measure_side_by_side((*ours_makes, Kea) if kea_too else ours_makes, topo, args, history)
+    kea = results.get(Kea.name)
     print()
     print(f"{'server':24} {'max clean DORA/s':>18} {'CPU µs/DORA':>12}  durability of an ACKed lease")
-    print(f"{Ours.name:24} {ours.dora_s if ours else 0:18.0f} {_cpu_figure(history[Ours.name]):>12}  "
-          "fsync'd (SQLite WAL, group commit) before the ACK")
+    for make in ours_makes:
+        ours = results[make.name]
+        print(f"{make.name:24} {ours.dora_s if ours else 0:18.0f} {_cpu_figure(history[make.name]):>12}  "
+              "fsync'd (SQLite WAL, group commit) before the ACK")
     if kea_too:
         print(f"{Kea.name:24} {kea.dora_s if kea else 0:18.0f} {_cpu_figure(history[Kea.name]):>12}  "
               "appended to a CSV file, no fsync")
-    if ours and kea and kea.dora_s:
-        print(f"ratio imageserver / kea: clean rate {ours.dora_s / kea.dora_s:.2f}, CPU per DORA "
-              f"{_median_cpu(history[Ours.name]) / _median_cpu(history[Kea.name]):.2f} (lower is better)")
+    for make in ours_makes:
+        ours = results[make.name]
+        if ours and kea and kea.dora_s:
+            print(f"ratio {make.name} / kea: clean rate {ours.dora_s / kea.dora_s:.2f}, CPU per DORA "
+                  f"{_median_cpu(history[make.name]) / _median_cpu(history[Kea.name]):.2f} (lower is better)")
     print("CPU per DORA: the median over the server's clean runs (each run's CPU from /proc over its ACKs)")
     # A smoke step is too short to judge drops on a busy box; a server that completes no DORA is broken.
-    if args.smoke and not any(run.dora_s for run in history[Ours.name]):
-        sys.exit("bench/dhcp.py: our server completed no DORA in the smoke run")
+    if args.smoke:
+        for make in ours_makes:
+            if not any(run.dora_s for run in history[make.name]):
+                sys.exit(f"bench/dhcp.py: {make.name} completed no DORA in the smoke run")
     return 0
 
 
