@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from appliance.daemon.eventloop import ENV as EVENT_LOOP_ENV
-from bench._cpu import process_cpu
+from bench._cpu import main_thread_cpu, process_cpu
 from bench._smoke import parse_args, peer_available
 from lab.netns import Lab, Namespace, Proc, lab_unavailable_reason
 
@@ -58,12 +58,17 @@ class Run:
     client_overflows: int = 0  # replies the kernel dropped at perfdhcp's socket (its receive buffer was full)
     acks: int = 0  # DORA exchanges completed in the run
     cpu_s: float = 0.0  # the server's CPU seconds (user + system, every thread) during the run
+    main_cpu_s: float = 0.0  # of them, its main thread's (the event loop; the rest: e.g. our durable writer)
 
     @property
     def cpu_us_per_dora(self) -> float:
         """The server's CPU per completed DORA: the figure that tells servers apart when perfdhcp and the
         server share two cores and the clean rate stops at the same rung for both."""
         return self.cpu_s / self.acks * 1e6 if self.acks else float("inf")
+
+    @property
+    def main_us_per_dora(self) -> float:
+        return self.main_cpu_s / self.acks * 1e6 if self.acks else float("inf")
 
     @property
     def drop_ratio(self) -> float:
@@ -108,6 +113,10 @@ class Server:
     def cpu_seconds(self) -> float:
         assert self.proc is not None, "the server is not running"
         return process_cpu(self.proc.pid)
+
+    def main_cpu_seconds(self) -> float:
+        assert self.proc is not None, "the server is not running"
+        return main_thread_cpu(self.proc.pid)
 
     def stop(self) -> None: ...
 
@@ -214,22 +223,24 @@ def _udp_receive_buffer_errors(ns: Namespace) -> int:
     return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
-def perfdhcp(topo: Topology, rate: int, seconds: int, cpu: Callable[[], float] = lambda: 0.0) -> Run:
-    """One perfdhcp run at `rate`; `cpu` reads the server's CPU seconds (the run's share is its difference)."""
+def perfdhcp(topo: Topology, rate: int, seconds: int, cpu: Callable[[], float] = lambda: 0.0,
+             main_cpu: Callable[[], float] = lambda: 0.0) -> Run:
+    """One perfdhcp run at `rate`; `cpu` reads the server's CPU seconds, `main_cpu` its main thread's (the
+    run's share is the difference)."""
     # -W: after the last request, wait up to 1 s (perfdhcp's drop time) for answers still in flight, so
     # a server whose ACKs wait for an fsync is not charged for the exchanges cut off at the end.
     overflows = _udp_receive_buffer_errors(topo.prf)
-    cpu_before = cpu()
+    cpu_before, main_before = cpu(), main_cpu()
     out = topo.prf.run(["perfdhcp", "-4", "-l", str(RELAY), "-R", "1000000", "-r", str(rate), "-p", str(seconds),
                         "-W", "1000000", str(topo.server_ip)], check=False, timeout=seconds + 60).stdout
     sent = sum(int(x) for x in re.findall(r"sent packets: (\d+)", out))
     drops = sum(int(x) for x in re.findall(r"drops: (\d+)", out))
     received = [int(x) for x in re.findall(r"received packets: (\d+)", out)]  # OFFERs, then ACKs
-    cpu_s = cpu() - cpu_before
+    cpu_s, main_cpu_s = cpu() - cpu_before, main_cpu() - main_before
     overflows = _udp_receive_buffer_errors(topo.prf) - overflows
     acks = received[1] if len(received) == 2 else 0
     # Not perfdhcp's "Rate:" line, which also counts the -W wait as run time.
-    return Run(rate, acks / seconds, sent, drops, overflows, acks, cpu_s)
+    return Run(rate, acks / seconds, sent, drops, overflows, acks, cpu_s, main_cpu_s)
 
 
 def ladder(args: argparse.Namespace) -> Generator[int, Run, Run | None]:
@@ -276,12 +287,12 @@ def run_once(make: type[Server], topo: Topology, rate: int, seconds: int) -> Run
     server = make(topo)
     server.start()
     try:
-        run = perfdhcp(topo, rate, seconds, server.cpu_seconds)
+        run = perfdhcp(topo, rate, seconds, server.cpu_seconds, server.main_cpu_seconds)
     finally:
         server.stop()
     print(f"  {server.name:22} offered {rate:6}/s -> {run.dora_s:8.0f} DORA/s, drops {run.drop_ratio:7.3%}"
           f" (of them at perfdhcp's full receive buffer: {run.client_overflows}), "
-          f"{run.cpu_us_per_dora:6.0f} µs CPU/DORA", flush=True)
+          f"{run.cpu_us_per_dora:6.0f} µs CPU/DORA (main thread {run.main_us_per_dora:.0f})", flush=True)
     return run
 
 
@@ -314,6 +325,19 @@ def _median_cpu(runs: list[Run]) -> float:
 def _cpu_figure(runs: list[Run]) -> str:
     cpu = _median_cpu(runs)
     return f"{cpu:.0f}" if cpu != float("inf") else "-"
+
+
+def _same_rate(history: dict[str, list[Run]]) -> tuple[int, dict[str, float]] | None:
+    """CPU per DORA of every server at the highest offered rate all of them ran clean: a server's CPU per
+    DORA falls as its rate rises (a loop turn, a wakeup, a commit serve more exchanges), so figures taken
+    at different rates do not compare. The doubling rungs are common to every ladder."""
+    clean = {name: {r.offered for r in runs if r.clean and r.acks} for name, runs in history.items()}
+    common = set.intersection(*clean.values()) if clean else set()
+    if not common:
+        return None
+    rate = max(common)
+    return rate, {name: statistics.median(r.cpu_us_per_dora for r in runs if r.offered == rate and r.clean and r.acks)
+                  for name, runs in history.items()}
 
 
 def main() -> int:
@@ -364,6 +388,13 @@ def main() -> int:
             print(f"ratio {make.name} / kea: clean rate {ours.dora_s / kea.dora_s:.2f}, CPU per DORA "
                   f"{_median_cpu(history[make.name]) / _median_cpu(history[Kea.name]):.2f} (lower is better)")
     print("CPU per DORA: the median over the server's clean runs (each run's CPU from /proc over its ACKs)")
+    same = _same_rate(history)
+    if same is not None:
+        rate, cpu = same
+        kea_cpu = cpu.get(Kea.name)
+        print(f"CPU µs per DORA at the same offered rate, {rate}/s (the highest every server ran clean): "
+              + ", ".join(f"{name} {us:.0f}" + (f" ({us / kea_cpu:.2f}x kea)" if kea_cpu and name != Kea.name else "")
+                          for name, us in cpu.items()))
     # A smoke step is too short to judge drops on a busy box; a server that completes no DORA is broken.
     if args.smoke:
         for make in ours_makes:
