@@ -186,7 +186,7 @@ def service_path(pairs: list[tuple[bytes, Callable[[IPv4Address], bytes]]], chun
         model, journal = fresh_model()
         machines = MachineLog(WriteBack(journal.submit), refresh=60.0)
 
-        def when_durable(callback: Callable[[BaseException | None], None], on_writer: bool = False) -> None:
+        def when_durable(callback: Callable[[BaseException | None], None]) -> None:
             journal.drain()
             asyncio.get_running_loop().call_soon(callback, None)
 

@@ -5,10 +5,7 @@ send. An ACK that binds a lease is sent only once that lease is durable: the mod
 queued its write with the journal, and the ACKs of one loop turn are handed, as one list, to the
 journal's `when_durable` callback, which sends them once the batch holding their leases has committed
 — so all ACKs produced while a commit is in flight share the next fsync (group commit), the receive
-path never waits for the disk, and no task or future is made per ACK. The callback runs on the
-journal's writer thread, right after the COMMIT: the ACKs leave without waiting for a loop turn, and the
-event loop is not woken for them (sockets are thread-safe; what the writer thread counts is kept apart
-from the loop's counters). A failed commit goes back to the loop, which may answer from the store.
+path never waits for the disk, and no task or future is made per ACK.
 
 Sockets are read directly (add_reader + recvmsg) rather than through a DatagramProtocol so that
 IP_PKTINFO tells which interface and local address a broadcast arrived on: the local address picks
@@ -31,7 +28,6 @@ import logging
 import socket
 import struct
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -59,7 +55,7 @@ from state.sightings import MachineLog
 
 log = EventLog("imageserver.dhcp")
 
-_Outgoing = tuple[bytes, IPv4Address, int, int | None, int, str]  # _send's arguments (but the counters)
+_Outgoing = tuple[bytes, IPv4Address, int, int | None, int, str]  # _send's arguments
 _Held = tuple[Reply, _Outgoing]  # an ACK waiting for its lease's commit
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; the socket module has it from Python 3.12
@@ -83,7 +79,7 @@ class DhcpServer:
     name = "dhcp"
 
     def __init__(self, *, settings: ServerSettings, leases: LeaseModel,
-                 when_durable: Callable[..., None],
+                 when_durable: Callable[[Callable[[BaseException | None], None]], None],
                  machines: MachineLog | None = None, port: int = 67, interface: str | None = None,
                  bind_address: str = "0.0.0.0", conflict_probe: bool = False, probe_timeout: float = 0.3,
                  clock: Callable[[], float], monotonic: Callable[[], float],
@@ -95,8 +91,7 @@ class DhcpServer:
         self.port = port
         self.interface = interface
         self.bind_address = bind_address
-        # journal.when_durable: calls back once everything queued so far is committed (or failed); asked
-        # with on_writer=True, on the writer thread.
+        # journal.when_durable: calls back once everything queued so far is committed (or failed).
         self._when_durable = when_durable
         # Discovery policy "ignore": whether a reply to this MAC may carry boot options (None: always).
         self.may_boot = may_boot
@@ -114,13 +109,7 @@ class DhcpServer:
         self._probe = ConflictProbe(interface=interface, timeout=probe_timeout, monotonic=monotonic)
         self._sockets: dict[int, socket.socket] = {}  # by port
         self._pending: list[_Held] = []  # ACKs of this loop turn, their leases queued but not yet durable
-        # ACKs waiting for their commit (pending and handed to the journal): held = queued - released, each
-        # count written by one thread only (the loop; the writer thread for ACKs sent after a commit).
-        self._queued = 0
-        self._released = 0
-        self._released_on_loop = 0
-        self._writer_counters: Counter[str] = Counter()  # counted on the writer thread (status() adds them)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._held = 0  # ACKs waiting for their commit (pending and handed to the journal)
         self._tasks: set[asyncio.Task[None]] = set()
         self._texts: dict[int, str] = {}  # see _text
         self._sources: dict[str, IPv4Address] = {}  # see _source
@@ -133,7 +122,7 @@ class DhcpServer:
         ports = [self.port]
         if self.settings.mode == "proxy":
             ports.append(PXE_BOOT_SERVER_PORT)  # PXE boot server requests after a ProxyDHCP offer
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         try:
             for port in ports:
                 sock = self._open(port)
@@ -199,14 +188,8 @@ class DhcpServer:
             elif not conflict_probe:
                 self._probe.close()
 
-    @property
-    def _held(self) -> int:
-        return self._queued - self._released - self._released_on_loop
-
     def status(self) -> dict[str, Any]:
         out = self._status.as_dict()
-        counters = self._status.counters + self._writer_counters
-        out["counters"] = dict(sorted(counters.items()))
         out["mode"] = self.settings.mode
         out["subnets"] = [str(s.network) for s in self.settings.subnets]
         out["leases"] = self.leases.stats()
@@ -373,48 +356,41 @@ class DhcpServer:
             # lease is in a batch).
             asyncio.get_running_loop().call_soon(self._hand_over)
         self._pending.append((reply, item))
-        self._queued += 1
+        self._held += 1
 
     def _hand_over(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
             started = self._monotonic()
-            self._when_durable(lambda error: self._release(batch, error, started), on_writer=True)
+            self._when_durable(lambda error: self._release(batch, error, started))
 
     def _release(self, batch: list[_Held], error: BaseException | None, started: float) -> None:
-        """The journal's callback, on its writer thread (or on the loop when nothing was in flight): the batch
-        holding these ACKs' leases has committed, so they go out now; or it failed, which the loop handles."""
-        loop = self._loop
-        on_loop = loop is None or _on_loop(loop)
+        """The journal's callback: the batch holding these ACKs' leases has committed (or failed)."""
+        counters = self._status.counters
         if error is not None:
-            if on_loop:
-                self._withhold(batch, error)
-            else:
-                assert loop is not None
-                loop.call_soon_threadsafe(self._withhold, batch, error)
+            self._held -= len(batch)
+            # Not durable, so not promised: a new binding gets no ACK (its client retries). What the
+            # store already holds is answered anyway, capped to what it holds.
+            served = self._send_what_is_durable(batch)
+            counters["acks_dropped_commit_failed"] += len(batch) - served
+            # The dhcp-ack lines logged when these were decided may not have left: name the batch.
+            withheld = [reply.packet.mac for reply, _ in batch][:10]
+            log.error("ack-withheld", reason="commit-failed", count=len(batch) - served, answered_from_store=served,
+                      batch=",".join(withheld), error=str(error))
             return
-        counters = self._status.counters if on_loop else self._writer_counters
-        for _, item in batch:
-            self._send(*item, counters=counters)
         counters["ack_batches"] += 1  # ACKs per fsync = out_ack / ack_batches
         counters["ack_wait_ms"] += round((self._monotonic() - started) * 1000)
-        if on_loop:
-            self._released_on_loop += len(batch)
-        else:
-            self._released += len(batch)
+        self._send_slices(batch, 0)
 
-    def _withhold(self, batch: list[_Held], error: BaseException) -> None:
-        """On the loop: a commit failed, so these ACKs are not promised (but what the store holds)."""
-        counters = self._status.counters
-        self._released_on_loop += len(batch)
-        # Not durable, so not promised: a new binding gets no ACK (its client retries). What the
-        # store already holds is answered anyway, capped to what it holds.
-        served = self._send_what_is_durable(batch)
-        counters["acks_dropped_commit_failed"] += len(batch) - served
-        # The dhcp-ack lines logged when these were decided may not have left: name the batch.
-        withheld = [reply.packet.mac for reply, _ in batch][:10]
-        log.error("ack-withheld", reason="commit-failed", count=len(batch) - served, answered_from_store=served,
-                  batch=",".join(withheld), error=str(error))
+    def _send_slices(self, batch: list[_Held], start: int) -> None:
+        # A big batch goes out in slices with receive turns in between: one long burst overflows a busy
+        # client's (or relay's) receive buffer and delays the next OFFERs.
+        end = min(start + _READS_PER_WAKEUP, len(batch))
+        for i in range(start, end):
+            self._send(*batch[i][1])
+        self._held -= end - start
+        if end < len(batch):
+            asyncio.get_running_loop().call_soon(self._send_slices, batch, end)
 
     def _send_what_is_durable(self, batch: list[_Held]) -> int:
         """Store full (or failing): ACK the renewals whose binding is already on disk, for the time left on it.
@@ -493,14 +469,11 @@ class DhcpServer:
         return text
 
     def _send(self, data: bytes, dest: IPv4Address, port: int, ifindex: int | None, from_port: int,
-              counter: str, *, counters: Counter[str] | None = None) -> None:
-        """Send one reply; `counter` (out_<kind>) counts replies that left (an ACK only after its commit), in
-        `counters` (default: the loop's; the writer thread passes its own)."""
+              counter: str) -> None:
+        """Send one reply; `counter` (out_<kind>) counts replies that left (an ACK only after its commit)."""
         sock = self._sockets.get(from_port)
         if sock is None:
             return
-        if counters is None:
-            counters = self._status.counters
         try:
             if ifindex and not self.interface:
                 # A broadcast leaves through the interface the request came in on.
@@ -508,20 +481,12 @@ class DhcpServer:
                 sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (self._text(dest), port))
             else:
                 sock.sendto(data, (self._text(dest), port))
-            counters[counter] += 1
+            self._status.counters[counter] += 1
         except BlockingIOError:
-            counters["send_dropped"] += 1
+            self._status.counters["send_dropped"] += 1
         except OSError as e:
-            counters["send_errors"] += 1
+            self._status.counters["send_errors"] += 1
             log.debug("send-failed", dest=f"{dest}:{port}", error=str(e))
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether this thread runs `loop` (the journal calls back on the loop when nothing was in flight)."""
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _with_lease_time(reply: Reply, seconds: int) -> bytes:

@@ -11,11 +11,6 @@ The writer is a dedicated thread that takes the next batch itself as soon as a c
 each finished batch back with one `call_soon_threadsafe`: a commit's result reaches its waiters in one
 loop turn, not the three or four (executor future, flusher task, shielded future, waiting task) a
 thread-pool hop costs, and each of which waits behind a whole turn of packets on a busy DHCP server.
-
-A batch that holds nothing the loop must resolve (only `submit_detached` operations and waiters asked
-for `on_writer`) is not handed back at all: its waiters run on the writer thread right after the COMMIT.
-That is the DHCP server's path: its ACKs leave the moment their leases are durable, and a DORA wakes the
-event loop twice (DISCOVER, REQUEST) instead of three times (the third: the commit's result).
 """
 
 from __future__ import annotations
@@ -49,19 +44,12 @@ def storage_failure(error: BaseException) -> bool:
     return isinstance(error, sqlite3.Error) and code is not None and (code & 0xFF) in _STORAGE_CODES
 
 
-Failed = Callable[[BaseException], None]  # a detached operation's failure, told on the writer thread
-
-
 @dataclass(slots=True)
 class _Batch:
     loop: asyncio.AbstractEventLoop
-    # Each operation with its future (resolved on the loop) or, detached, what to call if it fails.
-    ops: list[tuple[Op, asyncio.Future[Any] | Failed]] = field(default_factory=list)
-    futures: int = 0  # ops with a future: the batch must go back to the loop
-    # Called once the batch has committed (or failed): on the loop, and on the writer thread. Appended to
-    # under the journal's lock until the writer has taken the batch off `_unfinished`.
+    ops: list[tuple[Op, asyncio.Future[Any]]] = field(default_factory=list)
+    # Loop-thread only: called once the batch has committed (or failed).
     waiters: list[Waiter] = field(default_factory=list)
-    writer_waiters: list[Waiter] = field(default_factory=list)
 
 
 class Journal:
@@ -91,44 +79,31 @@ class Journal:
         """Queue one operation for the next batch; its future resolves once the batch has committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue(loop, op, fut)
-        return fut
-
-    def submit_detached(self, op: Op, failed: Failed) -> None:
-        """Queue one operation whose result nobody awaits: `failed(error)` is called on the writer thread if
-        it fails (or its commit does). Durability is still known through `when_durable`."""
-        self._queue(asyncio.get_running_loop(), op, failed)
-
-    def _queue(self, loop: asyncio.AbstractEventLoop, op: Op, outcome: asyncio.Future[Any] | Failed) -> None:
         with self._lock:
             batch = self._open
             first = batch is None
             if batch is None:
                 batch = self._open = _Batch(loop)
-            batch.ops.append((op, outcome))
-            if isinstance(outcome, asyncio.Future):
-                batch.futures += 1
+            batch.ops.append((op, fut))
         if first:
             self._start()
             # Released at the end of this loop turn, so every write queued in the turn joins the batch.
             loop.call_soon(self._release)
+        return fut
 
     async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         """Queue an operation and wait until it is durable; returns its result."""
         return await self.submit(op)
 
-    def when_durable(self, waiter: Waiter, *, on_writer: bool = False) -> None:
+    def when_durable(self, waiter: Waiter) -> None:
         """Call `waiter(None)` on the loop once everything queued so far is committed, or `waiter(error)`
-        if that commit failed. With nothing queued or in flight, it is called in the next loop turn.
-
-        on_writer: call it on the writer thread instead, right after the COMMIT (so it must be thread-safe and
-        quick: the writer's next batch waits for it); with nothing queued or in flight, still on the loop."""
+        if that commit failed. With nothing queued or in flight, it is called in the next loop turn."""
         with self._lock:
             batch = self._open if self._open is not None else (self._unfinished[-1] if self._unfinished else None)
-            if batch is not None:
-                (batch.writer_waiters if on_writer else batch.waiters).append(waiter)
-                return
-        asyncio.get_running_loop().call_soon(waiter, None)
+        if batch is not None:
+            batch.waiters.append(waiter)  # waiters are touched on the loop thread only
+        else:
+            asyncio.get_running_loop().call_soon(waiter, None)
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed (raises if that commit failed)."""
@@ -160,44 +135,32 @@ class Journal:
 
     def _finished(self, batch: _Batch, results: list[tuple[bool, Any]] | None, error: BaseException | None) -> None:
         """On the loop: resolve a batch's futures and call its waiters."""
-        for i, (_, fut) in enumerate(batch.ops):
-            if not isinstance(fut, asyncio.Future) or fut.done():
-                continue
-            if error is not None:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds
-                fut.set_exception(error)
-                continue
-            assert results is not None
-            ok, value = results[i]
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
-        _call_all(batch.waiters, error)
-
-    def _done_on_writer(self, batch: _Batch, results: list[tuple[bool, Any]] | None,
-                        error: BaseException | None) -> bool:
-        """On the writer: the batch is no longer in flight; tell the detached operations that failed and the
-        waiters on this thread. Returns whether the loop has anything left to do (futures, loop waiters)."""
         with self._lock:
-            self._unfinished.remove(batch)  # from here on no waiter joins it (they are called at once instead)
-        if error is not None:
+            self._unfinished.remove(batch)
+        if error is not None:  # the COMMIT itself failed (disk full, I/O error): nothing in the batch holds
             self.last_error = f"{type(error).__name__}: {error}"
             self.failing = True
             log.error("commit-failed", error=str(error), ops=len(batch.ops))
-        elif self.failing:
-            self.failing = False
-            log.info("commit-recovered", commits=self.commits)
-        for i, (_, outcome) in enumerate(batch.ops):
-            if isinstance(outcome, asyncio.Future):
-                continue
-            failure = error if error is not None else (None if results is None or results[i][0] else results[i][1])
-            if failure is not None:
-                try:
-                    outcome(failure)
-                except Exception:
-                    log.exception("durable-callback-failed")
-        _call_all(batch.writer_waiters, error)
-        return batch.futures > 0 or bool(batch.waiters)
+            for _, fut in batch.ops:
+                if not fut.done():
+                    fut.set_exception(error)
+        else:
+            if self.failing:
+                self.failing = False
+                log.info("commit-recovered", commits=self.commits)
+            assert results is not None
+            for (_, fut), (ok, value) in zip(batch.ops, results, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+        for waiter in batch.waiters:
+            try:
+                waiter(error)
+            except Exception:  # one waiter's bug must not keep the others waiting
+                log.exception("durable-callback-failed")
 
     # -- on the writer thread ---------------------------------------------------------------------
 
@@ -217,9 +180,8 @@ class Journal:
                 results = self._commit([op for op, _ in batch.ops])
             except Exception as e:
                 error = e
-            if self._done_on_writer(batch, results, error):
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-                    batch.loop.call_soon_threadsafe(self._finished, batch, results, error)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                batch.loop.call_soon_threadsafe(self._finished, batch, results, error)
         self._close_conn()
 
     def _connection(self) -> sqlite3.Connection:
@@ -296,11 +258,3 @@ class Journal:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _call_all(waiters: list[Waiter], error: BaseException | None) -> None:
-    for waiter in waiters:
-        try:
-            waiter(error)
-        except Exception:  # one waiter's bug must not keep the others waiting
-            log.exception("durable-callback-failed")

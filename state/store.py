@@ -26,7 +26,7 @@ class Store:
         # The in-memory models' (leases, machines) shared write-back: all their rows of one commit are ONE
         # journal operation, so a DHCP batch commits without a SAVEPOINT per model (each statement on the
         # writer thread is a round trip for the GIL while the event loop is busy).
-        self.writeback = WriteBack(self.journal.submit, detached=self.journal.submit_detached)
+        self.writeback = WriteBack(self.journal.submit)
 
     def read(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         return self.reader.execute(sql, params).fetchall()

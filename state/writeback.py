@@ -48,18 +48,14 @@ class RowKind:
 class WriteBack:
     """Callable like a plain writer (`wb(op)` for an ordered operation) plus `wb.row(kind, row)`.
 
-    `WriteBack(journal.submit, detached=journal.submit_detached)` in the daemon (detached: its drains
-    carry no future, so a batch of nothing but model writes never has to go back to the event loop);
-    `WriteBack(conn=conn)` writes at once on a plain connection (offline CLI: the caller holds the
-    transaction, and errors propagate to it).
+    `WriteBack(journal.submit)` in the daemon; `WriteBack(conn=conn)` writes at once on a plain
+    connection (offline CLI: the caller holds the transaction, and errors propagate to it).
     """
 
-    def __init__(self, submit: Callable[[Op], Any] | None = None, *, conn: sqlite3.Connection | None = None,
-                 detached: Callable[[Op, Callable[[BaseException], None]], None] | None = None) -> None:
+    def __init__(self, submit: Callable[[Op], Any] | None = None, *, conn: sqlite3.Connection | None = None) -> None:
         if (submit is None) == (conn is None):
             raise ValueError("WriteBack needs either a journal's submit or a connection")
         self._submit = submit
-        self._detached = detached
         self._conn = conn
         self._lock = threading.Lock()  # the queue is swapped on the writer thread
         self._queue: list[tuple[RowKind | None, Any]] = []
@@ -85,19 +81,13 @@ class WriteBack:
             if self._scheduled:
                 return
             self._scheduled = True
-        if self._detached is not None:
-            self._detached(self._drain, self._drain_failed)
-            return
         fut = self._submit(self._drain)
         fut.add_done_callback(self._done)
 
     def _done(self, fut: Any) -> None:
         if not fut.cancelled() and fut.exception() is not None:
-            self._drain_failed(fut.exception())
-
-    def _drain_failed(self, error: BaseException) -> None:
-        self.failures += 1
-        log.error("state-write-failed", error=str(error))
+            self.failures += 1
+            log.error("state-write-failed", error=str(fut.exception()))
 
     # ---------------------------------------------------------------- on the writer thread
 

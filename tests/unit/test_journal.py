@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from pathlib import Path
 
 import pytest
@@ -115,61 +114,6 @@ async def test_a_failed_commit_reaches_its_waiters_as_the_error(tmp_path: Path) 
     with pytest.raises(sqlite3.Error):
         await j.flush()
     assert len(errors) == 1 and isinstance(errors[0], sqlite3.Error)
-    await j.close()
-
-
-async def test_detached_writes_with_writer_waiters_are_told_on_the_writer_and_never_wake_the_loop(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The DHCP server's path: the model's write-back is detached, its ACKs wait on the writer thread.
-    db = tmp_path / "s.db"
-    connect(db).close()
-    j = Journal(db)
-    loop = asyncio.get_running_loop()
-    handed_back: list[object] = []
-    call_soon_threadsafe = loop.call_soon_threadsafe
-
-    def spy(callback: object, *args: object, **kwargs: object) -> object:
-        if callback == j._finished:
-            handed_back.append(callback)
-        return call_soon_threadsafe(callback, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loop, "call_soon_threadsafe", spy)
-    failures: list[BaseException] = []
-    seen: list[tuple[BaseException | None, str, int]] = []
-    done = threading.Event()
-
-    def waiter(error: BaseException | None) -> None:
-        rows = int(connect(db, readonly=True).execute("SELECT count(*) FROM leases").fetchone()[0])
-        seen.append((error, threading.current_thread().name, rows))
-        done.set()
-
-    j.submit_detached(_insert("02:00:00:00:00:01", 1), failures.append)
-    j.submit_detached(_insert("02:00:00:00:00:02", 1), failures.append)  # same ip: fails alone
-    j.when_durable(waiter, on_writer=True)
-    assert await asyncio.to_thread(done.wait, 10)
-    assert seen == [(None, "state-writer", 1)]  # after the COMMIT, on the writer thread
-    assert len(failures) == 1 and isinstance(failures[0], sqlite3.IntegrityError)
-    assert handed_back == []  # nothing for the loop to resolve: the batch never came back to it
-    j.submit(_insert("02:00:00:00:00:03", 3))  # a future in the batch: that one does come back
-    await j.flush()
-    assert handed_back == [j._finished]
-    await j.close()
-
-
-async def test_a_failed_commit_reaches_detached_writes_and_writer_waiters_as_the_error(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    connect(db).close()
-    j = Journal(db)
-    await j.run(lambda conn: conn.execute("PRAGMA query_only = ON"))  # every later write fails (READONLY)
-    failures: list[BaseException] = []
-    errors: list[BaseException | None] = []
-    done = threading.Event()
-    j.submit_detached(_insert("02:00:00:00:00:01", 1), failures.append)
-    j.when_durable(lambda error: (errors.append(error), done.set()), on_writer=True)
-    assert await asyncio.to_thread(done.wait, 10)
-    assert len(failures) == 1 and isinstance(failures[0], sqlite3.Error)
-    assert len(errors) == 1 and isinstance(errors[0], sqlite3.Error)
-    assert j.failing
     await j.close()
 
 
