@@ -14,6 +14,13 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid`'s main thread alone (its other threads: process_cpu minus
+    this), from /proc/PID/task/PID/stat: the event loop's share beside, say, a writer thread's."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def own_cpu() -> float:
     """CPU seconds (user + system) this process has used so far (a server run in the bench's own loop)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

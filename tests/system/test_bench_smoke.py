@@ -27,7 +27,7 @@ BENCH = REPO / "bench"
 # A line of each bench's result table: printed only once it measured something.
 RESULT_LINE = {
     "bootstorm": r"^ +\d+ imageserver +[\d.]+ s ",  # N, then seconds until the last machine has its initrd
-    "dhcp": r"^imageserver +\d+ +\d+ +fsync'd",  # clean DORA/s, then CPU µs per DORA
+    "dhcp": r"^imageserver/asyncio +\d+ +\d+ +fsync'd",  # clean DORA/s, then CPU µs per DORA
     "dhcp_codec": r"^ +service path \(DhcpServer\.handle\) +[\d.]+ us",
     "dns": r"^miss +\( *\d+ distinct\) +imageserver +\d+ q/s",
     "fanout": r"^ +\d+( +[\d.]+){3}",  # N, then the seconds of rsync, bittorrent, multicast
