@@ -72,6 +72,15 @@ def capture(demo: DemoLab, master: rm.RaidMaster) -> None:
         _kill_all(demo.master)
 
 
+@pytest.fixture(scope="module")
+def raid_image(site: DemoLab) -> str:
+    """The RAID1+LVM master captured once for the module: both tests install it (a second getimage would only
+    add a version and a minute)."""
+    master = rm.new_master(site.cache_dir, site.lab.tmp_path("raid").parent)
+    capture(site, master)
+    return IMAGE
+
+
 def boot_to_login(demo: DemoLab, name: str, mac: str, disks: list[Path], boot: str) -> tuple[float, re.Match[str]]:
     assert demo.net is not None
     vm = Vm(demo.net, VmConfig(boot=boot, mac=mac, disks=disks, memory_mb=768)).start()  # type: ignore[arg-type]
@@ -88,18 +97,16 @@ def boot_to_login(demo: DemoLab, name: str, mac: str, disks: list[Path], boot: s
     return login_after, report
 
 
-def test_raid1_lvm_master_installs_on_two_disks_and_boots_from_either(site: DemoLab) -> None:
+def test_raid1_lvm_master_installs_on_two_disks_and_boots_from_either(site: DemoLab, raid_image: str) -> None:
     app = site.app
     assert app is not None and site.net is not None
-    master = rm.new_master(site.cache_dir, site.lab.tmp_path("raid").parent)
-    capture(site, master)
 
     name = "raid1"
     install = site.new_install(name, rm.DISK_MB, mac=random_mac())
     second = site.lab.tmp_path(f"{name}-disk2.img")
     with open(second, "wb") as f:
         f.truncate(rm.DISK_MB << 20)
-    app.cli("hosts", "add", name, "--mac", install.mac, "--image", IMAGE)
+    app.cli("hosts", "add", name, "--mac", install.mac, "--image", raid_image)
     install.power_on = time.monotonic()
     install.vm = Vm(site.net, VmConfig(boot="network", mac=install.mac, disks=[install.disk, second],
                                        memory_mb=768)).start()
@@ -147,7 +154,8 @@ def _has_partition_table(path: Path) -> bool:
         return f.read(2) == b"\x55\xaa"
 
 
-def test_raid1_members_named_by_hints_land_on_those_disks_whatever_their_order(site: DemoLab) -> None:
+def test_raid1_members_named_by_hints_land_on_those_disks_whatever_their_order(site: DemoLab, raid_image: str
+                                                                               ) -> None:
     """The RAID1 image's two disks named by serial (`serial=A;serial=B`, the layout's disk 0 then disk 1) on a
     machine with three disks where Linux finds a decoy first and the members in the other order: a hint for
     the second member that matches nothing fails the install at stage "disks", naming that disk of the layout
@@ -155,8 +163,6 @@ def test_raid1_members_named_by_hints_land_on_those_disks_whatever_their_order(s
     A (vdc), disk 1 on B (vdb), and leave the decoy (vda) blank."""
     app = site.app
     assert app is not None and site.net is not None
-    master = rm.new_master(site.cache_dir, site.lab.tmp_path("raid-hints").parent)
-    capture(site, master)
 
     name = "raid1h"
     install = site.new_install(name, rm.DISK_MB, mac=random_mac())  # its disk: the decoy, found first (vda)
@@ -176,7 +182,7 @@ def test_raid1_members_named_by_hints_land_on_those_disks_whatever_their_order(s
         install.vm = Vm(site.net, VmConfig(boot="network", mac=install.mac, memory_mb=768,  # type: ignore[arg-type]
                                            extra_args=tuple(drives))).start()
 
-    app.cli("hosts", "add", name, "--mac", install.mac, "--image", IMAGE)
+    app.cli("hosts", "add", name, "--mac", install.mac, "--image", raid_image)
     app.cli("hosts", "set", name, "--root-device", "serial=RAID-A;serial=NO-SUCH-DISK")
     power_on()
     site.follow([install], timeout=300)
@@ -194,7 +200,7 @@ def test_raid1_members_named_by_hints_land_on_those_disks_whatever_their_order(s
 
     # The image's hints (the host's cleared): the members by serial, not by the kernel's order.
     app.cli("hosts", "set", name, "--root-device", "")
-    app.cli("images", "root-device", IMAGE, "serial=RAID-A;serial=RAID-B")
+    app.cli("images", "root-device", raid_image, "serial=RAID-A;serial=RAID-B")
     app.cli("hosts", "reinstall", name)
     power_on()
     try:
