@@ -65,7 +65,7 @@ def installer_dir(tmp_path: Path, bootenv_cache: Path, debian_kernel) -> Path:
 
 def test_installer_runs_its_script_on_a_real_disk_and_reboots(lab: Lab, installer_dir: Path, tmp_path: Path) -> None:
     vm, disk = _boot(lab, installer_dir, GOOD_SCRIPT, tmp_path)
-    saw = vm.wait_for(r"SCRIPT-SAW (\S+) (\S+) (\S+) ip=(\S+)", timeout=90)
+    saw = vm.wait_for(r"SCRIPT-SAW (\S+) (\S+) (\S+) ip=(\S+)", timeout=240)
     assert saw.groups()[:3] == ("node7", "demo", "52:54:00:aa:01:02")
     vm.wait_for(r"install complete; rebooting", timeout=30)
     vm.wait_exit(timeout=30)  # -no-reboot: the guest's `reboot -f` ends QEMU
@@ -75,7 +75,7 @@ def test_installer_runs_its_script_on_a_real_disk_and_reboots(lab: Lab, installe
 def test_a_failing_script_reports_its_stage_and_the_machine_stays_up(lab: Lab, installer_dir: Path,
                                                                      tmp_path: Path) -> None:
     vm, _ = _boot(lab, installer_dir, BAD_SCRIPT, tmp_path)
-    vm.wait_for(r"FAILED at stage partition: autoinstall script exited with status 3", timeout=90)
+    vm.wait_for(r"FAILED at stage partition: autoinstall script exited with status 3", timeout=240)
     time.sleep(3)
     assert vm.proc is not None and vm.proc.alive(), "the installer must not reboot after a failure"
     assert vm.log().count("imageserver-installer: starting") == 1
@@ -100,7 +100,7 @@ def test_local_cfg_on_attached_media_replaces_the_command_line(lab: Lab, install
     config = VmConfig(boot="kernel", kernel=installer_dir / "vmlinuz", initrd=installer_dir / "initrd.img",
                       append="console=ttyS0 panic=-1", disks=[blank, stick], mac=vm_mac)
     vm = Vm(net, config).start()
-    saw = vm.wait_for(r"SCRIPT-SAW (\S+) ip=(\S+)", timeout=90)
+    saw = vm.wait_for(r"SCRIPT-SAW (\S+) ip=(\S+)", timeout=240)
     assert saw.groups() == ("fromcfg", str(net.host(60)))
     assert "using local.cfg from /dev/vdb" in vm.log()
 
