@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import socket
 import struct
@@ -125,15 +126,48 @@ class _UdpListener:
             zone: Zone | None = server.current_zone()
         except Exception:  # handle() logs it per query, as when the zone is read there
             zone = None
-        for _ in range(self.BATCH):
-            try:
-                data, addr = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # an ICMP error queued on the socket (a client went away): count it, go on
-                server.counters["udp_errors"] += 1
-                continue
-            server.handle(data, "udp", lambda reply, addr=addr: self.send(reply, addr), zone=zone)
+        # The common shapes (and every repeat) are answered inline and counted once per wake-up: per query
+        # that is a recvfrom, a dict lookup or the raw-bytes answer, and a sendto.
+        fast = server._fast.udp if zone is not None else None
+        forwarding = server._cache_forwarding
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+        answered, hits, nxdomain, dropped, errors = 0, 0, 0, 0, 0
+        try:
+            for _ in range(self.BATCH):
+                try:
+                    data, addr = recvfrom(65535)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:  # an ICMP error queued on the socket (a client went away): count it, go on
+                    errors += 1
+                    continue
+                got = None
+                if fast is not None and zone is not None:
+                    try:
+                        got = fast(data, zone, forwarding)
+                    except Exception:  # a bug of ours: handle() takes the query the long way and logs
+                        got = None
+                if got is None:
+                    server.handle(data, "udp", functools.partial(self.send, addr=addr), zone=zone)
+                    continue
+                answered += 1
+                hits += got[2]
+                if got[1]:
+                    nxdomain += 1  # the fast path answers NOERROR or NXDOMAIN
+                try:
+                    sendto(got[0], addr)
+                except (BlockingIOError, InterruptedError):
+                    dropped += 1  # the send buffer is full: drop, as any UDP server under overload does
+                except OSError:
+                    errors += 1
+        finally:
+            if answered or errors:
+                counters = server.counters
+                for key, value in (("queries_udp", answered), ("cache_hits", hits),
+                                   ("rcode_noerror", answered - nxdomain), ("rcode_nxdomain", nxdomain),
+                                   ("udp_send_dropped", dropped), ("udp_errors", errors)):
+                    if value:
+                        counters[key] += value
 
     def send(self, reply: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -215,7 +249,7 @@ class DnsServer:
         self._cache: dict[bytes, tuple[bytes, int, bool]] = {}
         self._cache_zone: Zone | None = None
         self._cache_forwarding = False
-        self._fast = FastPath()
+        self._fast = FastPath(cache_size)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -315,6 +349,13 @@ class DnsServer:
             if zone is None:
                 zone = self.current_zone()
             forwarding = self._cache_forwarding
+            if transport == "udp":  # the common shapes, cached (the UDP listener calls this itself first)
+                got = self._fast.udp(data, zone, forwarding)
+                if got is not None:
+                    self.counters["cache_hits"] += got[2]
+                    self._count_reply(got[1], False)
+                    respond(got[0])
+                    return False
             # A repeated question (up to letter case) costs a dict lookup instead of a parse and a pack.
             keyed = cache_key(data, transport) if self.cache_size else None
             if keyed is not None:
