@@ -9,7 +9,9 @@ ASCII, trailing bytes, an answer too big for the transport): `protocols.dns.answ
 reply is the same either way. The bytes are the ones dnslib would pack for the same decision, name
 compression included (dnslib compresses on exact, case-sensitive label matches, so a 0x20-cased question
 leaves our lowercase names uncompressed, and so do we); tests/unit/test_dns_fast.py compares the two on
-many generated queries.
+many generated queries. `FastPath.udp` puts an answer cache and NXDOMAIN answers per parent name in front of
+it (what the UDP listener calls per datagram); tests/unit/test_dns_fast_cache.py checks those mean what dnslib
+answers.
 """
 
 from __future__ import annotations

@@ -341,7 +341,8 @@ class DnsServer:
 
     def handle(self, data: bytes, transport: Transport, respond: Callable[[bytes], None],
                respond_later: Callable[[bytes], None] | None = None, zone: Zone | None = None) -> bool:
-        """Answer one message. Returns True when the answer comes later (forwarded): then `respond_later`
+        """Answer one message (over UDP, what `FastPath.udp` did not take: the listener asks it first).
+        Returns True when the answer comes later (forwarded): then `respond_later`
         (or `respond`) is called exactly once, from another loop callback. `zone`: what `current_zone()`
         returned for a batch of messages that all arrived before it was asked (else it is asked here)."""
         self.counters[_QUERIES[transport]] += 1
@@ -349,13 +350,6 @@ class DnsServer:
             if zone is None:
                 zone = self.current_zone()
             forwarding = self._cache_forwarding
-            if transport == "udp":  # the common shapes, cached (the UDP listener calls this itself first)
-                got = self._fast.udp(data, zone, forwarding)
-                if got is not None:
-                    self.counters["cache_hits"] += got[2]
-                    self._count_reply(got[1], False)
-                    respond(got[0])
-                    return False
             # A repeated question (up to letter case) costs a dict lookup instead of a parse and a pack.
             keyed = cache_key(data, transport) if self.cache_size else None
             if keyed is not None:
