@@ -9,7 +9,9 @@ ASCII, trailing bytes, an answer too big for the transport): `protocols.dns.answ
 reply is the same either way. The bytes are the ones dnslib would pack for the same decision, name
 compression included (dnslib compresses on exact, case-sensitive label matches, so a 0x20-cased question
 leaves our lowercase names uncompressed, and so do we); tests/unit/test_dns_fast.py compares the two on
-many generated queries.
+many generated queries. `FastPath.udp` puts an answer cache and NXDOMAIN answers per parent name in front of
+it (what the UDP listener calls per datagram); tests/unit/test_dns_fast_cache.py checks those mean what dnslib
+answers.
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ class _Index:
     against; the rendered tails are memoized under that key, so a miss costs a few dict lookups.
     """
 
-    __slots__ = ("_apexes", "_nodes", "_soas", "_tails", "apexes", "memo", "nonterminals", "owners", "suffixes",
-                 "ttl")
+    __slots__ = ("_apexes", "_nodes", "_soas", "_tails", "apexes", "cache", "memo", "negative", "nonterminals",
+                 "owners", "suffixes", "taken", "ttl")
 
     def __init__(self, zone: Zone) -> None:
         self.ttl = zone.ttl
@@ -98,12 +100,24 @@ class _Index:
         # The wire forms of every suffix of every name a worked-out tail writes (what questions can match).
         self.suffixes: set[bytes] = set()
         self.memo: dict[tuple[object, ...], bytes] = {}
+        # FastPath.udp's answers: key -> (end of the question name, flags, bytes after the name, reply header
+        # after the id, reply after the question, rcode).
+        self.cache: dict[bytes, tuple[int, bytes, bytes, bytes, bytes, int]] = {}
+        # NXDOMAIN answers by everything but the question's first label: a name nobody has gets the same reply
+        # as any other nobody has under the same parent, with the same first-label length and the same bytes
+        # around it (key: the query after the id without the first label's letters; value: end of the question
+        # name, reply header after the id, reply after the question). Only for names in none of `taken`.
+        self.negative: dict[bytes, tuple[int, bytes, bytes]] = {}
+        # Every name the fast path's answer depends on beyond its parent: owners, empty non-terminals,
+        # apexes, and the names a tail may compress against (grows with `suffixes`).
+        self.taken: set[bytes] = {*self.owners, *self.nonterminals, *self.apexes}
         self._tails: dict[tuple[bytes, int], _Tail | None] = {}
         self._soas: dict[tuple[bytes, int], _Tail | None] = {}
 
     def _named(self, labels: Labels) -> _Name:
         name = _name(labels)
         self.suffixes.update(suffix for suffix, _ in name)
+        self.taken.update(suffix for suffix, _ in name)
         return name
 
     def soa_tail(self, apex: bytes, rcode: int) -> _Tail | None:
@@ -211,14 +225,24 @@ def _apex_of(labels: Labels, apexes: frozenset[Labels]) -> Labels | None:
 
 
 class FastPath:
-    """Answers the common shapes; keeps the index of the last zone it was given (a new zone object rebuilds it)."""
+    """Answers the common shapes; keeps the index of the last zone it was given (a new zone object rebuilds it).
 
-    __slots__ = ("_index", "_zone", "answered")
+    `udp(query, zone, forwarding)` is the UDP listener's hot path: an answer cache in front of `answer`,
+    keyed by the query's bytes after the id with the question name lowercased, holding the reply's header
+    and everything after the question. It lives in the zone's index, so it goes with the zone (a new host
+    or lease is a new zone object) and with a change of forwarding (the RA bit). A hit is served with the
+    asker's id and the question exactly as sent (0x20 case kept); names in the cached records may point into
+    the question of another case, which names the same (DNS names compare case-insensitively).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_forwarding", "_index", "_zone", "answered", "cache_size")
+
+    def __init__(self, cache_size: int = 10000) -> None:
         self._zone: Zone | None = None
+        self._forwarding = False
         self._index: _Index | None = None
-        self.answered = 0
+        self.answered = 0  # answers worked out by this path (not counting cache hits)
+        self.cache_size = cache_size
 
     def _index_for(self, zone: Zone) -> _Index:
         if zone is not self._zone or self._index is None:
@@ -230,6 +254,55 @@ class FastPath:
         """The reply to `query`, or None when it is not a shape this path takes (then ask `protocols.dns.answer`)."""
         if type(query) is not bytes:
             query = bytes(query)  # names are sliced out as dict keys: they must be hashable
+        got = self._compute(query, self._index_for(zone), transport, forwarding)
+        return None if got is None else Reply(got[0], got[1])
+
+    def udp(self, query: bytes, zone: Zone, forwarding: bool) -> tuple[bytes, int, bool] | None:
+        """(reply, rcode, from the cache) for a query over UDP, worked out (then cached) on a miss; None: not
+        a shape of ours (ask `protocols.dns.answer`)."""
+        index = self._index
+        if zone is not self._zone or forwarding is not self._forwarding or index is None:
+            index = self._index = _Index(zone)
+            self._zone, self._forwarding = zone, forwarding
+        key = query[2:].lower()
+        hit = index.cache.get(key)
+        if hit is not None:
+            # Lowering keeps the label lengths (all below 'A'), so `end` is this query's too; the bytes
+            # lowering could have merged (flags, type, class, the OPT) must be the cached query's own.
+            end, flags, trail, head, rest, rcode = hit
+            if query[2:4] == flags and query[end:] == trail:
+                return b"".join((query[:2], head, query[12:end + 4], rest)), rcode, True
+        # A name nobody has: the answer of another such name under the same parent, when one was worked out.
+        first = query[12] + 13 if len(query) > 12 else 0
+        if 13 < first <= 76:
+            negative = index.negative.get(query[2:13] + query[first:])
+            if negative is not None:
+                end, head, rest = negative
+                if query[13:first].isascii() and key[10:end - 2] not in index.taken:
+                    return b"".join((query[:2], head, query[12:end + 4], rest)), _NXDOMAIN, True
+        if type(query) is not bytes:
+            query = bytes(query)
+        got = self._compute(query, index, "udp", forwarding)
+        if got is None:
+            return None
+        reply, rcode, end = got
+        if self.cache_size:
+            if rcode == _NXDOMAIN:
+                if key[10:end - 2] not in index.taken:
+                    negatives = index.negative
+                    if len(negatives) >= self.cache_size:
+                        negatives.clear()
+                    negatives[query[2:13] + query[query[12] + 13:]] = (end, reply[2:12], reply[end + 4:])
+            else:
+                cache = index.cache
+                if len(cache) >= self.cache_size:
+                    cache.clear()  # crude but O(1) amortised: a flood of unique names cannot grow memory
+                cache[key] = (end, query[2:4], query[end:], reply[2:12], reply[end + 4:], rcode)
+        return reply, rcode, False
+
+    def _compute(self, query: bytes, index: _Index, transport: Transport,
+                 forwarding: bool) -> tuple[bytes, int, int] | None:
+        """(reply, rcode, end of the question name) worked out from the zone's index, or None."""
         n = len(query)
         if n < 17:
             return None
@@ -283,7 +356,6 @@ class FastPath:
         elif pos != n:
             return None  # trailing bytes: let the full parser decide what they are
 
-        index = self._index_for(zone)
         lowered = qwire.lower()  # length bytes are at most 63, below 'A': only letters change
         tail: _Tail | None
         if lowered in index.owners:
@@ -304,11 +376,9 @@ class FastPath:
         if size > limit:
             return None  # the long way truncates
         self.answered += 1
-        return Reply(b"".join((
+        return b"".join((
             _HEADER.pack(qid, 0x8400 | (flags & 0x0110) | (0x80 if forwarding else 0) | tail.rcode,  # QR AA RD CD
                          1, tail.answers, tail.authority, 1 if edns else 0),
             query[12:end + 4],  # the question exactly as sent
             rendered,
-            _OUR_OPT if edns else b"")), tail.rcode)
-
-
+            _OUR_OPT if edns else b"")), tail.rcode, end

@@ -440,7 +440,10 @@ class TftpServer:
                 return
             datagram = machine.receive_lockstep(data, now)  # one DATA per ACK, in one call
             if datagram is not None:
-                self._send(transfer, [datagram])
+                try:
+                    sock.sendto(datagram, peer)
+                except OSError as exc:  # buffer full or peer unreachable: lost, the retransmission timer decides
+                    log.debug("tftp-send-failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
                 return
             self._send(transfer, machine.receive(data, now))
             if machine.finished:

@@ -77,6 +77,20 @@ class OctetBlocks:
         return out
 
 
+    def block_into(self, n: int, packet: bytearray) -> int:
+        """Block `n`'s payload copied into `packet` from offset 4 (lock-step's per-block path: no list, no new
+        bytes object); returns the payload's length. The same bytes `blocks(n, 1)` gives."""
+        bs = self._blksize
+        off = (n - 1) * bs - self._at
+        buffer = self._buffer
+        # Within the read-ahead (or past its end at end of file): a slice of it; else blocks() reads ahead.
+        in_buffer = off >= 0 and (off + bs <= len(buffer) or self._eof)
+        payload = buffer[off : off + bs] if in_buffer else self.blocks(n, 1)[0]
+        size = len(payload)
+        packet[4 : 4 + size] = payload
+        return size
+
+
 class NetasciiBlocks:
     __slots__ = ("_blksize", "_read", "_starts")
 

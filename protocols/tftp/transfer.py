@@ -63,6 +63,7 @@ class ReadTransfer:
         "_first_ack_retries",
         "_last_send",
         "_oack",
+        "_packet",
         "_progress_at",
         "_retries",
         "_sent",
@@ -123,6 +124,7 @@ class ReadTransfer:
         self._final: int | None = None  # absolute number of the last block, once read
         self._final_len = 0
         self._deadline: float | None = None
+        self._packet: bytearray | None = None  # lock-step's DATA, built in place block after block
         self._retries = 0
         self.outcome = Outcome.RUNNING
         self.peer_error: str | None = None
@@ -197,12 +199,13 @@ class ReadTransfer:
             self.peer_error = f"{_error_name(packet.code)}: {packet.message}"
         return []
 
-    def receive_lockstep(self, datagram: bytes, now: float) -> bytes | None:
+    def receive_lockstep(self, datagram: bytes, now: float) -> bytearray | memoryview | None:
         """Lock-step's steady state in one call: the ACK of the block in flight gives the next DATA.
 
         Exactly what receive() would do for it (same datagram, same state after), without its calls and
         lists; None for anything else (another packet, a window, the last block, a resend), and then
-        the caller hands the datagram to receive().
+        the caller hands the datagram to receive(). The DATA is one buffer of the transfer's, rewritten in
+        place by the next call (header packed into it, the block copied after it): send it before then.
         """
         sent = self._sent
         if (self.windowsize != 1 or self._final is not None or self._retries or self.outcome is not _RUNNING
@@ -212,13 +215,14 @@ class ReadTransfer:
         blocks = self._blocks
         if type(blocks) is not OctetBlocks:
             return None
+        packet = self._packet
+        if packet is None:
+            packet = self._packet = bytearray(4 + self.blksize)
         block = sent + 1
-        payload = blocks.blocks(block, 1)[0]
+        size = blocks.block_into(block, packet)
+        _DATA_HEADER.pack_into(packet, 0, _OP_DATA, block & 0xFFFF)
         self._acked = sent
         self._progress_at = now
-        if len(payload) < self.blksize:
-            self._final = block
-            self._final_len = len(payload)
         self._sent = block
         deadline = now + self._timeout
         stall = self._stall_timeout
@@ -227,7 +231,11 @@ class ReadTransfer:
         self._deadline = deadline
         self._last_send = now
         self.datagrams_sent += 1
-        return _DATA_HEADER.pack(_OP_DATA, block & 0xFFFF) + payload
+        if size < self.blksize:
+            self._final = block
+            self._final_len = size
+            return memoryview(packet)[: 4 + size]
+        return packet
 
     def on_timeout(self, now: float) -> list[bytes]:
         """Retransmit what is unacknowledged if the deadline passed; give up after max_retries."""
