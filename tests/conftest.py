@@ -12,6 +12,7 @@ import pytest
 from lab import diagnostics
 from lab.hostguard import HostSnapshot
 from lab.netns import Lab, lab_unavailable_reason, open_labs, sweep_stale_labs
+from tests.scheduling import longest_first
 
 # Lines a test prints that start with this are repeated in the session's summary (also from xdist workers):
 # the e2e tests' power-on -> installed -> login times, which issue notes and CI logs quote.
@@ -41,6 +42,17 @@ class TimingSummary:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(TimingSummary(), "imageserver-timings")
+    # pytest-xdist (3.x) otherwise re-sorts the loadfile/loadscope work units by their number of tests, most
+    # first: the one-test QEMU files, the longest of the suite, would start last (tests/scheduling.py).
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long test files first (tests/scheduling.py): each xdist worker collects in this order, and the
+    loadfile scheduler queues the files as they come in it."""
+    longest_first(items)
 
 
 @pytest.hookimpl(hookwrapper=True)

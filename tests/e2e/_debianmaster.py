@@ -14,6 +14,11 @@ The disk's label-id is fixed, so the PARTUUIDs in the cached tree's fstab match 
 The cache entry (/var/cache/imageserver/test/debian-master/<hash>/root) is keyed by the suite, mirror,
 package list and BUILD_VERSION (bump it when the recipe below changes); debootstrap's .debs are kept
 in debootstrap-debs/ next to it so a recipe change does not download them again.
+
+The Debian 13 recipes share one base (Recipe.base): the suite debootstrapped once with the packages every
+one of them has (debian-base/<hash>/root, cached the same way); each master's tree is a copy of it with the
+rest of its packages installed by apt, whose .debs are kept in apt-debs/<suite>/ for the next master. A
+derived master's key holds its base's key.
 """
 
 from __future__ import annotations
@@ -120,6 +125,9 @@ class Recipe:
     # Installed by apt-get in the tree after debootstrap: debootstrap takes the first of a dependency's
     # alternatives (initramfs-tools for the kernel), apt the one asked for (dracut).
     apt_packages: tuple[str, ...] = ()
+    # The packages of a debootstrapped base shared by the suite's recipes (built once, cached: build_base);
+    # empty: this recipe's own debootstrap. With a base, the rest of packages and apt_packages come by apt.
+    base: tuple[str, ...] = ()
 
     @property
     def prune_modules(self) -> tuple[str, ...]:
@@ -131,12 +139,15 @@ BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
 # Debian 13 as trixie installs it: ifupdown with dhcpcd-base (no isc-dhcp-client), a persistent journal.
 # BIOS only: no signed shim and GRUB.
 _NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
+# What every Debian 13 master below has: debootstrapped once (a cold cache built each recipe's own in 5-7 min).
+# No kernel: its initramfs tool differs (initramfs-tools, or dracut for the RHEL-shaped master).
+TRIXIE_BASE = ("systemd-sysv", "udev", "kmod", "grub2-common", "openssh-server", "fdisk", "rsync", "iproute2")
 TRIXIE = Recipe("trixie", (*(p for p in PACKAGES if p not in _NOT_ON_TRIXIE), "dhcpcd-base"), 1,
-                dhcp_client="dhcpcd", persistent_journal=True)
+                dhcp_client="dhcpcd", persistent_journal=True, base=TRIXIE_BASE)
 # Debian 13 on a btrfs root laid out as Ubuntu and openSUSE do: subvolumes @ (/) and @home (/home), mounted
 # with compression, the btrfs tools in the image and the kernel's btrfs module in its initramfs.
 BTRFS_TRIXIE = Recipe("trixie", (*TRIXIE.packages, "btrfs-progs"), 1, dhcp_client="dhcpcd",
-                      persistent_journal=True, root_fs="btrfs")
+                      persistent_journal=True, root_fs="btrfs", base=TRIXIE_BASE)
 BTRFS_SUBVOLUMES = {"/": "@", "/home": "@home"}
 BTRFS_OPTIONS = "compress=zstd:1,noatime"
 HOME_FILE = "home/admin/.profile"
@@ -147,7 +158,8 @@ RHEL_SHAPED = Recipe("trixie", ("systemd-sysv", "udev", "kmod", "grub2-common", 
                                 "iproute2", "xfsprogs"), 2,
                      dhcp_client="networkmanager", persistent_journal=True, initramfs="dracut",
                      network="networkmanager", root_fs="xfs",
-                     apt_packages=("linux-image-amd64", "dracut", "grub-efi-amd64", "network-manager"))
+                     apt_packages=("linux-image-amd64", "dracut", "grub-efi-amd64", "network-manager"),
+                     base=TRIXIE_BASE)
 # The master's NetworkManager keyfile (named for its own NIC, as RHEL's installer names it).
 MASTER_NM_KEYFILE = f"""[connection]
 id={MASTER_IFACE}
@@ -183,6 +195,17 @@ def cache_key(recipe: Recipe = BOOKWORM) -> str:
         inputs["dracut"] = DRACUT_HOSTONLY
     if recipe.network == "networkmanager":
         inputs["nm"] = MASTER_NM_KEYFILE
+    if recipe.base:
+        inputs["base"] = base_key(recipe)
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+BASE_VERSION = 1  # bump when build_base changes
+
+
+def base_key(recipe: Recipe) -> str:
+    """The cache key of `recipe`'s shared base: what debootstrap is given, and how the base is made."""
+    inputs = {"suite": recipe.suite, "mirror": MIRROR, "packages": sorted(recipe.base), "version": BASE_VERSION}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -209,8 +232,9 @@ def _partuuid(number: int) -> str:
 DRACUT_HOSTONLY = 'hostonly="yes"\nadd_drivers+=" virtio_blk virtio_pci virtio_scsi xfs "\n'
 
 
-def _apt_install(root: Path, packages: tuple[str, ...]) -> None:
-    """apt-get install in the debootstrapped tree (its own sources.list; no service started)."""
+def _apt_install(root: Path, packages: tuple[str, ...], archives: Path | None = None) -> None:
+    """apt-get install in the debootstrapped tree (its own sources.list; no service started). `archives`: a
+    directory of .debs kept between trees (bound on the tree's /var/cache/apt/archives, so not cleaned)."""
     if not packages:
         return
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
@@ -218,21 +242,26 @@ def _apt_install(root: Path, packages: tuple[str, ...]) -> None:
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     try:
-        with _bound_system(root):
+        with _bound_system(root, archives):
             _chroot(root, "apt-get update -qq\n"
                           f"apt-get install -y -qq --no-install-recommends {' '.join(packages)}\n"
-                          "apt-get clean\n")
+                          + ("" if archives else "apt-get clean\n"))
     finally:
         policy.unlink()
 
 
 @contextlib.contextmanager
-def _bound_system(root: Path) -> Iterator[None]:
+def _bound_system(root: Path, archives: Path | None = None) -> Iterator[None]:
     mounts = []
     try:
         for fs in ("proc", "sys", "dev"):
             _run(["mount", "--bind", f"/{fs}", str(root / fs)])
             mounts.append(root / fs)
+        if archives is not None:
+            (archives / "partial").mkdir(parents=True, exist_ok=True)
+            (root / "var/cache/apt/archives").mkdir(parents=True, exist_ok=True)
+            _run(["mount", "--bind", str(archives), str(root / "var/cache/apt/archives")])
+            mounts.append(root / "var/cache/apt/archives")
         # dracut turns host-only mode off unless /run is a mount too (a tree of its own, not the host's)
         _run(["mount", "-t", "tmpfs", "tmpfs", str(root / "run")])
         mounts.append(root / "run")
@@ -361,18 +390,43 @@ def cached_build(entry: Path, make: Callable[[Path], None]) -> Path:
     return entry
 
 
-def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
-    """The cached master tree for `recipe`, built (debootstrap + _masterize) if missing."""
+def _debootstrap(cache_dir: Path, suite: str, packages: tuple[str, ...], root: Path) -> None:
+    if shutil.which("debootstrap") is None:
+        raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
+    debs = cache_dir / "debootstrap-debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(packages)}", suite,
+          str(root)], timeout=1800)
+
+
+def build_base(cache_dir: Path, recipe: Recipe) -> Path:
+    """The cached tree that `recipe` shares with the other recipes of its base: the suite debootstrapped
+    with recipe.base (built once; its masters copy it, so it is never changed)."""
 
     def make(work: Path) -> None:
-        if shutil.which("debootstrap") is None:
-            raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
-        debs = cache_dir / "debootstrap-debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-              f"--include={','.join(recipe.packages)}", recipe.suite, str(work / "root")], timeout=1800)
-        _apt_install(work / "root", recipe.apt_packages)
-        _masterize(work / "root", recipe)
+        _debootstrap(cache_dir, recipe.suite, recipe.base, work / "root")
+
+    return cached_build(cache_dir / "debian-base" / base_key(recipe), make) / "root"
+
+
+def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
+    """The cached master tree for `recipe`, built (debootstrap or a copy of its base, apt, _masterize) if
+    missing."""
+
+    def make(work: Path) -> None:
+        root = work / "root"
+        if recipe.base:
+            # A copy of the shared base (reflinks where the filesystem has them; hard links, ACLs and
+            # xattrs kept), then the recipe's other packages by apt, their .debs kept for the next master.
+            _run(["cp", "-a", "--reflink=auto", str(build_base(cache_dir, recipe)), str(root)])
+            rest = tuple(p for p in (*recipe.packages, *recipe.apt_packages) if p not in recipe.base)
+            archives = cache_dir / "apt-debs" / recipe.suite
+            with build_lock(archives):  # one apt at a time in the shared .debs directory
+                _apt_install(root, rest, archives)
+        else:
+            _debootstrap(cache_dir, recipe.suite, recipe.packages, root)
+            _apt_install(root, recipe.apt_packages)
+        _masterize(root, recipe)
 
     return cached_build(cache_dir / "debian-master" / cache_key(recipe), make) / "root"
 
