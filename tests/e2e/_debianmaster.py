@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.boot.installer.per_machine import per_machine_paths
+from tests.e2e._foreignarch import with_foreign_arch
 
 SUITE = "bookworm"
 MIRROR = "debootstrap-default"  # no mirror argument: debootstrap takes its own default Debian mirror
@@ -41,6 +42,7 @@ PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "kmo
             # Secure Boot (the SB e2e test): Debian's signed shim and GRUB; the kernel above is the signed one.
             "shim-signed", "grub-efi-amd64-signed")
 BUILD_VERSION = 1
+HOST_ARCH = "amd64"  # Debian's name of this box's architecture (the suite runs on amd64)
 ROOT_PASSWORD = "imageserver"
 HOSTNAME = "debmaster"
 MASTER_IFACE = "ens3"  # the master's own NIC name: a clone's is another (Debian names virtio-net ens2 here)
@@ -60,6 +62,11 @@ PRUNE_MODULES = ("drivers/gpu", "drivers/net/wireless", "drivers/media", "driver
 
 # Prints the running system's facts on the serial console once it has an address: what the e2e test
 # reads without logging in (the lab's serial console is an output file).
+def report_service(console: str = "ttyS0") -> str:
+    """The report unit, writing to the serial console `console` (ttyS0 on x86, the PL011 ttyAMA0 on arm64)."""
+    return REPORT_SERVICE.replace("TTYPath=/dev/ttyS0", f"TTYPath=/dev/{console}")
+
+
 REPORT_SERVICE = f"""[Unit]
 Description=imageserver e2e: report this machine on the serial console
 After=network.target systemd-user-sessions.service
@@ -120,6 +127,14 @@ class Recipe:
     # Installed by apt-get in the tree after debootstrap: debootstrap takes the first of a dependency's
     # alternatives (initramfs-tools for the kernel), apt the one asked for (dracut).
     apt_packages: tuple[str, ...] = ()
+    # Debian's name of the tree's CPU architecture. Another than this box's: debootstrap --foreign here, its
+    # second stage and every chroot step run by qemu-user in a user namespace of their own (_foreignarch.py).
+    arch: str = "amd64"
+
+    @property
+    def console(self) -> str:
+        """The serial console's device: the PL011 on QEMU's arm64 virt machine, the 8250 on a PC."""
+        return "ttyAMA0" if self.arch == "arm64" else "ttyS0"
 
     @property
     def prune_modules(self) -> tuple[str, ...]:
@@ -128,6 +143,11 @@ class Recipe:
 
 
 BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
+# Debian 12 for arm64 (UEFI only: GRUB's arm64-efi, installed by the installer with --target=arm64-efi), the
+# minimal set that boots QEMU's virt machine to login: built on this amd64 box (tests/e2e/_foreignarch.py).
+ARM64_BOOKWORM = Recipe(SUITE, ("systemd-sysv", "udev", "linux-image-arm64", "initramfs-tools", "kmod",
+                                "grub-efi-arm64-bin", "grub2-common", "ifupdown", "isc-dhcp-client",
+                                "openssh-server", "fdisk", "rsync", "iproute2"), 1, arch="arm64")
 # Debian 13 as trixie installs it: ifupdown with dhcpcd-base (no isc-dhcp-client), a persistent journal.
 # BIOS only: no signed shim and GRUB.
 _NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
@@ -170,11 +190,11 @@ MASTER_DHCPCD_SECRET = b"\x5e\xed" * 32
 def cache_key(recipe: Recipe = BOOKWORM) -> str:
     inputs: dict[str, object] = {"suite": recipe.suite, "mirror": MIRROR, "packages": sorted(recipe.packages),
                                  "version": recipe.build_version, "table": DISK_TABLE,
-                                 "prune": [*PRUNE, *PRUNE_MODULES], "report": REPORT_SERVICE}
+                                 "prune": [*PRUNE, *PRUNE_MODULES], "report": report_service(recipe.console)}
     if recipe != BOOKWORM:  # the Debian 12 key as it always was (its cached tree stays valid)
         inputs.update(dhcp_client=recipe.dhcp_client, persistent_journal=recipe.persistent_journal)
     defaults = Recipe("", (), 0)
-    for key in ("initramfs", "network", "root_fs", "apt_packages"):  # the Debian 13 key as it was, too
+    for key in ("initramfs", "network", "root_fs", "apt_packages", "arch"):  # the Debian 13 key as it was, too
         if getattr(recipe, key) != getattr(defaults, key):
             inputs[key] = getattr(recipe, key)
     if recipe.prune_modules != PRUNE_MODULES:
@@ -194,10 +214,25 @@ def _run(argv: list[str], **kw: object) -> str:
     return result.stdout
 
 
-def _chroot(root: Path, script: str) -> str:
+def _chroot(root: Path, script: str, arch: str = "amd64") -> str:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C",
            "HOME": "/root"}
-    return _run(["chroot", str(root), "/bin/sh", "-ec", script], env=env)
+    return in_tree(root, ["/bin/sh", "-ec", script], arch, env)
+
+
+def in_tree(root: Path, argv: list[str], arch: str = HOST_ARCH, env: dict[str, str] | None = None,
+            timeout: float = 3600) -> str:
+    """`chroot root argv...`: directly for this box's architecture, through qemu-user in a user namespace
+    with its own binfmt_misc for another (the host's binfmt_misc is never touched)."""
+    command = ["chroot", str(root), *argv]
+    env = env if env is not None else {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    if arch == HOST_ARCH:
+        return _run(command, env=env, timeout=timeout)
+    result = with_foreign_arch(arch, command, timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise MasterBuildError(f"{' '.join(command)} ({arch}) failed ({result.returncode}):\n"
+                               f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
 
 
 def _partuuid(number: int) -> str:
@@ -209,7 +244,7 @@ def _partuuid(number: int) -> str:
 DRACUT_HOSTONLY = 'hostonly="yes"\nadd_drivers+=" virtio_blk virtio_pci virtio_scsi xfs "\n'
 
 
-def _apt_install(root: Path, packages: tuple[str, ...]) -> None:
+def _apt_install(root: Path, packages: tuple[str, ...], arch: str = HOST_ARCH) -> None:
     """apt-get install in the debootstrapped tree (its own sources.list; no service started)."""
     if not packages:
         return
@@ -221,7 +256,7 @@ def _apt_install(root: Path, packages: tuple[str, ...]) -> None:
         with _bound_system(root):
             _chroot(root, "apt-get update -qq\n"
                           f"apt-get install -y -qq --no-install-recommends {' '.join(packages)}\n"
-                          "apt-get clean\n")
+                          "apt-get clean\n", arch)
     finally:
         policy.unlink()
 
@@ -259,7 +294,7 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         (root / "etc/network/interfaces").write_text(
             "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
             f"allow-hotplug {MASTER_IFACE}\niface {MASTER_IFACE} inet dhcp\n")
-    cmdline = "console=ttyS0,115200"
+    cmdline = f"console={recipe.console},115200"
     if recipe.initramfs == "dracut":
         cmdline += f" resume=UUID={MASTER_SWAP_UUID}"  # where RHEL's installer puts it
         (root / "etc/dracut.conf.d").mkdir(parents=True, exist_ok=True)
@@ -268,10 +303,13 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/initramfs-tools/conf.d/resume").write_text(f"RESUME=UUID={MASTER_SWAP_UUID}\n")
     (root / "etc/default").mkdir(exist_ok=True)
+    # GRUB's own terminal: the PC's first serial port; on arm64 the firmware's console (AAVMF's is the PL011,
+    # which GRUB's serial command does not know as unit 0).
+    terminal = ('GRUB_TERMINAL=console\n' if recipe.arch == "arm64" else
+                'GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
     (root / "etc/default/grub").write_text(
         'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\nGRUB_CMDLINE_LINUX_DEFAULT=""\n'
-        f'GRUB_CMDLINE_LINUX="{cmdline}"\nGRUB_TERMINAL=serial\n'
-        'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
+        f'GRUB_CMDLINE_LINUX="{cmdline}"\n' + terminal)
     if recipe.initramfs == "dracut":
         # A BLS entry as RHEL's kernel-install writes it (named by the machine-id; Debian's GRUB reads none).
         entries = root / "boot/loader/entries"
@@ -310,7 +348,7 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         journal.mkdir(parents=True, exist_ok=True)
         (journal / "system.journal").write_bytes(b"LPKSHHRH" + f"master {MASTER_MACHINE_ID}".encode())
     unit = root / "etc/systemd/system/imageserver-report.service"
-    unit.write_text(REPORT_SERVICE)
+    unit.write_text(report_service(recipe.console))
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / unit.name).unlink(missing_ok=True)
@@ -326,7 +364,7 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
                  "update-initramfs -u -k all\n")
     with _bound_system(root):
         _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
-                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs)
+                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs, recipe.arch)
 
 
 @contextlib.contextmanager
@@ -369,9 +407,19 @@ def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
             raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
         debs = cache_dir / "debootstrap-debs"
         debs.mkdir(parents=True, exist_ok=True)
-        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-              f"--include={','.join(recipe.packages)}", recipe.suite, str(work / "root")], timeout=1800)
-        _apt_install(work / "root", recipe.apt_packages)
+        include = f"--include={','.join(recipe.packages)}"
+        if recipe.arch == HOST_ARCH:
+            _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", include, recipe.suite,
+                  str(work / "root")], timeout=1800)
+        else:
+            # The first stage here (it makes /dev's nodes as real root), the second in the tree by qemu-user.
+            _run(["debootstrap", "--foreign", f"--arch={recipe.arch}", "--variant=minbase", f"--cache-dir={debs}",
+                  include, recipe.suite, str(work / "root")], timeout=1800)
+            # container=lxc: no mknod test in the second stage (a user namespace makes no device nodes; the
+            # first stage made them).
+            in_tree(work / "root", ["/debootstrap/debootstrap", "--second-stage"], recipe.arch,
+                     {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "container": "lxc"})
+        _apt_install(work / "root", recipe.apt_packages, recipe.arch)
         _masterize(work / "root", recipe)
 
     return cached_build(cache_dir / "debian-master" / cache_key(recipe), make) / "root"
@@ -400,12 +448,12 @@ GPT_FSTAB = ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
 REPORT_BEFORE_GETTY = "[Unit]\nBefore=serial-getty@ttyS0.service\n"
 
 
-def reports_before_getty(root: Path) -> None:
-    """Order every imageserver-*report unit of the tree `root` before the serial getty."""
+def reports_before_getty(root: Path, console: str = "ttyS0") -> None:
+    """Order every imageserver-*report unit of the tree `root` before the serial getty of `console`."""
     for unit in (root / "etc/systemd/system").glob("imageserver-*report.service"):
         drop_in = unit.parent / f"{unit.name}.d"
         drop_in.mkdir(exist_ok=True)
-        (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY)
+        (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY.replace("ttyS0", console))
     leased = root / "etc/systemd/system/imageserver-report.service.d"
     if leased.is_dir():
         (leased / "leased-address.conf").write_text(REPORT_LEASED_ADDRESS)
@@ -420,7 +468,7 @@ def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Reci
     name = f"debian-master-{recipe.suite}-{cache_key(recipe)[:8]}-{firmware}"
     root = work / f"{name}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
-    reports_before_getty(root)
+    reports_before_getty(root, recipe.console)
     plant_per_machine_state(root)
     disk = work / f"{name}-disk.img"
     with open(disk, "wb") as f:
