@@ -191,6 +191,8 @@ def cache_key(recipe: Recipe = BOOKWORM) -> str:
     inputs: dict[str, object] = {"suite": recipe.suite, "mirror": MIRROR, "packages": sorted(recipe.packages),
                                  "version": recipe.build_version, "table": DISK_TABLE,
                                  "prune": [*PRUNE, *PRUNE_MODULES], "report": report_service(recipe.console)}
+    if recipe.arch != HOST_ARCH:
+        inputs["initramfs_modules"] = FOREIGN_INITRAMFS_MODULES
     if recipe != BOOKWORM:  # the Debian 12 key as it always was (its cached tree stays valid)
         inputs.update(dhcp_client=recipe.dhcp_client, persistent_journal=recipe.persistent_journal)
     defaults = Recipe("", (), 0)
@@ -242,6 +244,21 @@ def _partuuid(number: int) -> str:
 # dracut as RHEL configures it: host-only (the image holds this machine's drivers, and its /etc/machine-id
 # and /etc/hostname); the virtio drivers and xfs are there in any case (the tree is built on another host).
 DRACUT_HOSTONLY = 'hostonly="yes"\nadd_drivers+=" virtio_blk virtio_pci virtio_scsi xfs "\n'
+
+
+# A foreign-architecture master's initramfs holds the modules a QEMU virt machine needs for its root, not
+# initramfs-tools' "most": under qemu-user every module costs several emulated forks (measured here: "most" took
+# more than 15 min for Debian's arm64 kernel, with its SoC drivers). Written before the second stage, so the
+# kernel's postinst builds the small one too.
+FOREIGN_INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "ext4", "vfat", "nls_cp437",
+                             "nls_ascii")
+
+
+def _initramfs_module_list(root: Path) -> None:
+    conf = root / "etc/initramfs-tools"
+    (conf / "conf.d").mkdir(parents=True, exist_ok=True)
+    (conf / "conf.d/imageserver-modules").write_text("MODULES=list\n")
+    (conf / "modules").write_text("".join(f"{m}\n" for m in FOREIGN_INITRAMFS_MODULES))
 
 
 def _apt_install(root: Path, packages: tuple[str, ...], arch: str = HOST_ARCH) -> None:
@@ -362,6 +379,8 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
             shutil.rmtree(modules / "kernel" / rel, ignore_errors=True)
     initramfs = ("dracut -f --regenerate-all\n" if recipe.initramfs == "dracut" else
                  "update-initramfs -u -k all\n")
+    if recipe.arch != HOST_ARCH:
+        _initramfs_module_list(root)
     with _bound_system(root):
         _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
                       "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs, recipe.arch)
@@ -415,6 +434,7 @@ def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
             # The first stage here (it makes /dev's nodes as real root), the second in the tree by qemu-user.
             _run(["debootstrap", "--foreign", f"--arch={recipe.arch}", "--variant=minbase", f"--cache-dir={debs}",
                   include, recipe.suite, str(work / "root")], timeout=1800)
+            _initramfs_module_list(work / "root")
             # container=lxc: no mknod test in the second stage (a user namespace makes no device nodes; the
             # first stage made them).
             in_tree(work / "root", ["/debootstrap/debootstrap", "--second-stage"], recipe.arch,
