@@ -76,7 +76,8 @@ def sight_x64_machine(demo: DemoLab) -> None:
     x64 = {"93": "0007", "60": b"PXEClient:Arch:00007:UNDI:003016".hex()}
     argv = [sys.executable, "-m", "tests.system._rawdhcp", iface, "discover",
             json.dumps([{"mac": X64_MAC, "options": x64, "request": True}])]
-    reply = json.loads(demo.master.run(argv, timeout=60).stdout)[0]
+    assert demo.app is not None
+    reply = json.loads(demo.master.run(argv, timeout=60, env=demo.app.env()).stdout)[0]
     assert reply["ack"] is not None, reply
 
 
