@@ -41,9 +41,10 @@ from state.hosts import (
     host_count,
     host_records,
 )
-from state.images import versions_of_images
+from state.images import arches_of_images, versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
 from state.leases import LeaseModel
+from state.sightings import machine_arches
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,8 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
     inherited = effective_hosts(src.reader, names)  # with what each inherits from its profile
     images = {h.image for h in inherited.values() if h.image}
     versions = versions_of_images(src.reader, images)
+    arches = arches_of_images(src.reader, images)
+    client_arches = machine_arches(src.reader, macs)
     defaults = transports.image_transports(src.reader, images)
     bmcs = bmc_sources(src.reader, names)  # whose BMC: its own, else its profile's (the view decides)
     powers = power_views(src.reader, names)
@@ -202,7 +205,9 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
         latest = src.progress.get(h.name) if src.progress is not None else None
         boot = None
         if src.boot_policy is not None and h.mac:
-            boot = BootDecision.of(decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy))
+            boot = BootDecision.of(decide_boot(h.mac, h, versions.get(h.image or "", ()), src.boot_policy,
+                                               client_arch=client_arches.get(h.mac),
+                                               arches=arches.get(h.image or "")))
         out.append(HostView(
             name=h.name, mac=h.mac, ip=str(h.ip) if h.ip is not None else None, image=own.image,
             version=own.version,

@@ -17,7 +17,7 @@ from domain.views import doc, view_json
 from protocols.mac import normalize_mac
 from state.boot import decide_boot
 from state.hosts import Host, effective_hosts_for_macs, host_macs, hosts_for_macs
-from state.images import versions_of_images
+from state.images import arches_of_images, versions_of_images
 from state.inventories import inventories_of
 from state.sightings import Machine, stored_machines
 
@@ -75,7 +75,9 @@ class MachinePage:
 def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> list[MachineView]:
     macs = [m.mac for m, _ in machines]
     hosts: dict[str, Host] = effective_hosts_for_macs(src.reader, macs)
-    versions = versions_of_images(src.reader, {h.image for h in hosts.values() if h.image})
+    image_names = {h.image for h in hosts.values() if h.image}
+    versions = versions_of_images(src.reader, image_names)
+    arches = arches_of_images(src.reader, image_names)
     policy = src.boot_policy
     inspect = policy is not None and policy.inspect
     stored = inventories_of(src.reader, macs)  # one query a page, as every table here
@@ -86,8 +88,9 @@ def _views(src: Sources, machines: list[tuple[Machine, bool]], detail: bool) -> 
         boot: str | dict[str, Any] | None = None
         if src.boot_policy is not None:
             images = versions.get(host.image, ()) if host is not None and host.image else ()
-            decision = view_json(BootDecision.of(decide_boot(m.mac, host, images, src.boot_policy,
-                                                                  inventoried=not inspect or m.mac in stored)))
+            decision = view_json(BootDecision.of(decide_boot(
+                m.mac, host, images, src.boot_policy, inventoried=not inspect or m.mac in stored, client_arch=m.arch,
+                arches=arches.get(host.image) if host is not None and host.image else None)))
             boot = decision if detail else decision["kind"]
         inv = stored.get(m.mac)
         out.append(MachineView.of(m, seen, host, boot, inventory_of(src.reader, m.mac) if detail else None,

@@ -14,6 +14,10 @@ Decision table (host = the hosts row with this MAC; policy = [boot] unknown, pol
   new | assigned | installing image has the version asked for   install (installing = a retry after
                                                                   an interrupted install)
   new | assigned | installing image missing / version missing   wait: nothing to install yet
+  new | assigned | installing the version is of another CPU     wait: refused, with the reason (the host
+                              architecture than the machine's     was assigned before its firmware said
+                              firmware reported (option 93)       what it is; an installer of the wrong
+                                                                  architecture is never served)
   installed                   -                                 local: never an install loop
   failed                      -                                 local: never loop; the operator
                                                                   reinstalls explicitly
@@ -26,13 +30,15 @@ inherits from its profile (state.hosts.effective_host_by_mac): a profile's image
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from protocols.arch import mismatch as arch_mismatch
 from state.hosts import Host, effective_host_by_mac
-from state.images import image_versions
+from state.images import image_arches, image_versions
 from state.inventories import has_inventory
+from state.sightings import machine_arch
 
 # What a machine with no host (or no image) boots ([boot] unknown): poll until assigned, or its local disk.
 UnknownBoot = Literal["wait", "local"]
@@ -84,9 +90,12 @@ def _unassigned(mac: str, policy: BootPolicy, reason: str, hostname: str | None 
 
 
 def decide_boot(mac: str, host: Host | None, versions: Sequence[int], policy: BootPolicy, *,
-                inventoried: bool = True) -> BootDecision:
-    """The boot decision for `mac`, given its host (or None), the captured versions of the host's image and
-    whether the machine has a stored inventory (asked only for an inspect)."""
+                inventoried: bool = True, client_arch: int | None = None,
+                arches: Mapping[int, str | None] | None = None) -> BootDecision:
+    """The boot decision for `mac`, given its host (or None) and the captured versions of the host's image;
+    `inventoried`: whether the machine has a stored inventory (asked only for an inspect); `client_arch`: the
+    machine's DHCP option 93 (None: not known), `arches`: the image's architecture by version
+    (protocols/arch.py names; a version missing or None: not known, nothing refused on a guess)."""
     poll = policy.poll_seconds
     if host is None:
         if policy.inspect and policy.unknown == "wait" and not inventoried:
@@ -111,6 +120,10 @@ def decide_boot(mac: str, host: Host | None, versions: Sequence[int], policy: Bo
     if version not in versions:
         return BootDecision("wait", mac, f"image {host.image} has no version {version} (host {name})", poll,
                             hostname=name, image=host.image)
+    problem = arch_mismatch((arches or {}).get(version), client_arch)
+    if problem is not None:
+        return BootDecision("wait", mac, f"refused to install {host.image} v{version} on host {name}: {problem}",
+                            poll, hostname=name, image=host.image, version=version)
     return BootDecision("install", mac, f"host {name} is {host.state}: install {host.image} v{version}", poll,
                         hostname=name, image=host.image, version=version, install_token=host.install_token,
                         kernel_args=host.kernel_args)
@@ -120,6 +133,8 @@ def boot_decision_for_mac(conn: sqlite3.Connection, mac: str, policy: BootPolicy
     """Read the host (with what it inherits from its profile) and its image's versions, then decide (the
     reads are the only impure part)."""
     host = effective_host_by_mac(conn, mac)
-    versions = image_versions(conn, host.image) if host is not None and host.image else ()
-    inventoried = not (host is None and policy.inspect) or has_inventory(conn, mac)
-    return decide_boot(mac, host, versions, policy, inventoried=inventoried)
+    if host is None or not host.image:
+        inventoried = not (host is None and policy.inspect) or has_inventory(conn, mac)
+        return decide_boot(mac, host, (), policy, inventoried=inventoried)
+    return decide_boot(mac, host, image_versions(conn, host.image), policy, client_arch=machine_arch(conn, mac),
+                       arches=image_arches(conn, host.image))

@@ -105,6 +105,24 @@ def image_bytes(conn: sqlite3.Connection, image: str, version: int) -> int | Non
     return int(row[0]) if row is not None and row[0] is not None else None
 
 
+def image_arches(conn: sqlite3.Connection, image: str) -> dict[int, str | None]:
+    """Version -> architecture of each captured version of `image` (None where it is not known)."""
+    rows = conn.execute("SELECT version, arch FROM images WHERE name = ?", (image,)).fetchall()
+    return {int(r[0]): r[1] for r in rows}
+
+
+def arches_of_images(conn: sqlite3.Connection, images: set[str]) -> dict[str, dict[int, str | None]]:
+    """image_arches for each of `images` (one query)."""
+    if not images:
+        return {}
+    names = sorted(images)
+    out: dict[str, dict[int, str | None]] = {n: {} for n in names}
+    for name, version, arch in conn.execute(
+            f"SELECT name, version, arch FROM images WHERE name IN ({', '.join('?' * len(names))})", names):
+        out[name][int(version)] = arch
+    return out
+
+
 def image_arch(conn: sqlite3.Connection, image: str, version: int | None) -> str | None:
     """The architecture of `image` vN (None: its newest); None if the version or its architecture is not known."""
     if version is None:

@@ -292,6 +292,16 @@ def machine_arch(conn: sqlite3.Connection, mac: str) -> int | None:
     return int(row[0]) if row is not None and row[0] is not None else None
 
 
+def machine_arches(conn: sqlite3.Connection, macs: Iterable[str]) -> dict[str, int]:
+    """machine_arch for each of `macs` that reported one (one query)."""
+    wanted = sorted(set(macs))
+    if not wanted:
+        return {}
+    rows = conn.execute(f"SELECT mac, arch FROM machines WHERE arch IS NOT NULL AND mac IN "
+                        f"({', '.join('?' * len(wanted))})", wanted).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 def stored_machines(conn: sqlite3.Connection) -> list[Machine]:
     """Every machine in the table, most recently seen first (for readers without the live log)."""
     rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM machines ORDER BY last_seen DESC, mac").fetchall()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.boot.installer import INSTALLER_DIRS
 from appliance.config import BootConfig
 from services.base import ServiceError, ServiceStatus
 from state.eventlog import EventLog
@@ -142,6 +143,17 @@ def sync_boot_files(files: tuple[BootFile, ...], root: Path) -> SyncReport:
     return report
 
 
+def installers_present(root: Path) -> dict[str, dict[str, str]]:
+    """Each architecture whose installer mkbootenv has written into `root` (kernel and initrd both there):
+    arch -> its kernel and initrd, as paths inside the boot root."""
+    present = {}
+    for arch, directory in INSTALLER_DIRS.items():
+        files = {"kernel": f"{directory.name}/vmlinuz", "initrd": f"{directory.name}/initrd.img"}
+        if all((root / f).is_file() for f in files.values()):
+            present[arch] = files
+    return present
+
+
 def installer_missing(root: Path) -> list[str]:
     """The installer files mkbootenv has not (yet) written into `root` (two stats)."""
     return [n for n in (INSTALLER_KERNEL, INSTALLER_INITRD) if not (root / n).is_file()]
@@ -212,4 +224,6 @@ class BootFiles:
             # mkbootenv writes the installer while the daemon runs: look again rather than report the last sync.
             self.report.installer_missing = installer_missing(self.root)
             out.update(self.report.as_dict(wanted_boot_files(self.boot)))
+            # Every architecture's installer there ("installer" above is the amd64 one mkbootenv makes first).
+            out["installers"] = installers_present(self.root)
         return out

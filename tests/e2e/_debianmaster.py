@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.boot.installer.per_machine import per_machine_paths
+from tests.e2e._foreignarch import with_foreign_arch
 
 SUITE = "bookworm"
 MIRROR = "debootstrap-default"  # no mirror argument: debootstrap takes its own default Debian mirror
@@ -46,6 +47,7 @@ PACKAGES = ("systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "kmo
             # Secure Boot (the SB e2e test): Debian's signed shim and GRUB; the kernel above is the signed one.
             "shim-signed", "grub-efi-amd64-signed")
 BUILD_VERSION = 1
+HOST_ARCH = "amd64"  # Debian's name of this box's architecture (the suite runs on amd64)
 ROOT_PASSWORD = "imageserver"
 HOSTNAME = "debmaster"
 MASTER_IFACE = "ens3"  # the master's own NIC name: a clone's is another (Debian names virtio-net ens2 here)
@@ -65,6 +67,11 @@ PRUNE_MODULES = ("drivers/gpu", "drivers/net/wireless", "drivers/media", "driver
 
 # Prints the running system's facts on the serial console once it has an address: what the e2e test
 # reads without logging in (the lab's serial console is an output file).
+def report_service(console: str = "ttyS0") -> str:
+    """The report unit, writing to the serial console `console` (ttyS0 on x86, the PL011 ttyAMA0 on arm64)."""
+    return REPORT_SERVICE.replace("TTYPath=/dev/ttyS0", f"TTYPath=/dev/{console}")
+
+
 REPORT_SERVICE = f"""[Unit]
 Description=imageserver e2e: report this machine on the serial console
 After=network.target systemd-user-sessions.service
@@ -128,6 +135,14 @@ class Recipe:
     # The packages of a debootstrapped base shared by the suite's recipes (built once, cached: build_base);
     # empty: this recipe's own debootstrap. With a base, the rest of packages and apt_packages come by apt.
     base: tuple[str, ...] = ()
+    # Debian's name of the tree's CPU architecture. Another than this box's: debootstrap --foreign here, its
+    # second stage and every chroot step run by qemu-user in a user namespace of their own (_foreignarch.py).
+    arch: str = "amd64"
+
+    @property
+    def console(self) -> str:
+        """The serial console's device: the PL011 on QEMU's arm64 virt machine, the 8250 on a PC."""
+        return "ttyAMA0" if self.arch == "arm64" else "ttyS0"
 
     @property
     def prune_modules(self) -> tuple[str, ...]:
@@ -136,6 +151,11 @@ class Recipe:
 
 
 BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
+# Debian 12 for arm64 (UEFI only: GRUB's arm64-efi, installed by the installer with --target=arm64-efi), the
+# minimal set that boots QEMU's virt machine to login: built on this amd64 box (tests/e2e/_foreignarch.py).
+ARM64_BOOKWORM = Recipe(SUITE, ("systemd-sysv", "udev", "linux-image-arm64", "initramfs-tools", "kmod",
+                                "grub-efi-arm64-bin", "grub2-common", "ifupdown", "isc-dhcp-client",
+                                "openssh-server", "fdisk", "rsync", "iproute2"), 1, arch="arm64")
 # Debian 13 as trixie installs it: ifupdown with dhcpcd-base (no isc-dhcp-client), a persistent journal.
 # BIOS only: no signed shim and GRUB.
 _NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
@@ -182,11 +202,13 @@ MASTER_DHCPCD_SECRET = b"\x5e\xed" * 32
 def cache_key(recipe: Recipe = BOOKWORM) -> str:
     inputs: dict[str, object] = {"suite": recipe.suite, "mirror": MIRROR, "packages": sorted(recipe.packages),
                                  "version": recipe.build_version, "table": DISK_TABLE,
-                                 "prune": [*PRUNE, *PRUNE_MODULES], "report": REPORT_SERVICE}
+                                 "prune": [*PRUNE, *PRUNE_MODULES], "report": report_service(recipe.console)}
+    if recipe.arch != HOST_ARCH:
+        inputs["initramfs_modules"] = FOREIGN_INITRAMFS_MODULES
     if recipe != BOOKWORM:  # the Debian 12 key as it always was (its cached tree stays valid)
         inputs.update(dhcp_client=recipe.dhcp_client, persistent_journal=recipe.persistent_journal)
     defaults = Recipe("", (), 0)
-    for key in ("initramfs", "network", "root_fs", "apt_packages"):  # the Debian 13 key as it was, too
+    for key in ("initramfs", "network", "root_fs", "apt_packages", "arch"):  # the Debian 13 key as it was, too
         if getattr(recipe, key) != getattr(defaults, key):
             inputs[key] = getattr(recipe, key)
     if recipe.prune_modules != PRUNE_MODULES:
@@ -217,10 +239,25 @@ def _run(argv: list[str], **kw: object) -> str:
     return result.stdout
 
 
-def _chroot(root: Path, script: str) -> str:
+def _chroot(root: Path, script: str, arch: str = "amd64") -> str:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C",
            "HOME": "/root"}
-    return _run(["chroot", str(root), "/bin/sh", "-ec", script], env=env)
+    return in_tree(root, ["/bin/sh", "-ec", script], arch, env)
+
+
+def in_tree(root: Path, argv: list[str], arch: str = HOST_ARCH, env: dict[str, str] | None = None,
+            timeout: float = 3600) -> str:
+    """`chroot root argv...`: directly for this box's architecture, through qemu-user in a user namespace
+    with its own binfmt_misc for another (the host's binfmt_misc is never touched)."""
+    command = ["chroot", str(root), *argv]
+    env = env if env is not None else {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    if arch == HOST_ARCH:
+        return _run(command, env=env, timeout=timeout)
+    result = with_foreign_arch(arch, command, timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise MasterBuildError(f"{' '.join(command)} ({arch}) failed ({result.returncode}):\n"
+                               f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result.stdout
 
 
 def _partuuid(number: int) -> str:
@@ -232,7 +269,23 @@ def _partuuid(number: int) -> str:
 DRACUT_HOSTONLY = 'hostonly="yes"\nadd_drivers+=" virtio_blk virtio_pci virtio_scsi xfs "\n'
 
 
-def _apt_install(root: Path, packages: tuple[str, ...], archives: Path | None = None) -> None:
+# A foreign-architecture master's initramfs holds the modules a QEMU virt machine needs for its root, not
+# initramfs-tools' "most": under qemu-user every module costs several emulated forks (measured here: "most" took
+# more than 15 min for Debian's arm64 kernel, with its SoC drivers). Written before the second stage, so the
+# kernel's postinst builds the small one too.
+FOREIGN_INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "ext4", "vfat", "nls_cp437",
+                             "nls_ascii")
+
+
+def _initramfs_module_list(root: Path) -> None:
+    conf = root / "etc/initramfs-tools"
+    (conf / "conf.d").mkdir(parents=True, exist_ok=True)
+    (conf / "conf.d/imageserver-modules").write_text("MODULES=list\n")
+    (conf / "modules").write_text("".join(f"{m}\n" for m in FOREIGN_INITRAMFS_MODULES))
+
+
+def _apt_install(root: Path, packages: tuple[str, ...], archives: Path | None = None, arch: str = HOST_ARCH
+                 ) -> None:
     """apt-get install in the debootstrapped tree (its own sources.list; no service started). `archives`: a
     directory of .debs kept between trees (bound on the tree's /var/cache/apt/archives, so not cleaned)."""
     if not packages:
@@ -245,7 +298,7 @@ def _apt_install(root: Path, packages: tuple[str, ...], archives: Path | None = 
         with _bound_system(root, archives):
             _chroot(root, "apt-get update -qq\n"
                           f"apt-get install -y -qq --no-install-recommends {' '.join(packages)}\n"
-                          + ("" if archives else "apt-get clean\n"))
+                          + ("" if archives else "apt-get clean\n"), arch)
     finally:
         policy.unlink()
 
@@ -288,7 +341,7 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         (root / "etc/network/interfaces").write_text(
             "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\n"
             f"allow-hotplug {MASTER_IFACE}\niface {MASTER_IFACE} inet dhcp\n")
-    cmdline = "console=ttyS0,115200"
+    cmdline = f"console={recipe.console},115200"
     if recipe.initramfs == "dracut":
         cmdline += f" resume=UUID={MASTER_SWAP_UUID}"  # where RHEL's installer puts it
         (root / "etc/dracut.conf.d").mkdir(parents=True, exist_ok=True)
@@ -297,10 +350,13 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         (root / "etc/initramfs-tools/conf.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/initramfs-tools/conf.d/resume").write_text(f"RESUME=UUID={MASTER_SWAP_UUID}\n")
     (root / "etc/default").mkdir(exist_ok=True)
+    # GRUB's own terminal: the PC's first serial port; on arm64 the firmware's console (AAVMF's is the PL011,
+    # which GRUB's serial command does not know as unit 0).
+    terminal = ('GRUB_TERMINAL=console\n' if recipe.arch == "arm64" else
+                'GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
     (root / "etc/default/grub").write_text(
         'GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR="Debian"\nGRUB_CMDLINE_LINUX_DEFAULT=""\n'
-        f'GRUB_CMDLINE_LINUX="{cmdline}"\nGRUB_TERMINAL=serial\n'
-        'GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n')
+        f'GRUB_CMDLINE_LINUX="{cmdline}"\n' + terminal)
     if recipe.initramfs == "dracut":
         # A BLS entry as RHEL's kernel-install writes it (named by the machine-id; Debian's GRUB reads none).
         entries = root / "boot/loader/entries"
@@ -339,7 +395,7 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
         journal.mkdir(parents=True, exist_ok=True)
         (journal / "system.journal").write_bytes(b"LPKSHHRH" + f"master {MASTER_MACHINE_ID}".encode())
     unit = root / "etc/systemd/system/imageserver-report.service"
-    unit.write_text(REPORT_SERVICE)
+    unit.write_text(report_service(recipe.console))
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / unit.name).unlink(missing_ok=True)
@@ -353,9 +409,11 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
             shutil.rmtree(modules / "kernel" / rel, ignore_errors=True)
     initramfs = ("dracut -f --regenerate-all\n" if recipe.initramfs == "dracut" else
                  "update-initramfs -u -k all\n")
+    if recipe.arch != HOST_ARCH:
+        _initramfs_module_list(root)
     with _bound_system(root):
         _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
-                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs)
+                      "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs, recipe.arch)
 
 
 @contextlib.contextmanager
@@ -390,13 +448,23 @@ def cached_build(entry: Path, make: Callable[[Path], None]) -> Path:
     return entry
 
 
-def _debootstrap(cache_dir: Path, suite: str, packages: tuple[str, ...], root: Path) -> None:
+def _debootstrap(cache_dir: Path, suite: str, packages: tuple[str, ...], root: Path, arch: str = HOST_ARCH) -> None:
     if shutil.which("debootstrap") is None:
         raise MasterBuildError("debootstrap is not installed (Debian package debootstrap; `make deps`)")
     debs = cache_dir / "debootstrap-debs"
     debs.mkdir(parents=True, exist_ok=True)
-    _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(packages)}", suite,
+    include = f"--include={','.join(packages)}"
+    if arch == HOST_ARCH:
+        _run(["debootstrap", "--variant=minbase", f"--cache-dir={debs}", include, suite, str(root)], timeout=1800)
+        return
+    # The first stage here (it makes /dev's nodes as real root), the second in the tree by qemu-user.
+    _run(["debootstrap", "--foreign", f"--arch={arch}", "--variant=minbase", f"--cache-dir={debs}", include, suite,
           str(root)], timeout=1800)
+    _initramfs_module_list(root)
+    # container=lxc: no mknod test in the second stage (a user namespace makes no device nodes; the first stage
+    # made them).
+    in_tree(root, ["/debootstrap/debootstrap", "--second-stage"], arch,
+            {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "container": "lxc"})
 
 
 def build_base(cache_dir: Path, recipe: Recipe) -> Path:
@@ -424,8 +492,8 @@ def build(cache_dir: Path, recipe: Recipe = BOOKWORM) -> Path:
             with build_lock(archives):  # one apt at a time in the shared .debs directory
                 _apt_install(root, rest, archives)
         else:
-            _debootstrap(cache_dir, recipe.suite, recipe.packages, root)
-            _apt_install(root, recipe.apt_packages)
+            _debootstrap(cache_dir, recipe.suite, recipe.packages, root, recipe.arch)
+            _apt_install(root, recipe.apt_packages, arch=recipe.arch)
         _masterize(root, recipe)
 
     return cached_build(cache_dir / "debian-master" / cache_key(recipe), make) / "root"
@@ -454,12 +522,12 @@ GPT_FSTAB = ("# <file system> <mount point> <type> <options> <dump> <pass>\n"
 REPORT_BEFORE_GETTY = "[Unit]\nBefore=serial-getty@ttyS0.service\n"
 
 
-def reports_before_getty(root: Path) -> None:
-    """Order every imageserver-*report unit of the tree `root` before the serial getty."""
+def reports_before_getty(root: Path, console: str = "ttyS0") -> None:
+    """Order every imageserver-*report unit of the tree `root` before the serial getty of `console`."""
     for unit in (root / "etc/systemd/system").glob("imageserver-*report.service"):
         drop_in = unit.parent / f"{unit.name}.d"
         drop_in.mkdir(exist_ok=True)
-        (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY)
+        (drop_in / "before-serial-getty.conf").write_text(REPORT_BEFORE_GETTY.replace("ttyS0", console))
     leased = root / "etc/systemd/system/imageserver-report.service.d"
     if leased.is_dir():
         (leased / "leased-address.conf").write_text(REPORT_LEASED_ADDRESS)
@@ -474,7 +542,7 @@ def new_master(cache_dir: Path, work: Path, firmware: str = "bios", recipe: Reci
     name = f"debian-master-{recipe.suite}-{cache_key(recipe)[:8]}-{firmware}"
     root = work / f"{name}-root"
     _run(["rsync", "-aHAX", "--numeric-ids", f"{cached}/", f"{root}/"])
-    reports_before_getty(root)
+    reports_before_getty(root, recipe.console)
     plant_per_machine_state(root)
     disk = work / f"{name}-disk.img"
     with open(disk, "wb") as f:

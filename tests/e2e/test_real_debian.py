@@ -182,7 +182,7 @@ def check_disk(root: Path, root_uuid: str, master: dm.DebianMaster, name: str, i
         # The initramfs the machine boots ends in the same setting (the archive the kernel unpacks last).
         initrd = initrd_path.read_bytes()
         assert initrd.rfind(resume.strip().encode()) > initrd.rfind(b"conf/conf.d/resume") > 0
-        check_initramfs(master, initrd_path)
+        check_initramfs(master, initrd_path, recipe.arch)
     # Nothing per-machine of the master's: under /var/lib (DHCP clients, NetworkManager, networkd, seeds),
     # /var/log/journal, or in the initramfs (its etc/machine-id, etc/hostname: above).
     assert dm.master_state_on(root) == [], "the clone keeps the master's per-machine state"
@@ -248,9 +248,10 @@ def _cpio_names(data: bytes) -> list[str]:
     return names
 
 
-def check_initramfs(master: dm.DebianMaster, clone_initrd: Path) -> None:
-    """The clone's initramfs is the image's (unpacked by the image's own unmkinitramfs: no machine-id or
-    hostname of the master's in it) with an archive appended that holds only the retied settings."""
+def check_initramfs(master: dm.DebianMaster, clone_initrd: Path, arch: str = dm.HOST_ARCH) -> None:
+    """The clone's initramfs is the image's (unpacked by the image's own unmkinitramfs, of the image's `arch`:
+    no machine-id or hostname of the master's in it) with an archive appended that holds only the retied
+    settings."""
     image_initrd = master.root / "boot" / clone_initrd.name
     base = image_initrd.read_bytes()
     clone = clone_initrd.read_bytes()
@@ -259,8 +260,7 @@ def check_initramfs(master: dm.DebianMaster, clone_initrd: Path) -> None:
     assert set(appended) <= {"conf", "conf/conf.d", "conf/conf.d/resume", "etc", "etc/mdadm",
                              "etc/mdadm/mdadm.conf"}, appended
     unpacked = master.root / "tmp/imageserver-unmkinitramfs"
-    subprocess.run(["chroot", str(master.root), "unmkinitramfs", f"/boot/{image_initrd.name}",
-                    "/tmp/imageserver-unmkinitramfs"], check=True, capture_output=True)
+    dm.in_tree(master.root, ["unmkinitramfs", f"/boot/{image_initrd.name}", "/tmp/imageserver-unmkinitramfs"], arch)
     files = [p for p in unpacked.rglob("*") if p.is_file()]
     assert any(p.name.startswith("virtio") for p in files), "unmkinitramfs unpacked no modules"
     for p in files:

@@ -110,6 +110,19 @@ def test_status_sees_an_installer_built_while_the_daemon_runs(daemon: tuple[Path
     assert "mkbootenv" not in table.stdout, table.stdout
     doc = json.loads(_cli(cfg, "status", "--json").stdout)
     assert doc["services"]["bootfiles"]["installer"]["missing"] == []
+    assert doc["services"]["bootfiles"]["installers"] == {
+        "amd64": {"kernel": "installer/vmlinuz", "initrd": "installer/initrd.img"}}
+    # An arm64 installer beside it (mkbootenv --arch arm64): both listed, each once both its files are there.
+    arm64 = installer.with_name("installer-arm64")
+    arm64.mkdir()
+    (arm64 / "vmlinuz").write_bytes(b"kernel")
+    doc = json.loads(_cli(cfg, "status", "--json").stdout)
+    assert set(doc["services"]["bootfiles"]["installers"]) == {"amd64"}
+    (arm64 / "initrd.img").write_bytes(b"initrd")
+    doc = json.loads(_cli(cfg, "status", "--json").stdout)
+    assert doc["services"]["bootfiles"]["installers"]["arm64"] == {
+        "kernel": "installer-arm64/vmlinuz", "initrd": "installer-arm64/initrd.img"}
+    assert set(doc["services"]["bootfiles"]["installers"]) == {"amd64", "arm64"}
 
 
 def test_status_command_when_the_daemon_is_not_running(tmp_path: Path) -> None:

@@ -123,3 +123,66 @@ def test_only_machines_no_host_has_and_that_wait_are_inspected() -> None:
     assert decide_boot(MAC, None, (), local, inventoried=False).kind == "local", "its own disk: never powered off"
     assert decide_boot(MAC, host(), (1,), INSPECT, inventoried=False).kind == "install"
     assert decide_boot(MAC, host(image=None), (), INSPECT, inventoried=False).kind == "wait", "a host waits"
+
+
+# The arch re-check at boot: a host assigned before its machine was ever seen (no option 93 known then,
+# so the assignment could not refuse it) is refused at boot when the firmware reports another architecture.
+ARM64_UEFI, ARM64_HTTP, X64_UEFI = 11, 19, 7
+
+
+@pytest.mark.parametrize("client_arch", [ARM64_UEFI, ARM64_HTTP])
+def test_an_arm64_machine_assigned_an_x86_64_image_is_refused_with_the_reason(client_arch: int) -> None:
+    d = decide_boot(MAC, host(), versions=(1, 2), policy=WAIT, client_arch=client_arch,
+                    arches={1: "arm64", 2: "x86_64"})
+    assert d.kind == "wait" and d.install_token is None
+    assert (d.hostname, d.image, d.version) == ("node01", "base", 2)
+    assert "refused to install base v2 on host node01" in d.reason
+    assert "the image is x86_64" in d.reason and f"client architecture {client_arch}" in d.reason
+
+
+def test_the_arch_check_is_of_the_version_the_host_boots() -> None:
+    arches = {1: "arm64", 2: "x86_64"}
+    pinned = decide_boot(MAC, host(version=1), versions=(1, 2), policy=WAIT, client_arch=ARM64_UEFI, arches=arches)
+    assert (pinned.kind, pinned.version) == ("install", 1)
+    x64 = decide_boot(MAC, host(), versions=(1, 2), policy=WAIT, client_arch=X64_UEFI, arches=arches)
+    assert (x64.kind, x64.version) == ("install", 2)
+    arm_on_x64 = decide_boot(MAC, host(version=1), versions=(1, 2), policy=WAIT, client_arch=X64_UEFI,
+                             arches=arches)
+    assert arm_on_x64.kind == "wait" and "the image is arm64" in arm_on_x64.reason
+
+
+@pytest.mark.parametrize(("client_arch", "arches"), [(None, {1: "arm64"}), (ARM64_UEFI, {1: None}),
+                                                     (ARM64_UEFI, {}), (ARM64_UEFI, None), (9999, {1: "x86_64"})])
+def test_nothing_is_refused_on_a_guess(client_arch: int | None, arches: dict[int, str | None] | None) -> None:
+    d = decide_boot(MAC, host(), versions=(1,), policy=WAIT, client_arch=client_arch, arches=arches)
+    assert d.kind == "install"
+
+
+def test_an_installed_host_boots_its_disk_whatever_the_arch() -> None:
+    d = decide_boot(MAC, host("installed"), versions=(1,), policy=WAIT, client_arch=ARM64_UEFI, arches={1: "x86_64"})
+    assert d.kind == "local"
+
+
+def test_boot_decision_for_mac_reads_the_machines_and_the_images_arch(tmp_path) -> None:
+    from state.boot import boot_decision_for_mac
+    from state.db import connect, transaction
+    from state.hosts import insert_host
+    from state.images import ImageVersion, insert_version
+    from state.sightings import Machine, insert_machines
+
+    conn = connect(tmp_path / "imageserver.db")
+    arm, x64, unseen = "52:54:00:00:11:11", "52:54:00:00:07:07", "52:54:00:00:00:99"
+    try:
+        with transaction(conn):
+            insert_version(conn, ImageVersion("deb", 1, "/x/deb/v1", 1.0, arch="x86_64"))
+            for name, mac in (("arm1", arm), ("x1", x64), ("new1", unseen)):
+                insert_host(conn, Host(name=name, mac=mac, ip=None, image="deb", version=None, state="assigned",
+                                       created=0.0, updated=0.0))
+            insert_machines(conn, [Machine(arm, 1.0, 2.0, ARM64_UEFI, "PXEClient:Arch:00011:UNDI:003000"),
+                                   Machine(x64, 1.0, 2.0, X64_UEFI, "PXEClient:Arch:00007:UNDI:003016")])
+        refused = boot_decision_for_mac(conn, arm, WAIT)
+        assert refused.kind == "wait" and "client architecture 11" in refused.reason, refused
+        assert boot_decision_for_mac(conn, x64, WAIT).kind == "install"
+        assert boot_decision_for_mac(conn, unseen, WAIT).kind == "install"  # not seen yet: nothing known
+    finally:
+        conn.close()
