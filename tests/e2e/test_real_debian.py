@@ -7,9 +7,11 @@ installer's per-machine list that is the master's (the master has state planted 
 leases, DUIDs and secrets, NetworkManager's, networkd's, seeds, the journal); the initramfs resume device
 this machine's swap, not the master's, and no master identity in the initramfs; ifupdown configured for
 the NIC's predictable name (found by its MAC), by DHCP, and the running system holding its reserved
-address. Debian 12 BIOS and UEFI, and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal).
-The masters shaped as other distribution families lay theirs out (btrfs subvolumes, RHEL-shaped) are
-test_real_distros.py's, with the checks here (a file of their own: `make test` runs files side by side).
+address. Debian 12 and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal) here. UEFI, with
+these checks and the ESP's: the Debian 13 masters shaped as other distribution families lay theirs out
+(btrfs subvolumes, RHEL-shaped) in test_real_distros.py (a file of its own: `make test` runs files side by
+side), the Debian 12 master in test_uefi_http_boot.py (firmware HTTP boot) and test_secure_boot.py (OVMF's
+PXE, shim): one VM test per capability, so no separate Debian 12 UEFI PXE install here.
 """
 
 from __future__ import annotations
@@ -273,13 +275,6 @@ def test_bios_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site:
     master = dm.new_master(site.cache_dir, site.lab.tmp_path("bios").parent, "bios")
     capture(site, master, IMAGE)
     install_and_boot(site, master, IMAGE, "node1")
-
-
-@pytest.mark.skipif(not OVMF.exists(), reason="OVMF firmware is not installed (Debian package ovmf)")
-def test_uefi_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
-    master = dm.new_master(site.cache_dir, site.lab.tmp_path("uefi").parent, "uefi")
-    capture(site, master, f"{IMAGE}-efi")
-    install_and_boot(site, master, f"{IMAGE}-efi", "node2", ("-bios", str(OVMF)))
 
 
 def test_bios_debian13_master_on_xfs_with_dhcpcd_and_a_persistent_journal_boots_as_itself(site: DemoLab) -> None:
