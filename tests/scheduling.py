@@ -18,15 +18,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 FILE_SECONDS: dict[str, int] = {
-    "tests/e2e/test_real_debian.py": 560,  # two masters: Debian 12 BIOS, Debian 13 on xfs
-    # Second, although not longer than kernel_update: its masters are trixie ones, so on a cold cache the two
-    # workers' first files build different masters instead of one waiting on the other's bookworm build lock.
+    # 245 s with its master cached; on a cold cache (every CI run) its arm64 master is built first under
+    # qemu-user (451 s measured here), so it goes out first, beside test_real_distros, whose masters are
+    # trixie ones: on a cold cache the two workers build different masters instead of one waiting on a lock.
+    "tests/e2e/test_arm64_pxe.py": 700,
     "tests/e2e/test_real_distros.py": 620,
     "tests/e2e/test_kernel_update.py": 610,
-    # 245 s with its master cached; on a cold cache (every CI run) its arm64 master is built first under
-    # qemu-user (451 s measured here), so it goes out early.
-    "tests/e2e/test_arm64_pxe.py": 700,
-    "tests/e2e/test_raid_lvm.py": 690,  # two installs: members in the kernel's order, members named by hints
+    "tests/e2e/test_real_debian.py": 560,  # two masters: Debian 12 BIOS, Debian 13 on xfs
+    "tests/e2e/test_raid_lvm.py": 470,  # a failed install (no disk matches a hint), an install, two boots
     "tests/e2e/test_package_vm.py": 430,
     "tests/e2e/test_secure_boot.py": 340,
     "tests/e2e/test_install.py": 300,
