@@ -30,12 +30,11 @@ from state.bmcs import (
     bmc_secrets,
     bmcs_of,
     delete_bmc_op,
-    hosts_named,
     power_states_of,
 )
 from state.bmcs import set_bmc_op as store_bmc_op
 from state.db import Connection
-from state.hosts import bmc_sources, host_by_name
+from state.hosts import bmc_sources, host_by_name, names_among
 from state.profiles import profile_bmc_secrets
 
 BmcKind = Literal["ipmi", "redfish"]
@@ -244,7 +243,7 @@ def remove_bmc_op(src: Sources, name: str) -> tuple[BmcView, Op]:
 
 def power_targets(reader: Connection, names: list[str]) -> tuple[dict[str, BmcSecret], dict[str, str]]:
     """The BMCs of `names` (for the drivers), and why each other host cannot be reached."""
-    known = hosts_named(reader, names)
+    known = names_among(reader, names)
     whose = bmc_sources(reader, [n for n in names if n in known])  # its own, else its profile's (the view)
     secrets = bmc_secrets(reader, [n for n in names if whose.get(n) == "host"])
     secrets.update(profile_bmc_secrets(reader, [n for n in names if whose.get(n) == "profile"]))

@@ -9,7 +9,9 @@ to null clears), so its handler hands the book the checked mapping rather than t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from domain.updates import STAGES as UPDATE_STAGES
 from domain.views import doc
@@ -101,9 +103,9 @@ class UpdateEvent:
 class SatelliteEvent:
     """One install report a satellite took from an installer, numbered in the satellite's own order."""
 
-    id: int = field(metadata=doc("the satellite's sequence number: replays at or below the last applied are "
-                                 "skipped"))
-    host: str
+    id: Annotated[int, msgspec.Meta(ge=1)] = field(metadata=doc(
+        "the satellite's sequence number: replays at or below the last applied are skipped"))
+    host: Annotated[str, msgspec.Meta(max_length=64)]
     stage: str
     time: float
     mac: str | None = None

@@ -4,13 +4,15 @@ satellite mirrors, a report batch's receipt, and the admin's add/remove answers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from domain.errors import Conflict, NotFound, valid_names
+from domain.errors import Conflict, Invalid, NotFound, valid_names
+from domain.requests import SatelliteEvent
 from domain.views import doc
 from protocols.names import satellite_name
-from state import satellites
+from state import installs, satellites
 from state.db import Connection
 from state.hosts import host_count
 from state.images import ImageVersion, list_versions
@@ -39,6 +41,34 @@ def remove_op(name: str) -> Callable[[Connection], None]:
     def op(conn: Connection) -> None:
         if not store(conn):
             raise NotFound(f"no satellite named {name}")
+
+    return op
+
+
+MAX_DETAIL = 8192  # characters of one report's detail
+
+
+def reports_op(name: str, events: list[SatelliteEvent], now: float) -> Callable[[Connection], tuple[int, int, int]]:
+    """Apply satellite `name`'s relayed install reports (state/satellites.apply_reports_op: in order, each
+    once); the op returns (applied, dropped, last id). Their shape was parsed (domain/requests.SatelliteEvent);
+    a stage or detail that is not an installer's refuses the whole batch as Invalid, naming the event."""
+    checked = []
+    for i, e in enumerate(events):
+        try:
+            installs.check_stage(e.stage)
+        except installs.InstallError as err:
+            raise Invalid(f"events[{i}]: {err}") from None
+        detail = e.detail if e.detail is None or isinstance(e.detail, str) else json.dumps(e.detail)
+        if detail is not None and len(detail) > MAX_DETAIL:
+            raise Invalid(f'"events[{i}].detail" is longer than {MAX_DETAIL} characters')
+        checked.append(satellites.Report(e.id, e.host, e.mac, float(e.time), e.stage, detail))
+    store = satellites.apply_reports_op(name, checked, now)
+
+    def op(conn: Connection) -> tuple[int, int, int]:
+        try:
+            return store(conn)
+        except satellites.SatelliteError as err:  # removed since its token was checked
+            raise Invalid(str(err)) from None
 
     return op
 

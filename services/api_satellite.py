@@ -13,8 +13,6 @@ admin read shows) and no secrets: no install tokens, no rsync passwords of hosts
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from aiohttp import web
 
 from domain import satellites as satellite_cases
@@ -58,12 +56,8 @@ async def reports(call: Call[SatelliteReports]) -> ReportsReceipt:
         raise Invalid('"versions" must be a list of module names')
     if backlog is not None and backlog < 0:
         raise Invalid('"backlog" must be a count')
-    events = [asdict(e) for e in body.events]
     now = ctx.clock()
-    try:
-        applied, dropped, last = await ctx.store.journal.run(satellites.apply_reports_op(name, events, now))
-    except satellites.SatelliteError as e:
-        raise Invalid(str(e)) from None
+    applied, dropped, last = await ctx.store.journal.run(satellite_cases.reports_op(name, body.events, now))
     await ctx.store.journal.run(satellites.contact_op(name, now, call.request.remote, versions, backlog))
     if applied or dropped:
         log.info("satellite-reports", satellite=name, applied=applied, dropped=dropped, delivered=last,

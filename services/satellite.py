@@ -10,7 +10,7 @@ this service is the one thing the role adds. Every `interval` seconds it:
    means a replay, which the primary skips;
 3. reads the primary's GET /satellite/v1/config, mirrors every image version it lacks (the injected
    `mirror_version`: rsync from the primary's satellite module, then register it locally under the same
-   name and version number) and applies the host list (state/mirror.py).
+   name and version number) and applies the host list (checked by domain/mirror.py, stored by state/mirror.py).
 
 The primary away (refused, timeout, 5xx) is not an error of the satellite: installs go on from the
 local store, reports wait in the outbox (capped), the status says "primary-unreachable" with the reason,
@@ -32,11 +32,13 @@ from typing import Any
 
 import aiohttp
 
+from domain import mirror as host_mirror
+from domain.errors import Invalid
 from domain.settings import SatelliteLinkConfig
 from protocols import fingerprint
 from services.auth import bearer_header
 from services.base import ServiceStatus
-from state import mirror, outbox
+from state import outbox
 from state.eventlog import EventLog
 from state.images import list_versions
 from state.store import Store
@@ -230,9 +232,9 @@ class SatelliteLink:
             self._status.counters["versions_mirrored"] += 1
             log.info('satellite-mirrored', module=module)
         try:
-            added, changed, again, removed = await self.store.journal.run(mirror.mirror_hosts_op(
-                doc.get("hosts", []), self.clock(), complete=doc.get("hosts_complete") is True))
-        except mirror.MirrorError as e:
+            added, changed, again, removed = await self.store.journal.run(
+                host_mirror.mirror_hosts_op(doc, self.clock()))
+        except Invalid as e:
             raise PrimaryAway(f"the host list: {e}") from None
         if added or changed or again or removed:
             log.info('satellite-hosts', added=added, changed=changed, reinstall=again, removed=removed)

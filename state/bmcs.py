@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from state.hosts import host_exists, names_among
+
 Op = Callable[[sqlite3.Connection], Any]
 
 
@@ -85,16 +87,6 @@ def bmcs_of(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, Bmc]:
     return out
 
 
-def hosts_named(conn: sqlite3.Connection, names: Sequence[str]) -> set[str]:
-    """Which of `names` are hosts."""
-    out: set[str] = set()
-    for i in range(0, len(names), 500):
-        chunk = list(names[i:i + 500])
-        marks = ",".join("?" * len(chunk))
-        out.update(r[0] for r in conn.execute(f"SELECT name FROM hosts WHERE name IN ({marks})", chunk))
-    return out
-
-
 def bmc_secrets(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[str, BmcSecret]:
     """The credentials of the hosts' BMCs, for the drivers only."""
     out: dict[str, BmcSecret] = {}
@@ -116,12 +108,11 @@ def set_bmc_op(host: str, address: str, username: str, password: str | None, fin
             done = bool(conn.execute("UPDATE bmcs SET address = ?, username = ?, fingerprint = ? WHERE host = ?",
                                      (address, username, fingerprint, host)).rowcount)
         else:
-            done = bool(conn.execute(
-                "INSERT INTO bmcs (host, address, username, password, fingerprint) "
-                "SELECT name, ?, ?, ?, ? FROM hosts WHERE name = ? "
+            done = host_exists(conn, host) and bool(conn.execute(
+                "INSERT INTO bmcs (host, address, username, password, fingerprint) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(host) DO UPDATE SET address = excluded.address, username = excluded.username, "
                 "password = excluded.password, fingerprint = excluded.fingerprint",
-                (address, username, password, fingerprint, host)).rowcount)
+                (host, address, username, password, fingerprint)).rowcount)
         if done:  # another BMC: what the old one answered is not known of this one
             forget_power(conn, host)
         return done
@@ -151,9 +142,11 @@ def record_power_op(results: Sequence[tuple[str, str | None, str | None]], now: 
     gone meanwhile is left out."""
 
     def op(conn: sqlite3.Connection) -> None:
+        known = names_among(conn, [host for host, _, _ in results])
         conn.executemany(
-            "INSERT INTO power_states (host, power, error, checked) SELECT name, ?, ?, ? FROM hosts WHERE name = ? "
+            "INSERT INTO power_states (host, power, error, checked) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(host) DO UPDATE SET power = coalesce(excluded.power, power), error = excluded.error, "
-            "checked = excluded.checked", [(power, error, now, host) for host, power, error in results])
+            "checked = excluded.checked",
+            [(host, power, error, now) for host, power, error in results if host in known])
 
     return op

@@ -8,7 +8,7 @@ updates, mirror, names, credentials, satellites) read and write hosts through th
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
@@ -443,3 +443,30 @@ def first_hosts(conn: sqlite3.Connection, limit: int, *, effective: bool = False
     sql = (f"SELECT {', '.join(_COLUMNS)} FROM hosts_effective ORDER BY name LIMIT ?" if effective
            else _select(order="ORDER BY name LIMIT ?"))
     return [Host.from_row(r) for r in conn.execute(sql, (limit,))]
+
+
+def names_among(conn: sqlite3.Connection, names: Sequence[str]) -> set[str]:
+    """Which of `names` are hosts."""
+    out: set[str] = set()
+    for i in range(0, len(names), 500):  # SQLite's bound-parameter limit
+        chunk = list(names[i:i + 500])
+        out.update(r[0] for r in conn.execute(f"SELECT name FROM hosts WHERE name IN ({','.join('?' * len(chunk))})",
+                                              chunk))
+    return out
+
+
+def profile_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Profile name -> how many hosts name it."""
+    return {r[0]: int(r[1]) for r in
+            conn.execute("SELECT profile, count(*) FROM hosts WHERE profile IS NOT NULL GROUP BY profile")}
+
+
+def profiles_of(conn: sqlite3.Connection, names: Sequence[str]) -> dict[str, str]:
+    """Host name -> the profile it names, for those of `names` that name one."""
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 500):
+        chunk = list(names[i:i + 500])
+        rows = conn.execute("SELECT name, profile FROM hosts WHERE profile IS NOT NULL "
+                            f"AND name IN ({','.join('?' * len(chunk))})", chunk)
+        out.update((r[0], str(r[1])) for r in rows)
+    return out

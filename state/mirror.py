@@ -15,69 +15,52 @@ satellite owns its installs. So:
   keeps serving what it knew. A reservation the satellite made for a removed host on its install stays
   with its lease book (`imageserver reservations rm` there).
 
-Capped: at most MAX_HOSTS hosts are taken from one config document.
+The document's shape and values are checked (and capped) by domain/mirror.py; this applies checked rows.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any
 
 from state.credentials import new_token
 from state.hosts import Host, delete_holders, delete_host, host_by_name, insert_host, update_host_op
 from state.installs import last_event_time, reinstall_op
 
-MAX_HOSTS = 100_000
-_STATES = ("new", "assigned", "installing", "installed", "failed")
+
+@dataclass(frozen=True, slots=True)
+class PrimaryHost:
+    """One host of the primary's list, as checked by domain/mirror.py."""
+
+    name: str
+    mac: str | None
+    ip: IPv4Address | None
+    image: str | None
+    version: int | None
+    state: str  # one of state.hosts.HOST_STATES
+    updated: float  # when the primary last changed it (0: not said)
 
 
-class MirrorError(ValueError):
-    """The primary's document is not what a primary sends; nothing was applied."""
-
-
-def _checked(hosts: object) -> list[tuple[str, str | None, int | None, str | None, int | None, str, float]]:
-    if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
-        raise MirrorError(f"hosts must be a list of at most {MAX_HOSTS}")
-    out = []
-    for i, h in enumerate(hosts):
-        if not isinstance(h, dict):
-            raise MirrorError(f"hosts[{i}] is not an object")
-        name, mac, ip, image, version, state = (h.get(k) for k in ("name", "mac", "ip", "image", "version", "state"))
-        updated = h.get("updated") or 0.0
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise MirrorError(f"hosts[{i}].name must be a host name")
-        if state not in _STATES:
-            raise MirrorError(f"hosts[{i}].state {state!r} is not a host state")
-        try:
-            address = int(IPv4Address(ip)) if ip is not None else None
-        except ValueError:
-            raise MirrorError(f"hosts[{i}].ip {ip!r} is not an IPv4 address") from None
-        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-            raise MirrorError(f"hosts[{i}].version must be a number")
-        if not isinstance(updated, (int, float)):
-            raise MirrorError(f"hosts[{i}].updated must be a time")
-        out.append((name, mac if isinstance(mac, str) else None, address,
-                    image if isinstance(image, str) else None, version, str(state), float(updated)))
-    return out
-
-
-def mirror_hosts_op(hosts: object, now: float, *, complete: bool = False) -> Any:
+def mirror_hosts_op(rows: Sequence[PrimaryHost], now: float, *, complete: bool = False
+                    ) -> Callable[[sqlite3.Connection], tuple[int, int, int, int]]:
     """Apply the primary's host list; returns (added, updated, reinstalled, removed)."""
-    rows = _checked(hosts)
 
     def op(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
         added = changed = again = removed = 0
-        listed = {row[0] for row in rows}
+        listed = {row.name for row in rows}
         if complete:
             for (name,) in conn.execute("SELECT name FROM mirrored_hosts").fetchall():
                 if name not in listed:
                     removed += delete_host(conn, name)
                     conn.execute("DELETE FROM mirrored_hosts WHERE name = ?", (name,))
         conn.executemany("INSERT OR IGNORE INTO mirrored_hosts(name) VALUES (?)", [(n,) for n in listed])
-        for name, mac, ip, image, version, state, updated in rows:
+        for r in rows:
+            name, mac, address, image, version, state, updated = (r.name, r.mac, r.ip, r.image, r.version,
+                                                                   r.state, r.updated)
             mine = host_by_name(conn, name)
-            address = IPv4Address(ip) if ip is not None else None
+            ip = int(address) if address is not None else None  # as stored
             if mine is None:
                 # Another host here holding this MAC or address (a local leftover) would make the insert fail.
                 delete_holders(conn, name, mac, ip)

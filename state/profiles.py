@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from state.bmcs import BmcSecret, forget_power_of
-from state.hosts import bmc_sources, names_with_profile
+from state.hosts import bmc_sources, names_with_profile, profile_counts, profiles_of
 from state.root_hints import hints_of_kind, set_hints_op
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -69,8 +69,7 @@ def profiles_named(conn: sqlite3.Connection, names: set[str]) -> dict[str, Profi
 
 def host_counts(conn: sqlite3.Connection) -> dict[str, int]:
     """Profile name -> how many hosts name it."""
-    return {r[0]: int(r[1]) for r in
-            conn.execute("SELECT profile, count(*) FROM hosts WHERE profile IS NOT NULL GROUP BY profile")}
+    return profile_counts(conn)
 
 
 def users(conn: sqlite3.Connection, name: str) -> list[str]:
@@ -129,14 +128,19 @@ def profile_bmc_secrets(conn: sqlite3.Connection, hosts: Sequence[str]) -> dict[
     they inherit (which hosts use it rather than their own is the hosts_effective view's bmc_from: the caller
     asks for those only)."""
     out: dict[str, BmcSecret] = {}
-    for i in range(0, len(hosts), 500):
-        chunk = list(hosts[i:i + 500])
-        marks = ",".join("?" * len(chunk))
+    named = profiles_of(conn, hosts)
+    wanted = sorted(set(named.values()))
+    defaults: dict[str, tuple[str, str, str]] = {}
+    for i in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+        chunk = wanted[i:i + 500]
         rows = conn.execute(
-            "SELECT h.name, p.bmc_address, p.bmc_username, p.bmc_password FROM hosts h JOIN profiles p "
-            f"ON p.name = h.profile WHERE h.name IN ({marks}) AND p.bmc_address IS NOT NULL "
-            "AND p.bmc_username IS NOT NULL AND p.bmc_password IS NOT NULL", chunk)
-        for host, address, user, password in rows:
+            "SELECT name, bmc_address, bmc_username, bmc_password FROM profiles "
+            f"WHERE name IN ({','.join('?' * len(chunk))}) AND bmc_address IS NOT NULL "
+            "AND bmc_username IS NOT NULL AND bmc_password IS NOT NULL", chunk)
+        defaults.update((r[0], (r[1], r[2], r[3])) for r in rows)
+    for host, profile in named.items():
+        if profile in defaults:
+            address, user, password = defaults[profile]
             out[host] = BmcSecret(host, address.replace("{host}", host), user, password, None)
     return out
 

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,12 +151,26 @@ def contact_op(name: str, now: float, address: str | None, versions: list[str] |
 MAX_EVENTS_PER_REPORT = 500
 
 
-def apply_reports_op(name: str, events: list[dict[str, Any]], now: float) -> Any:
-    """Apply a satellite's buffered install reports in order, each once: ids at or below the last one
-    applied are replays (the satellite did not hear our answer) and are skipped. Returns (applied, last id).
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One install report a satellite relayed, as checked by domain/satellites.reports_op."""
 
-    An event for a host the primary does not know is dropped (counted, not an error: it may have been
-    removed here while the satellite was away); a malformed one refuses the whole batch (nothing applied)."""
+    id: int  # the satellite's sequence number
+    host: str
+    mac: str | None
+    time: float
+    stage: str
+    detail: str | None
+
+
+def apply_reports_op(name: str, reports: list[Report], now: float
+                     ) -> Callable[[sqlite3.Connection], tuple[int, int, int]]:
+    """Apply a satellite's buffered install reports in order, each once: ids at or below the last one
+    applied are replays (the satellite did not hear our answer) and are skipped. Returns (applied, dropped,
+    last id).
+
+    A report for a host the primary does not know is dropped (counted, not an error: it may have been
+    removed here while the satellite was away)."""
     from state import installs  # same layer; imported here to keep this module's import light
 
     def op(conn: sqlite3.Connection) -> tuple[int, int, int]:
@@ -163,38 +178,15 @@ def apply_reports_op(name: str, events: list[dict[str, Any]], now: float) -> Any
         if row is None:
             raise SatelliteError(f"satellite {name} does not exist")
         last = int(row[0])
-        checked = []
-        for i, e in enumerate(events):
-            if not isinstance(e, dict):
-                raise SatelliteError(f"events[{i}] is not an object")
-            eid, host, stage = e.get("id"), e.get("host"), e.get("stage")
-            if not isinstance(eid, int) or isinstance(eid, bool) or eid <= 0:
-                raise SatelliteError(f"events[{i}].id must be a positive integer")
-            if not isinstance(host, str) or len(host) > 64:
-                raise SatelliteError(f"events[{i}].host must be a host name")
-            try:
-                installs.check_stage(stage)
-            except installs.InstallError as err:
-                raise SatelliteError(f"events[{i}]: {err}") from None
-            when = e.get("time")
-            if not isinstance(when, (int, float)) or isinstance(when, bool):
-                raise SatelliteError(f"events[{i}].time must be a number")
-            detail = e.get("detail")
-            if detail is not None and not isinstance(detail, str):
-                detail = json.dumps(detail)
-            if detail is not None and len(detail) > 8192:
-                raise SatelliteError(f"events[{i}].detail is longer than 8192 characters")
-            mac = e.get("mac") if isinstance(e.get("mac"), str) else None
-            checked.append((eid, host, mac, float(when), str(stage), detail))
         applied = dropped = 0
-        for eid, host, mac, when, stage, detail in sorted(checked):
-            if eid <= last:
+        for r in sorted(reports, key=lambda r: r.id):
+            if r.id <= last:
                 continue
-            last = eid
-            if not host_exists(conn, host):
+            last = r.id
+            if not host_exists(conn, r.host):
                 dropped += 1
                 continue
-            installs.report_op(host, mac or "", when, stage, detail)(conn)
+            installs.report_op(r.host, r.mac or "", r.time, r.stage, r.detail)(conn)
             applied += 1
         conn.execute("UPDATE satellites SET delivered = ? WHERE name = ?", (last, name))
         return applied, dropped, last

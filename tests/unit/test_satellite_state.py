@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from domain import mirror as host_mirror
 from domain import satellites as satellite_cases
+from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound
+from domain.requests import SatelliteReports
 from domain.views import view_json
 from protocols.names import InvalidName
-from state import installs, mirror, outbox, satellites
+from state import installs, outbox, satellites
 from state.db import connect
 
 
@@ -64,21 +67,38 @@ def _event(eid: int, host: str, stage: str) -> dict[str, object]:
     return {"id": eid, "host": host, "mac": "52:54:00:00:00:01", "time": 100.0 + eid, "stage": stage, "detail": None}
 
 
+def _reports_op(events: list[object], now: float):  # type: ignore[no-untyped-def]
+    """The primary's route: the batch parsed into its type, then the use case."""
+    body = parse_body(SatelliteReports, {"events": events}, unknown="ignore")
+    return satellite_cases.reports_op("edge", body.events, now)
+
+
 def test_reports_apply_in_order_once_and_a_bad_batch_applies_nothing(conn: sqlite3.Connection) -> None:
     satellites.add_op("edge", 1.0)(conn)
     installs.add_host_op("node1", "52:54:00:00:00:01", "web", IPv4Address("10.0.0.5"), 1.0)(conn)
-    batch = [_event(2, "node1", "done"), _event(1, "node1", "rsync"), _event(3, "ghost", "rsync")]
-    assert satellites.apply_reports_op("edge", batch, 200.0)(conn) == (2, 1, 3)
+    batch: list[object] = [_event(2, "node1", "done"), _event(1, "node1", "rsync"), _event(3, "ghost", "rsync")]
+    assert _reports_op(batch, 200.0)(conn) == (2, 1, 3)
     assert [r[0] for r in conn.execute("SELECT stage FROM install_events ORDER BY id")] == ["rsync", "done"]
     assert conn.execute("SELECT state FROM hosts WHERE name = 'node1'").fetchone()[0] == "installed"
     # A replay (the satellite missed our answer) changes nothing.
-    assert satellites.apply_reports_op("edge", batch, 300.0)(conn) == (0, 0, 3)
+    assert _reports_op(batch, 300.0)(conn) == (0, 0, 3)
     assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
-    for bad in ([{"id": "4", "host": "node1", "stage": "rsync", "time": 1}], [_event(4, "node1", "Bad Stage")],
-                [{**_event(4, "node1", "rsync"), "detail": "x" * 9000}], ["nope"]):
-        with pytest.raises(satellites.SatelliteError):
-            satellites.apply_reports_op("edge", [_event(5, "node1", "rsync"), *bad], 400.0)(conn)
+    # Each refusal names the event (its index in the batch) and the key.
+    for bad, words in (({"id": "4", "host": "node1", "stage": "rsync", "time": 1},
+                        r'"events\[1\].id" must be an integer'),
+                       ({**_event(4, "node1", "rsync"), "id": 0}, r'"events\[1\].id": Expected `int` >= 1'),
+                       ({**_event(4, "node1", "rsync"), "host": "x" * 65}, r'"events\[1\].host": Expected `str`'),
+                       ({**_event(4, "node1", "rsync"), "time": True}, r'"events\[1\].time" must be a number'),
+                       (_event(4, "node1", "Bad Stage"), r"events\[1\]: stage 'Bad Stage'"),
+                       ({**_event(4, "node1", "rsync"), "detail": "x" * 9000},
+                        r'"events\[1\].detail" is longer than 8192'),
+                       ("nope", r'"events\[1\]" must be an object')):
+        with pytest.raises(Invalid, match=words):
+            _reports_op([_event(5, "node1", "rsync"), bad], 400.0)(conn)
     assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
+    # An object as detail is kept as its JSON.
+    assert _reports_op([{**_event(6, "node1", "failed"), "detail": {"stage": "rsync"}}], 500.0)(conn) == (1, 0, 6)
+    assert conn.execute("SELECT detail FROM install_events ORDER BY id DESC").fetchone()[0] is not None
 
 
 def _local_event(conn: sqlite3.Connection, stage: str) -> None:
@@ -109,22 +129,32 @@ def test_a_full_outbox_drops_progress_before_final_reports(conn: sqlite3.Connect
     assert [r.stage for r in outbox.pending(conn, 10)] == ["done", "failed", "done"] and outbox.dropped(conn) == 4
 
 
+def _mirror(hosts: list[dict[str, object]], now: float, *, complete: bool = False):  # type: ignore[no-untyped-def]
+    """The satellite's service: the primary's config document, checked, then applied."""
+    return host_mirror.mirror_hosts_op({"hosts": hosts, "hosts_complete": complete, "images": []}, now)
+
+
 def test_the_host_mirror_adds_updates_and_reinstalls_only_on_news(conn: sqlite3.Connection) -> None:
     hosts = [{"name": "node1", "mac": "52:54:00:00:00:01", "ip": "10.1.0.20", "image": "web", "version": None,
               "state": "assigned", "updated": 10.0},
              {"name": "node2", "mac": "52:54:00:00:00:02", "ip": None, "image": "web", "version": 1,
               "state": "installed", "updated": 10.0}]
-    assert mirror.mirror_hosts_op(hosts, 20.0)(conn) == (2, 0, 0, 0)
+    assert _mirror(hosts, 20.0)(conn) == (2, 0, 0, 0)
     rows = {r[0]: r[1:] for r in conn.execute("SELECT name, state, install_token IS NOT NULL, ip FROM hosts")}
     assert rows == {"node1": ("assigned", 1, int(IPv4Address("10.1.0.20"))), "node2": ("installed", 0, None)}
     installs.report_op("node1", "52:54:00:00:00:01", 30.0, "done", None)(conn)
-    assert mirror.mirror_hosts_op(hosts, 40.0)(conn) == (0, 0, 0, 0)  # the primary's news is older than our done
+    assert _mirror(hosts, 40.0)(conn) == (0, 0, 0, 0)  # the primary's news is older than our done
     moved = [{**hosts[0], "ip": "10.1.0.21", "updated": 50.0}, hosts[1]]
-    assert mirror.mirror_hosts_op(moved, 60.0)(conn) == (0, 1, 1, 0)  # reinstall asked on the primary after it
+    assert _mirror(moved, 60.0)(conn) == (0, 1, 1, 0)  # reinstall asked on the primary after it
     assert conn.execute("SELECT state FROM hosts WHERE name = 'node1'").fetchone()[0] == "assigned"
-    for bad in ([{"name": "x", "state": "bogus"}], [{"name": "x", "state": "new", "ip": "999.1.1.1"}], "nope"):
-        with pytest.raises(mirror.MirrorError):
-            mirror.mirror_hosts_op(bad, 70.0)
+    for bad, words in (([{"name": "x", "state": "bogus"}], r"\"hosts\[0\].state\" 'bogus' is not a host state"),
+                       ([hosts[0], {"name": "x", "state": "new", "ip": "999.1.1.1"}],
+                        r"\"hosts\[1\].ip\": '999.1.1.1' is not an IPv4 address"),
+                       ([{"name": "", "state": "new"}], r'"hosts\[0\].name": Expected `str` of length >= 1'),
+                       ([{"name": "x", "state": "new", "version": "1"}], r'"hosts\[0\].version" must be an integer'),
+                       ("nope", r'"hosts" must be a list')):
+        with pytest.raises(Invalid, match=words):
+            host_mirror.mirror_hosts_op({"hosts": bad}, 70.0)
 
 
 def test_a_host_the_primary_removed_goes_from_the_satellite_when_the_list_is_whole(conn) -> None:
@@ -134,13 +164,13 @@ def test_a_host_the_primary_removed_goes_from_the_satellite_when_the_list_is_who
                 "state": "assigned", "updated": 10.0}
 
     installs.add_host_op("local1", "52:54:00:00:00:09", "web", None, 5.0)(conn)  # the satellite's own
-    assert mirror.mirror_hosts_op([host("node1", 1), host("node2", 2)], 20.0, complete=True)(conn) == (2, 0, 0, 0)
+    assert _mirror([host("node1", 1), host("node2", 2)], 20.0, complete=True)(conn) == (2, 0, 0, 0)
     # A list cut at the primary's cap (or from a primary that does not say it is whole) removes nothing.
-    assert mirror.mirror_hosts_op([host("node1", 1)], 30.0, complete=False)(conn)[3] == 0
+    assert _mirror([host("node1", 1)], 30.0, complete=False)(conn)[3] == 0
     assert {r[0] for r in conn.execute("SELECT name FROM hosts")} == {"local1", "node1", "node2"}
-    assert mirror.mirror_hosts_op([host("node1", 1)], 40.0, complete=True)(conn) == (0, 0, 0, 1)
+    assert _mirror([host("node1", 1)], 40.0, complete=True)(conn) == (0, 0, 0, 1)
     assert {r[0] for r in conn.execute("SELECT name FROM hosts")} == {"local1", "node1"}
-    assert mirror.mirror_hosts_op([], 50.0, complete=True)(conn)[3] == 1
+    assert _mirror([], 50.0, complete=True)(conn)[3] == 1
     assert {r[0] for r in conn.execute("SELECT name FROM hosts")} == {"local1"}, "the satellite's own host stays"
 
 
