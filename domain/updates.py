@@ -60,13 +60,17 @@ def check_version(version: object) -> int | None:
 def update_target(reader: Connection, host: str, image: str | None = None,
                   version: object = None) -> UpdateTarget:
     """The version `host` should run: the one asked for, else its assignment (its profile's where it has
-    none of its own; no version = the newest). NotFound: no such host. Conflict: a target it cannot name
-    (a malformed image or version, no image, a version not captured), as the route answers 409 for all."""
+    none of its own; no version = the newest). Invalid: a malformed version (the query's key named).
+    NotFound: no such host. Conflict: a target it cannot name (a malformed image name, no image, a version
+    not captured)."""
+    try:
+        wanted = check_version(version)
+    except Invalid:
+        raise Invalid(f'"version" must be a positive integer (N or vN), not {str(version)[:40]!r}') from None
     try:
         if image is not None:
             image_name(image)
-        wanted = check_version(version)
-    except (InvalidName, Invalid) as e:
+    except InvalidName as e:
         raise Conflict(str(e)) from None
     stored = effective_host_by_name(reader, host)
     if stored is None:

@@ -99,7 +99,9 @@ def test_status_command_table_and_json(daemon: tuple[Path, int]) -> None:
 def test_status_sees_an_installer_built_while_the_daemon_runs(daemon: tuple[Path, int]) -> None:
     """mkbootenv writes state/boot/installer/ into a running daemon's boot root: no restart to notice it."""
     cfg, _ = daemon
-    assert "installer/initrd.img missing" in _cli(cfg, "status").stdout
+    table = _cli(cfg, "status").stdout
+    assert "installer/initrd.img missing" in table
+    assert "installers   none (build one with: imageserver mkbootenv)" in table.splitlines(), table
     installer = cfg.parent / "state" / "boot" / "installer"
     installer.mkdir(parents=True, exist_ok=True)
     (installer / "vmlinuz").write_bytes(b"kernel")
@@ -108,6 +110,7 @@ def test_status_sees_an_installer_built_while_the_daemon_runs(daemon: tuple[Path
     (installer / "initrd.img").write_bytes(b"initrd")
     table = _cli(cfg, "status")
     assert "mkbootenv" not in table.stdout, table.stdout
+    assert "installers   amd64 (installer/)" in table.stdout.splitlines(), table.stdout
     doc = json.loads(_cli(cfg, "status", "--json").stdout)
     assert doc["services"]["bootfiles"]["installer"]["missing"] == []
     assert doc["services"]["bootfiles"]["installers"] == {
@@ -123,6 +126,9 @@ def test_status_sees_an_installer_built_while_the_daemon_runs(daemon: tuple[Path
     assert doc["services"]["bootfiles"]["installers"]["arm64"] == {
         "kernel": "installer-arm64/vmlinuz", "initrd": "installer-arm64/initrd.img"}
     assert set(doc["services"]["bootfiles"]["installers"]) == {"amd64", "arm64"}
+    # The table shows them per architecture too (what --json has as installers).
+    table = _cli(cfg, "status")
+    assert "installers   amd64 (installer/)   arm64 (installer-arm64/)" in table.stdout.splitlines(), table.stdout
 
 
 def test_status_command_when_the_daemon_is_not_running(tmp_path: Path) -> None:

@@ -35,6 +35,12 @@ def _counters(counters: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in counters.items()) or "-"
 
 
+def _installers(present: dict[str, dict[str, str]]) -> str:
+    """Each architecture with an installer, and where in the boot root (mkbootenv [--arch] builds them)."""
+    return "   ".join(f"{arch} ({files['kernel'].rpartition('/')[0]}/)" for arch, files in present.items()) or \
+        "none (build one with: imageserver mkbootenv)"
+
+
 def render(doc: dict[str, Any]) -> None:
     """The status document as people read it (kept plain: it ends up in tickets)."""
     print(f"imageserver {doc.get('version', '?')}   up {_duration(float(doc.get('uptime') or 0))}   "
@@ -61,6 +67,8 @@ def render(doc: dict[str, Any]) -> None:
                 extra = f" ({counts['active_leases']} active)" if key == "leases" and "active_leases" in counts else ""
                 parts.append(f"{key} {counts[key]}{extra}")
         print("counts   " + "   ".join(parts))
+    if "installers" in boot:
+        print(f"installers   {_installers(boot['installers'])}")
     if problems:
         print()
         for p in problems:
