@@ -60,9 +60,8 @@ def check_version(version: object) -> int | None:
 def update_target(reader: Connection, host: str, image: str | None = None,
                   version: object = None) -> UpdateTarget:
     """The version `host` should run: the one asked for, else its assignment (its profile's where it has
-    none of its own; no version = the newest). Invalid: a malformed version (the query's key named).
-    NotFound: no such host. Conflict: a target it cannot name (a malformed image name, no image, a version
-    not captured)."""
+    none of its own; no version = the newest). Invalid: a malformed version or image name (the query's
+    key named). NotFound: no such host. Conflict: a target it cannot name (no image, a version not captured)."""
     try:
         wanted = check_version(version)
     except Invalid:
@@ -71,7 +70,7 @@ def update_target(reader: Connection, host: str, image: str | None = None,
         if image is not None:
             image_name(image)
     except InvalidName as e:
-        raise Conflict(str(e)) from None
+        raise Invalid(f'"image": {e}') from None
     stored = effective_host_by_name(reader, host)
     if stored is None:
         raise NotFound(f"no host named {host!r}")

@@ -131,8 +131,8 @@ async def autoinstall(call: Call[None]) -> Reinstall:
 ROUTES = [
     Route("GET", "/api/v1/hosts/{name}/update-target", target,
           "The image version the host should sync to: its assignment, or the one named (rollback)",
-          {200: ok("the target", UpdateTargetView), 400: error("a malformed version"), 404: error("no such host"),
-           409: error("the host has no image, or the version is not captured")},
+          {200: ok("the target", UpdateTargetView), 400: error("a malformed version or image name"),
+           404: error("no such host"), 409: error("the host has no image, or the version is not captured")},
           query={"image": Param(), "version": Param(type=int)}),
     Route("POST", "/api/v1/hosts/{name}/update-events", event,
           "updateclient reports start, done or failed; done records the version the host runs",

@@ -80,7 +80,8 @@ async def test_target_is_the_assignment_or_the_version_asked_for(env) -> None:
     status, body = await target(client, "follows", "?version=9")
     assert status == 409 and "no version 9" in body["error"] and "v1, v2, v3" in body["error"]
     assert (await target(client, "follows", "?image=nope"))[0] == 409
-    assert (await target(client, "follows", "?image=../etc"))[0] == 409
+    status, body = await target(client, "follows", "?image=../etc")  # malformed: 400 naming the key
+    assert status == 400 and body["error"].startswith('"image": '), body
     for bad in ("-1", "x", "v"):  # a malformed version is the request's fault: 400 naming the key
         status, body = await target(client, "follows", f"?version={bad}")
         assert status == 400 and body["error"] == f'"version" must be a positive integer (N or vN), not {bad!r}'

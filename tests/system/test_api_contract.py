@@ -239,6 +239,7 @@ def test_every_documented_get_answers_as_the_document_says(world: World) -> None
                          ("/api/v1/hosts/node-new/update-target", 409),
                          ("/api/v1/hosts/node-installed/update-target?image=web&version=9", 409),
                          ("/api/v1/hosts/node-installed/update-target?version=x", 400),
+                         ("/api/v1/hosts/node-installed/update-target?image=bad%20name", 400),
                          ("/static/nothing.js", 404), ("/client/nothing", 404), ("/boot/not-a-mac.ipxe", 404),
                          ("/boot/files/missing.bin", 404), ("/boot/files/..%2fadmin.token", 400)):
         w.get(path, status)

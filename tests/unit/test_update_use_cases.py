@@ -35,13 +35,15 @@ def test_a_target_that_cannot_be_named_is_a_conflict_and_an_unknown_host_not_fou
     with pytest.raises(NotFound, match="no host named 'nobody'"):
         updates.update_target(conn, "nobody")
     refused = [(("bare",), "has no image"), (("web1", "web", 9), r"no version 9 \(captured: v1, v2\)"),
-               (("web1", "nope"), "has no captured version"), (("web1", "../x"), "image")]
+               (("web1", "nope"), "has no captured version")]
     for args, why in refused:
         with pytest.raises(Conflict, match=why):
             updates.update_target(conn, *args)
     for version in ("0", "v-1", "x", True):  # a malformed request: the API's 400, naming the query's key
         with pytest.raises(Invalid, match=r'^"version" must be a positive integer \(N or vN\), not '):
             updates.update_target(conn, "web1", None, version)
+    with pytest.raises(Invalid, match=r'^"image": '):  # a malformed image name is the request's fault too
+        updates.update_target(conn, "web1", "../x")
 
 
 def test_a_report_is_checked_and_its_detail_kept_short() -> None:
