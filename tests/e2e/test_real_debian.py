@@ -116,7 +116,7 @@ def check_installed_disk(disk: Path, master: dm.DebianMaster, name: str, ifname:
                          firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4",
                          recipe: dm.Recipe = dm.BOOKWORM) -> None:
     """check_disk on the root partition of a clone's disk file (its VM not running), the ESP's too on UEFI."""
-    # A VM powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
+    # Its VM may have been powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
     with loop_partition(disk, 2 if firmware_args else 1) as device:
         if root_fstype == "btrfs":  # the top level: every subvolume under it
             with mounted(device, "btrfs", "subvolid=5") as top:
