@@ -23,8 +23,8 @@ FILE_SECONDS: dict[str, int] = {
     # trixie ones: on a cold cache the two workers build different masters instead of one waiting on a lock.
     "tests/e2e/test_arm64_pxe.py": 700,
     "tests/e2e/test_real_distros.py": 620,
-    "tests/e2e/test_kernel_update.py": 610,
-    "tests/e2e/test_real_debian.py": 560,  # two masters: Debian 12 BIOS, Debian 13 on xfs
+    "tests/e2e/test_kernel_update.py": 630,  # the suite's Debian 12 BIOS install + boot (check_disk), an update
+    "tests/e2e/test_real_debian.py": 330,  # the Debian 13 master on xfs
     "tests/e2e/test_raid_lvm.py": 470,  # a failed install (no disk matches a hint), an install, two boots
     "tests/e2e/test_package_vm.py": 430,
     "tests/e2e/test_secure_boot.py": 340,

@@ -105,11 +105,14 @@ def kernel_releases(root: Path) -> list[str]:
 
 
 def new_master(cache_dir: Path, work: Path, version: int) -> dm.DebianMaster:
-    """A master for one capture: a copy of the cached v1 or v2 tree and its disk file (MBR, BIOS)."""
+    """A master for one capture: a copy of the cached v1 or v2 tree and its disk file (MBR, BIOS); v1 with
+    master state at every per-machine path, as _debianmaster.new_master plants it."""
     trees = build(cache_dir)
     root = work / f"kernelswap-master-v{version}-root"
     dm._run(["rsync", "-aHAX", "--numeric-ids", f"{trees[version - 1]}/", f"{root}/"])
     dm.reports_before_getty(root)
+    if version == 1:  # what the installer must not copy to a clone (test_real_debian's checks)
+        dm.plant_per_machine_state(root)
     disk = work / f"kernelswap-master-v{version}-disk.img"
     with open(disk, "wb") as f:
         f.truncate(dm.DISK_MB << 20)

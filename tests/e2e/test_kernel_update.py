@@ -4,7 +4,12 @@ v1 of the image is the real Debian master (tests/e2e/_debianmaster.py) with curl
 second serial port; v2 is the same system with linux-image-cloud-amd64 instead of the generic kernel
 (tests/e2e/_kernelswap.py, made by apt in a chroot, cached). Both are captured with the real
 prepareclient + getimage as versions 1 and 2 of one image. A QEMU VM (TCG, BIOS) is installed with
-v1 over PXE and boots its own disk; v2 is captured while it boots. The test logs in as root on the
+v1 over PXE and boots its own disk; v2 is captured while it boots. This install and first boot are the
+suite's Debian 12 BIOS one (one VM test per capability) and carry every check of test_real_debian.py: the
+copy progress never goes back, the install's timeline stages, the running clone's report (its hostname,
+a predictable NIC name, its reserved address, a machine-id not the master's, no wait for the master's
+swap) and check_disk on the disk as v1 installed it (copied before the first boot; v1 has the master's
+per-machine state planted, as test_real_debian's masters). The test logs in as root on the
 VM's second serial port (a unix socket: the lab's first serial console is an output file), checks it
 runs the generic kernel, runs the installed `updateclient` (no arguments: the host follows the image's
 newest version) and reboots. The machine comes back on the cloud kernel to `login:`, with the same
@@ -28,11 +33,11 @@ import pytest
 from appliance.images.layout import parse_sfdisk_dump
 from lab.demo.scenario import DemoLab
 from lab.netns import lab_unavailable_reason
-from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
+from lab.qemu import Vm, VmConfig, qemu_unavailable_reason
 from tests.e2e import _debianmaster as dm
 from tests.e2e import _kernelswap as ks
 from tests.e2e._sites import real_os_site
-from tests.e2e.test_real_debian import capture
+from tests.e2e.test_real_debian import REPORT, capture, check_installed_disk, check_report, install_over_pxe
 
 IMAGE = "debian12k"
 # TCG on a shared 2-core box: a real Debian boot took 5-7 minutes to login under a load of 12.
@@ -145,14 +150,11 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
     assert generic != cloud and "cloud" in cloud
     capture(site, v1, IMAGE)
 
-    install = site.new_install(NAME, 1536, mac=random_mac())
-    app.cli("hosts", "add", install.name, "--mac", install.mac, "--image", IMAGE)
-    install.power_on = time.monotonic()
-    install.vm = Vm(site.net, VmConfig(boot="network", mac=install.mac, disks=[install.disk],
-                                       memory_mb=768)).start()
-    site.follow([install], timeout=1200)
-    assert app.get(f"/api/v1/hosts/{NAME}")["state"] == "installed"
-    install.vm.wait_exit(timeout=120)
+    install = install_over_pxe(site, IMAGE, NAME, timeout=1200)
+    # The disk as v1 installed it, for check_disk once the first boot has named its NIC (the VM writes to
+    # install.disk from its first boot on, and updates it to v2 before it is ever powered off).
+    installed = site.lab.tmp_path(f"{NAME}-v1-disk.img")
+    subprocess.run(["cp", "--sparse=always", str(install.disk), str(installed)], check=True)
 
     vm, sock = boot(site, install.mac, install.disk)
     started = time.monotonic()
@@ -164,8 +166,12 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
         first_login = time.monotonic() - started
         print(f"\n[timing] install (power-on -> installed) {install.installed_after:.0f} s; "
               f"own disk boot -> login {first_login:.0f} s")
-        before = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s",
-                             timeout=300).groups()
+        before = vm.wait_for(REPORT, timeout=300).groups()
+        t0 = time.monotonic()
+        ifname = check_report(site, v1, NAME, before, vm.log())
+        check_installed_disk(installed, v1, NAME, ifname, install.mac)
+        installed.unlink()
+        print(f"[timing] checks of the report and the v1 disk {time.monotonic() - t0:.0f} s")
         shell = SerialShell(sock)
         shell.login()
         assert shell.run("uname -r", 30) == (0, f"{generic}\n")
@@ -199,8 +205,7 @@ def test_bios_update_to_another_kernel_reboots_to_login_as_the_same_machine(site
         vm.wait_for(rf"{NAME} login:", timeout=LOGIN_TIMEOUT)
         second_login = time.monotonic() - started
         print(f"[timing] reboot -> login on the new kernel {second_login:.0f} s")
-        after = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s",
-                            timeout=300).groups()
+        after = vm.wait_for(REPORT, timeout=300).groups()
         shell = SerialShell(sock)
         shell.login()
         assert shell.run("uname -r", 30) == (0, f"{cloud}\n")

@@ -1,4 +1,4 @@
-"""A real Debian 12 master (debootstrap, cached: tests/e2e/_debianmaster.py) captured with the real
+"""A real Debian master (debootstrap, cached: tests/e2e/_debianmaster.py) captured with the real
 prepareclient + getimage, installed over PXE into a QEMU VM (TCG, BIOS), booted from its own disk to
 `login:` on the serial console. Then, on the running system (its report line on the console) and on
 the VM's disk afterwards (a loop device over its root partition): the assigned hostname; root by UUID in
@@ -7,11 +7,14 @@ installer's per-machine list that is the master's (the master has state planted 
 leases, DUIDs and secrets, NetworkManager's, networkd's, seeds, the journal); the initramfs resume device
 this machine's swap, not the master's, and no master identity in the initramfs; ifupdown configured for
 the NIC's predictable name (found by its MAC), by DHCP, and the running system holding its reserved
-address. Debian 12 and Debian 13 BIOS as trixie installs (dhcpcd-base, persistent journal) here. UEFI, with
-these checks and the ESP's: the Debian 13 masters shaped as other distribution families lay theirs out
-(btrfs subvolumes, RHEL-shaped) in test_real_distros.py (a file of its own: `make test` runs files side by
-side), the Debian 12 master in test_uefi_http_boot.py (firmware HTTP boot) and test_secure_boot.py (OVMF's
-PXE, shim): one VM test per capability, so no separate Debian 12 UEFI PXE install here.
+address. Here: Debian 13 BIOS as trixie installs (xfs root, dhcpcd-base, persistent journal).
+
+The install, the report and the disk checks are the other real-OS tests' too, one VM test per capability:
+Debian 12 BIOS (ext4, dhclient) is test_kernel_update.py's first install and boot, before it updates the
+kernel; UEFI, with these checks and the ESP's: the Debian 13 masters shaped as other distribution families
+lay theirs out (btrfs subvolumes, RHEL-shaped) in test_real_distros.py (a file of its own: `make test` runs
+files side by side), the Debian 12 master in test_uefi_http_boot.py (firmware HTTP boot) and
+test_secure_boot.py (OVMF's PXE, shim).
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ from pathlib import Path
 import pytest
 
 from lab.demo.disk import loop_partition, mounted
-from lab.demo.scenario import DemoLab, _kill_all
+from lab.demo.scenario import DemoLab, Install, _kill_all
 from lab.netns import lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 from tests.e2e._sites import real_os_site
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "debian12"
 PREPARECLIENT = REPO / "appliance" / "data" / "prepareclient"
 
 pytestmark = [
@@ -72,10 +74,12 @@ def site(bootenv_cache: Path, debian_kernel, lab_sweep: list[str]) -> Iterator[D
         yield demo
 
 
-def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: str,
-                     firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4",
-                     recipe: dm.Recipe = dm.BOOKWORM) -> None:
-    """Install `image` on a new VM over PXE, boot its disk to login, check what makes it this machine."""
+REPORT = rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s+root="
+
+
+def install_over_pxe(demo: DemoLab, image: str, name: str, firmware_args: tuple[str, ...] = (),
+                     timeout: float = 600) -> Install:
+    """A new VM installed with `image` over PXE and powered off by the installer: what the install reported."""
     app = demo.app
     assert app is not None and demo.net is not None
     install = demo.new_install(name, 1536, mac=random_mac())
@@ -83,7 +87,7 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     install.power_on = time.monotonic()
     install.vm = Vm(demo.net, VmConfig(boot="network", mac=install.mac, disks=[install.disk], memory_mb=768,
                                        extra_args=firmware_args)).start()
-    demo.follow([install], timeout=600)
+    demo.follow([install], timeout=timeout)
     # The copy progress counts bytes written: it never goes back (df's did, on xfs).
     assert install.progress and install.progress == sorted(install.progress), install.progress
     host = app.get(f"/api/v1/hosts/{name}")
@@ -91,6 +95,49 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     stages = [e["stage"] for e in host["timeline"]]
     assert {"identity", "initramfs", "bootloader"} <= set(stages), stages
     install.vm.wait_exit(timeout=120)
+    return install
+
+
+def check_report(demo: DemoLab, master: dm.DebianMaster, name: str, report: tuple[str, ...], log: str) -> str:
+    """The running clone's REPORT line (the groups of REPORT) and serial log: this machine, not the master.
+    Returns its interface name."""
+    assert demo.app is not None
+    hostname, ifname, address, machine_id = report
+    assert hostname == name
+    assert machine_id != master.machine_id, "the clone kept the master's machine-id"
+    assert not ifname.startswith("eth") and ifname != dm.MASTER_IFACE, ifname
+    binding = demo.app.get(f"/api/v1/hosts/{name}")["binding"]
+    assert binding and binding["ip"] == address, (binding, address)
+    assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
+    return ifname
+
+
+def check_installed_disk(disk: Path, master: dm.DebianMaster, name: str, ifname: str, mac: str,
+                         firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4",
+                         recipe: dm.Recipe = dm.BOOKWORM) -> None:
+    """check_disk on the root partition of a clone's disk file (its VM not running), the ESP's too on UEFI."""
+    # Its VM may have been powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
+    with loop_partition(disk, 2 if firmware_args else 1) as device:
+        if root_fstype == "btrfs":  # the top level: every subvolume under it
+            with mounted(device, "btrfs", "subvolid=5") as top:
+                check_btrfs(top, fs_uuid(device))
+                check_disk(top / dm.BTRFS_SUBVOLUMES["/"], fs_uuid(device), master, name, ifname, recipe, mac)
+        else:
+            with mounted(device, root_fstype) as root:
+                check_disk(root, fs_uuid(device), master, name, ifname, recipe, mac)
+    if firmware_args:
+        with loop_partition(disk, 1) as esp:
+            version = subprocess.run(["blkid", "-p", "-o", "value", "-s", "VERSION", esp], capture_output=True,
+                                     text=True).stdout.strip()
+        assert version == "FAT32", f"the EFI system partition is {version}, not FAT32"
+
+
+def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: str,
+                     firmware_args: tuple[str, ...] = (), root_fstype: str = "ext4",
+                     recipe: dm.Recipe = dm.BOOKWORM) -> None:
+    """Install `image` on a new VM over PXE, boot its disk to login, check what makes it this machine."""
+    assert demo.net is not None
+    install = install_over_pxe(demo, image, name, firmware_args)
     # UEFI: the disk first (the firmware's four network entries before it cost 240 s under TCG; the
     # imageserver's local-boot exit is test_pxe_boot's). BIOS: PXE first, the imageserver says local.
     boot = "disk" if firmware_args else "network"
@@ -100,8 +147,7 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     try:
         vm.wait_for(rf"{name} login:", timeout=420)
         login_after = time.monotonic() - booted
-        report = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s+root=",
-                             timeout=180)
+        report = vm.wait_for(REPORT, timeout=180)
     finally:
         log = vm.log()
         vm.stop()
@@ -109,30 +155,8 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     print(f"\n[timing] {firmware}: power-on -> installed {install.installed_after:.0f} s; "
           f"power-on -> login: {login_after:.0f} s (second boot, own disk)")
     print("report:", report.group(0))
-
-    hostname, ifname, address, machine_id = report.groups()
-    assert hostname == name
-    assert machine_id != master.machine_id, "the clone kept the master's machine-id"
-    assert not ifname.startswith("eth") and ifname != dm.MASTER_IFACE, ifname
-    binding = app.get(f"/api/v1/hosts/{name}")["binding"]
-    assert binding and binding["ip"] == address, (binding, address)
-    assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
-
-    # The VM was powered off, not shut down: mounting replays the ext4 journal (debugfs would not).
-    with loop_partition(install.disk, 2 if firmware_args else 1) as device:
-        if root_fstype == "btrfs":  # the top level: every subvolume under it
-            with mounted(device, "btrfs", "subvolid=5") as top:
-                check_btrfs(top, fs_uuid(device))
-                check_disk(top / dm.BTRFS_SUBVOLUMES["/"], fs_uuid(device), master, name, ifname, recipe,
-                           install.mac)
-        else:
-            with mounted(device, root_fstype) as root:
-                check_disk(root, fs_uuid(device), master, name, ifname, recipe, install.mac)
-    if firmware_args:
-        with loop_partition(install.disk, 1) as esp:
-            version = subprocess.run(["blkid", "-p", "-o", "value", "-s", "VERSION", esp], capture_output=True,
-                                     text=True).stdout.strip()
-        assert version == "FAT32", f"the EFI system partition is {version}, not FAT32"
+    ifname = check_report(demo, master, name, report.groups(), log)
+    check_installed_disk(install.disk, master, name, ifname, install.mac, firmware_args, root_fstype, recipe)
 
 
 def check_btrfs(top: Path, uuid: str) -> None:
@@ -269,12 +293,6 @@ def check_initramfs(master: dm.DebianMaster, clone_initrd: Path, arch: str = dm.
         if p.name in ("machine-id", "hostname") and p.parent.name == "etc":
             text = p.read_text().strip()
             assert text not in (master.machine_id, dm.HOSTNAME), f"{p.relative_to(unpacked)}: {text}"
-
-
-def test_bios_debian_master_installs_over_pxe_and_boots_to_login_as_itself(site: DemoLab) -> None:
-    master = dm.new_master(site.cache_dir, site.lab.tmp_path("bios").parent, "bios")
-    capture(site, master, IMAGE)
-    install_and_boot(site, master, IMAGE, "node1")
 
 
 def test_bios_debian13_master_on_xfs_with_dhcpcd_and_a_persistent_journal_boots_as_itself(site: DemoLab) -> None:
