@@ -19,6 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from protocols.install_report import InvalidReport, check_stage
 from protocols.names import satellite_name
 from state.credentials import new_token
 from state.hosts import first_hosts, host_exists
@@ -173,8 +174,8 @@ def apply_reports_op(name: str, events: list[dict[str, Any]], now: float) -> Any
             if not isinstance(host, str) or len(host) > 64:
                 raise SatelliteError(f"events[{i}].host must be a host name")
             try:
-                installs.check_stage(stage)
-            except installs.InstallError as err:
+                check_stage(stage)
+            except InvalidReport as err:
                 raise SatelliteError(f"events[{i}]: {err}") from None
             when = e.get("time")
             if not isinstance(when, (int, float)) or isinstance(when, bool):
