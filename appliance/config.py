@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from appliance.config_reader import ConfigError, read
+from domain.discovery import DiscoveryRule
 from domain.settings import (
     ARM64_BOOT_FILES,
     UEFI_BOOT_FILES,
@@ -36,7 +37,6 @@ from domain.settings import (
     SubnetConfig,
     TftpConfig,
 )
-from state.discovery import DiscoveryRule
 
 __all__ = ["ARM64_BOOT_FILES", "DEFAULT_CONFIG_PATH", "UEFI_BOOT_FILES", "ApplianceConfig", "BootConfig", "Config",
            "ConfigError", "DhcpConfig", "DiscoveryConfig", "DnsConfig", "HttpConfig", "HttpsConfig", "MulticastConfig",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from domain.discovery import Hardware
 from domain.errors import Conflict, Forbidden, NotFound, Unauthorized, valid_names
 from domain.installs import INSTALL_REALM, InstallSettings, from_own_address, machine_address, reporting_host
 from domain.inventory import Inventory, InventoryView
@@ -26,7 +27,6 @@ from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import credentials, inventories, root_hints
 from state.db import Connection
-from state.discovery import Hardware
 from state.eventlog import EventLog
 from state.hosts import Host, Op, host_by_mac, host_by_name
 from state.images import newest

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any
 
-from domain import hardware, hostadmin
+from domain import hardware, hostadmin, install_events
 from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
@@ -55,7 +55,7 @@ class InstallFailure:
 
 @dataclass(frozen=True, slots=True)
 class InstallProgress:
-    """The host's newest install attempt (state.installs.summary); keys without a value are left out."""
+    """The host's newest install attempt (domain.install_events.summary); keys without a value are left out."""
 
     stage: str | None = field(metadata=doc("its newest stage; null: never installed"))
     started: float | None = field(default=None, metadata=doc("when the attempt began", omit_none=True))
@@ -213,7 +213,7 @@ def _views(src: Sources, records: list[Host], now: float, *, with_timeline: bool
             version=own.version,
             state=h.state, created=h.created, updated=h.updated, last_seen=h.last_seen,
             running_version=h.running_version, last_update=h.last_update, script_override=h.script_override,
-            progress=InstallProgress.of(installs.summary(timeline, now, latest)),
+            progress=InstallProgress.of(install_events.summary(timeline, now, latest)),
             binding=bindings.get(h.mac) if h.mac else None,
             transport=own.transport, profile=own.profile, kernel_args=own.kernel_args,
             transport_effective=h.transport or defaults.get(h.image or "") or transports.DEFAULT,

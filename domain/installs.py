@@ -14,11 +14,14 @@ from pathlib import Path
 from domain.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, valid_names
 from domain.host_errors import HostError
 from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook
+from domain.install_events import event_detail, record_op
+from domain.install_script import ScriptError, inline_script, script_file_name, with_variables
 from domain.requests import InstallEvent
 from domain.rootdevice import hints_for
 from domain.settings import SubnetConfig
 from domain.sources import Sources
 from domain.views import doc
+from protocols.install_report import InvalidReport, check_stage
 from protocols.mac import normalize_mac
 from state import credentials, images, installs, transports
 from state.eventlog import EventLog
@@ -118,7 +121,7 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
     token = host.install_token
     if credentials.token_expired(host.token_issued, now, settings.token_seconds):
         raise _unauthorized(f"the install token of {host.name} has expired: PXE-boot the machine again")
-    if token is None or not (installs.token_matches(host, req.bearer)
+    if token is None or not (credentials.same(token, req.bearer)
                              or credentials.same(req.bearer, credentials.fetch_nonce(token, mac, str(bound)))):
         log.warning('install-script-refused', hostname=host.name, mac=mac, peer=req.peer, reason='credential')
         raise _unauthorized(f"the script of {host.name} needs the install nonce from its boot script or its "
@@ -128,13 +131,11 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
     version = installs.resolve_version(src.reader, host)
     if version is None:
         raise Conflict(f"image {host.image} has no captured version")
-    source = installs.script_source(host)
-    if source is not None and "\n" in source:
-        body = source
-    else:
+    body = inline_script(host)
+    if body is None:
         try:
-            path = scripts_dir / installs.script_file_name(host)
-        except installs.InstallError as e:
+            path = scripts_dir / script_file_name(host)
+        except ScriptError as e:
             raise Conflict(str(e)) from None
         try:
             body = path.read_text()
@@ -174,8 +175,8 @@ def install_script(src: Sources, settings: InstallSettings, scripts_dir: Path, r
         "UPDATE_TOKEN": credentials.update_token(token),
     }
     try:
-        text = installs.with_variables(body, values)
-    except installs.InstallError as e:
+        text = with_variables(body, values)
+    except ScriptError as e:
         raise Conflict(str(e)) from None
     return InstallScript(host.name, mac, host.image, version, text)
 
@@ -196,9 +197,9 @@ class InstallReport:
     def of(cls, event: InstallEvent) -> InstallReport:
         """The report an installer's event says (its shape checked by the route's body type)."""
         try:
-            stage = installs.check_stage(event.stage)
-            detail = installs.event_detail(event.detail, event.bytes, event.total)
-        except installs.InstallError as e:
+            stage = check_stage(event.stage)
+            detail = event_detail(event.detail, event.bytes, event.total)
+        except InvalidReport as e:
             raise Invalid(str(e)) from None
         if stage == "progress" and event.bytes is None:
             raise Invalid('a "progress" report needs "bytes"')
@@ -209,7 +210,7 @@ def reporting_host(src: Sources, settings: InstallSettings, mac_text: str, beare
                    now: float) -> tuple[str, Host]:
     """The host a report is for, if the report carries its live install token."""
     mac, host = installing_host(src, mac_text)
-    if not (credentials.install_token_live(host.state) and installs.token_matches(host, bearer)
+    if not (credentials.install_token_live(host.state) and credentials.same(host.install_token, bearer)
             and not credentials.token_expired(host.token_issued, now, settings.token_seconds)):
         raise _unauthorized(f"events for {host.name} need its install token: Authorization: Bearer <token>")
     return mac, host
@@ -218,7 +219,7 @@ def reporting_host(src: Sources, settings: InstallSettings, mac_text: str, beare
 def report_op(src: Sources, host: Host, mac: str, report: InstallReport, now: float) -> Op:
     """The journal operation recording a (non-progress) report; it returns the host's new state."""
     version = installs.resolve_version(src.reader, host) if report.stage == "done" else None
-    return installs.report_op(host.name, mac, now, report.stage, report.detail, version)
+    return record_op(host.name, mac, now, report.stage, report.detail, version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +322,7 @@ def torrent_request(src: Sources, settings: InstallSettings, mac_text: str, peer
     if key is not None:
         ok = credentials.same(key, credentials.torrent_key(token))
     else:
-        ok = installs.token_matches(host, bearer) or credentials.same(
+        ok = credentials.same(token, bearer) or credentials.same(
             bearer, credentials.fetch_nonce(token, mac, str(bound)))
     if not ok:
         log.warning('torrent-refused', hostname=host.name, mac=mac, peer=peer, reason='credential')

@@ -14,9 +14,9 @@ from typing import Annotated
 
 import msgspec
 
+from domain.discovery import Hardware
 from domain.views import doc
 from protocols.lldp import LldpNeighbor, neighbor
-from state.discovery import Hardware
 
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 62)]
@@ -123,7 +123,7 @@ class Inventory:
         return ", ".join(parts)
 
     def hardware(self) -> Hardware:
-        """What discovery rules may match of it (state.discovery)."""
+        """What discovery rules may match of it (domain.discovery)."""
         speeds = [n.speed_mbps for n in self.interfaces if n.speed_mbps is not None]
         return Hardware(self.system_vendor.manufacturer, self.system_vendor.product_name, self.memory_mb(),
                         len(self.disks), max(speeds) if speeds else None, self.bmc_address)

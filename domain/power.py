@@ -211,7 +211,7 @@ def set_bmc_op(src: Sources, name: str, req: SetBmc) -> Op:
 
 def discovered_bmc_op(name: str, scheme: str, reported: str, username: str, password: str) -> tuple[str, Op]:
     """The BMC a host made by discovery gets: the address its machine's inventory reports, under its rule's
-    scheme, user and password (state.discovery.DiscoveryRule's BMC defaults). Its address, and the op (the
+    scheme, user and password (domain.discovery.DiscoveryRule's BMC defaults). Its address, and the op (the
     host's row must be written first); Invalid says what does not fit, never the password."""
     try:
         host = str(ip_address(reported.strip()))

@@ -8,11 +8,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from domain import install_events
 from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.requests import SatelliteEvent
 from domain.views import doc
+from protocols.install_report import InvalidReport, check_stage
 from protocols.names import satellite_name
-from state import installs, satellites
+from state import satellites
 from state.db import Connection
 from state.hosts import host_count
 from state.images import ImageVersion, list_versions
@@ -45,7 +47,7 @@ def remove_op(name: str) -> Callable[[Connection], None]:
     return op
 
 
-MAX_DETAIL = 8192  # characters of one report's detail
+MAX_DETAIL = install_events.MAX_DETAIL  # characters of one report's detail
 
 
 def reports_op(name: str, events: list[SatelliteEvent], now: float) -> Callable[[Connection], tuple[int, int, int]]:
@@ -55,14 +57,14 @@ def reports_op(name: str, events: list[SatelliteEvent], now: float) -> Callable[
     checked = []
     for i, e in enumerate(events):
         try:
-            installs.check_stage(e.stage)
-        except installs.InstallError as err:
+            check_stage(e.stage)
+        except InvalidReport as err:
             raise Invalid(f"events[{i}]: {err}") from None
         detail = e.detail if e.detail is None or isinstance(e.detail, str) else json.dumps(e.detail)
         if detail is not None and len(detail) > MAX_DETAIL:
             raise Invalid(f'"events[{i}].detail" is longer than {MAX_DETAIL} characters')
         checked.append(satellites.Report(e.id, e.host, e.mac, float(e.time), e.stage, detail))
-    store = satellites.apply_reports_op(name, checked, now)
+    store = satellites.apply_reports_op(name, checked, install_events.record_op)
 
     def op(conn: Connection) -> tuple[int, int, int]:
         try:

@@ -24,10 +24,10 @@ from domain.config_values import (
     Fingerprint,
     InterfaceName,
 )
+from domain.discovery import DiscoveryPolicy, DiscoveryRule
 from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic
 from state import audit, outbox
 from state.boot import UnknownBoot
-from state.discovery import DiscoveryPolicy, DiscoveryRule
 
 SECONDS = {"unit": "seconds"}
 SHARE = {"unit": "share"}
@@ -223,7 +223,7 @@ class BootConfig(Section, frozen=True):
 
 class DiscoveryConfig(Section, frozen=True):
     # What happens to a machine that is no host: "hold" (it waits until assigned), "auto" (it becomes a
-    # host by the first matching rule), "ignore" (an address, never a boot). See state/discovery.py.
+    # host by the first matching rule), "ignore" (an address, never a boot). See domain/discovery.py.
     policy: DiscoveryPolicy = "hold"
     rules: tuple[DiscoveryRule, ...] = ()
     # A machine that waits for an assignment and has no hardware inventory yet boots the installer in

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from domain import hardware
 from domain import installs as use
+from domain.install_events import FINAL_STAGES
 from domain.installs import ReportRecorded
 from domain.inventory import Inventory
 from domain.requests import InstallEvent
@@ -73,14 +74,14 @@ async def event(call: Call[InstallEvent]) -> ReportRecorded:
         return use.ReportRecorded(host.name, report.stage, host.state)
     state = await ctx.store.journal.run(use.report_op(src, host, mac, report, now))
     reservation = None
-    if report.stage in use.installs.FINAL_STAGES:
+    if report.stage in FINAL_STAGES:
         live.clear(host.name)
     if report.stage == "done":
         reservation, op = use.installed_reservation(ctx.sources(), settings, host, now)
         if op is not None:
             ctx.store.journal.submit(op)
         await ctx.store.journal.flush()
-    log.info("install-report" if report.stage not in use.installs.FINAL_STAGES else f"install-{report.stage}",
+    log.info("install-report" if report.stage not in FINAL_STAGES else f"install-{report.stage}",
              hostname=host.name, mac=mac, stage=report.stage, state=state)
     return use.ReportRecorded(host.name, report.stage, state, reservation)
 

@@ -1,5 +1,5 @@
 """Discovery in the daemon: sightings of unknown machines become hosts (policy auto), and DHCP is told
-whether a machine may be given a boot (policy ignore). The decisions are state.discovery's; this is
+whether a machine may be given a boot (policy ignore). The decisions are domain.discovery's; this is
 the glue to the live machine log, the store and the journal.
 
 With [dhcp] auto_static = "on-assign", a host whose machine had no lease yet when it got its MAC (an
@@ -17,12 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from domain.errors import Invalid
-from domain.hardware import hardware_of
-from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
-from domain.power import discovered_bmc_op
-from domain.settings import DiscoveryConfig
-from state.discovery import (
+from domain.discovery import (
     AutoCreateLimit,
     DiscoveryRule,
     Hardware,
@@ -30,6 +25,11 @@ from state.discovery import (
     dhcp_offers_boot,
     first_match,
 )
+from domain.errors import Invalid
+from domain.hardware import hardware_of
+from domain.hostbook import AUTO_STATIC_DEFAULT, AutoStatic, HostBook, make_lease_static
+from domain.power import discovered_bmc_op
+from domain.settings import DiscoveryConfig
 from state.eventlog import EventLog
 from state.hosts import address_op, host_by_mac, host_by_name, host_count
 from state.leases import LeaseModel

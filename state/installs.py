@@ -1,22 +1,21 @@
-"""Installs: what an autoinstall client is told, what it reports, and the host's state machine.
+"""Installs' storage: the install_events table, and the host's state as reports move it.
 
-  assigned/new --GET script--> installing --"done"--> installed   (next PXE boot: local disk)
-                                          --"failed"-> failed      (stays so until a reinstall)
+  assigned/new --first report--> installing --"done"--> installed   (next PXE boot: local disk)
+                                            --"failed"-> failed      (stays so until a reinstall)
   any --reinstall--> assigned (with a fresh install token; the old installer's token stops working)
 
 Every report is a row in install_events (host, mac, time, stage, detail JSON); the timeline of a host
 is those rows in order. A failure's stage and reason live in its event's detail, so the hosts table
-needs no columns of its own for them. Reads take a connection; writes are journal operations
-(functions of a connection) so the daemon's group committer runs them.
+needs no columns of its own for them. What a report may say and what a timeline means are the rules of
+domain/install_events.py; the script a host is served, domain/install_script.py. Reads take a connection;
+writes are journal operations (functions of a connection) so the daemon's group committer runs them.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import re
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Any
@@ -36,23 +35,9 @@ from state.images import newest
 
 Op = Callable[[sqlite3.Connection], Any]
 
-FINAL_STAGES = ("done", "failed")
-# Stages are short words the installer and the autoinstall script choose ("partition", "rsync", ...).
-_STAGE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
-MAX_DETAIL = 8192  # a failure's log tail is the longest detail worth keeping
-_SCRIPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# Shell variable values go into single quotes; a value is refused rather than escaped if it is odd.
-_SAFE_VALUE = re.compile(r"^[A-Za-z0-9 ._:/,+@=-]*$")
-
 
 class InstallError(ValueError):
-    """A report or request the install state machine refuses; the message says why."""
-
-
-def token_matches(host: Host, given: str | None) -> bool:
-    if not host.install_token or not given:
-        return False
-    return hmac.compare_digest(host.install_token.encode(), given.encode())
+    """A report for a host that does not exist."""
 
 
 def resolve_version(conn: sqlite3.Connection, host: Host) -> int | None:
@@ -69,77 +54,7 @@ def due_to_install(conn: sqlite3.Connection, image: str) -> int:
     return count_due_to_install(conn, image)
 
 
-# --------------------------------------------------------------------------- the script
-
-
-def script_variables(values: Mapping[str, object]) -> str:
-    """`KEY='value'` lines (exported) for the top of an autoinstall script; None values are left out."""
-    lines = ["# --- set by the imageserver for this host (GET /install/<mac>/script)"]
-    for key, value in values.items():
-        if value is None:
-            continue
-        text = str(value)
-        if not _SAFE_VALUE.match(text):
-            raise InstallError(f"{key} {text!r} cannot be put into a shell script")
-        lines.append(f"{key}='{text}'; export {key}")
-    return "\n".join(lines) + "\n# ---\n"
-
-
-def with_variables(script: str, values: Mapping[str, object]) -> str:
-    """The script with the variables block inserted after its #! line (kept first, so it still runs)."""
-    block = script_variables(values)
-    if script.startswith("#!"):
-        first, _, rest = script.partition("\n")
-        return f"{first}\n{block}{rest}"
-    return "#!/bin/sh\n" + block + script
-
-
-def script_source(host: Host) -> str | None:
-    """A per-host override in hosts.script: the script itself (several lines) or a file name under scripts/."""
-    if not host.script:
-        return None
-    return host.script
-
-
-def script_file_name(host: Host) -> str:
-    """The file under <state_dir>/scripts/ this host runs: its override name, else `<image>.master`."""
-    override = script_source(host)
-    name = override if override and "\n" not in override else f"{host.image}.master"
-    if not _SCRIPT_NAME.match(name):
-        raise InstallError(f"script name {name!r} is not a plain file name")
-    return name
-
-
 # --------------------------------------------------------------------------- events and transitions
-
-
-def check_stage(stage: object) -> str:
-    if not isinstance(stage, str) or not _STAGE.match(stage):
-        raise InstallError(f"stage {stage!r} must be a short lower-case word (e.g. partition, rsync, done)")
-    return stage
-
-
-def event_detail(detail: object, bytes_done: object = None, bytes_total: object = None) -> str | None:
-    """The detail column: JSON of {"text"|fields..., "bytes", "total"}, bounded in size."""
-    out: dict[str, Any] = {}
-    if isinstance(detail, dict):
-        out.update(detail)
-    elif detail not in (None, ""):
-        out["text"] = str(detail)
-    for key, value in (("bytes", bytes_done), ("total", bytes_total)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InstallError(f"{key} must be a non-negative integer, got {value!r}")
-        out[key] = value
-    if not out:
-        return None
-    text = json.dumps(out, sort_keys=True)
-    if len(text) > MAX_DETAIL:
-        if isinstance(out.get("text"), str):
-            out["text"] = "..." + out["text"][-(MAX_DETAIL // 2):]  # the end of a log says the most
-        text = json.dumps(out, sort_keys=True)[:MAX_DETAIL]
-    return text
 
 
 def _event(conn: sqlite3.Connection, name: str, mac: str | None, now: float, stage: str,
@@ -149,23 +64,18 @@ def _event(conn: sqlite3.Connection, name: str, mac: str | None, now: float, sta
     return int(cur.lastrowid or 0)
 
 
-def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
+def report_op(name: str, mac: str | None, now: float, stage: str, detail: str | None,
               version: int | None = None) -> Op:
-    """Record one reported stage; "done" makes the host installed, "failed" failed.
-
-    The failure's stage is the one the installer names in its detail, else the last stage reported.
-    Returns the new host state.
-    """
+    """Record one reported stage with its detail as given (checked and completed by
+    domain.install_events.record_op); "done" makes the host installed, "failed" failed. Returns the new host
+    state."""
 
     def op(conn: sqlite3.Connection) -> str:
         host = host_by_name(conn, name)
         if host is None:
             raise InstallError(f"host {name} does not exist")
         state = host.state
-        stored = detail
-        if stage == "failed":
-            stored = _failure_detail(conn, name, detail)
-        _event(conn, name, mac, now, stage, stored)
+        _event(conn, name, mac, now, stage, detail)
         if stage == "done":
             state = "installed"
         elif stage == "failed":
@@ -182,24 +92,11 @@ def report_op(name: str, mac: str, now: float, stage: str, detail: str | None,
     return op
 
 
-def _failure_detail(conn: sqlite3.Connection, name: str, detail: str | None) -> str:
-    """Give a failure event a "stage" and a "reason": from its own text ("stage: X\\nreason: Y\\n..."),
-    else the last stage reported before it."""
-    out: dict[str, Any] = json.loads(detail) if detail else {}
-    text = out.get("text")
-    if isinstance(text, str):
-        for line in text.splitlines()[:4]:
-            key, sep, value = line.partition(":")
-            if sep and key.strip() in ("stage", "reason") and key.strip() not in out:
-                out[key.strip()] = value.strip()
-    if not out.get("stage"):
-        row = conn.execute("SELECT stage FROM install_events WHERE host = ? AND stage NOT IN ('failed', 'done') "
-                           "ORDER BY id DESC LIMIT 1", (name,)).fetchone()
-        out["stage"] = row[0] if row is not None else "unknown"
-    if not out.get("reason"):
-        out["reason"] = (text.strip().splitlines() or ["no reason given"])[-1] if isinstance(text, str) \
-            else "no reason given"
-    return json.dumps(out, sort_keys=True)
+def last_stage(conn: sqlite3.Connection, name: str) -> str | None:
+    """The last stage host `name` reported other than a final one (None: none)."""
+    row = conn.execute("SELECT stage FROM install_events WHERE host = ? AND stage NOT IN ('failed', 'done') "
+                       "ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+    return str(row[0]) if row is not None else None
 
 
 def reinstall_op(name: str, token: str, now: float) -> Op:
@@ -277,57 +174,6 @@ def timelines(conn: sqlite3.Connection, names: list[str]) -> dict[str, list[dict
         for r in conn.execute("SELECT id, mac, time, stage, detail, host FROM install_events "
                               f"WHERE host IN ({', '.join('?' * len(chunk))}) ORDER BY host, id", chunk):
             out[r[5]].append(_event_dict(r))
-    return out
-
-
-def current_install(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events of the newest install attempt (from its last "script"/"installer"/"reinstall" start on;
-    an installer that starts again after a crash mid-install starts a new attempt).
-
-    Rows written before the script fetch stopped changing state still carry a "script" start marker."""
-    start = 0
-    for i, event in enumerate(events):
-        if event["stage"] == "reinstall":
-            start = i
-        elif event["stage"] == "script":
-            # The installer reports its own start ("installer") just before it fetches the script.
-            start = i - 1 if i > start and events[i - 1]["stage"] == "installer" else i
-        elif event["stage"] == "installer" and i > 0 and events[i - 1]["stage"] != "reinstall":
-            # The installer reports itself once per boot: after any stage but the reinstall marker, the
-            # machine was restarted (power cut, crash) and this is a new attempt; the old one's bytes
-            # and failure are not this one's.
-            start = i
-    return events[start:]
-
-
-def summary(events: list[dict[str, Any]], now: float,
-            live: tuple[float, int, int | None] | None = None) -> dict[str, Any]:
-    """Progress of the newest attempt: stage, elapsed seconds, bytes done/total, and failure if any.
-
-    `live` is the host's newest "progress" report (time, bytes, total); it counts while the attempt
-    is still running and is newer than its last stage."""
-    attempt = current_install(events)
-    if not attempt:
-        return {"stage": None}
-    last = attempt[-1]
-    out: dict[str, Any] = {"stage": last["stage"], "started": attempt[0]["time"],
-                           "elapsed": round((last["time"] if last["stage"] in FINAL_STAGES else now)
-                                            - attempt[0]["time"], 3)}
-    for event in reversed(attempt):
-        detail = event["detail"] if isinstance(event["detail"], dict) else {}
-        if "bytes" in detail:
-            out["bytes"] = detail["bytes"]
-            if "total" in detail:
-                out["total"] = detail["total"]
-            break
-    if live is not None and last["stage"] not in FINAL_STAGES and live[0] >= last["time"]:
-        out["bytes"] = live[1]
-        if live[2] is not None:
-            out["total"] = live[2]
-        else:
-            out.pop("total", None)
-    if last["stage"] == "failed" and isinstance(last["detail"], dict):
-        out["failure"] = {"stage": last["detail"].get("stage"), "reason": last["detail"].get("reason")}
     return out
 
 

@@ -163,15 +163,18 @@ class Report:
     detail: str | None
 
 
-def apply_reports_op(name: str, reports: list[Report], now: float
+RecordOp = Callable[[str, str | None, float, str, str | None], Callable[[sqlite3.Connection], object]]
+
+
+def apply_reports_op(name: str, reports: list[Report], record: RecordOp
                      ) -> Callable[[sqlite3.Connection], tuple[int, int, int]]:
     """Apply a satellite's buffered install reports in order, each once: ids at or below the last one
     applied are replays (the satellite did not hear our answer) and are skipped. Returns (applied, dropped,
     last id).
 
     A report for a host the primary does not know is dropped (counted, not an error: it may have been
-    removed here while the satellite was away)."""
-    from state import installs  # same layer; imported here to keep this module's import light
+    removed here while the satellite was away). `record` stores one report as the primary's own installer
+    reports are stored (domain/install_events.record_op: a failure keeps its stage and reason)."""
 
     def op(conn: sqlite3.Connection) -> tuple[int, int, int]:
         row = conn.execute("SELECT delivered FROM satellites WHERE name = ?", (name,)).fetchone()
@@ -186,7 +189,7 @@ def apply_reports_op(name: str, reports: list[Report], now: float
             if not host_exists(conn, r.host):
                 dropped += 1
                 continue
-            installs.report_op(r.host, r.mac or "", r.time, r.stage, r.detail)(conn)
+            record(r.host, r.mac or "", r.time, r.stage, r.detail)(conn)
             applied += 1
         conn.execute("UPDATE satellites SET delivered = ? WHERE name = ?", (last, name))
         return applied, dropped, last

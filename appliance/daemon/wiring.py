@@ -22,6 +22,7 @@ from appliance.daemon.runtime import Apply, ReconfigureError, Reconfigurer, Runt
 from appliance.daemon.satellite import build_link
 from appliance.images.assignable import image_problem_rule
 from appliance.token import replace_token
+from domain.discovery import unknown_boot
 from domain.installs import InstallSettings
 from services import (
     api_audit,
@@ -61,7 +62,6 @@ from services.tftp import TftpServer
 from state import satellites
 from state.boot import BootPolicy
 from state.credentials import RsyncClient, RsyncGrants, installing_clients
-from state.discovery import unknown_boot
 from state.hosts import host_by_ip
 from state.images import list_versions
 from state.lease_pools import PoolSpec

@@ -26,6 +26,7 @@ import msgspec
 import pytest
 
 from appliance.daemon.wiring import api_route_modules
+from domain.discovery import DiscoveryRule
 from domain.settings import DiscoveryConfig
 from services.api_context import ApiContext, Live
 from services.bootresponder import BootResponder, BootSettings
@@ -33,7 +34,6 @@ from services.discovery import DiscoveringMachineLog, Discovery
 from services.http import HttpServer
 from state.boot import BootPolicy
 from state.credentials import inspect_nonce
-from state.discovery import DiscoveryRule
 from state.lease_pools import PoolSpec
 from state.lease_rows import journal_writer
 from state.leases import LeaseModel

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from domain.discovery import DiscoveryRule
 from domain.settings import DiscoveryConfig
 from services.discovery import DiscoveringMachineLog, Discovery
-from state.discovery import DiscoveryRule
 from state.hosts import list_hosts
 from state.lease_rows import journal_writer
 from state.leases import LeaseModel
@@ -94,7 +94,7 @@ def test_on_assign_a_discovered_machines_first_lease_becomes_its_reservation(tmp
 def test_auto_gives_each_cpu_its_own_image_and_never_one_it_cannot_run(tmp_path: Path) -> None:
     """Rules by CPU (`cpu = "arm64"`: option 93 = 11 over PXE, 19 over HTTP) name arm64 and x64 machines apart; a
     rule that would give an x64 machine an arm64 image creates no host (the host rule refuses it)."""
-    from state.discovery import RuleCpu
+    from domain.discovery import RuleCpu
     from state.images import ImageVersion, insert_version
 
     rules = (DiscoveryRule("arm{n}", "deb-arm64", cpu=RuleCpu("arm64")),

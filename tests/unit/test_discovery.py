@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.config import ConfigError, parse_config
-from state.discovery import (
+from domain.discovery import (
     DiscoveryError,
     DiscoveryRule,
     check_pattern,
@@ -88,7 +88,7 @@ def test_discovery_config_errors_name_the_key(section: dict, message: str) -> No
 
 
 def test_auto_create_limit_caps_per_window_and_in_all() -> None:
-    from state.discovery import AutoCreateLimit
+    from domain.discovery import AutoCreateLimit
 
     lim = AutoCreateLimit(max_hosts=5, per_window=2, window=60.0)
     hosts = [0]

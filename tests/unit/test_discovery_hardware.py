@@ -1,4 +1,4 @@
-"""Discovery rules that match on a machine's hardware inventory (state/discovery.py): DMI vendor and product
+"""Discovery rules that match on a machine's hardware inventory (domain/discovery.py): DMI vendor and product
 prefixes, memory, disk count and NIC speed (at least); never without an inventory; the inventory is read
 once, and only when a rule's other fields match; the config keys, with errors that name the key."""
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, parse_config
+from domain.discovery import DiscoveryRule, Hardware, decide_unknown, first_match
 from domain.errors import Invalid
 from domain.inventory import Disk, Interface, Inventory, Memory, SystemVendor
 from domain.power import discovered_bmc_op
-from state.discovery import DiscoveryRule, Hardware, decide_unknown, first_match
 
 MAC = "3c:ec:ef:00:00:01"
 BIG = DiscoveryRule(hostname="gpu{n:02}", image="cuda", vendor="supermicro", product="SYS-4029",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from appliance.images.arch import reported_arch, resolve_in_tree, tree_arch
+from domain.discovery import DiscoveryError, DiscoveryRule, RuleCpu, first_match
 from protocols.arch import canonical_arch, client_runs, elf_arch, matches_client, mismatch
-from state.discovery import DiscoveryError, DiscoveryRule, RuleCpu, first_match
 from state.schema import MIGRATIONS
 
 

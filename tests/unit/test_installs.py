@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from appliance.cli.installview import host_detail, progress_bar, progress_line
+from domain import install_events, install_script
+from protocols.install_report import InvalidReport, check_stage
 from state import installs
 from state.db import connect
 from state.hosts import host_by_name
@@ -30,69 +32,71 @@ def test_a_host_goes_assigned_installing_installed(conn) -> None:
     host = host_by_name(conn, "node1")
     assert host is not None and host.state == "assigned" and host.install_token
     assert installs.resolve_version(conn, host) == 3
-    assert installs.report_op("node1", host.mac, 101.0, "installer", None)(conn) == "installing"
+    assert install_events.record_op("node1", host.mac, 101.0, "installer", None)(conn) == "installing"
     assert _state(conn) == "installing"  # the first authenticated report starts the install (a GET does not)
-    installs.report_op("node1", host.mac, 105.0, "rsync", installs.event_detail("copy", 50, 200))(conn)
-    assert installs.report_op("node1", host.mac, 110.0, "done", None, 3)(conn) == "installed"
+    install_events.record_op("node1", host.mac, 105.0, "rsync",
+                             install_events.event_detail("copy", 50, 200))(conn)
+    assert install_events.record_op("node1", host.mac, 110.0, "done", None, 3)(conn) == "installed"
     assert conn.execute("SELECT running_version FROM hosts").fetchone()[0] == 3
     events = installs.timeline(conn, "node1")
     assert [e["stage"] for e in events] == ["installer", "rsync", "done"]
-    summary = installs.summary(events, now=200.0)
+    summary = install_events.summary(events, now=200.0)
     assert summary["stage"] == "done" and summary["elapsed"] == 9.0  # from the installer's start to done
     assert (summary["bytes"], summary["total"]) == (50, 200)
 
 
 def test_failure_takes_its_stage_from_the_report_or_the_last_stage(conn) -> None:
-    installs.report_op("node1", None, 101.0, "partition", None)(conn)
-    installs.report_op("node1", None, 102.0, "failed", installs.event_detail("sfdisk: disk too small"))(conn)
+    install_events.record_op("node1", None, 101.0, "partition", None)(conn)
+    install_events.record_op("node1", None, 102.0, "failed",
+                             install_events.event_detail("sfdisk: disk too small"))(conn)
     assert _state(conn) == "failed"
-    failure = installs.summary(installs.timeline(conn, "node1"), 103.0)["failure"]
+    failure = install_events.summary(installs.timeline(conn, "node1"), 103.0)["failure"]
     assert failure == {"stage": "partition", "reason": "sfdisk: disk too small"}
     installs.reinstall_op("node1", "new-token", 104.0)(conn)
     assert _state(conn) == "assigned"
-    installs.report_op("node1", None, 105.0, "failed",
-                       installs.event_detail("stage: rsync\nreason: no space left\nlog tail..."))(conn)
+    install_events.record_op("node1", None, 105.0, "failed",
+                             install_events.event_detail("stage: rsync\nreason: no space left\nlog tail..."))(conn)
     events = installs.timeline(conn, "node1")
-    assert installs.summary(events, 106.0)["failure"] == {"stage": "rsync", "reason": "no space left"}
-    assert [e["stage"] for e in installs.current_install(events)] == ["reinstall", "failed"]
+    assert install_events.summary(events, 106.0)["failure"] == {"stage": "rsync", "reason": "no space left"}
+    assert [e["stage"] for e in install_events.current_install(events)] == ["reinstall", "failed"]
 
 
 def test_an_installer_that_starts_again_mid_install_is_a_new_attempt(conn) -> None:
     """A machine that crashed mid-copy and was powered on again: its progress is the new attempt's."""
-    installs.report_op("node1", None, 100.0, "installer", None)(conn)
-    installs.report_op("node1", None, 101.0, "rsync", installs.event_detail("copy", 900, 1000))(conn)
-    installs.report_op("node1", None, 150.0, "installer", None)(conn)  # powered on again
-    installs.report_op("node1", None, 151.0, "partition", None)(conn)
+    install_events.record_op("node1", None, 100.0, "installer", None)(conn)
+    install_events.record_op("node1", None, 101.0, "rsync", install_events.event_detail("copy", 900, 1000))(conn)
+    install_events.record_op("node1", None, 150.0, "installer", None)(conn)  # powered on again
+    install_events.record_op("node1", None, 151.0, "partition", None)(conn)
     events = installs.timeline(conn, "node1")
-    assert [e["stage"] for e in installs.current_install(events)] == ["installer", "partition"]
-    summary = installs.summary(events, now=160.0)
+    assert [e["stage"] for e in install_events.current_install(events)] == ["installer", "partition"]
+    summary = install_events.summary(events, now=160.0)
     assert summary["started"] == 150.0 and summary["elapsed"] == 10.0
     assert "bytes" not in summary, "the crashed attempt's copy progress is not this attempt's"
     installs.reinstall_op("node1", "new-token", 170.0)(conn)
-    installs.report_op("node1", None, 171.0, "installer", None)(conn)
+    install_events.record_op("node1", None, 171.0, "installer", None)(conn)
     events = installs.timeline(conn, "node1")
-    assert [e["stage"] for e in installs.current_install(events)] == ["reinstall", "installer"]
+    assert [e["stage"] for e in install_events.current_install(events)] == ["reinstall", "installer"]
 
 
 def test_script_variables_are_quoted_and_odd_values_refused() -> None:
-    script = installs.with_variables("#!/bin/sh\necho hi\n", {"HOSTNAME": "node1", "DNS": "10.0.0.1 10.0.0.2",
+    script = install_script.with_variables("#!/bin/sh\necho hi\n", {"HOSTNAME": "node1", "DNS": "10.0.0.1 10.0.0.2",
                                                               "GATEWAY": None})
     assert script.splitlines()[0] == "#!/bin/sh"
     assert "HOSTNAME='node1'; export HOSTNAME" in script and "GATEWAY" not in script
     assert script.endswith("echo hi\n")
-    with pytest.raises(installs.InstallError):
-        installs.with_variables("echo\n", {"HOSTNAME": "x'; rm -rf /; '"})
+    with pytest.raises(install_script.ScriptError):
+        install_script.with_variables("echo\n", {"HOSTNAME": "x'; rm -rf /; '"})
 
 
 def test_stage_names_and_detail_size_are_checked() -> None:
-    assert installs.check_stage("rsync") == "rsync"
+    assert check_stage("rsync") == "rsync"
     for bad in ("", "Rsync", "a b", "x" * 40, None, 3):
-        with pytest.raises(installs.InstallError):
-            installs.check_stage(bad)
-    detail = json.loads(installs.event_detail("y" * 20000) or "{}")
-    assert len(json.dumps(detail)) <= installs.MAX_DETAIL and detail["text"].endswith("y")
-    with pytest.raises(installs.InstallError):
-        installs.event_detail(None, -1)
+        with pytest.raises(InvalidReport):
+            check_stage(bad)
+    detail = json.loads(install_events.event_detail("y" * 20000) or "{}")
+    assert len(json.dumps(detail)) <= install_events.MAX_DETAIL and detail["text"].endswith("y")
+    with pytest.raises(InvalidReport):
+        install_events.event_detail(None, -1)
 
 
 def test_views_render_progress_and_failure() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.daemon.wiring import api_route_modules
-from domain import hosts, machines
+from domain import hosts, install_events, machines
 from domain.images import catalog
 from domain.leases import OneReservation, ReservationView, lease_list, reservation_list
 from domain.metrics import PoolList, PoolUsage
@@ -23,7 +23,7 @@ from domain.status import BittorrentStatus, SatelliteView, Seeder, Status, Store
 from domain.updates import Reinstall, UpdateRecorded, UpdateTarget, UpdateTargetView
 from domain.views import view_json
 from services.openapi import document
-from state import installs, satellites
+from state import satellites
 from state.boot import BootPolicy
 from state.db import connect
 from state.images import ImageVersion, insert_version
@@ -77,10 +77,11 @@ def test_host_views_and_pages_render_what_the_schema_declares(tmp_path: Path) ->
     conforms(view_json(hosts.list_hosts(src, Page(1), now)), "HostPage")
     conforms(view_json(hosts.show_host(src, "n1", now)), "HostView")
     # A host with a timeline (copy progress, a failure), a lease binding and a boot decision: every nested view.
-    installs.report_op("n2", "52:54:00:00:00:02", now, "installer", None)(conn)
-    installs.report_op("n2", "52:54:00:00:00:02", now + 1, "rsync", installs.event_detail("copy", 10, 20))(conn)
-    installs.report_op("n2", "52:54:00:00:00:02", now + 2, "failed",
-                       installs.event_detail("stage: rsync\nreason: no space left"))(conn)
+    install_events.record_op("n2", "52:54:00:00:00:02", now, "installer", None)(conn)
+    install_events.record_op("n2", "52:54:00:00:00:02", now + 1, "rsync",
+                             install_events.event_detail("copy", 10, 20))(conn)
+    install_events.record_op("n2", "52:54:00:00:00:02", now + 2, "failed",
+                             install_events.event_detail("stage: rsync\nreason: no space left"))(conn)
     pool = PoolSpec(IPv4Network("10.0.0.0/24"), IPv4Address("10.0.0.100"), IPv4Address("10.0.0.200"), 600)
     leases = LeaseModel.offline(conn, [pool], now=now)
     offered = leases.offer("52:54:00:00:00:02", pool, None, now)

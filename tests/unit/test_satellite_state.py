@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -98,7 +99,13 @@ def test_reports_apply_in_order_once_and_a_bad_batch_applies_nothing(conn: sqlit
     assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
     # An object as detail is kept as its JSON.
     assert _reports_op([{**_event(6, "node1", "failed"), "detail": {"stage": "rsync"}}], 500.0)(conn) == (1, 0, 6)
-    assert conn.execute("SELECT detail FROM install_events ORDER BY id DESC").fetchone()[0] is not None
+    assert json.loads(conn.execute("SELECT detail FROM install_events ORDER BY id DESC").fetchone()[0]) == {
+        "stage": "rsync", "reason": "no reason given"}
+    # A bare relayed failure is stored as the primary's own installer's: with its stage (the last one
+    # reported) and a reason.
+    assert _reports_op([_event(7, "node1", "failed")], 600.0)(conn) == (1, 0, 7)
+    stored = json.loads(conn.execute("SELECT detail FROM install_events ORDER BY id DESC").fetchone()[0])
+    assert stored == {"stage": "rsync", "reason": "no reason given"}, stored
 
 
 def _local_event(conn: sqlite3.Connection, stage: str) -> None:

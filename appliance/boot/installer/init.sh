@@ -179,7 +179,7 @@ network_up() {
 }
 
 # The imageserver's values for this host head the script it serves: "KEY='value'; export KEY" lines from
-# its second line to a "# ---" line (state/installs.py). That section alone is kept, and sourced in a
+# its second line to a "# ---" line (domain/install_script.py). That section alone is kept, and sourced in a
 # subshell (init keeps its own settings) for the values init needs itself: the install token (a PXE
 # boot carries only a fetch nonce) and the image's size (the progress reports' total).
 served_vars() {
