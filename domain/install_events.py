@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from domain.errors import NotFound
 from protocols.install_report import InvalidReport
 from state import installs
 from state.db import Connection
-from state.hosts import Op
+from state.hosts import Op, host_by_name
 
 FINAL_STAGES = ("done", "failed")
 MAX_DETAIL = 8192  # a failure's log tail is the longest detail worth keeping
@@ -60,16 +61,31 @@ def failure_detail(detail: str | None, last_stage: str | None) -> str:
     return json.dumps(out, sort_keys=True)
 
 
+def state_after(state: str, stage: str) -> str | None:
+    """The host's state once its installer reported `stage` (None: unchanged)."""
+    if stage == "done":
+        return "installed"
+    if stage == "failed":
+        return "failed"
+    if state in ("new", "assigned"):
+        # An installer that reports without having fetched a script through us (boot media) is installing too.
+        return "installing"
+    return None
+
+
 def record_op(name: str, mac: str | None, now: float, stage: str, detail: str | None,
               version: int | None = None) -> Op:
-    """Record one reported stage (state.installs.report_op); a failure's detail gets its stage and reason.
-    The op returns the host's new state."""
-    if stage != "failed":
-        return installs.report_op(name, mac, now, stage, detail, version)
+    """Record one reported stage (state.installs.record_report) and move the host on (state_after); a
+    failure's detail gets its stage and reason. The op returns the host's new state; NotFound: no such host."""
 
     def op(conn: Connection) -> str:
-        stored = failure_detail(detail, installs.last_stage(conn, name))
-        return str(installs.report_op(name, mac, now, stage, stored, version)(conn))
+        host = host_by_name(conn, name)
+        if host is None:
+            raise NotFound(f"host {name} does not exist")
+        stored = failure_detail(detail, installs.last_stage(conn, name)) if stage == "failed" else detail
+        new = state_after(host.state, stage)
+        installs.record_report(conn, name, mac, now, stage, stored, new, version)
+        return new or host.state
 
     return op
 

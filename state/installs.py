@@ -1,8 +1,6 @@
-"""Installs' storage: the install_events table, and the host's state as reports move it.
-
-  assigned/new --first report--> installing --"done"--> installed   (next PXE boot: local disk)
-                                            --"failed"-> failed      (stays so until a reinstall)
-  any --reinstall--> assigned (with a fresh install token; the old installer's token stops working)
+"""Installs' storage: the install_events table, and the host's state as reports move it (the moves are
+domain/install_events.state_after's); a reinstall makes the host assigned with a fresh install token (the
+old installer's token stops working).
 
 Every report is a row in install_events (host, mac, time, stage, detail JSON); the timeline of a host
 is those rows in order. A failure's stage and reason live in its event's detail, so the hosts table
@@ -25,7 +23,6 @@ from state.credentials import new_token
 from state.hosts import (
     Host,
     count_due_to_install,
-    host_by_name,
     inherited,
     insert_host,
     reassign,
@@ -34,10 +31,6 @@ from state.hosts import (
 from state.images import newest
 
 Op = Callable[[sqlite3.Connection], Any]
-
-
-class InstallError(ValueError):
-    """A report for a host that does not exist."""
 
 
 def resolve_version(conn: sqlite3.Connection, host: Host) -> int | None:
@@ -64,32 +57,12 @@ def _event(conn: sqlite3.Connection, name: str, mac: str | None, now: float, sta
     return int(cur.lastrowid or 0)
 
 
-def report_op(name: str, mac: str | None, now: float, stage: str, detail: str | None,
-              version: int | None = None) -> Op:
-    """Record one reported stage with its detail as given (checked and completed by
-    domain.install_events.record_op); "done" makes the host installed, "failed" failed. Returns the new host
-    state."""
-
-    def op(conn: sqlite3.Connection) -> str:
-        host = host_by_name(conn, name)
-        if host is None:
-            raise InstallError(f"host {name} does not exist")
-        state = host.state
-        _event(conn, name, mac, now, stage, detail)
-        if stage == "done":
-            state = "installed"
-        elif stage == "failed":
-            state = "failed"
-        elif state in ("new", "assigned"):
-            # An installer that reports without having fetched a script through us (boot media) is installing too.
-            state = "installing"
-        else:
-            record_install_stage(conn, name, None, now)
-            return state
-        record_install_stage(conn, name, state, now, version)
-        return state
-
-    return op
+def record_report(conn: sqlite3.Connection, name: str, mac: str | None, now: float, stage: str,
+                  detail: str | None, state: str | None, version: int | None = None) -> None:
+    """Store one reported stage as given and the host's new state (None: unchanged, only last seen), both
+    decided by domain.install_events.record_op."""
+    _event(conn, name, mac, now, stage, detail)
+    record_install_stage(conn, name, state, now, version)
 
 
 def last_stage(conn: sqlite3.Connection, name: str) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.images.autoinstall import ScriptSettings, fetch_script
+from domain import install_events
 from lab.netns import Lab, Proc
 from lab.star import Machine, Star, star
 from state import credentials, installs
@@ -68,7 +69,7 @@ class World:
                 if i < n:
                     installs.reinstall_op(name, tokens[name], now)(conn)
                 else:
-                    installs.report_op(name, mac_of(i), now, "done", None)(conn)
+                    install_events.record_op(name, mac_of(i), now, "done", None)(conn)
             conn.commit()
         finally:
             conn.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from domain import install_events
 from domain import mirror as host_mirror
 from domain import satellites as satellite_cases
 from domain.bodies import parse_body
@@ -149,7 +150,7 @@ def test_the_host_mirror_adds_updates_and_reinstalls_only_on_news(conn: sqlite3.
     assert _mirror(hosts, 20.0)(conn) == (2, 0, 0, 0)
     rows = {r[0]: r[1:] for r in conn.execute("SELECT name, state, install_token IS NOT NULL, ip FROM hosts")}
     assert rows == {"node1": ("assigned", 1, int(IPv4Address("10.1.0.20"))), "node2": ("installed", 0, None)}
-    installs.report_op("node1", "52:54:00:00:00:01", 30.0, "done", None)(conn)
+    install_events.record_op("node1", "52:54:00:00:00:01", 30.0, "done", None)(conn)
     assert _mirror(hosts, 40.0)(conn) == (0, 0, 0, 0)  # the primary's news is older than our done
     moved = [{**hosts[0], "ip": "10.1.0.21", "updated": 50.0}, hosts[1]]
     assert _mirror(moved, 60.0)(conn) == (0, 1, 1, 0)  # reinstall asked on the primary after it
