@@ -125,6 +125,12 @@ def make_lease_static(leases: LeaseModel, mac: str, hostname: str | None, now: f
         raise HostConflict(str(e)) from None
 
 
+def starts_assigned(in_force: Host) -> bool:
+    """A new host starts assigned when an image is in force for it (its own, else its profile's: `in_force` is
+    the host as read through its profile) and it has a MAC to boot by; else new."""
+    return bool(in_force.image and in_force.mac)
+
+
 @dataclass(slots=True)
 class HostBook:
     conn: Connection
@@ -223,7 +229,7 @@ class HostBook:
                     transport=check_transport(transport), profile=check_profile(self.conn, profile))
         in_force = inherited(self.conn, host)  # what it installs: its own image, else its profile's
         self._check_arch(name, mac, in_force.image, in_force.version, client_arch)
-        if in_force.image and mac:
+        if starts_assigned(in_force):
             host = replace(host, state="assigned")
         self._reserve(host, now, source)
         if self.auto_static == "on-assign":

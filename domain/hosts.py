@@ -9,7 +9,7 @@ when the daemon runs (a dict lookup), else from the store in one query per table
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -17,7 +17,14 @@ from domain import hardware, hostadmin, install_events
 from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound, valid_names
 from domain.host_errors import HostError
-from domain.hostbook import AUTO_STATIC_DEFAULT, HostBook, check_profile, check_transport, check_version
+from domain.hostbook import (
+    AUTO_STATIC_DEFAULT,
+    HostBook,
+    check_profile,
+    check_transport,
+    check_version,
+    starts_assigned,
+)
 from domain.inventory import InventoryView
 from domain.paging import Page
 from domain.power import PowerView, power_views
@@ -30,6 +37,7 @@ from protocols.mac import normalize_mac
 from protocols.names import host_name, image_name
 from state import credentials, installs, transports
 from state.boot import decide_boot
+from state.db import Connection
 from state.hosts import (
     Host,
     HostClash,
@@ -40,6 +48,8 @@ from state.hosts import (
     host_by_name,
     host_count,
     host_records,
+    inherited,
+    insert_host,
 )
 from state.images import arches_of_images, versions_of_images
 from state.lease_rows import Lease, Reservation, stored_bindings
@@ -306,6 +316,21 @@ def image_installable(src: Sources, image: str | None, version: int | None) -> N
             raise Conflict(f"image {image} cannot be installed: {why}")
 
 
+def new_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, now: float,
+                version: int | None = None, transport: str | None = None, profile: str | None = None) -> Op:
+    """The row of a new host, written as given with its install token (add_host_op without a lease book, and
+    tests' starting rows); assigned or new by domain.hostbook.starts_assigned."""
+    if image:
+        image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
+
+    def op(conn: Connection) -> None:
+        host = Host(name, mac, ip, image, version, "new", now, now, install_token=credentials.new_token(),
+                    transport=transport, token_issued=now, profile=profile)
+        insert_host(conn, replace(host, state="assigned") if starts_assigned(inherited(conn, host)) else host)
+
+    return op
+
+
 def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AUTO_STATIC_DEFAULT) -> Op:
     """Check a new host against what exists and return the journal operation that writes it.
 
@@ -316,8 +341,7 @@ def add_host_op(src: Sources, req: AddHost, now: float, *, auto_static: str = AU
     check_profile(src.reader, req.profile)  # NotFound: "no profile named ..."
     image_installable(src, req.image, req.version)
     if not isinstance(src.leases, LeaseModel):
-        return installs.add_host_op(req.name, req.mac, req.image, req.ip, now, req.version, req.transport,
-                                    req.profile)
+        return new_host_op(req.name, req.mac, req.image, req.ip, now, req.version, req.transport, req.profile)
     book = HostBook(src.reader, src.leases, auto_static=auto_static, image_problem=src.image_problem)
     try:
         _, op = book.create(req.name, now=now, mac=req.mac, ip=req.ip, image=req.image, version=req.version,

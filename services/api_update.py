@@ -103,7 +103,7 @@ async def autoinstall(call: Call[None]) -> Reinstall:
     if not host.image:
         raise Conflict(f"host {name} has no image to install")
     now = ctx.clock()
-    token = installs.new_token()
+    token = credentials.new_token()
     await ctx.store.journal.run(installs.reinstall_op(name, token, now))
     await ctx.store.journal.run(stored_updates.report_op(name, now, "autoinstall", host.image, host.version,
                                                   "reinstall asked for by updateclient --autoinstall"))

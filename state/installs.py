@@ -14,17 +14,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from dataclasses import dataclass, field
 from typing import Any
 
-from protocols.names import image_name
-from state.credentials import new_token
 from state.hosts import (
     Host,
     count_due_to_install,
-    inherited,
-    insert_host,
     reassign,
     record_install_stage,
 )
@@ -80,21 +75,6 @@ def reinstall_op(name: str, token: str, now: float) -> Op:
             return False
         _event(conn, name, None, now, "reinstall", None)
         return True
-
-    return op
-
-
-def add_host_op(name: str, mac: str, image: str | None, ip: IPv4Address | None, now: float,
-                version: int | None = None, transport: str | None = None, profile: str | None = None) -> Op:
-    """A new host (state assigned when it has an image, its own or its profile's, else new), with its install
-    token."""
-    if image:
-        image_name(image)  # it becomes a file name under scripts/: refused here too, whoever calls
-
-    def op(conn: sqlite3.Connection) -> None:
-        host = Host(name, mac, ip, image, version, "new", now, now, install_token=new_token(),
-                    transport=transport, token_issued=now, profile=profile)
-        insert_host(conn, replace(host, state="assigned") if inherited(conn, host).image else host)
 
     return op
 

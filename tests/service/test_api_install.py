@@ -21,9 +21,8 @@ from domain.installs import InstallSettings
 from domain.settings import SubnetConfig
 from services.api_context import ApiContext, Live
 from services.http import HttpServer
-from state.credentials import fetch_nonce
+from state.credentials import fetch_nonce, new_token
 from state.hosts import set_install_token_op
-from state.installs import new_token
 from state.lease_pools import PoolSpec
 from state.lease_rows import journal_writer
 from state.leases import LeaseModel

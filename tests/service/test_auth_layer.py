@@ -11,9 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from appliance.daemon.wiring import api_route_modules
+from domain.hosts import new_host_op
 from services.api_context import ApiContext
 from services.http import HttpServer
-from state import installs, satellites
+from state import satellites
 from state.credentials import update_token
 from state.store import Store
 
@@ -25,7 +26,7 @@ NOW = 1_800_000_000.0
 async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Store, str]]:
     store = Store(tmp_path)
     # n1 is the test client's machine (its update token is good only from its own address).
-    await store.journal.run(lambda conn: installs.add_host_op("n1", "52:54:00:00:00:01", "web",
+    await store.journal.run(lambda conn: new_host_op("n1", "52:54:00:00:00:01", "web",
                                                               IPv4Address("127.0.0.1"), NOW)(conn))
     await store.journal.run(satellites.ensure_table)
     token = await store.journal.run(satellites.add_op("rack2", NOW))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from appliance.boot import bootmedia
-from state import installs
+from domain.hosts import new_host_op
 from state.db import connect, db_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -186,11 +186,11 @@ port = 8080
 """)
     conn = connect(db_path(state))
     try:
-        installs.add_host_op("fixed", "52:54:00:00:07:01", "web", IPv4Address("10.7.0.21"), 1.0)(conn)
-        installs.add_host_op("reserved", "52:54:00:00:07:02", "web", None, 1.0)(conn)
+        new_host_op("fixed", "52:54:00:00:07:01", "web", IPv4Address("10.7.0.21"), 1.0)(conn)
+        new_host_op("reserved", "52:54:00:00:07:02", "web", None, 1.0)(conn)
         conn.execute("INSERT INTO reservations(mac, ip, hostname, created) VALUES (?, ?, ?, ?)",
                      ("52:54:00:00:07:02", int(IPv4Address("10.7.0.22")), "reserved", 1.0))
-        installs.add_host_op("roaming", "52:54:00:00:07:03", "web", None, 1.0)(conn)
+        new_host_op("roaming", "52:54:00:00:07:03", "web", None, 1.0)(conn)
     finally:
         conn.close()
     fat = tmp_path / "x.img"

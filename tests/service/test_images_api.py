@@ -13,9 +13,9 @@ import pytest
 
 from appliance.daemon.wiring import api_route_modules
 from appliance.images.catalog import Catalog
+from domain.hosts import new_host_op
 from services.api_context import ApiContext
 from services.http import HttpServer
-from state import installs
 from state.store import Store
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -63,9 +63,9 @@ async def test_images_lists_every_version_with_newest_and_hosts(served: tuple[Ht
         catalog.close()
     now = 1_700_000_000.0
     # One host pinned to web v1, one following web's newest, one on db.
-    await store.journal.run(installs.add_host_op("pinned", "52:54:00:00:00:01", "web", None, now, 1))
-    await store.journal.run(installs.add_host_op("follower", "52:54:00:00:00:02", "web", None, now))
-    await store.journal.run(installs.add_host_op("dbhost", "52:54:00:00:00:03", "db", None, now))
+    await store.journal.run(new_host_op("pinned", "52:54:00:00:00:01", "web", None, now, 1))
+    await store.journal.run(new_host_op("follower", "52:54:00:00:00:02", "web", None, now))
+    await store.journal.run(new_host_op("dbhost", "52:54:00:00:00:03", "db", None, now))
     images = (await curl_json(url))["images"]
     assert [(i["name"], i["version"], i["newest"], i["hosts"]) for i in images] == [
         ("db", 1, True, ["dbhost"]),

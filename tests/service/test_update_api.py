@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from domain.hosts import new_host_op
 from domain.installs import InstallSettings
 from services import api_update
 from services.api_context import ApiContext, Live
 from services.http import HttpServer
-from state import installs
 from state.credentials import update_token
 from state.images import ImageVersion, insert_version
 from state.store import Store
@@ -32,9 +32,9 @@ async def env(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Store]]:
         for name, version in (("web", 1), ("web", 2), ("web", 3), ("db", 1)):
             insert_version(conn, ImageVersion(name, version, str(tmp_path / name / f"v{version}"), NOW))
         # follows is the test client's own machine: its update token is good only from its address.
-        installs.add_host_op("follows", "52:54:00:00:00:01", "web", IPv4Address("127.0.0.1"), NOW)(conn)
-        installs.add_host_op("pinned", "52:54:00:00:00:02", "web", None, NOW, 1)(conn)
-        installs.add_host_op("bare", "52:54:00:00:00:03", None, None, NOW)(conn)
+        new_host_op("follows", "52:54:00:00:00:01", "web", IPv4Address("127.0.0.1"), NOW)(conn)
+        new_host_op("pinned", "52:54:00:00:00:02", "web", None, NOW, 1)(conn)
+        new_host_op("bare", "52:54:00:00:00:03", None, None, NOW)(conn)
 
     await store.journal.run(seed)
     api = ApiContext(store=store, admin_token=ADMIN, clock=lambda: NOW,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from appliance.images.autoinstall import ScriptSettings, fetch_script
 from domain import install_events
+from domain.hosts import new_host_op
 from lab.netns import Lab, Proc
 from lab.star import Machine, Star, star
 from state import credentials, installs
@@ -113,7 +114,7 @@ def make_world(lab: Lab, tree: Path, clients: int, installing: int, mbit: float 
         insert_version(conn, ImageVersion(IMAGE, 1, str(images / "v1"), now, source="test"))
         for i in range(installing):
             hosts[i] = f"node{i}"
-            installs.add_host_op(hosts[i], mac_of(i), IMAGE, s.clients[i].ip, now)(conn)
+            new_host_op(hosts[i], mac_of(i), IMAGE, s.clients[i].ip, now)(conn)
         conn.commit()
     finally:
         conn.close()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.hosts import new_host_op
 from lab.netns import Lab, Namespace, Proc, descendant_named
-from state import installs
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
 from tests.installer_sh import RUNTIME_DIR, runtime_header
@@ -106,7 +106,7 @@ def make_site(lab: Lab, multicast_extra: str = "") -> dict[str, object]:
         insert_version(conn, ImageVersion("web", 1, str(tree), now, source="test"))
         for i, mac in enumerate(MACS):
             # transport multicast: the served script says TRANSPORT=multicast (it wins over the environment)
-            installs.add_host_op(f"node{i + 1}", mac, "web", seg.host(20 + i), now, None, "multicast")(conn)
+            new_host_op(f"node{i + 1}", mac, "web", seg.host(20 + i), now, None, "multicast")(conn)
     finally:
         conn.close()
     (server.state_dir / "scripts").mkdir()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.hosts import new_host_op
 from lab.netns import Lab, Namespace
-from state import installs
 from state.credentials import rsync_password
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
@@ -93,7 +93,7 @@ def test_five_machines_share_two_rsync_slots_and_all_finish(lab: Lab) -> None:
         insert_version(conn, ImageVersion("web", 1, str(tree), now, source="test"))
         for i in range(MACHINES):
             name, mac, ip = f"node{i + 1}", f"52:54:00:16:00:{i + 1:02x}", subnet.network_address + 20 + i
-            installs.add_host_op(name, mac, "web", ip, now)(conn)
+            new_host_op(name, mac, "web", ip, now)(conn)
             ns = lab.namespace(f"m{i + 1}")
             a, b = lab.ifname("vb"), lab.ifname("vm")
             lab.veth(server_ns, a, ns, b)

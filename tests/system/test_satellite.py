@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.hosts import new_host_op
 from lab.netns import Lab, Namespace
-from state import installs
 from state.credentials import rsync_password
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
@@ -110,7 +110,7 @@ def test_satellite_mirrors_serves_and_buffers_while_the_primary_is_away(lab: Lab
     try:
         insert_version(conn, ImageVersion("web", 1, str(tree), now, source="test", note="captured"))
         for name, ip in addresses.items():
-            installs.add_host_op(name, MACS[name], "web", ip, now)(conn)
+            new_host_op(name, MACS[name], "web", ip, now)(conn)
     finally:
         conn.close()
     primary.start()

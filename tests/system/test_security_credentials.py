@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pytest
 
+from domain.hosts import new_host_op
 from lab.clients import Dhclient
 from lab.netns import Lab, Namespace
-from state import installs
 from state.credentials import rsync_password, update_rsync_password, update_token
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
@@ -125,7 +125,7 @@ def world(lab: Lab) -> World:
             insert_version(conn, ImageVersion(name, 1, str(tree), now, source="test"))
         for host, mac, img, ip in (("node1", MAC1, "web", node1), ("node2", MAC2, "other", node2),
                                    ("node3", MAC3, "web", node3)):
-            installs.add_host_op(host, mac, img, ip, now)(conn)
+            new_host_op(host, mac, img, ip, now)(conn)
         conn.execute("UPDATE hosts SET token_issued = ? WHERE name = 'node3'", (now - 2 * 86400,))
     finally:
         conn.close()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.hosts import new_host_op
 from lab.netns import Lab, Pair
-from state import installs
 from state.credentials import update_token
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
@@ -208,7 +208,7 @@ def world(lab: Lab) -> tuple[Pair, Imageserver, Path, Path, Path, Path]:
         empty.mkdir(parents=True)  # a broken version: syncing to it would delete everything
         insert_version(conn, ImageVersion("empty", 1, str(empty), now, source="test"))
         # Follows the newest version; at client_ip (its update token works from its own address).
-        installs.add_host_op(HOST, MAC, "web", client_ip, now)(conn)
+        new_host_op(HOST, MAC, "web", client_ip, now)(conn)
         conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE name = ?", (HOST,))
         token = conn.execute("SELECT install_token FROM hosts WHERE name = ?", (HOST,)).fetchone()[0]
     finally:

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from domain.hosts import new_host_op
 from lab.netns import Lab
-from state import installs
 from state.credentials import rsync_password, update_token
 from state.db import connect, db_path
 from state.images import ImageVersion, insert_version
@@ -48,9 +48,9 @@ def test_updateclient_waits_for_a_free_slot_and_then_syncs(lab: Lab) -> None:
     try:
         for name, n, path in (("web", 1, v1), ("web", 2, v2), ("big", 1, big)):
             insert_version(conn, ImageVersion(name, n, str(path), now, source="test"))
-        installs.add_host_op(HOST, MAC, "web", node1, now)(conn)  # its update token works from its address
+        new_host_op(HOST, MAC, "web", node1, now)(conn)  # its update token works from its address
         conn.execute("UPDATE hosts SET state = 'installed', running_version = 1 WHERE name = ?", (HOST,))
-        installs.add_host_op("holder", "52:54:00:16:03:01", "big", holder, now)(conn)
+        new_host_op("holder", "52:54:00:16:03:01", "big", holder, now)(conn)
         tokens = dict(conn.execute("SELECT name, install_token FROM hosts").fetchall())
     finally:
         conn.close()

@@ -9,6 +9,7 @@ import pytest
 
 from appliance.cli.installview import host_detail, progress_bar, progress_line
 from domain import install_events, install_script
+from domain.hosts import new_host_op
 from protocols.install_report import InvalidReport, check_stage
 from state import installs
 from state.db import connect
@@ -18,7 +19,7 @@ from state.hosts import host_by_name
 @pytest.fixture
 def conn(tmp_path: Path):  # -> sqlite3.Connection
     c = connect(tmp_path / "db.sqlite")
-    installs.add_host_op("node1", "52:54:00:00:00:01", "demo", None, 100.0)(c)
+    new_host_op("node1", "52:54:00:00:00:01", "demo", None, 100.0)(c)
     c.execute("INSERT INTO images(name, version, path, created) VALUES ('demo', 3, '/x', 0)")
     yield c
     c.close()

@@ -14,10 +14,11 @@ from domain import mirror as host_mirror
 from domain import satellites as satellite_cases
 from domain.bodies import parse_body
 from domain.errors import Conflict, Invalid, NotFound
+from domain.hosts import new_host_op
 from domain.requests import SatelliteReports
 from domain.views import view_json
 from protocols.names import InvalidName
-from state import installs, outbox, satellites
+from state import outbox, satellites
 from state.db import connect
 
 
@@ -77,7 +78,7 @@ def _reports_op(events: list[object], now: float):  # type: ignore[no-untyped-de
 
 def test_reports_apply_in_order_once_and_a_bad_batch_applies_nothing(conn: sqlite3.Connection) -> None:
     satellites.add_op("edge", 1.0)(conn)
-    installs.add_host_op("node1", "52:54:00:00:00:01", "web", IPv4Address("10.0.0.5"), 1.0)(conn)
+    new_host_op("node1", "52:54:00:00:00:01", "web", IPv4Address("10.0.0.5"), 1.0)(conn)
     batch: list[object] = [_event(2, "node1", "done"), _event(1, "node1", "rsync"), _event(3, "ghost", "rsync")]
     assert _reports_op(batch, 200.0)(conn) == (2, 1, 3)
     assert [r[0] for r in conn.execute("SELECT stage FROM install_events ORDER BY id")] == ["rsync", "done"]
@@ -171,7 +172,7 @@ def test_a_host_the_primary_removed_goes_from_the_satellite_when_the_list_is_who
         return {"name": name, "mac": f"52:54:00:00:00:0{n}", "ip": None, "image": "web", "version": 1,
                 "state": "assigned", "updated": 10.0}
 
-    installs.add_host_op("local1", "52:54:00:00:00:09", "web", None, 5.0)(conn)  # the satellite's own
+    new_host_op("local1", "52:54:00:00:00:09", "web", None, 5.0)(conn)  # the satellite's own
     assert _mirror([host("node1", 1), host("node2", 2)], 20.0, complete=True)(conn) == (2, 0, 0, 0)
     # A list cut at the primary's cap (or from a primary that does not say it is whole) removes nothing.
     assert _mirror([host("node1", 1)], 30.0, complete=False)(conn)[3] == 0
@@ -216,7 +217,7 @@ def test_the_primary_says_whether_its_host_list_is_whole(conn) -> None:
     from domain.satellites import satellite_config
 
     for i in range(3):
-        installs.add_host_op(f"node{i}", f"52:54:00:00:01:0{i}", "web", None, 5.0)(conn)
+        new_host_op(f"node{i}", f"52:54:00:00:01:0{i}", "web", None, 5.0)(conn)
     assert satellite_config(conn, "rack2", 3, 873).hosts_complete
     cut = satellite_config(conn, "rack2", 2, 873)
     assert len(cut.hosts) == 2 and not cut.hosts_complete and view_json(cut)["hosts_complete"] is False

@@ -9,15 +9,15 @@ import pytest
 
 from domain import updates
 from domain.errors import Conflict, Invalid, NotFound
-from state import installs
+from domain.hosts import new_host_op
 from state.db import connect
 
 
 @pytest.fixture
 def conn(tmp_path: Path):  # -> sqlite3.Connection
     c = connect(tmp_path / "db.sqlite")
-    installs.add_host_op("web1", "52:54:00:00:00:01", "web", None, 100.0)(c)
-    installs.add_host_op("bare", "52:54:00:00:00:02", None, None, 100.0)(c)
+    new_host_op("web1", "52:54:00:00:00:01", "web", None, 100.0)(c)
+    new_host_op("bare", "52:54:00:00:00:02", None, None, 100.0)(c)
     for name, version in (("web", 1), ("web", 2), ("db", 5)):
         c.execute("INSERT INTO images(name, version, path, created) VALUES (?, ?, '/x', 0)", (name, version))
     yield c
