@@ -56,6 +56,7 @@ class ReadTransfer:
     __slots__ = (
         "_acked",
         "_backoff",
+        "_block_into",
         "_blocks",
         "_content",
         "_deadline",
@@ -131,6 +132,8 @@ class ReadTransfer:
         lockstep = self.windowsize == 1 and not netascii
         self._packet = bytearray(4 + self.blksize) if lockstep else None
         self._content = memoryview(source).cast("B") if lockstep and not callable(source) else None
+        blocks = self._blocks
+        self._block_into = blocks.block_into if isinstance(blocks, OctetBlocks) else None
         self._lockstep_wait = self._timeout if stall_timeout is None else min(self._timeout, stall_timeout)
         self._retries = 0
         self.outcome = Outcome.RUNNING
@@ -229,9 +232,9 @@ class ReadTransfer:
             size = len(payload)
             packet[4 : 4 + size] = payload
         else:
-            blocks = self._blocks
-            assert isinstance(blocks, OctetBlocks)  # lock-step's buffer exists only in octet mode
-            size = blocks.block_into(block, packet)
+            block_into = self._block_into
+            assert block_into is not None  # lock-step's buffer exists only in octet mode
+            size = block_into(block, packet)
         _DATA_HEADER.pack_into(packet, 0, _OP_DATA, block & 0xFFFF)
         self._acked = sent
         self._sent = block
