@@ -46,7 +46,10 @@ Known = Callable[[str], bool]
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.13 lacks the constant
 _PKTINFO_SIZE = 12  # struct in_pktinfo: ifindex, spec_dst, addr
 _REQUEST_BUFFER = 65535
-_TRANSFER_BUFFER = 2048  # ACKs and ERRORs are small; anything bigger is garbage anyway
+# ACKs are 4 bytes and ERRORs short (a longer one's text is cut, its NUL optional); anything bigger is garbage
+# anyway. Under 512 bytes with its header, each datagram's bytes object comes from CPython's small-object
+# allocator instead of a malloc + realloc per ACK.
+_TRANSFER_BUFFER = 476
 _DRAIN = 64  # datagrams handled per readiness callback before yielding to other sockets
 _MAX_WINDOWSIZE = 64  # larger bursts overflow a client's default receive buffer (~200 KiB)
 _UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18; Python 3.11 lacks the constant
