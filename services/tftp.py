@@ -17,7 +17,7 @@ import stat
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,10 @@ Known = Callable[[str], bool]
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.13 lacks the constant
 _PKTINFO_SIZE = 12  # struct in_pktinfo: ifindex, spec_dst, addr
 _REQUEST_BUFFER = 65535
-_TRANSFER_BUFFER = 2048  # ACKs and ERRORs are small; anything bigger is garbage anyway
+# ACKs are 4 bytes and ERRORs short (a longer one's text is cut, its NUL optional); anything bigger is garbage
+# anyway. Under 512 bytes with its header, each datagram's bytes object comes from CPython's small-object
+# allocator instead of a malloc + realloc per ACK.
+_TRANSFER_BUFFER = 476
 _DRAIN = 64  # datagrams handled per readiness callback before yielding to other sockets
 _MAX_WINDOWSIZE = 64  # larger bursts overflow a client's default receive buffer (~200 KiB)
 _UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18; Python 3.11 lacks the constant
@@ -97,6 +100,14 @@ class _Transfer:
     closed: bool = False
     gso_batch: int = 0  # datagrams per UDP GSO send; 0: one sendto per datagram
     known: bool | None = None  # the peer is a known machine (asked only when slots run out, then kept)
+    # Bound once: lock-step's per-block path looks up nothing else.
+    recvfrom: Callable[[int], tuple[bytes, Any]] = field(init=False)
+    sendto: Callable[[bytes | bytearray | memoryview, tuple[str, int]], int] = field(init=False)
+    lockstep: Callable[[bytes, float], bytearray | memoryview | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recvfrom, self.sendto = self.sock.recvfrom, self.sock.sendto
+        self.lockstep = self.machine.receive_lockstep
 
 
 class TftpServer:
@@ -424,35 +435,40 @@ class TftpServer:
                 log.debug("tftp-send-failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
 
     def _on_transfer_readable(self, transfer: _Transfer) -> None:
-        sock, peer, machine = transfer.sock, transfer.peer, transfer.machine
-        now = self._clock()
         # One datagram per wake-up: in steady state exactly one ACK is waiting, and a second
         # recvfrom would only fail with EAGAIN. Level-triggered polling calls again for more.
         try:
             try:
-                data, sender = sock.recvfrom(_TRANSFER_BUFFER)
+                data, sender = transfer.recvfrom(_TRANSFER_BUFFER)
             except (BlockingIOError, InterruptedError):
                 return
-            if sender != peer:
-                self._status.counters["unknown_tid"] += 1
-                if data[:2] != b"\x00\x05":  # never answer an ERROR with an ERROR
-                    self._reply(sock, encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), sender)
-                return
-            datagram = machine.receive_lockstep(data, now)  # one DATA per ACK, in one call
-            if datagram is not None:
-                try:
-                    sock.sendto(datagram, peer)
-                except OSError as exc:  # buffer full or peer unreachable: lost, the retransmission timer decides
-                    log.debug("tftp-send-failed", peer=f"{peer[0]}:{peer[1]}", error=str(exc))
-                return
-            self._send(transfer, machine.receive(data, now))
-            if machine.finished:
-                self._close(transfer, machine.outcome.value)
+            if sender == transfer.peer:
+                datagram = transfer.lockstep(data, self._clock())  # lock-step: the ACK gives the next DATA
+                if datagram is not None:
+                    try:
+                        transfer.sendto(datagram, sender)
+                    except OSError as exc:  # buffer full or peer unreachable: lost, the retransmission timer decides
+                        log.debug("tftp-send-failed", peer=f"{sender[0]}:{sender[1]}", error=str(exc))
+                    return
+            self._on_transfer_datagram(transfer, data, sender)
         except Exception as exc:  # a bug or an I/O error costs this transfer, never the server
+            peer = transfer.peer
             self._status.counters["internal_errors"] += 1
             log.exception("tftp-transfer-error", peer=f"{peer[0]}:{peer[1]}", file=transfer.name)
-            self._reply(sock, encode_error(ErrorCode.NOT_DEFINED, "internal error"), peer)
+            self._reply(transfer.sock, encode_error(ErrorCode.NOT_DEFINED, "internal error"), peer)
             self._close(transfer, f"error:{type(exc).__name__}")
+
+    def _on_transfer_datagram(self, transfer: _Transfer, data: bytes, sender: tuple[str, int]) -> None:
+        """Whatever is not lock-step's steady state: a stranger, a window, the last block, an ERROR, garbage."""
+        if sender != transfer.peer:
+            self._status.counters["unknown_tid"] += 1
+            if data[:2] != b"\x00\x05":  # never answer an ERROR with an ERROR
+                self._reply(transfer.sock, encode_error(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), sender)
+            return
+        machine = transfer.machine
+        self._send(transfer, machine.receive(data, self._clock()))
+        if machine.finished:
+            self._close(transfer, machine.outcome.value)
 
     def _arm(self, transfer: _Transfer) -> None:
         deadline = transfer.machine.deadline

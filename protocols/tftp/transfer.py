@@ -56,12 +56,15 @@ class ReadTransfer:
     __slots__ = (
         "_acked",
         "_backoff",
+        "_block_into",
         "_blocks",
+        "_content",
         "_deadline",
         "_final",
         "_final_len",
         "_first_ack_retries",
         "_last_send",
+        "_lockstep_wait",
         "_oack",
         "_packet",
         "_progress_at",
@@ -124,7 +127,14 @@ class ReadTransfer:
         self._final: int | None = None  # absolute number of the last block, once read
         self._final_len = 0
         self._deadline: float | None = None
-        self._packet: bytearray | None = None  # lock-step's DATA, built in place block after block
+        # Lock-step's steady state (receive_lockstep): the DATA built in place block after block in one buffer,
+        # the payload sliced straight from in-memory content, the retransmit wait fixed while nothing is lost.
+        lockstep = self.windowsize == 1 and not netascii
+        self._packet = bytearray(4 + self.blksize) if lockstep else None
+        self._content = memoryview(source).cast("B") if lockstep and not callable(source) else None
+        blocks = self._blocks
+        self._block_into = blocks.block_into if isinstance(blocks, OctetBlocks) else None
+        self._lockstep_wait = self._timeout if stall_timeout is None else min(self._timeout, stall_timeout)
         self._retries = 0
         self.outcome = Outcome.RUNNING
         self.peer_error: str | None = None
@@ -208,28 +218,28 @@ class ReadTransfer:
         place by the next call (header packed into it, the block copied after it): send it before then.
         """
         sent = self._sent
-        if (self.windowsize != 1 or self._final is not None or self._retries or self.outcome is not _RUNNING
-                or sent <= self._acked or len(datagram) < 4 or datagram[0] or datagram[1] != _OP_ACK
-                or ((datagram[2] << 8) | datagram[3]) != sent & 0xFFFF):
-            return None
-        blocks = self._blocks
-        if type(blocks) is not OctetBlocks:
-            return None
         packet = self._packet
-        if packet is None:
-            packet = self._packet = bytearray(4 + self.blksize)
+        # The datagram compared whole with the ACK of the block in flight (the cheapest test in CPython); an ACK
+        # with trailing bytes takes the long way, with the same result.
+        if (packet is None or self._final is not None or self._retries or sent <= self._acked
+                or self.outcome is not _RUNNING or datagram != _DATA_HEADER.pack(_OP_ACK, sent & 0xFFFF)):
+            return None
         block = sent + 1
-        size = blocks.block_into(block, packet)
+        content = self._content
+        if content is not None:  # in memory: the payload is a slice of it, no read-ahead bookkeeping
+            bs = self.blksize
+            payload = content[sent * bs : block * bs]
+            size = len(payload)
+            packet[4 : 4 + size] = payload
+        else:
+            block_into = self._block_into
+            assert block_into is not None  # lock-step's buffer exists only in octet mode
+            size = block_into(block, packet)
         _DATA_HEADER.pack_into(packet, 0, _OP_DATA, block & 0xFFFF)
         self._acked = sent
-        self._progress_at = now
         self._sent = block
-        deadline = now + self._timeout
-        stall = self._stall_timeout
-        if stall is not None and now + stall < deadline:
-            deadline = now + stall
-        self._deadline = deadline
-        self._last_send = now
+        self._progress_at = self._last_send = now
+        self._deadline = now + self._lockstep_wait  # = min(now + timeout, now + stall), as _schedule computes
         self.datagrams_sent += 1
         if size < self.blksize:
             self._final = block

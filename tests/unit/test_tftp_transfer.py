@@ -450,16 +450,22 @@ def _state(m: ReadTransfer) -> tuple[object, ...]:
 
 @settings(max_examples=60, deadline=None)
 @given(size=st.integers(0, 5000), blksize=st.sampled_from([None, "8", "512", "1468"]),
-       seed=st.integers(0, 2**32 - 1), stall=st.sampled_from([None, 0.5, 30.0]))
+       seed=st.integers(0, 2**32 - 1), stall=st.sampled_from([None, 0.5, 30.0]), streamed=st.booleans())
 def test_receive_lockstep_is_receive_in_one_call(size: int, blksize: str | None, seed: int,
-                                                 stall: float | None) -> None:
+                                                 stall: float | None, streamed: bool) -> None:
     """Fed the same datagrams (in-order ACKs, duplicates, stale and future ones, garbage, timeouts), the
-    machine that tries receive_lockstep first says and becomes exactly what the one using receive() does."""
+    machine that tries receive_lockstep first says and becomes exactly what the one using receive() does,
+    for content in memory (sliced) and for content read through a reader (a file too big for the cache)."""
     rng = random.Random(seed)
     content = bytes(rng.randrange(256) for _ in range(size))
     options = {"blksize": blksize} if blksize else {}
-    plain = ReadTransfer(rrq(**options), content, stall_timeout=stall)
-    fast = ReadTransfer(rrq(**options), content, stall_timeout=stall)
+
+    def read(offset: int, length: int) -> bytes:
+        return content[offset:offset + length]
+
+    source = read if streamed else content
+    plain = ReadTransfer(rrq(**options), source, size=size, stall_timeout=stall)
+    fast = ReadTransfer(rrq(**options), source, size=size, stall_timeout=stall)
     now = T0
     assert plain.start(now) == fast.start(now)
     shortcuts = 0
