@@ -285,10 +285,10 @@ def _initramfs_module_list(root: Path) -> None:
 
 
 # dpkg's settings while a tree is built (written after debootstrap's first stage, removed by _masterize): a test
-# master's tree is made whole and only then used, so dpkg need not fsync every file it unpacks, and what _masterize
-# prunes anyway (documentation, the kernel's unused modules) is never unpacked. With the initramfs built once, a
-# cold Debian 13 base and its three masters took 243 s instead of 455 s, Debian 12's master 122 s instead of 306 s
-# (a loaded 2-core box, December 2026).
+# master's tree is made whole and only then used, so dpkg need not fsync every file it unpacks (nothing measurable on
+# this box's disk; a CI disk may differ), and what _masterize prunes anyway (documentation, the kernel's unused
+# modules) is never unpacked. With the initramfs built once, a cold Debian 13 base and its three masters took 117 s
+# instead of 209 s, Debian 12's master 72 s instead of 106 s (this 2-core box, lightly loaded, December 2026).
 BUILD_DPKG_CFG = "etc/dpkg/dpkg.cfg.d/imageserver-build"
 BUILD_DPKG_SETTINGS = ("force-unsafe-io\npath-exclude=/usr/share/doc/*\npath-exclude=/usr/share/man/*\n"
                        "path-exclude=/usr/share/info/*\npath-exclude=/usr/share/locale/*\n")
