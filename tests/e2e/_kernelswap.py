@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.e2e import _debianmaster as dm
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: dpkg without fsync or docs while building (_in_chroot)
 OTHER_KERNEL = "linux-image-cloud-amd64"
 SERIAL_LOGIN_TTY = "ttyS1"
 
@@ -32,8 +32,8 @@ def cache_key() -> str:
 
 
 def _in_chroot(root: Path, script: str) -> str:
-    """`script` in the tree with /proc, /sys, /dev bound and the host's resolver (the tree's own
-    resolv.conf is put back afterwards: it is part of the image)."""
+    """`script` in the tree with /proc, /sys, /dev bound, the host's resolver and the master build's dpkg
+    settings (the tree's own resolv.conf is put back and the settings are removed afterwards: the image's)."""
     resolv = root / "etc/resolv.conf"
     saved = resolv.read_bytes() if resolv.is_file() and not resolv.is_symlink() else None
     mounts: list[Path] = []
@@ -41,6 +41,7 @@ def _in_chroot(root: Path, script: str) -> str:
         if resolv.is_symlink():
             resolv.unlink()
         shutil.copyfile("/etc/resolv.conf", resolv)
+        dm._build_dpkg_settings(root)
         for fs in ("proc", "sys", "dev"):
             dm._run(["mount", "--bind", f"/{fs}", str(root / fs)])
             mounts.append(root / fs)
@@ -48,6 +49,7 @@ def _in_chroot(root: Path, script: str) -> str:
     finally:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", str(m)], capture_output=True)
+        (root / dm.BUILD_DPKG_CFG).unlink(missing_ok=True)
         if saved is not None:
             resolv.write_bytes(saved)
         else:

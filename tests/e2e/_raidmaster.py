@@ -28,7 +28,7 @@ from pathlib import Path
 from tests.e2e import _debianmaster as dm
 from tests.e2e._kernelswap import _in_chroot, _prune
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: dpkg without fsync or docs while building (_kernelswap._in_chroot)
 VG = "vgraid"
 LV = "root"
 MD = "md0"
