@@ -40,7 +40,7 @@ from lab.netns import Lab, lab_unavailable_reason
 from lab.qemu import Vm, VmConfig, aarch64_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 from tests.e2e._foreignarch import unavailable_reason as foreign_unavailable_reason
-from tests.e2e.test_real_debian import capture, check_disk, fs_uuid
+from tests.e2e.test_real_debian import boot_to_login, capture, check_disk, check_report, fs_uuid
 
 pytestmark = [
     pytest.mark.e2e,
@@ -148,28 +148,13 @@ def test_arm64_master_installs_over_pxe_on_an_arm64_vm_and_boots_its_disk_as_its
     # Its own disk, through AAVMF's removable-media path (no NVRAM entry), to login as itself.
     vm = Vm(demo.net, VmConfig(boot="disk", mac=install.mac, disks=[install.disk], memory_mb=1024,
                                arch="aarch64")).start()
-    booted = time.monotonic()
-    try:
-        vm.wait_for(rf"{name} login:", timeout=900)
-        login_after = time.monotonic() - booted
-        report = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s+root=",
-                             timeout=300)
-    finally:
-        log = vm.log()
-        vm.stop()
+    report, log, login_after = boot_to_login(vm, name, 900, report_timeout=300)
     print(f"\n[timing] arm64: mkbootenv --arch arm64 {mkbootenv_seconds:.0f} s; master tree (cached or built) "
           f"{master_seconds:.0f} s; capture {capture_seconds:.0f} s; power-on -> refused {refused_after:.0f} s; "
           f"-> GRUB's install line {grub_after:.0f} s; -> installed {install.installed_after:.0f} s; "
           f"own disk -> login: {login_after:.0f} s")
     print("refusal:", refusal.group(0))
-    print("report:", report.group(0))
-    hostname, ifname, address, machine_id = report.groups()
-    assert hostname == name
-    assert machine_id != master.machine_id, "the clone kept the master's machine-id"
-    assert ifname != dm.MASTER_IFACE, ifname
-    binding = app.get(f"/api/v1/hosts/{name}")["binding"]
-    assert binding and binding["ip"] == address, (binding, address)
-    assert "Gave up waiting for suspend/resume device" not in log, "the initramfs waited for the master's swap"
+    ifname = check_report(demo, master, name, report, log)
 
     with loop_partition(install.disk, 2) as device, mounted(device, "ext4") as root:
         check_disk(root, fs_uuid(device), master, name, ifname, dm.ARM64_BOOKWORM, install.mac)

@@ -98,6 +98,22 @@ def install_over_pxe(demo: DemoLab, image: str, name: str, firmware_args: tuple[
     return install
 
 
+def boot_to_login(vm: Vm, name: str, login_timeout: float, report_timeout: float = 180
+                  ) -> tuple[tuple[str, ...], str, float]:
+    """`vm`, just started, to `NAME login:` and then its REPORT line, then stopped: (the REPORT's groups, the
+    serial log, seconds from start to login)."""
+    booted = time.monotonic()
+    try:
+        vm.wait_for(rf"{name} login:", timeout=login_timeout)
+        login_after = time.monotonic() - booted
+        report = vm.wait_for(REPORT, timeout=report_timeout)
+    finally:
+        log = vm.log()
+        vm.stop()
+    print("report:", report.group(0))
+    return report.groups(), log, login_after
+
+
 def check_report(demo: DemoLab, master: dm.DebianMaster, name: str, report: tuple[str, ...], log: str) -> str:
     """The running clone's REPORT line (the groups of REPORT) and serial log: this machine, not the master.
     Returns its interface name."""
@@ -143,19 +159,11 @@ def install_and_boot(demo: DemoLab, master: dm.DebianMaster, image: str, name: s
     boot = "disk" if firmware_args else "network"
     vm = Vm(demo.net, VmConfig(boot=boot, mac=install.mac, disks=[install.disk], memory_mb=768,
                                extra_args=firmware_args)).start()
-    booted = time.monotonic()
-    try:
-        vm.wait_for(rf"{name} login:", timeout=420)
-        login_after = time.monotonic() - booted
-        report = vm.wait_for(REPORT, timeout=180)
-    finally:
-        log = vm.log()
-        vm.stop()
+    report, log, login_after = boot_to_login(vm, name, 420)
     firmware = "UEFI" if firmware_args else "BIOS"
     print(f"\n[timing] {firmware}: power-on -> installed {install.installed_after:.0f} s; "
           f"power-on -> login: {login_after:.0f} s (second boot, own disk)")
-    print("report:", report.group(0))
-    ifname = check_report(demo, master, name, report.groups(), log)
+    ifname = check_report(demo, master, name, report, log)
     check_installed_disk(install.disk, master, name, ifname, install.mac, firmware_args, root_fstype, recipe)
 
 

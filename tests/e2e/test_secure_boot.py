@@ -40,7 +40,7 @@ from lab.qemu import (
 )
 from tests.e2e import _debianmaster as dm
 from tests.e2e._sites import real_os_site
-from tests.e2e.test_real_debian import capture, check_disk, fs_uuid
+from tests.e2e.test_real_debian import boot_to_login, capture, check_disk, check_report, fs_uuid
 
 IMAGE = "debian12-sb"
 SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
@@ -112,21 +112,9 @@ def test_secure_boot_debian_master_installs_over_shim_and_boots_its_disk_with_sb
 
     # Power on from the disk: the firmware itself runs EFI/BOOT/BOOTX64.EFI (the image's shim), shim the
     # signed GRUB beside it, GRUB the image's signed kernel.
-    vm = Vm(demo.net, machine("disk")).start()
-    booted = time.monotonic()
-    try:
-        vm.wait_for(rf"{name} login:", timeout=600)
-        login_after = time.monotonic() - booted
-        report = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s+root=",
-                             timeout=180)
-    finally:
-        log = vm.log()
-        vm.stop()
+    report, log, login_after = boot_to_login(Vm(demo.net, machine("disk")).start(), name, 600)
     assert SB_KERNEL_LINE in log and LOCKDOWN_LINE in log, "the installed system did not boot under Secure Boot"
-    hostname, ifname, address, _machine_id = report.groups()
-    assert hostname == name
-    binding = app.get(f"/api/v1/hosts/{name}")["binding"]
-    assert binding and binding["ip"] == address, (binding, address)
+    ifname = check_report(demo, master, name, report, log)
 
     # And PXE first, as an installed machine usually boots: the imageserver's GRUB config reads the disk's.
     vm = Vm(demo.net, machine("network")).start()

@@ -21,7 +21,7 @@ from lab.netns import lab_unavailable_reason
 from lab.qemu import BootFrom, Vm, VmConfig, qemu_unavailable_reason, random_mac
 from tests.e2e import _debianmaster as dm
 from tests.e2e._sites import real_os_site
-from tests.e2e.test_real_debian import OVMF, capture, check_disk, fs_uuid
+from tests.e2e.test_real_debian import OVMF, boot_to_login, capture, check_disk, check_report, fs_uuid
 
 IMAGE = "debian12-http"
 # OVMF's PXE off: its boot options for the NIC are then HTTPv4 and HTTPv6 only (edk2's fw_cfg switches).
@@ -78,19 +78,8 @@ def test_ovmf_http_boot_installs_a_machine_without_tftp(site: DemoLab) -> None:
     assert app.get(f"/api/v1/machines/{install.mac}")["boot"]["kind"] == "local"
 
     # Its own disk, first in the boot order (as test_real_debian's UEFI install): login as itself.
-    vm = Vm(site.net, machine("disk")).start()
-    booted = time.monotonic()
-    try:
-        vm.wait_for(rf"{name} login:", timeout=420)
-        login_after = time.monotonic() - booted
-        report = vm.wait_for(rf"{dm.REPORT_MARKER} hostname=(\S+) addr=(\S+)=(\S+)/\d+ machine-id=(\S+)\s+root=",
-                             timeout=180)
-    finally:
-        vm.stop()
-    hostname, ifname, address, machine_id = report.groups()
-    assert hostname == name and machine_id != master.machine_id
-    binding = app.get(f"/api/v1/hosts/{name}")["binding"]
-    assert binding and binding["ip"] == address, (binding, address)
+    report, log, login_after = boot_to_login(Vm(site.net, machine("disk")).start(), name, 420)
+    ifname = check_report(site, master, name, report, log)
     with loop_partition(install.disk, 2) as device, mounted(device) as root:
         check_disk(root, fs_uuid(device), master, name, ifname)
     assert not any(app.get("/api/v1/status")["services"]["tftp"]["counters"].values())
