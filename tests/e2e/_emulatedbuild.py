@@ -87,13 +87,19 @@ def make_ssh_host_keys(root: Path) -> None:
 AR_MAGIC = b"!<arch>\n"
 
 
-def uncompress_debs(root: Path) -> int:
-    """Each .deb the second stage installs (debootstrap/debpaths) whose data.tar is xz-compressed, rewritten
-    with the same members and an uncompressed data.tar (dpkg-deb reads either); returns how many."""
+# Repacked from this size: the kernel's (about 60 MB, 340 MB unpacked). The others are under 3 MB: little
+# emulated decompression to save, and repacking all of them writes some 250 MB more here.
+UNCOMPRESS_FROM_BYTES = 8 << 20
+
+
+def uncompress_debs(root: Path, from_bytes: int = UNCOMPRESS_FROM_BYTES) -> int:
+    """Each .deb of `from_bytes` or more that the second stage installs (debootstrap/debpaths) whose data.tar is
+    xz-compressed, rewritten with the same members and an uncompressed data.tar (dpkg-deb reads either);
+    returns how many."""
     done = 0
     for line in (root / "debootstrap/debpaths").read_text().splitlines():
         deb = root / line.split()[1].lstrip("/")
-        if _uncompress_deb(deb):
+        if deb.stat().st_size >= from_bytes and _uncompress_deb(deb):
             done += 1
     return done
 

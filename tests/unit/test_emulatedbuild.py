@@ -59,7 +59,8 @@ def test_an_xz_deb_is_repacked_uncompressed_with_the_same_contents(tmp_path: Pat
     (tmp_path / "root/debootstrap").mkdir()
     (tmp_path / "root/debootstrap/debpaths").write_text(f"demo /var/cache/apt/archives/{deb.name}\n")
 
-    assert emulated.uncompress_debs(tmp_path / "root") == 1
+    assert emulated.uncompress_debs(tmp_path / "root", from_bytes=deb.stat().st_size + 1) == 0, "a small one stays"
+    assert emulated.uncompress_debs(tmp_path / "root", from_bytes=0) == 1
     members = subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True, check=True).stdout.split()
     assert members[0] == "debian-binary" and members[-1] == "data.tar", members
     assert subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True, check=True).stdout == before
@@ -69,7 +70,7 @@ def test_an_xz_deb_is_repacked_uncompressed_with_the_same_contents(tmp_path: Pat
     subprocess.run(["dpkg-deb", "-x", str(deb), str(out)], check=True)
     for name, data in files.items():
         assert (out / name).read_bytes() == data
-    assert emulated.uncompress_debs(tmp_path / "root") == 0, "an uncompressed one is left as it is"
+    assert emulated.uncompress_debs(tmp_path / "root", from_bytes=0) == 0, "an uncompressed one is left as it is"
 
 
 def test_an_odd_sized_member_is_padded_as_ar_wants(tmp_path: Path) -> None:
