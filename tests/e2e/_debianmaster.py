@@ -157,7 +157,7 @@ BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
 # _emulatedbuild.py). zstd: initramfs-tools' default compressor (without it gzip, several times slower emulated).
 ARM64_BOOKWORM = Recipe(SUITE, ("systemd-sysv", "udev", "linux-image-arm64", "initramfs-tools", "zstd", "kmod",
                                 "grub-efi-arm64-bin", "grub2-common", "ifupdown", "isc-dhcp-client",
-                                "openssh-server", "fdisk", "rsync", "iproute2"), 2, arch="arm64")
+                                "openssh-server", "fdisk", "rsync", "iproute2"), 3, arch="arm64")
 # Debian 13 as trixie installs it: ifupdown with dhcpcd-base (no isc-dhcp-client), a persistent journal.
 # BIOS only: no signed shim and GRUB.
 _NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
@@ -416,6 +416,8 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
     with _bound_system(root):
         _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
                       "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs, recipe.arch)
+    if recipe.arch != HOST_ARCH:
+        emulated.link_initramfs(root)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ master, tests/e2e/_debianmaster.py): the emulated work is cut, the tree that com
 - The ssh host keys made here (openssh-server's postinst makes only the missing ones): an RSA key emulated
   takes tens of seconds.
 - No initramfs while packages are configured (INITRD=No: the kernel's postinst.d hook skips it; initramfs-tools'
-  trigger then finds no initramfs to update): the caller builds it once, at the end.
+  trigger then finds no initramfs to update): the caller builds it once, at the end, then links it as the
+  kernel's postinst would have (link_initramfs).
 """
 
 from __future__ import annotations
@@ -82,6 +83,19 @@ def make_ssh_host_keys(root: Path) -> None:
     for kind in SSH_HOST_KEY_TYPES:
         subprocess.run(["ssh-keygen", "-q", "-f", str(ssh / f"ssh_host_{kind}_key"), "-N", "", "-t", kind],
                        check=True, capture_output=True)
+
+
+def link_initramfs(root: Path) -> None:
+    """/initrd.img and /initrd.img.old beside /vmlinuz and /vmlinuz.old, naming the initramfs of the same kernel:
+    what linux-update-symlinks (the kernel's postinst) makes when the initramfs exists at its time."""
+    for kernel_link in ("vmlinuz", "vmlinuz.old"):
+        link = root / kernel_link
+        if not link.is_symlink():
+            continue
+        target = os.readlink(link).replace("vmlinuz-", "initrd.img-")
+        initrd_link = root / kernel_link.replace("vmlinuz", "initrd.img")
+        if (root / target).exists() and not initrd_link.is_symlink():
+            os.symlink(target, initrd_link)
 
 
 AR_MAGIC = b"!<arch>\n"

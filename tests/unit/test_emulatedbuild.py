@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import os
 import shutil
 import subprocess
 import tarfile
@@ -100,3 +101,15 @@ def test_the_build_dpkg_config_is_there_only_during_the_block(tmp_path: Path) ->
         assert "path-exclude=/usr/share/doc/*\n" in text
         assert "path-exclude=/lib/modules/*/kernel/drivers/gpu/*\n" in text
     assert not config.exists()
+
+
+def test_the_initramfs_is_linked_as_the_kernel_postinst_links_it(tmp_path: Path) -> None:
+    (tmp_path / "boot").mkdir()
+    for name in ("vmlinuz-6.1.0-50-arm64", "initrd.img-6.1.0-50-arm64"):
+        (tmp_path / "boot" / name).write_bytes(b"x")
+    for link in ("vmlinuz", "vmlinuz.old"):
+        (tmp_path / link).symlink_to("boot/vmlinuz-6.1.0-50-arm64")
+    emulated.link_initramfs(tmp_path)
+    emulated.link_initramfs(tmp_path)  # once made, left as they are
+    for link in ("initrd.img", "initrd.img.old"):
+        assert os.readlink(tmp_path / link) == "boot/initrd.img-6.1.0-50-arm64"
