@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.boot.installer.per_machine import per_machine_paths
+from tests.e2e import _emulatedbuild as emulated
 from tests.e2e._foreignarch import with_foreign_arch
 
 SUITE = "bookworm"
@@ -152,10 +153,11 @@ class Recipe:
 
 BOOKWORM = Recipe(SUITE, PACKAGES, BUILD_VERSION)
 # Debian 12 for arm64 (UEFI only: GRUB's arm64-efi, installed by the installer with --target=arm64-efi), the
-# minimal set that boots QEMU's virt machine to login: built on this amd64 box (tests/e2e/_foreignarch.py).
-ARM64_BOOKWORM = Recipe(SUITE, ("systemd-sysv", "udev", "linux-image-arm64", "initramfs-tools", "kmod",
+# minimal set that boots QEMU's virt machine to login: built on this amd64 box (tests/e2e/_foreignarch.py,
+# _emulatedbuild.py). zstd: initramfs-tools' default compressor (without it gzip, several times slower emulated).
+ARM64_BOOKWORM = Recipe(SUITE, ("systemd-sysv", "udev", "linux-image-arm64", "initramfs-tools", "zstd", "kmod",
                                 "grub-efi-arm64-bin", "grub2-common", "ifupdown", "isc-dhcp-client",
-                                "openssh-server", "fdisk", "rsync", "iproute2"), 1, arch="arm64")
+                                "openssh-server", "fdisk", "rsync", "iproute2"), 3, arch="arm64")
 # Debian 13 as trixie installs it: ifupdown with dhcpcd-base (no isc-dhcp-client), a persistent journal.
 # BIOS only: no signed shim and GRUB.
 _NOT_ON_TRIXIE = ("isc-dhcp-client", "shim-signed", "grub-efi-amd64-signed")
@@ -271,8 +273,7 @@ DRACUT_HOSTONLY = 'hostonly="yes"\nadd_drivers+=" virtio_blk virtio_pci virtio_s
 
 # A foreign-architecture master's initramfs holds the modules a QEMU virt machine needs for its root, not
 # initramfs-tools' "most": under qemu-user every module costs several emulated forks (measured here: "most" took
-# more than 15 min for Debian's arm64 kernel, with its SoC drivers). Written before the second stage, so the
-# kernel's postinst builds the small one too.
+# more than 15 min for Debian's arm64 kernel, with its SoC drivers). Built once, by _masterize.
 FOREIGN_INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "ext4", "vfat", "nls_cp437",
                              "nls_ascii")
 
@@ -437,9 +438,12 @@ def _masterize(root: Path, recipe: Recipe = BOOKWORM) -> None:
                       '  linux-update-symlinks install "${k##*/}" "/boot/vmlinuz-${k##*/}"\ndone\n')
     else:
         _initramfs_module_list(root)
+        initramfs = "update-initramfs -c -k all\n"  # the first one: none was made by the second stage
     with _bound_system(root):
         _chroot(root, f"echo 'root:{ROOT_PASSWORD}' | chpasswd\n"
                       "for k in /lib/modules/*; do depmod \"${k##*/}\"; done\n" + initramfs, recipe.arch)
+    if recipe.arch != HOST_ARCH:
+        emulated.link_initramfs(root)
 
 
 @contextlib.contextmanager
@@ -495,10 +499,16 @@ def _debootstrap(cache_dir: Path, suite: str, packages: tuple[str, ...], root: P
     _run(["debootstrap", "--foreign", f"--arch={arch}", "--variant=minbase", f"--cache-dir={debs}", include, suite,
           str(root)], timeout=1800)
     _initramfs_module_list(root)
+    emulated.trim_package_lists(root)
+    emulated.uncompress_debs(root)
+    if "openssh-server" in packages:
+        emulated.make_ssh_host_keys(root)
     # container=lxc: no mknod test in the second stage (a user namespace makes no device nodes; the first stage
-    # made them).
-    in_tree(root, ["/debootstrap/debootstrap", "--second-stage"], arch,
-            {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "container": "lxc"})
+    # made them). No initramfs made in it (emulated.SECOND_STAGE_ENV): _masterize makes the one the master has.
+    with emulated.emulated_dpkg(root, prune_modules):
+        in_tree(root, ["/debootstrap/debootstrap", "--second-stage"], arch,
+                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "container": "lxc",
+                 **emulated.SECOND_STAGE_ENV})
 
 
 def build_base(cache_dir: Path, recipe: Recipe) -> Path:
