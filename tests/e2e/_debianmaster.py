@@ -505,10 +505,9 @@ def _debootstrap(cache_dir: Path, suite: str, packages: tuple[str, ...], root: P
         emulated.make_ssh_host_keys(root)
     # container=lxc: no mknod test in the second stage (a user namespace makes no device nodes; the first stage
     # made them). No initramfs made in it (emulated.SECOND_STAGE_ENV): _masterize makes the one the master has.
-    with emulated.emulated_dpkg(root, prune_modules):
-        in_tree(root, ["/debootstrap/debootstrap", "--second-stage"], arch,
-                {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "container": "lxc",
-                 **emulated.SECOND_STAGE_ENV})
+    _build_dpkg_settings(root, prune_modules)
+    in_tree(root, ["/debootstrap/debootstrap", "--second-stage"], arch,
+            {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "container": "lxc", **emulated.SECOND_STAGE_ENV})
 
 
 def build_base(cache_dir: Path, recipe: Recipe) -> Path:

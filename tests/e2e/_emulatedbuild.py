@@ -4,9 +4,8 @@ master, tests/e2e/_debianmaster.py): the emulated work is cut, the tree that com
 - The tree's package list is cut to the stanzas debootstrap installs: its second stage parses that list with
   its Perl pkgdetails (emulated: about a minute a parse, three parses) to fill dpkg's available file and to
   resolve each pre-dependency. The list is pruned from the master afterwards in any case.
-- dpkg without fsync (force-unsafe-io: a crashed build is thrown away whole) and without the files the master
-  drops afterwards anyway (docs, man pages, locales, the kernel's pruned module directories): fewer files
-  written, and the kernel's depmod reads fewer modules.
+- dpkg's build settings (_debianmaster's, as for every master: no fsync, none of the files the master drops
+  anyway) matter most here: fewer files written emulated, and the kernel's depmod reads fewer modules.
 - The .debs' data repacked uncompressed here (natively, before the second stage): dpkg-deb's xz decompression
   emulated is the most of the kernel package's unpack (its modules are about 400 MB).
 - The ssh host keys made here (openssh-server's postinst makes only the missing ones): an RSA key emulated
@@ -18,7 +17,6 @@ master, tests/e2e/_debianmaster.py): the emulated work is cut, the tree that com
 
 from __future__ import annotations
 
-import contextlib
 import lzma
 import os
 import shutil
@@ -29,8 +27,6 @@ from typing import BinaryIO
 
 # The second stage's environment: the kernel's initramfs hook does nothing (/etc/kernel/postinst.d/initramfs-tools)
 SECOND_STAGE_ENV = {"INITRD": "No"}
-DPKG_CONFIG = "etc/dpkg/dpkg.cfg.d/imageserver-emulated-build"
-DROPPED_PATHS = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
 
 
 def trim_package_lists(root: Path) -> int:
@@ -53,24 +49,6 @@ def _package_name(stanza: str) -> str:
         if line.startswith("Package:"):
             return line.partition(":")[2].strip()
     return ""
-
-
-def dpkg_config(module_dirs: tuple[str, ...]) -> str:
-    """The build's dpkg.cfg.d file: no fsync, and no file under DROPPED_PATHS or the kernel's `module_dirs`."""
-    excluded = [*DROPPED_PATHS, *(f"{lib}/modules/*/kernel/{d}/*" for d in module_dirs for lib in ("/lib", "/usr/lib"))]
-    return "force-unsafe-io\n" + "".join(f"path-exclude={p}\n" for p in excluded)
-
-
-@contextlib.contextmanager
-def emulated_dpkg(root: Path, module_dirs: tuple[str, ...]) -> Iterator[None]:
-    """dpkg in `root` configured by dpkg_config while the block runs; the master is left without it."""
-    config = root / DPKG_CONFIG
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(dpkg_config(module_dirs))
-    try:
-        yield
-    finally:
-        config.unlink(missing_ok=True)
 
 
 SSH_HOST_KEY_TYPES = ("rsa", "ecdsa", "ed25519")  # what openssh-server's postinst makes (sshd_config's default)
