@@ -128,7 +128,6 @@ def test_secure_boot_debian_master_installs_over_shim_and_boots_its_disk_with_sb
     print(f"\n[timing] UEFI Secure Boot: power-on -> installed {install.installed_after:.0f} s; "
           f"installed -> login {login_after:.0f} s (from its disk: shim -> GRUB -> kernel); "
           f"PXE -> local disk -> login {pxe_login_after:.0f} s")
-    print("report:", report.group(0))
     assert "imageserver: booting from the local disk" in pxe_log, pxe_log[-3000:]
     assert SB_KERNEL_LINE in pxe_log, "the PXE-then-local boot did not run under Secure Boot"
 
