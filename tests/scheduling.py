@@ -7,9 +7,10 @@ In directory order the long QEMU files start wherever their name falls, and one 
 worker busy for minutes while the other has nothing left. Sorted longest first (the classic LPT rule), the
 last units handed out are the short ones, so both workers finish within a short test file of each other.
 
-FILE_SECONDS is a scheduling hint, not a timed assertion: roughly what each slow file took (all its tests,
-warm caches) in full runs on a 2-core box (CI and this box, December 2026). Files not listed keep their
-collection order after the listed ones. A wrong or stale number only changes the order, never a result.
+FILE_SECONDS is a scheduling hint, not a timed assertion: roughly what each slow file took (all its tests; the
+e2e masters built cold, as on CI's fresh machine) in full runs on a 2-core box (CI and this box, December 2026).
+Files not listed keep their collection order after the listed ones. A wrong or stale number only changes the
+order, never a result.
 """
 
 from __future__ import annotations
@@ -18,19 +19,18 @@ from collections.abc import Sequence
 from typing import Protocol
 
 FILE_SECONDS: dict[str, int] = {
-    # 245 s with its master cached; on a cold cache (every CI run) its arm64 master is built first under
-    # qemu-user: 451 s before the emulated work was cut (tests/e2e/_emulatedbuild.py), now 250-380 s (457 s ->
-    # 273 s of CPU, downloads included; the whole file 478 s here with its master built cold). No other file
-    # builds its master: whichever file runs beside it, the two workers never wait on one master's build lock.
-    "tests/e2e/test_arm64_pxe.py": 520,
-    "tests/e2e/test_real_distros.py": 620,
-    "tests/e2e/test_kernel_update.py": 630,  # the suite's Debian 12 BIOS install + boot (check_disk), an update
-    "tests/e2e/test_real_debian.py": 330,  # the Debian 13 master on xfs
-    "tests/e2e/test_raid_lvm.py": 470,  # a failed install (no disk matches a hint), an install, two boots
-    "tests/e2e/test_package_vm.py": 430,
-    "tests/e2e/test_secure_boot.py": 340,
+    "tests/e2e/test_real_distros.py": 680,  # the Debian 13 base and its btrfs and RHEL-shaped masters, built first
+    # Its arm64 master is built first under qemu-user: 320 s of the 586 s the file took in a full cold run here
+    # (451 s of 929 s before tests/e2e/_emulatedbuild.py). No other file builds that master: whichever file runs
+    # beside it, the two workers never wait on one master's build lock.
+    "tests/e2e/test_arm64_pxe.py": 590,
+    "tests/e2e/test_kernel_update.py": 550,  # the suite's Debian 12 BIOS install + boot (check_disk), an update
+    "tests/e2e/test_package_vm.py": 490,
+    "tests/e2e/test_raid_lvm.py": 340,  # a failed install (no disk matches a hint), an install, two boots
+    "tests/e2e/test_secure_boot.py": 300,
     "tests/e2e/test_install.py": 300,
     "tests/e2e/test_uefi_http_boot.py": 230,
+    "tests/e2e/test_real_debian.py": 210,  # the Debian 13 master on xfs
     "tests/e2e/test_pxe_boot.py": 210,
     "tests/system/test_multicast.py": 150,
     "tests/e2e/test_power_vm.py": 150,
