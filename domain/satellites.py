@@ -47,10 +47,7 @@ def remove_op(name: str) -> Callable[[Connection], None]:
     return op
 
 
-MAX_DETAIL = install_events.MAX_DETAIL  # characters of one report's detail
-
-
-def reports_op(name: str, events: list[SatelliteEvent], now: float) -> Callable[[Connection], tuple[int, int, int]]:
+def reports_op(name: str, events: list[SatelliteEvent]) -> Callable[[Connection], tuple[int, int, int]]:
     """Apply satellite `name`'s relayed install reports (state/satellites.apply_reports_op: in order, each
     once); the op returns (applied, dropped, last id). Their shape was parsed (domain/requests.SatelliteEvent);
     a stage or detail that is not an installer's refuses the whole batch as Invalid, naming the event."""
@@ -61,8 +58,8 @@ def reports_op(name: str, events: list[SatelliteEvent], now: float) -> Callable[
         except InvalidReport as err:
             raise Invalid(f"events[{i}]: {err}") from None
         detail = e.detail if e.detail is None or isinstance(e.detail, str) else json.dumps(e.detail)
-        if detail is not None and len(detail) > MAX_DETAIL:
-            raise Invalid(f'"events[{i}].detail" is longer than {MAX_DETAIL} characters')
+        if detail is not None and len(detail) > install_events.MAX_DETAIL:
+            raise Invalid(f'"events[{i}].detail" is longer than {install_events.MAX_DETAIL} characters')
         checked.append(satellites.Report(e.id, e.host, e.mac, float(e.time), e.stage, detail))
     store = satellites.apply_reports_op(name, checked, install_events.record_op)
 

@@ -57,7 +57,7 @@ async def reports(call: Call[SatelliteReports]) -> ReportsReceipt:
     if backlog is not None and backlog < 0:
         raise Invalid('"backlog" must be a count')
     now = ctx.clock()
-    applied, dropped, last = await ctx.store.journal.run(satellite_cases.reports_op(name, body.events, now))
+    applied, dropped, last = await ctx.store.journal.run(satellite_cases.reports_op(name, body.events))
     await ctx.store.journal.run(satellites.contact_op(name, now, call.request.remote, versions, backlog))
     if applied or dropped:
         log.info("satellite-reports", satellite=name, applied=applied, dropped=dropped, delivered=last,

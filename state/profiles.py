@@ -67,11 +67,6 @@ def profiles_named(conn: sqlite3.Connection, names: set[str]) -> dict[str, Profi
     return {p.name: p for p in map(_profile, rows)}
 
 
-def host_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    """Profile name -> how many hosts name it."""
-    return profile_counts(conn)
-
-
 def users(conn: sqlite3.Connection, name: str) -> list[str]:
     """The hosts that inherit from profile `name`."""
     return names_with_profile(conn, name)
@@ -158,7 +153,7 @@ class StoredProfiles:
         return users(self.conn, name)
 
     def counts(self) -> dict[str, int]:
-        return host_counts(self.conn)
+        return profile_counts(self.conn)
 
     def all(self) -> list[Profile]:
         return list_profiles(self.conn)

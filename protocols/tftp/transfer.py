@@ -58,7 +58,6 @@ class ReadTransfer:
         "_backoff",
         "_block_into",
         "_blocks",
-        "_content",
         "_deadline",
         "_final",
         "_final_len",
@@ -128,10 +127,9 @@ class ReadTransfer:
         self._final_len = 0
         self._deadline: float | None = None
         # Lock-step's steady state (receive_lockstep): the DATA built in place block after block in one buffer,
-        # the payload sliced straight from in-memory content, the retransmit wait fixed while nothing is lost.
+        # the retransmit wait fixed while nothing is lost.
         lockstep = self.windowsize == 1 and not netascii
         self._packet = bytearray(4 + self.blksize) if lockstep else None
-        self._content = memoryview(source).cast("B") if lockstep and not callable(source) else None
         blocks = self._blocks
         self._block_into = blocks.block_into if isinstance(blocks, OctetBlocks) else None
         self._lockstep_wait = self._timeout if stall_timeout is None else min(self._timeout, stall_timeout)
@@ -225,16 +223,9 @@ class ReadTransfer:
                 or self.outcome is not _RUNNING or datagram != _DATA_HEADER.pack(_OP_ACK, sent & 0xFFFF)):
             return None
         block = sent + 1
-        content = self._content
-        if content is not None:  # in memory: the payload is a slice of it, no read-ahead bookkeeping
-            bs = self.blksize
-            payload = content[sent * bs : block * bs]
-            size = len(payload)
-            packet[4 : 4 + size] = payload
-        else:
-            block_into = self._block_into
-            assert block_into is not None  # lock-step's buffer exists only in octet mode
-            size = block_into(block, packet)
+        block_into = self._block_into
+        assert block_into is not None  # lock-step's buffer exists only in octet mode
+        size = block_into(block, packet)
         _DATA_HEADER.pack_into(packet, 0, _OP_DATA, block & 0xFFFF)
         self._acked = sent
         self._sent = block

@@ -70,21 +70,21 @@ def _event(eid: int, host: str, stage: str) -> dict[str, object]:
     return {"id": eid, "host": host, "mac": "52:54:00:00:00:01", "time": 100.0 + eid, "stage": stage, "detail": None}
 
 
-def _reports_op(events: list[object], now: float):  # type: ignore[no-untyped-def]
+def _reports_op(events: list[object]):  # type: ignore[no-untyped-def]
     """The primary's route: the batch parsed into its type, then the use case."""
     body = parse_body(SatelliteReports, {"events": events}, unknown="ignore")
-    return satellite_cases.reports_op("edge", body.events, now)
+    return satellite_cases.reports_op("edge", body.events)
 
 
 def test_reports_apply_in_order_once_and_a_bad_batch_applies_nothing(conn: sqlite3.Connection) -> None:
     satellites.add_op("edge", 1.0)(conn)
     new_host_op("node1", "52:54:00:00:00:01", "web", IPv4Address("10.0.0.5"), 1.0)(conn)
     batch: list[object] = [_event(2, "node1", "done"), _event(1, "node1", "rsync"), _event(3, "ghost", "rsync")]
-    assert _reports_op(batch, 200.0)(conn) == (2, 1, 3)
+    assert _reports_op(batch)(conn) == (2, 1, 3)
     assert [r[0] for r in conn.execute("SELECT stage FROM install_events ORDER BY id")] == ["rsync", "done"]
     assert conn.execute("SELECT state FROM hosts WHERE name = 'node1'").fetchone()[0] == "installed"
     # A replay (the satellite missed our answer) changes nothing.
-    assert _reports_op(batch, 300.0)(conn) == (0, 0, 3)
+    assert _reports_op(batch)(conn) == (0, 0, 3)
     assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
     # Each refusal names the event (its index in the batch) and the key.
     for bad, words in (({"id": "4", "host": "node1", "stage": "rsync", "time": 1},
@@ -97,15 +97,15 @@ def test_reports_apply_in_order_once_and_a_bad_batch_applies_nothing(conn: sqlit
                         r'"events\[1\].detail" is longer than 8192'),
                        ("nope", r'"events\[1\]" must be an object')):
         with pytest.raises(Invalid, match=words):
-            _reports_op([_event(5, "node1", "rsync"), bad], 400.0)(conn)
+            _reports_op([_event(5, "node1", "rsync"), bad])(conn)
     assert conn.execute("SELECT count(*) FROM install_events").fetchone()[0] == 2
     # An object as detail is kept as its JSON.
-    assert _reports_op([{**_event(6, "node1", "failed"), "detail": {"stage": "rsync"}}], 500.0)(conn) == (1, 0, 6)
+    assert _reports_op([{**_event(6, "node1", "failed"), "detail": {"stage": "rsync"}}])(conn) == (1, 0, 6)
     assert json.loads(conn.execute("SELECT detail FROM install_events ORDER BY id DESC").fetchone()[0]) == {
         "stage": "rsync", "reason": "no reason given"}
     # A bare relayed failure is stored as the primary's own installer's: with its stage (the last one
     # reported) and a reason.
-    assert _reports_op([_event(7, "node1", "failed")], 600.0)(conn) == (1, 0, 7)
+    assert _reports_op([_event(7, "node1", "failed")])(conn) == (1, 0, 7)
     stored = json.loads(conn.execute("SELECT detail FROM install_events ORDER BY id DESC").fetchone()[0])
     assert stored == {"stage": "rsync", "reason": "no reason given"}, stored
 

@@ -455,7 +455,7 @@ def test_receive_lockstep_is_receive_in_one_call(size: int, blksize: str | None,
                                                  stall: float | None, streamed: bool) -> None:
     """Fed the same datagrams (in-order ACKs, duplicates, stale and future ones, garbage, timeouts), the
     machine that tries receive_lockstep first says and becomes exactly what the one using receive() does,
-    for content in memory (sliced) and for content read through a reader (a file too big for the cache)."""
+    for content in memory and for content read through a reader (a file too big for the cache)."""
     rng = random.Random(seed)
     content = bytes(rng.randrange(256) for _ in range(size))
     options = {"blksize": blksize} if blksize else {}
